@@ -1,0 +1,18 @@
+// error.h - how library code reports failure.
+//
+// Library functions never print and never exit. They return 0 on success and -1
+// on failure, after writing one human-readable line into a caller-owned bn_error.
+#ifndef BN_ERROR_H
+#define BN_ERROR_H
+
+#include <stddef.h>
+
+typedef struct bn_error {
+    char msg[512];
+} bn_error;
+
+// Formats msg into err (which may be NULL) and returns -1, so callers can write
+// `return bn_errorf(err, "...", ...);`.
+int bn_errorf(bn_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

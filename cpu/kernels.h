@@ -1,0 +1,59 @@
+// kernels.h - the CPU compute kernels, as a table chosen once at run time.
+//
+// Every kernel has a plain scalar version (kernels_scalar.c) that is the oracle
+// for the SIMD versions (AVX2, AVX-512 VNNI) and for the CUDA kernels. Ternary
+// kernels return exact int32 sums, so SIMD must equal scalar bit for bit.
+//
+// Row ranges [row0, row1) let the thread pool split work by rows without the
+// kernels knowing about threads.
+#ifndef BN_CPU_KERNELS_H
+#define BN_CPU_KERNELS_H
+
+#include <stdint.h>
+
+#include "../core/error.h"
+
+// Per-token int8 quantization of a BitLinear input (DESIGN 3):
+// s = 127 / max(max|x|, 1e-5); q = clamp(rint(x*s), -128, 127).
+// Returns s; *qsum = sum(q) (the SIMD kernels need it for dot(w+1,q) - sum(q)).
+float bn_quantize_i8(const float *x, int64_t n, int8_t *q, int32_t *qsum);
+
+// Ternary GEMM on I2_S weights w (rows of K elements, K % 128 == 0, K/4 bytes a
+// row): for tokens t < n and rows r in [row0, row1):
+//     y[t*ldy + r] = sum_k code(w[r][k]) * q[t*K + k]     with code in {-1,0,1}
+// qsum[t] = sum_k q[t*K + k]. n == 1 is the decode GEMV.
+typedef void (*bn_ternary_gemm_fn)(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
+                                   const int8_t *q, const int32_t *qsum, int n, int32_t *y,
+                                   int64_t ldy);
+
+// Float GEMV over a half-precision matrix (the LM head): for rows r in
+// [row0, row1): y[r] = sum_k w[r*K + k] * x[k], w in IEEE f16 (or bf16 below).
+typedef void (*bn_half_gemv_fn)(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
+                                const float *x, float *y);
+
+typedef struct bn_cpu_kernels {
+    const char *name; // "scalar", "avx2", "avx512"
+    bn_ternary_gemm_fn ternary_gemm;
+    bn_half_gemv_fn f16_gemv;
+} bn_cpu_kernels;
+
+extern const bn_cpu_kernels bn_kernels_scalar;
+
+// name NULL or "auto": the best set this CPU supports (CPUID). Otherwise the
+// named set, or -1 with a reason if unknown or unsupported here. The environment
+// variable BITNET_CPU_KERNELS overrides "auto".
+int bn_cpu_kernels_select(const char *name, const bn_cpu_kernels **out, bn_error *err);
+
+// Scalar references (also the fallback).
+void bn_ternary_gemm_scalar(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
+                            const int8_t *q, const int32_t *qsum, int n, int32_t *y,
+                            int64_t ldy);
+void bn_f16_gemv_scalar(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
+                        const float *x, float *y);
+
+// Half <-> float conversions (exact, portable).
+float bn_f16_to_f32(uint16_t h);
+uint16_t bn_f32_to_f16(float f); // round to nearest even
+float bn_bf16_to_f32(uint16_t h);
+
+#endif

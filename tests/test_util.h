@@ -1,0 +1,67 @@
+// test_util.h - shared helpers for the cmocka tests.
+//
+// Fixtures are reference data produced outside this project (../shared/fixtures,
+// see its README). They are never copied into the repository: tests find them
+// through BITNET_FIXTURES (set by CTest from the CMake option of the same name)
+// and skip, saying so, when they are absent.
+#ifndef BN_TEST_UTIL_H
+#define BN_TEST_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+// Full path of a fixture file in buf, or NULL when it does not exist.
+static inline const char *bn_fixture_path(const char *rel, char *buf, size_t n) {
+    const char *dir = getenv("BITNET_FIXTURES");
+    if (!dir || !*dir) dir = "../shared/fixtures";
+    snprintf(buf, n, "%s/%s", dir, rel);
+    struct stat st;
+    return stat(buf, &st) == 0 ? buf : NULL;
+}
+
+// Use inside a test: skips it with a clear message when the fixture is missing.
+#define BN_REQUIRE_FIXTURE(var, rel)                                                   \
+    char var##_buf[4096];                                                              \
+    const char *var = bn_fixture_path(rel, var##_buf, sizeof var##_buf);               \
+    if (!var) {                                                                        \
+        fprintf(stderr, "SKIP: fixture %s not found (set BITNET_FIXTURES)\n", rel);    \
+        skip();                                                                        \
+    }
+
+// Reads a whole file (malloc'd, NUL-terminated); NULL on failure.
+static inline char *bn_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = sz >= 0 ? malloc((size_t)sz + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) {
+        buf[sz] = 0;
+        if (len) *len = (size_t)sz;
+    }
+    return buf;
+}
+
+// Deterministic test RNG (xorshift64*), so random-shape tests are reproducible.
+static inline uint64_t bn_test_rand(uint64_t *s) {
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1DULL;
+}
+
+#endif
