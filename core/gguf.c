@@ -315,7 +315,7 @@ static int parse_kvs(reader *r, bn_gguf *g) {
         if (read_value(r, type, 0, &kv->value, key) != 0) return -1;
     }
     if (g->n_kv < 2) return 0;
-    bn_gguf_str dup;
+    bn_gguf_str dup = {0};
     int d = find_duplicate(&g->kv[0].key, sizeof(bn_gguf_kv), g->n_kv, &dup, r->err);
     if (d < 0) return -1;
     if (d) return bn_errorf(r->err, "gguf: duplicate key '%.*s'", (int)(dup.len < 80 ? dup.len : 80),
@@ -417,7 +417,7 @@ static int validate_tensors(bn_gguf *g, bn_error *err) {
     }
     if (g->n_tensors < 2) return 0;
 
-    bn_gguf_str dup;
+    bn_gguf_str dup = {0};
     int d = find_duplicate(&g->tensors[0].name, sizeof(bn_gguf_tensor), g->n_tensors, &dup, err);
     if (d < 0) return -1;
     if (d) return bn_errorf(err, "gguf: duplicate tensor name '%.*s'",
