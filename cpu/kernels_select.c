@@ -1,12 +1,45 @@
 // kernels_select.c - picks the CPU kernel table at run time.
-// (Placeholder: scalar only until the SIMD kernels land.)
-#include <stddef.h>
+//
+// "auto" takes the widest set the CPU and OS support: avx512 (VNNI) > avx2 >
+// scalar. BITNET_CPU_KERNELS=scalar|avx2|avx512 overrides "auto" (handy for
+// comparing kernels, or to work around a suspect one); an explicit name from the
+// caller wins over the environment. Asking for a set this CPU cannot run is an
+// error rather than a silent fallback, so a benchmark never measures the wrong code.
+#include <stdlib.h>
+#include <string.h>
 
+#include "cpu_features.h"
 #include "kernels.h"
 
 int bn_cpu_kernels_select(const char *name, const bn_cpu_kernels **out, bn_error *err) {
-    (void)err;
-    (void)name;
-    *out = &bn_kernels_scalar;
-    return 0;
+    const bn_cpu_features f = bn_cpu_detect();
+    if (!name || !strcmp(name, "auto")) {
+        const char *env = getenv("BITNET_CPU_KERNELS");
+        if (env && *env && strcmp(env, "auto") != 0) {
+            name = env;
+        } else {
+            *out = f.avx512 ? &bn_kernels_avx512 : f.avx2 ? &bn_kernels_avx2 : &bn_kernels_scalar;
+            return 0;
+        }
+    }
+    if (!strcmp(name, "scalar")) {
+        *out = &bn_kernels_scalar;
+        return 0;
+    }
+    if (!strcmp(name, "avx2")) {
+        if (!f.avx2)
+            return bn_errorf(err, "CPU kernels 'avx2' are not supported here "
+                                  "(needs AVX2, FMA and F16C with OS ymm support)");
+        *out = &bn_kernels_avx2;
+        return 0;
+    }
+    if (!strcmp(name, "avx512")) {
+        if (!f.avx512)
+            return bn_errorf(err, "CPU kernels 'avx512' are not supported here "
+                                  "(needs AVX-512 F/BW/VL/DQ + VNNI with OS zmm support)");
+        *out = &bn_kernels_avx512;
+        return 0;
+    }
+    return bn_errorf(err, "unknown CPU kernel set '%s' (expected auto, scalar, avx2 or avx512)",
+                     name);
 }

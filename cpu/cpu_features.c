@@ -1,0 +1,51 @@
+// cpu_features.c - CPUID / XGETBV feature detection (x86-64; none elsewhere).
+#include "cpu_features.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+// XCR0 bits: 1 SSE, 2 AVX (ymm upper halves), 5 opmask, 6 ZMM_Hi256, 7 Hi16_ZMM.
+#define XCR0_YMM 0x06u
+#define XCR0_ZMM 0xe6u
+
+static uint64_t read_xcr0(void) {
+    uint32_t lo, hi;
+    // xgetbv with ecx = 0; spelled as bytes-free asm so no -mxsave is needed.
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static bn_cpu_features detect(void) {
+    bn_cpu_features f = {0, 0};
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+    const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    const int fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
+    if (!osxsave || !avx) return f;
+    const uint64_t xcr0 = read_xcr0();
+    if (__get_cpuid_max(0, 0) < 7) return f;
+    __cpuid_count(7, 0, a, b, c, d);
+    const int avx2 = (b >> 5) & 1;
+    const int f512 = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+    const int vnni = (c >> 11) & 1;
+    f.avx2 = avx2 && fma && f16c && (xcr0 & XCR0_YMM) == XCR0_YMM;
+    f.avx512 = f.avx2 && f512 && dq && bw && vl && vnni && (xcr0 & XCR0_ZMM) == XCR0_ZMM;
+    return f;
+}
+#else
+static bn_cpu_features detect(void) {
+    bn_cpu_features f = {0, 0};
+    return f;
+}
+#endif
+
+bn_cpu_features bn_cpu_detect(void) {
+    // Benign race: every thread computes the same value.
+    static int done;
+    static bn_cpu_features cached;
+    if (!__atomic_load_n(&done, __ATOMIC_ACQUIRE)) {
+        cached = detect();
+        __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+    }
+    return cached;
+}

@@ -1,0 +1,35 @@
+// cpu_features.h - which SIMD kernel sets this CPU (and its OS) can run.
+//
+// An instruction set is usable only when CPUID reports it AND the OS saves the
+// wider registers on context switches (XGETBV, XCR0); a hypervisor can hide the
+// latter, so both are checked.
+#ifndef BN_CPU_FEATURES_H
+#define BN_CPU_FEATURES_H
+
+#include "kernels.h"
+
+typedef struct bn_cpu_features {
+    int avx2;   // AVX2 + FMA + F16C, OS saves ymm
+    int avx512; // AVX-512 F/BW/VL/DQ + VNNI, OS saves zmm and opmask registers
+} bn_cpu_features;
+
+// Detected once; cheap to call again.
+bn_cpu_features bn_cpu_detect(void);
+
+// The SIMD tables (kernels_avx2.c, kernels_avx512.c). Call them only on a CPU that
+// supports them: use bn_cpu_kernels_select, which checks.
+extern const bn_cpu_kernels bn_kernels_avx2;
+extern const bn_cpu_kernels bn_kernels_avx512;
+
+void bn_ternary_gemm_avx2(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
+                          const int8_t *q, const int32_t *qsum, int n, int32_t *y,
+                          int64_t ldy);
+void bn_f16_gemv_avx2(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
+                      const float *x, float *y);
+void bn_ternary_gemm_avx512(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
+                            const int8_t *q, const int32_t *qsum, int n, int32_t *y,
+                            int64_t ldy);
+void bn_f16_gemv_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
+                        const float *x, float *y);
+
+#endif

@@ -1,0 +1,139 @@
+// kernels_avx512.c - AVX-512 (F/BW/VL/DQ) + VNNI kernels: ternary GEMV/GEMM on
+// I2_S, f16 GEMV.
+//
+// Ternary design. Each 32-byte block (128 codes) is broadcast to both halves of a
+// zmm register. The low half is decoded with the "upper field" lookup and the high
+// half with the "lower field" lookup, so one vpshufb on the high nibbles gives the
+// codes of elements 0..63 of the block (fields 7:6 then 5:4) and one on the low
+// nibbles gives elements 64..127 (fields 3:2 then 1:0). Both line up with a plain
+// contiguous 64-byte activation load, so a block costs one broadcast load, three
+// ALU ops to split nibbles, two shuffles and two vpdpbusd (unsigned code c = w+1
+// times signed q, accumulated straight into int32: no int16 limits). The lookup
+// maps the never-written code 0b11 to weight 0 like the scalar oracle.
+// result = dot(c, q) - sum(q). Tiles: 4 rows x 1 token for the GEMV (several
+// streams in flight), 4 rows x 4 tokens for prefill (32 zmm registers leave room).
+//
+// f16 GEMV: 4 rows, 32 halves per row per step; the K tail uses masked loads.
+#include <immintrin.h>
+
+#include "cpu_features.h"
+#include "kernels.h"
+
+#define BN_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+// code lookup: fields 00,01,10,11 -> c = w+1 = 0,1,2,1; HI reads bits 3:2 of a
+// nibble, LO bits 1:0. Lanes 0-1 (bytes 0..31) use HI, lanes 2-3 use LO.
+#define C4(x) ((x) == 3 ? 1 : (x))
+#define LUT_HI(n) C4((n) >> 2)
+#define LUT_LO(n) C4((n)&3)
+#define LUT16(F)                                                                         \
+    F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), F(9), F(10), F(11), F(12),    \
+        F(13), F(14), F(15)
+
+static const int8_t bn_lut512[64] __attribute__((aligned(64))) = {
+    LUT16(LUT_HI), LUT16(LUT_HI), LUT16(LUT_LO), LUT16(LUT_LO)};
+
+BN_ALWAYS_INLINE void ternary_tile512(const uint8_t *w, int64_t rb, int64_t K, const int8_t *q,
+                                      const int32_t *qsum, int R, int T, int32_t *y,
+                                      int64_t ldy) {
+    const __m512i lut = _mm512_load_si512((const void *)bn_lut512);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512i acc[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[i][t] = _mm512_setzero_si512();
+
+    const int64_t nb = K / 128;
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *qb = q + 128 * b;
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            const __m512i v = _mm512_broadcast_i64x4(
+                _mm256_loadu_si256((const __m256i *)(w + i * rb + 32 * b)));
+            const __m512i c01 =
+                _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+            const __m512i c23 = _mm512_shuffle_epi8(lut, _mm512_and_si512(v, m4));
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                const int8_t *qt = qb + t * K;
+                acc[i][t] = _mm512_dpbusd_epi32(acc[i][t], c01, _mm512_loadu_si512(qt));
+                acc[i][t] = _mm512_dpbusd_epi32(acc[i][t], c23, _mm512_loadu_si512(qt + 64));
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            y[t * ldy + i] = _mm512_reduce_add_epi32(acc[i][t]) - qsum[t];
+}
+
+BN_ALWAYS_INLINE void ternary_rows512(const uint8_t *w, int64_t K, int64_t r, const int8_t *q,
+                                      const int32_t *qsum, int n, int32_t *y, int64_t ldy,
+                                      int R) {
+    const int64_t rb = K / 4;
+    const uint8_t *wr = w + r * rb;
+    int t = 0;
+    for (; t + 4 <= n; t += 4)
+        ternary_tile512(wr, rb, K, q + t * K, qsum + t, R, 4, y + t * ldy + r, ldy);
+    switch (n - t) {
+    case 3: ternary_tile512(wr, rb, K, q + t * K, qsum + t, R, 3, y + t * ldy + r, ldy); break;
+    case 2: ternary_tile512(wr, rb, K, q + t * K, qsum + t, R, 2, y + t * ldy + r, ldy); break;
+    case 1: ternary_tile512(wr, rb, K, q + t * K, qsum + t, R, 1, y + t * ldy + r, ldy); break;
+    default: break;
+    }
+}
+
+void bn_ternary_gemm_avx512(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
+                            const int8_t *q, const int32_t *qsum, int n, int32_t *y,
+                            int64_t ldy) {
+    int64_t r = row0;
+    for (; r + 4 <= row1; r += 4) ternary_rows512(w, K, r, q, qsum, n, y, ldy, 4);
+    for (; r < row1; r++) ternary_rows512(w, K, r, q, qsum, n, y, ldy, 1);
+}
+
+// ---- f16 GEMV ------------------------------------------------------------------
+
+BN_ALWAYS_INLINE void f16_tile512(const uint16_t *w, int64_t K, const float *x, float *y,
+                                  int R) {
+    __m512 a0[4], a1[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) a0[i] = a1[i] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        const __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            const uint16_t *wi = w + i * K + k;
+            a0[i] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)wi)), x0,
+                                    a0[i]);
+            a1[i] = _mm512_fmadd_ps(
+                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wi + 16))), x1, a1[i]);
+        }
+    }
+    for (; k < K; k += 16) { // at most two masked steps
+        const int64_t left = K - k;
+        const __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        const __m512 x0 = _mm512_maskz_loadu_ps(m, x + k);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++)
+            a0[i] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + i * K + k)),
+                                    x0, a0[i]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(a0[i], a1[i]));
+}
+
+void bn_f16_gemv_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
+                        const float *x, float *y) {
+    int64_t r = row0;
+    for (; r + 4 <= row1; r += 4) f16_tile512(w + r * K, K, x, y + r, 4);
+    for (; r < row1; r++) f16_tile512(w + r * K, K, x, y + r, 1);
+}
+
+const bn_cpu_kernels bn_kernels_avx512 = {
+    .name = "avx512",
+    .ternary_gemm = bn_ternary_gemm_avx512,
+    .f16_gemv = bn_f16_gemv_avx512,
+};

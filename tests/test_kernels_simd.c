@@ -1,0 +1,257 @@
+// test_kernels_simd.c - the SIMD kernel tables against the scalar oracle.
+//
+// Ternary GEMM must equal bn_ternary_gemm_scalar bit for bit (int32 sums), on
+// random weights using all four 2-bit codes (0b11 included: it must read as 0)
+// and random int8 activations including -128 and 127, on odd shapes, row ranges
+// that do not start at 0 and ldy > rows. The f16 GEMV must agree with the scalar
+// within 1e-5 of sum|w*x| (only the summation order differs), on K with tails.
+// A table this CPU cannot run is skipped with a message saying so.
+#include "test_util.h"
+
+#include <math.h>
+
+#include "cpu_features.h"
+#include "kernels.h"
+
+#define SENTINEL ((int32_t)0x7eadbeef)
+
+static const bn_cpu_kernels *table_or_skip(const char *name) {
+    const bn_cpu_kernels *k = NULL;
+    bn_error err = {{0}};
+    if (bn_cpu_kernels_select(name, &k, &err) != 0) {
+        fprintf(stderr, "SKIP: %s kernels not runnable on this CPU: %s\n", name, err.msg);
+        return NULL;
+    }
+    assert_string_equal(k->name, name);
+    return k;
+}
+
+static void fill_q(int8_t *q, int32_t *qsum, int64_t K, int n, uint64_t *rng) {
+    for (int t = 0; t < n; t++) {
+        int32_t s = 0;
+        for (int64_t k = 0; k < K; k++) {
+            const uint64_t r = bn_test_rand(rng);
+            // one in 8 is an extreme, so -128/127 show up in every block
+            int8_t v = (int8_t)(r >> 24);
+            if ((r & 7) == 0) v = (r & 8) ? 127 : -128;
+            q[t * K + k] = v;
+            s += v;
+        }
+        qsum[t] = s;
+    }
+}
+
+// Runs kernel and scalar on the same inputs; checks equality in [row0, row1) and
+// that nothing outside it (or in the ldy padding) was written.
+static void check_gemm(bn_ternary_gemm_fn fn, const uint8_t *w, int64_t K, int64_t rows,
+                       int64_t row0, const int8_t *q, const int32_t *qsum, int n) {
+    const int64_t ldy = rows + 3;
+    int32_t *y = malloc(sizeof *y * (size_t)(ldy * n));
+    int32_t *ref = malloc(sizeof *ref * (size_t)(ldy * n));
+    assert_non_null(y);
+    assert_non_null(ref);
+    for (int64_t i = 0; i < ldy * n; i++) y[i] = ref[i] = SENTINEL;
+    fn(w, K, row0, rows, q, qsum, n, y, ldy);
+    bn_ternary_gemm_scalar(w, K, row0, rows, q, qsum, n, ref, ldy);
+    for (int t = 0; t < n; t++)
+        for (int64_t r = 0; r < ldy; r++) {
+            const int64_t i = t * ldy + r;
+            if (y[i] != ref[i])
+                fail_msg("K=%lld rows=%lld row0=%lld n=%d: y[t=%d][r=%lld] = %d, scalar %d",
+                         (long long)K, (long long)rows, (long long)row0, n, t, (long long)r,
+                         y[i], ref[i]);
+        }
+    free(y);
+    free(ref);
+}
+
+static void test_ternary_random(const char *name) {
+    const bn_cpu_kernels *k = table_or_skip(name);
+    if (!k) skip();
+    static const int64_t Ks[] = {128, 128 * 3, 128 * 5, 128 * 21};
+    static const int64_t Rs[] = {1, 7, 33, 131};
+    static const int Ns[] = {1, 2, 3, 5, 17};
+    uint64_t rng = 0x9e3779b97f4a7c15ULL;
+    for (size_t a = 0; a < sizeof Ks / sizeof *Ks; a++)
+        for (size_t b = 0; b < sizeof Rs / sizeof *Rs; b++) {
+            const int64_t K = Ks[a], rows = Rs[b];
+            uint8_t *w = malloc((size_t)(rows * K / 4));
+            assert_non_null(w);
+            for (int64_t i = 0; i < rows * K / 4; i++) w[i] = (uint8_t)(bn_test_rand(&rng) >> 32);
+            for (size_t c = 0; c < sizeof Ns / sizeof *Ns; c++) {
+                const int n = Ns[c];
+                int8_t *q = malloc((size_t)(K * n));
+                int32_t *qsum = malloc(sizeof *qsum * (size_t)n);
+                assert_non_null(q);
+                assert_non_null(qsum);
+                fill_q(q, qsum, K, n, &rng);
+                check_gemm(k->ternary_gemm, w, K, rows, 0, q, qsum, n);
+                const int64_t row0 = rows > 1 ? 1 + (int64_t)(bn_test_rand(&rng) % (uint64_t)(rows - 1)) : 0;
+                check_gemm(k->ternary_gemm, w, K, rows, row0, q, qsum, n);
+                free(q);
+                free(qsum);
+            }
+            free(w);
+        }
+}
+
+// Worst cases for the int16 partial sums: every weight +1 or -1 (and 0b11) with
+// every activation -128 or 127, over a long row (the 2B-4T ffn width).
+static void test_ternary_extremes(const char *name) {
+    const bn_cpu_kernels *k = table_or_skip(name);
+    if (!k) skip();
+    const int64_t K = 6912, rows = 9;
+    const int n = 6;
+    static const uint8_t bytes[] = {0x00, 0xaa, 0x55, 0xff, 0xa0, 0x0a, 0xaa, 0x00, 0xe4};
+    uint8_t *w = malloc((size_t)(rows * K / 4));
+    int8_t *q = malloc((size_t)(K * n));
+    int32_t qsum[6];
+    assert_non_null(w);
+    assert_non_null(q);
+    for (int64_t r = 0; r < rows; r++) memset(w + r * K / 4, bytes[r], (size_t)(K / 4));
+    static const int8_t qv[6] = {-128, 127, -128, 127, 0, -1};
+    for (int t = 0; t < n; t++) {
+        memset(q + t * K, (uint8_t)qv[t], (size_t)K);
+        if (t == 2)
+            for (int64_t i = 0; i < K; i += 2) q[t * K + i] = 127; // alternate signs
+        qsum[t] = 0;
+        for (int64_t i = 0; i < K; i++) qsum[t] += q[t * K + i];
+    }
+    for (int nn = 1; nn <= n; nn++) check_gemm(k->ternary_gemm, w, K, rows, 0, q, qsum, nn);
+    // Spot-check the oracle itself on one known answer: all +1 against all -128.
+    int32_t y = 0;
+    bn_ternary_gemm_scalar(w + 1 * K / 4, K, 0, 1, q, qsum, 1, &y, 1);
+    assert_int_equal(y, -128 * K);
+    free(w);
+    free(q);
+}
+
+static void test_f16(const char *name) {
+    const bn_cpu_kernels *k = table_or_skip(name);
+    if (!k) skip();
+    static const int64_t Ks[] = {1, 7, 8, 15, 16, 17, 31, 33, 128, 2560, 2563, 6912 + 5};
+    static const int64_t Rs[] = {1, 3, 5, 37};
+    uint64_t rng = 0x1234567ULL;
+    for (size_t a = 0; a < sizeof Ks / sizeof *Ks; a++)
+        for (size_t b = 0; b < sizeof Rs / sizeof *Rs; b++) {
+            const int64_t K = Ks[a], rows = Rs[b];
+            uint16_t *w = malloc(sizeof *w * (size_t)(rows * K));
+            float *x = malloc(sizeof *x * (size_t)K);
+            float *y = malloc(sizeof *y * (size_t)(rows + 1));
+            float *ref = malloc(sizeof *ref * (size_t)(rows + 1));
+            assert_non_null(w);
+            assert_non_null(x);
+            assert_non_null(y);
+            assert_non_null(ref);
+            for (int64_t i = 0; i < rows * K; i++) {
+                const float u = (float)(bn_test_rand(&rng) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
+                w[i] = bn_f32_to_f16(u * 0.125f);
+            }
+            for (int64_t i = 0; i < K; i++)
+                x[i] = (float)(bn_test_rand(&rng) >> 40) / (float)(1 << 24) * 8.0f - 4.0f;
+            const int64_t row0 = rows > 2 ? 2 : 0;
+            for (int64_t r = 0; r <= rows; r++) y[r] = ref[r] = -7.0f;
+            k->f16_gemv(w, K, row0, rows, x, y);
+            bn_f16_gemv_scalar(w, K, row0, rows, x, ref);
+            for (int64_t r = 0; r <= rows; r++) {
+                if (r < row0 || r == rows) {
+                    assert_true(y[r] == -7.0f); // untouched
+                    continue;
+                }
+                double mag = 0.0;
+                for (int64_t i = 0; i < K; i++)
+                    mag += fabs((double)bn_f16_to_f32(w[r * K + i]) * (double)x[i]);
+                const double diff = fabs((double)y[r] - (double)ref[r]);
+                if (!(diff <= 1e-5 * mag + 1e-30))
+                    fail_msg("K=%lld row %lld: %.9g vs scalar %.9g (diff %.3g, sum|wx| %.3g)",
+                             (long long)K, (long long)r, y[r], ref[r], diff, mag);
+            }
+            free(w);
+            free(x);
+            free(y);
+            free(ref);
+        }
+}
+
+static void test_ternary_random_avx2(void **st) {
+    (void)st;
+    test_ternary_random("avx2");
+}
+static void test_ternary_extremes_avx2(void **st) {
+    (void)st;
+    test_ternary_extremes("avx2");
+}
+static void test_f16_avx2(void **st) {
+    (void)st;
+    test_f16("avx2");
+}
+static void test_ternary_random_avx512(void **st) {
+    (void)st;
+    test_ternary_random("avx512");
+}
+static void test_ternary_extremes_avx512(void **st) {
+    (void)st;
+    test_ternary_extremes("avx512");
+}
+static void test_f16_avx512(void **st) {
+    (void)st;
+    test_f16("avx512");
+}
+
+static void test_select(void **st) {
+    (void)st;
+    const bn_cpu_features f = bn_cpu_detect();
+    const char *best = f.avx512 ? "avx512" : f.avx2 ? "avx2" : "scalar";
+    const bn_cpu_kernels *k = NULL;
+    bn_error err = {{0}};
+
+    unsetenv("BITNET_CPU_KERNELS");
+    assert_int_equal(bn_cpu_kernels_select(NULL, &k, &err), 0);
+    assert_string_equal(k->name, best);
+    assert_int_equal(bn_cpu_kernels_select("auto", &k, &err), 0);
+    assert_string_equal(k->name, best);
+    assert_int_equal(bn_cpu_kernels_select("scalar", &k, &err), 0);
+    assert_ptr_equal(k, &bn_kernels_scalar);
+
+    // The environment overrides "auto" but not an explicit name.
+    setenv("BITNET_CPU_KERNELS", "scalar", 1);
+    assert_int_equal(bn_cpu_kernels_select("auto", &k, &err), 0);
+    assert_string_equal(k->name, "scalar");
+    assert_int_equal(bn_cpu_kernels_select(NULL, &k, &err), 0);
+    assert_string_equal(k->name, "scalar");
+    if (f.avx2) {
+        assert_int_equal(bn_cpu_kernels_select("avx2", &k, &err), 0);
+        assert_string_equal(k->name, "avx2");
+        setenv("BITNET_CPU_KERNELS", "avx2", 1);
+        assert_int_equal(bn_cpu_kernels_select(NULL, &k, &err), 0);
+        assert_string_equal(k->name, "avx2");
+    }
+    if (!f.avx512) {
+        k = NULL;
+        assert_int_equal(bn_cpu_kernels_select("avx512", &k, &err), -1);
+        assert_null(k);
+        assert_non_null(strstr(err.msg, "not supported"));
+        setenv("BITNET_CPU_KERNELS", "avx512", 1);
+        assert_int_equal(bn_cpu_kernels_select("auto", &k, &err), -1);
+        assert_non_null(strstr(err.msg, "avx512"));
+    }
+    setenv("BITNET_CPU_KERNELS", "sse9", 1);
+    assert_int_equal(bn_cpu_kernels_select(NULL, &k, &err), -1);
+    assert_non_null(strstr(err.msg, "sse9"));
+    unsetenv("BITNET_CPU_KERNELS");
+    assert_int_equal(bn_cpu_kernels_select("neon", &k, &err), -1);
+    assert_non_null(strstr(err.msg, "unknown"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_select),
+        cmocka_unit_test(test_ternary_random_avx2),
+        cmocka_unit_test(test_ternary_extremes_avx2),
+        cmocka_unit_test(test_f16_avx2),
+        cmocka_unit_test(test_ternary_random_avx512),
+        cmocka_unit_test(test_ternary_extremes_avx512),
+        cmocka_unit_test(test_f16_avx512),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
