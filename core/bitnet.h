@@ -1,0 +1,104 @@
+// bitnet.h - the public C API of bitnet-gpu.
+//
+//   bn_engine   a loaded model file and its tokenizer (read-only, mmap'd)
+//   bn_session  a backend instance (weights on the device, KV cache) plus the
+//               tokens already fed; generate() continues from where it stopped,
+//               so a chat keeps its KV cache between turns.
+//
+// Every function returns 0 on success and -1 on failure with a message in the
+// caller's bn_error. Nothing here prints or exits. The `bitnet-gpu` CLI is
+// written against this header only.
+#ifndef BITNET_H
+#define BITNET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "sampler.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct bn_engine bn_engine;
+typedef struct bn_session bn_session;
+
+// ---- engine: model + tokenizer ------------------------------------------------
+// tokenizer_json may be NULL: the tokenizer embedded in the GGUF is used.
+int bn_engine_load(const char *model_path, const char *tokenizer_json, bn_engine **out,
+                   bn_error *err);
+void bn_engine_free(bn_engine *e);
+
+typedef struct bn_model_info {
+    const char *arch;
+    int n_vocab, n_ctx_train, n_embd, n_layer, n_ff, n_head, n_head_kv;
+    uint64_t file_bytes;
+} bn_model_info;
+bn_model_info bn_engine_info(const bn_engine *e);
+double bn_engine_load_ms(const bn_engine *e);
+
+// Text -> ids (malloc'd; free with free()). parse_special: "<|eot_id|>" in the
+// text is the special token instead of plain text.
+int bn_engine_tokenize(const bn_engine *e, const char *text, bool add_bos, bool parse_special,
+                       int32_t **ids, size_t *n_ids, bn_error *err);
+// Raw bytes of one token (may be part of a UTF-8 character); NULL if invalid.
+const char *bn_engine_token_bytes(const bn_engine *e, int32_t id, size_t *len);
+bool bn_engine_is_eog(const bn_engine *e, int32_t id);
+bool bn_engine_add_bos(const bn_engine *e); // the vocabulary's add_bos_token
+// One user turn in the 2B-4T chat format (DESIGN 4), as token ids:
+//   [<|eot_id|>]  [<|begin_of_text|> [System: SYSTEM<|eot_id|>]]  User: USER<|eot_id|>Assistant: 
+// first_turn adds BOS and the system prompt (may be NULL); close_previous ends
+// a previous reply that stopped without its <|eot_id|>. The message texts are
+// never parsed for special tokens, so a user cannot inject them.
+int bn_engine_chat_tokens(const bn_engine *e, const char *system, const char *user, bool first_turn,
+                          bool close_previous, int32_t **ids, size_t *n_ids, bn_error *err);
+
+// ---- session: backend + KV cache + generation ---------------------------------
+typedef struct bn_session_params {
+    const char *backend;     // "auto" (default), "cpu", "cuda"
+    int n_threads;           // CPU threads; 0 = physical cores
+    int n_ctx;               // 0 = the model's context length
+    bool lm_head_q8;         // int8 LM head (faster, not bit-exact with the reference)
+    const char *cpu_kernels; // NULL/"auto", "scalar", "avx2", "avx512"
+} bn_session_params;
+
+int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err);
+void bn_session_free(bn_session *s);
+// Name of the backend in use, and why it was picked (for "auto").
+const char *bn_session_backend(const bn_session *s);
+const char *bn_session_backend_note(const bn_session *s);
+int bn_session_n_ctx(const bn_session *s);
+int bn_session_pos(const bn_session *s); // tokens in the KV cache
+void bn_session_reset(bn_session *s);    // forget all tokens
+uint64_t bn_session_backend_bytes(const bn_session *s);
+
+// Called once per generated token with its id and the complete UTF-8 text it
+// finished (possibly empty while a character is split over tokens). Return
+// nonzero to stop.
+typedef int (*bn_token_fn)(void *user, int32_t id, const char *text, size_t len);
+
+typedef struct bn_timings {
+    double backend_ms;   // session creation (weights to the backend)
+    double prefill_ms;   // prompt forward pass
+    double decode_ms;    // all decode steps
+    int n_prompt, n_gen; // tokens
+} bn_timings;
+
+// Feeds prompt[0..n_prompt) after the tokens already in the session, then
+// samples up to n_predict tokens (stops early at end-of-generation tokens or
+// when the context is full). A prompt that does not fit is an error.
+int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, int n_predict,
+                        const bn_sampling *sp, bn_token_fn on_token, void *user,
+                        bn_timings *timings, bn_error *err);
+
+// Logits after feeding tokens (for tests and tools): runs the forward pass for
+// them after the tokens already in the session and copies the last row.
+int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float *logits, bn_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

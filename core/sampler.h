@@ -1,0 +1,44 @@
+// sampler.h - turns a row of logits into the next token id.
+//
+// The order follows llama.cpp: repetition penalty, then greedy argmax when
+// temperature is 0, else top-k, temperature, softmax, top-p, min-p, and a draw
+// from a seeded RNG. The RNG is ours (splitmix64), so the same seed gives the
+// same tokens on any machine and any libc.
+#ifndef BN_SAMPLER_H
+#define BN_SAMPLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+typedef struct bn_sampling {
+    float temperature;    // <= 0: greedy
+    int top_k;            // <= 0: all tokens
+    float top_p;          // >= 1: off
+    float min_p;          // <= 0: off
+    float repeat_penalty; // 1: off
+    int repeat_last_n;    // how many recent tokens the penalty looks at
+    uint64_t seed;
+} bn_sampling;
+
+// llama.cpp's defaults: temp 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalty.
+bn_sampling bn_sampling_default(void);
+bn_sampling bn_sampling_greedy(void);
+int bn_sampling_validate(const bn_sampling *p, bn_error *err);
+
+typedef struct bn_sampler bn_sampler;
+
+int bn_sampler_create(const bn_sampling *p, int32_t n_vocab, bn_sampler **out, bn_error *err);
+void bn_sampler_free(bn_sampler *s);
+bool bn_sampler_is_greedy(const bn_sampler *s); // no penalty and temperature <= 0
+
+// Picks a token from logits[n_vocab] (modified in place). history holds the
+// tokens seen so far, for the repetition penalty.
+int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, size_t n_history);
+
+// Index of the largest value; ties go to the lowest index.
+int32_t bn_argmax(const float *x, int32_t n);
+
+#endif

@@ -1,0 +1,159 @@
+// cmd_bench.c - `bitnet-gpu bench`: the backend comparison. Runs the same
+// greedy decode (default: 4 tokens of "2+2=") on every backend this build and
+// machine can run, checks that they produced the same tokens, and prints a
+// table plus JSON. Different tokens are a failure (exit 1), loudly.
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitnet.h"
+#include "clock.h"
+#include "cli.h"
+#include "commands.h"
+
+#define MAX_TOKENS 64
+
+typedef struct {
+    const char *backend;
+    bool ran;
+    char note[320];
+    double load_ms, prefill_ms, ms_per_token, tok_s;
+    uint64_t peak_rss, backend_bytes;
+    int32_t tokens[MAX_TOKENS];
+    int n_tokens;
+} bench_row;
+
+static int collect(void *user, int32_t id, const char *text, size_t len) {
+    (void)text, (void)len;
+    bench_row *row = user;
+    if (id >= 0 && row->n_tokens < MAX_TOKENS) row->tokens[row->n_tokens++] = id;
+    return 0;
+}
+
+static void run_backend(bn_engine *e, const bn_run_flags *f, const int32_t *prompt, size_t n_prompt,
+                        bench_row *row) {
+    bn_session_params sp = f->session;
+    sp.backend = row->backend;
+    bn_session *s = NULL;
+    bn_error err;
+    double t0 = bn_now_ms();
+    if (bn_session_create(e, &sp, &s, &err)) {
+        snprintf(row->note, sizeof row->note, "skipped: %s", err.msg);
+        return;
+    }
+    bn_sampling greedy = bn_sampling_greedy();
+    bn_timings t;
+    if (bn_session_generate(s, prompt, n_prompt, f->n_predict, &greedy, collect, row, &t, &err)) {
+        snprintf(row->note, sizeof row->note, "failed: %s", err.msg);
+    } else {
+        int steps = t.n_gen > 1 ? t.n_gen - 1 : 0;
+        row->ran = true;
+        row->load_ms = bn_engine_load_ms(e) + (bn_now_ms() - t0) - t.prefill_ms - t.decode_ms;
+        row->prefill_ms = t.prefill_ms;
+        row->ms_per_token = steps ? t.decode_ms / steps : 0;
+        row->tok_s = steps ? 1e3 * steps / t.decode_ms : 0;
+        row->backend_bytes = bn_session_backend_bytes(s);
+        snprintf(row->note, sizeof row->note, "%s", bn_session_backend_note(s));
+    }
+    row->peak_rss = bn_peak_rss_bytes();
+    bn_session_free(s);
+}
+
+static void print_json(const bench_row *rows, int n, bool same, const int32_t *prompt,
+                       size_t n_prompt) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *p = cJSON_AddArrayToObject(o, "prompt_ids");
+    for (size_t i = 0; i < n_prompt; i++) cJSON_AddItemToArray(p, cJSON_CreateNumber(prompt[i]));
+    cJSON *arr = cJSON_AddArrayToObject(o, "backends");
+    for (int i = 0; i < n; i++) {
+        cJSON *b = cJSON_CreateObject();
+        cJSON_AddStringToObject(b, "backend", rows[i].backend);
+        cJSON_AddBoolToObject(b, "ran", rows[i].ran);
+        cJSON_AddStringToObject(b, "note", rows[i].note);
+        if (rows[i].ran) {
+            cJSON_AddNumberToObject(b, "load_ms", rows[i].load_ms);
+            cJSON_AddNumberToObject(b, "prefill_ms", rows[i].prefill_ms);
+            cJSON_AddNumberToObject(b, "ms_per_token", rows[i].ms_per_token);
+            cJSON_AddNumberToObject(b, "tokens_per_s", rows[i].tok_s);
+            cJSON_AddNumberToObject(b, "peak_rss_bytes", (double)rows[i].peak_rss);
+            cJSON_AddNumberToObject(b, "backend_bytes", (double)rows[i].backend_bytes);
+            cJSON *t = cJSON_AddArrayToObject(b, "tokens");
+            for (int k = 0; k < rows[i].n_tokens; k++)
+                cJSON_AddItemToArray(t, cJSON_CreateNumber(rows[i].tokens[k]));
+        }
+        cJSON_AddItemToArray(arr, b);
+    }
+    cJSON_AddBoolToObject(o, "same_tokens", same);
+    char *s = cJSON_Print(o);
+    if (s) puts(s);
+    free(s);
+    cJSON_Delete(o);
+}
+
+int bn_cmd_bench(int argc, char **argv) {
+    bn_run_flags f;
+    bool help;
+    int rc = bn_parse_run_flags(argc, argv, &f, &help);
+    if (help || rc) {
+        if (help) bn_print_run_usage("bench", "-m MODEL [-t N] [-p PROMPT] [-n N] [--json]");
+        return rc;
+    }
+    if (!f.model) {
+        fprintf(stderr, "error: bench needs -m MODEL (make one with `bitnet-gpu make-model`)\n");
+        return 2;
+    }
+    if (!f.prompt) f.prompt = "2+2=";
+    if (f.n_predict < 0) f.n_predict = 4;
+    if (f.n_predict > MAX_TOKENS) f.n_predict = MAX_TOKENS;
+
+    bn_engine *e;
+    bn_error err;
+    if (bn_engine_load(f.model, f.tokenizer, &e, &err)) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        return 1;
+    }
+    int32_t *prompt = NULL;
+    size_t n_prompt = 0;
+    if (bn_engine_tokenize(e, f.prompt, bn_engine_add_bos(e), false, &prompt, &n_prompt, &err)) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        bn_engine_free(e);
+        return 1;
+    }
+
+    bench_row rows[] = {{.backend = "cpu"}, {.backend = "cuda"}};
+    int n_rows = (int)(sizeof rows / sizeof rows[0]);
+    for (int i = 0; i < n_rows; i++) run_backend(e, &f, prompt, n_prompt, &rows[i]);
+
+    // Every backend that ran must agree with the first one that ran.
+    bool same = true;
+    const bench_row *ref = NULL;
+    for (int i = 0; i < n_rows; i++) {
+        if (!rows[i].ran) continue;
+        if (!ref) ref = &rows[i];
+        else same = same && rows[i].n_tokens == ref->n_tokens &&
+                    !memcmp(rows[i].tokens, ref->tokens, sizeof(int32_t) * (size_t)ref->n_tokens);
+    }
+
+    printf("bench: %s, prompt \"%s\" (%zu tokens), %d greedy tokens\n", f.model, f.prompt, n_prompt,
+           f.n_predict);
+    printf("%-8s %10s %11s %12s %9s %12s  %s\n", "backend", "load ms", "prefill ms", "ms/token",
+           "tok/s", "peak RSS MB", "tokens");
+    for (int i = 0; i < n_rows; i++) {
+        const bench_row *r = &rows[i];
+        if (!r->ran) {
+            printf("%-8s %s\n", r->backend, r->note);
+            continue;
+        }
+        printf("%-8s %10.1f %11.2f %12.3f %9.1f %12.1f  [", r->backend, r->load_ms, r->prefill_ms,
+               r->ms_per_token, r->tok_s, r->peak_rss / 1048576.0);
+        for (int k = 0; k < r->n_tokens; k++) printf(k ? " %d" : "%d", r->tokens[k]);
+        printf("]\n");
+    }
+    if (f.json) print_json(rows, n_rows, same, prompt, n_prompt);
+    if (!ref) fprintf(stderr, "error: no backend could run\n");
+    else if (!same) fprintf(stderr, "error: BACKENDS DISAGREE: the tokens above differ\n");
+    free(prompt);
+    bn_engine_free(e);
+    return ref && same ? 0 : 1;
+}

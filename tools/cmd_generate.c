@@ -1,0 +1,100 @@
+// cmd_generate.c - `bitnet-gpu generate`: stream a completion to stdout,
+// timings to stderr (or everything as one JSON object with --json).
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "run.h"
+
+typedef struct {
+    bool json;
+    char *text; // --json: the whole completion
+    size_t len, cap;
+    int32_t *ids;
+    size_t n_ids, cap_ids;
+} collector;
+
+static int on_token(void *user, int32_t id, const char *text, size_t len) {
+    collector *c = user;
+    if (id >= 0) {
+        if (c->n_ids == c->cap_ids) {
+            c->cap_ids = c->cap_ids ? 2 * c->cap_ids : 64;
+            c->ids = realloc(c->ids, c->cap_ids * sizeof *c->ids);
+            if (!c->ids) return 1;
+        }
+        c->ids[c->n_ids++] = id;
+    }
+    if (!c->json) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+        return 0;
+    }
+    if (c->len + len + 1 > c->cap) {
+        c->cap = 2 * (c->len + len + 1);
+        c->text = realloc(c->text, c->cap);
+        if (!c->text) return 1;
+    }
+    memcpy(c->text + c->len, text, len);
+    c->len += len;
+    c->text[c->len] = 0;
+    return 0;
+}
+
+static void print_json(const bn_run *r, const int32_t *prompt, size_t n_prompt, const collector *c,
+                       const bn_timings *t) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *p = cJSON_AddArrayToObject(o, "prompt_ids");
+    for (size_t i = 0; i < n_prompt; i++) cJSON_AddItemToArray(p, cJSON_CreateNumber(prompt[i]));
+    cJSON *g = cJSON_AddArrayToObject(o, "generated_ids");
+    for (size_t i = 0; i < c->n_ids; i++) cJSON_AddItemToArray(g, cJSON_CreateNumber(c->ids[i]));
+    cJSON_AddStringToObject(o, "text", c->text ? c->text : "");
+    cJSON_AddStringToObject(o, "backend", bn_session_backend(r->session));
+    bn_add_timings_json(o, r, t);
+    char *s = cJSON_PrintUnformatted(o);
+    if (s) puts(s);
+    free(s);
+    cJSON_Delete(o);
+}
+
+int bn_cmd_generate(int argc, char **argv) {
+    bn_run_flags f;
+    bool help;
+    int rc = bn_parse_run_flags(argc, argv, &f, &help);
+    if (help || rc) {
+        if (help) bn_print_run_usage("generate", "-m MODEL -p PROMPT [options]");
+        return rc;
+    }
+    if (!f.model || !f.prompt) {
+        fprintf(stderr, "error: generate needs -m MODEL and -p PROMPT (see --help)\n");
+        return 2;
+    }
+    if (f.n_predict < 0) f.n_predict = 128;
+    bn_run r;
+    if (bn_run_open(&f, &r)) return 1;
+
+    int32_t *prompt = NULL;
+    size_t n_prompt = 0;
+    collector c = {.json = f.json};
+    bn_timings t;
+    bn_error err;
+    rc = 1;
+    if (bn_run_prompt(&r, &f, f.prompt, true, false, &prompt, &n_prompt)) goto done;
+    if (bn_session_generate(r.session, prompt, n_prompt, f.n_predict, &f.sampling, on_token, &c, &t,
+                            &err)) {
+        fprintf(stderr, "\nerror: %s\n", err.msg);
+        goto done;
+    }
+    if (f.json) print_json(&r, prompt, n_prompt, &c, &t);
+    else putchar('\n');
+    bn_print_timings(&r, &t);
+    rc = 0;
+done:
+    free(prompt);
+    free(c.text);
+    free(c.ids);
+    bn_run_close(&r);
+    return rc;
+}

@@ -1,0 +1,46 @@
+// main.c - the bitnet-gpu command line: dispatches to one subcommand.
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+#define BN_VERSION "0.1.0"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} commands[] = {
+    {"generate", bn_cmd_generate, "generate text from a prompt"},
+    {"chat", bn_cmd_chat, "interactive multi-turn chat (Ctrl-D to quit)"},
+    {"bench", bn_cmd_bench, "4-token greedy decode of \"2+2=\" on every backend, compared"},
+    {"inspect", bn_cmd_inspect, "validate a model file and describe it"},
+    {"tokenize", bn_cmd_tokenize, "text to token ids"},
+    {"make-model", bn_cmd_make_model, "write a synthetic model in the official format"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: bitnet-gpu COMMAND [options]   (bitnet-gpu COMMAND --help for its options)\n\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("bitnet-gpu %s\n", BN_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "error: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,73 @@
+#include "run.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int bn_run_open(const bn_run_flags *f, bn_run *r) {
+    *r = (bn_run){0};
+    bn_error err;
+    if (bn_engine_load(f->model, f->tokenizer, &r->engine, &err)) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        return -1;
+    }
+    if (bn_session_create(r->engine, &f->session, &r->session, &err)) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        bn_run_close(r);
+        return -1;
+    }
+    bn_model_info info = bn_engine_info(r->engine);
+    fprintf(stderr, "model: %s, %s, %d layers, hidden %d, vocab %d (%.0f ms)\n", f->model, info.arch,
+            info.n_layer, info.n_embd, info.n_vocab, bn_engine_load_ms(r->engine));
+    fprintf(stderr, "backend: %s (%s), context %d\n", bn_session_backend(r->session),
+            bn_session_backend_note(r->session), bn_session_n_ctx(r->session));
+    return 0;
+}
+
+void bn_run_close(bn_run *r) {
+    bn_session_free(r->session);
+    bn_engine_free(r->engine);
+    *r = (bn_run){0};
+}
+
+int bn_run_prompt(const bn_run *r, const bn_run_flags *f, const char *text, bool first_turn,
+                  bool close_previous, int32_t **ids, size_t *n) {
+    bn_error err;
+    int rc;
+    if (f->chat) {
+        rc = bn_engine_chat_tokens(r->engine, f->system, text, first_turn, close_previous, ids, n,
+                                   &err);
+    } else {
+        bool bos = !f->no_bos && first_turn && bn_engine_add_bos(r->engine);
+        rc = bn_engine_tokenize(r->engine, text, bos, false, ids, n, &err);
+    }
+    if (rc) fprintf(stderr, "error: %s\n", err.msg);
+    return rc;
+}
+
+static double per_second(int n, double ms) { return ms > 0 ? 1e3 * n / ms : 0; }
+
+void bn_print_timings(const bn_run *r, const bn_timings *t) {
+    // The first generated token comes from the prefill; the others each cost a decode step.
+    int n_steps = t->n_gen > 1 ? t->n_gen - 1 : 0;
+    fprintf(stderr,
+            "timings: load %.0f ms + backend %.0f ms | prompt %d tokens, %.1f ms (%.1f tok/s) | "
+            "generated %d tokens, %.2f ms/token (%.1f tok/s) [%s]\n",
+            bn_engine_load_ms(r->engine), t->backend_ms, t->n_prompt, t->prefill_ms,
+            per_second(t->n_prompt, t->prefill_ms), t->n_gen, n_steps ? t->decode_ms / n_steps : 0,
+            per_second(n_steps, t->decode_ms), bn_session_backend(r->session));
+}
+
+void bn_add_timings_json(cJSON *o, const bn_run *r, const bn_timings *t) {
+    int n_steps = t->n_gen > 1 ? t->n_gen - 1 : 0;
+    cJSON *j = cJSON_AddObjectToObject(o, "timings");
+    cJSON_AddNumberToObject(j, "load_ms", bn_engine_load_ms(r->engine));
+    cJSON_AddNumberToObject(j, "backend_ms", t->backend_ms);
+    cJSON_AddNumberToObject(j, "prefill_ms", t->prefill_ms);
+    cJSON_AddNumberToObject(j, "prompt_tokens", t->n_prompt);
+    cJSON_AddNumberToObject(j, "prompt_tok_s", per_second(t->n_prompt, t->prefill_ms));
+    cJSON_AddNumberToObject(j, "decode_ms", t->decode_ms);
+    cJSON_AddNumberToObject(j, "generated_tokens", t->n_gen);
+    cJSON_AddNumberToObject(j, "ms_per_token", n_steps ? t->decode_ms / n_steps : 0);
+    cJSON_AddNumberToObject(j, "decode_tok_s", per_second(n_steps, t->decode_ms));
+}

@@ -1,0 +1,30 @@
+// run.h - what generate, chat and bench share: open a model on a backend,
+// build a prompt, report timings.
+#ifndef BN_RUN_H
+#define BN_RUN_H
+
+#include <cjson/cJSON.h>
+
+#include "bitnet.h"
+#include "cli.h"
+
+typedef struct bn_run {
+    bn_engine *engine;
+    bn_session *session;
+} bn_run;
+
+// Loads the model and creates the session; prints what it chose on stderr.
+// On failure prints one `error:` line and returns -1 (r is then empty).
+int bn_run_open(const bn_run_flags *f, bn_run *r);
+void bn_run_close(bn_run *r);
+
+// Tokenizes one user prompt: with --chat, in the 2B-4T chat format (first_turn
+// adds BOS and the system prompt); else plain text, BOS unless --no-bos.
+int bn_run_prompt(const bn_run *r, const bn_run_flags *f, const char *text, bool first_turn,
+                  bool close_previous, int32_t **ids, size_t *n);
+
+// One summary line on stderr: load, prompt and decode speed.
+void bn_print_timings(const bn_run *r, const bn_timings *t);
+void bn_add_timings_json(cJSON *o, const bn_run *r, const bn_timings *t);
+
+#endif
