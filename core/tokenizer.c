@@ -1,0 +1,396 @@
+// tokenizer.c - the tokenizer's tables: vocabulary, byte-level mapping, merge
+// table, special tokens; accessors and decoding. Loaders live in
+// tokenizer_json.c / tokenizer_gguf.c, encoding in tokenizer_bpe.c.
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenizer_internal.h"
+
+// ---- GPT-2 byte-level mapping ---------------------------------------------------
+// bytes_to_unicode(): printable Latin-1 bytes (33..126, 161..172, 174..255) stand
+// for themselves; the other 68 bytes map, in order, to U+0100 and up. A vocabulary
+// entry is the UTF-8 of those code points.
+static int byte_to_cp(int b) {
+    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) return b;
+    int n = 0; // count of unprintable bytes below b
+    for (int c = 0; c < b; c++)
+        if (!((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || (c >= 174 && c <= 255))) n++;
+    return 256 + n;
+}
+
+// Inverse map over code points 0..323; -1 where no byte maps there.
+static int cp_to_byte(uint32_t cp) {
+    static int table[324];
+    static int ready; // benign race: every thread writes the same values
+    if (!ready) {
+        for (int i = 0; i < 324; i++) table[i] = -1;
+        for (int b = 0; b < 256; b++) table[byte_to_cp(b)] = b;
+        ready = 1;
+    }
+    return cp < 324 ? table[cp] : -1;
+}
+
+// Decodes a vocabulary-form string into raw bytes (out has room for len bytes:
+// every code point is at least one UTF-8 byte). Returns the byte count, or -1
+// when the string is not valid byte-level text.
+static long byte_level_decode(const char *s, size_t len, char *out) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, n = 0;
+    while (i < len) {
+        uint32_t cp;
+        if (p[i] < 0x80) {
+            cp = p[i++];
+        } else if ((p[i] & 0xE0) == 0xC0 && i + 1 < len && (p[i + 1] & 0xC0) == 0x80) {
+            cp = ((uint32_t)(p[i] & 0x1F) << 6) | (p[i + 1] & 0x3F);
+            i += 2;
+        } else {
+            return -1; // every mapped code point is below U+0800
+        }
+        int b = cp_to_byte(cp);
+        if (b < 0) return -1;
+        out[n++] = (char)b;
+    }
+    return (long)n;
+}
+
+// ---- small helpers ------------------------------------------------------------
+static int pool_add(bn_pool *p, const char *s, size_t len, uint32_t *off, bn_error *err) {
+    if (p->size + len + 1 > UINT32_MAX) return bn_errorf(err, "tokenizer: string pool over 4 GiB");
+    if (p->size + len + 1 > p->cap) {
+        size_t cap = p->cap ? p->cap : 1 << 16;
+        while (cap < p->size + len + 1) cap *= 2;
+        char *d = realloc(p->data, cap);
+        if (!d) return bn_errorf(err, "tokenizer: out of memory");
+        p->data = d;
+        p->cap = cap;
+    }
+    if (len) memcpy(p->data + p->size, s, len);
+    p->data[p->size + len] = 0; // NUL after each string: handy for C callers
+    *off = (uint32_t)p->size;
+    p->size += len + 1;
+    return 0;
+}
+
+// FNV-1a: short keys (a word), simple, no third-party code.
+static uint64_t hash_bytes(const char *s, size_t len) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+static size_t pow2_at_least(size_t n) {
+    size_t c = 16;
+    while (c < n) c *= 2;
+    return c;
+}
+
+// ---- building -----------------------------------------------------------------
+bn_tokenizer *bn_tok_new(int32_t n_vocab, bn_error *err) {
+    if (n_vocab <= 0) {
+        bn_errorf(err, "tokenizer: empty vocabulary");
+        return NULL;
+    }
+    bn_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) {
+        bn_errorf(err, "tokenizer: out of memory");
+        return NULL;
+    }
+    size_t n = (size_t)n_vocab;
+    t->n_vocab = n_vocab;
+    t->type = calloc(n, sizeof *t->type);
+    t->text_off = calloc(n, sizeof *t->text_off);
+    t->text_len = calloc(n, sizeof *t->text_len);
+    t->bytes_off = calloc(n, sizeof *t->bytes_off);
+    t->bytes_len = calloc(n, sizeof *t->bytes_len);
+    t->is_set = calloc(n, 1);
+    t->bos = t->eos = t->eot = -1;
+    if (!t->type || !t->text_off || !t->text_len || !t->bytes_off || !t->bytes_len || !t->is_set) {
+        bn_tokenizer_free(t);
+        bn_errorf(err, "tokenizer: out of memory for %d tokens", n_vocab);
+        return NULL;
+    }
+    return t;
+}
+
+int bn_tok_set_token(bn_tokenizer *t, int32_t id, const char *text, size_t len, int32_t type,
+                     bn_error *err) {
+    if (id < 0 || id >= t->n_vocab)
+        return bn_errorf(err, "tokenizer: token id %d out of range [0, %d)", id, t->n_vocab);
+    if (t->is_set[id]) return bn_errorf(err, "tokenizer: token id %d defined twice", id);
+    if (type < BN_TOKEN_TYPE_NORMAL || type > BN_TOKEN_TYPE_BYTE)
+        return bn_errorf(err, "tokenizer: token %d has unknown token type %d", id, type);
+    if (len > (1u << 20)) return bn_errorf(err, "tokenizer: token %d is %zu bytes long", id, len);
+    if (pool_add(&t->text, text, len, &t->text_off[id], err)) return -1;
+    t->text_len[id] = (uint32_t)len;
+
+    // Raw bytes: CONTROL / USER_DEFINED (added) tokens are literal text; the rest
+    // are byte-level strings. A string that is not byte-level text (possible in a
+    // foreign GGUF) is kept literally, as llama.cpp prints it.
+    char stack[256];
+    char *buf = len <= sizeof stack ? stack : malloc(len);
+    if (!buf) return bn_errorf(err, "tokenizer: out of memory");
+    long n = -1;
+    if (type != BN_TOKEN_TYPE_CONTROL && type != BN_TOKEN_TYPE_USER_DEFINED)
+        n = byte_level_decode(text, len, buf);
+    int rc = n >= 0 ? pool_add(&t->bytes, buf, (size_t)n, &t->bytes_off[id], err)
+                    : pool_add(&t->bytes, text, len, &t->bytes_off[id], err);
+    if (buf != stack) free(buf);
+    if (rc) return -1;
+    t->bytes_len[id] = n >= 0 ? (uint32_t)n : (uint32_t)len;
+    t->type[id] = type;
+    t->is_set[id] = 1;
+    return 0;
+}
+
+int32_t bn_tok_find(const bn_tokenizer *t, const char *text, size_t len) {
+    if (!t->vslot) return -1;
+    for (size_t i = hash_bytes(text, len) & t->vmask;; i = (i + 1) & t->vmask) {
+        int32_t id = t->vslot[i];
+        if (id < 0) return -1;
+        if (t->text_len[id] == len && memcmp(t->text.data + t->text_off[id], text, len) == 0)
+            return id;
+    }
+}
+
+int bn_tok_finish_vocab(bn_tokenizer *t, bn_error *err) {
+    for (int32_t id = 0; id < t->n_vocab; id++)
+        if (!t->is_set[id]) return bn_errorf(err, "tokenizer: no token with id %d (gap in ids)", id);
+    size_t cap = pow2_at_least((size_t)t->n_vocab * 2);
+    t->vslot = malloc(cap * sizeof *t->vslot);
+    if (!t->vslot) return bn_errorf(err, "tokenizer: out of memory");
+    memset(t->vslot, 0xff, cap * sizeof *t->vslot); // all -1
+    t->vmask = cap - 1;
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        const char *s = t->text.data + t->text_off[id];
+        size_t len = t->text_len[id];
+        size_t i = hash_bytes(s, len) & t->vmask;
+        for (; t->vslot[i] >= 0; i = (i + 1) & t->vmask) {
+            int32_t o = t->vslot[i];
+            if (t->text_len[o] == len && memcmp(t->text.data + t->text_off[o], s, len) == 0)
+                return bn_errorf(err, "tokenizer: duplicate token \"%.*s\" (ids %d and %d)",
+                                 (int)(len > 64 ? 64 : len), s, o, id);
+        }
+        t->vslot[i] = id;
+    }
+    // Every byte must have its own token, so BPE can start from single bytes.
+    for (int b = 0; b < 256; b++) {
+        int cp = byte_to_cp(b);
+        char u[2];
+        size_t ulen = 1;
+        if (cp < 0x80) {
+            u[0] = (char)cp;
+        } else {
+            u[0] = (char)(0xC0 | (cp >> 6));
+            u[1] = (char)(0x80 | (cp & 0x3F));
+            ulen = 2;
+        }
+        t->byte_id[b] = bn_tok_find(t, u, ulen);
+        if (t->byte_id[b] < 0)
+            return bn_errorf(err, "tokenizer: vocabulary has no token for byte 0x%02x", b);
+    }
+    return 0;
+}
+
+int bn_tok_begin_merges(bn_tokenizer *t, size_t n, bn_error *err) {
+    if (n > (size_t)INT32_MAX) return bn_errorf(err, "tokenizer: %zu merges is too many", n);
+    size_t cap = pow2_at_least(n * 2 + 1);
+    t->merge_cap = n;
+    t->merge_off = malloc((n ? n : 1) * sizeof *t->merge_off);
+    t->mkey = calloc(cap, sizeof *t->mkey);
+    t->mrank = malloc(cap * sizeof *t->mrank);
+    t->mresult = malloc(cap * sizeof *t->mresult);
+    if (!t->merge_off || !t->mkey || !t->mrank || !t->mresult)
+        return bn_errorf(err, "tokenizer: out of memory for %zu merges", n);
+    t->mmask = cap - 1;
+    return 0;
+}
+
+int bn_tok_add_merge(bn_tokenizer *t, const char *a, size_t alen, const char *b, size_t blen,
+                     bn_error *err) {
+    size_t rank = t->n_merges;
+    if (rank >= t->merge_cap) return bn_errorf(err, "tokenizer: more merges than announced");
+    int32_t l = bn_tok_find(t, a, alen), r = bn_tok_find(t, b, blen);
+    char stack[512];
+    char *ab = alen + blen + 1 <= sizeof stack ? stack : malloc(alen + blen + 1);
+    if (!ab) return bn_errorf(err, "tokenizer: out of memory");
+    memcpy(ab, a, alen);
+    memcpy(ab + alen, b, blen);
+    int32_t res = bn_tok_find(t, ab, alen + blen);
+    int rc = 0;
+    if (l < 0 || r < 0 || res < 0) {
+        const char *what = l < 0 ? "left part" : r < 0 ? "right part" : "result";
+        rc = bn_errorf(err, "tokenizer: merge %zu \"%.*s %.*s\": %s not in the vocabulary", rank,
+                       (int)(alen > 48 ? 48 : alen), a, (int)(blen > 48 ? 48 : blen), b, what);
+    } else {
+        ab[alen] = ' ';
+        memcpy(ab + alen + 1, b, blen);
+        rc = pool_add(&t->merge_text, ab, alen + 1 + blen, &t->merge_off[rank], err);
+    }
+    if (ab != stack) free(ab);
+    if (rc) return -1;
+    t->n_merges++;
+
+    uint64_t key = bn_tok_pair_key(l, r);
+    size_t i = bn_tok_pair_hash(key) & t->mmask;
+    for (; t->mkey[i]; i = (i + 1) & t->mmask)
+        if (t->mkey[i] == key) return 0; // a repeated pair keeps its first (best) rank
+    t->mkey[i] = key;
+    t->mrank[i] = (uint32_t)rank;
+    t->mresult[i] = res;
+    return 0;
+}
+
+// Special tokens sort by first byte, then longest first, so matching can try the
+// candidates for one first byte in order and take the first hit.
+typedef struct special_key {
+    unsigned char first;
+    uint32_t len;
+    int32_t id;
+} special_key;
+
+static int cmp_special(const void *pa, const void *pb) {
+    const special_key *a = pa, *b = pb;
+    if (a->first != b->first) return a->first < b->first ? -1 : 1;
+    if (a->len != b->len) return a->len > b->len ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+int bn_tok_finish(bn_tokenizer *t, int32_t bos, int32_t eos, int32_t eot, bool add_bos,
+                  const char *chat_template, const char *regex, bool ignore_merges,
+                  bn_error *err) {
+    int32_t ids[3] = {bos, eos, eot};
+    for (int i = 0; i < 3; i++)
+        if (ids[i] < -1 || ids[i] >= t->n_vocab)
+            return bn_errorf(err, "tokenizer: special token id %d out of range [0, %d)", ids[i],
+                             t->n_vocab);
+    t->bos = bos;
+    t->eos = eos;
+    t->eot = eot;
+    t->add_bos = add_bos;
+    t->ignore_merges = ignore_merges;
+    // End of generation: eos, eot, and Llama-3's two stop tokens when present
+    // (2B-4T stops at either, DESIGN.md section 4).
+    int32_t cand[4] = {eos, eot, bn_tok_find(t, "<|eot_id|>", 10), bn_tok_find(t, "<|end_of_text|>", 15)};
+    for (int i = 0; i < 4; i++) {
+        bool seen = cand[i] < 0;
+        for (int j = 0; j < t->n_eog && !seen; j++) seen = t->eog[j] == cand[i];
+        if (!seen) t->eog[t->n_eog++] = cand[i];
+    }
+    if (chat_template && !(t->chat_template = strdup(chat_template)))
+        return bn_errorf(err, "tokenizer: out of memory");
+
+    size_t ns = 0;
+    for (int32_t id = 0; id < t->n_vocab; id++)
+        if ((t->type[id] == BN_TOKEN_TYPE_CONTROL || t->type[id] == BN_TOKEN_TYPE_USER_DEFINED) &&
+            t->text_len[id] > 0)
+            ns++;
+    special_key *keys = malloc((ns ? ns : 1) * sizeof *keys);
+    t->special = malloc((ns ? ns : 1) * sizeof *t->special);
+    if (!keys || !t->special) {
+        free(keys);
+        return bn_errorf(err, "tokenizer: out of memory");
+    }
+    for (int32_t id = 0; id < t->n_vocab; id++)
+        if ((t->type[id] == BN_TOKEN_TYPE_CONTROL || t->type[id] == BN_TOKEN_TYPE_USER_DEFINED) &&
+            t->text_len[id] > 0)
+            keys[t->n_special++] = (special_key){
+                (unsigned char)t->text.data[t->text_off[id]], t->text_len[id], id};
+    qsort(keys, t->n_special, sizeof *keys, cmp_special);
+    for (size_t i = 0; i < t->n_special; i++) t->special[i] = keys[i].id;
+    free(keys);
+    for (size_t i = 0; i < t->n_special; i++) {
+        unsigned char c = (unsigned char)t->text.data[t->text_off[t->special[i]]];
+        if (t->first_hi[c] == 0) t->first_lo[c] = (uint32_t)i;
+        t->first_hi[c] = (uint32_t)i + 1;
+    }
+    return bn_tok_compile_regex(t, regex, err);
+}
+
+void bn_tokenizer_free(bn_tokenizer *t) {
+    if (!t) return;
+    free(t->type);
+    free(t->text_off);
+    free(t->text_len);
+    free(t->bytes_off);
+    free(t->bytes_len);
+    free(t->text.data);
+    free(t->bytes.data);
+    free(t->is_set);
+    free(t->vslot);
+    free(t->merge_off);
+    free(t->merge_text.data);
+    free(t->mkey);
+    free(t->mrank);
+    free(t->mresult);
+    free(t->special);
+    free(t->chat_template);
+    if (t->re) pcre2_code_free(t->re);
+    free(t);
+}
+
+// ---- accessors ----------------------------------------------------------------
+const char *bn_token_bytes(const bn_tokenizer *t, int32_t id, size_t *len) {
+    if (!t || id < 0 || id >= t->n_vocab) return NULL;
+    if (len) *len = t->bytes_len[id];
+    return t->bytes.data + t->bytes_off[id];
+}
+
+const char *bn_tokenizer_token_text(const bn_tokenizer *t, int32_t id, size_t *len) {
+    if (!t || id < 0 || id >= t->n_vocab) return NULL;
+    if (len) *len = t->text_len[id];
+    return t->text.data + t->text_off[id];
+}
+
+int32_t bn_tokenizer_token_type(const bn_tokenizer *t, int32_t id) {
+    return t && id >= 0 && id < t->n_vocab ? t->type[id] : -1;
+}
+
+size_t bn_tokenizer_n_merges(const bn_tokenizer *t) { return t ? t->n_merges : 0; }
+
+const char *bn_tokenizer_merge(const bn_tokenizer *t, size_t i, size_t *len) {
+    if (!t || i >= t->n_merges) return NULL;
+    const char *s = t->merge_text.data + t->merge_off[i];
+    if (len) *len = strlen(s); // vocabulary forms never contain NUL (byte 0 is U+0100)
+    return s;
+}
+
+const char *bn_tokenizer_chat_template(const bn_tokenizer *t) { return t ? t->chat_template : NULL; }
+int32_t bn_tokenizer_n_vocab(const bn_tokenizer *t) { return t->n_vocab; }
+int32_t bn_tokenizer_bos(const bn_tokenizer *t) { return t->bos; }
+int32_t bn_tokenizer_eos(const bn_tokenizer *t) { return t->eos; }
+int32_t bn_tokenizer_eot(const bn_tokenizer *t) { return t->eot; }
+bool bn_tokenizer_add_bos(const bn_tokenizer *t) { return t->add_bos; }
+
+bool bn_tokenizer_is_eog(const bn_tokenizer *t, int32_t id) {
+    for (int i = 0; i < t->n_eog; i++)
+        if (t->eog[i] == id) return true;
+    return false;
+}
+
+bool bn_tokenizer_is_special(const bn_tokenizer *t, int32_t id) {
+    if (id < 0 || id >= t->n_vocab) return false;
+    return t->type[id] != BN_TOKEN_TYPE_NORMAL && t->type[id] != BN_TOKEN_TYPE_BYTE;
+}
+
+int bn_detokenize(const bn_tokenizer *t, const int32_t *ids, size_t n, char **text, size_t *len,
+                  bn_error *err) {
+    *text = NULL;
+    *len = 0;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= t->n_vocab)
+            return bn_errorf(err, "detokenize: token id %d out of range [0, %d)", ids[i], t->n_vocab);
+        total += t->bytes_len[ids[i]];
+    }
+    char *out = malloc(total + 1);
+    if (!out) return bn_errorf(err, "detokenize: out of memory");
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(out + o, t->bytes.data + t->bytes_off[ids[i]], t->bytes_len[ids[i]]);
+        o += t->bytes_len[ids[i]];
+    }
+    out[o] = 0;
+    *text = out;
+    *len = o;
+    return 0;
+}

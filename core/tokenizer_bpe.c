@@ -1,0 +1,294 @@
+// tokenizer_bpe.c - encoding: special-token split, regex pre-tokenization,
+// byte-level mapping, ignore_merges, and BPE merging.
+//
+// Order of work, as in HF `tokenizers`: (1) added/special tokens are cut out of
+// the raw text first (leftmost, then longest); (2) each piece between them is
+// split by the pre-tokenizer regex; (3) each pre-token is mapped to its
+// byte-level form; with ignore_merges a pre-token that is itself a vocabulary
+// entry is one token; (4) otherwise it starts as single bytes and the adjacent
+// pair with the lowest merge rank (then leftmost) merges until none applies.
+//
+// (4) uses a binary heap of candidate pairs keyed by (rank, position) over a
+// linked list of symbols, so a word of n bytes costs O(n log n): stale heap
+// entries are detected on pop by re-checking the two symbols' current ids.
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenizer_internal.h"
+
+// ---- the regex --------------------------------------------------------------------
+// HF compiles the split regex with Oniguruma, where \s is Unicode White_Space:
+// U+0009..000D, U+0085 and categories Zs/Zl/Zp. PCRE2's \s under UCP lacks U+0085
+// (NEL), so \s and \S are spelled out. Everything else (\p{L}, \p{N}, (?i:...),
+// lookahead, {1,3}) means the same in both.
+#define WS_SET "\\t-\\r\\x{20}\\x{85}\\p{Z}"
+
+static int rewrite_regex(const char *in, char **out, bn_error *err) {
+    size_t n = strlen(in);
+    char *o = malloc(n * 24 + 1); // each 2-char escape grows to at most ~26 chars
+    if (!o) return bn_errorf(err, "tokenizer: out of memory");
+    size_t j = 0;
+    bool in_class = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '\\' && i + 1 < n) {
+            char e = in[++i];
+            if (e == 's' || e == 'S') {
+                if (in_class && e == 'S') {
+                    free(o);
+                    return bn_errorf(err, "tokenizer: \\S inside a character class is not supported");
+                }
+                const char *rep = in_class ? WS_SET : e == 's' ? "[" WS_SET "]" : "[^" WS_SET "]";
+                size_t rl = strlen(rep);
+                memcpy(o + j, rep, rl);
+                j += rl;
+            } else {
+                o[j++] = '\\';
+                o[j++] = e;
+            }
+            continue;
+        }
+        if (!in_class && c == '[') {
+            in_class = true;
+            o[j++] = c;
+            // A ']' right after '[' or '[^' is a literal member, not the end.
+            if (i + 1 < n && in[i + 1] == '^') o[j++] = in[++i];
+            if (i + 1 < n && in[i + 1] == ']') o[j++] = in[++i];
+            continue;
+        }
+        if (in_class && c == ']') in_class = false;
+        o[j++] = c;
+    }
+    o[j] = 0;
+    *out = o;
+    return 0;
+}
+
+int bn_tok_compile_regex(bn_tokenizer *t, const char *regex, bn_error *err) {
+    char *pat;
+    if (rewrite_regex(regex, &pat, err)) return -1;
+    int code;
+    PCRE2_SIZE at;
+    // MATCH_INVALID_UTF: arbitrary bytes are allowed in the subject; invalid
+    // sequences are never part of a match, so they show up as gaps between matches.
+    t->re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+                          PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &code, &at, NULL);
+    free(pat);
+    if (!t->re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(code, msg, sizeof msg);
+        return bn_errorf(err, "tokenizer: bad split regex at offset %zu: %s", (size_t)at,
+                         (const char *)msg);
+    }
+    pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); // the interpreter still works if JIT is unavailable
+    return 0;
+}
+
+// ---- per-call encoder state -------------------------------------------------------
+typedef struct sym {
+    int32_t id;         // -1 once merged into its left neighbour
+    int32_t prev, next; // -1 at the ends
+} sym;
+
+typedef struct cand {
+    uint32_t rank;
+    int32_t left, right;
+    int32_t lid, rid, result;
+} cand;
+
+typedef struct enc {
+    const bn_tokenizer *t;
+    bn_error *err;
+    int32_t *ids;
+    size_t n_ids, cap_ids;
+    char *bl; // byte-level form of the current pre-token
+    size_t cap_bl;
+    sym *syms;
+    size_t cap_syms;
+    cand *heap;
+    size_t n_heap, cap_heap;
+} enc;
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem, bn_error *err) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (!q) return bn_errorf(err, "tokenize: out of memory");
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+static int push_id(enc *e, int32_t id) {
+    if (grow((void **)&e->ids, &e->cap_ids, e->n_ids + 1, sizeof *e->ids, e->err)) return -1;
+    e->ids[e->n_ids++] = id;
+    return 0;
+}
+
+static bool cand_less(const cand *a, const cand *b) {
+    return a->rank != b->rank ? a->rank < b->rank : a->left < b->left;
+}
+
+static int heap_push(enc *e, cand c) {
+    if (grow((void **)&e->heap, &e->cap_heap, e->n_heap + 1, sizeof *e->heap, e->err)) return -1;
+    size_t i = e->n_heap++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!cand_less(&c, &e->heap[p])) break;
+        e->heap[i] = e->heap[p];
+        i = p;
+    }
+    e->heap[i] = c;
+    return 0;
+}
+
+static cand heap_pop(enc *e) {
+    cand top = e->heap[0], last = e->heap[--e->n_heap];
+    size_t i = 0, n = e->n_heap;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && cand_less(&e->heap[c + 1], &e->heap[c])) c++;
+        if (!cand_less(&e->heap[c], &last)) break;
+        e->heap[i] = e->heap[c];
+        i = c;
+    }
+    if (n) e->heap[i] = last;
+    return top;
+}
+
+// Queues the pair (left, right) if the merge table has it.
+static int try_pair(enc *e, int32_t left, int32_t right) {
+    const bn_tokenizer *t = e->t;
+    int32_t l = e->syms[left].id, r = e->syms[right].id;
+    uint64_t key = bn_tok_pair_key(l, r);
+    uint64_t h = bn_tok_pair_hash(key);
+    for (size_t i = h & t->mmask; t->mkey[i]; i = (i + 1) & t->mmask)
+        if (t->mkey[i] == key)
+            return heap_push(e, (cand){t->mrank[i], left, right, l, r, t->mresult[i]});
+    return 0;
+}
+
+// One pre-token (raw bytes) -> tokens.
+static int encode_word(enc *e, const unsigned char *w, size_t n) {
+    const bn_tokenizer *t = e->t;
+    if (n == 0) return 0;
+    if (n == 1) return push_id(e, t->byte_id[w[0]]);
+    if (n > INT32_MAX / 2) return bn_errorf(e->err, "tokenize: pre-token of %zu bytes", n);
+
+    if (t->ignore_merges) {
+        if (grow((void **)&e->bl, &e->cap_bl, 2 * n, 1, e->err)) return -1;
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            // Byte token texts are the byte-level UTF-8 of one byte (1 or 2 bytes).
+            int32_t b = t->byte_id[w[i]];
+            memcpy(e->bl + m, t->text.data + t->text_off[b], t->text_len[b]);
+            m += t->text_len[b];
+        }
+        int32_t id = bn_tok_find(t, e->bl, m);
+        if (id >= 0 && t->type[id] != BN_TOKEN_TYPE_CONTROL) return push_id(e, id);
+    }
+
+    if (grow((void **)&e->syms, &e->cap_syms, n, sizeof *e->syms, e->err)) return -1;
+    sym *s = e->syms;
+    for (size_t i = 0; i < n; i++)
+        s[i] = (sym){t->byte_id[w[i]], (int32_t)i - 1, i + 1 < n ? (int32_t)i + 1 : -1};
+    e->n_heap = 0;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (try_pair(e, (int32_t)i, (int32_t)i + 1)) return -1;
+    while (e->n_heap) {
+        cand c = heap_pop(e);
+        if (s[c.left].id != c.lid || s[c.left].next != c.right || s[c.right].id != c.rid)
+            continue; // stale: one side has merged since this pair was queued
+        s[c.left].id = c.result;
+        s[c.left].next = s[c.right].next;
+        if (s[c.right].next >= 0) s[s[c.right].next].prev = c.left;
+        s[c.right].id = -1;
+        if (s[c.left].prev >= 0 && try_pair(e, s[c.left].prev, c.left)) return -1;
+        if (s[c.left].next >= 0 && try_pair(e, c.left, s[c.left].next)) return -1;
+    }
+    for (int32_t i = 0; i >= 0; i = s[i].next)
+        if (push_id(e, s[i].id)) return -1;
+    return 0;
+}
+
+// Text without special tokens -> pre-tokens -> tokens.
+static int encode_text(enc *e, pcre2_match_data *md, const unsigned char *s, size_t n) {
+    size_t off = 0;
+    while (off < n) {
+        int rc = pcre2_match(e->t->re, s, n, off, 0, md, NULL);
+        size_t ms = n, me = n;
+        if (rc >= 0) {
+            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+            ms = ov[0];
+            me = ov[1];
+        } else if (rc != PCRE2_ERROR_NOMATCH) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            return bn_errorf(e->err, "tokenize: regex match failed: %s", (const char *)msg);
+        }
+        // Bytes no match covers are invalid UTF-8: one pre-token each, so they
+        // become their byte tokens and decode back exactly.
+        for (; off < ms; off++)
+            if (encode_word(e, s + off, 1)) return -1;
+        if (me == ms) { // an empty match (not possible with the Llama-3 regex): step one byte
+            if (ms < n && encode_word(e, s + ms, 1)) return -1;
+            off = ms + 1;
+            continue;
+        }
+        if (encode_word(e, s + ms, me - ms)) return -1;
+        off = me;
+    }
+    return 0;
+}
+
+int bn_tokenize(const bn_tokenizer *t, const char *text, size_t len, bool add_bos,
+                bool parse_special, int32_t **ids, size_t *n_ids, bn_error *err) {
+    *ids = NULL;
+    *n_ids = 0;
+    if (!text && len) return bn_errorf(err, "tokenize: NULL text");
+    enc e = {.t = t, .err = err};
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
+    int rc = md ? 0 : bn_errorf(err, "tokenize: out of memory");
+    if (!rc && add_bos)
+        rc = t->bos < 0 ? bn_errorf(err, "tokenize: the vocabulary has no BOS token")
+                        : push_id(&e, t->bos);
+
+    const unsigned char *s = (const unsigned char *)text;
+    size_t seg = 0, i = 0;
+    while (!rc && i < len) {
+        unsigned c = s[i];
+        int32_t hit = -1;
+        for (uint32_t k = t->first_lo[c]; k < t->first_hi[c]; k++) {
+            int32_t id = t->special[k];
+            if (!parse_special && t->type[id] == BN_TOKEN_TYPE_CONTROL) continue;
+            if (t->text_len[id] <= len - i && memcmp(s + i, t->text.data + t->text_off[id], t->text_len[id]) == 0) {
+                hit = id;
+                break;
+            }
+        }
+        if (hit < 0) {
+            i++;
+            continue;
+        }
+        rc = encode_text(&e, md, s + seg, i - seg);
+        if (!rc) rc = push_id(&e, hit);
+        i += t->text_len[hit];
+        seg = i;
+    }
+    if (!rc) rc = encode_text(&e, md, s + seg, len - seg);
+    if (!rc && !e.ids) rc = grow((void **)&e.ids, &e.cap_ids, 1, sizeof *e.ids, err); // never NULL
+
+    pcre2_match_data_free(md);
+    free(e.bl);
+    free(e.syms);
+    free(e.heap);
+    if (rc) {
+        free(e.ids);
+        return -1;
+    }
+    *ids = e.ids;
+    *n_ids = e.n_ids;
+    return 0;
+}

@@ -1,0 +1,102 @@
+// tokenizer_internal.h - the tokenizer struct and the builder the two loaders
+// share. Not part of the public API: only core/tokenizer*.c include it.
+//
+// A loader calls, in order: bn_tok_new, bn_tok_set_token for every id,
+// bn_tok_finish_vocab, bn_tok_begin_merges + bn_tok_add_merge for every merge
+// in rank order, then bn_tok_finish. On any failure it calls bn_tokenizer_free.
+#ifndef BN_TOKENIZER_INTERNAL_H
+#define BN_TOKENIZER_INTERNAL_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8 // UTF-8 text
+#include <pcre2.h>
+
+#include "tokenizer.h"
+
+// The Llama-3 pre-tokenizer (tokenizer.json `pre_tokenizer` Split regex), in
+// the syntax of HF `tokenizers` (Rust regex). bn_tok_finish rewrites the few
+// constructs whose meaning differs in PCRE2 (see tokenizer_bpe.c).
+#define BN_LLAMA3_SPLIT_REGEX                                                              \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "            \
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+// A growable byte pool; strings are addressed by offset so growth can realloc.
+typedef struct bn_pool {
+    char *data;
+    size_t size, cap;
+} bn_pool;
+
+struct bn_tokenizer {
+    int32_t n_vocab;
+    int32_t *type;          // BN_TOKEN_TYPE_*; 0 (UNDEFINED) also marks "not set yet"
+    uint32_t *text_off;     // vocabulary form, in `text`
+    uint32_t *text_len;
+    uint32_t *bytes_off;    // decoded bytes, in `bytes`
+    uint32_t *bytes_len;
+    bn_pool text, bytes;
+    uint8_t *is_set;
+
+    // vocabulary form -> id, open addressing, -1 = empty
+    int32_t *vslot;
+    size_t vmask;
+
+    // merges: "a b" strings in rank order, and (left id, right id) -> rank/result
+    size_t n_merges, merge_cap;
+    uint32_t *merge_off;
+    bn_pool merge_text;
+    uint64_t *mkey;       // (left << 32 | right) + 1; 0 = empty
+    uint32_t *mrank;
+    int32_t *mresult;
+    size_t mmask;
+
+    int32_t byte_id[256]; // the token of each single byte
+    bool ignore_merges;
+
+    // tokens matched in raw text before pre-tokenization, longest first within a
+    // first byte: special[first_lo[c] .. first_hi[c])
+    int32_t *special;
+    size_t n_special;
+    uint32_t first_lo[256], first_hi[256];
+
+    int32_t bos, eos, eot;
+    int32_t eog[4];
+    int n_eog;
+    bool add_bos;
+    char *chat_template;
+
+    pcre2_code *re;
+};
+
+bn_tokenizer *bn_tok_new(int32_t n_vocab, bn_error *err);
+// Vocabulary form of token id; decoded bytes are derived from it by the
+// byte-level mapping (CONTROL / USER_DEFINED tokens: the text itself).
+int bn_tok_set_token(bn_tokenizer *t, int32_t id, const char *text, size_t len, int32_t type,
+                     bn_error *err);
+// Checks every id was set, builds the lookup table, rejects duplicate texts.
+int bn_tok_finish_vocab(bn_tokenizer *t, bn_error *err);
+int bn_tok_begin_merges(bn_tokenizer *t, size_t n, bn_error *err);
+int bn_tok_add_merge(bn_tokenizer *t, const char *a, size_t alen, const char *b, size_t blen,
+                     bn_error *err);
+// Special ids may be -1 (absent). regex: the Split pattern in HF syntax.
+int bn_tok_finish(bn_tokenizer *t, int32_t bos, int32_t eos, int32_t eot, bool add_bos,
+                  const char *chat_template, const char *regex, bool ignore_merges,
+                  bn_error *err);
+
+// Key of a merge pair in the merge table (0 marks an empty slot) and its hash.
+static inline uint64_t bn_tok_pair_key(int32_t left, int32_t right) {
+    return (((uint64_t)(uint32_t)left << 32) | (uint32_t)right) + 1;
+}
+static inline uint64_t bn_tok_pair_hash(uint64_t x) { // splitmix64 finalizer
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+// Vocabulary lookup of a vocabulary-form string; -1 when absent.
+int32_t bn_tok_find(const bn_tokenizer *t, const char *text, size_t len);
+
+// Compiles the HF-syntax split regex for PCRE2 (tokenizer_bpe.c).
+int bn_tok_compile_regex(bn_tokenizer *t, const char *regex, bn_error *err);
+
+#endif
