@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# deps.sh - checks the build dependencies and installs the missing ones from
+# Debian's packages (as root, or through sudo). CUDA is optional: when nvcc is
+# found (PATH or /usr/local/cuda) the CUDA backend is built too.
+set -euo pipefail
+
+packages=(cmake make gcc pkg-config libcmocka-dev libcjson-dev libpcre2-dev)
+[ "${BITNET_WANT_CLANG:-0}" = 1 ] && packages+=(clang libclang-rt-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}" >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+    echo "error: missing packages (${missing[*]}) and no root/sudo to install them" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+  echo "deps: CUDA toolkit found in /usr/local/cuda" >&2
+elif ! command -v nvcc >/dev/null; then
+  echo "deps: no CUDA toolkit (nvcc): building the CPU backend only" >&2
+fi

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# test.sh - builds and runs every test: the normal build (with CUDA compiled in
+# when nvcc exists), then again under AddressSanitizer + UBSan, then a short
+# libFuzzer run of the GGUF reader. Fixtures come from ../shared/fixtures or
+# $BITNET_FIXTURES; tests that need them skip, saying so, when absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BITNET_WANT_CLANG=1 scripts/deps.sh
+fixtures=${BITNET_FIXTURES:-$(pwd)/../shared/fixtures}
+jobs=$(nproc)
+
+echo "== build + tests (Release, -Werror)"
+scripts/build.sh build -DBITNET_FIXTURES="$fixtures"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+echo "== tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBITNET_SANITIZE=ON \
+  -DBITNET_FIXTURES="$fixtures"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+if command -v clang >/dev/null; then
+  echo "== fuzz the GGUF reader for ${BITNET_FUZZ_SECONDS:-30} s (libFuzzer)"
+  CC=clang scripts/build.sh build-fuzz -DBITNET_FUZZ=ON -DBITNET_CUDA=OFF -DBITNET_FIXTURES="$fixtures"
+  mkdir -p build-fuzz/corpus
+  build-fuzz/fuzz_gguf -max_total_time="${BITNET_FUZZ_SECONDS:-30}" -max_len=65536 \
+    build-fuzz/corpus fuzz/corpus 2>&1 | tail -3
+fi
+echo "all tests passed"
