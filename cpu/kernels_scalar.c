@@ -1,0 +1,135 @@
+// kernels_scalar.c - plain C reference kernels: the oracle for AVX2, AVX-512 and CUDA.
+//
+// Written for clarity, not speed: one output element at a time, in a fixed order,
+// so results never depend on how rows are split across threads. Ternary sums are
+// exact int32; every faster kernel must reproduce them bit for bit.
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+// ---- half precision --------------------------------------------------------
+
+static inline uint32_t f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static inline float bits_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+float bn_f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    const uint32_t em = h & 0x7fffu; // exponent and mantissa
+    if (em >= 0x7c00u)               // inf / NaN: keep the payload
+        return bits_f32(sign | 0x7f800000u | ((em & 0x3ffu) << 13));
+    // Shifting the f16 bits into the f32 position gives the same value scaled by
+    // 2^-112 (the bias difference 127-15); one exact multiply fixes the exponent,
+    // and handles f16 subnormals for free (they become f32 denormals first).
+    return bits_f32(sign | f32_bits(bits_f32(em << 13) * 0x1p112f));
+}
+
+// Rounds the bits that fall off (below bit `shift`) to nearest, ties to even.
+static inline uint32_t round_shift_rne(uint32_t m, int shift) {
+    const uint32_t r = m >> shift;
+    const uint32_t rem = m & ((1u << shift) - 1);
+    const uint32_t half = 1u << (shift - 1);
+    return r + (rem > half || (rem == half && (r & 1u)));
+}
+
+uint16_t bn_f32_to_f16(float f) {
+    const uint32_t x = f32_bits(f);
+    const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    const uint32_t ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) // NaN: keep it quiet and keep the top payload bits
+        return sign | 0x7e00u | (uint16_t)((ax >> 13) & 0x1ffu);
+    if (ax >= 0x477ff000u) // >= 65520 (halfway past the largest half, 65504) -> inf
+        return sign | 0x7c00u;
+    if (ax >= 0x38800000u) // normal half (>= 2^-14): rebias 127 -> 15, round 13 bits
+        return sign | (uint16_t)round_shift_rne(ax - 0x38000000u, 13);
+    if (ax <= 0x33000000u) // <= 2^-25, half of the smallest subnormal: ties to 0
+        return sign;
+    // Subnormal half: value = m * 2^(e-150), in units of 2^-24 -> shift by 126-e.
+    // Rounding up may carry into 0x400, the smallest normal, which is correct.
+    const uint32_t e = ax >> 23;
+    const uint32_t m = (ax & 0x7fffffu) | 0x800000u;
+    return sign | (uint16_t)round_shift_rne(m, (int)(126 - e));
+}
+
+float bn_bf16_to_f32(uint16_t h) {
+    return bits_f32((uint32_t)h << 16); // bf16 is the top half of an f32
+}
+
+// ---- activation quantization -----------------------------------------------
+
+// The 1e-5 floor keeps an all-zero (or tiny) input from dividing by zero; it is
+// the same constant bitnet.cpp uses.
+#define BN_QUANT_MIN_ABSMAX 1e-5f
+
+float bn_quantize_i8(const float *x, int64_t n, int8_t *q, int32_t *qsum) {
+    float amax = BN_QUANT_MIN_ABSMAX;
+    for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    const float s = 127.0f / amax;
+    int32_t sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float v = rintf(x[i] * s); // round half to even (default rounding mode)
+        v = v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v;
+        q[i] = (int8_t)v;
+        sum += q[i];
+    }
+    if (qsum) *qsum = sum;
+    return s;
+}
+
+// ---- ternary GEMM on I2_S ----------------------------------------------------
+
+// 2-bit code -> ternary value (DESIGN 2): 00 -> -1, 01 -> 0, 10 -> +1, 11 -> 0.
+static const int8_t bn_i2_value[4] = {-1, 0, 1, 0};
+
+// Byte 32*b + g of a row holds elements g, g+32, g+64, g+96 of block b, in bits
+// 7:6, 5:4, 3:2, 1:0.
+static int32_t ternary_dot_row(const uint8_t *wrow, int64_t K, const int8_t *q) {
+    int32_t acc = 0;
+    for (int64_t b = 0; b < K / 128; b++) {
+        const uint8_t *wb = wrow + 32 * b;
+        const int8_t *qb = q + 128 * b;
+        for (int g = 0; g < 32; g++) {
+            const uint8_t byte = wb[g];
+            for (int j = 0; j < 4; j++)
+                acc += bn_i2_value[(byte >> (6 - 2 * j)) & 3] * qb[g + 32 * j];
+        }
+    }
+    return acc;
+}
+
+void bn_ternary_gemm_scalar(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
+                            const int8_t *q, const int32_t *qsum, int n, int32_t *y,
+                            int64_t ldy) {
+    (void)qsum; // only the offset-binary SIMD kernels need it
+    for (int64_t r = row0; r < row1; r++) {
+        const uint8_t *wrow = w + r * (K / 4);
+        for (int t = 0; t < n; t++) y[t * ldy + r] = ternary_dot_row(wrow, K, q + t * K);
+    }
+}
+
+// ---- half-precision GEMV (LM head) -----------------------------------------
+
+void bn_f16_gemv_scalar(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
+                        const float *x, float *y) {
+    for (int64_t r = row0; r < row1; r++) {
+        const uint16_t *wr = w + r * K;
+        float acc = 0.0f;
+        for (int64_t k = 0; k < K; k++) acc += bn_f16_to_f32(wr[k]) * x[k];
+        y[r] = acc;
+    }
+}
+
+const bn_cpu_kernels bn_kernels_scalar = {
+    .name = "scalar",
+    .ternary_gemm = bn_ternary_gemm_scalar,
+    .f16_gemv = bn_f16_gemv_scalar,
+};
