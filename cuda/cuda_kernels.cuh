@@ -1,0 +1,95 @@
+// cuda_kernels.cuh - the CUDA backend's kernel launchers (internal to cuda/).
+//
+// One .cu file per operation; each launcher enqueues on `st` and returns
+// cudaGetLastError() so the caller can check the launch (cuda_check.cuh). All
+// pointers are device pointers. Per-token arrays are token-major: row t of an
+// [n, K] matrix starts at t*ld. Each op names its CPU scalar twin, which the
+// tests compare it with (tests/test_cuda.c).
+#ifndef BN_CUDA_KERNELS_CUH
+#define BN_CUDA_KERNELS_CUH
+
+#include <stdint.h>
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+// Per-row weight scale of a stack of up to three I2_S matrices sharing one input
+// (Q|K|V or gate|up): rows [0,r1) use s0, [r1,r2) s1, [r2,M) s2.
+typedef struct bn_cuda_rowscale {
+    int32_t r1, r2;
+    float s0, s1, s2;
+} bn_cuda_rowscale;
+
+static inline bn_cuda_rowscale bn_cuda_rowscale_one(float s) {
+    bn_cuda_rowscale r = {0x7fffffff, 0x7fffffff, s, s, s};
+    return r;
+}
+
+// Embedding table element types (ggml numbering, see core/gguf.h).
+enum { BN_CUDA_F32 = 0, BN_CUDA_F16 = 1, BN_CUDA_BF16 = 30 };
+
+// embedding.cu - x[t, :] = float(table[tokens[t], :]).            CPU twin: the row copy in cpu/ops.c
+cudaError_t bn_cuda_embedding(const void *table, int type, const int32_t *tokens, int n_tok,
+                              int n_embd, float *x, cudaStream_t st);
+
+// rmsnorm_quant.cu - per token: h = w * x / sqrt(mean(x^2) + eps), then the
+// bitlinear int8 quantization of h (DESIGN 3): q, s = 127/max|h|, qsum = sum(q).
+// glu: row t of x is [gate(n) | up(n)] (ldx = 2n) and the normed vector is
+// relu(gate)^2 * up, the FFN activation fused into the sub-norm's load.
+//                                            CPU twin: rmsnorm + bn_quantize_i8
+cudaError_t bn_cuda_rmsnorm_quant(const float *x, int64_t ldx, const float *w, int n_tok, int n,
+                                  float eps, bool glu, int8_t *q, float *s, int32_t *qsum,
+                                  cudaStream_t st);
+
+// I2_S weights whose rare 0b11 codes (never written by bitnet.cpp, "treat as 0")
+// are rewritten to 0b01 once after upload, so the dp4a kernels can use w+1 as is.
+cudaError_t bn_cuda_i2s_sanitize(uint8_t *w, int64_t nbytes, cudaStream_t st);
+
+// ternary_gemv.cu / ternary_gemm.cu - bitlinear on I2_S weights w (M rows of K/4
+// bytes, K % 128 == 0) and int8 activations q[t, :] (quantization scale s[t],
+// qsum[t] = sum(q[t, :])), for rows r < M and tokens t < n:
+//     v = (sum_k code(w[r,k]) q[t,k]) / s[t] * scale(r);   y[t*ldy + r] = v  (add: += v)
+// The GEMV (decode, small n) streams the weights once per token; the GEMM
+// (prefill) reuses each weight tile across 64 tokens.
+//                                            CPU twin: bn_ternary_gemm_scalar
+cudaError_t bn_cuda_ternary_gemv(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
+                                 const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
+                                 float *y, int64_t ldy, cudaStream_t st);
+cudaError_t bn_cuda_ternary_gemm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
+                                 const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
+                                 float *y, int64_t ldy, cudaStream_t st);
+// The decode GEMV with RMSNorm + quantization of x[t, :] (K wide; glu as in
+// bn_cuda_rmsnorm_quant) fused into its prologue: no separate norm launch.
+cudaError_t bn_cuda_ternary_gemv_norm(const uint8_t *w, int K, int M, const float *x, int64_t ldx,
+                                      const float *norm_w, float eps, bool glu, int n,
+                                      bn_cuda_rowscale rs, bool add, float *y, int64_t ldy,
+                                      cudaStream_t st);
+
+// rope_kv.cu - for each token t at position pos[t], from row t of qkv
+// ([n_head*hd | n_head_kv*hd | n_head_kv*hd] floats, ld = ldqkv): NEOX RoPE of Q
+// and K, rounding to f16, Q to q_out[t] (n_head*hd halves) and K, V into the cache
+// rows pos[t] (cache row = n_head_kv*hd halves). inv_freq[i] = base^(-2i/n_rot).
+//                                            CPU twin: rope_neox + f16 KV write in cpu/ops.c
+cudaError_t bn_cuda_rope_kv(const float *qkv, int64_t ldqkv, const int32_t *pos, int n_tok,
+                            int n_head, int n_head_kv, int hd, int n_rot, const float *inv_freq,
+                            __half *q_out, __half *k_cache, __half *v_cache, cudaStream_t st);
+
+// attention.cu - causal GQA attention: token t (query q[t], n_head*hd halves)
+// attends to cache rows 0..pos[t]; out[t] = n_head*hd floats. Softmax in f32,
+// probabilities rounded to f16 before they weigh V (bitnet.cpp does the same).
+// hd <= 256 and even.                        CPU twin: attention in cpu/ops.c
+cudaError_t bn_cuda_attention(const __half *q, const __half *k_cache, const __half *v_cache,
+                              const int32_t *pos, int n_tok, int n_head, int n_head_kv, int hd,
+                              int n_ctx, float *out, cudaStream_t st);
+// Dynamic shared memory the kernel needs for n_ctx positions, and the call that
+// raises the kernel's limit when that exceeds the 48 KiB default (once, at create).
+size_t bn_cuda_attention_smem(int hd, int n_ctx);
+cudaError_t bn_cuda_attention_setup(int hd, int n_ctx);
+
+// lm_head.cu - rmsnorm of each row into the LM head's input type (f16 for an
+// f16 head, as bitnet.cpp rounds it), and the argmax of one logit row.
+cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, int n_tok, int n,
+                                 float eps, int out_type, void *out, cudaStream_t st);
+cudaError_t bn_cuda_argmax(const float *x, int n, int32_t *out, cudaStream_t st);
+
+#endif

@@ -1,0 +1,74 @@
+// norm_quant.cuh - RMSNorm + bitlinear int8 quantization of one row, by one block.
+//
+// Used by the standalone kernel (rmsnorm_quant.cu, prefill) and fused into the
+// decode GEMV's prologue (ternary_gemv.cu); both launch BN_NQ_THREADS threads so
+// the two give bit-identical codes. The row is read three times (sum of squares,
+// max|h|, codes) instead of being kept in shared memory: it is at most a few
+// tens of KiB and stays in L1/L2, and any width works.
+// CPU twin: rmsnorm (cpu/ops.c) followed by bn_quantize_i8 (cpu/kernels_scalar.c).
+#ifndef BN_CUDA_NORM_QUANT_CUH
+#define BN_CUDA_NORM_QUANT_CUH
+
+#include "reduce.cuh"
+
+#define BN_NQ_THREADS 256
+
+// Four consecutive inputs at i (n % 4 == 0). glu: x = [gate(n) | up(n)] and the
+// input is relu(gate)^2 * up (the FFN activation, DESIGN 3).
+__device__ __forceinline__ float4 bn_nq_load4(const float *__restrict__ x, int i, int n, bool glu) {
+    float4 v = *reinterpret_cast<const float4 *>(x + i);
+    if (glu) {
+        const float4 u = *reinterpret_cast<const float4 *>(x + n + i);
+        v.x = fmaxf(v.x, 0.f); v.y = fmaxf(v.y, 0.f); v.z = fmaxf(v.z, 0.f); v.w = fmaxf(v.w, 0.f);
+        v.x = v.x * v.x * u.x; v.y = v.y * v.y * u.y; v.z = v.z * v.z * u.z; v.w = v.w * v.w * u.w;
+    }
+    return v;
+}
+
+__device__ __forceinline__ int bn_quant1(float h, float sc) {
+    return min(127, max(-128, __float2int_rn(h * sc))); // round half to even, like rintf
+}
+
+// Normalizes row x (n floats, n % 4 == 0) with weight w, quantizes it, calls
+// store(i, code) for every element and returns s = 127/max|h| and sum(codes) to
+// every thread. Must be called by all threads of the block.
+template <typename Store>
+__device__ __forceinline__ void bn_block_norm_quant(const float *__restrict__ x, int n,
+                                                    const float *__restrict__ w, float eps, bool glu,
+                                                    float *s_out, int *qsum_out, Store store) {
+    __shared__ float fred[32];
+    __shared__ int ired[32];
+    const int stride = blockDim.x * 4;
+    float ss = 0.f;
+    for (int i = threadIdx.x * 4; i < n; i += stride) {
+        const float4 v = bn_nq_load4(x, i, n, glu);
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    ss = bn_block_sum(ss, fred);
+    const float inv = 1.0f / sqrtf(ss / (float)n + eps);
+
+    float amax = 0.f;
+    for (int i = threadIdx.x * 4; i < n; i += stride) {
+        const float4 v = bn_nq_load4(x, i, n, glu);
+        const float4 g = *reinterpret_cast<const float4 *>(w + i);
+        amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v.x * inv * g.x), fabsf(v.y * inv * g.y)),
+                                 fmaxf(fabsf(v.z * inv * g.z), fabsf(v.w * inv * g.w))));
+    }
+    amax = bn_block_max(amax, fred);
+    const float sc = 127.0f / fmaxf(amax, 1e-5f);
+
+    int qs = 0;
+    for (int i = threadIdx.x * 4; i < n; i += stride) {
+        const float4 v = bn_nq_load4(x, i, n, glu);
+        const float4 g = *reinterpret_cast<const float4 *>(w + i);
+        const int a = bn_quant1(v.x * inv * g.x, sc), b = bn_quant1(v.y * inv * g.y, sc);
+        const int c = bn_quant1(v.z * inv * g.z, sc), d = bn_quant1(v.w * inv * g.w, sc);
+        store(i, a); store(i + 1, b); store(i + 2, c); store(i + 3, d);
+        qs += a + b + c + d;
+    }
+    qs = bn_block_sum(qs, ired);
+    *s_out = sc;
+    *qsum_out = qs;
+}
+
+#endif
