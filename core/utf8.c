@@ -65,3 +65,15 @@ size_t bn_utf8_stream_flush(bn_utf8_stream *s, char *out) {
     s->n = 0;
     return o;
 }
+
+size_t bn_utf8_char_len(const char *s, size_t n) {
+    if (n == 0) return 0;
+    int len = seq_len((unsigned char)s[0]);
+    if (len == 0 || (size_t)len > n) return 0;
+    bn_utf8_stream st = {{(unsigned char)s[0]}, 1};
+    for (int i = 1; i < len; i++) {
+        if (!continues(&st, (unsigned char)s[i])) return 0;
+        st.pending[st.n++] = (unsigned char)s[i];
+    }
+    return (size_t)len;
+}

@@ -26,4 +26,8 @@ size_t bn_utf8_stream_push(bn_utf8_stream *s, const char *in, size_t n, char *ou
 // End of stream: writes any held (incomplete) bytes as they are; out needs 4 bytes.
 size_t bn_utf8_stream_flush(bn_utf8_stream *s, char *out);
 
+// Length (1..4) of the valid UTF-8 character at the start of s (n bytes), or
+// 0 when s does not start with one (also for n == 0).
+size_t bn_utf8_char_len(const char *s, size_t n);
+
 #endif

@@ -155,11 +155,26 @@ static void test_random_bytes(void **state) {
     }
 }
 
+static void test_char_len(void **state) {
+    (void)state;
+    assert_int_equal(bn_utf8_char_len("a", 1), 1);
+    assert_int_equal(bn_utf8_char_len("", 0), 0);
+    assert_int_equal(bn_utf8_char_len("\xC3\xA9", 2), 2);
+    assert_int_equal(bn_utf8_char_len("\xC3\xA9", 1), 0);   // truncated
+    assert_int_equal(bn_utf8_char_len("\xE2\x82\xAC", 3), 3);
+    assert_int_equal(bn_utf8_char_len("\xF0\x9F\xA6\x99", 4), 4);
+    assert_int_equal(bn_utf8_char_len("\xED\xA0\x80", 3), 0); // surrogate
+    assert_int_equal(bn_utf8_char_len("\xC1\xBF", 2), 0);     // overlong
+    assert_int_equal(bn_utf8_char_len("\x80", 1), 0);
+    assert_int_equal(bn_utf8_char_len("\xF4\x90\x80\x80", 4), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ascii_and_whole_chars), cmocka_unit_test(test_split_chars_are_held),
         cmocka_unit_test(test_invalid_passes_through), cmocka_unit_test(test_flush),
         cmocka_unit_test(test_random_valid),          cmocka_unit_test(test_random_bytes),
+        cmocka_unit_test(test_char_len),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
