@@ -335,7 +335,7 @@ static int write_header(bn_gguf_writer *w, bn_error *err) {
     uint64_t total = h.n + w->kv.n;
     errno = 0;
     rc = fwrite(h.p, 1, 24, w->f) != 24 ||
-         fwrite(w->kv.p, 1, w->kv.n, w->f) != w->kv.n ||
+         (w->kv.n && fwrite(w->kv.p, 1, w->kv.n, w->f) != w->kv.n) ||
          fwrite(h.p + 24, 1, h.n - 24, w->f) != h.n - 24 ||
          write_zeros(w->f, align_up(total, w->alignment) - total);
     free(h.p);

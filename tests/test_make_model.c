@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bitnet.h"
 #include "gguf.h"
 #include "gguf_write.h"
 #include "model.h"
@@ -611,6 +612,111 @@ static void test_synth_llama3_vocab(void **state) {
     remove(path), remove(path2);
 }
 
+// With tiny-a's shape and vocabulary (copied from tiny-a.gguf, an official-format
+// file written by bitnet.cpp's tools), the generated file has the same keys with
+// the same types, and the same tensors with the same types, shapes and offsets.
+static void test_synth_mirrors_official_layout(void **state) {
+    (void)state;
+    BN_REQUIRE_FIXTURE(ref_path, "tiny-a/tiny-a.gguf");
+    bn_synth_config c = small_config();
+    c.n_embd = 128, c.n_ff = 256, c.n_layer = 2, c.n_head = 2, c.n_head_kv = 1, c.n_ctx = 512;
+    c.vocab_path = ref_path;
+    char path[64];
+    tmp_path(path, sizeof path);
+    write_model(&c, path);
+    bn_error err = {{0}};
+    bn_gguf *ref, *g;
+    assert_int_equal(bn_gguf_open(ref_path, &ref, &err), 0);
+    assert_int_equal(bn_gguf_open(path, &g, &err), 0);
+    for (uint64_t i = 0; i < ref->n_kv; i++) {
+        const bn_gguf_kv *a = &ref->kv[i];
+        char key[128];
+        snprintf(key, sizeof key, "%.*s", (int)a->key.len, a->key.data);
+        int64_t k = bn_gguf_find_key(g, key);
+        if (k < 0) fprintf(stderr, "missing key %s\n", key);
+        assert_true(k >= 0);
+        const bn_gguf_value *b = &g->kv[k].value;
+        assert_int_equal(b->type, a->value.type);
+        if (a->value.type == BN_GGUF_ARRAY) {
+            assert_int_equal(b->arr.elem_type, a->value.arr.elem_type);
+            assert_int_equal(b->arr.count, a->value.arr.count);
+            for (uint64_t j = 0; a->value.arr.elem_type == BN_GGUF_STRING && j < b->arr.count; j++) {
+                assert_int_equal(b->arr.strs[j].len, a->value.arr.strs[j].len);
+                assert_memory_equal(b->arr.strs[j].data, a->value.arr.strs[j].data, b->arr.strs[j].len);
+            }
+            for (uint64_t j = 0; a->value.arr.elem_type == BN_GGUF_INT32 && j < b->arr.count; j++)
+                assert_int_equal(bn_gguf_arr_int(&b->arr, j), bn_gguf_arr_int(&a->value.arr, j));
+        } else if (a->value.type != BN_GGUF_STRING || strcmp(key, "general.name") != 0) {
+            if (a->value.type == BN_GGUF_STRING) {
+                assert_int_equal(b->str.len, a->value.str.len);
+                assert_memory_equal(b->str.data, a->value.str.data, b->str.len);
+            } else if (a->value.type == BN_GGUF_FLOAT32) {
+                assert_true(b->f64 == a->value.f64);
+            } else {
+                assert_int_equal(b->u64, a->value.u64);
+            }
+        }
+    }
+    assert_int_equal(g->n_tensors, ref->n_tensors);
+    for (uint64_t i = 0; i < ref->n_tensors; i++) {
+        const bn_gguf_tensor *a = &ref->tensors[i], *b = &g->tensors[i];
+        assert_int_equal(b->name.len, a->name.len);
+        assert_memory_equal(b->name.data, a->name.data, a->name.len);
+        assert_int_equal(b->type, a->type);
+        assert_int_equal(b->n_dims, a->n_dims);
+        assert_memory_equal(b->ne, a->ne, sizeof a->ne);
+        assert_int_equal(b->nbytes, a->nbytes);
+        assert_int_equal(b->offset, a->offset);
+    }
+    bn_gguf_close(ref);
+    bn_gguf_close(g);
+    remove(path);
+}
+
+// The weight scales keep activations sane: through the CPU backend, the logits
+// of the tiny preset are finite with a standard deviation near the designed 3.
+static void test_synth_activations_sane(void **state) {
+    (void)state;
+    bn_synth_config c;
+    bn_error err = {{0}};
+    assert_int_equal(bn_synth_preset("tiny", &c, &err), 0);
+    c.n_layer = 4;
+    char path[64];
+    tmp_path(path, sizeof path);
+    write_model(&c, path);
+    bn_engine *e;
+    bn_session *s;
+    int rc = bn_engine_load(path, NULL, &e, &err);
+    if (rc) fprintf(stderr, "bn_engine_load: %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    bn_session_params p = {.backend = "cpu", .n_threads = 1};
+    rc = bn_session_create(e, &p, &s, &err);
+    if (rc) fprintf(stderr, "bn_session_create: %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    int n_vocab = bn_engine_info(e).n_vocab;
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(bn_engine_tokenize(e, "The quick brown fox, 2+2=", true, false, &ids, &n, &err), 0);
+    float *logits = malloc(sizeof(float) * (size_t)n_vocab);
+    assert_non_null(logits);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(bn_session_eval(s, &ids[i], 1, logits, &err), 0);
+        double sum = 0, sum2 = 0;
+        for (int v = 0; v < n_vocab; v++) {
+            assert_true(isfinite(logits[v]));
+            sum += logits[v], sum2 += (double)logits[v] * logits[v];
+        }
+        double mean = sum / n_vocab, sd = sqrt(sum2 / n_vocab - mean * mean);
+        assert_true(fabs(mean) < 1.0);
+        assert_true(sd > 1.5 && sd < 6.0);
+    }
+    free(logits);
+    free(ids);
+    bn_session_free(s);
+    bn_engine_free(e);
+    remove(path);
+}
+
 // ---- the CLI ---------------------------------------------------------------------
 
 static int run_cli(const char *args) {
@@ -664,7 +770,8 @@ int main(void) {
         cmocka_unit_test(test_writer_roundtrip),   cmocka_unit_test(test_writer_errors),
         cmocka_unit_test(test_synth_structure),    cmocka_unit_test(test_synth_determinism),
         cmocka_unit_test(test_synth_validation),   cmocka_unit_test(test_synth_vocab_padding),
-        cmocka_unit_test(test_synth_llama3_vocab), cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_synth_llama3_vocab), cmocka_unit_test(test_synth_mirrors_official_layout),
+        cmocka_unit_test(test_synth_activations_sane), cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
