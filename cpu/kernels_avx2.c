@@ -28,6 +28,13 @@
 
 // Blocks summed in int16 before widening to int32 (bound above: 8 * 2048 < 32767).
 #define BN_I16_BLOCKS 8
+// Prefill decodes 4 rows x BN_KPIECE elements at a time into a 16 KiB stack
+// buffer: small enough to stay in L1 next to the activations being streamed.
+#define BN_KPIECE 4096
+// Software prefetch distance for the GEMV weight streams (bytes ahead).
+#ifndef BN_PF_DIST
+#define BN_PF_DIST 512
+#endif
 
 // code lookup: fields 00,01,10,11 -> c = w+1 = 0,1,2,1. `hi` reads the upper
 // field of a nibble (bits 3:2), `lo` the lower (bits 1:0).
@@ -43,103 +50,180 @@ static const int8_t bn_lut_hi[32] __attribute__((aligned(32))) = {LUT16(LUT_HI),
 static const int8_t bn_lut_lo[32] __attribute__((aligned(32))) = {LUT16(LUT_LO),
                                                                    LUT16(LUT_LO)};
 
-BN_ALWAYS_INLINE int32_t hsum_i32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+// Sums of 4 rows' int16 partials, widened and packed as [r0 r1 r2 r3] in each
+// 128-bit lane (the caller adds the two lanes at the end).
+BN_ALWAYS_INLINE __m256i pack4_i16(__m256i a0, __m256i a1, __m256i a2, __m256i a3) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i h01 = _mm256_hadd_epi32(_mm256_madd_epi16(a0, ones), _mm256_madd_epi16(a1, ones));
+    const __m256i h23 = _mm256_hadd_epi32(_mm256_madd_epi16(a2, ones), _mm256_madd_epi16(a3, ones));
+    return _mm256_hadd_epi32(h01, h23);
+}
+
+BN_ALWAYS_INLINE __m128i fold_lanes(__m256i v) {
+    return _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+}
+
+BN_ALWAYS_INLINE int32_t hsum_i16(__m256i a) {
+    __m128i s = fold_lanes(_mm256_madd_epi16(a, _mm256_set1_epi16(1)));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
     return _mm_cvtsi128_si32(s);
 }
 
-// One R x T tile over a whole row length: rows w + i*rb (i < R), tokens q + t*K.
-// R and T are compile-time constants at every call site, so the arrays below
-// live in registers.
-BN_ALWAYS_INLINE void ternary_tile(const uint8_t *w, int64_t rb, int64_t K, const int8_t *q,
-                                   const int32_t *qsum, int R, int T, int32_t *y,
-                                   int64_t ldy) {
+// dot(c, q) of one 128-element block, as int16 partials: codes decoded from the
+// 32 weight bytes at wp, activations q0..q3 (elements 0-31, 32-63, 64-95, 96-127).
+BN_ALWAYS_INLINE __m256i block_dot(const uint8_t *wp, __m256i q0, __m256i q1, __m256i q2,
+                                   __m256i q3, __m256i lut_hi, __m256i lut_lo, __m256i m4) {
+    const __m256i v = _mm256_loadu_si256((const __m256i *)wp);
+    const __m256i lo = _mm256_and_si256(v, m4);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    const __m256i p0 = _mm256_maddubs_epi16(_mm256_shuffle_epi8(lut_hi, hi), q0);
+    const __m256i p1 = _mm256_maddubs_epi16(_mm256_shuffle_epi8(lut_lo, hi), q1);
+    const __m256i p2 = _mm256_maddubs_epi16(_mm256_shuffle_epi8(lut_hi, lo), q2);
+    const __m256i p3 = _mm256_maddubs_epi16(_mm256_shuffle_epi8(lut_lo, lo), q3);
+    return _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3));
+}
+
+#define LOADQ(p) _mm256_loadu_si256((const __m256i *)(p))
+
+// GEMV, 4 rows from wr (row stride rb): four independent weight streams.
+static void gemv_rows4(const uint8_t *wr, int64_t rb, int64_t K, const int8_t *q,
+                       int32_t qsum, int32_t *y) {
     const __m256i lut_hi = _mm256_load_si256((const __m256i *)bn_lut_hi);
     const __m256i lut_lo = _mm256_load_si256((const __m256i *)bn_lut_lo);
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i acc32[4][4];
-#pragma GCC unroll 4
-    for (int i = 0; i < R; i++)
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) acc32[i][t] = _mm256_setzero_si256();
-
+    const uint8_t *w0 = wr, *w1 = wr + rb, *w2 = wr + 2 * rb, *w3 = wr + 3 * rb;
+    __m256i acc = _mm256_setzero_si256();
     const int64_t nb = K / 128;
     for (int64_t b0 = 0; b0 < nb; b0 += BN_I16_BLOCKS) {
         const int64_t b1 = b0 + BN_I16_BLOCKS < nb ? b0 + BN_I16_BLOCKS : nb;
-        __m256i acc[4][4];
-#pragma GCC unroll 4
-        for (int i = 0; i < R; i++)
-#pragma GCC unroll 4
-            for (int t = 0; t < T; t++) acc[i][t] = _mm256_setzero_si256();
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
         for (int64_t b = b0; b < b1; b++) {
             const int8_t *qb = q + 128 * b;
-            __m256i lo[4], hi[4];
-#pragma GCC unroll 4
-            for (int i = 0; i < R; i++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(w + i * rb + 32 * b));
-                lo[i] = _mm256_and_si256(v, m4);
-                hi[i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            }
-            // groups j = 0..3 are elements 32j..32j+31 of the block: fields 7:6,
-            // 5:4 (high nibble) then 3:2, 1:0 (low nibble).
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; j++) {
-#pragma GCC unroll 4
-                for (int i = 0; i < R; i++) {
-                    const __m256i nib = j < 2 ? hi[i] : lo[i];
-                    const __m256i c = _mm256_shuffle_epi8((j & 1) ? lut_lo : lut_hi, nib);
-#pragma GCC unroll 4
-                    for (int t = 0; t < T; t++) {
-                        const __m256i qv =
-                            _mm256_loadu_si256((const __m256i *)(qb + t * K + 32 * j));
-                        acc[i][t] = _mm256_add_epi16(acc[i][t], _mm256_maddubs_epi16(c, qv));
-                    }
-                }
-            }
+            const __m256i q0 = LOADQ(qb), q1 = LOADQ(qb + 32), q2 = LOADQ(qb + 64),
+                          q3 = LOADQ(qb + 96);
+            _mm_prefetch((const char *)(w0 + 32 * b + BN_PF_DIST), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w2 + 32 * b + BN_PF_DIST), _MM_HINT_T0);
+            a0 = _mm256_add_epi16(a0, block_dot(w0 + 32 * b, q0, q1, q2, q3, lut_hi, lut_lo, m4));
+            a1 = _mm256_add_epi16(a1, block_dot(w1 + 32 * b, q0, q1, q2, q3, lut_hi, lut_lo, m4));
+            a2 = _mm256_add_epi16(a2, block_dot(w2 + 32 * b, q0, q1, q2, q3, lut_hi, lut_lo, m4));
+            a3 = _mm256_add_epi16(a3, block_dot(w3 + 32 * b, q0, q1, q2, q3, lut_hi, lut_lo, m4));
         }
-#pragma GCC unroll 4
-        for (int i = 0; i < R; i++)
-#pragma GCC unroll 4
-            for (int t = 0; t < T; t++)
-                acc32[i][t] = _mm256_add_epi32(acc32[i][t], _mm256_madd_epi16(acc[i][t], ones));
+        acc = _mm256_add_epi32(acc, pack4_i16(a0, a1, a2, a3));
     }
-#pragma GCC unroll 4
-    for (int i = 0; i < R; i++)
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) y[t * ldy + i] = hsum_i32(acc32[i][t]) - qsum[t];
+    _mm_storeu_si128((__m128i *)y, _mm_sub_epi32(fold_lanes(acc), _mm_set1_epi32(qsum)));
 }
 
-// Tiles of R rows over all n tokens, T tokens at a time (tail tokens one by one).
-BN_ALWAYS_INLINE void ternary_rows(const uint8_t *w, int64_t K, int64_t r, const int8_t *q,
-                                   const int32_t *qsum, int n, int32_t *y, int64_t ldy, int R) {
-    const int64_t rb = K / 4;
-    const uint8_t *wr = w + r * rb;
-    int t = 0;
-    for (; t + 4 <= n; t += 4)
-        ternary_tile(wr, rb, K, q + t * K, qsum + t, R, 4, y + t * ldy + r, ldy);
-    switch (n - t) {
-    case 3: ternary_tile(wr, rb, K, q + t * K, qsum + t, R, 3, y + t * ldy + r, ldy); break;
-    case 2: ternary_tile(wr, rb, K, q + t * K, qsum + t, R, 2, y + t * ldy + r, ldy); break;
-    case 1: ternary_tile(wr, rb, K, q + t * K, qsum + t, R, 1, y + t * ldy + r, ldy); break;
-    default: break;
+static int32_t gemv_row1(const uint8_t *wr, int64_t K, const int8_t *q, int32_t qsum) {
+    const __m256i lut_hi = _mm256_load_si256((const __m256i *)bn_lut_hi);
+    const __m256i lut_lo = _mm256_load_si256((const __m256i *)bn_lut_lo);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    int32_t sum = 0;
+    const int64_t nb = K / 128;
+    for (int64_t b0 = 0; b0 < nb; b0 += BN_I16_BLOCKS) {
+        const int64_t b1 = b0 + BN_I16_BLOCKS < nb ? b0 + BN_I16_BLOCKS : nb;
+        __m256i a = _mm256_setzero_si256();
+        for (int64_t b = b0; b < b1; b++) {
+            const int8_t *qb = q + 128 * b;
+            a = _mm256_add_epi16(a, block_dot(wr + 32 * b, LOADQ(qb), LOADQ(qb + 32),
+                                              LOADQ(qb + 64), LOADQ(qb + 96), lut_hi, lut_lo, m4));
+        }
+        sum += hsum_i16(a);
     }
+    return sum - qsum;
+}
+
+// Decodes `nb` blocks of a row into offset-binary codes in element order, so that
+// buf[k] pairs with q[k] (one vpmaddubsw per 32 elements, no decode in the GEMM).
+static void decode_row(const uint8_t *wr, int64_t nb, uint8_t *buf) {
+    const __m256i lut_hi = _mm256_load_si256((const __m256i *)bn_lut_hi);
+    const __m256i lut_lo = _mm256_load_si256((const __m256i *)bn_lut_lo);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(wr + 32 * b));
+        const __m256i lo = _mm256_and_si256(v, m4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        __m256i *o = (__m256i *)(buf + 128 * b);
+        _mm256_store_si256(o + 0, _mm256_shuffle_epi8(lut_hi, hi));
+        _mm256_store_si256(o + 1, _mm256_shuffle_epi8(lut_lo, hi));
+        _mm256_store_si256(o + 2, _mm256_shuffle_epi8(lut_hi, lo));
+        _mm256_store_si256(o + 3, _mm256_shuffle_epi8(lut_lo, lo));
+    }
+}
+
+// 4 decoded rows (c, row stride BN_KPIECE) x T tokens (T = 1 or 2) over kp
+// elements; returns per token the 4 row sums packed in an __m128i (added to *out).
+BN_ALWAYS_INLINE void gemm_tile(const uint8_t *c, int64_t kp, const int8_t *q, int64_t K,
+                                int T, __m128i *out) {
+    const uint8_t *c0 = c, *c1 = c + BN_KPIECE, *c2 = c + 2 * BN_KPIECE, *c3 = c + 3 * BN_KPIECE;
+    const int8_t *qa = q, *qb = q + K;
+    __m256i sa = _mm256_setzero_si256(), sb = sa;
+    for (int64_t k0 = 0; k0 < kp; k0 += 128 * BN_I16_BLOCKS) {
+        const int64_t k1 = k0 + 128 * BN_I16_BLOCKS < kp ? k0 + 128 * BN_I16_BLOCKS : kp;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        __m256i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (int64_t k = k0; k < k1; k += 32) {
+            const __m256i x0 = _mm256_load_si256((const __m256i *)(c0 + k));
+            const __m256i x1 = _mm256_load_si256((const __m256i *)(c1 + k));
+            const __m256i x2 = _mm256_load_si256((const __m256i *)(c2 + k));
+            const __m256i x3 = _mm256_load_si256((const __m256i *)(c3 + k));
+            const __m256i u = LOADQ(qa + k);
+            a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(x0, u));
+            a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(x1, u));
+            a2 = _mm256_add_epi16(a2, _mm256_maddubs_epi16(x2, u));
+            a3 = _mm256_add_epi16(a3, _mm256_maddubs_epi16(x3, u));
+            if (T == 2) {
+                const __m256i v = LOADQ(qb + k);
+                b0 = _mm256_add_epi16(b0, _mm256_maddubs_epi16(x0, v));
+                b1 = _mm256_add_epi16(b1, _mm256_maddubs_epi16(x1, v));
+                b2 = _mm256_add_epi16(b2, _mm256_maddubs_epi16(x2, v));
+                b3 = _mm256_add_epi16(b3, _mm256_maddubs_epi16(x3, v));
+            }
+        }
+        sa = _mm256_add_epi32(sa, pack4_i16(a0, a1, a2, a3));
+        if (T == 2) sb = _mm256_add_epi32(sb, pack4_i16(b0, b1, b2, b3));
+    }
+    out[0] = _mm_add_epi32(out[0], fold_lanes(sa));
+    if (T == 2) out[1] = _mm_add_epi32(out[1], fold_lanes(sb));
 }
 
 void bn_ternary_gemm_avx2(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
                           const int8_t *q, const int32_t *qsum, int n, int32_t *y,
                           int64_t ldy) {
+    const int64_t rb = K / 4;
     int64_t r = row0;
     if (n == 1) {
         // Decode GEMV: memory-bound, 4 independent row streams per pass.
-        for (; r + 4 <= row1; r += 4) ternary_tile(w + r * (K / 4), K / 4, K, q, qsum, 4, 1, y + r, ldy);
-        for (; r < row1; r++) ternary_tile(w + r * (K / 4), K / 4, K, q, qsum, 1, 1, y + r, ldy);
+        for (; r + 4 <= row1; r += 4) gemv_rows4(w + r * rb, rb, K, q, qsum[0], y + r);
+        for (; r < row1; r++) y[r] = gemv_row1(w + r * rb, K, q, qsum[0]);
         return;
     }
-    for (; r + 2 <= row1; r += 2) ternary_rows(w, K, r, q, qsum, n, y, ldy, 2);
-    for (; r < row1; r++) ternary_rows(w, K, r, q, qsum, n, y, ldy, 1);
+    // Prefill GEMM: decode 4 rows once (a K piece at a time, into L1), then run
+    // every token pair over the decoded codes.
+    uint8_t buf[4 * BN_KPIECE] __attribute__((aligned(32)));
+    for (; r + 4 <= row1; r += 4) {
+        for (int t = 0; t < n; t++)
+            _mm_storeu_si128((__m128i *)(y + t * ldy + r), _mm_set1_epi32(-qsum[t]));
+        for (int64_t k0 = 0; k0 < K; k0 += BN_KPIECE) {
+            const int64_t kp = K - k0 < BN_KPIECE ? K - k0 : BN_KPIECE;
+            for (int i = 0; i < 4; i++) decode_row(w + (r + i) * rb + k0 / 4, kp / 128, buf + i * BN_KPIECE);
+            int t = 0;
+            for (; t + 2 <= n; t += 2) {
+                __m128i o[2] = {_mm_loadu_si128((const __m128i *)(y + t * ldy + r)),
+                                _mm_loadu_si128((const __m128i *)(y + (t + 1) * ldy + r))};
+                gemm_tile(buf, kp, q + t * K + k0, K, 2, o);
+                _mm_storeu_si128((__m128i *)(y + t * ldy + r), o[0]);
+                _mm_storeu_si128((__m128i *)(y + (t + 1) * ldy + r), o[1]);
+            }
+            if (t < n) {
+                __m128i o[1] = {_mm_loadu_si128((const __m128i *)(y + t * ldy + r))};
+                gemm_tile(buf, kp, q + t * K + k0, K, 1, o);
+                _mm_storeu_si128((__m128i *)(y + t * ldy + r), o[0]);
+            }
+        }
+    }
+    for (; r < row1; r++)
+        for (int t = 0; t < n; t++) y[t * ldy + r] = gemv_row1(w + r * rb, K, q + t * K, qsum[t]);
 }
 
 // ---- f16 GEMV ------------------------------------------------------------------

@@ -1,0 +1,401 @@
+// bench_kernels.c - CPU kernel roofline for the BitNet b1.58 2B-4T shapes.
+//
+// In one run:
+//   1. the machine's read bandwidth: a sum over a 1 GiB buffer, 1 thread and -t N;
+//   2. each decode GEMV (n = 1) of the 2B-4T shapes with random weights: time,
+//      GB/s and % of the measured bandwidth. Every call reads weights nobody read
+//      just before (the shapes are cut from a 521 MB pool in turn), so the numbers
+//      are DRAM streaming, not a cached 2 MB matrix;
+//   3. the decode step: bytes per token / bandwidth (the roofline) against the sum
+//      of those GEMV times over 30 layers + the f16 LM head, and against one timed
+//      run of the whole step in model order;
+//   4. prefill: the 7 ternary GEMMs of a layer at n = 64 tokens, in GOPS (int8
+//      MACs/s) and the tok/s that implies for 30 layers (LM head and attention not
+//      counted).
+// Kernel sets: every one this CPU runs (scalar, avx2, avx512), or -k NAME.
+// Usage: bench_kernels [-t THREADS] [-k scalar|avx2|avx512] [--json]
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "cpu_features.h"
+#include "kernels.h"
+#include "threadpool.h"
+
+// 2B-4T shapes (DESIGN 1). Hard-coded here on purpose: this bench is about that model.
+#define HID 2560
+#define FFN 6912
+#define KV 640 // 5 kv heads x 128
+#define LAYERS 30
+#define VOCAB 128256
+#define PREFILL_N 64
+
+typedef struct {
+    const char *name;
+    int64_t rows, K;
+    int per_layer; // how many matrices of this shape per layer
+} shape;
+
+static const shape shapes[] = {
+    {"attn_q/o 2560x2560", HID, HID, 2},
+    {"attn_k/v 640x2560", KV, HID, 2},
+    {"ffn_gate/up 6912x2560", FFN, HID, 2},
+    {"ffn_down 2560x6912", HID, FFN, 1},
+};
+#define N_SHAPES (int)(sizeof shapes / sizeof *shapes)
+
+// ---- work split over the pool ------------------------------------------------
+
+typedef struct {
+    const bn_cpu_kernels *k;
+    const uint8_t *w;
+    const uint16_t *wh;
+    int64_t K, rows;
+    const int8_t *q;
+    const int32_t *qsum;
+    const float *x;
+    int n;
+    int32_t *y;
+    float *yf;
+} job;
+
+// Rows in multiples of 4 so every thread keeps the kernels' 4-row tiles.
+static void split(int64_t rows, int ith, int nth, int64_t *r0, int64_t *r1) {
+    const int64_t chunk = ((rows + nth - 1) / nth + 3) & ~(int64_t)3;
+    *r0 = chunk * ith < rows ? chunk * ith : rows;
+    *r1 = *r0 + chunk < rows ? *r0 + chunk : rows;
+}
+
+static void job_ternary(void *ctx, int ith, int nth) {
+    job *j = ctx;
+    int64_t r0, r1;
+    split(j->rows, ith, nth, &r0, &r1);
+    if (r0 < r1) j->k->ternary_gemm(j->w, j->K, r0, r1, j->q, j->qsum, j->n, j->y, j->rows);
+}
+
+static void job_f16(void *ctx, int ith, int nth) {
+    job *j = ctx;
+    int64_t r0, r1;
+    split(j->rows, ith, nth, &r0, &r1);
+    if (r0 < r1) j->k->f16_gemv(j->wh, j->K, r0, r1, j->x, j->yf);
+}
+
+// ---- read bandwidth ----------------------------------------------------------
+
+typedef struct {
+    const uint64_t *buf;
+    size_t n; // uint64 words
+    uint64_t sums[64];
+} bw_job;
+
+// 32-byte loads into four independent accumulators: enough loads in flight that
+// the memory system, not the core, sets the pace. (Compiled for AVX2 here only;
+// called only when the CPU has it.)
+__attribute__((target("avx2"))) static uint64_t sum_words_avx2(const uint64_t *p, size_t n) {
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a = _mm256_add_epi64(a, _mm256_loadu_si256((const __m256i *)(p + i)));
+        b = _mm256_add_epi64(b, _mm256_loadu_si256((const __m256i *)(p + i + 4)));
+        c = _mm256_add_epi64(c, _mm256_loadu_si256((const __m256i *)(p + i + 8)));
+        d = _mm256_add_epi64(d, _mm256_loadu_si256((const __m256i *)(p + i + 12)));
+    }
+    a = _mm256_add_epi64(_mm256_add_epi64(a, b), _mm256_add_epi64(c, d));
+    uint64_t s[4];
+    _mm256_storeu_si256((__m256i *)s, a);
+    uint64_t sum = s[0] + s[1] + s[2] + s[3];
+    for (; i < n; i++) sum += p[i];
+    return sum;
+}
+
+static uint64_t sum_words(const uint64_t *p, size_t n) {
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a += p[i] + p[i + 4] + p[i + 8] + p[i + 12];
+        b += p[i + 1] + p[i + 5] + p[i + 9] + p[i + 13];
+        c += p[i + 2] + p[i + 6] + p[i + 10] + p[i + 14];
+        d += p[i + 3] + p[i + 7] + p[i + 11] + p[i + 15];
+    }
+    for (; i < n; i++) a += p[i];
+    return a + b + c + d;
+}
+
+static int g_avx2;
+
+static void job_bw(void *ctx, int ith, int nth) {
+    bw_job *j = ctx;
+    const size_t chunk = (j->n / (size_t)nth) & ~(size_t)15;
+    const size_t s = chunk * (size_t)ith, e = ith == nth - 1 ? j->n : s + chunk;
+    j->sums[ith & 63] = g_avx2 ? sum_words_avx2(j->buf + s, e - s) : sum_words(j->buf + s, e - s);
+}
+
+// Best of `reps` passes over the buffer, in GB/s (1e9 bytes).
+static double read_bandwidth(bn_pool *pool, const uint64_t *buf, size_t bytes, int reps) {
+    bw_job j = {.buf = buf, .n = bytes / 8};
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        const double t0 = bn_now_ms();
+        bn_pool_run(pool, job_bw, &j);
+        const double dt = bn_now_ms() - t0;
+        if (dt < best) best = dt;
+    }
+    volatile uint64_t sink = j.sums[0]; // keep the sums alive
+    (void)sink;
+    return (double)bytes / (best * 1e-3) / 1e9;
+}
+
+// ---- helpers -----------------------------------------------------------------
+
+static void fill_random(void *p, size_t bytes, uint64_t seed) {
+    uint64_t s = seed | 1, *w = p;
+    for (size_t i = 0; i < bytes / 8; i++) {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        w[i] = s * 0x2545F4914F6CDD1DULL;
+    }
+}
+
+static void *xmalloc(size_t n) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n) != 0) {
+        fprintf(stderr, "bench_kernels: out of memory (%zu bytes)\n", n);
+        exit(1);
+    }
+    return p;
+}
+
+typedef struct {
+    const char *kernels;
+    double gemv_ms[N_SHAPES], gemv_gbs[N_SHAPES];
+    double head_ms, head_gbs;
+    double sum_ms, step_ms, roofline_ms;
+    double prefill_gops, prefill_tps;
+} result;
+
+int main(int argc, char **argv) {
+    int threads = 1, json = 0;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-k") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--json")) json = 1;
+        else {
+            fprintf(stderr, "usage: %s [-t THREADS] [-k scalar|avx2|avx512] [--json]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (threads < 1 || threads > 64) {
+        fprintf(stderr, "bench_kernels: -t must be 1..64\n");
+        return 2;
+    }
+    const bn_cpu_features feat = bn_cpu_detect();
+    g_avx2 = feat.avx2;
+
+    const bn_cpu_kernels *sets[3];
+    int n_sets = 0;
+    bn_error err;
+    const char *names[3] = {"scalar", "avx2", "avx512"};
+    for (int i = 0; i < 3; i++) {
+        if (only && strcmp(only, names[i]) != 0) continue;
+        if (bn_cpu_kernels_select(names[i], &sets[n_sets], &err) == 0) n_sets++;
+        else if (only) {
+            fprintf(stderr, "bench_kernels: %s\n", err.msg);
+            return 1;
+        }
+    }
+    if (only && n_sets == 0) {
+        fprintf(stderr, "bench_kernels: unknown kernel set '%s'\n", only);
+        return 1;
+    }
+
+    bn_pool *pool1 = NULL, *pool = NULL;
+    if (bn_pool_create(1, &pool1, &err) != 0 || bn_pool_create(threads, &pool, &err) != 0) {
+        fprintf(stderr, "bench_kernels: %s\n", err.msg);
+        return 1;
+    }
+
+    // 1. read bandwidth
+    const size_t bw_bytes = (size_t)1 << 30;
+    uint64_t *bw_buf = xmalloc(bw_bytes);
+    memset(bw_buf, 1, bw_bytes); // fault the pages in
+    const double bw1 = read_bandwidth(pool1, bw_buf, bw_bytes, 4);
+    const double bwn = read_bandwidth(pool, bw_buf, bw_bytes, 4);
+    free(bw_buf);
+
+    // Weights: all ternary matrices of the model as one pool (I2_S rows are just
+    // bytes, so any window of it is a valid matrix) plus the f16 LM head.
+    int64_t tern_bytes = 0;
+    for (int s = 0; s < N_SHAPES; s++)
+        tern_bytes += shapes[s].per_layer * shapes[s].rows * shapes[s].K / 4;
+    const int64_t layer_bytes = tern_bytes;
+    tern_bytes *= LAYERS;
+    const int64_t head_bytes = (int64_t)VOCAB * HID * 2;
+    uint8_t *tern = xmalloc((size_t)tern_bytes);
+    uint16_t *head = xmalloc((size_t)head_bytes);
+    fill_random(tern, (size_t)tern_bytes, 1);
+    // Random f16 in [-1, 1): finite values, so the FMAs run at normal speed.
+    for (int64_t i = 0; i < (int64_t)VOCAB * HID; i++)
+        head[i] = (uint16_t)(0x3800u | ((uint32_t)(i * 2654435761u) >> 22) | ((i & 1) << 15));
+
+    int8_t *q = xmalloc((size_t)FFN * PREFILL_N);
+    int32_t qsum[PREFILL_N];
+    fill_random(q, (size_t)FFN * PREFILL_N, 7);
+    for (int t = 0; t < PREFILL_N; t++) {
+        qsum[t] = 0;
+        for (int k = 0; k < FFN; k++) qsum[t] += q[t * FFN + k];
+    }
+    float *x = xmalloc(sizeof(float) * HID);
+    for (int i = 0; i < HID; i++) x[i] = (float)((i * 37) % 101) / 101.0f - 0.5f;
+    int32_t *y = xmalloc(sizeof(int32_t) * (size_t)FFN * PREFILL_N);
+    float *yf = xmalloc(sizeof(float) * VOCAB);
+
+    const double step_bytes = (double)tern_bytes + (double)head_bytes;
+    result res[3];
+    for (int si = 0; si < n_sets; si++) {
+        const bn_cpu_kernels *k = sets[si];
+        result *R = &res[si];
+        memset(R, 0, sizeof *R);
+        R->kernels = k->name;
+        const int slow = !strcmp(k->name, "scalar");
+
+        // 2. GEMVs, each on weights not read just before.
+        int64_t off = 0;
+        for (int s = 0; s < N_SHAPES; s++) {
+            const int64_t mb = shapes[s].rows * shapes[s].K / 4;
+            const int calls = slow ? 8 : 200;
+            double best = 1e30;
+            for (int c = 0; c < calls; c++) {
+                if (off + mb > tern_bytes) off = 0;
+                job j = {.k = k, .w = tern + off, .K = shapes[s].K, .rows = shapes[s].rows,
+                         .q = q, .qsum = qsum, .n = 1, .y = y};
+                off += mb;
+                const double t0 = bn_now_ms();
+                bn_pool_run(pool, job_ternary, &j);
+                const double dt = bn_now_ms() - t0;
+                if (dt < best) best = dt;
+            }
+            // best-of is fair here: every call streams fresh weights from DRAM
+            R->gemv_ms[s] = best;
+            R->gemv_gbs[s] = (double)mb / (best * 1e-3) / 1e9;
+        }
+        {
+            job j = {.k = k, .wh = head, .K = HID, .rows = VOCAB, .x = x, .yf = yf};
+            double best = 1e30;
+            for (int c = 0; c < (slow ? 1 : 5); c++) {
+                const double t0 = bn_now_ms();
+                bn_pool_run(pool, job_f16, &j);
+                const double dt = bn_now_ms() - t0;
+                if (dt < best) best = dt;
+            }
+            R->head_ms = best;
+            R->head_gbs = (double)head_bytes / (best * 1e-3) / 1e9;
+        }
+
+        // 3. decode step: the sum of the parts, and the whole step in model order.
+        R->sum_ms = R->head_ms;
+        for (int s = 0; s < N_SHAPES; s++) R->sum_ms += LAYERS * shapes[s].per_layer * R->gemv_ms[s];
+        R->roofline_ms = step_bytes / (bwn * 1e9) * 1e3;
+        {
+            double best = 1e30;
+            for (int rep = 0; rep < (slow ? 1 : 3); rep++) {
+                const double t0 = bn_now_ms();
+                int64_t o = 0;
+                for (int l = 0; l < LAYERS; l++)
+                    for (int s = 0; s < N_SHAPES; s++)
+                        for (int m = 0; m < shapes[s].per_layer; m++) {
+                            const int64_t mb = shapes[s].rows * shapes[s].K / 4;
+                            job j = {.k = k, .w = tern + o, .K = shapes[s].K,
+                                     .rows = shapes[s].rows, .q = q, .qsum = qsum, .n = 1,
+                                     .y = y};
+                            o += mb;
+                            bn_pool_run(pool, job_ternary, &j);
+                        }
+                job j = {.k = k, .wh = head, .K = HID, .rows = VOCAB, .x = x, .yf = yf};
+                bn_pool_run(pool, job_f16, &j);
+                const double dt = bn_now_ms() - t0;
+                if (dt < best) best = dt;
+            }
+            R->step_ms = best;
+        }
+
+        // 4. prefill: one layer's ternary GEMMs at n = 64 (compute-bound).
+        {
+            const int layers = slow ? 1 : 3;
+            double macs = 0.0;
+            const double t0 = bn_now_ms();
+            int64_t o = 0;
+            for (int l = 0; l < layers; l++)
+                for (int s = 0; s < N_SHAPES; s++)
+                    for (int m = 0; m < shapes[s].per_layer; m++) {
+                        const int64_t mb = shapes[s].rows * shapes[s].K / 4;
+                        job j = {.k = k, .w = tern + o, .K = shapes[s].K,
+                                 .rows = shapes[s].rows, .q = q, .qsum = qsum, .n = PREFILL_N,
+                                 .y = y};
+                        o += mb;
+                        bn_pool_run(pool, job_ternary, &j);
+                        macs += (double)shapes[s].rows * (double)shapes[s].K * PREFILL_N;
+                    }
+            const double dt = (bn_now_ms() - t0) * 1e-3;
+            R->prefill_gops = macs / dt / 1e9;
+            // tokens/s for the ternary layers only: 64 tokens per (30 layers' time)
+            R->prefill_tps = PREFILL_N / (dt / layers * LAYERS);
+        }
+    }
+
+    if (json) {
+        printf("{\"threads\": %d, \"read_gbs_1t\": %.2f, \"read_gbs\": %.2f, "
+               "\"step_bytes\": %.0f, \"layer_ternary_bytes\": %lld, \"kernels\": [",
+               threads, bw1, bwn, step_bytes, (long long)layer_bytes);
+        for (int si = 0; si < n_sets; si++) {
+            const result *R = &res[si];
+            printf("%s{\"name\": \"%s\", \"gemv\": [", si ? ", " : "", R->kernels);
+            for (int s = 0; s < N_SHAPES; s++)
+                printf("%s{\"shape\": \"%s\", \"ms\": %.4f, \"gbs\": %.2f, \"pct_bw\": %.1f}",
+                       s ? ", " : "", shapes[s].name, R->gemv_ms[s], R->gemv_gbs[s],
+                       100.0 * R->gemv_gbs[s] / bwn);
+            printf("], \"lm_head_ms\": %.3f, \"lm_head_gbs\": %.2f, \"decode_sum_ms\": %.3f, "
+                   "\"decode_step_ms\": %.3f, \"roofline_ms\": %.3f, \"pct_roofline\": %.1f, "
+                   "\"prefill_gops\": %.2f, \"prefill_tok_s\": %.1f}",
+                   R->head_ms, R->head_gbs, R->sum_ms, R->step_ms, R->roofline_ms,
+                   100.0 * R->roofline_ms / R->step_ms, R->prefill_gops, R->prefill_tps);
+        }
+        printf("]}\n");
+    } else {
+        printf("read bandwidth (1 GiB sum): 1 thread %.1f GB/s, %d threads %.1f GB/s\n", bw1,
+               threads, bwn);
+        printf("decode bytes/token: %.0f MB ternary + %.0f MB f16 LM head = %.0f MB; "
+               "roofline %.2f ms/token at %d threads\n\n",
+               (double)tern_bytes / 1e6, (double)head_bytes / 1e6, step_bytes / 1e6,
+               step_bytes / (bwn * 1e9) * 1e3, threads);
+        for (int si = 0; si < n_sets; si++) {
+            const result *R = &res[si];
+            printf("kernels %-7s threads %d\n", R->kernels, threads);
+            printf("  %-26s %10s %8s %8s\n", "GEMV (n=1)", "ms", "GB/s", "% bw");
+            for (int s = 0; s < N_SHAPES; s++)
+                printf("  %-26s %10.4f %8.2f %7.1f%%\n", shapes[s].name, R->gemv_ms[s],
+                       R->gemv_gbs[s], 100.0 * R->gemv_gbs[s] / bwn);
+            printf("  %-26s %10.3f %8.2f %7.1f%%\n", "lm_head f16 128256x2560", R->head_ms,
+                   R->head_gbs, 100.0 * R->head_gbs / bwn);
+            printf("  decode step: roofline %.2f ms, sum of GEMVs %.2f ms (%.1f%%), "
+                   "whole step %.2f ms (%.1f%%) -> %.2f tok/s\n",
+                   R->roofline_ms, R->sum_ms, 100.0 * R->roofline_ms / R->sum_ms, R->step_ms,
+                   100.0 * R->roofline_ms / R->step_ms, 1e3 / R->step_ms);
+            printf("  prefill n=%d: %.1f GOPS (int8 MAC/s) -> %.1f tok/s (ternary layers only)\n\n",
+                   PREFILL_N, R->prefill_gops, R->prefill_tps);
+        }
+    }
+    free(tern);
+    free(head);
+    free(q);
+    free(x);
+    free(y);
+    free(yf);
+    bn_pool_destroy(pool1);
+    bn_pool_destroy(pool);
+    return 0;
+}
