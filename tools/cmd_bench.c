@@ -39,13 +39,13 @@ static void run_backend(bn_engine *e, const bn_run_flags *f, const int32_t *prom
     bn_error err;
     double t0 = bn_now_ms();
     if (bn_session_create(e, &sp, &s, &err)) {
-        snprintf(row->note, sizeof row->note, "skipped: %s", err.msg);
+        snprintf(row->note, sizeof row->note, "skipped: %.280s", err.msg);
         return;
     }
     bn_sampling greedy = bn_sampling_greedy();
     bn_timings t;
     if (bn_session_generate(s, prompt, n_prompt, f->n_predict, &greedy, collect, row, &t, &err)) {
-        snprintf(row->note, sizeof row->note, "failed: %s", err.msg);
+        snprintf(row->note, sizeof row->note, "failed: %.280s", err.msg);
     } else {
         int steps = t.n_gen > 1 ? t.n_gen - 1 : 0;
         row->ran = true;

@@ -1,0 +1,231 @@
+// session.c - a backend instance with its KV cache, and the generation loop.
+//
+// The session remembers every token it has been given or has produced
+// (history) and how many of them are in the KV cache (n_past). The last
+// sampled token is not fed until the next step needs it, so a later
+// generate() call (the next chat turn) feeds it first.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "bitnet.h"
+#include "clock.h"
+#include "engine_internal.h"
+#include "utf8.h"
+
+// Prompt tokens per forward pass; larger prompts are fed in chunks by the backend.
+#define BN_MAX_BATCH 512
+
+struct bn_session {
+    bn_engine *engine;
+    const bn_backend_ops *ops;
+    bn_backend *be;
+    char note[320];   // why this backend
+    int n_ctx;
+    int32_t *history; // n_ctx + 1: the last sampled token may not fit in the cache
+    int n_hist;
+    int n_past;       // history[0..n_past) is in the KV cache
+    int32_t *pos;     // pos[i] = i, so a batch's positions are pos + n_past
+    float *logits;    // n_vocab
+    double backend_ms;
+};
+
+// Picks the backend: an explicit name must work; "auto" prefers a usable GPU.
+static int choose_backend(const char *name, const bn_backend_ops **ops, char *note, size_t n,
+                          bn_error *err) {
+    bn_error why = {{0}};
+    if (!name || !*name || !strcmp(name, "auto")) {
+        const bn_backend_ops *cuda = bn_backend_find("cuda");
+        if (cuda && cuda->probe(&why) == 0) {
+            *ops = cuda;
+            snprintf(note, n, "auto: a CUDA device is usable");
+            return 0;
+        }
+        *ops = bn_backend_find("cpu");
+        snprintf(note, n, "auto: using the CPU (%.240s)",
+                 cuda ? why.msg : "this build has no CUDA backend");
+        return 0;
+    }
+    if (strcmp(name, "cpu") && strcmp(name, "cuda"))
+        return bn_errorf(err, "unknown backend '%s' (use auto, cpu or cuda)", name);
+    *ops = bn_backend_find(name);
+    if (!*ops)
+        return bn_errorf(err, "backend '%s' is not compiled in (build with the CUDA toolkit)", name);
+    if ((*ops)->probe && (*ops)->probe(&why))
+        return bn_errorf(err, "backend '%s' cannot run here: %s", name, why.msg);
+    snprintf(note, n, "requested");
+    return 0;
+}
+
+int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err) {
+    *out = NULL;
+    bn_session_params defaults = {0};
+    if (!p) p = &defaults;
+    const bn_hparams *hp = &e->model->hp;
+    int n_ctx = p->n_ctx > 0 ? p->n_ctx : (int)hp->n_ctx_train;
+    if (p->n_ctx < 0 || n_ctx > (int)hp->n_ctx_train)
+        return bn_errorf(err, "context %d is outside 1..%u (the model's context length)", p->n_ctx,
+                         hp->n_ctx_train);
+
+    bn_session *s = calloc(1, sizeof *s);
+    if (!s) return bn_errorf(err, "out of memory");
+    s->engine = e;
+    s->n_ctx = n_ctx;
+    s->history = malloc(((size_t)n_ctx + 1) * sizeof *s->history);
+    s->pos = malloc((size_t)n_ctx * sizeof *s->pos);
+    s->logits = malloc((size_t)hp->n_vocab * sizeof *s->logits);
+    if (!s->history || !s->pos || !s->logits) {
+        bn_errorf(err, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < n_ctx; i++) s->pos[i] = i;
+
+    if (choose_backend(p->backend, &s->ops, s->note, sizeof s->note, err)) goto fail;
+    bn_backend_config cfg = {.n_threads = p->n_threads,
+                             .n_ctx = n_ctx,
+                             .max_batch = BN_MAX_BATCH < n_ctx ? BN_MAX_BATCH : n_ctx,
+                             .lm_head_q8 = p->lm_head_q8,
+                             .kernels = p->cpu_kernels};
+    double t0 = bn_now_ms();
+    bn_error why = {{0}};
+    if (s->ops->create(e->model, &cfg, &s->be, &why)) {
+        bool auto_gpu = strcmp(s->ops->name, "cpu") && (!p->backend || !strcmp(p->backend, "auto"));
+        if (!auto_gpu) {
+            bn_errorf(err, "%s backend: %s", s->ops->name, why.msg);
+            goto fail;
+        }
+        // auto picked the GPU but it cannot hold the model: fall back, saying why.
+        snprintf(s->note, sizeof s->note, "auto: using the CPU (%s backend: %.200s)", s->ops->name,
+                 why.msg);
+        s->ops = bn_backend_find("cpu");
+        if (s->ops->create(e->model, &cfg, &s->be, err)) goto fail;
+    }
+    s->backend_ms = bn_now_ms() - t0;
+    *out = s;
+    return 0;
+fail:
+    bn_session_free(s);
+    return -1;
+}
+
+void bn_session_free(bn_session *s) {
+    if (!s) return;
+    if (s->be) s->ops->destroy(s->be);
+    free(s->history);
+    free(s->pos);
+    free(s->logits);
+    free(s);
+}
+
+const char *bn_session_backend(const bn_session *s) { return s->ops->name; }
+const char *bn_session_backend_note(const bn_session *s) { return s->note; }
+int bn_session_n_ctx(const bn_session *s) { return s->n_ctx; }
+int bn_session_pos(const bn_session *s) { return s->n_past; }
+void bn_session_reset(bn_session *s) { s->n_hist = s->n_past = 0; }
+
+uint64_t bn_session_backend_bytes(const bn_session *s) {
+    return s->ops->memory_bytes ? s->ops->memory_bytes(s->be) : 0;
+}
+
+// Appends tokens to the history, checking they fit in the context.
+static int append_tokens(bn_session *s, const int32_t *ids, size_t n, bn_error *err) {
+    int32_t n_vocab = (int32_t)s->engine->model->hp.n_vocab;
+    if ((long long)n > (long long)s->n_ctx - s->n_hist)
+        return bn_errorf(err, "prompt of %zu tokens does not fit in the context (%d tokens, %d used)",
+                         n, s->n_ctx, s->n_hist);
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= n_vocab)
+            return bn_errorf(err, "token id %d is outside the vocabulary (0..%d)", ids[i], n_vocab - 1);
+        s->history[s->n_hist + i] = ids[i];
+    }
+    s->n_hist += (int)n;
+    return 0;
+}
+
+// Feeds history[n_past..n_hist) and picks the next token from the last row.
+static int feed_and_pick(bn_session *s, bn_sampler *smp, int32_t *next, bn_error *err) {
+    const int32_t *toks = s->history + s->n_past;
+    const int32_t *pos = s->pos + s->n_past;
+    int n = s->n_hist - s->n_past;
+    int rc;
+    if (bn_sampler_is_greedy(smp) && s->ops->forward_argmax) {
+        rc = s->ops->forward_argmax(s->be, toks, pos, n, next, err);
+    } else {
+        rc = s->ops->forward(s->be, toks, pos, n, s->logits, false, err);
+        if (rc == 0) *next = bn_sampler_sample(smp, s->logits, s->history, (size_t)s->n_hist);
+    }
+    if (rc == 0) s->n_past = s->n_hist;
+    return rc;
+}
+
+// Streams a token's bytes to the callback as complete UTF-8 text, in chunks so
+// that a hostile vocabulary with huge tokens needs no allocation here. The id
+// goes with the first chunk, -1 with the rest. Returns nonzero to stop.
+static int emit_token(bn_session *s, bn_utf8_stream *u, int32_t id, bn_token_fn on_token,
+                      void *user) {
+    enum { CHUNK = 256 };
+    char text[CHUNK + 8];
+    size_t len = 0, off = 0;
+    const char *bytes = bn_engine_token_bytes(s->engine, id, &len);
+    if (!on_token || !bytes) return 0;
+    do {
+        size_t m = len - off < CHUNK ? len - off : CHUNK;
+        size_t n = bn_utf8_stream_push(u, bytes + off, m, text);
+        if (on_token(user, off == 0 ? id : -1, text, n)) return 1;
+        off += m;
+    } while (off < len);
+    return 0;
+}
+
+int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, int n_predict,
+                        const bn_sampling *sp, bn_token_fn on_token, void *user,
+                        bn_timings *timings, bn_error *err) {
+    bn_timings t = {.backend_ms = s->backend_ms};
+    bn_sampler *smp = NULL;
+    bn_sampling greedy = bn_sampling_greedy();
+    if (bn_sampler_create(sp ? sp : &greedy, (int32_t)s->engine->model->hp.n_vocab, &smp, err))
+        return -1;
+    int rc = -1;
+    if (append_tokens(s, prompt, n_prompt, err)) goto done;
+    t.n_prompt = s->n_hist - s->n_past;
+    if (t.n_prompt == 0) {
+        bn_errorf(err, "nothing to generate from: the prompt is empty");
+        goto done;
+    }
+
+    bn_utf8_stream utf8 = {0};
+    int32_t next;
+    double t0 = bn_now_ms();
+    if (feed_and_pick(s, smp, &next, err)) goto done;
+    t.prefill_ms = bn_now_ms() - t0;
+
+    t0 = bn_now_ms();
+    for (int i = 0; i < n_predict; i++) {
+        s->history[s->n_hist++] = next; // pending: fed by the next step or the next call
+        t.n_gen++;
+        if (bn_engine_is_eog(s->engine, next)) break;
+        if (emit_token(s, &utf8, next, on_token, user)) break;
+        if (i + 1 == n_predict || s->n_hist >= s->n_ctx) break;
+        if (feed_and_pick(s, smp, &next, err)) goto done;
+    }
+    t.decode_ms = bn_now_ms() - t0;
+    char tail[8];
+    size_t n_tail = bn_utf8_stream_flush(&utf8, tail);
+    if (on_token && n_tail) on_token(user, -1, tail, n_tail);
+    rc = 0;
+done:
+    if (timings) *timings = t;
+    bn_sampler_free(smp);
+    return rc;
+}
+
+int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float *logits, bn_error *err) {
+    if (append_tokens(s, tokens, n, err)) return -1;
+    int m = s->n_hist - s->n_past;
+    if (m == 0) return bn_errorf(err, "nothing to evaluate");
+    if (s->ops->forward(s->be, s->history + s->n_past, s->pos + s->n_past, m, logits, false, err))
+        return -1;
+    s->n_past = s->n_hist;
+    return 0;
+}
