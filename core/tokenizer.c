@@ -144,10 +144,13 @@ int bn_tok_set_token(bn_tokenizer *t, int32_t id, const char *text, size_t len, 
 
 int32_t bn_tok_find(const bn_tokenizer *t, const char *text, size_t len) {
     if (!t->vslot) return -1;
-    for (size_t i = hash_bytes(text, len) & t->vmask;; i = (i + 1) & t->vmask) {
-        int32_t id = t->vslot[i];
+    uint64_t h = hash_bytes(text, len);
+    uint32_t h32 = (uint32_t)(h >> 32);
+    for (size_t i = h & t->vmask;; i = (i + 1) & t->vmask) {
+        int32_t id = t->vslot[i].id;
         if (id < 0) return -1;
-        if (t->text_len[id] == len && memcmp(t->text.data + t->text_off[id], text, len) == 0)
+        if (t->vslot[i].hash == h32 && t->text_len[id] == len &&
+            memcmp(t->text.data + t->text_off[id], text, len) == 0)
             return id;
     }
 }
@@ -158,19 +161,22 @@ int bn_tok_finish_vocab(bn_tokenizer *t, bn_error *err) {
     size_t cap = pow2_at_least((size_t)t->n_vocab * 2);
     t->vslot = malloc(cap * sizeof *t->vslot);
     if (!t->vslot) return bn_errorf(err, "tokenizer: out of memory");
-    memset(t->vslot, 0xff, cap * sizeof *t->vslot); // all -1
+    for (size_t i = 0; i < cap; i++) t->vslot[i] = (struct bn_vslot){0, -1};
     t->vmask = cap - 1;
     for (int32_t id = 0; id < t->n_vocab; id++) {
         const char *s = t->text.data + t->text_off[id];
         size_t len = t->text_len[id];
-        size_t i = hash_bytes(s, len) & t->vmask;
-        for (; t->vslot[i] >= 0; i = (i + 1) & t->vmask) {
-            int32_t o = t->vslot[i];
-            if (t->text_len[o] == len && memcmp(t->text.data + t->text_off[o], s, len) == 0)
+        uint64_t h = hash_bytes(s, len);
+        uint32_t h32 = (uint32_t)(h >> 32);
+        size_t i = h & t->vmask;
+        for (; t->vslot[i].id >= 0; i = (i + 1) & t->vmask) {
+            int32_t o = t->vslot[i].id;
+            if (t->vslot[i].hash == h32 && t->text_len[o] == len &&
+                memcmp(t->text.data + t->text_off[o], s, len) == 0)
                 return bn_errorf(err, "tokenizer: duplicate token \"%.*s\" (ids %d and %d)",
                                  (int)(len > 64 ? 64 : len), s, o, id);
         }
-        t->vslot[i] = id;
+        t->vslot[i] = (struct bn_vslot){h32, id};
     }
     // Every byte must have its own token, so BPE can start from single bytes.
     for (int b = 0; b < 256; b++) {

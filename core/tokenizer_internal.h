@@ -35,8 +35,12 @@ struct bn_tokenizer {
     bn_pool text, bytes;
     uint8_t *is_set;
 
-    // vocabulary form -> id, open addressing, -1 = empty
-    int32_t *vslot;
+    // vocabulary form -> id, open addressing; a slot keeps the key's hash so
+    // most probes never touch the string (id -1 = empty)
+    struct bn_vslot {
+        uint32_t hash;
+        int32_t id;
+    } *vslot;
     size_t vmask;
 
     // merges: "a b" strings in rank order, and (left id, right id) -> rank/result
