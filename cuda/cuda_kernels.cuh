@@ -92,4 +92,7 @@ cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, in
                                  float eps, int out_type, void *out, cudaStream_t st);
 cudaError_t bn_cuda_argmax(const float *x, int n, int32_t *out, cudaStream_t st);
 
+// cudaSuccess when this build has a kernel image the current device can run.
+cudaError_t bn_cuda_kernel_image_check(void);
+
 #endif

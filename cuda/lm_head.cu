@@ -97,3 +97,8 @@ cudaError_t bn_cuda_argmax(const float *x, int n, int32_t *out, cudaStream_t st)
     bn_argmax_kernel<<<1, BN_ARGMAX_THREADS, 0, st>>>(x, n, out);
     return cudaGetLastError();
 }
+
+cudaError_t bn_cuda_kernel_image_check(void) {
+    cudaFuncAttributes a;
+    return cudaFuncGetAttributes(&a, bn_argmax_kernel);
+}
