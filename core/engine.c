@@ -1,9 +1,9 @@
 // engine.c - a loaded model and its tokenizer: the read-only half of the API.
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bitnet.h"
+#include "chat.h"
 #include "clock.h"
 #include "engine_internal.h"
 
@@ -68,65 +68,28 @@ bool bn_engine_is_eog(const bn_engine *e, int32_t id) { return bn_tokenizer_is_e
 
 bool bn_engine_add_bos(const bn_engine *e) { return bn_tokenizer_add_bos(e->tok); }
 
-// A growing token list for building chat prompts.
-typedef struct {
-    int32_t *ids;
-    size_t n, cap;
-} id_list;
-
-static int push_ids(id_list *l, const int32_t *ids, size_t n, bn_error *err) {
-    if (l->n + n > l->cap) {
-        size_t cap = 2 * (l->n + n) + 16;
-        int32_t *p = realloc(l->ids, cap * sizeof *p);
-        if (!p) return bn_errorf(err, "out of memory");
-        l->ids = p;
-        l->cap = cap;
-    }
-    memcpy(l->ids + l->n, ids, n * sizeof *ids);
-    l->n += n;
-    return 0;
-}
-
-static int push_special(id_list *l, int32_t id, const char *name, bn_error *err) {
-    if (id < 0) return bn_errorf(err, "the vocabulary has no %s token", name);
-    return push_ids(l, &id, 1, err);
-}
-
-// "Role: content" as plain text (pre-tokenized as one piece, like the reference).
-static int push_text(const bn_engine *e, id_list *l, const char *role, const char *content,
-                     bn_error *err) {
-    size_t len = strlen(role) + 2 + (content ? strlen(content) : 0);
-    char *text = malloc(len + 1);
-    if (!text) return bn_errorf(err, "out of memory");
-    snprintf(text, len + 1, "%s: %s", role, content ? content : "");
-    int32_t *ids = NULL;
-    size_t n = 0;
-    int rc = bn_tokenize(e->tok, text, len, false, false, &ids, &n, err);
-    if (rc == 0) rc = push_ids(l, ids, n, err);
-    free(ids);
-    free(text);
-    return rc;
-}
-
 int bn_engine_chat_tokens(const bn_engine *e, const char *system, const char *user, bool first_turn,
                           bool close_previous, int32_t **ids, size_t *n_ids, bn_error *err) {
-    id_list l = {0};
-    int32_t eot = bn_tokenizer_eot(e->tok);
-    int rc = 0;
-    if (close_previous) rc = push_special(&l, eot, "<|eot_id|>", err);
-    if (!rc && first_turn) rc = push_special(&l, bn_tokenizer_bos(e->tok), "BOS", err);
-    if (!rc && first_turn && system && *system) {
-        rc = push_text(e, &l, "System", system, err);
-        if (!rc) rc = push_special(&l, eot, "<|eot_id|>", err);
+    bn_chat_msg msgs[2];
+    size_t n_msgs = 0;
+    if (first_turn && system && *system) msgs[n_msgs++] = (bn_chat_msg){"system", system};
+    msgs[n_msgs++] = (bn_chat_msg){"user", user};
+    int32_t *turn;
+    size_t n;
+    if (bn_chat_tokens(e->tok, msgs, n_msgs, first_turn, true, &turn, &n, err)) return -1;
+    if (close_previous) {
+        int32_t eot = bn_tokenizer_eot(e->tok);
+        int32_t *grown = eot >= 0 ? realloc(turn, (n + 1) * sizeof *turn) : NULL;
+        if (!grown) {
+            free(turn);
+            return bn_errorf(err, eot < 0 ? "the vocabulary has no <|eot_id|> token" : "out of memory");
+        }
+        turn = grown;
+        memmove(turn + 1, turn, n * sizeof *turn);
+        turn[0] = eot;
+        n++;
     }
-    if (!rc) rc = push_text(e, &l, "User", user, err);
-    if (!rc) rc = push_special(&l, eot, "<|eot_id|>", err);
-    if (!rc) rc = push_text(e, &l, "Assistant", "", err);
-    if (rc) {
-        free(l.ids);
-        return -1;
-    }
-    *ids = l.ids;
-    *n_ids = l.n;
+    *ids = turn;
+    *n_ids = n;
     return 0;
 }
