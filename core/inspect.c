@@ -263,8 +263,9 @@ static char *report_text(const char *path, const bn_model *m, const tok_summary 
               (double)tt->bytes / (1024.0 * 1024.0), (unsigned long long)tt->params);
     for (uint32_t ty = 0; ty < MAX_TYPE; ty++)
         if (tt->count_by_type[ty])
-            sb_printf(&b, "  %-6s      %llu tensors, %llu bytes\n", bn_ggml_type_name(ty),
+            sb_printf(&b, "  %-6s      %llu tensor%s, %llu bytes\n", bn_ggml_type_name(ty),
                       (unsigned long long)tt->count_by_type[ty],
+                      tt->count_by_type[ty] == 1 ? "" : "s",
                       (unsigned long long)tt->bytes_by_type[ty]);
     if (b.oom) {
         free(b.p);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "gguf_builder.h"
+#include "inspect.h"
 #include "model.h"
 
 // ---- tiny-a (values from fixtures/README.md) ----------------------------------------
@@ -122,12 +123,30 @@ static void test_inspect_cli(void **state) {
     assert_int_equal(cJSON_GetArraySize(tensors), 24);
     const cJSON *totals = cJSON_GetObjectItemCaseSensitive(j, "totals");
     assert_int_equal((int)jnum(totals, "tensor_count"), 24);
+    // The fixture embeds the real Llama-3 vocabulary (fixtures README).
     const cJSON *tok = cJSON_GetObjectItemCaseSensitive(j, "tokenizer");
-    if (tok && !cJSON_IsNull(tok)) {
-        assert_int_equal((int)jnum(tok, "vocab_size"), 128256);
-        assert_int_equal((int)jnum(tok, "bos_id"), 128000);
-    }
+    assert_true(cJSON_IsObject(tok));
+    assert_int_equal((int)jnum(tok, "vocab_size"), 128256);
+    assert_int_equal((int)jnum(tok, "merges"), 280147);
+    assert_int_equal((int)jnum(tok, "bos_id"), 128000);
+    assert_int_equal((int)jnum(tok, "eot_id"), 128009);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(tok, "pre")->valuestring, "llama-bpe");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(tok, "model")->valuestring, "gpt2");
+    const cJSON *t0 = cJSON_GetArrayItem(tensors, 0);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(t0, "name")->valuestring,
+                        "token_embd.weight");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(t0, "type")->valuestring, "F16");
+    assert_int_equal((int)jnum(t0, "bytes"), 128 * 128256 * 2);
     cJSON_Delete(j);
+    free(out);
+
+    // The text form names the same facts.
+    snprintf(args, sizeof args, "inspect '%s'", path);
+    out = run_cli(cli, args, &status);
+    assert_int_equal(status, 0);
+    assert_non_null(strstr(out, "bitnet-b1.58"));
+    assert_non_null(strstr(out, "blk.1.ffn_down.weight"));
+    assert_non_null(strstr(out, "I2_S"));
     free(out);
 
     // Errors: one line on stderr and exit status 1; bad usage: 2.
@@ -296,6 +315,60 @@ static void test_bad_hparams(void **state) {
     expect_fail(&o, "layer_norm_rms_epsilon", NULL);
 }
 
+// bn_inspect_report on builder-made files: no vocabulary -> tokenizer null; a
+// truncated file -> NULL with the loader's error; the CLI prints it as one line.
+static void test_inspect_builder(void **state) {
+    (void)state;
+    gb_model_opts o = {.n_layer = 2};
+    size_t n;
+    uint8_t *buf = gb_model(&o, &n);
+    char path[] = "/tmp/bn_test_inspect_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, buf, n), (ssize_t)n);
+    close(fd);
+    bn_error err = {{0}};
+    char *r = bn_inspect_report(path, 1, &err);
+    if (!r) fail_msg("%s", err.msg);
+    cJSON *j = cJSON_Parse(r);
+    assert_non_null(j);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "tokenizer")));
+    const cJSON *hp = cJSON_GetObjectItemCaseSensitive(j, "hparams");
+    assert_int_equal((int)jnum(hp, "n_vocab"), GB_VOCAB);
+    assert_int_equal((int)jnum(hp, "n_layer"), 2);
+    const cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "tensors"), 2);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(t, "type")->valuestring, "I2_S");
+    assert_float_equal(jnum(t, "scale"), 0.5, 0.0);
+    const cJSON *tot = cJSON_GetObjectItemCaseSensitive(j, "totals");
+    assert_int_equal((int)jnum(tot, "tensor_count"), 2 + 2 * 11);
+    cJSON_Delete(j);
+    free(r);
+    r = bn_inspect_report(path, 0, &err);
+    assert_non_null(r);
+    assert_non_null(strstr(r, "none embedded"));
+    free(r);
+
+    // Truncated by one byte.
+    assert_int_equal(truncate(path, (off_t)n - 1), 0);
+    assert_null(bn_inspect_report(path, 1, &err));
+    assert_non_null(strstr(err.msg, path));
+    assert_non_null(strstr(err.msg, "past the end"));
+    const char *cli = getenv("BITNET_CLI");
+    if (cli && access(cli, X_OK) == 0) {
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "'%s' inspect '%s' 2>&1", cli, path);
+        FILE *p = popen(cmd, "r");
+        char line[1024] = {0}, extra[16];
+        assert_non_null(fgets(line, sizeof line, p));
+        assert_null(fgets(extra, sizeof extra, p)); // exactly one line
+        int status = pclose(p);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+        assert_int_equal(strncmp(line, "error: ", 7), 0);
+    }
+    unlink(path);
+    free(buf);
+}
+
 static void test_missing_model_file(void **state) {
     (void)state;
     bn_model *m = (bn_model *)1;
@@ -312,7 +385,7 @@ int main(void) {
         cmocka_unit_test(test_builder_model),   cmocka_unit_test(test_missing_tensor),
         cmocka_unit_test(test_wrong_shape),     cmocka_unit_test(test_wrong_type),
         cmocka_unit_test(test_wrong_arch),      cmocka_unit_test(test_bad_hparams),
-        cmocka_unit_test(test_missing_model_file),
+        cmocka_unit_test(test_inspect_builder), cmocka_unit_test(test_missing_model_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
