@@ -249,8 +249,15 @@ BN_ALWAYS_INLINE void f16_tile(const uint16_t *w, int64_t K, const float *x, flo
     __m256 a0[4], a1[4];
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++) a0[i] = a1[i] = _mm256_setzero_ps();
+    // R = 4 rows are contiguous: prefetch the tile BN_PF_TILES ahead, 128 bytes
+    // per 16-element step (4 rows x 32 bytes), i.e. at the pace we consume this one.
+    const char *pf = (const char *)((uintptr_t)w + (uintptr_t)(BN_PF_TILES * 4 * K * 2));
     int64_t k = 0;
     for (; k + 16 <= K; k += 16) {
+        if (R == 4) {
+            _mm_prefetch(pf + 8 * k, _MM_HINT_T0);
+            _mm_prefetch(pf + 8 * k + 64, _MM_HINT_T0);
+        }
         const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++) {

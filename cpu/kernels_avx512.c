@@ -44,9 +44,17 @@ BN_ALWAYS_INLINE void ternary_tile512(const uint8_t *w, int64_t rb, int64_t K, c
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) acc[i][t] = _mm512_setzero_si512();
 
+    // GEMV (T == 1, R == 4): the 4 rows are contiguous; prefetch the tile two
+    // ahead at the pace this one is consumed (128 bytes per block), because rows
+    // of a few hundred bytes are too short for the hardware prefetcher.
+    const char *pf = (const char *)((uintptr_t)w + (uintptr_t)(2 * 4 * rb));
     const int64_t nb = K / 128;
     for (int64_t b = 0; b < nb; b++) {
         const int8_t *qb = q + 128 * b;
+        if (T == 1 && R == 4) {
+            _mm_prefetch(pf + 128 * b, _MM_HINT_T0);
+            _mm_prefetch(pf + 128 * b + 64, _MM_HINT_T0);
+        }
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++) {
             const __m512i v = _mm512_broadcast_i64x4(
@@ -101,7 +109,15 @@ BN_ALWAYS_INLINE void f16_tile512(const uint16_t *w, int64_t K, const float *x, 
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++) a0[i] = a1[i] = _mm512_setzero_ps();
     int64_t k = 0;
+    // Prefetch 2 tiles ahead, 256 bytes per 32-element step (4 rows x 64 bytes).
+    const char *pf = (const char *)((uintptr_t)w + (uintptr_t)(2 * 4 * K * 2));
     for (; k + 32 <= K; k += 32) {
+        if (R == 4) {
+            _mm_prefetch(pf + 8 * k, _MM_HINT_T0);
+            _mm_prefetch(pf + 8 * k + 64, _MM_HINT_T0);
+            _mm_prefetch(pf + 8 * k + 128, _MM_HINT_T0);
+            _mm_prefetch(pf + 8 * k + 192, _MM_HINT_T0);
+        }
         const __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++) {
