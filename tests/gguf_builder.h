@@ -162,6 +162,7 @@ typedef struct gb_model_opts {
     const char *wrong_type;  // tensor written with type Q8_0 (32-element blocks)
     bool with_output;        // add an untied output.weight
     bool norms_f16;          // norms stored as F16 (the loader converts them)
+    bool norms_bf16;         // norms stored as BF16
     uint32_t n_layer;        // 0: 1
     float i2s_scale;         // 0: 0.5
     const char *set_key;     // `<arch>.` key suffix written as uint32 set_value instead
@@ -217,6 +218,16 @@ static inline void gb_model_tensor(gb_builder *b, const gb_model_opts *o, const 
             uint16_t h = gb_f16(1.0f + (float)(i % 7) / 8.0f);
             memcpy(d + 2 * i, &h, 2);
         }
+    } else if (type == BN_GGML_BF16) { // the top half of the f32 bits
+        nbytes = (size_t)n * 2;
+        d = malloc(nbytes);
+        for (size_t i = 0; i < n; i++) {
+            float v = 1.0f + (float)(i % 7) / 8.0f;
+            uint32_t bits;
+            memcpy(&bits, &v, 4);
+            uint16_t h = (uint16_t)(bits >> 16);
+            memcpy(d + 2 * i, &h, 2);
+        }
     } else { // Q8_0: 34 bytes per 32 elements
         nbytes = (size_t)(n / 32 * 34);
         d = calloc(1, nbytes);
@@ -251,7 +262,7 @@ static inline uint8_t *gb_model(const gb_model_opts *o, size_t *size) {
         else
             gb_kv_u32(&b, k, keys[i].v ? keys[i].v : n_layer);
     }
-    const uint32_t norm = o->norms_f16 ? BN_GGML_F16 : BN_GGML_F32;
+    const uint32_t norm = o->norms_f16 ? BN_GGML_F16 : o->norms_bf16 ? BN_GGML_BF16 : BN_GGML_F32;
     gb_model_tensor(&b, o, "token_embd.weight", BN_GGML_F16, GB_EMBD, GB_VOCAB);
     for (uint32_t il = 0; il < n_layer; il++) {
         static const struct { const char *n; int kind; uint64_t ne0, ne1; } L[] = {

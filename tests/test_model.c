@@ -230,6 +230,13 @@ static void test_builder_model(void **state) {
     assert_true(b.m->output_norm.f32[6] == 1.75f);
     built_free(&b);
 
+    // BF16 norms too.
+    o = (gb_model_opts){.norms_bf16 = true};
+    if (build_load(&o, &b, &err) != 0) fail_msg("%s", err.msg);
+    f = b.m->layers[0].attn_sub_norm.f32;
+    for (int i = 0; i < GB_EMBD; i++) assert_true(f[i] == 1.0f + (float)(i % 7) / 8.0f);
+    built_free(&b);
+
     // Without vocab_size the vocabulary comes from token_embd.
     o = (gb_model_opts){.omit_key = "vocab_size"};
     if (build_load(&o, &b, &err) != 0) fail_msg("%s", err.msg);
