@@ -1,0 +1,185 @@
+// backend_cpu.c - the CPU backend: state, KV cache and scratch (create/destroy).
+//
+// Weights are used in place, as I2_S in the model's map (no dequantized copy).
+// Everything forward() touches - KV cache, activations, per-thread attention
+// scores - is allocated here once, for cfg->max_batch tokens, so the per-token
+// path does no allocation, thread creation or I/O. The forward pass itself is in
+// forward.c.
+#include "backend_cpu.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BN_DEFAULT_MAX_BATCH 512
+
+static int cpu_probe(bn_error *err) {
+    (void)err;
+    return 0; // the CPU is always there; the kernel set is chosen in create()
+}
+
+// calloc that counts bytes; large blocks come back as lazily-zeroed pages, so an
+// unused KV cache tail costs address space, not memory.
+static void *scratch(bn_backend *be, size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size);
+    if (p) be->bytes += (uint64_t)n * size;
+    return p;
+}
+
+static void cpu_destroy(bn_backend *be) {
+    if (!be) return;
+    bn_pool_destroy(be->pool);
+    free(be->k_cache);
+    free(be->v_cache);
+    free(be->x);
+    free(be->xn);
+    free(be->xq);
+    free(be->xscale);
+    free(be->xqsum);
+    free(be->acc);
+    free(be->q);
+    free(be->k);
+    free(be->v);
+    free(be->att);
+    free(be->gate);
+    free(be->up);
+    free(be->tmp);
+    free(be->scores);
+    free(be->lm_in);
+    free(be->lm_q);
+    free(be->logits);
+    free(be->head_q);
+    free(be->head_scale);
+    free(be);
+}
+
+static int check_model(const bn_model *m, bn_error *err) {
+    const bn_hparams *hp = &m->hp;
+    if (hp->n_head == 0 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv != 0)
+        return bn_errorf(err, "cpu: %u heads cannot share %u KV heads", hp->n_head,
+                         hp->n_head_kv);
+    if ((uint64_t)hp->n_head * hp->head_dim != hp->n_embd)
+        return bn_errorf(err, "cpu: %u heads x %u != hidden size %u", hp->n_head, hp->head_dim,
+                         hp->n_embd);
+    if (hp->n_embd % 128 || hp->n_ff % 128)
+        return bn_errorf(err, "cpu: hidden %u and ffn %u must be multiples of 128 (I2_S)",
+                         hp->n_embd, hp->n_ff);
+    const uint32_t t = m->output.type;
+    if (t != BN_GGML_F16 && t != BN_GGML_BF16 && t != BN_GGML_F32)
+        return bn_errorf(err, "cpu: LM head type %s not supported", bn_ggml_type_name(t));
+    if (m->tok_embd.type != BN_GGML_F16 && m->tok_embd.type != BN_GGML_BF16 &&
+        m->tok_embd.type != BN_GGML_F32)
+        return bn_errorf(err, "cpu: embedding type %s not supported",
+                         bn_ggml_type_name(m->tok_embd.type));
+    return 0;
+}
+
+// The int8 LM head (opt-in, lm_head_q8): each vocabulary row gets its own absmax
+// scale, so rows with small weights keep their precision.
+static int quantize_head(bn_backend *be, bn_error *err) {
+    const bn_model *m = be->m;
+    const int64_t E = m->hp.n_embd, V = m->hp.n_vocab;
+    be->head_q = scratch(be, (size_t)(V * E), 1);
+    be->head_scale = scratch(be, (size_t)V, sizeof(float));
+    be->lm_q = scratch(be, (size_t)be->max_batch * E, 1);
+    float *row = malloc((size_t)E * sizeof(float));
+    if (!be->head_q || !be->head_scale || !be->lm_q || !row) {
+        free(row);
+        return bn_errorf(err, "cpu: out of memory for the int8 LM head");
+    }
+    for (int64_t r = 0; r < V; r++) {
+        bn_embed_row(row, m->output.data, m->output.type, E, r);
+        float amax = 0.0f;
+        for (int64_t k = 0; k < E; k++) amax = fmaxf(amax, fabsf(row[k]));
+        const float d = amax / 127.0f;
+        const float id = d > 0.0f ? 1.0f / d : 0.0f;
+        for (int64_t k = 0; k < E; k++) be->head_q[r * E + k] = (int8_t)rintf(row[k] * id);
+        be->head_scale[r] = d;
+    }
+    free(row);
+    return 0;
+}
+
+static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_backend **out,
+                      bn_error *err) {
+    *out = NULL;
+    const bn_backend_config defaults = {0};
+    const bn_backend_config *cfg = cfg_in ? cfg_in : &defaults;
+    if (check_model(m, err) != 0) return -1;
+    const bn_hparams *hp = &m->hp;
+
+    bn_backend *be = calloc(1, sizeof *be);
+    if (!be) return bn_errorf(err, "cpu: out of memory");
+    be->m = m;
+    be->bytes = sizeof *be;
+    if (bn_cpu_kernels_select(cfg->kernels, &be->kern, err) != 0) {
+        free(be);
+        return -1;
+    }
+    be->n_ctx = cfg->n_ctx > 0 ? cfg->n_ctx : (int)hp->n_ctx_train;
+    if ((uint32_t)be->n_ctx > hp->n_ctx_train) {
+        int n_ctx = be->n_ctx;
+        free(be);
+        return bn_errorf(err, "cpu: context %d is longer than the model's %u", n_ctx,
+                         hp->n_ctx_train);
+    }
+    be->max_batch = cfg->max_batch > 0 ? cfg->max_batch : BN_DEFAULT_MAX_BATCH;
+    if (be->max_batch > be->n_ctx) be->max_batch = be->n_ctx;
+    int n_threads = cfg->n_threads > 0 ? cfg->n_threads : bn_physical_cores();
+    if (bn_pool_create(n_threads, &be->pool, err) != 0) {
+        free(be);
+        return -1;
+    }
+
+    const size_t B = (size_t)be->max_batch, E = hp->n_embd, F = hp->n_ff;
+    const size_t KV = (size_t)hp->n_head_kv * hp->head_dim;
+    const size_t wide = F > E ? F : E; // widest bitlinear input
+    // Fused bitlinear outputs: q|k|v, gate|up or one matrix (see forward.c).
+    size_t acc_rows = E + 2 * KV;
+    if (2 * F > acc_rows) acc_rows = 2 * F;
+    be->kv_dim = (int64_t)KV;
+    be->k_cache = scratch(be, (size_t)hp->n_layer * (size_t)be->n_ctx * KV, sizeof(uint16_t));
+    be->v_cache = scratch(be, (size_t)hp->n_layer * (size_t)be->n_ctx * KV, sizeof(uint16_t));
+    be->x = scratch(be, B * E, sizeof(float));
+    be->xn = scratch(be, B * wide, sizeof(float));
+    be->xq = scratch(be, B * wide, sizeof(int8_t));
+    be->xscale = scratch(be, B, sizeof(float));
+    be->xqsum = scratch(be, B, sizeof(int32_t));
+    be->acc = scratch(be, B * acc_rows, sizeof(int32_t));
+    be->q = scratch(be, B * E, sizeof(float));
+    be->k = scratch(be, B * KV, sizeof(float));
+    be->v = scratch(be, B * KV, sizeof(float));
+    be->att = scratch(be, B * E, sizeof(float));
+    be->gate = scratch(be, B * F, sizeof(float));
+    be->up = scratch(be, B * F, sizeof(float));
+    be->tmp = scratch(be, B * E, sizeof(float));
+    be->scores = scratch(be, (size_t)n_threads * (size_t)be->n_ctx, sizeof(float));
+    be->lm_in = scratch(be, B * E, sizeof(float));
+    be->logits = scratch(be, hp->n_vocab, sizeof(float));
+    if (!be->k_cache || !be->v_cache || !be->x || !be->xn || !be->xq || !be->xscale ||
+        !be->xqsum || !be->acc || !be->q || !be->k || !be->v || !be->att || !be->gate ||
+        !be->up || !be->tmp || !be->scores || !be->lm_in || !be->logits) {
+        cpu_destroy(be);
+        return bn_errorf(err, "cpu: out of memory for KV cache and scratch (%d tokens, "
+                         "batch %d)", cfg->n_ctx > 0 ? cfg->n_ctx : (int)hp->n_ctx_train,
+                         be->max_batch);
+    }
+    if (cfg->lm_head_q8 && quantize_head(be, err) != 0) {
+        cpu_destroy(be);
+        return -1;
+    }
+    *out = be;
+    return 0;
+}
+
+static uint64_t cpu_memory_bytes(const bn_backend *be) { return be->bytes; }
+
+const bn_backend_ops bn_cpu_backend = {
+    .name = "cpu",
+    .probe = cpu_probe,
+    .create = cpu_create,
+    .destroy = cpu_destroy,
+    .forward = bn_cpu_forward,
+    .forward_argmax = bn_cpu_forward_argmax,
+    .memory_bytes = cpu_memory_bytes,
+};

@@ -1,0 +1,50 @@
+// backend_cpu.h - private state of the CPU backend, shared by backend_cpu.c
+// (create/destroy) and forward.c (the forward pass). Not for the core.
+#ifndef BN_BACKEND_CPU_H
+#define BN_BACKEND_CPU_H
+
+#include <stdint.h>
+
+#include "../core/backend.h"
+#include "kernels.h"
+#include "ops.h"
+#include "threadpool.h"
+
+// B = max_batch tokens; E = n_embd, F = n_ff, KV = n_head_kv * head_dim.
+struct bn_backend {
+    const bn_model *m;
+    const bn_cpu_kernels *kern;
+    bn_pool *pool;
+    int n_ctx;
+    int max_batch;
+    int64_t kv_dim;
+
+    uint16_t *k_cache, *v_cache; // f16 [n_layer][n_ctx][KV], as bitnet.cpp keeps them
+
+    float *x;          // [B][E] residual stream
+    float *xn;         // [B][max(E,F)] input of the next bitlinear
+    int8_t *xq;        // [B][max(E,F)] its int8 quantization
+    float *xscale;     // [B] quantization scale per token
+    int32_t *xqsum;    // [B] sum of the int8 codes per token
+    int32_t *acc;      // [B][rows of a fused bitlinear] int32 sums
+    float *q, *k, *v;  // [B][E], [B][KV], [B][KV]
+    float *att;        // [B][E] attention output (all heads)
+    float *gate, *up;  // [B][F]
+    float *tmp;        // [B][E] projection output before the residual add
+    float *scores;     // [n_threads][n_ctx] attention scores
+    float *lm_in;      // [B][E] LM head input (f16-rounded)
+    float *logits;     // [n_vocab] for forward_argmax
+
+    int8_t *head_q;    // lm_head_q8: [n_vocab][E] int8 head, NULL otherwise
+    float *head_scale; // [n_vocab] per-row scale
+    int8_t *lm_q;      // [B][E] int8 LM input
+
+    uint64_t bytes;    // everything allocated here
+};
+
+int bn_cpu_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens,
+                   float *logits, bool all_logits, bn_error *err);
+int bn_cpu_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos,
+                          int n_tokens, int32_t *argmax, bn_error *err);
+
+#endif

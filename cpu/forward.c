@@ -1,0 +1,271 @@
+// forward.c - one BitNet b1.58 forward pass on the CPU (DESIGN.md section 3).
+//
+// A batch of n tokens goes through each weight matrix once (ternary GEMM with n
+// columns), so prefill reads the weights once per layer, not once per token.
+// Parallelism: matrix rows are split across the pool in chunks of BN_ROW_CHUNK;
+// attention is split over (token, head) pairs; the LM head over vocabulary rows.
+// Each output element is computed by exactly one thread in a fixed order, so the
+// result does not depend on the thread count. Small vector ops (norms, RoPE,
+// residuals) run on the calling thread: they are O(n*E) next to O(n*E*F) matmuls.
+#include <math.h>
+#include <string.h>
+
+#include "backend_cpu.h"
+
+// Rows per unit of work: a multiple of every SIMD kernel's row tile.
+#define BN_ROW_CHUNK 16
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// This thread's share [*r0, *r1) of `rows`, in whole chunks.
+static void split_rows(int64_t rows, int ith, int nth, int64_t *r0, int64_t *r1) {
+    int64_t per = (rows + nth - 1) / nth;
+    per = (per + BN_ROW_CHUNK - 1) / BN_ROW_CHUNK * BN_ROW_CHUNK;
+    *r0 = min64(rows, ith * per);
+    *r1 = min64(rows, *r0 + per);
+}
+
+// ---- bitlinear -----------------------------------------------------------------
+
+// Up to three matrices that read the same input (q|k|v, gate|up) run as one job, so
+// the input is quantized once and the pool is woken once.
+typedef struct bitlinear_job {
+    bn_backend *be;
+    int n;     // tokens
+    int64_t K; // input width
+    int n_mat;
+    struct {
+        const bn_tensor *w;
+        float *out;   // [n][rows]
+        int32_t *acc; // [n][rows]
+        int64_t rows;
+        int64_t row0; // offset in the job's concatenated rows
+    } mat[3];
+    int64_t rows; // all matrices together
+} bitlinear_job;
+
+static void bitlinear_worker(void *ctx, int ith, int nth) {
+    const bitlinear_job *job = ctx;
+    const bn_backend *be = job->be;
+    int64_t r0, r1;
+    split_rows(job->rows, ith, nth, &r0, &r1);
+    for (int i = 0; i < job->n_mat; i++) {
+        const int64_t lo = (r0 > job->mat[i].row0 ? r0 : job->mat[i].row0) - job->mat[i].row0;
+        const int64_t hi = min64(r1, job->mat[i].row0 + job->mat[i].rows) - job->mat[i].row0;
+        if (lo >= hi) continue;
+        const int64_t M = job->mat[i].rows;
+        be->kern->ternary_gemm(job->mat[i].w->data, job->K, lo, hi, be->xq, be->xqsum, job->n,
+                               job->mat[i].acc, M);
+        // y = acc / s * scale: undo the activation scale, apply the weight scale.
+        const float wscale = job->mat[i].w->scale;
+        for (int t = 0; t < job->n; t++)
+            for (int64_t r = lo; r < hi; r++)
+                job->mat[i].out[t * M + r] =
+                    (float)job->mat[i].acc[t * M + r] / be->xscale[t] * wscale;
+    }
+}
+
+// out[i] = bitlinear(x, w[i]) for n tokens of K floats (DESIGN 3).
+static void bitlinear(bn_backend *be, const float *x, int n, int64_t K, int n_mat,
+                      const bn_tensor *const w[], float *const out[]) {
+    for (int t = 0; t < n; t++)
+        be->xscale[t] = bn_quantize_i8(x + t * K, K, be->xq + t * K, &be->xqsum[t]);
+    bitlinear_job job = {.be = be, .n = n, .K = K, .n_mat = n_mat};
+    int32_t *acc = be->acc;
+    for (int i = 0; i < n_mat; i++) {
+        const int64_t rows = (int64_t)w[i]->ne1;
+        job.mat[i].w = w[i];
+        job.mat[i].out = out[i];
+        job.mat[i].acc = acc;
+        job.mat[i].rows = rows;
+        job.mat[i].row0 = job.rows;
+        job.rows += rows;
+        acc += (int64_t)n * rows;
+    }
+    bn_pool_run(be->pool, bitlinear_worker, &job);
+}
+
+// ---- attention -------------------------------------------------------------------
+
+typedef struct attention_job {
+    bn_backend *be;
+    int layer;
+    int n;
+    const int32_t *pos;
+} attention_job;
+
+static void attention_worker(void *ctx, int ith, int nth) {
+    const attention_job *job = ctx;
+    const bn_backend *be = job->be;
+    const bn_hparams *hp = &be->m->hp;
+    const int hd = (int)hp->head_dim, n_head = (int)hp->n_head;
+    const int group = (int)(hp->n_head / hp->n_head_kv); // GQA: q heads per kv head
+    const int64_t layer_off = (int64_t)job->layer * be->n_ctx * be->kv_dim;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *scores = be->scores + (int64_t)ith * be->n_ctx;
+    // Interleaved (token, head) pairs balance the causal lengths across threads.
+    for (int p = ith; p < job->n * n_head; p += nth) {
+        const int t = p / n_head, h = p % n_head;
+        const int64_t kv_off = layer_off + (int64_t)(h / group) * hd;
+        bn_attention_head(be->q + (int64_t)t * hp->n_embd + (int64_t)h * hd,
+                          be->k_cache + kv_off, be->v_cache + kv_off, be->kv_dim, hd,
+                          job->pos[t] + 1, scale, scores,
+                          be->att + (int64_t)t * hp->n_embd + (int64_t)h * hd);
+    }
+}
+
+// ---- layers --------------------------------------------------------------------
+
+static void attention_block(bn_backend *be, int il, const int32_t *pos, int n) {
+    const bn_hparams *hp = &be->m->hp;
+    const bn_layer *L = &be->m->layers[il];
+    const int64_t E = hp->n_embd, KV = be->kv_dim;
+
+    for (int t = 0; t < n; t++) bn_rmsnorm(be->xn + t * E, be->x + t * E, L->attn_norm.f32, E,
+                                           hp->norm_eps);
+    bitlinear(be, be->xn, n, E, 3, (const bn_tensor *const[]){&L->wq, &L->wk, &L->wv},
+              (float *const[]){be->q, be->k, be->v});
+
+    // RoPE, then f16: the KV cache is f16 and bitnet.cpp also feeds Q to the f16
+    // attention matmul, so both are rounded after rotation.
+    const int64_t layer_off = (int64_t)il * be->n_ctx * KV;
+    for (int t = 0; t < n; t++) {
+        float *q = be->q + t * E, *k = be->k + t * KV;
+        bn_rope_neox(q, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, pos[t], hp->rope_base);
+        bn_rope_neox(k, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, pos[t],
+                     hp->rope_base);
+        bn_round_f16(q, E);
+        bn_store_f16(be->k_cache + layer_off + (int64_t)pos[t] * KV, k, KV);
+        bn_store_f16(be->v_cache + layer_off + (int64_t)pos[t] * KV, be->v + t * KV, KV);
+    }
+
+    attention_job job = {.be = be, .layer = il, .n = n, .pos = pos};
+    bn_pool_run(be->pool, attention_worker, &job);
+
+    for (int t = 0; t < n; t++) bn_rmsnorm(be->att + t * E, be->att + t * E,
+                                           L->attn_sub_norm.f32, E, hp->norm_eps);
+    bitlinear(be, be->att, n, E, 1, (const bn_tensor *const[]){&L->wo},
+              (float *const[]){be->tmp});
+    bn_add(be->x, be->tmp, n * E);
+}
+
+static void ffn_block(bn_backend *be, int il, int n) {
+    const bn_hparams *hp = &be->m->hp;
+    const bn_layer *L = &be->m->layers[il];
+    const int64_t E = hp->n_embd, F = hp->n_ff;
+
+    for (int t = 0; t < n; t++) bn_rmsnorm(be->xn + t * E, be->x + t * E, L->ffn_norm.f32, E,
+                                           hp->norm_eps);
+    bitlinear(be, be->xn, n, E, 2, (const bn_tensor *const[]){&L->w_gate, &L->w_up},
+              (float *const[]){be->gate, be->up});
+    bn_relu_sqr_mul(be->gate, be->up, n * F);
+    for (int t = 0; t < n; t++) bn_rmsnorm(be->gate + t * F, be->gate + t * F,
+                                           L->ffn_sub_norm.f32, F, hp->norm_eps);
+    bitlinear(be, be->gate, n, F, 1, (const bn_tensor *const[]){&L->w_down},
+              (float *const[]){be->tmp});
+    bn_add(be->x, be->tmp, n * E);
+}
+
+// ---- LM head -------------------------------------------------------------------
+
+typedef struct lm_head_job {
+    bn_backend *be;
+    int t0, n;   // token rows t0..n-1 of lm_in
+    float *out;  // (n - t0) rows of n_vocab
+} lm_head_job;
+
+static int32_t dot_i8(const int8_t *a, const int8_t *b, int64_t n) {
+    int32_t acc = 0;
+    for (int64_t i = 0; i < n; i++) acc += (int32_t)a[i] * b[i];
+    return acc;
+}
+
+static void lm_head_worker(void *ctx, int ith, int nth) {
+    const lm_head_job *job = ctx;
+    const bn_backend *be = job->be;
+    const bn_tensor *head = &be->m->output;
+    const int64_t E = be->m->hp.n_embd, V = be->m->hp.n_vocab;
+    int64_t r0, r1;
+    split_rows(V, ith, nth, &r0, &r1);
+    for (int t = job->t0; t < job->n; t++) {
+        float *y = job->out + (int64_t)(t - job->t0) * V;
+        const float *x = be->lm_in + t * E;
+        if (be->head_q) {
+            const int8_t *xq = be->lm_q + t * E;
+            for (int64_t r = r0; r < r1; r++)
+                y[r] = (float)dot_i8(be->head_q + r * E, xq, E) * be->head_scale[r] /
+                       be->xscale[t];
+        } else if (head->type == BN_GGML_F16) {
+            be->kern->f16_gemv(head->data, E, r0, r1, x, y);
+        } else {
+            bn_float_gemv(head->data, head->type, E, r0, r1, x, y); // type checked at create
+        }
+    }
+}
+
+// logits rows for tokens t0..n-1: rmsnorm(x, output_norm), rounded to f16 (the
+// head is an f16 matmul in bitnet.cpp), dotted with every vocabulary row.
+static void lm_head(bn_backend *be, int t0, int n, float *out) {
+    const bn_hparams *hp = &be->m->hp;
+    const int64_t E = hp->n_embd;
+    for (int t = t0; t < n; t++) {
+        float *x = be->lm_in + t * E;
+        bn_rmsnorm(x, be->x + t * E, be->m->output_norm.f32, E, hp->norm_eps);
+        bn_round_f16(x, E);
+        if (be->head_q) be->xscale[t] = bn_quantize_i8(x, E, be->lm_q + t * E, NULL);
+    }
+    lm_head_job job = {.be = be, .t0 = t0, .n = n, .out = out};
+    bn_pool_run(be->pool, lm_head_worker, &job);
+}
+
+// ---- forward -------------------------------------------------------------------
+
+// n <= max_batch tokens. out: NULL (no logits), the last token's row, or all n rows.
+static void forward_batch(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n,
+                          float *out, bool all_rows) {
+    const bn_model *m = be->m;
+    const int64_t E = m->hp.n_embd;
+    for (int t = 0; t < n; t++)
+        bn_embed_row(be->x + t * E, m->tok_embd.data, m->tok_embd.type, E, tokens[t]);
+    for (int il = 0; il < (int)m->hp.n_layer; il++) {
+        attention_block(be, il, pos, n);
+        ffn_block(be, il, n);
+    }
+    if (out) lm_head(be, all_rows ? 0 : n - 1, n, out);
+}
+
+int bn_cpu_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens,
+                   float *logits, bool all_logits, bn_error *err) {
+    const bn_hparams *hp = &be->m->hp;
+    if (n_tokens < 1 || !tokens || !pos)
+        return bn_errorf(err, "cpu: forward needs at least one token and its position");
+    for (int i = 0; i < n_tokens; i++) {
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab)
+            return bn_errorf(err, "cpu: token id %d out of range (vocabulary %u)", tokens[i],
+                             hp->n_vocab);
+        if (pos[i] < 0 || pos[i] >= be->n_ctx)
+            return bn_errorf(err, "cpu: position %d outside the context (%d tokens)", pos[i],
+                             be->n_ctx);
+    }
+    // Batches larger than the scratch run as consecutive chunks: later chunks see
+    // the earlier ones' K/V in the cache, so the result is the same.
+    for (int c0 = 0; c0 < n_tokens; c0 += be->max_batch) {
+        const int n = n_tokens - c0 < be->max_batch ? n_tokens - c0 : be->max_batch;
+        const bool last = c0 + n == n_tokens;
+        float *out = NULL;
+        if (logits && all_logits) out = logits + (int64_t)c0 * hp->n_vocab;
+        else if (logits && last) out = logits;
+        forward_batch(be, tokens + c0, pos + c0, n, out, all_logits);
+    }
+    return 0;
+}
+
+int bn_cpu_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos,
+                          int n_tokens, int32_t *argmax, bn_error *err) {
+    if (bn_cpu_forward(be, tokens, pos, n_tokens, be->logits, false, err) != 0) return -1;
+    int32_t best = 0;
+    for (int32_t i = 1; i < (int32_t)be->m->hp.n_vocab; i++)
+        if (be->logits[i] > be->logits[best]) best = i; // ties keep the lowest id
+    *argmax = best;
+    return 0;
+}
