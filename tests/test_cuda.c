@@ -393,7 +393,9 @@ static void test_tiny_a_model(void **state) {
         run_greedy(cuda, be, G, ids);
         check_ids("cuda decode", G, ids, N_GEN);
         run_greedy(cpu, bc, G, cpu_ids);
-        for (int k = 0; k < N_GEN && cpu_ids[k] == G->gen[k]; k++) assert_int_equal(ids[k], cpu_ids[k]);
+        // Same tokens as the CPU wherever both follow the reference with a clear margin.
+        for (int k = 0; k < N_GEN && cpu_ids[k] == G->gen[k] && G->margin[k] >= 0.05f; k++)
+            assert_int_equal(ids[k], cpu_ids[k]);
 
         // Batched prefill of prompt + generated ids (> 8 tokens: the GEMM path),
         // all logits: row n_prompt-1+k must pick gen[k].
