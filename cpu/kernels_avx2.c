@@ -28,9 +28,21 @@
 
 // Blocks summed in int16 before widening to int32 (bound above: 8 * 2048 < 32767).
 #define BN_I16_BLOCKS 8
+// The prefill GEMM goes to the exact limit to halve its widening overhead: 16
+// blocks = 64 pair sums a lane, within [64 * -512, 64 * 508] = [-32768, 32512].
+// (tests/test_kernels_simd.c hits -32768 exactly: all +1 weights, all -128.)
+#define BN_GEMM_I16_BLOCKS 16
 // Prefill decodes 4 rows x BN_KPIECE elements at a time into a 16 KiB stack
 // buffer: small enough to stay in L1 next to the activations being streamed.
 #define BN_KPIECE 4096
+#define BN_KPIECE2 8192  // 2 * BN_KPIECE, spelled out for the asm displacement
+#define BN_KPIECE3 12288 // 3 * BN_KPIECE
+// Target piece length: K is cut into equal pieces of at most this many elements
+// (2560 -> one piece, 6912 -> 3 x 2304), so n = 64 tokens of a piece (<= 192 KiB)
+// stay in L2.
+#define BN_KPIECE_TARGET 3072
+#define BN_STR_(x) #x
+#define BN_STR(x) BN_STR_(x)
 // GEMV software prefetch: how many 4-row tiles ahead. Rows of 640 bytes (K =
 // 2560) are too short for the hardware prefetcher to ramp up on each stream.
 #ifndef BN_PF_TILES
@@ -157,40 +169,76 @@ static void decode_row(const uint8_t *wr, int64_t nb, uint8_t *buf) {
     }
 }
 
-// 4 decoded rows (c, row stride BN_KPIECE) x T tokens (T = 1 or 2) over kp
-// elements; returns per token the 4 row sums packed in an __m128i (added to *out).
-BN_ALWAYS_INLINE void gemm_tile(const uint8_t *c, int64_t kp, const int8_t *q, int64_t K,
-                                int T, __m128i *out) {
-    const uint8_t *c0 = c, *c1 = c + BN_KPIECE, *c2 = c + 2 * BN_KPIECE, *c3 = c + 3 * BN_KPIECE;
-    const int8_t *qa = q, *qb = q + K;
+// 4 decoded rows (c, row stride BN_KPIECE) x 2 tokens over kp elements; adds the
+// 4 row sums of each token to out[0], out[1].
+__attribute__((noinline)) static void gemm_tile2(const uint8_t *c, int64_t kp, const int8_t *q,
+                                                 int64_t K, __m128i *out) {
     __m256i sa = _mm256_setzero_si256(), sb = sa;
-    for (int64_t k0 = 0; k0 < kp; k0 += 128 * BN_I16_BLOCKS) {
-        const int64_t k1 = k0 + 128 * BN_I16_BLOCKS < kp ? k0 + 128 * BN_I16_BLOCKS : kp;
+    for (int64_t k0 = 0; k0 < kp; k0 += 128 * BN_GEMM_I16_BLOCKS) {
+        const int64_t steps = ((k0 + 128 * BN_GEMM_I16_BLOCKS < kp ? 128 * BN_GEMM_I16_BLOCKS : kp - k0)) / 32;
+        const uint8_t *cp = c + k0;
+        const int8_t *qa = q + k0, *qb = q + K + k0;
         __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
         __m256i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-        for (int64_t k = k0; k < k1; k += 32) {
-            const __m256i x0 = _mm256_load_si256((const __m256i *)(c0 + k));
-            const __m256i x1 = _mm256_load_si256((const __m256i *)(c1 + k));
-            const __m256i x2 = _mm256_load_si256((const __m256i *)(c2 + k));
-            const __m256i x3 = _mm256_load_si256((const __m256i *)(c3 + k));
-            const __m256i u = LOADQ(qa + k);
-            a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(x0, u));
-            a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(x1, u));
-            a2 = _mm256_add_epi16(a2, _mm256_maddubs_epi16(x2, u));
-            a3 = _mm256_add_epi16(a3, _mm256_maddubs_epi16(x3, u));
-            if (T == 2) {
-                const __m256i v = LOADQ(qb + k);
-                b0 = _mm256_add_epi16(b0, _mm256_maddubs_epi16(x0, v));
-                b1 = _mm256_add_epi16(b1, _mm256_maddubs_epi16(x1, v));
-                b2 = _mm256_add_epi16(b2, _mm256_maddubs_epi16(x2, v));
-                b3 = _mm256_add_epi16(b3, _mm256_maddubs_epi16(x3, v));
-            }
-        }
+        // gcc keeps shuffling these eight accumulators between registers when this
+        // loop is written with intrinsics (~35 instructions for 8 multiplies; the
+        // front end, not vpmaddubsw, then sets the pace), so it is spelled out:
+        // 6 loads, 8 vpmaddubsw, 8 vpaddw, 3 loop instructions. steps >= 1.
+        int64_t i = 0;
+        const int64_t nbytes = 32 * steps;
+        __asm__("1:\n\t"
+                "vmovdqu (%[qa],%[i]), %%ymm14\n\t"
+                "vmovdqu (%[qb],%[i]), %%ymm15\n\t"
+                "vmovdqa (%[c],%[i]), %%ymm12\n\t"
+                "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
+                "vpaddw %%ymm13, %[a0], %[a0]\n\t"
+                "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
+                "vpaddw %%ymm13, %[b0], %[b0]\n\t"
+                "vmovdqa " BN_STR(BN_KPIECE) "(%[c],%[i]), %%ymm12\n\t"
+                "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
+                "vpaddw %%ymm13, %[a1], %[a1]\n\t"
+                "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
+                "vpaddw %%ymm13, %[b1], %[b1]\n\t"
+                "vmovdqa " BN_STR(BN_KPIECE2) "(%[c],%[i]), %%ymm12\n\t"
+                "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
+                "vpaddw %%ymm13, %[a2], %[a2]\n\t"
+                "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
+                "vpaddw %%ymm13, %[b2], %[b2]\n\t"
+                "vmovdqa " BN_STR(BN_KPIECE3) "(%[c],%[i]), %%ymm12\n\t"
+                "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
+                "vpaddw %%ymm13, %[a3], %[a3]\n\t"
+                "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
+                "vpaddw %%ymm13, %[b3], %[b3]\n\t"
+                "add $32, %[i]\n\t"
+                "cmp %[n], %[i]\n\t"
+                "jl 1b\n\t"
+                : [a0] "+x"(a0), [a1] "+x"(a1), [a2] "+x"(a2), [a3] "+x"(a3), [b0] "+x"(b0),
+                  [b1] "+x"(b1), [b2] "+x"(b2), [b3] "+x"(b3), [i] "+r"(i)
+                : [c] "r"(cp), [qa] "r"(qa), [qb] "r"(qb), [n] "r"(nbytes)
+                : "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
         sa = _mm256_add_epi32(sa, pack4_i16(a0, a1, a2, a3));
-        if (T == 2) sb = _mm256_add_epi32(sb, pack4_i16(b0, b1, b2, b3));
+        sb = _mm256_add_epi32(sb, pack4_i16(b0, b1, b2, b3));
     }
     out[0] = _mm_add_epi32(out[0], fold_lanes(sa));
-    if (T == 2) out[1] = _mm_add_epi32(out[1], fold_lanes(sb));
+    out[1] = _mm_add_epi32(out[1], fold_lanes(sb));
+}
+
+// The same for one token (odd n).
+static void gemm_tile1(const uint8_t *c, int64_t kp, const int8_t *q, __m128i *out) {
+    __m256i sa = _mm256_setzero_si256();
+    for (int64_t k0 = 0; k0 < kp; k0 += 128 * BN_GEMM_I16_BLOCKS) {
+        const int64_t k1 = k0 + 128 * BN_GEMM_I16_BLOCKS < kp ? k0 + 128 * BN_GEMM_I16_BLOCKS : kp;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t k = k0; k < k1; k += 32) {
+            const __m256i u = LOADQ(q + k);
+            a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(c + k)), u));
+            a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(c + BN_KPIECE + k)), u));
+            a2 = _mm256_add_epi16(a2, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(c + 2 * BN_KPIECE + k)), u));
+            a3 = _mm256_add_epi16(a3, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(c + 3 * BN_KPIECE + k)), u));
+        }
+        sa = _mm256_add_epi32(sa, pack4_i16(a0, a1, a2, a3));
+    }
+    out[0] = _mm_add_epi32(out[0], fold_lanes(sa));
 }
 
 void bn_ternary_gemm_avx2(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
@@ -204,30 +252,36 @@ void bn_ternary_gemm_avx2(const uint8_t *w, int64_t K, int64_t row0, int64_t row
         for (; r < row1; r++) y[r] = gemv_row1(w + r * rb, K, q, qsum[0]);
         return;
     }
-    // Prefill GEMM: decode 4 rows once (a K piece at a time, into L1), then run
-    // every token pair over the decoded codes.
+    // Prefill GEMM. K pieces outermost, so the activations of one piece (n x
+    // piece bytes) stay in L2 while every 4-row group
+    // decodes its piece once into L1 and runs all token pairs over it.
+    const int64_t r4 = row0 + (row1 - row0) / 4 * 4;
     uint8_t buf[4 * BN_KPIECE] __attribute__((aligned(32)));
-    for (; r + 4 <= row1; r += 4) {
-        for (int t = 0; t < n; t++)
-            _mm_storeu_si128((__m128i *)(y + t * ldy + r), _mm_set1_epi32(-qsum[t]));
-        for (int64_t k0 = 0; k0 < K; k0 += BN_KPIECE) {
-            const int64_t kp = K - k0 < BN_KPIECE ? K - k0 : BN_KPIECE;
-            for (int i = 0; i < 4; i++) decode_row(w + (r + i) * rb + k0 / 4, kp / 128, buf + i * BN_KPIECE);
+    for (int t = 0; t < n; t++)
+        for (int64_t rr = row0; rr < r4; rr++) y[t * ldy + rr] = -qsum[t];
+    const int64_t npieces = (K + BN_KPIECE_TARGET - 1) / BN_KPIECE_TARGET;
+    const int64_t piece = (K / 128 + npieces - 1) / npieces * 128; // <= BN_KPIECE
+    for (int64_t k0 = 0; k0 < K; k0 += piece) {
+        const int64_t kp = K - k0 < piece ? K - k0 : piece;
+        for (r = row0; r < r4; r += 4) {
+            for (int i = 0; i < 4; i++)
+                decode_row(w + (r + i) * rb + k0 / 4, kp / 128, buf + i * BN_KPIECE);
             int t = 0;
             for (; t + 2 <= n; t += 2) {
                 __m128i o[2] = {_mm_loadu_si128((const __m128i *)(y + t * ldy + r)),
                                 _mm_loadu_si128((const __m128i *)(y + (t + 1) * ldy + r))};
-                gemm_tile(buf, kp, q + t * K + k0, K, 2, o);
+                gemm_tile2(buf, kp, q + t * K + k0, K, o);
                 _mm_storeu_si128((__m128i *)(y + t * ldy + r), o[0]);
                 _mm_storeu_si128((__m128i *)(y + (t + 1) * ldy + r), o[1]);
             }
             if (t < n) {
                 __m128i o[1] = {_mm_loadu_si128((const __m128i *)(y + t * ldy + r))};
-                gemm_tile(buf, kp, q + t * K + k0, K, 1, o);
+                gemm_tile1(buf, kp, q + t * K + k0, o);
                 _mm_storeu_si128((__m128i *)(y + t * ldy + r), o[0]);
             }
         }
     }
+    r = r4;
     for (; r < row1; r++)
         for (int t = 0; t < n; t++) y[t * ldy + r] = gemv_row1(w + r * rb, K, q + t * K, qsum[t]);
 }

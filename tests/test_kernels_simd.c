@@ -68,7 +68,7 @@ static void check_gemm(bn_ternary_gemm_fn fn, const uint8_t *w, int64_t K, int64
 static void test_ternary_random(const char *name) {
     const bn_cpu_kernels *k = table_or_skip(name);
     if (!k) skip();
-    static const int64_t Ks[] = {128, 128 * 3, 128 * 5, 128 * 21};
+    static const int64_t Ks[] = {128, 128 * 3, 128 * 5, 128 * 21, 128 * 27}; // 27: 2 K pieces
     static const int64_t Rs[] = {1, 7, 33, 131};
     static const int Ns[] = {1, 2, 3, 5, 17};
     uint64_t rng = 0x9e3779b97f4a7c15ULL;
