@@ -32,8 +32,8 @@ static int replay_dir(const char *dir) {
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.') continue;
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        size_t len;
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) continue;
+        size_t len = 0;
         char *buf = bn_read_file(path, &len);
         if (!buf) continue;
         // An exact-size copy, so an overread is caught by ASan as it is by libFuzzer.
