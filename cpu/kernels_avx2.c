@@ -13,10 +13,14 @@
 //     a pair is within [-512, 508]: no saturation. Sums of 4 groups x 8 blocks
 //     stay within int16 ([-16384, 16256]); then vpmaddwd with ones widens to int32.
 //   - result = dot(c, q) - sum(q).
-// Register tiles of R rows x T tokens share each decoded code vector across T
-// tokens and each activation load across R rows: the GEMV (n = 1) streams 4 rows
-// at once to keep several loads in flight; prefill uses 2 rows x 4 tokens, which
-// decodes every weight byte once per 4 tokens (see bench/bench_kernels.c).
+// Decode GEMV (n = 1, memory-bound): 4 rows per pass decode each block straight
+// from memory, sharing the 4 activation loads; 4 independent streams plus a
+// software prefetch of the tiles 2 ahead keep DRAM busy. ~15 vector ops a block.
+// Prefill GEMM (n > 1, compute-bound): each 4-row group decodes a K piece once
+// into an L1 buffer of codes in element order, then every token pair runs over
+// it: 8 vpmaddubsw + 8 vpaddw per 32 elements x 4 rows x 2 tokens, no decode in
+// the loop (inner loop in asm, see gemm_tile2). K pieces are the outer loop so a
+// piece of all n tokens' activations stays in L2.
 //
 // f16 GEMV: 4 rows at a time, 16 halves per row per step (two vcvtph2ps + FMA
 // chains to hide FMA latency); tails (K % 16) in scalar F16C.
