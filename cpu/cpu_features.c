@@ -1,6 +1,8 @@
 // cpu_features.c - CPUID / XGETBV feature detection (x86-64; none elsewhere).
 #include "cpu_features.h"
 
+#include <pthread.h>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 
@@ -39,13 +41,12 @@ static bn_cpu_features detect(void) {
 }
 #endif
 
+static bn_cpu_features g_features;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void detect_once(void) { g_features = detect(); }
+
 bn_cpu_features bn_cpu_detect(void) {
-    // Benign race: every thread computes the same value.
-    static int done;
-    static bn_cpu_features cached;
-    if (!__atomic_load_n(&done, __ATOMIC_ACQUIRE)) {
-        cached = detect();
-        __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
-    }
-    return cached;
+    pthread_once(&g_once, detect_once);
+    return g_features;
 }
