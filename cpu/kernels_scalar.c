@@ -72,7 +72,10 @@ float bn_bf16_to_f32(uint16_t h) {
 
 float bn_quantize_i8(const float *x, int64_t n, int8_t *q, int32_t *qsum) {
     float amax = BN_QUANT_MIN_ABSMAX;
-    for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    for (int64_t i = 0; i < n; i++) { // a plain compare: fmaxf is a libm call here
+        const float a = fabsf(x[i]);
+        if (a > amax) amax = a;
+    }
     const float s = 127.0f / amax;
     int32_t sum = 0;
     for (int64_t i = 0; i < n; i++) {
