@@ -38,6 +38,7 @@ static inline const char *bn_fixture_path(const char *rel, char *buf, size_t n) 
 
 // Reads a whole file (malloc'd, NUL-terminated); NULL on failure.
 static inline char *bn_read_file(const char *path, size_t *len) {
+    if (len) *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);
