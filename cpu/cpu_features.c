@@ -12,7 +12,7 @@
 
 static uint64_t read_xcr0(void) {
     uint32_t lo, hi;
-    // xgetbv with ecx = 0; spelled as bytes-free asm so no -mxsave is needed.
+    // xgetbv with ecx = 0, as inline asm so this file needs no -mxsave.
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return ((uint64_t)hi << 32) | lo;
 }

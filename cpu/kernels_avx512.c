@@ -10,8 +10,10 @@
 // ALU ops to split nibbles, two shuffles and two vpdpbusd (unsigned code c = w+1
 // times signed q, accumulated straight into int32: no int16 limits). The lookup
 // maps the never-written code 0b11 to weight 0 like the scalar oracle.
-// result = dot(c, q) - sum(q). Tiles: 4 rows x 1 token for the GEMV (several
-// streams in flight), 4 rows x 4 tokens for prefill (32 zmm registers leave room).
+// result = dot(c, q) - sum(q). The GEMV (n = 1) decodes in the loop, 4 rows per
+// pass (several streams in flight, plus a prefetch 2 tiles ahead). Prefill
+// (n > 1) decodes each 4-row K piece once into an L1 buffer and runs 4 rows x 4
+// tokens (16 zmm accumulators) over it: 4 vpdpbusd per 64-byte activation load.
 //
 // f16 GEMV: 4 rows, 32 halves per row per step; the K tail uses masked loads.
 #include <immintrin.h>
@@ -93,12 +95,97 @@ BN_ALWAYS_INLINE void ternary_rows512(const uint8_t *w, int64_t K, int64_t r, co
     }
 }
 
+// Prefill: codes of 4 rows x one K piece, decoded once into an L1 buffer in
+// element order (buf[k] pairs with q[k]); the tile loop then has no decode at all.
+#define BN_KPIECE 4096        // buffer row stride: 4 x 4 KiB on the stack
+#define BN_KPIECE_TARGET 3072 // equal pieces of at most this: n x piece stays in L2
+
+static void decode_row512(const uint8_t *wr, int64_t nb, uint8_t *buf) {
+    const __m512i lut = _mm512_load_si512((const void *)bn_lut512);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (int64_t b = 0; b < nb; b++) {
+        const __m512i v =
+            _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wr + 32 * b)));
+        _mm512_store_si512((void *)(buf + 128 * b),
+                           _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4)));
+        _mm512_store_si512((void *)(buf + 128 * b + 64),
+                           _mm512_shuffle_epi8(lut, _mm512_and_si512(v, m4)));
+    }
+}
+
+// 4 row accumulators -> their 4 sums as [r0 r1 r2 r3].
+BN_ALWAYS_INLINE __m128i sum4_512(__m512i a0, __m512i a1, __m512i a2, __m512i a3) {
+#define BN_FOLD(a) _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1))
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(BN_FOLD(a0), BN_FOLD(a1)),
+                                        _mm256_hadd_epi32(BN_FOLD(a2), BN_FOLD(a3)));
+#undef BN_FOLD
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+// 4 decoded rows x T tokens (T <= 4) over kp elements; adds the sums into y.
+BN_ALWAYS_INLINE void gemm_tile512(const uint8_t *c, int64_t kp, const int8_t *q, int64_t K,
+                                   int T, int32_t *y, int64_t ldy) {
+    __m512i acc[4][4];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++)
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) acc[t][i] = _mm512_setzero_si512();
+    for (int64_t k = 0; k < kp; k += 64) {
+        const __m512i c0 = _mm512_load_si512((const void *)(c + k));
+        const __m512i c1 = _mm512_load_si512((const void *)(c + BN_KPIECE + k));
+        const __m512i c2 = _mm512_load_si512((const void *)(c + 2 * BN_KPIECE + k));
+        const __m512i c3 = _mm512_load_si512((const void *)(c + 3 * BN_KPIECE + k));
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            const __m512i qt = _mm512_loadu_si512((const void *)(q + t * K + k));
+            acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], c0, qt);
+            acc[t][1] = _mm512_dpbusd_epi32(acc[t][1], c1, qt);
+            acc[t][2] = _mm512_dpbusd_epi32(acc[t][2], c2, qt);
+            acc[t][3] = _mm512_dpbusd_epi32(acc[t][3], c3, qt);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        __m128i *yt = (__m128i *)(y + t * ldy);
+        _mm_storeu_si128(yt, _mm_add_epi32(_mm_loadu_si128(yt),
+                                           sum4_512(acc[t][0], acc[t][1], acc[t][2], acc[t][3])));
+    }
+}
+
 void bn_ternary_gemm_avx512(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
                             const int8_t *q, const int32_t *qsum, int n, int32_t *y,
                             int64_t ldy) {
+    const int64_t rb = K / 4;
     int64_t r = row0;
-    for (; r + 4 <= row1; r += 4) ternary_rows512(w, K, r, q, qsum, n, y, ldy, 4);
-    for (; r < row1; r++) ternary_rows512(w, K, r, q, qsum, n, y, ldy, 1);
+    if (n == 1) {
+        for (; r + 4 <= row1; r += 4) ternary_rows512(w, K, r, q, qsum, n, y, ldy, 4);
+        for (; r < row1; r++) ternary_rows512(w, K, r, q, qsum, n, y, ldy, 1);
+        return;
+    }
+    const int64_t r4 = row0 + (row1 - row0) / 4 * 4;
+    uint8_t buf[4 * BN_KPIECE] __attribute__((aligned(64)));
+    for (int t = 0; t < n; t++)
+        for (int64_t rr = row0; rr < r4; rr++) y[t * ldy + rr] = -qsum[t];
+    const int64_t npieces = (K + BN_KPIECE_TARGET - 1) / BN_KPIECE_TARGET;
+    const int64_t piece = (K / 128 + npieces - 1) / npieces * 128; // <= BN_KPIECE
+    for (int64_t k0 = 0; k0 < K; k0 += piece) {
+        const int64_t kp = K - k0 < piece ? K - k0 : piece;
+        for (r = row0; r < r4; r += 4) {
+            for (int i = 0; i < 4; i++)
+                decode_row512(w + (r + i) * rb + k0 / 4, kp / 128, buf + i * BN_KPIECE);
+            const int8_t *qk = q + k0;
+            int32_t *yr = y + r;
+            int t = 0;
+            for (; t + 4 <= n; t += 4) gemm_tile512(buf, kp, qk + t * K, K, 4, yr + t * ldy, ldy);
+            switch (n - t) {
+            case 3: gemm_tile512(buf, kp, qk + t * K, K, 3, yr + t * ldy, ldy); break;
+            case 2: gemm_tile512(buf, kp, qk + t * K, K, 2, yr + t * ldy, ldy); break;
+            case 1: gemm_tile512(buf, kp, qk + t * K, K, 1, yr + t * ldy, ldy); break;
+            default: break;
+            }
+        }
+    }
+    for (r = r4; r < row1; r++) ternary_rows512(w, K, r, q, qsum, n, y, ldy, 1);
 }
 
 // ---- f16 GEMV ------------------------------------------------------------------
