@@ -348,13 +348,15 @@ int main(int argc, char **argv) {
             R->cached_f16_gbs = 512.0 * HID * 2 / (best * 1e-3) / 1e9;
         }
 
-        // 4. prefill: one layer's ternary GEMMs at n = 64 (compute-bound).
+        // 4. prefill: one layer's 7 ternary GEMMs at n = 64 (compute-bound); each
+        // layer (distinct weights) is one sample, best of 3 (scalar: 1).
         {
             const int layers = slow ? 1 : 3;
-            double macs = 0.0;
-            const double t0 = bn_now_ms();
+            const double layer_macs = (double)layer_bytes * 4.0 * PREFILL_N;
+            double best = 1e30;
             int64_t o = 0;
-            for (int l = 0; l < layers; l++)
+            for (int l = 0; l < layers; l++) {
+                const double t0 = bn_now_ms();
                 for (int s = 0; s < N_SHAPES; s++)
                     for (int m = 0; m < shapes[s].per_layer; m++) {
                         const int64_t mb = shapes[s].rows * shapes[s].K / 4;
@@ -363,12 +365,13 @@ int main(int argc, char **argv) {
                                  .y = y};
                         o += mb;
                         bn_pool_run(pool, job_ternary, &j);
-                        macs += (double)shapes[s].rows * (double)shapes[s].K * PREFILL_N;
                     }
-            const double dt = (bn_now_ms() - t0) * 1e-3;
-            R->prefill_gops = macs / dt / 1e9;
-            // tokens/s for the ternary layers only: 64 tokens per (30 layers' time)
-            R->prefill_tps = PREFILL_N / (dt / layers * LAYERS);
+                const double dt = (bn_now_ms() - t0) * 1e-3;
+                if (dt < best) best = dt;
+            }
+            R->prefill_gops = layer_macs / best / 1e9;
+            // tokens/s for the ternary layers only: 64 tokens per 30 layers' time
+            R->prefill_tps = PREFILL_N / (best * LAYERS);
         }
     }
 
