@@ -40,11 +40,13 @@ BN_ALWAYS_INLINE void ternary_tile512(const uint8_t *w, int64_t rb, int64_t K, c
                                       int64_t ldy) {
     const __m512i lut = _mm512_load_si512((const void *)bn_lut512);
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    __m512i acc[4][4];
+    // Two accumulators per (row, token) so consecutive vpdpbusd do not wait on
+    // each other's latency.
+    __m512i acc[4][4], acc2[4][4];
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 4
-        for (int t = 0; t < T; t++) acc[i][t] = _mm512_setzero_si512();
+        for (int t = 0; t < T; t++) acc[i][t] = acc2[i][t] = _mm512_setzero_si512();
 
     // GEMV (T == 1, R == 4): the 4 rows are contiguous; prefetch the tile two
     // ahead at the pace this one is consumed (128 bytes per block), because rows
@@ -68,7 +70,7 @@ BN_ALWAYS_INLINE void ternary_tile512(const uint8_t *w, int64_t rb, int64_t K, c
             for (int t = 0; t < T; t++) {
                 const int8_t *qt = qb + t * K;
                 acc[i][t] = _mm512_dpbusd_epi32(acc[i][t], c01, _mm512_loadu_si512(qt));
-                acc[i][t] = _mm512_dpbusd_epi32(acc[i][t], c23, _mm512_loadu_si512(qt + 64));
+                acc2[i][t] = _mm512_dpbusd_epi32(acc2[i][t], c23, _mm512_loadu_si512(qt + 64));
             }
         }
     }
@@ -76,7 +78,8 @@ BN_ALWAYS_INLINE void ternary_tile512(const uint8_t *w, int64_t rb, int64_t K, c
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++)
-            y[t * ldy + i] = _mm512_reduce_add_epi32(acc[i][t]) - qsum[t];
+            y[t * ldy + i] =
+                _mm512_reduce_add_epi32(_mm512_add_epi32(acc[i][t], acc2[i][t])) - qsum[t];
 }
 
 BN_ALWAYS_INLINE void ternary_rows512(const uint8_t *w, int64_t K, int64_t r, const int8_t *q,
