@@ -12,3 +12,11 @@ int bn_errorf(bn_error *err, const char *fmt, ...) {
     }
     return -1;
 }
+
+int bn_error_prefix(bn_error *err, const char *prefix) {
+    if (err) {
+        bn_error inner = *err;
+        bn_errorf(err, "%s: %s", prefix, inner.msg);
+    }
+    return -1;
+}

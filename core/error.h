@@ -15,4 +15,7 @@ typedef struct bn_error {
 // `return bn_errorf(err, "...", ...);`.
 int bn_errorf(bn_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+// Prepends "prefix: " to err's message (e.g. the file it is about); returns -1.
+int bn_error_prefix(bn_error *err, const char *prefix);
+
 #endif

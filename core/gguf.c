@@ -536,11 +536,7 @@ int bn_gguf_open(const char *path, bn_gguf **out, bn_error *err) {
     g->size = size;
     g->map_ = map;
     if (gguf_parse(g, err) != 0) {
-        // Prefix the path so the CLI's one error line says which file.
-        if (err) {
-            bn_error inner = *err;
-            bn_errorf(err, "%s: %s", path, inner.msg);
-        }
+        bn_error_prefix(err, path); // so the CLI's one error line says which file
         bn_gguf_close(g);
         return -1;
     }

@@ -280,10 +280,7 @@ char *bn_inspect_report(const char *path, int json, bn_error *err) {
     if (bn_model_load(path, &m, err) != 0) return NULL;
     tok_summary ts;
     if (summarize_tokenizer(m, &ts, err) != 0) {
-        if (err) {
-            bn_error inner = *err;
-            bn_errorf(err, "%s: %s", path, inner.msg);
-        }
+        bn_error_prefix(err, path);
         bn_model_free(m);
         return NULL;
     }

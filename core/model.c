@@ -340,10 +340,7 @@ int bn_model_load(const char *path, bn_model **out, bn_error *err) {
     bn_gguf *g;
     if (bn_gguf_open(path, &g, err) != 0) return -1;
     if (bn_model_from_gguf(g, out, err) != 0) {
-        if (err) {
-            bn_error inner = *err;
-            bn_errorf(err, "%s: %s", path, inner.msg);
-        }
+        bn_error_prefix(err, path);
         bn_gguf_close(g);
         return -1;
     }
