@@ -89,6 +89,7 @@ int bn_cmd_generate(int argc, char **argv) {
     }
     if (f.json) print_json(&r, prompt, n_prompt, &c, &t);
     else putchar('\n');
+    fflush(stdout); // the text before the timings, even when stdout is a pipe
     bn_print_timings(&r, &t);
     rc = 0;
 done:
