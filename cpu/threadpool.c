@@ -1,14 +1,23 @@
-// threadpool.c - persistent worker threads: spin briefly, then sleep.
+// threadpool.c - persistent worker threads: spin while work is coming, then sleep.
 //
 // A decode step calls bn_pool_run a few hundred times (a handful per layer), each
 // run lasting tens of microseconds, so waking workers through a condition variable
 // every time would cost as much as the work. Workers therefore spin on a run
-// counter for a short while after finishing and only fall asleep on the condition
-// variable when nothing arrives. The caller takes part as thread 0.
+// counter after finishing and only fall asleep on the condition variable after a
+// long quiet spell (BN_POOL_SPIN_NS), which no gap inside a forward pass reaches.
+// The caller takes part as thread 0.
+//
+// Spinning is only right when every thread has a core. With more threads than
+// CPUs this process may use (oversubscribed), a spinner would burn the time slice
+// of the very thread it waits for, so it yields the core after a few polls
+// instead. With threads <= CPUs the hot path never enters the kernel: sched_yield
+// there showed up as ~8% of a decode step in perf.
 //
 // Memory ordering: fn/ctx are written before the counter is bumped (release) and
 // read after it is seen (acquire); each worker's decrement of `pending` (release)
-// publishes its results to the caller's acquire load.
+// publishes its results to the caller's acquire load. The counter bump and the
+// `sleepers` check are seq_cst against the sleeper's increment and re-check, so
+// either the signaller sees the sleeper or the sleeper sees the new run.
 #define _GNU_SOURCE
 #include "threadpool.h"
 
@@ -19,17 +28,26 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
-// Polls before a worker sleeps (~0.1 ms): longer than the gap between two runs of
-// one forward pass, much shorter than the gap between tokens.
-#define BN_POOL_SPIN 20000
-// Polls with `pause` before a spinning thread starts calling sched_yield: with more
-// threads than cores, a spinner must give its core to the thread it waits for.
-#define BN_POOL_PAUSES 256
+// How long an idle worker spins before it sleeps: far longer than any gap
+// between two runs of one forward pass (sampling and the tokenizer included),
+// short enough that an idle process stops burning CPU almost at once.
+#define BN_POOL_SPIN_NS 2000000
+// A wait longer than this means the thread we wait for is not running (another
+// process took its core): from then on the spinner yields between poll groups,
+// in case it shares a run queue with that thread. Runs inside a forward pass are
+// 10-100 us apart, so an uncontended decode never gets here.
+#ifndef BN_POOL_YIELD_NS
+#define BN_POOL_YIELD_NS 100000
+#endif
+// Polls between two clock reads while spinning (a `pause` is ~10-140 cycles).
+#define BN_POOL_CLOCK_EVERY 64
 
 struct bn_pool {
     int n; // threads including the caller
+    bool oversubscribed; // more threads than CPUs we may run on
     pthread_t *threads;
     struct worker_arg *args;
     pthread_mutex_t mu;
@@ -37,7 +55,7 @@ struct bn_pool {
     _Atomic uint64_t gen;   // bumped once per run
     _Atomic int pending;    // workers still running the current run
     _Atomic bool quit;
-    int sleepers;           // guarded by mu
+    _Atomic int sleepers;   // workers in (or entering) cond_wait; changed under mu
     bn_pool_fn fn;
     void *ctx;
 };
@@ -55,23 +73,54 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+// Waits with `pause` while the thread(s) we wait for are likely on a core; see
+// the constants above for when it yields (returns false when `limit_ns` passed).
+typedef struct spin_state {
+    int polls;
+    int64_t t0;
+} spin_state;
+
+static inline bool wait_step(const bn_pool *p, spin_state *st, int64_t limit_ns) {
+    if (p->oversubscribed) { // no core of our own: hand it over straight away
+        sched_yield();
+    } else {
+        cpu_relax();
+        if (++st->polls % BN_POOL_CLOCK_EVERY) return true;
+    }
+    const int64_t t = now_ns();
+    if (st->t0 == 0) st->t0 = t;
+    const int64_t waited = t - st->t0;
+    if (waited > limit_ns) return false;
+    if (!p->oversubscribed && waited > BN_POOL_YIELD_NS) sched_yield();
+    return true;
+}
+
+// Spins until the run counter moves past `seen` or BN_POOL_SPIN_NS pass.
+static uint64_t spin_for_run(bn_pool *p, uint64_t seen) {
+    spin_state st = {0, 0};
+    for (;;) {
+        const uint64_t g = atomic_load_explicit(&p->gen, memory_order_acquire);
+        if (g != seen || !wait_step(p, &st, BN_POOL_SPIN_NS)) return g;
+    }
+}
+
 static void *worker_main(void *arg) {
     struct worker_arg *a = arg;
     bn_pool *p = a->p;
     uint64_t seen = 0;
     for (;;) {
-        uint64_t g = atomic_load_explicit(&p->gen, memory_order_acquire);
-        for (int s = 0; g == seen && s < BN_POOL_SPIN; s++) {
-            if (s < BN_POOL_PAUSES) cpu_relax();
-            else sched_yield();
-            g = atomic_load_explicit(&p->gen, memory_order_acquire);
-        }
+        uint64_t g = spin_for_run(p, seen);
         if (g == seen) {
             pthread_mutex_lock(&p->mu);
-            p->sleepers++;
-            while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen)
-                pthread_cond_wait(&p->wake, &p->mu);
-            p->sleepers--;
+            atomic_fetch_add(&p->sleepers, 1); // seq_cst: see the header comment
+            while ((g = atomic_load(&p->gen)) == seen) pthread_cond_wait(&p->wake, &p->mu);
+            atomic_fetch_sub(&p->sleepers, 1);
             pthread_mutex_unlock(&p->mu);
         }
         seen = g;
@@ -81,13 +130,26 @@ static void *worker_main(void *arg) {
     }
 }
 
-// Bumps the run counter and wakes sleepers. Under the mutex, so a worker that has
-// just checked the counter cannot miss the wake-up.
+// Bumps the run counter and wakes sleepers, if any. The mutex is only taken when
+// someone sleeps: a sleeper holds it from its re-check of the counter until it is
+// inside cond_wait, so taking it before the broadcast closes the lost-wake window.
 static void pool_signal(bn_pool *p) {
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
-    if (p->sleepers > 0) pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
+    atomic_fetch_add(&p->gen, 1);
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->wake);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+// CPUs this process may run on (affinity mask; online CPUs if unknown).
+static int usable_cpus(void) {
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? (int)online : 1;
 }
 
 static void pool_join(bn_pool *p, int started) {
@@ -103,6 +165,7 @@ int bn_pool_create(int n_threads, bn_pool **out, bn_error *err) {
     bn_pool *p = calloc(1, sizeof *p);
     if (!p) return bn_errorf(err, "threadpool: out of memory");
     p->n = n_threads;
+    p->oversubscribed = n_threads > usable_cpus();
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
     p->args = calloc((size_t)n_threads, sizeof *p->args);
     if (!p->threads || !p->args) {
@@ -150,10 +213,9 @@ void bn_pool_run(bn_pool *p, bn_pool_fn fn, void *ctx) {
     atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
     pool_signal(p);
     fn(ctx, 0, p->n);
-    for (int s = 0; atomic_load_explicit(&p->pending, memory_order_acquire) != 0; s++) {
-        if (s < BN_POOL_PAUSES) cpu_relax();
-        else sched_yield();
-    }
+    spin_state st = {0, 0};
+    while (atomic_load_explicit(&p->pending, memory_order_acquire) != 0)
+        (void)wait_step(p, &st, INT64_MAX);
 }
 
 int bn_pool_size(const bn_pool *p) { return p->n; }
