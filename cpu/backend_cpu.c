@@ -43,7 +43,6 @@ static void cpu_destroy(bn_backend *be) {
     free(be->att);
     free(be->gate);
     free(be->up);
-    free(be->tmp);
     free(be->scores);
     free(be->lm_in);
     free(be->lm_q);
@@ -152,13 +151,12 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     be->att = scratch(be, B * E, sizeof(float));
     be->gate = scratch(be, B * F, sizeof(float));
     be->up = scratch(be, B * F, sizeof(float));
-    be->tmp = scratch(be, B * E, sizeof(float));
     be->scores = scratch(be, (size_t)n_threads * (size_t)be->n_ctx, sizeof(float));
     be->lm_in = scratch(be, B * E, sizeof(float));
     be->logits = scratch(be, hp->n_vocab, sizeof(float));
     if (!be->k_cache || !be->v_cache || !be->x || !be->xn || !be->xq || !be->xscale ||
         !be->xqsum || !be->acc || !be->q || !be->k || !be->v || !be->att || !be->gate ||
-        !be->up || !be->tmp || !be->scores || !be->lm_in || !be->logits) {
+        !be->up || !be->scores || !be->lm_in || !be->logits) {
         cpu_destroy(be);
         return bn_errorf(err, "cpu: out of memory for KV cache and scratch (%d tokens, "
                          "batch %d)", cfg->n_ctx > 0 ? cfg->n_ctx : (int)hp->n_ctx_train,

@@ -5,8 +5,9 @@
 // Parallelism: matrix rows are split across the pool in chunks of BN_ROW_CHUNK;
 // attention is split over (token, head) pairs; the LM head over vocabulary rows.
 // Each output element is computed by exactly one thread in a fixed order, so the
-// result does not depend on the thread count. Small vector ops (norms, RoPE,
-// residuals) run on the calling thread: they are O(n*E) next to O(n*E*F) matmuls.
+// result does not depend on the thread count. Residual adds and the squared-ReLU
+// gate run in the matmul jobs' epilogues; norms, quantization and RoPE run on the
+// calling thread (they need a whole row, and are O(n*E) next to O(n*E*F) matmuls).
 #include <math.h>
 #include <string.h>
 
@@ -28,12 +29,21 @@ static void split_rows(int64_t rows, int ith, int nth, int64_t *r0, int64_t *r1)
 // ---- bitlinear -----------------------------------------------------------------
 
 // Up to three matrices that read the same input (q|k|v, gate|up) run as one job, so
-// the input is quantized once and the pool is woken once.
+// the input is quantized once and the pool is woken once. The element-wise op that
+// follows a matmul runs in the job's epilogue on the rows the thread just wrote,
+// while they are in cache and instead of on the caller while the workers wait:
+//   BN_EPI_RESIDUAL      x += out     (wo, w_down: out is the residual stream x)
+//   BN_EPI_RELU_SQR_MUL  gate = relu(gate)^2 * up   (gate|up: both matrices are
+//                        split by the same row range so a thread owns row r of both)
+// Each element is computed by the same float ops as the separate pass was.
+typedef enum { BN_EPI_NONE, BN_EPI_RESIDUAL, BN_EPI_RELU_SQR_MUL } bn_epilogue;
+
 typedef struct bitlinear_job {
     bn_backend *be;
     int n;     // tokens
     int64_t K; // input width
     int n_mat;
+    bn_epilogue epi;
     struct {
         const bn_tensor *w;
         float *out;   // [n][rows]
@@ -44,33 +54,52 @@ typedef struct bitlinear_job {
     int64_t rows; // all matrices together
 } bitlinear_job;
 
+// Rows [lo, hi) of matrix i: the ternary GEMM, then y = acc / s * scale (undo the
+// activation scale, apply the weight scale), stored or added to out.
+static void bitlinear_rows(const bitlinear_job *job, int i, int64_t lo, int64_t hi) {
+    const bn_backend *be = job->be;
+    const int64_t M = job->mat[i].rows;
+    const int32_t *acc = job->mat[i].acc;
+    float *out = job->mat[i].out;
+    be->kern->ternary_gemm(job->mat[i].w->data, job->K, lo, hi, be->xq, be->xqsum, job->n,
+                           job->mat[i].acc, M);
+    const float wscale = job->mat[i].w->scale;
+    for (int t = 0; t < job->n; t++) {
+        const float xs = be->xscale[t];
+        if (job->epi == BN_EPI_RESIDUAL)
+            for (int64_t r = lo; r < hi; r++) out[t * M + r] += (float)acc[t * M + r] / xs * wscale;
+        else
+            for (int64_t r = lo; r < hi; r++) out[t * M + r] = (float)acc[t * M + r] / xs * wscale;
+    }
+}
+
 static void bitlinear_worker(void *ctx, int ith, int nth) {
     const bitlinear_job *job = ctx;
-    const bn_backend *be = job->be;
     int64_t r0, r1;
+    if (job->epi == BN_EPI_RELU_SQR_MUL) { // gate|up, same rows of both
+        const int64_t F = job->mat[0].rows;
+        split_rows(F, ith, nth, &r0, &r1);
+        if (r0 >= r1) return;
+        bitlinear_rows(job, 0, r0, r1);
+        bitlinear_rows(job, 1, r0, r1);
+        for (int t = 0; t < job->n; t++)
+            bn_relu_sqr_mul(job->mat[0].out + t * F + r0, job->mat[1].out + t * F + r0, r1 - r0);
+        return;
+    }
     split_rows(job->rows, ith, nth, &r0, &r1);
     for (int i = 0; i < job->n_mat; i++) {
         const int64_t lo = (r0 > job->mat[i].row0 ? r0 : job->mat[i].row0) - job->mat[i].row0;
         const int64_t hi = min64(r1, job->mat[i].row0 + job->mat[i].rows) - job->mat[i].row0;
-        if (lo >= hi) continue;
-        const int64_t M = job->mat[i].rows;
-        be->kern->ternary_gemm(job->mat[i].w->data, job->K, lo, hi, be->xq, be->xqsum, job->n,
-                               job->mat[i].acc, M);
-        // y = acc / s * scale: undo the activation scale, apply the weight scale.
-        const float wscale = job->mat[i].w->scale;
-        for (int t = 0; t < job->n; t++)
-            for (int64_t r = lo; r < hi; r++)
-                job->mat[i].out[t * M + r] =
-                    (float)job->mat[i].acc[t * M + r] / be->xscale[t] * wscale;
+        if (lo < hi) bitlinear_rows(job, i, lo, hi);
     }
 }
 
-// out[i] = bitlinear(x, w[i]) for n tokens of K floats (DESIGN 3).
+// out[i] = bitlinear(x, w[i]) for n tokens of K floats (DESIGN 3), then `epi`.
 static void bitlinear(bn_backend *be, const float *x, int n, int64_t K, int n_mat,
-                      const bn_tensor *const w[], float *const out[]) {
+                      const bn_tensor *const w[], float *const out[], bn_epilogue epi) {
     for (int t = 0; t < n; t++)
         be->xscale[t] = bn_quantize_i8(x + t * K, K, be->xq + t * K, &be->xqsum[t]);
-    bitlinear_job job = {.be = be, .n = n, .K = K, .n_mat = n_mat};
+    bitlinear_job job = {.be = be, .n = n, .K = K, .n_mat = n_mat, .epi = epi};
     int32_t *acc = be->acc;
     for (int i = 0; i < n_mat; i++) {
         const int64_t rows = (int64_t)w[i]->ne1;
@@ -124,7 +153,7 @@ static void attention_block(bn_backend *be, int il, const int32_t *pos, int n) {
     for (int t = 0; t < n; t++) bn_rmsnorm(be->xn + t * E, be->x + t * E, L->attn_norm.f32, E,
                                            hp->norm_eps);
     bitlinear(be, be->xn, n, E, 3, (const bn_tensor *const[]){&L->wq, &L->wk, &L->wv},
-              (float *const[]){be->q, be->k, be->v});
+              (float *const[]){be->q, be->k, be->v}, BN_EPI_NONE);
 
     // RoPE, then f16: the KV cache is f16 and bitnet.cpp also feeds Q to the f16
     // attention matmul, so both are rounded after rotation.
@@ -145,8 +174,7 @@ static void attention_block(bn_backend *be, int il, const int32_t *pos, int n) {
     for (int t = 0; t < n; t++) bn_rmsnorm(be->att + t * E, be->att + t * E,
                                            L->attn_sub_norm.f32, E, hp->norm_eps);
     bitlinear(be, be->att, n, E, 1, (const bn_tensor *const[]){&L->wo},
-              (float *const[]){be->tmp});
-    bn_add(be->x, be->tmp, n * E);
+              (float *const[]){be->x}, BN_EPI_RESIDUAL);
 }
 
 static void ffn_block(bn_backend *be, int il, int n) {
@@ -157,13 +185,11 @@ static void ffn_block(bn_backend *be, int il, int n) {
     for (int t = 0; t < n; t++) bn_rmsnorm(be->xn + t * E, be->x + t * E, L->ffn_norm.f32, E,
                                            hp->norm_eps);
     bitlinear(be, be->xn, n, E, 2, (const bn_tensor *const[]){&L->w_gate, &L->w_up},
-              (float *const[]){be->gate, be->up});
-    bn_relu_sqr_mul(be->gate, be->up, n * F);
+              (float *const[]){be->gate, be->up}, BN_EPI_RELU_SQR_MUL);
     for (int t = 0; t < n; t++) bn_rmsnorm(be->gate + t * F, be->gate + t * F,
                                            L->ffn_sub_norm.f32, F, hp->norm_eps);
     bitlinear(be, be->gate, n, F, 1, (const bn_tensor *const[]){&L->w_down},
-              (float *const[]){be->tmp});
-    bn_add(be->x, be->tmp, n * E);
+              (float *const[]){be->x}, BN_EPI_RESIDUAL);
 }
 
 // ---- LM head -------------------------------------------------------------------
