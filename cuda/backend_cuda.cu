@@ -253,8 +253,14 @@ static void bn_cuda_destroy(bn_backend *be) {
     free(be);
 }
 
-static int upload(void *dst, const void *src, size_t bytes, bn_error *err) {
-    BN_CUDA_TRY(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+// Host-to-device copy ordered on be->st. A plain cudaMemcpy runs on the legacy
+// default stream, which a cudaStreamNonBlocking stream does not wait for, and for
+// pageable memory it may return before the DMA lands: the sanitize kernels and
+// memsets enqueued on be->st right after could then run on half-copied weights.
+// From pageable memory cudaMemcpyAsync stages the data before returning, so the
+// source may be reused at once; upload_weights synchronises be->st at the end.
+static int upload(bn_backend *be, void *dst, const void *src, size_t bytes, bn_error *err) {
+    BN_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, be->st));
     return 0;
 }
 
@@ -267,15 +273,15 @@ static int upload_weights(bn_backend *be, bn_error *err) {
         uint8_t *qkv = (uint8_t *)C->wqkv, *gu = (uint8_t *)C->wgu;
         const size_t bq = i2s_bytes(&L->wq), bk = i2s_bytes(&L->wk), bv = i2s_bytes(&L->wv);
         const size_t bgt = i2s_bytes(&L->w_gate), bup = i2s_bytes(&L->w_up);
-        if (upload(qkv, L->wq.data, bq, err) || upload(qkv + bq, L->wk.data, bk, err) ||
-            upload(qkv + bq + bk, L->wv.data, bv, err) ||
-            upload((void *)C->wo, L->wo.data, i2s_bytes(&L->wo), err) ||
-            upload(gu, L->w_gate.data, bgt, err) || upload(gu + bgt, L->w_up.data, bup, err) ||
-            upload((void *)C->wdown, L->w_down.data, i2s_bytes(&L->w_down), err) ||
-            upload((void *)C->attn_norm, L->attn_norm.f32, hp->n_embd * 4, err) ||
-            upload((void *)C->attn_sub_norm, L->attn_sub_norm.f32, (size_t)be->nq * 4, err) ||
-            upload((void *)C->ffn_norm, L->ffn_norm.f32, hp->n_embd * 4, err) ||
-            upload((void *)C->ffn_sub_norm, L->ffn_sub_norm.f32, hp->n_ff * 4, err))
+        if (upload(be, qkv, L->wq.data, bq, err) || upload(be, qkv + bq, L->wk.data, bk, err) ||
+            upload(be, qkv + bq + bk, L->wv.data, bv, err) ||
+            upload(be, (void *)C->wo, L->wo.data, i2s_bytes(&L->wo), err) ||
+            upload(be, gu, L->w_gate.data, bgt, err) || upload(be, gu + bgt, L->w_up.data, bup, err) ||
+            upload(be, (void *)C->wdown, L->w_down.data, i2s_bytes(&L->w_down), err) ||
+            upload(be, (void *)C->attn_norm, L->attn_norm.f32, hp->n_embd * 4, err) ||
+            upload(be, (void *)C->attn_sub_norm, L->attn_sub_norm.f32, (size_t)be->nq * 4, err) ||
+            upload(be, (void *)C->ffn_norm, L->ffn_norm.f32, hp->n_embd * 4, err) ||
+            upload(be, (void *)C->ffn_sub_norm, L->ffn_sub_norm.f32, hp->n_ff * 4, err))
             return -1;
         BN_CUDA_TRY(bn_cuda_i2s_sanitize(qkv, (int64_t)(bq + bk + bv), be->st));
         BN_CUDA_TRY(bn_cuda_i2s_sanitize((uint8_t *)C->wo, (int64_t)i2s_bytes(&L->wo), be->st));
@@ -288,17 +294,17 @@ static int upload_weights(bn_backend *be, bn_error *err) {
         C->rs_down = bn_cuda_rowscale_one(L->w_down.scale);
     }
     const size_t V = hp->n_vocab, E = hp->n_embd;
-    if (upload((void *)be->embd, m->tok_embd.data, V * E * type_size(be->embd_type), err)) return -1;
+    if (upload(be, (void *)be->embd, m->tok_embd.data, V * E * type_size(be->embd_type), err)) return -1;
     if (!m->output_tied &&
-        upload((void *)be->head, m->output.data, V * E * type_size(be->head_type), err))
+        upload(be, (void *)be->head, m->output.data, V * E * type_size(be->head_type), err))
         return -1;
-    if (upload((void *)be->out_norm, m->output_norm.f32, E * 4, err)) return -1;
+    if (upload(be, (void *)be->out_norm, m->output_norm.f32, E * 4, err)) return -1;
     const int half = (int)hp->n_rot / 2;
     float *inv = (float *)malloc(sizeof(float) * (size_t)(half + 1));
     if (!inv) return bn_cuda_errorf(err, "cuda: out of host memory");
     for (int i = 0; i < half; i++) inv[i] = (float)pow((double)hp->rope_base, -2.0 * i / hp->n_rot);
     inv[half] = 0.f;
-    const int rc = upload((void *)be->inv_freq, inv, sizeof(float) * (size_t)(half + 1), err);
+    const int rc = upload(be, (void *)be->inv_freq, inv, sizeof(float) * (size_t)(half + 1), err);
     free(inv);
     if (rc) return -1;
     const size_t kv = (size_t)hp->n_layer * (size_t)be->n_ctx * (size_t)be->nkv * sizeof(__half);
