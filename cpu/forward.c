@@ -136,7 +136,7 @@ static void attention_worker(void *ctx, int ith, int nth) {
     for (int p = ith; p < job->n * n_head; p += nth) {
         const int t = p / n_head, h = p % n_head;
         const int64_t kv_off = layer_off + (int64_t)(h / group) * hd;
-        bn_attention_head(be->q + (int64_t)t * hp->n_embd + (int64_t)h * hd,
+        be->kern->attention(be->q + (int64_t)t * hp->n_embd + (int64_t)h * hd,
                           be->k_cache + kv_off, be->v_cache + kv_off, be->kv_dim, hd,
                           job->pos[t] + 1, scale, scores,
                           be->att + (int64_t)t * hp->n_embd + (int64_t)h * hd);
@@ -200,11 +200,9 @@ typedef struct lm_head_job {
     float *out;  // (n - t0) rows of n_vocab
 } lm_head_job;
 
-static int32_t dot_i8(const int8_t *a, const int8_t *b, int64_t n) {
-    int32_t acc = 0;
-    for (int64_t i = 0; i < n; i++) acc += (int32_t)a[i] * b[i];
-    return acc;
-}
+// int8 head rows per kernel call: the int32 sums go through a small stack buffer
+// before they are scaled into the float logits.
+#define BN_HEAD_Q8_ROWS 64
 
 static void lm_head_worker(void *ctx, int ith, int nth) {
     const lm_head_job *job = ctx;
@@ -218,9 +216,13 @@ static void lm_head_worker(void *ctx, int ith, int nth) {
         const float *x = be->lm_in + t * E;
         if (be->head_q) {
             const int8_t *xq = be->lm_q + t * E;
-            for (int64_t r = r0; r < r1; r++)
-                y[r] = (float)dot_i8(be->head_q + r * E, xq, E) * be->head_scale[r] /
-                       be->xscale[t];
+            int32_t acc[BN_HEAD_Q8_ROWS];
+            for (int64_t c0 = r0; c0 < r1; c0 += BN_HEAD_Q8_ROWS) {
+                const int64_t c1 = min64(r1, c0 + BN_HEAD_Q8_ROWS);
+                be->kern->i8_gemv(be->head_q + c0 * E, E, 0, c1 - c0, xq, acc);
+                for (int64_t r = c0; r < c1; r++)
+                    y[r] = (float)acc[r - c0] * be->head_scale[r] / be->xscale[t];
+            }
         } else if (head->type == BN_GGML_F16) {
             be->kern->f16_gemv(head->data, E, r0, r1, x, y);
         } else {

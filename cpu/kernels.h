@@ -31,10 +31,24 @@ typedef void (*bn_ternary_gemm_fn)(const uint8_t *w, int64_t K, int64_t row0, in
 typedef void (*bn_half_gemv_fn)(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
                                 const float *x, float *y);
 
+// One query head attending to f16 cache rows 0..n_kv-1 (the contract of
+// bn_attention_head in ops.h, its scalar twin): scores = q.k_j * scale, softmax,
+// probabilities rounded to f16 (left in scores), out = sum_j p_j * v_j.
+typedef void (*bn_attention_fn)(const float *q, const uint16_t *k, const uint16_t *v,
+                                int64_t stride, int head_dim, int n_kv, float scale,
+                                float *scores, float *out);
+
+// int8 GEMV (the opt-in int8 LM head): for rows r in [row0, row1):
+//     y[r] = sum_k w[r*K + k] * x[k]    exact int32, any K >= 1.
+typedef void (*bn_i8_gemv_fn)(const int8_t *w, int64_t K, int64_t row0, int64_t row1,
+                              const int8_t *x, int32_t *y);
+
 typedef struct bn_cpu_kernels {
     const char *name; // "scalar", "avx2", "avx512"
     bn_ternary_gemm_fn ternary_gemm;
     bn_half_gemv_fn f16_gemv;
+    bn_attention_fn attention;
+    bn_i8_gemv_fn i8_gemv;
 } bn_cpu_kernels;
 
 extern const bn_cpu_kernels bn_kernels_scalar;
@@ -50,6 +64,16 @@ void bn_ternary_gemm_scalar(const uint8_t *w, int64_t K, int64_t row0, int64_t r
                             int64_t ldy);
 void bn_f16_gemv_scalar(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
                         const float *x, float *y);
+void bn_i8_gemv_scalar(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
+                       int32_t *y);
+void bn_i8_gemv_avx2(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
+                     int32_t *y);
+// (the attention's scalar twin is bn_attention_head, in ops.c)
+
+// The AVX2 attention also serves the AVX-512 table (head_dim is too short for zmm
+// to pay off, and the work is F16C conversions either way).
+void bn_attention_avx2(const float *q, const uint16_t *k, const uint16_t *v, int64_t stride,
+                       int head_dim, int n_kv, float scale, float *scores, float *out);
 
 // Half <-> float conversions (exact, portable).
 float bn_f16_to_f32(uint16_t h);

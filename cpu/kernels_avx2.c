@@ -24,9 +24,25 @@
 //
 // f16 GEMV: 4 rows at a time, 16 halves per row per step (two vcvtph2ps + FMA
 // chains to hide FMA latency); tails (K % 16) in scalar F16C.
+//
+// Attention (one head): q.k_j for 4 keys at a time (vcvtph2ps + FMA over head_dim,
+// one horizontal sum per 4 keys); softmax as in the scalar twin (libm expf,
+// double sum); probabilities rounded with vcvtps2ph (IEEE round to nearest even,
+// the same as bn_f32_to_f16); then out = sum_j p_j v_j with up to 64 output
+// floats in 8 ymm accumulators per pass over j. The p.V sum is in the scalar's
+// order (j ascending, separate multiply and add, no FMA contraction), so given
+// the same probabilities it is bit-identical; only q.k is summed in another order.
+// i8 GEMV (int8 LM head): both operands sign-extended to int16 (vpmovsxbw) and
+// multiplied by vpmaddwd straight into int32 pairs: exact for every int8 value,
+// -128 included (a pair is at most 2 * 128 * 128 = 32768, which int32 holds). The
+// vpmaddubsw route needs |w| as u8 with the sign moved onto x and breaks on
+// w = x = -128; it would save a few uops a row, but this GEMV is memory-bound
+// either way. 4 rows a pass share the 16 extended activations of each step.
 #include <immintrin.h>
+#include <math.h>
 
 #include "kernels.h"
+#include "ops.h"
 
 #define BN_ALWAYS_INLINE static inline __attribute__((always_inline))
 
@@ -344,8 +360,128 @@ void bn_f16_gemv_avx2(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
     for (; r < row1; r++) f16_tile(w + r * K, K, x, y + r, 1);
 }
 
+// ---- int8 GEMV -------------------------------------------------------------------
+
+BN_ALWAYS_INLINE __m256i load_i8x16(const int8_t *p) {
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p));
+}
+
+BN_ALWAYS_INLINE void i8_tile(const int8_t *w, int64_t K, const int8_t *x, int32_t *y, int R) {
+    __m256i acc[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) acc[i] = _mm256_setzero_si256();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        const __m256i xv = load_i8x16(x + k);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++)
+            acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(load_i8x16(w + i * K + k), xv));
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) {
+        __m128i s = fold_lanes(acc[i]);
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+        int32_t t = _mm_cvtsi128_si32(s);
+        for (int64_t kk = k; kk < K; kk++) t += (int32_t)w[i * K + kk] * x[kk];
+        y[i] = t;
+    }
+}
+
+void bn_i8_gemv_avx2(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
+                     int32_t *y) {
+    int64_t r = row0;
+    for (; r + 4 <= row1; r += 4) i8_tile(w + r * K, K, x, y + r, 4);
+    for (; r < row1; r++) i8_tile(w + r * K, K, x, y + r, 1);
+}
+
+// ---- attention -------------------------------------------------------------------
+
+// 4 keys' q.k over head_dim (hd % 8 == 0 part), then the scalar tail.
+BN_ALWAYS_INLINE void qk4(const float *q, const uint16_t *k, int64_t stride, int hd, float scale,
+                          float *scores) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const int hd8 = hd & ~7;
+    for (int d = 0; d < hd8; d += 8) {
+        const __m256 qd = _mm256_loadu_ps(q + d);
+        a0 = _mm256_fmadd_ps(load_h8(k + d), qd, a0);
+        a1 = _mm256_fmadd_ps(load_h8(k + stride + d), qd, a1);
+        a2 = _mm256_fmadd_ps(load_h8(k + 2 * stride + d), qd, a2);
+        a3 = _mm256_fmadd_ps(load_h8(k + 3 * stride + d), qd, a3);
+    }
+    // [a0 a1 a2 a3] -> one vector of 4 sums
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    float t[4];
+    _mm_storeu_ps(t, s);
+    for (int i = 0; i < 4; i++) {
+        for (int d = hd8; d < hd; d++) t[i] += q[d] * _cvtsh_ss(k[i * stride + d]);
+        scores[i] = t[i] * scale;
+    }
+}
+
+BN_ALWAYS_INLINE float qk1(const float *q, const uint16_t *k, int hd) {
+    __m256 a = _mm256_setzero_ps();
+    const int hd8 = hd & ~7;
+    for (int d = 0; d < hd8; d += 8) a = _mm256_fmadd_ps(load_h8(k + d), _mm256_loadu_ps(q + d), a);
+    float t = hsum_ps(a);
+    for (int d = hd8; d < hd; d++) t += q[d] * _cvtsh_ss(k[d]);
+    return t;
+}
+
+// out[d0 .. d0+8*NV) = sum_j p_j v_j[..], j ascending, mul then add (see top).
+#define BN_PV_MAX 8
+__attribute__((optimize("fp-contract=off"))) static void pv_block(const float *p, const uint16_t *v,
+                                                                 int64_t stride, int n_kv, int nv,
+                                                                 float *out) {
+    __m256 acc[BN_PV_MAX];
+#pragma GCC unroll 8
+    for (int i = 0; i < BN_PV_MAX; i++) acc[i] = _mm256_setzero_ps();
+    for (int j = 0; j < n_kv; j++) {
+        const __m256 pj = _mm256_broadcast_ss(p + j);
+        const uint16_t *vj = v + j * stride;
+        if (nv == BN_PV_MAX) { // full block: a fixed trip count keeps acc in registers
+#pragma GCC unroll 8
+            for (int i = 0; i < BN_PV_MAX; i++)
+                acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(pj, load_h8(vj + 8 * i)));
+        } else {
+            for (int i = 0; i < nv; i++)
+                acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(pj, load_h8(vj + 8 * i)));
+        }
+    }
+    for (int i = 0; i < nv; i++) _mm256_storeu_ps(out + 8 * i, acc[i]);
+}
+
+__attribute__((optimize("fp-contract=off"))) void bn_attention_avx2(
+    const float *q, const uint16_t *k, const uint16_t *v, int64_t stride, int head_dim, int n_kv,
+    float scale, float *scores, float *out) {
+    int j = 0;
+    for (; j + 4 <= n_kv; j += 4) qk4(q, k + j * stride, stride, head_dim, scale, scores + j);
+    for (; j < n_kv; j++) scores[j] = qk1(q, k + j * stride, head_dim) * scale;
+    bn_softmax(scores, n_kv);
+    // Round the probabilities to f16 and back (bitnet.cpp's f16 V matmul).
+    j = 0;
+    for (; j + 8 <= n_kv; j += 8) {
+        const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(scores + j), _MM_FROUND_TO_NEAREST_INT);
+        _mm256_storeu_ps(scores + j, _mm256_cvtph_ps(h));
+    }
+    for (; j < n_kv; j++) scores[j] = _cvtsh_ss(_cvtss_sh(scores[j], _MM_FROUND_TO_NEAREST_INT));
+    const int hd8 = head_dim & ~7;
+    for (int d0 = 0; d0 < hd8; d0 += 8 * BN_PV_MAX) {
+        const int nv = (hd8 - d0) / 8 < BN_PV_MAX ? (hd8 - d0) / 8 : BN_PV_MAX;
+        pv_block(scores, v + d0, stride, n_kv, nv, out + d0);
+    }
+    for (int d = hd8; d < head_dim; d++) {
+        float acc = 0.0f;
+        for (int jj = 0; jj < n_kv; jj++) acc += scores[jj] * _cvtsh_ss(v[jj * stride + d]);
+        out[d] = acc;
+    }
+}
+
 const bn_cpu_kernels bn_kernels_avx2 = {
     .name = "avx2",
     .ternary_gemm = bn_ternary_gemm_avx2,
     .f16_gemv = bn_f16_gemv_avx2,
+    .attention = bn_attention_avx2,
+    .i8_gemv = bn_i8_gemv_avx2,
 };

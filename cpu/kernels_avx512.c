@@ -16,6 +16,12 @@
 // tokens (16 zmm accumulators) over it: 4 vpdpbusd per 64-byte activation load.
 //
 // f16 GEMV: 4 rows, 32 halves per row per step; the K tail uses masked loads.
+//
+// i8 GEMV (int8 LM head): vpdpbusd wants unsigned x signed, so the activations
+// are offset to u = x + 128 (x ^ 0x80) and dot(u, w) - 128 * sum(w) is taken,
+// sum(w) coming from a second vpdpbusd against ones. Exact for every int8 pair.
+// 4 rows a pass, 64 bytes per step, masked loads for the K tail. Attention uses
+// the AVX2 kernel (see kernels.h).
 #include <immintrin.h>
 
 #include "cpu_features.h"
@@ -238,8 +244,41 @@ void bn_f16_gemv_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1
     for (; r < row1; r++) f16_tile512(w + r * K, K, x, y + r, 1);
 }
 
+// ---- int8 GEMV -------------------------------------------------------------------
+
+BN_ALWAYS_INLINE void i8_tile512(const int8_t *w, int64_t K, const int8_t *x, int32_t *y, int R) {
+    const __m512i bias = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
+    __m512i dot[4], wsum[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) dot[i] = wsum[i] = _mm512_setzero_si512();
+    for (int64_t k = 0; k < K; k += 64) {
+        const int64_t left = K - k;
+        const __mmask64 m = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+        // masked-off lanes load 0 for w, so they add nothing to either sum
+        const __m512i u = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, x + k), bias);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            const __m512i wv = _mm512_maskz_loadu_epi8(m, w + i * K + k);
+            dot[i] = _mm512_dpbusd_epi32(dot[i], u, wv);
+            wsum[i] = _mm512_dpbusd_epi32(wsum[i], ones, wv);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+        y[i] = _mm512_reduce_add_epi32(_mm512_sub_epi32(dot[i], _mm512_slli_epi32(wsum[i], 7)));
+}
+
+void bn_i8_gemv_avx512(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
+                       int32_t *y) {
+    int64_t r = row0;
+    for (; r + 4 <= row1; r += 4) i8_tile512(w + r * K, K, x, y + r, 4);
+    for (; r < row1; r++) i8_tile512(w + r * K, K, x, y + r, 1);
+}
+
 const bn_cpu_kernels bn_kernels_avx512 = {
     .name = "avx512",
     .ternary_gemm = bn_ternary_gemm_avx512,
     .f16_gemv = bn_f16_gemv_avx512,
+    .attention = bn_attention_avx2,
+    .i8_gemv = bn_i8_gemv_avx512,
 };

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "ops.h"
 
 // ---- half precision --------------------------------------------------------
 
@@ -131,8 +132,22 @@ void bn_f16_gemv_scalar(const uint16_t *w, int64_t K, int64_t row0, int64_t row1
     }
 }
 
+// ---- int8 GEMV (int8 LM head) -----------------------------------------------
+
+void bn_i8_gemv_scalar(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
+                       int32_t *y) {
+    for (int64_t r = row0; r < row1; r++) {
+        const int8_t *wr = w + r * K;
+        int32_t acc = 0;
+        for (int64_t k = 0; k < K; k++) acc += (int32_t)wr[k] * x[k];
+        y[r] = acc;
+    }
+}
+
 const bn_cpu_kernels bn_kernels_scalar = {
     .name = "scalar",
     .ternary_gemm = bn_ternary_gemm_scalar,
     .f16_gemv = bn_f16_gemv_scalar,
+    .attention = bn_attention_head,
+    .i8_gemv = bn_i8_gemv_scalar,
 };

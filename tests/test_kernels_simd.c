@@ -5,6 +5,11 @@
 // and random int8 activations including -128 and 127, on odd shapes, row ranges
 // that do not start at 0 and ldy > rows. The f16 GEMV must agree with the scalar
 // within 1e-5 of sum|w*x| (only the summation order differs), on K with tails.
+// The int8 GEMV must equal bn_i8_gemv_scalar bit for bit, -128 included. The
+// attention must match bn_attention_head: probabilities (left in scores) within
+// one f16 ulp - q.k is summed in another order, which can move a probability
+// across an f16 rounding boundary - and each output within 1e-5 of sum|p*v| plus
+// whatever such a probability step moves it by.
 // A table this CPU cannot run is skipped with a message saying so.
 #include "test_util.h"
 
@@ -12,6 +17,7 @@
 
 #include "cpu_features.h"
 #include "kernels.h"
+#include "ops.h"
 
 #define SENTINEL ((int32_t)0x7eadbeef)
 
@@ -173,6 +179,143 @@ static void test_f16(const char *name) {
         }
 }
 
+static void test_i8(const char *name) {
+    const bn_cpu_kernels *k = table_or_skip(name);
+    if (!k) skip();
+    static const int64_t Ks[] = {1, 7, 15, 16, 17, 31, 33, 63, 64, 65, 127, 129, 2560, 2563};
+    static const int64_t Rs[] = {1, 3, 4, 5, 37};
+    uint64_t rng = 0xabcdef12345ULL;
+    for (size_t a = 0; a < sizeof Ks / sizeof *Ks; a++)
+        for (size_t b = 0; b < sizeof Rs / sizeof *Rs; b++) {
+            const int64_t K = Ks[a], rows = Rs[b];
+            int8_t *w = malloc((size_t)(rows * K));
+            int8_t *x = malloc((size_t)K);
+            int32_t *y = malloc(sizeof *y * (size_t)(rows + 1));
+            int32_t *ref = malloc(sizeof *ref * (size_t)(rows + 1));
+            assert_non_null(w);
+            assert_non_null(x);
+            assert_non_null(y);
+            assert_non_null(ref);
+            for (int round = 0; round < 3; round++) { // random, then all -128, then -128 x 127
+                for (int64_t i = 0; i < rows * K; i++) {
+                    const uint64_t r = bn_test_rand(&rng);
+                    int8_t v = (int8_t)(r >> 24);
+                    if ((r & 7) == 0) v = (r & 8) ? 127 : -128;
+                    w[i] = round == 0 ? v : -128;
+                }
+                for (int64_t i = 0; i < K; i++) {
+                    const uint64_t r = bn_test_rand(&rng);
+                    int8_t v = (int8_t)(r >> 24);
+                    if ((r & 7) == 0) v = (r & 8) ? 127 : -128;
+                    x[i] = round == 0 ? v : round == 1 ? -128 : 127;
+                }
+                const int64_t row0 = rows > 2 ? 2 : 0;
+                for (int64_t r = 0; r <= rows; r++) y[r] = ref[r] = SENTINEL;
+                k->i8_gemv(w, K, row0, rows, x, y);
+                bn_i8_gemv_scalar(w, K, row0, rows, x, ref);
+                for (int64_t r = 0; r <= rows; r++)
+                    if (y[r] != ref[r])
+                        fail_msg("K=%lld rows=%lld round %d: y[%lld] = %d, scalar %d", (long long)K,
+                                 (long long)rows, round, (long long)r, y[r], ref[r]);
+                if (round == 1) assert_int_equal(ref[row0], 128 * 128 * K); // the oracle itself
+            }
+            free(w);
+            free(x);
+            free(y);
+            free(ref);
+        }
+}
+
+static float rand_unit(uint64_t *rng) { // uniform in [-1, 1)
+    return (float)(bn_test_rand(rng) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
+}
+
+// One f16 ulp at |p| (subnormal halves: 2^-24).
+static double f16_ulp(double p) {
+    p = fabs(p);
+    return p < 0x1p-14 ? 0x1p-24 : ldexp(1.0, ilogb(p) - 10);
+}
+
+static void test_attention(const char *name) {
+    const bn_cpu_kernels *k = table_or_skip(name);
+    if (!k) skip();
+    static const int HDs[] = {64, 128, 68}; // 68: a head_dim tail past the 8-wide steps
+    static const int NKVs[] = {1, 7, 33, 300};
+    uint64_t rng = 0x5eed5eedULL;
+    int flips = 0;
+    for (size_t a = 0; a < sizeof HDs / sizeof *HDs; a++)
+        for (size_t b = 0; b < sizeof NKVs / sizeof *NKVs; b++) {
+            const int hd = HDs[a], n_kv = NKVs[b];
+            const int64_t stride = 3 * hd + 5; // other heads' slices sit between rows
+            const int64_t off = hd + 3;        // this head's slice starts mid-row
+            uint16_t *kc = malloc(sizeof *kc * (size_t)(n_kv * stride + off));
+            uint16_t *vc = malloc(sizeof *vc * (size_t)(n_kv * stride + off));
+            float *q = malloc(sizeof *q * (size_t)hd);
+            float *sc = malloc(sizeof *sc * (size_t)n_kv), *sr = malloc(sizeof *sr * (size_t)n_kv);
+            float *out = malloc(sizeof *out * (size_t)(hd + 1));
+            float *ref = malloc(sizeof *ref * (size_t)(hd + 1));
+            assert_true(kc && vc && q && sc && sr && out && ref);
+            for (int64_t i = 0; i < n_kv * stride + off; i++) {
+                kc[i] = bn_f32_to_f16(rand_unit(&rng) * 2.0f);
+                vc[i] = bn_f32_to_f16(rand_unit(&rng));
+            }
+            for (int d = 0; d < hd; d++) q[d] = bn_f16_to_f32(bn_f32_to_f16(rand_unit(&rng) * 3.0f));
+            const float scale = 1.0f / sqrtf((float)hd);
+            out[hd] = ref[hd] = -7.0f;
+            k->attention(q, kc + off, vc + off, stride, hd, n_kv, scale, sc, out);
+            bn_attention_head(q, kc + off, vc + off, stride, hd, n_kv, scale, sr, ref);
+            assert_true(out[hd] == -7.0f); // nothing past head_dim
+            for (int j = 0; j < n_kv; j++) {
+                const double dp = fabs((double)sc[j] - (double)sr[j]);
+                if (dp > 0) flips++;
+                if (!(dp <= f16_ulp(fmax(sc[j], sr[j]))))
+                    fail_msg("hd=%d n_kv=%d: p[%d] = %.9g, scalar %.9g", hd, n_kv, j, sc[j], sr[j]);
+            }
+            for (int d = 0; d < hd; d++) {
+                double mag = 0.0, moved = 0.0;
+                for (int j = 0; j < n_kv; j++) {
+                    const double v = fabs((double)bn_f16_to_f32(vc[off + j * stride + d]));
+                    mag += fabs((double)sr[j]) * v;
+                    moved += fabs((double)sc[j] - (double)sr[j]) * v;
+                }
+                const double diff = fabs((double)out[d] - (double)ref[d]);
+                if (!(diff <= 1e-5 * mag + moved + 1e-30))
+                    fail_msg("hd=%d n_kv=%d: out[%d] = %.9g, scalar %.9g (diff %.3g, sum|pv| %.3g)",
+                             hd, n_kv, d, out[d], ref[d], diff, mag);
+            }
+            free(kc);
+            free(vc);
+            free(q);
+            free(sc);
+            free(sr);
+            free(out);
+            free(ref);
+        }
+    fprintf(stderr, "%s attention: %d probabilities one f16 ulp off the scalar's\n", name, flips);
+}
+
+static void test_i8_avx2(void **st) {
+    (void)st;
+    test_i8("avx2");
+}
+static void test_attention_avx2(void **st) {
+    (void)st;
+    test_attention("avx2");
+}
+static void test_i8_avx512(void **st) {
+    (void)st;
+    test_i8("avx512");
+}
+static void test_attention_avx512(void **st) {
+    (void)st;
+    test_attention("avx512");
+}
+static void test_i8_scalar_table(void **st) { // the scalar table's entries are the oracles
+    (void)st;
+    assert_ptr_equal(bn_kernels_scalar.i8_gemv, bn_i8_gemv_scalar);
+    assert_ptr_equal(bn_kernels_scalar.attention, bn_attention_head);
+}
+
 static void test_ternary_random_avx2(void **st) {
     (void)st;
     test_ternary_random("avx2");
@@ -252,6 +395,11 @@ int main(void) {
         cmocka_unit_test(test_ternary_random_avx512),
         cmocka_unit_test(test_ternary_extremes_avx512),
         cmocka_unit_test(test_f16_avx512),
+        cmocka_unit_test(test_i8_scalar_table),
+        cmocka_unit_test(test_i8_avx2),
+        cmocka_unit_test(test_attention_avx2),
+        cmocka_unit_test(test_i8_avx512),
+        cmocka_unit_test(test_attention_avx512),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
