@@ -7,7 +7,7 @@
 //   Q|K|V stacked into one matrix and gate|up into another, so one launch covers
 //   each stack (they share one input quantization; each keeps its own scale);
 // - f32 norm weights, the embedding table (shared with the LM head when tied),
-//   RoPE inverse frequencies, the f16 KV cache [layer][n_ctx][n_head_kv*hd];
+//   the f16 KV cache [layer][n_ctx][n_head_kv*hd];
 // - activations for max_batch tokens and logits for BN_LM_ROWS rows.
 // Pinned host buffers carry token ids and positions in and logits/argmax out.
 //
@@ -65,7 +65,8 @@ struct bn_backend {
     bn_cuda_layer *layers; // host array of device pointers
     const void *embd, *head;
     int embd_type, head_type;
-    const float *out_norm, *inv_freq;
+    const float *out_norm;
+    float rope_theta_scale; // powf(base, -2/n_rot), as cpu/ops.c bn_rope_neox
     __half *kc, *vc;
     int32_t *d_tok, *d_pos, *d_argmax;
     float *x, *qkv, *att, *gu, *qs, *logits;
@@ -148,7 +149,6 @@ static size_t layout(bn_backend *be, uintptr_t base) {
     be->embd = carve(base, &off, V * E * type_size(be->embd_type));
     be->head = m->output_tied ? be->embd : carve(base, &off, V * E * type_size(be->head_type));
     be->out_norm = (const float *)carve(base, &off, E * 4);
-    be->inv_freq = (const float *)carve(base, &off, (size_t)(hp->n_rot / 2 + 1) * 4);
     const size_t kv = (size_t)hp->n_layer * (size_t)be->n_ctx * (size_t)be->nkv * sizeof(__half);
     be->kc = (__half *)carve(base, &off, kv);
     be->vc = (__half *)carve(base, &off, kv);
@@ -299,14 +299,6 @@ static int upload_weights(bn_backend *be, bn_error *err) {
         upload(be, (void *)be->head, m->output.data, V * E * type_size(be->head_type), err))
         return -1;
     if (upload(be, (void *)be->out_norm, m->output_norm.f32, E * 4, err)) return -1;
-    const int half = (int)hp->n_rot / 2;
-    float *inv = (float *)malloc(sizeof(float) * (size_t)(half + 1));
-    if (!inv) return bn_cuda_errorf(err, "cuda: out of host memory");
-    for (int i = 0; i < half; i++) inv[i] = (float)pow((double)hp->rope_base, -2.0 * i / hp->n_rot);
-    inv[half] = 0.f;
-    const int rc = upload(be, (void *)be->inv_freq, inv, sizeof(float) * (size_t)(half + 1), err);
-    free(inv);
-    if (rc) return -1;
     const size_t kv = (size_t)hp->n_layer * (size_t)be->n_ctx * (size_t)be->nkv * sizeof(__half);
     BN_CUDA_TRY(cudaMemsetAsync(be->kc, 0, kv, be->st));
     BN_CUDA_TRY(cudaMemsetAsync(be->vc, 0, kv, be->st));
@@ -330,6 +322,7 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     be->nq = (int)(hp->n_head * hp->head_dim);
     be->nkv = (int)(hp->n_head_kv * hp->head_dim);
     be->nqkv = be->nq + 2 * be->nkv;
+    be->rope_theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
     be->embd_type = (int)be->m->tok_embd.type;
     be->head_type = (int)be->m->output.type;
     const char *g = getenv("BITNET_CUDA_GRAPH");
@@ -422,7 +415,7 @@ static int enqueue_layers(bn_backend *be, int n, bn_error *err) {
                       be->qkv, be->nqkv, err))
             return -1;
         BN_CUDA_TRY(bn_cuda_rope_kv(be->qkv, be->nqkv, be->d_pos, n, (int)hp->n_head, (int)hp->n_head_kv,
-                                    (int)hp->head_dim, (int)hp->n_rot, be->inv_freq, be->qh, kc, vc,
+                                    (int)hp->head_dim, (int)hp->n_rot, be->rope_theta_scale, be->qh, kc, vc,
                                     be->st));
         BN_CUDA_TRY(bn_cuda_attention(be->qh, kc, vc, be->d_pos, n, (int)hp->n_head, (int)hp->n_head_kv,
                                       (int)hp->head_dim, be->n_ctx, be->att, be->st));

@@ -68,10 +68,12 @@ cudaError_t bn_cuda_ternary_gemv_norm(const uint8_t *w, int K, int M, const floa
 // rope_kv.cu - for each token t at position pos[t], from row t of qkv
 // ([n_head*hd | n_head_kv*hd | n_head_kv*hd] floats, ld = ldqkv): NEOX RoPE of Q
 // and K, rounding to f16, Q to q_out[t] (n_head*hd halves) and K, V into the cache
-// rows pos[t] (cache row = n_head_kv*hd halves). inv_freq[i] = base^(-2i/n_rot).
+// rows pos[t] (cache row = n_head_kv*hd halves). theta_scale = powf(base,
+// -2.0f/n_rot) on the host; pair i rotates by pos*theta_scale^i, built as a
+// running float product like cpu/ops.c bn_rope_neox.
 //                                            CPU twin: rope_neox + f16 KV write in cpu/ops.c
 cudaError_t bn_cuda_rope_kv(const float *qkv, int64_t ldqkv, const int32_t *pos, int n_tok,
-                            int n_head, int n_head_kv, int hd, int n_rot, const float *inv_freq,
+                            int n_head, int n_head_kv, int hd, int n_rot, float theta_scale,
                             __half *q_out, __half *k_cache, __half *v_cache, cudaStream_t st);
 
 // attention.cu - causal GQA attention: token t (query q[t], n_head*hd halves)

@@ -125,20 +125,17 @@ extern "C" int bn_cuda_test_rope_kv(const float *qkv, const int32_t *pos, int n_
         if (pos[t] < 0 || pos[t] >= n_ctx) return bn_cuda_errorf(err, "cuda_testing: bad position");
     dev_bufs bufs;
     const int nq = n_head * hd, nkv = n_head_kv * hd, ld = nq + 2 * nkv;
-    float *dqkv, *dinv;
+    float *dqkv;
     int32_t *dpos;
     __half *dq, *dk, *dv;
-    float inv[256];
-    const int half = n_rot / 2;
-    if (half > 256) return bn_cuda_errorf(err, "cuda_testing: n_rot too large");
-    for (int i = 0; i < half; i++) inv[i] = (float)pow((double)base, -2.0 * i / n_rot);
+    if (n_rot <= 0 || n_rot % 2 || n_rot > hd) return bn_cuda_errorf(err, "cuda_testing: bad n_rot");
+    const float theta_scale = powf(base, -2.0f / (float)n_rot); // as cpu/ops.c bn_rope_neox
     GET(dqkv, qkv, sizeof(float) * n_tok * ld);
-    GET(dinv, inv, sizeof(float) * (half > 0 ? half : 1));
     GET(dpos, pos, sizeof(int32_t) * n_tok);
     GET(dq, NULL, sizeof(__half) * n_tok * nq);
     GET(dk, k_cache, sizeof(__half) * n_ctx * nkv);
     GET(dv, v_cache, sizeof(__half) * n_ctx * nkv);
-    if (finish(bn_cuda_rope_kv(dqkv, ld, dpos, n_tok, n_head, n_head_kv, hd, n_rot, dinv, dq, dk, dv, 0),
+    if (finish(bn_cuda_rope_kv(dqkv, ld, dpos, n_tok, n_head, n_head_kv, hd, n_rot, theta_scale, dq, dk, dv, 0),
                q_out, dq, sizeof(__half) * n_tok * nq, err))
         return -1;
     BN_CUDA_TRY(cudaMemcpy(k_cache, dk, sizeof(__half) * n_ctx * nkv, cudaMemcpyDeviceToHost));
