@@ -9,6 +9,8 @@
 //   3. the decode step: bytes per token / bandwidth (the roofline) against the sum
 //      of those GEMV times over 30 layers + the f16 LM head, and against one timed
 //      run of the whole step in model order;
+//   3c. the opt-in int8 LM head (--lm-head q8): the i8 GEMV over a 128256x2560 int8
+//      matrix, and the decode step it implies against the f16 roofline;
 //   4. prefill: the 7 ternary GEMMs of a layer at n = 64 tokens, in GOPS (int8
 //      MACs/s) and the tok/s that implies for 30 layers (LM head and attention not
 //      counted).
@@ -57,6 +59,7 @@ typedef struct {
     const int8_t *q;
     const int32_t *qsum;
     const float *x;
+    const int8_t *wi; // int8 LM head
     int n;
     int32_t *y;
     float *yf;
@@ -81,6 +84,13 @@ static void job_f16(void *ctx, int ith, int nth) {
     int64_t r0, r1;
     split(j->rows, ith, nth, &r0, &r1);
     if (r0 < r1) j->k->f16_gemv(j->wh, j->K, r0, r1, j->x, j->yf);
+}
+
+static void job_i8(void *ctx, int ith, int nth) {
+    job *j = ctx;
+    int64_t r0, r1;
+    split(j->rows, ith, nth, &r0, &r1);
+    if (r0 < r1) j->k->i8_gemv(j->wi, j->K, r0, r1, j->q, j->y);
 }
 
 // ---- read bandwidth ----------------------------------------------------------
@@ -173,6 +183,7 @@ typedef struct {
     const char *kernels;
     double gemv_ms[N_SHAPES], gemv_gbs[N_SHAPES];
     double head_ms, head_gbs;
+    double head_q8_ms, head_q8_gbs; // int8 LM head
     double sum_ms, step_ms, roofline_ms;
     double prefill_gops, prefill_tps;
     double cached_tern_gbs, cached_f16_gbs; // same GEMV on cache-resident weights
@@ -252,7 +263,10 @@ int main(int argc, char **argv) {
     }
     float *x = xmalloc(sizeof(float) * HID);
     for (int i = 0; i < HID; i++) x[i] = (float)((i * 37) % 101) / 101.0f - 0.5f;
-    int32_t *y = xmalloc(sizeof(int32_t) * (size_t)FFN * PREFILL_N);
+    int32_t *y = xmalloc(sizeof(int32_t) * (size_t)(FFN * PREFILL_N > VOCAB ? FFN * PREFILL_N : VOCAB));
+    const int64_t head_q8_bytes = (int64_t)VOCAB * HID;
+    int8_t *head_q8 = xmalloc((size_t)head_q8_bytes);
+    fill_random(head_q8, (size_t)head_q8_bytes, 3);
     float *yf = xmalloc(sizeof(float) * VOCAB);
 
     const double step_bytes = (double)tern_bytes + (double)head_bytes;
@@ -295,6 +309,19 @@ int main(int argc, char **argv) {
             }
             R->head_ms = best;
             R->head_gbs = (double)head_bytes / (best * 1e-3) / 1e9;
+        }
+
+        {
+            job j = {.k = k, .wi = head_q8, .K = HID, .rows = VOCAB, .q = q, .y = y};
+            double best = 1e30;
+            for (int c = 0; c < (slow ? 1 : 3); c++) {
+                const double t0 = bn_now_ms();
+                bn_pool_run(pool, job_i8, &j);
+                const double dt = bn_now_ms() - t0;
+                if (dt < best) best = dt;
+            }
+            R->head_q8_ms = best;
+            R->head_q8_gbs = (double)head_q8_bytes / (best * 1e-3) / 1e9;
         }
 
         // 3. decode step: the sum of the parts, and the whole step in model order.
@@ -389,10 +416,12 @@ int main(int argc, char **argv) {
             printf("], \"lm_head_ms\": %.3f, \"lm_head_gbs\": %.2f, \"decode_sum_ms\": %.3f, "
                    "\"decode_step_ms\": %.3f, \"roofline_ms\": %.3f, \"pct_roofline\": %.1f, "
                    "\"prefill_gops\": %.2f, \"prefill_tok_s\": %.1f, "
-                   "\"cached_ternary_gbs\": %.2f, \"cached_f16_gbs\": %.2f}",
+                   "\"cached_ternary_gbs\": %.2f, \"cached_f16_gbs\": %.2f, "
+                   "\"lm_head_q8_ms\": %.3f, \"lm_head_q8_gbs\": %.2f, \"decode_sum_q8_ms\": %.3f}",
                    R->head_ms, R->head_gbs, R->sum_ms, R->step_ms, R->roofline_ms,
                    100.0 * R->roofline_ms / R->step_ms, R->prefill_gops, R->prefill_tps,
-                   R->cached_tern_gbs, R->cached_f16_gbs);
+                   R->cached_tern_gbs, R->cached_f16_gbs, R->head_q8_ms, R->head_q8_gbs,
+                   R->sum_ms - R->head_ms + R->head_q8_ms);
         }
         printf("]}\n");
     } else {
@@ -411,10 +440,18 @@ int main(int argc, char **argv) {
                        R->gemv_gbs[s], 100.0 * R->gemv_gbs[s] / bwn);
             printf("  %-26s %10.3f %8.2f %7.1f%%\n", "lm_head f16 128256x2560", R->head_ms,
                    R->head_gbs, 100.0 * R->head_gbs / bwn);
+            printf("  %-26s %10.3f %8.2f %7.1f%%\n", "lm_head i8 128256x2560", R->head_q8_ms,
+                   R->head_q8_gbs, 100.0 * R->head_q8_gbs / bwn);
             printf("  decode step: roofline %.2f ms, sum of GEMVs %.2f ms (%.1f%%), "
                    "whole step %.2f ms (%.1f%%) -> %.2f tok/s\n",
                    R->roofline_ms, R->sum_ms, 100.0 * R->roofline_ms / R->sum_ms, R->step_ms,
                    100.0 * R->roofline_ms / R->step_ms, 1e3 / R->step_ms);
+            const double q8_sum = R->sum_ms - R->head_ms + R->head_q8_ms;
+            printf("  decode step, int8 head: sum of GEMVs %.2f ms = %.0f%% of the f16 roofline "
+                   "(%.2f ms for %.0f MB)\n",
+                   q8_sum, 100.0 * R->roofline_ms / q8_sum,
+                   (step_bytes - head_bytes + head_q8_bytes) / (bwn * 1e9) * 1e3,
+                   (step_bytes - head_bytes + head_q8_bytes) / 1e6);
             printf("  prefill n=%d: %.1f GOPS (int8 MAC/s) -> %.1f tok/s (ternary layers only)\n",
                    PREFILL_N, R->prefill_gops, R->prefill_tps);
             printf("  compute ceiling (weights in cache): ternary GEMV %.1f GB/s, f16 GEMV %.1f GB/s\n\n",
@@ -423,6 +460,7 @@ int main(int argc, char **argv) {
     }
     free(tern);
     free(head);
+    free(head_q8);
     free(q);
     free(x);
     free(y);
