@@ -64,7 +64,7 @@ struct bn_backend {
     size_t arena_bytes;
     bn_cuda_layer *layers; // host array of device pointers
     const void *embd, *head;
-    int embd_type, head_type;
+    int embd_type, head_type; // device types: F16 or F32 (a BF16 table is widened, see upload_table)
     const float *out_norm;
     float rope_theta_scale; // powf(base, -2/n_rot), as cpu/ops.c bn_rope_neox
     __half *kc, *vc;
@@ -264,6 +264,38 @@ static int upload(bn_backend *be, void *dst, const void *src, size_t bytes, bn_e
     return 0;
 }
 
+// Device type of an embedding/head table. BF16 is widened to F32 (exact): the
+// CPU oracle computes the head as f32(bf16 w) * f16-rounded input in f32, and
+// cublasGemmEx needs A and B of one type, so a BF16 GEMM would have to round the
+// input to bf16 (8 mantissa bits) instead of f16. An F32 GEMM with the
+// f16-rounded input in f32 computes what the CPU does.
+static int device_table_type(uint32_t host_type) {
+    return host_type == BN_GGML_BF16 ? BN_CUDA_F32 : (int)host_type;
+}
+
+// Uploads an n-element embedding/head table in its device type.
+static int upload_table(bn_backend *be, void *dst, const bn_tensor *t, size_t n, bn_error *err) {
+    if (t->type != BN_GGML_BF16)
+        return upload(be, dst, t->data, n * type_size(device_table_type(t->type)), err);
+    const size_t chunk = (size_t)1 << 20;
+    float *tmp = (float *)malloc(sizeof(float) * chunk);
+    if (!tmp) return bn_cuda_errorf(err, "cuda: out of host memory");
+    const uint16_t *src = (const uint16_t *)t->data;
+    int rc = 0;
+    for (size_t i0 = 0; i0 < n && rc == 0; i0 += chunk) {
+        const size_t c = n - i0 < chunk ? n - i0 : chunk;
+        for (size_t i = 0; i < c; i++) {
+            const uint32_t u = (uint32_t)src[i0 + i] << 16; // bf16 is the top half of an f32
+            memcpy(&tmp[i], &u, sizeof u);
+        }
+        // Pageable source: cudaMemcpyAsync stages it before returning, so tmp
+        // may be refilled at once.
+        rc = upload(be, (float *)dst + i0, tmp, sizeof(float) * c, err);
+    }
+    free(tmp);
+    return rc;
+}
+
 static int upload_weights(bn_backend *be, bn_error *err) {
     const bn_hparams *hp = &be->hp;
     const bn_model *m = be->m;
@@ -294,10 +326,8 @@ static int upload_weights(bn_backend *be, bn_error *err) {
         C->rs_down = bn_cuda_rowscale_one(L->w_down.scale);
     }
     const size_t V = hp->n_vocab, E = hp->n_embd;
-    if (upload(be, (void *)be->embd, m->tok_embd.data, V * E * type_size(be->embd_type), err)) return -1;
-    if (!m->output_tied &&
-        upload(be, (void *)be->head, m->output.data, V * E * type_size(be->head_type), err))
-        return -1;
+    if (upload_table(be, (void *)be->embd, &m->tok_embd, V * E, err)) return -1;
+    if (!m->output_tied && upload_table(be, (void *)be->head, &m->output, V * E, err)) return -1;
     if (upload(be, (void *)be->out_norm, m->output_norm.f32, E * 4, err)) return -1;
     const size_t kv = (size_t)hp->n_layer * (size_t)be->n_ctx * (size_t)be->nkv * sizeof(__half);
     BN_CUDA_TRY(cudaMemsetAsync(be->kc, 0, kv, be->st));
@@ -323,8 +353,8 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     be->nkv = (int)(hp->n_head_kv * hp->head_dim);
     be->nqkv = be->nq + 2 * be->nkv;
     be->rope_theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
-    be->embd_type = (int)be->m->tok_embd.type;
-    be->head_type = (int)be->m->output.type;
+    be->embd_type = device_table_type(be->m->tok_embd.type);
+    be->head_type = device_table_type(be->m->output.type);
     const char *g = getenv("BITNET_CUDA_GRAPH");
     be->use_graph = !(g && strcmp(g, "0") == 0);
 
@@ -433,9 +463,7 @@ static int enqueue_layers(bn_backend *be, int n, bn_error *err) {
     return 0;
 }
 
-static cudaDataType_t head_dtype(int type) {
-    return type == BN_CUDA_F16 ? CUDA_R_16F : type == BN_CUDA_BF16 ? CUDA_R_16BF : CUDA_R_32F;
-}
+static cudaDataType_t head_dtype(int type) { return type == BN_CUDA_F16 ? CUDA_R_16F : CUDA_R_32F; }
 
 // Logits of hidden rows [row0, row0 + rows) into be->logits, then the output
 // kind's copy back to pinned memory.

@@ -88,8 +88,9 @@ cudaError_t bn_cuda_attention(const __half *q, const __half *k_cache, const __ha
 size_t bn_cuda_attention_smem(int hd, int n_ctx);
 cudaError_t bn_cuda_attention_setup(int hd, int n_ctx);
 
-// lm_head.cu - rmsnorm of each row into the LM head's input type (f16 for an
-// f16 head, as bitnet.cpp rounds it), and the argmax of one logit row.
+// lm_head.cu - rmsnorm of each row rounded to f16 (as bitnet.cpp and the CPU
+// backend round the head's input), stored as out_type (BN_CUDA_F16 or
+// BN_CUDA_F32), and the argmax of one logit row.
 cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, int n_tok, int n,
                                  float eps, int out_type, void *out, cudaStream_t st);
 cudaError_t bn_cuda_argmax(const float *x, int n, int32_t *out, cudaStream_t st);

@@ -1,14 +1,13 @@
 // lm_head.cu - the pieces of the LM head around cuBLAS, and greedy argmax.
 //
-// rmsnorm_cast: one block per row; the final RMSNorm written in the head's own
-// type (f16 for the official f16 token_embd: bitnet.cpp rounds the head's input
-// to f16 there). The matrix product itself is cublasGemmEx (backend_cuda.cu):
-// f16/bf16 inputs, f32 compute, f32 logits.
+// rmsnorm_cast: one block per row; the final RMSNorm rounded to f16 (bitnet.cpp
+// rounds the head's input to f16, and the CPU backend does so for every head
+// type), stored as f16 for an f16 head or as the f16-rounded f32 for an f32 head.
+// The matrix product itself is cublasGemmEx (backend_cuda.cu): f16 or f32
+// inputs, f32 compute, f32 logits.
 // argmax: one block of 1024 threads over a logit row, float4 loads, ties go to
 // the lowest id (as a scalar loop would), so greedy decoding copies back one int.
 // CPU twins: rmsnorm + bn_f32_to_f16, and the argmax of the CPU sampler.
-#include <cuda_bf16.h>
-
 #include "cuda_kernels.cuh"
 #include "reduce.cuh"
 
@@ -23,20 +22,19 @@ __global__ void bn_rmsnorm_cast_kernel(const float *__restrict__ x, int64_t ldx,
     ss = bn_block_sum(ss, red);
     const float inv = 1.0f / sqrtf(ss / (float)n + eps);
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        const float v = xt[i] * inv * w[i];
+        const __half v = __float2half_rn(xt[i] * inv * w[i]);
         const int64_t o = (int64_t)t * n + i;
         if (out_type == BN_CUDA_F16)
-            static_cast<__half *>(out)[o] = __float2half_rn(v);
-        else if (out_type == BN_CUDA_BF16)
-            static_cast<__nv_bfloat16 *>(out)[o] = __float2bfloat16_rn(v);
+            static_cast<__half *>(out)[o] = v;
         else
-            static_cast<float *>(out)[o] = v;
+            static_cast<float *>(out)[o] = __half2float(v);
     }
 }
 
 cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, int n_tok, int n,
                                  float eps, int out_type, void *out, cudaStream_t st) {
     if (n_tok <= 0) return cudaSuccess;
+    if (out_type != BN_CUDA_F16 && out_type != BN_CUDA_F32) return cudaErrorInvalidValue;
     bn_rmsnorm_cast_kernel<<<n_tok, 256, 0, st>>>(x, ldx, w, n, eps, out_type, out);
     return cudaGetLastError();
 }

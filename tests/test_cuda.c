@@ -305,6 +305,10 @@ static void test_embedding_argmax_cast(void **state) {
         for (int i = 0; i < E; i++)
             assert_true(fabsf(bn_f16_to_f32(h[t * E + i]) - ref[i]) <= 1e-3f * (1.f + fabsf(ref[i])));
     }
+    // An f32 head gets the same f16-rounded input, stored as f32 (as the CPU does).
+    float h32[3 * 96];
+    if (bn_cuda_test_rmsnorm_cast(t32, w, n_tok, E, 1e-5f, BN_GGML_F32, h32, &err)) fail_msg("%s", err.msg);
+    for (int i = 0; i < n_tok * E; i++) assert_true(h32[i] == bn_f16_to_f32(h[i]));
     free(t16); free(tb16); free(t32); free(x); free(l);
 }
 
