@@ -4,7 +4,7 @@
 // from device memory, so the same launch serves a captured decode graph at any
 // position. Three phases, all scores in shared memory (n_ctx floats):
 // 1. scores: a warp per cache row, lanes split head_dim in half2 loads, q in smem;
-// 2. softmax: block max, exp, block sum; p = f16(exp(s - max) / sum), the f16
+// 2. softmax: block max, exp, block sum (double); p = f16(exp(s - max) * (1/sum)), the f16
 //    rounding bitnet.cpp applies when p meets the f16 V;
 // 3. p.V: 256/hd groups of hd threads, each group a strided share of the rows,
 //    a thread one output dimension (coalesced V rows), groups summed in smem.
@@ -24,6 +24,7 @@ bn_attention_kernel(const __half *__restrict__ q, const __half *__restrict__ k_c
                     int n_head_kv, int hd, float *__restrict__ out) {
     extern __shared__ float smem[];
     __shared__ float red[32];
+    __shared__ double dred[32];
     const int h = blockIdx.x, t = blockIdx.y;
     const int L = pos[t] + 1;
     const int kvh = h / (n_head / n_head_kv);
@@ -55,14 +56,16 @@ bn_attention_kernel(const __half *__restrict__ q, const __half *__restrict__ k_c
     float mx = -INFINITY;
     for (int j = threadIdx.x; j < L; j += BN_ATT_THREADS) mx = fmaxf(mx, sc[j]);
     mx = bn_block_max(mx, red);
-    float sum = 0.f;
+    // The denominator in double and its reciprocal rounded once, as cpu/ops.c
+    // bn_softmax (and ggml) do.
+    double sum = 0.0;
     for (int j = threadIdx.x; j < L; j += BN_ATT_THREADS) {
         const float e = expf(sc[j] - mx);
         sc[j] = e;
         sum += e;
     }
-    sum = bn_block_sum(sum, red); // its barriers also publish sc[]
-    const float inv = 1.0f / sum;
+    sum = bn_block_sum(sum, dred); // its barriers also publish sc[]
+    const float inv = (float)(1.0 / sum);
     for (int j = threadIdx.x; j < L; j += BN_ATT_THREADS)
         sc[j] = __half2float(__float2half_rn(sc[j] * inv));
     __syncthreads();

@@ -14,13 +14,13 @@
 __global__ void bn_rmsnorm_cast_kernel(const float *__restrict__ x, int64_t ldx,
                                        const float *__restrict__ w, int n, float eps, int out_type,
                                        void *__restrict__ out) {
-    __shared__ float red[32];
+    __shared__ double red[32];
     const int t = blockIdx.x;
     const float *xt = x + t * ldx;
-    float ss = 0.f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xt[i] * xt[i];
+    double ss = 0.0; // in double, as cpu/ops.c bn_rmsnorm (see norm_quant.cuh)
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += (double)xt[i] * xt[i];
     ss = bn_block_sum(ss, red);
-    const float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    const float inv = 1.0f / sqrtf((float)(ss / (double)n) + eps);
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         const __half v = __float2half_rn(xt[i] * inv * w[i]);
         const int64_t o = (int64_t)t * n + i;

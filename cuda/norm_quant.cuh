@@ -38,14 +38,18 @@ __device__ __forceinline__ void bn_block_norm_quant(const float *__restrict__ x,
                                                     float *s_out, int *qsum_out, Store store) {
     __shared__ float fred[32];
     __shared__ int ired[32];
+    __shared__ double dred[32];
     const int stride = blockDim.x * 4;
-    float ss = 0.f;
+    // Sum of squares in double, scale as cpu/ops.c bn_rmsnorm (and ggml) compute
+    // it: every float square is exact in double, so the float scale matches the
+    // CPU's whatever the summation order, and no int8 rounding flips on it.
+    double ss = 0.0;
     for (int i = threadIdx.x * 4; i < n; i += stride) {
         const float4 v = bn_nq_load4(x, i, n, glu);
-        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        ss += (double)v.x * v.x + (double)v.y * v.y + (double)v.z * v.z + (double)v.w * v.w;
     }
-    ss = bn_block_sum(ss, fred);
-    const float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    ss = bn_block_sum(ss, dred);
+    const float inv = 1.0f / sqrtf((float)(ss / (double)n) + eps);
 
     float amax = 0.f;
     for (int i = threadIdx.x * 4; i < n; i += stride) {
