@@ -494,8 +494,9 @@ static int enqueue_decode(bn_backend *be, int kind, bn_error *err) {
     return kind == BN_OUT_NONE ? 0 : enqueue_head(be, 0, 1, kind, err);
 }
 
-// Captures enqueue_decode once as a graph. On failure the stream leaves capture
-// mode, graphs are switched off for this backend and the caller runs eagerly.
+// Captures enqueue_decode once as a graph (after one eager run of the same step,
+// see forward_impl). On failure the stream leaves capture mode and graphs are
+// switched off for this backend: every step then runs eagerly.
 static void capture_decode(bn_backend *be, int kind) {
     bn_error cerr;
     cudaGraph_t graph = NULL;
@@ -521,7 +522,8 @@ static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *po
                         float *logits, bool all_logits, int32_t *argmax, bn_error *err) {
     const bn_hparams *hp = &be->hp;
     const int V = (int)hp->n_vocab;
-    if (n_tokens <= 0) return bn_cuda_errorf(err, "cuda: forward of %d tokens", n_tokens);
+    if (n_tokens <= 0 || !tokens || !pos)
+        return bn_cuda_errorf(err, "cuda: forward needs at least one token and its position");
     for (int i = 0; i < n_tokens; i++) {
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab)
             return bn_cuda_errorf(err, "cuda: token id %d out of range [0, %u)", tokens[i], hp->n_vocab);
@@ -531,17 +533,14 @@ static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *po
     BN_CUDA_TRY(cudaSetDevice(be->device));
     const int kind = argmax ? BN_OUT_ARGMAX : (logits ? BN_OUT_LOGITS : BN_OUT_NONE);
 
-    if (n_tokens == 1 && be->use_graph) {
+    if (n_tokens == 1 && be->use_graph && be->graph[kind]) {
         be->h_tok[0] = tokens[0];
         be->h_pos[0] = pos[0];
-        if (!be->graph[kind]) capture_decode(be, kind);
-        if (be->graph[kind]) {
-            BN_CUDA_TRY(cudaGraphLaunch(be->graph[kind], be->st));
-            BN_CUDA_TRY(cudaStreamSynchronize(be->st));
-            if (kind == BN_OUT_ARGMAX) *argmax = be->h_argmax[0];
-            if (kind == BN_OUT_LOGITS) memcpy(logits, be->h_logits, sizeof(float) * (size_t)V);
-            return 0;
-        }
+        BN_CUDA_TRY(cudaGraphLaunch(be->graph[kind], be->st));
+        BN_CUDA_TRY(cudaStreamSynchronize(be->st));
+        if (kind == BN_OUT_ARGMAX) *argmax = be->h_argmax[0];
+        if (kind == BN_OUT_LOGITS) memcpy(logits, be->h_logits, sizeof(float) * (size_t)V);
+        return 0;
     }
 
     // Eager path: chunks of max_batch tokens; K/V of earlier chunks are in the cache.
@@ -568,6 +567,13 @@ static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *po
             BN_CUDA_TRY(cudaStreamSynchronize(be->st));
         }
     }
+    // The first decode step of each output kind ran eagerly above; capture it now
+    // for the next ones. Capturing before any eager run would put first-use work
+    // inside the capture: lazy loading of this module's kernels (the CUDA 12
+    // default) and cuBLAS's first-call setup for the head GEMM, either of which
+    // can make capture fail or, worse, silently drop graphs for the session.
+    // Capture executes nothing, so h_tok/h_pos need no particular content.
+    if (n_tokens == 1 && be->use_graph && !be->graph[kind]) capture_decode(be, kind);
     return 0;
 }
 
