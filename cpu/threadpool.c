@@ -35,12 +35,14 @@
 // between two runs of one forward pass (sampling and the tokenizer included),
 // short enough that an idle process stops burning CPU almost at once.
 #define BN_POOL_SPIN_NS 2000000
-// A wait longer than this means the thread we wait for is not running (another
-// process took its core): from then on the spinner yields between poll groups,
-// in case it shares a run queue with that thread. Runs inside a forward pass are
-// 10-100 us apart, so an uncontended decode never gets here.
+// A wait longer than this means the thread we wait for is probably not running
+// (another process took its core): from then on the spinner yields between poll
+// groups, so it stops burning the time slice the other thread needs. The serial
+// work between two runs of a forward pass (a norm and a quantization) takes a
+// few microseconds, so an uncontended decode does not get here. 20 us rather
+// than 100: on a shared 2-core machine a longer pure spin lost ~10% per token.
 #ifndef BN_POOL_YIELD_NS
-#define BN_POOL_YIELD_NS 100000
+#define BN_POOL_YIELD_NS 20000
 #endif
 // Polls between two clock reads while spinning (a `pause` is ~10-140 cycles).
 #define BN_POOL_CLOCK_EVERY 64
