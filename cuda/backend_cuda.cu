@@ -364,7 +364,8 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
 
     int max_smem = 0;
     BN_CUDA_TRY(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, be->device));
-    if (bn_cuda_attention_smem((int)hp->head_dim, be->n_ctx) > (size_t)max_smem)
+    // + 1 KiB: the kernel's static shared memory (reduction scratch) counts too.
+    if (bn_cuda_attention_smem((int)hp->head_dim, be->n_ctx) + 1024 > (size_t)max_smem)
         return bn_cuda_errorf(err, "cuda: context %d needs %zu bytes of shared memory for attention, "
                               "the device has %d", be->n_ctx,
                               bn_cuda_attention_smem((int)hp->head_dim, be->n_ctx), max_smem);

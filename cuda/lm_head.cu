@@ -54,7 +54,7 @@ bn_argmax_kernel(const float *__restrict__ x, int n, int32_t *__restrict__ out) 
     __shared__ int si[32];
     float bv = -INFINITY;
     int bi = 0x7fffffff;
-    const int n4 = n / 4;
+    const int n4 = (reinterpret_cast<uintptr_t>(x) & 15) ? 0 : n / 4; // float4 needs 16-byte alignment
     const float4 *x4 = reinterpret_cast<const float4 *>(x);
     for (int i = threadIdx.x; i < n4; i += blockDim.x) {
         const float4 v = x4[i];
