@@ -6,8 +6,8 @@
 // attention is split over (token, head) pairs; the LM head over vocabulary rows.
 // Each output element is computed by exactly one thread in a fixed order, so the
 // result does not depend on the thread count. Residual adds and the squared-ReLU
-// gate run in the matmul jobs' epilogues; norms, quantization and RoPE run on the
-// calling thread (they need a whole row, and are O(n*E) next to O(n*E*F) matmuls).
+// gate run in the matmul jobs' epilogues; norms, quantization and RoPE need a
+// whole token's row, so they are split over tokens (on the caller for decode).
 #include <math.h>
 #include <string.h>
 
@@ -24,6 +24,31 @@ static void split_rows(int64_t rows, int ith, int nth, int64_t *r0, int64_t *r1)
     per = (per + BN_ROW_CHUNK - 1) / BN_ROW_CHUNK * BN_ROW_CHUNK;
     *r0 = min64(rows, ith * per);
     *r1 = min64(rows, *r0 + per);
+}
+
+// Runs fn(ctx, t) for tokens t < n: on the pool for a batch (the per-token norms,
+// quantization and RoPE of a 512-token prefill are ~10% of it if left serial), on
+// the caller alone for one token, where waking the pool would cost more than the
+// few microseconds of work. Tokens are independent, so results are identical.
+typedef void (*token_fn)(const void *ctx, int t);
+typedef struct token_job {
+    token_fn fn;
+    const void *ctx;
+    int n;
+} token_job;
+
+static void token_worker(void *ctx, int ith, int nth) {
+    const token_job *job = ctx;
+    for (int t = ith; t < job->n; t += nth) job->fn(job->ctx, t);
+}
+
+static void for_each_token(bn_backend *be, int n, token_fn fn, const void *ctx) {
+    if (n == 1) {
+        fn(ctx, 0);
+        return;
+    }
+    token_job job = {fn, ctx, n};
+    bn_pool_run(be->pool, token_worker, &job);
 }
 
 // ---- bitlinear -----------------------------------------------------------------
@@ -94,11 +119,31 @@ static void bitlinear_worker(void *ctx, int ith, int nth) {
     }
 }
 
-// out[i] = bitlinear(x, w[i]) for n tokens of K floats (DESIGN 3), then `epi`.
-static void bitlinear(bn_backend *be, const float *x, int n, int64_t K, int n_mat,
-                      const bn_tensor *const w[], float *const out[], bn_epilogue epi) {
-    for (int t = 0; t < n; t++)
-        be->xscale[t] = bn_quantize_i8(x + t * K, K, be->xq + t * K, &be->xqsum[t]);
+// The BitLinear input of token t: xn = rmsnorm(x, norm) (in place when xn == x),
+// then its int8 quantization into be->xq.
+typedef struct norm_quant {
+    bn_backend *be;
+    const float *x;
+    float *xn;
+    const float *norm;
+    int64_t K;
+} norm_quant;
+
+static void norm_quant_token(const void *ctx, int t) {
+    const norm_quant *c = ctx;
+    bn_backend *be = c->be;
+    float *xn = c->xn + t * c->K;
+    bn_rmsnorm(xn, c->x + t * c->K, c->norm, c->K, be->m->hp.norm_eps);
+    be->xscale[t] = bn_quantize_i8(xn, c->K, be->xq + t * c->K, &be->xqsum[t]);
+}
+
+// out[i] = bitlinear(rmsnorm(x, norm), w[i]) for n tokens of K floats (DESIGN 3),
+// then `epi`. The normalized input is left in xn (which may be x).
+static void bitlinear(bn_backend *be, const float *x, float *xn, const float *norm, int n,
+                      int64_t K, int n_mat, const bn_tensor *const w[], float *const out[],
+                      bn_epilogue epi) {
+    const norm_quant nq = {be, x, xn, norm, K};
+    for_each_token(be, n, norm_quant_token, &nq);
     bitlinear_job job = {.be = be, .n = n, .K = K, .n_mat = n_mat, .epi = epi};
     int32_t *acc = be->acc;
     for (int i = 0; i < n_mat; i++) {
@@ -145,51 +190,55 @@ static void attention_worker(void *ctx, int ith, int nth) {
 
 // ---- layers --------------------------------------------------------------------
 
-static void attention_block(bn_backend *be, int il, const int32_t *pos, int n) {
+// RoPE on token t's q and k, then f16: the KV cache is f16 and bitnet.cpp also
+// feeds Q to the f16 attention matmul, so both are rounded after rotation.
+typedef struct rope_store {
+    bn_backend *be;
+    int layer;
+    const int32_t *pos;
+} rope_store;
+
+static void rope_store_token(const void *ctx, int t) {
+    const rope_store *c = ctx;
+    bn_backend *be = c->be;
     const bn_hparams *hp = &be->m->hp;
-    const bn_layer *L = &be->m->layers[il];
     const int64_t E = hp->n_embd, KV = be->kv_dim;
+    const int64_t row = ((int64_t)c->layer * be->n_ctx + c->pos[t]) * KV;
+    float *q = be->q + t * E, *k = be->k + t * KV;
+    bn_rope_neox(q, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, c->pos[t], hp->rope_base);
+    bn_rope_neox(k, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, c->pos[t],
+                 hp->rope_base);
+    bn_round_f16(q, E);
+    bn_store_f16(be->k_cache + row, k, KV);
+    bn_store_f16(be->v_cache + row, be->v + t * KV, KV);
+}
 
-    for (int t = 0; t < n; t++) bn_rmsnorm(be->xn + t * E, be->x + t * E, L->attn_norm.f32, E,
-                                           hp->norm_eps);
-    bitlinear(be, be->xn, n, E, 3, (const bn_tensor *const[]){&L->wq, &L->wk, &L->wv},
+static void attention_block(bn_backend *be, int il, const int32_t *pos, int n) {
+    const bn_layer *L = &be->m->layers[il];
+    const int64_t E = be->m->hp.n_embd;
+
+    bitlinear(be, be->x, be->xn, L->attn_norm.f32, n, E, 3,
+              (const bn_tensor *const[]){&L->wq, &L->wk, &L->wv},
               (float *const[]){be->q, be->k, be->v}, BN_EPI_NONE);
-
-    // RoPE, then f16: the KV cache is f16 and bitnet.cpp also feeds Q to the f16
-    // attention matmul, so both are rounded after rotation.
-    const int64_t layer_off = (int64_t)il * be->n_ctx * KV;
-    for (int t = 0; t < n; t++) {
-        float *q = be->q + t * E, *k = be->k + t * KV;
-        bn_rope_neox(q, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, pos[t], hp->rope_base);
-        bn_rope_neox(k, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, pos[t],
-                     hp->rope_base);
-        bn_round_f16(q, E);
-        bn_store_f16(be->k_cache + layer_off + (int64_t)pos[t] * KV, k, KV);
-        bn_store_f16(be->v_cache + layer_off + (int64_t)pos[t] * KV, be->v + t * KV, KV);
-    }
+    const rope_store rs = {be, il, pos};
+    for_each_token(be, n, rope_store_token, &rs);
 
     attention_job job = {.be = be, .layer = il, .n = n, .pos = pos};
     bn_pool_run(be->pool, attention_worker, &job);
 
-    for (int t = 0; t < n; t++) bn_rmsnorm(be->att + t * E, be->att + t * E,
-                                           L->attn_sub_norm.f32, E, hp->norm_eps);
-    bitlinear(be, be->att, n, E, 1, (const bn_tensor *const[]){&L->wo},
-              (float *const[]){be->x}, BN_EPI_RESIDUAL);
+    bitlinear(be, be->att, be->att, L->attn_sub_norm.f32, n, E, 1,
+              (const bn_tensor *const[]){&L->wo}, (float *const[]){be->x}, BN_EPI_RESIDUAL);
 }
 
 static void ffn_block(bn_backend *be, int il, int n) {
-    const bn_hparams *hp = &be->m->hp;
     const bn_layer *L = &be->m->layers[il];
-    const int64_t E = hp->n_embd, F = hp->n_ff;
+    const int64_t E = be->m->hp.n_embd, F = be->m->hp.n_ff;
 
-    for (int t = 0; t < n; t++) bn_rmsnorm(be->xn + t * E, be->x + t * E, L->ffn_norm.f32, E,
-                                           hp->norm_eps);
-    bitlinear(be, be->xn, n, E, 2, (const bn_tensor *const[]){&L->w_gate, &L->w_up},
+    bitlinear(be, be->x, be->xn, L->ffn_norm.f32, n, E, 2,
+              (const bn_tensor *const[]){&L->w_gate, &L->w_up},
               (float *const[]){be->gate, be->up}, BN_EPI_RELU_SQR_MUL);
-    for (int t = 0; t < n; t++) bn_rmsnorm(be->gate + t * F, be->gate + t * F,
-                                           L->ffn_sub_norm.f32, F, hp->norm_eps);
-    bitlinear(be, be->gate, n, F, 1, (const bn_tensor *const[]){&L->w_down},
-              (float *const[]){be->x}, BN_EPI_RESIDUAL);
+    bitlinear(be, be->gate, be->gate, L->ffn_sub_norm.f32, n, F, 1,
+              (const bn_tensor *const[]){&L->w_down}, (float *const[]){be->x}, BN_EPI_RESIDUAL);
 }
 
 // ---- LM head -------------------------------------------------------------------

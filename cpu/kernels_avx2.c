@@ -429,9 +429,20 @@ BN_ALWAYS_INLINE float qk1(const float *q, const uint16_t *k, int hd) {
     return t;
 }
 
+// The p.V sums must not be contracted to FMA (they would no longer match the
+// scalar twin's rounding): gcc contracts across intrinsics under gnu11 unless
+// told not to per function; clang only within an expression, switched off here
+// for the rest of the file.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#define BN_NO_FP_CONTRACT
+#else
+#define BN_NO_FP_CONTRACT __attribute__((optimize("fp-contract=off")))
+#endif
+
 // out[d0 .. d0+8*NV) = sum_j p_j v_j[..], j ascending, mul then add (see top).
 #define BN_PV_MAX 8
-__attribute__((optimize("fp-contract=off"))) static void pv_block(const float *p, const uint16_t *v,
+BN_NO_FP_CONTRACT static void pv_block(const float *p, const uint16_t *v,
                                                                  int64_t stride, int n_kv, int nv,
                                                                  float *out) {
     __m256 acc[BN_PV_MAX];
@@ -452,7 +463,7 @@ __attribute__((optimize("fp-contract=off"))) static void pv_block(const float *p
     for (int i = 0; i < nv; i++) _mm256_storeu_ps(out + 8 * i, acc[i]);
 }
 
-__attribute__((optimize("fp-contract=off"))) void bn_attention_avx2(
+BN_NO_FP_CONTRACT void bn_attention_avx2(
     const float *q, const uint16_t *k, const uint16_t *v, int64_t stride, int head_dim, int n_kv,
     float scale, float *scores, float *out) {
     int j = 0;

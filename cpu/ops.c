@@ -34,7 +34,8 @@ void bn_rope_neox(float *x, int n_head, int head_dim, int n_rot, int pos, float 
 
 void bn_softmax(float *x, int n) {
     float max = -INFINITY;
-    for (int i = 0; i < n; i++) max = fmaxf(max, x[i]);
+    // A compare, not fmaxf (a libm call per element here); same result, NaN included.
+    for (int i = 0; i < n; i++) max = x[i] > max ? x[i] : max;
     double sum = 0.0;
     for (int i = 0; i < n; i++) {
         x[i] = expf(x[i] - max);
@@ -64,7 +65,12 @@ void bn_attention_head(const float *q, const uint16_t *k, const uint16_t *v, int
     }
 }
 
-void bn_relu_sqr_mul(float *gate, const float *up, int64_t n) {
+// gcc only vectorizes the select below when FP exceptions need not be preserved
+// (the values are the same either way; nothing here reads the exception flags).
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-trapping-math")))
+#endif
+void bn_relu_sqr_mul(float *restrict gate, const float *restrict up, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         const float r = gate[i] > 0.0f ? gate[i] : 0.0f;
         gate[i] = r * r * up[i];

@@ -28,8 +28,8 @@ void bn_softmax(float *x, int n);
 void bn_attention_head(const float *q, const uint16_t *k, const uint16_t *v, int64_t stride,
                        int head_dim, int n_kv, float scale, float *scores, float *out);
 
-// gate = relu(gate)^2 * up  (BitNet's squared-ReLU GLU; not SiLU).
-void bn_relu_sqr_mul(float *gate, const float *up, int64_t n);
+// gate = relu(gate)^2 * up  (BitNet's squared-ReLU GLU; not SiLU). No overlap.
+void bn_relu_sqr_mul(float *restrict gate, const float *restrict up, int64_t n);
 
 // x += y.
 void bn_add(float *x, const float *y, int64_t n);
