@@ -151,7 +151,8 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     be->att = scratch(be, B * E, sizeof(float));
     be->gate = scratch(be, B * F, sizeof(float));
     be->up = scratch(be, B * F, sizeof(float));
-    be->scores = scratch(be, (size_t)n_threads * (size_t)be->n_ctx, sizeof(float));
+    const size_t group = hp->n_head / hp->n_head_kv; // a thread's GQA group of heads
+    be->scores = scratch(be, (size_t)n_threads * group * (size_t)be->n_ctx, sizeof(float));
     be->lm_in = scratch(be, B * E, sizeof(float));
     be->logits = scratch(be, hp->n_vocab, sizeof(float));
     if (!be->k_cache || !be->v_cache || !be->x || !be->xn || !be->xq || !be->xscale ||

@@ -30,7 +30,7 @@ struct bn_backend {
     float *q, *k, *v;  // [B][E], [B][KV], [B][KV]
     float *att;        // [B][E] attention output (all heads)
     float *gate, *up;  // [B][F]
-    float *scores;     // [n_threads][n_ctx] attention scores
+    float *scores;     // [n_threads][n_head / n_head_kv][n_ctx] attention scores
     float *lm_in;      // [B][E] LM head input (f16-rounded)
     float *logits;     // [n_vocab] for forward_argmax
 

@@ -3,7 +3,7 @@
 // A batch of n tokens goes through each weight matrix once (ternary GEMM with n
 // columns), so prefill reads the weights once per layer, not once per token.
 // Parallelism: matrix rows are split across the pool in chunks of BN_ROW_CHUNK;
-// attention is split over (token, head) pairs; the LM head over vocabulary rows.
+// attention over (token, KV head) groups; the LM head over vocabulary rows.
 // Each output element is computed by exactly one thread in a fixed order, so the
 // result does not depend on the thread count. Residual adds and the squared-ReLU
 // gate run in the matmul jobs' epilogues; norms, quantization and RoPE need a
@@ -168,23 +168,30 @@ typedef struct attention_job {
     const int32_t *pos;
 } attention_job;
 
+// Work items are (token, KV head) pairs, each the GQA group of query heads that
+// read that KV head, so a kernel converts each K/V row once per group. When that
+// leaves too few items to balance the threads (decode: 5 KV heads on 2 threads),
+// items are single (token, head) pairs instead. Results are the same either way.
+#define BN_ATT_ITEMS_PER_THREAD 4
+
 static void attention_worker(void *ctx, int ith, int nth) {
     const attention_job *job = ctx;
     const bn_backend *be = job->be;
     const bn_hparams *hp = &be->m->hp;
-    const int hd = (int)hp->head_dim, n_head = (int)hp->n_head;
+    const int hd = (int)hp->head_dim;
     const int group = (int)(hp->n_head / hp->n_head_kv); // GQA: q heads per kv head
+    const int per = job->n * (int)hp->n_head_kv >= BN_ATT_ITEMS_PER_THREAD * nth ? group : 1;
+    const int items_per_token = (int)hp->n_head / per;
     const int64_t layer_off = (int64_t)job->layer * be->n_ctx * be->kv_dim;
     const float scale = 1.0f / sqrtf((float)hd);
-    float *scores = be->scores + (int64_t)ith * be->n_ctx;
-    // Interleaved (token, head) pairs balance the causal lengths across threads.
-    for (int p = ith; p < job->n * n_head; p += nth) {
-        const int t = p / n_head, h = p % n_head;
+    float *scores = be->scores + (int64_t)ith * group * be->n_ctx;
+    // Interleaved items balance the causal lengths across threads.
+    for (int p = ith; p < job->n * items_per_token; p += nth) {
+        const int t = p / items_per_token, h = p % items_per_token * per; // first q head
         const int64_t kv_off = layer_off + (int64_t)(h / group) * hd;
-        be->kern->attention(be->q + (int64_t)t * hp->n_embd + (int64_t)h * hd,
-                          be->k_cache + kv_off, be->v_cache + kv_off, be->kv_dim, hd,
-                          job->pos[t] + 1, scale, scores,
-                          be->att + (int64_t)t * hp->n_embd + (int64_t)h * hd);
+        const int64_t q_off = (int64_t)t * hp->n_embd + (int64_t)h * hd;
+        be->kern->attention(be->q + q_off, per, be->k_cache + kv_off, be->v_cache + kv_off,
+                            be->kv_dim, hd, job->pos[t] + 1, scale, scores, be->att + q_off);
     }
 }
 

@@ -31,10 +31,13 @@ typedef void (*bn_ternary_gemm_fn)(const uint8_t *w, int64_t K, int64_t row0, in
 typedef void (*bn_half_gemv_fn)(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
                                 const float *x, float *y);
 
-// One query head attending to f16 cache rows 0..n_kv-1 (the contract of
-// bn_attention_head in ops.h, its scalar twin): scores = q.k_j * scale, softmax,
-// probabilities rounded to f16 (left in scores), out = sum_j p_j * v_j.
-typedef void (*bn_attention_fn)(const float *q, const uint16_t *k, const uint16_t *v,
+// n_q query heads that share one KV head (GQA), attending to f16 cache rows
+// 0..n_kv-1: for each head i (q + i*head_dim, out + i*head_dim, scores + i*n_kv)
+// the contract of bn_attention_head in ops.h: scores = q.k_j * scale, softmax,
+// probabilities rounded to f16 (left in scores), out = sum_j p_j * v_j. Taking
+// the group at once lets a kernel load and convert each K/V row once, not n_q
+// times. The scalar twin is bn_attention_scalar (bn_attention_head per head).
+typedef void (*bn_attention_fn)(const float *q, int n_q, const uint16_t *k, const uint16_t *v,
                                 int64_t stride, int head_dim, int n_kv, float scale,
                                 float *scores, float *out);
 
@@ -68,12 +71,15 @@ void bn_i8_gemv_scalar(const int8_t *w, int64_t K, int64_t row0, int64_t row1, c
                        int32_t *y);
 void bn_i8_gemv_avx2(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
                      int32_t *y);
-// (the attention's scalar twin is bn_attention_head, in ops.c)
+void bn_attention_scalar(const float *q, int n_q, const uint16_t *k, const uint16_t *v,
+                         int64_t stride, int head_dim, int n_kv, float scale, float *scores,
+                         float *out);
 
 // The AVX2 attention also serves the AVX-512 table (head_dim is too short for zmm
 // to pay off, and the work is F16C conversions either way).
-void bn_attention_avx2(const float *q, const uint16_t *k, const uint16_t *v, int64_t stride,
-                       int head_dim, int n_kv, float scale, float *scores, float *out);
+void bn_attention_avx2(const float *q, int n_q, const uint16_t *k, const uint16_t *v,
+                       int64_t stride, int head_dim, int n_kv, float scale, float *scores,
+                       float *out);
 
 // Half <-> float conversions (exact, portable).
 float bn_f16_to_f32(uint16_t h);

@@ -25,13 +25,15 @@
 // f16 GEMV: 4 rows at a time, 16 halves per row per step (two vcvtph2ps + FMA
 // chains to hide FMA latency); tails (K % 16) in scalar F16C.
 //
-// Attention (one head): q.k_j for 4 keys at a time (vcvtph2ps + FMA over head_dim,
-// one horizontal sum per 4 keys); softmax as in the scalar twin (libm expf,
-// double sum); probabilities rounded with vcvtps2ph (IEEE round to nearest even,
-// the same as bn_f32_to_f16); then out = sum_j p_j v_j with up to 64 output
-// floats in 8 ymm accumulators per pass over j. The p.V sum is in the scalar's
-// order (j ascending, separate multiply and add, no FMA contraction), so given
-// the same probabilities it is bit-identical; only q.k is summed in another order.
+// Attention, up to 4 query heads of one GQA group at a time, so each K and V row
+// is loaded and converted (vcvtph2ps) once for the group: q.k_j by FMA over
+// head_dim for the group's heads (4 independent chains), one fixed horizontal-sum
+// tree per score; softmax as in the scalar twin (libm expf, double sum);
+// probabilities rounded with vcvtps2ph (IEEE nearest-even, = bn_f32_to_f16);
+// out = sum_j p_j v_j over 16 output floats x 4 heads (8 ymm accumulators) per
+// pass over j. The p.V sum is in the scalar's order (j ascending, separate
+// multiply and add, no FMA), so given the same probabilities it is bit-identical;
+// only q.k is summed in another order. Results do not depend on the group size.
 // i8 GEMV (int8 LM head): both operands sign-extended to int16 (vpmovsxbw) and
 // multiplied by vpmaddwd straight into int32 pairs: exact for every int8 value,
 // -128 included (a pair is at most 2 * 128 * 128 = 32768, which int32 holds). The
@@ -397,38 +399,6 @@ void bn_i8_gemv_avx2(const int8_t *w, int64_t K, int64_t row0, int64_t row1, con
 
 // ---- attention -------------------------------------------------------------------
 
-// 4 keys' q.k over head_dim (hd % 8 == 0 part), then the scalar tail.
-BN_ALWAYS_INLINE void qk4(const float *q, const uint16_t *k, int64_t stride, int hd, float scale,
-                          float *scores) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    const int hd8 = hd & ~7;
-    for (int d = 0; d < hd8; d += 8) {
-        const __m256 qd = _mm256_loadu_ps(q + d);
-        a0 = _mm256_fmadd_ps(load_h8(k + d), qd, a0);
-        a1 = _mm256_fmadd_ps(load_h8(k + stride + d), qd, a1);
-        a2 = _mm256_fmadd_ps(load_h8(k + 2 * stride + d), qd, a2);
-        a3 = _mm256_fmadd_ps(load_h8(k + 3 * stride + d), qd, a3);
-    }
-    // [a0 a1 a2 a3] -> one vector of 4 sums
-    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    float t[4];
-    _mm_storeu_ps(t, s);
-    for (int i = 0; i < 4; i++) {
-        for (int d = hd8; d < hd; d++) t[i] += q[d] * _cvtsh_ss(k[i * stride + d]);
-        scores[i] = t[i] * scale;
-    }
-}
-
-BN_ALWAYS_INLINE float qk1(const float *q, const uint16_t *k, int hd) {
-    __m256 a = _mm256_setzero_ps();
-    const int hd8 = hd & ~7;
-    for (int d = 0; d < hd8; d += 8) a = _mm256_fmadd_ps(load_h8(k + d), _mm256_loadu_ps(q + d), a);
-    float t = hsum_ps(a);
-    for (int d = hd8; d < hd; d++) t += q[d] * _cvtsh_ss(k[d]);
-    return t;
-}
-
 // The p.V sums must not be contracted to FMA (they would no longer match the
 // scalar twin's rounding): gcc contracts across intrinsics under gnu11 unless
 // told not to per function; clang only within an expression, switched off here
@@ -440,52 +410,104 @@ BN_ALWAYS_INLINE float qk1(const float *q, const uint16_t *k, int hd) {
 #define BN_NO_FP_CONTRACT __attribute__((optimize("fp-contract=off")))
 #endif
 
-// out[d0 .. d0+8*NV) = sum_j p_j v_j[..], j ascending, mul then add (see top).
-#define BN_PV_MAX 8
-BN_NO_FP_CONTRACT static void pv_block(const float *p, const uint16_t *v,
-                                                                 int64_t stride, int n_kv, int nv,
-                                                                 float *out) {
-    __m256 acc[BN_PV_MAX];
-#pragma GCC unroll 8
-    for (int i = 0; i < BN_PV_MAX; i++) acc[i] = _mm256_setzero_ps();
-    for (int j = 0; j < n_kv; j++) {
-        const __m256 pj = _mm256_broadcast_ss(p + j);
-        const uint16_t *vj = v + j * stride;
-        if (nv == BN_PV_MAX) { // full block: a fixed trip count keeps acc in registers
-#pragma GCC unroll 8
-            for (int i = 0; i < BN_PV_MAX; i++)
-                acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(pj, load_h8(vj + 8 * i)));
-        } else {
-            for (int i = 0; i < nv; i++)
-                acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(pj, load_h8(vj + 8 * i)));
-        }
-    }
-    for (int i = 0; i < nv; i++) _mm256_storeu_ps(out + 8 * i, acc[i]);
+// Heads of a GQA group done together (the 2B-4T model has 4 per KV head).
+#define BN_ATT_GROUP 4
+
+// Sum of 4 vectors' lanes, one per output lane, always in the same tree
+// ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7)), so a score does not depend on which
+// other heads or keys it was computed with.
+BN_ALWAYS_INLINE __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-BN_NO_FP_CONTRACT void bn_attention_avx2(
-    const float *q, const uint16_t *k, const uint16_t *v, int64_t stride, int head_dim, int n_kv,
-    float scale, float *scores, float *out) {
-    int j = 0;
-    for (; j + 4 <= n_kv; j += 4) qk4(q, k + j * stride, stride, head_dim, scale, scores + j);
-    for (; j < n_kv; j++) scores[j] = qk1(q, k + j * stride, head_dim) * scale;
-    bn_softmax(scores, n_kv);
-    // Round the probabilities to f16 and back (bitnet.cpp's f16 V matmul).
-    j = 0;
-    for (; j + 8 <= n_kv; j += 8) {
-        const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(scores + j), _MM_FROUND_TO_NEAREST_INT);
-        _mm256_storeu_ps(scores + j, _mm256_cvtph_ps(h));
+// Scores of key row kj for G heads (q rows hd apart): one conversion of each 8
+// halves of K serves all G heads.
+BN_ALWAYS_INLINE void qk_group(const float *q, int G, const uint16_t *kj, int hd, float scale,
+                               float *s, int64_t s_stride) {
+    __m256 a[BN_ATT_GROUP];
+#pragma GCC unroll 4
+    for (int i = 0; i < BN_ATT_GROUP; i++) a[i] = _mm256_setzero_ps();
+    const int hd8 = hd & ~7;
+    for (int d = 0; d < hd8; d += 8) {
+        const __m256 kd = load_h8(kj + d);
+#pragma GCC unroll 4
+        for (int i = 0; i < BN_ATT_GROUP; i++)
+            if (i < G) a[i] = _mm256_fmadd_ps(kd, _mm256_loadu_ps(q + i * hd + d), a[i]);
     }
-    for (; j < n_kv; j++) scores[j] = _cvtsh_ss(_cvtss_sh(scores[j], _MM_FROUND_TO_NEAREST_INT));
-    const int hd8 = head_dim & ~7;
-    for (int d0 = 0; d0 < hd8; d0 += 8 * BN_PV_MAX) {
-        const int nv = (hd8 - d0) / 8 < BN_PV_MAX ? (hd8 - d0) / 8 : BN_PV_MAX;
-        pv_block(scores, v + d0, stride, n_kv, nv, out + d0);
+    float t[4];
+    _mm_storeu_ps(t, hsum4(a[0], a[1], a[2], a[3]));
+    for (int i = 0; i < G; i++) {
+        for (int d = hd8; d < hd; d++) t[i] += q[i * hd + d] * _cvtsh_ss(kj[d]);
+        s[i * s_stride] = t[i] * scale;
     }
-    for (int d = hd8; d < head_dim; d++) {
-        float acc = 0.0f;
-        for (int jj = 0; jj < n_kv; jj++) acc += scores[jj] * _cvtsh_ss(v[jj * stride + d]);
-        out[d] = acc;
+}
+
+// out_i[d0 .. d0+8*nv) = sum_j p_ij v_j[..] for G heads, j ascending, multiply
+// then add (the scalar's order and rounding); each V conversion serves G heads.
+#define BN_PV_COLS 2 // 8-float columns per pass: G * BN_PV_COLS accumulators
+BN_NO_FP_CONTRACT static void pv_group(const float *p, int64_t n_kv, int G, const uint16_t *v,
+                                       int64_t stride, int nv, float *out, int hd) {
+    __m256 acc[BN_ATT_GROUP][BN_PV_COLS];
+#pragma GCC unroll 4
+    for (int i = 0; i < BN_ATT_GROUP; i++)
+#pragma GCC unroll 2
+        for (int c = 0; c < BN_PV_COLS; c++) acc[i][c] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n_kv; j++) {
+        const uint16_t *vj = v + j * stride;
+        __m256 vc[BN_PV_COLS];
+#pragma GCC unroll 2
+        for (int c = 0; c < BN_PV_COLS; c++) vc[c] = c < nv ? load_h8(vj + 8 * c) : _mm256_setzero_ps();
+#pragma GCC unroll 4
+        for (int i = 0; i < BN_ATT_GROUP; i++) {
+            if (i >= G) break;
+            const __m256 pj = _mm256_broadcast_ss(p + i * n_kv + j);
+#pragma GCC unroll 2
+            for (int c = 0; c < BN_PV_COLS; c++)
+                acc[i][c] = _mm256_add_ps(acc[i][c], _mm256_mul_ps(pj, vc[c]));
+        }
+    }
+    for (int i = 0; i < G; i++)
+        for (int c = 0; c < nv; c++) _mm256_storeu_ps(out + i * hd + 8 * c, acc[i][c]);
+}
+
+// Up to BN_ATT_GROUP heads of one KV head; see the contract in kernels.h.
+BN_NO_FP_CONTRACT static void attention_group(const float *q, int G, const uint16_t *k,
+                                              const uint16_t *v, int64_t stride, int hd,
+                                              int n_kv, float scale, float *scores, float *out) {
+    for (int j = 0; j < n_kv; j++) qk_group(q, G, k + j * stride, hd, scale, scores + j, n_kv);
+    for (int i = 0; i < G; i++) {
+        float *s = scores + (int64_t)i * n_kv;
+        bn_softmax(s, n_kv);
+        // Round the probabilities to f16 and back (bitnet.cpp's f16 V matmul).
+        int j = 0;
+        for (; j + 8 <= n_kv; j += 8) {
+            const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(s + j), _MM_FROUND_TO_NEAREST_INT);
+            _mm256_storeu_ps(s + j, _mm256_cvtph_ps(h));
+        }
+        for (; j < n_kv; j++) s[j] = _cvtsh_ss(_cvtss_sh(s[j], _MM_FROUND_TO_NEAREST_INT));
+    }
+    const int hd8 = hd & ~7;
+    for (int d0 = 0; d0 < hd8; d0 += 8 * BN_PV_COLS) {
+        const int nv = (hd8 - d0) / 8 < BN_PV_COLS ? (hd8 - d0) / 8 : BN_PV_COLS;
+        pv_group(scores, n_kv, G, v + d0, stride, nv, out + d0, hd);
+    }
+    for (int i = 0; i < G; i++)
+        for (int d = hd8; d < hd; d++) {
+            float acc = 0.0f;
+            for (int j = 0; j < n_kv; j++)
+                acc += scores[(int64_t)i * n_kv + j] * _cvtsh_ss(v[j * stride + d]);
+            out[i * hd + d] = acc;
+        }
+}
+
+void bn_attention_avx2(const float *q, int n_q, const uint16_t *k, const uint16_t *v,
+                       int64_t stride, int head_dim, int n_kv, float scale, float *scores,
+                       float *out) {
+    for (int i = 0; i < n_q; i += BN_ATT_GROUP) {
+        const int G = n_q - i < BN_ATT_GROUP ? n_q - i : BN_ATT_GROUP;
+        attention_group(q + (int64_t)i * head_dim, G, k, v, stride, head_dim, n_kv, scale,
+                        scores + (int64_t)i * n_kv, out + (int64_t)i * head_dim);
     }
 }
 

@@ -144,10 +144,20 @@ void bn_i8_gemv_scalar(const int8_t *w, int64_t K, int64_t row0, int64_t row1, c
     }
 }
 
+// ---- attention -------------------------------------------------------------------
+
+void bn_attention_scalar(const float *q, int n_q, const uint16_t *k, const uint16_t *v,
+                         int64_t stride, int head_dim, int n_kv, float scale, float *scores,
+                         float *out) {
+    for (int i = 0; i < n_q; i++)
+        bn_attention_head(q + (int64_t)i * head_dim, k, v, stride, head_dim, n_kv, scale,
+                          scores + (int64_t)i * n_kv, out + (int64_t)i * head_dim);
+}
+
 const bn_cpu_kernels bn_kernels_scalar = {
     .name = "scalar",
     .ternary_gemm = bn_ternary_gemm_scalar,
     .f16_gemv = bn_f16_gemv_scalar,
-    .attention = bn_attention_head,
+    .attention = bn_attention_scalar,
     .i8_gemv = bn_i8_gemv_scalar,
 };

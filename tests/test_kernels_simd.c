@@ -241,56 +241,76 @@ static void test_attention(const char *name) {
     if (!k) skip();
     static const int HDs[] = {64, 128, 68}; // 68: a head_dim tail past the 8-wide steps
     static const int NKVs[] = {1, 7, 33, 300};
+    static const int NQs[] = {1, 4, 5}; // heads sharing the KV head (5: a group and a tail)
     uint64_t rng = 0x5eed5eedULL;
     int flips = 0;
     for (size_t a = 0; a < sizeof HDs / sizeof *HDs; a++)
-        for (size_t b = 0; b < sizeof NKVs / sizeof *NKVs; b++) {
-            const int hd = HDs[a], n_kv = NKVs[b];
-            const int64_t stride = 3 * hd + 5; // other heads' slices sit between rows
-            const int64_t off = hd + 3;        // this head's slice starts mid-row
-            uint16_t *kc = malloc(sizeof *kc * (size_t)(n_kv * stride + off));
-            uint16_t *vc = malloc(sizeof *vc * (size_t)(n_kv * stride + off));
-            float *q = malloc(sizeof *q * (size_t)hd);
-            float *sc = malloc(sizeof *sc * (size_t)n_kv), *sr = malloc(sizeof *sr * (size_t)n_kv);
-            float *out = malloc(sizeof *out * (size_t)(hd + 1));
-            float *ref = malloc(sizeof *ref * (size_t)(hd + 1));
-            assert_true(kc && vc && q && sc && sr && out && ref);
-            for (int64_t i = 0; i < n_kv * stride + off; i++) {
-                kc[i] = bn_f32_to_f16(rand_unit(&rng) * 2.0f);
-                vc[i] = bn_f32_to_f16(rand_unit(&rng));
-            }
-            for (int d = 0; d < hd; d++) q[d] = bn_f16_to_f32(bn_f32_to_f16(rand_unit(&rng) * 3.0f));
-            const float scale = 1.0f / sqrtf((float)hd);
-            out[hd] = ref[hd] = -7.0f;
-            k->attention(q, kc + off, vc + off, stride, hd, n_kv, scale, sc, out);
-            bn_attention_head(q, kc + off, vc + off, stride, hd, n_kv, scale, sr, ref);
-            assert_true(out[hd] == -7.0f); // nothing past head_dim
-            for (int j = 0; j < n_kv; j++) {
-                const double dp = fabs((double)sc[j] - (double)sr[j]);
-                if (dp > 0) flips++;
-                if (!(dp <= f16_ulp(fmax(sc[j], sr[j]))))
-                    fail_msg("hd=%d n_kv=%d: p[%d] = %.9g, scalar %.9g", hd, n_kv, j, sc[j], sr[j]);
-            }
-            for (int d = 0; d < hd; d++) {
-                double mag = 0.0, moved = 0.0;
-                for (int j = 0; j < n_kv; j++) {
-                    const double v = fabs((double)bn_f16_to_f32(vc[off + j * stride + d]));
-                    mag += fabs((double)sr[j]) * v;
-                    moved += fabs((double)sc[j] - (double)sr[j]) * v;
+        for (size_t b = 0; b < sizeof NKVs / sizeof *NKVs; b++)
+            for (size_t c = 0; c < sizeof NQs / sizeof *NQs; c++) {
+                const int hd = HDs[a], n_kv = NKVs[b], nq = NQs[c];
+                const int64_t stride = 3 * hd + 5; // other heads' slices sit between rows
+                const int64_t off = hd + 3;        // this head's slice starts mid-row
+                const size_t cache = (size_t)(n_kv * stride + off);
+                uint16_t *kc = malloc(sizeof *kc * cache), *vc = malloc(sizeof *vc * cache);
+                float *q = malloc(sizeof *q * (size_t)(nq * hd));
+                float *sc = malloc(sizeof *sc * (size_t)(nq * n_kv));
+                float *sr = malloc(sizeof *sr * (size_t)(nq * n_kv));
+                float *s1 = malloc(sizeof *s1 * (size_t)n_kv);
+                float *out = malloc(sizeof *out * (size_t)(nq * hd + 1));
+                float *ref = malloc(sizeof *ref * (size_t)(nq * hd + 1));
+                float *one = malloc(sizeof *one * (size_t)hd);
+                assert_true(kc && vc && q && sc && sr && s1 && out && ref && one);
+                for (size_t i = 0; i < cache; i++) {
+                    kc[i] = bn_f32_to_f16(rand_unit(&rng) * 2.0f);
+                    vc[i] = bn_f32_to_f16(rand_unit(&rng));
                 }
-                const double diff = fabs((double)out[d] - (double)ref[d]);
-                if (!(diff <= 1e-5 * mag + moved + 1e-30))
-                    fail_msg("hd=%d n_kv=%d: out[%d] = %.9g, scalar %.9g (diff %.3g, sum|pv| %.3g)",
-                             hd, n_kv, d, out[d], ref[d], diff, mag);
+                for (int d = 0; d < nq * hd; d++)
+                    q[d] = bn_f16_to_f32(bn_f32_to_f16(rand_unit(&rng) * 3.0f));
+                const float scale = 1.0f / sqrtf((float)hd);
+                out[nq * hd] = ref[nq * hd] = -7.0f;
+                k->attention(q, nq, kc + off, vc + off, stride, hd, n_kv, scale, sc, out);
+                bn_attention_scalar(q, nq, kc + off, vc + off, stride, hd, n_kv, scale, sr, ref);
+                assert_true(out[nq * hd] == -7.0f); // nothing past the group's heads
+                for (int h = 0; h < nq; h++) {
+                    const float *ps = sc + h * n_kv, *pr = sr + h * n_kv;
+                    for (int j = 0; j < n_kv; j++) {
+                        const double dp = fabs((double)ps[j] - (double)pr[j]);
+                        if (dp > 0) flips++;
+                        if (!(dp <= f16_ulp(fmax(ps[j], pr[j]))))
+                            fail_msg("hd=%d n_kv=%d nq=%d: head %d p[%d] = %.9g, scalar %.9g", hd,
+                                     n_kv, nq, h, j, ps[j], pr[j]);
+                    }
+                    for (int d = 0; d < hd; d++) {
+                        double mag = 0.0, moved = 0.0;
+                        for (int j = 0; j < n_kv; j++) {
+                            const double v = fabs((double)bn_f16_to_f32(vc[off + j * stride + d]));
+                            mag += fabs((double)pr[j]) * v;
+                            moved += fabs((double)ps[j] - (double)pr[j]) * v;
+                        }
+                        const float o = out[h * hd + d], r = ref[h * hd + d];
+                        const double diff = fabs((double)o - (double)r);
+                        if (!(diff <= 1e-5 * mag + moved + 1e-30))
+                            fail_msg("hd=%d n_kv=%d nq=%d: head %d out[%d] = %.9g, scalar %.9g "
+                                     "(diff %.3g, sum|pv| %.3g)", hd, n_kv, nq, h, d, o, r, diff,
+                                     mag);
+                    }
+                    // The same head alone gives the same bits as inside the group.
+                    k->attention(q + h * hd, 1, kc + off, vc + off, stride, hd, n_kv, scale, s1,
+                                 one);
+                    if (memcmp(one, out + h * hd, sizeof *one * (size_t)hd) != 0)
+                        fail_msg("hd=%d n_kv=%d nq=%d: head %d alone differs from its group", hd,
+                                 n_kv, nq, h);
+                }
+                free(kc);
+                free(vc);
+                free(q);
+                free(sc);
+                free(sr);
+                free(s1);
+                free(out);
+                free(ref);
+                free(one);
             }
-            free(kc);
-            free(vc);
-            free(q);
-            free(sc);
-            free(sr);
-            free(out);
-            free(ref);
-        }
     fprintf(stderr, "%s attention: %d probabilities one f16 ulp off the scalar's\n", name, flips);
 }
 
@@ -313,7 +333,7 @@ static void test_attention_avx512(void **st) {
 static void test_i8_scalar_table(void **st) { // the scalar table's entries are the oracles
     (void)st;
     assert_ptr_equal(bn_kernels_scalar.i8_gemv, bn_i8_gemv_scalar);
-    assert_ptr_equal(bn_kernels_scalar.attention, bn_attention_head);
+    assert_ptr_equal(bn_kernels_scalar.attention, bn_attention_scalar);
 }
 
 static void test_ternary_random_avx2(void **st) {
