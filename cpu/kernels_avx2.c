@@ -423,7 +423,7 @@ BN_ALWAYS_INLINE __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
 
 // Scores of key row kj for G heads (q rows hd apart): one conversion of each 8
 // halves of K serves all G heads.
-BN_ALWAYS_INLINE void qk_group(const float *q, int G, const uint16_t *kj, int hd, float scale,
+BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void qk_group(const float *q, int G, const uint16_t *kj, int hd, float scale,
                                float *s, int64_t s_stride) {
     __m256 a[BN_ATT_GROUP];
 #pragma GCC unroll 4
@@ -446,7 +446,7 @@ BN_ALWAYS_INLINE void qk_group(const float *q, int G, const uint16_t *kj, int hd
 // out_i[d0 .. d0+8*nv) = sum_j p_ij v_j[..] for G heads, j ascending, multiply
 // then add (the scalar's order and rounding); each V conversion serves G heads.
 #define BN_PV_COLS 2 // 8-float columns per pass: G * BN_PV_COLS accumulators
-BN_NO_FP_CONTRACT static void pv_group(const float *p, int64_t n_kv, int G, const uint16_t *v,
+BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void pv_group(const float *p, int64_t n_kv, int G, const uint16_t *v,
                                        int64_t stride, int nv, float *out, int hd) {
     __m256 acc[BN_ATT_GROUP][BN_PV_COLS];
 #pragma GCC unroll 4
@@ -471,8 +471,9 @@ BN_NO_FP_CONTRACT static void pv_group(const float *p, int64_t n_kv, int G, cons
         for (int c = 0; c < nv; c++) _mm256_storeu_ps(out + i * hd + 8 * c, acc[i][c]);
 }
 
-// Up to BN_ATT_GROUP heads of one KV head; see the contract in kernels.h.
-BN_NO_FP_CONTRACT static void attention_group(const float *q, int G, const uint16_t *k,
+// Up to BN_ATT_GROUP heads of one KV head; see the contract in kernels.h. Inlined
+// into one copy per constant G, so the accumulators stay in registers.
+BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void attention_group(const float *q, int G, const uint16_t *k,
                                               const uint16_t *v, int64_t stride, int hd,
                                               int n_kv, float scale, float *scores, float *out) {
     for (int j = 0; j < n_kv; j++) qk_group(q, G, k + j * stride, hd, scale, scores + j, n_kv);
@@ -501,13 +502,18 @@ BN_NO_FP_CONTRACT static void attention_group(const float *q, int G, const uint1
         }
 }
 
-void bn_attention_avx2(const float *q, int n_q, const uint16_t *k, const uint16_t *v,
-                       int64_t stride, int head_dim, int n_kv, float scale, float *scores,
-                       float *out) {
+BN_NO_FP_CONTRACT void bn_attention_avx2(const float *q, int n_q, const uint16_t *k,
+                                         const uint16_t *v, int64_t stride, int head_dim,
+                                         int n_kv, float scale, float *scores, float *out) {
     for (int i = 0; i < n_q; i += BN_ATT_GROUP) {
-        const int G = n_q - i < BN_ATT_GROUP ? n_q - i : BN_ATT_GROUP;
-        attention_group(q + (int64_t)i * head_dim, G, k, v, stride, head_dim, n_kv, scale,
-                        scores + (int64_t)i * n_kv, out + (int64_t)i * head_dim);
+        const float *qi = q + (int64_t)i * head_dim;
+        float *si = scores + (int64_t)i * n_kv, *oi = out + (int64_t)i * head_dim;
+        switch (n_q - i < BN_ATT_GROUP ? n_q - i : BN_ATT_GROUP) {
+        case 4: attention_group(qi, 4, k, v, stride, head_dim, n_kv, scale, si, oi); break;
+        case 3: attention_group(qi, 3, k, v, stride, head_dim, n_kv, scale, si, oi); break;
+        case 2: attention_group(qi, 2, k, v, stride, head_dim, n_kv, scale, si, oi); break;
+        default: attention_group(qi, 1, k, v, stride, head_dim, n_kv, scale, si, oi); break;
+        }
     }
 }
 
