@@ -134,7 +134,7 @@ static void norm_quant_token(const void *ctx, int t) {
     bn_backend *be = c->be;
     float *xn = c->xn + t * c->K;
     bn_rmsnorm(xn, c->x + t * c->K, c->norm, c->K, be->m->hp.norm_eps);
-    be->xscale[t] = bn_quantize_i8(xn, c->K, be->xq + t * c->K, &be->xqsum[t]);
+    be->xscale[t] = be->kern->quantize_i8(xn, c->K, be->xq + t * c->K, &be->xqsum[t]);
 }
 
 // out[i] = bitlinear(rmsnorm(x, norm), w[i]) for n tokens of K floats (DESIGN 3),
@@ -296,7 +296,7 @@ static void lm_head(bn_backend *be, int t0, int n, float *out) {
         float *x = be->lm_in + t * E;
         bn_rmsnorm(x, be->x + t * E, be->m->output_norm.f32, E, hp->norm_eps);
         bn_round_f16(x, E);
-        if (be->head_q) be->xscale[t] = bn_quantize_i8(x, E, be->lm_q + t * E, NULL);
+        if (be->head_q) be->xscale[t] = be->kern->quantize_i8(x, E, be->lm_q + t * E, NULL);
     }
     lm_head_job job = {.be = be, .t0 = t0, .n = n, .out = out};
     bn_pool_run(be->pool, lm_head_worker, &job);

@@ -46,8 +46,13 @@ typedef void (*bn_attention_fn)(const float *q, int n_q, const uint16_t *k, cons
 typedef void (*bn_i8_gemv_fn)(const int8_t *w, int64_t K, int64_t row0, int64_t row1,
                               const int8_t *x, int32_t *y);
 
+// bn_quantize_i8 as a table entry: the same s, q and qsum bit for bit (absmax,
+// one multiply, round-to-nearest-even and a clamp are exact in any lane order).
+typedef float (*bn_quantize_fn)(const float *x, int64_t n, int8_t *q, int32_t *qsum);
+
 typedef struct bn_cpu_kernels {
     const char *name; // "scalar", "avx2", "avx512"
+    bn_quantize_fn quantize_i8;
     bn_ternary_gemm_fn ternary_gemm;
     bn_half_gemv_fn f16_gemv;
     bn_attention_fn attention;
@@ -69,6 +74,7 @@ void bn_f16_gemv_scalar(const uint16_t *w, int64_t K, int64_t row0, int64_t row1
                         const float *x, float *y);
 void bn_i8_gemv_scalar(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
                        int32_t *y);
+float bn_quantize_i8_avx2(const float *x, int64_t n, int8_t *q, int32_t *qsum);
 void bn_i8_gemv_avx2(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
                      int32_t *y);
 void bn_attention_scalar(const float *q, int n_q, const uint16_t *k, const uint16_t *v,

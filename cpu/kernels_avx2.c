@@ -517,8 +517,63 @@ BN_NO_FP_CONTRACT void bn_attention_avx2(const float *q, int n_q, const uint16_t
     }
 }
 
+// ---- activation quantization -------------------------------------------------------
+
+// bn_quantize_i8, 32 floats a step: absmax by vmaxps on |x|, then rint(x * s) with
+// vroundps (nearest even, like rintf), clamped, narrowed with saturating packs.
+float bn_quantize_i8_avx2(const float *x, int64_t n, int8_t *q, int32_t *qsum) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m = _mm256_set1_ps(1e-5f); // BN_QUANT_MIN_ABSMAX in kernels_scalar.c
+    int64_t i = 0;
+    // max(|x|, m): vmaxps returns its second operand when either is NaN, so a NaN
+    // is skipped exactly as the scalar's `a > amax` skips it.
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), absmask), m);
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    float amax = _mm_cvtss_f32(m4);
+    for (; i < n; i++) {
+        const float a = fabsf(x[i]);
+        if (a > amax) amax = a;
+    }
+    const float s = 127.0f / amax;
+    const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps(-128.0f), hi = _mm256_set1_ps(127.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7); // undo the packs' lane split
+    __m256i sum = _mm256_setzero_si256();
+    const __m256i ones = _mm256_set1_epi8(1);
+    i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i v[4];
+        for (int j = 0; j < 4; j++) {
+            __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * j), vs),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v[j] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
+        }
+        const __m256i w = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]),
+                                             _mm256_packs_epi32(v[2], v[3]));
+        const __m256i b = _mm256_permutevar8x32_epi32(w, perm);
+        _mm256_storeu_si256((__m256i *)(q + i), b);
+        // int8 -> int16 pair sums (ones x q), then int32: exact
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(ones, b),
+                                                      _mm256_set1_epi16(1)));
+    }
+    __m128i s4 = fold_lanes(sum);
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
+    int32_t total = _mm_cvtsi128_si32(s4);
+    for (; i < n; i++) {
+        float r = rintf(x[i] * s);
+        r = r > 127.0f ? 127.0f : r < -128.0f ? -128.0f : r;
+        q[i] = (int8_t)r;
+        total += q[i];
+    }
+    if (qsum) *qsum = total;
+    return s;
+}
+
 const bn_cpu_kernels bn_kernels_avx2 = {
     .name = "avx2",
+    .quantize_i8 = bn_quantize_i8_avx2,
     .ternary_gemm = bn_ternary_gemm_avx2,
     .f16_gemv = bn_f16_gemv_avx2,
     .attention = bn_attention_avx2,

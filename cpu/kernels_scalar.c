@@ -156,6 +156,7 @@ void bn_attention_scalar(const float *q, int n_q, const uint16_t *k, const uint1
 
 const bn_cpu_kernels bn_kernels_scalar = {
     .name = "scalar",
+    .quantize_i8 = bn_quantize_i8,
     .ternary_gemm = bn_ternary_gemm_scalar,
     .f16_gemv = bn_f16_gemv_scalar,
     .attention = bn_attention_scalar,

@@ -230,6 +230,39 @@ static float rand_unit(uint64_t *rng) { // uniform in [-1, 1)
     return (float)(bn_test_rand(rng) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
 }
 
+// Quantization must match bn_quantize_i8 exactly: scale, codes and their sum, on
+// odd lengths, with exact .5 ties after scaling, zeros, and an all-tiny input
+// (the 1e-5 floor).
+static void test_quantize(const char *name) {
+    const bn_cpu_kernels *k = table_or_skip(name);
+    if (!k) skip();
+    static const int64_t Ns[] = {1, 7, 8, 31, 32, 33, 100, 2560, 6912, 6913};
+    uint64_t rng = 0x7777ULL;
+    for (size_t a = 0; a < sizeof Ns / sizeof *Ns; a++)
+        for (int kind = 0; kind < 3; kind++) {
+            const int64_t n = Ns[a];
+            float *x = malloc(sizeof *x * (size_t)n);
+            int8_t *q = malloc((size_t)n + 1), *qr = malloc((size_t)n + 1);
+            assert_true(x && q && qr);
+            for (int64_t i = 0; i < n; i++) {
+                const float u = rand_unit(&rng);
+                x[i] = kind == 0 ? u * 3.0f : kind == 1 ? 1e-7f * u : (float)(i % 5) * 0.5f - 1.0f;
+            }
+            if (kind == 0 && n > 3) x[n / 2] = -x[n / 3] * 1.5f; // a negative absmax
+            q[n] = qr[n] = 0x55;
+            int32_t qs = -1, qsr = -2;
+            const float s = k->quantize_i8(x, n, q, &qs);
+            const float sr = bn_quantize_i8(x, n, qr, &qsr);
+            if (s != sr || qs != qsr || memcmp(q, qr, (size_t)n + 1) != 0)
+                fail_msg("n=%lld kind %d: s %.9g vs %.9g, qsum %d vs %d, codes %s", (long long)n,
+                         kind, s, sr, qs, qsr, memcmp(q, qr, (size_t)n + 1) ? "differ" : "equal");
+            assert_true(k->quantize_i8(x, n, q, NULL) == sr); // qsum is optional
+            free(x);
+            free(q);
+            free(qr);
+        }
+}
+
 // One f16 ulp at |p| (subnormal halves: 2^-24).
 static double f16_ulp(double p) {
     p = fabs(p);
@@ -314,6 +347,14 @@ static void test_attention(const char *name) {
     fprintf(stderr, "%s attention: %d probabilities one f16 ulp off the scalar's\n", name, flips);
 }
 
+static void test_quantize_avx2(void **st) {
+    (void)st;
+    test_quantize("avx2");
+}
+static void test_quantize_avx512(void **st) {
+    (void)st;
+    test_quantize("avx512");
+}
 static void test_i8_avx2(void **st) {
     (void)st;
     test_i8("avx2");
@@ -334,6 +375,7 @@ static void test_i8_scalar_table(void **st) { // the scalar table's entries are 
     (void)st;
     assert_ptr_equal(bn_kernels_scalar.i8_gemv, bn_i8_gemv_scalar);
     assert_ptr_equal(bn_kernels_scalar.attention, bn_attention_scalar);
+    assert_ptr_equal(bn_kernels_scalar.quantize_i8, bn_quantize_i8);
 }
 
 static void test_ternary_random_avx2(void **st) {
@@ -416,6 +458,8 @@ int main(void) {
         cmocka_unit_test(test_ternary_extremes_avx512),
         cmocka_unit_test(test_f16_avx512),
         cmocka_unit_test(test_i8_scalar_table),
+        cmocka_unit_test(test_quantize_avx2),
+        cmocka_unit_test(test_quantize_avx512),
         cmocka_unit_test(test_i8_avx2),
         cmocka_unit_test(test_attention_avx2),
         cmocka_unit_test(test_i8_avx512),
