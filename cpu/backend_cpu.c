@@ -74,28 +74,50 @@ static int check_model(const bn_model *m, bn_error *err) {
 }
 
 // The int8 LM head (opt-in, lm_head_q8): each vocabulary row gets its own absmax
-// scale, so rows with small weights keep their precision.
+// scale, so rows with small weights keep their precision. 128256 rows x 2560 take
+// seconds on one thread, so the rows are split over the pool (each row is
+// quantized the same way whichever thread does it).
+typedef struct head_quant_job {
+    bn_backend *be;
+    float *rows; // [n_threads][E] scratch
+} head_quant_job;
+
+static void quantize_head_worker(void *ctx, int ith, int nth) {
+    const head_quant_job *job = ctx;
+    bn_backend *be = job->be;
+    const bn_model *m = be->m;
+    const int64_t E = m->hp.n_embd, V = m->hp.n_vocab;
+    float *row = job->rows + ith * E;
+    const int64_t per = (V + nth - 1) / nth;
+    const int64_t r1 = (ith + 1) * per < V ? (ith + 1) * per : V;
+    for (int64_t r = ith * per; r < r1; r++) {
+        bn_embed_row(row, m->output.data, m->output.type, E, r);
+        float amax = 0.0f;
+        for (int64_t k = 0; k < E; k++) { // a compare, not fmaxf (a libm call here)
+            const float a = fabsf(row[k]);
+            if (a > amax) amax = a;
+        }
+        const float d = amax / 127.0f;
+        const float id = d > 0.0f ? 1.0f / d : 0.0f;
+        for (int64_t k = 0; k < E; k++) be->head_q[r * E + k] = (int8_t)rintf(row[k] * id);
+        be->head_scale[r] = d;
+    }
+}
+
 static int quantize_head(bn_backend *be, bn_error *err) {
     const bn_model *m = be->m;
     const int64_t E = m->hp.n_embd, V = m->hp.n_vocab;
     be->head_q = scratch(be, (size_t)(V * E), 1);
     be->head_scale = scratch(be, (size_t)V, sizeof(float));
     be->lm_q = scratch(be, (size_t)be->max_batch * E, 1);
-    float *row = malloc((size_t)E * sizeof(float));
-    if (!be->head_q || !be->head_scale || !be->lm_q || !row) {
-        free(row);
+    float *rows = malloc((size_t)bn_pool_size(be->pool) * (size_t)E * sizeof(float));
+    if (!be->head_q || !be->head_scale || !be->lm_q || !rows) {
+        free(rows);
         return bn_errorf(err, "cpu: out of memory for the int8 LM head");
     }
-    for (int64_t r = 0; r < V; r++) {
-        bn_embed_row(row, m->output.data, m->output.type, E, r);
-        float amax = 0.0f;
-        for (int64_t k = 0; k < E; k++) amax = fmaxf(amax, fabsf(row[k]));
-        const float d = amax / 127.0f;
-        const float id = d > 0.0f ? 1.0f / d : 0.0f;
-        for (int64_t k = 0; k < E; k++) be->head_q[r * E + k] = (int8_t)rintf(row[k] * id);
-        be->head_scale[r] = d;
-    }
-    free(row);
+    head_quant_job job = {be, rows};
+    bn_pool_run(be->pool, quantize_head_worker, &job);
+    free(rows);
     return 0;
 }
 
