@@ -421,25 +421,37 @@ BN_ALWAYS_INLINE __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
     return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-// Scores of key row kj for G heads (q rows hd apart): one conversion of each 8
-// halves of K serves all G heads.
-BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void qk_group(const float *q, int G, const uint16_t *kj, int hd, float scale,
-                               float *s, int64_t s_stride) {
-    __m256 a[BN_ATT_GROUP];
+// Scores of key rows kj and kj + stride for G heads (q rows hd apart): one
+// conversion of each 8 halves of K serves all G heads, and two keys give 2G
+// independent FMA chains (one key's G chains alone wait on FMA latency). Each
+// score is summed exactly as a lone key's would be (same lanes, same tree).
+BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void qk_group(const float *q, int G, const uint16_t *kj,
+                                                 int64_t stride, int two, int hd, float scale,
+                                                 float *s, int64_t s_stride) {
+    __m256 a[BN_ATT_GROUP], b[BN_ATT_GROUP];
 #pragma GCC unroll 4
-    for (int i = 0; i < BN_ATT_GROUP; i++) a[i] = _mm256_setzero_ps();
+    for (int i = 0; i < BN_ATT_GROUP; i++) a[i] = b[i] = _mm256_setzero_ps();
     const int hd8 = hd & ~7;
     for (int d = 0; d < hd8; d += 8) {
-        const __m256 kd = load_h8(kj + d);
+        const __m256 ka = load_h8(kj + d);
+        const __m256 kb = two ? load_h8(kj + stride + d) : ka;
 #pragma GCC unroll 4
-        for (int i = 0; i < BN_ATT_GROUP; i++)
-            if (i < G) a[i] = _mm256_fmadd_ps(kd, _mm256_loadu_ps(q + i * hd + d), a[i]);
+        for (int i = 0; i < BN_ATT_GROUP; i++) {
+            if (i >= G) break;
+            const __m256 qi = _mm256_loadu_ps(q + i * hd + d);
+            a[i] = _mm256_fmadd_ps(ka, qi, a[i]);
+            if (two) b[i] = _mm256_fmadd_ps(kb, qi, b[i]);
+        }
     }
-    float t[4];
-    _mm_storeu_ps(t, hsum4(a[0], a[1], a[2], a[3]));
-    for (int i = 0; i < G; i++) {
-        for (int d = hd8; d < hd; d++) t[i] += q[i * hd + d] * _cvtsh_ss(kj[d]);
-        s[i * s_stride] = t[i] * scale;
+    for (int key = 0; key <= two; key++) {
+        const __m256 *acc = key ? b : a;
+        const uint16_t *kk = kj + key * stride;
+        float t[4];
+        _mm_storeu_ps(t, hsum4(acc[0], acc[1], acc[2], acc[3]));
+        for (int i = 0; i < G; i++) {
+            for (int d = hd8; d < hd; d++) t[i] += q[i * hd + d] * _cvtsh_ss(kk[d]);
+            s[i * s_stride + key] = t[i] * scale;
+        }
     }
 }
 
@@ -476,7 +488,10 @@ BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void pv_group(const float *p, int64_t n_kv, i
 BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void attention_group(const float *q, int G, const uint16_t *k,
                                               const uint16_t *v, int64_t stride, int hd,
                                               int n_kv, float scale, float *scores, float *out) {
-    for (int j = 0; j < n_kv; j++) qk_group(q, G, k + j * stride, hd, scale, scores + j, n_kv);
+    int j2 = 0;
+    for (; j2 + 2 <= n_kv; j2 += 2)
+        qk_group(q, G, k + j2 * stride, stride, 1, hd, scale, scores + j2, n_kv);
+    if (j2 < n_kv) qk_group(q, G, k + j2 * stride, stride, 0, hd, scale, scores + j2, n_kv);
     for (int i = 0; i < G; i++) {
         float *s = scores + (int64_t)i * n_kv;
         bn_softmax(s, n_kv);
