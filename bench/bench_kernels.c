@@ -11,6 +11,8 @@
 //      run of the whole step in model order;
 //   3c. the opt-in int8 LM head (--lm-head q8): the i8 GEMV over a 128256x2560 int8
 //      matrix, and the decode step it implies against the f16 roofline;
+//   3d. attention: one token's 20 query heads (5 KV groups of 4) over a 512-row f16
+//      KV cache, as the kernel is called in prefill (whole groups), in us;
 //   4. prefill: the 7 ternary GEMMs of a layer at n = 64 tokens, in GOPS (int8
 //      MACs/s) and the tok/s that implies for 30 layers (LM head and attention not
 //      counted).
@@ -184,6 +186,7 @@ typedef struct {
     double gemv_ms[N_SHAPES], gemv_gbs[N_SHAPES];
     double head_ms, head_gbs;
     double head_q8_ms, head_q8_gbs; // int8 LM head
+    double att_us;                  // 20 heads x 512 keys
     double sum_ms, step_ms, roofline_ms;
     double prefill_gops, prefill_tps;
     double cached_tern_gbs, cached_f16_gbs; // same GEMV on cache-resident weights
@@ -324,6 +327,36 @@ int main(int argc, char **argv) {
             R->head_q8_gbs = (double)head_q8_bytes / (best * 1e-3) / 1e9;
         }
 
+        {
+            // 5 KV heads x 128 dims per cache row, as in the 2B-4T model.
+            enum { ATT_KV = 512, ATT_HD = 128, ATT_GROUP = 4, ATT_KVH = 5 };
+            uint16_t *kc = xmalloc(sizeof(uint16_t) * ATT_KV * KV);
+            uint16_t *vc = xmalloc(sizeof(uint16_t) * ATT_KV * KV);
+            float *aq = xmalloc(sizeof(float) * HID), *ao = xmalloc(sizeof(float) * HID);
+            float *sc = xmalloc(sizeof(float) * ATT_GROUP * ATT_KV);
+            for (int i = 0; i < ATT_KV * KV; i++) {
+                kc[i] = bn_f32_to_f16((float)((i * 37) % 101) / 101.0f - 0.5f);
+                vc[i] = bn_f32_to_f16((float)((i * 53) % 97) / 97.0f - 0.5f);
+            }
+            for (int i = 0; i < HID; i++) aq[i] = (float)((i * 29) % 31) / 31.0f - 0.5f;
+            double best = 1e30;
+            for (int rep = 0; rep < (slow ? 3 : 50); rep++) {
+                const double t0 = bn_now_ms();
+                for (int g = 0; g < ATT_KVH; g++)
+                    k->attention(aq + g * ATT_GROUP * ATT_HD, ATT_GROUP, kc + g * ATT_HD,
+                                 vc + g * ATT_HD, KV, ATT_HD, ATT_KV, 0.088f, sc,
+                                 ao + g * ATT_GROUP * ATT_HD);
+                const double dt = bn_now_ms() - t0;
+                if (dt < best) best = dt;
+            }
+            R->att_us = best * 1e3;
+            free(kc);
+            free(vc);
+            free(aq);
+            free(ao);
+            free(sc);
+        }
+
         // 3. decode step: the sum of the parts, and the whole step in model order.
         R->sum_ms = R->head_ms;
         for (int s = 0; s < N_SHAPES; s++) R->sum_ms += LAYERS * shapes[s].per_layer * R->gemv_ms[s];
@@ -417,11 +450,12 @@ int main(int argc, char **argv) {
                    "\"decode_step_ms\": %.3f, \"roofline_ms\": %.3f, \"pct_roofline\": %.1f, "
                    "\"prefill_gops\": %.2f, \"prefill_tok_s\": %.1f, "
                    "\"cached_ternary_gbs\": %.2f, \"cached_f16_gbs\": %.2f, "
-                   "\"lm_head_q8_ms\": %.3f, \"lm_head_q8_gbs\": %.2f, \"decode_sum_q8_ms\": %.3f}",
+                   "\"lm_head_q8_ms\": %.3f, \"lm_head_q8_gbs\": %.2f, \"decode_sum_q8_ms\": %.3f, "
+                   "\"attention_us\": %.1f}",
                    R->head_ms, R->head_gbs, R->sum_ms, R->step_ms, R->roofline_ms,
                    100.0 * R->roofline_ms / R->step_ms, R->prefill_gops, R->prefill_tps,
                    R->cached_tern_gbs, R->cached_f16_gbs, R->head_q8_ms, R->head_q8_gbs,
-                   R->sum_ms - R->head_ms + R->head_q8_ms);
+                   R->sum_ms - R->head_ms + R->head_q8_ms, R->att_us);
         }
         printf("]}\n");
     } else {
@@ -452,6 +486,7 @@ int main(int argc, char **argv) {
                    q8_sum, 100.0 * R->roofline_ms / q8_sum,
                    (step_bytes - head_bytes + head_q8_bytes) / (bwn * 1e9) * 1e3,
                    (step_bytes - head_bytes + head_q8_bytes) / 1e6);
+            printf("  attention, 20 heads x 512 keys (one thread): %.1f us\n", R->att_us);
             printf("  prefill n=%d: %.1f GOPS (int8 MAC/s) -> %.1f tok/s (ternary layers only)\n",
                    PREFILL_N, R->prefill_gops, R->prefill_tps);
             printf("  compute ceiling (weights in cache): ternary GEMV %.1f GB/s, f16 GEMV %.1f GB/s\n\n",
