@@ -171,7 +171,8 @@ typedef struct attention_job {
 // Work items are (token, KV head) pairs, each the GQA group of query heads that
 // read that KV head, so a kernel converts each K/V row once per group. When that
 // leaves too few items to balance the threads (decode: 5 KV heads on 2 threads),
-// items are single (token, head) pairs instead. Results are the same either way.
+// items are smaller slices of a group. Results are the same either way (the
+// kernel computes each head the same way whatever it is grouped with).
 #define BN_ATT_ITEMS_PER_THREAD 4
 
 static void attention_worker(void *ctx, int ith, int nth) {
@@ -180,7 +181,12 @@ static void attention_worker(void *ctx, int ith, int nth) {
     const bn_hparams *hp = &be->m->hp;
     const int hd = (int)hp->head_dim;
     const int group = (int)(hp->n_head / hp->n_head_kv); // GQA: q heads per kv head
-    const int per = job->n * (int)hp->n_head_kv >= BN_ATT_ITEMS_PER_THREAD * nth ? group : 1;
+    // Heads per item: the largest divisor of the group that still leaves enough
+    // items (decode on 2 threads, 20 heads in groups of 4: pairs, 10 items).
+    int per = group;
+    while (per > 1 && (group % per != 0 ||
+                       job->n * ((int)hp->n_head / per) < BN_ATT_ITEMS_PER_THREAD * nth))
+        per--;
     const int items_per_token = (int)hp->n_head / per;
     const int64_t layer_off = (int64_t)job->layer * be->n_ctx * be->kv_dim;
     const float scale = 1.0f / sqrtf((float)hd);
