@@ -221,9 +221,9 @@ static void rope_store_token(const void *ctx, int t) {
     bn_rope_neox(q, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, c->pos[t], hp->rope_base);
     bn_rope_neox(k, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, c->pos[t],
                  hp->rope_base);
-    bn_round_f16(q, E);
-    bn_store_f16(be->k_cache + row, k, KV);
-    bn_store_f16(be->v_cache + row, be->v + t * KV, KV);
+    be->kern->half_round(q, E);
+    be->kern->half_store(be->k_cache + row, k, KV);
+    be->kern->half_store(be->v_cache + row, be->v + t * KV, KV);
 }
 
 static void attention_block(bn_backend *be, int il, const int32_t *pos, int n) {
@@ -301,7 +301,7 @@ static void lm_head(bn_backend *be, int t0, int n, float *out) {
     for (int t = t0; t < n; t++) {
         float *x = be->lm_in + t * E;
         bn_rmsnorm(x, be->x + t * E, be->m->output_norm.f32, E, hp->norm_eps);
-        bn_round_f16(x, E);
+        be->kern->half_round(x, E);
         if (be->head_q) be->xscale[t] = be->kern->quantize_i8(x, E, be->lm_q + t * E, NULL);
     }
     lm_head_job job = {.be = be, .t0 = t0, .n = n, .out = out};
@@ -316,7 +316,10 @@ static void forward_batch(bn_backend *be, const int32_t *tokens, const int32_t *
     const bn_model *m = be->m;
     const int64_t E = m->hp.n_embd;
     for (int t = 0; t < n; t++)
-        bn_embed_row(be->x + t * E, m->tok_embd.data, m->tok_embd.type, E, tokens[t]);
+        if (m->tok_embd.type == BN_GGML_F16)
+            be->kern->half_load(be->x + t * E, (const uint16_t *)m->tok_embd.data + tokens[t] * E, E);
+        else
+            bn_embed_row(be->x + t * E, m->tok_embd.data, m->tok_embd.type, E, tokens[t]);
     for (int il = 0; il < (int)m->hp.n_layer; il++) {
         attention_block(be, il, pos, n);
         ffn_block(be, il, n);

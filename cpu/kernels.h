@@ -50,9 +50,20 @@ typedef void (*bn_i8_gemv_fn)(const int8_t *w, int64_t K, int64_t row0, int64_t 
 // one multiply, round-to-nearest-even and a clamp are exact in any lane order).
 typedef float (*bn_quantize_fn)(const float *x, int64_t n, int8_t *q, int32_t *qsum);
 
+// Rows of halves: store floats as f16 (round to nearest even), load f16 as
+// floats, round floats to f16 precision in place. Exact conversions, so SIMD
+// (F16C) equals the scalar twins in ops.c (bn_store_f16, bn_load_f16,
+// bn_round_f16) bit for bit on everything but signaling-NaN payloads.
+typedef void (*bn_half_store_fn)(uint16_t *dst, const float *x, int64_t n);
+typedef void (*bn_half_load_fn)(float *dst, const uint16_t *h, int64_t n);
+typedef void (*bn_half_round_fn)(float *x, int64_t n);
+
 typedef struct bn_cpu_kernels {
     const char *name; // "scalar", "avx2", "avx512"
     bn_quantize_fn quantize_i8;
+    bn_half_store_fn half_store;
+    bn_half_load_fn half_load;
+    bn_half_round_fn half_round;
     bn_ternary_gemm_fn ternary_gemm;
     bn_half_gemv_fn f16_gemv;
     bn_attention_fn attention;
@@ -74,6 +85,9 @@ void bn_f16_gemv_scalar(const uint16_t *w, int64_t K, int64_t row0, int64_t row1
                         const float *x, float *y);
 void bn_i8_gemv_scalar(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
                        int32_t *y);
+void bn_half_store_avx2(uint16_t *dst, const float *x, int64_t n);
+void bn_half_load_avx2(float *dst, const uint16_t *h, int64_t n);
+void bn_half_round_avx2(float *x, int64_t n);
 float bn_quantize_i8_avx2(const float *x, int64_t n, int8_t *q, int32_t *qsum);
 void bn_i8_gemv_avx2(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
                      int32_t *y);

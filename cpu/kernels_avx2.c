@@ -532,6 +532,32 @@ BN_NO_FP_CONTRACT void bn_attention_avx2(const float *q, int n_q, const uint16_t
     }
 }
 
+// ---- half-precision rows ------------------------------------------------------------
+
+// vcvtps2ph with nearest-even is IEEE conversion, as bn_f32_to_f16 (overflow to
+// inf, subnormals, ties); tails go through the scalar-width F16C forms.
+void bn_half_store_avx2(uint16_t *dst, const float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) dst[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
+void bn_half_load_avx2(float *dst, const uint16_t *h, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load_h8(h + i));
+    for (; i < n; i++) dst[i] = _cvtsh_ss(h[i]);
+}
+
+void bn_half_round_avx2(float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i),
+                                                                _MM_FROUND_TO_NEAREST_INT)));
+    for (; i < n; i++) x[i] = _cvtsh_ss(_cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT));
+}
+
 // ---- activation quantization -------------------------------------------------------
 
 // bn_quantize_i8, 32 floats a step: absmax by vmaxps on |x|, then rint(x * s) with
@@ -589,6 +615,9 @@ float bn_quantize_i8_avx2(const float *x, int64_t n, int8_t *q, int32_t *qsum) {
 const bn_cpu_kernels bn_kernels_avx2 = {
     .name = "avx2",
     .quantize_i8 = bn_quantize_i8_avx2,
+    .half_store = bn_half_store_avx2,
+    .half_load = bn_half_load_avx2,
+    .half_round = bn_half_round_avx2,
     .ternary_gemm = bn_ternary_gemm_avx2,
     .f16_gemv = bn_f16_gemv_avx2,
     .attention = bn_attention_avx2,

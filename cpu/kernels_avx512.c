@@ -278,6 +278,9 @@ void bn_i8_gemv_avx512(const int8_t *w, int64_t K, int64_t row0, int64_t row1, c
 const bn_cpu_kernels bn_kernels_avx512 = {
     .name = "avx512",
     .quantize_i8 = bn_quantize_i8_avx2,
+    .half_store = bn_half_store_avx2,
+    .half_load = bn_half_load_avx2,
+    .half_round = bn_half_round_avx2,
     .ternary_gemm = bn_ternary_gemm_avx512,
     .f16_gemv = bn_f16_gemv_avx512,
     .attention = bn_attention_avx2,

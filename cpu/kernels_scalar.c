@@ -157,6 +157,9 @@ void bn_attention_scalar(const float *q, int n_q, const uint16_t *k, const uint1
 const bn_cpu_kernels bn_kernels_scalar = {
     .name = "scalar",
     .quantize_i8 = bn_quantize_i8,
+    .half_store = bn_store_f16,
+    .half_load = bn_load_f16,
+    .half_round = bn_round_f16,
     .ternary_gemm = bn_ternary_gemm_scalar,
     .f16_gemv = bn_f16_gemv_scalar,
     .attention = bn_attention_scalar,

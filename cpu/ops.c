@@ -89,6 +89,10 @@ void bn_store_f16(uint16_t *dst, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = bn_f32_to_f16(x[i]);
 }
 
+void bn_load_f16(float *dst, const uint16_t *h, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = bn_f16_to_f32(h[i]);
+}
+
 int bn_embed_row(float *out, const void *data, uint32_t type, int64_t n, int64_t row) {
     switch (type) {
     case BN_GGML_F32: {

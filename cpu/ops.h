@@ -38,6 +38,8 @@ void bn_add(float *x, const float *y, int64_t n);
 void bn_round_f16(float *x, int64_t n);
 // Round to f16 and store as f16.
 void bn_store_f16(uint16_t *dst, const float *x, int64_t n);
+// f16 to float.
+void bn_load_f16(float *dst, const uint16_t *h, int64_t n);
 
 // Row `row` of an [n, rows] matrix of type BN_GGML_F32/F16/BF16 as floats.
 // Returns -1 for any other type.

@@ -347,6 +347,73 @@ static void test_attention(const char *name) {
     fprintf(stderr, "%s attention: %d probabilities one f16 ulp off the scalar's\n", name, flips);
 }
 
+// Half rows must match the scalar conversions bit for bit: every one of the
+// 65536 halves (signaling NaNs aside: F16C quiets them) loaded, and floats
+// around every rounding case (ties, subnormals, overflow to inf) stored and
+// rounded, on lengths with tails.
+static void test_half_rows(const char *name) {
+    const bn_cpu_kernels *k = table_or_skip(name);
+    if (!k) skip();
+    const int64_t N = 65536 + 5;
+    uint16_t *h = malloc(sizeof *h * (size_t)N), *hs = malloc(sizeof *hs * (size_t)N);
+    uint16_t *hr = malloc(sizeof *hr * (size_t)N);
+    float *f = malloc(sizeof *f * (size_t)N), *fr = malloc(sizeof *fr * (size_t)N);
+    float *x = malloc(sizeof *x * (size_t)N);
+    assert_true(h && hs && hr && f && fr && x);
+    for (int64_t i = 0; i < N; i++) {
+        uint16_t v = (uint16_t)(i & 0xffff);
+        if ((v & 0x7c00) == 0x7c00 && (v & 0x3ff) && !(v & 0x200)) v |= 0x200; // quiet NaNs only
+        h[i] = v;
+    }
+    k->half_load(f, h, N);
+    bn_load_f16(fr, h, N);
+    assert_memory_equal(f, fr, sizeof *f * (size_t)N);
+    // Floats: each half's value, and it nudged up/down by a few float ulps and
+    // by exactly half an f16 ulp (ties), so all rounding paths are taken.
+    uint64_t rng = 0x4242ULL;
+    for (int64_t i = 0; i < N; i++) {
+        const float v = fr[i];
+        if (v != v) { // NaN: keep a quiet one
+            x[i] = v;
+            continue;
+        }
+        uint32_t u;
+        memcpy(&u, &v, sizeof u);
+        const uint64_t r = bn_test_rand(&rng);
+        switch (r % 4) {
+        case 0: u += (uint32_t)(r >> 8) % 5; break;
+        case 1: u -= (uint32_t)(r >> 8) % 5; break;
+        case 2: u += 1u << 12; break; // half an f16 ulp for normal halves: a tie
+        default: break;
+        }
+        memcpy(&x[i], &u, sizeof u);
+    }
+    for (int64_t n = N; n >= N - 7; n -= 7) { // two lengths, both with tails
+        k->half_store(hs, x, n);
+        bn_store_f16(hr, x, n);
+        assert_memory_equal(hs, hr, sizeof *hs * (size_t)n);
+        memcpy(f, x, sizeof *f * (size_t)n);
+        memcpy(fr, x, sizeof *f * (size_t)n);
+        k->half_round(f, n);
+        bn_round_f16(fr, n);
+        assert_memory_equal(f, fr, sizeof *f * (size_t)n);
+    }
+    free(h);
+    free(hs);
+    free(hr);
+    free(f);
+    free(fr);
+    free(x);
+}
+
+static void test_half_rows_avx2(void **st) {
+    (void)st;
+    test_half_rows("avx2");
+}
+static void test_half_rows_avx512(void **st) {
+    (void)st;
+    test_half_rows("avx512");
+}
 static void test_quantize_avx2(void **st) {
     (void)st;
     test_quantize("avx2");
@@ -376,6 +443,9 @@ static void test_i8_scalar_table(void **st) { // the scalar table's entries are 
     assert_ptr_equal(bn_kernels_scalar.i8_gemv, bn_i8_gemv_scalar);
     assert_ptr_equal(bn_kernels_scalar.attention, bn_attention_scalar);
     assert_ptr_equal(bn_kernels_scalar.quantize_i8, bn_quantize_i8);
+    assert_ptr_equal(bn_kernels_scalar.half_store, bn_store_f16);
+    assert_ptr_equal(bn_kernels_scalar.half_load, bn_load_f16);
+    assert_ptr_equal(bn_kernels_scalar.half_round, bn_round_f16);
 }
 
 static void test_ternary_random_avx2(void **st) {
@@ -458,6 +528,8 @@ int main(void) {
         cmocka_unit_test(test_ternary_extremes_avx512),
         cmocka_unit_test(test_f16_avx512),
         cmocka_unit_test(test_i8_scalar_table),
+        cmocka_unit_test(test_half_rows_avx2),
+        cmocka_unit_test(test_half_rows_avx512),
         cmocka_unit_test(test_quantize_avx2),
         cmocka_unit_test(test_quantize_avx512),
         cmocka_unit_test(test_i8_avx2),
