@@ -11,6 +11,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../core/sampler.h"
 #include "backend_cpu.h"
 
 // Rows per unit of work: a multiple of every SIMD kernel's row tile.
@@ -356,9 +357,6 @@ int bn_cpu_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, in
 int bn_cpu_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos,
                           int n_tokens, int32_t *argmax, bn_error *err) {
     if (bn_cpu_forward(be, tokens, pos, n_tokens, be->logits, false, err) != 0) return -1;
-    int32_t best = 0;
-    for (int32_t i = 1; i < (int32_t)be->m->hp.n_vocab; i++)
-        if (be->logits[i] > be->logits[best]) best = i; // ties keep the lowest id
-    *argmax = best;
+    *argmax = bn_argmax(be->logits, (int32_t)be->m->hp.n_vocab);
     return 0;
 }
