@@ -166,28 +166,22 @@ int bn_pool_create(int n_threads, bn_pool **out, bn_error *err) {
         return bn_errorf(err, "threadpool: bad thread count %d (1..1024)", n_threads);
     bn_pool *p = calloc(1, sizeof *p);
     if (!p) return bn_errorf(err, "threadpool: out of memory");
-    p->n = n_threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    p->n = 1; // threads started so far, the caller included: what destroy joins
     p->oversubscribed = n_threads > usable_cpus();
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
     p->args = calloc((size_t)n_threads, sizeof *p->args);
     if (!p->threads || !p->args) {
-        free(p->threads);
-        free(p->args);
-        free(p);
+        bn_pool_destroy(p);
         return bn_errorf(err, "threadpool: out of memory");
     }
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->wake, NULL);
-    for (int i = 1; i < n_threads; i++) {
+    for (; p->n < n_threads; p->n++) {
+        // Workers read p->n only when a run starts, after it has its final value.
+        const int i = p->n;
         p->args[i - 1] = (struct worker_arg){p, i};
-        int rc = pthread_create(&p->threads[i - 1], NULL, worker_main, &p->args[i - 1]);
-        if (rc != 0) {
-            pool_join(p, i - 1);
-            pthread_cond_destroy(&p->wake);
-            pthread_mutex_destroy(&p->mu);
-            free(p->threads);
-            free(p->args);
-            free(p);
+        if (pthread_create(&p->threads[i - 1], NULL, worker_main, &p->args[i - 1]) != 0) {
+            bn_pool_destroy(p);
             return bn_errorf(err, "threadpool: cannot start thread %d of %d", i, n_threads);
         }
     }
