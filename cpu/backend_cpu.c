@@ -136,24 +136,17 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     if (!be) return bn_errorf(err, "cpu: out of memory");
     be->m = m;
     be->bytes = sizeof *be;
-    if (bn_cpu_kernels_select(cfg->kernels, &be->kern, err) != 0) {
-        free(be);
-        return -1;
-    }
+    if (bn_cpu_kernels_select(cfg->kernels, &be->kern, err) != 0) goto fail;
     be->n_ctx = cfg->n_ctx > 0 ? cfg->n_ctx : (int)hp->n_ctx_train;
     if ((uint32_t)be->n_ctx > hp->n_ctx_train) {
-        int n_ctx = be->n_ctx;
-        free(be);
-        return bn_errorf(err, "cpu: context %d is longer than the model's %u", n_ctx,
-                         hp->n_ctx_train);
+        bn_errorf(err, "cpu: context %d is longer than the model's %u", be->n_ctx,
+                  hp->n_ctx_train);
+        goto fail;
     }
     be->max_batch = cfg->max_batch > 0 ? cfg->max_batch : BN_DEFAULT_MAX_BATCH;
     if (be->max_batch > be->n_ctx) be->max_batch = be->n_ctx;
     int n_threads = cfg->n_threads > 0 ? cfg->n_threads : bn_physical_cores();
-    if (bn_pool_create(n_threads, &be->pool, err) != 0) {
-        free(be);
-        return -1;
-    }
+    if (bn_pool_create(n_threads, &be->pool, err) != 0) goto fail;
 
     const size_t B = (size_t)be->max_batch, E = hp->n_embd, F = hp->n_ff;
     const size_t KV = (size_t)hp->n_head_kv * hp->head_dim;
@@ -183,17 +176,16 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     if (!be->k_cache || !be->v_cache || !be->x || !be->xn || !be->xq || !be->xscale ||
         !be->xqsum || !be->acc || !be->q || !be->k || !be->v || !be->att || !be->gate ||
         !be->up || !be->scores || !be->lm_in || !be->logits) {
-        cpu_destroy(be);
-        return bn_errorf(err, "cpu: out of memory for KV cache and scratch (%d tokens, "
-                         "batch %d)", cfg->n_ctx > 0 ? cfg->n_ctx : (int)hp->n_ctx_train,
-                         be->max_batch);
+        bn_errorf(err, "cpu: out of memory for KV cache and scratch (%d tokens, batch %d)",
+                  be->n_ctx, be->max_batch);
+        goto fail;
     }
-    if (cfg->lm_head_q8 && quantize_head(be, err) != 0) {
-        cpu_destroy(be);
-        return -1;
-    }
+    if (cfg->lm_head_q8 && quantize_head(be, err) != 0) goto fail;
     *out = be;
     return 0;
+fail:
+    cpu_destroy(be);
+    return -1;
 }
 
 static uint64_t cpu_memory_bytes(const bn_backend *be) { return be->bytes; }
