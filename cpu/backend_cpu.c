@@ -91,10 +91,7 @@ static void quantize_head_worker(void *ctx, int ith, int nth) {
     const int64_t per = (V + nth - 1) / nth;
     const int64_t r1 = (ith + 1) * per < V ? (ith + 1) * per : V;
     for (int64_t r = ith * per; r < r1; r++) {
-        if (m->output.type == BN_GGML_F16)
-            be->kern->half_load(row, (const uint16_t *)m->output.data + r * E, E);
-        else
-            bn_embed_row(row, m->output.data, m->output.type, E, r);
+        bn_cpu_table_row(be, &m->output, E, r, row);
         float amax = 0.0f;
         for (int64_t k = 0; k < E; k++) { // a compare, not fmaxf (a libm call here)
             const float a = fabsf(row[k]);

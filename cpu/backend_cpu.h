@@ -41,6 +41,16 @@ struct bn_backend {
     uint64_t bytes;    // everything allocated here
 };
 
+// Row `row` of a float table (embedding, LM head) of n floats per row. F16 goes
+// through the kernel table (F16C when available, same bits as the scalar path).
+static inline void bn_cpu_table_row(const bn_backend *be, const bn_tensor *t, int64_t n,
+                                    int64_t row, float *out) {
+    if (t->type == BN_GGML_F16)
+        be->kern->half_load(out, (const uint16_t *)t->data + row * n, n);
+    else
+        bn_embed_row(out, t->data, t->type, n, row); // type checked at create
+}
+
 int bn_cpu_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens,
                    float *logits, bool all_logits, bn_error *err);
 int bn_cpu_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos,

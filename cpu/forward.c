@@ -316,11 +316,7 @@ static void forward_batch(bn_backend *be, const int32_t *tokens, const int32_t *
                           float *out, bool all_rows) {
     const bn_model *m = be->m;
     const int64_t E = m->hp.n_embd;
-    for (int t = 0; t < n; t++)
-        if (m->tok_embd.type == BN_GGML_F16)
-            be->kern->half_load(be->x + t * E, (const uint16_t *)m->tok_embd.data + tokens[t] * E, E);
-        else
-            bn_embed_row(be->x + t * E, m->tok_embd.data, m->tok_embd.type, E, tokens[t]);
+    for (int t = 0; t < n; t++) bn_cpu_table_row(be, &m->tok_embd, E, tokens[t], be->x + t * E);
     for (int il = 0; il < (int)m->hp.n_layer; il++) {
         attention_block(be, il, pos, n);
         ffn_block(be, il, n);
