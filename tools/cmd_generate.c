@@ -15,15 +15,18 @@ typedef struct {
     size_t len, cap;
     int32_t *ids;
     size_t n_ids, cap_ids;
+    bool oom; // why on_token stopped the generation: an error, not a short reply
 } collector;
 
 static int on_token(void *user, int32_t id, const char *text, size_t len) {
     collector *c = user;
     if (id >= 0) {
         if (c->n_ids == c->cap_ids) {
-            c->cap_ids = c->cap_ids ? 2 * c->cap_ids : 64;
-            c->ids = realloc(c->ids, c->cap_ids * sizeof *c->ids);
-            if (!c->ids) return 1;
+            size_t cap = c->cap_ids ? 2 * c->cap_ids : 64;
+            int32_t *ids = realloc(c->ids, cap * sizeof *ids);
+            if (!ids) return c->oom = true, 1;
+            c->ids = ids;
+            c->cap_ids = cap;
         }
         c->ids[c->n_ids++] = id;
     }
@@ -33,9 +36,11 @@ static int on_token(void *user, int32_t id, const char *text, size_t len) {
         return 0;
     }
     if (c->len + len + 1 > c->cap) {
-        c->cap = 2 * (c->len + len + 1);
-        c->text = realloc(c->text, c->cap);
-        if (!c->text) return 1;
+        size_t cap = 2 * (c->len + len + 1);
+        char *grown = realloc(c->text, cap);
+        if (!grown) return c->oom = true, 1;
+        c->text = grown;
+        c->cap = cap;
     }
     memcpy(c->text + c->len, text, len);
     c->len += len;
@@ -85,6 +90,10 @@ int bn_cmd_generate(int argc, char **argv) {
     if (bn_session_generate(r.session, prompt, n_prompt, f.n_predict, &f.sampling, on_token, &c, &t,
                             &err)) {
         fprintf(stderr, "\nerror: %s\n", err.msg);
+        goto done;
+    }
+    if (c.oom) {
+        fprintf(stderr, "\nerror: out of memory collecting the generated text\n");
         goto done;
     }
     if (f.json) print_json(&r, prompt, n_prompt, &c, &t);
