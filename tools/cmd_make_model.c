@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
+#include "clock.h"
 #include "commands.h"
 #include "synth_model.h"
 
@@ -106,16 +106,14 @@ int bn_cmd_make_model(int argc, char **argv) {
         return 2;
     }
 
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const double t0 = bn_now_ms();
     if (bn_synth_model_write(&cfg, out, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 1;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
     struct stat st;
     long long size = stat(out, &st) == 0 ? (long long)st.st_size : -1;
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    const double secs = (bn_now_ms() - t0) / 1e3;
     fprintf(stderr,
             "make-model: wrote %s (%lld bytes, hidden %u ffn %u layers %u heads %u/%u, seed "
             "%llu) in %.2f s\n",
