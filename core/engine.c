@@ -77,16 +77,15 @@ int bn_engine_chat_tokens(const bn_engine *e, const char *system, const char *us
     int32_t *turn;
     size_t n;
     if (bn_chat_tokens(e->tok, msgs, n_msgs, first_turn, true, &turn, &n, err)) return -1;
-    if (close_previous) {
-        int32_t eot = bn_tokenizer_eot(e->tok);
-        int32_t *grown = eot >= 0 ? realloc(turn, (n + 1) * sizeof *turn) : NULL;
+    if (close_previous) { // bn_chat_tokens has checked that the vocabulary has <|eot_id|>
+        int32_t *grown = realloc(turn, (n + 1) * sizeof *turn);
         if (!grown) {
             free(turn);
-            return bn_errorf(err, eot < 0 ? "the vocabulary has no <|eot_id|> token" : "out of memory");
+            return bn_errorf(err, "out of memory");
         }
         turn = grown;
         memmove(turn + 1, turn, n * sizeof *turn);
-        turn[0] = eot;
+        turn[0] = bn_tokenizer_eot(e->tok);
         n++;
     }
     *ids = turn;
