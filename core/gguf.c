@@ -95,8 +95,7 @@ const char *bn_gguf_type_name(bn_gguf_type type) {
     return names[type];
 }
 
-// Size in bytes of a scalar value type, 0 for string/array/unknown.
-static size_t gguf_scalar_size(uint32_t type) {
+size_t bn_gguf_scalar_size(uint32_t type) {
     switch (type) {
     case BN_GGUF_UINT8: case BN_GGUF_INT8: case BN_GGUF_BOOL: return 1;
     case BN_GGUF_UINT16: case BN_GGUF_INT16: return 2;
@@ -174,7 +173,7 @@ static int read_array(reader *r, int depth, bn_gguf_value *v, const char *key) {
         return bn_errorf(r->err, "gguf: key '%s': arrays nested deeper than %d", key,
                          GGUF_MAX_ARRAY_DEPTH);
     // The smallest encoding of one element bounds the count by the bytes left.
-    size_t min = et == BN_GGUF_STRING ? 8 : et == BN_GGUF_ARRAY ? 12 : gguf_scalar_size(et);
+    size_t min = et == BN_GGUF_STRING ? 8 : et == BN_GGUF_ARRAY ? 12 : bn_gguf_scalar_size(et);
     if (count > rd_left(r) / min)
         return bn_errorf(r->err, "gguf: key '%s': array of %llu %s elements does not fit in the "
                          "%zu bytes left", key, (unsigned long long)count,
@@ -654,7 +653,7 @@ int bn_gguf_get_arr(const bn_gguf *g, const char *key, bn_gguf_type elem_type,
 }
 
 int64_t bn_gguf_arr_int(const bn_gguf_array *a, uint64_t i) {
-    const uint8_t *p = (const uint8_t *)a->data + i * gguf_scalar_size(a->elem_type);
+    const uint8_t *p = (const uint8_t *)a->data + i * bn_gguf_scalar_size(a->elem_type);
     switch (a->elem_type) {
     case BN_GGUF_UINT8: case BN_GGUF_BOOL: return *p;
     case BN_GGUF_INT8: return (int8_t)*p;

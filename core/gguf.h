@@ -127,6 +127,8 @@ int64_t bn_gguf_arr_int(const bn_gguf_array *a, uint64_t i);
 int bn_ggml_type_nbytes(uint32_t type, uint64_t n, uint64_t *bytes);
 const char *bn_ggml_type_name(uint32_t type); // "unknown" when unknown
 const char *bn_gguf_type_name(bn_gguf_type type);
+// Bytes of one value of a scalar gguf type; 0 for string, array and unknown types.
+size_t bn_gguf_scalar_size(uint32_t type);
 
 // bn_gguf_str helpers.
 bool bn_gguf_str_eq(bn_gguf_str s, const char *cstr);

@@ -83,17 +83,6 @@ static int put_str(bytes *b, const char *s, size_t len) {
     return put_le(b, len, 8) || bytes_put(b, s, len) ? -1 : 0;
 }
 
-// Size in bytes of a scalar gguf type; 0 for STRING/ARRAY/unknown.
-static int scalar_size(bn_gguf_type t) {
-    switch (t) {
-    case BN_GGUF_UINT8: case BN_GGUF_INT8: case BN_GGUF_BOOL: return 1;
-    case BN_GGUF_UINT16: case BN_GGUF_INT16: return 2;
-    case BN_GGUF_UINT32: case BN_GGUF_INT32: case BN_GGUF_FLOAT32: return 4;
-    case BN_GGUF_UINT64: case BN_GGUF_INT64: case BN_GGUF_FLOAT64: return 8;
-    default: return 0;
-    }
-}
-
 // Reads one host value of a scalar type as its little-endian bit pattern.
 static uint64_t scalar_bits(bn_gguf_type t, const void *v) {
     switch (t) {
@@ -165,7 +154,7 @@ static int kv_head(bn_gguf_writer *w, const char *key, bn_gguf_type type, bn_err
 
 int bn_gguf_writer_kv(bn_gguf_writer *w, const char *key, bn_gguf_type type,
                       const void *value, bn_error *err) {
-    int size = scalar_size(type);
+    const int size = (int)bn_gguf_scalar_size(type);
     if (!size) return fail(w, err, "bn_gguf_writer_kv takes numeric or bool types only");
     if (kv_head(w, key, type, err)) return -1;
     if (put_le(&w->kv, scalar_bits(type, value), size)) return fail(w, err, "out of memory");
@@ -200,7 +189,7 @@ int bn_gguf_writer_kv_str(bn_gguf_writer *w, const char *key, const char *v, bn_
 
 int bn_gguf_writer_begin_array(bn_gguf_writer *w, const char *key, bn_gguf_type elem_type,
                                uint64_t n, bn_error *err) {
-    if (elem_type != BN_GGUF_STRING && !scalar_size(elem_type))
+    if (elem_type != BN_GGUF_STRING && !bn_gguf_scalar_size(elem_type))
         return fail(w, err, "array element type must be numeric, bool or string");
     if (kv_head(w, key, BN_GGUF_ARRAY, err)) return -1;
     if (put_le(&w->kv, (uint32_t)elem_type, 4) || put_le(&w->kv, n, 8))
@@ -228,14 +217,14 @@ int bn_gguf_writer_array_str(bn_gguf_writer *w, const char *s, size_t len, bn_er
 
 int bn_gguf_writer_array_elem(bn_gguf_writer *w, const void *value, bn_error *err) {
     if (array_slot(w, false, err)) return -1;
-    if (put_le(&w->kv, scalar_bits(w->arr_type, value), scalar_size(w->arr_type)))
+    if (put_le(&w->kv, scalar_bits(w->arr_type, value), (int)bn_gguf_scalar_size(w->arr_type)))
         return fail(w, err, "out of memory");
     return 0;
 }
 
 int bn_gguf_writer_kv_array(bn_gguf_writer *w, const char *key, bn_gguf_type elem_type,
                             const void *data, uint64_t n, bn_error *err) {
-    int size = scalar_size(elem_type);
+    const int size = (int)bn_gguf_scalar_size(elem_type);
     if (!size) return fail(w, err, "bn_gguf_writer_kv_array takes numeric or bool elements");
     if (bn_gguf_writer_begin_array(w, key, elem_type, n, err)) return -1;
     // host element stride: bool is sizeof(bool), everything else its gguf size
