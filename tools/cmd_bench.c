@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "cli.h"
 #include "commands.h"
+#include "run.h"
 
 #define MAX_TOKENS 64
 
@@ -47,12 +48,11 @@ static void run_backend(bn_engine *e, const bn_run_flags *f, const int32_t *prom
     if (bn_session_generate(s, prompt, n_prompt, f->n_predict, &greedy, collect, row, &t, &err)) {
         snprintf(row->note, sizeof row->note, "failed: %.280s", err.msg);
     } else {
-        int steps = t.n_gen > 1 ? t.n_gen - 1 : 0;
         row->ran = true;
         row->load_ms = bn_engine_load_ms(e) + (bn_now_ms() - t0) - t.prefill_ms - t.decode_ms;
         row->prefill_ms = t.prefill_ms;
-        row->ms_per_token = steps ? t.decode_ms / steps : 0;
-        row->tok_s = steps ? 1e3 * steps / t.decode_ms : 0;
+        row->ms_per_token = bn_ms_per_token(&t);
+        row->tok_s = bn_per_second(bn_decode_steps(&t), t.decode_ms);
         row->backend_bytes = bn_session_backend_bytes(s);
         snprintf(row->note, sizeof row->note, "%s", bn_session_backend_note(s));
     }

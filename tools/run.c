@@ -45,29 +45,34 @@ int bn_run_prompt(const bn_run *r, const bn_run_flags *f, const char *text, bool
     return rc;
 }
 
-static double per_second(int n, double ms) { return ms > 0 ? 1e3 * n / ms : 0; }
+double bn_per_second(int n, double ms) { return ms > 0 ? 1e3 * n / ms : 0; }
+
+int bn_decode_steps(const bn_timings *t) { return t->n_gen > 1 ? t->n_gen - 1 : 0; }
+
+double bn_ms_per_token(const bn_timings *t) {
+    const int n_steps = bn_decode_steps(t);
+    return n_steps ? t->decode_ms / n_steps : 0;
+}
 
 void bn_print_timings(const bn_run *r, const bn_timings *t) {
-    // The first generated token comes from the prefill; the others each cost a decode step.
-    int n_steps = t->n_gen > 1 ? t->n_gen - 1 : 0;
+    const int n_steps = bn_decode_steps(t);
     fprintf(stderr,
             "timings: load %.0f ms + backend %.0f ms | prompt %d tokens, %.1f ms (%.1f tok/s) | "
             "generated %d tokens, %.2f ms/token (%.1f tok/s) [%s]\n",
             bn_engine_load_ms(r->engine), t->backend_ms, t->n_prompt, t->prefill_ms,
-            per_second(t->n_prompt, t->prefill_ms), t->n_gen, n_steps ? t->decode_ms / n_steps : 0,
-            per_second(n_steps, t->decode_ms), bn_session_backend(r->session));
+            bn_per_second(t->n_prompt, t->prefill_ms), t->n_gen, bn_ms_per_token(t),
+            bn_per_second(n_steps, t->decode_ms), bn_session_backend(r->session));
 }
 
 void bn_add_timings_json(cJSON *o, const bn_run *r, const bn_timings *t) {
-    int n_steps = t->n_gen > 1 ? t->n_gen - 1 : 0;
     cJSON *j = cJSON_AddObjectToObject(o, "timings");
     cJSON_AddNumberToObject(j, "load_ms", bn_engine_load_ms(r->engine));
     cJSON_AddNumberToObject(j, "backend_ms", t->backend_ms);
     cJSON_AddNumberToObject(j, "prefill_ms", t->prefill_ms);
     cJSON_AddNumberToObject(j, "prompt_tokens", t->n_prompt);
-    cJSON_AddNumberToObject(j, "prompt_tok_s", per_second(t->n_prompt, t->prefill_ms));
+    cJSON_AddNumberToObject(j, "prompt_tok_s", bn_per_second(t->n_prompt, t->prefill_ms));
     cJSON_AddNumberToObject(j, "decode_ms", t->decode_ms);
     cJSON_AddNumberToObject(j, "generated_tokens", t->n_gen);
-    cJSON_AddNumberToObject(j, "ms_per_token", n_steps ? t->decode_ms / n_steps : 0);
-    cJSON_AddNumberToObject(j, "decode_tok_s", per_second(n_steps, t->decode_ms));
+    cJSON_AddNumberToObject(j, "ms_per_token", bn_ms_per_token(t));
+    cJSON_AddNumberToObject(j, "decode_tok_s", bn_per_second(bn_decode_steps(t), t->decode_ms));
 }

@@ -23,6 +23,12 @@ void bn_run_close(bn_run *r);
 int bn_run_prompt(const bn_run *r, const bn_run_flags *f, const char *text, bool first_turn,
                   bool close_previous, int32_t **ids, size_t *n);
 
+// Decode steps of a generation: the first generated token comes from the prefill,
+// each later one costs a step. Rates are 0 when nothing was timed.
+int bn_decode_steps(const bn_timings *t);
+double bn_ms_per_token(const bn_timings *t);
+double bn_per_second(int n, double ms);
+
 // One summary line on stderr: load, prompt and decode speed.
 void bn_print_timings(const bn_run *r, const bn_timings *t);
 void bn_add_timings_json(cJSON *o, const bn_run *r, const bn_timings *t);
