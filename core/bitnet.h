@@ -74,9 +74,11 @@ int bn_session_pos(const bn_session *s); // tokens in the KV cache
 void bn_session_reset(bn_session *s);    // forget all tokens
 uint64_t bn_session_backend_bytes(const bn_session *s);
 
-// Called once per generated token with its id and the complete UTF-8 text it
-// finished (possibly empty while a character is split over tokens). Return
-// nonzero to stop.
+// Called for each generated token (end-of-generation tokens excepted) with its id
+// and the complete UTF-8 text it finished (possibly empty while a character is
+// split over tokens). A long token's text may come in several calls, the later
+// ones with id -1; a last call with id -1 flushes an incomplete character at the
+// end. Return nonzero to stop.
 typedef int (*bn_token_fn)(void *user, int32_t id, const char *text, size_t len);
 
 typedef struct bn_timings {
