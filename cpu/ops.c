@@ -100,11 +100,9 @@ int bn_embed_row(float *out, const void *data, uint32_t type, int64_t n, int64_t
         for (int64_t i = 0; i < n; i++) out[i] = src[i];
         return 0;
     }
-    case BN_GGML_F16: {
-        const uint16_t *src = (const uint16_t *)data + row * n;
-        for (int64_t i = 0; i < n; i++) out[i] = bn_f16_to_f32(src[i]);
+    case BN_GGML_F16:
+        bn_load_f16(out, (const uint16_t *)data + row * n, n);
         return 0;
-    }
     case BN_GGML_BF16: {
         const uint16_t *src = (const uint16_t *)data + row * n;
         for (int64_t i = 0; i < n; i++) out[i] = bn_bf16_to_f32(src[i]);
