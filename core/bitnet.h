@@ -15,12 +15,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" { // the project headers below are plain C
+#endif
+
 #include "error.h"
 #include "sampler.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+// The lower-level pieces are public too, for tools that need only one of them:
+// the tokenizer (text <-> ids without a model's weights), the streaming UTF-8
+// decoder, the validating model report, and the synthetic model writer.
+#include "inspect.h"
+#include "synth_model.h"
+#include "tokenizer.h"
+#include "utf8.h"
 
 typedef struct bn_engine bn_engine;
 typedef struct bn_session bn_session;

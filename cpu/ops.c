@@ -77,10 +77,6 @@ void bn_relu_sqr_mul(float *restrict gate, const float *restrict up, int64_t n) 
     }
 }
 
-void bn_add(float *x, const float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] += y[i];
-}
-
 void bn_round_f16(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = bn_f16_to_f32(bn_f32_to_f16(x[i]));
 }

@@ -31,8 +31,6 @@ void bn_attention_head(const float *q, const uint16_t *k, const uint16_t *v, int
 // gate = relu(gate)^2 * up  (BitNet's squared-ReLU GLU; not SiLU). No overlap.
 void bn_relu_sqr_mul(float *restrict gate, const float *restrict up, int64_t n);
 
-// x += y.
-void bn_add(float *x, const float *y, int64_t n);
 
 // Round each float to the nearest f16 (ties to even) and back.
 void bn_round_f16(float *x, int64_t n);

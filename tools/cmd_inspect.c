@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bitnet.h"
 #include "commands.h"
-#include "inspect.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: bitnet-gpu inspect MODEL.gguf [--json]\n"

@@ -8,9 +8,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bitnet.h"
 #include "clock.h"
 #include "commands.h"
-#include "synth_model.h"
 
 static void usage(FILE *f) {
     fprintf(f,

@@ -13,10 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bitnet.h"
 #include "commands.h"
-#include "gguf.h"
-#include "tokenizer.h"
-#include "utf8.h"
 
 static void usage(FILE *f) {
     fprintf(f,
