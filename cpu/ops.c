@@ -7,8 +7,17 @@
 #include "kernels.h"
 
 void bn_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
-    double ss = 0.0; // ggml sums squares in double
-    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    // ggml sums squares in double. One running sum is a chain of n dependent adds
+    // (4 cycles each: ~20 us a token per layer, 3% of a prefill); eight partial
+    // sums in a fixed order let them overlap. Double keeps the reordering far
+    // below the float rounding of the result.
+    double part[8] = {0};
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; j++) part[j] += (double)x[k + j] * x[k + j];
+    double ss = ((part[0] + part[1]) + (part[2] + part[3])) +
+                ((part[4] + part[5]) + (part[6] + part[7]));
+    for (; k < n; k++) ss += (double)x[k] * x[k];
     const float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
     // ggml multiplies by the norm scale first, then by the weight (two ops).
     for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
