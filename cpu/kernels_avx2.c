@@ -43,6 +43,7 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "gemm_tiling.h"
 #include "kernels.h"
 #include "ops.h"
 
@@ -54,15 +55,10 @@
 // blocks = 64 pair sums a lane, within [64 * -512, 64 * 508] = [-32768, 32512].
 // (tests/test_kernels_simd.c hits -32768 exactly: all +1 weights, all -128.)
 #define BN_GEMM_I16_BLOCKS 16
-// Prefill decodes 4 rows x BN_KPIECE elements at a time into a 16 KiB stack
-// buffer: small enough to stay in L1 next to the activations being streamed.
-#define BN_KPIECE 4096
-#define BN_KPIECE2 8192  // 2 * BN_KPIECE, spelled out for the asm displacement
+// The asm needs the decode buffer's row offsets as literals (gemm_tiling.h).
+#define BN_KPIECE2 8192  // 2 * BN_KPIECE
 #define BN_KPIECE3 12288 // 3 * BN_KPIECE
-// Target piece length: K is cut into equal pieces of at most this many elements
-// (2560 -> one piece, 6912 -> 3 x 2304), so n = 64 tokens of a piece (<= 192 KiB)
-// stay in L2.
-#define BN_KPIECE_TARGET 3072
+_Static_assert(BN_KPIECE2 == 2 * BN_KPIECE && BN_KPIECE3 == 3 * BN_KPIECE, "asm offsets");
 #define BN_STR_(x) #x
 #define BN_STR(x) BN_STR_(x)
 // GEMV software prefetch: how many 4-row tiles ahead. Rows of 640 bytes (K =
@@ -279,10 +275,8 @@ void bn_ternary_gemm_avx2(const uint8_t *w, int64_t K, int64_t row0, int64_t row
     // decodes its piece once into L1 and runs all token pairs over it.
     const int64_t r4 = row0 + (row1 - row0) / 4 * 4;
     uint8_t buf[4 * BN_KPIECE] __attribute__((aligned(32)));
-    for (int t = 0; t < n; t++)
-        for (int64_t rr = row0; rr < r4; rr++) y[t * ldy + rr] = -qsum[t];
-    const int64_t npieces = (K + BN_KPIECE_TARGET - 1) / BN_KPIECE_TARGET;
-    const int64_t piece = (K / 128 + npieces - 1) / npieces * 128; // <= BN_KPIECE
+    bn_gemm_init_rows(y, ldy, row0, r4, qsum, n);
+    const int64_t piece = bn_kpiece_len(K);
     for (int64_t k0 = 0; k0 < K; k0 += piece) {
         const int64_t kp = K - k0 < piece ? K - k0 : piece;
         for (r = row0; r < r4; r += 4) {

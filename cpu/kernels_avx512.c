@@ -25,6 +25,7 @@
 #include <immintrin.h>
 
 #include "cpu_features.h"
+#include "gemm_tiling.h"
 #include "kernels.h"
 
 #define BN_ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -106,8 +107,6 @@ BN_ALWAYS_INLINE void ternary_rows512(const uint8_t *w, int64_t K, int64_t r, co
 
 // Prefill: codes of 4 rows x one K piece, decoded once into an L1 buffer in
 // element order (buf[k] pairs with q[k]); the tile loop then has no decode at all.
-#define BN_KPIECE 4096        // buffer row stride: 4 x 4 KiB on the stack
-#define BN_KPIECE_TARGET 3072 // equal pieces of at most this: n x piece stays in L2
 
 static void decode_row512(const uint8_t *wr, int64_t nb, uint8_t *buf) {
     const __m512i lut = _mm512_load_si512((const void *)bn_lut512);
@@ -173,10 +172,8 @@ void bn_ternary_gemm_avx512(const uint8_t *w, int64_t K, int64_t row0, int64_t r
     }
     const int64_t r4 = row0 + (row1 - row0) / 4 * 4;
     uint8_t buf[4 * BN_KPIECE] __attribute__((aligned(64)));
-    for (int t = 0; t < n; t++)
-        for (int64_t rr = row0; rr < r4; rr++) y[t * ldy + rr] = -qsum[t];
-    const int64_t npieces = (K + BN_KPIECE_TARGET - 1) / BN_KPIECE_TARGET;
-    const int64_t piece = (K / 128 + npieces - 1) / npieces * 128; // <= BN_KPIECE
+    bn_gemm_init_rows(y, ldy, row0, r4, qsum, n);
+    const int64_t piece = bn_kpiece_len(K);
     for (int64_t k0 = 0; k0 < K; k0 += piece) {
         const int64_t kp = K - k0 < piece ? K - k0 : piece;
         for (r = row0; r < r4; r += 4) {

@@ -1,0 +1,28 @@
+// gemm_tiling.h - the prefill tiling plan shared by the SIMD ternary GEMMs.
+//
+// Each SIMD GEMM decodes 4 rows x one K piece of weights once into an L1 stack
+// buffer (row stride BN_KPIECE) and runs every token over it. K is cut into equal
+// pieces of at most BN_KPIECE_TARGET elements (2560 -> one piece, 6912 -> 3 x
+// 2304), so n = 64 tokens of one piece (<= 192 KiB) stay in L2.
+#ifndef BN_GEMM_TILING_H
+#define BN_GEMM_TILING_H
+
+#include <stdint.h>
+
+#define BN_KPIECE 4096        // decode buffer row stride: 4 x 4 KiB on the stack
+#define BN_KPIECE_TARGET 3072 // equal pieces of at most this many elements
+
+// Length of each K piece (a multiple of 128, <= BN_KPIECE; the last may be shorter).
+static inline int64_t bn_kpiece_len(int64_t K) {
+    const int64_t npieces = (K + BN_KPIECE_TARGET - 1) / BN_KPIECE_TARGET;
+    return (K / 128 + npieces - 1) / npieces * 128;
+}
+
+// The tiles accumulate dot(c, q) onto y, so y starts at -sum(q) (c = w + 1).
+static inline void bn_gemm_init_rows(int32_t *y, int64_t ldy, int64_t row0, int64_t row1,
+                                     const int32_t *qsum, int n) {
+    for (int t = 0; t < n; t++)
+        for (int64_t r = row0; r < row1; r++) y[t * ldy + r] = -qsum[t];
+}
+
+#endif
