@@ -155,6 +155,12 @@ int32_t bn_tok_find(const bn_tokenizer *t, const char *text, size_t len) {
     }
 }
 
+void bn_tok_llama3_specials(const bn_tokenizer *t, int32_t *bos, int32_t *eos, int32_t *eot) {
+    *bos = bn_tok_find(t, "<|begin_of_text|>", 17);
+    *eos = bn_tok_find(t, "<|end_of_text|>", 15);
+    *eot = bn_tok_find(t, "<|eot_id|>", 10);
+}
+
 int bn_tok_finish_vocab(bn_tokenizer *t, bn_error *err) {
     for (int32_t id = 0; id < t->n_vocab; id++)
         if (!t->is_set[id]) return bn_errorf(err, "tokenizer: no token with id %d (gap in ids)", id);

@@ -82,9 +82,8 @@ int bn_tokenizer_from_gguf(const bn_gguf *g, bn_tokenizer **out, bn_error *err) 
             goto fail;
     }
 
-    int32_t bos = bn_tok_find(t, "<|begin_of_text|>", 17);
-    int32_t eos = bn_tok_find(t, "<|end_of_text|>", 15);
-    int32_t eot = bn_tok_find(t, "<|eot_id|>", 10);
+    int32_t bos, eos, eot;
+    bn_tok_llama3_specials(t, &bos, &eos, &eot);
     if (opt_id(g, "tokenizer.ggml.bos_token_id", n_vocab, &bos, err) ||
         opt_id(g, "tokenizer.ggml.eos_token_id", n_vocab, &eos, err) ||
         opt_id(g, "tokenizer.ggml.eot_token_id", n_vocab, &eot, err))

@@ -99,6 +99,9 @@ static inline uint64_t bn_tok_pair_hash(uint64_t x) { // splitmix64 finalizer
 
 // Vocabulary lookup of a vocabulary-form string; -1 when absent.
 int32_t bn_tok_find(const bn_tokenizer *t, const char *text, size_t len);
+// Llama-3's special tokens by name (-1 when absent): the defaults that a
+// loader's metadata (GGUF keys, tokenizer_config.json) may override.
+void bn_tok_llama3_specials(const bn_tokenizer *t, int32_t *bos, int32_t *eos, int32_t *eot);
 
 // Compiles the HF-syntax split regex for PCRE2 (tokenizer_bpe.c).
 int bn_tok_compile_regex(bn_tokenizer *t, const char *regex, bn_error *err);

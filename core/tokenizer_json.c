@@ -219,9 +219,8 @@ static int load(const cJSON *root, const char *path, bn_tokenizer **out, bn_erro
         rank++;
     }
 
-    int32_t bos = bn_tok_find(t, "<|begin_of_text|>", 17);
-    int32_t eos = bn_tok_find(t, "<|end_of_text|>", 15);
-    int32_t eot = bn_tok_find(t, "<|eot_id|>", 10);
+    int32_t bos, eos, eot;
+    bn_tok_llama3_specials(t, &bos, &eos, &eot);
     bool add_bos = true; // Llama-3's post_processor prepends BOS
     char *tmpl = NULL;
     if (load_config(t, path, &bos, &eos, &add_bos, &tmpl, err)) goto fail;
