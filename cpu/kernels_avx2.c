@@ -19,8 +19,11 @@
 // Prefill GEMM (n > 1, compute-bound): each 4-row group decodes a K piece once
 // into an L1 buffer of codes in element order, then every token pair runs over
 // it: 8 vpmaddubsw + 8 vpaddw per 32 elements x 4 rows x 2 tokens, no decode in
-// the loop (inner loop in asm, see gemm_tile2). K pieces are the outer loop so a
-// piece of all n tokens' activations stays in L2.
+// the loop (inner loop in asm, see gemm_chunk2). K pieces are the outer loop so a
+// piece of all n tokens' activations stays in L2; the next group's weights are
+// prefetched while the current one computes. On Zen 3 vpmaddubsw issues 2 a cycle
+// but, paired with the vpaddw it needs, about 1.6: that, not memory, is the
+// ceiling here (bench_kernels reports the achieved rate).
 //
 // f16 GEMV: 4 rows at a time, 16 halves per row per step (two vcvtph2ps + FMA
 // chains to hide FMA latency); tails (K % 16) in scalar F16C.
@@ -187,76 +190,128 @@ static void decode_row(const uint8_t *wr, int64_t nb, uint8_t *buf) {
     }
 }
 
-// 4 decoded rows (c, row stride BN_KPIECE) x 2 tokens over kp elements; adds the
-// 4 row sums of each token to out[0], out[1].
-__attribute__((noinline)) static void gemm_tile2(const uint8_t *c, int64_t kp, const int8_t *q,
-                                                 int64_t K, __m128i *out) {
-    __m256i sa = _mm256_setzero_si256(), sb = sa;
-    for (int64_t k0 = 0; k0 < kp; k0 += 128 * BN_GEMM_I16_BLOCKS) {
-        const int64_t steps = ((k0 + 128 * BN_GEMM_I16_BLOCKS < kp ? 128 * BN_GEMM_I16_BLOCKS : kp - k0)) / 32;
-        const uint8_t *cp = c + k0;
-        const int8_t *qa = q + k0, *qb = q + K + k0;
-        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-        __m256i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-        // gcc keeps shuffling these eight accumulators between registers when this
-        // loop is written with intrinsics (~35 instructions for 8 multiplies; the
-        // front end, not vpmaddubsw, then sets the pace), so it is spelled out:
-        // 6 loads, 8 vpmaddubsw, 8 vpaddw, 3 loop instructions. steps >= 1.
-        int64_t i = 0;
-        const int64_t nbytes = 32 * steps;
-        __asm__("1:\n\t"
-                "vmovdqu (%[qa],%[i]), %%ymm14\n\t"
-                "vmovdqu (%[qb],%[i]), %%ymm15\n\t"
-                "vmovdqa (%[c],%[i]), %%ymm12\n\t"
-                "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
-                "vpaddw %%ymm13, %[a0], %[a0]\n\t"
-                "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
-                "vpaddw %%ymm13, %[b0], %[b0]\n\t"
-                "vmovdqa " BN_STR(BN_KPIECE) "(%[c],%[i]), %%ymm12\n\t"
-                "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
-                "vpaddw %%ymm13, %[a1], %[a1]\n\t"
-                "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
-                "vpaddw %%ymm13, %[b1], %[b1]\n\t"
-                "vmovdqa " BN_STR(BN_KPIECE2) "(%[c],%[i]), %%ymm12\n\t"
-                "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
-                "vpaddw %%ymm13, %[a2], %[a2]\n\t"
-                "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
-                "vpaddw %%ymm13, %[b2], %[b2]\n\t"
-                "vmovdqa " BN_STR(BN_KPIECE3) "(%[c],%[i]), %%ymm12\n\t"
-                "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
-                "vpaddw %%ymm13, %[a3], %[a3]\n\t"
-                "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
-                "vpaddw %%ymm13, %[b3], %[b3]\n\t"
-                "add $32, %[i]\n\t"
-                "cmp %[n], %[i]\n\t"
-                "jl 1b\n\t"
-                : [a0] "+x"(a0), [a1] "+x"(a1), [a2] "+x"(a2), [a3] "+x"(a3), [b0] "+x"(b0),
-                  [b1] "+x"(b1), [b2] "+x"(b2), [b3] "+x"(b3), [i] "+r"(i)
-                : [c] "r"(cp), [qa] "r"(qa), [qb] "r"(qb), [n] "r"(nbytes)
-                : "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
-        sa = _mm256_add_epi32(sa, pack4_i16(a0, a1, a2, a3));
-        sb = _mm256_add_epi32(sb, pack4_i16(b0, b1, b2, b3));
-    }
-    out[0] = _mm_add_epi32(out[0], fold_lanes(sa));
-    out[1] = _mm_add_epi32(out[1], fold_lanes(sb));
+// int16 chunks of one K piece (in 32-element steps): as few as the int16 bound
+// allows, of equal length (80 steps -> 2 x 40 rather than 64 + 16: a short chunk
+// costs a whole loop start and widening for little work), and even, for the
+// 2x-unrolled loop (steps is a multiple of 4: K pieces are whole blocks).
+static int64_t gemm_chunk_steps(int64_t steps) {
+    const int64_t max_steps = 128 * BN_GEMM_I16_BLOCKS / 32;
+    const int64_t nchunks = (steps + max_steps - 1) / max_steps;
+    return ((steps + nchunks - 1) / nchunks + 1) / 2 * 2;
+}
+
+// 4 decoded rows (c, row stride BN_KPIECE) x 2 tokens (qa, qb) over `steps` x 32
+// elements, adding the 4 row sums of each token to sa, sb (packed by pack4_i16).
+BN_ALWAYS_INLINE void gemm_chunk2(const uint8_t *c, const int8_t *qa, const int8_t *qb,
+                                  int64_t steps, __m256i *sa, __m256i *sb) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    __m256i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    // gcc keeps shuffling these eight accumulators between registers when this
+    // loop is written with intrinsics (~35 instructions for 8 multiplies; the
+    // front end, not vpmaddubsw, then sets the pace), so it is spelled out and
+    // unrolled twice: per 32 elements, 6 loads, 8 vpmaddubsw, 8 vpaddw; 3 loop
+    // instructions per 64. steps is even and >= 2.
+    int64_t i = 0;
+    const int64_t nbytes = 32 * steps;
+    __asm__("1:\n\t"
+            "vmovdqu (%[qa],%[i]), %%ymm14\n\t"
+            "vmovdqu (%[qb],%[i]), %%ymm15\n\t"
+            "vmovdqa (%[c],%[i]), %%ymm12\n\t"
+            "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
+            "vpaddw %%ymm13, %[a0], %[a0]\n\t"
+            "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
+            "vpaddw %%ymm13, %[b0], %[b0]\n\t"
+            "vmovdqa " BN_STR(BN_KPIECE) "(%[c],%[i]), %%ymm12\n\t"
+            "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
+            "vpaddw %%ymm13, %[a1], %[a1]\n\t"
+            "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
+            "vpaddw %%ymm13, %[b1], %[b1]\n\t"
+            "vmovdqa " BN_STR(BN_KPIECE2) "(%[c],%[i]), %%ymm12\n\t"
+            "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
+            "vpaddw %%ymm13, %[a2], %[a2]\n\t"
+            "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
+            "vpaddw %%ymm13, %[b2], %[b2]\n\t"
+            "vmovdqa " BN_STR(BN_KPIECE3) "(%[c],%[i]), %%ymm12\n\t"
+            "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
+            "vpaddw %%ymm13, %[a3], %[a3]\n\t"
+            "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
+            "vpaddw %%ymm13, %[b3], %[b3]\n\t"
+            "vmovdqu 32(%[qa],%[i]), %%ymm14\n\t"
+            "vmovdqu 32(%[qb],%[i]), %%ymm15\n\t"
+            "vmovdqa 32(%[c],%[i]), %%ymm12\n\t"
+            "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
+            "vpaddw %%ymm13, %[a0], %[a0]\n\t"
+            "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
+            "vpaddw %%ymm13, %[b0], %[b0]\n\t"
+            "vmovdqa " BN_STR(BN_KPIECE) "+32(%[c],%[i]), %%ymm12\n\t"
+            "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
+            "vpaddw %%ymm13, %[a1], %[a1]\n\t"
+            "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
+            "vpaddw %%ymm13, %[b1], %[b1]\n\t"
+            "vmovdqa " BN_STR(BN_KPIECE2) "+32(%[c],%[i]), %%ymm12\n\t"
+            "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
+            "vpaddw %%ymm13, %[a2], %[a2]\n\t"
+            "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
+            "vpaddw %%ymm13, %[b2], %[b2]\n\t"
+            "vmovdqa " BN_STR(BN_KPIECE3) "+32(%[c],%[i]), %%ymm12\n\t"
+            "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
+            "vpaddw %%ymm13, %[a3], %[a3]\n\t"
+            "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
+            "vpaddw %%ymm13, %[b3], %[b3]\n\t"
+            "add $64, %[i]\n\t"
+            "cmp %[n], %[i]\n\t"
+            "jl 1b\n\t"
+            : [a0] "+x"(a0), [a1] "+x"(a1), [a2] "+x"(a2), [a3] "+x"(a3), [b0] "+x"(b0),
+              [b1] "+x"(b1), [b2] "+x"(b2), [b3] "+x"(b3), [i] "+r"(i)
+            : [c] "r"(c), [qa] "r"(qa), [qb] "r"(qb), [n] "r"(nbytes)
+            : "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+    *sa = _mm256_add_epi32(*sa, pack4_i16(a0, a1, a2, a3));
+    *sb = _mm256_add_epi32(*sb, pack4_i16(b0, b1, b2, b3));
 }
 
 // The same for one token (odd n).
-static void gemm_tile1(const uint8_t *c, int64_t kp, const int8_t *q, __m128i *out) {
-    __m256i sa = _mm256_setzero_si256();
-    for (int64_t k0 = 0; k0 < kp; k0 += 128 * BN_GEMM_I16_BLOCKS) {
-        const int64_t k1 = k0 + 128 * BN_GEMM_I16_BLOCKS < kp ? k0 + 128 * BN_GEMM_I16_BLOCKS : kp;
-        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t k = k0; k < k1; k += 32) {
-            const __m256i u = LOADQ(q + k);
-            a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(c + k)), u));
-            a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(c + BN_KPIECE + k)), u));
-            a2 = _mm256_add_epi16(a2, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(c + 2 * BN_KPIECE + k)), u));
-            a3 = _mm256_add_epi16(a3, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(c + 3 * BN_KPIECE + k)), u));
-        }
-        sa = _mm256_add_epi32(sa, pack4_i16(a0, a1, a2, a3));
+BN_ALWAYS_INLINE void gemm_chunk1(const uint8_t *c, const int8_t *q, int64_t steps,
+                                  __m256i *sa) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t k = 0; k < 32 * steps; k += 32) {
+        const __m256i u = LOADQ(q + k);
+        a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(c + k)), u));
+        a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(c + BN_KPIECE + k)), u));
+        a2 = _mm256_add_epi16(a2, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(c + 2 * BN_KPIECE + k)), u));
+        a3 = _mm256_add_epi16(a3, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(c + 3 * BN_KPIECE + k)), u));
     }
-    out[0] = _mm_add_epi32(out[0], fold_lanes(sa));
+    *sa = _mm256_add_epi32(*sa, pack4_i16(a0, a1, a2, a3));
+}
+
+BN_ALWAYS_INLINE void add_row4(int32_t *y, __m256i s) {
+    _mm_storeu_si128((__m128i *)y, _mm_add_epi32(_mm_loadu_si128((const __m128i *)y), fold_lanes(s)));
+}
+
+// Runs all n tokens (activations q + t * K, piece of kp elements) over one decoded
+// 4-row group c, adding to the 4 outputs y + t * ldy. One call per group, not per
+// token pair: the call and its vzeroupper were ~5% of the prefill.
+__attribute__((noinline)) static void gemm_group(const uint8_t *c, int64_t kp, const int8_t *q,
+                                                 int64_t K, int n, int32_t *y, int64_t ldy) {
+    const int64_t steps = kp / 32, chunk = gemm_chunk_steps(steps);
+    int t = 0;
+    for (; t + 2 <= n; t += 2) {
+        const int8_t *qa = q + t * K, *qb = qa + K;
+        __m256i sa = _mm256_setzero_si256(), sb = sa;
+        for (int64_t s0 = 0; s0 < steps; s0 += chunk) {
+            const int64_t ns = steps - s0 < chunk ? steps - s0 : chunk;
+            gemm_chunk2(c + 32 * s0, qa + 32 * s0, qb + 32 * s0, ns, &sa, &sb);
+        }
+        add_row4(y + t * ldy, sa);
+        add_row4(y + (t + 1) * ldy, sb);
+    }
+    if (t < n) {
+        __m256i sa = _mm256_setzero_si256();
+        for (int64_t s0 = 0; s0 < steps; s0 += chunk) {
+            const int64_t ns = steps - s0 < chunk ? steps - s0 : chunk;
+            gemm_chunk1(c + 32 * s0, q + t * K + 32 * s0, ns, &sa);
+        }
+        add_row4(y + t * ldy, sa);
+    }
 }
 
 void bn_ternary_gemm_avx2(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
@@ -282,19 +337,13 @@ void bn_ternary_gemm_avx2(const uint8_t *w, int64_t K, int64_t row0, int64_t row
         for (r = row0; r < r4; r += 4) {
             for (int i = 0; i < 4; i++)
                 decode_row(w + (r + i) * rb + k0 / 4, kp / 128, buf + i * BN_KPIECE);
-            int t = 0;
-            for (; t + 2 <= n; t += 2) {
-                __m128i o[2] = {_mm_loadu_si128((const __m128i *)(y + t * ldy + r)),
-                                _mm_loadu_si128((const __m128i *)(y + (t + 1) * ldy + r))};
-                gemm_tile2(buf, kp, q + t * K + k0, K, o);
-                _mm_storeu_si128((__m128i *)(y + t * ldy + r), o[0]);
-                _mm_storeu_si128((__m128i *)(y + (t + 1) * ldy + r), o[1]);
-            }
-            if (t < n) {
-                __m128i o[1] = {_mm_loadu_si128((const __m128i *)(y + t * ldy + r))};
-                gemm_tile1(buf, kp, q + t * K + k0, o);
-                _mm_storeu_si128((__m128i *)(y + t * ldy + r), o[0]);
-            }
+            // The next group's piece comes from DRAM: ask for it now, while the
+            // tiles below keep the core busy for far longer than its latency.
+            if (r + 8 <= r4)
+                for (int i = 4; i < 8; i++)
+                    for (int64_t b = 0; b < kp / 4; b += 64)
+                        _mm_prefetch((const char *)(w + (r + i) * rb + k0 / 4 + b), _MM_HINT_T0);
+            gemm_group(buf, kp, q + k0, K, n, y + r, ldy);
         }
     }
     r = r4;
