@@ -25,4 +25,12 @@ static inline void bn_gemm_init_rows(int32_t *y, int64_t ldy, int64_t row0, int6
         for (int64_t r = row0; r < row1; r++) y[t * ldy + r] = -qsum[t];
 }
 
+// Asks for the K piece [k0, k0 + kp) of the 4 rows at w (row stride rb bytes):
+// called for the next 4-row group while the current one computes, so its weights
+// arrive from DRAM in the shadow of far longer compute.
+static inline void bn_gemm_prefetch_group(const uint8_t *w, int64_t rb, int64_t k0, int64_t kp) {
+    for (int i = 0; i < 4; i++)
+        for (int64_t b = 0; b < kp / 4; b += 64) __builtin_prefetch(w + i * rb + k0 / 4 + b, 0, 3);
+}
+
 #endif

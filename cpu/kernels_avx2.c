@@ -337,12 +337,7 @@ void bn_ternary_gemm_avx2(const uint8_t *w, int64_t K, int64_t row0, int64_t row
         for (r = row0; r < r4; r += 4) {
             for (int i = 0; i < 4; i++)
                 decode_row(w + (r + i) * rb + k0 / 4, kp / 128, buf + i * BN_KPIECE);
-            // The next group's piece comes from DRAM: ask for it now, while the
-            // tiles below keep the core busy for far longer than its latency.
-            if (r + 8 <= r4)
-                for (int i = 4; i < 8; i++)
-                    for (int64_t b = 0; b < kp / 4; b += 64)
-                        _mm_prefetch((const char *)(w + (r + i) * rb + k0 / 4 + b), _MM_HINT_T0);
+            if (r + 8 <= r4) bn_gemm_prefetch_group(w + (r + 4) * rb, rb, k0, kp);
             gemm_group(buf, kp, q + k0, K, n, y + r, ldy);
         }
     }
@@ -415,8 +410,12 @@ BN_ALWAYS_INLINE void i8_tile(const int8_t *w, int64_t K, const int8_t *x, int32
     __m256i acc[4];
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++) acc[i] = _mm256_setzero_si256();
+    // R = 4 rows are contiguous: prefetch the tile BN_PF_TILES ahead, 64 bytes per
+    // 16-element step (4 rows x 16 bytes), the pace at which this one is read.
+    const char *pf = (const char *)((uintptr_t)w + (uintptr_t)(BN_PF_TILES * 4 * K));
     int64_t k = 0;
     for (; k + 16 <= K; k += 16) {
+        if (R == 4) _mm_prefetch(pf + 4 * k, _MM_HINT_T0);
         const __m256i xv = load_i8x16(x + k);
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++)

@@ -179,6 +179,7 @@ void bn_ternary_gemm_avx512(const uint8_t *w, int64_t K, int64_t row0, int64_t r
         for (r = row0; r < r4; r += 4) {
             for (int i = 0; i < 4; i++)
                 decode_row512(w + (r + i) * rb + k0 / 4, kp / 128, buf + i * BN_KPIECE);
+            if (r + 8 <= r4) bn_gemm_prefetch_group(w + (r + 4) * rb, rb, k0, kp);
             const int8_t *qk = q + k0;
             int32_t *yr = y + r;
             int t = 0;
@@ -248,7 +249,11 @@ BN_ALWAYS_INLINE void i8_tile512(const int8_t *w, int64_t K, const int8_t *x, in
     __m512i dot[4], wsum[4];
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++) dot[i] = wsum[i] = _mm512_setzero_si512();
+    // R = 4 rows are contiguous: prefetch the tile 2 ahead, 256 bytes per step.
+    const char *pf = (const char *)((uintptr_t)w + (uintptr_t)(2 * 4 * K));
     for (int64_t k = 0; k < K; k += 64) {
+        if (R == 4)
+            for (int j = 0; j < 4; j++) _mm_prefetch(pf + 4 * k + 64 * j, _MM_HINT_T0);
         const int64_t left = K - k;
         const __mmask64 m = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
         // masked-off lanes load 0 for w, so they add nothing to either sum
