@@ -15,7 +15,9 @@
 //      KV cache, as the kernel is called in prefill (whole groups), in us;
 //   4. prefill: the 7 ternary GEMMs of a layer at n = 64 tokens, in GOPS (int8
 //      MACs/s) and the tok/s that implies for 30 layers (LM head and attention not
-//      counted).
+//      counted), against the machine's int8 multiply-add peak measured here: the
+//      kernel set's instruction (vpmaddubsw, or vpdpbusd on AVX-512 VNNI) issued
+//      back to back on every thread, operands in registers.
 // Kernel sets: every one this CPU runs (scalar, avx2, avx512), or -k NAME.
 // Usage: bench_kernels [-t THREADS] [-k scalar|avx2|avx512] [--json]
 #include <immintrin.h>
@@ -160,6 +162,61 @@ static double read_bandwidth(bn_pool *pool, const uint64_t *buf, size_t bytes, i
     return (double)bytes / (best * 1e-3) / 1e9;
 }
 
+// ---- int8 multiply-add peak -----------------------------------------------------
+
+// Independent chains of the int8 instruction (more than its latency x issue
+// rate), so only the issue rate counts. Returns int8 MACs done; `acc` keeps them
+// alive. vpmaddubsw: 32 u8 x s8 products summed in pairs; vpdpbusd zmm: 64.
+#define PEAK_ITERS 20000000L
+__attribute__((target("avx2"))) static double macs_maddubs(int32_t *acc) {
+    __m256i a[8];
+    const __m256i b = _mm256_set1_epi8(1);
+    for (int i = 0; i < 8; i++) a[i] = _mm256_set1_epi8((char)(i + 1));
+    for (long it = 0; it < PEAK_ITERS; it++)
+        for (int i = 0; i < 8; i++) a[i] = _mm256_maddubs_epi16(a[i], b);
+    for (int i = 1; i < 8; i++) a[0] = _mm256_add_epi16(a[0], a[i]);
+    *acc = _mm256_extract_epi32(a[0], 0);
+    return 32.0 * 8 * PEAK_ITERS;
+}
+
+__attribute__((target("avx512f,avx512vnni"))) static double macs_dpbusd(int32_t *acc) {
+    __m512i a[12];
+    const __m512i b = _mm512_set1_epi8(1);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_epi32(i);
+    for (long it = 0; it < PEAK_ITERS; it++)
+        for (int i = 0; i < 12; i++) a[i] = _mm512_dpbusd_epi32(a[i], b, b);
+    for (int i = 1; i < 12; i++) a[0] = _mm512_add_epi32(a[0], a[i]);
+    *acc = _mm512_reduce_add_epi32(a[0]);
+    return 64.0 * 12 * PEAK_ITERS;
+}
+
+typedef struct {
+    int vnni;
+    double macs[64];
+    int32_t acc[64];
+} peak_job;
+
+static void job_peak(void *ctx, int ith, int nth) {
+    (void)nth;
+    peak_job *j = ctx;
+    j->macs[ith & 63] = j->vnni ? macs_dpbusd(&j->acc[ith & 63]) : macs_maddubs(&j->acc[ith & 63]);
+}
+
+// int8 MACs per second over all pool threads (1e9 units: G MAC/s), best of 3.
+static double int8_mac_peak(bn_pool *pool, int threads, int vnni) {
+    peak_job j = {.vnni = vnni};
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        const double t0 = bn_now_ms();
+        bn_pool_run(pool, job_peak, &j);
+        const double dt = bn_now_ms() - t0;
+        if (dt < best) best = dt;
+    }
+    double macs = 0;
+    for (int i = 0; i < threads && i < 64; i++) macs += j.macs[i];
+    return macs / (best * 1e-3) / 1e9;
+}
+
 // ---- helpers -----------------------------------------------------------------
 
 static void fill_random(void *p, size_t bytes, uint64_t seed) {
@@ -189,6 +246,7 @@ typedef struct {
     double att_us;                  // 20 heads x 512 keys
     double sum_ms, step_ms, roofline_ms;
     double prefill_gops, prefill_tps;
+    double mac_peak_gops; // int8 multiply-add peak of this kernel set's instruction (0: scalar)
     double cached_tern_gbs, cached_f16_gbs; // same GEMV on cache-resident weights
 } result;
 
@@ -430,6 +488,8 @@ int main(int argc, char **argv) {
                 if (dt < best) best = dt;
             }
             R->prefill_gops = layer_macs / best / 1e9;
+            if (strcmp(k->name, "scalar") != 0)
+                R->mac_peak_gops = int8_mac_peak(pool, threads, !strcmp(k->name, "avx512"));
             // tokens/s for the ternary layers only: 64 tokens per 30 layers' time
             R->prefill_tps = PREFILL_N / (best * LAYERS);
         }
@@ -448,13 +508,13 @@ int main(int argc, char **argv) {
                        100.0 * R->gemv_gbs[s] / bwn);
             printf("], \"lm_head_ms\": %.3f, \"lm_head_gbs\": %.2f, \"decode_sum_ms\": %.3f, "
                    "\"decode_step_ms\": %.3f, \"roofline_ms\": %.3f, \"pct_roofline\": %.1f, "
-                   "\"prefill_gops\": %.2f, \"prefill_tok_s\": %.1f, "
+                   "\"prefill_gops\": %.2f, \"prefill_tok_s\": %.1f, \"int8_mac_peak_gops\": %.1f, "
                    "\"cached_ternary_gbs\": %.2f, \"cached_f16_gbs\": %.2f, "
                    "\"lm_head_q8_ms\": %.3f, \"lm_head_q8_gbs\": %.2f, \"decode_sum_q8_ms\": %.3f, "
                    "\"attention_us\": %.1f}",
                    R->head_ms, R->head_gbs, R->sum_ms, R->step_ms, R->roofline_ms,
                    100.0 * R->roofline_ms / R->step_ms, R->prefill_gops, R->prefill_tps,
-                   R->cached_tern_gbs, R->cached_f16_gbs, R->head_q8_ms, R->head_q8_gbs,
+                   R->mac_peak_gops, R->cached_tern_gbs, R->cached_f16_gbs, R->head_q8_ms, R->head_q8_gbs,
                    R->sum_ms - R->head_ms + R->head_q8_ms, R->att_us);
         }
         printf("]}\n");
@@ -489,6 +549,11 @@ int main(int argc, char **argv) {
             printf("  attention, 20 heads x 512 keys (one thread): %.1f us\n", R->att_us);
             printf("  prefill n=%d: %.1f GOPS (int8 MAC/s) -> %.1f tok/s (ternary layers only)\n",
                    PREFILL_N, R->prefill_gops, R->prefill_tps);
+            if (R->mac_peak_gops > 0)
+                printf("  int8 MAC peak (%s, operands in registers): %.1f G/s -> prefill GEMM at "
+                       "%.0f%% of it\n",
+                       strcmp(R->kernels, "avx512") ? "vpmaddubsw" : "vpdpbusd", R->mac_peak_gops,
+                       100.0 * R->prefill_gops / R->mac_peak_gops);
             printf("  compute ceiling (weights in cache): ternary GEMV %.1f GB/s, f16 GEMV %.1f GB/s\n\n",
                    R->cached_tern_gbs, R->cached_f16_gbs);
         }
