@@ -89,11 +89,23 @@ uint64_t bn_session_backend_bytes(const bn_session *s);
 // end. Return nonzero to stop.
 typedef int (*bn_token_fn)(void *user, int32_t id, const char *text, size_t len);
 
+// Why bn_session_generate stopped.
+typedef enum bn_stop {
+    BN_STOP_LENGTH,  // n_predict tokens generated
+    BN_STOP_EOG,     // an end-of-generation token (counted in n_gen, not passed to on_token)
+    BN_STOP_CONTEXT, // the context is full
+    BN_STOP_CALLER,  // on_token returned nonzero
+} bn_stop;
+
+// "length", "eog", "context" or "caller".
+const char *bn_stop_name(bn_stop stop);
+
 typedef struct bn_timings {
     double backend_ms;   // session creation (weights to the backend)
     double prefill_ms;   // prompt forward pass
     double decode_ms;    // all decode steps
     int n_prompt, n_gen; // tokens
+    bn_stop stop;        // why the generation ended
 } bn_timings;
 
 // Feeds prompt[0..n_prompt) after the tokens already in the session, then

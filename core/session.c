@@ -178,6 +178,16 @@ static int emit_token(bn_session *s, bn_utf8_stream *u, int32_t id, bn_token_fn 
     return 0;
 }
 
+const char *bn_stop_name(bn_stop stop) {
+    switch (stop) {
+    case BN_STOP_LENGTH: return "length";
+    case BN_STOP_EOG: return "eog";
+    case BN_STOP_CONTEXT: return "context";
+    case BN_STOP_CALLER: return "caller";
+    }
+    return "unknown";
+}
+
 int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, int n_predict,
                         const bn_sampling *sp, bn_token_fn on_token, void *user,
                         bn_timings *timings, bn_error *err) {
@@ -201,12 +211,23 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
     t.prefill_ms = bn_now_ms() - t0;
 
     t0 = bn_now_ms();
+    t.stop = BN_STOP_LENGTH;
     for (int i = 0; i < n_predict; i++) {
         s->history[s->n_hist++] = next; // pending: fed by the next step or the next call
         t.n_gen++;
-        if (bn_engine_is_eog(s->engine, next)) break;
-        if (emit_token(s, &utf8, next, on_token, user)) break;
-        if (i + 1 == n_predict || s->n_hist >= s->n_ctx) break;
+        if (bn_engine_is_eog(s->engine, next)) {
+            t.stop = BN_STOP_EOG;
+            break;
+        }
+        if (emit_token(s, &utf8, next, on_token, user)) {
+            t.stop = BN_STOP_CALLER;
+            break;
+        }
+        if (i + 1 == n_predict) break;
+        if (s->n_hist >= s->n_ctx) {
+            t.stop = BN_STOP_CONTEXT;
+            break;
+        }
         if (feed_and_pick(s, smp, &next, err)) goto done;
     }
     t.decode_ms = bn_now_ms() - t0;

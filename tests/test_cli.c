@@ -108,7 +108,10 @@ static void test_generate_matches_golden(void **state) {
             assert_true(margin < 0.05 && g == second); // allowed only on a near tie
             break;                                    // the sequences diverge from here
         }
-        if (matched == n_gen) assert_int_equal(n_got, n_gen);
+        if (matched == n_gen) {
+            assert_int_equal(n_got, n_gen);
+            assert_string_equal(cJSON_GetObjectItem(got, "stop")->valuestring, "length");
+        }
         fprintf(stderr, "case '%s': %d/%d tokens identical to bitnet.cpp\n", prompt, matched, n_gen);
         cJSON_Delete(got);
         free(r);
@@ -137,6 +140,26 @@ static void test_bad_inputs(void **state) {
     expect_error(args, 1, "tpu");
 }
 
+// A generation that fills the context stops there, says so on stderr and
+// reports "stop": "context"; the tokens it did produce fill the context exactly.
+static void test_context_full_is_reported(void **state) {
+    (void)state;
+    BN_REQUIRE_FIXTURE(model, "tiny-a/tiny-a.gguf");
+    char args[9000];
+    snprintf(args, sizeof args, "generate -m '%s' -p '2+2=' -n 100 -c 12 --greedy --json", model);
+    cli_result *r = malloc(sizeof *r);
+    run_cli(args, r);
+    assert_int_equal(r->status, 0);
+    cJSON *got = cJSON_Parse(r->out);
+    assert_non_null(got);
+    const int n_prompt = cJSON_GetArraySize(cJSON_GetObjectItem(got, "prompt_ids"));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(got, "generated_ids")), 12 - n_prompt);
+    assert_string_equal(cJSON_GetObjectItem(got, "stop")->valuestring, "context");
+    assert_non_null(strstr(r->err, "the context (12 tokens) is full"));
+    cJSON_Delete(got);
+    free(r);
+}
+
 // Without a usable GPU, --backend cuda fails with one line and auto falls back.
 static void test_cuda_unavailable_is_clear(void **state) {
     (void)state;
@@ -159,6 +182,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_generate_matches_golden),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_context_full_is_reported),
         cmocka_unit_test(test_cuda_unavailable_is_clear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

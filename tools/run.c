@@ -62,6 +62,10 @@ void bn_print_timings(const bn_run *r, const bn_timings *t) {
             bn_engine_load_ms(r->engine), t->backend_ms, t->n_prompt, t->prefill_ms,
             bn_per_second(t->n_prompt, t->prefill_ms), t->n_gen, bn_ms_per_token(t),
             bn_per_second(n_steps, t->decode_ms), bn_session_backend(r->session));
+    if (t->stop == BN_STOP_CONTEXT)
+        fprintf(stderr, "note: stopped after %d tokens: the context (%d tokens) is full; -c sets "
+                        "a larger one\n",
+                t->n_gen, bn_session_n_ctx(r->session));
 }
 
 void bn_add_timings_json(cJSON *o, const bn_run *r, const bn_timings *t) {
@@ -75,4 +79,5 @@ void bn_add_timings_json(cJSON *o, const bn_run *r, const bn_timings *t) {
     cJSON_AddNumberToObject(j, "generated_tokens", t->n_gen);
     cJSON_AddNumberToObject(j, "ms_per_token", bn_ms_per_token(t));
     cJSON_AddNumberToObject(j, "decode_tok_s", bn_per_second(bn_decode_steps(t), t->decode_ms));
+    cJSON_AddStringToObject(o, "stop", bn_stop_name(t->stop));
 }
