@@ -65,6 +65,7 @@ static void test_generate_matches_golden(void **state) {
     cJSON *golden = cJSON_Parse(text);
     assert_non_null(golden);
     cJSON *c;
+    int case_no = 0;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(golden, "cases")) {
         const char *prompt = cJSON_GetObjectItem(c, "prompt")->valuestring;
         cJSON *want = cJSON_GetObjectItem(c, "generated_ids");
@@ -75,10 +76,15 @@ static void test_generate_matches_golden(void **state) {
         int fd = mkstemp(prompt_path);
         assert_true(write(fd, prompt, strlen(prompt)) == (ssize_t)strlen(prompt));
         close(fd);
+        // Every other case reads it with -f instead of -p.
         char args[9000];
-        snprintf(args, sizeof args,
-                 "generate -m '%s' -p \"$(cat '%s')\" -n %d --greedy --backend cpu --json", model,
-                 prompt_path, n_gen);
+        if (case_no++ % 2)
+            snprintf(args, sizeof args, "generate -m '%s' -f '%s' -n %d --greedy --backend cpu --json",
+                     model, prompt_path, n_gen);
+        else
+            snprintf(args, sizeof args,
+                     "generate -m '%s' -p \"$(cat '%s')\" -n %d --greedy --backend cpu --json", model,
+                     prompt_path, n_gen);
         cli_result *r = malloc(sizeof *r);
         run_cli(args, r);
         unlink(prompt_path);
@@ -138,6 +144,18 @@ static void test_bad_inputs(void **state) {
     expect_error(args, 1, "context");
     snprintf(args, sizeof args, "generate -m '%s' -p hi --backend tpu", model);
     expect_error(args, 1, "tpu");
+    // Prompt files: missing, not text, and -p together with -f.
+    snprintf(args, sizeof args, "generate -m '%s' -f /nonexistent/prompt.txt", model);
+    expect_error(args, 1, "/nonexistent/prompt.txt");
+    char nul_path[] = "/tmp/bn_cli_nul_XXXXXX";
+    int fd = mkstemp(nul_path);
+    assert_true(write(fd, "a\0b", 3) == 3);
+    close(fd);
+    snprintf(args, sizeof args, "generate -m '%s' -f '%s'", model, nul_path);
+    expect_error(args, 1, "NUL");
+    unlink(nul_path);
+    snprintf(args, sizeof args, "generate -m '%s' -f - -p hi", model);
+    expect_error(args, 2, "-f FILE");
 }
 
 // A generation that fills the context stops there, says so on stderr and

@@ -49,6 +49,7 @@ void bn_print_run_usage(const char *cmd, const char *synopsis) {
     printf("usage: bitnet-gpu %s %s\n\n"
            "  -m, --model FILE       GGUF model (I2_S BitNet b1.58)\n"
            "  -p, --prompt TEXT      prompt text\n"
+           "  -f, --file FILE        read the prompt from FILE (- for stdin)\n"
            "  -n, --n-predict N      tokens to generate (generate: 128; chat: until the turn ends)\n"
            "  --greedy               greedy decoding (same as --temp 0)\n"
            "  --temp T --top-k K --top-p P --min-p P --repeat-penalty R --seed S\n"
@@ -90,6 +91,7 @@ int bn_parse_run_flags(int argc, char **argv, bn_run_flags *f, bool *help) {
         int rc = 0;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) f->model = v;
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) f->prompt = v;
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) f->prompt_file = v;
         else if (!strcmp(a, "--system")) f->system = v;
         else if (!strcmp(a, "--tokenizer")) f->tokenizer = v;
         else if (!strcmp(a, "--backend")) f->session.backend = v;
@@ -121,6 +123,53 @@ int bn_parse_run_flags(int argc, char **argv, bn_run_flags *f, bool *help) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 2;
     }
+    return 0;
+}
+
+int bn_read_prompt_file(const char *path, char **out) {
+    enum { MAX_PROMPT = 64 << 20 };
+    *out = NULL;
+    const bool use_stdin = !strcmp(path, "-");
+    FILE *fp = use_stdin ? stdin : fopen(path, "rb");
+    if (!fp) {
+        fprintf(stderr, "error: cannot open prompt file '%s': %s\n", path, strerror(errno));
+        return 1;
+    }
+    size_t n = 0, cap = 0;
+    char *buf = NULL;
+    const char *why = NULL;
+    for (;;) {
+        if (cap - n < 2) { // room for one more byte and the NUL
+            if (cap > MAX_PROMPT) {
+                why = "it is larger than 64 MiB";
+                break;
+            }
+            const size_t bigger_cap = cap ? cap * 2 : 4096;
+            char *bigger = realloc(buf, bigger_cap);
+            if (!bigger) {
+                why = "out of memory";
+                break;
+            }
+            buf = bigger;
+            cap = bigger_cap;
+        }
+        const size_t got = fread(buf + n, 1, cap - 1 - n, fp);
+        n += got;
+        if (got == 0) {
+            if (ferror(fp)) why = strerror(errno);
+            break;
+        }
+    }
+    if (!use_stdin) fclose(fp);
+    if (!why && n > MAX_PROMPT) why = "it is larger than 64 MiB";
+    if (!why && memchr(buf, 0, n)) why = "it contains a NUL byte: it is not text";
+    if (why) {
+        fprintf(stderr, "error: cannot use prompt file '%s': %s\n", path, why);
+        free(buf);
+        return 1;
+    }
+    buf[n] = 0;
+    *out = buf;
     return 0;
 }
 

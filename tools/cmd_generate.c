@@ -69,16 +69,24 @@ int bn_cmd_generate(int argc, char **argv) {
     bool help;
     int rc = bn_parse_run_flags(argc, argv, &f, &help);
     if (help || rc) {
-        if (help) bn_print_run_usage("generate", "-m MODEL -p PROMPT [options]");
+        if (help) bn_print_run_usage("generate", "-m MODEL (-p PROMPT | -f FILE) [options]");
         return rc;
     }
-    if (!f.model || !f.prompt) {
-        fprintf(stderr, "error: generate needs -m MODEL and -p PROMPT (see --help)\n");
+    if (!f.model || !f.prompt == !f.prompt_file) {
+        fprintf(stderr, "error: generate needs -m MODEL and one of -p PROMPT or -f FILE (see --help)\n");
         return 2;
     }
     if (f.n_predict < 0) f.n_predict = 128;
+    char *file_text = NULL;
+    if (f.prompt_file) {
+        if (bn_read_prompt_file(f.prompt_file, &file_text)) return 1;
+        f.prompt = file_text;
+    }
     bn_run r;
-    if (bn_run_open(&f, &r)) return 1;
+    if (bn_run_open(&f, &r)) {
+        free(file_text);
+        return 1;
+    }
 
     int32_t *prompt = NULL;
     size_t n_prompt = 0;
@@ -102,6 +110,7 @@ int bn_cmd_generate(int argc, char **argv) {
     bn_print_timings(&r, &t);
     rc = 0;
 done:
+    free(file_text);
     free(prompt);
     free(c.text);
     free(c.ids);
