@@ -131,7 +131,7 @@ BN_ALWAYS_INLINE __m128i sum4_512(__m512i a0, __m512i a1, __m512i a2, __m512i a3
 }
 
 // 4 decoded rows x T tokens (T <= 4) over kp elements; adds the sums into y.
-BN_ALWAYS_INLINE void gemm_tile512(const uint8_t *c, int64_t kp, const int8_t *q, int64_t K,
+BN_ALWAYS_INLINE void gemm_tile512(const uint8_t *c, int64_t kp, const int8_t *q, int64_t ldq,
                                    int T, int32_t *y, int64_t ldy) {
     __m512i acc[4][4];
 #pragma GCC unroll 4
@@ -145,7 +145,7 @@ BN_ALWAYS_INLINE void gemm_tile512(const uint8_t *c, int64_t kp, const int8_t *q
         const __m512i c3 = _mm512_load_si512((const void *)(c + 3 * BN_KPIECE + k));
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
-            const __m512i qt = _mm512_loadu_si512((const void *)(q + t * K + k));
+            const __m512i qt = _mm512_loadu_si512((const void *)(q + t * ldq + k));
             acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], c0, qt);
             acc[t][1] = _mm512_dpbusd_epi32(acc[t][1], c1, qt);
             acc[t][2] = _mm512_dpbusd_epi32(acc[t][2], c2, qt);
@@ -174,24 +174,27 @@ void bn_ternary_gemm_avx512(const uint8_t *w, int64_t K, int64_t row0, int64_t r
     uint8_t buf[4 * BN_KPIECE] __attribute__((aligned(64)));
     bn_gemm_init_rows(y, ldy, row0, r4, qsum, n);
     const int64_t piece = bn_kpiece_len(K);
+    bn_gemm_qpieces qpieces = bn_gemm_qpieces_alloc(K, piece, n);
     for (int64_t k0 = 0; k0 < K; k0 += piece) {
         const int64_t kp = K - k0 < piece ? K - k0 : piece;
+        int64_t ldq;
+        const int8_t *qk = bn_gemm_qpiece(&qpieces, q, K, n, k0, kp, &ldq);
         for (r = row0; r < r4; r += 4) {
             for (int i = 0; i < 4; i++)
                 decode_row512(w + (r + i) * rb + k0 / 4, kp / 128, buf + i * BN_KPIECE);
             if (r + 8 <= r4) bn_gemm_prefetch_group(w + (r + 4) * rb, rb, k0, kp);
-            const int8_t *qk = q + k0;
             int32_t *yr = y + r;
             int t = 0;
-            for (; t + 4 <= n; t += 4) gemm_tile512(buf, kp, qk + t * K, K, 4, yr + t * ldy, ldy);
+            for (; t + 4 <= n; t += 4) gemm_tile512(buf, kp, qk + t * ldq, ldq, 4, yr + t * ldy, ldy);
             switch (n - t) {
-            case 3: gemm_tile512(buf, kp, qk + t * K, K, 3, yr + t * ldy, ldy); break;
-            case 2: gemm_tile512(buf, kp, qk + t * K, K, 2, yr + t * ldy, ldy); break;
-            case 1: gemm_tile512(buf, kp, qk + t * K, K, 1, yr + t * ldy, ldy); break;
+            case 3: gemm_tile512(buf, kp, qk + t * ldq, ldq, 3, yr + t * ldy, ldy); break;
+            case 2: gemm_tile512(buf, kp, qk + t * ldq, ldq, 2, yr + t * ldy, ldy); break;
+            case 1: gemm_tile512(buf, kp, qk + t * ldq, ldq, 1, yr + t * ldy, ldy); break;
             default: break;
             }
         }
     }
+    free(qpieces.buf);
     for (r = r4; r < row1; r++) ternary_rows512(w, K, r, q, qsum, n, y, ldy, 1);
 }
 
