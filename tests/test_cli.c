@@ -158,16 +158,24 @@ static void test_bad_inputs(void **state) {
     expect_error(args, 2, "-f FILE");
 }
 
+// Runs `bitnet-gpu generate -m MODEL EXTRA`, expecting exit 0; the caller frees.
+static cli_result *generate_ok(const char *model, const char *extra) {
+    char args[9000];
+    snprintf(args, sizeof args, "generate -m '%s' %s", model, extra);
+    cli_result *r = malloc(sizeof *r);
+    assert_non_null(r);
+    run_cli(args, r);
+    if (r->status) fprintf(stderr, "args: %s\nstderr: %s\n", args, r->err);
+    assert_int_equal(r->status, 0);
+    return r;
+}
+
 // A generation that fills the context stops there, says so on stderr and
 // reports "stop": "context"; the tokens it did produce fill the context exactly.
 static void test_context_full_is_reported(void **state) {
     (void)state;
     BN_REQUIRE_FIXTURE(model, "tiny-a/tiny-a.gguf");
-    char args[9000];
-    snprintf(args, sizeof args, "generate -m '%s' -p '2+2=' -n 100 -c 12 --greedy --json", model);
-    cli_result *r = malloc(sizeof *r);
-    run_cli(args, r);
-    assert_int_equal(r->status, 0);
+    cli_result *r = generate_ok(model, "-p '2+2=' -n 100 -c 12 --greedy --json");
     cJSON *got = cJSON_Parse(r->out);
     assert_non_null(got);
     const int n_prompt = cJSON_GetArraySize(cJSON_GetObjectItem(got, "prompt_ids"));
@@ -182,14 +190,11 @@ static void test_context_full_is_reported(void **state) {
 static void test_cuda_unavailable_is_clear(void **state) {
     (void)state;
     BN_REQUIRE_FIXTURE(model, "tiny-a/tiny-a.gguf");
-    char args[9000];
-    snprintf(args, sizeof args, "generate -m '%s' -p hi -n 2 --greedy --backend auto", model);
-    cli_result *r = malloc(sizeof *r);
-    run_cli(args, r);
-    assert_int_equal(r->status, 0);
+    cli_result *r = generate_ok(model, "-p hi -n 2 --greedy --backend auto");
     bool gpu = strstr(r->err, "backend: cuda") != NULL;
     if (!gpu) {
         assert_non_null(strstr(r->err, "backend: cpu (auto: using the CPU ("));
+        char args[9000];
         snprintf(args, sizeof args, "generate -m '%s' -p hi --backend cuda", model);
         expect_error(args, 1, "cuda");
     }
