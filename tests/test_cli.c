@@ -186,6 +186,47 @@ static void test_context_full_is_reported(void **state) {
     free(r);
 }
 
+// `bench` runs the 4-token greedy "2+2=" on every backend it can (3 runs each
+// here), and the CPU's tokens are bitnet.cpp's golden ones for that prompt.
+static void test_bench_matches_golden(void **state) {
+    (void)state;
+    BN_REQUIRE_FIXTURE(model, "tiny-a/tiny-a.gguf");
+    BN_REQUIRE_FIXTURE(golden_path, "tiny-a/tiny-a.golden.json");
+    char *text = bn_read_file(golden_path, NULL);
+    cJSON *golden = cJSON_Parse(text);
+    assert_non_null(golden);
+    cJSON *want = NULL, *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(golden, "cases"))
+        if (!strcmp(cJSON_GetObjectItem(c, "prompt")->valuestring, "2+2="))
+            want = cJSON_GetObjectItem(c, "generated_ids");
+    assert_non_null(want);
+    char args[9000];
+    snprintf(args, sizeof args, "bench -m '%s' -r 3 --json", model);
+    cli_result *r = malloc(sizeof *r);
+    run_cli(args, r);
+    if (r->status) fprintf(stderr, "stderr: %s\n", r->err);
+    assert_int_equal(r->status, 0);
+    // The JSON object follows the table on stdout.
+    cJSON *got = cJSON_Parse(strchr(r->out, '{'));
+    assert_non_null(got);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(got, "same_tokens")));
+    assert_int_equal(cJSON_GetObjectItem(got, "reps")->valueint, 3);
+    cJSON *cpu = cJSON_GetArrayItem(cJSON_GetObjectItem(got, "backends"), 0);
+    assert_string_equal(cJSON_GetObjectItem(cpu, "backend")->valuestring, "cpu");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cpu, "ran")));
+    cJSON *tokens = cJSON_GetObjectItem(cpu, "tokens");
+    assert_int_equal(cJSON_GetArraySize(tokens), 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(cJSON_GetArrayItem(tokens, i)->valueint, cJSON_GetArrayItem(want, i)->valueint);
+    assert_true(cJSON_GetObjectItem(cpu, "prefill_warm_ms")->valuedouble > 0);
+    cJSON_Delete(got);
+    cJSON_Delete(golden);
+    free(text);
+    free(r);
+    snprintf(args, sizeof args, "bench -m '%s' -r 0", model);
+    expect_error(args, 2, "-r");
+}
+
 // Without a usable GPU, --backend cuda fails with one line and auto falls back.
 static void test_cuda_unavailable_is_clear(void **state) {
     (void)state;
@@ -206,6 +247,7 @@ int main(void) {
         cmocka_unit_test(test_generate_matches_golden),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_context_full_is_reported),
+        cmocka_unit_test(test_bench_matches_golden),
         cmocka_unit_test(test_cuda_unavailable_is_clear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
