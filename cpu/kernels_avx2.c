@@ -314,9 +314,9 @@ __attribute__((noinline)) static void gemm_group(const uint8_t *c, int64_t kp, c
     }
 }
 
-void bn_ternary_gemm_avx2(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
-                          const int8_t *q, const int32_t *qsum, int n, int32_t *y,
-                          int64_t ldy) {
+// One block of at most BN_GEMM_TOKEN_BLOCK tokens (n == 1: the decode GEMV).
+static void ternary_gemm_block(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
+                               const int8_t *q, const int32_t *qsum, int n, int32_t *y, int64_t ldy) {
     const int64_t rb = K / 4;
     int64_t r = row0;
     if (n == 1) {
@@ -348,6 +348,14 @@ void bn_ternary_gemm_avx2(const uint8_t *w, int64_t K, int64_t row0, int64_t row
     r = r4;
     for (; r < row1; r++)
         for (int t = 0; t < n; t++) y[t * ldy + r] = gemv_row1(w + r * rb, K, q + t * K, qsum[t]);
+}
+
+void bn_ternary_gemm_avx2(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
+                          const int8_t *q, const int32_t *qsum, int n, int32_t *y, int64_t ldy) {
+    for (int t0 = 0; t0 < n; t0 += BN_GEMM_TOKEN_BLOCK) {
+        const int nb = n - t0 < BN_GEMM_TOKEN_BLOCK ? n - t0 : BN_GEMM_TOKEN_BLOCK;
+        ternary_gemm_block(w, K, row0, row1, q + t0 * K, qsum + t0, nb, y + t0 * ldy, ldy);
+    }
 }
 
 // ---- f16 GEMV ------------------------------------------------------------------

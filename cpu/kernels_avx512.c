@@ -160,9 +160,9 @@ BN_ALWAYS_INLINE void gemm_tile512(const uint8_t *c, int64_t kp, const int8_t *q
     }
 }
 
-void bn_ternary_gemm_avx512(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
-                            const int8_t *q, const int32_t *qsum, int n, int32_t *y,
-                            int64_t ldy) {
+// One block of at most BN_GEMM_TOKEN_BLOCK tokens (n == 1: the decode GEMV).
+static void ternary_gemm_block512(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
+                                  const int8_t *q, const int32_t *qsum, int n, int32_t *y, int64_t ldy) {
     const int64_t rb = K / 4;
     int64_t r = row0;
     if (n == 1) {
@@ -196,6 +196,14 @@ void bn_ternary_gemm_avx512(const uint8_t *w, int64_t K, int64_t row0, int64_t r
     }
     free(qpieces.buf);
     for (r = r4; r < row1; r++) ternary_rows512(w, K, r, q, qsum, n, y, ldy, 1);
+}
+
+void bn_ternary_gemm_avx512(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
+                            const int8_t *q, const int32_t *qsum, int n, int32_t *y, int64_t ldy) {
+    for (int t0 = 0; t0 < n; t0 += BN_GEMM_TOKEN_BLOCK) {
+        const int nb = n - t0 < BN_GEMM_TOKEN_BLOCK ? n - t0 : BN_GEMM_TOKEN_BLOCK;
+        ternary_gemm_block512(w, K, row0, row1, q + t0 * K, qsum + t0, nb, y + t0 * ldy, ldy);
+    }
 }
 
 // ---- f16 GEMV ------------------------------------------------------------------

@@ -76,7 +76,7 @@ static void test_ternary_random(const char *name) {
     if (!k) skip();
     static const int64_t Ks[] = {128, 128 * 3, 128 * 5, 128 * 21, 128 * 27}; // 27: 2 K pieces
     static const int64_t Rs[] = {1, 7, 33, 131};
-    static const int Ns[] = {1, 2, 3, 5, 17};
+    static const int Ns[] = {1, 2, 3, 5, 17, 67}; // 67: two token blocks (gemm_tiling.h)
     uint64_t rng = 0x9e3779b97f4a7c15ULL;
     for (size_t a = 0; a < sizeof Ks / sizeof *Ks; a++)
         for (size_t b = 0; b < sizeof Rs / sizeof *Rs; b++) {
