@@ -114,7 +114,7 @@ bn_ternary_gemm_kernel(const uint8_t *__restrict__ w, int K, int M, const int8_t
             if (r >= M) continue;
             const float v = (float)(acc[i][jt] - qs) / st * bn_gemm_row_scale(rs, r);
             float *dst = y + t * ldy + r;
-            *dst = add ? *dst + v : v;
+            *dst = add ? __fadd_rn(*dst, v) : v; // no FMA contraction, as the GEMV
         }
     }
 }

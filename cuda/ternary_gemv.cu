@@ -141,7 +141,9 @@ bn_ternary_gemv_kernel(const uint8_t *__restrict__ w, int K, int M, const int8_t
         if (lane == r && row < M) {
             const float v = (float)(tot - s_qs) / s_sc * bn_row_scale(rs, row);
             float *dst = y + t * ldy + row;
-            *dst = add ? *dst + v : v;
+            // __fadd_rn: a plain + lets nvcc contract the scale product into an FMA,
+            // which rounds the residual differently from the CPU (x += v, no FMA).
+            *dst = add ? __fadd_rn(*dst, v) : v;
         }
     }
 }
