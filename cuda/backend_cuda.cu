@@ -399,6 +399,10 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
 static int bn_cuda_create(const bn_model *m, const bn_backend_config *cfg, bn_backend **out,
                           bn_error *err) {
     *out = NULL;
+    // Refused rather than ignored: a silently exact head would make `bench` see the
+    // CPU (int8 head) and CUDA disagree. With --backend auto the CPU takes over.
+    if (cfg && cfg->lm_head_q8)
+        return bn_cuda_errorf(err, "--lm-head q8 is CPU-only (the CUDA LM head is exact f16)");
     bn_backend *be = (bn_backend *)calloc(1, sizeof *be);
     if (!be) return bn_cuda_errorf(err, "cuda: out of host memory");
     be->m = m;
