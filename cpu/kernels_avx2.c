@@ -509,17 +509,23 @@ BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void qk_group(const float *q, int G, const ui
     }
 }
 
-// out_i[d0 .. d0+8*nv) = sum_j p_ij v_j[..] for G heads, j ascending, multiply
-// then add (the scalar's order and rounding); each V conversion serves G heads.
-#define BN_PV_COLS 2 // 8-float columns per pass: G * BN_PV_COLS accumulators
-BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void pv_group(const float *p, int64_t n_kv, int G, const uint16_t *v,
-                                       int64_t stride, int nv, float *out, int hd) {
+// out_i[d0 .. d0+8*nv) (+)= sum_j p_ij v_j[..] over keys [j0, j1) for G heads, j
+// ascending, multiply then add (the scalar's order and rounding); each V
+// conversion serves G heads. The sums carry over from the previous key block
+// through out (first: start from zero).
+#define BN_PV_COLS 2  // 8-float columns per pass: G * BN_PV_COLS accumulators
+#define BN_PV_KEYS 64 // keys per block: 64 V rows of head_dim 128 are 16 KiB
+BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void pv_group(const float *p, int64_t n_kv, int64_t j0,
+                                                 int64_t j1, int first, int G, const uint16_t *v,
+                                                 int64_t stride, int nv, float *out, int hd) {
     __m256 acc[BN_ATT_GROUP][BN_PV_COLS];
 #pragma GCC unroll 4
     for (int i = 0; i < BN_ATT_GROUP; i++)
 #pragma GCC unroll 2
-        for (int c = 0; c < BN_PV_COLS; c++) acc[i][c] = _mm256_setzero_ps();
-    for (int64_t j = 0; j < n_kv; j++) {
+        for (int c = 0; c < BN_PV_COLS; c++)
+            acc[i][c] = first || i >= G || c >= nv ? _mm256_setzero_ps()
+                                                  : _mm256_loadu_ps(out + i * hd + 8 * c);
+    for (int64_t j = j0; j < j1; j++) {
         const uint16_t *vj = v + j * stride;
         __m256 vc[BN_PV_COLS];
 #pragma GCC unroll 2
@@ -557,10 +563,16 @@ BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void attention_group(const float *q, int G, c
         }
         for (; j < n_kv; j++) s[j] = _cvtsh_ss(_cvtss_sh(s[j], _MM_FROUND_TO_NEAREST_INT));
     }
+    // p.V in blocks of keys: every pass over the head dimension re-reads the
+    // block's V rows, which then come from L1, not from L3 (a long context's V
+    // rows are megabytes).
     const int hd8 = hd & ~7;
-    for (int d0 = 0; d0 < hd8; d0 += 8 * BN_PV_COLS) {
-        const int nv = (hd8 - d0) / 8 < BN_PV_COLS ? (hd8 - d0) / 8 : BN_PV_COLS;
-        pv_group(scores, n_kv, G, v + d0, stride, nv, out + d0, hd);
+    for (int j0 = 0; j0 < n_kv; j0 += BN_PV_KEYS) {
+        const int j1 = n_kv - j0 < BN_PV_KEYS ? n_kv : j0 + BN_PV_KEYS;
+        for (int d0 = 0; d0 < hd8; d0 += 8 * BN_PV_COLS) {
+            const int nv = (hd8 - d0) / 8 < BN_PV_COLS ? (hd8 - d0) / 8 : BN_PV_COLS;
+            pv_group(scores, n_kv, j0, j1, j0 == 0, G, v + d0, stride, nv, out + d0, hd);
+        }
     }
     for (int i = 0; i < G; i++)
         for (int d = hd8; d < hd; d++) {
