@@ -16,14 +16,15 @@
 // Decode GEMV (n = 1, memory-bound): 4 rows per pass decode each block straight
 // from memory, sharing the 4 activation loads; 4 independent streams plus a
 // software prefetch of the tiles 2 ahead keep DRAM busy. ~15 vector ops a block.
-// Prefill GEMM (n > 1, compute-bound): each 4-row group decodes a K piece once
-// into an L1 buffer of codes in element order, then every token pair runs over
-// it: 8 vpmaddubsw + 8 vpaddw per 32 elements x 4 rows x 2 tokens, no decode in
-// the loop (inner loop in asm, see gemm_chunk2). K pieces are the outer loop so a
-// piece of all n tokens' activations stays in L2; the next group's weights are
-// prefetched while the current one computes. On Zen 3 vpmaddubsw issues 2 a cycle
-// but, paired with the vpaddw it needs, about 1.6: that, not memory, is the
-// ceiling here (bench_kernels reports the achieved rate).
+// Prefill GEMM (n > 1, compute-bound), in blocks of 64 tokens: each 4-row group
+// decodes a K piece once into an L1 buffer of codes in element order, then every
+// token pair runs over it: 8 vpmaddubsw + 8 vpaddw per 32 elements x 4 rows x 2
+// tokens, no decode in the loop (inner loop in asm, see gemm_chunk2). K pieces
+// are the outer loop so the block's activations for one piece (copied into one
+// contiguous run when K has several pieces) stay in L2; the next group's weights
+// are prefetched while the current one computes (gemm_tiling.h). On Zen 3
+// vpmaddubsw issues 2 a cycle but, paired with the vpaddw it needs, about 1.6:
+// that, not memory, is the ceiling here (bench_kernels reports the achieved rate).
 //
 // f16 GEMV: 4 rows at a time, 16 halves per row per step (two vcvtph2ps + FMA
 // chains to hide FMA latency); tails (K % 16) in scalar F16C.
@@ -34,7 +35,7 @@
 // tree per score; softmax as in the scalar twin (libm expf, double sum);
 // probabilities rounded with vcvtps2ph (IEEE nearest-even, = bn_f32_to_f16);
 // out = sum_j p_j v_j over 16 output floats x 4 heads (8 ymm accumulators) per
-// pass over j. The p.V sum is in the scalar's order (j ascending, separate
+// pass over a block of 64 keys (their V rows stay in L1 across the passes). The p.V sum is in the scalar's order (j ascending, separate
 // multiply and add, no FMA), so given the same probabilities it is bit-identical;
 // only q.k is summed in another order. Results do not depend on the group size.
 // i8 GEMV (int8 LM head): both operands sign-extended to int16 (vpmovsxbw) and
@@ -200,6 +201,20 @@ static int64_t gemm_chunk_steps(int64_t steps) {
     return ((steps + nchunks - 1) / nchunks + 1) / 2 * 2;
 }
 
+// One 32-element step of gemm_chunk2 at byte offset OFF: load both tokens'
+// activations, then per row load its codes and multiply-accumulate both tokens.
+#define GEMM_ROW(ROWOFF, A, B)                                                             \
+    "vmovdqa " ROWOFF "(%[c],%[i]), %%ymm12\n\t"                                           \
+    "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"                                             \
+    "vpaddw %%ymm13, %[" A "], %[" A "]\n\t"                                               \
+    "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"                                             \
+    "vpaddw %%ymm13, %[" B "], %[" B "]\n\t"
+#define GEMM_STEP(OFF)                                                                     \
+    "vmovdqu " OFF "(%[qa],%[i]), %%ymm14\n\t"                                             \
+    "vmovdqu " OFF "(%[qb],%[i]), %%ymm15\n\t"                                             \
+    GEMM_ROW(OFF, "a0", "b0") GEMM_ROW(BN_STR(BN_KPIECE) "+" OFF, "a1", "b1")            \
+    GEMM_ROW(BN_STR(BN_KPIECE2) "+" OFF, "a2", "b2") GEMM_ROW(BN_STR(BN_KPIECE3) "+" OFF, "a3", "b3")
+
 // 4 decoded rows (c, row stride BN_KPIECE) x 2 tokens (qa, qb) over `steps` x 32
 // elements, adding the 4 row sums of each token to sa, sb (packed by pack4_i16).
 BN_ALWAYS_INLINE void gemm_chunk2(const uint8_t *c, const int8_t *qa, const int8_t *qb,
@@ -214,50 +229,7 @@ BN_ALWAYS_INLINE void gemm_chunk2(const uint8_t *c, const int8_t *qa, const int8
     int64_t i = 0;
     const int64_t nbytes = 32 * steps;
     __asm__(".p2align 6\n1:\n\t" // a fixed alignment: it moved the speed by ~4% between builds
-            "vmovdqu (%[qa],%[i]), %%ymm14\n\t"
-            "vmovdqu (%[qb],%[i]), %%ymm15\n\t"
-            "vmovdqa (%[c],%[i]), %%ymm12\n\t"
-            "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
-            "vpaddw %%ymm13, %[a0], %[a0]\n\t"
-            "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
-            "vpaddw %%ymm13, %[b0], %[b0]\n\t"
-            "vmovdqa " BN_STR(BN_KPIECE) "(%[c],%[i]), %%ymm12\n\t"
-            "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
-            "vpaddw %%ymm13, %[a1], %[a1]\n\t"
-            "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
-            "vpaddw %%ymm13, %[b1], %[b1]\n\t"
-            "vmovdqa " BN_STR(BN_KPIECE2) "(%[c],%[i]), %%ymm12\n\t"
-            "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
-            "vpaddw %%ymm13, %[a2], %[a2]\n\t"
-            "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
-            "vpaddw %%ymm13, %[b2], %[b2]\n\t"
-            "vmovdqa " BN_STR(BN_KPIECE3) "(%[c],%[i]), %%ymm12\n\t"
-            "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
-            "vpaddw %%ymm13, %[a3], %[a3]\n\t"
-            "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
-            "vpaddw %%ymm13, %[b3], %[b3]\n\t"
-            "vmovdqu 32(%[qa],%[i]), %%ymm14\n\t"
-            "vmovdqu 32(%[qb],%[i]), %%ymm15\n\t"
-            "vmovdqa 32(%[c],%[i]), %%ymm12\n\t"
-            "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
-            "vpaddw %%ymm13, %[a0], %[a0]\n\t"
-            "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
-            "vpaddw %%ymm13, %[b0], %[b0]\n\t"
-            "vmovdqa " BN_STR(BN_KPIECE) "+32(%[c],%[i]), %%ymm12\n\t"
-            "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
-            "vpaddw %%ymm13, %[a1], %[a1]\n\t"
-            "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
-            "vpaddw %%ymm13, %[b1], %[b1]\n\t"
-            "vmovdqa " BN_STR(BN_KPIECE2) "+32(%[c],%[i]), %%ymm12\n\t"
-            "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
-            "vpaddw %%ymm13, %[a2], %[a2]\n\t"
-            "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
-            "vpaddw %%ymm13, %[b2], %[b2]\n\t"
-            "vmovdqa " BN_STR(BN_KPIECE3) "+32(%[c],%[i]), %%ymm12\n\t"
-            "vpmaddubsw %%ymm14, %%ymm12, %%ymm13\n\t"
-            "vpaddw %%ymm13, %[a3], %[a3]\n\t"
-            "vpmaddubsw %%ymm15, %%ymm12, %%ymm13\n\t"
-            "vpaddw %%ymm13, %[b3], %[b3]\n\t"
+            GEMM_STEP("0") GEMM_STEP("32")
             "add $64, %[i]\n\t"
             "cmp %[n], %[i]\n\t"
             "jl 1b\n\t"
