@@ -297,26 +297,10 @@ static void ternary_gemm_block(const uint8_t *w, int64_t K, int64_t row0, int64_
         for (; r < row1; r++) y[r] = gemv_row1(w + r * rb, K, q, qsum[0]);
         return;
     }
-    // Prefill GEMM. K pieces outermost, so the activations of one piece (n x
-    // piece bytes) stay in L2 while every 4-row group
-    // decodes its piece once into L1 and runs all token pairs over it.
+    // Prefill GEMM: the shared plan (gemm_tiling.h) over whole 4-row groups.
     const int64_t r4 = row0 + (row1 - row0) / 4 * 4;
     uint8_t buf[4 * BN_KPIECE] __attribute__((aligned(32)));
-    bn_gemm_init_rows(y, ldy, row0, r4, qsum, n);
-    const int64_t piece = bn_kpiece_len(K);
-    bn_gemm_qpieces qpieces = bn_gemm_qpieces_alloc(K, piece, n);
-    for (int64_t k0 = 0; k0 < K; k0 += piece) {
-        const int64_t kp = K - k0 < piece ? K - k0 : piece;
-        int64_t ldq;
-        const int8_t *qk = bn_gemm_qpiece(&qpieces, q, K, n, k0, kp, &ldq);
-        for (r = row0; r < r4; r += 4) {
-            for (int i = 0; i < 4; i++)
-                decode_row(w + (r + i) * rb + k0 / 4, kp / 128, buf + i * BN_KPIECE);
-            if (r + 8 <= r4) bn_gemm_prefetch_group(w + (r + 4) * rb, rb, k0, kp);
-            gemm_group(buf, kp, qk, ldq, n, y + r, ldy);
-        }
-    }
-    free(qpieces.buf);
+    bn_gemm_groups(w, K, row0, r4, q, qsum, n, y, ldy, buf, decode_row, gemm_group);
     r = r4;
     for (; r < row1; r++)
         for (int t = 0; t < n; t++) y[t * ldy + r] = gemv_row1(w + r * rb, K, q + t * K, qsum[t]);
@@ -324,10 +308,7 @@ static void ternary_gemm_block(const uint8_t *w, int64_t K, int64_t row0, int64_
 
 void bn_ternary_gemm_avx2(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
                           const int8_t *q, const int32_t *qsum, int n, int32_t *y, int64_t ldy) {
-    for (int t0 = 0; t0 < n; t0 += BN_GEMM_TOKEN_BLOCK) {
-        const int nb = n - t0 < BN_GEMM_TOKEN_BLOCK ? n - t0 : BN_GEMM_TOKEN_BLOCK;
-        ternary_gemm_block(w, K, row0, row1, q + t0 * K, qsum + t0, nb, y + t0 * ldy, ldy);
-    }
+    bn_gemm_token_blocks(ternary_gemm_block, w, K, row0, row1, q, qsum, n, y, ldy);
 }
 
 // ---- f16 GEMV ------------------------------------------------------------------

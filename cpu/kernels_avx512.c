@@ -160,10 +160,22 @@ BN_ALWAYS_INLINE void gemm_tile512(const uint8_t *c, int64_t kp, const int8_t *q
     }
 }
 
+// All n tokens (row stride ldq) over one decoded 4-row group, 4 tokens a tile.
+static void gemm_group512(const uint8_t *c, int64_t kp, const int8_t *q, int64_t ldq, int n,
+                          int32_t *y, int64_t ldy) {
+    int t = 0;
+    for (; t + 4 <= n; t += 4) gemm_tile512(c, kp, q + t * ldq, ldq, 4, y + t * ldy, ldy);
+    switch (n - t) {
+    case 3: gemm_tile512(c, kp, q + t * ldq, ldq, 3, y + t * ldy, ldy); break;
+    case 2: gemm_tile512(c, kp, q + t * ldq, ldq, 2, y + t * ldy, ldy); break;
+    case 1: gemm_tile512(c, kp, q + t * ldq, ldq, 1, y + t * ldy, ldy); break;
+    default: break;
+    }
+}
+
 // One block of at most BN_GEMM_TOKEN_BLOCK tokens (n == 1: the decode GEMV).
 static void ternary_gemm_block512(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
                                   const int8_t *q, const int32_t *qsum, int n, int32_t *y, int64_t ldy) {
-    const int64_t rb = K / 4;
     int64_t r = row0;
     if (n == 1) {
         for (; r + 4 <= row1; r += 4) ternary_rows512(w, K, r, q, qsum, n, y, ldy, 4);
@@ -172,38 +184,13 @@ static void ternary_gemm_block512(const uint8_t *w, int64_t K, int64_t row0, int
     }
     const int64_t r4 = row0 + (row1 - row0) / 4 * 4;
     uint8_t buf[4 * BN_KPIECE] __attribute__((aligned(64)));
-    bn_gemm_init_rows(y, ldy, row0, r4, qsum, n);
-    const int64_t piece = bn_kpiece_len(K);
-    bn_gemm_qpieces qpieces = bn_gemm_qpieces_alloc(K, piece, n);
-    for (int64_t k0 = 0; k0 < K; k0 += piece) {
-        const int64_t kp = K - k0 < piece ? K - k0 : piece;
-        int64_t ldq;
-        const int8_t *qk = bn_gemm_qpiece(&qpieces, q, K, n, k0, kp, &ldq);
-        for (r = row0; r < r4; r += 4) {
-            for (int i = 0; i < 4; i++)
-                decode_row512(w + (r + i) * rb + k0 / 4, kp / 128, buf + i * BN_KPIECE);
-            if (r + 8 <= r4) bn_gemm_prefetch_group(w + (r + 4) * rb, rb, k0, kp);
-            int32_t *yr = y + r;
-            int t = 0;
-            for (; t + 4 <= n; t += 4) gemm_tile512(buf, kp, qk + t * ldq, ldq, 4, yr + t * ldy, ldy);
-            switch (n - t) {
-            case 3: gemm_tile512(buf, kp, qk + t * ldq, ldq, 3, yr + t * ldy, ldy); break;
-            case 2: gemm_tile512(buf, kp, qk + t * ldq, ldq, 2, yr + t * ldy, ldy); break;
-            case 1: gemm_tile512(buf, kp, qk + t * ldq, ldq, 1, yr + t * ldy, ldy); break;
-            default: break;
-            }
-        }
-    }
-    free(qpieces.buf);
+    bn_gemm_groups(w, K, row0, r4, q, qsum, n, y, ldy, buf, decode_row512, gemm_group512);
     for (r = r4; r < row1; r++) ternary_rows512(w, K, r, q, qsum, n, y, ldy, 1);
 }
 
 void bn_ternary_gemm_avx512(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
                             const int8_t *q, const int32_t *qsum, int n, int32_t *y, int64_t ldy) {
-    for (int t0 = 0; t0 < n; t0 += BN_GEMM_TOKEN_BLOCK) {
-        const int nb = n - t0 < BN_GEMM_TOKEN_BLOCK ? n - t0 : BN_GEMM_TOKEN_BLOCK;
-        ternary_gemm_block512(w, K, row0, row1, q + t0 * K, qsum + t0, nb, y + t0 * ldy, ldy);
-    }
+    bn_gemm_token_blocks(ternary_gemm_block512, w, K, row0, row1, q, qsum, n, y, ldy);
 }
 
 // ---- f16 GEMV ------------------------------------------------------------------
