@@ -7,6 +7,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" { // the CUDA backend (.cu, compiled as C++) reports through these too
+#endif
+
 typedef struct bn_error {
     char msg[512];
 } bn_error;
@@ -17,5 +21,9 @@ int bn_errorf(bn_error *err, const char *fmt, ...) __attribute__((format(printf,
 
 // Prepends "prefix: " to err's message (e.g. the file it is about); returns -1.
 int bn_error_prefix(bn_error *err, const char *prefix);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -89,27 +89,27 @@ static int bn_cuda_probe(bn_error *err) {
     int n = 0;
     const cudaError_t e = cudaGetDeviceCount(&n);
     if (e == cudaErrorNoDevice || (e == cudaSuccess && n == 0))
-        return bn_cuda_errorf(err, "no CUDA device");
+        return bn_errorf(err, "no CUDA device");
     if (e == cudaErrorInsufficientDriver) {
         int drv = 0, rt = 0;
         (void)cudaDriverGetVersion(&drv);
         (void)cudaRuntimeGetVersion(&rt);
         if (drv == 0)
-            return bn_cuda_errorf(err, "no CUDA device: no NVIDIA driver is installed (libcuda not found)");
-        return bn_cuda_errorf(err,
+            return bn_errorf(err, "no CUDA device: no NVIDIA driver is installed (libcuda not found)");
+        return bn_errorf(err,
                               "CUDA driver too old: it supports CUDA %d.%d, this build needs %d.%d",
                               drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
     }
-    if (e != cudaSuccess) return bn_cuda_errorf(err, "CUDA unavailable: %s", cudaGetErrorString(e));
+    if (e != cudaSuccess) return bn_errorf(err, "CUDA unavailable: %s", cudaGetErrorString(e));
     int major = 0, minor = 0;
     BN_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
     BN_CUDA_TRY(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0));
     if (major < 8)
-        return bn_cuda_errorf(err, "CUDA device 0 has compute capability %d.%d; bitnet-gpu needs 8.0+",
+        return bn_errorf(err, "CUDA device 0 has compute capability %d.%d; bitnet-gpu needs 8.0+",
                               major, minor);
     const cudaError_t ke = bn_cuda_kernel_image_check();
     if (ke != cudaSuccess)
-        return bn_cuda_errorf(err, "no usable kernels for compute capability %d.%d (%s): rebuild with "
+        return bn_errorf(err, "no usable kernels for compute capability %d.%d (%s): rebuild with "
                               "CMAKE_CUDA_ARCHITECTURES including %d%d",
                               major, minor, cudaGetErrorString(ke), major, minor);
     return 0;
@@ -188,21 +188,21 @@ static bn_cuda_rowscale rowscale3(int r1, int r2, float s0, float s1, float s2) 
 
 static int check_i2s(const bn_tensor *t, uint64_t K, uint64_t rows, bn_error *err) {
     if (t->type != BN_GGML_I2_S)
-        return bn_cuda_errorf(err, "cuda: %s has type %s, expected I2_S", t->name,
+        return bn_errorf(err, "cuda: %s has type %s, expected I2_S", t->name,
                               type_name(t->type));
     if (t->ne0 != K || t->ne1 != rows || K % 128 != 0)
-        return bn_cuda_errorf(err, "cuda: %s is [%llu, %llu], expected [%llu, %llu] (K %% 128 == 0)",
+        return bn_errorf(err, "cuda: %s is [%llu, %llu], expected [%llu, %llu] (K %% 128 == 0)",
                               t->name, (unsigned long long)t->ne0, (unsigned long long)t->ne1,
                               (unsigned long long)K, (unsigned long long)rows);
     if (t->nbytes < K * rows / 4 || !t->data)
-        return bn_cuda_errorf(err, "cuda: %s holds %llu bytes, needs %llu", t->name,
+        return bn_errorf(err, "cuda: %s holds %llu bytes, needs %llu", t->name,
                               (unsigned long long)t->nbytes, (unsigned long long)(K * rows / 4));
     return 0;
 }
 
 static int check_vec(const bn_tensor *t, uint64_t n, bn_error *err) {
     if (!t->f32 || t->ne0 != n)
-        return bn_cuda_errorf(err, "cuda: norm %s is missing or not %llu floats",
+        return bn_errorf(err, "cuda: norm %s is missing or not %llu floats",
                               t->name ? t->name : "?", (unsigned long long)n);
     return 0;
 }
@@ -213,17 +213,17 @@ static int check_model(const bn_model *m, bn_error *err) {
                    nkv = (uint64_t)hp->n_head_kv * hp->head_dim;
     if (hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv || hp->head_dim % 2 || hp->head_dim > 256 ||
         hp->n_rot > hp->head_dim || hp->n_rot % 2 || nq != E || E % 128 || F % 128)
-        return bn_cuda_errorf(err, "cuda: unsupported shape (n_embd %u, n_ff %u, heads %u/%u, head_dim %u, "
+        return bn_errorf(err, "cuda: unsupported shape (n_embd %u, n_ff %u, heads %u/%u, head_dim %u, "
                               "n_rot %u)", hp->n_embd, hp->n_ff, hp->n_head, hp->n_head_kv,
                               hp->head_dim, hp->n_rot);
     const uint32_t et = m->tok_embd.type, ht = m->output.type;
     if ((et != BN_GGML_F16 && et != BN_GGML_BF16 && et != BN_GGML_F32) ||
         (ht != BN_GGML_F16 && ht != BN_GGML_BF16 && ht != BN_GGML_F32))
-        return bn_cuda_errorf(err, "cuda: embedding/output type %s/%s not supported",
+        return bn_errorf(err, "cuda: embedding/output type %s/%s not supported",
                               type_name(et), type_name(ht));
     if (m->tok_embd.ne0 != E || m->tok_embd.ne1 != hp->n_vocab || m->output.ne0 != E ||
         m->output.ne1 != hp->n_vocab)
-        return bn_cuda_errorf(err, "cuda: embedding/output shape does not match n_embd x n_vocab");
+        return bn_errorf(err, "cuda: embedding/output shape does not match n_embd x n_vocab");
     if (check_vec(&m->output_norm, E, err)) return -1;
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const bn_layer *L = &m->layers[l];
@@ -279,7 +279,7 @@ static int upload_table(bn_backend *be, void *dst, const bn_tensor *t, size_t n,
         return upload(be, dst, t->data, n * type_size(device_table_type(t->type)), err);
     const size_t chunk = (size_t)1 << 20;
     float *tmp = (float *)malloc(sizeof(float) * chunk);
-    if (!tmp) return bn_cuda_errorf(err, "cuda: out of host memory");
+    if (!tmp) return bn_errorf(err, "cuda: out of host memory");
     const uint16_t *src = (const uint16_t *)t->data;
     int rc = 0;
     for (size_t i0 = 0; i0 < n && rc == 0; i0 += chunk) {
@@ -345,7 +345,7 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
 
     be->n_ctx = cfg && cfg->n_ctx > 0 ? cfg->n_ctx : (int)hp->n_ctx_train;
     if ((uint32_t)be->n_ctx > hp->n_ctx_train)
-        return bn_cuda_errorf(err, "cuda: context %d is longer than the model's %u", be->n_ctx,
+        return bn_errorf(err, "cuda: context %d is longer than the model's %u", be->n_ctx,
                               hp->n_ctx_train);
     be->max_batch = cfg && cfg->max_batch > 0 ? cfg->max_batch : BN_CUDA_DEFAULT_MAX_BATCH;
     if (be->max_batch > be->n_ctx) be->max_batch = be->n_ctx;
@@ -359,14 +359,14 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     be->use_graph = !(g && strcmp(g, "0") == 0);
 
     be->layers = (bn_cuda_layer *)calloc(hp->n_layer ? hp->n_layer : 1, sizeof *be->layers);
-    if (!be->layers) return bn_cuda_errorf(err, "cuda: out of host memory");
+    if (!be->layers) return bn_errorf(err, "cuda: out of host memory");
     be->arena_bytes = layout(be, 0);
 
     int max_smem = 0;
     BN_CUDA_TRY(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, be->device));
     // + 1 KiB: the kernel's static shared memory (reduction scratch) counts too.
     if (bn_cuda_attention_smem((int)hp->head_dim, be->n_ctx) + 1024 > (size_t)max_smem)
-        return bn_cuda_errorf(err, "cuda: context %d needs %zu bytes of shared memory for attention, "
+        return bn_errorf(err, "cuda: context %d needs %zu bytes of shared memory for attention, "
                               "the device has %d", be->n_ctx,
                               bn_cuda_attention_smem((int)hp->head_dim, be->n_ctx), max_smem);
     BN_CUDA_TRY(bn_cuda_attention_setup((int)hp->head_dim, be->n_ctx));
@@ -374,7 +374,7 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     size_t free_b = 0, total_b = 0;
     BN_CUDA_TRY(cudaMemGetInfo(&free_b, &total_b));
     if (be->arena_bytes > free_b)
-        return bn_cuda_errorf(err, "not enough device memory: need %zu MiB, have %zu MiB (of %zu MiB)",
+        return bn_errorf(err, "not enough device memory: need %zu MiB, have %zu MiB (of %zu MiB)",
                               (be->arena_bytes + (1u << 20) - 1) >> 20, free_b >> 20, total_b >> 20);
 
     BN_CUDA_TRY(cudaStreamCreateWithFlags(&be->st, cudaStreamNonBlocking));
@@ -402,9 +402,9 @@ static int bn_cuda_create(const bn_model *m, const bn_backend_config *cfg, bn_ba
     // Refused rather than ignored: a silently exact head would make `bench` see the
     // CPU (int8 head) and CUDA disagree. With --backend auto the CPU takes over.
     if (cfg && cfg->lm_head_q8)
-        return bn_cuda_errorf(err, "--lm-head q8 is CPU-only (the CUDA LM head is exact f16)");
+        return bn_errorf(err, "--lm-head q8 is CPU-only (the CUDA LM head is exact f16)");
     bn_backend *be = (bn_backend *)calloc(1, sizeof *be);
-    if (!be) return bn_cuda_errorf(err, "cuda: out of host memory");
+    if (!be) return bn_errorf(err, "cuda: out of host memory");
     be->m = m;
     be->hp = m->hp;
     if (create_impl(be, cfg, err)) {
@@ -528,12 +528,12 @@ static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *po
     const bn_hparams *hp = &be->hp;
     const int V = (int)hp->n_vocab;
     if (n_tokens <= 0 || !tokens || !pos)
-        return bn_cuda_errorf(err, "cuda: forward needs at least one token and its position");
+        return bn_errorf(err, "cuda: forward needs at least one token and its position");
     for (int i = 0; i < n_tokens; i++) {
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab)
-            return bn_cuda_errorf(err, "cuda: token id %d out of range [0, %u)", tokens[i], hp->n_vocab);
+            return bn_errorf(err, "cuda: token id %d out of range [0, %u)", tokens[i], hp->n_vocab);
         if (pos[i] < 0 || pos[i] >= be->n_ctx)
-            return bn_cuda_errorf(err, "cuda: position %d out of range [0, %d)", pos[i], be->n_ctx);
+            return bn_errorf(err, "cuda: position %d out of range [0, %d)", pos[i], be->n_ctx);
     }
     BN_CUDA_TRY(cudaSetDevice(be->device));
     const int kind = argmax ? BN_OUT_ARGMAX : (logits ? BN_OUT_LOGITS : BN_OUT_NONE);
@@ -589,7 +589,7 @@ static int bn_cuda_forward(bn_backend *be, const int32_t *tokens, const int32_t 
 
 static int bn_cuda_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos,
                                   int n_tokens, int32_t *argmax, bn_error *err) {
-    if (!argmax) return bn_cuda_errorf(err, "cuda: forward_argmax needs an output");
+    if (!argmax) return bn_errorf(err, "cuda: forward_argmax needs an output");
     return forward_impl(be, tokens, pos, n_tokens, NULL, false, argmax, err);
 }
 

@@ -12,23 +12,12 @@
 #ifndef BN_CUDA_CHECK_CUH
 #define BN_CUDA_CHECK_CUH
 
-#include <stdarg.h>
 #include <stdio.h>
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include "error.h"
-
-static inline int bn_cuda_errorf(bn_error *err, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 static inline const char *bn_cublas_status_name(cublasStatus_t s) {
     switch (s) {
@@ -49,7 +38,7 @@ static inline const char *bn_cublas_status_name(cublasStatus_t s) {
     do {                                                                                    \
         cudaError_t bn_e_ = (call);                                                         \
         if (bn_e_ != cudaSuccess)                                                           \
-            return bn_cuda_errorf(err, "CUDA: %s failed: %s (%s:%d)", #call,                \
+            return bn_errorf(err, "CUDA: %s failed: %s (%s:%d)", #call,                \
                                   cudaGetErrorString(bn_e_), __FILE__, __LINE__);           \
     } while (0)
 
@@ -57,7 +46,7 @@ static inline const char *bn_cublas_status_name(cublasStatus_t s) {
     do {                                                                                    \
         cublasStatus_t bn_s_ = (call);                                                      \
         if (bn_s_ != CUBLAS_STATUS_SUCCESS)                                                 \
-            return bn_cuda_errorf(err, "cuBLAS: %s failed: %s (%s:%d)", #call,              \
+            return bn_errorf(err, "cuBLAS: %s failed: %s (%s:%d)", #call,              \
                                   bn_cublas_status_name(bn_s_), __FILE__, __LINE__);        \
     } while (0)
 

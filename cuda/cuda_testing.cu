@@ -25,7 +25,7 @@ struct dev_bufs {
 
 // cudaMalloc + optional upload; NULL `src` leaves it zeroed.
 int dev_get(dev_bufs &b, void **out, const void *src, size_t bytes, bn_error *err) {
-    if (b.n == 16) return bn_cuda_errorf(err, "cuda_testing: too many buffers");
+    if (b.n == 16) return bn_errorf(err, "cuda_testing: too many buffers");
     BN_CUDA_TRY(cudaMalloc(out, bytes ? bytes : 1));
     b.p[b.n++] = *out;
     if (src)
@@ -122,13 +122,13 @@ extern "C" int bn_cuda_test_rope_kv(const float *qkv, const int32_t *pos, int n_
                                     bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     for (int t = 0; t < n_tok; t++)
-        if (pos[t] < 0 || pos[t] >= n_ctx) return bn_cuda_errorf(err, "cuda_testing: bad position");
+        if (pos[t] < 0 || pos[t] >= n_ctx) return bn_errorf(err, "cuda_testing: bad position");
     dev_bufs bufs;
     const int nq = n_head * hd, nkv = n_head_kv * hd, ld = nq + 2 * nkv;
     float *dqkv;
     int32_t *dpos;
     __half *dq, *dk, *dv;
-    if (n_rot <= 0 || n_rot % 2 || n_rot > hd) return bn_cuda_errorf(err, "cuda_testing: bad n_rot");
+    if (n_rot <= 0 || n_rot % 2 || n_rot > hd) return bn_errorf(err, "cuda_testing: bad n_rot");
     const float theta_scale = powf(base, -2.0f / (float)n_rot); // as cpu/ops.c bn_rope_neox
     GET(dqkv, qkv, sizeof(float) * n_tok * ld);
     GET(dpos, pos, sizeof(int32_t) * n_tok);
@@ -149,7 +149,7 @@ extern "C" int bn_cuda_test_attention(const uint16_t *q, const uint16_t *k_cache
                                       bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     for (int t = 0; t < n_tok; t++)
-        if (pos[t] < 0 || pos[t] >= n_ctx) return bn_cuda_errorf(err, "cuda_testing: bad position");
+        if (pos[t] < 0 || pos[t] >= n_ctx) return bn_errorf(err, "cuda_testing: bad position");
     dev_bufs bufs;
     const int nq = n_head * hd, nkv = n_head_kv * hd;
     __half *dq, *dk, *dv;
@@ -169,7 +169,7 @@ extern "C" int bn_cuda_test_embedding(const void *table, int type, int n_vocab, 
                                       const int32_t *tokens, int n_tok, float *x, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     for (int t = 0; t < n_tok; t++)
-        if (tokens[t] < 0 || tokens[t] >= n_vocab) return bn_cuda_errorf(err, "cuda_testing: bad token");
+        if (tokens[t] < 0 || tokens[t] >= n_vocab) return bn_errorf(err, "cuda_testing: bad token");
     dev_bufs bufs;
     void *dt;
     int32_t *dtok;
@@ -233,7 +233,7 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
                                     double *bytes, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     if (K <= 0 || K % 128 || M <= 0 || n <= 0 || iters <= 0)
-        return bn_cuda_errorf(err, "cuda bench: bad shape");
+        return bn_errorf(err, "cuda bench: bad shape");
     dev_bufs bufs;
     const size_t wbytes = op == BN_CUDA_BENCH_LM_HEAD ? (size_t)M * K * 2 : (size_t)M * K / 4;
     uint8_t *dw, *dw2;
@@ -295,7 +295,7 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
                                                    CUDA_R_16F, K, dh, CUDA_R_16F, K, &zero, dy,
                                                    CUDA_R_32F, M, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
             if (bs != CUBLAS_STATUS_SUCCESS) {
-                bn_cuda_errorf(err, "cuBLAS: cublasGemmEx failed: %s", bn_cublas_status_name(bs));
+                bn_errorf(err, "cuBLAS: cublasGemmEx failed: %s", bn_cublas_status_name(bs));
                 goto done;
             }
             break;
@@ -306,7 +306,7 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     if (ce == cudaSuccess) ce = cudaEventSynchronize(e1);
     if (ce == cudaSuccess) ce = cudaEventElapsedTime(&ms, e0, e1);
     if (ce != cudaSuccess) {
-        bn_cuda_errorf(err, "CUDA: benchmark of op %d failed: %s", (int)op, cudaGetErrorString(ce));
+        bn_errorf(err, "CUDA: benchmark of op %d failed: %s", (int)op, cudaGetErrorString(ce));
         goto done;
     }
     *us = (double)ms * 1e3 / iters;

@@ -44,12 +44,22 @@ static int count_lines_starting(const char *s, const char *prefix) {
     return n;
 }
 
-static void expect_error(const char *args, int status, const char *needle) {
+// Runs `bitnet-gpu ARGS` and expects exit `status` (stderr shown when not); the
+// caller frees the result.
+static cli_result *run_expect(const char *args, int status) {
     cli_result *r = malloc(sizeof *r);
+    assert_non_null(r);
     run_cli(args, r);
-    if (r->status != status || !strstr(r->err, needle) || count_lines_starting(r->err, "error:") != 1)
+    if (r->status != status)
         fprintf(stderr, "args: %s\nstatus %d (want %d)\nstderr: %s\n", args, r->status, status, r->err);
     assert_int_equal(r->status, status);
+    return r;
+}
+
+static void expect_error(const char *args, int status, const char *needle) {
+    cli_result *r = run_expect(args, status);
+    if (!strstr(r->err, needle) || count_lines_starting(r->err, "error:") != 1)
+        fprintf(stderr, "args: %s\nstderr: %s\n", args, r->err);
     assert_non_null(strstr(r->err, needle));
     assert_int_equal(count_lines_starting(r->err, "error:"), 1);
     free(r);
@@ -162,12 +172,7 @@ static void test_bad_inputs(void **state) {
 static cli_result *generate_ok(const char *model, const char *extra) {
     char args[9000];
     snprintf(args, sizeof args, "generate -m '%s' %s", model, extra);
-    cli_result *r = malloc(sizeof *r);
-    assert_non_null(r);
-    run_cli(args, r);
-    if (r->status) fprintf(stderr, "args: %s\nstderr: %s\n", args, r->err);
-    assert_int_equal(r->status, 0);
-    return r;
+    return run_expect(args, 0);
 }
 
 // A generation that fills the context stops there, says so on stderr and
@@ -202,10 +207,7 @@ static void test_bench_matches_golden(void **state) {
     assert_non_null(want);
     char args[9000];
     snprintf(args, sizeof args, "bench -m '%s' -r 3 --json", model);
-    cli_result *r = malloc(sizeof *r);
-    run_cli(args, r);
-    if (r->status) fprintf(stderr, "stderr: %s\n", r->err);
-    assert_int_equal(r->status, 0);
+    cli_result *r = run_expect(args, 0);
     // The JSON object follows the table on stdout.
     cJSON *got = cJSON_Parse(strchr(r->out, '{'));
     assert_non_null(got);
