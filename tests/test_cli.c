@@ -65,15 +65,22 @@ static void expect_error(const char *args, int status, const char *needle) {
     free(r);
 }
 
+// tiny-a's golden outputs from bitnet.cpp (skips the test when the fixtures are absent).
+static cJSON *load_golden(void) {
+    BN_REQUIRE_FIXTURE(golden_path, "tiny-a/tiny-a.golden.json");
+    char *text = bn_read_file(golden_path, NULL);
+    cJSON *golden = cJSON_Parse(text);
+    free(text);
+    assert_non_null(golden);
+    return golden;
+}
+
 // `generate --greedy` on tiny-a reproduces bitnet.cpp's tokens for every golden
 // case (the fixtures README allows the reference's 2nd-best where its margin < 0.05).
 static void test_generate_matches_golden(void **state) {
     (void)state;
     BN_REQUIRE_FIXTURE(model, "tiny-a/tiny-a.gguf");
-    BN_REQUIRE_FIXTURE(golden_path, "tiny-a/tiny-a.golden.json");
-    char *text = bn_read_file(golden_path, NULL);
-    cJSON *golden = cJSON_Parse(text);
-    assert_non_null(golden);
+    cJSON *golden = load_golden();
     cJSON *c;
     int case_no = 0;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(golden, "cases")) {
@@ -133,7 +140,6 @@ static void test_generate_matches_golden(void **state) {
         free(r);
     }
     cJSON_Delete(golden);
-    free(text);
 }
 
 static void test_bad_inputs(void **state) {
@@ -196,10 +202,7 @@ static void test_context_full_is_reported(void **state) {
 static void test_bench_matches_golden(void **state) {
     (void)state;
     BN_REQUIRE_FIXTURE(model, "tiny-a/tiny-a.gguf");
-    BN_REQUIRE_FIXTURE(golden_path, "tiny-a/tiny-a.golden.json");
-    char *text = bn_read_file(golden_path, NULL);
-    cJSON *golden = cJSON_Parse(text);
-    assert_non_null(golden);
+    cJSON *golden = load_golden();
     cJSON *want = NULL, *c;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(golden, "cases"))
         if (!strcmp(cJSON_GetObjectItem(c, "prompt")->valuestring, "2+2="))
@@ -223,7 +226,6 @@ static void test_bench_matches_golden(void **state) {
     assert_true(cJSON_GetObjectItem(cpu, "prefill_warm_ms")->valuedouble > 0);
     cJSON_Delete(got);
     cJSON_Delete(golden);
-    free(text);
     free(r);
     snprintf(args, sizeof args, "bench -m '%s' -r 0", model);
     expect_error(args, 2, "-r");
