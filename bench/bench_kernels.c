@@ -20,7 +20,6 @@
 //      back to back on every thread, operands in registers.
 // Kernel sets: every one this CPU runs (scalar, avx2, avx512), or -k NAME.
 // Usage: bench_kernels [-t THREADS] [-k scalar|avx2|avx512] [--json]
-#include <immintrin.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +28,7 @@
 #include "clock.h"
 #include "cpu_features.h"
 #include "kernels.h"
+#include "roofline.h"
 #include "threadpool.h"
 
 // 2B-4T shapes (DESIGN 1). Hard-coded here on purpose: this bench is about that model.
@@ -97,126 +97,6 @@ static void job_i8(void *ctx, int ith, int nth) {
     if (r0 < r1) j->k->i8_gemv(j->wi, j->K, r0, r1, j->q, j->y);
 }
 
-// ---- read bandwidth ----------------------------------------------------------
-
-typedef struct {
-    const uint64_t *buf;
-    size_t n; // uint64 words
-    uint64_t sums[64];
-} bw_job;
-
-// 32-byte loads into four independent accumulators: enough loads in flight that
-// the memory system, not the core, sets the pace. (Compiled for AVX2 here only;
-// called only when the CPU has it.)
-__attribute__((target("avx2"))) static uint64_t sum_words_avx2(const uint64_t *p, size_t n) {
-    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a = _mm256_add_epi64(a, _mm256_loadu_si256((const __m256i *)(p + i)));
-        b = _mm256_add_epi64(b, _mm256_loadu_si256((const __m256i *)(p + i + 4)));
-        c = _mm256_add_epi64(c, _mm256_loadu_si256((const __m256i *)(p + i + 8)));
-        d = _mm256_add_epi64(d, _mm256_loadu_si256((const __m256i *)(p + i + 12)));
-    }
-    a = _mm256_add_epi64(_mm256_add_epi64(a, b), _mm256_add_epi64(c, d));
-    uint64_t s[4];
-    _mm256_storeu_si256((__m256i *)s, a);
-    uint64_t sum = s[0] + s[1] + s[2] + s[3];
-    for (; i < n; i++) sum += p[i];
-    return sum;
-}
-
-static uint64_t sum_words(const uint64_t *p, size_t n) {
-    uint64_t a = 0, b = 0, c = 0, d = 0;
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a += p[i] + p[i + 4] + p[i + 8] + p[i + 12];
-        b += p[i + 1] + p[i + 5] + p[i + 9] + p[i + 13];
-        c += p[i + 2] + p[i + 6] + p[i + 10] + p[i + 14];
-        d += p[i + 3] + p[i + 7] + p[i + 11] + p[i + 15];
-    }
-    for (; i < n; i++) a += p[i];
-    return a + b + c + d;
-}
-
-static int g_avx2;
-
-static void job_bw(void *ctx, int ith, int nth) {
-    bw_job *j = ctx;
-    const size_t chunk = (j->n / (size_t)nth) & ~(size_t)15;
-    const size_t s = chunk * (size_t)ith, e = ith == nth - 1 ? j->n : s + chunk;
-    j->sums[ith & 63] = g_avx2 ? sum_words_avx2(j->buf + s, e - s) : sum_words(j->buf + s, e - s);
-}
-
-// Best of `reps` passes over the buffer, in GB/s (1e9 bytes).
-static double read_bandwidth(bn_pool *pool, const uint64_t *buf, size_t bytes, int reps) {
-    bw_job j = {.buf = buf, .n = bytes / 8};
-    double best = 1e30;
-    for (int r = 0; r < reps; r++) {
-        const double t0 = bn_now_ms();
-        bn_pool_run(pool, job_bw, &j);
-        const double dt = bn_now_ms() - t0;
-        if (dt < best) best = dt;
-    }
-    volatile uint64_t sink = j.sums[0]; // keep the sums alive
-    (void)sink;
-    return (double)bytes / (best * 1e-3) / 1e9;
-}
-
-// ---- int8 multiply-add peak -----------------------------------------------------
-
-// Independent chains of the int8 instruction (more than its latency x issue
-// rate), so only the issue rate counts. Returns int8 MACs done; `acc` keeps them
-// alive. vpmaddubsw: 32 u8 x s8 products summed in pairs; vpdpbusd zmm: 64.
-#define PEAK_ITERS 20000000L
-__attribute__((target("avx2"))) static double macs_maddubs(int32_t *acc) {
-    __m256i a[8];
-    const __m256i b = _mm256_set1_epi8(1);
-    for (int i = 0; i < 8; i++) a[i] = _mm256_set1_epi8((char)(i + 1));
-    for (long it = 0; it < PEAK_ITERS; it++)
-        for (int i = 0; i < 8; i++) a[i] = _mm256_maddubs_epi16(a[i], b);
-    for (int i = 1; i < 8; i++) a[0] = _mm256_add_epi16(a[0], a[i]);
-    *acc = _mm256_extract_epi32(a[0], 0);
-    return 32.0 * 8 * PEAK_ITERS;
-}
-
-__attribute__((target("avx512f,avx512vnni"))) static double macs_dpbusd(int32_t *acc) {
-    __m512i a[12];
-    const __m512i b = _mm512_set1_epi8(1);
-    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_epi32(i);
-    for (long it = 0; it < PEAK_ITERS; it++)
-        for (int i = 0; i < 12; i++) a[i] = _mm512_dpbusd_epi32(a[i], b, b);
-    for (int i = 1; i < 12; i++) a[0] = _mm512_add_epi32(a[0], a[i]);
-    *acc = _mm512_reduce_add_epi32(a[0]);
-    return 64.0 * 12 * PEAK_ITERS;
-}
-
-typedef struct {
-    int vnni;
-    double macs[64];
-    int32_t acc[64];
-} peak_job;
-
-static void job_peak(void *ctx, int ith, int nth) {
-    (void)nth;
-    peak_job *j = ctx;
-    j->macs[ith & 63] = j->vnni ? macs_dpbusd(&j->acc[ith & 63]) : macs_maddubs(&j->acc[ith & 63]);
-}
-
-// int8 MACs per second over all pool threads (1e9 units: G MAC/s), best of 3.
-static double int8_mac_peak(bn_pool *pool, int threads, int vnni) {
-    peak_job j = {.vnni = vnni};
-    double best = 1e30;
-    for (int r = 0; r < 3; r++) {
-        const double t0 = bn_now_ms();
-        bn_pool_run(pool, job_peak, &j);
-        const double dt = bn_now_ms() - t0;
-        if (dt < best) best = dt;
-    }
-    double macs = 0;
-    for (int i = 0; i < threads && i < 64; i++) macs += j.macs[i];
-    return macs / (best * 1e-3) / 1e9;
-}
-
 // ---- helpers -----------------------------------------------------------------
 
 static void fill_random(void *p, size_t bytes, uint64_t seed) {
@@ -266,9 +146,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_kernels: -t must be 1..64\n");
         return 2;
     }
-    const bn_cpu_features feat = bn_cpu_detect();
-    g_avx2 = feat.avx2;
-
     const bn_cpu_kernels *sets[3];
     int n_sets = 0;
     bn_error err;
@@ -293,12 +170,12 @@ int main(int argc, char **argv) {
     }
 
     // 1. read bandwidth
-    const size_t bw_bytes = (size_t)1 << 30;
-    uint64_t *bw_buf = xmalloc(bw_bytes);
-    memset(bw_buf, 1, bw_bytes); // fault the pages in
-    const double bw1 = read_bandwidth(pool1, bw_buf, bw_bytes, 4);
-    const double bwn = read_bandwidth(pool, bw_buf, bw_bytes, 4);
-    free(bw_buf);
+    const double bw1 = bn_read_bandwidth_gbs(pool1, (size_t)1 << 30, 4);
+    const double bwn = bn_read_bandwidth_gbs(pool, (size_t)1 << 30, 4);
+    if (bw1 <= 0 || bwn <= 0) {
+        fprintf(stderr, "bench_kernels: out of memory for the 1 GiB bandwidth buffer\n");
+        return 1;
+    }
 
     // Weights: all ternary matrices of the model as one pool (I2_S rows are just
     // bytes, so any window of it is a valid matrix) plus the f16 LM head.
@@ -489,7 +366,7 @@ int main(int argc, char **argv) {
             }
             R->prefill_gops = layer_macs / best / 1e9;
             if (strcmp(k->name, "scalar") != 0)
-                R->mac_peak_gops = int8_mac_peak(pool, threads, !strcmp(k->name, "avx512"));
+                R->mac_peak_gops = bn_int8_mac_peak_gops(pool, k->name);
             // tokens/s for the ternary layers only: 64 tokens per 30 layers' time
             R->prefill_tps = PREFILL_N / (best * LAYERS);
         }

@@ -81,6 +81,10 @@ int bn_session_n_ctx(const bn_session *s);
 int bn_session_pos(const bn_session *s); // tokens in the KV cache
 void bn_session_reset(bn_session *s);    // forget all tokens
 uint64_t bn_session_backend_bytes(const bn_session *s);
+// Weight bytes one decode step reads: every ternary matrix and the LM head in the
+// form this session uses (f16, or int8 with --lm-head q8). Over the machine's
+// read bandwidth, the fastest a decode step can be (the roofline).
+uint64_t bn_session_decode_bytes(const bn_session *s);
 
 // Called for each generated token (end-of-generation tokens excepted) with its id
 // and the complete UTF-8 text it finished (possibly empty while a character is

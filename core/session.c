@@ -29,6 +29,7 @@ struct bn_session {
     int32_t *pos;     // pos[i] = i, so a batch's positions are pos + n_past
     float *logits;    // n_vocab
     double backend_ms;
+    bool lm_head_q8;
 };
 
 // Picks the backend: an explicit name must work; "auto" prefers a usable GPU.
@@ -102,6 +103,7 @@ int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out
         if (s->ops->create(e->model, &cfg, &s->be, err)) goto fail;
     }
     s->backend_ms = bn_now_ms() - t0;
+    s->lm_head_q8 = p->lm_head_q8;
     *out = s;
     return 0;
 fail:
@@ -126,6 +128,19 @@ void bn_session_reset(bn_session *s) { s->n_hist = s->n_past = 0; }
 
 uint64_t bn_session_backend_bytes(const bn_session *s) {
     return s->ops->memory_bytes ? s->ops->memory_bytes(s->be) : 0;
+}
+
+uint64_t bn_session_decode_bytes(const bn_session *s) {
+    const bn_model *m = s->engine->model;
+    uint64_t bytes = 0;
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+        const bn_layer *L = &m->layers[l];
+        bytes += L->wq.nbytes + L->wk.nbytes + L->wv.nbytes + L->wo.nbytes + L->w_gate.nbytes +
+                 L->w_up.nbytes + L->w_down.nbytes;
+    }
+    // The q8 head is one int8 per weight plus one float scale per vocabulary row.
+    const uint64_t V = m->hp.n_vocab, E = m->hp.n_embd;
+    return bytes + (s->lm_head_q8 ? V * E + V * sizeof(float) : m->output.nbytes);
 }
 
 // Appends tokens to the history, checking they fit in the context.

@@ -224,6 +224,15 @@ static void test_bench_matches_golden(void **state) {
     for (int i = 0; i < 4; i++)
         assert_int_equal(cJSON_GetArrayItem(tokens, i)->valueint, cJSON_GetArrayItem(want, i)->valueint);
     assert_true(cJSON_GetObjectItem(cpu, "prefill_warm_ms")->valuedouble > 0);
+    // Decode reads every weight once: tiny-a's shapes (fixtures README) with an
+    // I2_S tensor of n weights taking n/4 + 32 bytes (DESIGN 2). Per layer q and
+    // o are 128x128, k and v 64x128, gate and up 256x128, down 128x256; the tied
+    // head is f16, 128256 x 128.
+    const double i2s = 2 * (128 * 128 / 4 + 32) + 2 * (64 * 128 / 4 + 32) + 3 * (256 * 128 / 4 + 32);
+    assert_true(cJSON_GetObjectItem(cpu, "decode_bytes")->valuedouble == 2 * i2s + 128256.0 * 128 * 2);
+    // ...and the roofline is measured in the same run.
+    assert_true(cJSON_GetObjectItem(cpu, "read_gbs")->valuedouble > 0);
+    assert_true(cJSON_GetObjectItem(cpu, "roofline_pct")->valuedouble > 0);
     cJSON_Delete(got);
     cJSON_Delete(golden);
     free(r);

@@ -141,7 +141,7 @@ static void test_ternary_extremes(const char *name) {
 static void test_f16(const char *name) {
     const bn_cpu_kernels *k = table_or_skip(name);
     if (!k) skip();
-    static const int64_t Ks[] = {1, 7, 8, 15, 16, 17, 31, 33, 128, 2560, 2563, 6912 + 5};
+    static const int64_t Ks[] = {1, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 127, 128, 129, 2560, 2563, 6912 + 5};
     static const int64_t Rs[] = {1, 3, 5, 37};
     uint64_t rng = 0x1234567ULL;
     for (size_t a = 0; a < sizeof Ks / sizeof *Ks; a++)

@@ -6,6 +6,8 @@
 
 #include "bitnet.h"
 #include "clock.h"
+#include "cpu_features.h"
+#include "roofline.h"
 #include "synth_model.h"
 #include "test_util.h"
 
@@ -81,11 +83,32 @@ static void measure(int threads, double decode_target, double prefill_target) {
         if (tps > decode) decode = tps;
     }
 
+    // The ceilings, measured now with the same thread count: decode against the
+    // read bandwidth (weight bytes per token), prefill against the int8 MAC rate.
+    const uint64_t bytes = bn_session_decode_bytes(s);
+    const bn_model_info mi = bn_engine_info(e);
+    const double E = mi.n_embd, kv = (double)mi.n_embd / mi.n_head * mi.n_head_kv;
+    const double macs = mi.n_layer * (2 * E * E + 2 * E * kv + 3 * E * mi.n_ff); // ternary, per token
+    const char *kernels = bn_cpu_detect().avx512 ? "avx512" : "avx2";
+    bn_pool *pool;
+    assert_int_equal(bn_pool_create(threads, &pool, &err), 0);
+    const double gbs = bn_read_bandwidth_gbs(pool, (size_t)512 << 20, 5);
+    const double peak = bn_int8_mac_peak_gops(pool, kernels);
+    bn_pool_destroy(pool);
+
     char what[64];
     snprintf(what, sizeof what, "decode, %d thread(s)", threads);
     report(what, decode, decode_target, "tok/s");
+    const double roof = gbs * 1e9 / (double)bytes;
+    fprintf(stderr, "perf:   = %.0f%% of the roofline measured now: %.0f MB/token at %.1f GB/s = "
+            "%.1f tok/s (target 80%%)\n", 100 * decode / roof, bytes / 1e6, gbs, roof);
     snprintf(what, sizeof what, "prefill pp64, %d thread(s)", threads);
     report(what, prefill, prefill_target, "tok/s");
+    if (peak > 0)
+        fprintf(stderr, "perf:   = %.2f G int8 MAC/token x %.1f tok/s = %.0f G MAC/s, %.0f%% of the "
+                "%s peak measured now (%.0f G MAC/s: at most %.0f tok/s)\n", macs / 1e9, prefill,
+                macs * prefill / 1e9, 100 * macs * prefill / 1e9 / peak,
+                strcmp(kernels, "avx512") ? "vpmaddubsw" : "vpdpbusd", peak, peak * 1e9 / macs);
     snprintf(what, sizeof what, "prefill pp512, %d thread(s)", threads);
     report(what, prefill512, -1, "tok/s");
     bn_session_free(s);

@@ -5,6 +5,8 @@
 // With -r N each backend runs N times on one session: the first run is cold
 // (weights mapped in on first touch), the table reports the best warm prefill
 // and the best ms/token, and every run must give the same tokens.
+// For the CPU it also measures the machine's read bandwidth right after the runs
+// and reports decode against the roofline: weight bytes per token / bandwidth.
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include "clock.h"
 #include "cli.h"
 #include "commands.h"
+#include "roofline.h"
 #include "run.h"
 
 #define MAX_TOKENS 64
@@ -25,6 +28,8 @@ typedef struct {
     double load_ms, prefill_ms, ms_per_token, tok_s;
     double prefill_warm_ms; // best prefill after the first run (-r > 1), else 0
     uint64_t peak_rss, backend_bytes;
+    uint64_t decode_bytes;             // weights read per decode step
+    double read_gbs, roofline_ms;      // CPU only, measured after the runs; else 0
     int32_t tokens[MAX_TOKENS];
     int n_tokens;
 } bench_row;
@@ -77,10 +82,23 @@ static void run_backend(bn_engine *e, const bn_run_flags *f, int reps, const int
     row->ms_per_token = bn_ms_per_token(&t);
     row->tok_s = bn_per_second(bn_decode_steps(&t), t.decode_ms);
     row->backend_bytes = bn_session_backend_bytes(s);
+    row->decode_bytes = bn_session_decode_bytes(s);
     snprintf(row->note, sizeof row->note, "%s", bn_session_backend_note(s));
 done:
     row->peak_rss = bn_peak_rss_bytes();
     bn_session_free(s);
+}
+
+// The CPU roofline, measured now with the backend's thread count: 256 MiB is far
+// past any last-level cache, and the best of 5 passes takes well under a second.
+static void measure_cpu_roofline(const bn_run_flags *f, bench_row *r) {
+    const int threads = f->session.n_threads > 0 ? f->session.n_threads : bn_physical_cores();
+    bn_pool *pool;
+    bn_error err;
+    if (bn_pool_create(threads, &pool, &err)) return;
+    r->read_gbs = bn_read_bandwidth_gbs(pool, (size_t)256 << 20, 5);
+    bn_pool_destroy(pool);
+    if (r->read_gbs > 0) r->roofline_ms = (double)r->decode_bytes / (r->read_gbs * 1e6);
 }
 
 static void print_json(const bench_row *rows, int n, bool same, int reps, const int32_t *prompt,
@@ -104,6 +122,12 @@ static void print_json(const bench_row *rows, int n, bool same, int reps, const 
             cJSON_AddNumberToObject(b, "tokens_per_s", rows[i].tok_s);
             cJSON_AddNumberToObject(b, "peak_rss_bytes", (double)rows[i].peak_rss);
             cJSON_AddNumberToObject(b, "backend_bytes", (double)rows[i].backend_bytes);
+            cJSON_AddNumberToObject(b, "decode_bytes", (double)rows[i].decode_bytes);
+            if (rows[i].roofline_ms > 0) {
+                cJSON_AddNumberToObject(b, "read_gbs", rows[i].read_gbs);
+                cJSON_AddNumberToObject(b, "roofline_ms_per_token", rows[i].roofline_ms);
+                cJSON_AddNumberToObject(b, "roofline_pct", 100.0 * rows[i].roofline_ms / rows[i].ms_per_token);
+            }
             cJSON *t = cJSON_AddArrayToObject(b, "tokens");
             for (int k = 0; k < rows[i].n_tokens; k++)
                 cJSON_AddItemToArray(t, cJSON_CreateNumber(rows[i].tokens[k]));
@@ -179,6 +203,7 @@ int bn_cmd_bench(int argc, char **argv) {
     bench_row rows[] = {{.backend = "cpu"}, {.backend = "cuda"}};
     int n_rows = (int)(sizeof rows / sizeof rows[0]);
     for (int i = 0; i < n_rows; i++) run_backend(e, &f, reps, prompt, n_prompt, &rows[i]);
+    if (rows[0].ran) measure_cpu_roofline(&f, &rows[0]);
 
     // Every backend that ran must agree with the first one that ran.
     bool same = true;
@@ -209,6 +234,12 @@ int bn_cmd_bench(int argc, char **argv) {
         for (int k = 0; k < r->n_tokens; k++) printf(k ? " %d" : "%d", r->tokens[k]);
         printf("]\n");
     }
+    const bench_row *cpu = &rows[0];
+    if (cpu->roofline_ms > 0 && cpu->ms_per_token > 0)
+        printf("cpu roofline: %.0f MB of weights per token / %.1f GB/s read bandwidth (measured "
+               "now) = %.2f ms/token; decode ran at %.0f%% of it\n",
+               cpu->decode_bytes / 1e6, cpu->read_gbs, cpu->roofline_ms,
+               100.0 * cpu->roofline_ms / cpu->ms_per_token);
     if (f.json) print_json(rows, n_rows, same, reps, prompt, n_prompt);
     if (!ref) fprintf(stderr, "error: no backend could run\n");
     else if (!same) fprintf(stderr, "error: BACKENDS DISAGREE: the tokens above differ\n");
