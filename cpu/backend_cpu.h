@@ -19,7 +19,11 @@ struct bn_backend {
     int max_batch;
     int64_t kv_dim;
 
-    uint16_t *k_cache, *v_cache; // f16 [n_layer][n_ctx][KV], as bitnet.cpp keeps them
+    // f16, head-major: [n_layer][n_head_kv][n_ctx][head_dim]. One KV head's keys
+    // are then one contiguous run, which attention streams; position-major rows
+    // ([n_ctx][KV], as bitnet.cpp keeps them) made it read 256 bytes every 1280,
+    // and long-context decode ran at half the speed.
+    uint16_t *k_cache, *v_cache;
 
     float *x;          // [B][E] residual stream
     float *xn;         // [B][max(E,F)] input of the next bitlinear

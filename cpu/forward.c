@@ -162,6 +162,12 @@ static void bitlinear(bn_backend *be, const float *x, float *xn, const float *no
 
 // ---- attention -------------------------------------------------------------------
 
+// Where (layer, KV head, position) starts in the head-major KV cache.
+static inline int64_t kv_cache_offset(const bn_backend *be, int layer, int kv_head, int pos) {
+    const int64_t n_head_kv = be->m->hp.n_head_kv;
+    return (((int64_t)layer * n_head_kv + kv_head) * be->n_ctx + pos) * be->m->hp.head_dim;
+}
+
 typedef struct attention_job {
     bn_backend *be;
     int layer;
@@ -172,9 +178,27 @@ typedef struct attention_job {
 // Work items are (token, KV head) pairs, each the GQA group of query heads that
 // read that KV head, so a kernel converts each K/V row once per group. When that
 // leaves too few items to balance the threads (decode: 5 KV heads on 2 threads),
-// items are smaller slices of a group. Results are the same either way (the
+// items may be smaller slices of a group. Results are the same either way (the
 // kernel computes each head the same way whatever it is grouped with).
-#define BN_ATT_ITEMS_PER_THREAD 4
+//
+// Heads per item: the divisor of the group that minimizes the busiest thread's
+// work, an item of `per` heads costing about (BN_ATT_ITEM_COST + per) head-units:
+// the K/V reads and conversions are paid once per item. (Measured, decode at 1900
+// keys on 2 threads: whole groups, 3 items against 2, beat pairs, 5 against 5, by
+// 16%: a pair costs 0.72 of a group, so 3 is the cost of the shared part.)
+#define BN_ATT_ITEM_COST 3
+
+static int heads_per_item(int group, int n_head, int n_tokens, int nth) {
+    int best = group;
+    long best_cost = -1;
+    for (int per = group; per >= 1; per--) {
+        if (group % per) continue;
+        const long items = (long)n_tokens * (n_head / per);
+        const long cost = (items + nth - 1) / nth * (BN_ATT_ITEM_COST + per);
+        if (best_cost < 0 || cost < best_cost) best = per, best_cost = cost;
+    }
+    return best;
+}
 
 static void attention_worker(void *ctx, int ith, int nth) {
     const attention_job *job = ctx;
@@ -182,23 +206,17 @@ static void attention_worker(void *ctx, int ith, int nth) {
     const bn_hparams *hp = &be->m->hp;
     const int hd = (int)hp->head_dim;
     const int group = (int)(hp->n_head / hp->n_head_kv); // GQA: q heads per kv head
-    // Heads per item: the largest divisor of the group that still leaves enough
-    // items (decode on 2 threads, 20 heads in groups of 4: pairs, 10 items).
-    int per = group;
-    while (per > 1 && (group % per != 0 ||
-                       job->n * ((int)hp->n_head / per) < BN_ATT_ITEMS_PER_THREAD * nth))
-        per--;
+    const int per = heads_per_item(group, (int)hp->n_head, job->n, nth);
     const int items_per_token = (int)hp->n_head / per;
-    const int64_t layer_off = (int64_t)job->layer * be->n_ctx * be->kv_dim;
     const float scale = 1.0f / sqrtf((float)hd);
     float *scores = be->scores + (int64_t)ith * group * be->n_ctx;
     // Interleaved items balance the causal lengths across threads.
     for (int p = ith; p < job->n * items_per_token; p += nth) {
         const int t = p / items_per_token, h = p % items_per_token * per; // first q head
-        const int64_t kv_off = layer_off + (int64_t)(h / group) * hd;
+        const int64_t kv_off = kv_cache_offset(be, job->layer, h / group, 0);
         const int64_t q_off = (int64_t)t * hp->n_embd + (int64_t)h * hd;
-        be->kern->attention(be->q + q_off, per, be->k_cache + kv_off, be->v_cache + kv_off,
-                            be->kv_dim, hd, job->pos[t] + 1, scale, scores, be->att + q_off);
+        be->kern->attention(be->q + q_off, per, be->k_cache + kv_off, be->v_cache + kv_off, hd,
+                            hd, job->pos[t] + 1, scale, scores, be->att + q_off);
     }
 }
 
@@ -216,15 +234,17 @@ static void rope_store_token(const void *ctx, int t) {
     const rope_store *c = ctx;
     bn_backend *be = c->be;
     const bn_hparams *hp = &be->m->hp;
-    const int64_t E = hp->n_embd, KV = be->kv_dim;
-    const int64_t row = ((int64_t)c->layer * be->n_ctx + c->pos[t]) * KV;
-    float *q = be->q + t * E, *k = be->k + t * KV;
+    const int64_t E = hp->n_embd, KV = be->kv_dim, hd = hp->head_dim;
+    float *q = be->q + t * E, *k = be->k + t * KV, *v = be->v + t * KV;
     bn_rope_neox(q, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, c->pos[t], hp->rope_base);
     bn_rope_neox(k, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, c->pos[t],
                  hp->rope_base);
     be->kern->half_round(q, E);
-    be->kern->half_store(be->k_cache + row, k, KV);
-    be->kern->half_store(be->v_cache + row, be->v + t * KV, KV);
+    for (uint32_t h = 0; h < hp->n_head_kv; h++) {
+        const int64_t row = kv_cache_offset(be, c->layer, (int)h, c->pos[t]);
+        be->kern->half_store(be->k_cache + row, k + h * hd, hd);
+        be->kern->half_store(be->v_cache + row, v + h * hd, hd);
+    }
 }
 
 static void attention_block(bn_backend *be, int il, const int32_t *pos, int n) {
