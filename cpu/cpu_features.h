@@ -26,6 +26,7 @@ void bn_ternary_gemm_avx2(const uint8_t *w, int64_t K, int64_t row0, int64_t row
                           int64_t ldy);
 void bn_f16_gemv_avx2(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
                       const float *x, float *y);
+void bn_softmax_avx2(float *x, int n); // bn_softmax (ops.h), 8 lanes at a time
 void bn_ternary_gemm_avx512(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
                             const int8_t *q, const int32_t *qsum, int n, int32_t *y,
                             int64_t ldy);

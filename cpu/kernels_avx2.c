@@ -428,6 +428,85 @@ BN_ALWAYS_INLINE __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
     return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
+// ---- softmax ---------------------------------------------------------------------
+
+// exp(x) for 4 floats x <= 0 (NaN stays NaN): the algorithm of glibc's expf (ARM's
+// optimized routines: x * 32/ln2 = k + r, 2^(k/32) from a table, a cubic in r, all
+// in double), with fused multiply-adds where glibc's FMA build has them. On the
+// development machine it equals libm's expf on every one of the 1.12e9 floats in
+// [-103.97, -0]; below that the result is 0, as libm's. tests/test_kernels_simd.c
+// compares it with libm on random and edge values.
+static const uint64_t bn_exp2_32[32] = { // bits of 2^(i/32) - (i << 47)
+    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
+    0x3fef72b83c7d517b, 0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1,
+    0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
+    0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429, 0x3feea47eb03a5585,
+    0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
+    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d,
+    0x3feee89f995ad3ad, 0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069,
+    0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540};
+
+BN_ALWAYS_INLINE __m128 exp4_nonpos(__m128 x) {
+    const __m256d xd = _mm256_cvtps_pd(x);
+    const __m256d inv_ln2_32 = _mm256_set1_pd(0x1.71547652b82fep+0 * 32);
+    const __m256d shift = _mm256_set1_pd(0x1.8p+52); // adding it rounds to an integer
+    __m256d kd = _mm256_fmadd_pd(xd, inv_ln2_32, shift);
+    const __m256i ki = _mm256_castpd_si256(kd); // k in the low mantissa bits
+    kd = _mm256_sub_pd(kd, shift);
+    const __m256d r = _mm256_fmsub_pd(xd, inv_ln2_32, kd);
+    const __m256i t = _mm256_i64gather_epi64((const long long *)bn_exp2_32,
+                                             _mm256_and_si256(ki, _mm256_set1_epi64x(31)), 8);
+    const __m256d s = _mm256_castsi256_pd(_mm256_add_epi64(t, _mm256_slli_epi64(ki, 47)));
+    const __m256d c0 = _mm256_set1_pd(0x1.c6af84b912394p-5 / 32 / 32 / 32);
+    const __m256d c1 = _mm256_set1_pd(0x1.ebfce50fac4f3p-3 / 32 / 32);
+    const __m256d c2 = _mm256_set1_pd(0x1.62e42ff0c52d6p-1 / 32);
+    const __m256d z = _mm256_fmadd_pd(c0, r, c1);
+    __m256d y = _mm256_fmadd_pd(c2, r, _mm256_set1_pd(1.0));
+    y = _mm256_fmadd_pd(z, _mm256_mul_pd(r, r), y);
+    const __m128 e = _mm256_cvtpd_ps(_mm256_mul_pd(y, s));
+    // Below -0x1.9fe368p6 (and -inf) libm underflows to 0; the table trick would not.
+    return _mm_andnot_ps(_mm_cmplt_ps(x, _mm_set1_ps(-0x1.9fe368p6f)), e);
+}
+
+// bn_softmax (ops.c), 8 at a time: the same max (a NaN is skipped by both), the
+// same exp, the same 8 partial sums; so the same floats, bit for bit, wherever
+// exp4_nonpos equals libm's expf.
+BN_NO_FP_CONTRACT void bn_softmax_avx2(float *x, int n) {
+    __m256 m8 = _mm256_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) m8 = _mm256_max_ps(_mm256_loadu_ps(x + i), m8);
+    float lanes[8];
+    _mm256_storeu_ps(lanes, m8);
+    float max = -INFINITY;
+    for (int l = 0; l < 8; l++) max = lanes[l] > max ? lanes[l] : max;
+    for (; i < n; i++) max = x[i] > max ? x[i] : max;
+
+    const __m256 vmax = _mm256_set1_ps(max);
+    __m256d part_lo = _mm256_setzero_pd(), part_hi = part_lo; // sums 0-3 and 4-7
+    for (i = 0; i < n; i += 8) {
+        // The tail is padded with -inf: exp gives +0, which leaves the sums as they are.
+        float *xi = x + i, tail[8];
+        if (n - i < 8) {
+            for (int l = 0; l < 8; l++) tail[l] = l < n - i ? xi[l] : -INFINITY;
+            xi = tail;
+        }
+        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(xi), vmax);
+        const __m128 e0 = exp4_nonpos(_mm256_castps256_ps128(d));
+        const __m128 e1 = exp4_nonpos(_mm256_extractf128_ps(d, 1));
+        _mm256_storeu_ps(xi, _mm256_set_m128(e1, e0));
+        part_lo = _mm256_add_pd(part_lo, _mm256_cvtps_pd(e0));
+        part_hi = _mm256_add_pd(part_hi, _mm256_cvtps_pd(e1));
+        if (xi == tail)
+            for (int l = 0; l < n - i; l++) x[i + l] = tail[l];
+    }
+    double part[8];
+    _mm256_storeu_pd(part, part_lo);
+    _mm256_storeu_pd(part + 4, part_hi);
+    const __m256 inv = _mm256_set1_ps((float)(1.0 / bn_softmax_total(part)));
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (; i < n; i++) x[i] *= _mm256_cvtss_f32(inv);
+}
+
 // Scores of key rows kj and kj + stride for G heads (q rows hd apart): one
 // conversion of each 8 halves of K serves all G heads, and two keys give 2G
 // independent FMA chains (one key's G chains alone wait on FMA latency). Each
@@ -507,7 +586,7 @@ BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void attention_group(const float *q, int G, c
     if (j2 < n_kv) qk_group(q, G, k + j2 * stride, stride, 0, hd, scale, scores + j2, n_kv);
     for (int i = 0; i < G; i++) {
         float *s = scores + (int64_t)i * n_kv;
-        bn_softmax(s, n_kv);
+        bn_softmax_avx2(s, n_kv);
         // Round the probabilities to f16 and back (bitnet.cpp's f16 V matmul).
         int j = 0;
         for (; j + 8 <= n_kv; j += 8) {

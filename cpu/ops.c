@@ -45,13 +45,13 @@ void bn_softmax(float *x, int n) {
     float max = -INFINITY;
     // A compare, not fmaxf (a libm call per element here); same result, NaN included.
     for (int i = 0; i < n; i++) max = x[i] > max ? x[i] : max;
-    double sum = 0.0;
+    double part[8] = {0};
     for (int i = 0; i < n; i++) {
         x[i] = expf(x[i] - max);
-        sum += x[i];
+        part[i & 7] += x[i];
     }
     // ggml scales by the reciprocal rather than dividing each element.
-    const float inv = (float)(1.0 / sum);
+    const float inv = (float)(1.0 / bn_softmax_total(part));
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 

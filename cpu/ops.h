@@ -18,8 +18,14 @@ void bn_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps
 // dimensions n_rot..head_dim-1 are left as they are.
 void bn_rope_neox(float *x, int n_head, int head_dim, int n_rot, int pos, float base);
 
-// In-place softmax over n floats (max-subtracted, double sum).
+// In-place softmax over n floats: max-subtracted, libm expf, the denominator in
+// double as 8 interleaved partial sums (element i goes to sum i % 8) combined by
+// bn_softmax_total, its reciprocal rounded to float once. The fixed order lets
+// a SIMD twin sum 8 lanes at a time and still match bit for bit.
 void bn_softmax(float *x, int n);
+static inline double bn_softmax_total(const double part[8]) {
+    return ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
+}
 
 // One query head attending causally to cache rows 0..n_kv-1:
 //   out = softmax(q . k_j * scale) . v_j, the probabilities rounded to f16.

@@ -10,6 +10,8 @@
 // one f16 ulp - q.k is summed in another order, which can move a probability
 // across an f16 rounding boundary - and each output within 1e-5 of sum|p*v| plus
 // whatever such a probability step moves it by.
+// The AVX2 softmax (inside the attention) must equal bn_softmax bit for bit: its
+// exp reproduces libm's expf, and both sum the denominator in the same order.
 // A table this CPU cannot run is skipped with a message saying so.
 #include "test_util.h"
 
@@ -412,6 +414,44 @@ static void test_half_rows(const char *name) {
     free(x);
 }
 
+// bn_softmax_avx2 against bn_softmax: odd lengths (8-lane tails), scores spread
+// so that some differences fall below -103.97 (where expf underflows to 0), -inf
+// entries, ties, and differences at the underflow boundary itself.
+static void test_softmax_avx2(void **st) {
+    (void)st;
+    if (!table_or_skip("avx2")) skip();
+    static const int ns[] = {1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1000, 1901};
+    static const float spreads[] = {0.0f, 1.0f, 30.0f, 300.0f};
+    uint64_t rng = 0x5eedf00dULL;
+    float *a = malloc(sizeof *a * 1901), *b = malloc(sizeof *b * 1901);
+    assert_non_null(a);
+    assert_non_null(b);
+    for (size_t i = 0; i < sizeof ns / sizeof *ns; i++)
+        for (size_t j = 0; j < sizeof spreads / sizeof *spreads; j++) {
+            const int n = ns[i];
+            for (int e = 0; e < n; e++) {
+                const uint64_t r = bn_test_rand(&rng);
+                a[e] = (float)(r >> 40) / (float)(1 << 24) * 2.0f * spreads[j] - spreads[j];
+                if (r % 17 == 0) a[e] = -INFINITY;
+                if (r % 19 == 0) a[e] = a[0] - 0x1.9fe368p6f; // at the underflow edge
+            }
+            memcpy(b, a, sizeof *a * (size_t)n);
+            bn_softmax(a, n);
+            bn_softmax_avx2(b, n);
+            assert_memory_equal(a, b, sizeof *a * (size_t)n);
+        }
+    // Every float difference in [-104, 0] on a grid, through the exp: one score at
+    // 0 (the max) and one at -d, for 65536 values of d.
+    for (int g = 0; g < 65536; g++) {
+        float x[2] = {0.0f, -104.0f * (float)g / 65535.0f}, y[2] = {x[0], x[1]};
+        bn_softmax(x, 2);
+        bn_softmax_avx2(y, 2);
+        assert_memory_equal(x, y, sizeof x);
+    }
+    free(a);
+    free(b);
+}
+
 static void test_half_rows_avx2(void **st) {
     (void)st;
     test_half_rows("avx2");
@@ -527,6 +567,7 @@ static void test_select(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_select),
+        cmocka_unit_test(test_softmax_avx2),
         cmocka_unit_test(test_ternary_random_avx2),
         cmocka_unit_test(test_ternary_extremes_avx2),
         cmocka_unit_test(test_f16_avx2),
