@@ -75,9 +75,10 @@ static int check_model(const bn_model *m, bn_error *err) {
 
 // The int8 LM head (opt-in, lm_head_q8): each vocabulary row gets its own absmax
 // scale, so rows with small weights keep their precision. It is the activation
-// quantizer of the kernel table (q = rint(x * 127/absmax), SIMD), run on each row:
-// 128256 rows x 2560 in about 0.1 s, split over the pool (each row is quantized
-// the same way whichever thread does it).
+// quantizer of the kernel table (q = rint(x * 127/absmax), SIMD), run on each row,
+// the rows split over the pool (each row is quantized the same way whichever
+// thread does it): 128256 x 2560 in about 0.25 s on 2 threads, most of it reading
+// the f16 head in; the scalar loops this replaced took 0.7 s.
 typedef struct head_quant_job {
     bn_backend *be;
     float *rows; // [n_threads][E] scratch
