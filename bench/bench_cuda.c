@@ -1,146 +1,343 @@
 // bench_cuda.c - CUDA kernel roofline and whole-model timings.
 //
-//   bench_cuda [MODEL.gguf]
+//   bench_cuda [MODEL.gguf] [--json] [--quick]
 //
 // 1. Device-to-device copy bandwidth (read + write of 256 MiB): the reference.
-// 2. Each kernel on the 2B-4T shapes: time, bytes it must move, GB/s and % of
-//    copy bandwidth (decode GEMVs, the fused norm+GEMV, the f16 LM head), and the
-//    prefill GEMM at 512 tokens in tokens/s.
-// 3. With a model (e.g. one written by `bitnet-gpu make-model` at the 2B-4T
-//    shape): decode ms/token at context 128 with and without CUDA graphs, and
-//    prefill tokens/s at 512 tokens.
-// Without a usable GPU it prints "no CUDA device: <reason>" and exits 0.
+// 2. Each kernel on the 2B-4T shapes, weights (or KV cache) read from HBM
+//    (cuda_bench.cu rotates copies past the L2): time, bytes, GB/s and % of the
+//    copy bandwidth for the memory-bound decode kernels, TFLOP/s or tokens/s
+//    for the compute-bound prefill ones, and the GEMV/GEMM crossover.
+// 3. With a model (e.g. `bitnet-gpu make-model --preset 2b-4t`): create() split
+//    into context and upload, decode ms/token at contexts 128 / 1024 / 4096 with
+//    graphs and PDL and without each, a per-kernel table of one decode step,
+//    prefill tokens/s at 512 and 4096 tokens, and the decode roofline (weight
+//    bytes a step reads / copy bandwidth).
+// --json prints everything as one JSON object instead of tables; --quick skips
+// the slow variants. Without a usable GPU it prints "no CUDA device: <reason>"
+// (or {"cuda": false, "reason": ...}) and exits 0.
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "backend.h"
+#include "clock.h"
 #include "model.h"
 
 #ifdef BITNET_CUDA
 #include "../cuda/cuda_testing.cuh"
 
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
+static bool json;
 static double copy_gbs;
+static cJSON *out_kernels, *out_model;
 
-static void kernel_row(const char *name, bn_cuda_bench_op op, int K, int M, int n) {
-    double us = 0, bytes = 0;
+static void kernel_row(const char *name, bn_cuda_bench_op op, int K, int M, int n, int iters) {
+    bn_cuda_bench_result r;
     bn_error err = {{0}};
-    if (bn_cuda_bench_kernel(op, K, M, n, 50, &us, &bytes, &err)) {
-        printf("%-28s %6d x %-6d n=%-4d  error: %s\n", name, K, M, n, err.msg);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "kernel", name);
+    cJSON_AddNumberToObject(o, "K", K);
+    cJSON_AddNumberToObject(o, "M", M);
+    cJSON_AddNumberToObject(o, "n", n);
+    cJSON_AddItemToArray(out_kernels, o);
+    if (bn_cuda_bench_kernel(op, K, M, n, iters, &r, &err)) {
+        cJSON_AddStringToObject(o, "error", err.msg);
+        if (!json) printf("%-30s %6d x %-6d n=%-5d error: %s\n", name, K, M, n, err.msg);
         return;
     }
-    const double gbs = bytes / us / 1e3;
-    printf("%-28s %6d x %-6d n=%-4d %9.2f us %10.2f MB %8.1f GB/s %6.1f%%", name, K, M, n, us,
-           bytes / 1e6, gbs, 100.0 * gbs / copy_gbs);
-    if (n > 1) printf("  %10.0f tok/s", n / (us / 1e6));
+    const double gbs = r.bytes / r.us / 1e3, tflops = r.flops / r.us / 1e6;
+    cJSON_AddNumberToObject(o, "us", r.us);
+    cJSON_AddNumberToObject(o, "bytes", r.bytes);
+    cJSON_AddNumberToObject(o, "gbs", gbs);
+    cJSON_AddNumberToObject(o, "pct_of_copy", 100.0 * gbs / copy_gbs);
+    cJSON_AddNumberToObject(o, "tflops", tflops);
+    cJSON_AddNumberToObject(o, "copies", r.copies);
+    if (n > 1 && op != BN_CUDA_BENCH_ATTN_PREFILL) cJSON_AddNumberToObject(o, "tok_s", n / (r.us / 1e6));
+    if (json) return;
+    printf("%-30s %6d x %-6d n=%-5d %10.2f us %9.2f MB %7.1f GB/s %5.1f%% %8.2f TFLOP/s", name, K, M, n, r.us,
+           r.bytes / 1e6, gbs, 100.0 * gbs / copy_gbs, tflops);
+    if (n > 1 && op != BN_CUDA_BENCH_ATTN_PREFILL) printf(" %9.0f tok/s", n / (r.us / 1e6));
     printf("\n");
 }
 
-// Decode ms/token at context 128 and prefill tok/s at 512 tokens.
-static void model_bench(const char *path, bool graphs) {
-    setenv("BITNET_CUDA_GRAPH", graphs ? "1" : "0", 1);
-    bn_error err = {{0}};
-    bn_model *m = NULL;
-    if (bn_model_load(path, &m, &err)) {
-        printf("model: %s\n", err.msg);
-        return;
-    }
-    const bn_backend_ops *ops = bn_backend_find("cuda");
-    bn_backend_config cfg = {.n_ctx = 1024, .max_batch = 512};
-    bn_backend *be = NULL;
-    const double t0 = now_ms();
-    if (ops->create(m, &cfg, &be, &err)) {
-        printf("create: %s\n", err.msg);
-        bn_model_free(m);
-        return;
-    }
-    const double t_create = now_ms() - t0;
-    bn_cuda_stats st;
-    bn_cuda_backend_stats(be, &st);
-    int32_t toks[512], pos[512];
-    for (int i = 0; i < 512; i++) {
-        toks[i] = (int32_t)((i * 7919u + 13u) % m->hp.n_vocab);
-        pos[i] = i;
-    }
+static void kernels(bool quick) {
+    static const int shapes[][2] = {{2560, 3840}, {2560, 2560}, {2560, 13824}, {6912, 2560}}; // K x M: qkv o gu down
+    if (!json)
+        printf("%-30s %15s %-7s %13s %12s %12s %6s %15s\n", "kernel (weights from HBM)", "K x M", "tokens",
+               "time", "bytes", "bandwidth", "copy", "arithmetic");
+    for (int i = 0; i < 4; i++) kernel_row("ternary_gemv", BN_CUDA_BENCH_GEMV, shapes[i][0], shapes[i][1], 1, 200);
+    for (int i = 0; i < 4; i++)
+        kernel_row("ternary_gemv + next norm", BN_CUDA_BENCH_GEMV_NORM, shapes[i][0], shapes[i][1], 1, 200);
+    // The GEMV/GEMM crossover on the widest projection.
+    static const int ns[] = {2, 4, 8};
+    for (int i = 0; i < 3; i++) kernel_row("ternary_gemv", BN_CUDA_BENCH_GEMV, 2560, 13824, ns[i], 100);
+    static const int gs[] = {1, 4, 8, 16, 64};
+    for (int i = 0; i < 5; i++) kernel_row("norm + dp4a gemm", BN_CUDA_BENCH_GEMM, 2560, 13824, gs[i], 50);
+    for (int i = 0; i < 4; i++)
+        kernel_row("norm + dp4a gemm", BN_CUDA_BENCH_GEMM, shapes[i][0], shapes[i][1], 512, quick ? 3 : 10);
+    kernel_row("lm_head (cublas f16)", BN_CUDA_BENCH_LM_HEAD, 2560, 128256, 1, 20);
+    kernel_row("lm_head (cublas f16)", BN_CUDA_BENCH_LM_HEAD, 2560, 128256, 16, 20);
+    static const int ctx[] = {128, 1024, 4096};
+    for (int i = 0; i < 3; i++) kernel_row("attention decode (ctx = K)", BN_CUDA_BENCH_ATTN_DECODE, ctx[i], 1, 1, 200);
+    kernel_row("attention prefill", BN_CUDA_BENCH_ATTN_PREFILL, 128, 1, 512, 20);
+    kernel_row("attention prefill", BN_CUDA_BENCH_ATTN_PREFILL, 128, 1, 4096, quick ? 2 : 5);
+}
+
+// ---- the whole model -------------------------------------------------------------
+
+typedef struct model_run {
+    bn_model *m;
+    const bn_backend_ops *ops;
+    bn_backend *be;
+    int32_t *toks, *pos;
+    int n_ctx;
+} model_run;
+
+static int open_backend(model_run *r, int max_batch, bn_error *err) {
+    bn_backend_config cfg = {.n_ctx = r->n_ctx, .max_batch = max_batch};
+    return r->ops->create(r->m, &cfg, &r->be, err);
+}
+
+// Mean ms/token of `steps` greedy decode steps ending at position ctx-1, after a
+// prefill of the positions before them.
+static double decode_at(model_run *r, int ctx, int steps, bn_error *err) {
+    const int first = ctx - steps;
     int32_t id = 0;
-    double t_prefill = 0;
-    for (int rep = 0; rep < 3 && !err.msg[0]; rep++) { // the last of three runs
-        const double a = now_ms();
-        if (ops->forward_argmax(be, toks, pos, 512, &id, &err)) break;
-        t_prefill = now_ms() - a;
+    if (r->ops->forward(r->be, r->toks, r->pos, first, NULL, false, err)) return -1;
+    int32_t p = first;
+    if (r->ops->forward_argmax(r->be, &r->toks[first], &p, 1, &id, err)) return -1; // eager, then capture
+    const double t0 = bn_now_ms();
+    for (int i = 1; i < steps; i++) {
+        p = first + i;
+        if (r->ops->forward_argmax(r->be, &id, &p, 1, &id, err)) return -1;
     }
-    // decode: fill 128 positions, then time 64 steps at positions 128..191
-    if (!err.msg[0]) ops->forward(be, toks, pos, 128, NULL, false, &err);
-    double t_dec = 0;
-    const int steps = 64;
-    if (!err.msg[0]) {
-        int32_t p = 128;
-        ops->forward_argmax(be, &id, &p, 1, &id, &err); // warm-up (graph capture)
-        const double a = now_ms();
-        for (int i = 0; i < steps && !err.msg[0]; i++) {
-            p = 128 + i;
-            ops->forward_argmax(be, &id, &p, 1, &id, &err);
+    return (bn_now_ms() - t0) / (steps - 1);
+}
+
+// ms of a prefill of n tokens from position 0 (argmax of the last), best of 3.
+static double prefill(model_run *r, int n, bn_error *err) {
+    double best = -1;
+    for (int rep = 0; rep < 3; rep++) {
+        int32_t id;
+        const double t0 = bn_now_ms();
+        if (r->ops->forward_argmax(r->be, r->toks, r->pos, n, &id, err)) return -1;
+        const double ms = bn_now_ms() - t0;
+        if (best < 0 || ms < best) best = ms;
+    }
+    return best;
+}
+
+static void set_variant(const char *graph, const char *pdl) {
+    setenv("BITNET_CUDA_GRAPH", graph, 1);
+    setenv("BITNET_CUDA_PDL", pdl, 1);
+}
+
+static void profile(model_run *r, int ctx, cJSON *arr) {
+    bn_error err = {{0}};
+    if (r->ops->forward(r->be, r->toks, r->pos, ctx - 1, NULL, false, &err)) return;
+    bn_cuda_prof_row rows[64];
+    int n = 0;
+    double total = 0;
+    if (bn_cuda_profile_step(r->be, r->toks[ctx - 1], ctx - 1, rows, 64, &n, &total, &err)) {
+        if (!json) printf("profile: %s\n", err.msg);
+        return;
+    }
+    if (!json) printf("\none decode step at context %d, eager with an event after each launch (%.3f ms):\n", ctx, total);
+    for (int i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "context", ctx);
+        cJSON_AddStringToObject(o, "kernel", rows[i].name);
+        cJSON_AddNumberToObject(o, "calls", rows[i].calls);
+        cJSON_AddNumberToObject(o, "ms", rows[i].ms);
+        cJSON_AddNumberToObject(o, "share", rows[i].ms / total);
+        cJSON_AddItemToArray(arr, o);
+        if (!json)
+            printf("  %-32s %4d calls %8.3f ms %5.1f%%  %6.2f us/call\n", rows[i].name, rows[i].calls, rows[i].ms,
+                   100.0 * rows[i].ms / total, 1e3 * rows[i].ms / rows[i].calls);
+    }
+}
+
+static double decode_bytes(const bn_model *m) {
+    double b = 0;
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+        const bn_layer *L = &m->layers[l];
+        const bn_tensor *w[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7; i++) b += (double)w[i]->ne0 * w[i]->ne1 / 4;
+    }
+    return b + (double)m->hp.n_vocab * m->hp.n_embd * (m->output.type == BN_GGML_F32 ? 4 : 2);
+}
+
+static void model_bench(const char *path, bool quick) {
+    bn_error err = {{0}};
+    model_run r = {0};
+    if (bn_model_load(path, &r.m, &err)) {
+        cJSON_AddStringToObject(out_model, "error", err.msg);
+        if (!json) printf("model: %s\n", err.msg);
+        return;
+    }
+    r.ops = bn_backend_find("cuda");
+    r.n_ctx = r.m->hp.n_ctx_train < 4096 ? (int)r.m->hp.n_ctx_train : 4096;
+    r.toks = malloc(sizeof(int32_t) * r.n_ctx);
+    r.pos = malloc(sizeof(int32_t) * r.n_ctx);
+    for (int i = 0; i < r.n_ctx; i++) {
+        r.toks[i] = (int32_t)((i * 7919u + 13u) % r.m->hp.n_vocab);
+        r.pos[i] = i;
+    }
+    const double bytes = decode_bytes(r.m);
+    cJSON_AddStringToObject(out_model, "path", path);
+    cJSON_AddNumberToObject(out_model, "decode_bytes", bytes);
+    cJSON_AddNumberToObject(out_model, "roofline_ms_per_token", bytes / (copy_gbs * 1e6));
+
+    set_variant("1", "1");
+    double t0 = bn_now_ms();
+    if (open_backend(&r, 512, &err)) goto fail;
+    const double create_ms = bn_now_ms() - t0;
+    bn_cuda_stats st;
+    bn_cuda_backend_stats(r.be, &st);
+    cJSON_AddNumberToObject(out_model, "create_ms", create_ms);
+    cJSON_AddNumberToObject(out_model, "context_ms", st.context_ms);
+    cJSON_AddNumberToObject(out_model, "upload_ms", st.upload_ms);
+    cJSON_AddNumberToObject(out_model, "device_mib", st.device_bytes / 1048576.0);
+    cJSON_AddNumberToObject(out_model, "gemv_max", st.gemv_max);
+    cJSON_AddNumberToObject(out_model, "attention_splits", st.attd_split);
+    if (!json)
+        printf("\nmodel %s: create %.0f ms (device checks + context + allocations %.0f ms, upload %.0f ms = %.1f GB/s), "
+               "device memory %.0f MiB, GEMV up to %d tokens, %d attention splits\n",
+               path, create_ms, st.context_ms, st.upload_ms, st.device_bytes / st.upload_ms / 1e6,
+               st.device_bytes / 1048576.0, st.gemv_max, st.attd_split);
+
+    // Decode at three contexts (graphs + PDL, the default).
+    static const int ctxs[] = {128, 1024, 4096};
+    cJSON *dec = cJSON_AddArrayToObject(out_model, "decode");
+    for (int i = 0; i < 3; i++) {
+        if (ctxs[i] > r.n_ctx) continue;
+        const double ms = decode_at(&r, ctxs[i], 64, &err);
+        if (ms < 0) goto fail;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "context", ctxs[i]);
+        cJSON_AddNumberToObject(o, "ms_per_token", ms);
+        cJSON_AddNumberToObject(o, "roofline_pct", 100.0 * bytes / (copy_gbs * 1e6) / ms);
+        cJSON_AddItemToArray(dec, o);
+        if (!json)
+            printf("decode at context %4d: %.3f ms/token (%.0f tok/s), %.0f%% of the copy-bandwidth roofline "
+                   "(%.0f MB a step / %.0f GB/s = %.3f ms)\n",
+                   ctxs[i], ms, 1e3 / ms, 100.0 * bytes / (copy_gbs * 1e6) / ms, bytes / 1e6, copy_gbs,
+                   bytes / (copy_gbs * 1e6));
+    }
+    cJSON *prof = cJSON_AddArrayToObject(out_model, "profile");
+    profile(&r, 128, prof);
+    if (r.n_ctx >= 4096) profile(&r, 4096, prof);
+
+    // Prefill: 512 tokens, and 4096 in chunks of 512 (the default) and in one.
+    cJSON *pre = cJSON_AddArrayToObject(out_model, "prefill");
+    for (int chunk = 512; chunk <= 4096; chunk *= 8) {
+        if (chunk != 512) {
+            r.ops->destroy(r.be);
+            r.be = NULL;
+            if (open_backend(&r, chunk, &err)) goto fail;
         }
-        t_dec = (now_ms() - a) / steps;
+        for (int n = 512; n <= r.n_ctx; n *= 8) {
+            if (n < chunk && chunk != 512) continue;
+            const double ms = prefill(&r, n, &err);
+            if (ms < 0) goto fail;
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "tokens", n);
+            cJSON_AddNumberToObject(o, "chunk", chunk);
+            cJSON_AddNumberToObject(o, "ms", ms);
+            cJSON_AddNumberToObject(o, "tok_s", n / (ms / 1e3));
+            cJSON_AddItemToArray(pre, o);
+            if (!json) printf("prefill %4d tokens in chunks of %4d: %8.2f ms = %6.0f tok/s\n", n, chunk, ms, n / (ms / 1e3));
+        }
     }
-    if (err.msg[0])
-        printf("model run: %s\n", err.msg);
-    else
-        printf("model (graphs %s): create %.0f ms (upload %.0f ms), device memory %.1f MiB, "
-               "prefill 512: %.2f ms = %.0f tok/s, decode at ctx 128: %.3f ms/token = %.1f tok/s\n",
-               st.graphs ? "on" : "off", t_create, st.upload_ms, st.device_bytes / 1048576.0,
-               t_prefill, 512 / (t_prefill / 1e3), t_dec, 1e3 / t_dec);
-    ops->destroy(be);
-    bn_model_free(m);
+    r.ops->destroy(r.be);
+    r.be = NULL;
+
+    // Decode at context 128 with graphs and PDL switched off in turn.
+    if (!quick) {
+        static const char *variants[][3] = {{"1", "0", "graphs, no PDL"}, {"0", "1", "PDL, no graphs"},
+                                            {"0", "0", "no graphs, no PDL"}};
+        cJSON *var = cJSON_AddArrayToObject(out_model, "decode_variants");
+        for (int i = 0; i < 3; i++) {
+            set_variant(variants[i][0], variants[i][1]);
+            if (open_backend(&r, 512, &err)) goto fail;
+            const double ms = decode_at(&r, 128, 64, &err);
+            r.ops->destroy(r.be);
+            r.be = NULL;
+            if (ms < 0) goto fail;
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "variant", variants[i][2]);
+            cJSON_AddNumberToObject(o, "ms_per_token", ms);
+            cJSON_AddItemToArray(var, o);
+            if (!json) printf("decode at context  128, %-18s: %.3f ms/token\n", variants[i][2], ms);
+        }
+        set_variant("1", "1");
+    }
+    goto done;
+fail:
+    cJSON_AddStringToObject(out_model, "error", err.msg);
+    if (!json) printf("model run: %s\n", err.msg);
+done:
+    if (r.be) r.ops->destroy(r.be);
+    free(r.toks);
+    free(r.pos);
+    bn_model_free(r.m);
 }
 #endif
 
 int main(int argc, char **argv) {
+    const char *model = NULL;
+    bool want_json = false, quick = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) want_json = true;
+        else if (strcmp(argv[i], "--quick") == 0) quick = true;
+        else if (argv[i][0] == '-') return fprintf(stderr, "usage: %s [MODEL.gguf] [--json] [--quick]\n", argv[0]), 2;
+        else model = argv[i];
+    }
 #ifndef BITNET_CUDA
-    (void)argc;
-    (void)argv;
-    printf("no CUDA device: built without CUDA\n");
+    (void)model, (void)quick;
+    if (want_json) printf("{\"cuda\": false, \"reason\": \"built without CUDA\"}\n");
+    else printf("no CUDA device: built without CUDA\n");
     return 0;
 #else
+    json = want_json;
     bn_error err = {{0}};
     if (bn_cuda_probe_device(&err)) {
         const char *pre = "no CUDA device";
-        printf("%s%s\n", strncmp(err.msg, pre, strlen(pre)) ? "no CUDA device: " : "", err.msg);
+        if (json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddBoolToObject(o, "cuda", false);
+            cJSON_AddStringToObject(o, "reason", err.msg);
+            char *s = cJSON_Print(o);
+            printf("%s\n", s);
+            free(s);
+            cJSON_Delete(o);
+        } else {
+            printf("%s%s\n", strncmp(err.msg, pre, strlen(pre)) ? "no CUDA device: " : "", err.msg);
+        }
         return 0;
     }
-    double us = 0, bytes = 0;
-    if (bn_cuda_bench_kernel(BN_CUDA_BENCH_COPY, 8192, 131072, 1, 20, &us, &bytes, &err)) {
-        printf("copy: %s\n", err.msg);
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddBoolToObject(root, "cuda", true);
+    bn_cuda_bench_result r;
+    if (bn_cuda_bench_kernel(BN_CUDA_BENCH_COPY, 8192, 131072, 1, 20, &r, &err)) {
+        fprintf(stderr, "copy: %s\n", err.msg);
+        cJSON_Delete(root);
         return 1;
     }
-    copy_gbs = bytes / us / 1e3;
-    printf("device-to-device copy: %.1f GB/s (read + write)\n\n", copy_gbs);
-    printf("%-28s %15s %-6s %12s %13s %13s %7s\n", "kernel", "K x M", "tokens", "time", "bytes",
-           "bandwidth", "of copy");
-    static const int shapes[][2] = {{2560, 2560}, {2560, 640}, {2560, 3840}, {2560, 6912},
-                                    {2560, 13824}, {6912, 2560}};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        kernel_row("ternary_gemv", BN_CUDA_BENCH_GEMV, shapes[i][0], shapes[i][1], 1);
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        kernel_row("ternary_gemv_norm (fused)", BN_CUDA_BENCH_GEMV_NORM, shapes[i][0], shapes[i][1], 1);
-    kernel_row("lm_head (cublas f16)", BN_CUDA_BENCH_LM_HEAD, 2560, 128256, 1);
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        kernel_row("norm_quant + ternary_gemm", BN_CUDA_BENCH_GEMM, shapes[i][0], shapes[i][1], 512);
-    kernel_row("lm_head (cublas f16)", BN_CUDA_BENCH_LM_HEAD, 2560, 128256, 16);
-    if (argc > 1) {
-        printf("\n");
-        model_bench(argv[1], false);
-        model_bench(argv[1], true);
-    } else {
-        printf("\n(pass a 2B-4T-shaped GGUF for decode/prefill timings of the whole model)\n");
+    copy_gbs = r.bytes / r.us / 1e3;
+    cJSON_AddNumberToObject(root, "copy_gbs", copy_gbs);
+    if (!json) printf("device-to-device copy: %.1f GB/s (read + write)\n\n", copy_gbs);
+    out_kernels = cJSON_AddArrayToObject(root, "kernels");
+    kernels(quick);
+    out_model = cJSON_AddObjectToObject(root, "model");
+    if (model) model_bench(model, quick);
+    else if (!json) printf("\n(pass a 2B-4T-shaped GGUF for decode/prefill timings of the whole model)\n");
+    if (json) {
+        char *s = cJSON_Print(root);
+        printf("%s\n", s);
+        free(s);
     }
+    cJSON_Delete(root);
     return 0;
 #endif
 }

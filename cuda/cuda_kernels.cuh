@@ -28,65 +28,101 @@ static inline bn_cuda_rowscale bn_cuda_rowscale_one(float s) {
 // Embedding table element types (ggml numbering, see core/gguf.h).
 enum { BN_CUDA_F32 = 0, BN_CUDA_F16 = 1, BN_CUDA_BF16 = 30 };
 
+// Launchers that take `pdl` launch with programmatic dependent launch when it is
+// set (pdl.cuh): the kernel may start before the previous one on the stream has
+// finished, and waits for it before touching its outputs.
+
 // embedding.cu - x[t, :] = float(table[tokens[t], :]).            CPU twin: the row copy in cpu/ops.c
 cudaError_t bn_cuda_embedding(const void *table, int type, const int32_t *tokens, int n_tok,
-                              int n_embd, float *x, cudaStream_t st);
+                              int n_embd, float *x, bool pdl, cudaStream_t st);
 
 // rmsnorm_quant.cu - per token: h = w * x / sqrt(mean(x^2) + eps), then the
-// bitlinear int8 quantization of h (DESIGN 3): q, s = 127/max|h|, qsum = sum(q).
+// bitlinear int8 quantization of h: q, s = 127/max|h|, qsum = sum(q).
 // glu: row t of x is [gate(n) | up(n)] (ldx = 2n) and the normed vector is
-// relu(gate)^2 * up, the FFN activation fused into the sub-norm's load.
+// relu(gate)^2 * up, the FFN activation fused into the sub-norm's load. n % 4 == 0.
 //                                            CPU twin: rmsnorm + bn_quantize_i8
 cudaError_t bn_cuda_rmsnorm_quant(const float *x, int64_t ldx, const float *w, int n_tok, int n,
-                                  float eps, bool glu, int8_t *q, float *s, int32_t *qsum,
+                                  float eps, bool glu, int8_t *q, float *s, int32_t *qsum, bool pdl,
                                   cudaStream_t st);
 
 // I2_S weights whose rare 0b11 codes (never written by bitnet.cpp, "treat as 0")
 // are rewritten to 0b01 once after upload, so the dp4a kernels can use w+1 as is.
 cudaError_t bn_cuda_i2s_sanitize(uint8_t *w, int64_t nbytes, cudaStream_t st);
 
+// The norm of the next bitlinear, run once by the last block of the kernel that
+// produces its input (ternary_gemv.cu, attention_decode.cu): rmsnorm_quant of
+// every output row (glu: of relu(gate)^2 * up, the output being gate|up) into
+// q/s/qsum. counter is 0 between launches; the last block resets it.
+typedef struct bn_cuda_next_norm {
+    const float *w; // norm weight; NULL: no next norm
+    bool glu;
+    float eps;
+    int8_t *q;      // n rows of the normed width
+    float *s;
+    int32_t *qsum;
+    unsigned *counter;
+} bn_cuda_next_norm;
+
 // ternary_gemv.cu / ternary_gemm.cu - bitlinear on I2_S weights w (M rows of K/4
 // bytes, K % 128 == 0) and int8 activations q[t, :] (quantization scale s[t],
 // qsum[t] = sum(q[t, :])), for rows r < M and tokens t < n:
 //     v = (sum_k code(w[r,k]) q[t,k]) / s[t] * scale(r);   y[t*ldy + r] = v  (add: += v)
-// The GEMV (decode, small n) streams the weights once per token; the GEMM
-// (prefill) reuses each weight tile across 64 tokens.
+// The GEMV (decode, n <= bn_cuda_gemv_max_tokens(K)) holds each block's weight
+// slice in shared memory and runs nn (may be NULL) after it; the GEMM (prefill)
+// reuses each weight tile across 64 tokens.
 //                                            CPU twin: bn_ternary_gemm_scalar
+#define BN_GEMV_MAX_N 8
+int bn_cuda_gemv_max_tokens(int K);
 cudaError_t bn_cuda_ternary_gemv(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                  const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
-                                 float *y, int64_t ldy, cudaStream_t st);
+                                 float *y, int64_t ldy, const bn_cuda_next_norm *nn, bool pdl,
+                                 cudaStream_t st);
 cudaError_t bn_cuda_ternary_gemm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                  const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
                                  float *y, int64_t ldy, cudaStream_t st);
-// The decode GEMV with RMSNorm + quantization of x[t, :] (K wide; glu as in
-// bn_cuda_rmsnorm_quant) fused into its prologue: no separate norm launch.
-cudaError_t bn_cuda_ternary_gemv_norm(const uint8_t *w, int K, int M, const float *x, int64_t ldx,
-                                      const float *norm_w, float eps, bool glu, int n,
-                                      bn_cuda_rowscale rs, bool add, float *y, int64_t ldy,
-                                      cudaStream_t st);
 
 // rope_kv.cu - for each token t at position pos[t], from row t of qkv
 // ([n_head*hd | n_head_kv*hd | n_head_kv*hd] floats, ld = ldqkv): NEOX RoPE of Q
-// and K, rounding to f16, Q to q_out[t] (n_head*hd halves) and K, V into the cache
-// rows pos[t] (cache row = n_head_kv*hd halves). theta_scale = powf(base,
-// -2.0f/n_rot) on the host; pair i rotates by pos*theta_scale^i, built as a
-// running float product like cpu/ops.c bn_rope_neox.
+// and K, rounding to f16, Q to q_out[t] (n_head*hd halves) and K, V into cache
+// row pos[t] of their head (cache: [n_head_kv][n_ctx][hd] halves). theta_scale =
+// powf(base, -2.0f/n_rot) on the host; pair i rotates by pos*theta_scale^i,
+// built as a running float product like cpu/ops.c bn_rope_neox.
 //                                            CPU twin: rope_neox + f16 KV write in cpu/ops.c
 cudaError_t bn_cuda_rope_kv(const float *qkv, int64_t ldqkv, const int32_t *pos, int n_tok,
-                            int n_head, int n_head_kv, int hd, int n_rot, float theta_scale,
-                            __half *q_out, __half *k_cache, __half *v_cache, cudaStream_t st);
+                            int n_head, int n_head_kv, int hd, int n_rot, float theta_scale, int n_ctx,
+                            __half *q_out, __half *k_cache, __half *v_cache, bool pdl, cudaStream_t st);
 
-// attention.cu - causal GQA attention: token t (query q[t], n_head*hd halves)
-// attends to cache rows 0..pos[t]; out[t] = n_head*hd floats. Softmax in f32,
-// probabilities rounded to f16 before they weigh V (bitnet.cpp does the same).
-// hd <= 256 and even.                        CPU twin: attention in cpu/ops.c
+// Causal GQA attention: token t (query n_head*hd, f16) attends to cache rows
+// 0..pos[t] of its KV head; out[t] = n_head*hd floats. Softmax in f32 with the
+// denominator in double; probabilities rounded to f16 before they weigh V
+// (bitnet.cpp does the same). Caches [n_head_kv][n_ctx][hd] f16.
+//                                            CPU twin: bn_attention_head in cpu/ops.c
+// attention.cu - the plain kernel: any even hd <= 256; n_ctx floats of shared
+// memory, raised once by bn_cuda_attention_setup.
 cudaError_t bn_cuda_attention(const __half *q, const __half *k_cache, const __half *v_cache,
                               const int32_t *pos, int n_tok, int n_head, int n_head_kv, int hd,
-                              int n_ctx, float *out, cudaStream_t st);
-// Dynamic shared memory the kernel needs for n_ctx positions, and the call that
-// raises the kernel's limit when that exceeds the 48 KiB default (once, at create).
+                              int n_ctx, float *out, bool pdl, cudaStream_t st);
 size_t bn_cuda_attention_smem(int hd, int n_ctx);
 cudaError_t bn_cuda_attention_setup(int hd, int n_ctx);
+// attention_prefill.cu - tensor cores, any context; hd in {64, 80, 96, 128}.
+bool bn_cuda_attention_prefill_supported(int hd);
+cudaError_t bn_cuda_attention_prefill(const __half *q, const __half *k_cache, const __half *v_cache,
+                                      const int32_t *pos, int n_tok, int n_head, int n_head_kv, int hd,
+                                      int n_ctx, float *out, bool pdl, cudaStream_t st);
+// attention_decode.cu - one token per sequence, from the f32 qkv row: RoPE, the
+// K/V write of position pos[t], split-KV attention over n_split splits
+// (bn_cuda_attd_splits(n_ctx)), then nn (may be NULL) on out. hd % 8 == 0.
+// scratch: bn_cuda_attd_scratch_bytes; group_counters: n_tok * n_head /
+// bn_cuda_attd_heads_per_block unsigned, zero between launches.
+int bn_cuda_attd_splits(int n_ctx);
+int bn_cuda_attd_heads_per_block(int n_head, int n_head_kv);
+size_t bn_cuda_attd_scratch_bytes(int n_tok, int n_head, int hd, int n_ctx, int n_split);
+cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int32_t *pos, int n_tok,
+                                     int n_head, int n_head_kv, int hd, int n_rot,
+                                     float theta_scale, int n_ctx, int n_split, __half *k_cache,
+                                     __half *v_cache, void *scratch, unsigned *group_counters,
+                                     float *out, const bn_cuda_next_norm *nn, bool pdl,
+                                     cudaStream_t st);
 
 // lm_head.cu - rmsnorm of each row rounded to f16 (as bitnet.cpp and the CPU
 // backend round the head's input), stored as out_type (BN_CUDA_F16 or

@@ -1,8 +1,9 @@
 // cuda_testing.cu - run one kernel on host buffers (tests) or time it (bench).
 //
 // Each wrapper probes the device, uploads its inputs, launches the production
-// launcher from cuda_kernels.cuh on the default stream, downloads and frees. A
-// small list of device allocations is freed on every exit path.
+// launcher from cuda_kernels.cuh on the default stream (without PDL),
+// downloads and frees. A small list of device allocations is freed on every
+// exit path.
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +17,7 @@ namespace {
 
 // Device allocations of one wrapper call, freed by the destructor.
 struct dev_bufs {
-    void *p[16];
+    void *p[32];
     int n = 0;
     ~dev_bufs() {
         for (int i = 0; i < n; i++) (void)cudaFree(p[i]);
@@ -25,7 +26,7 @@ struct dev_bufs {
 
 // cudaMalloc + optional upload; NULL `src` leaves it zeroed.
 int dev_get(dev_bufs &b, void **out, const void *src, size_t bytes, bn_error *err) {
-    if (b.n == 16) return bn_errorf(err, "cuda_testing: too many buffers");
+    if (b.n == 32) return bn_errorf(err, "cuda_testing: too many buffers");
     BN_CUDA_TRY(cudaMalloc(out, bytes ? bytes : 1));
     b.p[b.n++] = *out;
     if (src)
@@ -72,27 +73,52 @@ extern "C" int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, 
     GET(dy, y, sizeof(float) * n * M);
     BN_CUDA_TRY(bn_cuda_i2s_sanitize(dw, (int64_t)M * K / 4, 0));
     const bn_cuda_rowscale rs = rowscale(scales, r1, r2);
-    const cudaError_t e = kernel == 0 ? bn_cuda_ternary_gemv(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, 0)
+    if (kernel == 0 && n > bn_cuda_gemv_max_tokens(K)) return bn_errorf(err, "cuda_testing: too many tokens");
+    const cudaError_t e = kernel == 0 ? bn_cuda_ternary_gemv(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, NULL, false, 0)
                                       : bn_cuda_ternary_gemm(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, 0);
     return finish(e, y, dy, sizeof(float) * n * M, err);
 }
 
-extern "C" int bn_cuda_test_gemv_norm(const uint8_t *w, int K, int M, const float *x,
-                                      const float *norm_w, float eps, bool glu, int n,
-                                      const float scales[3], int r1, int r2, float *y, bn_error *err) {
+extern "C" int bn_cuda_test_gemv_next_norm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
+                                           const int32_t *qsum, int n, const float scales[3], int r1, int r2,
+                                           bool add, float *y, const float *norm_w, float eps, bool glu,
+                                           int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
+    if (n > bn_cuda_gemv_max_tokens(K)) return bn_errorf(err, "cuda_testing: too many tokens");
     dev_bufs bufs;
     uint8_t *dw;
-    float *dx, *dn, *dy;
-    const int ldx = glu ? 2 * K : K;
+    int8_t *dq, *dqo;
+    float *ds, *dy, *dn, *dso;
+    int32_t *dqs, *dqso;
+    unsigned *dcnt;
+    const int width = glu ? M / 2 : M;
     GET(dw, w, (size_t)M * K / 4);
-    GET(dx, x, sizeof(float) * n * ldx);
-    GET(dn, norm_w, sizeof(float) * K);
-    GET(dy, NULL, sizeof(float) * n * M);
+    GET(dq, q, (size_t)n * K);
+    GET(ds, s, sizeof(float) * n);
+    GET(dqs, qsum, sizeof(int32_t) * n);
+    GET(dy, y, sizeof(float) * n * M);
+    GET(dn, norm_w, sizeof(float) * width);
+    GET(dqo, NULL, (size_t)n * width);
+    GET(dso, NULL, sizeof(float) * n);
+    GET(dqso, NULL, sizeof(int32_t) * n);
+    GET(dcnt, NULL, sizeof(unsigned));
     BN_CUDA_TRY(bn_cuda_i2s_sanitize(dw, (int64_t)M * K / 4, 0));
-    const cudaError_t e = bn_cuda_ternary_gemv_norm(dw, K, M, dx, ldx, dn, eps, glu, n,
-                                                    rowscale(scales, r1, r2), false, dy, M, 0);
-    return finish(e, y, dy, sizeof(float) * n * M, err);
+    const bn_cuda_next_norm nn = {dn, glu, eps, dqo, dso, dqso, dcnt};
+    for (int rep = 0; rep < 2; rep++) { // the second run checks that the counter was reset
+        if (add) BN_CUDA_TRY(cudaMemcpy(dy, y, sizeof(float) * n * M, cudaMemcpyHostToDevice));
+        BN_CUDA_TRY(cudaMemset(dqo, 0x55, (size_t)n * width)); // poison: every code must be written
+        if (finish(bn_cuda_ternary_gemv(dw, K, M, dq, ds, dqs, n, rowscale(scales, r1, r2), add, dy, M, &nn, false, 0),
+                   NULL, NULL, 0, err))
+            return -1;
+    }
+    unsigned cnt = 1;
+    BN_CUDA_TRY(cudaMemcpy(&cnt, dcnt, sizeof cnt, cudaMemcpyDeviceToHost));
+    if (cnt != 0) return bn_errorf(err, "cuda_testing: the GEMV left its counter at %u", cnt);
+    BN_CUDA_TRY(cudaMemcpy(y, dy, sizeof(float) * n * M, cudaMemcpyDeviceToHost));
+    BN_CUDA_TRY(cudaMemcpy(q_out, dqo, (size_t)n * width, cudaMemcpyDeviceToHost));
+    BN_CUDA_TRY(cudaMemcpy(s_out, dso, sizeof(float) * n, cudaMemcpyDeviceToHost));
+    BN_CUDA_TRY(cudaMemcpy(qsum_out, dqso, sizeof(int32_t) * n, cudaMemcpyDeviceToHost));
+    return 0;
 }
 
 extern "C" int bn_cuda_test_rmsnorm_quant(const float *x, const float *w, int n_tok, int n, float eps,
@@ -108,7 +134,7 @@ extern "C" int bn_cuda_test_rmsnorm_quant(const float *x, const float *w, int n_
     GET(dq, NULL, (size_t)n_tok * n);
     GET(ds, NULL, sizeof(float) * n_tok);
     GET(dqs, NULL, sizeof(int32_t) * n_tok);
-    if (finish(bn_cuda_rmsnorm_quant(dx, ldx, dw, n_tok, n, eps, glu, dq, ds, dqs, 0), q, dq,
+    if (finish(bn_cuda_rmsnorm_quant(dx, ldx, dw, n_tok, n, eps, glu, dq, ds, dqs, false, 0), q, dq,
                (size_t)n_tok * n, err))
         return -1;
     BN_CUDA_TRY(cudaMemcpy(s, ds, sizeof(float) * n_tok, cudaMemcpyDeviceToHost));
@@ -135,7 +161,8 @@ extern "C" int bn_cuda_test_rope_kv(const float *qkv, const int32_t *pos, int n_
     GET(dq, NULL, sizeof(__half) * n_tok * nq);
     GET(dk, k_cache, sizeof(__half) * n_ctx * nkv);
     GET(dv, v_cache, sizeof(__half) * n_ctx * nkv);
-    if (finish(bn_cuda_rope_kv(dqkv, ld, dpos, n_tok, n_head, n_head_kv, hd, n_rot, theta_scale, dq, dk, dv, 0),
+    if (finish(bn_cuda_rope_kv(dqkv, ld, dpos, n_tok, n_head, n_head_kv, hd, n_rot, theta_scale, n_ctx, dq, dk,
+                               dv, false, 0),
                q_out, dq, sizeof(__half) * n_tok * nq, err))
         return -1;
     BN_CUDA_TRY(cudaMemcpy(k_cache, dk, sizeof(__half) * n_ctx * nkv, cudaMemcpyDeviceToHost));
@@ -143,10 +170,9 @@ extern "C" int bn_cuda_test_rope_kv(const float *qkv, const int32_t *pos, int n_
     return 0;
 }
 
-extern "C" int bn_cuda_test_attention(const uint16_t *q, const uint16_t *k_cache,
-                                      const uint16_t *v_cache, const int32_t *pos, int n_tok,
-                                      int n_head, int n_head_kv, int hd, int n_ctx, float *out,
-                                      bn_error *err) {
+extern "C" int bn_cuda_test_attention(int kernel, const uint16_t *q, const uint16_t *k_cache,
+                                      const uint16_t *v_cache, const int32_t *pos, int n_tok, int n_head,
+                                      int n_head_kv, int hd, int n_ctx, float *out, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     for (int t = 0; t < n_tok; t++)
         if (pos[t] < 0 || pos[t] >= n_ctx) return bn_errorf(err, "cuda_testing: bad position");
@@ -160,9 +186,67 @@ extern "C" int bn_cuda_test_attention(const uint16_t *q, const uint16_t *k_cache
     GET(dv, v_cache, sizeof(__half) * n_ctx * nkv);
     GET(dpos, pos, sizeof(int32_t) * n_tok);
     GET(dout, NULL, sizeof(float) * n_tok * nq);
-    BN_CUDA_TRY(bn_cuda_attention_setup(hd, n_ctx));
-    return finish(bn_cuda_attention(dq, dk, dv, dpos, n_tok, n_head, n_head_kv, hd, n_ctx, dout, 0), out,
-                  dout, sizeof(float) * n_tok * nq, err);
+    BN_CUDA_TRY(cudaMemset(dout, 0xff, sizeof(float) * n_tok * nq)); // NaN: every output must be written
+    cudaError_t e;
+    if (kernel == 0) {
+        BN_CUDA_TRY(bn_cuda_attention_setup(hd, n_ctx));
+        e = bn_cuda_attention(dq, dk, dv, dpos, n_tok, n_head, n_head_kv, hd, n_ctx, dout, false, 0);
+    } else {
+        e = bn_cuda_attention_prefill(dq, dk, dv, dpos, n_tok, n_head, n_head_kv, hd, n_ctx, dout, false, 0);
+    }
+    return finish(e, out, dout, sizeof(float) * n_tok * nq, err);
+}
+
+extern "C" int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int n_head, int n_head_kv, int hd,
+                                             int n_rot, float base, int n_ctx, int n_split, uint16_t *k_cache,
+                                             uint16_t *v_cache, float *out, const float *norm_w, float eps,
+                                             int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err) {
+    if (bn_cuda_probe_device(err)) return -1;
+    if (pos < 0 || pos >= n_ctx) return bn_errorf(err, "cuda_testing: bad position");
+    if (n_rot <= 0 || n_rot % 2 || n_rot > hd) return bn_errorf(err, "cuda_testing: bad n_rot");
+    if (n_split <= 0) n_split = bn_cuda_attd_splits(n_ctx);
+    dev_bufs bufs;
+    const int nq = n_head * hd, nkv = n_head_kv * hd, ld = nq + 2 * nkv;
+    float *dqkv, *dout, *dso, *dn = NULL;
+    __half *dk, *dv;
+    int32_t *dpos, *dqso;
+    int8_t *dqo;
+    void *scratch;
+    unsigned *dcnt;
+    GET(dqkv, qkv, sizeof(float) * ld);
+    GET(dpos, &pos, sizeof(int32_t));
+    GET(dk, k_cache, sizeof(__half) * n_ctx * nkv);
+    GET(dv, v_cache, sizeof(__half) * n_ctx * nkv);
+    GET(dout, NULL, sizeof(float) * nq);
+    GET(scratch, NULL, bn_cuda_attd_scratch_bytes(1, n_head, hd, n_ctx, n_split));
+    GET(dcnt, NULL, sizeof(unsigned) * (n_head + 1));
+    GET(dqo, NULL, (size_t)nq);
+    GET(dso, NULL, sizeof(float));
+    GET(dqso, NULL, sizeof(int32_t));
+    if (norm_w) GET(dn, norm_w, sizeof(float) * nq);
+    const bn_cuda_next_norm nn = {dn, false, eps, dqo, dso, dqso, dcnt + n_head};
+    const float theta_scale = powf(base, -2.0f / (float)n_rot); // as cpu/ops.c bn_rope_neox
+    for (int rep = 0; rep < 2; rep++) { // the second run checks that the counters were reset
+        BN_CUDA_TRY(cudaMemset(dout, 0xff, sizeof(float) * nq)); // NaN: every output must be written
+        if (finish(bn_cuda_attention_decode(dqkv, ld, dpos, 1, n_head, n_head_kv, hd, n_rot, theta_scale, n_ctx,
+                                            n_split, dk, dv, scratch, dcnt, dout, &nn, false, 0),
+                   NULL, NULL, 0, err))
+            return -1;
+    }
+    unsigned cnt[257] = {0};
+    const int nc = n_head + 1 < 257 ? n_head + 1 : 257;
+    BN_CUDA_TRY(cudaMemcpy(cnt, dcnt, sizeof(unsigned) * nc, cudaMemcpyDeviceToHost));
+    for (int i = 0; i < nc; i++)
+        if (cnt[i]) return bn_errorf(err, "cuda_testing: decode attention left counter %d at %u", i, cnt[i]);
+    BN_CUDA_TRY(cudaMemcpy(out, dout, sizeof(float) * nq, cudaMemcpyDeviceToHost));
+    BN_CUDA_TRY(cudaMemcpy(k_cache, dk, sizeof(__half) * n_ctx * nkv, cudaMemcpyDeviceToHost));
+    BN_CUDA_TRY(cudaMemcpy(v_cache, dv, sizeof(__half) * n_ctx * nkv, cudaMemcpyDeviceToHost));
+    if (norm_w) {
+        BN_CUDA_TRY(cudaMemcpy(q_out, dqo, (size_t)nq, cudaMemcpyDeviceToHost));
+        BN_CUDA_TRY(cudaMemcpy(s_out, dso, sizeof(float), cudaMemcpyDeviceToHost));
+        BN_CUDA_TRY(cudaMemcpy(qsum_out, dqso, sizeof(int32_t), cudaMemcpyDeviceToHost));
+    }
+    return 0;
 }
 
 extern "C" int bn_cuda_test_embedding(const void *table, int type, int n_vocab, int n_embd,
@@ -177,7 +261,7 @@ extern "C" int bn_cuda_test_embedding(const void *table, int type, int n_vocab, 
     GET(dt, table, (size_t)n_vocab * n_embd * (type == BN_CUDA_F32 ? 4 : 2));
     GET(dtok, tokens, sizeof(int32_t) * n_tok);
     GET(dx, NULL, sizeof(float) * n_tok * n_embd);
-    return finish(bn_cuda_embedding(dt, type, dtok, n_tok, n_embd, dx, 0), x, dx,
+    return finish(bn_cuda_embedding(dt, type, dtok, n_tok, n_embd, dx, false, 0), x, dx,
                   sizeof(float) * n_tok * n_embd, err);
 }
 
@@ -204,121 +288,3 @@ extern "C" int bn_cuda_test_argmax(const float *x, int n, int32_t *out, bn_error
     return finish(bn_cuda_argmax(dx, n, dout, 0), out, dout, sizeof(int32_t), err);
 }
 
-// ---- benchmark support -----------------------------------------------------------
-
-__global__ void bn_bench_fill_kernel(uint32_t *p, size_t nwords, uint32_t seed) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < nwords;
-         i += (size_t)gridDim.x * blockDim.x) {
-        uint32_t x = (uint32_t)i * 2654435761u ^ seed;
-        x ^= x >> 13;
-        x *= 0x5bd1e995u;
-        x ^= x >> 15;
-        p[i] = x;
-    }
-}
-
-// Random bytes; the f32 buffers of the norm path get small finite values instead.
-static cudaError_t fill(void *p, size_t bytes, uint32_t seed) {
-    bn_bench_fill_kernel<<<1024, 256, 0>>>((uint32_t *)p, bytes / 4, seed);
-    return cudaGetLastError();
-}
-
-__global__ void bn_bench_fill_float_kernel(float *p, size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        p[i] = (float)((i * 7919u) % 1000u) / 500.0f - 1.0f;
-}
-
-extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, int iters, double *us,
-                                    double *bytes, bn_error *err) {
-    if (bn_cuda_probe_device(err)) return -1;
-    if (K <= 0 || K % 128 || M <= 0 || n <= 0 || iters <= 0)
-        return bn_errorf(err, "cuda bench: bad shape");
-    dev_bufs bufs;
-    const size_t wbytes = op == BN_CUDA_BENCH_LM_HEAD ? (size_t)M * K * 2 : (size_t)M * K / 4;
-    uint8_t *dw, *dw2;
-    int8_t *dq;
-    float *dx, *ds, *dy, *dn;
-    int32_t *dqs;
-    GET(dw, NULL, wbytes);
-    GET(dw2, NULL, op == BN_CUDA_BENCH_COPY ? wbytes : 16);
-    GET(dq, NULL, (size_t)n * K * 2);
-    GET(dx, NULL, sizeof(float) * n * K * 2);
-    GET(dn, NULL, sizeof(float) * K);
-    GET(ds, NULL, sizeof(float) * n);
-    GET(dqs, NULL, sizeof(int32_t) * n);
-    GET(dy, NULL, sizeof(float) * n * M);
-    BN_CUDA_TRY(fill(dw, wbytes, 1));
-    BN_CUDA_TRY(fill(dq, (size_t)n * K, 2));
-    bn_bench_fill_float_kernel<<<256, 256>>>(dx, (size_t)n * K * 2);
-    BN_CUDA_TRY(cudaGetLastError());
-    bn_bench_fill_float_kernel<<<64, 256>>>(dn, (size_t)K);
-    BN_CUDA_TRY(cudaGetLastError());
-    bn_bench_fill_float_kernel<<<1, 256>>>(ds, (size_t)n);
-    BN_CUDA_TRY(cudaGetLastError());
-    if (op == BN_CUDA_BENCH_LM_HEAD) bn_bench_fill_float_kernel<<<1024, 256>>>((float *)dw, wbytes / 4);
-    BN_CUDA_TRY(cudaGetLastError());
-    BN_CUDA_TRY(cudaDeviceSynchronize());
-    for (int i = 0; i < n; i++) { // keep the scales sane: s = 1 is fine for timing
-        const float one = 1.0f;
-        BN_CUDA_TRY(cudaMemcpy(ds + i, &one, sizeof one, cudaMemcpyHostToDevice));
-    }
-
-    cublasHandle_t blas = NULL;
-    __half *dh = NULL;
-    if (op == BN_CUDA_BENCH_LM_HEAD) {
-        GET(dh, NULL, sizeof(__half) * n * K);
-        BN_CUBLAS_TRY(cublasCreate(&blas));
-    }
-    const bn_cuda_rowscale rs = bn_cuda_rowscale_one(1.0f);
-    cudaEvent_t e0 = NULL, e1 = NULL;
-    int rc = -1;
-    float ms = 0.f;
-    const float one = 1.f, zero = 0.f;
-    cudaError_t ce = cudaEventCreate(&e0);
-    if (ce == cudaSuccess) ce = cudaEventCreate(&e1);
-    for (int it = -2; ce == cudaSuccess && it < iters; it++) { // two warm-up runs
-        if (it == 0) ce = cudaEventRecord(e0, 0);
-        if (ce != cudaSuccess) break;
-        switch (op) {
-        case BN_CUDA_BENCH_COPY: ce = cudaMemcpyAsync(dw2, dw, wbytes, cudaMemcpyDeviceToDevice, 0); break;
-        case BN_CUDA_BENCH_GEMV: ce = bn_cuda_ternary_gemv(dw, K, M, dq, ds, dqs, n, rs, false, dy, M, 0); break;
-        case BN_CUDA_BENCH_GEMV_NORM:
-            ce = bn_cuda_ternary_gemv_norm(dw, K, M, dx, K, dn, 1e-5f, false, n, rs, false, dy, M, 0);
-            break;
-        case BN_CUDA_BENCH_GEMM:
-            ce = bn_cuda_rmsnorm_quant(dx, K, dn, n, K, 1e-5f, false, dq, ds, dqs, 0);
-            if (ce == cudaSuccess) ce = bn_cuda_ternary_gemm(dw, K, M, dq, ds, dqs, n, rs, false, dy, M, 0);
-            break;
-        case BN_CUDA_BENCH_LM_HEAD: {
-            const cublasStatus_t bs = cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, M, n, K, &one, dw,
-                                                   CUDA_R_16F, K, dh, CUDA_R_16F, K, &zero, dy,
-                                                   CUDA_R_32F, M, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-            if (bs != CUBLAS_STATUS_SUCCESS) {
-                bn_errorf(err, "cuBLAS: cublasGemmEx failed: %s", bn_cublas_status_name(bs));
-                goto done;
-            }
-            break;
-        }
-        }
-    }
-    if (ce == cudaSuccess) ce = cudaEventRecord(e1, 0);
-    if (ce == cudaSuccess) ce = cudaEventSynchronize(e1);
-    if (ce == cudaSuccess) ce = cudaEventElapsedTime(&ms, e0, e1);
-    if (ce != cudaSuccess) {
-        bn_errorf(err, "CUDA: benchmark of op %d failed: %s", (int)op, cudaGetErrorString(ce));
-        goto done;
-    }
-    *us = (double)ms * 1e3 / iters;
-    switch (op) {
-    case BN_CUDA_BENCH_COPY: *bytes = 2.0 * (double)wbytes; break; // read + write
-    case BN_CUDA_BENCH_LM_HEAD: *bytes = (double)wbytes + 4.0 * n * M; break;
-    default: *bytes = (double)wbytes + (double)n * K + 4.0 * n * M; break;
-    }
-    rc = 0;
-done:
-    if (e0) (void)cudaEventDestroy(e0);
-    if (e1) (void)cudaEventDestroy(e1);
-    if (blas) (void)cublasDestroy(blas);
-    return rc;
-}

@@ -19,14 +19,30 @@ extern "C" {
 struct bn_backend;
 
 typedef struct bn_cuda_stats {
+    double context_ms;     // create() up to the upload: device checks, context, allocations
     double upload_ms;      // create(): host-to-device copy of weights and tables
     uint64_t device_bytes; // the device arena (weights, KV cache, scratch)
     bool graphs;           // decode steps replay CUDA graphs
+    bool pdl;              // kernels launch with programmatic dependent launch
+    bool plain_attention;  // BITNET_CUDA_ATTN=plain (or a head_dim the fast kernels lack)
+    int gemv_max;          // batches up to this many tokens take the GEMV path
+    int attd_split;        // splits of the decode attention
 } bn_cuda_stats;
 
 // Same check as bn_cuda_backend.probe.
 int bn_cuda_probe_device(bn_error *err);
 void bn_cuda_backend_stats(const struct bn_backend *be, bn_cuda_stats *out);
+
+// One decode step (token at pos, argmax output) run eagerly with an event after
+// every launch: time per kernel name (summed over layers) and the step's total.
+// The events serialize the kernels, so the total exceeds a graph replay's.
+typedef struct bn_cuda_prof_row {
+    const char *name;
+    double ms;
+    int calls;
+} bn_cuda_prof_row;
+int bn_cuda_profile_step(struct bn_backend *be, int32_t token, int32_t pos, bn_cuda_prof_row *rows,
+                         int max_rows, int *n_rows, double *total_ms, bn_error *err);
 
 // scales: per-row weight scale, rows [0,r1) scales[0], [r1,r2) scales[1], rest scales[2].
 // w: M rows of K/4 bytes (I2_S), 0b11 codes allowed (treated as 0).
@@ -35,21 +51,34 @@ void bn_cuda_backend_stats(const struct bn_backend *be, bn_cuda_stats *out);
 int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                          const int32_t *qsum, int n, const float scales[3], int r1, int r2, bool add,
                          float *y, bn_error *err);
-// The decode GEMV with its fused RMSNorm+quant prologue; x: n rows of K (glu: 2K) floats.
-int bn_cuda_test_gemv_norm(const uint8_t *w, int K, int M, const float *x, const float *norm_w,
-                           float eps, bool glu, int n, const float scales[3], int r1, int r2,
-                           float *y, bn_error *err);
+// The decode GEMV followed by its next norm (norm_w over the M outputs, or over
+// relu(y[:M/2])^2 * y[M/2:] when glu): y as bn_cuda_test_ternary, and the codes
+// q_out (n rows of M or M/2), s_out, qsum_out.
+int bn_cuda_test_gemv_next_norm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
+                                const int32_t *qsum, int n, const float scales[3], int r1, int r2,
+                                bool add, float *y, const float *norm_w, float eps, bool glu,
+                                int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err);
 // x: n_tok rows of n (glu: 2n) floats -> q [n_tok][n], s, qsum.
 int bn_cuda_test_rmsnorm_quant(const float *x, const float *w, int n_tok, int n, float eps, bool glu,
                                int8_t *q, float *s, int32_t *qsum, bn_error *err);
-// qkv: n_tok rows of (n_head + 2 n_head_kv) * hd floats; caches: n_ctx rows of
-// n_head_kv*hd halves (read and written back); q_out: n_tok rows of n_head*hd halves.
+// qkv: n_tok rows of (n_head + 2 n_head_kv) * hd floats; caches: [n_head_kv][n_ctx][hd]
+// halves (read and written back); q_out: n_tok rows of n_head*hd halves.
 int bn_cuda_test_rope_kv(const float *qkv, const int32_t *pos, int n_tok, int n_head, int n_head_kv,
                          int hd, int n_rot, float base, int n_ctx, uint16_t *q_out,
                          uint16_t *k_cache, uint16_t *v_cache, bn_error *err);
-int bn_cuda_test_attention(const uint16_t *q, const uint16_t *k_cache, const uint16_t *v_cache,
-                           const int32_t *pos, int n_tok, int n_head, int n_head_kv, int hd,
-                           int n_ctx, float *out, bn_error *err);
+// kernel: 0 = plain (attention.cu), 1 = tensor-core prefill (attention_prefill.cu).
+// Caches [n_head_kv][n_ctx][hd].
+int bn_cuda_test_attention(int kernel, const uint16_t *q, const uint16_t *k_cache,
+                           const uint16_t *v_cache, const int32_t *pos, int n_tok, int n_head,
+                           int n_head_kv, int hd, int n_ctx, float *out, bn_error *err);
+// The decode attention for one token at pos from its f32 qkv row: the caches
+// (read, and row pos written back), out (n_head*hd floats) and, when norm_w is
+// given, the codes of rmsnorm(out, norm_w) (q_out, *s_out, *qsum_out).
+// n_split <= 0: the backend's choice for n_ctx.
+int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int n_head, int n_head_kv, int hd,
+                                  int n_rot, float base, int n_ctx, int n_split, uint16_t *k_cache,
+                                  uint16_t *v_cache, float *out, const float *norm_w, float eps,
+                                  int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err);
 // type: 0 F32, 1 F16, 30 BF16 (ggml numbering).
 int bn_cuda_test_embedding(const void *table, int type, int n_vocab, int n_embd,
                            const int32_t *tokens, int n_tok, float *x, bn_error *err);
@@ -57,18 +86,29 @@ int bn_cuda_test_rmsnorm_cast(const float *x, const float *w, int n_tok, int n, 
                               int out_type, void *out, bn_error *err);
 int bn_cuda_test_argmax(const float *x, int n, int32_t *out, bn_error *err);
 
-// Kernel timings for bench/bench_cuda.c: runs `iters` launches of one op on
-// device-resident random data of the given shape and returns the mean time per
-// launch in microseconds (and the bytes it must move) or -1.
+// Kernel timings for bench/bench_cuda.c: one op on device-resident random data
+// of the given shape, `iters` launches captured in a CUDA graph and replayed;
+// returns the mean time per launch in microseconds and the bytes it must move,
+// or -1. Weights (and for attention the KV cache) rotate over copies that
+// together exceed 4x the L2 cache, so every launch reads them from HBM as a
+// decode step does.
 typedef enum bn_cuda_bench_op {
     BN_CUDA_BENCH_COPY,      // cudaMemcpy device-to-device of M*K/4 bytes (bandwidth reference)
-    BN_CUDA_BENCH_GEMV,      // ternary GEMV, q precomputed
-    BN_CUDA_BENCH_GEMV_NORM, // ternary GEMV with the fused norm+quant prologue
-    BN_CUDA_BENCH_GEMM,      // norm+quant + tiled GEMM for n tokens
+    BN_CUDA_BENCH_GEMV,      // ternary GEMV, codes precomputed (n tokens)
+    BN_CUDA_BENCH_GEMV_NORM, // ternary GEMV + its next norm in the last block
+    BN_CUDA_BENCH_GEMM,      // norm+quant + dp4a tiled GEMM for n tokens
     BN_CUDA_BENCH_LM_HEAD,   // f16 cublasGemmEx, M = vocab rows of K
+    BN_CUDA_BENCH_ATTN_DECODE,  // decode attention, 2B-4T heads; K = context length
+    BN_CUDA_BENCH_ATTN_PREFILL, // tensor-core prefill attention, n tokens at positions 0..n-1
 } bn_cuda_bench_op;
-int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, int iters, double *us,
-                         double *bytes, bn_error *err);
+typedef struct bn_cuda_bench_result {
+    double us;     // per launch
+    double bytes;  // device memory it must move (weights, KV, activations)
+    double flops;  // arithmetic (2 per multiply-add), for the compute-bound ops
+    int copies;    // rotated weight/KV copies
+} bn_cuda_bench_result;
+int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, int iters, bn_cuda_bench_result *r,
+                         bn_error *err);
 
 #ifdef __cplusplus
 }

@@ -6,10 +6,13 @@
 #include <cuda_bf16.h>
 
 #include "cuda_kernels.cuh"
+#include "pdl.cuh"
 
 __global__ void bn_embedding_kernel(const void *__restrict__ table, int type,
                                     const int32_t *__restrict__ tokens, int n_embd,
                                     float *__restrict__ x) {
+    bn_pdl_wait();
+    bn_pdl_trigger();
     const int t = blockIdx.x;
     const int64_t row = (int64_t)tokens[t] * n_embd;
     float *xt = x + (int64_t)t * n_embd;
@@ -26,8 +29,7 @@ __global__ void bn_embedding_kernel(const void *__restrict__ table, int type,
 }
 
 cudaError_t bn_cuda_embedding(const void *table, int type, const int32_t *tokens, int n_tok,
-                              int n_embd, float *x, cudaStream_t st) {
+                              int n_embd, float *x, bool pdl, cudaStream_t st) {
     if (n_tok <= 0) return cudaSuccess;
-    bn_embedding_kernel<<<n_tok, 256, 0, st>>>(table, type, tokens, n_embd, x);
-    return cudaGetLastError();
+    return bn_launch(pdl, bn_embedding_kernel, dim3(n_tok), dim3(256), 0, st, table, type, tokens, n_embd, x);
 }

@@ -1,24 +1,27 @@
 // norm_quant.cuh - RMSNorm + bitlinear int8 quantization of one row, by one block.
 //
-// Used by the standalone kernel (rmsnorm_quant.cu, prefill) and fused into the
-// decode GEMV's prologue (ternary_gemv.cu); both launch BN_NQ_THREADS threads so
-// the two give bit-identical codes. The row is read three times (sum of squares,
-// max|h|, codes) instead of being kept in shared memory: it is at most a few
-// tens of KiB and stays in L1/L2, and any width works.
+// Used by the standalone kernel (rmsnorm_quant.cu: prefill, and the first norm of
+// a decode step) and by the last block of a decode GEMV or of the attention,
+// which quantizes the next bitlinear's input once (ternary_gemv.cu). All of them
+// launch BN_NQ_THREADS threads, so they reduce in the same order and give
+// bit-identical codes. The row is read three times (sum of squares, max|h|,
+// codes) instead of being kept in shared memory: it is at most a few tens of KiB
+// and stays in L2, and any width works. Rows are read with __ldcg (L2, not L1):
+// in the last-block case other blocks of the same kernel have just written them.
 // CPU twin: rmsnorm (cpu/ops.c) followed by bn_quantize_i8 (cpu/kernels_scalar.c).
 #ifndef BN_CUDA_NORM_QUANT_CUH
 #define BN_CUDA_NORM_QUANT_CUH
 
 #include "reduce.cuh"
 
-#define BN_NQ_THREADS 256
+#define BN_NQ_THREADS 512
 
 // Four consecutive inputs at i (n % 4 == 0). glu: x = [gate(n) | up(n)] and the
-// input is relu(gate)^2 * up (the FFN activation, DESIGN 3).
+// input is relu(gate)^2 * up (the FFN activation).
 __device__ __forceinline__ float4 bn_nq_load4(const float *__restrict__ x, int i, int n, bool glu) {
-    float4 v = *reinterpret_cast<const float4 *>(x + i);
+    float4 v = __ldcg(reinterpret_cast<const float4 *>(x + i));
     if (glu) {
-        const float4 u = *reinterpret_cast<const float4 *>(x + n + i);
+        const float4 u = __ldcg(reinterpret_cast<const float4 *>(x + n + i));
         v.x = fmaxf(v.x, 0.f); v.y = fmaxf(v.y, 0.f); v.z = fmaxf(v.z, 0.f); v.w = fmaxf(v.w, 0.f);
         v.x = v.x * v.x * u.x; v.y = v.y * v.y * u.y; v.z = v.z * v.z * u.z; v.w = v.w * v.w * u.w;
     }

@@ -2,15 +2,19 @@
 //
 // One block of BN_NQ_THREADS per token (norm_quant.cuh); writes the codes q[t, :],
 // the quantization scale s[t] and qsum[t] = sum(q[t, :]) the GEMM's epilogue
-// needs. Decode does not use this kernel: the GEMV runs the same code in its
-// prologue. CPU twin: rmsnorm + bn_quantize_i8.
+// needs. A decode step uses it once, after the embedding; the later norms of a
+// step run in the last block of the kernel before them (ternary_gemv.cu).
+// CPU twin: rmsnorm + bn_quantize_i8.
 #include "cuda_kernels.cuh"
 #include "norm_quant.cuh"
+#include "pdl.cuh"
 
 __global__ void __launch_bounds__(BN_NQ_THREADS)
 bn_rmsnorm_quant_kernel(const float *__restrict__ x, int64_t ldx, const float *__restrict__ w, int n,
                         float eps, bool glu, int8_t *__restrict__ q, float *__restrict__ s,
                         int32_t *__restrict__ qsum) {
+    bn_pdl_wait();
+    bn_pdl_trigger();
     const int t = blockIdx.x;
     int8_t *qt = q + (int64_t)t * n;
     float sc;
@@ -24,11 +28,12 @@ bn_rmsnorm_quant_kernel(const float *__restrict__ x, int64_t ldx, const float *_
 }
 
 cudaError_t bn_cuda_rmsnorm_quant(const float *x, int64_t ldx, const float *w, int n_tok, int n,
-                                  float eps, bool glu, int8_t *q, float *s, int32_t *qsum,
+                                  float eps, bool glu, int8_t *q, float *s, int32_t *qsum, bool pdl,
                                   cudaStream_t st) {
     if (n_tok <= 0) return cudaSuccess;
-    bn_rmsnorm_quant_kernel<<<n_tok, BN_NQ_THREADS, 0, st>>>(x, ldx, w, n, eps, glu, q, s, qsum);
-    return cudaGetLastError();
+    if (n <= 0 || n % 4) return cudaErrorInvalidValue;
+    return bn_launch(pdl, bn_rmsnorm_quant_kernel, dim3(n_tok), dim3(BN_NQ_THREADS), 0, st, x, ldx, w, n, eps,
+                     glu, q, s, qsum);
 }
 
 // 0b11 -> 0b01 in every 2-bit field: m marks fields whose two bits are both set.

@@ -1,182 +1,226 @@
 // ternary_gemv.cu - decode bitlinear: I2_S weights x int8 activations, dp4a.
 //
-// Design (memory bound: the weights are read once per token and nothing else
-// matters much):
-// - Weights stay in I2_S exactly as in the file. Bits 7:6 of four consecutive
-//   bytes are four consecutive elements, so a 16-byte load of a row gives 16
-//   words that each feed one __dp4a without any shuffling, and consecutive lanes
-//   read consecutive 16-byte chunks of a row: fully coalesced 128-bit loads. A
-//   repack buys nothing here (the GEMM reads the same layout).
-// - A warp owns R = 2 rows, its 32 lanes stride over the row's 16-byte chunks
-//   (K = 2560: 40 chunks, K = 6912: 108). The first U = 4 chunks of both rows
-//   (up to 8 x 16 bytes a lane) are loaded *before* the prologue, so the weight
-//   stream is in flight while the block normalizes and quantizes the input.
-// - Activations live in shared memory (K bytes) in the order the chunks consume
-//   them: sq[s*K/4 + 32*b + e] = q[128*b + 32*s + e], so for a fixed shift s the
-//   lanes read consecutive 16-byte words (no bank conflicts).
-// - dp4a(w+1, q) summed over the row minus sum(q) is the ternary dot product;
-//   0b11 codes were rewritten to 0b01 at upload (bn_cuda_i2s_sanitize).
+// At batch 1 a projection of the 2B-4T model is 1.6-8.8 MB of weights, 12-67 KB
+// per SM: too little to keep HBM busy unless every SM has its whole share in
+// flight at once, and too little work to hide a launch. So:
+// - One block per SM (about). Each block owns a contiguous run of rows, which
+//   in I2_S is one contiguous byte range, and copies all of it into shared
+//   memory with cp.async *before* it waits for the previous kernel (pdl.cuh):
+//   the weight stream overlaps the previous kernel's tail.
+// - The input is already quantized (int8 codes, scale s, qsum = sum of codes):
+//   by the previous GEMV's or the attention's last block, or by the standalone
+//   rmsnorm_quant kernel. Nothing normalizes the same vector twice.
+// - Weights stay in I2_S exactly as in the file: bits 7:6 of four consecutive
+//   bytes are four consecutive elements, so each 32-bit word feeds one __dp4a
+//   per 2-bit plane. A plane is isolated with one AND (code << 5, 4, 2 or 0; the
+//   top plane needs one shift so it stays a positive int8); each plane has its
+//   own accumulator and the four are scaled back at the end, exactly.
+//   dp4a(code, q) summed over the row minus qsum is the ternary dot product
+//   (code = value + 1; 0b11 codes were rewritten to 0b01 at upload).
+// - G lanes share a row (G = 8 for K = 2560: 5 chunks of 16 bytes a lane), so a
+//   warp works on 32/G rows at once and the activation reads of its groups are
+//   the same addresses (shared-memory broadcast). Activations sit in shared
+//   memory in the order the chunks consume them: plane s of chunk c is int4
+//   s*K/64 + c.
 // - Epilogue: /s * per-row scale (Q|K|V or gate|up stacks carry 3 scales), then
 //   store or add into the residual stream.
-// 256 threads = 8 warps = 16 rows a block; grid.y = token.
-// CPU twin: bn_ternary_gemm_scalar (n == 1), with bn_quantize_i8 for the prologue.
+// - Next norm (optional): after its rows are written, the last block to finish
+//   (threadfence + atomic counter) runs RMSNorm + quantization of the whole
+//   output row (or of relu(gate)^2*up for gate|up) with the next bitlinear's
+//   norm weight, into the codes the next GEMV reads.
+// CPU twin: bn_ternary_gemm_scalar; the next norm: rmsnorm + bn_quantize_i8.
+#include "async_copy.cuh"
 #include "cuda_kernels.cuh"
 #include "norm_quant.cuh"
+#include "pdl.cuh"
 
-#define BN_GEMV_R 2 // rows per warp
-#define BN_GEMV_U 4 // 16-byte chunks per lane per row loaded ahead
-
-__device__ __forceinline__ int bn_dot_chunk(uint4 wv, int4 a0, int4 a1, int4 a2, int4 a3, int acc) {
-    const uint32_t m = 0x03030303u;
-    acc = __dp4a((int)((wv.x >> 6) & m), a0.x, acc);
-    acc = __dp4a((int)((wv.x >> 4) & m), a1.x, acc);
-    acc = __dp4a((int)((wv.x >> 2) & m), a2.x, acc);
-    acc = __dp4a((int)(wv.x & m), a3.x, acc);
-    acc = __dp4a((int)((wv.y >> 6) & m), a0.y, acc);
-    acc = __dp4a((int)((wv.y >> 4) & m), a1.y, acc);
-    acc = __dp4a((int)((wv.y >> 2) & m), a2.y, acc);
-    acc = __dp4a((int)(wv.y & m), a3.y, acc);
-    acc = __dp4a((int)((wv.z >> 6) & m), a0.z, acc);
-    acc = __dp4a((int)((wv.z >> 4) & m), a1.z, acc);
-    acc = __dp4a((int)((wv.z >> 2) & m), a2.z, acc);
-    acc = __dp4a((int)(wv.z & m), a3.z, acc);
-    acc = __dp4a((int)((wv.w >> 6) & m), a0.w, acc);
-    acc = __dp4a((int)((wv.w >> 4) & m), a1.w, acc);
-    acc = __dp4a((int)((wv.w >> 2) & m), a2.w, acc);
-    acc = __dp4a((int)(wv.w & m), a3.w, acc);
-    return acc;
-}
+#define BN_GEMV_THREADS BN_NQ_THREADS
+#define BN_GEMV_WEIGHT_SMEM (96 * 1024) // weight bytes a block may hold
+#define BN_GEMV_ACT_SMEM (112 * 1024)   // activation bytes of one launch (tokens x K)
 
 __device__ __forceinline__ float bn_row_scale(const bn_cuda_rowscale &rs, int r) {
     return r < rs.r1 ? rs.s0 : (r < rs.r2 ? rs.s1 : rs.s2);
 }
 
-template <bool NORM>
-__global__ void __launch_bounds__(BN_NQ_THREADS)
-bn_ternary_gemv_kernel(const uint8_t *__restrict__ w, int K, int M, const int8_t *__restrict__ q,
-                       const float *__restrict__ s, const int32_t *__restrict__ qsum,
-                       const float *__restrict__ x, int64_t ldx, const float *__restrict__ norm_w,
-                       float eps, bool glu, bn_cuda_rowscale rs, bool add, float *__restrict__ y,
-                       int64_t ldy) {
-    extern __shared__ int4 sq4[]; // K bytes, permuted (see header)
-    const int t = blockIdx.y;
-    const int lane = threadIdx.x & 31;
-    const int row0 = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * BN_GEMV_R;
-    const int nchunk = K / 64; // 16-byte chunks a row
-    const int64_t rowb = K / 4;
-
-    // 1. The first chunks of this warp's rows go in flight now.
-    uint4 wv[BN_GEMV_U][BN_GEMV_R];
+// One 16-byte chunk of a row (64 weights) against its four activation planes.
+__device__ __forceinline__ void bn_dot_chunk(uint4 w, int4 x0, int4 x1, int4 x2, int4 x3, int &a5,
+                                             int &a4, int &a2, int &a0) {
+    const uint32_t w4[4] = {w.x, w.y, w.z, w.w};
+    const int p0[4] = {x0.x, x0.y, x0.z, x0.w}, p1[4] = {x1.x, x1.y, x1.z, x1.w};
+    const int p2[4] = {x2.x, x2.y, x2.z, x2.w}, p3[4] = {x3.x, x3.y, x3.z, x3.w};
 #pragma unroll
-    for (int u = 0; u < BN_GEMV_U; u++)
-#pragma unroll
-        for (int r = 0; r < BN_GEMV_R; r++) {
-            const int c = lane + 32 * u;
-            wv[u][r] = (c < nchunk && row0 + r < M)
-                           ? __ldg(reinterpret_cast<const uint4 *>(w + (row0 + r) * rowb) + c)
-                           : make_uint4(0, 0, 0, 0);
-        }
-
-    // 2. Activations into shared memory (every thread takes part: no early exit above).
-    __shared__ float s_sc;
-    __shared__ int s_qs;
-    const int kq = K / 4; // bytes per shift plane
-    if (NORM) {
-        int8_t *sq = reinterpret_cast<int8_t *>(sq4);
-        float sc;
-        int qs;
-        bn_block_norm_quant(x + t * ldx, K, norm_w, eps, glu, &sc, &qs, [&](int i, int v) {
-            sq[((i >> 5) & 3) * kq + ((i >> 7) << 5) + (i & 31)] = (int8_t)v;
-        });
-        if (threadIdx.x == 0) {
-            s_sc = sc;
-            s_qs = qs;
-        }
-    } else {
-        const int4 *qt = reinterpret_cast<const int4 *>(q + (int64_t)t * K);
-        for (int m = threadIdx.x; m < K / 16; m += blockDim.x)
-            sq4[((m & 7) >> 1) * (K / 64) + 2 * (m >> 3) + (m & 1)] = __ldg(qt + m);
-        if (threadIdx.x == 0) {
-            s_sc = s[t];
-            s_qs = qsum[t];
-        }
+    for (int i = 0; i < 4; i++) {
+        a5 = __dp4a((int)((w4[i] >> 1) & 0x60606060u), p0[i], a5); // bits 7:6 -> code << 5
+        a4 = __dp4a((int)(w4[i] & 0x30303030u), p1[i], a4);        // bits 5:4 -> code << 4
+        a2 = __dp4a((int)(w4[i] & 0x0C0C0C0Cu), p2[i], a2);        // bits 3:2 -> code << 2
+        a0 = __dp4a((int)(w4[i] & 0x03030303u), p3[i], a0);        // bits 1:0 -> code
     }
-    __syncthreads();
-    if (row0 >= M) return;
+}
 
-    // 3. Dot products, U chunks a lane at a time.
-    int acc[BN_GEMV_R];
-#pragma unroll
-    for (int r = 0; r < BN_GEMV_R; r++) acc[r] = 0;
-    const int plane = K / 64; // int4 per shift plane
-    for (int c0 = 0; c0 < nchunk; c0 += 32 * BN_GEMV_U) {
-        if (c0 > 0) {
-#pragma unroll
-            for (int u = 0; u < BN_GEMV_U; u++)
-#pragma unroll
-                for (int r = 0; r < BN_GEMV_R; r++) {
-                    const int c = c0 + lane + 32 * u;
-                    wv[u][r] = (c < nchunk && row0 + r < M)
-                                   ? __ldg(reinterpret_cast<const uint4 *>(w + (row0 + r) * rowb) + c)
-                                   : make_uint4(0, 0, 0, 0);
+template <int G>
+__global__ void __launch_bounds__(BN_GEMV_THREADS)
+bn_ternary_gemv_kernel(const uint8_t *__restrict__ w, int K, int M, int rows_per_block,
+                       const int8_t *__restrict__ q, const float *__restrict__ s,
+                       const int32_t *__restrict__ qsum, int n, bn_cuda_rowscale rs, bool add,
+                       float *__restrict__ y, int64_t ldy, bn_cuda_next_norm nn) {
+    extern __shared__ int4 smem[];
+    const int64_t rowb = K / 4;             // bytes a row
+    const int rowv = (int)(rowb / 16);      // 16-byte chunks a row
+    const int r0 = blockIdx.x * rows_per_block;
+    const int nrows = min(rows_per_block, M - r0);
+    int4 *wsm = smem;                       // nrows x rowv
+    int4 *qsm = smem + rows_per_block * rowv; // n x K/16, permuted
+
+    // 1. This block's weights, in flight before anything else (constant data).
+    const int4 *wsrc = reinterpret_cast<const int4 *>(w + r0 * rowb);
+    for (int i = threadIdx.x; i < nrows * rowv; i += blockDim.x) bn_cp_async16(wsm + i, wsrc + i);
+    bn_cp_async_commit();
+
+    bn_pdl_wait();
+    bn_pdl_trigger();
+
+    // 2. Activations of every token, permuted by plane.
+    __shared__ float s_sc[BN_GEMV_MAX_N];
+    __shared__ int s_qs[BN_GEMV_MAX_N];
+    const int kv = K / 16, plane = K / 64;
+    for (int m = threadIdx.x; m < n * kv; m += blockDim.x) {
+        const int t = m / kv, i = m - t * kv;
+        qsm[t * kv + ((i & 7) >> 1) * plane + 2 * (i >> 3) + (i & 1)] =
+            reinterpret_cast<const int4 *>(q + (int64_t)t * K)[i];
+    }
+    if (threadIdx.x < n) {
+        s_sc[threadIdx.x] = s[threadIdx.x];
+        s_qs[threadIdx.x] = qsum[threadIdx.x];
+    }
+    bn_cp_async_wait_all();
+    __syncthreads();
+
+    // 3. Dot products: a warp takes 32/G rows at a time, G lanes a row.
+    constexpr int RPW = 32 / G;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarp = blockDim.x >> 5;
+    const int grp = lane / G, sub = lane % G;
+    for (int rb = warp * RPW; rb < nrows; rb += nwarp * RPW) { // uniform across the warp
+        const int rl = rb + grp;
+        const bool valid = rl < nrows;
+        for (int t = 0; t < n; t++) {
+            const int4 *qt = qsm + t * kv;
+            int a5 = 0, a4 = 0, a2 = 0, a0 = 0;
+            if (valid)
+                for (int c = sub; c < plane; c += G) {
+                    const int4 wv = wsm[rl * rowv + c];
+                    bn_dot_chunk(make_uint4(wv.x, wv.y, wv.z, wv.w), qt[c], qt[plane + c],
+                                 qt[2 * plane + c], qt[3 * plane + c], a5, a4, a2, a0);
                 }
-        }
+            // Each accumulator is an exact multiple of its plane's scale.
+            int tot = (a5 >> 5) + (a4 >> 4) + (a2 >> 2) + a0;
 #pragma unroll
-        for (int u = 0; u < BN_GEMV_U; u++) {
-            const int c = c0 + lane + 32 * u;
-            if (c < nchunk) {
-                const int4 a0 = sq4[c], a1 = sq4[plane + c], a2 = sq4[2 * plane + c],
-                           a3 = sq4[3 * plane + c];
-#pragma unroll
-                for (int r = 0; r < BN_GEMV_R; r++) acc[r] = bn_dot_chunk(wv[u][r], a0, a1, a2, a3, acc[r]);
+            for (int o = G / 2; o > 0; o >>= 1) tot += __shfl_xor_sync(0xffffffffu, tot, o);
+            if (valid && sub == 0) {
+                const int row = r0 + rl;
+                const float v = (float)(tot - s_qs[t]) / s_sc[t] * bn_row_scale(rs, row);
+                float *dst = y + t * ldy + row;
+                // __fadd_rn: a plain + lets nvcc contract the scale product into an FMA,
+                // which rounds the residual differently from the CPU (x += v, no FMA).
+                *dst = add ? __fadd_rn(*dst, v) : v;
             }
         }
     }
 
-    // 4. Epilogue: lane r finishes row row0 + r.
-#pragma unroll
-    for (int r = 0; r < BN_GEMV_R; r++) {
-        const int tot = bn_warp_sum(acc[r]);
-        const int row = row0 + r;
-        if (lane == r && row < M) {
-            const float v = (float)(tot - s_qs) / s_sc * bn_row_scale(rs, row);
-            float *dst = y + t * ldy + row;
-            // __fadd_rn: a plain + lets nvcc contract the scale product into an FMA,
-            // which rounds the residual differently from the CPU (x += v, no FMA).
-            *dst = add ? __fadd_rn(*dst, v) : v;
+    // 4. The next bitlinear's input, quantized once, by the last block.
+    if (nn.w == NULL) return;
+    __shared__ bool s_last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) s_last = atomicAdd(nn.counter, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    const int width = nn.glu ? M / 2 : M;
+    for (int t = 0; t < n; t++) {
+        int8_t *qo = nn.q + (int64_t)t * width;
+        float sc;
+        int qs;
+        bn_block_norm_quant(y + t * ldy, width, nn.w, nn.eps, nn.glu, &sc, &qs,
+                            [&](int i, int v) { qo[i] = (int8_t)v; });
+        if (threadIdx.x == 0) {
+            nn.s[t] = sc;
+            nn.qsum[t] = qs;
         }
     }
+    if (threadIdx.x == 0) *nn.counter = 0; // ready for the next launch (graph replay)
 }
 
-static cudaError_t bn_gemv_launch(bool norm, const uint8_t *w, int K, int M, const int8_t *q,
-                                  const float *s, const int32_t *qsum, const float *x, int64_t ldx,
-                                  const float *norm_w, float eps, bool glu, int n,
-                                  bn_cuda_rowscale rs, bool add, float *y, int64_t ldy,
-                                  cudaStream_t st) {
-    if (n <= 0 || M <= 0) return cudaSuccess;
-    if (K <= 0 || K % 128 != 0) return cudaErrorInvalidValue;
-    const int rows_per_block = (BN_NQ_THREADS / 32) * BN_GEMV_R;
-    const dim3 grid((M + rows_per_block - 1) / rows_per_block, n);
-    if (norm)
-        bn_ternary_gemv_kernel<true><<<grid, BN_NQ_THREADS, K, st>>>(w, K, M, q, s, qsum, x, ldx, norm_w,
-                                                                    eps, glu, rs, add, y, ldy);
-    else
-        bn_ternary_gemv_kernel<false><<<grid, BN_NQ_THREADS, K, st>>>(w, K, M, q, s, qsum, x, ldx, norm_w,
-                                                                     eps, glu, rs, add, y, ldy);
-    return cudaGetLastError();
+// Lanes that share a row: the largest power of two up to 8 dividing the row's
+// 16-byte chunk count (K % 128 == 0, so at least 2), so no lane idles.
+static int lanes_per_row(int K) {
+    const int chunks = K / 64;
+    return chunks % 8 == 0 ? 8 : chunks % 4 == 0 ? 4 : 2;
+}
+
+static int sm_count(void) {
+    static int n = 0; // one device per process (backend_cuda.cu uses device 0)
+    if (n == 0 && cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) n = 1;
+    return n > 0 ? n : 1;
+}
+
+// Dynamic shared memory a GEMV block may use: the device's opt-in limit less
+// room for the kernel's static arrays, capped by what the two budgets need.
+static int g_smem_limit = 0;
+
+template <int G> static cudaError_t raise_smem_limit(int bytes) {
+    return cudaFuncSetAttribute(bn_ternary_gemv_kernel<G>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                bytes);
+}
+
+// Once per process, before the first launch (never inside a graph capture: the
+// backend's first decode step runs eagerly).
+static cudaError_t gemv_setup(void) {
+    if (g_smem_limit > 0) return cudaSuccess;
+    int optin = 0;
+    cudaError_t e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0);
+    if (e != cudaSuccess) return e;
+    int limit = optin - 2048;
+    if (limit > BN_GEMV_WEIGHT_SMEM + BN_GEMV_ACT_SMEM) limit = BN_GEMV_WEIGHT_SMEM + BN_GEMV_ACT_SMEM;
+    if (limit < 48 * 1024) limit = 48 * 1024;
+    if ((e = raise_smem_limit<8>(limit)) != cudaSuccess || (e = raise_smem_limit<4>(limit)) != cudaSuccess ||
+        (e = raise_smem_limit<2>(limit)) != cudaSuccess)
+        return e;
+    g_smem_limit = limit;
+    return cudaSuccess;
+}
+
+int bn_cuda_gemv_max_tokens(int K) {
+    if (K <= 0 || gemv_setup() != cudaSuccess) return 0;
+    const int n = g_smem_limit / 2 / K; // activations take at most half
+    return n < BN_GEMV_MAX_N ? n : BN_GEMV_MAX_N;
 }
 
 cudaError_t bn_cuda_ternary_gemv(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                  const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
-                                 float *y, int64_t ldy, cudaStream_t st) {
-    return bn_gemv_launch(false, w, K, M, q, s, qsum, NULL, 0, NULL, 0.f, false, n, rs, add, y, ldy,
-                          st);
-}
-
-cudaError_t bn_cuda_ternary_gemv_norm(const uint8_t *w, int K, int M, const float *x, int64_t ldx,
-                                      const float *norm_w, float eps, bool glu, int n,
-                                      bn_cuda_rowscale rs, bool add, float *y, int64_t ldy,
-                                      cudaStream_t st) {
-    return bn_gemv_launch(true, w, K, M, NULL, NULL, NULL, x, ldx, norm_w, eps, glu, n, rs, add, y,
-                          ldy, st);
+                                 float *y, int64_t ldy, const bn_cuda_next_norm *nn, bool pdl,
+                                 cudaStream_t st) {
+    if (n <= 0 || M <= 0) return cudaSuccess;
+    if (K <= 0 || K % 128 != 0 || n > bn_cuda_gemv_max_tokens(K)) return cudaErrorInvalidValue;
+    if (nn && nn->w && (nn->glu ? M % 8 : M % 4)) return cudaErrorInvalidValue; // float4 rows
+    const int64_t rowb = K / 4;
+    int rpb = (M + sm_count() - 1) / sm_count();
+    const int64_t budget = g_smem_limit - (int64_t)n * K; // set up by bn_cuda_gemv_max_tokens
+    const int64_t cap = (budget < BN_GEMV_WEIGHT_SMEM ? budget : BN_GEMV_WEIGHT_SMEM) / rowb;
+    if (cap < 1) return cudaErrorInvalidValue;
+    if (rpb > cap) rpb = (int)cap;
+    const int blocks = (M + rpb - 1) / rpb;
+    const size_t smem = (size_t)rpb * rowb + (size_t)n * K;
+    bn_cuda_next_norm none = {};
+    const bn_cuda_next_norm next = nn ? *nn : none;
+    switch (lanes_per_row(K)) {
+    case 8:
+        return bn_launch(pdl, bn_ternary_gemv_kernel<8>, dim3(blocks), dim3(BN_GEMV_THREADS), smem, st,
+                         w, K, M, rpb, q, s, qsum, n, rs, add, y, ldy, next);
+    case 4:
+        return bn_launch(pdl, bn_ternary_gemv_kernel<4>, dim3(blocks), dim3(BN_GEMV_THREADS), smem, st,
+                         w, K, M, rpb, q, s, qsum, n, rs, add, y, ldy, next);
+    default:
+        return bn_launch(pdl, bn_ternary_gemv_kernel<2>, dim3(blocks), dim3(BN_GEMV_THREADS), smem, st,
+                         w, K, M, rpb, q, s, qsum, n, rs, add, y, ldy, next);
+    }
 }

@@ -21,9 +21,12 @@
 
 #define N_GEN 16
 
+// Skips without a usable GPU, or fails when BITNET_REQUIRE_GPU=1 (scripts/gpu-check.sh).
 static void require_gpu(void) {
     bn_error err = {{0}};
     if (bn_cuda_probe_device(&err) != 0) {
+        const char *req = getenv("BITNET_REQUIRE_GPU");
+        if (req && strcmp(req, "1") == 0) fail_msg("no usable GPU (BITNET_REQUIRE_GPU=1): %s", err.msg);
         fprintf(stderr, "SKIP: %s\n", err.msg);
         skip();
     }
@@ -62,8 +65,9 @@ static void test_probe_and_create_fail_cleanly(void **state) {
 
 // ---- kernels ---------------------------------------------------------------------
 
-static const int SHAPES[][2] = {{384, 37}, {640, 131}, {1152, 300}, {128, 1}}; // K, M
-static const int NTOK[] = {1, 3, 17, 70};
+static const int SHAPES[][2] = {{384, 37}, {640, 131}, {1152, 300}, {128, 1}, {2560, 200}, {6912, 67}}; // K, M
+static const int NTOK[] = {1, 3, 8, 17, 70};
+#define BN_GEMV_TEST_MAX_N 8 // the GEMV's batch limit for K <= 6912 (ternary_gemv.cu)
 
 static void test_ternary_exact(void **state) {
     (void)state;
@@ -88,6 +92,7 @@ static void test_ternary_exact(void **state) {
             bn_ternary_gemm_scalar(w, K, 0, M, q, qsum, n, ref, M);
             const float ones[3] = {1.f, 1.f, 1.f};
             for (int kernel = 0; kernel < 2; kernel++) {
+                if (kernel == 0 && n > BN_GEMV_TEST_MAX_N) continue; // the GEMV takes small batches
                 bn_error err = {{0}};
                 memset(y, 0, sizeof(float) * n * M);
                 if (bn_cuda_test_ternary(kernel, w, K, M, q, s, qsum, n, ones, M, M, false, y, &err))
@@ -102,6 +107,7 @@ static void test_ternary_exact(void **state) {
             const int r1 = M / 3, r2 = 2 * M / 3;
             for (int t = 0; t < n; t++) s[t] = 10.f + t;
             for (int kernel = 0; kernel < 2; kernel++) {
+                if (kernel == 0 && n > BN_GEMV_TEST_MAX_N) continue;
                 bn_error err = {{0}};
                 for (int i = 0; i < n * M; i++) y[i] = 1.f;
                 if (bn_cuda_test_ternary(kernel, w, K, M, q, s, qsum, n, sc, r1, r2, true, y, &err))
@@ -166,31 +172,54 @@ static void test_rmsnorm_quant(void **state) {
         }
 }
 
-// The fused decode GEMV must equal norm kernel -> GEMV exactly (same block code).
-static void test_gemv_norm_fused(void **state) {
+// The GEMV's next norm (run by its last block) must give exactly the codes of
+// the standalone norm kernel on the GEMV's output (same block code and size),
+// and the GEMV's output must be the scalar twin's; for the stacked gate|up with
+// glu, and as the residual add (y += W.q) with a plain norm.
+static void test_gemv_next_norm(void **state) {
     (void)state;
     require_gpu();
     uint64_t rng = 99;
-    for (int glu = 0; glu < 2; glu++)
-        for (size_t si = 0; si < 3; si++) {
-            const int K = SHAPES[si][0], M = SHAPES[si][1], n = 3, ld = glu ? 2 * K : K;
+    const int shapes[][2] = {{384, 48}, {640, 264}, {2560, 2560}, {2560, 13824}, {6912, 2560}}; // K, M
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int glu = 0; glu < 2; glu++) {
+            const int K = shapes[si][0], M = shapes[si][1], n = si < 2 ? 3 : 1, width = glu ? M / 2 : M;
+            const bool add = !glu;
             uint8_t *w = malloc((size_t)M * K / 4);
-            float *x = malloc(sizeof(float) * n * ld), *nw = malloc(sizeof(float) * K);
-            float *y1 = malloc(sizeof(float) * n * M), *y2 = calloc((size_t)n * M, sizeof(float));
-            int8_t *q = malloc((size_t)n * K);
-            float s[3];
-            int32_t qs[3];
+            int8_t *q = malloc((size_t)n * K), *qg = malloc((size_t)n * width), *qk = malloc((size_t)n * width);
+            int32_t *qsum = calloc((size_t)n, sizeof(int32_t)), *ref = malloc(sizeof(int32_t) * n * M);
+            float *s = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n * M), *y0 = malloc(sizeof(float) * n * M);
+            float *nw = malloc(sizeof(float) * width), sg[3], sk[3];
+            int32_t qsg[3], qsk[3];
             random_i2s(w, (size_t)M * K / 4, &rng);
-            for (int i = 0; i < n * ld; i++) x[i] = frand(&rng);
-            for (int i = 0; i < K; i++) nw[i] = 1.f + 0.3f * frand(&rng);
+            for (int t = 0; t < n; t++) {
+                s[t] = 40.f + t;
+                for (int k = 0; k < K; k++) {
+                    q[t * K + k] = (int8_t)bn_test_rand(&rng);
+                    qsum[t] += q[t * K + k];
+                }
+            }
+            for (int i = 0; i < n * M; i++) y0[i] = y[i] = add ? frand(&rng) : 0.f;
+            for (int i = 0; i < width; i++) nw[i] = 1.f + 0.3f * frand(&rng);
             const float sc[3] = {0.7f, 1.3f, 0.9f};
+            const int r1 = M / 2, r2 = M;
             bn_error err = {{0}};
-            if (bn_cuda_test_gemv_norm(w, K, M, x, nw, 1e-5f, glu, n, sc, M / 2, M, y1, &err) ||
-                bn_cuda_test_rmsnorm_quant(x, nw, n, K, 1e-5f, glu, q, s, qs, &err) ||
-                bn_cuda_test_ternary(0, w, K, M, q, s, qs, n, sc, M / 2, M, false, y2, &err))
+            if (bn_cuda_test_gemv_next_norm(w, K, M, q, s, qsum, n, sc, r1, r2, add, y, nw, 1e-5f, glu != 0, qg, sg,
+                                            qsg, &err))
                 fail_msg("%s", err.msg);
-            assert_memory_equal(y1, y2, sizeof(float) * n * M);
-            free(w); free(x); free(nw); free(y1); free(y2); free(q);
+            bn_ternary_gemm_scalar(w, K, 0, M, q, qsum, n, ref, M);
+            for (int t = 0; t < n; t++)
+                for (int r = 0; r < M; r++) {
+                    const volatile float v = (float)ref[t * M + r] / s[t] * (r < r1 ? sc[0] : sc[1]);
+                    const float want = add ? y0[t * M + r] + v : v;
+                    if (y[t * M + r] != want)
+                        fail_msg("K=%d M=%d t=%d r=%d: %.9g, want %.9g", K, M, t, r, y[t * M + r], want);
+                }
+            if (bn_cuda_test_rmsnorm_quant(y, nw, n, width, 1e-5f, glu != 0, qk, sk, qsk, &err)) fail_msg("%s", err.msg);
+            assert_memory_equal(qg, qk, (size_t)n * width);
+            assert_memory_equal(sg, sk, sizeof(float) * n);
+            assert_memory_equal(qsg, qsk, sizeof(int32_t) * n);
+            free(w); free(q); free(qg); free(qk); free(qsum); free(ref); free(s); free(y); free(y0); free(nw);
         }
 }
 
@@ -215,9 +244,9 @@ static void test_rope_kv(void **state) {
         bn_rope_neox(tmp, n_head, hd, n_rot, pos[t], 500000.f);
         bn_rope_neox(tmp + nq, n_head_kv, hd, n_rot, pos[t], 500000.f);
         for (int i = 0; i < ld; i++) {
-            const uint16_t got = i < nq ? qo[t * nq + i]
-                                 : i < nq + nkv ? kc[pos[t] * nkv + i - nq]
-                                                : vc[pos[t] * nkv + i - nq - nkv];
+            const int e = i < nq ? i : i < nq + nkv ? i - nq : i - nq - nkv; // within Q, K or V
+            const int64_t crow = ((int64_t)(e / hd) * n_ctx + pos[t]) * hd + e % hd; // head-major cache
+            const uint16_t got = i < nq ? qo[t * nq + i] : i < nq + nkv ? kc[crow] : vc[crow];
             const float g = bn_f16_to_f32(got), want = bn_f16_to_f32(bn_f32_to_f16(tmp[i]));
             assert_true(fabsf(g - want) <= 1e-3f * (1.f + fabsf(want))); // 1 f16 ulp
             exact += got == bn_f32_to_f16(tmp[i]);
@@ -230,37 +259,139 @@ static void test_rope_kv(void **state) {
     free(qkv); free(tmp); free(qo); free(kc); free(vc);
 }
 
+// The CPU twin on a head-major cache: token t's head h against rows 0..pos.
+static void cpu_attention(const uint16_t *q, const uint16_t *kc, const uint16_t *vc, int H, int Hkv, int hd,
+                          int n_ctx, int h, int pos, float *scores, float *out) {
+    float qf[256];
+    const int kvh = h / (H / Hkv);
+    for (int d = 0; d < hd; d++) qf[d] = bn_f16_to_f32(q[h * hd + d]);
+    bn_attention_head(qf, kc + (size_t)kvh * n_ctx * hd, vc + (size_t)kvh * n_ctx * hd, hd, hd, pos + 1,
+                      1.f / sqrtf((float)hd), scores, out);
+}
+
+// Both batch kernels (plain, tensor-core prefill) against the CPU twin: a few
+// scattered positions, then 70 consecutive ones (a prefill chunk after 230 tokens).
 static void test_attention(void **state) {
     (void)state;
     require_gpu();
-    const int n_ctx = 300, n_tok = 3;
-    const int32_t pos[3] = {0, 130, 299};
-    const int cfgs[][3] = {{4, 2, 64}, {20, 5, 128}, {3, 3, 80}}; // heads, kv heads, head_dim
+    const int n_ctx = 300;
+    const int cfgs[][3] = {{4, 2, 64}, {20, 5, 128}, {3, 3, 80}, {16, 2, 96}}; // heads, kv heads, head_dim
     uint64_t rng = 11;
-    for (int c = 0; c < 3; c++) {
-        const int H = cfgs[c][0], Hkv = cfgs[c][1], hd = cfgs[c][2], nq = H * hd, nkv = Hkv * hd;
-        uint16_t *q = malloc(2 * n_tok * nq), *kc = malloc(2 * n_ctx * nkv), *vc = malloc(2 * n_ctx * nkv);
-        float *out = malloc(sizeof(float) * n_tok * nq), *ref = malloc(sizeof(float) * hd);
-        float *qf = malloc(sizeof(float) * hd), *scores = malloc(sizeof(float) * n_ctx);
-        for (int i = 0; i < n_tok * nq; i++) q[i] = bn_f32_to_f16(frand(&rng) * 2.f);
-        for (int i = 0; i < n_ctx * nkv; i++) {
-            kc[i] = bn_f32_to_f16(frand(&rng) * 2.f);
-            vc[i] = bn_f32_to_f16(frand(&rng));
-        }
-        bn_error err = {{0}};
-        if (bn_cuda_test_attention(q, kc, vc, pos, n_tok, H, Hkv, hd, n_ctx, out, &err)) fail_msg("%s", err.msg);
-        for (int t = 0; t < n_tok; t++)
-            for (int h = 0; h < H; h++) {
-                const int kvh = h / (H / Hkv);
-                for (int d = 0; d < hd; d++) qf[d] = bn_f16_to_f32(q[t * nq + h * hd + d]);
-                bn_attention_head(qf, kc + kvh * hd, vc + kvh * hd, nkv, hd, pos[t] + 1,
-                                  1.f / sqrtf((float)hd), scores, ref);
-                for (int d = 0; d < hd; d++)
-                    if (fabsf(out[t * nq + h * hd + d] - ref[d]) > 2e-3f)
-                        fail_msg("attention cfg %d t %d h %d d %d: %g vs %g", c, t, h, d,
-                                 out[t * nq + h * hd + d], ref[d]);
+    for (int c = 0; c < 4; c++)
+        for (int batch = 0; batch < 2; batch++) {
+            const int H = cfgs[c][0], Hkv = cfgs[c][1], hd = cfgs[c][2], nq = H * hd, nkv = Hkv * hd;
+            const int n_tok = batch ? 70 : 3;
+            int32_t pos[70] = {0, 130, 299};
+            if (batch)
+                for (int t = 0; t < n_tok; t++) pos[t] = 230 + t;
+            uint16_t *q = malloc(2 * n_tok * nq), *kc = malloc(2 * n_ctx * nkv), *vc = malloc(2 * n_ctx * nkv);
+            float *out = malloc(sizeof(float) * n_tok * nq), *ref = malloc(sizeof(float) * hd);
+            float *scores = malloc(sizeof(float) * n_ctx);
+            for (int i = 0; i < n_tok * nq; i++) q[i] = bn_f32_to_f16(frand(&rng) * 2.f);
+            for (int i = 0; i < n_ctx * nkv; i++) {
+                kc[i] = bn_f32_to_f16(frand(&rng) * 2.f);
+                vc[i] = bn_f32_to_f16(frand(&rng));
             }
-        free(q); free(kc); free(vc); free(out); free(ref); free(qf); free(scores);
+            for (int kernel = 0; kernel < 2; kernel++) {
+                bn_error err = {{0}};
+                if (bn_cuda_test_attention(kernel, q, kc, vc, pos, n_tok, H, Hkv, hd, n_ctx, out, &err))
+                    fail_msg("%s", err.msg);
+                double worst = 0;
+                for (int t = 0; t < n_tok; t++)
+                    for (int h = 0; h < H; h++) {
+                        cpu_attention(q + (size_t)t * nq, kc, vc, H, Hkv, hd, n_ctx, h, pos[t], scores, ref);
+                        for (int d = 0; d < hd; d++) {
+                            const float got = out[t * nq + h * hd + d], e = fabsf(got - ref[d]);
+                            if (!(e <= 2e-3f))
+                                fail_msg("attention kernel %d cfg %d t %d h %d d %d: %g vs %g", kernel, c, t, h, d,
+                                         got, ref[d]);
+                            worst = e > worst ? e : worst;
+                        }
+                    }
+                fprintf(stderr, "  attention kernel %d, %d/%d heads x %d, %d tokens: max |diff| %.2e\n", kernel,
+                        H, Hkv, hd, n_tok, worst);
+            }
+            free(q); free(kc); free(vc); free(out); free(ref); free(scores);
+        }
+}
+
+// The decode attention (RoPE, KV write, split-KV softmax, next norm) against the
+// CPU twin: rope_neox on the qkv row, the f16 cache row, bn_attention_head.
+static void test_attention_decode(void **state) {
+    (void)state;
+    require_gpu();
+    // heads, kv heads, head_dim, n_rot, n_ctx, position, n_split (0: the backend's)
+    const int cases[][7] = {{20, 5, 128, 128, 4096, 4093, 0}, {20, 5, 128, 128, 4096, 127, 0},
+                            {20, 5, 128, 128, 300, 0, 0},     {2, 1, 64, 64, 512, 33, 0},
+                            {4, 2, 64, 32, 300, 299, 7},      {3, 3, 80, 80, 200, 150, 1},
+                            {24, 2, 64, 64, 1000, 640, 0},    {16, 2, 96, 96, 2048, 1999, 64}};
+    uint64_t rng = 21;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int H = cases[c][0], Hkv = cases[c][1], hd = cases[c][2], n_rot = cases[c][3];
+        const int n_ctx = cases[c][4], pos = cases[c][5], n_split = cases[c][6];
+        const int nq = H * hd, nkv = Hkv * hd, ld = nq + 2 * nkv;
+        const size_t cache = (size_t)n_ctx * nkv;
+        float *qkv = malloc(sizeof(float) * ld), *rot = malloc(sizeof(float) * ld);
+        uint16_t *kc = malloc(2 * cache), *vc = malloc(2 * cache), *kc0 = malloc(2 * cache), *vc0 = malloc(2 * cache);
+        uint16_t *qh = malloc(2 * nq);
+        float *out = malloc(sizeof(float) * nq), *ref = malloc(sizeof(float) * hd), *scores = malloc(sizeof(float) * n_ctx);
+        float *nw = malloc(sizeof(float) * nq), *h = malloc(sizeof(float) * nq);
+        int8_t *qg = malloc((size_t)nq), *qc = malloc((size_t)nq);
+        for (int i = 0; i < ld; i++) qkv[i] = frand(&rng) * 2.f;
+        for (size_t i = 0; i < cache; i++) {
+            kc0[i] = kc[i] = bn_f32_to_f16(frand(&rng) * 2.f);
+            vc0[i] = vc[i] = bn_f32_to_f16(frand(&rng));
+        }
+        for (int i = 0; i < nq; i++) nw[i] = 1.f + 0.3f * frand(&rng);
+        float sg;
+        int32_t qsg;
+        bn_error err = {{0}};
+        if (bn_cuda_test_attention_decode(qkv, pos, H, Hkv, hd, n_rot, 500000.f, n_ctx, n_split, kc, vc, out, nw,
+                                          1e-5f, qg, &sg, &qsg, &err))
+            fail_msg("%s", err.msg);
+        // CPU: rotate Q and K, round to f16, write row pos of the cache copies.
+        memcpy(rot, qkv, sizeof(float) * ld);
+        bn_rope_neox(rot, H, hd, n_rot, pos, 500000.f);
+        bn_rope_neox(rot + nq, Hkv, hd, n_rot, pos, 500000.f);
+        for (int i = 0; i < nq; i++) qh[i] = bn_f32_to_f16(rot[i]);
+        int k_exact = 0;
+        for (int g = 0; g < Hkv; g++)
+            for (int d = 0; d < hd; d++) {
+                const size_t at = ((size_t)g * n_ctx + pos) * hd + d;
+                const uint16_t kw = bn_f32_to_f16(rot[nq + g * hd + d]);
+                assert_true(fabsf(bn_f16_to_f32(kc[at]) - bn_f16_to_f32(kw)) <= 1e-3f * (1.f + fabsf(bn_f16_to_f32(kw))));
+                k_exact += kc[at] == kw;
+                assert_int_equal(vc[at], bn_f32_to_f16(rot[nq + nkv + g * hd + d]));
+                kc0[at] = kc[at]; // the GPU's own key: only sincosf's last ulp may differ
+                vc0[at] = vc[at];
+            }
+        assert_true(k_exact >= nkv * 99 / 100);
+        assert_memory_equal(kc, kc0, 2 * cache); // no other row was touched
+        assert_memory_equal(vc, vc0, 2 * cache);
+        double worst = 0;
+        for (int hh = 0; hh < H; hh++) {
+            cpu_attention(qh, kc, vc, H, Hkv, hd, n_ctx, hh, pos, scores, ref);
+            for (int d = 0; d < hd; d++) {
+                const float e = fabsf(out[hh * hd + d] - ref[d]);
+                if (!(e <= 2e-3f))
+                    fail_msg("decode attention case %zu h %d d %d: %g vs %g", c, hh, d, out[hh * hd + d], ref[d]);
+                worst = e > worst ? e : worst;
+            }
+        }
+        // The next norm: the CPU's codes of the GPU's output, +-1 where a float sum order flips a rounding.
+        int32_t qsc, own = 0;
+        bn_rmsnorm(h, out, nw, nq, 1e-5f);
+        const float sc = bn_quantize_i8(h, nq, qc, &qsc);
+        assert_true(fabsf(sc - sg) <= 1e-5f * sc);
+        for (int i = 0; i < nq; i++) {
+            assert_true(abs(qg[i] - qc[i]) <= 1);
+            own += qg[i];
+        }
+        assert_int_equal(own, qsg);
+        fprintf(stderr, "  decode attention %d/%d heads x %d, ctx %d at %d, splits %d: max |diff| %.2e\n", H, Hkv,
+                hd, n_ctx, pos, n_split, worst);
+        free(qkv); free(rot); free(kc); free(vc); free(kc0); free(vc0); free(qh); free(out); free(ref);
+        free(scores); free(nw); free(h); free(qg); free(qc);
     }
 }
 
@@ -383,9 +514,7 @@ static void check_ids(const char *what, const golden *G, const int32_t *ids, int
     }
 }
 
-static void test_tiny_a_model(void **state) {
-    (void)state;
-    require_gpu();
+static void tiny_a_run(void) {
     BN_REQUIRE_FIXTURE(path, "tiny-a/tiny-a.gguf");
     bn_error err = {{0}};
     bn_model *m = NULL;
@@ -493,6 +622,25 @@ static void test_tiny_a_model(void **state) {
     cuda->destroy(be);
     bn_model_free(m);
 }
+
+// The whole model as the backend runs it, and again with each fast path switched
+// off in turn (the switches bench_cuda uses to compare them).
+static void test_tiny_a_model(void **state) {
+    (void)state;
+    require_gpu();
+    static const char *variants[][2] = {{NULL, NULL},
+                                        {"BITNET_CUDA_GRAPH", "0"},
+                                        {"BITNET_CUDA_PDL", "0"},
+                                        {"BITNET_CUDA_ATTN", "plain"},
+                                        {"BITNET_CUDA_GEMV_MAX", "0"}};
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        const char *name = variants[i][0];
+        fprintf(stderr, "  -- %s%s%s\n", name ? name : "default", name ? "=" : "", name ? variants[i][1] : "");
+        if (name) setenv(name, variants[i][1], 1);
+        tiny_a_run();
+        if (name) unsetenv(name);
+    }
+}
 #endif // BITNET_CUDA
 
 static void test_not_built(void **state) {
@@ -511,9 +659,10 @@ int main(void) {
         cmocka_unit_test(test_probe_and_create_fail_cleanly),
         cmocka_unit_test(test_ternary_exact),
         cmocka_unit_test(test_rmsnorm_quant),
-        cmocka_unit_test(test_gemv_norm_fused),
+        cmocka_unit_test(test_gemv_next_norm),
         cmocka_unit_test(test_rope_kv),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_decode),
         cmocka_unit_test(test_embedding_argmax_cast),
         cmocka_unit_test(test_tiny_a_model),
 #endif

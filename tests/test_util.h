@@ -27,11 +27,16 @@ static inline const char *bn_fixture_path(const char *rel, char *buf, size_t n) 
     return stat(buf, &st) == 0 ? buf : NULL;
 }
 
-// Use inside a test: skips it with a clear message when the fixture is missing.
+// Use inside a test: skips it with a clear message when the fixture is missing,
+// or fails when BITNET_REQUIRE_FIXTURES=1 (scripts/gpu-check.sh: on a GPU machine
+// a missing fixture must not pass as a skip).
 #define BN_REQUIRE_FIXTURE(var, rel)                                                   \
     char var##_buf[4096];                                                              \
     const char *var = bn_fixture_path(rel, var##_buf, sizeof var##_buf);               \
     if (!var) {                                                                        \
+        const char *req_ = getenv("BITNET_REQUIRE_FIXTURES");                          \
+        if (req_ && strcmp(req_, "1") == 0)                                            \
+            fail_msg("fixture %s not found (BITNET_REQUIRE_FIXTURES=1)", rel);         \
         fprintf(stderr, "SKIP: fixture %s not found (set BITNET_FIXTURES)\n", rel);    \
         skip();                                                                        \
     }

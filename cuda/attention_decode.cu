@@ -1,0 +1,366 @@
+// attention_decode.cu - one new token per sequence against the f16 KV cache:
+// split-KV (flash-decoding) with the softmax of the CPU twin, RoPE and the KV
+// write folded in.
+//
+// At batch 1 attention is a few hundred KB of K/V per layer at long context and
+// almost nothing at short context; one block per head (the old kernel) used 20
+// of 132 SMs and grew 14 us per 1000 tokens of context. Here the keys 0..pos of
+// a token are cut into splits of at least BN_ATTD_MIN_CHUNK keys (at most
+// n_split of them, chosen by the backend from the context length) and each
+// (head group, split) is a block. A block serves the query heads of one GQA
+// group (up to BN_ATTD_QPB of them), so each K/V row is read once for all of
+// them. Two kernels:
+//
+// A  scores: RoPE of the group's queries (rounded to f16, as the CPU and
+//    bitnet.cpp round Q) and of the token's own key; the split that holds the
+//    token's position writes its K and V rows to the cache (head-major
+//    [kv head][n_ctx][hd]) and uses the rotated key from shared memory. One
+//    thread per key computes its score for every head of the group (no
+//    cross-lane reductions). Per head and split: the max m_s and
+//    l_s = sum exp(s_j - m_s) (double).
+// B  values: every block derives the global max M and the denominator
+//    sum_s l_s exp(m_s - M) (double, the same order in every block), so
+//    p_j = f16(expf(s_j - M) / sum) is the CPU's probability, f16 rounding
+//    included; then its split's partial p.V (16 lanes a V row, 8 dims a lane).
+//    The last block of a group (atomic counter) adds the splits' partials in
+//    split order; the last of those quantizes the whole attention output for
+//    the O projection (the next norm, as in ternary_gemv.cu).
+// The only difference from the CPU is summation order (scores, partial sums).
+// CPU twin: rope_neox + f16 KV write + bn_attention_head (cpu/ops.c).
+#include "cuda_kernels.cuh"
+#include "norm_quant.cuh"
+#include "pdl.cuh"
+#include "reduce.cuh"
+
+#define BN_ATTD_THREADS 128
+#define BN_ATTD_QPB 8        // query heads a block serves at most
+#define BN_ATTD_MIN_CHUNK 32 // keys a split gets at least
+#define BN_ATTD_TILE 128     // probabilities staged in shared memory at a time
+
+typedef struct bn_attd_args {
+    const float *qkv;
+    int64_t ldqkv;
+    const int32_t *pos;
+    int n_head, n_head_kv, hd, n_rot, qpb, n_ctx, n_split;
+    float theta_scale;
+    __half *kc, *vc;        // this layer's cache, [n_head_kv][n_ctx][hd]
+    float *scores;          // [n_tok][n_head][n_ctx]
+    float *smax;            // [n_tok][n_head][n_split]
+    double *ssum;           // [n_tok][n_head][n_split]
+    float *opart;           // [n_tok][n_head][n_split][hd]
+    float *out;             // [n_tok][n_head * hd]
+    unsigned *group_counter; // [n_tok][n_head / qpb], zero between launches
+    bn_cuda_next_norm nn;
+} bn_attd_args;
+
+// Splits of the keys 0..L-1: *se splits of ceil(L / se) keys; this one's range.
+__device__ __forceinline__ void bn_attd_split(int L, int n_split, int split, int *se, int *j0, int *j1) {
+    int s = (L + BN_ATTD_MIN_CHUNK - 1) / BN_ATTD_MIN_CHUNK;
+    if (s > n_split) s = n_split;
+    const int chunk = (L + s - 1) / s;
+    *se = s;
+    *j0 = split * chunk;
+    *j1 = min(L, *j0 + chunk);
+}
+
+// Element d of a head after NEOX RoPE (pairs i, i + n_rot/2), products rounded
+// separately as cpu/ops.c bn_rope_neox computes them (no FMA).
+__device__ __forceinline__ float bn_rope_elem(const float *head, int d, int n_rot, const float *cs,
+                                              const float *sn) {
+    const int half = n_rot / 2;
+    if (d >= n_rot) return head[d];
+    const int i = d < half ? d : d - half;
+    const float x0 = head[i], x1 = head[i + half];
+    return d < half ? __fsub_rn(__fmul_rn(x0, cs[i]), __fmul_rn(x1, sn[i]))
+                    : __fadd_rn(__fmul_rn(x0, sn[i]), __fmul_rn(x1, cs[i]));
+}
+
+// cos/sin of pair i at position p: theta = p * ts^i as a running float product
+// (ggml and cpu/ops.c build it so; a direct pow differs by ulps that grow with i).
+__device__ __forceinline__ void bn_rope_table(int p, int half, float ts, float *cs, float *sn) {
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        float theta = (float)p;
+        for (int k = 0; k < i; k++) theta = __fmul_rn(theta, ts);
+        sincosf(theta, &sn[i], &cs[i]);
+    }
+}
+
+__device__ __forceinline__ void bn_half8_to_float(uint4 u, float *f) {
+    const __half2 *h = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float2 v = __half22float2(h[i]);
+        f[2 * i] = v.x;
+        f[2 * i + 1] = v.y;
+    }
+}
+
+__global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_scores_kernel(bn_attd_args a) {
+    extern __shared__ float sm[];
+    __shared__ float fred[32];
+    __shared__ double dred[32];
+    const int t = blockIdx.z, split = blockIdx.y, hd = a.hd, qpb = a.qpb;
+    const int h0 = blockIdx.x * qpb, G = a.n_head / a.n_head_kv, g = h0 / G;
+    float *sq = sm;              // qpb x hd, rotated, f16-rounded
+    float *kcur = sq + qpb * hd; // hd: the token's own rotated key
+    float *cs = kcur + hd, *sn = cs + a.n_rot / 2;
+
+    bn_pdl_wait();
+    bn_pdl_trigger();
+    const int p = a.pos[t], L = p + 1;
+    int se, j0, j1;
+    bn_attd_split(L, a.n_split, split, &se, &j0, &j1);
+    if (split >= se) return;
+
+    bn_rope_table(p, a.n_rot / 2, a.theta_scale, cs, sn);
+    __syncthreads();
+    const float *row = a.qkv + t * a.ldqkv;
+    const int nq = a.n_head * hd, nkv = a.n_head_kv * hd;
+    const bool own = j0 <= p && p < j1;      // this split holds the token's key
+    const bool writer = own && h0 % G == 0;  // one block per KV head writes it
+    const int64_t crow = ((int64_t)g * a.n_ctx + p) * hd;
+    for (int e = threadIdx.x; e < (qpb + (own ? 1 : 0)) * hd; e += blockDim.x) {
+        const int hh = e / hd, d = e - hh * hd;
+        const float *head = hh < qpb ? row + (h0 + hh) * hd : row + nq + g * hd;
+        const __half v = __float2half_rn(bn_rope_elem(head, d, a.n_rot, cs, sn));
+        if (hh < qpb) {
+            sq[e] = __half2float(v);
+        } else {
+            kcur[d] = __half2float(v);
+            if (writer) a.kc[crow + d] = v;
+        }
+    }
+    if (writer)
+        for (int d = threadIdx.x; d < hd; d += blockDim.x) a.vc[crow + d] = __float2half_rn(row[nq + nkv + g * hd + d]);
+    __syncthreads();
+
+    // One thread a key: the scores of all the group's heads.
+    const float scale = 1.0f / sqrtf((float)hd);
+    const __half *kbase = a.kc + (int64_t)g * a.n_ctx * hd;
+    float *srow = a.scores + ((int64_t)t * a.n_head + h0) * a.n_ctx;
+    float mx[BN_ATTD_QPB];
+#pragma unroll
+    for (int h = 0; h < BN_ATTD_QPB; h++) mx[h] = -INFINITY;
+    for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        float dot[BN_ATTD_QPB];
+#pragma unroll
+        for (int h = 0; h < BN_ATTD_QPB; h++) dot[h] = 0.f;
+        const uint4 *kr = reinterpret_cast<const uint4 *>(kbase + (int64_t)j * hd);
+        for (int c = 0; c < hd / 8; c++) {
+            float kf[8];
+            if (j == p) {
+#pragma unroll
+                for (int e = 0; e < 8; e++) kf[e] = kcur[8 * c + e];
+            } else {
+                bn_half8_to_float(kr[c], kf);
+            }
+#pragma unroll
+            for (int h = 0; h < BN_ATTD_QPB; h++)
+                if (h < qpb)
+#pragma unroll
+                    for (int e = 0; e < 8; e++) dot[h] += sq[h * hd + 8 * c + e] * kf[e];
+        }
+#pragma unroll
+        for (int h = 0; h < BN_ATTD_QPB; h++)
+            if (h < qpb) {
+                const float sc = dot[h] * scale;
+                srow[(int64_t)h * a.n_ctx + j] = sc;
+                mx[h] = fmaxf(mx[h], sc);
+            }
+    }
+    // Per head: the split's max, then sum exp(s - max) over its keys.
+#pragma unroll
+    for (int h = 0; h < BN_ATTD_QPB; h++) {
+        if (h >= qpb) break; // uniform: the barriers inside are reached by all threads
+        const float m = bn_block_max(mx[h], fred);
+        double l = 0.0;
+        for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) l += expf(srow[(int64_t)h * a.n_ctx + j] - m);
+        l = bn_block_sum(l, dred);
+        if (threadIdx.x == 0) {
+            const int64_t i = ((int64_t)t * a.n_head + h0 + h) * a.n_split + split;
+            a.smax[i] = m;
+            a.ssum[i] = l;
+        }
+    }
+}
+
+__global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_values_kernel(bn_attd_args a) {
+    extern __shared__ float sm[];
+    __shared__ float s_max[BN_ATTD_QPB], s_inv[BN_ATTD_QPB];
+    __shared__ bool s_last;
+    const int t = blockIdx.z, split = blockIdx.y, hd = a.hd, qpb = a.qpb;
+    const int h0 = blockIdx.x * qpb, G = a.n_head / a.n_head_kv, g = h0 / G;
+    const int tpr = hd / 8, kp = BN_ATTD_THREADS / tpr; // lanes a V row, rows at a time
+    float *sp = sm;                         // qpb x BN_ATTD_TILE probabilities
+    float *part = sp + qpb * BN_ATTD_TILE;  // kp x qpb x hd partial sums
+
+    bn_pdl_wait();
+    bn_pdl_trigger();
+    const int p = a.pos[t], L = p + 1;
+    int se, j0, j1;
+    bn_attd_split(L, a.n_split, split, &se, &j0, &j1);
+    if (split >= se) return;
+
+    // Global max and denominator of each head, the same in every block.
+    if (threadIdx.x < qpb) {
+        const int64_t base = ((int64_t)t * a.n_head + h0 + threadIdx.x) * a.n_split;
+        float m = -INFINITY;
+        for (int s = 0; s < se; s++) m = fmaxf(m, a.smax[base + s]);
+        double tot = 0.0;
+        for (int s = 0; s < se; s++) tot += a.ssum[base + s] * exp((double)a.smax[base + s] - (double)m);
+        s_max[threadIdx.x] = m;
+        s_inv[threadIdx.x] = (float)(1.0 / tot);
+    }
+    __syncthreads();
+
+    const float *srow = a.scores + ((int64_t)t * a.n_head + h0) * a.n_ctx;
+    const __half *vbase = a.vc + (int64_t)g * a.n_ctx * hd;
+    const int kr = threadIdx.x / tpr, dc = threadIdx.x - kr * tpr;
+    const bool lane_on = kr < kp;
+    float acc[BN_ATTD_QPB][8];
+#pragma unroll
+    for (int h = 0; h < BN_ATTD_QPB; h++)
+#pragma unroll
+        for (int e = 0; e < 8; e++) acc[h][e] = 0.f;
+    for (int tj = j0; tj < j1; tj += BN_ATTD_TILE) {
+        const int n = min(BN_ATTD_TILE, j1 - tj);
+        for (int i = threadIdx.x; i < qpb * BN_ATTD_TILE; i += blockDim.x) {
+            const int h = i / BN_ATTD_TILE, j = i - h * BN_ATTD_TILE;
+            if (j < n) {
+                const float e = expf(srow[(int64_t)h * a.n_ctx + tj + j] - s_max[h]);
+                sp[i] = __half2float(__float2half_rn(e * s_inv[h])); // bitnet.cpp rounds p to f16
+            }
+        }
+        __syncthreads();
+        if (lane_on)
+            for (int j = kr; j < n; j += kp) {
+                float v[8];
+                bn_half8_to_float(reinterpret_cast<const uint4 *>(vbase + (int64_t)(tj + j) * hd)[dc], v);
+#pragma unroll
+                for (int h = 0; h < BN_ATTD_QPB; h++)
+                    if (h < qpb) {
+                        const float pj = sp[h * BN_ATTD_TILE + j];
+#pragma unroll
+                        for (int e = 0; e < 8; e++) acc[h][e] += pj * v[e];
+                    }
+            }
+        __syncthreads();
+    }
+    if (lane_on)
+#pragma unroll
+        for (int h = 0; h < BN_ATTD_QPB; h++)
+            if (h < qpb)
+#pragma unroll
+                for (int e = 0; e < 8; e++) part[(kr * qpb + h) * hd + dc * 8 + e] = acc[h][e];
+    __syncthreads();
+    for (int o = threadIdx.x; o < qpb * hd; o += blockDim.x) {
+        float sum = 0.f;
+        for (int r = 0; r < kp; r++) sum += part[r * qpb * hd + o];
+        const int h = o / hd, d = o - h * hd;
+        a.opart[(((int64_t)t * a.n_head + h0 + h) * a.n_split + split) * hd + d] = sum;
+    }
+
+    // The group's last split adds the partials, in split order.
+    __threadfence();
+    __syncthreads();
+    unsigned *gc = a.group_counter + t * gridDim.x + blockIdx.x;
+    if (threadIdx.x == 0) s_last = atomicAdd(gc, 1u) == (unsigned)se - 1;
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    const int nq = a.n_head * hd;
+    for (int o = threadIdx.x; o < qpb * hd; o += blockDim.x) {
+        const int h = o / hd, d = o - h * hd;
+        const float *src = a.opart + ((int64_t)t * a.n_head + h0 + h) * a.n_split * hd + d;
+        float sum = 0.f;
+        for (int s = 0; s < se; s++) sum += __ldcg(src + (int64_t)s * hd);
+        a.out[(int64_t)t * nq + (h0 + h) * hd + d] = sum;
+    }
+    if (threadIdx.x == 0) *gc = 0;
+
+    // The last group quantizes every token's attention output for the O projection.
+    if (a.nn.w == NULL) return;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) s_last = atomicAdd(a.nn.counter, 1u) == gridDim.x * gridDim.z - 1;
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    for (int tt = 0; tt < (int)gridDim.z; tt++) {
+        int8_t *qo = a.nn.q + (int64_t)tt * nq;
+        float sc;
+        int qs;
+        bn_block_norm_quant(a.out + (int64_t)tt * nq, nq, a.nn.w, a.nn.eps, false, &sc, &qs,
+                            [&](int i, int v) { qo[i] = (int8_t)v; });
+        if (threadIdx.x == 0) {
+            a.nn.s[tt] = sc;
+            a.nn.qsum[tt] = qs;
+        }
+    }
+    if (threadIdx.x == 0) *a.nn.counter = 0;
+}
+
+int bn_cuda_attd_heads_per_block(int n_head, int n_head_kv) {
+    const int G = n_head / n_head_kv;
+    int qpb = G < BN_ATTD_QPB ? G : BN_ATTD_QPB;
+    while (G % qpb) qpb--;
+    return qpb;
+}
+
+int bn_cuda_attd_splits(int n_ctx) {
+    const int s = (n_ctx + 127) / 128;
+    return s < 1 ? 1 : s > 64 ? 64 : s;
+}
+
+size_t bn_cuda_attd_scratch_bytes(int n_tok, int n_head, int hd, int n_ctx, int n_split) {
+    const size_t th = (size_t)n_tok * n_head;
+    return th * n_ctx * sizeof(float) + th * n_split * (sizeof(float) + sizeof(double)) +
+           th * n_split * hd * sizeof(float) + 4 * 256;
+}
+
+cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int32_t *pos, int n_tok,
+                                     int n_head, int n_head_kv, int hd, int n_rot,
+                                     float theta_scale, int n_ctx, int n_split, __half *k_cache,
+                                     __half *v_cache, void *scratch, unsigned *group_counters,
+                                     float *out, const bn_cuda_next_norm *nn, bool pdl,
+                                     cudaStream_t st) {
+    if (n_tok <= 0) return cudaSuccess;
+    if (hd <= 0 || hd > 256 || hd % 8 || n_rot <= 0 || n_rot > hd || n_rot % 2 || n_head_kv <= 0 ||
+        n_head % n_head_kv || n_split <= 0 || n_ctx <= 0)
+        return cudaErrorInvalidValue;
+    bn_attd_args a;
+    a.qkv = qkv;
+    a.ldqkv = ldqkv;
+    a.pos = pos;
+    a.n_head = n_head;
+    a.n_head_kv = n_head_kv;
+    a.hd = hd;
+    a.n_rot = n_rot;
+    a.qpb = bn_cuda_attd_heads_per_block(n_head, n_head_kv);
+    a.n_ctx = n_ctx;
+    a.n_split = n_split;
+    a.theta_scale = theta_scale;
+    a.kc = k_cache;
+    a.vc = v_cache;
+    // Scratch carved in the order of bn_cuda_attd_scratch_bytes, each piece 256-aligned.
+    const size_t th = (size_t)n_tok * n_head;
+    uintptr_t p = ((uintptr_t)scratch + 255) & ~(uintptr_t)255;
+    a.ssum = (double *)p;
+    p += (th * n_split * sizeof(double) + 255) & ~(size_t)255;
+    a.smax = (float *)p;
+    p += (th * n_split * sizeof(float) + 255) & ~(size_t)255;
+    a.opart = (float *)p;
+    p += (th * n_split * hd * sizeof(float) + 255) & ~(size_t)255;
+    a.scores = (float *)p;
+    a.out = out;
+    a.group_counter = group_counters;
+    bn_cuda_next_norm none = {};
+    a.nn = nn ? *nn : none;
+    const dim3 grid(n_head / a.qpb, n_split, n_tok);
+    const size_t smem_a = sizeof(float) * ((size_t)(a.qpb + 1) * hd + n_rot);
+    const size_t smem_b = sizeof(float) * ((size_t)a.qpb * BN_ATTD_TILE +
+                                           (size_t)(BN_ATTD_THREADS / (hd / 8)) * a.qpb * hd);
+    cudaError_t e = bn_launch(pdl, bn_attd_scores_kernel, grid, dim3(BN_ATTD_THREADS), smem_a, st, a);
+    if (e != cudaSuccess) return e;
+    return bn_launch(pdl, bn_attd_values_kernel, grid, dim3(BN_ATTD_THREADS), smem_b, st, a);
+}

@@ -1,0 +1,230 @@
+// attention_prefill.cu - causal GQA attention for a batch of tokens on f16
+// tensor cores (mma.sync m16n8k16), tiled flash-attention style.
+//
+// A block is one query head and 64 tokens of the batch (4 warps x 16 rows); it
+// walks the keys 0..max(pos) in tiles of 64, staged in shared memory (rows padded
+// by 16 bytes, so fragment loads hit 32 different banks). Token t attends to keys
+// 0..pos[t] of the cache, which rope_kv has already filled for the whole batch.
+//
+// The softmax is the CPU twin's, not the usual online one: bitnet.cpp rounds
+// each probability p = exp(s - max) / sum to f16 before it meets V, and that
+// rounding needs the final max and sum. So two passes over the keys:
+// 1. S = Q K^T per tile (f32 accumulators), scaled and masked; running row max
+//    and sum of exp (double across tiles);
+// 2. S again, p = f16(expf(s - max) * (1/sum)) packed straight from the S
+//    accumulators into the A fragments of P V (the m16n8 C layout of two key
+//    n-tiles is the A layout of one k16 step); V's B fragments come from
+//    ldmatrix.trans on the row-major V tile.
+// Q and K are f16 in the CPU twin too, so the QK^T products are exact; only the
+// summation order differs. Head dims 64, 80, 96, 128 (fragment arrays are sized
+// at compile time); other sizes use the plain kernel in attention.cu.
+// CPU twin: bn_attention_head (cpu/ops.c).
+#include "cuda_kernels.cuh"
+#include "pdl.cuh"
+
+#define BN_FA_WARPS 4
+#define BN_FA_BQ (16 * BN_FA_WARPS) // tokens a block
+#define BN_FA_BK 64                 // keys a tile
+
+__device__ __forceinline__ void bn_mma_f16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                 "{%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Four 8x8 f16 matrices, transposed: with row addresses of V [key][dim], lane
+// i gets V[2(i%4) .. 2(i%4)+1][i/4] of each, the B fragment of a k16 x n8 step.
+__device__ __forceinline__ void bn_ldmatrix_x4_trans(uint32_t (&r)[4], const __half *p) {
+    const unsigned addr = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ uint32_t bn_ld32(const __half *p) { return *reinterpret_cast<const uint32_t *>(p); }
+
+// Two floats rounded to f16, the first in the low half (the smaller column).
+__device__ __forceinline__ uint32_t bn_pack_half2(float lo, float hi) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t *>(&h);
+}
+
+// Keys kb..kb+63 of one KV head into a padded tile; rows past last are zero.
+template <int HD>
+__device__ __forceinline__ void bn_fa_load_tile(__half *tile, const __half *base, int kb, int last) {
+    constexpr int LDS = HD + 8, VPR = HD / 8; // 16-byte vectors a row
+    for (int i = threadIdx.x; i < BN_FA_BK * VPR; i += blockDim.x) {
+        const int r = i / VPR, c = i - r * VPR;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (kb + r <= last) v = *reinterpret_cast<const uint4 *>(base + (int64_t)(kb + r) * HD + c * 8);
+        *reinterpret_cast<uint4 *>(tile + r * LDS + c * 8) = v;
+    }
+}
+
+// S tile of this warp's 16 rows x 64 keys: scaled, masked to -inf past each row's position.
+template <int HD>
+__device__ __forceinline__ void bn_fa_scores(float (&s)[8][4], const uint32_t (&qa)[HD / 16][4],
+                                             const __half *ktile, int kb, int pa, int pb, float scale) {
+    constexpr int LDS = HD + 8;
+    const int lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+#pragma unroll
+    for (int nt = 0; nt < 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++)
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+            const __half *kr = ktile + (nt * 8 + g) * LDS + ks * 16 + 2 * tq;
+            bn_mma_f16(s[nt], qa[ks], bn_ld32(kr), bn_ld32(kr + 8));
+        }
+#pragma unroll
+    for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int j = kb + nt * 8 + 2 * tq + e;
+            s[nt][e] = j <= pa ? s[nt][e] * scale : -INFINITY;
+            s[nt][2 + e] = j <= pb ? s[nt][2 + e] * scale : -INFINITY;
+        }
+}
+
+__device__ __forceinline__ float bn_quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+
+__device__ __forceinline__ float bn_quad_sum(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+template <int HD>
+__global__ void __launch_bounds__(BN_FA_WARPS * 32)
+bn_flash_prefill_kernel(const __half *__restrict__ q, const __half *__restrict__ k_cache,
+                        const __half *__restrict__ v_cache, const int32_t *__restrict__ pos, int n_tok,
+                        int n_head, int n_head_kv, int n_ctx, float *__restrict__ out) {
+    constexpr int LDS = HD + 8;
+    __shared__ __align__(16) __half ktile[BN_FA_BK * LDS];
+    __shared__ __align__(16) __half vtile[BN_FA_BK * LDS];
+    __shared__ int spos[BN_FA_BQ];
+    const int h = blockIdx.y, t0 = blockIdx.x * BN_FA_BQ;
+    const int kvh = h / (n_head / n_head_kv);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+
+    bn_pdl_wait();
+    bn_pdl_trigger();
+    for (int i = threadIdx.x; i < BN_FA_BQ; i += blockDim.x) spos[i] = t0 + i < n_tok ? pos[t0 + i] : -1;
+    __syncthreads();
+    int pmax = -1; // keys the block needs: 0..pmax
+    for (int i = 0; i < BN_FA_BQ; i++) pmax = max(pmax, spos[i]);
+    const int ra = warp * 16 + g, rb = ra + 8; // this lane's two rows
+    const int pa = spos[ra], pb = spos[rb];
+    int wmax = max(pa, pb);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) wmax = max(wmax, __shfl_xor_sync(0xffffffffu, wmax, o));
+
+    uint32_t qa[HD / 16][4];
+    const __half *qra = q + ((int64_t)(t0 + ra) * n_head + h) * HD + 2 * tq;
+    const __half *qrb = q + ((int64_t)(t0 + rb) * n_head + h) * HD + 2 * tq;
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++) {
+        qa[ks][0] = pa >= 0 ? bn_ld32(qra + ks * 16) : 0u;
+        qa[ks][1] = pb >= 0 ? bn_ld32(qrb + ks * 16) : 0u;
+        qa[ks][2] = pa >= 0 ? bn_ld32(qra + ks * 16 + 8) : 0u;
+        qa[ks][3] = pb >= 0 ? bn_ld32(qrb + ks * 16 + 8) : 0u;
+    }
+    const float scale = 1.0f / sqrtf((float)HD);
+    const __half *kbase = k_cache + (int64_t)kvh * n_ctx * HD;
+    const __half *vbase = v_cache + (int64_t)kvh * n_ctx * HD;
+
+    // Pass 1: row max and sum of exp.
+    float ma = -INFINITY, mb = -INFINITY;
+    double la = 0.0, lb = 0.0;
+    float s[8][4];
+    for (int kb = 0; kb <= pmax; kb += BN_FA_BK) {
+        __syncthreads(); // the previous tile is no longer read
+        bn_fa_load_tile<HD>(ktile, kbase, kb, pmax);
+        __syncthreads();
+        if (kb > wmax) continue; // every key of the tile is masked for this warp
+        bn_fa_scores<HD>(s, qa, ktile, kb, pa, pb, scale);
+        float ta = -INFINITY, tb = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+            ta = fmaxf(ta, fmaxf(s[nt][0], s[nt][1]));
+            tb = fmaxf(tb, fmaxf(s[nt][2], s[nt][3]));
+        }
+        const float na = fmaxf(ma, bn_quad_max(ta)), nb = fmaxf(mb, bn_quad_max(tb));
+        float ea = 0.f, eb = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) { // masked scores give expf(-inf) = 0
+            if (na != -INFINITY) ea += expf(s[nt][0] - na) + expf(s[nt][1] - na);
+            if (nb != -INFINITY) eb += expf(s[nt][2] - nb) + expf(s[nt][3] - nb);
+        }
+        ea = bn_quad_sum(ea);
+        eb = bn_quad_sum(eb);
+        if (na != -INFINITY) la = (ma == -INFINITY ? 0.0 : la * exp((double)ma - (double)na)) + ea;
+        if (nb != -INFINITY) lb = (mb == -INFINITY ? 0.0 : lb * exp((double)mb - (double)nb)) + eb;
+        ma = na;
+        mb = nb;
+    }
+    const float ia = la > 0.0 ? (float)(1.0 / la) : 0.f, ib = lb > 0.0 ? (float)(1.0 / lb) : 0.f;
+
+    // Pass 2: P (f16) V.
+    float o[HD / 8][4];
+#pragma unroll
+    for (int nd = 0; nd < HD / 8; nd++) o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.f;
+    for (int kb = 0; kb <= pmax; kb += BN_FA_BK) {
+        __syncthreads();
+        bn_fa_load_tile<HD>(ktile, kbase, kb, pmax);
+        bn_fa_load_tile<HD>(vtile, vbase, kb, pmax);
+        __syncthreads();
+        if (kb > wmax) continue;
+        bn_fa_scores<HD>(s, qa, ktile, kb, pa, pb, scale);
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) { // exp(-inf) = 0 for masked keys and empty rows
+            s[nt][0] = ma == -INFINITY ? 0.f : expf(s[nt][0] - ma) * ia;
+            s[nt][1] = ma == -INFINITY ? 0.f : expf(s[nt][1] - ma) * ia;
+            s[nt][2] = mb == -INFINITY ? 0.f : expf(s[nt][2] - mb) * ib;
+            s[nt][3] = mb == -INFINITY ? 0.f : expf(s[nt][3] - mb) * ib;
+        }
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            const uint32_t pa4[4] = {bn_pack_half2(s[2 * kk][0], s[2 * kk][1]),
+                                     bn_pack_half2(s[2 * kk][2], s[2 * kk][3]),
+                                     bn_pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                     bn_pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+            const __half *vr = vtile + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + (lane >> 4) * 8;
+#pragma unroll
+            for (int nd = 0; nd < HD / 8; nd += 2) {
+                uint32_t b[4];
+                bn_ldmatrix_x4_trans(b, vr + nd * 8);
+                bn_mma_f16(o[nd], pa4, b[0], b[1]);
+                bn_mma_f16(o[nd + 1], pa4, b[2], b[3]);
+            }
+        }
+    }
+
+    const int64_t nq = (int64_t)n_head * HD;
+#pragma unroll
+    for (int nd = 0; nd < HD / 8; nd++) {
+        const int d = nd * 8 + 2 * tq;
+        if (pa >= 0) *reinterpret_cast<float2 *>(out + (t0 + ra) * nq + h * HD + d) = make_float2(o[nd][0], o[nd][1]);
+        if (pb >= 0) *reinterpret_cast<float2 *>(out + (t0 + rb) * nq + h * HD + d) = make_float2(o[nd][2], o[nd][3]);
+    }
+}
+
+bool bn_cuda_attention_prefill_supported(int hd) { return hd == 64 || hd == 80 || hd == 96 || hd == 128; }
+
+cudaError_t bn_cuda_attention_prefill(const __half *q, const __half *k_cache, const __half *v_cache,
+                                      const int32_t *pos, int n_tok, int n_head, int n_head_kv, int hd,
+                                      int n_ctx, float *out, bool pdl, cudaStream_t st) {
+    if (n_tok <= 0) return cudaSuccess;
+    if (n_head_kv <= 0 || n_head % n_head_kv || !bn_cuda_attention_prefill_supported(hd))
+        return cudaErrorInvalidValue;
+    const dim3 grid((n_tok + BN_FA_BQ - 1) / BN_FA_BQ, n_head), block(BN_FA_WARPS * 32);
+    switch (hd) {
+    case 64: return bn_launch(pdl, bn_flash_prefill_kernel<64>, grid, block, 0, st, q, k_cache, v_cache, pos, n_tok, n_head, n_head_kv, n_ctx, out);
+    case 80: return bn_launch(pdl, bn_flash_prefill_kernel<80>, grid, block, 0, st, q, k_cache, v_cache, pos, n_tok, n_head, n_head_kv, n_ctx, out);
+    case 96: return bn_launch(pdl, bn_flash_prefill_kernel<96>, grid, block, 0, st, q, k_cache, v_cache, pos, n_tok, n_head, n_head_kv, n_ctx, out);
+    default: return bn_launch(pdl, bn_flash_prefill_kernel<128>, grid, block, 0, st, q, k_cache, v_cache, pos, n_tok, n_head, n_head_kv, n_ctx, out);
+    }
+}

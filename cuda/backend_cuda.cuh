@@ -1,0 +1,99 @@
+// backend_cuda.cuh - the CUDA backend's state, shared by its three files:
+// backend_cuda.cu (device checks, memory layout, create/destroy, the ops table),
+// upload.cu (weights to the device) and forward_cuda.cu (the forward pass).
+#ifndef BN_BACKEND_CUDA_CUH
+#define BN_BACKEND_CUDA_CUH
+
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+
+extern "C" {
+#include "backend.h"
+}
+#include "cuda_kernels.cuh"
+
+#define BN_LM_ROWS 16            // logit rows computed per LM-head pass
+// Batches of up to this many tokens take the GEMV path, larger ones the GEMM.
+// bench_cuda's GEMV/GEMM sweep measures the crossover (docs/cuda-performance.md).
+#define BN_CUDA_GEMV_MAX_DEFAULT 8
+#define BN_CUBLAS_WS (32u << 20) // cuBLAS workspace: fixed, so graphs can capture it
+
+typedef struct bn_cuda_layer {
+    const uint8_t *wqkv, *wo, *wgu, *wdown;
+    bn_cuda_rowscale rs_qkv, rs_o, rs_gu, rs_down;
+    const float *attn_norm, *attn_sub_norm, *ffn_norm, *ffn_sub_norm;
+} bn_cuda_layer;
+
+// The int8 input of a bitlinear: codes (rows of the input width), scale, sum.
+typedef struct bn_cuda_codes {
+    int8_t *q;
+    float *s;
+    int32_t *qsum;
+} bn_cuda_codes;
+
+enum { BN_OUT_NONE = 0, BN_OUT_LOGITS = 1, BN_OUT_ARGMAX = 2, BN_OUT_KINDS = 3 };
+
+// Per layer: the attention's next norm, the next norms of O, gate|up and down,
+// then the attention's group counters.
+#define BN_COUNTERS_PER_LAYER(n_head) (4 + (n_head))
+
+// Events recorded after each launch of one eager step, for bench_cuda.
+#define BN_PROF_MAX 1024
+typedef struct bn_cuda_prof {
+    cudaEvent_t ev[BN_PROF_MAX + 1];
+    const char *name[BN_PROF_MAX];
+    int n;
+} bn_cuda_prof;
+
+struct bn_backend {
+    const bn_model *m;
+    bn_hparams hp;
+    int n_ctx, max_batch;
+    int nq, nkv, nqkv; // Q width, K (= V) width, Q|K|V width
+    int device;
+    cudaStream_t st;
+    cublasHandle_t blas; // created at the first LM-head pass
+    bool use_graph;       // decode steps replay CUDA graphs (BITNET_CUDA_GRAPH=0: off)
+    bool use_pdl;         // programmatic dependent launch (sm_90+; BITNET_CUDA_PDL=0: off)
+    bool plain_attention; // BITNET_CUDA_ATTN=plain: rope_kv + attention.cu everywhere
+    int gemv_max;         // batches up to this many tokens take the GEMV path
+    int attd_split;       // splits of the decode attention
+    cudaGraphExec_t graph[BN_OUT_KINDS];
+
+    // device arena and what is carved from it
+    void *arena;
+    size_t arena_bytes;
+    bn_cuda_layer *layers; // host array of device pointers
+    const void *embd, *head;
+    int embd_type, head_type; // device types: F16 or F32 (a BF16 table is widened, see upload.cu)
+    const float *out_norm;
+    float rope_theta_scale; // powf(base, -2/n_rot), as cpu/ops.c bn_rope_neox
+    __half *kc, *vc;        // [layer][n_head_kv][n_ctx][head_dim]
+    int32_t *d_tok, *d_pos, *d_argmax;
+    float *x, *qkv, *att, *gu, *logits;
+    __half *qh;
+    bn_cuda_codes codes[2]; // ping-pong: one bitlinear reads one while the next is written
+    void *attd_scratch;
+    unsigned *counters; // BN_COUNTERS_PER_LAYER(n_head) per layer
+    void *head_in;
+    void *blas_ws;
+
+    // pinned host staging
+    int32_t *h_tok, *h_pos, *h_argmax;
+    float *h_logits;
+
+    double context_ms, upload_ms;
+    bn_cuda_prof *prof; // NULL except while bench_cuda profiles a step
+};
+
+// upload.cu: every weight, norm and table to its place in the arena; then the
+// I2_S sanitize pass and a zeroed KV cache. Synchronous.
+int bn_cuda_upload_model(bn_backend *be, bn_error *err);
+
+// forward_cuda.cu
+int bn_cuda_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens,
+                    float *logits, bool all_logits, bn_error *err);
+int bn_cuda_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens,
+                           int32_t *argmax, bn_error *err);
+
+#endif

@@ -1,0 +1,305 @@
+// forward_cuda.cu - the CUDA forward pass: one stream, no host synchronisation
+// inside a step.
+//
+// Token ids and positions travel through device memory, so a decode step
+// (n == 1) is captured once per output kind (none, logits, argmax) as a CUDA
+// graph and replayed at every position (BITNET_CUDA_GRAPH=0 disables that).
+//
+// Each bitlinear reads int8 codes of its input, written by whoever ran before it:
+//   embedding -> rmsnorm_quant (attn_norm)                             -> codes 0
+//   per layer: QKV (codes 0) -> attention, whose last block quantizes its
+//   output with attn_sub_norm -> codes 1 -> O (+= x; ffn_norm) -> codes 0 ->
+//   gate|up (ffn_sub_norm of relu(gate)^2*up) -> codes 1 -> down (+= x; the
+//   next layer's attn_norm) -> codes 0
+// A batch of up to gemv_max tokens takes the GEMVs, which run those norms in
+// their last block; a larger batch takes the GEMM and a norm kernel after it.
+// One token takes the split-KV decode attention (RoPE and the KV write inside);
+// more take rope_kv and the tensor-core prefill attention. With PDL
+// (backend_cuda.cuh) every kernel after the embedding may start before the one
+// before it ends.
+#include <string.h>
+
+#include "backend_cuda.cuh"
+#include "cuda_check.cuh"
+#include "cuda_testing.cuh"
+
+// Records an event after the launch just made, when bench_cuda profiles a step.
+static void mark(bn_backend *be, const char *name) {
+    bn_cuda_prof *p = be->prof;
+    if (!p || p->n >= BN_PROF_MAX) return;
+    p->name[p->n] = name;
+    (void)cudaEventRecord(p->ev[++p->n], be->st);
+}
+
+static bn_cuda_next_norm next_norm(const bn_backend *be, const float *w, bool glu, const bn_cuda_codes *out,
+                                   unsigned *counter) {
+    bn_cuda_next_norm nn = {w, glu, be->hp.norm_eps, out->q, out->s, out->qsum, counter};
+    return nn;
+}
+
+// y (=|+=) W . codes; then nn (NULL: none) on y.
+static int bitlinear(bn_backend *be, const char *name, const uint8_t *w, int K, int M, const bn_cuda_codes *in,
+                     int n, bn_cuda_rowscale rs, bool add, float *y, int64_t ldy, const bn_cuda_next_norm *nn,
+                     bn_error *err) {
+    if (n <= be->gemv_max) {
+        BN_CUDA_TRY(bn_cuda_ternary_gemv(w, K, M, in->q, in->s, in->qsum, n, rs, add, y, ldy, nn, be->use_pdl,
+                                         be->st));
+        mark(be, name);
+        return 0;
+    }
+    BN_CUDA_TRY(bn_cuda_ternary_gemm(w, K, M, in->q, in->s, in->qsum, n, rs, add, y, ldy, be->st));
+    mark(be, name);
+    if (nn && nn->w) {
+        BN_CUDA_TRY(bn_cuda_rmsnorm_quant(y, ldy, nn->w, n, nn->glu ? M / 2 : M, nn->eps, nn->glu, nn->q, nn->s,
+                                          nn->qsum, be->use_pdl, be->st));
+        mark(be, "rmsnorm_quant");
+    }
+    return 0;
+}
+
+// Attention of layer l for the n tokens whose Q|K|V rows are in be->qkv; its
+// output's codes (attn_sub_norm) into `out`.
+static int attention(bn_backend *be, int l, int n, const bn_cuda_codes *out, bn_error *err) {
+    const bn_hparams *hp = &be->hp;
+    const int H = (int)hp->n_head, Hkv = (int)hp->n_head_kv, hd = (int)hp->head_dim;
+    const size_t kv_layer = (size_t)be->n_ctx * (size_t)be->nkv;
+    __half *kc = be->kc + l * kv_layer, *vc = be->vc + l * kv_layer;
+    unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H);
+    const bn_cuda_next_norm nn = next_norm(be, be->layers[l].attn_sub_norm, false, out, &cnt[0]);
+    if (n == 1 && !be->plain_attention) {
+        BN_CUDA_TRY(bn_cuda_attention_decode(be->qkv, be->nqkv, be->d_pos, 1, H, Hkv, hd, (int)hp->n_rot,
+                                             be->rope_theta_scale, be->n_ctx, be->attd_split, kc, vc,
+                                             be->attd_scratch, &cnt[4], be->att, &nn, be->use_pdl, be->st));
+        mark(be, "attention (decode, 2 kernels)");
+        return 0;
+    }
+    BN_CUDA_TRY(bn_cuda_rope_kv(be->qkv, be->nqkv, be->d_pos, n, H, Hkv, hd, (int)hp->n_rot, be->rope_theta_scale,
+                                be->n_ctx, be->qh, kc, vc, be->use_pdl, be->st));
+    mark(be, "rope_kv");
+    if (!be->plain_attention && bn_cuda_attention_prefill_supported(hd)) {
+        BN_CUDA_TRY(bn_cuda_attention_prefill(be->qh, kc, vc, be->d_pos, n, H, Hkv, hd, be->n_ctx, be->att,
+                                              be->use_pdl, be->st));
+        mark(be, "attention (prefill)");
+    } else {
+        BN_CUDA_TRY(bn_cuda_attention(be->qh, kc, vc, be->d_pos, n, H, Hkv, hd, be->n_ctx, be->att, be->use_pdl,
+                                      be->st));
+        mark(be, "attention (plain)");
+    }
+    BN_CUDA_TRY(bn_cuda_rmsnorm_quant(be->att, be->nq, nn.w, n, be->nq, nn.eps, false, nn.q, nn.s, nn.qsum,
+                                      be->use_pdl, be->st));
+    mark(be, "rmsnorm_quant");
+    return 0;
+}
+
+// Tokens/positions of this chunk are already in h_tok/h_pos. Leaves the final
+// hidden states in be->x.
+static int enqueue_layers(bn_backend *be, int n, bn_error *err) {
+    const bn_hparams *hp = &be->hp;
+    const int E = (int)hp->n_embd, F = (int)hp->n_ff, H = (int)hp->n_head;
+    BN_CUDA_TRY(cudaMemcpyAsync(be->d_tok, be->h_tok, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice, be->st));
+    BN_CUDA_TRY(cudaMemcpyAsync(be->d_pos, be->h_pos, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice, be->st));
+    mark(be, "token and position upload");
+    BN_CUDA_TRY(bn_cuda_embedding(be->embd, be->embd_type, be->d_tok, n, E, be->x, false, be->st));
+    mark(be, "embedding");
+    const bn_cuda_codes *c0 = &be->codes[0], *c1 = &be->codes[1];
+    if (hp->n_layer > 0) {
+        BN_CUDA_TRY(bn_cuda_rmsnorm_quant(be->x, E, be->layers[0].attn_norm, n, E, hp->norm_eps, false, c0->q, c0->s,
+                                          c0->qsum, be->use_pdl, be->st));
+        mark(be, "rmsnorm_quant");
+    }
+    for (uint32_t l = 0; l < hp->n_layer; l++) {
+        const bn_cuda_layer *C = &be->layers[l];
+        unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H);
+        if (bitlinear(be, "gemv qkv", C->wqkv, E, be->nqkv, c0, n, C->rs_qkv, false, be->qkv, be->nqkv, NULL, err) ||
+            attention(be, (int)l, n, c1, err))
+            return -1;
+        const bn_cuda_next_norm n_o = next_norm(be, C->ffn_norm, false, c0, &cnt[1]);
+        const bn_cuda_next_norm n_gu = next_norm(be, C->ffn_sub_norm, true, c1, &cnt[2]);
+        const bn_cuda_next_norm n_down =
+            next_norm(be, l + 1 < hp->n_layer ? be->layers[l + 1].attn_norm : NULL, false, c0, &cnt[3]);
+        if (bitlinear(be, "gemv o", C->wo, be->nq, E, c1, n, C->rs_o, true, be->x, E, &n_o, err) ||
+            bitlinear(be, "gemv gate|up", C->wgu, E, 2 * F, c0, n, C->rs_gu, false, be->gu, 2 * F, &n_gu, err) ||
+            bitlinear(be, "gemv down", C->wdown, F, E, c1, n, C->rs_down, true, be->x, E, &n_down, err))
+            return -1;
+    }
+    return 0;
+}
+
+static cudaDataType_t head_dtype(int type) { return type == BN_CUDA_F16 ? CUDA_R_16F : CUDA_R_32F; }
+
+// Logits of hidden rows [row0, row0 + rows) into be->logits, then the output
+// kind's copy back to pinned memory.
+static int enqueue_head(bn_backend *be, int row0, int rows, int kind, bn_error *err) {
+    const bn_hparams *hp = &be->hp;
+    const int E = (int)hp->n_embd, V = (int)hp->n_vocab;
+    if (!be->blas) { // created at the first use, which is never inside a graph capture
+        BN_CUBLAS_TRY(cublasCreate(&be->blas));
+        BN_CUBLAS_TRY(cublasSetStream(be->blas, be->st));
+        BN_CUBLAS_TRY(cublasSetWorkspace(be->blas, be->blas_ws, BN_CUBLAS_WS));
+    }
+    BN_CUDA_TRY(bn_cuda_rmsnorm_cast(be->x + (size_t)row0 * E, E, be->out_norm, rows, E, hp->norm_eps,
+                                     be->head_type, be->head_in, be->st));
+    mark(be, "head rmsnorm");
+    const float one = 1.f, zero = 0.f;
+    const cudaDataType_t dt = head_dtype(be->head_type);
+    BN_CUBLAS_TRY(cublasGemmEx(be->blas, CUBLAS_OP_T, CUBLAS_OP_N, V, rows, E, &one, be->head, dt, E,
+                               be->head_in, dt, E, &zero, be->logits, CUDA_R_32F, V,
+                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    mark(be, "head gemm (cuBLAS)");
+    if (kind == BN_OUT_ARGMAX) {
+        BN_CUDA_TRY(bn_cuda_argmax(be->logits + (size_t)(rows - 1) * V, V, be->d_argmax, be->st));
+        mark(be, "argmax");
+        BN_CUDA_TRY(cudaMemcpyAsync(be->h_argmax, be->d_argmax, sizeof(int32_t), cudaMemcpyDeviceToHost, be->st));
+    } else {
+        BN_CUDA_TRY(cudaMemcpyAsync(be->h_logits, be->logits, sizeof(float) * (size_t)rows * V,
+                                    cudaMemcpyDeviceToHost, be->st));
+    }
+    mark(be, "result download");
+    return 0;
+}
+
+// A decode step of one token with output `kind`, enqueued on the stream.
+static int enqueue_decode(bn_backend *be, int kind, bn_error *err) {
+    if (enqueue_layers(be, 1, err)) return -1;
+    return kind == BN_OUT_NONE ? 0 : enqueue_head(be, 0, 1, kind, err);
+}
+
+// Captures enqueue_decode once as a graph (after one eager run of the same step,
+// see forward_impl). On failure the stream leaves capture mode and graphs are
+// switched off for this backend: every step then runs eagerly.
+static void capture_decode(bn_backend *be, int kind) {
+    bn_error cerr;
+    cudaGraph_t graph = NULL;
+    if (cudaStreamBeginCapture(be->st, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+        be->use_graph = false;
+        (void)cudaGetLastError();
+        return;
+    }
+    const int rc = enqueue_decode(be, kind, &cerr);
+    const cudaError_t e = cudaStreamEndCapture(be->st, &graph);
+    if (rc == 0 && e == cudaSuccess && graph &&
+        cudaGraphInstantiate(&be->graph[kind], graph, 0) == cudaSuccess) {
+        (void)cudaGraphDestroy(graph);
+        return;
+    }
+    if (graph) (void)cudaGraphDestroy(graph);
+    be->graph[kind] = NULL;
+    be->use_graph = false;
+    (void)cudaGetLastError(); // the eager run reports any real error itself
+}
+
+static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens,
+                        float *logits, bool all_logits, int32_t *argmax, bn_error *err) {
+    const bn_hparams *hp = &be->hp;
+    const int V = (int)hp->n_vocab;
+    if (n_tokens <= 0 || !tokens || !pos)
+        return bn_errorf(err, "cuda: forward needs at least one token and its position");
+    for (int i = 0; i < n_tokens; i++) {
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab)
+            return bn_errorf(err, "cuda: token id %d out of range [0, %u)", tokens[i], hp->n_vocab);
+        if (pos[i] < 0 || pos[i] >= be->n_ctx)
+            return bn_errorf(err, "cuda: position %d out of range [0, %d)", pos[i], be->n_ctx);
+    }
+    BN_CUDA_TRY(cudaSetDevice(be->device));
+    const int kind = argmax ? BN_OUT_ARGMAX : (logits ? BN_OUT_LOGITS : BN_OUT_NONE);
+
+    if (n_tokens == 1 && be->use_graph && be->graph[kind] && !be->prof) {
+        be->h_tok[0] = tokens[0];
+        be->h_pos[0] = pos[0];
+        BN_CUDA_TRY(cudaGraphLaunch(be->graph[kind], be->st));
+        BN_CUDA_TRY(cudaStreamSynchronize(be->st));
+        if (kind == BN_OUT_ARGMAX) *argmax = be->h_argmax[0];
+        if (kind == BN_OUT_LOGITS) memcpy(logits, be->h_logits, sizeof(float) * (size_t)V);
+        return 0;
+    }
+
+    // Eager path: chunks of max_batch tokens; K/V of earlier chunks are in the cache.
+    for (int c0 = 0; c0 < n_tokens; c0 += be->max_batch) {
+        const int n = n_tokens - c0 < be->max_batch ? n_tokens - c0 : be->max_batch;
+        const bool last = c0 + n == n_tokens;
+        // The previous chunk's copies out of h_tok/h_pos finished at its synchronise.
+        memcpy(be->h_tok, tokens + c0, sizeof(int32_t) * (size_t)n);
+        memcpy(be->h_pos, pos + c0, sizeof(int32_t) * (size_t)n);
+        if (enqueue_layers(be, n, err)) return -1;
+        if (kind == BN_OUT_LOGITS && all_logits) {
+            for (int r0 = 0; r0 < n; r0 += BN_LM_ROWS) {
+                const int rows = n - r0 < BN_LM_ROWS ? n - r0 : BN_LM_ROWS;
+                if (enqueue_head(be, r0, rows, kind, err)) return -1;
+                BN_CUDA_TRY(cudaStreamSynchronize(be->st));
+                memcpy(logits + (size_t)(c0 + r0) * V, be->h_logits, sizeof(float) * (size_t)rows * V);
+            }
+        } else if (kind != BN_OUT_NONE && last) {
+            if (enqueue_head(be, n - 1, 1, kind, err)) return -1;
+            BN_CUDA_TRY(cudaStreamSynchronize(be->st));
+            if (kind == BN_OUT_ARGMAX) *argmax = be->h_argmax[0];
+            else memcpy(logits, be->h_logits, sizeof(float) * (size_t)V);
+        } else {
+            BN_CUDA_TRY(cudaStreamSynchronize(be->st));
+        }
+    }
+    // The first decode step of each output kind ran eagerly above; capture it now
+    // for the next ones. Capturing before any eager run would put first-use work
+    // inside the capture: lazy loading of this module's kernels (the CUDA 12
+    // default), the GEMV's shared-memory limit and cuBLAS's first-call setup for
+    // the head GEMM, any of which can make capture fail or, worse, silently drop
+    // graphs for the session. Capture executes nothing, so h_tok/h_pos need no
+    // particular content.
+    if (n_tokens == 1 && be->use_graph && !be->graph[kind] && !be->prof) capture_decode(be, kind);
+    return 0;
+}
+
+int bn_cuda_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens, float *logits,
+                    bool all_logits, bn_error *err) {
+    return forward_impl(be, tokens, pos, n_tokens, logits, all_logits, NULL, err);
+}
+
+int bn_cuda_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens,
+                           int32_t *argmax, bn_error *err) {
+    if (!argmax) return bn_errorf(err, "cuda: forward_argmax needs an output");
+    return forward_impl(be, tokens, pos, n_tokens, NULL, false, argmax, err);
+}
+
+// ---- profiling (cuda_testing.cuh) ----------------------------------------------------
+
+extern "C" int bn_cuda_profile_step(bn_backend *be, int32_t token, int32_t pos, bn_cuda_prof_row *rows,
+                                    int max_rows, int *n_rows, double *total_ms, bn_error *err) {
+    bn_cuda_prof *p = (bn_cuda_prof *)calloc(1, sizeof *p);
+    if (!p) return bn_errorf(err, "cuda: out of host memory");
+    int rc = -1, created = 0;
+    *n_rows = 0;
+    for (; created <= BN_PROF_MAX; created++)
+        if (cudaEventCreate(&p->ev[created]) != cudaSuccess) break;
+    if (created <= BN_PROF_MAX) {
+        bn_errorf(err, "cuda: cannot create profiling events");
+    } else if (cudaEventRecord(p->ev[0], be->st) != cudaSuccess) {
+        bn_errorf(err, "cuda: cannot record an event");
+    } else {
+        int32_t id = 0;
+        be->prof = p;
+        rc = forward_impl(be, &token, &pos, 1, NULL, false, &id, err);
+        be->prof = NULL;
+        if (rc == 0 && cudaEventSynchronize(p->ev[p->n]) != cudaSuccess) rc = bn_errorf(err, "cuda: event sync");
+    }
+    if (rc == 0) {
+        float ms = 0.f;
+        (void)cudaEventElapsedTime(&ms, p->ev[0], p->ev[p->n]);
+        *total_ms = ms;
+        for (int i = 0; i < p->n; i++) { // aggregate by name, in first-seen order
+            (void)cudaEventElapsedTime(&ms, p->ev[i], p->ev[i + 1]);
+            int r = 0;
+            while (r < *n_rows && strcmp(rows[r].name, p->name[i])) r++;
+            if (r == *n_rows) {
+                if (r == max_rows) continue;
+                rows[r].name = p->name[i];
+                rows[r].ms = 0;
+                rows[r].calls = 0;
+                (*n_rows)++;
+            }
+            rows[r].ms += ms;
+            rows[r].calls++;
+        }
+    }
+    for (int i = 0; i < created; i++) (void)cudaEventDestroy(p->ev[i]);
+    free(p);
+    return rc;
+}
