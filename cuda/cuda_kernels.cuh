@@ -45,12 +45,14 @@ cudaError_t bn_cuda_rmsnorm_quant(const float *x, int64_t ldx, const float *w, i
 // are rewritten to 0b01 once after upload, so the dp4a kernels can use w+1 as is.
 cudaError_t bn_cuda_i2s_sanitize(uint8_t *w, int64_t nbytes, cudaStream_t st);
 
-// ternary_gemv.cu / ternary_gemm.cu - bitlinear on I2_S weights w (M rows of K/4
-// bytes, K % 128 == 0) and int8 activations q[t, :] (quantization scale s[t],
-// qsum[t] = sum(q[t, :])), for rows r < M and tokens t < n:
+// ternary_gemv.cu / ternary_gemm.cu / ternary_gemm_mma.cu - bitlinear on I2_S
+// weights w (M rows of K/4 bytes, K % 128 == 0) and int8 activations q[t, :]
+// (quantization scale s[t], qsum[t] = sum(q[t, :])), for rows r < M, tokens t < n:
 //     v = (sum_k code(w[r,k]) q[t,k]) / s[t] * scale(r);   y[t*ldy + r] = v  (add: += v)
 // The GEMV (decode, small n) streams the weights once per token; the GEMM
-// (prefill) reuses each weight tile across 64 tokens.
+// (prefill) reuses each weight tile across 64 tokens; the mma GEMM (prefill,
+// sm_80+) does the same sum on the int8 tensor cores, 128 rows x 128 tokens a
+// block, with bit-identical results.
 //                                            CPU twin: bn_ternary_gemm_scalar
 cudaError_t bn_cuda_ternary_gemv(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                  const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
@@ -58,6 +60,9 @@ cudaError_t bn_cuda_ternary_gemv(const uint8_t *w, int K, int M, const int8_t *q
 cudaError_t bn_cuda_ternary_gemm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                  const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
                                  float *y, int64_t ldy, cudaStream_t st);
+cudaError_t bn_cuda_ternary_gemm_mma(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
+                                     const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
+                                     float *y, int64_t ldy, cudaStream_t st);
 // The decode GEMV with RMSNorm + quantization of x[t, :] (K wide; glu as in
 // bn_cuda_rmsnorm_quant) fused into its prologue: no separate norm launch.
 cudaError_t bn_cuda_ternary_gemv_norm(const uint8_t *w, int K, int M, const float *x, int64_t ldx,
