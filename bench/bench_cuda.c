@@ -5,7 +5,9 @@
 // 1. Device-to-device copy bandwidth (read + write of 256 MiB): the reference.
 // 2. Each kernel on the 2B-4T shapes: time, bytes it must move, GB/s and % of
 //    copy bandwidth (decode GEMVs, the fused norm+GEMV, the f16 LM head), and the
-//    prefill GEMM at 512 tokens in tokens/s.
+//    prefill GEMMs in tokens/s and int8 TOPS (2 K M n / time): the dp4a GEMM at
+//    512 tokens, the tensor-core (mma) GEMM at 512 and 4096 tokens, both with
+//    the norm+quant in front as in a forward pass, and the mma GEMM alone.
 // 3. With a model (e.g. one written by `bitnet-gpu make-model` at the 2B-4T
 //    shape): decode ms/token at context 128 with and without CUDA graphs, and
 //    prefill tokens/s at 512 tokens.
@@ -33,13 +35,15 @@ static void kernel_row(const char *name, bn_cuda_bench_op op, int K, int M, int 
     double us = 0, bytes = 0;
     bn_error err = {{0}};
     if (bn_cuda_bench_kernel(op, K, M, n, 50, &us, &bytes, &err)) {
-        printf("%-28s %6d x %-6d n=%-4d  error: %s\n", name, K, M, n, err.msg);
+        printf("%-30s %6d x %-6d n=%-4d  error: %s\n", name, K, M, n, err.msg);
         return;
     }
     const double gbs = bytes / us / 1e3;
-    printf("%-28s %6d x %-6d n=%-4d %9.2f us %10.2f MB %8.1f GB/s %6.1f%%", name, K, M, n, us,
+    printf("%-30s %6d x %-6d n=%-4d %9.2f us %10.2f MB %8.1f GB/s %6.1f%%", name, K, M, n, us,
            bytes / 1e6, gbs, 100.0 * gbs / copy_gbs);
     if (n > 1) printf("  %10.0f tok/s", n / (us / 1e6));
+    if (op == BN_CUDA_BENCH_GEMM || op == BN_CUDA_BENCH_GEMM_MMA || op == BN_CUDA_BENCH_GEMM_MMA_ONLY)
+        printf("  %7.1f TOPS", 2.0 * K * M * n / (us * 1e6));
     printf("\n");
 }
 
@@ -122,7 +126,7 @@ int main(int argc, char **argv) {
     }
     copy_gbs = bytes / us / 1e3;
     printf("device-to-device copy: %.1f GB/s (read + write)\n\n", copy_gbs);
-    printf("%-28s %15s %-6s %12s %13s %13s %7s\n", "kernel", "K x M", "tokens", "time", "bytes",
+    printf("%-30s %15s %-6s %12s %13s %13s %7s\n", "kernel", "K x M", "tokens", "time", "bytes",
            "bandwidth", "of copy");
     static const int shapes[][2] = {{2560, 2560}, {2560, 640}, {2560, 3840}, {2560, 6912},
                                     {2560, 13824}, {6912, 2560}};
@@ -133,6 +137,17 @@ int main(int argc, char **argv) {
     kernel_row("lm_head (cublas f16)", BN_CUDA_BENCH_LM_HEAD, 2560, 128256, 1);
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         kernel_row("norm_quant + ternary_gemm", BN_CUDA_BENCH_GEMM, shapes[i][0], shapes[i][1], 512);
+    // The four bitlinear shapes of a 2B-4T layer: QKV, O, gate|up, down.
+    static const int mma_shapes[][2] = {{2560, 3840}, {2560, 2560}, {2560, 13824}, {6912, 2560}};
+    static const int mma_tokens[] = {512, 4096};
+    for (size_t ni = 0; ni < 2; ni++)
+        for (size_t i = 0; i < sizeof mma_shapes / sizeof mma_shapes[0]; i++)
+            kernel_row("norm_quant + ternary_gemm_mma", BN_CUDA_BENCH_GEMM_MMA, mma_shapes[i][0],
+                       mma_shapes[i][1], mma_tokens[ni]);
+    for (size_t ni = 0; ni < 2; ni++)
+        for (size_t i = 0; i < sizeof mma_shapes / sizeof mma_shapes[0]; i++)
+            kernel_row("ternary_gemm_mma (q ready)", BN_CUDA_BENCH_GEMM_MMA_ONLY, mma_shapes[i][0],
+                       mma_shapes[i][1], mma_tokens[ni]);
     kernel_row("lm_head (cublas f16)", BN_CUDA_BENCH_LM_HEAD, 2560, 128256, 16);
     if (argc > 1) {
         printf("\n");

@@ -72,8 +72,13 @@ extern "C" int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, 
     GET(dy, y, sizeof(float) * n * M);
     BN_CUDA_TRY(bn_cuda_i2s_sanitize(dw, (int64_t)M * K / 4, 0));
     const bn_cuda_rowscale rs = rowscale(scales, r1, r2);
-    const cudaError_t e = kernel == 0 ? bn_cuda_ternary_gemv(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, 0)
-                                      : bn_cuda_ternary_gemm(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, 0);
+    cudaError_t e;
+    switch (kernel) {
+    case 0: e = bn_cuda_ternary_gemv(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, 0); break;
+    case 1: e = bn_cuda_ternary_gemm(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, 0); break;
+    case 2: e = bn_cuda_ternary_gemm_mma(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, 0); break;
+    default: return bn_errorf(err, "cuda_testing: no ternary kernel %d", kernel);
+    }
     return finish(e, y, dy, sizeof(float) * n * M, err);
 }
 
@@ -289,6 +294,13 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
         case BN_CUDA_BENCH_GEMM:
             ce = bn_cuda_rmsnorm_quant(dx, K, dn, n, K, 1e-5f, false, dq, ds, dqs, 0);
             if (ce == cudaSuccess) ce = bn_cuda_ternary_gemm(dw, K, M, dq, ds, dqs, n, rs, false, dy, M, 0);
+            break;
+        case BN_CUDA_BENCH_GEMM_MMA:
+            ce = bn_cuda_rmsnorm_quant(dx, K, dn, n, K, 1e-5f, false, dq, ds, dqs, 0);
+            if (ce == cudaSuccess) ce = bn_cuda_ternary_gemm_mma(dw, K, M, dq, ds, dqs, n, rs, false, dy, M, 0);
+            break;
+        case BN_CUDA_BENCH_GEMM_MMA_ONLY:
+            ce = bn_cuda_ternary_gemm_mma(dw, K, M, dq, ds, dqs, n, rs, false, dy, M, 0);
             break;
         case BN_CUDA_BENCH_LM_HEAD: {
             const cublasStatus_t bs = cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, M, n, K, &one, dw,

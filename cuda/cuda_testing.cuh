@@ -31,7 +31,7 @@ void bn_cuda_backend_stats(const struct bn_backend *be, bn_cuda_stats *out);
 // scales: per-row weight scale, rows [0,r1) scales[0], [r1,r2) scales[1], rest scales[2].
 // w: M rows of K/4 bytes (I2_S), 0b11 codes allowed (treated as 0).
 // y: n rows of M floats (row stride M); read too when add.
-// kernel: 0 = GEMV from int8 input, 1 = tiled GEMM.
+// kernel: 0 = GEMV from int8 input, 1 = tiled dp4a GEMM, 2 = int8 tensor-core (mma) GEMM.
 int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                          const int32_t *qsum, int n, const float scales[3], int r1, int r2, bool add,
                          float *y, bn_error *err);
@@ -61,11 +61,13 @@ int bn_cuda_test_argmax(const float *x, int n, int32_t *out, bn_error *err);
 // device-resident random data of the given shape and returns the mean time per
 // launch in microseconds (and the bytes it must move) or -1.
 typedef enum bn_cuda_bench_op {
-    BN_CUDA_BENCH_COPY,      // cudaMemcpy device-to-device of M*K/4 bytes (bandwidth reference)
-    BN_CUDA_BENCH_GEMV,      // ternary GEMV, q precomputed
-    BN_CUDA_BENCH_GEMV_NORM, // ternary GEMV with the fused norm+quant prologue
-    BN_CUDA_BENCH_GEMM,      // norm+quant + tiled GEMM for n tokens
-    BN_CUDA_BENCH_LM_HEAD,   // f16 cublasGemmEx, M = vocab rows of K
+    BN_CUDA_BENCH_COPY,          // cudaMemcpy device-to-device of M*K/4 bytes (bandwidth reference)
+    BN_CUDA_BENCH_GEMV,          // ternary GEMV, q precomputed
+    BN_CUDA_BENCH_GEMV_NORM,     // ternary GEMV with the fused norm+quant prologue
+    BN_CUDA_BENCH_GEMM,          // norm+quant + tiled GEMM for n tokens
+    BN_CUDA_BENCH_GEMM_MMA,      // norm+quant + tensor-core GEMM for n tokens
+    BN_CUDA_BENCH_GEMM_MMA_ONLY, // the tensor-core GEMM alone, q precomputed
+    BN_CUDA_BENCH_LM_HEAD,       // f16 cublasGemmEx, M = vocab rows of K
 } bn_cuda_bench_op;
 int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, int iters, double *us,
                          double *bytes, bn_error *err);
