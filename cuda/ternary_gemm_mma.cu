@@ -23,8 +23,9 @@
 //   bytes with their 16-byte chunks XOR-swizzled by token % 8, weight rows are 32
 //   bytes with their two chunks swapped on rows 4..7 of every 8, so ldmatrix and
 //   the weight word loads are free of bank conflicts without padding.
-// - Tails: rows >= M and tokens >= n are zero-filled by cp.async (source size 0,
-//   nothing read) and never stored.
+// - Tails: rows >= M and tokens >= n are loaded as copies of the last row and
+//   token, so the loop has no predicates and reads nothing outside w and q; their
+//   sums are never stored.
 // - PDL: the first weight stages are requested before bn_pdl_wait(); activations,
 //   s, qsum and y only after it.
 // CPU twin: bn_ternary_gemm_scalar.
@@ -52,11 +53,9 @@ static_assert(BN_MMA_THREADS / 32 == BN_MMA_WARPS_M * (BN_MMA_BN / BN_MMA_WARP_T
 static_assert(BN_MMA_BN == 4 * (BN_MMA_THREADS / 8), "four 16-byte activation chunks per thread");
 static_assert(BN_MMA_NT % 2 == 0, "ldmatrix.x4 loads two n8 tiles");
 
-// 16 bytes global -> shared, or 16 zero bytes (reading nothing) when !valid.
-__device__ __forceinline__ void bn_cp_async16(uint32_t dst, const void *src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src),
-                 "r"(valid ? 16 : 0)
-                 : "memory");
+// 16 bytes global -> shared, through L2 only.
+__device__ __forceinline__ void bn_cp_async16(uint32_t dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
 }
 
 __device__ __forceinline__ void bn_cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
@@ -100,27 +99,25 @@ bn_ternary_gemm_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const in
     const int nkb = K / 128;
 
     // Loads: thread -> 16-byte chunk `w_chunk` of weight row `w_row`, and chunk
-    // `q_chunk` of token rows q_tok + 32 l (l < 4), of which the first q_rows
-    // exist. Missing rows read nothing: their source is the matrix start.
+    // `q_chunk` of token rows q_tok + 32 l (l < 4). Rows past M or n load the last
+    // row instead: every read stays inside w and q, no load needs a predicate, and
+    // the sums of those rows land in tile rows and columns that are never stored.
     const int w_row = tid >> 1, w_chunk = tid & 1;
-    const bool w_valid = m0 + w_row < M;
-    const uint8_t *w_src = w_valid ? w + (int64_t)(m0 + w_row) * row_bytes + 16 * w_chunk : w;
+    const uint8_t *w_src = w + (int64_t)min(m0 + w_row, M - 1) * row_bytes + 16 * w_chunk;
     const uint32_t w_dst = w_row * 32 + ((w_chunk ^ ((w_row >> 2) & 1)) << 4);
-    const int q_chunk = tid & 7, q_tok = tid >> 3;
-    const int q_rows = min(max((n - n0 - q_tok + 31) >> 5, 0), 4);
-    const int8_t *q_src = q_rows > 0 ? q + (int64_t)(n0 + q_tok) * K + 16 * q_chunk : q;
-    const int q_stride = 32 * K; // bytes between the rows a thread loads
+    const int q_chunk = tid & 7, q_tok = tid >> 3, q_last = n - 1 - n0;
+    const int8_t *q_blk = q + (int64_t)n0 * K;
     const uint32_t q_dst = BN_MMA_W_BYTES + q_tok * 128 + ((q_chunk ^ (q_tok & 7)) << 4);
     auto load_w = [&](int kb) {
-        bn_cp_async16(smem0 + (kb % BN_MMA_STAGES) * BN_MMA_STAGE_BYTES + w_dst,
-                      w_valid ? w_src + 32 * kb : w, w_valid);
+        bn_cp_async16(smem0 + (kb % BN_MMA_STAGES) * BN_MMA_STAGE_BYTES + w_dst, w_src + 32 * kb);
     };
     auto load_q = [&](int kb) {
         const uint32_t dst = smem0 + (kb % BN_MMA_STAGES) * BN_MMA_STAGE_BYTES + q_dst;
-        const int8_t *src = q_src + 128 * kb;
 #pragma unroll
-        for (int l = 0; l < 4; l++)
-            bn_cp_async16(dst + l * 32 * 128, l < q_rows ? src + l * q_stride : q, l < q_rows);
+        for (int l = 0; l < 4; l++) { // offset < 128 K: an int is enough
+            const int row = min(q_tok + 32 * l, q_last);
+            bn_cp_async16(dst + l * 32 * 128, q_blk + (row * K + 16 * q_chunk + 128 * kb));
+        }
     };
 
     // Fragment reads. Weights: rows warp_row + 16 i + g (+8), chunk 0 (word tq)
