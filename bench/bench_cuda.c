@@ -73,8 +73,15 @@ static void kernels(bool quick) {
     for (int i = 0; i < 3; i++) kernel_row("ternary_gemv", BN_CUDA_BENCH_GEMV, 2560, 13824, ns[i], 100);
     static const int gs[] = {1, 4, 8, 16, 64};
     for (int i = 0; i < 5; i++) kernel_row("norm + dp4a gemm", BN_CUDA_BENCH_GEMM, 2560, 13824, gs[i], 50);
+    for (int i = 0; i < 5; i++) kernel_row("norm + mma gemm", BN_CUDA_BENCH_GEMM_MMA, 2560, 13824, gs[i], 50);
     for (int i = 0; i < 4; i++)
         kernel_row("norm + dp4a gemm", BN_CUDA_BENCH_GEMM, shapes[i][0], shapes[i][1], 512, quick ? 3 : 10);
+    for (int n = 512; n <= 4096; n *= 8)
+        for (int i = 0; i < 4; i++) {
+            kernel_row("norm + mma gemm", BN_CUDA_BENCH_GEMM_MMA, shapes[i][0], shapes[i][1], n, quick ? 3 : 10);
+            kernel_row("mma gemm (codes ready)", BN_CUDA_BENCH_GEMM_MMA_ONLY, shapes[i][0], shapes[i][1], n,
+                       quick ? 3 : 10);
+        }
     kernel_row("lm_head (cublas f16)", BN_CUDA_BENCH_LM_HEAD, 2560, 128256, 1, 20);
     kernel_row("lm_head (cublas f16)", BN_CUDA_BENCH_LM_HEAD, 2560, 128256, 16, 20);
     static const int ctx[] = {128, 1024, 4096};

@@ -87,7 +87,8 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
                                     bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     if (K <= 0 || M <= 0 || n <= 0 || iters <= 0) return bn_errorf(err, "cuda bench: bad shape");
-    const bool ternary = op == BN_CUDA_BENCH_GEMV || op == BN_CUDA_BENCH_GEMV_NORM || op == BN_CUDA_BENCH_GEMM;
+    const bool gemm = op == BN_CUDA_BENCH_GEMM || op == BN_CUDA_BENCH_GEMM_MMA || op == BN_CUDA_BENCH_GEMM_MMA_ONLY;
+    const bool ternary = op == BN_CUDA_BENCH_GEMV || op == BN_CUDA_BENCH_GEMV_NORM || gemm;
     if (ternary && K % 128) return bn_errorf(err, "cuda bench: K must be a multiple of 128");
     if ((op == BN_CUDA_BENCH_GEMV || op == BN_CUDA_BENCH_GEMV_NORM) && n > bn_cuda_gemv_max_tokens(K))
         return bn_errorf(err, "cuda bench: %d tokens are too many for the GEMV", n);
@@ -105,7 +106,7 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     case BN_CUDA_BENCH_ATTN_PREFILL: wb = 2 * kv_half * sizeof(__half); break;
     default: wb = (size_t)M * K / 4; break;
     }
-    const bool rotate = op != BN_CUDA_BENCH_COPY && op != BN_CUDA_BENCH_GEMM && op != BN_CUDA_BENCH_ATTN_PREFILL;
+    const bool rotate = op != BN_CUDA_BENCH_COPY && !gemm && op != BN_CUDA_BENCH_ATTN_PREFILL;
     size_t copies = rotate ? (4 * (size_t)l2 + wb - 1) / wb : 1;
     if (copies < 1) copies = 1;
     if (copies * align256(wb) > BENCH_MAX_ROTATE) copies = BENCH_MAX_ROTATE / align256(wb);
@@ -188,6 +189,12 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
             const cudaError_t e = bn_cuda_rmsnorm_quant(x, K, nw, n, K, 1e-5f, false, q, s, qsum, false, st);
             return e != cudaSuccess ? e : bn_cuda_ternary_gemm(w, K, M, q, s, qsum, n, rs, false, y, M, st);
         }
+        case BN_CUDA_BENCH_GEMM_MMA: {
+            const cudaError_t e = bn_cuda_rmsnorm_quant(x, K, nw, n, K, 1e-5f, false, q, s, qsum, false, st);
+            return e != cudaSuccess ? e : bn_cuda_ternary_gemm_mma(w, K, M, q, s, qsum, n, rs, false, y, M, st);
+        }
+        case BN_CUDA_BENCH_GEMM_MMA_ONLY:
+            return bn_cuda_ternary_gemm_mma(w, K, M, q, s, qsum, n, rs, false, y, M, st);
         case BN_CUDA_BENCH_LM_HEAD:
             return cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, M, n, K, &one, w, CUDA_R_16F, K, head_in,
                                 CUDA_R_16F, K, &zero, y, CUDA_R_32F, M, CUBLAS_COMPUTE_32F,

@@ -63,13 +63,15 @@ typedef struct bn_cuda_next_norm {
     unsigned *counter;
 } bn_cuda_next_norm;
 
-// ternary_gemv.cu / ternary_gemm.cu - bitlinear on I2_S weights w (M rows of K/4
-// bytes, K % 128 == 0) and int8 activations q[t, :] (quantization scale s[t],
-// qsum[t] = sum(q[t, :])), for rows r < M and tokens t < n:
+// ternary_gemv.cu / ternary_gemm.cu / ternary_gemm_mma.cu - bitlinear on I2_S
+// weights w (M rows of K/4 bytes, K % 128 == 0) and int8 activations q[t, :]
+// (quantization scale s[t], qsum[t] = sum(q[t, :])), for rows r < M, tokens t < n:
 //     v = (sum_k code(w[r,k]) q[t,k]) / s[t] * scale(r);   y[t*ldy + r] = v  (add: += v)
 // The GEMV (decode, n <= bn_cuda_gemv_max_tokens(K)) holds each block's weight
-// slice in shared memory and runs nn (may be NULL) after it; the GEMM (prefill)
-// reuses each weight tile across 64 tokens.
+// slice in shared memory and runs nn (may be NULL) after it; the dp4a GEMM
+// reuses each weight tile across 64 tokens (the reference for the next); the mma
+// GEMM (prefill) does the same sum on the int8 tensor cores, 128 rows x 128
+// tokens a block, with bit-identical results.
 //                                            CPU twin: bn_ternary_gemm_scalar
 #define BN_GEMV_MAX_N 8
 int bn_cuda_gemv_max_tokens(int K);
@@ -80,6 +82,9 @@ cudaError_t bn_cuda_ternary_gemv(const uint8_t *w, int K, int M, const int8_t *q
 cudaError_t bn_cuda_ternary_gemm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                  const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
                                  float *y, int64_t ldy, cudaStream_t st);
+cudaError_t bn_cuda_ternary_gemm_mma(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
+                                     const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
+                                     float *y, int64_t ldy, cudaStream_t st);
 
 // rope_kv.cu - for each token t at position pos[t], from row t of qkv
 // ([n_head*hd | n_head_kv*hd | n_head_kv*hd] floats, ld = ldqkv): NEOX RoPE of Q

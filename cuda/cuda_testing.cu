@@ -74,8 +74,13 @@ extern "C" int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, 
     BN_CUDA_TRY(bn_cuda_i2s_sanitize(dw, (int64_t)M * K / 4, 0));
     const bn_cuda_rowscale rs = rowscale(scales, r1, r2);
     if (kernel == 0 && n > bn_cuda_gemv_max_tokens(K)) return bn_errorf(err, "cuda_testing: too many tokens");
-    const cudaError_t e = kernel == 0 ? bn_cuda_ternary_gemv(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, NULL, false, 0)
-                                      : bn_cuda_ternary_gemm(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, 0);
+    cudaError_t e;
+    switch (kernel) {
+    case 0: e = bn_cuda_ternary_gemv(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, NULL, false, 0); break;
+    case 1: e = bn_cuda_ternary_gemm(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, 0); break;
+    case 2: e = bn_cuda_ternary_gemm_mma(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, 0); break;
+    default: return bn_errorf(err, "cuda_testing: no ternary kernel %d", kernel);
+    }
     return finish(e, y, dy, sizeof(float) * n * M, err);
 }
 

@@ -47,7 +47,7 @@ int bn_cuda_profile_step(struct bn_backend *be, int32_t token, int32_t pos, bn_c
 // scales: per-row weight scale, rows [0,r1) scales[0], [r1,r2) scales[1], rest scales[2].
 // w: M rows of K/4 bytes (I2_S), 0b11 codes allowed (treated as 0).
 // y: n rows of M floats (row stride M); read too when add.
-// kernel: 0 = GEMV from int8 input, 1 = tiled GEMM.
+// kernel: 0 = GEMV from int8 input, 1 = tiled dp4a GEMM, 2 = int8 tensor-core (mma) GEMM.
 int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                          const int32_t *qsum, int n, const float scales[3], int r1, int r2, bool add,
                          float *y, bn_error *err);
@@ -93,13 +93,15 @@ int bn_cuda_test_argmax(const float *x, int n, int32_t *out, bn_error *err);
 // together exceed 4x the L2 cache, so every launch reads them from HBM as a
 // decode step does.
 typedef enum bn_cuda_bench_op {
-    BN_CUDA_BENCH_COPY,      // cudaMemcpy device-to-device of M*K/4 bytes (bandwidth reference)
-    BN_CUDA_BENCH_GEMV,      // ternary GEMV, codes precomputed (n tokens)
-    BN_CUDA_BENCH_GEMV_NORM, // ternary GEMV + its next norm in the last block
-    BN_CUDA_BENCH_GEMM,      // norm+quant + dp4a tiled GEMM for n tokens
-    BN_CUDA_BENCH_LM_HEAD,   // f16 cublasGemmEx, M = vocab rows of K
-    BN_CUDA_BENCH_ATTN_DECODE,  // decode attention, 2B-4T heads; K = context length
-    BN_CUDA_BENCH_ATTN_PREFILL, // tensor-core prefill attention, n tokens at positions 0..n-1
+    BN_CUDA_BENCH_COPY,          // cudaMemcpy device-to-device of M*K/4 bytes (bandwidth reference)
+    BN_CUDA_BENCH_GEMV,          // ternary GEMV, codes precomputed (n tokens)
+    BN_CUDA_BENCH_GEMV_NORM,     // ternary GEMV + its next norm in the last block
+    BN_CUDA_BENCH_GEMM,          // norm+quant + dp4a tiled GEMM for n tokens
+    BN_CUDA_BENCH_GEMM_MMA,      // norm+quant + tensor-core GEMM for n tokens
+    BN_CUDA_BENCH_GEMM_MMA_ONLY, // the tensor-core GEMM alone, codes precomputed
+    BN_CUDA_BENCH_LM_HEAD,       // f16 cublasGemmEx, M = vocab rows of K
+    BN_CUDA_BENCH_ATTN_DECODE,   // decode attention, 2B-4T heads; K = context length
+    BN_CUDA_BENCH_ATTN_PREFILL,  // tensor-core prefill attention, n tokens at positions 0..n-1
 } bn_cuda_bench_op;
 typedef struct bn_cuda_bench_result {
     double us;     // per launch

@@ -11,7 +11,7 @@
 // - the next K block is fetched into registers while the current one is used.
 // - epilogue as the GEMV: (acc - qsum[t]) / s[t] * scale(row), store or add.
 // Each weight byte is read from DRAM once per 64 tokens, so prefill is compute
-// bound on dp4a; an int8 mma.sync version is the next step (issue 7).
+// bound on dp4a; ternary_gemm_mma.cu computes the same sums on the int8 tensor cores.
 // CPU twin: bn_ternary_gemm_scalar.
 #include "cuda_kernels.cuh"
 

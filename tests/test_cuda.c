@@ -68,65 +68,74 @@ static void test_probe_and_create_fail_cleanly(void **state) {
 static const int SHAPES[][2] = {{384, 37}, {640, 131}, {1152, 300}, {128, 1}, {2560, 200}, {6912, 67}}; // K, M
 static const int NTOK[] = {1, 3, 8, 17, 70};
 #define BN_GEMV_TEST_MAX_N 8 // the GEMV's batch limit for K <= 6912 (ternary_gemv.cu)
+// K, M, n: the mma GEMM's 128 x 128 tiles with row and token tails at the 2B-4T
+// widths (2560, 6912), a single tile, 1 and 2 K blocks (fewer than its pipeline
+// stages) and K = 16384. The scalar reference costs K M n: about 1.8e9 here.
+static const int SHAPES_GEMM[][3] = {{2560, 1000, 300}, {6912, 1100, 129}, {16384, 130, 5},
+                                     {256, 200, 129}, {128, 128, 128}};
+static const char *const TERNARY_KERNEL[] = {"gemv", "gemm", "gemm_mma"};
+
+// Every ternary kernel against bn_ternary_gemm_scalar on one shape: exact sums
+// with s = 1 and scale = 1, then scales, three row segments and the residual add.
+static void check_ternary(int K, int M, int n, uint64_t *rng) {
+    uint8_t *w = malloc((size_t)M * K / 4);
+    int8_t *q = malloc((size_t)n * K);
+    int32_t *qsum = calloc((size_t)n, sizeof(int32_t)), *ref = malloc(sizeof(int32_t) * n * M);
+    float *s = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n * M);
+    random_i2s(w, (size_t)M * K / 4, rng);
+    for (int t = 0; t < n; t++) {
+        s[t] = 1.f;
+        for (int k = 0; k < K; k++) {
+            q[(size_t)t * K + k] = (int8_t)bn_test_rand(rng);
+            qsum[t] += q[(size_t)t * K + k];
+        }
+    }
+    bn_ternary_gemm_scalar(w, K, 0, M, q, qsum, n, ref, M);
+    const float ones[3] = {1.f, 1.f, 1.f};
+    for (int kernel = 0; kernel < 3; kernel++) {
+        if (kernel == 0 && n > BN_GEMV_TEST_MAX_N) continue; // the GEMV takes small batches
+        bn_error err = {{0}};
+        memset(y, 0, sizeof(float) * n * M);
+        if (bn_cuda_test_ternary(kernel, w, K, M, q, s, qsum, n, ones, M, M, false, y, &err))
+            fail_msg("%s", err.msg);
+        for (int i = 0; i < n * M; i++)
+            if (y[i] != (float)ref[i])
+                fail_msg("%s K=%d M=%d n=%d: y[%d] = %g, scalar %d", TERNARY_KERNEL[kernel], K, M, n, i,
+                         y[i], ref[i]);
+    }
+    const float sc[3] = {0.5f, 2.f, 3.f};
+    const int r1 = M / 3, r2 = 2 * M / 3;
+    for (int t = 0; t < n; t++) s[t] = 10.f + t;
+    for (int kernel = 0; kernel < 3; kernel++) {
+        if (kernel == 0 && n > BN_GEMV_TEST_MAX_N) continue;
+        bn_error err = {{0}};
+        for (int i = 0; i < n * M; i++) y[i] = 1.f;
+        if (bn_cuda_test_ternary(kernel, w, K, M, q, s, qsum, n, sc, r1, r2, true, y, &err))
+            fail_msg("%s", err.msg);
+        for (int t = 0; t < n; t++)
+            for (int r = 0; r < M; r++) {
+                const float scale = r < r1 ? sc[0] : r < r2 ? sc[1] : sc[2];
+                // As cpu/forward.c: v rounded, then added (volatile: no FMA
+                // here either), so the kernels' epilogue must match exactly.
+                const volatile float v = (float)ref[t * M + r] / s[t] * scale;
+                const float want = 1.f + v;
+                if (y[t * M + r] != want)
+                    fail_msg("%s add K=%d M=%d n=%d t=%d r=%d: %.9g, want %.9g", TERNARY_KERNEL[kernel], K,
+                             M, n, t, r, y[t * M + r], want);
+            }
+    }
+    free(w); free(q); free(qsum); free(ref); free(s); free(y);
+}
 
 static void test_ternary_exact(void **state) {
     (void)state;
     require_gpu();
     uint64_t rng = 42;
-    for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
-        const int K = SHAPES[si][0], M = SHAPES[si][1];
-        for (size_t ni = 0; ni < sizeof NTOK / sizeof NTOK[0]; ni++) {
-            const int n = NTOK[ni];
-            uint8_t *w = malloc((size_t)M * K / 4);
-            int8_t *q = malloc((size_t)n * K);
-            int32_t *qsum = calloc((size_t)n, sizeof(int32_t)), *ref = malloc(sizeof(int32_t) * n * M);
-            float *s = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n * M);
-            random_i2s(w, (size_t)M * K / 4, &rng);
-            for (int t = 0; t < n; t++) {
-                s[t] = 1.f;
-                for (int k = 0; k < K; k++) {
-                    q[t * K + k] = (int8_t)bn_test_rand(&rng);
-                    qsum[t] += q[t * K + k];
-                }
-            }
-            bn_ternary_gemm_scalar(w, K, 0, M, q, qsum, n, ref, M);
-            const float ones[3] = {1.f, 1.f, 1.f};
-            for (int kernel = 0; kernel < 2; kernel++) {
-                if (kernel == 0 && n > BN_GEMV_TEST_MAX_N) continue; // the GEMV takes small batches
-                bn_error err = {{0}};
-                memset(y, 0, sizeof(float) * n * M);
-                if (bn_cuda_test_ternary(kernel, w, K, M, q, s, qsum, n, ones, M, M, false, y, &err))
-                    fail_msg("%s", err.msg);
-                for (int i = 0; i < n * M; i++)
-                    if (y[i] != (float)ref[i])
-                        fail_msg("%s K=%d M=%d n=%d: y[%d] = %g, scalar %d", kernel ? "gemm" : "gemv", K,
-                                 M, n, i, y[i], ref[i]);
-            }
-            // Scales, three row segments and the residual add.
-            const float sc[3] = {0.5f, 2.f, 3.f};
-            const int r1 = M / 3, r2 = 2 * M / 3;
-            for (int t = 0; t < n; t++) s[t] = 10.f + t;
-            for (int kernel = 0; kernel < 2; kernel++) {
-                if (kernel == 0 && n > BN_GEMV_TEST_MAX_N) continue;
-                bn_error err = {{0}};
-                for (int i = 0; i < n * M; i++) y[i] = 1.f;
-                if (bn_cuda_test_ternary(kernel, w, K, M, q, s, qsum, n, sc, r1, r2, true, y, &err))
-                    fail_msg("%s", err.msg);
-                for (int t = 0; t < n; t++)
-                    for (int r = 0; r < M; r++) {
-                        const float scale = r < r1 ? sc[0] : r < r2 ? sc[1] : sc[2];
-                        // As cpu/forward.c: v rounded, then added (volatile: no FMA
-                        // here either), so the kernels' epilogue must match exactly.
-                        const volatile float v = (float)ref[t * M + r] / s[t] * scale;
-                        const float want = 1.f + v;
-                        if (y[t * M + r] != want)
-                            fail_msg("%s add K=%d M=%d n=%d t=%d r=%d: %.9g, want %.9g",
-                                     kernel ? "gemm" : "gemv", K, M, n, t, r, y[t * M + r], want);
-                    }
-            }
-            free(w); free(q); free(qsum); free(ref); free(s); free(y);
-        }
-    }
+    for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++)
+        for (size_t ni = 0; ni < sizeof NTOK / sizeof NTOK[0]; ni++)
+            check_ternary(SHAPES[si][0], SHAPES[si][1], NTOK[ni], &rng);
+    for (size_t i = 0; i < sizeof SHAPES_GEMM / sizeof SHAPES_GEMM[0]; i++)
+        check_ternary(SHAPES_GEMM[i][0], SHAPES_GEMM[i][1], SHAPES_GEMM[i][2], &rng);
 }
 
 // CPU twin of the fused prologue: rmsnorm (+ relu^2*up) then bn_quantize_i8.

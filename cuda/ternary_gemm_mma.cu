@@ -1,0 +1,245 @@
+// ternary_gemm_mma.cu - prefill bitlinear on the int8 tensor cores (mma.sync m16n8k32).
+//
+// Design: the same sum as the dp4a GEMM (ternary_gemm.cu), sum(code * q) - qsum[t]
+// with code = w + 1 in {0, 1, 2}, but each warp issues mma.sync.m16n8k32 with the
+// codes as the unsigned A operand (.u8) and the activations as the signed B
+// operand (.s8): decoding a code is a shift and a mask, no subtraction, and the
+// "- qsum" moves to the epilogue, which is written exactly as the dp4a GEMM's so
+// both produce the same floats.
+// - The k order inside an mma is free as long as A and B agree. I2_S word j of a
+//   row's 32-byte block, shifted by 6-2s and masked with 0x03030303, holds the
+//   codes of elements 32s+4j..32s+4j+3, which is activation word 8s+j of a token.
+//   So for the s-th 32-wide k step a thread's A registers are I2_S words t and
+//   4+t of rows g and g+8 (t = lane % 4, g = lane / 4) shifted by 6-2s, and B
+//   comes straight from the activations in their natural order with ldmatrix.
+//   The weights stay 2-bit in shared memory (4 KiB per K block) and each thread
+//   decodes its own fragments: a raw word feeds four k steps.
+// - Block tile 128 rows x 128 tokens, K advances one I2_S block (128) per stage;
+//   8 warps as 2 (rows) x 4 (tokens), each 64 rows x 32 tokens = 4 x 4 mma tiles:
+//   every B fragment feeds four mmas, which keeps ldmatrix traffic well under the
+//   shared-memory bandwidth, and the decode (7 ALU ops per raw word) stays cheap.
+// - cp.async (16 B, L2 only) in a 4-stage ring, 20 KiB a stage (80 KiB dynamic
+//   shared memory: two blocks per SM on sm_80 and sm_90). Activation rows are 128
+//   bytes with their 16-byte chunks XOR-swizzled by token % 8, weight rows are 32
+//   bytes with their two chunks swapped on rows 4..7 of every 8, so ldmatrix and
+//   the weight word loads are free of bank conflicts without padding.
+// - Tails: rows >= M and tokens >= n are loaded as copies of the last row and
+//   token, so the loop has no predicates and reads nothing outside w and q; their
+//   sums are never stored.
+// - PDL: the first weight stages are requested before bn_pdl_wait(); activations,
+//   s, qsum and y only after it.
+// CPU twin: bn_ternary_gemm_scalar.
+#include <atomic>
+
+#include "cuda_kernels.cuh"
+#include "pdl.cuh"
+
+#define BN_MMA_BM 128     // weight rows per block
+#define BN_MMA_BN 128     // tokens per block
+#define BN_MMA_STAGES 4   // K blocks of 128 in flight
+#define BN_MMA_THREADS 256
+#define BN_MMA_WARP_ROWS 64
+#define BN_MMA_WARP_TOKS 32
+#define BN_MMA_WARPS_M (BN_MMA_BM / BN_MMA_WARP_ROWS)
+#define BN_MMA_MT (BN_MMA_WARP_ROWS / 16) // m16 tiles per warp
+#define BN_MMA_NT (BN_MMA_WARP_TOKS / 8)  // n8 tiles per warp
+#define BN_MMA_W_BYTES (BN_MMA_BM * 32)   // one K block of I2_S weights
+#define BN_MMA_Q_BYTES (BN_MMA_BN * 128)  // one K block of int8 activations
+#define BN_MMA_STAGE_BYTES (BN_MMA_W_BYTES + BN_MMA_Q_BYTES)
+#define BN_MMA_SMEM (BN_MMA_STAGES * BN_MMA_STAGE_BYTES)
+
+static_assert(BN_MMA_THREADS == 2 * BN_MMA_BM, "one 16-byte weight chunk per thread");
+static_assert(BN_MMA_THREADS / 32 == BN_MMA_WARPS_M * (BN_MMA_BN / BN_MMA_WARP_TOKS), "warp grid");
+static_assert(BN_MMA_BN == 4 * (BN_MMA_THREADS / 8), "four 16-byte activation chunks per thread");
+static_assert(BN_MMA_NT % 2 == 0, "ldmatrix.x4 loads two n8 tiles");
+
+// 16 bytes global -> shared, through L2 only.
+__device__ __forceinline__ void bn_cp_async16(uint32_t dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+}
+
+__device__ __forceinline__ void bn_cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+
+template <int N> __device__ __forceinline__ void bn_cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void bn_ldmatrix_x4(uint32_t addr, uint32_t &r0, uint32_t &r1, uint32_t &r2,
+                                               uint32_t &r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(addr)
+                 : "memory");
+}
+
+// c += a (16x32, unsigned codes) * b (32x8, signed activations).
+__device__ __forceinline__ void bn_mma_u8s8(int (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+                 "{%8, %9}, {%0, %1, %2, %3};"
+                 : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ float bn_mma_row_scale(const bn_cuda_rowscale &rs, int r) {
+    return r < rs.r1 ? rs.s0 : (r < rs.r2 ? rs.s1 : rs.s2);
+}
+
+__global__ void __launch_bounds__(BN_MMA_THREADS, 2)
+bn_ternary_gemm_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const int8_t *__restrict__ q,
+                           const float *__restrict__ s, const int32_t *__restrict__ qsum, int n,
+                           bn_cuda_rowscale rs, bool add, float *__restrict__ y, int64_t ldy) {
+    extern __shared__ __align__(128) uint8_t smem[];
+    const uint32_t smem0 = (uint32_t)__cvta_generic_to_shared(smem);
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, tq = lane & 3;
+    const int warp_row = (warp % BN_MMA_WARPS_M) * BN_MMA_WARP_ROWS;
+    const int warp_tok = (warp / BN_MMA_WARPS_M) * BN_MMA_WARP_TOKS;
+    const int m0 = blockIdx.x * BN_MMA_BM, n0 = blockIdx.y * BN_MMA_BN;
+    const int64_t row_bytes = K / 4;
+    const int nkb = K / 128;
+
+    // Loads: thread -> 16-byte chunk `w_chunk` of weight row `w_row`, and chunk
+    // `q_chunk` of token rows q_tok + 32 l (l < 4). Rows past M or n load the last
+    // row instead: every read stays inside w and q, no load needs a predicate, and
+    // the sums of those rows land in tile rows and columns that are never stored.
+    const int w_row = tid >> 1, w_chunk = tid & 1;
+    const uint8_t *w_src = w + (int64_t)min(m0 + w_row, M - 1) * row_bytes + 16 * w_chunk;
+    const uint32_t w_dst = w_row * 32 + ((w_chunk ^ ((w_row >> 2) & 1)) << 4);
+    const int q_chunk = tid & 7, q_tok = tid >> 3, q_last = n - 1 - n0;
+    const int8_t *q_blk = q + (int64_t)n0 * K;
+    const uint32_t q_dst = BN_MMA_W_BYTES + q_tok * 128 + ((q_chunk ^ (q_tok & 7)) << 4);
+    auto load_w = [&](int kb) {
+        bn_cp_async16(smem0 + (kb % BN_MMA_STAGES) * BN_MMA_STAGE_BYTES + w_dst, w_src + 32 * kb);
+    };
+    auto load_q = [&](int kb) {
+        const uint32_t dst = smem0 + (kb % BN_MMA_STAGES) * BN_MMA_STAGE_BYTES + q_dst;
+#pragma unroll
+        for (int l = 0; l < 4; l++) { // offset < 128 K: an int is enough
+            const int row = min(q_tok + 32 * l, q_last);
+            bn_cp_async16(dst + l * 32 * 128, q_blk + (row * K + 16 * q_chunk + 128 * kb));
+        }
+    };
+
+    // Fragment reads. Weights: rows warp_row + 16 i + g (+8), chunk 0 (word tq)
+    // and chunk 1 (word 4 + tq); the chunk swap depends on g only.
+    const int w_swap = (g >> 2) & 1;
+    const uint32_t w_frag = (warp_row + g) * 32 + 4 * tq;
+    const uint32_t w_lo = w_frag + (w_swap << 4), w_hi = w_frag + ((w_swap ^ 1) << 4);
+    // Activations, ldmatrix.x4: lanes 8m..8m+7 address matrix m = rows (tokens)
+    // of n8 tile 2p + m/2, chunk 2s + m%2 of the k step s; +2048 bytes per pair p.
+    const int ld_mat = lane >> 3;
+    const uint32_t q_frag = BN_MMA_W_BYTES + (warp_tok + 8 * (ld_mat >> 1) + (lane & 7)) * 128;
+    const uint32_t q_swz = ((ld_mat & 1) ^ (lane & 7)) << 4; // chunk 2s + m%2 lands at q_swz ^ 32 s
+
+    int acc[BN_MMA_MT][BN_MMA_NT][4];
+#pragma unroll
+    for (int i = 0; i < BN_MMA_MT; i++)
+#pragma unroll
+        for (int j = 0; j < BN_MMA_NT; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0;
+
+    // Weights do not depend on the previous kernel: request them before waiting.
+#pragma unroll
+    for (int kb = 0; kb < BN_MMA_STAGES - 1; kb++)
+        if (kb < nkb) load_w(kb);
+    bn_pdl_wait();
+#pragma unroll
+    for (int kb = 0; kb < BN_MMA_STAGES - 1; kb++) {
+        if (kb < nkb) load_q(kb);
+        bn_cp_async_commit(); // one group per stage, empty or not, keeps the count
+    }
+
+    for (int kb = 0; kb < nkb; kb++) {
+        bn_cp_async_wait<BN_MMA_STAGES - 2>(); // stage kb has landed (this thread's part)
+        __syncthreads(); // ... everyone's; and stage kb - 1 is no longer read
+        const int next = kb + BN_MMA_STAGES - 1;
+        if (next < nkb) {
+            load_w(next);
+            load_q(next);
+        }
+        bn_cp_async_commit();
+
+        const uint32_t stage = smem0 + (kb % BN_MMA_STAGES) * BN_MMA_STAGE_BYTES;
+        const uint8_t *ws = smem + (kb % BN_MMA_STAGES) * BN_MMA_STAGE_BYTES;
+        uint32_t raw[BN_MMA_MT][4]; // A register order: (g, tq), (g+8, tq), (g, 4+tq), (g+8, 4+tq)
+#pragma unroll
+        for (int i = 0; i < BN_MMA_MT; i++) {
+            raw[i][0] = *reinterpret_cast<const uint32_t *>(ws + w_lo + 512 * i);
+            raw[i][1] = *reinterpret_cast<const uint32_t *>(ws + w_lo + 512 * i + 256);
+            raw[i][2] = *reinterpret_cast<const uint32_t *>(ws + w_hi + 512 * i);
+            raw[i][3] = *reinterpret_cast<const uint32_t *>(ws + w_hi + 512 * i + 256);
+        }
+#pragma unroll
+        for (int ks = 0; ks < 4; ks++) {
+            uint32_t b[BN_MMA_NT][2];
+#pragma unroll
+            for (int p = 0; p < BN_MMA_NT / 2; p++)
+                bn_ldmatrix_x4(stage + q_frag + 2048 * p + (q_swz ^ (32 * ks)), b[2 * p][0], b[2 * p][1],
+                               b[2 * p + 1][0], b[2 * p + 1][1]);
+#pragma unroll
+            for (int i = 0; i < BN_MMA_MT; i++) {
+                uint32_t a[4];
+#pragma unroll
+                for (int e = 0; e < 4; e++) a[e] = (raw[i][e] >> (6 - 2 * ks)) & 0x03030303u;
+#pragma unroll
+                for (int j = 0; j < BN_MMA_NT; j++) bn_mma_u8s8(acc[i][j], a, b[j][0], b[j][1]);
+            }
+        }
+    }
+    bn_pdl_trigger(); // only the epilogue is left
+
+    // acc[i][j]: rows r0 + 16 i + g (+8 for elements 2, 3), tokens t0 + 8 j + 2 tq (+1).
+    const int r0 = m0 + warp_row + g, t0 = n0 + warp_tok + 2 * tq;
+    float row_scale[BN_MMA_MT][2];
+#pragma unroll
+    for (int i = 0; i < BN_MMA_MT; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) row_scale[i][h] = bn_mma_row_scale(rs, r0 + 16 * i + 8 * h);
+#pragma unroll
+    for (int j = 0; j < BN_MMA_NT; j++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int t = t0 + 8 * j + e;
+            if (t >= n) continue;
+            const float st = s[t];
+            const int qs = qsum[t];
+            float *yt = y + t * ldy;
+#pragma unroll
+            for (int i = 0; i < BN_MMA_MT; i++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const int r = r0 + 16 * i + 8 * h;
+                    if (r >= M) continue;
+                    const float v = (float)(acc[i][j][2 * h + e] - qs) / st * row_scale[i][h];
+                    yt[r] = add ? __fadd_rn(yt[r], v) : v; // no FMA contraction, as the dp4a GEMM
+                }
+        }
+}
+
+// The kernel needs more than the default 48 KiB of dynamic shared memory; the
+// limit is per device, so it is raised once on each.
+static cudaError_t bn_gemm_mma_smem_setup(void) {
+    static std::atomic<uint64_t> done{0}; // bit d: device d
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess) return e;
+    const uint64_t bit = dev < 64 ? 1ull << dev : 0;
+    if (bit & done.load(std::memory_order_relaxed)) return cudaSuccess;
+    e = cudaFuncSetAttribute(bn_ternary_gemm_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             BN_MMA_SMEM);
+    if (e == cudaSuccess) done.fetch_or(bit, std::memory_order_relaxed);
+    return e;
+}
+
+cudaError_t bn_cuda_ternary_gemm_mma(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
+                                     const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
+                                     float *y, int64_t ldy, cudaStream_t st) {
+    if (n <= 0 || M <= 0) return cudaSuccess;
+    if (K <= 0 || K % 128 != 0) return cudaErrorInvalidValue;
+    const cudaError_t e = bn_gemm_mma_smem_setup();
+    if (e != cudaSuccess) return e;
+    const dim3 grid((M + BN_MMA_BM - 1) / BN_MMA_BM, (n + BN_MMA_BN - 1) / BN_MMA_BN);
+    return bn_launch(false, bn_ternary_gemm_mma_kernel, grid, dim3(BN_MMA_THREADS), BN_MMA_SMEM, st, w, K,
+                     M, q, s, qsum, n, rs, add, y, ldy);
+}
