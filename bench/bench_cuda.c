@@ -1,6 +1,6 @@
 // bench_cuda.c - CUDA kernel roofline and whole-model timings.
 //
-//   bench_cuda [MODEL.gguf] [--json] [--quick]
+//   bench_cuda [MODEL.gguf] [--json | --json-out FILE] [--quick]
 //
 // 1. Device-to-device copy bandwidth (read + write of 256 MiB): the reference.
 // 2. Each kernel on the 2B-4T shapes, weights (or KV cache) read from HBM
@@ -12,8 +12,8 @@
 //    graphs and PDL and without each, a per-kernel table of one decode step,
 //    prefill tokens/s at 512 and 4096 tokens, and the decode roofline (weight
 //    bytes a step reads / copy bandwidth).
-// --json prints everything as one JSON object instead of tables; --quick skips
-// the slow variants. Without a usable GPU it prints "no CUDA device: <reason>"
+// --json prints everything as one JSON object instead of tables (--json-out
+// FILE: tables on stdout and the JSON into FILE); --quick skips the slow variants. Without a usable GPU it prints "no CUDA device: <reason>"
 // (or {"cuda": false, "reason": ...}) and exits 0.
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -292,16 +292,18 @@ done:
 #endif
 
 int main(int argc, char **argv) {
-    const char *model = NULL;
+    const char *model = NULL, *json_out = NULL;
     bool want_json = false, quick = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) want_json = true;
+        else if (strcmp(argv[i], "--json-out") == 0 && i + 1 < argc) json_out = argv[++i];
         else if (strcmp(argv[i], "--quick") == 0) quick = true;
-        else if (argv[i][0] == '-') return fprintf(stderr, "usage: %s [MODEL.gguf] [--json] [--quick]\n", argv[0]), 2;
+        else if (argv[i][0] == '-')
+            return fprintf(stderr, "usage: %s [MODEL.gguf] [--json | --json-out FILE] [--quick]\n", argv[0]), 2;
         else model = argv[i];
     }
 #ifndef BITNET_CUDA
-    (void)model, (void)quick;
+    (void)model, (void)quick, (void)json_out;
     if (want_json) printf("{\"cuda\": false, \"reason\": \"built without CUDA\"}\n");
     else printf("no CUDA device: built without CUDA\n");
     return 0;
@@ -339,12 +341,18 @@ int main(int argc, char **argv) {
     out_model = cJSON_AddObjectToObject(root, "model");
     if (model) model_bench(model, quick);
     else if (!json) printf("\n(pass a 2B-4T-shaped GGUF for decode/prefill timings of the whole model)\n");
-    if (json) {
-        char *s = cJSON_Print(root);
-        printf("%s\n", s);
-        free(s);
+    int rc = 0;
+    char *text = cJSON_Print(root);
+    if (json) printf("%s\n", text);
+    if (json_out) {
+        FILE *f = fopen(json_out, "w");
+        if (!f || fprintf(f, "%s\n", text) < 0 || fclose(f)) {
+            fprintf(stderr, "error: cannot write %s\n", json_out);
+            rc = 1;
+        }
     }
+    free(text);
     cJSON_Delete(root);
-    return 0;
+    return rc;
 #endif
 }

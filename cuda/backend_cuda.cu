@@ -247,6 +247,7 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     be->use_pdl = major >= 9 && !env_is("BITNET_CUDA_PDL", "0");
     // The decode kernel reads K/V rows in 16-byte pieces (head_dim % 8 == 0).
     be->plain_attention = env_is("BITNET_CUDA_ATTN", "plain") || hp->head_dim % 8 != 0;
+    be->dp4a_gemm = env_is("BITNET_CUDA_GEMM", "dp4a");
     be->gemv_max = choose_gemv_max(hp);
     be->attd_split = bn_cuda_attd_splits(be->n_ctx);
 

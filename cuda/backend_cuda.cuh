@@ -56,6 +56,7 @@ struct bn_backend {
     bool use_graph;       // decode steps replay CUDA graphs (BITNET_CUDA_GRAPH=0: off)
     bool use_pdl;         // programmatic dependent launch (sm_90+; BITNET_CUDA_PDL=0: off)
     bool plain_attention; // BITNET_CUDA_ATTN=plain: rope_kv + attention.cu everywhere
+    bool dp4a_gemm;       // BITNET_CUDA_GEMM=dp4a: prefill on the dp4a GEMM, not the tensor cores
     int gemv_max;         // batches up to this many tokens take the GEMV path
     int attd_split;       // splits of the decode attention
     cudaGraphExec_t graph[BN_OUT_KINDS];

@@ -12,7 +12,8 @@
 //   gate|up (ffn_sub_norm of relu(gate)^2*up) -> codes 1 -> down (+= x; the
 //   next layer's attn_norm) -> codes 0
 // A batch of up to gemv_max tokens takes the GEMVs, which run those norms in
-// their last block; a larger batch takes the GEMM and a norm kernel after it.
+// their last block; a larger batch takes the tensor-core GEMM (the dp4a one with
+// BITNET_CUDA_GEMM=dp4a) and a norm kernel after it.
 // One token takes the split-KV decode attention (RoPE and the KV write inside);
 // more take rope_kv and the tensor-core prefill attention. With PDL
 // (backend_cuda.cuh) every kernel after the embedding may start before the one
@@ -47,7 +48,10 @@ static int bitlinear(bn_backend *be, const char *name, const uint8_t *w, int K, 
         mark(be, name);
         return 0;
     }
-    BN_CUDA_TRY(bn_cuda_ternary_gemm(w, K, M, in->q, in->s, in->qsum, n, rs, add, y, ldy, be->st));
+    if (be->dp4a_gemm)
+        BN_CUDA_TRY(bn_cuda_ternary_gemm(w, K, M, in->q, in->s, in->qsum, n, rs, add, y, ldy, be->st));
+    else
+        BN_CUDA_TRY(bn_cuda_ternary_gemm_mma(w, K, M, in->q, in->s, in->qsum, n, rs, add, y, ldy, be->st));
     mark(be, name);
     if (nn && nn->w) {
         BN_CUDA_TRY(bn_cuda_rmsnorm_quant(y, ldy, nn->w, n, nn->glu ? M / 2 : M, nn->eps, nn->glu, nn->q, nn->s,

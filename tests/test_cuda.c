@@ -641,8 +641,12 @@ static void test_tiny_a_model(void **state) {
                                         {"BITNET_CUDA_GRAPH", "0"},
                                         {"BITNET_CUDA_PDL", "0"},
                                         {"BITNET_CUDA_ATTN", "plain"},
+                                        {"BITNET_CUDA_GEMM", "dp4a"},
                                         {"BITNET_CUDA_GEMV_MAX", "0"}};
-    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+    // BITNET_TEST_QUICK=1 (gpu-check.sh's memcheck run): the default only.
+    const char *quick = getenv("BITNET_TEST_QUICK");
+    const size_t n_variants = quick && strcmp(quick, "1") == 0 ? 1 : sizeof variants / sizeof variants[0];
+    for (size_t i = 0; i < n_variants; i++) {
         const char *name = variants[i][0];
         fprintf(stderr, "  -- %s%s%s\n", name ? name : "default", name ? "=" : "", name ? variants[i][1] : "");
         if (name) setenv(name, variants[i][1], 1);

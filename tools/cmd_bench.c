@@ -25,7 +25,8 @@ typedef struct {
     const char *backend;
     bool ran;
     char note[320];
-    double load_ms, prefill_ms, ms_per_token, tok_s;
+    double load_ms, backend_ms, first_token_ms; // model file; backend create; start to first token
+    double prefill_ms, ms_per_token, tok_s;
     double prefill_warm_ms; // best prefill after the first run (-r > 1), else 0
     uint64_t peak_rss, backend_bytes;
     uint64_t decode_bytes;             // weights read per decode step
@@ -58,7 +59,9 @@ static void run_backend(bn_engine *e, const bn_run_flags *f, int reps, const int
         snprintf(row->note, sizeof row->note, "failed: %.280s", err.msg);
         goto done;
     }
-    row->load_ms = bn_engine_load_ms(e) + (bn_now_ms() - t0) - t.prefill_ms - t.decode_ms;
+    row->load_ms = bn_engine_load_ms(e);
+    row->backend_ms = (bn_now_ms() - t0) - t.prefill_ms - t.decode_ms;
+    row->first_token_ms = row->load_ms + row->backend_ms + t.prefill_ms;
     row->prefill_ms = t.prefill_ms;
     double best_decode = t.decode_ms;
     for (int rep = 1; rep < reps; rep++) {
@@ -115,6 +118,8 @@ static void print_json(const bench_row *rows, int n, bool same, int reps, const 
         cJSON_AddStringToObject(b, "note", rows[i].note);
         if (rows[i].ran) {
             cJSON_AddNumberToObject(b, "load_ms", rows[i].load_ms);
+            cJSON_AddNumberToObject(b, "backend_ms", rows[i].backend_ms);
+            cJSON_AddNumberToObject(b, "first_token_ms", rows[i].first_token_ms);
             cJSON_AddNumberToObject(b, "prefill_ms", rows[i].prefill_ms);
             if (rows[i].prefill_warm_ms > 0)
                 cJSON_AddNumberToObject(b, "prefill_warm_ms", rows[i].prefill_warm_ms);
@@ -218,8 +223,8 @@ int bn_cmd_bench(int argc, char **argv) {
     printf("bench: %s, prompt \"%s\" (%zu tokens), %d greedy tokens", f.model, f.prompt, n_prompt,
            f.n_predict);
     if (reps > 1) printf(", best of %d runs (prefill: first run, cold / best warm run)", reps);
-    printf("\n%-8s %10s %15s %12s %9s %12s  %s\n", "backend", "load ms", "prefill ms", "ms/token",
-           "tok/s", "peak RSS MB", "tokens");
+    printf("\n%-8s %8s %10s %12s %15s %12s %9s %12s  %s\n", "backend", "load ms", "backend ms",
+           "1st token ms", "prefill ms", "ms/token", "tok/s", "peak RSS MB", "tokens");
     for (int i = 0; i < n_rows; i++) {
         const bench_row *r = &rows[i];
         if (!r->ran) {
@@ -229,8 +234,8 @@ int bn_cmd_bench(int argc, char **argv) {
         char prefill[32];
         if (reps > 1) snprintf(prefill, sizeof prefill, "%.1f / %.1f", r->prefill_ms, r->prefill_warm_ms);
         else snprintf(prefill, sizeof prefill, "%.2f", r->prefill_ms);
-        printf("%-8s %10.1f %15s %12.3f %9.1f %12.1f  [", r->backend, r->load_ms, prefill,
-               r->ms_per_token, r->tok_s, r->peak_rss / 1048576.0);
+        printf("%-8s %8.1f %10.1f %12.1f %15s %12.3f %9.1f %12.1f  [", r->backend, r->load_ms,
+               r->backend_ms, r->first_token_ms, prefill, r->ms_per_token, r->tok_s, r->peak_rss / 1048576.0);
         for (int k = 0; k < r->n_tokens; k++) printf(k ? " %d" : "%d", r->tokens[k]);
         printf("]\n");
     }

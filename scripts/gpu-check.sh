@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# gpu-check.sh - the first thing to run on a machine with an NVIDIA GPU.
+#
+#   scripts/gpu-check.sh            build for the GPU found here, then check and time it
+#   BITNET_GPU_PREBUILT=DIR scripts/gpu-check.sh
+#                                   use binaries built elsewhere (scripts/gpu-pack.sh
+#                                   makes such a folder, with the libraries they need)
+#
+# Steps, each logged to $BITNET_GPU_OUT (default gpu-check-out/), then one summary:
+#  1. the GPU tests (test_cuda: every kernel against its CPU twin, the fixture
+#     model against bitnet.cpp's golden tokens and logits) - with
+#     BITNET_REQUIRE_GPU=1 and BITNET_REQUIRE_FIXTURES=1, so no GPU or a missing
+#     fixture is a failure, not a skip;
+#  2. the CLI tests (test_cli; --backend auto picks the GPU) and the golden
+#     token parity of `bitnet-gpu generate --backend cuda` on every fixture case;
+#  3. compute-sanitizer --tool memcheck on test_cuda;
+#  4. bench_cuda on a synthetic model of the 2B-4T shape (made here by
+#     `bitnet-gpu make-model`), and `bitnet-gpu bench` on the fixture model
+#     (CPU and GPU must give the same tokens) and on the synthetic one (timing
+#     only: random full-depth models are chaotic, so their tokens may differ);
+#  5. the whole 4-token "2+2=" process on the GPU and on the CPU.
+# Exits 1 if any check failed. Fixtures: $BITNET_FIXTURES or ../shared/fixtures.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+fixtures=${BITNET_FIXTURES:-$(pwd)/../shared/fixtures}
+out=${BITNET_GPU_OUT:-gpu-check-out}
+mkdir -p "$out"
+export BITNET_FIXTURES=$fixtures BITNET_REQUIRE_GPU=1 BITNET_REQUIRE_FIXTURES=1
+summary=()
+failed=0
+
+# step NAME COMMAND...: runs it with its output in $out/NAME.log, records the result.
+step() {
+  local name=$1 t0 t1 rc
+  shift
+  t0=$(date +%s.%N)
+  "$@" >"$out/$name.log" 2>&1
+  rc=$?
+  t1=$(date +%s.%N)
+  if [ $rc -eq 0 ]; then
+    summary+=("$(printf '%-28s pass  %6.1f s' "$name" "$(awk "BEGIN{print $t1 - $t0}")")")
+  else
+    failed=1
+    summary+=("$(printf '%-28s FAIL  %6.1f s  (exit %d, see %s/%s.log)' "$name" "$(awk "BEGIN{print $t1 - $t0}")" $rc "$out" "$name")")
+  fi
+  return $rc
+}
+
+if ! nvidia-smi -L >"$out/gpu.log" 2>&1; then
+  echo "gpu-check: no NVIDIA GPU found (nvidia-smi -L failed):" >&2
+  cat "$out/gpu.log" >&2
+  exit 1
+fi
+gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -1)
+[ -d "$fixtures/tiny-a" ] || { echo "gpu-check: fixtures not found in $fixtures (set BITNET_FIXTURES)" >&2; exit 1; }
+
+if [ -n "${BITNET_GPU_PREBUILT:-}" ]; then
+  bin=$BITNET_GPU_PREBUILT
+  export LD_LIBRARY_PATH="$bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+else
+  bin=build-gpu
+  cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)
+  step build bash -c "scripts/deps.sh && scripts/build.sh $bin -DCMAKE_CUDA_ARCHITECTURES=$cap \
+    -DBITNET_FIXTURES='$fixtures'" || { printf '%s\n' "${summary[@]}"; exit 1; }
+fi
+for b in test_cuda test_cli bench_cuda bitnet-gpu; do
+  [ -x "$bin/$b" ] || { echo "gpu-check: $bin/$b is missing" >&2; exit 1; }
+done
+cli=$bin/bitnet-gpu
+
+step test_cuda "$bin/test_cuda"
+step test_cli env BITNET_CLI="$cli" "$bin/test_cli"
+
+# Golden parity of the CLI on the GPU: generated ids must equal bitnet.cpp's,
+# except after a step whose reference margin is below 0.05 (fixtures README).
+parity() {
+  python3 - "$cli" "$fixtures/tiny-a" <<'PY'
+import json, subprocess, sys
+cli, d = sys.argv[1], sys.argv[2]
+gold = json.load(open(f"{d}/tiny-a.golden.json"))
+bad = 0
+for i, c in enumerate(gold["cases"]):
+    r = subprocess.run([cli, "generate", "-m", f"{d}/tiny-a.gguf", "-p", c["prompt"], "-n", "16",
+                        "--greedy", "--backend", "cuda", "--json"], capture_output=True, text=True)
+    if r.returncode:
+        print(f"case {i}: exit {r.returncode}: {r.stderr.strip()}"); bad += 1; continue
+    got, want = json.loads(r.stdout)["generated_ids"], c["generated_ids"]
+    for k, (g, w) in enumerate(zip(got, want)):
+        if g != w:
+            margin = c["positions"][k]["margin"]
+            if margin < 0.05:
+                print(f"case {i}: step {k} differs where the reference margin is {margin:.3f}: allowed")
+            else:
+                print(f"case {i}: step {k}: {g}, reference {w} (margin {margin:.3f})"); bad += 1
+            break
+    else:
+        print(f"case {i}: {len(got)} tokens identical")
+sys.exit(1 if bad else 0)
+PY
+}
+step cli_golden_parity parity
+
+if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
+  san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  step memcheck env BITNET_TEST_QUICK=1 "$san" --tool memcheck --error-exitcode 1 --leak-check full "$bin/test_cuda"
+else
+  failed=1
+  summary+=("memcheck                     FAIL  compute-sanitizer not found")
+fi
+
+model=${BITNET_GPU_MODEL:-/tmp/bitnet-2b4t-synthetic.gguf}
+[ -f "$model" ] || step make_model "$cli" make-model -o "$model" --preset 2b-4t --seed 1
+step bench_cuda "$bin/bench_cuda" "$model" --json-out "$out/bench_cuda.json"
+step bench_tiny_a "$cli" bench -m "$fixtures/tiny-a/tiny-a.gguf" -r 3 --json
+"$cli" bench -m "$model" -r 3 -n 32 >"$out/bench_2b4t.log" 2>&1 # timing only (see above)
+
+# The whole short process, best of 3, on each backend.
+process_ms() {
+  local best="" t0 t1 ms
+  for _ in 1 2 3; do
+    t0=$(date +%s%N)
+    "$cli" generate -m "$model" -p "2+2=" -n 4 --greedy --backend "$1" >/dev/null 2>&1 || return 1
+    t1=$(date +%s%N)
+    ms=$(( (t1 - t0) / 1000000 ))
+    if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
+  done
+  echo "$best"
+}
+gpu_ms=$(process_ms cuda) || { failed=1; gpu_ms="failed"; }
+cpu_ms=$(process_ms cpu) || { failed=1; cpu_ms="failed"; }
+
+echo
+echo "== gpu-check on $gpu (commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+printf '%s\n' "${summary[@]}"
+grep -h "ERROR SUMMARY" "$out/memcheck.log" 2>/dev/null | tail -1
+grep -hE "^(device-to-device|decode at|prefill|model )" "$out/bench_cuda.log" 2>/dev/null
+echo "whole 'generate -p 2+2= -n 4' process, best of 3: cuda ${gpu_ms} ms, cpu ${cpu_ms} ms"
+grep -hE "^(cpu|cuda) " "$out/bench_2b4t.log" 2>/dev/null | sed 's/^/bench 2b-4t: /'
+[ $failed -eq 0 ] && echo "gpu-check: all passed" || echo "gpu-check: FAILED"
+exit $failed

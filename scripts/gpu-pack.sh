@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# gpu-pack.sh [CUDA_ARCH] - builds the GPU binaries here, for a GPU machine that
+# has the CUDA driver but not this project's build dependencies.
+#
+# Writes gpu-pack/ (git-ignored):
+#   bin/       bitnet-gpu, test_cuda, test_cli, bench_cuda, and the shared
+#              libraries they load besides CUDA's own (cJSON, cmocka, PCRE2);
+#   fixtures/  what scripts/gpu-check.sh reads (tiny-a; its model xz-compressed).
+# On the GPU machine, from the repository root:
+#   xz -d gpu-pack/fixtures/tiny-a/tiny-a.gguf.xz
+#   BITNET_GPU_PREBUILT=gpu-pack/bin BITNET_FIXTURES=$PWD/gpu-pack/fixtures scripts/gpu-check.sh
+# CUDA_ARCH: the compute capability without the dot (default 90: H100/H200).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+arch=${1:-90}
+fixtures=${BITNET_FIXTURES:-$(pwd)/../shared/fixtures}
+[ -f "$fixtures/tiny-a/tiny-a.gguf" ] || { echo "error: no fixtures in $fixtures" >&2; exit 1; }
+scripts/deps.sh
+scripts/build.sh build-pack -DCMAKE_CUDA_ARCHITECTURES="$arch" -DBITNET_FIXTURES="$fixtures"
+rm -rf gpu-pack
+mkdir -p gpu-pack/bin gpu-pack/fixtures/tiny-a
+cp build-pack/bitnet-gpu build-pack/test_cuda build-pack/test_cli build-pack/bench_cuda gpu-pack/bin/
+ldd build-pack/bitnet-gpu build-pack/test_cuda | awk '/cjson|cmocka|pcre2/ {print $3}' | sort -u |
+  while read -r lib; do cp -L "$lib" gpu-pack/bin/; done
+cp "$fixtures"/tiny-a/*.json "$fixtures"/tiny-a/*.f32 gpu-pack/fixtures/tiny-a/
+xz -T0 -6 -c "$fixtures/tiny-a/tiny-a.gguf" >gpu-pack/fixtures/tiny-a/tiny-a.gguf.xz
+du -sh gpu-pack
