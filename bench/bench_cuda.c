@@ -68,6 +68,13 @@ static void kernels(bool quick) {
     for (int i = 0; i < 4; i++) kernel_row("ternary_gemv", BN_CUDA_BENCH_GEMV, shapes[i][0], shapes[i][1], 1, 200);
     for (int i = 0; i < 4; i++)
         kernel_row("ternary_gemv + next norm", BN_CUDA_BENCH_GEMV_NORM, shapes[i][0], shapes[i][1], 1, 200);
+    for (int bps = 2; bps <= 4; bps *= 2) { // the backend uses one block per SM
+        bn_cuda_bench_gemv_blocks_per_sm(bps);
+        char name[64];
+        snprintf(name, sizeof name, "ternary_gemv, %d blocks/SM", bps);
+        for (int i = 0; i < 4; i++) kernel_row(name, BN_CUDA_BENCH_GEMV, shapes[i][0], shapes[i][1], 1, 200);
+    }
+    bn_cuda_bench_gemv_blocks_per_sm(1);
     // The GEMV/GEMM crossover on the widest projection.
     static const int ns[] = {2, 4, 8};
     for (int i = 0; i < 3; i++) kernel_row("ternary_gemv", BN_CUDA_BENCH_GEMV, 2560, 13824, ns[i], 100);
@@ -86,6 +93,9 @@ static void kernels(bool quick) {
     kernel_row("lm_head (cublas f16)", BN_CUDA_BENCH_LM_HEAD, 2560, 128256, 16, 20);
     static const int ctx[] = {128, 1024, 4096};
     for (int i = 0; i < 3; i++) kernel_row("attention decode (ctx = K)", BN_CUDA_BENCH_ATTN_DECODE, ctx[i], 1, 1, 200);
+    static const int splits[] = {8, 16, 64}; // M: splits instead of the backend's choice (32 at 4096)
+    for (int i = 0; i < 3; i++)
+        kernel_row("attention decode, M splits", BN_CUDA_BENCH_ATTN_DECODE, 4096, splits[i], 1, 200);
     kernel_row("attention prefill", BN_CUDA_BENCH_ATTN_PREFILL, 128, 1, 512, 20);
     kernel_row("attention prefill", BN_CUDA_BENCH_ATTN_PREFILL, 128, 1, 4096, quick ? 2 : 5);
 }

@@ -130,7 +130,7 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     unsigned *cnt = (unsigned *)alloc(mem, sizeof(unsigned) * (H + 1));
     int32_t *pos = (int32_t *)alloc(mem, sizeof(int32_t) * (n > 1 ? n : 1));
     __half *qh = (__half *)alloc(mem, sizeof(__half) * n * H * hd);
-    const int n_split = bn_cuda_attd_splits(K);
+    const int n_split = M > 1 ? M : bn_cuda_attd_splits(K);
     void *scratch = op == BN_CUDA_BENCH_ATTN_DECODE
                         ? alloc(mem, bn_cuda_attd_scratch_bytes(1, H, hd, K, n_split)) : alloc(mem, 16);
     __half *head_in = (__half *)alloc(mem, sizeof(__half) * n * K);
@@ -255,3 +255,5 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     if (st) (void)cudaStreamDestroy(st);
     return rc;
 }
+
+extern "C" void bn_cuda_bench_gemv_blocks_per_sm(int n) { bn_cuda_gemv_set_blocks_per_sm(n); }

@@ -75,6 +75,7 @@ typedef struct bn_cuda_next_norm {
 //                                            CPU twin: bn_ternary_gemm_scalar
 #define BN_GEMV_MAX_N 8
 int bn_cuda_gemv_max_tokens(int K);
+void bn_cuda_gemv_set_blocks_per_sm(int n); // default 1; bench_cuda sweeps it
 cudaError_t bn_cuda_ternary_gemv(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                  const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
                                  float *y, int64_t ldy, const bn_cuda_next_norm *nn, bool pdl,

@@ -100,7 +100,7 @@ typedef enum bn_cuda_bench_op {
     BN_CUDA_BENCH_GEMM_MMA,      // norm+quant + tensor-core GEMM for n tokens
     BN_CUDA_BENCH_GEMM_MMA_ONLY, // the tensor-core GEMM alone, codes precomputed
     BN_CUDA_BENCH_LM_HEAD,       // f16 cublasGemmEx, M = vocab rows of K
-    BN_CUDA_BENCH_ATTN_DECODE,   // decode attention, 2B-4T heads; K = context length
+    BN_CUDA_BENCH_ATTN_DECODE,   // decode attention, 2B-4T heads; K = context length, M > 1: splits
     BN_CUDA_BENCH_ATTN_PREFILL,  // tensor-core prefill attention, n tokens at positions 0..n-1
 } bn_cuda_bench_op;
 typedef struct bn_cuda_bench_result {
@@ -111,6 +111,8 @@ typedef struct bn_cuda_bench_result {
 } bn_cuda_bench_result;
 int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, int iters, bn_cuda_bench_result *r,
                          bn_error *err);
+// The GEMV's blocks per multiprocessor (1 in the backend), for a sweep.
+void bn_cuda_bench_gemv_blocks_per_sm(int n);
 
 #ifdef __cplusplus
 }

@@ -157,10 +157,16 @@ static int lanes_per_row(int K) {
     return chunks % 8 == 0 ? 8 : chunks % 4 == 0 ? 4 : 2;
 }
 
-static int sm_count(void) {
-    static int n = 0; // one device per process (backend_cuda.cu uses device 0)
+// Blocks the rows are cut into: blocks_per_sm per multiprocessor (one device per
+// process: backend_cuda.cu uses device 0).
+static int g_blocks_per_sm = 1;
+
+void bn_cuda_gemv_set_blocks_per_sm(int n) { g_blocks_per_sm = n < 1 ? 1 : n > 8 ? 8 : n; }
+
+static int block_count(void) {
+    static int n = 0;
     if (n == 0 && cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) n = 1;
-    return n > 0 ? n : 1;
+    return (n > 0 ? n : 1) * g_blocks_per_sm;
 }
 
 // Dynamic shared memory a GEMV block may use: the device's opt-in limit less
@@ -203,7 +209,7 @@ cudaError_t bn_cuda_ternary_gemv(const uint8_t *w, int K, int M, const int8_t *q
     if (K <= 0 || K % 128 != 0 || n > bn_cuda_gemv_max_tokens(K)) return cudaErrorInvalidValue;
     if (nn && nn->w && (nn->glu ? M % 8 : M % 4)) return cudaErrorInvalidValue; // float4 rows
     const int64_t rowb = K / 4;
-    int rpb = (M + sm_count() - 1) / sm_count();
+    int rpb = (M + block_count() - 1) / block_count();
     const int64_t budget = g_smem_limit - (int64_t)n * K; // set up by bn_cuda_gemv_max_tokens
     const int64_t cap = (budget < BN_GEMV_WEIGHT_SMEM ? budget : BN_GEMV_WEIGHT_SMEM) / rowb;
     if (cap < 1) return cudaErrorInvalidValue;
