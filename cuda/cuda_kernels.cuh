@@ -25,8 +25,9 @@ static inline bn_cuda_rowscale bn_cuda_rowscale_one(float s) {
     return r;
 }
 
-// Embedding table element types (ggml numbering, see core/gguf.h).
-enum { BN_CUDA_F32 = 0, BN_CUDA_F16 = 1, BN_CUDA_BF16 = 30 };
+// Embedding table element types (ggml numbering, see core/gguf.h). BN_CUDA_I8 is
+// ggml's I8: only the int8 head input of bn_cuda_rmsnorm_cast uses it.
+enum { BN_CUDA_F32 = 0, BN_CUDA_F16 = 1, BN_CUDA_I8 = 24, BN_CUDA_BF16 = 30 };
 
 // embedding.cu - x[t, :] = float(table[tokens[t], :]).            CPU twin: the row copy in cpu/ops.c
 cudaError_t bn_cuda_embedding(const void *table, int type, const int32_t *tokens, int n_tok,
@@ -89,8 +90,16 @@ size_t bn_cuda_attention_smem(int hd, int n_ctx);
 cudaError_t bn_cuda_attention_setup(int hd, int n_ctx);
 
 // lm_head.cu - rmsnorm of each row rounded to f16 (as bitnet.cpp and the CPU
-// backend round the head's input), stored as out_type (BN_CUDA_F16 or
-// BN_CUDA_F32), and the argmax of one logit row.
+// backend round the head's input), stored as out_type: BN_CUDA_F16 (halves),
+// BN_CUDA_F32 (the rounded floats), or BN_CUDA_I8 for the int8 head: out gets
+// n_tok rows of n int8 codes and xscale[t] = 127/max|h| of the rounded row t,
+// bit-identical to bn_quantize_i8 on it (cpu/forward.c lm_head). xscale is only
+// written for BN_CUDA_I8. pdl: launch with programmatic dependent launch
+// (pdl.cuh). The short form is the F16/F32 cast without PDL.
+//                                            CPU twin: rmsnorm + bn_f32_to_f16 (+ bn_quantize_i8)
+cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, int n_tok, int n,
+                                 float eps, int out_type, void *out, float *xscale, bool pdl,
+                                 cudaStream_t st);
 cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, int n_tok, int n,
                                  float eps, int out_type, void *out, cudaStream_t st);
 cudaError_t bn_cuda_argmax(const float *x, int n, int32_t *out, cudaStream_t st);
