@@ -104,6 +104,41 @@ cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, in
                                  float eps, int out_type, void *out, cudaStream_t st);
 cudaError_t bn_cuda_argmax(const float *x, int n, int32_t *out, cudaStream_t st);
 
+// lm_head_gemv.cu - the LM head as a streaming GEMV (design in the file): for the
+// n (1..16) token rows of x, logits[t*V + r] = sum_k w[r][k] * x[t][k].
+// w: V rows of K in `type` (BN_CUDA_F16, K % 8 == 0; or BN_CUDA_F32, K % 4 == 0);
+// x: n rows of K in the same type (the f16-rounded head input, bn_cuda_rmsnorm_cast);
+// w and x 16-byte aligned. f32 accumulation.
+// argmax: NULL, or it receives the argmax of the last row (logits row n-1): ties
+// to the lowest index, all NaN gives 0, as bn_cuda_argmax. It needs `scratch`
+// (bn_cuda_head_scratch_bytes(V) bytes, 8-byte aligned, no initial contents) and
+// `counter` (one unsigned, zero before the first launch; every launch leaves it
+// zero, so graph replays need nothing more). One launch at a time per
+// scratch/counter pair. pdl: launched with programmatic dependent launch; the
+// weight loads start before the previous kernel has finished.
+//                  CPU twin: bn_f16_gemv_scalar / bn_float_gemv, the sampler's argmax
+cudaError_t bn_cuda_head_gemv(const void *w, int type, int K, int V, const void *x, int n, float *logits,
+                              int32_t *argmax, float *scratch, unsigned *counter, bool pdl,
+                              cudaStream_t st);
+// The int8 head (--lm-head q8): wq V rows of K int8 (K % 16 == 0), row_scale[r],
+// from bn_cuda_head_q8_quantize; xq n rows of K codes and xscale[t] from
+// bn_cuda_rmsnorm_cast(BN_CUDA_I8). logits[t*V + r] = (float)acc * row_scale[r] /
+// xscale[t], acc the exact int32 dot product: bit-identical to the CPU. argmax,
+// scratch, counter, pdl: as bn_cuda_head_gemv.
+//                  CPU twin: bn_i8_gemv_scalar + the scaling in cpu/forward.c lm_head_worker
+cudaError_t bn_cuda_head_q8_gemv(const int8_t *wq, const float *row_scale, int K, int V, const int8_t *xq,
+                                 const float *xscale, int n, float *logits, int32_t *argmax, float *scratch,
+                                 unsigned *counter, bool pdl, cudaStream_t st);
+// Bytes of `scratch` a fused-argmax head GEMV over V rows needs (any type, any n).
+size_t bn_cuda_head_scratch_bytes(int V);
+
+// lm_head_q8.cu - quantizes the head (V rows of K, BN_CUDA_F16 or BN_CUDA_F32, K %
+// 16 == 0) row by row into wq (V*K int8) and row_scale (V floats) = 1/s,
+// bit-identical to cpu/backend_cpu.c quantize_head. Once, at load.
+//                  CPU twin: bn_quantize_i8 on each row converted to float
+cudaError_t bn_cuda_head_q8_quantize(const void *w, int type, int K, int V, int8_t *wq, float *row_scale,
+                                     cudaStream_t st);
+
 // cudaSuccess when this build has a kernel image the current device can run.
 cudaError_t bn_cuda_kernel_image_check(void);
 
