@@ -56,6 +56,20 @@ int bn_cuda_test_embedding(const void *table, int type, int n_vocab, int n_embd,
 int bn_cuda_test_rmsnorm_cast(const float *x, const float *w, int n_tok, int n, float eps,
                               int out_type, void *out, bn_error *err);
 int bn_cuda_test_argmax(const float *x, int n, int32_t *out, bn_error *err);
+// The int8 head input: codes q [n_tok][n] and xscale[n_tok] (127/max|h|).
+int bn_cuda_test_rmsnorm_cast_q8(const float *x, const float *w, int n_tok, int n, float eps,
+                                 int8_t *q, float *xscale, bn_error *err);
+// LM head GEMV (lm_head_gemv.cu). type: 0 F32, 1 F16 (w: V rows of K, x: n rows
+// of K, both in that type); logits: n rows of V. argmax: NULL, or the fused
+// argmax of the last row. With argmax the kernel runs three times - plain, then
+// plain + PDL back to back with the logits poisoned in between - and the wrapper
+// fails unless the replays give the same bits and id and leave the counter at 0.
+int bn_cuda_test_head_gemv(const void *w, int type, int K, int V, const void *x, int n, float *logits,
+                           int32_t *argmax, bn_error *err);
+int bn_cuda_test_head_q8_quantize(const void *w, int type, int K, int V, int8_t *wq, float *row_scale,
+                                  bn_error *err);
+int bn_cuda_test_head_q8_gemv(const int8_t *wq, const float *row_scale, int K, int V, const int8_t *xq,
+                              const float *xscale, int n, float *logits, int32_t *argmax, bn_error *err);
 
 // Kernel timings for bench/bench_cuda.c: runs `iters` launches of one op on
 // device-resident random data of the given shape and returns the mean time per
