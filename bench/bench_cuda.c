@@ -4,8 +4,10 @@
 //
 // 1. Device-to-device copy bandwidth (read + write of 256 MiB): the reference.
 // 2. Each kernel on the 2B-4T shapes: time, bytes it must move, GB/s and % of
-//    copy bandwidth (decode GEMVs, the fused norm+GEMV, the f16 LM head), and the
-//    prefill GEMM at 512 tokens in tokens/s.
+//    copy bandwidth (decode GEMVs, the fused norm+GEMV, the LM head: cuBLAS f16
+//    and the streaming f16 / int8 GEMVs with the argmax fused, at 1 and 16
+//    tokens; the head is 657 MB, so it always streams from HBM, never L2), and
+//    the prefill GEMM at 512 tokens in tokens/s.
 // 3. With a model (e.g. one written by `bitnet-gpu make-model` at the 2B-4T
 //    shape): decode ms/token at context 128 with and without CUDA graphs, and
 //    prefill tokens/s at 512 tokens.
@@ -131,9 +133,13 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         kernel_row("ternary_gemv_norm (fused)", BN_CUDA_BENCH_GEMV_NORM, shapes[i][0], shapes[i][1], 1);
     kernel_row("lm_head (cublas f16)", BN_CUDA_BENCH_LM_HEAD, 2560, 128256, 1);
+    kernel_row("lm_head f16 gemv+argmax", BN_CUDA_BENCH_HEAD_F16, 2560, 128256, 1);
+    kernel_row("lm_head q8 gemv+argmax", BN_CUDA_BENCH_HEAD_Q8, 2560, 128256, 1);
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         kernel_row("norm_quant + ternary_gemm", BN_CUDA_BENCH_GEMM, shapes[i][0], shapes[i][1], 512);
     kernel_row("lm_head (cublas f16)", BN_CUDA_BENCH_LM_HEAD, 2560, 128256, 16);
+    kernel_row("lm_head f16 gemv+argmax", BN_CUDA_BENCH_HEAD_F16, 2560, 128256, 16);
+    kernel_row("lm_head q8 gemv+argmax", BN_CUDA_BENCH_HEAD_Q8, 2560, 128256, 16);
     if (argc > 1) {
         printf("\n");
         model_bench(argv[1], false);

@@ -355,7 +355,12 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     if (K <= 0 || K % 128 || M <= 0 || n <= 0 || iters <= 0)
         return bn_errorf(err, "cuda bench: bad shape");
     dev_bufs bufs;
-    const size_t wbytes = op == BN_CUDA_BENCH_LM_HEAD ? (size_t)M * K * 2 : (size_t)M * K / 4;
+    // The head ops read 657 MB (f16) / 328 MB (int8) at the 2B-4T shape, far more
+    // than L2 holds, so every timed launch streams its weights from HBM.
+    const bool head = op == BN_CUDA_BENCH_HEAD_F16 || op == BN_CUDA_BENCH_HEAD_Q8;
+    const size_t wbytes = op == BN_CUDA_BENCH_LM_HEAD || op == BN_CUDA_BENCH_HEAD_F16 ? (size_t)M * K * 2
+                          : op == BN_CUDA_BENCH_HEAD_Q8                           ? (size_t)M * K
+                                                                                  : (size_t)M * K / 4;
     uint8_t *dw, *dw2;
     int8_t *dq;
     float *dx, *ds, *dy, *dn;
@@ -376,8 +381,21 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     BN_CUDA_TRY(cudaGetLastError());
     bn_bench_fill_float_kernel<<<1, 256>>>(ds, (size_t)n);
     BN_CUDA_TRY(cudaGetLastError());
-    if (op == BN_CUDA_BENCH_LM_HEAD) bn_bench_fill_float_kernel<<<1024, 256>>>((float *)dw, wbytes / 4);
+    if (op == BN_CUDA_BENCH_LM_HEAD || op == BN_CUDA_BENCH_HEAD_F16)
+        bn_bench_fill_float_kernel<<<1024, 256>>>((float *)dw, wbytes / 4);
     BN_CUDA_TRY(cudaGetLastError());
+    // head GEMVs: x is dq (n*K halves or codes), xscale is ds; fused argmax.
+    float *drs = NULL, *dsc = NULL;
+    int32_t *dam = NULL;
+    unsigned *dcnt = NULL;
+    if (head) {
+        GET(drs, NULL, sizeof(float) * M);
+        GET(dsc, NULL, bn_cuda_head_scratch_bytes(M));
+        GET(dam, NULL, sizeof(int32_t));
+        GET(dcnt, NULL, sizeof(unsigned));
+        bn_bench_fill_float_kernel<<<256, 256>>>(drs, (size_t)M);
+        BN_CUDA_TRY(cudaGetLastError());
+    }
     BN_CUDA_TRY(cudaDeviceSynchronize());
     for (int i = 0; i < n; i++) { // keep the scales sane: s = 1 is fine for timing
         const float one = 1.0f;
@@ -410,6 +428,12 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
             ce = bn_cuda_rmsnorm_quant(dx, K, dn, n, K, 1e-5f, false, dq, ds, dqs, 0);
             if (ce == cudaSuccess) ce = bn_cuda_ternary_gemm(dw, K, M, dq, ds, dqs, n, rs, false, dy, M, 0);
             break;
+        case BN_CUDA_BENCH_HEAD_F16:
+            ce = bn_cuda_head_gemv(dw, BN_CUDA_F16, K, M, dq, n, dy, dam, dsc, dcnt, false, 0);
+            break;
+        case BN_CUDA_BENCH_HEAD_Q8:
+            ce = bn_cuda_head_q8_gemv((const int8_t *)dw, drs, K, M, dq, ds, n, dy, dam, dsc, dcnt, false, 0);
+            break;
         case BN_CUDA_BENCH_LM_HEAD: {
             const cublasStatus_t bs = cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, M, n, K, &one, dw,
                                                    CUDA_R_16F, K, dh, CUDA_R_16F, K, &zero, dy,
@@ -433,6 +457,8 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     switch (op) {
     case BN_CUDA_BENCH_COPY: *bytes = 2.0 * (double)wbytes; break; // read + write
     case BN_CUDA_BENCH_LM_HEAD: *bytes = (double)wbytes + 4.0 * n * M; break;
+    case BN_CUDA_BENCH_HEAD_F16: *bytes = (double)wbytes + 2.0 * n * K + 4.0 * n * M; break;
+    case BN_CUDA_BENCH_HEAD_Q8: *bytes = (double)wbytes + (double)n * K + 4.0 * M + 4.0 * n * M; break;
     default: *bytes = (double)wbytes + (double)n * K + 4.0 * n * M; break;
     }
     rc = 0;

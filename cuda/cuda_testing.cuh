@@ -80,6 +80,8 @@ typedef enum bn_cuda_bench_op {
     BN_CUDA_BENCH_GEMV_NORM, // ternary GEMV with the fused norm+quant prologue
     BN_CUDA_BENCH_GEMM,      // norm+quant + tiled GEMM for n tokens
     BN_CUDA_BENCH_LM_HEAD,   // f16 cublasGemmEx, M = vocab rows of K
+    BN_CUDA_BENCH_HEAD_F16,  // bn_cuda_head_gemv, f16, fused argmax, M = vocab rows of K
+    BN_CUDA_BENCH_HEAD_Q8,   // bn_cuda_head_q8_gemv, fused argmax
 } bn_cuda_bench_op;
 int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, int iters, double *us,
                          double *bytes, bn_error *err);
