@@ -89,8 +89,11 @@ static void kernels(bool quick) {
             kernel_row("mma gemm (codes ready)", BN_CUDA_BENCH_GEMM_MMA_ONLY, shapes[i][0], shapes[i][1], n,
                        quick ? 3 : 10);
         }
-    kernel_row("lm_head (cublas f16)", BN_CUDA_BENCH_LM_HEAD, 2560, 128256, 1, 20);
-    kernel_row("lm_head (cublas f16)", BN_CUDA_BENCH_LM_HEAD, 2560, 128256, 16, 20);
+    for (int n = 1; n <= 16; n *= 16) { // the head is 657 MB (f16) / 328 MB (int8): always from HBM
+        kernel_row("lm_head (cublas f16)", BN_CUDA_BENCH_LM_HEAD, 2560, 128256, n, 20);
+        kernel_row("lm_head f16 gemv+argmax", BN_CUDA_BENCH_HEAD_F16, 2560, 128256, n, 20);
+        kernel_row("lm_head q8 gemv+argmax", BN_CUDA_BENCH_HEAD_Q8, 2560, 128256, n, 20);
+    }
     static const int ctx[] = {128, 1024, 4096};
     for (int i = 0; i < 3; i++) kernel_row("attention decode (ctx = K)", BN_CUDA_BENCH_ATTN_DECODE, ctx[i], 1, 1, 200);
     static const int splits[] = {8, 16, 64}; // M: splits instead of the backend's choice (32 at 4096)

@@ -112,8 +112,13 @@ static size_t layout(bn_backend *be, uintptr_t base) {
     be->counters = (unsigned *)carve(base, &off, sizeof(unsigned) * hp->n_layer *
                                                      BN_COUNTERS_PER_LAYER(hp->n_head));
     be->head_in = carve(base, &off, BN_LM_ROWS * E * type_size(be->head_type));
+    be->head_xscale = (float *)carve(base, &off, BN_LM_ROWS * 4);
+    be->head_q = be->head_q8 ? (int8_t *)carve(base, &off, V * E) : NULL;
+    be->head_rs = be->head_q8 ? (float *)carve(base, &off, V * 4) : NULL;
+    be->head_scratch = (float *)carve(base, &off, bn_cuda_head_scratch_bytes((int)V));
+    be->head_counter = (unsigned *)carve(base, &off, sizeof(unsigned));
     be->logits = (float *)carve(base, &off, BN_LM_ROWS * V * 4);
-    be->blas_ws = carve(base, &off, BN_CUBLAS_WS);
+    be->blas_ws = be->cublas_head ? carve(base, &off, BN_CUBLAS_WS) : NULL;
     return off;
 }
 
@@ -248,6 +253,8 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     // The decode kernel reads K/V rows in 16-byte pieces (head_dim % 8 == 0).
     be->plain_attention = env_is("BITNET_CUDA_ATTN", "plain") || hp->head_dim % 8 != 0;
     be->dp4a_gemm = env_is("BITNET_CUDA_GEMM", "dp4a");
+    be->head_q8 = cfg && cfg->lm_head_q8;
+    be->cublas_head = env_is("BITNET_CUDA_HEAD", "cublas") && !be->head_q8;
     be->gemv_max = choose_gemv_max(hp);
     be->attd_split = bn_cuda_attd_splits(be->n_ctx);
 
@@ -292,10 +299,6 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
 static int bn_cuda_create(const bn_model *m, const bn_backend_config *cfg, bn_backend **out,
                           bn_error *err) {
     *out = NULL;
-    // Refused rather than ignored: a silently exact head would make `bench` see the
-    // CPU (int8 head) and CUDA disagree. With --backend auto the CPU takes over.
-    if (cfg && cfg->lm_head_q8)
-        return bn_errorf(err, "--lm-head q8 is CPU-only (the CUDA LM head is exact f16)");
     bn_backend *be = (bn_backend *)calloc(1, sizeof *be);
     if (!be) return bn_errorf(err, "cuda: out of host memory");
     be->m = m;

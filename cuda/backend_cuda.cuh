@@ -57,6 +57,8 @@ struct bn_backend {
     bool use_pdl;         // programmatic dependent launch (sm_90+; BITNET_CUDA_PDL=0: off)
     bool plain_attention; // BITNET_CUDA_ATTN=plain: rope_kv + attention.cu everywhere
     bool dp4a_gemm;       // BITNET_CUDA_GEMM=dp4a: prefill on the dp4a GEMM, not the tensor cores
+    bool head_q8;         // --lm-head q8: int8 head, one scale per row (as the CPU's)
+    bool cublas_head;     // BITNET_CUDA_HEAD=cublas: the f16/f32 head on cuBLAS (for comparison)
     int gemv_max;         // batches up to this many tokens take the GEMV path
     int attd_split;       // splits of the decode attention
     cudaGraphExec_t graph[BN_OUT_KINDS];
@@ -76,7 +78,12 @@ struct bn_backend {
     bn_cuda_codes codes[2]; // ping-pong: one bitlinear reads one while the next is written
     void *attd_scratch;
     unsigned *counters; // BN_COUNTERS_PER_LAYER(n_head) per layer
-    void *head_in;
+    void *head_in;        // BN_LM_ROWS rows of the head's input: f16/f32, or int8 codes
+    float *head_xscale;   // q8: the input codes' scales
+    int8_t *head_q;       // q8: V x E codes
+    float *head_rs;       // q8: per-row 1/s
+    float *head_scratch;  // the fused argmax's per-block results
+    unsigned *head_counter;
     void *blas_ws;
 
     // pinned host staging

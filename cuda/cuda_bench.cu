@@ -53,7 +53,7 @@ __global__ void bn_bench_iota_kernel(int32_t *p, int n, int first) {
 namespace {
 
 struct bench_mem {
-    void *p[24];
+    void *p[32];
     int n = 0;
     ~bench_mem() {
         for (int i = 0; i < n; i++) (void)cudaFree(p[i]);
@@ -63,7 +63,7 @@ struct bench_mem {
 // Zeroed device memory, freed with m; NULL when out of memory or slots.
 void *alloc(bench_mem &m, size_t bytes) {
     void *p = NULL;
-    if (m.n == 24 || cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) return NULL;
+    if (m.n == 32 || cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) return NULL;
     m.p[m.n++] = p;
     (void)cudaMemset(p, 0, bytes ? bytes : 1);
     return p;
@@ -101,7 +101,9 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     size_t wb; // bytes a launch reads from the rotated buffer
     switch (op) {
     case BN_CUDA_BENCH_COPY: wb = (size_t)M * K / 4; break;
-    case BN_CUDA_BENCH_LM_HEAD: wb = (size_t)M * K * 2; break;
+    case BN_CUDA_BENCH_LM_HEAD:
+    case BN_CUDA_BENCH_HEAD_F16: wb = (size_t)M * K * 2; break;
+    case BN_CUDA_BENCH_HEAD_Q8: wb = (size_t)M * K; break;
     case BN_CUDA_BENCH_ATTN_DECODE:
     case BN_CUDA_BENCH_ATTN_PREFILL: wb = 2 * kv_half * sizeof(__half); break;
     default: wb = (size_t)M * K / 4; break;
@@ -140,7 +142,16 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
         return bn_errorf(err, "cuda bench: out of device memory");
 
     // Inputs: random weights / caches, codes and floats; scales of 1 keep sums sane.
-    if (op == BN_CUDA_BENCH_ATTN_DECODE || op == BN_CUDA_BENCH_ATTN_PREFILL || op == BN_CUDA_BENCH_LM_HEAD)
+    const bool head = op == BN_CUDA_BENCH_LM_HEAD || op == BN_CUDA_BENCH_HEAD_F16 || op == BN_CUDA_BENCH_HEAD_Q8;
+    float *row_scale = head ? (float *)alloc(mem, sizeof(float) * M) : NULL;
+    void *head_scratch = head ? alloc(mem, bn_cuda_head_scratch_bytes(M)) : NULL;
+    int32_t *argmax = head ? (int32_t *)alloc(mem, sizeof(int32_t)) : NULL;
+    unsigned *head_cnt = head ? (unsigned *)alloc(mem, sizeof(unsigned)) : NULL;
+    if (head && (!row_scale || !head_scratch || !argmax || !head_cnt))
+        return bn_errorf(err, "cuda bench: out of device memory");
+    if (head) BN_CUDA_TRY(fill_real(row_scale, M, false, 8));
+    if (op == BN_CUDA_BENCH_ATTN_DECODE || op == BN_CUDA_BENCH_ATTN_PREFILL || op == BN_CUDA_BENCH_LM_HEAD ||
+        op == BN_CUDA_BENCH_HEAD_F16)
         BN_CUDA_TRY(fill_real(big, copies * stride / 2, true, 1));
     else
         BN_CUDA_TRY(fill_bytes(big, copies * stride, 1));
@@ -195,6 +206,12 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
         }
         case BN_CUDA_BENCH_GEMM_MMA_ONLY:
             return bn_cuda_ternary_gemm_mma(w, K, M, q, s, qsum, n, rs, false, y, M, st);
+        case BN_CUDA_BENCH_HEAD_F16:
+            return bn_cuda_head_gemv(w, BN_CUDA_F16, K, M, head_in, n, y, argmax, (float *)head_scratch, head_cnt,
+                                     true, st);
+        case BN_CUDA_BENCH_HEAD_Q8:
+            return bn_cuda_head_q8_gemv((const int8_t *)w, row_scale, K, M, q, s, n, y, argmax,
+                                        (float *)head_scratch, head_cnt, true, st);
         case BN_CUDA_BENCH_LM_HEAD:
             return cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, M, n, K, &one, w, CUDA_R_16F, K, head_in,
                                 CUDA_R_16F, K, &zero, y, CUDA_R_32F, M, CUBLAS_COMPUTE_32F,
@@ -239,7 +256,9 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
         const double hd2 = (double)hd;
         switch (op) {
         case BN_CUDA_BENCH_COPY: r->bytes = 2.0 * (double)wb; break; // read + write
-        case BN_CUDA_BENCH_LM_HEAD: r->bytes = (double)wb + 4.0 * n * M; r->flops = 2.0 * M * K * n; break;
+        case BN_CUDA_BENCH_LM_HEAD:
+        case BN_CUDA_BENCH_HEAD_F16:
+        case BN_CUDA_BENCH_HEAD_Q8: r->bytes = (double)wb + 4.0 * n * M; r->flops = 2.0 * M * K * n; break;
         case BN_CUDA_BENCH_ATTN_DECODE: r->bytes = (double)wb; r->flops = 4.0 * H * hd2 * K; break;
         case BN_CUDA_BENCH_ATTN_PREFILL: r->bytes = (double)wb; r->flops = 4.0 * H * hd2 * n * (n + 1.0) / 2; break;
         default: r->bytes = (double)wb + (double)n * K + 4.0 * n * M; r->flops = 2.0 * M * K * (double)n; break;

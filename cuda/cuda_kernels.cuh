@@ -25,8 +25,9 @@ static inline bn_cuda_rowscale bn_cuda_rowscale_one(float s) {
     return r;
 }
 
-// Embedding table element types (ggml numbering, see core/gguf.h).
-enum { BN_CUDA_F32 = 0, BN_CUDA_F16 = 1, BN_CUDA_BF16 = 30 };
+// Embedding table element types (ggml numbering, see core/gguf.h). BN_CUDA_I8 is
+// ggml's I8: only the int8 head input of bn_cuda_rmsnorm_cast uses it.
+enum { BN_CUDA_F32 = 0, BN_CUDA_F16 = 1, BN_CUDA_I8 = 24, BN_CUDA_BF16 = 30 };
 
 // Launchers that take `pdl` launch with programmatic dependent launch when it is
 // set (pdl.cuh): the kernel may start before the previous one on the stream has
@@ -131,11 +132,54 @@ cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int3
                                      cudaStream_t st);
 
 // lm_head.cu - rmsnorm of each row rounded to f16 (as bitnet.cpp and the CPU
-// backend round the head's input), stored as out_type (BN_CUDA_F16 or
-// BN_CUDA_F32), and the argmax of one logit row.
+// backend round the head's input), stored as out_type: BN_CUDA_F16 (halves),
+// BN_CUDA_F32 (the rounded floats), or BN_CUDA_I8 for the int8 head: out gets
+// n_tok rows of n int8 codes and xscale[t] = 127/max|h| of the rounded row t,
+// bit-identical to bn_quantize_i8 on it (cpu/forward.c lm_head). xscale is only
+// written for BN_CUDA_I8. pdl: launch with programmatic dependent launch
+// (pdl.cuh). The short form is the F16/F32 cast without PDL.
+//                                            CPU twin: rmsnorm + bn_f32_to_f16 (+ bn_quantize_i8)
+cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, int n_tok, int n,
+                                 float eps, int out_type, void *out, float *xscale, bool pdl,
+                                 cudaStream_t st);
 cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, int n_tok, int n,
                                  float eps, int out_type, void *out, cudaStream_t st);
 cudaError_t bn_cuda_argmax(const float *x, int n, int32_t *out, cudaStream_t st);
+
+// lm_head_gemv.cu - the LM head as a streaming GEMV (design in the file): for the
+// n (1..16) token rows of x, logits[t*V + r] = sum_k w[r][k] * x[t][k].
+// w: V rows of K in `type` (BN_CUDA_F16, K % 8 == 0; or BN_CUDA_F32, K % 4 == 0);
+// x: n rows of K in the same type (the f16-rounded head input, bn_cuda_rmsnorm_cast);
+// w and x 16-byte aligned. f32 accumulation.
+// argmax: NULL, or it receives the argmax of the last row (logits row n-1): ties
+// to the lowest index, all NaN gives 0, as bn_cuda_argmax. It needs `scratch`
+// (bn_cuda_head_scratch_bytes(V) bytes, 8-byte aligned, no initial contents) and
+// `counter` (one unsigned, zero before the first launch; every launch leaves it
+// zero, so graph replays need nothing more). One launch at a time per
+// scratch/counter pair. pdl: launched with programmatic dependent launch; the
+// weight loads start before the previous kernel has finished.
+//                  CPU twin: bn_f16_gemv_scalar / bn_float_gemv, the sampler's argmax
+cudaError_t bn_cuda_head_gemv(const void *w, int type, int K, int V, const void *x, int n, float *logits,
+                              int32_t *argmax, float *scratch, unsigned *counter, bool pdl,
+                              cudaStream_t st);
+// The int8 head (--lm-head q8): wq V rows of K int8 (K % 16 == 0), row_scale[r],
+// from bn_cuda_head_q8_quantize; xq n rows of K codes and xscale[t] from
+// bn_cuda_rmsnorm_cast(BN_CUDA_I8). logits[t*V + r] = (float)acc * row_scale[r] /
+// xscale[t], acc the exact int32 dot product: bit-identical to the CPU. argmax,
+// scratch, counter, pdl: as bn_cuda_head_gemv.
+//                  CPU twin: bn_i8_gemv_scalar + the scaling in cpu/forward.c lm_head_worker
+cudaError_t bn_cuda_head_q8_gemv(const int8_t *wq, const float *row_scale, int K, int V, const int8_t *xq,
+                                 const float *xscale, int n, float *logits, int32_t *argmax, float *scratch,
+                                 unsigned *counter, bool pdl, cudaStream_t st);
+// Bytes of `scratch` a fused-argmax head GEMV over V rows needs (any type, any n).
+size_t bn_cuda_head_scratch_bytes(int V);
+
+// lm_head_q8.cu - quantizes the head (V rows of K, BN_CUDA_F16 or BN_CUDA_F32, K %
+// 16 == 0) row by row into wq (V*K int8) and row_scale (V floats) = 1/s,
+// bit-identical to cpu/backend_cpu.c quantize_head. Once, at load.
+//                  CPU twin: bn_quantize_i8 on each row converted to float
+cudaError_t bn_cuda_head_q8_quantize(const void *w, int type, int K, int V, int8_t *wq, float *row_scale,
+                                     cudaStream_t st);
 
 // cudaSuccess when this build has a kernel image the current device can run.
 cudaError_t bn_cuda_kernel_image_check(void);

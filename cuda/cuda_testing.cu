@@ -293,3 +293,122 @@ extern "C" int bn_cuda_test_argmax(const float *x, int n, int32_t *out, bn_error
     return finish(bn_cuda_argmax(dx, n, dout, 0), out, dout, sizeof(int32_t), err);
 }
 
+extern "C" int bn_cuda_test_rmsnorm_cast_q8(const float *x, const float *w, int n_tok, int n, float eps,
+                                            int8_t *q, float *xscale, bn_error *err) {
+    if (bn_cuda_probe_device(err)) return -1;
+    dev_bufs bufs;
+    float *dx, *dw, *ds;
+    int8_t *dq;
+    GET(dx, x, sizeof(float) * n_tok * n);
+    GET(dw, w, sizeof(float) * n);
+    GET(dq, NULL, (size_t)n_tok * n);
+    GET(ds, NULL, sizeof(float) * n_tok);
+    if (finish(bn_cuda_rmsnorm_cast(dx, n, dw, n_tok, n, eps, BN_CUDA_I8, dq, ds, false, 0), q, dq,
+               (size_t)n_tok * n, err))
+        return -1;
+    BN_CUDA_TRY(cudaMemcpy(xscale, ds, sizeof(float) * n_tok, cudaMemcpyDeviceToHost));
+    return 0;
+}
+
+namespace {
+
+// Runs a head GEMV launch(pdl) once into logits (and argmax). With argmax, then
+// poisons the outputs and runs it twice back to back, the second with PDL (its
+// weight loads overlap the first run): the replays must give the same bits and
+// id, and the last block of each run must have put the counter back to 0.
+template <typename Launch>
+int head_run(Launch launch, float *dl, int32_t *dam, unsigned *dcnt, size_t n_logits, float *logits,
+             int32_t *argmax, bn_error *err) {
+    const size_t bytes = sizeof(float) * n_logits;
+    if (finish(launch(false), logits, dl, bytes, err)) return -1;
+    if (!argmax) return 0;
+    BN_CUDA_TRY(cudaMemcpy(argmax, dam, sizeof(int32_t), cudaMemcpyDeviceToHost));
+    unsigned cnt = 1;
+    BN_CUDA_TRY(cudaMemcpy(&cnt, dcnt, sizeof cnt, cudaMemcpyDeviceToHost));
+    BN_CUDA_TRY(cudaMemset(dl, 0xff, bytes)); // NaN everywhere
+    BN_CUDA_TRY(cudaMemset(dam, 0xff, sizeof(int32_t)));
+    BN_CUDA_TRY(launch(false));
+    BN_CUDA_TRY(launch(true));
+    BN_CUDA_TRY(cudaDeviceSynchronize());
+    float *again = (float *)malloc(bytes ? bytes : 1);
+    if (!again) return bn_errorf(err, "cuda_testing: out of memory");
+    int32_t id = -1;
+    unsigned cnt2 = 1;
+    cudaError_t e = cudaMemcpy(again, dl, bytes, cudaMemcpyDeviceToHost);
+    if (e == cudaSuccess) e = cudaMemcpy(&id, dam, sizeof id, cudaMemcpyDeviceToHost);
+    if (e == cudaSuccess) e = cudaMemcpy(&cnt2, dcnt, sizeof cnt2, cudaMemcpyDeviceToHost);
+    const bool same = e == cudaSuccess && memcmp(again, logits, bytes) == 0;
+    free(again);
+    BN_CUDA_TRY(e);
+    if (!same) return bn_errorf(err, "cuda_testing: head GEMV replay gave different logits");
+    if (id != *argmax) return bn_errorf(err, "cuda_testing: head GEMV replay argmax %d, first run %d", id, *argmax);
+    if (cnt != 0 || cnt2 != 0)
+        return bn_errorf(err, "cuda_testing: head GEMV left its counter at %u / %u, not 0", cnt, cnt2);
+    return 0;
+}
+
+} // namespace
+
+extern "C" int bn_cuda_test_head_gemv(const void *w, int type, int K, int V, const void *x, int n,
+                                      float *logits, int32_t *argmax, bn_error *err) {
+    if (bn_cuda_probe_device(err)) return -1;
+    if ((type != BN_CUDA_F16 && type != BN_CUDA_F32) || K <= 0 || V <= 0 || n <= 0)
+        return bn_errorf(err, "cuda_testing: bad head GEMV arguments");
+    dev_bufs bufs;
+    const size_t esz = type == BN_CUDA_F32 ? 4 : 2;
+    void *dw, *dx;
+    float *dl, *dsc;
+    int32_t *dam;
+    unsigned *dcnt;
+    GET(dw, w, (size_t)V * K * esz);
+    GET(dx, x, (size_t)n * K * esz);
+    GET(dl, NULL, sizeof(float) * n * V);
+    GET(dsc, NULL, bn_cuda_head_scratch_bytes(V));
+    GET(dam, NULL, sizeof(int32_t));
+    GET(dcnt, NULL, sizeof(unsigned));
+    auto launch = [&](bool pdl) {
+        return bn_cuda_head_gemv(dw, type, K, V, dx, n, dl, argmax ? dam : NULL, dsc, dcnt, pdl, 0);
+    };
+    return head_run(launch, dl, dam, dcnt, (size_t)n * V, logits, argmax, err);
+}
+
+extern "C" int bn_cuda_test_head_q8_quantize(const void *w, int type, int K, int V, int8_t *wq,
+                                             float *row_scale, bn_error *err) {
+    if (bn_cuda_probe_device(err)) return -1;
+    if ((type != BN_CUDA_F16 && type != BN_CUDA_F32) || K <= 0 || V <= 0)
+        return bn_errorf(err, "cuda_testing: bad head quantize arguments");
+    dev_bufs bufs;
+    void *dw;
+    int8_t *dq;
+    float *ds;
+    GET(dw, w, (size_t)V * K * (type == BN_CUDA_F32 ? 4 : 2));
+    GET(dq, NULL, (size_t)V * K);
+    GET(ds, NULL, sizeof(float) * V);
+    if (finish(bn_cuda_head_q8_quantize(dw, type, K, V, dq, ds, 0), wq, dq, (size_t)V * K, err)) return -1;
+    BN_CUDA_TRY(cudaMemcpy(row_scale, ds, sizeof(float) * V, cudaMemcpyDeviceToHost));
+    return 0;
+}
+
+extern "C" int bn_cuda_test_head_q8_gemv(const int8_t *wq, const float *row_scale, int K, int V,
+                                         const int8_t *xq, const float *xscale, int n, float *logits,
+                                         int32_t *argmax, bn_error *err) {
+    if (bn_cuda_probe_device(err)) return -1;
+    if (K <= 0 || V <= 0 || n <= 0) return bn_errorf(err, "cuda_testing: bad head GEMV arguments");
+    dev_bufs bufs;
+    int8_t *dw, *dx;
+    float *drs, *dxs, *dl, *dsc;
+    int32_t *dam;
+    unsigned *dcnt;
+    GET(dw, wq, (size_t)V * K);
+    GET(drs, row_scale, sizeof(float) * V);
+    GET(dx, xq, (size_t)n * K);
+    GET(dxs, xscale, sizeof(float) * n);
+    GET(dl, NULL, sizeof(float) * n * V);
+    GET(dsc, NULL, bn_cuda_head_scratch_bytes(V));
+    GET(dam, NULL, sizeof(int32_t));
+    GET(dcnt, NULL, sizeof(unsigned));
+    auto launch = [&](bool pdl) {
+        return bn_cuda_head_q8_gemv(dw, drs, K, V, dx, dxs, n, dl, argmax ? dam : NULL, dsc, dcnt, pdl, 0);
+    };
+    return head_run(launch, dl, dam, dcnt, (size_t)n * V, logits, argmax, err);
+}

@@ -85,6 +85,20 @@ int bn_cuda_test_embedding(const void *table, int type, int n_vocab, int n_embd,
 int bn_cuda_test_rmsnorm_cast(const float *x, const float *w, int n_tok, int n, float eps,
                               int out_type, void *out, bn_error *err);
 int bn_cuda_test_argmax(const float *x, int n, int32_t *out, bn_error *err);
+// The int8 head input: codes q [n_tok][n] and xscale[n_tok] (127/max|h|).
+int bn_cuda_test_rmsnorm_cast_q8(const float *x, const float *w, int n_tok, int n, float eps,
+                                 int8_t *q, float *xscale, bn_error *err);
+// LM head GEMV (lm_head_gemv.cu). type: 0 F32, 1 F16 (w: V rows of K, x: n rows
+// of K, both in that type); logits: n rows of V. argmax: NULL, or the fused
+// argmax of the last row. With argmax the kernel runs three times - plain, then
+// plain + PDL back to back with the logits poisoned in between - and the wrapper
+// fails unless the replays give the same bits and id and leave the counter at 0.
+int bn_cuda_test_head_gemv(const void *w, int type, int K, int V, const void *x, int n, float *logits,
+                           int32_t *argmax, bn_error *err);
+int bn_cuda_test_head_q8_quantize(const void *w, int type, int K, int V, int8_t *wq, float *row_scale,
+                                  bn_error *err);
+int bn_cuda_test_head_q8_gemv(const int8_t *wq, const float *row_scale, int K, int V, const int8_t *xq,
+                              const float *xscale, int n, float *logits, int32_t *argmax, bn_error *err);
 
 // Kernel timings for bench/bench_cuda.c: one op on device-resident random data
 // of the given shape, `iters` launches captured in a CUDA graph and replayed;
@@ -102,6 +116,8 @@ typedef enum bn_cuda_bench_op {
     BN_CUDA_BENCH_LM_HEAD,       // f16 cublasGemmEx, M = vocab rows of K
     BN_CUDA_BENCH_ATTN_DECODE,   // decode attention, 2B-4T heads; K = context length, M > 1: splits
     BN_CUDA_BENCH_ATTN_PREFILL,  // tensor-core prefill attention, n tokens at positions 0..n-1
+    BN_CUDA_BENCH_HEAD_F16,      // bn_cuda_head_gemv, f16, fused argmax, M = vocab rows of K
+    BN_CUDA_BENCH_HEAD_Q8,       // bn_cuda_head_q8_gemv, fused argmax
 } bn_cuda_bench_op;
 typedef struct bn_cuda_bench_result {
     double us;     // per launch

@@ -131,19 +131,14 @@ static int enqueue_layers(bn_backend *be, int n, bn_error *err) {
 
 static cudaDataType_t head_dtype(int type) { return type == BN_CUDA_F16 ? CUDA_R_16F : CUDA_R_32F; }
 
-// Logits of hidden rows [row0, row0 + rows) into be->logits, then the output
-// kind's copy back to pinned memory.
-static int enqueue_head(bn_backend *be, int row0, int rows, int kind, bn_error *err) {
-    const bn_hparams *hp = &be->hp;
-    const int E = (int)hp->n_embd, V = (int)hp->n_vocab;
+// The f16/f32 head on cuBLAS (BITNET_CUDA_HEAD=cublas), argmax as a second kernel.
+static int head_cublas(bn_backend *be, int rows, int kind, bn_error *err) {
+    const int E = (int)be->hp.n_embd, V = (int)be->hp.n_vocab;
     if (!be->blas) { // created at the first use, which is never inside a graph capture
         BN_CUBLAS_TRY(cublasCreate(&be->blas));
         BN_CUBLAS_TRY(cublasSetStream(be->blas, be->st));
         BN_CUBLAS_TRY(cublasSetWorkspace(be->blas, be->blas_ws, BN_CUBLAS_WS));
     }
-    BN_CUDA_TRY(bn_cuda_rmsnorm_cast(be->x + (size_t)row0 * E, E, be->out_norm, rows, E, hp->norm_eps,
-                                     be->head_type, be->head_in, be->st));
-    mark(be, "head rmsnorm");
     const float one = 1.f, zero = 0.f;
     const cudaDataType_t dt = head_dtype(be->head_type);
     BN_CUBLAS_TRY(cublasGemmEx(be->blas, CUBLAS_OP_T, CUBLAS_OP_N, V, rows, E, &one, be->head, dt, E,
@@ -153,11 +148,38 @@ static int enqueue_head(bn_backend *be, int row0, int rows, int kind, bn_error *
     if (kind == BN_OUT_ARGMAX) {
         BN_CUDA_TRY(bn_cuda_argmax(be->logits + (size_t)(rows - 1) * V, V, be->d_argmax, be->st));
         mark(be, "argmax");
-        BN_CUDA_TRY(cudaMemcpyAsync(be->h_argmax, be->d_argmax, sizeof(int32_t), cudaMemcpyDeviceToHost, be->st));
+    }
+    return 0;
+}
+
+// Logits of hidden rows [row0, row0 + rows) into be->logits (with the argmax of
+// the last one fused in for BN_OUT_ARGMAX), then the output kind's copy back to
+// pinned memory.
+static int enqueue_head(bn_backend *be, int row0, int rows, int kind, bn_error *err) {
+    const bn_hparams *hp = &be->hp;
+    const int E = (int)hp->n_embd, V = (int)hp->n_vocab;
+    const int in_type = be->head_q8 ? BN_CUDA_I8 : be->head_type;
+    BN_CUDA_TRY(bn_cuda_rmsnorm_cast(be->x + (size_t)row0 * E, E, be->out_norm, rows, E, hp->norm_eps, in_type,
+                                     be->head_in, be->head_xscale, be->use_pdl, be->st));
+    mark(be, "head rmsnorm");
+    int32_t *argmax = kind == BN_OUT_ARGMAX ? be->d_argmax : NULL;
+    if (be->head_q8) {
+        BN_CUDA_TRY(bn_cuda_head_q8_gemv(be->head_q, be->head_rs, E, V, (const int8_t *)be->head_in,
+                                         be->head_xscale, rows, be->logits, argmax, be->head_scratch,
+                                         be->head_counter, be->use_pdl, be->st));
+        mark(be, "head gemv q8 + argmax");
+    } else if (be->cublas_head) {
+        if (head_cublas(be, rows, kind, err)) return -1;
     } else {
+        BN_CUDA_TRY(bn_cuda_head_gemv(be->head, be->head_type, E, V, be->head_in, rows, be->logits, argmax,
+                                      be->head_scratch, be->head_counter, be->use_pdl, be->st));
+        mark(be, "head gemv + argmax");
+    }
+    if (kind == BN_OUT_ARGMAX)
+        BN_CUDA_TRY(cudaMemcpyAsync(be->h_argmax, be->d_argmax, sizeof(int32_t), cudaMemcpyDeviceToHost, be->st));
+    else
         BN_CUDA_TRY(cudaMemcpyAsync(be->h_logits, be->logits, sizeof(float) * (size_t)rows * V,
                                     cudaMemcpyDeviceToHost, be->st));
-    }
     mark(be, "result download");
     return 0;
 }
@@ -245,7 +267,7 @@ static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *po
     // for the next ones. Capturing before any eager run would put first-use work
     // inside the capture: lazy loading of this module's kernels (the CUDA 12
     // default), the GEMV's shared-memory limit and cuBLAS's first-call setup for
-    // the head GEMM, any of which can make capture fail or, worse, silently drop
+    // the cuBLAS head, any of which can make capture fail or, worse, silently drop
     // graphs for the session. Capture executes nothing, so h_tok/h_pos need no
     // particular content.
     if (n_tokens == 1 && be->use_graph && !be->graph[kind] && !be->prof) capture_decode(be, kind);

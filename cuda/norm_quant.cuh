@@ -16,6 +16,10 @@
 
 #define BN_NQ_THREADS 512
 
+// bn_quantize_i8's floor on max|h| (BN_QUANT_MIN_ABSMAX in cpu/kernels_scalar.c):
+// an all-zero row gets s = 127/1e-5 and zero codes instead of a division by zero.
+#define BN_QUANT_MIN_ABSMAX 1e-5f
+
 // Four consecutive inputs at i (n % 4 == 0). glu: x = [gate(n) | up(n)] and the
 // input is relu(gate)^2 * up (the FFN activation).
 __device__ __forceinline__ float4 bn_nq_load4(const float *__restrict__ x, int i, int n, bool glu) {
@@ -62,7 +66,7 @@ __device__ __forceinline__ void bn_block_norm_quant(const float *__restrict__ x,
                                  fmaxf(fabsf(v.z * inv * g.z), fabsf(v.w * inv * g.w))));
     }
     amax = bn_block_max(amax, fred);
-    const float sc = 127.0f / fmaxf(amax, 1e-5f);
+    const float sc = 127.0f / fmaxf(amax, BN_QUANT_MIN_ABSMAX);
 
     int qs = 0;
     for (int i = threadIdx.x * 4; i < n; i += stride) {

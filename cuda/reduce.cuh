@@ -40,4 +40,47 @@ __device__ __forceinline__ float bn_block_max(float v, float *red) {
     return bn_warp_max(v);
 }
 
+// ---- argmax ------------------------------------------------------------------------
+// (bv, bi) is the best (value, index) seen so far, starting from (-INFINITY,
+// BN_ARGMAX_NONE). v at index i replaces it when larger, or equal with a lower
+// index: ties go to the lowest index, as a scalar loop would. NaN never replaces
+// anything, so an all-NaN row leaves bi = BN_ARGMAX_NONE (callers report 0). This
+// is a total order on the non-NaN candidates, so any reduction order gives the
+// same winner.
+#define BN_ARGMAX_NONE 0x7fffffff
+
+__device__ __forceinline__ void bn_argmax_take(float &bv, int &bi, float v, int i) {
+    if (v > bv || (v == bv && i < bi)) {
+        bv = v;
+        bi = i;
+    }
+}
+
+__device__ __forceinline__ void bn_warp_argmax(float &bv, int &bi) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        bn_argmax_take(bv, bi, ov, oi);
+    }
+}
+
+// The block's best (value, index), valid in thread 0. sv, si: caller's __shared__
+// arrays of 32; the leading barrier makes back-to-back calls safe.
+__device__ __forceinline__ void bn_block_argmax(float &bv, int &bi, float *sv, int *si) {
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    bn_warp_argmax(bv, bi);
+    __syncthreads();
+    if (lane == 0) {
+        sv[wid] = bv;
+        si[wid] = bi;
+    }
+    __syncthreads();
+    if (wid == 0) {
+        bv = lane < nw ? sv[lane] : -INFINITY;
+        bi = lane < nw ? si[lane] : BN_ARGMAX_NONE;
+        bn_warp_argmax(bv, bi);
+    }
+}
+
 #endif

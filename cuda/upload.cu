@@ -179,6 +179,10 @@ int bn_cuda_upload_model(bn_backend *be, bn_error *err) {
     const size_t kv = (size_t)hp->n_layer * (size_t)be->n_ctx * (size_t)be->nkv * sizeof(__half);
     BN_CUDA_TRY(cudaMemsetAsync(be->kc, 0, kv, be->st));
     BN_CUDA_TRY(cudaMemsetAsync(be->vc, 0, kv, be->st));
+    if (be->head_q8) // the CPU's int8 head: each row quantized on its own (bit-identical)
+        BN_CUDA_TRY(bn_cuda_head_q8_quantize(be->head, be->head_type, (int)hp->n_embd, (int)hp->n_vocab, be->head_q,
+                                             be->head_rs, be->st));
+    BN_CUDA_TRY(cudaMemsetAsync(be->head_counter, 0, sizeof(unsigned), be->st));
     BN_CUDA_TRY(cudaMemsetAsync(be->counters, 0,
                                 sizeof(unsigned) * hp->n_layer * BN_COUNTERS_PER_LAYER(hp->n_head), be->st));
     BN_CUDA_TRY(cudaStreamSynchronize(be->st));

@@ -457,6 +457,299 @@ static void test_embedding_argmax_cast(void **state) {
     free(t16); free(tb16); free(t32); free(x); free(l);
 }
 
+// ---- LM head: streaming GEMVs (f16, f32, int8) with the fused argmax ----------------
+
+static float f16_round(float v) { return bn_f16_to_f32(bn_f32_to_f16(v)); }
+
+// The fused argmax's rule on the host: first maximum, NaN ignored, all NaN -> 0.
+static int32_t argmax_first(const float *x, int n) {
+    int32_t b = -1;
+    for (int i = 0; i < n; i++)
+        if (!isnan(x[i]) && (b < 0 || x[i] > x[b])) b = i;
+    return b < 0 ? 0 : b;
+}
+
+// Head weights in the device type (type 1 = F16, 0 = F32: ggml numbering).
+static void *head_alloc(int type, int K, int V) {
+    void *w = malloc((size_t)V * K * (type == BN_GGML_F32 ? 4 : 2));
+    assert_non_null(w);
+    return w;
+}
+
+static void head_set(void *w, int type, size_t i, float v) {
+    if (type == BN_GGML_F32)
+        ((float *)w)[i] = v;
+    else
+        ((uint16_t *)w)[i] = bn_f32_to_f16(v);
+}
+
+// Row r as the floats the kernel multiplies.
+static void head_row(const void *w, int type, int K, int r, float *out) {
+    for (int k = 0; k < K; k++)
+        out[k] = type == BN_GGML_F32 ? ((const float *)w)[(size_t)r * K + k]
+                                     : bn_f16_to_f32(((const uint16_t *)w)[(size_t)r * K + k]);
+}
+
+// x: n rows of K f16-rounded values, in the device type (xw) and as floats (xf).
+static void head_x(int type, const float *xf, int n, int K, void *xw) {
+    for (int i = 0; i < n * K; i++) {
+        if (type == BN_GGML_F32)
+            ((float *)xw)[i] = xf[i];
+        else
+            ((uint16_t *)xw)[i] = bn_f32_to_f16(xf[i]);
+    }
+}
+
+static void test_head_gemv(void **state) {
+    (void)state;
+    require_gpu();
+    // K, V, n, types (bit 0: F32, bit 1: F16). The full 2B-4T-sized case (+1 row)
+    // runs once per type to keep host time and memory down.
+    static const int cases[][4] = {{96, 1001, 1, 3},   {96, 1001, 3, 3},    {96, 1001, 16, 3},
+                                   {2560, 1001, 1, 3}, {2560, 1001, 3, 3},  {2560, 1001, 16, 3},
+                                   {96, 128257, 1, 3}, {96, 128257, 16, 3}, {2560, 128257, 3, 2},
+                                   {2560, 128257, 1, 1}};
+    uint64_t rng = 1234;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (int type = 0; type <= 1; type++) {
+            if (!(cases[ci][3] & (1 << type))) continue;
+            const int K = cases[ci][0], V = cases[ci][1], n = cases[ci][2];
+            void *w = head_alloc(type, K, V);
+            for (size_t i = 0; i < (size_t)V * K; i++) head_set(w, type, i, frand(&rng));
+            float *xf = malloc(sizeof(float) * n * K), *y = malloc(sizeof(float) * (size_t)n * V);
+            float *wr = malloc(sizeof(float) * K);
+            void *xw = malloc((size_t)n * K * 4);
+            for (int i = 0; i < n * K; i++) xf[i] = f16_round(frand(&rng) * 2.f);
+            head_x(type, xf, n, K, xw);
+            bn_error err = {{0}};
+            int32_t id = -1;
+            if (bn_cuda_test_head_gemv(w, type, K, V, xw, n, y, &id, &err)) fail_msg("%s", err.msg);
+            double worst = 0;
+            for (int r = 0; r < V; r++) {
+                head_row(w, type, K, r, wr);
+                for (int t = 0; t < n; t++) {
+                    double s = 0, a = 0;
+                    for (int k = 0; k < K; k++) {
+                        const double p = (double)wr[k] * xf[t * K + k];
+                        s += p;
+                        a += fabs(p);
+                    }
+                    const double d = fabs((double)y[(size_t)t * V + r] - s);
+                    if (!(d <= 1e-5 * a))
+                        fail_msg("head %s K=%d V=%d n=%d: logit[%d][%d] = %.9g, want %.9g (sum|p| %.3g)",
+                                 type ? "f16" : "f32", K, V, n, t, r, y[(size_t)t * V + r], s, a);
+                    if (a > 0 && d / a > worst) worst = d / a;
+                }
+            }
+            const int32_t want = argmax_first(y + (size_t)(n - 1) * V, V);
+            fprintf(stderr, "  head %s K=%d V=%d n=%d: max |err|/sum|p| %.2e, argmax %d\n",
+                    type ? "f16" : "f32", K, V, n, worst, id);
+            assert_int_equal(id, want);
+            // Without the fused argmax: the same logits.
+            float *y2 = malloc(sizeof(float) * (size_t)n * V);
+            if (bn_cuda_test_head_gemv(w, type, K, V, xw, n, y2, NULL, &err)) fail_msg("%s", err.msg);
+            assert_memory_equal(y, y2, sizeof(float) * (size_t)n * V);
+            free(y2); free(w); free(wr); free(xf); free(y); free(xw);
+        }
+    // Shapes the kernels cannot stream are refused, not computed wrongly.
+    bn_error err = {{0}};
+    uint16_t w16[8 * 100] = {0}, x16[100] = {0};
+    float y[8];
+    assert_int_equal(bn_cuda_test_head_gemv(w16, BN_GGML_F16, 100, 8, x16, 1, y, NULL, &err), -1);
+    assert_int_equal(bn_cuda_test_head_gemv(w16, BN_GGML_F16, 96, 8, x16, 17, y, NULL, &err), -1);
+}
+
+// Fused argmax: ties go to the lowest index (within a thread, across tiles, across
+// blocks), an all-NaN row gives 0. Row sums of ones are exact in any order.
+static void test_head_argmax_ties(void **state) {
+    (void)state;
+    require_gpu();
+    const int K = 96, n = 3;
+    static const int Vs[2] = {1001, 128257};
+    uint64_t rng = 77;
+    for (int vi = 0; vi < 2; vi++)
+        for (int type = 0; type <= 1; type++) {
+            const int V = Vs[vi];
+            void *w = head_alloc(type, K, V);
+            for (size_t i = 0; i < (size_t)V * K; i++) head_set(w, type, i, 0.5f * frand(&rng));
+            float xf[3 * 96], xw[3 * 96], *y = malloc(sizeof(float) * (size_t)n * V);
+            for (int i = 0; i < n * K; i++) xf[i] = i < (n - 1) * K ? f16_round(frand(&rng)) : 1.f;
+            head_x(type, xf, n, K, xw);
+            // (rows with value v everywhere, expected winner): each step adds a higher tie.
+            static const int steps[4][3] = {{700, -2, 700}, {9, 1, 1}, {21, 5, 5}, {-1, 64, 64}};
+            static const float vals[4] = {1.f, 2.f, 3.f, 4.f};
+            bn_error err = {{0}};
+            for (int s = 0; s < 4; s++) {
+                const int ra = steps[s][0] < 0 ? V + steps[s][0] : steps[s][0];
+                const int rb = steps[s][1] < 0 ? V + steps[s][1] : steps[s][1];
+                for (int k = 0; k < K; k++) {
+                    head_set(w, type, (size_t)ra * K + k, vals[s]);
+                    head_set(w, type, (size_t)rb * K + k, vals[s]);
+                }
+                int32_t id = -1;
+                if (bn_cuda_test_head_gemv(w, type, K, V, xw, n, y, &id, &err)) fail_msg("%s", err.msg);
+                const float *last = y + (size_t)(n - 1) * V;
+                assert_true(last[ra] == vals[s] * K && last[rb] == vals[s] * K);
+                assert_int_equal(argmax_first(last, V), steps[s][2]);
+                assert_int_equal(id, steps[s][2]);
+            }
+            // The last row all NaN: id 0; the other rows are unaffected.
+            for (int k = 0; k < K; k++) xf[(n - 1) * K + k] = NAN;
+            head_x(type, xf, n, K, xw);
+            int32_t id = -1;
+            if (bn_cuda_test_head_gemv(w, type, K, V, xw, n, y, &id, &err)) fail_msg("%s", err.msg);
+            assert_true(isnan(y[(size_t)(n - 1) * V + 3]) && !isnan(y[3]));
+            assert_int_equal(id, 0);
+            free(w); free(y);
+        }
+}
+
+// int8 head, part 1: the device quantizer gives bn_quantize_i8's codes and 1/s
+// bit for bit, on random rows and on rows that test the floor and rint's ties.
+static void test_head_q8_quantize(void **state) {
+    (void)state;
+    require_gpu();
+    static const int cases[][3] = {{96, 1001, 3}, {2560, 1001, 3}, {96, 128257, 3}, {2560, 128257, 2}};
+    uint64_t rng = 555;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (int type = 0; type <= 1; type++) {
+            if (!(cases[ci][2] & (1 << type))) continue;
+            const int K = cases[ci][0], V = cases[ci][1];
+            void *w = head_alloc(type, K, V);
+            for (size_t i = 0; i < (size_t)V * K; i++) head_set(w, type, i, frand(&rng) * 0.1f);
+            for (int k = 0; k < K; k++) {
+                head_set(w, type, k, 0.f);                                              // row 0: zero
+                head_set(w, type, (size_t)K + k, k ? (float)(k % 9 - 4) + 0.5f : 127.f); // s = 1
+                head_set(w, type, (size_t)2 * K + k, 1e-7f * (float)(k % 3));            // < floor
+            }
+            int8_t *q = malloc((size_t)V * K), *qc = malloc((size_t)K);
+            float *rs = malloc(sizeof(float) * V), *row = malloc(sizeof(float) * K);
+            bn_error err = {{0}};
+            if (bn_cuda_test_head_q8_quantize(w, type, K, V, q, rs, &err)) fail_msg("%s", err.msg);
+            for (int r = 0; r < V; r++) {
+                head_row(w, type, K, r, row);
+                const volatile float s = bn_quantize_i8(row, K, qc, NULL);
+                const volatile float want = 1.0f / s;
+                if (memcmp(q + (size_t)r * K, qc, (size_t)K) != 0 || rs[r] != want)
+                    fail_msg("q8 quantize %s K=%d V=%d row %d: scale %.9g want %.9g, codes %s",
+                             type ? "f16" : "f32", K, V, r, rs[r], want,
+                             memcmp(q + (size_t)r * K, qc, (size_t)K) ? "differ" : "equal");
+            }
+            // row 1 has s = 1: rint's ties go to even (rounding half away would give -3, 1, 3)
+            assert_int_equal(q[K + 1], -2); // -2.5
+            assert_int_equal(q[K + 4], 0);  // 0.5
+            assert_int_equal(q[K + 6], 2);  // 2.5
+            assert_int_equal(q[K + 9], -4); // -3.5
+            free(w); free(row); free(q); free(qc); free(rs);
+        }
+    bn_error err = {{0}};
+    uint16_t w16[4 * 40] = {0};
+    int8_t q[4 * 40];
+    float rs[4];
+    assert_int_equal(bn_cuda_test_head_q8_quantize(w16, BN_GGML_F16, 40, 4, q, rs, &err), -1); // K % 16
+}
+
+// The CPU's int8 logit from the same codes (cpu/forward.c lm_head_worker).
+static float q8_logit(const int8_t *w, const int8_t *x, int K, float row_scale, float xscale) {
+    int32_t acc = 0;
+    for (int k = 0; k < K; k++) acc += (int32_t)w[k] * x[k];
+    const volatile float p = (float)acc * row_scale; // two roundings, no FMA
+    return p / xscale;
+}
+
+// int8 head, part 2: the GEMV's logits are bit-identical to the CPU formula.
+static void test_head_q8_gemv(void **state) {
+    (void)state;
+    require_gpu();
+    static const int cases[][3] = {{96, 1001, 1},   {96, 1001, 3},    {96, 1001, 16},  {2560, 1001, 16},
+                                   {96, 128257, 1}, {96, 128257, 16}, {2560, 128257, 1}, {2560, 128257, 3}};
+    uint64_t rng = 4321;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const int K = cases[ci][0], V = cases[ci][1], n = cases[ci][2];
+        int8_t *w = malloc((size_t)V * K), *x = malloc((size_t)n * K);
+        float *rs = malloc(sizeof(float) * V), xs[16], *y = malloc(sizeof(float) * (size_t)n * V);
+        for (size_t i = 0; i < (size_t)V * K; i++) w[i] = (int8_t)bn_test_rand(&rng); // -128..127
+        for (int i = 0; i < n * K; i++) x[i] = (int8_t)bn_test_rand(&rng);
+        for (int r = 0; r < V; r++) rs[r] = (0.5f + 0.5f * frand(&rng)) * 0.01f;
+        for (int t = 0; t < n; t++) xs[t] = 10.f + 1000.f * fabsf(frand(&rng));
+        bn_error err = {{0}};
+        int32_t id = -1;
+        if (bn_cuda_test_head_q8_gemv(w, rs, K, V, x, xs, n, y, &id, &err)) fail_msg("%s", err.msg);
+        for (int t = 0; t < n; t++)
+            for (int r = 0; r < V; r++) {
+                const float want = q8_logit(w + (size_t)r * K, x + (size_t)t * K, K, rs[r], xs[t]);
+                if (memcmp(&y[(size_t)t * V + r], &want, sizeof want) != 0)
+                    fail_msg("q8 K=%d V=%d n=%d: logit[%d][%d] = %.9g, want %.9g", K, V, n, t, r,
+                             y[(size_t)t * V + r], want);
+            }
+        assert_int_equal(id, argmax_first(y + (size_t)(n - 1) * V, V));
+        // Ties: two identical rows with the largest scale, lowest index wins; then
+        // an all-zero last input row makes every logit 0: id 0.
+        const int ra = 700, rb = V - 2;
+        for (int k = 0; k < K; k++) {
+            w[(size_t)ra * K + k] = w[(size_t)rb * K + k] = 127;
+            x[(size_t)(n - 1) * K + k] = 127;
+        }
+        rs[ra] = rs[rb] = 1.f;
+        if (bn_cuda_test_head_q8_gemv(w, rs, K, V, x, xs, n, y, &id, &err)) fail_msg("%s", err.msg);
+        assert_true(y[(size_t)(n - 1) * V + ra] == y[(size_t)(n - 1) * V + rb]);
+        assert_int_equal(id, ra);
+        memset(x + (size_t)(n - 1) * K, 0, (size_t)K);
+        if (bn_cuda_test_head_q8_gemv(w, rs, K, V, x, xs, n, y, &id, &err)) fail_msg("%s", err.msg);
+        assert_true(y[(size_t)(n - 1) * V + 5] == 0.f);
+        assert_int_equal(id, 0);
+        fprintf(stderr, "  head q8 K=%d V=%d n=%d: bit-exact\n", K, V, n);
+        free(w); free(x); free(rs); free(y);
+    }
+}
+
+// The int8 head input: rmsnorm_cast's int8 option equals bn_quantize_i8 of the
+// f16-rounded row the f16 option writes (same kernel, same rounding: exact), and
+// the whole host path (bn_rmsnorm, f16 rounding, bn_quantize_i8) up to the
+// float-summation flips test_rmsnorm_quant allows.
+static void test_rmsnorm_cast_q8(void **state) {
+    (void)state;
+    require_gpu();
+    uint64_t rng = 31;
+    for (int n = 96; n <= 2560; n += 2464) {
+        const int n_tok = 4; // the last row is zero: the amax floor
+        float *x = calloc((size_t)n_tok * n, sizeof(float)), *w = malloc(sizeof(float) * n);
+        float *hf = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n);
+        uint16_t *h16 = malloc(2 * (size_t)n_tok * n);
+        int8_t *q = malloc((size_t)n_tok * n), *qc = malloc((size_t)n);
+        float xs[4];
+        for (int i = 0; i < (n_tok - 1) * n; i++) x[i] = frand(&rng) * 3.f;
+        for (int i = 0; i < n; i++) w[i] = 1.f + 0.2f * frand(&rng);
+        bn_error err = {{0}};
+        if (bn_cuda_test_rmsnorm_cast(x, w, n_tok, n, 1e-5f, BN_GGML_F16, h16, &err) ||
+            bn_cuda_test_rmsnorm_cast_q8(x, w, n_tok, n, 1e-5f, q, xs, &err))
+            fail_msg("%s", err.msg);
+        for (int t = 0; t < n_tok; t++) {
+            // exact: from the device's own f16-rounded row
+            for (int i = 0; i < n; i++) hf[i] = bn_f16_to_f32(h16[(size_t)t * n + i]);
+            const float s = bn_quantize_i8(hf, n, qc, NULL);
+            assert_memory_equal(&xs[t], &s, sizeof s);
+            assert_memory_equal(q + (size_t)t * n, qc, (size_t)n);
+            // the whole host path
+            bn_rmsnorm(ref, x + (size_t)t * n, w, n, 1e-5f);
+            bn_round_f16(ref, n);
+            int32_t qsum_host, qsum_dev = 0, off = 0;
+            const float sh = bn_quantize_i8(ref, n, qc, &qsum_host);
+            assert_true(fabsf(xs[t] - sh) <= 1e-3f * sh); // at most one f16 ulp of max|h| apart
+            for (int i = 0; i < n; i++) {
+                const int d = abs(q[(size_t)t * n + i] - qc[i]);
+                assert_true(d <= 1);
+                off += d;
+                qsum_dev += q[(size_t)t * n + i];
+            }
+            assert_true(off <= 1 + n / 100);
+            assert_true(abs(qsum_dev - qsum_host) <= off);
+        }
+        assert_true(xs[n_tok - 1] == 127.0f / 1e-5f); // zero row: the floor, zero codes
+        free(x); free(w); free(hf); free(ref); free(h16); free(q); free(qc);
+    }
+}
+
 // ---- whole model on tiny-a -----------------------------------------------------------
 
 typedef struct golden {
@@ -642,6 +935,7 @@ static void test_tiny_a_model(void **state) {
                                         {"BITNET_CUDA_PDL", "0"},
                                         {"BITNET_CUDA_ATTN", "plain"},
                                         {"BITNET_CUDA_GEMM", "dp4a"},
+                                        {"BITNET_CUDA_HEAD", "cublas"},
                                         {"BITNET_CUDA_GEMV_MAX", "0"}};
     // BITNET_TEST_QUICK=1 (gpu-check.sh's memcheck run): the default only.
     const char *quick = getenv("BITNET_TEST_QUICK");
@@ -653,6 +947,49 @@ static void test_tiny_a_model(void **state) {
         tiny_a_run();
         if (name) unsetenv(name);
     }
+}
+
+// --lm-head q8 on both backends: the same int8 head (rows quantized the same
+// way, bit for bit), so from the same prompt the logits differ only where the
+// hidden states differ (attention summation order) enough to flip an input code.
+static void test_tiny_a_q8_head(void **state) {
+    (void)state;
+    require_gpu();
+    BN_REQUIRE_FIXTURE(path, "tiny-a/tiny-a.gguf");
+    bn_error err = {{0}};
+    bn_model *m = NULL;
+    assert_int_equal(bn_model_load(path, &m, &err), 0);
+    const bn_backend_ops *cuda = bn_backend_find("cuda"), *cpu = bn_backend_find("cpu");
+    bn_backend_config cfg = {.n_threads = 1, .max_batch = 32, .lm_head_q8 = true};
+    bn_backend *be = NULL, *bc = NULL;
+    if (cuda->create(m, &cfg, &be, &err) || cpu->create(m, &cfg, &bc, &err)) fail_msg("%s", err.msg);
+    golden g[8];
+    const int n_cases = load_golden(g, 8);
+    const int V = (int)m->hp.n_vocab;
+    float *lg = malloc(sizeof(float) * V), *lc = malloc(sizeof(float) * V);
+    for (int c = 0; c < n_cases; c++) {
+        int32_t pos[64];
+        for (int i = 0; i < g[c].n_prompt; i++) pos[i] = i;
+        if (cuda->forward(be, g[c].prompt, pos, g[c].n_prompt, lg, false, &err) ||
+            cpu->forward(bc, g[c].prompt, pos, g[c].n_prompt, lc, false, &err))
+            fail_msg("%s", err.msg);
+        double mx = 0, mean = 0;
+        for (int i = 0; i < V; i++) {
+            const double d = fabs((double)lg[i] - lc[i]);
+            mx = fmax(mx, d);
+            mean += d / V;
+        }
+        fprintf(stderr, "  case %d: q8 head logits, cuda vs cpu: max |diff| %.2e, mean %.2e\n", c, mx, mean);
+        assert_true(mx <= 0.1 && mean <= 1e-3); // the fixtures' tolerance
+        int32_t id_g = -1, p = g[c].n_prompt;
+        if (cuda->forward_argmax(be, &g[c].gen[0], &p, 1, &id_g, &err)) fail_msg("%s", err.msg);
+        if (cpu->forward(bc, &g[c].gen[0], &p, 1, lc, false, &err)) fail_msg("%s", err.msg);
+        assert_int_equal(id_g, argmaxf(lc, V)); // the fused argmax of the q8 GEMV
+    }
+    free(lg); free(lc);
+    cpu->destroy(bc);
+    cuda->destroy(be);
+    bn_model_free(m);
 }
 #endif // BITNET_CUDA
 
@@ -677,7 +1014,13 @@ int main(void) {
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_decode),
         cmocka_unit_test(test_embedding_argmax_cast),
+        cmocka_unit_test(test_head_gemv),
+        cmocka_unit_test(test_head_argmax_ties),
+        cmocka_unit_test(test_head_q8_quantize),
+        cmocka_unit_test(test_head_q8_gemv),
+        cmocka_unit_test(test_rmsnorm_cast_q8),
         cmocka_unit_test(test_tiny_a_model),
+        cmocka_unit_test(test_tiny_a_q8_head),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
