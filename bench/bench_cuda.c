@@ -67,7 +67,9 @@ static void kernels(bool quick) {
                "time", "bytes", "bandwidth", "copy", "arithmetic");
     for (int i = 0; i < 4; i++) kernel_row("ternary_gemv", BN_CUDA_BENCH_GEMV, shapes[i][0], shapes[i][1], 1, 200);
     for (int i = 0; i < 4; i++)
-        kernel_row("ternary_gemv + next norm", BN_CUDA_BENCH_GEMV_NORM, shapes[i][0], shapes[i][1], 1, 200);
+        kernel_row("ternary_gemv, norm in prologue", BN_CUDA_BENCH_GEMV_NORM, shapes[i][0], shapes[i][1], 1, 200);
+    for (int i = 0; i < 4; i++)
+        kernel_row("ternary_gemv + norm, last block", BN_CUDA_BENCH_GEMV_LAST, shapes[i][0], shapes[i][1], 1, 200);
     for (int bps = 2; bps <= 4; bps *= 2) { // the backend uses one block per SM
         bn_cuda_bench_gemv_blocks_per_sm(bps);
         char name[64];
@@ -96,6 +98,8 @@ static void kernels(bool quick) {
     }
     static const int ctx[] = {128, 1024, 4096};
     for (int i = 0; i < 3; i++) kernel_row("attention decode (ctx = K)", BN_CUDA_BENCH_ATTN_DECODE, ctx[i], 1, 1, 200);
+    for (int i = 0; i < 3; i++)
+        kernel_row("attention decode + norm, last", BN_CUDA_BENCH_ATTN_DECODE_NORM, ctx[i], 1, 1, 200);
     static const int splits[] = {8, 16, 64}; // M: splits instead of the backend's choice (32 at 4096)
     for (int i = 0; i < 3; i++)
         kernel_row("attention decode, M splits", BN_CUDA_BENCH_ATTN_DECODE, 4096, splits[i], 1, 200);
@@ -238,6 +242,11 @@ static void model_bench(const char *path, bool quick) {
         cJSON_AddNumberToObject(o, "ms_per_token", ms);
         cJSON_AddNumberToObject(o, "roofline_pct", 100.0 * bytes / (copy_gbs * 1e6) / ms);
         cJSON_AddItemToArray(dec, o);
+        bn_cuda_backend_stats(r.be, &st);
+        if (!st.graphs) {
+            cJSON_AddStringToObject(o, "graphs_off", st.graph_error);
+            if (!json) printf("  (no CUDA graphs: %s)\n", st.graph_error);
+        }
         if (!json)
             printf("decode at context %4d: %.3f ms/token (%.0f tok/s), %.0f%% of the copy-bandwidth roofline "
                    "(%.0f MB a step / %.0f GB/s = %.3f ms)\n",
@@ -285,10 +294,11 @@ static void model_bench(const char *path, bool quick) {
     // Decode at context 128 with graphs and PDL switched off in turn.
     if (!quick) {
         static const char *variants[][3] = {{"1", "0", "graphs, no PDL"}, {"0", "1", "PDL, no graphs"},
-                                            {"0", "0", "no graphs, no PDL"}};
+                                            {"0", "0", "no graphs, no PDL"}, {"1", "1", "norm in last blocks"}};
         cJSON *var = cJSON_AddArrayToObject(out_model, "decode_variants");
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < 4; i++) {
             set_variant(variants[i][0], variants[i][1]);
+            if (i == 3) setenv("BITNET_CUDA_NORM", "last", 1);
             if (open_backend(&r, 512, false, &err)) goto fail;
             const double ms = decode_at(&r, 128, 64, &err);
             r.ops->destroy(r.be);
@@ -298,9 +308,10 @@ static void model_bench(const char *path, bool quick) {
             cJSON_AddStringToObject(o, "variant", variants[i][2]);
             cJSON_AddNumberToObject(o, "ms_per_token", ms);
             cJSON_AddItemToArray(var, o);
-            if (!json) printf("decode at context  128, %-18s: %.3f ms/token\n", variants[i][2], ms);
+            if (!json) printf("decode at context  128, %-19s: %.3f ms/token\n", variants[i][2], ms);
         }
         set_variant("1", "1");
+        unsetenv("BITNET_CUDA_NORM");
     }
     goto done;
 fail:

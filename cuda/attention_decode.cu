@@ -14,17 +14,17 @@
 // A  scores: RoPE of the group's queries (rounded to f16, as the CPU and
 //    bitnet.cpp round Q) and of the token's own key; the split that holds the
 //    token's position writes its K and V rows to the cache (head-major
-//    [kv head][n_ctx][hd]) and uses the rotated key from shared memory. One
-//    thread per key computes its score for every head of the group (no
-//    cross-lane reductions). Per head and split: the max m_s and
-//    l_s = sum exp(s_j - m_s) (double).
+//    [kv head][n_ctx][hd]) and uses the rotated key from shared memory. Eight
+//    lanes share a key row (16-byte loads) and compute its score for every head
+//    of the group. Per head and split: the max m_s and l_s = sum exp(s_j - m_s)
+//    (double).
 // B  values: every block derives the global max M and the denominator
 //    sum_s l_s exp(m_s - M) (double, the same order in every block), so
 //    p_j = f16(expf(s_j - M) / sum) is the CPU's probability, f16 rounding
 //    included; then its split's partial p.V (16 lanes a V row, 8 dims a lane).
 //    The last block of a group (atomic counter) adds the splits' partials in
-//    split order; the last of those quantizes the whole attention output for
-//    the O projection (the next norm, as in ternary_gemv.cu).
+//    split order; with BITNET_CUDA_NORM=last the last of those quantizes the
+//    whole attention output for the O projection (as in ternary_gemv.cu).
 // The only difference from the CPU is summation order (scores, partial sums).
 // CPU twin: rope_neox + f16 KV write + bn_attention_head (cpu/ops.c).
 #include "cuda_kernels.cuh"
@@ -134,39 +134,50 @@ __global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_scores_kernel(bn_attd
         for (int d = threadIdx.x; d < hd; d += blockDim.x) a.vc[crow + d] = __float2half_rn(row[nq + nkv + g * hd + d]);
     __syncthreads();
 
-    // One thread a key: the scores of all the group's heads.
+    // Eight lanes a key (a lane takes every eighth 16-byte piece of the row), 16
+    // keys at a time, the scores of all the group's heads at once.
     const float scale = 1.0f / sqrtf((float)hd);
     const __half *kbase = a.kc + (int64_t)g * a.n_ctx * hd;
     float *srow = a.scores + ((int64_t)t * a.n_head + h0) * a.n_ctx;
+    const int sub = threadIdx.x & 7, kl = threadIdx.x >> 3, nkl = blockDim.x >> 3;
     float mx[BN_ATTD_QPB];
 #pragma unroll
     for (int h = 0; h < BN_ATTD_QPB; h++) mx[h] = -INFINITY;
-    for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+    for (int jb = j0; jb < j1; jb += nkl) { // uniform: the shuffles below need every lane
+        const int j = jb + kl;
         float dot[BN_ATTD_QPB];
 #pragma unroll
         for (int h = 0; h < BN_ATTD_QPB; h++) dot[h] = 0.f;
-        const uint4 *kr = reinterpret_cast<const uint4 *>(kbase + (int64_t)j * hd);
-        for (int c = 0; c < hd / 8; c++) {
-            float kf[8];
-            if (j == p) {
+        if (j < j1)
+            for (int c = sub; c < hd / 8; c += 8) {
+                float kf[8];
+                if (j == p) {
 #pragma unroll
-                for (int e = 0; e < 8; e++) kf[e] = kcur[8 * c + e];
-            } else {
-                bn_half8_to_float(kr[c], kf);
+                    for (int e = 0; e < 8; e++) kf[e] = kcur[8 * c + e];
+                } else {
+                    bn_half8_to_float(reinterpret_cast<const uint4 *>(kbase + (int64_t)j * hd)[c], kf);
+                }
+#pragma unroll
+                for (int h = 0; h < BN_ATTD_QPB; h++)
+                    if (h < qpb) {
+                        const float4 q0 = *reinterpret_cast<const float4 *>(sq + h * hd + 8 * c);
+                        const float4 q1 = *reinterpret_cast<const float4 *>(sq + h * hd + 8 * c + 4);
+                        dot[h] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] +
+                                  q1.y * kf[5] + q1.z * kf[6] + q1.w * kf[7];
+                    }
             }
 #pragma unroll
-            for (int h = 0; h < BN_ATTD_QPB; h++)
-                if (h < qpb)
-#pragma unroll
-                    for (int e = 0; e < 8; e++) dot[h] += sq[h * hd + 8 * c + e] * kf[e];
-        }
-#pragma unroll
-        for (int h = 0; h < BN_ATTD_QPB; h++)
-            if (h < qpb) {
+        for (int h = 0; h < BN_ATTD_QPB; h++) {
+            if (h >= qpb) break;
+            dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 4);
+            dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 2);
+            dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 1);
+            if (j < j1 && sub == 0) {
                 const float sc = dot[h] * scale;
                 srow[(int64_t)h * a.n_ctx + j] = sc;
                 mx[h] = fmaxf(mx[h], sc);
             }
+        }
     }
     // Per head: the split's max, then sum exp(s - max) over its keys.
 #pragma unroll
@@ -290,7 +301,7 @@ __global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_values_kernel(bn_attd
         int8_t *qo = a.nn.q + (int64_t)tt * nq;
         float sc;
         int qs;
-        bn_block_norm_quant(a.out + (int64_t)tt * nq, nq, a.nn.w, a.nn.eps, false, &sc, &qs,
+        bn_block_norm_quant(a.out + (int64_t)tt * nq, nq, a.nn.w, a.nn.eps, false, sm, &sc, &qs,
                             [&](int i, int v) { qo[i] = (int8_t)v; });
         if (threadIdx.x == 0) {
             a.nn.s[tt] = sc;
@@ -358,8 +369,9 @@ cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int3
     a.nn = nn ? *nn : none;
     const dim3 grid(n_head / a.qpb, n_split, n_tok);
     const size_t smem_a = sizeof(float) * ((size_t)(a.qpb + 1) * hd + n_rot);
-    const size_t smem_b = sizeof(float) * ((size_t)a.qpb * BN_ATTD_TILE +
-                                           (size_t)(BN_ATTD_THREADS / (hd / 8)) * a.qpb * hd);
+    size_t smem_b = sizeof(float) * ((size_t)a.qpb * BN_ATTD_TILE + (size_t)(BN_ATTD_THREADS / (hd / 8)) * a.qpb * hd);
+    if (a.nn.w && smem_b < sizeof(float) * (size_t)n_head * hd) smem_b = sizeof(float) * (size_t)n_head * hd;
+    if (smem_b > 48 * 1024) return cudaErrorInvalidValue; // 2B-4T: 36 KiB
     cudaError_t e = bn_launch(pdl, bn_attd_scores_kernel, grid, dim3(BN_ATTD_THREADS), smem_a, st, a);
     if (e != cudaSuccess) return e;
     return bn_launch(pdl, bn_attd_values_kernel, grid, dim3(BN_ATTD_THREADS), smem_b, st, a);

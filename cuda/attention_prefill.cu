@@ -2,8 +2,9 @@
 // tensor cores (mma.sync m16n8k16), tiled flash-attention style.
 //
 // A block is one query head and 64 tokens of the batch (4 warps x 16 rows); it
-// walks the keys 0..max(pos) in tiles of 64, staged in shared memory (rows padded
-// by 16 bytes, so fragment loads hit 32 different banks). Token t attends to keys
+// walks the keys 0..max(pos) in tiles of 64, staged in shared memory by cp.async
+// two tiles deep, so the next tile arrives while this one is used (rows padded by
+// 16 bytes, so fragment loads hit 32 different banks). Token t attends to keys
 // 0..pos[t] of the cache, which rope_kv has already filled for the whole batch.
 //
 // The softmax is the CPU twin's, not the usual online one: bitnet.cpp rounds
@@ -19,6 +20,7 @@
 // summation order differs. Head dims 64, 80, 96, 128 (fragment arrays are sized
 // at compile time); other sizes use the plain kernel in attention.cu.
 // CPU twin: bn_attention_head (cpu/ops.c).
+#include "async_copy.cuh"
 #include "cuda_kernels.cuh"
 #include "pdl.cuh"
 
@@ -50,15 +52,15 @@ __device__ __forceinline__ uint32_t bn_pack_half2(float lo, float hi) {
     return *reinterpret_cast<const uint32_t *>(&h);
 }
 
-// Keys kb..kb+63 of one KV head into a padded tile; rows past last are zero.
+// Starts copying keys kb..kb+63 of one KV head into a padded tile (cp.async);
+// rows past last are zero.
 template <int HD>
-__device__ __forceinline__ void bn_fa_load_tile(__half *tile, const __half *base, int kb, int last) {
+__device__ __forceinline__ void bn_fa_issue_tile(__half *tile, const __half *base, int kb, int last) {
     constexpr int LDS = HD + 8, VPR = HD / 8; // 16-byte vectors a row
     for (int i = threadIdx.x; i < BN_FA_BK * VPR; i += blockDim.x) {
         const int r = i / VPR, c = i - r * VPR;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (kb + r <= last) v = *reinterpret_cast<const uint4 *>(base + (int64_t)(kb + r) * HD + c * 8);
-        *reinterpret_cast<uint4 *>(tile + r * LDS + c * 8) = v;
+        const bool in = kb + r <= last;
+        bn_cp_async16_zfill(tile + r * LDS + c * 8, base + (int64_t)(in ? kb + r : 0) * HD + c * 8, in);
     }
 }
 
@@ -102,9 +104,9 @@ __global__ void __launch_bounds__(BN_FA_WARPS * 32)
 bn_flash_prefill_kernel(const __half *__restrict__ q, const __half *__restrict__ k_cache,
                         const __half *__restrict__ v_cache, const int32_t *__restrict__ pos, int n_tok,
                         int n_head, int n_head_kv, int n_ctx, float *__restrict__ out) {
-    constexpr int LDS = HD + 8;
-    __shared__ __align__(16) __half ktile[BN_FA_BK * LDS];
-    __shared__ __align__(16) __half vtile[BN_FA_BK * LDS];
+    constexpr int LDS = HD + 8, TILE = BN_FA_BK * LDS;
+    extern __shared__ __align__(16) __half fa_smem[]; // K tiles [2], then V tiles [2]
+    __half *ktile = fa_smem, *vtile = fa_smem + 2 * TILE;
     __shared__ int spos[BN_FA_BQ];
     const int h = blockIdx.y, t0 = blockIdx.x * BN_FA_BQ;
     const int kvh = h / (n_head / n_head_kv);
@@ -140,31 +142,38 @@ bn_flash_prefill_kernel(const __half *__restrict__ q, const __half *__restrict__
     float ma = -INFINITY, mb = -INFINITY;
     double la = 0.0, lb = 0.0;
     float s[8][4];
-    for (int kb = 0; kb <= pmax; kb += BN_FA_BK) {
-        __syncthreads(); // the previous tile is no longer read
-        bn_fa_load_tile<HD>(ktile, kbase, kb, pmax);
+    const int n_tiles = pmax / BN_FA_BK + 1;
+    bn_fa_issue_tile<HD>(ktile, kbase, 0, pmax);
+    bn_cp_async_commit();
+    for (int it = 0; it < n_tiles; it++) {
+        const int kb = it * BN_FA_BK;
+        if (it + 1 < n_tiles) bn_fa_issue_tile<HD>(ktile + ((it + 1) & 1) * TILE, kbase, kb + BN_FA_BK, pmax);
+        bn_cp_async_commit();
+        bn_cp_async_wait_group<1>(); // tile it has landed (this thread's part)
         __syncthreads();
-        if (kb > wmax) continue; // every key of the tile is masked for this warp
-        bn_fa_scores<HD>(s, qa, ktile, kb, pa, pb, scale);
-        float ta = -INFINITY, tb = -INFINITY;
+        if (kb <= wmax) { // else every key of the tile is masked for this warp
+            bn_fa_scores<HD>(s, qa, ktile + (it & 1) * TILE, kb, pa, pb, scale);
+            float ta = -INFINITY, tb = -INFINITY;
 #pragma unroll
-        for (int nt = 0; nt < 8; nt++) {
-            ta = fmaxf(ta, fmaxf(s[nt][0], s[nt][1]));
-            tb = fmaxf(tb, fmaxf(s[nt][2], s[nt][3]));
-        }
-        const float na = fmaxf(ma, bn_quad_max(ta)), nb = fmaxf(mb, bn_quad_max(tb));
-        float ea = 0.f, eb = 0.f;
+            for (int nt = 0; nt < 8; nt++) {
+                ta = fmaxf(ta, fmaxf(s[nt][0], s[nt][1]));
+                tb = fmaxf(tb, fmaxf(s[nt][2], s[nt][3]));
+            }
+            const float na = fmaxf(ma, bn_quad_max(ta)), nb = fmaxf(mb, bn_quad_max(tb));
+            float ea = 0.f, eb = 0.f;
 #pragma unroll
-        for (int nt = 0; nt < 8; nt++) { // masked scores give expf(-inf) = 0
-            if (na != -INFINITY) ea += expf(s[nt][0] - na) + expf(s[nt][1] - na);
-            if (nb != -INFINITY) eb += expf(s[nt][2] - nb) + expf(s[nt][3] - nb);
+            for (int nt = 0; nt < 8; nt++) { // masked scores give expf(-inf) = 0
+                if (na != -INFINITY) ea += expf(s[nt][0] - na) + expf(s[nt][1] - na);
+                if (nb != -INFINITY) eb += expf(s[nt][2] - nb) + expf(s[nt][3] - nb);
+            }
+            ea = bn_quad_sum(ea);
+            eb = bn_quad_sum(eb);
+            if (na != -INFINITY) la = (ma == -INFINITY ? 0.0 : la * exp((double)ma - (double)na)) + ea;
+            if (nb != -INFINITY) lb = (mb == -INFINITY ? 0.0 : lb * exp((double)mb - (double)nb)) + eb;
+            ma = na;
+            mb = nb;
         }
-        ea = bn_quad_sum(ea);
-        eb = bn_quad_sum(eb);
-        if (na != -INFINITY) la = (ma == -INFINITY ? 0.0 : la * exp((double)ma - (double)na)) + ea;
-        if (nb != -INFINITY) lb = (mb == -INFINITY ? 0.0 : lb * exp((double)mb - (double)nb)) + eb;
-        ma = na;
-        mb = nb;
+        __syncthreads(); // everyone is done with this stage before it is refilled
     }
     const float ia = la > 0.0 ? (float)(1.0 / la) : 0.f, ib = lb > 0.0 ? (float)(1.0 / lb) : 0.f;
 
@@ -172,35 +181,45 @@ bn_flash_prefill_kernel(const __half *__restrict__ q, const __half *__restrict__
     float o[HD / 8][4];
 #pragma unroll
     for (int nd = 0; nd < HD / 8; nd++) o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.f;
-    for (int kb = 0; kb <= pmax; kb += BN_FA_BK) {
-        __syncthreads();
-        bn_fa_load_tile<HD>(ktile, kbase, kb, pmax);
-        bn_fa_load_tile<HD>(vtile, vbase, kb, pmax);
-        __syncthreads();
-        if (kb > wmax) continue;
-        bn_fa_scores<HD>(s, qa, ktile, kb, pa, pb, scale);
-#pragma unroll
-        for (int nt = 0; nt < 8; nt++) { // exp(-inf) = 0 for masked keys and empty rows
-            s[nt][0] = ma == -INFINITY ? 0.f : expf(s[nt][0] - ma) * ia;
-            s[nt][1] = ma == -INFINITY ? 0.f : expf(s[nt][1] - ma) * ia;
-            s[nt][2] = mb == -INFINITY ? 0.f : expf(s[nt][2] - mb) * ib;
-            s[nt][3] = mb == -INFINITY ? 0.f : expf(s[nt][3] - mb) * ib;
+    bn_fa_issue_tile<HD>(ktile, kbase, 0, pmax);
+    bn_fa_issue_tile<HD>(vtile, vbase, 0, pmax);
+    bn_cp_async_commit();
+    for (int it = 0; it < n_tiles; it++) {
+        const int kb = it * BN_FA_BK, nx = (it + 1) & 1;
+        if (it + 1 < n_tiles) {
+            bn_fa_issue_tile<HD>(ktile + nx * TILE, kbase, kb + BN_FA_BK, pmax);
+            bn_fa_issue_tile<HD>(vtile + nx * TILE, vbase, kb + BN_FA_BK, pmax);
         }
+        bn_cp_async_commit();
+        bn_cp_async_wait_group<1>();
+        __syncthreads();
+        if (kb <= wmax) {
+            bn_fa_scores<HD>(s, qa, ktile + (it & 1) * TILE, kb, pa, pb, scale);
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++) {
-            const uint32_t pa4[4] = {bn_pack_half2(s[2 * kk][0], s[2 * kk][1]),
-                                     bn_pack_half2(s[2 * kk][2], s[2 * kk][3]),
-                                     bn_pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                     bn_pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-            const __half *vr = vtile + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + (lane >> 4) * 8;
+            for (int nt = 0; nt < 8; nt++) { // exp(-inf) = 0 for masked keys and empty rows
+                s[nt][0] = ma == -INFINITY ? 0.f : expf(s[nt][0] - ma) * ia;
+                s[nt][1] = ma == -INFINITY ? 0.f : expf(s[nt][1] - ma) * ia;
+                s[nt][2] = mb == -INFINITY ? 0.f : expf(s[nt][2] - mb) * ib;
+                s[nt][3] = mb == -INFINITY ? 0.f : expf(s[nt][3] - mb) * ib;
+            }
+            const __half *vt = vtile + (it & 1) * TILE;
 #pragma unroll
-            for (int nd = 0; nd < HD / 8; nd += 2) {
-                uint32_t b[4];
-                bn_ldmatrix_x4_trans(b, vr + nd * 8);
-                bn_mma_f16(o[nd], pa4, b[0], b[1]);
-                bn_mma_f16(o[nd + 1], pa4, b[2], b[3]);
+            for (int kk = 0; kk < 4; kk++) {
+                const uint32_t pa4[4] = {bn_pack_half2(s[2 * kk][0], s[2 * kk][1]),
+                                         bn_pack_half2(s[2 * kk][2], s[2 * kk][3]),
+                                         bn_pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                         bn_pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+                const __half *vr = vt + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + (lane >> 4) * 8;
+#pragma unroll
+                for (int nd = 0; nd < HD / 8; nd += 2) {
+                    uint32_t b[4];
+                    bn_ldmatrix_x4_trans(b, vr + nd * 8);
+                    bn_mma_f16(o[nd], pa4, b[0], b[1]);
+                    bn_mma_f16(o[nd + 1], pa4, b[2], b[3]);
+                }
             }
         }
+        __syncthreads();
     }
 
     const int64_t nq = (int64_t)n_head * HD;
@@ -214,17 +233,34 @@ bn_flash_prefill_kernel(const __half *__restrict__ q, const __half *__restrict__
 
 bool bn_cuda_attention_prefill_supported(int hd) { return hd == 64 || hd == 80 || hd == 96 || hd == 128; }
 
+// Two K and two V tiles of padded rows.
+static size_t fa_smem_bytes(int hd) { return 4 * (size_t)BN_FA_BK * (hd + 8) * sizeof(__half); }
+
+template <int HD>
+static cudaError_t fa_launch(const __half *q, const __half *k_cache, const __half *v_cache, const int32_t *pos,
+                             int n_tok, int n_head, int n_head_kv, int n_ctx, float *out, bool pdl, cudaStream_t st) {
+    static bool raised = false; // at the first (eager, never captured) use
+    if (!raised) {
+        const cudaError_t e = cudaFuncSetAttribute(bn_flash_prefill_kernel<HD>,
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fa_smem_bytes(HD));
+        if (e != cudaSuccess) return e;
+        raised = true;
+    }
+    const dim3 grid((n_tok + BN_FA_BQ - 1) / BN_FA_BQ, n_head), block(BN_FA_WARPS * 32);
+    return bn_launch(pdl, bn_flash_prefill_kernel<HD>, grid, block, fa_smem_bytes(HD), st, q, k_cache, v_cache, pos, n_tok,
+                     n_head, n_head_kv, n_ctx, out);
+}
+
 cudaError_t bn_cuda_attention_prefill(const __half *q, const __half *k_cache, const __half *v_cache,
                                       const int32_t *pos, int n_tok, int n_head, int n_head_kv, int hd,
                                       int n_ctx, float *out, bool pdl, cudaStream_t st) {
     if (n_tok <= 0) return cudaSuccess;
     if (n_head_kv <= 0 || n_head % n_head_kv || !bn_cuda_attention_prefill_supported(hd))
         return cudaErrorInvalidValue;
-    const dim3 grid((n_tok + BN_FA_BQ - 1) / BN_FA_BQ, n_head), block(BN_FA_WARPS * 32);
     switch (hd) {
-    case 64: return bn_launch(pdl, bn_flash_prefill_kernel<64>, grid, block, 0, st, q, k_cache, v_cache, pos, n_tok, n_head, n_head_kv, n_ctx, out);
-    case 80: return bn_launch(pdl, bn_flash_prefill_kernel<80>, grid, block, 0, st, q, k_cache, v_cache, pos, n_tok, n_head, n_head_kv, n_ctx, out);
-    case 96: return bn_launch(pdl, bn_flash_prefill_kernel<96>, grid, block, 0, st, q, k_cache, v_cache, pos, n_tok, n_head, n_head_kv, n_ctx, out);
-    default: return bn_launch(pdl, bn_flash_prefill_kernel<128>, grid, block, 0, st, q, k_cache, v_cache, pos, n_tok, n_head, n_head_kv, n_ctx, out);
+    case 64: return fa_launch<64>(q, k_cache, v_cache, pos, n_tok, n_head, n_head_kv, n_ctx, out, pdl, st);
+    case 80: return fa_launch<80>(q, k_cache, v_cache, pos, n_tok, n_head, n_head_kv, n_ctx, out, pdl, st);
+    case 96: return fa_launch<96>(q, k_cache, v_cache, pos, n_tok, n_head, n_head_kv, n_ctx, out, pdl, st);
+    default: return fa_launch<128>(q, k_cache, v_cache, pos, n_tok, n_head, n_head_kv, n_ctx, out, pdl, st);
     }
 }

@@ -118,7 +118,6 @@ static size_t layout(bn_backend *be, uintptr_t base) {
     be->head_scratch = (float *)carve(base, &off, bn_cuda_head_scratch_bytes((int)V));
     be->head_counter = (unsigned *)carve(base, &off, sizeof(unsigned));
     be->logits = (float *)carve(base, &off, BN_LM_ROWS * V * 4);
-    be->blas_ws = be->cublas_head ? carve(base, &off, BN_CUBLAS_WS) : NULL;
     return off;
 }
 
@@ -190,7 +189,6 @@ static void bn_cuda_destroy(bn_backend *be) {
     if (!be) return;
     for (int k = 0; k < BN_OUT_KINDS; k++)
         if (be->graph[k]) (void)cudaGraphExecDestroy(be->graph[k]);
-    if (be->blas) (void)cublasDestroy(be->blas);
     if (be->st) (void)cudaStreamDestroy(be->st);
     if (be->arena) (void)cudaFree(be->arena);
     if (be->h_tok) (void)cudaFreeHost(be->h_tok);
@@ -202,10 +200,8 @@ static void bn_cuda_destroy(bn_backend *be) {
 }
 
 // Device type of an embedding/head table. BF16 is widened to F32 (exact): the
-// CPU oracle computes the head as f32(bf16 w) * f16-rounded input in f32, and
-// cublasGemmEx needs A and B of one type, so a BF16 GEMM would have to round the
-// input to bf16 (8 mantissa bits) instead of f16. An F32 GEMM with the
-// f16-rounded input in f32 computes what the CPU does.
+// CPU oracle computes the head as f32(bf16 w) * f16-rounded input in f32, which
+// the f32 head GEMV (lm_head_gemv.cu) computes too.
 static int device_table_type(uint32_t host_type) {
     return host_type == BN_GGML_BF16 ? BN_CUDA_F32 : (int)host_type;
 }
@@ -253,8 +249,8 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     // The decode kernel reads K/V rows in 16-byte pieces (head_dim % 8 == 0).
     be->plain_attention = env_is("BITNET_CUDA_ATTN", "plain") || hp->head_dim % 8 != 0;
     be->dp4a_gemm = env_is("BITNET_CUDA_GEMM", "dp4a");
+    be->norm_last = env_is("BITNET_CUDA_NORM", "last");
     be->head_q8 = cfg && cfg->lm_head_q8;
-    be->cublas_head = env_is("BITNET_CUDA_HEAD", "cublas") && !be->head_q8;
     be->gemv_max = choose_gemv_max(hp);
     be->attd_split = bn_cuda_attd_splits(be->n_ctx);
 
@@ -328,6 +324,7 @@ extern "C" void bn_cuda_backend_stats(const bn_backend *be, bn_cuda_stats *out) 
     out->plain_attention = be->plain_attention;
     out->gemv_max = be->gemv_max;
     out->attd_split = be->attd_split;
+    out->graph_error = be->graph_error;
 }
 
 extern "C" const bn_backend_ops bn_cuda_backend = {

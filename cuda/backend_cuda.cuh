@@ -4,7 +4,6 @@
 #ifndef BN_BACKEND_CUDA_CUH
 #define BN_BACKEND_CUDA_CUH
 
-#include <cublas_v2.h>
 #include <cuda_fp16.h>
 
 extern "C" {
@@ -16,7 +15,6 @@ extern "C" {
 // Batches of up to this many tokens take the GEMV path, larger ones the GEMM.
 // bench_cuda's GEMV/GEMM sweep measures the crossover (docs/cuda-performance.md).
 #define BN_CUDA_GEMV_MAX_DEFAULT 8
-#define BN_CUBLAS_WS (32u << 20) // cuBLAS workspace: fixed, so graphs can capture it
 
 typedef struct bn_cuda_layer {
     const uint8_t *wqkv, *wo, *wgu, *wdown;
@@ -52,16 +50,16 @@ struct bn_backend {
     int nq, nkv, nqkv; // Q width, K (= V) width, Q|K|V width
     int device;
     cudaStream_t st;
-    cublasHandle_t blas; // created at the first LM-head pass
     bool use_graph;       // decode steps replay CUDA graphs (BITNET_CUDA_GRAPH=0: off)
     bool use_pdl;         // programmatic dependent launch (sm_90+; BITNET_CUDA_PDL=0: off)
     bool plain_attention; // BITNET_CUDA_ATTN=plain: rope_kv + attention.cu everywhere
     bool dp4a_gemm;       // BITNET_CUDA_GEMM=dp4a: prefill on the dp4a GEMM, not the tensor cores
+    bool norm_last;       // BITNET_CUDA_NORM=last: GEMV inputs quantized by the kernel before's last block
     bool head_q8;         // --lm-head q8: int8 head, one scale per row (as the CPU's)
-    bool cublas_head;     // BITNET_CUDA_HEAD=cublas: the f16/f32 head on cuBLAS (for comparison)
     int gemv_max;         // batches up to this many tokens take the GEMV path
     int attd_split;       // splits of the decode attention
     cudaGraphExec_t graph[BN_OUT_KINDS];
+    char graph_error[600]; // why a capture failed and graphs went off, for bench_cuda
 
     // device arena and what is carved from it
     void *arena;
@@ -84,7 +82,6 @@ struct bn_backend {
     float *head_rs;       // q8: per-row 1/s
     float *head_scratch;  // the fused argmax's per-block results
     unsigned *head_counter;
-    void *blas_ws;
 
     // pinned host staging
     int32_t *h_tok, *h_pos, *h_argmax;

@@ -6,11 +6,13 @@
 // attention the KV cache, rotate over enough copies to exceed 4x the L2 cache,
 // so each launch reads them from HBM as a real decode step does (timing
 // back-to-back launches on one buffer would measure the L2). The prefill ops are
-// compute-bound and use one copy.
+// compute-bound and use one copy. cuBLAS is linked here only, for the f16 head
+// row the backend's own head GEMV is compared with.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cublas_v2.h>
 #include <cuda_fp16.h>
 
 #include "cuda_check.cuh"
@@ -88,16 +90,18 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     if (bn_cuda_probe_device(err)) return -1;
     if (K <= 0 || M <= 0 || n <= 0 || iters <= 0) return bn_errorf(err, "cuda bench: bad shape");
     const bool gemm = op == BN_CUDA_BENCH_GEMM || op == BN_CUDA_BENCH_GEMM_MMA || op == BN_CUDA_BENCH_GEMM_MMA_ONLY;
-    const bool ternary = op == BN_CUDA_BENCH_GEMV || op == BN_CUDA_BENCH_GEMV_NORM || gemm;
+    const bool gemv = op == BN_CUDA_BENCH_GEMV || op == BN_CUDA_BENCH_GEMV_NORM || op == BN_CUDA_BENCH_GEMV_LAST;
+    const bool ternary = gemv || gemm;
     if (ternary && K % 128) return bn_errorf(err, "cuda bench: K must be a multiple of 128");
-    if ((op == BN_CUDA_BENCH_GEMV || op == BN_CUDA_BENCH_GEMV_NORM) && n > bn_cuda_gemv_max_tokens(K))
+    if (gemv && n > bn_cuda_gemv_max_tokens(K))
         return bn_errorf(err, "cuda bench: %d tokens are too many for the GEMV", n);
     memset(r, 0, sizeof *r);
     int l2 = 0;
     BN_CUDA_TRY(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
 
     const int H = BENCH_HEADS, Hkv = BENCH_KV_HEADS, hd = BENCH_HD;
-    const size_t kv_half = (size_t)Hkv * (op == BN_CUDA_BENCH_ATTN_DECODE ? K : n) * hd; // halves a cache
+    const bool attd = op == BN_CUDA_BENCH_ATTN_DECODE || op == BN_CUDA_BENCH_ATTN_DECODE_NORM;
+    const size_t kv_half = (size_t)Hkv * (attd ? K : n) * hd; // halves a cache
     size_t wb; // bytes a launch reads from the rotated buffer
     switch (op) {
     case BN_CUDA_BENCH_COPY: wb = (size_t)M * K / 4; break;
@@ -105,6 +109,7 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     case BN_CUDA_BENCH_HEAD_F16: wb = (size_t)M * K * 2; break;
     case BN_CUDA_BENCH_HEAD_Q8: wb = (size_t)M * K; break;
     case BN_CUDA_BENCH_ATTN_DECODE:
+    case BN_CUDA_BENCH_ATTN_DECODE_NORM:
     case BN_CUDA_BENCH_ATTN_PREFILL: wb = 2 * kv_half * sizeof(__half); break;
     default: wb = (size_t)M * K / 4; break;
     }
@@ -133,8 +138,7 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     int32_t *pos = (int32_t *)alloc(mem, sizeof(int32_t) * (n > 1 ? n : 1));
     __half *qh = (__half *)alloc(mem, sizeof(__half) * n * H * hd);
     const int n_split = M > 1 ? M : bn_cuda_attd_splits(K);
-    void *scratch = op == BN_CUDA_BENCH_ATTN_DECODE
-                        ? alloc(mem, bn_cuda_attd_scratch_bytes(1, H, hd, K, n_split)) : alloc(mem, 16);
+    void *scratch = attd ? alloc(mem, bn_cuda_attd_scratch_bytes(1, H, hd, K, n_split)) : alloc(mem, 16);
     __half *head_in = (__half *)alloc(mem, sizeof(__half) * n * K);
     void *ws = op == BN_CUDA_BENCH_LM_HEAD ? alloc(mem, 32u << 20) : alloc(mem, 16);
     if (!big || (op == BN_CUDA_BENCH_COPY && !dst) || !q || !s || !x || !y || !nw || !qsum || !q2 || !s2 ||
@@ -150,7 +154,7 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     if (head && (!row_scale || !head_scratch || !argmax || !head_cnt))
         return bn_errorf(err, "cuda bench: out of device memory");
     if (head) BN_CUDA_TRY(fill_real(row_scale, M, false, 8));
-    if (op == BN_CUDA_BENCH_ATTN_DECODE || op == BN_CUDA_BENCH_ATTN_PREFILL || op == BN_CUDA_BENCH_LM_HEAD ||
+    if (attd || op == BN_CUDA_BENCH_ATTN_PREFILL || op == BN_CUDA_BENCH_LM_HEAD ||
         op == BN_CUDA_BENCH_HEAD_F16)
         BN_CUDA_TRY(fill_real(big, copies * stride / 2, true, 1));
     else
@@ -161,7 +165,7 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     BN_CUDA_TRY(fill_real(nw, (size_t)(K > M ? K : M) * 2, false, 5));
     BN_CUDA_TRY(fill_real(qh, (size_t)n * H * hd, true, 6));
     BN_CUDA_TRY(fill_real(head_in, (size_t)n * K, true, 7));
-    bn_bench_iota_kernel<<<64, 256>>>(pos, n, op == BN_CUDA_BENCH_ATTN_DECODE ? K - 1 : 0);
+    bn_bench_iota_kernel<<<64, 256>>>(pos, n, attd ? K - 1 : 0);
     BN_CUDA_TRY(cudaGetLastError());
     BN_CUDA_TRY(cudaDeviceSynchronize());
     for (int i = 0; i < n; i++) {
@@ -195,6 +199,8 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
         case BN_CUDA_BENCH_GEMV:
             return bn_cuda_ternary_gemv(w, K, M, q, s, qsum, n, rs, false, y, M, NULL, true, st);
         case BN_CUDA_BENCH_GEMV_NORM:
+            return bn_cuda_ternary_gemv_norm(w, K, M, x, K, nw, 1e-5f, false, n, rs, false, y, M, true, st);
+        case BN_CUDA_BENCH_GEMV_LAST:
             return bn_cuda_ternary_gemv(w, K, M, q, s, qsum, n, rs, false, y, width, &nn_gemv, true, st);
         case BN_CUDA_BENCH_GEMM: {
             const cudaError_t e = bn_cuda_rmsnorm_quant(x, K, nw, n, K, 1e-5f, false, q, s, qsum, false, st);
@@ -218,8 +224,10 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
                                 CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS
                        ? cudaSuccess : cudaErrorUnknown;
         case BN_CUDA_BENCH_ATTN_DECODE:
+        case BN_CUDA_BENCH_ATTN_DECODE_NORM:
             return bn_cuda_attention_decode(x, (H + 2 * Hkv) * hd, pos, 1, H, Hkv, hd, hd, theta_scale, K, n_split,
-                                            kc, vc, scratch, cnt, y, &nn_att, true, st);
+                                            kc, vc, scratch, cnt, y,
+                                            op == BN_CUDA_BENCH_ATTN_DECODE_NORM ? &nn_att : NULL, true, st);
         case BN_CUDA_BENCH_ATTN_PREFILL:
             return bn_cuda_attention_prefill(qh, kc, vc, pos, n, H, Hkv, hd, n, y, true, st);
         }
@@ -259,7 +267,8 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
         case BN_CUDA_BENCH_LM_HEAD:
         case BN_CUDA_BENCH_HEAD_F16:
         case BN_CUDA_BENCH_HEAD_Q8: r->bytes = (double)wb + 4.0 * n * M; r->flops = 2.0 * M * K * n; break;
-        case BN_CUDA_BENCH_ATTN_DECODE: r->bytes = (double)wb; r->flops = 4.0 * H * hd2 * K; break;
+        case BN_CUDA_BENCH_ATTN_DECODE:
+        case BN_CUDA_BENCH_ATTN_DECODE_NORM: r->bytes = (double)wb; r->flops = 4.0 * H * hd2 * K; break;
         case BN_CUDA_BENCH_ATTN_PREFILL: r->bytes = (double)wb; r->flops = 4.0 * H * hd2 * n * (n + 1.0) / 2; break;
         default: r->bytes = (double)wb + (double)n * K + 4.0 * n * M; r->flops = 2.0 * M * K * (double)n; break;
         }

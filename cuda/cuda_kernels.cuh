@@ -81,6 +81,11 @@ cudaError_t bn_cuda_ternary_gemv(const uint8_t *w, int K, int M, const int8_t *q
                                  const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
                                  float *y, int64_t ldy, const bn_cuda_next_norm *nn, bool pdl,
                                  cudaStream_t st);
+// The GEMV on float rows x[t] (ldx apart, glu as in rmsnorm_quant): every block
+// normalizes and quantizes them (norm_w) while its weights arrive.
+cudaError_t bn_cuda_ternary_gemv_norm(const uint8_t *w, int K, int M, const float *x, int64_t ldx,
+                                      const float *norm_w, float eps, bool glu, int n, bn_cuda_rowscale rs,
+                                      bool add, float *y, int64_t ldy, bool pdl, cudaStream_t st);
 cudaError_t bn_cuda_ternary_gemm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                  const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
                                  float *y, int64_t ldy, cudaStream_t st);

@@ -84,6 +84,25 @@ extern "C" int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, 
     return finish(e, y, dy, sizeof(float) * n * M, err);
 }
 
+extern "C" int bn_cuda_test_gemv_norm(const uint8_t *w, int K, int M, const float *x, const float *norm_w,
+                                      float eps, bool glu, int n, const float scales[3], int r1, int r2, bool add,
+                                      float *y, bn_error *err) {
+    if (bn_cuda_probe_device(err)) return -1;
+    if (n > bn_cuda_gemv_max_tokens(K)) return bn_errorf(err, "cuda_testing: too many tokens");
+    dev_bufs bufs;
+    uint8_t *dw;
+    float *dx, *dn, *dy;
+    const int ldx = glu ? 2 * K : K;
+    GET(dw, w, (size_t)M * K / 4);
+    GET(dx, x, sizeof(float) * n * ldx);
+    GET(dn, norm_w, sizeof(float) * K);
+    GET(dy, y, sizeof(float) * n * M);
+    BN_CUDA_TRY(bn_cuda_i2s_sanitize(dw, (int64_t)M * K / 4, 0));
+    return finish(bn_cuda_ternary_gemv_norm(dw, K, M, dx, ldx, dn, eps, glu, n, rowscale(scales, r1, r2), add, dy, M,
+                                            false, 0),
+                  y, dy, sizeof(float) * n * M, err);
+}
+
 extern "C" int bn_cuda_test_gemv_next_norm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                            const int32_t *qsum, int n, const float scales[3], int r1, int r2,
                                            bool add, float *y, const float *norm_w, float eps, bool glu,

@@ -27,6 +27,7 @@ typedef struct bn_cuda_stats {
     bool plain_attention;  // BITNET_CUDA_ATTN=plain (or a head_dim the fast kernels lack)
     int gemv_max;          // batches up to this many tokens take the GEMV path
     int attd_split;        // splits of the decode attention
+    const char *graph_error; // "" or why a graph capture failed (graphs are then off)
 } bn_cuda_stats;
 
 // Same check as bn_cuda_backend.probe.
@@ -54,6 +55,11 @@ int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, const int8_
 // The decode GEMV followed by its next norm (norm_w over the M outputs, or over
 // relu(y[:M/2])^2 * y[M/2:] when glu): y as bn_cuda_test_ternary, and the codes
 // q_out (n rows of M or M/2), s_out, qsum_out.
+// The GEMV on float rows x (n rows of K, glu: 2K), which every block normalizes
+// (norm_w, K floats) and quantizes itself: y as bn_cuda_test_ternary.
+int bn_cuda_test_gemv_norm(const uint8_t *w, int K, int M, const float *x, const float *norm_w, float eps,
+                           bool glu, int n, const float scales[3], int r1, int r2, bool add, float *y,
+                           bn_error *err);
 int bn_cuda_test_gemv_next_norm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                 const int32_t *qsum, int n, const float scales[3], int r1, int r2,
                                 bool add, float *y, const float *norm_w, float eps, bool glu,
@@ -109,12 +115,14 @@ int bn_cuda_test_head_q8_gemv(const int8_t *wq, const float *row_scale, int K, i
 typedef enum bn_cuda_bench_op {
     BN_CUDA_BENCH_COPY,          // cudaMemcpy device-to-device of M*K/4 bytes (bandwidth reference)
     BN_CUDA_BENCH_GEMV,          // ternary GEMV, codes precomputed (n tokens)
-    BN_CUDA_BENCH_GEMV_NORM,     // ternary GEMV + its next norm in the last block
+    BN_CUDA_BENCH_GEMV_NORM,     // ternary GEMV on float rows, normalized in every block's prologue
+    BN_CUDA_BENCH_GEMV_LAST,     // ternary GEMV + the next norm in its last block (BITNET_CUDA_NORM=last)
     BN_CUDA_BENCH_GEMM,          // norm+quant + dp4a tiled GEMM for n tokens
     BN_CUDA_BENCH_GEMM_MMA,      // norm+quant + tensor-core GEMM for n tokens
     BN_CUDA_BENCH_GEMM_MMA_ONLY, // the tensor-core GEMM alone, codes precomputed
     BN_CUDA_BENCH_LM_HEAD,       // f16 cublasGemmEx, M = vocab rows of K
     BN_CUDA_BENCH_ATTN_DECODE,   // decode attention, 2B-4T heads; K = context length, M > 1: splits
+    BN_CUDA_BENCH_ATTN_DECODE_NORM, // the same with the output's norm in its last block
     BN_CUDA_BENCH_ATTN_PREFILL,  // tensor-core prefill attention, n tokens at positions 0..n-1
     BN_CUDA_BENCH_HEAD_F16,      // bn_cuda_head_gemv, f16, fused argmax, M = vocab rows of K
     BN_CUDA_BENCH_HEAD_Q8,       // bn_cuda_head_q8_gemv, fused argmax

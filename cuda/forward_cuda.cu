@@ -5,19 +5,19 @@
 // (n == 1) is captured once per output kind (none, logits, argmax) as a CUDA
 // graph and replayed at every position (BITNET_CUDA_GRAPH=0 disables that).
 //
-// Each bitlinear reads int8 codes of its input, written by whoever ran before it:
-//   embedding -> rmsnorm_quant (attn_norm)                             -> codes 0
-//   per layer: QKV (codes 0) -> attention, whose last block quantizes its
-//   output with attn_sub_norm -> codes 1 -> O (+= x; ffn_norm) -> codes 0 ->
-//   gate|up (ffn_sub_norm of relu(gate)^2*up) -> codes 1 -> down (+= x; the
-//   next layer's attn_norm) -> codes 0
-// A batch of up to gemv_max tokens takes the GEMVs, which run those norms in
-// their last block; a larger batch takes the tensor-core GEMM (the dp4a one with
-// BITNET_CUDA_GEMM=dp4a) and a norm kernel after it.
+// Per layer: QKV (input: rmsnorm(x, attn_norm)) -> attention -> O (input:
+// rmsnorm(att, attn_sub_norm); += x) -> gate|up (rmsnorm(x, ffn_norm)) -> down
+// (rmsnorm(relu(gate)^2*up, ffn_sub_norm); += x). Each bitlinear multiplies the
+// int8 codes of its normalized input. A batch of up to gemv_max tokens takes the
+// GEMVs, each of whose blocks quantizes its input itself while its weights
+// arrive (with BITNET_CUDA_NORM=last: the last block of the kernel before does
+// it once, into codes 0/1 alternately); a larger batch takes a norm kernel and
+// the tensor-core GEMM (the dp4a one with BITNET_CUDA_GEMM=dp4a).
 // One token takes the split-KV decode attention (RoPE and the KV write inside);
 // more take rope_kv and the tensor-core prefill attention. With PDL
 // (backend_cuda.cuh) every kernel after the embedding may start before the one
 // before it ends.
+#include <stdio.h>
 #include <string.h>
 
 #include "backend_cuda.cuh"
@@ -38,42 +38,56 @@ static bn_cuda_next_norm next_norm(const bn_backend *be, const float *w, bool gl
     return nn;
 }
 
-// y (=|+=) W . codes; then nn (NULL: none) on y.
-static int bitlinear(bn_backend *be, const char *name, const uint8_t *w, int K, int M, const bn_cuda_codes *in,
-                     int n, bn_cuda_rowscale rs, bool add, float *y, int64_t ldy, const bn_cuda_next_norm *nn,
+// A bitlinear's input: the float rows it normalizes (norm_w; glu for the FFN's
+// relu(gate)^2*up) and the buffer for their int8 codes; `ready` when the kernel
+// before has already written the codes there (BITNET_CUDA_NORM=last).
+typedef struct bitlinear_in {
+    const float *x;
+    int64_t ldx;
+    const float *norm_w;
+    bool glu;
+    const bn_cuda_codes *codes;
+    bool ready;
+} bitlinear_in;
+
+// y (=|+=) W . quant(rmsnorm(x)); nn (NULL: none) quantizes y for the next one.
+static int bitlinear(bn_backend *be, const char *name, const uint8_t *w, int K, int M, const bitlinear_in *in, int n,
+                     bn_cuda_rowscale rs, bool add, float *y, int64_t ldy, const bn_cuda_next_norm *nn,
                      bn_error *err) {
+    const float eps = be->hp.norm_eps;
+    const bn_cuda_codes *c = in->codes;
     if (n <= be->gemv_max) {
-        BN_CUDA_TRY(bn_cuda_ternary_gemv(w, K, M, in->q, in->s, in->qsum, n, rs, add, y, ldy, nn, be->use_pdl,
-                                         be->st));
+        if (in->ready)
+            BN_CUDA_TRY(bn_cuda_ternary_gemv(w, K, M, c->q, c->s, c->qsum, n, rs, add, y, ldy, nn, be->use_pdl, be->st));
+        else
+            BN_CUDA_TRY(bn_cuda_ternary_gemv_norm(w, K, M, in->x, in->ldx, in->norm_w, eps, in->glu, n, rs, add, y, ldy,
+                                                  be->use_pdl, be->st));
         mark(be, name);
         return 0;
     }
+    BN_CUDA_TRY(bn_cuda_rmsnorm_quant(in->x, in->ldx, in->norm_w, n, K, eps, in->glu, c->q, c->s, c->qsum, be->use_pdl,
+                                      be->st));
+    mark(be, "rmsnorm_quant");
     if (be->dp4a_gemm)
-        BN_CUDA_TRY(bn_cuda_ternary_gemm(w, K, M, in->q, in->s, in->qsum, n, rs, add, y, ldy, be->st));
+        BN_CUDA_TRY(bn_cuda_ternary_gemm(w, K, M, c->q, c->s, c->qsum, n, rs, add, y, ldy, be->st));
     else
-        BN_CUDA_TRY(bn_cuda_ternary_gemm_mma(w, K, M, in->q, in->s, in->qsum, n, rs, add, y, ldy, be->st));
+        BN_CUDA_TRY(bn_cuda_ternary_gemm_mma(w, K, M, c->q, c->s, c->qsum, n, rs, add, y, ldy, be->st));
     mark(be, name);
-    if (nn && nn->w) {
-        BN_CUDA_TRY(bn_cuda_rmsnorm_quant(y, ldy, nn->w, n, nn->glu ? M / 2 : M, nn->eps, nn->glu, nn->q, nn->s,
-                                          nn->qsum, be->use_pdl, be->st));
-        mark(be, "rmsnorm_quant");
-    }
     return 0;
 }
 
-// Attention of layer l for the n tokens whose Q|K|V rows are in be->qkv; its
-// output's codes (attn_sub_norm) into `out`.
-static int attention(bn_backend *be, int l, int n, const bn_cuda_codes *out, bn_error *err) {
+// Attention of layer l for the n tokens whose Q|K|V rows are in be->qkv, into
+// be->att. nn (NULL: none): its output's codes for the O projection.
+static int attention(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, bn_error *err) {
     const bn_hparams *hp = &be->hp;
     const int H = (int)hp->n_head, Hkv = (int)hp->n_head_kv, hd = (int)hp->head_dim;
     const size_t kv_layer = (size_t)be->n_ctx * (size_t)be->nkv;
     __half *kc = be->kc + l * kv_layer, *vc = be->vc + l * kv_layer;
     unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H);
-    const bn_cuda_next_norm nn = next_norm(be, be->layers[l].attn_sub_norm, false, out, &cnt[0]);
     if (n == 1 && !be->plain_attention) {
         BN_CUDA_TRY(bn_cuda_attention_decode(be->qkv, be->nqkv, be->d_pos, 1, H, Hkv, hd, (int)hp->n_rot,
                                              be->rope_theta_scale, be->n_ctx, be->attd_split, kc, vc,
-                                             be->attd_scratch, &cnt[4], be->att, &nn, be->use_pdl, be->st));
+                                             be->attd_scratch, &cnt[4], be->att, nn, be->use_pdl, be->st));
         mark(be, "attention (decode, 2 kernels)");
         return 0;
     }
@@ -89,9 +103,11 @@ static int attention(bn_backend *be, int l, int n, const bn_cuda_codes *out, bn_
                                       be->st));
         mark(be, "attention (plain)");
     }
-    BN_CUDA_TRY(bn_cuda_rmsnorm_quant(be->att, be->nq, nn.w, n, be->nq, nn.eps, false, nn.q, nn.s, nn.qsum,
-                                      be->use_pdl, be->st));
-    mark(be, "rmsnorm_quant");
+    if (nn) {
+        BN_CUDA_TRY(bn_cuda_rmsnorm_quant(be->att, be->nq, nn->w, n, be->nq, nn->eps, false, nn->q, nn->s, nn->qsum,
+                                          be->use_pdl, be->st));
+        mark(be, "rmsnorm_quant");
+    }
     return 0;
 }
 
@@ -106,7 +122,9 @@ static int enqueue_layers(bn_backend *be, int n, bn_error *err) {
     BN_CUDA_TRY(bn_cuda_embedding(be->embd, be->embd_type, be->d_tok, n, E, be->x, false, be->st));
     mark(be, "embedding");
     const bn_cuda_codes *c0 = &be->codes[0], *c1 = &be->codes[1];
-    if (hp->n_layer > 0) {
+    // With BITNET_CUDA_NORM=last the GEMVs read codes the kernel before wrote.
+    const bool last = be->norm_last && n <= be->gemv_max;
+    if (last && hp->n_layer > 0) {
         BN_CUDA_TRY(bn_cuda_rmsnorm_quant(be->x, E, be->layers[0].attn_norm, n, E, hp->norm_eps, false, c0->q, c0->s,
                                           c0->qsum, be->use_pdl, be->st));
         mark(be, "rmsnorm_quant");
@@ -114,40 +132,24 @@ static int enqueue_layers(bn_backend *be, int n, bn_error *err) {
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const bn_cuda_layer *C = &be->layers[l];
         unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H);
-        if (bitlinear(be, "gemv qkv", C->wqkv, E, be->nqkv, c0, n, C->rs_qkv, false, be->qkv, be->nqkv, NULL, err) ||
-            attention(be, (int)l, n, c1, err))
-            return -1;
+        const float *next = l + 1 < hp->n_layer ? be->layers[l + 1].attn_norm : NULL;
+        const bn_cuda_next_norm n_att = next_norm(be, C->attn_sub_norm, false, c1, &cnt[0]);
         const bn_cuda_next_norm n_o = next_norm(be, C->ffn_norm, false, c0, &cnt[1]);
         const bn_cuda_next_norm n_gu = next_norm(be, C->ffn_sub_norm, true, c1, &cnt[2]);
-        const bn_cuda_next_norm n_down =
-            next_norm(be, l + 1 < hp->n_layer ? be->layers[l + 1].attn_norm : NULL, false, c0, &cnt[3]);
-        if (bitlinear(be, "gemv o", C->wo, be->nq, E, c1, n, C->rs_o, true, be->x, E, &n_o, err) ||
-            bitlinear(be, "gemv gate|up", C->wgu, E, 2 * F, c0, n, C->rs_gu, false, be->gu, 2 * F, &n_gu, err) ||
-            bitlinear(be, "gemv down", C->wdown, F, E, c1, n, C->rs_down, true, be->x, E, &n_down, err))
+        const bn_cuda_next_norm n_down = next_norm(be, next, false, c0, &cnt[3]);
+        const bitlinear_in in_qkv = {be->x, E, C->attn_norm, false, c0, last};
+        const bitlinear_in in_o = {be->att, be->nq, C->attn_sub_norm, false, c1, last};
+        const bitlinear_in in_gu = {be->x, E, C->ffn_norm, false, c0, last};
+        const bitlinear_in in_down = {be->gu, 2 * F, C->ffn_sub_norm, true, c1, last};
+        if (bitlinear(be, "gemv qkv", C->wqkv, E, be->nqkv, &in_qkv, n, C->rs_qkv, false, be->qkv, be->nqkv, NULL,
+                      err) ||
+            attention(be, (int)l, n, last ? &n_att : NULL, err) ||
+            bitlinear(be, "gemv o", C->wo, be->nq, E, &in_o, n, C->rs_o, true, be->x, E, last ? &n_o : NULL, err) ||
+            bitlinear(be, "gemv gate|up", C->wgu, E, 2 * F, &in_gu, n, C->rs_gu, false, be->gu, 2 * F,
+                      last ? &n_gu : NULL, err) ||
+            bitlinear(be, "gemv down", C->wdown, F, E, &in_down, n, C->rs_down, true, be->x, E,
+                      last && next ? &n_down : NULL, err))
             return -1;
-    }
-    return 0;
-}
-
-static cudaDataType_t head_dtype(int type) { return type == BN_CUDA_F16 ? CUDA_R_16F : CUDA_R_32F; }
-
-// The f16/f32 head on cuBLAS (BITNET_CUDA_HEAD=cublas), argmax as a second kernel.
-static int head_cublas(bn_backend *be, int rows, int kind, bn_error *err) {
-    const int E = (int)be->hp.n_embd, V = (int)be->hp.n_vocab;
-    if (!be->blas) { // created at the first use, which is never inside a graph capture
-        BN_CUBLAS_TRY(cublasCreate(&be->blas));
-        BN_CUBLAS_TRY(cublasSetStream(be->blas, be->st));
-        BN_CUBLAS_TRY(cublasSetWorkspace(be->blas, be->blas_ws, BN_CUBLAS_WS));
-    }
-    const float one = 1.f, zero = 0.f;
-    const cudaDataType_t dt = head_dtype(be->head_type);
-    BN_CUBLAS_TRY(cublasGemmEx(be->blas, CUBLAS_OP_T, CUBLAS_OP_N, V, rows, E, &one, be->head, dt, E,
-                               be->head_in, dt, E, &zero, be->logits, CUDA_R_32F, V,
-                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    mark(be, "head gemm (cuBLAS)");
-    if (kind == BN_OUT_ARGMAX) {
-        BN_CUDA_TRY(bn_cuda_argmax(be->logits + (size_t)(rows - 1) * V, V, be->d_argmax, be->st));
-        mark(be, "argmax");
     }
     return 0;
 }
@@ -168,8 +170,6 @@ static int enqueue_head(bn_backend *be, int row0, int rows, int kind, bn_error *
                                          be->head_xscale, rows, be->logits, argmax, be->head_scratch,
                                          be->head_counter, be->use_pdl, be->st));
         mark(be, "head gemv q8 + argmax");
-    } else if (be->cublas_head) {
-        if (head_cublas(be, rows, kind, err)) return -1;
     } else {
         BN_CUDA_TRY(bn_cuda_head_gemv(be->head, be->head_type, E, V, be->head_in, rows, be->logits, argmax,
                                       be->head_scratch, be->head_counter, be->use_pdl, be->st));
@@ -194,21 +194,19 @@ static int enqueue_decode(bn_backend *be, int kind, bn_error *err) {
 // see forward_impl). On failure the stream leaves capture mode and graphs are
 // switched off for this backend: every step then runs eagerly.
 static void capture_decode(bn_backend *be, int kind) {
-    bn_error cerr;
+    bn_error cerr = {{0}};
     cudaGraph_t graph = NULL;
-    if (cudaStreamBeginCapture(be->st, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
-        be->use_graph = false;
-        (void)cudaGetLastError();
-        return;
+    cudaError_t e = cudaStreamBeginCapture(be->st, cudaStreamCaptureModeThreadLocal);
+    if (e == cudaSuccess) {
+        const int rc = enqueue_decode(be, kind, &cerr);
+        e = cudaStreamEndCapture(be->st, &graph);
+        if (rc == 0 && e == cudaSuccess && graph) e = cudaGraphInstantiate(&be->graph[kind], graph, 0);
+        else if (rc != 0) e = cudaErrorStreamCaptureInvalidated;
+        if (graph) (void)cudaGraphDestroy(graph);
+        if (e == cudaSuccess) return;
     }
-    const int rc = enqueue_decode(be, kind, &cerr);
-    const cudaError_t e = cudaStreamEndCapture(be->st, &graph);
-    if (rc == 0 && e == cudaSuccess && graph &&
-        cudaGraphInstantiate(&be->graph[kind], graph, 0) == cudaSuccess) {
-        (void)cudaGraphDestroy(graph);
-        return;
-    }
-    if (graph) (void)cudaGraphDestroy(graph);
+    snprintf(be->graph_error, sizeof be->graph_error, "%s%s%s", cudaGetErrorString(e), cerr.msg[0] ? ": " : "",
+             cerr.msg);
     be->graph[kind] = NULL;
     be->use_graph = false;
     (void)cudaGetLastError(); // the eager run reports any real error itself
@@ -266,10 +264,9 @@ static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *po
     // The first decode step of each output kind ran eagerly above; capture it now
     // for the next ones. Capturing before any eager run would put first-use work
     // inside the capture: lazy loading of this module's kernels (the CUDA 12
-    // default), the GEMV's shared-memory limit and cuBLAS's first-call setup for
-    // the cuBLAS head, any of which can make capture fail or, worse, silently drop
-    // graphs for the session. Capture executes nothing, so h_tok/h_pos need no
-    // particular content.
+    // default) and the kernels' shared-memory limits, either of which can make
+    // capture fail and switch graphs off for the session. Capture executes
+    // nothing, so h_tok/h_pos need no particular content.
     if (n_tokens == 1 && be->use_graph && !be->graph[kind] && !be->prof) capture_decode(be, kind);
     return 0;
 }

@@ -8,8 +8,8 @@
 // rint(h*s)), codes and scale from the same kernel, so no extra launch. The
 // rounded values are recomputed for each pass over the row (max, then codes)
 // rather than kept: the row is a few KiB and stays in L1.
-// The matrix product: cublasGemmEx (backend_cuda.cu) or the streaming GEMVs of
-// lm_head_gemv.cu, which also fuse the argmax.
+// The matrix product is the streaming GEMV of lm_head_gemv.cu, which also fuses
+// the argmax.
 // argmax: one block of 1024 threads over a logit row, float4 loads, ties go to
 // the lowest id (as a scalar loop would), so greedy decoding copies back one int.
 // CPU twins: rmsnorm + bn_f32_to_f16 (+ bn_quantize_i8), and the argmax of the

@@ -1,14 +1,14 @@
 // norm_quant.cuh - RMSNorm + bitlinear int8 quantization of one row, by one block.
 //
-// Used by the standalone kernel (rmsnorm_quant.cu: prefill, and the first norm of
-// a decode step) and by the last block of a decode GEMV or of the attention,
-// which quantizes the next bitlinear's input once (ternary_gemv.cu). All of them
-// launch BN_NQ_THREADS threads, so they reduce in the same order and give
-// bit-identical codes. The row is read three times (sum of squares, max|h|,
-// codes) instead of being kept in shared memory: it is at most a few tens of KiB
-// and stays in L2, and any width works. Rows are read with __ldcg (L2, not L1):
-// in the last-block case other blocks of the same kernel have just written them.
-// CPU twin: rmsnorm (cpu/ops.c) followed by bn_quantize_i8 (cpu/kernels_scalar.c).
+// Used by the standalone kernel (rmsnorm_quant.cu: prefill), by the decode GEMV's
+// prologue (ternary_gemv.cu: each block quantizes its input while its weights
+// are still arriving) and, with BITNET_CUDA_NORM=last, by the last block of the
+// kernel that produced the row. All launch BN_NQ_THREADS threads, so they reduce
+// in the same order and give bit-identical codes. The row is read from global
+// memory once (with __ldcg, L2: in the last-block case other blocks of the same
+// kernel have just written it) into a shared-memory copy `hs` of n floats, which
+// the max and code passes then reuse: three dependent trips to L2 cost more
+// than the arithmetic.
 #ifndef BN_CUDA_NORM_QUANT_CUH
 #define BN_CUDA_NORM_QUANT_CUH
 
@@ -38,11 +38,12 @@ __device__ __forceinline__ int bn_quant1(float h, float sc) {
 
 // Normalizes row x (n floats, n % 4 == 0) with weight w, quantizes it, calls
 // store(i, code) for every element and returns s = 127/max|h| and sum(codes) to
-// every thread. Must be called by all threads of the block.
+// every thread. hs: n floats of shared memory. Must be called by all threads of
+// the block.
 template <typename Store>
 __device__ __forceinline__ void bn_block_norm_quant(const float *__restrict__ x, int n,
                                                     const float *__restrict__ w, float eps, bool glu,
-                                                    float *s_out, int *qsum_out, Store store) {
+                                                    float *hs, float *s_out, int *qsum_out, Store store) {
     __shared__ float fred[32];
     __shared__ int ired[32];
     __shared__ double dred[32];
@@ -53,24 +54,25 @@ __device__ __forceinline__ void bn_block_norm_quant(const float *__restrict__ x,
     double ss = 0.0;
     for (int i = threadIdx.x * 4; i < n; i += stride) {
         const float4 v = bn_nq_load4(x, i, n, glu);
+        *reinterpret_cast<float4 *>(hs + i) = v;
         ss += (double)v.x * v.x + (double)v.y * v.y + (double)v.z * v.z + (double)v.w * v.w;
     }
-    ss = bn_block_sum(ss, dred);
+    ss = bn_block_sum(ss, dred); // its barriers also publish hs
     const float inv = 1.0f / sqrtf((float)(ss / (double)n) + eps);
 
     float amax = 0.f;
     for (int i = threadIdx.x * 4; i < n; i += stride) {
-        const float4 v = bn_nq_load4(x, i, n, glu);
+        const float4 v = *reinterpret_cast<const float4 *>(hs + i);
         const float4 g = *reinterpret_cast<const float4 *>(w + i);
         amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v.x * inv * g.x), fabsf(v.y * inv * g.y)),
                                  fmaxf(fabsf(v.z * inv * g.z), fabsf(v.w * inv * g.w))));
     }
     amax = bn_block_max(amax, fred);
-    const float sc = 127.0f / fmaxf(amax, BN_QUANT_MIN_ABSMAX);
+    const float sc = 127.0f / fmaxf(amax, 1e-5f);
 
     int qs = 0;
     for (int i = threadIdx.x * 4; i < n; i += stride) {
-        const float4 v = bn_nq_load4(x, i, n, glu);
+        const float4 v = *reinterpret_cast<const float4 *>(hs + i);
         const float4 g = *reinterpret_cast<const float4 *>(w + i);
         const int a = bn_quant1(v.x * inv * g.x, sc), b = bn_quant1(v.y * inv * g.y, sc);
         const int c = bn_quant1(v.z * inv * g.z, sc), d = bn_quant1(v.w * inv * g.w, sc);

@@ -2,8 +2,7 @@
 //
 // One block of BN_NQ_THREADS per token (norm_quant.cuh); writes the codes q[t, :],
 // the quantization scale s[t] and qsum[t] = sum(q[t, :]) the GEMM's epilogue
-// needs. A decode step uses it once, after the embedding; the later norms of a
-// step run in the last block of the kernel before them (ternary_gemv.cu).
+// needs. The decode path normalizes inside its GEMVs instead (ternary_gemv.cu).
 // CPU twin: rmsnorm + bn_quantize_i8.
 #include "cuda_kernels.cuh"
 #include "norm_quant.cuh"
@@ -13,14 +12,14 @@ __global__ void __launch_bounds__(BN_NQ_THREADS)
 bn_rmsnorm_quant_kernel(const float *__restrict__ x, int64_t ldx, const float *__restrict__ w, int n,
                         float eps, bool glu, int8_t *__restrict__ q, float *__restrict__ s,
                         int32_t *__restrict__ qsum) {
+    extern __shared__ float hs[]; // n floats
     bn_pdl_wait();
     bn_pdl_trigger();
     const int t = blockIdx.x;
     int8_t *qt = q + (int64_t)t * n;
     float sc;
     int qs;
-    bn_block_norm_quant(x + t * ldx, n, w, eps, glu, &sc, &qs,
-                        [&](int i, int v) { qt[i] = (int8_t)v; });
+    bn_block_norm_quant(x + t * ldx, n, w, eps, glu, hs, &sc, &qs, [&](int i, int v) { qt[i] = (int8_t)v; });
     if (threadIdx.x == 0) {
         s[t] = sc;
         qsum[t] = qs;
@@ -32,7 +31,15 @@ cudaError_t bn_cuda_rmsnorm_quant(const float *x, int64_t ldx, const float *w, i
                                   cudaStream_t st) {
     if (n_tok <= 0) return cudaSuccess;
     if (n <= 0 || n % 4) return cudaErrorInvalidValue;
-    return bn_launch(pdl, bn_rmsnorm_quant_kernel, dim3(n_tok), dim3(BN_NQ_THREADS), 0, st, x, ldx, w, n, eps,
+    const size_t smem = sizeof(float) * (size_t)n;
+    static size_t raised = 48 * 1024; // the kernel's dynamic shared-memory limit so far
+    if (smem > raised) { // at the first use of a wider row, which is eager, never captured
+        const cudaError_t e = cudaFuncSetAttribute(bn_rmsnorm_quant_kernel,
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+        raised = smem;
+    }
+    return bn_launch(pdl, bn_rmsnorm_quant_kernel, dim3(n_tok), dim3(BN_NQ_THREADS), smem, st, x, ldx, w, n, eps,
                      glu, q, s, qsum);
 }
 

@@ -7,9 +7,11 @@
 //   in I2_S is one contiguous byte range, and copies all of it into shared
 //   memory with cp.async *before* it waits for the previous kernel (pdl.cuh):
 //   the weight stream overlaps the previous kernel's tail.
-// - The input is already quantized (int8 codes, scale s, qsum = sum of codes):
-//   by the previous GEMV's or the attention's last block, or by the standalone
-//   rmsnorm_quant kernel. Nothing normalizes the same vector twice.
+// - The input: float rows that every block normalizes and quantizes itself
+//   (norm_quant.cuh) while its weights are still arriving, so the norm costs no
+//   extra launch and almost no time; or int8 codes made earlier (scale s,
+//   qsum = sum of codes) by the standalone rmsnorm_quant kernel or, with
+//   BITNET_CUDA_NORM=last, by the last block of the kernel before.
 // - Weights stay in I2_S exactly as in the file: bits 7:6 of four consecutive
 //   bytes are four consecutive elements, so each 32-bit word feeds one __dp4a
 //   per 2-bit plane. A plane is isolated with one AND (code << 5, 4, 2 or 0; the
@@ -24,10 +26,11 @@
 //   s*K/64 + c.
 // - Epilogue: /s * per-row scale (Q|K|V or gate|up stacks carry 3 scales), then
 //   store or add into the residual stream.
-// - Next norm (optional): after its rows are written, the last block to finish
-//   (threadfence + atomic counter) runs RMSNorm + quantization of the whole
-//   output row (or of relu(gate)^2*up for gate|up) with the next bitlinear's
-//   norm weight, into the codes the next GEMV reads.
+// - Next norm (optional, BITNET_CUDA_NORM=last): after its rows are written, the
+//   last block to finish (threadfence + atomic counter) runs RMSNorm +
+//   quantization of the whole output row (or of relu(gate)^2*up for gate|up)
+//   with the next bitlinear's norm weight, into the codes the next GEMV reads:
+//   each vector is quantized once, but one block does it while the GPU waits.
 // CPU twin: bn_ternary_gemm_scalar; the next norm: rmsnorm + bn_quantize_i8.
 #include "async_copy.cuh"
 #include "cuda_kernels.cuh"
@@ -57,12 +60,23 @@ __device__ __forceinline__ void bn_dot_chunk(uint4 w, int4 x0, int4 x1, int4 x2,
     }
 }
 
+// What a GEMV multiplies: int8 codes (q, s, qsum), or, when x is set, float rows
+// (ldx apart) that each block normalizes with norm_w (glu as in rmsnorm_quant).
+typedef struct bn_gemv_in {
+    const int8_t *q;
+    const float *s;
+    const int32_t *qsum;
+    const float *x;
+    int64_t ldx;
+    const float *norm_w;
+    float eps;
+    bool glu;
+} bn_gemv_in;
+
 template <int G>
 __global__ void __launch_bounds__(BN_GEMV_THREADS)
-bn_ternary_gemv_kernel(const uint8_t *__restrict__ w, int K, int M, int rows_per_block,
-                       const int8_t *__restrict__ q, const float *__restrict__ s,
-                       const int32_t *__restrict__ qsum, int n, bn_cuda_rowscale rs, bool add,
-                       float *__restrict__ y, int64_t ldy, bn_cuda_next_norm nn) {
+bn_ternary_gemv_kernel(const uint8_t *__restrict__ w, int K, int M, int rows_per_block, bn_gemv_in in, int n,
+                       bn_cuda_rowscale rs, bool add, float *__restrict__ y, int64_t ldy, bn_cuda_next_norm nn) {
     extern __shared__ int4 smem[];
     const int64_t rowb = K / 4;             // bytes a row
     const int rowv = (int)(rowb / 16);      // 16-byte chunks a row
@@ -70,6 +84,7 @@ bn_ternary_gemv_kernel(const uint8_t *__restrict__ w, int K, int M, int rows_per
     const int nrows = min(rows_per_block, M - r0);
     int4 *wsm = smem;                       // nrows x rowv
     int4 *qsm = smem + rows_per_block * rowv; // n x K/16, permuted
+    float *hs = reinterpret_cast<float *>(qsm + n * (K / 16)); // K floats: the row being normalized
 
     // 1. This block's weights, in flight before anything else (constant data).
     const int4 *wsrc = reinterpret_cast<const int4 *>(w + r0 * rowb);
@@ -83,14 +98,30 @@ bn_ternary_gemv_kernel(const uint8_t *__restrict__ w, int K, int M, int rows_per
     __shared__ float s_sc[BN_GEMV_MAX_N];
     __shared__ int s_qs[BN_GEMV_MAX_N];
     const int kv = K / 16, plane = K / 64;
-    for (int m = threadIdx.x; m < n * kv; m += blockDim.x) {
-        const int t = m / kv, i = m - t * kv;
-        qsm[t * kv + ((i & 7) >> 1) * plane + 2 * (i >> 3) + (i & 1)] =
-            reinterpret_cast<const int4 *>(q + (int64_t)t * K)[i];
-    }
-    if (threadIdx.x < n) {
-        s_sc[threadIdx.x] = s[threadIdx.x];
-        s_qs[threadIdx.x] = qsum[threadIdx.x];
+    if (in.x) {
+        int8_t *qb = reinterpret_cast<int8_t *>(qsm);
+        for (int t = 0; t < n; t++) {
+            int8_t *qt = qb + (int64_t)t * K;
+            float sc;
+            int qs;
+            bn_block_norm_quant(in.x + t * in.ldx, K, in.norm_w, in.eps, in.glu, hs, &sc, &qs, [&](int i, int v) {
+                qt[((i >> 5) & 3) * (K / 4) + ((i >> 7) << 5) + (i & 31)] = (int8_t)v; // plane, block, element
+            });
+            if (threadIdx.x == 0) {
+                s_sc[t] = sc;
+                s_qs[t] = qs;
+            }
+        }
+    } else {
+        for (int m = threadIdx.x; m < n * kv; m += blockDim.x) {
+            const int t = m / kv, i = m - t * kv;
+            qsm[t * kv + ((i & 7) >> 1) * plane + 2 * (i >> 3) + (i & 1)] =
+                reinterpret_cast<const int4 *>(in.q + (int64_t)t * K)[i];
+        }
+        if (threadIdx.x < n) {
+            s_sc[threadIdx.x] = in.s[threadIdx.x];
+            s_qs[threadIdx.x] = in.qsum[threadIdx.x];
+        }
     }
     bn_cp_async_wait_all();
     __syncthreads();
@@ -140,7 +171,7 @@ bn_ternary_gemv_kernel(const uint8_t *__restrict__ w, int K, int M, int rows_per
         int8_t *qo = nn.q + (int64_t)t * width;
         float sc;
         int qs;
-        bn_block_norm_quant(y + t * ldy, width, nn.w, nn.eps, nn.glu, &sc, &qs,
+        bn_block_norm_quant(y + t * ldy, width, nn.w, nn.eps, nn.glu, reinterpret_cast<float *>(smem), &sc, &qs,
                             [&](int i, int v) { qo[i] = (int8_t)v; });
         if (threadIdx.x == 0) {
             nn.s[t] = sc;
@@ -201,32 +232,59 @@ int bn_cuda_gemv_max_tokens(int K) {
     return n < BN_GEMV_MAX_N ? n : BN_GEMV_MAX_N;
 }
 
+static cudaError_t gemv_launch(const uint8_t *w, int K, int M, const bn_gemv_in &in, int n, bn_cuda_rowscale rs,
+                               bool add, float *y, int64_t ldy, const bn_cuda_next_norm *nn, bool pdl,
+                               cudaStream_t st) {
+    if (n <= 0 || M <= 0) return cudaSuccess;
+    if (K <= 0 || K % 128 != 0 || n > bn_cuda_gemv_max_tokens(K)) return cudaErrorInvalidValue;
+    const bool next = nn && nn->w;
+    const int width = next ? (nn->glu ? M / 2 : M) : 0;
+    if (next && (nn->glu ? M % 8 : M % 4)) return cudaErrorInvalidValue; // float4 rows
+    const int64_t rowb = K / 4;
+    const int64_t fixed = (int64_t)n * K + (in.x ? 4 * (int64_t)K : 0); // codes, and the row being normalized
+    int rpb = (M + block_count() - 1) / block_count();
+    const int64_t budget = g_smem_limit - fixed; // set up by bn_cuda_gemv_max_tokens
+    const int64_t cap = (budget < BN_GEMV_WEIGHT_SMEM ? budget : BN_GEMV_WEIGHT_SMEM) / rowb;
+    if (cap < 1 || 4 * (int64_t)width > g_smem_limit) return cudaErrorInvalidValue;
+    if (rpb > cap) rpb = (int)cap;
+    const int blocks = (M + rpb - 1) / rpb;
+    size_t smem = (size_t)(rpb * rowb + fixed);
+    if (smem < 4 * (size_t)width) smem = 4 * (size_t)width; // the last block's copy of the output row
+    bn_cuda_next_norm none = {};
+    const bn_cuda_next_norm nnv = next ? *nn : none;
+    switch (lanes_per_row(K)) {
+    case 8:
+        return bn_launch(pdl, bn_ternary_gemv_kernel<8>, dim3(blocks), dim3(BN_GEMV_THREADS), smem, st, w, K, M, rpb,
+                         in, n, rs, add, y, ldy, nnv);
+    case 4:
+        return bn_launch(pdl, bn_ternary_gemv_kernel<4>, dim3(blocks), dim3(BN_GEMV_THREADS), smem, st, w, K, M, rpb,
+                         in, n, rs, add, y, ldy, nnv);
+    default:
+        return bn_launch(pdl, bn_ternary_gemv_kernel<2>, dim3(blocks), dim3(BN_GEMV_THREADS), smem, st, w, K, M, rpb,
+                         in, n, rs, add, y, ldy, nnv);
+    }
+}
+
 cudaError_t bn_cuda_ternary_gemv(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                  const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
                                  float *y, int64_t ldy, const bn_cuda_next_norm *nn, bool pdl,
                                  cudaStream_t st) {
-    if (n <= 0 || M <= 0) return cudaSuccess;
-    if (K <= 0 || K % 128 != 0 || n > bn_cuda_gemv_max_tokens(K)) return cudaErrorInvalidValue;
-    if (nn && nn->w && (nn->glu ? M % 8 : M % 4)) return cudaErrorInvalidValue; // float4 rows
-    const int64_t rowb = K / 4;
-    int rpb = (M + block_count() - 1) / block_count();
-    const int64_t budget = g_smem_limit - (int64_t)n * K; // set up by bn_cuda_gemv_max_tokens
-    const int64_t cap = (budget < BN_GEMV_WEIGHT_SMEM ? budget : BN_GEMV_WEIGHT_SMEM) / rowb;
-    if (cap < 1) return cudaErrorInvalidValue;
-    if (rpb > cap) rpb = (int)cap;
-    const int blocks = (M + rpb - 1) / rpb;
-    const size_t smem = (size_t)rpb * rowb + (size_t)n * K;
-    bn_cuda_next_norm none = {};
-    const bn_cuda_next_norm next = nn ? *nn : none;
-    switch (lanes_per_row(K)) {
-    case 8:
-        return bn_launch(pdl, bn_ternary_gemv_kernel<8>, dim3(blocks), dim3(BN_GEMV_THREADS), smem, st,
-                         w, K, M, rpb, q, s, qsum, n, rs, add, y, ldy, next);
-    case 4:
-        return bn_launch(pdl, bn_ternary_gemv_kernel<4>, dim3(blocks), dim3(BN_GEMV_THREADS), smem, st,
-                         w, K, M, rpb, q, s, qsum, n, rs, add, y, ldy, next);
-    default:
-        return bn_launch(pdl, bn_ternary_gemv_kernel<2>, dim3(blocks), dim3(BN_GEMV_THREADS), smem, st,
-                         w, K, M, rpb, q, s, qsum, n, rs, add, y, ldy, next);
-    }
+    bn_gemv_in in = {};
+    in.q = q;
+    in.s = s;
+    in.qsum = qsum;
+    return gemv_launch(w, K, M, in, n, rs, add, y, ldy, nn, pdl, st);
+}
+
+cudaError_t bn_cuda_ternary_gemv_norm(const uint8_t *w, int K, int M, const float *x, int64_t ldx,
+                                      const float *norm_w, float eps, bool glu, int n, bn_cuda_rowscale rs,
+                                      bool add, float *y, int64_t ldy, bool pdl, cudaStream_t st) {
+    if (!x || !norm_w) return cudaErrorInvalidValue;
+    bn_gemv_in in = {};
+    in.x = x;
+    in.ldx = ldx;
+    in.norm_w = norm_w;
+    in.eps = eps;
+    in.glu = glu;
+    return gemv_launch(w, K, M, in, n, rs, add, y, ldy, NULL, pdl, st);
 }

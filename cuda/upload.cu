@@ -102,7 +102,7 @@ static int upload_jobs(const up_job *jobs, int n_jobs, bn_error *err) {
     memset(&p, 0, sizeof p);
     p.jobs = jobs;
     p.n_jobs = n_jobs;
-    p.first = (size_t *)malloc(sizeof(size_t) * (n_jobs + 1));
+    p.first = (size_t *)calloc((size_t)n_jobs + 1, sizeof(size_t)); // first[0] = 0
     if (!p.first) return bn_errorf(err, "cuda: out of host memory");
     for (int i = 0; i < n_jobs; i++) p.first[i + 1] = p.first[i] + chunks_of(jobs[i].bytes);
     p.n_chunks = p.first[n_jobs];
