@@ -344,6 +344,8 @@ int main(int argc, char **argv) {
 #else
     json = want_json;
     bn_error err = {{0}};
+    double init_ms = 0, context_ms = 0;
+    const int started = bn_cuda_bench_startup(&init_ms, &context_ms);
     if (bn_cuda_probe_device(&err)) {
         const char *pre = "no CUDA device";
         if (json) {
@@ -369,7 +371,13 @@ int main(int argc, char **argv) {
     }
     copy_gbs = r.bytes / r.us / 1e3;
     cJSON_AddNumberToObject(root, "copy_gbs", copy_gbs);
-    if (!json) printf("device-to-device copy: %.1f GB/s (read + write)\n\n", copy_gbs);
+    if (started == 0) {
+        cJSON_AddNumberToObject(root, "driver_init_ms", init_ms);
+        cJSON_AddNumberToObject(root, "context_ms", context_ms);
+    }
+    if (!json)
+        printf("start-up: driver %.0f ms, context %.0f ms\ndevice-to-device copy: %.1f GB/s (read + write)\n\n",
+               init_ms, context_ms, copy_gbs);
     out_kernels = cJSON_AddArrayToObject(root, "kernels");
     kernels(quick);
     out_model = cJSON_AddObjectToObject(root, "model");

@@ -19,7 +19,7 @@ typedef struct bn_backend bn_backend; // backend-private state
 typedef struct bn_backend_config {
     int n_threads;       // CPU threads (<= 0: physical cores)
     int n_ctx;           // KV cache length in tokens (<= model context)
-    int max_batch;       // largest n_tokens passed to forward()
+    int max_batch;       // tokens one pass processes at once (longer inputs are chunked); 0: the backend's default
     bool lm_head_q8;     // quantize the LM head to int8 per row at load
     const char *kernels; // CPU kernel set: NULL/"auto", "scalar", "avx2", "avx512"
 } bn_backend_config;
@@ -51,6 +51,10 @@ typedef struct bn_backend_ops {
 
     // Optional: bytes of memory the backend holds (device memory for CUDA).
     uint64_t (*memory_bytes)(const bn_backend *be);
+
+    // Optional: starts initializing the device in the background and returns at
+    // once; probe() and create() wait for it (bn_backend_warmup in bitnet.h).
+    void (*warmup)(void);
 } bn_backend_ops;
 
 extern const bn_backend_ops bn_cpu_backend;

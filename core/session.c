@@ -15,7 +15,6 @@
 #include "utf8.h"
 
 // Prompt tokens per forward pass; larger prompts are fed in chunks by the backend.
-#define BN_MAX_BATCH 512
 
 struct bn_session {
     bn_engine *engine;
@@ -85,7 +84,7 @@ int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out
     if (choose_backend(p->backend, &s->ops, s->note, sizeof s->note, err)) goto fail;
     bn_backend_config cfg = {.n_threads = p->n_threads,
                              .n_ctx = n_ctx,
-                             .max_batch = BN_MAX_BATCH < n_ctx ? BN_MAX_BATCH : n_ctx,
+                             .max_batch = 0, // the backend's own chunk size
                              .lm_head_q8 = p->lm_head_q8,
                              .kernels = p->cpu_kernels};
     double t0 = bn_now_ms();

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
@@ -285,3 +286,20 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
 }
 
 extern "C" void bn_cuda_bench_gemv_blocks_per_sm(int n) { bn_cuda_gemv_set_blocks_per_sm(n); }
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+extern "C" int bn_cuda_bench_startup(double *init_ms, double *context_ms) {
+    const double t0 = now_ms();
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) return -1;
+    const double t1 = now_ms();
+    if (cudaSetDevice(0) != cudaSuccess || cudaFree(0) != cudaSuccess) return -1;
+    *init_ms = t1 - t0;
+    *context_ms = now_ms() - t1;
+    return 0;
+}

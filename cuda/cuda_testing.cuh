@@ -135,6 +135,9 @@ typedef struct bn_cuda_bench_result {
 } bn_cuda_bench_result;
 int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, int iters, bn_cuda_bench_result *r,
                          bn_error *err);
+// Process start-up, measured first thing: the driver (cudaGetDeviceCount) and
+// the context (cudaFree(0)), in ms; -1 without a device.
+int bn_cuda_bench_startup(double *init_ms, double *context_ms);
 // The GEMV's blocks per multiprocessor (1 in the backend), for a sweep.
 void bn_cuda_bench_gemv_blocks_per_sm(int n);
 

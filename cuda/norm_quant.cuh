@@ -36,10 +36,10 @@ __device__ __forceinline__ int bn_quant1(float h, float sc) {
     return min(127, max(-128, __float2int_rn(h * sc))); // round half to even, like rintf
 }
 
-// Normalizes row x (n floats, n % 4 == 0) with weight w, quantizes it, calls
-// store(i, code) for every element and returns s = 127/max|h| and sum(codes) to
-// every thread. hs: n floats of shared memory. Must be called by all threads of
-// the block.
+// Normalizes row x (n floats, n % 4 == 0) with weight w (global or shared
+// memory), quantizes it, calls store(i, code) for every element and returns
+// s = 127/max|h| and sum(codes) to every thread. hs: n floats of shared memory.
+// Must be called by all threads of the block.
 template <typename Store>
 __device__ __forceinline__ void bn_block_norm_quant(const float *__restrict__ x, int n,
                                                     const float *__restrict__ w, float eps, bool glu,
@@ -52,7 +52,8 @@ __device__ __forceinline__ void bn_block_norm_quant(const float *__restrict__ x,
     // it: every float square is exact in double, so the float scale matches the
     // CPU's whatever the summation order, and no int8 rounding flips on it.
     double ss = 0.0;
-    for (int i = threadIdx.x * 4; i < n; i += stride) {
+#pragma unroll 4
+    for (int i = threadIdx.x * 4; i < n; i += stride) { // the loads of several iterations in flight
         const float4 v = bn_nq_load4(x, i, n, glu);
         *reinterpret_cast<float4 *>(hs + i) = v;
         ss += (double)v.x * v.x + (double)v.y * v.y + (double)v.z * v.z + (double)v.w * v.w;

@@ -133,7 +133,7 @@ echo
 echo "== gpu-check on $gpu (commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
 printf '%s\n' "${summary[@]}"
 grep -h "ERROR SUMMARY" "$out/memcheck.log" 2>/dev/null | tail -1
-grep -hE "^(device-to-device|decode at|prefill|model )" "$out/bench_cuda.log" 2>/dev/null
+grep -hE "^(start-up|device-to-device|decode at|prefill|model )" "$out/bench_cuda.log" 2>/dev/null
 echo "whole 'generate -p 2+2= -n 4' process, best of 3: cuda ${gpu_ms} ms, cpu ${cpu_ms} ms"
 grep -hE "^(cpu|cuda) " "$out/bench_2b4t.log" 2>/dev/null | sed 's/^/bench 2b-4t: /'
 [ $failed -eq 0 ] && echo "gpu-check: all passed" || echo "gpu-check: FAILED"
