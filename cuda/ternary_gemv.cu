@@ -85,13 +85,9 @@ bn_ternary_gemv_kernel(const uint8_t *__restrict__ w, int K, int M, int rows_per
     int4 *wsm = smem;                       // nrows x rowv
     int4 *qsm = smem + rows_per_block * rowv; // n x K/16, permuted
     float *hs = reinterpret_cast<float *>(qsm + n * (K / 16)); // K floats: the row being normalized
-    float *wn = hs + K;                                          // K floats: the norm weight
 
     // 1. This block's weights, in flight before anything else (constant data).
     const int4 *wsrc = reinterpret_cast<const int4 *>(w + r0 * rowb);
-    if (in.x) // the norm weight is constant too; its own group, so the norm can start before the matrix lands
-        for (int i = threadIdx.x; i < K / 4; i += blockDim.x) bn_cp_async16(wn + 4 * i, in.norm_w + 4 * i);
-    bn_cp_async_commit();
     for (int i = threadIdx.x; i < nrows * rowv; i += blockDim.x) bn_cp_async16(wsm + i, wsrc + i);
     bn_cp_async_commit();
 
@@ -103,14 +99,12 @@ bn_ternary_gemv_kernel(const uint8_t *__restrict__ w, int K, int M, int rows_per
     __shared__ int s_qs[BN_GEMV_MAX_N];
     const int kv = K / 16, plane = K / 64;
     if (in.x) {
-        bn_cp_async_wait_group<1>(); // the norm weight; the matrix may still be arriving
-        __syncthreads();
         int8_t *qb = reinterpret_cast<int8_t *>(qsm);
         for (int t = 0; t < n; t++) {
             int8_t *qt = qb + (int64_t)t * K;
             float sc;
             int qs;
-            bn_block_norm_quant(in.x + t * in.ldx, K, wn, in.eps, in.glu, hs, &sc, &qs, [&](int i, int v) {
+            bn_block_norm_quant(in.x + t * in.ldx, K, in.norm_w, in.eps, in.glu, hs, &sc, &qs, [&](int i, int v) {
                 qt[((i >> 5) & 3) * (K / 4) + ((i >> 7) << 5) + (i & 31)] = (int8_t)v; // plane, block, element
             });
             if (threadIdx.x == 0) {
@@ -247,7 +241,7 @@ static cudaError_t gemv_launch(const uint8_t *w, int K, int M, const bn_gemv_in 
     const int width = next ? (nn->glu ? M / 2 : M) : 0;
     if (next && (nn->glu ? M % 8 : M % 4)) return cudaErrorInvalidValue; // float4 rows
     const int64_t rowb = K / 4;
-    const int64_t fixed = (int64_t)n * K + (in.x ? 8 * (int64_t)K : 0); // codes; the row being normalized, the norm weight
+    const int64_t fixed = (int64_t)n * K + (in.x ? 4 * (int64_t)K : 0); // codes, and the row being normalized
     int rpb = (M + block_count() - 1) / block_count();
     const int64_t budget = g_smem_limit - fixed; // set up by bn_cuda_gemv_max_tokens
     const int64_t cap = (budget < BN_GEMV_WEIGHT_SMEM ? budget : BN_GEMV_WEIGHT_SMEM) / rowb;
