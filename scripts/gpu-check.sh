@@ -130,7 +130,8 @@ gpu_ms=$(process_ms cuda) || { failed=1; gpu_ms="failed"; }
 cpu_ms=$(process_ms cpu) || { failed=1; cpu_ms="failed"; }
 
 echo
-echo "== gpu-check on $gpu (commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+commit=$(cat "$bin/COMMIT" 2>/dev/null || git describe --always --dirty 2>/dev/null || echo unknown)
+echo "== gpu-check on $gpu (binaries of $commit)"
 printf '%s\n' "${summary[@]}"
 grep -h "ERROR SUMMARY" "$out/memcheck.log" 2>/dev/null | tail -1
 grep -hE "^(start-up|device-to-device|decode at|prefill|model )" "$out/bench_cuda.log" 2>/dev/null

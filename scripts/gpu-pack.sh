@@ -20,6 +20,7 @@ scripts/build.sh build-pack -DCMAKE_CUDA_ARCHITECTURES="$arch" -DBITNET_FIXTURES
 rm -rf gpu-pack
 mkdir -p gpu-pack/bin gpu-pack/fixtures/tiny-a
 cp build-pack/bitnet-gpu build-pack/test_cuda build-pack/test_cli build-pack/bench_cuda gpu-pack/bin/
+git describe --always --dirty >gpu-pack/bin/COMMIT # which code the binaries are
 ldd build-pack/bitnet-gpu build-pack/test_cuda | awk '/cjson|cmocka|pcre2/ {print $3}' | sort -u |
   while read -r lib; do cp -L "$lib" gpu-pack/bin/; done
 cp "$fixtures"/tiny-a/*.json "$fixtures"/tiny-a/*.f32 gpu-pack/fixtures/tiny-a/
