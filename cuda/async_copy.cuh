@@ -7,11 +7,17 @@
 #ifndef BN_CUDA_ASYNC_COPY_CUH
 #define BN_CUDA_ASYNC_COPY_CUH
 
+#include <stdint.h>
+
 #include <cuda_runtime.h>
 
-__device__ __forceinline__ void bn_cp_async16(void *smem_dst, const void *gmem_src) {
-    const unsigned dst = (unsigned)__cvta_generic_to_shared(smem_dst);
+// dst: a shared-memory address (__cvta_generic_to_shared).
+__device__ __forceinline__ void bn_cp_async16(uint32_t dst, const void *gmem_src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(gmem_src) : "memory");
+}
+
+__device__ __forceinline__ void bn_cp_async16(void *smem_dst, const void *gmem_src) {
+    bn_cp_async16((uint32_t)__cvta_generic_to_shared(smem_dst), gmem_src);
 }
 
 // The same, or 16 zero bytes when !full (nothing is read then).

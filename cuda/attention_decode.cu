@@ -63,6 +63,17 @@ __device__ __forceinline__ void bn_attd_split(int L, int n_split, int split, int
     *j1 = min(L, *j0 + chunk);
 }
 
+// Both kernels begin so: wait for the kernel before (pdl.cuh), then token t's
+// position p and this split's keys [j0, j1) out of se; false for an idle split.
+__device__ __forceinline__ bool bn_attd_start(const bn_attd_args &a, int t, int split, int *p, int *se, int *j0,
+                                              int *j1) {
+    bn_pdl_wait();
+    bn_pdl_trigger();
+    *p = a.pos[t];
+    bn_attd_split(*p + 1, a.n_split, split, se, j0, j1);
+    return split < *se;
+}
+
 // Element d of a head after NEOX RoPE (pairs i, i + n_rot/2), products rounded
 // separately as cpu/ops.c bn_rope_neox computes them (no FMA).
 __device__ __forceinline__ float bn_rope_elem(const float *head, int d, int n_rot, const float *cs,
@@ -104,13 +115,8 @@ __global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_scores_kernel(bn_attd
     float *sq = sm;              // qpb x hd, rotated, f16-rounded
     float *kcur = sq + qpb * hd; // hd: the token's own rotated key
     float *cs = kcur + hd, *sn = cs + a.n_rot / 2;
-
-    bn_pdl_wait();
-    bn_pdl_trigger();
-    const int p = a.pos[t], L = p + 1;
-    int se, j0, j1;
-    bn_attd_split(L, a.n_split, split, &se, &j0, &j1);
-    if (split >= se) return;
+    int p, se, j0, j1;
+    if (!bn_attd_start(a, t, split, &p, &se, &j0, &j1)) return;
 
     bn_rope_table(p, a.n_rot / 2, a.theta_scale, cs, sn);
     __syncthreads();
@@ -204,13 +210,8 @@ __global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_values_kernel(bn_attd
     const int tpr = hd / 8, kp = BN_ATTD_THREADS / tpr; // lanes a V row, rows at a time
     float *sp = sm;                         // qpb x BN_ATTD_TILE probabilities
     float *part = sp + qpb * BN_ATTD_TILE;  // kp x qpb x hd partial sums
-
-    bn_pdl_wait();
-    bn_pdl_trigger();
-    const int p = a.pos[t], L = p + 1;
-    int se, j0, j1;
-    bn_attd_split(L, a.n_split, split, &se, &j0, &j1);
-    if (split >= se) return;
+    int p, se, j0, j1;
+    if (!bn_attd_start(a, t, split, &p, &se, &j0, &j1)) return;
 
     // Global max and denominator of each head, the same in every block.
     if (threadIdx.x < qpb) {

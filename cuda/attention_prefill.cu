@@ -22,27 +22,12 @@
 // CPU twin: bn_attention_head (cpu/ops.c).
 #include "async_copy.cuh"
 #include "cuda_kernels.cuh"
+#include "mma.cuh"
 #include "pdl.cuh"
 
 #define BN_FA_WARPS 4
 #define BN_FA_BQ (16 * BN_FA_WARPS) // tokens a block
 #define BN_FA_BK 64                 // keys a tile
-
-__device__ __forceinline__ void bn_mma_f16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-                 "{%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Four 8x8 f16 matrices, transposed: with row addresses of V [key][dim], lane
-// i gets V[2(i%4) .. 2(i%4)+1][i/4] of each, the B fragment of a k16 x n8 step.
-__device__ __forceinline__ void bn_ldmatrix_x4_trans(uint32_t (&r)[4], const __half *p) {
-    const unsigned addr = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
 
 __device__ __forceinline__ uint32_t bn_ld32(const __half *p) { return *reinterpret_cast<const uint32_t *>(p); }
 
@@ -213,7 +198,7 @@ bn_flash_prefill_kernel(const __half *__restrict__ q, const __half *__restrict__
 #pragma unroll
                 for (int nd = 0; nd < HD / 8; nd += 2) {
                     uint32_t b[4];
-                    bn_ldmatrix_x4_trans(b, vr + nd * 8);
+                    bn_ldmatrix_x4_trans(b, (uint32_t)__cvta_generic_to_shared(vr + nd * 8));
                     bn_mma_f16(o[nd], pa4, b[0], b[1]);
                     bn_mma_f16(o[nd + 1], pa4, b[2], b[3]);
                 }

@@ -25,6 +25,10 @@ static inline bn_cuda_rowscale bn_cuda_rowscale_one(float s) {
     return r;
 }
 
+__device__ __forceinline__ float bn_row_scale(const bn_cuda_rowscale &rs, int r) {
+    return r < rs.r1 ? rs.s0 : (r < rs.r2 ? rs.s1 : rs.s2);
+}
+
 // Embedding table element types (ggml numbering, see core/gguf.h). BN_CUDA_I8 is
 // ggml's I8: only the int8 head input of bn_cuda_rmsnorm_cast uses it.
 enum { BN_CUDA_F32 = 0, BN_CUDA_F16 = 1, BN_CUDA_I8 = 24, BN_CUDA_BF16 = 30 };

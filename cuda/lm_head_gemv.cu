@@ -62,6 +62,7 @@
 #include <type_traits>
 
 #include "cuda_kernels.cuh"
+#include "mma.cuh"
 #include "pdl.cuh"
 #include "reduce.cuh"
 
@@ -99,22 +100,18 @@ __device__ __forceinline__ uint4 bn_ld_stream(const void *p, bool in) {
     return v;
 }
 
-// D = A B + D, A 16x16 f16 (row), B 16x8 f16 (col), f32 accumulators.
+// One k step on the tensor cores, chosen by the accumulator type: f16 x f16 ->
+// f32 (k16) or s8 x s8 -> s32 (k32, exact).
 __device__ __forceinline__ void bn_mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                        uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
-        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+    const uint32_t a[4] = {a0, a1, a2, a3};
+    bn_mma_f16(d, a, b0, b1);
 }
 
-// D = A B + D, A 16x32 s8 (row), B 32x8 s8 (col), s32 accumulators (exact).
 __device__ __forceinline__ void bn_mma(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                        uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, "
-        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+    const uint32_t a[4] = {a0, a1, a2, a3};
+    bn_mma_s8(d, a, b0, b1);
 }
 
 // Called by every thread of every block with its candidate (bv, bi) for the last

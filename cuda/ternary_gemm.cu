@@ -19,10 +19,6 @@
 #define BN_GEMM_BN 64
 #define BN_GEMM_THREADS 256
 
-__device__ __forceinline__ float bn_gemm_row_scale(const bn_cuda_rowscale &rs, int r) {
-    return r < rs.r1 ? rs.s0 : (r < rs.r2 ? rs.s1 : rs.s2);
-}
-
 __global__ void __launch_bounds__(BN_GEMM_THREADS)
 bn_ternary_gemm_kernel(const uint8_t *__restrict__ w, int K, int M, const int8_t *__restrict__ q,
                        const float *__restrict__ s, const int32_t *__restrict__ qsum, int n,
@@ -112,7 +108,7 @@ bn_ternary_gemm_kernel(const uint8_t *__restrict__ w, int K, int M, const int8_t
         for (int i = 0; i < 4; i++) {
             const int r = m0 + ty * 4 + i;
             if (r >= M) continue;
-            const float v = (float)(acc[i][jt] - qs) / st * bn_gemm_row_scale(rs, r);
+            const float v = (float)(acc[i][jt] - qs) / st * bn_row_scale(rs, r);
             float *dst = y + t * ldy + r;
             *dst = add ? __fadd_rn(*dst, v) : v; // no FMA contraction, as the GEMV
         }

@@ -31,7 +31,9 @@
 // CPU twin: bn_ternary_gemm_scalar.
 #include <atomic>
 
+#include "async_copy.cuh"
 #include "cuda_kernels.cuh"
+#include "mma.cuh"
 #include "pdl.cuh"
 
 #define BN_MMA_BM 128     // weight rows per block
@@ -52,37 +54,6 @@ static_assert(BN_MMA_THREADS == 2 * BN_MMA_BM, "one 16-byte weight chunk per thr
 static_assert(BN_MMA_THREADS / 32 == BN_MMA_WARPS_M * (BN_MMA_BN / BN_MMA_WARP_TOKS), "warp grid");
 static_assert(BN_MMA_BN == 4 * (BN_MMA_THREADS / 8), "four 16-byte activation chunks per thread");
 static_assert(BN_MMA_NT % 2 == 0, "ldmatrix.x4 loads two n8 tiles");
-
-// 16 bytes global -> shared, through L2 only.
-__device__ __forceinline__ void bn_cp_async16(uint32_t dst, const void *src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
-}
-
-__device__ __forceinline__ void bn_cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-
-template <int N> __device__ __forceinline__ void bn_cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void bn_ldmatrix_x4(uint32_t addr, uint32_t &r0, uint32_t &r1, uint32_t &r2,
-                                               uint32_t &r3) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(addr)
-                 : "memory");
-}
-
-// c += a (16x32, unsigned codes) * b (32x8, signed activations).
-__device__ __forceinline__ void bn_mma_u8s8(int (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-                 "{%8, %9}, {%0, %1, %2, %3};"
-                 : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ float bn_mma_row_scale(const bn_cuda_rowscale &rs, int r) {
-    return r < rs.r1 ? rs.s0 : (r < rs.r2 ? rs.s1 : rs.s2);
-}
 
 __global__ void __launch_bounds__(BN_MMA_THREADS, 2)
 bn_ternary_gemm_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const int8_t *__restrict__ q,
@@ -151,7 +122,7 @@ bn_ternary_gemm_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const in
     }
 
     for (int kb = 0; kb < nkb; kb++) {
-        bn_cp_async_wait<BN_MMA_STAGES - 2>(); // stage kb has landed (this thread's part)
+        bn_cp_async_wait_group<BN_MMA_STAGES - 2>(); // stage kb has landed (this thread's part)
         __syncthreads(); // ... everyone's; and stage kb - 1 is no longer read
         const int next = kb + BN_MMA_STAGES - 1;
         if (next < nkb) {
@@ -175,8 +146,14 @@ bn_ternary_gemm_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const in
             uint32_t b[BN_MMA_NT][2];
 #pragma unroll
             for (int p = 0; p < BN_MMA_NT / 2; p++)
-                bn_ldmatrix_x4(stage + q_frag + 2048 * p + (q_swz ^ (32 * ks)), b[2 * p][0], b[2 * p][1],
-                               b[2 * p + 1][0], b[2 * p + 1][1]);
+            {
+                uint32_t r[4];
+                bn_ldmatrix_x4(r, stage + q_frag + 2048 * p + (q_swz ^ (32 * ks)));
+                b[2 * p][0] = r[0];
+                b[2 * p][1] = r[1];
+                b[2 * p + 1][0] = r[2];
+                b[2 * p + 1][1] = r[3];
+            }
 #pragma unroll
             for (int i = 0; i < BN_MMA_MT; i++) {
                 uint32_t a[4];
@@ -195,7 +172,7 @@ bn_ternary_gemm_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const in
 #pragma unroll
     for (int i = 0; i < BN_MMA_MT; i++)
 #pragma unroll
-        for (int h = 0; h < 2; h++) row_scale[i][h] = bn_mma_row_scale(rs, r0 + 16 * i + 8 * h);
+        for (int h = 0; h < 2; h++) row_scale[i][h] = bn_row_scale(rs, r0 + 16 * i + 8 * h);
 #pragma unroll
     for (int j = 0; j < BN_MMA_NT; j++)
 #pragma unroll

@@ -41,10 +41,6 @@
 #define BN_GEMV_WEIGHT_SMEM (96 * 1024) // weight bytes a block may hold
 #define BN_GEMV_ACT_SMEM (112 * 1024)   // activation bytes of one launch (tokens x K)
 
-__device__ __forceinline__ float bn_row_scale(const bn_cuda_rowscale &rs, int r) {
-    return r < rs.r1 ? rs.s0 : (r < rs.r2 ? rs.s1 : rs.s2);
-}
-
 // One 16-byte chunk of a row (64 weights) against its four activation planes.
 __device__ __forceinline__ void bn_dot_chunk(uint4 w, int4 x0, int4 x1, int4 x2, int4 x3, int &a5,
                                              int &a4, int &a2, int &a0) {
