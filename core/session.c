@@ -14,8 +14,6 @@
 #include "engine_internal.h"
 #include "utf8.h"
 
-// Prompt tokens per forward pass; larger prompts are fed in chunks by the backend.
-
 struct bn_session {
     bn_engine *engine;
     const bn_backend_ops *ops;
