@@ -12,7 +12,7 @@
 #include "bitnet.h"
 #include "clock.h"
 #include "engine_internal.h"
-#include "utf8.h"
+#include "sampler.h"
 
 // Prompt tokens per forward pass; larger prompts are fed in chunks by the backend.
 #define BN_MAX_BATCH 512

@@ -287,16 +287,7 @@ int bn_cmd_tokenize(int argc, char **argv) {
 
     bn_error err = {{0}};
     bn_tokenizer *t = NULL;
-    if (model) {
-        bn_gguf *g;
-        if (bn_gguf_open(model, &g, &err) == 0) {
-            if (bn_tokenizer_from_gguf(g, &t, &err)) t = NULL;
-            bn_gguf_close(g);
-        }
-    } else if (bn_tokenizer_from_json(tok_path, &t, &err)) {
-        t = NULL;
-    }
-    if (!t) {
+    if (model ? bn_tokenizer_from_model(model, &t, &err) : bn_tokenizer_from_json(tok_path, &t, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 1;
     }

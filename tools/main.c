@@ -2,9 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bitnet.h"
 #include "commands.h"
-
-#define BN_VERSION "0.1.0"
 
 static const struct {
     const char *name;
@@ -35,7 +34,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("bitnet-gpu %s\n", BN_VERSION);
+        printf("bitnet-gpu %s\n", bn_version());
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
