@@ -110,6 +110,8 @@ BN_API void bn_session_free(bn_session *s);
 // Name of the backend in use, and why it was picked (for "auto").
 BN_API const char *bn_session_backend(const bn_session *s);
 BN_API const char *bn_session_backend_note(const bn_session *s);
+// The CPU kernel set in use ("scalar", "avx2", "avx512"); NULL on another backend.
+BN_API const char *bn_session_cpu_kernels(const bn_session *s);
 BN_API int bn_session_n_ctx(const bn_session *s);
 BN_API int bn_session_pos(const bn_session *s); // tokens in the KV cache
 BN_API void bn_session_reset(bn_session *s);    // forget all tokens
@@ -147,7 +149,10 @@ typedef struct bn_timings {
 
 // Feeds prompt[0..n_prompt) after the tokens already in the session, then
 // samples up to n_predict tokens (stops early at end-of-generation tokens or
-// when the context is full). A prompt that does not fit is an error.
+// when the context is full). A prompt that does not fit is an error. Every
+// token that is fed fits in the context; the last sampled one needs no room
+// until the next call feeds it, so with a context of C a prompt of C - 1 tokens
+// gives 2 tokens and a prompt of C tokens gives 1 (stop: BN_STOP_CONTEXT).
 BN_API int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt,
                                int n_predict, const bn_sampling *sp, bn_token_fn on_token,
                                void *user, bn_timings *timings, bn_error *err);
