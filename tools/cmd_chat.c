@@ -30,14 +30,15 @@ static char *read_line(char **buf, size_t *cap) {
     return *buf;
 }
 
+#define CHAT_FLAGS                                                                        \
+    (BN_FLAGS_PROMPT | BN_FLAGS_PREDICT | BN_FLAGS_SAMPLING | BN_FLAGS_BACKEND | BN_FLAGS_SYSTEM)
+
 int bn_cmd_chat(int argc, char **argv) {
     bn_run_flags f;
     bool help;
-    int rc = bn_parse_run_flags(argc, argv, &f, &help);
-    if (help || rc) {
-        if (help) bn_print_run_usage("chat", "-m MODEL [--system TEXT] [-p FIRST_MESSAGE] [options]");
-        return rc;
-    }
+    int rc = bn_parse_run_flags("chat", CHAT_FLAGS, argc, argv, &f, &help);
+    if (help) bn_print_run_usage("chat", CHAT_FLAGS, "-m MODEL [--system TEXT] [-p FIRST_MESSAGE] [options]");
+    if (help || rc) return rc;
     if (!f.model) {
         fprintf(stderr, "error: chat needs -m MODEL (see --help)\n");
         return 2;

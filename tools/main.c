@@ -4,6 +4,7 @@
 
 #include "bitnet.h"
 #include "commands.h"
+#include "io.h"
 
 static const struct {
     const char *name;
@@ -24,7 +25,8 @@ static void usage(FILE *f) {
         fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
 }
 
-int main(int argc, char **argv) {
+// Runs the command named by argv[1]; the exit status of the process.
+static int run_command(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -39,7 +41,18 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "error: unknown command '%s'\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "error: unknown command '%s'; the commands are:", argv[1]);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(stderr, "%s %s", i ? "," : "", commands[i].name);
+    fprintf(stderr, " (bitnet-gpu --help says what each does)\n");
     return 2;
+}
+
+int main(int argc, char **argv) {
+    bn_guard_std_fds();
+    int rc = run_command(argc, argv);
+    // Output that never arrived is a failure, whatever the command thought (a
+    // command that failed has said why already).
+    if (rc == 0 && bn_finish_stdout()) rc = 1;
+    return rc;
 }
