@@ -24,6 +24,9 @@ int bn_finish_stdout(void);
 // Makes sure file descriptors 0-2 are open (see io.c); call first in main().
 void bn_guard_std_fds(void);
 
+// "1.19 GB", "45.3 MB", "512 B" (decimal units, as download sizes are quoted).
+void bn_format_bytes(double bytes, char *out, size_t cap);
+
 // Peak resident set size of this process, in bytes.
 uint64_t bn_peak_rss_bytes(void);
 

@@ -17,6 +17,7 @@ static const struct {
     {"inspect", bn_cmd_inspect, "validate a model file and describe it"},
     {"tokenize", bn_cmd_tokenize, "text to token ids"},
     {"make-model", bn_cmd_make_model, "write a synthetic model in the official format"},
+    {"download", bn_cmd_download, "fetch a model from the Hugging Face hub (resumes, checks SHA-256)"},
 };
 
 static void usage(FILE *f) {
