@@ -114,6 +114,9 @@ BN_API const char *bn_session_backend_note(const bn_session *s);
 BN_API const char *bn_session_cpu_kernels(const bn_session *s);
 BN_API int bn_session_n_ctx(const bn_session *s);
 BN_API int bn_session_pos(const bn_session *s); // tokens in the KV cache
+// How many prompt tokens the next bn_session_generate can take: the context less
+// every token the session holds, the last sampled one (fed by that call) included.
+BN_API int bn_session_room(const bn_session *s);
 BN_API void bn_session_reset(bn_session *s);    // forget all tokens
 BN_API uint64_t bn_session_backend_bytes(const bn_session *s);
 // Weight bytes one decode step reads: every ternary matrix and the LM head in the

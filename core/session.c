@@ -127,6 +127,7 @@ const char *bn_session_cpu_kernels(const bn_session *s) {
 }
 int bn_session_n_ctx(const bn_session *s) { return s->n_ctx; }
 int bn_session_pos(const bn_session *s) { return s->n_past; }
+int bn_session_room(const bn_session *s) { return s->n_hist < s->n_ctx ? s->n_ctx - s->n_hist : 0; }
 void bn_session_reset(bn_session *s) { s->n_hist = s->n_past = 0; }
 
 uint64_t bn_session_backend_bytes(const bn_session *s) {
