@@ -78,6 +78,12 @@ class Chat:
     def send(self, keys):
         os.write(self.fd, keys)
 
+    def say(self, keys):
+        """Types keys (ending the message), waits for the reply and the next prompt."""
+        self.type(keys)
+        self.expect(rb"timings: ")
+        self.expect(PROMPT)
+
     def wait(self, timeout=30):
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -147,30 +153,23 @@ class ChatTest(unittest.TestCase):
         c.type(b"first line \\\r")
         c.expect(rb"\r\n\.\.\. ")  # the continuation prompt, no reply yet
         self.assertNotIn(b"timings:", c.out)
-        c.type(b"second line\r")
-        c.expect(rb"timings: [^\r]*prompt (\d+) tokens")
-        c.expect(PROMPT)
+        c.say(b"second line\r")
         c.type(b'"""\r')
         c.expect(rb"\.\.\. ")
         for line in (b"a pasted paragraph\r", b"\r", b"and another\r"):
             c.type(line)
         self.assertNotIn(b"timings", c.out[c.mark:])
-        c.type(b'"""\r')
-        c.expect(rb"timings: ")
+        c.say(b'"""\r')
         self.assertEqual(c.out.count(b"timings:"), 2)  # one reply per message
-        c.expect(PROMPT)
         c.type(b"\x04")
         self.assertEqual(c.wait(), 0)
 
     def test_history(self):
         c = Chat(self.model, "-n", "2")
-        c.type(b"remember this line\r")
-        c.expect(rb"timings: ")
-        c.expect(PROMPT)
+        c.say(b"remember this line\r")
         c.type(b"\x1b[A")  # the up arrow brings it back
         c.expect(rb"remember this line")
-        c.type(b"\r")
-        c.expect(rb"timings: ")
+        c.say(b"\r")
         c.type(b"/exit\r")
         self.assertEqual(c.wait(), 0)
 
@@ -185,8 +184,7 @@ class ChatTest(unittest.TestCase):
         c.expect(PROMPT)
         c.type(b"/reset\r")
         c.expect(rb"\(conversation reset\)")
-        c.type(b"\x1b[A\x1b[A\r")  # recall "and now?" (past /reset) and send it
-        c.expect(rb"timings: ")
+        c.say(b"\x1b[A\x1b[A\r")  # recall "and now?" (past /reset) and send it
         c.type(b"/exit\r")
         self.assertEqual(c.wait(), 0)
 
