@@ -29,6 +29,7 @@ class FakeHub:
         self.linked_etag = True  # False: no X-Linked-Etag (the tree API has the oid)
         self.lfs = True  # False: the file is not in LFS (no SHA-256 anywhere)
         self.cdn_host = "127.0.0.1"  # "localhost": another host name for curl
+        self.revisions = {"main"}  # as they appear in a URL ("refs%2Fpr%2F1")
         self.log = []  # (method, path, headers dict)
         hub = self
 
@@ -92,7 +93,7 @@ class FakeHub:
             return self._error(h, 401, "GatedRepo", body)
         if not any(r == repo for (r, _) in self.files):
             return self._error(h, 404, "RepoNotFound", body)
-        if rev != "main":
+        if rev not in self.revisions:
             return self._error(h, 404, "RevisionNotFound", body)
         data = self.files.get((repo, path))
         if data is None:

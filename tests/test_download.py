@@ -131,6 +131,11 @@ class DownloadTest(unittest.TestCase):
         self.assert_failed(self.run_cli("owner/nothing", FILE, "-o", self.dir), "has no repository owner/nothing")
         self.assert_failed(self.download("--revision", "v9"), "has no revision 'v9'")
 
+    def test_revision(self):
+        self.hub.revisions.add("refs%2Fpr%2F1")  # a revision is one URL segment
+        self.assert_ok(self.download("--revision", "refs/pr/1"))
+        self.assertTrue(self.hub.requests(f"/{REPO}/resolve/refs%2Fpr%2F1/{FILE}"))
+
     def test_gated_repository_and_token(self):
         self.hub.token = "hf_secret"
         self.hub.cdn_host = "localhost"  # another host: the token must not follow the redirect

@@ -61,9 +61,21 @@ static void from_tree_api(const char *endpoint, const char *repo, const char *re
     cJSON_Delete(list);
 }
 
-int bn_hub_lookup(const char *endpoint, const char *repo, const char *revision, const char *file,
-                  const char *token, bn_hub_file *out, bn_error *err) {
+// A revision in a URL is one path segment: "refs/pr/1" -> "refs%2Fpr%2F1".
+static void revision_segment(const char *revision, char *out, size_t cap) {
+    size_t n = 0;
+    for (const char *p = revision; *p && n + 4 < cap; p++) {
+        if (*p == '/') n += (size_t)snprintf(out + n, cap - n, "%%2F");
+        else out[n++] = *p;
+    }
+    out[n] = 0;
+}
+
+int bn_hub_lookup(const char *endpoint, const char *repo, const char *revision_name,
+                  const char *file, const char *token, bn_hub_file *out, bn_error *err) {
     *out = (bn_hub_file){.size = -1};
+    char revision[256];
+    revision_segment(revision_name, revision, sizeof revision);
     if ((size_t)snprintf(out->url, sizeof out->url, "%s/%s/resolve/%s/%s", endpoint, repo, revision,
                          file) >= sizeof out->url)
         return bn_errorf(err, "the URL for %s/%s is too long", repo, file);
@@ -84,7 +96,7 @@ int bn_hub_lookup(const char *endpoint, const char *repo, const char *revision, 
                               "private; %s",
                          repo, file, r.status, *r.error_code ? ", " : "", r.error_code,
                          token ? "the HF_TOKEN given cannot read it" : "set HF_TOKEN to a token that can read it");
-    if (r.status == 404) return not_found(&r, endpoint, repo, revision, file, err);
+    if (r.status == 404) return not_found(&r, endpoint, repo, revision_name, file, err);
     if (r.status >= 400 || r.status < 200)
         return bn_errorf(err, "%s: HTTP %ld%s%s", out->url, r.status, *r.error_code ? ", " : "",
                          r.error_code);
