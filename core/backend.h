@@ -58,6 +58,9 @@ typedef struct bn_backend_ops {
 } bn_backend_ops;
 
 extern const bn_backend_ops bn_cpu_backend;
+// The kernel set a CPU backend instance runs ("scalar", "avx2", "avx512"): a
+// function of its own rather than an op, so the ops tables stay as they are.
+const char *bn_cpu_backend_kernels(const bn_backend *be);
 // Defined only when built with CUDA (BITNET_CUDA); use bn_backend_find().
 extern const bn_backend_ops bn_cuda_backend;
 

@@ -1,13 +1,18 @@
-// bitnet.h - the public C API of bitnet-gpu.
+// bitnet.h - the public C API of bitnet-gpu, and its only installed header
+// (with the generated bitnet_version.h). It includes no project header, so a
+// program built against an installed tree sees exactly this.
 //
-//   bn_engine   a loaded model file and its tokenizer (read-only, mmap'd)
-//   bn_session  a backend instance (weights on the device, KV cache) plus the
-//               tokens already fed; generate() continues from where it stopped,
-//               so a chat keeps its KV cache between turns.
+//   bn_engine     a loaded model file and its tokenizer (read-only, mmap'd)
+//   bn_session    a backend instance (weights on the device, KV cache) plus the
+//                 tokens already fed; generate() continues from where it stopped,
+//                 so a chat keeps its KV cache between turns.
+//   bn_tokenizer  the tokenizer alone (text <-> ids without a model's weights)
+//   and the streaming UTF-8 decoder, the validating model report and the
+//   synthetic model writer, for tools that need only one of them.
 //
 // Every function returns 0 on success and -1 on failure with a message in the
 // caller's bn_error. Nothing here prints or exits. The `bitnet-gpu` CLI is
-// written against this header only.
+// written against this header.
 #ifndef BITNET_H
 #define BITNET_H
 
@@ -15,55 +20,82 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" { // the project headers below are plain C
+#include "bitnet_version.h" // BITNET_VERSION_MAJOR/MINOR/PATCH, BITNET_VERSION_STRING
+
+// The shared library exports these symbols and nothing else (it is built with
+// hidden visibility, so internal functions cannot clash with a program's own).
+#if defined(__GNUC__)
+#define BN_API __attribute__((visibility("default")))
+#else
+#define BN_API
 #endif
 
-#include "error.h"
-#include "sampler.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
 
-// The lower-level pieces are public too, for tools that need only one of them:
-// the tokenizer (text <-> ids without a model's weights), the streaming UTF-8
-// decoder, the validating model report, and the synthetic model writer.
-#include "inspect.h"
-#include "synth_model.h"
-#include "tokenizer.h"
-#include "utf8.h"
+// The library's version, "MAJOR.MINOR.PATCH": compare with BITNET_VERSION_STRING
+// to catch a program built against another version's header.
+BN_API const char *bn_version(void);
 
+typedef struct bn_error {
+    char msg[512];
+} bn_error;
+
+// ---- sampling ------------------------------------------------------------------
+// The order follows llama.cpp: repetition penalty, then greedy argmax when
+// temperature is 0, else top-k, temperature, softmax, top-p, min-p, and a draw
+// from a seeded RNG of our own, so a seed gives the same tokens on any machine.
+typedef struct bn_sampling {
+    float temperature;    // <= 0: greedy
+    int top_k;            // <= 0: all tokens
+    float top_p;          // >= 1: off
+    float min_p;          // <= 0: off
+    float repeat_penalty; // 1: off
+    int repeat_last_n;    // how many recent tokens the penalty looks at
+    uint64_t seed;
+} bn_sampling;
+
+// llama.cpp's defaults: temp 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalty.
+BN_API bn_sampling bn_sampling_default(void);
+BN_API bn_sampling bn_sampling_greedy(void);
+BN_API int bn_sampling_validate(const bn_sampling *p, bn_error *err);
+
+// ---- engine: model + tokenizer ---------------------------------------------------
 typedef struct bn_engine bn_engine;
 typedef struct bn_session bn_session;
 
-// ---- engine: model + tokenizer ------------------------------------------------
 // tokenizer_json may be NULL: the tokenizer embedded in the GGUF is used.
-int bn_engine_load(const char *model_path, const char *tokenizer_json, bn_engine **out,
-                   bn_error *err);
-void bn_engine_free(bn_engine *e);
+BN_API int bn_engine_load(const char *model_path, const char *tokenizer_json, bn_engine **out,
+                          bn_error *err);
+BN_API void bn_engine_free(bn_engine *e);
 
 typedef struct bn_model_info {
     const char *arch;
     int n_vocab, n_ctx_train, n_embd, n_layer, n_ff, n_head, n_head_kv;
     uint64_t file_bytes;
 } bn_model_info;
-bn_model_info bn_engine_info(const bn_engine *e);
-double bn_engine_load_ms(const bn_engine *e);
+BN_API bn_model_info bn_engine_info(const bn_engine *e);
+BN_API double bn_engine_load_ms(const bn_engine *e);
 
 // Text -> ids (malloc'd; free with free()). parse_special: "<|eot_id|>" in the
 // text is the special token instead of plain text.
-int bn_engine_tokenize(const bn_engine *e, const char *text, bool add_bos, bool parse_special,
-                       int32_t **ids, size_t *n_ids, bn_error *err);
+BN_API int bn_engine_tokenize(const bn_engine *e, const char *text, bool add_bos,
+                              bool parse_special, int32_t **ids, size_t *n_ids, bn_error *err);
 // Raw bytes of one token (may be part of a UTF-8 character); NULL if invalid.
-const char *bn_engine_token_bytes(const bn_engine *e, int32_t id, size_t *len);
-bool bn_engine_is_eog(const bn_engine *e, int32_t id);
-bool bn_engine_add_bos(const bn_engine *e); // the vocabulary's add_bos_token
+BN_API const char *bn_engine_token_bytes(const bn_engine *e, int32_t id, size_t *len);
+BN_API bool bn_engine_is_eog(const bn_engine *e, int32_t id);
+BN_API bool bn_engine_add_bos(const bn_engine *e); // the vocabulary's add_bos_token
 // One user turn in the 2B-4T chat format (DESIGN 4), as token ids:
 //   [<|eot_id|>]  [<|begin_of_text|> [System: SYSTEM<|eot_id|>]]  User: USER<|eot_id|>Assistant: 
 // first_turn adds BOS and the system prompt (may be NULL); close_previous ends
 // a previous reply that stopped without its <|eot_id|>. The message texts are
 // never parsed for special tokens, so a user cannot inject them.
-int bn_engine_chat_tokens(const bn_engine *e, const char *system, const char *user, bool first_turn,
-                          bool close_previous, int32_t **ids, size_t *n_ids, bn_error *err);
+BN_API int bn_engine_chat_tokens(const bn_engine *e, const char *system, const char *user,
+                                 bool first_turn, bool close_previous, int32_t **ids,
+                                 size_t *n_ids, bn_error *err);
 
-// ---- session: backend + KV cache + generation ---------------------------------
+// ---- session: backend + KV cache + generation -------------------------------------
 typedef struct bn_session_params {
     const char *backend;     // "auto" (default), "cpu", "cuda"
     int n_threads;           // CPU threads; 0 = physical cores
@@ -72,23 +104,29 @@ typedef struct bn_session_params {
     const char *cpu_kernels; // NULL/"auto", "scalar", "avx2", "avx512"
 } bn_session_params;
 
-int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err);
-void bn_session_free(bn_session *s);
+BN_API int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out,
+                             bn_error *err);
+BN_API void bn_session_free(bn_session *s);
 // Optional: starts the device of a GPU backend ("cuda", or "auto"/NULL when a
 // GPU backend is compiled in) in the background, so that its start-up overlaps
 // loading the model; call it before bn_engine_load. Does nothing for "cpu".
-void bn_backend_warmup(const char *backend);
+BN_API void bn_backend_warmup(const char *backend);
 // Name of the backend in use, and why it was picked (for "auto").
-const char *bn_session_backend(const bn_session *s);
-const char *bn_session_backend_note(const bn_session *s);
-int bn_session_n_ctx(const bn_session *s);
-int bn_session_pos(const bn_session *s); // tokens in the KV cache
-void bn_session_reset(bn_session *s);    // forget all tokens
-uint64_t bn_session_backend_bytes(const bn_session *s);
+BN_API const char *bn_session_backend(const bn_session *s);
+BN_API const char *bn_session_backend_note(const bn_session *s);
+// The CPU kernel set in use ("scalar", "avx2", "avx512"); NULL on another backend.
+BN_API const char *bn_session_cpu_kernels(const bn_session *s);
+BN_API int bn_session_n_ctx(const bn_session *s);
+BN_API int bn_session_pos(const bn_session *s); // tokens in the KV cache
+// How many prompt tokens the next bn_session_generate can take: the context less
+// every token the session holds, the last sampled one (fed by that call) included.
+BN_API int bn_session_room(const bn_session *s);
+BN_API void bn_session_reset(bn_session *s);    // forget all tokens
+BN_API uint64_t bn_session_backend_bytes(const bn_session *s);
 // Weight bytes one decode step reads: every ternary matrix and the LM head in the
 // form this session uses (f16, or int8 with --lm-head q8). Over the machine's
 // read bandwidth, the fastest a decode step can be (the roofline).
-uint64_t bn_session_decode_bytes(const bn_session *s);
+BN_API uint64_t bn_session_decode_bytes(const bn_session *s);
 
 // Called for each generated token (end-of-generation tokens excepted) with its id
 // and the complete UTF-8 text it finished (possibly empty while a character is
@@ -106,7 +144,7 @@ typedef enum bn_stop {
 } bn_stop;
 
 // "length", "eog", "context" or "caller".
-const char *bn_stop_name(bn_stop stop);
+BN_API const char *bn_stop_name(bn_stop stop);
 
 typedef struct bn_timings {
     double backend_ms;   // session creation (weights to the backend)
@@ -118,14 +156,116 @@ typedef struct bn_timings {
 
 // Feeds prompt[0..n_prompt) after the tokens already in the session, then
 // samples up to n_predict tokens (stops early at end-of-generation tokens or
-// when the context is full). A prompt that does not fit is an error.
-int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, int n_predict,
-                        const bn_sampling *sp, bn_token_fn on_token, void *user,
-                        bn_timings *timings, bn_error *err);
+// when the context is full). A prompt that does not fit is an error. Every
+// token that is fed fits in the context; the last sampled one needs no room
+// until the next call feeds it, so with a context of C a prompt of C - 1 tokens
+// gives 2 tokens and a prompt of C tokens gives 1 (stop: BN_STOP_CONTEXT).
+BN_API int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt,
+                               int n_predict, const bn_sampling *sp, bn_token_fn on_token,
+                               void *user, bn_timings *timings, bn_error *err);
 
 // Logits after feeding tokens (for tests and tools): runs the forward pass for
 // them after the tokens already in the session and copies the last row.
-int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float *logits, bn_error *err);
+BN_API int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float *logits,
+                           bn_error *err);
+
+// ---- the tokenizer alone: Llama-3 byte-level BPE (DESIGN 4) -------------------------
+// A loaded tokenizer is immutable: any number of threads may use it at once.
+typedef struct bn_tokenizer bn_tokenizer;
+
+// From a HuggingFace tokenizer.json (model.type "BPE"); a tokenizer_config.json in
+// the same directory supplies bos/eos/add_bos and the chat template.
+BN_API int bn_tokenizer_from_json(const char *tokenizer_json_path, bn_tokenizer **out,
+                                  bn_error *err);
+// From the vocabulary embedded in a GGUF model file (tokenizer.ggml.*).
+BN_API int bn_tokenizer_from_model(const char *gguf_path, bn_tokenizer **out, bn_error *err);
+BN_API void bn_tokenizer_free(bn_tokenizer *t);
+
+// Encodes len bytes of text (any bytes: invalid UTF-8 and NUL are fine and
+// round-trip through bn_detokenize). add_bos prepends BOS. parse_special: the
+// text of special tokens (e.g. "<|eot_id|>") becomes that token; otherwise it
+// is encoded as plain text. *ids is malloc'd (never NULL on success), caller frees.
+BN_API int bn_tokenize(const bn_tokenizer *t, const char *text, size_t len, bool add_bos,
+                       bool parse_special, int32_t **ids, size_t *n_ids, bn_error *err);
+// The raw bytes a token stands for (special tokens: their text); not
+// NUL-terminated. NULL when id is out of range.
+BN_API const char *bn_token_bytes(const bn_tokenizer *t, int32_t id, size_t *len);
+// Concatenates bn_token_bytes of ids; *text is malloc'd and NUL-terminated
+// (the NUL is not counted in *len). Fails on an out-of-range id.
+BN_API int bn_detokenize(const bn_tokenizer *t, const int32_t *ids, size_t n, char **text,
+                         size_t *len, bn_error *err);
+
+BN_API int32_t bn_tokenizer_n_vocab(const bn_tokenizer *t);
+BN_API int32_t bn_tokenizer_bos(const bn_tokenizer *t); // -1 when the vocabulary has none
+BN_API int32_t bn_tokenizer_eos(const bn_tokenizer *t);
+BN_API int32_t bn_tokenizer_eot(const bn_tokenizer *t);
+BN_API bool bn_tokenizer_add_bos(const bn_tokenizer *t);
+BN_API bool bn_tokenizer_is_eog(const bn_tokenizer *t, int32_t id); // end of generation
+BN_API bool bn_tokenizer_is_special(const bn_tokenizer *t, int32_t id);
+
+// ---- streaming UTF-8: print tokens as they come --------------------------------------
+// A token may end in the middle of a character (one emoji over three byte
+// tokens). Push each token's bytes; out receives only whole characters, and a
+// started character is held back until its last byte arrives. Invalid input is
+// passed through unchanged as soon as it is known to be invalid, never replaced:
+// output never stalls, and all outputs (with the final flush) concatenate to
+// exactly the input.
+typedef struct bn_utf8_stream { // zero-initialise ({0}) to start a stream
+    unsigned char pending[4];   // the started, still-valid character
+    int n;                      // bytes in pending (0..3)
+} bn_utf8_stream;
+
+// Feeds n bytes; writes the complete output to out (room for n + 4 bytes) and
+// returns its length.
+BN_API size_t bn_utf8_stream_push(bn_utf8_stream *s, const char *in, size_t n, char *out);
+// End of stream: writes any held (incomplete) bytes as they are; out needs 4 bytes.
+BN_API size_t bn_utf8_stream_flush(bn_utf8_stream *s, char *out);
+// Length (1..4) of the valid UTF-8 character at the start of s (n bytes), or
+// 0 when s does not start with one (also for n == 0).
+BN_API size_t bn_utf8_char_len(const char *s, size_t n);
+
+// ---- model report (`bitnet-gpu inspect`) ------------------------------------------------
+// Loads path as a BitNet model (every check of the loader) and its embedded
+// vocabulary, then describes it: architecture, hyperparameters, tokenizer
+// summary, tensor table and totals. json != 0: the JSON document of
+// docs/inspect.md; else aligned text. Returns a malloc'd NUL-terminated report,
+// or NULL with err set.
+BN_API char *bn_inspect_report(const char *path, int json, bn_error *err);
+
+// ---- synthetic models (`bitnet-gpu make-model`) -----------------------------------------
+// Writes a file the runtime loads exactly like microsoft/bitnet-b1.58-2B-4T-gguf:
+// same keys, tensor names, types and shapes, I2_S projections, F16 embedding tied
+// to the LM head. The weights are random but deterministic (same config and seed
+// -> the same bytes on any machine) and scaled so activations stay sane.
+typedef struct bn_synth_config {
+    uint32_t n_vocab;   // 0: the vocabulary's own size
+    uint32_t n_ctx;     // context_length
+    uint32_t n_embd;    // hidden size, multiple of 128
+    uint32_t n_layer;
+    uint32_t n_ff;      // multiple of 128
+    uint32_t n_head;
+    uint32_t n_head_kv;
+    float rope_base;
+    float norm_eps;
+    uint64_t seed;
+    // NULL: a built-in byte-level vocabulary (256 byte tokens, a few merges, the
+    // Llama-3 special tokens in the last 256 ids, CONTROL fillers in between).
+    // Else a HuggingFace tokenizer.json or a .gguf holding tokenizer.ggml.*; its
+    // tokens, types, merges, bos/eos, add_bos and chat template are copied.
+    const char *vocab_path;
+    const char *name;   // general.name; NULL: derived from the shape and seed
+} bn_synth_config;
+
+// Fills cfg with a named preset: "tiny" (hidden 256, ffn 768, 2 layers, 4/2 heads,
+// ctx 512, vocab 0 = the vocabulary's size) or "2b-4t" (the BitNet b1.58 2B-4T
+// shape, vocab 128256). seed 1, no vocab file.
+BN_API int bn_synth_preset(const char *preset, bn_synth_config *cfg, bn_error *err);
+// Checks a config: shapes the runtime can run (hidden and ffn multiples of 128,
+// heads dividing hidden with an even head_dim, kv heads dividing heads, ...).
+BN_API int bn_synth_validate(const bn_synth_config *cfg, bn_error *err);
+// Writes the model to path in one streaming pass; memory stays at a few MB plus
+// the vocabulary, whatever the model size. On failure the partial file is removed.
+BN_API int bn_synth_model_write(const bn_synth_config *cfg, const char *path, bn_error *err);
 
 #ifdef __cplusplus
 }

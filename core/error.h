@@ -1,19 +1,16 @@
 // error.h - how library code reports failure.
 //
 // Library functions never print and never exit. They return 0 on success and -1
-// on failure, after writing one human-readable line into a caller-owned bn_error.
+// on failure, after writing one human-readable line into a caller-owned bn_error
+// (the type is public: bitnet.h).
 #ifndef BN_ERROR_H
 #define BN_ERROR_H
 
-#include <stddef.h>
+#include "bitnet.h"
 
 #ifdef __cplusplus
 extern "C" { // the CUDA backend (.cu, compiled as C++) reports through these too
 #endif
-
-typedef struct bn_error {
-    char msg[512];
-} bn_error;
 
 // Formats msg into err (which may be NULL) and returns -1, so callers can write
 // `return bn_errorf(err, "...", ...);`.

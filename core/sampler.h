@@ -1,9 +1,8 @@
 // sampler.h - turns a row of logits into the next token id.
 //
-// The order follows llama.cpp: repetition penalty, then greedy argmax when
-// temperature is 0, else top-k, temperature, softmax, top-p, min-p, and a draw
-// from a seeded RNG. The RNG is ours (splitmix64), so the same seed gives the
-// same tokens on any machine and any libc.
+// The sampling parameters (bn_sampling) and the order of the steps are public
+// (bitnet.h). The RNG is ours (splitmix64), so the same seed gives the same
+// tokens on any machine and any libc.
 #ifndef BN_SAMPLER_H
 #define BN_SAMPLER_H
 
@@ -12,21 +11,6 @@
 #include <stdint.h>
 
 #include "error.h"
-
-typedef struct bn_sampling {
-    float temperature;    // <= 0: greedy
-    int top_k;            // <= 0: all tokens
-    float top_p;          // >= 1: off
-    float min_p;          // <= 0: off
-    float repeat_penalty; // 1: off
-    int repeat_last_n;    // how many recent tokens the penalty looks at
-    uint64_t seed;
-} bn_sampling;
-
-// llama.cpp's defaults: temp 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalty.
-bn_sampling bn_sampling_default(void);
-bn_sampling bn_sampling_greedy(void);
-int bn_sampling_validate(const bn_sampling *p, bn_error *err);
 
 typedef struct bn_sampler bn_sampler;
 

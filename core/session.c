@@ -12,7 +12,7 @@
 #include "bitnet.h"
 #include "clock.h"
 #include "engine_internal.h"
-#include "utf8.h"
+#include "sampler.h"
 
 struct bn_session {
     bn_engine *engine;
@@ -119,8 +119,12 @@ void bn_session_free(bn_session *s) {
 
 const char *bn_session_backend(const bn_session *s) { return s->ops->name; }
 const char *bn_session_backend_note(const bn_session *s) { return s->note; }
+const char *bn_session_cpu_kernels(const bn_session *s) {
+    return s->ops == &bn_cpu_backend ? bn_cpu_backend_kernels(s->be) : NULL;
+}
 int bn_session_n_ctx(const bn_session *s) { return s->n_ctx; }
 int bn_session_pos(const bn_session *s) { return s->n_past; }
+int bn_session_room(const bn_session *s) { return s->n_hist < s->n_ctx ? s->n_ctx - s->n_hist : 0; }
 void bn_session_reset(bn_session *s) { s->n_hist = s->n_past = 0; }
 
 uint64_t bn_session_backend_bytes(const bn_session *s) {
@@ -236,7 +240,8 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
             break;
         }
         if (i + 1 == n_predict) break;
-        if (s->n_hist >= s->n_ctx) {
+        // The pending token goes to position n_hist - 1, which must be in the cache.
+        if (s->n_hist > s->n_ctx) {
             t.stop = BN_STOP_CONTEXT;
             break;
         }

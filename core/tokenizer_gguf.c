@@ -112,3 +112,12 @@ fail:
     bn_tokenizer_free(t);
     return -1;
 }
+
+int bn_tokenizer_from_model(const char *gguf_path, bn_tokenizer **out, bn_error *err) {
+    *out = NULL;
+    bn_gguf *g;
+    if (bn_gguf_open(gguf_path, &g, err)) return -1;
+    int rc = bn_tokenizer_from_gguf(g, out, err);
+    bn_gguf_close(g);
+    return rc;
+}

@@ -1,7 +1,7 @@
-// utf8.c - the streaming UTF-8 decoder (see utf8.h for the contract).
+// utf8.c - the streaming UTF-8 decoder (bitnet.h states the contract).
 #include <string.h>
 
-#include "utf8.h"
+#include "bitnet.h"
 
 // Length of the character a lead byte starts; 0 when it cannot start one
 // (continuation bytes, overlong leads C0/C1, F5..FF beyond U+10FFFF).

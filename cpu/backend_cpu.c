@@ -181,6 +181,8 @@ fail:
 
 static uint64_t cpu_memory_bytes(const bn_backend *be) { return be->bytes; }
 
+const char *bn_cpu_backend_kernels(const bn_backend *be) { return be->kern->name; }
+
 const bn_backend_ops bn_cpu_backend = {
     .name = "cpu",
     .probe = cpu_probe,

@@ -4,7 +4,10 @@
 # found (PATH or /usr/local/cuda) the CUDA backend is built too.
 set -euo pipefail
 
-packages=(cmake make gcc pkg-config libcmocka-dev libcjson-dev libpcre2-dev)
+# libcurl + libssl (libcrypto): `bitnet-gpu download`; libedit: line editing in `chat`;
+# python3: the tests' local HTTP server and pseudo-terminal driver.
+packages=(cmake make gcc pkg-config libcmocka-dev libcjson-dev libpcre2-dev libcurl4-openssl-dev
+          libssl-dev libedit-dev python3)
 [ "${BITNET_WANT_CLANG:-0}" = 1 ] && packages+=(clang libclang-rt-dev)
 
 missing=()

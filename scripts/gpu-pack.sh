@@ -4,7 +4,7 @@
 #
 # Writes gpu-pack/ (git-ignored):
 #   bin/       bitnet-gpu, test_cuda, test_cli, bench_cuda, and the shared
-#              libraries they load besides CUDA's own (cJSON, cmocka, PCRE2);
+#              libraries they load besides the C library's and CUDA's own;
 #   fixtures/  what scripts/gpu-check.sh reads (tiny-a; its model xz-compressed).
 # On the GPU machine, from the repository root:
 #   xz -d gpu-pack/fixtures/tiny-a/tiny-a.gguf.xz
@@ -21,7 +21,11 @@ rm -rf gpu-pack
 mkdir -p gpu-pack/bin gpu-pack/fixtures/tiny-a
 cp build-pack/bitnet-gpu build-pack/test_cuda build-pack/test_cli build-pack/bench_cuda gpu-pack/bin/
 git describe --always --dirty >gpu-pack/bin/COMMIT # which code the binaries are
-ldd build-pack/bitnet-gpu build-pack/test_cuda | awk '/cjson|cmocka|pcre2/ {print $3}' | sort -u |
+# Every library they load but glibc's, the compiler runtime's and CUDA's (the GPU
+# machine has those): cJSON, cmocka, PCRE2, and the CLI's libcurl, libcrypto and
+# libedit with what they load in turn.
+ldd build-pack/bitnet-gpu build-pack/test_cuda | awk '$3 ~ /^\// {print $3}' | sort -u |
+  grep -vE '/(libc|libm|libpthread|libdl|librt|libresolv|ld-linux[^/]*|libgcc_s|libstdc\+\+|libcuda|libcublas[^/]*|libcudart)\.so' |
   while read -r lib; do cp -L "$lib" gpu-pack/bin/; done
 cp "$fixtures"/tiny-a/*.json "$fixtures"/tiny-a/*.f32 gpu-pack/fixtures/tiny-a/
 xz -T0 -6 -c "$fixtures/tiny-a/tiny-a.gguf" >gpu-pack/fixtures/tiny-a/tiny-a.gguf.xz

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "gguf_builder.h"
-#include "inspect.h"
+#include "bitnet.h"
 #include "model.h"
 
 // ---- tiny-a (values from fixtures/README.md) ----------------------------------------

@@ -4,7 +4,7 @@
 
 #include <stdbool.h>
 
-#include "utf8.h"
+#include "bitnet.h"
 
 // Pushes each piece and returns what came out of each push, concatenated with
 // '|' between pushes (and the flush output after a final '#').

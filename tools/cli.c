@@ -1,122 +1,191 @@
-// cli.c - flag parsing shared by generate, chat and bench.
+// cli.c - flag parsing shared by generate, chat and bench: one table says each
+// flag's spellings (ours and llama.cpp's), what it sets, which commands take it
+// and its help line, so parsing, "this command does not take X" and --help agree.
+#define _GNU_SOURCE // sched_getaffinity
 #include "cli.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
+#include <unistd.h>
 
-static int parse_int(const char *flag, const char *s, long lo, long hi, int *out) {
+typedef enum {
+    SWITCH,   // bool, no value
+    GREEDY,   // no value: temperature 0
+    STRING,   // const char *
+    CHOICE,   // const char *, one of `choices`
+    INT,      // int in lo..hi
+    FLOAT,    // finite float
+    U64,      // non-negative integer
+    IGNORED,  // an integer, accepted for llama.cpp's sake and ignored with a note
+} flag_kind;
+
+typedef struct {
+    const char *names[4]; // spellings, ours first, then llama.cpp's; NULL-terminated
+    unsigned group;       // BN_FLAGS_*; 0: every command
+    flag_kind kind;
+    size_t offset;        // in bn_run_flags
+    long lo, hi;          // INT, IGNORED
+    const char *choices;  // CHOICE: "a|b|c"
+    const char *arg;      // the value in --help ("" for none)
+    const char *help;
+} flag_def;
+
+#define AT(field) offsetof(bn_run_flags, field)
+static const flag_def flags[] = {
+    {{"-m", "--model"}, 0, STRING, AT(model), 0, 0, NULL, "FILE", "GGUF model (I2_S BitNet b1.58)"},
+    {{"-p", "--prompt"}, BN_FLAGS_PROMPT, STRING, AT(prompt), 0, 0, NULL, "TEXT", "prompt text"},
+    {{"-f", "--file"}, BN_FLAGS_FILE, STRING, AT(prompt_file), 0, 0, NULL, "FILE",
+     "read the prompt from FILE (- for stdin)"},
+    {{"-n", "--n-predict"}, BN_FLAGS_PREDICT, INT, AT(n_predict), 0, INT_MAX, NULL, "N",
+     "tokens to generate (generate: 128; chat: until the turn ends; bench: 4)"},
+    {{"-r", "--reps"}, BN_FLAGS_REPS, INT, AT(reps), 1, 1000, NULL, "N",
+     "runs per backend (default 1; the first is cold, the table gives the best warm ones)"},
+    {{"--greedy"}, BN_FLAGS_SAMPLING, GREEDY, 0, 0, 0, NULL, "", "greedy decoding (same as --temp 0)"},
+    {{"--temp"}, BN_FLAGS_SAMPLING, FLOAT, AT(sampling.temperature), 0, 0, NULL, "T", "temperature (default 0.8)"},
+    {{"--top-k"}, BN_FLAGS_SAMPLING, INT, AT(sampling.top_k), 0, INT_MAX, NULL, "K", "top-k (default 40; 0: off)"},
+    {{"--top-p"}, BN_FLAGS_SAMPLING, FLOAT, AT(sampling.top_p), 0, 0, NULL, "P", "top-p (default 0.95; 1: off)"},
+    {{"--min-p"}, BN_FLAGS_SAMPLING, FLOAT, AT(sampling.min_p), 0, 0, NULL, "P", "min-p (default 0.05; 0: off)"},
+    {{"--repeat-penalty"}, BN_FLAGS_SAMPLING, FLOAT, AT(sampling.repeat_penalty), 0, 0, NULL, "R",
+     "repetition penalty (default 1: off)"},
+    {{"--repeat-last-n"}, BN_FLAGS_SAMPLING, INT, AT(sampling.repeat_last_n), 0, INT_MAX, NULL, "N",
+     "tokens the penalty looks back at"},
+    {{"-s", "--seed"}, BN_FLAGS_SAMPLING, U64, AT(sampling.seed), 0, 0, NULL, "S", "random seed (default 42)"},
+    {{"--backend"}, BN_FLAGS_BACKEND, CHOICE, AT(session.backend), 0, 0, "auto|cpu|cuda", "B",
+     "auto (default), cpu or cuda"},
+    {{"-ngl", "--n-gpu-layers", "--gpu-layers"}, BN_FLAGS_BACKEND, IGNORED, 0, 0, INT_MAX, NULL, "N",
+     "accepted and ignored: the whole model runs on the --backend device"},
+    {{"-t", "--threads"}, 0, INT, AT(session.n_threads), 1, 1024, NULL, "N",
+     "CPU threads (default: physical cores; at most the CPUs available)"},
+    {{"-c", "--ctx-size", "--ctx"}, 0, INT, AT(session.n_ctx), 1, INT_MAX, NULL, "N",
+     "context length (default: the model's)"},
+    {{"--tokenizer"}, 0, STRING, AT(tokenizer), 0, 0, NULL, "FILE",
+     "use a tokenizer.json instead of the GGUF vocabulary"},
+    {{"--lm-head"}, 0, CHOICE, AT(lm_head), 0, 0, "q8|f16", "q8|f16",
+     "int8 LM head (faster, approximate) or exact f16 (default)"},
+    {{"--cpu-kernels"}, 0, CHOICE, AT(session.cpu_kernels), 0, 0, "auto|scalar|avx2|avx512", "K",
+     "CPU kernel set: auto, scalar, avx2, avx512 (or $BITNET_CPU_KERNELS)"},
+    {{"--chat"}, BN_FLAGS_CHAT, SWITCH, AT(chat), 0, 0, NULL, "", "wrap the prompt in the 2B-4T chat template"},
+    {{"--system"}, BN_FLAGS_SYSTEM, STRING, AT(system), 0, 0, NULL, "TEXT",
+     "system prompt (generate: with --chat)"},
+    {{"--no-bos"}, BN_FLAGS_BOS, SWITCH, AT(no_bos), 0, 0, NULL, "", "do not add the BOS token"},
+    {{"--json"}, BN_FLAGS_JSON, SWITCH, AT(json), 0, 0, NULL, "", "print one JSON document on stdout"},
+};
+#define N_FLAGS (sizeof flags / sizeof flags[0])
+
+static const flag_def *find_flag(const char *arg) {
+    for (size_t i = 0; i < N_FLAGS; i++)
+        for (const char *const *n = flags[i].names; *n; n++)
+            if (!strcmp(*n, arg)) return &flags[i];
+    return NULL;
+}
+
+static bool is_choice(const char *choices, const char *v) {
+    const size_t n = strlen(v);
+    for (const char *c = choices; c; c = strchr(c, '|') ? strchr(c, '|') + 1 : NULL)
+        if (!strncmp(c, v, n) && (c[n] == '|' || c[n] == 0) && n) return true;
+    return false;
+}
+
+// Stores one flag's value; 0, or prints the error and returns 2.
+static int set_value(const flag_def *d, const char *a, const char *v, bn_run_flags *f) {
+    void *p = (char *)f + d->offset;
     char *end;
     errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "error: %s expects an integer in %ld..%ld, got '%s'\n", flag, lo, hi, s);
+    switch (d->kind) {
+    case STRING: *(const char **)p = v; return 0;
+    case CHOICE:
+        if (is_choice(d->choices, v)) return *(const char **)p = v, 0;
+        fprintf(stderr, "error: %s expects one of %s, got '%s'\n", a, d->choices, v);
         return 2;
+    case INT:
+    case IGNORED: {
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end || x < d->lo || x > d->hi) {
+            fprintf(stderr, "error: %s expects an integer in %ld..%ld, got '%s'\n", a, d->lo, d->hi, v);
+            return 2;
+        }
+        if (d->kind == INT) *(int *)p = (int)x;
+        else fprintf(stderr, "note: %s is accepted for llama.cpp's sake and ignored: the whole "
+                             "model runs on the device --backend picks\n", a);
+        return 0;
     }
-    *out = (int)v;
+    case FLOAT: {
+        float x = strtof(v, &end);
+        if (errno || end == v || *end || !isfinite(x)) {
+            fprintf(stderr, "error: %s expects a number, got '%s'\n", a, v);
+            return 2;
+        }
+        *(float *)p = x;
+        return 0;
+    }
+    case U64: {
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || end == v || *end || *v == '-') {
+            fprintf(stderr, "error: %s expects a non-negative integer, got '%s'\n", a, v);
+            return 2;
+        }
+        *(uint64_t *)p = x;
+        return 0;
+    }
+    case SWITCH:
+    case GREEDY: break;
+    }
     return 0;
 }
 
-static int parse_float(const char *flag, const char *s, float *out) {
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) {
-        fprintf(stderr, "error: %s expects a number, got '%s'\n", flag, s);
-        return 2;
-    }
-    *out = v;
-    return 0;
+// The CPUs this process may run on: threads beyond them only wait for each
+// other (-t 1000 on 2 CPUs made a 4 ms prefill take 1153 ms).
+static int cpus_available(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
 
-static int parse_u64(const char *flag, const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || *s == '-') {
-        fprintf(stderr, "error: %s expects a non-negative integer, got '%s'\n", flag, s);
-        return 2;
-    }
-    *out = v;
-    return 0;
-}
-
-void bn_print_run_usage(const char *cmd, const char *synopsis) {
-    printf("usage: bitnet-gpu %s %s\n\n"
-           "  -m, --model FILE       GGUF model (I2_S BitNet b1.58)\n"
-           "  -p, --prompt TEXT      prompt text\n"
-           "  -f, --file FILE        read the prompt from FILE (- for stdin)\n"
-           "  -n, --n-predict N      tokens to generate (generate: 128; chat: until the turn ends)\n"
-           "  --greedy               greedy decoding (same as --temp 0)\n"
-           "  --temp T --top-k K --top-p P --min-p P --repeat-penalty R --seed S\n"
-           "                         sampling (defaults 0.8, 40, 0.95, 0.05, 1.0, 42)\n"
-           "  --backend B            auto (default), cpu or cuda\n"
-           "  -t, --threads N        CPU threads (default: physical cores)\n"
-           "  -c, --ctx N            context length (default: the model's)\n"
-           "  --tokenizer FILE       use a tokenizer.json instead of the GGUF vocabulary\n"
-           "  --lm-head q8|f16       int8 LM head (faster, approximate) or exact f16 (default)\n"
-           "  --cpu-kernels K        auto, scalar, avx2, avx512\n"
-           "  --chat                 wrap the prompt in the 2B-4T chat template\n"
-           "  --system TEXT          system prompt for --chat and chat\n"
-           "  --no-bos               do not add the BOS token\n"
-           "  --json                 print one JSON object at the end\n",
-           cmd, synopsis);
-}
-
-int bn_parse_run_flags(int argc, char **argv, bn_run_flags *f, bool *help) {
-    *f = (bn_run_flags){.n_predict = -1, .sampling = bn_sampling_default()};
+int bn_parse_run_flags(const char *cmd, unsigned accept, int argc, char **argv, bn_run_flags *f,
+                       bool *help) {
+    *f = (bn_run_flags){.n_predict = -1, .reps = 1, .sampling = bn_sampling_default()};
     f->session.backend = "auto";
     *help = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        // Flags without a value.
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             *help = true;
             return 0;
         }
-        if (!strcmp(a, "--greedy")) { f->sampling.temperature = 0; continue; }
-        if (!strcmp(a, "--json")) { f->json = true; continue; }
-        if (!strcmp(a, "--chat")) { f->chat = true; continue; }
-        if (!strcmp(a, "--no-bos")) { f->no_bos = true; continue; }
-        // Flags with a value.
-        if (i + 1 >= argc) {
-            fprintf(stderr, "error: unknown flag or missing value: '%s'\n", a);
+        const flag_def *d = find_flag(a);
+        if (!d) {
+            fprintf(stderr, "error: unknown %s '%s' (see bitnet-gpu %s --help)\n",
+                    a[0] == '-' ? "flag" : "argument", a, cmd);
             return 2;
         }
-        const char *v = argv[++i];
-        int rc = 0;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) f->model = v;
-        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) f->prompt = v;
-        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) f->prompt_file = v;
-        else if (!strcmp(a, "--system")) f->system = v;
-        else if (!strcmp(a, "--tokenizer")) f->tokenizer = v;
-        else if (!strcmp(a, "--backend")) f->session.backend = v;
-        else if (!strcmp(a, "--cpu-kernels")) f->session.cpu_kernels = v;
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) rc = parse_int(a, v, 0, INT_MAX, &f->n_predict);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = parse_int(a, v, 1, 1024, &f->session.n_threads);
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) rc = parse_int(a, v, 1, INT_MAX, &f->session.n_ctx);
-        else if (!strcmp(a, "--temp")) rc = parse_float(a, v, &f->sampling.temperature);
-        else if (!strcmp(a, "--top-k")) rc = parse_int(a, v, 0, INT_MAX, &f->sampling.top_k);
-        else if (!strcmp(a, "--top-p")) rc = parse_float(a, v, &f->sampling.top_p);
-        else if (!strcmp(a, "--min-p")) rc = parse_float(a, v, &f->sampling.min_p);
-        else if (!strcmp(a, "--repeat-penalty")) rc = parse_float(a, v, &f->sampling.repeat_penalty);
-        else if (!strcmp(a, "--repeat-last-n")) rc = parse_int(a, v, 0, INT_MAX, &f->sampling.repeat_last_n);
-        else if (!strcmp(a, "--seed")) rc = parse_u64(a, v, &f->sampling.seed);
-        else if (!strcmp(a, "--lm-head")) {
-            if (strcmp(v, "q8") && strcmp(v, "f16")) {
-                fprintf(stderr, "error: --lm-head expects q8 or f16, got '%s'\n", v);
-                return 2;
-            }
-            f->session.lm_head_q8 = !strcmp(v, "q8");
-        } else {
-            fprintf(stderr, "error: unknown flag '%s'\n", a);
+        if (d->group && !(accept & d->group)) {
+            fprintf(stderr, "error: %s does not use %s (see bitnet-gpu %s --help)\n", cmd, a, cmd);
             return 2;
         }
-        if (rc) return rc;
+        if (d->kind == SWITCH) {
+            *(bool *)((char *)f + d->offset) = true;
+        } else if (d->kind == GREEDY) {
+            f->sampling.temperature = 0;
+        } else if (i + 1 >= argc) {
+            fprintf(stderr, "error: %s needs a value\n", a);
+            return 2;
+        } else if (set_value(d, a, argv[++i], f)) {
+            return 2;
+        }
+    }
+    f->session.lm_head_q8 = f->lm_head && !strcmp(f->lm_head, "q8");
+    const int cpus = cpus_available();
+    if (f->session.n_threads > cpus) {
+        fprintf(stderr, "note: -t %d is more than the %d CPUs this process may use; using %d\n",
+                f->session.n_threads, cpus, cpus);
+        f->session.n_threads = cpus;
     }
     bn_error err;
     if (bn_sampling_validate(&f->sampling, &err)) {
@@ -126,55 +195,18 @@ int bn_parse_run_flags(int argc, char **argv, bn_run_flags *f, bool *help) {
     return 0;
 }
 
-int bn_read_prompt_file(const char *path, char **out) {
-    enum { MAX_PROMPT = 64 << 20 };
-    *out = NULL;
-    const bool use_stdin = !strcmp(path, "-");
-    FILE *fp = use_stdin ? stdin : fopen(path, "rb");
-    if (!fp) {
-        fprintf(stderr, "error: cannot open prompt file '%s': %s\n", path, strerror(errno));
-        return 1;
-    }
-    size_t n = 0, cap = 0;
-    char *buf = NULL;
-    const char *why = NULL;
-    for (;;) {
-        if (cap - n < 2) { // room for one more byte and the NUL
-            if (cap > MAX_PROMPT) {
-                why = "it is larger than 64 MiB";
-                break;
-            }
-            const size_t bigger_cap = cap ? cap * 2 : 4096;
-            char *bigger = realloc(buf, bigger_cap);
-            if (!bigger) {
-                why = "out of memory";
-                break;
-            }
-            buf = bigger;
-            cap = bigger_cap;
+void bn_print_run_usage(const char *cmd, unsigned accept, const char *synopsis) {
+    printf("usage: bitnet-gpu %s %s\n\n", cmd, synopsis);
+    for (size_t i = 0; i < N_FLAGS; i++) {
+        const flag_def *d = &flags[i];
+        if (d->group && !(accept & d->group)) continue;
+        int col = printf("  ");
+        for (const char *const *n = d->names; *n; n++) col += printf("%s%s", n == d->names ? "" : ", ", *n);
+        col += printf("%s%s", *d->arg ? " " : "", d->arg);
+        if (col > 32) { // a long flag: its help on the next line
+            putchar('\n');
+            col = 0;
         }
-        const size_t got = fread(buf + n, 1, cap - 1 - n, fp);
-        n += got;
-        if (got == 0) {
-            if (ferror(fp)) why = strerror(errno);
-            break;
-        }
+        printf("%*s%s\n", 34 - col, "", d->help);
     }
-    if (!use_stdin) fclose(fp);
-    if (!why && n > MAX_PROMPT) why = "it is larger than 64 MiB";
-    if (!why && memchr(buf, 0, n)) why = "it contains a NUL byte: it is not text";
-    if (why) {
-        fprintf(stderr, "error: cannot use prompt file '%s': %s\n", path, why);
-        free(buf);
-        return 1;
-    }
-    buf[n] = 0;
-    *out = buf;
-    return 0;
-}
-
-uint64_t bn_peak_rss_bytes(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (uint64_t)ru.ru_maxrss * 1024; // Linux reports KiB
 }

@@ -3,9 +3,11 @@
 #define BN_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "bitnet.h"
+#include "io.h"
 
 // The flags of generate/chat/bench (DESIGN 6; names follow llama.cpp).
 typedef struct bn_run_flags {
@@ -13,8 +15,10 @@ typedef struct bn_run_flags {
     const char *tokenizer;  // --tokenizer tokenizer.json
     const char *prompt;     // -p
     const char *prompt_file; // -f: read the prompt from this file ("-": stdin)
-    const char *system;     // --system (chat)
+    const char *system;     // --system
+    const char *lm_head;    // --lm-head q8|f16 (session.lm_head_q8 is set from it)
     int n_predict;          // -n; -1 when not given
+    int reps;               // -r (bench); 1 when not given
     bool json;              // --json
     bool chat;              // --chat: wrap the prompt in the chat template
     bool no_bos;            // --no-bos
@@ -22,17 +26,28 @@ typedef struct bn_run_flags {
     bn_sampling sampling;
 } bn_run_flags;
 
-// Parses argv[1..] into f (defaults filled first). Returns 0, or prints one
-// error line and returns 2. Unknown flags are errors. *help is set by -h/--help.
-int bn_parse_run_flags(int argc, char **argv, bn_run_flags *f, bool *help);
-void bn_print_run_usage(const char *cmd, const char *synopsis);
+// The flag groups a command takes besides the common ones (-m, -t, -c,
+// --tokenizer, --lm-head, --cpu-kernels). A flag outside them is an error, not
+// silently ignored.
+enum {
+    BN_FLAGS_PROMPT = 1 << 0,   // -p
+    BN_FLAGS_FILE = 1 << 1,     // -f
+    BN_FLAGS_PREDICT = 1 << 2,  // -n
+    BN_FLAGS_SAMPLING = 1 << 3, // --greedy --temp --top-k --top-p --min-p --repeat-* --seed
+    BN_FLAGS_BACKEND = 1 << 4,  // --backend, -ngl
+    BN_FLAGS_CHAT = 1 << 5,     // --chat
+    BN_FLAGS_SYSTEM = 1 << 6,   // --system
+    BN_FLAGS_BOS = 1 << 7,      // --no-bos
+    BN_FLAGS_JSON = 1 << 8,     // --json
+    BN_FLAGS_REPS = 1 << 9,     // -r
+};
 
-// Reads a whole prompt file ("-": stdin) into a malloc'd NUL-terminated string.
-// Returns 0, or prints one error line and returns 1 (unreadable, a NUL byte in it,
-// over 64 MiB).
-int bn_read_prompt_file(const char *path, char **out);
-
-// Peak resident set size of this process, in bytes.
-uint64_t bn_peak_rss_bytes(void);
+// Parses argv[1..] into f (defaults filled first), taking the flags of the groups
+// in `accept`. Returns 0, or prints one error line and returns 2. *help is set by
+// -h/--help. -t above the CPUs this process may use is capped, with a note.
+int bn_parse_run_flags(const char *cmd, unsigned accept, int argc, char **argv, bn_run_flags *f,
+                       bool *help);
+// Prints the flags of the groups in `accept`, with their llama.cpp spellings.
+void bn_print_run_usage(const char *cmd, unsigned accept, const char *synopsis);
 
 #endif

@@ -7,6 +7,7 @@
 // and the best ms/token, and every run must give the same tokens.
 // For the CPU it also measures the machine's read bandwidth right after the runs
 // and reports decode against the roofline: weight bytes per token / bandwidth.
+// With --json, stdout is one JSON document and the table goes to stderr.
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 
 typedef struct {
     const char *backend;
+    const char *cpu_kernels; // the CPU kernel set that ran; NULL for other backends
     bool ran;
     char note[320];
     double load_ms, backend_ms, first_token_ms; // model file; backend create; start to first token
@@ -86,6 +88,7 @@ static void run_backend(bn_engine *e, const bn_run_flags *f, int reps, const int
     row->tok_s = bn_per_second(bn_decode_steps(&t), t.decode_ms);
     row->backend_bytes = bn_session_backend_bytes(s);
     row->decode_bytes = bn_session_decode_bytes(s);
+    row->cpu_kernels = bn_session_cpu_kernels(s);
     snprintf(row->note, sizeof row->note, "%s", bn_session_backend_note(s));
 done:
     row->peak_rss = bn_peak_rss_bytes();
@@ -116,6 +119,7 @@ static void print_json(const bench_row *rows, int n, bool same, int reps, const 
         cJSON_AddStringToObject(b, "backend", rows[i].backend);
         cJSON_AddBoolToObject(b, "ran", rows[i].ran);
         cJSON_AddStringToObject(b, "note", rows[i].note);
+        if (rows[i].cpu_kernels) cJSON_AddStringToObject(b, "cpu_kernels", rows[i].cpu_kernels);
         if (rows[i].ran) {
             cJSON_AddNumberToObject(b, "load_ms", rows[i].load_ms);
             cJSON_AddNumberToObject(b, "backend_ms", rows[i].backend_ms);
@@ -146,43 +150,45 @@ static void print_json(const bench_row *rows, int n, bool same, int reps, const 
     cJSON_Delete(o);
 }
 
-// Takes bench's own flag, -r/--reps N, out of argv (the rest are the shared run
-// flags). Returns 0, or prints one error line and returns 2.
-static int take_reps(int *argc, char **argv, int *reps) {
-    *reps = 1;
-    int out = 1;
-    for (int i = 1; i < *argc; i++) {
-        if (strcmp(argv[i], "-r") && strcmp(argv[i], "--reps")) {
-            argv[out++] = argv[i];
+static void print_table(FILE *out, const bn_run_flags *f, const bench_row *rows, int n_rows, int reps,
+                        size_t n_prompt) {
+    fprintf(out, "bench: %s, prompt \"%s\" (%zu tokens), %d greedy tokens", f->model, f->prompt,
+            n_prompt, f->n_predict);
+    if (reps > 1) fprintf(out, ", best of %d runs (prefill: first run, cold / best warm run)", reps);
+    fprintf(out, "\n%-8s %8s %10s %12s %15s %12s %9s %12s  %s\n", "backend", "load ms", "backend ms",
+            "1st token ms", "prefill ms", "ms/token", "tok/s", "peak RSS MB", "tokens");
+    for (int i = 0; i < n_rows; i++) {
+        const bench_row *r = &rows[i];
+        if (!r->ran) {
+            fprintf(out, "%-8s %s\n", r->backend, r->note);
             continue;
         }
-        char *end;
-        const long v = i + 1 < *argc ? strtol(argv[i + 1], &end, 10) : 0;
-        if (i + 1 >= *argc || *end || end == argv[i + 1] || v < 1 || v > 1000) {
-            fprintf(stderr, "error: %s expects an integer in 1..1000\n", argv[i]);
-            return 2;
-        }
-        *reps = (int)v;
-        i++;
+        char prefill[32];
+        if (reps > 1) snprintf(prefill, sizeof prefill, "%.1f / %.1f", r->prefill_ms, r->prefill_warm_ms);
+        else snprintf(prefill, sizeof prefill, "%.2f", r->prefill_ms);
+        fprintf(out, "%-8s %8.1f %10.1f %12.1f %15s %12.3f %9.1f %12.1f  [", r->backend, r->load_ms,
+                r->backend_ms, r->first_token_ms, prefill, r->ms_per_token, r->tok_s, r->peak_rss / 1048576.0);
+        for (int k = 0; k < r->n_tokens; k++) fprintf(out, k ? " %d" : "%d", r->tokens[k]);
+        fprintf(out, "]\n");
     }
-    *argc = out;
-    return 0;
+    const bench_row *cpu = &rows[0];
+    if (cpu->ran && cpu->cpu_kernels) fprintf(out, "cpu kernels: %s\n", cpu->cpu_kernels);
+    if (cpu->roofline_ms > 0 && cpu->ms_per_token > 0)
+        fprintf(out, "cpu roofline: %.0f MB of weights per token / %.1f GB/s read bandwidth (measured "
+                "now) = %.2f ms/token; decode ran at %.0f%% of it\n",
+                cpu->decode_bytes / 1e6, cpu->read_gbs, cpu->roofline_ms,
+                100.0 * cpu->roofline_ms / cpu->ms_per_token);
 }
+
+#define BENCH_FLAGS (BN_FLAGS_PROMPT | BN_FLAGS_PREDICT | BN_FLAGS_JSON | BN_FLAGS_REPS)
 
 int bn_cmd_bench(int argc, char **argv) {
     bn_run_flags f;
     bool help;
-    int reps;
-    int rc = take_reps(&argc, argv, &reps);
-    if (!rc) rc = bn_parse_run_flags(argc, argv, &f, &help);
-    if (rc || help) {
-        if (!rc) {
-            bn_print_run_usage("bench", "-m MODEL [-t N] [-p PROMPT] [-n N] [-r REPS] [--json]");
-            printf("  -r, --reps N           runs per backend (default 1): the first is cold; the\n"
-                   "                         table gives the best warm prefill and ms/token\n");
-        }
-        return rc;
-    }
+    int rc = bn_parse_run_flags("bench", BENCH_FLAGS, argc, argv, &f, &help);
+    if (help) bn_print_run_usage("bench", BENCH_FLAGS, "-m MODEL [-t N] [-p PROMPT] [-n N] [-r REPS] [--json]");
+    if (rc || help) return rc;
+    const int reps = f.reps;
     if (!f.model) {
         fprintf(stderr, "error: bench needs -m MODEL (make one with `bitnet-gpu make-model`)\n");
         return 2;
@@ -221,31 +227,8 @@ int bn_cmd_bench(int argc, char **argv) {
                     !memcmp(rows[i].tokens, ref->tokens, sizeof(int32_t) * (size_t)ref->n_tokens);
     }
 
-    printf("bench: %s, prompt \"%s\" (%zu tokens), %d greedy tokens", f.model, f.prompt, n_prompt,
-           f.n_predict);
-    if (reps > 1) printf(", best of %d runs (prefill: first run, cold / best warm run)", reps);
-    printf("\n%-8s %8s %10s %12s %15s %12s %9s %12s  %s\n", "backend", "load ms", "backend ms",
-           "1st token ms", "prefill ms", "ms/token", "tok/s", "peak RSS MB", "tokens");
-    for (int i = 0; i < n_rows; i++) {
-        const bench_row *r = &rows[i];
-        if (!r->ran) {
-            printf("%-8s %s\n", r->backend, r->note);
-            continue;
-        }
-        char prefill[32];
-        if (reps > 1) snprintf(prefill, sizeof prefill, "%.1f / %.1f", r->prefill_ms, r->prefill_warm_ms);
-        else snprintf(prefill, sizeof prefill, "%.2f", r->prefill_ms);
-        printf("%-8s %8.1f %10.1f %12.1f %15s %12.3f %9.1f %12.1f  [", r->backend, r->load_ms,
-               r->backend_ms, r->first_token_ms, prefill, r->ms_per_token, r->tok_s, r->peak_rss / 1048576.0);
-        for (int k = 0; k < r->n_tokens; k++) printf(k ? " %d" : "%d", r->tokens[k]);
-        printf("]\n");
-    }
-    const bench_row *cpu = &rows[0];
-    if (cpu->roofline_ms > 0 && cpu->ms_per_token > 0)
-        printf("cpu roofline: %.0f MB of weights per token / %.1f GB/s read bandwidth (measured "
-               "now) = %.2f ms/token; decode ran at %.0f%% of it\n",
-               cpu->decode_bytes / 1e6, cpu->read_gbs, cpu->roofline_ms,
-               100.0 * cpu->roofline_ms / cpu->ms_per_token);
+    // --json: stdout is the JSON document alone, the table goes to stderr.
+    print_table(f.json ? stderr : stdout, &f, rows, n_rows, reps, n_prompt);
     if (f.json) print_json(rows, n_rows, same, reps, prompt, n_prompt);
     if (!ref) fprintf(stderr, "error: no backend could run\n");
     else if (!same) fprintf(stderr, "error: BACKENDS DISAGREE: the tokens above differ\n");

@@ -1,93 +1,194 @@
 // cmd_chat.c - `bitnet-gpu chat`: an interactive multi-turn conversation in
 // the 2B-4T chat format. The session keeps its KV cache between turns, so each
-// turn only feeds the new user message. Ctrl-D quits; /reset starts over.
+// turn only feeds the new user message.
+//
+// On a terminal: line editing and history (line_input.c), /help, /reset, /exit;
+// Ctrl-C stops the reply being written (at the prompt it drops the line), Ctrl-D
+// on an empty line quits. From a pipe or file, the same commands read one
+// message per line, without prompts.
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
+#include "line_input.h"
 #include "run.h"
 
+#define CHAT_FLAGS                                                                        \
+    (BN_FLAGS_PROMPT | BN_FLAGS_PREDICT | BN_FLAGS_SAMPLING | BN_FLAGS_BACKEND | BN_FLAGS_SYSTEM)
+
+static volatile sig_atomic_t interrupted; // Ctrl-C (SIGINT) since it was last cleared
+
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
 typedef struct {
-    int n_emitted; // tokens shown this turn (the end-of-turn token is not)
+    bn_run run;
+    bn_run_flags *flags;
+    bool editing;
+    bool first;  // the next message starts the conversation (BOS, system prompt)
+    bool closed; // the last reply ended with its end-of-turn token
+} chat;
+
+typedef struct {
+    int n_emitted;   // tokens shown this turn (the end-of-turn token is not)
+    int write_errno; // stdout refused the reply
 } turn;
 
 static int on_token(void *user, int32_t id, const char *text, size_t len) {
     turn *t = user;
     if (id >= 0) t->n_emitted++;
-    fwrite(text, 1, len, stdout);
+    if (bn_write_stdout(text, len)) return t->write_errno = errno ? errno : EIO, 1;
+    return interrupted != 0; // Ctrl-C: this token is the reply's last
+}
+
+static void print_help(void) {
+    printf("  /help    this help\n"
+           "  /reset   forget the conversation and start a new one\n"
+           "  /exit    quit (also /quit, or Ctrl-D on an empty line)\n"
+           "  Ctrl-C   stop the reply being written; at the prompt, drop the line\n"
+           "  A line ending in \\ continues on the next line. A line \"\"\" starts a block\n"
+           "  that ends at the next \"\"\" line, for text with blank lines in it.\n"
+           "  Up and down arrows recall earlier messages. To send a message that starts\n"
+           "  with /, type it twice (//).\n");
+}
+
+static void reset(chat *c) {
+    bn_session_reset(c->run.session);
+    c->first = c->closed = true;
+}
+
+// One exchange: the user's message in, the reply streamed out. Returns -1 only
+// when stdout is gone (the chat cannot go on), else 0.
+static int exchange(chat *c, const char *msg) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    // A reply cut short (-n, Ctrl-C) never got its <|eot_id|>: close it first.
+    if (bn_run_prompt(&c->run, c->flags, msg, c->first, !c->closed, &ids, &n)) return 0;
+    const int room = bn_session_room(c->run.session);
+    if ((int)n > room) {
+        fprintf(stderr, "note: this message (%zu tokens) does not fit: %d of the context's %d "
+                        "tokens are left. /reset starts a new conversation%s\n",
+                n, room, bn_session_n_ctx(c->run.session),
+                c->editing ? "; then the up arrow brings the message back" : "");
+        free(ids);
+        return 0;
+    }
+    turn t = {0};
+    bn_timings tm;
+    bn_error err;
+    const int n_predict = c->flags->n_predict >= 0 ? c->flags->n_predict : INT_MAX;
+    interrupted = 0;
+    int rc = bn_session_generate(c->run.session, ids, n, n_predict, &c->flags->sampling, on_token,
+                                 &t, &tm, &err);
+    free(ids);
+    if (t.write_errno) {
+        fprintf(stderr, "\nerror: writing the reply failed: %s\n", strerror(t.write_errno));
+        return -1;
+    }
+    if (t.n_emitted) putchar('\n');
     fflush(stdout);
+    if (rc) {
+        fprintf(stderr, "error: %s (/reset starts a new conversation)\n", err.msg);
+        return 0;
+    }
+    c->closed = t.n_emitted < tm.n_gen; // the last sampled token was the end of the turn
+    c->first = false;
+    if (tm.stop == BN_STOP_CALLER) fprintf(stderr, "(stopped)\n");
+    bn_print_timings(&c->run, &tm);
+    if (tm.stop == BN_STOP_CONTEXT) fprintf(stderr, "note: /reset starts a new conversation\n");
     return 0;
 }
 
-// Reads one line (without the newline); NULL at end of input. *buf is reused.
-static char *read_line(char **buf, size_t *cap) {
-    ssize_t n = getline(buf, cap, stdin);
-    if (n < 0) return NULL;
-    while (n > 0 && ((*buf)[n - 1] == '\n' || (*buf)[n - 1] == '\r')) (*buf)[--n] = 0;
-    return *buf;
+// A line starting with '/': 1 to quit, 0 when handled, -1 when it is a message
+// ("//..." sends "/...").
+static int command(chat *c, const char *line) {
+    if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) return 1;
+    if (!strcmp(line, "/help")) {
+        print_help();
+    } else if (!strcmp(line, "/reset")) {
+        reset(c);
+        fprintf(stderr, "(conversation reset)\n");
+    } else if (line[1] == '/') {
+        return -1;
+    } else {
+        fprintf(stderr, "unknown command %s (/help lists them)\n", line);
+    }
+    return 0;
+}
+
+// Until /exit or the end of the input: 0, or 1 when stdout failed.
+static int loop(chat *c, bn_line_input *in) {
+    if (c->flags->prompt && exchange(c, c->flags->prompt)) return 1;
+    for (;;) {
+        char *msg;
+        const bn_input_status st = bn_line_input_read(in, &msg);
+        if (st == BN_INPUT_EOF) {
+            if (c->editing) putchar('\n'); // the shell's prompt starts on a line of its own
+            return 0;
+        }
+        if (st == BN_INPUT_INTERRUPTED) {
+            fprintf(stderr, "^C (Ctrl-D or /exit quits)\n");
+            continue;
+        }
+        int cmd = msg[0] == '/' ? command(c, msg) : -1;
+        int rc = cmd < 0 && *msg ? exchange(c, msg[0] == '/' ? msg + 1 : msg) : 0;
+        free(msg);
+        if (cmd > 0 || rc) return rc ? 1 : 0;
+    }
 }
 
 int bn_cmd_chat(int argc, char **argv) {
     bn_run_flags f;
     bool help;
-    int rc = bn_parse_run_flags(argc, argv, &f, &help);
-    if (help || rc) {
-        if (help) bn_print_run_usage("chat", "-m MODEL [--system TEXT] [-p FIRST_MESSAGE] [options]");
-        return rc;
+    int rc = bn_parse_run_flags("chat", CHAT_FLAGS, argc, argv, &f, &help);
+    if (help) {
+        bn_print_run_usage("chat", CHAT_FLAGS, "-m MODEL [--system TEXT] [-p FIRST_MESSAGE] [options]");
+        printf("\nIn the chat:\n");
+        print_help();
     }
+    if (help || rc) return rc;
     if (!f.model) {
         fprintf(stderr, "error: chat needs -m MODEL (see --help)\n");
         return 2;
     }
     f.chat = true;
-    bn_run r;
-    if (bn_run_open(&f, &r)) return 1;
-    bool tty = isatty(STDIN_FILENO);
-    if (tty) fprintf(stderr, "chat: type a message and press Enter; /reset starts over; Ctrl-D quits.\n");
-
-    char *line = NULL;
-    size_t cap = 0;
-    bool first = true, closed = true; // closed: the last reply ended with its end-of-turn token
-    const char *pending_msg = f.prompt;
-    for (;;) {
-        const char *msg = pending_msg;
-        pending_msg = NULL;
-        if (!msg) {
-            if (tty) fputs("\n> ", stdout), fflush(stdout);
-            if (!(msg = read_line(&line, &cap))) break;
-        }
-        if (!strcmp(msg, "/reset")) {
-            bn_session_reset(r.session);
-            first = closed = true;
-            fprintf(stderr, "(conversation reset)\n");
-            continue;
-        }
-        if (!*msg) continue;
-
-        // A reply cut short by -n never got its <|eot_id|>: close it first.
-        int32_t *ids = NULL;
-        size_t n = 0;
-        if (bn_run_prompt(&r, &f, msg, first, !closed, &ids, &n)) continue;
-        int left = bn_session_n_ctx(r.session) - bn_session_pos(r.session) - (int)n;
-        int n_predict = f.n_predict >= 0 ? f.n_predict : (left > 0 ? left : 1);
-        turn t = {0};
-        bn_timings tm;
-        bn_error err;
-        if (bn_session_generate(r.session, ids, n, n_predict, &f.sampling, on_token, &t, &tm, &err)) {
-            fprintf(stderr, "\nerror: %s (type /reset to start a new conversation)\n", err.msg);
-        } else {
-            closed = t.n_emitted < tm.n_gen; // the last sampled token was end-of-turn
-            first = false;
-            putchar('\n');
-            if (!tty) fflush(stdout);
-            bn_print_timings(&r, &tm);
-        }
-        free(ids);
+    chat c = {.flags = &f, .first = true, .closed = true};
+    c.editing = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+    if (bn_run_open(&f, &c.run)) return 1;
+    bn_line_input *in = bn_line_input_open(c.editing, &interrupted);
+    if (!in) {
+        fprintf(stderr, "error: out of memory\n");
+        bn_run_close(&c.run);
+        return 1;
     }
-    free(line);
-    bn_run_close(&r);
-    return 0;
+    // Ctrl-C belongs to the chat only on a terminal; a piped chat stops as usual.
+    // NOFLSH: the terminal keeps what was written when Ctrl-C comes, so the end
+    // of the reply, "(stopped)" and the next prompt are not thrown away with it.
+    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESTART}, old;
+    struct termios tio, tio_old;
+    const bool tio_set = c.editing && tcgetattr(STDIN_FILENO, &tio_old) == 0;
+    if (tio_set) {
+        tio = tio_old;
+        tio.c_lflag |= NOFLSH;
+        tcsetattr(STDIN_FILENO, TCSANOW, &tio);
+    }
+    if (c.editing) {
+        sigaction(SIGINT, &sa, &old);
+        fprintf(stderr, "chat: type a message and press Enter; /help for commands, Ctrl-D or /exit to quit.\n");
+    }
+    rc = loop(&c, in);
+    if (c.editing) sigaction(SIGINT, &old, NULL);
+    if (tio_set) tcsetattr(STDIN_FILENO, TCSANOW, &tio_old);
+    bn_line_input_close(in);
+    bn_run_close(&c.run);
+    return rc;
 }

@@ -1,6 +1,7 @@
 // cmd_generate.c - `bitnet-gpu generate`: stream a completion to stdout,
 // timings to stderr (or everything as one JSON object with --json).
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,13 +10,19 @@
 #include "commands.h"
 #include "run.h"
 
+#define GENERATE_FLAGS                                                                    \
+    (BN_FLAGS_PROMPT | BN_FLAGS_FILE | BN_FLAGS_PREDICT | BN_FLAGS_SAMPLING |             \
+     BN_FLAGS_BACKEND | BN_FLAGS_CHAT | BN_FLAGS_SYSTEM | BN_FLAGS_BOS | BN_FLAGS_JSON)
+
 typedef struct {
     bool json;
     char *text; // --json: the whole completion
     size_t len, cap;
     int32_t *ids;
     size_t n_ids, cap_ids;
-    bool oom; // why on_token stopped the generation: an error, not a short reply
+    // Why on_token stopped the generation: an error, not a short reply.
+    bool oom;
+    int write_errno; // stdout refused the text (a full disk, a closed pipe)
 } collector;
 
 static int on_token(void *user, int32_t id, const char *text, size_t len) {
@@ -31,9 +38,9 @@ static int on_token(void *user, int32_t id, const char *text, size_t len) {
         c->ids[c->n_ids++] = id;
     }
     if (!c->json) {
-        fwrite(text, 1, len, stdout);
-        fflush(stdout);
-        return 0;
+        if (bn_write_stdout(text, len) == 0) return 0;
+        c->write_errno = errno ? errno : EIO;
+        return 1;
     }
     if (c->len + len + 1 > c->cap) {
         size_t cap = 2 * (c->len + len + 1);
@@ -57,6 +64,8 @@ static void print_json(const bn_run *r, const int32_t *prompt, size_t n_prompt, 
     for (size_t i = 0; i < c->n_ids; i++) cJSON_AddItemToArray(g, cJSON_CreateNumber(c->ids[i]));
     cJSON_AddStringToObject(o, "text", c->text ? c->text : "");
     cJSON_AddStringToObject(o, "backend", bn_session_backend(r->session));
+    const char *kernels = bn_session_cpu_kernels(r->session);
+    if (kernels) cJSON_AddStringToObject(o, "cpu_kernels", kernels);
     bn_add_timings_json(o, r, t);
     char *s = cJSON_PrintUnformatted(o);
     if (s) puts(s);
@@ -64,18 +73,25 @@ static void print_json(const bn_run *r, const int32_t *prompt, size_t n_prompt, 
     cJSON_Delete(o);
 }
 
+// The checks the flag table cannot make: exactly one prompt, --system only with --chat.
+static int check_flags(const bn_run_flags *f) {
+    const char *why = !f->model                      ? "generate needs -m MODEL"
+                    : f->prompt && f->prompt_file    ? "-p and -f both give the prompt: use one of them"
+                    : !f->prompt && !f->prompt_file  ? "generate needs a prompt: -p TEXT or -f FILE"
+                    : f->system && !f->chat          ? "--system needs --chat (a plain prompt has no system part)"
+                                                     : NULL;
+    if (!why) return 0;
+    fprintf(stderr, "error: %s (see bitnet-gpu generate --help)\n", why);
+    return 2;
+}
+
 int bn_cmd_generate(int argc, char **argv) {
     bn_run_flags f;
     bool help;
-    int rc = bn_parse_run_flags(argc, argv, &f, &help);
-    if (help || rc) {
-        if (help) bn_print_run_usage("generate", "-m MODEL (-p PROMPT | -f FILE) [options]");
-        return rc;
-    }
-    if (!f.model || !f.prompt == !f.prompt_file) {
-        fprintf(stderr, "error: generate needs -m MODEL and one of -p PROMPT or -f FILE (see --help)\n");
-        return 2;
-    }
+    int rc = bn_parse_run_flags("generate", GENERATE_FLAGS, argc, argv, &f, &help);
+    if (help) bn_print_run_usage("generate", GENERATE_FLAGS, "-m MODEL (-p PROMPT | -f FILE) [options]");
+    if (help || rc) return rc;
+    if ((rc = check_flags(&f))) return rc;
     if (f.n_predict < 0) f.n_predict = 128;
     char *file_text = NULL;
     if (f.prompt_file) {
@@ -95,17 +111,15 @@ int bn_cmd_generate(int argc, char **argv) {
     bn_error err;
     rc = 1;
     if (bn_run_prompt(&r, &f, f.prompt, true, false, &prompt, &n_prompt)) goto done;
-    if (bn_session_generate(r.session, prompt, n_prompt, f.n_predict, &f.sampling, on_token, &c, &t,
-                            &err)) {
-        fprintf(stderr, "\nerror: %s\n", err.msg);
-        goto done;
-    }
-    if (c.oom) {
-        fprintf(stderr, "\nerror: out of memory collecting the generated text\n");
-        goto done;
-    }
+    bool failed = bn_session_generate(r.session, prompt, n_prompt, f.n_predict, &f.sampling,
+                                      on_token, &c, &t, &err) != 0;
+    if (c.n_ids && !f.json && !c.write_errno) putchar('\n'); // end the streamed text's line
+    if (failed) fprintf(stderr, "error: %s\n", err.msg);
+    else if (c.oom) fprintf(stderr, "error: out of memory collecting the generated text\n");
+    else if (c.write_errno)
+        fprintf(stderr, "error: writing the generated text failed: %s\n", strerror(c.write_errno));
+    if (failed || c.oom || c.write_errno) goto done;
     if (f.json) print_json(&r, prompt, n_prompt, &c, &t);
-    else putchar('\n');
     fflush(stdout); // the text before the timings, even when stdout is a pipe
     bn_print_timings(&r, &t);
     rc = 0;

@@ -8,13 +8,13 @@
 // on their own, e.g. a third of an emoji, show as U+FFFD). --jsonl reads one
 // JSON object per line with a "text" field and prints {"ids":[...]} per line,
 // loading the tokenizer once.
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bitnet.h"
 #include "commands.h"
+#include "io.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -22,43 +22,11 @@ static void usage(FILE *f) {
             "                           [--json] [--no-bos] [--special]\n"
             "  -m MODEL          GGUF file with an embedded vocabulary\n"
             "  --tokenizer FILE  HuggingFace tokenizer.json\n"
-            "  -p TEXT           text to encode; -f FILE: read it from a file (bytes as they are)\n"
-            "  --jsonl FILE      one {\"text\": ...} object per line -> one {\"ids\": [...]} per line\n"
+            "  -p TEXT           text to encode; -f FILE: read it from a file, - for stdin (bytes as they are)\n"
+            "  --jsonl FILE      one {\"text\": ...} object per line -> one {\"ids\": [...]} per line (- for stdin)\n"
             "  --json            print {\"ids\":[...],\"pieces\":[...]}\n"
             "  --no-bos          do not prepend BOS (default: the vocabulary's add_bos_token)\n"
             "  --special         parse special-token text such as <|eot_id|> into the token\n");
-}
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "error: %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *b = realloc(buf, 2 * cap + 1);
-        if (!b) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = b;
-        cap *= 2;
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (!buf || bad) {
-        fprintf(stderr, "error: %s: cannot read\n", path);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
 }
 
 // JSON string body, escaping what JSON requires; invalid UTF-8 becomes U+FFFD.
@@ -287,16 +255,7 @@ int bn_cmd_tokenize(int argc, char **argv) {
 
     bn_error err = {{0}};
     bn_tokenizer *t = NULL;
-    if (model) {
-        bn_gguf *g;
-        if (bn_gguf_open(model, &g, &err) == 0) {
-            if (bn_tokenizer_from_gguf(g, &t, &err)) t = NULL;
-            bn_gguf_close(g);
-        }
-    } else if (bn_tokenizer_from_json(tok_path, &t, &err)) {
-        t = NULL;
-    }
-    if (!t) {
+    if (model ? bn_tokenizer_from_model(model, &t, &err) : bn_tokenizer_from_json(tok_path, &t, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 1;
     }
@@ -307,7 +266,7 @@ int bn_cmd_tokenize(int argc, char **argv) {
     char *text = NULL;
     if (prompt) {
         rc = encode_and_print(t, prompt, strlen(prompt), add_bos, special, json, false);
-    } else if (!(text = read_file(file ? file : jsonl, &len))) {
+    } else if (bn_read_input(file ? file : jsonl, &text, &len)) {
         rc = 1;
     } else if (file) {
         rc = encode_and_print(t, text, len, add_bos, special, json, false);
@@ -339,9 +298,5 @@ int bn_cmd_tokenize(int argc, char **argv) {
     }
     free(text);
     bn_tokenizer_free(t);
-    if (!rc && fflush(stdout) != 0) {
-        fprintf(stderr, "error: writing output: %s\n", strerror(errno));
-        rc = 1;
-    }
-    return rc;
+    return rc; // main() reports a failed write
 }

@@ -2,9 +2,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bitnet.h"
 #include "commands.h"
-
-#define BN_VERSION "0.1.0"
+#include "io.h"
 
 static const struct {
     const char *name;
@@ -17,6 +17,7 @@ static const struct {
     {"inspect", bn_cmd_inspect, "validate a model file and describe it"},
     {"tokenize", bn_cmd_tokenize, "text to token ids"},
     {"make-model", bn_cmd_make_model, "write a synthetic model in the official format"},
+    {"download", bn_cmd_download, "fetch a model from the Hugging Face hub (resumes, checks SHA-256)"},
 };
 
 static void usage(FILE *f) {
@@ -25,7 +26,8 @@ static void usage(FILE *f) {
         fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
 }
 
-int main(int argc, char **argv) {
+// Runs the command named by argv[1]; the exit status of the process.
+static int run_command(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -35,12 +37,23 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("bitnet-gpu %s\n", BN_VERSION);
+        printf("bitnet-gpu %s\n", bn_version());
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "error: unknown command '%s'\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "error: unknown command '%s'; the commands are:", argv[1]);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(stderr, "%s %s", i ? "," : "", commands[i].name);
+    fprintf(stderr, " (bitnet-gpu --help says what each does)\n");
     return 2;
+}
+
+int main(int argc, char **argv) {
+    bn_guard_std_fds();
+    int rc = run_command(argc, argv);
+    // Output that never arrived is a failure, whatever the command thought (a
+    // command that failed has said why already).
+    if (rc == 0 && bn_finish_stdout()) rc = 1;
+    return rc;
 }

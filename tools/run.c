@@ -20,8 +20,10 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
     bn_model_info info = bn_engine_info(r->engine);
     fprintf(stderr, "model: %s, %s, %d layers, hidden %d, vocab %d (%.0f ms)\n", f->model, info.arch,
             info.n_layer, info.n_embd, info.n_vocab, bn_engine_load_ms(r->engine));
-    fprintf(stderr, "backend: %s (%s), context %d\n", bn_session_backend(r->session),
-            bn_session_backend_note(r->session), bn_session_n_ctx(r->session));
+    const char *kernels = bn_session_cpu_kernels(r->session);
+    fprintf(stderr, "backend: %s (%s), context %d%s%s\n", bn_session_backend(r->session),
+            bn_session_backend_note(r->session), bn_session_n_ctx(r->session),
+            kernels ? ", CPU kernels " : "", kernels ? kernels : "");
     return 0;
 }
 
