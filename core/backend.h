@@ -51,10 +51,6 @@ typedef struct bn_backend_ops {
 
     // Optional: bytes of memory the backend holds (device memory for CUDA).
     uint64_t (*memory_bytes)(const bn_backend *be);
-
-    // Optional: starts initializing the device in the background and returns at
-    // once; probe() and create() wait for it (bn_backend_warmup in bitnet.h).
-    void (*warmup)(void);
 } bn_backend_ops;
 
 extern const bn_backend_ops bn_cpu_backend;

@@ -107,10 +107,6 @@ typedef struct bn_session_params {
 BN_API int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out,
                              bn_error *err);
 BN_API void bn_session_free(bn_session *s);
-// Optional: starts the device of a GPU backend ("cuda", or "auto"/NULL when a
-// GPU backend is compiled in) in the background, so that its start-up overlaps
-// loading the model; call it before bn_engine_load. Does nothing for "cpu".
-BN_API void bn_backend_warmup(const char *backend);
 // Name of the backend in use, and why it was picked (for "auto").
 BN_API const char *bn_session_backend(const bn_session *s);
 BN_API const char *bn_session_backend_note(const bn_session *s);

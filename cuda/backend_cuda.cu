@@ -14,7 +14,6 @@
 // Pinned host buffers carry token ids and positions in and logits/argmax out.
 // The forward pass is in forward_cuda.cu, the upload in upload.cu.
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,38 +31,7 @@
 
 // ---- device checks -----------------------------------------------------------
 
-// ---- warm-up: the CUDA context in the background --------------------------------
-
-// Creating the CUDA context is most of a short run's start-up. bn_cuda_warmup
-// starts it on a thread while the caller loads the model; probe and create wait.
-static pthread_mutex_t g_warm_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_t g_warm_thread;
-static bool g_warm_running;
-
-static void *warm_main(void *arg) {
-    (void)arg;
-    if (cudaSetDevice(0) == cudaSuccess) (void)cudaFree(0); // cudaFree(0) creates the context
-    (void)cudaGetLastError(); // probe and create report any real failure
-    return NULL;
-}
-
-static void bn_cuda_warmup(void) {
-    pthread_mutex_lock(&g_warm_mu);
-    if (!g_warm_running && pthread_create(&g_warm_thread, NULL, warm_main, NULL) == 0) g_warm_running = true;
-    pthread_mutex_unlock(&g_warm_mu);
-}
-
-static void warm_join(void) {
-    pthread_mutex_lock(&g_warm_mu);
-    if (g_warm_running) {
-        pthread_join(g_warm_thread, NULL);
-        g_warm_running = false;
-    }
-    pthread_mutex_unlock(&g_warm_mu);
-}
-
 static int bn_cuda_probe(bn_error *err) {
-    warm_join();
     int n = 0;
     const cudaError_t e = cudaGetDeviceCount(&n);
     if (e == cudaErrorNoDevice || (e == cudaSuccess && n == 0))
@@ -371,5 +339,4 @@ extern "C" const bn_backend_ops bn_cuda_backend = {
     bn_cuda_forward,
     bn_cuda_forward_argmax,
     bn_cuda_memory_bytes,
-    bn_cuda_warmup,
 };

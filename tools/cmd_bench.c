@@ -199,7 +199,6 @@ int bn_cmd_bench(int argc, char **argv) {
 
     bn_engine *e;
     bn_error err;
-    bn_backend_warmup("cuda"); // bench runs every backend; the GPU starts while the model loads
     if (bn_engine_load(f.model, f.tokenizer, &e, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 1;
