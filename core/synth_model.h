@@ -1,4 +1,4 @@
-// synth_model.h - synthetic BitNet b1.58 models in the official GGUF layout.
+// synth_model.h - BitNet b1.58 models in the official GGUF layout.
 //
 // Writes a file the runtime loads exactly like microsoft/bitnet-b1.58-2B-4T-gguf
 // (DESIGN.md sections 1-2): same keys and key types, same tensor names, types and
@@ -6,6 +6,8 @@
 // random but deterministic (same config and seed -> the same bytes on any
 // machine) and scaled so activations stay sane through every layer, which makes
 // these files realistic benchmarks and test inputs without downloading a model.
+// Or they are trained weights from a weight file (weights_file.h): the same
+// writer then makes the trained model that ships in models/.
 #ifndef BN_SYNTH_MODEL_H
 #define BN_SYNTH_MODEL_H
 
@@ -30,6 +32,9 @@ typedef struct bn_synth_config {
     // tokens, types, merges, bos/eos, add_bos and chat template are copied.
     const char *vocab_path;
     const char *name;   // general.name; NULL: derived from the shape and seed
+    // NULL: random weights. Else a weight file (weights_file.h) holding every
+    // tensor, in file order, with exactly this config's shapes.
+    const char *weights_path;
 } bn_synth_config;
 
 // Fills cfg with a named preset: "tiny" (hidden 256, ffn 768, 2 layers, 4/2 heads,
