@@ -1,6 +1,6 @@
 """train.py - trains the small BitNet b1.58 model (QAT) on Jane Austen's novels.
 
-    python train/train.py [--out train/out] [--steps 1200]
+    python train/train.py [--out train/out] [--steps 900]
 
 Reproducible: seed 1, the fixed corpus split of corpus.py, batch b of step s drawn
 from a generator seeded with (seed, s), one thread. Writes into --out:
@@ -83,7 +83,7 @@ def evaluate(m, ids, bos, T):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
-    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=900)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--lr", type=float, default=3e-3)
