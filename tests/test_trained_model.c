@@ -8,7 +8,7 @@
 //   - scalar, AVX2 and AVX-512 kernels (those this CPU has) each reproduce the 64
 //     greedy ids (a step where the reference's top-2 margin is below MARGIN_SLACK
 //     may pick its runner-up, and the case stops there);
-//   - the scalar kernels sum in the reference's order: its top-10 logits within
+//   - the scalar kernels sum in the reference's order: the top-10 logits within
 //     SCALAR_TOL at every step (measured: 5e-5);
 //   - the SIMD kernels sum floats in other orders, so now and then one int8
 //     activation code rounds the other way, and through the KV cache that moves
