@@ -10,11 +10,12 @@ scripts/deps.sh
 scripts/build.sh build
 
 model=${BITNET_MODEL:-models/ggml-model-i2_s.gguf}
-n=32
+sampling=(-n 32 --greedy)
 if [ ! -f "$model" ]; then
   model=models/bitnet-austen-6m.gguf
   prompt=${prompt:-"It is a truth universally acknowledged"}
-  n=64
+  # a model this small loops under greedy decoding; a fixed seed keeps it repeatable
+  sampling=(-n 64 --temp 0.8 --top-k 40 --top-p 0.95 --seed 1)
   cat >&2 <<MSG
 NOTE: no real model found, so this runs the small BitNet b1.58 model trained for
 this project (6M parameters, on Jane Austen's novels; train/README.md): it writes
@@ -23,4 +24,4 @@ download microsoft/bitnet-b1.58-2B-4T-gguf (file ggml-model-i2_s.gguf) into
 models/ or point BITNET_MODEL at it, and run this again.
 MSG
 fi
-build/bitnet-gpu generate -m "$model" -p "${prompt:-2+2=}" -n "$n" --greedy
+build/bitnet-gpu generate -m "$model" -p "${prompt:-2+2=}" "${sampling[@]}"
