@@ -250,6 +250,9 @@ typedef struct bn_synth_config {
     // tokens, types, merges, bos/eos, add_bos and chat template are copied.
     const char *vocab_path;
     const char *name;   // general.name; NULL: derived from the shape and seed
+    // NULL: random weights. Else a weight file (train/export.py writes it) holding
+    // every tensor, in file order, with exactly this config's shapes.
+    const char *weights_path;
 } bn_synth_config;
 
 // Fills cfg with a named preset: "tiny" (hidden 256, ffn 768, 2 layers, 4/2 heads,

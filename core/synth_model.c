@@ -25,6 +25,7 @@
 #include "gguf.h"
 #include "gguf_write.h"
 #include "tokenizer.h"
+#include "weights_file.h"
 
 #define ARCH "bitnet-b1.58"
 #define FILE_TYPE_I2_S 40  // llama_ftype of bitnet.cpp's I2_S files
@@ -487,6 +488,7 @@ int bn_synth_model_write(const bn_synth_config *c, const char *path, bn_error *e
     tensor_spec *specs = calloc(n_tensors, sizeof *specs);
     uint8_t *buf = malloc(CHUNK);
     bn_gguf_writer *w = NULL;
+    bn_weights_file *wf = NULL;
     bool created = false;
     int rc = -1;
     if (!specs || !buf) {
@@ -494,6 +496,7 @@ int bn_synth_model_write(const bn_synth_config *c, const char *path, bn_error *e
         goto done;
     }
     tensor_specs(c, v.n_vocab, specs);
+    if (c->weights_path && bn_weights_open(c->weights_path, &wf, err)) goto done;
     if (bn_gguf_writer_open(path, BN_GGUF_DEFAULT_ALIGNMENT, &w, err)) goto done;
     created = true;
     if (write_kvs(w, c, &v, err)) goto done;
@@ -508,14 +511,19 @@ int bn_synth_model_write(const bn_synth_config *c, const char *path, bn_error *e
     for (uint32_t i = 0; i < n_tensors; i++) {
         const tensor_spec *s = &specs[i];
         rng r = rng_for(c->seed, s->name);
-        int e = s->kind == GEN_EMBD   ? gen_embd(w, s, &r, embd_std, buf, err)
+        int e = wf                    ? bn_weights_copy_next(wf, s->name, s->n_dims, s->ne,
+                                                             s->type, w, err)
+                : s->kind == GEN_EMBD ? gen_embd(w, s, &r, embd_std, buf, err)
                 : s->kind == GEN_NORM ? gen_norm(w, s, &r, buf, err)
                                       : gen_ternary(w, s, &r, buf, err);
         if (e) goto done;
     }
-    rc = bn_gguf_writer_close(w, err);
+    rc = bn_weights_close(wf, err);
+    wf = NULL;
+    rc = bn_gguf_writer_close(w, rc ? NULL : err) || rc ? -1 : 0;
     w = NULL;
 done:
+    if (wf) bn_weights_close(wf, NULL);
     if (w) bn_gguf_writer_close(w, NULL);
     if (rc && created) remove(path); // never leave a half-written model behind
     if (v.tok) bn_tokenizer_free(v.tok);

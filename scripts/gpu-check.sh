@@ -11,6 +11,8 @@
 #     model against bitnet.cpp's golden tokens and logits) - with
 #     BITNET_REQUIRE_GPU=1 and BITNET_REQUIRE_FIXTURES=1, so no GPU or a missing
 #     fixture is a failure, not a skip;
+#     and the trained model in models/ against its PyTorch reference on every
+#     backend (test_trained_model);
 #  2. the CLI tests (test_cli; --backend auto picks the GPU) and the golden
 #     token parity of `bitnet-gpu generate --backend cuda` on every fixture case;
 #  3. compute-sanitizer --tool memcheck on test_cuda;
@@ -63,12 +65,22 @@ else
   step build bash -c "scripts/deps.sh && scripts/build.sh $bin -DCMAKE_CUDA_ARCHITECTURES=$cap \
     -DBITNET_FIXTURES='$fixtures'" || { printf '%s\n' "${summary[@]}"; exit 1; }
 fi
-for b in test_cuda test_cli bench_cuda bitnet-gpu; do
+for b in test_cuda test_cli test_trained_model bench_cuda bitnet-gpu; do
   [ -x "$bin/$b" ] || { echo "gpu-check: $bin/$b is missing" >&2; exit 1; }
 done
 cli=$bin/bitnet-gpu
 
 step test_cuda "$bin/test_cuda"
+# The trained model that ships in models/ against its PyTorch reference, CUDA
+# included. Exit 77 (a CPU kernel set this host lacks was skipped) passes only
+# when the CUDA case itself passed.
+trained() {
+  BITNET_SOURCE_DIR="$PWD" "$bin/test_trained_model"
+  local rc=$?
+  [ $rc -eq 77 ] && grep -q "OK \] test_cuda_backend" "$out/trained_model.log" && rc=0
+  return $rc
+}
+step trained_model trained
 step test_cli env BITNET_CLI="$cli" "$bin/test_cli"
 
 # Golden parity of the CLI on the GPU: generated ids must equal bitnet.cpp's,

@@ -1,4 +1,5 @@
-// cmd_make_model.c - `bitnet-gpu make-model`: write a synthetic BitNet b1.58 model.
+// cmd_make_model.c - `bitnet-gpu make-model`: write a BitNet b1.58 model, random
+// (synthetic) or from trained weights (--weights, written by train/export.py).
 //
 // A thin CLI over bn_synth_model_write (core/synth_model.h): parse flags, apply a
 // preset and overrides, report one summary line.
@@ -18,8 +19,10 @@ static void usage(FILE *f) {
             "                             [--layers N] [--heads N] [--kv-heads N] [--ctx N]\n"
             "                             [--vocab-size N] [--seed S]\n"
             "                             [--vocab tokenizer.json|model.gguf]\n"
+            "                             [--weights FILE] [--name NAME]\n"
             "Writes a random-weight model in the official BitNet b1.58 GGUF format (I2_S).\n"
-            "Same flags and seed give the same bytes. Default preset: tiny.\n");
+            "Same flags and seed give the same bytes. Default preset: tiny.\n"
+            "--weights: trained weights instead of random ones (core/weights_file.h).\n");
 }
 
 // Parses an unsigned decimal that fits in max; -1 on anything else.
@@ -49,7 +52,7 @@ int bn_cmd_make_model(int argc, char **argv) {
     const int n_num = (int)(sizeof num / sizeof num[0]);
     bn_synth_config cfg;
     bn_error err = {{0}};
-    const char *vocab = NULL;
+    const char *vocab = NULL, *weights = NULL, *name = NULL;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -69,6 +72,10 @@ int bn_cmd_make_model(int argc, char **argv) {
             preset = val;
         } else if (!strcmp(a, "--vocab")) {
             vocab = val;
+        } else if (!strcmp(a, "--weights")) {
+            weights = val;
+        } else if (!strcmp(a, "--name")) {
+            name = val;
         } else {
             int k = 0;
             while (k < n_num && strcmp(a, num[k].flag)) k++;
@@ -101,6 +108,8 @@ int bn_cmd_make_model(int argc, char **argv) {
         if (num[k].set) *fields[k] = (uint32_t)num[k].value;
     if (num[n_num - 1].set) cfg.seed = num[n_num - 1].value;
     cfg.vocab_path = vocab;
+    cfg.weights_path = weights;
+    cfg.name = name;
     if (bn_synth_validate(&cfg, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 2;
@@ -114,10 +123,14 @@ int bn_cmd_make_model(int argc, char **argv) {
     struct stat st;
     long long size = stat(out, &st) == 0 ? (long long)st.st_size : -1;
     const double secs = (bn_now_ms() - t0) / 1e3;
+    char origin[48];
+    if (weights)
+        snprintf(origin, sizeof origin, "trained weights");
+    else
+        snprintf(origin, sizeof origin, "seed %llu", (unsigned long long)cfg.seed);
     fprintf(stderr,
-            "make-model: wrote %s (%lld bytes, hidden %u ffn %u layers %u heads %u/%u, seed "
-            "%llu) in %.2f s\n",
-            out, size, cfg.n_embd, cfg.n_ff, cfg.n_layer, cfg.n_head, cfg.n_head_kv,
-            (unsigned long long)cfg.seed, secs);
+            "make-model: wrote %s (%lld bytes, hidden %u ffn %u layers %u heads %u/%u, %s) in "
+            "%.2f s\n",
+            out, size, cfg.n_embd, cfg.n_ff, cfg.n_layer, cfg.n_head, cfg.n_head_kv, origin, secs);
     return 0;
 }
