@@ -201,11 +201,18 @@ class Stream:
                 self._done = True
         raise StopIteration
 
+    def cancel(self):
+        """Stops the generation at its next token, without waiting (any thread)."""
+        self._run.cancel = True
+
     def close(self):
         """Stops the generation (at its next token) and waits for it to end."""
-        self._run.cancel = True
-        if self._thread is not threading.current_thread():
-            self._thread.join()
+        self.cancel()
+        self._thread.join()
+        while not self._queue.empty():  # what the ended worker left: the result, if any
+            item = self._queue.get()
+            if isinstance(item, Completion):
+                self.result = item
         self._done = True
 
     def __enter__(self):
@@ -269,7 +276,7 @@ class Engine:
         self.backend_note = _str(lib.bn_session_backend_note(self._s))  # why that one
         self.cpu_kernels = _str(lib.bn_session_cpu_kernels(self._s))  # None on a GPU
         self.n_ctx = lib.bn_session_n_ctx(self._s)
-        self._add_bos = bool(lib.bn_engine_add_bos(self._e))
+        self.add_bos = bool(lib.bn_engine_add_bos(self._e))  # generate() starts a text with BOS
 
     # ---- lifetime ----
     def close(self):
@@ -358,7 +365,7 @@ class Engine:
         top-k 40, top-p 0.95, min-p 0.05, no repeat penalty, seed 42).
         stream=True returns a Stream of Piece(text, id) instead of a Completion.
         """
-        ids = self.tokenize(prompt, bos=self._add_bos) if isinstance(prompt, str) else list(prompt)
+        ids = self.tokenize(prompt, bos=self.add_bos) if isinstance(prompt, str) else list(prompt)
         return self._start(ids, max_tokens, stop, stream, sampling)
 
     def chat(self, messages: Sequence[dict], max_tokens: Optional[int] = None, *, stop=None,
