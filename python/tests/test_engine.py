@@ -275,3 +275,12 @@ def test_structs_match_bitnet_h():
                    check=True)
     assert [int(x) for x in subprocess.run([exe], capture_output=True, text=True, check=True).stdout.split()] == want
 
+
+
+def test_readme_example(model_path, capsys):
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")) as f:
+        readme = f.read()
+    code = readme.split("<!-- python-example -->\n```python\n")[1].split("```\n<!-- /python-example -->")[0]
+    exec(compile(code.replace("models/ggml-model-i2_s.gguf", model_path), "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert out.startswith(" Go:H Responsibility") and "error: top-p must be in (0, 1] (got 2)" in out
