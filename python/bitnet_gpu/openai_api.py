@@ -137,7 +137,11 @@ class OpenAIServer:
         options = body.get("stream_options") or {}
         if not isinstance(options, dict):
             raise _bad("'stream_options' must be an object", "stream_options")
-        args = dict(stop=_stop(body), **_sampling(body))
+        sampling = _sampling(body)
+        try:
+            self.engine.sampling(**sampling)  # the library's own checks, answered with a 400
+        except BitnetError as e:
+            raise _bad(str(e)) from None
         try:
             if chat:
                 messages = body.get("messages")
@@ -150,15 +154,14 @@ class OpenAIServer:
             else:
                 ids = self._prompt(body.get("prompt"))
                 max_tokens = _max_tokens(body, ("max_tokens",), 16)  # OpenAI's default
-            self.engine.sampling(**{k: v for k, v in args.items() if k != "stop"})  # the C checks, as a 400
         except BitnetError as e:
             raise _bad(str(e), "messages" if chat else None) from None
         if len(ids) > self.engine.n_ctx:
             raise _bad(f"This model's maximum context length is {self.engine.n_ctx} tokens; "
                        f"the prompt has {len(ids)} tokens", "messages" if chat else "prompt",
                        "context_length_exceeded")
-        return Call(self, chat, ids, self.engine.generate(ids, max_tokens, stream=True, **args),
-                    stream, bool(options.get("include_usage")))
+        generation = self.engine.generate(ids, max_tokens, stop=_stop(body), stream=True, **sampling)
+        return Call(self, chat, ids, generation, stream, bool(options.get("include_usage")))
 
     def _prompt(self, prompt):
         if isinstance(prompt, list) and len(prompt) == 1 and (isinstance(prompt[0], str) or _int_list(prompt[0])):

@@ -226,6 +226,10 @@ def test_engines_are_freed(model_path):
     del e  # garbage collection frees too
     gc.collect()
     assert mappings(model_path) == base
+    with pytest.raises(BitnetError):  # the model loaded, the session failed: nothing kept
+        Engine(model_path, backend="tpu")
+    gc.collect()
+    assert mappings(model_path) == base
 
 
 def test_streams_stop_when_closed(model_path):

@@ -90,6 +90,8 @@ def test_stop_and_finish_reasons(api):
      400, "tools", "not supported"),
     ({"model": "tiny-a", "prompt": "x", "temperature": "hot"}, False, 400, "temperature", "must be a number"),
     ({"model": "tiny-a", "prompt": "x", "top_p": 2}, False, 400, None, "top-p must be in (0, 1] (got 2)"),
+    ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "min_p": 1}, True, 400, None,
+     "min-p must be in [0, 1) (got 1)"),
     ({"model": "tiny-a", "prompt": "x", "max_tokens": 0}, False, 400, "max_tokens", "integer >= 1"),
     ({"model": "tiny-a", "prompt": "x", "seed": -1}, False, 400, "seed", "'seed' must be in"),
     ({"model": "tiny-a", "prompt": "x", "stop": 3}, False, 400, "stop", "'stop' must be"),
