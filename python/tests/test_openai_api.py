@@ -112,3 +112,13 @@ def test_errors(api, body, chat, status, param, message):
     assert error["type"] == "invalid_request_error"
     if status == 404:
         assert error["code"] == "model_not_found"
+
+
+def test_a_client_that_leaves_stops_the_generation(api):
+    call = api.start({"model": "tiny-a", "prompt": "2+2=", "max_tokens": 500, "stream": True}, chat=False)
+    events = call.events()
+    next(events)
+    call.cancel()  # what the server does when the connection drops
+    rest = list(events)
+    assert rest[-1] == "data: [DONE]\n\n" and len(rest) < 100
+    assert call.stream.result.finish_reason == "cancelled" and len(call.stream.result.ids) < 100
