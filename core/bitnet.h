@@ -95,6 +95,23 @@ BN_API int bn_engine_chat_tokens(const bn_engine *e, const char *system, const c
                                  bool first_turn, bool close_previous, int32_t **ids,
                                  size_t *n_ids, bn_error *err);
 
+// A whole conversation in that format, for callers that hold no session
+// between requests (an HTTP server, the Python package): BOS, each message as
+// "Role: content<|eot_id|>" (role "system", "user" or "assistant"; NULL
+// content is ""), then "Assistant: ". Contents are never parsed for special
+// tokens. *ids is malloc'd; free with free().
+typedef struct bn_chat_msg {
+    const char *role;
+    const char *content;
+} bn_chat_msg;
+BN_API int bn_engine_chat_prompt(const bn_engine *e, const bn_chat_msg *msgs, size_t n_msgs,
+                                 int32_t **ids, size_t *n_ids, bn_error *err);
+// Ids -> text: the tokens' bytes concatenated (special tokens as their text), as
+// bn_detokenize (below). *text is malloc'd and NUL-terminated (the NUL is not
+// counted in *len); fails on an id outside the vocabulary.
+BN_API int bn_engine_detokenize(const bn_engine *e, const int32_t *ids, size_t n, char **text,
+                                size_t *len, bn_error *err);
+
 // ---- session: backend + KV cache + generation -------------------------------------
 typedef struct bn_session_params {
     const char *backend;     // "auto" (default), "cpu", "cuda"

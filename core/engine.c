@@ -92,3 +92,13 @@ int bn_engine_chat_tokens(const bn_engine *e, const char *system, const char *us
     *n_ids = n;
     return 0;
 }
+
+int bn_engine_chat_prompt(const bn_engine *e, const bn_chat_msg *msgs, size_t n_msgs,
+                          int32_t **ids, size_t *n_ids, bn_error *err) {
+    return bn_chat_tokens(e->tok, msgs, n_msgs, true, true, ids, n_ids, err);
+}
+
+int bn_engine_detokenize(const bn_engine *e, const int32_t *ids, size_t n, char **text,
+                         size_t *len, bn_error *err) {
+    return bn_detokenize(e->tok, ids, n, text, len, err);
+}

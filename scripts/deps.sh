@@ -9,6 +9,8 @@ set -euo pipefail
 packages=(cmake make gcc pkg-config libcmocka-dev libcjson-dev libpcre2-dev libcurl4-openssl-dev
           libssl-dev libedit-dev python3)
 [ "${BITNET_WANT_CLANG:-0}" = 1 ] && packages+=(clang libclang-rt-dev)
+# The Python package's tests: a virtual environment that pip fills from PyPI.
+[ "${BITNET_WANT_PYTHON:-0}" = 1 ] && packages+=(python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -5,7 +5,7 @@
 # $BITNET_FIXTURES; tests that need them skip, saying so, when absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BITNET_WANT_CLANG=1 scripts/deps.sh
+BITNET_WANT_CLANG=1 BITNET_WANT_PYTHON=1 scripts/deps.sh
 fixtures=${BITNET_FIXTURES:-$(pwd)/../shared/fixtures}
 jobs=$(nproc)
 

@@ -497,6 +497,50 @@ static void test_chat(void **state) {
     }
 }
 
+// The engine's whole-conversation prompt (what a stateless server sends) and
+// its detokenizer, on the fixture model.
+static void test_engine_chat_prompt(void **state) {
+    (void)state;
+    BN_REQUIRE_FIXTURE(path, "tiny-a/tiny-a.gguf");
+    bn_engine *e;
+    bn_error err = {{0}};
+    assert_int_equal(bn_engine_load(path, NULL, &e, &err), 0);
+    const bn_chat_msg conv[] = {{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello!"},
+                                {"user", "<|eot_id|>And?"}};
+    int32_t *a, *b;
+    size_t na, nb;
+    assert_int_equal(bn_engine_chat_prompt(e, conv, 4, &a, &na, &err), 0);
+    assert_int_equal(bn_chat_tokens(tok_gguf, conv, 4, true, true, &b, &nb, &err), 0);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na * sizeof *a);
+    free(b);
+    // One turn is what the CLI's first chat turn sends.
+    assert_int_equal(bn_engine_chat_tokens(e, "Be brief.", "Hi", true, false, &b, &nb, &err), 0);
+    int32_t *c;
+    size_t nc;
+    assert_int_equal(bn_engine_chat_prompt(e, conv, 2, &c, &nc, &err), 0);
+    assert_int_equal(nc, nb);
+    assert_memory_equal(c, b, nb * sizeof *b);
+    free(b);
+    free(c);
+    // Back to text: the conversation, with the message's "<|eot_id|>" as plain text.
+    char *text;
+    size_t len;
+    assert_int_equal(bn_engine_detokenize(e, a, na, &text, &len, &err), 0);
+    const char *want = "<|begin_of_text|>System: Be brief.<|eot_id|>User: Hi<|eot_id|>Assistant: "
+                       "Hello!<|eot_id|>User: <|eot_id|>And?<|eot_id|>Assistant: ";
+    assert_string_equal(text, want);
+    assert_int_equal(len, strlen(want));
+    free(text);
+    free(a);
+    const bn_chat_msg bad[] = {{"robot", "x"}};
+    assert_int_equal(bn_engine_chat_prompt(e, bad, 1, &a, &na, &err), -1);
+    assert_non_null(strstr(err.msg, "unknown role \"robot\""));
+    const int32_t out_of_range[] = {1, 128256};
+    assert_int_equal(bn_engine_detokenize(e, out_of_range, 2, &text, &len, &err), -1);
+    bn_engine_free(e);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vectors_json),     cmocka_unit_test(test_vectors_gguf),
@@ -504,6 +548,7 @@ int main(void) {
         cmocka_unit_test(test_golden_prompts),   cmocka_unit_test(test_loaders_agree),
         cmocka_unit_test(test_special_and_bos),  cmocka_unit_test(test_random_bytes_roundtrip),
         cmocka_unit_test(test_long_inputs),      cmocka_unit_test(test_chat),
+        cmocka_unit_test(test_engine_chat_prompt),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,133 @@
+"""ctypes declarations of bitnet.h, the C library's public API.
+
+Only what the package calls is declared. Structs mirror bitnet.h field for
+field (python/tests/test_engine.py compiles a C program that checks every size
+and offset). ctypes releases the GIL around each foreign call, so a generation
+runs in parallel with other Python threads; the token callback takes it back
+for the few microseconds it runs.
+"""
+import ctypes
+import os
+from ctypes import POINTER, c_bool, c_char, c_char_p, c_double, c_float, c_int, c_int32, c_size_t, c_uint64, c_void_p
+
+# pip puts libbitnet.so next to this file; BITNET_LIBRARY picks another one
+# (a build tree's, while working on the C side).
+LIBRARY = os.environ.get("BITNET_LIBRARY") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "libbitnet.so")
+
+
+class Error(ctypes.Structure):
+    _fields_ = [("msg", c_char * 512)]
+
+
+class Sampling(ctypes.Structure):
+    _fields_ = [
+        ("temperature", c_float),
+        ("top_k", c_int),
+        ("top_p", c_float),
+        ("min_p", c_float),
+        ("repeat_penalty", c_float),
+        ("repeat_last_n", c_int),
+        ("seed", c_uint64),
+    ]
+
+
+class ModelInfo(ctypes.Structure):
+    _fields_ = [
+        ("arch", c_char_p),
+        ("n_vocab", c_int),
+        ("n_ctx_train", c_int),
+        ("n_embd", c_int),
+        ("n_layer", c_int),
+        ("n_ff", c_int),
+        ("n_head", c_int),
+        ("n_head_kv", c_int),
+        ("file_bytes", c_uint64),
+    ]
+
+
+class SessionParams(ctypes.Structure):
+    _fields_ = [
+        ("backend", c_char_p),
+        ("n_threads", c_int),
+        ("n_ctx", c_int),
+        ("lm_head_q8", c_bool),
+        ("cpu_kernels", c_char_p),
+    ]
+
+
+class Timings(ctypes.Structure):
+    _fields_ = [
+        ("backend_ms", c_double),
+        ("prefill_ms", c_double),
+        ("decode_ms", c_double),
+        ("n_prompt", c_int),
+        ("n_gen", c_int),
+        ("stop", c_int),  # bn_stop
+    ]
+
+
+class ChatMsg(ctypes.Structure):
+    _fields_ = [("role", c_char_p), ("content", c_char_p)]
+
+
+# bn_stop, in bitnet.h's order.
+STOP_LENGTH, STOP_EOG, STOP_CONTEXT, STOP_CALLER = range(4)
+
+# int (*)(void *user, int32_t id, const char *text, size_t len); the text is
+# not NUL-terminated, so it is a char pointer, not c_char_p.
+TOKEN_FN = ctypes.CFUNCTYPE(c_int, c_void_p, c_int32, POINTER(c_char), c_size_t)
+
+_E = POINTER(Error)
+_IDS = POINTER(POINTER(c_int32))
+
+# name: (restype, argtypes)
+_API = {
+    "bn_version": (c_char_p, []),
+    "bn_sampling_default": (Sampling, []),
+    "bn_sampling_validate": (c_int, [POINTER(Sampling), _E]),
+    "bn_engine_load": (c_int, [c_char_p, c_char_p, POINTER(c_void_p), _E]),
+    "bn_engine_free": (None, [c_void_p]),
+    "bn_engine_info": (ModelInfo, [c_void_p]),
+    "bn_engine_load_ms": (c_double, [c_void_p]),
+    "bn_engine_add_bos": (c_bool, [c_void_p]),
+    "bn_engine_tokenize": (c_int, [c_void_p, c_char_p, c_bool, c_bool, _IDS, POINTER(c_size_t), _E]),
+    "bn_engine_detokenize": (c_int, [c_void_p, POINTER(c_int32), c_size_t, POINTER(c_void_p), POINTER(c_size_t), _E]),
+    "bn_engine_chat_prompt": (c_int, [c_void_p, POINTER(ChatMsg), c_size_t, _IDS, POINTER(c_size_t), _E]),
+    "bn_session_create": (c_int, [c_void_p, POINTER(SessionParams), POINTER(c_void_p), _E]),
+    "bn_session_free": (None, [c_void_p]),
+    "bn_session_backend": (c_char_p, [c_void_p]),
+    "bn_session_backend_note": (c_char_p, [c_void_p]),
+    "bn_session_cpu_kernels": (c_char_p, [c_void_p]),
+    "bn_session_n_ctx": (c_int, [c_void_p]),
+    "bn_session_reset": (None, [c_void_p]),
+    "bn_session_generate": (
+        c_int,
+        [c_void_p, POINTER(c_int32), c_size_t, c_int, POINTER(Sampling), TOKEN_FN, c_void_p, POINTER(Timings), _E],
+    ),
+}
+
+
+def _load():
+    try:
+        lib = ctypes.CDLL(LIBRARY)
+    except OSError as e:
+        raise ImportError(f"bitnet_gpu: cannot load the C library {LIBRARY}: {e}") from None
+    for name, (restype, argtypes) in _API.items():
+        f = getattr(lib, name)
+        f.restype, f.argtypes = restype, argtypes
+    return lib
+
+
+lib = _load()
+# The library's arrays come from malloc and are given back with the C
+# library's free (the process has one malloc; libbitnet uses it).
+libc_free = ctypes.CDLL(None).free
+libc_free.argtypes, libc_free.restype = [c_void_p], None
+
+
+def take_ids(ptr, n):
+    """The ids of a malloc'd int32_t array, which is freed."""
+    try:
+        return ptr[: n.value]
+    finally:
+        libc_free(ptr)

@@ -1,0 +1,397 @@
+"""Engine: a model, its tokenizer and one session of the C library.
+
+Everything that touches the model runs in C (tokenizer, chat template,
+sampling, the forward pass). This layer converts arguments, collects the
+tokens the C generation loop reports, cuts the text at stop strings, and turns
+C errors into BitnetError.
+"""
+import codecs
+import ctypes
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Union
+
+from . import _native as N
+from ._native import lib
+
+
+class BitnetError(Exception):
+    """A failure reported by the C library; str(e) is its message."""
+
+
+def _check(rc, err):
+    if rc != 0:
+        raise BitnetError(err.msg.decode("utf-8", "replace"))
+
+
+def _str(s):
+    return None if s is None else s.decode("utf-8", "replace")
+
+
+class ModelInfo(NamedTuple):
+    arch: str
+    n_vocab: int
+    n_ctx_train: int
+    n_embd: int
+    n_layer: int
+    n_ff: int
+    n_head: int
+    n_head_kv: int
+    file_bytes: int
+
+
+@dataclass(frozen=True)
+class Timings:
+    backend_ms: float  # session creation (weights to the backend)
+    prefill_ms: float  # the prompt's forward pass
+    decode_ms: float  # every decode step
+    prompt_tokens: int
+    generated_tokens: int  # tokens sampled, an end-of-generation token included
+
+    @property
+    def prompt_tok_s(self):
+        return 1e3 * self.prompt_tokens / self.prefill_ms if self.prefill_ms > 0 else 0.0
+
+    @property
+    def ms_per_token(self):  # the first token comes from the prefill, as in the CLI
+        steps = max(self.generated_tokens - 1, 0)
+        return self.decode_ms / steps if steps else 0.0
+
+    @property
+    def decode_tok_s(self):
+        return 1e3 / self.ms_per_token if self.ms_per_token > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    ids: List[int]  # the generated tokens, as `bitnet-gpu generate --json`'s generated_ids
+    prompt_ids: List[int]
+    # "length" (max_tokens made), "eog" (the model ended its turn), "context" (the
+    # context is full), "stop" (a stop string; text ends before it) or "cancelled"
+    # (Stream.close() or Engine.close() during the generation)
+    finish_reason: str
+    timings: Timings
+
+
+class Piece(NamedTuple):
+    """One step of a stream: the text it releases and the token it came with.
+
+    id is -1 when the text continues the previous token (a long token, or text
+    held back until it could no longer start a stop string). Text may be empty
+    (half of a character). All texts joined are the completion's text, and the
+    ids other than -1 are its ids.
+    """
+
+    text: str
+    id: int
+
+
+_FINISH = {N.STOP_LENGTH: "length", N.STOP_EOG: "eog", N.STOP_CONTEXT: "context", N.STOP_CALLER: "stop"}
+
+
+class _Run:
+    """One call of bn_session_generate: the token callback's state."""
+
+    def __init__(self, stop, emit=None):
+        self.stops = [s for s in ([stop] if isinstance(stop, str) else stop or []) if s]
+        self.emit = emit  # called with each Piece (streaming)
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.text = ""  # decoded so far
+        self.sent = 0  # text[:sent] has been released
+        self.ids = []
+        self.stopped = False  # a stop string was found
+        self.cancel = False  # the stream's reader went away
+        self.error = None  # an exception raised inside the callback
+        self.fn = N.TOKEN_FN(self._on_token)  # kept alive as long as the run
+
+    def _on_token(self, _user, tid, text, n):
+        try:
+            if self.stopped or self.cancel:
+                return 1
+            if tid >= 0:
+                self.ids.append(tid)
+            self.text += self.decoder.decode(ctypes.string_at(text, n))
+            end = self._releasable()
+            if self.emit:
+                self.emit(Piece(self.text[self.sent : end], tid))
+            self.sent = end
+            return 1 if self.stopped or self.cancel else 0
+        except BaseException as e:  # noqa: B902 - raised again after the C call returns
+            self.error = e
+            return 1
+
+    def _releasable(self):
+        """How much of the text can be released; sets stopped at a stop string."""
+        if not self.stops:
+            return len(self.text)
+        longest = max(map(len, self.stops))
+        start = max(self.sent - longest + 1, 0)
+        hits = [i for i in (self.text.find(s, start) for s in self.stops) if i >= 0]
+        if hits:
+            self.stopped = True
+            self.text = self.text[: min(hits)]
+            return len(self.text)
+        # Hold back the longest tail that could still become a stop string.
+        for k in range(min(longest - 1, len(self.text)), 0, -1):
+            if any(s.startswith(self.text[-k:]) for s in self.stops):
+                return len(self.text) - k
+        return len(self.text)
+
+    def finish(self, prompt_ids, t):
+        if self.error is not None:
+            raise self.error
+        if not self.stopped:  # the end of the text: nothing more can complete a stop string
+            self.text += self.decoder.decode(b"", final=True)
+            if self.emit and len(self.text) > self.sent:
+                self.emit(Piece(self.text[self.sent :], -1))
+            self.sent = len(self.text)
+        timings = Timings(t.backend_ms, t.prefill_ms, t.decode_ms, t.n_prompt, t.n_gen)
+        finish = "cancelled" if self.cancel and not self.stopped else _FINISH[t.stop]
+        return Completion(self.text, self.ids, list(prompt_ids), finish, timings)
+
+
+class Stream:
+    """The pieces of a generation as they come: iterate for Piece(text, id).
+
+    The C generation runs on a worker thread (it reports tokens through a
+    callback, so the caller cannot pull them one by one). After the last piece,
+    `result` is the Completion. close() (or leaving a `with` block, or dropping
+    the stream) stops the generation at the next token.
+    """
+
+    _END = object()
+
+    def __init__(self, engine, prompt_ids, max_tokens, sampling, stop):
+        self.result: Optional[Completion] = None
+        self._queue = queue.SimpleQueue()
+        self._run = _Run(stop, emit=self._queue.put)
+        self._done = False
+        # The worker holds no reference to the Stream, so a stream its reader
+        # drops is collected and __del__ stops the generation. Not a daemon: an
+        # interpreter exiting under a generation waits for it (max_tokens at most).
+        args = (engine, self._run, self._queue, prompt_ids, max_tokens, sampling)
+        self._thread = threading.Thread(target=Stream._work, args=args, name="bitnet-stream")
+        self._thread.start()
+
+    @staticmethod
+    def _work(engine, run, q, prompt_ids, max_tokens, sampling):
+        try:
+            q.put(engine._generate(run, prompt_ids, max_tokens, sampling))
+        except BaseException as e:  # noqa: B902 - handed to the reader
+            q.put(e)
+        q.put(Stream._END)
+
+    def __iter__(self) -> Iterator[Piece]:
+        return self
+
+    def __next__(self) -> Piece:
+        while not self._done:
+            item = self._queue.get()
+            if isinstance(item, Piece):
+                return item
+            if isinstance(item, Completion):
+                self.result = item
+            elif isinstance(item, BaseException):
+                self._done = True
+                raise item
+            else:
+                self._done = True
+        raise StopIteration
+
+    def cancel(self):
+        """Stops the generation at its next token, without waiting (any thread)."""
+        self._run.cancel = True
+
+    def close(self):
+        """Stops the generation (at its next token) and waits for it to end."""
+        self.cancel()
+        self._thread.join()
+        while not self._queue.empty():  # what the ended worker left: the result, if any
+            item = self._queue.get()
+            if isinstance(item, Completion):
+                self.result = item
+        self._done = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self._run.cancel = True  # no join here: a finalizer must not block
+
+
+Prompt = Union[str, Sequence[int]]
+
+
+class Engine:
+    """A model file loaded with one session (backend, KV cache).
+
+    Engine(model_path, backend="auto"|"cpu"|"cuda", threads=None (physical
+    cores), n_ctx=None (the model's), lm_head_q8=False, tokenizer=None (a
+    tokenizer.json instead of the GGUF's vocabulary), cpu_kernels=None).
+
+    One generation at a time per engine (calls from several threads take
+    turns); separate engines run in parallel. Each generate() starts from an
+    empty context. close() frees the model and the session; so do leaving a
+    `with` block and garbage collection.
+    """
+
+    def __init__(
+        self,
+        model_path: Union[str, os.PathLike],
+        backend: str = "auto",
+        threads: Optional[int] = None,
+        n_ctx: Optional[int] = None,
+        lm_head_q8: bool = False,
+        tokenizer: Optional[Union[str, os.PathLike]] = None,
+        cpu_kernels: Optional[str] = None,
+    ):
+        self._e = self._s = self._running = None  # _running: the _Run generating now, if any
+        self._lock = threading.Lock()
+        self.model_path = os.fspath(model_path)
+        err = N.Error()
+        e = ctypes.c_void_p()
+        tok = None if tokenizer is None else os.fsencode(tokenizer)
+        _check(lib.bn_engine_load(os.fsencode(self.model_path), tok, ctypes.byref(e), ctypes.byref(err)), err)
+        self._e = e
+        params = N.SessionParams(
+            backend=backend.encode(),
+            n_threads=threads or 0,
+            n_ctx=n_ctx or 0,
+            lm_head_q8=lm_head_q8,
+            cpu_kernels=None if cpu_kernels is None else cpu_kernels.encode(),
+        )
+        s = ctypes.c_void_p()
+        _check(lib.bn_session_create(self._e, ctypes.byref(params), ctypes.byref(s), ctypes.byref(err)), err)
+        self._s = s
+        i = lib.bn_engine_info(self._e)
+        self.info = ModelInfo(_str(i.arch), *(getattr(i, f) for f in ModelInfo._fields[1:]))
+        self.load_ms = lib.bn_engine_load_ms(self._e)
+        self.backend = _str(lib.bn_session_backend(self._s))  # "cpu" or "cuda"
+        self.backend_note = _str(lib.bn_session_backend_note(self._s))  # why that one
+        self.cpu_kernels = _str(lib.bn_session_cpu_kernels(self._s))  # None on a GPU
+        self.n_ctx = lib.bn_session_n_ctx(self._s)
+        self.add_bos = bool(lib.bn_engine_add_bos(self._e))  # generate() starts a text with BOS
+
+    # ---- lifetime ----
+    def close(self):
+        """Frees the session and the model; a generation running stops at its next token."""
+        run = self._running
+        if run is not None:
+            run.cancel = True
+        with self._lock:
+            if self._s:
+                lib.bn_session_free(self._s)
+            if self._e:
+                lib.bn_engine_free(self._e)
+            self._s = self._e = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_lock", None) is not None:
+            self.close()
+
+    def _handle(self):
+        if not self._e:
+            raise BitnetError("the engine is closed")
+        return self._e
+
+    # ---- tokens ----
+    def tokenize(self, text: str, bos: bool = True, special: bool = False) -> List[int]:
+        """Text -> ids. bos: start with BOS; special: "<|eot_id|>" in the text is that token."""
+        ids, n, err = ctypes.POINTER(ctypes.c_int32)(), ctypes.c_size_t(), N.Error()
+        rc = lib.bn_engine_tokenize(
+            self._handle(), text.encode(), bos, special, ctypes.byref(ids), ctypes.byref(n), ctypes.byref(err)
+        )
+        _check(rc, err)
+        return N.take_ids(ids, n)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        """Ids -> text (special tokens as their text; invalid UTF-8 becomes U+FFFD)."""
+        arr = (ctypes.c_int32 * len(ids))(*ids)
+        text, n, err = ctypes.c_void_p(), ctypes.c_size_t(), N.Error()
+        _check(lib.bn_engine_detokenize(self._handle(), arr, len(ids), ctypes.byref(text), ctypes.byref(n), ctypes.byref(err)), err)
+        try:
+            return ctypes.string_at(text, n.value).decode("utf-8", "replace")
+        finally:
+            N.libc_free(text)
+
+    def chat_prompt(self, messages: Sequence[dict]) -> List[int]:
+        """The ids chat() feeds: the 2B-4T chat template over the whole conversation.
+
+        messages: [{"role": "system"|"user"|"assistant", "content": str}, ...].
+        """
+        enc = [(str(m.get("role", "")).encode(), str(m.get("content") or "").encode()) for m in messages]
+        arr = (N.ChatMsg * len(enc))(*enc)
+        ids, n, err = ctypes.POINTER(ctypes.c_int32)(), ctypes.c_size_t(), N.Error()
+        _check(lib.bn_engine_chat_prompt(self._handle(), arr, len(enc), ctypes.byref(ids), ctypes.byref(n), ctypes.byref(err)), err)
+        return N.take_ids(ids, n)
+
+    # ---- generation ----
+    def sampling(self, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None,
+                 repeat_last_n=None, seed=None, greedy=False) -> N.Sampling:
+        """The C sampling parameters: the library's defaults (bn_sampling_default)
+        with the given ones replaced, checked by the library."""
+        sp = lib.bn_sampling_default()
+        given = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                     repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed)
+        for name, value in given.items():
+            if value is not None:
+                setattr(sp, name, value)
+        if greedy:
+            sp.temperature = 0.0
+        err = N.Error()
+        _check(lib.bn_sampling_validate(ctypes.byref(sp), ctypes.byref(err)), err)
+        return sp
+
+    def generate(self, prompt: Prompt, max_tokens: Optional[int] = 128, *, stop=None, stream: bool = False,
+                 **sampling) -> Union[Completion, Stream]:
+        """Completes prompt (text, BOS added as the vocabulary asks, or token ids).
+
+        max_tokens: None = until the context is full. stop: a string or a list;
+        generation ends when the text contains one, and the text ends before it.
+        Sampling (keywords): temperature, top_k, top_p, min_p, repeat_penalty,
+        repeat_last_n, seed, greedy (the library's defaults: temperature 0.8,
+        top-k 40, top-p 0.95, min-p 0.05, no repeat penalty, seed 42).
+        stream=True returns a Stream of Piece(text, id) instead of a Completion.
+        """
+        ids = self.tokenize(prompt, bos=self.add_bos) if isinstance(prompt, str) else list(prompt)
+        return self._start(ids, max_tokens, stop, stream, sampling)
+
+    def chat(self, messages: Sequence[dict], max_tokens: Optional[int] = None, *, stop=None,
+             stream: bool = False, **sampling) -> Union[Completion, Stream]:
+        """The assistant's reply to a conversation (see chat_prompt); as generate()."""
+        return self._start(self.chat_prompt(messages), max_tokens, stop, stream, sampling)
+
+    def _start(self, ids, max_tokens, stop, stream, sampling):
+        sp = self.sampling(**sampling)
+        n = self.n_ctx if max_tokens is None else int(max_tokens)
+        if stream:
+            return Stream(self, ids, n, sp, stop)
+        run = _Run(stop)
+        return self._generate(run, ids, n, sp)
+
+    def _generate(self, run, ids, max_tokens, sp):
+        arr = (ctypes.c_int32 * len(ids))(*ids)
+        t, err = N.Timings(), N.Error()
+        with self._lock:
+            self._handle()
+            self._running = run
+            try:
+                lib.bn_session_reset(self._s)  # every call starts from an empty context
+                rc = lib.bn_session_generate(self._s, arr, len(ids), max_tokens, ctypes.byref(sp), run.fn, None,
+                                             ctypes.byref(t), ctypes.byref(err))
+            finally:
+                self._running = None
+        _check(rc, err)
+        return run.finish(ids, t)

@@ -1,0 +1,237 @@
+"""The OpenAI HTTP API over an Engine, free of any web framework.
+
+/v1/completions and /v1/chat/completions take OpenAI's request bodies and give
+its response shapes (usage counts, server-sent events when streaming, error
+objects); /v1/models lists the one model. bitnet_gpu.serve puts this behind
+Ray Serve. Parameters OpenAI has and this server cannot honour (n > 1,
+logprobs, tools, ...) are refused, not ignored. Absent sampling parameters take
+the library's defaults (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05);
+top_k, min_p and repeat_penalty are accepted as extensions, as llama.cpp's
+server does.
+"""
+import json
+import time
+import uuid
+
+from .engine import BitnetError, Engine
+
+# Parameters that would change the answer in ways this server does not
+# implement, with the values that mean "off" (null always does).
+_UNSUPPORTED = {
+    "n": (1,),
+    "best_of": (1,),
+    "echo": (False,),
+    "logprobs": (False,),
+    "top_logprobs": (0,),
+    "suffix": ("",),
+    "logit_bias": ({},),
+    "presence_penalty": (0,),
+    "frequency_penalty": (0,),
+    "tools": ([],),
+    "functions": ([],),
+    "response_format": ({"type": "text"},),
+}
+_NUMBERS = {"temperature": float, "top_p": float, "min_p": float, "repeat_penalty": float, "top_k": int, "seed": int}
+_FINISH = {"eog": "stop", "stop": "stop", "length": "length", "context": "length", "cancelled": "stop"}
+_ROLES = {"developer": "system"}  # OpenAI's newer name for the system role
+
+
+class ApiError(Exception):
+    """An error answered as OpenAI does: an HTTP status and {"error": {...}}."""
+
+    def __init__(self, status, message, type="invalid_request_error", param=None, code=None):
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def _bad(message, param=None, code=None):
+    return ApiError(400, message, param=param, code=code)
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int_list(v):
+    return isinstance(v, list) and v and all(_is_int(x) for x in v)
+
+
+def _sampling(body):
+    out = {}
+    for name, kind in _NUMBERS.items():
+        v = body.get(name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not _is_int(v)):
+            raise _bad(f"'{name}' must be {'an integer' if kind is int else 'a number'}", name)
+        out[name] = kind(v)
+    if out.get("seed", 0) < 0 or out.get("seed", 0) >= 2**64:
+        raise _bad("'seed' must be in 0..2^64-1", "seed")
+    return out
+
+
+def _stop(body):
+    stop = body.get("stop")
+    if stop is None or isinstance(stop, str):
+        return stop
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        return stop
+    raise _bad("'stop' must be a string or a list of strings", "stop")
+
+
+def _max_tokens(body, names, default):
+    for name in names:
+        v = body.get(name)
+        if v is not None:
+            if not _is_int(v) or v < 1:
+                raise _bad(f"'{name}' must be an integer >= 1", name)
+            return v
+    return default
+
+
+def _text(content):
+    """A message's content: a string, or a list of {"type": "text", "text": ...} parts."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        if all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
+            return "".join(p["text"] for p in content)
+        raise _bad("only text content parts are supported", "messages")
+    raise _bad("a message's content must be a string or a list of text parts", "messages")
+
+
+def _sse(obj):
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+class OpenAIServer:
+    """OpenAI's routes over one engine. model_name is the id clients send as "model"."""
+
+    def __init__(self, engine: Engine, model_name: str):
+        self.engine = engine
+        self.model_name = model_name
+        self.created = int(time.time())
+        self.fingerprint = f"bitnet-gpu-{engine.backend}"
+
+    def models(self):
+        return {"object": "list", "data": [self._model()]}
+
+    def _model(self):
+        return {"id": self.model_name, "object": "model", "created": self.created, "owned_by": "bitnet-gpu"}
+
+    def start(self, body, chat):
+        """Checks a request body and starts its generation: a Call, or ApiError."""
+        if not isinstance(body, dict):
+            raise _bad("the request body must be a JSON object")
+        model = body.get("model")
+        if model != self.model_name:
+            raise ApiError(404, f"The model '{model}' does not exist; this server has '{self.model_name}'",
+                           param="model", code="model_not_found")
+        for name, off in _UNSUPPORTED.items():
+            if body.get(name) is not None and body[name] not in off:
+                raise _bad(f"'{name}' is not supported by this server", name)
+        stream = body.get("stream") or False
+        if not isinstance(stream, bool):
+            raise _bad("'stream' must be a boolean", "stream")
+        options = body.get("stream_options") or {}
+        if not isinstance(options, dict):
+            raise _bad("'stream_options' must be an object", "stream_options")
+        sampling = _sampling(body)
+        try:
+            self.engine.sampling(**sampling)  # the library's own checks, answered with a 400
+        except BitnetError as e:
+            raise _bad(str(e)) from None
+        try:
+            if chat:
+                messages = body.get("messages")
+                if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+                    raise _bad("'messages' must be a non-empty list of messages", "messages")
+                msgs = [{"role": _ROLES.get(m.get("role"), m.get("role")), "content": _text(m.get("content"))}
+                        for m in messages]
+                ids = self.engine.chat_prompt(msgs)
+                max_tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"), None)
+            else:
+                ids = self._prompt(body.get("prompt"))
+                max_tokens = _max_tokens(body, ("max_tokens",), 16)  # OpenAI's default
+        except BitnetError as e:
+            raise _bad(str(e), "messages" if chat else None) from None
+        if len(ids) > self.engine.n_ctx:
+            raise _bad(f"This model's maximum context length is {self.engine.n_ctx} tokens; "
+                       f"the prompt has {len(ids)} tokens", "messages" if chat else "prompt",
+                       "context_length_exceeded")
+        generation = self.engine.generate(ids, max_tokens, stop=_stop(body), stream=True, **sampling)
+        return Call(self, chat, ids, generation, stream, bool(options.get("include_usage")))
+
+    def _prompt(self, prompt):
+        if isinstance(prompt, list) and len(prompt) == 1 and (isinstance(prompt[0], str) or _int_list(prompt[0])):
+            prompt = prompt[0]  # a batch of one
+        if isinstance(prompt, str):
+            try:
+                return self.engine.tokenize(prompt, bos=self.engine.add_bos)
+            except BitnetError as e:
+                raise _bad(str(e), "prompt") from None
+        if _int_list(prompt):
+            return prompt
+        raise _bad("'prompt' must be a string or a list of token ids (one prompt per request)", "prompt")
+
+
+class Call:
+    """One request whose generation is running: its response or its events."""
+
+    def __init__(self, server, chat, ids, stream, streaming, include_usage):
+        self.server, self.chat, self.ids, self.stream = server, chat, ids, stream
+        self.streaming, self.include_usage = streaming, include_usage
+        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+        self.created = int(time.time())
+
+    def cancel(self):
+        """Stops the generation at its next token (the client went away); does not wait."""
+        self.stream.cancel()
+
+    def _head(self, chunk):
+        kind = ("chat.completion" if self.chat else "text_completion") + (".chunk" if chunk and self.chat else "")
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.server.model_name,
+                "system_fingerprint": self.server.fingerprint}
+
+    def _usage(self, result):
+        n = result.timings.generated_tokens
+        return {"prompt_tokens": len(self.ids), "completion_tokens": n, "total_tokens": len(self.ids) + n}
+
+    def _choice(self, text, finish, chunk):
+        if not self.chat:
+            return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        if chunk:
+            return {"index": 0, "delta": {"content": text} if text else {}, "logprobs": None, "finish_reason": finish}
+        return {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                "finish_reason": finish}
+
+    def response(self):
+        """The whole answer (blocks until the generation ends)."""
+        try:
+            for _ in self.stream:
+                pass
+        except BitnetError as e:
+            raise ApiError(500, str(e), type="server_error") from None
+        r = self.stream.result
+        return {**self._head(False), "choices": [self._choice(r.text, _FINISH[r.finish_reason], False)],
+                "usage": self._usage(r)}
+
+    def events(self):
+        """The answer as server-sent events, "data: [DONE]" last (blocking iterator)."""
+        head = self._head(True)
+        if self.chat:
+            yield _sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                             "logprobs": None, "finish_reason": None}]})
+        try:
+            for piece in self.stream:
+                if piece.text:
+                    yield _sse({**head, "choices": [self._choice(piece.text, None, True)]})
+        except BitnetError as e:  # the status line has gone: OpenAI's error event
+            yield _sse(ApiError(500, str(e), type="server_error").body)
+            return
+        r = self.stream.result
+        yield _sse({**head, "choices": [self._choice("", _FINISH[r.finish_reason], True)]})
+        if self.include_usage:
+            yield _sse({**head, "choices": [], "usage": self._usage(r)})
+        yield "data: [DONE]\n\n"

@@ -1,0 +1,290 @@
+"""bitnet_gpu.Engine on tiny-a: the same tokens as the CLI, streaming equal to
+non-streaming, stop strings, C errors raised with their message, the GIL
+released while generating, engines and threads that do not interfere, and
+deterministic freeing."""
+import contextlib
+import ctypes
+import gc
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from bitnet_gpu import BitnetError, Engine, Piece
+
+SAMPLED = dict(temperature=0.9, top_k=20, top_p=0.9, min_p=0.02, repeat_penalty=1.1, seed=7)
+SAMPLED_FLAGS = ["--temp", 0.9, "--top-k", 20, "--top-p", 0.9, "--min-p", 0.02, "--repeat-penalty", 1.1, "-s", 7]
+
+
+@pytest.fixture(scope="module")
+def engine(model_path):
+    with Engine(model_path, threads=1) as e:
+        yield e
+
+
+def mappings(path):
+    """How many times this process maps path (the engine mmaps the model)."""
+    with open("/proc/self/maps") as f:
+        return sum(line.rstrip().endswith(path) for line in f)
+
+
+@contextlib.contextmanager
+def no_forced_gil_switch():
+    """A switch interval longer than any test: a thread runs only when the one
+    holding the GIL gives it up itself (a blocking call, a foreign call)."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(30)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
+def test_engine_describes_itself(engine):
+    assert engine.info.arch == "bitnet-b1.58" and engine.info.n_layer == 2 and engine.info.n_vocab == 128256
+    assert engine.backend == "cpu" and engine.n_ctx == 512 and engine.add_bos
+    assert engine.backend_note.startswith("auto: ")
+    assert engine.load_ms > 0
+
+
+def test_greedy_equals_cli(engine, cli, golden):
+    for case in golden:
+        want = cli("-p", case["prompt"], "-n", 16, "--greedy")
+        got = engine.generate(case["prompt"], max_tokens=16, greedy=True)
+        assert got.prompt_ids == want["prompt_ids"] == case["prompt_ids"]
+        assert got.ids == want["generated_ids"]
+        assert got.text == want["text"]
+        assert got.finish_reason == want["stop"] == "length"
+        assert got.timings.prompt_tokens == len(got.prompt_ids) and got.timings.generated_tokens == 16
+
+
+def test_sampling_equals_cli(engine, cli):
+    want = cli("-p", "The capital of France is", "-n", 24, *SAMPLED_FLAGS)
+    got = engine.generate("The capital of France is", max_tokens=24, **SAMPLED)
+    assert (got.ids, got.text) == (want["generated_ids"], want["text"])
+    # The library's defaults (temperature 0.8, seed 42, ...) are the CLI's.
+    assert engine.generate("Hi", max_tokens=12).ids == cli("-p", "Hi", "-n", 12)["generated_ids"]
+
+
+def test_chat_equals_cli(engine, cli):
+    want = cli("--chat", "--system", "You are terse.", "-p", "Why is the sky blue?", "-n", 12, "--greedy")
+    messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Why is the sky blue?"}]
+    got = engine.chat(messages, max_tokens=12, greedy=True)
+    assert got.prompt_ids == want["prompt_ids"] == engine.chat_prompt(messages)
+    assert (got.ids, got.text) == (want["generated_ids"], want["text"])
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [dict(greedy=True), SAMPLED, dict(greedy=True, stop=["H Resp", "never"]), dict(greedy=True, stop="Spiele")],
+    ids=["greedy", "sampled", "stop-across-tokens", "stop"],
+)
+def test_stream_equals_completion(engine, kw):
+    whole = engine.generate("2+2=", max_tokens=16, **kw)
+    stream = engine.generate("2+2=", max_tokens=16, stream=True, **kw)
+    pieces = list(stream)
+    assert all(isinstance(p, Piece) for p in pieces)
+    assert "".join(p.text for p in pieces) == whole.text
+    assert [p.id for p in pieces if p.id >= 0] == whole.ids
+    assert stream.result == whole.__class__(whole.text, whole.ids, whole.prompt_ids, whole.finish_reason,
+                                            stream.result.timings)
+    stops = kw.get("stop") or []
+    for stop in [stops] if isinstance(stops, str) else stops:
+        assert all(stop not in p.text for p in pieces)
+
+
+def test_stop_strings(engine):
+    full = engine.generate("2+2=", max_tokens=16, greedy=True)
+    assert full.text.startswith(" Go:H Responsibility Spiele")
+    # A stop string made of two tokens' texts (":H" + " Responsibility"): the text
+    # ends before it, and the stream held the "H" of ":H" back until the next
+    # token showed it was the stop string's start.
+    r = engine.generate("2+2=", max_tokens=16, greedy=True, stop=["H Resp"])
+    assert (r.text, r.finish_reason, r.ids) == (" Go:", "stop", full.ids[:3])
+    pieces = list(engine.generate("2+2=", max_tokens=16, greedy=True, stop="H Resp", stream=True))
+    assert pieces == [Piece(" Go", full.ids[0]), Piece(":", full.ids[1]), Piece("", full.ids[2])]
+    r = engine.generate("2+2=", max_tokens=16, greedy=True, stop=["no such text", ""])
+    assert (r.text, r.finish_reason) == (full.text, "length")
+
+
+def test_tokens(engine, golden):
+    for case in golden:
+        assert engine.tokenize(case["prompt"]) == case["prompt_ids"]
+        assert engine.tokenize(case["prompt"], bos=False) == case["prompt_ids"][1:]
+        assert engine.detokenize(case["prompt_ids"]) == "<|begin_of_text|>" + case["prompt"]
+    assert engine.tokenize("<|eot_id|>", bos=False, special=True) == [128009]
+    assert len(engine.tokenize("<|eot_id|>", bos=False)) > 1  # plain text unless special
+
+
+def test_max_tokens_none_runs_to_the_context(model_path):
+    with Engine(model_path, threads=1, n_ctx=24) as e:
+        r = e.generate("2+2=", max_tokens=None, greedy=True)
+        assert r.finish_reason == "context" and len(r.prompt_ids) + len(r.ids) == 25
+
+
+def test_c_errors_are_raised_with_their_message(engine, model_path, tmp_path):
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a model")
+    cases = [
+        (lambda: Engine("/no/such/model.gguf"), "cannot open '/no/such/model.gguf': No such file or directory"),
+        (lambda: Engine(junk), "junk.gguf"),
+        (lambda: Engine(model_path, backend="tpu"), "unknown backend 'tpu' (use auto, cpu or cuda)"),
+        (lambda: Engine(model_path, n_ctx=100000), "context 100000 is outside 1..512"),
+        (lambda: engine.generate("x", top_p=2), "top-p must be in (0, 1] (got 2)"),
+        (lambda: engine.generate("x", temperature=-1), "temperature must be >= 0 (got -1)"),
+        (lambda: engine.generate("x", top_k=-3), "top-k must be >= 0 (got -3)"),
+        (lambda: engine.generate([1, 128256]), "token id 128256 is outside the vocabulary (0..128255)"),
+        (lambda: engine.generate("word " * 600), "does not fit in the context (512 tokens, 0 used)"),
+        (lambda: engine.generate([]), "nothing to generate from: the prompt is empty"),
+        (lambda: engine.chat([{"role": "robot", "content": "hi"}]), 'chat: unknown role "robot"'),
+        (lambda: engine.detokenize([5, -1]), "-1"),
+    ]
+    for call, message in cases:
+        with pytest.raises(BitnetError) as e:
+            call()
+        assert message in str(e.value)
+    # The engine still works after all that.
+    assert engine.generate("2+2=", max_tokens=2, greedy=True).ids == [6122, 95292]
+
+
+def test_generation_releases_the_gil(engine):
+    # A ticker that keeps ticking during a generation shows the C call runs
+    # without the GIL (held, as with ctypes.PyDLL, the ticker stops: checked).
+    ticks, done = [], threading.Event()
+    result = []
+    with no_forced_gil_switch():
+        worker = threading.Thread(target=lambda: (result.append(engine.generate("2+2=", max_tokens=300)), done.set()))
+        worker.start()
+        while not done.is_set():
+            ticks.append(time.monotonic())
+            time.sleep(0.002)
+        worker.join()
+    assert len(result[0].ids) == 300
+    assert len(ticks) >= 20, f"the main thread ran {len(ticks)} times during the generation"
+
+
+def test_two_engines_in_two_threads_progress_together(model_path, engine):
+    prompts = ["2+2=", "The capital of France is"]
+    want = [engine.generate(p, max_tokens=200, **SAMPLED) for p in prompts]
+    engines = [Engine(model_path, threads=1) for _ in prompts]
+    times, results = [[], []], [None, None]
+    start = threading.Barrier(2)
+
+    def run(i):
+        start.wait()
+        stream = engines[i].generate(prompts[i], max_tokens=200, stream=True, **SAMPLED)
+        for piece in stream:
+            times[i].append(time.monotonic())
+        results[i] = stream.result
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    with no_forced_gil_switch():  # so that only released GILs let them interleave
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for e in engines:
+        e.close()
+    for got, w in zip(results, want):
+        assert (got.ids, got.text) == (w.ids, w.text)  # no interference
+    # Together: each made tokens while the other was making its own.
+    a, b = times
+    assert sum(a[0] < t < a[-1] for t in b) > 20 and sum(b[0] < t < b[-1] for t in a) > 20
+
+
+def test_one_engine_shared_by_threads(engine):
+    prompts = ["2+2=", "Hello, world!", "The capital of France is", "Привет 日本語"]
+    want = {p: engine.generate(p, max_tokens=20, **SAMPLED) for p in prompts}
+    got = {}
+    threads = [threading.Thread(target=lambda p=p: got.update({p: engine.generate(p, max_tokens=20, **SAMPLED)}))
+               for p in prompts * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for p in prompts:
+        assert got[p].ids == want[p].ids  # the calls took turns on the one session
+
+
+def test_engines_are_freed(model_path):
+    base = mappings(model_path)
+    e = Engine(model_path, threads=1)
+    assert mappings(model_path) > base
+    e.close()
+    assert mappings(model_path) == base
+    e.close()  # twice is fine
+    with pytest.raises(BitnetError, match="the engine is closed"):
+        e.generate("x")
+    with Engine(model_path, threads=1) as e:
+        assert mappings(model_path) > base
+    assert mappings(model_path) == base
+    e = Engine(model_path, threads=1)
+    del e  # garbage collection frees too
+    gc.collect()
+    assert mappings(model_path) == base
+    with pytest.raises(BitnetError):  # the model loaded, the session failed: nothing kept
+        Engine(model_path, backend="tpu")
+    gc.collect()
+    assert mappings(model_path) == base
+
+
+def test_streams_stop_when_closed(model_path):
+    base = mappings(model_path)
+    e = Engine(model_path, threads=1)
+    with e.generate("2+2=", max_tokens=500, stream=True) as stream:
+        next(stream)
+    assert stream.result.finish_reason == "cancelled" and len(stream.result.ids) < 500
+    # A stream its reader drops stops too, and then the engine can go.
+    stream = e.generate("2+2=", max_tokens=500, stream=True)
+    next(stream)
+    del stream
+    assert e.generate("2+2=", max_tokens=1, greedy=True).ids == [6122]
+    # Closing the engine stops a stream that another thread reads.
+    stream = e.generate("2+2=", max_tokens=500, stream=True)
+    reader = threading.Thread(target=lambda: list(stream))
+    reader.start()
+    e.close()
+    reader.join()
+    assert stream.result.finish_reason == "cancelled"
+    assert mappings(model_path) == base
+
+
+def test_structs_match_bitnet_h():
+    """The ctypes structs have bitnet.h's sizes and offsets (a C compiler says)."""
+    from bitnet_gpu import _native as N
+
+    src, build = os.environ.get("BITNET_SOURCE_DIR"), os.environ.get("BITNET_BUILD_DIR")
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    if not (src and build and cc):
+        pytest.skip("needs BITNET_SOURCE_DIR, BITNET_BUILD_DIR (set by CTest) and a C compiler")
+    structs = {"bn_error": N.Error, "bn_sampling": N.Sampling, "bn_model_info": N.ModelInfo,
+               "bn_session_params": N.SessionParams, "bn_timings": N.Timings, "bn_chat_msg": N.ChatMsg}
+    lines = ['#include <stddef.h>', '#include <stdio.h>', '#include "bitnet.h"', "int main(void) {"]
+    want = []
+    for name, py in structs.items():
+        lines.append(f'printf("%zu\\n", sizeof({name}));')
+        want.append(ctypes.sizeof(py))
+        for field, _ in py._fields_:
+            lines.append(f'printf("%zu\\n", offsetof({name}, {field}));')
+            want.append(getattr(py, field).offset)
+    lines.append("return 0; }")
+    c, exe = os.path.join(build, "python_structs.c"), os.path.join(build, "python_structs")
+    with open(c, "w") as f:
+        f.write("\n".join(lines))
+    subprocess.run([cc, "-I", os.path.join(src, "core"), "-I", os.path.join(build, "include"), c, "-o", exe],
+                   check=True)
+    assert [int(x) for x in subprocess.run([exe], capture_output=True, text=True, check=True).stdout.split()] == want
+
+
+
+def test_readme_example(model_path, capsys):
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")) as f:
+        readme = f.read()
+    code = readme.split("<!-- python-example -->\n```python\n")[1].split("```\n<!-- /python-example -->")[0]
+    exec(compile(code.replace("models/ggml-model-i2_s.gguf", model_path), "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert out.startswith(" Go:H Responsibility") and "error: top-p must be in (0, 1] (got 2)" in out
