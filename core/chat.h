@@ -17,10 +17,7 @@
 #include "error.h"
 #include "tokenizer.h"
 
-typedef struct bn_chat_msg {
-    const char *role;    // "system", "user" or "assistant"
-    const char *content; // NULL is ""
-} bn_chat_msg;
+typedef bn_chat_message bn_chat_msg; // role "system", "user" or "assistant"; content NULL is ""
 
 // The prompt as text; *out is malloc'd and NUL-terminated. add_bos: begin with
 // "<|begin_of_text|>" (first turn). add_generation_prompt: end with "Assistant: ".

@@ -68,6 +68,11 @@ bool bn_engine_is_eog(const bn_engine *e, int32_t id) { return bn_tokenizer_is_e
 
 bool bn_engine_add_bos(const bn_engine *e) { return bn_tokenizer_add_bos(e->tok); }
 
+int bn_engine_chat_prompt(const bn_engine *e, const bn_chat_message *msgs, size_t n_msgs,
+                          int32_t **ids, size_t *n_ids, bn_error *err) {
+    return bn_chat_tokens(e->tok, msgs, n_msgs, true, true, ids, n_ids, err);
+}
+
 int bn_engine_chat_tokens(const bn_engine *e, const char *system, const char *user, bool first_turn,
                           bool close_previous, int32_t **ids, size_t *n_ids, bn_error *err) {
     bn_chat_msg msgs[2];

@@ -201,6 +201,7 @@ const char *bn_stop_name(bn_stop stop) {
     case BN_STOP_EOG: return "eog";
     case BN_STOP_CONTEXT: return "context";
     case BN_STOP_CALLER: return "caller";
+    case BN_STOP_STRING: return "stop";
     }
     return "unknown";
 }
