@@ -5,9 +5,10 @@
 set -euo pipefail
 
 # libcurl + libssl (libcrypto): `bitnet-gpu download`; libedit: line editing in `chat`;
-# python3: the tests' local HTTP server and pseudo-terminal driver.
+# libmicrohttpd: `serve`; python3: the tests' local HTTP server and pseudo-terminal
+# driver; python3-venv: the venv with the openai client that test_serve talks through.
 packages=(cmake make gcc pkg-config libcmocka-dev libcjson-dev libpcre2-dev libcurl4-openssl-dev
-          libssl-dev libedit-dev python3)
+          libssl-dev libedit-dev libmicrohttpd-dev python3 python3-venv)
 [ "${BITNET_WANT_CLANG:-0}" = 1 ] && packages+=(clang libclang-rt-dev)
 
 missing=()
