@@ -32,3 +32,13 @@ if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
 elif ! command -v nvcc >/dev/null; then
   echo "deps: no CUDA toolkit (nvcc): building the CPU backend only" >&2
 fi
+
+# The official openai Python client, pinned, which test_serve talks to the server
+# through: in the project's own venv (.venv), not the system's Python.
+openai_version=3.51.0
+venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+if ! "$venv/bin/python3" -c "import openai, sys; sys.exit(openai.__version__ != '$openai_version')" 2>/dev/null; then
+  echo "deps: installing the openai Python client $openai_version into .venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/python3" -m pip install -q --disable-pip-version-check "openai==$openai_version"
+fi
