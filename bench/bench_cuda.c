@@ -127,13 +127,13 @@ static int open_backend(model_run *r, int max_batch, bool q8_head, bn_error *err
 static double decode_at(model_run *r, int ctx, int steps, bn_error *err) {
     const int first = ctx - steps;
     int32_t id = 0;
-    if (r->ops->forward(r->be, r->toks, r->pos, first, NULL, false, err)) return -1;
+    if (r->ops->forward(r->be, r->toks, r->pos, NULL, first, NULL, false, err)) return -1;
     int32_t p = first;
-    if (r->ops->forward_argmax(r->be, &r->toks[first], &p, 1, &id, err)) return -1; // eager, then capture
+    if (r->ops->forward_argmax(r->be, &r->toks[first], &p, NULL, 1, &id, err)) return -1; // eager, then capture
     const double t0 = bn_now_ms();
     for (int i = 1; i < steps; i++) {
         p = first + i;
-        if (r->ops->forward_argmax(r->be, &id, &p, 1, &id, err)) return -1;
+        if (r->ops->forward_argmax(r->be, &id, &p, NULL, 1, &id, err)) return -1;
     }
     return (bn_now_ms() - t0) / (steps - 1);
 }
@@ -144,7 +144,7 @@ static double prefill(model_run *r, int n, bn_error *err) {
     for (int rep = 0; rep < 3; rep++) {
         int32_t id;
         const double t0 = bn_now_ms();
-        if (r->ops->forward_argmax(r->be, r->toks, r->pos, n, &id, err)) return -1;
+        if (r->ops->forward_argmax(r->be, r->toks, r->pos, NULL, n, &id, err)) return -1;
         const double ms = bn_now_ms() - t0;
         if (best < 0 || ms < best) best = ms;
     }
@@ -158,7 +158,7 @@ static void set_variant(const char *graph, const char *pdl) {
 
 static void profile(model_run *r, int ctx, cJSON *arr) {
     bn_error err = {{0}};
-    if (r->ops->forward(r->be, r->toks, r->pos, ctx - 1, NULL, false, &err)) return;
+    if (r->ops->forward(r->be, r->toks, r->pos, NULL, ctx - 1, NULL, false, &err)) return;
     bn_cuda_prof_row rows[64];
     int n = 0;
     double total = 0;

@@ -20,6 +20,7 @@ typedef struct bn_backend_config {
     int n_threads;       // CPU threads (<= 0: physical cores)
     int n_ctx;           // KV cache length in tokens (<= model context)
     int max_batch;       // tokens one pass processes at once (longer inputs are chunked); 0: the backend's default
+    int n_seq;           // sequence slots, each with its own n_ctx positions of KV cache (<= 0: 1)
     bool lm_head_q8;     // quantize the LM head to int8 per row at load
     const char *kernels; // CPU kernel set: NULL/"auto", "scalar", "avx2", "avx512"
 } bn_backend_config;
@@ -37,17 +38,23 @@ typedef struct bn_backend_ops {
                   bn_error *err);
     void (*destroy)(bn_backend *be);
 
-    // Runs n_tokens tokens at positions pos[0..n) (each pos < n_ctx; a token
-    // attends to cache entries 0..pos). Writes K/V for these positions.
-    // logits: if all_logits, n_tokens rows of n_vocab floats, else one row for
-    // the last token. logits may be NULL when only argmax is wanted.
-    int (*forward)(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens,
-                   float *logits, bool all_logits, bn_error *err);
+    // Runs n_tokens tokens: token i is in sequence slot seq[i] (seq NULL: every
+    // token in slot 0) at position pos[i] < n_ctx of that slot; it writes its K/V
+    // there and attends to entries 0..pos[i] of its own slot only. The tokens of a
+    // slot come as one run of consecutive entries at increasing positions (a chunk
+    // of a prompt, or one decode token); different slots' runs go through each
+    // weight matrix together. A slot is reused by writing from position 0 again:
+    // entries past a token's position are never read, so nothing is cleared.
+    // logits: if all_logits, n_tokens rows of n_vocab floats, else one row per
+    // run, for its last token, in call order (one sequence: the last token's
+    // row). logits may be NULL when only argmax is wanted.
+    int (*forward)(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
+                   int n_tokens, float *logits, bool all_logits, bn_error *err);
 
-    // Optional (NULL = not provided): forward() for one row of logits, then the
-    // argmax id of the last token computed on the backend (no logits copy).
+    // Optional (NULL = not provided): forward() for the runs' rows of logits,
+    // then argmax[r] = the argmax id of run r computed on the backend (no logits copy).
     int (*forward_argmax)(bn_backend *be, const int32_t *tokens, const int32_t *pos,
-                          int n_tokens, int32_t *argmax, bn_error *err);
+                          const int32_t *seq, int n_tokens, int32_t *argmax, bn_error *err);
 
     // Optional: bytes of memory the backend holds (device memory for CUDA).
     uint64_t (*memory_bytes)(const bn_backend *be);
@@ -62,5 +69,19 @@ extern const bn_backend_ops bn_cuda_backend;
 
 // "cpu", "cuda" -> ops, or NULL if unknown or not compiled in.
 const bn_backend_ops *bn_backend_find(const char *name);
+
+// The checks every forward() makes on its input (who: "cpu", "cuda" for the
+// message): n_tokens >= 1, ids in the vocabulary, seq[i] < n_seq, pos[i] < n_ctx,
+// each slot in one run at increasing positions. Returns the number of runs, or
+// -1 with err set.
+int bn_backend_check_tokens(const char *who, const int32_t *tokens, const int32_t *pos,
+                            const int32_t *seq, int n_tokens, uint32_t n_vocab, int n_ctx,
+                            int n_seq, bn_error *err);
+// seq[i] with NULL standing for all zeros.
+static inline int32_t bn_seq_of(const int32_t *seq, int i) { return seq ? seq[i] : 0; }
+// Whether token i ends its run: the last token, or the next one is another slot's.
+static inline bool bn_run_ends(const int32_t *seq, int i, int n_tokens) {
+    return i + 1 == n_tokens || bn_seq_of(seq, i + 1) != bn_seq_of(seq, i);
+}
 
 #endif

@@ -94,17 +94,16 @@ BN_API bool bn_engine_add_bos(const bn_engine *e); // the vocabulary's add_bos_t
 BN_API int bn_engine_chat_tokens(const bn_engine *e, const char *system, const char *user,
                                  bool first_turn, bool close_previous, int32_t **ids,
                                  size_t *n_ids, bn_error *err);
-
 // A whole conversation in that format, for callers that hold no session
 // between requests (an HTTP server, the Python package): BOS, each message as
-// "Role: content<|eot_id|>" (role "system", "user" or "assistant"; NULL
-// content is ""), then "Assistant: ". Contents are never parsed for special
-// tokens. *ids is malloc'd; free with free().
-typedef struct bn_chat_msg {
+// "Role: content<|eot_id|>" (Role System, User or Assistant for role "system",
+// "user" or "assistant"), then "Assistant: ". Contents are never parsed for
+// special tokens. *ids is malloc'd; free with free().
+typedef struct bn_chat_message {
     const char *role;
-    const char *content;
-} bn_chat_msg;
-BN_API int bn_engine_chat_prompt(const bn_engine *e, const bn_chat_msg *msgs, size_t n_msgs,
+    const char *content; // NULL is ""
+} bn_chat_message;
+BN_API int bn_engine_chat_prompt(const bn_engine *e, const bn_chat_message *msgs, size_t n_msgs,
                                  int32_t **ids, size_t *n_ids, bn_error *err);
 // Ids -> text: the tokens' bytes concatenated (special tokens as their text), as
 // bn_detokenize (below). *text is malloc'd and NUL-terminated (the NUL is not
@@ -154,9 +153,10 @@ typedef enum bn_stop {
     BN_STOP_EOG,     // an end-of-generation token (counted in n_gen, not passed to on_token)
     BN_STOP_CONTEXT, // the context is full
     BN_STOP_CALLER,  // on_token returned nonzero
+    BN_STOP_STRING,  // bn_batch: the text reached one of the request's stop strings
 } bn_stop;
 
-// "length", "eog", "context" or "caller".
+// "length", "eog", "context", "caller" or "stop".
 BN_API const char *bn_stop_name(bn_stop stop);
 
 typedef struct bn_timings {
@@ -181,6 +181,70 @@ BN_API int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_pr
 // them after the tokens already in the session and copies the last row.
 BN_API int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float *logits,
                            bn_error *err);
+
+// ---- batch: many sequences on one backend (continuous batching) -----------------------
+// A batch is one backend whose KV cache has n_slots sequence slots of n_ctx
+// positions each. A request (prompt ids, sampling, limits, stop strings) goes into
+// a free slot; each bn_batch_step runs one forward pass over every active slot
+// together - the next chunk of each new prompt and one token of every slot that
+// is generating - so a step reads the weights once for all of them. Between steps
+// the caller adds requests and removes finished or cancelled ones, so requests
+// join and leave while others run. One thread owns a batch (no locking inside).
+//
+//   for (;;) {
+//       while (queued && bn_batch_n_free(b)) bn_batch_add(b, &req, &err);
+//       bn_batch_step(b, &ev, &n, &err);
+//       for (i < n) { use ev[i].text; if (ev[i].done) bn_batch_remove(b, ev[i].slot); }
+//   }
+typedef struct bn_batch bn_batch;
+
+typedef struct bn_batch_params {
+    bn_session_params session; // backend, threads, n_ctx (per slot), LM head, CPU kernels
+    int n_slots;               // sequences at once (<= 0: 1)
+    int step_tokens;           // tokens one step feeds, decode and prompt chunks (<= 0: 512)
+} bn_batch_params;
+
+typedef struct bn_request {
+    const int32_t *prompt; // n_prompt >= 1 ids, copied; must fit in the slot's context
+    size_t n_prompt;
+    int max_tokens;        // tokens to generate at most (<= 0: until the context is full)
+    bn_sampling sampling;  // the slot's own sampler and seed
+    const char *const *stop; // n_stop stop strings (copied): the text ends before the first match
+    size_t n_stop;
+    void *user;            // handed back in the slot's events
+} bn_request;
+
+// What one step did for one slot: a sampled token, released text, the end.
+typedef struct bn_batch_event {
+    int slot;
+    void *user;          // the request's
+    int32_t token;       // the token sampled in this step
+    const char *text;    // whole UTF-8 characters released by this step (valid until the
+    size_t len;          // next step or remove); text that may begin a stop string waits
+    bool done;           // finished: read it, then bn_batch_remove(slot)
+    bn_stop stop;        // why, when done: BN_STOP_LENGTH, _EOG, _CONTEXT or _STRING
+    int n_prompt, n_gen; // tokens so far (n_gen counts an end-of-generation token)
+} bn_batch_event;
+
+BN_API int bn_batch_create(bn_engine *e, const bn_batch_params *p, bn_batch **out, bn_error *err);
+BN_API void bn_batch_free(bn_batch *b);
+BN_API const char *bn_batch_backend(const bn_batch *b);
+BN_API const char *bn_batch_backend_note(const bn_batch *b);
+BN_API int bn_batch_n_ctx(const bn_batch *b);   // positions per slot
+BN_API int bn_batch_n_slots(const bn_batch *b);
+BN_API int bn_batch_n_free(const bn_batch *b);  // slots bn_batch_add can fill
+BN_API int bn_batch_n_active(const bn_batch *b); // slots with a request that has not finished
+// Puts r into a free slot and returns the slot (>= 0), or -1 with err (no free
+// slot, an empty prompt or one that does not fit, bad ids or sampling).
+BN_API int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err);
+// Frees a slot at once, finished or not (a cancelled request). Out-of-range or
+// free slots are ignored.
+BN_API void bn_batch_remove(bn_batch *b, int slot);
+// One forward pass over the active slots. *events (owned by the batch, valid
+// until the next step) gets one entry per slot that sampled a token this step;
+// *n_events may be 0 (only prompt chunks were fed, or nothing is active). On
+// failure (-1) the slots are as before the call.
+BN_API int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_error *err);
 
 // ---- the tokenizer alone: Llama-3 byte-level BPE (DESIGN 4) -------------------------
 // A loaded tokenizer is immutable: any number of threads may use it at once.

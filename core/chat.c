@@ -17,7 +17,7 @@ static const char *role_name(const char *role) {
 }
 
 // "Role: content" into a fresh buffer.
-static char *role_line(const bn_chat_msg *m, size_t *len, bn_error *err) {
+static char *role_line(const bn_chat_message *m, size_t *len, bn_error *err) {
     const char *name = role_name(m->role);
     if (!name) {
         bn_errorf(err, "chat: unknown role \"%s\" (system, user or assistant)", m->role ? m->role : "(null)");
@@ -37,7 +37,7 @@ static char *role_line(const bn_chat_msg *m, size_t *len, bn_error *err) {
     return s;
 }
 
-int bn_chat_format(const bn_chat_msg *msgs, size_t n, bool add_bos, bool add_generation_prompt,
+int bn_chat_format(const bn_chat_message *msgs, size_t n, bool add_bos, bool add_generation_prompt,
                    char **out, size_t *len, bn_error *err) {
     *out = NULL;
     *len = 0;
@@ -102,7 +102,7 @@ static int append_text(const bn_tokenizer *t, id_buf *b, const char *text, size_
     return rc;
 }
 
-int bn_chat_tokens(const bn_tokenizer *t, const bn_chat_msg *msgs, size_t n, bool add_bos,
+int bn_chat_tokens(const bn_tokenizer *t, const bn_chat_message *msgs, size_t n, bool add_bos,
                    bool add_generation_prompt, int32_t **ids, size_t *n_ids, bn_error *err) {
     *ids = NULL;
     *n_ids = 0;

@@ -17,17 +17,17 @@
 #include "error.h"
 #include "tokenizer.h"
 
-// bn_chat_msg (role "system", "user" or "assistant"; NULL content is "") is public: bitnet.h.
+// bn_chat_message (role "system", "user" or "assistant"; NULL content is "") is public: bitnet.h.
 
 // The prompt as text; *out is malloc'd and NUL-terminated. add_bos: begin with
 // "<|begin_of_text|>" (first turn). add_generation_prompt: end with "Assistant: ".
 // Tokenize the result with parse_special = true and add_bos = false.
-int bn_chat_format(const bn_chat_msg *msgs, size_t n, bool add_bos, bool add_generation_prompt,
+int bn_chat_format(const bn_chat_message *msgs, size_t n, bool add_bos, bool add_generation_prompt,
                    char **out, size_t *len, bn_error *err);
 
 // The same prompt as token ids, with message contents encoded as plain text
 // (never parsed for special tokens, so a message cannot inject "<|eot_id|>").
-int bn_chat_tokens(const bn_tokenizer *t, const bn_chat_msg *msgs, size_t n, bool add_bos,
+int bn_chat_tokens(const bn_tokenizer *t, const bn_chat_message *msgs, size_t n, bool add_bos,
                    bool add_generation_prompt, int32_t **ids, size_t *n_ids, bn_error *err);
 
 #endif

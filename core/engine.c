@@ -68,12 +68,17 @@ bool bn_engine_is_eog(const bn_engine *e, int32_t id) { return bn_tokenizer_is_e
 
 bool bn_engine_add_bos(const bn_engine *e) { return bn_tokenizer_add_bos(e->tok); }
 
+int bn_engine_chat_prompt(const bn_engine *e, const bn_chat_message *msgs, size_t n_msgs,
+                          int32_t **ids, size_t *n_ids, bn_error *err) {
+    return bn_chat_tokens(e->tok, msgs, n_msgs, true, true, ids, n_ids, err);
+}
+
 int bn_engine_chat_tokens(const bn_engine *e, const char *system, const char *user, bool first_turn,
                           bool close_previous, int32_t **ids, size_t *n_ids, bn_error *err) {
-    bn_chat_msg msgs[2];
+    bn_chat_message msgs[2];
     size_t n_msgs = 0;
-    if (first_turn && system && *system) msgs[n_msgs++] = (bn_chat_msg){"system", system};
-    msgs[n_msgs++] = (bn_chat_msg){"user", user};
+    if (first_turn && system && *system) msgs[n_msgs++] = (bn_chat_message){"system", system};
+    msgs[n_msgs++] = (bn_chat_message){"user", user};
     int32_t *turn;
     size_t n;
     if (bn_chat_tokens(e->tok, msgs, n_msgs, first_turn, true, &turn, &n, err)) return -1;
@@ -91,11 +96,6 @@ int bn_engine_chat_tokens(const bn_engine *e, const char *system, const char *us
     *ids = turn;
     *n_ids = n;
     return 0;
-}
-
-int bn_engine_chat_prompt(const bn_engine *e, const bn_chat_msg *msgs, size_t n_msgs,
-                          int32_t **ids, size_t *n_ids, bn_error *err) {
-    return bn_chat_tokens(e->tok, msgs, n_msgs, true, true, ids, n_ids, err);
 }
 
 int bn_engine_detokenize(const bn_engine *e, const int32_t *ids, size_t n, char **text,

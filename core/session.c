@@ -16,16 +16,13 @@
 
 struct bn_session {
     bn_engine *engine;
-    const bn_backend_ops *ops;
-    bn_backend *be;
-    char note[320];   // why this backend
+    bn_opened be;     // the backend, its note, context and creation time
     int n_ctx;
     int32_t *history; // n_ctx + 1: the last sampled token may not fit in the cache
     int n_hist;
     int n_past;       // history[0..n_past) is in the KV cache
     int32_t *pos;     // pos[i] = i, so a batch's positions are pos + n_past
     float *logits;    // n_vocab
-    double backend_ms;
     bool lm_head_q8;
 };
 
@@ -56,51 +53,55 @@ static int choose_backend(const char *name, const bn_backend_ops **ops, char *no
     return 0;
 }
 
-int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err) {
-    *out = NULL;
+int bn_backend_open(const bn_engine *e, const bn_session_params *p, int n_seq, bn_opened *o,
+                    bn_error *err) {
+    *o = (bn_opened){0};
     bn_session_params defaults = {0};
     if (!p) p = &defaults;
     const bn_hparams *hp = &e->model->hp;
-    int n_ctx = p->n_ctx > 0 ? p->n_ctx : (int)hp->n_ctx_train;
-    if (p->n_ctx < 0 || n_ctx > (int)hp->n_ctx_train)
+    o->n_ctx = p->n_ctx > 0 ? p->n_ctx : (int)hp->n_ctx_train;
+    if (p->n_ctx < 0 || o->n_ctx > (int)hp->n_ctx_train)
         return bn_errorf(err, "context %d is outside 1..%u (the model's context length)", p->n_ctx,
                          hp->n_ctx_train);
-
-    bn_session *s = calloc(1, sizeof *s);
-    if (!s) return bn_errorf(err, "out of memory");
-    s->engine = e;
-    s->n_ctx = n_ctx;
-    s->history = malloc(((size_t)n_ctx + 1) * sizeof *s->history);
-    s->pos = malloc((size_t)n_ctx * sizeof *s->pos);
-    s->logits = malloc((size_t)hp->n_vocab * sizeof *s->logits);
-    if (!s->history || !s->pos || !s->logits) {
-        bn_errorf(err, "out of memory");
-        goto fail;
-    }
-    for (int i = 0; i < n_ctx; i++) s->pos[i] = i;
-
-    if (choose_backend(p->backend, &s->ops, s->note, sizeof s->note, err)) goto fail;
+    if (choose_backend(p->backend, &o->ops, o->note, sizeof o->note, err)) return -1;
     bn_backend_config cfg = {.n_threads = p->n_threads,
-                             .n_ctx = n_ctx,
+                             .n_ctx = o->n_ctx,
                              .max_batch = 0, // the backend's own chunk size
+                             .n_seq = n_seq,
                              .lm_head_q8 = p->lm_head_q8,
                              .kernels = p->cpu_kernels};
     double t0 = bn_now_ms();
     bn_error why = {{0}};
-    if (s->ops->create(e->model, &cfg, &s->be, &why)) {
-        bool auto_gpu = strcmp(s->ops->name, "cpu") && (!p->backend || !strcmp(p->backend, "auto"));
-        if (!auto_gpu) {
-            bn_errorf(err, "%s backend: %s", s->ops->name, why.msg);
-            goto fail;
-        }
+    if (o->ops->create(e->model, &cfg, &o->be, &why)) {
+        bool auto_gpu = strcmp(o->ops->name, "cpu") && (!p->backend || !strcmp(p->backend, "auto"));
+        if (!auto_gpu) return bn_errorf(err, "%s backend: %s", o->ops->name, why.msg);
         // auto picked the GPU but it cannot hold the model: fall back, saying why.
-        snprintf(s->note, sizeof s->note, "auto: using the CPU (%s backend: %.200s)", s->ops->name,
+        snprintf(o->note, sizeof o->note, "auto: using the CPU (%s backend: %.200s)", o->ops->name,
                  why.msg);
-        s->ops = bn_backend_find("cpu");
-        if (s->ops->create(e->model, &cfg, &s->be, err)) goto fail;
+        o->ops = bn_backend_find("cpu");
+        if (o->ops->create(e->model, &cfg, &o->be, err)) return -1;
     }
-    s->backend_ms = bn_now_ms() - t0;
-    s->lm_head_q8 = p->lm_head_q8;
+    o->ms = bn_now_ms() - t0;
+    return 0;
+}
+
+int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err) {
+    *out = NULL;
+    const int32_t n_vocab = (int32_t)e->model->hp.n_vocab;
+    bn_session *s = calloc(1, sizeof *s);
+    if (!s) return bn_errorf(err, "out of memory");
+    s->engine = e;
+    if (bn_backend_open(e, p, 1, &s->be, err)) goto fail;
+    s->n_ctx = s->be.n_ctx;
+    s->lm_head_q8 = p && p->lm_head_q8;
+    s->history = malloc(((size_t)s->n_ctx + 1) * sizeof *s->history);
+    s->pos = malloc((size_t)s->n_ctx * sizeof *s->pos);
+    s->logits = malloc((size_t)n_vocab * sizeof *s->logits);
+    if (!s->history || !s->pos || !s->logits) {
+        bn_errorf(err, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < s->n_ctx; i++) s->pos[i] = i;
     *out = s;
     return 0;
 fail:
@@ -110,17 +111,17 @@ fail:
 
 void bn_session_free(bn_session *s) {
     if (!s) return;
-    if (s->be) s->ops->destroy(s->be);
+    if (s->be.be) s->be.ops->destroy(s->be.be);
     free(s->history);
     free(s->pos);
     free(s->logits);
     free(s);
 }
 
-const char *bn_session_backend(const bn_session *s) { return s->ops->name; }
-const char *bn_session_backend_note(const bn_session *s) { return s->note; }
+const char *bn_session_backend(const bn_session *s) { return s->be.ops->name; }
+const char *bn_session_backend_note(const bn_session *s) { return s->be.note; }
 const char *bn_session_cpu_kernels(const bn_session *s) {
-    return s->ops == &bn_cpu_backend ? bn_cpu_backend_kernels(s->be) : NULL;
+    return s->be.ops == &bn_cpu_backend ? bn_cpu_backend_kernels(s->be.be) : NULL;
 }
 int bn_session_n_ctx(const bn_session *s) { return s->n_ctx; }
 int bn_session_pos(const bn_session *s) { return s->n_past; }
@@ -128,7 +129,7 @@ int bn_session_room(const bn_session *s) { return s->n_hist < s->n_ctx ? s->n_ct
 void bn_session_reset(bn_session *s) { s->n_hist = s->n_past = 0; }
 
 uint64_t bn_session_backend_bytes(const bn_session *s) {
-    return s->ops->memory_bytes ? s->ops->memory_bytes(s->be) : 0;
+    return s->be.ops->memory_bytes ? s->be.ops->memory_bytes(s->be.be) : 0;
 }
 
 uint64_t bn_session_decode_bytes(const bn_session *s) {
@@ -165,10 +166,10 @@ static int feed_and_pick(bn_session *s, bn_sampler *smp, int32_t *next, bn_error
     const int32_t *pos = s->pos + s->n_past;
     int n = s->n_hist - s->n_past;
     int rc;
-    if (bn_sampler_is_greedy(smp) && s->ops->forward_argmax) {
-        rc = s->ops->forward_argmax(s->be, toks, pos, n, next, err);
+    if (bn_sampler_is_greedy(smp) && s->be.ops->forward_argmax) {
+        rc = s->be.ops->forward_argmax(s->be.be, toks, pos, NULL, n, next, err);
     } else {
-        rc = s->ops->forward(s->be, toks, pos, n, s->logits, false, err);
+        rc = s->be.ops->forward(s->be.be, toks, pos, NULL, n, s->logits, false, err);
         if (rc == 0) *next = bn_sampler_sample(smp, s->logits, s->history, (size_t)s->n_hist);
     }
     if (rc == 0) s->n_past = s->n_hist;
@@ -200,6 +201,7 @@ const char *bn_stop_name(bn_stop stop) {
     case BN_STOP_EOG: return "eog";
     case BN_STOP_CONTEXT: return "context";
     case BN_STOP_CALLER: return "caller";
+    case BN_STOP_STRING: return "stop";
     }
     return "unknown";
 }
@@ -207,7 +209,7 @@ const char *bn_stop_name(bn_stop stop) {
 int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, int n_predict,
                         const bn_sampling *sp, bn_token_fn on_token, void *user,
                         bn_timings *timings, bn_error *err) {
-    bn_timings t = {.backend_ms = s->backend_ms};
+    bn_timings t = {.backend_ms = s->be.ms};
     bn_sampler *smp = NULL;
     bn_sampling greedy = bn_sampling_greedy();
     if (bn_sampler_create(sp ? sp : &greedy, (int32_t)s->engine->model->hp.n_vocab, &smp, err))
@@ -262,7 +264,8 @@ int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float *logit
     if (append_tokens(s, tokens, n, err)) return -1;
     int m = s->n_hist - s->n_past;
     if (m == 0) return bn_errorf(err, "nothing to evaluate");
-    if (s->ops->forward(s->be, s->history + s->n_past, s->pos + s->n_past, m, logits, false, err))
+    if (s->be.ops->forward(s->be.be, s->history + s->n_past, s->pos + s->n_past, NULL, m, logits,
+                           false, err))
         return -1;
     s->n_past = s->n_hist;
     return 0;

@@ -45,6 +45,7 @@ static void cpu_destroy(bn_backend *be) {
     free(be->up);
     free(be->scores);
     free(be->lm_in);
+    free(be->head_rows);
     free(be->lm_q);
     free(be->logits);
     free(be->head_q);
@@ -134,8 +135,10 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
                   hp->n_ctx_train);
         goto fail;
     }
+    be->n_seq = cfg->n_seq > 0 ? cfg->n_seq : 1;
     be->max_batch = cfg->max_batch > 0 ? cfg->max_batch : BN_DEFAULT_MAX_BATCH;
-    if (be->max_batch > be->n_ctx) be->max_batch = be->n_ctx;
+    if ((int64_t)be->max_batch > (int64_t)be->n_ctx * be->n_seq)
+        be->max_batch = be->n_ctx * be->n_seq; // a pass never holds more tokens than the slots
     int n_threads = cfg->n_threads > 0 ? cfg->n_threads : bn_physical_cores();
     if (bn_pool_create(n_threads, &be->pool, err) != 0) goto fail;
 
@@ -146,8 +149,9 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     size_t acc_rows = E + 2 * KV;
     if (2 * F > acc_rows) acc_rows = 2 * F;
     be->kv_dim = (int64_t)KV;
-    be->k_cache = scratch(be, (size_t)hp->n_layer * (size_t)be->n_ctx * KV, sizeof(uint16_t));
-    be->v_cache = scratch(be, (size_t)hp->n_layer * (size_t)be->n_ctx * KV, sizeof(uint16_t));
+    const size_t cache = (size_t)hp->n_layer * (size_t)be->n_seq * (size_t)be->n_ctx * KV;
+    be->k_cache = scratch(be, cache, sizeof(uint16_t));
+    be->v_cache = scratch(be, cache, sizeof(uint16_t));
     be->x = scratch(be, B * E, sizeof(float));
     be->xn = scratch(be, B * wide, sizeof(float));
     be->xq = scratch(be, B * wide, sizeof(int8_t));
@@ -163,12 +167,13 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     const size_t group = hp->n_head / hp->n_head_kv; // a thread's GQA group of heads
     be->scores = scratch(be, (size_t)n_threads * group * (size_t)be->n_ctx, sizeof(float));
     be->lm_in = scratch(be, B * E, sizeof(float));
-    be->logits = scratch(be, hp->n_vocab, sizeof(float));
+    be->head_rows = scratch(be, B, sizeof(int));
+    be->logits = scratch(be, (size_t)be->n_seq * hp->n_vocab, sizeof(float));
     if (!be->k_cache || !be->v_cache || !be->x || !be->xn || !be->xq || !be->xscale ||
         !be->xqsum || !be->acc || !be->q || !be->k || !be->v || !be->att || !be->gate ||
-        !be->up || !be->scores || !be->lm_in || !be->logits) {
-        bn_errorf(err, "cpu: out of memory for KV cache and scratch (%d tokens, batch %d)",
-                  be->n_ctx, be->max_batch);
+        !be->up || !be->scores || !be->lm_in || !be->head_rows || !be->logits) {
+        bn_errorf(err, "cpu: out of memory for KV cache and scratch (%d x %d tokens, batch %d)",
+                  be->n_seq, be->n_ctx, be->max_batch);
         goto fail;
     }
     if (cfg->lm_head_q8 && quantize_head(be, err) != 0) goto fail;

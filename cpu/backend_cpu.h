@@ -15,11 +15,12 @@ struct bn_backend {
     const bn_model *m;
     const bn_cpu_kernels *kern;
     bn_pool *pool;
-    int n_ctx;
+    int n_ctx;         // positions per sequence slot
+    int n_seq;         // sequence slots
     int max_batch;
     int64_t kv_dim;
 
-    // f16, head-major: [n_layer][n_head_kv][n_ctx][head_dim]. One KV head's keys
+    // f16, head-major: [n_layer][n_seq][n_head_kv][n_ctx][head_dim]. One KV head's keys
     // are then one contiguous run, which attention streams; position-major rows
     // ([n_ctx][KV], as bitnet.cpp keeps them) made it read 256 bytes every 1280,
     // and long-context decode ran at half the speed.
@@ -36,7 +37,8 @@ struct bn_backend {
     float *gate, *up;  // [B][F]
     float *scores;     // [n_threads][n_head / n_head_kv][n_ctx] attention scores
     float *lm_in;      // [B][E] LM head input (f16-rounded)
-    float *logits;     // [n_vocab] for forward_argmax
+    int *head_rows;    // [B] the tokens of a chunk that get a row of logits
+    float *logits;     // [n_seq][n_vocab] for forward_argmax (one row per run)
 
     int8_t *head_q;    // lm_head_q8: [n_vocab][E] int8 head, NULL otherwise
     float *head_scale; // [n_vocab] per-row scale
@@ -55,9 +57,9 @@ static inline void bn_cpu_table_row(const bn_backend *be, const bn_tensor *t, in
         bn_embed_row(out, t->data, t->type, n, row); // type checked at create
 }
 
-int bn_cpu_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens,
-                   float *logits, bool all_logits, bn_error *err);
+int bn_cpu_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
+                   int n_tokens, float *logits, bool all_logits, bn_error *err);
 int bn_cpu_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos,
-                          int n_tokens, int32_t *argmax, bn_error *err);
+                          const int32_t *seq, int n_tokens, int32_t *argmax, bn_error *err);
 
 #endif

@@ -1,7 +1,11 @@
 // forward.c - one BitNet b1.58 forward pass on the CPU (DESIGN.md section 3).
 //
 // A batch of n tokens goes through each weight matrix once (ternary GEMM with n
-// columns), so prefill reads the weights once per layer, not once per token.
+// columns), so prefill reads the weights once per layer, not once per token, and
+// so does a decode step of many sequences (one token of each, see backend.h):
+// only attention and RoPE look at a token's sequence, each token against its
+// own slot of the KV cache. Every other step treats tokens independently, so a
+// sequence's results are bit-identical alone or batched with others.
 // Parallelism: matrix rows are split across the pool in chunks of BN_ROW_CHUNK;
 // attention over (token, KV head) groups; the LM head over vocabulary rows.
 // Each output element is computed by exactly one thread in a fixed order, so the
@@ -162,17 +166,19 @@ static void bitlinear(bn_backend *be, const float *x, float *xn, const float *no
 
 // ---- attention -------------------------------------------------------------------
 
-// Where (layer, KV head, position) starts in the head-major KV cache.
-static inline int64_t kv_cache_offset(const bn_backend *be, int layer, int kv_head, int pos) {
+// Where (layer, sequence, KV head, position) starts in the head-major KV cache.
+static inline int64_t kv_cache_offset(const bn_backend *be, int layer, int seq, int kv_head,
+                                      int pos) {
     const int64_t n_head_kv = be->m->hp.n_head_kv;
-    return (((int64_t)layer * n_head_kv + kv_head) * be->n_ctx + pos) * be->m->hp.head_dim;
+    const int64_t slot = (int64_t)layer * be->n_seq + seq;
+    return ((slot * n_head_kv + kv_head) * be->n_ctx + pos) * be->m->hp.head_dim;
 }
 
 typedef struct attention_job {
     bn_backend *be;
     int layer;
     int n;
-    const int32_t *pos;
+    const int32_t *pos, *seq; // seq NULL: all in slot 0
 } attention_job;
 
 // Work items are (token, KV head) pairs, each the GQA group of query heads that
@@ -213,7 +219,7 @@ static void attention_worker(void *ctx, int ith, int nth) {
     // Interleaved items balance the causal lengths across threads.
     for (int p = ith; p < job->n * items_per_token; p += nth) {
         const int t = p / items_per_token, h = p % items_per_token * per; // first q head
-        const int64_t kv_off = kv_cache_offset(be, job->layer, h / group, 0);
+        const int64_t kv_off = kv_cache_offset(be, job->layer, bn_seq_of(job->seq, t), h / group, 0);
         const int64_t q_off = (int64_t)t * hp->n_embd + (int64_t)h * hd;
         be->kern->attention(be->q + q_off, per, be->k_cache + kv_off, be->v_cache + kv_off, hd,
                             hd, job->pos[t] + 1, scale, scores, be->att + q_off);
@@ -227,7 +233,7 @@ static void attention_worker(void *ctx, int ith, int nth) {
 typedef struct rope_store {
     bn_backend *be;
     int layer;
-    const int32_t *pos;
+    const int32_t *pos, *seq;
 } rope_store;
 
 static void rope_store_token(const void *ctx, int t) {
@@ -241,23 +247,23 @@ static void rope_store_token(const void *ctx, int t) {
                  hp->rope_base);
     be->kern->half_round(q, E);
     for (uint32_t h = 0; h < hp->n_head_kv; h++) {
-        const int64_t row = kv_cache_offset(be, c->layer, (int)h, c->pos[t]);
+        const int64_t row = kv_cache_offset(be, c->layer, bn_seq_of(c->seq, t), (int)h, c->pos[t]);
         be->kern->half_store(be->k_cache + row, k + h * hd, hd);
         be->kern->half_store(be->v_cache + row, v + h * hd, hd);
     }
 }
 
-static void attention_block(bn_backend *be, int il, const int32_t *pos, int n) {
+static void attention_block(bn_backend *be, int il, const int32_t *pos, const int32_t *seq, int n) {
     const bn_layer *L = &be->m->layers[il];
     const int64_t E = be->m->hp.n_embd;
 
     bitlinear(be, be->x, be->xn, L->attn_norm.f32, n, E, 3,
               (const bn_tensor *const[]){&L->wq, &L->wk, &L->wv},
               (float *const[]){be->q, be->k, be->v}, BN_EPI_NONE);
-    const rope_store rs = {be, il, pos};
+    const rope_store rs = {be, il, pos, seq};
     for_each_token(be, n, rope_store_token, &rs);
 
-    attention_job job = {.be = be, .layer = il, .n = n, .pos = pos};
+    attention_job job = {.be = be, .layer = il, .n = n, .pos = pos, .seq = seq};
     bn_pool_run(be->pool, attention_worker, &job);
 
     bitlinear(be, be->att, be->att, L->attn_sub_norm.f32, n, E, 1,
@@ -279,12 +285,17 @@ static void ffn_block(bn_backend *be, int il, int n) {
 
 typedef struct lm_head_job {
     bn_backend *be;
-    int t0, n;   // token rows t0..n-1 of lm_in
-    float *out;  // (n - t0) rows of n_vocab
+    const int *rows; // the tokens of lm_in that get a row of out, in order
+    int n_rows;
+    float *out;      // n_rows rows of n_vocab
 } lm_head_job;
 
-// int8 head rows per kernel call: the int32 sums go through a small stack buffer
-// before they are scaled into the float logits.
+// Vocabulary rows per pass over the tokens: every token's row of logits is
+// computed from a block of the head while it is in cache (f16: 32 rows of 2560
+// = 160 KiB; int8: 64 rows), so many tokens (a decode step of many sequences)
+// read the head once, not once each. Multiples of the kernels' 4-row tiles, so
+// each row is computed exactly as in one call over the thread's whole range.
+#define BN_HEAD_F16_ROWS 32
 #define BN_HEAD_Q8_ROWS 64
 
 static void lm_head_worker(void *ctx, int ith, int nth) {
@@ -292,87 +303,89 @@ static void lm_head_worker(void *ctx, int ith, int nth) {
     const bn_backend *be = job->be;
     const bn_tensor *head = &be->m->output;
     const int64_t E = be->m->hp.n_embd, V = be->m->hp.n_vocab;
+    const int64_t step = be->head_q ? BN_HEAD_Q8_ROWS : BN_HEAD_F16_ROWS;
     int64_t r0, r1;
     split_rows(V, ith, nth, &r0, &r1);
-    for (int t = job->t0; t < job->n; t++) {
-        float *y = job->out + (int64_t)(t - job->t0) * V;
-        const float *x = be->lm_in + t * E;
-        if (be->head_q) {
-            const int8_t *xq = be->lm_q + t * E;
-            int32_t acc[BN_HEAD_Q8_ROWS];
-            for (int64_t c0 = r0; c0 < r1; c0 += BN_HEAD_Q8_ROWS) {
-                const int64_t c1 = min64(r1, c0 + BN_HEAD_Q8_ROWS);
-                be->kern->i8_gemv(be->head_q + c0 * E, E, 0, c1 - c0, xq, acc);
+    for (int64_t c0 = r0; c0 < r1; c0 += step) {
+        const int64_t c1 = min64(r1, c0 + step);
+        for (int i = 0; i < job->n_rows; i++) {
+            const int t = job->rows[i];
+            float *y = job->out + (int64_t)i * V;
+            if (be->head_q) {
+                int32_t acc[BN_HEAD_Q8_ROWS]; // int32 sums, scaled into the float logits
+                be->kern->i8_gemv(be->head_q + c0 * E, E, 0, c1 - c0, be->lm_q + t * E, acc);
                 for (int64_t r = c0; r < c1; r++)
                     y[r] = (float)acc[r - c0] * be->head_scale[r] / be->xscale[t];
+            } else if (head->type == BN_GGML_F16) {
+                be->kern->f16_gemv(head->data, E, c0, c1, be->lm_in + t * E, y);
+            } else { // type checked at create
+                bn_float_gemv(head->data, head->type, E, c0, c1, be->lm_in + t * E, y);
             }
-        } else if (head->type == BN_GGML_F16) {
-            be->kern->f16_gemv(head->data, E, r0, r1, x, y);
-        } else {
-            bn_float_gemv(head->data, head->type, E, r0, r1, x, y); // type checked at create
         }
     }
 }
 
-// logits rows for tokens t0..n-1: rmsnorm(x, output_norm), rounded to f16 (the
-// head is an f16 matmul in bitnet.cpp), dotted with every vocabulary row.
-static void lm_head(bn_backend *be, int t0, int n, float *out) {
+// Logits of the listed tokens: rmsnorm(x, output_norm), rounded to f16 (the head
+// is an f16 matmul in bitnet.cpp), dotted with every vocabulary row.
+static void lm_head(bn_backend *be, const int *rows, int n_rows, float *out) {
     const bn_hparams *hp = &be->m->hp;
     const int64_t E = hp->n_embd;
-    for (int t = t0; t < n; t++) {
+    for (int i = 0; i < n_rows; i++) {
+        const int t = rows[i];
         float *x = be->lm_in + t * E;
         bn_rmsnorm(x, be->x + t * E, be->m->output_norm.f32, E, hp->norm_eps);
         be->kern->half_round(x, E);
         if (be->head_q) be->xscale[t] = be->kern->quantize_i8(x, E, be->lm_q + t * E, NULL);
     }
-    lm_head_job job = {.be = be, .t0 = t0, .n = n, .out = out};
+    lm_head_job job = {.be = be, .rows = rows, .n_rows = n_rows, .out = out};
     bn_pool_run(be->pool, lm_head_worker, &job);
 }
 
 // ---- forward -------------------------------------------------------------------
 
-// n <= max_batch tokens. out: NULL (no logits), the last token's row, or all n rows.
-static void forward_batch(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n,
-                          float *out, bool all_rows) {
+// n <= max_batch tokens; out (NULL: no logits) gets the rows of the n_rows
+// tokens listed in be->head_rows.
+static void forward_batch(bn_backend *be, const int32_t *tokens, const int32_t *pos,
+                          const int32_t *seq, int n, float *out, int n_rows) {
     const bn_model *m = be->m;
     const int64_t E = m->hp.n_embd;
     for (int t = 0; t < n; t++) bn_cpu_table_row(be, &m->tok_embd, E, tokens[t], be->x + t * E);
     for (int il = 0; il < (int)m->hp.n_layer; il++) {
-        attention_block(be, il, pos, n);
+        attention_block(be, il, pos, seq, n);
         ffn_block(be, il, n);
     }
-    if (out) lm_head(be, all_rows ? 0 : n - 1, n, out);
+    if (out && n_rows) lm_head(be, be->head_rows, n_rows, out);
 }
 
-int bn_cpu_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens,
-                   float *logits, bool all_logits, bn_error *err) {
-    const bn_hparams *hp = &be->m->hp;
-    if (n_tokens < 1 || !tokens || !pos)
-        return bn_errorf(err, "cpu: forward needs at least one token and its position");
-    for (int i = 0; i < n_tokens; i++) {
-        if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab)
-            return bn_errorf(err, "cpu: token id %d out of range (vocabulary %u)", tokens[i],
-                             hp->n_vocab);
-        if (pos[i] < 0 || pos[i] >= be->n_ctx)
-            return bn_errorf(err, "cpu: position %d outside the context (%d tokens)", pos[i],
-                             be->n_ctx);
-    }
+int bn_cpu_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
+                   int n_tokens, float *logits, bool all_logits, bn_error *err) {
+    const int64_t V = be->m->hp.n_vocab;
+    if (bn_backend_check_tokens("cpu", tokens, pos, seq, n_tokens, (uint32_t)V, be->n_ctx,
+                                be->n_seq, err) < 0)
+        return -1;
     // Batches larger than the scratch run as consecutive chunks: later chunks see
-    // the earlier ones' K/V in the cache, so the result is the same.
+    // the earlier ones' K/V in the cache, so the result is the same. A token gets
+    // a row of logits when all are wanted or when it ends its run.
+    int64_t row = 0; // rows written so far
     for (int c0 = 0; c0 < n_tokens; c0 += be->max_batch) {
         const int n = n_tokens - c0 < be->max_batch ? n_tokens - c0 : be->max_batch;
-        const bool last = c0 + n == n_tokens;
-        float *out = NULL;
-        if (logits && all_logits) out = logits + (int64_t)c0 * hp->n_vocab;
-        else if (logits && last) out = logits;
-        forward_batch(be, tokens + c0, pos + c0, n, out, all_logits);
+        int n_rows = 0;
+        for (int t = 0; logits && t < n; t++)
+            if (all_logits || bn_run_ends(seq ? seq + c0 : NULL, t, n_tokens - c0))
+                be->head_rows[n_rows++] = t;
+        forward_batch(be, tokens + c0, pos + c0, seq ? seq + c0 : NULL, n,
+                      logits ? logits + row * V : NULL, n_rows);
+        row += n_rows;
     }
     return 0;
 }
 
 int bn_cpu_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos,
-                          int n_tokens, int32_t *argmax, bn_error *err) {
-    if (bn_cpu_forward(be, tokens, pos, n_tokens, be->logits, false, err) != 0) return -1;
-    *argmax = bn_argmax(be->logits, (int32_t)be->m->hp.n_vocab);
+                          const int32_t *seq, int n_tokens, int32_t *argmax, bn_error *err) {
+    // One row per run, and a slot has one run: at most n_seq rows fit be->logits.
+    if (bn_cpu_forward(be, tokens, pos, seq, n_tokens, be->logits, false, err) != 0) return -1;
+    const int64_t V = be->m->hp.n_vocab;
+    for (int t = 0, r = 0; t < n_tokens; t++)
+        if (bn_run_ends(seq, t, n_tokens)) argmax[r] = bn_argmax(be->logits + r * V, (int32_t)V), r++;
     return 0;
 }

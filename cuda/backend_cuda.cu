@@ -7,7 +7,8 @@
 //   Q|K|V stacked into one matrix and gate|up into another, so one launch covers
 //   each stack (they share one input quantization; each keeps its own scale);
 // - f32 norm weights, the embedding table (shared with the LM head when tied),
-//   the f16 KV cache [layer][kv head][n_ctx][head_dim];
+//   the f16 KV cache [layer][sequence slot][kv head][n_ctx][head_dim] (each
+//   layer's slot is the [kv head][n_ctx][head_dim] block the kernels take);
 // - activations for max_batch tokens, two sets of int8 bitlinear inputs, the
 //   decode attention's scratch and the kernels' last-block counters, and logits
 //   for BN_LM_ROWS rows.
@@ -95,7 +96,7 @@ static size_t layout(bn_backend *be, uintptr_t base) {
     be->embd = carve(base, &off, V * E * type_size(be->embd_type));
     be->head = m->output_tied ? be->embd : carve(base, &off, V * E * type_size(be->head_type));
     be->out_norm = (const float *)carve(base, &off, E * 4);
-    const size_t kv = (size_t)hp->n_layer * (size_t)be->n_ctx * (size_t)be->nkv * sizeof(__half);
+    const size_t kv = (size_t)hp->n_layer * (size_t)be->n_seq * (size_t)be->n_ctx * (size_t)be->nkv * sizeof(__half);
     be->kc = (__half *)carve(base, &off, kv);
     be->vc = (__half *)carve(base, &off, kv);
     be->d_tok = (int32_t *)carve(base, &off, B * 4);
@@ -238,6 +239,7 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     if ((uint32_t)be->n_ctx > hp->n_ctx_train)
         return bn_errorf(err, "cuda: context %d is longer than the model's %u", be->n_ctx,
                               hp->n_ctx_train);
+    be->n_seq = cfg && cfg->n_seq > 0 ? cfg->n_seq : 1;
     be->max_batch = cfg && cfg->max_batch > 0 ? cfg->max_batch : BN_CUDA_DEFAULT_MAX_BATCH;
     if (be->max_batch > be->n_ctx) be->max_batch = be->n_ctx;
     be->nq = (int)(hp->n_head * hp->head_dim);
@@ -246,7 +248,8 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     be->rope_theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
     be->embd_type = device_table_type(be->m->tok_embd.type);
     be->head_type = device_table_type(be->m->output.type);
-    be->use_graph = !env_is("BITNET_CUDA_GRAPH", "0");
+    // A decode graph bakes in its slot's KV pointers, so graphs serve one slot only.
+    be->use_graph = !env_is("BITNET_CUDA_GRAPH", "0") && be->n_seq == 1;
     int major = 0;
     BN_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, be->device));
     be->use_pdl = major >= 9 && !env_is("BITNET_CUDA_PDL", "0");

@@ -47,6 +47,8 @@ struct bn_backend {
     const bn_model *m;
     bn_hparams hp;
     int n_ctx, max_batch;
+    int n_seq;         // sequence slots in the KV cache (backend.h)
+    int seq;           // the slot of the run being enqueued (forward_cuda.cu)
     int nq, nkv, nqkv; // Q width, K (= V) width, Q|K|V width
     int device;
     cudaStream_t st;
@@ -69,7 +71,7 @@ struct bn_backend {
     int embd_type, head_type; // device types: F16 or F32 (a BF16 table is widened, see upload.cu)
     const float *out_norm;
     float rope_theta_scale; // powf(base, -2/n_rot), as cpu/ops.c bn_rope_neox
-    __half *kc, *vc;        // [layer][n_head_kv][n_ctx][head_dim]
+    __half *kc, *vc;        // [layer][seq][n_head_kv][n_ctx][head_dim]
     int32_t *d_tok, *d_pos, *d_argmax;
     float *x, *qkv, *att, *gu, *logits;
     __half *qh;
@@ -96,9 +98,9 @@ struct bn_backend {
 int bn_cuda_upload_model(bn_backend *be, bn_error *err);
 
 // forward_cuda.cu
-int bn_cuda_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens,
-                    float *logits, bool all_logits, bn_error *err);
-int bn_cuda_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens,
-                           int32_t *argmax, bn_error *err);
+int bn_cuda_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
+                    int n_tokens, float *logits, bool all_logits, bn_error *err);
+int bn_cuda_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
+                           int n_tokens, int32_t *argmax, bn_error *err);
 
 #endif

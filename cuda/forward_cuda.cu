@@ -1,6 +1,12 @@
 // forward_cuda.cu - the CUDA forward pass: one stream, no host synchronisation
 // inside a step.
 //
+// Several sequences in one call (backend.h) run as consecutive runs, one per
+// sequence, each a normal forward against that sequence's slot of the KV cache.
+// That is correct but not batched: the weights are read once per run, not once
+// per step. Batching them (one GEMM over the runs, attention per token's slot)
+// needs kernel changes that no GPU has validated yet.
+//
 // Token ids and positions travel through device memory, so a decode step
 // (n == 1) is captured once per output kind (none, logits, argmax) as a CUDA
 // graph and replayed at every position (BITNET_CUDA_GRAPH=0 disables that).
@@ -81,8 +87,9 @@ static int bitlinear(bn_backend *be, const char *name, const uint8_t *w, int K, 
 static int attention(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, bn_error *err) {
     const bn_hparams *hp = &be->hp;
     const int H = (int)hp->n_head, Hkv = (int)hp->n_head_kv, hd = (int)hp->head_dim;
-    const size_t kv_layer = (size_t)be->n_ctx * (size_t)be->nkv;
-    __half *kc = be->kc + l * kv_layer, *vc = be->vc + l * kv_layer;
+    const size_t kv_slot = (size_t)be->n_ctx * (size_t)be->nkv; // [n_head_kv][n_ctx][hd]
+    const size_t slot = (size_t)l * (size_t)be->n_seq + (size_t)be->seq;
+    __half *kc = be->kc + slot * kv_slot, *vc = be->vc + slot * kv_slot;
     unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H);
     if (n == 1 && !be->plain_attention) {
         BN_CUDA_TRY(bn_cuda_attention_decode(be->qkv, be->nqkv, be->d_pos, 1, H, Hkv, hd, (int)hp->n_rot,
@@ -212,19 +219,11 @@ static void capture_decode(bn_backend *be, int kind) {
     (void)cudaGetLastError(); // the eager run reports any real error itself
 }
 
-static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens,
-                        float *logits, bool all_logits, int32_t *argmax, bn_error *err) {
-    const bn_hparams *hp = &be->hp;
-    const int V = (int)hp->n_vocab;
-    if (n_tokens <= 0 || !tokens || !pos)
-        return bn_errorf(err, "cuda: forward needs at least one token and its position");
-    for (int i = 0; i < n_tokens; i++) {
-        if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab)
-            return bn_errorf(err, "cuda: token id %d out of range [0, %u)", tokens[i], hp->n_vocab);
-        if (pos[i] < 0 || pos[i] >= be->n_ctx)
-            return bn_errorf(err, "cuda: position %d out of range [0, %d)", pos[i], be->n_ctx);
-    }
-    BN_CUDA_TRY(cudaSetDevice(be->device));
+// One run: n_tokens tokens of sequence be->seq. Its output: all rows of logits,
+// or the last token's row, or its argmax.
+static int forward_run(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens, float *logits,
+                       bool all_logits, int32_t *argmax, bn_error *err) {
+    const int V = (int)be->hp.n_vocab;
     const int kind = argmax ? BN_OUT_ARGMAX : (logits ? BN_OUT_LOGITS : BN_OUT_NONE);
 
     if (n_tokens == 1 && be->use_graph && be->graph[kind] && !be->prof) {
@@ -271,15 +270,35 @@ static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *po
     return 0;
 }
 
-int bn_cuda_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens, float *logits,
-                    bool all_logits, bn_error *err) {
-    return forward_impl(be, tokens, pos, n_tokens, logits, all_logits, NULL, err);
+// Splits the call into its runs (one per sequence, see the top of this file).
+static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
+                        int n_tokens, float *logits, bool all_logits, int32_t *argmax, bn_error *err) {
+    const size_t V = be->hp.n_vocab;
+    if (bn_backend_check_tokens("cuda", tokens, pos, seq, n_tokens, be->hp.n_vocab, be->n_ctx, be->n_seq, err) <
+        0)
+        return -1;
+    BN_CUDA_TRY(cudaSetDevice(be->device));
+    for (int t0 = 0, run = 0; t0 < n_tokens; run++) {
+        int t1 = t0 + 1;
+        while (t1 < n_tokens && !bn_run_ends(seq, t1 - 1, n_tokens)) t1++;
+        be->seq = bn_seq_of(seq, t0);
+        float *out = !logits ? NULL : logits + (all_logits ? (size_t)t0 : (size_t)run) * V;
+        if (forward_run(be, tokens + t0, pos + t0, t1 - t0, out, all_logits, argmax ? argmax + run : NULL, err))
+            return -1;
+        t0 = t1;
+    }
+    return 0;
 }
 
-int bn_cuda_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens,
-                           int32_t *argmax, bn_error *err) {
+int bn_cuda_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int n_tokens,
+                    float *logits, bool all_logits, bn_error *err) {
+    return forward_impl(be, tokens, pos, seq, n_tokens, logits, all_logits, NULL, err);
+}
+
+int bn_cuda_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
+                           int n_tokens, int32_t *argmax, bn_error *err) {
     if (!argmax) return bn_errorf(err, "cuda: forward_argmax needs an output");
-    return forward_impl(be, tokens, pos, n_tokens, NULL, false, argmax, err);
+    return forward_impl(be, tokens, pos, seq, n_tokens, NULL, false, argmax, err);
 }
 
 // ---- profiling (cuda_testing.cuh) ----------------------------------------------------
@@ -299,7 +318,7 @@ extern "C" int bn_cuda_profile_step(bn_backend *be, int32_t token, int32_t pos, 
     } else {
         int32_t id = 0;
         be->prof = p;
-        rc = forward_impl(be, &token, &pos, 1, NULL, false, &id, err);
+        rc = forward_impl(be, &token, &pos, NULL, 1, NULL, false, &id, err);
         be->prof = NULL;
         if (rc == 0 && cudaEventSynchronize(p->ev[p->n]) != cudaSuccess) rc = bn_errorf(err, "cuda: event sync");
     }

@@ -176,7 +176,7 @@ int bn_cuda_upload_model(bn_backend *be, bn_error *err) {
         BN_CUDA_TRY(bn_cuda_i2s_sanitize((uint8_t *)C->wgu, gu, be->st));
         BN_CUDA_TRY(bn_cuda_i2s_sanitize((uint8_t *)C->wdown, (int64_t)(L->w_down.ne0 * L->w_down.ne1 / 4), be->st));
     }
-    const size_t kv = (size_t)hp->n_layer * (size_t)be->n_ctx * (size_t)be->nkv * sizeof(__half);
+    const size_t kv = (size_t)hp->n_layer * be->n_seq * (size_t)be->n_ctx * (size_t)be->nkv * sizeof(__half);
     BN_CUDA_TRY(cudaMemsetAsync(be->kc, 0, kv, be->st));
     BN_CUDA_TRY(cudaMemsetAsync(be->vc, 0, kv, be->st));
     if (be->head_q8) // the CPU's int8 head: each row quantized on its own (bit-identical)

@@ -5,9 +5,10 @@
 set -euo pipefail
 
 # libcurl + libssl (libcrypto): `bitnet-gpu download`; libedit: line editing in `chat`;
-# python3: the tests' local HTTP server and pseudo-terminal driver.
+# libmicrohttpd: `serve`; python3: the tests' local HTTP server and pseudo-terminal
+# driver; python3-venv: the venv with the openai client that test_serve talks through.
 packages=(cmake make gcc pkg-config libcmocka-dev libcjson-dev libpcre2-dev libcurl4-openssl-dev
-          libssl-dev libedit-dev python3)
+          libssl-dev libedit-dev libmicrohttpd-dev python3 python3-venv)
 [ "${BITNET_WANT_CLANG:-0}" = 1 ] && packages+=(clang libclang-rt-dev)
 # The Python package's tests: a virtual environment that pip fills from PyPI.
 [ "${BITNET_WANT_PYTHON:-0}" = 1 ] && packages+=(python3-venv)
@@ -32,4 +33,14 @@ if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
   echo "deps: CUDA toolkit found in /usr/local/cuda" >&2
 elif ! command -v nvcc >/dev/null; then
   echo "deps: no CUDA toolkit (nvcc): building the CPU backend only" >&2
+fi
+
+# The official openai Python client, pinned, which test_serve talks to the server
+# through: in the project's own venv (.venv), not the system's Python.
+openai_version=3.51.0
+venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+if ! "$venv/bin/python3" -c "import openai, sys; sys.exit(openai.__version__ != '$openai_version')" 2>/dev/null; then
+  echo "deps: installing the openai Python client $openai_version into .venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/python3" -m pip install -q --disable-pip-version-check "openai==$openai_version"
 fi

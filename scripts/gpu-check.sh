@@ -65,7 +65,7 @@ else
   step build bash -c "scripts/deps.sh && scripts/build.sh $bin -DCMAKE_CUDA_ARCHITECTURES=$cap \
     -DBITNET_FIXTURES='$fixtures'" || { printf '%s\n' "${summary[@]}"; exit 1; }
 fi
-for b in test_cuda test_cli test_trained_model bench_cuda bitnet-gpu; do
+for b in test_cuda test_cli test_trained_model test_batch bench_cuda bitnet-gpu; do
   [ -x "$bin/$b" ] || { echo "gpu-check: $bin/$b is missing" >&2; exit 1; }
 done
 cli=$bin/bitnet-gpu
@@ -81,6 +81,7 @@ trained() {
   return $rc
 }
 step trained_model trained
+step batch_cuda "$bin/test_batch" cuda # several sequences in one forward: each as if alone
 step test_cli env BITNET_CLI="$cli" "$bin/test_cli"
 
 # Golden parity of the CLI on the GPU: generated ids must equal bitnet.cpp's,

@@ -3,7 +3,7 @@
 # has the CUDA driver but not this project's build dependencies.
 #
 # Writes gpu-pack/ (git-ignored):
-#   bin/       bitnet-gpu, test_cuda, test_cli, test_trained_model, bench_cuda, and the shared
+#   bin/       bitnet-gpu, test_cuda, test_cli, test_trained_model, test_batch, bench_cuda, and the shared
 #              libraries they load besides the C library's and CUDA's own;
 #   fixtures/  what scripts/gpu-check.sh reads (tiny-a; its model xz-compressed).
 # On the GPU machine, from the repository root:
@@ -20,11 +20,11 @@ scripts/build.sh build-pack -DCMAKE_CUDA_ARCHITECTURES="$arch" -DBITNET_FIXTURES
 rm -rf gpu-pack
 mkdir -p gpu-pack/bin gpu-pack/fixtures/tiny-a
 cp build-pack/bitnet-gpu build-pack/test_cuda build-pack/test_cli build-pack/test_trained_model \
-  build-pack/bench_cuda gpu-pack/bin/
+  build-pack/test_batch build-pack/bench_cuda gpu-pack/bin/
 git describe --always --dirty >gpu-pack/bin/COMMIT # which code the binaries are
 # Every library they load but glibc's, the compiler runtime's and CUDA's (the GPU
-# machine has those): cJSON, cmocka, PCRE2, and the CLI's libcurl, libcrypto and
-# libedit with what they load in turn.
+# machine has those): cJSON, cmocka, PCRE2, and the CLI's libcurl, libcrypto,
+# libedit and libmicrohttpd with what they load in turn.
 ldd build-pack/bitnet-gpu build-pack/test_cuda | awk '$3 ~ /^\// {print $3}' | sort -u |
   grep -vE '/(libc|libm|libpthread|libdl|librt|libresolv|ld-linux[^/]*|libgcc_s|libstdc\+\+|libcuda|libcublas[^/]*|libcudart)\.so' |
   while read -r lib; do cp -L "$lib" gpu-pack/bin/; done

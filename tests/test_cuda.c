@@ -821,11 +821,11 @@ static void run_greedy(const bn_backend_ops *ops, bn_backend *be, const golden *
     bn_error err = {{0}};
     int32_t pos = 0, id = -1;
     for (int i = 0; i < G->n_prompt; i++, pos++)
-        if (ops->forward_argmax(be, &G->prompt[i], &pos, 1, &id, &err)) fail_msg("%s", err.msg);
+        if (ops->forward_argmax(be, &G->prompt[i], &pos, NULL, 1, &id, &err)) fail_msg("%s", err.msg);
     for (int k = 0; k < N_GEN; k++) {
         out[k] = id;
         if (k + 1 < N_GEN) {
-            if (ops->forward_argmax(be, &id, &pos, 1, &id, &err)) fail_msg("%s", err.msg);
+            if (ops->forward_argmax(be, &id, &pos, NULL, 1, &id, &err)) fail_msg("%s", err.msg);
             pos++;
         }
     }
@@ -887,7 +887,7 @@ static void tiny_a_run(void) {
             toks[i] = i < G->n_prompt ? G->prompt[i] : G->gen[i - G->n_prompt];
             pos[i] = i;
         }
-        if (cuda->forward(be, toks, pos, n, logits, true, &err)) fail_msg("%s", err.msg);
+        if (cuda->forward(be, toks, pos, NULL, n, logits, true, &err)) fail_msg("%s", err.msg);
         int32_t pre[N_GEN];
         for (int k = 0; k < N_GEN; k++) pre[k] = argmaxf(logits + (size_t)(G->n_prompt - 1 + k) * V, V);
         check_ids("cuda batched prefill", G, pre, N_GEN);
@@ -900,7 +900,7 @@ static void tiny_a_run(void) {
             bn_backend *b10 = NULL;
             float *l10 = malloc(sizeof(float) * (size_t)V * 64);
             if (cuda->create(m, &c10, &b10, &err)) fail_msg("%s", err.msg);
-            if (cuda->forward(b10, toks, pos, n, l10, true, &err)) fail_msg("%s", err.msg);
+            if (cuda->forward(b10, toks, pos, NULL, n, l10, true, &err)) fail_msg("%s", err.msg);
             double mx = 0;
             for (size_t i = 0; i < (size_t)n * V; i++) {
                 const double d = fabs((double)l10[i] - logits[i]);
@@ -923,9 +923,9 @@ static void tiny_a_run(void) {
             if (ref && len == sizeof(float) * (size_t)V) {
                 for (int rep = 0; rep < (which ? 2 : 1); rep++) {
                     if (which == 0) {
-                        if (cuda->forward(be, G->prompt, pos, G->n_prompt, logits, false, &err))
+                        if (cuda->forward(be, G->prompt, pos, NULL, G->n_prompt, logits, false, &err))
                             fail_msg("%s", err.msg);
-                    } else if (cuda->forward(be, &G->gen[0], &pos[G->n_prompt], 1, logits, false, &err)) {
+                    } else if (cuda->forward(be, &G->gen[0], &pos[G->n_prompt], NULL, 1, logits, false, &err)) {
                         fail_msg("%s", err.msg);
                     }
                     double mx = 0, mean = 0;
@@ -948,9 +948,9 @@ static void tiny_a_run(void) {
     if (!(genv && strcmp(genv, "0") == 0) && !st.graphs) fail_msg("graph capture failed: %s", st.graph_error);
     // Bad input is an error, not a crash.
     int32_t bad_tok = V, p0 = 0, id;
-    assert_int_equal(cuda->forward_argmax(be, &bad_tok, &p0, 1, &id, &err), -1);
+    assert_int_equal(cuda->forward_argmax(be, &bad_tok, &p0, NULL, 1, &id, &err), -1);
     int32_t tok = 1, bad_pos = (int32_t)m->hp.n_ctx_train;
-    assert_int_equal(cuda->forward_argmax(be, &tok, &bad_pos, 1, &id, &err), -1);
+    assert_int_equal(cuda->forward_argmax(be, &tok, &bad_pos, NULL, 1, &id, &err), -1);
     free(logits);
     cpu->destroy(bc);
     cuda->destroy(be);
@@ -1002,8 +1002,8 @@ static void test_tiny_a_q8_head(void **state) {
     for (int c = 0; c < n_cases; c++) {
         int32_t pos[64];
         for (int i = 0; i < g[c].n_prompt; i++) pos[i] = i;
-        if (cuda->forward(be, g[c].prompt, pos, g[c].n_prompt, lg, false, &err) ||
-            cpu->forward(bc, g[c].prompt, pos, g[c].n_prompt, lc, false, &err))
+        if (cuda->forward(be, g[c].prompt, pos, NULL, g[c].n_prompt, lg, false, &err) ||
+            cpu->forward(bc, g[c].prompt, pos, NULL, g[c].n_prompt, lc, false, &err))
             fail_msg("%s", err.msg);
         double mx = 0, mean = 0;
         for (int i = 0; i < V; i++) {
@@ -1014,8 +1014,8 @@ static void test_tiny_a_q8_head(void **state) {
         fprintf(stderr, "  case %d: q8 head logits, cuda vs cpu: max |diff| %.2e, mean %.2e\n", c, mx, mean);
         assert_true(mx <= 0.1 && mean <= 1e-3); // the fixtures' tolerance
         int32_t id_g = -1, p = g[c].n_prompt;
-        if (cuda->forward_argmax(be, &g[c].gen[0], &p, 1, &id_g, &err)) fail_msg("%s", err.msg);
-        if (cpu->forward(bc, &g[c].gen[0], &p, 1, lc, false, &err)) fail_msg("%s", err.msg);
+        if (cuda->forward_argmax(be, &g[c].gen[0], &p, NULL, 1, &id_g, &err)) fail_msg("%s", err.msg);
+        if (cpu->forward(bc, &g[c].gen[0], &p, NULL, 1, lc, false, &err)) fail_msg("%s", err.msg);
         assert_int_equal(id_g, argmaxf(lc, V)); // the fused argmax of the q8 GEMV
     }
     free(lg); free(lc);

@@ -208,11 +208,11 @@ static void run_case(int case_i, int n_threads, bool batched, bool full_check, r
     int32_t pos[MAX_STEPS];
     for (int i = 0; i < MAX_STEPS; i++) pos[i] = i;
     if (batched) {
-        assert_int_equal(bn_cpu_backend.forward(be, g->prompt_ids, pos, g->n_prompt, logits,
+        assert_int_equal(bn_cpu_backend.forward(be, g->prompt_ids, pos, NULL, g->n_prompt, logits,
                                                 false, &err), 0);
     } else {
         for (int i = 0; i < g->n_prompt; i++)
-            assert_int_equal(bn_cpu_backend.forward(be, &g->prompt_ids[i], &pos[i], 1,
+            assert_int_equal(bn_cpu_backend.forward(be, &g->prompt_ids[i], &pos[i], NULL, 1,
                                                     i + 1 == g->n_prompt ? logits : NULL, false,
                                                     &err), 0);
     }
@@ -251,7 +251,7 @@ static void run_case(int case_i, int n_threads, bool batched, bool full_check, r
             break;
         }
         int32_t p = g->n_prompt + s;
-        assert_int_equal(bn_cpu_backend.forward(be, &id, &p, 1, logits, false, &err), 0);
+        assert_int_equal(bn_cpu_backend.forward(be, &id, &p, NULL, 1, logits, false, &err), 0);
     }
     free(logits);
     bn_cpu_backend.destroy(be);
@@ -314,14 +314,14 @@ static void test_all_logits_rows(void **state) {
 
     bn_backend *be = make_backend(2, 0, false);
     for (int i = 0; i < n; i++)
-        assert_int_equal(bn_cpu_backend.forward(be, &g->prompt_ids[i], &pos[i], 1, seq + V * i,
+        assert_int_equal(bn_cpu_backend.forward(be, &g->prompt_ids[i], &pos[i], NULL, 1, seq + V * i,
                                                 false, &err), 0);
     bn_cpu_backend.destroy(be);
 
     const int batches[] = {0, 3};
     for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
         be = make_backend(2, batches[b], false);
-        assert_int_equal(bn_cpu_backend.forward(be, g->prompt_ids, pos, n, all, true, &err), 0);
+        assert_int_equal(bn_cpu_backend.forward(be, g->prompt_ids, pos, NULL, n, all, true, &err), 0);
         bn_cpu_backend.destroy(be);
         float max = 0.0f;
         for (size_t i = 0; i < V * n; i++) max = fmaxf(max, fabsf(all[i] - seq[i]));
@@ -345,7 +345,7 @@ static void test_forward_argmax(void **state) {
     int32_t id = -1;
     bn_error err;
     assert_int_equal(
-        bn_cpu_backend.forward_argmax(be, g->prompt_ids, pos, g->n_prompt, &id, &err), 0);
+        bn_cpu_backend.forward_argmax(be, g->prompt_ids, pos, NULL, g->n_prompt, &id, &err), 0);
     assert_int_equal(id, g->gen_ids[0]);
     assert_true(bn_cpu_backend.memory_bytes(be) > 0);
     bn_cpu_backend.destroy(be);
@@ -364,7 +364,7 @@ static void test_lm_head_q8(void **state) {
     for (int c = 0; c < fx.n_cases; c++) {
         const golden_case *g = &fx.cases[c];
         bn_backend *be = make_backend(2, 0, true);
-        assert_int_equal(bn_cpu_backend.forward(be, g->prompt_ids, pos, g->n_prompt, logits,
+        assert_int_equal(bn_cpu_backend.forward(be, g->prompt_ids, pos, NULL, g->n_prompt, logits,
                                                 false, &err), 0);
         double sum = 0;
         float max = 0;
@@ -374,7 +374,7 @@ static void test_lm_head_q8(void **state) {
             max = fmaxf(max, d);
         }
         int32_t id = -1;
-        assert_int_equal(bn_cpu_backend.forward_argmax(be, &g->gen_ids[0], &pos[g->n_prompt], 1,
+        assert_int_equal(bn_cpu_backend.forward_argmax(be, &g->gen_ids[0], &pos[g->n_prompt], NULL, 1,
                                                        &id, &err), 0);
         fprintf(stderr, "  case %d lm_head_q8: full logits max |diff| %.3g, mean %.3g; "
                 "argmax %s\n", c, (double)max, sum / fx.n_vocab,
@@ -399,21 +399,21 @@ static void test_bad_inputs(void **state) {
     assert_int_equal(bn_cpu_backend.create(fx.model, &cfg, &be, &err), 0);
     float *logits = malloc((size_t)fx.n_vocab * sizeof(float));
     int32_t tok = 17, pos = 8; // == n_ctx
-    assert_int_equal(bn_cpu_backend.forward(be, &tok, &pos, 1, logits, false, &err), -1);
+    assert_int_equal(bn_cpu_backend.forward(be, &tok, &pos, NULL, 1, logits, false, &err), -1);
     fprintf(stderr, "  pos >= n_ctx: %s\n", err.msg);
     pos = -1;
-    assert_int_equal(bn_cpu_backend.forward(be, &tok, &pos, 1, logits, false, &err), -1);
+    assert_int_equal(bn_cpu_backend.forward(be, &tok, &pos, NULL, 1, logits, false, &err), -1);
     tok = fx.n_vocab;
     pos = 0;
-    assert_int_equal(bn_cpu_backend.forward(be, &tok, &pos, 1, logits, false, &err), -1);
+    assert_int_equal(bn_cpu_backend.forward(be, &tok, &pos, NULL, 1, logits, false, &err), -1);
     fprintf(stderr, "  token >= n_vocab: %s\n", err.msg);
     tok = -5;
-    assert_int_equal(bn_cpu_backend.forward(be, &tok, &pos, 1, logits, false, &err), -1);
-    assert_int_equal(bn_cpu_backend.forward(be, &tok, &pos, 0, logits, false, &err), -1);
+    assert_int_equal(bn_cpu_backend.forward(be, &tok, &pos, NULL, 1, logits, false, &err), -1);
+    assert_int_equal(bn_cpu_backend.forward(be, &tok, &pos, NULL, 0, logits, false, &err), -1);
     // The last valid position still works after the errors.
     tok = 17;
     pos = 7;
-    assert_int_equal(bn_cpu_backend.forward(be, &tok, &pos, 1, logits, false, &err), 0);
+    assert_int_equal(bn_cpu_backend.forward(be, &tok, &pos, NULL, 1, logits, false, &err), 0);
     bn_cpu_backend.destroy(be);
     free(logits);
 

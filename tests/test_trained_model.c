@@ -198,7 +198,7 @@ static int run_case(const bn_backend_ops *ops, const char *label, const char *ke
     if (ops->create(fx.model, &cfg, &be, &err)) fail_msg("create: %s", err.msg);
     int32_t pos[MAX_PROMPT];
     for (int i = 0; i < r->n_prompt; i++) pos[i] = i;
-    assert_int_equal(ops->forward(be, r->prompt_ids, pos, r->n_prompt, rows, false, &err), 0);
+    assert_int_equal(ops->forward(be, r->prompt_ids, pos, NULL, r->n_prompt, rows, false, &err), 0);
     int n = 0;
     for (int s = 0;; s++) {
         const float *logits = rows + (size_t)s * V;
@@ -217,7 +217,7 @@ static int run_case(const bn_backend_ops *ops, const char *label, const char *ke
             break;
         }
         const int32_t p = r->n_prompt + s;
-        assert_int_equal(ops->forward(be, &id, &p, 1, rows + (size_t)(s + 1) * V, false, &err), 0);
+        assert_int_equal(ops->forward(be, &id, &p, NULL, 1, rows + (size_t)(s + 1) * V, false, &err), 0);
     }
     ops->destroy(be);
     return n;

@@ -1,4 +1,4 @@
-// cli.c - flag parsing shared by generate, chat and bench: one table says each
+// cli.c - flag parsing shared by generate, chat, bench and serve: one table says each
 // flag's spellings (ours and llama.cpp's), what it sets, which commands take it
 // and its help line, so parsing, "this command does not take X" and --help agree.
 #define _GNU_SOURCE // sched_getaffinity
@@ -75,6 +75,17 @@ static const flag_def flags[] = {
      "system prompt (generate: with --chat)"},
     {{"--no-bos"}, BN_FLAGS_BOS, SWITCH, AT(no_bos), 0, 0, NULL, "", "do not add the BOS token"},
     {{"--json"}, BN_FLAGS_JSON, SWITCH, AT(json), 0, 0, NULL, "", "print one JSON document on stdout"},
+    {{"--host"}, BN_FLAGS_SERVE, STRING, AT(host), 0, 0, NULL, "ADDR",
+     "address to listen on (default 127.0.0.1; 0.0.0.0: every interface)"},
+    {{"--port"}, BN_FLAGS_SERVE, INT, AT(port), 0, 65535, NULL, "N", "TCP port (default 8080; 0: any free one)"},
+    {{"--parallel", "-np"}, BN_FLAGS_SERVE, INT, AT(parallel), 1, 1024, NULL, "N",
+     "requests generated at once, batched (default 4); -c is the context of each"},
+    {{"--api-key"}, BN_FLAGS_SERVE, STRING, AT(api_key), 0, 0, NULL, "KEY",
+     "require \"Authorization: Bearer KEY\" on every request"},
+    {{"--timeout"}, BN_FLAGS_SERVE, INT, AT(timeout), 1, 86400, NULL, "S",
+     "close a connection idle for S seconds while it sends a request (default 30)"},
+    {{"--concurrency"}, BN_FLAGS_CONCURRENCY, STRING, AT(concurrency), 0, 0, NULL, "N,N,...",
+     "aggregate tokens/s with this many streams batched, e.g. 1,4,16,64"},
 };
 #define N_FLAGS (sizeof flags / sizeof flags[0])
 
@@ -150,7 +161,7 @@ static int cpus_available(void) {
 
 int bn_parse_run_flags(const char *cmd, unsigned accept, int argc, char **argv, bn_run_flags *f,
                        bool *help) {
-    *f = (bn_run_flags){.n_predict = -1, .reps = 1, .sampling = bn_sampling_default()};
+    *f = (bn_run_flags){.n_predict = -1, .reps = 1, .port = -1, .sampling = bn_sampling_default()};
     f->session.backend = "auto";
     *help = false;
     for (int i = 1; i < argc; i++) {

@@ -9,7 +9,7 @@
 #include "bitnet.h"
 #include "io.h"
 
-// The flags of generate/chat/bench (DESIGN 6; names follow llama.cpp).
+// The flags of generate/chat/bench/serve (DESIGN 6; names follow llama.cpp).
 typedef struct bn_run_flags {
     const char *model;
     const char *tokenizer;  // --tokenizer tokenizer.json
@@ -22,6 +22,12 @@ typedef struct bn_run_flags {
     bool json;              // --json
     bool chat;              // --chat: wrap the prompt in the chat template
     bool no_bos;            // --no-bos
+    const char *host;       // serve: --host
+    int port;               // serve: --port
+    int parallel;           // serve: --parallel, slots
+    const char *api_key;    // serve: --api-key
+    int timeout;            // serve: --timeout, seconds
+    const char *concurrency; // bench: --concurrency 1,4,16,64
     bn_session_params session;
     bn_sampling sampling;
 } bn_run_flags;
@@ -40,6 +46,8 @@ enum {
     BN_FLAGS_BOS = 1 << 7,      // --no-bos
     BN_FLAGS_JSON = 1 << 8,     // --json
     BN_FLAGS_REPS = 1 << 9,     // -r
+    BN_FLAGS_SERVE = 1 << 10,   // --host --port --parallel --api-key --timeout
+    BN_FLAGS_CONCURRENCY = 1 << 11, // --concurrency
 };
 
 // Parses argv[1..] into f (defaults filled first), taking the flags of the groups

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "bitnet.h"
+#include "bench_concurrency.h"
 #include "clock.h"
 #include "cli.h"
 #include "commands.h"
@@ -180,13 +181,15 @@ static void print_table(FILE *out, const bn_run_flags *f, const bench_row *rows,
                 100.0 * cpu->roofline_ms / cpu->ms_per_token);
 }
 
-#define BENCH_FLAGS (BN_FLAGS_PROMPT | BN_FLAGS_PREDICT | BN_FLAGS_JSON | BN_FLAGS_REPS)
+#define BENCH_FLAGS (BN_FLAGS_PROMPT | BN_FLAGS_PREDICT | BN_FLAGS_JSON | BN_FLAGS_REPS | BN_FLAGS_CONCURRENCY)
 
 int bn_cmd_bench(int argc, char **argv) {
     bn_run_flags f;
     bool help;
     int rc = bn_parse_run_flags("bench", BENCH_FLAGS, argc, argv, &f, &help);
-    if (help) bn_print_run_usage("bench", BENCH_FLAGS, "-m MODEL [-t N] [-p PROMPT] [-n N] [-r REPS] [--json]");
+    if (help)
+        bn_print_run_usage("bench", BENCH_FLAGS,
+                           "-m MODEL [-t N] [-p PROMPT] [-n N] [-r REPS] [--concurrency 1,4,16,64] [--json]");
     if (rc || help) return rc;
     const int reps = f.reps;
     if (!f.model) {
@@ -194,7 +197,7 @@ int bn_cmd_bench(int argc, char **argv) {
         return 2;
     }
     if (!f.prompt) f.prompt = "2+2=";
-    if (f.n_predict < 0) f.n_predict = 4;
+    if (f.n_predict < 0) f.n_predict = f.concurrency ? 16 : 4;
     if (f.n_predict > MAX_TOKENS) f.n_predict = MAX_TOKENS;
 
     bn_engine *e;
@@ -209,6 +212,13 @@ int bn_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "error: %s\n", err.msg);
         bn_engine_free(e);
         return 1;
+    }
+
+    if (f.concurrency) {
+        rc = bn_bench_concurrency(e, &f, prompt, n_prompt);
+        free(prompt);
+        bn_engine_free(e);
+        return rc;
     }
 
     bench_row rows[] = {{.backend = "cpu"}, {.backend = "cuda"}};

@@ -18,6 +18,7 @@ static const struct {
     {"tokenize", bn_cmd_tokenize, "text to token ids"},
     {"make-model", bn_cmd_make_model, "write a synthetic model in the official format"},
     {"download", bn_cmd_download, "fetch a model from the Hugging Face hub (resumes, checks SHA-256)"},
+    {"serve", bn_cmd_serve, "OpenAI-compatible HTTP server, requests batched together"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,322 @@
+// batch.c - continuous batching: many requests, each in a sequence slot of one
+// backend, advanced together one forward pass at a time (bitnet.h, bn_batch).
+//
+// A slot follows a session's rules (session.c): history holds the prompt and
+// every sampled token, n_past of them are in the slot's KV cache, and the last
+// sampled token is fed by the next step. A step gathers one run per active slot
+// - its pending token, or the next chunk of its prompt - into a single forward
+// call (backend.h: seq ids, one run per slot), so decode tokens of all slots
+// share each pass over the weights; prompt chunks fill what is left of
+// step_tokens, oldest request first, so a long prompt cannot starve the others.
+#define _GNU_SOURCE // memmem
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitnet.h"
+#include "engine_internal.h"
+#include "sampler.h"
+
+#define BN_DEFAULT_STEP_TOKENS 512
+
+typedef struct bn_slot {
+    bool used, done;
+    void *user;
+    uint64_t ticket;  // admission order
+    int32_t *hist;    // n_ctx + 1
+    int n_prompt, n_hist, n_past, n_gen, max_tokens;
+    bn_sampler *smp;
+    bn_stop stop;
+    char **stops;     // stop strings
+    size_t n_stops, longest_stop;
+    bn_utf8_stream utf8;
+    char *text;       // decoded text not yet handed out; the first `released`
+    size_t len, cap, released; // bytes went out in the last event
+} bn_slot;
+
+struct bn_batch {
+    bn_engine *engine;
+    bn_opened be;
+    int n_slots, step_tokens;
+    uint64_t next_ticket;
+    bn_slot *slots;
+    int32_t *tok, *pos, *seq; // [step_tokens] the step's forward call
+    int *run_slot, *run_len;  // [n_slots] each run's slot and length, in call order
+    bool *run_samples;        // [n_slots] whether the run ends its slot's prompt or decodes
+    bool *in_step;            // [n_slots] whether the slot has a run in this step
+    int32_t *argmax;          // [n_slots]
+    float *logits;            // [n_slots][n_vocab]
+    bn_batch_event *events;   // [n_slots]
+};
+
+static void free_slot(bn_slot *s) {
+    bn_sampler_free(s->smp);
+    for (size_t i = 0; i < s->n_stops; i++) free(s->stops[i]);
+    free(s->stops);
+    int32_t *hist = s->hist;
+    char *text = s->text;
+    size_t cap = s->cap;
+    *s = (bn_slot){.hist = hist, .text = text, .cap = cap}; // buffers are kept for the next request
+}
+
+void bn_batch_free(bn_batch *b) {
+    if (!b) return;
+    for (int i = 0; b->slots && i < b->n_slots; i++) {
+        free_slot(&b->slots[i]);
+        free(b->slots[i].hist);
+        free(b->slots[i].text);
+    }
+    if (b->be.be) b->be.ops->destroy(b->be.be);
+    free(b->slots);
+    free(b->tok);
+    free(b->pos);
+    free(b->seq);
+    free(b->run_slot);
+    free(b->run_len);
+    free(b->in_step);
+    free(b->run_samples);
+    free(b->argmax);
+    free(b->logits);
+    free(b->events);
+    free(b);
+}
+
+int bn_batch_create(bn_engine *e, const bn_batch_params *p, bn_batch **out, bn_error *err) {
+    *out = NULL;
+    bn_batch_params defaults = {0};
+    if (!p) p = &defaults;
+    bn_batch *b = calloc(1, sizeof *b);
+    if (!b) return bn_errorf(err, "out of memory");
+    b->engine = e;
+    b->n_slots = p->n_slots > 0 ? p->n_slots : 1;
+    b->step_tokens = p->step_tokens > 0 ? p->step_tokens : BN_DEFAULT_STEP_TOKENS;
+    if (b->step_tokens < b->n_slots) b->step_tokens = b->n_slots; // a decode token for every slot
+    if (bn_backend_open(e, &p->session, b->n_slots, &b->be, err)) goto fail;
+    const size_t S = (size_t)b->n_slots, T = (size_t)b->step_tokens, V = e->model->hp.n_vocab;
+    b->slots = calloc(S, sizeof *b->slots);
+    b->tok = malloc(T * sizeof *b->tok);
+    b->pos = malloc(T * sizeof *b->pos);
+    b->seq = malloc(T * sizeof *b->seq);
+    b->run_slot = malloc(S * sizeof *b->run_slot);
+    b->run_len = malloc(S * sizeof *b->run_len);
+    b->in_step = malloc(S * sizeof *b->in_step);
+    b->run_samples = malloc(S * sizeof *b->run_samples);
+    b->argmax = malloc(S * sizeof *b->argmax);
+    b->logits = malloc(S * V * sizeof *b->logits);
+    b->events = malloc(S * sizeof *b->events);
+    if (!b->slots || !b->tok || !b->pos || !b->seq || !b->run_slot || !b->run_len ||
+        !b->in_step || !b->run_samples ||
+        !b->argmax || !b->logits || !b->events) {
+        bn_errorf(err, "out of memory for %d slots", b->n_slots);
+        goto fail;
+    }
+    for (size_t i = 0; i < S; i++)
+        if (!(b->slots[i].hist = malloc(((size_t)b->be.n_ctx + 1) * sizeof(int32_t)))) {
+            bn_errorf(err, "out of memory for %d slots of %d tokens", b->n_slots, b->be.n_ctx);
+            goto fail;
+        }
+    *out = b;
+    return 0;
+fail:
+    bn_batch_free(b);
+    return -1;
+}
+
+const char *bn_batch_backend(const bn_batch *b) { return b->be.ops->name; }
+const char *bn_batch_backend_note(const bn_batch *b) { return b->be.note; }
+int bn_batch_n_ctx(const bn_batch *b) { return b->be.n_ctx; }
+int bn_batch_n_slots(const bn_batch *b) { return b->n_slots; }
+
+int bn_batch_n_free(const bn_batch *b) {
+    int n = 0;
+    for (int i = 0; i < b->n_slots; i++) n += !b->slots[i].used;
+    return n;
+}
+
+int bn_batch_n_active(const bn_batch *b) {
+    int n = 0;
+    for (int i = 0; i < b->n_slots; i++) n += b->slots[i].used && !b->slots[i].done;
+    return n;
+}
+
+static int copy_stops(bn_slot *s, const bn_request *r, bn_error *err) {
+    if (!r->n_stop) return 0;
+    if (!(s->stops = calloc(r->n_stop, sizeof *s->stops))) return bn_errorf(err, "out of memory");
+    for (size_t i = 0; i < r->n_stop; i++) {
+        const char *t = r->stop[i] ? r->stop[i] : "";
+        if (!*t) continue; // an empty stop string would match before any text
+        if (!(s->stops[s->n_stops] = strdup(t))) return bn_errorf(err, "out of memory");
+        const size_t n = strlen(t);
+        if (n > s->longest_stop) s->longest_stop = n;
+        s->n_stops++;
+    }
+    return 0;
+}
+
+int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
+    const int32_t n_vocab = (int32_t)b->engine->model->hp.n_vocab;
+    if (r->n_prompt < 1) return bn_errorf(err, "nothing to generate from: the prompt is empty");
+    if (r->n_prompt > (size_t)b->be.n_ctx)
+        return bn_errorf(err, "prompt of %zu tokens does not fit in the context (%d tokens)",
+                         r->n_prompt, b->be.n_ctx);
+    for (size_t i = 0; i < r->n_prompt; i++)
+        if (r->prompt[i] < 0 || r->prompt[i] >= n_vocab)
+            return bn_errorf(err, "token id %d is outside the vocabulary (0..%d)", r->prompt[i],
+                             n_vocab - 1);
+    int k = 0;
+    while (k < b->n_slots && b->slots[k].used) k++;
+    if (k == b->n_slots) return bn_errorf(err, "all %d slots are busy", b->n_slots);
+    bn_slot *s = &b->slots[k];
+    if (bn_sampler_create(&r->sampling, n_vocab, &s->smp, err) || copy_stops(s, r, err)) {
+        free_slot(s);
+        return -1;
+    }
+    memcpy(s->hist, r->prompt, r->n_prompt * sizeof *s->hist);
+    s->used = true;
+    s->user = r->user;
+    s->ticket = b->next_ticket++;
+    s->n_prompt = s->n_hist = (int)r->n_prompt;
+    s->max_tokens = r->max_tokens;
+    return k;
+}
+
+void bn_batch_remove(bn_batch *b, int slot) {
+    if (slot >= 0 && slot < b->n_slots) free_slot(&b->slots[slot]);
+}
+
+// ---- text: whole characters, held back while they may begin a stop string ----
+
+// Room for `extra` more bytes of text.
+static int reserve(bn_slot *s, size_t extra) {
+    if (s->len + extra <= s->cap) return 0;
+    const size_t cap = 2 * (s->len + extra);
+    char *t = realloc(s->text, cap);
+    if (!t) return -1;
+    s->text = t;
+    s->cap = cap;
+    return 0;
+}
+
+// The longest tail of the text that a stop string begins with (and is longer
+// than): it waits, since the next token may complete the stop string.
+static size_t held_tail(const bn_slot *s) {
+    size_t k = s->longest_stop ? s->longest_stop - 1 : 0;
+    for (k = k < s->len ? k : s->len; k > 0; k--)
+        for (size_t i = 0; i < s->n_stops; i++)
+            if (strlen(s->stops[i]) > k && !memcmp(s->text + s->len - k, s->stops[i], k)) return k;
+    return 0;
+}
+
+// Decodes token id (-1: none) into the slot's text, as whole characters (final:
+// and flushes what is held). Sets `released`, the bytes that may go out now.
+// Returns 1 when a stop string has appeared: the text is cut before it.
+static int push_token(bn_batch *b, bn_slot *s, int32_t id, bool final) {
+    size_t n = 0;
+    const char *bytes = id >= 0 ? bn_engine_token_bytes(b->engine, id, &n) : NULL;
+    if (reserve(s, n + 8)) return -1; // push writes at most n + 4 bytes, flush 4
+    if (bytes) s->len += bn_utf8_stream_push(&s->utf8, bytes, n, s->text + s->len);
+    if (final) s->len += bn_utf8_stream_flush(&s->utf8, s->text + s->len);
+    // Text released earlier never ends inside a stop string (it would have been
+    // held), so a match lies in what is here.
+    size_t cut = s->len;
+    for (size_t i = 0; i < s->n_stops; i++) {
+        const char *m = memmem(s->text, s->len, s->stops[i], strlen(s->stops[i]));
+        if (m && (size_t)(m - s->text) < cut) cut = (size_t)(m - s->text);
+    }
+    if (cut < s->len) {
+        s->len = s->released = cut;
+        return 1;
+    }
+    s->released = s->len - (final ? 0 : held_tail(s));
+    return 0;
+}
+
+// ---- the step --------------------------------------------------------------
+
+// The run of a slot that is not done: its pending token, or a prompt chunk of at
+// most `room` tokens. Returns the tokens added to the call.
+static int gather_run(bn_batch *b, int k, int n, int room, int run) {
+    bn_slot *s = &b->slots[k];
+    const int left = s->n_hist - s->n_past;
+    const int take = left < room ? left : room;
+    for (int i = 0; i < take; i++) {
+        b->tok[n + i] = s->hist[s->n_past + i];
+        b->pos[n + i] = s->n_past + i;
+        b->seq[n + i] = k;
+    }
+    b->run_slot[run] = k;
+    b->run_len[run] = take;
+    b->run_samples[run] = take == left; // the prompt's last chunk, or a decode token
+    b->in_step[k] = true;
+    return take;
+}
+
+// The oldest slot whose prompt is not fed yet and that has no run in this step.
+static int next_prefill(const bn_batch *b) {
+    int best = -1;
+    for (int k = 0; k < b->n_slots; k++) {
+        const bn_slot *s = &b->slots[k];
+        if (!s->used || s->done || b->in_step[k] || s->n_past >= s->n_prompt) continue;
+        if (best < 0 || s->ticket < b->slots[best].ticket) best = k;
+    }
+    return best;
+}
+
+// After the forward: the slot's new token, and whether that ends the request.
+static void take_token(bn_batch *b, int k, int32_t next, bn_batch_event *ev) {
+    bn_slot *s = &b->slots[k];
+    s->hist[s->n_hist++] = next; // pending: fed by the next step
+    s->n_gen++;
+    bool done = true, eog = bn_engine_is_eog(b->engine, next);
+    int hit = 0;
+    if (eog) s->stop = BN_STOP_EOG;
+    else if ((hit = push_token(b, s, next, false)) == 1) s->stop = BN_STOP_STRING;
+    else if (s->max_tokens > 0 && s->n_gen >= s->max_tokens) s->stop = BN_STOP_LENGTH;
+    else if (s->n_hist > b->be.n_ctx) s->stop = BN_STOP_CONTEXT; // no room to feed it
+    else done = false;
+    if (done && hit != 1) push_token(b, s, -1, true); // flush a held tail
+    s->done = done;
+    *ev = (bn_batch_event){.slot = k, .user = s->user, .token = next, .text = s->text,
+                           .len = s->released, .done = done, .stop = s->stop,
+                           .n_prompt = s->n_prompt, .n_gen = s->n_gen};
+}
+
+int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_error *err) {
+    *events = b->events;
+    *n_events = 0;
+    memset(b->in_step, 0, (size_t)b->n_slots * sizeof *b->in_step);
+    // Text handed out by the last step leaves the slots' buffers.
+    for (int k = 0; k < b->n_slots; k++) {
+        bn_slot *s = &b->slots[k];
+        if (!s->released) continue;
+        memmove(s->text, s->text + s->released, s->len - s->released);
+        s->len -= s->released;
+        s->released = 0;
+    }
+    // Decode tokens first (every generating slot gets one), then prompt chunks.
+    int n = 0, runs = 0;
+    bool greedy = b->be.ops->forward_argmax != NULL;
+    for (int k = 0; k < b->n_slots; k++) {
+        const bn_slot *s = &b->slots[k];
+        if (!s->used || s->done || s->n_past < s->n_prompt) continue;
+        n += gather_run(b, k, n, 1, runs++);
+    }
+    for (int k; n < b->step_tokens && (k = next_prefill(b)) >= 0; runs++)
+        n += gather_run(b, k, n, b->step_tokens - n, runs);
+    if (n == 0) return 0;
+    for (int r = 0; r < runs; r++) greedy = greedy && bn_sampler_is_greedy(b->slots[b->run_slot[r]].smp);
+    const bn_backend_ops *ops = b->be.ops;
+    if (greedy ? ops->forward_argmax(b->be.be, b->tok, b->pos, b->seq, n, b->argmax, err)
+               : ops->forward(b->be.be, b->tok, b->pos, b->seq, n, b->logits, false, err))
+        return -1;
+    const int64_t V = b->engine->model->hp.n_vocab;
+    for (int r = 0; r < runs; r++) {
+        bn_slot *s = &b->slots[b->run_slot[r]];
+        s->n_past += b->run_len[r];
+        if (!b->run_samples[r]) continue; // a prompt chunk with more to come
+        const int32_t next = greedy ? b->argmax[r]
+                                    : bn_sampler_sample(s->smp, b->logits + r * V, s->hist,
+                                                        (size_t)s->n_hist);
+        take_token(b, b->run_slot[r], next, &b->events[(*n_events)++]);
+    }
+    return 0;
+}

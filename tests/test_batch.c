@@ -1,0 +1,416 @@
+// test_batch.c - many sequences in one forward pass, and the batch API on top.
+//
+// Backend level (core/backend.h): a forward over several sequences - prompt
+// chunks of some, decode tokens of others, in one call - gives exactly (bit for
+// bit) the logits of running each sequence alone, on the CPU and, where a GPU
+// is usable, on CUDA; a slot reused from position 0 forgets its old sequence;
+// bad sequence ids and runs are errors. Batch level (bitnet.h bn_batch): greedy
+// tokens through a batch equal bn_session_generate's, however the requests
+// overlap; stop strings, max_tokens, the context limit, removal and the errors.
+// Model: the tiny-a fixture (skips without it).
+#include "test_util.h"
+
+#include "backend.h"
+#include "bitnet.h"
+#include "model.h"
+
+#define N_SEQ 4
+#define N_CTX 64
+#define N_DECODE 6
+
+static const char *const prompts[N_SEQ] = {"2+2=", "The capital of France is",
+                                           "Once upon a time, in a land far away,", "A"};
+
+typedef struct fixture {
+    bn_engine *engine;
+    bn_model *model;
+    int32_t *ids[N_SEQ];
+    size_t n_ids[N_SEQ];
+} fixture;
+static fixture fx;
+
+static int setup(void **state) {
+    (void)state;
+    char buf[4096];
+    const char *path = bn_fixture_path("tiny-a/tiny-a.gguf", buf, sizeof buf);
+    bn_error err;
+    if (!path) return 0; // each test skips
+    if (bn_engine_load(path, NULL, &fx.engine, &err) || bn_model_load(path, &fx.model, &err)) {
+        fprintf(stderr, "load: %s\n", err.msg);
+        return -1;
+    }
+    for (int s = 0; s < N_SEQ; s++)
+        if (bn_engine_tokenize(fx.engine, prompts[s], true, false, &fx.ids[s], &fx.n_ids[s], &err))
+            return -1;
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    for (int s = 0; s < N_SEQ; s++) free(fx.ids[s]);
+    bn_model_free(fx.model);
+    bn_engine_free(fx.engine);
+    return 0;
+}
+
+#define REQUIRE_MODEL()                                                                  \
+    do {                                                                                 \
+        BN_REQUIRE_FIXTURE(p_, "tiny-a/tiny-a.gguf");                                    \
+        (void)p_;                                                                        \
+    } while (0)
+
+static bn_backend *create(const bn_backend_ops *ops, int n_seq, int max_batch) {
+    bn_backend_config cfg = {.n_threads = 2, .n_ctx = N_CTX, .n_seq = n_seq, .max_batch = max_batch};
+    bn_backend *be = NULL;
+    bn_error err;
+    if (ops->create(fx.model, &cfg, &be, &err)) fail_msg("create: %s", err.msg);
+    return be;
+}
+
+// Each sequence alone: its prompt's last row, then N_DECODE greedy steps' rows.
+// ref[s][k] is row k of sequence s (k = 0: after the prompt); tok[s][k] its argmax.
+static void run_alone(const bn_backend_ops *ops, float *ref, int32_t tok[N_SEQ][N_DECODE + 1]) {
+    const int64_t V = fx.model->hp.n_vocab;
+    bn_error err;
+    for (int s = 0; s < N_SEQ; s++) {
+        bn_backend *be = create(ops, 1, 0);
+        int32_t pos[N_CTX];
+        for (int i = 0; i < N_CTX; i++) pos[i] = i;
+        int n = (int)fx.n_ids[s];
+        float *row = ref + (int64_t)s * (N_DECODE + 1) * V;
+        if (ops->forward(be, fx.ids[s], pos, NULL, n, row, false, &err)) fail_msg("%s", err.msg);
+        for (int k = 0; k <= N_DECODE; k++) {
+            int32_t id = 0;
+            for (int64_t v = 1; v < V; v++)
+                if (row[k * V + v] > row[k * V + id]) id = (int32_t)v;
+            tok[s][k] = id;
+            if (k == N_DECODE) break;
+            if (ops->forward(be, &id, &pos[n + k], NULL, 1, row + (k + 1) * V, false, &err))
+                fail_msg("%s", err.msg);
+        }
+        ops->destroy(be);
+    }
+}
+
+// Feeds the sequences together, staggered so that one call mixes prompt chunks
+// and decode tokens: sequence s starts at step s, its prompt in chunks of 3.
+static void run_batched(const bn_backend_ops *ops, int max_batch, const float *ref,
+                        int32_t tok[N_SEQ][N_DECODE + 1]) {
+    const int64_t V = fx.model->hp.n_vocab;
+    bn_backend *be = create(ops, N_SEQ, max_batch);
+    float *rows = malloc(sizeof(float) * N_SEQ * V);
+    int fed[N_SEQ] = {0}, got[N_SEQ] = {0};
+    bn_error err;
+    for (int step = 0; step < 64; step++) {
+        int32_t t[N_SEQ * 4], p[N_SEQ * 4], q[N_SEQ * 4], run_seq[N_SEQ];
+        bool run_row[N_SEQ];
+        int n = 0, runs = 0;
+        for (int s = N_SEQ - 1; s >= 0; s--) { // slots out of order in the call
+            if (step < s || got[s] > N_DECODE) continue;
+            const int np = (int)fx.n_ids[s];
+            if (fed[s] < np) {
+                const int take = np - fed[s] < 3 ? np - fed[s] : 3;
+                for (int i = 0; i < take; i++, n++) t[n] = fx.ids[s][fed[s] + i], p[n] = fed[s] + i, q[n] = s;
+                fed[s] += take;
+                run_row[runs] = fed[s] == np;
+            } else { // the token picked from the last row
+                t[n] = tok[s][got[s] - 1], p[n] = fed[s]++, q[n] = s, n++;
+                run_row[runs] = true;
+            }
+            run_seq[runs++] = s;
+        }
+        if (!n) break;
+        if (ops->forward(be, t, p, q, n, rows, false, &err)) fail_msg("%s", err.msg);
+        for (int r = 0; r < runs; r++) {
+            const int s = run_seq[r];
+            if (!run_row[r]) continue;
+            const float *want = ref + ((int64_t)s * (N_DECODE + 1) + got[s]) * V;
+            if (memcmp(rows + r * V, want, sizeof(float) * V))
+                fail_msg("%s, max_batch %d: sequence %d row %d differs from the sequence alone",
+                         ops->name, max_batch, s, got[s]);
+            got[s]++;
+        }
+    }
+    for (int s = 0; s < N_SEQ; s++) assert_int_equal(got[s], N_DECODE + 1);
+
+    // forward_argmax gives one id per run; a reused slot starts afresh at position 0.
+    int32_t t[2] = {fx.ids[2][0], fx.ids[0][0]}, p[2] = {0, 0}, q[2] = {1, 3}, am[2];
+    if (ops->forward_argmax(be, t, p, q, 2, am, &err)) fail_msg("%s", err.msg);
+    bn_backend *one = create(ops, 1, 0);
+    int32_t alone;
+    if (ops->forward_argmax(one, &t[1], &p[1], NULL, 1, &alone, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(am[1], alone);
+    ops->destroy(one);
+    free(rows);
+    ops->destroy(be);
+}
+
+static void check_backend(const bn_backend_ops *ops) {
+    const int64_t V = fx.model->hp.n_vocab;
+    float *ref = malloc(sizeof(float) * N_SEQ * (N_DECODE + 1) * V);
+    int32_t tok[N_SEQ][N_DECODE + 1];
+    run_alone(ops, ref, tok);
+    run_batched(ops, 0, ref, tok);
+    run_batched(ops, 5, ref, tok); // calls cut into chunks inside runs and between them
+    free(ref);
+}
+
+static void test_forward_cpu(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    check_backend(&bn_cpu_backend);
+}
+
+static void test_forward_cuda(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    const bn_backend_ops *cuda = bn_backend_find("cuda");
+    bn_error why;
+    if (!cuda || cuda->probe(&why)) {
+        const char *req = getenv("BITNET_REQUIRE_GPU"); // scripts/gpu-check.sh: no GPU is a failure
+        if (req && !strcmp(req, "1")) fail_msg("no usable CUDA device (%s)", cuda ? why.msg : "not compiled in");
+        fprintf(stderr, "SKIP: no usable CUDA device (%s)\n", cuda ? why.msg : "not compiled in");
+        skip();
+    }
+    check_backend(cuda);
+}
+
+static void test_forward_errors(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    bn_backend *be = create(&bn_cpu_backend, 2, 0);
+    bn_error err;
+    float *rows = malloc(sizeof(float) * 2 * fx.model->hp.n_vocab);
+    const int32_t t[3] = {1, 2, 3}, p[3] = {0, 1, 2};
+    const int32_t far[3] = {0, 2, 0}, split[3] = {0, 1, 0}, down[3] = {1, 0, 1};
+    assert_int_equal(bn_cpu_backend.forward(be, t, p, far, 3, rows, false, &err), -1);
+    assert_non_null(strstr(err.msg, "sequence 2"));
+    assert_int_equal(bn_cpu_backend.forward(be, t, p, split, 3, rows, false, &err), -1);
+    assert_non_null(strstr(err.msg, "two runs"));
+    const int32_t back[3] = {1, 0, 2};
+    assert_int_equal(bn_cpu_backend.forward(be, t, back, NULL, 3, rows, false, &err), -1);
+    assert_non_null(strstr(err.msg, "increase"));
+    assert_int_equal(bn_cpu_backend.forward(be, t, p, down, 3, rows, false, &err), -1);
+    free(rows);
+    bn_cpu_backend.destroy(be);
+}
+
+// ---- bn_batch ----------------------------------------------------------------
+
+typedef struct result {
+    int32_t ids[64];
+    int n_ids;
+    char text[1024];
+    size_t len;
+    bn_stop stop;
+} result;
+
+static int collect(void *user, int32_t id, const char *text, size_t len) {
+    result *r = user;
+    if (id >= 0 && r->n_ids < 64) r->ids[r->n_ids++] = id;
+    if (r->len + len < sizeof r->text) memcpy(r->text + r->len, text, len), r->len += len;
+    return 0;
+}
+
+static bn_batch *open_batch(int n_slots, int step_tokens) {
+    bn_batch_params p = {.session = {.backend = "cpu", .n_threads = 2, .n_ctx = N_CTX},
+                         .n_slots = n_slots, .step_tokens = step_tokens};
+    bn_batch *b;
+    bn_error err;
+    if (bn_batch_create(fx.engine, &p, &b, &err)) fail_msg("%s", err.msg);
+    return b;
+}
+
+// Runs steps until every request is done, admitting them in order into slots as
+// they free up (as a server does), request i not before step start[i].
+static void run_requests(bn_batch *b, const bn_request *req, const int *start, int n, result *out) {
+    int done = 0, next = 0;
+    bn_error err;
+    for (int i = 0; i < n; i++) out[i] = (result){.n_ids = 0};
+    for (int step = 0; done < n && step < 1000; step++) {
+        while (next < n && start[next] <= step && bn_batch_n_free(b) > 0)
+            if (bn_batch_add(b, &req[next++], &err) < 0) fail_msg("add: %s", err.msg);
+        const bn_batch_event *ev;
+        int n_ev;
+        if (bn_batch_step(b, &ev, &n_ev, &err)) fail_msg("step: %s", err.msg);
+        for (int e = 0; e < n_ev; e++) {
+            result *r = &out[(intptr_t)ev[e].user];
+            if (!bn_engine_is_eog(fx.engine, ev[e].token)) r->ids[r->n_ids++] = ev[e].token;
+            assert_true(r->len + ev[e].len < sizeof r->text);
+            memcpy(r->text + r->len, ev[e].text, ev[e].len);
+            r->len += ev[e].len;
+            if (!ev[e].done) continue;
+            r->stop = ev[e].stop;
+            bn_batch_remove(b, ev[e].slot);
+            done++;
+        }
+    }
+    assert_int_equal(done, n);
+    assert_int_equal(bn_batch_n_active(b), 0);
+    assert_int_equal(bn_batch_n_free(b), bn_batch_n_slots(b));
+}
+
+static void assert_same(const result *got, const result *want, int i) {
+    if (got->n_ids != want->n_ids || memcmp(got->ids, want->ids, sizeof(int32_t) * got->n_ids))
+        fail_msg("request %d: %d tokens through the batch, %d alone, or different ids", i,
+                 got->n_ids, want->n_ids);
+    if (got->len != want->len || memcmp(got->text, want->text, got->len))
+        fail_msg("request %d: text \"%.*s\" through the batch, \"%.*s\" alone", i, (int)got->len,
+                 got->text, (int)want->len, want->text);
+    assert_int_equal(got->stop, want->stop);
+}
+
+static bn_request request(int i, int max_tokens, bn_sampling sp) {
+    return (bn_request){.prompt = fx.ids[i % N_SEQ], .n_prompt = fx.n_ids[i % N_SEQ],
+                        .max_tokens = max_tokens, .sampling = sp, .user = (void *)(intptr_t)i};
+}
+
+// Greedy and seeded sampling through a batch, however the requests overlap,
+// equal each request generated alone in a session.
+static void test_batch_same_as_alone(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    enum { N = 7 };
+    bn_sampling hot = bn_sampling_default();
+    hot.seed = 7;
+    bn_request req[N];
+    result alone[N], got[N];
+    const int max_tokens[N] = {12, 20, 5, 40, 1, 9, 16};
+    for (int i = 0; i < N; i++) {
+        req[i] = request(i, max_tokens[i], i == 5 ? hot : bn_sampling_greedy());
+        bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = N_CTX};
+        bn_session *s;
+        bn_error err;
+        bn_timings t;
+        alone[i] = (result){.n_ids = 0};
+        if (bn_session_create(fx.engine, &sp, &s, &err) ||
+            bn_session_generate(s, req[i].prompt, req[i].n_prompt, max_tokens[i], &req[i].sampling,
+                                collect, &alone[i], &t, &err))
+            fail_msg("%s", err.msg);
+        alone[i].stop = t.stop;
+        bn_session_free(s);
+    }
+    const int at_once[N] = {0}, staggered[N] = {0, 0, 1, 3, 3, 4, 9};
+    const struct { int slots, step_tokens; const int *start; } runs[] = {
+        {N, 0, at_once}, {N, 0, staggered}, {3, 0, staggered}, {2, 4, at_once}, {1, 1, at_once}};
+    for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
+        bn_batch *b = open_batch(runs[k].slots, runs[k].step_tokens);
+        run_requests(b, req, runs[k].start, N, got);
+        for (int i = 0; i < N; i++) assert_same(&got[i], &alone[i], i);
+        bn_batch_free(b);
+    }
+}
+
+// Stop strings: the text ends before the earliest match, even across tokens.
+static void test_batch_stop_strings(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    bn_batch *b = open_batch(2, 0);
+    bn_request req = request(1, 24, bn_sampling_greedy());
+    req.user = 0; // out[0]
+    result full, got;
+    const int start = 0;
+    run_requests(b, &req, &start, 1, &full);
+    assert_true(full.len > 12);
+    // A stop string from the middle of the text (it may span tokens), another later.
+    char mid[8], late[8];
+    memcpy(mid, full.text + full.len / 2, 4), mid[4] = 0;
+    memcpy(late, full.text + full.len - 3, 3), late[3] = 0;
+    const char *stops[] = {late, "never in the text", mid, ""};
+    req.stop = stops;
+    req.n_stop = 4;
+    run_requests(b, &req, &start, 1, &got);
+    const char *at = strstr(full.text, mid);
+    const char *at_late = strstr(full.text, late);
+    if (at_late && at_late < at) at = at_late;
+    assert_int_equal(got.stop, BN_STOP_STRING);
+    assert_int_equal(got.len, (size_t)(at - full.text));
+    assert_memory_equal(got.text, full.text, got.len);
+    // None that matches: the whole text, stopped by max_tokens.
+    const char *none[] = {"never in the text", "\x01"};
+    req.stop = none;
+    req.n_stop = 2;
+    run_requests(b, &req, &start, 1, &got);
+    assert_int_equal(got.stop, BN_STOP_LENGTH);
+    assert_int_equal(got.len, full.len);
+    bn_batch_free(b);
+}
+
+// The context: a prompt of N_CTX - 1 tokens gives 2 tokens, as in a session;
+// max_tokens <= 0 runs until the context is full.
+static void test_batch_context(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    int32_t long_prompt[N_CTX];
+    for (int i = 0; i < N_CTX; i++) long_prompt[i] = fx.ids[2][i % fx.n_ids[2]];
+    bn_batch *b = open_batch(2, 8);
+    bn_request req[2] = {request(0, 0, bn_sampling_greedy()), request(1, 100, bn_sampling_greedy())};
+    req[0].prompt = long_prompt;
+    req[0].n_prompt = N_CTX - 1;
+    const int start[2] = {0, 0};
+    result got[2];
+    run_requests(b, req, start, 2, got);
+    assert_int_equal(got[0].stop, BN_STOP_CONTEXT);
+    assert_int_equal(got[0].n_ids, 2);
+    assert_int_equal(got[1].stop, BN_STOP_CONTEXT);
+    assert_int_equal(got[1].n_ids, N_CTX + 1 - (int)fx.n_ids[1]);
+    bn_batch_free(b);
+}
+
+static void test_batch_errors(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    bn_batch *b = open_batch(2, 0);
+    bn_error err;
+    assert_string_equal(bn_batch_backend(b), "cpu");
+    assert_int_equal(bn_batch_n_ctx(b), N_CTX);
+    bn_request r = request(0, 4, bn_sampling_greedy());
+    int32_t bad = 1 << 30, many[N_CTX + 1] = {0};
+    r.n_prompt = 0;
+    assert_int_equal(bn_batch_add(b, &r, &err), -1);
+    r = request(0, 4, bn_sampling_greedy());
+    r.prompt = many, r.n_prompt = N_CTX + 1;
+    assert_int_equal(bn_batch_add(b, &r, &err), -1);
+    assert_non_null(strstr(err.msg, "does not fit"));
+    r.prompt = &bad, r.n_prompt = 1;
+    assert_int_equal(bn_batch_add(b, &r, &err), -1);
+    r = request(0, 4, bn_sampling_greedy());
+    r.sampling.temperature = -1;
+    assert_int_equal(bn_batch_add(b, &r, &err), -1);
+    assert_int_equal(bn_batch_n_free(b), 2);
+    r = request(0, 4, bn_sampling_greedy());
+    assert_int_equal(bn_batch_add(b, &r, &err), 0);
+    assert_int_equal(bn_batch_add(b, &r, &err), 1);
+    assert_int_equal(bn_batch_add(b, &r, &err), -1);
+    assert_non_null(strstr(err.msg, "busy"));
+    assert_int_equal(bn_batch_n_active(b), 2);
+    const bn_batch_event *ev;
+    int n_ev;
+    assert_int_equal(bn_batch_step(b, &ev, &n_ev, &err), 0);
+    assert_int_equal(n_ev, 2);
+    bn_batch_remove(b, 0); // cancelled mid-way: the slot is free at once
+    bn_batch_remove(b, 0);
+    bn_batch_remove(b, -1);
+    bn_batch_remove(b, 7);
+    assert_int_equal(bn_batch_n_free(b), 1);
+    assert_int_equal(bn_batch_step(b, &ev, &n_ev, &err), 0);
+    assert_int_equal(n_ev, 1);
+    assert_int_equal(ev[0].slot, 1);
+    bn_batch_free(b); // with a slot still in use
+}
+
+// `test_batch cuda` runs the CUDA test alone (CTest's test_batch_cuda), so that
+// where no GPU is usable its skip does not hide the CPU tests' result.
+int main(int argc, char **argv) {
+    const struct CMUnitTest cuda[] = {cmocka_unit_test(test_forward_cuda)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forward_cpu),
+        cmocka_unit_test(test_forward_errors),
+        cmocka_unit_test(test_batch_same_as_alone),
+        cmocka_unit_test(test_batch_stop_strings),
+        cmocka_unit_test(test_batch_context),
+        cmocka_unit_test(test_batch_errors),
+    };
+    if (argc > 1 && !strcmp(argv[1], "cuda")) return cmocka_run_group_tests(cuda, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,443 @@
+#!/usr/bin/env python3
+"""test_serve.py - `bitnet-gpu serve` on 127.0.0.1, through the official openai client.
+
+The server runs the tiny-a fixture on a free port (--port 0; it prints the one it
+got). Covered: chat and completion, streaming and not, through the openai client
+(pinned in scripts/deps.sh, which puts it in .venv); greedy text equal to
+`bitnet-gpu generate --greedy` for the same prompt, alone and under a bounded
+load of 32 clients x 8 requests (no slot leaked: /health); seeded sampling equal
+to generate's; stop strings; usage counts; /v1/models, /health, /tokenize,
+/detokenize; raw malformed requests (bad JSON, wrong types, huge bodies,
+slowloris-style partial requests, clients that hang up mid-request); the API
+key; SIGTERM and SIGINT with requests running (exit 0, which under ASan also
+means no leak). Skips, saying why, without the fixture or the client.
+Run by CTest with BITNET_CLI and BITNET_FIXTURES set.
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VENV = os.path.realpath(os.path.join(HERE, "..", ".venv"))
+try:
+    import openai
+except ImportError:
+    if os.path.exists(os.path.join(VENV, "bin", "python3")) and os.path.realpath(sys.prefix) != VENV:
+        py = os.path.join(VENV, "bin", "python3")  # scripts/deps.sh made it
+        os.execv(py, [py, *sys.argv])
+    print("SKIP: the openai Python client is not installed (scripts/deps.sh puts it in .venv)")
+    sys.exit(77)
+
+CLI = os.path.abspath(os.environ.get("BITNET_CLI", "build/bitnet-gpu"))
+FIXTURES = os.environ.get("BITNET_FIXTURES") or os.path.join(HERE, "..", "..", "shared", "fixtures")
+MODEL = os.path.join(FIXTURES, "tiny-a", "tiny-a.gguf")
+CTX = 256
+PROMPTS = ["2+2=", "The capital of France is", "Once upon a time", "def fib(n):"]
+
+
+class Server:
+    """bitnet-gpu serve on a free port of 127.0.0.1; stderr goes to a log file."""
+
+    def __init__(self, *args):
+        self.log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"test_serve.{os.getpid()}.log"), "w+")
+        self.proc = subprocess.Popen([CLI, "serve", "-m", MODEL, "--port", "0", "-t", "2", "-c", str(CTX), *args],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
+        deadline = time.time() + 120
+        while True:
+            self.log.seek(0)
+            text = self.log.read()
+            if "listening on http://127.0.0.1:" in text:
+                self.port = int(text.split("listening on http://127.0.0.1:")[1].split("/")[0])
+                break
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise AssertionError(f"the server did not start:\n{text}")
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+
+    def output(self):
+        if not self.log.closed:
+            self.log.seek(0)
+            self.text = self.log.read()
+        return self.text
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout)
+        self.output()
+        self.log.close()
+        os.unlink(self.log.name)
+        return rc
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        c.request(method, path, body=data, headers=headers or {})
+        r = c.getresponse()
+        raw = r.read()
+        c.close()
+        return r.status, r.getheader("Content-Type"), raw
+
+    def health(self):
+        status, _, raw = self.request("GET", "/health")
+        assert status == 200, raw
+        return json.loads(raw)
+
+    def wait_idle(self, timeout=10):
+        """Every slot free and nothing queued, within timeout seconds."""
+        deadline = time.time() + timeout
+        while True:
+            h = self.health()
+            if h["slots_processing"] == 0 and h["requests_queued"] == 0:
+                return h
+            if time.time() > deadline:
+                raise AssertionError(f"slots still busy: {h}")
+            time.sleep(0.05)
+
+
+def generate(prompt, n, *extra):
+    """What `bitnet-gpu generate` makes of the prompt: (text, prompt token count)."""
+    r = subprocess.run([CLI, "generate", "-m", MODEL, "-p", prompt, "-n", str(n), "-t", "2", "-c", str(CTX),
+                        "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    return j["text"], len(j["prompt_ids"]), j["stop"]
+
+
+def raw_exchange(port, data, timeout=10):
+    """Sends bytes on a fresh connection and reads until the server closes it."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(data)
+    got = b""
+    try:
+        while chunk := s.recv(65536):
+            got += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    s.close()
+    return got
+
+
+def assert_error(test, status, raw, want_status):
+    test.assertEqual(status, want_status, raw)
+    e = json.loads(raw)["error"]
+    test.assertIsInstance(e["message"], str)
+    test.assertIsInstance(e["type"], str)
+    test.assertIn("code", e)
+
+
+@unittest.skipUnless(os.path.exists(MODEL), f"fixture {MODEL} not found (set BITNET_FIXTURES)")
+class ServeTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server("--parallel", "8", "--timeout", "3")
+        cls.client = openai.OpenAI(base_url=cls.srv.url, api_key="unused", max_retries=0, timeout=120)
+        # References: generate --greedy for each prompt, plain and as a chat message.
+        cls.ref = {(p, chat): generate(p, 12, "--greedy", *(["--chat"] if chat else []))
+                   for p in PROMPTS for chat in (False, True)}
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.srv.stop()
+        if rc != 0:
+            raise AssertionError(f"the server exited {rc}:\n{cls.srv.output()}")
+
+    def tearDown(self):
+        self.srv.wait_idle()  # whatever a test did, no slot is left behind
+
+    # ---- through the openai client ------------------------------------------------
+
+    def complete(self, prompt, stream, **kw):
+        r = self.client.completions.create(model="tiny-a", prompt=prompt, stream=stream,
+                                           **{"max_tokens": 12, "temperature": 0, **kw})
+        if not stream:
+            return r.choices[0].text, r.choices[0].finish_reason, r.usage
+        text, finish, usage = "", None, None
+        for chunk in r:
+            text += chunk.choices[0].text
+            finish = chunk.choices[0].finish_reason or finish
+            usage = chunk.usage or usage
+        return text, finish, usage
+
+    def chat(self, content, stream, **kw):
+        r = self.client.chat.completions.create(model="tiny-a", messages=[{"role": "user", "content": content}],
+                                                stream=stream, **{"max_tokens": 12, "temperature": 0, **kw})
+        if not stream:
+            self.assertEqual(r.choices[0].message.role, "assistant")
+            return r.choices[0].message.content, r.choices[0].finish_reason, r.usage
+        text, finish, usage = "", None, None
+        for chunk in r:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+                finish = chunk.choices[0].finish_reason or finish
+            usage = chunk.usage or usage
+        return text, finish, usage
+
+    def test_greedy_equals_generate(self):
+        for p in PROMPTS:
+            for stream in (False, True):
+                for chat in (False, True):
+                    text, finish, usage = (self.chat if chat else self.complete)(p, stream)
+                    want, n_prompt, stop = self.ref[(p, chat)]
+                    self.assertEqual(text, want, (p, stream, chat))
+                    self.assertEqual(finish, "length" if stop in ("length", "context") else "stop")
+                    self.assertEqual(usage.prompt_tokens, n_prompt)
+                    self.assertEqual(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens)
+
+    def test_seeded_sampling_equals_generate(self):
+        want, _, _ = generate(PROMPTS[1], 12, "--temp", "0.9", "--seed", "1234", "--top-k", "50", "--top-p",
+                              "0.9", "--min-p", "0.02")
+        for stream in (False, True):
+            text, _, _ = self.complete(PROMPTS[1], stream, temperature=0.9, seed=1234, top_p=0.9,
+                                       extra_body={"top_k": 50, "min_p": 0.02})
+            self.assertEqual(text, want)
+
+    def test_stop_strings(self):
+        full, _, _ = self.ref[(PROMPTS[2], False)]
+        stop = full[len(full) // 2:len(full) // 2 + 3]
+        for stream in (False, True):
+            text, finish, _ = self.complete(PROMPTS[2], stream, stop=[stop, "never there"])
+            self.assertEqual(text, full[:full.index(stop)])
+            self.assertEqual(finish, "stop")
+
+    def test_max_tokens_capped_by_the_context(self):
+        text, finish, usage = self.complete(PROMPTS[0], False, max_tokens=100000)
+        self.assertEqual(finish, "length")
+        self.assertEqual(usage.completion_tokens, CTX - usage.prompt_tokens + 1)
+
+    def test_models_and_health(self):
+        self.assertEqual([m.id for m in self.client.models.list()], ["tiny-a.gguf"])
+        h = self.srv.health()
+        self.assertEqual(h["status"], "ok")
+        self.assertEqual(h["slots_total"], 8)
+
+    def test_tokenize_detokenize(self):
+        status, ctype, raw = self.srv.request("POST", "/tokenize", {"content": "Hello world", "with_pieces": True})
+        self.assertEqual((status, ctype), (200, "application/json"))
+        pieces = json.loads(raw)["tokens"]
+        self.assertEqual("".join(p["piece"] for p in pieces), "Hello world")
+        ids = [p["id"] for p in pieces]
+        status, _, raw = self.srv.request("POST", "/tokenize", {"content": "Hello world", "add_special": True})
+        self.assertEqual(json.loads(raw)["tokens"][1:], ids)
+        status, _, raw = self.srv.request("POST", "/detokenize", {"tokens": ids})
+        self.assertEqual(json.loads(raw), {"content": "Hello world"})
+
+    # ---- raw and malformed requests ------------------------------------------------
+
+    def test_bad_requests(self):
+        cases = [
+            ("/v1/completions", b"{not json"),
+            ("/v1/completions", b"[1, 2]"),
+            ("/v1/completions", {"prompt": {"a": 1}}),
+            ("/v1/completions", {"prompt": "x", "temperature": "hot"}),
+            ("/v1/completions", {"prompt": "x", "max_tokens": -1}),
+            ("/v1/completions", {"prompt": "x", "max_tokens": 1.5}),
+            ("/v1/completions", {"prompt": "x", "stream": "yes"}),
+            ("/v1/completions", {"prompt": "x", "stop": 7}),
+            ("/v1/completions", {"prompt": "x", "stop": ["a", 1]}),
+            ("/v1/completions", {"prompt": "x", "n": 2}),
+            ("/v1/completions", {"prompt": "x", "top_k": "many"}),
+            ("/v1/completions", {"prompt": "x", "top_p": 0}),
+            ("/v1/completions", {"prompt": "x", "seed": "s"}),
+            ("/v1/completions", {"prompt": [1, 2, 10 ** 9]}),
+            ("/v1/completions", {"prompt": "hello " * 400}),  # longer than the context
+            ("/v1/chat/completions", {"messages": "hi"}),
+            ("/v1/chat/completions", {"messages": []}),
+            ("/v1/chat/completions", {"messages": [{"role": "robot", "content": "x"}]}),
+            ("/v1/chat/completions", {"messages": [{"content": "x"}]}),
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": 5}]}),
+            ("/tokenize", {"content": 5}),
+            ("/detokenize", {"tokens": ["a"]}),
+            ("/detokenize", {"tokens": [-1]}),
+        ]
+        for path, body in cases:
+            status, ctype, raw = self.srv.request("POST", path, body)
+            assert_error(self, status, raw, 400)
+            self.assertEqual(ctype, "application/json")
+        status, _, raw = self.srv.request("POST", "/v1/completions", {"prompt": "hello " * 400})
+        self.assertEqual(json.loads(raw)["error"]["code"], "context_length_exceeded")
+        assert_error(self, *self.srv.request("GET", "/v1/nothing")[::2], 404)
+        assert_error(self, *self.srv.request("GET", "/v1/completions")[::2], 405)
+
+    def test_huge_bodies(self):
+        # Refused from its Content-Length, before the body is read.
+        s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=10)
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (3 << 20))
+        try:
+            s.sendall(b"x" * (1 << 20))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+        s.close()
+        head, _, body = got.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 413"), got)
+        self.assertEqual(json.loads(body)["error"]["code"], "body_too_large")
+        # Chunked, so no Content-Length to refuse up front: the server hangs up.
+        head = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunk = b"%x\r\n%s\r\n" % (1 << 16, b"y" * (1 << 16))
+        s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=10)
+        s.sendall(head)
+        try:
+            for _ in range(64):  # 4 MiB
+                s.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        s.close()
+        self.assertEqual(self.srv.health()["status"], "ok")
+        # Headers larger than the connection's memory.
+        got = raw_exchange(self.srv.port, b"GET /health HTTP/1.1\r\nX: " + b"h" * 100000 + b"\r\n\r\n")
+        self.assertNotIn(b"200 OK", got)
+
+    def test_slowloris(self):
+        """Partial requests hold no one up, and go after the idle timeout (3 s)."""
+        socks = []
+        for i in range(20):
+            s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=15)
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"pro"
+                      if i % 2 else b"GET /hea")
+            socks.append(s)
+        text, _, _ = self.complete(PROMPTS[0], False)  # served meanwhile
+        self.assertEqual(text, self.ref[(PROMPTS[0], False)][0])
+        t0 = time.time()
+        for s in socks:
+            self.assertIn(s.recv(4096), (b"",))  # closed by the server, nothing answered
+            s.close()
+        self.assertLess(time.time() - t0, 12)
+
+    def test_client_hangs_up(self):
+        """A client that leaves mid-generation frees its slot at once."""
+        body = json.dumps({"prompt": "x", "max_tokens": 250, "temperature": 0}).encode()
+        for stream in (False, True):
+            req = json.dumps({"prompt": "x", "max_tokens": 250, "temperature": 0, "stream": stream}).encode()
+            s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=10)
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(req), req))
+            if stream:
+                self.assertIn(b"200 OK", s.recv(4096))
+            else:
+                time.sleep(0.2)
+            self.assertEqual(self.srv.health()["slots_processing"], 1)
+            s.close()
+            self.srv.wait_idle(timeout=3)
+        # Half a request, then gone: nothing was started.
+        s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=10)
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body),
+                                                                                               body[:10]))
+        s.close()
+
+    # ---- load ---------------------------------------------------------------------
+
+    def test_concurrent_load(self):
+        """32 clients x 8 requests: every answer well-formed, greedy ones equal generate's."""
+        failures, lock = [], threading.Lock()
+
+        def client(k):
+            c = openai.OpenAI(base_url=self.srv.url, api_key="unused", max_retries=0, timeout=300)
+            for i in range(8):
+                p, chat, stream = PROMPTS[(k + i) % len(PROMPTS)], (k + i) % 2 == 1, (k // 2 + i) % 2 == 1
+                try:
+                    if chat:
+                        r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": p}],
+                                                      max_tokens=12, temperature=0, stream=stream)
+                    else:
+                        r = c.completions.create(model="m", prompt=p, max_tokens=12, temperature=0, stream=stream)
+                    if stream:
+                        parts, usage = [], None
+                        for ch in r:
+                            if ch.choices:
+                                parts.append((ch.choices[0].delta.content if chat else ch.choices[0].text) or "")
+                            usage = ch.usage or usage
+                        text = "".join(parts)
+                    else:
+                        text = r.choices[0].message.content if chat else r.choices[0].text
+                        usage = r.usage
+                    want, n_prompt, _ = self.ref[(p, chat)]
+                    if text != want or usage.prompt_tokens != n_prompt:
+                        raise AssertionError(f"{text!r} != {want!r} or {usage}")
+                except Exception as e:  # noqa: BLE001 - collected and reported below
+                    with lock:
+                        failures.append(f"client {k} request {i} ({p!r}, chat={chat}, stream={stream}): {e!r}")
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(32)]
+        t0 = time.time()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(600)
+        self.assertEqual(failures, [])
+        h = self.srv.wait_idle()
+        self.assertEqual(h["slots_idle"], 8)
+        print(f"\n  256 requests from 32 clients in {time.time() - t0:.1f} s", file=sys.stderr)
+
+
+@unittest.skipUnless(os.path.exists(MODEL), f"fixture {MODEL} not found (set BITNET_FIXTURES)")
+class ServeLifecycleTest(unittest.TestCase):
+    def test_api_key(self):
+        srv = Server("--api-key", "s3cret")
+        try:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+                status, _, raw = srv.request("POST", "/v1/completions", {"prompt": "x"}, headers)
+                assert_error(self, status, raw, 401)
+            status, _, _ = srv.request("GET", "/health", None, {"Authorization": "Bearer s3cret"})
+            self.assertEqual(status, 200)
+            c = openai.OpenAI(base_url=srv.url, api_key="s3cret", max_retries=0)
+            self.assertEqual(c.completions.create(model="m", prompt="2+2=", max_tokens=2).usage.completion_tokens, 2)
+            with self.assertRaises(openai.AuthenticationError):
+                openai.OpenAI(base_url=srv.url, api_key="nope", max_retries=0).models.list()
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.output())
+
+    def test_signals_stop_cleanly(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            srv = Server("--parallel", "2")
+            c = openai.OpenAI(base_url=srv.url, api_key="unused", max_retries=0, timeout=60)
+            results = []
+
+            def run(stream):
+                try:
+                    r = c.completions.create(model="m", prompt="x", max_tokens=200, temperature=0, stream=stream)
+                    results.append("".join(ch.choices[0].text for ch in r) if stream else r.choices[0].text)
+                except openai.APIError as e:  # cut off by the shutdown: an error, not a hang
+                    results.append(e)
+
+            threads = [threading.Thread(target=run, args=(s,)) for s in (False, True, False)]
+            for t in threads:
+                t.start()
+            time.sleep(0.3)
+            self.assertEqual(srv.stop(sig), 0, srv.output())
+            for t in threads:
+                t.join(30)
+                self.assertFalse(t.is_alive())
+            self.assertEqual(len(results), 3)
+            self.assertIn("stopped", srv.output())
+            with self.assertRaises(OSError):
+                socket.create_connection(("127.0.0.1", srv.port), timeout=2)
+
+    def test_bad_flags(self):
+        r = subprocess.run([CLI, "serve", "-m", MODEL, "--port", "70000"], stderr=subprocess.PIPE, text=True)
+        self.assertEqual(r.returncode, 2)
+        r = subprocess.run([CLI, "serve", "--port", "1"], stderr=subprocess.PIPE, text=True)
+        self.assertEqual(r.returncode, 2)
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        r = subprocess.run([CLI, "serve", "-m", MODEL, "-c", "64", "--port", str(busy.getsockname()[1])],
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+        busy.close()
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cannot listen", r.stderr)
+
+
+if __name__ == "__main__":
+    if not os.path.exists(MODEL):
+        print(f"SKIP: fixture {MODEL} not found (set BITNET_FIXTURES)")
+        sys.exit(77)
+    unittest.main(verbosity=2)

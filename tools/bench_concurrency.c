@@ -1,0 +1,151 @@
+// bench_concurrency.c - `bitnet-gpu bench --concurrency 1,4,16,64`: aggregate
+// decode throughput of a bn_batch against the number of streams it runs at once
+// (what `serve --parallel N` does, without HTTP). For each count C and backend,
+// C greedy requests of the same prompt and -n tokens go into one batch and run
+// to the end; the prefill steps (until every stream has its first token) are
+// timed apart from the decode steps, and the aggregate rate is the decode
+// tokens of all streams over the decode time. Throughput saturates where one
+// step's cost stops being the weights' read and becomes the arithmetic: the
+// report names the smallest C within 10% of the best rate.
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_concurrency.h"
+#include "clock.h"
+
+#define MAX_COUNTS 16
+#define SATURATED 0.9 // within 10% of the best rate
+
+typedef struct point {
+    int streams;
+    bool ran;
+    char note[320];
+    double prefill_ms, decode_ms, tok_s, ms_per_step;
+    int decode_tokens, steps;
+} point;
+
+// "1,4,16,64" -> counts; 0, or prints the error and returns 2.
+static int parse_counts(const char *s, int *counts, int *n) {
+    *n = 0;
+    for (const char *p = s; *p;) {
+        char *end;
+        const long c = strtol(p, &end, 10);
+        if (end == p || c < 1 || c > 1024 || *n == MAX_COUNTS || (*end && *end != ',')) {
+            fprintf(stderr, "error: --concurrency expects up to %d counts in 1..1024, like 1,4,16,64 (got '%s')\n",
+                    MAX_COUNTS, s);
+            return 2;
+        }
+        counts[(*n)++] = (int)c;
+        p = *end ? end + 1 : end;
+    }
+    if (*n) return 0;
+    fprintf(stderr, "error: --concurrency needs at least one count\n");
+    return 2;
+}
+
+static void run_point(bn_engine *e, const bn_run_flags *f, const char *backend, const int32_t *prompt,
+                      size_t n_prompt, point *pt) {
+    bn_batch_params bp = {.session = f->session, .n_slots = pt->streams};
+    bp.session.backend = backend;
+    // A context just long enough keeps the KV cache of many streams small.
+    if (!bp.session.n_ctx) bp.session.n_ctx = (int)n_prompt + f->n_predict + 1;
+    bn_batch *b;
+    bn_error err;
+    if (bn_batch_create(e, &bp, &b, &err)) {
+        snprintf(pt->note, sizeof pt->note, "skipped: %.280s", err.msg);
+        return;
+    }
+    const bn_request r = {.prompt = prompt, .n_prompt = n_prompt, .max_tokens = f->n_predict,
+                          .sampling = bn_sampling_greedy()};
+    for (int i = 0; i < pt->streams; i++)
+        if (bn_batch_add(b, &r, &err) < 0) goto fail;
+    int started = 0, done = 0;
+    const double t0 = bn_now_ms();
+    double t_first = t0;
+    while (done < pt->streams) {
+        const bn_batch_event *ev;
+        int n;
+        const bool decoding = started == pt->streams; // every stream past its prompt
+        if (bn_batch_step(b, &ev, &n, &err)) goto fail;
+        pt->steps += decoding;
+        for (int i = 0; i < n; i++) {
+            if (ev[i].n_gen == 1 && ++started == pt->streams) t_first = bn_now_ms();
+            pt->decode_tokens += decoding;
+            if (ev[i].done) bn_batch_remove(b, ev[i].slot), done++;
+        }
+    }
+    pt->prefill_ms = t_first - t0;
+    pt->decode_ms = bn_now_ms() - t_first;
+    pt->tok_s = pt->decode_ms > 0 ? 1e3 * pt->decode_tokens / pt->decode_ms : 0;
+    pt->ms_per_step = pt->steps ? pt->decode_ms / pt->steps : 0;
+    pt->ran = true;
+    snprintf(pt->note, sizeof pt->note, "%s", bn_batch_backend_note(b));
+    bn_batch_free(b);
+    return;
+fail:
+    snprintf(pt->note, sizeof pt->note, "failed: %.280s", err.msg);
+    bn_batch_free(b);
+}
+
+// The smallest count within SATURATED of the best rate; 0 when none ran.
+static int saturation(const point *pts, int n) {
+    double best = 0;
+    for (int i = 0; i < n; i++)
+        if (pts[i].ran && pts[i].tok_s > best) best = pts[i].tok_s;
+    for (int i = 0; i < n; i++)
+        if (pts[i].ran && pts[i].tok_s >= SATURATED * best) return pts[i].streams;
+    return 0;
+}
+
+int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const int32_t *prompt, size_t n_prompt) {
+    int counts[MAX_COUNTS], n_counts;
+    if (parse_counts(f->concurrency, counts, &n_counts)) return 2;
+    const char *backends[] = {"cpu", "cuda"};
+    FILE *out = f->json ? stderr : stdout; // --json: stdout is the JSON document alone
+    cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "concurrency");
+    bool any = false;
+    fprintf(out, "bench --concurrency: %s, prompt \"%s\" (%zu tokens), %d greedy tokens per stream\n",
+            f->model, f->prompt, n_prompt, f->n_predict);
+    fprintf(out, "%-8s %8s %12s %12s %13s %12s\n", "backend", "streams", "prefill ms", "decode ms",
+            "ms/step", "tok/s (all)");
+    for (size_t k = 0; k < sizeof backends / sizeof backends[0]; k++) {
+        point pts[MAX_COUNTS] = {{0}};
+        for (int i = 0; i < n_counts; i++) {
+            pts[i].streams = counts[i];
+            run_point(e, f, backends[k], prompt, n_prompt, &pts[i]);
+            if (!pts[i].ran) {
+                fprintf(out, "%-8s %8d %s\n", backends[k], counts[i], pts[i].note);
+                if (i == 0) break; // the backend cannot run here
+                continue;
+            }
+            any = true;
+            fprintf(out, "%-8s %8d %12.1f %12.1f %13.2f %12.1f\n", backends[k], counts[i], pts[i].prefill_ms,
+                    pts[i].decode_ms, pts[i].ms_per_step, pts[i].tok_s);
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "backend", backends[k]);
+            cJSON_AddNumberToObject(o, "streams", counts[i]);
+            cJSON_AddNumberToObject(o, "prefill_ms", pts[i].prefill_ms);
+            cJSON_AddNumberToObject(o, "decode_ms", pts[i].decode_ms);
+            cJSON_AddNumberToObject(o, "decode_tokens", pts[i].decode_tokens);
+            cJSON_AddNumberToObject(o, "ms_per_step", pts[i].ms_per_step);
+            cJSON_AddNumberToObject(o, "tokens_per_s", pts[i].tok_s);
+            cJSON_AddItemToArray(arr, o);
+        }
+        const int sat = saturation(pts, n_counts);
+        if (sat) {
+            fprintf(out, "%s: aggregate decode saturates at %d streams (the first within 10%% of the best)\n",
+                    backends[k], sat);
+            cJSON_AddNumberToObject(cJSON_AddObjectToObject(doc, backends[k]), "saturates_at", sat);
+        }
+    }
+    if (f->json) {
+        char *s = cJSON_Print(doc);
+        if (s) puts(s);
+        free(s);
+    }
+    cJSON_Delete(doc);
+    if (!any) fprintf(stderr, "error: no backend could run\n");
+    return any ? 0 : 1;
+}

@@ -1,0 +1,386 @@
+// serve_api.c - the endpoints (serve_api.h): check the request's JSON, build the
+// prompt and sampling parameters, start the job. Replies are built in
+// serve_reply.c. Every field is type-checked; a bad one is a 400 that names it.
+#include "serve_api.h"
+
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "serve_reply.h"
+
+#define MAX_STOP 16 // stop strings per request (OpenAI allows 4)
+
+// A request's error: the reply's status and OpenAI error body.
+static void reply_error(bn_api_reply *r, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void reply_error(bn_api_reply *r, int status, const char *code, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->status = status;
+    r->body = bn_api_error_json(status, msg, code);
+}
+
+static void reply_json(bn_api_reply *r, cJSON *o) {
+    r->status = 200;
+    r->body = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!r->body) reply_error(r, 500, NULL, "out of memory");
+}
+
+// ---- typed fields: absent is fine (the default stays), a wrong type is not ----
+
+typedef struct fields {
+    const cJSON *o;
+    bn_api_reply *r;
+    bool bad; // a reply_error has been set
+} fields;
+
+static bool fail(fields *f, const char *fmt, const char *key) {
+    if (!f->bad) reply_error(f->r, 400, "invalid_value", fmt, key);
+    f->bad = true;
+    return false;
+}
+
+static const cJSON *field(fields *f, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(f->o, key);
+    return v && !cJSON_IsNull(v) ? v : NULL;
+}
+
+static bool get_number(fields *f, const char *key, double lo, double hi, float *out) {
+    const cJSON *v = field(f, key);
+    if (!v) return true;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi) {
+        char fmt[96];
+        snprintf(fmt, sizeof fmt, "'%%s' must be a number in [%g, %g]", lo, hi);
+        return fail(f, fmt, key);
+    }
+    *out = (float)v->valuedouble;
+    return true;
+}
+
+static bool get_int(fields *f, const char *key, double lo, double hi, double *out) {
+    const cJSON *v = field(f, key);
+    if (!v) return true;
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
+        v->valuedouble > hi) {
+        char fmt[96];
+        snprintf(fmt, sizeof fmt, "'%%s' must be an integer in [%.0f, %.0f]", lo, hi);
+        return fail(f, fmt, key);
+    }
+    *out = v->valuedouble;
+    return true;
+}
+
+static bool get_bool(fields *f, const char *key, bool *out) {
+    const cJSON *v = field(f, key);
+    if (!v) return true;
+    if (!cJSON_IsBool(v)) return fail(f, "'%s' must be true or false", key);
+    *out = cJSON_IsTrue(v);
+    return true;
+}
+
+// The body as a JSON object, or a 400.
+static cJSON *parse_object(const char *body, size_t len, bn_api_reply *r) {
+    cJSON *o = cJSON_ParseWithLength(body, len);
+    if (!o) reply_error(r, 400, "invalid_json", "the body is not valid JSON");
+    else if (!cJSON_IsObject(o)) reply_error(r, 400, "invalid_json", "the body must be a JSON object");
+    if (o && r->status) cJSON_Delete(o), o = NULL;
+    return o;
+}
+
+// ---- generation requests --------------------------------------------------------
+
+// A seed for a request that gives none, so that two requests differ.
+static uint64_t fresh_seed(void) {
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static uint64_t counter;
+    pthread_mutex_lock(&mu);
+    uint64_t c = ++counter;
+    pthread_mutex_unlock(&mu);
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (uint64_t)t.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)t.tv_sec ^ c << 32;
+}
+
+static bool get_stop(fields *f, bn_job_params *p) {
+    const cJSON *v = field(f, "stop");
+    if (!v) return true;
+    const int n = cJSON_IsString(v) ? 1 : cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
+    if (n < 0 || n > MAX_STOP) return fail(f, "'%s' must be a string or an array of at most 16 strings", "stop");
+    if (!(p->stop = calloc((size_t)n + 1, sizeof *p->stop))) return fail(f, "out of memory (%s)", "stop");
+    for (int i = 0; i < n; i++) {
+        const cJSON *s = cJSON_IsString(v) ? v : cJSON_GetArrayItem(v, i);
+        if (!cJSON_IsString(s)) return fail(f, "'%s' must be a string or an array of strings", "stop");
+        if (!(p->stop[p->n_stop++] = strdup(s->valuestring))) return fail(f, "out of memory (%s)", "stop");
+    }
+    return true;
+}
+
+// The fields both endpoints share: sampling, limits, stream, n.
+static bool get_params(fields *f, bn_job_params *p, bool *stream, int default_max) {
+    bn_sampling *sp = &p->sampling;
+    *sp = bn_sampling_default();
+    sp->seed = fresh_seed();
+    double seed = -1, n = 1, max_tokens = default_max, top_k = sp->top_k;
+    get_number(f, "temperature", 0, 100, &sp->temperature);
+    get_number(f, "top_p", 0, 1, &sp->top_p);
+    get_number(f, "min_p", 0, 1, &sp->min_p);
+    get_number(f, "repeat_penalty", 0.01, 100, &sp->repeat_penalty);
+    get_int(f, "top_k", 0, INT_MAX, &top_k);
+    get_int(f, "seed", -1, 9007199254740992.0, &seed); // JSON numbers are exact up to 2^53
+    get_int(f, "n", 1, 1, &n);
+    get_int(f, "max_tokens", 1, INT_MAX, &max_tokens);
+    get_int(f, "max_completion_tokens", 1, INT_MAX, &max_tokens);
+    get_bool(f, "stream", stream);
+    get_stop(f, p);
+    if (f->bad) return false;
+    if (sp->top_p <= 0) return fail(f, "'%s' must be in (0, 1]", "top_p");
+    if (sp->min_p >= 1) return fail(f, "'%s' must be in [0, 1)", "min_p");
+    sp->top_k = (int)top_k;
+    if (seed >= 0) sp->seed = (uint64_t)seed;
+    p->max_tokens = (int)max_tokens;
+    return true;
+}
+
+// The text of a chat message: a string, or an array of {"type": "text", "text"} parts.
+static char *message_text(const cJSON *content, bool *ok) {
+    *ok = true;
+    if (!content || cJSON_IsNull(content)) return strdup("");
+    if (cJSON_IsString(content)) return strdup(content->valuestring);
+    size_t len = 0;
+    const cJSON *part;
+    *ok = cJSON_IsArray(content);
+    cJSON_ArrayForEach(part, content) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsString(t)) *ok = false;
+        else len += strlen(t->valuestring);
+    }
+    char *s = *ok ? malloc(len + 1) : NULL;
+    if (!s) return NULL;
+    s[0] = 0;
+    cJSON_ArrayForEach(part, content) strcat(s, cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring);
+    return s;
+}
+
+// messages -> the 2B-4T chat prompt's ids.
+static bool chat_prompt(const bn_api *a, fields *f, bn_job_params *p) {
+    const cJSON *msgs = field(f, "messages");
+    const int n = cJSON_IsArray(msgs) ? cJSON_GetArraySize(msgs) : 0;
+    if (n < 1) return fail(f, "'%s' must be a non-empty array of messages", "messages");
+    bn_chat_message *m = calloc((size_t)n, sizeof *m);
+    char **texts = calloc((size_t)n, sizeof *texts);
+    bool ok = m && texts;
+    for (int i = 0; ok && i < n; i++) {
+        const cJSON *msg = cJSON_GetArrayItem(msgs, i);
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
+        if (!cJSON_IsObject(msg) || !cJSON_IsString(role)) {
+            ok = fail(f, "each of '%s' must be an object with a string 'role'", "messages");
+            break;
+        }
+        texts[i] = message_text(cJSON_GetObjectItemCaseSensitive(msg, "content"), &ok);
+        if (!ok || !texts[i]) {
+            ok = fail(f, "a message's 'content' must be a string or an array of text parts (%s)", "messages");
+            break;
+        }
+        // OpenAI's newer name for the system role.
+        m[i].role = !strcmp(role->valuestring, "developer") ? "system" : role->valuestring;
+        m[i].content = texts[i];
+    }
+    bn_error err;
+    if (ok && bn_engine_chat_prompt(a->engine, m, (size_t)n, &p->prompt, &p->n_prompt, &err)) {
+        reply_error(f->r, 400, "invalid_value", "%s", err.msg);
+        ok = false, f->bad = true;
+    }
+    for (int i = 0; texts && i < n; i++) free(texts[i]);
+    free(texts);
+    free(m);
+    return ok;
+}
+
+// prompt: a string (tokenized as `generate -p` does: BOS, no special tokens
+// parsed), an array holding one string, or an array of token ids.
+static bool completion_prompt(const bn_api *a, fields *f, bn_job_params *p) {
+    const cJSON *v = field(f, "prompt");
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1 && cJSON_IsString(cJSON_GetArrayItem(v, 0)))
+        v = cJSON_GetArrayItem(v, 0);
+    bn_error err;
+    if (cJSON_IsString(v)) {
+        if (!bn_engine_tokenize(a->engine, v->valuestring, bn_engine_add_bos(a->engine), false,
+                                &p->prompt, &p->n_prompt, &err))
+            return true;
+        reply_error(f->r, 400, "invalid_value", "%s", err.msg);
+        return f->bad = true, false;
+    }
+    const int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+    const int n_vocab = bn_engine_info(a->engine).n_vocab;
+    if (n < 1 || !(p->prompt = malloc((size_t)n * sizeof *p->prompt)))
+        return fail(f, "'%s' must be a string or an array of token ids (n = 1 only)", "prompt");
+    const cJSON *id;
+    cJSON_ArrayForEach(id, v) {
+        if (!cJSON_IsNumber(id) || id->valuedouble != floor(id->valuedouble) || id->valuedouble < 0 ||
+            id->valuedouble >= n_vocab)
+            return fail(f, "'%s' must be a string or an array of token ids in the vocabulary", "prompt");
+        p->prompt[p->n_prompt++] = (int32_t)id->valuedouble;
+    }
+    return true;
+}
+
+static void free_params(bn_job_params *p) {
+    free(p->prompt);
+    for (size_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
+    free(p->stop);
+    *p = (bn_job_params){0};
+}
+
+static void generate(const bn_api *a, const char *body, size_t len, bool chat, bn_api_reply *r) {
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static unsigned long serial;
+    cJSON *o = parse_object(body, len, r);
+    if (!o) return;
+    fields f = {o, r, false};
+    bn_job_params p = {0};
+    // OpenAI's defaults: a completion stops after 16 tokens, a chat reply at its end.
+    bool ok = get_params(&f, &p, &r->stream, chat ? 0 : 16) &&
+              (chat ? chat_prompt(a, &f, &p) : completion_prompt(a, &f, &p));
+    cJSON_Delete(o);
+    if (!ok) {
+        free_params(&p);
+        return;
+    }
+    if (p.n_prompt > (size_t)a->n_ctx) {
+        reply_error(r, 400, "context_length_exceeded",
+                    "the prompt is %zu tokens, more than the context of %d tokens", p.n_prompt, a->n_ctx);
+        free_params(&p);
+        return;
+    }
+    // The context caps max_tokens: with C positions a prompt of n gives C - n + 1.
+    const int room = a->n_ctx - (int)p.n_prompt + 1;
+    if (p.max_tokens <= 0 || p.max_tokens > room) p.max_tokens = room;
+    pthread_mutex_lock(&mu);
+    const unsigned long id = ++serial;
+    pthread_mutex_unlock(&mu);
+    snprintf(r->id, sizeof r->id, "%s-%lx%06lu", chat ? "chatcmpl" : "cmpl", (unsigned long)a->created, id);
+    r->chat = chat;
+    r->created = (long)time(NULL);
+    if (!(r->job = bn_sched_submit(a->sched, &p)))
+        reply_error(r, 503, "unavailable", "the server is shutting down");
+}
+
+// ---- the other endpoints ----------------------------------------------------------
+
+static void models(const bn_api *a, bn_api_reply *r) {
+    cJSON *o = cJSON_CreateObject(), *data = cJSON_AddArrayToObject(o, "data"), *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON_AddStringToObject(m, "id", a->model_id);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)a->created);
+    cJSON_AddStringToObject(m, "owned_by", "bitnet-gpu");
+    cJSON_AddItemToArray(data, m);
+    reply_json(r, o);
+}
+
+// llama.cpp's /health, plus the slot counts (a slot that leaked would show here).
+static void health(const bn_api *a, bn_api_reply *r) {
+    int slots, busy, queued;
+    bn_sched_counts(a->sched, &slots, &busy, &queued);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "ok");
+    cJSON_AddNumberToObject(o, "slots_total", slots);
+    cJSON_AddNumberToObject(o, "slots_idle", slots - busy);
+    cJSON_AddNumberToObject(o, "slots_processing", busy);
+    cJSON_AddNumberToObject(o, "requests_queued", queued);
+    reply_json(r, o);
+}
+
+// llama.cpp's /tokenize: {"content", "add_special", "parse_special", "with_pieces"}.
+static void tokenize(const bn_api *a, const char *body, size_t len, bn_api_reply *r) {
+    cJSON *o = parse_object(body, len, r);
+    if (!o) return;
+    fields f = {o, r, false};
+    const cJSON *content = field(&f, "content");
+    bool add_special = false, parse_special = true, pieces = false;
+    if (!cJSON_IsString(content)) fail(&f, "'%s' must be a string", "content");
+    get_bool(&f, "add_special", &add_special);
+    get_bool(&f, "parse_special", &parse_special);
+    get_bool(&f, "with_pieces", &pieces);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    bn_error err;
+    if (!f.bad && bn_engine_tokenize(a->engine, content->valuestring, add_special, parse_special, &ids, &n, &err))
+        reply_error(r, 400, "invalid_value", "%s", err.msg), f.bad = true;
+    cJSON_Delete(o);
+    if (f.bad) return;
+    cJSON *out = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(out, "tokens");
+    for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, pieces ? bn_piece_json(a->engine, ids[i])
+                                                                     : cJSON_CreateNumber(ids[i]));
+    free(ids);
+    reply_json(r, out);
+}
+
+// llama.cpp's /detokenize: {"tokens": [ids]} -> {"content"}.
+static void detokenize(const bn_api *a, const char *body, size_t len, bn_api_reply *r) {
+    cJSON *o = parse_object(body, len, r);
+    if (!o) return;
+    const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(o, "tokens"), *id;
+    const int n_vocab = bn_engine_info(a->engine).n_vocab;
+    size_t total = 0;
+    bool ok = cJSON_IsArray(tokens);
+    cJSON_ArrayForEach(id, tokens) {
+        size_t n = 0;
+        ok = ok && cJSON_IsNumber(id) && id->valuedouble == floor(id->valuedouble) && id->valuedouble >= 0 &&
+             id->valuedouble < n_vocab && bn_engine_token_bytes(a->engine, (int32_t)id->valuedouble, &n);
+        total += n;
+    }
+    char *text = ok ? malloc(total + 1) : NULL;
+    if (!ok || !text) {
+        cJSON_Delete(o);
+        free(text);
+        reply_error(r, 400, "invalid_value", "'tokens' must be an array of token ids in the vocabulary");
+        return;
+    }
+    size_t len_text = 0;
+    cJSON_ArrayForEach(id, tokens) {
+        size_t n;
+        const char *b = bn_engine_token_bytes(a->engine, (int32_t)id->valuedouble, &n);
+        memcpy(text + len_text, b, n);
+        len_text += n;
+    }
+    cJSON_Delete(o);
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddItemToObject(out, "content", bn_text_json(text, len_text));
+    free(text);
+    reply_json(r, out);
+}
+
+void bn_api_handle(const bn_api *a, const char *method, const char *path, const char *body,
+                   size_t len, bn_api_reply *r) {
+    *r = (bn_api_reply){0};
+    static const struct {
+        const char *path, *method;
+    } routes[] = {{"/v1/chat/completions", "POST"}, {"/v1/completions", "POST"}, {"/v1/models", "GET"},
+                  {"/health", "GET"}, {"/tokenize", "POST"}, {"/detokenize", "POST"}};
+    size_t i = 0;
+    while (i < sizeof routes / sizeof routes[0] && strcmp(routes[i].path, path)) i++;
+    if (i == sizeof routes / sizeof routes[0])
+        return reply_error(r, 404, "not_found", "no endpoint %.200s", path);
+    if (strcmp(routes[i].method, method))
+        return reply_error(r, 405, "method_not_allowed", "%.200s takes %s", path, routes[i].method);
+    switch (i) {
+    case 0: generate(a, body, len, true, r); break;
+    case 1: generate(a, body, len, false, r); break;
+    case 2: models(a, r); break;
+    case 3: health(a, r); break;
+    case 4: tokenize(a, body, len, r); break;
+    default: detokenize(a, body, len, r); break;
+    }
+}

@@ -1,0 +1,51 @@
+// serve_api.h - the server's endpoints as JSON in, JSON out, with no HTTP in
+// sight: OpenAI's /v1/chat/completions, /v1/completions and /v1/models,
+// llama.cpp's /health, /tokenize and /detokenize. serve_http.c calls these.
+#ifndef BN_SERVE_API_H
+#define BN_SERVE_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "bitnet.h"
+#include "serve_sched.h"
+
+typedef struct bn_api {
+    bn_engine *engine;
+    bn_sched *sched;
+    const char *model_id; // what /v1/models lists and responses name
+    int n_ctx;            // per slot
+    long created;         // when the server started (unix seconds)
+} bn_api;
+
+// An endpoint's answer: a complete reply (status, JSON body), or a generation
+// that runs as a job, streamed as server-sent events or answered when done.
+typedef struct bn_api_reply {
+    int status;  // 0 while a job runs
+    char *body;  // malloc'd JSON
+    bn_job *job; // the generation, with a reference for the caller
+    bool stream, chat;
+    char id[40]; // "chatcmpl-..." or "cmpl-..."
+    long created;
+} bn_api_reply;
+
+// method and path route the request; body is the request body (len bytes, NUL
+// after them). Fills r; never fails (an error is a reply with its status).
+void bn_api_handle(const bn_api *a, const char *method, const char *path, const char *body,
+                   size_t len, bn_api_reply *r);
+
+// OpenAI's error object {"error": {"message", "type", "param", "code"}}.
+char *bn_api_error_json(int status, const char *message, const char *code);
+
+// The finished job's reply (status and body into r): the completion object, or
+// the error the job ended with.
+void bn_api_finish(const bn_api *a, bn_api_reply *r, const char *text, size_t len,
+                   const bn_job_state *st);
+
+// One server-sent event "data: {...}\n\n" for text generated since the last
+// one; with st->done the last chunk (finish_reason, usage) and "data: [DONE]".
+// first: the chat stream's opening chunk (role "assistant"). malloc'd.
+char *bn_api_event(const bn_api *a, const bn_api_reply *r, const char *text, size_t len,
+                   const bn_job_state *st, bool first);
+
+#endif

@@ -1,0 +1,164 @@
+// serve_reply.c - the JSON the server answers with (serve_reply.h): OpenAI's
+// completion and chat.completion objects, their stream chunks, error objects.
+#include "serve_reply.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+cJSON *bn_text_json(const char *text, size_t len) {
+    char *s = malloc(3 * len + 1); // a bad byte (1) becomes U+FFFD (3)
+    if (!s) return cJSON_CreateString("");
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        const size_t n = bn_utf8_char_len(text + i, len - i);
+        if (n && text[i]) {
+            memcpy(s + o, text + i, n);
+            o += n, i += n;
+        } else {
+            memcpy(s + o, "\xEF\xBF\xBD", 3);
+            o += 3, i++;
+        }
+    }
+    s[o] = 0;
+    cJSON *j = cJSON_CreateString(s);
+    free(s);
+    return j;
+}
+
+cJSON *bn_piece_json(const bn_engine *e, int32_t id) {
+    size_t n = 0;
+    const char *b = bn_engine_token_bytes(e, id, &n);
+    bool valid = b != NULL;
+    for (size_t i = 0, c; valid && i < n; i += c) valid = (c = bn_utf8_char_len(b + i, n - i)) && b[i];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", id);
+    if (valid) {
+        cJSON_AddItemToObject(o, "piece", bn_text_json(b, n));
+    } else {
+        cJSON *bytes = cJSON_AddArrayToObject(o, "piece");
+        for (size_t i = 0; b && i < n; i++) cJSON_AddItemToArray(bytes, cJSON_CreateNumber((unsigned char)b[i]));
+    }
+    return o;
+}
+
+static const char *error_type(int status) {
+    switch (status) {
+    case 400: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 404: return "not_found_error";
+    case 413: return "invalid_request_error";
+    case 503: return "unavailable_error";
+    default: return status >= 500 ? "server_error" : "invalid_request_error";
+    }
+}
+
+static cJSON *error_object(int status, const char *message, const char *code) {
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "message", message);
+    cJSON_AddStringToObject(e, "type", error_type(status));
+    cJSON_AddNullToObject(e, "param");
+    if (code) cJSON_AddStringToObject(e, "code", code);
+    else cJSON_AddNullToObject(e, "code");
+    return o;
+}
+
+static char *print(cJSON *o) {
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+char *bn_api_error_json(int status, const char *message, const char *code) {
+    return print(error_object(status, message, code));
+}
+
+static const char *finish_reason(bn_stop stop) {
+    return stop == BN_STOP_EOG || stop == BN_STOP_STRING ? "stop" : "length";
+}
+
+static void add_usage(cJSON *o, const bn_job_state *st) {
+    cJSON *u = cJSON_AddObjectToObject(o, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", st->n_prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", st->n_gen);
+    cJSON_AddNumberToObject(u, "total_tokens", st->n_prompt + st->n_gen);
+}
+
+// The object's frame, with one choice (index 0) returned for the caller to fill.
+static cJSON *frame(const bn_api *a, const bn_api_reply *r, const char *object, cJSON **choice) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", r->id);
+    cJSON_AddStringToObject(o, "object", object);
+    cJSON_AddNumberToObject(o, "created", (double)r->created);
+    cJSON_AddStringToObject(o, "model", a->model_id);
+    *choice = cJSON_CreateObject();
+    cJSON_AddNumberToObject(*choice, "index", 0);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), *choice);
+    return o;
+}
+
+void bn_api_finish(const bn_api *a, bn_api_reply *r, const char *text, size_t len,
+                   const bn_job_state *st) {
+    if (st->error[0]) {
+        r->status = st->status;
+        r->body = bn_api_error_json(st->status, st->error, NULL);
+        return;
+    }
+    cJSON *choice, *o = frame(a, r, r->chat ? "chat.completion" : "text_completion", &choice);
+    if (r->chat) {
+        cJSON *m = cJSON_AddObjectToObject(choice, "message");
+        cJSON_AddStringToObject(m, "role", "assistant");
+        cJSON_AddItemToObject(m, "content", bn_text_json(text, len));
+    } else {
+        cJSON_AddItemToObject(choice, "text", bn_text_json(text, len));
+    }
+    cJSON_AddNullToObject(choice, "logprobs");
+    cJSON_AddStringToObject(choice, "finish_reason", finish_reason(st->stop));
+    add_usage(o, st);
+    r->status = 200;
+    r->body = print(o);
+}
+
+// Appends "data: JSON\n\n" for o (deleted) to *out (*len bytes used, *cap).
+static void add_event(char **out, size_t *len, cJSON *o, const char *raw) {
+    char *json = o ? print(o) : NULL;
+    const char *data = json ? json : raw;
+    const size_t n = strlen(data);
+    char *grown = realloc(*out, *len + n + 9);
+    if (grown) {
+        *out = grown;
+        *len += (size_t)sprintf(*out + *len, "data: %s\n\n", data);
+    }
+    free(json);
+}
+
+// A stream chunk: a chat delta {role?, content?} or a completion's text piece.
+static cJSON *chunk(const bn_api *a, const bn_api_reply *r, const char *text, size_t len, bool role,
+                    const bn_job_state *last) {
+    cJSON *choice, *o = frame(a, r, r->chat ? "chat.completion.chunk" : "text_completion", &choice);
+    if (r->chat) {
+        cJSON *d = cJSON_AddObjectToObject(choice, "delta");
+        if (role) cJSON_AddStringToObject(d, "role", "assistant");
+        if (text) cJSON_AddItemToObject(d, "content", bn_text_json(text, len));
+    } else {
+        cJSON_AddItemToObject(choice, "text", bn_text_json(text ? text : "", text ? len : 0));
+    }
+    cJSON_AddNullToObject(choice, "logprobs");
+    if (last) cJSON_AddStringToObject(choice, "finish_reason", finish_reason(last->stop));
+    else cJSON_AddNullToObject(choice, "finish_reason");
+    if (last) add_usage(o, last);
+    return o;
+}
+
+char *bn_api_event(const bn_api *a, const bn_api_reply *r, const char *text, size_t len,
+                   const bn_job_state *st, bool first) {
+    char *out = calloc(1, 1);
+    size_t n = 0;
+    if (!out) return NULL;
+    if (first && r->chat) add_event(&out, &n, chunk(a, r, "", 0, true, NULL), NULL);
+    if (len) add_event(&out, &n, chunk(a, r, text, len, false, NULL), NULL);
+    if (st->done && st->error[0]) add_event(&out, &n, error_object(st->status, st->error, NULL), NULL);
+    else if (st->done) add_event(&out, &n, chunk(a, r, NULL, 0, false, st), NULL);
+    if (st->done) add_event(&out, &n, NULL, "[DONE]");
+    return out;
+}

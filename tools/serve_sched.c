@@ -1,0 +1,288 @@
+// serve_sched.c - the scheduler thread (serve_sched.h).
+//
+// Between two steps, with the mutex held, it frees the slots of cancelled jobs,
+// moves queued jobs into free slots, and sleeps when nothing is active. The step
+// itself runs without the mutex, so handlers can queue, cancel and read while
+// the forward pass runs; only this thread touches the batch.
+#include "serve_sched.h"
+
+#include "error.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct bn_job {
+    bn_sched *s;
+    bn_job_params p;
+    pthread_cond_t cond; // new text, or the end
+    int refs;            // the submitter's, and the scheduler's until the job ends
+    int slot;            // -1 while queued
+    bool cancelled;
+    bn_job_state st;
+    char *text; // produced and not yet taken by bn_job_wait
+    size_t len, cap;
+    bn_job *next; // the queue
+};
+
+struct bn_sched {
+    bn_batch *b;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t wake; // the scheduler's: a job came, was cancelled, or stop
+    bn_job *head, *tail; // waiting for a slot
+    int n_queued, n_busy;
+    bn_job **slot_job; // [n_slots]
+    bool stopping;
+    struct timespec deadline; // stopping: running jobs end by then
+};
+
+static void free_job(bn_job *j) {
+    free(j->p.prompt);
+    for (size_t i = 0; i < j->p.n_stop; i++) free(j->p.stop[i]);
+    free(j->p.stop);
+    free(j->text);
+    pthread_cond_destroy(&j->cond);
+    free(j);
+}
+
+// Drops one reference; the mutex is held.
+static void unref(bn_job *j) {
+    if (--j->refs == 0) free_job(j);
+}
+
+// Ends a job (the mutex is held): status 0 is success, else the error.
+static void finish(bn_sched *s, bn_job *j, bn_stop stop, int status, const char *msg) {
+    if (j->slot >= 0) {
+        bn_batch_remove(s->b, j->slot);
+        s->slot_job[j->slot] = NULL;
+        s->n_busy--;
+        j->slot = -1;
+    }
+    j->st.done = true;
+    j->st.stop = stop;
+    if (status) {
+        j->st.status = status;
+        snprintf(j->st.error, sizeof j->st.error, "%.500s", msg);
+    }
+    pthread_cond_signal(&j->cond);
+    unref(j);
+}
+
+static void append(bn_job *j, const char *text, size_t n) {
+    if (j->len + n > j->cap) {
+        size_t cap = 2 * (j->len + n) + 64;
+        char *t = realloc(j->text, cap);
+        if (!t) return; // the text is lost, the counts stay right
+        j->text = t;
+        j->cap = cap;
+    }
+    memcpy(j->text + j->len, text, n);
+    j->len += n;
+}
+
+static bool past(const struct timespec *t) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+static const char *why_ended(const bn_job *j) {
+    return j->cancelled ? "the request was cancelled" : "the server is shutting down";
+}
+
+// Between steps: cancelled and (when stopping) late jobs leave, queued ones enter.
+static void between_steps(bn_sched *s) {
+    const int n_slots = bn_batch_n_slots(s->b);
+    const bool late = s->stopping && past(&s->deadline);
+    for (int k = 0; k < n_slots; k++) {
+        bn_job *j = s->slot_job[k];
+        if (j && (j->cancelled || late)) finish(s, j, BN_STOP_CALLER, 503, why_ended(j));
+    }
+    while (s->head && (s->stopping || s->head->cancelled || s->n_busy < n_slots)) {
+        bn_job *j = s->head;
+        if (!(s->head = j->next)) s->tail = NULL;
+        s->n_queued--;
+        if (s->stopping || j->cancelled) {
+            finish(s, j, BN_STOP_CALLER, 503, why_ended(j));
+            continue;
+        }
+        const bn_request r = {.prompt = j->p.prompt, .n_prompt = j->p.n_prompt,
+                              .max_tokens = j->p.max_tokens, .sampling = j->p.sampling,
+                              .stop = (const char *const *)j->p.stop, .n_stop = j->p.n_stop};
+        bn_error err;
+        const int slot = bn_batch_add(s->b, &r, &err);
+        if (slot < 0) {
+            finish(s, j, BN_STOP_CALLER, 400, err.msg);
+            continue;
+        }
+        j->slot = slot;
+        s->slot_job[slot] = j;
+        s->n_busy++;
+    }
+}
+
+static void after_step(bn_sched *s, const bn_batch_event *ev, int n) {
+    for (int i = 0; i < n; i++) {
+        bn_job *j = s->slot_job[ev[i].slot];
+        append(j, ev[i].text, ev[i].len);
+        j->st.n_prompt = ev[i].n_prompt;
+        j->st.n_gen = ev[i].n_gen;
+        if (ev[i].done) finish(s, j, ev[i].stop, 0, NULL);
+        else pthread_cond_signal(&j->cond);
+    }
+}
+
+static void *sched_main(void *arg) {
+    bn_sched *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        between_steps(s);
+        if (s->n_busy == 0) {
+            if (s->stopping) break;
+            pthread_cond_wait(&s->wake, &s->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&s->mu);
+        const bn_batch_event *ev;
+        int n;
+        bn_error err;
+        const int rc = bn_batch_step(s->b, &ev, &n, &err);
+        pthread_mutex_lock(&s->mu);
+        if (rc == 0) {
+            after_step(s, ev, n);
+            continue;
+        }
+        fprintf(stderr, "serve: error: %s\n", err.msg); // a backend failure ends every job
+        for (int k = 0; k < bn_batch_n_slots(s->b); k++)
+            if (s->slot_job[k]) finish(s, s->slot_job[k], BN_STOP_CALLER, 500, err.msg);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+int bn_sched_start(bn_batch *b, bn_sched **out, bn_error *err) {
+    *out = NULL;
+    bn_sched *s = calloc(1, sizeof *s);
+    if (!s || !(s->slot_job = calloc((size_t)bn_batch_n_slots(b), sizeof *s->slot_job))) {
+        free(s);
+        return bn_errorf(err, "out of memory");
+    }
+    s->b = b;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    if (pthread_create(&s->thread, NULL, sched_main, s)) {
+        free(s->slot_job);
+        free(s);
+        return bn_errorf(err, "cannot start the scheduler thread");
+    }
+    *out = s;
+    return 0;
+}
+
+void bn_sched_stop(bn_sched *s, int grace_ms) {
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    clock_gettime(CLOCK_MONOTONIC, &s->deadline);
+    s->deadline.tv_sec += grace_ms / 1000;
+    s->deadline.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
+    if (s->deadline.tv_nsec >= 1000000000L) s->deadline.tv_sec++, s->deadline.tv_nsec -= 1000000000L;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+}
+
+void bn_sched_free(bn_sched *s) {
+    if (!s) return;
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->wake);
+    free(s->slot_job);
+    free(s);
+}
+
+bn_job *bn_sched_submit(bn_sched *s, bn_job_params *p) {
+    bn_job *j = calloc(1, sizeof *j);
+    if (j) {
+        j->p = *p;
+        j->s = s;
+        j->slot = -1;
+        j->refs = 2;
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&j->cond, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    *p = (bn_job_params){0};
+    pthread_mutex_lock(&s->mu);
+    if (!j || s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        if (j) free_job(j);
+        return NULL;
+    }
+    if (s->tail) s->tail->next = j;
+    else s->head = j;
+    s->tail = j;
+    s->n_queued++;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
+    return j;
+}
+
+int bn_job_wait(bn_job *j, int timeout_ms, char **text, size_t *len, size_t *cap,
+                bn_job_state *st) {
+    bn_sched *s = j->s;
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    if (!j->len && !j->st.done) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        t.tv_nsec += (long)timeout_ms * 1000000L;
+        t.tv_sec += t.tv_nsec / 1000000000L;
+        t.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&j->cond, &s->mu, &t);
+    }
+    if (j->len) {
+        if (*len + j->len + 1 > *cap) {
+            const size_t c = 2 * (*len + j->len + 1);
+            char *grown = realloc(*text, c);
+            if (grown) *text = grown, *cap = c;
+        }
+        if (*len + j->len + 1 <= *cap) {
+            memcpy(*text + *len, j->text, j->len);
+            *len += j->len;
+            (*text)[*len] = 0;
+            j->len = 0;
+        } else {
+            rc = -1;
+        }
+    }
+    *st = j->st;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void bn_job_cancel(bn_job *j) {
+    pthread_mutex_lock(&j->s->mu);
+    j->cancelled = true;
+    pthread_cond_signal(&j->s->wake);
+    pthread_mutex_unlock(&j->s->mu);
+}
+
+void bn_job_release(bn_job *j) {
+    if (!j) return;
+    bn_sched *s = j->s;
+    pthread_mutex_lock(&s->mu);
+    unref(j);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void bn_sched_counts(bn_sched *s, int *slots, int *busy, int *queued) {
+    pthread_mutex_lock(&s->mu);
+    *slots = bn_batch_n_slots(s->b);
+    *busy = s->n_busy;
+    *queued = s->n_queued;
+    pthread_mutex_unlock(&s->mu);
+}

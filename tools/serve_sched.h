@@ -1,0 +1,63 @@
+// serve_sched.h - the server's scheduler: one thread owns the bn_batch and runs
+// its steps; HTTP handler threads submit jobs and wait for their text.
+//
+// A job is a generation request. The handler that submitted it and the
+// scheduler each hold a reference; the last bn_job_release frees it. All job
+// state is guarded by the scheduler's one mutex; each job has its own condition
+// variable, signalled when new text arrives or it ends.
+#ifndef BN_SERVE_SCHED_H
+#define BN_SERVE_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bitnet.h"
+
+typedef struct bn_sched bn_sched;
+typedef struct bn_job bn_job;
+
+// What a job generates from. bn_sched_submit takes the malloc'd prompt and stop
+// strings over (they are freed with the job, also on failure).
+typedef struct bn_job_params {
+    int32_t *prompt;
+    size_t n_prompt;
+    int max_tokens;
+    bn_sampling sampling;
+    char **stop; // n_stop malloc'd strings, in a malloc'd array
+    size_t n_stop;
+} bn_job_params;
+
+// How a job stands, and the text it produced since the last bn_job_wait.
+typedef struct bn_job_state {
+    bool done;
+    bn_stop stop;        // when done without error
+    int n_prompt, n_gen; // tokens
+    char error[512];     // set when done with an error (the request failed)
+    int status;          // with error: the HTTP status it calls for (400, 503, 500)
+} bn_job_state;
+
+int bn_sched_start(bn_batch *b, bn_sched **out, bn_error *err);
+// Stops admitting jobs (queued ones end with 503), lets running ones finish for
+// up to grace_ms, ends the rest with 503, then joins the thread.
+void bn_sched_stop(bn_sched *s, int grace_ms);
+// After bn_sched_stop, once no handler holds a job any more.
+void bn_sched_free(bn_sched *s);
+
+// Queues a job and returns it (a reference for the caller), or NULL when the
+// scheduler is stopping (the params are freed either way).
+bn_job *bn_sched_submit(bn_sched *s, bn_job_params *p);
+
+// Waits up to timeout_ms for new text or the end, then appends the new text to
+// *text (malloc'd, grown as needed; *len bytes used) and fills *st. Returns -1
+// when out of memory.
+int bn_job_wait(bn_job *j, int timeout_ms, char **text, size_t *len, size_t *cap,
+                bn_job_state *st);
+// The client went away: the scheduler frees the job's slot before its next step.
+void bn_job_cancel(bn_job *j);
+void bn_job_release(bn_job *j);
+
+// Slots in all, slots generating, jobs waiting for a slot (for /health).
+void bn_sched_counts(bn_sched *s, int *slots, int *busy, int *queued);
+
+#endif
