@@ -31,7 +31,7 @@
 #include "roofline.h"
 #include "threadpool.h"
 
-// 2B-4T shapes (DESIGN 1). Hard-coded here on purpose: this bench is about that model.
+// 2B-4T shapes (docs/architecture.md). Hard-coded here on purpose: this bench is about that model.
 #define HID 2560
 #define FFN 6912
 #define KV 640 // 5 kv heads x 128

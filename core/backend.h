@@ -2,7 +2,7 @@
 //
 // The core owns the model, the tokenizer, sampling and the generation loop. A
 // backend owns the weights as it wants them laid out, the KV cache and its
-// scratch memory, and runs the forward pass of DESIGN.md section 3. Backends
+// scratch memory, and runs the forward pass of docs/architecture.md: The model. Backends
 // never see tokenizers, samplers or the CLI; the core never includes a backend's
 // headers (it gets the ops tables below, which are NULL when not compiled in).
 #ifndef BN_BACKEND_H

@@ -86,7 +86,7 @@ BN_API int bn_engine_tokenize(const bn_engine *e, const char *text, bool add_bos
 BN_API const char *bn_engine_token_bytes(const bn_engine *e, int32_t id, size_t *len);
 BN_API bool bn_engine_is_eog(const bn_engine *e, int32_t id);
 BN_API bool bn_engine_add_bos(const bn_engine *e); // the vocabulary's add_bos_token
-// One user turn in the 2B-4T chat format (DESIGN 4), as token ids:
+// One user turn in the 2B-4T chat format (docs/architecture.md), as token ids:
 //   [<|eot_id|>]  [<|begin_of_text|> [System: SYSTEM<|eot_id|>]]  User: USER<|eot_id|>Assistant: 
 // first_turn adds BOS and the system prompt (may be NULL); close_previous ends
 // a previous reply that stopped without its <|eot_id|>. The message texts are
@@ -246,7 +246,7 @@ BN_API void bn_batch_remove(bn_batch *b, int slot);
 // failure (-1) the slots are as before the call.
 BN_API int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_error *err);
 
-// ---- the tokenizer alone: Llama-3 byte-level BPE (DESIGN 4) -------------------------
+// ---- the tokenizer alone: Llama-3 byte-level BPE (docs/architecture.md) ---------------
 // A loaded tokenizer is immutable: any number of threads may use it at once.
 typedef struct bn_tokenizer bn_tokenizer;
 

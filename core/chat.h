@@ -1,4 +1,4 @@
-// chat.h - the BitNet b1.58 2B-4T chat format (DESIGN.md section 4):
+// chat.h - the BitNet b1.58 2B-4T chat format (docs/architecture.md: Tokenizer and chat format):
 //
 //   <|begin_of_text|>System: SYS<|eot_id|>User: MSG<|eot_id|>Assistant: REPLY<|eot_id|>...Assistant: 
 //

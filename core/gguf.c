@@ -57,7 +57,7 @@ static const ggml_type_info ggml_types[] = {
     [30] = {"BF16", 1, 2},        [34] = {"TQ1_0", 256, 54},
     [35] = {"TQ2_0", 256, 66},
     // I2_S: 2 bits per element plus one 32-byte tail holding the float scale
-    // (DESIGN.md section 2); special-cased in bn_ggml_type_nbytes.
+    // (docs/architecture.md: I2_S); special-cased in bn_ggml_type_nbytes.
     [36] = {"I2_S", 1, 0},
 };
 #define GGML_TYPE_TABLE_LEN (sizeof ggml_types / sizeof ggml_types[0])

@@ -39,7 +39,7 @@ enum {
     BN_GGML_F32 = 0,
     BN_GGML_F16 = 1,
     BN_GGML_BF16 = 30,
-    BN_GGML_I2_S = 36, // BitNet ternary, DESIGN.md section 2
+    BN_GGML_I2_S = 36, // BitNet ternary, docs/architecture.md: I2_S
 };
 
 // A string inside the map: not NUL-terminated.

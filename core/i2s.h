@@ -1,4 +1,4 @@
-// i2s.h - packing ternary weights into the I2_S layout (DESIGN.md section 2).
+// i2s.h - packing ternary weights into the I2_S layout (docs/architecture.md: I2_S).
 //
 // The inverse of what the kernels read: n values in {-1, 0, +1}, row-major, are
 // cut into 128-element blocks of 32 bytes; byte 32*b + g holds elements g, g+32,

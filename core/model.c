@@ -1,4 +1,4 @@
-// model.c - maps a validated GGUF onto the BitNet b1.58 graph (DESIGN.md sections 1-2).
+// model.c - maps a validated GGUF onto the BitNet b1.58 graph (docs/architecture.md: The GGUF file, I2_S).
 //
 // Hyperparameters come from `<arch>.*` keys and are sanity-checked before any tensor
 // is looked at, so shape errors below can name both the tensor and the expectation.
@@ -19,7 +19,7 @@
 #define MAX_HEAD 1024u
 #define MAX_VOCAB (1u << 22)
 #define MAX_CTX (1u << 24)
-// I2_S packs rows into 128-element blocks (DESIGN.md section 2).
+// I2_S packs rows into 128-element blocks (docs/architecture.md: I2_S).
 #define I2S_BLOCK 128u
 #define DEFAULT_ROPE_BASE 10000.0f // llama.cpp's default when the key is absent
 
@@ -218,7 +218,7 @@ static int map_tensor(bn_model *m, const char *name, tensor_kind kind, uint64_t 
     out->scale = 1.0f;
 
     if (kind == KIND_I2S) {
-        // One float32 scale right after the n/4 bytes of 2-bit codes (DESIGN 2).
+        // One float32 scale right after the n/4 bytes of 2-bit codes (docs/architecture.md: I2_S).
         uint64_t n = ne0 * ne1;
         memcpy(&out->scale, t->data + n / 4, sizeof(float));
         if (!isfinite(out->scale))

@@ -1,4 +1,4 @@
-// model.h - a BitNet b1.58 model as mapped from GGUF (DESIGN.md sections 1-2).
+// model.h - a BitNet b1.58 model as mapped from GGUF (docs/architecture.md: The GGUF file, I2_S).
 //
 // The loader checks every shape against the hyperparameters and points into the
 // map; nothing is copied except norm weights stored as F16/BF16 (converted to f32
@@ -34,7 +34,7 @@ typedef struct bn_tensor {
     uint64_t ne0, ne1;
     uint64_t nbytes;
     const void *data;      // in the map
-    float scale;           // I2_S: per-tensor weight scale (DESIGN 2); else 1
+    float scale;           // I2_S: per-tensor weight scale (docs/architecture.md: I2_S); else 1
     const float *f32;      // 1-D norm weights as float (map or converted copy); else NULL
 } bn_tensor;
 

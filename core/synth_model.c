@@ -40,7 +40,7 @@ int bn_synth_preset(const char *preset, bn_synth_config *cfg, bn_error *err) {
     if (!strcmp(preset, "tiny")) {
         c.n_embd = 256, c.n_ff = 768, c.n_layer = 2, c.n_head = 4, c.n_head_kv = 2;
         c.n_ctx = 512, c.n_vocab = 0;
-    } else if (!strcmp(preset, "2b-4t")) { // DESIGN.md section 1
+    } else if (!strcmp(preset, "2b-4t")) { // docs/architecture.md: The GGUF file
         c.n_embd = 2560, c.n_ff = 6912, c.n_layer = 30, c.n_head = 20, c.n_head_kv = 5;
         c.n_ctx = 4096, c.n_vocab = 128256;
     } else {
@@ -51,7 +51,7 @@ int bn_synth_preset(const char *preset, bn_synth_config *cfg, bn_error *err) {
 }
 
 int bn_synth_validate(const bn_synth_config *c, bn_error *err) {
-    // I2_S blocks are 128 elements and never cross a row (DESIGN.md section 2):
+    // I2_S blocks are 128 elements and never cross a row (docs/architecture.md: I2_S):
     // every K (hidden for q/k/v/o/gate/up, ffn for down) must be a multiple of 128.
     if (c->n_embd == 0 || c->n_embd % 128)
         return bn_errorf(err, "hidden size %u must be a positive multiple of 128", c->n_embd);
@@ -364,7 +364,7 @@ typedef struct tensor_spec {
     gen_kind kind;
 } tensor_spec;
 
-// The tensors in file order (DESIGN.md section 1). Returns the count; specs may be
+// The tensors in file order (docs/architecture.md: The GGUF file). Returns the count; specs may be
 // NULL to count only.
 static uint32_t tensor_specs(const bn_synth_config *c, uint32_t n_vocab, tensor_spec *specs) {
     uint32_t n = 0;
@@ -447,7 +447,7 @@ static int gen_norm(bn_gguf_writer *w, const tensor_spec *s, rng *r, uint8_t *bu
 
 // I2_S: n/4 bytes of 2-bit codes, each byte four iid codes uniform over
 // {0b00, 0b01, 0b10} (-1, 0, +1; 0b11 never), then the float32 scale and 28 zero
-// bytes (DESIGN.md section 2). The elements are iid, so the block interleaving of
+// bytes (docs/architecture.md: I2_S). The elements are iid, so the block interleaving of
 // the format needs no special handling here.
 static int gen_ternary(bn_gguf_writer *w, const tensor_spec *s, rng *r, uint8_t *buf,
                        bn_error *err) {

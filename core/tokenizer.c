@@ -281,7 +281,7 @@ int bn_tok_finish(bn_tokenizer *t, int32_t bos, int32_t eos, int32_t eot, bool a
     t->add_bos = add_bos;
     t->ignore_merges = ignore_merges;
     // End of generation: eos, eot, and Llama-3's two stop tokens when present
-    // (2B-4T stops at either, DESIGN.md section 4).
+    // (2B-4T stops at either, docs/architecture.md: Tokenizer and chat format).
     int32_t cand[4] = {eos, eot, bn_tok_find(t, "<|eot_id|>", 10), bn_tok_find(t, "<|end_of_text|>", 15)};
     for (int i = 0; i < 4; i++) {
         bool seen = cand[i] < 0;

@@ -1,4 +1,4 @@
-// tokenizer.h - the Llama-3 byte-level BPE tokenizer (DESIGN.md section 4).
+// tokenizer.h - the Llama-3 byte-level BPE tokenizer (docs/architecture.md: Tokenizer and chat format).
 //
 // One tokenizer struct, loaders for the vocabulary embedded in a GGUF file
 // (tokenizer.ggml.*) and a HuggingFace tokenizer.json. Encoding is exact

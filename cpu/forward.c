@@ -1,4 +1,4 @@
-// forward.c - one BitNet b1.58 forward pass on the CPU (DESIGN.md section 3).
+// forward.c - one BitNet b1.58 forward pass on the CPU (docs/architecture.md: The model).
 //
 // A batch of n tokens goes through each weight matrix once (ternary GEMM with n
 // columns), so prefill reads the weights once per layer, not once per token, and
@@ -142,7 +142,7 @@ static void norm_quant_token(const void *ctx, int t) {
     be->xscale[t] = be->kern->quantize_i8(xn, c->K, be->xq + t * c->K, &be->xqsum[t]);
 }
 
-// out[i] = bitlinear(rmsnorm(x, norm), w[i]) for n tokens of K floats (DESIGN 3),
+// out[i] = bitlinear(rmsnorm(x, norm), w[i]) for n tokens of K floats (docs/architecture.md: The model),
 // then `epi`. The normalized input is left in xn (which may be x).
 static void bitlinear(bn_backend *be, const float *x, float *xn, const float *norm, int n,
                       int64_t K, int n_mat, const bn_tensor *const w[], float *const out[],

@@ -13,7 +13,7 @@
 
 #include "../core/error.h"
 
-// Per-token int8 quantization of a BitLinear input (DESIGN 3):
+// Per-token int8 quantization of a BitLinear input (docs/architecture.md: The model):
 // s = 127 / max(max|x|, 1e-5); q = clamp(rint(x*s), -128, 127).
 // Returns s; *qsum = sum(q) (the SIMD kernels need it for dot(w+1,q) - sum(q)).
 float bn_quantize_i8(const float *x, int64_t n, int8_t *q, int32_t *qsum);

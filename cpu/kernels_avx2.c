@@ -1,6 +1,6 @@
 // kernels_avx2.c - AVX2 + FMA + F16C kernels: ternary GEMV/GEMM on I2_S, f16 GEMV.
 //
-// Ternary design (DESIGN 2). A 32-byte block holds 128 codes; bits 7:6 of byte g
+// Ternary design (docs/architecture.md: I2_S). A 32-byte block holds 128 codes; bits 7:6 of byte g
 // are element g, bits 5:4 element g+32, and so on, so each of the four 2-bit
 // fields of the block, taken across the 32 bytes, lines up with 32 contiguous
 // activations. Per block:

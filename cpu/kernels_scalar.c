@@ -91,7 +91,7 @@ float bn_quantize_i8(const float *x, int64_t n, int8_t *q, int32_t *qsum) {
 
 // ---- ternary GEMM on I2_S ----------------------------------------------------
 
-// 2-bit code -> ternary value (DESIGN 2): 00 -> -1, 01 -> 0, 10 -> +1, 11 -> 0.
+// 2-bit code -> ternary value (docs/architecture.md: I2_S): 00 -> -1, 01 -> 0, 10 -> +1, 11 -> 0.
 static const int8_t bn_i2_value[4] = {-1, 0, 1, 0};
 
 // Byte 32*b + g of a row holds elements g, g+32, g+64, g+96 of block b, in bits

@@ -1,4 +1,4 @@
-// ops.h - the small float operations of one BitNet forward step (DESIGN.md 3).
+// ops.h - the small float operations of one BitNet forward step (docs/architecture.md: The model).
 //
 // Each op works on one token's vector (or one attention head) so the forward pass
 // can hand them to threads in any split. They are written to round where

@@ -187,7 +187,7 @@ static void test_bench_matches_golden(void **state) {
         assert_int_equal(cJSON_GetArrayItem(tokens, i)->valueint, cJSON_GetArrayItem(want, i)->valueint);
     assert_true(cJSON_GetObjectItem(cpu, "prefill_warm_ms")->valuedouble > 0);
     // Decode reads every weight once: tiny-a's shapes (fixtures README) with an
-    // I2_S tensor of n weights taking n/4 + 32 bytes (DESIGN 2). Per layer q and
+    // I2_S tensor of n weights taking n/4 + 32 bytes (docs/architecture.md: I2_S). Per layer q and
     // o are 128x128, k and v 64x128, gate and up 256x128, down 128x256; the tied
     // head is f16, 128256 x 128.
     const double i2s = 2 * (128 * 128 / 4 + 32) + 2 * (64 * 128 / 4 + 32) + 3 * (256 * 128 / 4 + 32);

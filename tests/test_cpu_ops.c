@@ -92,7 +92,7 @@ static void test_quantize_floor(void **state) {
 
 // ---- I2_S ----------------------------------------------------------------------
 
-// Independent encoder from DESIGN 2: element k of a row lives in byte 32*(k/128) +
+// Independent encoder from docs/architecture.md: I2_S: element k of a row lives in byte 32*(k/128) +
 // (k%32), at bit pair 3 - (k%128)/32 counted from the low end (bits 7:6 first).
 static void i2s_encode_row(const int8_t *t, int64_t K, uint8_t *row) {
     memset(row, 0, (size_t)K / 4);

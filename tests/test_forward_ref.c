@@ -1,5 +1,5 @@
 // test_forward_ref.c - the CPU backend's forward pass against a naive reference
-// written here, straight from DESIGN.md sections 2-3, on a synthetic model with
+// written here, straight from docs/architecture.md: I2_S, The model, on a synthetic model with
 // several KV heads (grouped-query attention: 4 query heads share 2 KV heads).
 //
 // The reference shares nothing with cpu/: it decodes the I2_S bit layout itself,
@@ -63,7 +63,7 @@ typedef struct ref_model {
     bool wrong_kv_map;        // the deliberate bug of the last test
 } ref_model;
 
-// DESIGN 2: byte 32*b + g of a 128-element block b holds elements g, g+32, g+64,
+// docs/architecture.md: I2_S: byte 32*b + g of a 128-element block b holds elements g, g+32, g+64,
 // g+96 in bits 7:6, 5:4, 3:2, 1:0; codes 00 -> -1, 01 -> 0, 10 -> +1, 11 -> 0.
 static int8_t i2s_code(const uint8_t *data, int64_t e) {
     int64_t b = e / 128, j = e % 128;
@@ -94,7 +94,7 @@ static void ref_rmsnorm(const float *z, const float *w, int n, float eps, float 
 }
 
 // bitlinear: per-token absmax int8 quantization of the input (round half to even),
-// an exact integer dot with the ternary codes, then / s * scale (DESIGN 3).
+// an exact integer dot with the ternary codes, then / s * scale (docs/architecture.md: The model).
 static void ref_bitlinear(const ref_matrix *W, const float *x, float *y) {
     float amax = 0.0f;
     for (int64_t k = 0; k < W->K; k++) amax = fmaxf(amax, fabsf(x[k]));

@@ -313,7 +313,7 @@ static void test_alignment(void **state) {
     gb_free(&b);
 }
 
-// Block sizes from ggml's type_traits; I2_S is n/4 + 32 (DESIGN 2).
+// Block sizes from ggml's type_traits; I2_S is n/4 + 32 (docs/architecture.md: I2_S).
 static void test_type_sizes(void **state) {
     (void)state;
     static const struct { uint32_t type; uint64_t n, bytes; const char *name; } cases[] = {

@@ -1,6 +1,6 @@
 // test_make_model.c - the streaming GGUF writer and the synthetic model generator,
 // checked through the independent reader (bn_gguf_open), the model loader, the
-// tokenizer, and the I2_S format facts of DESIGN.md section 2.
+// tokenizer, and the I2_S format facts of docs/architecture.md: I2_S.
 #include "test_util.h"
 
 #include <math.h>
@@ -297,7 +297,7 @@ static void expect_f32(const bn_gguf *g, const char *key, float v) {
     assert_true((float)g->kv[k].value.f64 == v);
 }
 
-// Every I2_S fact of DESIGN.md section 2 on one tensor.
+// Every I2_S fact of docs/architecture.md: I2_S on one tensor.
 static void check_i2s(const bn_gguf_tensor *t) {
     uint64_t n = t->ne[0] * t->ne[1];
     assert_int_equal(t->type, BN_GGML_I2_S);
@@ -342,7 +342,7 @@ static void test_synth_structure(void **state) {
     expect_f32(g, "bitnet-b1.58.attention.layer_norm_rms_epsilon", 1e-5f);
     assert_int_equal(g->alignment, 32);
 
-    // DESIGN.md 1: token_embd + output_norm + 11 per layer, no output.weight
+    // docs/architecture.md: The GGUF file: token_embd + output_norm + 11 per layer, no output.weight
     assert_int_equal(g->n_tensors, 2 + 11 * 3);
     assert_true(bn_gguf_find_tensor(g, "output.weight") < 0);
     const bn_gguf_tensor *e = &g->tensors[bn_gguf_find_tensor(g, "token_embd.weight")];

@@ -46,7 +46,7 @@ static void test_tiny_a(void **state) {
         for (size_t i = 0; i < 7; i++) {
             assert_int_equal(w[i]->type, BN_GGML_I2_S);
             assert_int_equal(w[i]->nbytes, w[i]->ne0 * w[i]->ne1 / 4 + 32);
-            // The scale is the float right after the packed codes (DESIGN 2); the
+            // The scale is the float right after the packed codes (docs/architecture.md: I2_S); the
             // fixture's scales are real, positive floats.
             float s;
             memcpy(&s, (const uint8_t *)w[i]->data + w[i]->ne0 * w[i]->ne1 / 4, 4);

@@ -444,7 +444,7 @@ static void test_long_inputs(void **state) {
     free(s);
 }
 
-// The 2B-4T chat format (DESIGN.md section 4), as text and as tokens.
+// The 2B-4T chat format (docs/architecture.md: Tokenizer and chat format), as text and as tokens.
 static void test_chat(void **state) {
     (void)state;
     const bn_chat_message first[] = {{"system", "You are helpful."}, {"user", "Hi there"}};

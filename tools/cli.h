@@ -9,7 +9,7 @@
 #include "bitnet.h"
 #include "io.h"
 
-// The flags of generate/chat/bench/serve (DESIGN 6; names follow llama.cpp).
+// The flags of generate/chat/bench/serve (names follow llama.cpp).
 typedef struct bn_run_flags {
     const char *model;
     const char *tokenizer;  // --tokenizer tokenizer.json
