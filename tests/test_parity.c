@@ -43,11 +43,7 @@ typedef struct golden_case {
     int n_prompt;
     int32_t prompt_ids[MAX_STEPS];
     int32_t gen_ids[N_GEN];
-    struct {
-        float margin;
-        int32_t top_id[10];
-        float top_logit[10];
-    } step[N_GEN + 1];
+    bn_ref_step step[N_GEN + 1];
     float *logits0, *logits1; // full vectors at step 0 and 1
 } golden_case;
 

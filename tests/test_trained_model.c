@@ -46,11 +46,7 @@ typedef struct ref_case {
     int n_prompt;
     int32_t prompt_ids[MAX_PROMPT];
     int32_t gen_ids[N_GEN];
-    struct {
-        float margin;
-        int32_t top_id[10];
-        float top_logit[10];
-    } step[N_GEN + 1];
+    bn_ref_step step[N_GEN + 1];
 } ref_case;
 
 static struct {

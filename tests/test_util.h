@@ -41,6 +41,14 @@ static inline int bn_tests_exit_status(int n_failed, size_t n_tests) {
                                                  setup, teardown),                       \
                          sizeof(tests) / sizeof((tests)[0]))
 
+// One greedy step of a reference run (bitnet.cpp's golden files, the trained
+// model's Python reference): the top-1 minus top-2 logit and the top 10.
+typedef struct bn_ref_step {
+    float margin;
+    int32_t top_id[10];
+    float top_logit[10];
+} bn_ref_step;
+
 // Full path of a fixture file in buf, or NULL when it does not exist.
 static inline const char *bn_fixture_path(const char *rel, char *buf, size_t n) {
     const char *dir = getenv("BITNET_FIXTURES");
