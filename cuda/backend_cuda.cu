@@ -71,10 +71,6 @@ static void *carve(uintptr_t base, size_t *off, size_t bytes) {
     return p;
 }
 
-static size_t type_size(int type) { return type == BN_CUDA_F32 ? 4 : 2; }
-
-static size_t i2s_bytes(const bn_tensor *t) { return (size_t)(t->ne0 * t->ne1 / 4); }
-
 // Assigns every device pointer from base and returns the arena size.
 static size_t layout(bn_backend *be, uintptr_t base) {
     const bn_hparams *hp = &be->hp;
@@ -84,21 +80,26 @@ static size_t layout(bn_backend *be, uintptr_t base) {
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const bn_layer *L = &m->layers[l];
         bn_cuda_layer *C = &be->layers[l];
-        C->wqkv = (const uint8_t *)carve(base, &off, i2s_bytes(&L->wq) + i2s_bytes(&L->wk) + i2s_bytes(&L->wv));
-        C->wo = (const uint8_t *)carve(base, &off, i2s_bytes(&L->wo));
-        C->wgu = (const uint8_t *)carve(base, &off, i2s_bytes(&L->w_gate) + i2s_bytes(&L->w_up));
-        C->wdown = (const uint8_t *)carve(base, &off, i2s_bytes(&L->w_down));
+        C->wqkv = (const uint8_t *)carve(base, &off, bn_i2s_code_bytes(&L->wq) + bn_i2s_code_bytes(&L->wk) + bn_i2s_code_bytes(&L->wv));
+        C->wo = (const uint8_t *)carve(base, &off, bn_i2s_code_bytes(&L->wo));
+        C->wgu = (const uint8_t *)carve(base, &off, bn_i2s_code_bytes(&L->w_gate) + bn_i2s_code_bytes(&L->w_up));
+        C->wdown = (const uint8_t *)carve(base, &off, bn_i2s_code_bytes(&L->w_down));
         C->attn_norm = (const float *)carve(base, &off, E * 4);
         C->attn_sub_norm = (const float *)carve(base, &off, (size_t)be->nq * 4);
         C->ffn_norm = (const float *)carve(base, &off, E * 4);
         C->ffn_sub_norm = (const float *)carve(base, &off, F * 4);
+        // Per-row weight scales of the stacks: Q|K|V, and gate|up (rows [0,F) gate, [F,2F) up).
+        C->rs_qkv = bn_cuda_rowscale{be->nq, be->nq + be->nkv, L->wq.scale, L->wk.scale, L->wv.scale};
+        C->rs_o = bn_cuda_rowscale_one(L->wo.scale);
+        C->rs_gu = bn_cuda_rowscale{(int32_t)F, 2 * (int32_t)F, L->w_gate.scale, L->w_up.scale, L->w_up.scale};
+        C->rs_down = bn_cuda_rowscale_one(L->w_down.scale);
     }
-    be->embd = carve(base, &off, V * E * type_size(be->embd_type));
-    be->head = m->output_tied ? be->embd : carve(base, &off, V * E * type_size(be->head_type));
+    be->embd = carve(base, &off, V * E * bn_cuda_type_size(be->embd_type));
+    be->head = m->output_tied ? be->embd : carve(base, &off, V * E * bn_cuda_type_size(be->head_type));
     be->out_norm = (const float *)carve(base, &off, E * 4);
-    const size_t kv = (size_t)hp->n_layer * (size_t)be->n_seq * (size_t)be->n_ctx * (size_t)be->nkv * sizeof(__half);
-    be->kc = (__half *)carve(base, &off, kv);
-    be->vc = (__half *)carve(base, &off, kv);
+    be->kv_bytes = (size_t)hp->n_layer * (size_t)be->n_seq * (size_t)be->n_ctx * (size_t)be->nkv * sizeof(__half);
+    be->kc = (__half *)carve(base, &off, be->kv_bytes);
+    be->vc = (__half *)carve(base, &off, be->kv_bytes);
     be->d_tok = (int32_t *)carve(base, &off, B * 4);
     be->d_pos = (int32_t *)carve(base, &off, B * 4);
     be->d_argmax = (int32_t *)carve(base, &off, 4);
@@ -114,9 +115,9 @@ static size_t layout(bn_backend *be, uintptr_t base) {
     }
     be->attd_scratch = carve(base, &off, bn_cuda_attd_scratch_bytes(1, (int)hp->n_head, (int)hp->head_dim,
                                                                    be->n_ctx, be->attd_split));
-    be->counters = (unsigned *)carve(base, &off, sizeof(unsigned) * hp->n_layer *
-                                                     BN_COUNTERS_PER_LAYER(hp->n_head));
-    be->head_in = carve(base, &off, BN_LM_ROWS * E * type_size(be->head_type));
+    be->counter_bytes = sizeof(unsigned) * hp->n_layer * BN_COUNTERS_PER_LAYER(hp->n_head);
+    be->counters = (unsigned *)carve(base, &off, be->counter_bytes);
+    be->head_in = carve(base, &off, BN_LM_ROWS * E * bn_cuda_type_size(be->head_type));
     be->head_xscale = (float *)carve(base, &off, BN_LM_ROWS * 4);
     be->head_q = be->head_q8 ? (int8_t *)carve(base, &off, V * E) : NULL;
     be->head_rs = be->head_q8 ? (float *)carve(base, &off, V * 4) : NULL;

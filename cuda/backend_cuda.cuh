@@ -72,6 +72,8 @@ struct bn_backend {
     const float *out_norm;
     float rope_theta_scale; // powf(base, -2/n_rot), as cpu/ops.c bn_rope_neox
     __half *kc, *vc;        // [layer][seq][n_head_kv][n_ctx][head_dim]
+    size_t kv_bytes;        // of kc (and of vc)
+    size_t counter_bytes;   // of counters
     int32_t *d_tok, *d_pos, *d_argmax;
     float *x, *qkv, *att, *gu, *logits;
     __half *qh;
@@ -92,6 +94,10 @@ struct bn_backend {
     double context_ms, upload_ms;
     bn_cuda_prof *prof; // NULL except while bench_cuda profiles a step
 };
+
+// Bytes of a device table of `type` elements, and of an I2_S tensor's codes.
+static inline size_t bn_cuda_type_size(int type) { return type == BN_CUDA_F32 ? 4 : 2; }
+static inline size_t bn_i2s_code_bytes(const bn_tensor *t) { return (size_t)(t->ne0 * t->ne1 / 4); }
 
 // upload.cu: every weight, norm and table to its place in the arena; then the
 // I2_S sanitize pass and a zeroed KV cache. Synchronous.

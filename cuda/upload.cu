@@ -121,44 +121,36 @@ static int upload_jobs(const up_job *jobs, int n_jobs, bn_error *err) {
     return 0;
 }
 
-static int type_bytes(int device_type) { return device_type == BN_CUDA_F32 ? 4 : 2; }
-
 int bn_cuda_upload_model(bn_backend *be, bn_error *err) {
     const bn_hparams *hp = &be->hp;
     const bn_model *m = be->m;
-    const int per_layer = 11;
+    const int per_layer = 11; // the jobs of one layer below
     up_job *jobs = (up_job *)calloc((size_t)hp->n_layer * per_layer + 3, sizeof *jobs);
     if (!jobs) return bn_errorf(err, "cuda: out of host memory");
     int n = 0;
 #define JOB(d, s, b) (jobs[n++] = (up_job){(void *)(d), (s), (b), false})
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const bn_layer *L = &m->layers[l];
-        bn_cuda_layer *C = &be->layers[l];
-        const size_t bq = L->wq.ne0 * L->wq.ne1 / 4, bk = L->wk.ne0 * L->wk.ne1 / 4,
-                     bv = L->wv.ne0 * L->wv.ne1 / 4;
-        const size_t bgt = L->w_gate.ne0 * L->w_gate.ne1 / 4, bup = L->w_up.ne0 * L->w_up.ne1 / 4;
+        const bn_cuda_layer *C = &be->layers[l];
+        const size_t bq = bn_i2s_code_bytes(&L->wq), bk = bn_i2s_code_bytes(&L->wk);
+        const size_t bgt = bn_i2s_code_bytes(&L->w_gate);
         JOB(C->wqkv, L->wq.data, bq);
         JOB(C->wqkv + bq, L->wk.data, bk);
-        JOB(C->wqkv + bq + bk, L->wv.data, bv);
-        JOB(C->wo, L->wo.data, L->wo.ne0 * L->wo.ne1 / 4);
+        JOB(C->wqkv + bq + bk, L->wv.data, bn_i2s_code_bytes(&L->wv));
+        JOB(C->wo, L->wo.data, bn_i2s_code_bytes(&L->wo));
         JOB(C->wgu, L->w_gate.data, bgt);
-        JOB(C->wgu + bgt, L->w_up.data, bup);
-        JOB(C->wdown, L->w_down.data, L->w_down.ne0 * L->w_down.ne1 / 4);
+        JOB(C->wgu + bgt, L->w_up.data, bn_i2s_code_bytes(&L->w_up));
+        JOB(C->wdown, L->w_down.data, bn_i2s_code_bytes(&L->w_down));
         JOB(C->attn_norm, L->attn_norm.f32, hp->n_embd * 4);
         JOB(C->attn_sub_norm, L->attn_sub_norm.f32, (size_t)be->nq * 4);
         JOB(C->ffn_norm, L->ffn_norm.f32, hp->n_embd * 4);
         JOB(C->ffn_sub_norm, L->ffn_sub_norm.f32, hp->n_ff * 4);
-        const float ffs = L->w_up.scale; // gate|up: rows [0,F) gate, [F,2F) up
-        C->rs_qkv = bn_cuda_rowscale{be->nq, be->nq + be->nkv, L->wq.scale, L->wk.scale, L->wv.scale};
-        C->rs_o = bn_cuda_rowscale_one(L->wo.scale);
-        C->rs_gu = bn_cuda_rowscale{(int32_t)hp->n_ff, 2 * (int32_t)hp->n_ff, L->w_gate.scale, ffs, ffs};
-        C->rs_down = bn_cuda_rowscale_one(L->w_down.scale);
     }
     const size_t VE = (size_t)hp->n_vocab * hp->n_embd;
-    jobs[n++] = (up_job){(void *)be->embd, m->tok_embd.data, VE * type_bytes(be->embd_type),
+    jobs[n++] = (up_job){(void *)be->embd, m->tok_embd.data, VE * bn_cuda_type_size(be->embd_type),
                          m->tok_embd.type == BN_GGML_BF16};
     if (!m->output_tied)
-        jobs[n++] = (up_job){(void *)be->head, m->output.data, VE * type_bytes(be->head_type),
+        jobs[n++] = (up_job){(void *)be->head, m->output.data, VE * bn_cuda_type_size(be->head_type),
                              m->output.type == BN_GGML_BF16};
     JOB(be->out_norm, m->output_norm.f32, hp->n_embd * 4);
 #undef JOB
@@ -168,23 +160,21 @@ int bn_cuda_upload_model(bn_backend *be, bn_error *err) {
 
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const bn_layer *L = &m->layers[l];
-        bn_cuda_layer *C = &be->layers[l];
-        const int64_t qkv = (int64_t)(L->wq.ne1 + L->wk.ne1 + L->wv.ne1) * (int64_t)L->wq.ne0 / 4;
-        const int64_t gu = (int64_t)(L->w_gate.ne1 + L->w_up.ne1) * (int64_t)L->w_gate.ne0 / 4;
-        BN_CUDA_TRY(bn_cuda_i2s_sanitize((uint8_t *)C->wqkv, qkv, be->st));
-        BN_CUDA_TRY(bn_cuda_i2s_sanitize((uint8_t *)C->wo, (int64_t)(L->wo.ne0 * L->wo.ne1 / 4), be->st));
-        BN_CUDA_TRY(bn_cuda_i2s_sanitize((uint8_t *)C->wgu, gu, be->st));
-        BN_CUDA_TRY(bn_cuda_i2s_sanitize((uint8_t *)C->wdown, (int64_t)(L->w_down.ne0 * L->w_down.ne1 / 4), be->st));
+        const bn_cuda_layer *C = &be->layers[l];
+        const size_t qkv = bn_i2s_code_bytes(&L->wq) + bn_i2s_code_bytes(&L->wk) + bn_i2s_code_bytes(&L->wv);
+        const size_t gu = bn_i2s_code_bytes(&L->w_gate) + bn_i2s_code_bytes(&L->w_up);
+        BN_CUDA_TRY(bn_cuda_i2s_sanitize((uint8_t *)C->wqkv, (int64_t)qkv, be->st));
+        BN_CUDA_TRY(bn_cuda_i2s_sanitize((uint8_t *)C->wo, (int64_t)bn_i2s_code_bytes(&L->wo), be->st));
+        BN_CUDA_TRY(bn_cuda_i2s_sanitize((uint8_t *)C->wgu, (int64_t)gu, be->st));
+        BN_CUDA_TRY(bn_cuda_i2s_sanitize((uint8_t *)C->wdown, (int64_t)bn_i2s_code_bytes(&L->w_down), be->st));
     }
-    const size_t kv = (size_t)hp->n_layer * be->n_seq * (size_t)be->n_ctx * (size_t)be->nkv * sizeof(__half);
-    BN_CUDA_TRY(cudaMemsetAsync(be->kc, 0, kv, be->st));
-    BN_CUDA_TRY(cudaMemsetAsync(be->vc, 0, kv, be->st));
+    BN_CUDA_TRY(cudaMemsetAsync(be->kc, 0, be->kv_bytes, be->st));
+    BN_CUDA_TRY(cudaMemsetAsync(be->vc, 0, be->kv_bytes, be->st));
     if (be->head_q8) // the CPU's int8 head: each row quantized on its own (bit-identical)
         BN_CUDA_TRY(bn_cuda_head_q8_quantize(be->head, be->head_type, (int)hp->n_embd, (int)hp->n_vocab, be->head_q,
                                              be->head_rs, be->st));
     BN_CUDA_TRY(cudaMemsetAsync(be->head_counter, 0, sizeof(unsigned), be->st));
-    BN_CUDA_TRY(cudaMemsetAsync(be->counters, 0,
-                                sizeof(unsigned) * hp->n_layer * BN_COUNTERS_PER_LAYER(hp->n_head), be->st));
+    BN_CUDA_TRY(cudaMemsetAsync(be->counters, 0, be->counter_bytes, be->st));
     BN_CUDA_TRY(cudaStreamSynchronize(be->st));
     return 0;
 }
