@@ -11,14 +11,15 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
 
+#include "clock.h"
 #include "cuda_check.cuh"
 #include "cuda_kernels.cuh"
 #include "cuda_testing.cuh"
+#include "dev_bufs.cuh"
 
 // The 2B-4T attention shape, which the attention ops time.
 #define BENCH_HEADS 20
@@ -54,23 +55,6 @@ __global__ void bn_bench_iota_kernel(int32_t *p, int n, int first) {
 }
 
 namespace {
-
-struct bench_mem {
-    void *p[32];
-    int n = 0;
-    ~bench_mem() {
-        for (int i = 0; i < n; i++) (void)cudaFree(p[i]);
-    }
-};
-
-// Zeroed device memory, freed with m; NULL when out of memory or slots.
-void *alloc(bench_mem &m, size_t bytes) {
-    void *p = NULL;
-    if (m.n == 32 || cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) return NULL;
-    m.p[m.n++] = p;
-    (void)cudaMemset(p, 0, bytes ? bytes : 1);
-    return p;
-}
 
 cudaError_t fill_bytes(void *p, size_t bytes, uint32_t seed) {
     bn_bench_fill_kernel<<<1024, 256>>>((uint32_t *)p, bytes / 4, seed);
@@ -121,37 +105,37 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     if (copies < 1) return bn_errorf(err, "cuda bench: %zu bytes a launch is too much", wb);
     r->copies = (int)copies;
 
-    bench_mem mem;
+    bn_dev_bufs mem;
     const size_t stride = align256(wb);
-    uint8_t *big = (uint8_t *)alloc(mem, copies * stride);
-    uint8_t *dst = op == BN_CUDA_BENCH_COPY ? (uint8_t *)alloc(mem, wb) : NULL;
+    uint8_t *big = (uint8_t *)mem.alloc(copies * stride);
+    uint8_t *dst = op == BN_CUDA_BENCH_COPY ? (uint8_t *)mem.alloc(wb) : NULL;
     const int width = M; // GEMV_NORM: the next norm's width
-    int8_t *q = (int8_t *)alloc(mem, (size_t)n * (K > M ? K : M) * 2);
+    int8_t *q = (int8_t *)mem.alloc((size_t)n * (K > M ? K : M) * 2);
     const size_t nx = (size_t)n * (K * 2 > (H + 2 * Hkv) * hd ? K * 2 : (H + 2 * Hkv) * hd); // x, or a qkv row
-    float *s = (float *)alloc(mem, sizeof(float) * n), *x = (float *)alloc(mem, sizeof(float) * nx);
-    float *y = (float *)alloc(mem, sizeof(float) * (size_t)n * (M > H * hd ? M : H * hd) * 2);
-    float *nw = (float *)alloc(mem, sizeof(float) * (K > M ? K : M) * 2);
-    int32_t *qsum = (int32_t *)alloc(mem, sizeof(int32_t) * n);
-    int8_t *q2 = (int8_t *)alloc(mem, (size_t)n * (K > M ? K : M) * 2);
-    float *s2 = (float *)alloc(mem, sizeof(float) * n);
-    int32_t *qsum2 = (int32_t *)alloc(mem, sizeof(int32_t) * n);
-    unsigned *cnt = (unsigned *)alloc(mem, sizeof(unsigned) * (H + 1));
-    int32_t *pos = (int32_t *)alloc(mem, sizeof(int32_t) * (n > 1 ? n : 1));
-    __half *qh = (__half *)alloc(mem, sizeof(__half) * n * H * hd);
+    float *s = (float *)mem.alloc(sizeof(float) * n), *x = (float *)mem.alloc(sizeof(float) * nx);
+    float *y = (float *)mem.alloc(sizeof(float) * (size_t)n * (M > H * hd ? M : H * hd) * 2);
+    float *nw = (float *)mem.alloc(sizeof(float) * (K > M ? K : M) * 2);
+    int32_t *qsum = (int32_t *)mem.alloc(sizeof(int32_t) * n);
+    int8_t *q2 = (int8_t *)mem.alloc((size_t)n * (K > M ? K : M) * 2);
+    float *s2 = (float *)mem.alloc(sizeof(float) * n);
+    int32_t *qsum2 = (int32_t *)mem.alloc(sizeof(int32_t) * n);
+    unsigned *cnt = (unsigned *)mem.alloc(sizeof(unsigned) * (H + 1));
+    int32_t *pos = (int32_t *)mem.alloc(sizeof(int32_t) * (n > 1 ? n : 1));
+    __half *qh = (__half *)mem.alloc(sizeof(__half) * n * H * hd);
     const int n_split = M > 1 ? M : bn_cuda_attd_splits(K);
-    void *scratch = attd ? alloc(mem, bn_cuda_attd_scratch_bytes(1, H, hd, K, n_split)) : alloc(mem, 16);
-    __half *head_in = (__half *)alloc(mem, sizeof(__half) * n * K);
-    void *ws = op == BN_CUDA_BENCH_LM_HEAD ? alloc(mem, 32u << 20) : alloc(mem, 16);
+    void *scratch = attd ? mem.alloc(bn_cuda_attd_scratch_bytes(1, H, hd, K, n_split)) : mem.alloc(16);
+    __half *head_in = (__half *)mem.alloc(sizeof(__half) * n * K);
+    void *ws = op == BN_CUDA_BENCH_LM_HEAD ? mem.alloc(32u << 20) : mem.alloc(16);
     if (!big || (op == BN_CUDA_BENCH_COPY && !dst) || !q || !s || !x || !y || !nw || !qsum || !q2 || !s2 ||
         !qsum2 || !cnt || !pos || !qh || !scratch || !head_in || !ws)
         return bn_errorf(err, "cuda bench: out of device memory");
 
     // Inputs: random weights / caches, codes and floats; scales of 1 keep sums sane.
     const bool head = op == BN_CUDA_BENCH_LM_HEAD || op == BN_CUDA_BENCH_HEAD_F16 || op == BN_CUDA_BENCH_HEAD_Q8;
-    float *row_scale = head ? (float *)alloc(mem, sizeof(float) * M) : NULL;
-    void *head_scratch = head ? alloc(mem, bn_cuda_head_scratch_bytes(M)) : NULL;
-    int32_t *argmax = head ? (int32_t *)alloc(mem, sizeof(int32_t)) : NULL;
-    unsigned *head_cnt = head ? (unsigned *)alloc(mem, sizeof(unsigned)) : NULL;
+    float *row_scale = head ? (float *)mem.alloc(sizeof(float) * M) : NULL;
+    void *head_scratch = head ? mem.alloc(bn_cuda_head_scratch_bytes(M)) : NULL;
+    int32_t *argmax = head ? (int32_t *)mem.alloc(sizeof(int32_t)) : NULL;
+    unsigned *head_cnt = head ? (unsigned *)mem.alloc(sizeof(unsigned)) : NULL;
     if (head && (!row_scale || !head_scratch || !argmax || !head_cnt))
         return bn_errorf(err, "cuda bench: out of device memory");
     if (head) BN_CUDA_TRY(fill_real(row_scale, M, false, 8));
@@ -287,19 +271,13 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
 
 extern "C" void bn_cuda_bench_gemv_blocks_per_sm(int n) { bn_cuda_gemv_set_blocks_per_sm(n); }
 
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
 extern "C" int bn_cuda_bench_startup(double *init_ms, double *context_ms) {
-    const double t0 = now_ms();
+    const double t0 = bn_now_ms();
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) return -1;
-    const double t1 = now_ms();
+    const double t1 = bn_now_ms();
     if (cudaSetDevice(0) != cudaSuccess || cudaFree(0) != cudaSuccess) return -1;
     *init_ms = t1 - t0;
-    *context_ms = now_ms() - t1;
+    *context_ms = bn_now_ms() - t1;
     return 0;
 }

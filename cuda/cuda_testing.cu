@@ -12,27 +12,15 @@
 #include "cuda_check.cuh"
 #include "cuda_kernels.cuh"
 #include "cuda_testing.cuh"
+#include "dev_bufs.cuh"
 
 namespace {
 
-// Device allocations of one wrapper call, freed by the destructor.
-struct dev_bufs {
-    void *p[32];
-    int n = 0;
-    ~dev_bufs() {
-        for (int i = 0; i < n; i++) (void)cudaFree(p[i]);
-    }
-};
-
-// cudaMalloc + optional upload; NULL `src` leaves it zeroed.
-int dev_get(dev_bufs &b, void **out, const void *src, size_t bytes, bn_error *err) {
-    if (b.n == 32) return bn_errorf(err, "cuda_testing: too many buffers");
-    BN_CUDA_TRY(cudaMalloc(out, bytes ? bytes : 1));
-    b.p[b.n++] = *out;
-    if (src)
-        BN_CUDA_TRY(cudaMemcpy(*out, src, bytes, cudaMemcpyHostToDevice));
-    else
-        BN_CUDA_TRY(cudaMemset(*out, 0, bytes ? bytes : 1));
+// Device memory freed with b, holding `src` (or zeroed when src is NULL).
+int dev_get(bn_dev_bufs &b, void **out, const void *src, size_t bytes, bn_error *err) {
+    *out = b.alloc(bytes);
+    if (!*out) return bn_errorf(err, "cuda_testing: cannot allocate %zu device bytes", bytes);
+    if (src) BN_CUDA_TRY(cudaMemcpy(*out, src, bytes, cudaMemcpyHostToDevice));
     return 0;
 }
 
@@ -61,7 +49,7 @@ extern "C" int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, 
                                     const float *s, const int32_t *qsum, int n, const float scales[3],
                                     int r1, int r2, bool add, float *y, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
-    dev_bufs bufs;
+    bn_dev_bufs bufs;
     uint8_t *dw;
     int8_t *dq;
     float *ds, *dy;
@@ -89,7 +77,7 @@ extern "C" int bn_cuda_test_gemv_norm(const uint8_t *w, int K, int M, const floa
                                       float *y, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     if (n > bn_cuda_gemv_max_tokens(K)) return bn_errorf(err, "cuda_testing: too many tokens");
-    dev_bufs bufs;
+    bn_dev_bufs bufs;
     uint8_t *dw;
     float *dx, *dn, *dy;
     const int ldx = glu ? 2 * K : K;
@@ -109,7 +97,7 @@ extern "C" int bn_cuda_test_gemv_next_norm(const uint8_t *w, int K, int M, const
                                            int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     if (n > bn_cuda_gemv_max_tokens(K)) return bn_errorf(err, "cuda_testing: too many tokens");
-    dev_bufs bufs;
+    bn_dev_bufs bufs;
     uint8_t *dw;
     int8_t *dq, *dqo;
     float *ds, *dy, *dn, *dso;
@@ -148,7 +136,7 @@ extern "C" int bn_cuda_test_gemv_next_norm(const uint8_t *w, int K, int M, const
 extern "C" int bn_cuda_test_rmsnorm_quant(const float *x, const float *w, int n_tok, int n, float eps,
                                           bool glu, int8_t *q, float *s, int32_t *qsum, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
-    dev_bufs bufs;
+    bn_dev_bufs bufs;
     float *dx, *dw, *ds;
     int8_t *dq;
     int32_t *dqs;
@@ -173,7 +161,7 @@ extern "C" int bn_cuda_test_rope_kv(const float *qkv, const int32_t *pos, int n_
     if (bn_cuda_probe_device(err)) return -1;
     for (int t = 0; t < n_tok; t++)
         if (pos[t] < 0 || pos[t] >= n_ctx) return bn_errorf(err, "cuda_testing: bad position");
-    dev_bufs bufs;
+    bn_dev_bufs bufs;
     const int nq = n_head * hd, nkv = n_head_kv * hd, ld = nq + 2 * nkv;
     float *dqkv;
     int32_t *dpos;
@@ -200,7 +188,7 @@ extern "C" int bn_cuda_test_attention(int kernel, const uint16_t *q, const uint1
     if (bn_cuda_probe_device(err)) return -1;
     for (int t = 0; t < n_tok; t++)
         if (pos[t] < 0 || pos[t] >= n_ctx) return bn_errorf(err, "cuda_testing: bad position");
-    dev_bufs bufs;
+    bn_dev_bufs bufs;
     const int nq = n_head * hd, nkv = n_head_kv * hd;
     __half *dq, *dk, *dv;
     int32_t *dpos;
@@ -229,7 +217,7 @@ extern "C" int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int 
     if (pos < 0 || pos >= n_ctx) return bn_errorf(err, "cuda_testing: bad position");
     if (n_rot <= 0 || n_rot % 2 || n_rot > hd) return bn_errorf(err, "cuda_testing: bad n_rot");
     if (n_split <= 0) n_split = bn_cuda_attd_splits(n_ctx);
-    dev_bufs bufs;
+    bn_dev_bufs bufs;
     const int nq = n_head * hd, nkv = n_head_kv * hd, ld = nq + 2 * nkv;
     float *dqkv, *dout, *dso, *dn = NULL;
     __half *dk, *dv;
@@ -278,7 +266,7 @@ extern "C" int bn_cuda_test_embedding(const void *table, int type, int n_vocab, 
     if (bn_cuda_probe_device(err)) return -1;
     for (int t = 0; t < n_tok; t++)
         if (tokens[t] < 0 || tokens[t] >= n_vocab) return bn_errorf(err, "cuda_testing: bad token");
-    dev_bufs bufs;
+    bn_dev_bufs bufs;
     void *dt;
     int32_t *dtok;
     float *dx;
@@ -292,7 +280,7 @@ extern "C" int bn_cuda_test_embedding(const void *table, int type, int n_vocab, 
 extern "C" int bn_cuda_test_rmsnorm_cast(const float *x, const float *w, int n_tok, int n, float eps,
                                          int out_type, void *out, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
-    dev_bufs bufs;
+    bn_dev_bufs bufs;
     float *dx, *dw;
     void *dout;
     const size_t osz = (size_t)n_tok * n * (out_type == BN_CUDA_F32 ? 4 : 2);
@@ -304,7 +292,7 @@ extern "C" int bn_cuda_test_rmsnorm_cast(const float *x, const float *w, int n_t
 
 extern "C" int bn_cuda_test_argmax(const float *x, int n, int32_t *out, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
-    dev_bufs bufs;
+    bn_dev_bufs bufs;
     float *dx;
     int32_t *dout;
     GET(dx, x, sizeof(float) * n);
@@ -315,7 +303,7 @@ extern "C" int bn_cuda_test_argmax(const float *x, int n, int32_t *out, bn_error
 extern "C" int bn_cuda_test_rmsnorm_cast_q8(const float *x, const float *w, int n_tok, int n, float eps,
                                             int8_t *q, float *xscale, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
-    dev_bufs bufs;
+    bn_dev_bufs bufs;
     float *dx, *dw, *ds;
     int8_t *dq;
     GET(dx, x, sizeof(float) * n_tok * n);
@@ -373,7 +361,7 @@ extern "C" int bn_cuda_test_head_gemv(const void *w, int type, int K, int V, con
     if (bn_cuda_probe_device(err)) return -1;
     if ((type != BN_CUDA_F16 && type != BN_CUDA_F32) || K <= 0 || V <= 0 || n <= 0)
         return bn_errorf(err, "cuda_testing: bad head GEMV arguments");
-    dev_bufs bufs;
+    bn_dev_bufs bufs;
     const size_t esz = type == BN_CUDA_F32 ? 4 : 2;
     void *dw, *dx;
     float *dl, *dsc;
@@ -396,7 +384,7 @@ extern "C" int bn_cuda_test_head_q8_quantize(const void *w, int type, int K, int
     if (bn_cuda_probe_device(err)) return -1;
     if ((type != BN_CUDA_F16 && type != BN_CUDA_F32) || K <= 0 || V <= 0)
         return bn_errorf(err, "cuda_testing: bad head quantize arguments");
-    dev_bufs bufs;
+    bn_dev_bufs bufs;
     void *dw;
     int8_t *dq;
     float *ds;
@@ -413,7 +401,7 @@ extern "C" int bn_cuda_test_head_q8_gemv(const int8_t *wq, const float *row_scal
                                          int32_t *argmax, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     if (K <= 0 || V <= 0 || n <= 0) return bn_errorf(err, "cuda_testing: bad head GEMV arguments");
-    dev_bufs bufs;
+    bn_dev_bufs bufs;
     int8_t *dw, *dx;
     float *drs, *dxs, *dl, *dsc;
     int32_t *dam;
