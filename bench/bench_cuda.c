@@ -188,7 +188,8 @@ static double decode_bytes(const bn_model *m) {
         const bn_tensor *w[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
         for (int i = 0; i < 7; i++) b += (double)w[i]->ne0 * w[i]->ne1 / 4;
     }
-    return b + (double)m->hp.n_vocab * m->hp.n_embd * (m->output.type == BN_GGML_F32 ? 4 : 2);
+    // The head as the device holds it: f16 stays f16, bf16 is widened to f32.
+    return b + (double)m->hp.n_vocab * m->hp.n_embd * (m->output.type == BN_GGML_F16 ? 2 : 4);
 }
 
 static void model_bench(const char *path, bool quick) {
@@ -267,7 +268,8 @@ static void model_bench(const char *path, bool quick) {
     profile(&r, 128, prof);
     if (r.n_ctx >= 4096) profile(&r, 4096, prof);
 
-    // Prefill: 512 tokens, and 4096 in chunks of 512 (the default) and in one.
+    // Prefill: 512 tokens, and 4096 in chunks of 512 and in one (the default
+    // max_batch, 4096).
     cJSON *pre = cJSON_AddArrayToObject(out_model, "prefill");
     for (int chunk = 512; chunk <= 4096; chunk *= 8) {
         if (chunk != 512) {

@@ -11,7 +11,7 @@ extern "C" {
 }
 #include "cuda_kernels.cuh"
 
-#define BN_LM_ROWS 16            // logit rows computed per LM-head pass
+#define BN_LM_ROWS BN_HEAD_MAX_N // logit rows computed per LM-head pass
 // Batches of up to this many tokens take the GEMV path, larger ones the GEMM.
 // bench_cuda's GEMV/GEMM sweep measures the crossover (docs/cuda-performance.md).
 #define BN_CUDA_GEMV_MAX_DEFAULT 8

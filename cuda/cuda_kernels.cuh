@@ -38,8 +38,9 @@ enum { BN_CUDA_F32 = 0, BN_CUDA_F16 = 1, BN_CUDA_I8 = 24, BN_CUDA_BF16 = 30 };
 // finished, and waits for it before touching its outputs.
 
 // embedding.cu - x[t, :] = float(table[tokens[t], :]).            CPU twin: the row copy in cpu/ops.c
+// The first kernel of a step, after the host copy of the token ids: no PDL.
 cudaError_t bn_cuda_embedding(const void *table, int type, const int32_t *tokens, int n_tok,
-                              int n_embd, float *x, bool pdl, cudaStream_t st);
+                              int n_embd, float *x, cudaStream_t st);
 
 // rmsnorm_quant.cu - per token: h = w * x / sqrt(mean(x^2) + eps), then the
 // bitlinear int8 quantization of h: q, s = 127/max|h|, qsum = sum(q).
@@ -146,17 +147,16 @@ cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int3
 // n_tok rows of n int8 codes and xscale[t] = 127/max|h| of the rounded row t,
 // bit-identical to bn_quantize_i8 on it (cpu/forward.c lm_head). xscale is only
 // written for BN_CUDA_I8. pdl: launch with programmatic dependent launch
-// (pdl.cuh). The short form is the F16/F32 cast without PDL.
+// (pdl.cuh).
 //                                            CPU twin: rmsnorm + bn_f32_to_f16 (+ bn_quantize_i8)
 cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, int n_tok, int n,
                                  float eps, int out_type, void *out, float *xscale, bool pdl,
                                  cudaStream_t st);
-cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, int n_tok, int n,
-                                 float eps, int out_type, void *out, cudaStream_t st);
 cudaError_t bn_cuda_argmax(const float *x, int n, int32_t *out, cudaStream_t st);
 
 // lm_head_gemv.cu - the LM head as a streaming GEMV (design in the file): for the
-// n (1..16) token rows of x, logits[t*V + r] = sum_k w[r][k] * x[t][k].
+// n (1..BN_HEAD_MAX_N) token rows of x, logits[t*V + r] = sum_k w[r][k] * x[t][k].
+#define BN_HEAD_MAX_N 16
 // w: V rows of K in `type` (BN_CUDA_F16, K % 8 == 0; or BN_CUDA_F32, K % 4 == 0);
 // x: n rows of K in the same type (the f16-rounded head input, bn_cuda_rmsnorm_cast);
 // w and x 16-byte aligned. f32 accumulation.

@@ -273,7 +273,7 @@ extern "C" int bn_cuda_test_embedding(const void *table, int type, int n_vocab, 
     GET(dt, table, (size_t)n_vocab * n_embd * (type == BN_CUDA_F32 ? 4 : 2));
     GET(dtok, tokens, sizeof(int32_t) * n_tok);
     GET(dx, NULL, sizeof(float) * n_tok * n_embd);
-    return finish(bn_cuda_embedding(dt, type, dtok, n_tok, n_embd, dx, false, 0), x, dx,
+    return finish(bn_cuda_embedding(dt, type, dtok, n_tok, n_embd, dx, 0), x, dx,
                   sizeof(float) * n_tok * n_embd, err);
 }
 
@@ -287,7 +287,7 @@ extern "C" int bn_cuda_test_rmsnorm_cast(const float *x, const float *w, int n_t
     GET(dx, x, sizeof(float) * n_tok * n);
     GET(dw, w, sizeof(float) * n);
     GET(dout, NULL, osz);
-    return finish(bn_cuda_rmsnorm_cast(dx, n, dw, n_tok, n, eps, out_type, dout, 0), out, dout, osz, err);
+    return finish(bn_cuda_rmsnorm_cast(dx, n, dw, n_tok, n, eps, out_type, dout, NULL, false, 0), out, dout, osz, err);
 }
 
 extern "C" int bn_cuda_test_argmax(const float *x, int n, int32_t *out, bn_error *err) {

@@ -52,14 +52,14 @@ int bn_cuda_profile_step(struct bn_backend *be, int32_t token, int32_t pos, bn_c
 int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                          const int32_t *qsum, int n, const float scales[3], int r1, int r2, bool add,
                          float *y, bn_error *err);
-// The decode GEMV followed by its next norm (norm_w over the M outputs, or over
-// relu(y[:M/2])^2 * y[M/2:] when glu): y as bn_cuda_test_ternary, and the codes
-// q_out (n rows of M or M/2), s_out, qsum_out.
 // The GEMV on float rows x (n rows of K, glu: 2K), which every block normalizes
 // (norm_w, K floats) and quantizes itself: y as bn_cuda_test_ternary.
 int bn_cuda_test_gemv_norm(const uint8_t *w, int K, int M, const float *x, const float *norm_w, float eps,
                            bool glu, int n, const float scales[3], int r1, int r2, bool add, float *y,
                            bn_error *err);
+// The decode GEMV followed by its next norm (norm_w over the M outputs, or over
+// relu(y[:M/2])^2 * y[M/2:] when glu): y as bn_cuda_test_ternary, and the codes
+// q_out (n rows of M or M/2), s_out, qsum_out.
 int bn_cuda_test_gemv_next_norm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                 const int32_t *qsum, int n, const float scales[3], int r1, int r2,
                                 bool add, float *y, const float *norm_w, float eps, bool glu,

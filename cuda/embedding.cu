@@ -29,7 +29,7 @@ __global__ void bn_embedding_kernel(const void *__restrict__ table, int type,
 }
 
 cudaError_t bn_cuda_embedding(const void *table, int type, const int32_t *tokens, int n_tok,
-                              int n_embd, float *x, bool pdl, cudaStream_t st) {
+                              int n_embd, float *x, cudaStream_t st) {
     if (n_tok <= 0) return cudaSuccess;
-    return bn_launch(pdl, bn_embedding_kernel, dim3(n_tok), dim3(256), 0, st, table, type, tokens, n_embd, x);
+    return bn_launch(false, bn_embedding_kernel, dim3(n_tok), dim3(256), 0, st, table, type, tokens, n_embd, x);
 }

@@ -126,7 +126,7 @@ static int enqueue_layers(bn_backend *be, int n, bn_error *err) {
     BN_CUDA_TRY(cudaMemcpyAsync(be->d_tok, be->h_tok, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice, be->st));
     BN_CUDA_TRY(cudaMemcpyAsync(be->d_pos, be->h_pos, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice, be->st));
     mark(be, "token and position upload");
-    BN_CUDA_TRY(bn_cuda_embedding(be->embd, be->embd_type, be->d_tok, n, E, be->x, false, be->st));
+    BN_CUDA_TRY(bn_cuda_embedding(be->embd, be->embd_type, be->d_tok, n, E, be->x, be->st));
     mark(be, "embedding");
     const bn_cuda_codes *c0 = &be->codes[0], *c1 = &be->codes[1];
     // With BITNET_CUDA_NORM=last the GEMVs read codes the kernel before wrote.
@@ -219,6 +219,12 @@ static void capture_decode(bn_backend *be, int kind) {
     (void)cudaGetLastError(); // the eager run reports any real error itself
 }
 
+// After the stream has synchronised: one token's output from pinned memory.
+static void take_output(const bn_backend *be, int kind, float *logits, int32_t *argmax) {
+    if (kind == BN_OUT_ARGMAX) *argmax = be->h_argmax[0];
+    else if (kind == BN_OUT_LOGITS) memcpy(logits, be->h_logits, sizeof(float) * (size_t)be->hp.n_vocab);
+}
+
 // One run: n_tokens tokens of sequence be->seq. Its output: all rows of logits,
 // or the last token's row, or its argmax.
 static int forward_run(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens, float *logits,
@@ -231,8 +237,7 @@ static int forward_run(bn_backend *be, const int32_t *tokens, const int32_t *pos
         be->h_pos[0] = pos[0];
         BN_CUDA_TRY(cudaGraphLaunch(be->graph[kind], be->st));
         BN_CUDA_TRY(cudaStreamSynchronize(be->st));
-        if (kind == BN_OUT_ARGMAX) *argmax = be->h_argmax[0];
-        if (kind == BN_OUT_LOGITS) memcpy(logits, be->h_logits, sizeof(float) * (size_t)V);
+        take_output(be, kind, logits, argmax);
         return 0;
     }
 
@@ -254,8 +259,7 @@ static int forward_run(bn_backend *be, const int32_t *tokens, const int32_t *pos
         } else if (kind != BN_OUT_NONE && last) {
             if (enqueue_head(be, n - 1, 1, kind, err)) return -1;
             BN_CUDA_TRY(cudaStreamSynchronize(be->st));
-            if (kind == BN_OUT_ARGMAX) *argmax = be->h_argmax[0];
-            else memcpy(logits, be->h_logits, sizeof(float) * (size_t)V);
+            take_output(be, kind, logits, argmax);
         } else {
             BN_CUDA_TRY(cudaStreamSynchronize(be->st));
         }

@@ -11,7 +11,9 @@
 // The matrix product is the streaming GEMV of lm_head_gemv.cu, which also fuses
 // the argmax.
 // argmax: one block of 1024 threads over a logit row, float4 loads, ties go to
-// the lowest id (as a scalar loop would), so greedy decoding copies back one int.
+// the lowest id (as a scalar loop would). Decoding uses the argmax fused into
+// the head GEMV (same block reduction, bn_block_argmax); this standalone kernel
+// is what the tests compare with the CPU's, and the kernel-image probe.
 // CPU twins: rmsnorm + bn_f32_to_f16 (+ bn_quantize_i8), and the argmax of the
 // CPU sampler.
 #include "cuda_kernels.cuh"
@@ -65,12 +67,6 @@ cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, in
     if (out_type == BN_CUDA_I8 && !xscale) return cudaErrorInvalidValue;
     return bn_launch(pdl, bn_rmsnorm_cast_kernel, dim3(n_tok), dim3(BN_CAST_THREADS), 0, st, x, ldx, w,
                      n, eps, out_type, out, xscale);
-}
-
-cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, int n_tok, int n,
-                                 float eps, int out_type, void *out, cudaStream_t st) {
-    if (out_type == BN_CUDA_I8) return cudaErrorInvalidValue; // needs xscale
-    return bn_cuda_rmsnorm_cast(x, ldx, w, n_tok, n, eps, out_type, out, NULL, false, st);
 }
 
 #define BN_ARGMAX_THREADS 1024

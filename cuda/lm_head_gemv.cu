@@ -73,7 +73,6 @@
 #define BN_HEAD_U 4                                              // k-blocks a lane loads ahead
 #define BN_HEAD_F32_R 4                                          // rows a warp, f32 kernel
 #define BN_HEAD_F32_U 2                                          // chunks a lane loads ahead, each row
-#define BN_HEAD_MAX_N 16
 
 static_assert(BN_HEAD_ROWS == (BN_HEAD_THREADS / 32) * BN_HEAD_F32_R, "both kernels: same rows a block");
 

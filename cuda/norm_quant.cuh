@@ -3,8 +3,9 @@
 // Used by the standalone kernel (rmsnorm_quant.cu: prefill), by the decode GEMV's
 // prologue (ternary_gemv.cu: each block quantizes its input while its weights
 // are still arriving) and, with BITNET_CUDA_NORM=last, by the last block of the
-// kernel that produced the row. All launch BN_NQ_THREADS threads, so they reduce
-// in the same order and give bit-identical codes. The row is read from global
+// kernel that produced the row. The first two launch BN_NQ_THREADS threads, so
+// they reduce in the same order and give bit-identical codes; the last-block
+// case reduces with its own kernel's block size, in another order. The row is read from global
 // memory once (with __ldcg, L2: in the last-block case other blocks of the same
 // kernel have just written it) into a shared-memory copy `hs` of n floats, which
 // the max and code passes then reuse: three dependent trips to L2 cost more
@@ -69,7 +70,7 @@ __device__ __forceinline__ void bn_block_norm_quant(const float *__restrict__ x,
                                  fmaxf(fabsf(v.z * inv * g.z), fabsf(v.w * inv * g.w))));
     }
     amax = bn_block_max(amax, fred);
-    const float sc = 127.0f / fmaxf(amax, 1e-5f);
+    const float sc = 127.0f / fmaxf(amax, BN_QUANT_MIN_ABSMAX);
 
     int qs = 0;
     for (int i = threadIdx.x * 4; i < n; i += stride) {

@@ -907,7 +907,7 @@ static void tiny_a_run(void) {
                 mx = d > mx ? d : mx;
             }
             fprintf(stderr, "  case %d: chunked prefill vs one batch: max |diff| %.2e\n", c, mx);
-            assert_true(mx <= 1e-2); // same codes; only cuBLAS's choice of algorithm may differ
+            assert_true(mx <= 1e-2); // same codes; the chunks' kernels sum floats in another order
             cuda->destroy(b10);
             free(l10);
         }
