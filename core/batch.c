@@ -153,19 +153,16 @@ static int copy_stops(bn_slot *s, const bn_request *r, bn_error *err) {
 }
 
 int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
-    const int32_t n_vocab = (int32_t)b->engine->model->hp.n_vocab;
     if (r->n_prompt < 1) return bn_errorf(err, "nothing to generate from: the prompt is empty");
     if (r->n_prompt > (size_t)b->be.n_ctx)
         return bn_errorf(err, "prompt of %zu tokens does not fit in the context (%d tokens)",
                          r->n_prompt, b->be.n_ctx);
-    for (size_t i = 0; i < r->n_prompt; i++)
-        if (r->prompt[i] < 0 || r->prompt[i] >= n_vocab)
-            return bn_errorf(err, "token id %d is outside the vocabulary (0..%d)", r->prompt[i],
-                             n_vocab - 1);
+    if (bn_engine_check_ids(b->engine, r->prompt, r->n_prompt, err)) return -1;
     int k = 0;
     while (k < b->n_slots && b->slots[k].used) k++;
     if (k == b->n_slots) return bn_errorf(err, "all %d slots are busy", b->n_slots);
     bn_slot *s = &b->slots[k];
+    const int32_t n_vocab = (int32_t)b->engine->model->hp.n_vocab;
     if (bn_sampler_create(&r->sampling, n_vocab, &s->smp, err) || copy_stops(s, r, err)) {
         free_slot(s);
         return -1;
