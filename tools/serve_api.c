@@ -263,9 +263,6 @@ static void generate(const bn_api *a, const char *body, size_t len, bool chat, b
         free_params(&p);
         return;
     }
-    // The context caps max_tokens: with C positions a prompt of n gives C - n + 1.
-    const int room = a->n_ctx - (int)p.n_prompt + 1;
-    if (p.max_tokens <= 0 || p.max_tokens > room) p.max_tokens = room;
     pthread_mutex_lock(&mu);
     const unsigned long id = ++serial;
     pthread_mutex_unlock(&mu);
