@@ -251,13 +251,6 @@ static bool completion_prompt(const bn_api *a, fields *f, bn_job_params *p) {
                           : "'%s' must be a string or an array of token ids (n = 1 only)", "prompt");
 }
 
-static void free_params(bn_job_params *p) {
-    free(p->prompt);
-    for (size_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
-    free(p->stop);
-    *p = (bn_job_params){0};
-}
-
 static void generate(const bn_api *a, const char *body, size_t len, bool chat, bn_api_reply *r) {
     static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     static unsigned long serial;
@@ -270,13 +263,13 @@ static void generate(const bn_api *a, const char *body, size_t len, bool chat, b
               (chat ? chat_prompt(a, &f, &p) : completion_prompt(a, &f, &p));
     cJSON_Delete(o);
     if (!ok) {
-        free_params(&p);
+        bn_job_params_free(&p);
         return;
     }
     if (p.n_prompt > (size_t)a->n_ctx) {
         reply_error(r, 400, "context_length_exceeded",
                     "the prompt is %zu tokens, more than the context of %d tokens", p.n_prompt, a->n_ctx);
-        free_params(&p);
+        bn_job_params_free(&p);
         return;
     }
     pthread_mutex_lock(&mu);

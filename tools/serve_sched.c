@@ -6,13 +6,13 @@
 // the forward pass runs; only this thread touches the batch.
 #include "serve_sched.h"
 
+#include "clock.h"
 #include "error.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct bn_job {
     bn_sched *s;
@@ -33,16 +33,21 @@ struct bn_sched {
     pthread_mutex_t mu;
     pthread_cond_t wake; // the scheduler's: a job came, was cancelled, or stop
     bn_job *head, *tail; // waiting for a slot
-    int n_queued, n_busy;
-    bn_job **slot_job; // [n_slots]
+    int n_queued;
+    bn_job **slot_job; // [n_slots] the job in each slot of the batch, or NULL
     bool stopping;
-    struct timespec deadline; // stopping: running jobs end by then
+    double deadline_ms; // stopping: running jobs end by then (bn_now_ms)
 };
 
+void bn_job_params_free(bn_job_params *p) {
+    free(p->prompt);
+    for (size_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
+    free(p->stop);
+    *p = (bn_job_params){0};
+}
+
 static void free_job(bn_job *j) {
-    free(j->p.prompt);
-    for (size_t i = 0; i < j->p.n_stop; i++) free(j->p.stop[i]);
-    free(j->p.stop);
+    bn_job_params_free(&j->p);
     free(j->text);
     pthread_cond_destroy(&j->cond);
     free(j);
@@ -58,7 +63,6 @@ static void finish(bn_sched *s, bn_job *j, bn_stop stop, int status, const char 
     if (j->slot >= 0) {
         bn_batch_remove(s->b, j->slot);
         s->slot_job[j->slot] = NULL;
-        s->n_busy--;
         j->slot = -1;
     }
     j->st.done = true;
@@ -83,10 +87,12 @@ static void append(bn_job *j, const char *text, size_t n) {
     j->len += n;
 }
 
-static bool past(const struct timespec *t) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+// Slots with a job (the mutex is held). Counted from slot_job, not asked of the
+// batch, which only the scheduler thread may touch.
+static int n_busy(const bn_sched *s) {
+    int n = 0;
+    for (int k = 0; k < bn_batch_n_slots(s->b); k++) n += s->slot_job[k] != NULL;
+    return n;
 }
 
 static const char *why_ended(const bn_job *j) {
@@ -96,12 +102,12 @@ static const char *why_ended(const bn_job *j) {
 // Between steps: cancelled and (when stopping) late jobs leave, queued ones enter.
 static void between_steps(bn_sched *s) {
     const int n_slots = bn_batch_n_slots(s->b);
-    const bool late = s->stopping && past(&s->deadline);
+    const bool late = s->stopping && bn_now_ms() >= s->deadline_ms;
     for (int k = 0; k < n_slots; k++) {
         bn_job *j = s->slot_job[k];
         if (j && (j->cancelled || late)) finish(s, j, BN_STOP_CALLER, 503, why_ended(j));
     }
-    while (s->head && (s->stopping || s->head->cancelled || s->n_busy < n_slots)) {
+    while (s->head && (s->stopping || s->head->cancelled || n_busy(s) < n_slots)) {
         bn_job *j = s->head;
         if (!(s->head = j->next)) s->tail = NULL;
         s->n_queued--;
@@ -120,7 +126,6 @@ static void between_steps(bn_sched *s) {
         }
         j->slot = slot;
         s->slot_job[slot] = j;
-        s->n_busy++;
     }
 }
 
@@ -140,7 +145,7 @@ static void *sched_main(void *arg) {
     pthread_mutex_lock(&s->mu);
     for (;;) {
         between_steps(s);
-        if (s->n_busy == 0) {
+        if (n_busy(s) == 0) {
             if (s->stopping) break;
             pthread_cond_wait(&s->wake, &s->mu);
             continue;
@@ -185,10 +190,7 @@ int bn_sched_start(bn_batch *b, bn_sched **out, bn_error *err) {
 void bn_sched_stop(bn_sched *s, int grace_ms) {
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
-    clock_gettime(CLOCK_MONOTONIC, &s->deadline);
-    s->deadline.tv_sec += grace_ms / 1000;
-    s->deadline.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
-    if (s->deadline.tv_nsec >= 1000000000L) s->deadline.tv_sec++, s->deadline.tv_nsec -= 1000000000L;
+    s->deadline_ms = bn_now_ms() + grace_ms;
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->thread, NULL);
@@ -237,11 +239,7 @@ int bn_job_wait(bn_job *j, int timeout_ms, char **text, size_t *len, size_t *cap
     int rc = 0;
     pthread_mutex_lock(&s->mu);
     if (!j->len && !j->st.done) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        t.tv_nsec += (long)timeout_ms * 1000000L;
-        t.tv_sec += t.tv_nsec / 1000000000L;
-        t.tv_nsec %= 1000000000L;
+        const struct timespec t = bn_monotonic_after_ms(timeout_ms);
         pthread_cond_timedwait(&j->cond, &s->mu, &t);
     }
     if (j->len) {
@@ -282,7 +280,7 @@ void bn_job_release(bn_job *j) {
 void bn_sched_counts(bn_sched *s, int *slots, int *busy, int *queued) {
     pthread_mutex_lock(&s->mu);
     *slots = bn_batch_n_slots(s->b);
-    *busy = s->n_busy;
+    *busy = n_busy(s);
     *queued = s->n_queued;
     pthread_mutex_unlock(&s->mu);
 }

@@ -28,6 +28,9 @@ typedef struct bn_job_params {
     size_t n_stop;
 } bn_job_params;
 
+// Frees the prompt and stop strings and zeroes p.
+void bn_job_params_free(bn_job_params *p);
+
 // How a job stands, and the text it produced since the last bn_job_wait.
 typedef struct bn_job_state {
     bool done;
