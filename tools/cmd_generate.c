@@ -16,8 +16,7 @@
 
 typedef struct {
     bool json;
-    char *text; // --json: the whole completion
-    size_t len, cap;
+    bn_buf text; // --json: the whole completion
     int32_t *ids;
     size_t n_ids, cap_ids;
     // Why on_token stopped the generation: an error, not a short reply.
@@ -42,16 +41,7 @@ static int on_token(void *user, int32_t id, const char *text, size_t len) {
         c->write_errno = errno ? errno : EIO;
         return 1;
     }
-    if (c->len + len + 1 > c->cap) {
-        size_t cap = 2 * (c->len + len + 1);
-        char *grown = realloc(c->text, cap);
-        if (!grown) return c->oom = true, 1;
-        c->text = grown;
-        c->cap = cap;
-    }
-    memcpy(c->text + c->len, text, len);
-    c->len += len;
-    c->text[c->len] = 0;
+    if (bn_buf_append(&c->text, text, len)) return c->oom = true, 1;
     return 0;
 }
 
@@ -62,7 +52,7 @@ static void print_json(const bn_run *r, const int32_t *prompt, size_t n_prompt, 
     for (size_t i = 0; i < n_prompt; i++) cJSON_AddItemToArray(p, cJSON_CreateNumber(prompt[i]));
     cJSON *g = cJSON_AddArrayToObject(o, "generated_ids");
     for (size_t i = 0; i < c->n_ids; i++) cJSON_AddItemToArray(g, cJSON_CreateNumber(c->ids[i]));
-    cJSON_AddStringToObject(o, "text", c->text ? c->text : "");
+    cJSON_AddStringToObject(o, "text", c->text.data ? c->text.data : "");
     cJSON_AddStringToObject(o, "backend", bn_session_backend(r->session));
     const char *kernels = bn_session_cpu_kernels(r->session);
     if (kernels) cJSON_AddStringToObject(o, "cpu_kernels", kernels);
@@ -126,7 +116,7 @@ int bn_cmd_generate(int argc, char **argv) {
 done:
     free(file_text);
     free(prompt);
-    free(c.text);
+    free(c.text.data);
     free(c.ids);
     bn_run_close(&r);
     return rc;

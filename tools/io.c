@@ -94,6 +94,25 @@ void bn_guard_std_fds(void) {
         if (fcntl(fd, F_GETFD) < 0 && errno == EBADF && open("/dev/null", O_RDONLY) != fd) return;
 }
 
+int bn_buf_reserve(bn_buf *b, size_t extra) {
+    if (b->len + extra + 1 <= b->cap) return 0;
+    const size_t cap = 2 * (b->len + extra + 1);
+    char *grown = !b->max || cap <= b->max ? realloc(b->data, cap) : NULL;
+    if (!grown) return -1;
+    b->data = grown;
+    b->cap = cap;
+    b->data[b->len] = 0;
+    return 0;
+}
+
+int bn_buf_append(bn_buf *b, const void *data, size_t n) {
+    if (bn_buf_reserve(b, n)) return -1;
+    if (n) memcpy(b->data + b->len, data, n);
+    b->len += n;
+    b->data[b->len] = 0;
+    return 0;
+}
+
 void bn_format_bytes(double bytes, char *out, size_t cap) {
     static const char *units[] = {"B", "kB", "MB", "GB", "TB"};
     int u = 0;

@@ -12,7 +12,6 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 struct bn_job {
     bn_sched *s;
@@ -22,8 +21,7 @@ struct bn_job {
     int slot;            // -1 while queued
     bool cancelled;
     bn_job_state st;
-    char *text; // produced and not yet taken by bn_job_wait
-    size_t len, cap;
+    bn_buf text; // produced and not yet taken by bn_job_wait
     bn_job *next; // the queue
 };
 
@@ -48,7 +46,7 @@ void bn_job_params_free(bn_job_params *p) {
 
 static void free_job(bn_job *j) {
     bn_job_params_free(&j->p);
-    free(j->text);
+    free(j->text.data);
     pthread_cond_destroy(&j->cond);
     free(j);
 }
@@ -73,18 +71,6 @@ static void finish(bn_sched *s, bn_job *j, bn_stop stop, int status, const char 
     }
     pthread_cond_signal(&j->cond);
     unref(j);
-}
-
-static void append(bn_job *j, const char *text, size_t n) {
-    if (j->len + n > j->cap) {
-        size_t cap = 2 * (j->len + n) + 64;
-        char *t = realloc(j->text, cap);
-        if (!t) return; // the text is lost, the counts stay right
-        j->text = t;
-        j->cap = cap;
-    }
-    memcpy(j->text + j->len, text, n);
-    j->len += n;
 }
 
 // Slots with a job (the mutex is held). Counted from slot_job, not asked of the
@@ -132,7 +118,7 @@ static void between_steps(bn_sched *s) {
 static void after_step(bn_sched *s, const bn_batch_event *ev, int n) {
     for (int i = 0; i < n; i++) {
         bn_job *j = s->slot_job[ev[i].slot];
-        append(j, ev[i].text, ev[i].len);
+        bn_buf_append(&j->text, ev[i].text, ev[i].len); // out of memory: the text is lost, not the counts
         j->st.n_prompt = ev[i].n_prompt;
         j->st.n_gen = ev[i].n_gen;
         if (ev[i].done) finish(s, j, ev[i].stop, 0, NULL);
@@ -233,29 +219,17 @@ bn_job *bn_sched_submit(bn_sched *s, bn_job_params *p) {
     return j;
 }
 
-int bn_job_wait(bn_job *j, int timeout_ms, char **text, size_t *len, size_t *cap,
-                bn_job_state *st) {
+int bn_job_wait(bn_job *j, int timeout_ms, bn_buf *text, bn_job_state *st) {
     bn_sched *s = j->s;
     int rc = 0;
     pthread_mutex_lock(&s->mu);
-    if (!j->len && !j->st.done) {
+    if (!j->text.len && !j->st.done) {
         const struct timespec t = bn_monotonic_after_ms(timeout_ms);
         pthread_cond_timedwait(&j->cond, &s->mu, &t);
     }
-    if (j->len) {
-        if (*len + j->len + 1 > *cap) {
-            const size_t c = 2 * (*len + j->len + 1);
-            char *grown = realloc(*text, c);
-            if (grown) *text = grown, *cap = c;
-        }
-        if (*len + j->len + 1 <= *cap) {
-            memcpy(*text + *len, j->text, j->len);
-            *len += j->len;
-            (*text)[*len] = 0;
-            j->len = 0;
-        } else {
-            rc = -1;
-        }
+    if (j->text.len) {
+        rc = bn_buf_append(text, j->text.data, j->text.len);
+        if (!rc) j->text.len = 0;
     }
     *st = j->st;
     pthread_mutex_unlock(&s->mu);
