@@ -140,12 +140,8 @@ int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const int32_t *pro
             cJSON_AddNumberToObject(cJSON_AddObjectToObject(doc, backends[k]), "saturates_at", sat);
         }
     }
-    if (f->json) {
-        char *s = cJSON_Print(doc);
-        if (s) puts(s);
-        free(s);
-    }
-    cJSON_Delete(doc);
+    if (f->json) bn_print_json(doc, true);
+    else cJSON_Delete(doc);
     if (!any) fprintf(stderr, "error: no backend could run\n");
     return any ? 0 : 1;
 }

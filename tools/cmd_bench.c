@@ -112,8 +112,7 @@ static void print_json(const bench_row *rows, int n, bool same, int reps, const 
                        size_t n_prompt) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "reps", reps);
-    cJSON *p = cJSON_AddArrayToObject(o, "prompt_ids");
-    for (size_t i = 0; i < n_prompt; i++) cJSON_AddItemToArray(p, cJSON_CreateNumber(prompt[i]));
+    bn_add_ids_json(o, "prompt_ids", prompt, n_prompt);
     cJSON *arr = cJSON_AddArrayToObject(o, "backends");
     for (int i = 0; i < n; i++) {
         cJSON *b = cJSON_CreateObject();
@@ -138,17 +137,12 @@ static void print_json(const bench_row *rows, int n, bool same, int reps, const 
                 cJSON_AddNumberToObject(b, "roofline_ms_per_token", rows[i].roofline_ms);
                 cJSON_AddNumberToObject(b, "roofline_pct", 100.0 * rows[i].roofline_ms / rows[i].ms_per_token);
             }
-            cJSON *t = cJSON_AddArrayToObject(b, "tokens");
-            for (int k = 0; k < rows[i].n_tokens; k++)
-                cJSON_AddItemToArray(t, cJSON_CreateNumber(rows[i].tokens[k]));
+            bn_add_ids_json(b, "tokens", rows[i].tokens, (size_t)rows[i].n_tokens);
         }
         cJSON_AddItemToArray(arr, b);
     }
     cJSON_AddBoolToObject(o, "same_tokens", same);
-    char *s = cJSON_Print(o);
-    if (s) puts(s);
-    free(s);
-    cJSON_Delete(o);
+    bn_print_json(o, true);
 }
 
 static void print_table(FILE *out, const bn_run_flags *f, const bench_row *rows, int n_rows, int reps,

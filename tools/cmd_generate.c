@@ -48,19 +48,14 @@ static int on_token(void *user, int32_t id, const char *text, size_t len) {
 static void print_json(const bn_run *r, const int32_t *prompt, size_t n_prompt, const collector *c,
                        const bn_timings *t) {
     cJSON *o = cJSON_CreateObject();
-    cJSON *p = cJSON_AddArrayToObject(o, "prompt_ids");
-    for (size_t i = 0; i < n_prompt; i++) cJSON_AddItemToArray(p, cJSON_CreateNumber(prompt[i]));
-    cJSON *g = cJSON_AddArrayToObject(o, "generated_ids");
-    for (size_t i = 0; i < c->n_ids; i++) cJSON_AddItemToArray(g, cJSON_CreateNumber(c->ids[i]));
+    bn_add_ids_json(o, "prompt_ids", prompt, n_prompt);
+    bn_add_ids_json(o, "generated_ids", c->ids, c->n_ids);
     cJSON_AddStringToObject(o, "text", c->text.data ? c->text.data : "");
     cJSON_AddStringToObject(o, "backend", bn_session_backend(r->session));
     const char *kernels = bn_session_cpu_kernels(r->session);
     if (kernels) cJSON_AddStringToObject(o, "cpu_kernels", kernels);
     bn_add_timings_json(o, r, t);
-    char *s = cJSON_PrintUnformatted(o);
-    if (s) puts(s);
-    free(s);
-    cJSON_Delete(o);
+    bn_print_json(o, false);
 }
 
 // The checks the flag table cannot make: exactly one prompt, --system only with --chat.

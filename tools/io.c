@@ -1,6 +1,7 @@
 // io.c - inputs ("-" is stdin) and outputs whose write errors are reported.
 #include "io.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -92,6 +93,13 @@ int bn_finish_stdout(void) {
 void bn_guard_std_fds(void) {
     for (int fd = 0; fd <= 2; fd++)
         if (fcntl(fd, F_GETFD) < 0 && errno == EBADF && open("/dev/null", O_RDONLY) != fd) return;
+}
+
+void bn_print_json(cJSON *o, bool pretty) {
+    char *s = pretty ? cJSON_Print(o) : cJSON_PrintUnformatted(o);
+    if (s) puts(s);
+    free(s);
+    cJSON_Delete(o);
 }
 
 int bn_buf_reserve(bn_buf *b, size_t extra) {

@@ -3,8 +3,11 @@
 #ifndef BN_IO_H
 #define BN_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct cJSON;
 
 // Reads a whole file ("-": stdin) into a malloc'd buffer with a NUL after its
 // *len bytes. Returns 0, or prints one error line and returns 1 (unreadable,
@@ -23,6 +26,10 @@ int bn_finish_stdout(void);
 
 // Makes sure file descriptors 0-2 are open (see io.c); call first in main().
 void bn_guard_std_fds(void);
+
+// Prints o on stdout as one line (pretty: indented, over several lines) and
+// deletes it.
+void bn_print_json(struct cJSON *o, bool pretty);
 
 // A growable byte buffer: data[0..len), with a NUL after it once allocated. cap
 // bytes are allocated, never more than max (0: no limit). Zero-initialise it.
