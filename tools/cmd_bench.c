@@ -190,6 +190,8 @@ int bn_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "error: bench needs -m MODEL (make one with `bitnet-gpu make-model`)\n");
         return 2;
     }
+    int counts[BN_MAX_COUNTS], n_counts = 0;
+    if (f.concurrency && bn_parse_counts(f.concurrency, counts, &n_counts)) return 2;
     if (!f.prompt) f.prompt = "2+2=";
     if (f.n_predict < 0) f.n_predict = f.concurrency ? 16 : 4;
     if (f.n_predict > MAX_TOKENS) f.n_predict = MAX_TOKENS;
@@ -209,7 +211,7 @@ int bn_cmd_bench(int argc, char **argv) {
     }
 
     if (f.concurrency) {
-        rc = bn_bench_concurrency(e, &f, prompt, n_prompt);
+        rc = bn_bench_concurrency(e, &f, counts, n_counts, prompt, n_prompt);
         free(prompt);
         bn_engine_free(e);
         return rc;
