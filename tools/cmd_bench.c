@@ -176,14 +176,12 @@ static void print_table(FILE *out, const bn_run_flags *f, const bench_row *rows,
 }
 
 #define BENCH_FLAGS (BN_FLAGS_PROMPT | BN_FLAGS_PREDICT | BN_FLAGS_JSON | BN_FLAGS_REPS | BN_FLAGS_CONCURRENCY)
+#define BENCH_SYNOPSIS "-m MODEL [-t N] [-p PROMPT] [-n N] [-r REPS] [--concurrency 1,4,16,64] [--json]"
 
 int bn_cmd_bench(int argc, char **argv) {
     bn_run_flags f;
     bool help;
-    int rc = bn_parse_run_flags("bench", BENCH_FLAGS, argc, argv, &f, &help);
-    if (help)
-        bn_print_run_usage("bench", BENCH_FLAGS,
-                           "-m MODEL [-t N] [-p PROMPT] [-n N] [-r REPS] [--concurrency 1,4,16,64] [--json]");
+    int rc = bn_parse_run_flags("bench", BENCH_FLAGS, BENCH_SYNOPSIS, argc, argv, &f, &help);
     if (rc || help) return rc;
     const int reps = f.reps;
     if (!f.model) {

@@ -13,6 +13,7 @@
 #define GENERATE_FLAGS                                                                    \
     (BN_FLAGS_PROMPT | BN_FLAGS_FILE | BN_FLAGS_PREDICT | BN_FLAGS_SAMPLING |             \
      BN_FLAGS_BACKEND | BN_FLAGS_CHAT | BN_FLAGS_SYSTEM | BN_FLAGS_BOS | BN_FLAGS_JSON)
+#define GENERATE_SYNOPSIS "-m MODEL (-p PROMPT | -f FILE) [options]"
 
 typedef struct {
     bool json;
@@ -73,8 +74,7 @@ static int check_flags(const bn_run_flags *f) {
 int bn_cmd_generate(int argc, char **argv) {
     bn_run_flags f;
     bool help;
-    int rc = bn_parse_run_flags("generate", GENERATE_FLAGS, argc, argv, &f, &help);
-    if (help) bn_print_run_usage("generate", GENERATE_FLAGS, "-m MODEL (-p PROMPT | -f FILE) [options]");
+    int rc = bn_parse_run_flags("generate", GENERATE_FLAGS, GENERATE_SYNOPSIS, argc, argv, &f, &help);
     if (help || rc) return rc;
     if ((rc = check_flags(&f))) return rc;
     if (f.n_predict < 0) f.n_predict = 128;
