@@ -1,8 +1,12 @@
-// backend.c - choosing a compute backend by name, and the input checks of forward().
+// backend.c - choosing a compute backend by name and opening it for an engine
+// (sessions and batches), and the input checks of forward().
 #include "backend.h"
 
+#include <stdio.h>
 #include <string.h>
 
+#include "clock.h"
+#include "engine_internal.h"
 
 const bn_backend_ops *bn_backend_find(const char *name) {
     if (!name) return NULL;
@@ -11,6 +15,65 @@ const bn_backend_ops *bn_backend_find(const char *name) {
     if (strcmp(name, "cuda") == 0) return &bn_cuda_backend;
 #endif
     return NULL;
+}
+
+// Picks the backend: an explicit name must work; "auto" prefers a usable GPU.
+static int choose_backend(const char *name, const bn_backend_ops **ops, char *note, size_t n,
+                          bn_error *err) {
+    bn_error why = {{0}};
+    if (!name || !*name || !strcmp(name, "auto")) {
+        const bn_backend_ops *cuda = bn_backend_find("cuda");
+        if (cuda && cuda->probe(&why) == 0) {
+            *ops = cuda;
+            snprintf(note, n, "auto: a CUDA device is usable");
+            return 0;
+        }
+        *ops = bn_backend_find("cpu");
+        snprintf(note, n, "auto: using the CPU (%.240s)",
+                 cuda ? why.msg : "this build has no CUDA backend");
+        return 0;
+    }
+    if (strcmp(name, "cpu") && strcmp(name, "cuda"))
+        return bn_errorf(err, "unknown backend '%s' (use auto, cpu or cuda)", name);
+    *ops = bn_backend_find(name);
+    if (!*ops)
+        return bn_errorf(err, "backend '%s' is not compiled in (build with the CUDA toolkit)", name);
+    if ((*ops)->probe && (*ops)->probe(&why))
+        return bn_errorf(err, "backend '%s' cannot run here: %s", name, why.msg);
+    snprintf(note, n, "requested");
+    return 0;
+}
+
+int bn_backend_open(const bn_engine *e, const bn_session_params *p, int n_seq, bn_opened *o,
+                    bn_error *err) {
+    *o = (bn_opened){0};
+    bn_session_params defaults = {0};
+    if (!p) p = &defaults;
+    const bn_hparams *hp = &e->model->hp;
+    o->n_ctx = p->n_ctx > 0 ? p->n_ctx : (int)hp->n_ctx_train;
+    if (p->n_ctx < 0 || o->n_ctx > (int)hp->n_ctx_train)
+        return bn_errorf(err, "context %d is outside 1..%u (the model's context length)", p->n_ctx,
+                         hp->n_ctx_train);
+    if (choose_backend(p->backend, &o->ops, o->note, sizeof o->note, err)) return -1;
+    bn_backend_config cfg = {.n_threads = p->n_threads,
+                             .n_ctx = o->n_ctx,
+                             .max_batch = 0, // the backend's own chunk size
+                             .n_seq = n_seq,
+                             .lm_head_q8 = p->lm_head_q8,
+                             .kernels = p->cpu_kernels};
+    double t0 = bn_now_ms();
+    bn_error why = {{0}};
+    if (o->ops->create(e->model, &cfg, &o->be, &why)) {
+        bool auto_gpu = strcmp(o->ops->name, "cpu") && (!p->backend || !strcmp(p->backend, "auto"));
+        if (!auto_gpu) return bn_errorf(err, "%s backend: %s", o->ops->name, why.msg);
+        // auto picked the GPU but it cannot hold the model: fall back, saying why.
+        snprintf(o->note, sizeof o->note, "auto: using the CPU (%s backend: %.200s)", o->ops->name,
+                 why.msg);
+        o->ops = bn_backend_find("cpu");
+        if (o->ops->create(e->model, &cfg, &o->be, err)) return -1;
+    }
+    o->ms = bn_now_ms() - t0;
+    return 0;
 }
 
 int bn_backend_check_tokens(const char *who, const int32_t *tokens, const int32_t *pos,

@@ -18,15 +18,21 @@
 
 #define BN_DEFAULT_STEP_TOKENS 512
 
+typedef struct stop_string {
+    char *text;
+    size_t len;
+} stop_string;
+
 typedef struct bn_slot {
     bool used, done;
+    bool in_step;     // has a run in the step being gathered
     void *user;
     uint64_t ticket;  // admission order
     int32_t *hist;    // n_ctx + 1
     int n_prompt, n_hist, n_past, n_gen, max_tokens;
     bn_sampler *smp;
     bn_stop stop;
-    char **stops;     // stop strings
+    stop_string *stops;
     size_t n_stops, longest_stop;
     bn_utf8_stream utf8;
     char *text;       // decoded text not yet handed out; the first `released`
@@ -40,9 +46,9 @@ struct bn_batch {
     uint64_t next_ticket;
     bn_slot *slots;
     int32_t *tok, *pos, *seq; // [step_tokens] the step's forward call
-    int *run_slot, *run_len;  // [n_slots] each run's slot and length, in call order
-    bool *run_samples;        // [n_slots] whether the run ends its slot's prompt or decodes
-    bool *in_step;            // [n_slots] whether the slot has a run in this step
+    struct run {
+        int slot, len;
+    } *runs;                  // [n_slots] the call's runs, in call order
     int32_t *argmax;          // [n_slots]
     float *logits;            // [n_slots][n_vocab]
     bn_batch_event *events;   // [n_slots]
@@ -50,7 +56,7 @@ struct bn_batch {
 
 static void free_slot(bn_slot *s) {
     bn_sampler_free(s->smp);
-    for (size_t i = 0; i < s->n_stops; i++) free(s->stops[i]);
+    for (size_t i = 0; i < s->n_stops; i++) free(s->stops[i].text);
     free(s->stops);
     int32_t *hist = s->hist;
     char *text = s->text;
@@ -70,10 +76,7 @@ void bn_batch_free(bn_batch *b) {
     free(b->tok);
     free(b->pos);
     free(b->seq);
-    free(b->run_slot);
-    free(b->run_len);
-    free(b->in_step);
-    free(b->run_samples);
+    free(b->runs);
     free(b->argmax);
     free(b->logits);
     free(b->events);
@@ -96,16 +99,12 @@ int bn_batch_create(bn_engine *e, const bn_batch_params *p, bn_batch **out, bn_e
     b->tok = malloc(T * sizeof *b->tok);
     b->pos = malloc(T * sizeof *b->pos);
     b->seq = malloc(T * sizeof *b->seq);
-    b->run_slot = malloc(S * sizeof *b->run_slot);
-    b->run_len = malloc(S * sizeof *b->run_len);
-    b->in_step = malloc(S * sizeof *b->in_step);
-    b->run_samples = malloc(S * sizeof *b->run_samples);
+    b->runs = malloc(S * sizeof *b->runs);
     b->argmax = malloc(S * sizeof *b->argmax);
     b->logits = malloc(S * V * sizeof *b->logits);
     b->events = malloc(S * sizeof *b->events);
-    if (!b->slots || !b->tok || !b->pos || !b->seq || !b->run_slot || !b->run_len ||
-        !b->in_step || !b->run_samples ||
-        !b->argmax || !b->logits || !b->events) {
+    if (!b->slots || !b->tok || !b->pos || !b->seq || !b->runs || !b->argmax || !b->logits ||
+        !b->events) {
         bn_errorf(err, "out of memory for %d slots", b->n_slots);
         goto fail;
     }
@@ -144,28 +143,25 @@ static int copy_stops(bn_slot *s, const bn_request *r, bn_error *err) {
     for (size_t i = 0; i < r->n_stop; i++) {
         const char *t = r->stop[i] ? r->stop[i] : "";
         if (!*t) continue; // an empty stop string would match before any text
-        if (!(s->stops[s->n_stops] = strdup(t))) return bn_errorf(err, "out of memory");
         const size_t n = strlen(t);
+        if (!(s->stops[s->n_stops].text = strdup(t))) return bn_errorf(err, "out of memory");
+        s->stops[s->n_stops++].len = n;
         if (n > s->longest_stop) s->longest_stop = n;
-        s->n_stops++;
     }
     return 0;
 }
 
 int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
-    const int32_t n_vocab = (int32_t)b->engine->model->hp.n_vocab;
     if (r->n_prompt < 1) return bn_errorf(err, "nothing to generate from: the prompt is empty");
     if (r->n_prompt > (size_t)b->be.n_ctx)
         return bn_errorf(err, "prompt of %zu tokens does not fit in the context (%d tokens)",
                          r->n_prompt, b->be.n_ctx);
-    for (size_t i = 0; i < r->n_prompt; i++)
-        if (r->prompt[i] < 0 || r->prompt[i] >= n_vocab)
-            return bn_errorf(err, "token id %d is outside the vocabulary (0..%d)", r->prompt[i],
-                             n_vocab - 1);
+    if (bn_engine_check_ids(b->engine, r->prompt, r->n_prompt, err)) return -1;
     int k = 0;
     while (k < b->n_slots && b->slots[k].used) k++;
     if (k == b->n_slots) return bn_errorf(err, "all %d slots are busy", b->n_slots);
     bn_slot *s = &b->slots[k];
+    const int32_t n_vocab = (int32_t)b->engine->model->hp.n_vocab;
     if (bn_sampler_create(&r->sampling, n_vocab, &s->smp, err) || copy_stops(s, r, err)) {
         free_slot(s);
         return -1;
@@ -202,7 +198,7 @@ static size_t held_tail(const bn_slot *s) {
     size_t k = s->longest_stop ? s->longest_stop - 1 : 0;
     for (k = k < s->len ? k : s->len; k > 0; k--)
         for (size_t i = 0; i < s->n_stops; i++)
-            if (strlen(s->stops[i]) > k && !memcmp(s->text + s->len - k, s->stops[i], k)) return k;
+            if (s->stops[i].len > k && !memcmp(s->text + s->len - k, s->stops[i].text, k)) return k;
     return 0;
 }
 
@@ -219,7 +215,7 @@ static int push_token(bn_batch *b, bn_slot *s, int32_t id, bool final) {
     // held), so a match lies in what is here.
     size_t cut = s->len;
     for (size_t i = 0; i < s->n_stops; i++) {
-        const char *m = memmem(s->text, s->len, s->stops[i], strlen(s->stops[i]));
+        const char *m = memmem(s->text, s->len, s->stops[i].text, s->stops[i].len);
         if (m && (size_t)(m - s->text) < cut) cut = (size_t)(m - s->text);
     }
     if (cut < s->len) {
@@ -234,7 +230,7 @@ static int push_token(bn_batch *b, bn_slot *s, int32_t id, bool final) {
 
 // The run of a slot that is not done: its pending token, or a prompt chunk of at
 // most `room` tokens. Returns the tokens added to the call.
-static int gather_run(bn_batch *b, int k, int n, int room, int run) {
+static int gather_run(bn_batch *b, int k, int n, int room, struct run *run) {
     bn_slot *s = &b->slots[k];
     const int left = s->n_hist - s->n_past;
     const int take = left < room ? left : room;
@@ -243,10 +239,8 @@ static int gather_run(bn_batch *b, int k, int n, int room, int run) {
         b->pos[n + i] = s->n_past + i;
         b->seq[n + i] = k;
     }
-    b->run_slot[run] = k;
-    b->run_len[run] = take;
-    b->run_samples[run] = take == left; // the prompt's last chunk, or a decode token
-    b->in_step[k] = true;
+    *run = (struct run){k, take};
+    s->in_step = true;
     return take;
 }
 
@@ -255,7 +249,7 @@ static int next_prefill(const bn_batch *b) {
     int best = -1;
     for (int k = 0; k < b->n_slots; k++) {
         const bn_slot *s = &b->slots[k];
-        if (!s->used || s->done || b->in_step[k] || s->n_past >= s->n_prompt) continue;
+        if (!s->used || s->done || s->in_step || s->n_past >= s->n_prompt) continue;
         if (best < 0 || s->ticket < b->slots[best].ticket) best = k;
     }
     return best;
@@ -283,10 +277,10 @@ static void take_token(bn_batch *b, int k, int32_t next, bn_batch_event *ev) {
 int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_error *err) {
     *events = b->events;
     *n_events = 0;
-    memset(b->in_step, 0, (size_t)b->n_slots * sizeof *b->in_step);
     // Text handed out by the last step leaves the slots' buffers.
     for (int k = 0; k < b->n_slots; k++) {
         bn_slot *s = &b->slots[k];
+        s->in_step = false;
         if (!s->released) continue;
         memmove(s->text, s->text + s->released, s->len - s->released);
         s->len -= s->released;
@@ -298,25 +292,25 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
     for (int k = 0; k < b->n_slots; k++) {
         const bn_slot *s = &b->slots[k];
         if (!s->used || s->done || s->n_past < s->n_prompt) continue;
-        n += gather_run(b, k, n, 1, runs++);
+        n += gather_run(b, k, n, 1, &b->runs[runs++]);
     }
     for (int k; n < b->step_tokens && (k = next_prefill(b)) >= 0; runs++)
-        n += gather_run(b, k, n, b->step_tokens - n, runs);
+        n += gather_run(b, k, n, b->step_tokens - n, &b->runs[runs]);
     if (n == 0) return 0;
-    for (int r = 0; r < runs; r++) greedy = greedy && bn_sampler_is_greedy(b->slots[b->run_slot[r]].smp);
+    for (int r = 0; r < runs; r++) greedy = greedy && bn_sampler_is_greedy(b->slots[b->runs[r].slot].smp);
     const bn_backend_ops *ops = b->be.ops;
     if (greedy ? ops->forward_argmax(b->be.be, b->tok, b->pos, b->seq, n, b->argmax, err)
                : ops->forward(b->be.be, b->tok, b->pos, b->seq, n, b->logits, false, err))
         return -1;
     const int64_t V = b->engine->model->hp.n_vocab;
     for (int r = 0; r < runs; r++) {
-        bn_slot *s = &b->slots[b->run_slot[r]];
-        s->n_past += b->run_len[r];
-        if (!b->run_samples[r]) continue; // a prompt chunk with more to come
+        bn_slot *s = &b->slots[b->runs[r].slot];
+        s->n_past += b->runs[r].len;
+        if (s->n_past < s->n_hist) continue; // a prompt chunk with more to come
         const int32_t next = greedy ? b->argmax[r]
                                     : bn_sampler_sample(s->smp, b->logits + r * V, s->hist,
                                                         (size_t)s->n_hist);
-        take_token(b, b->run_slot[r], next, &b->events[(*n_events)++]);
+        take_token(b, b->runs[r].slot, next, &b->events[(*n_events)++]);
     }
     return 0;
 }

@@ -102,3 +102,11 @@ int bn_engine_detokenize(const bn_engine *e, const int32_t *ids, size_t n, char 
                          size_t *len, bn_error *err) {
     return bn_detokenize(e->tok, ids, n, text, len, err);
 }
+
+int bn_engine_check_ids(const bn_engine *e, const int32_t *ids, size_t n, bn_error *err) {
+    const int32_t n_vocab = (int32_t)e->model->hp.n_vocab;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= n_vocab)
+            return bn_errorf(err, "token id %d is outside the vocabulary (0..%d)", ids[i], n_vocab - 1);
+    return 0;
+}

@@ -21,6 +21,9 @@ typedef struct bn_opened {
     double ms;      // creation time
 } bn_opened;
 
+// Checks that ids[0..n) are in the model's vocabulary (the embedding's rows).
+int bn_engine_check_ids(const bn_engine *e, const int32_t *ids, size_t n, bn_error *err);
+
 // Picks the backend p names ("auto": a usable GPU, else the CPU, saying why)
 // and creates it for e's model with n_seq sequence slots. On failure o->be is
 // NULL and err says why.

@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "i2s.h"
+
 #define GGUF_MAGIC "GGUF"
 #define GGUF_DEFAULT_ALIGNMENT 32
 // Arrays of arrays are legal; nothing real nests deeper than 2. The bound keeps a
@@ -77,7 +79,7 @@ int bn_ggml_type_nbytes(uint32_t type, uint64_t n, uint64_t *bytes) {
     if (!t) return -1;
     if (type == BN_GGML_I2_S) {
         if (n % 4) return -1;
-        *bytes = n / 4 + 32;
+        *bytes = bn_i2s_nbytes(n);
         return 0;
     }
     if (n % t->blck) return -1;

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "i2s.h"
+
 // Upper bounds far above any BitNet model (2B-4T: 2560 / 30 / 6912 / 20 heads /
 // 128256 vocab / 4096 context) that keep size arithmetic in range.
 #define MAX_EMBD (1u << 16)
@@ -19,8 +21,6 @@
 #define MAX_HEAD 1024u
 #define MAX_VOCAB (1u << 22)
 #define MAX_CTX (1u << 24)
-// I2_S packs rows into 128-element blocks (docs/architecture.md: I2_S).
-#define I2S_BLOCK 128u
 #define DEFAULT_ROPE_BASE 10000.0f // llama.cpp's default when the key is absent
 
 // Buffers owned by the model: tensor names and converted norm weights.
@@ -117,9 +117,9 @@ static int read_hparams(const bn_gguf *g, const char *arch, bn_hparams *hp, bn_e
     if (hp->head_dim % 2)
         return bn_errorf(err, "model: head dimension %u is odd (RoPE rotates pairs)",
                          hp->head_dim);
-    if (hp->n_embd % I2S_BLOCK || hp->n_ff % I2S_BLOCK)
+    if (hp->n_embd % BN_I2S_BLOCK || hp->n_ff % BN_I2S_BLOCK)
         return bn_errorf(err, "model: embedding_length %u and feed_forward_length %u must be "
-                         "multiples of %u (I2_S block)", hp->n_embd, hp->n_ff, I2S_BLOCK);
+                         "multiples of %d (I2_S block)", hp->n_embd, hp->n_ff, BN_I2S_BLOCK);
     rc = get_u32_arch(g, arch, "rope.dimension_count", &hp->n_rot, false, err);
     if (rc < 0) return -1;
     if (rc > 0) hp->n_rot = hp->head_dim;
@@ -218,9 +218,9 @@ static int map_tensor(bn_model *m, const char *name, tensor_kind kind, uint64_t 
     out->scale = 1.0f;
 
     if (kind == KIND_I2S) {
-        // One float32 scale right after the n/4 bytes of 2-bit codes (docs/architecture.md: I2_S).
-        uint64_t n = ne0 * ne1;
-        memcpy(&out->scale, t->data + n / 4, sizeof(float));
+        // The tail after the 2-bit codes starts with the float32 scale (i2s.h).
+        const uint64_t n = ne0 * ne1;
+        memcpy(&out->scale, t->data + bn_i2s_nbytes(n) - BN_I2S_TAIL, sizeof(float));
         if (!isfinite(out->scale))
             return bn_errorf(err, "model: tensor '%s' has a non-finite scale", name);
     } else if (kind == KIND_NORM) {

@@ -4,7 +4,6 @@
 // (history) and how many of them are in the KV cache (n_past). The last
 // sampled token is not fed until the next step needs it, so a later
 // generate() call (the next chat turn) feeds it first.
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +16,6 @@
 struct bn_session {
     bn_engine *engine;
     bn_opened be;     // the backend, its note, context and creation time
-    int n_ctx;
     int32_t *history; // n_ctx + 1: the last sampled token may not fit in the cache
     int n_hist;
     int n_past;       // history[0..n_past) is in the KV cache
@@ -26,65 +24,6 @@ struct bn_session {
     bool lm_head_q8;
 };
 
-// Picks the backend: an explicit name must work; "auto" prefers a usable GPU.
-static int choose_backend(const char *name, const bn_backend_ops **ops, char *note, size_t n,
-                          bn_error *err) {
-    bn_error why = {{0}};
-    if (!name || !*name || !strcmp(name, "auto")) {
-        const bn_backend_ops *cuda = bn_backend_find("cuda");
-        if (cuda && cuda->probe(&why) == 0) {
-            *ops = cuda;
-            snprintf(note, n, "auto: a CUDA device is usable");
-            return 0;
-        }
-        *ops = bn_backend_find("cpu");
-        snprintf(note, n, "auto: using the CPU (%.240s)",
-                 cuda ? why.msg : "this build has no CUDA backend");
-        return 0;
-    }
-    if (strcmp(name, "cpu") && strcmp(name, "cuda"))
-        return bn_errorf(err, "unknown backend '%s' (use auto, cpu or cuda)", name);
-    *ops = bn_backend_find(name);
-    if (!*ops)
-        return bn_errorf(err, "backend '%s' is not compiled in (build with the CUDA toolkit)", name);
-    if ((*ops)->probe && (*ops)->probe(&why))
-        return bn_errorf(err, "backend '%s' cannot run here: %s", name, why.msg);
-    snprintf(note, n, "requested");
-    return 0;
-}
-
-int bn_backend_open(const bn_engine *e, const bn_session_params *p, int n_seq, bn_opened *o,
-                    bn_error *err) {
-    *o = (bn_opened){0};
-    bn_session_params defaults = {0};
-    if (!p) p = &defaults;
-    const bn_hparams *hp = &e->model->hp;
-    o->n_ctx = p->n_ctx > 0 ? p->n_ctx : (int)hp->n_ctx_train;
-    if (p->n_ctx < 0 || o->n_ctx > (int)hp->n_ctx_train)
-        return bn_errorf(err, "context %d is outside 1..%u (the model's context length)", p->n_ctx,
-                         hp->n_ctx_train);
-    if (choose_backend(p->backend, &o->ops, o->note, sizeof o->note, err)) return -1;
-    bn_backend_config cfg = {.n_threads = p->n_threads,
-                             .n_ctx = o->n_ctx,
-                             .max_batch = 0, // the backend's own chunk size
-                             .n_seq = n_seq,
-                             .lm_head_q8 = p->lm_head_q8,
-                             .kernels = p->cpu_kernels};
-    double t0 = bn_now_ms();
-    bn_error why = {{0}};
-    if (o->ops->create(e->model, &cfg, &o->be, &why)) {
-        bool auto_gpu = strcmp(o->ops->name, "cpu") && (!p->backend || !strcmp(p->backend, "auto"));
-        if (!auto_gpu) return bn_errorf(err, "%s backend: %s", o->ops->name, why.msg);
-        // auto picked the GPU but it cannot hold the model: fall back, saying why.
-        snprintf(o->note, sizeof o->note, "auto: using the CPU (%s backend: %.200s)", o->ops->name,
-                 why.msg);
-        o->ops = bn_backend_find("cpu");
-        if (o->ops->create(e->model, &cfg, &o->be, err)) return -1;
-    }
-    o->ms = bn_now_ms() - t0;
-    return 0;
-}
-
 int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err) {
     *out = NULL;
     const int32_t n_vocab = (int32_t)e->model->hp.n_vocab;
@@ -92,16 +31,15 @@ int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out
     if (!s) return bn_errorf(err, "out of memory");
     s->engine = e;
     if (bn_backend_open(e, p, 1, &s->be, err)) goto fail;
-    s->n_ctx = s->be.n_ctx;
     s->lm_head_q8 = p && p->lm_head_q8;
-    s->history = malloc(((size_t)s->n_ctx + 1) * sizeof *s->history);
-    s->pos = malloc((size_t)s->n_ctx * sizeof *s->pos);
+    s->history = malloc(((size_t)s->be.n_ctx + 1) * sizeof *s->history);
+    s->pos = malloc((size_t)s->be.n_ctx * sizeof *s->pos);
     s->logits = malloc((size_t)n_vocab * sizeof *s->logits);
     if (!s->history || !s->pos || !s->logits) {
         bn_errorf(err, "out of memory");
         goto fail;
     }
-    for (int i = 0; i < s->n_ctx; i++) s->pos[i] = i;
+    for (int i = 0; i < s->be.n_ctx; i++) s->pos[i] = i;
     *out = s;
     return 0;
 fail:
@@ -123,9 +61,11 @@ const char *bn_session_backend_note(const bn_session *s) { return s->be.note; }
 const char *bn_session_cpu_kernels(const bn_session *s) {
     return s->be.ops == &bn_cpu_backend ? bn_cpu_backend_kernels(s->be.be) : NULL;
 }
-int bn_session_n_ctx(const bn_session *s) { return s->n_ctx; }
+int bn_session_n_ctx(const bn_session *s) { return s->be.n_ctx; }
 int bn_session_pos(const bn_session *s) { return s->n_past; }
-int bn_session_room(const bn_session *s) { return s->n_hist < s->n_ctx ? s->n_ctx - s->n_hist : 0; }
+int bn_session_room(const bn_session *s) {
+    return s->n_hist < s->be.n_ctx ? s->be.n_ctx - s->n_hist : 0;
+}
 void bn_session_reset(bn_session *s) { s->n_hist = s->n_past = 0; }
 
 uint64_t bn_session_backend_bytes(const bn_session *s) {
@@ -147,15 +87,11 @@ uint64_t bn_session_decode_bytes(const bn_session *s) {
 
 // Appends tokens to the history, checking they fit in the context.
 static int append_tokens(bn_session *s, const int32_t *ids, size_t n, bn_error *err) {
-    int32_t n_vocab = (int32_t)s->engine->model->hp.n_vocab;
-    if ((long long)n > (long long)s->n_ctx - s->n_hist)
+    if ((long long)n > (long long)s->be.n_ctx - s->n_hist)
         return bn_errorf(err, "prompt of %zu tokens does not fit in the context (%d tokens, %d used)",
-                         n, s->n_ctx, s->n_hist);
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= n_vocab)
-            return bn_errorf(err, "token id %d is outside the vocabulary (0..%d)", ids[i], n_vocab - 1);
-        s->history[s->n_hist + i] = ids[i];
-    }
+                         n, s->be.n_ctx, s->n_hist);
+    if (bn_engine_check_ids(s->engine, ids, n, err)) return -1;
+    if (n) memcpy(s->history + s->n_hist, ids, n * sizeof *ids);
     s->n_hist += (int)n;
     return 0;
 }
@@ -243,7 +179,7 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
         }
         if (i + 1 == n_predict) break;
         // The pending token goes to position n_hist - 1, which must be in the cache.
-        if (s->n_hist > s->n_ctx) {
+        if (s->n_hist > s->be.n_ctx) {
             t.stop = BN_STOP_CONTEXT;
             break;
         }

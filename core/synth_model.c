@@ -520,7 +520,7 @@ int bn_synth_model_write(const bn_synth_config *c, const char *path, bn_error *e
     }
     rc = bn_weights_close(wf, err);
     wf = NULL;
-    rc = bn_gguf_writer_close(w, rc ? NULL : err) || rc ? -1 : 0;
+    if (bn_gguf_writer_close(w, rc ? NULL : err)) rc = -1;
     w = NULL;
 done:
     if (wf) bn_weights_close(wf, NULL);

@@ -84,14 +84,11 @@ static int copy_ternary(bn_weights_file *f, const char *name, uint64_t n, bn_ggu
                         bn_error *err) {
     int8_t *t = malloc(n);
     uint8_t *packed = malloc(bn_i2s_nbytes(n));
-    uint8_t sb[4];
+    uint32_t u;
     int rc = -1;
     if (!t || !packed) {
         bn_errorf(err, "out of memory");
-    } else if (!read_exact(f, t, n, "ternary values", err) &&
-               !read_exact(f, sb, 4, "the scale", err)) {
-        uint32_t u = (uint32_t)sb[0] | (uint32_t)sb[1] << 8 | (uint32_t)sb[2] << 16 |
-                     (uint32_t)sb[3] << 24;
+    } else if (!read_exact(f, t, n, "ternary values", err) && !read_u32(f, &u, "the scale", err)) {
         float scale;
         memcpy(&scale, &u, 4);
         if (bn_i2s_pack(t, n, scale, packed, err))

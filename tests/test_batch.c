@@ -13,6 +13,7 @@
 #include "backend.h"
 #include "bitnet.h"
 #include "model.h"
+#include "sampler.h"
 
 #define N_SEQ 4
 #define N_CTX 64
@@ -80,9 +81,7 @@ static void run_alone(const bn_backend_ops *ops, float *ref, int32_t tok[N_SEQ][
         float *row = ref + (int64_t)s * (N_DECODE + 1) * V;
         if (ops->forward(be, fx.ids[s], pos, NULL, n, row, false, &err)) fail_msg("%s", err.msg);
         for (int k = 0; k <= N_DECODE; k++) {
-            int32_t id = 0;
-            for (int64_t v = 1; v < V; v++)
-                if (row[k * V + v] > row[k * V + id]) id = (int32_t)v;
+            int32_t id = bn_argmax(row + k * V, (int32_t)V);
             tok[s][k] = id;
             if (k == N_DECODE) break;
             if (ops->forward(be, &id, &pos[n + k], NULL, 1, row + (k + 1) * V, false, &err))
@@ -166,12 +165,8 @@ static void test_forward_cuda(void **state) {
     REQUIRE_MODEL();
     const bn_backend_ops *cuda = bn_backend_find("cuda");
     bn_error why;
-    if (!cuda || cuda->probe(&why)) {
-        const char *req = getenv("BITNET_REQUIRE_GPU"); // scripts/gpu-check.sh: no GPU is a failure
-        if (req && !strcmp(req, "1")) fail_msg("no usable CUDA device (%s)", cuda ? why.msg : "not compiled in");
-        fprintf(stderr, "SKIP: no usable CUDA device (%s)\n", cuda ? why.msg : "not compiled in");
-        skip();
-    }
+    BN_REQUIRE_GPU(!cuda ? "not compiled in" : cuda->probe(&why) ? why.msg : NULL,
+                   "no usable CUDA device (%s)", "SKIP: no usable CUDA device (%s)\n");
     check_backend(cuda);
 }
 

@@ -20,15 +20,6 @@
 #define TINY_SIZE 696480
 #define TINY_FNV 0x41b7cf312b6031f2ull
 
-// A fresh temp path per call (removed by the caller).
-static char *tmp_path(char *buf, size_t n) {
-    snprintf(buf, n, "/tmp/bn_test_mm_%d_XXXXXX", (int)getpid());
-    int fd = mkstemp(buf);
-    assert_true(fd >= 0);
-    close(fd);
-    return buf;
-}
-
 static uint64_t fnv1a(const uint8_t *p, size_t n) {
     uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
@@ -111,7 +102,7 @@ static void test_writer_roundtrip(void **state) {
     uint32_t aligns[2] = {32, 64};
     for (int a = 0; a < 2; a++) {
         char path[64];
-        tmp_path(path, sizeof path);
+        bn_tmp_path(path, sizeof path, "mm");
         write_all_kinds(path, aligns[a]);
         bn_gguf *g;
         bn_error err = {{0}};
@@ -200,7 +191,7 @@ static void test_writer_errors(void **state) {
     bn_error err = {{0}};
     bn_gguf_writer *w;
     char path[64];
-    tmp_path(path, sizeof path);
+    bn_tmp_path(path, sizeof path, "mm");
 
     assert_int_equal(bn_gguf_writer_open("/nonexistent-dir/x.gguf", 32, &w, &err), -1);
     assert_null(w);
@@ -319,7 +310,7 @@ static void test_synth_structure(void **state) {
     (void)state;
     bn_synth_config c = small_config();
     char path[64];
-    tmp_path(path, sizeof path);
+    bn_tmp_path(path, sizeof path, "mm");
     write_model(&c, path);
 
     bn_error err = {{0}};
@@ -453,7 +444,9 @@ static void test_synth_determinism(void **state) {
     bn_synth_config c = small_config();
     c.n_layer = 1;
     char p1[64], p2[64], p3[64];
-    tmp_path(p1, sizeof p1), tmp_path(p2, sizeof p2), tmp_path(p3, sizeof p3);
+    bn_tmp_path(p1, sizeof p1, "mm");
+    bn_tmp_path(p2, sizeof p2, "mm");
+    bn_tmp_path(p3, sizeof p3, "mm");
     write_model(&c, p1);
     write_model(&c, p2);
     c.seed = 8;
@@ -510,7 +503,7 @@ static void test_synth_validation(void **state) {
     bad[6].what = "context", bad[6].c.n_ctx = 0;
     bad[7].what = "below", bad[7].c.n_vocab = 300;             // smaller than the vocabulary
     char path[64];
-    tmp_path(path, sizeof path);
+    bn_tmp_path(path, sizeof path, "mm");
     for (int i = 0; i < 8; i++) {
         err.msg[0] = 0;
         assert_int_equal(bn_synth_model_write(&bad[i].c, path, &err), -1);
@@ -535,7 +528,7 @@ static void test_synth_vocab_padding(void **state) {
     c.n_layer = 1;
     c.n_vocab = 1000;
     char path[64];
-    tmp_path(path, sizeof path);
+    bn_tmp_path(path, sizeof path, "mm");
     write_model(&c, path);
     bn_error err = {{0}};
     bn_gguf *g;
@@ -560,7 +553,7 @@ static void test_synth_llama3_vocab(void **state) {
     c.n_embd = 128, c.n_ff = 256, c.n_layer = 1, c.n_head = 2, c.n_head_kv = 1; // tiny-a shape
     c.vocab_path = json;
     char path[64];
-    tmp_path(path, sizeof path);
+    bn_tmp_path(path, sizeof path, "mm");
     write_model(&c, path);
 
     bn_error err = {{0}};
@@ -598,7 +591,7 @@ static void test_synth_llama3_vocab(void **state) {
 
     // and a .gguf vocabulary source gives the same vocabulary again
     char path2[64];
-    tmp_path(path2, sizeof path2);
+    bn_tmp_path(path2, sizeof path2, "mm");
     c.vocab_path = path;
     c.seed = 3;
     write_model(&c, path2);
@@ -622,7 +615,7 @@ static void test_synth_mirrors_official_layout(void **state) {
     c.n_embd = 128, c.n_ff = 256, c.n_layer = 2, c.n_head = 2, c.n_head_kv = 1, c.n_ctx = 512;
     c.vocab_path = ref_path;
     char path[64];
-    tmp_path(path, sizeof path);
+    bn_tmp_path(path, sizeof path, "mm");
     write_model(&c, path);
     bn_error err = {{0}};
     bn_gguf *ref, *g;
@@ -682,7 +675,7 @@ static void test_synth_activations_sane(void **state) {
     assert_int_equal(bn_synth_preset("tiny", &c, &err), 0);
     c.n_layer = 4;
     char path[64];
-    tmp_path(path, sizeof path);
+    bn_tmp_path(path, sizeof path, "mm");
     write_model(&c, path);
     bn_engine *e;
     bn_session *s;
@@ -735,7 +728,7 @@ static void test_cli(void **state) {
         skip();
     }
     char path[64], args[256];
-    tmp_path(path, sizeof path);
+    bn_tmp_path(path, sizeof path, "mm");
     snprintf(args, sizeof args, "-o %s --layers 1 --seed 5", path);
     assert_int_equal(run_cli(args), 0);
     bn_error err = {{0}};

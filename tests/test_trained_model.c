@@ -31,6 +31,7 @@
 #include "bitnet.h"
 #include "kernels.h"
 #include "model.h"
+#include "sampler.h"
 #include "tokenizer.h"
 
 #define MODEL_NAME "bitnet-austen-6m"
@@ -160,13 +161,6 @@ static void test_tokenizer(void **state) {
     bn_tokenizer_free(tok);
 }
 
-static int32_t argmax(const float *x, int32_t n) {
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
 // Prompt as one batch, then greedy decoding, checked against the reference at every
 // step. rows: (N_GEN + 1) logit rows out. Returns how many ids were generated
 // (N_GEN, or fewer where a near tie let it stop).
@@ -203,7 +197,7 @@ static int run_case(const bn_backend_ops *ops, const char *label, const char *ke
             d = fmaxf(d, fabsf(logits[r->step[s].top_id[j]] - r->step[s].top_logit[j]));
         count_step(st, d, kernels && !strcmp(kernels, "scalar") ? SCALAR_TOL : SIMD_TOL, label, c, s);
         if (s == N_GEN) break;
-        const int32_t id = argmax(logits, V);
+        const int32_t id = bn_argmax(logits, V);
         ids[n++] = id;
         if (id != r->gen_ids[s]) {
             if (!(r->step[s].margin < MARGIN_SLACK && id == r->step[s].top_id[1]))
@@ -286,13 +280,8 @@ static void test_cuda_backend(void **state) {
     (void)state;
     const bn_backend_ops *cuda = bn_backend_find("cuda");
     bn_error err = {{0}};
-    const char *req = getenv("BITNET_REQUIRE_GPU");
-    const bool required = req && !strcmp(req, "1");
-    if (!cuda || cuda->probe(&err)) {
-        if (required) fail_msg("no usable GPU (BITNET_REQUIRE_GPU=1): %s", cuda ? err.msg : "built without CUDA");
-        fprintf(stderr, "SKIP: cuda: %s\n", cuda ? err.msg : "built without CUDA");
-        skip();
-    }
+    BN_REQUIRE_GPU(!cuda ? "built without CUDA" : cuda->probe(&err) ? err.msg : NULL,
+                   "no usable GPU (BITNET_REQUIRE_GPU=1): %s", "SKIP: cuda: %s\n");
     check_backend(cuda, "cuda", NULL);
 }
 

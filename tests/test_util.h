@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -71,6 +72,31 @@ static inline const char *bn_fixture_path(const char *rel, char *buf, size_t n) 
         fprintf(stderr, "SKIP: fixture %s not found (set BITNET_FIXTURES)\n", rel);    \
         skip();                                                                        \
     }
+
+// Use inside a test that needs a GPU: why is NULL when the probe (a backend's
+// probe, bn_cuda_probe_device) found a usable device, else the reason. Skips the
+// test, printing skip_fmt, or fails with fail_fmt when BITNET_REQUIRE_GPU=1
+// (scripts/gpu-check.sh: on a GPU machine no GPU must not pass as a skip). Both
+// formats take why as their one %s.
+#define BN_REQUIRE_GPU(why, fail_fmt, skip_fmt)                                        \
+    do {                                                                               \
+        const char *why_ = (why);                                                      \
+        if (why_) {                                                                    \
+            const char *req_ = getenv("BITNET_REQUIRE_GPU");                           \
+            if (req_ && strcmp(req_, "1") == 0) fail_msg(fail_fmt, why_);              \
+            fprintf(stderr, skip_fmt, why_);                                           \
+            skip();                                                                    \
+        }                                                                              \
+    } while (0)
+
+// A new empty file /tmp/bn_test_TAG_PID_XXXXXX; its path is in buf.
+static inline char *bn_tmp_path(char *buf, size_t n, const char *tag) {
+    snprintf(buf, n, "/tmp/bn_test_%s_%d_XXXXXX", tag, (int)getpid());
+    int fd = mkstemp(buf);
+    assert_true(fd >= 0);
+    close(fd);
+    return buf;
+}
 
 // Reads a whole file (malloc'd, NUL-terminated); NULL on failure.
 static inline char *bn_read_file(const char *path, size_t *len) {

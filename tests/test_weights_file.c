@@ -12,14 +12,6 @@
 #include "synth_model.h"
 #include "weights_file.h"
 
-static char *tmp_path(char *buf, size_t n, const char *tag) {
-    snprintf(buf, n, "/tmp/bn_test_wf_%s_%d_XXXXXX", tag, (int)getpid());
-    int fd = mkstemp(buf);
-    assert_true(fd >= 0);
-    close(fd);
-    return buf;
-}
-
 static int8_t rand_ternary(uint64_t *s) { return (int8_t)(bn_test_rand(s) % 3) - 1; }
 
 // Packed rows read back through the scalar GEMM with one-hot activations: the
@@ -180,8 +172,8 @@ static bn_synth_config tiny_config(const char *weights) {
 static void test_model_from_weights(void **state) {
     (void)state;
     char wpath[128], mpath[128];
-    tmp_path(wpath, sizeof wpath, "w");
-    tmp_path(mpath, sizeof mpath, "m");
+    bn_tmp_path(wpath, sizeof wpath, "wf_w");
+    bn_tmp_path(mpath, sizeof mpath, "wf_m");
     const uint32_t vocab = bn_synth_builtin_vocab_size(0);
     write_weights(wpath, vocab, -1, OK);
     bn_synth_config c = tiny_config(wpath);
@@ -212,8 +204,8 @@ static void test_model_from_weights(void **state) {
 static void test_bad_weight_files(void **state) {
     (void)state;
     char wpath[128], mpath[128];
-    tmp_path(wpath, sizeof wpath, "w");
-    tmp_path(mpath, sizeof mpath, "m");
+    bn_tmp_path(wpath, sizeof wpath, "wf_w");
+    bn_tmp_path(mpath, sizeof mpath, "wf_m");
     const uint32_t vocab = bn_synth_builtin_vocab_size(0);
     struct {
         int at;

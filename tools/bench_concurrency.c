@@ -14,8 +14,8 @@
 
 #include "bench_concurrency.h"
 #include "clock.h"
+#include "run.h"
 
-#define MAX_COUNTS 16
 #define SATURATED 0.9 // within 10% of the best rate
 
 typedef struct point {
@@ -26,15 +26,14 @@ typedef struct point {
     int decode_tokens, steps;
 } point;
 
-// "1,4,16,64" -> counts; 0, or prints the error and returns 2.
-static int parse_counts(const char *s, int *counts, int *n) {
+int bn_parse_counts(const char *s, int *counts, int *n) {
     *n = 0;
     for (const char *p = s; *p;) {
         char *end;
         const long c = strtol(p, &end, 10);
-        if (end == p || c < 1 || c > 1024 || *n == MAX_COUNTS || (*end && *end != ',')) {
+        if (end == p || c < 1 || c > 1024 || *n == BN_MAX_COUNTS || (*end && *end != ',')) {
             fprintf(stderr, "error: --concurrency expects up to %d counts in 1..1024, like 1,4,16,64 (got '%s')\n",
-                    MAX_COUNTS, s);
+                    BN_MAX_COUNTS, s);
             return 2;
         }
         counts[(*n)++] = (int)c;
@@ -78,7 +77,7 @@ static void run_point(bn_engine *e, const bn_run_flags *f, const char *backend, 
     }
     pt->prefill_ms = t_first - t0;
     pt->decode_ms = bn_now_ms() - t_first;
-    pt->tok_s = pt->decode_ms > 0 ? 1e3 * pt->decode_tokens / pt->decode_ms : 0;
+    pt->tok_s = bn_per_second(pt->decode_tokens, pt->decode_ms);
     pt->ms_per_step = pt->steps ? pt->decode_ms / pt->steps : 0;
     pt->ran = true;
     snprintf(pt->note, sizeof pt->note, "%s", bn_batch_backend_note(b));
@@ -99,9 +98,8 @@ static int saturation(const point *pts, int n) {
     return 0;
 }
 
-int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const int32_t *prompt, size_t n_prompt) {
-    int counts[MAX_COUNTS], n_counts;
-    if (parse_counts(f->concurrency, counts, &n_counts)) return 2;
+int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const int *counts, int n_counts,
+                         const int32_t *prompt, size_t n_prompt) {
     const char *backends[] = {"cpu", "cuda"};
     FILE *out = f->json ? stderr : stdout; // --json: stdout is the JSON document alone
     cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "concurrency");
@@ -111,7 +109,7 @@ int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const int32_t *pro
     fprintf(out, "%-8s %8s %12s %12s %13s %12s\n", "backend", "streams", "prefill ms", "decode ms",
             "ms/step", "tok/s (all)");
     for (size_t k = 0; k < sizeof backends / sizeof backends[0]; k++) {
-        point pts[MAX_COUNTS] = {{0}};
+        point pts[BN_MAX_COUNTS] = {{0}};
         for (int i = 0; i < n_counts; i++) {
             pts[i].streams = counts[i];
             run_point(e, f, backends[k], prompt, n_prompt, &pts[i]);
@@ -140,12 +138,8 @@ int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const int32_t *pro
             cJSON_AddNumberToObject(cJSON_AddObjectToObject(doc, backends[k]), "saturates_at", sat);
         }
     }
-    if (f->json) {
-        char *s = cJSON_Print(doc);
-        if (s) puts(s);
-        free(s);
-    }
-    cJSON_Delete(doc);
+    if (f->json) bn_print_json(doc, true);
+    else cJSON_Delete(doc);
     if (!any) fprintf(stderr, "error: no backend could run\n");
     return any ? 0 : 1;
 }

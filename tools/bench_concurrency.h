@@ -9,9 +9,16 @@
 #include "bitnet.h"
 #include "cli.h"
 
-// Runs every count of f->concurrency on every backend that can run; prints a
-// table (on stderr with --json, which puts one JSON document on stdout). The
-// exit status: 0, 1 (no backend ran), 2 (a bad --concurrency).
-int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const int32_t *prompt, size_t n_prompt);
+#define BN_MAX_COUNTS 16 // stream counts one --concurrency takes
+
+// --concurrency's "1,4,16,64" -> counts[BN_MAX_COUNTS]; 0, or prints the error
+// and returns 2. The bench checks it before it loads the model.
+int bn_parse_counts(const char *s, int *counts, int *n);
+
+// Runs every count on every backend that can run; prints a table (on stderr
+// with --json, which puts one JSON document on stdout). The exit status: 0, or
+// 1 when no backend ran.
+int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const int *counts, int n_counts,
+                         const int32_t *prompt, size_t n_prompt);
 
 #endif

@@ -159,14 +159,32 @@ static int cpus_available(void) {
     return n > 0 ? (int)n : 1;
 }
 
-int bn_parse_run_flags(const char *cmd, unsigned accept, int argc, char **argv, bn_run_flags *f,
-                       bool *help) {
-    *f = (bn_run_flags){.n_predict = -1, .reps = 1, .port = -1, .sampling = bn_sampling_default()};
+static void print_usage(const char *cmd, unsigned accept, const char *synopsis) {
+    printf("usage: bitnet-gpu %s %s\n\n", cmd, synopsis);
+    for (size_t i = 0; i < N_FLAGS; i++) {
+        const flag_def *d = &flags[i];
+        if (d->group && !(accept & d->group)) continue;
+        int col = printf("  ");
+        for (const char *const *n = d->names; *n; n++) col += printf("%s%s", n == d->names ? "" : ", ", *n);
+        col += printf("%s%s", *d->arg ? " " : "", d->arg);
+        if (col > 32) { // a long flag: its help on the next line
+            putchar('\n');
+            col = 0;
+        }
+        printf("%*s%s\n", 34 - col, "", d->help);
+    }
+}
+
+int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, int argc, char **argv,
+                       bn_run_flags *f, bool *help) {
+    *f = (bn_run_flags){.n_predict = -1, .reps = 1, .host = "127.0.0.1", .port = 8080, .parallel = 4,
+                        .timeout = 30, .sampling = bn_sampling_default()};
     f->session.backend = "auto";
     *help = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            print_usage(cmd, accept, synopsis);
             *help = true;
             return 0;
         }
@@ -204,20 +222,4 @@ int bn_parse_run_flags(const char *cmd, unsigned accept, int argc, char **argv, 
         return 2;
     }
     return 0;
-}
-
-void bn_print_run_usage(const char *cmd, unsigned accept, const char *synopsis) {
-    printf("usage: bitnet-gpu %s %s\n\n", cmd, synopsis);
-    for (size_t i = 0; i < N_FLAGS; i++) {
-        const flag_def *d = &flags[i];
-        if (d->group && !(accept & d->group)) continue;
-        int col = printf("  ");
-        for (const char *const *n = d->names; *n; n++) col += printf("%s%s", n == d->names ? "" : ", ", *n);
-        col += printf("%s%s", *d->arg ? " " : "", d->arg);
-        if (col > 32) { // a long flag: its help on the next line
-            putchar('\n');
-            col = 0;
-        }
-        printf("%*s%s\n", 34 - col, "", d->help);
-    }
 }

@@ -22,11 +22,11 @@ typedef struct bn_run_flags {
     bool json;              // --json
     bool chat;              // --chat: wrap the prompt in the chat template
     bool no_bos;            // --no-bos
-    const char *host;       // serve: --host
-    int port;               // serve: --port
-    int parallel;           // serve: --parallel, slots
+    const char *host;       // serve: --host (127.0.0.1)
+    int port;               // serve: --port (8080)
+    int parallel;           // serve: --parallel, slots (4)
     const char *api_key;    // serve: --api-key
-    int timeout;            // serve: --timeout, seconds
+    int timeout;            // serve: --timeout, seconds (30)
     const char *concurrency; // bench: --concurrency 1,4,16,64
     bn_session_params session;
     bn_sampling sampling;
@@ -51,11 +51,12 @@ enum {
 };
 
 // Parses argv[1..] into f (defaults filled first), taking the flags of the groups
-// in `accept`. Returns 0, or prints one error line and returns 2. *help is set by
-// -h/--help. -t above the CPUs this process may use is capped, with a note.
-int bn_parse_run_flags(const char *cmd, unsigned accept, int argc, char **argv, bn_run_flags *f,
-                       bool *help);
-// Prints the flags of the groups in `accept`, with their llama.cpp spellings.
-void bn_print_run_usage(const char *cmd, unsigned accept, const char *synopsis);
+// in `accept`. Returns 0, or prints one error line and returns 2. -h/--help
+// prints the usage (synopsis, then the flags of those groups with their
+// llama.cpp spellings) on stdout and sets *help: the command ends there, with
+// the status returned. -t above the CPUs this process may use is capped, with a
+// note.
+int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, int argc, char **argv,
+                       bn_run_flags *f, bool *help);
 
 #endif

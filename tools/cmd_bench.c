@@ -112,8 +112,7 @@ static void print_json(const bench_row *rows, int n, bool same, int reps, const 
                        size_t n_prompt) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "reps", reps);
-    cJSON *p = cJSON_AddArrayToObject(o, "prompt_ids");
-    for (size_t i = 0; i < n_prompt; i++) cJSON_AddItemToArray(p, cJSON_CreateNumber(prompt[i]));
+    bn_add_ids_json(o, "prompt_ids", prompt, n_prompt);
     cJSON *arr = cJSON_AddArrayToObject(o, "backends");
     for (int i = 0; i < n; i++) {
         cJSON *b = cJSON_CreateObject();
@@ -138,17 +137,12 @@ static void print_json(const bench_row *rows, int n, bool same, int reps, const 
                 cJSON_AddNumberToObject(b, "roofline_ms_per_token", rows[i].roofline_ms);
                 cJSON_AddNumberToObject(b, "roofline_pct", 100.0 * rows[i].roofline_ms / rows[i].ms_per_token);
             }
-            cJSON *t = cJSON_AddArrayToObject(b, "tokens");
-            for (int k = 0; k < rows[i].n_tokens; k++)
-                cJSON_AddItemToArray(t, cJSON_CreateNumber(rows[i].tokens[k]));
+            bn_add_ids_json(b, "tokens", rows[i].tokens, (size_t)rows[i].n_tokens);
         }
         cJSON_AddItemToArray(arr, b);
     }
     cJSON_AddBoolToObject(o, "same_tokens", same);
-    char *s = cJSON_Print(o);
-    if (s) puts(s);
-    free(s);
-    cJSON_Delete(o);
+    bn_print_json(o, true);
 }
 
 static void print_table(FILE *out, const bn_run_flags *f, const bench_row *rows, int n_rows, int reps,
@@ -182,20 +176,20 @@ static void print_table(FILE *out, const bn_run_flags *f, const bench_row *rows,
 }
 
 #define BENCH_FLAGS (BN_FLAGS_PROMPT | BN_FLAGS_PREDICT | BN_FLAGS_JSON | BN_FLAGS_REPS | BN_FLAGS_CONCURRENCY)
+#define BENCH_SYNOPSIS "-m MODEL [-t N] [-p PROMPT] [-n N] [-r REPS] [--concurrency 1,4,16,64] [--json]"
 
 int bn_cmd_bench(int argc, char **argv) {
     bn_run_flags f;
     bool help;
-    int rc = bn_parse_run_flags("bench", BENCH_FLAGS, argc, argv, &f, &help);
-    if (help)
-        bn_print_run_usage("bench", BENCH_FLAGS,
-                           "-m MODEL [-t N] [-p PROMPT] [-n N] [-r REPS] [--concurrency 1,4,16,64] [--json]");
+    int rc = bn_parse_run_flags("bench", BENCH_FLAGS, BENCH_SYNOPSIS, argc, argv, &f, &help);
     if (rc || help) return rc;
     const int reps = f.reps;
     if (!f.model) {
         fprintf(stderr, "error: bench needs -m MODEL (make one with `bitnet-gpu make-model`)\n");
         return 2;
     }
+    int counts[BN_MAX_COUNTS], n_counts = 0;
+    if (f.concurrency && bn_parse_counts(f.concurrency, counts, &n_counts)) return 2;
     if (!f.prompt) f.prompt = "2+2=";
     if (f.n_predict < 0) f.n_predict = f.concurrency ? 16 : 4;
     if (f.n_predict > MAX_TOKENS) f.n_predict = MAX_TOKENS;
@@ -215,7 +209,7 @@ int bn_cmd_bench(int argc, char **argv) {
     }
 
     if (f.concurrency) {
-        rc = bn_bench_concurrency(e, &f, prompt, n_prompt);
+        rc = bn_bench_concurrency(e, &f, counts, n_counts, prompt, n_prompt);
         free(prompt);
         bn_engine_free(e);
         return rc;

@@ -22,6 +22,7 @@
 
 #define CHAT_FLAGS                                                                        \
     (BN_FLAGS_PROMPT | BN_FLAGS_PREDICT | BN_FLAGS_SAMPLING | BN_FLAGS_BACKEND | BN_FLAGS_SYSTEM)
+#define CHAT_SYNOPSIS "-m MODEL [--system TEXT] [-p FIRST_MESSAGE] [options]"
 
 static volatile sig_atomic_t interrupted; // Ctrl-C (SIGINT) since it was last cleared
 
@@ -149,9 +150,8 @@ static int loop(chat *c, bn_line_input *in) {
 int bn_cmd_chat(int argc, char **argv) {
     bn_run_flags f;
     bool help;
-    int rc = bn_parse_run_flags("chat", CHAT_FLAGS, argc, argv, &f, &help);
+    int rc = bn_parse_run_flags("chat", CHAT_FLAGS, CHAT_SYNOPSIS, argc, argv, &f, &help);
     if (help) {
-        bn_print_run_usage("chat", CHAT_FLAGS, "-m MODEL [--system TEXT] [-p FIRST_MESSAGE] [options]");
         printf("\nIn the chat:\n");
         print_help();
     }

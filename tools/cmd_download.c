@@ -152,10 +152,7 @@ static void report(const options *o, const char *dest, const bn_hub_file *hub, c
     cJSON_AddBoolToObject(j, "downloaded", downloaded);
     cJSON_AddNumberToObject(j, "resumed_from", (double)resumed_from);
     cJSON_AddNumberToObject(j, "seconds", secs);
-    char *s = cJSON_PrintUnformatted(j);
-    if (s) puts(s);
-    free(s);
-    cJSON_Delete(j);
+    bn_print_json(j, false);
 }
 
 int bn_cmd_download(int argc, char **argv) {

@@ -13,11 +13,11 @@
 #define GENERATE_FLAGS                                                                    \
     (BN_FLAGS_PROMPT | BN_FLAGS_FILE | BN_FLAGS_PREDICT | BN_FLAGS_SAMPLING |             \
      BN_FLAGS_BACKEND | BN_FLAGS_CHAT | BN_FLAGS_SYSTEM | BN_FLAGS_BOS | BN_FLAGS_JSON)
+#define GENERATE_SYNOPSIS "-m MODEL (-p PROMPT | -f FILE) [options]"
 
 typedef struct {
     bool json;
-    char *text; // --json: the whole completion
-    size_t len, cap;
+    bn_buf text; // --json: the whole completion
     int32_t *ids;
     size_t n_ids, cap_ids;
     // Why on_token stopped the generation: an error, not a short reply.
@@ -42,35 +42,21 @@ static int on_token(void *user, int32_t id, const char *text, size_t len) {
         c->write_errno = errno ? errno : EIO;
         return 1;
     }
-    if (c->len + len + 1 > c->cap) {
-        size_t cap = 2 * (c->len + len + 1);
-        char *grown = realloc(c->text, cap);
-        if (!grown) return c->oom = true, 1;
-        c->text = grown;
-        c->cap = cap;
-    }
-    memcpy(c->text + c->len, text, len);
-    c->len += len;
-    c->text[c->len] = 0;
+    if (bn_buf_append(&c->text, text, len)) return c->oom = true, 1;
     return 0;
 }
 
 static void print_json(const bn_run *r, const int32_t *prompt, size_t n_prompt, const collector *c,
                        const bn_timings *t) {
     cJSON *o = cJSON_CreateObject();
-    cJSON *p = cJSON_AddArrayToObject(o, "prompt_ids");
-    for (size_t i = 0; i < n_prompt; i++) cJSON_AddItemToArray(p, cJSON_CreateNumber(prompt[i]));
-    cJSON *g = cJSON_AddArrayToObject(o, "generated_ids");
-    for (size_t i = 0; i < c->n_ids; i++) cJSON_AddItemToArray(g, cJSON_CreateNumber(c->ids[i]));
-    cJSON_AddStringToObject(o, "text", c->text ? c->text : "");
+    bn_add_ids_json(o, "prompt_ids", prompt, n_prompt);
+    bn_add_ids_json(o, "generated_ids", c->ids, c->n_ids);
+    cJSON_AddStringToObject(o, "text", c->text.data ? c->text.data : "");
     cJSON_AddStringToObject(o, "backend", bn_session_backend(r->session));
     const char *kernels = bn_session_cpu_kernels(r->session);
     if (kernels) cJSON_AddStringToObject(o, "cpu_kernels", kernels);
     bn_add_timings_json(o, r, t);
-    char *s = cJSON_PrintUnformatted(o);
-    if (s) puts(s);
-    free(s);
-    cJSON_Delete(o);
+    bn_print_json(o, false);
 }
 
 // The checks the flag table cannot make: exactly one prompt, --system only with --chat.
@@ -88,8 +74,7 @@ static int check_flags(const bn_run_flags *f) {
 int bn_cmd_generate(int argc, char **argv) {
     bn_run_flags f;
     bool help;
-    int rc = bn_parse_run_flags("generate", GENERATE_FLAGS, argc, argv, &f, &help);
-    if (help) bn_print_run_usage("generate", GENERATE_FLAGS, "-m MODEL (-p PROMPT | -f FILE) [options]");
+    int rc = bn_parse_run_flags("generate", GENERATE_FLAGS, GENERATE_SYNOPSIS, argc, argv, &f, &help);
     if (help || rc) return rc;
     if ((rc = check_flags(&f))) return rc;
     if (f.n_predict < 0) f.n_predict = 128;
@@ -126,7 +111,7 @@ int bn_cmd_generate(int argc, char **argv) {
 done:
     free(file_text);
     free(prompt);
-    free(c.text);
+    free(c.text.data);
     free(c.ids);
     bn_run_close(&r);
     return rc;

@@ -21,6 +21,7 @@
 #include "serve_sched.h"
 
 #define SERVE_FLAGS (BN_FLAGS_BACKEND | BN_FLAGS_SERVE)
+#define SERVE_SYNOPSIS "-m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX] [--api-key KEY]"
 #define GRACE_MS 5000
 
 static const char *basename_of(const char *path) {
@@ -66,19 +67,12 @@ static int serve(const bn_run_flags *f, bn_engine *e, bn_batch *b, const sigset_
 int bn_cmd_serve(int argc, char **argv) {
     bn_run_flags f;
     bool help;
-    int rc = bn_parse_run_flags("serve", SERVE_FLAGS, argc, argv, &f, &help);
-    if (help)
-        bn_print_run_usage("serve", SERVE_FLAGS,
-                           "-m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX] [--api-key KEY]");
+    int rc = bn_parse_run_flags("serve", SERVE_FLAGS, SERVE_SYNOPSIS, argc, argv, &f, &help);
     if (help || rc) return rc;
     if (!f.model) {
         fprintf(stderr, "error: serve needs -m MODEL (see bitnet-gpu serve --help)\n");
         return 2;
     }
-    if (!f.host) f.host = "127.0.0.1";
-    if (f.port < 0) f.port = 8080;
-    if (!f.parallel) f.parallel = 4;
-    if (!f.timeout) f.timeout = 30;
 
     // Every thread started from here on inherits the blocked stop signals, so
     // only sigwait() in serve() sees them.

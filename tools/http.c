@@ -92,31 +92,15 @@ int bn_http_head(const char *url, const char *token, bn_http_response *r, bn_err
     return rc == CURLE_OK ? 0 : transfer_error(rc, errbuf, url, err);
 }
 
-typedef struct {
-    char *data;
-    size_t len, cap;
-} buffer;
-
 static size_t to_buffer(char *data, size_t size, size_t n, void *user) {
-    buffer *b = user;
-    const size_t len = size * n;
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = 2 * (b->len + len + 1);
-        char *grown = cap <= (16u << 20) ? realloc(b->data, cap) : NULL;
-        if (!grown) return 0; // too large or out of memory: the transfer fails
-        b->data = grown;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = 0;
-    return len;
+    // Too large or out of memory: 0 fails the transfer.
+    return bn_buf_append(user, data, size * n) ? 0 : size * n;
 }
 
 int bn_http_get(const char *url, const char *token, bn_http_response *r, char **body,
                 bn_error *err) {
     char errbuf[CURL_ERROR_SIZE];
-    buffer b = {0};
+    bn_buf b = {.max = 16u << 20};
     *body = NULL;
     CURL *h = new_handle(url, token, r, errbuf);
     if (!h) return bn_errorf(err, "libcurl: cannot create a handle");

@@ -1,6 +1,7 @@
 // io.c - inputs ("-" is stdin) and outputs whose write errors are reported.
 #include "io.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -92,6 +93,32 @@ int bn_finish_stdout(void) {
 void bn_guard_std_fds(void) {
     for (int fd = 0; fd <= 2; fd++)
         if (fcntl(fd, F_GETFD) < 0 && errno == EBADF && open("/dev/null", O_RDONLY) != fd) return;
+}
+
+void bn_print_json(cJSON *o, bool pretty) {
+    char *s = pretty ? cJSON_Print(o) : cJSON_PrintUnformatted(o);
+    if (s) puts(s);
+    free(s);
+    cJSON_Delete(o);
+}
+
+int bn_buf_reserve(bn_buf *b, size_t extra) {
+    if (b->len + extra + 1 <= b->cap) return 0;
+    const size_t cap = 2 * (b->len + extra + 1);
+    char *grown = !b->max || cap <= b->max ? realloc(b->data, cap) : NULL;
+    if (!grown) return -1;
+    b->data = grown;
+    b->cap = cap;
+    b->data[b->len] = 0;
+    return 0;
+}
+
+int bn_buf_append(bn_buf *b, const void *data, size_t n) {
+    if (bn_buf_reserve(b, n)) return -1;
+    if (n) memcpy(b->data + b->len, data, n);
+    b->len += n;
+    b->data[b->len] = 0;
+    return 0;
 }
 
 void bn_format_bytes(double bytes, char *out, size_t cap) {

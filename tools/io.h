@@ -3,8 +3,11 @@
 #ifndef BN_IO_H
 #define BN_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct cJSON;
 
 // Reads a whole file ("-": stdin) into a malloc'd buffer with a NUL after its
 // *len bytes. Returns 0, or prints one error line and returns 1 (unreadable,
@@ -23,6 +26,23 @@ int bn_finish_stdout(void);
 
 // Makes sure file descriptors 0-2 are open (see io.c); call first in main().
 void bn_guard_std_fds(void);
+
+// Prints o on stdout as one line (pretty: indented, over several lines) and
+// deletes it.
+void bn_print_json(struct cJSON *o, bool pretty);
+
+// A growable byte buffer: data[0..len), with a NUL after it once allocated. cap
+// bytes are allocated, never more than max (0: no limit). Zero-initialise it.
+typedef struct bn_buf {
+    char *data;
+    size_t len, cap, max;
+} bn_buf;
+
+// Room for extra more bytes and the NUL. Returns 0, or -1 (out of memory, or
+// past max) with b unchanged.
+int bn_buf_reserve(bn_buf *b, size_t extra);
+// Appends n bytes, keeping the NUL after them. Returns 0, or -1 as bn_buf_reserve.
+int bn_buf_append(bn_buf *b, const void *data, size_t n);
 
 // "1.19 GB", "45.3 MB", "512 B" (decimal units, as download sizes are quoted).
 void bn_format_bytes(double bytes, char *out, size_t cap);

@@ -56,6 +56,11 @@ double bn_ms_per_token(const bn_timings *t) {
     return n_steps ? t->decode_ms / n_steps : 0;
 }
 
+void bn_add_ids_json(cJSON *o, const char *key, const int32_t *ids, size_t n) {
+    // cJSON_CreateIntArray gives NULL for NULL ids, which an empty collection may have.
+    cJSON_AddItemToObject(o, key, n ? cJSON_CreateIntArray(ids, (int)n) : cJSON_CreateArray());
+}
+
 void bn_print_timings(const bn_run *r, const bn_timings *t) {
     const int n_steps = bn_decode_steps(t);
     fprintf(stderr,

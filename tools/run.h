@@ -29,6 +29,9 @@ int bn_decode_steps(const bn_timings *t);
 double bn_ms_per_token(const bn_timings *t);
 double bn_per_second(int n, double ms);
 
+// Adds key: [ids] to o (an empty array when n is 0).
+void bn_add_ids_json(cJSON *o, const char *key, const int32_t *ids, size_t n);
+
 // One summary line on stderr: load, prompt and decode speed.
 void bn_print_timings(const bn_run *r, const bn_timings *t);
 void bn_add_timings_json(cJSON *o, const bn_run *r, const bn_timings *t);

@@ -207,6 +207,29 @@ static bool chat_prompt(const bn_api *a, fields *f, bn_job_params *p) {
     return ok;
 }
 
+// A JSON array of token ids in [0, n_vocab), malloc'd (*n of them). NULL when arr
+// is not an array, is empty (unless allow_empty) or memory is short; also NULL,
+// with *bad_id set, when an element is not such an id.
+static int32_t *json_ids(const cJSON *arr, int n_vocab, size_t *n, bool allow_empty, bool *bad_id) {
+    const int count = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : -1;
+    *n = 0;
+    *bad_id = false;
+    // + 1: an empty array's ids are not NULL either
+    int32_t *ids = count >= (allow_empty ? 0 : 1) ? malloc(((size_t)count + 1) * sizeof *ids) : NULL;
+    if (!ids) return NULL;
+    const cJSON *id;
+    cJSON_ArrayForEach(id, arr) {
+        if (!cJSON_IsNumber(id) || id->valuedouble != floor(id->valuedouble) || id->valuedouble < 0 ||
+            id->valuedouble >= n_vocab) {
+            free(ids);
+            *bad_id = true;
+            return NULL;
+        }
+        ids[(*n)++] = (int32_t)id->valuedouble;
+    }
+    return ids;
+}
+
 // prompt: a string (tokenized as `generate -p` does: BOS, no special tokens
 // parsed), an array holding one string, or an array of token ids.
 static bool completion_prompt(const bn_api *a, fields *f, bn_job_params *p) {
@@ -221,25 +244,11 @@ static bool completion_prompt(const bn_api *a, fields *f, bn_job_params *p) {
         reply_error(f->r, 400, "invalid_value", "%s", err.msg);
         return f->bad = true, false;
     }
-    const int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
-    const int n_vocab = bn_engine_info(a->engine).n_vocab;
-    if (n < 1 || !(p->prompt = malloc((size_t)n * sizeof *p->prompt)))
-        return fail(f, "'%s' must be a string or an array of token ids (n = 1 only)", "prompt");
-    const cJSON *id;
-    cJSON_ArrayForEach(id, v) {
-        if (!cJSON_IsNumber(id) || id->valuedouble != floor(id->valuedouble) || id->valuedouble < 0 ||
-            id->valuedouble >= n_vocab)
-            return fail(f, "'%s' must be a string or an array of token ids in the vocabulary", "prompt");
-        p->prompt[p->n_prompt++] = (int32_t)id->valuedouble;
-    }
-    return true;
-}
-
-static void free_params(bn_job_params *p) {
-    free(p->prompt);
-    for (size_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
-    free(p->stop);
-    *p = (bn_job_params){0};
+    bool bad_id;
+    if ((p->prompt = json_ids(v, bn_engine_info(a->engine).n_vocab, &p->n_prompt, false, &bad_id)))
+        return true;
+    return fail(f, bad_id ? "'%s' must be a string or an array of token ids in the vocabulary"
+                          : "'%s' must be a string or an array of token ids (n = 1 only)", "prompt");
 }
 
 static void generate(const bn_api *a, const char *body, size_t len, bool chat, bn_api_reply *r) {
@@ -254,18 +263,15 @@ static void generate(const bn_api *a, const char *body, size_t len, bool chat, b
               (chat ? chat_prompt(a, &f, &p) : completion_prompt(a, &f, &p));
     cJSON_Delete(o);
     if (!ok) {
-        free_params(&p);
+        bn_job_params_free(&p);
         return;
     }
     if (p.n_prompt > (size_t)a->n_ctx) {
         reply_error(r, 400, "context_length_exceeded",
                     "the prompt is %zu tokens, more than the context of %d tokens", p.n_prompt, a->n_ctx);
-        free_params(&p);
+        bn_job_params_free(&p);
         return;
     }
-    // The context caps max_tokens: with C positions a prompt of n gives C - n + 1.
-    const int room = a->n_ctx - (int)p.n_prompt + 1;
-    if (p.max_tokens <= 0 || p.max_tokens > room) p.max_tokens = room;
     pthread_mutex_lock(&mu);
     const unsigned long id = ++serial;
     pthread_mutex_unlock(&mu);
@@ -331,31 +337,17 @@ static void tokenize(const bn_api *a, const char *body, size_t len, bn_api_reply
 static void detokenize(const bn_api *a, const char *body, size_t len, bn_api_reply *r) {
     cJSON *o = parse_object(body, len, r);
     if (!o) return;
-    const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(o, "tokens"), *id;
+    size_t n, len_text;
+    bool bad_id;
     const int n_vocab = bn_engine_info(a->engine).n_vocab;
-    size_t total = 0;
-    bool ok = cJSON_IsArray(tokens);
-    cJSON_ArrayForEach(id, tokens) {
-        size_t n = 0;
-        ok = ok && cJSON_IsNumber(id) && id->valuedouble == floor(id->valuedouble) && id->valuedouble >= 0 &&
-             id->valuedouble < n_vocab && bn_engine_token_bytes(a->engine, (int32_t)id->valuedouble, &n);
-        total += n;
-    }
-    char *text = ok ? malloc(total + 1) : NULL;
-    if (!ok || !text) {
-        cJSON_Delete(o);
-        free(text);
-        reply_error(r, 400, "invalid_value", "'tokens' must be an array of token ids in the vocabulary");
-        return;
-    }
-    size_t len_text = 0;
-    cJSON_ArrayForEach(id, tokens) {
-        size_t n;
-        const char *b = bn_engine_token_bytes(a->engine, (int32_t)id->valuedouble, &n);
-        memcpy(text + len_text, b, n);
-        len_text += n;
-    }
+    int32_t *ids = json_ids(cJSON_GetObjectItemCaseSensitive(o, "tokens"), n_vocab, &n, true, &bad_id);
     cJSON_Delete(o);
+    char *text = NULL;
+    bn_error err;
+    // An id past the tokenizer's vocabulary (the model's may be larger) fails here too.
+    const bool ok = ids && !bn_engine_detokenize(a->engine, ids, n, &text, &len_text, &err);
+    free(ids);
+    if (!ok) return reply_error(r, 400, "invalid_value", "'tokens' must be an array of token ids in the vocabulary");
     cJSON *out = cJSON_CreateObject();
     cJSON_AddItemToObject(out, "content", bn_text_json(text, len_text));
     free(text);

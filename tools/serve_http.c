@@ -10,6 +10,7 @@
 #include "serve_http.h"
 
 #include "error.h"
+#include "io.h"
 
 #include <microhttpd.h>
 #include <netdb.h>
@@ -33,12 +34,10 @@ struct bn_server {
 typedef struct request {
     bn_server *srv;
     struct MHD_Connection *conn;
-    char *body; // received so far, NUL-terminated
-    size_t len, cap;
+    bn_buf body;    // received so far
     bool answered;  // a reply went out before the body was read
     bn_api_reply r; // the endpoint's answer; r.job while generating
-    char *text;     // generated text not yet sent (stream) or all of it
-    size_t text_len, text_cap;
+    bn_buf text;    // generated text not yet sent (stream) or all of it
     char *out; // stream: the event being sent, from out_off
     size_t out_len, out_off;
     bool first, ended;
@@ -92,15 +91,14 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     while (q->out_off == q->out_len) {
         if (q->ended) return MHD_CONTENT_READER_END_OF_STREAM;
         bn_job_state st;
-        q->text_len = 0;
-        if (bn_job_wait(q->r.job, WAIT_MS, &q->text, &q->text_len, &q->text_cap, &st))
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        if (!q->text_len && !st.done && !q->first) {
+        q->text.len = 0;
+        if (bn_job_wait(q->r.job, WAIT_MS, &q->text, &st)) return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (!q->text.len && !st.done && !q->first) {
             if (client_gone(q->conn)) return bn_job_cancel(q->r.job), MHD_CONTENT_READER_END_WITH_ERROR;
             continue;
         }
         free(q->out);
-        q->out = bn_api_event(q->srv->api, &q->r, q->text, q->text_len, &st, q->first);
+        q->out = bn_api_event(q->srv->api, &q->r, q->text.data, q->text.len, &st, q->first);
         if (!q->out) return MHD_CONTENT_READER_END_WITH_ERROR;
         q->out_len = strlen(q->out);
         q->out_off = 0;
@@ -129,14 +127,13 @@ static enum MHD_Result start_stream(request *q) {
 static enum MHD_Result await_job(request *q) {
     bn_job_state st;
     do {
-        if (bn_job_wait(q->r.job, WAIT_MS, &q->text, &q->text_len, &q->text_cap, &st))
-            return reply_error(q, 500, "out of memory", NULL);
+        if (bn_job_wait(q->r.job, WAIT_MS, &q->text, &st)) return reply_error(q, 500, "out of memory", NULL);
         if (!st.done && client_gone(q->conn)) {
             bn_job_cancel(q->r.job);
             return MHD_NO; // closes the connection
         }
     } while (!st.done);
-    bn_api_finish(q->srv->api, &q->r, q->text, q->text_len, &st);
+    bn_api_finish(q->srv->api, &q->r, q->text.data, q->text.len, &st);
     const int status = q->r.status;
     char *body = q->r.body;
     q->r.body = NULL;
@@ -167,21 +164,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (*upload_size) {
-        if (q->len + *upload_size > BN_SERVE_MAX_BODY) return MHD_NO; // a chunked body too large: hang up
-        if (q->len + *upload_size + 1 > q->cap) {
-            const size_t cap = 2 * (q->len + *upload_size) + 1;
-            char *b = realloc(q->body, cap);
-            if (!b) return MHD_NO;
-            q->body = b;
-            q->cap = cap;
-        }
-        memcpy(q->body + q->len, upload, *upload_size);
-        q->len += *upload_size;
-        q->body[q->len] = 0;
+        if (q->body.len + *upload_size > BN_SERVE_MAX_BODY) return MHD_NO; // a chunked body too large: hang up
+        if (bn_buf_append(&q->body, upload, *upload_size)) return MHD_NO;
         *upload_size = 0;
         return MHD_YES;
     }
-    bn_api_handle(s->api, method, url, q->body ? q->body : "", q->len, &q->r);
+    bn_api_handle(s->api, method, url, q->body.data ? q->body.data : "", q->body.len, &q->r);
     if (!q->r.job) {
         char *body = q->r.body;
         q->r.body = NULL;
@@ -205,8 +193,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->cfg.timeout_s);
     }
     free(q->r.body);
-    free(q->body);
-    free(q->text);
+    free(q->body.data);
+    free(q->text.data);
     free(q->out);
     free(q);
     *con_cls = NULL;

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io.h"
+
 cJSON *bn_text_json(const char *text, size_t len) {
     char *s = malloc(3 * len + 1); // a bad byte (1) becomes U+FFFD (3)
     if (!s) return cJSON_CreateString("");
@@ -119,16 +121,12 @@ void bn_api_finish(const bn_api *a, bn_api_reply *r, const char *text, size_t le
     r->body = print(o);
 }
 
-// Appends "data: JSON\n\n" for o (deleted) to *out (*len bytes used, *cap).
-static void add_event(char **out, size_t *len, cJSON *o, const char *raw) {
+// Appends "data: JSON\n\n" for o (deleted), or "data: raw\n\n", to out.
+static void add_event(bn_buf *out, cJSON *o, const char *raw) {
     char *json = o ? print(o) : NULL;
     const char *data = json ? json : raw;
-    const size_t n = strlen(data);
-    char *grown = realloc(*out, *len + n + 9);
-    if (grown) {
-        *out = grown;
-        *len += (size_t)sprintf(*out + *len, "data: %s\n\n", data);
-    }
+    if (!bn_buf_reserve(out, strlen(data) + 8))
+        out->len += (size_t)sprintf(out->data + out->len, "data: %s\n\n", data);
     free(json);
 }
 
@@ -152,13 +150,12 @@ static cJSON *chunk(const bn_api *a, const bn_api_reply *r, const char *text, si
 
 char *bn_api_event(const bn_api *a, const bn_api_reply *r, const char *text, size_t len,
                    const bn_job_state *st, bool first) {
-    char *out = calloc(1, 1);
-    size_t n = 0;
-    if (!out) return NULL;
-    if (first && r->chat) add_event(&out, &n, chunk(a, r, "", 0, true, NULL), NULL);
-    if (len) add_event(&out, &n, chunk(a, r, text, len, false, NULL), NULL);
-    if (st->done && st->error[0]) add_event(&out, &n, error_object(st->status, st->error, NULL), NULL);
-    else if (st->done) add_event(&out, &n, chunk(a, r, NULL, 0, false, st), NULL);
-    if (st->done) add_event(&out, &n, NULL, "[DONE]");
-    return out;
+    bn_buf out = {0};
+    if (bn_buf_reserve(&out, 0)) return NULL; // "" when there is nothing to send
+    if (first && r->chat) add_event(&out, chunk(a, r, "", 0, true, NULL), NULL);
+    if (len) add_event(&out, chunk(a, r, text, len, false, NULL), NULL);
+    if (st->done && st->error[0]) add_event(&out, error_object(st->status, st->error, NULL), NULL);
+    else if (st->done) add_event(&out, chunk(a, r, NULL, 0, false, st), NULL);
+    if (st->done) add_event(&out, NULL, "[DONE]");
+    return out.data;
 }

@@ -6,13 +6,12 @@
 // the forward pass runs; only this thread touches the batch.
 #include "serve_sched.h"
 
+#include "clock.h"
 #include "error.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
 struct bn_job {
     bn_sched *s;
@@ -22,8 +21,7 @@ struct bn_job {
     int slot;            // -1 while queued
     bool cancelled;
     bn_job_state st;
-    char *text; // produced and not yet taken by bn_job_wait
-    size_t len, cap;
+    bn_buf text; // produced and not yet taken by bn_job_wait
     bn_job *next; // the queue
 };
 
@@ -33,17 +31,22 @@ struct bn_sched {
     pthread_mutex_t mu;
     pthread_cond_t wake; // the scheduler's: a job came, was cancelled, or stop
     bn_job *head, *tail; // waiting for a slot
-    int n_queued, n_busy;
-    bn_job **slot_job; // [n_slots]
+    int n_queued;
+    bn_job **slot_job; // [n_slots] the job in each slot of the batch, or NULL
     bool stopping;
-    struct timespec deadline; // stopping: running jobs end by then
+    double deadline_ms; // stopping: running jobs end by then (bn_now_ms)
 };
 
+void bn_job_params_free(bn_job_params *p) {
+    free(p->prompt);
+    for (size_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
+    free(p->stop);
+    *p = (bn_job_params){0};
+}
+
 static void free_job(bn_job *j) {
-    free(j->p.prompt);
-    for (size_t i = 0; i < j->p.n_stop; i++) free(j->p.stop[i]);
-    free(j->p.stop);
-    free(j->text);
+    bn_job_params_free(&j->p);
+    free(j->text.data);
     pthread_cond_destroy(&j->cond);
     free(j);
 }
@@ -58,7 +61,6 @@ static void finish(bn_sched *s, bn_job *j, bn_stop stop, int status, const char 
     if (j->slot >= 0) {
         bn_batch_remove(s->b, j->slot);
         s->slot_job[j->slot] = NULL;
-        s->n_busy--;
         j->slot = -1;
     }
     j->st.done = true;
@@ -71,22 +73,12 @@ static void finish(bn_sched *s, bn_job *j, bn_stop stop, int status, const char 
     unref(j);
 }
 
-static void append(bn_job *j, const char *text, size_t n) {
-    if (j->len + n > j->cap) {
-        size_t cap = 2 * (j->len + n) + 64;
-        char *t = realloc(j->text, cap);
-        if (!t) return; // the text is lost, the counts stay right
-        j->text = t;
-        j->cap = cap;
-    }
-    memcpy(j->text + j->len, text, n);
-    j->len += n;
-}
-
-static bool past(const struct timespec *t) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+// Slots with a job (the mutex is held). Counted from slot_job, not asked of the
+// batch, which only the scheduler thread may touch.
+static int n_busy(const bn_sched *s) {
+    int n = 0;
+    for (int k = 0; k < bn_batch_n_slots(s->b); k++) n += s->slot_job[k] != NULL;
+    return n;
 }
 
 static const char *why_ended(const bn_job *j) {
@@ -96,12 +88,12 @@ static const char *why_ended(const bn_job *j) {
 // Between steps: cancelled and (when stopping) late jobs leave, queued ones enter.
 static void between_steps(bn_sched *s) {
     const int n_slots = bn_batch_n_slots(s->b);
-    const bool late = s->stopping && past(&s->deadline);
+    const bool late = s->stopping && bn_now_ms() >= s->deadline_ms;
     for (int k = 0; k < n_slots; k++) {
         bn_job *j = s->slot_job[k];
         if (j && (j->cancelled || late)) finish(s, j, BN_STOP_CALLER, 503, why_ended(j));
     }
-    while (s->head && (s->stopping || s->head->cancelled || s->n_busy < n_slots)) {
+    while (s->head && (s->stopping || s->head->cancelled || n_busy(s) < n_slots)) {
         bn_job *j = s->head;
         if (!(s->head = j->next)) s->tail = NULL;
         s->n_queued--;
@@ -120,14 +112,13 @@ static void between_steps(bn_sched *s) {
         }
         j->slot = slot;
         s->slot_job[slot] = j;
-        s->n_busy++;
     }
 }
 
 static void after_step(bn_sched *s, const bn_batch_event *ev, int n) {
     for (int i = 0; i < n; i++) {
         bn_job *j = s->slot_job[ev[i].slot];
-        append(j, ev[i].text, ev[i].len);
+        bn_buf_append(&j->text, ev[i].text, ev[i].len); // out of memory: the text is lost, not the counts
         j->st.n_prompt = ev[i].n_prompt;
         j->st.n_gen = ev[i].n_gen;
         if (ev[i].done) finish(s, j, ev[i].stop, 0, NULL);
@@ -140,7 +131,7 @@ static void *sched_main(void *arg) {
     pthread_mutex_lock(&s->mu);
     for (;;) {
         between_steps(s);
-        if (s->n_busy == 0) {
+        if (n_busy(s) == 0) {
             if (s->stopping) break;
             pthread_cond_wait(&s->wake, &s->mu);
             continue;
@@ -185,10 +176,7 @@ int bn_sched_start(bn_batch *b, bn_sched **out, bn_error *err) {
 void bn_sched_stop(bn_sched *s, int grace_ms) {
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
-    clock_gettime(CLOCK_MONOTONIC, &s->deadline);
-    s->deadline.tv_sec += grace_ms / 1000;
-    s->deadline.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
-    if (s->deadline.tv_nsec >= 1000000000L) s->deadline.tv_sec++, s->deadline.tv_nsec -= 1000000000L;
+    s->deadline_ms = bn_now_ms() + grace_ms;
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->thread, NULL);
@@ -231,33 +219,17 @@ bn_job *bn_sched_submit(bn_sched *s, bn_job_params *p) {
     return j;
 }
 
-int bn_job_wait(bn_job *j, int timeout_ms, char **text, size_t *len, size_t *cap,
-                bn_job_state *st) {
+int bn_job_wait(bn_job *j, int timeout_ms, bn_buf *text, bn_job_state *st) {
     bn_sched *s = j->s;
     int rc = 0;
     pthread_mutex_lock(&s->mu);
-    if (!j->len && !j->st.done) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        t.tv_nsec += (long)timeout_ms * 1000000L;
-        t.tv_sec += t.tv_nsec / 1000000000L;
-        t.tv_nsec %= 1000000000L;
+    if (!j->text.len && !j->st.done) {
+        const struct timespec t = bn_monotonic_after_ms(timeout_ms);
         pthread_cond_timedwait(&j->cond, &s->mu, &t);
     }
-    if (j->len) {
-        if (*len + j->len + 1 > *cap) {
-            const size_t c = 2 * (*len + j->len + 1);
-            char *grown = realloc(*text, c);
-            if (grown) *text = grown, *cap = c;
-        }
-        if (*len + j->len + 1 <= *cap) {
-            memcpy(*text + *len, j->text, j->len);
-            *len += j->len;
-            (*text)[*len] = 0;
-            j->len = 0;
-        } else {
-            rc = -1;
-        }
+    if (j->text.len) {
+        rc = bn_buf_append(text, j->text.data, j->text.len);
+        if (!rc) j->text.len = 0;
     }
     *st = j->st;
     pthread_mutex_unlock(&s->mu);
@@ -282,7 +254,7 @@ void bn_job_release(bn_job *j) {
 void bn_sched_counts(bn_sched *s, int *slots, int *busy, int *queued) {
     pthread_mutex_lock(&s->mu);
     *slots = bn_batch_n_slots(s->b);
-    *busy = s->n_busy;
+    *busy = n_busy(s);
     *queued = s->n_queued;
     pthread_mutex_unlock(&s->mu);
 }

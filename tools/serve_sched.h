@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "bitnet.h"
+#include "io.h"
 
 typedef struct bn_sched bn_sched;
 typedef struct bn_job bn_job;
@@ -27,6 +28,9 @@ typedef struct bn_job_params {
     char **stop; // n_stop malloc'd strings, in a malloc'd array
     size_t n_stop;
 } bn_job_params;
+
+// Frees the prompt and stop strings and zeroes p.
+void bn_job_params_free(bn_job_params *p);
 
 // How a job stands, and the text it produced since the last bn_job_wait.
 typedef struct bn_job_state {
@@ -49,10 +53,8 @@ void bn_sched_free(bn_sched *s);
 bn_job *bn_sched_submit(bn_sched *s, bn_job_params *p);
 
 // Waits up to timeout_ms for new text or the end, then appends the new text to
-// *text (malloc'd, grown as needed; *len bytes used) and fills *st. Returns -1
-// when out of memory.
-int bn_job_wait(bn_job *j, int timeout_ms, char **text, size_t *len, size_t *cap,
-                bn_job_state *st);
+// *text and fills *st. Returns -1 when out of memory.
+int bn_job_wait(bn_job *j, int timeout_ms, bn_buf *text, bn_job_state *st);
 // The client went away: the scheduler frees the job's slot before its next step.
 void bn_job_cancel(bn_job *j);
 void bn_job_release(bn_job *j);
