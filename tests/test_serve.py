@@ -30,9 +30,9 @@ try:
     import openai
 except ImportError:
     if os.path.exists(os.path.join(VENV, "bin", "python3")) and os.path.realpath(sys.prefix) != VENV:
-        py = os.path.join(VENV, "bin", "python3")  # scripts/deps.sh made it
+        py = os.path.join(VENV, "bin", "python3")  # BITNET_WANT_PYTHON=1 scripts/deps.sh made it
         os.execv(py, [py, *sys.argv])
-    print("SKIP: the openai Python client is not installed (scripts/deps.sh puts it in .venv)")
+    print("SKIP: the openai Python client is not installed (BITNET_WANT_PYTHON=1 scripts/deps.sh puts it in .venv)")
     sys.exit(77)
 
 CLI = os.path.abspath(os.environ.get("BITNET_CLI", "build/bitnet-gpu"))
