@@ -41,11 +41,14 @@ elif ! command -v nvcc >/dev/null; then
   echo "deps: no CUDA toolkit (nvcc): building the CPU backend only" >&2
 fi
 
-# The official openai Python client, pinned, which test_serve talks to the server
-# through: in the project's own venv (.venv), not the system's Python.
+# The official openai Python client, which test_serve talks to the server through:
+# in the project's own venv (.venv), not the system's Python, at the version
+# python/requirements-test.txt pins (the one pin of it).
 if [ "$want_python" = 1 ]; then
-  openai_version=3.51.0
-  venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  openai_version=$(sed -n 's/^openai==\([^ #]*\).*/\1/p' "$root/python/requirements-test.txt")
+  [ -n "$openai_version" ] || { echo "error: no openai==VERSION in python/requirements-test.txt" >&2; exit 1; }
+  venv=$root/.venv
   if ! "$venv/bin/python3" -c "import openai, sys; sys.exit(openai.__version__ != '$openai_version')" 2>/dev/null; then
     echo "deps: installing the openai Python client $openai_version into .venv" >&2
     python3 -m venv "$venv"

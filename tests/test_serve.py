@@ -3,7 +3,8 @@
 
 The server runs the tiny-a fixture on a free port (--port 0; it prints the one it
 got). Covered: chat and completion, streaming and not, through the openai client
-(pinned in scripts/deps.sh, which puts it in .venv); greedy text equal to
+(pinned in python/requirements-test.txt; BITNET_WANT_PYTHON=1 scripts/deps.sh
+puts it in .venv); greedy text equal to
 `bitnet-gpu generate --greedy` for the same prompt, alone and under a bounded
 load of 32 clients x 8 requests (no slot leaked: /health); seeded sampling equal
 to generate's; stop strings; usage counts; /v1/models, /health, /tokenize,
