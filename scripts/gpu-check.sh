@@ -91,12 +91,11 @@ step test_cli env BITNET_CLI="$cli" "$bin/test_cli"
 # margin is below 0.05, fixtures README); its other tests run again too.
 step cli_golden_parity env BITNET_CLI_BACKEND=cuda BITNET_CLI="$cli" "$bin/test_cli"
 
-if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
-  san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [ -x "$san" ]; then
   step memcheck env BITNET_TEST_QUICK=1 "$san" --tool memcheck --error-exitcode 1 --leak-check full "$bin/test_cuda"
 else
-  failed=1
-  summary+=("memcheck                     FAIL  compute-sanitizer not found")
+  step memcheck false || echo "compute-sanitizer not found (PATH, /usr/local/cuda/bin)" >"$out/memcheck.log"
 fi
 
 model=${BITNET_GPU_MODEL:-/tmp/bitnet-2b4t-synthetic.gguf}
