@@ -5,6 +5,7 @@
 #   BITNET_GPU_PREBUILT=DIR scripts/gpu-check.sh
 #                                   use binaries built elsewhere (scripts/gpu-pack.sh
 #                                   makes such a folder, with the libraries they need)
+#   scripts/gpu-check.sh --binaries the build's binaries it runs, one a line (for gpu-pack.sh)
 #
 # Steps, each logged to $BITNET_GPU_OUT (default gpu-check-out/), then one summary:
 #  1. the GPU tests (test_cuda: every kernel against its CPU twin, the fixture
@@ -26,6 +27,8 @@
 # Exits 1 if any check failed. Fixtures: $BITNET_FIXTURES or ../shared/fixtures.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+binaries=(bitnet-gpu test_cuda test_cli test_trained_model test_batch bench_cuda)
+if [ "${1:-}" = --binaries ]; then printf '%s\n' "${binaries[@]}"; exit 0; fi
 fixtures=${BITNET_FIXTURES:-$(pwd)/../shared/fixtures}
 out=${BITNET_GPU_OUT:-gpu-check-out}
 mkdir -p "$out"
@@ -67,7 +70,7 @@ else
   step build bash -c "scripts/deps.sh && scripts/build.sh $bin -DCMAKE_CUDA_ARCHITECTURES=$cap \
     -DBITNET_FIXTURES='$fixtures'" || { printf '%s\n' "${summary[@]}"; exit 1; }
 fi
-for b in test_cuda test_cli test_trained_model test_batch bench_cuda bitnet-gpu; do
+for b in "${binaries[@]}"; do
   [ -x "$bin/$b" ] || { echo "gpu-check: $bin/$b is missing" >&2; exit 1; }
 done
 cli=$bin/bitnet-gpu
