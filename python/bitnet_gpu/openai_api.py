@@ -172,6 +172,10 @@ class OpenAIServer:
             except BitnetError as e:
                 raise _bad(str(e), "prompt") from None
         if _int_list(prompt):
+            n_vocab = self.engine.info.n_vocab
+            for t in prompt:  # checked here: the generation would fail on its worker thread, a 500
+                if not 0 <= t < n_vocab:
+                    raise _bad(f"token id {t} is outside the vocabulary (0..{n_vocab - 1})", "prompt")
             return prompt
         raise _bad("'prompt' must be a string or a list of token ids (one prompt per request)", "prompt")
 
