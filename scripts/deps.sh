@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # deps.sh - checks the build dependencies and installs the missing ones from
 # Debian's packages (as root, or through sudo). CUDA is optional: when nvcc is
-# found (PATH or /usr/local/cuda) the CUDA backend is built too.
+# found (PATH or /usr/local/cuda) the CUDA backend is built too. BITNET_WANT_CLANG=1
+# adds clang (the fuzz build), BITNET_WANT_PYTHON=1 what the Python tests need.
 set -euo pipefail
 
 # libcurl + libssl (libcrypto): `bitnet-gpu download`; libedit: line editing in `chat`;
 # libmicrohttpd: `serve`; python3: the tests' local HTTP server and pseudo-terminal
-# driver; python3-venv: the venv with the openai client that test_serve talks through.
+# driver.
 packages=(cmake make gcc pkg-config libcmocka-dev libcjson-dev libpcre2-dev libcurl4-openssl-dev
-          libssl-dev libedit-dev libmicrohttpd-dev python3 python3-venv)
+          libssl-dev libedit-dev libmicrohttpd-dev python3)
 [ "${BITNET_WANT_CLANG:-0}" = 1 ] && packages+=(clang libclang-rt-dev)
-# The Python package's tests: a virtual environment that pip fills from PyPI.
-[ "${BITNET_WANT_PYTHON:-0}" = 1 ] && packages+=(python3-venv)
+# BITNET_WANT_PYTHON=1 (scripts/test.sh sets it): the Python tests' virtual
+# environments, which pip fills from PyPI: .venv below (the openai client that
+# tests/test_serve.py talks through) and CTest's build/python-venv
+# (python/tests/setup_venv.sh). Without it nothing here needs PyPI: test_serve
+# skips, and a CTest run wants -DBITNET_PYTHON_TESTS=OFF.
+want_python=${BITNET_WANT_PYTHON:-0}
+[ "$want_python" = 1 ] && packages+=(python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -35,12 +41,17 @@ elif ! command -v nvcc >/dev/null; then
   echo "deps: no CUDA toolkit (nvcc): building the CPU backend only" >&2
 fi
 
-# The official openai Python client, pinned, which test_serve talks to the server
-# through: in the project's own venv (.venv), not the system's Python.
-openai_version=3.51.0
-venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
-if ! "$venv/bin/python3" -c "import openai, sys; sys.exit(openai.__version__ != '$openai_version')" 2>/dev/null; then
-  echo "deps: installing the openai Python client $openai_version into .venv" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/python3" -m pip install -q --disable-pip-version-check "openai==$openai_version"
+# The official openai Python client, which test_serve talks to the server through:
+# in the project's own venv (.venv), not the system's Python, at the version
+# python/requirements-test.txt pins (the one pin of it).
+if [ "$want_python" = 1 ]; then
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  openai_version=$(sed -n 's/^openai==\([^ #]*\).*/\1/p' "$root/python/requirements-test.txt")
+  [ -n "$openai_version" ] || { echo "error: no openai==VERSION in python/requirements-test.txt" >&2; exit 1; }
+  venv=$root/.venv
+  if ! "$venv/bin/python3" -c "import openai, sys; sys.exit(openai.__version__ != '$openai_version')" 2>/dev/null; then
+    echo "deps: installing the openai Python client $openai_version into .venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/python3" -m pip install -q --disable-pip-version-check "openai==$openai_version"
+  fi
 fi

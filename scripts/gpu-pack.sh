@@ -3,8 +3,8 @@
 # has the CUDA driver but not this project's build dependencies.
 #
 # Writes gpu-pack/ (git-ignored):
-#   bin/       bitnet-gpu, test_cuda, test_cli, test_trained_model, test_batch, bench_cuda, and the shared
-#              libraries they load besides the C library's and CUDA's own;
+#   bin/       the binaries scripts/gpu-check.sh runs (`scripts/gpu-check.sh --binaries`),
+#              and the shared libraries they load besides the C library's and CUDA's own;
 #   fixtures/  what scripts/gpu-check.sh reads (tiny-a; its model xz-compressed).
 # On the GPU machine, from the repository root:
 #   xz -d gpu-pack/fixtures/tiny-a/tiny-a.gguf.xz
@@ -19,8 +19,8 @@ scripts/deps.sh
 scripts/build.sh build-pack -DCMAKE_CUDA_ARCHITECTURES="$arch" -DBITNET_FIXTURES="$fixtures"
 rm -rf gpu-pack
 mkdir -p gpu-pack/bin gpu-pack/fixtures/tiny-a
-cp build-pack/bitnet-gpu build-pack/test_cuda build-pack/test_cli build-pack/test_trained_model \
-  build-pack/test_batch build-pack/bench_cuda gpu-pack/bin/
+binaries=$(scripts/gpu-check.sh --binaries)
+for b in $binaries; do cp "build-pack/$b" gpu-pack/bin/; done
 git describe --always --dirty >gpu-pack/bin/COMMIT # which code the binaries are
 # Every library they load but glibc's, the compiler runtime's and CUDA's (the GPU
 # machine has those): cJSON, cmocka, PCRE2, and the CLI's libcurl, libcrypto,

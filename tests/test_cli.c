@@ -1,6 +1,7 @@
 // test_cli.c - the bitnet-gpu command line as a user meets it: the golden
-// tokens of bitnet.cpp through `generate`, and one clear error line plus a
-// non-zero exit for each kind of bad input.
+// tokens of bitnet.cpp through `generate` (on the backend BITNET_CLI_BACKEND
+// names, cpu by default), and one clear error line plus a non-zero exit for
+// each kind of bad input.
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <unistd.h>
@@ -17,11 +18,19 @@ static cJSON *load_golden(void) {
     return golden;
 }
 
+// The backend the golden cases run on: $BITNET_CLI_BACKEND, else cpu
+// (scripts/gpu-check.sh runs this test again with cuda).
+static const char *golden_backend(void) {
+    const char *b = getenv("BITNET_CLI_BACKEND");
+    return b && *b ? b : "cpu";
+}
+
 // `generate --greedy` on tiny-a reproduces bitnet.cpp's tokens for every golden
 // case (the fixtures README allows the reference's 2nd-best where its margin < 0.05).
 static void test_generate_matches_golden(void **state) {
     (void)state;
     BN_REQUIRE_FIXTURE(model, "tiny-a/tiny-a.gguf");
+    const char *backend = golden_backend();
     cJSON *golden = load_golden();
     cJSON *c;
     int case_no = 0;
@@ -38,12 +47,12 @@ static void test_generate_matches_golden(void **state) {
         // Every other case reads it with -f instead of -p.
         char args[9000];
         if (case_no++ % 2)
-            snprintf(args, sizeof args, "generate -m '%s' -f '%s' -n %d --greedy --backend cpu --json",
-                     model, prompt_path, n_gen);
+            snprintf(args, sizeof args, "generate -m '%s' -f '%s' -n %d --greedy --backend '%s' --json",
+                     model, prompt_path, n_gen, backend);
         else
             snprintf(args, sizeof args,
-                     "generate -m '%s' -p \"$(cat '%s')\" -n %d --greedy --backend cpu --json", model,
-                     prompt_path, n_gen);
+                     "generate -m '%s' -p \"$(cat '%s')\" -n %d --greedy --backend '%s' --json", model,
+                     prompt_path, n_gen, backend);
         cli_result *r = malloc(sizeof *r);
         run_cli(args, r);
         unlink(prompt_path);
@@ -77,7 +86,8 @@ static void test_generate_matches_golden(void **state) {
             assert_int_equal(n_got, n_gen);
             assert_string_equal(cJSON_GetObjectItem(got, "stop")->valuestring, "length");
         }
-        fprintf(stderr, "case '%s': %d/%d tokens identical to bitnet.cpp\n", prompt, matched, n_gen);
+        fprintf(stderr, "case '%s' (--backend %s): %d/%d tokens identical to bitnet.cpp\n", prompt, backend,
+                matched, n_gen);
         cJSON_Delete(got);
         free(r);
     }

@@ -3,7 +3,8 @@
 
 The server runs the tiny-a fixture on a free port (--port 0; it prints the one it
 got). Covered: chat and completion, streaming and not, through the openai client
-(pinned in scripts/deps.sh, which puts it in .venv); greedy text equal to
+(pinned in python/requirements-test.txt; BITNET_WANT_PYTHON=1 scripts/deps.sh
+puts it in .venv); greedy text equal to
 `bitnet-gpu generate --greedy` for the same prompt, alone and under a bounded
 load of 32 clients x 8 requests (no slot leaked: /health); seeded sampling equal
 to generate's; stop strings; usage counts; /v1/models, /health, /tokenize,
@@ -30,9 +31,9 @@ try:
     import openai
 except ImportError:
     if os.path.exists(os.path.join(VENV, "bin", "python3")) and os.path.realpath(sys.prefix) != VENV:
-        py = os.path.join(VENV, "bin", "python3")  # scripts/deps.sh made it
+        py = os.path.join(VENV, "bin", "python3")  # BITNET_WANT_PYTHON=1 scripts/deps.sh made it
         os.execv(py, [py, *sys.argv])
-    print("SKIP: the openai Python client is not installed (scripts/deps.sh puts it in .venv)")
+    print("SKIP: the openai Python client is not installed (BITNET_WANT_PYTHON=1 scripts/deps.sh puts it in .venv)")
     sys.exit(77)
 
 CLI = os.path.abspath(os.environ.get("BITNET_CLI", "build/bitnet-gpu"))

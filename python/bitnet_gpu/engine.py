@@ -374,7 +374,11 @@ class Engine:
         return self._start(self.chat_prompt(messages), max_tokens, stop, stream, sampling)
 
     def _start(self, ids, max_tokens, stop, stream, sampling):
-        sp = self.sampling(**sampling)
+        return self._start_sampled(ids, max_tokens, stop, stream, self.sampling(**sampling))
+
+    def _start_sampled(self, ids, max_tokens, stop, stream, sp):
+        """_start with sp already built by sampling() (openai_api builds it first,
+        to answer the library's checks with a 400)."""
         n = self.n_ctx if max_tokens is None else int(max_tokens)
         if stream:
             return Stream(self, ids, n, sp, stop)

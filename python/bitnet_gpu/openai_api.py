@@ -137,9 +137,8 @@ class OpenAIServer:
         options = body.get("stream_options") or {}
         if not isinstance(options, dict):
             raise _bad("'stream_options' must be an object", "stream_options")
-        sampling = _sampling(body)
         try:
-            self.engine.sampling(**sampling)  # the library's own checks, answered with a 400
+            sp = self.engine.sampling(**_sampling(body))  # the library's own checks, answered with a 400
         except BitnetError as e:
             raise _bad(str(e)) from None
         try:
@@ -160,7 +159,7 @@ class OpenAIServer:
             raise _bad(f"This model's maximum context length is {self.engine.n_ctx} tokens; "
                        f"the prompt has {len(ids)} tokens", "messages" if chat else "prompt",
                        "context_length_exceeded")
-        generation = self.engine.generate(ids, max_tokens, stop=_stop(body), stream=True, **sampling)
+        generation = self.engine._start_sampled(ids, max_tokens, _stop(body), True, sp)
         return Call(self, chat, ids, generation, stream, bool(options.get("include_usage")))
 
     def _prompt(self, prompt):
@@ -172,6 +171,10 @@ class OpenAIServer:
             except BitnetError as e:
                 raise _bad(str(e), "prompt") from None
         if _int_list(prompt):
+            n_vocab = self.engine.info.n_vocab
+            for t in prompt:  # checked here: the generation would fail on its worker thread, a 500
+                if not 0 <= t < n_vocab:
+                    raise _bad(f"token id {t} is outside the vocabulary (0..{n_vocab - 1})", "prompt")
             return prompt
         raise _bad("'prompt' must be a string or a list of token ids (one prompt per request)", "prompt")
 

@@ -96,6 +96,8 @@ def test_stop_and_finish_reasons(api):
     ({"model": "tiny-a", "prompt": "x", "seed": -1}, False, 400, "seed", "'seed' must be in"),
     ({"model": "tiny-a", "prompt": "x", "stop": 3}, False, 400, "stop", "'stop' must be"),
     ({"model": "tiny-a", "prompt": ["a", "b"]}, False, 400, "prompt", "one prompt per request"),
+    ({"model": "tiny-a", "prompt": [1, 128256]}, False, 400, "prompt", "token id 128256 is outside the vocabulary"),
+    ({"model": "tiny-a", "prompt": [[-1]]}, False, 400, "prompt", "token id -1 is outside the vocabulary"),
     ({"model": "tiny-a", "prompt": "word " * 600}, False, 400, "prompt", "maximum context length is 512"),
     ({"model": "tiny-a", "messages": []}, True, 400, "messages", "non-empty list"),
     ({"model": "tiny-a", "messages": [{"role": "tool", "content": "x"}]}, True, 400, "messages",
