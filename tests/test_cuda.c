@@ -18,18 +18,15 @@
 
 #include "../cuda/cuda_testing.cuh"
 #include "ops.h"
+#include "sampler.h"
 
 #define N_GEN 16
 
 // Skips without a usable GPU, or fails when BITNET_REQUIRE_GPU=1 (scripts/gpu-check.sh).
 static void require_gpu(void) {
     bn_error err = {{0}};
-    if (bn_cuda_probe_device(&err) != 0) {
-        const char *req = getenv("BITNET_REQUIRE_GPU");
-        if (req && strcmp(req, "1") == 0) fail_msg("no usable GPU (BITNET_REQUIRE_GPU=1): %s", err.msg);
-        fprintf(stderr, "SKIP: %s\n", err.msg);
-        skip();
-    }
+    BN_REQUIRE_GPU(bn_cuda_probe_device(&err) != 0 ? err.msg : NULL,
+                   "no usable GPU (BITNET_REQUIRE_GPU=1): %s", "SKIP: %s\n");
 }
 
 static float frand(uint64_t *s) { return (float)((bn_test_rand(s) >> 40) / 16777216.0) * 2.f - 1.f; }
@@ -831,13 +828,6 @@ static void run_greedy(const bn_backend_ops *ops, bn_backend *be, const golden *
     }
 }
 
-static int32_t argmaxf(const float *x, int n) {
-    int32_t b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
 // Compares ids with the golden ones; a mismatch is allowed only where the
 // reference margin is below 0.05 (fixtures README), and ends the comparison.
 static void check_ids(const char *what, const golden *G, const int32_t *ids, int n) {
@@ -889,7 +879,7 @@ static void tiny_a_run(void) {
         }
         if (cuda->forward(be, toks, pos, NULL, n, logits, true, &err)) fail_msg("%s", err.msg);
         int32_t pre[N_GEN];
-        for (int k = 0; k < N_GEN; k++) pre[k] = argmaxf(logits + (size_t)(G->n_prompt - 1 + k) * V, V);
+        for (int k = 0; k < N_GEN; k++) pre[k] = bn_argmax(logits + (size_t)(G->n_prompt - 1 + k) * V, V);
         check_ids("cuda batched prefill", G, pre, N_GEN);
 
         // The same prefill in chunks of 10 (max_batch): GEMM, GEMM, then a GEMV
@@ -1016,7 +1006,7 @@ static void test_tiny_a_q8_head(void **state) {
         int32_t id_g = -1, p = g[c].n_prompt;
         if (cuda->forward_argmax(be, &g[c].gen[0], &p, NULL, 1, &id_g, &err)) fail_msg("%s", err.msg);
         if (cpu->forward(bc, &g[c].gen[0], &p, NULL, 1, lc, false, &err)) fail_msg("%s", err.msg);
-        assert_int_equal(id_g, argmaxf(lc, V)); // the fused argmax of the q8 GEMV
+        assert_int_equal(id_g, bn_argmax(lc, V)); // the fused argmax of the q8 GEMV
     }
     free(lg); free(lc);
     cpu->destroy(bc);
