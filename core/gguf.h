@@ -39,6 +39,8 @@ enum {
     BN_GGML_F32 = 0,
     BN_GGML_F16 = 1,
     BN_GGML_BF16 = 30,
+    BN_GGML_TQ1_0 = 34, // llama.cpp ternary: repacked to I2_S (ternary_repack.h)
+    BN_GGML_TQ2_0 = 35,
     BN_GGML_I2_S = 36, // BitNet ternary, docs/architecture.md: I2_S
 };
 
