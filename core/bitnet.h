@@ -86,19 +86,23 @@ BN_API int bn_engine_tokenize(const bn_engine *e, const char *text, bool add_bos
 BN_API const char *bn_engine_token_bytes(const bn_engine *e, int32_t id, size_t *len);
 BN_API bool bn_engine_is_eog(const bn_engine *e, int32_t id);
 BN_API bool bn_engine_add_bos(const bn_engine *e); // the vocabulary's add_bos_token
-// One user turn in the 2B-4T chat format (docs/architecture.md), as token ids:
+// One user turn in the model's chat format (docs/architecture.md: Tokenizer and
+// chat format; the style comes from the GGUF's tokenizer.chat_template: BitNet
+// b1.58 2B-4T's by default, Llama-3 Instruct's or Falcon3 Instruct's), as token
+// ids; for 2B-4T:
 //   [<|eot_id|>]  [<|begin_of_text|> [System: SYSTEM<|eot_id|>]]  User: USER<|eot_id|>Assistant: 
-// first_turn adds BOS and the system prompt (may be NULL); close_previous ends
-// a previous reply that stopped without its <|eot_id|>. The message texts are
-// never parsed for special tokens, so a user cannot inject them.
+// first_turn adds BOS (where the format has one) and the system prompt (may be
+// NULL); close_previous ends a previous reply that stopped without its end of
+// turn (<|eot_id|>; Falcon3: <|endoftext|>). The message texts are never parsed
+// for special tokens, so a user cannot inject them.
 BN_API int bn_engine_chat_tokens(const bn_engine *e, const char *system, const char *user,
                                  bool first_turn, bool close_previous, int32_t **ids,
                                  size_t *n_ids, bn_error *err);
 // A whole conversation in that format, for callers that hold no session
-// between requests (an HTTP server, the Python package): BOS, each message as
-// "Role: content<|eot_id|>" (Role System, User or Assistant for role "system",
-// "user" or "assistant"), then "Assistant: ". Contents are never parsed for
-// special tokens. *ids is malloc'd; free with free().
+// between requests (an HTTP server, the Python package); for 2B-4T: BOS, each
+// message as "Role: content<|eot_id|>" (Role System, User or Assistant for role
+// "system", "user" or "assistant"), then "Assistant: ". Contents are never
+// parsed for special tokens. *ids is malloc'd; free with free().
 typedef struct bn_chat_message {
     const char *role;
     const char *content; // NULL is ""
@@ -334,11 +338,19 @@ typedef struct bn_synth_config {
     // NULL: random weights. Else a weight file (train/export.py writes it) holding
     // every tensor, in file order, with exactly this config's shapes.
     const char *weights_path;
+    // The model family (docs/architecture.md: Model families): NULL or
+    // "bitnet-b1.58"; "bitnet" (SiLU gate, a `.scale` tensor beside each weight);
+    // "llama" (no sub-norms, SiLU gate, pairwise RoPE).
+    const char *arch;
+    bool untied_head;    // write output.weight (F16) instead of tying it to token_embd
+    uint32_t weight_type; // 0: I2_S; 34: TQ1_0; 35: TQ2_0 (llama.cpp's ternary types)
 } bn_synth_config;
 
 // Fills cfg with a named preset: "tiny" (hidden 256, ffn 768, 2 layers, 4/2 heads,
-// ctx 512, vocab 0 = the vocabulary's size) or "2b-4t" (the BitNet b1.58 2B-4T
-// shape, vocab 128256). seed 1, no vocab file.
+// ctx 512, vocab 0 = the vocabulary's size), "tiny-bitnet" and "tiny-llama" (the
+// same shape in those families), or the real shape of a published model:
+// "2b-4t", "bitnet-0.7b", "falcon3-1b", "falcon3-3b", "falcon3-7b", "falcon3-10b",
+// "llama3-8b-1.58". seed 1, no vocab file.
 BN_API int bn_synth_preset(const char *preset, bn_synth_config *cfg, bn_error *err);
 // Checks a config: shapes the runtime can run (hidden and ffn multiples of 128,
 // heads dividing hidden with an even head_dim, kv heads dividing heads, ...).

@@ -99,6 +99,10 @@ static char *report_json(const char *path, const bn_model *m, const tok_summary 
     cJSON_AddNumberToObject(j, "alignment", (double)g->alignment);
     cJSON_AddNumberToObject(j, "n_kv", (double)g->n_kv);
     cJSON_AddStringToObject(j, "architecture", m->arch);
+    cJSON *gr = cJSON_AddObjectToObject(j, "graph");
+    cJSON_AddBoolToObject(gr, "sub_norms", hp->sub_norms);
+    cJSON_AddStringToObject(gr, "ffn_act", hp->ffn_silu ? "silu" : "relu_sqr");
+    cJSON_AddStringToObject(gr, "rope", hp->rope_neox ? "neox" : "pairwise");
     cJSON_AddItemToObject(j, "name", str_or_null(name));
 
     cJSON *h = cJSON_AddObjectToObject(j, "hparams");
@@ -231,6 +235,9 @@ static char *report_text(const char *path, const bn_model *m, const tok_summary 
     sb_printf(&b, "              heads %u, kv heads %u, head dim %u, rope dims %u, "
               "rope base %g, rms eps %g\n", hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_rot,
               (double)hp->rope_base, (double)hp->norm_eps);
+    sb_printf(&b, "graph         %s, %s gate, %s RoPE\n",
+              hp->sub_norms ? "sub-norms" : "no sub-norms",
+              hp->ffn_silu ? "silu(g)*up" : "relu(g)^2*up", hp->rope_neox ? "NEOX" : "pairwise");
     sb_printf(&b, "lm head       %s\n", m->output_tied ? "tied to token_embd" : "output.weight");
     if (ts->present) {
         sb_printf(&b, "tokenizer     %s%s%s%s, %d tokens, %zu merges\n", ts->model,

@@ -1,4 +1,5 @@
-// model.c - maps a validated GGUF onto the BitNet b1.58 graph (docs/architecture.md: The GGUF file, I2_S).
+// model.c - maps a validated GGUF onto a ternary model family (docs/architecture.md: The GGUF
+// file, I2_S, Model families).
 //
 // Hyperparameters come from `<arch>.*` keys and are sanity-checked before any tensor
 // is looked at, so shape errors below can name both the tensor and the expectation.
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "i2s.h"
+#include "ternary_repack.h"
 
 // Upper bounds far above any BitNet model (2B-4T: 2560 / 30 / 6912 / 20 heads /
 // 128256 vocab / 4096 context) that keep size arithmetic in range.
@@ -83,8 +85,38 @@ static int check_range(const char *what, uint32_t v, uint32_t max, bn_error *err
     return 0;
 }
 
+// What general.architecture names (model.h): the family and its graph flags.
+static const struct {
+    const char *arch;
+    bn_family family;
+    bool sub_norms, ffn_silu, rope_neox;
+} FAMILIES[] = {
+    {"bitnet-b1.58", BN_FAMILY_BITNET_B158, true, false, true},
+    {"bitnet-25", BN_FAMILY_BITNET_B158, true, false, true},
+    {"bitnet", BN_FAMILY_BITNET, true, true, true},
+    {"llama", BN_FAMILY_LLAMA, false, true, false},
+};
+
+// llama.cpp applies RoPE frequency factors (a rope_freqs tensor) and scaling
+// keys that these backends do not: refuse such a model rather than run it wrong.
+static int check_rope_extras(const bn_gguf *g, const char *arch, bn_error *err) {
+    if (bn_gguf_find_tensor(g, "rope_freqs.weight") >= 0)
+        return bn_errorf(err, "model: RoPE frequency factors (rope_freqs.weight) are not "
+                         "supported");
+    char key[96];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    bn_error ignore = {{0}};
+    bn_gguf_str type;
+    if (bn_gguf_find_key(g, key) >= 0 && bn_gguf_get_str(g, key, &type, &ignore) == 0 &&
+        !bn_gguf_str_eq(type, "none"))
+        return bn_errorf(err, "model: RoPE scaling '%.*s' is not supported",
+                         (int)(type.len < 32 ? type.len : 32), type.data);
+    return 0;
+}
+
 static int read_hparams(const bn_gguf *g, const char *arch, bn_hparams *hp, bn_error *err) {
     memset(hp, 0, sizeof *hp);
+    if (check_rope_extras(g, arch, err)) return -1;
     if (get_u32_arch(g, arch, "context_length", &hp->n_ctx_train, true, err) < 0 ||
         get_u32_arch(g, arch, "embedding_length", &hp->n_embd, true, err) < 0 ||
         get_u32_arch(g, arch, "block_count", &hp->n_layer, true, err) < 0 ||
@@ -180,7 +212,7 @@ static float half_to_float(uint16_t h) {
 typedef enum { KIND_NORM, KIND_I2S, KIND_EMBD } tensor_kind;
 
 static const char *kind_types(tensor_kind k) {
-    return k == KIND_I2S ? "I2_S" : "F32, F16 or BF16";
+    return k == KIND_I2S ? "I2_S, TQ1_0 or TQ2_0" : "F32, F16 or BF16";
 }
 
 // Looks up `name`, checks its type for `kind` and its shape [ne0, ne1] (ne1 = 1 for
@@ -195,7 +227,8 @@ static int map_tensor(bn_model *m, const char *name, tensor_kind kind, uint64_t 
         return bn_errorf(err, "model: missing tensor '%s'", name);
     }
     const bn_gguf_tensor *t = &g->tensors[i];
-    bool type_ok = kind == KIND_I2S ? t->type == BN_GGML_I2_S
+    bool type_ok = kind == KIND_I2S ? (t->type == BN_GGML_I2_S || t->type == BN_GGML_TQ1_0 ||
+                                       t->type == BN_GGML_TQ2_0)
                                     : (t->type == BN_GGML_F32 || t->type == BN_GGML_F16 ||
                                        t->type == BN_GGML_BF16);
     if (!type_ok)
@@ -217,7 +250,17 @@ static int map_tensor(bn_model *m, const char *name, tensor_kind kind, uint64_t 
     out->data = t->data;
     out->scale = 1.0f;
 
-    if (kind == KIND_I2S) {
+    if (kind == KIND_I2S && t->type != BN_GGML_I2_S) {
+        // llama.cpp's ternary types become I2_S here, so backends see one layout.
+        uint8_t *i2s = NULL;
+        if (bn_tq_to_i2s(name, t->type, t->data, t->nbytes, ne0, ne1, &i2s, &out->scale, err))
+            return -1;
+        if (!own(m, i2s)) return bn_errorf(err, "model: out of memory");
+        out->type = BN_GGML_I2_S;
+        out->act_block = BN_TQ_BLOCK;
+        out->data = i2s;
+        out->nbytes = bn_i2s_nbytes(ne0 * ne1);
+    } else if (kind == KIND_I2S) {
         // The tail after the 2-bit codes starts with the float32 scale (i2s.h).
         const uint64_t n = ne0 * ne1;
         memcpy(&out->scale, t->data + bn_i2s_nbytes(n) - BN_I2S_TAIL, sizeof(float));
@@ -249,6 +292,25 @@ static int map_tensor(bn_model *m, const char *name, tensor_kind kind, uint64_t 
     return 0;
 }
 
+// The `bitnet` family may store a second per-tensor scale beside a weight
+// (blk.N.attn_q.scale, one float) that multiplies its output; fold it into the
+// weight's scale so backends see one.
+static int apply_scale_tensor(bn_model *m, const char *weight_name, bn_tensor *w, bn_error *err) {
+    char name[64];
+    snprintf(name, sizeof name, "%.*s.scale", (int)(strlen(weight_name) - strlen(".weight")),
+             weight_name);
+    int64_t i = bn_gguf_find_tensor(m->gguf, name);
+    if (i < 0) return 0;
+    const bn_gguf_tensor *t = &m->gguf->tensors[i];
+    if (t->type != BN_GGML_F32 || t->ne[0] != 1 || t->ne[1] != 1 || t->ne[2] != 1 || t->ne[3] != 1)
+        return bn_errorf(err, "model: tensor '%s' must be one F32 value", name);
+    float s;
+    memcpy(&s, t->data, sizeof s);
+    if (!isfinite(s)) return bn_errorf(err, "model: tensor '%s' is not finite", name);
+    w->scale *= s;
+    return 0;
+}
+
 static int map_layer(bn_model *m, uint32_t il, bn_layer *l, bn_error *err) {
     const bn_hparams *hp = &m->hp;
     const uint64_t E = hp->n_embd, F = hp->n_ff, KV = (uint64_t)hp->n_head_kv * hp->head_dim;
@@ -271,10 +333,15 @@ static int map_layer(bn_model *m, uint32_t il, bn_layer *l, bn_error *err) {
         {"ffn_down", KIND_I2S, F, E, &l->w_down},
     };
     for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
+        const bool sub_norm = spec[i].dst == &l->attn_sub_norm || spec[i].dst == &l->ffn_sub_norm;
+        if (sub_norm && !hp->sub_norms) continue; // llama: not part of the graph
         char name[64];
         snprintf(name, sizeof name, "blk.%u.%s.weight", il, spec[i].suffix);
         if (map_tensor(m, name, spec[i].kind, spec[i].ne0, spec[i].ne1, false, spec[i].dst,
                        err) != 0)
+            return -1;
+        if (spec[i].kind == KIND_I2S && m->family == BN_FAMILY_BITNET &&
+            apply_scale_tensor(m, name, spec[i].dst, err) != 0)
             return -1;
     }
     return 0;
@@ -284,9 +351,13 @@ int bn_model_from_gguf(bn_gguf *g, bn_model **out, bn_error *err) {
     *out = NULL;
     bn_gguf_str arch;
     if (bn_gguf_get_str(g, "general.architecture", &arch, err) != 0) return -1;
-    if (!bn_gguf_str_eq(arch, "bitnet-b1.58") && !bn_gguf_str_eq(arch, "bitnet-25"))
-        return bn_errorf(err, "model: unsupported architecture '%.*s' (expected bitnet-b1.58 "
-                         "or bitnet-25)", (int)(arch.len < 64 ? arch.len : 64), arch.data);
+    size_t fam = 0;
+    while (fam < sizeof FAMILIES / sizeof FAMILIES[0] && !bn_gguf_str_eq(arch, FAMILIES[fam].arch))
+        fam++;
+    if (fam == sizeof FAMILIES / sizeof FAMILIES[0])
+        return bn_errorf(err, "model: unsupported architecture '%.*s' (expected bitnet-b1.58, "
+                         "bitnet-25, bitnet or llama with ternary weights)",
+                         (int)(arch.len < 64 ? arch.len : 64), arch.data);
 
     bn_model *m = calloc(1, sizeof *m);
     if (!m) return bn_errorf(err, "model: out of memory");
@@ -295,10 +366,14 @@ int bn_model_from_gguf(bn_gguf *g, bn_model **out, bn_error *err) {
         free(m);
         return bn_errorf(err, "model: out of memory");
     }
-    memcpy(m->arch, arch.data, arch.len); // < sizeof m->arch: one of the two names above
+    memcpy(m->arch, arch.data, arch.len); // < sizeof m->arch: a name in FAMILIES
+    m->family = FAMILIES[fam].family;
     m->gguf = g;
 
     int rc = read_hparams(g, m->arch, &m->hp, err);
+    m->hp.sub_norms = FAMILIES[fam].sub_norms;
+    m->hp.ffn_silu = FAMILIES[fam].ffn_silu;
+    m->hp.rope_neox = FAMILIES[fam].rope_neox;
     if (rc == 0) {
         int64_t te = bn_gguf_find_tensor(g, "token_embd.weight");
         uint64_t rows = te >= 0 ? g->tensors[te].ne[1] : 0;
@@ -326,6 +401,15 @@ int bn_model_from_gguf(bn_gguf *g, bn_model **out, bn_error *err) {
     }
     for (uint32_t il = 0; rc == 0 && il < hp->n_layer; il++)
         rc = map_layer(m, il, &m->layers[il], err);
+    // Backends quantize a layer's input once for all the matrices that read it.
+    for (uint32_t il = 0; rc == 0 && il < hp->n_layer; il++) {
+        const bn_layer *l = &m->layers[il];
+        const bn_tensor *w[] = {&l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
+        for (size_t i = 0; rc == 0 && i < sizeof w / sizeof w[0]; i++)
+            if (w[i]->act_block != m->layers[0].wq.act_block)
+                rc = bn_errorf(err, "model: '%s' and '%s' mix I2_S with TQ1_0/TQ2_0 weights",
+                               m->layers[0].wq.name, w[i]->name);
+    }
     if (rc != 0) {
         m->gguf = NULL; // ownership passes only on success
         bn_model_free(m);

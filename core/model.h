@@ -1,4 +1,5 @@
-// model.h - a BitNet b1.58 model as mapped from GGUF (docs/architecture.md: The GGUF file, I2_S).
+// model.h - a ternary model as mapped from GGUF (docs/architecture.md: The GGUF file, I2_S,
+// Model families).
 //
 // The loader checks every shape against the hyperparameters and points into the
 // map; nothing is copied except norm weights stored as F16/BF16 (converted to f32
@@ -12,6 +13,13 @@
 #include "error.h"
 #include "gguf.h"
 
+// The graph families bitnet.cpp runs, chosen by general.architecture. They differ
+// in three places only, so backends read these flags, never the family name:
+//   bitnet-b1.58, bitnet-25  sub-norms, relu(gate)^2 * up, NEOX RoPE, tied head
+//   bitnet                   sub-norms, silu(gate) * up,   NEOX RoPE, tied head
+//   llama                    no sub-norms, silu(gate) * up, pairwise RoPE, own head
+typedef enum { BN_FAMILY_BITNET_B158, BN_FAMILY_BITNET, BN_FAMILY_LLAMA } bn_family;
+
 typedef struct bn_hparams {
     uint32_t n_vocab;
     uint32_t n_ctx_train;  // context_length
@@ -24,6 +32,9 @@ typedef struct bn_hparams {
     uint32_t n_rot;        // rope.dimension_count (defaults to head_dim)
     float rope_base;
     float norm_eps;
+    bool sub_norms;        // rmsnorm before wo and w_down (attn_sub_norm, ffn_sub_norm)
+    bool ffn_silu;         // gate activation: silu(g) * up; else relu(g)^2 * up
+    bool rope_neox;        // RoPE pairs (i, i + n_rot/2); else (2i, 2i + 1)
 } bn_hparams;
 
 // A 2-D weight: ne0 = K (contiguous, input width), ne1 = rows (output width).
@@ -34,18 +45,25 @@ typedef struct bn_tensor {
     uint64_t ne0, ne1;
     uint64_t nbytes;
     const void *data;      // in the map
-    float scale;           // I2_S: per-tensor weight scale (docs/architecture.md: I2_S); else 1
+    float scale;           // ternary: per-tensor weight scale (docs/architecture.md: I2_S),
+                           // times the optional `<name>.scale` tensor; else 1
     const float *f32;      // 1-D norm weights as float (map or converted copy); else NULL
+    uint32_t act_block;    // ternary: 0, the input is quantized to int8 per token (I2_S);
+                           // 256, per block of 256 with a scale each, as llama.cpp's
+                           // TQ1_0/TQ2_0 kernels do (its Q8_K), so a TQ model computes
+                           // what it computes there
 } bn_tensor;
 
 typedef struct bn_layer {
-    bn_tensor attn_norm, attn_sub_norm, ffn_norm, ffn_sub_norm; // float vectors
-    bn_tensor wq, wk, wv, wo;                                   // I2_S
-    bn_tensor w_gate, w_up, w_down;                             // I2_S
+    bn_tensor attn_norm, attn_sub_norm, ffn_norm, ffn_sub_norm; // float vectors (sub-norms:
+                                                                // f32 NULL without hp.sub_norms)
+    bn_tensor wq, wk, wv, wo;                                   // I2_S (TQ1_0/TQ2_0 repacked)
+    bn_tensor w_gate, w_up, w_down;                             // I2_S (TQ1_0/TQ2_0 repacked)
 } bn_layer;
 
 typedef struct bn_model {
-    char arch[32];         // "bitnet-b1.58" or "bitnet-25"
+    char arch[32];         // general.architecture: "bitnet-b1.58", "bitnet-25", "bitnet", "llama"
+    bn_family family;
     bn_hparams hp;
     bn_gguf *gguf;         // owned
     bn_tensor tok_embd;    // F16/BF16/F32 [n_embd, n_vocab]

@@ -1,4 +1,5 @@
-// synth_model.c - deterministic synthetic BitNet b1.58 GGUF files (synth_model.h).
+// synth_model.c - deterministic synthetic ternary GGUF files of each model family
+// (synth_model.h; docs/architecture.md: Model families).
 //
 // Keys, key types, key order and tensor order mirror the official-format files
 // (checked against fixtures/tiny-a/tiny-a.gguf, written by bitnet.cpp's tools).
@@ -24,10 +25,11 @@
 
 #include "gguf.h"
 #include "gguf_write.h"
+#include "i2s.h"
 #include "tokenizer.h"
 #include "weights_file.h"
 
-#define ARCH "bitnet-b1.58"
+#define DEFAULT_ARCH "bitnet-b1.58"
 #define FILE_TYPE_I2_S 40  // llama_ftype of bitnet.cpp's I2_S files
 #define QUANT_VERSION 2    // general.quantization_version in current ggml files
 #define N_SPECIAL 256      // Llama-3 reserves its last 256 ids for special tokens
@@ -35,22 +37,57 @@
 
 // ---- presets and validation ------------------------------------------------
 
+// Published shapes (each model's config.json). Falcon3 and Llama 3 keep their
+// own output head; the BitNet models tie it to the embedding.
+static const struct preset {
+    const char *name, *arch;
+    uint32_t n_embd, n_ff, n_layer, n_head, n_head_kv, n_ctx, n_vocab;
+    float rope_base, norm_eps;
+    bool untied_head;
+} PRESETS[] = {
+    {"tiny", NULL, 256, 768, 2, 4, 2, 512, 0, 500000.0f, 1e-5f, false},
+    {"tiny-bitnet", "bitnet", 256, 768, 2, 4, 2, 512, 0, 10000.0f, 1e-5f, false},
+    {"tiny-llama", "llama", 256, 768, 2, 4, 2, 512, 0, 500000.0f, 1e-5f, true},
+    {"2b-4t", NULL, 2560, 6912, 30, 20, 5, 4096, 128256, 500000.0f, 1e-5f, false},
+    {"bitnet-0.7b", "bitnet", 1536, 4096, 24, 16, 16, 2048, 32002, 10000.0f, 1e-5f, false},
+    {"falcon3-1b", "llama", 2048, 8192, 18, 8, 4, 8192, 131072, 1000042.0f, 1e-6f, true},
+    {"falcon3-3b", "llama", 3072, 9216, 22, 12, 4, 32768, 131072, 1000042.0f, 1e-6f, true},
+    {"falcon3-7b", "llama", 3072, 23040, 28, 12, 4, 32768, 131072, 1000042.0f, 1e-6f, true},
+    {"falcon3-10b", "llama", 3072, 23040, 40, 12, 4, 32768, 131072, 1000042.0f, 1e-6f, true},
+    {"llama3-8b-1.58", "llama", 4096, 14336, 32, 32, 8, 8192, 128256, 500000.0f, 1e-5f, true},
+};
+
 int bn_synth_preset(const char *preset, bn_synth_config *cfg, bn_error *err) {
-    bn_synth_config c = {.rope_base = 500000.0f, .norm_eps = 1e-5f, .seed = 1};
-    if (!strcmp(preset, "tiny")) {
-        c.n_embd = 256, c.n_ff = 768, c.n_layer = 2, c.n_head = 4, c.n_head_kv = 2;
-        c.n_ctx = 512, c.n_vocab = 0;
-    } else if (!strcmp(preset, "2b-4t")) { // docs/architecture.md: The GGUF file
-        c.n_embd = 2560, c.n_ff = 6912, c.n_layer = 30, c.n_head = 20, c.n_head_kv = 5;
-        c.n_ctx = 4096, c.n_vocab = 128256;
-    } else {
-        return bn_errorf(err, "unknown preset '%s' (tiny, 2b-4t)", preset);
+    const size_t n = sizeof PRESETS / sizeof PRESETS[0];
+    for (size_t i = 0; i < n; i++) {
+        const struct preset *p = &PRESETS[i];
+        if (strcmp(preset, p->name)) continue;
+        *cfg = (bn_synth_config){.n_embd = p->n_embd, .n_ff = p->n_ff, .n_layer = p->n_layer,
+                                 .n_head = p->n_head, .n_head_kv = p->n_head_kv,
+                                 .n_ctx = p->n_ctx, .n_vocab = p->n_vocab,
+                                 .rope_base = p->rope_base, .norm_eps = p->norm_eps, .seed = 1,
+                                 .arch = p->arch, .untied_head = p->untied_head};
+        return 0;
     }
-    *cfg = c;
-    return 0;
+    char names[256] = "";
+    for (size_t i = 0; i < n; i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                 PRESETS[i].name);
+    return bn_errorf(err, "unknown preset '%s' (%s)", preset, names);
 }
 
+static const char *arch_of(const bn_synth_config *c) { return c->arch ? c->arch : DEFAULT_ARCH; }
+
 int bn_synth_validate(const bn_synth_config *c, bn_error *err) {
+    const char *arch = arch_of(c);
+    if (strcmp(arch, "bitnet-b1.58") && strcmp(arch, "bitnet") && strcmp(arch, "llama"))
+        return bn_errorf(err, "unknown architecture '%s' (bitnet-b1.58, bitnet, llama)", arch);
+    if (c->weight_type && c->weight_type != BN_GGML_TQ1_0 && c->weight_type != BN_GGML_TQ2_0)
+        return bn_errorf(err, "weight type %u is not I2_S (0), TQ1_0 (34) or TQ2_0 (35)",
+                         c->weight_type);
+    if (c->weight_type && (c->n_embd % 256 || c->n_ff % 256))
+        return bn_errorf(err, "TQ1_0/TQ2_0 blocks are 256 wide: hidden %u and ffn %u must be "
+                         "multiples of 256", c->n_embd, c->n_ff);
     // I2_S blocks are 128 elements and never cross a row (docs/architecture.md: I2_S):
     // every K (hidden for q/k/v/o/gate/up, ffn for down) must be a multiple of 128.
     if (c->n_embd == 0 || c->n_embd % 128)
@@ -334,27 +371,31 @@ static int write_kvs(bn_gguf_writer *w, const bn_synth_config *c, const vocab *v
         snprintf(name, sizeof name, "bitnet-synthetic-%ux%ux%u-s%llu", c->n_embd, c->n_ff,
                  c->n_layer, (unsigned long long)c->seed);
     // key order as in the official-format files
-    if (bn_gguf_writer_kv_str(w, "general.architecture", ARCH, err) ||
+    const char *arch = arch_of(c);
+    char key[96];
+#define KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, arch), key)
+    if (bn_gguf_writer_kv_str(w, "general.architecture", arch, err) ||
         bn_gguf_writer_kv_str(w, "general.name", name, err) ||
-        bn_gguf_writer_kv_u32(w, ARCH ".vocab_size", v->n_vocab, err) ||
-        bn_gguf_writer_kv_u32(w, ARCH ".context_length", c->n_ctx, err) ||
-        bn_gguf_writer_kv_u32(w, ARCH ".embedding_length", c->n_embd, err) ||
-        bn_gguf_writer_kv_u32(w, ARCH ".block_count", c->n_layer, err) ||
-        bn_gguf_writer_kv_u32(w, ARCH ".feed_forward_length", c->n_ff, err) ||
-        bn_gguf_writer_kv_u32(w, ARCH ".rope.dimension_count", c->n_embd / c->n_head, err) ||
-        bn_gguf_writer_kv_u32(w, ARCH ".attention.head_count", c->n_head, err) ||
-        bn_gguf_writer_kv_u32(w, ARCH ".attention.head_count_kv", c->n_head_kv, err) ||
+        bn_gguf_writer_kv_u32(w, KEY("vocab_size"), v->n_vocab, err) ||
+        bn_gguf_writer_kv_u32(w, KEY("context_length"), c->n_ctx, err) ||
+        bn_gguf_writer_kv_u32(w, KEY("embedding_length"), c->n_embd, err) ||
+        bn_gguf_writer_kv_u32(w, KEY("block_count"), c->n_layer, err) ||
+        bn_gguf_writer_kv_u32(w, KEY("feed_forward_length"), c->n_ff, err) ||
+        bn_gguf_writer_kv_u32(w, KEY("rope.dimension_count"), c->n_embd / c->n_head, err) ||
+        bn_gguf_writer_kv_u32(w, KEY("attention.head_count"), c->n_head, err) ||
+        bn_gguf_writer_kv_u32(w, KEY("attention.head_count_kv"), c->n_head_kv, err) ||
         bn_gguf_writer_kv_bool(w, "tokenizer.ggml.add_bos_token", v->add_bos, err) ||
-        bn_gguf_writer_kv_f32(w, ARCH ".attention.layer_norm_rms_epsilon", c->norm_eps, err) ||
-        bn_gguf_writer_kv_f32(w, ARCH ".rope.freq_base", c->rope_base, err) ||
+        bn_gguf_writer_kv_f32(w, KEY("attention.layer_norm_rms_epsilon"), c->norm_eps, err) ||
+        bn_gguf_writer_kv_f32(w, KEY("rope.freq_base"), c->rope_base, err) ||
         bn_gguf_writer_kv_u32(w, "general.file_type", FILE_TYPE_I2_S, err) ||
         write_vocab_kvs(w, v, err) ||
         bn_gguf_writer_kv_u32(w, "general.quantization_version", QUANT_VERSION, err))
         return -1;
+#undef KEY
     return 0;
 }
 
-typedef enum { GEN_EMBD, GEN_NORM, GEN_TERNARY } gen_kind;
+typedef enum { GEN_EMBD, GEN_NORM, GEN_TERNARY, GEN_SCALE } gen_kind;
 
 typedef struct tensor_spec {
     char name[64];
@@ -380,21 +421,32 @@ static uint32_t tensor_specs(const bn_synth_config *c, uint32_t n_vocab, tensor_
         }                                                                              \
         n++;                                                                           \
     } while (0)
+    const char *arch = arch_of(c);
+    const bool sub_norms = strcmp(arch, "llama") != 0, scales = !strcmp(arch, "bitnet");
+    const uint32_t wt = c->weight_type ? c->weight_type : BN_GGML_I2_S;
+    // A ternary weight, then (bitnet) its one-float output scale.
+#define TERNARY(d0, d1, what)                                                          \
+    do {                                                                               \
+        SPEC(GEN_TERNARY, wt, d0, d1, "blk.%u." what ".weight", l);                    \
+        if (scales) SPEC(GEN_SCALE, BN_GGML_F32, 1, 0, "blk.%u." what ".scale", l);    \
+    } while (0)
     SPEC(GEN_EMBD, BN_GGML_F16, c->n_embd, n_vocab, "token_embd.weight");
     for (uint32_t l = 0; l < c->n_layer; l++) {
         SPEC(GEN_NORM, BN_GGML_F32, c->n_embd, 0, "blk.%u.attn_norm.weight", l);
-        SPEC(GEN_TERNARY, BN_GGML_I2_S, c->n_embd, c->n_embd, "blk.%u.attn_q.weight", l);
-        SPEC(GEN_TERNARY, BN_GGML_I2_S, c->n_embd, kv, "blk.%u.attn_k.weight", l);
-        SPEC(GEN_TERNARY, BN_GGML_I2_S, c->n_embd, kv, "blk.%u.attn_v.weight", l);
-        SPEC(GEN_TERNARY, BN_GGML_I2_S, c->n_embd, c->n_embd, "blk.%u.attn_output.weight", l);
-        SPEC(GEN_NORM, BN_GGML_F32, c->n_embd, 0, "blk.%u.attn_sub_norm.weight", l);
+        TERNARY(c->n_embd, c->n_embd, "attn_q");
+        TERNARY(c->n_embd, kv, "attn_k");
+        TERNARY(c->n_embd, kv, "attn_v");
+        TERNARY(c->n_embd, c->n_embd, "attn_output");
+        if (sub_norms) SPEC(GEN_NORM, BN_GGML_F32, c->n_embd, 0, "blk.%u.attn_sub_norm.weight", l);
         SPEC(GEN_NORM, BN_GGML_F32, c->n_embd, 0, "blk.%u.ffn_norm.weight", l);
-        SPEC(GEN_TERNARY, BN_GGML_I2_S, c->n_embd, c->n_ff, "blk.%u.ffn_gate.weight", l);
-        SPEC(GEN_TERNARY, BN_GGML_I2_S, c->n_embd, c->n_ff, "blk.%u.ffn_up.weight", l);
-        SPEC(GEN_TERNARY, BN_GGML_I2_S, c->n_ff, c->n_embd, "blk.%u.ffn_down.weight", l);
-        SPEC(GEN_NORM, BN_GGML_F32, c->n_ff, 0, "blk.%u.ffn_sub_norm.weight", l);
+        TERNARY(c->n_embd, c->n_ff, "ffn_gate");
+        TERNARY(c->n_embd, c->n_ff, "ffn_up");
+        TERNARY(c->n_ff, c->n_embd, "ffn_down");
+        if (sub_norms) SPEC(GEN_NORM, BN_GGML_F32, c->n_ff, 0, "blk.%u.ffn_sub_norm.weight", l);
     }
     SPEC(GEN_NORM, BN_GGML_F32, c->n_embd, 0, "output_norm.weight");
+    if (c->untied_head) SPEC(GEN_EMBD, BN_GGML_F16, c->n_embd, n_vocab, "output.weight");
+#undef TERNARY
 #undef SPEC
     return n;
 }
@@ -445,17 +497,71 @@ static int gen_norm(bn_gguf_writer *w, const tensor_spec *s, rng *r, uint8_t *bu
     return 0;
 }
 
-// I2_S: n/4 bytes of 2-bit codes, each byte four iid codes uniform over
-// {0b00, 0b01, 0b10} (-1, 0, +1; 0b11 never), then the float32 scale and 28 zero
-// bytes (docs/architecture.md: I2_S). The elements are iid, so the block interleaving of
-// the format needs no special handling here.
+// 1/sqrt(2K/3) keeps the output rms near the input's (see the top comment),
+// jittered by +-1/8 in steps of 2^-10 so tensors differ.
+static float ternary_scale(uint64_t K, rng *r) {
+    int32_t d = (int32_t)(splitmix64(&r->s) % 257) - 128;
+    float scale = 1.0f / sqrtf((float)(2 * K) / 3.0f);
+    return scale * ((float)(1024 + d) / 1024.0f);
+}
+
+// One 256-element block of llama.cpp's TQ2_0 (type 35) or TQ1_0 (34) from 64
+// bytes of I2_S codes (the same values) and the block's f16 scale d. TQ2_0:
+// byte 32j + m holds elements 128j + m + 32n, n = 0..3, as value + 1 in bits
+// 2n+1:2n; d last. TQ1_0: base-3 digits (value + 1), most significant first,
+// scaled into a byte (q * 256 + 242) / 243: bytes 0-31 hold elements m + 32n and
+// bytes 32-47 elements 160 + m + 16n (n = 0..4), then 4 bytes of elements
+// 240 + j + 4n (n = 0..3, times 3 to fill 5 digits); d last.
+static size_t tq_block(uint32_t type, const uint8_t *i2s, uint16_t d, uint8_t *out) {
+    int8_t v[256];
+    for (int i = 0; i < 256; i++) v[i] = (int8_t)(bn_i2s_get(i2s, (uint64_t)i) + 1);
+    size_t o = 0;
+    if (type == BN_GGML_TQ2_0) {
+        for (int j = 0; j < 2; j++)
+            for (int m = 0; m < 32; m++) {
+                uint8_t q = 0;
+                for (int n = 0; n < 4; n++) q |= (uint8_t)(v[128 * j + m + 32 * n] << (2 * n));
+                out[o++] = q;
+            }
+    } else {
+        const struct { int first, count, stride, digits; } groups[] = {
+            {0, 32, 32, 5}, {160, 16, 16, 5}, {240, 4, 4, 4}};
+        for (int g = 0; g < 3; g++)
+            for (int m = 0; m < groups[g].count; m++) {
+                unsigned q = 0;
+                for (int n = 0; n < groups[g].digits; n++)
+                    q = q * 3 + (unsigned)v[groups[g].first + m + groups[g].stride * n];
+                if (groups[g].digits == 4) q *= 3;
+                out[o++] = (uint8_t)((q * 256 + 242) / 243);
+            }
+    }
+    out[o++] = (uint8_t)d;
+    out[o++] = (uint8_t)(d >> 8);
+    return o;
+}
+
+// Ternary weights: I2_S is n/4 bytes of 2-bit codes, each byte four iid codes
+// uniform over {0b00, 0b01, 0b10} (-1, 0, +1; 0b11 never), then the float32 scale
+// and 28 zero bytes (docs/architecture.md: I2_S). The elements are iid, so the
+// block interleaving of the format needs no special handling here. TQ1_0/TQ2_0
+// hold the same values re-encoded per 256-element block with the scale (rounded
+// to f16, drawn first from its own stream) in every block.
 static int gen_ternary(bn_gguf_writer *w, const tensor_spec *s, rng *r, uint8_t *buf,
                        bn_error *err) {
     // byte81[v]: the four base-3 digits of v in 0..80 as four 2-bit codes
     uint8_t byte81[81];
     for (int v = 0; v < 81; v++)
         byte81[v] = (uint8_t)((v % 3) << 6 | (v / 3 % 3) << 4 | (v / 9 % 3) << 2 | (v / 27));
-    uint64_t K = s->ne[0];
+    const uint64_t K = s->ne[0];
+    const bool tq = s->type != BN_GGML_I2_S;
+    uint16_t d = 0;
+    if (tq) {
+        char name[80];
+        snprintf(name, sizeof name, "%s#scale", s->name);
+        rng rs = rng_for(r->s, name);
+        d = f32_to_f16(ternary_scale(K, &rs));
+    }
+    uint8_t tq_out[66]; // one TQ block at most
     uint64_t n = s->ne[0] * s->ne[1] / 4;
     while (n) {
         size_t m = n < CHUNK ? (size_t)n : CHUNK; // CHUNK is even; n/4 is even (K % 128 == 0)
@@ -465,17 +571,24 @@ static int gen_ternary(bn_gguf_writer *w, const tensor_spec *s, rng *r, uint8_t 
             buf[i] = byte81[((x & 0xFFFFFFFFu) * 81) >> 32];
             buf[i + 1] = byte81[((x >> 32) * 81) >> 32];
         }
-        if (bn_gguf_writer_write(w, buf, m, err)) return -1;
+        // TQ: m is a multiple of 64 bytes (K % 256 == 0, and CHUNK), one block each
+        for (size_t b = 0; tq && b < m; b += 64)
+            if (bn_gguf_writer_write(w, tq_out, tq_block(s->type, buf + b, d, tq_out), err))
+                return -1;
+        if (!tq && bn_gguf_writer_write(w, buf, m, err)) return -1;
         n -= m;
     }
-    // 1/sqrt(2K/3) keeps the output rms near the input's (see the top comment),
-    // jittered by +-1/8 in steps of 2^-10 so tensors differ.
-    int32_t d = (int32_t)(splitmix64(&r->s) % 257) - 128;
-    float scale = 1.0f / sqrtf((float)(2 * K) / 3.0f);
-    scale = scale * ((float)(1024 + d) / 1024.0f);
+    if (tq) return 0;
     uint8_t tail[32] = {0};
-    put_f32le(tail, scale);
+    put_f32le(tail, ternary_scale(K, r));
     return bn_gguf_writer_write(w, tail, sizeof tail, err);
+}
+
+// A `.scale` tensor (bitnet family): one float in [0.75, 1.25], a multiple of 2^-10.
+static int gen_scale(bn_gguf_writer *w, rng *r, bn_error *err) {
+    uint8_t b[4];
+    put_f32le(b, (float)(1024 + (int32_t)(splitmix64(&r->s) % 513) - 256) / 1024.0f);
+    return bn_gguf_writer_write(w, b, sizeof b, err);
 }
 
 // ---- the whole file ----------------------------------------------------------------
@@ -515,6 +628,7 @@ int bn_synth_model_write(const bn_synth_config *c, const char *path, bn_error *e
                                                              s->type, w, err)
                 : s->kind == GEN_EMBD ? gen_embd(w, s, &r, embd_std, buf, err)
                 : s->kind == GEN_NORM ? gen_norm(w, s, &r, buf, err)
+                : s->kind == GEN_SCALE ? gen_scale(w, &r, err)
                                       : gen_ternary(w, s, &r, buf, err);
         if (e) goto done;
     }

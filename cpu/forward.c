@@ -1,4 +1,4 @@
-// forward.c - one BitNet b1.58 forward pass on the CPU (docs/architecture.md: The model).
+// forward.c - one forward pass on the CPU (docs/architecture.md: The model, Model families).
 //
 // A batch of n tokens goes through each weight matrix once (ternary GEMM with n
 // columns), so prefill reads the weights once per layer, not once per token, and
@@ -9,8 +9,8 @@
 // Parallelism: matrix rows are split across the pool in chunks of BN_ROW_CHUNK;
 // attention over (token, KV head) groups; the LM head over vocabulary rows.
 // Each output element is computed by exactly one thread in a fixed order, so the
-// result does not depend on the thread count. Residual adds and the squared-ReLU
-// gate run in the matmul jobs' epilogues; norms, quantization and RoPE need a
+// result does not depend on the thread count. Residual adds and the gate
+// activation run in the matmul jobs' epilogues; norms, quantization and RoPE need a
 // whole token's row, so they are split over tokens (on the caller for decode).
 #include <math.h>
 #include <string.h>
@@ -63,10 +63,11 @@ static void for_each_token(bn_backend *be, int n, token_fn fn, const void *ctx) 
 // follows a matmul runs in the job's epilogue on the rows the thread just wrote,
 // while they are in cache and instead of on the caller while the workers wait:
 //   BN_EPI_RESIDUAL      x += out     (wo, w_down: out is the residual stream x)
-//   BN_EPI_RELU_SQR_MUL  gate = relu(gate)^2 * up   (gate|up: both matrices are
-//                        split by the same row range so a thread owns row r of both)
+//   BN_EPI_GLU           gate = act(gate) * up, act relu(.)^2 or silu (hp.ffn_silu)
+//                        (gate|up: both matrices are split by the same row range
+//                        so a thread owns row r of both)
 // Each element is computed by the same float ops as the separate pass was.
-typedef enum { BN_EPI_NONE, BN_EPI_RESIDUAL, BN_EPI_RELU_SQR_MUL } bn_epilogue;
+typedef enum { BN_EPI_NONE, BN_EPI_RESIDUAL, BN_EPI_GLU } bn_epilogue;
 
 typedef struct bitlinear_job {
     bn_backend *be;
@@ -89,6 +90,11 @@ typedef struct bitlinear_job {
 static void bitlinear_rows(const bitlinear_job *job, int i, int64_t lo, int64_t hi) {
     const bn_backend *be = job->be;
     const int64_t M = job->mat[i].rows;
+    if (job->mat[i].w->act_block) { // TQ weights: per-block activation scales
+        bn_ternary_rows_q8k(job->mat[i].w->data, job->K, lo, hi, be->xq, be->xblock, job->n,
+                            job->mat[i].w->scale, job->epi == BN_EPI_RESIDUAL, job->mat[i].out, M);
+        return;
+    }
     const int32_t *acc = job->mat[i].acc;
     float *out = job->mat[i].out;
     be->kern->ternary_gemm(job->mat[i].w->data, job->K, lo, hi, be->xq, be->xqsum, job->n,
@@ -106,14 +112,16 @@ static void bitlinear_rows(const bitlinear_job *job, int i, int64_t lo, int64_t 
 static void bitlinear_worker(void *ctx, int ith, int nth) {
     const bitlinear_job *job = ctx;
     int64_t r0, r1;
-    if (job->epi == BN_EPI_RELU_SQR_MUL) { // gate|up, same rows of both
+    if (job->epi == BN_EPI_GLU) { // gate|up, same rows of both
         const int64_t F = job->mat[0].rows;
         split_rows(F, ith, nth, &r0, &r1);
         if (r0 >= r1) return;
         bitlinear_rows(job, 0, r0, r1);
         bitlinear_rows(job, 1, r0, r1);
+        void (*glu)(float *restrict, const float *restrict, int64_t) =
+            job->be->m->hp.ffn_silu ? bn_silu_mul : bn_relu_sqr_mul;
         for (int t = 0; t < job->n; t++)
-            bn_relu_sqr_mul(job->mat[0].out + t * F + r0, job->mat[1].out + t * F + r0, r1 - r0);
+            glu(job->mat[0].out + t * F + r0, job->mat[1].out + t * F + r0, r1 - r0);
         return;
     }
     split_rows(job->rows, ith, nth, &r0, &r1);
@@ -125,29 +133,37 @@ static void bitlinear_worker(void *ctx, int ith, int nth) {
 }
 
 // The BitLinear input of token t: xn = rmsnorm(x, norm) (in place when xn == x),
-// then its int8 quantization into be->xq.
+// then its int8 quantization into be->xq. norm NULL (a family without sub-norms):
+// x itself is quantized, and xn must be x.
 typedef struct norm_quant {
     bn_backend *be;
     const float *x;
     float *xn;
     const float *norm;
     int64_t K;
+    bool per_block; // weights with act_block 256: bn_quantize_q8k_block per block
 } norm_quant;
 
 static void norm_quant_token(const void *ctx, int t) {
     const norm_quant *c = ctx;
     bn_backend *be = c->be;
     float *xn = c->xn + t * c->K;
-    bn_rmsnorm(xn, c->x + t * c->K, c->norm, c->K, be->m->hp.norm_eps);
+    if (c->norm) bn_rmsnorm(xn, c->x + t * c->K, c->norm, c->K, be->m->hp.norm_eps);
+    if (c->per_block) {
+        for (int64_t b = 0; b < c->K / 256; b++)
+            be->xblock[t * (c->K / 256) + b] =
+                bn_quantize_q8k_block(xn + b * 256, be->xq + t * c->K + b * 256);
+        return;
+    }
     be->xscale[t] = be->kern->quantize_i8(xn, c->K, be->xq + t * c->K, &be->xqsum[t]);
 }
 
 // out[i] = bitlinear(rmsnorm(x, norm), w[i]) for n tokens of K floats (docs/architecture.md: The model),
-// then `epi`. The normalized input is left in xn (which may be x).
+// then `epi`. The normalized input is left in xn (which may be x; must be without a norm).
 static void bitlinear(bn_backend *be, const float *x, float *xn, const float *norm, int n,
                       int64_t K, int n_mat, const bn_tensor *const w[], float *const out[],
                       bn_epilogue epi) {
-    const norm_quant nq = {be, x, xn, norm, K};
+    const norm_quant nq = {be, x, xn, norm, K, w[0]->act_block != 0}; // one kind a layer: model.c
     for_each_token(be, n, norm_quant_token, &nq);
     bitlinear_job job = {.be = be, .n = n, .K = K, .n_mat = n_mat, .epi = epi};
     int32_t *acc = be->acc;
@@ -242,9 +258,9 @@ static void rope_store_token(const void *ctx, int t) {
     const bn_hparams *hp = &be->m->hp;
     const int64_t E = hp->n_embd, KV = be->kv_dim, hd = hp->head_dim;
     float *q = be->q + t * E, *k = be->k + t * KV, *v = be->v + t * KV;
-    bn_rope_neox(q, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, c->pos[t], hp->rope_base);
-    bn_rope_neox(k, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, c->pos[t],
-                 hp->rope_base);
+    void (*rope)(float *, int, int, int, int, float) = hp->rope_neox ? bn_rope_neox : bn_rope_pairs;
+    rope(q, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, c->pos[t], hp->rope_base);
+    rope(k, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, c->pos[t], hp->rope_base);
     be->kern->half_round(q, E);
     for (uint32_t h = 0; h < hp->n_head_kv; h++) {
         const int64_t row = kv_cache_offset(be, c->layer, bn_seq_of(c->seq, t), (int)h, c->pos[t]);
@@ -276,7 +292,7 @@ static void ffn_block(bn_backend *be, int il, int n) {
 
     bitlinear(be, be->x, be->xn, L->ffn_norm.f32, n, E, 2,
               (const bn_tensor *const[]){&L->w_gate, &L->w_up},
-              (float *const[]){be->gate, be->up}, BN_EPI_RELU_SQR_MUL);
+              (float *const[]){be->gate, be->up}, BN_EPI_GLU);
     bitlinear(be, be->gate, be->gate, L->ffn_sub_norm.f32, n, F, 1,
               (const bn_tensor *const[]){&L->w_down}, (float *const[]){be->x}, BN_EPI_RESIDUAL);
 }

@@ -2,6 +2,8 @@
 #include "ops.h"
 
 #include <math.h>
+#include <stdbool.h>
+#include <string.h>
 
 #include "../core/gguf.h"
 #include "kernels.h"
@@ -23,22 +25,32 @@ void bn_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps
     for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
 }
 
-void bn_rope_neox(float *x, int n_head, int head_dim, int n_rot, int pos, float base) {
-    const int half = n_rot / 2;
-    // theta_i = pos * base^(-2i/n_rot), built as ggml does: one powf for the ratio,
-    // then a running product. The product drifts by a few ulp from a direct powf
-    // per pair; matching the drift keeps int8 rounding flips away in later layers.
+// theta_i = pos * base^(-2i/n_rot), built as ggml does: one powf for the ratio,
+// then a running product. The product drifts by a few ulp from a direct powf
+// per pair; matching the drift keeps int8 rounding flips away in later layers.
+// Pair i is (i, i + n_rot/2) for NEOX, (2i, 2i + 1) when adjacent.
+static void rope(float *x, int n_head, int head_dim, int n_rot, int pos, float base, bool adjacent) {
+    const int half = adjacent ? 1 : n_rot / 2; // from a pair's first element to its second
     const float theta_scale = powf(base, -2.0f / (float)n_rot);
     float theta = (float)pos;
-    for (int i = 0; i < half; i++, theta *= theta_scale) {
+    for (int i = 0; i < n_rot / 2; i++, theta *= theta_scale) {
         const float c = cosf(theta), s = sinf(theta);
+        const int a = adjacent ? 2 * i : i;
         for (int h = 0; h < n_head; h++) {
             float *xh = x + (int64_t)h * head_dim;
-            const float x0 = xh[i], x1 = xh[i + half];
-            xh[i] = x0 * c - x1 * s;
-            xh[i + half] = x0 * s + x1 * c;
+            const float x0 = xh[a], x1 = xh[a + half];
+            xh[a] = x0 * c - x1 * s;
+            xh[a + half] = x0 * s + x1 * c;
         }
     }
+}
+
+void bn_rope_neox(float *x, int n_head, int head_dim, int n_rot, int pos, float base) {
+    rope(x, n_head, head_dim, n_rot, pos, base, false);
+}
+
+void bn_rope_pairs(float *x, int n_head, int head_dim, int n_rot, int pos, float base) {
+    rope(x, n_head, head_dim, n_rot, pos, base, true);
 }
 
 void bn_softmax(float *x, int n) {
@@ -83,6 +95,63 @@ void bn_relu_sqr_mul(float *restrict gate, const float *restrict up, int64_t n) 
     for (int64_t i = 0; i < n; i++) {
         const float r = gate[i] > 0.0f ? gate[i] : 0.0f;
         gate[i] = r * r * up[i];
+    }
+}
+
+void bn_silu_mul(float *restrict gate, const float *restrict up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+// ggml's nearest_int: round half to even through the float's mantissa.
+static int nearest_int(float f) {
+    const float v = f + 12582912.0f; // 1.5 * 2^23
+    int32_t i;
+    memcpy(&i, &v, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+float bn_quantize_q8k_block(const float *x, int8_t *q) {
+    float max = 0.0f, amax = 0.0f;
+    for (int j = 0; j < 256; j++)
+        if (fabsf(x[j]) > amax) amax = fabsf(x[j]), max = x[j];
+    if (amax == 0.0f) {
+        memset(q, 0, 256);
+        return 0.0f;
+    }
+    const float iscale = -127.0f / max;
+    for (int j = 0; j < 256; j++) {
+        const int v = nearest_int(iscale * x[j]);
+        q[j] = (int8_t)(v < 127 ? v : 127);
+    }
+    return 1.0f / iscale;
+}
+
+void bn_ternary_rows_q8k(const uint8_t *w, int64_t K, int64_t r0, int64_t r1, const int8_t *xq,
+                         const float *xd, int n, float scale, bool add, float *y, int64_t M) {
+    const int64_t nb = K / 256;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w + r * (K / 4);
+        for (int t = 0; t < n; t++) {
+            const int8_t *x = xq + (int64_t)t * K;
+            float sum = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                int32_t isum = 0;
+                // two I2_S blocks of 128: byte g holds elements g, g+32, g+64, g+96
+                // in bits 7:6 .. 1:0 as value + 1 (docs/architecture.md: I2_S)
+                for (int h = 0; h < 2; h++) {
+                    const uint8_t *c = row + (2 * b + h) * 32;
+                    const int8_t *xs = x + (2 * b + h) * 128;
+                    for (int g = 0; g < 32; g++)
+                        for (int s = 0; s < 4; s++) {
+                            const int code = (c[g] >> (6 - 2 * s)) & 3;
+                            isum += (code == 3 ? 0 : code - 1) * xs[g + 32 * s];
+                        }
+                }
+                sum += (float)isum * (xd[(int64_t)t * nb + b] * scale);
+            }
+            float *out = y + (int64_t)t * M + r;
+            *out = add ? *out + sum : sum;
+        }
     }
 }
 

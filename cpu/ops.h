@@ -8,6 +8,7 @@
 #ifndef BN_CPU_OPS_H
 #define BN_CPU_OPS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 // out = w * x / sqrt(mean(x^2) + eps). out may alias x.
@@ -17,6 +18,8 @@ void bn_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps
 // head, pairs (i, i + n_rot/2) for i < n_rot/2 rotate by pos * base^(-2i/n_rot);
 // dimensions n_rot..head_dim-1 are left as they are.
 void bn_rope_neox(float *x, int n_head, int head_dim, int n_rot, int pos, float base);
+// The same rotation on adjacent pairs (2i, 2i + 1), ggml's "normal" RoPE (llama family).
+void bn_rope_pairs(float *x, int n_head, int head_dim, int n_rot, int pos, float base);
 
 // In-place softmax over n floats: max-subtracted, libm expf, the denominator in
 // double as 8 interleaved partial sums (element i goes to sum i % 8) combined by
@@ -34,9 +37,24 @@ static inline double bn_softmax_total(const double part[8]) {
 void bn_attention_head(const float *q, const uint16_t *k, const uint16_t *v, int64_t stride,
                        int head_dim, int n_kv, float scale, float *scores, float *out);
 
-// gate = relu(gate)^2 * up  (BitNet's squared-ReLU GLU; not SiLU). No overlap.
+// gate = relu(gate)^2 * up  (BitNet b1.58's squared-ReLU GLU). No overlap.
 void bn_relu_sqr_mul(float *restrict gate, const float *restrict up, int64_t n);
+// gate = silu(gate) * up, silu(g) = g / (1 + exp(-g))  (bitnet and llama families).
+void bn_silu_mul(float *restrict gate, const float *restrict up, int64_t n);
 
+
+// llama.cpp's Q8_K quantization of one block of 256 floats (what its TQ1_0/TQ2_0
+// kernels multiply with): q = round(x * -127 / m), m the element of largest
+// magnitude (with its sign), ties to even, capped at 127; returns the scale
+// -m / 127 (0 and all-zero codes for an all-zero block).
+float bn_quantize_q8k_block(const float *x, int8_t *q);
+
+// y[t][r] (r in [r0, r1), t < n; y rows M apart) of I2_S weights w (rows of K)
+// times activations quantized per block of 256 (bn_quantize_q8k_block; xq rows
+// K apart, xd rows K/256 apart): sum over blocks of int32 sum * (xd * scale), in
+// block order, stored, or added when add.
+void bn_ternary_rows_q8k(const uint8_t *w, int64_t K, int64_t r0, int64_t r1, const int8_t *xq,
+                         const float *xd, int n, float scale, bool add, float *y, int64_t M);
 
 // Round each float to the nearest f16 (ties to even) and back.
 void bn_round_f16(float *x, int64_t n);

@@ -162,6 +162,14 @@ static int check_vec(const bn_tensor *t, uint64_t n, bn_error *err) {
 
 static int check_model(const bn_model *m, bn_error *err) {
     const bn_hparams *hp = &m->hp;
+    // The kernels implement the bitnet-b1.58 graph only (sub-norms, squared-ReLU
+    // gate, NEOX RoPE); the other families run on the CPU backend.
+    if (!hp->sub_norms || hp->ffn_silu || !hp->rope_neox)
+        return bn_errorf(err, "cuda: the '%s' family (%s, %s gate, %s RoPE) is not implemented on "
+                              "CUDA yet; use --backend cpu", m->arch,
+                              hp->sub_norms ? "sub-norms" : "no sub-norms",
+                              hp->ffn_silu ? "SiLU" : "squared-ReLU",
+                              hp->rope_neox ? "NEOX" : "pairwise");
     const uint64_t E = hp->n_embd, F = hp->n_ff, nq = (uint64_t)hp->n_head * hp->head_dim,
                    nkv = (uint64_t)hp->n_head_kv * hp->head_dim;
     if (hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv || hp->head_dim % 2 || hp->head_dim > 256 ||

@@ -4,6 +4,7 @@
 #ifndef BN_CLI_UTIL_H
 #define BN_CLI_UTIL_H
 
+#include <stdbool.h>
 #include <sys/wait.h>
 #include <unistd.h>
 

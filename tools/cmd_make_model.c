@@ -1,5 +1,5 @@
-// cmd_make_model.c - `bitnet-gpu make-model`: write a BitNet b1.58 model, random
-// (synthetic) or from trained weights (--weights, written by train/export.py).
+// cmd_make_model.c - `bitnet-gpu make-model`: write a ternary model of any family,
+// random (synthetic) or from trained weights (--weights, written by train/export.py).
 //
 // A thin CLI over bn_synth_model_write (core/synth_model.h): parse flags, apply a
 // preset and overrides, report one summary line.
@@ -15,12 +15,17 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: bitnet-gpu make-model -o FILE [--preset tiny|2b-4t] [--hidden N] [--ffn N]\n"
+            "usage: bitnet-gpu make-model -o FILE [--preset NAME] [--hidden N] [--ffn N]\n"
             "                             [--layers N] [--heads N] [--kv-heads N] [--ctx N]\n"
             "                             [--vocab-size N] [--seed S]\n"
+            "                             [--arch bitnet-b1.58|bitnet|llama]\n"
+            "                             [--head tied|untied] [--weight-type i2_s|tq1_0|tq2_0]\n"
             "                             [--vocab tokenizer.json|model.gguf]\n"
             "                             [--weights FILE] [--name NAME]\n"
-            "Writes a random-weight model in the official BitNet b1.58 GGUF format (I2_S).\n"
+            "Writes a random-weight ternary model in the GGUF layout bitnet.cpp reads.\n"
+            "Presets: tiny, tiny-bitnet, tiny-llama (small), and the real shapes 2b-4t,\n"
+            "bitnet-0.7b, falcon3-1b, falcon3-3b, falcon3-7b, falcon3-10b, llama3-8b-1.58.\n"
+            "--arch and --head override the preset's family and LM head.\n"
             "Same flags and seed give the same bytes. Default preset: tiny.\n"
             "--weights: trained weights instead of random ones (core/weights_file.h).\n");
 }
@@ -52,7 +57,8 @@ int bn_cmd_make_model(int argc, char **argv) {
     const int n_num = (int)(sizeof num / sizeof num[0]);
     bn_synth_config cfg;
     bn_error err = {{0}};
-    const char *vocab = NULL, *weights = NULL, *name = NULL;
+    const char *vocab = NULL, *weights = NULL, *name = NULL, *arch = NULL, *head = NULL;
+    const char *weight_type = NULL;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -76,6 +82,12 @@ int bn_cmd_make_model(int argc, char **argv) {
             weights = val;
         } else if (!strcmp(a, "--name")) {
             name = val;
+        } else if (!strcmp(a, "--arch")) {
+            arch = val;
+        } else if (!strcmp(a, "--head")) {
+            head = val;
+        } else if (!strcmp(a, "--weight-type")) {
+            weight_type = val;
         } else {
             int k = 0;
             while (k < n_num && strcmp(a, num[k].flag)) k++;
@@ -110,6 +122,24 @@ int bn_cmd_make_model(int argc, char **argv) {
     cfg.vocab_path = vocab;
     cfg.weights_path = weights;
     cfg.name = name;
+    if (arch) cfg.arch = arch;
+    if (head && strcmp(head, "tied") && strcmp(head, "untied")) {
+        fprintf(stderr, "error: --head wants tied or untied, got '%s'\n", head);
+        return 2;
+    }
+    if (head) cfg.untied_head = !strcmp(head, "untied");
+    if (weight_type) {
+        static const struct { const char *name; uint32_t type; } types[] = {
+            {"i2_s", 0}, {"tq1_0", 34}, {"tq2_0", 35}};
+        int k = 0;
+        while (k < 3 && strcmp(weight_type, types[k].name)) k++;
+        if (k == 3) {
+            fprintf(stderr, "error: --weight-type wants i2_s, tq1_0 or tq2_0, got '%s'\n",
+                    weight_type);
+            return 2;
+        }
+        cfg.weight_type = types[k].type;
+    }
     if (bn_synth_validate(&cfg, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 2;
@@ -129,8 +159,9 @@ int bn_cmd_make_model(int argc, char **argv) {
     else
         snprintf(origin, sizeof origin, "seed %llu", (unsigned long long)cfg.seed);
     fprintf(stderr,
-            "make-model: wrote %s (%lld bytes, hidden %u ffn %u layers %u heads %u/%u, %s) in "
+            "make-model: wrote %s (%lld bytes, %s, hidden %u ffn %u layers %u heads %u/%u, %s) in "
             "%.2f s\n",
-            out, size, cfg.n_embd, cfg.n_ff, cfg.n_layer, cfg.n_head, cfg.n_head_kv, origin, secs);
+            out, size, cfg.arch ? cfg.arch : "bitnet-b1.58", cfg.n_embd, cfg.n_ff, cfg.n_layer,
+            cfg.n_head, cfg.n_head_kv, origin, secs);
     return 0;
 }
