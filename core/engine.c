@@ -82,7 +82,7 @@ int bn_engine_chat_tokens(const bn_engine *e, const char *system, const char *us
     int32_t *turn;
     size_t n;
     if (bn_chat_tokens(e->tok, msgs, n_msgs, first_turn, true, &turn, &n, err)) return -1;
-    if (close_previous) { // bn_chat_tokens has checked that the vocabulary has <|eot_id|>
+    if (close_previous) { // bn_chat_tokens has checked that the vocabulary has the end of turn
         int32_t *grown = realloc(turn, (n + 1) * sizeof *turn);
         if (!grown) {
             free(turn);
@@ -90,7 +90,7 @@ int bn_engine_chat_tokens(const bn_engine *e, const char *system, const char *us
         }
         turn = grown;
         memmove(turn + 1, turn, n * sizeof *turn);
-        turn[0] = bn_tokenizer_eot(e->tok);
+        turn[0] = bn_chat_end_token(e->tok);
         n++;
     }
     *ids = turn;

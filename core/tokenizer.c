@@ -367,6 +367,9 @@ const char *bn_tokenizer_merge(const bn_tokenizer *t, size_t i, size_t *len) {
 }
 
 const char *bn_tokenizer_chat_template(const bn_tokenizer *t) { return t ? t->chat_template : NULL; }
+bn_chat_style bn_tokenizer_chat_style(const bn_tokenizer *t) {
+    return t ? t->chat_style : BN_CHAT_STYLE_BITNET;
+}
 int32_t bn_tokenizer_n_vocab(const bn_tokenizer *t) { return t->n_vocab; }
 int32_t bn_tokenizer_bos(const bn_tokenizer *t) { return t->bos; }
 int32_t bn_tokenizer_eos(const bn_tokenizer *t) { return t->eos; }

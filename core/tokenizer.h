@@ -34,9 +34,20 @@ enum {
 };
 
 // On failure *out is NULL and err holds one line saying why.
-// tokenizer.ggml.model must be "gpt2"; tokenizer.ggml.pre absent or a Llama-3
-// name ("llama-bpe", "llama3", ...). The bn_gguf may be closed after.
+// tokenizer.ggml.model must be "gpt2"; tokenizer.ggml.pre absent or a name that
+// means the Llama-3 split regex ("llama-bpe", "llama3", "falcon3", ...). The
+// chat style comes from tokenizer.chat_template (bn_chat_detect_style, chat.h).
+// The bn_gguf may be closed after.
 int bn_tokenizer_from_gguf(const bn_gguf *g, bn_tokenizer **out, bn_error *err);
+
+// The model family's chat format (formats in chat.h).
+typedef enum bn_chat_style {
+    BN_CHAT_STYLE_BITNET = 0, // BitNet b1.58 2B-4T "Role: content<|eot_id|>" (the default)
+    BN_CHAT_STYLE_LLAMA3,     // Llama-3 Instruct headers, <|eot_id|>
+    BN_CHAT_STYLE_FALCON3,    // Falcon3 Instruct <|user|>\n..., <|endoftext|>
+} bn_chat_style;
+// From the GGUF's tokenizer.chat_template; a tokenizer.json one: BN_CHAT_STYLE_BITNET.
+bn_chat_style bn_tokenizer_chat_style(const bn_tokenizer *t);
 
 // Accessors for copying a vocabulary into a new GGUF file.
 // Vocabulary form of a token (byte-level "Ġthe" string; special tokens: their text).

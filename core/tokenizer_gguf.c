@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat.h"
 #include "tokenizer_internal.h"
 
 // Optional integer key: absent -> *out keeps its default; present but not an
@@ -17,9 +18,11 @@ static int opt_id(const bn_gguf *g, const char *key, int32_t n_vocab, int32_t *o
     return 0;
 }
 
-// Pre-tokenizer names that mean the Llama-3 split regex.
+// Pre-tokenizer names that mean the Llama-3 split regex. llama.cpp's
+// llama-vocab.cpp gives "falcon3" (tiiuae Falcon3) the same pre-tokenizer as
+// "llama3" / "llama-bpe" (LLAMA_VOCAB_PRE_TYPE_LLAMA3, ignore_merges).
 static bool is_llama3_pre(bn_gguf_str pre) {
-    static const char *names[] = {"llama-bpe", "llama3", "llama-v3", "llama-3", "default"};
+    static const char *names[] = {"llama-bpe", "llama3", "llama-v3", "llama-3", "falcon3", "default"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (bn_gguf_str_eq(pre, names[i])) return true;
     return false;
@@ -104,6 +107,7 @@ int bn_tokenizer_from_gguf(const bn_gguf *g, bn_tokenizer **out, bn_error *err) 
         tmpl[s.len] = 0;
     }
     int rc = bn_tok_finish(t, bos, eos, eot, add_bos, tmpl, BN_LLAMA3_SPLIT_REGEX, true, err);
+    t->chat_style = bn_chat_detect_style(tmpl);
     free(tmpl);
     if (rc) goto fail;
     *out = t;

@@ -66,6 +66,7 @@ struct bn_tokenizer {
     int n_eog;
     bool add_bos;
     char *chat_template;
+    bn_chat_style chat_style; // set by the GGUF loader; 0 (bitnet) otherwise
 
     pcre2_code *re;
 };

@@ -451,17 +451,17 @@ static void test_chat(void **state) {
     char *text;
     size_t len;
     bn_error err = {{0}};
-    assert_int_equal(bn_chat_format(first, 2, true, true, &text, &len, &err), 0);
+    assert_int_equal(bn_chat_format(BN_CHAT_STYLE_BITNET, first, 2, true, true, &text, &len, &err), 0);
     const char *want = "<|begin_of_text|>System: You are helpful.<|eot_id|>User: Hi there<|eot_id|>Assistant: ";
     assert_string_equal(text, want);
     assert_int_equal(len, strlen(want));
     free(text);
     const bn_chat_message next[] = {{"user", "And then?"}};
-    assert_int_equal(bn_chat_format(next, 1, false, true, &text, &len, &err), 0);
+    assert_int_equal(bn_chat_format(BN_CHAT_STYLE_BITNET, next, 1, false, true, &text, &len, &err), 0);
     assert_string_equal(text, "User: And then?<|eot_id|>Assistant: ");
     free(text);
     const bn_chat_message bad[] = {{"robot", "x"}};
-    assert_int_equal(bn_chat_format(bad, 1, true, true, &text, &len, &err), -1);
+    assert_int_equal(bn_chat_format(BN_CHAT_STYLE_BITNET, bad, 1, true, true, &text, &len, &err), -1);
     assert_non_null(strstr(err.msg, "robot"));
 
     REQUIRE_TOKENIZERS();
@@ -475,7 +475,7 @@ static void test_chat(void **state) {
             int32_t *a, *b;
             size_t na, nb;
             assert_int_equal(bn_chat_tokens(t, m, nm, !turn, true, &a, &na, &err), 0);
-            assert_int_equal(bn_chat_format(m, nm, !turn, true, &text, &len, &err), 0);
+            assert_int_equal(bn_chat_format(bn_tokenizer_chat_style(t), m, nm, !turn, true, &text, &len, &err), 0);
             assert_int_equal(bn_tokenize(t, text, len, false, true, &b, &nb, &err), 0);
             assert_int_equal(na, nb);
             assert_memory_equal(a, b, na * sizeof *a);

@@ -1,6 +1,6 @@
 // cmd_chat.c - `bitnet-gpu chat`: an interactive multi-turn conversation in
-// the 2B-4T chat format. The session keeps its KV cache between turns, so each
-// turn only feeds the new user message.
+// the model's chat format (2B-4T, Llama-3 or Falcon3: core/chat.h). The session
+// keeps its KV cache between turns, so each turn only feeds the new user message.
 //
 // On a terminal: line editing and history (line_input.c), /help, /reset, /exit;
 // Ctrl-C stops the reply being written (at the prompt it drops the line), Ctrl-D
@@ -72,7 +72,7 @@ static void reset(chat *c) {
 static int exchange(chat *c, const char *msg) {
     int32_t *ids = NULL;
     size_t n = 0;
-    // A reply cut short (-n, Ctrl-C) never got its <|eot_id|>: close it first.
+    // A reply cut short (-n, Ctrl-C) never got its end of turn: close it first.
     if (bn_run_prompt(&c->run, c->flags, msg, c->first, !c->closed, &ids, &n)) return 0;
     const int room = bn_session_room(c->run.session);
     if ((int)n > room) {

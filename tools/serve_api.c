@@ -172,7 +172,7 @@ static char *message_text(const cJSON *content, bool *ok) {
     return s;
 }
 
-// messages -> the 2B-4T chat prompt's ids.
+// messages -> the chat prompt's ids, in the model's chat format (core/chat.h).
 static bool chat_prompt(const bn_api *a, fields *f, bn_job_params *p) {
     const cJSON *msgs = field(f, "messages");
     const int n = cJSON_IsArray(msgs) ? cJSON_GetArraySize(msgs) : 0;
