@@ -170,6 +170,11 @@ static int check_model(const bn_model *m, bn_error *err) {
                               hp->sub_norms ? "sub-norms" : "no sub-norms",
                               hp->ffn_silu ? "SiLU" : "squared-ReLU",
                               hp->rope_neox ? "NEOX" : "pairwise");
+    // TQ1_0/TQ2_0 weights keep llama.cpp's per-block activation quantization (model.h),
+    // which only the CPU backend implements.
+    if (m->layers[0].wq.act_block)
+        return bn_errorf(err, "cuda: TQ1_0/TQ2_0 weights (per-block activation scales) are not "
+                              "implemented on CUDA yet; use --backend cpu");
     const uint64_t E = hp->n_embd, F = hp->n_ff, nq = (uint64_t)hp->n_head * hp->head_dim,
                    nkv = (uint64_t)hp->n_head_kv * hp->head_dim;
     if (hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv || hp->head_dim % 2 || hp->head_dim > 256 ||
