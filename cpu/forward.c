@@ -20,6 +20,7 @@
 
 // Rows per unit of work: a multiple of every SIMD kernel's row tile.
 #define BN_ROW_CHUNK 16
+_Static_assert(BN_ROW_CHUNK % 16 == 0, "silu_mul blocks (kernels.h) must not straddle pieces");
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -65,7 +66,9 @@ static void for_each_token(bn_backend *be, int n, token_fn fn, const void *ctx) 
 //   BN_EPI_RESIDUAL      x += out     (wo, w_down: out is the residual stream x)
 //   BN_EPI_GLU           gate = act(gate) * up, act relu(.)^2 or silu (hp.ffn_silu)
 //                        (gate|up: both matrices are split by the same row range
-//                        so a thread owns row r of both)
+//                        so a thread owns row r of both; ranges start at multiples
+//                        of BN_ROW_CHUNK, so silu_mul's SIMD blocks and scalar tail
+//                        fall where ggml's do on the whole row: kernels.h)
 // Each element is computed by the same float ops as the separate pass was.
 typedef enum { BN_EPI_NONE, BN_EPI_RESIDUAL, BN_EPI_GLU } bn_epilogue;
 
@@ -119,7 +122,7 @@ static void bitlinear_worker(void *ctx, int ith, int nth) {
         bitlinear_rows(job, 0, r0, r1);
         bitlinear_rows(job, 1, r0, r1);
         void (*glu)(float *restrict, const float *restrict, int64_t) =
-            job->be->m->hp.ffn_silu ? bn_silu_mul : bn_relu_sqr_mul;
+            job->be->m->hp.ffn_silu ? job->be->kern->silu_mul : bn_relu_sqr_mul;
         for (int t = 0; t < job->n; t++)
             glu(job->mat[0].out + t * F + r0, job->mat[1].out + t * F + r0, r1 - r0);
         return;

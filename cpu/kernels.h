@@ -58,6 +58,32 @@ typedef void (*bn_half_store_fn)(uint16_t *dst, const float *x, int64_t n);
 typedef void (*bn_half_load_fn)(float *dst, const uint16_t *h, int64_t n);
 typedef void (*bn_half_round_fn)(float *x, int64_t n);
 
+// The SiLU GLU of the bitnet and llama families: for i < n,
+//     gate[i] = silu(gate[i]) * up[i],    silu(x) = x / (1 + exp(-x)),
+// computed exactly as bitnet.cpp's ggml computes it on x86: ggml_vec_silu_f32 on
+// the gate row, then ggml_vec_mul_f32 (one float multiply by up). ggml's SiLU takes
+// the first n - n % W elements in W-lane blocks through ggml_v_silu,
+//     x / (1 + ggml_v_expf(0 - x)),
+// where ggml_v_expf is ARM's polynomial exp (a round-to-integer range reduction,
+// a degree-5 polynomial in fused multiply-adds, then a scale by 2^n; ~1.5 ulp),
+// and the last n % W elements through x / (1 + expf(-x)) with libm's expf.
+// The vector routine differs by build, so there are two scalar twins, each written
+// with fmaf for every fused multiply-add and bit-identical to its SIMD kernel:
+//   bn_silu_mul_scalar        the AVX2+FMA sequence, W = 8 (the build the goldens
+//                             in tests/golden/ come from). ggml's NEON and SSE+FMA
+//                             versions perform the same per-lane operations with
+//                             W = 4, so they agree whenever n % 8 == 0.
+//   bn_silu_mul_scalar_avx512 the AVX-512F+DQ sequence, W = 16: its polynomial
+//                             adds the 1 inside (fma(c1, b, 1)) and scales with
+//                             vscalefps (one rounding, exact denormals) where the
+//                             AVX2 one computes k + k*j and splits the scale in two
+//                             for |n| > 126, so the results differ by an ulp at times.
+// Callers that split a row across threads must start every piece at a multiple of
+// 16 elements, so that the blocks and the tail fall where ggml's do on the row.
+// Special values as ggml: silu(±0) = ±0, silu(+inf) = +inf, silu(-inf) = NaN
+// (-inf / inf), NaN stays NaN; denormal gates give gate / 2 (no flush to zero).
+typedef void (*bn_silu_mul_fn)(float *restrict gate, const float *restrict up, int64_t n);
+
 typedef struct bn_cpu_kernels {
     const char *name; // "scalar", "avx2", "avx512"
     bn_quantize_fn quantize_i8;
@@ -68,6 +94,7 @@ typedef struct bn_cpu_kernels {
     bn_half_gemv_fn f16_gemv;
     bn_attention_fn attention;
     bn_i8_gemv_fn i8_gemv;
+    bn_silu_mul_fn silu_mul;
 } bn_cpu_kernels;
 
 extern const bn_cpu_kernels bn_kernels_scalar;
@@ -91,6 +118,10 @@ void bn_half_round_avx2(float *x, int64_t n);
 float bn_quantize_i8_avx2(const float *x, int64_t n, int8_t *q, int32_t *qsum);
 void bn_i8_gemv_avx2(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
                      int32_t *y);
+void bn_silu_mul_scalar(float *restrict gate, const float *restrict up, int64_t n);
+void bn_silu_mul_scalar_avx512(float *restrict gate, const float *restrict up, int64_t n);
+void bn_silu_mul_avx2(float *restrict gate, const float *restrict up, int64_t n);
+void bn_silu_mul_avx512(float *restrict gate, const float *restrict up, int64_t n);
 void bn_attention_scalar(const float *q, int n_q, const uint16_t *k, const uint16_t *v,
                          int64_t stride, int head_dim, int n_kv, float scale, float *scores,
                          float *out);

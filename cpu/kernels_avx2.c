@@ -710,6 +710,55 @@ float bn_quantize_i8_avx2(const float *x, int64_t n, int8_t *q, int32_t *qsum) {
     return s;
 }
 
+// ---- SiLU GLU ----------------------------------------------------------------------
+
+// ggml_v_expf of a bitnet.cpp AVX2+FMA build, 8 lanes (kernels.h: bn_silu_mul_fn;
+// the scalar twin expf_ggml_fma in kernels_scalar.c spells out each step).
+BN_ALWAYS_INLINE __m256 exp8_ggml(__m256 x) {
+    const __m256 shift = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift);
+    const __m256 n = _mm256_sub_ps(z, shift);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_set1_epi32(0x3f800000)));
+    const __m256 absn = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+    const __m256 big = _mm256_cmp_ps(absn, _mm256_set1_ps(126.0f), _CMP_GT_OQ);
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 hi = _mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b,
+                                      _mm256_set1_ps(0x1.573e2ep-5f));
+    const __m256 lo = _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b,
+                                      _mm256_set1_ps(0x1.fffdb6p-2f));
+    const __m256 j = _mm256_fmadd_ps(_mm256_fmadd_ps(hi, u, lo), u,
+                                     _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    const __m256 normal = _mm256_fmadd_ps(k, j, k);
+    if (!_mm256_movemask_ps(big)) return normal;
+    // |n| > 126: 2^n split as s2 * s1; |n| > 192: s1 * s1 (+inf or 0).
+    const __m256i g = _mm256_and_si256(
+        _mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+        _mm256_set1_epi32((int)0x82000000u));
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    const __m256 huge = _mm256_cmp_ps(absn, _mm256_set1_ps(192.0f), _CMP_GT_OQ);
+    const __m256 scaled = _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1);
+    return _mm256_blendv_ps(_mm256_blendv_ps(normal, scaled, big), _mm256_mul_ps(s1, s1), huge);
+}
+
+void bn_silu_mul_avx2(float *restrict gate, const float *restrict up, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(gate + i);
+        const __m256 ex = exp8_ggml(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        const __m256 s = _mm256_div_ps(x, _mm256_add_ps(one, ex));
+        _mm256_storeu_ps(gate + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) { // ggml's scalar tail: libm expf
+        const float s = gate[i] / (1.0f + expf(-gate[i]));
+        gate[i] = s * up[i];
+    }
+}
+
 const bn_cpu_kernels bn_kernels_avx2 = {
     .name = "avx2",
     .quantize_i8 = bn_quantize_i8_avx2,
@@ -720,4 +769,5 @@ const bn_cpu_kernels bn_kernels_avx2 = {
     .f16_gemv = bn_f16_gemv_avx2,
     .attention = bn_attention_avx2,
     .i8_gemv = bn_i8_gemv_avx2,
+    .silu_mul = bn_silu_mul_avx2,
 };

@@ -23,6 +23,7 @@
 // 4 rows a pass, 64 bytes per step, masked loads for the K tail. Attention uses
 // the AVX2 kernel (see kernels.h).
 #include <immintrin.h>
+#include <math.h>
 
 #include "cpu_features.h"
 #include "gemm_tiling.h"
@@ -275,6 +276,51 @@ void bn_i8_gemv_avx512(const int8_t *w, int64_t K, int64_t row0, int64_t row1, c
     for (; r < row1; r++) i8_tile512(w + r * K, K, x, y + r, 1);
 }
 
+// ---- SiLU GLU ----------------------------------------------------------------------
+
+// ggml_v_expf of a bitnet.cpp AVX-512F+DQ build, 16 lanes. Not the AVX2 sequence:
+// the polynomial ends in fma(c1, b, 1) (the 1 inside) and 2^n is applied by
+// vscalefps, one rounding, instead of k + k*j with a split scale past |n| > 126;
+// |n| > 192 gives +inf (n > 0) or 0. Scalar twin: expf_ggml_avx512 (kernels_scalar.c).
+static inline __attribute__((always_inline)) __m512 exp16_ggml(__m512 x) {
+    const __m512 shift = _mm512_set1_ps(0x1.8p23f);
+    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), shift);
+    const __m512 n = _mm512_sub_ps(z, shift);
+    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __mmask16 huge =
+        _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192.0f), _CMP_GT_OQ);
+    const __m512 u = _mm512_mul_ps(b, b);
+    const __m512 hi = _mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b,
+                                      _mm512_set1_ps(0x1.573e2ep-5f));
+    const __m512 lo = _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b,
+                                      _mm512_set1_ps(0x1.fffdb6p-2f));
+    const __m512 j = _mm512_fmadd_ps(_mm512_fmadd_ps(hi, u, lo), u,
+                                     _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b,
+                                                     _mm512_set1_ps(1.0f)));
+    const __m512 res = _mm512_scalef_ps(j, n);
+    if (!huge) return res;
+    const __mmask16 nonpos = _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ);
+    const __m512 limit =
+        _mm512_mask_blend_ps(nonpos, _mm512_set1_ps(INFINITY), _mm512_setzero_ps());
+    return _mm512_mask_blend_ps(huge, res, limit);
+}
+
+void bn_silu_mul_avx512(float *restrict gate, const float *restrict up, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 x = _mm512_loadu_ps(gate + i);
+        const __m512 ex = exp16_ggml(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        const __m512 s = _mm512_div_ps(x, _mm512_add_ps(one, ex));
+        _mm512_storeu_ps(gate + i, _mm512_mul_ps(s, _mm512_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) { // ggml's scalar tail: libm expf
+        const float s = gate[i] / (1.0f + expf(-gate[i]));
+        gate[i] = s * up[i];
+    }
+}
+
 const bn_cpu_kernels bn_kernels_avx512 = {
     .name = "avx512",
     .quantize_i8 = bn_quantize_i8_avx2,
@@ -285,4 +331,5 @@ const bn_cpu_kernels bn_kernels_avx512 = {
     .f16_gemv = bn_f16_gemv_avx512,
     .attention = bn_attention_avx2,
     .i8_gemv = bn_i8_gemv_avx512,
+    .silu_mul = bn_silu_mul_avx512,
 };

@@ -144,6 +144,88 @@ void bn_i8_gemv_scalar(const int8_t *w, int64_t K, int64_t row0, int64_t row1, c
     }
 }
 
+// ---- SiLU (ggml's vectorized exp, one lane at a time) -------------------------------
+
+// The constants of ggml_v_expf: exp(x) = 2^n * (1 + p(b)), n = round(x / ln 2) by the
+// 1.5 * 2^23 shift, b = x - n * ln 2 with ln 2 split in two parts, p a degree-5
+// polynomial evaluated as (c5 b + c4) b^2 + (c3 b + c2), times b^2, plus c1 b.
+#define SILU_SHIFT 0x1.8p23f
+#define SILU_LOG2E 0x1.715476p+0f
+#define SILU_LN2_HI 0x1.62e4p-1f
+#define SILU_LN2_LO 0x1.7f7d1cp-20f
+#define SILU_C5 0x1.0e4020p-7f
+#define SILU_C4 0x1.573e2ep-5f
+#define SILU_C3 0x1.555e66p-3f
+#define SILU_C2 0x1.fffdb6p-2f
+#define SILU_C1 0x1.ffffecp-1f
+
+// The range reduction both variants share: z (n in its low mantissa bits), n, b.
+static inline float expf_reduce(float x, float *n, float *b) {
+    const float z = fmaf(x, SILU_LOG2E, SILU_SHIFT);
+    *n = z - SILU_SHIFT;
+    *b = fmaf(-*n, SILU_LN2_LO, fmaf(-*n, SILU_LN2_HI, x)); // fnmadd twice
+    return z;
+}
+
+// ggml_v_expf of the AVX2+FMA build (also NEON and SSE+FMA), one lane.
+static inline float expf_ggml_fma(float x) {
+    float n, b;
+    const float z = expf_reduce(x, &n, &b);
+    const uint32_t e = f32_bits(z) << 23;    // n moved into the exponent field
+    const float k = bits_f32(e + 0x3f800000u); // 2^n while it is a normal number
+    const float u = b * b;
+    const float j = fmaf(fmaf(fmaf(SILU_C5, b, SILU_C4), u, fmaf(SILU_C3, b, SILU_C2)), u,
+                         SILU_C1 * b); // p(b) - 1, without the constant term
+    if (!(fabsf(n) > 126.0f)) return fmaf(k, j, k); // also NaN (ordered compare)
+    // 2^n out of the normal range: the scale is split into s2 * s1.
+    const uint32_t g = n <= 0.0f ? 0x82000000u : 0u;
+    const float s1 = bits_f32(g + 0x7f000000u);
+    const float s2 = bits_f32(e - g);
+    if (fabsf(n) > 192.0f) return s1 * s1; // +inf for n > 0, 0 for n < 0
+    return fmaf(s2, j, s2) * s1;
+}
+
+// ggml_v_expf of the AVX-512F+DQ build, one lane: the 1 is added inside the
+// polynomial and the result scaled by vscalefps, j * 2^n rounded once (the product
+// is exact in double, so converting it to float is that single rounding, denormals
+// and overflow to inf included).
+static inline float expf_ggml_avx512(float x) {
+    float n, b;
+    (void)expf_reduce(x, &n, &b);
+    const float u = b * b;
+    const float j = fmaf(fmaf(fmaf(SILU_C5, b, SILU_C4), u, fmaf(SILU_C3, b, SILU_C2)), u,
+                         fmaf(SILU_C1, b, 1.0f));
+    if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
+    if (isnan(n)) return j; // NaN input: j is NaN too
+    return (float)((double)j * ldexp(1.0, (int)n));
+}
+
+// gate / (1 + e) * up with e from exp_fn(0 - gate) for the first n - n % W
+// elements (ggml's vector blocks), libm's expf(-gate) for the rest (its scalar
+// tail, ggml_silu_f32), then the separate multiply by up (ggml_vec_mul_f32).
+#define SILU_MUL_BODY(W, exp_fn)                                                          \
+    do {                                                                                \
+        const int64_t nv = n - n % (W);                                                 \
+        for (int64_t i = 0; i < nv; i++) {                                              \
+            const float g = gate[i];                                                    \
+            const float s = g / (1.0f + exp_fn(0.0f - g));                              \
+            gate[i] = s * up[i];                                                        \
+        }                                                                               \
+        for (int64_t i = nv; i < n; i++) {                                              \
+            const float g = gate[i];                                                    \
+            const float s = g / (1.0f + expf(-g));                                      \
+            gate[i] = s * up[i];                                                        \
+        }                                                                               \
+    } while (0)
+
+void bn_silu_mul_scalar(float *restrict gate, const float *restrict up, int64_t n) {
+    SILU_MUL_BODY(8, expf_ggml_fma);
+}
+
+void bn_silu_mul_scalar_avx512(float *restrict gate, const float *restrict up, int64_t n) {
+    SILU_MUL_BODY(16, expf_ggml_avx512);
+}
+
 // ---- attention -------------------------------------------------------------------
 
 void bn_attention_scalar(const float *q, int n_q, const uint16_t *k, const uint16_t *v,
@@ -164,4 +246,5 @@ const bn_cpu_kernels bn_kernels_scalar = {
     .f16_gemv = bn_f16_gemv_scalar,
     .attention = bn_attention_scalar,
     .i8_gemv = bn_i8_gemv_scalar,
+    .silu_mul = bn_silu_mul_scalar,
 };

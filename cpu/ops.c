@@ -98,10 +98,6 @@ void bn_relu_sqr_mul(float *restrict gate, const float *restrict up, int64_t n) 
     }
 }
 
-void bn_silu_mul(float *restrict gate, const float *restrict up, int64_t n) {
-    for (int64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
-}
-
 // ggml's nearest_int: round half to even through the float's mantissa.
 static int nearest_int(float f) {
     const float v = f + 12582912.0f; // 1.5 * 2^23

@@ -39,8 +39,8 @@ void bn_attention_head(const float *q, const uint16_t *k, const uint16_t *v, int
 
 // gate = relu(gate)^2 * up  (BitNet b1.58's squared-ReLU GLU). No overlap.
 void bn_relu_sqr_mul(float *restrict gate, const float *restrict up, int64_t n);
-// gate = silu(gate) * up, silu(g) = g / (1 + exp(-g))  (bitnet and llama families).
-void bn_silu_mul(float *restrict gate, const float *restrict up, int64_t n);
+// gate = silu(gate) * up (bitnet and llama families) is a kernel-table entry,
+// silu_mul in kernels.h, because it reproduces ggml's SIMD exp bit for bit.
 
 
 // llama.cpp's Q8_K quantization of one block of 256 floats (what its TQ1_0/TQ2_0

@@ -390,6 +390,74 @@ static void test_relu_sqr_mul(void **state) {
     for (int i = 0; i < 5; i++) assert_true(g[i] == want[i]);
 }
 
+// Distance in units in the last place between two finite floats of any sign.
+static int64_t ulp_distance(float a, float b) {
+    int32_t ia, ib;
+    memcpy(&ia, &a, sizeof ia);
+    memcpy(&ib, &b, sizeof ib);
+    const int64_t oa = ia < 0 ? (int64_t)INT32_MIN - ia : ia; // monotonic in the value
+    const int64_t ob = ib < 0 ? (int64_t)INT32_MIN - ib : ib;
+    return oa > ob ? oa - ob : ob - oa;
+}
+
+// The scalar silu_mul (ggml's polynomial exp in whole blocks of 8, libm's expf in
+// the tail) against the definition x / (1 + expf(-x)): within 4 ulp over a sweep
+// of [-20, 20] and at the extremes (±80, ±100, ±200 reach ggml's |n| > 126 and
+// > 192 branches), exact at zeros, infinities and NaN; the tail is the libm
+// formula bit for bit.
+static void test_silu_mul_scalar(void **state) {
+    (void)state;
+    enum { N = 1 << 16 }; // a multiple of 8: every element goes through the polynomial
+    float *g = malloc(sizeof *g * N), *up = malloc(sizeof *up * N);
+    assert_true(g && up);
+    for (int i = 0; i < N; i++) g[i] = -20.0f + 40.0f * (float)i / (float)(N - 1), up[i] = 1.0f;
+    bn_silu_mul_scalar(g, up, N);
+    int64_t worst = 0;
+    for (int i = 0; i < N; i++) {
+        const float x = -20.0f + 40.0f * (float)i / (float)(N - 1);
+        const float want = x / (1.0f + expf(-x));
+        const int64_t d = ulp_distance(g[i], want);
+        if (d > 4) fail_msg("silu(%a) = %a, libm %a (%lld ulp)", (double)x, (double)g[i],
+                            (double)want, (long long)d);
+        if (d > worst) worst = d;
+    }
+    assert_true(worst >= 1); // it is not libm's expf (that would be the tail's job)
+
+    static const float ext[16] = {80.0f, -80.0f,  100.0f,   -100.0f,  200.0f, -200.0f,
+                                  87.5f, -87.5f,  133.5f,   -133.5f,  1e-30f, -1e-30f,
+                                  1e-40f, -1e-40f, 3.4e38f, -3.4e38f};
+    float e[16];
+    memcpy(e, ext, sizeof e);
+    bn_silu_mul_scalar(e, up, 16);
+    for (int i = 0; i < 16; i++) {
+        const float want = ext[i] / (1.0f + expf(-ext[i]));
+        if (ulp_distance(e[i], want) > 4 || signbit(e[i]) != signbit(want))
+            fail_msg("silu(%a) = %a, libm %a", (double)ext[i], (double)e[i], (double)want);
+    }
+    float sp[8] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1.0f, 2.0f, -3.0f};
+    const float upsp[8] = {3.0f, 3.0f, 2.0f, 1.0f, 1.0f, 0.0f, -1.0f, 0.5f};
+    bn_silu_mul_scalar(sp, upsp, 8);
+    assert_true(sp[0] == 0.0f && !signbit(sp[0]));
+    assert_true(sp[1] == 0.0f && signbit(sp[1]));
+    assert_true(sp[2] == INFINITY);
+    assert_true(isnan(sp[3])); // -inf / (1 + inf), as in ggml and libm
+    assert_true(isnan(sp[4]));
+    assert_true(sp[5] == 0.0f);
+    assert_true(ulp_distance(sp[6], -2.0f / (1.0f + expf(-2.0f))) <= 4);
+
+    // A tail (n % 8 elements after the blocks) is exactly the libm formula.
+    float t[13], tu[13];
+    for (int i = 0; i < 13; i++) t[i] = -6.0f + 0.93f * (float)i, tu[i] = 0.25f + 0.1f * (float)i;
+    bn_silu_mul_scalar(t, tu, 13);
+    for (int i = 8; i < 13; i++) {
+        const float x = -6.0f + 0.93f * (float)i;
+        const float s = x / (1.0f + expf(-x));
+        assert_true(t[i] == s * tu[i]);
+    }
+    free(g);
+    free(up);
+}
+
 static void test_embed_rows_and_gemv(void **state) {
     (void)state;
     enum { K = 131, ROWS = 9 };
@@ -456,6 +524,7 @@ int main(void) {
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_attention_head),
         cmocka_unit_test(test_relu_sqr_mul),
+        cmocka_unit_test(test_silu_mul_scalar),
         cmocka_unit_test(test_embed_rows_and_gemv),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

@@ -12,6 +12,7 @@
 // whatever such a probability step moves it by.
 // The AVX2 softmax (inside the attention) must equal bn_softmax bit for bit: its
 // exp reproduces libm's expf, and both sum the denominator in the same order.
+// silu_mul must equal its scalar twin bit for bit (NaN results: both NaN).
 // A table this CPU cannot run is skipped with a message saying so.
 #include "test_util.h"
 
@@ -452,6 +453,92 @@ static void test_softmax_avx2(void **st) {
     free(b);
 }
 
+// silu_mul against its scalar twin (kernels.h: bn_silu_mul_scalar for the AVX2
+// sequence, bn_silu_mul_scalar_avx512 for the AVX-512 one), bit for bit: odd
+// lengths (tails through libm expf), gates over the whole float line, the branch
+// edges of ggml's exp (|n| > 126 from |x| ~ 87.3, |n| > 192 from |x| ~ 133.1, and
+// ±80, ±100, ±200 among random values), zeros, denormals, ±inf, NaN. NaN results
+// (from a NaN gate or silu(-inf) = -inf/inf, as ggml gives) are compared as "both
+// NaN": the lanes keep whichever payload x86 propagates, the scalar code's
+// operand order may pick another one.
+static float silu_special(uint64_t r) {
+    static const float v[] = {0.0f,      -0.0f,       80.0f,       -80.0f,     100.0f,
+                              -100.0f,   200.0f,      -200.0f,     87.33f,     -87.33f,
+                              87.4f,     -87.4f,      133.0f,      -133.0f,    133.2f,
+                              -133.2f,   88.72f,      -88.72f,     103.97f,    -103.97f,
+                              1e-40f,    -1e-40f,     0x1p-149f,   -0x1p-149f, 0x1p-126f,
+                              1e30f,     -1e30f,      3.4e38f,     -3.4e38f,   INFINITY,
+                              -INFINITY, NAN,         -NAN,        1e-8f,      -1e-8f};
+    return v[r % (sizeof v / sizeof *v)];
+}
+
+static void check_silu(bn_silu_mul_fn fn, bn_silu_mul_fn oracle, const float *g,
+                       const float *u, int64_t n, float *a, float *b) {
+    memcpy(a, g, sizeof *a * (size_t)n);
+    memcpy(b, g, sizeof *b * (size_t)n);
+    fn(a, u, n);
+    oracle(b, u, n);
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(a[i]) && isnan(b[i])) continue;
+        if (memcmp(&a[i], &b[i], sizeof a[i]) != 0)
+            fail_msg("n=%lld i=%lld gate=%a up=%a: simd %a, scalar %a", (long long)n,
+                     (long long)i, (double)g[i], (double)u[i], (double)a[i], (double)b[i]);
+    }
+}
+
+static void test_silu_mul(const char *name, bn_silu_mul_fn oracle) {
+    const bn_cpu_kernels *k = table_or_skip(name);
+    if (!k) skip();
+    static const int64_t ns[] = {1, 7, 8, 9, 15, 16, 17, 31, 127, 128, 6912, 23040};
+    enum { NMAX = 1 << 16 };
+    float *g = malloc(sizeof *g * NMAX), *u = malloc(sizeof *u * NMAX);
+    float *a = malloc(sizeof *a * NMAX), *b = malloc(sizeof *b * NMAX);
+    assert_true(g && u && a && b);
+    uint64_t rng = 0x51105eedULL;
+    for (size_t t = 0; t < sizeof ns / sizeof *ns; t++)
+        for (int rep = 0; rep < 4; rep++) {
+            const int64_t n = ns[t];
+            const float spread = rep == 0 ? 8.0f : rep == 1 ? 20.0f : rep == 2 ? 120.0f : 250.0f;
+            for (int64_t i = 0; i < n; i++) {
+                const uint64_t r = bn_test_rand(&rng);
+                g[i] = rand_unit(&rng) * spread;
+                if (r % 7 == 0) g[i] = silu_special(r >> 8);
+                u[i] = rand_unit(&rng) * 2.0f;
+                if (r % 53 == 0) u[i] = 0.0f;
+            }
+            check_silu(k->silu_mul, oracle, g, u, n, a, b);
+        }
+    // The float line: every 65537th bit pattern (all exponents, both signs, NaNs),
+    // then a dense grid over [-140, 140] where every branch of the exp lives.
+    for (int64_t i = 0; i < NMAX; i++) u[i] = 1.0f;
+    for (uint64_t base = 0; base < (1ull << 32); base += (uint64_t)NMAX * 65537) {
+        int64_t n = 0;
+        for (uint64_t bits = base; n < NMAX && bits < (1ull << 32); bits += 65537, n++) {
+            const uint32_t b32 = (uint32_t)bits;
+            memcpy(&g[n], &b32, sizeof b32);
+        }
+        check_silu(k->silu_mul, oracle, g, u, n, a, b);
+    }
+    for (int pass = 0; pass < 16; pass++) {
+        for (int64_t i = 0; i < NMAX; i++)
+            g[i] = -140.0f + 280.0f * (float)(pass * NMAX + i) / (float)(16 * NMAX);
+        check_silu(k->silu_mul, oracle, g, u, NMAX, a, b);
+    }
+    free(g);
+    free(u);
+    free(a);
+    free(b);
+}
+
+static void test_silu_mul_avx2(void **st) {
+    (void)st;
+    test_silu_mul("avx2", bn_silu_mul_scalar);
+}
+static void test_silu_mul_avx512(void **st) {
+    (void)st;
+    test_silu_mul("avx512", bn_silu_mul_scalar_avx512);
+}
+
 static void test_half_rows_avx2(void **st) {
     (void)st;
     test_half_rows("avx2");
@@ -492,6 +579,7 @@ static void test_i8_scalar_table(void **st) { // the scalar table's entries are 
     assert_ptr_equal(bn_kernels_scalar.half_store, bn_store_f16);
     assert_ptr_equal(bn_kernels_scalar.half_load, bn_load_f16);
     assert_ptr_equal(bn_kernels_scalar.half_round, bn_round_f16);
+    assert_ptr_equal(bn_kernels_scalar.silu_mul, bn_silu_mul_scalar);
 }
 
 static void test_ternary_random_avx2(void **st) {
@@ -583,6 +671,8 @@ int main(void) {
         cmocka_unit_test(test_attention_avx2),
         cmocka_unit_test(test_i8_avx512),
         cmocka_unit_test(test_attention_avx512),
+        cmocka_unit_test(test_silu_mul_avx2),
+        cmocka_unit_test(test_silu_mul_avx512),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
