@@ -26,9 +26,10 @@
 //    split order; with BITNET_CUDA_NORM=last the last of those quantizes the
 //    whole attention output for the O projection (as in ternary_gemv.cu).
 // The only difference from the CPU is summation order (scores, partial sums).
-// CPU twin: rope_neox + f16 KV write + bn_attention_head (cpu/ops.c).
+// CPU twin: RoPE (rope.cuh) + f16 KV write + bn_attention_head (cpu/ops.c).
 #include "cuda_kernels.cuh"
 #include "norm_quant.cuh"
+#include "rope.cuh"
 #include "pdl.cuh"
 #include "reduce.cuh"
 
@@ -42,6 +43,7 @@ typedef struct bn_attd_args {
     int64_t ldqkv;
     const int32_t *pos;
     int n_head, n_head_kv, hd, n_rot, qpb, n_ctx, n_split;
+    bool neox;              // RoPE pairs (rope.cuh)
     float theta_scale;
     __half *kc, *vc;        // this layer's cache, [n_head_kv][n_ctx][hd]
     float *scores;          // [n_tok][n_head][n_ctx]
@@ -72,28 +74,6 @@ __device__ __forceinline__ bool bn_attd_start(const bn_attd_args &a, int t, int 
     *p = a.pos[t];
     bn_attd_split(*p + 1, a.n_split, split, se, j0, j1);
     return split < *se;
-}
-
-// Element d of a head after NEOX RoPE (pairs i, i + n_rot/2), products rounded
-// separately as cpu/ops.c bn_rope_neox computes them (no FMA).
-__device__ __forceinline__ float bn_rope_elem(const float *head, int d, int n_rot, const float *cs,
-                                              const float *sn) {
-    const int half = n_rot / 2;
-    if (d >= n_rot) return head[d];
-    const int i = d < half ? d : d - half;
-    const float x0 = head[i], x1 = head[i + half];
-    return d < half ? __fsub_rn(__fmul_rn(x0, cs[i]), __fmul_rn(x1, sn[i]))
-                    : __fadd_rn(__fmul_rn(x0, sn[i]), __fmul_rn(x1, cs[i]));
-}
-
-// cos/sin of pair i at position p: theta = p * ts^i as a running float product
-// (ggml and cpu/ops.c build it so; a direct pow differs by ulps that grow with i).
-__device__ __forceinline__ void bn_rope_table(int p, int half, float ts, float *cs, float *sn) {
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        float theta = (float)p;
-        for (int k = 0; k < i; k++) theta = __fmul_rn(theta, ts);
-        sincosf(theta, &sn[i], &cs[i]);
-    }
 }
 
 __device__ __forceinline__ void bn_half8_to_float(uint4 u, float *f) {
@@ -128,7 +108,7 @@ __global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_scores_kernel(bn_attd
     for (int e = threadIdx.x; e < (qpb + (own ? 1 : 0)) * hd; e += blockDim.x) {
         const int hh = e / hd, d = e - hh * hd;
         const float *head = hh < qpb ? row + (h0 + hh) * hd : row + nq + g * hd;
-        const __half v = __float2half_rn(bn_rope_elem(head, d, a.n_rot, cs, sn));
+        const __half v = __float2half_rn(bn_rope_elem(head, d, a.n_rot, a.neox, cs, sn));
         if (hh < qpb) {
             sq[e] = __half2float(v);
         } else {
@@ -302,7 +282,7 @@ __global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_values_kernel(bn_attd
         int8_t *qo = a.nn.q + (int64_t)tt * nq;
         float sc;
         int qs;
-        bn_block_norm_quant(a.out + (int64_t)tt * nq, nq, a.nn.w, a.nn.eps, false, sm, &sc, &qs,
+        bn_block_norm_quant(a.out + (int64_t)tt * nq, nq, a.nn.w, a.nn.eps, a.nn.mode, sm, &sc, &qs,
                             [&](int i, int v) { qo[i] = (int8_t)v; });
         if (threadIdx.x == 0) {
             a.nn.s[tt] = sc;
@@ -331,7 +311,7 @@ size_t bn_cuda_attd_scratch_bytes(int n_tok, int n_head, int hd, int n_ctx, int 
 }
 
 cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int32_t *pos, int n_tok,
-                                     int n_head, int n_head_kv, int hd, int n_rot,
+                                     int n_head, int n_head_kv, int hd, int n_rot, bool neox,
                                      float theta_scale, int n_ctx, int n_split, __half *k_cache,
                                      __half *v_cache, void *scratch, unsigned *group_counters,
                                      float *out, const bn_cuda_next_norm *nn, bool pdl,
@@ -348,6 +328,7 @@ cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int3
     a.n_head_kv = n_head_kv;
     a.hd = hd;
     a.n_rot = n_rot;
+    a.neox = neox;
     a.qpb = bn_cuda_attd_heads_per_block(n_head, n_head_kv);
     a.n_ctx = n_ctx;
     a.n_split = n_split;

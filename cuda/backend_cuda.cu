@@ -162,14 +162,6 @@ static int check_vec(const bn_tensor *t, uint64_t n, bn_error *err) {
 
 static int check_model(const bn_model *m, bn_error *err) {
     const bn_hparams *hp = &m->hp;
-    // The kernels implement the bitnet-b1.58 graph only (sub-norms, squared-ReLU
-    // gate, NEOX RoPE); the other families run on the CPU backend.
-    if (!hp->sub_norms || hp->ffn_silu || !hp->rope_neox)
-        return bn_errorf(err, "cuda: the '%s' family (%s, %s gate, %s RoPE) is not implemented on "
-                              "CUDA yet; use --backend cpu", m->arch,
-                              hp->sub_norms ? "sub-norms" : "no sub-norms",
-                              hp->ffn_silu ? "SiLU" : "squared-ReLU",
-                              hp->rope_neox ? "NEOX" : "pairwise");
     // TQ1_0/TQ2_0 weights keep llama.cpp's per-block activation quantization (model.h),
     // which only the CPU backend implements.
     if (m->layers[0].wq.act_block)
@@ -197,8 +189,8 @@ static int check_model(const bn_model *m, bn_error *err) {
             check_i2s(&L->wv, E, nkv, err) || check_i2s(&L->wo, nq, E, err) ||
             check_i2s(&L->w_gate, E, F, err) || check_i2s(&L->w_up, E, F, err) ||
             check_i2s(&L->w_down, F, E, err) || check_vec(&L->attn_norm, E, err) ||
-            check_vec(&L->attn_sub_norm, nq, err) || check_vec(&L->ffn_norm, E, err) ||
-            check_vec(&L->ffn_sub_norm, F, err))
+            check_vec(&L->ffn_norm, E, err) ||
+            (hp->sub_norms && (check_vec(&L->attn_sub_norm, nq, err) || check_vec(&L->ffn_sub_norm, F, err))))
             return -1;
     }
     return 0;

@@ -70,7 +70,7 @@ struct bn_backend {
     const void *embd, *head;
     int embd_type, head_type; // device types: F16 or F32 (a BF16 table is widened, see upload.cu)
     const float *out_norm;
-    float rope_theta_scale; // powf(base, -2/n_rot), as cpu/ops.c bn_rope_neox
+    float rope_theta_scale; // powf(base, -2/n_rot), as cpu/ops.c rope
     __half *kc, *vc;        // [layer][seq][n_head_kv][n_ctx][head_dim]
     size_t kv_bytes;        // of kc (and of vc)
     size_t counter_bytes;   // of counters

@@ -8,6 +8,7 @@
 #ifndef BN_CUDA_KERNELS_CUH
 #define BN_CUDA_KERNELS_CUH
 
+#include "nq_mode.h"
 #include <stdint.h>
 
 #include <cuda_fp16.h>
@@ -43,12 +44,11 @@ cudaError_t bn_cuda_embedding(const void *table, int type, const int32_t *tokens
                               int n_embd, float *x, cudaStream_t st);
 
 // rmsnorm_quant.cu - per token: h = w * x / sqrt(mean(x^2) + eps), then the
-// bitlinear int8 quantization of h: q, s = 127/max|h|, qsum = sum(q).
-// glu: row t of x is [gate(n) | up(n)] (ldx = 2n) and the normed vector is
-// relu(gate)^2 * up, the FFN activation fused into the sub-norm's load. n % 4 == 0.
+// bitlinear int8 quantization of h: q, s = 127/max|h|, qsum = sum(q); mode:
+// nq_mode.h. n % 4 == 0.
 //                                            CPU twin: rmsnorm + bn_quantize_i8
 cudaError_t bn_cuda_rmsnorm_quant(const float *x, int64_t ldx, const float *w, int n_tok, int n,
-                                  float eps, bool glu, int8_t *q, float *s, int32_t *qsum, bool pdl,
+                                  float eps, bn_nq_mode mode, int8_t *q, float *s, int32_t *qsum, bool pdl,
                                   cudaStream_t st);
 
 // I2_S weights whose rare 0b11 codes (never written by bitnet.cpp, "treat as 0")
@@ -57,11 +57,11 @@ cudaError_t bn_cuda_i2s_sanitize(uint8_t *w, int64_t nbytes, cudaStream_t st);
 
 // The norm of the next bitlinear, run once by the last block of the kernel that
 // produces its input (ternary_gemv.cu, attention_decode.cu): rmsnorm_quant of
-// every output row (glu: of relu(gate)^2 * up, the output being gate|up) into
+// every output row (mode: of the GLU of gate|up, the output) into
 // q/s/qsum. counter is 0 between launches; the last block resets it.
 typedef struct bn_cuda_next_norm {
     const float *w; // norm weight; NULL: no next norm
-    bool glu;
+    bn_nq_mode mode;
     float eps;
     int8_t *q;      // n rows of the normed width
     float *s;
@@ -86,10 +86,10 @@ cudaError_t bn_cuda_ternary_gemv(const uint8_t *w, int K, int M, const int8_t *q
                                  const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
                                  float *y, int64_t ldy, const bn_cuda_next_norm *nn, bool pdl,
                                  cudaStream_t st);
-// The GEMV on float rows x[t] (ldx apart, glu as in rmsnorm_quant): every block
+// The GEMV on float rows x[t] (ldx apart, mode as in rmsnorm_quant): every block
 // normalizes and quantizes them (norm_w) while its weights arrive.
 cudaError_t bn_cuda_ternary_gemv_norm(const uint8_t *w, int K, int M, const float *x, int64_t ldx,
-                                      const float *norm_w, float eps, bool glu, int n, bn_cuda_rowscale rs,
+                                      const float *norm_w, float eps, bn_nq_mode mode, int n, bn_cuda_rowscale rs,
                                       bool add, float *y, int64_t ldy, bool pdl, cudaStream_t st);
 cudaError_t bn_cuda_ternary_gemm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                  const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
@@ -99,15 +99,16 @@ cudaError_t bn_cuda_ternary_gemm_mma(const uint8_t *w, int K, int M, const int8_
                                      float *y, int64_t ldy, cudaStream_t st);
 
 // rope_kv.cu - for each token t at position pos[t], from row t of qkv
-// ([n_head*hd | n_head_kv*hd | n_head_kv*hd] floats, ld = ldqkv): NEOX RoPE of Q
-// and K, rounding to f16, Q to q_out[t] (n_head*hd halves) and K, V into cache
-// row pos[t] of their head (cache: [n_head_kv][n_ctx][hd] halves). theta_scale =
-// powf(base, -2.0f/n_rot) on the host; pair i rotates by pos*theta_scale^i,
-// built as a running float product like cpu/ops.c bn_rope_neox.
-//                                            CPU twin: rope_neox + f16 KV write in cpu/ops.c
+// ([n_head*hd | n_head_kv*hd | n_head_kv*hd] floats, ld = ldqkv): RoPE of Q and K
+// (neox: pairs i, i + n_rot/2; else adjacent pairs), rounding to f16, Q to
+// q_out[t] (n_head*hd halves) and K, V into cache row pos[t] of their head
+// (cache: [n_head_kv][n_ctx][hd] halves). theta_scale = powf(base, -2.0f/n_rot)
+// on the host; pair i rotates by pos*theta_scale^i (rope.cuh).
+//                                CPU twin: bn_rope_neox / bn_rope_pairs + f16 KV write
 cudaError_t bn_cuda_rope_kv(const float *qkv, int64_t ldqkv, const int32_t *pos, int n_tok,
-                            int n_head, int n_head_kv, int hd, int n_rot, float theta_scale, int n_ctx,
-                            __half *q_out, __half *k_cache, __half *v_cache, bool pdl, cudaStream_t st);
+                            int n_head, int n_head_kv, int hd, int n_rot, bool neox, float theta_scale,
+                            int n_ctx, __half *q_out, __half *k_cache, __half *v_cache, bool pdl,
+                            cudaStream_t st);
 
 // Causal GQA attention: token t (query n_head*hd, f16) attends to cache rows
 // 0..pos[t] of its KV head; out[t] = n_head*hd floats. Softmax in f32 with the
@@ -135,7 +136,7 @@ int bn_cuda_attd_splits(int n_ctx);
 int bn_cuda_attd_heads_per_block(int n_head, int n_head_kv);
 size_t bn_cuda_attd_scratch_bytes(int n_tok, int n_head, int hd, int n_ctx, int n_split);
 cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int32_t *pos, int n_tok,
-                                     int n_head, int n_head_kv, int hd, int n_rot,
+                                     int n_head, int n_head_kv, int hd, int n_rot, bool neox,
                                      float theta_scale, int n_ctx, int n_split, __half *k_cache,
                                      __half *v_cache, void *scratch, unsigned *group_counters,
                                      float *out, const bn_cuda_next_norm *nn, bool pdl,

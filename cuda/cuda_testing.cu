@@ -73,27 +73,27 @@ extern "C" int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, 
 }
 
 extern "C" int bn_cuda_test_gemv_norm(const uint8_t *w, int K, int M, const float *x, const float *norm_w,
-                                      float eps, bool glu, int n, const float scales[3], int r1, int r2, bool add,
+                                      float eps, bn_nq_mode mode, int n, const float scales[3], int r1, int r2, bool add,
                                       float *y, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     if (n > bn_cuda_gemv_max_tokens(K)) return bn_errorf(err, "cuda_testing: too many tokens");
     bn_dev_bufs bufs;
     uint8_t *dw;
     float *dx, *dn, *dy;
-    const int ldx = glu ? 2 * K : K;
+    const int ldx = mode & BN_NQ_GLU ? 2 * K : K;
     GET(dw, w, (size_t)M * K / 4);
     GET(dx, x, sizeof(float) * n * ldx);
     GET(dn, norm_w, sizeof(float) * K);
     GET(dy, y, sizeof(float) * n * M);
     BN_CUDA_TRY(bn_cuda_i2s_sanitize(dw, (int64_t)M * K / 4, 0));
-    return finish(bn_cuda_ternary_gemv_norm(dw, K, M, dx, ldx, dn, eps, glu, n, rowscale(scales, r1, r2), add, dy, M,
+    return finish(bn_cuda_ternary_gemv_norm(dw, K, M, dx, ldx, dn, eps, mode, n, rowscale(scales, r1, r2), add, dy, M,
                                             false, 0),
                   y, dy, sizeof(float) * n * M, err);
 }
 
 extern "C" int bn_cuda_test_gemv_next_norm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                            const int32_t *qsum, int n, const float scales[3], int r1, int r2,
-                                           bool add, float *y, const float *norm_w, float eps, bool glu,
+                                           bool add, float *y, const float *norm_w, float eps, bn_nq_mode mode,
                                            int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     if (n > bn_cuda_gemv_max_tokens(K)) return bn_errorf(err, "cuda_testing: too many tokens");
@@ -103,7 +103,7 @@ extern "C" int bn_cuda_test_gemv_next_norm(const uint8_t *w, int K, int M, const
     float *ds, *dy, *dn, *dso;
     int32_t *dqs, *dqso;
     unsigned *dcnt;
-    const int width = glu ? M / 2 : M;
+    const int width = mode & BN_NQ_GLU ? M / 2 : M;
     GET(dw, w, (size_t)M * K / 4);
     GET(dq, q, (size_t)n * K);
     GET(ds, s, sizeof(float) * n);
@@ -115,7 +115,7 @@ extern "C" int bn_cuda_test_gemv_next_norm(const uint8_t *w, int K, int M, const
     GET(dqso, NULL, sizeof(int32_t) * n);
     GET(dcnt, NULL, sizeof(unsigned));
     BN_CUDA_TRY(bn_cuda_i2s_sanitize(dw, (int64_t)M * K / 4, 0));
-    const bn_cuda_next_norm nn = {dn, glu, eps, dqo, dso, dqso, dcnt};
+    const bn_cuda_next_norm nn = {dn, mode, eps, dqo, dso, dqso, dcnt};
     for (int rep = 0; rep < 2; rep++) { // the second run checks that the counter was reset
         if (add) BN_CUDA_TRY(cudaMemcpy(dy, y, sizeof(float) * n * M, cudaMemcpyHostToDevice));
         BN_CUDA_TRY(cudaMemset(dqo, 0x55, (size_t)n * width)); // poison: every code must be written
@@ -134,19 +134,19 @@ extern "C" int bn_cuda_test_gemv_next_norm(const uint8_t *w, int K, int M, const
 }
 
 extern "C" int bn_cuda_test_rmsnorm_quant(const float *x, const float *w, int n_tok, int n, float eps,
-                                          bool glu, int8_t *q, float *s, int32_t *qsum, bn_error *err) {
+                                          bn_nq_mode mode, int8_t *q, float *s, int32_t *qsum, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     bn_dev_bufs bufs;
     float *dx, *dw, *ds;
     int8_t *dq;
     int32_t *dqs;
-    const int ldx = glu ? 2 * n : n;
+    const int ldx = mode & BN_NQ_GLU ? 2 * n : n;
     GET(dx, x, sizeof(float) * n_tok * ldx);
     GET(dw, w, sizeof(float) * n);
     GET(dq, NULL, (size_t)n_tok * n);
     GET(ds, NULL, sizeof(float) * n_tok);
     GET(dqs, NULL, sizeof(int32_t) * n_tok);
-    if (finish(bn_cuda_rmsnorm_quant(dx, ldx, dw, n_tok, n, eps, glu, dq, ds, dqs, false, 0), q, dq,
+    if (finish(bn_cuda_rmsnorm_quant(dx, ldx, dw, n_tok, n, eps, mode, dq, ds, dqs, false, 0), q, dq,
                (size_t)n_tok * n, err))
         return -1;
     BN_CUDA_TRY(cudaMemcpy(s, ds, sizeof(float) * n_tok, cudaMemcpyDeviceToHost));
@@ -155,7 +155,7 @@ extern "C" int bn_cuda_test_rmsnorm_quant(const float *x, const float *w, int n_
 }
 
 extern "C" int bn_cuda_test_rope_kv(const float *qkv, const int32_t *pos, int n_tok, int n_head,
-                                    int n_head_kv, int hd, int n_rot, float base, int n_ctx,
+                                    int n_head_kv, int hd, int n_rot, bool neox, float base, int n_ctx,
                                     uint16_t *q_out, uint16_t *k_cache, uint16_t *v_cache,
                                     bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
@@ -167,13 +167,13 @@ extern "C" int bn_cuda_test_rope_kv(const float *qkv, const int32_t *pos, int n_
     int32_t *dpos;
     __half *dq, *dk, *dv;
     if (n_rot <= 0 || n_rot % 2 || n_rot > hd) return bn_errorf(err, "cuda_testing: bad n_rot");
-    const float theta_scale = powf(base, -2.0f / (float)n_rot); // as cpu/ops.c bn_rope_neox
+    const float theta_scale = powf(base, -2.0f / (float)n_rot); // as cpu/ops.c rope
     GET(dqkv, qkv, sizeof(float) * n_tok * ld);
     GET(dpos, pos, sizeof(int32_t) * n_tok);
     GET(dq, NULL, sizeof(__half) * n_tok * nq);
     GET(dk, k_cache, sizeof(__half) * n_ctx * nkv);
     GET(dv, v_cache, sizeof(__half) * n_ctx * nkv);
-    if (finish(bn_cuda_rope_kv(dqkv, ld, dpos, n_tok, n_head, n_head_kv, hd, n_rot, theta_scale, n_ctx, dq, dk,
+    if (finish(bn_cuda_rope_kv(dqkv, ld, dpos, n_tok, n_head, n_head_kv, hd, n_rot, neox, theta_scale, n_ctx, dq, dk,
                                dv, false, 0),
                q_out, dq, sizeof(__half) * n_tok * nq, err))
         return -1;
@@ -210,7 +210,7 @@ extern "C" int bn_cuda_test_attention(int kernel, const uint16_t *q, const uint1
 }
 
 extern "C" int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int n_head, int n_head_kv, int hd,
-                                             int n_rot, float base, int n_ctx, int n_split, uint16_t *k_cache,
+                                             int n_rot, bool neox, float base, int n_ctx, int n_split, uint16_t *k_cache,
                                              uint16_t *v_cache, float *out, const float *norm_w, float eps,
                                              int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
@@ -236,11 +236,11 @@ extern "C" int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int 
     GET(dso, NULL, sizeof(float));
     GET(dqso, NULL, sizeof(int32_t));
     if (norm_w) GET(dn, norm_w, sizeof(float) * nq);
-    const bn_cuda_next_norm nn = {dn, false, eps, dqo, dso, dqso, dcnt + n_head};
-    const float theta_scale = powf(base, -2.0f / (float)n_rot); // as cpu/ops.c bn_rope_neox
+    const bn_cuda_next_norm nn = {dn, 0, eps, dqo, dso, dqso, dcnt + n_head};
+    const float theta_scale = powf(base, -2.0f / (float)n_rot); // as cpu/ops.c rope
     for (int rep = 0; rep < 2; rep++) { // the second run checks that the counters were reset
         BN_CUDA_TRY(cudaMemset(dout, 0xff, sizeof(float) * nq)); // NaN: every output must be written
-        if (finish(bn_cuda_attention_decode(dqkv, ld, dpos, 1, n_head, n_head_kv, hd, n_rot, theta_scale, n_ctx,
+        if (finish(bn_cuda_attention_decode(dqkv, ld, dpos, 1, n_head, n_head_kv, hd, n_rot, neox, theta_scale, n_ctx,
                                             n_split, dk, dv, scratch, dcnt, dout, &nn, false, 0),
                    NULL, NULL, 0, err))
             return -1;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "../core/error.h"
+#include "nq_mode.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -52,25 +53,26 @@ int bn_cuda_profile_step(struct bn_backend *be, int32_t token, int32_t pos, bn_c
 int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                          const int32_t *qsum, int n, const float scales[3], int r1, int r2, bool add,
                          float *y, bn_error *err);
-// The GEMV on float rows x (n rows of K, glu: 2K), which every block normalizes
+// mode: a bn_nq_mode (nq_mode.h); 1 (or true) is the relu^2 GLU.
+// The GEMV on float rows x (n rows of K, GLU: 2K), which every block normalizes
 // (norm_w, K floats) and quantizes itself: y as bn_cuda_test_ternary.
 int bn_cuda_test_gemv_norm(const uint8_t *w, int K, int M, const float *x, const float *norm_w, float eps,
-                           bool glu, int n, const float scales[3], int r1, int r2, bool add, float *y,
+                           int mode, int n, const float scales[3], int r1, int r2, bool add, float *y,
                            bn_error *err);
 // The decode GEMV followed by its next norm (norm_w over the M outputs, or over
-// relu(y[:M/2])^2 * y[M/2:] when glu): y as bn_cuda_test_ternary, and the codes
+// the GLU of y[:M/2] and y[M/2:] in a GLU mode): y as bn_cuda_test_ternary, and the codes
 // q_out (n rows of M or M/2), s_out, qsum_out.
 int bn_cuda_test_gemv_next_norm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                 const int32_t *qsum, int n, const float scales[3], int r1, int r2,
-                                bool add, float *y, const float *norm_w, float eps, bool glu,
+                                bool add, float *y, const float *norm_w, float eps, int mode,
                                 int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err);
-// x: n_tok rows of n (glu: 2n) floats -> q [n_tok][n], s, qsum.
-int bn_cuda_test_rmsnorm_quant(const float *x, const float *w, int n_tok, int n, float eps, bool glu,
+// x: n_tok rows of n (GLU: 2n) floats -> q [n_tok][n], s, qsum.
+int bn_cuda_test_rmsnorm_quant(const float *x, const float *w, int n_tok, int n, float eps, int mode,
                                int8_t *q, float *s, int32_t *qsum, bn_error *err);
 // qkv: n_tok rows of (n_head + 2 n_head_kv) * hd floats; caches: [n_head_kv][n_ctx][hd]
 // halves (read and written back); q_out: n_tok rows of n_head*hd halves.
 int bn_cuda_test_rope_kv(const float *qkv, const int32_t *pos, int n_tok, int n_head, int n_head_kv,
-                         int hd, int n_rot, float base, int n_ctx, uint16_t *q_out,
+                         int hd, int n_rot, bool neox, float base, int n_ctx, uint16_t *q_out,
                          uint16_t *k_cache, uint16_t *v_cache, bn_error *err);
 // kernel: 0 = plain (attention.cu), 1 = tensor-core prefill (attention_prefill.cu).
 // Caches [n_head_kv][n_ctx][hd].
@@ -82,7 +84,7 @@ int bn_cuda_test_attention(int kernel, const uint16_t *q, const uint16_t *k_cach
 // given, the codes of rmsnorm(out, norm_w) (q_out, *s_out, *qsum_out).
 // n_split <= 0: the backend's choice for n_ctx.
 int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int n_head, int n_head_kv, int hd,
-                                  int n_rot, float base, int n_ctx, int n_split, uint16_t *k_cache,
+                                  int n_rot, bool neox, float base, int n_ctx, int n_split, uint16_t *k_cache,
                                   uint16_t *v_cache, float *out, const float *norm_w, float eps,
                                   int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err);
 // type: 0 F32, 1 F16, 30 BF16 (ggml numbering).

@@ -13,7 +13,10 @@
 //
 // Per layer: QKV (input: rmsnorm(x, attn_norm)) -> attention -> O (input:
 // rmsnorm(att, attn_sub_norm); += x) -> gate|up (rmsnorm(x, ffn_norm)) -> down
-// (rmsnorm(relu(gate)^2*up, ffn_sub_norm); += x). Each bitlinear multiplies the
+// (rmsnorm(relu(gate)^2*up, ffn_sub_norm); += x). The other families (model.h)
+// change two of these inputs through a bn_nq_mode: silu(gate)*up as the GLU, and
+// no sub-norms (att and the GLU quantized as they are; the sub-norm weights are
+// then all ones, upload.cu). Each bitlinear multiplies the
 // int8 codes of its normalized input. A batch of up to gemv_max tokens takes the
 // GEMVs, each of whose blocks quantizes its input itself while its weights
 // arrive (with BITNET_CUDA_NORM=last: the last block of the kernel before does
@@ -38,20 +41,20 @@ static void mark(bn_backend *be, const char *name) {
     (void)cudaEventRecord(p->ev[++p->n], be->st);
 }
 
-static bn_cuda_next_norm next_norm(const bn_backend *be, const float *w, bool glu, const bn_cuda_codes *out,
-                                   unsigned *counter) {
-    bn_cuda_next_norm nn = {w, glu, be->hp.norm_eps, out->q, out->s, out->qsum, counter};
+static bn_cuda_next_norm next_norm(const bn_backend *be, const float *w, bn_nq_mode mode,
+                                   const bn_cuda_codes *out, unsigned *counter) {
+    bn_cuda_next_norm nn = {w, mode, be->hp.norm_eps, out->q, out->s, out->qsum, counter};
     return nn;
 }
 
-// A bitlinear's input: the float rows it normalizes (norm_w; glu for the FFN's
-// relu(gate)^2*up) and the buffer for their int8 codes; `ready` when the kernel
+// A bitlinear's input: the float rows it normalizes (norm_w; mode for the FFN's
+// GLU or no norm) and the buffer for their int8 codes; `ready` when the kernel
 // before has already written the codes there (BITNET_CUDA_NORM=last).
 typedef struct bitlinear_in {
     const float *x;
     int64_t ldx;
     const float *norm_w;
-    bool glu;
+    bn_nq_mode mode;
     const bn_cuda_codes *codes;
     bool ready;
 } bitlinear_in;
@@ -66,12 +69,12 @@ static int bitlinear(bn_backend *be, const char *name, const uint8_t *w, int K, 
         if (in->ready)
             BN_CUDA_TRY(bn_cuda_ternary_gemv(w, K, M, c->q, c->s, c->qsum, n, rs, add, y, ldy, nn, be->use_pdl, be->st));
         else
-            BN_CUDA_TRY(bn_cuda_ternary_gemv_norm(w, K, M, in->x, in->ldx, in->norm_w, eps, in->glu, n, rs, add, y, ldy,
+            BN_CUDA_TRY(bn_cuda_ternary_gemv_norm(w, K, M, in->x, in->ldx, in->norm_w, eps, in->mode, n, rs, add, y, ldy,
                                                   be->use_pdl, be->st));
         mark(be, name);
         return 0;
     }
-    BN_CUDA_TRY(bn_cuda_rmsnorm_quant(in->x, in->ldx, in->norm_w, n, K, eps, in->glu, c->q, c->s, c->qsum, be->use_pdl,
+    BN_CUDA_TRY(bn_cuda_rmsnorm_quant(in->x, in->ldx, in->norm_w, n, K, eps, in->mode, c->q, c->s, c->qsum, be->use_pdl,
                                       be->st));
     mark(be, "rmsnorm_quant");
     if (be->dp4a_gemm)
@@ -93,13 +96,13 @@ static int attention(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, 
     unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H);
     if (n == 1 && !be->plain_attention) {
         BN_CUDA_TRY(bn_cuda_attention_decode(be->qkv, be->nqkv, be->d_pos, 1, H, Hkv, hd, (int)hp->n_rot,
-                                             be->rope_theta_scale, be->n_ctx, be->attd_split, kc, vc,
+                                             hp->rope_neox, be->rope_theta_scale, be->n_ctx, be->attd_split, kc, vc,
                                              be->attd_scratch, &cnt[4], be->att, nn, be->use_pdl, be->st));
         mark(be, "attention (decode, 2 kernels)");
         return 0;
     }
-    BN_CUDA_TRY(bn_cuda_rope_kv(be->qkv, be->nqkv, be->d_pos, n, H, Hkv, hd, (int)hp->n_rot, be->rope_theta_scale,
-                                be->n_ctx, be->qh, kc, vc, be->use_pdl, be->st));
+    BN_CUDA_TRY(bn_cuda_rope_kv(be->qkv, be->nqkv, be->d_pos, n, H, Hkv, hd, (int)hp->n_rot, hp->rope_neox,
+                                be->rope_theta_scale, be->n_ctx, be->qh, kc, vc, be->use_pdl, be->st));
     mark(be, "rope_kv");
     if (!be->plain_attention && bn_cuda_attention_prefill_supported(hd)) {
         BN_CUDA_TRY(bn_cuda_attention_prefill(be->qh, kc, vc, be->d_pos, n, H, Hkv, hd, be->n_ctx, be->att,
@@ -111,7 +114,7 @@ static int attention(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, 
         mark(be, "attention (plain)");
     }
     if (nn) {
-        BN_CUDA_TRY(bn_cuda_rmsnorm_quant(be->att, be->nq, nn->w, n, be->nq, nn->eps, false, nn->q, nn->s, nn->qsum,
+        BN_CUDA_TRY(bn_cuda_rmsnorm_quant(be->att, be->nq, nn->w, n, be->nq, nn->eps, nn->mode, nn->q, nn->s, nn->qsum,
                                           be->use_pdl, be->st));
         mark(be, "rmsnorm_quant");
     }
@@ -131,6 +134,8 @@ static int enqueue_layers(bn_backend *be, int n, bn_error *err) {
     const bn_cuda_codes *c0 = &be->codes[0], *c1 = &be->codes[1];
     // With BITNET_CUDA_NORM=last the GEMVs read codes the kernel before wrote.
     const bool last = be->norm_last && n <= be->gemv_max;
+    const bn_nq_mode glu = hp->ffn_silu ? BN_NQ_SILU : BN_NQ_RELU2;
+    const bn_nq_mode sub = hp->sub_norms ? 0 : BN_NQ_NO_NORM;
     if (last && hp->n_layer > 0) {
         BN_CUDA_TRY(bn_cuda_rmsnorm_quant(be->x, E, be->layers[0].attn_norm, n, E, hp->norm_eps, false, c0->q, c0->s,
                                           c0->qsum, be->use_pdl, be->st));
@@ -140,14 +145,14 @@ static int enqueue_layers(bn_backend *be, int n, bn_error *err) {
         const bn_cuda_layer *C = &be->layers[l];
         unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H);
         const float *next = l + 1 < hp->n_layer ? be->layers[l + 1].attn_norm : NULL;
-        const bn_cuda_next_norm n_att = next_norm(be, C->attn_sub_norm, false, c1, &cnt[0]);
-        const bn_cuda_next_norm n_o = next_norm(be, C->ffn_norm, false, c0, &cnt[1]);
-        const bn_cuda_next_norm n_gu = next_norm(be, C->ffn_sub_norm, true, c1, &cnt[2]);
-        const bn_cuda_next_norm n_down = next_norm(be, next, false, c0, &cnt[3]);
-        const bitlinear_in in_qkv = {be->x, E, C->attn_norm, false, c0, last};
-        const bitlinear_in in_o = {be->att, be->nq, C->attn_sub_norm, false, c1, last};
-        const bitlinear_in in_gu = {be->x, E, C->ffn_norm, false, c0, last};
-        const bitlinear_in in_down = {be->gu, 2 * F, C->ffn_sub_norm, true, c1, last};
+        const bn_cuda_next_norm n_att = next_norm(be, C->attn_sub_norm, sub, c1, &cnt[0]);
+        const bn_cuda_next_norm n_o = next_norm(be, C->ffn_norm, 0, c0, &cnt[1]);
+        const bn_cuda_next_norm n_gu = next_norm(be, C->ffn_sub_norm, glu | sub, c1, &cnt[2]);
+        const bn_cuda_next_norm n_down = next_norm(be, next, 0, c0, &cnt[3]);
+        const bitlinear_in in_qkv = {be->x, E, C->attn_norm, 0, c0, last};
+        const bitlinear_in in_o = {be->att, be->nq, C->attn_sub_norm, sub, c1, last};
+        const bitlinear_in in_gu = {be->x, E, C->ffn_norm, 0, c0, last};
+        const bitlinear_in in_down = {be->gu, 2 * F, C->ffn_sub_norm, glu | sub, c1, last};
         if (bitlinear(be, "gemv qkv", C->wqkv, E, be->nqkv, &in_qkv, n, C->rs_qkv, false, be->qkv, be->nqkv, NULL,
                       err) ||
             attention(be, (int)l, n, last ? &n_att : NULL, err) ||

@@ -13,6 +13,7 @@
 #ifndef BN_CUDA_NORM_QUANT_CUH
 #define BN_CUDA_NORM_QUANT_CUH
 
+#include "cuda_kernels.cuh"
 #include "reduce.cuh"
 
 #define BN_NQ_THREADS 512
@@ -21,14 +22,47 @@
 // an all-zero row gets s = 127/1e-5 and zero codes instead of a division by zero.
 #define BN_QUANT_MIN_ABSMAX 1e-5f
 
-// Four consecutive inputs at i (n % 4 == 0). glu: x = [gate(n) | up(n)] and the
-// input is relu(gate)^2 * up (the FFN activation).
-__device__ __forceinline__ float4 bn_nq_load4(const float *__restrict__ x, int i, int n, bool glu) {
+// silu(g) = g / (1 + e^-g) with e^-g as ggml's SIMD expf computes it (a range
+// reduction and a degree-5 polynomial, every step one rounding or one fused
+// multiply-add), so it equals the CPU's silu_mul kernels bit for bit
+// (cpu/kernels_scalar.c bn_silu_mul_scalar: the same sequence with fmaf).
+__device__ __forceinline__ float bn_silu(float g) {
+    const float t = __fsub_rn(0.f, g);
+    const float r = 0x1.8p23f;
+    const float z = __fmaf_rn(t, 0x1.715476p+0f, r);
+    const float n = __fsub_rn(z, r);
+    const float b = __fmaf_rn(-n, 0x1.7f7d1cp-20f, __fmaf_rn(-n, 0x1.62e4p-1f, t));
+    const unsigned e = __float_as_uint(z) << 23;
+    const float k = __uint_as_float(e + 0x3f800000u);
+    const float u = __fmul_rn(b, b);
+    const float j = __fmaf_rn(__fmaf_rn(__fmaf_rn(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                                        __fmaf_rn(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                              u, __fmul_rn(0x1.ffffecp-1f, b));
+    float ex;
+    if (!(fabsf(n) > 126.f)) {
+        ex = __fmaf_rn(k, j, k);
+    } else {
+        const unsigned gb = n <= 0.f ? 0x82000000u : 0u;
+        const float s1 = __uint_as_float(gb + 0x7f000000u), s2 = __uint_as_float(e - gb);
+        ex = fabsf(n) > 192.f ? __fmul_rn(s1, s1) : __fmul_rn(__fmaf_rn(s2, j, s2), s1);
+    }
+    return __fdiv_rn(g, __fadd_rn(1.f, ex));
+}
+
+__device__ __forceinline__ float bn_glu1(float g, float u, int mode) {
+    if (mode & BN_NQ_SILU) return __fmul_rn(bn_silu(g), u);
+    const float r = fmaxf(g, 0.f);
+    return r * r * u;
+}
+
+// Four consecutive inputs at i (n % 4 == 0). A GLU mode: x = [gate(n) | up(n)]
+// and the input is the FFN activation (cuda_kernels.cuh: bn_nq_mode).
+__device__ __forceinline__ float4 bn_nq_load4(const float *__restrict__ x, int i, int n, int mode) {
     float4 v = __ldcg(reinterpret_cast<const float4 *>(x + i));
-    if (glu) {
+    if (mode & BN_NQ_GLU) {
         const float4 u = __ldcg(reinterpret_cast<const float4 *>(x + n + i));
-        v.x = fmaxf(v.x, 0.f); v.y = fmaxf(v.y, 0.f); v.z = fmaxf(v.z, 0.f); v.w = fmaxf(v.w, 0.f);
-        v.x = v.x * v.x * u.x; v.y = v.y * v.y * u.y; v.z = v.z * v.z * u.z; v.w = v.w * v.w * u.w;
+        v.x = bn_glu1(v.x, u.x, mode); v.y = bn_glu1(v.y, u.y, mode);
+        v.z = bn_glu1(v.z, u.z, mode); v.w = bn_glu1(v.w, u.w, mode);
     }
     return v;
 }
@@ -43,7 +77,7 @@ __device__ __forceinline__ int bn_quant1(float h, float sc) {
 // Must be called by all threads of the block.
 template <typename Store>
 __device__ __forceinline__ void bn_block_norm_quant(const float *__restrict__ x, int n,
-                                                    const float *__restrict__ w, float eps, bool glu,
+                                                    const float *__restrict__ w, float eps, int mode,
                                                     float *hs, float *s_out, int *qsum_out, Store store) {
     __shared__ float fred[32];
     __shared__ int ired[32];
@@ -55,12 +89,13 @@ __device__ __forceinline__ void bn_block_norm_quant(const float *__restrict__ x,
     double ss = 0.0;
 #pragma unroll 4
     for (int i = threadIdx.x * 4; i < n; i += stride) { // the loads of several iterations in flight
-        const float4 v = bn_nq_load4(x, i, n, glu);
+        const float4 v = bn_nq_load4(x, i, n, mode);
         *reinterpret_cast<float4 *>(hs + i) = v;
         ss += (double)v.x * v.x + (double)v.y * v.y + (double)v.z * v.z + (double)v.w * v.w;
     }
     ss = bn_block_sum(ss, dred); // its barriers also publish hs
-    const float inv = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    // BN_NQ_NO_NORM: inv 1 and an all-ones w leave every value exactly as it is.
+    const float inv = mode & BN_NQ_NO_NORM ? 1.0f : 1.0f / sqrtf((float)(ss / (double)n) + eps);
 
     float amax = 0.f;
     for (int i = threadIdx.x * 4; i < n; i += stride) {

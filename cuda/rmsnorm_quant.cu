@@ -10,7 +10,7 @@
 
 __global__ void __launch_bounds__(BN_NQ_THREADS)
 bn_rmsnorm_quant_kernel(const float *__restrict__ x, int64_t ldx, const float *__restrict__ w, int n,
-                        float eps, bool glu, int8_t *__restrict__ q, float *__restrict__ s,
+                        float eps, int mode, int8_t *__restrict__ q, float *__restrict__ s,
                         int32_t *__restrict__ qsum) {
     extern __shared__ float hs[]; // n floats
     bn_pdl_wait();
@@ -19,7 +19,7 @@ bn_rmsnorm_quant_kernel(const float *__restrict__ x, int64_t ldx, const float *_
     int8_t *qt = q + (int64_t)t * n;
     float sc;
     int qs;
-    bn_block_norm_quant(x + t * ldx, n, w, eps, glu, hs, &sc, &qs, [&](int i, int v) { qt[i] = (int8_t)v; });
+    bn_block_norm_quant(x + t * ldx, n, w, eps, mode, hs, &sc, &qs, [&](int i, int v) { qt[i] = (int8_t)v; });
     if (threadIdx.x == 0) {
         s[t] = sc;
         qsum[t] = qs;
@@ -27,7 +27,7 @@ bn_rmsnorm_quant_kernel(const float *__restrict__ x, int64_t ldx, const float *_
 }
 
 cudaError_t bn_cuda_rmsnorm_quant(const float *x, int64_t ldx, const float *w, int n_tok, int n,
-                                  float eps, bool glu, int8_t *q, float *s, int32_t *qsum, bool pdl,
+                                  float eps, bn_nq_mode mode, int8_t *q, float *s, int32_t *qsum, bool pdl,
                                   cudaStream_t st) {
     if (n_tok <= 0) return cudaSuccess;
     if (n <= 0 || n % 4) return cudaErrorInvalidValue;
@@ -40,7 +40,7 @@ cudaError_t bn_cuda_rmsnorm_quant(const float *x, int64_t ldx, const float *w, i
         raised = smem;
     }
     return bn_launch(pdl, bn_rmsnorm_quant_kernel, dim3(n_tok), dim3(BN_NQ_THREADS), smem, st, x, ldx, w, n, eps,
-                     glu, q, s, qsum);
+                     mode, q, s, qsum);
 }
 
 // 0b11 -> 0b01 in every 2-bit field: m marks fields whose two bits are both set.

@@ -28,7 +28,7 @@
 //   store or add into the residual stream.
 // - Next norm (optional, BITNET_CUDA_NORM=last): after its rows are written, the
 //   last block to finish (threadfence + atomic counter) runs RMSNorm +
-//   quantization of the whole output row (or of relu(gate)^2*up for gate|up)
+//   quantization of the whole output row (or of the GLU of gate|up, nq_mode.h)
 //   with the next bitlinear's norm weight, into the codes the next GEMV reads:
 //   each vector is quantized once, but one block does it while the GPU waits.
 // CPU twin: bn_ternary_gemm_scalar; the next norm: rmsnorm + bn_quantize_i8.
@@ -57,7 +57,7 @@ __device__ __forceinline__ void bn_dot_chunk(uint4 w, int4 x0, int4 x1, int4 x2,
 }
 
 // What a GEMV multiplies: int8 codes (q, s, qsum), or, when x is set, float rows
-// (ldx apart) that each block normalizes with norm_w (glu as in rmsnorm_quant).
+// (ldx apart) that each block normalizes with norm_w (mode as in rmsnorm_quant).
 typedef struct bn_gemv_in {
     const int8_t *q;
     const float *s;
@@ -66,7 +66,7 @@ typedef struct bn_gemv_in {
     int64_t ldx;
     const float *norm_w;
     float eps;
-    bool glu;
+    int mode;
 } bn_gemv_in;
 
 template <int G>
@@ -100,7 +100,7 @@ bn_ternary_gemv_kernel(const uint8_t *__restrict__ w, int K, int M, int rows_per
             int8_t *qt = qb + (int64_t)t * K;
             float sc;
             int qs;
-            bn_block_norm_quant(in.x + t * in.ldx, K, in.norm_w, in.eps, in.glu, hs, &sc, &qs, [&](int i, int v) {
+            bn_block_norm_quant(in.x + t * in.ldx, K, in.norm_w, in.eps, in.mode, hs, &sc, &qs, [&](int i, int v) {
                 qt[((i >> 5) & 3) * (K / 4) + ((i >> 7) << 5) + (i & 31)] = (int8_t)v; // plane, block, element
             });
             if (threadIdx.x == 0) {
@@ -162,12 +162,12 @@ bn_ternary_gemv_kernel(const uint8_t *__restrict__ w, int K, int M, int rows_per
     __syncthreads();
     if (!s_last) return;
     __threadfence();
-    const int width = nn.glu ? M / 2 : M;
+    const int width = nn.mode & BN_NQ_GLU ? M / 2 : M;
     for (int t = 0; t < n; t++) {
         int8_t *qo = nn.q + (int64_t)t * width;
         float sc;
         int qs;
-        bn_block_norm_quant(y + t * ldy, width, nn.w, nn.eps, nn.glu, reinterpret_cast<float *>(smem), &sc, &qs,
+        bn_block_norm_quant(y + t * ldy, width, nn.w, nn.eps, nn.mode, reinterpret_cast<float *>(smem), &sc, &qs,
                             [&](int i, int v) { qo[i] = (int8_t)v; });
         if (threadIdx.x == 0) {
             nn.s[t] = sc;
@@ -234,8 +234,9 @@ static cudaError_t gemv_launch(const uint8_t *w, int K, int M, const bn_gemv_in 
     if (n <= 0 || M <= 0) return cudaSuccess;
     if (K <= 0 || K % 128 != 0 || n > bn_cuda_gemv_max_tokens(K)) return cudaErrorInvalidValue;
     const bool next = nn && nn->w;
-    const int width = next ? (nn->glu ? M / 2 : M) : 0;
-    if (next && (nn->glu ? M % 8 : M % 4)) return cudaErrorInvalidValue; // float4 rows
+    const bool glu = next && (nn->mode & BN_NQ_GLU);
+    const int width = next ? (glu ? M / 2 : M) : 0;
+    if (next && (glu ? M % 8 : M % 4)) return cudaErrorInvalidValue; // float4 rows
     const int64_t rowb = K / 4;
     const int64_t fixed = (int64_t)n * K + (in.x ? 4 * (int64_t)K : 0); // codes, and the row being normalized
     int rpb = (M + block_count() - 1) / block_count();
@@ -273,7 +274,7 @@ cudaError_t bn_cuda_ternary_gemv(const uint8_t *w, int K, int M, const int8_t *q
 }
 
 cudaError_t bn_cuda_ternary_gemv_norm(const uint8_t *w, int K, int M, const float *x, int64_t ldx,
-                                      const float *norm_w, float eps, bool glu, int n, bn_cuda_rowscale rs,
+                                      const float *norm_w, float eps, bn_nq_mode mode, int n, bn_cuda_rowscale rs,
                                       bool add, float *y, int64_t ldy, bool pdl, cudaStream_t st) {
     if (!x || !norm_w) return cudaErrorInvalidValue;
     bn_gemv_in in = {};
@@ -281,6 +282,6 @@ cudaError_t bn_cuda_ternary_gemv_norm(const uint8_t *w, int K, int M, const floa
     in.ldx = ldx;
     in.norm_w = norm_w;
     in.eps = eps;
-    in.glu = glu;
+    in.mode = mode;
     return gemv_launch(w, K, M, in, n, rs, add, y, ldy, NULL, pdl, st);
 }

@@ -126,7 +126,16 @@ int bn_cuda_upload_model(bn_backend *be, bn_error *err) {
     const bn_model *m = be->m;
     const int per_layer = 11; // the jobs of one layer below
     up_job *jobs = (up_job *)calloc((size_t)hp->n_layer * per_layer + 3, sizeof *jobs);
-    if (!jobs) return bn_errorf(err, "cuda: out of host memory");
+    // Without sub-norms (the llama family) their weights are all ones and the
+    // kernels skip the normalization (forward_cuda.cu, BN_NQ_NO_NORM).
+    const size_t n_ones = hp->sub_norms ? 0 : (size_t)((uint32_t)be->nq > hp->n_ff ? (uint32_t)be->nq : hp->n_ff);
+    float *ones = (float *)malloc(n_ones * sizeof(float) + 1);
+    if (!jobs || !ones) {
+        free(jobs);
+        free(ones);
+        return bn_errorf(err, "cuda: out of host memory");
+    }
+    for (size_t i = 0; i < n_ones; i++) ones[i] = 1.0f;
     int n = 0;
 #define JOB(d, s, b) (jobs[n++] = (up_job){(void *)(d), (s), (b), false})
     for (uint32_t l = 0; l < hp->n_layer; l++) {
@@ -142,9 +151,9 @@ int bn_cuda_upload_model(bn_backend *be, bn_error *err) {
         JOB(C->wgu + bgt, L->w_up.data, bn_i2s_code_bytes(&L->w_up));
         JOB(C->wdown, L->w_down.data, bn_i2s_code_bytes(&L->w_down));
         JOB(C->attn_norm, L->attn_norm.f32, hp->n_embd * 4);
-        JOB(C->attn_sub_norm, L->attn_sub_norm.f32, (size_t)be->nq * 4);
+        JOB(C->attn_sub_norm, hp->sub_norms ? L->attn_sub_norm.f32 : ones, (size_t)be->nq * 4);
         JOB(C->ffn_norm, L->ffn_norm.f32, hp->n_embd * 4);
-        JOB(C->ffn_sub_norm, L->ffn_sub_norm.f32, hp->n_ff * 4);
+        JOB(C->ffn_sub_norm, hp->sub_norms ? L->ffn_sub_norm.f32 : ones, hp->n_ff * 4);
     }
     const size_t VE = (size_t)hp->n_vocab * hp->n_embd;
     jobs[n++] = (up_job){(void *)be->embd, m->tok_embd.data, VE * bn_cuda_type_size(be->embd_type),
@@ -156,6 +165,7 @@ int bn_cuda_upload_model(bn_backend *be, bn_error *err) {
 #undef JOB
     const int rc = upload_jobs(jobs, n, err);
     free(jobs);
+    free(ones);
     if (rc) return -1;
 
     for (uint32_t l = 0; l < hp->n_layer; l++) {

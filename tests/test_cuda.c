@@ -135,12 +135,14 @@ static void test_ternary_exact(void **state) {
         check_ternary(SHAPES_GEMM[i][0], SHAPES_GEMM[i][1], SHAPES_GEMM[i][2], &rng);
 }
 
-// CPU twin of the fused prologue: rmsnorm (+ relu^2*up) then bn_quantize_i8.
-static float cpu_norm_quant(const float *x, const float *w, int n, bool glu, int8_t *q, int32_t *qs) {
+// CPU twin of the fused prologue: the GLU of the mode (relu^2*up or silu*up),
+// rmsnorm unless BN_NQ_NO_NORM, then bn_quantize_i8.
+static float cpu_norm_quant(const float *x, const float *w, int n, int mode, int8_t *q, int32_t *qs) {
     float *h = malloc(sizeof(float) * n);
     memcpy(h, x, sizeof(float) * n);
-    if (glu) bn_relu_sqr_mul(h, x + n, n);
-    bn_rmsnorm(h, h, w, n, 1e-5f);
+    if (mode & BN_NQ_RELU2) bn_relu_sqr_mul(h, x + n, n);
+    if (mode & BN_NQ_SILU) bn_silu_mul_scalar(h, x + n, n);
+    if (!(mode & BN_NQ_NO_NORM)) bn_rmsnorm(h, h, w, n, 1e-5f);
     const float s = bn_quantize_i8(h, n, q, qs);
     free(h);
     return s;
@@ -150,20 +152,23 @@ static void test_rmsnorm_quant(void **state) {
     (void)state;
     require_gpu();
     uint64_t rng = 7;
-    for (int glu = 0; glu < 2; glu++)
+    // every input the families make (nq_mode.h)
+    const int modes[] = {0, BN_NQ_RELU2, BN_NQ_SILU, BN_NQ_NO_NORM, BN_NQ_SILU | BN_NQ_NO_NORM};
+    for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++)
         for (int n = 128; n <= 1152; n += 512) {
+            const int mode = modes[mi], glu = mode & BN_NQ_GLU;
             const int n_tok = 17, ld = glu ? 2 * n : n;
             float *x = malloc(sizeof(float) * n_tok * ld), *w = malloc(sizeof(float) * n);
             int8_t *q = malloc((size_t)n_tok * n), *qc = malloc((size_t)n);
             float s[17];
             int32_t qs[17];
             for (int i = 0; i < n_tok * ld; i++) x[i] = frand(&rng) * 3.f;
-            for (int i = 0; i < n; i++) w[i] = 0.5f + frand(&rng);
+            for (int i = 0; i < n; i++) w[i] = mode & BN_NQ_NO_NORM ? 1.f : 0.5f + frand(&rng);
             bn_error err = {{0}};
-            if (bn_cuda_test_rmsnorm_quant(x, w, n_tok, n, 1e-5f, glu, q, s, qs, &err)) fail_msg("%s", err.msg);
+            if (bn_cuda_test_rmsnorm_quant(x, w, n_tok, n, 1e-5f, mode, q, s, qs, &err)) fail_msg("%s", err.msg);
             for (int t = 0; t < n_tok; t++) {
                 int32_t qsc, own = 0, off = 0;
-                const float sc = cpu_norm_quant(x + t * ld, w, n, glu, qc, &qsc);
+                const float sc = cpu_norm_quant(x + t * ld, w, n, mode, qc, &qsc);
                 assert_true(fabsf(sc - s[t]) <= 1e-5f * sc);
                 for (int i = 0; i < n; i++) {
                     own += q[t * n + i];
@@ -275,25 +280,29 @@ static void test_rope_kv(void **state) {
     uint16_t *qo = malloc(2 * n_tok * nq), *kc = calloc((size_t)n_ctx * nkv, 2), *vc = calloc((size_t)n_ctx * nkv, 2);
     for (int i = 0; i < n_tok * ld; i++) qkv[i] = frand(&rng) * 4.f;
     bn_error err = {{0}};
-    if (bn_cuda_test_rope_kv(qkv, pos, n_tok, n_head, n_head_kv, hd, n_rot, 500000.f, n_ctx, qo, kc, vc, &err))
-        fail_msg("%s", err.msg);
-    for (int t = 0; t < n_tok; t++) {
-        memcpy(tmp, qkv + t * ld, sizeof(float) * ld);
-        bn_rope_neox(tmp, n_head, hd, n_rot, pos[t], 500000.f);
-        bn_rope_neox(tmp + nq, n_head_kv, hd, n_rot, pos[t], 500000.f);
-        for (int i = 0; i < ld; i++) {
-            const int e = i < nq ? i : i < nq + nkv ? i - nq : i - nq - nkv; // within Q, K or V
-            const int64_t crow = ((int64_t)(e / hd) * n_ctx + pos[t]) * hd + e % hd; // head-major cache
-            const uint16_t got = i < nq ? qo[t * nq + i] : i < nq + nkv ? kc[crow] : vc[crow];
-            const float g = bn_f16_to_f32(got), want = bn_f16_to_f32(bn_f32_to_f16(tmp[i]));
-            assert_true(fabsf(g - want) <= 1e-3f * (1.f + fabsf(want))); // 1 f16 ulp
-            exact += got == bn_f32_to_f16(tmp[i]);
+    for (int neox = 0; neox < 2; neox++) { // adjacent pairs (llama), then NEOX (BitNet)
+        if (bn_cuda_test_rope_kv(qkv, pos, n_tok, n_head, n_head_kv, hd, n_rot, neox, 500000.f, n_ctx, qo, kc, vc,
+                                 &err))
+            fail_msg("%s", err.msg);
+        for (int t = 0; t < n_tok; t++) {
+            memcpy(tmp, qkv + t * ld, sizeof(float) * ld);
+            void (*rope)(float *, int, int, int, int, float) = neox ? bn_rope_neox : bn_rope_pairs;
+            rope(tmp, n_head, hd, n_rot, pos[t], 500000.f);
+            rope(tmp + nq, n_head_kv, hd, n_rot, pos[t], 500000.f);
+            for (int i = 0; i < ld; i++) {
+                const int e = i < nq ? i : i < nq + nkv ? i - nq : i - nq - nkv; // within Q, K or V
+                const int64_t crow = ((int64_t)(e / hd) * n_ctx + pos[t]) * hd + e % hd; // head-major cache
+                const uint16_t got = i < nq ? qo[t * nq + i] : i < nq + nkv ? kc[crow] : vc[crow];
+                const float g = bn_f16_to_f32(got), want = bn_f16_to_f32(bn_f32_to_f16(tmp[i]));
+                assert_true(fabsf(g - want) <= 1e-3f * (1.f + fabsf(want))); // 1 f16 ulp
+                exact += got == bn_f32_to_f16(tmp[i]);
+            }
         }
     }
     // Same angles and no FMA contraction: only sincosf's last-ulp differences
     // from libm may flip an f16 rounding.
-    fprintf(stderr, "  rope: %d of %d halves bit-exact\n", exact, n_tok * ld);
-    assert_true(exact >= n_tok * ld * 99 / 100);
+    fprintf(stderr, "  rope: %d of %d halves bit-exact\n", exact, 2 * n_tok * ld);
+    assert_true(exact >= 2 * n_tok * ld * 99 / 100);
     free(qkv); free(tmp); free(qo); free(kc); free(vc);
 }
 
@@ -354,7 +363,7 @@ static void test_attention(void **state) {
 }
 
 // The decode attention (RoPE, KV write, split-KV softmax, next norm) against the
-// CPU twin: rope_neox on the qkv row, the f16 cache row, bn_attention_head.
+// CPU twin: the RoPE of the case on the qkv row, the f16 cache row, bn_attention_head.
 static void test_attention_decode(void **state) {
     (void)state;
     require_gpu();
@@ -384,13 +393,15 @@ static void test_attention_decode(void **state) {
         float sg;
         int32_t qsg;
         bn_error err = {{0}};
-        if (bn_cuda_test_attention_decode(qkv, pos, H, Hkv, hd, n_rot, 500000.f, n_ctx, n_split, kc, vc, out, nw,
-                                          1e-5f, qg, &sg, &qsg, &err))
+        const bool neox = c % 4 != 3; // every fourth case with adjacent pairs (llama)
+        if (bn_cuda_test_attention_decode(qkv, pos, H, Hkv, hd, n_rot, neox, 500000.f, n_ctx, n_split, kc, vc, out,
+                                          nw, 1e-5f, qg, &sg, &qsg, &err))
             fail_msg("%s", err.msg);
         // CPU: rotate Q and K, round to f16, write row pos of the cache copies.
         memcpy(rot, qkv, sizeof(float) * ld);
-        bn_rope_neox(rot, H, hd, n_rot, pos, 500000.f);
-        bn_rope_neox(rot + nq, Hkv, hd, n_rot, pos, 500000.f);
+        void (*rope)(float *, int, int, int, int, float) = neox ? bn_rope_neox : bn_rope_pairs;
+        rope(rot, H, hd, n_rot, pos, 500000.f);
+        rope(rot + nq, Hkv, hd, n_rot, pos, 500000.f);
         for (int i = 0; i < nq; i++) qh[i] = bn_f32_to_f16(rot[i]);
         int k_exact = 0;
         for (int g = 0; g < Hkv; g++)
