@@ -293,8 +293,10 @@ static int map_tensor(bn_model *m, const char *name, tensor_kind kind, uint64_t 
 }
 
 // The `bitnet` family may store a second per-tensor scale beside a weight
-// (blk.N.attn_q.scale, one float) that multiplies its output; fold it into the
-// weight's scale so backends see one.
+// (blk.N.attn_q.scale, one float) that multiplies its output. It is only checked
+// here, not folded into the weight's scale: bitnet.cpp multiplies the matmul
+// output by it (a separate ggml_mul), and (acc / s * w) * t is not always the
+// float (acc / s) * (w * t); the CPU backend reads it (backend_cpu.c).
 static int apply_scale_tensor(bn_model *m, const char *weight_name, bn_tensor *w, bn_error *err) {
     char name[64];
     snprintf(name, sizeof name, "%.*s.scale", (int)(strlen(weight_name) - strlen(".weight")),
@@ -307,7 +309,7 @@ static int apply_scale_tensor(bn_model *m, const char *weight_name, bn_tensor *w
     float s;
     memcpy(&s, t->data, sizeof s);
     if (!isfinite(s)) return bn_errorf(err, "model: tensor '%s' is not finite", name);
-    w->scale *= s;
+    (void)w;
     return 0;
 }
 

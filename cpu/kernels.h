@@ -119,6 +119,8 @@ float bn_quantize_i8_avx2(const float *x, int64_t n, int8_t *q, int32_t *qsum);
 void bn_i8_gemv_avx2(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
                      int32_t *y);
 void bn_silu_mul_scalar(float *restrict gate, const float *restrict up, int64_t n);
+// ggml_v_expf of the AVX2+FMA build, one lane (the exp of bn_silu_mul_scalar and bn_softmax).
+float bn_expf_ggml(float x);
 void bn_silu_mul_scalar_avx512(float *restrict gate, const float *restrict up, int64_t n);
 void bn_silu_mul_avx2(float *restrict gate, const float *restrict up, int64_t n);
 void bn_silu_mul_avx512(float *restrict gate, const float *restrict up, int64_t n);

@@ -30,14 +30,13 @@
 // chains to hide FMA latency); tails (K % 16) in scalar F16C.
 //
 // Attention, up to 4 query heads of one GQA group at a time, so each K and V row
-// is loaded and converted (vcvtph2ps) once for the group: q.k_j by FMA over
-// head_dim for the group's heads (4 independent chains), one fixed horizontal-sum
-// tree per score; softmax as in the scalar twin (libm expf, double sum);
-// probabilities rounded with vcvtps2ph (IEEE nearest-even, = bn_f32_to_f16);
-// out = sum_j p_j v_j over 16 output floats x 4 heads (8 ymm accumulators) per
-// pass over a block of 64 keys (their V rows stay in L1 across the passes). The p.V sum is in the scalar's order (j ascending, separate
-// multiply and add, no FMA), so given the same probabilities it is bit-identical;
-// only q.k is summed in another order. Results do not depend on the group size.
+// is loaded and converted (vcvtph2ps) once for the group, computed as bitnet.cpp's
+// ggml does for a decoded token (bn_attention_head in ops.h, its scalar twin, bit
+// for bit): q.k_j as ggml_vec_dot_f16 (4 FMA accumulators of 8 lanes over 32
+// elements a step, its reduction tree, a double tail); softmax with ggml_v_expf
+// and ggml's per-8 float sums; probabilities rounded with vcvtps2ph (IEEE
+// nearest-even, = bn_f32_to_f16); p.V as ggml_vec_dot_f16 over the keys (lane
+// j % 32), 16 output floats x 4 heads per pass, each lane's chain in registers.
 // i8 GEMV (int8 LM head): both operands sign-extended to int16 (vpmovsxbw) and
 // multiplied by vpmaddwd straight into int32 pairs: exact for every int8 value,
 // -128 included (a pair is at most 2 * 128 * 128 = 32768, which int32 holds). The
@@ -406,8 +405,8 @@ void bn_i8_gemv_avx2(const int8_t *w, int64_t K, int64_t row0, int64_t row1, con
 
 // ---- attention -------------------------------------------------------------------
 
-// The p.V sums must not be contracted to FMA (they would no longer match the
-// scalar twin's rounding): gcc contracts across intrinsics under gnu11 unless
+// No FMA contraction beyond the explicit ones (the reductions' adds must round
+// as the scalar twin's do): gcc contracts across intrinsics under gnu11 unless
 // told not to per function; clang only within an expression, switched off here
 // for the rest of the file.
 #if defined(__clang__)
@@ -420,57 +419,43 @@ void bn_i8_gemv_avx2(const int8_t *w, int64_t K, int64_t row0, int64_t row1, con
 // Heads of a GQA group done together (the 2B-4T model has 4 per KV head).
 #define BN_ATT_GROUP 4
 
-// Sum of 4 vectors' lanes, one per output lane, always in the same tree
-// ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7)), so a score does not depend on which
-// other heads or keys it was computed with.
-BN_ALWAYS_INLINE __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
-    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-}
-
 // ---- softmax ---------------------------------------------------------------------
 
-// exp(x) for 4 floats x <= 0 (NaN stays NaN): the algorithm of glibc's expf (ARM's
-// optimized routines: x * 32/ln2 = k + r, 2^(k/32) from a table, a cubic in r, all
-// in double), with fused multiply-adds where glibc's FMA build has them. On the
-// development machine it equals libm's expf on every one of the 1.12e9 floats in
-// [-103.97, -0]; below that the result is 0, as libm's. tests/test_kernels_simd.c
-// compares it with libm on random and edge values.
-static const uint64_t bn_exp2_32[32] = { // bits of 2^(i/32) - (i << 47)
-    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
-    0x3fef72b83c7d517b, 0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1,
-    0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
-    0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429, 0x3feea47eb03a5585,
-    0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
-    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d,
-    0x3feee89f995ad3ad, 0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069,
-    0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540};
-
-BN_ALWAYS_INLINE __m128 exp4_nonpos(__m128 x) {
-    const __m256d xd = _mm256_cvtps_pd(x);
-    const __m256d inv_ln2_32 = _mm256_set1_pd(0x1.71547652b82fep+0 * 32);
-    const __m256d shift = _mm256_set1_pd(0x1.8p+52); // adding it rounds to an integer
-    __m256d kd = _mm256_fmadd_pd(xd, inv_ln2_32, shift);
-    const __m256i ki = _mm256_castpd_si256(kd); // k in the low mantissa bits
-    kd = _mm256_sub_pd(kd, shift);
-    const __m256d r = _mm256_fmsub_pd(xd, inv_ln2_32, kd);
-    const __m256i t = _mm256_i64gather_epi64((const long long *)bn_exp2_32,
-                                             _mm256_and_si256(ki, _mm256_set1_epi64x(31)), 8);
-    const __m256d s = _mm256_castsi256_pd(_mm256_add_epi64(t, _mm256_slli_epi64(ki, 47)));
-    const __m256d c0 = _mm256_set1_pd(0x1.c6af84b912394p-5 / 32 / 32 / 32);
-    const __m256d c1 = _mm256_set1_pd(0x1.ebfce50fac4f3p-3 / 32 / 32);
-    const __m256d c2 = _mm256_set1_pd(0x1.62e42ff0c52d6p-1 / 32);
-    const __m256d z = _mm256_fmadd_pd(c0, r, c1);
-    __m256d y = _mm256_fmadd_pd(c2, r, _mm256_set1_pd(1.0));
-    y = _mm256_fmadd_pd(z, _mm256_mul_pd(r, r), y);
-    const __m128 e = _mm256_cvtpd_ps(_mm256_mul_pd(y, s));
-    // Below -0x1.9fe368p6 (and -inf) libm underflows to 0; the table trick would not.
-    return _mm_andnot_ps(_mm_cmplt_ps(x, _mm_set1_ps(-0x1.9fe368p6f)), e);
+// ggml_v_expf of a bitnet.cpp AVX2+FMA build, 8 lanes (kernels.h: bn_silu_mul_fn;
+// the scalar twin expf_ggml_fma in kernels_scalar.c spells out each step).
+BN_ALWAYS_INLINE __m256 exp8_ggml(__m256 x) {
+    const __m256 shift = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift);
+    const __m256 n = _mm256_sub_ps(z, shift);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_set1_epi32(0x3f800000)));
+    const __m256 absn = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+    const __m256 big = _mm256_cmp_ps(absn, _mm256_set1_ps(126.0f), _CMP_GT_OQ);
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 hi = _mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b,
+                                      _mm256_set1_ps(0x1.573e2ep-5f));
+    const __m256 lo = _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b,
+                                      _mm256_set1_ps(0x1.fffdb6p-2f));
+    const __m256 j = _mm256_fmadd_ps(_mm256_fmadd_ps(hi, u, lo), u,
+                                     _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    const __m256 normal = _mm256_fmadd_ps(k, j, k);
+    if (!_mm256_movemask_ps(big)) return normal;
+    // |n| > 126: 2^n split as s2 * s1; |n| > 192: s1 * s1 (+inf or 0).
+    const __m256i g = _mm256_and_si256(
+        _mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+        _mm256_set1_epi32((int)0x82000000u));
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    const __m256 huge = _mm256_cmp_ps(absn, _mm256_set1_ps(192.0f), _CMP_GT_OQ);
+    const __m256 scaled = _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1);
+    return _mm256_blendv_ps(_mm256_blendv_ps(normal, scaled, big), _mm256_mul_ps(s1, s1), huge);
 }
 
-// bn_softmax (ops.c), 8 at a time: the same max (a NaN is skipped by both), the
-// same exp, the same 8 partial sums; so the same floats, bit for bit, wherever
-// exp4_nonpos equals libm's expf.
+// ggml_vec_soft_max_f32 (AVX2+FMA build), as bn_softmax: ggml_v_expf 8 lanes at a
+// time (the tail padded with -inf, exp +0), each block summed in float in ggml's
+// tree (bn_softmax_block_sum), the block sums accumulated in double.
 BN_NO_FP_CONTRACT void bn_softmax_avx2(float *x, int n) {
     __m256 m8 = _mm256_set1_ps(-INFINITY);
     int i = 0;
@@ -482,97 +467,114 @@ BN_NO_FP_CONTRACT void bn_softmax_avx2(float *x, int n) {
     for (; i < n; i++) max = x[i] > max ? x[i] : max;
 
     const __m256 vmax = _mm256_set1_ps(max);
-    __m256d part_lo = _mm256_setzero_pd(), part_hi = part_lo; // sums 0-3 and 4-7
+    double sum = 0.0;
     for (i = 0; i < n; i += 8) {
-        // The tail is padded with -inf: exp gives +0, which leaves the sums as they are.
         float *xi = x + i, tail[8];
         if (n - i < 8) {
             for (int l = 0; l < 8; l++) tail[l] = l < n - i ? xi[l] : -INFINITY;
             xi = tail;
         }
-        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(xi), vmax);
-        const __m128 e0 = exp4_nonpos(_mm256_castps256_ps128(d));
-        const __m128 e1 = exp4_nonpos(_mm256_extractf128_ps(d, 1));
-        _mm256_storeu_ps(xi, _mm256_set_m128(e1, e0));
-        part_lo = _mm256_add_pd(part_lo, _mm256_cvtps_pd(e0));
-        part_hi = _mm256_add_pd(part_hi, _mm256_cvtps_pd(e1));
+        const __m256 e = exp8_ggml(_mm256_sub_ps(_mm256_loadu_ps(xi), vmax));
+        _mm256_storeu_ps(xi, e);
+        __m128 h = _mm_add_ps(_mm256_extractf128_ps(e, 1), _mm256_castps256_ps128(e));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        sum += (double)_mm_cvtss_f32(h);
         if (xi == tail)
             for (int l = 0; l < n - i; l++) x[i + l] = tail[l];
     }
-    double part[8];
-    _mm256_storeu_pd(part, part_lo);
-    _mm256_storeu_pd(part + 4, part_hi);
-    const __m256 inv = _mm256_set1_ps((float)(1.0 / bn_softmax_total(part)));
+    const __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
     for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
     for (; i < n; i++) x[i] *= _mm256_cvtss_f32(inv);
 }
 
-// Scores of key rows kj and kj + stride for G heads (q rows hd apart): one
-// conversion of each 8 halves of K serves all G heads, and two keys give 2G
-// independent FMA chains (one key's G chains alone wait on FMA latency). Each
-// score is summed exactly as a lone key's would be (same lanes, same tree).
+// ggml_vec_dot_f16's reduction of its 4 accumulators (bn_dot_f16_reduce):
+// (s0 + s2) + (s1 + s3), the 128-bit halves added, two hadds.
+BN_ALWAYS_INLINE float dot_f16_reduce(__m256 s0, __m256 s1, __m256 s2, __m256 s3) {
+    const __m256 x = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
+    const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    const __m128 t1 = _mm_hadd_ps(t0, t0);
+    return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+}
+
+// Scores of key rows kj and kj + stride for G heads (q rows hd apart), each as
+// ggml_vec_dot_f16: accumulator c (of 4) takes the 8 elements at 32 m + 8 c, by
+// FMA, m ascending; dot_f16_reduce; the hd % 32 tail in double. One conversion of
+// each 8 halves of K serves all G heads; two keys give 2G independent chains.
 BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void qk_group(const float *q, int G, const uint16_t *kj,
                                                  int64_t stride, int two, int hd, float scale,
                                                  float *s, int64_t s_stride) {
-    __m256 a[BN_ATT_GROUP], b[BN_ATT_GROUP];
+    __m256 a[4][BN_ATT_GROUP], b[4][BN_ATT_GROUP];
+    const int np = hd & ~31;
+    for (int c = 0; c < 4; c++) {
 #pragma GCC unroll 4
-    for (int i = 0; i < BN_ATT_GROUP; i++) a[i] = b[i] = _mm256_setzero_ps();
-    const int hd8 = hd & ~7;
-    for (int d = 0; d < hd8; d += 8) {
-        const __m256 ka = load_h8(kj + d);
-        const __m256 kb = two ? load_h8(kj + stride + d) : ka;
+        for (int i = 0; i < BN_ATT_GROUP; i++) a[c][i] = b[c][i] = _mm256_setzero_ps();
+        for (int d = 8 * c; d < np; d += 32) {
+            const __m256 ka = load_h8(kj + d);
+            const __m256 kb = two ? load_h8(kj + stride + d) : ka;
 #pragma GCC unroll 4
-        for (int i = 0; i < BN_ATT_GROUP; i++) {
-            if (i >= G) break;
-            const __m256 qi = _mm256_loadu_ps(q + i * hd + d);
-            a[i] = _mm256_fmadd_ps(ka, qi, a[i]);
-            if (two) b[i] = _mm256_fmadd_ps(kb, qi, b[i]);
+            for (int i = 0; i < BN_ATT_GROUP; i++) {
+                if (i >= G) break;
+                const __m256 qi = _mm256_loadu_ps(q + i * hd + d);
+                a[c][i] = _mm256_fmadd_ps(ka, qi, a[c][i]);
+                if (two) b[c][i] = _mm256_fmadd_ps(kb, qi, b[c][i]);
+            }
         }
     }
     for (int key = 0; key <= two; key++) {
-        const __m256 *acc = key ? b : a;
+        __m256(*acc)[BN_ATT_GROUP] = key ? b : a;
         const uint16_t *kk = kj + key * stride;
-        float t[4];
-        _mm_storeu_ps(t, hsum4(acc[0], acc[1], acc[2], acc[3]));
         for (int i = 0; i < G; i++) {
-            for (int d = hd8; d < hd; d++) t[i] += q[i * hd + d] * _cvtsh_ss(kk[d]);
-            s[i * s_stride + key] = t[i] * scale;
+            double dot = dot_f16_reduce(acc[0][i], acc[1][i], acc[2][i], acc[3][i]);
+            for (int d = np; d < hd; d++) dot += (double)(q[i * hd + d] * _cvtsh_ss(kk[d]));
+            s[i * s_stride + key] = (float)dot * scale;
         }
     }
 }
 
-// out_i[d0 .. d0+8*nv) (+)= sum_j p_ij v_j[..] over keys [j0, j1) for G heads, j
-// ascending, multiply then add (the scalar's order and rounding); each V
-// conversion serves G heads. The sums carry over from the previous key block
-// through out (first: start from zero).
-#define BN_PV_COLS 2  // 8-float columns per pass: G * BN_PV_COLS accumulators
-#define BN_PV_KEYS 64 // keys per block: 64 V rows of head_dim 128 are 16 KiB
-BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void pv_group(const float *p, int64_t n_kv, int64_t j0,
-                                                 int64_t j1, int first, int G, const uint16_t *v,
-                                                 int64_t stride, int nv, float *out, int hd) {
-    __m256 acc[BN_ATT_GROUP][BN_PV_COLS];
+// out_i[d0 .. d0+8*nv) = sum_j p_ij v_j[..] for G heads, as ggml_vec_dot_f16 over
+// the keys (bitnet.cpp's V cache is transposed: one row per dimension): key j goes
+// to lane j % 32, by FMA, j ascending; the lanes reduced as bn_dot_f16_reduce (the
+// row is padded to a multiple of 32 with probabilities 0: no tail). Lane r's chain
+// runs in registers over keys r, r + 32, ...; each V conversion serves G heads.
+#define BN_PV_COLS 2 // 8-float columns per pass: G * BN_PV_COLS accumulators
+BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void pv_group(const float *p, int64_t n_kv, int G,
+                                                 const uint16_t *v, int64_t stride, int nv,
+                                                 float *out, int hd) {
+    __m256 lane[BN_ATT_GROUP][BN_PV_COLS][32];
+    for (int r = 0; r < 32; r++) {
+        __m256 acc[BN_ATT_GROUP][BN_PV_COLS];
 #pragma GCC unroll 4
-    for (int i = 0; i < BN_ATT_GROUP; i++)
+        for (int i = 0; i < BN_ATT_GROUP; i++)
 #pragma GCC unroll 2
-        for (int c = 0; c < BN_PV_COLS; c++)
-            acc[i][c] = first || i >= G || c >= nv ? _mm256_setzero_ps()
-                                                  : _mm256_loadu_ps(out + i * hd + 8 * c);
-    for (int64_t j = j0; j < j1; j++) {
-        const uint16_t *vj = v + j * stride;
-        __m256 vc[BN_PV_COLS];
+            for (int c = 0; c < BN_PV_COLS; c++) acc[i][c] = _mm256_setzero_ps();
+        for (int64_t j = r; j < n_kv; j += 32) {
+            const uint16_t *vj = v + j * stride;
+            __m256 vc[BN_PV_COLS];
 #pragma GCC unroll 2
-        for (int c = 0; c < BN_PV_COLS; c++) vc[c] = c < nv ? load_h8(vj + 8 * c) : _mm256_setzero_ps();
+            for (int c = 0; c < BN_PV_COLS; c++) vc[c] = c < nv ? load_h8(vj + 8 * c) : _mm256_setzero_ps();
 #pragma GCC unroll 4
-        for (int i = 0; i < BN_ATT_GROUP; i++) {
-            if (i >= G) break;
-            const __m256 pj = _mm256_broadcast_ss(p + i * n_kv + j);
+            for (int i = 0; i < BN_ATT_GROUP; i++) {
+                if (i >= G) break;
+                const __m256 pj = _mm256_broadcast_ss(p + i * n_kv + j);
 #pragma GCC unroll 2
-            for (int c = 0; c < BN_PV_COLS; c++)
-                acc[i][c] = _mm256_add_ps(acc[i][c], _mm256_mul_ps(pj, vc[c]));
+                for (int c = 0; c < BN_PV_COLS; c++) acc[i][c] = _mm256_fmadd_ps(vc[c], pj, acc[i][c]);
+            }
         }
+        for (int i = 0; i < G; i++)
+            for (int c = 0; c < nv; c++) lane[i][c][r] = acc[i][c];
     }
     for (int i = 0; i < G; i++)
-        for (int c = 0; c < nv; c++) _mm256_storeu_ps(out + i * hd + 8 * c, acc[i][c]);
+        for (int c = 0; c < nv; c++) {
+            const __m256 *L = lane[i][c];
+            __m256 w[8];
+            for (int l = 0; l < 8; l++)
+                w[l] = _mm256_add_ps(_mm256_add_ps(L[l], L[16 + l]), _mm256_add_ps(L[8 + l], L[24 + l]));
+            const __m256 t = _mm256_add_ps(
+                _mm256_add_ps(_mm256_add_ps(w[0], w[4]), _mm256_add_ps(w[1], w[5])),
+                _mm256_add_ps(_mm256_add_ps(w[2], w[6]), _mm256_add_ps(w[3], w[7])));
+            _mm256_storeu_ps(out + i * hd + 8 * c, t);
+        }
 }
 
 // Up to BN_ATT_GROUP heads of one KV head; see the contract in kernels.h. Inlined
@@ -595,23 +597,17 @@ BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void attention_group(const float *q, int G, c
         }
         for (; j < n_kv; j++) s[j] = _cvtsh_ss(_cvtss_sh(s[j], _MM_FROUND_TO_NEAREST_INT));
     }
-    // p.V in blocks of keys: every pass over the head dimension re-reads the
-    // block's V rows, which then come from L1, not from L3 (a long context's V
-    // rows are megabytes).
     const int hd8 = hd & ~7;
-    for (int j0 = 0; j0 < n_kv; j0 += BN_PV_KEYS) {
-        const int j1 = n_kv - j0 < BN_PV_KEYS ? n_kv : j0 + BN_PV_KEYS;
-        for (int d0 = 0; d0 < hd8; d0 += 8 * BN_PV_COLS) {
-            const int nv = (hd8 - d0) / 8 < BN_PV_COLS ? (hd8 - d0) / 8 : BN_PV_COLS;
-            pv_group(scores, n_kv, j0, j1, j0 == 0, G, v + d0, stride, nv, out + d0, hd);
-        }
+    for (int d0 = 0; d0 < hd8; d0 += 8 * BN_PV_COLS) {
+        const int nv = (hd8 - d0) / 8 < BN_PV_COLS ? (hd8 - d0) / 8 : BN_PV_COLS;
+        pv_group(scores, n_kv, G, v + d0, stride, nv, out + d0, hd);
     }
     for (int i = 0; i < G; i++)
         for (int d = hd8; d < hd; d++) {
-            float acc = 0.0f;
+            float lane[32] = {0};
             for (int j = 0; j < n_kv; j++)
-                acc += scores[(int64_t)i * n_kv + j] * _cvtsh_ss(v[j * stride + d]);
-            out[i * hd + d] = acc;
+                lane[j & 31] = fmaf(_cvtsh_ss(v[j * stride + d]), scores[(int64_t)i * n_kv + j], lane[j & 31]);
+            out[i * hd + d] = bn_dot_f16_reduce(lane);
         }
 }
 
@@ -711,38 +707,6 @@ float bn_quantize_i8_avx2(const float *x, int64_t n, int8_t *q, int32_t *qsum) {
 }
 
 // ---- SiLU GLU ----------------------------------------------------------------------
-
-// ggml_v_expf of a bitnet.cpp AVX2+FMA build, 8 lanes (kernels.h: bn_silu_mul_fn;
-// the scalar twin expf_ggml_fma in kernels_scalar.c spells out each step).
-BN_ALWAYS_INLINE __m256 exp8_ggml(__m256 x) {
-    const __m256 shift = _mm256_set1_ps(0x1.8p23f);
-    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift);
-    const __m256 n = _mm256_sub_ps(z, shift);
-    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
-                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
-    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
-    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_set1_epi32(0x3f800000)));
-    const __m256 absn = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
-    const __m256 big = _mm256_cmp_ps(absn, _mm256_set1_ps(126.0f), _CMP_GT_OQ);
-    const __m256 u = _mm256_mul_ps(b, b);
-    const __m256 hi = _mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b,
-                                      _mm256_set1_ps(0x1.573e2ep-5f));
-    const __m256 lo = _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b,
-                                      _mm256_set1_ps(0x1.fffdb6p-2f));
-    const __m256 j = _mm256_fmadd_ps(_mm256_fmadd_ps(hi, u, lo), u,
-                                     _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
-    const __m256 normal = _mm256_fmadd_ps(k, j, k);
-    if (!_mm256_movemask_ps(big)) return normal;
-    // |n| > 126: 2^n split as s2 * s1; |n| > 192: s1 * s1 (+inf or 0).
-    const __m256i g = _mm256_and_si256(
-        _mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
-        _mm256_set1_epi32((int)0x82000000u));
-    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
-    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
-    const __m256 huge = _mm256_cmp_ps(absn, _mm256_set1_ps(192.0f), _CMP_GT_OQ);
-    const __m256 scaled = _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1);
-    return _mm256_blendv_ps(_mm256_blendv_ps(normal, scaled, big), _mm256_mul_ps(s1, s1), huge);
-}
 
 void bn_silu_mul_avx2(float *restrict gate, const float *restrict up, int64_t n) {
     const __m256 one = _mm256_set1_ps(1.0f);

@@ -185,6 +185,8 @@ static inline float expf_ggml_fma(float x) {
     return fmaf(s2, j, s2) * s1;
 }
 
+float bn_expf_ggml(float x) { return expf_ggml_fma(x); }
+
 // ggml_v_expf of the AVX-512F+DQ build, one lane: the 1 is added inside the
 // polynomial and the result scaled by vscalefps, j * 2^n rounded once (the product
 // is exact in double, so converting it to float is that single rounding, denormals

@@ -21,19 +21,37 @@ void bn_rope_neox(float *x, int n_head, int head_dim, int n_rot, int pos, float 
 // The same rotation on adjacent pairs (2i, 2i + 1), ggml's "normal" RoPE (llama family).
 void bn_rope_pairs(float *x, int n_head, int head_dim, int n_rot, int pos, float base);
 
-// In-place softmax over n floats: max-subtracted, libm expf, the denominator in
-// double as 8 interleaved partial sums (element i goes to sum i % 8) combined by
-// bn_softmax_total, its reciprocal rounded to float once. The fixed order lets
-// a SIMD twin sum 8 lanes at a time and still match bit for bit.
+// In-place softmax over n floats, as bitnet.cpp's ggml (AVX2+FMA build) computes
+// the attention's soft_max on its KV row padded to a multiple of 32 with -inf:
+// max-subtracted, ggml_v_expf (bn_expf_ggml) in blocks of 8 (the tail padded with
+// -inf, whose exp is +0), each block's 8 values summed in float in the tree of
+// ggml_vec_soft_max_f32 (bn_softmax_block_sum), the block sums accumulated in
+// double, the reciprocal rounded to float once.
 void bn_softmax(float *x, int n);
-static inline double bn_softmax_total(const double part[8]) {
-    return ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
+// ((e0 + e4) + (e2 + e6)) + ((e1 + e5) + (e3 + e7)): ggml's 8-lane hsum
+// (add the 128-bit halves, then movehl, then movehdup).
+static inline float bn_softmax_block_sum(const float e[8]) {
+    return ((e[0] + e[4]) + (e[2] + e[6])) + ((e[1] + e[5]) + (e[3] + e[7]));
+}
+
+// ggml_vec_dot_f16's reduction (AVX2 build): lane[i] holds the FMA chain of the
+// elements i, i + 32, i + 64, ... (4 accumulators of 8 lanes); sum0 + sum2,
+// sum1 + sum3, then their sum, then the 128-bit halves added and two hadds.
+static inline float bn_dot_f16_reduce(const float lane[32]) {
+    float w[8];
+    for (int l = 0; l < 8; l++) w[l] = (lane[l] + lane[16 + l]) + (lane[8 + l] + lane[24 + l]);
+    return ((w[0] + w[4]) + (w[1] + w[5])) + ((w[2] + w[6]) + (w[3] + w[7]));
 }
 
 // One query head attending causally to cache rows 0..n_kv-1:
 //   out = softmax(q . k_j * scale) . v_j, the probabilities rounded to f16.
 // k and v point at this head's slice of row 0 of an f16 cache whose rows are
-// `stride` halves apart. scores: n_kv floats of scratch.
+// `stride` halves apart. scores: n_kv floats of scratch. Bit for bit what
+// bitnet.cpp computes for one decoded token (1 thread, f16 KV cache, no flash
+// attention): both matmuls go through ggml_vec_dot_f16 (q is f16 already), i.e.
+// FMA chains in 32 lanes reduced by bn_dot_f16_reduce, the head_dim % 32 tail
+// added in double; the KV row is padded to a multiple of 32 whose extra
+// probabilities are 0, so p.V has no tail; softmax as bn_softmax.
 void bn_attention_head(const float *q, const uint16_t *k, const uint16_t *v, int64_t stride,
                        int head_dim, int n_kv, float scale, float *scores, float *out);
 
@@ -51,10 +69,12 @@ float bn_quantize_q8k_block(const float *x, int8_t *q);
 
 // y[t][r] (r in [r0, r1), t < n; y rows M apart) of I2_S weights w (rows of K)
 // times activations quantized per block of 256 (bn_quantize_q8k_block; xq rows
-// K apart, xd rows K/256 apart): sum over blocks of int32 sum * (xd * scale), in
-// block order, stored, or added when add.
+// K apart, xd rows K/256 apart) as llama.cpp's TQ1_0/TQ2_0 AVX2 dot products sum
+// them (8 float lanes, ops.c), times out_scale (a `.scale` tensor, ggml_mul after the matmul; 1
+// if none), stored, or added when add.
 void bn_ternary_rows_q8k(const uint8_t *w, int64_t K, int64_t r0, int64_t r1, const int8_t *xq,
-                         const float *xd, int n, float scale, bool add, float *y, int64_t M);
+                         const float *xd, int n, float scale, float out_scale, bool add, float *y,
+                         int64_t M);
 
 // Round each float to the nearest f16 (ties to even) and back.
 void bn_round_f16(float *x, int64_t n);

@@ -21,6 +21,13 @@
 // TQ1_0/TQ2_0 are repacked to I2_S at load but keep llama.cpp's activation
 // quantization for them (per block of 256, model.h act_block), so they are held
 // to the same tolerance.
+//
+// On the AVX2+FMA machine the goldens were made on, every step of every file is
+// close (top-10 within ~2e-6, no flips): the CPU backend reproduces bitnet.cpp's
+// float ops bit for bit up to the LM head (whose f16 dot products are summed in
+// another order). CLOSE_SHARE and FLIP_MAX_DIFF leave room for a machine whose
+// kernels differ from that build (AVX-512: its own SiLU exp, kernels.h), where a
+// rare int8 flip may still occur.
 #include "cli_util.h"
 
 #include <dirent.h>
@@ -37,8 +44,8 @@
 #define MAX_STEPS 64
 #define MARGIN_SLACK 0.05f
 #define STEP_CLOSE_DIFF 1e-2f
-#define FLIP_MAX_DIFF 0.25f
-#define CLOSE_SHARE 0.3
+#define FLIP_MAX_DIFF 0.15f
+#define CLOSE_SHARE 0.75
 
 typedef struct golden_case {
     const char *prompt;
@@ -249,7 +256,7 @@ static float *prompt_logits(const bn_model *m) {
 }
 
 // What the loader makes of each family: the graph flags, the bitnet family's
-// `.scale` tensors folded into the weight scale, llama's missing sub-norms and
+// `.scale` tensors left out of the weight scale, llama's missing sub-norms and
 // own head, and TQ weights repacked (TQ1_0 and TQ2_0 of the same values and
 // scales give the same logits, bit for bit).
 static void test_family_models(void **state) {
@@ -265,7 +272,8 @@ static void test_family_models(void **state) {
     memcpy(&tail, (const uint8_t *)w->data + w->nbytes - 32, sizeof tail);
     memcpy(&extra, sc->data, sizeof extra);
     assert_true(extra != 1.0f);
-    assert_true(m->layers[1].w_up.scale == tail * extra);
+    // not folded: the CPU backend multiplies the matmul output by it, as ggml_mul
+    assert_true(m->layers[1].w_up.scale == tail);
     bn_model_free(m);
     unlink(path);
 
