@@ -249,6 +249,7 @@ static int map_tensor(bn_model *m, const char *name, tensor_kind kind, uint64_t 
     out->nbytes = t->nbytes;
     out->data = t->data;
     out->scale = 1.0f;
+    out->out_scale = 1.0f;
 
     if (kind == KIND_I2S && t->type != BN_GGML_I2_S) {
         // llama.cpp's ternary types become I2_S here, so backends see one layout.
@@ -293,11 +294,11 @@ static int map_tensor(bn_model *m, const char *name, tensor_kind kind, uint64_t 
 }
 
 // The `bitnet` family may store a second per-tensor scale beside a weight
-// (blk.N.attn_q.scale, one float) that multiplies its output. It is only checked
-// here, not folded into the weight's scale: bitnet.cpp multiplies the matmul
+// (blk.N.attn_q.scale, one float) that multiplies its output: kept apart as
+// out_scale, not folded into the weight's scale: bitnet.cpp multiplies the matmul
 // output by it (a separate ggml_mul), and (acc / s * w) * t is not always the
-// float (acc / s) * (w * t); the CPU backend reads it (backend_cpu.c).
-static int apply_scale_tensor(bn_model *m, const char *weight_name, bn_tensor *w, bn_error *err) {
+// float (acc / s) * (w * t).
+static int read_out_scale(bn_model *m, const char *weight_name, bn_tensor *w, bn_error *err) {
     char name[64];
     snprintf(name, sizeof name, "%.*s.scale", (int)(strlen(weight_name) - strlen(".weight")),
              weight_name);
@@ -309,7 +310,7 @@ static int apply_scale_tensor(bn_model *m, const char *weight_name, bn_tensor *w
     float s;
     memcpy(&s, t->data, sizeof s);
     if (!isfinite(s)) return bn_errorf(err, "model: tensor '%s' is not finite", name);
-    (void)w;
+    w->out_scale = s;
     return 0;
 }
 
@@ -343,7 +344,7 @@ static int map_layer(bn_model *m, uint32_t il, bn_layer *l, bn_error *err) {
                        err) != 0)
             return -1;
         if (spec[i].kind == KIND_I2S && m->family == BN_FAMILY_BITNET &&
-            apply_scale_tensor(m, name, spec[i].dst, err) != 0)
+            read_out_scale(m, name, spec[i].dst, err) != 0)
             return -1;
     }
     return 0;

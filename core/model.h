@@ -45,8 +45,9 @@ typedef struct bn_tensor {
     uint64_t ne0, ne1;
     uint64_t nbytes;
     const void *data;      // in the map
-    float scale;           // ternary: per-tensor weight scale (docs/architecture.md: I2_S),
-                           // times the optional `<name>.scale` tensor; else 1
+    float scale;           // ternary: per-tensor weight scale (docs/architecture.md: I2_S); else 1
+    float out_scale;       // the bitnet family's `<name>.scale` tensor, else 1: multiplies the
+                           // matmul's output after `scale`, as bitnet.cpp's separate ggml_mul
     const float *f32;      // 1-D norm weights as float (map or converted copy); else NULL
     uint32_t act_block;    // ternary: 0, the input is quantized to int8 per token (I2_S);
                            // 256, per block of 256 with a scale each, as llama.cpp's

@@ -54,7 +54,6 @@ static void cpu_destroy(bn_backend *be) {
     free(be->logits);
     free(be->head_q);
     free(be->head_scale);
-    free(be->out_scale);
     free(be);
 }
 
@@ -121,25 +120,6 @@ static int quantize_head(bn_backend *be, bn_error *err) {
     return 0;
 }
 
-// The bitnet family's `blk.N.<matrix>.scale` tensors (one F32 value each, checked
-// by the loader, which leaves them out of the weight scale): 1 where absent.
-static const char *const bn_mat_names[BN_MAT_COUNT] = {
-    "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
-
-static void read_out_scales(bn_backend *be) {
-    const bn_model *m = be->m;
-    for (uint32_t il = 0; il < m->hp.n_layer; il++)
-        for (int i = 0; i < BN_MAT_COUNT; i++) {
-            float s = 1.0f;
-            char name[64];
-            snprintf(name, sizeof name, "blk.%u.%s.scale", il, bn_mat_names[i]);
-            const int64_t t = m->family == BN_FAMILY_BITNET && m->gguf
-                                  ? bn_gguf_find_tensor(m->gguf, name) : -1;
-            if (t >= 0) memcpy(&s, m->gguf->tensors[t].data, sizeof s);
-            be->out_scale[il * BN_MAT_COUNT + i] = s;
-        }
-}
-
 static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_backend **out,
                       bn_error *err) {
     *out = NULL;
@@ -194,15 +174,13 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     be->lm_in = scratch(be, B * E, sizeof(float));
     be->head_rows = scratch(be, B, sizeof(int));
     be->logits = scratch(be, (size_t)be->n_seq * hp->n_vocab, sizeof(float));
-    be->out_scale = scratch(be, (size_t)hp->n_layer * BN_MAT_COUNT, sizeof(float));
     if (!be->k_cache || !be->v_cache || !be->x || !be->xn || !be->xq || !be->xscale ||
         !be->xqsum || !be->xblock || !be->acc || !be->q || !be->k || !be->v || !be->att || !be->gate ||
-        !be->up || !be->scores || !be->lm_in || !be->head_rows || !be->logits || !be->out_scale) {
+        !be->up || !be->scores || !be->lm_in || !be->head_rows || !be->logits) {
         bn_errorf(err, "cpu: out of memory for KV cache and scratch (%d x %d tokens, batch %d)",
                   be->n_seq, be->n_ctx, be->max_batch);
         goto fail;
     }
-    read_out_scales(be);
     if (cfg->lm_head_q8 && quantize_head(be, err) != 0) goto fail;
     *out = be;
     return 0;

@@ -45,16 +45,8 @@ struct bn_backend {
     float *head_scale; // [n_vocab] per-row scale
     int8_t *lm_q;      // [B][E] int8 LM input
 
-    // [n_layer][BN_MAT_COUNT] the bitnet family's `<weight>.scale` tensors (1 where
-    // absent), multiplied into each matmul's output after the weight scale, as
-    // bitnet.cpp's separate ggml_mul does (core/model.c: apply_scale_tensor).
-    float *out_scale;
-
     uint64_t bytes;    // everything allocated here
 };
-
-// A layer's ternary matrices, indexing bn_backend.out_scale.
-enum { BN_MAT_Q, BN_MAT_K, BN_MAT_V, BN_MAT_O, BN_MAT_GATE, BN_MAT_UP, BN_MAT_DOWN, BN_MAT_COUNT };
 
 // Row `row` of a float table (embedding, LM head) of n floats per row. F16 goes
 // through the kernel table (F16C when available, same bits as the scalar path).

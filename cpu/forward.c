@@ -84,21 +84,21 @@ typedef struct bitlinear_job {
         int32_t *acc; // [n][rows]
         int64_t rows;
         int64_t row0; // offset in the job's concatenated rows
-        float out_scale; // the bitnet family's `.scale` tensor, else 1 (backend_cpu.h)
     } mat[3];
     int64_t rows; // all matrices together
 } bitlinear_job;
 
 // Rows [lo, hi) of matrix i: the ternary GEMM, then y = acc / s * scale (undo the
-// activation scale, apply the weight scale), times out_scale (bitnet.cpp applies a
-// `.scale` tensor as a separate ggml_mul of the matmul output; times 1 is exact),
+// activation scale, apply the weight scale), times out_scale (model.h: bitnet.cpp
+// applies a `.scale` tensor as a separate ggml_mul of the matmul output; times 1
+// is exact),
 // stored or added to out.
 static void bitlinear_rows(const bitlinear_job *job, int i, int64_t lo, int64_t hi) {
     const bn_backend *be = job->be;
     const int64_t M = job->mat[i].rows;
     if (job->mat[i].w->act_block) { // TQ weights: per-block activation scales
         bn_ternary_rows_q8k(job->mat[i].w->data, job->K, lo, hi, be->xq, be->xblock, job->n,
-                            job->mat[i].w->scale, job->mat[i].out_scale,
+                            job->mat[i].w->scale, job->mat[i].w->out_scale,
                             job->epi == BN_EPI_RESIDUAL, job->mat[i].out, M);
         return;
     }
@@ -106,7 +106,7 @@ static void bitlinear_rows(const bitlinear_job *job, int i, int64_t lo, int64_t 
     float *out = job->mat[i].out;
     be->kern->ternary_gemm(job->mat[i].w->data, job->K, lo, hi, be->xq, be->xqsum, job->n,
                            job->mat[i].acc, M);
-    const float wscale = job->mat[i].w->scale, os = job->mat[i].out_scale;
+    const float wscale = job->mat[i].w->scale, os = job->mat[i].w->out_scale;
     for (int t = 0; t < job->n; t++) {
         const float xs = be->xscale[t];
         if (job->epi == BN_EPI_RESIDUAL)
@@ -167,13 +167,12 @@ static void norm_quant_token(const void *ctx, int t) {
     be->xscale[t] = be->kern->quantize_i8(xn, c->K, be->xq + t * c->K, &be->xqsum[t]);
 }
 
-// out[i] = bitlinear(rmsnorm(x, norm), w[i]) * out_scale[i] for n tokens of K floats
-// (docs/architecture.md: The model), then `epi`. The normalized input is left in xn
-// (which may be x; must be without a norm). out_scale: layer il's row of
-// be->out_scale, mats[i] the BN_MAT_ index of w[i].
+// out[i] = bitlinear(rmsnorm(x, norm), w[i]) * w[i]->out_scale for n tokens of K
+// floats (docs/architecture.md: The model), then `epi`. The normalized input is left
+// in xn (which may be x; must be without a norm).
 static void bitlinear(bn_backend *be, const float *x, float *xn, const float *norm, int n,
                       int64_t K, int n_mat, const bn_tensor *const w[], float *const out[],
-                      int il, const int mats[], bn_epilogue epi) {
+                      bn_epilogue epi) {
     const norm_quant nq = {be, x, xn, norm, K, w[0]->act_block != 0}; // one kind a layer: model.c
     for_each_token(be, n, norm_quant_token, &nq);
     bitlinear_job job = {.be = be, .n = n, .K = K, .n_mat = n_mat, .epi = epi};
@@ -185,7 +184,6 @@ static void bitlinear(bn_backend *be, const float *x, float *xn, const float *no
         job.mat[i].acc = acc;
         job.mat[i].rows = rows;
         job.mat[i].row0 = job.rows;
-        job.mat[i].out_scale = be->out_scale[il * BN_MAT_COUNT + mats[i]];
         job.rows += rows;
         acc += (int64_t)n * rows;
     }
@@ -287,8 +285,7 @@ static void attention_block(bn_backend *be, int il, const int32_t *pos, const in
 
     bitlinear(be, be->x, be->xn, L->attn_norm.f32, n, E, 3,
               (const bn_tensor *const[]){&L->wq, &L->wk, &L->wv},
-              (float *const[]){be->q, be->k, be->v}, il,
-              (const int[]){BN_MAT_Q, BN_MAT_K, BN_MAT_V}, BN_EPI_NONE);
+              (float *const[]){be->q, be->k, be->v}, BN_EPI_NONE);
     const rope_store rs = {be, il, pos, seq};
     for_each_token(be, n, rope_store_token, &rs);
 
@@ -296,8 +293,7 @@ static void attention_block(bn_backend *be, int il, const int32_t *pos, const in
     bn_pool_run(be->pool, attention_worker, &job);
 
     bitlinear(be, be->att, be->att, L->attn_sub_norm.f32, n, E, 1,
-              (const bn_tensor *const[]){&L->wo}, (float *const[]){be->x}, il,
-              (const int[]){BN_MAT_O}, BN_EPI_RESIDUAL);
+              (const bn_tensor *const[]){&L->wo}, (float *const[]){be->x}, BN_EPI_RESIDUAL);
 }
 
 static void ffn_block(bn_backend *be, int il, int n) {
@@ -306,11 +302,9 @@ static void ffn_block(bn_backend *be, int il, int n) {
 
     bitlinear(be, be->x, be->xn, L->ffn_norm.f32, n, E, 2,
               (const bn_tensor *const[]){&L->w_gate, &L->w_up},
-              (float *const[]){be->gate, be->up}, il, (const int[]){BN_MAT_GATE, BN_MAT_UP},
-              BN_EPI_GLU);
+              (float *const[]){be->gate, be->up}, BN_EPI_GLU);
     bitlinear(be, be->gate, be->gate, L->ffn_sub_norm.f32, n, F, 1,
-              (const bn_tensor *const[]){&L->w_down}, (float *const[]){be->x}, il,
-              (const int[]){BN_MAT_DOWN}, BN_EPI_RESIDUAL);
+              (const bn_tensor *const[]){&L->w_down}, (float *const[]){be->x}, BN_EPI_RESIDUAL);
 }
 
 // ---- LM head -------------------------------------------------------------------

@@ -89,10 +89,12 @@ static size_t layout(bn_backend *be, uintptr_t base) {
         C->ffn_norm = (const float *)carve(base, &off, E * 4);
         C->ffn_sub_norm = (const float *)carve(base, &off, F * 4);
         // Per-row weight scales of the stacks: Q|K|V, and gate|up (rows [0,F) gate, [F,2F) up).
-        C->rs_qkv = bn_cuda_rowscale{be->nq, be->nq + be->nkv, L->wq.scale, L->wk.scale, L->wv.scale};
-        C->rs_o = bn_cuda_rowscale_one(L->wo.scale);
-        C->rs_gu = bn_cuda_rowscale{(int32_t)F, 2 * (int32_t)F, L->w_gate.scale, L->w_up.scale, L->w_up.scale};
-        C->rs_down = bn_cuda_rowscale_one(L->w_down.scale);
+        C->rs_qkv = bn_cuda_rowscale{be->nq, be->nq + be->nkv, L->wq.scale, L->wk.scale, L->wv.scale,
+                                     L->wq.out_scale, L->wk.out_scale, L->wv.out_scale};
+        C->rs_o = bn_cuda_rowscale_one(L->wo.scale, L->wo.out_scale);
+        C->rs_gu = bn_cuda_rowscale{(int32_t)F, 2 * (int32_t)F, L->w_gate.scale, L->w_up.scale, L->w_up.scale,
+                                    L->w_gate.out_scale, L->w_up.out_scale, L->w_up.out_scale};
+        C->rs_down = bn_cuda_rowscale_one(L->w_down.scale, L->w_down.out_scale);
     }
     be->embd = carve(base, &off, V * E * bn_cuda_type_size(be->embd_type));
     be->head = m->output_tied ? be->embd : carve(base, &off, V * E * bn_cuda_type_size(be->head_type));

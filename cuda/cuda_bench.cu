@@ -164,7 +164,7 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     cudaGraphExec_t exec = NULL;
     cudaEvent_t e0 = NULL, e1 = NULL;
     int rc = -1;
-    const bn_cuda_rowscale rs = bn_cuda_rowscale_one(1.0f);
+    const bn_cuda_rowscale rs = bn_cuda_rowscale_one(1.0f, 1.0f);
     const bn_cuda_next_norm nn_gemv = {nw, false, 1e-5f, q2, s2, qsum2, cnt};
     const bn_cuda_next_norm nn_att = {nw, false, 1e-5f, q2, s2, qsum2, cnt + H};
     const float one = 1.f, zero = 0.f;

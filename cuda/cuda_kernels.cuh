@@ -15,19 +15,26 @@
 #include <cuda_runtime.h>
 
 // Per-row weight scale of a stack of up to three I2_S matrices sharing one input
-// (Q|K|V or gate|up): rows [0,r1) use s0, [r1,r2) s1, [r2,M) s2.
+// (Q|K|V or gate|up): rows [0,r1) use s0, [r1,r2) s1, [r2,M) s2; then the output
+// scale o0/o1/o2 of each (model.h out_scale: 1 but for the bitnet family's
+// `.scale` tensors), a second multiply as bitnet.cpp does it.
 typedef struct bn_cuda_rowscale {
     int32_t r1, r2;
     float s0, s1, s2;
+    float o0, o1, o2;
 } bn_cuda_rowscale;
 
-static inline bn_cuda_rowscale bn_cuda_rowscale_one(float s) {
-    bn_cuda_rowscale r = {0x7fffffff, 0x7fffffff, s, s, s};
+static inline bn_cuda_rowscale bn_cuda_rowscale_one(float s, float o) {
+    bn_cuda_rowscale r = {0x7fffffff, 0x7fffffff, s, s, s, o, o, o};
     return r;
 }
 
-__device__ __forceinline__ float bn_row_scale(const bn_cuda_rowscale &rs, int r) {
-    return r < rs.r1 ? rs.s0 : (r < rs.r2 ? rs.s1 : rs.s2);
+// x (the int32 sum over the activation scale) times row r's weight scale, then
+// times its output scale; each product rounded (times 1 is exact).
+__device__ __forceinline__ float bn_row_scaled(const bn_cuda_rowscale &rs, int r, float x) {
+    const float s = r < rs.r1 ? rs.s0 : (r < rs.r2 ? rs.s1 : rs.s2);
+    const float o = r < rs.r1 ? rs.o0 : (r < rs.r2 ? rs.o1 : rs.o2);
+    return __fmul_rn(__fmul_rn(x, s), o);
 }
 
 // Embedding table element types (ggml numbering, see core/gguf.h). BN_CUDA_I8 is

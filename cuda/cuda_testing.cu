@@ -32,7 +32,7 @@ int finish(cudaError_t launch, void *dst, const void *src, size_t bytes, bn_erro
 }
 
 bn_cuda_rowscale rowscale(const float scales[3], int r1, int r2) {
-    bn_cuda_rowscale r = {r1, r2, scales[0], scales[1], scales[2]};
+    bn_cuda_rowscale r = {r1, r2, scales[0], scales[1], scales[2], 1.0f, 1.0f, 1.0f};
     return r;
 }
 

@@ -32,7 +32,7 @@ bn_rmsnorm_cast_kernel(const float *__restrict__ x, int64_t ldx, const float *__
     const int t = blockIdx.x;
     const float *xt = x + t * ldx;
     double ss = 0.0; // in double, as cpu/ops.c bn_rmsnorm (see norm_quant.cuh)
-    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += (double)xt[i] * xt[i];
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += (double)__fmul_rn(xt[i], xt[i]); // as bn_rmsnorm
     ss = bn_block_sum(ss, red);
     const float inv = 1.0f / sqrtf((float)(ss / (double)n) + eps);
     if (out_type != BN_CUDA_I8) {

@@ -83,15 +83,16 @@ __device__ __forceinline__ void bn_block_norm_quant(const float *__restrict__ x,
     __shared__ int ired[32];
     __shared__ double dred[32];
     const int stride = blockDim.x * 4;
-    // Sum of squares in double, scale as cpu/ops.c bn_rmsnorm (and ggml) compute
-    // it: every float square is exact in double, so the float scale matches the
-    // CPU's whatever the summation order, and no int8 rounding flips on it.
+    // Sum of squares as cpu/ops.c bn_rmsnorm (and ggml) compute it: each square
+    // rounded to float, the sum in double, where the order of the adds changes
+    // the double only in its last bits, far below the float scale's ulp.
     double ss = 0.0;
 #pragma unroll 4
     for (int i = threadIdx.x * 4; i < n; i += stride) { // the loads of several iterations in flight
         const float4 v = bn_nq_load4(x, i, n, mode);
         *reinterpret_cast<float4 *>(hs + i) = v;
-        ss += (double)v.x * v.x + (double)v.y * v.y + (double)v.z * v.z + (double)v.w * v.w;
+        ss += (double)__fmul_rn(v.x, v.x) + (double)__fmul_rn(v.y, v.y) + (double)__fmul_rn(v.z, v.z) +
+              (double)__fmul_rn(v.w, v.w);
     }
     ss = bn_block_sum(ss, dred); // its barriers also publish hs
     // BN_NQ_NO_NORM: inv 1 and an all-ones w leave every value exactly as it is.

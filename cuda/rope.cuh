@@ -3,8 +3,8 @@
 //
 // The angles are built as ggml and cpu/ops.c build them: theta_i = p * ts^i as a
 // running float product (ts = powf(base, -2/n_rot) on the host); a per-pair pow,
-// even in double, differs by ulps that grow with i. Products are rounded
-// separately (no FMA), as the CPU computes them.
+// even in double, differs by ulps that grow with i. The rotation is one product
+// and one fused multiply-add, as clang compiles ggml's rope and cpu/ops.c does it.
 #ifndef BN_CUDA_ROPE_CUH
 #define BN_CUDA_ROPE_CUH
 
@@ -27,8 +27,7 @@ __device__ __forceinline__ float bn_rope_elem(const float *head, int d, int n_ro
     const int i = neox ? (first ? d : d - half) : d / 2; // the pair
     const int a = neox ? i : 2 * i, step = neox ? half : 1;
     const float x0 = head[a], x1 = head[a + step];
-    return first ? __fsub_rn(__fmul_rn(x0, cs[i]), __fmul_rn(x1, sn[i]))
-                 : __fadd_rn(__fmul_rn(x0, sn[i]), __fmul_rn(x1, cs[i]));
+    return first ? __fmaf_rn(x0, cs[i], -__fmul_rn(x1, sn[i])) : __fmaf_rn(x0, sn[i], __fmul_rn(x1, cs[i]));
 }
 
 #endif

@@ -108,7 +108,7 @@ bn_ternary_gemm_kernel(const uint8_t *__restrict__ w, int K, int M, const int8_t
         for (int i = 0; i < 4; i++) {
             const int r = m0 + ty * 4 + i;
             if (r >= M) continue;
-            const float v = (float)(acc[i][jt] - qs) / st * bn_row_scale(rs, r);
+            const float v = bn_row_scaled(rs, r, (float)(acc[i][jt] - qs) / st);
             float *dst = y + t * ldy + r;
             *dst = add ? __fadd_rn(*dst, v) : v; // no FMA contraction, as the GEMV
         }

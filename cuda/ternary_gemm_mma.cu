@@ -168,11 +168,6 @@ bn_ternary_gemm_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const in
 
     // acc[i][j]: rows r0 + 16 i + g (+8 for elements 2, 3), tokens t0 + 8 j + 2 tq (+1).
     const int r0 = m0 + warp_row + g, t0 = n0 + warp_tok + 2 * tq;
-    float row_scale[BN_MMA_MT][2];
-#pragma unroll
-    for (int i = 0; i < BN_MMA_MT; i++)
-#pragma unroll
-        for (int h = 0; h < 2; h++) row_scale[i][h] = bn_row_scale(rs, r0 + 16 * i + 8 * h);
 #pragma unroll
     for (int j = 0; j < BN_MMA_NT; j++)
 #pragma unroll
@@ -188,7 +183,7 @@ bn_ternary_gemm_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const in
                 for (int h = 0; h < 2; h++) {
                     const int r = r0 + 16 * i + 8 * h;
                     if (r >= M) continue;
-                    const float v = (float)(acc[i][j][2 * h + e] - qs) / st * row_scale[i][h];
+                    const float v = bn_row_scaled(rs, r, (float)(acc[i][j][2 * h + e] - qs) / st);
                     yt[r] = add ? __fadd_rn(yt[r], v) : v; // no FMA contraction, as the dp4a GEMM
                 }
         }

@@ -144,7 +144,7 @@ bn_ternary_gemv_kernel(const uint8_t *__restrict__ w, int K, int M, int rows_per
             for (int o = G / 2; o > 0; o >>= 1) tot += __shfl_xor_sync(0xffffffffu, tot, o);
             if (valid && sub == 0) {
                 const int row = r0 + rl;
-                const float v = (float)(tot - s_qs[t]) / s_sc[t] * bn_row_scale(rs, row);
+                const float v = bn_row_scaled(rs, row, (float)(tot - s_qs[t]) / s_sc[t]);
                 float *dst = y + t * ldy + row;
                 // __fadd_rn: a plain + lets nvcc contract the scale product into an FMA,
                 // which rounds the residual differently from the CPU (x += v, no FMA).
