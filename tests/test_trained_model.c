@@ -8,13 +8,12 @@
 //   - scalar, AVX2 and AVX-512 kernels (those this CPU has) each reproduce the 64
 //     greedy ids (a step where the reference's top-2 margin is below MARGIN_SLACK
 //     may pick its runner-up, and the case stops there);
-//   - the scalar kernels sum in the reference's order: the top-10 logits within
-//     SCALAR_TOL at every step (measured: 5e-5);
-//   - the SIMD kernels sum floats in other orders, so now and then one int8
+//   - the kernels sum floats in ggml's orders (to match bitnet.cpp bit for bit,
+//     test_families), the reference in plain ones, so now and then one int8
 //     activation code rounds the other way, and through the KV cache that moves
-//     later steps' logits too (measured on AVX2: up to 0.07, on 239 of 520 steps
-//     past 1e-2). So: the scalar run's ids, and logits within SIMD_TOL of the
-//     reference's top-10 and of every scalar logit;
+//     later steps' logits too (measured: up to 0.03, on 178 of 475 steps past
+//     1e-2). So: logits within SIMD_TOL of the reference's top-10, and the SIMD
+//     sets' ids and logits against the scalar run's (measured: same ids, 2e-5);
 //   - the CUDA backend, where a GPU is usable, the same way as a SIMD kernel set
 //     (scripts/gpu-check.sh runs this with BITNET_REQUIRE_GPU=1: no GPU fails);
 //   - the public API (engine, session, greedy sampler, streamed text) prints the
@@ -38,8 +37,7 @@
 #define N_GEN 64
 #define MAX_CASES 8
 #define MAX_PROMPT 32
-#define SCALAR_TOL 1e-3f   // scalar kernels vs reference
-#define SIMD_TOL 0.15f     // SIMD kernels vs reference and vs scalar
+#define SIMD_TOL 0.15f     // kernels vs reference, SIMD vs scalar
 #define MARGIN_SLACK 0.15f // below this reference margin the runner-up is fine too
 
 typedef struct ref_case {
@@ -195,7 +193,7 @@ static int run_case(const bn_backend_ops *ops, const char *label, const char *ke
         float d = 0.0f;
         for (int j = 0; j < 10; j++)
             d = fmaxf(d, fabsf(logits[r->step[s].top_id[j]] - r->step[s].top_logit[j]));
-        count_step(st, d, kernels && !strcmp(kernels, "scalar") ? SCALAR_TOL : SIMD_TOL, label, c, s);
+        count_step(st, d, SIMD_TOL, label, c, s);
         if (s == N_GEN) break;
         const int32_t id = bn_argmax(logits, V);
         ids[n++] = id;
