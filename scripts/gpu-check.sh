@@ -13,7 +13,8 @@
 #     BITNET_REQUIRE_GPU=1 and BITNET_REQUIRE_FIXTURES=1, so no GPU or a missing
 #     fixture is a failure, not a skip;
 #     and the trained model in models/ against its PyTorch reference on every
-#     backend (test_trained_model);
+#     backend (test_trained_model), and every model family against bitnet.cpp's
+#     goldens in tests/golden (test_families cuda);
 #  2. the CLI tests (test_cli: its golden cases on --backend cpu, and --backend
 #     auto picks the GPU), then test_cli again with BITNET_CLI_BACKEND=cuda: the
 #     golden token parity of `bitnet-gpu generate --backend cuda` on every
@@ -27,7 +28,7 @@
 # Exits 1 if any check failed. Fixtures: $BITNET_FIXTURES or ../shared/fixtures.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-binaries=(bitnet-gpu test_cuda test_cli test_trained_model test_batch bench_cuda)
+binaries=(bitnet-gpu test_cuda test_cli test_trained_model test_batch test_families bench_cuda)
 if [ "${1:-}" = --binaries ]; then printf '%s\n' "${binaries[@]}"; exit 0; fi
 fixtures=${BITNET_FIXTURES:-$(pwd)/../shared/fixtures}
 out=${BITNET_GPU_OUT:-gpu-check-out}
@@ -87,6 +88,9 @@ trained() {
 }
 step trained_model trained
 step batch_cuda "$bin/test_batch" cuda # several sequences in one forward: each as if alone
+# Every model family's bitnet.cpp goldens (tests/golden) on the GPU; make-model
+# (the CLI) rebuilds each golden's model there.
+step families_cuda env BITNET_SOURCE_DIR="$PWD" BITNET_CLI="$cli" "$bin/test_families" cuda
 step test_cli env BITNET_CLI="$cli" "$bin/test_cli"
 
 # Golden parity of the CLI on the GPU: test_cli's golden cases on --backend cuda

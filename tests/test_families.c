@@ -98,23 +98,24 @@ typedef struct run_stats {
 
 // The prompt (token by token, or as one batch), then greedy generation against
 // the golden case.
-static void run_case(const bn_model *m, const golden_case *g, int n_threads, bool batched,
+static void run_case(const bn_backend_ops *ops, const bn_model *m, const golden_case *g, int n_threads,
+                     bool batched,
                      run_stats *st) {
     const int32_t V = (int32_t)m->hp.n_vocab;
     bn_backend_config cfg = {.n_threads = n_threads};
     bn_backend *be = NULL;
     bn_error err;
-    if (bn_cpu_backend.create(m, &cfg, &be, &err)) fail_msg("create: %s", err.msg);
+    if (ops->create(m, &cfg, &be, &err)) fail_msg("create: %s", err.msg);
     float *logits = malloc((size_t)V * sizeof *logits);
     assert_non_null(logits);
     int32_t pos[MAX_STEPS];
     for (int i = 0; i < MAX_STEPS; i++) pos[i] = i;
     if (batched) {
-        assert_int_equal(bn_cpu_backend.forward(be, g->prompt_ids, pos, NULL, g->n_prompt, logits,
+        assert_int_equal(ops->forward(be, g->prompt_ids, pos, NULL, g->n_prompt, logits,
                                                 false, &err), 0);
     } else {
         for (int i = 0; i < g->n_prompt; i++)
-            assert_int_equal(bn_cpu_backend.forward(be, &g->prompt_ids[i], &pos[i], NULL, 1,
+            assert_int_equal(ops->forward(be, &g->prompt_ids[i], &pos[i], NULL, 1,
                                                     i + 1 == g->n_prompt ? logits : NULL, false,
                                                     &err), 0);
     }
@@ -144,10 +145,10 @@ static void run_case(const bn_model *m, const golden_case *g, int n_threads, boo
             break; // a near tie: the case stops here
         }
         int32_t p = g->n_prompt + s;
-        assert_int_equal(bn_cpu_backend.forward(be, &id, &p, NULL, 1, logits, false, &err), 0);
+        assert_int_equal(ops->forward(be, &id, &p, NULL, 1, logits, false, &err), 0);
     }
     free(logits);
-    bn_cpu_backend.destroy(be);
+    ops->destroy(be);
 }
 
 // Our tokenization of the prompt (BOS added, special tokens not parsed) is the
@@ -182,7 +183,9 @@ static bn_model *make_model(const char *args, char *path, size_t n) {
     return m;
 }
 
-static void check_golden(const char *path) {
+// Every golden case on a backend (ops), token by token and (for the CPU, on 2
+// threads) with the prompt as one batch.
+static void check_golden(const bn_backend_ops *ops, const char *path) {
     char *text = bn_read_file(path, NULL);
     assert_non_null(text);
     cJSON *doc = cJSON_Parse(text);
@@ -191,10 +194,17 @@ static void check_golden(const char *path) {
     const char *recipe = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "model"));
     assert_non_null(recipe);
     assert_true(strncmp(recipe, "make-model ", 11) == 0);
-    fprintf(stderr, "  %s (%s)\n", path + strlen(BN_SOURCE_DIR) + 1, recipe);
+    fprintf(stderr, "  %s (%s)\n", strrchr(path, '/') + 1, recipe);
 
     char model_path[256];
     bn_model *m = make_model(recipe + strlen("make-model "), model_path, sizeof model_path);
+    if (ops != &bn_cpu_backend && m->layers[0].wq.act_block) { // TQ: CPU only (model.h)
+        fprintf(stderr, "    TQ weights run on the CPU only\n");
+        bn_model_free(m);
+        unlink(model_path);
+        cJSON_Delete(doc);
+        return;
+    }
 
     int n_cases = 0, n_tokens = 0, n_steps = 0, n_flips = 0;
     float worst = 0.0f;
@@ -204,15 +214,15 @@ static void check_golden(const char *path) {
         assert_int_equal(read_case(c, &g), 0);
         check_prompt_ids(m, &g);
         run_stats st, batched;
-        run_case(m, &g, 1, false, &st);
-        run_case(m, &g, 2, true, &batched);
+        run_case(ops, m, &g, 1, false, &st);
+        run_case(ops, m, &g, 2, true, &batched);
         assert_int_equal(batched.n_ids, st.n_ids);
         assert_memory_equal(batched.ids, st.ids, sizeof st.ids);
         n_cases++, n_tokens += st.n_ids, n_steps += st.n_steps, n_flips += st.flip_steps;
         worst = fmaxf(worst, st.close_max);
     }
-    fprintf(stderr, "    %s: %d cases, %d tokens compared; top-10 max |diff| %.3g on %d of %d "
-            "steps (the others within %.2f)\n", m->arch, n_cases, n_tokens, (double)worst,
+    fprintf(stderr, "    %s on %s: %d cases, %d tokens compared; top-10 max |diff| %.3g on %d of "
+            "%d steps (the others within %.2f)\n", m->arch, ops->name, n_cases, n_tokens, (double)worst,
             n_steps - n_flips, n_steps, (double)FLIP_MAX_DIFF);
     assert_true(n_cases > 0);
     assert_true(n_steps - n_flips >= CLOSE_SHARE * n_steps);
@@ -221,9 +231,9 @@ static void check_golden(const char *path) {
     cJSON_Delete(doc);
 }
 
-static void test_goldens(void **state) {
-    (void)state;
-    const char *dir = BN_SOURCE_DIR "/tests/golden";
+static void check_goldens(const bn_backend_ops *ops) {
+    char dir[1024];
+    bn_shipped_path("tests/golden", dir, sizeof dir);
     DIR *d = opendir(dir);
     assert_non_null(d);
     int n = 0;
@@ -231,13 +241,30 @@ static void test_goldens(void **state) {
     while ((e = readdir(d))) {
         const size_t len = strlen(e->d_name);
         if (len < 6 || strcmp(e->d_name + len - 5, ".json")) continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        check_golden(path);
+        char rel[512], path[1024];
+        snprintf(rel, sizeof rel, "tests/golden/%s", e->d_name);
+        check_golden(ops, bn_shipped_path(rel, path, sizeof path));
         n++;
     }
     closedir(d);
     assert_true(n >= 7); // one per family and type: make-family-goldens.sh
+}
+
+static void test_goldens(void **state) {
+    (void)state;
+    check_goldens(&bn_cpu_backend);
+}
+
+// The same on the GPU (`test_families cuda`; scripts/gpu-check.sh runs it with
+// BITNET_REQUIRE_GPU=1).
+// Its attention sums in its own order, so it may flip more steps than the CPU.
+static void test_goldens_cuda(void **state) {
+    (void)state;
+    const bn_backend_ops *cuda = bn_backend_find("cuda");
+    bn_error err = {{0}};
+    BN_REQUIRE_GPU(!cuda ? "built without CUDA" : cuda->probe(&err) ? err.msg : NULL,
+                   "no usable GPU (BITNET_REQUIRE_GPU=1): %s", "SKIP: cuda: %s\n");
+    check_goldens(cuda);
 }
 
 // Last-prompt-token logits of a short prompt on the CPU backend (malloc'd).
@@ -303,8 +330,11 @@ static void test_family_models(void **state) {
     free(logits[1]);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    const struct CMUnitTest cuda[] = {cmocka_unit_test(test_goldens_cuda)};
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_family_models),
                                        cmocka_unit_test(test_goldens)};
+    // `test_families cuda` (CTest: test_families_cuda) alone, so its skip shows alone
+    if (argc > 1 && !strcmp(argv[1], "cuda")) return cmocka_run_group_tests(cuda, NULL, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

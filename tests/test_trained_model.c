@@ -105,23 +105,17 @@ static int parse_reference(const char *path) {
 // A file the repository ships: under BITNET_SOURCE_DIR when set (binaries run
 // from another checkout, as scripts/gpu-check.sh does with prebuilt ones), else
 // under the source tree they were built from.
-static const char *shipped(const char *rel, char *buf, size_t n) {
-    const char *root = getenv("BITNET_SOURCE_DIR");
-    snprintf(buf, n, "%s/%s", root && *root ? root : BN_SOURCE_DIR, rel);
-    return buf;
-}
-
 static int setup(void **state) {
     (void)state;
     bn_error err;
     char gguf[4096], ref[4096];
-    shipped("models/" MODEL_NAME ".gguf", gguf, sizeof gguf);
+    bn_shipped_path("models/" MODEL_NAME ".gguf", gguf, sizeof gguf);
     if (bn_model_load(gguf, &fx.model, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return -1;
     }
     fx.n_vocab = (int32_t)fx.model->hp.n_vocab;
-    if (parse_reference(shipped("tests/data/" MODEL_NAME ".ref.json", ref, sizeof ref))) {
+    if (parse_reference(bn_shipped_path("tests/data/" MODEL_NAME ".ref.json", ref, sizeof ref))) {
         fprintf(stderr, "tests/data/" MODEL_NAME ".ref.json: unreadable or malformed\n");
         return -1;
     }
@@ -304,7 +298,7 @@ static void test_engine_text(void **state) {
     bn_error err;
     const bn_sampling greedy = bn_sampling_greedy();
     char gguf[4096];
-    if (bn_engine_load(shipped("models/" MODEL_NAME ".gguf", gguf, sizeof gguf), NULL, &e, &err))
+    if (bn_engine_load(bn_shipped_path("models/" MODEL_NAME ".gguf", gguf, sizeof gguf), NULL, &e, &err))
         fail_msg("%s", err.msg);
     for (int c = 0; c < fx.n_cases; c++) {
         const ref_case *r = &fx.cases[c];

@@ -89,6 +89,17 @@ static inline const char *bn_fixture_path(const char *rel, char *buf, size_t n) 
         }                                                                              \
     } while (0)
 
+#ifdef BN_SOURCE_DIR
+// A file the repository ships (models/, tests/data/, tests/golden/), under
+// $BITNET_SOURCE_DIR when set (a copy of the tree elsewhere, as on the GPU
+// machine: scripts/gpu-check.sh), else the source tree the test was built from.
+static inline const char *bn_shipped_path(const char *rel, char *buf, size_t n) {
+    const char *root = getenv("BITNET_SOURCE_DIR");
+    snprintf(buf, n, "%s/%s", root && *root ? root : BN_SOURCE_DIR, rel);
+    return buf;
+}
+#endif
+
 // A new empty file /tmp/bn_test_TAG_PID_XXXXXX; its path is in buf.
 static inline char *bn_tmp_path(char *buf, size_t n, const char *tag) {
     snprintf(buf, n, "/tmp/bn_test_%s_%d_XXXXXX", tag, (int)getpid());
