@@ -29,65 +29,22 @@
 // kernels differ from that build (AVX-512: its own SiLU exp, kernels.h), where a
 // rare int8 flip may still occur.
 #include "cli_util.h"
+#include "golden_case.h"
 
 #include <dirent.h>
 #include <math.h>
-
-#include <cjson/cJSON.h>
 
 #include "backend.h"
 #include "model.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
-#define N_GEN 16
-#define MAX_STEPS 64
+#define N_GEN BN_GOLDEN_GEN
+#define MAX_STEPS (BN_GOLDEN_MAX_PROMPT + BN_GOLDEN_GEN)
 #define MARGIN_SLACK 0.05f
 #define STEP_CLOSE_DIFF 1e-2f
 #define FLIP_MAX_DIFF 0.15f
 #define CLOSE_SHARE 0.75
-
-typedef struct golden_case {
-    const char *prompt;
-    int n_prompt;
-    int32_t prompt_ids[MAX_STEPS];
-    int32_t gen_ids[N_GEN];
-    bn_ref_step step[N_GEN + 1];
-} golden_case;
-
-// Reads one case; -1 when the JSON is not what make-golden.sh writes.
-static int read_case(const cJSON *c, golden_case *g) {
-    memset(g, 0, sizeof *g);
-    g->prompt = cJSON_GetStringValue(cJSON_GetObjectItem(c, "prompt"));
-    const cJSON *v;
-    cJSON_ArrayForEach(v, cJSON_GetObjectItem(c, "prompt_ids")) {
-        if (g->n_prompt == MAX_STEPS) return -1;
-        g->prompt_ids[g->n_prompt++] = (int32_t)v->valuedouble;
-    }
-    int i = 0;
-    cJSON_ArrayForEach(v, cJSON_GetObjectItem(c, "generated_ids")) {
-        if (i == N_GEN) return -1;
-        g->gen_ids[i++] = (int32_t)v->valuedouble;
-    }
-    if (i != N_GEN || !g->prompt || g->n_prompt == 0) return -1;
-    i = 0;
-    const cJSON *p;
-    cJSON_ArrayForEach(p, cJSON_GetObjectItem(c, "positions")) {
-        if (i > N_GEN) return -1;
-        g->step[i].margin = (float)cJSON_GetNumberValue(cJSON_GetObjectItem(p, "margin"));
-        int j = 0;
-        const cJSON *pair;
-        cJSON_ArrayForEach(pair, cJSON_GetObjectItem(p, "top10")) {
-            if (j == 10) break;
-            g->step[i].top_id[j] = (int32_t)cJSON_GetArrayItem(pair, 0)->valuedouble;
-            g->step[i].top_logit[j] = (float)cJSON_GetArrayItem(pair, 1)->valuedouble;
-            j++;
-        }
-        if (j != 10) return -1;
-        i++;
-    }
-    return i == N_GEN + 1 ? 0 : -1;
-}
 
 typedef struct run_stats {
     int32_t ids[N_GEN];
@@ -98,7 +55,7 @@ typedef struct run_stats {
 
 // The prompt (token by token, or as one batch), then greedy generation against
 // the golden case.
-static void run_case(const bn_backend_ops *ops, const bn_model *m, const golden_case *g, int n_threads,
+static void run_case(const bn_backend_ops *ops, const bn_model *m, const bn_golden_case *g, int n_threads,
                      bool batched,
                      run_stats *st) {
     const int32_t V = (int32_t)m->hp.n_vocab;
@@ -153,7 +110,7 @@ static void run_case(const bn_backend_ops *ops, const bn_model *m, const golden_
 
 // Our tokenization of the prompt (BOS added, special tokens not parsed) is the
 // reference's.
-static void check_prompt_ids(const bn_model *m, const golden_case *g) {
+static void check_prompt_ids(const bn_model *m, const bn_golden_case *g) {
     bn_tokenizer *t = NULL;
     bn_error err;
     if (bn_tokenizer_from_gguf(m->gguf, &t, &err)) fail_msg("tokenizer: %s", err.msg);
@@ -210,8 +167,8 @@ static void check_golden(const bn_backend_ops *ops, const char *path) {
     float worst = 0.0f;
     const cJSON *c;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(doc, "cases")) {
-        golden_case g;
-        assert_int_equal(read_case(c, &g), 0);
+        bn_golden_case g;
+        assert_int_equal(bn_golden_read_case(c, &g), 0);
         check_prompt_ids(m, &g);
         run_stats st, batched;
         run_case(ops, m, &g, 1, false, &st);

@@ -11,16 +11,15 @@
 // Then: 1/2/3 threads and batched prompts give the same tokens; all_logits rows of
 // a batch match the token-by-token logits; bad positions/tokens are errors.
 #include "kernels.h"
+#include "golden_case.h"
 #include "test_util.h"
 
 #include <math.h>
 
-#include <cjson/cJSON.h>
-
 #include "backend.h"
 #include "model.h"
 
-#define N_GEN 16
+#define N_GEN BN_GOLDEN_GEN
 #define MARGIN_SLACK 0.05f // fixtures README: below this margin, 2nd best is fine
 #define LOGIT_MAX_DIFF 0.1f
 #define LOGIT_MEAN_DIFF 1e-3f
@@ -36,14 +35,10 @@
 #define MAX_CASES 8
 #define Q8_MAX_DIFF 0.5f
 #define Q8_MEAN_DIFF 0.08f
-#define MAX_STEPS 64
+#define MAX_STEPS BN_GOLDEN_MAX_PROMPT
 
 typedef struct golden_case {
-    const char *prompt;
-    int n_prompt;
-    int32_t prompt_ids[MAX_STEPS];
-    int32_t gen_ids[N_GEN];
-    bn_ref_step step[N_GEN + 1];
+    bn_golden_case g;
     float *logits0, *logits1; // full vectors at step 0 and 1
 } golden_case;
 
@@ -95,32 +90,7 @@ static int setup(void **state) {
     cJSON_ArrayForEach(c, cases) {
         if (fx.n_cases == MAX_CASES) break;
         golden_case *g = &fx.cases[fx.n_cases++];
-        g->prompt = cJSON_GetStringValue(cJSON_GetObjectItem(c, "prompt"));
-        const cJSON *v;
-        cJSON_ArrayForEach(v, cJSON_GetObjectItem(c, "prompt_ids")) {
-            if (g->n_prompt < MAX_STEPS) g->prompt_ids[g->n_prompt++] = (int32_t)v->valuedouble;
-        }
-        int i = 0;
-        cJSON_ArrayForEach(v, cJSON_GetObjectItem(c, "generated_ids")) {
-            if (i < N_GEN) g->gen_ids[i++] = (int32_t)v->valuedouble;
-        }
-        if (i != N_GEN) return -1;
-        i = 0;
-        const cJSON *p;
-        cJSON_ArrayForEach(p, cJSON_GetObjectItem(c, "positions")) {
-            if (i > N_GEN) break;
-            g->step[i].margin = (float)cJSON_GetObjectItem(p, "margin")->valuedouble;
-            int j = 0;
-            const cJSON *pair;
-            cJSON_ArrayForEach(pair, cJSON_GetObjectItem(p, "top10")) {
-                if (j == 10) break;
-                g->step[i].top_id[j] = (int32_t)cJSON_GetArrayItem(pair, 0)->valuedouble;
-                g->step[i].top_logit[j] = (float)cJSON_GetArrayItem(pair, 1)->valuedouble;
-                j++;
-            }
-            i++;
-        }
-        if (i != N_GEN + 1) return -1;
+        if (bn_golden_read_case(c, &g->g)) return -1;
         g->logits0 = read_logits(
             cJSON_GetStringValue(cJSON_GetObjectItem(c, "logits_f32")), fx.n_vocab);
         g->logits1 = read_logits(
@@ -196,7 +166,8 @@ static bool have_reference_run[MAX_CASES];
 // Prompt (one token per step or batched), then greedy generation, compared with the
 // golden case at every step.
 static void run_case(int case_i, int n_threads, bool batched, bool full_check, run_stats *st) {
-    const golden_case *g = &fx.cases[case_i];
+    const bn_golden_case *g = &fx.cases[case_i].g;
+    const golden_case *ref = &fx.cases[case_i];
     bn_backend *be = make_backend(n_threads, 0, false);
     float *logits = malloc((size_t)fx.n_vocab * sizeof(float));
     assert_non_null(logits);
@@ -214,9 +185,9 @@ static void run_case(int case_i, int n_threads, bool batched, bool full_check, r
     }
     memset(st, 0, sizeof *st);
     for (int s = 0; s <= N_GEN; s++) {
-        if (full_check && s == 0) compare_full(logits, g->logits0, fx.n_vocab, "after prompt",
+        if (full_check && s == 0) compare_full(logits, ref->logits0, fx.n_vocab, "after prompt",
                                                case_i);
-        if (full_check && s == 1) compare_full(logits, g->logits1, fx.n_vocab, "after gen[0]",
+        if (full_check && s == 1) compare_full(logits, ref->logits1, fx.n_vocab, "after gen[0]",
                                                case_i);
         st->n_steps++;
         float step_max = 0.0f;
@@ -263,7 +234,7 @@ static void test_golden_token_by_token(void **state) {
         reference_run[c] = st;
         have_reference_run[c] = true;
         fprintf(stderr, "  case %d (%s): %d tokens match; top-10 max |diff| %.3g on %d close "
-                "steps, %.3g overall\n", c, fx.cases[c].prompt, st.n_ids, (double)st.close_max,
+                "steps, %.3g overall\n", c, fx.cases[c].g.prompt, st.n_ids, (double)st.close_max,
                 st.n_steps - st.flip_steps, (double)st.top10_max);
         if (st.top10_max > worst) worst = st.top10_max;
     }
@@ -297,7 +268,7 @@ static void test_golden_batched_and_threads(void **state) {
 static void test_all_logits_rows(void **state) {
     (void)state;
     REQUIRE_MODEL();
-    const golden_case *g = &fx.cases[3]; // the longest prompt
+    const bn_golden_case *g = &fx.cases[3].g; // the longest prompt
     const int n = g->n_prompt;
     const size_t V = (size_t)fx.n_vocab;
     float *seq = malloc(V * n * sizeof(float));
@@ -326,7 +297,7 @@ static void test_all_logits_rows(void **state) {
         assert_true(max <= 1e-3f);
     }
     // The last row also matches the golden vector.
-    compare_full(all + V * (n - 1), g->logits0, fx.n_vocab, "all_logits last", 3);
+    compare_full(all + V * (n - 1), fx.cases[3].logits0, fx.n_vocab, "all_logits last", 3);
     free(seq);
     free(all);
 }
@@ -334,7 +305,7 @@ static void test_all_logits_rows(void **state) {
 static void test_forward_argmax(void **state) {
     (void)state;
     REQUIRE_MODEL();
-    const golden_case *g = &fx.cases[0];
+    const bn_golden_case *g = &fx.cases[0].g;
     int32_t pos[MAX_STEPS];
     for (int i = 0; i < MAX_STEPS; i++) pos[i] = i;
     bn_backend *be = make_backend(2, 0, false);
@@ -358,14 +329,14 @@ static void test_lm_head_q8(void **state) {
     assert_non_null(logits);
     bn_error err;
     for (int c = 0; c < fx.n_cases; c++) {
-        const golden_case *g = &fx.cases[c];
+        const bn_golden_case *g = &fx.cases[c].g;
         bn_backend *be = make_backend(2, 0, true);
         assert_int_equal(bn_cpu_backend.forward(be, g->prompt_ids, pos, NULL, g->n_prompt, logits,
                                                 false, &err), 0);
         double sum = 0;
         float max = 0;
         for (int32_t i = 0; i < fx.n_vocab; i++) {
-            float d = fabsf(logits[i] - g->logits0[i]);
+            float d = fabsf(logits[i] - fx.cases[c].logits0[i]);
             sum += d;
             max = fmaxf(max, d);
         }
