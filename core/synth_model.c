@@ -186,6 +186,7 @@ typedef struct vocab {
     int32_t bos, eos, eot;
     bool add_bos;
     const char *chat_template;
+    bool spm; // a SentencePiece source ("llama"): scores, no merges, space prefix
 } vocab;
 
 // GPT-2 bytes_to_unicode: printable bytes stand for themselves, the others map to
@@ -307,6 +308,7 @@ static int vocab_open(const bn_synth_config *c, vocab *v, bn_error *err) {
     v->eot = bn_tokenizer_eot(v->tok);
     v->add_bos = bn_tokenizer_add_bos(v->tok);
     v->chat_template = bn_tokenizer_chat_template(v->tok);
+    v->spm = bn_tokenizer_is_spm(v->tok);
     return 0;
 }
 
@@ -314,8 +316,11 @@ static int write_vocab_kvs(bn_gguf_writer *w, const vocab *v, bn_error *err) {
     char buf[64];
     size_t len;
     int32_t type;
-    if (bn_gguf_writer_kv_str(w, "tokenizer.ggml.model", "gpt2", err) ||
-        bn_gguf_writer_kv_str(w, "tokenizer.ggml.pre", "llama-bpe", err))
+    // A SentencePiece vocabulary is written as llama.cpp's convert script does:
+    // model "llama", its scores, no merges, unk id and add_space_prefix.
+    if (v->spm ? bn_gguf_writer_kv_str(w, "tokenizer.ggml.model", "llama", err)
+               : (bn_gguf_writer_kv_str(w, "tokenizer.ggml.model", "gpt2", err) ||
+                  bn_gguf_writer_kv_str(w, "tokenizer.ggml.pre", "llama-bpe", err)))
         return -1;
     if (bn_gguf_writer_begin_array(w, "tokenizer.ggml.tokens", BN_GGUF_STRING, v->n_vocab, err))
         return -1;
@@ -324,12 +329,12 @@ static int write_vocab_kvs(bn_gguf_writer *w, const vocab *v, bn_error *err) {
         if (!s) return bn_errorf(err, "vocabulary has no text for token %u", id);
         if (bn_gguf_writer_array_str(w, s, len, err)) return -1;
     }
-    // scores are unused by BPE; the official files carry zeros
+    // scores are unused by BPE (the official files carry zeros); fillers score 0
     if (bn_gguf_writer_begin_array(w, "tokenizer.ggml.scores", BN_GGUF_FLOAT32, v->n_vocab, err))
         return -1;
     for (uint32_t id = 0; id < v->n_vocab; id++) {
-        float zero = 0.0f;
-        if (bn_gguf_writer_array_elem(w, &zero, err)) return -1;
+        float score = v->spm && id < v->n_src ? bn_tokenizer_token_score(v->tok, (int32_t)id) : 0.0f;
+        if (bn_gguf_writer_array_elem(w, &score, err)) return -1;
     }
     if (bn_gguf_writer_begin_array(w, "tokenizer.ggml.token_type", BN_GGUF_INT32, v->n_vocab,
                                    err))
@@ -339,12 +344,20 @@ static int write_vocab_kvs(bn_gguf_writer *w, const vocab *v, bn_error *err) {
         if (bn_gguf_writer_array_elem(w, &type, err)) return -1;
     }
     size_t n_merges = vocab_n_merges(v);
-    if (bn_gguf_writer_begin_array(w, "tokenizer.ggml.merges", BN_GGUF_STRING, n_merges, err))
+    if (!v->spm &&
+        bn_gguf_writer_begin_array(w, "tokenizer.ggml.merges", BN_GGUF_STRING, n_merges, err))
         return -1;
-    for (size_t i = 0; i < n_merges; i++) {
+    for (size_t i = 0; !v->spm && i < n_merges; i++) {
         const char *s = vocab_merge(v, i, buf, &len);
         if (!s) return bn_errorf(err, "vocabulary has no merge %zu", i);
         if (bn_gguf_writer_array_str(w, s, len, err)) return -1;
+    }
+    if (v->spm) {
+        int32_t unk = bn_tokenizer_unk(v->tok);
+        if ((unk >= 0 && bn_gguf_writer_kv_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)unk, err)) ||
+            bn_gguf_writer_kv_bool(w, "tokenizer.ggml.add_space_prefix",
+                                   bn_tokenizer_add_space_prefix(v->tok), err))
+            return -1;
     }
     if (v->bos >= 0 && bn_gguf_writer_kv_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)v->bos, err))
         return -1;

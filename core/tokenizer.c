@@ -1,6 +1,7 @@
 // tokenizer.c - the tokenizer's tables: vocabulary, byte-level mapping, merge
 // table, special tokens; accessors and decoding. Loaders live in
-// tokenizer_json.c / tokenizer_gguf.c, encoding in tokenizer_bpe.c.
+// tokenizer_json.c / tokenizer_gguf.c, encoding in tokenizer_bpe.c (byte-level
+// BPE) and tokenizer_spm.c (SentencePiece).
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,7 +104,7 @@ bn_tokenizer *bn_tok_new(int32_t n_vocab, bn_error *err) {
     t->bytes_off = calloc(n, sizeof *t->bytes_off);
     t->bytes_len = calloc(n, sizeof *t->bytes_len);
     t->is_set = calloc(n, 1);
-    t->bos = t->eos = t->eot = -1;
+    t->bos = t->eos = t->eot = t->unk = -1;
     if (!t->type || !t->text_off || !t->text_len || !t->bytes_off || !t->bytes_len || !t->is_set) {
         bn_tokenizer_free(t);
         bn_errorf(err, "tokenizer: out of memory for %d tokens", n_vocab);
@@ -126,12 +127,21 @@ int bn_tok_set_token(bn_tokenizer *t, int32_t id, const char *text, size_t len, 
     // Raw bytes: CONTROL / USER_DEFINED (added) tokens are literal text; the rest
     // are byte-level strings. A string that is not byte-level text (possible in a
     // foreign GGUF) is kept literally, as llama.cpp prints it.
+    // SentencePiece tokens: U+2581 is a space, <0xHH> a byte (tokenizer_spm.c).
     char stack[256];
-    char *buf = len <= sizeof stack ? stack : malloc(len);
+    char *buf = len <= sizeof stack ? stack : malloc(len ? len : 1);
     if (!buf) return bn_errorf(err, "tokenizer: out of memory");
     long n = -1;
-    if (type != BN_TOKEN_TYPE_CONTROL && type != BN_TOKEN_TYPE_USER_DEFINED)
+    if (t->spm) {
+        n = bn_tok_spm_bytes(text, len, type, buf);
+        if (n < 0) {
+            if (buf != stack) free(buf);
+            return bn_errorf(err, "tokenizer: BYTE token %d \"%.*s\" is not <0xHH>", id,
+                             (int)(len > 64 ? 64 : len), text);
+        }
+    } else if (type != BN_TOKEN_TYPE_CONTROL && type != BN_TOKEN_TYPE_USER_DEFINED) {
         n = byte_level_decode(text, len, buf);
+    }
     int rc = n >= 0 ? pool_add(&t->bytes, buf, (size_t)n, &t->bytes_off[id], err)
                     : pool_add(&t->bytes, text, len, &t->bytes_off[id], err);
     if (buf != stack) free(buf);
@@ -183,6 +193,10 @@ int bn_tok_finish_vocab(bn_tokenizer *t, bn_error *err) {
                                  (int)(len > 64 ? 64 : len), s, o, id);
         }
         t->vslot[i] = (struct bn_vslot){h32, id};
+    }
+    if (t->spm) { // byte fallback tokens; a missing one fails only when text needs it
+        bn_tok_spm_byte_ids(t);
+        return 0;
     }
     // Every byte must have its own token, so BPE can start from single bytes.
     for (int b = 0; b < 256; b++) {
@@ -267,6 +281,22 @@ static int cmp_special(const void *pa, const void *pb) {
     return a->id < b->id ? -1 : a->id > b->id;
 }
 
+// SentencePiece: llama.cpp's cache_special_tokens order, longest first (its
+// std::sort leaves ties unordered; here lower id first).
+static int cmp_special_spm(const void *pa, const void *pb) {
+    const special_key *a = pa, *b = pb;
+    if (a->len != b->len) return a->len > b->len ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+// Tokens cut out of raw text before encoding (llama.cpp adds UNKNOWN for spm).
+static bool is_split_special(const bn_tokenizer *t, int32_t id) {
+    int32_t ty = t->type[id];
+    return t->text_len[id] > 0 &&
+           (ty == BN_TOKEN_TYPE_CONTROL || ty == BN_TOKEN_TYPE_USER_DEFINED ||
+            (t->spm && ty == BN_TOKEN_TYPE_UNKNOWN));
+}
+
 int bn_tok_finish(bn_tokenizer *t, int32_t bos, int32_t eos, int32_t eot, bool add_bos,
                   const char *chat_template, const char *regex, bool ignore_merges,
                   bn_error *err) {
@@ -293,9 +323,7 @@ int bn_tok_finish(bn_tokenizer *t, int32_t bos, int32_t eos, int32_t eot, bool a
 
     size_t ns = 0;
     for (int32_t id = 0; id < t->n_vocab; id++)
-        if ((t->type[id] == BN_TOKEN_TYPE_CONTROL || t->type[id] == BN_TOKEN_TYPE_USER_DEFINED) &&
-            t->text_len[id] > 0)
-            ns++;
+        if (is_split_special(t, id)) ns++;
     special_key *keys = malloc((ns ? ns : 1) * sizeof *keys);
     t->special = malloc((ns ? ns : 1) * sizeof *t->special);
     if (!keys || !t->special) {
@@ -303,11 +331,10 @@ int bn_tok_finish(bn_tokenizer *t, int32_t bos, int32_t eos, int32_t eot, bool a
         return bn_errorf(err, "tokenizer: out of memory");
     }
     for (int32_t id = 0; id < t->n_vocab; id++)
-        if ((t->type[id] == BN_TOKEN_TYPE_CONTROL || t->type[id] == BN_TOKEN_TYPE_USER_DEFINED) &&
-            t->text_len[id] > 0)
+        if (is_split_special(t, id))
             keys[t->n_special++] = (special_key){
                 (unsigned char)t->text.data[t->text_off[id]], t->text_len[id], id};
-    qsort(keys, t->n_special, sizeof *keys, cmp_special);
+    qsort(keys, t->n_special, sizeof *keys, t->spm ? cmp_special_spm : cmp_special);
     for (size_t i = 0; i < t->n_special; i++) t->special[i] = keys[i].id;
     free(keys);
     for (size_t i = 0; i < t->n_special; i++) {
@@ -315,7 +342,7 @@ int bn_tok_finish(bn_tokenizer *t, int32_t bos, int32_t eos, int32_t eot, bool a
         if (t->first_hi[c] == 0) t->first_lo[c] = (uint32_t)i;
         t->first_hi[c] = (uint32_t)i + 1;
     }
-    return bn_tok_compile_regex(t, regex, err);
+    return regex ? bn_tok_compile_regex(t, regex, err) : 0;
 }
 
 void bn_tokenizer_free(bn_tokenizer *t) {
@@ -336,6 +363,7 @@ void bn_tokenizer_free(bn_tokenizer *t) {
     free(t->mresult);
     free(t->special);
     free(t->chat_template);
+    free(t->score);
     if (t->re) pcre2_code_free(t->re);
     free(t);
 }
@@ -356,6 +384,13 @@ const char *bn_tokenizer_token_text(const bn_tokenizer *t, int32_t id, size_t *l
 int32_t bn_tokenizer_token_type(const bn_tokenizer *t, int32_t id) {
     return t && id >= 0 && id < t->n_vocab ? t->type[id] : -1;
 }
+
+float bn_tokenizer_token_score(const bn_tokenizer *t, int32_t id) {
+    return t && t->score && id >= 0 && id < t->n_vocab ? t->score[id] : 0.0f;
+}
+bool bn_tokenizer_is_spm(const bn_tokenizer *t) { return t && t->spm; }
+bool bn_tokenizer_add_space_prefix(const bn_tokenizer *t) { return t && t->add_space_prefix; }
+int32_t bn_tokenizer_unk(const bn_tokenizer *t) { return t ? t->unk : -1; }
 
 size_t bn_tokenizer_n_merges(const bn_tokenizer *t) { return t ? t->n_merges : 0; }
 
@@ -401,8 +436,18 @@ int bn_detokenize(const bn_tokenizer *t, const int32_t *ids, size_t n, char **te
     if (!out) return bn_errorf(err, "detokenize: out of memory");
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
-        memcpy(out + o, t->bytes.data + t->bytes_off[ids[i]], t->bytes_len[ids[i]]);
-        o += t->bytes_len[ids[i]];
+        const char *b = t->bytes.data + t->bytes_off[ids[i]];
+        size_t bl = t->bytes_len[ids[i]];
+        // llama_detokenize (remove_special false, unparse_special true): with
+        // add_space_prefix the first token, whatever it is, loses one leading
+        // space (the prefix the encoder added). A BOS first ("<s>") has none to
+        // lose, so text after it keeps its space, as in llama.cpp.
+        if (i == 0 && t->spm && t->add_space_prefix && bl && b[0] == ' ') {
+            b++;
+            bl--;
+        }
+        memcpy(out + o, b, bl);
+        o += bl;
     }
     out[o] = 0;
     *text = out;

@@ -1,9 +1,13 @@
-// tokenizer.h - the Llama-3 byte-level BPE tokenizer (docs/architecture.md: Tokenizer and chat format).
+// tokenizer.h - the Llama-3 byte-level BPE tokenizer and the LLaMA SentencePiece
+// tokenizer (docs/architecture.md: Tokenizer and chat format).
 //
 // One tokenizer struct, loaders for the vocabulary embedded in a GGUF file
-// (tokenizer.ggml.*) and a HuggingFace tokenizer.json. Encoding is exact
-// Llama-3 / HF `tokenizers` behaviour: the Llama-3 split regex, the GPT-2
-// byte-to-unicode mapping, ignore_merges, then rank-ordered BPE merges.
+// (tokenizer.ggml.*) and a HuggingFace tokenizer.json. Byte-level BPE
+// ("gpt2") encoding is exact Llama-3 / HF `tokenizers` behaviour: the Llama-3
+// split regex, the GPT-2 byte-to-unicode mapping, ignore_merges, then
+// rank-ordered BPE merges. SentencePiece ("llama", GGUF only) is exact
+// llama.cpp llm_tokenizer_spm behaviour: spaces as U+2581, a space prefix,
+// pairs merged by token score, byte fallback to <0xXX> (tokenizer_spm.c).
 //
 // Loading, encoding and the token queries are public (bitnet.h). Here: loading
 // from an open GGUF, and the vocabulary accessors that the synthetic model
@@ -34,9 +38,12 @@ enum {
 };
 
 // On failure *out is NULL and err holds one line saying why.
-// tokenizer.ggml.model must be "gpt2"; tokenizer.ggml.pre absent or a name that
-// means the Llama-3 split regex ("llama-bpe", "llama3", "falcon3", ...). The
-// chat style comes from tokenizer.chat_template (bn_chat_detect_style, chat.h).
+// tokenizer.ggml.model "gpt2": tokenizer.ggml.pre absent or a name that means
+// the Llama-3 split regex ("llama-bpe", "llama3", "falcon3", ...).
+// tokenizer.ggml.model "llama": SentencePiece, with tokenizer.ggml.scores,
+// token_type, bos/eos/unk ids (defaults 1/2/0), add_bos_token (default true)
+// and add_space_prefix (default true). Any other model is an error. The chat
+// style comes from tokenizer.chat_template (bn_chat_detect_style, chat.h).
 // The bn_gguf may be closed after.
 int bn_tokenizer_from_gguf(const bn_gguf *g, bn_tokenizer **out, bn_error *err);
 
@@ -50,9 +57,14 @@ typedef enum bn_chat_style {
 bn_chat_style bn_tokenizer_chat_style(const bn_tokenizer *t);
 
 // Accessors for copying a vocabulary into a new GGUF file.
-// Vocabulary form of a token (byte-level "Ġthe" string; special tokens: their text).
+// Vocabulary form of a token (byte-level "Ġthe" string, SentencePiece "▁the";
+// special tokens: their text).
 const char *bn_tokenizer_token_text(const bn_tokenizer *t, int32_t id, size_t *len);
 int32_t bn_tokenizer_token_type(const bn_tokenizer *t, int32_t id); // BN_TOKEN_TYPE_*, -1 out of range
+float bn_tokenizer_token_score(const bn_tokenizer *t, int32_t id);  // SentencePiece score; 0 otherwise
+bool bn_tokenizer_is_spm(const bn_tokenizer *t);                    // tokenizer.ggml.model "llama"
+bool bn_tokenizer_add_space_prefix(const bn_tokenizer *t);          // spm only
+int32_t bn_tokenizer_unk(const bn_tokenizer *t);                    // spm: the unknown token; else -1
 size_t bn_tokenizer_n_merges(const bn_tokenizer *t);
 // Merge i in rank order as "left right" (vocabulary form); NULL when out of range.
 const char *bn_tokenizer_merge(const bn_tokenizer *t, size_t i, size_t *len);

@@ -248,6 +248,7 @@ int bn_tokenize(const bn_tokenizer *t, const char *text, size_t len, bool add_bo
     *ids = NULL;
     *n_ids = 0;
     if (!text && len) return bn_errorf(err, "tokenize: NULL text");
+    if (t->spm) return bn_tok_spm_tokenize(t, text, len, add_bos, parse_special, ids, n_ids, err);
     enc e = {.t = t, .err = err};
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
     int rc = md ? 0 : bn_errorf(err, "tokenize: out of memory");

@@ -1,5 +1,6 @@
 // tokenizer_gguf.c - loads the vocabulary embedded in a GGUF file
-// (tokenizer.ggml.* keys, llama.cpp conventions).
+// (tokenizer.ggml.* keys, llama.cpp conventions). A SentencePiece ("llama")
+// vocabulary is loaded by tokenizer_spm.c.
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,8 +33,10 @@ int bn_tokenizer_from_gguf(const bn_gguf *g, bn_tokenizer **out, bn_error *err) 
     *out = NULL;
     bn_gguf_str s;
     if (bn_gguf_get_str(g, "tokenizer.ggml.model", &s, err)) return -1;
+    if (bn_gguf_str_eq(s, "llama")) return bn_tok_spm_from_gguf(g, out, err); // SentencePiece
     if (!bn_gguf_str_eq(s, "gpt2"))
-        return bn_errorf(err, "GGUF tokenizer.ggml.model is \"%.*s\"; only \"gpt2\" (byte-level BPE) is supported",
+        return bn_errorf(err, "GGUF tokenizer.ggml.model is \"%.*s\"; supported are \"gpt2\" "
+                              "(byte-level BPE) and \"llama\" (SentencePiece)",
                          (int)(s.len > 64 ? 64 : s.len), s.data);
     // The official 2B-4T file has no pre key: Llama-3 rules are the default.
     if (bn_gguf_find_key(g, "tokenizer.ggml.pre") >= 0) {

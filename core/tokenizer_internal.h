@@ -1,9 +1,11 @@
-// tokenizer_internal.h - the tokenizer struct and the builder the two loaders
+// tokenizer_internal.h - the tokenizer struct and the builder the loaders
 // share. Not part of the public API: only core/tokenizer*.c include it.
 //
 // A loader calls, in order: bn_tok_new, bn_tok_set_token for every id,
 // bn_tok_finish_vocab, bn_tok_begin_merges + bn_tok_add_merge for every merge
 // in rank order, then bn_tok_finish. On any failure it calls bn_tokenizer_free.
+// A SentencePiece vocabulary (spm, tokenizer_spm.c) sets t->spm right after
+// bn_tok_new, fills t->score, and has no merges and no split regex (NULL).
 #ifndef BN_TOKENIZER_INTERNAL_H
 #define BN_TOKENIZER_INTERNAL_H
 
@@ -52,11 +54,19 @@ struct bn_tokenizer {
     int32_t *mresult;
     size_t mmask;
 
-    int32_t byte_id[256]; // the token of each single byte
+    int32_t byte_id[256]; // the token of each single byte (SPM: <0xXX>; -1 when absent)
     bool ignore_merges;
 
+    // SentencePiece (tokenizer.ggml.model "llama"): BPE driven by the token
+    // scores instead of merges (tokenizer_spm.c); special holds CONTROL,
+    // USER_DEFINED and UNKNOWN tokens, longest first, and no regex is compiled.
+    bool spm;
+    bool add_space_prefix; // a leading U+2581 before text that follows BOS / a special token
+    float *score;          // per token (spm only)
+    int32_t unk;
+
     // tokens matched in raw text before pre-tokenization, longest first within a
-    // first byte: special[first_lo[c] .. first_hi[c])
+    // first byte: special[first_lo[c] .. first_hi[c]) (spm: all longest first)
     int32_t *special;
     size_t n_special;
     uint32_t first_lo[256], first_hi[256];
@@ -81,7 +91,7 @@ int bn_tok_finish_vocab(bn_tokenizer *t, bn_error *err);
 int bn_tok_begin_merges(bn_tokenizer *t, size_t n, bn_error *err);
 int bn_tok_add_merge(bn_tokenizer *t, const char *a, size_t alen, const char *b, size_t blen,
                      bn_error *err);
-// Special ids may be -1 (absent). regex: the Split pattern in HF syntax.
+// Special ids may be -1 (absent). regex: the Split pattern in HF syntax (NULL for spm).
 int bn_tok_finish(bn_tokenizer *t, int32_t bos, int32_t eos, int32_t eot, bool add_bos,
                   const char *chat_template, const char *regex, bool ignore_merges,
                   bn_error *err);
@@ -106,5 +116,20 @@ void bn_tok_llama3_specials(const bn_tokenizer *t, int32_t *bos, int32_t *eos, i
 
 // Compiles the HF-syntax split regex for PCRE2 (tokenizer_bpe.c).
 int bn_tok_compile_regex(bn_tokenizer *t, const char *regex, bn_error *err);
+
+// ---- SentencePiece (tokenizer_spm.c) -----------------------------------------------
+// The bytes token `text` of `type` stands for, as llama.cpp's token_to_piece
+// (special = true): NORMAL with U+2581 as space, BYTE "<0xHH>" as that byte,
+// CONTROL / UNKNOWN / USER_DEFINED as their text, UNUSED as nothing. out has
+// room for len bytes. Returns the count, or -1 for a BYTE token not "<0xHH>".
+long bn_tok_spm_bytes(const char *text, size_t len, int32_t type, char *out);
+// byte_id[] from the <0xXX> tokens (else the one-byte token, else -1).
+void bn_tok_spm_byte_ids(bn_tokenizer *t);
+// bn_tokenize for an spm vocabulary (llama.cpp's llm_tokenizer_spm).
+int bn_tok_spm_tokenize(const bn_tokenizer *t, const char *text, size_t len, bool add_bos,
+                        bool parse_special, int32_t **ids, size_t *n_ids, bn_error *err);
+// Loads the rest of an "llama" GGUF vocabulary (tokenizer_gguf.c calls it after
+// checking tokenizer.ggml.model).
+int bn_tok_spm_from_gguf(const bn_gguf *g, bn_tokenizer **out, bn_error *err);
 
 #endif

@@ -1,0 +1,435 @@
+// tokenizer_spm.c - the LLaMA SentencePiece tokenizer (GGUF tokenizer.ggml.model
+// "llama"), as llama.cpp's llm_tokenizer_spm (src/llama-vocab.cpp, the copy
+// vendored by bitnet.cpp): docs/architecture.md, Tokenizer and chat format.
+//
+// Encoding, llama_tokenize_internal's LLAMA_VOCAB_TYPE_SPM case:
+//  1. Special tokens are cut out of the raw text first, one token at a time,
+//     longest first, each at every leftmost non-overlapping occurrence in the
+//     text fragments left so far. USER_DEFINED tokens always; CONTROL and
+//     UNKNOWN ("<unk>") only with parse_special.
+//  2. Each text fragment that starts the text or follows a special token
+//     (BOS included) gets a leading space when add_space_prefix; then every
+//     space becomes U+2581 "▁" (nothing else is normalized).
+//  3. The fragment is split into characters by the UTF-8 lead byte alone
+//     (llama.cpp's unicode_len_utf8: no check of the continuation bytes), and
+//     adjacent symbols merge while some pair's concatenation is a vocabulary
+//     token: the pair whose token has the highest score first, then the
+//     leftmost. Any token text counts, whatever its type, as in llama.cpp.
+//  4. Each final symbol is its token, or (no token has that text) one byte
+//     token <0xXX> per byte: the byte fallback.
+//
+// Decoding (tokenizer.c): U+2581 back to a space, <0xXX> to its byte, special
+// tokens as their text; bn_detokenize drops one leading space of the first
+// token when add_space_prefix (llama_detokenize).
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat.h"
+#include "tokenizer_internal.h"
+
+#define SPACE_MARK "\xE2\x96\x81" // U+2581, SentencePiece's visible space
+#define SPACE_MARK_LEN 3
+
+// ---- vocabulary -----------------------------------------------------------------------
+static int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+long bn_tok_spm_bytes(const char *text, size_t len, int32_t type, char *out) {
+    switch (type) {
+    case BN_TOKEN_TYPE_CONTROL:
+    case BN_TOKEN_TYPE_UNKNOWN:
+    case BN_TOKEN_TYPE_USER_DEFINED:
+        if (len) memcpy(out, text, len);
+        return (long)len;
+    case BN_TOKEN_TYPE_BYTE: {
+        int hi = len == 6 ? hex_digit(text[3]) : -1, lo = len == 6 ? hex_digit(text[4]) : -1;
+        if (hi < 0 || lo < 0 || memcmp(text, "<0x", 3) != 0 || text[5] != '>') return -1;
+        out[0] = (char)(hi << 4 | lo);
+        return 1;
+    }
+    case BN_TOKEN_TYPE_NORMAL: {
+        size_t n = 0;
+        for (size_t i = 0; i < len;) {
+            if (len - i >= SPACE_MARK_LEN && memcmp(text + i, SPACE_MARK, SPACE_MARK_LEN) == 0) {
+                out[n++] = ' ';
+                i += SPACE_MARK_LEN;
+            } else {
+                out[n++] = text[i++];
+            }
+        }
+        return (long)n;
+    }
+    default: // UNUSED: llama.cpp's token_to_piece gives nothing
+        return 0;
+    }
+}
+
+void bn_tok_spm_byte_ids(bn_tokenizer *t) {
+    static const char hex[] = "0123456789ABCDEF";
+    for (int b = 0; b < 256; b++) {
+        // llama_byte_to_token_impl: "<0xXX>" (upper case), else the byte itself
+        char s[6] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
+        int32_t id = bn_tok_find(t, s, sizeof s);
+        if (id < 0) {
+            char c = (char)b;
+            id = bn_tok_find(t, &c, 1);
+        }
+        t->byte_id[b] = id;
+    }
+}
+
+// ---- encoding -------------------------------------------------------------------------
+typedef struct sym {
+    size_t off, n;      // bytes in the escaped text; n == 0 once merged into its left
+    int32_t prev, next; // -1 at the ends
+} sym;
+
+typedef struct bigram {
+    float score;
+    int32_t left, right;
+    size_t size; // n of left + right when queued: a later mismatch means stale
+} bigram;
+
+typedef struct frag {
+    int32_t tok; // -1: text [off, off + len)
+    size_t off, len;
+} frag;
+
+typedef struct spm_enc {
+    const bn_tokenizer *t;
+    bn_error *err;
+    int32_t *ids;
+    size_t n_ids, cap_ids;
+    char *buf; // the escaped fragment
+    size_t cap_buf;
+    sym *syms;
+    size_t cap_syms;
+    bigram *heap;
+    size_t n_heap, cap_heap;
+} spm_enc;
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem, bn_error *err) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (!q) return bn_errorf(err, "tokenize: out of memory");
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+static int push_id(spm_enc *e, int32_t id) {
+    if (grow((void **)&e->ids, &e->cap_ids, e->n_ids + 1, sizeof *e->ids, e->err)) return -1;
+    e->ids[e->n_ids++] = id;
+    return 0;
+}
+
+// llama.cpp's llm_bigram_spm::comparator, as "a comes out of the queue first".
+static bool bigram_first(const bigram *a, const bigram *b) {
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+static int heap_push(spm_enc *e, bigram g) {
+    if (grow((void **)&e->heap, &e->cap_heap, e->n_heap + 1, sizeof *e->heap, e->err)) return -1;
+    size_t i = e->n_heap++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!bigram_first(&g, &e->heap[p])) break;
+        e->heap[i] = e->heap[p];
+        i = p;
+    }
+    e->heap[i] = g;
+    return 0;
+}
+
+static bigram heap_pop(spm_enc *e) {
+    bigram top = e->heap[0], last = e->heap[--e->n_heap];
+    size_t i = 0, n = e->n_heap;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && bigram_first(&e->heap[c + 1], &e->heap[c])) c++;
+        if (!bigram_first(&e->heap[c], &last)) break;
+        e->heap[i] = e->heap[c];
+        i = c;
+    }
+    if (n) e->heap[i] = last;
+    return top;
+}
+
+// try_add_bigram: queues (left, right) when their text together is a token.
+static int try_pair(spm_enc *e, int32_t left, int32_t right) {
+    if (left < 0 || right < 0) return 0;
+    const sym *s = e->syms;
+    size_t size = s[left].n + s[right].n;
+    int32_t id = bn_tok_find(e->t, e->buf + s[left].off, size);
+    if (id < 0) return 0;
+    return heap_push(e, (bigram){e->t->score[id], left, right, size});
+}
+
+// Lead-byte length as llama.cpp's unicode_len_utf8 (by the high nibble). Not
+// bn_utf8_char_len: on invalid UTF-8 that one rejects what llama.cpp groups,
+// and the grouping decides which symbols exist.
+static size_t lead_len(unsigned char c) {
+    static const unsigned char len[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+    return len[c >> 4];
+}
+
+// llm_tokenizer_spm_session::tokenize on one text fragment.
+static int encode_fragment(spm_enc *e, const char *s, size_t n, bool prefix) {
+    const bn_tokenizer *t = e->t;
+    size_t spaces = 0;
+    for (size_t i = 0; i < n; i++) spaces += s[i] == ' ';
+    size_t m = (prefix ? SPACE_MARK_LEN : 0) + n + spaces * (SPACE_MARK_LEN - 1);
+    if (m == 0) return 0;
+    if (m > (size_t)INT32_MAX) return bn_errorf(e->err, "tokenize: text of %zu bytes", n);
+    if (grow((void **)&e->buf, &e->cap_buf, m, 1, e->err)) return -1;
+    char *b = e->buf;
+    size_t o = 0;
+    if (prefix) {
+        memcpy(b, SPACE_MARK, SPACE_MARK_LEN);
+        o = SPACE_MARK_LEN;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ' ') {
+            memcpy(b + o, SPACE_MARK, SPACE_MARK_LEN);
+            o += SPACE_MARK_LEN;
+        } else {
+            b[o++] = s[i];
+        }
+    }
+
+    // one symbol per character
+    if (grow((void **)&e->syms, &e->cap_syms, m, sizeof *e->syms, e->err)) return -1;
+    sym *sy = e->syms;
+    int32_t count = 0;
+    for (size_t off = 0; off < m; count++) {
+        size_t len = lead_len((unsigned char)b[off]);
+        if (len > m - off) len = m - off;
+        sy[count] = (sym){off, len, count - 1, off + len == m ? -1 : count + 1};
+        off += len;
+    }
+    e->n_heap = 0;
+    for (int32_t i = 1; i < count; i++)
+        if (try_pair(e, i - 1, i)) return -1;
+    while (e->n_heap) {
+        bigram g = heap_pop(e);
+        sym *l = &sy[g.left], *r = &sy[g.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != g.size) continue; // stale
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0) sy[r->next].prev = g.left;
+        if (try_pair(e, l->prev, g.left) || try_pair(e, g.left, l->next)) return -1;
+    }
+
+    // resegment: the symbol's token, else its bytes as byte tokens
+    for (int32_t i = 0; i != -1; i = sy[i].next) {
+        int32_t id = bn_tok_find(t, b + sy[i].off, sy[i].n);
+        if (id >= 0) {
+            if (push_id(e, id)) return -1;
+            continue;
+        }
+        for (size_t k = 0; k < sy[i].n; k++) {
+            unsigned char c = (unsigned char)b[sy[i].off + k];
+            if (t->byte_id[c] < 0)
+                return bn_errorf(e->err, "tokenize: the vocabulary has no byte token <0x%02X> "
+                                         "for a character it has no token for", c);
+            if (push_id(e, t->byte_id[c])) return -1;
+        }
+    }
+    return 0;
+}
+
+// First occurrence of needle (nl > 0 bytes) within hay[0, hl), or -1.
+static long find_in(const char *hay, size_t hl, const char *needle, size_t nl) {
+    if (nl > hl) return -1;
+    const char *p = hay, *end = hay + (hl - nl) + 1;
+    while (p < end && (p = memchr(p, needle[0], (size_t)(end - p))) != NULL) {
+        if (memcmp(p, needle, nl) == 0) return (long)(p - hay);
+        p++;
+    }
+    return -1;
+}
+
+// tokenizer_st_partition: the text as fragments of text and special tokens.
+static int partition(const bn_tokenizer *t, const char *s, size_t len, bool parse_special,
+                     frag **out, size_t *n_out, bn_error *err) {
+    frag *cur = NULL, *next = NULL;
+    size_t n_cur = 0, cap_cur = 0, cap_next = 0;
+    if (len) {
+        if (grow((void **)&cur, &cap_cur, 1, sizeof *cur, err)) return -1;
+        cur[n_cur++] = (frag){-1, 0, len};
+    }
+    for (size_t k = 0; k < t->n_special && n_cur; k++) {
+        int32_t id = t->special[k];
+        int32_t ty = t->type[id];
+        if (!parse_special && (ty == BN_TOKEN_TYPE_CONTROL || ty == BN_TOKEN_TYPE_UNKNOWN)) continue;
+        const char *st = t->text.data + t->text_off[id];
+        size_t sl = t->text_len[id];
+        size_t n_next = 0;
+        for (size_t f = 0; f < n_cur; f++) {
+            // at most 2 pieces per match, plus the rest
+            size_t pos = cur[f].off, end = cur[f].off + cur[f].len;
+            for (;;) {
+                long m = cur[f].tok < 0 ? find_in(s + pos, end - pos, st, sl) : -1;
+                if (grow((void **)&next, &cap_next, n_next + 2, sizeof *next, err)) goto fail;
+                if (m < 0) {
+                    if (cur[f].tok >= 0) next[n_next++] = cur[f];
+                    else if (end > pos) next[n_next++] = (frag){-1, pos, end - pos};
+                    break;
+                }
+                if (m > 0) next[n_next++] = (frag){-1, pos, (size_t)m};
+                next[n_next++] = (frag){id, 0, 0};
+                pos += (size_t)m + sl;
+            }
+        }
+        frag *tmp = cur;
+        cur = next;
+        next = tmp;
+        size_t c = cap_cur;
+        cap_cur = cap_next;
+        cap_next = c;
+        n_cur = n_next;
+    }
+    free(next);
+    *out = cur;
+    *n_out = n_cur;
+    return 0;
+fail:
+    free(cur);
+    free(next);
+    return -1;
+}
+
+int bn_tok_spm_tokenize(const bn_tokenizer *t, const char *text, size_t len, bool add_bos,
+                        bool parse_special, int32_t **ids, size_t *n_ids, bn_error *err) {
+    spm_enc e = {.t = t, .err = err};
+    frag *fr = NULL;
+    size_t n_fr = 0;
+    int rc = partition(t, text, len, parse_special, &fr, &n_fr, err);
+    if (!rc && add_bos)
+        rc = t->bos < 0 ? bn_errorf(err, "tokenize: the vocabulary has no BOS token")
+                        : push_id(&e, t->bos);
+    bool prev_special = true; // the text's start counts as following a special token
+    for (size_t i = 0; !rc && i < n_fr; i++) {
+        if (fr[i].tok >= 0) {
+            rc = push_id(&e, fr[i].tok);
+            prev_special = true;
+        } else {
+            rc = encode_fragment(&e, text + fr[i].off, fr[i].len, t->add_space_prefix && prev_special);
+            prev_special = false;
+        }
+    }
+    if (!rc && !e.ids) rc = grow((void **)&e.ids, &e.cap_ids, 1, sizeof *e.ids, err); // never NULL
+    free(fr);
+    free(e.buf);
+    free(e.syms);
+    free(e.heap);
+    if (rc) {
+        free(e.ids);
+        return -1;
+    }
+    *ids = e.ids;
+    *n_ids = e.n_ids;
+    return 0;
+}
+
+// ---- loading from GGUF ------------------------------------------------------------------
+// An optional id key; absent: *out keeps its default.
+static int opt_id(const bn_gguf *g, const char *key, int32_t n_vocab, int32_t *out, bn_error *err) {
+    if (bn_gguf_find_key(g, key) < 0) return 0;
+    int64_t v;
+    if (bn_gguf_get_i64(g, key, &v, err)) return -1;
+    if (v < 0 || v >= n_vocab)
+        return bn_errorf(err, "GGUF %s = %lld is out of range [0, %d)", key, (long long)v, n_vocab);
+    *out = (int32_t)v;
+    return 0;
+}
+
+static int opt_bool(const bn_gguf *g, const char *key, bool *out, bn_error *err) {
+    return bn_gguf_find_key(g, key) >= 0 ? bn_gguf_get_bool(g, key, out, err) : 0;
+}
+
+int bn_tok_spm_from_gguf(const bn_gguf *g, bn_tokenizer **out, bn_error *err) {
+    *out = NULL;
+    const bn_gguf_array *tokens, *scores = NULL, *types = NULL;
+    if (bn_gguf_get_arr(g, "tokenizer.ggml.tokens", BN_GGUF_STRING, &tokens, err)) return -1;
+    if (tokens->count == 0 || tokens->count > INT32_MAX)
+        return bn_errorf(err, "GGUF tokenizer.ggml.tokens has %llu entries",
+                         (unsigned long long)tokens->count);
+    if (bn_gguf_find_key(g, "tokenizer.ggml.scores") >= 0) {
+        if (bn_gguf_get_arr(g, "tokenizer.ggml.scores", BN_GGUF_FLOAT32, &scores, err)) return -1;
+        if (scores->count != tokens->count)
+            return bn_errorf(err, "GGUF tokenizer.ggml.scores has %llu entries for %llu tokens",
+                             (unsigned long long)scores->count, (unsigned long long)tokens->count);
+    }
+    if (bn_gguf_find_key(g, "tokenizer.ggml.token_type") >= 0) {
+        if (bn_gguf_get_arr(g, "tokenizer.ggml.token_type", BN_GGUF_TYPE_COUNT, &types, err))
+            return -1;
+        bn_gguf_type et = types->elem_type;
+        if (types->count != tokens->count || et == BN_GGUF_STRING || et == BN_GGUF_ARRAY ||
+            et == BN_GGUF_FLOAT32 || et == BN_GGUF_FLOAT64 || et == BN_GGUF_BOOL)
+            return bn_errorf(err, "GGUF tokenizer.ggml.token_type must be %llu integers",
+                             (unsigned long long)tokens->count);
+    }
+
+    int32_t n_vocab = (int32_t)tokens->count;
+    bn_tokenizer *t = bn_tok_new(n_vocab, err);
+    if (!t) return -1;
+    t->spm = true;
+    t->score = calloc((size_t)n_vocab, sizeof *t->score); // missing scores: 0, as llama.cpp
+    if (!t->score) {
+        bn_errorf(err, "tokenizer: out of memory");
+        goto fail;
+    }
+    for (int32_t id = 0; id < n_vocab; id++) {
+        int64_t type = types ? bn_gguf_arr_int(types, (uint64_t)id) : BN_TOKEN_TYPE_NORMAL;
+        if (type < BN_TOKEN_TYPE_NORMAL || type > BN_TOKEN_TYPE_BYTE) {
+            bn_errorf(err, "GGUF token %d has unknown token_type %lld", id, (long long)type);
+            goto fail;
+        }
+        if (scores) memcpy(&t->score[id], (const char *)scores->data + 4 * (size_t)id, 4);
+        if (bn_tok_set_token(t, id, tokens->strs[id].data, tokens->strs[id].len, (int32_t)type, err))
+            goto fail;
+    }
+    if (bn_tok_finish_vocab(t, err)) goto fail;
+
+    // llama.cpp's defaults for "llama": bos 1, eos 2, unk 0, add_bos, space prefix
+    int32_t bos = n_vocab > 1 ? 1 : -1, eos = n_vocab > 2 ? 2 : -1, eot = -1, unk = 0;
+    bool add_bos = true, add_space_prefix = true;
+    if (opt_id(g, "tokenizer.ggml.bos_token_id", n_vocab, &bos, err) ||
+        opt_id(g, "tokenizer.ggml.eos_token_id", n_vocab, &eos, err) ||
+        opt_id(g, "tokenizer.ggml.eot_token_id", n_vocab, &eot, err) ||
+        opt_id(g, "tokenizer.ggml.unknown_token_id", n_vocab, &unk, err) ||
+        opt_bool(g, "tokenizer.ggml.add_bos_token", &add_bos, err) ||
+        opt_bool(g, "tokenizer.ggml.add_space_prefix", &add_space_prefix, err))
+        goto fail;
+    t->unk = unk;
+    t->add_space_prefix = add_space_prefix;
+    char *tmpl = NULL;
+    if (bn_gguf_find_key(g, "tokenizer.chat_template") >= 0) {
+        bn_gguf_str s;
+        if (bn_gguf_get_str(g, "tokenizer.chat_template", &s, err)) goto fail;
+        if (!(tmpl = malloc(s.len + 1))) {
+            bn_errorf(err, "tokenizer: out of memory");
+            goto fail;
+        }
+        memcpy(tmpl, s.data, s.len);
+        tmpl[s.len] = 0;
+    }
+    int rc = bn_tok_finish(t, bos, eos, eot, add_bos, tmpl, NULL, false, err);
+    t->chat_style = bn_chat_detect_style(tmpl);
+    free(tmpl);
+    if (rc) goto fail;
+    *out = t;
+    return 0;
+fail:
+    bn_tokenizer_free(t);
+    return -1;
+}
