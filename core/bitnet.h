@@ -250,7 +250,9 @@ BN_API void bn_batch_remove(bn_batch *b, int slot);
 // failure (-1) the slots are as before the call.
 BN_API int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_error *err);
 
-// ---- the tokenizer alone: Llama-3 byte-level BPE (docs/architecture.md) ---------------
+// ---- the tokenizer alone (docs/architecture.md: Tokenizer and chat format) --------------
+// Byte-level BPE (Llama-3, Falcon3; GGUF tokenizer.ggml.model "gpt2") or LLaMA
+// SentencePiece (1bitLLM; "llama"), each as llama.cpp tokenizes.
 // A loaded tokenizer is immutable: any number of threads may use it at once.
 typedef struct bn_tokenizer bn_tokenizer;
 
@@ -263,7 +265,8 @@ BN_API int bn_tokenizer_from_model(const char *gguf_path, bn_tokenizer **out, bn
 BN_API void bn_tokenizer_free(bn_tokenizer *t);
 
 // Encodes len bytes of text (any bytes: invalid UTF-8 and NUL are fine and
-// round-trip through bn_detokenize). add_bos prepends BOS. parse_special: the
+// round-trip through bn_detokenize, but for a SentencePiece vocabulary's space
+// prefix). add_bos prepends BOS. parse_special: the
 // text of special tokens (e.g. "<|eot_id|>") becomes that token; otherwise it
 // is encoded as plain text. *ids is malloc'd (never NULL on success), caller frees.
 BN_API int bn_tokenize(const bn_tokenizer *t, const char *text, size_t len, bool add_bos,
@@ -271,8 +274,10 @@ BN_API int bn_tokenize(const bn_tokenizer *t, const char *text, size_t len, bool
 // The raw bytes a token stands for (special tokens: their text); not
 // NUL-terminated. NULL when id is out of range.
 BN_API const char *bn_token_bytes(const bn_tokenizer *t, int32_t id, size_t *len);
-// Concatenates bn_token_bytes of ids; *text is malloc'd and NUL-terminated
-// (the NUL is not counted in *len). Fails on an out-of-range id.
+// Concatenates bn_token_bytes of ids (a SentencePiece vocabulary: less the
+// first token's leading space, as llama.cpp's llama_detokenize); *text is
+// malloc'd and NUL-terminated (the NUL is not counted in *len). Fails on an
+// out-of-range id.
 BN_API int bn_detokenize(const bn_tokenizer *t, const int32_t *ids, size_t n, char **text,
                          size_t *len, bn_error *err);
 
