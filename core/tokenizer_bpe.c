@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heap.h"
 #include "tokenizer_internal.h"
 
 // ---- the regex --------------------------------------------------------------------
@@ -109,19 +110,8 @@ typedef struct enc {
     size_t n_heap, cap_heap;
 } enc;
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem, bn_error *err) {
-    if (need <= *cap) return 0;
-    size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (!q) return bn_errorf(err, "tokenize: out of memory");
-    *p = q;
-    *cap = c;
-    return 0;
-}
-
 static int push_id(enc *e, int32_t id) {
-    if (grow((void **)&e->ids, &e->cap_ids, e->n_ids + 1, sizeof *e->ids, e->err)) return -1;
+    if (bn_tok_grow((void **)&e->ids, &e->cap_ids, e->n_ids + 1, sizeof *e->ids, e->err)) return -1;
     e->ids[e->n_ids++] = id;
     return 0;
 }
@@ -130,33 +120,15 @@ static bool cand_less(const cand *a, const cand *b) {
     return a->rank != b->rank ? a->rank < b->rank : a->left < b->left;
 }
 
-static int heap_push(enc *e, cand c) {
-    if (grow((void **)&e->heap, &e->cap_heap, e->n_heap + 1, sizeof *e->heap, e->err)) return -1;
-    size_t i = e->n_heap++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!cand_less(&c, &e->heap[p])) break;
-        e->heap[i] = e->heap[p];
-        i = p;
-    }
-    e->heap[i] = c;
+BN_HEAP_DEFINE(cand_heap, cand, cand_less)
+
+static int heap_push(enc *e, cand x) {
+    if (bn_tok_grow((void **)&e->heap, &e->cap_heap, e->n_heap + 1, sizeof *e->heap, e->err)) return -1;
+    cand_heap_push(e->heap, &e->n_heap, x);
     return 0;
 }
 
-static cand heap_pop(enc *e) {
-    cand top = e->heap[0], last = e->heap[--e->n_heap];
-    size_t i = 0, n = e->n_heap;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && cand_less(&e->heap[c + 1], &e->heap[c])) c++;
-        if (!cand_less(&e->heap[c], &last)) break;
-        e->heap[i] = e->heap[c];
-        i = c;
-    }
-    if (n) e->heap[i] = last;
-    return top;
-}
+static cand heap_pop(enc *e) { return cand_heap_pop(e->heap, &e->n_heap); }
 
 // Queues the pair (left, right) if the merge table has it.
 static int try_pair(enc *e, int32_t left, int32_t right) {
@@ -178,7 +150,7 @@ static int encode_word(enc *e, const unsigned char *w, size_t n) {
     if (n > INT32_MAX / 2) return bn_errorf(e->err, "tokenize: pre-token of %zu bytes", n);
 
     if (t->ignore_merges) {
-        if (grow((void **)&e->bl, &e->cap_bl, 2 * n, 1, e->err)) return -1;
+        if (bn_tok_grow((void **)&e->bl, &e->cap_bl, 2 * n, 1, e->err)) return -1;
         size_t m = 0;
         for (size_t i = 0; i < n; i++) {
             // Byte token texts are the byte-level UTF-8 of one byte (1 or 2 bytes).
@@ -190,7 +162,7 @@ static int encode_word(enc *e, const unsigned char *w, size_t n) {
         if (id >= 0 && t->type[id] != BN_TOKEN_TYPE_CONTROL) return push_id(e, id);
     }
 
-    if (grow((void **)&e->syms, &e->cap_syms, n, sizeof *e->syms, e->err)) return -1;
+    if (bn_tok_grow((void **)&e->syms, &e->cap_syms, n, sizeof *e->syms, e->err)) return -1;
     sym *s = e->syms;
     for (size_t i = 0; i < n; i++)
         s[i] = (sym){t->byte_id[w[i]], (int32_t)i - 1, i + 1 < n ? (int32_t)i + 1 : -1};
@@ -279,7 +251,7 @@ int bn_tokenize(const bn_tokenizer *t, const char *text, size_t len, bool add_bo
         seg = i;
     }
     if (!rc) rc = encode_text(&e, md, s + seg, len - seg);
-    if (!rc && !e.ids) rc = grow((void **)&e.ids, &e.cap_ids, 1, sizeof *e.ids, err); // never NULL
+    if (!rc && !e.ids) rc = bn_tok_grow((void **)&e.ids, &e.cap_ids, 1, sizeof *e.ids, err); // never NULL
 
     pcre2_match_data_free(md);
     free(e.bl);

@@ -9,6 +9,8 @@
 #ifndef BN_TOKENIZER_INTERNAL_H
 #define BN_TOKENIZER_INTERNAL_H
 
+#include <stdlib.h>
+
 #define PCRE2_CODE_UNIT_WIDTH 8 // UTF-8 text
 #include <pcre2.h>
 
@@ -113,6 +115,19 @@ int32_t bn_tok_find(const bn_tokenizer *t, const char *text, size_t len);
 // Llama-3's special tokens by name (-1 when absent): the defaults that a
 // loader's metadata (GGUF keys, tokenizer_config.json) may override.
 void bn_tok_llama3_specials(const bn_tokenizer *t, int32_t *bos, int32_t *eos, int32_t *eot);
+
+// Grows *p (*cap elements of elem bytes) to hold need, doubling from 64; the
+// encoders' scratch arrays.
+static inline int bn_tok_grow(void **p, size_t *cap, size_t need, size_t elem, bn_error *err) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (!q) return bn_errorf(err, "tokenize: out of memory");
+    *p = q;
+    *cap = c;
+    return 0;
+}
 
 // Compiles the HF-syntax split regex for PCRE2 (tokenizer_bpe.c).
 int bn_tok_compile_regex(bn_tokenizer *t, const char *regex, bn_error *err);

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "chat.h"
+#include "heap.h"
 #include "tokenizer_internal.h"
 
 #define SPACE_MARK "\xE2\x96\x81" // U+2581, SentencePiece's visible space
@@ -112,19 +113,8 @@ typedef struct spm_enc {
     size_t n_heap, cap_heap;
 } spm_enc;
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem, bn_error *err) {
-    if (need <= *cap) return 0;
-    size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (!q) return bn_errorf(err, "tokenize: out of memory");
-    *p = q;
-    *cap = c;
-    return 0;
-}
-
 static int push_id(spm_enc *e, int32_t id) {
-    if (grow((void **)&e->ids, &e->cap_ids, e->n_ids + 1, sizeof *e->ids, e->err)) return -1;
+    if (bn_tok_grow((void **)&e->ids, &e->cap_ids, e->n_ids + 1, sizeof *e->ids, e->err)) return -1;
     e->ids[e->n_ids++] = id;
     return 0;
 }
@@ -134,33 +124,15 @@ static bool bigram_first(const bigram *a, const bigram *b) {
     return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
 
-static int heap_push(spm_enc *e, bigram g) {
-    if (grow((void **)&e->heap, &e->cap_heap, e->n_heap + 1, sizeof *e->heap, e->err)) return -1;
-    size_t i = e->n_heap++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!bigram_first(&g, &e->heap[p])) break;
-        e->heap[i] = e->heap[p];
-        i = p;
-    }
-    e->heap[i] = g;
+BN_HEAP_DEFINE(bigram_heap, bigram, bigram_first)
+
+static int heap_push(spm_enc *e, bigram x) {
+    if (bn_tok_grow((void **)&e->heap, &e->cap_heap, e->n_heap + 1, sizeof *e->heap, e->err)) return -1;
+    bigram_heap_push(e->heap, &e->n_heap, x);
     return 0;
 }
 
-static bigram heap_pop(spm_enc *e) {
-    bigram top = e->heap[0], last = e->heap[--e->n_heap];
-    size_t i = 0, n = e->n_heap;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && bigram_first(&e->heap[c + 1], &e->heap[c])) c++;
-        if (!bigram_first(&e->heap[c], &last)) break;
-        e->heap[i] = e->heap[c];
-        i = c;
-    }
-    if (n) e->heap[i] = last;
-    return top;
-}
+static bigram heap_pop(spm_enc *e) { return bigram_heap_pop(e->heap, &e->n_heap); }
 
 // try_add_bigram: queues (left, right) when their text together is a token.
 static int try_pair(spm_enc *e, int32_t left, int32_t right) {
@@ -188,7 +160,7 @@ static int encode_fragment(spm_enc *e, const char *s, size_t n, bool prefix) {
     size_t m = (prefix ? SPACE_MARK_LEN : 0) + n + spaces * (SPACE_MARK_LEN - 1);
     if (m == 0) return 0;
     if (m > (size_t)INT32_MAX) return bn_errorf(e->err, "tokenize: text of %zu bytes", n);
-    if (grow((void **)&e->buf, &e->cap_buf, m, 1, e->err)) return -1;
+    if (bn_tok_grow((void **)&e->buf, &e->cap_buf, m, 1, e->err)) return -1;
     char *b = e->buf;
     size_t o = 0;
     if (prefix) {
@@ -205,7 +177,7 @@ static int encode_fragment(spm_enc *e, const char *s, size_t n, bool prefix) {
     }
 
     // one symbol per character
-    if (grow((void **)&e->syms, &e->cap_syms, m, sizeof *e->syms, e->err)) return -1;
+    if (bn_tok_grow((void **)&e->syms, &e->cap_syms, m, sizeof *e->syms, e->err)) return -1;
     sym *sy = e->syms;
     int32_t count = 0;
     for (size_t off = 0; off < m; count++) {
@@ -263,7 +235,7 @@ static int partition(const bn_tokenizer *t, const char *s, size_t len, bool pars
     frag *cur = NULL, *next = NULL;
     size_t n_cur = 0, cap_cur = 0, cap_next = 0;
     if (len) {
-        if (grow((void **)&cur, &cap_cur, 1, sizeof *cur, err)) return -1;
+        if (bn_tok_grow((void **)&cur, &cap_cur, 1, sizeof *cur, err)) return -1;
         cur[n_cur++] = (frag){-1, 0, len};
     }
     for (size_t k = 0; k < t->n_special && n_cur; k++) {
@@ -278,7 +250,7 @@ static int partition(const bn_tokenizer *t, const char *s, size_t len, bool pars
             size_t pos = cur[f].off, end = cur[f].off + cur[f].len;
             for (;;) {
                 long m = cur[f].tok < 0 ? find_in(s + pos, end - pos, st, sl) : -1;
-                if (grow((void **)&next, &cap_next, n_next + 2, sizeof *next, err)) goto fail;
+                if (bn_tok_grow((void **)&next, &cap_next, n_next + 2, sizeof *next, err)) goto fail;
                 if (m < 0) {
                     if (cur[f].tok >= 0) next[n_next++] = cur[f];
                     else if (end > pos) next[n_next++] = (frag){-1, pos, end - pos};
@@ -326,7 +298,7 @@ int bn_tok_spm_tokenize(const bn_tokenizer *t, const char *text, size_t len, boo
             prev_special = false;
         }
     }
-    if (!rc && !e.ids) rc = grow((void **)&e.ids, &e.cap_ids, 1, sizeof *e.ids, err); // never NULL
+    if (!rc && !e.ids) rc = bn_tok_grow((void **)&e.ids, &e.cap_ids, 1, sizeof *e.ids, err); // never NULL
     free(fr);
     free(e.buf);
     free(e.syms);
