@@ -143,8 +143,5 @@ void bn_tok_spm_byte_ids(bn_tokenizer *t);
 // bn_tokenize for an spm vocabulary (llama.cpp's llm_tokenizer_spm).
 int bn_tok_spm_tokenize(const bn_tokenizer *t, const char *text, size_t len, bool add_bos,
                         bool parse_special, int32_t **ids, size_t *n_ids, bn_error *err);
-// Loads the rest of an "llama" GGUF vocabulary (tokenizer_gguf.c calls it after
-// checking tokenizer.ggml.model).
-int bn_tok_spm_from_gguf(const bn_gguf *g, bn_tokenizer **out, bn_error *err);
 
 #endif
