@@ -43,6 +43,82 @@ static void test_usage_errors_exit_2(void **state) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) expect_error(cases[i][0], 2, cases[i][1]);
 }
 
+// make-model, tokenize, inspect and download parse with getopt_long (bn_getopt):
+// the same mistakes read as in generate's parser, exit 2, before any file is opened.
+static void test_getopt_commands_errors(void **state) {
+    (void)state;
+    static const char *cases[][2] = {
+        {"make-model -o x.gguf --bogus 1", "error: unknown flag '--bogus' (see bitnet-gpu make-model --help)"},
+        {"make-model -o x.gguf --hidden", "error: --hidden needs a value"},
+        {"make-model -o x.gguf --layers abc", "error: --layers expects an integer in 0..1024, got 'abc'"},
+        {"make-model -o x.gguf --seed -1", "error: --seed expects a non-negative integer, got '-1'"},
+        {"make-model -o x.gguf stray", "error: unknown argument 'stray' (see bitnet-gpu make-model --help)"},
+        {"make-model -o x.gguf --hid 256", "error: unknown flag '--hid'"}, // no GNU abbreviations
+        {"make-model -o", "error: -o needs a value"},
+        {"tokenize -m x.gguf -p hi --bogus", "error: unknown flag '--bogus' (see bitnet-gpu tokenize --help)"},
+        {"tokenize -m x.gguf -p", "error: -p needs a value"},
+        {"tokenize -m x.gguf -p hi stray", "error: unknown argument 'stray' (see bitnet-gpu tokenize --help)"},
+        {"tokenize -m x.gguf -p hi -- stray", "error: unknown argument 'stray'"},
+        {"tokenize -m x.gguf -p hi --json=1", "error: --json does not take a value"},
+        {"tokenize -x", "error: unknown flag '-x' (see bitnet-gpu tokenize --help)"},
+        {"inspect x.gguf --bogus", "error: unknown flag '--bogus' (see bitnet-gpu inspect --help)"},
+        {"inspect -m", "error: -m needs a value"},
+        {"inspect x.gguf y.gguf", "error: unknown argument 'y.gguf' (see bitnet-gpu inspect --help)"},
+        {"download --frobnicate", "error: unknown flag '--frobnicate' (see bitnet-gpu download --help)"},
+        {"download -o", "error: -o needs a value"},
+        {"download --revision", "error: --revision needs a value"},
+        {"download a/b c d", "error: unknown argument 'd' (see bitnet-gpu download --help)"},
+        // the run commands' parser, in the same words
+        {"generate -m x.gguf -p hi --bogus", "error: unknown flag '--bogus' (see bitnet-gpu generate --help)"},
+        {"generate -m x.gguf -p hi -t +4", "error: -t expects an integer in 1..1024, got '+4'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) expect_error(cases[i][0], 2, cases[i][1]);
+    // --help and -h: the usage on stdout, nothing on stderr, exit 0, whatever follows
+    static const char *helps[] = {"make-model --help", "make-model -o x -h --bogus", "tokenize -h",
+                                  "inspect --help", "download -h", "download a/b --help"};
+    for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++) {
+        cli_result *r = run_expect(helps[i], 0);
+        char want[64];
+        snprintf(want, sizeof want, "usage: bitnet-gpu %.*s ", (int)strcspn(helps[i], " "), helps[i]);
+        assert_int_equal(strncmp(r->out, want, strlen(want)), 0);
+        assert_string_equal(r->err, "");
+        free(r);
+    }
+}
+
+// Valid combinations: flags in any order, --flag=VALUE, -fVALUE, positional
+// arguments anywhere and after "--", under POSIXLY_CORRECT too.
+static void test_getopt_commands_accept(void **state) {
+    (void)state;
+    char path[] = "/tmp/bn_cli_mm_XXXXXX", args[512];
+    close(mkstemp(path));
+    snprintf(args, sizeof args, "make-model --layers=1 --seed 3 --output '%s' --preset tiny", path);
+    free(run_expect(args, 0));
+    snprintf(args, sizeof args, "tokenize --no-bos -p hi --json -m'%s'", path);
+    cli_result *a = run_expect(args, 0);
+    snprintf(args, sizeof args, "tokenize --model='%s' --prompt hi --no-bos --json", path);
+    cli_result *b = run_expect(args, 0);
+    assert_string_equal(a->out, b->out);
+    assert_non_null(strstr(a->out, "\"ids\":["));
+    snprintf(args, sizeof args, "inspect --json '%s'", path);
+    cli_result *c = run_expect(args, 0);
+    // The same report, the model given each way; the last run has POSIXLY_CORRECT
+    // set, which would end a permuting scan at the model.
+    static const char *forms[][2] = {{"", " --json"}, {"--json -m ", ""}, {"--json -- ", ""}, {"", " --json"}};
+    for (int i = 0; i < 4; i++) {
+        if (i == 3) setenv("POSIXLY_CORRECT", "1", 1);
+        snprintf(args, sizeof args, "inspect %s'%s'%s", forms[i][0], path, forms[i][1]);
+        cli_result *d = run_expect(args, 0);
+        assert_string_equal(d->out, c->out);
+        free(d);
+    }
+    unsetenv("POSIXLY_CORRECT");
+    unlink(path);
+    free(a);
+    free(b);
+    free(c);
+}
+
 // Runs a generation and returns its --json result (the caller deletes it).
 static cJSON *generate_json(const char *model, const char *extra, cli_result *r) {
     char args[9000];
@@ -141,6 +217,8 @@ static void test_tokenize_reads_stdin(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_usage_errors_exit_2),
+        cmocka_unit_test(test_getopt_commands_errors),
+        cmocka_unit_test(test_getopt_commands_accept),
         cmocka_unit_test(test_llama_cpp_spellings),
         cmocka_unit_test(test_threads_capped),
         cmocka_unit_test(test_cpu_kernels_reported),

@@ -212,6 +212,12 @@ class DownloadTest(unittest.TestCase):
             self.assertEqual("3.15 MB / 3.15 MB" in text, want, text)
             os.remove(self.dest)
 
+    def test_flags_anywhere(self):
+        # getopt_long: flags before, between and after REPO and FILE; --flag=VALUE
+        r = self.run_cli("--json", REPO, "--output-dir=" + self.dir, "--revision", "main", FILE)
+        self.assert_ok(r)
+        self.assertEqual(json.loads(r.stdout)["path"], self.dest)
+
     def test_bad_arguments(self):
         for args in (["a", "b", "c"], ["no-slash"], [REPO, "../etc/passwd"], [REPO, "/abs"],
                      ["--frobnicate"], ["-o"]):

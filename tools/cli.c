@@ -1,6 +1,8 @@
 // cli.c - flag parsing shared by generate, chat, bench and serve: one table says each
 // flag's spellings (ours and llama.cpp's), what it sets, which commands take it
 // and its help line, so parsing, "this command does not take X" and --help agree.
+// The other commands parse with getopt_long through bn_getopt, and every parser
+// reports a mistake with the same helpers, in the same words.
 #define _GNU_SOURCE // sched_getaffinity
 #include "cli.h"
 
@@ -30,7 +32,7 @@ typedef struct {
     unsigned group;       // BN_FLAGS_*; 0: every command
     flag_kind kind;
     size_t offset;        // in bn_run_flags
-    long lo, hi;          // INT, IGNORED
+    uint64_t lo, hi;      // INT, IGNORED, U64
     const char *choices;  // CHOICE: "a|b|c"
     const char *arg;      // the value in --help ("" for none)
     const char *help;
@@ -55,7 +57,7 @@ static const flag_def flags[] = {
      "repetition penalty (default 1: off)"},
     {{"--repeat-last-n"}, BN_FLAGS_SAMPLING, INT, AT(sampling.repeat_last_n), 0, INT_MAX, NULL, "N",
      "tokens the penalty looks back at"},
-    {{"-s", "--seed"}, BN_FLAGS_SAMPLING, U64, AT(sampling.seed), 0, 0, NULL, "S", "random seed (default 42)"},
+    {{"-s", "--seed"}, BN_FLAGS_SAMPLING, U64, AT(sampling.seed), 0, UINT64_MAX, NULL, "S", "random seed (default 42)"},
     {{"--backend"}, BN_FLAGS_BACKEND, CHOICE, AT(session.backend), 0, 0, "auto|cpu|cuda", "B",
      "auto (default), cpu or cuda"},
     {{"-ngl", "--n-gpu-layers", "--gpu-layers"}, BN_FLAGS_BACKEND, IGNORED, 0, 0, INT_MAX, NULL, "N",
@@ -106,8 +108,6 @@ static bool is_choice(const char *choices, const char *v) {
 // Stores one flag's value; 0, or prints the error and returns 2.
 static int set_value(const flag_def *d, const char *a, const char *v, bn_run_flags *f) {
     void *p = (char *)f + d->offset;
-    char *end;
-    errno = 0;
     switch (d->kind) {
     case STRING: *(const char **)p = v; return 0;
     case CHOICE:
@@ -115,33 +115,25 @@ static int set_value(const flag_def *d, const char *a, const char *v, bn_run_fla
         fprintf(stderr, "error: %s expects one of %s, got '%s'\n", a, d->choices, v);
         return 2;
     case INT:
-    case IGNORED: {
-        long x = strtol(v, &end, 10);
-        if (errno || end == v || *end || x < d->lo || x > d->hi) {
-            fprintf(stderr, "error: %s expects an integer in %ld..%ld, got '%s'\n", a, d->lo, d->hi, v);
-            return 2;
-        }
+    case IGNORED:
+    case U64: {
+        uint64_t x;
+        if (bn_cli_uint(a, v, d->lo, d->hi, &x)) return 2;
         if (d->kind == INT) *(int *)p = (int)x;
+        else if (d->kind == U64) *(uint64_t *)p = x;
         else fprintf(stderr, "note: %s is accepted for llama.cpp's sake and ignored: the whole "
                              "model runs on the device --backend picks\n", a);
         return 0;
     }
     case FLOAT: {
+        char *end;
+        errno = 0;
         float x = strtof(v, &end);
         if (errno || end == v || *end || !isfinite(x)) {
             fprintf(stderr, "error: %s expects a number, got '%s'\n", a, v);
             return 2;
         }
         *(float *)p = x;
-        return 0;
-    }
-    case U64: {
-        unsigned long long x = strtoull(v, &end, 10);
-        if (errno || end == v || *end || *v == '-') {
-            fprintf(stderr, "error: %s expects a non-negative integer, got '%s'\n", a, v);
-            return 2;
-        }
-        *(uint64_t *)p = x;
         return 0;
     }
     case SWITCH:
@@ -189,11 +181,7 @@ int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, i
             return 0;
         }
         const flag_def *d = find_flag(a);
-        if (!d) {
-            fprintf(stderr, "error: unknown %s '%s' (see bitnet-gpu %s --help)\n",
-                    a[0] == '-' ? "flag" : "argument", a, cmd);
-            return 2;
-        }
+        if (!d) return bn_cli_unknown(cmd, a[0] == '-', a);
         if (d->group && !(accept & d->group)) {
             fprintf(stderr, "error: %s does not use %s (see bitnet-gpu %s --help)\n", cmd, a, cmd);
             return 2;
@@ -203,8 +191,7 @@ int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, i
         } else if (d->kind == GREEDY) {
             f->sampling.temperature = 0;
         } else if (i + 1 >= argc) {
-            fprintf(stderr, "error: %s needs a value\n", a);
-            return 2;
+            return bn_cli_needs_value(a);
         } else if (set_value(d, a, argv[++i], f)) {
             return 2;
         }
@@ -222,4 +209,86 @@ int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, i
         return 2;
     }
     return 0;
+}
+
+int bn_cli_unknown(const char *cmd, bool flag, const char *arg) {
+    fprintf(stderr, "error: unknown %s '%s' (see bitnet-gpu %s --help)\n", flag ? "flag" : "argument", arg, cmd);
+    return 2;
+}
+
+int bn_cli_needs_value(const char *flag) {
+    fprintf(stderr, "error: %s needs a value\n", flag);
+    return 2;
+}
+
+int bn_cli_uint(const char *flag, const char *v, uint64_t lo, uint64_t hi, uint64_t *out) {
+    // Digits first: strtoull would skip spaces, take a '+' and wrap "-5" around.
+    bool ok = *v >= '0' && *v <= '9';
+    char *end;
+    errno = 0;
+    const unsigned long long x = ok ? strtoull(v, &end, 10) : 0;
+    ok = ok && !errno && !*end && x >= lo && x <= hi;
+    if (ok) {
+        *out = x;
+        return 0;
+    }
+    if (lo == 0 && hi == UINT64_MAX)
+        fprintf(stderr, "error: %s expects a non-negative integer, got '%s'\n", flag, v);
+    else
+        fprintf(stderr, "error: %s expects an integer in %llu..%llu, got '%s'\n", flag, (unsigned long long)lo,
+                (unsigned long long)hi, v);
+    return 2;
+}
+
+// The flag getopt_long has just read, as typed: a long one without any "=VALUE"
+// (it is the last argument read), a short one by its letter (it may be one of a
+// group, -xy).
+static const char *flag_read(char **argv, bool is_long, char *buf, size_t size) {
+    const char *a = argv[optind - 1];
+    if (is_long) snprintf(buf, size, "%.*s", (int)strcspn(a, "="), a);
+    else snprintf(buf, size, "-%c", optopt);
+    return buf;
+}
+
+int bn_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts) {
+    static int rest; // after "--": the index of the next positional argument; 0 before
+    if (optind == 0) rest = 0;
+    if (rest) {
+        if (rest >= argc) return -1;
+        optarg = argv[rest++];
+        return 1;
+    }
+    // "-": positional arguments come back in place as 1, not permuted to the end
+    // (nor ending the scan under POSIXLY_CORRECT); ":": a missing value comes
+    // back as ':', told apart from an unknown flag.
+    char opts[64], flag[256];
+    snprintf(opts, sizeof opts, "-:%s", shortopts);
+    opterr = 0;
+    int idx = -1;
+    const int c = getopt_long(argc, argv, opts, longopts, &idx);
+    if (c == -1 && optind < argc) { // "--": what follows is positional
+        rest = optind;
+        return bn_getopt(cmd, argc, argv, shortopts, longopts);
+    }
+    if (c == ':') { // a missing value is always in the last argument
+        const bool is_long = argv[optind - 1][1] == '-';
+        return bn_cli_needs_value(flag_read(argv, is_long, flag, sizeof flag)), '?';
+    }
+    if (c == '?' && optopt && (optopt >= 256 || (optopt != ':' && strchr(shortopts, optopt)))) {
+        // a flag we have, given a value it does not take ("--json=1")
+        fprintf(stderr, "error: %s does not take a value\n", flag_read(argv, true, flag, sizeof flag));
+        return '?';
+    }
+    if (c == '?') // optopt is 0 for a long flag nobody has (or an ambiguous abbreviation)
+        return bn_cli_unknown(cmd, true, flag_read(argv, optopt == 0, flag, sizeof flag)), '?';
+    if (idx >= 0) { // a long flag: refuse an abbreviation of it (--hid for --hidden)
+        const char *a = argv[optind - 1];
+        if (optarg == a) a = argv[optind - 2]; // its value was the next argument
+        const size_t n = strlen(longopts[idx].name);
+        if (strncmp(a + 2, longopts[idx].name, n) || (a[n + 2] && a[n + 2] != '=')) {
+            snprintf(flag, sizeof flag, "%.*s", (int)strcspn(a, "="), a);
+            return bn_cli_unknown(cmd, true, flag), '?';
+        }
+    }
+    return c;
 }

@@ -1,7 +1,10 @@
-// cli.h - flag parsing shared by the subcommands that run a model.
+// cli.h - flag parsing shared by the subcommands: one table-driven parser for
+// those that run a model, getopt_long for the others, and the messages both give
+// for the same mistakes.
 #ifndef BN_CLI_H
 #define BN_CLI_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,5 +61,28 @@ enum {
 // note.
 int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, int argc, char **argv,
                        bn_run_flags *f, bool *help);
+
+// ---- the same words for the same mistakes, in every command ----
+
+// "error: unknown flag 'ARG' (see bitnet-gpu CMD --help)", or "unknown argument"
+// when ARG is not a flag (a positional the command has no place for). Returns 2.
+int bn_cli_unknown(const char *cmd, bool flag, const char *arg);
+// "error: FLAG needs a value". Returns 2.
+int bn_cli_needs_value(const char *flag);
+// Parses V, a decimal integer in lo..hi, into *out: 0, or prints "error: FLAG
+// expects an integer in LO..HI, got 'V'" (0..UINT64_MAX: "a non-negative
+// integer") and returns 2. Digits only: no sign, space or hex.
+int bn_cli_uint(const char *flag, const char *v, uint64_t lo, uint64_t hi, uint64_t *out);
+
+// getopt_long over argv[1..] for the commands without the table above. Set
+// optind = 0 before the first call (glibc: a fresh scan, since main() may run
+// more than one command). shortopts lists the short flags ("m:h"); a long-only
+// flag's val must be >= 256. Returns the flag's val; 1 for a positional argument
+// (in optarg; those after "--" too), in the order given whatever POSIXLY_CORRECT
+// says; -1 at the end; or '?' after printing the one error line for an unknown
+// flag, a missing value or a value given to a flag that takes none. Long flags
+// count only as spelled, as in bn_parse_run_flags: no GNU abbreviations, which
+// a new flag could make ambiguous and break a script.
+int bn_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts);
 
 #endif

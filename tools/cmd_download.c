@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "clock.h"
 #include "commands.h"
 #include "error.h"
@@ -58,21 +59,25 @@ static bool safe_name(const char *s, bool is_repo) {
 
 static int parse(int argc, char **argv, options *o, bool *help) {
     *o = (options){.repo = DEFAULT_REPO, .file = DEFAULT_FILE, .dir = "models", .revision = "main"};
+    enum { REVISION = 256, JSON };
+    static const struct option longopts[] = {
+        {"output-dir", required_argument, NULL, 'o'}, {"revision", required_argument, NULL, REVISION},
+        {"json", no_argument, NULL, JSON},           {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
     int positional = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return *help = true, 0;
-        if (!strcmp(a, "--json")) {
-            o->json = true;
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--output-dir") || !strcmp(a, "--revision")) {
-            if (i + 1 >= argc) return fprintf(stderr, "error: %s needs a value\n", a), 2;
-            *(strcmp(a, "--revision") ? &o->dir : &o->revision) = argv[++i];
-        } else if (a[0] == '-' && a[1]) {
-            return fprintf(stderr, "error: unknown flag '%s' (see bitnet-gpu download --help)\n", a), 2;
-        } else if (positional < 2) {
-            *(positional++ ? &o->file : &o->repo) = a;
-        } else {
-            return fprintf(stderr, "error: unexpected argument '%s': download takes REPO and FILE\n", a), 2;
+    optind = 0; // glibc: a fresh scan (main() may parse more than one command)
+    for (int c; (c = bn_getopt("download", argc, argv, "o:h", longopts)) != -1;) {
+        switch (c) {
+        case 'h': return *help = true, 0;
+        case 'o': o->dir = optarg; break;
+        case REVISION: o->revision = optarg; break;
+        case JSON: o->json = true; break;
+        case 1: // REPO, then FILE
+            if (positional == 2) return bn_cli_unknown("download", false, optarg);
+            *(positional++ ? &o->file : &o->repo) = optarg;
+            break;
+        default: return 2; // bn_getopt said why
         }
     }
     if (!safe_name(o->repo, true))

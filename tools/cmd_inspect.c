@@ -2,9 +2,9 @@
 // describe it (docs/inspect.md).
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "bitnet.h"
+#include "cli.h"
 #include "commands.h"
 
 static void usage(FILE *f) {
@@ -17,22 +17,21 @@ static void usage(FILE *f) {
 int bn_cmd_inspect(int argc, char **argv) {
     const char *path = NULL;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
-        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(argv[i], "-m") == 0 && i + 1 < argc && !path) {
-            path = argv[++i]; // same flag as generate, for muscle memory
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "error: inspect: unknown flag '%s'\n", argv[i]);
+    enum { JSON = 256 };
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, JSON}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    optind = 0; // glibc: a fresh scan (main() may parse more than one command)
+    for (int c; (c = bn_getopt("inspect", argc, argv, "m:h", longopts)) != -1;) {
+        switch (c) {
+        case JSON: json = 1; break;
+        case 'h': usage(stdout); return 0;
+        case 'm': // same flag as generate, for muscle memory: the same as MODEL
+        case 1:
+            if (path) return bn_cli_unknown("inspect", false, optarg); // one model only
+            path = optarg;
+            break;
+        default: // bn_getopt said why
             usage(stderr);
-            return 2;
-        } else if (!path) {
-            path = argv[i];
-        } else {
-            fprintf(stderr, "error: inspect: more than one model given ('%s')\n", argv[i]);
             return 2;
         }
     }

@@ -3,13 +3,14 @@
 //
 // A thin CLI over bn_synth_model_write (core/synth_model.h): parse flags, apply a
 // preset and overrides, report one summary line.
-#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "bitnet.h"
+#include "cli.h"
 #include "clock.h"
 #include "commands.h"
 
@@ -30,78 +31,62 @@ static void usage(FILE *f) {
             "--weights: trained weights instead of random ones (core/weights_file.h).\n");
 }
 
-// Parses an unsigned decimal that fits in max; -1 on anything else.
-static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
-    if (!s || *s < '0' || *s > '9') return -1;
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v > max) return -1;
-    *out = v;
-    return 0;
-}
+// The numeric overrides, applied after the preset; getopt_long gives --hidden
+// the code NUM + 0 and so on.
+enum { NUM = 256, PRESET = NUM + 8, VOCAB, WEIGHTS, NAME, ARCH, HEAD, WEIGHT_TYPE };
+static const struct {
+    const char *flag;
+    uint64_t max;
+} nums[] = {
+    {"--hidden", 1u << 20}, {"--ffn", 1u << 22},  {"--layers", 1024},        {"--heads", 4096},
+    {"--kv-heads", 4096},   {"--ctx", 1u << 24},  {"--vocab-size", 1u << 24}, {"--seed", UINT64_MAX},
+};
+#define N_NUM (int)(sizeof nums / sizeof nums[0])
 
 int bn_cmd_make_model(int argc, char **argv) {
     const char *out = NULL, *preset = "tiny";
-    // overrides, applied after the preset; vocab size 0 means "not given"
-    struct {
-        const char *flag;
-        uint64_t value;
-        uint64_t max;
-        int set;
-    } num[] = {
-        {"--hidden", 0, 1u << 20, 0}, {"--ffn", 0, 1u << 22, 0},   {"--layers", 0, 1024, 0},
-        {"--heads", 0, 4096, 0},      {"--kv-heads", 0, 4096, 0}, {"--ctx", 0, 1u << 24, 0},
-        {"--vocab-size", 0, 1u << 24, 0}, {"--seed", 0, UINT64_MAX, 0},
-    };
-    const int n_num = (int)(sizeof num / sizeof num[0]);
+    uint64_t num[N_NUM];
+    bool num_set[N_NUM] = {false};
     bn_synth_config cfg;
     bn_error err = {{0}};
     const char *vocab = NULL, *weights = NULL, *name = NULL, *arch = NULL, *head = NULL;
     const char *weight_type = NULL;
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "error: %s: unknown flag or missing value\n", a);
+    struct option longopts[N_NUM + 10] = {
+        {"output", required_argument, NULL, 'o'},   {"help", no_argument, NULL, 'h'},
+        {"preset", required_argument, NULL, PRESET}, {"vocab", required_argument, NULL, VOCAB},
+        {"weights", required_argument, NULL, WEIGHTS}, {"name", required_argument, NULL, NAME},
+        {"arch", required_argument, NULL, ARCH},     {"head", required_argument, NULL, HEAD},
+        {"weight-type", required_argument, NULL, WEIGHT_TYPE},
+    };
+    int n = 0;
+    while (longopts[n].name) n++;
+    for (int k = 0; k < N_NUM; k++) // the last entry stays zero: the end
+        longopts[n + k] = (struct option){nums[k].flag + 2, required_argument, NULL, NUM + k};
+    optind = 0; // glibc: a fresh scan (main() may parse more than one command)
+    for (int c; (c = bn_getopt("make-model", argc, argv, "o:h", longopts)) != -1;) {
+        switch (c) {
+        case 'h': usage(stdout); return 0;
+        case 'o': out = optarg; break;
+        case PRESET: preset = optarg; break;
+        case VOCAB: vocab = optarg; break;
+        case WEIGHTS: weights = optarg; break;
+        case NAME: name = optarg; break;
+        case ARCH: arch = optarg; break;
+        case HEAD: head = optarg; break;
+        case WEIGHT_TYPE: weight_type = optarg; break;
+        case 1: // no positional arguments
+            bn_cli_unknown("make-model", false, optarg);
             usage(stderr);
             return 2;
+        case '?': // bn_getopt said why
+            usage(stderr);
+            return 2;
+        default: { // c is NUM + k
+            const int k = c - NUM;
+            if (bn_cli_uint(nums[k].flag, optarg, 0, nums[k].max, &num[k])) return 2;
+            num_set[k] = true;
         }
-        const char *val = argv[++i];
-        if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-            out = val;
-        } else if (!strcmp(a, "--preset")) {
-            preset = val;
-        } else if (!strcmp(a, "--vocab")) {
-            vocab = val;
-        } else if (!strcmp(a, "--weights")) {
-            weights = val;
-        } else if (!strcmp(a, "--name")) {
-            name = val;
-        } else if (!strcmp(a, "--arch")) {
-            arch = val;
-        } else if (!strcmp(a, "--head")) {
-            head = val;
-        } else if (!strcmp(a, "--weight-type")) {
-            weight_type = val;
-        } else {
-            int k = 0;
-            while (k < n_num && strcmp(a, num[k].flag)) k++;
-            if (k == n_num) {
-                fprintf(stderr, "error: unknown flag %s\n", a);
-                usage(stderr);
-                return 2;
-            }
-            if (parse_u64(val, num[k].max, &num[k].value)) {
-                fprintf(stderr, "error: %s wants a number up to %llu, got '%s'\n", a,
-                        (unsigned long long)num[k].max, val);
-                return 2;
-            }
-            num[k].set = 1;
         }
     }
     if (!out) {
@@ -113,12 +98,12 @@ int bn_cmd_make_model(int argc, char **argv) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 2;
     }
-    // same order as the first entries of num[]; --seed (last) is 64-bit
+    // same order as the first entries of nums[]; --seed (last) is 64-bit
     uint32_t *fields[] = {&cfg.n_embd, &cfg.n_ff, &cfg.n_layer, &cfg.n_head,
                           &cfg.n_head_kv, &cfg.n_ctx, &cfg.n_vocab};
-    for (int k = 0; k < n_num - 1; k++)
-        if (num[k].set) *fields[k] = (uint32_t)num[k].value;
-    if (num[n_num - 1].set) cfg.seed = num[n_num - 1].value;
+    for (int k = 0; k < N_NUM - 1; k++)
+        if (num_set[k]) *fields[k] = (uint32_t)num[k];
+    if (num_set[N_NUM - 1]) cfg.seed = num[N_NUM - 1];
     cfg.vocab_path = vocab;
     cfg.weights_path = weights;
     cfg.name = name;

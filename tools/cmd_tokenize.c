@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "bitnet.h"
+#include "cli.h"
 #include "commands.h"
 #include "io.h"
 
@@ -215,31 +216,28 @@ static int encode_and_print(const bn_tokenizer *t, const char *text, size_t len,
 int bn_cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *tok_path = NULL, *prompt = NULL, *file = NULL, *jsonl = NULL;
     bool json = false, no_bos = false, special = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **val = !strcmp(a, "-m") || !strcmp(a, "--model") ? &model
-                         : !strcmp(a, "--tokenizer")                  ? &tok_path
-                         : !strcmp(a, "-p") || !strcmp(a, "--prompt") ? &prompt
-                         : !strcmp(a, "-f") || !strcmp(a, "--file")   ? &file
-                         : !strcmp(a, "--jsonl")                      ? &jsonl
-                                                                      : NULL;
-        if (val) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "error: %s needs a value\n", a);
-                return 2;
-            }
-            *val = argv[++i];
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else if (!strcmp(a, "--no-bos")) {
-            no_bos = true;
-        } else if (!strcmp(a, "--special")) {
-            special = true;
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "error: unknown option '%s'\n", a);
+    enum { TOKENIZER = 256, JSONL, JSON, NO_BOS, SPECIAL };
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, 'm'},  {"tokenizer", required_argument, NULL, TOKENIZER},
+        {"prompt", required_argument, NULL, 'p'}, {"file", required_argument, NULL, 'f'},
+        {"jsonl", required_argument, NULL, JSONL}, {"json", no_argument, NULL, JSON},
+        {"no-bos", no_argument, NULL, NO_BOS},    {"special", no_argument, NULL, SPECIAL},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    optind = 0; // glibc: a fresh scan (main() may parse more than one command)
+    for (int c; (c = bn_getopt("tokenize", argc, argv, "m:p:f:h", longopts)) != -1;) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case TOKENIZER: tok_path = optarg; break;
+        case 'p': prompt = optarg; break;
+        case 'f': file = optarg; break;
+        case JSONL: jsonl = optarg; break;
+        case JSON: json = true; break;
+        case NO_BOS: no_bos = true; break;
+        case SPECIAL: special = true; break;
+        case 'h': usage(stdout); return 0;
+        default: // 1: a positional argument, which tokenize has no place for; '?': bn_getopt said why
+            if (c == 1) bn_cli_unknown("tokenize", false, optarg);
             usage(stderr);
             return 2;
         }
