@@ -323,8 +323,11 @@ class ServeTest(unittest.TestCase):
                       b"Content-Length: %d\r\n\r\n%s" % (len(req), req))
             if stream:
                 self.assertIn(b"200 OK", s.recv(4096))
-            else:
-                time.sleep(0.2)
+            # The request reaches a slot within moments; on a loaded machine that
+            # may take longer than any fixed sleep, so poll (250 tokens outlast it).
+            deadline = time.monotonic() + 10
+            while self.srv.health()["slots_processing"] != 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
             self.assertEqual(self.srv.health()["slots_processing"], 1)
             s.close()
             self.srv.wait_idle(timeout=3)
