@@ -100,8 +100,7 @@ typedef struct cand {
 typedef struct enc {
     const bn_tokenizer *t;
     bn_error *err;
-    int32_t *ids;
-    size_t n_ids, cap_ids;
+    bn_tok_ids *out;
     char *bl; // byte-level form of the current pre-token
     size_t cap_bl;
     sym *syms;
@@ -110,11 +109,7 @@ typedef struct enc {
     size_t n_heap, cap_heap;
 } enc;
 
-static int push_id(enc *e, int32_t id) {
-    if (bn_tok_grow((void **)&e->ids, &e->cap_ids, e->n_ids + 1, sizeof *e->ids, e->err)) return -1;
-    e->ids[e->n_ids++] = id;
-    return 0;
-}
+static int push_id(enc *e, int32_t id) { return bn_tok_push_id(e->out, id, e->err); }
 
 static bool cand_less(const cand *a, const cand *b) {
     return a->rank != b->rank ? a->rank < b->rank : a->left < b->left;
@@ -215,19 +210,13 @@ static int encode_text(enc *e, pcre2_match_data *md, const unsigned char *s, siz
     return 0;
 }
 
-int bn_tokenize(const bn_tokenizer *t, const char *text, size_t len, bool add_bos,
-                bool parse_special, int32_t **ids, size_t *n_ids, bn_error *err) {
-    *ids = NULL;
-    *n_ids = 0;
-    if (!text && len) return bn_errorf(err, "tokenize: NULL text");
-    if (t->spm) return bn_tok_spm_tokenize(t, text, len, add_bos, parse_special, ids, n_ids, err);
-    enc e = {.t = t, .err = err};
+// Byte-level BPE of text: special tokens found by their first byte, the text
+// between them split by the regex and merged by rank.
+static int bpe_encode(const bn_tokenizer *t, const char *text, size_t len, bool parse_special,
+                      bn_tok_ids *out, bn_error *err) {
+    enc e = {.t = t, .err = err, .out = out};
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
     int rc = md ? 0 : bn_errorf(err, "tokenize: out of memory");
-    if (!rc && add_bos)
-        rc = t->bos < 0 ? bn_errorf(err, "tokenize: the vocabulary has no BOS token")
-                        : push_id(&e, t->bos);
-
     const unsigned char *s = (const unsigned char *)text;
     size_t seg = 0, i = 0;
     while (!rc && i < len) {
@@ -251,17 +240,32 @@ int bn_tokenize(const bn_tokenizer *t, const char *text, size_t len, bool add_bo
         seg = i;
     }
     if (!rc) rc = encode_text(&e, md, s + seg, len - seg);
-    if (!rc && !e.ids) rc = bn_tok_grow((void **)&e.ids, &e.cap_ids, 1, sizeof *e.ids, err); // never NULL
-
     pcre2_match_data_free(md);
     free(e.bl);
     free(e.syms);
     free(e.heap);
+    return rc;
+}
+
+int bn_tokenize(const bn_tokenizer *t, const char *text, size_t len, bool add_bos,
+                bool parse_special, int32_t **ids, size_t *n_ids, bn_error *err) {
+    *ids = NULL;
+    *n_ids = 0;
+    if (!text && len) return bn_errorf(err, "tokenize: NULL text");
+    bn_tok_ids out = {0};
+    int rc = 0;
+    if (add_bos)
+        rc = t->bos < 0 ? bn_errorf(err, "tokenize: the vocabulary has no BOS token")
+                        : bn_tok_push_id(&out, t->bos, err);
+    if (!rc)
+        rc = t->spm ? bn_tok_spm_encode(t, text, len, parse_special, &out, err)
+                    : bpe_encode(t, text, len, parse_special, &out, err);
+    if (!rc && !out.ids) rc = bn_tok_grow((void **)&out.ids, &out.cap, 1, sizeof *out.ids, err); // never NULL
     if (rc) {
-        free(e.ids);
+        free(out.ids);
         return -1;
     }
-    *ids = e.ids;
-    *n_ids = e.n_ids;
+    *ids = out.ids;
+    *n_ids = out.n;
     return 0;
 }

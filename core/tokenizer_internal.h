@@ -129,6 +129,18 @@ static inline int bn_tok_grow(void **p, size_t *cap, size_t need, size_t elem, b
     return 0;
 }
 
+// The ids an encoder appends to (bn_tokenize owns the list and hands it over).
+typedef struct bn_tok_ids {
+    int32_t *ids;
+    size_t n, cap;
+} bn_tok_ids;
+
+static inline int bn_tok_push_id(bn_tok_ids *o, int32_t id, bn_error *err) {
+    if (bn_tok_grow((void **)&o->ids, &o->cap, o->n + 1, sizeof *o->ids, err)) return -1;
+    o->ids[o->n++] = id;
+    return 0;
+}
+
 // Compiles the HF-syntax split regex for PCRE2 (tokenizer_bpe.c).
 int bn_tok_compile_regex(bn_tokenizer *t, const char *regex, bn_error *err);
 
@@ -140,8 +152,9 @@ int bn_tok_compile_regex(bn_tokenizer *t, const char *regex, bn_error *err);
 long bn_tok_spm_bytes(const char *text, size_t len, int32_t type, char *out);
 // byte_id[] from the <0xXX> tokens (else the one-byte token, else -1).
 void bn_tok_spm_byte_ids(bn_tokenizer *t);
-// bn_tokenize for an spm vocabulary (llama.cpp's llm_tokenizer_spm).
-int bn_tok_spm_tokenize(const bn_tokenizer *t, const char *text, size_t len, bool add_bos,
-                        bool parse_special, int32_t **ids, size_t *n_ids, bn_error *err);
+// The body of bn_tokenize for an spm vocabulary (llama.cpp's llm_tokenizer_spm): the
+// ids of text, after any BOS, appended to out.
+int bn_tok_spm_encode(const bn_tokenizer *t, const char *text, size_t len, bool parse_special,
+                      bn_tok_ids *out, bn_error *err);
 
 #endif

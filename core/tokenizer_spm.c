@@ -103,8 +103,7 @@ typedef struct frag {
 typedef struct spm_enc {
     const bn_tokenizer *t;
     bn_error *err;
-    int32_t *ids;
-    size_t n_ids, cap_ids;
+    bn_tok_ids *out;
     char *buf; // the escaped fragment
     size_t cap_buf;
     sym *syms;
@@ -113,11 +112,7 @@ typedef struct spm_enc {
     size_t n_heap, cap_heap;
 } spm_enc;
 
-static int push_id(spm_enc *e, int32_t id) {
-    if (bn_tok_grow((void **)&e->ids, &e->cap_ids, e->n_ids + 1, sizeof *e->ids, e->err)) return -1;
-    e->ids[e->n_ids++] = id;
-    return 0;
-}
+static int push_id(spm_enc *e, int32_t id) { return bn_tok_push_id(e->out, id, e->err); }
 
 // llama.cpp's llm_bigram_spm::comparator, as "a comes out of the queue first".
 static bool bigram_first(const bigram *a, const bigram *b) {
@@ -279,15 +274,12 @@ fail:
     return -1;
 }
 
-int bn_tok_spm_tokenize(const bn_tokenizer *t, const char *text, size_t len, bool add_bos,
-                        bool parse_special, int32_t **ids, size_t *n_ids, bn_error *err) {
-    spm_enc e = {.t = t, .err = err};
+int bn_tok_spm_encode(const bn_tokenizer *t, const char *text, size_t len, bool parse_special,
+                      bn_tok_ids *out, bn_error *err) {
+    spm_enc e = {.t = t, .err = err, .out = out};
     frag *fr = NULL;
     size_t n_fr = 0;
     int rc = partition(t, text, len, parse_special, &fr, &n_fr, err);
-    if (!rc && add_bos)
-        rc = t->bos < 0 ? bn_errorf(err, "tokenize: the vocabulary has no BOS token")
-                        : push_id(&e, t->bos);
     bool prev_special = true; // the text's start counts as following a special token
     for (size_t i = 0; !rc && i < n_fr; i++) {
         if (fr[i].tok >= 0) {
@@ -298,16 +290,9 @@ int bn_tok_spm_tokenize(const bn_tokenizer *t, const char *text, size_t len, boo
             prev_special = false;
         }
     }
-    if (!rc && !e.ids) rc = bn_tok_grow((void **)&e.ids, &e.cap_ids, 1, sizeof *e.ids, err); // never NULL
     free(fr);
     free(e.buf);
     free(e.syms);
     free(e.heap);
-    if (rc) {
-        free(e.ids);
-        return -1;
-    }
-    *ids = e.ids;
-    *n_ids = e.n_ids;
-    return 0;
+    return rc;
 }
