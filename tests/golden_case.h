@@ -1,7 +1,8 @@
-// golden_case.h - one case of a bitnet.cpp golden file (the tiny-a fixture, or
-// tests/golden/*.json from scripts/golden/make-golden.sh): the prompt, its ids
-// with BOS, 16 greedy ids and, at each of the 17 positions, the margin and the
-// top-10 (fixtures README, tiny-a).
+// golden_case.h - reference cases: a bitnet.cpp golden file's (the tiny-a
+// fixture, or tests/golden/*.json from scripts/golden/make-golden.sh: the prompt,
+// its ids with BOS, 16 greedy ids and, at each of the 17 positions, the margin
+// and the top-10; fixtures README, tiny-a), and the reader it shares with the
+// trained model's reference (tests/test_trained_model.c).
 #ifndef BN_TEST_GOLDEN_CASE_H
 #define BN_TEST_GOLDEN_CASE_H
 
@@ -20,38 +21,50 @@ typedef struct bn_golden_case {
     bn_ref_step step[BN_GOLDEN_GEN + 1];
 } bn_golden_case;
 
-// Reads one element of "cases"; -1 when it is not what make-golden.sh writes.
-static inline int bn_golden_read_case(const cJSON *c, bn_golden_case *g) {
-    memset(g, 0, sizeof *g);
-    g->prompt = cJSON_GetStringValue(cJSON_GetObjectItem(c, "prompt"));
+// The ids and per-step top-10s of one reference case (a golden file's or the
+// trained model's: train/reference.py): prompt_ids (at most max_prompt),
+// exactly n_gen generated_ids, and n_gen + 1 steps under steps_key, each with
+// its margin and 10 [id, logit] pairs. -1 when the case is not so.
+static inline int bn_ref_read_case(const cJSON *c, const char *steps_key, int max_prompt, int n_gen,
+                                   int32_t *prompt_ids, int *n_prompt, int32_t *gen_ids,
+                                   bn_ref_step *step) {
     const cJSON *v;
+    *n_prompt = 0;
     cJSON_ArrayForEach(v, cJSON_GetObjectItem(c, "prompt_ids")) {
-        if (g->n_prompt == BN_GOLDEN_MAX_PROMPT) return -1;
-        g->prompt_ids[g->n_prompt++] = (int32_t)v->valuedouble;
+        if (*n_prompt == max_prompt) return -1;
+        prompt_ids[(*n_prompt)++] = (int32_t)v->valuedouble;
     }
     int i = 0;
     cJSON_ArrayForEach(v, cJSON_GetObjectItem(c, "generated_ids")) {
-        if (i == BN_GOLDEN_GEN) return -1;
-        g->gen_ids[i++] = (int32_t)v->valuedouble;
+        if (i == n_gen) return -1;
+        gen_ids[i++] = (int32_t)v->valuedouble;
     }
-    if (i != BN_GOLDEN_GEN || !g->prompt || g->n_prompt == 0) return -1;
+    if (i != n_gen || *n_prompt == 0) return -1;
     i = 0;
-    const cJSON *p;
-    cJSON_ArrayForEach(p, cJSON_GetObjectItem(c, "positions")) {
-        if (i > BN_GOLDEN_GEN) return -1;
-        g->step[i].margin = (float)cJSON_GetNumberValue(cJSON_GetObjectItem(p, "margin"));
+    cJSON_ArrayForEach(v, cJSON_GetObjectItem(c, steps_key)) {
+        if (i > n_gen) return -1;
+        step[i].margin = (float)cJSON_GetNumberValue(cJSON_GetObjectItem(v, "margin"));
         int j = 0;
         const cJSON *pair;
-        cJSON_ArrayForEach(pair, cJSON_GetObjectItem(p, "top10")) {
-            if (j == 10) break;
-            g->step[i].top_id[j] = (int32_t)cJSON_GetArrayItem(pair, 0)->valuedouble;
-            g->step[i].top_logit[j] = (float)cJSON_GetArrayItem(pair, 1)->valuedouble;
+        cJSON_ArrayForEach(pair, cJSON_GetObjectItem(v, "top10")) {
+            if (j == 10) return -1;
+            step[i].top_id[j] = (int32_t)cJSON_GetArrayItem(pair, 0)->valuedouble;
+            step[i].top_logit[j] = (float)cJSON_GetArrayItem(pair, 1)->valuedouble;
             j++;
         }
         if (j != 10) return -1;
         i++;
     }
-    return i == BN_GOLDEN_GEN + 1 ? 0 : -1;
+    return i == n_gen + 1 ? 0 : -1;
+}
+
+// Reads one element of "cases"; -1 when it is not what make-golden.sh writes.
+static inline int bn_golden_read_case(const cJSON *c, bn_golden_case *g) {
+    memset(g, 0, sizeof *g);
+    g->prompt = cJSON_GetStringValue(cJSON_GetObjectItem(c, "prompt"));
+    if (!g->prompt) return -1;
+    return bn_ref_read_case(c, "positions", BN_GOLDEN_MAX_PROMPT, BN_GOLDEN_GEN, g->prompt_ids,
+                            &g->n_prompt, g->gen_ids, g->step);
 }
 
 #endif

@@ -20,6 +20,7 @@
 //     reference's text, as `bitnet-gpu generate --greedy` does.
 // A trained model is not chaotic like a random deep one, so these margins hold
 // at full depth: a wrong kernel shows up as a wrong token, not as noise.
+#include "golden_case.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -71,33 +72,10 @@ static int parse_reference(const char *path) {
         ref_case *r = &fx.cases[fx.n_cases++];
         r->prompt = cJSON_GetStringValue(cJSON_GetObjectItem(c, "prompt"));
         r->text = cJSON_GetStringValue(cJSON_GetObjectItem(c, "text"));
-        const cJSON *v;
-        cJSON_ArrayForEach(v, cJSON_GetObjectItem(c, "prompt_ids")) {
-            if (r->n_prompt == MAX_PROMPT) return -1;
-            r->prompt_ids[r->n_prompt++] = (int32_t)v->valuedouble;
-        }
-        int i = 0;
-        cJSON_ArrayForEach(v, cJSON_GetObjectItem(c, "generated_ids")) {
-            if (i == N_GEN) return -1;
-            r->gen_ids[i++] = (int32_t)v->valuedouble;
-        }
-        if (i != N_GEN || !r->prompt || !r->text) return -1;
-        i = 0;
-        cJSON_ArrayForEach(v, cJSON_GetObjectItem(c, "steps")) {
-            if (i > N_GEN) return -1;
-            r->step[i].margin = (float)cJSON_GetObjectItem(v, "margin")->valuedouble;
-            int j = 0;
-            const cJSON *pair;
-            cJSON_ArrayForEach(pair, cJSON_GetObjectItem(v, "top10")) {
-                if (j == 10) return -1;
-                r->step[i].top_id[j] = (int32_t)cJSON_GetArrayItem(pair, 0)->valuedouble;
-                r->step[i].top_logit[j] = (float)cJSON_GetArrayItem(pair, 1)->valuedouble;
-                j++;
-            }
-            if (j != 10) return -1;
-            i++;
-        }
-        if (i != N_GEN + 1) return -1;
+        if (!r->prompt || !r->text ||
+            bn_ref_read_case(c, "steps", MAX_PROMPT, N_GEN, r->prompt_ids, &r->n_prompt, r->gen_ids,
+                             r->step))
+            return -1;
     }
     return fx.n_cases == MAX_CASES ? 0 : -1;
 }
