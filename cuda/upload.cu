@@ -129,8 +129,8 @@ int bn_cuda_upload_model(bn_backend *be, bn_error *err) {
     // Without sub-norms (the llama family) their weights are all ones and the
     // kernels skip the normalization (forward_cuda.cu, BN_NQ_NO_NORM).
     const size_t n_ones = hp->sub_norms ? 0 : (size_t)((uint32_t)be->nq > hp->n_ff ? (uint32_t)be->nq : hp->n_ff);
-    float *ones = (float *)malloc(n_ones * sizeof(float) + 1);
-    if (!jobs || !ones) {
+    float *ones = n_ones ? (float *)malloc(n_ones * sizeof(float)) : NULL;
+    if (!jobs || (n_ones && !ones)) {
         free(jobs);
         free(ones);
         return bn_errorf(err, "cuda: out of host memory");
