@@ -123,6 +123,9 @@ void bn_silu_mul_scalar(float *restrict gate, const float *restrict up, int64_t 
 float bn_expf_ggml(float x);
 void bn_silu_mul_scalar_avx512(float *restrict gate, const float *restrict up, int64_t n);
 void bn_silu_mul_avx2(float *restrict gate, const float *restrict up, int64_t n);
+// Elements [i, n) the way ggml's scalar tail (ggml_silu_f32, libm expf) does them:
+// every silu_mul kernel ends with it.
+void bn_silu_mul_tail(float *restrict gate, const float *restrict up, int64_t i, int64_t n);
 void bn_silu_mul_avx512(float *restrict gate, const float *restrict up, int64_t n);
 void bn_attention_scalar(const float *q, int n_q, const uint16_t *k, const uint16_t *v,
                          int64_t stride, int head_dim, int n_kv, float scale, float *scores,

@@ -717,10 +717,7 @@ void bn_silu_mul_avx2(float *restrict gate, const float *restrict up, int64_t n)
         const __m256 s = _mm256_div_ps(x, _mm256_add_ps(one, ex));
         _mm256_storeu_ps(gate + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
     }
-    for (; i < n; i++) { // ggml's scalar tail: libm expf
-        const float s = gate[i] / (1.0f + expf(-gate[i]));
-        gate[i] = s * up[i];
-    }
+    bn_silu_mul_tail(gate, up, i, n);
 }
 
 const bn_cpu_kernels bn_kernels_avx2 = {

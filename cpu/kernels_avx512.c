@@ -315,10 +315,7 @@ void bn_silu_mul_avx512(float *restrict gate, const float *restrict up, int64_t 
         const __m512 s = _mm512_div_ps(x, _mm512_add_ps(one, ex));
         _mm512_storeu_ps(gate + i, _mm512_mul_ps(s, _mm512_loadu_ps(up + i)));
     }
-    for (; i < n; i++) { // ggml's scalar tail: libm expf
-        const float s = gate[i] / (1.0f + expf(-gate[i]));
-        gate[i] = s * up[i];
-    }
+    bn_silu_mul_tail(gate, up, i, n);
 }
 
 const bn_cpu_kernels bn_kernels_avx512 = {

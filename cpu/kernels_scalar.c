@@ -213,12 +213,15 @@ static inline float expf_ggml_avx512(float x) {
             const float s = g / (1.0f + exp_fn(0.0f - g));                              \
             gate[i] = s * up[i];                                                        \
         }                                                                               \
-        for (int64_t i = nv; i < n; i++) {                                              \
-            const float g = gate[i];                                                    \
-            const float s = g / (1.0f + expf(-g));                                      \
-            gate[i] = s * up[i];                                                        \
-        }                                                                               \
+        bn_silu_mul_tail(gate, up, nv, n);                                              \
     } while (0)
+
+void bn_silu_mul_tail(float *restrict gate, const float *restrict up, int64_t i, int64_t n) {
+    for (; i < n; i++) {
+        const float s = gate[i] / (1.0f + expf(-gate[i]));
+        gate[i] = s * up[i];
+    }
+}
 
 void bn_silu_mul_scalar(float *restrict gate, const float *restrict up, int64_t n) {
     SILU_MUL_BODY(8, expf_ggml_fma);
