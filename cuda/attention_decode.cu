@@ -25,6 +25,10 @@
 //    The last block of a group (atomic counter) adds the splits' partials in
 //    split order; with BITNET_CUDA_NORM=last the last of those quantizes the
 //    whole attention output for the O projection (as in ternary_gemv.cu).
+// Tokens are the grid's z: one token each of up to n_tok sequences, each in its
+// own slot of the cache when seq is given (a decode step of many sequences; no
+// two tokens of one sequence, whose keys would race). A token's arithmetic does
+// not depend on the others, so it is bit-identical alone or in a batch.
 // The only difference from the CPU is summation order (scores, partial sums).
 // CPU twin: RoPE (rope.cuh) + f16 KV write + bn_attention_head (cpu/ops.c).
 #include "cuda_kernels.cuh"
@@ -45,7 +49,9 @@ typedef struct bn_attd_args {
     int n_head, n_head_kv, hd, n_rot, qpb, n_ctx, n_split;
     bool neox;              // RoPE pairs (rope.cuh)
     float theta_scale;
-    __half *kc, *vc;        // this layer's cache, [n_head_kv][n_ctx][hd]
+    __half *kc, *vc;        // this layer's cache, [n_head_kv][n_ctx][hd] (of slot 0 when seq is set)
+    const int32_t *seq;     // NULL: every token in kc/vc; else token t's slot starts seq[t] * seq_stride later
+    int64_t seq_stride;     // halves from one sequence slot's cache to the next
     float *scores;          // [n_tok][n_head][n_ctx]
     float *smax;            // [n_tok][n_head][n_split]
     double *ssum;           // [n_tok][n_head][n_split]
@@ -63,6 +69,11 @@ __device__ __forceinline__ void bn_attd_split(int L, int n_split, int split, int
     *se = s;
     *j0 = split * chunk;
     *j1 = min(L, *j0 + chunk);
+}
+
+// Halves from a.kc (a.vc) to token t's slot.
+__device__ __forceinline__ int64_t bn_attd_slot(const bn_attd_args &a, int t) {
+    return a.seq ? (int64_t)a.seq[t] * a.seq_stride : 0;
 }
 
 // Both kernels begin so: wait for the kernel before (pdl.cuh), then token t's
@@ -104,6 +115,7 @@ __global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_scores_kernel(bn_attd
     const int nq = a.n_head * hd, nkv = a.n_head_kv * hd;
     const bool own = j0 <= p && p < j1;      // this split holds the token's key
     const bool writer = own && h0 % G == 0;  // one block per KV head writes it
+    __half *kc = a.kc + bn_attd_slot(a, t), *vc = a.vc + bn_attd_slot(a, t);
     const int64_t crow = ((int64_t)g * a.n_ctx + p) * hd;
     for (int e = threadIdx.x; e < (qpb + (own ? 1 : 0)) * hd; e += blockDim.x) {
         const int hh = e / hd, d = e - hh * hd;
@@ -113,17 +125,17 @@ __global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_scores_kernel(bn_attd
             sq[e] = __half2float(v);
         } else {
             kcur[d] = __half2float(v);
-            if (writer) a.kc[crow + d] = v;
+            if (writer) kc[crow + d] = v;
         }
     }
     if (writer)
-        for (int d = threadIdx.x; d < hd; d += blockDim.x) a.vc[crow + d] = __float2half_rn(row[nq + nkv + g * hd + d]);
+        for (int d = threadIdx.x; d < hd; d += blockDim.x) vc[crow + d] = __float2half_rn(row[nq + nkv + g * hd + d]);
     __syncthreads();
 
     // Eight lanes a key (a lane takes every eighth 16-byte piece of the row), 16
     // keys at a time, the scores of all the group's heads at once.
     const float scale = 1.0f / sqrtf((float)hd);
-    const __half *kbase = a.kc + (int64_t)g * a.n_ctx * hd;
+    const __half *kbase = kc + (int64_t)g * a.n_ctx * hd;
     float *srow = a.scores + ((int64_t)t * a.n_head + h0) * a.n_ctx;
     const int sub = threadIdx.x & 7, kl = threadIdx.x >> 3, nkl = blockDim.x >> 3;
     float mx[BN_ATTD_QPB];
@@ -206,7 +218,7 @@ __global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_values_kernel(bn_attd
     __syncthreads();
 
     const float *srow = a.scores + ((int64_t)t * a.n_head + h0) * a.n_ctx;
-    const __half *vbase = a.vc + (int64_t)g * a.n_ctx * hd;
+    const __half *vbase = a.vc + bn_attd_slot(a, t) + (int64_t)g * a.n_ctx * hd;
     const int kr = threadIdx.x / tpr, dc = threadIdx.x - kr * tpr;
     const bool lane_on = kr < kp;
     float acc[BN_ATTD_QPB][8];
@@ -313,9 +325,9 @@ size_t bn_cuda_attd_scratch_bytes(int n_tok, int n_head, int hd, int n_ctx, int 
 cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int32_t *pos, int n_tok,
                                      int n_head, int n_head_kv, int hd, int n_rot, bool neox,
                                      float theta_scale, int n_ctx, int n_split, __half *k_cache,
-                                     __half *v_cache, void *scratch, unsigned *group_counters,
-                                     float *out, const bn_cuda_next_norm *nn, bool pdl,
-                                     cudaStream_t st) {
+                                     __half *v_cache, const int32_t *seq, int64_t seq_stride, void *scratch,
+                                     unsigned *group_counters, float *out, const bn_cuda_next_norm *nn,
+                                     bool pdl, cudaStream_t st) {
     if (n_tok <= 0) return cudaSuccess;
     if (hd <= 0 || hd > 256 || hd % 8 || n_rot <= 0 || n_rot > hd || n_rot % 2 || n_head_kv <= 0 ||
         n_head % n_head_kv || n_split <= 0 || n_ctx <= 0)
@@ -335,6 +347,8 @@ cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int3
     a.theta_scale = theta_scale;
     a.kc = k_cache;
     a.vc = v_cache;
+    a.seq = seq;
+    a.seq_stride = seq_stride;
     // Scratch carved in the order of bn_cuda_attd_scratch_bytes, each piece 256-aligned.
     const size_t th = (size_t)n_tok * n_head;
     uintptr_t p = ((uintptr_t)scratch + 255) & ~(uintptr_t)255;

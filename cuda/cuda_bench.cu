@@ -211,7 +211,7 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
         case BN_CUDA_BENCH_ATTN_DECODE:
         case BN_CUDA_BENCH_ATTN_DECODE_NORM:
             return bn_cuda_attention_decode(x, (H + 2 * Hkv) * hd, pos, 1, H, Hkv, hd, hd, true, theta_scale, K, n_split,
-                                            kc, vc, scratch, cnt, y,
+                                            kc, vc, NULL, 0, scratch, cnt, y,
                                             op == BN_CUDA_BENCH_ATTN_DECODE_NORM ? &nn_att : NULL, true, st);
         case BN_CUDA_BENCH_ATTN_PREFILL:
             return bn_cuda_attention_prefill(qh, kc, vc, pos, n, H, Hkv, hd, n, y, true, st);

@@ -47,6 +47,8 @@ enum { BN_CUDA_F32 = 0, BN_CUDA_F16 = 1, BN_CUDA_I8 = 24, BN_CUDA_BF16 = 30 };
 
 // embedding.cu - x[t, :] = float(table[tokens[t], :]).            CPU twin: the row copy in cpu/ops.c
 // The first kernel of a step, after the host copy of the token ids: no PDL.
+// With an F32 table it is also a row gather (the LM head's rows of a step of
+// several sequences, forward_cuda.cu).
 cudaError_t bn_cuda_embedding(const void *table, int type, const int32_t *tokens, int n_tok,
                               int n_embd, float *x, cudaStream_t st);
 
@@ -137,6 +139,8 @@ cudaError_t bn_cuda_attention_prefill(const __half *q, const __half *k_cache, co
 // attention_decode.cu - one token per sequence, from the f32 qkv row: RoPE, the
 // K/V write of position pos[t], split-KV attention over n_split splits
 // (bn_cuda_attd_splits(n_ctx)), then nn (may be NULL) on out. hd % 8 == 0.
+// seq NULL: every token in k_cache/v_cache (one sequence: n_tok 1); else token t
+// uses the cache seq[t] * seq_stride halves further (distinct slots).
 // scratch: bn_cuda_attd_scratch_bytes; group_counters: n_tok * n_head /
 // bn_cuda_attd_heads_per_block unsigned, zero between launches.
 int bn_cuda_attd_splits(int n_ctx);
@@ -145,9 +149,9 @@ size_t bn_cuda_attd_scratch_bytes(int n_tok, int n_head, int hd, int n_ctx, int 
 cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int32_t *pos, int n_tok,
                                      int n_head, int n_head_kv, int hd, int n_rot, bool neox,
                                      float theta_scale, int n_ctx, int n_split, __half *k_cache,
-                                     __half *v_cache, void *scratch, unsigned *group_counters,
-                                     float *out, const bn_cuda_next_norm *nn, bool pdl,
-                                     cudaStream_t st);
+                                     __half *v_cache, const int32_t *seq, int64_t seq_stride, void *scratch,
+                                     unsigned *group_counters, float *out, const bn_cuda_next_norm *nn,
+                                     bool pdl, cudaStream_t st);
 
 // lm_head.cu - rmsnorm of each row rounded to f16 (as bitnet.cpp and the CPU
 // backend round the head's input), stored as out_type: BN_CUDA_F16 (halves),
@@ -160,6 +164,10 @@ cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int3
 cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, int n_tok, int n,
                                  float eps, int out_type, void *out, float *xscale, bool pdl,
                                  cudaStream_t st);
+// The greedy id of each of `rows` rows of n floats, row r at x + r * ld, into
+// out[r]: ties to the lowest index, NaN ignored, all NaN gives 0. bn_cuda_argmax:
+// one row.                                       CPU twin: the sampler's bn_argmax
+cudaError_t bn_cuda_argmax_rows(const float *x, int rows, int64_t ld, int n, int32_t *out, cudaStream_t st);
 cudaError_t bn_cuda_argmax(const float *x, int n, int32_t *out, cudaStream_t st);
 
 // lm_head_gemv.cu - the LM head as a streaming GEMV (design in the file): for the

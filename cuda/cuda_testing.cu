@@ -241,7 +241,7 @@ extern "C" int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int 
     for (int rep = 0; rep < 2; rep++) { // the second run checks that the counters were reset
         BN_CUDA_TRY(cudaMemset(dout, 0xff, sizeof(float) * nq)); // NaN: every output must be written
         if (finish(bn_cuda_attention_decode(dqkv, ld, dpos, 1, n_head, n_head_kv, hd, n_rot, neox, theta_scale, n_ctx,
-                                            n_split, dk, dv, scratch, dcnt, dout, &nn, false, 0),
+                                            n_split, dk, dv, NULL, 0, scratch, dcnt, dout, &nn, false, 0),
                    NULL, NULL, 0, err))
             return -1;
     }
@@ -259,6 +259,64 @@ extern "C" int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int 
         BN_CUDA_TRY(cudaMemcpy(qsum_out, dqso, sizeof(int32_t), cudaMemcpyDeviceToHost));
     }
     return 0;
+}
+
+extern "C" int bn_cuda_test_attention_decode_seqs(const float *qkv, const int32_t *pos, const int32_t *seq, int n_tok,
+                                                  int n_seq, int n_head, int n_head_kv, int hd, int n_rot, bool neox,
+                                                  float base, int n_ctx, uint16_t *k_cache, uint16_t *v_cache,
+                                                  float *out, bn_error *err) {
+    if (bn_cuda_probe_device(err)) return -1;
+    if (n_tok <= 0 || n_tok > n_seq) return bn_errorf(err, "cuda_testing: bad token count");
+    for (int t = 0; t < n_tok; t++)
+        if (pos[t] < 0 || pos[t] >= n_ctx || seq[t] < 0 || seq[t] >= n_seq)
+            return bn_errorf(err, "cuda_testing: bad position or slot");
+    const int n_split = bn_cuda_attd_splits(n_ctx);
+    bn_dev_bufs bufs;
+    const int nq = n_head * hd, nkv = n_head_kv * hd, ld = nq + 2 * nkv;
+    const size_t slot = (size_t)n_ctx * nkv, n_cnt = (size_t)n_tok * n_head;
+    float *dqkv, *dout;
+    __half *dk, *dv;
+    int32_t *dpos, *dseq;
+    void *scratch;
+    unsigned *dcnt;
+    GET(dqkv, qkv, sizeof(float) * ld * n_tok);
+    GET(dpos, pos, sizeof(int32_t) * n_tok);
+    GET(dseq, seq, sizeof(int32_t) * n_tok);
+    GET(dk, k_cache, sizeof(__half) * slot * n_seq);
+    GET(dv, v_cache, sizeof(__half) * slot * n_seq);
+    GET(dout, NULL, sizeof(float) * nq * n_tok);
+    GET(scratch, NULL, bn_cuda_attd_scratch_bytes(n_tok, n_head, hd, n_ctx, n_split));
+    GET(dcnt, NULL, sizeof(unsigned) * n_cnt);
+    BN_CUDA_TRY(cudaMemset(dout, 0xff, sizeof(float) * nq * n_tok)); // NaN: every output must be written
+    const float theta_scale = powf(base, -2.0f / (float)n_rot); // as cpu/ops.c rope
+    if (finish(bn_cuda_attention_decode(dqkv, ld, dpos, n_tok, n_head, n_head_kv, hd, n_rot, neox, theta_scale, n_ctx,
+                                        n_split, dk, dv, dseq, (int64_t)slot, scratch, dcnt, dout, NULL, false, 0),
+               NULL, NULL, 0, err))
+        return -1;
+    unsigned *cnt = (unsigned *)malloc(sizeof(unsigned) * n_cnt);
+    if (!cnt) return bn_errorf(err, "cuda_testing: out of host memory");
+    const cudaError_t e = cudaMemcpy(cnt, dcnt, sizeof(unsigned) * n_cnt, cudaMemcpyDeviceToHost);
+    size_t left = n_cnt;
+    for (size_t i = 0; e == cudaSuccess && i < n_cnt && left == n_cnt; i++)
+        if (cnt[i]) left = i;
+    free(cnt);
+    BN_CUDA_TRY(e);
+    if (left != n_cnt) return bn_errorf(err, "cuda_testing: decode attention left counter %zu set", left);
+    BN_CUDA_TRY(cudaMemcpy(out, dout, sizeof(float) * nq * n_tok, cudaMemcpyDeviceToHost));
+    BN_CUDA_TRY(cudaMemcpy(k_cache, dk, sizeof(__half) * slot * n_seq, cudaMemcpyDeviceToHost));
+    BN_CUDA_TRY(cudaMemcpy(v_cache, dv, sizeof(__half) * slot * n_seq, cudaMemcpyDeviceToHost));
+    return 0;
+}
+
+extern "C" int bn_cuda_test_argmax_rows(const float *x, int rows, int n, int32_t *out, bn_error *err) {
+    if (bn_cuda_probe_device(err)) return -1;
+    if (rows <= 0 || n <= 0) return bn_errorf(err, "cuda_testing: bad argmax shape");
+    bn_dev_bufs bufs;
+    float *dx;
+    int32_t *dout;
+    GET(dx, x, sizeof(float) * (size_t)rows * n);
+    GET(dout, NULL, sizeof(int32_t) * rows);
+    return finish(bn_cuda_argmax_rows(dx, rows, n, n, dout, 0), out, dout, sizeof(int32_t) * rows, err);
 }
 
 extern "C" int bn_cuda_test_embedding(const void *table, int type, int n_vocab, int n_embd,

@@ -87,12 +87,21 @@ int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int n_head, int
                                   int n_rot, bool neox, float base, int n_ctx, int n_split, uint16_t *k_cache,
                                   uint16_t *v_cache, float *out, const float *norm_w, float eps,
                                   int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err);
+// The decode attention for n_tok tokens of different slots in one launch: token
+// t's qkv row t at pos[t] in slot seq[t] of caches holding n_seq slots of
+// [n_head_kv][n_ctx][hd]; out: n_tok rows. n_split: the backend's choice.
+int bn_cuda_test_attention_decode_seqs(const float *qkv, const int32_t *pos, const int32_t *seq, int n_tok,
+                                       int n_seq, int n_head, int n_head_kv, int hd, int n_rot, bool neox,
+                                       float base, int n_ctx, uint16_t *k_cache, uint16_t *v_cache, float *out,
+                                       bn_error *err);
 // type: 0 F32, 1 F16, 30 BF16 (ggml numbering).
 int bn_cuda_test_embedding(const void *table, int type, int n_vocab, int n_embd,
                            const int32_t *tokens, int n_tok, float *x, bn_error *err);
 int bn_cuda_test_rmsnorm_cast(const float *x, const float *w, int n_tok, int n, float eps,
                               int out_type, void *out, bn_error *err);
 int bn_cuda_test_argmax(const float *x, int n, int32_t *out, bn_error *err);
+// bn_cuda_argmax_rows over rows x n floats (packed).
+int bn_cuda_test_argmax_rows(const float *x, int rows, int n, int32_t *out, bn_error *err);
 // The int8 head input: codes q [n_tok][n] and xscale[n_tok] (127/max|h|).
 int bn_cuda_test_rmsnorm_cast_q8(const float *x, const float *w, int n_tok, int n, float eps,
                                  int8_t *q, float *xscale, bn_error *err);

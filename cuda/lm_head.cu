@@ -71,10 +71,12 @@ cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, in
 
 #define BN_ARGMAX_THREADS 1024
 
+// One block a row (blockIdx.x): row r of x starts r * ld floats in, out[r] its argmax.
 __global__ void __launch_bounds__(BN_ARGMAX_THREADS)
-bn_argmax_kernel(const float *__restrict__ x, int n, int32_t *__restrict__ out) {
+bn_argmax_kernel(const float *__restrict__ x, int64_t ld, int n, int32_t *__restrict__ out) {
     __shared__ float sv[32];
     __shared__ int si[32];
+    x += (int64_t)blockIdx.x * ld;
     float bv = -INFINITY;
     int bi = BN_ARGMAX_NONE;
     const int n4 = (reinterpret_cast<uintptr_t>(x) & 15) ? 0 : n / 4; // float4 needs 16-byte alignment
@@ -88,13 +90,18 @@ bn_argmax_kernel(const float *__restrict__ x, int n, int32_t *__restrict__ out) 
     }
     for (int i = 4 * n4 + threadIdx.x; i < n; i += blockDim.x) bn_argmax_take(bv, bi, x[i], i);
     bn_block_argmax(bv, bi, sv, si);
-    if (threadIdx.x == 0) *out = bi == BN_ARGMAX_NONE ? 0 : bi; // all NaN: say 0
+    if (threadIdx.x == 0) out[blockIdx.x] = bi == BN_ARGMAX_NONE ? 0 : bi; // all NaN: say 0
+}
+
+cudaError_t bn_cuda_argmax_rows(const float *x, int rows, int64_t ld, int n, int32_t *out, cudaStream_t st) {
+    if (n <= 0 || rows < 0 || (rows > 1 && ld < n)) return cudaErrorInvalidValue;
+    if (rows == 0) return cudaSuccess;
+    bn_argmax_kernel<<<rows, BN_ARGMAX_THREADS, 0, st>>>(x, ld, n, out);
+    return cudaGetLastError();
 }
 
 cudaError_t bn_cuda_argmax(const float *x, int n, int32_t *out, cudaStream_t st) {
-    if (n <= 0) return cudaErrorInvalidValue;
-    bn_argmax_kernel<<<1, BN_ARGMAX_THREADS, 0, st>>>(x, n, out);
-    return cudaGetLastError();
+    return bn_cuda_argmax_rows(x, 1, n, n, out, st);
 }
 
 cudaError_t bn_cuda_kernel_image_check(void) {

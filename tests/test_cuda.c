@@ -444,6 +444,74 @@ static void test_attention_decode(void **state) {
     }
 }
 
+// The decode attention of a step of several sequences (one launch, each token in
+// its own slot) against the same tokens one at a time: outputs and caches
+// bit-identical, no slot but a token's own written. The single-token kernel is
+// checked against the CPU above.
+static void test_attention_decode_seqs(void **state) {
+    (void)state;
+    require_gpu();
+    // heads, kv heads, head_dim, n_ctx, slots, tokens
+    const int cases[][6] = {{20, 5, 128, 512, 6, 5}, {4, 2, 64, 300, 3, 3}, {16, 2, 96, 2048, 9, 9}};
+    uint64_t rng = 77;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int H = cases[c][0], Hkv = cases[c][1], hd = cases[c][2], n_ctx = cases[c][3];
+        const int n_seq = cases[c][4], n_tok = cases[c][5];
+        const int nq = H * hd, nkv = Hkv * hd, ld = nq + 2 * nkv;
+        const size_t slot = (size_t)n_ctx * nkv, all = slot * n_seq;
+        float *qkv = malloc(sizeof(float) * ld * n_tok), *out = malloc(sizeof(float) * nq * n_tok);
+        float *one = malloc(sizeof(float) * nq);
+        uint16_t *kc = malloc(2 * all), *vc = malloc(2 * all), *kc1 = malloc(2 * all), *vc1 = malloc(2 * all);
+        int32_t pos[16], seq[16];
+        for (int i = 0; i < ld * n_tok; i++) qkv[i] = frand(&rng) * 2.f;
+        for (size_t i = 0; i < all; i++) {
+            kc1[i] = kc[i] = bn_f32_to_f16(frand(&rng) * 2.f);
+            vc1[i] = vc[i] = bn_f32_to_f16(frand(&rng));
+        }
+        for (int t = 0; t < n_tok; t++) { // distinct slots, out of order; positions near 0 and near the end
+            seq[t] = (int32_t)((t * 5 + 2) % n_seq);
+            pos[t] = t % 3 == 0 ? t : n_ctx - 1 - (int32_t)(bn_test_rand(&rng) % (uint64_t)(n_ctx / 2));
+        }
+        bn_error err = {{0}};
+        if (bn_cuda_test_attention_decode_seqs(qkv, pos, seq, n_tok, n_seq, H, Hkv, hd, hd, true, 500000.f, n_ctx, kc,
+                                               vc, out, &err))
+            fail_msg("%s", err.msg);
+        for (int t = 0; t < n_tok; t++) {
+            const size_t at = (size_t)seq[t] * slot;
+            if (bn_cuda_test_attention_decode(qkv + (size_t)t * ld, pos[t], H, Hkv, hd, hd, true, 500000.f, n_ctx, 0,
+                                              kc1 + at, vc1 + at, one, NULL, 0.f, NULL, NULL, NULL, &err))
+                fail_msg("%s", err.msg);
+            if (memcmp(one, out + (size_t)t * nq, sizeof(float) * nq))
+                fail_msg("case %zu: token %d (slot %d, position %d) differs from the token alone", c, t, seq[t],
+                         pos[t]);
+        }
+        assert_memory_equal(kc, kc1, 2 * all); // each token wrote its own slot's row, nothing else
+        assert_memory_equal(vc, vc1, 2 * all);
+        fprintf(stderr, "  decode attention, %d sequences in one launch (%d/%d heads x %d, ctx %d): identical\n",
+                n_tok, H, Hkv, hd, n_ctx);
+        free(qkv); free(out); free(one); free(kc); free(vc); free(kc1); free(vc1);
+    }
+}
+
+// The argmax of many rows in one launch against the sampler's, ties included.
+static void test_argmax_rows(void **state) {
+    (void)state;
+    require_gpu();
+    const int rows = 19, n = 128257; // the 2B-4T vocabulary + 1: rows not 16-byte aligned
+    uint64_t rng = 5;
+    float *x = malloc(sizeof(float) * rows * n);
+    for (size_t i = 0; i < (size_t)rows * n; i++) x[i] = frand(&rng);
+    x[3 * (size_t)n + 10] = x[3 * (size_t)n + 20] = 9.f; // a tie: the lower id wins
+    x[7 * (size_t)n + n - 1] = 9.f;                      // the last element
+    int32_t got[19];
+    bn_error err = {{0}};
+    if (bn_cuda_test_argmax_rows(x, rows, n, got, &err)) fail_msg("%s", err.msg);
+    for (int r = 0; r < rows; r++) assert_int_equal(got[r], bn_argmax(x + (size_t)r * n, n));
+    assert_int_equal(got[3], 10);
+    assert_int_equal(got[7], n - 1);
+    free(x);
+}
+
 static void test_embedding_argmax_cast(void **state) {
     (void)state;
     require_gpu();
@@ -1047,6 +1115,8 @@ int main(void) {
         cmocka_unit_test(test_rope_kv),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_decode),
+        cmocka_unit_test(test_attention_decode_seqs),
+        cmocka_unit_test(test_argmax_rows),
         cmocka_unit_test(test_embedding_argmax_cast),
         cmocka_unit_test(test_head_gemv),
         cmocka_unit_test(test_head_argmax_ties),
