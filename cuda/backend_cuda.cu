@@ -10,7 +10,8 @@
 //   the f16 KV cache [layer][sequence slot][kv head][n_ctx][head_dim] (each
 //   layer's slot is the [kv head][n_ctx][head_dim] block the kernels take);
 // - activations for max_batch tokens, two sets of int8 bitlinear inputs, the
-//   decode attention's scratch and the kernels' last-block counters, and logits
+//   decode attention's scratch and the kernels' last-block counters (for up to
+//   decode_group tokens of different sequences at once), and logits
 //   for BN_LM_ROWS rows.
 // Pinned host buffers carry token ids and positions in and logits/argmax out.
 // The forward pass is in forward_cuda.cu, the upload in upload.cu.
@@ -104,7 +105,9 @@ static size_t layout(bn_backend *be, uintptr_t base) {
     be->vc = (__half *)carve(base, &off, be->kv_bytes);
     be->d_tok = (int32_t *)carve(base, &off, B * 4);
     be->d_pos = (int32_t *)carve(base, &off, B * 4);
-    be->d_argmax = (int32_t *)carve(base, &off, 4);
+    be->d_seq = (int32_t *)carve(base, &off, B * 4);
+    be->d_rows = (int32_t *)carve(base, &off, B * 4);
+    be->d_argmax = (int32_t *)carve(base, &off, B * 4);
     be->x = (float *)carve(base, &off, B * E * 4);
     be->qkv = (float *)carve(base, &off, B * (size_t)be->nqkv * 4);
     be->att = (float *)carve(base, &off, B * (size_t)be->nq * 4);
@@ -115,10 +118,11 @@ static size_t layout(bn_backend *be, uintptr_t base) {
         be->codes[i].s = (float *)carve(base, &off, B * 4);
         be->codes[i].qsum = (int32_t *)carve(base, &off, B * 4);
     }
-    be->attd_scratch = carve(base, &off, bn_cuda_attd_scratch_bytes(1, (int)hp->n_head, (int)hp->head_dim,
-                                                                   be->n_ctx, be->attd_split));
-    be->counter_bytes = sizeof(unsigned) * hp->n_layer * BN_COUNTERS_PER_LAYER(hp->n_head);
+    be->attd_scratch = carve(base, &off, bn_cuda_attd_scratch_bytes(be->decode_group, (int)hp->n_head,
+                                                                   (int)hp->head_dim, be->n_ctx, be->attd_split));
+    be->counter_bytes = sizeof(unsigned) * hp->n_layer * BN_COUNTERS_PER_LAYER(hp->n_head, be->decode_group);
     be->counters = (unsigned *)carve(base, &off, be->counter_bytes);
+    be->head_x = be->n_seq > 1 ? (float *)carve(base, &off, BN_LM_ROWS * E * 4) : NULL;
     be->head_in = carve(base, &off, BN_LM_ROWS * E * bn_cuda_type_size(be->head_type));
     be->head_xscale = (float *)carve(base, &off, BN_LM_ROWS * 4);
     be->head_q = be->head_q8 ? (int8_t *)carve(base, &off, V * E) : NULL;
@@ -206,9 +210,12 @@ static void bn_cuda_destroy(bn_backend *be) {
     if (be->arena) (void)cudaFree(be->arena);
     if (be->h_tok) (void)cudaFreeHost(be->h_tok);
     if (be->h_pos) (void)cudaFreeHost(be->h_pos);
+    if (be->h_seq) (void)cudaFreeHost(be->h_seq);
+    if (be->h_rows) (void)cudaFreeHost(be->h_rows);
     if (be->h_argmax) (void)cudaFreeHost(be->h_argmax);
     if (be->h_logits) (void)cudaFreeHost(be->h_logits);
     free(be->layers);
+    free(be->piece);
     free(be);
 }
 
@@ -268,9 +275,14 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     be->head_q8 = cfg && cfg->lm_head_q8;
     be->gemv_max = choose_gemv_max(hp);
     be->attd_split = bn_cuda_attd_splits(be->n_ctx);
+    be->batch_seqs = be->n_seq > 1 && !env_is("BITNET_CUDA_BATCH", "0");
+    be->decode_group = be->batch_seqs ? be->n_seq : 1;
+    if (be->decode_group > be->max_batch) be->decode_group = be->max_batch;
+    if (be->decode_group > BN_CUDA_DECODE_GROUP_MAX) be->decode_group = BN_CUDA_DECODE_GROUP_MAX;
 
     be->layers = (bn_cuda_layer *)calloc(hp->n_layer ? hp->n_layer : 1, sizeof *be->layers);
-    if (!be->layers) return bn_errorf(err, "cuda: out of host memory");
+    be->piece = (bn_cuda_piece *)calloc((size_t)be->n_seq, sizeof *be->piece);
+    if (!be->layers || !be->piece) return bn_errorf(err, "cuda: out of host memory");
     be->arena_bytes = layout(be, 0);
 
     // The plain attention kernel keeps a row of scores in shared memory.
@@ -297,7 +309,9 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     layout(be, (uintptr_t)be->arena);
     BN_CUDA_TRY(cudaMallocHost((void **)&be->h_tok, sizeof(int32_t) * (size_t)be->max_batch));
     BN_CUDA_TRY(cudaMallocHost((void **)&be->h_pos, sizeof(int32_t) * (size_t)be->max_batch));
-    BN_CUDA_TRY(cudaMallocHost((void **)&be->h_argmax, sizeof(int32_t)));
+    BN_CUDA_TRY(cudaMallocHost((void **)&be->h_seq, sizeof(int32_t) * (size_t)be->max_batch));
+    BN_CUDA_TRY(cudaMallocHost((void **)&be->h_rows, sizeof(int32_t) * (size_t)be->max_batch));
+    BN_CUDA_TRY(cudaMallocHost((void **)&be->h_argmax, sizeof(int32_t) * (size_t)be->max_batch));
     BN_CUDA_TRY(cudaMallocHost((void **)&be->h_logits, sizeof(float) * BN_LM_ROWS * hp->n_vocab));
     be->context_ms = bn_now_ms() - t0;
 

@@ -32,8 +32,15 @@ typedef struct bn_cuda_codes {
 enum { BN_OUT_NONE = 0, BN_OUT_LOGITS = 1, BN_OUT_ARGMAX = 2, BN_OUT_KINDS = 3 };
 
 // Per layer: the attention's next norm, the next norms of O, gate|up and down,
-// then the attention's group counters.
-#define BN_COUNTERS_PER_LAYER(n_head) (4 + (n_head))
+// then the decode attention's group counters for up to n_tok tokens.
+#define BN_COUNTERS_PER_LAYER(n_head, n_tok) (4 + (n_head) * (n_tok))
+// Tokens of different sequences one decode-attention launch takes at most.
+#define BN_CUDA_DECODE_GROUP_MAX 256
+
+// The tokens [t0, t0 + n) of a chunk that belong to one run, in slot seq.
+typedef struct bn_cuda_piece {
+    int t0, n, seq;
+} bn_cuda_piece;
 
 // Events recorded after each launch of one eager step, for bench_cuda.
 #define BN_PROF_MAX 1024
@@ -49,6 +56,9 @@ struct bn_backend {
     int n_ctx, max_batch;
     int n_seq;         // sequence slots in the KV cache (backend.h)
     int seq;           // the slot of the run being enqueued (forward_cuda.cu)
+    int decode_group;  // tokens a decode-attention launch takes: min(n_seq, max_batch, BN_CUDA_DECODE_GROUP_MAX)
+    bn_cuda_piece *piece; // the chunk being enqueued, run by run (n_seq entries; several sequences only)
+    int n_piece;          // 0: the chunk is one run of slot `seq`
     int nq, nkv, nqkv; // Q width, K (= V) width, Q|K|V width
     int device;
     cudaStream_t st;
@@ -58,6 +68,7 @@ struct bn_backend {
     bool dp4a_gemm;       // BITNET_CUDA_GEMM=dp4a: prefill on the dp4a GEMM, not the tensor cores
     bool norm_last;       // BITNET_CUDA_NORM=last: GEMV inputs quantized by the kernel before's last block
     bool head_q8;         // --lm-head q8: int8 head, one scale per row (as the CPU's)
+    bool batch_seqs;      // several sequences share each pass (BITNET_CUDA_BATCH=0: one run after another)
     int gemv_max;         // batches up to this many tokens take the GEMV path
     int attd_split;       // splits of the decode attention
     cudaGraphExec_t graph[BN_OUT_KINDS];
@@ -74,12 +85,13 @@ struct bn_backend {
     __half *kc, *vc;        // [layer][seq][n_head_kv][n_ctx][head_dim]
     size_t kv_bytes;        // of kc (and of vc)
     size_t counter_bytes;   // of counters
-    int32_t *d_tok, *d_pos, *d_argmax;
+    int32_t *d_tok, *d_pos, *d_seq, *d_rows, *d_argmax; // d_argmax: max_batch ids
     float *x, *qkv, *att, *gu, *logits;
+    float *head_x;          // BN_LM_ROWS hidden rows gathered for the head (several sequences)
     __half *qh;
     bn_cuda_codes codes[2]; // ping-pong: one bitlinear reads one while the next is written
     void *attd_scratch;
-    unsigned *counters; // BN_COUNTERS_PER_LAYER(n_head) per layer
+    unsigned *counters; // BN_COUNTERS_PER_LAYER(n_head, decode_group) per layer
     void *head_in;        // BN_LM_ROWS rows of the head's input: f16/f32, or int8 codes
     float *head_xscale;   // q8: the input codes' scales
     int8_t *head_q;       // q8: V x E codes
@@ -87,8 +99,8 @@ struct bn_backend {
     float *head_scratch;  // the fused argmax's per-block results
     unsigned *head_counter;
 
-    // pinned host staging
-    int32_t *h_tok, *h_pos, *h_argmax;
+    // pinned host staging, max_batch entries each
+    int32_t *h_tok, *h_pos, *h_seq, *h_rows, *h_argmax;
     float *h_logits;
 
     double context_ms, upload_ms;

@@ -1,11 +1,17 @@
 // forward_cuda.cu - the CUDA forward pass: one stream, no host synchronisation
 // inside a step.
 //
-// Several sequences in one call (backend.h) run as consecutive runs, one per
-// sequence, each a normal forward against that sequence's slot of the KV cache.
-// That is correct but not batched: the weights are read once per run, not once
-// per step. Batching them (one GEMM over the runs, attention per token's slot)
-// needs kernel changes that no GPU has validated yet.
+// Several sequences in one call (backend.h: a step of continuous batching) share
+// each pass over the weights: every bitlinear takes all the call's tokens at once
+// (they are independent of one another), and only attention looks at a token's
+// sequence. The call is cut into chunks of max_batch tokens and each chunk into
+// pieces, a piece being the tokens of one run inside it: single-token pieces
+// (decode tokens, all of different slots) go through one decode-attention launch
+// that finds each token's slot, longer ones (prompt chunks) through rope_kv and
+// the prefill attention on their own slot. A token's arithmetic is the same in a
+// batch as alone, so every sequence's logits are bit-identical either way
+// (tests/test_batch.c). BITNET_CUDA_BATCH=0 runs the sequences one after another
+// instead, each a normal single-sequence forward.
 //
 // Token ids and positions travel through device memory, so a decode step
 // (n == 1) is captured once per output kind (none, logits, argmax) as a CUDA
@@ -85,6 +91,66 @@ static int bitlinear(bn_backend *be, const char *name, const uint8_t *w, int K, 
     return 0;
 }
 
+// rope_kv and the prefill (or plain) attention of the n tokens from row t0 of
+// be->qkv, all of one sequence whose cache of this layer is kc/vc; into be->att.
+static int attention_run(bn_backend *be, int t0, int n, __half *kc, __half *vc, bn_error *err) {
+    const bn_hparams *hp = &be->hp;
+    const int H = (int)hp->n_head, Hkv = (int)hp->n_head_kv, hd = (int)hp->head_dim;
+    const int32_t *pos = be->d_pos + t0;
+    float *att = be->att + (size_t)t0 * be->nq;
+    BN_CUDA_TRY(bn_cuda_rope_kv(be->qkv + (size_t)t0 * be->nqkv, be->nqkv, pos, n, H, Hkv, hd, (int)hp->n_rot,
+                                hp->rope_neox, be->rope_theta_scale, be->n_ctx, be->qh, kc, vc, be->use_pdl, be->st));
+    mark(be, "rope_kv");
+    if (!be->plain_attention && bn_cuda_attention_prefill_supported(hd)) {
+        BN_CUDA_TRY(bn_cuda_attention_prefill(be->qh, kc, vc, pos, n, H, Hkv, hd, be->n_ctx, att, be->use_pdl, be->st));
+        mark(be, "attention (prefill)");
+    } else {
+        BN_CUDA_TRY(bn_cuda_attention(be->qh, kc, vc, pos, n, H, Hkv, hd, be->n_ctx, att, be->use_pdl, be->st));
+        mark(be, "attention (plain)");
+    }
+    return 0;
+}
+
+// Attention of layer l for a chunk of several sequences (be->piece): runs of
+// single tokens together through the decode attention, each token in its own
+// slot (d_seq), up to decode_group at a time; longer pieces one by one. nn: as
+// in attention(); the decode kernel applies it only when one launch covers the
+// whole chunk, else one rmsnorm_quant follows.
+static int attention_pieces(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, bn_error *err) {
+    const bn_hparams *hp = &be->hp;
+    const int H = (int)hp->n_head, Hkv = (int)hp->n_head_kv, hd = (int)hp->head_dim;
+    const size_t kv_slot = (size_t)be->n_ctx * (size_t)be->nkv;
+    __half *kc = be->kc + (size_t)l * be->n_seq * kv_slot, *vc = be->vc + (size_t)l * be->n_seq * kv_slot;
+    unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H, be->decode_group);
+    bool fused = false;
+    for (int i = 0; i < be->n_piece;) {
+        const bn_cuda_piece *p = &be->piece[i];
+        if (p->n > 1 || be->plain_attention) {
+            const size_t slot = (size_t)p->seq * kv_slot;
+            if (attention_run(be, p->t0, p->n, kc + slot, vc + slot, err)) return -1;
+            i++;
+            continue;
+        }
+        int j = i + 1; // pieces are consecutive in the chunk: i..j-1 are tokens t0..t0+j-i-1
+        while (j < be->n_piece && be->piece[j].n == 1 && j - i < be->decode_group) j++;
+        const int t0 = p->t0, m = j - i;
+        fused = m == n;
+        BN_CUDA_TRY(bn_cuda_attention_decode(be->qkv + (size_t)t0 * be->nqkv, be->nqkv, be->d_pos + t0, m, H, Hkv, hd,
+                                             (int)hp->n_rot, hp->rope_neox, be->rope_theta_scale, be->n_ctx,
+                                             be->attd_split, kc, vc, be->d_seq + t0, (int64_t)kv_slot,
+                                             be->attd_scratch, &cnt[4], be->att + (size_t)t0 * be->nq,
+                                             fused ? nn : NULL, be->use_pdl, be->st));
+        mark(be, "attention (decode, several sequences)");
+        i = j;
+    }
+    if (nn && !fused) {
+        BN_CUDA_TRY(bn_cuda_rmsnorm_quant(be->att, be->nq, nn->w, n, be->nq, nn->eps, nn->mode, nn->q, nn->s, nn->qsum,
+                                          be->use_pdl, be->st));
+        mark(be, "rmsnorm_quant");
+    }
+    return 0;
+}
+
 // Attention of layer l for the n tokens whose Q|K|V rows are in be->qkv, into
 // be->att. nn (NULL: none): its output's codes for the O projection.
 static int attention(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, bn_error *err) {
@@ -93,26 +159,16 @@ static int attention(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, 
     const size_t kv_slot = (size_t)be->n_ctx * (size_t)be->nkv; // [n_head_kv][n_ctx][hd]
     const size_t slot = (size_t)l * (size_t)be->n_seq + (size_t)be->seq;
     __half *kc = be->kc + slot * kv_slot, *vc = be->vc + slot * kv_slot;
-    unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H);
+    unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H, be->decode_group);
+    if (be->n_piece) return attention_pieces(be, l, n, nn, err);
     if (n == 1 && !be->plain_attention) {
         BN_CUDA_TRY(bn_cuda_attention_decode(be->qkv, be->nqkv, be->d_pos, 1, H, Hkv, hd, (int)hp->n_rot,
                                              hp->rope_neox, be->rope_theta_scale, be->n_ctx, be->attd_split, kc, vc,
-                                             be->attd_scratch, &cnt[4], be->att, nn, be->use_pdl, be->st));
+                                             NULL, 0, be->attd_scratch, &cnt[4], be->att, nn, be->use_pdl, be->st));
         mark(be, "attention (decode, 2 kernels)");
         return 0;
     }
-    BN_CUDA_TRY(bn_cuda_rope_kv(be->qkv, be->nqkv, be->d_pos, n, H, Hkv, hd, (int)hp->n_rot, hp->rope_neox,
-                                be->rope_theta_scale, be->n_ctx, be->qh, kc, vc, be->use_pdl, be->st));
-    mark(be, "rope_kv");
-    if (!be->plain_attention && bn_cuda_attention_prefill_supported(hd)) {
-        BN_CUDA_TRY(bn_cuda_attention_prefill(be->qh, kc, vc, be->d_pos, n, H, Hkv, hd, be->n_ctx, be->att,
-                                              be->use_pdl, be->st));
-        mark(be, "attention (prefill)");
-    } else {
-        BN_CUDA_TRY(bn_cuda_attention(be->qh, kc, vc, be->d_pos, n, H, Hkv, hd, be->n_ctx, be->att, be->use_pdl,
-                                      be->st));
-        mark(be, "attention (plain)");
-    }
+    if (attention_run(be, 0, n, kc, vc, err)) return -1;
     if (nn) {
         BN_CUDA_TRY(bn_cuda_rmsnorm_quant(be->att, be->nq, nn->w, n, be->nq, nn->eps, nn->mode, nn->q, nn->s, nn->qsum,
                                           be->use_pdl, be->st));
@@ -128,6 +184,8 @@ static int enqueue_layers(bn_backend *be, int n, bn_error *err) {
     const int E = (int)hp->n_embd, F = (int)hp->n_ff, H = (int)hp->n_head;
     BN_CUDA_TRY(cudaMemcpyAsync(be->d_tok, be->h_tok, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice, be->st));
     BN_CUDA_TRY(cudaMemcpyAsync(be->d_pos, be->h_pos, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice, be->st));
+    if (be->n_piece)
+        BN_CUDA_TRY(cudaMemcpyAsync(be->d_seq, be->h_seq, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice, be->st));
     mark(be, "token and position upload");
     BN_CUDA_TRY(bn_cuda_embedding(be->embd, be->embd_type, be->d_tok, n, E, be->x, be->st));
     mark(be, "embedding");
@@ -143,7 +201,7 @@ static int enqueue_layers(bn_backend *be, int n, bn_error *err) {
     }
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const bn_cuda_layer *C = &be->layers[l];
-        unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H);
+        unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H, be->decode_group);
         const float *next = l + 1 < hp->n_layer ? be->layers[l + 1].attn_norm : NULL;
         const bn_cuda_next_norm n_att = next_norm(be, C->attn_sub_norm, sub, c1, &cnt[0]);
         const bn_cuda_next_norm n_o = next_norm(be, C->ffn_norm, 0, c0, &cnt[1]);
@@ -166,27 +224,34 @@ static int enqueue_layers(bn_backend *be, int n, bn_error *err) {
     return 0;
 }
 
-// Logits of hidden rows [row0, row0 + rows) into be->logits (with the argmax of
-// the last one fused in for BN_OUT_ARGMAX), then the output kind's copy back to
-// pinned memory.
-static int enqueue_head(bn_backend *be, int row0, int rows, int kind, bn_error *err) {
+// Logits of `rows` hidden rows at x into be->logits, with the argmax of the
+// last one fused in when argmax (device) is given.
+static int head_logits(bn_backend *be, const float *x, int rows, int32_t *argmax, bn_error *err) {
     const bn_hparams *hp = &be->hp;
     const int E = (int)hp->n_embd, V = (int)hp->n_vocab;
     const int in_type = be->head_q8 ? BN_CUDA_I8 : be->head_type;
-    BN_CUDA_TRY(bn_cuda_rmsnorm_cast(be->x + (size_t)row0 * E, E, be->out_norm, rows, E, hp->norm_eps, in_type,
-                                     be->head_in, be->head_xscale, be->use_pdl, be->st));
+    BN_CUDA_TRY(bn_cuda_rmsnorm_cast(x, E, be->out_norm, rows, E, hp->norm_eps, in_type, be->head_in,
+                                     be->head_xscale, be->use_pdl, be->st));
     mark(be, "head rmsnorm");
-    int32_t *argmax = kind == BN_OUT_ARGMAX ? be->d_argmax : NULL;
     if (be->head_q8) {
         BN_CUDA_TRY(bn_cuda_head_q8_gemv(be->head_q, be->head_rs, E, V, (const int8_t *)be->head_in,
                                          be->head_xscale, rows, be->logits, argmax, be->head_scratch,
                                          be->head_counter, be->use_pdl, be->st));
-        mark(be, "head gemv q8 + argmax");
+        mark(be, argmax ? "head gemv q8 + argmax" : "head gemv q8");
     } else {
         BN_CUDA_TRY(bn_cuda_head_gemv(be->head, be->head_type, E, V, be->head_in, rows, be->logits, argmax,
                                       be->head_scratch, be->head_counter, be->use_pdl, be->st));
-        mark(be, "head gemv + argmax");
+        mark(be, argmax ? "head gemv + argmax" : "head gemv");
     }
+    return 0;
+}
+
+// Logits of hidden rows [row0, row0 + rows) into be->logits (with the argmax of
+// the last one fused in for BN_OUT_ARGMAX), then the output kind's copy back to
+// pinned memory.
+static int enqueue_head(bn_backend *be, int row0, int rows, int kind, bn_error *err) {
+    const size_t E = be->hp.n_embd, V = be->hp.n_vocab;
+    if (head_logits(be, be->x + row0 * E, rows, kind == BN_OUT_ARGMAX ? be->d_argmax : NULL, err)) return -1;
     if (kind == BN_OUT_ARGMAX)
         BN_CUDA_TRY(cudaMemcpyAsync(be->h_argmax, be->d_argmax, sizeof(int32_t), cudaMemcpyDeviceToHost, be->st));
     else
@@ -279,14 +344,86 @@ static int forward_run(bn_backend *be, const int32_t *tokens, const int32_t *pos
     return 0;
 }
 
+// ---- several sequences in one pass ----------------------------------------------
+
+// The head rows of a chunk of several sequences, listed in h_rows (indices into
+// the chunk): gathered BN_LM_ROWS at a time into head_x and multiplied with the
+// head; n_rows rows of logits into `logits`, or their argmax ids into `argmax`.
+static int enqueue_head_rows(bn_backend *be, int n_rows, float *logits, int32_t *argmax, bn_error *err) {
+    const size_t E = be->hp.n_embd, V = be->hp.n_vocab;
+    BN_CUDA_TRY(cudaMemcpyAsync(be->d_rows, be->h_rows, sizeof(int32_t) * (size_t)n_rows, cudaMemcpyHostToDevice,
+                                be->st));
+    for (int r0 = 0; r0 < n_rows; r0 += BN_LM_ROWS) {
+        const int rows = n_rows - r0 < BN_LM_ROWS ? n_rows - r0 : BN_LM_ROWS;
+        BN_CUDA_TRY(bn_cuda_embedding(be->x, BN_CUDA_F32, be->d_rows + r0, rows, (int)E, be->head_x, be->st));
+        mark(be, "head rows gather");
+        if (head_logits(be, be->head_x, rows, NULL, err)) return -1;
+        if (argmax) {
+            BN_CUDA_TRY(bn_cuda_argmax_rows(be->logits, rows, (int64_t)V, (int)V, be->d_argmax + r0, be->st));
+            mark(be, "argmax");
+            continue;
+        }
+        BN_CUDA_TRY(cudaMemcpyAsync(be->h_logits, be->logits, sizeof(float) * (size_t)rows * V,
+                                    cudaMemcpyDeviceToHost, be->st));
+        BN_CUDA_TRY(cudaStreamSynchronize(be->st));
+        memcpy(logits + (size_t)r0 * V, be->h_logits, sizeof(float) * (size_t)rows * V);
+    }
+    if (argmax) {
+        BN_CUDA_TRY(cudaMemcpyAsync(be->h_argmax, be->d_argmax, sizeof(int32_t) * (size_t)n_rows,
+                                    cudaMemcpyDeviceToHost, be->st));
+        BN_CUDA_TRY(cudaStreamSynchronize(be->st));
+        memcpy(argmax, be->h_argmax, sizeof(int32_t) * (size_t)n_rows);
+    }
+    return 0;
+}
+
+// A call with runs of several sequences (seq not NULL), in chunks of max_batch
+// tokens, each cut into pieces (see the top of this file). Output rows as
+// backend.h says: every token's with all_logits, else each run's last.
+static int forward_chunks(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
+                          int n_tokens, float *logits, bool all_logits, int32_t *argmax, bn_error *err) {
+    const size_t V = be->hp.n_vocab;
+    const bool want = logits || argmax;
+    size_t out_row = 0;
+    for (int c0 = 0; c0 < n_tokens; c0 += be->max_batch) {
+        const int n = n_tokens - c0 < be->max_batch ? n_tokens - c0 : be->max_batch;
+        int n_rows = 0;
+        be->n_piece = 0;
+        for (int t = 0; t < n; t++) {
+            const int g = c0 + t;
+            be->h_tok[t] = tokens[g];
+            be->h_pos[t] = pos[g];
+            be->h_seq[t] = seq[g];
+            if (t == 0 || seq[g] != seq[g - 1]) be->piece[be->n_piece++] = bn_cuda_piece{t, 0, seq[g]};
+            be->piece[be->n_piece - 1].n++;
+            if (want && (all_logits || bn_run_ends(seq, g, n_tokens))) be->h_rows[n_rows++] = t;
+        }
+        if (enqueue_layers(be, n, err)) return -1;
+        if (n_rows && enqueue_head_rows(be, n_rows, logits ? logits + out_row * V : NULL,
+                                        argmax ? argmax + out_row : NULL, err))
+            return -1;
+        BN_CUDA_TRY(cudaStreamSynchronize(be->st)); // h_tok, h_pos, h_seq are free again
+        out_row += (size_t)n_rows;
+    }
+    return 0;
+}
+
+static int forward_seqs(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int n_tokens,
+                        float *logits, bool all_logits, int32_t *argmax, bn_error *err) {
+    const int rc = forward_chunks(be, tokens, pos, seq, n_tokens, logits, all_logits, argmax, err);
+    be->n_piece = 0; // the single-sequence path again
+    return rc;
+}
+
 // Splits the call into its runs (one per sequence, see the top of this file).
 static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                         int n_tokens, float *logits, bool all_logits, int32_t *argmax, bn_error *err) {
     const size_t V = be->hp.n_vocab;
-    if (bn_backend_check_tokens("cuda", tokens, pos, seq, n_tokens, be->hp.n_vocab, be->n_ctx, be->n_seq, err) <
-        0)
-        return -1;
+    const int runs = bn_backend_check_tokens("cuda", tokens, pos, seq, n_tokens, be->hp.n_vocab, be->n_ctx,
+                                             be->n_seq, err);
+    if (runs < 0) return -1;
     BN_CUDA_TRY(cudaSetDevice(be->device));
+    if (runs > 1 && be->batch_seqs) return forward_seqs(be, tokens, pos, seq, n_tokens, logits, all_logits, argmax, err);
     for (int t0 = 0, run = 0; t0 < n_tokens; run++) {
         int t1 = t0 + 1;
         while (t1 < n_tokens && !bn_run_ends(seq, t1 - 1, n_tokens)) t1++;

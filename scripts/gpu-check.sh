@@ -111,6 +111,8 @@ model=${BITNET_GPU_MODEL:-/tmp/bitnet-2b4t-synthetic.gguf}
 step bench_cuda "$bin/bench_cuda" "$model" --json-out "$out/bench_cuda.json"
 step bench_tiny_a "$cli" bench -m "$fixtures/tiny-a/tiny-a.gguf" -r 3 --json
 step bench_2b4t "$cli" bench -m "$model" -r 3 -n 32
+# Continuous batching: aggregate decode rate of 1..64 streams in one bn_batch.
+step bench_streams "$cli" bench -m "$model" --concurrency 1,4,16,64 -n 16
 # The largest model family bitnet.cpp runs (llama graph, head dim 256, untied head).
 model10=${BITNET_GPU_MODEL_10B:-/tmp/bitnet-falcon3-10b-synthetic.gguf}
 [ -f "$model10" ] || step make_model_10b "$cli" make-model -o "$model10" --preset falcon3-10b --seed 1
@@ -140,6 +142,7 @@ grep -h "ERROR SUMMARY" "$out/memcheck.log" 2>/dev/null | tail -1
 grep -hE "^(start-up|device-to-device|decode at|prefill|model )" "$out/bench_cuda.log" 2>/dev/null
 echo "whole 'generate -p 2+2= -n 4' process, best of 3: cuda ${gpu_ms} ms, cpu ${cpu_ms} ms"
 grep -hE "^(cpu|cuda) " "$out/bench_2b4t.log" 2>/dev/null | sed 's/^/bench 2b-4t: /'
+grep -hE "^(cpu|cuda) +[0-9]" "$out/bench_streams.log" 2>/dev/null | sed 's/^/streams 2b-4t: /'
 grep -hE "^(decode at|prefill|model )" "$out/bench_cuda_10b.log" 2>/dev/null | sed 's/^/falcon3-10b: /'
 grep -hE "^(cpu|cuda) " "$out/bench_10b.log" 2>/dev/null | sed 's/^/bench falcon3-10b: /'
 [ $failed -eq 0 ] && echo "gpu-check: all passed" || echo "gpu-check: FAILED"

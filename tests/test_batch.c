@@ -1,14 +1,21 @@
 // test_batch.c - many sequences in one forward pass, and the batch API on top.
 //
 // Backend level (core/backend.h): a forward over several sequences - prompt
-// chunks of some, decode tokens of others, in one call - gives exactly (bit for
-// bit) the logits of running each sequence alone, on the CPU and, where a GPU
-// is usable, on CUDA; a slot reused from position 0 forgets its old sequence;
-// bad sequence ids and runs are errors. Batch level (bitnet.h bn_batch): greedy
+// chunks of some, decode tokens of others, in one call - gives the logits of
+// running each sequence alone: bit for bit on the CPU, whose kernels do not
+// depend on how tokens are grouped. On CUDA a decode step of several sequences
+// is bit-identical too (each token's arithmetic is its own), but a prompt cut
+// into other chunks takes other attention kernels (one token: the split-KV
+// decode kernel; several: the tensor-core prefill kernel), which sum in another
+// order, so there the staggered runs are held to the fixtures' tolerance. A
+// slot reused from position 0 forgets its old sequence; bad sequence ids and
+// runs are errors. Batch level (bitnet.h bn_batch): greedy
 // tokens through a batch equal bn_session_generate's, however the requests
 // overlap; stop strings, max_tokens, the context limit, removal and the errors.
 // Model: the tiny-a fixture (skips without it).
 #include "test_util.h"
+
+#include <math.h>
 
 #include "backend.h"
 #include "bitnet.h"
@@ -91,9 +98,31 @@ static void run_alone(const bn_backend_ops *ops, float *ref, int32_t tok[N_SEQ][
     }
 }
 
+// Row `got` against the sequence alone: bit for bit, or (exact false) within
+// the fixtures' tolerance (max |diff| 0.1, mean 1e-3) and with the same argmax.
+static void check_row(const bn_backend_ops *ops, bool exact, const float *row, const float *want, int s, int got,
+                      int max_batch) {
+    const int64_t V = fx.model->hp.n_vocab;
+    if (exact) {
+        if (memcmp(row, want, sizeof(float) * V))
+            fail_msg("%s, max_batch %d: sequence %d row %d differs from the sequence alone", ops->name, max_batch,
+                     s, got);
+        return;
+    }
+    double mx = 0, mean = 0;
+    for (int64_t i = 0; i < V; i++) {
+        const double d = fabs((double)row[i] - want[i]);
+        mx = d > mx ? d : mx;
+        mean += d / (double)V;
+    }
+    if (!(mx <= 0.1 && mean <= 1e-3) || bn_argmax(row, (int32_t)V) != bn_argmax(want, (int32_t)V))
+        fail_msg("%s, max_batch %d: sequence %d row %d: max |diff| %.3g, mean %.3g from the sequence alone",
+                 ops->name, max_batch, s, got, mx, mean);
+}
+
 // Feeds the sequences together, staggered so that one call mixes prompt chunks
 // and decode tokens: sequence s starts at step s, its prompt in chunks of 3.
-static void run_batched(const bn_backend_ops *ops, int max_batch, const float *ref,
+static void run_batched(const bn_backend_ops *ops, int max_batch, bool exact, const float *ref,
                         int32_t tok[N_SEQ][N_DECODE + 1]) {
     const int64_t V = fx.model->hp.n_vocab;
     bn_backend *be = create(ops, N_SEQ, max_batch);
@@ -123,10 +152,8 @@ static void run_batched(const bn_backend_ops *ops, int max_batch, const float *r
         for (int r = 0; r < runs; r++) {
             const int s = run_seq[r];
             if (!run_row[r]) continue;
-            const float *want = ref + ((int64_t)s * (N_DECODE + 1) + got[s]) * V;
-            if (memcmp(rows + r * V, want, sizeof(float) * V))
-                fail_msg("%s, max_batch %d: sequence %d row %d differs from the sequence alone",
-                         ops->name, max_batch, s, got[s]);
+            check_row(ops, exact, rows + r * V, ref + ((int64_t)s * (N_DECODE + 1) + got[s]) * V, s, got[s],
+                      max_batch);
             got[s]++;
         }
     }
@@ -144,20 +171,58 @@ static void run_batched(const bn_backend_ops *ops, int max_batch, const float *r
     ops->destroy(be);
 }
 
-static void check_backend(const bn_backend_ops *ops) {
+// Each prompt in its slot as one call, as alone; then every decode step of all
+// the sequences as one call (slots in reverse order): bit for bit on both
+// backends. The last step through forward_argmax: the backend's own argmax of
+// those rows is the greedy token of the sequence alone.
+static void run_decode_steps(const bn_backend_ops *ops, const float *ref, int32_t tok[N_SEQ][N_DECODE + 1]) {
+    const int64_t V = fx.model->hp.n_vocab;
+    bn_backend *be = create(ops, N_SEQ, 0);
+    float *rows = malloc(sizeof(float) * N_SEQ * V);
+    int32_t pos[N_CTX], seq[N_CTX];
+    bn_error err;
+    for (int s = 0; s < N_SEQ; s++) {
+        const int n = (int)fx.n_ids[s];
+        for (int i = 0; i < n; i++) pos[i] = i, seq[i] = s;
+        if (ops->forward(be, fx.ids[s], pos, seq, n, rows, false, &err)) fail_msg("%s", err.msg);
+        check_row(ops, true, rows, ref + (int64_t)s * (N_DECODE + 1) * V, s, 0, 0);
+    }
+    for (int k = 1; k <= N_DECODE; k++) {
+        int32_t t[N_SEQ], am[N_SEQ];
+        for (int r = 0; r < N_SEQ; r++) {
+            const int s = N_SEQ - 1 - r;
+            t[r] = tok[s][k - 1], pos[r] = (int32_t)fx.n_ids[s] + k - 1, seq[r] = s;
+        }
+        if (k == N_DECODE) {
+            if (ops->forward_argmax(be, t, pos, seq, N_SEQ, am, &err)) fail_msg("%s", err.msg);
+            for (int r = 0; r < N_SEQ; r++) assert_int_equal(am[r], tok[N_SEQ - 1 - r][k]);
+            break;
+        }
+        if (ops->forward(be, t, pos, seq, N_SEQ, rows, false, &err)) fail_msg("%s", err.msg);
+        for (int r = 0; r < N_SEQ; r++) {
+            const int s = N_SEQ - 1 - r;
+            check_row(ops, true, rows + r * V, ref + ((int64_t)s * (N_DECODE + 1) + k) * V, s, k, 0);
+        }
+    }
+    free(rows);
+    ops->destroy(be);
+}
+
+static void check_backend(const bn_backend_ops *ops, bool exact) {
     const int64_t V = fx.model->hp.n_vocab;
     float *ref = malloc(sizeof(float) * N_SEQ * (N_DECODE + 1) * V);
     int32_t tok[N_SEQ][N_DECODE + 1];
     run_alone(ops, ref, tok);
-    run_batched(ops, 0, ref, tok);
-    run_batched(ops, 5, ref, tok); // calls cut into chunks inside runs and between them
+    run_decode_steps(ops, ref, tok);
+    run_batched(ops, 0, exact, ref, tok);
+    run_batched(ops, 5, exact, ref, tok); // calls cut into chunks inside runs and between them
     free(ref);
 }
 
 static void test_forward_cpu(void **state) {
     (void)state;
     REQUIRE_MODEL();
-    check_backend(&bn_cpu_backend);
+    check_backend(&bn_cpu_backend, true);
 }
 
 static void test_forward_cuda(void **state) {
@@ -167,7 +232,7 @@ static void test_forward_cuda(void **state) {
     bn_error why;
     BN_REQUIRE_GPU(!cuda ? "not compiled in" : cuda->probe(&why) ? why.msg : NULL,
                    "no usable CUDA device (%s)", "SKIP: no usable CUDA device (%s)\n");
-    check_backend(cuda);
+    check_backend(cuda, false);
 }
 
 static void test_forward_errors(void **state) {
