@@ -42,8 +42,22 @@ static void test_probe_and_create_fail_cleanly(void **state) {
     bn_error err = {{0}};
     const bn_backend_ops *ops = bn_backend_find("cuda");
     assert_non_null(ops);
-    if (ops->probe(&err) == 0) {
-        fprintf(stderr, "  CUDA device present: nothing to check here\n");
+    if (ops->probe(&err) == 0) { // a device: create and destroy work, bad configs are refused
+        BN_REQUIRE_FIXTURE(path, "tiny-a/tiny-a.gguf");
+        bn_model *m = NULL;
+        assert_int_equal(bn_model_load(path, &m, &err), 0);
+        bn_backend *be = NULL;
+        assert_int_equal(ops->create(m, NULL, &be, &err), 0);
+        assert_non_null(be);
+        assert_true(ops->memory_bytes(be) > 0);
+        ops->destroy(be);
+        bn_backend_config too_long = {.n_ctx = (int)m->hp.n_ctx_train + 1};
+        be = (bn_backend *)0x1;
+        assert_int_equal(ops->create(m, &too_long, &be, &err), -1);
+        assert_null(be);
+        fprintf(stderr, "  CUDA device present: create, destroy; a context past the model's: %s\n", err.msg);
+        assert_non_null(strstr(err.msg, "context"));
+        bn_model_free(m);
         return;
     }
     fprintf(stderr, "  probe: %s\n", err.msg);
@@ -867,12 +881,15 @@ typedef struct golden {
     char logits0[256], logits1[256];
 } golden;
 
+// The golden cases beside tiny-a.gguf (which the caller required): a missing or
+// unreadable file fails the test rather than leaving nothing to compare.
 static int load_golden(golden *g, int max) {
     char buf[4096];
     const char *p = bn_fixture_path("tiny-a/tiny-a.golden.json", buf, sizeof buf);
     char *text = p ? bn_read_file(p, NULL) : NULL;
     cJSON *js = text ? cJSON_Parse(text) : NULL;
     free(text);
+    if (!js) fail_msg("tiny-a/tiny-a.golden.json is missing or not JSON beside tiny-a.gguf");
     int n = 0;
     const cJSON *c, *v;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(js, "cases")) {
@@ -889,6 +906,7 @@ static int load_golden(golden *g, int max) {
                  cJSON_GetStringValue(cJSON_GetObjectItem(c, "logits_gen1_f32")));
     }
     cJSON_Delete(js);
+    if (n == 0) fail_msg("tiny-a/tiny-a.golden.json has no cases");
     return n;
 }
 
@@ -989,7 +1007,9 @@ static void tiny_a_run(void) {
             const char *lp = bn_fixture_path(which ? G->logits1 : G->logits0, buf, sizeof buf);
             size_t len = 0;
             float *ref = lp ? (float *)bn_read_file(lp, &len) : NULL;
-            if (ref && len == sizeof(float) * (size_t)V) {
+            if (!ref || len != sizeof(float) * (size_t)V)
+                fail_msg("reference logits %s: missing or not %d floats", which ? G->logits1 : G->logits0, V);
+            {
                 for (int rep = 0; rep < (which ? 2 : 1); rep++) {
                     if (which == 0) {
                         if (cuda->forward(be, G->prompt, pos, NULL, G->n_prompt, logits, false, &err))
@@ -1094,9 +1114,16 @@ static void test_tiny_a_q8_head(void **state) {
 }
 #endif // BITNET_CUDA
 
-static void test_not_built(void **state) {
+// The registry lists the CUDA backend exactly when it is compiled in.
+static void test_registry(void **state) {
     (void)state;
-#ifndef BITNET_CUDA
+#ifdef BITNET_CUDA
+    const bn_backend_ops *ops = bn_backend_find("cuda");
+    assert_non_null(ops);
+    assert_string_equal(ops->name, "cuda");
+    assert_non_null(ops->forward_argmax);
+    assert_non_null(ops->memory_bytes);
+#else
     assert_null(bn_backend_find("cuda"));
     fprintf(stderr, "SKIP: built without CUDA\n");
     skip();
@@ -1105,7 +1132,7 @@ static void test_not_built(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_not_built),
+        cmocka_unit_test(test_registry),
 #ifdef BITNET_CUDA
         cmocka_unit_test(test_probe_and_create_fail_cleanly),
         cmocka_unit_test(test_ternary_exact),
