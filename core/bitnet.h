@@ -7,12 +7,14 @@
 //                 tokens already fed; generate() continues from where it stopped,
 //                 so a chat keeps its KV cache between turns.
 //   bn_tokenizer  the tokenizer alone (text <-> ids without a model's weights)
-//   and the streaming UTF-8 decoder, the validating model report and the
-//   synthetic model writer, for tools that need only one of them.
+//   and the streaming UTF-8 decoder, for tools that print tokens as they come.
+//
+// The development tools (the synthetic model writer of `make-model`, the model
+// report of `inspect`) are not part of this library: devtools/devtools.h.
 //
 // Every function returns 0 on success and -1 on failure with a message in the
 // caller's bn_error. Nothing here prints or exits. The `bitnet-gpu` CLI is
-// written against this header.
+// written against this header (and devtools.h, for make-model and inspect).
 #ifndef BITNET_H
 #define BITNET_H
 
@@ -309,60 +311,6 @@ BN_API size_t bn_utf8_stream_flush(bn_utf8_stream *s, char *out);
 // Length (1..4) of the valid UTF-8 character at the start of s (n bytes), or
 // 0 when s does not start with one (also for n == 0).
 BN_API size_t bn_utf8_char_len(const char *s, size_t n);
-
-// ---- model report (`bitnet-gpu inspect`) ------------------------------------------------
-// Loads path as a BitNet model (every check of the loader) and its embedded
-// vocabulary, then describes it: architecture, hyperparameters, tokenizer
-// summary, tensor table and totals. json != 0: the JSON document of
-// docs/inspect.md; else aligned text. Returns a malloc'd NUL-terminated report,
-// or NULL with err set.
-BN_API char *bn_inspect_report(const char *path, int json, bn_error *err);
-
-// ---- synthetic models (`bitnet-gpu make-model`) -----------------------------------------
-// Writes a file the runtime loads exactly like microsoft/bitnet-b1.58-2B-4T-gguf:
-// same keys, tensor names, types and shapes, I2_S projections, F16 embedding tied
-// to the LM head. The weights are random but deterministic (same config and seed
-// -> the same bytes on any machine) and scaled so activations stay sane.
-typedef struct bn_synth_config {
-    uint32_t n_vocab;   // 0: the vocabulary's own size
-    uint32_t n_ctx;     // context_length
-    uint32_t n_embd;    // hidden size, multiple of 128
-    uint32_t n_layer;
-    uint32_t n_ff;      // multiple of 128
-    uint32_t n_head;
-    uint32_t n_head_kv;
-    float rope_base;
-    float norm_eps;
-    uint64_t seed;
-    // NULL: a built-in byte-level vocabulary (256 byte tokens, a few merges, the
-    // Llama-3 special tokens in the last 256 ids, CONTROL fillers in between).
-    // Else a HuggingFace tokenizer.json or a .gguf holding tokenizer.ggml.*; its
-    // tokens, types, merges, bos/eos, add_bos and chat template are copied.
-    const char *vocab_path;
-    const char *name;   // general.name; NULL: derived from the shape and seed
-    // NULL: random weights. Else a weight file (train/export.py writes it) holding
-    // every tensor, in file order, with exactly this config's shapes.
-    const char *weights_path;
-    // The model family (docs/architecture.md: Model families): NULL or
-    // "bitnet-b1.58"; "bitnet" (SiLU gate, a `.scale` tensor beside each weight);
-    // "llama" (no sub-norms, SiLU gate, pairwise RoPE).
-    const char *arch;
-    bool untied_head;    // write output.weight (F16) instead of tying it to token_embd
-    uint32_t weight_type; // 0: I2_S; 34: TQ1_0; 35: TQ2_0 (llama.cpp's ternary types)
-} bn_synth_config;
-
-// Fills cfg with a named preset: "tiny" (hidden 256, ffn 768, 2 layers, 4/2 heads,
-// ctx 512, vocab 0 = the vocabulary's size), "tiny-bitnet" and "tiny-llama" (the
-// same shape in those families), or the real shape of a published model:
-// "2b-4t", "bitnet-0.7b", "falcon3-1b", "falcon3-3b", "falcon3-7b", "falcon3-10b",
-// "llama3-8b-1.58". seed 1, no vocab file.
-BN_API int bn_synth_preset(const char *preset, bn_synth_config *cfg, bn_error *err);
-// Checks a config: shapes the runtime can run (hidden and ffn multiples of 128,
-// heads dividing hidden with an even head_dim, kv heads dividing heads, ...).
-BN_API int bn_synth_validate(const bn_synth_config *cfg, bn_error *err);
-// Writes the model to path in one streaming pass; memory stays at a few MB plus
-// the vocabulary, whatever the model size. On failure the partial file is removed.
-BN_API int bn_synth_model_write(const bn_synth_config *cfg, const char *path, bn_error *err);
 
 #ifdef __cplusplus
 }

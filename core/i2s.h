@@ -1,26 +1,21 @@
-// i2s.h - packing ternary weights into the I2_S layout (docs/architecture.md: I2_S).
+// i2s.h - the I2_S layout of ternary weights (docs/architecture.md: I2_S).
 //
-// The inverse of what the kernels read: n values in {-1, 0, +1}, row-major, are
-// cut into 128-element blocks of 32 bytes; byte 32*b + g holds elements g, g+32,
-// g+64, g+96 of block b in bits 7:6, 5:4, 3:2, 1:0 as codes -1 -> 00, 0 -> 01,
-// +1 -> 10. The float32 scale (little-endian) and 28 zero bytes follow.
+// What the kernels read: n values in {-1, 0, +1}, row-major, are cut into
+// 128-element blocks of 32 bytes; byte 32*b + g holds elements g, g+32, g+64,
+// g+96 of block b in bits 7:6, 5:4, 3:2, 1:0 as codes -1 -> 00, 0 -> 01,
+// +1 -> 10. The float32 scale (little-endian) and 28 zero bytes follow. The
+// runtime only reads it; the packer that writes it is a development tool
+// (devtools/i2s_pack.h).
 #ifndef BN_I2S_H
 #define BN_I2S_H
 
 #include <stdint.h>
-
-#include "error.h"
 
 #define BN_I2S_BLOCK 128 // elements per block; every row length is a multiple
 #define BN_I2S_TAIL 32   // bytes after the codes: the scale, then padding
 
 // Bytes of an I2_S tensor of n elements (n a multiple of BN_I2S_BLOCK).
 static inline uint64_t bn_i2s_nbytes(uint64_t n) { return n / 4 + BN_I2S_TAIL; }
-
-// Packs n ternary values (n % 128 == 0) and scale into out (bn_i2s_nbytes(n)
-// bytes). Fails, naming the index, on a value outside {-1, 0, 1} or a
-// non-finite scale.
-int bn_i2s_pack(const int8_t *t, uint64_t n, float scale, uint8_t *out, bn_error *err);
 
 // Element i of packed I2_S codes as -1, 0 or +1 (code 11, never written, is 0).
 static inline int bn_i2s_get(const uint8_t *codes, uint64_t i) {

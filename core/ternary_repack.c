@@ -126,7 +126,7 @@ int bn_tq_to_i2s(const char *name, uint32_t type, const void *data, uint64_t nby
     memset(tail, 0, BN_I2S_TAIL);
     uint32_t sb;
     memcpy(&sb, &s, 4);
-    for (int k = 0; k < 4; k++) tail[k] = (uint8_t)(sb >> (8 * k)); // little-endian, as i2s.c
+    for (int k = 0; k < 4; k++) tail[k] = (uint8_t)(sb >> (8 * k)); // little-endian, as i2s.h says
     *i2s = out;
     *scale = s;
     return 0;

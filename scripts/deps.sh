@@ -6,10 +6,11 @@
 set -euo pipefail
 
 # libcurl + libssl (libcrypto): `bitnet-gpu download`; libedit: line editing in `chat`;
-# libmicrohttpd: `serve`; python3: the tests' local HTTP server and pseudo-terminal
+# libmicrohttpd: `serve`; libjansson: `tokenize --jsonl` (its strings keep a "\u0000",
+# which cJSON's end at); python3: the tests' local HTTP server and pseudo-terminal
 # driver.
 packages=(cmake make gcc pkg-config libcmocka-dev libcjson-dev libpcre2-dev libcurl4-openssl-dev
-          libssl-dev libedit-dev libmicrohttpd-dev python3)
+          libssl-dev libedit-dev libmicrohttpd-dev libjansson-dev python3)
 [ "${BITNET_WANT_CLANG:-0}" = 1 ] && packages+=(clang libclang-rt-dev)
 # BITNET_WANT_PYTHON=1 (scripts/test.sh sets it): the Python tests' virtual
 # environments, which pip fills from PyPI: .venv below (the openai client that

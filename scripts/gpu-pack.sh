@@ -24,7 +24,7 @@ for b in $binaries; do cp "build-pack/$b" gpu-pack/bin/; done
 git describe --always --dirty >gpu-pack/bin/COMMIT # which code the binaries are
 # Every library they load but glibc's, the compiler runtime's and CUDA's (the GPU
 # machine has those): cJSON, cmocka, PCRE2, and the CLI's libcurl, libcrypto,
-# libedit and libmicrohttpd with what they load in turn.
+# libedit, libmicrohttpd and Jansson with what they load in turn.
 ldd build-pack/bitnet-gpu build-pack/test_cuda | awk '$3 ~ /^\// {print $3}' | sort -u |
   grep -vE '/(libc|libm|libpthread|libdl|librt|libresolv|ld-linux[^/]*|libgcc_s|libstdc\+\+|libcuda|libcublas[^/]*|libcudart)\.so' |
   while read -r lib; do cp -L "$lib" gpu-pack/bin/; done

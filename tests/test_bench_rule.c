@@ -33,6 +33,7 @@
 #include "backend.h"
 #include "backend_cpu.h"
 #include "bitnet.h"
+#include "devtools.h"
 #include "engine_internal.h"
 #include "kernels.h"
 

@@ -1,7 +1,7 @@
 // test_cli.c - the bitnet-gpu command line as a user meets it: the golden
 // tokens of bitnet.cpp through `generate` (on the backend BITNET_CLI_BACKEND
 // names, cpu by default), and one clear error line plus a non-zero exit for
-// each kind of bad input.
+// each kind of bad input; `tokenize --jsonl`, whose texts keep a "\u0000".
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <unistd.h>
@@ -227,6 +227,106 @@ static void test_cuda_unavailable_is_clear(void **state) {
     free(r);
 }
 
+// Writes n bytes to a new temporary file; its path is in buf.
+static char *write_tmp(char *buf, size_t size, const char *tag, const char *data, size_t n) {
+    bn_tmp_path(buf, size, tag);
+    FILE *f = fopen(buf, "wb");
+    assert_non_null(f);
+    assert_true(fwrite(data, 1, n, f) == n);
+    fclose(f);
+    return buf;
+}
+
+// `tokenize --jsonl` on the shipped model: a "\u0000" inside a text is kept
+// (the ids are those of the raw bytes, NUL and all), other fields and blank lines
+// are passed over; a bad line ends the run with one error naming FILE:LINE.
+static void test_tokenize_jsonl(void **state) {
+    (void)state;
+    char model[4096], raw[256], jsonl[256], args[9000];
+    bn_shipped_path("models/bitnet-austen-6m.gguf", model, sizeof model);
+    write_tmp(raw, sizeof raw, "nul", "x\0y", 3);
+    static const char lines[] = "{\"text\": \"x\\u0000y\"}\n"
+                                "\n"
+                                "  \r\n"
+                                "{\"id\": 7, \"meta\": {\"a\": [1, \"}\"]}, \"text\": \"x\"}\n";
+    write_tmp(jsonl, sizeof jsonl, "jsonl", lines, sizeof lines - 1);
+    snprintf(args, sizeof args, "tokenize -m '%s' --no-bos --jsonl '%s'", model, jsonl);
+    cli_result *got = run_expect(args, 0);
+    snprintf(args, sizeof args, "tokenize -m '%s' --no-bos -f '%s'", model, raw);
+    cli_result *nul = run_expect(args, 0); // "A B C\n"
+    snprintf(args, sizeof args, "tokenize -m '%s' --no-bos -p x", model);
+    cli_result *x = run_expect(args, 0);
+    char want[512];
+    int k = snprintf(want, sizeof want, "{\"ids\":[");
+    for (const char *c = nul->out; *c != '\n'; c++) want[k++] = *c == ' ' ? ',' : *c;
+    k += snprintf(want + k, sizeof want - (size_t)k, "]}\n{\"ids\":[%.*s]}\n",
+                  (int)strcspn(x->out, "\n"), x->out);
+    assert_string_equal(got->out, want);
+    assert_string_not_equal(nul->out, x->out);
+    free(got);
+    free(nul);
+    free(x);
+
+    // Each bad line, second after a good one.
+    static const char *bad[][2] = {
+        {"{\"text\": \"ab\"", ":2: invalid JSON"},              // malformed
+        {"{\"text\": \"ab\"} x", ":2: invalid JSON"},           // trailing bytes
+        {"{\"txt\": \"ab\"}", ":2: no \"text\" field"},
+        {"{\"text\": 3}", ":2: \"text\" is not a string"},
+        {"[\"ab\"]", ":2: not a JSON object"},
+        {"{\"text\": \"a\", \"text\": \"b\"}", ":2: invalid JSON"}, // which text?
+        {"{\"text\": \"\\ud800\"}", ":2: invalid JSON"},       // an unpaired surrogate
+        {"{\"text\": \"\xff\"}", ":2: invalid JSON"},            // not UTF-8
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[256], needle[512];
+        const int n = snprintf(text, sizeof text, "{\"text\": \"ok\"}\n%s\n", bad[i][0]);
+        write_tmp(jsonl, sizeof jsonl, "jsonl_bad", text, (size_t)n);
+        snprintf(args, sizeof args, "tokenize -m '%s' --jsonl '%s'", model, jsonl);
+        snprintf(needle, sizeof needle, "error: %s%s", jsonl, bad[i][1]);
+        expect_error(args, 1, needle);
+        unlink(jsonl);
+    }
+    unlink(raw);
+}
+
+// `tokenize --jsonl` on the Llama-3 vectors of the fixtures (several texts hold a
+// "\u0000"): every line's ids are the file's own.
+static void test_tokenize_jsonl_vectors(void **state) {
+    (void)state;
+    BN_REQUIRE_FIXTURE(tokenizer, "llama3/tokenizer.json");
+    BN_REQUIRE_FIXTURE(vectors, "llama3/vectors_extra.jsonl");
+    char args[9000];
+    // The vectors' ids turn special-token text into the token: --special.
+    snprintf(args, sizeof args, "tokenize --tokenizer '%s' --no-bos --special --jsonl '%s'", tokenizer,
+             vectors);
+    cli_result *r = run_expect(args, 0);
+    char *want = bn_read_file(vectors, NULL);
+    assert_non_null(want);
+    int n = 0;
+    for (char *w = want, *g = r->out; *w; n++) {
+        char *w_end = strchr(w, '\n'), *g_end = strchr(g, '\n');
+        assert_non_null(w_end);
+        assert_non_null(g_end);
+        *w_end = *g_end = 0;
+        cJSON *wj = cJSON_Parse(w), *gj = cJSON_Parse(g);
+        assert_non_null(wj);
+        assert_non_null(gj);
+        char *w_ids = cJSON_PrintUnformatted(cJSON_GetObjectItem(wj, "ids"));
+        char *g_ids = cJSON_PrintUnformatted(cJSON_GetObjectItem(gj, "ids"));
+        assert_string_equal(g_ids, w_ids);
+        free(w_ids);
+        free(g_ids);
+        cJSON_Delete(wj);
+        cJSON_Delete(gj);
+        w = w_end + 1;
+        g = g_end + 1;
+    }
+    assert_int_equal(n, 200);
+    free(want);
+    free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_generate_matches_golden),
@@ -234,6 +334,8 @@ int main(void) {
         cmocka_unit_test(test_context_full_is_reported),
         cmocka_unit_test(test_bench_matches_golden),
         cmocka_unit_test(test_cuda_unavailable_is_clear),
+        cmocka_unit_test(test_tokenize_jsonl),
+        cmocka_unit_test(test_tokenize_jsonl_vectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,10 +29,10 @@
 #include <unistd.h>
 
 #include "bitnet.h"
+#include "devtools.h"
 #include "gguf.h"
 #include "kernels.h"
 #include "model.h"
-#include "synth_model.h"
 
 #define LOGIT_MAX_DIFF 1e-2f
 #define LOGIT_MEAN_DIFF 1e-4f

@@ -2,6 +2,8 @@
 # test_install.sh BUILD_DIR VERSION - installs the build into a temporary prefix
 # with `cmake --install`, then uses it as a new user would:
 #   - the installed files are there, and bitnet.h includes no project header;
+#   - libbitnet.so carries none of the development tools (devtools/: make-model's
+#     writers, inspect's report), which the CLI links on its own;
 #   - the version macros and bn_version() are the project's VERSION;
 #   - the README's C API example builds with `pkg-config --cflags --libs bitnet`
 #     (shared), with `pkg-config --static` (static) and with find_package(bitnet)
@@ -28,6 +30,9 @@ if grep '^ *# *include *"' "$prefix/include/bitnet.h" | grep -v '"bitnet_version
   fail "the installed bitnet.h includes a project header"
 fi
 [ "$("$prefix/bin/bitnet-gpu" --version)" = "bitnet-gpu $version" ] || fail "bitnet-gpu --version"
+if nm -D --defined-only "$prefix/lib/libbitnet.so" | grep -E ' (bn_synth|bn_inspect|bn_gguf_writer|bn_weights)_'; then
+  fail "libbitnet.so exports development tools"
+fi
 
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 cat >"$tmp/version.c" <<'C'

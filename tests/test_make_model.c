@@ -9,10 +9,10 @@
 #include <unistd.h>
 
 #include "bitnet.h"
+#include "devtools.h"
 #include "gguf.h"
 #include "gguf_write.h"
 #include "model.h"
-#include "synth_model.h"
 #include "tokenizer.h"
 
 // The default tiny preset (seed 1, built-in vocabulary): size and FNV-1a of its

@@ -8,6 +8,7 @@
 
 #include "gguf_builder.h"
 #include "bitnet.h"
+#include "devtools.h"
 #include "model.h"
 
 // ---- tiny-a (values from fixtures/README.md) ----------------------------------------

@@ -7,8 +7,8 @@
 #include "bitnet.h"
 #include "clock.h"
 #include "cpu_features.h"
+#include "devtools.h"
 #include "roofline.h"
-#include "synth_model.h"
 #include "test_util.h"
 
 static char model_path[] = "/tmp/bn_perf_model_XXXXXX";

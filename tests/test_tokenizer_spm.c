@@ -14,6 +14,7 @@
 // file made by bn_synth_model_write from that vocabulary (make-model --vocab).
 #include "test_util.h"
 
+#include "devtools.h"
 #include "gguf.h"
 #include "gguf_builder.h"
 #include "tokenizer.h"

@@ -1,4 +1,4 @@
-// test_weights_file.c - the I2_S packer (i2s.h) against the scalar ternary kernel
+// test_weights_file.c - the I2_S packer (i2s_pack.h) against the scalar ternary kernel
 // that reads the format, and make-model --weights (weights_file.h): a model built
 // from a weight file holds exactly its values, and bad files are refused by name.
 #include "test_util.h"
@@ -6,10 +6,10 @@
 #include <math.h>
 #include <unistd.h>
 
-#include "i2s.h"
+#include "devtools.h"
+#include "i2s_pack.h"
 #include "kernels.h"
 #include "model.h"
-#include "synth_model.h"
 #include "weights_file.h"
 
 static int8_t rand_ternary(uint64_t *s) { return (int8_t)(bn_test_rand(s) % 3) - 1; }

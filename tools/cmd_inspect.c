@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "bitnet.h"
 #include "cli.h"
 #include "commands.h"
+#include "devtools.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: bitnet-gpu inspect MODEL.gguf [--json]\n"

@@ -1,7 +1,7 @@
 // cmd_make_model.c - `bitnet-gpu make-model`: write a ternary model of any family,
 // random (synthetic) or from trained weights (--weights, written by train/export.py).
 //
-// A thin CLI over bn_synth_model_write (core/synth_model.h): parse flags, apply a
+// A thin CLI over bn_synth_model_write (devtools/devtools.h): parse flags, apply a
 // preset and overrides, report one summary line.
 #include <stdbool.h>
 #include <stdio.h>
@@ -9,10 +9,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "bitnet.h"
 #include "cli.h"
 #include "clock.h"
 #include "commands.h"
+#include "devtools.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -28,7 +28,7 @@ static void usage(FILE *f) {
             "bitnet-0.7b, falcon3-1b, falcon3-3b, falcon3-7b, falcon3-10b, llama3-8b-1.58.\n"
             "--arch and --head override the preset's family and LM head.\n"
             "Same flags and seed give the same bytes. Default preset: tiny.\n"
-            "--weights: trained weights instead of random ones (core/weights_file.h).\n");
+            "--weights: trained weights instead of random ones (devtools/weights_file.h).\n");
 }
 
 // The numeric overrides, applied after the preset; getopt_long gives --hidden

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "bitnet.h"
 #include "cli.h"
 #include "commands.h"
@@ -53,134 +55,6 @@ static void print_json_string(const char *s, size_t n) {
     putchar('"');
 }
 
-// ---- a minimal JSON-line reader for --jsonl ---------------------------------------
-// cJSON stops its C strings at "\u0000", which tokenizer test texts do contain,
-// so the "text" value is decoded here with its true length.
-static const char *skip_ws(const char *p) {
-    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
-    return p;
-}
-
-static int hex4(const char *p, unsigned *v) {
-    *v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (d < 0) return -1;
-        *v = *v * 16 + (unsigned)d;
-    }
-    return 0;
-}
-
-// Decodes the string starting at the opening quote p into out (room for
-// strlen(p) bytes; NULL to only skip). Returns the byte after the closing
-// quote, or NULL when malformed.
-static const char *json_string(const char *p, char *out, size_t *len) {
-    if (*p++ != '"') return NULL;
-    size_t n = 0;
-    for (;;) {
-        unsigned char c = (unsigned char)*p++;
-        if (c == '"') break;
-        if (c == 0 || c < 0x20) return NULL;
-        if (c != '\\') {
-            if (out) out[n] = (char)c;
-            n++;
-            continue;
-        }
-        char e = *p++;
-        const char *simple = strchr("\"\\/bfnrt", e);
-        if (e && simple) {
-            static const char map[] = "\"\\/\b\f\n\r\t";
-            if (out) out[n] = map[simple - "\"\\/bfnrt"];
-            n++;
-            continue;
-        }
-        unsigned cp, lo;
-        if (e != 'u' || hex4(p, &cp)) return NULL;
-        p += 4;
-        if (cp >= 0xD800 && cp < 0xDC00 && p[0] == '\\' && p[1] == 'u' && !hex4(p + 2, &lo) &&
-            lo >= 0xDC00 && lo < 0xE000) {
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            p += 6;
-        }
-        unsigned char u[4];
-        size_t k;
-        if (cp < 0x80) {
-            u[0] = (unsigned char)cp;
-            k = 1;
-        } else if (cp < 0x800) {
-            u[0] = (unsigned char)(0xC0 | cp >> 6);
-            u[1] = (unsigned char)(0x80 | (cp & 0x3F));
-            k = 2;
-        } else if (cp < 0x10000) { // a lone surrogate is kept as its 3 bytes
-            u[0] = (unsigned char)(0xE0 | cp >> 12);
-            u[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-            u[2] = (unsigned char)(0x80 | (cp & 0x3F));
-            k = 3;
-        } else {
-            u[0] = (unsigned char)(0xF0 | cp >> 18);
-            u[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-            u[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-            u[3] = (unsigned char)(0x80 | (cp & 0x3F));
-            k = 4;
-        }
-        if (out) memcpy(out + n, u, k); // \uXXXX is 6 input bytes for at most 4 output bytes
-        n += k;
-    }
-    if (len) *len = n;
-    return p;
-}
-
-// Skips any JSON value; NULL when malformed.
-static const char *json_skip(const char *p) {
-    p = skip_ws(p);
-    if (*p == '"') return json_string(p, NULL, NULL);
-    if (*p == '{' || *p == '[') {
-        int depth = 0;
-        do {
-            if (*p == '"') {
-                if (!(p = json_string(p, NULL, NULL))) return NULL;
-                continue;
-            }
-            if (*p == '{' || *p == '[') depth++;
-            if (*p == '}' || *p == ']') depth--;
-            if (!*p) return NULL;
-            p++;
-        } while (depth > 0);
-        return p;
-    }
-    while (*p && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n') p++;
-    return p;
-}
-
-// The "text" field of a one-line JSON object. Returns 0, or -1 with a reason.
-static int jsonl_text(const char *line, char *out, size_t *len, const char **why) {
-    const char *p = skip_ws(line);
-    if (*p++ != '{') return *why = "not a JSON object", -1;
-    for (;;) {
-        p = skip_ws(p);
-        if (*p == '}') break;
-        char key[16];
-        size_t kl;
-        const char *q = json_string(p, NULL, &kl);
-        if (!q) return *why = "bad key", -1;
-        bool is_text = kl == 4 && (json_string(p, key, &kl), memcmp(key, "text", 4) == 0);
-        p = skip_ws(q);
-        if (*p++ != ':') return *why = "expected ':'", -1;
-        p = skip_ws(p);
-        if (is_text) {
-            if (*p != '"' || !json_string(p, out, len)) return *why = "\"text\" is not a string", -1;
-            return 0;
-        }
-        if (!(p = json_skip(p))) return *why = "malformed value", -1;
-        p = skip_ws(p);
-        if (*p == ',') p++;
-    }
-    return *why = "no \"text\" field", -1;
-}
-
-// ---- the command ------------------------------------------------------------------
 static int encode_and_print(const bn_tokenizer *t, const char *text, size_t len, bool add_bos,
                             bool special, bool json, bool ids_only_json) {
     int32_t *ids;
@@ -213,6 +87,77 @@ static int encode_and_print(const bn_tokenizer *t, const char *text, size_t len,
     return 0;
 }
 
+// ---- --jsonl: one {"text": ...} object per line ---------------------------------
+// Read with Jansson rather than the cJSON the rest of the CLI uses: cJSON's
+// strings end at the first NUL, and tokenizer test texts contain "\u0000";
+// JSON_ALLOW_NUL keeps it, and json_string_length gives the true length. A
+// repeated key is an error, not a silent pick of one "text". Jansson also
+// refuses invalid UTF-8 and unpaired surrogate escapes, so every text it
+// returns is valid UTF-8.
+enum { JSONL_FLAGS = JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES | JSON_DECODE_ANY };
+
+// The "text" of one line (n bytes): a JSON object with a string "text" field;
+// other fields are ignored. Returns the parsed line, which owns *text (free it
+// with json_decref), or NULL with the reason in why.
+static json_t *jsonl_text(const char *line, size_t n, const char **text, size_t *len, char *why,
+                          size_t why_size) {
+    json_error_t e;
+    json_t *root = json_loadb(line, n, JSONL_FLAGS, &e);
+    if (!root) {
+        snprintf(why, why_size, "invalid JSON at column %d: %s", e.column, e.text);
+        return NULL;
+    }
+    const json_t *t = json_object_get(root, "text"); // NULL when root is not an object
+    const char *bad = !json_is_object(root) ? "not a JSON object"
+                      : !t                  ? "no \"text\" field"
+                      : !json_is_string(t)  ? "\"text\" is not a string"
+                                            : NULL;
+    if (bad) {
+        snprintf(why, why_size, "%s", bad);
+        json_decref(root);
+        return NULL;
+    }
+    *text = json_string_value(t);
+    *len = json_string_length(t);
+    return root;
+}
+
+static bool is_blank(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r') return false;
+    return true;
+}
+
+// Encodes each line of data (n bytes, read from path) and prints {"ids":[...]}
+// per line; blank lines are skipped, the first bad one ends the run. Returns
+// the exit status.
+static int tokenize_jsonl(const bn_tokenizer *t, const char *path, const char *data, size_t n,
+                          bool add_bos, bool special) {
+    size_t lineno = 0;
+    for (const char *line = data, *end = data + n; line < end;) {
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        const size_t line_len = (size_t)((eol ? eol : end) - line);
+        lineno++;
+        if (!is_blank(line, line_len)) {
+            const char *text;
+            size_t len;
+            char why[JSON_ERROR_TEXT_LENGTH + 64];
+            json_t *root = jsonl_text(line, line_len, &text, &len, why, sizeof why);
+            if (!root) {
+                fprintf(stderr, "error: %s:%zu: %s\n", path, lineno, why);
+                return 1;
+            }
+            int rc = encode_and_print(t, text, len, add_bos, special, false, true);
+            json_decref(root);
+            if (rc) return rc;
+        }
+        if (!eol) break;
+        line = eol + 1;
+    }
+    return 0;
+}
+
+// ---- the command ------------------------------------------------------------------
 int bn_cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *tok_path = NULL, *prompt = NULL, *file = NULL, *jsonl = NULL;
     bool json = false, no_bos = false, special = false;
@@ -269,30 +214,7 @@ int bn_cmd_tokenize(int argc, char **argv) {
     } else if (file) {
         rc = encode_and_print(t, text, len, add_bos, special, json, false);
     } else {
-        char *buf = malloc(len + 1); // a decoded string is never longer than its JSON
-        size_t lineno = 0;
-        for (char *line = text; !rc && buf && line < text + len;) {
-            char *eol = memchr(line, '\n', (size_t)(text + len - line));
-            if (eol) *eol = 0;
-            lineno++;
-            if (*skip_ws(line)) {
-                const char *why = NULL;
-                size_t tl;
-                if (jsonl_text(line, buf, &tl, &why)) {
-                    fprintf(stderr, "error: %s:%zu: %s\n", jsonl, lineno, why);
-                    rc = 1;
-                } else {
-                    rc = encode_and_print(t, buf, tl, add_bos, special, false, true);
-                }
-            }
-            if (!eol) break;
-            line = eol + 1;
-        }
-        if (!buf) {
-            fprintf(stderr, "error: out of memory\n");
-            rc = 1;
-        }
-        free(buf);
+        rc = tokenize_jsonl(t, jsonl, text, len, add_bos, special);
     }
     free(text);
     bn_tokenizer_free(t);

@@ -3,7 +3,7 @@
     python train/export.py [--out train/out] [--model models/bitnet-austen-6m.gguf]
                            [--cli build/bitnet-gpu]
 
-Writes out/weights.bin (core/weights_file.h) with, for every tensor in the GGUF's
+Writes out/weights.bin (devtools/weights_file.h) with, for every tensor in the GGUF's
 order, exactly what the QAT forward pass used: the f16 embedding, the float32
 norms, and each projection's ternary codes t and float32 scale g (model.ternarize).
 Then `bitnet-gpu make-model --weights` packs the codes to I2_S and writes the GGUF
@@ -22,7 +22,7 @@ import model
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 NAME = "bitnet-austen-6m"
-KIND_F32, KIND_F16, KIND_TERNARY = 0, 1, 2  # core/weights_file.h
+KIND_F32, KIND_F16, KIND_TERNARY = 0, 1, 2  # devtools/weights_file.h
 
 
 def tensors(m):

@@ -1,5 +1,5 @@
-// i2s.c - ternary values -> I2_S bytes (i2s.h).
-#include "i2s.h"
+// i2s_pack.c - ternary values -> I2_S bytes (i2s_pack.h).
+#include "i2s_pack.h"
 
 #include <math.h>
 #include <string.h>

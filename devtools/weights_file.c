@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "gguf.h"
-#include "i2s.h"
+#include "i2s_pack.h"
 
 #define MAGIC "BNWEIGHT"
 #define VERSION 1

@@ -1,5 +1,5 @@
 // synth_model.c - deterministic synthetic ternary GGUF files of each model family
-// (synth_model.h; docs/architecture.md: Model families).
+// (devtools.h; docs/architecture.md: Model families).
 //
 // Keys, key types, key order and tensor order mirror the official-format files
 // (checked against fixtures/tiny-a/tiny-a.gguf, written by bitnet.cpp's tools).
@@ -15,7 +15,7 @@
 // rms-preserving. Norm weights are 1 +- 0.1, so each block adds O(1) to the
 // residual stream. The embedding std is 3/sqrt(hidden): the tied LM head then
 // gives logits with std ~3, a clear top-1 for greedy-decoding parity checks.
-#include "synth_model.h"
+#include "devtools.h"
 
 #include <math.h>
 #include <stdbool.h>

@@ -3,7 +3,7 @@
 // Validation is the loader's and the tokenizer's own: a file that inspect accepts
 // is one that generate can load. The JSON schema is stable (keys are only ever
 // added); the text form is for people and may change.
-#include "bitnet.h"
+#include "devtools.h"
 
 #include <stdarg.h>
 #include <stdio.h>
