@@ -54,7 +54,15 @@ typedef struct bn_synth_config {
     const char *arch;
     bool untied_head;    // write output.weight (F16) instead of tying it to token_embd
     uint32_t weight_type; // 0: I2_S; 34: TQ1_0; 35: TQ2_0 (llama.cpp's ternary types)
+    // Damp the residual branches: the O and down projections' scales times 2^-k
+    // (about rms(embedding)/50 per branch), the codes unchanged. A random model
+    // is chaotic at full depth (one int8 rounding flip grows through the layers);
+    // a calm one is not, so backends can be compared on it closely.
+    // Written as the key BN_SYNTH_CALM_KEY (true), so `bench` knows the model is calm.
+    bool calm;
 } bn_synth_config;
+
+#define BN_SYNTH_CALM_KEY "bitnet-gpu.synthetic.calm"
 
 // Fills cfg with a named preset: "tiny" (hidden 256, ffn 768, 2 layers, 4/2 heads,
 // ctx 512, vocab 0 = the vocabulary's size), "tiny-bitnet" and "tiny-llama" (the

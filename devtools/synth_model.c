@@ -15,6 +15,8 @@
 // rms-preserving. Norm weights are 1 +- 0.1, so each block adds O(1) to the
 // residual stream. The embedding std is 3/sqrt(hidden): the tied LM head then
 // gives logits with std ~3, a clear top-1 for greedy-decoding parity checks.
+// A calm model (bn_synth_config.calm) scales the O and down projections by
+// calm_factor, so each block adds ~1/50 of the embedding's rms instead of O(1).
 #include "devtools.h"
 
 #include <math.h>
@@ -85,6 +87,8 @@ int bn_synth_validate(const bn_synth_config *c, bn_error *err) {
     if (c->weight_type && c->weight_type != BN_GGML_TQ1_0 && c->weight_type != BN_GGML_TQ2_0)
         return bn_errorf(err, "weight type %u is not I2_S (0), TQ1_0 (34) or TQ2_0 (35)",
                          c->weight_type);
+    if (c->calm && c->weights_path)
+        return bn_errorf(err, "calm damps random weights; trained weights (--weights) keep their own scales");
     if (c->weight_type && (c->n_embd % 256 || c->n_ff % 256))
         return bn_errorf(err, "TQ1_0/TQ2_0 blocks are 256 wide: hidden %u and ffn %u must be "
                          "multiples of 256", c->n_embd, c->n_ff);
@@ -381,8 +385,8 @@ static int write_kvs(bn_gguf_writer *w, const bn_synth_config *c, const vocab *v
     if (c->name)
         snprintf(name, sizeof name, "%s", c->name);
     else
-        snprintf(name, sizeof name, "bitnet-synthetic-%ux%ux%u-s%llu", c->n_embd, c->n_ff,
-                 c->n_layer, (unsigned long long)c->seed);
+        snprintf(name, sizeof name, "bitnet-synthetic-%ux%ux%u-s%llu%s", c->n_embd, c->n_ff,
+                 c->n_layer, (unsigned long long)c->seed, c->calm ? "-calm" : "");
     // key order as in the official-format files
     const char *arch = arch_of(c);
     char key[96];
@@ -402,7 +406,8 @@ static int write_kvs(bn_gguf_writer *w, const bn_synth_config *c, const vocab *v
         bn_gguf_writer_kv_f32(w, KEY("rope.freq_base"), c->rope_base, err) ||
         bn_gguf_writer_kv_u32(w, "general.file_type", FILE_TYPE_I2_S, err) ||
         write_vocab_kvs(w, v, err) ||
-        bn_gguf_writer_kv_u32(w, "general.quantization_version", QUANT_VERSION, err))
+        bn_gguf_writer_kv_u32(w, "general.quantization_version", QUANT_VERSION, err) ||
+        (c->calm && bn_gguf_writer_kv_bool(w, BN_SYNTH_CALM_KEY, true, err)))
         return -1;
 #undef KEY
     return 0;
@@ -416,7 +421,19 @@ typedef struct tensor_spec {
     uint64_t ne[2];
     uint32_t type;
     gen_kind kind;
+    float scale_mul; // ternary weights: times their scale (a power of two, exact)
 } tensor_spec;
+
+// A calm model's residual branches (bn_synth_config.calm): the largest power of
+// two 2^-k with 2^k >= 32 sqrt(n_embd) / 3, i.e. 9 * 4^k >= 1024 n_embd (integers:
+// no libm). Every projection keeps an rms-1 input near rms 1 (top comment), so
+// the O and down projections then add about 1/32-1/64 of the embedding's rms
+// (3/sqrt(n_embd)) per layer.
+static float calm_factor(uint32_t n_embd) {
+    float f = 1.0f;
+    for (uint64_t p = 9; p < 1024ull * n_embd; p *= 4) f *= 0.5f;
+    return f;
+}
 
 // The tensors in file order (docs/architecture.md: The GGUF file). Returns the count; specs may be
 // NULL to count only.
@@ -429,6 +446,7 @@ static uint32_t tensor_specs(const bn_synth_config *c, uint32_t n_vocab, tensor_
             tensor_spec *s = &specs[n];                                                \
             snprintf(s->name, sizeof s->name, __VA_ARGS__);                            \
             s->kind = kind_, s->type = type_, s->ne[0] = d0, s->ne[1] = d1;            \
+            s->scale_mul = 1.0f;                                                       \
             s->n_dims = d1 ? 2 : 1;                                                    \
             if (!d1) s->ne[1] = 1;                                                     \
         }                                                                              \
@@ -437,24 +455,27 @@ static uint32_t tensor_specs(const bn_synth_config *c, uint32_t n_vocab, tensor_
     const char *arch = arch_of(c);
     const bool sub_norms = strcmp(arch, "llama") != 0, scales = !strcmp(arch, "bitnet");
     const uint32_t wt = c->weight_type ? c->weight_type : BN_GGML_I2_S;
-    // A ternary weight, then (bitnet) its one-float output scale.
-#define TERNARY(d0, d1, what)                                                          \
+    // A ternary weight, then (bitnet) its one-float output scale. mul: its scale's
+    // factor (a residual branch's last matrix in a calm model, else 1).
+    const float branch = c->calm ? calm_factor(c->n_embd) : 1.0f;
+#define TERNARY(d0, d1, what, mul)                                                     \
     do {                                                                               \
         SPEC(GEN_TERNARY, wt, d0, d1, "blk.%u." what ".weight", l);                    \
+        if (specs) specs[n - 1].scale_mul = mul;                                       \
         if (scales) SPEC(GEN_SCALE, BN_GGML_F32, 1, 0, "blk.%u." what ".scale", l);    \
     } while (0)
     SPEC(GEN_EMBD, BN_GGML_F16, c->n_embd, n_vocab, "token_embd.weight");
     for (uint32_t l = 0; l < c->n_layer; l++) {
         SPEC(GEN_NORM, BN_GGML_F32, c->n_embd, 0, "blk.%u.attn_norm.weight", l);
-        TERNARY(c->n_embd, c->n_embd, "attn_q");
-        TERNARY(c->n_embd, kv, "attn_k");
-        TERNARY(c->n_embd, kv, "attn_v");
-        TERNARY(c->n_embd, c->n_embd, "attn_output");
+        TERNARY(c->n_embd, c->n_embd, "attn_q", 1.0f);
+        TERNARY(c->n_embd, kv, "attn_k", 1.0f);
+        TERNARY(c->n_embd, kv, "attn_v", 1.0f);
+        TERNARY(c->n_embd, c->n_embd, "attn_output", branch);
         if (sub_norms) SPEC(GEN_NORM, BN_GGML_F32, c->n_embd, 0, "blk.%u.attn_sub_norm.weight", l);
         SPEC(GEN_NORM, BN_GGML_F32, c->n_embd, 0, "blk.%u.ffn_norm.weight", l);
-        TERNARY(c->n_embd, c->n_ff, "ffn_gate");
-        TERNARY(c->n_embd, c->n_ff, "ffn_up");
-        TERNARY(c->n_ff, c->n_embd, "ffn_down");
+        TERNARY(c->n_embd, c->n_ff, "ffn_gate", 1.0f);
+        TERNARY(c->n_embd, c->n_ff, "ffn_up", 1.0f);
+        TERNARY(c->n_ff, c->n_embd, "ffn_down", branch);
         if (sub_norms) SPEC(GEN_NORM, BN_GGML_F32, c->n_ff, 0, "blk.%u.ffn_sub_norm.weight", l);
     }
     SPEC(GEN_NORM, BN_GGML_F32, c->n_embd, 0, "output_norm.weight");
@@ -572,7 +593,7 @@ static int gen_ternary(bn_gguf_writer *w, const tensor_spec *s, rng *r, uint8_t 
         char name[80];
         snprintf(name, sizeof name, "%s#scale", s->name);
         rng rs = rng_for(r->s, name);
-        d = f32_to_f16(ternary_scale(K, &rs));
+        d = f32_to_f16(ternary_scale(K, &rs) * s->scale_mul);
     }
     uint8_t tq_out[66]; // one TQ block at most
     uint64_t n = s->ne[0] * s->ne[1] / 4;
@@ -593,7 +614,7 @@ static int gen_ternary(bn_gguf_writer *w, const tensor_spec *s, rng *r, uint8_t 
     }
     if (tq) return 0;
     uint8_t tail[32] = {0};
-    put_f32le(tail, ternary_scale(K, r));
+    put_f32le(tail, ternary_scale(K, r) * s->scale_mul);
     return bn_gguf_writer_write(w, tail, sizeof tail, err);
 }
 

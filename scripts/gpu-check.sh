@@ -111,6 +111,11 @@ model=${BITNET_GPU_MODEL:-/tmp/bitnet-2b4t-synthetic.gguf}
 step bench_cuda "$bin/bench_cuda" "$model" --json-out "$out/bench_cuda.json"
 step bench_tiny_a "$cli" bench -m "$fixtures/tiny-a/tiny-a.gguf" -r 3 --json
 step bench_2b4t "$cli" bench -m "$model" -r 3 -n 32
+# The calm 2B-4T (residual branches damped: not chaotic), where bench holds CUDA to
+# the calm class: the argmax wherever the margin is above 0.1, logits within 0.1.
+calm=${BITNET_GPU_MODEL_CALM:-/tmp/bitnet-2b4t-calm.gguf}
+[ -f "$calm" ] || step make_model_calm "$cli" make-model -o "$calm" --preset 2b-4t --calm --head untied --seed 1
+step bench_calm "$cli" bench -m "$calm" -r 1 -n 16
 # Continuous batching: aggregate decode rate of 1..64 streams in one bn_batch.
 step bench_streams "$cli" bench -m "$model" --concurrency 1,4,16,64 -n 16
 # The largest model family bitnet.cpp runs (llama graph, head dim 256, untied head).
@@ -142,6 +147,7 @@ grep -h "ERROR SUMMARY" "$out/memcheck.log" 2>/dev/null | tail -1
 grep -hE "^(start-up|device-to-device|decode at|prefill|model )" "$out/bench_cuda.log" 2>/dev/null
 echo "whole 'generate -p 2+2= -n 4' process, best of 3: cuda ${gpu_ms} ms, cpu ${cpu_ms} ms"
 grep -hE "^(cpu|cuda) " "$out/bench_2b4t.log" 2>/dev/null | sed 's/^/bench 2b-4t: /'
+grep -hE "^compare cuda" "$out/bench_calm.log" 2>/dev/null | sed 's/^/calm 2b-4t: /'
 grep -hE "^(cpu|cuda) +[0-9]" "$out/bench_streams.log" 2>/dev/null | sed 's/^/streams 2b-4t: /'
 grep -hE "^(decode at|prefill|model )" "$out/bench_cuda_10b.log" 2>/dev/null | sed 's/^/falcon3-10b: /'
 grep -hE "^(cpu|cuda) " "$out/bench_10b.log" 2>/dev/null | sed 's/^/bench falcon3-10b: /'

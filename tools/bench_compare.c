@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devtools.h" // BN_SYNTH_CALM_KEY
+#include "gguf.h"
+
 // Argmax (the first of equal maxima, as bn_argmax) and the top-1 minus top-2 gap.
 // NaN never wins; a row of NaNs gives id 0 and margin NaN.
 static int32_t top2(const float *x, int32_t n, float *margin) {
@@ -118,8 +121,20 @@ const char *bn_cmp_class(const bn_model *m, const char *ref_backend, const char 
     const bool cpu_pair = !strcmp(ref_backend, "cpu") && !strcmp(backend, "cpu") && ref_kernels && kernels;
     const bool avx512 = cpu_pair && (!strcmp(ref_kernels, "avx512") || !strcmp(kernels, "avx512"));
     const bool exact = cpu_pair && (!avx512 || !m->hp.ffn_silu || !strcmp(ref_kernels, kernels));
-    *clear = exact ? BN_CMP_CLEAR_EXACT : BN_CMP_CLEAR_ROUNDING;
-    return exact ? "exact" : "rounding";
+    if (exact) {
+        *clear = BN_CMP_CLEAR_EXACT;
+        return "exact";
+    }
+    bool calm = false;
+    if (!m->gguf || bn_gguf_find_key(m->gguf, BN_SYNTH_CALM_KEY) < 0 ||
+        bn_gguf_get_bool(m->gguf, BN_SYNTH_CALM_KEY, &calm, NULL))
+        calm = false; // absent, or not a bool: not a calm model
+    *clear = calm ? BN_CMP_CLEAR_CALM : BN_CMP_CLEAR_ROUNDING;
+    return calm ? "calm" : "rounding";
+}
+
+float bn_cmp_diff_bound(const char *class_name) {
+    return !strcmp(class_name, "calm") ? BN_CMP_CALM_MAX_DIFF : 0.0f;
 }
 
 void bn_cmp_print(FILE *out, const char *ref_label, const bn_cmp_entry *e) {
@@ -129,10 +144,14 @@ void bn_cmp_print(FILE *out, const char *ref_label, const bn_cmp_entry *e) {
     }
     const bn_cmp *c = &e->cmp;
     fprintf(out, "compare %s vs %s (%s: clear margin > %g): %s; %d of %d steps clear; argmax "
-                 "differs at %d, %d of them clear; max |logit diff| %.3g (step %d, token %d)\n",
+                 "differs at %d, %d of them clear; max |logit diff| %.3g (step %d, token %d)",
             e->label, ref_label, e->class_name, (double)c->clear, bn_cmp_ok(c) ? "ok" : "FAILED",
             c->n_clear, c->n_steps, c->n_differ, c->n_departures, (double)c->max_diff,
             c->max_diff_step, c->max_diff_id);
+    if (c->max_diff_bound > 0)
+        fprintf(out, ", %s %g", bn_cmp_over_bound(c) ? "over its bound" : "within its bound",
+                (double)c->max_diff_bound);
+    fprintf(out, "\n");
     for (int i = 0; i < c->n_listed; i++) {
         const bn_cmp_step *s = &c->listed[i];
         fprintf(out, "  step %d: %s %d, %s %d; reference margin %.4g (its gap to %d: %.4g), max "
@@ -154,10 +173,16 @@ int bn_cmp_verdict(FILE *out, const char *ref_label, const bn_cmp_entry *e, int 
     if (first < 0) return 0;
     const bn_cmp *c = &e[first].cmp;
     const bn_cmp_step *s = &c->first_departure;
-    fprintf(out, "error: %s departs from the reference %s at step %d: token %d where the reference "
-                 "has %d by a clear margin of %.4g (> %g); %d such step%s",
-            e[first].label, ref_label, s->step, s->id, s->ref_id, (double)s->margin, (double)c->clear,
-            c->n_departures, c->n_departures == 1 ? "" : "s");
+    if (c->n_departures)
+        fprintf(out, "error: %s departs from the reference %s at step %d: token %d where the reference "
+                     "has %d by a clear margin of %.4g (> %g); %d such step%s",
+                e[first].label, ref_label, s->step, s->id, s->ref_id, (double)s->margin, (double)c->clear,
+                c->n_departures, c->n_departures == 1 ? "" : "s");
+    else
+        fprintf(out, "error: %s differs from the reference %s by %.3g in the logits (step %d, token %d), "
+                     "more than the %g a correct backend stays within on this %s model",
+                e[first].label, ref_label, (double)c->max_diff, c->max_diff_step, c->max_diff_id,
+                (double)c->max_diff_bound, e[first].class_name);
     if (n_failed > 1) fprintf(out, "; %d other backends or kernel sets depart too", n_failed - 1);
     fprintf(out, "\n");
     return 1;
@@ -186,6 +211,7 @@ cJSON *bn_cmp_json(const bn_cmp_entry *e) {
     cJSON_AddNumberToObject(o, "differ_steps", c->n_differ);
     cJSON_AddNumberToObject(o, "departures", c->n_departures);
     add_number(o, "max_logit_diff", c->max_diff);
+    if (c->max_diff_bound > 0) add_number(o, "max_logit_diff_bound", c->max_diff_bound);
     cJSON_AddNumberToObject(o, "max_diff_step", c->max_diff_step);
     cJSON_AddNumberToObject(o, "max_diff_token", c->max_diff_id);
     add_number(o, "min_reference_margin", c->min_margin);

@@ -175,6 +175,7 @@ static void compare_one(const bn_model *m, const bn_run_flags *f, const bench_ro
         return;
     }
     ops->destroy(be);
+    e->cmp.max_diff_bound = bn_cmp_diff_bound(e->class_name);
     e->ran = true;
 }
 

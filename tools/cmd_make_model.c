@@ -22,18 +22,20 @@ static void usage(FILE *f) {
             "                             [--arch bitnet-b1.58|bitnet|llama]\n"
             "                             [--head tied|untied] [--weight-type i2_s|tq1_0|tq2_0]\n"
             "                             [--vocab tokenizer.json|model.gguf]\n"
-            "                             [--weights FILE] [--name NAME]\n"
+            "                             [--weights FILE] [--name NAME] [--calm]\n"
             "Writes a random-weight ternary model in the GGUF layout bitnet.cpp reads.\n"
             "Presets: tiny, tiny-bitnet, tiny-llama (small), and the real shapes 2b-4t,\n"
             "bitnet-0.7b, falcon3-1b, falcon3-3b, falcon3-7b, falcon3-10b, llama3-8b-1.58.\n"
             "--arch and --head override the preset's family and LM head.\n"
             "Same flags and seed give the same bytes. Default preset: tiny.\n"
-            "--weights: trained weights instead of random ones (devtools/weights_file.h).\n");
+            "--weights: trained weights instead of random ones (devtools/weights_file.h).\n"
+            "--calm: residual branches ~1/50 of the embedding, so that backends agree at\n"
+            "full depth (a random model is chaotic otherwise; README: Synthetic models).\n");
 }
 
 // The numeric overrides, applied after the preset; getopt_long gives --hidden
 // the code NUM + 0 and so on.
-enum { NUM = 256, PRESET = NUM + 8, VOCAB, WEIGHTS, NAME, ARCH, HEAD, WEIGHT_TYPE };
+enum { NUM = 256, PRESET = NUM + 8, VOCAB, WEIGHTS, NAME, ARCH, HEAD, WEIGHT_TYPE, CALM };
 static const struct {
     const char *flag;
     uint64_t max;
@@ -51,13 +53,14 @@ int bn_cmd_make_model(int argc, char **argv) {
     bn_error err = {{0}};
     const char *vocab = NULL, *weights = NULL, *name = NULL, *arch = NULL, *head = NULL;
     const char *weight_type = NULL;
+    bool calm = false;
 
     struct option longopts[N_NUM + 10] = {
         {"output", required_argument, NULL, 'o'},   {"help", no_argument, NULL, 'h'},
         {"preset", required_argument, NULL, PRESET}, {"vocab", required_argument, NULL, VOCAB},
         {"weights", required_argument, NULL, WEIGHTS}, {"name", required_argument, NULL, NAME},
         {"arch", required_argument, NULL, ARCH},     {"head", required_argument, NULL, HEAD},
-        {"weight-type", required_argument, NULL, WEIGHT_TYPE},
+        {"weight-type", required_argument, NULL, WEIGHT_TYPE}, {"calm", no_argument, NULL, CALM},
     };
     int n = 0;
     while (longopts[n].name) n++;
@@ -75,6 +78,7 @@ int bn_cmd_make_model(int argc, char **argv) {
         case ARCH: arch = optarg; break;
         case HEAD: head = optarg; break;
         case WEIGHT_TYPE: weight_type = optarg; break;
+        case CALM: calm = true; break;
         case 1: // no positional arguments
             bn_cli_unknown("make-model", false, optarg);
             usage(stderr);
@@ -108,6 +112,7 @@ int bn_cmd_make_model(int argc, char **argv) {
     cfg.weights_path = weights;
     cfg.name = name;
     if (arch) cfg.arch = arch;
+    cfg.calm = calm;
     if (head && strcmp(head, "tied") && strcmp(head, "untied")) {
         fprintf(stderr, "error: --head wants tied or untied, got '%s'\n", head);
         return 2;
