@@ -58,6 +58,18 @@ typedef struct bn_backend_ops {
 
     // Optional: bytes of memory the backend holds (device memory for CUDA).
     uint64_t (*memory_bytes)(const bn_backend *be);
+
+    // Bytes one decode step reads from memory: every ternary matrix and the LM
+    // head, in the layout this backend holds them (its int8 head with its scales,
+    // a table widened on upload). The KV cache is left out: at the contexts bench
+    // runs it is a few hundred KB against hundreds of MB of weights.
+    uint64_t (*decode_bytes)(const bn_backend *be);
+
+    // Optional (NULL: the backend cannot say): the read bandwidth in GB/s (1e9
+    // bytes) of the memory its decode streams, measured now, as decode reads it
+    // (CPU: the backend's own threads). decode_bytes over it is the roofline, the
+    // fastest a decode step can be. Takes up to a second.
+    double (*read_bandwidth_gbs)(const bn_backend *be);
 } bn_backend_ops;
 
 extern const bn_backend_ops bn_cpu_backend;
