@@ -55,12 +55,11 @@ int bn_backend_open(const bn_engine *e, const bn_session_params *p, int n_seq, b
         return bn_errorf(err, "context %d is outside 1..%u (the model's context length)", p->n_ctx,
                          hp->n_ctx_train);
     if (choose_backend(p->backend, &o->ops, o->note, sizeof o->note, err)) return -1;
-    bn_backend_config cfg = {.n_threads = p->n_threads,
-                             .n_ctx = o->n_ctx,
+    bn_backend_config cfg = {.n_ctx = o->n_ctx,
                              .max_batch = 0, // the backend's own chunk size
                              .n_seq = n_seq,
                              .lm_head_q8 = p->lm_head_q8,
-                             .kernels = p->cpu_kernels};
+                             .cpu = {.n_threads = p->n_threads, .kernels = p->cpu_kernels}};
     double t0 = bn_now_ms();
     bn_error why = {{0}};
     if (o->ops->create(e->model, &cfg, &o->be, &why)) {

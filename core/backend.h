@@ -16,13 +16,30 @@
 
 typedef struct bn_backend bn_backend; // backend-private state
 
+// The CPU backend's own options. No other backend reads them, so one config opens
+// any backend: "auto" falls back from the GPU to the CPU with it, and bench runs
+// every backend with the same flags.
+typedef struct bn_cpu_options {
+    int n_threads;       // threads (<= 0: physical cores)
+    const char *kernels; // kernel set: NULL/"auto", "scalar", "avx2", "avx512"
+} bn_cpu_options;
+
 typedef struct bn_backend_config {
-    int n_threads;       // CPU threads (<= 0: physical cores)
     int n_ctx;           // KV cache length in tokens (<= model context)
     int max_batch;       // tokens one pass processes at once (longer inputs are chunked); 0: the backend's default
     int n_seq;           // sequence slots, each with its own n_ctx positions of KV cache (<= 0: 1)
     bool lm_head_q8;     // quantize the LM head to int8 per row at load
-    const char *kernels; // CPU kernel set: NULL/"auto", "scalar", "avx2", "avx512"
+    // Each backend's own options, read by that backend only. The anonymous
+    // struct is the CPU options' old flat spelling (.n_threads, .kernels), kept
+    // only for tests/test_cuda.c, which is being edited on another branch: it
+    // aliases `cpu` and goes when that file writes .cpu.
+    union {
+        bn_cpu_options cpu;
+        struct {
+            int n_threads;
+            const char *kernels;
+        };
+    };
 } bn_backend_config;
 
 typedef struct bn_backend_ops {

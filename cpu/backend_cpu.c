@@ -133,7 +133,7 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     if (!be) return bn_errorf(err, "cpu: out of memory");
     be->m = m;
     be->bytes = sizeof *be;
-    if (bn_cpu_kernels_select(cfg->kernels, &be->kern, err) != 0) goto fail;
+    if (bn_cpu_kernels_select(cfg->cpu.kernels, &be->kern, err) != 0) goto fail;
     be->n_ctx = cfg->n_ctx > 0 ? cfg->n_ctx : (int)hp->n_ctx_train;
     if ((uint32_t)be->n_ctx > hp->n_ctx_train) {
         bn_errorf(err, "cpu: context %d is longer than the model's %u", be->n_ctx,
@@ -144,7 +144,7 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     be->max_batch = cfg->max_batch > 0 ? cfg->max_batch : BN_DEFAULT_MAX_BATCH;
     if ((int64_t)be->max_batch > (int64_t)be->n_ctx * be->n_seq)
         be->max_batch = be->n_ctx * be->n_seq; // a pass never holds more tokens than the slots
-    int n_threads = cfg->n_threads > 0 ? cfg->n_threads : bn_physical_cores();
+    int n_threads = cfg->cpu.n_threads > 0 ? cfg->cpu.n_threads : bn_physical_cores();
     if (bn_pool_create(n_threads, &be->pool, err) != 0) goto fail;
 
     const size_t B = (size_t)be->max_batch, E = hp->n_embd, F = hp->n_ff;

@@ -127,7 +127,7 @@ static int32_t argmax(const float *x, int32_t n) {
 }
 
 static bn_backend *make_backend(int n_threads, int max_batch, bool q8) {
-    bn_backend_config cfg = {.n_threads = n_threads, .max_batch = max_batch, .lm_head_q8 = q8};
+    bn_backend_config cfg = {.max_batch = max_batch, .lm_head_q8 = q8, .cpu.n_threads = n_threads};
     bn_backend *be = NULL;
     bn_error err;
     if (bn_cpu_backend.create(fx.model, &cfg, &be, &err) != 0) fail_msg("create: %s", err.msg);
@@ -360,7 +360,7 @@ static void test_lm_head_q8(void **state) {
 static void test_bad_inputs(void **state) {
     (void)state;
     REQUIRE_MODEL();
-    bn_backend_config cfg = {.n_threads = 1, .n_ctx = 8, .max_batch = 4};
+    bn_backend_config cfg = {.n_ctx = 8, .max_batch = 4, .cpu.n_threads = 1};
     bn_backend *be = NULL;
     bn_error err = {{0}};
     assert_int_equal(bn_cpu_backend.create(fx.model, &cfg, &be, &err), 0);
@@ -388,7 +388,7 @@ static void test_bad_inputs(void **state) {
     assert_int_equal(bn_cpu_backend.create(fx.model, &cfg, &be, &err), -1);
     fprintf(stderr, "  n_ctx too long: %s\n", err.msg);
     cfg.n_ctx = 0;
-    cfg.kernels = "no-such-kernels";
+    cfg.cpu.kernels = "no-such-kernels";
     assert_int_equal(bn_cpu_backend.create(fx.model, &cfg, &be, &err), -1);
     fprintf(stderr, "  unknown kernel set: %s\n", err.msg);
 }

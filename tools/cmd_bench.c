@@ -131,11 +131,10 @@ static int open_backend(const bn_model *m, const bn_run_flags *f, const char *ba
     *ops = bn_backend_find(backend);
     if (!*ops) return bn_errorf(err, "backend '%s' is not compiled in", backend);
     if ((*ops)->probe && (*ops)->probe(err)) return -1;
-    bn_backend_config cfg = {.n_threads = f->session.n_threads,
-                             .n_ctx = n_ctx,
+    bn_backend_config cfg = {.n_ctx = n_ctx,
                              .n_seq = 1,
                              .lm_head_q8 = f->session.lm_head_q8,
-                             .kernels = kernels};
+                             .cpu = {.n_threads = f->session.n_threads, .kernels = kernels}};
     return (*ops)->create(m, &cfg, be, err);
 }
 
