@@ -8,13 +8,28 @@
 #include "clock.h"
 #include "engine_internal.h"
 
-const bn_backend_ops *bn_backend_find(const char *name) {
-    if (!name) return NULL;
-    if (strcmp(name, "cpu") == 0) return &bn_cpu_backend;
+// Every backend there is, whether or not this build has it (ops NULL): the one
+// list of names.
 #ifdef BITNET_CUDA
-    if (strcmp(name, "cuda") == 0) return &bn_cuda_backend;
+#define BN_CUDA_OPS (&bn_cuda_backend)
+#else
+#define BN_CUDA_OPS NULL
 #endif
+static const struct known_backend {
+    const char *name;
+    const bn_backend_ops *ops;
+} known[] = {{"cpu", &bn_cpu_backend}, {"cuda", BN_CUDA_OPS}};
+#define N_KNOWN (sizeof known / sizeof known[0])
+
+static const struct known_backend *lookup(const char *name) {
+    for (size_t i = 0; name && i < N_KNOWN; i++)
+        if (!strcmp(known[i].name, name)) return &known[i];
     return NULL;
+}
+
+const bn_backend_ops *bn_backend_find(const char *name) {
+    const struct known_backend *k = lookup(name);
+    return k ? k->ops : NULL;
 }
 
 // Picks the backend: an explicit name must work; "auto" prefers a usable GPU.
@@ -33,13 +48,19 @@ static int choose_backend(const char *name, const bn_backend_ops **ops, char *no
                  cuda ? why.msg : "this build has no CUDA backend");
         return 0;
     }
-    if (strcmp(name, "cpu") && strcmp(name, "cuda"))
-        return bn_errorf(err, "unknown backend '%s' (use auto, cpu or cuda)", name);
-    *ops = bn_backend_find(name);
-    if (!*ops)
+    const struct known_backend *k = lookup(name);
+    if (!k) {
+        char names[64] = "auto";
+        for (size_t i = 0; i < N_KNOWN; i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+                     i + 1 < N_KNOWN ? ", " : " or ", known[i].name);
+        return bn_errorf(err, "unknown backend '%s' (use %s)", name, names);
+    }
+    if (!k->ops)
         return bn_errorf(err, "backend '%s' is not compiled in (build with the CUDA toolkit)", name);
-    if ((*ops)->probe && (*ops)->probe(&why))
+    if (k->ops->probe && k->ops->probe(&why))
         return bn_errorf(err, "backend '%s' cannot run here: %s", name, why.msg);
+    *ops = k->ops;
     snprintf(note, n, "requested");
     return 0;
 }
