@@ -32,11 +32,14 @@ const bn_backend_ops *bn_backend_find(const char *name) {
     return k ? k->ops : NULL;
 }
 
+// NULL, "" and "auto" all ask for the choice below.
+static bool is_auto(const char *name) { return !name || !*name || !strcmp(name, "auto"); }
+
 // Picks the backend: an explicit name must work; "auto" prefers a usable GPU.
 static int choose_backend(const char *name, const bn_backend_ops **ops, char *note, size_t n,
                           bn_error *err) {
     bn_error why = {{0}};
-    if (!name || !*name || !strcmp(name, "auto")) {
+    if (is_auto(name)) {
         const bn_backend_ops *cuda = bn_backend_find("cuda");
         if (cuda && cuda->probe(&why) == 0) {
             *ops = cuda;
@@ -84,7 +87,7 @@ int bn_backend_open(const bn_engine *e, const bn_session_params *p, int n_seq, b
     double t0 = bn_now_ms();
     bn_error why = {{0}};
     if (o->ops->create(e->model, &cfg, &o->be, &why)) {
-        bool auto_gpu = strcmp(o->ops->name, "cpu") && (!p->backend || !strcmp(p->backend, "auto"));
+        bool auto_gpu = strcmp(o->ops->name, "cpu") && is_auto(p->backend);
         if (!auto_gpu) return bn_errorf(err, "%s backend: %s", o->ops->name, why.msg);
         // auto picked the GPU but it cannot hold the model: fall back, saying why.
         snprintf(o->note, sizeof o->note, "auto: using the CPU (%s backend: %.200s)", o->ops->name,
