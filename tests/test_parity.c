@@ -357,6 +357,22 @@ static void test_lm_head_q8(void **state) {
     free(logits);
 }
 
+// decode_bytes: the same ternary matrices either way, then the head as this
+// backend holds it: the f16 table, or one int8 per weight plus a float scale per
+// vocabulary row with lm_head_q8.
+static void test_decode_bytes(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    const bn_model *m = fx.model;
+    const uint64_t V = m->hp.n_vocab, E = m->hp.n_embd;
+    bn_backend *f16 = make_backend(1, 0, false), *q8 = make_backend(1, 0, true);
+    const uint64_t a = bn_cpu_backend.decode_bytes(f16), b = bn_cpu_backend.decode_bytes(q8);
+    assert_true(m->output.nbytes == V * E * 2 && a > m->output.nbytes);
+    assert_true(a - m->output.nbytes == b - (V * E + V * sizeof(float)));
+    bn_cpu_backend.destroy(f16);
+    bn_cpu_backend.destroy(q8);
+}
+
 static void test_bad_inputs(void **state) {
     (void)state;
     REQUIRE_MODEL();
@@ -409,6 +425,7 @@ int main(void) {
         cmocka_unit_test(test_all_logits_rows),
         cmocka_unit_test(test_forward_argmax),
         cmocka_unit_test(test_lm_head_q8),
+        cmocka_unit_test(test_decode_bytes),
         cmocka_unit_test(test_bad_inputs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
