@@ -19,7 +19,7 @@ struct bn_session {
     int32_t *history; // n_ctx + 1: the last sampled token may not fit in the cache
     int n_hist;
     int n_past;       // history[0..n_past) is in the KV cache
-    int32_t *pos;     // pos[i] = i, so a batch's positions are pos + n_past
+    int32_t *pos;     // pos[i] = i: a call's positions are the slice at n_past
     float *logits;    // n_vocab
 };
 
