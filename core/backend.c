@@ -8,20 +8,38 @@
 #include "clock.h"
 #include "engine_internal.h"
 
-const bn_backend_ops *bn_backend_find(const char *name) {
-    if (!name) return NULL;
-    if (strcmp(name, "cpu") == 0) return &bn_cpu_backend;
+// Every backend there is, whether or not this build has it (ops NULL): the one
+// list of names.
 #ifdef BITNET_CUDA
-    if (strcmp(name, "cuda") == 0) return &bn_cuda_backend;
+#define BN_CUDA_OPS (&bn_cuda_backend)
+#else
+#define BN_CUDA_OPS NULL
 #endif
+static const struct known_backend {
+    const char *name;
+    const bn_backend_ops *ops;
+} known[] = {{"cpu", &bn_cpu_backend}, {"cuda", BN_CUDA_OPS}};
+#define N_KNOWN (sizeof known / sizeof known[0])
+
+static const struct known_backend *lookup(const char *name) {
+    for (size_t i = 0; name && i < N_KNOWN; i++)
+        if (!strcmp(known[i].name, name)) return &known[i];
     return NULL;
 }
+
+const bn_backend_ops *bn_backend_find(const char *name) {
+    const struct known_backend *k = lookup(name);
+    return k ? k->ops : NULL;
+}
+
+// NULL, "" and "auto" all ask for the choice below.
+static bool is_auto(const char *name) { return !name || !*name || !strcmp(name, "auto"); }
 
 // Picks the backend: an explicit name must work; "auto" prefers a usable GPU.
 static int choose_backend(const char *name, const bn_backend_ops **ops, char *note, size_t n,
                           bn_error *err) {
     bn_error why = {{0}};
-    if (!name || !*name || !strcmp(name, "auto")) {
+    if (is_auto(name)) {
         const bn_backend_ops *cuda = bn_backend_find("cuda");
         if (cuda && cuda->probe(&why) == 0) {
             *ops = cuda;
@@ -33,13 +51,19 @@ static int choose_backend(const char *name, const bn_backend_ops **ops, char *no
                  cuda ? why.msg : "this build has no CUDA backend");
         return 0;
     }
-    if (strcmp(name, "cpu") && strcmp(name, "cuda"))
-        return bn_errorf(err, "unknown backend '%s' (use auto, cpu or cuda)", name);
-    *ops = bn_backend_find(name);
-    if (!*ops)
+    const struct known_backend *k = lookup(name);
+    if (!k) {
+        char names[64] = "auto";
+        for (size_t i = 0; i < N_KNOWN; i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+                     i + 1 < N_KNOWN ? ", " : " or ", known[i].name);
+        return bn_errorf(err, "unknown backend '%s' (use %s)", name, names);
+    }
+    if (!k->ops)
         return bn_errorf(err, "backend '%s' is not compiled in (build with the CUDA toolkit)", name);
-    if ((*ops)->probe && (*ops)->probe(&why))
+    if (k->ops->probe && k->ops->probe(&why))
         return bn_errorf(err, "backend '%s' cannot run here: %s", name, why.msg);
+    *ops = k->ops;
     snprintf(note, n, "requested");
     return 0;
 }
@@ -55,16 +79,15 @@ int bn_backend_open(const bn_engine *e, const bn_session_params *p, int n_seq, b
         return bn_errorf(err, "context %d is outside 1..%u (the model's context length)", p->n_ctx,
                          hp->n_ctx_train);
     if (choose_backend(p->backend, &o->ops, o->note, sizeof o->note, err)) return -1;
-    bn_backend_config cfg = {.n_threads = p->n_threads,
-                             .n_ctx = o->n_ctx,
+    bn_backend_config cfg = {.n_ctx = o->n_ctx,
                              .max_batch = 0, // the backend's own chunk size
                              .n_seq = n_seq,
                              .lm_head_q8 = p->lm_head_q8,
-                             .kernels = p->cpu_kernels};
+                             .cpu = {.n_threads = p->n_threads, .kernels = p->cpu_kernels}};
     double t0 = bn_now_ms();
     bn_error why = {{0}};
     if (o->ops->create(e->model, &cfg, &o->be, &why)) {
-        bool auto_gpu = strcmp(o->ops->name, "cpu") && (!p->backend || !strcmp(p->backend, "auto"));
+        bool auto_gpu = strcmp(o->ops->name, "cpu") && is_auto(p->backend);
         if (!auto_gpu) return bn_errorf(err, "%s backend: %s", o->ops->name, why.msg);
         // auto picked the GPU but it cannot hold the model: fall back, saying why.
         snprintf(o->note, sizeof o->note, "auto: using the CPU (%s backend: %.200s)", o->ops->name,

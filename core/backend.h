@@ -16,13 +16,20 @@
 
 typedef struct bn_backend bn_backend; // backend-private state
 
+// The CPU backend's own options. No other backend reads them, so one config opens
+// any backend: "auto" falls back from the GPU to the CPU with it, and bench runs
+// every backend with the same flags.
+typedef struct bn_cpu_options {
+    int n_threads;       // threads (<= 0: physical cores)
+    const char *kernels; // kernel set: NULL/"auto", "scalar", "avx2", "avx512"
+} bn_cpu_options;
+
 typedef struct bn_backend_config {
-    int n_threads;       // CPU threads (<= 0: physical cores)
     int n_ctx;           // KV cache length in tokens (<= model context)
     int max_batch;       // tokens one pass processes at once (longer inputs are chunked); 0: the backend's default
     int n_seq;           // sequence slots, each with its own n_ctx positions of KV cache (<= 0: 1)
     bool lm_head_q8;     // quantize the LM head to int8 per row at load
-    const char *kernels; // CPU kernel set: NULL/"auto", "scalar", "avx2", "avx512"
+    bn_cpu_options cpu;  // the CPU backend's own options, read by it alone
 } bn_backend_config;
 
 typedef struct bn_backend_ops {
@@ -47,7 +54,8 @@ typedef struct bn_backend_ops {
     // entries past a token's position are never read, so nothing is cleared.
     // logits: if all_logits, n_tokens rows of n_vocab floats, else one row per
     // run, for its last token, in call order (one sequence: the last token's
-    // row). logits may be NULL when only argmax is wanted.
+    // row). logits may be NULL when only argmax is wanted. The input is checked
+    // first, with bn_backend_check_tokens (below): callers need not check it.
     int (*forward)(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                    int n_tokens, float *logits, bool all_logits, bn_error *err);
 
@@ -58,6 +66,18 @@ typedef struct bn_backend_ops {
 
     // Optional: bytes of memory the backend holds (device memory for CUDA).
     uint64_t (*memory_bytes)(const bn_backend *be);
+
+    // Bytes one decode step reads from memory: every ternary matrix and the LM
+    // head, in the layout this backend holds them (its int8 head with its scales,
+    // a table widened on upload). The KV cache is left out: the 2B-4T shape
+    // reads 77 KB of it per position, under 1% of its weights at bench's contexts.
+    uint64_t (*decode_bytes)(const bn_backend *be);
+
+    // Optional (NULL: the backend cannot say): the read bandwidth in GB/s (1e9
+    // bytes) of the memory its decode streams, measured now, as decode reads it
+    // (CPU: the backend's own threads). decode_bytes over it is the roofline, the
+    // fastest a decode step can be. Takes up to a second.
+    double (*read_bandwidth_gbs)(const bn_backend *be);
 } bn_backend_ops;
 
 extern const bn_backend_ops bn_cpu_backend;
@@ -70,10 +90,15 @@ extern const bn_backend_ops bn_cuda_backend;
 // "cpu", "cuda" -> ops, or NULL if unknown or not compiled in.
 const bn_backend_ops *bn_backend_find(const char *name);
 
-// The checks every forward() makes on its input (who: "cpu", "cuda" for the
-// message): n_tokens >= 1, ids in the vocabulary, seq[i] < n_seq, pos[i] < n_ctx,
-// each slot in one run at increasing positions. Returns the number of runs, or
-// -1 with err set.
+// The one check of forward()'s input, made first by every backend's forward()
+// and forward_argmax() (who: "cpu", "cuda" for the message): n_tokens >= 1, ids in
+// the vocabulary, seq[i] < n_seq, pos[i] < n_ctx, each slot in one run at
+// increasing positions. Every caller (sessions, batches, bench's comparison,
+// tests) goes through it, so nothing else checks what forward() is given, and
+// the code past it assumes valid input. (The core's bn_engine_check_ids is
+// another check: a prompt is refused before it enters a session's history or a
+// batch slot, so a bad id fails its own request, not a later step that carries
+// other slots' tokens.) Returns the number of runs, or -1 with err set.
 int bn_backend_check_tokens(const char *who, const int32_t *tokens, const int32_t *pos,
                             const int32_t *seq, int n_tokens, uint32_t n_vocab, int n_ctx,
                             int n_seq, bn_error *err);

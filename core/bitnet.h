@@ -142,9 +142,13 @@ BN_API int bn_session_room(const bn_session *s);
 BN_API void bn_session_reset(bn_session *s);    // forget all tokens
 BN_API uint64_t bn_session_backend_bytes(const bn_session *s);
 // Weight bytes one decode step reads: every ternary matrix and the LM head in the
-// form this session uses (f16, or int8 with --lm-head q8). Over the machine's
-// read bandwidth, the fastest a decode step can be (the roofline).
+// form the session's backend holds them (f16, or int8 with --lm-head q8). Over the
+// read bandwidth below, the fastest a decode step can be (the roofline).
 BN_API uint64_t bn_session_decode_bytes(const bn_session *s);
+// The read bandwidth (GB/s, 1e9 bytes) of the memory the session's backend
+// decodes from, measured now (the CPU: with its threads, in under a second); 0
+// when the backend cannot measure it (CUDA, for now).
+BN_API double bn_session_read_bandwidth_gbs(const bn_session *s);
 
 // Called for each generated token (end-of-generation tokens excepted) with its id
 // and the complete UTF-8 text it finished (possibly empty while a character is

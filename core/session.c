@@ -19,9 +19,8 @@ struct bn_session {
     int32_t *history; // n_ctx + 1: the last sampled token may not fit in the cache
     int n_hist;
     int n_past;       // history[0..n_past) is in the KV cache
-    int32_t *pos;     // pos[i] = i, so a batch's positions are pos + n_past
+    int32_t *pos;     // pos[i] = i: a call's positions are the slice at n_past
     float *logits;    // n_vocab
-    bool lm_head_q8;
 };
 
 int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err) {
@@ -31,7 +30,6 @@ int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out
     if (!s) return bn_errorf(err, "out of memory");
     s->engine = e;
     if (bn_backend_open(e, p, 1, &s->be, err)) goto fail;
-    s->lm_head_q8 = p && p->lm_head_q8;
     s->history = malloc(((size_t)s->be.n_ctx + 1) * sizeof *s->history);
     s->pos = malloc((size_t)s->be.n_ctx * sizeof *s->pos);
     s->logits = malloc((size_t)n_vocab * sizeof *s->logits);
@@ -72,17 +70,10 @@ uint64_t bn_session_backend_bytes(const bn_session *s) {
     return s->be.ops->memory_bytes ? s->be.ops->memory_bytes(s->be.be) : 0;
 }
 
-uint64_t bn_session_decode_bytes(const bn_session *s) {
-    const bn_model *m = s->engine->model;
-    uint64_t bytes = 0;
-    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
-        const bn_layer *L = &m->layers[l];
-        bytes += L->wq.nbytes + L->wk.nbytes + L->wv.nbytes + L->wo.nbytes + L->w_gate.nbytes +
-                 L->w_up.nbytes + L->w_down.nbytes;
-    }
-    // The q8 head is one int8 per weight plus one float scale per vocabulary row.
-    const uint64_t V = m->hp.n_vocab, E = m->hp.n_embd;
-    return bytes + (s->lm_head_q8 ? V * E + V * sizeof(float) : m->output.nbytes);
+uint64_t bn_session_decode_bytes(const bn_session *s) { return s->be.ops->decode_bytes(s->be.be); }
+
+double bn_session_read_bandwidth_gbs(const bn_session *s) {
+    return s->be.ops->read_bandwidth_gbs ? s->be.ops->read_bandwidth_gbs(s->be.be) : 0;
 }
 
 // Appends tokens to the history, checking they fit in the context.

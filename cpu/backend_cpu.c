@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "../core/gguf.h"
+#include "roofline.h"
 
 #define BN_DEFAULT_MAX_BATCH 512
 
@@ -132,7 +133,7 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     if (!be) return bn_errorf(err, "cpu: out of memory");
     be->m = m;
     be->bytes = sizeof *be;
-    if (bn_cpu_kernels_select(cfg->kernels, &be->kern, err) != 0) goto fail;
+    if (bn_cpu_kernels_select(cfg->cpu.kernels, &be->kern, err) != 0) goto fail;
     be->n_ctx = cfg->n_ctx > 0 ? cfg->n_ctx : (int)hp->n_ctx_train;
     if ((uint32_t)be->n_ctx > hp->n_ctx_train) {
         bn_errorf(err, "cpu: context %d is longer than the model's %u", be->n_ctx,
@@ -143,7 +144,7 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     be->max_batch = cfg->max_batch > 0 ? cfg->max_batch : BN_DEFAULT_MAX_BATCH;
     if ((int64_t)be->max_batch > (int64_t)be->n_ctx * be->n_seq)
         be->max_batch = be->n_ctx * be->n_seq; // a pass never holds more tokens than the slots
-    int n_threads = cfg->n_threads > 0 ? cfg->n_threads : bn_physical_cores();
+    int n_threads = cfg->cpu.n_threads > 0 ? cfg->cpu.n_threads : bn_physical_cores();
     if (bn_pool_create(n_threads, &be->pool, err) != 0) goto fail;
 
     const size_t B = (size_t)be->max_batch, E = hp->n_embd, F = hp->n_ff;
@@ -191,6 +192,26 @@ fail:
 
 static uint64_t cpu_memory_bytes(const bn_backend *be) { return be->bytes; }
 
+// The ternary matrices are read in place, as the file holds them; the int8 head
+// is one int8 per weight plus one float scale per vocabulary row.
+static uint64_t cpu_decode_bytes(const bn_backend *be) {
+    const bn_model *m = be->m;
+    uint64_t bytes = 0;
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+        const bn_layer *L = &m->layers[l];
+        bytes += L->wq.nbytes + L->wk.nbytes + L->wv.nbytes + L->wo.nbytes + L->w_gate.nbytes +
+                 L->w_up.nbytes + L->w_down.nbytes;
+    }
+    const uint64_t V = m->hp.n_vocab, E = m->hp.n_embd;
+    return bytes + (be->head_q ? V * E + V * sizeof(float) : m->output.nbytes);
+}
+
+// 256 MiB is far past any last-level cache, and the best of 5 passes over it
+// takes well under a second.
+static double cpu_read_bandwidth_gbs(const bn_backend *be) {
+    return bn_read_bandwidth_gbs(be->pool, (size_t)256 << 20, 5);
+}
+
 const char *bn_cpu_backend_kernels(const bn_backend *be) { return be->kern->name; }
 
 const bn_backend_ops bn_cpu_backend = {
@@ -201,4 +222,6 @@ const bn_backend_ops bn_cpu_backend = {
     .forward = bn_cpu_forward,
     .forward_argmax = bn_cpu_forward_argmax,
     .memory_bytes = cpu_memory_bytes,
+    .decode_bytes = cpu_decode_bytes,
+    .read_bandwidth_gbs = cpu_read_bandwidth_gbs,
 };

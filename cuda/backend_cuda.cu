@@ -338,6 +338,20 @@ static int bn_cuda_create(const bn_model *m, const bn_backend_config *cfg, bn_ba
 
 static uint64_t bn_cuda_memory_bytes(const bn_backend *be) { return be ? be->arena_bytes : 0; }
 
+// The I2_S codes (their scales are launch parameters) and the LM head as the
+// device holds it: int8 with a float scale per row, or the table (BF16 widened to F32).
+static uint64_t bn_cuda_decode_bytes(const bn_backend *be) {
+    uint64_t bytes = 0;
+    for (uint32_t l = 0; l < be->hp.n_layer; l++) {
+        const bn_layer *L = &be->m->layers[l];
+        bytes += bn_i2s_code_bytes(&L->wq) + bn_i2s_code_bytes(&L->wk) + bn_i2s_code_bytes(&L->wv) +
+                 bn_i2s_code_bytes(&L->wo) + bn_i2s_code_bytes(&L->w_gate) + bn_i2s_code_bytes(&L->w_up) +
+                 bn_i2s_code_bytes(&L->w_down);
+    }
+    const uint64_t V = be->hp.n_vocab, E = be->hp.n_embd;
+    return bytes + (be->head_q8 ? V * E + V * sizeof(float) : V * E * bn_cuda_type_size(be->head_type));
+}
+
 // ---- C-callable extras (cuda_testing.cuh) ------------------------------------------
 
 extern "C" int bn_cuda_probe_device(bn_error *err) { return bn_cuda_probe(err); }
@@ -364,4 +378,6 @@ extern "C" const bn_backend_ops bn_cuda_backend = {
     bn_cuda_forward,
     bn_cuda_forward_argmax,
     bn_cuda_memory_bytes,
+    bn_cuda_decode_bytes,
+    NULL, // read_bandwidth_gbs: not measured in the backend (bench_cuda measures a device copy)
 };

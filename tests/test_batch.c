@@ -68,7 +68,7 @@ static int teardown(void **state) {
     } while (0)
 
 static bn_backend *create(const bn_backend_ops *ops, int n_seq, int max_batch) {
-    bn_backend_config cfg = {.n_threads = 2, .n_ctx = N_CTX, .n_seq = n_seq, .max_batch = max_batch};
+    bn_backend_config cfg = {.n_ctx = N_CTX, .n_seq = n_seq, .max_batch = max_batch, .cpu.n_threads = 2};
     bn_backend *be = NULL;
     bn_error err;
     if (ops->create(fx.model, &cfg, &be, &err)) fail_msg("create: %s", err.msg);

@@ -118,7 +118,7 @@ static void fixture_open(fixture *fx, const char *preset, bool calm, const char 
     const bn_cpu_kernels *k;
     fx->ref_set = bn_cpu_kernels_select("avx2", &k, &err) == 0 ? "avx2" : "scalar";
     bn_backend *be = NULL;
-    bn_backend_config bc = {.n_ctx = fx->n_prompt + n_steps, .n_seq = 1, .kernels = fx->ref_set};
+    bn_backend_config bc = {.n_ctx = fx->n_prompt + n_steps, .n_seq = 1, .cpu.kernels = fx->ref_set};
     if (bn_cpu_backend.create(fx->m, &bc, &be, &err) ||
         bn_trace_run(&bn_cpu_backend, be, (int32_t)fx->m->hp.n_vocab, fx->prompt, fx->n_prompt, n_steps,
                      NULL, &fx->ref, &err))
@@ -149,7 +149,7 @@ static void compare_set(const fixture *fx, const char *set, kern_mod mod, int n_
     }
     bn_error err = {{0}};
     bn_backend *be = NULL;
-    bn_backend_config bc = {.n_ctx = fx->n_prompt + n_steps, .n_seq = 1, .kernels = set};
+    bn_backend_config bc = {.n_ctx = fx->n_prompt + n_steps, .n_seq = 1, .cpu.kernels = set};
     if (bn_cpu_backend.create(fx->m, &bc, &be, &err)) fail_msg("%s", err.msg);
     if (mod != KERN_AS_IS) {
         g_base = be->kern;

@@ -941,7 +941,7 @@ static void tiny_a_run(void) {
     bn_model *m = NULL;
     assert_int_equal(bn_model_load(path, &m, &err), 0);
     const bn_backend_ops *cuda = bn_backend_find("cuda"), *cpu = bn_backend_find("cpu");
-    bn_backend_config cfg = {.n_threads = 1, .max_batch = 32};
+    bn_backend_config cfg = {.max_batch = 32, .cpu.n_threads = 1};
     bn_backend *be = NULL, *bc = NULL;
     if (cuda->create(m, &cfg, &be, &err)) fail_msg("%s", err.msg);
     if (cpu->create(m, &cfg, &bc, &err)) fail_msg("%s", err.msg);
@@ -1081,7 +1081,7 @@ static void test_tiny_a_q8_head(void **state) {
     bn_model *m = NULL;
     assert_int_equal(bn_model_load(path, &m, &err), 0);
     const bn_backend_ops *cuda = bn_backend_find("cuda"), *cpu = bn_backend_find("cpu");
-    bn_backend_config cfg = {.n_threads = 1, .max_batch = 32, .lm_head_q8 = true};
+    bn_backend_config cfg = {.max_batch = 32, .lm_head_q8 = true, .cpu.n_threads = 1};
     bn_backend *be = NULL, *bc = NULL;
     if (cuda->create(m, &cfg, &be, &err) || cpu->create(m, &cfg, &bc, &err)) fail_msg("%s", err.msg);
     golden g[8];

@@ -59,7 +59,7 @@ static void run_case(const bn_backend_ops *ops, const bn_model *m, const bn_gold
                      bool batched,
                      run_stats *st) {
     const int32_t V = (int32_t)m->hp.n_vocab;
-    bn_backend_config cfg = {.n_threads = n_threads};
+    bn_backend_config cfg = {.cpu.n_threads = n_threads};
     bn_backend *be = NULL;
     bn_error err;
     if (ops->create(m, &cfg, &be, &err)) fail_msg("create: %s", err.msg);
@@ -228,7 +228,7 @@ static void test_goldens_cuda(void **state) {
 static float *prompt_logits(const bn_model *m) {
     const int32_t ids[] = {272, 72, 101, 108, 108, 111};
     const int32_t pos[] = {0, 1, 2, 3, 4, 5};
-    bn_backend_config cfg = {.n_threads = 2};
+    bn_backend_config cfg = {.cpu.n_threads = 2};
     bn_backend *be = NULL;
     bn_error err;
     if (bn_cpu_backend.create(m, &cfg, &be, &err)) fail_msg("create: %s", err.msg);

@@ -127,7 +127,7 @@ static int32_t argmax(const float *x, int32_t n) {
 }
 
 static bn_backend *make_backend(int n_threads, int max_batch, bool q8) {
-    bn_backend_config cfg = {.n_threads = n_threads, .max_batch = max_batch, .lm_head_q8 = q8};
+    bn_backend_config cfg = {.max_batch = max_batch, .lm_head_q8 = q8, .cpu.n_threads = n_threads};
     bn_backend *be = NULL;
     bn_error err;
     if (bn_cpu_backend.create(fx.model, &cfg, &be, &err) != 0) fail_msg("create: %s", err.msg);
@@ -357,10 +357,26 @@ static void test_lm_head_q8(void **state) {
     free(logits);
 }
 
+// decode_bytes: the same ternary matrices either way, then the head as this
+// backend holds it: the f16 table, or one int8 per weight plus a float scale per
+// vocabulary row with lm_head_q8.
+static void test_decode_bytes(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    const bn_model *m = fx.model;
+    const uint64_t V = m->hp.n_vocab, E = m->hp.n_embd;
+    bn_backend *f16 = make_backend(1, 0, false), *q8 = make_backend(1, 0, true);
+    const uint64_t a = bn_cpu_backend.decode_bytes(f16), b = bn_cpu_backend.decode_bytes(q8);
+    assert_true(m->output.nbytes == V * E * 2 && a > m->output.nbytes);
+    assert_true(a - m->output.nbytes == b - (V * E + V * sizeof(float)));
+    bn_cpu_backend.destroy(f16);
+    bn_cpu_backend.destroy(q8);
+}
+
 static void test_bad_inputs(void **state) {
     (void)state;
     REQUIRE_MODEL();
-    bn_backend_config cfg = {.n_threads = 1, .n_ctx = 8, .max_batch = 4};
+    bn_backend_config cfg = {.n_ctx = 8, .max_batch = 4, .cpu.n_threads = 1};
     bn_backend *be = NULL;
     bn_error err = {{0}};
     assert_int_equal(bn_cpu_backend.create(fx.model, &cfg, &be, &err), 0);
@@ -388,7 +404,7 @@ static void test_bad_inputs(void **state) {
     assert_int_equal(bn_cpu_backend.create(fx.model, &cfg, &be, &err), -1);
     fprintf(stderr, "  n_ctx too long: %s\n", err.msg);
     cfg.n_ctx = 0;
-    cfg.kernels = "no-such-kernels";
+    cfg.cpu.kernels = "no-such-kernels";
     assert_int_equal(bn_cpu_backend.create(fx.model, &cfg, &be, &err), -1);
     fprintf(stderr, "  unknown kernel set: %s\n", err.msg);
 }
@@ -409,6 +425,7 @@ int main(void) {
         cmocka_unit_test(test_all_logits_rows),
         cmocka_unit_test(test_forward_argmax),
         cmocka_unit_test(test_lm_head_q8),
+        cmocka_unit_test(test_decode_bytes),
         cmocka_unit_test(test_bad_inputs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -152,7 +152,7 @@ static int run_case(const bn_backend_ops *ops, const char *label, const char *ke
                     float *rows, diff_stats *st) {
     const ref_case *r = &fx.cases[c];
     const int32_t V = fx.n_vocab;
-    bn_backend_config cfg = {.n_threads = 2, .kernels = kernels};
+    bn_backend_config cfg = {.cpu = {.n_threads = 2, .kernels = kernels}};
     bn_backend *be;
     bn_error err;
     if (ops->create(fx.model, &cfg, &be, &err)) fail_msg("create: %s", err.msg);

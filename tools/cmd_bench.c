@@ -12,8 +12,9 @@
 // With -r N each backend runs N times on one session: the first run is cold
 // (weights mapped in on first touch), the table reports the best warm prefill
 // and the best ms/token, and every run must give the same tokens.
-// For the CPU it also measures the machine's read bandwidth right after the runs
-// and reports decode against the roofline: weight bytes per token / bandwidth.
+// For a backend that measures its read bandwidth (the CPU) it does so right after
+// its runs and reports decode against the roofline: the bytes a decode step reads,
+// as that backend holds the weights, over that bandwidth.
 // With --json, stdout is one JSON document and the table goes to stderr.
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -27,8 +28,6 @@
 #include "cli.h"
 #include "commands.h"
 #include "engine_internal.h" // the engine's model, for the comparison on the backend interface
-#include "kernels.h"         // bn_cpu_kernels_select: the kernel sets this CPU runs
-#include "roofline.h"
 #include "run.h"
 
 #define MAX_TOKENS 64
@@ -43,7 +42,7 @@ typedef struct {
     double prefill_warm_ms; // best prefill after the first run (-r > 1), else 0
     uint64_t peak_rss, backend_bytes;
     uint64_t decode_bytes;             // weights read per decode step
-    double read_gbs, roofline_ms;      // CPU only, measured after the runs; else 0
+    double read_gbs, roofline_ms;      // measured after the runs; 0 where the backend cannot say
     int32_t tokens[MAX_TOKENS];
     int n_tokens;
 } bench_row;
@@ -99,23 +98,13 @@ static void run_backend(bn_engine *e, const bn_run_flags *f, int reps, const int
     row->tok_s = bn_per_second(bn_decode_steps(&t), t.decode_ms);
     row->backend_bytes = bn_session_backend_bytes(s);
     row->decode_bytes = bn_session_decode_bytes(s);
+    row->read_gbs = bn_session_read_bandwidth_gbs(s);
+    if (row->read_gbs > 0) row->roofline_ms = (double)row->decode_bytes / (row->read_gbs * 1e6);
     row->cpu_kernels = bn_session_cpu_kernels(s);
     snprintf(row->note, sizeof row->note, "%s", bn_session_backend_note(s));
 done:
     row->peak_rss = bn_peak_rss_bytes();
     bn_session_free(s);
-}
-
-// The CPU roofline, measured now with the backend's thread count: 256 MiB is far
-// past any last-level cache, and the best of 5 passes takes well under a second.
-static void measure_cpu_roofline(const bn_run_flags *f, bench_row *r) {
-    const int threads = f->session.n_threads > 0 ? f->session.n_threads : bn_physical_cores();
-    bn_pool *pool;
-    bn_error err;
-    if (bn_pool_create(threads, &pool, &err)) return;
-    r->read_gbs = bn_read_bandwidth_gbs(pool, (size_t)256 << 20, 5);
-    bn_pool_destroy(pool);
-    if (r->read_gbs > 0) r->roofline_ms = (double)r->decode_bytes / (r->read_gbs * 1e6);
 }
 
 // The comparison (bench_compare.h): the reference's greedy trace, then every
@@ -142,11 +131,10 @@ static int open_backend(const bn_model *m, const bn_run_flags *f, const char *ba
     *ops = bn_backend_find(backend);
     if (!*ops) return bn_errorf(err, "backend '%s' is not compiled in", backend);
     if ((*ops)->probe && (*ops)->probe(err)) return -1;
-    bn_backend_config cfg = {.n_threads = f->session.n_threads,
-                             .n_ctx = n_ctx,
+    bn_backend_config cfg = {.n_ctx = n_ctx,
                              .n_seq = 1,
                              .lm_head_q8 = f->session.lm_head_q8,
-                             .kernels = kernels};
+                             .cpu = {.n_threads = f->session.n_threads, .kernels = kernels}};
     return (*ops)->create(m, &cfg, be, err);
 }
 
@@ -161,13 +149,7 @@ static void compare_one(const bn_model *m, const bn_run_flags *f, const bench_ro
     bn_error err = {{0}};
     const bn_backend_ops *ops;
     bn_backend *be = NULL;
-    if (kernels) {
-        const bn_cpu_kernels *k;
-        if (bn_cpu_kernels_select(kernels, &k, &err)) {
-            snprintf(e->note, sizeof e->note, "not compared: %.290s", err.msg);
-            return;
-        }
-    }
+    // A kernel set this CPU lacks fails create, which says so.
     if (open_backend(m, f, backend, kernels, n_prompt + ref->n_steps - 1, &ops, &be, &err) ||
         bn_cmp_backend(ops, be, ref, prompt, n_prompt, clear, &e->cmp, &err)) {
         snprintf(e->note, sizeof e->note, "not compared: %.290s", err.msg);
@@ -288,11 +270,14 @@ static void print_table(FILE *out, const bn_run_flags *f, const bench_row *rows,
     }
     const bench_row *cpu = &rows[0];
     if (cpu->ran && cpu->cpu_kernels) fprintf(out, "cpu kernels: %s\n", cpu->cpu_kernels);
-    if (cpu->roofline_ms > 0 && cpu->ms_per_token > 0)
-        fprintf(out, "cpu roofline: %.0f MB of weights per token / %.1f GB/s read bandwidth (measured "
-                "now) = %.2f ms/token; decode ran at %.0f%% of it\n",
-                cpu->decode_bytes / 1e6, cpu->read_gbs, cpu->roofline_ms,
-                100.0 * cpu->roofline_ms / cpu->ms_per_token);
+    for (int i = 0; i < n_rows; i++) {
+        const bench_row *r = &rows[i];
+        if (r->roofline_ms > 0 && r->ms_per_token > 0)
+            fprintf(out, "%s roofline: %.0f MB of weights per token / %.1f GB/s read bandwidth "
+                    "(measured now) = %.2f ms/token; decode ran at %.0f%% of it\n",
+                    r->backend, r->decode_bytes / 1e6, r->read_gbs, r->roofline_ms,
+                    100.0 * r->roofline_ms / r->ms_per_token);
+    }
     if (!cmp) return;
     fprintf(out, "compare: %d greedy steps of %s; every other backend and CPU kernel set fed its "
                  "tokens (%.1f s)\n", cmp->n_steps, cmp->ref_label, cmp->ms / 1000);
@@ -345,7 +330,6 @@ int bn_cmd_bench(int argc, char **argv) {
     bench_row rows[] = {{.backend = "cpu"}, {.backend = "cuda"}};
     int n_rows = (int)(sizeof rows / sizeof rows[0]);
     for (int i = 0; i < n_rows; i++) run_backend(e, &f, reps, prompt, n_prompt, &rows[i]);
-    if (rows[0].ran) measure_cpu_roofline(&f, &rows[0]);
 
     // The greedy tokens of every backend that ran, against the first one's (reported
     // only: see the comparison).
