@@ -35,7 +35,7 @@
 #include <stdint.h>
 
 #include "error.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 // bn_chat_message (role "system", "user" or "assistant"; NULL content is "") is public: bitnet.h.
 // bn_chat_style is in tokenizer.h (the tokenizer keeps its model's style).

@@ -37,7 +37,7 @@
 #include "backend.h"
 #include "model.h"
 #include "sampler.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #define N_GEN BN_GOLDEN_GEN
 #define MAX_STEPS (BN_GOLDEN_MAX_PROMPT + BN_GOLDEN_GEN)

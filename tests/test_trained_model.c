@@ -32,7 +32,7 @@
 #include "kernels.h"
 #include "model.h"
 #include "sampler.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #define MODEL_NAME "bitnet-austen-6m"
 #define N_GEN 64

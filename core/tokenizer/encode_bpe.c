@@ -1,4 +1,4 @@
-// tokenizer_bpe.c - encoding: special-token split, regex pre-tokenization,
+// encode_bpe.c - encoding: special-token split, regex pre-tokenization,
 // byte-level mapping, ignore_merges, and BPE merging.
 //
 // Order of work, as in HF `tokenizers`: (1) added/special tokens are cut out of
@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "heap.h"
-#include "tokenizer_internal.h"
+#include "../heap.h"
+#include "vocab.h"
 
 // ---- the regex --------------------------------------------------------------------
 // HF compiles the split regex with Oniguruma, where \s is Unicode White_Space:

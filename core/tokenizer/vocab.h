@@ -1,10 +1,10 @@
-// tokenizer_internal.h - the tokenizer struct and the builder the loaders
-// share. Not part of the public API: only core/tokenizer*.c include it.
+// vocab.h - the tokenizer struct and the builder the loaders
+// share. Not part of the public API: only core/tokenizer/*.c include it.
 //
 // A loader calls, in order: bn_tok_new, bn_tok_set_token for every id,
 // bn_tok_finish_vocab, bn_tok_begin_merges + bn_tok_add_merge for every merge
 // in rank order, then bn_tok_finish. On any failure it calls bn_tokenizer_free.
-// A SentencePiece vocabulary (spm, tokenizer_spm.c) sets t->spm right after
+// A SentencePiece vocabulary (spm, encode_spm.c) sets t->spm right after
 // bn_tok_new, fills t->score, and has no merges and no split regex (NULL).
 #ifndef BN_TOKENIZER_INTERNAL_H
 #define BN_TOKENIZER_INTERNAL_H
@@ -18,7 +18,7 @@
 
 // The Llama-3 pre-tokenizer (tokenizer.json `pre_tokenizer` Split regex), in
 // the syntax of HF `tokenizers` (Rust regex). bn_tok_finish rewrites the few
-// constructs whose meaning differs in PCRE2 (see tokenizer_bpe.c).
+// constructs whose meaning differs in PCRE2 (see encode_bpe.c).
 #define BN_LLAMA3_SPLIT_REGEX                                                              \
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "            \
     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
@@ -60,7 +60,7 @@ struct bn_tokenizer {
     bool ignore_merges;
 
     // SentencePiece (tokenizer.ggml.model "llama"): BPE driven by the token
-    // scores instead of merges (tokenizer_spm.c); special holds CONTROL,
+    // scores instead of merges (encode_spm.c); special holds CONTROL,
     // USER_DEFINED and UNKNOWN tokens, longest first, and no regex is compiled.
     bool spm;
     bool add_space_prefix; // a leading U+2581 before text that follows BOS / a special token
@@ -141,10 +141,10 @@ static inline int bn_tok_push_id(bn_tok_ids *o, int32_t id, bn_error *err) {
     return 0;
 }
 
-// Compiles the HF-syntax split regex for PCRE2 (tokenizer_bpe.c).
+// Compiles the HF-syntax split regex for PCRE2 (encode_bpe.c).
 int bn_tok_compile_regex(bn_tokenizer *t, const char *regex, bn_error *err);
 
-// ---- SentencePiece (tokenizer_spm.c) -----------------------------------------------
+// ---- SentencePiece (encode_spm.c) -----------------------------------------------
 // The bytes token `text` of `type` stands for, as llama.cpp's token_to_piece
 // (special = true): NORMAL with U+2581 as space, BYTE "<0xHH>" as that byte,
 // CONTROL / UNKNOWN / USER_DEFINED as their text, UNUSED as nothing. out has

@@ -1,11 +1,11 @@
-// tokenizer.c - the tokenizer's tables: vocabulary, byte-level mapping, merge
+// vocab.c - the tokenizer's tables: vocabulary, byte-level mapping, merge
 // table, special tokens; accessors and decoding. Loaders live in
-// tokenizer_json.c / tokenizer_gguf.c, encoding in tokenizer_bpe.c (byte-level
-// BPE) and tokenizer_spm.c (SentencePiece).
+// load_json.c / load_gguf.c, encoding in encode_bpe.c (byte-level
+// BPE) and encode_spm.c (SentencePiece).
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer_internal.h"
+#include "vocab.h"
 
 // ---- GPT-2 byte-level mapping ---------------------------------------------------
 // bytes_to_unicode(): printable Latin-1 bytes (33..126, 161..172, 174..255) stand
@@ -127,7 +127,7 @@ int bn_tok_set_token(bn_tokenizer *t, int32_t id, const char *text, size_t len, 
     // Raw bytes: CONTROL / USER_DEFINED (added) tokens are literal text; the rest
     // are byte-level strings. A string that is not byte-level text (possible in a
     // foreign GGUF) is kept literally, as llama.cpp prints it.
-    // SentencePiece tokens: U+2581 is a space, <0xHH> a byte (tokenizer_spm.c).
+    // SentencePiece tokens: U+2581 is a space, <0xHH> a byte (encode_spm.c).
     char stack[256];
     char *buf = len <= sizeof stack ? stack : malloc(len ? len : 1);
     if (!buf) return bn_errorf(err, "tokenizer: out of memory");

@@ -1,4 +1,4 @@
-// tokenizer_spm.c - the LLaMA SentencePiece tokenizer (GGUF tokenizer.ggml.model
+// encode_spm.c - the LLaMA SentencePiece tokenizer (GGUF tokenizer.ggml.model
 // "llama"), as llama.cpp's llm_tokenizer_spm (src/llama-vocab.cpp, the copy
 // vendored by bitnet.cpp): docs/architecture.md, Tokenizer and chat format.
 //
@@ -18,15 +18,15 @@
 //  4. Each final symbol is its token, or (no token has that text) one byte
 //     token <0xXX> per byte: the byte fallback.
 //
-// Decoding (tokenizer.c): U+2581 back to a space, <0xXX> to its byte, special
+// Decoding (vocab.c): U+2581 back to a space, <0xXX> to its byte, special
 // tokens as their text; bn_detokenize drops one leading space of the first
 // token when add_space_prefix (llama_detokenize).
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat.h"
-#include "heap.h"
-#include "tokenizer_internal.h"
+#include "../chat.h"
+#include "../heap.h"
+#include "vocab.h"
 
 #define SPACE_MARK "\xE2\x96\x81" // U+2581, SentencePiece's visible space
 #define SPACE_MARK_LEN 3

@@ -1,4 +1,4 @@
-// tokenizer_json.c - loads a HuggingFace tokenizer.json (byte-level BPE) and,
+// load_json.c - loads a HuggingFace tokenizer.json (byte-level BPE) and,
 // when it sits beside it, tokenizer_config.json (bos/eos/add_bos/chat_template).
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer_internal.h"
+#include "vocab.h"
 
 // Reads a whole file. Returns NULL with err set (missing files: *missing = true).
 static char *read_all(const char *path, size_t *len, bool *missing, bn_error *err) {

@@ -7,7 +7,7 @@
 // split regex, the GPT-2 byte-to-unicode mapping, ignore_merges, then
 // rank-ordered BPE merges. SentencePiece ("llama", GGUF only) is exact
 // llama.cpp llm_tokenizer_spm behaviour: spaces as U+2581, a space prefix,
-// pairs merged by token score, byte fallback to <0xXX> (tokenizer_spm.c).
+// pairs merged by token score, byte fallback to <0xXX> (encode_spm.c).
 //
 // Loading, encoding and the token queries are public (bitnet.h). Here: loading
 // from an open GGUF, and the vocabulary accessors that the synthetic model
@@ -23,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "error.h"
-#include "gguf.h"
+#include "../error.h"
+#include "../gguf.h"
 
 // GGUF token_type numbering (llama.cpp's llama_token_type).
 enum {
