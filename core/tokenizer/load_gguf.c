@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../chat.h"
 #include "split_regex.h"
 #include "vocab.h"
 
