@@ -10,6 +10,7 @@
 #include <math.h>
 
 #include "backend.h"
+#include "half.h"
 #include "kernels.h"
 #include "model.h"
 
