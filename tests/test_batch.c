@@ -10,10 +10,10 @@
 // Model: the tiny-a fixture (skips without it).
 #include "test_util.h"
 
+#include "argmax.h"
 #include "backend.h"
 #include "bitnet.h"
 #include "model.h"
-#include "sampler.h"
 
 #define N_SEQ 4
 #define N_CTX 64

@@ -18,8 +18,8 @@
 #include <cjson/cJSON.h>
 
 #include "../cuda/cuda_testing.cuh"
+#include "argmax.h"
 #include "ops.h"
-#include "sampler.h"
 
 #define N_GEN 16
 

@@ -34,9 +34,9 @@
 #include <dirent.h>
 #include <math.h>
 
+#include "argmax.h"
 #include "backend.h"
 #include "model.h"
-#include "sampler.h"
 #include "tokenizer/tokenizer.h"
 
 #define N_GEN BN_GOLDEN_GEN

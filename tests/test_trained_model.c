@@ -27,11 +27,11 @@
 
 #include <cjson/cJSON.h>
 
+#include "argmax.h"
 #include "backend.h"
 #include "bitnet.h"
 #include "kernels.h"
 #include "model.h"
-#include "sampler.h"
 #include "tokenizer/tokenizer.h"
 
 #define MODEL_NAME "bitnet-austen-6m"
