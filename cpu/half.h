@@ -2,9 +2,9 @@
 //
 // The bottom of the CPU's scalar reference (kernels.h says which files make it
 // up): exact, portable C that the ops (ops.c), the scalar kernel table
-// (kernels_scalar.c) and the tests use, and that the F16C kernels (vcvtps2ph,
-// vcvtph2ps) and CUDA's __float2half_rn equal bit for bit on everything but
-// signaling-NaN payloads.
+// (kernels_scalar.c) and the tests use. IEEE conversions (round to nearest
+// even), so the F16C kernels (vcvtps2ph, vcvtph2ps) equal them bit for bit on
+// everything but signaling-NaN payloads.
 #ifndef BN_CPU_HALF_H
 #define BN_CPU_HALF_H
 

@@ -84,7 +84,8 @@ long bn_tok_spm_bytes(const char *text, size_t len, int32_t type, char *out) {
     case BN_TOKEN_TYPE_NORMAL: {
         size_t n = 0;
         for (size_t i = 0; i < len;) {
-            if (len - i >= BN_SPM_SPACE_LEN && memcmp(text + i, BN_SPM_SPACE, BN_SPM_SPACE_LEN) == 0) {
+            if (len - i >= BN_SPM_SPACE_LEN &&
+                memcmp(text + i, BN_SPM_SPACE, BN_SPM_SPACE_LEN) == 0) {
                 out[n++] = ' ';
                 i += BN_SPM_SPACE_LEN;
             } else {
