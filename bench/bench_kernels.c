@@ -27,6 +27,7 @@
 
 #include "clock.h"
 #include "cpu_features.h"
+#include "half.h"
 #include "kernels.h"
 #include "roofline.h"
 #include "threadpool.h"

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 // Single-threaded work: the thread's CPU time equals wall time on an idle
 // machine and stays meaningful on a busy one (shared CI, parallel builds).

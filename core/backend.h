@@ -60,7 +60,8 @@ typedef struct bn_backend_ops {
                    int n_tokens, float *logits, bool all_logits, bn_error *err);
 
     // Optional (NULL = not provided): forward() for the runs' rows of logits,
-    // then argmax[r] = the argmax id of run r computed on the backend (no logits copy).
+    // then argmax[r] = the argmax id of run r computed on the backend (no logits
+    // copy), ties to the lowest id as bn_argmax (argmax.h) and the sampler break them.
     int (*forward_argmax)(bn_backend *be, const int32_t *tokens, const int32_t *pos,
                           const int32_t *seq, int n_tokens, int32_t *argmax, bn_error *err);
 

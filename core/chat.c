@@ -14,32 +14,6 @@ static const char BOS_TEXT[] = "<|begin_of_text|>";
 static const char EOT_TEXT[] = "<|eot_id|>";         // bitnet, llama3
 static const char FALCON3_EOS_TEXT[] = "<|endoftext|>"; // falcon3's eos_token
 
-// ---- detection ----------------------------------------------------------------------
-bn_chat_style bn_chat_detect_style(const char *tmpl) {
-    if (!tmpl) return BN_CHAT_STYLE_BITNET;
-    if (!strcmp(tmpl, "llama3")) return BN_CHAT_STYLE_LLAMA3;
-    if (!strcmp(tmpl, "falcon3")) return BN_CHAT_STYLE_FALCON3;
-    // llama.cpp's test for its llama3 template.
-    if (strstr(tmpl, "<|start_header_id|>") && strstr(tmpl, "<|end_header_id|>"))
-        return BN_CHAT_STYLE_LLAMA3;
-    // llama.cpp takes <|assistant|> + <|user|> with "</s>" as falcon3 (without, as
-    // GLM-Edge; with <|end|> as Phi-3, with [gMASK] as ChatGLM). The Falcon3-Instruct
-    // template has no "</s>": it ends an assistant message with eos_token.
-    if (strstr(tmpl, "<|assistant|>") && strstr(tmpl, "<|user|>") && !strstr(tmpl, "<|end|>") &&
-        !strstr(tmpl, "[gMASK]") &&
-        (strstr(tmpl, "</s>") || strstr(tmpl, "message['content'] + eos_token")))
-        return BN_CHAT_STYLE_FALCON3;
-    return BN_CHAT_STYLE_BITNET;
-}
-
-const char *bn_chat_style_name(bn_chat_style style) {
-    switch (style) {
-    case BN_CHAT_STYLE_LLAMA3: return "llama3";
-    case BN_CHAT_STYLE_FALCON3: return "falcon3";
-    default: return "bitnet";
-    }
-}
-
 int32_t bn_chat_end_token(const bn_tokenizer *t) {
     return bn_tokenizer_chat_style(t) == BN_CHAT_STYLE_FALCON3 ? bn_tokenizer_eos(t)
                                                                 : bn_tokenizer_eot(t);

@@ -35,16 +35,11 @@
 #include <stdint.h>
 
 #include "error.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 // bn_chat_message (role "system", "user" or "assistant"; NULL content is "") is public: bitnet.h.
-// bn_chat_style is in tokenizer.h (the tokenizer keeps its model's style).
-
-// The style a chat template (Jinja text) asks for, from distinctive substrings
-// as llama.cpp's llm_chat_detect_template does; the bare names "bitnet",
-// "llama3" and "falcon3" also work. NULL or unrecognised: BN_CHAT_STYLE_BITNET.
-bn_chat_style bn_chat_detect_style(const char *tmpl);
-const char *bn_chat_style_name(bn_chat_style style); // "bitnet", "llama3", "falcon3"
+// bn_chat_style, bn_chat_detect_style and bn_chat_style_name are in
+// tokenizer/tokenizer.h (the tokenizer keeps its model's style).
 
 // The token that ends a turn in the tokenizer's style: <|eot_id|> (bitnet,
 // llama3: bn_tokenizer_eot) or the end-of-sequence token (falcon3:

@@ -4,7 +4,7 @@
 
 #include "backend.h"
 #include "model.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 struct bn_engine {
     bn_model *model;

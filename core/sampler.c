@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "argmax.h"
+
 typedef struct bn_candidate {
     int32_t id;
     float logit; // after penalty and temperature; then the probability
@@ -62,13 +64,6 @@ void bn_sampler_free(bn_sampler *s) {
 
 bool bn_sampler_is_greedy(const bn_sampler *s) {
     return s->p.temperature <= 0 && s->p.repeat_penalty == 1.0f;
-}
-
-int32_t bn_argmax(const float *x, int32_t n) {
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
 }
 
 // splitmix64: tiny, well mixed, and identical everywhere.

@@ -16,13 +16,12 @@ typedef struct bn_sampler bn_sampler;
 
 int bn_sampler_create(const bn_sampling *p, int32_t n_vocab, bn_sampler **out, bn_error *err);
 void bn_sampler_free(bn_sampler *s);
-bool bn_sampler_is_greedy(const bn_sampler *s); // no penalty and temperature <= 0
+// No penalty and temperature <= 0: the pick is bn_argmax (argmax.h), which a
+// backend's forward_argmax computes too.
+bool bn_sampler_is_greedy(const bn_sampler *s);
 
 // Picks a token from logits[n_vocab] (modified in place). history holds the
 // tokens seen so far, for the repetition penalty.
 int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, size_t n_history);
-
-// Index of the largest value; ties go to the lowest index.
-int32_t bn_argmax(const float *x, int32_t n);
 
 #endif

@@ -15,7 +15,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../core/sampler.h"
+#include "../core/argmax.h"
 #include "backend_cpu.h"
 
 // Rows per unit of work: a multiple of every SIMD kernel's row tile.

@@ -4,6 +4,12 @@
 // for the SIMD versions (AVX2, AVX-512 VNNI) and for the CUDA kernels. Ternary
 // kernels return exact int32 sums, so SIMD must equal scalar bit for bit.
 //
+// The scalar reference is four files in layers, each calling only those below:
+//   half.c            f16 / bf16 <-> float (half.h)
+//   ggml_math.h       ggml's exp and the orders in which its sums add lanes
+//   ops.c             the float ops of a step: rmsnorm, RoPE, softmax, attention (ops.h)
+//   kernels_scalar.c  the scalar kernel table, bn_kernels_scalar (this header)
+//
 // Row ranges [row0, row1) let the thread pool split work by rows without the
 // kernels knowing about threads.
 #ifndef BN_CPU_KERNELS_H
@@ -52,7 +58,7 @@ typedef float (*bn_quantize_fn)(const float *x, int64_t n, int8_t *q, int32_t *q
 
 // Rows of halves: store floats as f16 (round to nearest even), load f16 as
 // floats, round floats to f16 precision in place. Exact conversions, so SIMD
-// (F16C) equals the scalar twins in ops.c (bn_store_f16, bn_load_f16,
+// (F16C) equals the scalar twins in half.c (bn_store_f16, bn_load_f16,
 // bn_round_f16) bit for bit on everything but signaling-NaN payloads.
 typedef void (*bn_half_store_fn)(uint16_t *dst, const float *x, int64_t n);
 typedef void (*bn_half_load_fn)(float *dst, const uint16_t *h, int64_t n);
@@ -119,8 +125,6 @@ float bn_quantize_i8_avx2(const float *x, int64_t n, int8_t *q, int32_t *qsum);
 void bn_i8_gemv_avx2(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
                      int32_t *y);
 void bn_silu_mul_scalar(float *restrict gate, const float *restrict up, int64_t n);
-// ggml_v_expf of the AVX2+FMA build, one lane (the exp of bn_silu_mul_scalar and bn_softmax).
-float bn_expf_ggml(float x);
 void bn_silu_mul_scalar_avx512(float *restrict gate, const float *restrict up, int64_t n);
 void bn_silu_mul_avx2(float *restrict gate, const float *restrict up, int64_t n);
 // Elements [i, n) the way ggml's scalar tail (ggml_silu_f32, libm expf) does them:
@@ -136,10 +140,5 @@ void bn_attention_scalar(const float *q, int n_q, const uint16_t *k, const uint1
 void bn_attention_avx2(const float *q, int n_q, const uint16_t *k, const uint16_t *v,
                        int64_t stride, int head_dim, int n_kv, float scale, float *scores,
                        float *out);
-
-// Half <-> float conversions (exact, portable).
-float bn_f16_to_f32(uint16_t h);
-uint16_t bn_f32_to_f16(float f); // round to nearest even
-float bn_bf16_to_f32(uint16_t h);
 
 #endif

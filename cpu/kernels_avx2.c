@@ -47,8 +47,8 @@
 #include <math.h>
 
 #include "gemm_tiling.h"
+#include "ggml_math.h"
 #include "kernels.h"
-#include "ops.h"
 
 #define BN_ALWAYS_INLINE static inline __attribute__((always_inline))
 
@@ -422,7 +422,7 @@ void bn_i8_gemv_avx2(const int8_t *w, int64_t K, int64_t row0, int64_t row1, con
 // ---- softmax ---------------------------------------------------------------------
 
 // ggml_v_expf of a bitnet.cpp AVX2+FMA build, 8 lanes (kernels.h: bn_silu_mul_fn;
-// the scalar twin expf_ggml_fma in kernels_scalar.c spells out each step).
+// the scalar twin bn_expf_ggml in ggml_math.h spells out each step).
 BN_ALWAYS_INLINE __m256 exp8_ggml(__m256 x) {
     const __m256 shift = _mm256_set1_ps(0x1.8p23f);
     const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift);

@@ -281,7 +281,7 @@ void bn_i8_gemv_avx512(const int8_t *w, int64_t K, int64_t row0, int64_t row1, c
 // ggml_v_expf of a bitnet.cpp AVX-512F+DQ build, 16 lanes. Not the AVX2 sequence:
 // the polynomial ends in fma(c1, b, 1) (the 1 inside) and 2^n is applied by
 // vscalefps, one rounding, instead of k + k*j with a split scale past |n| > 126;
-// |n| > 192 gives +inf (n > 0) or 0. Scalar twin: expf_ggml_avx512 (kernels_scalar.c).
+// |n| > 192 gives +inf (n > 0) or 0. Scalar twin: bn_expf_ggml_avx512 (ggml_math.h).
 static inline __attribute__((always_inline)) __m512 exp16_ggml(__m512 x) {
     const __m512 shift = _mm512_set1_ps(0x1.8p23f);
     const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), shift);

@@ -1,4 +1,5 @@
-// ops.c - scalar float ops of the forward pass (see ops.h for the contracts).
+// ops.c - scalar float ops of the forward pass (see ops.h for the contracts),
+// built on half.h and ggml_math.h only.
 #include "ops.h"
 
 #include <math.h>
@@ -6,7 +7,8 @@
 #include <string.h>
 
 #include "../core/gguf.h"
-#include "kernels.h"
+#include "ggml_math.h"
+#include "half.h"
 
 void bn_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
     // ggml_compute_forward_rms_norm_f32: sum += (ggml_float)(x[i] * x[i]), i.e. each
@@ -177,18 +179,6 @@ void bn_ternary_rows_q8k(const uint8_t *w, int64_t K, int64_t r0, int64_t r1, co
             *out = add ? *out + sum : sum;
         }
     }
-}
-
-void bn_round_f16(float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] = bn_f16_to_f32(bn_f32_to_f16(x[i]));
-}
-
-void bn_store_f16(uint16_t *dst, const float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) dst[i] = bn_f32_to_f16(x[i]);
-}
-
-void bn_load_f16(float *dst, const uint16_t *h, int64_t n) {
-    for (int64_t i = 0; i < n; i++) dst[i] = bn_f16_to_f32(h[i]);
 }
 
 int bn_embed_row(float *out, const void *data, uint32_t type, int64_t n, int64_t row) {

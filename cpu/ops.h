@@ -5,6 +5,10 @@
 // bitnet.cpp rounds (f16 for Q/K/V and the softmax probabilities) and to sum
 // where ggml sums (double for the rmsnorm and softmax denominators), which keeps
 // the logits within ~1e-5 of the reference.
+//
+// The middle layer of the CPU's scalar reference (kernels.h lists its layers):
+// built on half.h (f16 rounding) and ggml_math.h (ggml's exp and sum orders);
+// the scalar kernel table (kernels_scalar.c) is built on these ops.
 #ifndef BN_CPU_OPS_H
 #define BN_CPU_OPS_H
 
@@ -26,22 +30,8 @@ void bn_rope_pairs(float *x, int n_head, int head_dim, int n_rot, int pos, float
 // max-subtracted, ggml_v_expf (bn_expf_ggml) in blocks of 8 (the tail padded with
 // -inf, whose exp is +0), each block's 8 values summed in float in the tree of
 // ggml_vec_soft_max_f32 (bn_softmax_block_sum), the block sums accumulated in
-// double, the reciprocal rounded to float once.
+// double, the reciprocal rounded to float once (ggml_math.h has both recipes).
 void bn_softmax(float *x, int n);
-// ((e0 + e4) + (e2 + e6)) + ((e1 + e5) + (e3 + e7)): ggml's 8-lane hsum
-// (add the 128-bit halves, then movehl, then movehdup).
-static inline float bn_softmax_block_sum(const float e[8]) {
-    return ((e[0] + e[4]) + (e[2] + e[6])) + ((e[1] + e[5]) + (e[3] + e[7]));
-}
-
-// ggml_vec_dot_f16's reduction (AVX2 build): lane[i] holds the FMA chain of the
-// elements i, i + 32, i + 64, ... (4 accumulators of 8 lanes); sum0 + sum2,
-// sum1 + sum3, then their sum, then the 128-bit halves added and two hadds.
-static inline float bn_dot_f16_reduce(const float lane[32]) {
-    float w[8];
-    for (int l = 0; l < 8; l++) w[l] = (lane[l] + lane[16 + l]) + (lane[8 + l] + lane[24 + l]);
-    return ((w[0] + w[4]) + (w[1] + w[5])) + ((w[2] + w[6]) + (w[3] + w[7]));
-}
 
 // One query head attending causally to cache rows 0..n_kv-1:
 //   out = softmax(q . k_j * scale) . v_j, the probabilities rounded to f16.
@@ -49,9 +39,9 @@ static inline float bn_dot_f16_reduce(const float lane[32]) {
 // `stride` halves apart. scores: n_kv floats of scratch. Bit for bit what
 // bitnet.cpp computes for one decoded token (1 thread, f16 KV cache, no flash
 // attention): both matmuls go through ggml_vec_dot_f16 (q is f16 already), i.e.
-// FMA chains in 32 lanes reduced by bn_dot_f16_reduce, the head_dim % 32 tail
-// added in double; the KV row is padded to a multiple of 32 whose extra
-// probabilities are 0, so p.V has no tail; softmax as bn_softmax.
+// FMA chains in 32 lanes reduced by bn_dot_f16_reduce (ggml_math.h), the
+// head_dim % 32 tail added in double; the KV row is padded to a multiple of 32
+// whose extra probabilities are 0, so p.V has no tail; softmax as bn_softmax.
 void bn_attention_head(const float *q, const uint16_t *k, const uint16_t *v, int64_t stride,
                        int head_dim, int n_kv, float scale, float *scores, float *out);
 
@@ -59,7 +49,6 @@ void bn_attention_head(const float *q, const uint16_t *k, const uint16_t *v, int
 void bn_relu_sqr_mul(float *restrict gate, const float *restrict up, int64_t n);
 // gate = silu(gate) * up (bitnet and llama families) is a kernel-table entry,
 // silu_mul in kernels.h, because it reproduces ggml's SIMD exp bit for bit.
-
 
 // llama.cpp's Q8_K quantization of one block of 256 floats (what its TQ1_0/TQ2_0
 // kernels multiply with): q = round(x * -127 / m), m the element of largest
@@ -76,12 +65,7 @@ void bn_ternary_rows_q8k(const uint8_t *w, int64_t K, int64_t r0, int64_t r1, co
                          const float *xd, int n, float scale, float out_scale, bool add, float *y,
                          int64_t M);
 
-// Round each float to the nearest f16 (ties to even) and back.
-void bn_round_f16(float *x, int64_t n);
-// Round to f16 and store as f16.
-void bn_store_f16(uint16_t *dst, const float *x, int64_t n);
-// f16 to float.
-void bn_load_f16(float *dst, const uint16_t *h, int64_t n);
+// Rows of halves (round, store, load) are in half.h.
 
 // Row `row` of an [n, rows] matrix of type BN_GGML_F32/F16/BF16 as floats.
 // Returns -1 for any other type.

@@ -2,7 +2,7 @@
 //
 // One block per token, threads stride over the row (coalesced 2- or 4-byte
 // loads). Token ids are validated on the host before they reach the device.
-// CPU twin: the embedding row conversion in cpu/ops.c (bn_f16_to_f32 / bn_bf16_to_f32).
+// CPU twin: bn_embed_row in cpu/ops.c (bn_f16_to_f32 / bn_bf16_to_f32, cpu/half.c).
 #include <cuda_bf16.h>
 
 #include "cuda_kernels.cuh"

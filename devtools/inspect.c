@@ -14,7 +14,7 @@
 
 #include "gguf.h"
 #include "model.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #define INSPECT_SCHEMA_VERSION 1
 

@@ -28,7 +28,7 @@
 #include "gguf.h"
 #include "gguf_write.h"
 #include "i2s.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "weights_file.h"
 
 #define DEFAULT_ARCH "bitnet-b1.58"

@@ -1,7 +1,7 @@
 """spm_reference.py OUTDIR - a SentencePiece vocabulary and sentencepiece's own
 encodings of ~200 strings, for `test_tokenizer_spm` (BITNET_SPM_REFERENCE=OUTDIR).
 
-The independent side of the SentencePiece tokenizer (core/tokenizer_spm.c):
+The independent side of the SentencePiece tokenizer (core/tokenizer/encode_spm.c):
 the `sentencepiece` package trains a small BPE model on the built-in text below
 with the options of the LLaMA tokenizer (BPE, byte fallback, identity
 normalization, extra whitespace kept, dummy prefix, split digits, whitespace-

@@ -17,10 +17,10 @@
 
 #include <math.h>
 
+#include "argmax.h"
 #include "backend.h"
 #include "bitnet.h"
 #include "model.h"
-#include "sampler.h"
 
 #define N_SEQ 4
 #define N_CTX 64

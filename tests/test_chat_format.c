@@ -15,7 +15,7 @@
 #include "chat.h"
 #include "gguf.h"
 #include "gguf_builder.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 // ---- the verbatim templates -----------------------------------------------------------
 

@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "gguf.h"
+#include "half.h"
 #include "kernels.h"
 #include "ops.h"
 

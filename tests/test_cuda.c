@@ -10,6 +10,7 @@
 #include <math.h>
 
 #include "backend.h"
+#include "half.h"
 #include "kernels.h"
 #include "model.h"
 
@@ -17,8 +18,8 @@
 #include <cjson/cJSON.h>
 
 #include "../cuda/cuda_testing.cuh"
+#include "argmax.h"
 #include "ops.h"
-#include "sampler.h"
 
 #define N_GEN 16
 

@@ -34,10 +34,10 @@
 #include <dirent.h>
 #include <math.h>
 
+#include "argmax.h"
 #include "backend.h"
 #include "model.h"
-#include "sampler.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #define N_GEN BN_GOLDEN_GEN
 #define MAX_STEPS (BN_GOLDEN_MAX_PROMPT + BN_GOLDEN_GEN)

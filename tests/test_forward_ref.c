@@ -7,7 +7,7 @@
 // loops (double sums, so its own float error stays far below the tolerance). It
 // rounds to f16 exactly where bitnet.cpp does (fixtures/README.md): Q, K, V (the
 // KV cache), the softmax probabilities before they multiply V, the LM head input.
-// Only the loader (core/model.h) and the f16 conversions of kernels.h are shared.
+// Only the loader (core/model.h) and the f16 conversions of cpu/half.h are shared.
 //
 // Checks, for 1 and 2 threads and the scalar and auto kernel sets:
 //   - a 6-token prompt fed as one batch: the last logits against the reference;
@@ -31,7 +31,7 @@
 #include "bitnet.h"
 #include "devtools.h"
 #include "gguf.h"
-#include "kernels.h"
+#include "half.h"
 #include "model.h"
 
 #define LOGIT_MAX_DIFF 1e-2f

@@ -19,6 +19,7 @@
 #include <math.h>
 
 #include "cpu_features.h"
+#include "half.h"
 #include "kernels.h"
 #include "ops.h"
 

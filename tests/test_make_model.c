@@ -13,7 +13,7 @@
 #include "gguf.h"
 #include "gguf_write.h"
 #include "model.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 // The default tiny preset (seed 1, built-in vocabulary): size and FNV-1a of its
 // bytes, pinned so a change in generation on any machine shows up.

@@ -1,6 +1,7 @@
 // test_sampler.c - sampling rules checked against their definitions.
 #include <math.h>
 
+#include "argmax.h"
 #include "sampler.h"
 #include "test_util.h"
 

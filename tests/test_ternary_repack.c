@@ -10,8 +10,8 @@
 #include <stdbool.h>
 
 #include "gguf.h"
+#include "half.h" // bn_f16_to_f32: a second half decoder, not the one under test
 #include "i2s.h"
-#include "kernels.h" // bn_f16_to_f32: a second half decoder, not the one under test
 #include "ternary_repack.h"
 
 #define ONE 0x3C00  // f16 1.0

@@ -9,7 +9,7 @@
 
 #include "chat.h"
 #include "gguf.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 static bn_tokenizer *tok_json, *tok_gguf;
 

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "gguf_builder.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 // GPT-2 bytes_to_unicode(), written out as in the original Python.
 static void byte_token(int b, char out[3]) {

@@ -1,5 +1,5 @@
 // test_tokenizer_spm.c - the SentencePiece tokenizer (tokenizer.ggml.model
-// "llama", core/tokenizer_spm.c).
+// "llama", core/tokenizer/encode_spm.c).
 //
 // Two parts. (1) The rules on tiny vocabularies built here, so a machine
 // without Python still checks them: merge by score (ties leftmost), U+2581 and
@@ -17,7 +17,7 @@
 #include "devtools.h"
 #include "gguf.h"
 #include "gguf_builder.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 // ---- tiny vocabularies ----------------------------------------------------------------
 // ids: 0 <unk>, 1 <s>, 2 </s>, 3..258 <0x00>..<0xFF>, then the pieces below.

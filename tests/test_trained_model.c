@@ -27,12 +27,12 @@
 
 #include <cjson/cJSON.h>
 
+#include "argmax.h"
 #include "backend.h"
 #include "bitnet.h"
 #include "kernels.h"
 #include "model.h"
-#include "sampler.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #define MODEL_NAME "bitnet-austen-6m"
 #define N_GEN 64

@@ -10,7 +10,7 @@ import json
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-# core/tokenizer_internal.h BN_LLAMA3_SPLIT_REGEX, in HF (Rust regex) syntax
+# core/tokenizer/split_regex.h BN_LLAMA3_SPLIT_REGEX, in HF (Rust regex) syntax
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| "
                 r"?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"

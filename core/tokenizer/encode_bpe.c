@@ -1,12 +1,13 @@
-// tokenizer_bpe.c - encoding: special-token split, regex pre-tokenization,
-// byte-level mapping, ignore_merges, and BPE merging.
+// encode_bpe.c - the byte-level BPE encoder: special-token split, regex
+// pre-tokenization, byte-level mapping, ignore_merges, and BPE merging.
 //
 // Order of work, as in HF `tokenizers`: (1) added/special tokens are cut out of
 // the raw text first (leftmost, then longest); (2) each piece between them is
-// split by the pre-tokenizer regex; (3) each pre-token is mapped to its
-// byte-level form; with ignore_merges a pre-token that is itself a vocabulary
-// entry is one token; (4) otherwise it starts as single bytes and the adjacent
-// pair with the lowest merge rank (then leftmost) merges until none applies.
+// split by the pre-tokenizer regex (split_regex.c, compiled by bn_tok_finish);
+// (3) each pre-token is mapped to its byte-level form; with ignore_merges a
+// pre-token that is itself a vocabulary entry is one token; (4) otherwise it
+// starts as single bytes and the adjacent pair with the lowest merge rank (then
+// leftmost) merges until none applies.
 //
 // (4) uses a binary heap of candidate pairs keyed by (rank, position) over a
 // linked list of symbols, so a word of n bytes costs O(n log n): stale heap
@@ -14,76 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "heap.h"
-#include "tokenizer_internal.h"
-
-// ---- the regex --------------------------------------------------------------------
-// HF compiles the split regex with Oniguruma, where \s is Unicode White_Space:
-// U+0009..000D, U+0085 and categories Zs/Zl/Zp. PCRE2's \s under UCP lacks U+0085
-// (NEL), so \s and \S are spelled out. Everything else (\p{L}, \p{N}, (?i:...),
-// lookahead, {1,3}) means the same in both.
-#define WS_SET "\\t-\\r\\x{20}\\x{85}\\p{Z}"
-
-static int rewrite_regex(const char *in, char **out, bn_error *err) {
-    size_t n = strlen(in);
-    char *o = malloc(n * 24 + 1); // each 2-char escape grows to at most ~26 chars
-    if (!o) return bn_errorf(err, "tokenizer: out of memory");
-    size_t j = 0;
-    bool in_class = false;
-    for (size_t i = 0; i < n; i++) {
-        char c = in[i];
-        if (c == '\\' && i + 1 < n) {
-            char e = in[++i];
-            if (e == 's' || e == 'S') {
-                if (in_class && e == 'S') {
-                    free(o);
-                    return bn_errorf(err, "tokenizer: \\S inside a character class is not supported");
-                }
-                const char *rep = in_class ? WS_SET : e == 's' ? "[" WS_SET "]" : "[^" WS_SET "]";
-                size_t rl = strlen(rep);
-                memcpy(o + j, rep, rl);
-                j += rl;
-            } else {
-                o[j++] = '\\';
-                o[j++] = e;
-            }
-            continue;
-        }
-        if (!in_class && c == '[') {
-            in_class = true;
-            o[j++] = c;
-            // A ']' right after '[' or '[^' is a literal member, not the end.
-            if (i + 1 < n && in[i + 1] == '^') o[j++] = in[++i];
-            if (i + 1 < n && in[i + 1] == ']') o[j++] = in[++i];
-            continue;
-        }
-        if (in_class && c == ']') in_class = false;
-        o[j++] = c;
-    }
-    o[j] = 0;
-    *out = o;
-    return 0;
-}
-
-int bn_tok_compile_regex(bn_tokenizer *t, const char *regex, bn_error *err) {
-    char *pat;
-    if (rewrite_regex(regex, &pat, err)) return -1;
-    int code;
-    PCRE2_SIZE at;
-    // MATCH_INVALID_UTF: arbitrary bytes are allowed in the subject; invalid
-    // sequences are never part of a match, so they show up as gaps between matches.
-    t->re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
-                          PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &code, &at, NULL);
-    free(pat);
-    if (!t->re) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(code, msg, sizeof msg);
-        return bn_errorf(err, "tokenizer: bad split regex at offset %zu: %s", (size_t)at,
-                         (const char *)msg);
-    }
-    pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); // the interpreter still works if JIT is unavailable
-    return 0;
-}
+#include "../heap.h"
+#include "encode.h"
 
 // ---- per-call encoder state -------------------------------------------------------
 typedef struct sym {
@@ -210,9 +143,7 @@ static int encode_text(enc *e, pcre2_match_data *md, const unsigned char *s, siz
     return 0;
 }
 
-// Byte-level BPE of text: special tokens found by their first byte, the text
-// between them split by the regex and merged by rank.
-static int bpe_encode(const bn_tokenizer *t, const char *text, size_t len, bool parse_special,
+int bn_tok_bpe_encode(const bn_tokenizer *t, const char *text, size_t len, bool parse_special,
                       bn_tok_ids *out, bn_error *err) {
     enc e = {.t = t, .err = err, .out = out};
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
@@ -245,27 +176,4 @@ static int bpe_encode(const bn_tokenizer *t, const char *text, size_t len, bool 
     free(e.syms);
     free(e.heap);
     return rc;
-}
-
-int bn_tokenize(const bn_tokenizer *t, const char *text, size_t len, bool add_bos,
-                bool parse_special, int32_t **ids, size_t *n_ids, bn_error *err) {
-    *ids = NULL;
-    *n_ids = 0;
-    if (!text && len) return bn_errorf(err, "tokenize: NULL text");
-    bn_tok_ids out = {0};
-    int rc = 0;
-    if (add_bos)
-        rc = t->bos < 0 ? bn_errorf(err, "tokenize: the vocabulary has no BOS token")
-                        : bn_tok_push_id(&out, t->bos, err);
-    if (!rc)
-        rc = t->spm ? bn_tok_spm_encode(t, text, len, parse_special, &out, err)
-                    : bpe_encode(t, text, len, parse_special, &out, err);
-    if (!rc && !out.ids) rc = bn_tok_grow((void **)&out.ids, &out.cap, 1, sizeof *out.ids, err); // never NULL
-    if (rc) {
-        free(out.ids);
-        return -1;
-    }
-    *ids = out.ids;
-    *n_ids = out.n;
-    return 0;
 }

@@ -1,5 +1,6 @@
-// tokenizer_json.c - loads a HuggingFace tokenizer.json (byte-level BPE) and,
+// load_json.c - loads a HuggingFace tokenizer.json (byte-level BPE) and,
 // when it sits beside it, tokenizer_config.json (bos/eos/add_bos/chat_template).
+// A loader: it builds the tables through vocab.h and calls no encoder.
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -7,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer_internal.h"
+#include "vocab.h"
 
 // Reads a whole file. Returns NULL with err set (missing files: *missing = true).
 static char *read_all(const char *path, size_t *len, bool *missing, bn_error *err) {
@@ -177,8 +178,8 @@ static int load(const cJSON *root, const char *path, bn_tokenizer **out, bn_erro
         int32_t type = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(item, "special"))
                            ? BN_TOKEN_TYPE_CONTROL : BN_TOKEN_TYPE_USER_DEFINED;
         if (t->is_set[id]) { // an added token may repeat a vocab entry, same text
-            size_t len;
-            const char *old = bn_tokenizer_token_text(t, id, &len);
+            size_t len = t->text_len[id];
+            const char *old = t->text.data + t->text_off[id];
             if (len != strlen(s) || memcmp(old, s, len) != 0) {
                 bn_errorf(err, "%s: id %d is both \"%.64s\" and \"%.64s\"", path, id, old, s);
                 goto fail;

@@ -1,11 +1,12 @@
-// tokenizer_gguf.c - loads the vocabulary embedded in a GGUF file
+// load_gguf.c - loads the vocabulary embedded in a GGUF file
 // (tokenizer.ggml.* keys, llama.cpp conventions): byte-level BPE ("gpt2") or
-// SentencePiece ("llama", encoded by tokenizer_spm.c).
+// SentencePiece ("llama", encoded by encode_spm.c). A loader: it builds the
+// tables through vocab.h and calls no encoder.
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat.h"
-#include "tokenizer_internal.h"
+#include "split_regex.h"
+#include "vocab.h"
 
 // Optional integer key: absent -> *out keeps its default; present but not an
 // in-range integer -> error.

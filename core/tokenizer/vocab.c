@@ -1,58 +1,13 @@
-// tokenizer.c - the tokenizer's tables: vocabulary, byte-level mapping, merge
-// table, special tokens; accessors and decoding. Loaders live in
-// tokenizer_json.c / tokenizer_gguf.c, encoding in tokenizer_bpe.c (byte-level
-// BPE) and tokenizer_spm.c (SentencePiece).
+// vocab.c - the tokenizer's tables, built by the loaders (vocab.h says in
+// which order): the vocabulary and its lookup, each token's bytes, the merge
+// table, the special tokens, the split regex. The bottom of the tokenizer: it
+// calls only the leaves token_bytes.c and split_regex.c.
+#include "vocab.h"
+
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer_internal.h"
-
-// ---- GPT-2 byte-level mapping ---------------------------------------------------
-// bytes_to_unicode(): printable Latin-1 bytes (33..126, 161..172, 174..255) stand
-// for themselves; the other 68 bytes map, in order, to U+0100 and up. A vocabulary
-// entry is the UTF-8 of those code points.
-static int byte_to_cp(int b) {
-    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) return b;
-    int n = 0; // count of unprintable bytes below b
-    for (int c = 0; c < b; c++)
-        if (!((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || (c >= 174 && c <= 255))) n++;
-    return 256 + n;
-}
-
-// Inverse map over code points 0..323; -1 where no byte maps there.
-static int cp_to_byte(uint32_t cp) {
-    static int table[324];
-    static int ready; // benign race: every thread writes the same values
-    if (!ready) {
-        for (int i = 0; i < 324; i++) table[i] = -1;
-        for (int b = 0; b < 256; b++) table[byte_to_cp(b)] = b;
-        ready = 1;
-    }
-    return cp < 324 ? table[cp] : -1;
-}
-
-// Decodes a vocabulary-form string into raw bytes (out has room for len bytes:
-// every code point is at least one UTF-8 byte). Returns the byte count, or -1
-// when the string is not valid byte-level text.
-static long byte_level_decode(const char *s, size_t len, char *out) {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, n = 0;
-    while (i < len) {
-        uint32_t cp;
-        if (p[i] < 0x80) {
-            cp = p[i++];
-        } else if ((p[i] & 0xE0) == 0xC0 && i + 1 < len && (p[i + 1] & 0xC0) == 0x80) {
-            cp = ((uint32_t)(p[i] & 0x1F) << 6) | (p[i + 1] & 0x3F);
-            i += 2;
-        } else {
-            return -1; // every mapped code point is below U+0800
-        }
-        int b = cp_to_byte(cp);
-        if (b < 0) return -1;
-        out[n++] = (char)b;
-    }
-    return (long)n;
-}
+#include "token_bytes.h"
 
 // ---- small helpers ------------------------------------------------------------
 static int pool_add(bn_pool *p, const char *s, size_t len, uint32_t *off, bn_error *err) {
@@ -127,7 +82,7 @@ int bn_tok_set_token(bn_tokenizer *t, int32_t id, const char *text, size_t len, 
     // Raw bytes: CONTROL / USER_DEFINED (added) tokens are literal text; the rest
     // are byte-level strings. A string that is not byte-level text (possible in a
     // foreign GGUF) is kept literally, as llama.cpp prints it.
-    // SentencePiece tokens: U+2581 is a space, <0xHH> a byte (tokenizer_spm.c).
+    // SentencePiece tokens: U+2581 is a space, <0xHH> a byte (token_bytes.c).
     char stack[256];
     char *buf = len <= sizeof stack ? stack : malloc(len ? len : 1);
     if (!buf) return bn_errorf(err, "tokenizer: out of memory");
@@ -140,7 +95,7 @@ int bn_tok_set_token(bn_tokenizer *t, int32_t id, const char *text, size_t len, 
                              (int)(len > 64 ? 64 : len), text);
         }
     } else if (type != BN_TOKEN_TYPE_CONTROL && type != BN_TOKEN_TYPE_USER_DEFINED) {
-        n = byte_level_decode(text, len, buf);
+        n = bn_tok_byte_level_decode(text, len, buf);
     }
     int rc = n >= 0 ? pool_add(&t->bytes, buf, (size_t)n, &t->bytes_off[id], err)
                     : pool_add(&t->bytes, text, len, &t->bytes_off[id], err);
@@ -195,22 +150,23 @@ int bn_tok_finish_vocab(bn_tokenizer *t, bn_error *err) {
         t->vslot[i] = (struct bn_vslot){h32, id};
     }
     if (t->spm) { // byte fallback tokens; a missing one fails only when text needs it
-        bn_tok_spm_byte_ids(t);
+        for (int b = 0; b < 256; b++) {
+            // llama_byte_to_token_impl: "<0xXX>", else the byte itself
+            char s[6];
+            bn_tok_spm_byte_text(b, s);
+            int32_t id = bn_tok_find(t, s, sizeof s);
+            if (id < 0) {
+                char c = (char)b;
+                id = bn_tok_find(t, &c, 1);
+            }
+            t->byte_id[b] = id;
+        }
         return 0;
     }
     // Every byte must have its own token, so BPE can start from single bytes.
     for (int b = 0; b < 256; b++) {
-        int cp = byte_to_cp(b);
         char u[2];
-        size_t ulen = 1;
-        if (cp < 0x80) {
-            u[0] = (char)cp;
-        } else {
-            u[0] = (char)(0xC0 | (cp >> 6));
-            u[1] = (char)(0x80 | (cp & 0x3F));
-            ulen = 2;
-        }
-        t->byte_id[b] = bn_tok_find(t, u, ulen);
+        t->byte_id[b] = bn_tok_find(t, u, bn_tok_byte_level_text(b, u));
         if (t->byte_id[b] < 0)
             return bn_errorf(err, "tokenizer: vocabulary has no token for byte 0x%02x", b);
     }
@@ -342,7 +298,7 @@ int bn_tok_finish(bn_tokenizer *t, int32_t bos, int32_t eos, int32_t eot, bool a
         if (t->first_hi[c] == 0) t->first_lo[c] = (uint32_t)i;
         t->first_hi[c] = (uint32_t)i + 1;
     }
-    return regex ? bn_tok_compile_regex(t, regex, err) : 0;
+    return regex ? bn_tok_compile_split_regex(regex, &t->re, err) : 0;
 }
 
 void bn_tokenizer_free(bn_tokenizer *t) {
@@ -366,91 +322,4 @@ void bn_tokenizer_free(bn_tokenizer *t) {
     free(t->score);
     if (t->re) pcre2_code_free(t->re);
     free(t);
-}
-
-// ---- accessors ----------------------------------------------------------------
-const char *bn_token_bytes(const bn_tokenizer *t, int32_t id, size_t *len) {
-    if (!t || id < 0 || id >= t->n_vocab) return NULL;
-    if (len) *len = t->bytes_len[id];
-    return t->bytes.data + t->bytes_off[id];
-}
-
-const char *bn_tokenizer_token_text(const bn_tokenizer *t, int32_t id, size_t *len) {
-    if (!t || id < 0 || id >= t->n_vocab) return NULL;
-    if (len) *len = t->text_len[id];
-    return t->text.data + t->text_off[id];
-}
-
-int32_t bn_tokenizer_token_type(const bn_tokenizer *t, int32_t id) {
-    return t && id >= 0 && id < t->n_vocab ? t->type[id] : -1;
-}
-
-float bn_tokenizer_token_score(const bn_tokenizer *t, int32_t id) {
-    return t && t->score && id >= 0 && id < t->n_vocab ? t->score[id] : 0.0f;
-}
-bool bn_tokenizer_is_spm(const bn_tokenizer *t) { return t && t->spm; }
-bool bn_tokenizer_add_space_prefix(const bn_tokenizer *t) { return t && t->add_space_prefix; }
-int32_t bn_tokenizer_unk(const bn_tokenizer *t) { return t ? t->unk : -1; }
-
-size_t bn_tokenizer_n_merges(const bn_tokenizer *t) { return t ? t->n_merges : 0; }
-
-const char *bn_tokenizer_merge(const bn_tokenizer *t, size_t i, size_t *len) {
-    if (!t || i >= t->n_merges) return NULL;
-    const char *s = t->merge_text.data + t->merge_off[i];
-    if (len) *len = strlen(s); // vocabulary forms never contain NUL (byte 0 is U+0100)
-    return s;
-}
-
-const char *bn_tokenizer_chat_template(const bn_tokenizer *t) { return t ? t->chat_template : NULL; }
-bn_chat_style bn_tokenizer_chat_style(const bn_tokenizer *t) {
-    return t ? t->chat_style : BN_CHAT_STYLE_BITNET;
-}
-int32_t bn_tokenizer_n_vocab(const bn_tokenizer *t) { return t->n_vocab; }
-int32_t bn_tokenizer_bos(const bn_tokenizer *t) { return t->bos; }
-int32_t bn_tokenizer_eos(const bn_tokenizer *t) { return t->eos; }
-int32_t bn_tokenizer_eot(const bn_tokenizer *t) { return t->eot; }
-bool bn_tokenizer_add_bos(const bn_tokenizer *t) { return t->add_bos; }
-
-bool bn_tokenizer_is_eog(const bn_tokenizer *t, int32_t id) {
-    for (int i = 0; i < t->n_eog; i++)
-        if (t->eog[i] == id) return true;
-    return false;
-}
-
-bool bn_tokenizer_is_special(const bn_tokenizer *t, int32_t id) {
-    if (id < 0 || id >= t->n_vocab) return false;
-    return t->type[id] != BN_TOKEN_TYPE_NORMAL && t->type[id] != BN_TOKEN_TYPE_BYTE;
-}
-
-int bn_detokenize(const bn_tokenizer *t, const int32_t *ids, size_t n, char **text, size_t *len,
-                  bn_error *err) {
-    *text = NULL;
-    *len = 0;
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= t->n_vocab)
-            return bn_errorf(err, "detokenize: token id %d out of range [0, %d)", ids[i], t->n_vocab);
-        total += t->bytes_len[ids[i]];
-    }
-    char *out = malloc(total + 1);
-    if (!out) return bn_errorf(err, "detokenize: out of memory");
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *b = t->bytes.data + t->bytes_off[ids[i]];
-        size_t bl = t->bytes_len[ids[i]];
-        // llama_detokenize (remove_special false, unparse_special true): with
-        // add_space_prefix the first token, whatever it is, loses one leading
-        // space (the prefix the encoder added). A BOS first ("<s>") has none to
-        // lose, so text after it keeps its space, as in llama.cpp.
-        if (i == 0 && t->spm && t->add_space_prefix && bl && b[0] == ' ') {
-            b++;
-            bl--;
-        }
-        memcpy(out + o, b, bl);
-        o += bl;
-    }
-    out[o] = 0;
-    *text = out;
-    *len = o;
-    return 0;
 }

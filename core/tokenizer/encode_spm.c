@@ -1,4 +1,4 @@
-// tokenizer_spm.c - the LLaMA SentencePiece tokenizer (GGUF tokenizer.ggml.model
+// encode_spm.c - the LLaMA SentencePiece encoder (GGUF tokenizer.ggml.model
 // "llama"), as llama.cpp's llm_tokenizer_spm (src/llama-vocab.cpp, the copy
 // vendored by bitnet.cpp): docs/architecture.md, Tokenizer and chat format.
 //
@@ -18,70 +18,16 @@
 //  4. Each final symbol is its token, or (no token has that text) one byte
 //     token <0xXX> per byte: the byte fallback.
 //
-// Decoding (tokenizer.c): U+2581 back to a space, <0xXX> to its byte, special
-// tokens as their text; bn_detokenize drops one leading space of the first
-// token when add_space_prefix (llama_detokenize).
+// Decoding: a token's bytes are set when the vocabulary is built (token_bytes.c:
+// U+2581 back to a space, <0xXX> to its byte, special tokens as their text);
+// bn_detokenize (tokenizer.c) drops one leading space of the first token when
+// add_space_prefix (llama_detokenize).
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat.h"
-#include "heap.h"
-#include "tokenizer_internal.h"
-
-#define SPACE_MARK "\xE2\x96\x81" // U+2581, SentencePiece's visible space
-#define SPACE_MARK_LEN 3
-
-// ---- vocabulary -----------------------------------------------------------------------
-static int hex_digit(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
-long bn_tok_spm_bytes(const char *text, size_t len, int32_t type, char *out) {
-    switch (type) {
-    case BN_TOKEN_TYPE_CONTROL:
-    case BN_TOKEN_TYPE_UNKNOWN:
-    case BN_TOKEN_TYPE_USER_DEFINED:
-        if (len) memcpy(out, text, len);
-        return (long)len;
-    case BN_TOKEN_TYPE_BYTE: {
-        int hi = len == 6 ? hex_digit(text[3]) : -1, lo = len == 6 ? hex_digit(text[4]) : -1;
-        if (hi < 0 || lo < 0 || memcmp(text, "<0x", 3) != 0 || text[5] != '>') return -1;
-        out[0] = (char)(hi << 4 | lo);
-        return 1;
-    }
-    case BN_TOKEN_TYPE_NORMAL: {
-        size_t n = 0;
-        for (size_t i = 0; i < len;) {
-            if (len - i >= SPACE_MARK_LEN && memcmp(text + i, SPACE_MARK, SPACE_MARK_LEN) == 0) {
-                out[n++] = ' ';
-                i += SPACE_MARK_LEN;
-            } else {
-                out[n++] = text[i++];
-            }
-        }
-        return (long)n;
-    }
-    default: // UNUSED: llama.cpp's token_to_piece gives nothing
-        return 0;
-    }
-}
-
-void bn_tok_spm_byte_ids(bn_tokenizer *t) {
-    static const char hex[] = "0123456789ABCDEF";
-    for (int b = 0; b < 256; b++) {
-        // llama_byte_to_token_impl: "<0xXX>" (upper case), else the byte itself
-        char s[6] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
-        int32_t id = bn_tok_find(t, s, sizeof s);
-        if (id < 0) {
-            char c = (char)b;
-            id = bn_tok_find(t, &c, 1);
-        }
-        t->byte_id[b] = id;
-    }
-}
+#include "../heap.h"
+#include "encode.h"
+#include "token_bytes.h"
 
 // ---- encoding -------------------------------------------------------------------------
 typedef struct sym {
@@ -152,20 +98,20 @@ static int encode_fragment(spm_enc *e, const char *s, size_t n, bool prefix) {
     const bn_tokenizer *t = e->t;
     size_t spaces = 0;
     for (size_t i = 0; i < n; i++) spaces += s[i] == ' ';
-    size_t m = (prefix ? SPACE_MARK_LEN : 0) + n + spaces * (SPACE_MARK_LEN - 1);
+    size_t m = (prefix ? BN_SPM_SPACE_LEN : 0) + n + spaces * (BN_SPM_SPACE_LEN - 1);
     if (m == 0) return 0;
     if (m > (size_t)INT32_MAX) return bn_errorf(e->err, "tokenize: text of %zu bytes", n);
     if (bn_tok_grow((void **)&e->buf, &e->cap_buf, m, 1, e->err)) return -1;
     char *b = e->buf;
     size_t o = 0;
     if (prefix) {
-        memcpy(b, SPACE_MARK, SPACE_MARK_LEN);
-        o = SPACE_MARK_LEN;
+        memcpy(b, BN_SPM_SPACE, BN_SPM_SPACE_LEN);
+        o = BN_SPM_SPACE_LEN;
     }
     for (size_t i = 0; i < n; i++) {
         if (s[i] == ' ') {
-            memcpy(b + o, SPACE_MARK, SPACE_MARK_LEN);
-            o += SPACE_MARK_LEN;
+            memcpy(b + o, BN_SPM_SPACE, BN_SPM_SPACE_LEN);
+            o += BN_SPM_SPACE_LEN;
         } else {
             b[o++] = s[i];
         }

@@ -7,7 +7,7 @@
 // split regex, the GPT-2 byte-to-unicode mapping, ignore_merges, then
 // rank-ordered BPE merges. SentencePiece ("llama", GGUF only) is exact
 // llama.cpp llm_tokenizer_spm behaviour: spaces as U+2581, a space prefix,
-// pairs merged by token score, byte fallback to <0xXX> (tokenizer_spm.c).
+// pairs merged by token score, byte fallback to <0xXX> (encode_spm.c).
 //
 // Loading, encoding and the token queries are public (bitnet.h). Here: loading
 // from an open GGUF, and the vocabulary accessors that the synthetic model
@@ -23,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "error.h"
-#include "gguf.h"
+#include "../error.h"
+#include "../gguf.h"
 
 // GGUF token_type numbering (llama.cpp's llama_token_type).
 enum {
@@ -43,7 +43,7 @@ enum {
 // tokenizer.ggml.model "llama": SentencePiece, with tokenizer.ggml.scores,
 // token_type, bos/eos/unk ids (defaults 1/2/0), add_bos_token (default true)
 // and add_space_prefix (default true). Any other model is an error. The chat
-// style comes from tokenizer.chat_template (bn_chat_detect_style, chat.h).
+// style comes from tokenizer.chat_template (bn_chat_detect_style, below).
 // The bn_gguf may be closed after.
 int bn_tokenizer_from_gguf(const bn_gguf *g, bn_tokenizer **out, bn_error *err);
 
@@ -55,6 +55,12 @@ typedef enum bn_chat_style {
 } bn_chat_style;
 // From the GGUF's tokenizer.chat_template; a tokenizer.json one: BN_CHAT_STYLE_BITNET.
 bn_chat_style bn_tokenizer_chat_style(const bn_tokenizer *t);
+// The style a chat template (Jinja text) asks for, from distinctive substrings
+// as llama.cpp's llm_chat_detect_template does; the bare names "bitnet",
+// "llama3" and "falcon3" also work. NULL or unrecognised: BN_CHAT_STYLE_BITNET
+// (chat_style.c).
+bn_chat_style bn_chat_detect_style(const char *tmpl);
+const char *bn_chat_style_name(bn_chat_style style); // "bitnet", "llama3", "falcon3"
 
 // Accessors for copying a vocabulary into a new GGUF file.
 // Vocabulary form of a token (byte-level "Ġthe" string, SentencePiece "▁the";

@@ -1,27 +1,22 @@
-// tokenizer_internal.h - the tokenizer struct and the builder the loaders
-// share. Not part of the public API: only core/tokenizer*.c include it.
+// vocab.h - the tokenizer struct, its builder and what every part of the
+// tokenizer shares: token lookup, the merge-pair key, the growable id list.
+// The bottom of core/tokenizer/ (layers: token_bytes.c and split_regex.c, then
+// vocab.c; the encoders encode_*.c and loaders load_*.c above it; tokenizer.c,
+// the public entry points, on top). Not part of the public API: only
+// core/tokenizer/*.c include it.
 //
 // A loader calls, in order: bn_tok_new, bn_tok_set_token for every id,
 // bn_tok_finish_vocab, bn_tok_begin_merges + bn_tok_add_merge for every merge
 // in rank order, then bn_tok_finish. On any failure it calls bn_tokenizer_free.
-// A SentencePiece vocabulary (spm, tokenizer_spm.c) sets t->spm right after
+// A SentencePiece vocabulary (spm, encode_spm.c) sets t->spm right after
 // bn_tok_new, fills t->score, and has no merges and no split regex (NULL).
-#ifndef BN_TOKENIZER_INTERNAL_H
-#define BN_TOKENIZER_INTERNAL_H
+#ifndef BN_TOKENIZER_VOCAB_H
+#define BN_TOKENIZER_VOCAB_H
 
 #include <stdlib.h>
 
-#define PCRE2_CODE_UNIT_WIDTH 8 // UTF-8 text
-#include <pcre2.h>
-
+#include "split_regex.h"
 #include "tokenizer.h"
-
-// The Llama-3 pre-tokenizer (tokenizer.json `pre_tokenizer` Split regex), in
-// the syntax of HF `tokenizers` (Rust regex). bn_tok_finish rewrites the few
-// constructs whose meaning differs in PCRE2 (see tokenizer_bpe.c).
-#define BN_LLAMA3_SPLIT_REGEX                                                              \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "            \
-    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
 // A growable byte pool; strings are addressed by offset so growth can realloc.
 typedef struct bn_pool {
@@ -60,7 +55,7 @@ struct bn_tokenizer {
     bool ignore_merges;
 
     // SentencePiece (tokenizer.ggml.model "llama"): BPE driven by the token
-    // scores instead of merges (tokenizer_spm.c); special holds CONTROL,
+    // scores instead of merges (encode_spm.c); special holds CONTROL,
     // USER_DEFINED and UNKNOWN tokens, longest first, and no regex is compiled.
     bool spm;
     bool add_space_prefix; // a leading U+2581 before text that follows BOS / a special token
@@ -93,7 +88,8 @@ int bn_tok_finish_vocab(bn_tokenizer *t, bn_error *err);
 int bn_tok_begin_merges(bn_tokenizer *t, size_t n, bn_error *err);
 int bn_tok_add_merge(bn_tokenizer *t, const char *a, size_t alen, const char *b, size_t blen,
                      bn_error *err);
-// Special ids may be -1 (absent). regex: the Split pattern in HF syntax (NULL for spm).
+// Special ids may be -1 (absent). regex: the Split pattern in HF syntax (NULL for
+// spm), compiled here (split_regex.c).
 int bn_tok_finish(bn_tokenizer *t, int32_t bos, int32_t eos, int32_t eot, bool add_bos,
                   const char *chat_template, const char *regex, bool ignore_merges,
                   bn_error *err);
@@ -140,21 +136,5 @@ static inline int bn_tok_push_id(bn_tok_ids *o, int32_t id, bn_error *err) {
     o->ids[o->n++] = id;
     return 0;
 }
-
-// Compiles the HF-syntax split regex for PCRE2 (tokenizer_bpe.c).
-int bn_tok_compile_regex(bn_tokenizer *t, const char *regex, bn_error *err);
-
-// ---- SentencePiece (tokenizer_spm.c) -----------------------------------------------
-// The bytes token `text` of `type` stands for, as llama.cpp's token_to_piece
-// (special = true): NORMAL with U+2581 as space, BYTE "<0xHH>" as that byte,
-// CONTROL / UNKNOWN / USER_DEFINED as their text, UNUSED as nothing. out has
-// room for len bytes. Returns the count, or -1 for a BYTE token not "<0xHH>".
-long bn_tok_spm_bytes(const char *text, size_t len, int32_t type, char *out);
-// byte_id[] from the <0xXX> tokens (else the one-byte token, else -1).
-void bn_tok_spm_byte_ids(bn_tokenizer *t);
-// The body of bn_tokenize for an spm vocabulary (llama.cpp's llm_tokenizer_spm): the
-// ids of text, after any BOS, appended to out.
-int bn_tok_spm_encode(const bn_tokenizer *t, const char *text, size_t len, bool parse_special,
-                      bn_tok_ids *out, bn_error *err);
 
 #endif
