@@ -477,6 +477,44 @@ static void test_synth_determinism(void **state) {
     remove(p1), remove(p2), remove(p3);
 }
 
+// --calm: the same codes and tensors, the O and down projections' scales times
+// one power of two (2^-8 at this hidden 384, 2^-10 at 2560: 9 * 4^k >= 1024 hidden),
+// the key that tells bench, and a refusal with trained weights.
+static void test_synth_calm(void **state) {
+    (void)state;
+    bn_synth_config c = small_config();
+    char p1[64], p2[64];
+    bn_tmp_path(p1, sizeof p1, "mm");
+    bn_tmp_path(p2, sizeof p2, "mm");
+    write_model(&c, p1);
+    c.calm = true;
+    write_model(&c, p2);
+    bn_model *a = NULL, *b = NULL;
+    bn_error err = {{0}};
+    assert_int_equal(bn_model_load(p1, &a, &err), 0);
+    assert_int_equal(bn_model_load(p2, &b, &err), 0);
+    float f = 1.0f; // the factor for this hidden size
+    for (uint64_t q = 9; q < 1024ull * c.n_embd; q *= 4) f *= 0.5f;
+    assert_true(f < 1.0f / 16);
+    bool v = false;
+    assert_int_equal(bn_gguf_get_bool(b->gguf, BN_SYNTH_CALM_KEY, &v, &err), 0);
+    assert_true(v);
+    assert_true(bn_gguf_find_key(a->gguf, BN_SYNTH_CALM_KEY) < 0);
+    for (uint32_t l = 0; l < c.n_layer; l++) {
+        const bn_layer *x = &a->layers[l], *y = &b->layers[l];
+        assert_true(y->wo.scale == x->wo.scale * f && y->w_down.scale == x->w_down.scale * f);
+        assert_true(y->wq.scale == x->wq.scale && y->w_gate.scale == x->w_gate.scale);
+        assert_memory_equal(y->wo.data, x->wo.data, (size_t)(x->wo.ne0 * x->wo.ne1 / 4));
+        assert_memory_equal(y->w_down.data, x->w_down.data, (size_t)(x->w_down.ne0 * x->w_down.ne1 / 4));
+    }
+    bn_model_free(a);
+    bn_model_free(b);
+    c.weights_path = p1; // any path: refused before it is opened
+    assert_int_equal(bn_synth_validate(&c, &err), -1);
+    assert_non_null(strstr(err.msg, "calm"));
+    remove(p1), remove(p2);
+}
+
 static void test_synth_validation(void **state) {
     (void)state;
     bn_error err = {{0}};
@@ -765,6 +803,7 @@ int main(void) {
         cmocka_unit_test(test_synth_validation),   cmocka_unit_test(test_synth_vocab_padding),
         cmocka_unit_test(test_synth_llama3_vocab), cmocka_unit_test(test_synth_mirrors_official_layout),
         cmocka_unit_test(test_synth_activations_sane), cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_synth_calm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

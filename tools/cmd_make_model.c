@@ -55,17 +55,18 @@ int bn_cmd_make_model(int argc, char **argv) {
     const char *weight_type = NULL;
     bool calm = false;
 
-    struct option longopts[N_NUM + 10] = {
+    static const struct option named[] = {
         {"output", required_argument, NULL, 'o'},   {"help", no_argument, NULL, 'h'},
         {"preset", required_argument, NULL, PRESET}, {"vocab", required_argument, NULL, VOCAB},
         {"weights", required_argument, NULL, WEIGHTS}, {"name", required_argument, NULL, NAME},
         {"arch", required_argument, NULL, ARCH},     {"head", required_argument, NULL, HEAD},
         {"weight-type", required_argument, NULL, WEIGHT_TYPE}, {"calm", no_argument, NULL, CALM},
     };
-    int n = 0;
-    while (longopts[n].name) n++;
-    for (int k = 0; k < N_NUM; k++) // the last entry stays zero: the end
-        longopts[n + k] = (struct option){nums[k].flag + 2, required_argument, NULL, NUM + k};
+    enum { N_NAMED = sizeof named / sizeof named[0] };
+    struct option longopts[N_NAMED + N_NUM + 1] = {{0}}; // the last entry stays zero: the end
+    memcpy(longopts, named, sizeof named);
+    for (int k = 0; k < N_NUM; k++)
+        longopts[N_NAMED + k] = (struct option){nums[k].flag + 2, required_argument, NULL, NUM + k};
     optind = 0; // glibc: a fresh scan (main() may parse more than one command)
     for (int c; (c = bn_getopt("make-model", argc, argv, "o:h", longopts)) != -1;) {
         switch (c) {
