@@ -4,7 +4,8 @@
 // Hyperparameters come from `<arch>.*` keys and are sanity-checked before any tensor
 // is looked at, so shape errors below can name both the tensor and the expectation.
 // Weights stay in the map; only norms stored as F16/BF16 (or misaligned F32) are
-// copied, because backends index norms as float arrays.
+// copied, because backends index norms as float arrays, and TQ1_0/TQ2_0
+// projections, repacked to I2_S so both backends run one weight layout.
 #include "model.h"
 
 #include <math.h>
@@ -25,7 +26,8 @@
 #define MAX_CTX (1u << 24)
 #define DEFAULT_ROPE_BASE 10000.0f // llama.cpp's default when the key is absent
 
-// Buffers owned by the model: tensor names and converted norm weights.
+// Buffers owned by the model: tensor names, converted norm weights and the I2_S
+// repacks of TQ tensors.
 typedef struct {
     void **ptrs;
     size_t n, cap;

@@ -2,8 +2,9 @@
 // Model families).
 //
 // The loader checks every shape against the hyperparameters and points into the
-// map; nothing is copied except norm weights stored as F16/BF16 (converted to f32
-// once, at load, so backends always see float norms).
+// map. It copies only what backends cannot read in place: norm weights stored as
+// F16/BF16 (converted to f32 once, so backends always see float norms) and
+// TQ1_0/TQ2_0 projections (repacked to I2_S, core/ternary_repack.c).
 #ifndef BN_MODEL_H
 #define BN_MODEL_H
 
@@ -44,7 +45,7 @@ typedef struct bn_tensor {
     uint32_t type;         // BN_GGML_*
     uint64_t ne0, ne1;
     uint64_t nbytes;
-    const void *data;      // in the map
+    const void *data;      // in the map, or the loader's I2_S repack of a TQ tensor
     float scale;           // ternary: per-tensor weight scale (docs/architecture.md: I2_S); else 1
     float out_scale;       // the bitnet family's `<name>.scale` tensor, else 1: multiplies the
                            // matmul's output after `scale`, as bitnet.cpp's separate ggml_mul
@@ -72,7 +73,7 @@ typedef struct bn_model {
     bn_tensor output;      // LM head [n_embd, n_vocab]; a copy of tok_embd when tied
     bool output_tied;
     bn_layer *layers;      // n_layer
-    void *owned_;          // private: converted norm buffers
+    void *owned_;          // private: converted norms, repacked TQ tensors, names
 } bn_model;
 
 int bn_model_load(const char *path, bn_model **out, bn_error *err);

@@ -20,8 +20,10 @@
 //    (double).
 // B  values: every block derives the global max M and the denominator
 //    sum_s l_s exp(m_s - M) (double, the same order in every block), so
-//    p_j = f16(expf(s_j - M) / sum) is the CPU's probability, f16 rounding
-//    included; then its split's partial p.V (16 lanes a V row, 8 dims a lane).
+//    p_j = f16(expf(s_j - M) / sum), rounded to f16 as the CPU and bitnet.cpp
+//    round it (the CPU's exp is ggml's and its sum runs in blocks of 8 floats:
+//    tests/test_cuda.c holds the two within 2e-3); then its split's partial p.V
+//    (16 lanes a V row, 8 dims a lane).
 //    The last block of a group (atomic counter) adds the splits' partials in
 //    split order; with BITNET_CUDA_NORM=last the last of those quantizes the
 //    whole attention output for the O projection (as in ternary_gemv.cu).

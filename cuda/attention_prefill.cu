@@ -7,7 +7,8 @@
 // 16 bytes, so fragment loads hit 32 different banks). Token t attends to keys
 // 0..pos[t] of the cache, which rope_kv has already filled for the whole batch.
 //
-// The softmax is the CPU twin's, not the usual online one: bitnet.cpp rounds
+// The softmax has the CPU twin's shape (its exp and summation order differ:
+// tests/test_cuda.c holds them within 2e-3), not the usual online one: bitnet.cpp rounds
 // each probability p = exp(s - max) / sum to f16 before it meets V, and that
 // rounding needs the final max and sum. So two passes over the keys:
 // 1. S = Q K^T per tile (f32 accumulators), scaled and masked; running row max

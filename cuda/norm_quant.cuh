@@ -56,7 +56,7 @@ __device__ __forceinline__ float bn_glu1(float g, float u, int mode) {
 }
 
 // Four consecutive inputs at i (n % 4 == 0). A GLU mode: x = [gate(n) | up(n)]
-// and the input is the FFN activation (cuda_kernels.cuh: bn_nq_mode).
+// and the input is the FFN activation (nq_mode.h: bn_nq_mode).
 __device__ __forceinline__ float4 bn_nq_load4(const float *__restrict__ x, int i, int n, int mode) {
     float4 v = __ldcg(reinterpret_cast<const float4 *>(x + i));
     if (mode & BN_NQ_GLU) {

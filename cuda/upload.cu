@@ -7,7 +7,7 @@
 // the next chunk of the next tensor, copies it into a free buffer (memcpy from
 // the map, or bf16 -> f32 widening), and queues its DMA while it fills the other
 // buffer. Disk or page-cache reads, host copies and DMA overlap.
-// Afterwards, on the backend's stream: the I2_S sanitize pass (ternary_gemv.cu)
+// Afterwards, on the backend's stream: the I2_S sanitize pass (rmsnorm_quant.cu)
 // and a zeroed KV cache, then one synchronise.
 #include <pthread.h>
 #include <string.h>

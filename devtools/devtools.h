@@ -24,10 +24,12 @@
 char *bn_inspect_report(const char *path, int json, bn_error *err);
 
 // ---- synthetic models (`bitnet-gpu make-model`) -----------------------------------------
-// Writes a file the runtime loads exactly like microsoft/bitnet-b1.58-2B-4T-gguf:
-// same keys, tensor names, types and shapes, I2_S projections, F16 embedding tied
-// to the LM head. The weights are random but deterministic (same config and seed
-// -> the same bytes on any machine) and scaled so activations stay sane.
+// Writes a file the runtime loads as it loads the published models of each family
+// (by default exactly the layout of microsoft/bitnet-b1.58-2B-4T-gguf: same keys,
+// tensor names, types and shapes, I2_S projections, F16 embedding tied to the LM
+// head; the fields below choose the family, weight type and head). The weights are
+// random but deterministic (same config and seed -> the same bytes on any machine)
+// and scaled so activations stay sane.
 typedef struct bn_synth_config {
     uint32_t n_vocab;   // 0: the vocabulary's own size
     uint32_t n_ctx;     // context_length

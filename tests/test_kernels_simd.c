@@ -10,8 +10,8 @@
 // one f16 ulp - q.k is summed in another order, which can move a probability
 // across an f16 rounding boundary - and each output within 1e-5 of sum|p*v| plus
 // whatever such a probability step moves it by.
-// The AVX2 softmax (inside the attention) must equal bn_softmax bit for bit: its
-// exp reproduces libm's expf, and both sum the denominator in the same order.
+// The AVX2 softmax (inside the attention) must equal bn_softmax bit for bit: both
+// take ggml's exp (ggml_math.h) and sum the denominator in the same order.
 // silu_mul must equal its scalar twin bit for bit (NaN results: both NaN).
 // A table this CPU cannot run is skipped with a message saying so.
 #include "test_util.h"

@@ -14,7 +14,7 @@
 //      threshold of that pair's class (below). A different argmax there is a
 //      departure, and fails bench; one at a smaller margin is reported with it.
 //      The largest logit difference (which step, which token) is reported too.
-// Two classes, by what the arithmetic promises:
+// Three classes, by what the arithmetic promises:
 //   exact     CPU kernel sets whose activations are bit-identical to the
 //             reference's (kernels.h: scalar and AVX2; AVX-512 too, but not on a
 //             family with a SiLU gate: its exp differs by an ulp): only the LM head's

@@ -40,12 +40,12 @@ typedef struct {
 
 #define AT(field) offsetof(bn_run_flags, field)
 static const flag_def flags[] = {
-    {{"-m", "--model"}, 0, STRING, AT(model), 0, 0, NULL, "FILE", "GGUF model (I2_S BitNet b1.58)"},
+    {{"-m", "--model"}, 0, STRING, AT(model), 0, 0, NULL, "FILE", "GGUF model (a ternary model of a family the README lists)"},
     {{"-p", "--prompt"}, BN_FLAGS_PROMPT, STRING, AT(prompt), 0, 0, NULL, "TEXT", "prompt text"},
     {{"-f", "--file"}, BN_FLAGS_FILE, STRING, AT(prompt_file), 0, 0, NULL, "FILE",
      "read the prompt from FILE (- for stdin)"},
     {{"-n", "--n-predict"}, BN_FLAGS_PREDICT, INT, AT(n_predict), 0, INT_MAX, NULL, "N",
-     "tokens to generate (generate: 128; chat: until the turn ends; bench: 4)"},
+     "tokens to generate (generate: 128; chat: until the turn ends; bench: 4, 16 with --concurrency)"},
     {{"-r", "--reps"}, BN_FLAGS_REPS, INT, AT(reps), 1, 1000, NULL, "N",
      "runs per backend (default 1; the first is cold, the table gives the best warm ones)"},
     {{"--greedy"}, BN_FLAGS_SAMPLING, GREEDY, 0, 0, 0, NULL, "", "greedy decoding (same as --temp 0)"},
@@ -72,7 +72,7 @@ static const flag_def flags[] = {
      "int8 LM head (faster, approximate) or exact f16 (default)"},
     {{"--cpu-kernels"}, 0, CHOICE, AT(session.cpu_kernels), 0, 0, "auto|scalar|avx2|avx512", "K",
      "CPU kernel set: auto, scalar, avx2, avx512 (or $BITNET_CPU_KERNELS)"},
-    {{"--chat"}, BN_FLAGS_CHAT, SWITCH, AT(chat), 0, 0, NULL, "", "wrap the prompt in the 2B-4T chat template"},
+    {{"--chat"}, BN_FLAGS_CHAT, SWITCH, AT(chat), 0, 0, NULL, "", "wrap the prompt in the model's chat template"},
     {{"--system"}, BN_FLAGS_SYSTEM, STRING, AT(system), 0, 0, NULL, "TEXT",
      "system prompt (generate: with --chat)"},
     {{"--no-bos"}, BN_FLAGS_BOS, SWITCH, AT(no_bos), 0, 0, NULL, "", "do not add the BOS token"},

@@ -8,7 +8,8 @@
 // the reference (the first that runs: the CPU) decodes greedily, every other
 // backend and every other CPU kernel set this machine runs is fed its tokens, and
 // bench fails (exit 1, one `error:` line) only when one picks another token where
-// the reference's top-1 leads its top-2 by a clear margin.
+// the reference's top-1 leads its top-2 by a clear margin, or, on a calm model
+// (make-model --calm), when its logits leave the calm class's bound.
 // With -r N each backend runs N times on one session: the first run is cold
 // (weights mapped in on first touch), the table reports the best warm prefill
 // and the best ms/token, and every run must give the same tokens.

@@ -30,7 +30,7 @@ static void usage(FILE *f) {
             "Same flags and seed give the same bytes. Default preset: tiny.\n"
             "--weights: trained weights instead of random ones (devtools/weights_file.h).\n"
             "--calm: residual branches ~1/50 of the embedding, so that backends agree at\n"
-            "full depth (a random model is chaotic otherwise; README: Synthetic models).\n");
+            "full depth (a random model is chaotic otherwise; README: Using it, bench).\n");
 }
 
 // The numeric overrides, applied after the preset; getopt_long gives --hidden
