@@ -7,10 +7,12 @@
 // the scalar entries of kernels.h, half.h) called in the same order, with the
 // same float operations in between, so its logits are bit for bit the CPU
 // backend's (tests/test_reference.c). Read it beside cpu/forward.c and
-// cuda/forward_cuda.cu: the steps have the same names in all three
-// (embedding, attention_block, ffn_block, norm_quant + bitlinear, lm_head,
-// forward_batch / forward_token). Slow by design; `--backend reference` only,
-// never "auto", and bench leaves it out.
+// cuda/forward_cuda.cu: the steps have the same names in all three (embedding,
+// attention_block = bitlinear q|k|v, attention, bitlinear o; ffn_block;
+// lm_head; forward_token here, forward_batch there). Here the input of a
+// bitlinear is made by norm_quant, once for the matrices that share it; the
+// backends do it inside their bitlinear. Slow by design: `--backend reference`
+// only, never "auto", and bench leaves it out.
 #include <math.h>
 #include <stdlib.h>
 
@@ -90,17 +92,11 @@ static int64_t kv_row(const bn_backend *r, int layer, int seq, int pos) {
     return (((int64_t)layer * r->n_seq + seq) * r->n_ctx + pos) * r->kv_dim;
 }
 
-// x += Wo . attention(rope(Wq|Wk|Wv . rmsnorm(x, attn_norm))), for the token at
-// `pos` of slot `seq`; K/V of positions 0..pos-1 of that slot are in the cache.
-static void attention_block(bn_backend *r, int il, int pos, int seq) {
+// q, k, v of the token at `pos` of slot `seq` -> att, over positions 0..pos of
+// that slot (the earlier ones' K/V are in the cache).
+static void attention(bn_backend *r, int il, int pos, int seq) {
     const bn_hparams *hp = &r->m->hp;
-    const bn_layer *L = &r->m->layers[il];
     const int64_t E = hp->n_embd, hd = hp->head_dim;
-
-    norm_quant(r, r->x, L->attn_norm.f32, E, L->wq.act_block != 0);
-    bitlinear(r, &L->wq, r->q, false);
-    bitlinear(r, &L->wk, r->k, false);
-    bitlinear(r, &L->wv, r->v, false);
 
     // RoPE on q and k, then f16: the cache is f16, and bitnet.cpp feeds Q to its
     // f16 attention matmul, so Q is rounded too.
@@ -120,6 +116,18 @@ static void attention_block(bn_backend *r, int il, int pos, int seq) {
                           r->v_cache + kv_row(r, il, seq, 0) + kv_head, r->kv_dim, (int)hd, pos + 1,
                           scale, r->scores, r->att + h * hd);
     }
+}
+
+// x += Wo . attention(Wq|Wk|Wv . rmsnorm(x, attn_norm)).
+static void attention_block(bn_backend *r, int il, int pos, int seq) {
+    const bn_layer *L = &r->m->layers[il];
+    const int64_t E = r->m->hp.n_embd;
+
+    norm_quant(r, r->x, L->attn_norm.f32, E, L->wq.act_block != 0);
+    bitlinear(r, &L->wq, r->q, false);
+    bitlinear(r, &L->wk, r->k, false);
+    bitlinear(r, &L->wv, r->v, false);
+    attention(r, il, pos, seq);
 
     norm_quant(r, r->att, L->attn_sub_norm.f32, E, L->wo.act_block != 0);
     bitlinear(r, &L->wo, r->x, true);
