@@ -327,6 +327,9 @@ int bn_cmd_bench(int argc, char **argv) {
         return rc;
     }
 
+    // Not the reference backend (cpu/forward_ref.c): one scalar thread, one token at a
+    // time, far too slow for the full-size models bench is for; test_reference holds
+    // it to the CPU backend's scalar set bit for bit, which bench compares here.
     bench_row rows[] = {{.backend = "cpu"}, {.backend = "cuda"}};
     int n_rows = (int)(sizeof rows / sizeof rows[0]);
     for (int i = 0; i < n_rows; i++) run_backend(e, &f, reps, prompt, n_prompt, &rows[i]);
