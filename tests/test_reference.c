@@ -13,8 +13,10 @@
 //     which shows every layer is; with the f16 head within HEAD_TOL, because
 //     the SIMD f16 GEMV adds the products of a row in another order than the
 //     scalar one (kernels.h; test_kernels_simd.c checks it to a tolerance too).
-//     Where its silu_mul is the AVX-512 one (a different polynomial, kernels.h),
-//     the SiLU families are compared within the same tolerance instead.
+//     Where its silu_mul is the AVX-512 one (another exp polynomial, kernels.h),
+//     the SiLU families get test_forward_ref's bound, SILU_TOL, which leaves room
+//     for an int8 code flipped by an ulp (not measured: this was written on a
+//     machine without AVX-512).
 // And several sequences: the reference with two slots, their tokens interleaved
 // in shared calls, gives each sequence's logits bit for bit as alone; the CPU
 // backend fed the same calls gives the same bits.
@@ -35,6 +37,7 @@
 // |diff| bound of the f16 head's SIMD sum order: a few float ulps of logits of
 // size ~10 over E <= 2560 products (measured: at most 1.4e-5 on these models).
 #define HEAD_TOL 1e-3f
+#define SILU_TOL 1e-2f
 
 typedef struct case_model {
     const char *label;
@@ -124,9 +127,9 @@ static float max_abs_diff(const float *a, const float *b, int64_t n) {
 }
 
 // The CPU backend in one configuration against the reference's rows: bit for bit
-// when exact, else within HEAD_TOL (and never NaN).
+// when tol is 0, else within tol (and never NaN).
 static void compare_cpu(const bn_model *m, const char *label, const int32_t *tokens, const float *ref,
-                        int n_threads, const char *kernels, bool head_q8, bool batch, bool exact) {
+                        int n_threads, const char *kernels, bool head_q8, bool batch, float tol) {
     const int64_t V = m->hp.n_vocab;
     float *rows = malloc(sizeof(float) * (size_t)(N_STEPS * V));
     assert_non_null(rows);
@@ -139,20 +142,20 @@ static void compare_cpu(const bn_model *m, const char *label, const int32_t *tok
     fprintf(stderr, "  %-26s cpu/%-6s %d thread(s) %-14s %s head: %s (max |diff| %.3g)\n", label, set,
             n_threads, batch ? "batch prompt" : "token by token", head_q8 ? "int8" : "f16 ",
             same ? "bit-identical" : "differs", (double)d);
-    if (exact && !same) fail_msg("%s: cpu/%s differs from the reference", label, set);
-    if (!exact && !(d <= HEAD_TOL)) fail_msg("%s: cpu/%s differs by %g > %g", label, set, (double)d, (double)HEAD_TOL);
+    if (tol == 0.0f && !same) fail_msg("%s: cpu/%s differs from the reference", label, set);
+    if (!(d <= tol)) fail_msg("%s: cpu/%s differs by %g > %g", label, set, (double)d, (double)tol);
     free(rows);
 }
 
-// Whether the auto kernel set computes a family bit for bit as the scalar one:
-// every entry but the f16 head GEMV is exact, save the AVX-512 SiLU (kernels.h).
-static bool auto_set_exact(const bn_model *m, bool head_q8) {
+// How close the auto kernel set must come to the scalar one (0: bit for bit):
+// every entry is exact but the f16 head GEMV and the AVX-512 SiLU (kernels.h).
+static float auto_set_tolerance(const bn_model *m, bool head_q8) {
     const bn_cpu_kernels *k;
     bn_error err = {{0}};
     assert_int_equal(bn_cpu_kernels_select("auto", &k, &err), 0);
-    if (!strcmp(k->name, "scalar")) return true;
-    if (m->hp.ffn_silu && strcmp(k->name, "avx2")) return false; // the AVX-512 SiLU
-    return head_q8;
+    if (!strcmp(k->name, "scalar")) return 0.0f;
+    if (m->hp.ffn_silu && strcmp(k->name, "avx2")) return SILU_TOL; // the AVX-512 SiLU
+    return head_q8 ? 0.0f : HEAD_TOL;
 }
 
 static void check_model(const bn_model *m, const char *label) {
@@ -167,8 +170,8 @@ static void check_model(const bn_model *m, const char *label) {
         close_backend(&r);
         for (int batch = 1; batch >= 0; batch--)
             for (int t = 1; t <= 2; t++) {
-                compare_cpu(m, label, tokens, ref, t, "scalar", q8, batch, true);
-                compare_cpu(m, label, tokens, ref, t, "auto", q8, batch, auto_set_exact(m, q8));
+                compare_cpu(m, label, tokens, ref, t, "scalar", q8, batch, 0.0f);
+                compare_cpu(m, label, tokens, ref, t, "auto", q8, batch, auto_set_tolerance(m, q8));
             }
     }
     free(ref);
