@@ -168,6 +168,9 @@ static void check_model(const bn_model *m, const char *label) {
         opened r = open_backend(m, "reference", 1, 0, NULL, q8);
         run_steps(&r, tokens, true, ref, V);
         close_backend(&r);
+        // Something to compare: finite logits that change from token to token.
+        for (int64_t i = 0; i < N_STEPS * V; i++) assert_true(isfinite(ref[i]));
+        assert_true(memcmp(ref, ref + (N_STEPS - 1) * V, sizeof(float) * (size_t)V) != 0);
         for (int batch = 1; batch >= 0; batch--)
             for (int t = 1; t <= 2; t++) {
                 compare_cpu(m, label, tokens, ref, t, "scalar", q8, batch, 0.0f);
