@@ -8,8 +8,8 @@
 #include "clock.h"
 #include "engine_internal.h"
 
-// Every backend there is, whether or not this build has it (ops NULL): the one
-// list of names.
+// Every backend there is (BN_BACKENDS, backend.h), whether or not this build has
+// it (ops NULL).
 #ifdef BITNET_CUDA
 #define BN_CUDA_OPS (&bn_cuda_backend)
 #else
@@ -18,7 +18,11 @@
 static const struct known_backend {
     const char *name;
     const bn_backend_ops *ops;
-} known[] = {{"cpu", &bn_cpu_backend}, {"cuda", BN_CUDA_OPS}};
+} known[] = {
+#define KNOWN_BACKEND(name, ops) {name, ops},
+    BN_BACKENDS(KNOWN_BACKEND)
+#undef KNOWN_BACKEND
+};
 #define N_KNOWN (sizeof known / sizeof known[0])
 
 static const struct known_backend *lookup(const char *name) {

@@ -33,7 +33,7 @@ typedef struct bn_backend_config {
 } bn_backend_config;
 
 typedef struct bn_backend_ops {
-    const char *name; // "cpu", "cuda"
+    const char *name; // "cpu", "cuda", "reference"
 
     // Cheap check that the backend can run here (e.g. a CUDA device is usable).
     // Returns 0, or -1 with the reason in err.
@@ -82,17 +82,29 @@ typedef struct bn_backend_ops {
 } bn_backend_ops;
 
 extern const bn_backend_ops bn_cpu_backend;
+// The readable one-token-at-a-time forward pass (cpu/forward_ref.c): the CPU
+// backend's scalar arithmetic bit for bit, single-threaded; never chosen by "auto".
+extern const bn_backend_ops bn_reference_backend;
 // The kernel set a CPU backend instance runs ("scalar", "avx2", "avx512"): a
 // function of its own rather than an op, so the ops tables stay as they are.
 const char *bn_cpu_backend_kernels(const bn_backend *be);
 // Defined only when built with CUDA (BITNET_CUDA); use bn_backend_find().
 extern const bn_backend_ops bn_cuda_backend;
 
-// "cpu", "cuda" -> ops, or NULL if unknown or not compiled in.
+// Every backend there is, whether or not this build has it: the one list of
+// names, as X(name, ops). bn_backend_find (core/backend.c) and the CLI's
+// --backend choices (tools/cli.c, through BN_BACKEND_CHOICES) are made from it;
+// ops is only expanded in backend.c.
+#define BN_BACKENDS(X) X("cpu", &bn_cpu_backend) X("cuda", BN_CUDA_OPS) X("reference", &bn_reference_backend)
+#define BN_BACKEND_CHOICE_(name, ops) "|" name
+// "auto|cpu|cuda|reference": a string literal, for static tables.
+#define BN_BACKEND_CHOICES ("auto" BN_BACKENDS(BN_BACKEND_CHOICE_))
+
+// "cpu", "cuda", "reference" -> ops, or NULL if unknown or not compiled in.
 const bn_backend_ops *bn_backend_find(const char *name);
 
 // The one check of forward()'s input, made first by every backend's forward()
-// and forward_argmax() (who: "cpu", "cuda" for the message): n_tokens >= 1, ids in
+// and forward_argmax() (who: the backend's name, for the message): n_tokens >= 1, ids in
 // the vocabulary, seq[i] < n_seq, pos[i] < n_ctx, each slot in one run at
 // increasing positions. Every caller (sessions, batches, bench's comparison,
 // tests) goes through it, so nothing else checks what forward() is given, and

@@ -119,7 +119,7 @@ BN_API int bn_engine_detokenize(const bn_engine *e, const int32_t *ids, size_t n
 
 // ---- session: backend + KV cache + generation -------------------------------------
 typedef struct bn_session_params {
-    const char *backend;     // "auto" (default), "cpu", "cuda"
+    const char *backend;     // "auto" (default), "cpu", "cuda", "reference" (slow, scalar)
     int n_threads;           // CPU threads; 0 = physical cores
     int n_ctx;               // 0 = the model's context length
     bool lm_head_q8;         // int8 LM head (faster, not bit-exact with the reference)

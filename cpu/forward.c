@@ -12,6 +12,10 @@
 // result does not depend on the thread count. Residual adds and the gate
 // activation run in the matmul jobs' epilogues; norms, quantization and RoPE need a
 // whole token's row, so they are split over tokens (on the caller for decode).
+// The same steps, one token at a time and without the pool, are the reference
+// backend (forward_ref.c), under the same names: embedding, attention_block
+// (bitlinear q|k|v, attention, bitlinear o), ffn_block (bitlinear gate|up with
+// the GLU, bitlinear down), lm_head, forward_batch (forward_token there).
 #include <math.h>
 #include <string.h>
 
@@ -279,6 +283,14 @@ static void rope_store_token(const void *ctx, int t) {
     }
 }
 
+// RoPE, the f16 KV write and every head's attention of layer il, into be->att.
+static void attention(bn_backend *be, int il, const int32_t *pos, const int32_t *seq, int n) {
+    const rope_store rs = {be, il, pos, seq};
+    for_each_token(be, n, rope_store_token, &rs);
+    attention_job job = {.be = be, .layer = il, .n = n, .pos = pos, .seq = seq};
+    bn_pool_run(be->pool, attention_worker, &job);
+}
+
 static void attention_block(bn_backend *be, int il, const int32_t *pos, const int32_t *seq, int n) {
     const bn_layer *L = &be->m->layers[il];
     const int64_t E = be->m->hp.n_embd;
@@ -286,12 +298,7 @@ static void attention_block(bn_backend *be, int il, const int32_t *pos, const in
     bitlinear(be, be->x, be->xn, L->attn_norm.f32, n, E, 3,
               (const bn_tensor *const[]){&L->wq, &L->wk, &L->wv},
               (float *const[]){be->q, be->k, be->v}, BN_EPI_NONE);
-    const rope_store rs = {be, il, pos, seq};
-    for_each_token(be, n, rope_store_token, &rs);
-
-    attention_job job = {.be = be, .layer = il, .n = n, .pos = pos, .seq = seq};
-    bn_pool_run(be->pool, attention_worker, &job);
-
+    attention(be, il, pos, seq, n);
     bitlinear(be, be->att, be->att, L->attn_sub_norm.f32, n, E, 1,
               (const bn_tensor *const[]){&L->wo}, (float *const[]){be->x}, BN_EPI_RESIDUAL);
 }
@@ -307,7 +314,12 @@ static void ffn_block(bn_backend *be, int il, int n) {
               (const bn_tensor *const[]){&L->w_down}, (float *const[]){be->x}, BN_EPI_RESIDUAL);
 }
 
-// ---- LM head -------------------------------------------------------------------
+// ---- embedding and LM head -----------------------------------------------------
+
+static void embedding(bn_backend *be, const int32_t *tokens, int n) {
+    const int64_t E = be->m->hp.n_embd;
+    for (int t = 0; t < n; t++) bn_cpu_table_row(be, &be->m->tok_embd, E, tokens[t], be->x + t * E);
+}
 
 typedef struct lm_head_job {
     bn_backend *be;
@@ -374,8 +386,7 @@ static void lm_head(bn_backend *be, const int *rows, int n_rows, float *out) {
 static void forward_batch(bn_backend *be, const int32_t *tokens, const int32_t *pos,
                           const int32_t *seq, int n, float *out, int n_rows) {
     const bn_model *m = be->m;
-    const int64_t E = m->hp.n_embd;
-    for (int t = 0; t < n; t++) bn_cpu_table_row(be, &m->tok_embd, E, tokens[t], be->x + t * E);
+    embedding(be, tokens, n);
     for (int il = 0; il < (int)m->hp.n_layer; il++) {
         attention_block(be, il, pos, seq, n);
         ffn_block(be, il, n);

@@ -32,6 +32,11 @@
 // more take rope_kv and the tensor-core prefill attention. With PDL
 // (backend_cuda.cuh) every kernel after the embedding may start before the one
 // before it ends.
+//
+// The steps have the names of the CPU's (cpu/forward.c) and of the reference
+// backend's one-token pass (cpu/forward_ref.c), which is the readable version
+// of the model: bitlinear, attention, lm_head; enqueue_layers is their
+// embedding and per-layer attention_block and ffn_block.
 #include <stdio.h>
 #include <string.h>
 
@@ -211,6 +216,7 @@ static int enqueue_layers(bn_backend *be, int n, bn_error *err) {
         const bitlinear_in in_o = {be->att, be->nq, C->attn_sub_norm, sub, c1, last};
         const bitlinear_in in_gu = {be->x, E, C->ffn_norm, 0, c0, last};
         const bitlinear_in in_down = {be->gu, 2 * F, C->ffn_sub_norm, glu | sub, c1, last};
+        // attention_block (the first three calls), then ffn_block (the last two).
         if (bitlinear(be, "gemv qkv", C->wqkv, E, be->nqkv, &in_qkv, n, C->rs_qkv, false, be->qkv, be->nqkv, NULL,
                       err) ||
             attention(be, (int)l, n, last ? &n_att : NULL, err) ||
@@ -226,7 +232,7 @@ static int enqueue_layers(bn_backend *be, int n, bn_error *err) {
 
 // Logits of `rows` hidden rows at x into be->logits, with the argmax of the
 // last one fused in when argmax (device) is given.
-static int head_logits(bn_backend *be, const float *x, int rows, int32_t *argmax, bn_error *err) {
+static int lm_head(bn_backend *be, const float *x, int rows, int32_t *argmax, bn_error *err) {
     const bn_hparams *hp = &be->hp;
     const int E = (int)hp->n_embd, V = (int)hp->n_vocab;
     const int in_type = be->head_q8 ? BN_CUDA_I8 : be->head_type;
@@ -251,7 +257,7 @@ static int head_logits(bn_backend *be, const float *x, int rows, int32_t *argmax
 // pinned memory.
 static int enqueue_head(bn_backend *be, int row0, int rows, int kind, bn_error *err) {
     const size_t E = be->hp.n_embd, V = be->hp.n_vocab;
-    if (head_logits(be, be->x + row0 * E, rows, kind == BN_OUT_ARGMAX ? be->d_argmax : NULL, err)) return -1;
+    if (lm_head(be, be->x + row0 * E, rows, kind == BN_OUT_ARGMAX ? be->d_argmax : NULL, err)) return -1;
     if (kind == BN_OUT_ARGMAX)
         BN_CUDA_TRY(cudaMemcpyAsync(be->h_argmax, be->d_argmax, sizeof(int32_t), cudaMemcpyDeviceToHost, be->st));
     else
@@ -357,7 +363,7 @@ static int enqueue_head_rows(bn_backend *be, int n_rows, float *logits, int32_t 
         const int rows = n_rows - r0 < BN_LM_ROWS ? n_rows - r0 : BN_LM_ROWS;
         BN_CUDA_TRY(bn_cuda_embedding(be->x, BN_CUDA_F32, be->d_rows + r0, rows, (int)E, be->head_x, be->st));
         mark(be, "head rows gather");
-        if (head_logits(be, be->head_x, rows, NULL, err)) return -1;
+        if (lm_head(be, be->head_x, rows, NULL, err)) return -1;
         if (argmax) {
             BN_CUDA_TRY(bn_cuda_argmax_rows(be->logits, rows, (int64_t)V, (int)V, be->d_argmax + r0, be->st));
             mark(be, "argmax");

@@ -25,7 +25,7 @@ static void test_usage_errors_exit_2(void **state) {
         {"generate -m x.gguf -p hi -r 3", "generate does not use -r"},
         {"generate -m x.gguf -p hi --system 'be brief'", "--system needs --chat"},
         // Other usage errors: exit 2 too, wherever they are found.
-        {"generate -m x.gguf -p hi --backend gpu", "--backend expects one of auto|cpu|cuda"},
+        {"generate -m x.gguf -p hi --backend gpu", "--backend expects one of auto|cpu|cuda|reference"},
         {"generate -m x.gguf -p hi --cpu-kernels sse", "--cpu-kernels expects"},
         {"generate -m x.gguf -p hi --lm-head q4", "--lm-head expects"},
         {"generate -m x.gguf -p hi -t 0", "-t expects an integer"},

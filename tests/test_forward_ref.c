@@ -9,7 +9,9 @@
 // KV cache), the softmax probabilities before they multiply V, the LM head input.
 // Only the loader (core/model.h) and the f16 conversions of cpu/half.h are shared.
 //
-// Checks, for 1 and 2 threads and the scalar and auto kernel sets:
+// Checks, for 1 and 2 threads and the scalar and auto kernel sets (and for the
+// library's own reference backend, cpu/forward_ref.c, which test_reference.c
+// holds bit for bit to the CPU backend: here it meets a second, independent oracle):
 //   - a 6-token prompt fed as one batch: the last logits against the reference;
 //   - 5 more tokens fed one at a time: the logits at every step (the KV cache
 //     over positions and heads);
@@ -386,8 +388,8 @@ static bool close_to_ref(const float *ours, const float *ref, int n, diff_stats 
     return d->max <= LOGIT_MAX_DIFF && d->mean <= LOGIT_MEAN_DIFF && argmax_ok;
 }
 
-static bn_session *open_session(int n_threads, const char *kernels) {
-    bn_session_params p = {.backend = "cpu", .n_threads = n_threads, .n_ctx = N_STEPS + 4,
+static bn_session *open_session(const char *backend, int n_threads, const char *kernels) {
+    bn_session_params p = {.backend = backend, .n_threads = n_threads, .n_ctx = N_STEPS + 4,
                            .cpu_kernels = kernels};
     bn_session *s = NULL;
     bn_error err = {{0}};
@@ -397,8 +399,8 @@ static bn_session *open_session(int n_threads, const char *kernels) {
 
 // One runtime configuration: batched prompt, then token-by-token decode, each step
 // against the reference; worst diffs accumulate into *worst.
-static void check_config(int n_threads, const char *kernels, diff_stats *worst) {
-    bn_session *s = open_session(n_threads, kernels);
+static void check_config(const char *backend, int n_threads, const char *kernels, diff_stats *worst) {
+    bn_session *s = open_session(backend, n_threads, kernels);
     float *logits = malloc(sizeof(float) * (size_t)fx.V);
     assert_non_null(logits);
     bn_error err = {{0}};
@@ -411,8 +413,8 @@ static void check_config(int n_threads, const char *kernels, diff_stats *worst) 
         diff_stats d;
         bool ok = close_to_ref(logits, fx.ref_logits + (size_t)p * fx.V, fx.V, &d);
         if (!ok || p == N_PROMPT - 1 || p == N_STEPS - 1)
-            fprintf(stderr, "  %d thread(s), %-6s pos %2d%s: max |diff| %.3g, mean %.3g%s\n",
-                    n_threads, kernels, p, p == N_PROMPT - 1 ? " (batch)" : "", (double)d.max,
+            fprintf(stderr, "  %-9s %d thread(s), %-6s pos %2d%s: max |diff| %.3g, mean %.3g%s\n",
+                    backend, n_threads, kernels, p, p == N_PROMPT - 1 ? " (batch)" : "", (double)d.max,
                     (double)d.mean, ok ? "" : "  <-- FAIL");
         worst->max = fmaxf(worst->max, d.max);
         worst->mean = fmaxf(worst->mean, d.mean);
@@ -428,9 +430,17 @@ static void test_cpu_matches_reference(void **state) {
     diff_stats worst = {0};
     for (int t = 1; t <= 2; t++)
         for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++)
-            check_config(t, kernels[k], &worst);
+            check_config("cpu", t, kernels[k], &worst);
     fprintf(stderr, "  worst over 4 configs x %d positions: max |diff| %.3g, mean %.3g\n",
             N_DECODE + 1, (double)worst.max, (double)worst.mean);
+}
+
+// The library's reference backend (one thread, its own scalar path) against the
+// naive one: the same tolerance as the CPU backend's.
+static void test_library_reference_matches_naive(void **state) {
+    (void)state;
+    diff_stats worst = {0};
+    check_config("reference", 1, "scalar", &worst);
 }
 
 // The prompt fed one token per call in a fresh session gives the batch's logits
@@ -444,7 +454,7 @@ static void test_token_by_token_matches_batch(void **state) {
     const char *kernels[] = {"scalar", "auto"};
     for (int t = 1; t <= 2; t++) {
         for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
-            bn_session *s = open_session(t, kernels[k]);
+            bn_session *s = open_session("cpu", t, kernels[k]);
             assert_int_equal(bn_session_eval(s, fx.tokens, N_PROMPT, batch, &err), 0);
             bn_session_reset(s);
             for (int p = 0; p < N_PROMPT; p++)
@@ -466,7 +476,7 @@ static void test_token_by_token_matches_batch(void **state) {
 static void test_wrong_gqa_map_is_caught(void **state) {
     (void)state;
     float *broken = ref_run(true);
-    bn_session *s = open_session(1, "scalar");
+    bn_session *s = open_session("cpu", 1, "scalar");
     float *logits = malloc(sizeof(float) * (size_t)fx.V);
     assert_non_null(logits);
     bn_error err = {{0}};
@@ -483,6 +493,7 @@ static void test_wrong_gqa_map_is_caught(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cpu_matches_reference),
+        cmocka_unit_test(test_library_reference_matches_naive),
         cmocka_unit_test(test_token_by_token_matches_batch),
         cmocka_unit_test(test_wrong_gqa_map_is_caught),
     };

@@ -100,7 +100,7 @@ static int saturation(const point *pts, int n) {
 
 int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const int *counts, int n_counts,
                          const int32_t *prompt, size_t n_prompt) {
-    const char *backends[] = {"cpu", "cuda"};
+    const char *backends[] = {"cpu", "cuda"}; // not the slow reference (see cmd_bench.c)
     FILE *out = f->json ? stderr : stdout; // --json: stdout is the JSON document alone
     cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "concurrency");
     bool any = false;

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend.h" // BN_BACKEND_CHOICES: the registry's list of backend names
+
 typedef enum {
     SWITCH,   // bool, no value
     GREEDY,   // no value: temperature 0
@@ -58,8 +60,8 @@ static const flag_def flags[] = {
     {{"--repeat-last-n"}, BN_FLAGS_SAMPLING, INT, AT(sampling.repeat_last_n), 0, INT_MAX, NULL, "N",
      "tokens the penalty looks back at"},
     {{"-s", "--seed"}, BN_FLAGS_SAMPLING, U64, AT(sampling.seed), 0, UINT64_MAX, NULL, "S", "random seed (default 42)"},
-    {{"--backend"}, BN_FLAGS_BACKEND, CHOICE, AT(session.backend), 0, 0, "auto|cpu|cuda", "B",
-     "auto (default), cpu or cuda"},
+    {{"--backend"}, BN_FLAGS_BACKEND, CHOICE, AT(session.backend), 0, 0, BN_BACKEND_CHOICES, "B",
+     "auto (default), cpu, cuda, or reference (the readable scalar forward pass: slow)"},
     {{"-ngl", "--n-gpu-layers", "--gpu-layers"}, BN_FLAGS_BACKEND, IGNORED, 0, 0, INT_MAX, NULL, "N",
      "accepted and ignored: the whole model runs on the --backend device"},
     {{"-t", "--threads"}, 0, INT, AT(session.n_threads), 1, 1024, NULL, "N",

@@ -1,7 +1,8 @@
 // cmd_bench.c - `bitnet-gpu bench`: the backend comparison. Runs the same
-// greedy decode (default: 4 tokens of "2+2=") on every backend this build and
-// machine can run and prints a table plus JSON: speed, and whether the backends
-// compute the same thing.
+// greedy decode (default: 4 tokens of "2+2=") on the CPU and CUDA backends, where
+// this build and machine can run them (not the slow reference backend, see
+// below), and prints a table plus JSON: speed, and whether the backends compute
+// the same thing.
 // That is not "the same tokens": on a random full-depth model one int8 code that
 // rounds the other way is amplified through the layers, and two correct backends
 // part. So the backends are compared by the reference's margins (bench_compare.h):
@@ -328,6 +329,9 @@ int bn_cmd_bench(int argc, char **argv) {
         return rc;
     }
 
+    // Not the reference backend (cpu/forward_ref.c): one scalar thread, one token at a
+    // time, far too slow for the full-size models bench is for; test_reference holds
+    // it to the CPU backend's scalar set bit for bit, which bench compares here.
     bench_row rows[] = {{.backend = "cpu"}, {.backend = "cuda"}};
     int n_rows = (int)(sizeof rows / sizeof rows[0]);
     for (int i = 0; i < n_rows; i++) run_backend(e, &f, reps, prompt, n_prompt, &rows[i]);

@@ -13,7 +13,7 @@ static const struct {
 } commands[] = {
     {"generate", bn_cmd_generate, "generate text from a prompt"},
     {"chat", bn_cmd_chat, "interactive multi-turn chat (Ctrl-D to quit)"},
-    {"bench", bn_cmd_bench, "4-token greedy decode of \"2+2=\" on every backend, compared"},
+    {"bench", bn_cmd_bench, "4-token greedy decode of \"2+2=\" on the cpu and cuda backends, compared"},
     {"inspect", bn_cmd_inspect, "validate a model file and describe it"},
     {"tokenize", bn_cmd_tokenize, "text to token ids"},
     {"make-model", bn_cmd_make_model, "write a synthetic model in the official format"},

@@ -231,7 +231,7 @@ Prompt = Union[str, Sequence[int]]
 class Engine:
     """A model file loaded with one session (backend, KV cache).
 
-    Engine(model_path, backend="auto"|"cpu"|"cuda", threads=None (physical
+    Engine(model_path, backend="auto"|"cpu"|"cuda"|"reference", threads=None (physical
     cores), n_ctx=None (the model's), lm_head_q8=False, tokenizer=None (a
     tokenizer.json instead of the GGUF's vocabulary), cpu_kernels=None).
 
@@ -272,7 +272,7 @@ class Engine:
         i = lib.bn_engine_info(self._e)
         self.info = ModelInfo(_str(i.arch), *(getattr(i, f) for f in ModelInfo._fields[1:]))
         self.load_ms = lib.bn_engine_load_ms(self._e)
-        self.backend = _str(lib.bn_session_backend(self._s))  # "cpu" or "cuda"
+        self.backend = _str(lib.bn_session_backend(self._s))  # "cpu", "cuda" or "reference"
         self.backend_note = _str(lib.bn_session_backend_note(self._s))  # why that one
         self.cpu_kernels = _str(lib.bn_session_cpu_kernels(self._s))  # None on a GPU
         self.n_ctx = lib.bn_session_n_ctx(self._s)

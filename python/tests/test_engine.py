@@ -134,7 +134,7 @@ def test_c_errors_are_raised_with_their_message(engine, model_path, tmp_path):
     cases = [
         (lambda: Engine("/no/such/model.gguf"), "cannot open '/no/such/model.gguf': No such file or directory"),
         (lambda: Engine(junk), "junk.gguf"),
-        (lambda: Engine(model_path, backend="tpu"), "unknown backend 'tpu' (use auto, cpu or cuda)"),
+        (lambda: Engine(model_path, backend="tpu"), "unknown backend 'tpu' (use auto, cpu, cuda or reference)"),
         (lambda: Engine(model_path, n_ctx=100000), "context 100000 is outside 1..512"),
         (lambda: engine.generate("x", top_p=2), "top-p must be in (0, 1] (got 2)"),
         (lambda: engine.generate("x", temperature=-1), "temperature must be >= 0 (got -1)"),
