@@ -12,19 +12,8 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 
-static inline uint32_t bn_f32_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static inline float bn_bits_f32(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
+#include "half.h" // bn_f32_bits, bn_bits_f32
 
 // ---- ggml_v_expf ----------------------------------------------------------------------
 // The constants of ggml_v_expf: exp(x) = 2^n * (1 + p(b)), n = round(x / ln 2) by the

@@ -1,29 +1,15 @@
 // half.c - f16 / bf16 <-> float (half.h).
 #include "half.h"
 
-#include <string.h>
-
-static inline uint32_t f32_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static inline float bits_f32(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 float bn_f16_to_f32(uint16_t h) {
     const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     const uint32_t em = h & 0x7fffu; // exponent and mantissa
     if (em >= 0x7c00u)               // inf / NaN: keep the payload
-        return bits_f32(sign | 0x7f800000u | ((em & 0x3ffu) << 13));
+        return bn_bits_f32(sign | 0x7f800000u | ((em & 0x3ffu) << 13));
     // Shifting the f16 bits into the f32 position gives the same value scaled by
     // 2^-112 (the bias difference 127-15); one exact multiply fixes the exponent,
     // and handles f16 subnormals for free (they become f32 denormals first).
-    return bits_f32(sign | f32_bits(bits_f32(em << 13) * 0x1p112f));
+    return bn_bits_f32(sign | bn_f32_bits(bn_bits_f32(em << 13) * 0x1p112f));
 }
 
 // Rounds the bits that fall off (below bit `shift`) to nearest, ties to even.
@@ -35,7 +21,7 @@ static inline uint32_t round_shift_rne(uint32_t m, int shift) {
 }
 
 uint16_t bn_f32_to_f16(float f) {
-    const uint32_t x = f32_bits(f);
+    const uint32_t x = bn_f32_bits(f);
     const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
     const uint32_t ax = x & 0x7fffffffu;
     if (ax > 0x7f800000u) // NaN: keep it quiet and keep the top payload bits
@@ -54,7 +40,7 @@ uint16_t bn_f32_to_f16(float f) {
 }
 
 float bn_bf16_to_f32(uint16_t h) {
-    return bits_f32((uint32_t)h << 16); // bf16 is the top half of an f32
+    return bn_bits_f32((uint32_t)h << 16); // bf16 is the top half of an f32
 }
 
 void bn_round_f16(float *x, int64_t n) {

@@ -9,6 +9,20 @@
 #define BN_CPU_HALF_H
 
 #include <stdint.h>
+#include <string.h>
+
+// A float's bits and back (memcpy: no aliasing questions).
+static inline uint32_t bn_f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static inline float bn_bits_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
 
 float bn_f16_to_f32(uint16_t h);
 uint16_t bn_f32_to_f16(float f); // round to nearest even

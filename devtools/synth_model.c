@@ -28,6 +28,7 @@
 #include "gguf.h"
 #include "gguf_write.h"
 #include "i2s.h"
+#include "tokenizer/token_bytes.h"
 #include "tokenizer/tokenizer.h"
 #include "weights_file.h"
 
@@ -193,27 +194,6 @@ typedef struct vocab {
     bool spm; // a SentencePiece source ("llama"): scores, no merges, space prefix
 } vocab;
 
-// GPT-2 bytes_to_unicode: printable bytes stand for themselves, the others map to
-// U+0100 onwards in byte order. Writes the UTF-8 form of byte b, returns its length.
-static size_t byte_token(uint8_t b, char *out) {
-    uint32_t cp;
-    if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE)) {
-        cp = b;
-    } else {
-        uint32_t n = 0; // rank of b among the unprintable bytes
-        for (uint32_t x = 0; x < b; x++)
-            if (!((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE)) n++;
-        cp = 256 + n;
-    }
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    out[0] = (char)(0xC0 | (cp >> 6));
-    out[1] = (char)(0x80 | (cp & 0x3F));
-    return 2;
-}
-
 // Llama-3's special tokens, in its order (tokenizer.json added_tokens).
 static size_t special_token(uint32_t i, char *out, size_t cap) {
     static const char *const named[] = {
@@ -242,7 +222,7 @@ static const char *vocab_token(const vocab *v, uint32_t id, char *buf, size_t *l
     }
     if (!v->tok && id < 256) {
         *type = BN_TOKEN_TYPE_NORMAL;
-        *len = byte_token((uint8_t)id, buf);
+        *len = bn_tok_byte_level_text((int)id, buf); // GPT-2 bytes_to_unicode
         return buf;
     }
     if (!v->tok && id < 256 + N_BUILTIN_MERGES) {
