@@ -115,9 +115,9 @@ step bench_2b4t "$cli" bench -m "$model" -r 3 -n 32
 # the calm class: the argmax wherever the margin is above 0.1, logits within 0.1.
 calm=${BITNET_GPU_MODEL_CALM:-/tmp/bitnet-2b4t-calm.gguf}
 [ -f "$calm" ] || step make_model_calm "$cli" make-model -o "$calm" --preset 2b-4t --calm --head untied --seed 1
-step bench_calm "$cli" bench -m "$calm" -r 1 -n 16
+step bench_calm "$cli" bench -m "$calm" -r 1 -n 8
 # Continuous batching: aggregate decode rate of 1..64 streams in one bn_batch.
-step bench_streams "$cli" bench -m "$model" --concurrency 1,4,16,64 -n 16
+step bench_streams "$cli" bench -m "$model" --concurrency 1,4,16,64 -n 8
 # The largest model family bitnet.cpp runs (llama graph, head dim 256, untied head).
 model10=${BITNET_GPU_MODEL_10B:-/tmp/bitnet-falcon3-10b-synthetic.gguf}
 [ -f "$model10" ] || step make_model_10b "$cli" make-model -o "$model10" --preset falcon3-10b --seed 1

@@ -2,12 +2,13 @@
 # gpu-pack.sh [CUDA_ARCH] - builds the GPU binaries here, for a GPU machine that
 # has the CUDA driver but not this project's build dependencies.
 #
-# Writes gpu-pack/ (git-ignored):
-#   bin/       the binaries scripts/gpu-check.sh runs (`scripts/gpu-check.sh --binaries`),
-#              and the shared libraries they load besides the C library's and CUDA's own;
-#   fixtures/  what scripts/gpu-check.sh reads (tiny-a; its model xz-compressed).
+# Writes gpu-pack/ (git-ignored), xz-compressed so that it travels in under 64 MiB:
+#   bin.tar.xz  bin/: the binaries scripts/gpu-check.sh runs (`scripts/gpu-check.sh
+#               --binaries`), and the shared libraries they load besides the C
+#               library's and CUDA's own;
+#   fixtures/   what scripts/gpu-check.sh reads (tiny-a; its model xz-compressed).
 # On the GPU machine, from the repository root:
-#   xz -d gpu-pack/fixtures/tiny-a/tiny-a.gguf.xz
+#   tar -C gpu-pack -xJf gpu-pack/bin.tar.xz && xz -d gpu-pack/fixtures/tiny-a/tiny-a.gguf.xz
 #   BITNET_GPU_PREBUILT=gpu-pack/bin BITNET_FIXTURES=$PWD/gpu-pack/fixtures scripts/gpu-check.sh
 # CUDA_ARCH: the compute capability without the dot (default 90: H100/H200).
 set -euo pipefail
@@ -30,4 +31,6 @@ ldd build-pack/bitnet-gpu build-pack/test_cuda | awk '$3 ~ /^\// {print $3}' | s
   while read -r lib; do cp -L "$lib" gpu-pack/bin/; done
 cp "$fixtures"/tiny-a/*.json "$fixtures"/tiny-a/*.f32 gpu-pack/fixtures/tiny-a/
 xz -T0 -6 -c "$fixtures/tiny-a/tiny-a.gguf" >gpu-pack/fixtures/tiny-a/tiny-a.gguf.xz
+tar -C gpu-pack -cf - bin | xz -T0 -6 >gpu-pack/bin.tar.xz
+rm -rf gpu-pack/bin
 du -sh gpu-pack
