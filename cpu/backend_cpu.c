@@ -192,19 +192,7 @@ fail:
 
 static uint64_t cpu_memory_bytes(const bn_backend *be) { return be->bytes; }
 
-// The ternary matrices are read in place, as the file holds them; the int8 head
-// is one int8 per weight plus one float scale per vocabulary row.
-static uint64_t cpu_decode_bytes(const bn_backend *be) {
-    const bn_model *m = be->m;
-    uint64_t bytes = 0;
-    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
-        const bn_layer *L = &m->layers[l];
-        bytes += L->wq.nbytes + L->wk.nbytes + L->wv.nbytes + L->wo.nbytes + L->w_gate.nbytes +
-                 L->w_up.nbytes + L->w_down.nbytes;
-    }
-    const uint64_t V = m->hp.n_vocab, E = m->hp.n_embd;
-    return bytes + (be->head_q ? V * E + V * sizeof(float) : m->output.nbytes);
-}
+static uint64_t cpu_decode_bytes(const bn_backend *be) { return bn_cpu_decode_bytes(be->m, be->head_q != NULL); }
 
 // 256 MiB is far past any last-level cache, and the best of 5 passes over it
 // takes well under a second.

@@ -20,6 +20,7 @@
 #include "half.h"
 #include "kernels.h"
 #include "ops.h"
+#include "roofline.h" // bn_cpu_decode_bytes
 
 // E = n_embd, F = n_ff, KV = n_head_kv * head_dim, V = n_vocab.
 struct bn_backend {
@@ -312,19 +313,8 @@ static int ref_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
 
 static uint64_t ref_memory_bytes(const bn_backend *r) { return r->bytes; }
 
-// What one token reads, as the CPU backend counts it: the ternary matrices in
-// place and the LM head (f16/bf16/f32 as stored, or int8 with a scale a row).
-static uint64_t ref_decode_bytes(const bn_backend *r) {
-    const bn_model *m = r->m;
-    uint64_t bytes = 0;
-    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
-        const bn_layer *L = &m->layers[l];
-        bytes += L->wq.nbytes + L->wk.nbytes + L->wv.nbytes + L->wo.nbytes + L->w_gate.nbytes + L->w_up.nbytes +
-                 L->w_down.nbytes;
-    }
-    const uint64_t V = m->hp.n_vocab, E = m->hp.n_embd;
-    return bytes + (r->head_q ? V * E + V * sizeof(float) : m->output.nbytes);
-}
+// What one token reads, as the CPU backend counts it.
+static uint64_t ref_decode_bytes(const bn_backend *r) { return bn_cpu_decode_bytes(r->m, r->head_q != NULL); }
 
 const bn_backend_ops bn_reference_backend = {
     .name = "reference",

@@ -5,9 +5,18 @@
 #ifndef BN_ROOFLINE_H
 #define BN_ROOFLINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "../core/model.h"
 #include "threadpool.h"
+
+// The bytes one decode step reads on the CPU (the CPU and reference backends'
+// decode_bytes): the ternary matrices in place, as the file holds them, and the
+// LM head as stored, or with int8_head one int8 per weight plus one float scale
+// per vocabulary row. The KV cache is left out (core/backend.h says why).
+uint64_t bn_cpu_decode_bytes(const bn_model *m, bool int8_head);
 
 // Read bandwidth in GB/s (1e9 bytes) over all threads of `pool`: the best of
 // `reps` passes summing a freshly allocated `bytes` buffer (make it much larger
