@@ -92,10 +92,7 @@ typedef struct bitlinear_job {
     int64_t rows; // all matrices together
 } bitlinear_job;
 
-// Rows [lo, hi) of matrix i: the ternary GEMM, then y = acc / s * scale (undo the
-// activation scale, apply the weight scale), times out_scale (model.h: bitnet.cpp
-// applies a `.scale` tensor as a separate ggml_mul of the matmul output; times 1
-// is exact),
+// Rows [lo, hi) of matrix i: the ternary GEMM, then bn_bitlinear_out (ops.h),
 // stored or added to out.
 static void bitlinear_rows(const bitlinear_job *job, int i, int64_t lo, int64_t hi) {
     const bn_backend *be = job->be;
@@ -115,10 +112,10 @@ static void bitlinear_rows(const bitlinear_job *job, int i, int64_t lo, int64_t 
         const float xs = be->xscale[t];
         if (job->epi == BN_EPI_RESIDUAL)
             for (int64_t r = lo; r < hi; r++)
-                out[t * M + r] += ((float)acc[t * M + r] / xs * wscale) * os;
+                out[t * M + r] += bn_bitlinear_out(acc[t * M + r], xs, wscale, os);
         else
             for (int64_t r = lo; r < hi; r++)
-                out[t * M + r] = ((float)acc[t * M + r] / xs * wscale) * os;
+                out[t * M + r] = bn_bitlinear_out(acc[t * M + r], xs, wscale, os);
     }
 }
 

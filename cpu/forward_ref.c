@@ -70,9 +70,8 @@ static void norm_quant(bn_backend *r, const float *x, const float *norm, int64_t
 }
 
 // out (= or += when add) the ternary matrix w times the codes of norm_quant, then
-// / xscale * scale (undo the activation scale, apply the weight's), times
-// out_scale (the bitnet family's `.scale` tensor, a separate multiply in
-// bitnet.cpp; 1 otherwise, which is exact).
+// bn_bitlinear_out (ops.h: the activation scale undone, the weight scale, the
+// `.scale` out-scale).
 static void bitlinear(bn_backend *r, const bn_tensor *w, float *out, bool add) {
     const int64_t K = (int64_t)w->ne0, M = (int64_t)w->ne1;
     if (w->act_block) { // TQ weights: llama.cpp's per-block sums (ops.h)
@@ -81,7 +80,7 @@ static void bitlinear(bn_backend *r, const bn_tensor *w, float *out, bool add) {
     }
     bn_ternary_gemm_scalar(w->data, K, 0, M, r->xq, NULL, 1, r->acc, M);
     for (int64_t i = 0; i < M; i++) {
-        const float y = ((float)r->acc[i] / r->xscale * w->scale) * w->out_scale;
+        const float y = bn_bitlinear_out(r->acc[i], r->xscale, w->scale, w->out_scale);
         out[i] = add ? out[i] + y : y;
     }
 }

@@ -56,6 +56,14 @@ void bn_relu_sqr_mul(float *restrict gate, const float *restrict up, int64_t n);
 // -m / 127 (0 and all-zero codes for an all-zero block).
 float bn_quantize_q8k_block(const float *x, int8_t *q);
 
+// A bitlinear output from its exact int32 sum acc: / xs (undo the activation
+// scale), * wscale (the weight's), then * os, the bitnet family's `.scale`
+// tensor (a separate multiply, as bitnet.cpp's ggml_mul; 1 otherwise, which is
+// exact). The CPU and reference backends both take it from here, in this order.
+static inline float bn_bitlinear_out(int32_t acc, float xs, float wscale, float os) {
+    return ((float)acc / xs * wscale) * os;
+}
+
 // y[t][r] (r in [r0, r1), t < n; y rows M apart) of I2_S weights w (rows of K)
 // times activations quantized per block of 256 (bn_quantize_q8k_block; xq rows
 // K apart, xd rows K/256 apart) as llama.cpp's TQ1_0/TQ2_0 AVX2 dot products sum
