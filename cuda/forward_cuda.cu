@@ -159,13 +159,13 @@ static int attention_pieces(bn_backend *be, int l, int n, const bn_cuda_next_nor
 // Attention of layer l for the n tokens whose Q|K|V rows are in be->qkv, into
 // be->att. nn (NULL: none): its output's codes for the O projection.
 static int attention(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, bn_error *err) {
+    if (be->n_piece) return attention_pieces(be, l, n, nn, err);
     const bn_hparams *hp = &be->hp;
     const int H = (int)hp->n_head, Hkv = (int)hp->n_head_kv, hd = (int)hp->head_dim;
     const size_t kv_slot = (size_t)be->n_ctx * (size_t)be->nkv; // [n_head_kv][n_ctx][hd]
     const size_t slot = (size_t)l * (size_t)be->n_seq + (size_t)be->seq;
     __half *kc = be->kc + slot * kv_slot, *vc = be->vc + slot * kv_slot;
     unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H, be->decode_group);
-    if (be->n_piece) return attention_pieces(be, l, n, nn, err);
     if (n == 1 && !be->plain_attention) {
         BN_CUDA_TRY(bn_cuda_attention_decode(be->qkv, be->nqkv, be->d_pos, 1, H, Hkv, hd, (int)hp->n_rot,
                                              hp->rope_neox, be->rope_theta_scale, be->n_ctx, be->attd_split, kc, vc,
