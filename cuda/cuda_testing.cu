@@ -296,12 +296,15 @@ extern "C" int bn_cuda_test_attention_decode_seqs(const float *qkv, const int32_
     unsigned *cnt = (unsigned *)malloc(sizeof(unsigned) * n_cnt);
     if (!cnt) return bn_errorf(err, "cuda_testing: out of host memory");
     const cudaError_t e = cudaMemcpy(cnt, dcnt, sizeof(unsigned) * n_cnt, cudaMemcpyDeviceToHost);
-    size_t left = n_cnt;
-    for (size_t i = 0; e == cudaSuccess && i < n_cnt && left == n_cnt; i++)
-        if (cnt[i]) left = i;
+    size_t set = n_cnt; // the first counter left set; n_cnt: none
+    for (size_t i = 0; e == cudaSuccess && i < n_cnt; i++)
+        if (cnt[i]) {
+            set = i;
+            break;
+        }
     free(cnt);
     BN_CUDA_TRY(e);
-    if (left != n_cnt) return bn_errorf(err, "cuda_testing: decode attention left counter %zu set", left);
+    if (set != n_cnt) return bn_errorf(err, "cuda_testing: decode attention left counter %zu set", set);
     BN_CUDA_TRY(cudaMemcpy(out, dout, sizeof(float) * nq * n_tok, cudaMemcpyDeviceToHost));
     BN_CUDA_TRY(cudaMemcpy(k_cache, dk, sizeof(__half) * slot * n_seq, cudaMemcpyDeviceToHost));
     BN_CUDA_TRY(cudaMemcpy(v_cache, dv, sizeof(__half) * slot * n_seq, cudaMemcpyDeviceToHost));
