@@ -7,6 +7,7 @@
 #define BN_TEST_GOLDEN_CASE_H
 
 #include <cjson/cJSON.h>
+#include <math.h>
 
 #include "test_util.h"
 
@@ -56,6 +57,18 @@ static inline int bn_ref_read_case(const cJSON *c, const char *steps_key, int ma
         i++;
     }
     return i == n_gen + 1 ? 0 : -1;
+}
+
+// The largest |difference| between logits and reference step s's top-10 logits.
+// A NaN counts as infinitely far, so it fails every bound (fmaxf would drop it).
+static inline float bn_ref_step_diff(const float *logits, const bn_ref_step *s) {
+    float d = 0.0f;
+    for (int j = 0; j < 10; j++) {
+        float e = fabsf(logits[s->top_id[j]] - s->top_logit[j]);
+        if (isnan(e)) e = INFINITY;
+        if (e > d) d = e;
+    }
+    return d;
 }
 
 // Reads one element of "cases"; -1 when it is not what make-golden.sh writes.

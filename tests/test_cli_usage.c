@@ -90,8 +90,8 @@ static void test_getopt_commands_errors(void **state) {
 // arguments anywhere and after "--", under POSIXLY_CORRECT too.
 static void test_getopt_commands_accept(void **state) {
     (void)state;
-    char path[] = "/tmp/bn_cli_mm_XXXXXX", args[512];
-    close(mkstemp(path));
+    char path[64], args[512];
+    bn_tmp_path(path, sizeof path, "cli_mm");
     snprintf(args, sizeof args, "make-model --layers=1 --seed 3 --output '%s' --preset tiny", path);
     free(run_expect(args, 0));
     snprintf(args, sizeof args, "tokenize --no-bos -p hi --json -m'%s'", path);

@@ -78,9 +78,7 @@ static void run_case(const bn_backend_ops *ops, const bn_model *m, const bn_gold
     }
     memset(st, 0, sizeof *st);
     for (int s = 0; s <= N_GEN; s++) {
-        float step_max = 0.0f;
-        for (int j = 0; j < 10; j++)
-            step_max = fmaxf(step_max, fabsf(logits[g->step[s].top_id[j]] - g->step[s].top_logit[j]));
+        const float step_max = bn_ref_step_diff(logits, &g->step[s]);
         st->n_steps++;
         if (step_max > STEP_CLOSE_DIFF) {
             st->flip_steps++;
@@ -129,11 +127,7 @@ static bn_model *make_model(const char *args, char *path, size_t n) {
     bn_tmp_path(path, n, "family");
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "make-model %s -o '%s'", args, path);
-    cli_result *r = malloc(sizeof *r);
-    assert_non_null(r);
-    run_cli(cmd, r);
-    if (r->status != 0) fail_msg("%s: %s", cmd, r->err);
-    free(r);
+    free(run_expect(cmd, 0));
     bn_model *m = NULL;
     bn_error err;
     if (bn_model_load(path, &m, &err)) fail_msg("load: %s", err.msg);

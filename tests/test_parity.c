@@ -11,6 +11,7 @@
 // Then: 1/2/3 threads and batched prompts give the same tokens; all_logits rows of
 // a batch match the token-by-token logits; bad positions/tokens are errors.
 #include "kernels.h"
+#include "argmax.h"
 #include "golden_case.h"
 #include "test_util.h"
 
@@ -119,13 +120,6 @@ static int teardown(void **state) {
         }                                                                               \
     } while (0)
 
-static int32_t argmax(const float *x, int32_t n) {
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
 static bn_backend *make_backend(int n_threads, int max_batch, bool q8) {
     bn_backend_config cfg = {.max_batch = max_batch, .lm_head_q8 = q8, .cpu.n_threads = n_threads};
     bn_backend *be = NULL;
@@ -190,9 +184,7 @@ static void run_case(int case_i, int n_threads, bool batched, bool full_check, r
         if (full_check && s == 1) compare_full(logits, ref->logits1, fx.n_vocab, "after gen[0]",
                                                case_i);
         st->n_steps++;
-        float step_max = 0.0f;
-        for (int j = 0; j < 10; j++)
-            step_max = fmaxf(step_max, fabsf(logits[g->step[s].top_id[j]] - g->step[s].top_logit[j]));
+        const float step_max = bn_ref_step_diff(logits, &g->step[s]);
         st->top10_max = fmaxf(st->top10_max, step_max);
         if (step_max > STEP_CLOSE_DIFF) {
             st->flip_steps++;
@@ -206,7 +198,7 @@ static void run_case(int case_i, int n_threads, bool batched, bool full_check, r
             st->close_max = fmaxf(st->close_max, step_max);
         }
         if (s == N_GEN) break;
-        int32_t id = argmax(logits, fx.n_vocab);
+        int32_t id = bn_argmax(logits, fx.n_vocab);
         st->ids[st->n_ids++] = id;
         if (id != g->gen_ids[s]) {
             // Allowed only on a near tie, and only for the reference's runner-up.
@@ -345,12 +337,12 @@ static void test_lm_head_q8(void **state) {
                                                        &id, &err), 0);
         fprintf(stderr, "  case %d lm_head_q8: full logits max |diff| %.3g, mean %.3g; "
                 "argmax %s\n", c, (double)max, sum / fx.n_vocab,
-                argmax(logits, fx.n_vocab) == g->gen_ids[0] ? "same" : "differs");
+                bn_argmax(logits, fx.n_vocab) == g->gen_ids[0] ? "same" : "differs");
         assert_true(max <= Q8_MAX_DIFF);
         assert_true(sum / fx.n_vocab <= Q8_MEAN_DIFF);
         // Where the reference is decisive the int8 head must pick the same token.
         if (g->step[0].margin > 2 * Q8_MAX_DIFF)
-            assert_int_equal(argmax(logits, fx.n_vocab), g->gen_ids[0]);
+            assert_int_equal(bn_argmax(logits, fx.n_vocab), g->gen_ids[0]);
         if (g->step[1].margin > 2 * Q8_MAX_DIFF) assert_int_equal(id, g->gen_ids[1]);
         bn_cpu_backend.destroy(be);
     }

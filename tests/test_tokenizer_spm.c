@@ -406,20 +406,6 @@ typedef struct ref_case {
     size_t dec_len;
 } ref_case;
 
-static void *read_all(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *size = (size_t)n;
-    return p;
-}
-
 static uint32_t take_u32(const char **p, const char *end) {
     assert_true(end - *p >= 4);
     uint32_t v;
@@ -430,7 +416,7 @@ static uint32_t take_u32(const char **p, const char *end) {
 
 static ref_case *load_cases(const char *path, size_t *n_cases) {
     size_t size = 0;
-    char *data = read_all(path, &size);
+    char *data = bn_read_file(path, &size);
     if (!data) fail_msg("cannot read %s", path);
     const char *p = data, *end = data + size;
     assert_true(size >= 12 && memcmp(p, "BNSPMREF", 8) == 0);

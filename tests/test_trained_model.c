@@ -80,9 +80,6 @@ static int parse_reference(const char *path) {
     return fx.n_cases == MAX_CASES ? 0 : -1;
 }
 
-// A file the repository ships: under BITNET_SOURCE_DIR when set (binaries run
-// from another checkout, as scripts/gpu-check.sh does with prebuilt ones), else
-// under the source tree they were built from.
 static int setup(void **state) {
     (void)state;
     bn_error err;
@@ -162,9 +159,7 @@ static int run_case(const bn_backend_ops *ops, const char *label, const char *ke
     int n = 0;
     for (int s = 0;; s++) {
         const float *logits = rows + (size_t)s * V;
-        float d = 0.0f;
-        for (int j = 0; j < 10; j++)
-            d = fmaxf(d, fabsf(logits[r->step[s].top_id[j]] - r->step[s].top_logit[j]));
+        const float d = bn_ref_step_diff(logits, &r->step[s]);
         count_step(st, d, SIMD_TOL, label, c, s);
         if (s == N_GEN) break;
         const int32_t id = bn_argmax(logits, V);
