@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "commands.h"
 #include "devtools.h"
+#include "gguf.h" // BN_GGML_TQ1_0, BN_GGML_TQ2_0
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -121,7 +122,7 @@ int bn_cmd_make_model(int argc, char **argv) {
     if (head) cfg.untied_head = !strcmp(head, "untied");
     if (weight_type) {
         static const struct { const char *name; uint32_t type; } types[] = {
-            {"i2_s", 0}, {"tq1_0", 34}, {"tq2_0", 35}};
+            {"i2_s", 0}, {"tq1_0", BN_GGML_TQ1_0}, {"tq2_0", BN_GGML_TQ2_0}};
         int k = 0;
         while (k < 3 && strcmp(weight_type, types[k].name)) k++;
         if (k == 3) {
