@@ -50,24 +50,18 @@ static bool cand_less(const cand *a, const cand *b) {
 
 BN_HEAP_DEFINE(cand_heap, cand, cand_less)
 
-static int heap_push(enc *e, cand x) {
-    if (bn_tok_grow((void **)&e->heap, &e->cap_heap, e->n_heap + 1, sizeof *e->heap, e->err)) return -1;
-    cand_heap_push(e->heap, &e->n_heap, x);
-    return 0;
-}
-
-static cand heap_pop(enc *e) { return cand_heap_pop(e->heap, &e->n_heap); }
-
-// Queues the pair (left, right) if the merge table has it.
-static int try_pair(enc *e, int32_t left, int32_t right) {
+// Queues the pair (left, right) if the merge table has it. The heap has room:
+// encode_word sized it for every pair a word can queue.
+static void try_pair(enc *e, int32_t left, int32_t right) {
     const bn_tokenizer *t = e->t;
     int32_t l = e->syms[left].id, r = e->syms[right].id;
     uint64_t key = bn_tok_pair_key(l, r);
     uint64_t h = bn_tok_pair_hash(key);
     for (size_t i = h & t->mmask; t->mkey[i]; i = (i + 1) & t->mmask)
-        if (t->mkey[i] == key)
-            return heap_push(e, (cand){t->mrank[i], left, right, l, r, t->mresult[i]});
-    return 0;
+        if (t->mkey[i] == key) {
+            cand_heap_push(e->heap, &e->n_heap, (cand){t->mrank[i], left, right, l, r, t->mresult[i]});
+            return;
+        }
 }
 
 // One pre-token (raw bytes) -> tokens.
@@ -90,23 +84,25 @@ static int encode_word(enc *e, const unsigned char *w, size_t n) {
         if (id >= 0 && t->type[id] != BN_TOKEN_TYPE_CONTROL) return push_id(e, id);
     }
 
-    if (bn_tok_grow((void **)&e->syms, &e->cap_syms, n, sizeof *e->syms, e->err)) return -1;
+    // n - 1 pairs at first, and each of at most n - 1 merges queues 2 more.
+    if (bn_tok_grow((void **)&e->syms, &e->cap_syms, n, sizeof *e->syms, e->err) ||
+        bn_tok_grow((void **)&e->heap, &e->cap_heap, 3 * n, sizeof *e->heap, e->err))
+        return -1;
     sym *s = e->syms;
     for (size_t i = 0; i < n; i++)
         s[i] = (sym){t->byte_id[w[i]], (int32_t)i - 1, i + 1 < n ? (int32_t)i + 1 : -1};
     e->n_heap = 0;
-    for (size_t i = 0; i + 1 < n; i++)
-        if (try_pair(e, (int32_t)i, (int32_t)i + 1)) return -1;
+    for (size_t i = 0; i + 1 < n; i++) try_pair(e, (int32_t)i, (int32_t)i + 1);
     while (e->n_heap) {
-        cand c = heap_pop(e);
+        cand c = cand_heap_pop(e->heap, &e->n_heap);
         if (s[c.left].id != c.lid || s[c.left].next != c.right || s[c.right].id != c.rid)
             continue; // stale: one side has merged since this pair was queued
         s[c.left].id = c.result;
         s[c.left].next = s[c.right].next;
         if (s[c.right].next >= 0) s[s[c.right].next].prev = c.left;
         s[c.right].id = -1;
-        if (s[c.left].prev >= 0 && try_pair(e, s[c.left].prev, c.left)) return -1;
-        if (s[c.left].next >= 0 && try_pair(e, c.left, s[c.left].next)) return -1;
+        if (s[c.left].prev >= 0) try_pair(e, s[c.left].prev, c.left);
+        if (s[c.left].next >= 0) try_pair(e, c.left, s[c.left].next);
     }
     for (int32_t i = 0; i >= 0; i = s[i].next)
         if (push_id(e, s[i].id)) return -1;

@@ -67,22 +67,14 @@ static bool bigram_first(const bigram *a, const bigram *b) {
 
 BN_HEAP_DEFINE(bigram_heap, bigram, bigram_first)
 
-static int heap_push(spm_enc *e, bigram x) {
-    if (bn_tok_grow((void **)&e->heap, &e->cap_heap, e->n_heap + 1, sizeof *e->heap, e->err)) return -1;
-    bigram_heap_push(e->heap, &e->n_heap, x);
-    return 0;
-}
-
-static bigram heap_pop(spm_enc *e) { return bigram_heap_pop(e->heap, &e->n_heap); }
-
-// try_add_bigram: queues (left, right) when their text together is a token.
-static int try_pair(spm_enc *e, int32_t left, int32_t right) {
-    if (left < 0 || right < 0) return 0;
+// try_add_bigram: queues (left, right) when their text together is a token. The
+// heap has room: encode_fragment sized it for every pair a fragment can queue.
+static void try_pair(spm_enc *e, int32_t left, int32_t right) {
+    if (left < 0 || right < 0) return;
     const sym *s = e->syms;
     size_t size = s[left].n + s[right].n;
     int32_t id = bn_tok_find(e->t, e->buf + s[left].off, size);
-    if (id < 0) return 0;
-    return heap_push(e, (bigram){e->t->score[id], left, right, size});
+    if (id >= 0) bigram_heap_push(e->heap, &e->n_heap, (bigram){e->t->score[id], left, right, size});
 }
 
 // Lead-byte length as llama.cpp's unicode_len_utf8 (by the high nibble). Not
@@ -117,8 +109,11 @@ static int encode_fragment(spm_enc *e, const char *s, size_t n, bool prefix) {
         }
     }
 
-    // one symbol per character
-    if (bn_tok_grow((void **)&e->syms, &e->cap_syms, m, sizeof *e->syms, e->err)) return -1;
+    // one symbol per character (at most m); the heap: m - 1 pairs at first, and
+    // each of at most m - 1 merges queues 2 more
+    if (bn_tok_grow((void **)&e->syms, &e->cap_syms, m, sizeof *e->syms, e->err) ||
+        bn_tok_grow((void **)&e->heap, &e->cap_heap, 3 * m, sizeof *e->heap, e->err))
+        return -1;
     sym *sy = e->syms;
     int32_t count = 0;
     for (size_t off = 0; off < m; count++) {
@@ -128,17 +123,17 @@ static int encode_fragment(spm_enc *e, const char *s, size_t n, bool prefix) {
         off += len;
     }
     e->n_heap = 0;
-    for (int32_t i = 1; i < count; i++)
-        if (try_pair(e, i - 1, i)) return -1;
+    for (int32_t i = 1; i < count; i++) try_pair(e, i - 1, i);
     while (e->n_heap) {
-        bigram g = heap_pop(e);
+        bigram g = bigram_heap_pop(e->heap, &e->n_heap);
         sym *l = &sy[g.left], *r = &sy[g.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != g.size) continue; // stale
         l->n += r->n;
         r->n = 0;
         l->next = r->next;
         if (r->next >= 0) sy[r->next].prev = g.left;
-        if (try_pair(e, l->prev, g.left) || try_pair(e, g.left, l->next)) return -1;
+        try_pair(e, l->prev, g.left);
+        try_pair(e, g.left, l->next);
     }
 
     // resegment: the symbol's token, else its bytes as byte tokens
