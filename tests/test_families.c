@@ -281,9 +281,53 @@ static void test_family_models(void **state) {
     free(logits[1]);
 }
 
+// A file that mixes the two weight layouts (I2_S with TQ2_0, whose activations
+// are quantized per block of 256) is refused, whichever tensor differs: the TQ2_0
+// tiny-llama with one tensor's info pointed at I2_S data appended to the file.
+static void test_mixed_types(void **state) {
+    (void)state;
+    char tq_path[256], i2s_path[256];
+    bn_model *tq = make_model("--preset tiny-llama --weight-type tq2_0", tq_path, sizeof tq_path);
+    bn_model *i2s = make_model("--preset tiny-llama", i2s_path, sizeof i2s_path);
+    const char *names[] = {"blk.0.attn_q.weight", "blk.1.attn_q.weight", "blk.1.ffn_down.weight", NULL};
+    for (const char **name = names; *name; name++) {
+        const bn_gguf *gt = tq->gguf, *gi = i2s->gguf;
+        const bn_gguf_tensor *t = &gt->tensors[bn_gguf_find_tensor(gt, *name)];
+        const bn_gguf_tensor *s = &gi->tensors[bn_gguf_find_tensor(gi, *name)];
+        assert_int_equal(t->type, BN_GGML_TQ2_0);
+        assert_int_equal(s->type, BN_GGML_I2_S);
+        const uint64_t rel = (gt->size - gt->data_offset + gt->alignment - 1) / gt->alignment * gt->alignment;
+        const size_t size = (size_t)(gt->data_offset + rel + s->nbytes);
+        uint8_t *file = calloc(1, size);
+        assert_non_null(file);
+        memcpy(file, gt->base, gt->size);
+        memcpy(file + gt->data_offset + rel, s->data, s->nbytes);
+        // The tensor info after the name: n_dims (u32), n_dims dims (u64), type (u32), offset (u64).
+        uint8_t *info = file + ((const uint8_t *)t->name.data - gt->base) + t->name.len;
+        uint8_t *type = info + 4 + 8 * (size_t)t->n_dims;
+        const uint32_t i2s_type = BN_GGML_I2_S;
+        memcpy(type, &i2s_type, 4);
+        memcpy(type + 4, &rel, 8);
+        bn_gguf *g = NULL;
+        bn_model *m = NULL;
+        bn_error err = {{0}};
+        if (bn_gguf_open_memory(file, size, &g, &err)) fail_msg("%s: %s", *name, err.msg);
+        assert_int_equal(g->tensors[bn_gguf_find_tensor(g, *name)].type, BN_GGML_I2_S);
+        if (bn_model_from_gguf(g, &m, &err) == 0) fail_msg("a model mixing I2_S into %s loaded", *name);
+        bn_gguf_close(g);
+        if (!strstr(err.msg, "mix I2_S with TQ1_0/TQ2_0")) fail_msg("%s: error '%s'", *name, err.msg);
+        free(file);
+    }
+    bn_model_free(tq);
+    bn_model_free(i2s);
+    unlink(tq_path);
+    unlink(i2s_path);
+}
+
 int main(int argc, char **argv) {
     const struct CMUnitTest cuda[] = {cmocka_unit_test(test_goldens_cuda)};
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_family_models),
+                                       cmocka_unit_test(test_mixed_types),
                                        cmocka_unit_test(test_goldens)};
     // `test_families cuda` (CTest: test_families_cuda) alone, so its skip shows alone
     if (argc > 1 && !strcmp(argv[1], "cuda")) return cmocka_run_group_tests(cuda, NULL, NULL);
