@@ -88,16 +88,26 @@ static int check_range(const char *what, uint32_t v, uint32_t max, bn_error *err
 }
 
 // What general.architecture names (model.h): the family and its graph flags.
-static const struct {
-    const char *arch;
-    bn_family family;
-    bool sub_norms, ffn_silu, rope_neox;
-} FAMILIES[] = {
+static const bn_family_info FAMILIES[] = {
     {"bitnet-b1.58", BN_FAMILY_BITNET_B158, true, false, true},
     {"bitnet-25", BN_FAMILY_BITNET_B158, true, false, true},
     {"bitnet", BN_FAMILY_BITNET, true, true, true},
     {"llama", BN_FAMILY_LLAMA, false, true, false},
 };
+
+const bn_family_info *bn_family_find(const char *arch, size_t len) {
+    for (size_t i = 0; i < sizeof FAMILIES / sizeof FAMILIES[0]; i++)
+        if (strlen(FAMILIES[i].arch) == len && !memcmp(FAMILIES[i].arch, arch, len)) return &FAMILIES[i];
+    return NULL;
+}
+
+const char *bn_family_names(char *buf, size_t n) {
+    size_t used = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < sizeof FAMILIES / sizeof FAMILIES[0] && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%s", i ? ", " : "", FAMILIES[i].arch);
+    return buf;
+}
 
 // llama.cpp applies RoPE frequency factors (a rope_freqs tensor) and scaling
 // keys that these backends do not: refuse such a model rather than run it wrong.
@@ -356,13 +366,11 @@ int bn_model_from_gguf(bn_gguf *g, bn_model **out, bn_error *err) {
     *out = NULL;
     bn_gguf_str arch;
     if (bn_gguf_get_str(g, "general.architecture", &arch, err) != 0) return -1;
-    size_t fam = 0;
-    while (fam < sizeof FAMILIES / sizeof FAMILIES[0] && !bn_gguf_str_eq(arch, FAMILIES[fam].arch))
-        fam++;
-    if (fam == sizeof FAMILIES / sizeof FAMILIES[0])
-        return bn_errorf(err, "model: unsupported architecture '%.*s' (expected bitnet-b1.58, "
-                         "bitnet-25, bitnet or llama with ternary weights)",
-                         (int)(arch.len < 64 ? arch.len : 64), arch.data);
+    const bn_family_info *fam = bn_family_find(arch.data, arch.len);
+    char names[64];
+    if (!fam)
+        return bn_errorf(err, "model: unsupported architecture '%.*s' (expected %s with ternary weights)",
+                         (int)(arch.len < 64 ? arch.len : 64), arch.data, bn_family_names(names, sizeof names));
 
     bn_model *m = calloc(1, sizeof *m);
     if (!m) return bn_errorf(err, "model: out of memory");
@@ -372,13 +380,13 @@ int bn_model_from_gguf(bn_gguf *g, bn_model **out, bn_error *err) {
         return bn_errorf(err, "model: out of memory");
     }
     memcpy(m->arch, arch.data, arch.len); // < sizeof m->arch: a name in FAMILIES
-    m->family = FAMILIES[fam].family;
+    m->family = fam->family;
     m->gguf = g;
 
     int rc = read_hparams(g, m->arch, &m->hp, err);
-    m->hp.sub_norms = FAMILIES[fam].sub_norms;
-    m->hp.ffn_silu = FAMILIES[fam].ffn_silu;
-    m->hp.rope_neox = FAMILIES[fam].rope_neox;
+    m->hp.sub_norms = fam->sub_norms;
+    m->hp.ffn_silu = fam->ffn_silu;
+    m->hp.rope_neox = fam->rope_neox;
     if (rc == 0) {
         int64_t te = bn_gguf_find_tensor(g, "token_embd.weight");
         uint64_t rows = te >= 0 ? g->tensors[te].ne[1] : 0;

@@ -21,6 +21,19 @@
 //   llama                    no sub-norms, silu(gate) * up, pairwise RoPE, own head
 typedef enum { BN_FAMILY_BITNET_B158, BN_FAMILY_BITNET, BN_FAMILY_LLAMA } bn_family;
 
+// A general.architecture name and what it means; the one list of them (model.c).
+typedef struct bn_family_info {
+    const char *arch;
+    bn_family family;
+    bool sub_norms, ffn_silu, rope_neox;
+} bn_family_info;
+
+// The family named arch (len bytes, not NUL-terminated), or NULL.
+const bn_family_info *bn_family_find(const char *arch, size_t len);
+// The names bn_family_find knows, for error messages: "bitnet-b1.58, ..., llama"
+// into buf (64 bytes hold them); returns buf.
+const char *bn_family_names(char *buf, size_t n);
+
 typedef struct bn_hparams {
     uint32_t n_vocab;
     uint32_t n_ctx_train;  // context_length

@@ -28,6 +28,7 @@
 #include "gguf.h"
 #include "gguf_write.h"
 #include "i2s.h"
+#include "model.h"
 #include "tokenizer/token_bytes.h"
 #include "tokenizer/tokenizer.h"
 #include "weights_file.h"
@@ -83,8 +84,9 @@ static const char *arch_of(const bn_synth_config *c) { return c->arch ? c->arch 
 
 int bn_synth_validate(const bn_synth_config *c, bn_error *err) {
     const char *arch = arch_of(c);
-    if (strcmp(arch, "bitnet-b1.58") && strcmp(arch, "bitnet") && strcmp(arch, "llama"))
-        return bn_errorf(err, "unknown architecture '%s' (bitnet-b1.58, bitnet, llama)", arch);
+    char names[64];
+    if (!bn_family_find(arch, strlen(arch)))
+        return bn_errorf(err, "unknown architecture '%s' (%s)", arch, bn_family_names(names, sizeof names));
     if (c->weight_type && c->weight_type != BN_GGML_TQ1_0 && c->weight_type != BN_GGML_TQ2_0)
         return bn_errorf(err, "weight type %u is not I2_S (0), TQ1_0 (34) or TQ2_0 (35)",
                          c->weight_type);
@@ -433,7 +435,8 @@ static uint32_t tensor_specs(const bn_synth_config *c, uint32_t n_vocab, tensor_
         n++;                                                                           \
     } while (0)
     const char *arch = arch_of(c);
-    const bool sub_norms = strcmp(arch, "llama") != 0, scales = !strcmp(arch, "bitnet");
+    const bn_family_info *fam = bn_family_find(arch, strlen(arch)); // bn_synth_validate checked it
+    const bool sub_norms = fam->sub_norms, scales = fam->family == BN_FAMILY_BITNET;
     const uint32_t wt = c->weight_type ? c->weight_type : BN_GGML_I2_S;
     // A ternary weight, then (bitnet) its one-float output scale. mul: its scale's
     // factor (a residual branch's last matrix in a calm model, else 1).
