@@ -35,6 +35,12 @@ static void test_usage_errors_exit_2(void **state) {
         {"generate -p hi", "generate needs -m MODEL"},
         {"generate -m x.gguf -p hi stray", "unknown argument 'stray'"},
         {"bench -m x.gguf -r 0", "-r expects an integer in 1..1000"},
+        // --flag=VALUE: the same checks as with the value apart.
+        {"generate -m x.gguf -p hi --greedy=1", "error: --greedy does not take a value"},
+        {"generate -m x.gguf -p hi --json=yes", "error: --json does not take a value"},
+        {"generate -m x.gguf -p hi --top-k=-1", "--top-k expects an integer"},
+        {"generate -m x.gguf -p hi --bogus=3", "unknown flag '--bogus'"},
+        {"bench -m x.gguf --temp=0.5", "bench does not use --temp"},
         {"tokenize -p hi", "give exactly one of -m MODEL and --tokenizer FILE"},
         {"inspect", "no model file given"},
         {"make-model", "-o FILE is required"},
@@ -139,14 +145,20 @@ static void test_llama_cpp_spellings(void **state) {
     cJSON *theirs = generate_json(model, "--n-predict 3 --ctx-size 64 -s 7 --temp 0.9 -ngl 99", r);
     assert_non_null(strstr(r->err, "note: -ngl is accepted for llama.cpp's sake and ignored"));
     assert_non_null(strstr(r->err, "context 64"));
+    cJSON *joined = generate_json(model, "--n-predict=3 --ctx-size=64 --seed=7 --temp=0.9 --n-gpu-layers=99", r);
+    assert_non_null(strstr(r->err, "context 64"));
     char *a = cJSON_PrintUnformatted(cJSON_GetObjectItem(ours, "generated_ids"));
     char *b = cJSON_PrintUnformatted(cJSON_GetObjectItem(theirs, "generated_ids"));
+    char *c = cJSON_PrintUnformatted(cJSON_GetObjectItem(joined, "generated_ids"));
     assert_string_equal(a, b);
+    assert_string_equal(a, c);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(theirs, "generated_ids")), 3);
     free(a);
     free(b);
+    free(c);
     cJSON_Delete(ours);
     cJSON_Delete(theirs);
+    cJSON_Delete(joined);
     free(r);
 }
 

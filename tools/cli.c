@@ -1,6 +1,8 @@
 // cli.c - flag parsing shared by generate, chat, bench and serve: one table says each
 // flag's spellings (ours and llama.cpp's), what it sets, which commands take it
 // and its help line, so parsing, "this command does not take X" and --help agree.
+// A long flag's value may follow it or be joined to it (--ctx-size=64), as getopt
+// takes it; short flags take theirs as the next argument only.
 // The other commands parse with getopt_long through bn_getopt, and every parser
 // reports a mistake with the same helpers, in the same words.
 #define _GNU_SOURCE // sched_getaffinity
@@ -182,16 +184,29 @@ int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, i
             *help = true;
             return 0;
         }
+        // A long flag may carry its value as --name=VALUE, as with getopt_long.
+        char name[64];
+        const char *eq = a[0] == '-' && a[1] == '-' ? strchr(a, '=') : NULL;
+        if (eq && (size_t)(eq - a) < sizeof name) {
+            snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
+            a = name;
+        }
         const flag_def *d = find_flag(a);
         if (!d) return bn_cli_unknown(cmd, a[0] == '-', a);
         if (d->group && !(accept & d->group)) {
             fprintf(stderr, "error: %s does not use %s (see bitnet-gpu %s --help)\n", cmd, a, cmd);
             return 2;
         }
+        if (eq && (d->kind == SWITCH || d->kind == GREEDY)) {
+            fprintf(stderr, "error: %s does not take a value\n", a);
+            return 2;
+        }
         if (d->kind == SWITCH) {
             *(bool *)((char *)f + d->offset) = true;
         } else if (d->kind == GREEDY) {
             f->sampling.temperature = 0;
+        } else if (eq) {
+            if (set_value(d, a, eq + 1, f)) return 2;
         } else if (i + 1 >= argc) {
             return bn_cli_needs_value(a);
         } else if (set_value(d, a, argv[++i], f)) {
