@@ -100,6 +100,11 @@ static void kernels(bool quick) {
     for (int i = 0; i < 3; i++) kernel_row("attention decode (ctx = K)", BN_CUDA_BENCH_ATTN_DECODE, ctx[i], 1, 1, 200);
     for (int i = 0; i < 3; i++)
         kernel_row("attention decode + norm, last", BN_CUDA_BENCH_ATTN_DECODE_NORM, ctx[i], 1, 1, 200);
+    static const int short_ctx[] = {32, 128, 256}; // the one-kernel form holds at most 256 keys
+    for (int i = 0; i < 3; i++)
+        kernel_row("attention decode, one kernel", BN_CUDA_BENCH_ATTN_DECODE_SHORT, short_ctx[i], 1, 1, 200);
+    for (int i = 0; i < 2; i++) // the split pair at the same contexts, for the crossover
+        kernel_row("attention decode (ctx = K)", BN_CUDA_BENCH_ATTN_DECODE, short_ctx[2 * i], 1, 1, 200);
     static const int splits[] = {8, 16, 64}; // M: splits instead of the backend's choice (32 at 4096)
     for (int i = 0; i < 3; i++)
         kernel_row("attention decode, M splits", BN_CUDA_BENCH_ATTN_DECODE, 4096, splits[i], 1, 200);
@@ -285,12 +290,17 @@ static void model_bench(const char *path, bool quick) {
 
     // Decode at context 128 with graphs and PDL switched off in turn.
     if (!quick) {
-        static const char *variants[][3] = {{"1", "0", "graphs, no PDL"}, {"0", "1", "PDL, no graphs"},
-                                            {"0", "0", "no graphs, no PDL"}, {"1", "1", "norm in last blocks"}};
+        static const char *variants[][3] = {{"1", "0", "graphs, no PDL"},    {"0", "1", "PDL, no graphs"},
+                                            {"0", "0", "no graphs, no PDL"}, {"1", "1", "norm in last blocks"},
+                                            {"1", "1", "one-kernel attention"}};
         cJSON *var = cJSON_AddArrayToObject(out_model, "decode_variants");
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < 5; i++) {
             set_variant(variants[i][0], variants[i][1]);
             if (i == 3) setenv("BITNET_CUDA_NORM", "last", 1);
+            if (i == 4) {
+                unsetenv("BITNET_CUDA_NORM");
+                setenv("BITNET_CUDA_ATTD_SHORT", "256", 1);
+            }
             if (open_backend(&r, 512, false, &err)) goto fail;
             const double ms = decode_at(&r, 128, 64, &err);
             r.ops->destroy(r.be);
@@ -303,7 +313,7 @@ static void model_bench(const char *path, bool quick) {
             if (!json) printf("decode at context  128, %-19s: %.3f ms/token\n", variants[i][2], ms);
         }
         set_variant("1", "1");
-        unsetenv("BITNET_CUDA_NORM");
+        unsetenv("BITNET_CUDA_ATTD_SHORT");
     }
     goto done;
 fail:

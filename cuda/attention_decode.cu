@@ -33,14 +33,12 @@
 // not depend on the others, so it is bit-identical alone or in a batch.
 // The only difference from the CPU is summation order (scores, partial sums).
 // CPU twin: RoPE (rope.cuh) + f16 KV write + bn_attention_head (cpu/ops.c).
-#include "cuda_kernels.cuh"
-#include "norm_quant.cuh"
-#include "rope.cuh"
+#include "attention_decode.cuh"
 #include "pdl.cuh"
 #include "reduce.cuh"
+#include "rope.cuh"
 
 #define BN_ATTD_THREADS 128
-#define BN_ATTD_QPB 8        // query heads a block serves at most
 #define BN_ATTD_MIN_CHUNK 32 // keys a split gets at least
 #define BN_ATTD_TILE 128     // probabilities staged in shared memory at a time
 
@@ -87,16 +85,6 @@ __device__ __forceinline__ bool bn_attd_start(const bn_attd_args &a, int t, int 
     *p = a.pos[t];
     bn_attd_split(*p + 1, a.n_split, split, se, j0, j1);
     return split < *se;
-}
-
-__device__ __forceinline__ void bn_half8_to_float(uint4 u, float *f) {
-    const __half2 *h = reinterpret_cast<const __half2 *>(&u);
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const float2 v = __half22float2(h[i]);
-        f[2 * i] = v.x;
-        f[2 * i + 1] = v.y;
-    }
 }
 
 __global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_scores_kernel(bn_attd_args a) {
@@ -285,25 +273,7 @@ __global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_values_kernel(bn_attd
     if (threadIdx.x == 0) *gc = 0;
 
     // The last group quantizes every token's attention output for the O projection.
-    if (a.nn.w == NULL) return;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) s_last = atomicAdd(a.nn.counter, 1u) == gridDim.x * gridDim.z - 1;
-    __syncthreads();
-    if (!s_last) return;
-    __threadfence();
-    for (int tt = 0; tt < (int)gridDim.z; tt++) {
-        int8_t *qo = a.nn.q + (int64_t)tt * nq;
-        float sc;
-        int qs;
-        bn_block_norm_quant(a.out + (int64_t)tt * nq, nq, a.nn.w, a.nn.eps, a.nn.mode, sm, &sc, &qs,
-                            [&](int i, int v) { qo[i] = (int8_t)v; });
-        if (threadIdx.x == 0) {
-            a.nn.s[tt] = sc;
-            a.nn.qsum[tt] = qs;
-        }
-    }
-    if (threadIdx.x == 0) *a.nn.counter = 0;
+    bn_attd_next_norm(a.nn, a.out, nq, sm);
 }
 
 int bn_cuda_attd_heads_per_block(int n_head, int n_head_kv) {

@@ -204,8 +204,9 @@ static int check_model(const bn_model *m, bn_error *err) {
 
 static void bn_cuda_destroy(bn_backend *be) {
     if (!be) return;
-    for (int k = 0; k < BN_OUT_KINDS; k++)
-        if (be->graph[k]) (void)cudaGraphExecDestroy(be->graph[k]);
+    for (int r = 0; r < 2; r++)
+        for (int k = 0; k < BN_OUT_KINDS; k++)
+            if (be->graph[r][k]) (void)cudaGraphExecDestroy(be->graph[r][k]);
     if (be->st) (void)cudaStreamDestroy(be->st);
     if (be->arena) (void)cudaFree(be->arena);
     if (be->h_tok) (void)cudaFreeHost(be->h_tok);
@@ -229,6 +230,19 @@ static int device_table_type(uint32_t host_type) {
 static bool env_is(const char *name, const char *value) {
     const char *v = getenv(name);
     return v && strcmp(v, value) == 0;
+}
+
+// Below which position a decode token takes the one-kernel attention
+// (attention_decode_short.cu): BITNET_CUDA_ATTD_SHORT=N asks for N keys (0 or
+// unset: never), capped by what the device's shared memory holds for the shape.
+// Off by default until a GPU run has measured it against the split pair.
+static int choose_attd_short(const bn_hparams *hp, int n_ctx) {
+    const char *v = getenv("BITNET_CUDA_ATTD_SHORT");
+    int n = v ? atoi(v) : 0;
+    if (n <= 0) return 0;
+    const int cap = bn_cuda_attd_short_keys((int)hp->n_head, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot);
+    if (n > cap) n = cap;
+    return n < n_ctx ? n : n_ctx;
 }
 
 // How many tokens the GEMV path takes: BITNET_CUDA_GEMV_MAX (for bench_cuda's
@@ -275,6 +289,7 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     be->head_q8 = cfg && cfg->lm_head_q8;
     be->gemv_max = choose_gemv_max(hp);
     be->attd_split = bn_cuda_attd_splits(be->n_ctx);
+    be->attd_short = be->plain_attention ? 0 : choose_attd_short(hp, be->n_ctx);
     be->batch_seqs = be->n_seq > 1 && !env_is("BITNET_CUDA_BATCH", "0");
     be->decode_group = be->batch_seqs ? be->n_seq : 1;
     if (be->decode_group > be->max_batch) be->decode_group = be->max_batch;
@@ -367,6 +382,7 @@ extern "C" void bn_cuda_backend_stats(const bn_backend *be, bn_cuda_stats *out) 
     out->plain_attention = be->plain_attention;
     out->gemv_max = be->gemv_max;
     out->attd_split = be->attd_split;
+    out->attd_short = be->attd_short;
     out->graph_error = be->graph_error;
 }
 

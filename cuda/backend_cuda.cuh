@@ -71,7 +71,8 @@ struct bn_backend {
     bool batch_seqs;      // several sequences share each pass (BITNET_CUDA_BATCH=0: one run after another)
     int gemv_max;         // batches up to this many tokens take the GEMV path
     int attd_split;       // splits of the decode attention
-    cudaGraphExec_t graph[BN_OUT_KINDS];
+    int attd_short;       // decode tokens at positions below this take the one-kernel attention (0: never)
+    cudaGraphExec_t graph[2][BN_OUT_KINDS]; // [position < attd_short][output kind]
     char graph_error[600]; // why a capture failed and graphs went off, for bench_cuda
 
     // device arena and what is carved from it

@@ -85,7 +85,8 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     BN_CUDA_TRY(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
 
     const int H = BENCH_HEADS, Hkv = BENCH_KV_HEADS, hd = BENCH_HD;
-    const bool attd = op == BN_CUDA_BENCH_ATTN_DECODE || op == BN_CUDA_BENCH_ATTN_DECODE_NORM;
+    const bool attd = op == BN_CUDA_BENCH_ATTN_DECODE || op == BN_CUDA_BENCH_ATTN_DECODE_NORM ||
+                      op == BN_CUDA_BENCH_ATTN_DECODE_SHORT;
     const size_t kv_half = (size_t)Hkv * (attd ? K : n) * hd; // halves a cache
     size_t wb; // bytes a launch reads from the rotated buffer
     switch (op) {
@@ -95,6 +96,7 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
     case BN_CUDA_BENCH_HEAD_Q8: wb = (size_t)M * K; break;
     case BN_CUDA_BENCH_ATTN_DECODE:
     case BN_CUDA_BENCH_ATTN_DECODE_NORM:
+    case BN_CUDA_BENCH_ATTN_DECODE_SHORT:
     case BN_CUDA_BENCH_ATTN_PREFILL: wb = 2 * kv_half * sizeof(__half); break;
     default: wb = (size_t)M * K / 4; break;
     }
@@ -213,6 +215,9 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
             return bn_cuda_attention_decode(x, (H + 2 * Hkv) * hd, pos, 1, H, Hkv, hd, hd, true, theta_scale, K, n_split,
                                             kc, vc, NULL, 0, scratch, cnt, y,
                                             op == BN_CUDA_BENCH_ATTN_DECODE_NORM ? &nn_att : NULL, true, st);
+        case BN_CUDA_BENCH_ATTN_DECODE_SHORT:
+            return bn_cuda_attention_decode_short(x, (H + 2 * Hkv) * hd, pos, 1, H, Hkv, hd, hd, true, theta_scale, K,
+                                                  K, kc, vc, NULL, 0, y, NULL, true, st);
         case BN_CUDA_BENCH_ATTN_PREFILL:
             return bn_cuda_attention_prefill(qh, kc, vc, pos, n, H, Hkv, hd, n, y, true, st);
         }
@@ -253,7 +258,8 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
         case BN_CUDA_BENCH_HEAD_F16:
         case BN_CUDA_BENCH_HEAD_Q8: r->bytes = (double)wb + 4.0 * n * M; r->flops = 2.0 * M * K * n; break;
         case BN_CUDA_BENCH_ATTN_DECODE:
-        case BN_CUDA_BENCH_ATTN_DECODE_NORM: r->bytes = (double)wb; r->flops = 4.0 * H * hd2 * K; break;
+        case BN_CUDA_BENCH_ATTN_DECODE_NORM:
+        case BN_CUDA_BENCH_ATTN_DECODE_SHORT: r->bytes = (double)wb; r->flops = 4.0 * H * hd2 * K; break;
         case BN_CUDA_BENCH_ATTN_PREFILL: r->bytes = (double)wb; r->flops = 4.0 * H * hd2 * n * (n + 1.0) / 2; break;
         default: r->bytes = (double)wb + (double)n * K + 4.0 * n * M; r->flops = 2.0 * M * K * (double)n; break;
         }

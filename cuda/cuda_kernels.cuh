@@ -152,6 +152,18 @@ cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int3
                                      __half *v_cache, const int32_t *seq, int64_t seq_stride, void *scratch,
                                      unsigned *group_counters, float *out, const bn_cuda_next_norm *nn,
                                      bool pdl, cudaStream_t st);
+// attention_decode_short.cu - the same for tokens whose keys 0..pos[t] all fit in
+// one block's shared memory (every pos[t] < max_keys <= bn_cuda_attd_short_keys):
+// one kernel, one block per group of query heads and token, no scratch; the
+// arithmetic of bn_cuda_attention_decode with one split. bn_cuda_attd_short_keys:
+// the most keys this device holds for the shape (a multiple of 16, 0: none); it
+// also raises the kernel's shared-memory limit, so call it before any capture.
+int bn_cuda_attd_short_keys(int n_head, int n_head_kv, int hd, int n_rot);
+cudaError_t bn_cuda_attention_decode_short(const float *qkv, int64_t ldqkv, const int32_t *pos, int n_tok,
+                                           int n_head, int n_head_kv, int hd, int n_rot, bool neox,
+                                           float theta_scale, int n_ctx, int max_keys, __half *k_cache,
+                                           __half *v_cache, const int32_t *seq, int64_t seq_stride, float *out,
+                                           const bn_cuda_next_norm *nn, bool pdl, cudaStream_t st);
 
 // lm_head.cu - rmsnorm of each row rounded to f16 (as bitnet.cpp and the CPU
 // backend round the head's input), stored as out_type: BN_CUDA_F16 (halves),

@@ -209,6 +209,23 @@ extern "C" int bn_cuda_test_attention(int kernel, const uint16_t *q, const uint1
     return finish(e, out, dout, sizeof(float) * n_tok * nq, err);
 }
 
+// n_split -1 asks for the one-kernel decode attention: *keys = the keys it is
+// launched for (the device's limit for the shape, at most n_ctx), which every
+// position must be below; else *keys = 0.
+static int short_attention_keys(int n_split, int n_head, int n_head_kv, int hd, int n_rot, int n_ctx,
+                                const int32_t *pos, int n_tok, int *keys, bn_error *err) {
+    *keys = 0;
+    if (n_split != -1) return 0;
+    int k = bn_cuda_attd_short_keys(n_head, n_head_kv, hd, n_rot);
+    if (k > n_ctx) k = n_ctx;
+    for (int t = 0; t < n_tok; t++)
+        if (pos[t] >= k)
+            return bn_errorf(err, "cuda_testing: position %d is past the %d keys of the one-kernel attention", pos[t],
+                             k);
+    *keys = k;
+    return 0;
+}
+
 extern "C" int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int n_head, int n_head_kv, int hd,
                                              int n_rot, bool neox, float base, int n_ctx, int n_split, uint16_t *k_cache,
                                              uint16_t *v_cache, float *out, const float *norm_w, float eps,
@@ -216,6 +233,8 @@ extern "C" int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int 
     if (bn_cuda_probe_device(err)) return -1;
     if (pos < 0 || pos >= n_ctx) return bn_errorf(err, "cuda_testing: bad position");
     if (n_rot <= 0 || n_rot % 2 || n_rot > hd) return bn_errorf(err, "cuda_testing: bad n_rot");
+    int short_keys = 0;
+    if (short_attention_keys(n_split, n_head, n_head_kv, hd, n_rot, n_ctx, &pos, 1, &short_keys, err)) return -1;
     if (n_split <= 0) n_split = bn_cuda_attd_splits(n_ctx);
     bn_dev_bufs bufs;
     const int nq = n_head * hd, nkv = n_head_kv * hd, ld = nq + 2 * nkv;
@@ -240,10 +259,13 @@ extern "C" int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int 
     const float theta_scale = powf(base, -2.0f / (float)n_rot); // as cpu/ops.c rope
     for (int rep = 0; rep < 2; rep++) { // the second run checks that the counters were reset
         BN_CUDA_TRY(cudaMemset(dout, 0xff, sizeof(float) * nq)); // NaN: every output must be written
-        if (finish(bn_cuda_attention_decode(dqkv, ld, dpos, 1, n_head, n_head_kv, hd, n_rot, neox, theta_scale, n_ctx,
-                                            n_split, dk, dv, NULL, 0, scratch, dcnt, dout, &nn, false, 0),
-                   NULL, NULL, 0, err))
-            return -1;
+        const cudaError_t e =
+            short_keys ? bn_cuda_attention_decode_short(dqkv, ld, dpos, 1, n_head, n_head_kv, hd, n_rot, neox,
+                                                        theta_scale, n_ctx, short_keys, dk, dv, NULL, 0, dout, &nn,
+                                                        false, 0)
+                       : bn_cuda_attention_decode(dqkv, ld, dpos, 1, n_head, n_head_kv, hd, n_rot, neox, theta_scale,
+                                                  n_ctx, n_split, dk, dv, NULL, 0, scratch, dcnt, dout, &nn, false, 0);
+        if (finish(e, NULL, NULL, 0, err)) return -1;
     }
     unsigned cnt[257] = {0};
     const int nc = n_head + 1 < 257 ? n_head + 1 : 257;
@@ -263,14 +285,16 @@ extern "C" int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int 
 
 extern "C" int bn_cuda_test_attention_decode_seqs(const float *qkv, const int32_t *pos, const int32_t *seq, int n_tok,
                                                   int n_seq, int n_head, int n_head_kv, int hd, int n_rot, bool neox,
-                                                  float base, int n_ctx, uint16_t *k_cache, uint16_t *v_cache,
-                                                  float *out, bn_error *err) {
+                                                  float base, int n_ctx, int n_split, uint16_t *k_cache,
+                                                  uint16_t *v_cache, float *out, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     if (n_tok <= 0 || n_tok > n_seq) return bn_errorf(err, "cuda_testing: bad token count");
     for (int t = 0; t < n_tok; t++)
         if (pos[t] < 0 || pos[t] >= n_ctx || seq[t] < 0 || seq[t] >= n_seq)
             return bn_errorf(err, "cuda_testing: bad position or slot");
-    const int n_split = bn_cuda_attd_splits(n_ctx);
+    int short_keys = 0;
+    if (short_attention_keys(n_split, n_head, n_head_kv, hd, n_rot, n_ctx, pos, n_tok, &short_keys, err)) return -1;
+    if (n_split <= 0) n_split = bn_cuda_attd_splits(n_ctx);
     bn_dev_bufs bufs;
     const int nq = n_head * hd, nkv = n_head_kv * hd, ld = nq + 2 * nkv;
     const size_t slot = (size_t)n_ctx * nkv, n_cnt = (size_t)n_tok * n_head;
@@ -289,10 +313,14 @@ extern "C" int bn_cuda_test_attention_decode_seqs(const float *qkv, const int32_
     GET(dcnt, NULL, sizeof(unsigned) * n_cnt);
     BN_CUDA_TRY(cudaMemset(dout, 0xff, sizeof(float) * nq * n_tok)); // NaN: every output must be written
     const float theta_scale = powf(base, -2.0f / (float)n_rot); // as cpu/ops.c rope
-    if (finish(bn_cuda_attention_decode(dqkv, ld, dpos, n_tok, n_head, n_head_kv, hd, n_rot, neox, theta_scale, n_ctx,
-                                        n_split, dk, dv, dseq, (int64_t)slot, scratch, dcnt, dout, NULL, false, 0),
-               NULL, NULL, 0, err))
-        return -1;
+    const cudaError_t e0 =
+        short_keys ? bn_cuda_attention_decode_short(dqkv, ld, dpos, n_tok, n_head, n_head_kv, hd, n_rot, neox,
+                                                    theta_scale, n_ctx, short_keys, dk, dv, dseq, (int64_t)slot, dout,
+                                                    NULL, false, 0)
+                   : bn_cuda_attention_decode(dqkv, ld, dpos, n_tok, n_head, n_head_kv, hd, n_rot, neox, theta_scale,
+                                              n_ctx, n_split, dk, dv, dseq, (int64_t)slot, scratch, dcnt, dout, NULL,
+                                              false, 0);
+    if (finish(e0, NULL, NULL, 0, err)) return -1;
     unsigned *cnt = (unsigned *)malloc(sizeof(unsigned) * n_cnt);
     if (!cnt) return bn_errorf(err, "cuda_testing: out of host memory");
     const cudaError_t e = cudaMemcpy(cnt, dcnt, sizeof(unsigned) * n_cnt, cudaMemcpyDeviceToHost);

@@ -28,6 +28,7 @@ typedef struct bn_cuda_stats {
     bool plain_attention;  // BITNET_CUDA_ATTN=plain (or a head_dim the fast kernels lack)
     int gemv_max;          // batches up to this many tokens take the GEMV path
     int attd_split;        // splits of the decode attention
+    int attd_short;        // positions below this take the one-kernel decode attention (0: none)
     const char *graph_error; // "" or why a graph capture failed (graphs are then off)
 } bn_cuda_stats;
 
@@ -82,18 +83,19 @@ int bn_cuda_test_attention(int kernel, const uint16_t *q, const uint16_t *k_cach
 // The decode attention for one token at pos from its f32 qkv row: the caches
 // (read, and row pos written back), out (n_head*hd floats) and, when norm_w is
 // given, the codes of rmsnorm(out, norm_w) (q_out, *s_out, *qsum_out).
-// n_split <= 0: the backend's choice for n_ctx.
+// n_split <= 0: the backend's choice for n_ctx; -1: the one-kernel form
+// (attention_decode_short.cu; pos below bn_cuda_attd_short_keys).
 int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int n_head, int n_head_kv, int hd,
                                   int n_rot, bool neox, float base, int n_ctx, int n_split, uint16_t *k_cache,
                                   uint16_t *v_cache, float *out, const float *norm_w, float eps,
                                   int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err);
 // The decode attention for n_tok tokens of different slots in one launch: token
 // t's qkv row t at pos[t] in slot seq[t] of caches holding n_seq slots of
-// [n_head_kv][n_ctx][hd]; out: n_tok rows. n_split: the backend's choice.
+// [n_head_kv][n_ctx][hd]; out: n_tok rows. n_split as above.
 int bn_cuda_test_attention_decode_seqs(const float *qkv, const int32_t *pos, const int32_t *seq, int n_tok,
                                        int n_seq, int n_head, int n_head_kv, int hd, int n_rot, bool neox,
-                                       float base, int n_ctx, uint16_t *k_cache, uint16_t *v_cache, float *out,
-                                       bn_error *err);
+                                       float base, int n_ctx, int n_split, uint16_t *k_cache, uint16_t *v_cache,
+                                       float *out, bn_error *err);
 // type: 0 F32, 1 F16, 30 BF16 (ggml numbering).
 int bn_cuda_test_embedding(const void *table, int type, int n_vocab, int n_embd,
                            const int32_t *tokens, int n_tok, float *x, bn_error *err);
@@ -134,6 +136,7 @@ typedef enum bn_cuda_bench_op {
     BN_CUDA_BENCH_LM_HEAD,       // f16 cublasGemmEx, M = vocab rows of K
     BN_CUDA_BENCH_ATTN_DECODE,   // decode attention, 2B-4T heads; K = context length, M > 1: splits
     BN_CUDA_BENCH_ATTN_DECODE_NORM, // the same with the output's norm in its last block
+    BN_CUDA_BENCH_ATTN_DECODE_SHORT, // its one-kernel form (attention_decode_short.cu), K keys at most 256
     BN_CUDA_BENCH_ATTN_PREFILL,  // tensor-core prefill attention, n tokens at positions 0..n-1
     BN_CUDA_BENCH_HEAD_F16,      // bn_cuda_head_gemv, f16, fused argmax, M = vocab rows of K
     BN_CUDA_BENCH_HEAD_Q8,       // bn_cuda_head_q8_gemv, fused argmax

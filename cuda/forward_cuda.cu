@@ -14,8 +14,9 @@
 // instead, each a normal single-sequence forward.
 //
 // Token ids and positions travel through device memory, so a decode step
-// (n == 1) is captured once per output kind (none, logits, argmax) as a CUDA
-// graph and replayed at every position (BITNET_CUDA_GRAPH=0 disables that).
+// (n == 1) is captured once per output kind (none, logits, argmax) and attention
+// form as a CUDA graph and replayed at every position (BITNET_CUDA_GRAPH=0
+// disables that).
 //
 // Per layer: QKV (input: rmsnorm(x, attn_norm)) -> attention -> O (input:
 // rmsnorm(att, attn_sub_norm); += x) -> gate|up (rmsnorm(x, ffn_norm)) -> down
@@ -28,7 +29,8 @@
 // arrive (with BITNET_CUDA_NORM=last: the last block of the kernel before does
 // it once, into codes 0/1 alternately); a larger batch takes a norm kernel and
 // the tensor-core GEMM (the dp4a one with BITNET_CUDA_GEMM=dp4a).
-// One token takes the split-KV decode attention (RoPE and the KV write inside);
+// One token takes the split-KV decode attention (RoPE and the KV write inside),
+// or below position attd_short (BITNET_CUDA_ATTD_SHORT) its one-kernel form;
 // more take rope_kv and the tensor-core prefill attention. With PDL
 // (backend_cuda.cuh) every kernel after the embedding may start before the one
 // before it ends.
@@ -116,14 +118,43 @@ static int attention_run(bn_backend *be, int t0, int n, __half *kc, __half *vc, 
     return 0;
 }
 
+// Whether a decode token at position p takes the one-kernel attention. Each
+// token's own position decides, so its arithmetic is the same alone or batched.
+static bool one_kernel_attention(const bn_backend *be, int32_t p) { return p < be->attd_short; }
+
+// The decode attention of the m tokens from row t0 of be->qkv, one per slot
+// (d_seq, when seqs) or all of slot `seq`'s cache kc/vc, into be->att: the
+// one-kernel form (all m tokens one_kernel_attention) or the split pair. nn: the
+// O projection's codes (may be NULL).
+static int attention_decode(bn_backend *be, int t0, int m, bool seqs, bool one_kernel, __half *kc, __half *vc,
+                            unsigned *cnt, const bn_cuda_next_norm *nn, bn_error *err) {
+    const bn_hparams *hp = &be->hp;
+    const int H = (int)hp->n_head, Hkv = (int)hp->n_head_kv, hd = (int)hp->head_dim, n_rot = (int)hp->n_rot;
+    const float *qkv = be->qkv + (size_t)t0 * be->nqkv;
+    const int32_t *pos = be->d_pos + t0, *seq = seqs ? be->d_seq + t0 : NULL;
+    const int64_t stride = seqs ? (int64_t)be->n_ctx * be->nkv : 0;
+    float *att = be->att + (size_t)t0 * be->nq;
+    if (one_kernel) {
+        BN_CUDA_TRY(bn_cuda_attention_decode_short(qkv, be->nqkv, pos, m, H, Hkv, hd, n_rot, hp->rope_neox,
+                                                   be->rope_theta_scale, be->n_ctx, be->attd_short, kc, vc, seq,
+                                                   stride, att, nn, be->use_pdl, be->st));
+        mark(be, "attention (decode, 1 kernel)");
+        return 0;
+    }
+    BN_CUDA_TRY(bn_cuda_attention_decode(qkv, be->nqkv, pos, m, H, Hkv, hd, n_rot, hp->rope_neox, be->rope_theta_scale,
+                                         be->n_ctx, be->attd_split, kc, vc, seq, stride, be->attd_scratch, &cnt[4],
+                                         att, nn, be->use_pdl, be->st));
+    mark(be, "attention (decode, 2 kernels)");
+    return 0;
+}
+
 // Attention of layer l for a chunk of several sequences (be->piece): runs of
 // single tokens together through the decode attention, each token in its own
 // slot (d_seq), up to decode_group at a time; longer pieces one by one. nn: as
 // in attention(); the decode kernel applies it only when one launch covers the
 // whole chunk, else one rmsnorm_quant follows.
 static int attention_pieces(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, bn_error *err) {
-    const bn_hparams *hp = &be->hp;
-    const int H = (int)hp->n_head, Hkv = (int)hp->n_head_kv, hd = (int)hp->head_dim;
+    const int H = (int)be->hp.n_head;
     const size_t kv_slot = (size_t)be->n_ctx * (size_t)be->nkv;
     __half *kc = be->kc + (size_t)l * be->n_seq * kv_slot, *vc = be->vc + (size_t)l * be->n_seq * kv_slot;
     unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H, be->decode_group);
@@ -136,16 +167,15 @@ static int attention_pieces(bn_backend *be, int l, int n, const bn_cuda_next_nor
             i++;
             continue;
         }
-        int j = i + 1; // pieces are consecutive in the chunk: i..j-1 are tokens t0..t0+j-i-1
-        while (j < be->n_piece && be->piece[j].n == 1 && j - i < be->decode_group) j++;
-        const int t0 = p->t0, m = j - i;
-        fused = m == n;
-        BN_CUDA_TRY(bn_cuda_attention_decode(be->qkv + (size_t)t0 * be->nqkv, be->nqkv, be->d_pos + t0, m, H, Hkv, hd,
-                                             (int)hp->n_rot, hp->rope_neox, be->rope_theta_scale, be->n_ctx,
-                                             be->attd_split, kc, vc, be->d_seq + t0, (int64_t)kv_slot,
-                                             be->attd_scratch, &cnt[4], be->att + (size_t)t0 * be->nq,
-                                             fused ? nn : NULL, be->use_pdl, be->st));
-        mark(be, "attention (decode, several sequences)");
+        // Pieces are consecutive in the chunk: i..j-1 are tokens t0..t0+j-i-1, all
+        // of one attention form.
+        const bool one = one_kernel_attention(be, be->h_pos[p->t0]);
+        int j = i + 1;
+        while (j < be->n_piece && be->piece[j].n == 1 && j - i < be->decode_group &&
+               one_kernel_attention(be, be->h_pos[be->piece[j].t0]) == one)
+            j++;
+        fused = j - i == n;
+        if (attention_decode(be, p->t0, j - i, true, one, kc, vc, cnt, fused ? nn : NULL, err)) return -1;
         i = j;
     }
     if (nn && !fused) {
@@ -160,19 +190,13 @@ static int attention_pieces(bn_backend *be, int l, int n, const bn_cuda_next_nor
 // be->att. nn (NULL: none): its output's codes for the O projection.
 static int attention(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, bn_error *err) {
     if (be->n_piece) return attention_pieces(be, l, n, nn, err);
-    const bn_hparams *hp = &be->hp;
-    const int H = (int)hp->n_head, Hkv = (int)hp->n_head_kv, hd = (int)hp->head_dim;
+    const int H = (int)be->hp.n_head;
     const size_t kv_slot = (size_t)be->n_ctx * (size_t)be->nkv; // [n_head_kv][n_ctx][hd]
     const size_t slot = (size_t)l * (size_t)be->n_seq + (size_t)be->seq;
     __half *kc = be->kc + slot * kv_slot, *vc = be->vc + slot * kv_slot;
     unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H, be->decode_group);
-    if (n == 1 && !be->plain_attention) {
-        BN_CUDA_TRY(bn_cuda_attention_decode(be->qkv, be->nqkv, be->d_pos, 1, H, Hkv, hd, (int)hp->n_rot,
-                                             hp->rope_neox, be->rope_theta_scale, be->n_ctx, be->attd_split, kc, vc,
-                                             NULL, 0, be->attd_scratch, &cnt[4], be->att, nn, be->use_pdl, be->st));
-        mark(be, "attention (decode, 2 kernels)");
-        return 0;
-    }
+    if (n == 1 && !be->plain_attention)
+        return attention_decode(be, 0, 1, false, one_kernel_attention(be, be->h_pos[0]), kc, vc, cnt, nn, err);
     if (attention_run(be, 0, n, kc, vc, err)) return -1;
     if (nn) {
         BN_CUDA_TRY(bn_cuda_rmsnorm_quant(be->att, be->nq, nn->w, n, be->nq, nn->eps, nn->mode, nn->q, nn->s, nn->qsum,
@@ -273,24 +297,30 @@ static int enqueue_decode(bn_backend *be, int kind, bn_error *err) {
     return kind == BN_OUT_NONE ? 0 : enqueue_head(be, 0, 1, kind, err);
 }
 
+// The graphs of a decode step at position p: those with the one-kernel
+// attention, or those with the split pair (the launches differ).
+static cudaGraphExec_t *decode_graphs(bn_backend *be, int32_t p) { return be->graph[one_kernel_attention(be, p)]; }
+
 // Captures enqueue_decode once as a graph (after one eager run of the same step,
-// see forward_impl). On failure the stream leaves capture mode and graphs are
-// switched off for this backend: every step then runs eagerly.
+// see forward_impl, whose position is still in h_pos). On failure the stream
+// leaves capture mode and graphs are switched off for this backend: every step
+// then runs eagerly.
 static void capture_decode(bn_backend *be, int kind) {
+    cudaGraphExec_t *graphs = decode_graphs(be, be->h_pos[0]);
     bn_error cerr = {{0}};
     cudaGraph_t graph = NULL;
     cudaError_t e = cudaStreamBeginCapture(be->st, cudaStreamCaptureModeThreadLocal);
     if (e == cudaSuccess) {
         const int rc = enqueue_decode(be, kind, &cerr);
         e = cudaStreamEndCapture(be->st, &graph);
-        if (rc == 0 && e == cudaSuccess && graph) e = cudaGraphInstantiate(&be->graph[kind], graph, 0);
+        if (rc == 0 && e == cudaSuccess && graph) e = cudaGraphInstantiate(&graphs[kind], graph, 0);
         else if (rc != 0) e = cudaErrorStreamCaptureInvalidated;
         if (graph) (void)cudaGraphDestroy(graph);
         if (e == cudaSuccess) return;
     }
     snprintf(be->graph_error, sizeof be->graph_error, "%s%s%s", cudaGetErrorString(e), cerr.msg[0] ? ": " : "",
              cerr.msg);
-    be->graph[kind] = NULL;
+    graphs[kind] = NULL;
     be->use_graph = false;
     (void)cudaGetLastError(); // the eager run reports any real error itself
 }
@@ -308,10 +338,11 @@ static int forward_run(bn_backend *be, const int32_t *tokens, const int32_t *pos
     const int V = (int)be->hp.n_vocab;
     const int kind = argmax ? BN_OUT_ARGMAX : (logits ? BN_OUT_LOGITS : BN_OUT_NONE);
 
-    if (n_tokens == 1 && be->use_graph && be->graph[kind] && !be->prof) {
+    cudaGraphExec_t *graphs = decode_graphs(be, pos[0]);
+    if (n_tokens == 1 && be->use_graph && graphs[kind] && !be->prof) {
         be->h_tok[0] = tokens[0];
         be->h_pos[0] = pos[0];
-        BN_CUDA_TRY(cudaGraphLaunch(be->graph[kind], be->st));
+        BN_CUDA_TRY(cudaGraphLaunch(graphs[kind], be->st));
         BN_CUDA_TRY(cudaStreamSynchronize(be->st));
         take_output(be, kind, logits, argmax);
         return 0;
@@ -345,8 +376,9 @@ static int forward_run(bn_backend *be, const int32_t *tokens, const int32_t *pos
     // inside the capture: lazy loading of this module's kernels (the CUDA 12
     // default) and the kernels' shared-memory limits, either of which can make
     // capture fail and switch graphs off for the session. Capture executes
-    // nothing, so h_tok/h_pos need no particular content.
-    if (n_tokens == 1 && be->use_graph && !be->graph[kind] && !be->prof) capture_decode(be, kind);
+    // nothing, so h_tok needs no particular content; h_pos[0] still holds this
+    // step's position, which picks the attention form the graph is made with.
+    if (n_tokens == 1 && be->use_graph && !graphs[kind] && !be->prof) capture_decode(be, kind);
     return 0;
 }
 

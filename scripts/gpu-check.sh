@@ -12,6 +12,8 @@
 #     model against bitnet.cpp's golden tokens and logits) - with
 #     BITNET_REQUIRE_GPU=1 and BITNET_REQUIRE_FIXTURES=1, so no GPU or a missing
 #     fixture is a failure, not a skip;
+#     test_batch cuda (several sequences in one forward), also with the
+#     one-kernel decode attention (BITNET_CUDA_ATTD_SHORT, off by default);
 #     and the trained model in models/ against its PyTorch reference on every
 #     backend (test_trained_model), and every model family against bitnet.cpp's
 #     goldens in tests/golden (test_families cuda);
@@ -89,6 +91,9 @@ trained() {
 }
 step trained_model trained
 step batch_cuda "$bin/test_batch" cuda # several sequences in one forward: each as if alone
+# The same with the one-kernel decode attention below position 16 (off by default
+# until measured): batches that mix it with the split pair.
+step batch_cuda_one_kernel env BITNET_CUDA_ATTD_SHORT=16 "$bin/test_batch" cuda
 # Every model family's bitnet.cpp goldens (tests/golden) on the GPU; make-model
 # (the CLI) rebuilds each golden's model there.
 step families_cuda env BITNET_SOURCE_DIR="$PWD" BITNET_CLI="$cli" "$bin/test_families" cuda

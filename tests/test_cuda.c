@@ -379,6 +379,8 @@ static void test_attention(void **state) {
 
 // The decode attention (RoPE, KV write, split-KV softmax, next norm) against the
 // CPU twin: the RoPE of the case on the qkv row, the f16 cache row, bn_attention_head.
+// n_split -1: its one-kernel form for short contexts, at positions up to the most
+// keys it takes (at least 192 for every shape here, 256 for most).
 static void test_attention_decode(void **state) {
     (void)state;
     require_gpu();
@@ -386,7 +388,11 @@ static void test_attention_decode(void **state) {
     const int cases[][7] = {{20, 5, 128, 128, 4096, 4093, 0}, {20, 5, 128, 128, 4096, 127, 0},
                             {20, 5, 128, 128, 300, 0, 0},     {2, 1, 64, 64, 512, 33, 0},
                             {4, 2, 64, 32, 300, 299, 7},      {3, 3, 80, 80, 200, 150, 1},
-                            {24, 2, 64, 64, 1000, 640, 0},    {16, 2, 96, 96, 2048, 1999, 64}};
+                            {24, 2, 64, 64, 1000, 640, 0},    {16, 2, 96, 96, 2048, 1999, 64},
+                            {20, 5, 128, 128, 4096, 127, -1}, {20, 5, 128, 128, 300, 0, -1},
+                            {20, 5, 128, 128, 4096, 255, -1}, {2, 1, 64, 64, 512, 33, -1},
+                            {4, 2, 64, 32, 300, 200, -1},     {3, 3, 80, 80, 200, 150, -1},
+                            {16, 2, 96, 96, 2048, 250, -1},   {12, 4, 256, 256, 1000, 191, -1}};
     uint64_t rng = 21;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int H = cases[c][0], Hkv = cases[c][1], hd = cases[c][2], n_rot = cases[c][3];
@@ -467,11 +473,13 @@ static void test_attention_decode_seqs(void **state) {
     (void)state;
     require_gpu();
     // heads, kv heads, head_dim, n_ctx, slots, tokens
-    const int cases[][6] = {{20, 5, 128, 512, 6, 5}, {4, 2, 64, 300, 3, 3}, {16, 2, 96, 2048, 9, 9}};
+    // ...; n_split as in test_attention_decode (-1: the one-kernel form, every position below 256)
+    const int cases[][7] = {{20, 5, 128, 512, 6, 5, 0},  {4, 2, 64, 300, 3, 3, 0},   {16, 2, 96, 2048, 9, 9, 0},
+                            {20, 5, 128, 256, 6, 5, -1}, {4, 2, 64, 200, 3, 3, -1},  {16, 2, 96, 256, 9, 9, -1}};
     uint64_t rng = 77;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int H = cases[c][0], Hkv = cases[c][1], hd = cases[c][2], n_ctx = cases[c][3];
-        const int n_seq = cases[c][4], n_tok = cases[c][5];
+        const int n_seq = cases[c][4], n_tok = cases[c][5], n_split = cases[c][6];
         const int nq = H * hd, nkv = Hkv * hd, ld = nq + 2 * nkv;
         const size_t slot = (size_t)n_ctx * nkv, all = slot * n_seq;
         float *qkv = malloc(sizeof(float) * ld * n_tok), *out = malloc(sizeof(float) * nq * n_tok);
@@ -488,13 +496,13 @@ static void test_attention_decode_seqs(void **state) {
             pos[t] = t % 3 == 0 ? t : n_ctx - 1 - (int32_t)(bn_test_rand(&rng) % (uint64_t)(n_ctx / 2));
         }
         bn_error err = {{0}};
-        if (bn_cuda_test_attention_decode_seqs(qkv, pos, seq, n_tok, n_seq, H, Hkv, hd, hd, true, 500000.f, n_ctx, kc,
-                                               vc, out, &err))
+        if (bn_cuda_test_attention_decode_seqs(qkv, pos, seq, n_tok, n_seq, H, Hkv, hd, hd, true, 500000.f, n_ctx,
+                                               n_split, kc, vc, out, &err))
             fail_msg("%s", err.msg);
         for (int t = 0; t < n_tok; t++) {
             const size_t at = (size_t)seq[t] * slot;
-            if (bn_cuda_test_attention_decode(qkv + (size_t)t * ld, pos[t], H, Hkv, hd, hd, true, 500000.f, n_ctx, 0,
-                                              kc1 + at, vc1 + at, one, NULL, 0.f, NULL, NULL, NULL, &err))
+            if (bn_cuda_test_attention_decode(qkv + (size_t)t * ld, pos[t], H, Hkv, hd, hd, true, 500000.f, n_ctx,
+                                              n_split, kc1 + at, vc1 + at, one, NULL, 0.f, NULL, NULL, NULL, &err))
                 fail_msg("%s", err.msg);
             if (memcmp(one, out + (size_t)t * nq, sizeof(float) * nq))
                 fail_msg("case %zu: token %d (slot %d, position %d) differs from the token alone", c, t, seq[t],
@@ -502,8 +510,8 @@ static void test_attention_decode_seqs(void **state) {
         }
         assert_memory_equal(kc, kc1, 2 * all); // each token wrote its own slot's row, nothing else
         assert_memory_equal(vc, vc1, 2 * all);
-        fprintf(stderr, "  decode attention, %d sequences in one launch (%d/%d heads x %d, ctx %d): identical\n",
-                n_tok, H, Hkv, hd, n_ctx);
+        fprintf(stderr, "  decode attention%s, %d sequences in one launch (%d/%d heads x %d, ctx %d): identical\n",
+                n_split < 0 ? " (one kernel)" : "", n_tok, H, Hkv, hd, n_ctx);
         free(qkv); free(out); free(one); free(kc); free(vc); free(kc1); free(vc1);
     }
 }
@@ -1058,7 +1066,11 @@ static void test_tiny_a_model(void **state) {
                                         {"BITNET_CUDA_ATTN", "plain"},
                                         {"BITNET_CUDA_GEMM", "dp4a"},
                                         {"BITNET_CUDA_NORM", "last"},
-                                        {"BITNET_CUDA_GEMV_MAX", "0"}};
+                                        {"BITNET_CUDA_GEMV_MAX", "0"},
+                                        // the one-kernel decode attention: everywhere, and up to position
+                                        // 15 (the split pair after it: both graphs of a step)
+                                        {"BITNET_CUDA_ATTD_SHORT", "256"},
+                                        {"BITNET_CUDA_ATTD_SHORT", "16"}};
     // BITNET_TEST_QUICK=1 (gpu-check.sh's memcheck run): the default only.
     const char *quick = getenv("BITNET_TEST_QUICK");
     const size_t n_variants = quick && strcmp(quick, "1") == 0 ? 1 : sizeof variants / sizeof variants[0];

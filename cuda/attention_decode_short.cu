@@ -1,0 +1,252 @@
+// attention_decode_short.cu - the decode attention of a short context in one
+// kernel: one block per (GQA group, token) holds the group's whole softmax.
+//
+// At a short context the split-KV pair (attention_decode.cu) is all latency: two
+// launches and about a dozen dependent trips to memory (scores, per-split max and
+// sums, partials, the combine, block-wide reductions) for a few KB of K/V; it
+// measured 18-36 us a layer at context 128 on an H200 (docs/cuda-performance.md),
+// where the bytes need under 1. When the keys 0..pos of every token fit in shared
+// memory (max_keys, bn_cuda_attd_short_keys), a block
+// - before it waits for the QKV projection (pdl.cuh) reads pos, starts copying K
+//   and V rows 0..pos-1 of its KV head into shared memory (cp.async; those rows
+//   were written by earlier steps, not by that projection) and builds the RoPE
+//   table;
+// - then rotates the group's queries and the token's key and rounds them to f16
+//   (as attention_decode.cu, as bitnet.cpp rounds Q and the cache), puts the key
+//   and V row into its tiles and, one block per KV head, into cache row pos;
+// - scores with eight lanes a key for every head of the group at once (the same
+//   per-lane sums and shuffles as attention_decode.cu's kernel A);
+// - softmax with one warp a head: max, the sum of expf(s - max) in double, then
+//   p_j = f16(expf(s_j - max) * (float)(1 / sum)), the CPU's probability;
+// - p.V with hd/8 lanes a V row, 8 dims a lane, straight into the output; with nn
+//   the last block quantizes the output for the O projection.
+// So it computes what the split pair computes with one split, except the order of
+// the double sum (a warp's instead of the block's). CPU twin: as attention_decode.cu.
+#include "async_copy.cuh"
+#include "attention_decode.cuh"
+#include "pdl.cuh"
+#include "reduce.cuh"
+#include "rope.cuh"
+
+#define BN_ATTS_THREADS 128
+#define BN_ATTS_MAX_KEYS 256 // keys (context so far + the new token) a block holds at most
+
+typedef struct bn_atts_args {
+    const float *qkv;
+    int64_t ldqkv;
+    const int32_t *pos;
+    int n_head, n_head_kv, hd, n_rot, qpb, n_ctx, max_keys;
+    bool neox;
+    float theta_scale;
+    __half *kc, *vc;    // this layer's cache [n_head_kv][n_ctx][hd] (of slot 0 when seq is set)
+    const int32_t *seq; // NULL: every token in kc/vc; else token t's slot starts seq[t] * seq_stride later
+    int64_t seq_stride;
+    float *out;         // [n_tok][n_head * hd]
+    bn_cuda_next_norm nn;
+} bn_atts_args;
+
+// Shared memory of a block, in this order: K and V tiles (max_keys x hd halves
+// each), queries (qpb x hd), scores then probabilities (qpb x max_keys), RoPE
+// cos and sin (n_rot/2 each), and the p.V partial sums (kp x qpb x hd floats,
+// kp = key rows at a time).
+static size_t atts_smem_bytes(int hd, int qpb, int n_rot, int max_keys) {
+    const size_t kp = BN_ATTS_THREADS / (hd / 8);
+    return 4 * (size_t)max_keys * hd +
+           4 * ((size_t)qpb * hd + (size_t)qpb * max_keys + (size_t)n_rot + kp * qpb * hd);
+}
+
+__global__ void __launch_bounds__(BN_ATTS_THREADS) bn_atts_kernel(bn_atts_args a) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    const int t = blockIdx.z, hd = a.hd, qpb = a.qpb, K = a.max_keys;
+    const int h0 = blockIdx.x * qpb, G = a.n_head / a.n_head_kv, g = h0 / G;
+    __half *kt = reinterpret_cast<__half *>(smem), *vt = kt + (size_t)K * hd;
+    float *sq = reinterpret_cast<float *>(vt + (size_t)K * hd);
+    float *sc = sq + qpb * hd, *cs = sc + qpb * K, *sn = cs + a.n_rot / 2, *part = sn + a.n_rot / 2;
+
+    // 1. Before the wait: the cache rows before pos.
+    const int p = a.pos[t], L = p + 1;
+    if (L > K) __trap(); // the caller keeps pos < max_keys; past it the tiles would overflow
+    const int64_t slot = a.seq ? (int64_t)a.seq[t] * a.seq_stride : 0;
+    __half *kc = a.kc + slot + (int64_t)g * a.n_ctx * hd, *vc = a.vc + slot + (int64_t)g * a.n_ctx * hd;
+    for (int i = threadIdx.x; i < p * (hd / 8); i += blockDim.x) { // 16 bytes a copy
+        bn_cp_async16(kt + 8 * i, kc + 8 * i);
+        bn_cp_async16(vt + 8 * i, vc + 8 * i);
+    }
+    bn_cp_async_commit();
+    bn_rope_table(p, a.n_rot / 2, a.theta_scale, cs, sn);
+    bn_pdl_wait();
+    bn_pdl_trigger();
+    __syncthreads(); // the RoPE table
+
+    // 2. The group's queries and the token's key, rotated and rounded to f16; its V row.
+    const float *row = a.qkv + t * a.ldqkv;
+    const int nq = a.n_head * hd, nkv = a.n_head_kv * hd;
+    const bool writer = h0 % G == 0; // one block per KV head writes cache row p
+    for (int e = threadIdx.x; e < (qpb + 1) * hd; e += blockDim.x) {
+        const int hh = e / hd, d = e - hh * hd;
+        const float *head = hh < qpb ? row + (h0 + hh) * hd : row + nq + g * hd;
+        const __half v = __float2half_rn(bn_rope_elem(head, d, a.n_rot, a.neox, cs, sn));
+        if (hh < qpb) {
+            sq[e] = __half2float(v);
+        } else {
+            kt[(int64_t)p * hd + d] = v;
+            if (writer) kc[(int64_t)p * hd + d] = v;
+        }
+    }
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        const __half v = __float2half_rn(row[nq + nkv + g * hd + d]);
+        vt[(int64_t)p * hd + d] = v;
+        if (writer) vc[(int64_t)p * hd + d] = v;
+    }
+    bn_cp_async_wait_all();
+    __syncthreads();
+
+    // 3. Scores: eight lanes a key, 16 keys at a time, every head of the group.
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int sub = threadIdx.x & 7, kl = threadIdx.x >> 3, nkl = blockDim.x >> 3;
+    for (int jb = 0; jb < L; jb += nkl) { // uniform: the shuffles below need every lane
+        const int j = jb + kl;
+        float dot[BN_ATTD_QPB];
+#pragma unroll
+        for (int h = 0; h < BN_ATTD_QPB; h++) dot[h] = 0.f;
+        if (j < L)
+            for (int c = sub; c < hd / 8; c += 8) {
+                float kf[8];
+                bn_half8_to_float(reinterpret_cast<const uint4 *>(kt + (int64_t)j * hd)[c], kf);
+#pragma unroll
+                for (int h = 0; h < BN_ATTD_QPB; h++)
+                    if (h < qpb) {
+                        const float4 q0 = *reinterpret_cast<const float4 *>(sq + h * hd + 8 * c);
+                        const float4 q1 = *reinterpret_cast<const float4 *>(sq + h * hd + 8 * c + 4);
+                        dot[h] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] +
+                                  q1.y * kf[5] + q1.z * kf[6] + q1.w * kf[7];
+                    }
+            }
+#pragma unroll
+        for (int h = 0; h < BN_ATTD_QPB; h++) {
+            if (h >= qpb) break;
+            dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 4);
+            dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 2);
+            dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 1);
+            if (j < L && sub == 0) sc[h * K + j] = dot[h] * scale;
+        }
+    }
+    __syncthreads();
+
+    // 4. Softmax, one warp a head: the probabilities replace the scores.
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarp = blockDim.x >> 5;
+    for (int h = warp; h < qpb; h += nwarp) {
+        float *s = sc + h * K;
+        float m = -INFINITY;
+        for (int j = lane; j < L; j += 32) m = fmaxf(m, s[j]);
+        m = bn_warp_max(m);
+        double l = 0.0;
+        for (int j = lane; j < L; j += 32) l += expf(s[j] - m);
+        const float inv = (float)(1.0 / bn_warp_sum(l));
+        for (int j = lane; j < L; j += 32) s[j] = __half2float(__float2half_rn(expf(s[j] - m) * inv));
+    }
+    __syncthreads();
+
+    // 5. p.V: hd/8 lanes a V row, kp rows at a time; the rows' partial sums added in order.
+    const int tpr = hd / 8, kp = BN_ATTS_THREADS / tpr;
+    const int kr = threadIdx.x / tpr, dc = threadIdx.x - kr * tpr;
+    if (kr < kp) {
+        float acc[BN_ATTD_QPB][8];
+#pragma unroll
+        for (int h = 0; h < BN_ATTD_QPB; h++)
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc[h][e] = 0.f;
+        for (int j = kr; j < L; j += kp) {
+            float v[8];
+            bn_half8_to_float(reinterpret_cast<const uint4 *>(vt + (int64_t)j * hd)[dc], v);
+#pragma unroll
+            for (int h = 0; h < BN_ATTD_QPB; h++)
+                if (h < qpb) {
+                    const float pj = sc[h * K + j];
+#pragma unroll
+                    for (int e = 0; e < 8; e++) acc[h][e] += pj * v[e];
+                }
+        }
+#pragma unroll
+        for (int h = 0; h < BN_ATTD_QPB; h++)
+            if (h < qpb)
+#pragma unroll
+                for (int e = 0; e < 8; e++) part[(kr * qpb + h) * hd + dc * 8 + e] = acc[h][e];
+    }
+    __syncthreads();
+    float *out = a.out + (int64_t)t * nq + (int64_t)h0 * hd;
+    for (int o = threadIdx.x; o < qpb * hd; o += blockDim.x) {
+        float sum = 0.f;
+        for (int r = 0; r < kp; r++) sum += part[r * qpb * hd + o];
+        out[o] = sum;
+    }
+
+    // 6. The O projection's codes, by the last block.
+    bn_attd_next_norm(a.nn, a.out, nq, reinterpret_cast<float *>(smem));
+}
+
+// The device's shared memory a block may opt into, less the kernel's static
+// arrays; raised for the kernel once per process, outside any graph capture (the
+// backend calls bn_cuda_attd_short_keys when it is created).
+static int g_smem_limit = 0;
+
+static cudaError_t atts_setup(void) {
+    if (g_smem_limit > 0) return cudaSuccess;
+    int optin = 0;
+    cudaError_t e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0);
+    if (e != cudaSuccess) return e;
+    const int limit = optin - 1024;
+    if ((e = cudaFuncSetAttribute(bn_atts_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, limit)) != cudaSuccess)
+        return e;
+    g_smem_limit = limit;
+    return cudaSuccess;
+}
+
+static size_t atts_launch_smem(int n_head, int hd, int qpb, int n_rot, int max_keys, bool nn) {
+    const size_t s = atts_smem_bytes(hd, qpb, n_rot, max_keys), norm = 4 * (size_t)n_head * hd;
+    return nn && norm > s ? norm : s;
+}
+
+int bn_cuda_attd_short_keys(int n_head, int n_head_kv, int hd, int n_rot) {
+    if (hd <= 0 || hd > 256 || hd % 8 || n_head_kv <= 0 || n_head % n_head_kv || atts_setup() != cudaSuccess) return 0;
+    const int qpb = bn_cuda_attd_heads_per_block(n_head, n_head_kv);
+    int keys = BN_ATTS_MAX_KEYS;
+    while (keys >= 16 && atts_launch_smem(n_head, hd, qpb, n_rot, keys, true) > (size_t)g_smem_limit) keys -= 16;
+    return keys >= 16 ? keys : 0;
+}
+
+cudaError_t bn_cuda_attention_decode_short(const float *qkv, int64_t ldqkv, const int32_t *pos, int n_tok,
+                                           int n_head, int n_head_kv, int hd, int n_rot, bool neox,
+                                           float theta_scale, int n_ctx, int max_keys, __half *k_cache,
+                                           __half *v_cache, const int32_t *seq, int64_t seq_stride, float *out,
+                                           const bn_cuda_next_norm *nn, bool pdl, cudaStream_t st) {
+    if (n_tok <= 0) return cudaSuccess;
+    if (hd <= 0 || hd > 256 || hd % 8 || n_rot <= 0 || n_rot > hd || n_rot % 2 || n_head_kv <= 0 ||
+        n_head % n_head_kv || max_keys <= 0 || max_keys > BN_ATTS_MAX_KEYS || n_ctx <= 0)
+        return cudaErrorInvalidValue;
+    cudaError_t e = atts_setup();
+    if (e != cudaSuccess) return e;
+    bn_atts_args a;
+    a.qkv = qkv;
+    a.ldqkv = ldqkv;
+    a.pos = pos;
+    a.n_head = n_head;
+    a.n_head_kv = n_head_kv;
+    a.hd = hd;
+    a.n_rot = n_rot;
+    a.qpb = bn_cuda_attd_heads_per_block(n_head, n_head_kv);
+    a.n_ctx = n_ctx;
+    a.max_keys = max_keys;
+    a.neox = neox;
+    a.theta_scale = theta_scale;
+    a.kc = k_cache;
+    a.vc = v_cache;
+    a.seq = seq;
+    a.seq_stride = seq_stride;
+    a.out = out;
+    bn_cuda_next_norm none = {};
+    a.nn = nn ? *nn : none;
+    const size_t smem = atts_launch_smem(n_head, hd, a.qpb, n_rot, max_keys, a.nn.w != NULL);
+    if (smem > (size_t)g_smem_limit) return cudaErrorInvalidValue;
+    return bn_launch(pdl, bn_atts_kernel, dim3(n_head / a.qpb, 1, n_tok), dim3(BN_ATTS_THREADS), smem, st, a);
+}
