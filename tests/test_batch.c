@@ -99,7 +99,9 @@ static void run_alone(const bn_backend_ops *ops, float *ref, int32_t tok[N_SEQ][
 }
 
 // Row `got` against the sequence alone: bit for bit, or (exact false) within
-// the fixtures' tolerance (max |diff| 0.1, mean 1e-3) and with the same argmax.
+// the fixtures' tolerance (max |diff| 0.1, mean 1e-3) and with the same argmax
+// unless the row alone has a near tie there (its best leads ours by at most
+// twice the difference: the other kernel's summation order may flip it).
 static void check_row(const bn_backend_ops *ops, bool exact, const float *row, const float *want, int s, int got,
                       int max_batch) {
     const int64_t V = fx.model->hp.n_vocab;
@@ -115,7 +117,8 @@ static void check_row(const bn_backend_ops *ops, bool exact, const float *row, c
         mx = d > mx ? d : mx;
         mean += d / (double)V;
     }
-    if (!(mx <= 0.1 && mean <= 1e-3) || bn_argmax(row, (int32_t)V) != bn_argmax(want, (int32_t)V))
+    const int32_t ours = bn_argmax(row, (int32_t)V), best = bn_argmax(want, (int32_t)V);
+    if (!(mx <= 0.1 && mean <= 1e-3) || (ours != best && !(want[best] - want[ours] <= 2 * mx)))
         fail_msg("%s, max_batch %d: sequence %d row %d: max |diff| %.3g, mean %.3g from the sequence alone",
                  ops->name, max_batch, s, got, mx, mean);
 }

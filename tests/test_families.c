@@ -16,7 +16,8 @@
 //   - our greedy id equals the reference's, or (a near tie) the reference ranks
 //     ours within max(MARGIN_SLACK, twice the step's difference) of its top-1;
 //     the case stops there;
-// and the prompt as one batch on 2 threads gives the same tokens.
+// and the prompt as one batch on 2 threads gives the same tokens (on a GPU, up
+// to a near tie where one of the two runs stopped: run_case's rule).
 //
 // TQ1_0/TQ2_0 are repacked to I2_S at load but keep llama.cpp's activation
 // quantization for them (per block of 256, model.h act_block), so they are held
@@ -167,8 +168,19 @@ static void check_golden(const bn_backend_ops *ops, const char *path) {
         run_stats st, batched;
         run_case(ops, m, &g, 1, false, &st);
         run_case(ops, m, &g, 2, true, &batched);
-        assert_int_equal(batched.n_ids, st.n_ids);
-        assert_memory_equal(batched.ids, st.ids, sizeof st.ids);
+        if (ops == &bn_cpu_backend) {
+            assert_int_equal(batched.n_ids, st.n_ids);
+            assert_memory_equal(batched.ids, st.ids, sizeof st.ids);
+        } else {
+            // A GPU runs the batched prompt through another attention kernel than
+            // one token at a time (prefill, decode) that sums in another order, so
+            // where the reference has a near tie one run may take the runner-up
+            // (run_case accepted it and stopped) while the other goes on: the two
+            // agree up to the last token the shorter one produced.
+            const int common = batched.n_ids < st.n_ids ? batched.n_ids : st.n_ids;
+            assert_true(common > 0);
+            assert_memory_equal(batched.ids, st.ids, sizeof st.ids[0] * (size_t)(common - 1));
+        }
         n_cases++, n_tokens += st.n_ids, n_steps += st.n_steps, n_flips += st.flip_steps;
         worst = fmaxf(worst, st.close_max);
     }
