@@ -31,8 +31,8 @@ int finish(cudaError_t launch, void *dst, const void *src, size_t bytes, bn_erro
     return 0;
 }
 
-bn_cuda_rowscale rowscale(const float scales[3], int r1, int r2) {
-    bn_cuda_rowscale r = {r1, r2, scales[0], scales[1], scales[2], 1.0f, 1.0f, 1.0f};
+bn_cuda_rowscale rowscale(const float scales[6], int r1, int r2) {
+    bn_cuda_rowscale r = {r1, r2, scales[0], scales[1], scales[2], scales[3], scales[4], scales[5]};
     return r;
 }
 
@@ -46,7 +46,7 @@ bn_cuda_rowscale rowscale(const float scales[3], int r1, int r2) {
     } while (0)
 
 extern "C" int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, const int8_t *q,
-                                    const float *s, const int32_t *qsum, int n, const float scales[3],
+                                    const float *s, const int32_t *qsum, int n, const float scales[6],
                                     int r1, int r2, bool add, float *y, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     bn_dev_bufs bufs;
@@ -73,7 +73,7 @@ extern "C" int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, 
 }
 
 extern "C" int bn_cuda_test_gemv_norm(const uint8_t *w, int K, int M, const float *x, const float *norm_w,
-                                      float eps, bn_nq_mode mode, int n, const float scales[3], int r1, int r2, bool add,
+                                      float eps, bn_nq_mode mode, int n, const float scales[6], int r1, int r2, bool add,
                                       float *y, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     if (n > bn_cuda_gemv_max_tokens(K)) return bn_errorf(err, "cuda_testing: too many tokens");
@@ -92,7 +92,7 @@ extern "C" int bn_cuda_test_gemv_norm(const uint8_t *w, int K, int M, const floa
 }
 
 extern "C" int bn_cuda_test_gemv_next_norm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
-                                           const int32_t *qsum, int n, const float scales[3], int r1, int r2,
+                                           const int32_t *qsum, int n, const float scales[6], int r1, int r2,
                                            bool add, float *y, const float *norm_w, float eps, bn_nq_mode mode,
                                            int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
@@ -286,7 +286,8 @@ extern "C" int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int 
 extern "C" int bn_cuda_test_attention_decode_seqs(const float *qkv, const int32_t *pos, const int32_t *seq, int n_tok,
                                                   int n_seq, int n_head, int n_head_kv, int hd, int n_rot, bool neox,
                                                   float base, int n_ctx, int n_split, uint16_t *k_cache,
-                                                  uint16_t *v_cache, float *out, bn_error *err) {
+                                                  uint16_t *v_cache, float *out, const float *norm_w, float eps,
+                                                  int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     if (n_tok <= 0 || n_tok > n_seq) return bn_errorf(err, "cuda_testing: bad token count");
     for (int t = 0; t < n_tok; t++)
@@ -297,10 +298,11 @@ extern "C" int bn_cuda_test_attention_decode_seqs(const float *qkv, const int32_
     if (n_split <= 0) n_split = bn_cuda_attd_splits(n_ctx);
     bn_dev_bufs bufs;
     const int nq = n_head * hd, nkv = n_head_kv * hd, ld = nq + 2 * nkv;
-    const size_t slot = (size_t)n_ctx * nkv, n_cnt = (size_t)n_tok * n_head;
-    float *dqkv, *dout;
+    const size_t slot = (size_t)n_ctx * nkv, n_cnt = (size_t)n_tok * n_head + 1; // group counters, then nn's
+    float *dqkv, *dout, *dn = NULL, *dso;
     __half *dk, *dv;
-    int32_t *dpos, *dseq;
+    int32_t *dpos, *dseq, *dqso;
+    int8_t *dqo;
     void *scratch;
     unsigned *dcnt;
     GET(dqkv, qkv, sizeof(float) * ld * n_tok);
@@ -311,14 +313,19 @@ extern "C" int bn_cuda_test_attention_decode_seqs(const float *qkv, const int32_
     GET(dout, NULL, sizeof(float) * nq * n_tok);
     GET(scratch, NULL, bn_cuda_attd_scratch_bytes(n_tok, n_head, hd, n_ctx, n_split));
     GET(dcnt, NULL, sizeof(unsigned) * n_cnt);
+    GET(dqo, NULL, (size_t)nq * n_tok);
+    GET(dso, NULL, sizeof(float) * n_tok);
+    GET(dqso, NULL, sizeof(int32_t) * n_tok);
+    if (norm_w) GET(dn, norm_w, sizeof(float) * nq);
+    const bn_cuda_next_norm nn = {dn, 0, eps, dqo, dso, dqso, dcnt + n_cnt - 1};
     BN_CUDA_TRY(cudaMemset(dout, 0xff, sizeof(float) * nq * n_tok)); // NaN: every output must be written
     const float theta_scale = powf(base, -2.0f / (float)n_rot); // as cpu/ops.c rope
     const cudaError_t e0 =
         short_keys ? bn_cuda_attention_decode_short(dqkv, ld, dpos, n_tok, n_head, n_head_kv, hd, n_rot, neox,
                                                     theta_scale, n_ctx, short_keys, dk, dv, dseq, (int64_t)slot, dout,
-                                                    NULL, false, 0)
+                                                    &nn, false, 0)
                    : bn_cuda_attention_decode(dqkv, ld, dpos, n_tok, n_head, n_head_kv, hd, n_rot, neox, theta_scale,
-                                              n_ctx, n_split, dk, dv, dseq, (int64_t)slot, scratch, dcnt, dout, NULL,
+                                              n_ctx, n_split, dk, dv, dseq, (int64_t)slot, scratch, dcnt, dout, &nn,
                                               false, 0);
     if (finish(e0, NULL, NULL, 0, err)) return -1;
     unsigned *cnt = (unsigned *)malloc(sizeof(unsigned) * n_cnt);
@@ -336,6 +343,11 @@ extern "C" int bn_cuda_test_attention_decode_seqs(const float *qkv, const int32_
     BN_CUDA_TRY(cudaMemcpy(out, dout, sizeof(float) * nq * n_tok, cudaMemcpyDeviceToHost));
     BN_CUDA_TRY(cudaMemcpy(k_cache, dk, sizeof(__half) * slot * n_seq, cudaMemcpyDeviceToHost));
     BN_CUDA_TRY(cudaMemcpy(v_cache, dv, sizeof(__half) * slot * n_seq, cudaMemcpyDeviceToHost));
+    if (norm_w) {
+        BN_CUDA_TRY(cudaMemcpy(q_out, dqo, (size_t)nq * n_tok, cudaMemcpyDeviceToHost));
+        BN_CUDA_TRY(cudaMemcpy(s_out, dso, sizeof(float) * n_tok, cudaMemcpyDeviceToHost));
+        BN_CUDA_TRY(cudaMemcpy(qsum_out, dqso, sizeof(int32_t) * n_tok, cudaMemcpyDeviceToHost));
+    }
     return 0;
 }
 

@@ -47,24 +47,26 @@ typedef struct bn_cuda_prof_row {
 int bn_cuda_profile_step(struct bn_backend *be, int32_t token, int32_t pos, bn_cuda_prof_row *rows,
                          int max_rows, int *n_rows, double *total_ms, bn_error *err);
 
-// scales: per-row weight scale, rows [0,r1) scales[0], [r1,r2) scales[1], rest scales[2].
+// scales: per-row weight scale, rows [0,r1) scales[0], [r1,r2) scales[1], rest
+// scales[2]; scales[3..5]: the same rows' out-scales (the bitnet family's
+// `.scale` tensors), applied after it as bn_bitlinear_out does.
 // w: M rows of K/4 bytes (I2_S), 0b11 codes allowed (treated as 0).
 // y: n rows of M floats (row stride M); read too when add.
 // kernel: 0 = GEMV from int8 input, 1 = tiled dp4a GEMM, 2 = int8 tensor-core (mma) GEMM.
 int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, const int8_t *q, const float *s,
-                         const int32_t *qsum, int n, const float scales[3], int r1, int r2, bool add,
+                         const int32_t *qsum, int n, const float scales[6], int r1, int r2, bool add,
                          float *y, bn_error *err);
 // mode: a bn_nq_mode (nq_mode.h); 1 (or true) is the relu^2 GLU.
 // The GEMV on float rows x (n rows of K, GLU: 2K), which every block normalizes
 // (norm_w, K floats) and quantizes itself: y as bn_cuda_test_ternary.
 int bn_cuda_test_gemv_norm(const uint8_t *w, int K, int M, const float *x, const float *norm_w, float eps,
-                           int mode, int n, const float scales[3], int r1, int r2, bool add, float *y,
+                           int mode, int n, const float scales[6], int r1, int r2, bool add, float *y,
                            bn_error *err);
 // The decode GEMV followed by its next norm (norm_w over the M outputs, or over
 // the GLU of y[:M/2] and y[M/2:] in a GLU mode): y as bn_cuda_test_ternary, and the codes
 // q_out (n rows of M or M/2), s_out, qsum_out.
 int bn_cuda_test_gemv_next_norm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
-                                const int32_t *qsum, int n, const float scales[3], int r1, int r2,
+                                const int32_t *qsum, int n, const float scales[6], int r1, int r2,
                                 bool add, float *y, const float *norm_w, float eps, int mode,
                                 int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err);
 // x: n_tok rows of n (GLU: 2n) floats -> q [n_tok][n], s, qsum.
@@ -91,11 +93,14 @@ int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int n_head, int
                                   int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err);
 // The decode attention for n_tok tokens of different slots in one launch: token
 // t's qkv row t at pos[t] in slot seq[t] of caches holding n_seq slots of
-// [n_head_kv][n_ctx][hd]; out: n_tok rows. n_split as above.
+// [n_head_kv][n_ctx][hd]; out: n_tok rows. n_split as above. norm_w (may be
+// NULL): the next norm fused into the launch, every token's codes into q_out
+// (n_tok rows), s_out, qsum_out.
 int bn_cuda_test_attention_decode_seqs(const float *qkv, const int32_t *pos, const int32_t *seq, int n_tok,
                                        int n_seq, int n_head, int n_head_kv, int hd, int n_rot, bool neox,
                                        float base, int n_ctx, int n_split, uint16_t *k_cache, uint16_t *v_cache,
-                                       float *out, bn_error *err);
+                                       float *out, const float *norm_w, float eps, int8_t *q_out, float *s_out,
+                                       int32_t *qsum_out, bn_error *err);
 // type: 0 F32, 1 F16, 30 BF16 (ggml numbering).
 int bn_cuda_test_embedding(const void *table, int type, int n_vocab, int n_embd,
                            const int32_t *tokens, int n_tok, float *x, bn_error *err);

@@ -103,7 +103,7 @@ static void check_ternary(int K, int M, int n, uint64_t *rng) {
         }
     }
     bn_ternary_gemm_scalar(w, K, 0, M, q, qsum, n, ref, M);
-    const float ones[3] = {1.f, 1.f, 1.f};
+    const float ones[6] = {1.f, 1.f, 1.f, 1.f, 1.f, 1.f};
     for (int kernel = 0; kernel < 3; kernel++) {
         if (kernel == 0 && n > BN_GEMV_TEST_MAX_N) continue; // the GEMV takes small batches
         bn_error err = {{0}};
@@ -115,7 +115,7 @@ static void check_ternary(int K, int M, int n, uint64_t *rng) {
                 fail_msg("%s K=%d M=%d n=%d: y[%d] = %g, scalar %d", TERNARY_KERNEL[kernel], K, M, n, i,
                          y[i], ref[i]);
     }
-    const float sc[3] = {0.5f, 2.f, 3.f};
+    const float sc[6] = {0.5f, 2.f, 3.f, 1.1f, 0.7f, 1.3f}; // weight scales, then out-scales
     const int r1 = M / 3, r2 = 2 * M / 3;
     for (int t = 0; t < n; t++) s[t] = 10.f + t;
     for (int kernel = 0; kernel < 3; kernel++) {
@@ -126,10 +126,10 @@ static void check_ternary(int K, int M, int n, uint64_t *rng) {
             fail_msg("%s", err.msg);
         for (int t = 0; t < n; t++)
             for (int r = 0; r < M; r++) {
-                const float scale = r < r1 ? sc[0] : r < r2 ? sc[1] : sc[2];
-                // As cpu/forward.c: v rounded, then added (volatile: no FMA
+                const int g = r < r1 ? 0 : r < r2 ? 1 : 2;
+                // As bn_bitlinear_out: v rounded, then added (volatile: no FMA
                 // here either), so the kernels' epilogue must match exactly.
-                const volatile float v = (float)ref[t * M + r] / s[t] * scale;
+                const volatile float v = bn_bitlinear_out(ref[t * M + r], s[t], sc[g], sc[3 + g]);
                 const float want = 1.f + v;
                 if (y[t * M + r] != want)
                     fail_msg("%s add K=%d M=%d n=%d t=%d r=%d: %.9g, want %.9g", TERNARY_KERNEL[kernel], K,
@@ -150,6 +150,12 @@ static void test_ternary_exact(void **state) {
         check_ternary(SHAPES_GEMM[i][0], SHAPES_GEMM[i][1], SHAPES_GEMM[i][2], &rng);
 }
 
+// Every input mode of the norm + quantization the families make (nq_mode.h):
+// plain, the two GLUs, and without the norm (the llama family), alone and with
+// the SiLU GLU.
+static const int NQ_MODES[] = {0, BN_NQ_RELU2, BN_NQ_SILU, BN_NQ_NO_NORM, BN_NQ_SILU | BN_NQ_NO_NORM};
+#define N_NQ_MODES (int)(sizeof NQ_MODES / sizeof NQ_MODES[0])
+
 // CPU twin of the fused prologue: the GLU of the mode (relu^2*up or silu*up),
 // rmsnorm unless BN_NQ_NO_NORM, then bn_quantize_i8.
 static float cpu_norm_quant(const float *x, const float *w, int n, int mode, int8_t *q, int32_t *qs) {
@@ -167,11 +173,9 @@ static void test_rmsnorm_quant(void **state) {
     (void)state;
     require_gpu();
     uint64_t rng = 7;
-    // every input the families make (nq_mode.h)
-    const int modes[] = {0, BN_NQ_RELU2, BN_NQ_SILU, BN_NQ_NO_NORM, BN_NQ_SILU | BN_NQ_NO_NORM};
-    for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++)
+    for (int mi = 0; mi < N_NQ_MODES; mi++)
         for (int n = 128; n <= 1152; n += 512) {
-            const int mode = modes[mi], glu = mode & BN_NQ_GLU;
+            const int mode = NQ_MODES[mi], glu = mode & BN_NQ_GLU;
             const int n_tok = 17, ld = glu ? 2 * n : n;
             float *x = malloc(sizeof(float) * n_tok * ld), *w = malloc(sizeof(float) * n);
             int8_t *q = malloc((size_t)n_tok * n), *qc = malloc((size_t)n);
@@ -200,15 +204,17 @@ static void test_rmsnorm_quant(void **state) {
 
 // The GEMV's next norm (run by its last block) must give exactly the codes of
 // the standalone norm kernel on the GEMV's output (same block code and size),
-// and the GEMV's output must be the scalar twin's; for the stacked gate|up with
-// glu, and as the residual add (y += W.q) with a plain norm.
+// and the GEMV's output must be the scalar twin's, weight and out-scales
+// included; for the stacked gate|up in the GLU modes, and as the residual add
+// (y += W.q) in the others.
 static void test_gemv_next_norm(void **state) {
     (void)state;
     require_gpu();
     uint64_t rng = 99;
     const int shapes[][2] = {{384, 48}, {640, 264}, {2560, 2560}, {2560, 13824}, {6912, 2560}}; // K, M
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-        for (int glu = 0; glu < 2; glu++) {
+        for (int mi = 0; mi < N_NQ_MODES; mi++) {
+            const int mode = NQ_MODES[mi], glu = mode & BN_NQ_GLU;
             const int K = shapes[si][0], M = shapes[si][1], n = si < 2 ? 3 : 1, width = glu ? M / 2 : M;
             const bool add = !glu;
             uint8_t *w = malloc((size_t)M * K / 4);
@@ -226,22 +232,23 @@ static void test_gemv_next_norm(void **state) {
                 }
             }
             for (int i = 0; i < n * M; i++) y0[i] = y[i] = add ? frand(&rng) : 0.f;
-            for (int i = 0; i < width; i++) nw[i] = 1.f + 0.3f * frand(&rng);
-            const float sc[3] = {0.7f, 1.3f, 0.9f};
+            for (int i = 0; i < width; i++) nw[i] = mode & BN_NQ_NO_NORM ? 1.f : 1.f + 0.3f * frand(&rng);
+            const float sc[6] = {0.7f, 1.3f, 0.9f, 1.2f, 0.8f, 1.f}; // weight scales, then out-scales
             const int r1 = M / 2, r2 = M;
             bn_error err = {{0}};
-            if (bn_cuda_test_gemv_next_norm(w, K, M, q, s, qsum, n, sc, r1, r2, add, y, nw, 1e-5f, glu != 0, qg, sg,
+            if (bn_cuda_test_gemv_next_norm(w, K, M, q, s, qsum, n, sc, r1, r2, add, y, nw, 1e-5f, mode, qg, sg,
                                             qsg, &err))
                 fail_msg("%s", err.msg);
             bn_ternary_gemm_scalar(w, K, 0, M, q, qsum, n, ref, M);
             for (int t = 0; t < n; t++)
                 for (int r = 0; r < M; r++) {
-                    const volatile float v = (float)ref[t * M + r] / s[t] * (r < r1 ? sc[0] : sc[1]);
+                    const int g = r < r1 ? 0 : 1;
+                    const volatile float v = bn_bitlinear_out(ref[t * M + r], s[t], sc[g], sc[3 + g]);
                     const float want = add ? y0[t * M + r] + v : v;
                     if (y[t * M + r] != want)
                         fail_msg("K=%d M=%d t=%d r=%d: %.9g, want %.9g", K, M, t, r, y[t * M + r], want);
                 }
-            if (bn_cuda_test_rmsnorm_quant(y, nw, n, width, 1e-5f, glu != 0, qk, sk, qsk, &err)) fail_msg("%s", err.msg);
+            if (bn_cuda_test_rmsnorm_quant(y, nw, n, width, 1e-5f, mode, qk, sk, qsk, &err)) fail_msg("%s", err.msg);
             assert_memory_equal(qg, qk, (size_t)n * width);
             assert_memory_equal(sg, sk, sizeof(float) * n);
             assert_memory_equal(qsg, qsk, sizeof(int32_t) * n);
@@ -251,14 +258,15 @@ static void test_gemv_next_norm(void **state) {
 
 // The GEMV on float rows (each block normalizes them itself) must equal the
 // standalone norm kernel followed by the GEMV on its codes, exactly: the same
-// block code and size, and an exact integer product.
+// block code and size, and an exact integer product; in every input mode.
 static void test_gemv_norm(void **state) {
     (void)state;
     require_gpu();
     uint64_t rng = 77;
     const int shapes[][2] = {{384, 48}, {640, 264}, {2560, 3840}, {6912, 2560}}; // K, M
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-        for (int glu = 0; glu < 2; glu++) {
+        for (int mi = 0; mi < N_NQ_MODES; mi++) {
+            const int mode = NQ_MODES[mi], glu = mode & BN_NQ_GLU;
             const int K = shapes[si][0], M = shapes[si][1], n = si % 2 ? 3 : 1, ldx = glu ? 2 * K : K;
             uint8_t *w = malloc((size_t)M * K / 4);
             float *x = malloc(sizeof(float) * n * ldx), *nw = malloc(sizeof(float) * K);
@@ -268,12 +276,12 @@ static void test_gemv_norm(void **state) {
             int32_t qs[3];
             random_i2s(w, (size_t)M * K / 4, &rng);
             for (int i = 0; i < n * ldx; i++) x[i] = frand(&rng) * 2.f;
-            for (int i = 0; i < K; i++) nw[i] = 1.f + 0.3f * frand(&rng);
+            for (int i = 0; i < K; i++) nw[i] = mode & BN_NQ_NO_NORM ? 1.f : 1.f + 0.3f * frand(&rng);
             for (int i = 0; i < n * M; i++) y1[i] = y2[i] = frand(&rng);
-            const float sc[3] = {0.7f, 1.3f, 0.9f};
+            const float sc[6] = {0.7f, 1.3f, 0.9f, 1.2f, 0.8f, 1.f};
             bn_error err = {{0}};
-            if (bn_cuda_test_gemv_norm(w, K, M, x, nw, 1e-5f, glu != 0, n, sc, M / 2, M, glu == 0, y1, &err) ||
-                bn_cuda_test_rmsnorm_quant(x, nw, n, K, 1e-5f, glu != 0, q, s, qs, &err) ||
+            if (bn_cuda_test_gemv_norm(w, K, M, x, nw, 1e-5f, mode, n, sc, M / 2, M, glu == 0, y1, &err) ||
+                bn_cuda_test_rmsnorm_quant(x, nw, n, K, 1e-5f, mode, q, s, qs, &err) ||
                 bn_cuda_test_ternary(0, w, K, M, q, s, qs, n, sc, M / 2, M, glu == 0, y2, &err))
                 fail_msg("%s", err.msg);
             assert_memory_equal(y1, y2, sizeof(float) * n * M);
@@ -483,10 +491,13 @@ static void test_attention_decode_seqs(void **state) {
         const int nq = H * hd, nkv = Hkv * hd, ld = nq + 2 * nkv;
         const size_t slot = (size_t)n_ctx * nkv, all = slot * n_seq;
         float *qkv = malloc(sizeof(float) * ld * n_tok), *out = malloc(sizeof(float) * nq * n_tok);
-        float *one = malloc(sizeof(float) * nq);
+        float *one = malloc(sizeof(float) * nq), *nw = malloc(sizeof(float) * nq), s_all[16], s_one;
+        int8_t *q_all = malloc((size_t)nq * n_tok), *q_one = malloc((size_t)nq);
+        int32_t qs_all[16], qs_one;
         uint16_t *kc = malloc(2 * all), *vc = malloc(2 * all), *kc1 = malloc(2 * all), *vc1 = malloc(2 * all);
         int32_t pos[16], seq[16];
         for (int i = 0; i < ld * n_tok; i++) qkv[i] = frand(&rng) * 2.f;
+        for (int i = 0; i < nq; i++) nw[i] = 1.f + 0.3f * frand(&rng);
         for (size_t i = 0; i < all; i++) {
             kc1[i] = kc[i] = bn_f32_to_f16(frand(&rng) * 2.f);
             vc1[i] = vc[i] = bn_f32_to_f16(frand(&rng));
@@ -497,14 +508,17 @@ static void test_attention_decode_seqs(void **state) {
         }
         bn_error err = {{0}};
         if (bn_cuda_test_attention_decode_seqs(qkv, pos, seq, n_tok, n_seq, H, Hkv, hd, hd, true, 500000.f, n_ctx,
-                                               n_split, kc, vc, out, &err))
+                                               n_split, kc, vc, out, nw, 1e-5f, q_all, s_all, qs_all, &err))
             fail_msg("%s", err.msg);
         for (int t = 0; t < n_tok; t++) {
             const size_t at = (size_t)seq[t] * slot;
             if (bn_cuda_test_attention_decode(qkv + (size_t)t * ld, pos[t], H, Hkv, hd, hd, true, 500000.f, n_ctx,
-                                              n_split, kc1 + at, vc1 + at, one, NULL, 0.f, NULL, NULL, NULL, &err))
+                                              n_split, kc1 + at, vc1 + at, one, nw, 1e-5f, q_one, &s_one, &qs_one,
+                                              &err))
                 fail_msg("%s", err.msg);
-            if (memcmp(one, out + (size_t)t * nq, sizeof(float) * nq))
+            // The output and its next norm's codes (the last block quantizes every token's row).
+            if (memcmp(one, out + (size_t)t * nq, sizeof(float) * nq) || memcmp(q_one, q_all + (size_t)t * nq, nq) ||
+                s_one != s_all[t] || qs_one != qs_all[t])
                 fail_msg("case %zu: token %d (slot %d, position %d) differs from the token alone", c, t, seq[t],
                          pos[t]);
         }
@@ -512,7 +526,7 @@ static void test_attention_decode_seqs(void **state) {
         assert_memory_equal(vc, vc1, 2 * all);
         fprintf(stderr, "  decode attention%s, %d sequences in one launch (%d/%d heads x %d, ctx %d): identical\n",
                 n_split < 0 ? " (one kernel)" : "", n_tok, H, Hkv, hd, n_ctx);
-        free(qkv); free(out); free(one); free(kc); free(vc); free(kc1); free(vc1);
+        free(qkv); free(out); free(one); free(nw); free(q_all); free(q_one); free(kc); free(vc); free(kc1); free(vc1);
     }
 }
 
