@@ -145,21 +145,12 @@ __global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_scores_kernel(bn_attd
                 } else {
                     bn_half8_to_float(reinterpret_cast<const uint4 *>(kbase + (int64_t)j * hd)[c], kf);
                 }
-#pragma unroll
-                for (int h = 0; h < BN_ATTD_QPB; h++)
-                    if (h < qpb) {
-                        const float4 q0 = *reinterpret_cast<const float4 *>(sq + h * hd + 8 * c);
-                        const float4 q1 = *reinterpret_cast<const float4 *>(sq + h * hd + 8 * c + 4);
-                        dot[h] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] +
-                                  q1.y * kf[5] + q1.z * kf[6] + q1.w * kf[7];
-                    }
+                bn_attd_dot8(sq, hd, qpb, c, kf, dot);
             }
+        bn_attd_sum8(dot, qpb);
 #pragma unroll
         for (int h = 0; h < BN_ATTD_QPB; h++) {
             if (h >= qpb) break;
-            dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 4);
-            dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 2);
-            dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 1);
             if (j < j1 && sub == 0) {
                 const float sc = dot[h] * scale;
                 srow[(int64_t)h * a.n_ctx + j] = sc;
@@ -230,28 +221,16 @@ __global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_values_kernel(bn_attd
             for (int j = kr; j < n; j += kp) {
                 float v[8];
                 bn_half8_to_float(reinterpret_cast<const uint4 *>(vbase + (int64_t)(tj + j) * hd)[dc], v);
-#pragma unroll
-                for (int h = 0; h < BN_ATTD_QPB; h++)
-                    if (h < qpb) {
-                        const float pj = sp[h * BN_ATTD_TILE + j];
-#pragma unroll
-                        for (int e = 0; e < 8; e++) acc[h][e] += pj * v[e];
-                    }
+                bn_attd_pv8(sp, BN_ATTD_TILE, j, qpb, v, acc);
             }
         __syncthreads();
     }
-    if (lane_on)
-#pragma unroll
-        for (int h = 0; h < BN_ATTD_QPB; h++)
-            if (h < qpb)
-#pragma unroll
-                for (int e = 0; e < 8; e++) part[(kr * qpb + h) * hd + dc * 8 + e] = acc[h][e];
+    if (lane_on) bn_attd_store_partials(part, kr, dc, hd, qpb, acc);
     __syncthreads();
     for (int o = threadIdx.x; o < qpb * hd; o += blockDim.x) {
-        float sum = 0.f;
-        for (int r = 0; r < kp; r++) sum += part[r * qpb * hd + o];
         const int h = o / hd, d = o - h * hd;
-        a.opart[(((int64_t)t * a.n_head + h0 + h) * a.n_split + split) * hd + d] = sum;
+        a.opart[(((int64_t)t * a.n_head + h0 + h) * a.n_split + split) * hd + d] =
+            bn_attd_partials_sum(part, kp, qpb * hd, o);
     }
 
     // The group's last split adds the partials, in split order.

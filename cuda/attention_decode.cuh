@@ -21,6 +21,60 @@ __device__ __forceinline__ void bn_half8_to_float(uint4 u, float *f) {
     }
 }
 
+// Scores: dot[h] += query h (f16-rounded floats, hd apart in sq) . the key's
+// elements 8c..8c+7 (kf), for the block's qpb heads.
+__device__ __forceinline__ void bn_attd_dot8(const float *sq, int hd, int qpb, int c, const float *kf, float *dot) {
+#pragma unroll
+    for (int h = 0; h < BN_ATTD_QPB; h++)
+        if (h < qpb) {
+            const float4 q0 = *reinterpret_cast<const float4 *>(sq + h * hd + 8 * c);
+            const float4 q1 = *reinterpret_cast<const float4 *>(sq + h * hd + 8 * c + 4);
+            dot[h] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] + q1.y * kf[5] +
+                      q1.z * kf[6] + q1.w * kf[7];
+        }
+}
+
+// The eight lanes that share a key add up their parts of each head's dot
+// product; every lane of the warp must call it.
+__device__ __forceinline__ void bn_attd_sum8(float *dot, int qpb) {
+#pragma unroll
+    for (int h = 0; h < BN_ATTD_QPB; h++) {
+        if (h >= qpb) break;
+        dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 4);
+        dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 2);
+        dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 1);
+    }
+}
+
+// p.V: acc[h][e] += p[h * pstride + j] * v[e] (V row j, 8 dims) for the qpb heads.
+__device__ __forceinline__ void bn_attd_pv8(const float *p, int pstride, int j, int qpb, const float *v,
+                                            float (&acc)[BN_ATTD_QPB][8]) {
+#pragma unroll
+    for (int h = 0; h < BN_ATTD_QPB; h++)
+        if (h < qpb) {
+            const float pj = p[h * pstride + j];
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc[h][e] += pj * v[e];
+        }
+}
+
+// A lane's p.V sums into the partials of its key row kr (kp rows, qpb x hd each),
+// after a barrier; bn_attd_partials_sum adds element o over the rows in order.
+__device__ __forceinline__ void bn_attd_store_partials(float *part, int kr, int dc, int hd, int qpb,
+                                                       const float (&acc)[BN_ATTD_QPB][8]) {
+#pragma unroll
+    for (int h = 0; h < BN_ATTD_QPB; h++)
+        if (h < qpb)
+#pragma unroll
+            for (int e = 0; e < 8; e++) part[(kr * qpb + h) * hd + dc * 8 + e] = acc[h][e];
+}
+
+__device__ __forceinline__ float bn_attd_partials_sum(const float *part, int kp, int width, int o) {
+    float sum = 0.f;
+    for (int r = 0; r < kp; r++) sum += part[r * width + o];
+    return sum;
+}
+
 // After a block has written its heads of out (nq floats a token, gridDim.z
 // tokens): with nn set, the last of the gridDim.x * gridDim.z blocks that call
 // this quantizes every token's row for the O projection, as ternary_gemv.cu's

@@ -113,23 +113,12 @@ __global__ void __launch_bounds__(BN_ATTS_THREADS) bn_atts_kernel(bn_atts_args a
             for (int c = sub; c < hd / 8; c += 8) {
                 float kf[8];
                 bn_half8_to_float(reinterpret_cast<const uint4 *>(kt + (int64_t)j * hd)[c], kf);
-#pragma unroll
-                for (int h = 0; h < BN_ATTD_QPB; h++)
-                    if (h < qpb) {
-                        const float4 q0 = *reinterpret_cast<const float4 *>(sq + h * hd + 8 * c);
-                        const float4 q1 = *reinterpret_cast<const float4 *>(sq + h * hd + 8 * c + 4);
-                        dot[h] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] +
-                                  q1.y * kf[5] + q1.z * kf[6] + q1.w * kf[7];
-                    }
+                bn_attd_dot8(sq, hd, qpb, c, kf, dot);
             }
+        bn_attd_sum8(dot, qpb);
 #pragma unroll
-        for (int h = 0; h < BN_ATTD_QPB; h++) {
-            if (h >= qpb) break;
-            dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 4);
-            dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 2);
-            dot[h] += __shfl_xor_sync(0xffffffffu, dot[h], 1);
-            if (j < L && sub == 0) sc[h * K + j] = dot[h] * scale;
-        }
+        for (int h = 0; h < BN_ATTD_QPB; h++)
+            if (h < qpb && j < L && sub == 0) sc[h * K + j] = dot[h] * scale;
     }
     __syncthreads();
 
@@ -159,27 +148,13 @@ __global__ void __launch_bounds__(BN_ATTS_THREADS) bn_atts_kernel(bn_atts_args a
         for (int j = kr; j < L; j += kp) {
             float v[8];
             bn_half8_to_float(reinterpret_cast<const uint4 *>(vt + (int64_t)j * hd)[dc], v);
-#pragma unroll
-            for (int h = 0; h < BN_ATTD_QPB; h++)
-                if (h < qpb) {
-                    const float pj = sc[h * K + j];
-#pragma unroll
-                    for (int e = 0; e < 8; e++) acc[h][e] += pj * v[e];
-                }
+            bn_attd_pv8(sc, K, j, qpb, v, acc);
         }
-#pragma unroll
-        for (int h = 0; h < BN_ATTD_QPB; h++)
-            if (h < qpb)
-#pragma unroll
-                for (int e = 0; e < 8; e++) part[(kr * qpb + h) * hd + dc * 8 + e] = acc[h][e];
+        bn_attd_store_partials(part, kr, dc, hd, qpb, acc);
     }
     __syncthreads();
     float *out = a.out + (int64_t)t * nq + (int64_t)h0 * hd;
-    for (int o = threadIdx.x; o < qpb * hd; o += blockDim.x) {
-        float sum = 0.f;
-        for (int r = 0; r < kp; r++) sum += part[r * qpb * hd + o];
-        out[o] = sum;
-    }
+    for (int o = threadIdx.x; o < qpb * hd; o += blockDim.x) out[o] = bn_attd_partials_sum(part, kp, qpb * hd, o);
 
     // 6. The O projection's codes, by the last block.
     bn_attd_next_norm(a.nn, a.out, nq, reinterpret_cast<float *>(smem));
