@@ -42,25 +42,6 @@
 #define BN_ATTD_MIN_CHUNK 32 // keys a split gets at least
 #define BN_ATTD_TILE 128     // probabilities staged in shared memory at a time
 
-typedef struct bn_attd_args {
-    const float *qkv;
-    int64_t ldqkv;
-    const int32_t *pos;
-    int n_head, n_head_kv, hd, n_rot, qpb, n_ctx, n_split;
-    bool neox;              // RoPE pairs (rope.cuh)
-    float theta_scale;
-    __half *kc, *vc;        // this layer's cache, [n_head_kv][n_ctx][hd] (of slot 0 when seq is set)
-    const int32_t *seq;     // NULL: every token in kc/vc; else token t's slot starts seq[t] * seq_stride later
-    int64_t seq_stride;     // halves from one sequence slot's cache to the next
-    float *scores;          // [n_tok][n_head][n_ctx]
-    float *smax;            // [n_tok][n_head][n_split]
-    double *ssum;           // [n_tok][n_head][n_split]
-    float *opart;           // [n_tok][n_head][n_split][hd]
-    float *out;             // [n_tok][n_head * hd]
-    unsigned *group_counter; // [n_tok][n_head / qpb], zero between launches
-    bn_cuda_next_norm nn;
-} bn_attd_args;
-
 // Splits of the keys 0..L-1: *se splits of ceil(L / se) keys; this one's range.
 __device__ __forceinline__ void bn_attd_split(int L, int n_split, int split, int *se, int *j0, int *j1) {
     int s = (L + BN_ATTD_MIN_CHUNK - 1) / BN_ATTD_MIN_CHUNK;
@@ -134,20 +115,14 @@ __global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_scores_kernel(bn_attd
     for (int jb = j0; jb < j1; jb += nkl) { // uniform: the shuffles below need every lane
         const int j = jb + kl;
         float dot[BN_ATTD_QPB];
+        bn_attd_key_dots(j, j1, sub, hd, qpb, sq, [&](int c, float *kf) {
+            if (j == p) { // not in the cache yet for every block
 #pragma unroll
-        for (int h = 0; h < BN_ATTD_QPB; h++) dot[h] = 0.f;
-        if (j < j1)
-            for (int c = sub; c < hd / 8; c += 8) {
-                float kf[8];
-                if (j == p) {
-#pragma unroll
-                    for (int e = 0; e < 8; e++) kf[e] = kcur[8 * c + e];
-                } else {
-                    bn_half8_to_float(reinterpret_cast<const uint4 *>(kbase + (int64_t)j * hd)[c], kf);
-                }
-                bn_attd_dot8(sq, hd, qpb, c, kf, dot);
+                for (int e = 0; e < 8; e++) kf[e] = kcur[8 * c + e];
+            } else {
+                bn_half8_to_float(reinterpret_cast<const uint4 *>(kbase + (int64_t)j * hd)[c], kf);
             }
-        bn_attd_sum8(dot, qpb);
+        }, dot);
 #pragma unroll
         for (int h = 0; h < BN_ATTD_QPB; h++) {
             if (h >= qpb) break;
@@ -280,26 +255,11 @@ cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int3
                                      unsigned *group_counters, float *out, const bn_cuda_next_norm *nn,
                                      bool pdl, cudaStream_t st) {
     if (n_tok <= 0) return cudaSuccess;
-    if (hd <= 0 || hd > 256 || hd % 8 || n_rot <= 0 || n_rot > hd || n_rot % 2 || n_head_kv <= 0 ||
-        n_head % n_head_kv || n_split <= 0 || n_ctx <= 0)
-        return cudaErrorInvalidValue;
     bn_attd_args a;
-    a.qkv = qkv;
-    a.ldqkv = ldqkv;
-    a.pos = pos;
-    a.n_head = n_head;
-    a.n_head_kv = n_head_kv;
-    a.hd = hd;
-    a.n_rot = n_rot;
-    a.neox = neox;
-    a.qpb = bn_cuda_attd_heads_per_block(n_head, n_head_kv);
-    a.n_ctx = n_ctx;
+    if (n_split <= 0 || !bn_attd_args_init(&a, qkv, ldqkv, pos, n_head, n_head_kv, hd, n_rot, neox, theta_scale, n_ctx,
+                                           k_cache, v_cache, seq, seq_stride, out, nn))
+        return cudaErrorInvalidValue;
     a.n_split = n_split;
-    a.theta_scale = theta_scale;
-    a.kc = k_cache;
-    a.vc = v_cache;
-    a.seq = seq;
-    a.seq_stride = seq_stride;
     // Scratch carved in the order of bn_cuda_attd_scratch_bytes, each piece 256-aligned.
     const size_t th = (size_t)n_tok * n_head;
     uintptr_t p = ((uintptr_t)scratch + 255) & ~(uintptr_t)255;
@@ -310,10 +270,7 @@ cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int3
     a.opart = (float *)p;
     p += (th * n_split * hd * sizeof(float) + 255) & ~(size_t)255;
     a.scores = (float *)p;
-    a.out = out;
     a.group_counter = group_counters;
-    bn_cuda_next_norm none = {};
-    a.nn = nn ? *nn : none;
     const dim3 grid(n_head / a.qpb, n_split, n_tok);
     const size_t smem_a = sizeof(float) * ((size_t)(a.qpb + 1) * hd + n_rot);
     size_t smem_b = sizeof(float) * ((size_t)a.qpb * BN_ATTD_TILE + (size_t)(BN_ATTD_THREADS / (hd / 8)) * a.qpb * hd);

@@ -11,6 +11,62 @@
 
 #define BN_ATTD_QPB 8 // query heads a block serves at most
 
+// What a decode-attention kernel reads: the first block for both forms, then
+// the split pair's scratch (attention_decode.cu) or the one-kernel form's
+// capacity (attention_decode_short.cu).
+typedef struct bn_attd_args {
+    const float *qkv;
+    int64_t ldqkv;
+    const int32_t *pos;
+    int n_head, n_head_kv, hd, n_rot, qpb, n_ctx;
+    bool neox;              // RoPE pairs (rope.cuh)
+    float theta_scale;
+    __half *kc, *vc;        // this layer's cache, [n_head_kv][n_ctx][hd] (of slot 0 when seq is set)
+    const int32_t *seq;     // NULL: every token in kc/vc; else token t's slot starts seq[t] * seq_stride later
+    int64_t seq_stride;     // halves from one sequence slot's cache to the next
+    float *out;             // [n_tok][n_head * hd]
+    bn_cuda_next_norm nn;
+    // the split pair
+    int n_split;
+    float *scores;           // [n_tok][n_head][n_ctx]
+    float *smax;             // [n_tok][n_head][n_split]
+    double *ssum;            // [n_tok][n_head][n_split]
+    float *opart;            // [n_tok][n_head][n_split][hd]
+    unsigned *group_counter; // [n_tok][n_head / qpb], zero between launches
+    // the one-kernel form
+    int max_keys; // every pos[t] is below it
+} bn_attd_args;
+
+// The first block of *a, after the checks both launchers make (the rest zero);
+// false for a shape the kernels do not take.
+static inline bool bn_attd_args_init(bn_attd_args *a, const float *qkv, int64_t ldqkv, const int32_t *pos,
+                                     int n_head, int n_head_kv, int hd, int n_rot, bool neox, float theta_scale,
+                                     int n_ctx, __half *k_cache, __half *v_cache, const int32_t *seq,
+                                     int64_t seq_stride, float *out, const bn_cuda_next_norm *nn) {
+    if (hd <= 0 || hd > 256 || hd % 8 || n_rot <= 0 || n_rot > hd || n_rot % 2 || n_head_kv <= 0 ||
+        n_head % n_head_kv || n_ctx <= 0)
+        return false;
+    *a = bn_attd_args{};
+    a->qkv = qkv;
+    a->ldqkv = ldqkv;
+    a->pos = pos;
+    a->n_head = n_head;
+    a->n_head_kv = n_head_kv;
+    a->hd = hd;
+    a->n_rot = n_rot;
+    a->qpb = bn_cuda_attd_heads_per_block(n_head, n_head_kv);
+    a->n_ctx = n_ctx;
+    a->neox = neox;
+    a->theta_scale = theta_scale;
+    a->kc = k_cache;
+    a->vc = v_cache;
+    a->seq = seq;
+    a->seq_stride = seq_stride;
+    a->out = out;
+    if (nn) a->nn = *nn;
+    return true;
+}
+
 __device__ __forceinline__ void bn_half8_to_float(uint4 u, float *f) {
     const __half2 *h = reinterpret_cast<const __half2 *>(&u);
 #pragma unroll
@@ -34,9 +90,21 @@ __device__ __forceinline__ void bn_attd_dot8(const float *sq, int hd, int qpb, i
         }
 }
 
-// The eight lanes that share a key add up their parts of each head's dot
-// product; every lane of the warp must call it.
-__device__ __forceinline__ void bn_attd_sum8(float *dot, int qpb) {
+// Key j's dot products with the qpb queries (dot[h], unscaled), eight lanes a
+// key: lane `sub` takes the row's 16-byte pieces sub, sub + 8, ...; key8(c, kf)
+// gives piece c as 8 floats. Every lane of the warp must call it (shuffles);
+// j >= j_end gives zeros.
+template <typename Key8>
+__device__ __forceinline__ void bn_attd_key_dots(int j, int j_end, int sub, int hd, int qpb, const float *sq,
+                                                 Key8 key8, float *dot) {
+#pragma unroll
+    for (int h = 0; h < BN_ATTD_QPB; h++) dot[h] = 0.f;
+    if (j < j_end)
+        for (int c = sub; c < hd / 8; c += 8) {
+            float kf[8];
+            key8(c, kf);
+            bn_attd_dot8(sq, hd, qpb, c, kf, dot);
+        }
 #pragma unroll
     for (int h = 0; h < BN_ATTD_QPB; h++) {
         if (h >= qpb) break;

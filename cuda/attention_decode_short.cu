@@ -31,20 +31,6 @@
 #define BN_ATTS_THREADS 128
 #define BN_ATTS_MAX_KEYS 256 // keys (context so far + the new token) a block holds at most
 
-typedef struct bn_atts_args {
-    const float *qkv;
-    int64_t ldqkv;
-    const int32_t *pos;
-    int n_head, n_head_kv, hd, n_rot, qpb, n_ctx, max_keys;
-    bool neox;
-    float theta_scale;
-    __half *kc, *vc;    // this layer's cache [n_head_kv][n_ctx][hd] (of slot 0 when seq is set)
-    const int32_t *seq; // NULL: every token in kc/vc; else token t's slot starts seq[t] * seq_stride later
-    int64_t seq_stride;
-    float *out;         // [n_tok][n_head * hd]
-    bn_cuda_next_norm nn;
-} bn_atts_args;
-
 // Shared memory of a block, in this order: K and V tiles (max_keys x hd halves
 // each), queries (qpb x hd), scores then probabilities (qpb x max_keys), RoPE
 // cos and sin (n_rot/2 each), and the p.V partial sums (kp x qpb x hd floats,
@@ -55,7 +41,7 @@ static size_t atts_smem_bytes(int hd, int qpb, int n_rot, int max_keys) {
            4 * ((size_t)qpb * hd + (size_t)qpb * max_keys + (size_t)n_rot + kp * qpb * hd);
 }
 
-__global__ void __launch_bounds__(BN_ATTS_THREADS) bn_atts_kernel(bn_atts_args a) {
+__global__ void __launch_bounds__(BN_ATTS_THREADS) bn_atts_kernel(bn_attd_args a) {
     extern __shared__ __align__(16) unsigned char smem[];
     const int t = blockIdx.z, hd = a.hd, qpb = a.qpb, K = a.max_keys;
     const int h0 = blockIdx.x * qpb, G = a.n_head / a.n_head_kv, g = h0 / G;
@@ -107,15 +93,9 @@ __global__ void __launch_bounds__(BN_ATTS_THREADS) bn_atts_kernel(bn_atts_args a
     for (int jb = 0; jb < L; jb += nkl) { // uniform: the shuffles below need every lane
         const int j = jb + kl;
         float dot[BN_ATTD_QPB];
-#pragma unroll
-        for (int h = 0; h < BN_ATTD_QPB; h++) dot[h] = 0.f;
-        if (j < L)
-            for (int c = sub; c < hd / 8; c += 8) {
-                float kf[8];
-                bn_half8_to_float(reinterpret_cast<const uint4 *>(kt + (int64_t)j * hd)[c], kf);
-                bn_attd_dot8(sq, hd, qpb, c, kf, dot);
-            }
-        bn_attd_sum8(dot, qpb);
+        bn_attd_key_dots(j, L, sub, hd, qpb, sq, [&](int c, float *kf) {
+            bn_half8_to_float(reinterpret_cast<const uint4 *>(kt + (int64_t)j * hd)[c], kf);
+        }, dot);
 #pragma unroll
         for (int h = 0; h < BN_ATTD_QPB; h++)
             if (h < qpb && j < L && sub == 0) sc[h * K + j] = dot[h] * scale;
@@ -196,31 +176,14 @@ cudaError_t bn_cuda_attention_decode_short(const float *qkv, int64_t ldqkv, cons
                                            __half *v_cache, const int32_t *seq, int64_t seq_stride, float *out,
                                            const bn_cuda_next_norm *nn, bool pdl, cudaStream_t st) {
     if (n_tok <= 0) return cudaSuccess;
-    if (hd <= 0 || hd > 256 || hd % 8 || n_rot <= 0 || n_rot > hd || n_rot % 2 || n_head_kv <= 0 ||
-        n_head % n_head_kv || max_keys <= 0 || max_keys > BN_ATTS_MAX_KEYS || n_ctx <= 0)
+    bn_attd_args a;
+    if (max_keys <= 0 || max_keys > BN_ATTS_MAX_KEYS ||
+        !bn_attd_args_init(&a, qkv, ldqkv, pos, n_head, n_head_kv, hd, n_rot, neox, theta_scale, n_ctx, k_cache,
+                           v_cache, seq, seq_stride, out, nn))
         return cudaErrorInvalidValue;
+    a.max_keys = max_keys;
     cudaError_t e = atts_setup();
     if (e != cudaSuccess) return e;
-    bn_atts_args a;
-    a.qkv = qkv;
-    a.ldqkv = ldqkv;
-    a.pos = pos;
-    a.n_head = n_head;
-    a.n_head_kv = n_head_kv;
-    a.hd = hd;
-    a.n_rot = n_rot;
-    a.qpb = bn_cuda_attd_heads_per_block(n_head, n_head_kv);
-    a.n_ctx = n_ctx;
-    a.max_keys = max_keys;
-    a.neox = neox;
-    a.theta_scale = theta_scale;
-    a.kc = k_cache;
-    a.vc = v_cache;
-    a.seq = seq;
-    a.seq_stride = seq_stride;
-    a.out = out;
-    bn_cuda_next_norm none = {};
-    a.nn = nn ? *nn : none;
     const size_t smem = atts_launch_smem(n_head, hd, a.qpb, n_rot, max_keys, a.nn.w != NULL);
     if (smem > (size_t)g_smem_limit) return cudaErrorInvalidValue;
     return bn_launch(pdl, bn_atts_kernel, dim3(n_head / a.qpb, 1, n_tok), dim3(BN_ATTS_THREADS), smem, st, a);
