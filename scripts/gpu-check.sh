@@ -150,6 +150,8 @@ echo "== gpu-check on $gpu (binaries of $commit)"
 printf '%s\n' "${summary[@]}"
 grep -h "ERROR SUMMARY" "$out/memcheck.log" 2>/dev/null | tail -1
 grep -hE "^(start-up|device-to-device|decode at|prefill|model )" "$out/bench_cuda.log" 2>/dev/null
+# The decode attention's two forms side by side (the one-kernel form is opt-in until measured).
+grep -hE "^attention decode( \(ctx = K\)|, one kernel)" "$out/bench_cuda.log" 2>/dev/null
 echo "whole 'generate -p 2+2= -n 4' process, best of 3: cuda ${gpu_ms} ms, cpu ${cpu_ms} ms"
 grep -hE "^(cpu|cuda) " "$out/bench_2b4t.log" 2>/dev/null | sed 's/^/bench 2b-4t: /'
 grep -hE "^compare cuda" "$out/bench_calm.log" 2>/dev/null | sed 's/^/calm 2b-4t: /'
