@@ -19,9 +19,10 @@
 
 #include "../cuda/cuda_testing.cuh"
 #include "argmax.h"
+#include "golden_case.h"
 #include "ops.h"
 
-#define N_GEN 16
+#define N_GEN BN_GOLDEN_GEN
 
 // Skips without a usable GPU, or fails when BITNET_REQUIRE_GPU=1 (scripts/gpu-check.sh).
 static void require_gpu(void) {
@@ -897,15 +898,14 @@ static void test_rmsnorm_cast_q8(void **state) {
 
 // ---- whole model on tiny-a -----------------------------------------------------------
 
+// A tiny-a golden case and the files of its reference logits.
 typedef struct golden {
-    int n_prompt;
-    int32_t prompt[64], gen[N_GEN];
-    float margin[N_GEN + 1];
+    bn_golden_case c;
     char logits0[256], logits1[256];
 } golden;
 
-// The golden cases beside tiny-a.gguf (which the caller required): a missing or
-// unreadable file fails the test rather than leaving nothing to compare.
+// The golden cases beside tiny-a.gguf (which the caller required): a missing,
+// unreadable or malformed file fails the test rather than leaving nothing to compare.
 static int load_golden(golden *g, int max) {
     char buf[4096];
     const char *p = bn_fixture_path("tiny-a/tiny-a.golden.json", buf, sizeof buf);
@@ -914,16 +914,12 @@ static int load_golden(golden *g, int max) {
     free(text);
     if (!js) fail_msg("tiny-a/tiny-a.golden.json is missing or not JSON beside tiny-a.gguf");
     int n = 0;
-    const cJSON *c, *v;
+    const cJSON *c;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(js, "cases")) {
         if (n == max) break;
         golden *G = &g[n++];
-        memset(G, 0, sizeof *G);
-        cJSON_ArrayForEach(v, cJSON_GetObjectItem(c, "prompt_ids")) if (G->n_prompt < 64) G->prompt[G->n_prompt++] = (int32_t)v->valuedouble;
-        int i = 0;
-        cJSON_ArrayForEach(v, cJSON_GetObjectItem(c, "generated_ids")) if (i < N_GEN) G->gen[i++] = (int32_t)v->valuedouble;
-        i = 0;
-        cJSON_ArrayForEach(v, cJSON_GetObjectItem(c, "positions")) if (i <= N_GEN) G->margin[i++] = (float)cJSON_GetObjectItem(v, "margin")->valuedouble;
+        if (bn_golden_read_case(c, &G->c)) fail_msg("tiny-a/tiny-a.golden.json: case %d is malformed", n - 1);
+        G->c.prompt = NULL; // it lives in js
         snprintf(G->logits0, sizeof G->logits0, "tiny-a/%s", cJSON_GetStringValue(cJSON_GetObjectItem(c, "logits_f32")));
         snprintf(G->logits1, sizeof G->logits1, "tiny-a/%s",
                  cJSON_GetStringValue(cJSON_GetObjectItem(c, "logits_gen1_f32")));
@@ -937,8 +933,8 @@ static int load_golden(golden *g, int max) {
 static void run_greedy(const bn_backend_ops *ops, bn_backend *be, const golden *G, int32_t *out) {
     bn_error err = {{0}};
     int32_t pos = 0, id = -1;
-    for (int i = 0; i < G->n_prompt; i++, pos++)
-        if (ops->forward_argmax(be, &G->prompt[i], &pos, NULL, 1, &id, &err)) fail_msg("%s", err.msg);
+    for (int i = 0; i < G->c.n_prompt; i++, pos++)
+        if (ops->forward_argmax(be, &G->c.prompt_ids[i], &pos, NULL, 1, &id, &err)) fail_msg("%s", err.msg);
     for (int k = 0; k < N_GEN; k++) {
         out[k] = id;
         if (k + 1 < N_GEN) {
@@ -952,9 +948,9 @@ static void run_greedy(const bn_backend_ops *ops, bn_backend *be, const golden *
 // reference margin is below 0.05 (fixtures README), and ends the comparison.
 static void check_ids(const char *what, const golden *G, const int32_t *ids, int n) {
     for (int k = 0; k < n; k++) {
-        if (ids[k] == G->gen[k]) continue;
-        if (G->margin[k] < 0.05f) return;
-        fail_msg("%s: step %d id %d, reference %d (margin %.3f)", what, k, ids[k], G->gen[k], G->margin[k]);
+        if (ids[k] == G->c.gen_ids[k]) continue;
+        if (G->c.step[k].margin < 0.05f) return;
+        fail_msg("%s: step %d id %d, reference %d (margin %.3f)", what, k, ids[k], G->c.gen_ids[k], G->c.step[k].margin);
     }
 }
 
@@ -986,20 +982,20 @@ static void tiny_a_run(void) {
         check_ids("cuda decode", G, ids, N_GEN);
         run_greedy(cpu, bc, G, cpu_ids);
         // Same tokens as the CPU wherever both follow the reference with a clear margin.
-        for (int k = 0; k < N_GEN && cpu_ids[k] == G->gen[k] && G->margin[k] >= 0.05f; k++)
+        for (int k = 0; k < N_GEN && cpu_ids[k] == G->c.gen_ids[k] && G->c.step[k].margin >= 0.05f; k++)
             assert_int_equal(ids[k], cpu_ids[k]);
 
         // Batched prefill of prompt + generated ids (> 8 tokens: the GEMM path),
         // all logits: row n_prompt-1+k must pick gen[k].
         int32_t toks[64], pos[64];
-        const int n = G->n_prompt + N_GEN - 1;
+        const int n = G->c.n_prompt + N_GEN - 1;
         for (int i = 0; i < n; i++) {
-            toks[i] = i < G->n_prompt ? G->prompt[i] : G->gen[i - G->n_prompt];
+            toks[i] = i < G->c.n_prompt ? G->c.prompt_ids[i] : G->c.gen_ids[i - G->c.n_prompt];
             pos[i] = i;
         }
         if (cuda->forward(be, toks, pos, NULL, n, logits, true, &err)) fail_msg("%s", err.msg);
         int32_t pre[N_GEN];
-        for (int k = 0; k < N_GEN; k++) pre[k] = bn_argmax(logits + (size_t)(G->n_prompt - 1 + k) * V, V);
+        for (int k = 0; k < N_GEN; k++) pre[k] = bn_argmax(logits + (size_t)(G->c.n_prompt - 1 + k) * V, V);
         check_ids("cuda batched prefill", G, pre, N_GEN);
 
         // The same prefill in chunks of 10 (max_batch): GEMM, GEMM, then a GEMV
@@ -1035,9 +1031,9 @@ static void tiny_a_run(void) {
             {
                 for (int rep = 0; rep < (which ? 2 : 1); rep++) {
                     if (which == 0) {
-                        if (cuda->forward(be, G->prompt, pos, NULL, G->n_prompt, logits, false, &err))
+                        if (cuda->forward(be, G->c.prompt_ids, pos, NULL, G->c.n_prompt, logits, false, &err))
                             fail_msg("%s", err.msg);
-                    } else if (cuda->forward(be, &G->gen[0], &pos[G->n_prompt], NULL, 1, logits, false, &err)) {
+                    } else if (cuda->forward(be, &G->c.gen_ids[0], &pos[G->c.n_prompt], NULL, 1, logits, false, &err)) {
                         fail_msg("%s", err.msg);
                     }
                     double mx = 0, mean = 0;
@@ -1117,9 +1113,9 @@ static void test_tiny_a_q8_head(void **state) {
     float *lg = malloc(sizeof(float) * V), *lc = malloc(sizeof(float) * V);
     for (int c = 0; c < n_cases; c++) {
         int32_t pos[64];
-        for (int i = 0; i < g[c].n_prompt; i++) pos[i] = i;
-        if (cuda->forward(be, g[c].prompt, pos, NULL, g[c].n_prompt, lg, false, &err) ||
-            cpu->forward(bc, g[c].prompt, pos, NULL, g[c].n_prompt, lc, false, &err))
+        for (int i = 0; i < g[c].c.n_prompt; i++) pos[i] = i;
+        if (cuda->forward(be, g[c].c.prompt_ids, pos, NULL, g[c].c.n_prompt, lg, false, &err) ||
+            cpu->forward(bc, g[c].c.prompt_ids, pos, NULL, g[c].c.n_prompt, lc, false, &err))
             fail_msg("%s", err.msg);
         double mx = 0, mean = 0;
         for (int i = 0; i < V; i++) {
@@ -1129,9 +1125,9 @@ static void test_tiny_a_q8_head(void **state) {
         }
         fprintf(stderr, "  case %d: q8 head logits, cuda vs cpu: max |diff| %.2e, mean %.2e\n", c, mx, mean);
         assert_true(mx <= 0.1 && mean <= 1e-3); // the fixtures' tolerance
-        int32_t id_g = -1, p = g[c].n_prompt;
-        if (cuda->forward_argmax(be, &g[c].gen[0], &p, NULL, 1, &id_g, &err)) fail_msg("%s", err.msg);
-        if (cpu->forward(bc, &g[c].gen[0], &p, NULL, 1, lc, false, &err)) fail_msg("%s", err.msg);
+        int32_t id_g = -1, p = g[c].c.n_prompt;
+        if (cuda->forward_argmax(be, &g[c].c.gen_ids[0], &p, NULL, 1, &id_g, &err)) fail_msg("%s", err.msg);
+        if (cpu->forward(bc, &g[c].c.gen_ids[0], &p, NULL, 1, lc, false, &err)) fail_msg("%s", err.msg);
         assert_int_equal(id_g, bn_argmax(lc, V)); // the fused argmax of the q8 GEMV
     }
     free(lg); free(lc);
