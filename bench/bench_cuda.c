@@ -83,6 +83,17 @@ static void kernels(bool quick) {
     static const int gs[] = {1, 4, 8, 16, 64};
     for (int i = 0; i < 5; i++) kernel_row("norm + dp4a gemm", BN_CUDA_BENCH_GEMM, 2560, 13824, gs[i], 50);
     for (int i = 0; i < 5; i++) kernel_row("norm + mma gemm", BN_CUDA_BENCH_GEMM_MMA, 2560, 13824, gs[i], 50);
+    // The same GEMM with blocks of 64 and 32 tokens instead of 128 (BITNET_CUDA_GEMM_TILE).
+    static const int narrow[] = {8, 16, 32, 64};
+    for (int tile = 64; tile >= 32; tile /= 2) {
+        char name[64];
+        snprintf(name, sizeof name, "mma gemm, %d-token tiles", tile);
+        bn_cuda_bench_gemm_tile(tile);
+        for (int i = 0; i < 4; i++) kernel_row(name, BN_CUDA_BENCH_GEMM_MMA_ONLY, 2560, 13824, narrow[i], 50);
+    }
+    bn_cuda_bench_gemm_tile(128);
+    for (int i = 0; i < 4; i++)
+        kernel_row("mma gemm (codes ready)", BN_CUDA_BENCH_GEMM_MMA_ONLY, 2560, 13824, narrow[i], 50);
     for (int i = 0; i < 4; i++)
         kernel_row("norm + dp4a gemm", BN_CUDA_BENCH_GEMM, shapes[i][0], shapes[i][1], 512, quick ? 3 : 10);
     for (int n = 512; n <= 4096; n *= 8)

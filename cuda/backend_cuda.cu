@@ -245,6 +245,17 @@ static int choose_attd_short(const bn_hparams *hp, int n_ctx) {
     return n < n_ctx ? n : n_ctx;
 }
 
+// Tokens a block of the mma GEMM takes: BITNET_CUDA_GEMM_TILE=32, 64 or 128, or
+// "auto" (0: the narrowest tile that holds the batch, bn_cuda_gemm_mma_tile).
+// 128, the tile every prefill figure in docs/cuda-performance.md was measured
+// with, until a GPU run has timed the narrower ones on small batches.
+static int choose_gemm_tile(void) {
+    const char *v = getenv("BITNET_CUDA_GEMM_TILE");
+    if (v && !strcmp(v, "auto")) return 0;
+    const int t = v ? atoi(v) : 128;
+    return t == 32 || t == 64 ? t : 128;
+}
+
 // How many tokens the GEMV path takes: BITNET_CUDA_GEMV_MAX (for bench_cuda's
 // sweep), else the default, never more than the GEMV's shared memory allows.
 static int choose_gemv_max(const bn_hparams *hp) {
@@ -285,6 +296,7 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     // The decode kernel reads K/V rows in 16-byte pieces (head_dim % 8 == 0).
     be->plain_attention = env_is("BITNET_CUDA_ATTN", "plain") || hp->head_dim % 8 != 0;
     be->dp4a_gemm = env_is("BITNET_CUDA_GEMM", "dp4a");
+    be->gemm_tile = choose_gemm_tile();
     be->norm_last = env_is("BITNET_CUDA_NORM", "last");
     be->head_q8 = cfg && cfg->lm_head_q8;
     be->gemv_max = choose_gemv_max(hp);

@@ -66,6 +66,7 @@ struct bn_backend {
     bool use_pdl;         // programmatic dependent launch (sm_90+; BITNET_CUDA_PDL=0: off)
     bool plain_attention; // BITNET_CUDA_ATTN=plain: rope_kv + attention.cu everywhere
     bool dp4a_gemm;       // BITNET_CUDA_GEMM=dp4a: prefill on the dp4a GEMM, not the tensor cores
+    int gemm_tile;        // tokens a block of the mma GEMM takes (0: by batch size; BITNET_CUDA_GEMM_TILE)
     bool norm_last;       // BITNET_CUDA_NORM=last: GEMV inputs quantized by the kernel before's last block
     bool head_q8;         // --lm-head q8: int8 head, one scale per row (as the CPU's)
     bool batch_seqs;      // several sequences share each pass (BITNET_CUDA_BATCH=0: one run after another)

@@ -68,6 +68,8 @@ cudaError_t fill_real(void *p, size_t n, bool half, uint32_t seed) {
 
 size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
 
+int g_gemm_tile = 128; // bn_cuda_bench_gemm_tile
+
 } // namespace
 
 extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, int iters, bn_cuda_bench_result *r,
@@ -195,10 +197,10 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
         }
         case BN_CUDA_BENCH_GEMM_MMA: {
             const cudaError_t e = bn_cuda_rmsnorm_quant(x, K, nw, n, K, 1e-5f, false, q, s, qsum, false, st);
-            return e != cudaSuccess ? e : bn_cuda_ternary_gemm_mma(w, K, M, q, s, qsum, n, rs, false, y, M, st);
+            return e != cudaSuccess ? e : bn_cuda_ternary_gemm_mma(w, K, M, q, s, qsum, n, rs, false, y, M, g_gemm_tile, st);
         }
         case BN_CUDA_BENCH_GEMM_MMA_ONLY:
-            return bn_cuda_ternary_gemm_mma(w, K, M, q, s, qsum, n, rs, false, y, M, st);
+            return bn_cuda_ternary_gemm_mma(w, K, M, q, s, qsum, n, rs, false, y, M, g_gemm_tile, st);
         case BN_CUDA_BENCH_HEAD_F16:
             return bn_cuda_head_gemv(w, BN_CUDA_F16, K, M, head_in, n, y, argmax, (float *)head_scratch, head_cnt,
                                      true, st);
@@ -276,6 +278,8 @@ extern "C" int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, in
 }
 
 extern "C" void bn_cuda_bench_gemv_blocks_per_sm(int n) { bn_cuda_gemv_set_blocks_per_sm(n); }
+
+extern "C" void bn_cuda_bench_gemm_tile(int tile) { g_gemm_tile = tile; }
 
 extern "C" int bn_cuda_bench_startup(double *init_ms, double *context_ms) {
     const double t0 = bn_now_ms();

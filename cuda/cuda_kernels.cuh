@@ -103,9 +103,12 @@ cudaError_t bn_cuda_ternary_gemv_norm(const uint8_t *w, int K, int M, const floa
 cudaError_t bn_cuda_ternary_gemm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                  const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
                                  float *y, int64_t ldy, cudaStream_t st);
+// tile: tokens a block of the mma GEMM takes (32, 64 or 128; 0: the smallest of
+// those that holds n, bn_cuda_gemm_mma_tile). Every tile gives the same sums.
+int bn_cuda_gemm_mma_tile(int n);
 cudaError_t bn_cuda_ternary_gemm_mma(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                      const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
-                                     float *y, int64_t ldy, cudaStream_t st);
+                                     float *y, int64_t ldy, int tile, cudaStream_t st);
 
 // rope_kv.cu - for each token t at position pos[t], from row t of qkv
 // ([n_head*hd | n_head_kv*hd | n_head_kv*hd] floats, ld = ldqkv): RoPE of Q and K

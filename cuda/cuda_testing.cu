@@ -66,7 +66,9 @@ extern "C" int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, 
     switch (kernel) {
     case 0: e = bn_cuda_ternary_gemv(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, NULL, false, 0); break;
     case 1: e = bn_cuda_ternary_gemm(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, 0); break;
-    case 2: e = bn_cuda_ternary_gemm_mma(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, 0); break;
+    case 2: e = bn_cuda_ternary_gemm_mma(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, 128, 0); break;
+    case 3: e = bn_cuda_ternary_gemm_mma(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, 64, 0); break;
+    case 4: e = bn_cuda_ternary_gemm_mma(dw, K, M, dq, ds, dqs, n, rs, add, dy, M, 32, 0); break;
     default: return bn_errorf(err, "cuda_testing: no ternary kernel %d", kernel);
     }
     return finish(e, y, dy, sizeof(float) * n * M, err);

@@ -52,7 +52,8 @@ int bn_cuda_profile_step(struct bn_backend *be, int32_t token, int32_t pos, bn_c
 // `.scale` tensors), applied after it as bn_bitlinear_out does.
 // w: M rows of K/4 bytes (I2_S), 0b11 codes allowed (treated as 0).
 // y: n rows of M floats (row stride M); read too when add.
-// kernel: 0 = GEMV from int8 input, 1 = tiled dp4a GEMM, 2 = int8 tensor-core (mma) GEMM.
+// kernel: 0 = GEMV from int8 input, 1 = tiled dp4a GEMM, 2, 3, 4 = int8 tensor-core
+// (mma) GEMM with tiles of 128, 64 and 32 tokens.
 int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                          const int32_t *qsum, int n, const float scales[6], int r1, int r2, bool add,
                          float *y, bn_error *err);
@@ -159,6 +160,9 @@ int bn_cuda_bench_kernel(bn_cuda_bench_op op, int K, int M, int n, int iters, bn
 int bn_cuda_bench_startup(double *init_ms, double *context_ms);
 // The GEMV's blocks per multiprocessor (1 in the backend), for a sweep.
 void bn_cuda_bench_gemv_blocks_per_sm(int n);
+// Tokens a block of the mma GEMM takes in the GEMM_MMA ops (32, 64, 128; 0: by
+// n); 128 until set.
+void bn_cuda_bench_gemm_tile(int tile);
 
 #ifdef __cplusplus
 }

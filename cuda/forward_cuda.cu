@@ -93,7 +93,7 @@ static int bitlinear(bn_backend *be, const char *name, const uint8_t *w, int K, 
     if (be->dp4a_gemm)
         BN_CUDA_TRY(bn_cuda_ternary_gemm(w, K, M, c->q, c->s, c->qsum, n, rs, add, y, ldy, be->st));
     else
-        BN_CUDA_TRY(bn_cuda_ternary_gemm_mma(w, K, M, c->q, c->s, c->qsum, n, rs, add, y, ldy, be->st));
+        BN_CUDA_TRY(bn_cuda_ternary_gemm_mma(w, K, M, c->q, c->s, c->qsum, n, rs, add, y, ldy, be->gemm_tile, be->st));
     mark(be, name);
     return 0;
 }

@@ -14,12 +14,19 @@
 //   comes straight from the activations in their natural order with ldmatrix.
 //   The weights stay 2-bit in shared memory (4 KiB per K block) and each thread
 //   decodes its own fragments: a raw word feeds four k steps.
-// - Block tile 128 rows x 128 tokens, K advances one I2_S block (128) per stage;
-//   8 warps as 2 (rows) x 4 (tokens), each 64 rows x 32 tokens = 4 x 4 mma tiles:
-//   every B fragment feeds four mmas, which keeps ldmatrix traffic well under the
-//   shared-memory bandwidth, and the decode (7 ALU ops per raw word) stays cheap.
-// - cp.async (16 B, L2 only) in a 4-stage ring, 20 KiB a stage (80 KiB dynamic
-//   shared memory: two blocks per SM on sm_80 and sm_90). Activation rows are 128
+// - Block tile 128 rows x BN tokens (BN 128, 64 or 32), K advances one I2_S block
+//   (128) per stage; 8 warps as 2 x 4, 4 x 2 or 8 x 1 (rows x tokens), each 32
+//   tokens wide and 64, 32 or 16 rows high = 4 x 4, 2 x 4 or 1 x 4 mma tiles. With
+//   128 tokens every B fragment feeds four mmas, which keeps ldmatrix traffic well
+//   under the shared-memory bandwidth, and the decode (7 ALU ops per raw word)
+//   stays cheap. A block computes all BN tokens whatever n is (tokens past n copy
+//   the last), so a batch of a few tokens (a short prompt, a decode step of many
+//   sequences) wastes most of a 128-token tile: the narrower tiles are for those
+//   (bn_cuda_ternary_gemm_mma's `tile`). The sums are integers: every tile gives
+//   the same result, bit for bit.
+// - cp.async (16 B, L2 only) in a 4-stage ring, 4 KiB of weights + BN x 128 bytes
+//   a stage (80 KiB of dynamic shared memory at BN 128: two blocks per SM on sm_80
+//   and sm_90). Activation rows are 128
 //   bytes with their 16-byte chunks XOR-swizzled by token % 8, weight rows are 32
 //   bytes with their two chunks swapped on rows 4..7 of every 8, so ldmatrix and
 //   the weight word loads are free of bank conflicts without padding.
@@ -37,40 +44,48 @@
 #include "pdl.cuh"
 
 #define BN_MMA_BM 128     // weight rows per block
-#define BN_MMA_BN 128     // tokens per block
 #define BN_MMA_STAGES 4   // K blocks of 128 in flight
 #define BN_MMA_THREADS 256
-#define BN_MMA_WARP_ROWS 64
 #define BN_MMA_WARP_TOKS 32
-#define BN_MMA_WARPS_M (BN_MMA_BM / BN_MMA_WARP_ROWS)
-#define BN_MMA_MT (BN_MMA_WARP_ROWS / 16) // m16 tiles per warp
 #define BN_MMA_NT (BN_MMA_WARP_TOKS / 8)  // n8 tiles per warp
 #define BN_MMA_W_BYTES (BN_MMA_BM * 32)   // one K block of I2_S weights
-#define BN_MMA_Q_BYTES (BN_MMA_BN * 128)  // one K block of int8 activations
-#define BN_MMA_STAGE_BYTES (BN_MMA_W_BYTES + BN_MMA_Q_BYTES)
-#define BN_MMA_SMEM (BN_MMA_STAGES * BN_MMA_STAGE_BYTES)
 
 static_assert(BN_MMA_THREADS == 2 * BN_MMA_BM, "one 16-byte weight chunk per thread");
-static_assert(BN_MMA_THREADS / 32 == BN_MMA_WARPS_M * (BN_MMA_BN / BN_MMA_WARP_TOKS), "warp grid");
-static_assert(BN_MMA_BN == 4 * (BN_MMA_THREADS / 8), "four 16-byte activation chunks per thread");
 static_assert(BN_MMA_NT % 2 == 0, "ldmatrix.x4 loads two n8 tiles");
 
+// The tile of BN tokens (128, 64 or 32): the warp grid and the shared memory.
+template <int BN> struct bn_mma_tile {
+    static constexpr int WARPS_N = BN / BN_MMA_WARP_TOKS;
+    static constexpr int WARPS_M = BN_MMA_THREADS / 32 / WARPS_N;
+    static constexpr int WARP_ROWS = BN_MMA_BM / WARPS_M;
+    static constexpr int MT = WARP_ROWS / 16; // m16 tiles per warp
+    static constexpr int Q_PASSES = BN / (BN_MMA_THREADS / 8); // 16-byte activation chunks a thread loads
+    static constexpr int Q_BYTES = BN * 128;                   // one K block of int8 activations
+    static constexpr int STAGE_BYTES = BN_MMA_W_BYTES + Q_BYTES;
+    static constexpr int SMEM = BN_MMA_STAGES * STAGE_BYTES;
+    static_assert(WARPS_N * BN_MMA_WARP_TOKS == BN && WARPS_M * WARPS_N == BN_MMA_THREADS / 32, "warp grid");
+    static_assert(MT >= 1 && MT * 16 * WARPS_M == BN_MMA_BM, "rows");
+    static_assert(Q_PASSES * (BN_MMA_THREADS / 8) == BN, "activation chunks");
+};
+
+template <int BN>
 __global__ void __launch_bounds__(BN_MMA_THREADS, 2)
 bn_ternary_gemm_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const int8_t *__restrict__ q,
                            const float *__restrict__ s, const int32_t *__restrict__ qsum, int n,
                            bn_cuda_rowscale rs, bool add, float *__restrict__ y, int64_t ldy) {
+    using T = bn_mma_tile<BN>;
     extern __shared__ __align__(128) uint8_t smem[];
     const uint32_t smem0 = (uint32_t)__cvta_generic_to_shared(smem);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, tq = lane & 3;
-    const int warp_row = (warp % BN_MMA_WARPS_M) * BN_MMA_WARP_ROWS;
-    const int warp_tok = (warp / BN_MMA_WARPS_M) * BN_MMA_WARP_TOKS;
-    const int m0 = blockIdx.x * BN_MMA_BM, n0 = blockIdx.y * BN_MMA_BN;
+    const int warp_row = (warp % T::WARPS_M) * T::WARP_ROWS;
+    const int warp_tok = (warp / T::WARPS_M) * BN_MMA_WARP_TOKS;
+    const int m0 = blockIdx.x * BN_MMA_BM, n0 = blockIdx.y * BN;
     const int64_t row_bytes = K / 4;
     const int nkb = K / 128;
 
     // Loads: thread -> 16-byte chunk `w_chunk` of weight row `w_row`, and chunk
-    // `q_chunk` of token rows q_tok + 32 l (l < 4). Rows past M or n load the last
+    // `q_chunk` of token rows q_tok + 32 l (l < Q_PASSES). Rows past M or n load the last
     // row instead: every read stays inside w and q, no load needs a predicate, and
     // the sums of those rows land in tile rows and columns that are never stored.
     const int w_row = tid >> 1, w_chunk = tid & 1;
@@ -80,12 +95,12 @@ bn_ternary_gemm_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const in
     const int8_t *q_blk = q + (int64_t)n0 * K;
     const uint32_t q_dst = BN_MMA_W_BYTES + q_tok * 128 + ((q_chunk ^ (q_tok & 7)) << 4);
     auto load_w = [&](int kb) {
-        bn_cp_async16(smem0 + (kb % BN_MMA_STAGES) * BN_MMA_STAGE_BYTES + w_dst, w_src + 32 * kb);
+        bn_cp_async16(smem0 + (kb % BN_MMA_STAGES) * T::STAGE_BYTES + w_dst, w_src + 32 * kb);
     };
     auto load_q = [&](int kb) {
-        const uint32_t dst = smem0 + (kb % BN_MMA_STAGES) * BN_MMA_STAGE_BYTES + q_dst;
+        const uint32_t dst = smem0 + (kb % BN_MMA_STAGES) * T::STAGE_BYTES + q_dst;
 #pragma unroll
-        for (int l = 0; l < 4; l++) { // offset < 128 K: an int is enough
+        for (int l = 0; l < T::Q_PASSES; l++) { // offset < 128 K: an int is enough
             const int row = min(q_tok + 32 * l, q_last);
             bn_cp_async16(dst + l * 32 * 128, q_blk + (row * K + 16 * q_chunk + 128 * kb));
         }
@@ -102,9 +117,9 @@ bn_ternary_gemm_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const in
     const uint32_t q_frag = BN_MMA_W_BYTES + (warp_tok + 8 * (ld_mat >> 1) + (lane & 7)) * 128;
     const uint32_t q_swz = ((ld_mat & 1) ^ (lane & 7)) << 4; // chunk 2s + m%2 lands at q_swz ^ 32 s
 
-    int acc[BN_MMA_MT][BN_MMA_NT][4];
+    int acc[T::MT][BN_MMA_NT][4];
 #pragma unroll
-    for (int i = 0; i < BN_MMA_MT; i++)
+    for (int i = 0; i < T::MT; i++)
 #pragma unroll
         for (int j = 0; j < BN_MMA_NT; j++)
 #pragma unroll
@@ -131,11 +146,11 @@ bn_ternary_gemm_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const in
         }
         bn_cp_async_commit();
 
-        const uint32_t stage = smem0 + (kb % BN_MMA_STAGES) * BN_MMA_STAGE_BYTES;
-        const uint8_t *ws = smem + (kb % BN_MMA_STAGES) * BN_MMA_STAGE_BYTES;
-        uint32_t raw[BN_MMA_MT][4]; // A register order: (g, tq), (g+8, tq), (g, 4+tq), (g+8, 4+tq)
+        const uint32_t stage = smem0 + (kb % BN_MMA_STAGES) * T::STAGE_BYTES;
+        const uint8_t *ws = smem + (kb % BN_MMA_STAGES) * T::STAGE_BYTES;
+        uint32_t raw[T::MT][4]; // A register order: (g, tq), (g+8, tq), (g, 4+tq), (g+8, 4+tq)
 #pragma unroll
-        for (int i = 0; i < BN_MMA_MT; i++) {
+        for (int i = 0; i < T::MT; i++) {
             raw[i][0] = *reinterpret_cast<const uint32_t *>(ws + w_lo + 512 * i);
             raw[i][1] = *reinterpret_cast<const uint32_t *>(ws + w_lo + 512 * i + 256);
             raw[i][2] = *reinterpret_cast<const uint32_t *>(ws + w_hi + 512 * i);
@@ -155,7 +170,7 @@ bn_ternary_gemm_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const in
                 b[2 * p + 1][1] = r[3];
             }
 #pragma unroll
-            for (int i = 0; i < BN_MMA_MT; i++) {
+            for (int i = 0; i < T::MT; i++) {
                 uint32_t a[4];
 #pragma unroll
                 for (int e = 0; e < 4; e++) a[e] = (raw[i][e] >> (6 - 2 * ks)) & 0x03030303u;
@@ -178,7 +193,7 @@ bn_ternary_gemm_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const in
             const int qs = qsum[t];
             float *yt = y + t * ldy;
 #pragma unroll
-            for (int i = 0; i < BN_MMA_MT; i++)
+            for (int i = 0; i < T::MT; i++)
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
                     const int r = r0 + 16 * i + 8 * h;
@@ -189,29 +204,44 @@ bn_ternary_gemm_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const in
         }
 }
 
-// The kernel needs more than the default 48 KiB of dynamic shared memory; the
-// limit is per device, so it is raised once on each.
-static cudaError_t bn_gemm_mma_smem_setup(void) {
+// The 128-token tile needs more than the default 48 KiB of dynamic shared
+// memory; the limit is per device and per kernel, so each tile's is raised once
+// on each device.
+template <int BN> static cudaError_t bn_gemm_mma_smem_setup(void) {
     static std::atomic<uint64_t> done{0}; // bit d: device d
     int dev = 0;
     cudaError_t e = cudaGetDevice(&dev);
     if (e != cudaSuccess) return e;
     const uint64_t bit = dev < 64 ? 1ull << dev : 0;
     if (bit & done.load(std::memory_order_relaxed)) return cudaSuccess;
-    e = cudaFuncSetAttribute(bn_ternary_gemm_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             BN_MMA_SMEM);
+    e = cudaFuncSetAttribute(bn_ternary_gemm_mma_kernel<BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             bn_mma_tile<BN>::SMEM);
     if (e == cudaSuccess) done.fetch_or(bit, std::memory_order_relaxed);
     return e;
 }
 
+template <int BN>
+static cudaError_t gemm_mma_launch(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
+                                   const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add, float *y, int64_t ldy,
+                                   cudaStream_t st) {
+    const cudaError_t e = bn_gemm_mma_smem_setup<BN>();
+    if (e != cudaSuccess) return e;
+    const dim3 grid((M + BN_MMA_BM - 1) / BN_MMA_BM, (n + BN - 1) / BN);
+    return bn_launch(false, bn_ternary_gemm_mma_kernel<BN>, grid, dim3(BN_MMA_THREADS), bn_mma_tile<BN>::SMEM, st,
+                     w, K, M, q, s, qsum, n, rs, add, y, ldy);
+}
+
+int bn_cuda_gemm_mma_tile(int n) { return n <= 32 ? 32 : n <= 64 ? 64 : 128; }
+
 cudaError_t bn_cuda_ternary_gemm_mma(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                      const int32_t *qsum, int n, bn_cuda_rowscale rs, bool add,
-                                     float *y, int64_t ldy, cudaStream_t st) {
+                                     float *y, int64_t ldy, int tile, cudaStream_t st) {
     if (n <= 0 || M <= 0) return cudaSuccess;
     if (K <= 0 || K % 128 != 0) return cudaErrorInvalidValue;
-    const cudaError_t e = bn_gemm_mma_smem_setup();
-    if (e != cudaSuccess) return e;
-    const dim3 grid((M + BN_MMA_BM - 1) / BN_MMA_BM, (n + BN_MMA_BN - 1) / BN_MMA_BN);
-    return bn_launch(false, bn_ternary_gemm_mma_kernel, grid, dim3(BN_MMA_THREADS), BN_MMA_SMEM, st, w, K,
-                     M, q, s, qsum, n, rs, add, y, ldy);
+    switch (tile ? tile : bn_cuda_gemm_mma_tile(n)) {
+    case 32: return gemm_mma_launch<32>(w, K, M, q, s, qsum, n, rs, add, y, ldy, st);
+    case 64: return gemm_mma_launch<64>(w, K, M, q, s, qsum, n, rs, add, y, ldy, st);
+    case 128: return gemm_mma_launch<128>(w, K, M, q, s, qsum, n, rs, add, y, ldy, st);
+    default: return cudaErrorInvalidValue;
+    }
 }

@@ -123,6 +123,8 @@ calm=${BITNET_GPU_MODEL_CALM:-/tmp/bitnet-2b4t-calm.gguf}
 step bench_calm "$cli" bench -m "$calm" -r 1 -n 8
 # Continuous batching: aggregate decode rate of 1..64 streams in one bn_batch.
 step bench_streams "$cli" bench -m "$model" --concurrency 1,4,16,64 -n 8
+# The same batches on the mma GEMM's narrower tiles (BITNET_CUDA_GEMM_TILE, 128 by default until measured).
+step bench_streams_tile_auto env BITNET_CUDA_GEMM_TILE=auto "$cli" bench -m "$model" --concurrency 16,64 -n 8
 # The largest model family bitnet.cpp runs (llama graph, head dim 256, untied head).
 model10=${BITNET_GPU_MODEL_10B:-/tmp/bitnet-falcon3-10b-synthetic.gguf}
 [ -f "$model10" ] || step make_model_10b "$cli" make-model -o "$model10" --preset falcon3-10b --seed 1
@@ -156,6 +158,7 @@ echo "whole 'generate -p 2+2= -n 4' process, best of 3: cuda ${gpu_ms} ms, cpu $
 grep -hE "^(cpu|cuda) " "$out/bench_2b4t.log" 2>/dev/null | sed 's/^/bench 2b-4t: /'
 grep -hE "^compare cuda" "$out/bench_calm.log" 2>/dev/null | sed 's/^/calm 2b-4t: /'
 grep -hE "^(cpu|cuda) +[0-9]" "$out/bench_streams.log" 2>/dev/null | sed 's/^/streams 2b-4t: /'
+grep -hE "^cuda +[0-9]" "$out/bench_streams_tile_auto.log" 2>/dev/null | sed 's/^/streams 2b-4t, GEMM tiles by batch: /'
 grep -hE "^(decode at|prefill|model )" "$out/bench_cuda_10b.log" 2>/dev/null | sed 's/^/falcon3-10b: /'
 grep -hE "^(cpu|cuda) " "$out/bench_10b.log" 2>/dev/null | sed 's/^/bench falcon3-10b: /'
 [ $failed -eq 0 ] && echo "gpu-check: all passed" || echo "gpu-check: FAILED"

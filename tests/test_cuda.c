@@ -86,7 +86,9 @@ static const int NTOK[] = {1, 3, 8, 17, 70};
 // stages) and K = 16384. The scalar reference costs K M n: about 1.8e9 here.
 static const int SHAPES_GEMM[][3] = {{2560, 1000, 300}, {6912, 1100, 129}, {16384, 130, 5},
                                      {256, 200, 129}, {128, 128, 128}};
-static const char *const TERNARY_KERNEL[] = {"gemv", "gemm", "gemm_mma"};
+static const char *const TERNARY_KERNEL[] = {"gemv", "gemm", "gemm_mma", "gemm_mma (64-token tiles)",
+                                            "gemm_mma (32-token tiles)"};
+#define N_TERNARY_KERNELS (int)(sizeof TERNARY_KERNEL / sizeof TERNARY_KERNEL[0])
 
 // Every ternary kernel against bn_ternary_gemm_scalar on one shape: exact sums
 // with s = 1 and scale = 1, then scales, three row segments and the residual add.
@@ -105,7 +107,7 @@ static void check_ternary(int K, int M, int n, uint64_t *rng) {
     }
     bn_ternary_gemm_scalar(w, K, 0, M, q, qsum, n, ref, M);
     const float ones[6] = {1.f, 1.f, 1.f, 1.f, 1.f, 1.f};
-    for (int kernel = 0; kernel < 3; kernel++) {
+    for (int kernel = 0; kernel < N_TERNARY_KERNELS; kernel++) {
         if (kernel == 0 && n > BN_GEMV_TEST_MAX_N) continue; // the GEMV takes small batches
         bn_error err = {{0}};
         memset(y, 0, sizeof(float) * n * M);
@@ -119,7 +121,7 @@ static void check_ternary(int K, int M, int n, uint64_t *rng) {
     const float sc[6] = {0.5f, 2.f, 3.f, 1.1f, 0.7f, 1.3f}; // weight scales, then out-scales
     const int r1 = M / 3, r2 = 2 * M / 3;
     for (int t = 0; t < n; t++) s[t] = 10.f + t;
-    for (int kernel = 0; kernel < 3; kernel++) {
+    for (int kernel = 0; kernel < N_TERNARY_KERNELS; kernel++) {
         if (kernel == 0 && n > BN_GEMV_TEST_MAX_N) continue;
         bn_error err = {{0}};
         for (int i = 0; i < n * M; i++) y[i] = 1.f;
@@ -1077,6 +1079,7 @@ static void test_tiny_a_model(void **state) {
                                         {"BITNET_CUDA_GEMM", "dp4a"},
                                         {"BITNET_CUDA_NORM", "last"},
                                         {"BITNET_CUDA_GEMV_MAX", "0"},
+                                        {"BITNET_CUDA_GEMM_TILE", "auto"}, // tiles of 32 and 64 tokens
                                         // the one-kernel decode attention: everywhere, and up to position
                                         // 15 (the split pair after it: both graphs of a step)
                                         {"BITNET_CUDA_ATTD_SHORT", "256"},
