@@ -21,7 +21,9 @@
 // - p.V with hd/8 lanes a V row, 8 dims a lane, straight into the output; with nn
 //   the last block quantizes the output for the O projection.
 // So it computes what the split pair computes with one split, except the order of
-// the double sum (a warp's instead of the block's). CPU twin: as attention_decode.cu.
+// the double sum (a warp's instead of the block's) and, where hd/8 lanes a row do
+// not divide the split pair's 128-key tiles (hd 80, 96), which lane adds which
+// key's p.V. CPU twin: as attention_decode.cu.
 #include "async_copy.cuh"
 #include "attention_decode.cuh"
 #include "pdl.cuh"

@@ -228,6 +228,11 @@ static int short_attention_keys(int n_split, int n_head, int n_head_kv, int hd, 
     return 0;
 }
 
+extern "C" int bn_cuda_test_attd_short_keys(int n_head, int n_head_kv, int hd, int n_rot, bn_error *err) {
+    if (bn_cuda_probe_device(err)) return -1;
+    return bn_cuda_attd_short_keys(n_head, n_head_kv, hd, n_rot);
+}
+
 extern "C" int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int n_head, int n_head_kv, int hd,
                                              int n_rot, bool neox, float base, int n_ctx, int n_split, uint16_t *k_cache,
                                              uint16_t *v_cache, float *out, const float *norm_w, float eps,

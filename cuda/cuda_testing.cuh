@@ -87,7 +87,10 @@ int bn_cuda_test_attention(int kernel, const uint16_t *q, const uint16_t *k_cach
 // (read, and row pos written back), out (n_head*hd floats) and, when norm_w is
 // given, the codes of rmsnorm(out, norm_w) (q_out, *s_out, *qsum_out).
 // n_split <= 0: the backend's choice for n_ctx; -1: the one-kernel form
-// (attention_decode_short.cu; pos below bn_cuda_attd_short_keys).
+// (attention_decode_short.cu; pos below bn_cuda_test_attd_short_keys).
+// The most keys the one-kernel decode attention holds on this device for the
+// shape (bn_cuda_attd_short_keys; it depends on the device's shared memory), or -1.
+int bn_cuda_test_attd_short_keys(int n_head, int n_head_kv, int hd, int n_rot, bn_error *err);
 int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int n_head, int n_head_kv, int hd,
                                   int n_rot, bool neox, float base, int n_ctx, int n_split, uint16_t *k_cache,
                                   uint16_t *v_cache, float *out, const float *norm_w, float eps,

@@ -125,9 +125,13 @@ static bool one_kernel_attention(const bn_backend *be, int32_t p) { return p < b
 // The decode attention of the m tokens from row t0 of be->qkv, one per slot
 // (d_seq, when seqs) or all of slot `seq`'s cache kc/vc, into be->att: the
 // one-kernel form (all m tokens one_kernel_attention) or the split pair. nn: the
-// O projection's codes (may be NULL).
-static int attention_decode(bn_backend *be, int t0, int m, bool seqs, bool one_kernel, __half *kc, __half *vc,
-                            unsigned *cnt, const bn_cuda_next_norm *nn, bn_error *err) {
+// O projection's codes (may be NULL). keys: what the one-kernel form's blocks
+// hold (above every position); a graph replays one launch at every position
+// below attd_short, so it needs attd_short, while an eager launch of several
+// sequences (never a graph) needs only its largest position + 1, and smaller
+// blocks share a multiprocessor.
+static int attention_decode(bn_backend *be, int t0, int m, bool seqs, bool one_kernel, int keys, __half *kc,
+                            __half *vc, unsigned *cnt, const bn_cuda_next_norm *nn, bn_error *err) {
     const bn_hparams *hp = &be->hp;
     const int H = (int)hp->n_head, Hkv = (int)hp->n_head_kv, hd = (int)hp->head_dim, n_rot = (int)hp->n_rot;
     const float *qkv = be->qkv + (size_t)t0 * be->nqkv;
@@ -136,7 +140,7 @@ static int attention_decode(bn_backend *be, int t0, int m, bool seqs, bool one_k
     float *att = be->att + (size_t)t0 * be->nq;
     if (one_kernel) {
         BN_CUDA_TRY(bn_cuda_attention_decode_short(qkv, be->nqkv, pos, m, H, Hkv, hd, n_rot, hp->rope_neox,
-                                                   be->rope_theta_scale, be->n_ctx, be->attd_short, kc, vc, seq,
+                                                   be->rope_theta_scale, be->n_ctx, keys, kc, vc, seq,
                                                    stride, att, nn, be->use_pdl, be->st));
         mark(be, "attention (decode, 1 kernel)");
         return 0;
@@ -170,12 +174,16 @@ static int attention_pieces(bn_backend *be, int l, int n, const bn_cuda_next_nor
         // Pieces are consecutive in the chunk: i..j-1 are tokens t0..t0+j-i-1, all
         // of one attention form.
         const bool one = one_kernel_attention(be, be->h_pos[p->t0]);
-        int j = i + 1;
-        while (j < be->n_piece && be->piece[j].n == 1 && j - i < be->decode_group &&
-               one_kernel_attention(be, be->h_pos[be->piece[j].t0]) == one)
-            j++;
+        int j = i + 1, keys = be->h_pos[p->t0] + 1;
+        for (; j < be->n_piece && be->piece[j].n == 1 && j - i < be->decode_group; j++) {
+            const int32_t pj = be->h_pos[be->piece[j].t0];
+            if (one_kernel_attention(be, pj) != one) break;
+            if (pj + 1 > keys) keys = pj + 1;
+        }
         fused = j - i == n;
-        if (attention_decode(be, p->t0, j - i, true, one, kc, vc, cnt, fused ? nn : NULL, err)) return -1;
+        keys = (keys + 15) / 16 * 16; // a multiple of 16, at most attd_short (itself one, or n_ctx)
+        if (keys > be->attd_short) keys = be->attd_short;
+        if (attention_decode(be, p->t0, j - i, true, one, keys, kc, vc, cnt, fused ? nn : NULL, err)) return -1;
         i = j;
     }
     if (nn && !fused) {
@@ -196,7 +204,8 @@ static int attention(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, 
     __half *kc = be->kc + slot * kv_slot, *vc = be->vc + slot * kv_slot;
     unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H, be->decode_group);
     if (n == 1 && !be->plain_attention)
-        return attention_decode(be, 0, 1, false, one_kernel_attention(be, be->h_pos[0]), kc, vc, cnt, nn, err);
+        return attention_decode(be, 0, 1, false, one_kernel_attention(be, be->h_pos[0]), be->attd_short, kc, vc, cnt,
+                                nn, err);
     if (attention_run(be, 0, n, kc, vc, err)) return -1;
     if (nn) {
         BN_CUDA_TRY(bn_cuda_rmsnorm_quant(be->att, be->nq, nn->w, n, be->nq, nn->eps, nn->mode, nn->q, nn->s, nn->qsum,

@@ -388,10 +388,22 @@ static void test_attention(void **state) {
         }
 }
 
+static int min_int(int a, int b) { return a < b ? a : b; }
+
+// The keys the one-kernel decode attention holds for the shape on this device.
+static int short_keys(int H, int Hkv, int hd, int n_rot) {
+    bn_error err = {{0}};
+    const int k = bn_cuda_test_attd_short_keys(H, Hkv, hd, n_rot, &err);
+    if (k < 16) fail_msg("the one-kernel decode attention holds %d keys for %d/%d heads x %d: %s", k, H, Hkv, hd,
+                         err.msg);
+    return k;
+}
+
 // The decode attention (RoPE, KV write, split-KV softmax, next norm) against the
 // CPU twin: the RoPE of the case on the qkv row, the f16 cache row, bn_attention_head.
-// n_split -1: its one-kernel form for short contexts, at positions up to the most
-// keys it takes (at least 192 for every shape here, 256 for most).
+// n_split -1: its one-kernel form for short contexts, the position lowered to
+// the most keys it holds on this device where that is fewer (an H200 holds 256
+// for most shapes here and 192 at head_dim 256; a GPU with less shared memory fewer).
 static void test_attention_decode(void **state) {
     (void)state;
     require_gpu();
@@ -403,11 +415,13 @@ static void test_attention_decode(void **state) {
                             {20, 5, 128, 128, 4096, 127, -1}, {20, 5, 128, 128, 300, 0, -1},
                             {20, 5, 128, 128, 4096, 255, -1}, {2, 1, 64, 64, 512, 33, -1},
                             {4, 2, 64, 32, 300, 200, -1},     {3, 3, 80, 80, 200, 150, -1},
-                            {16, 2, 96, 96, 2048, 250, -1},   {12, 4, 256, 256, 1000, 191, -1}};
+                            {16, 2, 96, 96, 2048, 250, -1},   {12, 4, 256, 256, 1000, 191, -1},
+                            {24, 2, 64, 64, 1000, 200, -1}}; // 12 heads a KV head: 2 blocks share one
     uint64_t rng = 21;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int H = cases[c][0], Hkv = cases[c][1], hd = cases[c][2], n_rot = cases[c][3];
-        const int n_ctx = cases[c][4], pos = cases[c][5], n_split = cases[c][6];
+        const int n_ctx = cases[c][4], n_split = cases[c][6];
+        const int pos = n_split == -1 ? min_int(cases[c][5], short_keys(H, Hkv, hd, n_rot) - 1) : cases[c][5];
         const int nq = H * hd, nkv = Hkv * hd, ld = nq + 2 * nkv;
         const size_t cache = (size_t)n_ctx * nkv;
         float *qkv = malloc(sizeof(float) * ld), *rot = malloc(sizeof(float) * ld);
@@ -485,12 +499,15 @@ static void test_attention_decode_seqs(void **state) {
     require_gpu();
     // heads, kv heads, head_dim, n_ctx, slots, tokens
     // ...; n_split as in test_attention_decode (-1: the one-kernel form, every position below 256)
+    // (with -1, n_ctx is lowered to the keys the device holds, so every position fits)
     const int cases[][7] = {{20, 5, 128, 512, 6, 5, 0},  {4, 2, 64, 300, 3, 3, 0},   {16, 2, 96, 2048, 9, 9, 0},
-                            {20, 5, 128, 256, 6, 5, -1}, {4, 2, 64, 200, 3, 3, -1},  {16, 2, 96, 256, 9, 9, -1}};
+                            {20, 5, 128, 256, 6, 5, -1}, {4, 2, 64, 200, 3, 3, -1},  {16, 2, 96, 256, 9, 9, -1},
+                            {24, 2, 64, 256, 4, 4, -1}};
     uint64_t rng = 77;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        const int H = cases[c][0], Hkv = cases[c][1], hd = cases[c][2], n_ctx = cases[c][3];
-        const int n_seq = cases[c][4], n_tok = cases[c][5], n_split = cases[c][6];
+        const int H = cases[c][0], Hkv = cases[c][1], hd = cases[c][2], n_split = cases[c][6];
+        const int n_ctx = n_split == -1 ? min_int(cases[c][3], short_keys(H, Hkv, hd, hd)) : cases[c][3];
+        const int n_seq = cases[c][4], n_tok = cases[c][5];
         const int nq = H * hd, nkv = Hkv * hd, ld = nq + 2 * nkv;
         const size_t slot = (size_t)n_ctx * nkv, all = slot * n_seq;
         float *qkv = malloc(sizeof(float) * ld * n_tok), *out = malloc(sizeof(float) * nq * n_tok);
