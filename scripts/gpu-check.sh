@@ -21,7 +21,8 @@
 #     auto picks the GPU), then test_cli again with BITNET_CLI_BACKEND=cuda: the
 #     golden token parity of `bitnet-gpu generate --backend cuda` on every
 #     fixture case;
-#  3. compute-sanitizer --tool memcheck on test_cuda;
+#  3. compute-sanitizer --tool memcheck on test_cuda, and racecheck on its
+#     decode-attention tests;
 #  4. bench_cuda on synthetic models of the 2B-4T and Falcon3-10B shapes (made
 #     here by `bitnet-gpu make-model`), and `bitnet-gpu bench` on the fixture
 #     model and on those: the GPU fed the CPU's tokens must pick the same ones
@@ -107,6 +108,10 @@ step cli_golden_parity env BITNET_CLI_BACKEND=cuda BITNET_CLI="$cli" "$bin/test_
 san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 if [ -x "$san" ]; then
   step memcheck env BITNET_TEST_QUICK=1 "$san" --tool memcheck --error-exitcode 1 --leak-check full "$bin/test_cuda"
+  # Shared-memory races in the decode attention (its one-kernel form shares its
+  # tiles between phases); racecheck is slow, so those tests alone.
+  step racecheck_attention env BITNET_TEST_FILTER='test_attention_decode*' "$san" --tool racecheck \
+    --error-exitcode 1 "$bin/test_cuda"
 else
   step memcheck false || echo "compute-sanitizer not found (PATH, /usr/local/cuda/bin)" >"$out/memcheck.log"
 fi
