@@ -231,11 +231,14 @@ static void model_bench(const char *path, bool quick) {
     cJSON_AddNumberToObject(out_model, "device_mib", st.device_bytes / 1048576.0);
     cJSON_AddNumberToObject(out_model, "gemv_max", st.gemv_max);
     cJSON_AddNumberToObject(out_model, "attention_splits", st.attd_split);
+    cJSON_AddNumberToObject(out_model, "attention_one_kernel_below", st.attd_short);
+    cJSON_AddNumberToObject(out_model, "gemm_tile", st.gemm_tile);
     if (!json)
         printf("\nmodel %s: create %.0f ms (device checks + context + allocations %.0f ms, upload %.0f ms = %.1f GB/s), "
-               "device memory %.0f MiB, GEMV up to %d tokens, %d attention splits\n",
+               "device memory %.0f MiB, GEMV up to %d tokens, %d attention splits, one-kernel attention below "
+               "position %d, GEMM tiles of %d tokens (0: by batch)\n",
                path, create_ms, st.context_ms, st.upload_ms, st.device_bytes / st.upload_ms / 1e6,
-               st.device_bytes / 1048576.0, st.gemv_max, st.attd_split);
+               st.device_bytes / 1048576.0, st.gemv_max, st.attd_split, st.attd_short, st.gemm_tile);
 
     // Decode at three contexts (graphs + PDL, the default).
     static const int ctxs[] = {128, 1024, 4096};

@@ -395,6 +395,7 @@ extern "C" void bn_cuda_backend_stats(const bn_backend *be, bn_cuda_stats *out) 
     out->gemv_max = be->gemv_max;
     out->attd_split = be->attd_split;
     out->attd_short = be->attd_short;
+    out->gemm_tile = be->gemm_tile;
     out->graph_error = be->graph_error;
 }
 
