@@ -181,7 +181,7 @@ static int attention_pieces(bn_backend *be, int l, int n, const bn_cuda_next_nor
             if (pj + 1 > keys) keys = pj + 1;
         }
         fused = j - i == n;
-        keys = (keys + 15) / 16 * 16; // a multiple of 16, at most attd_short (itself one, or n_ctx)
+        keys = (keys + 15) / 16 * 16; // fewer distinct launch shapes; attd_short still bounds it
         if (keys > be->attd_short) keys = be->attd_short;
         if (attention_decode(be, p->t0, j - i, true, one, keys, kc, vc, cnt, fused ? nn : NULL, err)) return -1;
         i = j;
