@@ -9,6 +9,7 @@
 extern "C" {
 #include "backend.h"
 }
+#include "chunk_plan.h"
 #include "cuda_kernels.cuh"
 
 #define BN_LM_ROWS BN_HEAD_MAX_N // logit rows computed per LM-head pass
@@ -36,11 +37,6 @@ enum { BN_OUT_NONE = 0, BN_OUT_LOGITS = 1, BN_OUT_ARGMAX = 2, BN_OUT_KINDS = 3 }
 #define BN_COUNTERS_PER_LAYER(n_head, n_tok) (4 + (n_head) * (n_tok))
 // Tokens of different sequences one decode-attention launch takes at most.
 #define BN_CUDA_DECODE_GROUP_MAX 256
-
-// The tokens [t0, t0 + n) of a chunk that belong to one run, in slot seq.
-typedef struct bn_cuda_piece {
-    int t0, n, seq;
-} bn_cuda_piece;
 
 // Events recorded after each launch of one eager step, for bench_cuda.
 #define BN_PROF_MAX 1024

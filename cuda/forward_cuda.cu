@@ -171,18 +171,12 @@ static int attention_pieces(bn_backend *be, int l, int n, const bn_cuda_next_nor
             i++;
             continue;
         }
-        // Pieces are consecutive in the chunk: i..j-1 are tokens t0..t0+j-i-1, all
-        // of one attention form.
-        const bool one = one_kernel_attention(be, be->h_pos[p->t0]);
-        int j = i + 1, keys = be->h_pos[p->t0] + 1;
-        for (; j < be->n_piece && be->piece[j].n == 1 && j - i < be->decode_group; j++) {
-            const int32_t pj = be->h_pos[be->piece[j].t0];
-            if (one_kernel_attention(be, pj) != one) break;
-            if (pj + 1 > keys) keys = pj + 1;
-        }
+        // Pieces are consecutive in the chunk: i..j-1 are tokens t0..t0+j-i-1.
+        bool one;
+        int keys;
+        const int j = bn_decode_launch(be->piece, be->n_piece, i, be->h_pos, be->decode_group, be->attd_short, &one,
+                                       &keys);
         fused = j - i == n;
-        keys = (keys + 15) / 16 * 16; // fewer distinct launch shapes; attd_short still bounds it
-        if (keys > be->attd_short) keys = be->attd_short;
         if (attention_decode(be, p->t0, j - i, true, one, keys, kc, vc, cnt, fused ? nn : NULL, err)) return -1;
         i = j;
     }
@@ -435,14 +429,12 @@ static int forward_chunks(bn_backend *be, const int32_t *tokens, const int32_t *
     for (int c0 = 0; c0 < n_tokens; c0 += be->max_batch) {
         const int n = n_tokens - c0 < be->max_batch ? n_tokens - c0 : be->max_batch;
         int n_rows = 0;
-        be->n_piece = 0;
+        be->n_piece = bn_chunk_pieces(seq, c0, n, be->piece);
         for (int t = 0; t < n; t++) {
             const int g = c0 + t;
             be->h_tok[t] = tokens[g];
             be->h_pos[t] = pos[g];
             be->h_seq[t] = seq[g];
-            if (t == 0 || seq[g] != seq[g - 1]) be->piece[be->n_piece++] = bn_cuda_piece{t, 0, seq[g]};
-            be->piece[be->n_piece - 1].n++;
             if (want && (all_logits || bn_run_ends(seq, g, n_tokens))) be->h_rows[n_rows++] = t;
         }
         if (enqueue_layers(be, n, err)) return -1;
