@@ -88,17 +88,10 @@ __global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_scores_kernel(bn_attd
     const bool writer = own && h0 % G == 0;  // one block per KV head writes it
     __half *kc = a.kc + bn_attd_slot(a, t), *vc = a.vc + bn_attd_slot(a, t);
     const int64_t crow = ((int64_t)g * a.n_ctx + p) * hd;
-    for (int e = threadIdx.x; e < (qpb + (own ? 1 : 0)) * hd; e += blockDim.x) {
-        const int hh = e / hd, d = e - hh * hd;
-        const float *head = hh < qpb ? row + (h0 + hh) * hd : row + nq + g * hd;
-        const __half v = __float2half_rn(bn_rope_elem(head, d, a.n_rot, a.neox, cs, sn));
-        if (hh < qpb) {
-            sq[e] = __half2float(v);
-        } else {
-            kcur[d] = __half2float(v);
-            if (writer) kc[crow + d] = v;
-        }
-    }
+    bn_attd_rotate(row, nq, h0, qpb, g, hd, a.n_rot, a.neox, cs, sn, own, sq, [&](int d, __half v) {
+        kcur[d] = __half2float(v);
+        if (writer) kc[crow + d] = v;
+    });
     if (writer)
         for (int d = threadIdx.x; d < hd; d += blockDim.x) vc[crow + d] = __float2half_rn(row[nq + nkv + g * hd + d]);
     __syncthreads();

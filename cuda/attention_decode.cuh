@@ -8,6 +8,7 @@
 
 #include "cuda_kernels.cuh"
 #include "norm_quant.cuh"
+#include "rope.cuh"
 
 #define BN_ATTD_QPB 8 // query heads a block serves at most
 
@@ -74,6 +75,23 @@ __device__ __forceinline__ void bn_half8_to_float(uint4 u, float *f) {
         const float2 v = __half22float2(h[i]);
         f[2 * i] = v.x;
         f[2 * i + 1] = v.y;
+    }
+}
+
+// RoPE of the block's qpb queries (heads h0.., into sq as f16-rounded floats) and,
+// with with_key, of the token's key of KV head g, each element rounded to f16 as
+// bitnet.cpp rounds Q and the cache and handed to key(d, v). row: the token's
+// Q|K|V row (nq query floats first); cs/sn: the angles (rope.cuh).
+template <typename Key>
+__device__ __forceinline__ void bn_attd_rotate(const float *row, int nq, int h0, int qpb, int g, int hd, int n_rot,
+                                               bool neox, const float *cs, const float *sn, bool with_key, float *sq,
+                                               Key key) {
+    for (int e = threadIdx.x; e < (qpb + (with_key ? 1 : 0)) * hd; e += blockDim.x) {
+        const int hh = e / hd, d = e - hh * hd;
+        const float *head = hh < qpb ? row + (h0 + hh) * hd : row + nq + g * hd;
+        const __half v = __float2half_rn(bn_rope_elem(head, d, n_rot, neox, cs, sn));
+        if (hh < qpb) sq[e] = __half2float(v);
+        else key(d, v);
     }
 }
 

@@ -70,17 +70,10 @@ __global__ void __launch_bounds__(BN_ATTS_THREADS) bn_atts_kernel(bn_attd_args a
     const float *row = a.qkv + t * a.ldqkv;
     const int nq = a.n_head * hd, nkv = a.n_head_kv * hd;
     const bool writer = h0 % G == 0; // one block per KV head writes cache row p
-    for (int e = threadIdx.x; e < (qpb + 1) * hd; e += blockDim.x) {
-        const int hh = e / hd, d = e - hh * hd;
-        const float *head = hh < qpb ? row + (h0 + hh) * hd : row + nq + g * hd;
-        const __half v = __float2half_rn(bn_rope_elem(head, d, a.n_rot, a.neox, cs, sn));
-        if (hh < qpb) {
-            sq[e] = __half2float(v);
-        } else {
-            kt[(int64_t)p * hd + d] = v;
-            if (writer) kc[(int64_t)p * hd + d] = v;
-        }
-    }
+    bn_attd_rotate(row, nq, h0, qpb, g, hd, a.n_rot, a.neox, cs, sn, true, sq, [&](int d, __half v) {
+        kt[(int64_t)p * hd + d] = v;
+        if (writer) kc[(int64_t)p * hd + d] = v;
+    });
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         const __half v = __float2half_rn(row[nq + nkv + g * hd + d]);
         vt[(int64_t)p * hd + d] = v;
