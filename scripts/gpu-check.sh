@@ -42,11 +42,17 @@ summary=()
 failed=0
 
 # step NAME COMMAND...: runs it with its output in $out/NAME.log, records the result.
+# A command (not a function of this script) gets $STEP_TIMEOUT seconds (300):
+# a kernel that hangs on its first GPU fails its step (exit 124), not the run.
 step() {
   local name=$1 t0 t1 rc
   shift
   t0=$(date +%s.%N)
-  "$@" >"$out/$name.log" 2>&1
+  if declare -F "$1" >/dev/null; then
+    "$@" >"$out/$name.log" 2>&1
+  else
+    timeout "${STEP_TIMEOUT:-300}" "$@" >"$out/$name.log" 2>&1
+  fi
   rc=$?
   t1=$(date +%s.%N)
   if [ $rc -eq 0 ]; then
@@ -72,7 +78,7 @@ if [ -n "${BITNET_GPU_PREBUILT:-}" ]; then
 else
   bin=build-gpu
   cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)
-  step build bash -c "scripts/deps.sh && scripts/build.sh $bin -DCMAKE_CUDA_ARCHITECTURES=$cap \
+  STEP_TIMEOUT=1800 step build bash -c "scripts/deps.sh && scripts/build.sh $bin -DCMAKE_CUDA_ARCHITECTURES=$cap \
     -DBITNET_FIXTURES='$fixtures'" || { printf '%s\n' "${summary[@]}"; exit 1; }
 fi
 for b in "${binaries[@]}"; do
