@@ -38,17 +38,21 @@ static inline int bn_chunk_pieces(const int32_t *seq, int c0, int n, bn_cuda_pie
     return n_piece;
 }
 
+// Whether a decode token at position pos takes the one-kernel attention. Each
+// token's own position decides, so its arithmetic is the same alone or batched.
+static inline bool bn_decode_one_kernel(int32_t pos, int one_below) { return pos < one_below; }
+
 // The decode-attention launch that starts at single-token piece i (pos: the
 // chunk's positions): pieces i..j-1, returning j. *one: they take the one-kernel
 // form; *keys: then the keys its blocks hold, the largest position + 1 rounded
 // up to a multiple of 16 (fewer distinct launch shapes) but at most one_below.
 static inline int bn_decode_launch(const bn_cuda_piece *piece, int n_piece, int i, const int32_t *pos, int group,
                                    int one_below, bool *one, int *keys) {
-    *one = pos[piece[i].t0] < one_below;
+    *one = bn_decode_one_kernel(pos[piece[i].t0], one_below);
     int j = i + 1, k = pos[piece[i].t0] + 1;
     for (; j < n_piece && piece[j].n == 1 && j - i < group; j++) {
         const int32_t p = pos[piece[j].t0];
-        if ((p < one_below) != *one) break;
+        if (bn_decode_one_kernel(p, one_below) != *one) break;
         if (p + 1 > k) k = p + 1;
     }
     k = (k + 15) / 16 * 16;

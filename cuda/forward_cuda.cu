@@ -118,13 +118,9 @@ static int attention_run(bn_backend *be, int t0, int n, __half *kc, __half *vc, 
     return 0;
 }
 
-// Whether a decode token at position p takes the one-kernel attention. Each
-// token's own position decides, so its arithmetic is the same alone or batched.
-static bool one_kernel_attention(const bn_backend *be, int32_t p) { return p < be->attd_short; }
-
 // The decode attention of the m tokens from row t0 of be->qkv, one per slot
 // (d_seq, when seqs) or all of slot `seq`'s cache kc/vc, into be->att: the
-// one-kernel form (all m tokens one_kernel_attention) or the split pair. nn: the
+// one-kernel form (all m tokens bn_decode_one_kernel) or the split pair. nn: the
 // O projection's codes (may be NULL). keys: what the one-kernel form's blocks
 // hold (above every position); a graph replays one launch at every position
 // below attd_short, so it needs attd_short, while an eager launch of several
@@ -198,8 +194,8 @@ static int attention(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, 
     __half *kc = be->kc + slot * kv_slot, *vc = be->vc + slot * kv_slot;
     unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H, be->decode_group);
     if (n == 1 && !be->plain_attention)
-        return attention_decode(be, 0, 1, false, one_kernel_attention(be, be->h_pos[0]), be->attd_short, kc, vc, cnt,
-                                nn, err);
+        return attention_decode(be, 0, 1, false, bn_decode_one_kernel(be->h_pos[0], be->attd_short),
+                                be->attd_short, kc, vc, cnt, nn, err);
     if (attention_run(be, 0, n, kc, vc, err)) return -1;
     if (nn) {
         BN_CUDA_TRY(bn_cuda_rmsnorm_quant(be->att, be->nq, nn->w, n, be->nq, nn->eps, nn->mode, nn->q, nn->s, nn->qsum,
@@ -302,7 +298,9 @@ static int enqueue_decode(bn_backend *be, int kind, bn_error *err) {
 
 // The graphs of a decode step at position p: those with the one-kernel
 // attention, or those with the split pair (the launches differ).
-static cudaGraphExec_t *decode_graphs(bn_backend *be, int32_t p) { return be->graph[one_kernel_attention(be, p)]; }
+static cudaGraphExec_t *decode_graphs(bn_backend *be, int32_t p) {
+    return be->graph[bn_decode_one_kernel(p, be->attd_short)];
+}
 
 // Captures enqueue_decode once as a graph (after one eager run of the same step,
 // see forward_impl, whose position is still in h_pos). On failure the stream
