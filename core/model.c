@@ -416,9 +416,9 @@ int bn_model_from_gguf(bn_gguf *g, bn_model **out, bn_error *err) {
         rc = map_layer(m, il, &m->layers[il], err);
     // Backends quantize a layer's input once for all the matrices that read it.
     for (uint32_t il = 0; rc == 0 && il < hp->n_layer; il++) {
-        const bn_layer *l = &m->layers[il];
-        const bn_tensor *w[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
-        for (size_t i = 0; rc == 0 && i < sizeof w / sizeof w[0]; i++)
+        const bn_tensor *w[BN_LAYER_TERNARY];
+        bn_layer_ternary(&m->layers[il], w);
+        for (int i = 0; rc == 0 && i < BN_LAYER_TERNARY; i++)
             if (w[i]->act_block != m->layers[0].wq.act_block)
                 rc = bn_errorf(err, "model: '%s' and '%s' mix I2_S with TQ1_0/TQ2_0 weights",
                                m->layers[0].wq.name, w[i]->name);

@@ -76,6 +76,14 @@ typedef struct bn_layer {
     bn_tensor w_gate, w_up, w_down;                             // I2_S (TQ1_0/TQ2_0 repacked)
 } bn_layer;
 
+// A layer's ternary weights, the one list of them (the loader's checks, the
+// bytes a decode step reads): wq, wk, wv, wo, w_gate, w_up, w_down.
+#define BN_LAYER_TERNARY 7
+static inline void bn_layer_ternary(const bn_layer *L, const bn_tensor *w[BN_LAYER_TERNARY]) {
+    w[0] = &L->wq, w[1] = &L->wk, w[2] = &L->wv, w[3] = &L->wo;
+    w[4] = &L->w_gate, w[5] = &L->w_up, w[6] = &L->w_down;
+}
+
 typedef struct bn_model {
     char arch[32];         // general.architecture: "bitnet-b1.58", "bitnet-25", "bitnet", "llama"
     bn_family family;

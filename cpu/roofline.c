@@ -12,9 +12,9 @@
 uint64_t bn_cpu_decode_bytes(const bn_model *m, bool int8_head) {
     uint64_t bytes = 0;
     for (uint32_t l = 0; l < m->hp.n_layer; l++) {
-        const bn_layer *L = &m->layers[l];
-        bytes += L->wq.nbytes + L->wk.nbytes + L->wv.nbytes + L->wo.nbytes + L->w_gate.nbytes +
-                 L->w_up.nbytes + L->w_down.nbytes;
+        const bn_tensor *w[BN_LAYER_TERNARY];
+        bn_layer_ternary(&m->layers[l], w);
+        for (int i = 0; i < BN_LAYER_TERNARY; i++) bytes += w[i]->nbytes;
     }
     const uint64_t V = m->hp.n_vocab, E = m->hp.n_embd;
     return bytes + (int8_head ? V * E + V * sizeof(float) : m->output.nbytes);

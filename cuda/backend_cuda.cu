@@ -370,10 +370,9 @@ static uint64_t bn_cuda_memory_bytes(const bn_backend *be) { return be ? be->are
 static uint64_t bn_cuda_decode_bytes(const bn_backend *be) {
     uint64_t bytes = 0;
     for (uint32_t l = 0; l < be->hp.n_layer; l++) {
-        const bn_layer *L = &be->m->layers[l];
-        bytes += bn_i2s_code_bytes(&L->wq) + bn_i2s_code_bytes(&L->wk) + bn_i2s_code_bytes(&L->wv) +
-                 bn_i2s_code_bytes(&L->wo) + bn_i2s_code_bytes(&L->w_gate) + bn_i2s_code_bytes(&L->w_up) +
-                 bn_i2s_code_bytes(&L->w_down);
+        const bn_tensor *w[BN_LAYER_TERNARY];
+        bn_layer_ternary(&be->m->layers[l], w);
+        for (int i = 0; i < BN_LAYER_TERNARY; i++) bytes += bn_i2s_code_bytes(w[i]);
     }
     const uint64_t V = be->hp.n_vocab, E = be->hp.n_embd;
     return bytes + (be->head_q8 ? V * E + V * sizeof(float) : V * E * bn_cuda_type_size(be->head_type));
