@@ -139,13 +139,11 @@ static void compare_set(const fixture *fx, const char *set, kern_mod mod, int n_
                         const char *force_class, bn_cmp_entry *e) {
     memset(e, 0, sizeof *e);
     snprintf(e->label, sizeof e->label, "cpu/%s%s", set, mod_label[mod]);
-    float clear;
-    e->class_name = bn_cmp_class(fx->m, "cpu", fx->ref_set, "cpu", set, &clear);
+    float clear, bound;
+    e->class_name = bn_cmp_class(fx->m, "cpu", fx->ref_set, "cpu", set, &clear, &bound);
     if (force_class) {
         e->class_name = force_class;
-        clear = !strcmp(force_class, "exact")  ? BN_CMP_CLEAR_EXACT
-                : !strcmp(force_class, "calm") ? BN_CMP_CLEAR_CALM
-                                               : BN_CMP_CLEAR_ROUNDING;
+        bn_cmp_class_rule(force_class, &clear, &bound);
     }
     bn_error err = {{0}};
     bn_backend *be = NULL;
@@ -164,8 +162,7 @@ static void compare_set(const fixture *fx, const char *set, kern_mod mod, int n_
                      &t, &err))
         fail_msg("%s", err.msg);
     bn_cpu_backend.destroy(be);
-    bn_cmp_traces(&fx->ref, &t, clear, &e->cmp);
-    e->cmp.max_diff_bound = bn_cmp_diff_bound(e->class_name);
+    bn_cmp_traces(&fx->ref, &t, clear, bound, &e->cmp);
     bn_trace_free(&t);
     e->ran = true;
     char ref_label[32];
@@ -242,7 +239,7 @@ static void test_rule_by_hand(void **state) {
     assert_true(ref.margin[3] == 0 && ref.ids[3] == 0);
 
     bn_cmp_entry e = {.label = "cpu/test", .class_name = "rounding", .ran = true};
-    bn_cmp_traces(&ref, &other, 1.5f, &e.cmp);
+    bn_cmp_traces(&ref, &other, 1.5f, 0.0f, &e.cmp);
     assert_int_equal(e.cmp.n_steps, S);
     assert_int_equal(e.cmp.n_differ, 2);
     assert_int_equal(e.cmp.n_departures, 1);
@@ -258,7 +255,7 @@ static void test_rule_by_hand(void **state) {
     assert_true(e.cmp.listed[1].departure);
 
     // Above the departure's margin nothing is clear: passes, reporting both steps.
-    bn_cmp_traces(&ref, &other, 3.5f, &e.cmp);
+    bn_cmp_traces(&ref, &other, 3.5f, 0.0f, &e.cmp);
     assert_true(bn_cmp_ok(&e.cmp));
     assert_int_equal(e.cmp.n_differ, 2);
 
@@ -266,7 +263,7 @@ static void test_rule_by_hand(void **state) {
     other.logits[2 * V + 1] = NAN;
     other.ids[2] = top2(other.logits + 2 * V, V, &other.margin[2]);
     assert_int_equal(other.ids[2], 2);
-    bn_cmp_traces(&ref, &other, 1.5f, &e.cmp);
+    bn_cmp_traces(&ref, &other, 1.5f, 0.0f, &e.cmp);
     assert_true(isinf(e.cmp.max_diff));
     assert_true(bn_cmp_ok(&e.cmp));
 
@@ -274,7 +271,7 @@ static void test_rule_by_hand(void **state) {
     bn_cmp_entry es[3] = {e, {.label = "cuda", .ran = false, .note = "not compared"}, e};
     for (int i = 0; i < V; i++) other.logits[2 * V + i] = other_rows[2][i];
     other.ids[2] = 1;
-    bn_cmp_traces(&ref, &other, 1.5f, &es[2].cmp);
+    bn_cmp_traces(&ref, &other, 1.5f, 0.0f, &es[2].cmp);
     snprintf(es[2].label, sizeof es[2].label, "cpu/broken");
     FILE *f = tmpfile();
     assert_int_equal(bn_cmp_verdict(f, "cpu/ref", es, 2), 0);
@@ -301,14 +298,14 @@ static void test_classes(void **state) {
     (void)state;
     bn_model m = {0};
     float clear;
-    assert_string_equal(bn_cmp_class(&m, "cpu", "avx2", "cpu", "scalar", &clear), "exact");
+    assert_string_equal(bn_cmp_class(&m, "cpu", "avx2", "cpu", "scalar", &clear, NULL), "exact");
     assert_true(clear == BN_CMP_CLEAR_EXACT);
-    assert_string_equal(bn_cmp_class(&m, "cpu", "avx512", "cpu", "scalar", &clear), "exact");
-    assert_string_equal(bn_cmp_class(&m, "cpu", "avx2", "cuda", NULL, &clear), "rounding");
+    assert_string_equal(bn_cmp_class(&m, "cpu", "avx512", "cpu", "scalar", &clear, NULL), "exact");
+    assert_string_equal(bn_cmp_class(&m, "cpu", "avx2", "cuda", NULL, &clear, NULL), "rounding");
     assert_true(clear == BN_CMP_CLEAR_ROUNDING);
     m.hp.ffn_silu = true;
-    assert_string_equal(bn_cmp_class(&m, "cpu", "avx512", "cpu", "avx2", &clear), "rounding");
-    assert_string_equal(bn_cmp_class(&m, "cpu", "scalar", "cpu", "avx2", &clear), "exact");
+    assert_string_equal(bn_cmp_class(&m, "cpu", "avx512", "cpu", "avx2", &clear, NULL), "rounding");
+    assert_string_equal(bn_cmp_class(&m, "cpu", "scalar", "cpu", "avx2", &clear, NULL), "exact");
     // Only the calm class bounds the logit difference (the calm model sets it: test_calm_2b4t).
     assert_true(bn_cmp_diff_bound("calm") == BN_CMP_CALM_MAX_DIFF);
     assert_true(bn_cmp_diff_bound("rounding") == 0.0f && bn_cmp_diff_bound("exact") == 0.0f);
@@ -421,7 +418,7 @@ static void test_calm_2b4t(void **state) {
     fixture fx;
     fixture_open(&fx, "2b-4t", true, "2+2=", STEPS_2B4T);
     float clear;
-    assert_string_equal(bn_cmp_class(fx.m, "cpu", fx.ref_set, "cuda", NULL, &clear), "calm");
+    assert_string_equal(bn_cmp_class(fx.m, "cpu", fx.ref_set, "cuda", NULL, &clear, NULL), "calm");
     assert_true(clear == BN_CMP_CLEAR_CALM);
     bn_cmp_entry e;
     compare_set(&fx, fx.ref_set, KERN_ROUNDING, STEPS_2B4T, "calm", &e); // as CUDA is compared

@@ -68,9 +68,10 @@ int bn_trace_run(const bn_backend_ops *ops, bn_backend *be, int32_t n_vocab, con
     return rc ? -1 : 0;
 }
 
-void bn_cmp_traces(const bn_trace *ref, const bn_trace *other, float clear, bn_cmp *c) {
+void bn_cmp_traces(const bn_trace *ref, const bn_trace *other, float clear, float bound, bn_cmp *c) {
     memset(c, 0, sizeof *c);
     c->clear = clear;
+    c->max_diff_bound = bound;
     c->n_steps = ref->n_steps < other->n_steps ? ref->n_steps : other->n_steps;
     c->max_diff_step = -1;
     c->max_diff_id = -1;
@@ -105,36 +106,39 @@ void bn_cmp_traces(const bn_trace *ref, const bn_trace *other, float clear, bn_c
     }
 }
 
-int bn_cmp_backend(const bn_backend_ops *ops, bn_backend *be, const bn_trace *ref,
-                   const int32_t *prompt, int n_prompt, float clear, bn_cmp *out, bn_error *err) {
+int bn_cmp_backend(const bn_backend_ops *ops, bn_backend *be, const bn_trace *ref, const int32_t *prompt,
+                   int n_prompt, float clear, float bound, bn_cmp *out, bn_error *err) {
     bn_trace t;
     if (bn_trace_run(ops, be, ref->n_vocab, prompt, n_prompt, ref->n_steps, ref, &t, err)) return -1;
-    bn_cmp_traces(ref, &t, clear, out);
+    bn_cmp_traces(ref, &t, clear, bound, out);
     bn_trace_free(&t);
     return 0;
 }
 
+void bn_cmp_class_rule(const char *class_name, float *clear, float *bound) {
+    const bool exact = !strcmp(class_name, "exact"), calm = !strcmp(class_name, "calm");
+    if (clear) *clear = exact ? BN_CMP_CLEAR_EXACT : calm ? BN_CMP_CLEAR_CALM : BN_CMP_CLEAR_ROUNDING;
+    if (bound) *bound = calm ? BN_CMP_CALM_MAX_DIFF : 0.0f;
+}
+
 const char *bn_cmp_class(const bn_model *m, const char *ref_backend, const char *ref_kernels,
-                         const char *backend, const char *kernels, float *clear) {
+                         const char *backend, const char *kernels, float *clear, float *bound) {
     // Only the AVX-512 set's SiLU exp differs from the others' (kernels.h); a family
     // without SiLU never calls it.
     const bool cpu_pair = !strcmp(ref_backend, "cpu") && !strcmp(backend, "cpu") && ref_kernels && kernels;
     const bool avx512 = cpu_pair && (!strcmp(ref_kernels, "avx512") || !strcmp(kernels, "avx512"));
     const bool exact = cpu_pair && (!avx512 || !m->hp.ffn_silu || !strcmp(ref_kernels, kernels));
-    if (exact) {
-        *clear = BN_CMP_CLEAR_EXACT;
-        return "exact";
-    }
-    bool calm = false;
-    if (!m->gguf || bn_gguf_find_key(m->gguf, BN_SYNTH_CALM_KEY) < 0 ||
-        bn_gguf_get_bool(m->gguf, BN_SYNTH_CALM_KEY, &calm, NULL))
-        calm = false; // absent, or not a bool: not a calm model
-    *clear = calm ? BN_CMP_CLEAR_CALM : BN_CMP_CLEAR_ROUNDING;
-    return calm ? "calm" : "rounding";
+    bool calm = false; // stays false when the key is absent or not a bool
+    if (!exact && m->gguf) (void)bn_gguf_get_bool(m->gguf, BN_SYNTH_CALM_KEY, &calm, NULL);
+    const char *name = exact ? "exact" : calm ? "calm" : "rounding";
+    bn_cmp_class_rule(name, clear, bound);
+    return name;
 }
 
 float bn_cmp_diff_bound(const char *class_name) {
-    return !strcmp(class_name, "calm") ? BN_CMP_CALM_MAX_DIFF : 0.0f;
+    float bound;
+    bn_cmp_class_rule(class_name, NULL, &bound);
+    return bound;
 }
 
 void bn_cmp_print(FILE *out, const char *ref_label, const bn_cmp_entry *e) {

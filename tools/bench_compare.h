@@ -106,25 +106,28 @@ typedef struct bn_cmp {
     float max_diff_bound;      // 0: none; else a larger (or NaN) max_diff fails too (calm)
 } bn_cmp;
 
-// Compares other (forced on ref's tokens) with ref step by step.
-void bn_cmp_traces(const bn_trace *ref, const bn_trace *other, float clear, bn_cmp *out);
+// Compares other (forced on ref's tokens) with ref step by step, under a class's
+// clear margin and logit bound (bn_cmp_class_rule).
+void bn_cmp_traces(const bn_trace *ref, const bn_trace *other, float clear, float bound, bn_cmp *out);
 
 // Teacher-forces be on ref's tokens and compares: bn_trace_run + bn_cmp_traces.
-int bn_cmp_backend(const bn_backend_ops *ops, bn_backend *be, const bn_trace *ref,
-                   const int32_t *prompt, int n_prompt, float clear, bn_cmp *out, bn_error *err);
+int bn_cmp_backend(const bn_backend_ops *ops, bn_backend *be, const bn_trace *ref, const int32_t *prompt,
+                   int n_prompt, float clear, float bound, bn_cmp *out, bn_error *err);
 
 static inline bool bn_cmp_over_bound(const bn_cmp *c) {
     return c->max_diff_bound > 0 && !(c->max_diff <= c->max_diff_bound);
 }
 static inline bool bn_cmp_ok(const bn_cmp *c) { return c->n_departures == 0 && !bn_cmp_over_bound(c); }
 
+// What a class holds a backend to: its clear margin, and the bound on max |logit
+// difference| (bn_cmp.max_diff_bound: 0, none, but for calm).
+void bn_cmp_class_rule(const char *class_name, float *clear, float *bound);
 // The class of comparing backend (kernels: its CPU kernel set, NULL for another
 // backend) with the reference on model m: "exact", "rounding" or "calm" (above),
-// and its clear margin in *clear.
+// and its rule in *clear and *bound (may be NULL).
 const char *bn_cmp_class(const bn_model *m, const char *ref_backend, const char *ref_kernels,
-                         const char *backend, const char *kernels, float *clear);
-// The bound on max |logit difference| of a class (bn_cmp.max_diff_bound): 0 but for calm.
-float bn_cmp_diff_bound(const char *class_name);
+                         const char *backend, const char *kernels, float *clear, float *bound);
+float bn_cmp_diff_bound(const char *class_name); // bn_cmp_class_rule's bound
 
 // One backend or kernel set compared with the reference. label is what the table
 // and the error line call it: "cuda", "cpu/scalar" ...

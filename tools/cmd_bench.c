@@ -146,20 +146,19 @@ static void compare_one(const bn_model *m, const bn_run_flags *f, const bench_ro
                         const int32_t *prompt, int n_prompt, bn_cmp_entry *e) {
     memset(e, 0, sizeof *e);
     label_of(e->label, sizeof e->label, backend, kernels);
-    float clear;
-    e->class_name = bn_cmp_class(m, ref_row->backend, ref_row->cpu_kernels, backend, kernels, &clear);
+    float clear, bound;
+    e->class_name = bn_cmp_class(m, ref_row->backend, ref_row->cpu_kernels, backend, kernels, &clear, &bound);
     bn_error err = {{0}};
     const bn_backend_ops *ops;
     bn_backend *be = NULL;
     // A kernel set this CPU lacks fails create, which says so.
     if (open_backend(m, f, backend, kernels, n_prompt + ref->n_steps - 1, &ops, &be, &err) ||
-        bn_cmp_backend(ops, be, ref, prompt, n_prompt, clear, &e->cmp, &err)) {
+        bn_cmp_backend(ops, be, ref, prompt, n_prompt, clear, bound, &e->cmp, &err)) {
         snprintf(e->note, sizeof e->note, "not compared: %.290s", err.msg);
         if (be) ops->destroy(be);
         return;
     }
     ops->destroy(be);
-    e->cmp.max_diff_bound = bn_cmp_diff_bound(e->class_name);
     e->ran = true;
 }
 
