@@ -97,7 +97,7 @@ static const bn_family_info FAMILIES[] = {
 
 const bn_family_info *bn_family_find(const char *arch, size_t len) {
     for (size_t i = 0; i < sizeof FAMILIES / sizeof FAMILIES[0]; i++)
-        if (strlen(FAMILIES[i].arch) == len && !memcmp(FAMILIES[i].arch, arch, len)) return &FAMILIES[i];
+        if (bn_gguf_str_eq((bn_gguf_str){arch, len}, FAMILIES[i].arch)) return &FAMILIES[i];
     return NULL;
 }
 

@@ -58,27 +58,6 @@ static void cpu_destroy(bn_backend *be) {
     free(be);
 }
 
-static int check_model(const bn_model *m, bn_error *err) {
-    const bn_hparams *hp = &m->hp;
-    if (hp->n_head == 0 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv != 0)
-        return bn_errorf(err, "cpu: %u heads cannot share %u KV heads", hp->n_head,
-                         hp->n_head_kv);
-    if ((uint64_t)hp->n_head * hp->head_dim != hp->n_embd)
-        return bn_errorf(err, "cpu: %u heads x %u != hidden size %u", hp->n_head, hp->head_dim,
-                         hp->n_embd);
-    if (hp->n_embd % 128 || hp->n_ff % 128)
-        return bn_errorf(err, "cpu: hidden %u and ffn %u must be multiples of 128 (I2_S)",
-                         hp->n_embd, hp->n_ff);
-    const uint32_t t = m->output.type;
-    if (t != BN_GGML_F16 && t != BN_GGML_BF16 && t != BN_GGML_F32)
-        return bn_errorf(err, "cpu: LM head type %s not supported", bn_ggml_type_name(t));
-    if (m->tok_embd.type != BN_GGML_F16 && m->tok_embd.type != BN_GGML_BF16 &&
-        m->tok_embd.type != BN_GGML_F32)
-        return bn_errorf(err, "cpu: embedding type %s not supported",
-                         bn_ggml_type_name(m->tok_embd.type));
-    return 0;
-}
-
 // The int8 LM head (opt-in, lm_head_q8): each vocabulary row gets its own absmax
 // scale, so rows with small weights keep their precision. It is the activation
 // quantizer of the kernel table (q = rint(x * 127/absmax), SIMD), run on each row,
@@ -126,7 +105,7 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     *out = NULL;
     const bn_backend_config defaults = {0};
     const bn_backend_config *cfg = cfg_in ? cfg_in : &defaults;
-    if (check_model(m, err) != 0) return -1;
+    if (bn_cpu_check_model(m, "cpu", err) != 0) return -1;
     const bn_hparams *hp = &m->hp;
 
     bn_backend *be = calloc(1, sizeof *be);

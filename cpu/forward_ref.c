@@ -20,7 +20,7 @@
 #include "half.h"
 #include "kernels.h"
 #include "ops.h"
-#include "roofline.h" // bn_cpu_decode_bytes
+#include "roofline.h" // bn_cpu_decode_bytes, bn_cpu_check_model
 
 // E = n_embd, F = n_ff, KV = n_head_kv * head_dim, V = n_vocab.
 struct bn_backend {
@@ -228,10 +228,6 @@ static void *scratch(bn_backend *r, size_t n, size_t size) {
     return p;
 }
 
-static bool float_table(uint32_t type) {
-    return type == BN_GGML_F16 || type == BN_GGML_BF16 || type == BN_GGML_F32;
-}
-
 // The int8 LM head (lm_head_q8), as the CPU backend makes it: each row quantized
 // like a bitlinear input, its scale kept as 1 / s.
 static int quantize_head(bn_backend *r, bn_error *err) {
@@ -259,15 +255,7 @@ static int ref_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     const bn_backend_config defaults = {0};
     const bn_backend_config *cfg = cfg_in ? cfg_in : &defaults;
     const bn_hparams *hp = &m->hp;
-    if (hp->n_head == 0 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv != 0 ||
-        (uint64_t)hp->n_head * hp->head_dim != hp->n_embd)
-        return bn_errorf(err, "reference: %u heads of %u cannot make hidden %u with %u KV heads", hp->n_head,
-                         hp->head_dim, hp->n_embd, hp->n_head_kv);
-    if (hp->n_embd % 128 || hp->n_ff % 128)
-        return bn_errorf(err, "reference: hidden %u and ffn %u must be multiples of 128 (I2_S)", hp->n_embd,
-                         hp->n_ff);
-    if (!float_table(m->tok_embd.type) || !float_table(m->output.type))
-        return bn_errorf(err, "reference: embedding or LM head type not supported");
+    if (bn_cpu_check_model(m, "reference", err)) return -1;
     const int n_ctx = cfg->n_ctx > 0 ? cfg->n_ctx : (int)hp->n_ctx_train;
     if ((uint32_t)n_ctx > hp->n_ctx_train)
         return bn_errorf(err, "reference: context %d is longer than the model's %u", n_ctx, hp->n_ctx_train);
@@ -280,8 +268,7 @@ static int ref_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     r->n_seq = cfg->n_seq > 0 ? cfg->n_seq : 1;
     r->kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
     const size_t E = hp->n_embd, F = hp->n_ff, KV = (size_t)r->kv_dim;
-    const size_t wide = F > E ? F : E;
-    const size_t rows = E > F ? E : F; // the most rows of one matrix (q: E, gate/up: F, k/v: KV <= E)
+    const size_t wide = F > E ? F : E; // also the most rows of one matrix (q: E, gate/up: F, k/v: KV <= E)
     const size_t cache = (size_t)hp->n_layer * (size_t)r->n_seq * (size_t)n_ctx * KV;
     r->k_cache = scratch(r, cache, sizeof(uint16_t));
     r->v_cache = scratch(r, cache, sizeof(uint16_t));
@@ -289,7 +276,7 @@ static int ref_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     r->xn = scratch(r, wide, sizeof(float));
     r->xq = scratch(r, wide, 1);
     r->xblock = scratch(r, wide / 256 + 1, sizeof(float));
-    r->acc = scratch(r, rows, sizeof(int32_t));
+    r->acc = scratch(r, wide, sizeof(int32_t));
     r->q = scratch(r, E, sizeof(float));
     r->k = scratch(r, KV, sizeof(float));
     r->v = scratch(r, KV, sizeof(float));

@@ -20,6 +20,26 @@ uint64_t bn_cpu_decode_bytes(const bn_model *m, bool int8_head) {
     return bytes + (int8_head ? V * E + V * sizeof(float) : m->output.nbytes);
 }
 
+static bool float_table(uint32_t type) {
+    return type == BN_GGML_F16 || type == BN_GGML_BF16 || type == BN_GGML_F32;
+}
+
+int bn_cpu_check_model(const bn_model *m, const char *who, bn_error *err) {
+    const bn_hparams *hp = &m->hp;
+    if (hp->n_head == 0 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv != 0)
+        return bn_errorf(err, "%s: %u heads cannot share %u KV heads", who, hp->n_head, hp->n_head_kv);
+    if ((uint64_t)hp->n_head * hp->head_dim != hp->n_embd)
+        return bn_errorf(err, "%s: %u heads x %u != hidden size %u", who, hp->n_head, hp->head_dim, hp->n_embd);
+    if (hp->n_embd % 128 || hp->n_ff % 128)
+        return bn_errorf(err, "%s: hidden %u and ffn %u must be multiples of 128 (I2_S)", who, hp->n_embd,
+                         hp->n_ff);
+    if (!float_table(m->output.type))
+        return bn_errorf(err, "%s: LM head type %s not supported", who, bn_ggml_type_name(m->output.type));
+    if (!float_table(m->tok_embd.type))
+        return bn_errorf(err, "%s: embedding type %s not supported", who, bn_ggml_type_name(m->tok_embd.type));
+    return 0;
+}
+
 // ---- read bandwidth ----------------------------------------------------------
 
 typedef struct {

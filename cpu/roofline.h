@@ -18,6 +18,10 @@
 // per vocabulary row. The KV cache is left out (core/backend.h says why).
 uint64_t bn_cpu_decode_bytes(const bn_model *m, bool int8_head);
 
+// The model shapes and table types the CPU's kernels take (the CPU and reference
+// backends' create check); who prefixes the error ("cpu", "reference").
+int bn_cpu_check_model(const bn_model *m, const char *who, bn_error *err);
+
 // Read bandwidth in GB/s (1e9 bytes) over all threads of `pool`: the best of
 // `reps` passes summing a freshly allocated `bytes` buffer (make it much larger
 // than the last-level cache). 0 if the buffer cannot be allocated.
