@@ -350,7 +350,7 @@ static void lm_head_worker(void *ctx, int ith, int nth) {
                 int32_t acc[BN_HEAD_Q8_ROWS]; // int32 sums, scaled into the float logits
                 be->kern->i8_gemv(be->head_q + c0 * E, E, 0, c1 - c0, be->lm_q + t * E, acc);
                 for (int64_t r = c0; r < c1; r++)
-                    y[r] = (float)acc[r - c0] * be->head_scale[r] / be->xscale[t];
+                    y[r] = bn_head_q8_out(acc[r - c0], be->head_scale[r], be->xscale[t]);
             } else if (head->type == BN_GGML_F16) {
                 be->kern->f16_gemv(head->data, E, c0, c1, be->lm_in + t * E, y);
             } else { // type checked at create

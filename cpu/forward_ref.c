@@ -170,7 +170,7 @@ static void lm_head(bn_backend *r, float *logits) {
     if (r->head_q) {
         const float xs = bn_quantize_i8(r->xn, E, r->lm_q, NULL);
         bn_i8_gemv_scalar(r->head_q, E, 0, V, r->lm_q, r->head_acc);
-        for (int64_t i = 0; i < V; i++) logits[i] = (float)r->head_acc[i] * r->head_scale[i] / xs;
+        for (int64_t i = 0; i < V; i++) logits[i] = bn_head_q8_out(r->head_acc[i], r->head_scale[i], xs);
     } else if (head->type == BN_GGML_F16) {
         bn_f16_gemv_scalar(head->data, E, 0, V, r->xn, logits);
     } else { // BF16, F32: type checked at create

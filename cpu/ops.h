@@ -64,6 +64,13 @@ static inline float bn_bitlinear_out(int32_t acc, float xs, float wscale, float 
     return ((float)acc / xs * wscale) * os;
 }
 
+// One logit of the int8 LM head (lm_head_q8): the int32 sum times the row's
+// scale, then / the input's scale xs, in that order (the CUDA head rounds the
+// same two steps). The CPU and reference backends both take it from here.
+static inline float bn_head_q8_out(int32_t acc, float row_scale, float xs) {
+    return (float)acc * row_scale / xs;
+}
+
 // y[t][r] (r in [r0, r1), t < n; y rows M apart) of I2_S weights w (rows of K)
 // times activations quantized per block of 256 (bn_quantize_q8k_block; xq rows
 // K apart, xd rows K/256 apart) as llama.cpp's TQ1_0/TQ2_0 AVX2 dot products sum
