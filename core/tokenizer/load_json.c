@@ -177,7 +177,7 @@ static int load(const cJSON *root, const char *path, bn_tokenizer **out, bn_erro
         const char *s = cJSON_GetObjectItemCaseSensitive(item, "content")->valuestring;
         int32_t type = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(item, "special"))
                            ? BN_TOKEN_TYPE_CONTROL : BN_TOKEN_TYPE_USER_DEFINED;
-        if (t->is_set[id]) { // an added token may repeat a vocab entry, same text
+        if (bn_tok_is_set(t, id)) { // an added token may repeat a vocab entry, same text
             size_t len = t->text_len[id];
             const char *old = t->text.data + t->text_off[id];
             if (len != strlen(s) || memcmp(old, s, len) != 0) {

@@ -58,9 +58,8 @@ bn_tokenizer *bn_tok_new(int32_t n_vocab, bn_error *err) {
     t->text_len = calloc(n, sizeof *t->text_len);
     t->bytes_off = calloc(n, sizeof *t->bytes_off);
     t->bytes_len = calloc(n, sizeof *t->bytes_len);
-    t->is_set = calloc(n, 1);
     t->bos = t->eos = t->eot = t->unk = -1;
-    if (!t->type || !t->text_off || !t->text_len || !t->bytes_off || !t->bytes_len || !t->is_set) {
+    if (!t->type || !t->text_off || !t->text_len || !t->bytes_off || !t->bytes_len) {
         bn_tokenizer_free(t);
         bn_errorf(err, "tokenizer: out of memory for %d tokens", n_vocab);
         return NULL;
@@ -72,7 +71,7 @@ int bn_tok_set_token(bn_tokenizer *t, int32_t id, const char *text, size_t len, 
                      bn_error *err) {
     if (id < 0 || id >= t->n_vocab)
         return bn_errorf(err, "tokenizer: token id %d out of range [0, %d)", id, t->n_vocab);
-    if (t->is_set[id]) return bn_errorf(err, "tokenizer: token id %d defined twice", id);
+    if (bn_tok_is_set(t, id)) return bn_errorf(err, "tokenizer: token id %d defined twice", id);
     if (type < BN_TOKEN_TYPE_NORMAL || type > BN_TOKEN_TYPE_BYTE)
         return bn_errorf(err, "tokenizer: token %d has unknown token type %d", id, type);
     if (len > (1u << 20)) return bn_errorf(err, "tokenizer: token %d is %zu bytes long", id, len);
@@ -103,7 +102,6 @@ int bn_tok_set_token(bn_tokenizer *t, int32_t id, const char *text, size_t len, 
     if (rc) return -1;
     t->bytes_len[id] = n >= 0 ? (uint32_t)n : (uint32_t)len;
     t->type[id] = type;
-    t->is_set[id] = 1;
     return 0;
 }
 
@@ -128,7 +126,7 @@ void bn_tok_llama3_specials(const bn_tokenizer *t, int32_t *bos, int32_t *eos, i
 
 int bn_tok_finish_vocab(bn_tokenizer *t, bn_error *err) {
     for (int32_t id = 0; id < t->n_vocab; id++)
-        if (!t->is_set[id]) return bn_errorf(err, "tokenizer: no token with id %d (gap in ids)", id);
+        if (!bn_tok_is_set(t, id)) return bn_errorf(err, "tokenizer: no token with id %d (gap in ids)", id);
     size_t cap = pow2_at_least((size_t)t->n_vocab * 2);
     t->vslot = malloc(cap * sizeof *t->vslot);
     if (!t->vslot) return bn_errorf(err, "tokenizer: out of memory");
@@ -310,7 +308,6 @@ void bn_tokenizer_free(bn_tokenizer *t) {
     free(t->bytes_len);
     free(t->text.data);
     free(t->bytes.data);
-    free(t->is_set);
     free(t->vslot);
     free(t->merge_off);
     free(t->merge_text.data);

@@ -1,5 +1,5 @@
 // vocab.h - the tokenizer struct, its builder and what every part of the
-// tokenizer shares: token lookup, the merge-pair key, the growable id list.
+// tokenizer shares: token lookup and the merge-pair key.
 // The bottom of core/tokenizer/ (layers: token_bytes.c and split_regex.c, then
 // vocab.c; the encoders encode_*.c and loaders load_*.c above it; tokenizer.c,
 // the public entry points, on top). Not part of the public API: only
@@ -12,8 +12,6 @@
 // bn_tok_new, fills t->score, and has no merges and no split regex (NULL).
 #ifndef BN_TOKENIZER_VOCAB_H
 #define BN_TOKENIZER_VOCAB_H
-
-#include <stdlib.h>
 
 #include "split_regex.h"
 #include "tokenizer.h"
@@ -32,7 +30,6 @@ struct bn_tokenizer {
     uint32_t *bytes_off;    // decoded bytes, in `bytes`
     uint32_t *bytes_len;
     bn_pool text, bytes;
-    uint8_t *is_set;
 
     // vocabulary form -> id, open addressing; a slot keeps the key's hash so
     // most probes never touch the string (id -1 = empty)
@@ -108,33 +105,12 @@ static inline uint64_t bn_tok_pair_hash(uint64_t x) { // splitmix64 finalizer
 
 // Vocabulary lookup of a vocabulary-form string; -1 when absent.
 int32_t bn_tok_find(const bn_tokenizer *t, const char *text, size_t len);
+// Whether id has been given its token (bn_tok_set_token sets a defined type).
+static inline bool bn_tok_is_set(const bn_tokenizer *t, int32_t id) {
+    return t->type[id] != BN_TOKEN_TYPE_UNDEFINED;
+}
 // Llama-3's special tokens by name (-1 when absent): the defaults that a
 // loader's metadata (GGUF keys, tokenizer_config.json) may override.
 void bn_tok_llama3_specials(const bn_tokenizer *t, int32_t *bos, int32_t *eos, int32_t *eot);
-
-// Grows *p (*cap elements of elem bytes) to hold need, doubling from 64; the
-// encoders' scratch arrays.
-static inline int bn_tok_grow(void **p, size_t *cap, size_t need, size_t elem, bn_error *err) {
-    if (need <= *cap) return 0;
-    size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (!q) return bn_errorf(err, "tokenize: out of memory");
-    *p = q;
-    *cap = c;
-    return 0;
-}
-
-// The ids an encoder appends to (bn_tokenize owns the list and hands it over).
-typedef struct bn_tok_ids {
-    int32_t *ids;
-    size_t n, cap;
-} bn_tok_ids;
-
-static inline int bn_tok_push_id(bn_tok_ids *o, int32_t id, bn_error *err) {
-    if (bn_tok_grow((void **)&o->ids, &o->cap, o->n + 1, sizeof *o->ids, err)) return -1;
-    o->ids[o->n++] = id;
-    return 0;
-}
 
 #endif
