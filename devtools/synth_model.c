@@ -407,8 +407,8 @@ typedef struct tensor_spec {
 } tensor_spec;
 
 // A calm model's residual branches (bn_synth_config.calm): the largest power of
-// two 2^-k with 2^k >= 32 sqrt(n_embd) / 3, i.e. 9 * 4^k >= 1024 n_embd (integers:
-// no libm). Every projection keeps an rms-1 input near rms 1 (top comment), so
+// two 2^-k with 2^k >= 32 sqrt(n_embd) / 3, i.e. 9 * 4^k >= 1024 n_embd (in
+// integers, so the factor is exact on every machine). Every projection keeps an rms-1 input near rms 1 (top comment), so
 // the O and down projections then add about 1/32-1/64 of the embedding's rms
 // (3/sqrt(n_embd)) per layer.
 static float calm_factor(uint32_t n_embd) {

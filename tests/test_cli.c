@@ -9,6 +9,16 @@
 #include "cli_util.h"
 
 // tiny-a's golden outputs from bitnet.cpp (skips the test when the fixtures are absent).
+// Writes n bytes to a new temporary file; its path is in buf.
+static char *write_tmp(char *buf, size_t size, const char *tag, const char *data, size_t n) {
+    bn_tmp_path(buf, size, tag);
+    FILE *f = fopen(buf, "wb");
+    assert_non_null(f);
+    assert_true(fwrite(data, 1, n, f) == n);
+    fclose(f);
+    return buf;
+}
+
 static cJSON *load_golden(void) {
     BN_REQUIRE_FIXTURE(golden_path, "tiny-a/tiny-a.golden.json");
     char *text = bn_read_file(golden_path, NULL);
@@ -40,10 +50,8 @@ static void test_generate_matches_golden(void **state) {
         cJSON *want_prompt = cJSON_GetObjectItem(c, "prompt_ids");
         int n_gen = cJSON_GetArraySize(want);
         // The prompt goes through a file so no shell quoting can change it.
-        char prompt_path[] = "/tmp/bn_cli_prompt_XXXXXX";
-        int fd = mkstemp(prompt_path);
-        assert_true(write(fd, prompt, strlen(prompt)) == (ssize_t)strlen(prompt));
-        close(fd);
+        char prompt_path[256];
+        write_tmp(prompt_path, sizeof prompt_path, "prompt", prompt, strlen(prompt));
         // Every other case reads it with -f instead of -p.
         char args[9000];
         if (case_no++ % 2)
@@ -113,10 +121,8 @@ static void test_bad_inputs(void **state) {
     // Prompt files: missing, not text, and -p together with -f.
     snprintf(args, sizeof args, "generate -m '%s' -f /nonexistent/prompt.txt", model);
     expect_error(args, 1, "/nonexistent/prompt.txt");
-    char nul_path[] = "/tmp/bn_cli_nul_XXXXXX";
-    int fd = mkstemp(nul_path);
-    assert_true(write(fd, "a\0b", 3) == 3);
-    close(fd);
+    char nul_path[256];
+    write_tmp(nul_path, sizeof nul_path, "nul", "a\0b", 3);
     snprintf(args, sizeof args, "generate -m '%s' -f '%s'", model, nul_path);
     expect_error(args, 1, "NUL");
     unlink(nul_path);
@@ -227,16 +233,6 @@ static void test_cuda_unavailable_is_clear(void **state) {
     free(r);
 }
 
-// Writes n bytes to a new temporary file; its path is in buf.
-static char *write_tmp(char *buf, size_t size, const char *tag, const char *data, size_t n) {
-    bn_tmp_path(buf, size, tag);
-    FILE *f = fopen(buf, "wb");
-    assert_non_null(f);
-    assert_true(fwrite(data, 1, n, f) == n);
-    fclose(f);
-    return buf;
-}
-
 // `tokenize --jsonl` on the shipped model: a "\u0000" inside a text is kept
 // (the ids are those of the raw bytes, NUL and all), other fields and blank lines
 // are passed over; a bad line ends the run with one error naming FILE:LINE.
@@ -266,6 +262,7 @@ static void test_tokenize_jsonl(void **state) {
     free(got);
     free(nul);
     free(x);
+    unlink(jsonl);
 
     // Each bad line, second after a good one.
     static const char *bad[][2] = {
