@@ -424,22 +424,22 @@ void bn_i8_gemv_avx2(const int8_t *w, int64_t K, int64_t row0, int64_t row1, con
 // ggml_v_expf of a bitnet.cpp AVX2+FMA build, 8 lanes (kernels.h: bn_silu_mul_fn;
 // the scalar twin bn_expf_ggml in ggml_math.h spells out each step).
 BN_ALWAYS_INLINE __m256 exp8_ggml(__m256 x) {
-    const __m256 shift = _mm256_set1_ps(0x1.8p23f);
-    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift);
+    const __m256 shift = _mm256_set1_ps(BN_EXPF_SHIFT);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(BN_EXPF_LOG2E), shift);
     const __m256 n = _mm256_sub_ps(z, shift);
-    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
-                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(BN_EXPF_LN2_LO),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(BN_EXPF_LN2_HI), x));
     const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
     const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_set1_epi32(0x3f800000)));
     const __m256 absn = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
     const __m256 big = _mm256_cmp_ps(absn, _mm256_set1_ps(126.0f), _CMP_GT_OQ);
     const __m256 u = _mm256_mul_ps(b, b);
-    const __m256 hi = _mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b,
-                                      _mm256_set1_ps(0x1.573e2ep-5f));
-    const __m256 lo = _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b,
-                                      _mm256_set1_ps(0x1.fffdb6p-2f));
+    const __m256 hi = _mm256_fmadd_ps(_mm256_set1_ps(BN_EXPF_C5), b,
+                                      _mm256_set1_ps(BN_EXPF_C4));
+    const __m256 lo = _mm256_fmadd_ps(_mm256_set1_ps(BN_EXPF_C3), b,
+                                      _mm256_set1_ps(BN_EXPF_C2));
     const __m256 j = _mm256_fmadd_ps(_mm256_fmadd_ps(hi, u, lo), u,
-                                     _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+                                     _mm256_mul_ps(_mm256_set1_ps(BN_EXPF_C1), b));
     const __m256 normal = _mm256_fmadd_ps(k, j, k);
     if (!_mm256_movemask_ps(big)) return normal;
     // |n| > 126: 2^n split as s2 * s1; |n| > 192: s1 * s1 (+inf or 0).

@@ -27,6 +27,7 @@
 
 #include "cpu_features.h"
 #include "gemm_tiling.h"
+#include "ggml_math.h" // BN_EXPF_*
 #include "kernels.h"
 
 #define BN_ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -283,20 +284,20 @@ void bn_i8_gemv_avx512(const int8_t *w, int64_t K, int64_t row0, int64_t row1, c
 // vscalefps, one rounding, instead of k + k*j with a split scale past |n| > 126;
 // |n| > 192 gives +inf (n > 0) or 0. Scalar twin: bn_expf_ggml_avx512 (ggml_math.h).
 static inline __attribute__((always_inline)) __m512 exp16_ggml(__m512 x) {
-    const __m512 shift = _mm512_set1_ps(0x1.8p23f);
-    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), shift);
+    const __m512 shift = _mm512_set1_ps(BN_EXPF_SHIFT);
+    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(BN_EXPF_LOG2E), shift);
     const __m512 n = _mm512_sub_ps(z, shift);
-    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
-                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(BN_EXPF_LN2_LO),
+                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(BN_EXPF_LN2_HI), x));
     const __mmask16 huge =
         _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192.0f), _CMP_GT_OQ);
     const __m512 u = _mm512_mul_ps(b, b);
-    const __m512 hi = _mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b,
-                                      _mm512_set1_ps(0x1.573e2ep-5f));
-    const __m512 lo = _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b,
-                                      _mm512_set1_ps(0x1.fffdb6p-2f));
+    const __m512 hi = _mm512_fmadd_ps(_mm512_set1_ps(BN_EXPF_C5), b,
+                                      _mm512_set1_ps(BN_EXPF_C4));
+    const __m512 lo = _mm512_fmadd_ps(_mm512_set1_ps(BN_EXPF_C3), b,
+                                      _mm512_set1_ps(BN_EXPF_C2));
     const __m512 j = _mm512_fmadd_ps(_mm512_fmadd_ps(hi, u, lo), u,
-                                     _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b,
+                                     _mm512_fmadd_ps(_mm512_set1_ps(BN_EXPF_C1), b,
                                                      _mm512_set1_ps(1.0f)));
     const __m512 res = _mm512_scalef_ps(j, n);
     if (!huge) return res;
