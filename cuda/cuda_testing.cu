@@ -233,72 +233,20 @@ extern "C" int bn_cuda_test_attd_short_keys(int n_head, int n_head_kv, int hd, i
     return bn_cuda_attd_short_keys(n_head, n_head_kv, hd, n_rot);
 }
 
-extern "C" int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int n_head, int n_head_kv, int hd,
-                                             int n_rot, bool neox, float base, int n_ctx, int n_split, uint16_t *k_cache,
-                                             uint16_t *v_cache, float *out, const float *norm_w, float eps,
-                                             int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err) {
+// The decode attention of n_tok tokens (rows of qkv at pos[t]), in slot seq[t]
+// of caches holding n_seq slots, or (seq NULL, n_tok 1) the one cache; launched
+// reps times (a second launch checks that the counters were put back), then the
+// outputs, the caches and (norm_w) the next norm's codes are read back. Both
+// harnesses below are this.
+static int decode_attention(const float *qkv, const int32_t *pos, const int32_t *seq, int n_tok, int n_seq, int n_head,
+                            int n_head_kv, int hd, int n_rot, bool neox, float base, int n_ctx, int n_split, int reps,
+                            uint16_t *k_cache, uint16_t *v_cache, float *out, const float *norm_w, float eps,
+                            int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
-    if (pos < 0 || pos >= n_ctx) return bn_errorf(err, "cuda_testing: bad position");
+    if (n_tok <= 0 || n_tok > n_seq || (!seq && n_tok != 1)) return bn_errorf(err, "cuda_testing: bad token count");
     if (n_rot <= 0 || n_rot % 2 || n_rot > hd) return bn_errorf(err, "cuda_testing: bad n_rot");
-    int short_keys = 0;
-    if (short_attention_keys(n_split, n_head, n_head_kv, hd, n_rot, n_ctx, &pos, 1, &short_keys, err)) return -1;
-    if (n_split <= 0) n_split = bn_cuda_attd_splits(n_ctx);
-    bn_dev_bufs bufs;
-    const int nq = n_head * hd, nkv = n_head_kv * hd, ld = nq + 2 * nkv;
-    float *dqkv, *dout, *dso, *dn = NULL;
-    __half *dk, *dv;
-    int32_t *dpos, *dqso;
-    int8_t *dqo;
-    void *scratch;
-    unsigned *dcnt;
-    GET(dqkv, qkv, sizeof(float) * ld);
-    GET(dpos, &pos, sizeof(int32_t));
-    GET(dk, k_cache, sizeof(__half) * n_ctx * nkv);
-    GET(dv, v_cache, sizeof(__half) * n_ctx * nkv);
-    GET(dout, NULL, sizeof(float) * nq);
-    GET(scratch, NULL, bn_cuda_attd_scratch_bytes(1, n_head, hd, n_ctx, n_split));
-    GET(dcnt, NULL, sizeof(unsigned) * (n_head + 1));
-    GET(dqo, NULL, (size_t)nq);
-    GET(dso, NULL, sizeof(float));
-    GET(dqso, NULL, sizeof(int32_t));
-    if (norm_w) GET(dn, norm_w, sizeof(float) * nq);
-    const bn_cuda_next_norm nn = {dn, 0, eps, dqo, dso, dqso, dcnt + n_head};
-    const float theta_scale = powf(base, -2.0f / (float)n_rot); // as cpu/ops.c rope
-    for (int rep = 0; rep < 2; rep++) { // the second run checks that the counters were reset
-        BN_CUDA_TRY(cudaMemset(dout, 0xff, sizeof(float) * nq)); // NaN: every output must be written
-        const cudaError_t e =
-            short_keys ? bn_cuda_attention_decode_short(dqkv, ld, dpos, 1, n_head, n_head_kv, hd, n_rot, neox,
-                                                        theta_scale, n_ctx, short_keys, dk, dv, NULL, 0, dout, &nn,
-                                                        false, 0)
-                       : bn_cuda_attention_decode(dqkv, ld, dpos, 1, n_head, n_head_kv, hd, n_rot, neox, theta_scale,
-                                                  n_ctx, n_split, dk, dv, NULL, 0, scratch, dcnt, dout, &nn, false, 0);
-        if (finish(e, NULL, NULL, 0, err)) return -1;
-    }
-    unsigned cnt[257] = {0};
-    const int nc = n_head + 1 < 257 ? n_head + 1 : 257;
-    BN_CUDA_TRY(cudaMemcpy(cnt, dcnt, sizeof(unsigned) * nc, cudaMemcpyDeviceToHost));
-    for (int i = 0; i < nc; i++)
-        if (cnt[i]) return bn_errorf(err, "cuda_testing: decode attention left counter %d at %u", i, cnt[i]);
-    BN_CUDA_TRY(cudaMemcpy(out, dout, sizeof(float) * nq, cudaMemcpyDeviceToHost));
-    BN_CUDA_TRY(cudaMemcpy(k_cache, dk, sizeof(__half) * n_ctx * nkv, cudaMemcpyDeviceToHost));
-    BN_CUDA_TRY(cudaMemcpy(v_cache, dv, sizeof(__half) * n_ctx * nkv, cudaMemcpyDeviceToHost));
-    if (norm_w) {
-        BN_CUDA_TRY(cudaMemcpy(q_out, dqo, (size_t)nq, cudaMemcpyDeviceToHost));
-        BN_CUDA_TRY(cudaMemcpy(s_out, dso, sizeof(float), cudaMemcpyDeviceToHost));
-        BN_CUDA_TRY(cudaMemcpy(qsum_out, dqso, sizeof(int32_t), cudaMemcpyDeviceToHost));
-    }
-    return 0;
-}
-
-extern "C" int bn_cuda_test_attention_decode_seqs(const float *qkv, const int32_t *pos, const int32_t *seq, int n_tok,
-                                                  int n_seq, int n_head, int n_head_kv, int hd, int n_rot, bool neox,
-                                                  float base, int n_ctx, int n_split, uint16_t *k_cache,
-                                                  uint16_t *v_cache, float *out, const float *norm_w, float eps,
-                                                  int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err) {
-    if (bn_cuda_probe_device(err)) return -1;
-    if (n_tok <= 0 || n_tok > n_seq) return bn_errorf(err, "cuda_testing: bad token count");
     for (int t = 0; t < n_tok; t++)
-        if (pos[t] < 0 || pos[t] >= n_ctx || seq[t] < 0 || seq[t] >= n_seq)
+        if (pos[t] < 0 || pos[t] >= n_ctx || (seq && (seq[t] < 0 || seq[t] >= n_seq)))
             return bn_errorf(err, "cuda_testing: bad position or slot");
     int short_keys = 0;
     if (short_attention_keys(n_split, n_head, n_head_kv, hd, n_rot, n_ctx, pos, n_tok, &short_keys, err)) return -1;
@@ -308,13 +256,13 @@ extern "C" int bn_cuda_test_attention_decode_seqs(const float *qkv, const int32_
     const size_t slot = (size_t)n_ctx * nkv, n_cnt = (size_t)n_tok * n_head + 1; // group counters, then nn's
     float *dqkv, *dout, *dn = NULL, *dso;
     __half *dk, *dv;
-    int32_t *dpos, *dseq, *dqso;
+    int32_t *dpos, *dseq = NULL, *dqso;
     int8_t *dqo;
     void *scratch;
     unsigned *dcnt;
     GET(dqkv, qkv, sizeof(float) * ld * n_tok);
     GET(dpos, pos, sizeof(int32_t) * n_tok);
-    GET(dseq, seq, sizeof(int32_t) * n_tok);
+    if (seq) GET(dseq, seq, sizeof(int32_t) * n_tok);
     GET(dk, k_cache, sizeof(__half) * slot * n_seq);
     GET(dv, v_cache, sizeof(__half) * slot * n_seq);
     GET(dout, NULL, sizeof(float) * nq * n_tok);
@@ -325,16 +273,19 @@ extern "C" int bn_cuda_test_attention_decode_seqs(const float *qkv, const int32_
     GET(dqso, NULL, sizeof(int32_t) * n_tok);
     if (norm_w) GET(dn, norm_w, sizeof(float) * nq);
     const bn_cuda_next_norm nn = {dn, 0, eps, dqo, dso, dqso, dcnt + n_cnt - 1};
-    BN_CUDA_TRY(cudaMemset(dout, 0xff, sizeof(float) * nq * n_tok)); // NaN: every output must be written
     const float theta_scale = powf(base, -2.0f / (float)n_rot); // as cpu/ops.c rope
-    const cudaError_t e0 =
-        short_keys ? bn_cuda_attention_decode_short(dqkv, ld, dpos, n_tok, n_head, n_head_kv, hd, n_rot, neox,
-                                                    theta_scale, n_ctx, short_keys, dk, dv, dseq, (int64_t)slot, dout,
-                                                    &nn, false, 0)
-                   : bn_cuda_attention_decode(dqkv, ld, dpos, n_tok, n_head, n_head_kv, hd, n_rot, neox, theta_scale,
-                                              n_ctx, n_split, dk, dv, dseq, (int64_t)slot, scratch, dcnt, dout, &nn,
-                                              false, 0);
-    if (finish(e0, NULL, NULL, 0, err)) return -1;
+    const int64_t stride = seq ? (int64_t)slot : 0;
+    for (int rep = 0; rep < reps; rep++) {
+        BN_CUDA_TRY(cudaMemset(dout, 0xff, sizeof(float) * nq * n_tok)); // NaN: every output must be written
+        const cudaError_t e =
+            short_keys ? bn_cuda_attention_decode_short(dqkv, ld, dpos, n_tok, n_head, n_head_kv, hd, n_rot, neox,
+                                                        theta_scale, n_ctx, short_keys, dk, dv, dseq, stride, dout,
+                                                        &nn, false, 0)
+                       : bn_cuda_attention_decode(dqkv, ld, dpos, n_tok, n_head, n_head_kv, hd, n_rot, neox,
+                                                  theta_scale, n_ctx, n_split, dk, dv, dseq, stride, scratch, dcnt,
+                                                  dout, &nn, false, 0);
+        if (finish(e, NULL, NULL, 0, err)) return -1;
+    }
     unsigned *cnt = (unsigned *)malloc(sizeof(unsigned) * n_cnt);
     if (!cnt) return bn_errorf(err, "cuda_testing: out of host memory");
     const cudaError_t e = cudaMemcpy(cnt, dcnt, sizeof(unsigned) * n_cnt, cudaMemcpyDeviceToHost);
@@ -356,6 +307,23 @@ extern "C" int bn_cuda_test_attention_decode_seqs(const float *qkv, const int32_
         BN_CUDA_TRY(cudaMemcpy(qsum_out, dqso, sizeof(int32_t) * n_tok, cudaMemcpyDeviceToHost));
     }
     return 0;
+}
+
+extern "C" int bn_cuda_test_attention_decode(const float *qkv, int32_t pos, int n_head, int n_head_kv, int hd,
+                                             int n_rot, bool neox, float base, int n_ctx, int n_split, uint16_t *k_cache,
+                                             uint16_t *v_cache, float *out, const float *norm_w, float eps,
+                                             int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err) {
+    return decode_attention(qkv, &pos, NULL, 1, 1, n_head, n_head_kv, hd, n_rot, neox, base, n_ctx, n_split, 2,
+                            k_cache, v_cache, out, norm_w, eps, q_out, s_out, qsum_out, err);
+}
+
+extern "C" int bn_cuda_test_attention_decode_seqs(const float *qkv, const int32_t *pos, const int32_t *seq, int n_tok,
+                                                  int n_seq, int n_head, int n_head_kv, int hd, int n_rot, bool neox,
+                                                  float base, int n_ctx, int n_split, uint16_t *k_cache,
+                                                  uint16_t *v_cache, float *out, const float *norm_w, float eps,
+                                                  int8_t *q_out, float *s_out, int32_t *qsum_out, bn_error *err) {
+    return decode_attention(qkv, pos, seq, n_tok, n_seq, n_head, n_head_kv, hd, n_rot, neox, base, n_ctx, n_split, 1,
+                            k_cache, v_cache, out, norm_w, eps, q_out, s_out, qsum_out, err);
 }
 
 extern "C" int bn_cuda_test_argmax_rows(const float *x, int rows, int n, int32_t *out, bn_error *err) {
