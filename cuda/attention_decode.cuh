@@ -8,6 +8,7 @@
 
 #include "cuda_kernels.cuh"
 #include "norm_quant.cuh"
+#include "reduce.cuh"
 #include "rope.cuh"
 
 #define BN_ATTD_QPB 8 // query heads a block serves at most
@@ -159,6 +160,89 @@ __device__ __forceinline__ float bn_attd_partials_sum(const float *part, int kp,
     float sum = 0.f;
     for (int r = 0; r < kp; r++) sum += part[r * width + o];
     return sum;
+}
+
+// Threads of the one-kernel form's block; a larger block (the persistent
+// kernel's) runs its p.V on this many threads, so both add the same partials.
+#define BN_ATTS_THREADS 128
+
+// The one-kernel form's attention of token t for query heads h0 .. h0+qpb-1
+// (GQA group g = h0 / (n_head / n_head_kv)) at position p, once the RoPE table
+// (cs, sn) is built and the cache rows before p are on their way:
+// - the queries and the token's key, rotated and rounded to f16 (queries into
+//   sq, qpb x hd floats), the key and V row handed to put_k / put_v(d, v,
+//   writer), writer being true in the one block per KV head that writes the
+//   cache row;
+// - wait_rows(), then a barrier: after it key8(j, c) / val8(j, c) give 16-byte
+//   piece c of K / V row j, for every j <= p;
+// - scores with eight lanes a key (sc: qpb rows of sc_stride floats), the
+//   softmax with one warp a head (the probabilities replace the scores), p.V
+//   with hd/8 lanes a V row on BN_ATTS_THREADS threads (part: their partial
+//   sums), and the heads' output rows into a.out.
+// Called by every thread of the block (blockDim.x a multiple of 32, at least
+// BN_ATTS_THREADS).
+template <typename PutK, typename PutV, typename Wait, typename Key8, typename Val8>
+__device__ __forceinline__ void bn_atts_block(const bn_attd_args &a, int t, int h0, int p, const float *cs,
+                                              const float *sn, float *sq, float *sc, int sc_stride, float *part,
+                                              PutK put_k, PutV put_v, Wait wait_rows, Key8 key8, Val8 val8) {
+    const int hd = a.hd, qpb = a.qpb, L = p + 1, G = a.n_head / a.n_head_kv, g = h0 / G;
+    // 1. The group's queries and the token's key, rotated and rounded to f16; its V row.
+    const float *row = a.qkv + t * a.ldqkv;
+    const int nq = a.n_head * hd, nkv = a.n_head_kv * hd;
+    const bool writer = h0 % G == 0;
+    bn_attd_rotate(row, nq, h0, qpb, g, hd, a.n_rot, a.neox, cs, sn, true, sq,
+                   [&](int d, __half v) { put_k(d, v, writer); });
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) put_v(d, __float2half_rn(row[nq + nkv + g * hd + d]), writer);
+    wait_rows();
+    __syncthreads();
+
+    // 2. Scores: eight lanes a key, blockDim/8 keys at a time, every head of the group.
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int sub = threadIdx.x & 7, kl = threadIdx.x >> 3, nkl = blockDim.x >> 3;
+    for (int jb = 0; jb < L; jb += nkl) { // uniform: the shuffles below need every lane
+        const int j = jb + kl;
+        float dot[BN_ATTD_QPB];
+        bn_attd_key_dots(j, L, sub, hd, qpb, sq,
+                         [&](int c, float *kf) { bn_half8_to_float(key8(j, c), kf); }, dot);
+#pragma unroll
+        for (int h = 0; h < BN_ATTD_QPB; h++)
+            if (h < qpb && j < L && sub == 0) sc[h * sc_stride + j] = dot[h] * scale;
+    }
+    __syncthreads();
+
+    // 3. Softmax, one warp a head: the probabilities replace the scores.
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarp = blockDim.x >> 5;
+    for (int h = warp; h < qpb; h += nwarp) {
+        float *s = sc + h * sc_stride;
+        float m = -INFINITY;
+        for (int j = lane; j < L; j += 32) m = fmaxf(m, s[j]);
+        m = bn_warp_max(m);
+        double l = 0.0;
+        for (int j = lane; j < L; j += 32) l += expf(s[j] - m);
+        const float inv = (float)(1.0 / bn_warp_sum(l));
+        for (int j = lane; j < L; j += 32) s[j] = __half2float(__float2half_rn(expf(s[j] - m) * inv));
+    }
+    __syncthreads();
+
+    // 4. p.V: hd/8 lanes a V row, kp rows at a time; the rows' partial sums added in order.
+    const int tpr = hd / 8, kp = BN_ATTS_THREADS / tpr;
+    const int kr = threadIdx.x / tpr, dc = threadIdx.x - kr * tpr;
+    if (kr < kp) {
+        float acc[BN_ATTD_QPB][8];
+#pragma unroll
+        for (int h = 0; h < BN_ATTD_QPB; h++)
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc[h][e] = 0.f;
+        for (int j = kr; j < L; j += kp) {
+            float v[8];
+            bn_half8_to_float(val8(j, dc), v);
+            bn_attd_pv8(sc, sc_stride, j, qpb, v, acc);
+        }
+        bn_attd_store_partials(part, kr, dc, hd, qpb, acc);
+    }
+    __syncthreads();
+    float *out = a.out + (int64_t)t * nq + (int64_t)h0 * hd;
+    for (int o = threadIdx.x; o < qpb * hd; o += blockDim.x) out[o] = bn_attd_partials_sum(part, kp, qpb * hd, o);
 }
 
 // After a block has written its heads of out (nq floats a token, gridDim.z

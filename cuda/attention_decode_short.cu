@@ -30,7 +30,6 @@
 #include "reduce.cuh"
 #include "rope.cuh"
 
-#define BN_ATTS_THREADS 128
 #define BN_ATTS_MAX_KEYS 256 // keys (context so far + the new token) a block holds at most
 
 // Shared memory of a block, in this order: K and V tiles (max_keys x hd halves
@@ -66,73 +65,23 @@ __global__ void __launch_bounds__(BN_ATTS_THREADS) bn_atts_kernel(bn_attd_args a
     bn_pdl_trigger();
     __syncthreads(); // the RoPE table
 
-    // 2. The group's queries and the token's key, rotated and rounded to f16; its V row.
-    const float *row = a.qkv + t * a.ldqkv;
-    const int nq = a.n_head * hd, nkv = a.n_head_kv * hd;
-    const bool writer = h0 % G == 0; // one block per KV head writes cache row p
-    bn_attd_rotate(row, nq, h0, qpb, g, hd, a.n_rot, a.neox, cs, sn, true, sq, [&](int d, __half v) {
-        kt[(int64_t)p * hd + d] = v;
-        if (writer) kc[(int64_t)p * hd + d] = v;
-    });
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        const __half v = __float2half_rn(row[nq + nkv + g * hd + d]);
-        vt[(int64_t)p * hd + d] = v;
-        if (writer) vc[(int64_t)p * hd + d] = v;
-    }
-    bn_cp_async_wait_all();
-    __syncthreads();
-
-    // 3. Scores: eight lanes a key, 16 keys at a time, every head of the group.
-    const float scale = 1.0f / sqrtf((float)hd);
-    const int sub = threadIdx.x & 7, kl = threadIdx.x >> 3, nkl = blockDim.x >> 3;
-    for (int jb = 0; jb < L; jb += nkl) { // uniform: the shuffles below need every lane
-        const int j = jb + kl;
-        float dot[BN_ATTD_QPB];
-        bn_attd_key_dots(j, L, sub, hd, qpb, sq, [&](int c, float *kf) {
-            bn_half8_to_float(reinterpret_cast<const uint4 *>(kt + (int64_t)j * hd)[c], kf);
-        }, dot);
-#pragma unroll
-        for (int h = 0; h < BN_ATTD_QPB; h++)
-            if (h < qpb && j < L && sub == 0) sc[h * K + j] = dot[h] * scale;
-    }
-    __syncthreads();
-
-    // 4. Softmax, one warp a head: the probabilities replace the scores.
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarp = blockDim.x >> 5;
-    for (int h = warp; h < qpb; h += nwarp) {
-        float *s = sc + h * K;
-        float m = -INFINITY;
-        for (int j = lane; j < L; j += 32) m = fmaxf(m, s[j]);
-        m = bn_warp_max(m);
-        double l = 0.0;
-        for (int j = lane; j < L; j += 32) l += expf(s[j] - m);
-        const float inv = (float)(1.0 / bn_warp_sum(l));
-        for (int j = lane; j < L; j += 32) s[j] = __half2float(__float2half_rn(expf(s[j] - m) * inv));
-    }
-    __syncthreads();
-
-    // 5. p.V: hd/8 lanes a V row, kp rows at a time; the rows' partial sums added in order.
-    const int tpr = hd / 8, kp = BN_ATTS_THREADS / tpr;
-    const int kr = threadIdx.x / tpr, dc = threadIdx.x - kr * tpr;
-    if (kr < kp) {
-        float acc[BN_ATTD_QPB][8];
-#pragma unroll
-        for (int h = 0; h < BN_ATTD_QPB; h++)
-#pragma unroll
-            for (int e = 0; e < 8; e++) acc[h][e] = 0.f;
-        for (int j = kr; j < L; j += kp) {
-            float v[8];
-            bn_half8_to_float(reinterpret_cast<const uint4 *>(vt + (int64_t)j * hd)[dc], v);
-            bn_attd_pv8(sc, K, j, qpb, v, acc);
-        }
-        bn_attd_store_partials(part, kr, dc, hd, qpb, acc);
-    }
-    __syncthreads();
-    float *out = a.out + (int64_t)t * nq + (int64_t)h0 * hd;
-    for (int o = threadIdx.x; o < qpb * hd; o += blockDim.x) out[o] = bn_attd_partials_sum(part, kp, qpb * hd, o);
+    // 2-5. Attention over the tiles, which get row p here.
+    const int64_t row_p = (int64_t)p * hd;
+    bn_atts_block(a, t, h0, p, cs, sn, sq, sc, K, part,
+                  [&](int d, __half v, bool writer) {
+                      kt[row_p + d] = v;
+                      if (writer) kc[row_p + d] = v;
+                  },
+                  [&](int d, __half v, bool writer) {
+                      vt[row_p + d] = v;
+                      if (writer) vc[row_p + d] = v;
+                  },
+                  [&] { bn_cp_async_wait_all(); },
+                  [&](int j, int c) { return reinterpret_cast<const uint4 *>(kt + (int64_t)j * hd)[c]; },
+                  [&](int j, int c) { return reinterpret_cast<const uint4 *>(vt + (int64_t)j * hd)[c]; });
 
     // 6. The O projection's codes, by the last block.
-    bn_attd_next_norm(a.nn, a.out, nq, reinterpret_cast<float *>(smem));
+    bn_attd_next_norm(a.nn, a.out, a.n_head * hd, reinterpret_cast<float *>(smem));
 }
 
 // The device's shared memory a block may opt into, less the kernel's static

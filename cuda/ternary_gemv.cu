@@ -34,27 +34,13 @@
 // CPU twin: bn_ternary_gemm_scalar; the next norm: rmsnorm + bn_quantize_i8.
 #include "async_copy.cuh"
 #include "cuda_kernels.cuh"
+#include "gemv_block.cuh"
 #include "norm_quant.cuh"
 #include "pdl.cuh"
 
 #define BN_GEMV_THREADS BN_NQ_THREADS
 #define BN_GEMV_WEIGHT_SMEM (96 * 1024) // weight bytes a block may hold
 #define BN_GEMV_ACT_SMEM (112 * 1024)   // activation bytes of one launch (tokens x K)
-
-// One 16-byte chunk of a row (64 weights) against its four activation planes.
-__device__ __forceinline__ void bn_dot_chunk(uint4 w, int4 x0, int4 x1, int4 x2, int4 x3, int &a5,
-                                             int &a4, int &a2, int &a0) {
-    const uint32_t w4[4] = {w.x, w.y, w.z, w.w};
-    const int p0[4] = {x0.x, x0.y, x0.z, x0.w}, p1[4] = {x1.x, x1.y, x1.z, x1.w};
-    const int p2[4] = {x2.x, x2.y, x2.z, x2.w}, p3[4] = {x3.x, x3.y, x3.z, x3.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        a5 = __dp4a((int)((w4[i] >> 1) & 0x60606060u), p0[i], a5); // bits 7:6 -> code << 5
-        a4 = __dp4a((int)(w4[i] & 0x30303030u), p1[i], a4);        // bits 5:4 -> code << 4
-        a2 = __dp4a((int)(w4[i] & 0x0C0C0C0Cu), p2[i], a2);        // bits 3:2 -> code << 2
-        a0 = __dp4a((int)(w4[i] & 0x03030303u), p3[i], a0);        // bits 1:0 -> code
-    }
-}
 
 // What a GEMV multiplies: int8 codes (q, s, qsum), or, when x is set, float rows
 // (ldx apart) that each block normalizes with norm_w (mode as in rmsnorm_quant).
@@ -101,7 +87,7 @@ bn_ternary_gemv_kernel(const uint8_t *__restrict__ w, int K, int M, int rows_per
             float sc;
             int qs;
             bn_block_norm_quant(in.x + t * in.ldx, K, in.norm_w, in.eps, in.mode, hs, &sc, &qs, [&](int i, int v) {
-                qt[((i >> 5) & 3) * (K / 4) + ((i >> 7) << 5) + (i & 31)] = (int8_t)v; // plane, block, element
+                qt[bn_gemv_code_slot(i, K)] = (int8_t)v;
             });
             if (threadIdx.x == 0) {
                 s_sc[t] = sc;
@@ -122,36 +108,8 @@ bn_ternary_gemv_kernel(const uint8_t *__restrict__ w, int K, int M, int rows_per
     bn_cp_async_wait_all();
     __syncthreads();
 
-    // 3. Dot products: a warp takes 32/G rows at a time, G lanes a row.
-    constexpr int RPW = 32 / G;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarp = blockDim.x >> 5;
-    const int grp = lane / G, sub = lane % G;
-    for (int rb = warp * RPW; rb < nrows; rb += nwarp * RPW) { // uniform across the warp
-        const int rl = rb + grp;
-        const bool valid = rl < nrows;
-        for (int t = 0; t < n; t++) {
-            const int4 *qt = qsm + t * kv;
-            int a5 = 0, a4 = 0, a2 = 0, a0 = 0;
-            if (valid)
-                for (int c = sub; c < plane; c += G) {
-                    const int4 wv = wsm[rl * rowv + c];
-                    bn_dot_chunk(make_uint4(wv.x, wv.y, wv.z, wv.w), qt[c], qt[plane + c],
-                                 qt[2 * plane + c], qt[3 * plane + c], a5, a4, a2, a0);
-                }
-            // Each accumulator is an exact multiple of its plane's scale.
-            int tot = (a5 >> 5) + (a4 >> 4) + (a2 >> 2) + a0;
-#pragma unroll
-            for (int o = G / 2; o > 0; o >>= 1) tot += __shfl_xor_sync(0xffffffffu, tot, o);
-            if (valid && sub == 0) {
-                const int row = r0 + rl;
-                const float v = bn_row_scaled(rs, row, (float)(tot - s_qs[t]) / s_sc[t]);
-                float *dst = y + t * ldy + row;
-                // __fadd_rn: a plain + lets nvcc contract the scale product into an FMA,
-                // which rounds the residual differently from the CPU (x += v, no FMA).
-                *dst = add ? __fadd_rn(*dst, v) : v;
-            }
-        }
-    }
+    // 3. Dot products.
+    bn_gemv_rows<G>(wsm, K, r0, nrows, qsm, n, s_sc, s_qs, rs, add, y, ldy);
 
     // 4. The next bitlinear's input, quantized once, by the last block.
     if (nn.w == NULL) return;
@@ -175,13 +133,6 @@ bn_ternary_gemv_kernel(const uint8_t *__restrict__ w, int K, int M, int rows_per
         }
     }
     if (threadIdx.x == 0) *nn.counter = 0; // ready for the next launch (graph replay)
-}
-
-// Lanes that share a row: the largest power of two up to 8 dividing the row's
-// 16-byte chunk count (K % 128 == 0, so at least 2), so no lane idles.
-static int lanes_per_row(int K) {
-    const int chunks = K / 64;
-    return chunks % 8 == 0 ? 8 : chunks % 4 == 0 ? 4 : 2;
 }
 
 // Blocks the rows are cut into: blocks_per_sm per multiprocessor (one device per
@@ -249,7 +200,7 @@ static cudaError_t gemv_launch(const uint8_t *w, int K, int M, const bn_gemv_in 
     if (smem < 4 * (size_t)width) smem = 4 * (size_t)width; // the last block's copy of the output row
     bn_cuda_next_norm none = {};
     const bn_cuda_next_norm nnv = next ? *nn : none;
-    switch (lanes_per_row(K)) {
+    switch (bn_gemv_lanes_per_row(K)) {
     case 8:
         return bn_launch(pdl, bn_ternary_gemv_kernel<8>, dim3(blocks), dim3(BN_GEMV_THREADS), smem, st, w, K, M, rpb,
                          in, n, rs, add, y, ldy, nnv);
