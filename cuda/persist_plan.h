@@ -1,0 +1,90 @@
+// persist_plan.h - how the persistent decode kernel (decode_persistent.cu) lays
+// out one multiprocessor's shared memory, as plain C with no CUDA in it, so
+// tests/test_persist_plan.c checks it on any machine.
+//
+// The kernel runs one block per multiprocessor for all layers of a decode step.
+// Each of a layer's four bitlinears (Q|K|V, O, gate|up, down) has its own
+// region holding this block's rows of that matrix, so the next layer's slice of
+// a matrix can stream in as soon as this layer's has been used: every weight
+// byte has about a layer's time to arrive. A fifth region is the working space
+// of one phase at a time: a bitlinear's input codes and the row being
+// normalized, or the attention's queries, scores, RoPE table, p.V partials and
+// the new key and value row. Where the four slices do not fit (a large model on
+// few multiprocessors), there is no plan and decode takes the kernel-per-
+// operation path.
+#ifndef BN_CUDA_PERSIST_PLAN_H
+#define BN_CUDA_PERSIST_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum { BN_PERSIST_QKV = 0, BN_PERSIST_O = 1, BN_PERSIST_GU = 2, BN_PERSIST_DOWN = 3, BN_PERSIST_MATS = 4 };
+
+#define BN_PERSIST_ALIGN 16
+#define BN_PERSIST_ATT_THREADS 128 // threads of the attention's p.V (BN_ATTS_THREADS)
+#define BN_PERSIST_ATT_QPB 8       // query heads an attention block serves at most (BN_ATTD_QPB)
+
+typedef struct bn_persist_plan {
+    int blocks;                  // one per multiprocessor
+    int K[BN_PERSIST_MATS];      // input width of each matrix
+    int M[BN_PERSIST_MATS];      // rows
+    int rows[BN_PERSIST_MATS];   // rows a block owns (the last blocks may own fewer, or none)
+    size_t off[BN_PERSIST_MATS]; // byte offset of each weight region
+    size_t work;                 // byte offset of the working region
+    size_t codes_bytes;          // in it: the input codes, then the row being normalized (floats)
+    int max_keys;                // positions below it take the kernel (a multiple of 16)
+    size_t smem;                 // dynamic shared memory a block uses
+} bn_persist_plan;
+
+static inline size_t bn_persist_round(size_t n) { return (n + BN_PERSIST_ALIGN - 1) / BN_PERSIST_ALIGN * BN_PERSIST_ALIGN; }
+
+// Bytes of the attention's working space for qpb heads of hd dims holding
+// max_keys scores each: queries (qpb x hd floats), scores (qpb x max_keys), the
+// RoPE table (n_rot floats), the p.V partials (kp x qpb x hd floats, kp = the
+// V rows BN_PERSIST_ATT_THREADS threads take at once) and the new K and V rows
+// (hd halves each).
+static inline size_t bn_persist_att_bytes(int hd, int qpb, int n_rot, int max_keys) {
+    const size_t kp = BN_PERSIST_ATT_THREADS / (hd / 8);
+    return 4 * ((size_t)qpb * hd + (size_t)qpb * max_keys + (size_t)n_rot + kp * qpb * hd) + 4 * (size_t)hd;
+}
+
+// The plan for `blocks` multiprocessors of `smem_limit` usable bytes each, a
+// model of hidden width E, FFN width F, nq query and nkv key widths, heads of
+// hd dims (qpb served by one attention block, n_rot rotated) and a context of
+// n_ctx; keys_wanted: the largest max_keys asked for. False when the four
+// weight slices and the smallest working space (16 keys) do not fit.
+static inline bool bn_persist_plan_make(bn_persist_plan *p, int blocks, size_t smem_limit, int E, int F, int nq,
+                                        int nkv, int hd, int qpb, int n_rot, int n_ctx, int keys_wanted) {
+    if (blocks <= 0 || E <= 0 || F <= 0 || nq <= 0 || nkv <= 0 || hd <= 0 || hd % 8 || hd / 8 > BN_PERSIST_ATT_THREADS ||
+        qpb <= 0 || qpb > BN_PERSIST_ATT_QPB || n_rot <= 0 || n_ctx <= 0)
+        return false;
+    const int K[BN_PERSIST_MATS] = {E, nq, E, F}, M[BN_PERSIST_MATS] = {nq + 2 * nkv, E, 2 * F, E};
+    size_t off = 0;
+    p->blocks = blocks;
+    for (int i = 0; i < BN_PERSIST_MATS; i++) {
+        if (K[i] % 128) return false;
+        p->K[i] = K[i];
+        p->M[i] = M[i];
+        p->rows[i] = (M[i] + blocks - 1) / blocks;
+        p->off[i] = off;
+        off += bn_persist_round((size_t)p->rows[i] * (size_t)(K[i] / 4));
+    }
+    const int kmax = F > E ? (F > nq ? F : nq) : (E > nq ? E : nq);
+    p->work = off;
+    p->codes_bytes = bn_persist_round((size_t)kmax);
+    const size_t norm_bytes = p->codes_bytes + 4 * (size_t)kmax;
+    int keys = keys_wanted < n_ctx ? keys_wanted : n_ctx;
+    keys -= keys % 16;
+    for (; keys >= 16; keys -= 16) {
+        const size_t att = bn_persist_att_bytes(hd, qpb, n_rot, keys);
+        const size_t total = off + bn_persist_round(att > norm_bytes ? att : norm_bytes);
+        if (total <= smem_limit) {
+            p->max_keys = keys;
+            p->smem = total;
+            return true;
+        }
+    }
+    return false;
+}
+
+#endif
