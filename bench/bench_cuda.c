@@ -233,12 +233,13 @@ static void model_bench(const char *path, bool quick) {
     cJSON_AddNumberToObject(out_model, "attention_splits", st.attd_split);
     cJSON_AddNumberToObject(out_model, "attention_one_kernel_below", st.attd_short);
     cJSON_AddNumberToObject(out_model, "gemm_tile", st.gemm_tile);
+    cJSON_AddNumberToObject(out_model, "persistent_below", st.persist);
     if (!json)
         printf("\nmodel %s: create %.0f ms (device checks + context + allocations %.0f ms, upload %.0f ms = %.1f GB/s), "
                "device memory %.0f MiB, GEMV up to %d tokens, %d attention splits, one-kernel attention below "
-               "position %d, GEMM tiles of %d tokens (0: by batch)\n",
+               "position %d, GEMM tiles of %d tokens (0: by batch), persistent kernel below position %d\n",
                path, create_ms, st.context_ms, st.upload_ms, st.device_bytes / st.upload_ms / 1e6,
-               st.device_bytes / 1048576.0, st.gemv_max, st.attd_split, st.attd_short, st.gemm_tile);
+               st.device_bytes / 1048576.0, st.gemv_max, st.attd_split, st.attd_short, st.gemm_tile, st.persist);
 
     // Decode at three contexts (graphs + PDL, the default).
     static const int ctxs[] = {128, 1024, 4096};
@@ -306,28 +307,39 @@ static void model_bench(const char *path, bool quick) {
     if (!quick) {
         static const char *variants[][3] = {{"1", "0", "graphs, no PDL"},    {"0", "1", "PDL, no graphs"},
                                             {"0", "0", "no graphs, no PDL"}, {"1", "1", "norm in last blocks"},
-                                            {"1", "1", "one-kernel attention"}};
+                                            {"1", "1", "one-kernel attention"}, {"1", "1", "persistent kernel"}};
         cJSON *var = cJSON_AddArrayToObject(out_model, "decode_variants");
-        for (int i = 0; i < 5; i++) {
+        for (int i = 0; i < 6; i++) {
             set_variant(variants[i][0], variants[i][1]);
             if (i == 3) setenv("BITNET_CUDA_NORM", "last", 1);
             if (i == 4) {
                 unsetenv("BITNET_CUDA_NORM");
                 setenv("BITNET_CUDA_ATTD_SHORT", "256", 1);
             }
+            if (i == 5) {
+                unsetenv("BITNET_CUDA_ATTD_SHORT");
+                setenv("BITNET_CUDA_PERSIST", "256", 1);
+            }
             if (open_backend(&r, 512, false, &err)) goto fail;
             const double ms = decode_at(&r, 128, 64, &err);
+            bn_cuda_stats vs; // did the step replay graphs, or did capture fail (and why)
+            bn_cuda_backend_stats(r.be, &vs);
+            char why[256];
+            snprintf(why, sizeof why, "%s", vs.graph_error ? vs.graph_error : "");
             r.ops->destroy(r.be);
             r.be = NULL;
             if (ms < 0) goto fail;
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "variant", variants[i][2]);
             cJSON_AddNumberToObject(o, "ms_per_token", ms);
+            if (why[0]) cJSON_AddStringToObject(o, "graph_error", why);
             cJSON_AddItemToArray(var, o);
-            if (!json) printf("decode at context  128, %-19s: %.3f ms/token\n", variants[i][2], ms);
+            if (!json)
+                printf("decode at context  128, %-20s: %.3f ms/token%s%s\n", variants[i][2], ms,
+                       why[0] ? ", graph capture failed: " : "", why);
         }
         set_variant("1", "1");
-        unsetenv("BITNET_CUDA_ATTD_SHORT");
+        unsetenv("BITNET_CUDA_PERSIST");
     }
     goto done;
 fail:

@@ -122,6 +122,8 @@ static size_t layout(bn_backend *be, uintptr_t base) {
                                                                    (int)hp->head_dim, be->n_ctx, be->attd_split));
     be->counter_bytes = sizeof(unsigned) * hp->n_layer * BN_COUNTERS_PER_LAYER(hp->n_head, be->decode_group);
     be->counters = (unsigned *)carve(base, &off, be->counter_bytes);
+    be->d_layers = (bn_cuda_layer *)carve(base, &off, sizeof(bn_cuda_layer) * (hp->n_layer ? hp->n_layer : 1));
+    be->persist_sync = (unsigned *)carve(base, &off, 2 * sizeof(unsigned));
     be->head_x = be->n_seq > 1 ? (float *)carve(base, &off, BN_LM_ROWS * E * 4) : NULL;
     be->head_in = carve(base, &off, BN_LM_ROWS * E * bn_cuda_type_size(be->head_type));
     be->head_xscale = (float *)carve(base, &off, BN_LM_ROWS * 4);
@@ -204,7 +206,7 @@ static int check_model(const bn_model *m, bn_error *err) {
 
 static void bn_cuda_destroy(bn_backend *be) {
     if (!be) return;
-    for (int r = 0; r < 2; r++)
+    for (int r = 0; r < BN_DECODE_FORMS; r++)
         for (int k = 0; k < BN_OUT_KINDS; k++)
             if (be->graph[r][k]) (void)cudaGraphExecDestroy(be->graph[r][k]);
     if (be->st) (void)cudaStreamDestroy(be->st);
@@ -243,6 +245,22 @@ static int choose_attd_short(const bn_hparams *hp, int n_ctx) {
     const int cap = bn_cuda_attd_short_keys((int)hp->n_head, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot);
     if (n > cap) n = cap;
     return n < n_ctx ? n : n_ctx;
+}
+
+// Below which position a decode step of one sequence runs as the persistent
+// kernel (decode_persistent.cu): BITNET_CUDA_PERSIST=N asks for N keys (0 or
+// unset: never), capped by what its plan for this device and shape holds (none
+// when the weight slices do not fit). Off by default until a GPU run has
+// measured it.
+static int choose_persist(bn_backend *be) {
+    const bn_hparams *hp = &be->hp;
+    const char *v = getenv("BITNET_CUDA_PERSIST");
+    const int n = v ? atoi(v) : 0;
+    if (n <= 0 || be->plain_attention || hp->n_layer == 0) return 0;
+    if (!bn_cuda_persist_plan(&be->persist_plan, (int)hp->n_embd, (int)hp->n_ff, (int)hp->n_head, (int)hp->n_head_kv,
+                              (int)hp->head_dim, (int)hp->n_rot, be->n_ctx, n))
+        return 0;
+    return be->persist_plan.max_keys;
 }
 
 // Tokens a block of the mma GEMM takes: BITNET_CUDA_GEMM_TILE=32, 64 or 128, or
@@ -302,6 +320,7 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     be->gemv_max = choose_gemv_max(hp);
     be->attd_split = bn_cuda_attd_splits(be->n_ctx);
     be->attd_short = be->plain_attention ? 0 : choose_attd_short(hp, be->n_ctx);
+    be->persist = choose_persist(be);
     be->batch_seqs = be->n_seq > 1 && !env_is("BITNET_CUDA_BATCH", "0");
     be->decode_group = be->batch_seqs ? be->n_seq : 1;
     if (be->decode_group > be->max_batch) be->decode_group = be->max_batch;
@@ -394,6 +413,7 @@ extern "C" void bn_cuda_backend_stats(const bn_backend *be, bn_cuda_stats *out) 
     out->gemv_max = be->gemv_max;
     out->attd_split = be->attd_split;
     out->attd_short = be->attd_short;
+    out->persist = be->persist;
     out->gemm_tile = be->gemm_tile;
     out->graph_error = be->graph_error;
 }

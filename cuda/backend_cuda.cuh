@@ -17,12 +17,6 @@ extern "C" {
 // bench_cuda's GEMV/GEMM sweep measures the crossover (docs/cuda-performance.md).
 #define BN_CUDA_GEMV_MAX_DEFAULT 8
 
-typedef struct bn_cuda_layer {
-    const uint8_t *wqkv, *wo, *wgu, *wdown;
-    bn_cuda_rowscale rs_qkv, rs_o, rs_gu, rs_down;
-    const float *attn_norm, *attn_sub_norm, *ffn_norm, *ffn_sub_norm;
-} bn_cuda_layer;
-
 // The int8 input of a bitlinear: codes (rows of the input width), scale, sum.
 typedef struct bn_cuda_codes {
     int8_t *q;
@@ -31,6 +25,9 @@ typedef struct bn_cuda_codes {
 } bn_cuda_codes;
 
 enum { BN_OUT_NONE = 0, BN_OUT_LOGITS = 1, BN_OUT_ARGMAX = 2, BN_OUT_KINDS = 3 };
+// How a decode step of one token runs, each captured as graphs of its own: the
+// split-KV attention pair, the one-kernel attention, or the persistent kernel.
+enum { BN_DECODE_SPLIT = 0, BN_DECODE_SHORT = 1, BN_DECODE_PERSIST = 2, BN_DECODE_FORMS = 3 };
 
 // Per layer: the attention's next norm, the next norms of O, gate|up and down,
 // then the decode attention's group counters for up to n_tok tokens.
@@ -69,13 +66,19 @@ struct bn_backend {
     int gemv_max;         // batches up to this many tokens take the GEMV path
     int attd_split;       // splits of the decode attention
     int attd_short;       // decode tokens at positions below this take the one-kernel attention (0: never)
-    cudaGraphExec_t graph[2][BN_OUT_KINDS]; // [position < attd_short][output kind]
+    int persist;          // decode steps of one sequence at positions below this take the persistent
+                          // kernel (decode_persistent.cu; 0: never)
+    bn_persist_plan persist_plan;
+    bool after_persistent; // the layers just enqueued ran in the persistent kernel (forward_cuda.cu)
+    cudaGraphExec_t graph[BN_DECODE_FORMS][BN_OUT_KINDS]; // [decode form][output kind]
     char graph_error[600]; // why a capture failed and graphs went off, for bench_cuda
 
     // device arena and what is carved from it
     void *arena;
     size_t arena_bytes;
     bn_cuda_layer *layers; // host array of device pointers
+    bn_cuda_layer *d_layers; // the same array in device memory (the persistent kernel reads it)
+    unsigned *persist_sync;  // the persistent kernel's two barrier counters
     const void *embd, *head;
     int embd_type, head_type; // device types: F16 or F32 (a BF16 table is widened, see upload.cu)
     const float *out_norm;

@@ -9,6 +9,7 @@
 #define BN_CUDA_KERNELS_CUH
 
 #include "nq_mode.h"
+#include "persist_plan.h"
 #include <stdint.h>
 
 #include <cuda_fp16.h>
@@ -36,6 +37,14 @@ __device__ __forceinline__ float bn_row_scaled(const bn_cuda_rowscale &rs, int r
     const float o = r < rs.r1 ? rs.o0 : (r < rs.r2 ? rs.o1 : rs.o2);
     return __fmul_rn(__fmul_rn(x, s), o);
 }
+
+// One layer's weights on the device: Q|K|V and gate|up stacked (one launch
+// each), with their row scales, and the four norm weights.
+typedef struct bn_cuda_layer {
+    const uint8_t *wqkv, *wo, *wgu, *wdown;
+    bn_cuda_rowscale rs_qkv, rs_o, rs_gu, rs_down;
+    const float *attn_norm, *attn_sub_norm, *ffn_norm, *ffn_sub_norm;
+} bn_cuda_layer;
 
 // Embedding table element types (ggml numbering, see core/gguf.h). BN_CUDA_I8 is
 // ggml's I8: only the int8 head input of bn_cuda_rmsnorm_cast uses it.
@@ -167,6 +176,29 @@ cudaError_t bn_cuda_attention_decode_short(const float *qkv, int64_t ldqkv, cons
                                            float theta_scale, int n_ctx, int max_keys, __half *k_cache,
                                            __half *v_cache, const int32_t *seq, int64_t seq_stride, float *out,
                                            const bn_cuda_next_norm *nn, bool pdl, cudaStream_t st);
+
+// decode_persistent.cu - every layer of one decode token (one sequence) in one
+// persistent kernel, one block per multiprocessor, the phases separated by
+// grid-wide barriers: per layer the Q|K|V GEMV, the one-kernel attention
+// (attention_decode_short.cu's arithmetic; RoPE and the write of cache row
+// pos[0]), then the O, gate|up and down GEMVs, each block normalizing and
+// quantizing the whole input itself (as the GEMV's prologue does) while its
+// weight slices for the next layer stream into shared memory. Each bitlinear's
+// output, and so the hidden state left in x, is bit-identical to the kernel-per-
+// operation decode with the one-kernel attention. bn_cuda_persist_plan: the
+// plan for this device and shape (false: it does not fit; persist_plan.h); it
+// also raises the kernel's shared-memory limit, so call it before any capture.
+// layers: device array of n_layer; glu: the FFN's GLU mode, sub: 0 with sub-norms
+// or BN_NQ_NO_NORM (nq_mode.h); kv_layer: halves from one layer's cache to the
+// next; sync: two unsigned, zero between launches. pos[0] < plan->max_keys.
+//                                  CPU twin: the layers of cpu/forward_ref.c
+bool bn_cuda_persist_plan(bn_persist_plan *p, int E, int F, int n_head, int n_head_kv, int hd, int n_rot, int n_ctx,
+                          int keys_wanted);
+cudaError_t bn_cuda_decode_persistent(const bn_persist_plan *plan, const bn_cuda_layer *layers, int n_layer,
+                                      float eps, bn_nq_mode glu, bn_nq_mode sub, float *x, float *qkv, float *att,
+                                      float *gu, const int32_t *pos, int n_head, int n_head_kv, int hd, int n_rot,
+                                      bool neox, float theta_scale, int n_ctx, __half *k_cache, __half *v_cache,
+                                      int64_t kv_layer, unsigned *sync, cudaStream_t st);
 
 // lm_head.cu - rmsnorm of each row rounded to f16 (as bitnet.cpp and the CPU
 // backend round the head's input), stored as out_type: BN_CUDA_F16 (halves),

@@ -29,6 +29,7 @@ typedef struct bn_cuda_stats {
     int gemv_max;          // batches up to this many tokens take the GEMV path
     int attd_split;        // splits of the decode attention
     int attd_short;        // positions below this take the one-kernel decode attention (0: none)
+    int persist;           // positions below this take the persistent decode kernel (0: none)
     int gemm_tile;         // tokens a block of the mma GEMM takes (0: by batch size)
     const char *graph_error; // "" or why a graph capture failed (graphs are then off)
 } bn_cuda_stats;

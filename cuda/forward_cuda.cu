@@ -14,9 +14,9 @@
 // instead, each a normal single-sequence forward.
 //
 // Token ids and positions travel through device memory, so a decode step
-// (n == 1) is captured once per output kind (none, logits, argmax) and attention
-// form as a CUDA graph and replayed at every position (BITNET_CUDA_GRAPH=0
-// disables that).
+// (n == 1) is captured once per output kind (none, logits, argmax) and decode
+// form (the split-KV or one-kernel attention, or the persistent kernel) as a
+// CUDA graph and replayed at every position (BITNET_CUDA_GRAPH=0 disables that).
 //
 // Per layer: QKV (input: rmsnorm(x, attn_norm)) -> attention -> O (input:
 // rmsnorm(att, attn_sub_norm); += x) -> gate|up (rmsnorm(x, ffn_norm)) -> down
@@ -31,7 +31,9 @@
 // the tensor-core GEMM (the dp4a one with BITNET_CUDA_GEMM=dp4a).
 // One token takes the split-KV decode attention (RoPE and the KV write inside),
 // or below position attd_short (BITNET_CUDA_ATTD_SHORT) its one-kernel form;
-// more take rope_kv and the tensor-core prefill attention. With PDL
+// more take rope_kv and the tensor-core prefill attention. One token of one
+// sequence below position `persist` (BITNET_CUDA_PERSIST) takes none of this:
+// the persistent kernel (decode_persistent.cu) runs all its layers. With PDL
 // (backend_cuda.cuh) every kernel after the embedding may start before the one
 // before it ends.
 //
@@ -205,6 +207,26 @@ static int attention(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, 
     return 0;
 }
 
+// How a decode step of one token of slot be->seq at position p runs (the form
+// its graphs are kept under).
+static int decode_form(const bn_backend *be, int32_t p) {
+    if (p < be->persist) return BN_DECODE_PERSIST;
+    return bn_decode_one_kernel(p, be->attd_short) ? BN_DECODE_SHORT : BN_DECODE_SPLIT;
+}
+
+// Every layer of one token of slot be->seq in the persistent kernel.
+static int persistent_layers(bn_backend *be, bn_nq_mode glu, bn_nq_mode sub, bn_error *err) {
+    const bn_hparams *hp = &be->hp;
+    const size_t kv_slot = (size_t)be->n_ctx * (size_t)be->nkv, slot = (size_t)be->seq * kv_slot;
+    BN_CUDA_TRY(bn_cuda_decode_persistent(&be->persist_plan, be->d_layers, (int)hp->n_layer, hp->norm_eps, glu, sub,
+                                          be->x, be->qkv, be->att, be->gu, be->d_pos, (int)hp->n_head,
+                                          (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, hp->rope_neox,
+                                          be->rope_theta_scale, be->n_ctx, be->kc + slot, be->vc + slot,
+                                          (int64_t)(be->n_seq * kv_slot), be->persist_sync, be->st));
+    mark(be, "layers (persistent kernel)");
+    return 0;
+}
+
 // Tokens/positions of this chunk are already in h_tok/h_pos. Leaves the final
 // hidden states in be->x.
 static int enqueue_layers(bn_backend *be, int n, bn_error *err) {
@@ -217,11 +239,13 @@ static int enqueue_layers(bn_backend *be, int n, bn_error *err) {
     mark(be, "token and position upload");
     BN_CUDA_TRY(bn_cuda_embedding(be->embd, be->embd_type, be->d_tok, n, E, be->x, be->st));
     mark(be, "embedding");
+    const bn_nq_mode glu = hp->ffn_silu ? BN_NQ_SILU : BN_NQ_RELU2;
+    const bn_nq_mode sub = hp->sub_norms ? 0 : BN_NQ_NO_NORM;
+    be->after_persistent = n == 1 && !be->n_piece && decode_form(be, be->h_pos[0]) == BN_DECODE_PERSIST;
+    if (be->after_persistent) return persistent_layers(be, glu, sub, err);
     const bn_cuda_codes *c0 = &be->codes[0], *c1 = &be->codes[1];
     // With BITNET_CUDA_NORM=last the GEMVs read codes the kernel before wrote.
     const bool last = be->norm_last && n <= be->gemv_max;
-    const bn_nq_mode glu = hp->ffn_silu ? BN_NQ_SILU : BN_NQ_RELU2;
-    const bn_nq_mode sub = hp->sub_norms ? 0 : BN_NQ_NO_NORM;
     if (last && hp->n_layer > 0) {
         BN_CUDA_TRY(bn_cuda_rmsnorm_quant(be->x, E, be->layers[0].attn_norm, n, E, hp->norm_eps, false, c0->q, c0->s,
                                           c0->qsum, be->use_pdl, be->st));
@@ -259,8 +283,11 @@ static int lm_head(bn_backend *be, const float *x, int rows, int32_t *argmax, bn
     const bn_hparams *hp = &be->hp;
     const int E = (int)hp->n_embd, V = (int)hp->n_vocab;
     const int in_type = be->head_q8 ? BN_CUDA_I8 : be->head_type;
+    // Not launched early after the persistent kernel: a programmatic dependency on
+    // a cooperative launch saves a microsecond at most and is one more thing a
+    // driver's graph capture may refuse.
     BN_CUDA_TRY(bn_cuda_rmsnorm_cast(x, E, be->out_norm, rows, E, hp->norm_eps, in_type, be->head_in,
-                                     be->head_xscale, be->use_pdl, be->st));
+                                     be->head_xscale, be->use_pdl && !be->after_persistent, be->st));
     mark(be, "head rmsnorm");
     if (be->head_q8) {
         BN_CUDA_TRY(bn_cuda_head_q8_gemv(be->head_q, be->head_rs, E, V, (const int8_t *)be->head_in,
@@ -296,11 +323,8 @@ static int enqueue_decode(bn_backend *be, int kind, bn_error *err) {
     return kind == BN_OUT_NONE ? 0 : enqueue_head(be, 0, 1, kind, err);
 }
 
-// The graphs of a decode step at position p: those with the one-kernel
-// attention, or those with the split pair (the launches differ).
-static cudaGraphExec_t *decode_graphs(bn_backend *be, int32_t p) {
-    return be->graph[bn_decode_one_kernel(p, be->attd_short)];
-}
+// The graphs of a decode step at position p: one set per form (the launches differ).
+static cudaGraphExec_t *decode_graphs(bn_backend *be, int32_t p) { return be->graph[decode_form(be, p)]; }
 
 // Captures enqueue_decode once as a graph (after one eager run of the same step,
 // see forward_impl, whose position is still in h_pos). On failure the stream

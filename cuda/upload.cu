@@ -185,6 +185,9 @@ int bn_cuda_upload_model(bn_backend *be, bn_error *err) {
                                              be->head_rs, be->st));
     BN_CUDA_TRY(cudaMemsetAsync(be->head_counter, 0, sizeof(unsigned), be->st));
     BN_CUDA_TRY(cudaMemsetAsync(be->counters, 0, be->counter_bytes, be->st));
+    BN_CUDA_TRY(cudaMemcpyAsync(be->d_layers, be->layers, sizeof(bn_cuda_layer) * hp->n_layer, cudaMemcpyHostToDevice,
+                                be->st));
+    BN_CUDA_TRY(cudaMemsetAsync(be->persist_sync, 0, 2 * sizeof(unsigned), be->st));
     BN_CUDA_TRY(cudaStreamSynchronize(be->st));
     return 0;
 }

@@ -14,6 +14,9 @@
 #     fixture is a failure, not a skip;
 #     test_batch cuda (several sequences in one forward), also with the
 #     one-kernel decode attention (BITNET_CUDA_ATTD_SHORT, off by default);
+#     the persistent decode kernel (BITNET_CUDA_PERSIST, off by default) bit for
+#     bit against the kernel-per-operation step, in test_cuda, and on every
+#     family's goldens;
 #     and the trained model in models/ against its PyTorch reference on every
 #     backend (test_trained_model), and every model family against bitnet.cpp's
 #     goldens in tests/golden (test_families cuda);
@@ -104,6 +107,10 @@ step batch_cuda_one_kernel env BITNET_CUDA_ATTD_SHORT=16 "$bin/test_batch" cuda
 # Every model family's bitnet.cpp goldens (tests/golden) on the GPU; make-model
 # (the CLI) rebuilds each golden's model there.
 step families_cuda env BITNET_SOURCE_DIR="$PWD" BITNET_CLI="$cli" "$bin/test_families" cuda
+# The same goldens with every decode step in the persistent kernel (BITNET_CUDA_PERSIST,
+# off by default until measured): SiLU and no-sub-norm families, adjacent-pair RoPE, head dim 256.
+step families_cuda_persistent env BITNET_CUDA_PERSIST=512 BITNET_SOURCE_DIR="$PWD" BITNET_CLI="$cli" \
+  "$bin/test_families" cuda
 step test_cli env BITNET_CLI="$cli" "$bin/test_cli"
 
 # Golden parity of the CLI on the GPU: test_cli's golden cases on --backend cuda
@@ -133,6 +140,9 @@ step bench_2b4t "$cli" bench -m "$model" -r 3 -n 32
 calm=${BITNET_GPU_MODEL_CALM:-/tmp/bitnet-2b4t-calm.gguf}
 [ -f "$calm" ] || step make_model_calm "$cli" make-model -o "$calm" --preset 2b-4t --calm --head untied --seed 1
 step bench_calm "$cli" bench -m "$calm" -r 1 -n 8
+# The same with the persistent decode kernel at every position: its speed on the
+# 2B-4T shape, and the calm class at full depth.
+step bench_calm_persistent env BITNET_CUDA_PERSIST=4096 "$cli" bench -m "$calm" -r 1 -n 8
 # Continuous batching: aggregate decode rate of 1..64 streams in one bn_batch.
 step bench_streams "$cli" bench -m "$model" --concurrency 1,4,16,64 -n 8
 # The same batches on the mma GEMM's narrower tiles (BITNET_CUDA_GEMM_TILE, 128 by default until measured).
@@ -170,6 +180,7 @@ grep -hE "^attention decode( \(ctx = K\)|, one kernel)" "$out/bench_cuda.log" 2>
 echo "whole 'generate -p 2+2= -n 4' process, best of 3: cuda ${gpu_ms} ms, cpu ${cpu_ms} ms"
 grep -hE "^(cpu|cuda) " "$out/bench_2b4t.log" 2>/dev/null | sed 's/^/bench 2b-4t: /'
 grep -hE "^compare cuda" "$out/bench_calm.log" 2>/dev/null | sed 's/^/calm 2b-4t: /'
+grep -hE "^(cuda |compare cuda)" "$out/bench_calm_persistent.log" 2>/dev/null | sed 's/^/calm 2b-4t, persistent kernel: /'
 grep -hE "^(cpu|cuda) +[0-9]" "$out/bench_streams.log" 2>/dev/null | sed 's/^/streams 2b-4t: /'
 grep -hE "^cuda +[0-9]" "$out/bench_streams_tile_auto.log" 2>/dev/null | sed 's/^/streams 2b-4t, GEMM tiles by batch: /'
 grep -hE "^(decode at|prefill|model )" "$out/bench_cuda_10b.log" 2>/dev/null | sed 's/^/falcon3-10b: /'

@@ -1100,7 +1100,10 @@ static void test_tiny_a_model(void **state) {
                                         // the one-kernel decode attention: everywhere, and up to position
                                         // 15 (the split pair after it: both graphs of a step)
                                         {"BITNET_CUDA_ATTD_SHORT", "256"},
-                                        {"BITNET_CUDA_ATTD_SHORT", "16"}};
+                                        {"BITNET_CUDA_ATTD_SHORT", "16"},
+                                        // the persistent decode kernel: everywhere, and up to position 15
+                                        {"BITNET_CUDA_PERSIST", "256"},
+                                        {"BITNET_CUDA_PERSIST", "16"}};
     // BITNET_TEST_QUICK=1 (gpu-check.sh's memcheck run): the default only.
     const char *quick = getenv("BITNET_TEST_QUICK");
     const size_t n_variants = quick && strcmp(quick, "1") == 0 ? 1 : sizeof variants / sizeof variants[0];
@@ -1111,6 +1114,88 @@ static void test_tiny_a_model(void **state) {
         tiny_a_run();
         if (name) unsetenv(name);
     }
+}
+
+// A CUDA backend made with one environment switch set (name NULL: none).
+static bn_backend *create_with(const bn_model *m, const bn_backend_config *cfg, const char *name, const char *value) {
+    bn_error err = {{0}};
+    bn_backend *be = NULL;
+    if (name) setenv(name, value, 1);
+    const int rc = bn_backend_find("cuda")->create(m, cfg, &be, &err);
+    if (name) unsetenv(name);
+    if (rc) fail_msg("create with %s=%s: %s", name ? name : "-", name ? value : "-", err.msg);
+    return be;
+}
+
+// The persistent decode kernel must compute what the kernel-per-operation step
+// with the one-kernel attention computes, bit for bit (decode_persistent.cu):
+// the same prompt into both, then teacher-forced decode steps of random tokens
+// (the first of each output kind eager, the rest graph replays), logits and
+// greedy ids compared.
+static void persistent_vs_kernels(const char *path) {
+    bn_error err = {{0}};
+    bn_model *m = NULL;
+    assert_int_equal(bn_model_load(path, &m, &err), 0);
+    const bn_backend_ops *cuda = bn_backend_find("cuda");
+    const bn_backend_config cfg = {.max_batch = 32, .n_ctx = 128};
+    bn_backend *bp = create_with(m, &cfg, "BITNET_CUDA_PERSIST", "128");
+    bn_backend *bk = create_with(m, &cfg, "BITNET_CUDA_ATTD_SHORT", "128");
+    bn_cuda_stats sp, sk;
+    bn_cuda_backend_stats(bp, &sp);
+    bn_cuda_backend_stats(bk, &sk);
+    if (sp.persist != 128) fail_msg("no persistent plan for 128 keys on this device (%d)", sp.persist);
+    assert_int_equal(sk.persist, 0);
+    assert_int_equal(sk.attd_short, 128);
+    const int V = (int)m->hp.n_vocab, n_prompt = 7, n_steps = 90;
+    float *lp = malloc(sizeof(float) * V), *lk = malloc(sizeof(float) * V);
+    int32_t tok[n_prompt + n_steps], pos[n_prompt + n_steps];
+    uint64_t rng = 77;
+    for (int i = 0; i < n_prompt + n_steps; i++) {
+        tok[i] = (int32_t)(bn_test_rand(&rng) % (uint64_t)V);
+        pos[i] = i;
+    }
+    if (cuda->forward(bp, tok, pos, NULL, n_prompt, lp, false, &err) ||
+        cuda->forward(bk, tok, pos, NULL, n_prompt, lk, false, &err))
+        fail_msg("%s", err.msg);
+    int logit_steps = 0, argmax_steps = 0;
+    for (int i = n_prompt; i < n_prompt + n_steps; i++) {
+        if (i % 3 == 2) { // the argmax graphs
+            int32_t ip = -1, ik = -2;
+            if (cuda->forward_argmax(bp, &tok[i], &pos[i], NULL, 1, &ip, &err) ||
+                cuda->forward_argmax(bk, &tok[i], &pos[i], NULL, 1, &ik, &err))
+                fail_msg("%s", err.msg);
+            if (ip != ik) fail_msg("position %d: persistent argmax %d, kernels %d", i, ip, ik);
+            argmax_steps++;
+            continue;
+        }
+        if (cuda->forward(bp, &tok[i], &pos[i], NULL, 1, lp, false, &err) ||
+            cuda->forward(bk, &tok[i], &pos[i], NULL, 1, lk, false, &err))
+            fail_msg("%s", err.msg);
+        if (memcmp(lp, lk, sizeof(float) * V)) {
+            int first = 0;
+            while (lp[first] == lk[first]) first++;
+            fail_msg("position %d: logits differ from index %d (%.9g vs %.9g)", i, first, lp[first], lk[first]);
+        }
+        logit_steps++;
+    }
+    bn_cuda_backend_stats(bp, &sp);
+    if (!sp.graphs) fail_msg("graph capture failed: %s", sp.graph_error);
+    fprintf(stderr, "  %s: %d decode steps with logits and %d with argmax identical (positions %d-%d)\n", path,
+            logit_steps, argmax_steps, n_prompt, n_prompt + n_steps - 1);
+    free(lp);
+    free(lk);
+    cuda->destroy(bp);
+    cuda->destroy(bk);
+    bn_model_free(m);
+}
+
+static void test_persistent_decode(void **state) {
+    (void)state;
+    require_gpu();
+    char buf[4096];
+    persistent_vs_kernels(bn_shipped_path("models/bitnet-austen-6m.gguf", buf, sizeof buf));
+    BN_REQUIRE_FIXTURE(path, "tiny-a/tiny-a.gguf");
+    persistent_vs_kernels(path);
 }
 
 // --lm-head q8 on both backends: the same int8 head (rows quantized the same
@@ -1194,6 +1279,7 @@ int main(void) {
         cmocka_unit_test(test_head_q8_gemv),
         cmocka_unit_test(test_rmsnorm_cast_q8),
         cmocka_unit_test(test_tiny_a_model),
+        cmocka_unit_test(test_persistent_decode),
         cmocka_unit_test(test_tiny_a_q8_head),
 #endif
     };

@@ -1,0 +1,282 @@
+// decode_persistent.cu - every layer of a decode token in one persistent kernel.
+//
+// At batch 1 the kernel-per-operation decode spends its time between kernels,
+// not in them: on an H200 (docs/cuda-performance.md) a layer's attention and
+// four GEMVs took 45 us in a step where their bytes need 4, and a graph of six
+// kernels a layer cannot go much under 0.7 ms a step. Here one block per
+// multiprocessor runs the whole stack of layers:
+// - Each block owns a fixed run of rows of each of a layer's four matrices and
+//   keeps a shared-memory region per matrix (persist_plan.h). As soon as a
+//   phase has used its slice, the block starts copying the next layer's slice
+//   of that matrix into the same region (cp.async, one group a matrix, so
+//   "wait until the oldest group is in" is always cp.async.wait_group 3): every
+//   weight byte has about a layer's time to arrive, and the weight stream never
+//   stops for a launch.
+// - Phases of a layer, separated by grid-wide barriers: Q|K|V, attention, O
+//   (+= x), gate|up, down (+= x). Each bitlinear phase normalizes and quantizes
+//   its whole input in every block (norm_quant.cuh, 512 threads: the codes of
+//   the GEMV prologue, bit for bit) and computes its rows (gemv_block.cuh). The
+//   attention phase runs attention_decode_short.cu's block on n_head/qpb
+//   blocks (bn_atts_block): the same scores, softmax and p.V sums; the cache
+//   rows before pos come from global memory (prefetched into L2 during the
+//   Q|K|V phase) instead of shared tiles, and the new key and value row from a
+//   shared copy. So x after the last layer is bit-identical to the
+//   kernel-per-operation step with the one-kernel attention.
+// - The barrier is an arrival counter (release: __threadfence before the
+//   atomic; acquire: ld.acquire.gpu in the spin, which also keeps this
+//   multiprocessor's L1 from serving rows other blocks have rewritten). A wait
+//   past BN_PERSIST_TIMEOUT_NS traps: an error, never a hang. The launch is
+//   cooperative, so every block is resident or the launch fails.
+// The embedding before and the LM head after stay kernels of their own.
+#include "async_copy.cuh"
+#include "attention_decode.cuh"
+#include "cuda_kernels.cuh"
+#include "gemv_block.cuh"
+#include "norm_quant.cuh"
+#include "rope.cuh"
+
+#define BN_PERSIST_THREADS BN_NQ_THREADS
+#define BN_PERSIST_TIMEOUT_NS 5000000000ull // 5 s: far above any phase, even under compute-sanitizer
+
+typedef struct bn_persist_args {
+    bn_persist_plan plan;
+    const bn_cuda_layer *layers; // n_layer, device memory
+    int n_layer;
+    float eps;
+    int o_mode, down_mode;  // nq_mode.h: the O projection's input (its sub-norm, or none) and the down one's (GLU)
+    float *x, *qkv, *gu;
+    bn_attd_args att;       // the attention's shape, pos, layer 0's cache, out (the O input)
+    int64_t kv_layer;       // halves from one layer's cache to the next
+    unsigned *sync;         // [0] barrier arrivals, [1] blocks done; zero between launches
+} bn_persist_args;
+
+__device__ __forceinline__ unsigned long long bn_globaltimer() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+__device__ __forceinline__ unsigned bn_ld_acquire(const unsigned *p) {
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+// Every block arrives before any leaves; writes before it are seen after it.
+// count: arrivals this launch; target: blocks x barriers so far.
+__device__ __forceinline__ void bn_grid_barrier(unsigned *count, unsigned target) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        atomicAdd(count, 1u);
+        const unsigned long long t0 = bn_globaltimer();
+        while (bn_ld_acquire(count) < target)
+            if (bn_globaltimer() - t0 > BN_PERSIST_TIMEOUT_NS) __trap();
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+__device__ __forceinline__ const uint8_t *bn_persist_weights(const bn_cuda_layer &C, int i) {
+    return i == BN_PERSIST_QKV ? C.wqkv : i == BN_PERSIST_O ? C.wo : i == BN_PERSIST_GU ? C.wgu : C.wdown;
+}
+
+// This block's rows [r0, r0 + n) of matrix i (n may be 0 or less for the last blocks).
+__device__ __forceinline__ int bn_persist_rows(const bn_persist_plan &p, int i, int *r0) {
+    *r0 = blockIdx.x * p.rows[i];
+    return min(p.rows[i], p.M[i] - *r0);
+}
+
+// Starts copying this block's rows of matrix i of layer l into its region, as
+// one cp.async group (an empty one past the last layer: every thread commits
+// the same groups in the same order, which the waits count on).
+__device__ __forceinline__ void bn_persist_fetch(const bn_persist_args &a, int l, int i, unsigned char *smem) {
+    if (l < a.n_layer) {
+        const int64_t rowb = a.plan.K[i] / 4;
+        int r0;
+        const int n = bn_persist_rows(a.plan, i, &r0);
+        const int4 *src = reinterpret_cast<const int4 *>(bn_persist_weights(a.layers[l], i) + r0 * rowb);
+        int4 *dst = reinterpret_cast<int4 *>(smem + a.plan.off[i]);
+        for (int64_t k = threadIdx.x; k < n * rowb / 16; k += blockDim.x) bn_cp_async16(dst + k, src + k);
+    }
+    bn_cp_async_commit();
+}
+
+// One bitlinear phase: y (+)= W_i . quant(norm(x)) on this block's rows, then
+// the next layer's slice of W_i on its way.
+__device__ __forceinline__ void bn_persist_bitlinear(const bn_persist_args &a, int l, int i, const float *x,
+                                                     const float *norm_w, int mode, const bn_cuda_rowscale &rs,
+                                                     bool add, float *y, unsigned char *smem) {
+    __shared__ float s_sc;
+    __shared__ int s_qs;
+    const int K = a.plan.K[i];
+    int8_t *codes = reinterpret_cast<int8_t *>(smem + a.plan.work);
+    float *hs = reinterpret_cast<float *>(smem + a.plan.work + a.plan.codes_bytes);
+    float sc;
+    int qs;
+    bn_block_norm_quant(x, K, norm_w, a.eps, mode, hs, &sc, &qs,
+                        [&](int k, int v) { codes[bn_gemv_code_slot(k, K)] = (int8_t)v; });
+    if (threadIdx.x == 0) {
+        s_sc = sc;
+        s_qs = qs;
+    }
+    bn_cp_async_wait_group<BN_PERSIST_MATS - 1>(); // this matrix's slice: the oldest group in flight
+    __syncthreads();
+    int r0;
+    const int n = bn_persist_rows(a.plan, i, &r0);
+    const int4 *w = reinterpret_cast<const int4 *>(smem + a.plan.off[i]), *q = reinterpret_cast<const int4 *>(codes);
+    switch (bn_gemv_lanes_per_row(K)) {
+    case 8: bn_gemv_rows<8>(w, K, r0, n, q, 1, &s_sc, &s_qs, rs, add, y, 0); break;
+    case 4: bn_gemv_rows<4>(w, K, r0, n, q, 1, &s_sc, &s_qs, rs, add, y, 0); break;
+    default: bn_gemv_rows<2>(w, K, r0, n, q, 1, &s_sc, &s_qs, rs, add, y, 0); break;
+    }
+    __syncthreads(); // the region is read: the next layer's slice may replace it
+    bn_persist_fetch(a, l + 1, i, smem);
+}
+
+// The first query head of this block's attention group; n_head and above: none.
+__device__ __forceinline__ int bn_persist_att_head(const bn_attd_args &at) { return blockIdx.x * at.qpb; }
+
+// Layer l's cache of KV head g.
+__device__ __forceinline__ int64_t bn_persist_kv_base(const bn_persist_args &a, int l, int g) {
+    return l * a.kv_layer + (int64_t)g * a.att.n_ctx * a.att.hd;
+}
+
+// The cache rows before pos that the attention phase of layer l will read, into L2.
+__device__ __forceinline__ void bn_persist_prefetch_kv(const bn_persist_args &a, int l) {
+    const bn_attd_args &at = a.att;
+    const int h0 = bn_persist_att_head(at);
+    if (h0 >= at.n_head) return;
+    const int64_t base = bn_persist_kv_base(a, l, h0 / (at.n_head / at.n_head_kv));
+    const char *k = reinterpret_cast<const char *>(at.kc + base), *v = reinterpret_cast<const char *>(at.vc + base);
+    const int64_t bytes = (int64_t)at.pos[0] * at.hd * 2;
+    for (int64_t o = threadIdx.x * 128; o < bytes; o += blockDim.x * 128) {
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(k + o));
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(v + o));
+    }
+}
+
+// The attention phase of layer l on this block's group of query heads.
+__device__ __forceinline__ void bn_persist_attention(const bn_persist_args &a, int l, unsigned char *smem) {
+    const bn_attd_args &at = a.att;
+    const int h0 = bn_persist_att_head(at);
+    if (h0 >= at.n_head) return; // uniform across the block
+    const int hd = at.hd, qpb = at.qpb, p = at.pos[0], K = a.plan.max_keys;
+    if (p >= K) __trap(); // the backend keeps pos below max_keys: past it the scores would overflow
+    const int64_t base = bn_persist_kv_base(a, l, h0 / (at.n_head / at.n_head_kv)), row_p = (int64_t)p * hd;
+    __half *kc = at.kc + base, *vc = at.vc + base;
+    // The working region, as bn_persist_att_bytes counts it (the K and V rows first: 16-byte aligned).
+    __half *krow = reinterpret_cast<__half *>(smem + a.plan.work), *vrow = krow + hd;
+    float *sq = reinterpret_cast<float *>(vrow + hd);
+    float *sc = sq + qpb * hd, *cs = sc + qpb * K, *sn = cs + at.n_rot / 2, *part = sn + at.n_rot / 2;
+    bn_rope_table(p, at.n_rot / 2, at.theta_scale, cs, sn);
+    __syncthreads();
+    bn_atts_block(
+        at, 0, h0, p, cs, sn, sq, sc, K, part,
+        [&](int d, __half v, bool writer) {
+            krow[d] = v;
+            if (writer) kc[row_p + d] = v;
+        },
+        [&](int d, __half v, bool writer) {
+            vrow[d] = v;
+            if (writer) vc[row_p + d] = v;
+        },
+        [] {},
+        [&](int j, int c) {
+            return reinterpret_cast<const uint4 *>(j == p ? krow : kc + (int64_t)j * hd)[c];
+        },
+        [&](int j, int c) {
+            return reinterpret_cast<const uint4 *>(j == p ? vrow : vc + (int64_t)j * hd)[c];
+        });
+}
+
+__global__ void __launch_bounds__(BN_PERSIST_THREADS, 1) bn_persist_kernel(bn_persist_args a) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    for (int i = 0; i < BN_PERSIST_MATS; i++) bn_persist_fetch(a, 0, i, smem);
+    const unsigned nb = gridDim.x;
+    unsigned passed = 0;
+    for (int l = 0; l < a.n_layer; l++) {
+        const bn_cuda_layer &C = a.layers[l];
+        bn_persist_prefetch_kv(a, l);
+        bn_persist_bitlinear(a, l, BN_PERSIST_QKV, a.x, C.attn_norm, 0, C.rs_qkv, false, a.qkv, smem);
+        bn_grid_barrier(a.sync, ++passed * nb);
+        bn_persist_attention(a, l, smem);
+        bn_grid_barrier(a.sync, ++passed * nb);
+        bn_persist_bitlinear(a, l, BN_PERSIST_O, a.att.out, C.attn_sub_norm, a.o_mode, C.rs_o, true, a.x, smem);
+        bn_grid_barrier(a.sync, ++passed * nb);
+        bn_persist_bitlinear(a, l, BN_PERSIST_GU, a.x, C.ffn_norm, 0, C.rs_gu, false, a.gu, smem);
+        bn_grid_barrier(a.sync, ++passed * nb);
+        bn_persist_bitlinear(a, l, BN_PERSIST_DOWN, a.gu, C.ffn_sub_norm, a.down_mode, C.rs_down, true, a.x, smem);
+        if (l + 1 < a.n_layer) bn_grid_barrier(a.sync, ++passed * nb);
+    }
+    // The last block out resets the counters for the next launch: every block
+    // has passed every barrier by then, so none still reads them.
+    bn_cp_async_wait_all(); // only empty groups are left
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        if (atomicAdd(&a.sync[1], 1u) == nb - 1) {
+            a.sync[0] = 0;
+            a.sync[1] = 0;
+        }
+    }
+}
+
+bool bn_cuda_persist_plan(bn_persist_plan *p, int E, int F, int n_head, int n_head_kv, int hd, int n_rot, int n_ctx,
+                          int keys_wanted) {
+    int sms = 0, optin = 0, coop = 0, dev = 0;
+    if (n_head_kv <= 0 || n_head % n_head_kv || cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) != cudaSuccess || !coop)
+        return false;
+    // 2 KiB for the kernel's static shared memory (reduction scratch, the input's scale).
+    const int qpb = bn_cuda_attd_heads_per_block(n_head, n_head_kv);
+    if (!bn_persist_plan_make(p, sms, (size_t)optin - 2048, E, F, n_head * hd, n_head_kv * hd, hd, qpb, n_rot, n_ctx,
+                              keys_wanted) ||
+        cudaFuncSetAttribute(bn_persist_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)p->smem) !=
+            cudaSuccess)
+        return false;
+    int per_sm = 0; // a cooperative launch needs every block resident at once
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, bn_persist_kernel, BN_PERSIST_THREADS, p->smem) ==
+               cudaSuccess &&
+           per_sm >= 1;
+}
+
+cudaError_t bn_cuda_decode_persistent(const bn_persist_plan *plan, const bn_cuda_layer *layers, int n_layer,
+                                      float eps, bn_nq_mode glu, bn_nq_mode sub, float *x, float *qkv, float *att,
+                                      float *gu, const int32_t *pos, int n_head, int n_head_kv, int hd, int n_rot,
+                                      bool neox, float theta_scale, int n_ctx, __half *k_cache, __half *v_cache,
+                                      int64_t kv_layer, unsigned *sync, cudaStream_t st) {
+    bn_persist_args a = {};
+    const int nq = n_head * hd, nkv = n_head_kv * hd;
+    if (!plan || plan->max_keys <= 0 || n_layer <= 0 ||
+        !bn_attd_args_init(&a.att, qkv, nq + 2 * nkv, pos, n_head, n_head_kv, hd, n_rot, neox, theta_scale, n_ctx,
+                           k_cache, v_cache, NULL, 0, att, NULL) ||
+        plan->K[BN_PERSIST_QKV] != nq || plan->M[BN_PERSIST_QKV] != nq + 2 * nkv ||
+        plan->blocks * a.att.qpb < n_head) // one block per group of query heads
+        return cudaErrorInvalidValue;
+    a.att.max_keys = plan->max_keys;
+    a.plan = *plan;
+    a.layers = layers;
+    a.n_layer = n_layer;
+    a.eps = eps;
+    a.o_mode = sub;
+    a.down_mode = glu | sub;
+    a.x = x;
+    a.qkv = qkv;
+    a.gu = gu;
+    a.kv_layer = kv_layer;
+    a.sync = sync;
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeCooperative;
+    attr[0].val.cooperative = 1;
+    cfg.gridDim = dim3(plan->blocks);
+    cfg.blockDim = dim3(BN_PERSIST_THREADS);
+    cfg.dynamicSmemBytes = plan->smem;
+    cfg.stream = st;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, bn_persist_kernel, a);
+}
