@@ -6,12 +6,12 @@
 
 #include <cuda_fp16.h>
 
+#include "attention_smem.h"
 #include "cuda_kernels.cuh"
 #include "norm_quant.cuh"
 #include "reduce.cuh"
 #include "rope.cuh"
 
-#define BN_ATTD_QPB 8 // query heads a block serves at most
 
 // What a decode-attention kernel reads: the first block for both forms, then
 // the split pair's scratch (attention_decode.cu) or the one-kernel form's
@@ -67,6 +67,23 @@ static inline bool bn_attd_args_init(bn_attd_args *a, const float *qkv, int64_t 
     a->out = out;
     if (nn) a->nn = *nn;
     return true;
+}
+
+// The split pair's part of *a (initialized for n_tok tokens): n_split splits,
+// its scratch (bn_cuda_attd_scratch_bytes) carved in that function's order, each
+// piece 256-aligned, and the group counters.
+static inline void bn_attd_args_split(bn_attd_args *a, int n_tok, int n_split, void *scratch, unsigned *group_counters) {
+    const size_t th = (size_t)n_tok * a->n_head;
+    uintptr_t p = ((uintptr_t)scratch + 255) & ~(uintptr_t)255;
+    a->n_split = n_split;
+    a->ssum = (double *)p;
+    p += (th * n_split * sizeof(double) + 255) & ~(size_t)255;
+    a->smax = (float *)p;
+    p += (th * n_split * sizeof(float) + 255) & ~(size_t)255;
+    a->opart = (float *)p;
+    p += (th * n_split * a->hd * sizeof(float) + 255) & ~(size_t)255;
+    a->scores = (float *)p;
+    a->group_counter = group_counters;
 }
 
 __device__ __forceinline__ void bn_half8_to_float(uint4 u, float *f) {
@@ -161,10 +178,6 @@ __device__ __forceinline__ float bn_attd_partials_sum(const float *part, int kp,
     for (int r = 0; r < kp; r++) sum += part[r * width + o];
     return sum;
 }
-
-// Threads of the one-kernel form's block; a larger block (the persistent
-// kernel's) runs its p.V on this many threads, so both add the same partials.
-#define BN_ATTS_THREADS 128
 
 // The one-kernel form's attention of token t for query heads h0 .. h0+qpb-1
 // (GQA group g = h0 / (n_head / n_head_kv)) at position p, once the RoPE table
