@@ -172,6 +172,17 @@ static void set_variant(const char *graph, const char *pdl) {
     setenv("BITNET_CUDA_PDL", pdl, 1);
 }
 
+// Sets (or, with on false, unsets) the NAME=VALUE switches env[0..1] (NULL: none).
+static void set_switches(const char *const env[2], bool on) {
+    for (int i = 0; i < 2 && env[i]; i++) {
+        char name[64];
+        const char *eq = strchr(env[i], '=');
+        snprintf(name, sizeof name, "%.*s", (int)(eq - env[i]), env[i]);
+        if (on) setenv(name, eq + 1, 1);
+        else unsetenv(name);
+    }
+}
+
 static void profile(model_run *r, int ctx, cJSON *arr) {
     bn_error err = {{0}};
     if (r->ops->forward(r->be, r->toks, r->pos, NULL, ctx - 1, NULL, false, &err)) return;
@@ -303,25 +314,31 @@ static void model_bench(const char *path, bool quick) {
     r.ops->destroy(r.be);
     r.be = NULL;
 
-    // Decode at context 128 with graphs and PDL switched off in turn.
+    // Decode with graphs and PDL switched off in turn, and with the opt-in paths on.
     if (!quick) {
-        static const char *variants[][3] = {{"1", "0", "graphs, no PDL"},    {"0", "1", "PDL, no graphs"},
-                                            {"0", "0", "no graphs, no PDL"}, {"1", "1", "norm in last blocks"},
-                                            {"1", "1", "one-kernel attention"}, {"1", "1", "persistent kernel"}};
+        typedef struct variant {
+            const char *graph, *pdl, *name, *env[2]; // env: NAME=VALUE switches set for this run
+            int ctx;
+        } variant;
+        static const variant variants[] = {
+            {"1", "0", "graphs, no PDL", {NULL, NULL}, 128},
+            {"0", "1", "PDL, no graphs", {NULL, NULL}, 128},
+            {"0", "0", "no graphs, no PDL", {NULL, NULL}, 128},
+            {"1", "1", "norm in last blocks", {"BITNET_CUDA_NORM=last", NULL}, 128},
+            {"1", "1", "one-kernel attention", {"BITNET_CUDA_ATTD_SHORT=256", NULL}, 128},
+            {"1", "1", "persistent kernel", {"BITNET_CUDA_PERSIST=4096", NULL}, 128},
+            {"1", "1", "persistent, one-kernel attention", {"BITNET_CUDA_PERSIST=4096", "BITNET_CUDA_ATTD_SHORT=256"}, 128},
+            {"1", "1", "persistent kernel", {"BITNET_CUDA_PERSIST=4096", NULL}, 1024},
+            {"1", "1", "persistent kernel", {"BITNET_CUDA_PERSIST=4096", NULL}, 4096}};
         cJSON *var = cJSON_AddArrayToObject(out_model, "decode_variants");
-        for (int i = 0; i < 6; i++) {
-            set_variant(variants[i][0], variants[i][1]);
-            if (i == 3) setenv("BITNET_CUDA_NORM", "last", 1);
-            if (i == 4) {
-                unsetenv("BITNET_CUDA_NORM");
-                setenv("BITNET_CUDA_ATTD_SHORT", "256", 1);
-            }
-            if (i == 5) {
-                unsetenv("BITNET_CUDA_ATTD_SHORT");
-                setenv("BITNET_CUDA_PERSIST", "256", 1);
-            }
-            if (open_backend(&r, 512, false, &err)) goto fail;
-            const double ms = decode_at(&r, 128, 64, &err);
+        for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+            const variant *v = &variants[i];
+            set_variant(v->graph, v->pdl);
+            set_switches(v->env, true);
+            const int ok = open_backend(&r, 512, false, &err);
+            set_switches(v->env, false);
+            if (ok) goto fail;
+            const double ms = decode_at(&r, v->ctx, 64, &err);
             bn_cuda_stats vs; // did the step replay graphs, or did capture fail (and why)
             bn_cuda_backend_stats(r.be, &vs);
             char why[256];
@@ -330,16 +347,16 @@ static void model_bench(const char *path, bool quick) {
             r.be = NULL;
             if (ms < 0) goto fail;
             cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "variant", variants[i][2]);
+            cJSON_AddStringToObject(o, "variant", v->name);
+            cJSON_AddNumberToObject(o, "context", v->ctx);
             cJSON_AddNumberToObject(o, "ms_per_token", ms);
             if (why[0]) cJSON_AddStringToObject(o, "graph_error", why);
             cJSON_AddItemToArray(var, o);
             if (!json)
-                printf("decode at context  128, %-20s: %.3f ms/token%s%s\n", variants[i][2], ms,
+                printf("decode at context %4d, %-32s: %.3f ms/token%s%s\n", v->ctx, v->name, ms,
                        why[0] ? ", graph capture failed: " : "", why);
         }
         set_variant("1", "1");
-        unsetenv("BITNET_CUDA_PERSIST");
     }
     goto done;
 fail:

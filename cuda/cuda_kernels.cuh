@@ -179,18 +179,20 @@ cudaError_t bn_cuda_attention_decode_short(const float *qkv, int64_t ldqkv, cons
 
 // decode_persistent.cu - every layer of one decode token (one sequence) in one
 // persistent kernel, one block per multiprocessor, the phases separated by
-// grid-wide barriers: per layer the Q|K|V GEMV, the one-kernel attention
-// (attention_decode_short.cu's arithmetic; RoPE and the write of cache row
-// pos[0]), then the O, gate|up and down GEMVs, each block normalizing and
-// quantizing the whole input itself (as the GEMV's prologue does) while its
-// weight slices for the next layer stream into shared memory. Each bitlinear's
-// output, and so the hidden state left in x, is bit-identical to the kernel-per-
-// operation decode with the one-kernel attention. bn_cuda_persist_plan: the
-// plan for this device and shape (false: it does not fit; persist_plan.h); it
+// grid-wide barriers: per layer the Q|K|V GEMV, the attention (below position
+// short_below the one-kernel form's arithmetic, else the split pair's, with
+// n_split splits, attd_scratch and group_counters as bn_cuda_attention_decode
+// takes them; RoPE and the write of cache row pos[0] inside), then the O,
+// gate|up and down GEMVs, each block normalizing and quantizing the whole input
+// itself (as the GEMV's prologue does) while its weight slices for the next
+// layer stream into shared memory. Each bitlinear's output, and so the hidden
+// state left in x, is bit-identical to the kernel-per-operation decode's.
+// bn_cuda_persist_plan: the plan for this device and shape, with the one-kernel
+// form for up to keys_wanted keys (false: it does not fit; persist_plan.h); it
 // also raises the kernel's shared-memory limit, so call it before any capture.
 // layers: device array of n_layer; glu: the FFN's GLU mode, sub: 0 with sub-norms
 // or BN_NQ_NO_NORM (nq_mode.h); kv_layer: halves from one layer's cache to the
-// next; sync: two unsigned, zero between launches. pos[0] < plan->max_keys.
+// next; short_below <= plan->max_keys; sync: two unsigned, zero between launches.
 //                                  CPU twin: the layers of cpu/forward_ref.c
 bool bn_cuda_persist_plan(bn_persist_plan *p, int E, int F, int n_head, int n_head_kv, int hd, int n_rot, int n_ctx,
                           int keys_wanted);
@@ -198,7 +200,8 @@ cudaError_t bn_cuda_decode_persistent(const bn_persist_plan *plan, const bn_cuda
                                       float eps, bn_nq_mode glu, bn_nq_mode sub, float *x, float *qkv, float *att,
                                       float *gu, const int32_t *pos, int n_head, int n_head_kv, int hd, int n_rot,
                                       bool neox, float theta_scale, int n_ctx, __half *k_cache, __half *v_cache,
-                                      int64_t kv_layer, unsigned *sync, cudaStream_t st);
+                                      int64_t kv_layer, int short_below, int n_split, void *attd_scratch,
+                                      unsigned *group_counters, unsigned *sync, cudaStream_t st);
 
 // lm_head.cu - rmsnorm of each row rounded to f16 (as bitnet.cpp and the CPU
 // backend round the head's input), stored as out_type: BN_CUDA_F16 (halves),

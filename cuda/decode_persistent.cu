@@ -15,13 +15,16 @@
 // - Phases of a layer, separated by grid-wide barriers: Q|K|V, attention, O
 //   (+= x), gate|up, down (+= x). Each bitlinear phase normalizes and quantizes
 //   its whole input in every block (norm_quant.cuh, 512 threads: the codes of
-//   the GEMV prologue, bit for bit) and computes its rows (gemv_block.cuh). The
-//   attention phase runs attention_decode_short.cu's block on n_head/qpb
-//   blocks (bn_atts_block): the same scores, softmax and p.V sums; the cache
-//   rows before pos come from global memory (prefetched into L2 during the
-//   Q|K|V phase) instead of shared tiles, and the new key and value row from a
-//   shared copy. So x after the last layer is bit-identical to the
-//   kernel-per-operation step with the one-kernel attention.
+//   the GEMV prologue, bit for bit) and computes its rows (gemv_block.cuh).
+//   Attention takes the form the kernel-per-operation step would take at this
+//   position: below short_below (BITNET_CUDA_ATTD_SHORT) one phase running
+//   attention_decode_short.cu's block on n_head/qpb blocks (bn_atts_block; the
+//   cache rows before pos come from global memory, prefetched into L2 during
+//   the Q|K|V phase, instead of shared tiles, and the new key and value row from
+//   a shared copy), else two phases running the split pair's kernels A and B
+//   (attention_split.cuh) on every (head block, split), as many per block as it
+//   takes. The same arithmetic in the same order, so x after the last layer is
+//   bit-identical to the kernel-per-operation step's.
 // - The barrier is an arrival counter (release: __threadfence before the
 //   atomic; acquire: ld.acquire.gpu in the spin, which also keeps this
 //   multiprocessor's L1 from serving rows other blocks have rewritten). A wait
@@ -29,7 +32,7 @@
 //   cooperative, so every block is resident or the launch fails.
 // The embedding before and the LM head after stay kernels of their own.
 #include "async_copy.cuh"
-#include "attention_decode.cuh"
+#include "attention_split.cuh"
 #include "cuda_kernels.cuh"
 #include "gemv_block.cuh"
 #include "norm_quant.cuh"
@@ -45,8 +48,9 @@ typedef struct bn_persist_args {
     float eps;
     int o_mode, down_mode;  // nq_mode.h: the O projection's input (its sub-norm, or none) and the down one's (GLU)
     float *x, *qkv, *gu;
-    bn_attd_args att;       // the attention's shape, pos, layer 0's cache, out (the O input)
+    bn_attd_args att;       // the attention's shape, pos, layer 0's cache, out (the O input), split scratch
     int64_t kv_layer;       // halves from one layer's cache to the next
+    int short_below;        // positions below it take the one-block attention (<= plan.max_keys)
     unsigned *sync;         // [0] barrier arrivals, [1] blocks done; zero between launches
 } bn_persist_args;
 
@@ -134,45 +138,37 @@ __device__ __forceinline__ void bn_persist_bitlinear(const bn_persist_args &a, i
     bn_persist_fetch(a, l + 1, i, smem);
 }
 
-// The first query head of this block's attention group; n_head and above: none.
-__device__ __forceinline__ int bn_persist_att_head(const bn_attd_args &at) { return blockIdx.x * at.qpb; }
-
-// Layer l's cache of KV head g.
-__device__ __forceinline__ int64_t bn_persist_kv_base(const bn_persist_args &a, int l, int g) {
-    return l * a.kv_layer + (int64_t)g * a.att.n_ctx * a.att.hd;
-}
-
-// The cache rows before pos that the attention phase of layer l will read, into L2.
-__device__ __forceinline__ void bn_persist_prefetch_kv(const bn_persist_args &a, int l) {
-    const bn_attd_args &at = a.att;
-    const int h0 = bn_persist_att_head(at);
-    if (h0 >= at.n_head) return;
-    const int64_t base = bn_persist_kv_base(a, l, h0 / (at.n_head / at.n_head_kv));
-    const char *k = reinterpret_cast<const char *>(at.kc + base), *v = reinterpret_cast<const char *>(at.vc + base);
-    const int64_t bytes = (int64_t)at.pos[0] * at.hd * 2;
-    for (int64_t o = threadIdx.x * 128; o < bytes; o += blockDim.x * 128) {
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(k + o));
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(v + o));
+// The cache rows before pos that layer l's attention (al: its cache) will read, into L2.
+__device__ __forceinline__ void bn_persist_prefetch_kv(const bn_attd_args &al, int p) {
+    const int G = al.n_head / al.n_head_kv;
+    for (int hb = blockIdx.x; hb * al.qpb < al.n_head; hb += gridDim.x) {
+        const int64_t base = (int64_t)(hb * al.qpb / G) * al.n_ctx * al.hd, bytes = (int64_t)p * al.hd * 2;
+        const char *k = reinterpret_cast<const char *>(al.kc + base), *v = reinterpret_cast<const char *>(al.vc + base);
+        for (int64_t o = threadIdx.x * 128; o < bytes; o += blockDim.x * 128) {
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(k + o));
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(v + o));
+        }
     }
 }
 
-// The attention phase of layer l on this block's group of query heads.
-__device__ __forceinline__ void bn_persist_attention(const bn_persist_args &a, int l, unsigned char *smem) {
-    const bn_attd_args &at = a.att;
-    const int h0 = bn_persist_att_head(at);
-    if (h0 >= at.n_head) return; // uniform across the block
-    const int hd = at.hd, qpb = at.qpb, p = at.pos[0], K = a.plan.max_keys;
-    if (p >= K) __trap(); // the backend keeps pos below max_keys: past it the scores would overflow
-    const int64_t base = bn_persist_kv_base(a, l, h0 / (at.n_head / at.n_head_kv)), row_p = (int64_t)p * hd;
-    __half *kc = at.kc + base, *vc = at.vc + base;
+// The one-block attention at position p (< plan.max_keys) on blocks 0 ..
+// n_head/qpb - 1, one group of query heads each; al: this layer's cache.
+__device__ __forceinline__ void bn_persist_attention_one(const bn_persist_args &a, const bn_attd_args &al, int p,
+                                                         unsigned char *smem) {
+    const int h0 = blockIdx.x * al.qpb;
+    if (h0 >= al.n_head) return; // uniform across the block
+    const int hd = al.hd, qpb = al.qpb, K = a.plan.max_keys;
+    if (p >= K) __trap(); // the backend keeps short_below <= max_keys: past it the scores would overflow
+    const int64_t base = (int64_t)(h0 / (al.n_head / al.n_head_kv)) * al.n_ctx * hd, row_p = (int64_t)p * hd;
+    __half *kc = al.kc + base, *vc = al.vc + base;
     // The working region, as bn_persist_att_bytes counts it (the K and V rows first: 16-byte aligned).
     __half *krow = reinterpret_cast<__half *>(smem + a.plan.work), *vrow = krow + hd;
     float *sq = reinterpret_cast<float *>(vrow + hd);
-    float *sc = sq + qpb * hd, *cs = sc + qpb * K, *sn = cs + at.n_rot / 2, *part = sn + at.n_rot / 2;
-    bn_rope_table(p, at.n_rot / 2, at.theta_scale, cs, sn);
+    float *sc = sq + qpb * hd, *cs = sc + qpb * K, *sn = cs + al.n_rot / 2, *part = sn + al.n_rot / 2;
+    bn_rope_table(p, al.n_rot / 2, al.theta_scale, cs, sn);
     __syncthreads();
     bn_atts_block(
-        at, 0, h0, p, cs, sn, sq, sc, K, part,
+        al, 0, h0, p, cs, sn, sq, sc, K, part,
         [&](int d, __half v, bool writer) {
             krow[d] = v;
             if (writer) kc[row_p + d] = v;
@@ -190,17 +186,39 @@ __device__ __forceinline__ void bn_persist_attention(const bn_persist_args &a, i
         });
 }
 
+// The split pair's two steps, each (head block, split) on block (its index)
+// mod gridDim.x, with a grid barrier between them; al: this layer's cache.
+__device__ __forceinline__ void bn_persist_attention_split(const bn_persist_args &a, const bn_attd_args &al,
+                                                           unsigned char *smem, unsigned *passed) {
+    float *sm = reinterpret_cast<float *>(smem + a.plan.work);
+    const int n_hb = al.n_head / al.qpb, nv = n_hb * al.n_split;
+    for (int v = blockIdx.x; v < nv; v += gridDim.x) { // uniform across the block
+        bn_attd_scores_block(al, 0, v % n_hb, v / n_hb, sm);
+        __syncthreads(); // sm is the next one's
+    }
+    bn_grid_barrier(a.sync, ++*passed * gridDim.x);
+    for (int v = blockIdx.x; v < nv; v += gridDim.x) {
+        bn_attd_values_block(al, 0, v % n_hb, n_hb, v / n_hb, sm);
+        __syncthreads();
+    }
+}
+
 __global__ void __launch_bounds__(BN_PERSIST_THREADS, 1) bn_persist_kernel(bn_persist_args a) {
     extern __shared__ __align__(16) unsigned char smem[];
     for (int i = 0; i < BN_PERSIST_MATS; i++) bn_persist_fetch(a, 0, i, smem);
     const unsigned nb = gridDim.x;
+    const int p = a.att.pos[0]; // the same in every block: every block takes the same phases
     unsigned passed = 0;
     for (int l = 0; l < a.n_layer; l++) {
         const bn_cuda_layer &C = a.layers[l];
-        bn_persist_prefetch_kv(a, l);
+        bn_attd_args al = a.att; // layer l's cache
+        al.kc += l * a.kv_layer;
+        al.vc += l * a.kv_layer;
+        bn_persist_prefetch_kv(al, p);
         bn_persist_bitlinear(a, l, BN_PERSIST_QKV, a.x, C.attn_norm, 0, C.rs_qkv, false, a.qkv, smem);
         bn_grid_barrier(a.sync, ++passed * nb);
-        bn_persist_attention(a, l, smem);
+        if (p < a.short_below) bn_persist_attention_one(a, al, p, smem);
+        else bn_persist_attention_split(a, al, smem, &passed);
         bn_grid_barrier(a.sync, ++passed * nb);
         bn_persist_bitlinear(a, l, BN_PERSIST_O, a.att.out, C.attn_sub_norm, a.o_mode, C.rs_o, true, a.x, smem);
         bn_grid_barrier(a.sync, ++passed * nb);
@@ -247,16 +265,19 @@ cudaError_t bn_cuda_decode_persistent(const bn_persist_plan *plan, const bn_cuda
                                       float eps, bn_nq_mode glu, bn_nq_mode sub, float *x, float *qkv, float *att,
                                       float *gu, const int32_t *pos, int n_head, int n_head_kv, int hd, int n_rot,
                                       bool neox, float theta_scale, int n_ctx, __half *k_cache, __half *v_cache,
-                                      int64_t kv_layer, unsigned *sync, cudaStream_t st) {
+                                      int64_t kv_layer, int short_below, int n_split, void *attd_scratch,
+                                      unsigned *group_counters, unsigned *sync, cudaStream_t st) {
     bn_persist_args a = {};
     const int nq = n_head * hd, nkv = n_head_kv * hd;
-    if (!plan || plan->max_keys <= 0 || n_layer <= 0 ||
+    if (!plan || plan->max_keys <= 0 || n_layer <= 0 || n_split <= 0 || short_below > plan->max_keys ||
         !bn_attd_args_init(&a.att, qkv, nq + 2 * nkv, pos, n_head, n_head_kv, hd, n_rot, neox, theta_scale, n_ctx,
                            k_cache, v_cache, NULL, 0, att, NULL) ||
         plan->K[BN_PERSIST_QKV] != nq || plan->M[BN_PERSIST_QKV] != nq + 2 * nkv ||
-        plan->blocks * a.att.qpb < n_head) // one block per group of query heads
+        (short_below > 0 && plan->blocks * a.att.qpb < n_head)) // the one-block form: a block per head group
         return cudaErrorInvalidValue;
     a.att.max_keys = plan->max_keys;
+    bn_attd_args_split(&a.att, 1, n_split, attd_scratch, group_counters);
+    a.short_below = short_below;
     a.plan = *plan;
     a.layers = layers;
     a.n_layer = n_layer;

@@ -1116,36 +1116,48 @@ static void test_tiny_a_model(void **state) {
     }
 }
 
-// A CUDA backend made with one environment switch set (name NULL: none).
-static bn_backend *create_with(const bn_model *m, const bn_backend_config *cfg, const char *name, const char *value) {
+// A CUDA backend made with the environment switches env[0..n) set (NAME=VALUE).
+static bn_backend *create_with(const bn_model *m, const bn_backend_config *cfg, const char *const *env, int n) {
     bn_error err = {{0}};
     bn_backend *be = NULL;
-    if (name) setenv(name, value, 1);
+    char name[64];
+    for (int i = 0; i < n; i++) {
+        const char *eq = strchr(env[i], '=');
+        snprintf(name, sizeof name, "%.*s", (int)(eq - env[i]), env[i]);
+        setenv(name, eq + 1, 1);
+    }
     const int rc = bn_backend_find("cuda")->create(m, cfg, &be, &err);
-    if (name) unsetenv(name);
-    if (rc) fail_msg("create with %s=%s: %s", name ? name : "-", name ? value : "-", err.msg);
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "%.*s", (int)(strchr(env[i], '=') - env[i]), env[i]);
+        unsetenv(name);
+    }
+    if (rc) fail_msg("create with %s: %s", n ? env[0] : "defaults", err.msg);
     return be;
 }
 
 // The persistent decode kernel must compute what the kernel-per-operation step
-// with the one-kernel attention computes, bit for bit (decode_persistent.cu):
-// the same prompt into both, then teacher-forced decode steps of random tokens
-// (the first of each output kind eager, the rest graph replays), logits and
-// greedy ids compared.
-static void persistent_vs_kernels(const char *path) {
+// computes, bit for bit (decode_persistent.cu), with the same attention form:
+// the split pair everywhere (short "0"), or the one-kernel form below position
+// `short` and the split pair from there. The same prompt into both, then
+// teacher-forced decode steps of random tokens (the first of each output kind
+// eager, the rest graph replays), logits and greedy ids compared.
+static void persistent_vs_kernels(const char *path, const char *short_keys) {
     bn_error err = {{0}};
     bn_model *m = NULL;
     assert_int_equal(bn_model_load(path, &m, &err), 0);
     const bn_backend_ops *cuda = bn_backend_find("cuda");
     const bn_backend_config cfg = {.max_batch = 32, .n_ctx = 128};
-    bn_backend *bp = create_with(m, &cfg, "BITNET_CUDA_PERSIST", "128");
-    bn_backend *bk = create_with(m, &cfg, "BITNET_CUDA_ATTD_SHORT", "128");
+    char att[64];
+    snprintf(att, sizeof att, "BITNET_CUDA_ATTD_SHORT=%s", short_keys);
+    const char *persist_env[] = {"BITNET_CUDA_PERSIST=128", att};
+    bn_backend *bp = create_with(m, &cfg, persist_env, 2), *bk = create_with(m, &cfg, persist_env + 1, 1);
     bn_cuda_stats sp, sk;
     bn_cuda_backend_stats(bp, &sp);
     bn_cuda_backend_stats(bk, &sk);
-    if (sp.persist != 128) fail_msg("no persistent plan for 128 keys on this device (%d)", sp.persist);
+    if (sp.persist != 128) fail_msg("no persistent plan on this device (%d)", sp.persist);
     assert_int_equal(sk.persist, 0);
-    assert_int_equal(sk.attd_short, 128);
+    assert_int_equal(sp.attd_short, atoi(short_keys));
+    assert_int_equal(sk.attd_short, atoi(short_keys));
     const int V = (int)m->hp.n_vocab, n_prompt = 7, n_steps = 90;
     float *lp = malloc(sizeof(float) * V), *lk = malloc(sizeof(float) * V);
     int32_t tok[n_prompt + n_steps], pos[n_prompt + n_steps];
@@ -1180,8 +1192,8 @@ static void persistent_vs_kernels(const char *path) {
     }
     bn_cuda_backend_stats(bp, &sp);
     if (!sp.graphs) fail_msg("graph capture failed: %s", sp.graph_error);
-    fprintf(stderr, "  %s: %d decode steps with logits and %d with argmax identical (positions %d-%d)\n", path,
-            logit_steps, argmax_steps, n_prompt, n_prompt + n_steps - 1);
+    fprintf(stderr, "  %s, one-kernel attention below %s: %d decode steps with logits and %d with argmax identical "
+            "(positions %d-%d)\n", path, short_keys, logit_steps, argmax_steps, n_prompt, n_prompt + n_steps - 1);
     free(lp);
     free(lk);
     cuda->destroy(bp);
@@ -1193,9 +1205,12 @@ static void test_persistent_decode(void **state) {
     (void)state;
     require_gpu();
     char buf[4096];
-    persistent_vs_kernels(bn_shipped_path("models/bitnet-austen-6m.gguf", buf, sizeof buf));
+    const char *trained = bn_shipped_path("models/bitnet-austen-6m.gguf", buf, sizeof buf);
+    persistent_vs_kernels(trained, "0");
+    persistent_vs_kernels(trained, "48");
     BN_REQUIRE_FIXTURE(path, "tiny-a/tiny-a.gguf");
-    persistent_vs_kernels(path);
+    persistent_vs_kernels(path, "0");
+    persistent_vs_kernels(path, "48");
 }
 
 // --lm-head q8 on both backends: the same int8 head (rows quantized the same

@@ -1,9 +1,10 @@
 // test_persist_plan.c - the persistent decode kernel's shared-memory plan
 // (cuda/persist_plan.h), checked without a GPU: on random shapes every matrix's
 // rows are covered, the regions are aligned, apart and inside the limit, the
-// working region holds both a bitlinear's input and the attention's scratch for
-// max_keys, and max_keys is the largest multiple of 16 that fits; on the
-// 2B-4T shape and an H200's 132 multiprocessors, the sizes worked out by hand.
+// working region holds a bitlinear's input, the one-block attention's scratch
+// for max_keys and the split pair's steps, and max_keys is the largest multiple
+// of 16 that fits; on the 2B-4T shape and an H200's 132 multiprocessors, the
+// sizes worked out by hand.
 #include "test_util.h"
 
 #include "../cuda/persist_plan.h"
@@ -26,7 +27,8 @@ static void check_plan(const bn_persist_plan *p, size_t limit, int E, int F, int
     assert_int_equal(p->work % 16, 0);
     assert_true(p->codes_bytes >= kmax && p->codes_bytes % 16 == 0);
     assert_true(p->work + p->codes_bytes + 4 * kmax <= p->smem);                            // the norm's input
-    assert_true(p->work + bn_persist_att_bytes(hd, qpb, n_rot, p->max_keys) <= p->smem);   // the attention's
+    assert_true(p->work + bn_persist_att_bytes(hd, qpb, n_rot, p->max_keys) <= p->smem);   // the attention's,
+    assert_true(p->work + bn_persist_split_bytes(hd, qpb, n_rot) <= p->smem);              // either form
     assert_true(p->smem <= limit);
     assert_true(p->max_keys >= 16 && p->max_keys % 16 == 0);
     assert_true(p->max_keys <= wanted && p->max_keys <= n_ctx);
