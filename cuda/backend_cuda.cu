@@ -250,17 +250,16 @@ static int choose_attd_short(const bn_hparams *hp, int n_ctx) {
 // Below which position a decode step of one sequence runs as the persistent
 // kernel (decode_persistent.cu): BITNET_CUDA_PERSIST=N (0 or unset: never), up
 // to the context; never where its plan for this device and shape does not fit
-// (the weight slices, or the one-kernel attention's scores for attd_short
-// keys). Off by default until a GPU run has measured it. Call after attd_short
-// is chosen.
+// (persist_plan.h). The plan holds the one-kernel attention for up to attd_short
+// keys where it can (call after attd_short is chosen). Off by default until a
+// GPU run has measured it.
 static int choose_persist(bn_backend *be) {
     const bn_hparams *hp = &be->hp;
     const char *v = getenv("BITNET_CUDA_PERSIST");
     const int n = v ? atoi(v) : 0;
     if (n <= 0 || be->plain_attention || hp->n_layer == 0) return 0;
-    const int keys = be->attd_short > 16 ? be->attd_short : 16;
     if (!bn_cuda_persist_plan(&be->persist_plan, (int)hp->n_embd, (int)hp->n_ff, (int)hp->n_head, (int)hp->n_head_kv,
-                              (int)hp->head_dim, (int)hp->n_rot, be->n_ctx, keys))
+                              (int)hp->head_dim, (int)hp->n_rot, be->n_ctx, be->attd_short))
         return 0;
     return n < be->n_ctx ? n : be->n_ctx;
 }

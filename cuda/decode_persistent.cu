@@ -248,12 +248,13 @@ bool bn_cuda_persist_plan(bn_persist_plan *p, int E, int F, int n_head, int n_he
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) != cudaSuccess || !coop)
         return false;
-    // 2 KiB for the kernel's static shared memory (reduction scratch, the input's scale).
-    const int qpb = bn_cuda_attd_heads_per_block(n_head, n_head_kv);
-    if (!bn_persist_plan_make(p, sms, (size_t)optin - 2048, E, F, n_head * hd, n_head_kv * hd, hd, qpb, n_rot, n_ctx,
+    // 2 KiB for the kernel's static shared memory (reduction scratch, the input's
+    // scale). The kernel's limit is the device's, the same for every backend of the
+    // process, so one backend's plan cannot shrink another's.
+    const int qpb = bn_cuda_attd_heads_per_block(n_head, n_head_kv), limit = optin - 2048;
+    if (!bn_persist_plan_make(p, sms, (size_t)limit, E, F, n_head * hd, n_head_kv * hd, hd, qpb, n_rot, n_ctx,
                               keys_wanted) ||
-        cudaFuncSetAttribute(bn_persist_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)p->smem) !=
-            cudaSuccess)
+        cudaFuncSetAttribute(bn_persist_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, limit) != cudaSuccess)
         return false;
     int per_sm = 0; // a cooperative launch needs every block resident at once
     return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, bn_persist_kernel, BN_PERSIST_THREADS, p->smem) ==
@@ -269,11 +270,10 @@ cudaError_t bn_cuda_decode_persistent(const bn_persist_plan *plan, const bn_cuda
                                       unsigned *group_counters, unsigned *sync, cudaStream_t st) {
     bn_persist_args a = {};
     const int nq = n_head * hd, nkv = n_head_kv * hd;
-    if (!plan || plan->max_keys <= 0 || n_layer <= 0 || n_split <= 0 || short_below > plan->max_keys ||
+    if (!plan || n_layer <= 0 || n_split <= 0 || short_below > plan->max_keys ||
         !bn_attd_args_init(&a.att, qkv, nq + 2 * nkv, pos, n_head, n_head_kv, hd, n_rot, neox, theta_scale, n_ctx,
                            k_cache, v_cache, NULL, 0, att, NULL) ||
-        plan->K[BN_PERSIST_QKV] != nq || plan->M[BN_PERSIST_QKV] != nq + 2 * nkv ||
-        (short_below > 0 && plan->blocks * a.att.qpb < n_head)) // the one-block form: a block per head group
+        plan->K[BN_PERSIST_O] != nq || plan->M[BN_PERSIST_QKV] != nq + 2 * nkv)
         return cudaErrorInvalidValue;
     a.att.max_keys = plan->max_keys;
     bn_attd_args_split(&a.att, 1, n_split, attd_scratch, group_counters);

@@ -215,8 +215,10 @@ static int decode_form(const bn_backend *be, int32_t p) {
 }
 
 // Every layer of one token of slot be->seq in the persistent kernel, with the
-// attention form the kernels would take (the one-kernel form below attd_short,
-// as far as the plan holds it; the layers share layer 0's group counters).
+// attention form the kernels would take: the one-kernel form below attd_short,
+// as far as the plan holds it (past that the split pair, which rounds its sums
+// in another order than the one-kernel launch would), else the split pair, whose
+// group counters the layers share (layer 0's).
 static int persistent_layers(bn_backend *be, bn_nq_mode glu, bn_nq_mode sub, bn_error *err) {
     const bn_hparams *hp = &be->hp;
     const size_t kv_slot = (size_t)be->n_ctx * (size_t)be->nkv, slot = (size_t)be->seq * kv_slot;

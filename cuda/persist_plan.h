@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "attention_smem.h"
 
@@ -33,7 +34,8 @@ typedef struct bn_persist_plan {
     size_t off[BN_PERSIST_MATS]; // byte offset of each weight region
     size_t work;                 // byte offset of the working region
     size_t codes_bytes;          // in it: the input codes, then the row being normalized (floats)
-    int max_keys;                // positions below it may take the one-block attention (a multiple of 16)
+    int max_keys;                // positions below it may take the one-block attention (a multiple of
+                                 // 16; 0: that form is out, too few blocks or too little room)
     size_t smem;                 // dynamic shared memory a block uses
 } bn_persist_plan;
 
@@ -59,8 +61,9 @@ static inline size_t bn_persist_split_bytes(int hd, int qpb, int n_rot) {
 // model of hidden width E, FFN width F, nq query and nkv key widths, heads of
 // hd dims (qpb served by one attention block, n_rot rotated) and a context of
 // n_ctx; keys_wanted: the largest max_keys asked for. False when the four
-// weight slices and the smallest working space (16 keys, the split pair's
-// steps) do not fit.
+// weight slices and a bitlinear's input or the split pair's steps do not fit.
+// The one-block attention needs a block for each of the nq / hd / qpb head
+// groups.
 static inline bool bn_persist_plan_make(bn_persist_plan *p, int blocks, size_t smem_limit, int E, int F, int nq,
                                         int nkv, int hd, int qpb, int n_rot, int n_ctx, int keys_wanted) {
     if (blocks <= 0 || E <= 0 || F <= 0 || nq <= 0 || nkv <= 0 || hd <= 0 || hd % 8 || hd / 8 > BN_ATTS_THREADS ||
@@ -81,19 +84,23 @@ static inline bool bn_persist_plan_make(bn_persist_plan *p, int blocks, size_t s
     p->work = off;
     p->codes_bytes = bn_persist_round((size_t)kmax);
     const size_t norm_bytes = p->codes_bytes + 4 * (size_t)kmax, split = bn_persist_split_bytes(hd, qpb, n_rot);
-    const size_t fixed = norm_bytes > split ? norm_bytes : split; // what any step needs
+    const size_t fixed = norm_bytes > split ? norm_bytes : split; // what every step but the one-block form needs
+    p->max_keys = 0;
+    p->smem = off + bn_persist_round(fixed);
+    if (p->smem > smem_limit) return false;
     int keys = keys_wanted < n_ctx ? keys_wanted : n_ctx;
     keys -= keys % 16;
+    if ((int64_t)blocks * qpb * hd < nq) keys = 0;
     for (; keys >= 16; keys -= 16) {
         const size_t att = bn_persist_att_bytes(hd, qpb, n_rot, keys);
         const size_t total = off + bn_persist_round(att > fixed ? att : fixed);
         if (total <= smem_limit) {
             p->max_keys = keys;
             p->smem = total;
-            return true;
+            break;
         }
     }
-    return false;
+    return true;
 }
 
 #endif

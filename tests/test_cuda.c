@@ -19,6 +19,7 @@
 
 #include "../cuda/cuda_testing.cuh"
 #include "argmax.h"
+#include "devtools.h"
 #include "golden_case.h"
 #include "ops.h"
 
@@ -1116,20 +1117,33 @@ static void test_tiny_a_model(void **state) {
     }
 }
 
-// A CUDA backend made with the environment switches env[0..n) set (NAME=VALUE).
+// A CUDA backend made with the switches that pick the decode path set as
+// env[0..n) says (NAME=VALUE) and the others unset; the caller's values are
+// back afterwards.
 static bn_backend *create_with(const bn_model *m, const bn_backend_config *cfg, const char *const *env, int n) {
-    bn_error err = {{0}};
-    bn_backend *be = NULL;
-    char name[64];
+    static const char *const names[] = {"BITNET_CUDA_PERSIST", "BITNET_CUDA_ATTD_SHORT", "BITNET_CUDA_GRAPH",
+                                        "BITNET_CUDA_PDL", "BITNET_CUDA_ATTN", "BITNET_CUDA_NORM",
+                                        "BITNET_CUDA_GEMV_MAX"};
+    enum { N_NAMES = sizeof names / sizeof names[0] };
+    char *saved[N_NAMES];
+    for (int k = 0; k < N_NAMES; k++) {
+        const char *v = getenv(names[k]);
+        saved[k] = v ? strdup(v) : NULL;
+        unsetenv(names[k]);
+    }
     for (int i = 0; i < n; i++) {
+        char name[64];
         const char *eq = strchr(env[i], '=');
         snprintf(name, sizeof name, "%.*s", (int)(eq - env[i]), env[i]);
         setenv(name, eq + 1, 1);
     }
+    bn_error err = {{0}};
+    bn_backend *be = NULL;
     const int rc = bn_backend_find("cuda")->create(m, cfg, &be, &err);
-    for (int i = 0; i < n; i++) {
-        snprintf(name, sizeof name, "%.*s", (int)(strchr(env[i], '=') - env[i]), env[i]);
-        unsetenv(name);
+    for (int k = 0; k < N_NAMES; k++) {
+        if (saved[k]) setenv(names[k], saved[k], 1);
+        else unsetenv(names[k]);
+        free(saved[k]);
     }
     if (rc) fail_msg("create with %s: %s", n ? env[0] : "defaults", err.msg);
     return be;
@@ -1141,12 +1155,13 @@ static bn_backend *create_with(const bn_model *m, const bn_backend_config *cfg, 
 // `short` and the split pair from there. The same prompt into both, then
 // teacher-forced decode steps of random tokens (the first of each output kind
 // eager, the rest graph replays), logits and greedy ids compared.
-static void persistent_vs_kernels(const char *path, const char *short_keys) {
+// n_seq 2: the sequence in slot 1 (no graphs then), so the slot's stride counts.
+static void persistent_vs_kernels(const char *path, const char *short_keys, int n_seq) {
     bn_error err = {{0}};
     bn_model *m = NULL;
     assert_int_equal(bn_model_load(path, &m, &err), 0);
     const bn_backend_ops *cuda = bn_backend_find("cuda");
-    const bn_backend_config cfg = {.max_batch = 32, .n_ctx = 128};
+    const bn_backend_config cfg = {.max_batch = 32, .n_ctx = 128, .n_seq = n_seq};
     char att[64];
     snprintf(att, sizeof att, "BITNET_CUDA_ATTD_SHORT=%s", short_keys);
     const char *persist_env[] = {"BITNET_CUDA_PERSIST=128", att};
@@ -1160,28 +1175,30 @@ static void persistent_vs_kernels(const char *path, const char *short_keys) {
     assert_int_equal(sk.attd_short, atoi(short_keys));
     const int V = (int)m->hp.n_vocab, n_prompt = 7, n_steps = 90;
     float *lp = malloc(sizeof(float) * V), *lk = malloc(sizeof(float) * V);
-    int32_t tok[n_prompt + n_steps], pos[n_prompt + n_steps];
+    int32_t tok[n_prompt + n_steps], pos[n_prompt + n_steps], slot[n_prompt + n_steps];
+    const int32_t *seq = n_seq > 1 ? slot : NULL;
     uint64_t rng = 77;
     for (int i = 0; i < n_prompt + n_steps; i++) {
         tok[i] = (int32_t)(bn_test_rand(&rng) % (uint64_t)V);
         pos[i] = i;
+        slot[i] = n_seq - 1;
     }
-    if (cuda->forward(bp, tok, pos, NULL, n_prompt, lp, false, &err) ||
-        cuda->forward(bk, tok, pos, NULL, n_prompt, lk, false, &err))
+    if (cuda->forward(bp, tok, pos, seq, n_prompt, lp, false, &err) ||
+        cuda->forward(bk, tok, pos, seq, n_prompt, lk, false, &err))
         fail_msg("%s", err.msg);
     int logit_steps = 0, argmax_steps = 0;
     for (int i = n_prompt; i < n_prompt + n_steps; i++) {
         if (i % 3 == 2) { // the argmax graphs
             int32_t ip = -1, ik = -2;
-            if (cuda->forward_argmax(bp, &tok[i], &pos[i], NULL, 1, &ip, &err) ||
-                cuda->forward_argmax(bk, &tok[i], &pos[i], NULL, 1, &ik, &err))
+            if (cuda->forward_argmax(bp, &tok[i], &pos[i], seq ? &seq[i] : NULL, 1, &ip, &err) ||
+                cuda->forward_argmax(bk, &tok[i], &pos[i], seq ? &seq[i] : NULL, 1, &ik, &err))
                 fail_msg("%s", err.msg);
             if (ip != ik) fail_msg("position %d: persistent argmax %d, kernels %d", i, ip, ik);
             argmax_steps++;
             continue;
         }
-        if (cuda->forward(bp, &tok[i], &pos[i], NULL, 1, lp, false, &err) ||
-            cuda->forward(bk, &tok[i], &pos[i], NULL, 1, lk, false, &err))
+        if (cuda->forward(bp, &tok[i], &pos[i], seq ? &seq[i] : NULL, 1, lp, false, &err) ||
+            cuda->forward(bk, &tok[i], &pos[i], seq ? &seq[i] : NULL, 1, lk, false, &err))
             fail_msg("%s", err.msg);
         if (memcmp(lp, lk, sizeof(float) * V)) {
             int first = 0;
@@ -1191,9 +1208,10 @@ static void persistent_vs_kernels(const char *path, const char *short_keys) {
         logit_steps++;
     }
     bn_cuda_backend_stats(bp, &sp);
-    if (!sp.graphs) fail_msg("graph capture failed: %s", sp.graph_error);
-    fprintf(stderr, "  %s, one-kernel attention below %s: %d decode steps with logits and %d with argmax identical "
-            "(positions %d-%d)\n", path, short_keys, logit_steps, argmax_steps, n_prompt, n_prompt + n_steps - 1);
+    if (n_seq == 1 && !sp.graphs) fail_msg("graph capture failed: %s", sp.graph_error);
+    fprintf(stderr, "  %s, one-kernel attention below %s, slot %d: %d decode steps with logits and %d with argmax "
+            "identical (positions %d-%d)\n", path, short_keys, n_seq - 1, logit_steps, argmax_steps, n_prompt,
+            n_prompt + n_steps - 1);
     free(lp);
     free(lk);
     cuda->destroy(bp);
@@ -1201,16 +1219,43 @@ static void persistent_vs_kernels(const char *path, const char *short_keys) {
     bn_model_free(m);
 }
 
+// A random model of a preset's family and layers, with hidden width, heads and
+// KV heads set where not 0, written to path.
+static void write_model(char *path, size_t n, const char *preset, uint32_t embd, uint32_t heads, uint32_t kv) {
+    bn_synth_config cfg;
+    bn_error err = {{0}};
+    assert_int_equal(bn_synth_preset(preset, &cfg, &err), 0);
+    if (embd) cfg.n_embd = embd;
+    if (heads) cfg.n_head = heads;
+    if (kv) cfg.n_head_kv = kv;
+    bn_tmp_path(path, n, "persist");
+    if (bn_synth_model_write(&cfg, path, &err)) fail_msg("%s", err.msg);
+}
+
 static void test_persistent_decode(void **state) {
     (void)state;
     require_gpu();
     char buf[4096];
     const char *trained = bn_shipped_path("models/bitnet-austen-6m.gguf", buf, sizeof buf);
-    persistent_vs_kernels(trained, "0");
-    persistent_vs_kernels(trained, "48");
+    persistent_vs_kernels(trained, "0", 1);
+    persistent_vs_kernels(trained, "48", 1);
+    persistent_vs_kernels(trained, "48", 2);
+    // The other families (SiLU; no sub-norms, adjacent-pair RoPE), head dims 128
+    // and 256, and 12 query heads a KV head (two blocks a group: one writes the
+    // cache row, the other only reads).
+    static const struct { const char *preset; uint32_t embd, heads, kv; } shapes[] = {
+        {"tiny-bitnet", 0, 0, 0}, {"tiny-llama", 0, 0, 0}, {"tiny", 256, 2, 1}, {"tiny", 512, 2, 1},
+        {"tiny", 768, 12, 1}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        char path[256];
+        write_model(path, sizeof path, shapes[i].preset, shapes[i].embd, shapes[i].heads, shapes[i].kv);
+        persistent_vs_kernels(path, "0", 1);
+        persistent_vs_kernels(path, "48", 1);
+        unlink(path);
+    }
     BN_REQUIRE_FIXTURE(path, "tiny-a/tiny-a.gguf");
-    persistent_vs_kernels(path, "0");
-    persistent_vs_kernels(path, "48");
+    persistent_vs_kernels(path, "0", 1);
+    persistent_vs_kernels(path, "48", 1);
 }
 
 // --lm-head q8 on both backends: the same int8 head (rows quantized the same

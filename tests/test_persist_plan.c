@@ -13,6 +13,7 @@ static size_t max3(size_t a, size_t b, size_t c) { return a > b ? (a > c ? a : c
 
 static void check_plan(const bn_persist_plan *p, size_t limit, int E, int F, int nq, int nkv, int hd, int qpb,
                        int n_rot, int n_ctx, int wanted) {
+    const bool groups_fit = (int64_t)p->blocks * qpb * hd >= nq; // a block for each group of query heads
     const int M[4] = {nq + 2 * nkv, E, 2 * F, E}, K[4] = {E, nq, E, F};
     for (int i = 0; i < BN_PERSIST_MATS; i++) {
         assert_int_equal(p->K[i], K[i]);
@@ -27,13 +28,14 @@ static void check_plan(const bn_persist_plan *p, size_t limit, int E, int F, int
     assert_int_equal(p->work % 16, 0);
     assert_true(p->codes_bytes >= kmax && p->codes_bytes % 16 == 0);
     assert_true(p->work + p->codes_bytes + 4 * kmax <= p->smem);                            // the norm's input
-    assert_true(p->work + bn_persist_att_bytes(hd, qpb, n_rot, p->max_keys) <= p->smem);   // the attention's,
-    assert_true(p->work + bn_persist_split_bytes(hd, qpb, n_rot) <= p->smem);              // either form
+    assert_true(p->work + bn_persist_split_bytes(hd, qpb, n_rot) <= p->smem);              // the attention's, either
+    if (p->max_keys) assert_true(p->work + bn_persist_att_bytes(hd, qpb, n_rot, p->max_keys) <= p->smem); // form
     assert_true(p->smem <= limit);
-    assert_true(p->max_keys >= 16 && p->max_keys % 16 == 0);
+    assert_true(p->max_keys >= 0 && p->max_keys % 16 == 0);
     assert_true(p->max_keys <= wanted && p->max_keys <= n_ctx);
-    // 16 keys more would not fit, unless the keys asked for or the context stop it first.
-    if (p->max_keys + 16 <= wanted && p->max_keys + 16 <= n_ctx)
+    if (p->max_keys) assert_true(groups_fit);
+    // 16 keys more would not fit, unless the keys asked for, the context or the blocks stop it first.
+    if (p->max_keys + 16 <= wanted && p->max_keys + 16 <= n_ctx && groups_fit)
         assert_true(p->work + bn_persist_round(bn_persist_att_bytes(hd, qpb, n_rot, p->max_keys + 16)) > limit);
 }
 
@@ -69,20 +71,33 @@ static void test_2b4t_on_h200(void **state) {
 }
 
 // Shapes whose slices do not fit get no plan: Falcon3-10B's gate|up alone is 350
-// rows of 768 bytes a block on 132 multiprocessors (268800 bytes).
+// rows of 768 bytes a block on 132 multiprocessors (268800 bytes). Without room
+// for 16 keys, or a block for every group of query heads, the plan keeps only
+// the split attention (max_keys 0).
 static void test_too_big(void **state) {
     (void)state;
     bn_persist_plan p;
     assert_false(bn_persist_plan_make(&p, 132, 230400, 3072, 23040, 3072, 1024, 256, 3, 256, 4096, 256));
-    assert_false(bn_persist_plan_make(&p, 132, 230400, 2560, 6912, 2560, 640, 128, 4, 128, 8, 256)); // 8 keys
     assert_false(bn_persist_plan_make(&p, 0, 230400, 2560, 6912, 2560, 640, 128, 4, 128, 4096, 256));
     assert_false(bn_persist_plan_make(&p, 132, 230400, 2560, 6900, 2560, 640, 128, 4, 128, 4096, 256)); // K % 128
+    // A context of 8 tokens: no 16 keys.
+    assert_true(bn_persist_plan_make(&p, 132, 230400, 2560, 6912, 2560, 640, 128, 4, 128, 8, 256));
+    assert_int_equal(p.max_keys, 0);
+    // 16 heads of 64 without GQA (one head a group) on 12 multiprocessors.
+    assert_true(bn_persist_plan_make(&p, 12, 230400, 1024, 1024, 1024, 1024, 64, 1, 64, 4096, 256));
+    assert_int_equal(p.max_keys, 0);
+    check_plan(&p, 230400, 1024, 1024, 1024, 1024, 64, 1, 64, 4096, 256);
+    // Room for the 2B-4T's weights and a bitlinear's input, 168320 bytes: the 23552
+    // bytes of 256 keys' attention fit in the input's room; one byte less, nothing.
+    assert_true(bn_persist_plan_make(&p, 132, 133760 + 34560, 2560, 6912, 2560, 640, 128, 4, 128, 4096, 256));
+    assert_int_equal(p.max_keys, 256);
+    assert_false(bn_persist_plan_make(&p, 132, 133760 + 34560 - 1, 2560, 6912, 2560, 640, 128, 4, 128, 4096, 256));
 }
 
 static void test_random_shapes(void **state) {
     (void)state;
     uint64_t rng = 0x5eed;
-    int planned = 0;
+    int planned = 0, with_keys = 0;
     for (int it = 0; it < 20000; it++) {
         const int blocks = 1 + (int)(bn_test_rand(&rng) % 160);
         const int hd = 8 * (1 + (int)(bn_test_rand(&rng) % 32));
@@ -97,10 +112,11 @@ static void test_random_shapes(void **state) {
         if (nq % 128) continue;
         if (!bn_persist_plan_make(&p, blocks, limit, E, F, nq, nkv, hd, qpb, n_rot, n_ctx, wanted)) continue;
         planned++;
+        with_keys += p.max_keys > 0;
         check_plan(&p, limit, E, F, nq, nkv, hd, qpb, n_rot, n_ctx, wanted);
     }
-    fprintf(stderr, "  %d random shapes had a plan\n", planned);
-    assert_true(planned > 100);
+    fprintf(stderr, "  %d random shapes had a plan, %d with the one-block attention\n", planned, with_keys);
+    assert_true(planned > 100 && with_keys > 100 && with_keys < planned);
 }
 
 int main(void) {
