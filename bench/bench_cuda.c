@@ -333,6 +333,7 @@ static void model_bench(const char *path, bool quick) {
         cJSON *var = cJSON_AddArrayToObject(out_model, "decode_variants");
         for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
             const variant *v = &variants[i];
+            if (v->ctx > r.n_ctx) continue;
             set_variant(v->graph, v->pdl);
             set_switches(v->env, true);
             const int ok = open_backend(&r, 512, false, &err);

@@ -208,26 +208,25 @@ static int attention(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, 
 }
 
 // How a decode step of one token of slot be->seq at position p runs (the form
-// its graphs are kept under).
+// its graphs are kept under). The persistent kernel takes the attention form the
+// kernels take at p; where its plan cannot hold the one-kernel form's scores
+// (positions persist_short .. attd_short - 1) the kernels run the step.
 static int decode_form(const bn_backend *be, int32_t p) {
-    if (p < be->persist) return BN_DECODE_PERSIST;
+    if (p < be->persist && (p < be->persist_short || p >= be->attd_short)) return BN_DECODE_PERSIST;
     return bn_decode_one_kernel(p, be->attd_short) ? BN_DECODE_SHORT : BN_DECODE_SPLIT;
 }
 
 // Every layer of one token of slot be->seq in the persistent kernel, with the
-// attention form the kernels would take: the one-kernel form below attd_short,
-// as far as the plan holds it (past that the split pair, which rounds its sums
-// in another order than the one-kernel launch would), else the split pair, whose
-// group counters the layers share (layer 0's).
+// one-kernel attention below persist_short, else the split pair, whose group
+// counters the layers share (layer 0's).
 static int persistent_layers(bn_backend *be, bn_nq_mode glu, bn_nq_mode sub, bn_error *err) {
     const bn_hparams *hp = &be->hp;
     const size_t kv_slot = (size_t)be->n_ctx * (size_t)be->nkv, slot = (size_t)be->seq * kv_slot;
-    const int short_below = be->attd_short < be->persist_plan.max_keys ? be->attd_short : be->persist_plan.max_keys;
     BN_CUDA_TRY(bn_cuda_decode_persistent(&be->persist_plan, be->d_layers, (int)hp->n_layer, hp->norm_eps, glu, sub,
                                           be->x, be->qkv, be->att, be->gu, be->d_pos, (int)hp->n_head,
                                           (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, hp->rope_neox,
                                           be->rope_theta_scale, be->n_ctx, be->kc + slot, be->vc + slot,
-                                          (int64_t)(be->n_seq * kv_slot), short_below, be->attd_split,
+                                          (int64_t)(be->n_seq * kv_slot), be->persist_short, be->attd_split,
                                           be->attd_scratch, be->counters + 4, be->persist_sync, be->st));
     mark(be, "layers (persistent kernel)");
     return 0;

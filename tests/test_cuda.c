@@ -1152,66 +1152,71 @@ static bn_backend *create_with(const bn_model *m, const bn_backend_config *cfg, 
 // The persistent decode kernel must compute what the kernel-per-operation step
 // computes, bit for bit (decode_persistent.cu), with the same attention form:
 // the split pair everywhere (short "0"), or the one-kernel form below position
-// `short` and the split pair from there. The same prompt into both, then
-// teacher-forced decode steps of random tokens (the first of each output kind
-// eager, the rest graph replays), logits and greedy ids compared.
+// `short` and the split pair from there. The same tokens into both: a prompt,
+// teacher-forced decode steps of random tokens at positions 7-59 (the first of
+// each output kind eager, the rest graph replays), a second prompt chunk up to
+// position 199, then decode steps at 200-229, where the keys take several
+// splits (n_ctx 512: 4; 1024: 8). Logits and greedy ids compared.
 // n_seq 2: the sequence in slot 1 (no graphs then), so the slot's stride counts.
-static void persistent_vs_kernels(const char *path, const char *short_keys, int n_seq) {
+static void persistent_vs_kernels(const char *path, const char *short_keys, int n_ctx, int n_seq) {
+    enum { N_TOK = 230, PROMPT = 7, JUMP_FROM = 60, JUMP_TO = 200 };
     bn_error err = {{0}};
     bn_model *m = NULL;
     assert_int_equal(bn_model_load(path, &m, &err), 0);
     const bn_backend_ops *cuda = bn_backend_find("cuda");
-    const bn_backend_config cfg = {.max_batch = 32, .n_ctx = 128, .n_seq = n_seq};
-    char att[64];
+    const bn_backend_config cfg = {.max_batch = 32, .n_ctx = n_ctx, .n_seq = n_seq};
+    char att[64], persist[64];
     snprintf(att, sizeof att, "BITNET_CUDA_ATTD_SHORT=%s", short_keys);
-    const char *persist_env[] = {"BITNET_CUDA_PERSIST=128", att};
+    snprintf(persist, sizeof persist, "BITNET_CUDA_PERSIST=%d", n_ctx);
+    const char *persist_env[] = {persist, att};
     bn_backend *bp = create_with(m, &cfg, persist_env, 2), *bk = create_with(m, &cfg, persist_env + 1, 1);
     bn_cuda_stats sp, sk;
     bn_cuda_backend_stats(bp, &sp);
     bn_cuda_backend_stats(bk, &sk);
-    if (sp.persist != 128) fail_msg("no persistent plan on this device (%d)", sp.persist);
+    if (sp.persist != n_ctx) fail_msg("no persistent plan on this device (%d)", sp.persist);
     assert_int_equal(sk.persist, 0);
     assert_int_equal(sp.attd_short, atoi(short_keys));
     assert_int_equal(sk.attd_short, atoi(short_keys));
-    const int V = (int)m->hp.n_vocab, n_prompt = 7, n_steps = 90;
+    const int V = (int)m->hp.n_vocab;
     float *lp = malloc(sizeof(float) * V), *lk = malloc(sizeof(float) * V);
-    int32_t tok[n_prompt + n_steps], pos[n_prompt + n_steps], slot[n_prompt + n_steps];
+    int32_t tok[N_TOK], pos[N_TOK], slot[N_TOK];
     const int32_t *seq = n_seq > 1 ? slot : NULL;
     uint64_t rng = 77;
-    for (int i = 0; i < n_prompt + n_steps; i++) {
+    for (int i = 0; i < N_TOK; i++) {
         tok[i] = (int32_t)(bn_test_rand(&rng) % (uint64_t)V);
         pos[i] = i;
         slot[i] = n_seq - 1;
     }
-    if (cuda->forward(bp, tok, pos, seq, n_prompt, lp, false, &err) ||
-        cuda->forward(bk, tok, pos, seq, n_prompt, lk, false, &err))
-        fail_msg("%s", err.msg);
     int logit_steps = 0, argmax_steps = 0;
-    for (int i = n_prompt; i < n_prompt + n_steps; i++) {
-        if (i % 3 == 2) { // the argmax graphs
+    for (int i = 0; i < N_TOK;) {
+        const bool prompt = i == 0 || i == JUMP_FROM;
+        const int n = i == 0 ? PROMPT : i == JUMP_FROM ? JUMP_TO - JUMP_FROM : 1;
+        const int32_t *sq = seq ? &seq[i] : NULL;
+        if (!prompt && i % 3 == 2) { // the argmax graphs
             int32_t ip = -1, ik = -2;
-            if (cuda->forward_argmax(bp, &tok[i], &pos[i], seq ? &seq[i] : NULL, 1, &ip, &err) ||
-                cuda->forward_argmax(bk, &tok[i], &pos[i], seq ? &seq[i] : NULL, 1, &ik, &err))
+            if (cuda->forward_argmax(bp, &tok[i], &pos[i], sq, 1, &ip, &err) ||
+                cuda->forward_argmax(bk, &tok[i], &pos[i], sq, 1, &ik, &err))
                 fail_msg("%s", err.msg);
             if (ip != ik) fail_msg("position %d: persistent argmax %d, kernels %d", i, ip, ik);
             argmax_steps++;
-            continue;
+        } else {
+            if (cuda->forward(bp, &tok[i], &pos[i], sq, n, lp, false, &err) ||
+                cuda->forward(bk, &tok[i], &pos[i], sq, n, lk, false, &err))
+                fail_msg("%s", err.msg);
+            if (memcmp(lp, lk, sizeof(float) * V)) {
+                int first = 0;
+                while (lp[first] == lk[first]) first++;
+                fail_msg("position %d: logits differ from index %d (%.9g vs %.9g)", i + n - 1, first, lp[first],
+                         lk[first]);
+            }
+            logit_steps += !prompt;
         }
-        if (cuda->forward(bp, &tok[i], &pos[i], seq ? &seq[i] : NULL, 1, lp, false, &err) ||
-            cuda->forward(bk, &tok[i], &pos[i], seq ? &seq[i] : NULL, 1, lk, false, &err))
-            fail_msg("%s", err.msg);
-        if (memcmp(lp, lk, sizeof(float) * V)) {
-            int first = 0;
-            while (lp[first] == lk[first]) first++;
-            fail_msg("position %d: logits differ from index %d (%.9g vs %.9g)", i, first, lp[first], lk[first]);
-        }
-        logit_steps++;
+        i += n;
     }
     bn_cuda_backend_stats(bp, &sp);
     if (n_seq == 1 && !sp.graphs) fail_msg("graph capture failed: %s", sp.graph_error);
-    fprintf(stderr, "  %s, one-kernel attention below %s, slot %d: %d decode steps with logits and %d with argmax "
-            "identical (positions %d-%d)\n", path, short_keys, n_seq - 1, logit_steps, argmax_steps, n_prompt,
-            n_prompt + n_steps - 1);
+    fprintf(stderr, "  %s, one-kernel attention below %s, context %d, slot %d: %d decode steps with logits and %d "
+            "with argmax identical\n", path, short_keys, n_ctx, n_seq - 1, logit_steps, argmax_steps);
     free(lp);
     free(lk);
     cuda->destroy(bp);
@@ -1219,15 +1224,17 @@ static void persistent_vs_kernels(const char *path, const char *short_keys, int 
     bn_model_free(m);
 }
 
-// A random model of a preset's family and layers, with hidden width, heads and
-// KV heads set where not 0, written to path.
-static void write_model(char *path, size_t n, const char *preset, uint32_t embd, uint32_t heads, uint32_t kv) {
+// A random model of a preset's family and layers, with hidden width, heads, KV
+// heads and context set where not 0, written to path.
+static void write_model(char *path, size_t n, const char *preset, uint32_t embd, uint32_t heads, uint32_t kv,
+                        uint32_t ctx) {
     bn_synth_config cfg;
     bn_error err = {{0}};
     assert_int_equal(bn_synth_preset(preset, &cfg, &err), 0);
     if (embd) cfg.n_embd = embd;
     if (heads) cfg.n_head = heads;
     if (kv) cfg.n_head_kv = kv;
+    if (ctx) cfg.n_ctx = ctx;
     bn_tmp_path(path, n, "persist");
     if (bn_synth_model_write(&cfg, path, &err)) fail_msg("%s", err.msg);
 }
@@ -1237,25 +1244,34 @@ static void test_persistent_decode(void **state) {
     require_gpu();
     char buf[4096];
     const char *trained = bn_shipped_path("models/bitnet-austen-6m.gguf", buf, sizeof buf);
-    persistent_vs_kernels(trained, "0", 1);
-    persistent_vs_kernels(trained, "48", 1);
-    persistent_vs_kernels(trained, "48", 2);
+    persistent_vs_kernels(trained, "48", 512, 1);
+    // BITNET_TEST_QUICK=1 (gpu-check.sh's memcheck run): that case only.
+    const char *quick = getenv("BITNET_TEST_QUICK");
+    if (quick && strcmp(quick, "1") == 0) return;
+    persistent_vs_kernels(trained, "0", 512, 1);
+    persistent_vs_kernels(trained, "48", 512, 2);
     // The other families (SiLU; no sub-norms, adjacent-pair RoPE), head dims 128
-    // and 256, and 12 query heads a KV head (two blocks a group: one writes the
-    // cache row, the other only reads).
-    static const struct { const char *preset; uint32_t embd, heads, kv; } shapes[] = {
-        {"tiny-bitnet", 0, 0, 0}, {"tiny-llama", 0, 0, 0}, {"tiny", 256, 2, 1}, {"tiny", 512, 2, 1},
-        {"tiny", 768, 12, 1}};
+    // and 256, 12 query heads a KV head (two blocks a group: one writes the cache
+    // row, the other only reads), and 32 heads without GQA at context 1024 (32
+    // head blocks x 8 splits: more than the multiprocessors, so blocks take
+    // several).
+    static const struct {
+        const char *preset;
+        uint32_t embd, heads, kv, ctx;
+    } shapes[] = {{"tiny-bitnet", 0, 0, 0, 0}, {"tiny-llama", 0, 0, 0, 0}, {"tiny", 256, 2, 1, 0},
+                  {"tiny", 512, 2, 1, 0},      {"tiny", 768, 12, 1, 0},    {"tiny", 2048, 32, 32, 1024}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         char path[256];
-        write_model(path, sizeof path, shapes[i].preset, shapes[i].embd, shapes[i].heads, shapes[i].kv);
-        persistent_vs_kernels(path, "0", 1);
-        persistent_vs_kernels(path, "48", 1);
+        write_model(path, sizeof path, shapes[i].preset, shapes[i].embd, shapes[i].heads, shapes[i].kv,
+                    shapes[i].ctx);
+        const int n_ctx = shapes[i].ctx ? (int)shapes[i].ctx : 512;
+        persistent_vs_kernels(path, "0", n_ctx, 1);
+        persistent_vs_kernels(path, "48", n_ctx, 1);
         unlink(path);
     }
     BN_REQUIRE_FIXTURE(path, "tiny-a/tiny-a.gguf");
-    persistent_vs_kernels(path, "0", 1);
-    persistent_vs_kernels(path, "48", 1);
+    persistent_vs_kernels(path, "0", 512, 1);
+    persistent_vs_kernels(path, "48", 512, 1);
 }
 
 // --lm-head q8 on both backends: the same int8 head (rows quantized the same
