@@ -150,6 +150,13 @@ __device__ __forceinline__ void bn_attd_key_dots(int j, int j_end, int sub, int 
     }
 }
 
+__device__ __forceinline__ void bn_attd_acc_clear(float (&acc)[BN_ATTD_QPB][8]) {
+#pragma unroll
+    for (int h = 0; h < BN_ATTD_QPB; h++)
+#pragma unroll
+        for (int e = 0; e < 8; e++) acc[h][e] = 0.f;
+}
+
 // p.V: acc[h][e] += p[h * pstride + j] * v[e] (V row j, 8 dims) for the qpb heads.
 __device__ __forceinline__ void bn_attd_pv8(const float *p, int pstride, int j, int qpb, const float *v,
                                             float (&acc)[BN_ATTD_QPB][8]) {
@@ -242,10 +249,7 @@ __device__ __forceinline__ void bn_atts_block(const bn_attd_args &a, int t, int 
     const int kr = threadIdx.x / tpr, dc = threadIdx.x - kr * tpr;
     if (kr < kp) {
         float acc[BN_ATTD_QPB][8];
-#pragma unroll
-        for (int h = 0; h < BN_ATTD_QPB; h++)
-#pragma unroll
-            for (int e = 0; e < 8; e++) acc[h][e] = 0.f;
+        bn_attd_acc_clear(acc);
         for (int j = kr; j < L; j += kp) {
             float v[8];
             bn_half8_to_float(val8(j, dc), v);

@@ -147,10 +147,7 @@ __device__ __forceinline__ bool bn_attd_values_block(const bn_attd_args &a, int 
     const int kr = threadIdx.x / tpr, dc = threadIdx.x - kr * tpr;
     const bool lane_on = kr < kp;
     float acc[BN_ATTD_QPB][8];
-#pragma unroll
-    for (int h = 0; h < BN_ATTD_QPB; h++)
-#pragma unroll
-        for (int e = 0; e < 8; e++) acc[h][e] = 0.f;
+    bn_attd_acc_clear(acc);
     for (int tj = j0; tj < j1; tj += BN_ATTD_TILE) {
         const int n = min(BN_ATTD_TILE, j1 - tj);
         for (int i = threadIdx.x; i < qpb * BN_ATTD_TILE; i += blockDim.x) {
