@@ -328,8 +328,10 @@ typedef struct lm_head_job {
 // Vocabulary rows per pass over the tokens: every token's row of logits is
 // computed from a block of the head while it is in cache (f16: 32 rows of 2560
 // = 160 KiB; int8: 64 rows), so many tokens (a decode step of many sequences)
-// read the head once, not once each. Multiples of the kernels' 4-row tiles, so
-// each row is computed exactly as in one call over the thread's whole range.
+// read the head once, not once each; the f16 head goes through f16_gemm, which
+// also converts each weight once for several tokens. Multiples of the kernels'
+// 4-row tiles, so each row is computed exactly as in one call over the thread's
+// whole range.
 #define BN_HEAD_F16_ROWS 32
 #define BN_HEAD_Q8_ROWS 64
 
@@ -343,6 +345,10 @@ static void lm_head_worker(void *ctx, int ith, int nth) {
     split_rows(V, ith, nth, &r0, &r1);
     for (int64_t c0 = r0; c0 < r1; c0 += step) {
         const int64_t c1 = min64(r1, c0 + step);
+        if (!be->head_q && head->type == BN_GGML_F16) { // every token against the block, each weight converted once
+            be->kern->f16_gemm(head->data, E, c0, c1, be->lm_in, E, job->rows, job->n_rows, job->out, V);
+            continue;
+        }
         for (int i = 0; i < job->n_rows; i++) {
             const int t = job->rows[i];
             float *y = job->out + (int64_t)i * V;
@@ -351,8 +357,6 @@ static void lm_head_worker(void *ctx, int ith, int nth) {
                 be->kern->i8_gemv(be->head_q + c0 * E, E, 0, c1 - c0, be->lm_q + t * E, acc);
                 for (int64_t r = c0; r < c1; r++)
                     y[r] = bn_head_q8_out(acc[r - c0], be->head_scale[r], be->xscale[t]);
-            } else if (head->type == BN_GGML_F16) {
-                be->kern->f16_gemv(head->data, E, c0, c1, be->lm_in + t * E, y);
             } else { // type checked at create
                 bn_float_gemv(head->data, head->type, E, c0, c1, be->lm_in + t * E, y);
             }

@@ -37,6 +37,14 @@ typedef void (*bn_ternary_gemm_fn)(const uint8_t *w, int64_t K, int64_t row0, in
 typedef void (*bn_half_gemv_fn)(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
                                 const float *x, float *y);
 
+// The same for n tokens (the LM head of a decode step of many sequences): token
+// i's input at x + (idx ? idx[i] : i) * ldx, its results at y + i * ldy (y[i*ldy
+// + r], r in [row0, row1)). Each token's results equal the set's f16_gemv's bit
+// for bit, so a token's logits do not depend on its batch; a set may convert
+// each weight once for several tokens.
+typedef void (*bn_half_gemm_fn)(const uint16_t *w, int64_t K, int64_t row0, int64_t row1, const float *x,
+                                int64_t ldx, const int *idx, int n, float *y, int64_t ldy);
+
 // n_q query heads that share one KV head (GQA), attending to f16 cache rows
 // 0..n_kv-1: for each head i (q + i*head_dim, out + i*head_dim, scores + i*n_kv)
 // the contract of bn_attention_head in ops.h: scores = q.k_j * scale, softmax,
@@ -98,6 +106,7 @@ typedef struct bn_cpu_kernels {
     bn_half_round_fn half_round;
     bn_ternary_gemm_fn ternary_gemm;
     bn_half_gemv_fn f16_gemv;
+    bn_half_gemm_fn f16_gemm;
     bn_attention_fn attention;
     bn_i8_gemv_fn i8_gemv;
     bn_silu_mul_fn silu_mul;
@@ -116,6 +125,9 @@ void bn_ternary_gemm_scalar(const uint8_t *w, int64_t K, int64_t row0, int64_t r
                             int64_t ldy);
 void bn_f16_gemv_scalar(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
                         const float *x, float *y);
+// f16_gemm as one f16_gemv call per token (the scalar and AVX-512 sets).
+void bn_f16_gemm_by_token(bn_half_gemv_fn gemv, const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
+                          const float *x, int64_t ldx, const int *idx, int n, float *y, int64_t ldy);
 void bn_i8_gemv_scalar(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
                        int32_t *y);
 void bn_half_store_avx2(uint16_t *dst, const float *x, int64_t n);

@@ -364,6 +364,65 @@ void bn_f16_gemv_avx2(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
     for (; r < row1; r++) f16_tile(w + r * K, K, x, y + r, 1);
 }
 
+// f16_gemm: one row against T tokens (x[t], results to *y[t]). Each converted
+// weight vector serves every token, and each (row, token) sum runs exactly as
+// f16_tile's does for that row (two 8-lane accumulators over alternate 8-element
+// chunks, their sum, the horizontal add, then the tail), so the results are
+// f16_gemv's bit for bit.
+BN_ALWAYS_INLINE void f16_row_tokens(const uint16_t *w, int64_t K, const float *const *x, float *const *y, int T) {
+    __m256 a0[4], a1[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) a0[t] = a1[t] = _mm256_setzero_ps();
+    const char *pf = (const char *)((uintptr_t)w + (uintptr_t)(4 * K * 2)); // the row 4 ahead
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        _mm_prefetch(pf + 2 * k, _MM_HINT_T0);
+        const __m256 w0 = load_h8(w + k), w1 = load_h8(w + k + 8);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t] + k), a0[t]);
+            a1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[t] + k + 8), a1[t]);
+        }
+    }
+    if (k + 8 <= K) {
+        const __m256 w0 = load_h8(w + k);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t] + k), a0[t]);
+        k += 8;
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        float s = hsum_ps(_mm256_add_ps(a0[t], a1[t]));
+        for (int64_t kk = k; kk < K; kk++) s += _cvtsh_ss(w[kk]) * x[t][kk];
+        *y[t] = s;
+    }
+}
+
+// Tokens four at a time, and for each group every row (a caller's block of the
+// head, in L2); a lone token takes f16_gemv's four-row tiles.
+static void f16_gemm_avx2(const uint16_t *w, int64_t K, int64_t row0, int64_t row1, const float *x, int64_t ldx,
+                          const int *idx, int n, float *y, int64_t ldy) {
+    for (int i0 = 0; i0 < n; i0 += 4) {
+        const int T = n - i0 < 4 ? n - i0 : 4;
+        const float *xt[4];
+        float *yt[4];
+        for (int t = 0; t < T; t++) xt[t] = x + (int64_t)(idx ? idx[i0 + t] : i0 + t) * ldx;
+        if (T == 1) {
+            bn_f16_gemv_avx2(w, K, row0, row1, xt[0], y + (int64_t)i0 * ldy);
+            continue;
+        }
+        for (int64_t r = row0; r < row1; r++) {
+            for (int t = 0; t < T; t++) yt[t] = y + (int64_t)(i0 + t) * ldy + r;
+            const uint16_t *wr = w + r * K;
+            switch (T) {
+            case 4: f16_row_tokens(wr, K, xt, yt, 4); break;
+            case 3: f16_row_tokens(wr, K, xt, yt, 3); break;
+            default: f16_row_tokens(wr, K, xt, yt, 2); break;
+            }
+        }
+    }
+}
+
 // ---- int8 GEMV -------------------------------------------------------------------
 
 BN_ALWAYS_INLINE __m256i load_i8x16(const int8_t *p) {
@@ -728,6 +787,7 @@ const bn_cpu_kernels bn_kernels_avx2 = {
     .half_round = bn_half_round_avx2,
     .ternary_gemm = bn_ternary_gemm_avx2,
     .f16_gemv = bn_f16_gemv_avx2,
+    .f16_gemm = f16_gemm_avx2,
     .attention = bn_attention_avx2,
     .i8_gemv = bn_i8_gemv_avx2,
     .silu_mul = bn_silu_mul_avx2,

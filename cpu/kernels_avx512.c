@@ -242,6 +242,13 @@ void bn_f16_gemv_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1
     for (; r < row1; r++) f16_tile512(w + r * K, K, x, y + r, 1);
 }
 
+// One token at a time: a tile that shares each converted weight among tokens,
+// as the AVX2 set's, waits for an AVX-512 machine to test and time it on.
+static void f16_gemm_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1, const float *x,
+                            int64_t ldx, const int *idx, int n, float *y, int64_t ldy) {
+    bn_f16_gemm_by_token(bn_f16_gemv_avx512, w, K, row0, row1, x, ldx, idx, n, y, ldy);
+}
+
 // ---- int8 GEMV -------------------------------------------------------------------
 
 BN_ALWAYS_INLINE void i8_tile512(const int8_t *w, int64_t K, const int8_t *x, int32_t *y, int R) {
@@ -327,6 +334,7 @@ const bn_cpu_kernels bn_kernels_avx512 = {
     .half_round = bn_half_round_avx2,
     .ternary_gemm = bn_ternary_gemm_avx512,
     .f16_gemv = bn_f16_gemv_avx512,
+    .f16_gemm = f16_gemm_avx512,
     .attention = bn_attention_avx2,
     .i8_gemv = bn_i8_gemv_avx512,
     .silu_mul = bn_silu_mul_avx512,

@@ -80,6 +80,16 @@ void bn_f16_gemv_scalar(const uint16_t *w, int64_t K, int64_t row0, int64_t row1
     }
 }
 
+void bn_f16_gemm_by_token(bn_half_gemv_fn gemv, const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
+                          const float *x, int64_t ldx, const int *idx, int n, float *y, int64_t ldy) {
+    for (int i = 0; i < n; i++) gemv(w, K, row0, row1, x + (int64_t)(idx ? idx[i] : i) * ldx, y + i * ldy);
+}
+
+static void f16_gemm_scalar(const uint16_t *w, int64_t K, int64_t row0, int64_t row1, const float *x, int64_t ldx,
+                            const int *idx, int n, float *y, int64_t ldy) {
+    bn_f16_gemm_by_token(bn_f16_gemv_scalar, w, K, row0, row1, x, ldx, idx, n, y, ldy);
+}
+
 // ---- int8 GEMV (int8 LM head) -----------------------------------------------
 
 void bn_i8_gemv_scalar(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
@@ -141,6 +151,7 @@ const bn_cpu_kernels bn_kernels_scalar = {
     .half_round = bn_round_f16,
     .ternary_gemm = bn_ternary_gemm_scalar,
     .f16_gemv = bn_f16_gemv_scalar,
+    .f16_gemm = f16_gemm_scalar,
     .attention = bn_attention_scalar,
     .i8_gemv = bn_i8_gemv_scalar,
     .silu_mul = bn_silu_mul_scalar,

@@ -189,6 +189,50 @@ static void test_f16(const char *name) {
         }
 }
 
+// f16_gemm against the same set's f16_gemv, token by token, bit for bit: n
+// tokens (1-9, so every group size of four and its tails), read through a
+// shuffled index list with a row stride, on odd widths and row ranges (8 and
+// 37 rows: one block of rows or two); results outside [row0, row1) untouched.
+static void check_f16_gemm(const bn_cpu_kernels *k) {
+    static const int64_t Ks[] = {1, 7, 8, 15, 16, 17, 24, 33, 129, 2560, 2563, 6925};
+    uint64_t rng = 0x7f16ULL;
+    for (size_t a = 0; a < sizeof Ks / sizeof *Ks; a++)
+        for (int n = 1; n <= 9; n++) {
+            const int64_t K = Ks[a], rows = n % 2 ? 11 : 40, row0 = 3, ldx = K + 5, ldy = rows + 2;
+            uint16_t *w = malloc(sizeof *w * (size_t)(rows * K));
+            float *x = malloc(sizeof *x * (size_t)(12 * ldx)), *y = malloc(sizeof *y * (size_t)(n * ldy));
+            float *one = malloc(sizeof *one * (size_t)rows);
+            int idx[9];
+            assert_true(w && x && y && one);
+            for (int64_t i = 0; i < rows * K; i++)
+                w[i] = bn_f32_to_f16(((float)(bn_test_rand(&rng) >> 40) / (float)(1 << 24) * 2.0f - 1.0f) * 0.125f);
+            for (int64_t i = 0; i < 12 * ldx; i++)
+                x[i] = (float)(bn_test_rand(&rng) >> 40) / (float)(1 << 24) * 8.0f - 4.0f;
+            for (int i = 0; i < n; i++) idx[i] = (int)((i * 5 + 3) % 12); // distinct rows of x, out of order
+            for (int64_t i = 0; i < n * ldy; i++) y[i] = -7.0f;
+            k->f16_gemm(w, K, row0, rows, x, ldx, idx, n, y, ldy);
+            for (int i = 0; i < n; i++) {
+                k->f16_gemv(w, K, row0, rows, x + idx[i] * ldx, one);
+                for (int64_t r = 0; r < ldy; r++) {
+                    const float got = y[i * ldy + r];
+                    if (r < row0 || r >= rows) assert_true(got == -7.0f);
+                    else if (memcmp(&got, &one[r], sizeof got))
+                        fail_msg("%s f16_gemm K=%lld n=%d token %d row %lld: %.9g, f16_gemv %.9g", k->name,
+                                 (long long)K, n, i, (long long)r, got, one[r]);
+                }
+            }
+            free(w);
+            free(x);
+            free(y);
+            free(one);
+        }
+}
+
+static void test_f16_gemm_scalar(void **st) {
+    (void)st;
+    check_f16_gemm(&bn_kernels_scalar);
+}
+
 static void test_i8(const char *name) {
     const bn_cpu_kernels *k = table_or_skip(name);
     if (!k) skip();
@@ -594,6 +638,7 @@ static void test_ternary_extremes_avx2(void **st) {
 static void test_f16_avx2(void **st) {
     (void)st;
     test_f16("avx2");
+    check_f16_gemm(table_or_skip("avx2"));
 }
 static void test_ternary_random_avx512(void **st) {
     (void)st;
@@ -606,6 +651,7 @@ static void test_ternary_extremes_avx512(void **st) {
 static void test_f16_avx512(void **st) {
     (void)st;
     test_f16("avx512");
+    check_f16_gemm(table_or_skip("avx512"));
 }
 
 static void test_select(void **st) {
@@ -660,6 +706,7 @@ int main(void) {
         cmocka_unit_test(test_ternary_random_avx2),
         cmocka_unit_test(test_ternary_extremes_avx2),
         cmocka_unit_test(test_f16_avx2),
+        cmocka_unit_test(test_f16_gemm_scalar),
         cmocka_unit_test(test_ternary_random_avx512),
         cmocka_unit_test(test_ternary_extremes_avx512),
         cmocka_unit_test(test_f16_avx512),
