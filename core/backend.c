@@ -39,6 +39,16 @@ const bn_backend_ops *bn_backend_find(const char *name) {
 // NULL, "" and "auto" all ask for the choice below.
 static bool is_auto(const char *name) { return !name || !*name || !strcmp(name, "auto"); }
 
+void bn_backend_prewarm(const char *name) {
+    const bn_backend_ops *ops = bn_backend_find(is_auto(name) ? "cuda" : name);
+    if (ops && ops->prewarm) ops->prewarm();
+}
+
+void bn_backend_prewarm_wait(void) {
+    for (size_t i = 0; i < N_KNOWN; i++)
+        if (known[i].ops && known[i].ops->prewarm_wait) known[i].ops->prewarm_wait();
+}
+
 // Picks the backend: an explicit name must work; "auto" prefers a usable GPU.
 static int choose_backend(const char *name, const bn_backend_ops **ops, char *note, size_t n,
                           bn_error *err) {

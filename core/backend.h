@@ -79,6 +79,13 @@ typedef struct bn_backend_ops {
     // (CPU: the backend's own threads). decode_bytes over it is the roofline, the
     // fastest a decode step can be. Takes up to a second.
     double (*read_bandwidth_gbs)(const bn_backend *be);
+
+    // Optional (NULL: nothing to start): prewarm starts the set-up that needs no
+    // model on a thread of its own (bitnet.h: bn_backend_prewarm); create() waits
+    // for it. prewarm_wait waits for it to end. Both may be called any number of
+    // times, from one thread at a time.
+    void (*prewarm)(void);
+    void (*prewarm_wait)(void);
 } bn_backend_ops;
 
 extern const bn_backend_ops bn_cpu_backend;

@@ -128,6 +128,15 @@ typedef struct bn_session_params {
 
 BN_API int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out,
                              bn_error *err);
+// Starts, on a thread, the part of a backend's set-up that needs no model (for
+// CUDA: the device's context, about 0.3 s), so that it runs while the model
+// loads and a later bn_session_create finds it done; backend as in
+// bn_session_params (NULL or "auto": CUDA where compiled in). Nothing happens for
+// a backend without such a part, or where it fails (session creation then
+// reports why). Call bn_backend_prewarm_wait before the process exits: a CUDA
+// runtime still starting on that thread must not meet its own exit handlers.
+BN_API void bn_backend_prewarm(const char *backend);
+BN_API void bn_backend_prewarm_wait(void);
 BN_API void bn_session_free(bn_session *s);
 // Name of the backend in use, and why it was picked (for "auto").
 BN_API const char *bn_session_backend(const bn_session *s);

@@ -16,6 +16,7 @@
 // Pinned host buffers carry token ids and positions in and logits/argmax out.
 // The forward pass is in forward_cuda.cu, the upload in upload.cu.
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,32 @@ static int bn_cuda_probe(bn_error *err) {
                               "CMAKE_CUDA_ARCHITECTURES including %d%d",
                               major, minor, cudaGetErrorString(ke), major, minor);
     return 0;
+}
+
+// ---- prewarm: the context while the model loads ---------------------------------
+
+// Creating the CUDA context takes about 0.3 s on an H200 host
+// (docs/cuda-performance.md), longer than loading a 2B model from the page cache,
+// and needs no model: bn_backend_prewarm starts it on this thread, create() and
+// bn_backend_prewarm_wait join it. A failure here is not reported: create()'s
+// own probe finds it again and says why.
+static pthread_t g_prewarm;
+static bool g_prewarm_running;
+
+static void *prewarm_main(void *arg) {
+    (void)arg;
+    int n = 0;
+    if (cudaGetDeviceCount(&n) == cudaSuccess && n > 0) (void)cudaFree(0); // the primary context of device 0
+    return NULL;
+}
+
+static void bn_cuda_prewarm(void) {
+    if (!g_prewarm_running) g_prewarm_running = pthread_create(&g_prewarm, NULL, prewarm_main, NULL) == 0;
+}
+
+static void bn_cuda_prewarm_wait(void) {
+    if (g_prewarm_running) (void)pthread_join(g_prewarm, NULL);
+    g_prewarm_running = false;
 }
 
 // ---- arena layout ------------------------------------------------------------
@@ -289,6 +316,7 @@ static int choose_gemv_max(const bn_hparams *hp) {
 static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *err) {
     const bn_hparams *hp = &be->hp;
     const double t0 = bn_now_ms();
+    bn_cuda_prewarm_wait();
     if (bn_cuda_probe(err)) return -1;
     if (check_model(be->m, err)) return -1;
     be->device = 0;
@@ -431,4 +459,6 @@ extern "C" const bn_backend_ops bn_cuda_backend = {
     bn_cuda_memory_bytes,
     bn_cuda_decode_bytes,
     NULL, // read_bandwidth_gbs: not measured in the backend (bench_cuda measures a device copy)
+    bn_cuda_prewarm,
+    bn_cuda_prewarm_wait,
 };

@@ -53,6 +53,7 @@ static int run_command(int argc, char **argv) {
 int main(int argc, char **argv) {
     bn_guard_std_fds();
     int rc = run_command(argc, argv);
+    bn_backend_prewarm_wait(); // before exit() runs the CUDA runtime's own exit handlers
     // Output that never arrived is a failure, whatever the command thought (a
     // command that failed has said why already).
     if (rc == 0 && bn_finish_stdout()) rc = 1;

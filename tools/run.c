@@ -7,6 +7,7 @@
 int bn_run_open(const bn_run_flags *f, bn_run *r) {
     *r = (bn_run){0};
     bn_error err;
+    bn_backend_prewarm(f->session.backend); // the GPU's context starts while the model loads
     if (bn_engine_load(f->model, f->tokenizer, &r->engine, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         return -1;
