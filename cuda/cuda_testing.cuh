@@ -49,6 +49,16 @@ typedef struct bn_cuda_prof_row {
 int bn_cuda_profile_step(struct bn_backend *be, int32_t token, int32_t pos, bn_cuda_prof_row *rows,
                          int max_rows, int *n_rows, double *total_ms, bn_error *err);
 
+// One decode step (token at pos, no head) run eagerly through the first n_layers
+// layers only, as this backend runs them (the persistent kernel or not), then
+// the step's buffers copied out: x (n_embd floats, the hidden state after layer
+// n_layers - 1) and that layer's qkv (Q|K|V width), att (n_head * head_dim) and
+// gu (2 * n_ff): so a test comparing two backends finds the first layer, and in
+// it the first step, where they part. The cache rows at pos of those layers are
+// written as the step writes them.
+int bn_cuda_debug_step(struct bn_backend *be, int32_t token, int32_t pos, int n_layers, float *x, float *qkv,
+                       float *att, float *gu, bn_error *err);
+
 // scales: per-row weight scale, rows [0,r1) scales[0], [r1,r2) scales[1], rest
 // scales[2]; scales[3..5]: the same rows' out-scales (the bitnet family's
 // `.scale` tensors), applied after it as bn_bitlinear_out does.

@@ -513,7 +513,26 @@ int bn_cuda_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t 
     return forward_impl(be, tokens, pos, seq, n_tokens, NULL, false, argmax, err);
 }
 
-// ---- profiling (cuda_testing.cuh) ----------------------------------------------------
+// ---- test and profiling hooks (cuda_testing.cuh) ------------------------------------
+
+extern "C" int bn_cuda_debug_step(bn_backend *be, int32_t token, int32_t pos, int n_layers, float *x, float *qkv,
+                                  float *att, float *gu, bn_error *err) {
+    const bn_hparams *hp = &be->hp;
+    if (n_layers < 1 || (uint32_t)n_layers > hp->n_layer) return bn_errorf(err, "cuda: %d layers of %u", n_layers, hp->n_layer);
+    const uint32_t all = hp->n_layer;
+    const bool graphs = be->use_graph;
+    be->hp.n_layer = (uint32_t)n_layers; // every launcher takes the count from here
+    be->use_graph = false;
+    const int rc = forward_impl(be, &token, &pos, NULL, 1, NULL, false, NULL, err);
+    be->hp.n_layer = all;
+    be->use_graph = graphs;
+    if (rc) return -1;
+    BN_CUDA_TRY(cudaMemcpy(x, be->x, sizeof(float) * hp->n_embd, cudaMemcpyDeviceToHost));
+    BN_CUDA_TRY(cudaMemcpy(qkv, be->qkv, sizeof(float) * (size_t)be->nqkv, cudaMemcpyDeviceToHost));
+    BN_CUDA_TRY(cudaMemcpy(att, be->att, sizeof(float) * (size_t)be->nq, cudaMemcpyDeviceToHost));
+    BN_CUDA_TRY(cudaMemcpy(gu, be->gu, sizeof(float) * 2 * hp->n_ff, cudaMemcpyDeviceToHost));
+    return 0;
+}
 
 extern "C" int bn_cuda_profile_step(bn_backend *be, int32_t token, int32_t pos, bn_cuda_prof_row *rows,
                                     int max_rows, int *n_rows, double *total_ms, bn_error *err) {

@@ -1158,6 +1158,38 @@ static bn_backend *create_with(const bn_model *m, const bn_backend_config *cfg, 
     return be;
 }
 
+// Where two backends part on a decode step of token at pos (a position both
+// have already run, so rerunning it rewrites its cache rows with the same
+// values): the step through the first k layers for every k, the hidden state and
+// the last layer's step buffers compared bit for bit; the first that differs
+// names the phase.
+static void compare_layers(bn_backend *a, bn_backend *b, const bn_model *m, int32_t token, int32_t pos) {
+    const bn_hparams *hp = &m->hp;
+    const size_t E = hp->n_embd, nq = (size_t)hp->n_head * hp->head_dim, nkv = (size_t)hp->n_head_kv * hp->head_dim;
+    const size_t widths[4] = {nq + 2 * nkv, nq, 2 * (size_t)hp->n_ff, E}, total = widths[0] + widths[1] + widths[2] + widths[3];
+    static const char *const what[4] = {"Q|K|V (its GEMV)", "the attention output", "gate|up (the O or gate|up GEMV)",
+                                        "the hidden state (the down GEMV)"};
+    float *ba = malloc(sizeof(float) * total), *bb = malloc(sizeof(float) * total);
+    bn_error err = {{0}};
+    for (int k = 1; k <= (int)hp->n_layer; k++) {
+        float *pa[4], *pb[4];
+        for (int i = 0, o = 0; i < 4; o += (int)widths[i], i++) {
+            pa[i] = ba + o;
+            pb[i] = bb + o;
+        }
+        if (bn_cuda_debug_step(a, token, pos, k, pa[3], pa[0], pa[1], pa[2], &err) ||
+            bn_cuda_debug_step(b, token, pos, k, pb[3], pb[0], pb[1], pb[2], &err))
+            fail_msg("%s", err.msg);
+        for (int i = 0; i < 4; i++)
+            for (size_t j = 0; j < widths[i]; j++)
+                if (memcmp(&pa[i][j], &pb[i][j], sizeof(float)))
+                    fail_msg("position %d, layer %d: %s differs first, at %zu (%.9g vs %.9g)", pos, k - 1, what[i],
+                             j, pa[i][j], pb[i][j]);
+    }
+    free(ba);
+    free(bb);
+}
+
 // The persistent decode kernel must compute what the kernel-per-operation step
 // computes, bit for bit (decode_persistent.cu), with the same attention form:
 // the split pair everywhere (short "0"), or the one-kernel form below position
@@ -1215,8 +1247,10 @@ static void persistent_vs_kernels(const char *path, const char *short_keys, int 
             if (memcmp(lp, lk, sizeof(float) * V)) {
                 int first = 0;
                 while (lp[first] == lk[first]) first++;
-                fail_msg("position %d: logits differ from index %d (%.9g vs %.9g)", i + n - 1, first, lp[first],
-                         lk[first]);
+                fprintf(stderr, "  position %d: logits differ from index %d (%.9g vs %.9g)\n", i + n - 1, first,
+                        lp[first], lk[first]);
+                if (n == 1 && n_seq == 1) compare_layers(bp, bk, m, tok[i], pos[i]); // names the phase
+                fail_msg("position %d: the persistent kernel's logits differ", i + n - 1);
             }
             logit_steps += !prompt;
         }
@@ -1224,6 +1258,11 @@ static void persistent_vs_kernels(const char *path, const char *short_keys, int 
     }
     bn_cuda_backend_stats(bp, &sp);
     if (n_seq == 1 && !sp.graphs) fail_msg("graph capture failed: %s", sp.graph_error);
+    // Layer by layer too, at a position of each attention form.
+    if (n_seq == 1) {
+        compare_layers(bp, bk, m, tok[30], 30);
+        compare_layers(bp, bk, m, tok[N_TOK - 1], N_TOK - 1);
+    }
     fprintf(stderr, "  %s, one-kernel attention below %s, context %d, slot %d: %d decode steps with logits and %d "
             "with argmax identical\n", path, short_keys, n_ctx, n_seq - 1, logit_steps, argmax_steps);
     free(lp);
