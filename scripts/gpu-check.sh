@@ -40,7 +40,9 @@ if [ "${1:-}" = --binaries ]; then printf '%s\n' "${binaries[@]}"; exit 0; fi
 fixtures=${BITNET_FIXTURES:-$(pwd)/../shared/fixtures}
 out=${BITNET_GPU_OUT:-gpu-check-out}
 mkdir -p "$out"
-export BITNET_FIXTURES=$fixtures BITNET_REQUIRE_GPU=1 BITNET_REQUIRE_FIXTURES=1
+# BITNET_SOURCE_DIR: the files the repository ships (models/, tests/golden/) are
+# read from this tree, wherever the binaries were built.
+export BITNET_FIXTURES=$fixtures BITNET_REQUIRE_GPU=1 BITNET_REQUIRE_FIXTURES=1 BITNET_SOURCE_DIR=$PWD
 summary=()
 failed=0
 
