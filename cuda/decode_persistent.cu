@@ -1,10 +1,10 @@
 // decode_persistent.cu - every layer of a decode token in one persistent kernel.
 //
 // At batch 1 the kernel-per-operation decode spends its time between kernels,
-// not in them: on an H200 (docs/cuda-performance.md) a layer's attention and
-// four GEMVs took 45 us in a step where their bytes need 4, and a graph of six
-// kernels a layer cannot go much under 0.7 ms a step. Here one block per
-// multiprocessor runs the whole stack of layers:
+// not in them: on an H200 a layer's attention and four GEMVs took 45 us in a
+// step where their bytes need 4, and docs/cuda-performance.md estimates that a
+// graph of six kernels a layer stays near 0.7 ms a step even with each kernel at
+// its floor. Here one block per multiprocessor runs the whole stack of layers:
 // - Each block owns a fixed run of rows of each of a layer's four matrices and
 //   keeps a shared-memory region per matrix (persist_plan.h). As soon as a
 //   phase has used its slice, the block starts copying the next layer's slice
