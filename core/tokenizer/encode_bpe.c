@@ -57,9 +57,9 @@ static void try_pair(enc *e, int32_t left, int32_t right) {
     int32_t l = e->syms[left].id, r = e->syms[right].id;
     uint64_t key = bn_tok_pair_key(l, r);
     uint64_t h = bn_tok_pair_hash(key);
-    for (size_t i = h & t->mmask; t->mkey[i]; i = (i + 1) & t->mmask)
-        if (t->mkey[i] == key) {
-            cand_heap_push(e->heap, &e->n_heap, (cand){t->mrank[i], left, right, l, r, t->mresult[i]});
+    for (size_t i = h & t->mmask; t->mslot[i].key; i = (i + 1) & t->mmask)
+        if (t->mslot[i].key == key) {
+            cand_heap_push(e->heap, &e->n_heap, (cand){t->mslot[i].rank, left, right, l, r, t->mslot[i].result});
             return;
         }
 }

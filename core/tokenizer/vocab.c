@@ -110,11 +110,9 @@ int32_t bn_tok_find(const bn_tokenizer *t, const char *text, size_t len) {
     uint64_t h = hash_bytes(text, len);
     uint32_t h32 = (uint32_t)(h >> 32);
     for (size_t i = h & t->vmask;; i = (i + 1) & t->vmask) {
-        int32_t id = t->vslot[i].id;
-        if (id < 0) return -1;
-        if (t->vslot[i].hash == h32 && t->text_len[id] == len &&
-            memcmp(t->text.data + t->text_off[id], text, len) == 0)
-            return id;
+        const struct bn_vslot *s = &t->vslot[i];
+        if (s->id < 0) return -1;
+        if (s->hash == h32 && s->len == len && memcmp(t->text.data + s->off, text, len) == 0) return s->id;
     }
 }
 
@@ -130,7 +128,7 @@ int bn_tok_finish_vocab(bn_tokenizer *t, bn_error *err) {
     size_t cap = pow2_at_least((size_t)t->n_vocab * 2);
     t->vslot = malloc(cap * sizeof *t->vslot);
     if (!t->vslot) return bn_errorf(err, "tokenizer: out of memory");
-    for (size_t i = 0; i < cap; i++) t->vslot[i] = (struct bn_vslot){0, -1};
+    for (size_t i = 0; i < cap; i++) t->vslot[i] = (struct bn_vslot){0, -1, 0, 0};
     t->vmask = cap - 1;
     for (int32_t id = 0; id < t->n_vocab; id++) {
         const char *s = t->text.data + t->text_off[id];
@@ -145,7 +143,7 @@ int bn_tok_finish_vocab(bn_tokenizer *t, bn_error *err) {
                 return bn_errorf(err, "tokenizer: duplicate token \"%.*s\" (ids %d and %d)",
                                  (int)(len > 64 ? 64 : len), s, o, id);
         }
-        t->vslot[i] = (struct bn_vslot){h32, id};
+        t->vslot[i] = (struct bn_vslot){h32, id, t->text_off[id], (uint32_t)len};
     }
     if (t->spm) { // byte fallback tokens; a missing one fails only when text needs it
         for (int b = 0; b < 256; b++) {
@@ -176,10 +174,8 @@ int bn_tok_begin_merges(bn_tokenizer *t, size_t n, bn_error *err) {
     size_t cap = pow2_at_least(n * 2 + 1);
     t->merge_cap = n;
     t->merge_off = malloc((n ? n : 1) * sizeof *t->merge_off);
-    t->mkey = calloc(cap, sizeof *t->mkey);
-    t->mrank = malloc(cap * sizeof *t->mrank);
-    t->mresult = malloc(cap * sizeof *t->mresult);
-    if (!t->merge_off || !t->mkey || !t->mrank || !t->mresult)
+    t->mslot = calloc(cap, sizeof *t->mslot);
+    if (!t->merge_off || !t->mslot)
         return bn_errorf(err, "tokenizer: out of memory for %zu merges", n);
     t->mmask = cap - 1;
     return 0;
@@ -212,11 +208,9 @@ int bn_tok_add_merge(bn_tokenizer *t, const char *a, size_t alen, const char *b,
 
     uint64_t key = bn_tok_pair_key(l, r);
     size_t i = bn_tok_pair_hash(key) & t->mmask;
-    for (; t->mkey[i]; i = (i + 1) & t->mmask)
-        if (t->mkey[i] == key) return 0; // a repeated pair keeps its first (best) rank
-    t->mkey[i] = key;
-    t->mrank[i] = (uint32_t)rank;
-    t->mresult[i] = res;
+    for (; t->mslot[i].key; i = (i + 1) & t->mmask)
+        if (t->mslot[i].key == key) return 0; // a repeated pair keeps its first (best) rank
+    t->mslot[i] = (struct bn_mslot){key, (uint32_t)rank, res};
     return 0;
 }
 
@@ -311,9 +305,7 @@ void bn_tokenizer_free(bn_tokenizer *t) {
     free(t->vslot);
     free(t->merge_off);
     free(t->merge_text.data);
-    free(t->mkey);
-    free(t->mrank);
-    free(t->mresult);
+    free(t->mslot);
     free(t->special);
     free(t->chat_template);
     free(t->score);

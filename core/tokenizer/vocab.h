@@ -31,11 +31,13 @@ struct bn_tokenizer {
     uint32_t *bytes_len;
     bn_pool text, bytes;
 
-    // vocabulary form -> id, open addressing; a slot keeps the key's hash so
-    // most probes never touch the string (id -1 = empty)
+    // vocabulary form -> id, open addressing; a slot keeps the key's hash, so
+    // most probes never touch the string, and where its string is, so a hit
+    // reads the slot and the string and nothing else (id -1 = empty)
     struct bn_vslot {
         uint32_t hash;
         int32_t id;
+        uint32_t off, len; // the form in `text`
     } *vslot;
     size_t vmask;
 
@@ -43,9 +45,12 @@ struct bn_tokenizer {
     size_t n_merges, merge_cap;
     uint32_t *merge_off;
     bn_pool merge_text;
-    uint64_t *mkey;       // (left << 32 | right) + 1; 0 = empty
-    uint32_t *mrank;
-    int32_t *mresult;
+    // (left, right) -> rank and result, open addressing: one slot, one cache line
+    struct bn_mslot {
+        uint64_t key; // (left << 32 | right) + 1; 0 = empty
+        uint32_t rank;
+        int32_t result;
+    } *mslot;
     size_t mmask;
 
     int32_t byte_id[256]; // the token of each single byte (SPM: <0xXX>; -1 when absent)
