@@ -68,7 +68,7 @@ static int bn_cuda_probe(bn_error *err) {
 
 // Creating the CUDA context takes about 0.3 s on an H200 host
 // (docs/cuda-performance.md), longer than loading a 2B model from the page cache,
-// and needs no model: bn_backend_prewarm starts it on this thread, create() and
+// and needs no model: bn_backend_prewarm starts it on a thread of its own, create() and
 // bn_backend_prewarm_wait join it. A failure here is not reported: create()'s
 // own probe finds it again and says why.
 static pthread_t g_prewarm;
