@@ -179,6 +179,11 @@ grep -h "RACECHECK SUMMARY" "$out/racecheck_attention.log" 2>/dev/null | tail -1
 grep -hE "^(start-up|device-to-device|decode at|prefill|model )" "$out/bench_cuda.log" 2>/dev/null
 # The decode attention's two forms side by side (the one-kernel form is opt-in until measured).
 grep -hE "^attention decode( \(ctx = K\)|, one kernel)" "$out/bench_cuda.log" 2>/dev/null
+# Each opt-in decode variant against the default at its context: the ones to turn on.
+awk '/^decode at context +[0-9]+: / { base[$4 + 0] = $5 }
+     /^decode at context +[0-9]+, / { ctx = $4 + 0; split($0, parts, ": "); ms = parts[2] + 0
+       if (base[ctx] > 0) printf "  vs default at %d: %.2fx  (%s)\n", ctx, base[ctx] / ms, $0 }' \
+  "$out/bench_cuda.log" 2>/dev/null
 echo "whole 'generate -p 2+2= -n 4' process, best of 3: cuda ${gpu_ms} ms, cpu ${cpu_ms} ms"
 grep -hE "^(cpu|cuda) " "$out/bench_2b4t.log" 2>/dev/null | sed 's/^/bench 2b-4t: /'
 grep -hE "^compare cuda" "$out/bench_calm.log" 2>/dev/null | sed 's/^/calm 2b-4t: /'
