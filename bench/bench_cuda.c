@@ -319,24 +319,26 @@ static void model_bench(const char *path, bool quick) {
         typedef struct variant {
             const char *graph, *pdl, *name, *env[2]; // env: NAME=VALUE switches set for this run
             int ctx;
+            bool q8; // --lm-head q8
         } variant;
         static const variant variants[] = {
-            {"1", "0", "graphs, no PDL", {NULL, NULL}, 128},
-            {"0", "1", "PDL, no graphs", {NULL, NULL}, 128},
-            {"0", "0", "no graphs, no PDL", {NULL, NULL}, 128},
-            {"1", "1", "norm in last blocks", {"BITNET_CUDA_NORM=last", NULL}, 128},
-            {"1", "1", "one-kernel attention", {"BITNET_CUDA_ATTD_SHORT=256", NULL}, 128},
-            {"1", "1", "persistent kernel", {"BITNET_CUDA_PERSIST=4096", NULL}, 128},
-            {"1", "1", "persistent, one-kernel attention", {"BITNET_CUDA_PERSIST=4096", "BITNET_CUDA_ATTD_SHORT=256"}, 128},
-            {"1", "1", "persistent kernel", {"BITNET_CUDA_PERSIST=4096", NULL}, 1024},
-            {"1", "1", "persistent kernel", {"BITNET_CUDA_PERSIST=4096", NULL}, 4096}};
+            {"1", "0", "graphs, no PDL", {NULL, NULL}, 128, false},
+            {"0", "1", "PDL, no graphs", {NULL, NULL}, 128, false},
+            {"0", "0", "no graphs, no PDL", {NULL, NULL}, 128, false},
+            {"1", "1", "norm in last blocks", {"BITNET_CUDA_NORM=last", NULL}, 128, false},
+            {"1", "1", "one-kernel attention", {"BITNET_CUDA_ATTD_SHORT=256", NULL}, 128, false},
+            {"1", "1", "persistent kernel", {"BITNET_CUDA_PERSIST=4096", NULL}, 128, false},
+            {"1", "1", "persistent, one-kernel attention", {"BITNET_CUDA_PERSIST=4096", "BITNET_CUDA_ATTD_SHORT=256"}, 128, false},
+            {"1", "1", "persistent kernel", {"BITNET_CUDA_PERSIST=4096", NULL}, 1024, false},
+            {"1", "1", "persistent kernel", {"BITNET_CUDA_PERSIST=4096", NULL}, 4096, false},
+            {"1", "1", "persistent kernel, --lm-head q8", {"BITNET_CUDA_PERSIST=4096", NULL}, 128, true}};
         cJSON *var = cJSON_AddArrayToObject(out_model, "decode_variants");
         for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
             const variant *v = &variants[i];
             if (v->ctx > r.n_ctx) continue;
             set_variant(v->graph, v->pdl);
             set_switches(v->env, true);
-            const int ok = open_backend(&r, 512, false, &err);
+            const int ok = open_backend(&r, 512, v->q8, &err);
             set_switches(v->env, false);
             if (ok) goto fail;
             const double ms = decode_at(&r, v->ctx, 64, &err);
