@@ -83,7 +83,7 @@ typedef struct bn_backend_ops {
     // Optional (NULL: nothing to start): prewarm starts the set-up that needs no
     // model on a thread of its own (bitnet.h: bn_backend_prewarm); create() waits
     // for it. prewarm_wait waits for it to end. Both may be called any number of
-    // times, from one thread at a time.
+    // times, from any thread.
     void (*prewarm)(void);
     void (*prewarm_wait)(void);
 } bn_backend_ops;

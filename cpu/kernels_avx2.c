@@ -27,7 +27,9 @@
 // that, not memory, is the ceiling here (bench_kernels reports the achieved rate).
 //
 // f16 GEMV: 4 rows at a time, 16 halves per row per step (two vcvtph2ps + FMA
-// chains to hide FMA latency); tails (K % 16) in scalar F16C.
+// chains to hide FMA latency); tails (K % 16) in scalar F16C. f16 GEMM (the head
+// of a batch): one row against four tokens, each converted vector used four
+// times, every (row, token) sum in the GEMV's order.
 //
 // Attention, up to 4 query heads of one GQA group at a time, so each K and V row
 // is loaded and converted (vcvtph2ps) once for the group, computed as bitnet.cpp's

@@ -71,23 +71,33 @@ static int bn_cuda_probe(bn_error *err) {
 // and needs no model: bn_backend_prewarm starts it on a thread of its own, create() and
 // bn_backend_prewarm_wait join it. A failure here is not reported: create()'s
 // own probe finds it again and says why.
+static pthread_mutex_t g_prewarm_lock = PTHREAD_MUTEX_INITIALIZER; // sessions may be made on any thread
 static pthread_t g_prewarm;
 static bool g_prewarm_running;
 
 static void *prewarm_main(void *arg) {
     (void)arg;
-    int n = 0;
-    if (cudaGetDeviceCount(&n) == cudaSuccess && n > 0) (void)cudaFree(0); // the primary context of device 0
+    // Only a device create() would take: no context spent on one too old to run.
+    int n = 0, major = 0;
+    if (cudaGetDeviceCount(&n) == cudaSuccess && n > 0 &&
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major >= 8)
+        (void)cudaFree(0); // the primary context of device 0
     return NULL;
 }
 
 static void bn_cuda_prewarm(void) {
+    pthread_mutex_lock(&g_prewarm_lock);
     if (!g_prewarm_running) g_prewarm_running = pthread_create(&g_prewarm, NULL, prewarm_main, NULL) == 0;
+    pthread_mutex_unlock(&g_prewarm_lock);
 }
 
 static void bn_cuda_prewarm_wait(void) {
-    if (g_prewarm_running) (void)pthread_join(g_prewarm, NULL);
-    g_prewarm_running = false;
+    pthread_mutex_lock(&g_prewarm_lock);
+    if (g_prewarm_running) {
+        (void)pthread_join(g_prewarm, NULL);
+        g_prewarm_running = false;
+    }
+    pthread_mutex_unlock(&g_prewarm_lock);
 }
 
 // ---- arena layout ------------------------------------------------------------

@@ -20,7 +20,8 @@ extern "C" {
 struct bn_backend;
 
 typedef struct bn_cuda_stats {
-    double context_ms;     // create() up to the upload: device checks, context, allocations
+    double context_ms;     // create() up to the upload: device checks, context (what was left of its
+                           // start after bn_backend_prewarm), allocations
     double upload_ms;      // create(): host-to-device copy of weights and tables
     uint64_t device_bytes; // the device arena (weights, KV cache, scratch)
     bool graphs;           // decode steps replay CUDA graphs
