@@ -360,8 +360,6 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     be->attd_split = bn_cuda_attd_splits(be->n_ctx);
     be->attd_short = be->plain_attention ? 0 : choose_attd_short(hp, be->n_ctx);
     be->persist = choose_persist(be);
-    be->persist_short = be->persist && be->persist_plan.max_keys < be->attd_short ? be->persist_plan.max_keys
-                                                                                  : be->attd_short;
     be->batch_seqs = be->n_seq > 1 && !env_is("BITNET_CUDA_BATCH", "0");
     be->decode_group = be->batch_seqs ? be->n_seq : 1;
     if (be->decode_group > be->max_batch) be->decode_group = be->max_batch;

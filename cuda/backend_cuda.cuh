@@ -68,8 +68,6 @@ struct bn_backend {
     int attd_short;       // decode tokens at positions below this take the one-kernel attention (0: never)
     int persist;          // decode steps of one sequence at positions below this take the persistent
                           // kernel (decode_persistent.cu; 0: never)
-    int persist_short;    // below this the persistent kernel takes the one-kernel attention:
-                          // min(attd_short, what its plan holds)
     bn_persist_plan persist_plan;
     bool after_persistent; // the layers just enqueued ran in the persistent kernel (forward_cuda.cu)
     cudaGraphExec_t graph[BN_DECODE_FORMS][BN_OUT_KINDS]; // [decode form][output kind]

@@ -100,6 +100,9 @@ static int bitlinear(bn_backend *be, const char *name, const uint8_t *w, int K, 
     return 0;
 }
 
+// Halves of one sequence slot's cache in one layer: [n_head_kv][n_ctx][hd].
+static size_t kv_slot(const bn_backend *be) { return (size_t)be->n_ctx * (size_t)be->nkv; }
+
 // rope_kv and the prefill (or plain) attention of the n tokens from row t0 of
 // be->qkv, all of one sequence whose cache of this layer is kc/vc; into be->att.
 static int attention_run(bn_backend *be, int t0, int n, __half *kc, __half *vc, bn_error *err) {
@@ -157,14 +160,14 @@ static int attention_decode(bn_backend *be, int t0, int m, bool seqs, bool one_k
 // whole chunk, else one rmsnorm_quant follows.
 static int attention_pieces(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, bn_error *err) {
     const int H = (int)be->hp.n_head;
-    const size_t kv_slot = (size_t)be->n_ctx * (size_t)be->nkv;
-    __half *kc = be->kc + (size_t)l * be->n_seq * kv_slot, *vc = be->vc + (size_t)l * be->n_seq * kv_slot;
+    const size_t slot_halves = kv_slot(be);
+    __half *kc = be->kc + (size_t)l * be->n_seq * slot_halves, *vc = be->vc + (size_t)l * be->n_seq * slot_halves;
     unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H, be->decode_group);
     bool fused = false;
     for (int i = 0; i < be->n_piece;) {
         const bn_cuda_piece *p = &be->piece[i];
         if (p->n > 1 || be->plain_attention) {
-            const size_t slot = (size_t)p->seq * kv_slot;
+            const size_t slot = (size_t)p->seq * slot_halves;
             if (attention_run(be, p->t0, p->n, kc + slot, vc + slot, err)) return -1;
             i++;
             continue;
@@ -191,9 +194,8 @@ static int attention_pieces(bn_backend *be, int l, int n, const bn_cuda_next_nor
 static int attention(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, bn_error *err) {
     if (be->n_piece) return attention_pieces(be, l, n, nn, err);
     const int H = (int)be->hp.n_head;
-    const size_t kv_slot = (size_t)be->n_ctx * (size_t)be->nkv; // [n_head_kv][n_ctx][hd]
-    const size_t slot = (size_t)l * (size_t)be->n_seq + (size_t)be->seq;
-    __half *kc = be->kc + slot * kv_slot, *vc = be->vc + slot * kv_slot;
+    const size_t slot = ((size_t)l * (size_t)be->n_seq + (size_t)be->seq) * kv_slot(be);
+    __half *kc = be->kc + slot, *vc = be->vc + slot;
     unsigned *cnt = be->counters + (size_t)l * BN_COUNTERS_PER_LAYER(H, be->decode_group);
     if (n == 1 && !be->plain_attention)
         return attention_decode(be, 0, 1, false, bn_decode_one_kernel(be->h_pos[0], be->attd_short),
@@ -207,12 +209,18 @@ static int attention(bn_backend *be, int l, int n, const bn_cuda_next_norm *nn, 
     return 0;
 }
 
+// Below this position the persistent kernel takes the one-kernel attention:
+// attd_short, as far as its plan holds that form's scores.
+static int persist_short(const bn_backend *be) {
+    return be->persist_plan.max_keys < be->attd_short ? be->persist_plan.max_keys : be->attd_short;
+}
+
 // How a decode step of one token of slot be->seq at position p runs (the form
 // its graphs are kept under). The persistent kernel takes the attention form the
 // kernels take at p; where its plan cannot hold the one-kernel form's scores
 // (positions persist_short .. attd_short - 1) the kernels run the step.
 static int decode_form(const bn_backend *be, int32_t p) {
-    if (p < be->persist && (p < be->persist_short || p >= be->attd_short)) return BN_DECODE_PERSIST;
+    if (p < be->persist && (p < persist_short(be) || p >= be->attd_short)) return BN_DECODE_PERSIST;
     return bn_decode_one_kernel(p, be->attd_short) ? BN_DECODE_SHORT : BN_DECODE_SPLIT;
 }
 
@@ -221,12 +229,12 @@ static int decode_form(const bn_backend *be, int32_t p) {
 // counters the layers share (layer 0's).
 static int persistent_layers(bn_backend *be, bn_nq_mode glu, bn_nq_mode sub, bn_error *err) {
     const bn_hparams *hp = &be->hp;
-    const size_t kv_slot = (size_t)be->n_ctx * (size_t)be->nkv, slot = (size_t)be->seq * kv_slot;
+    const size_t slot = (size_t)be->seq * kv_slot(be);
     BN_CUDA_TRY(bn_cuda_decode_persistent(&be->persist_plan, be->d_layers, (int)hp->n_layer, hp->norm_eps, glu, sub,
                                           be->x, be->qkv, be->att, be->gu, be->d_pos, (int)hp->n_head,
                                           (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, hp->rope_neox,
                                           be->rope_theta_scale, be->n_ctx, be->kc + slot, be->vc + slot,
-                                          (int64_t)(be->n_seq * kv_slot), be->persist_short, be->attd_split,
+                                          (int64_t)(be->n_seq * kv_slot(be)), persist_short(be), be->attd_split,
                                           be->attd_scratch, be->counters + 4, be->persist_sync, be->st));
     mark(be, "layers (persistent kernel)");
     return 0;
