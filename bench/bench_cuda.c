@@ -329,6 +329,8 @@ static void model_bench(const char *path, bool quick) {
             {"1", "1", "one-kernel attention", {"BITNET_CUDA_ATTD_SHORT=256", NULL}, 128, false},
             {"1", "1", "persistent kernel", {"BITNET_CUDA_PERSIST=4096", NULL}, 128, false},
             {"1", "1", "persistent, one-kernel attention", {"BITNET_CUDA_PERSIST=4096", "BITNET_CUDA_ATTD_SHORT=256"}, 128, false},
+            {"1", "1", "persistent, 64 KiB ring", {"BITNET_CUDA_PERSIST=4096", "BITNET_CUDA_PERSIST_RING=65536"}, 128, false},
+            {"1", "1", "persistent, 32 KiB ring", {"BITNET_CUDA_PERSIST=4096", "BITNET_CUDA_PERSIST_RING=32768"}, 128, false},
             {"1", "1", "persistent kernel", {"BITNET_CUDA_PERSIST=4096", NULL}, 1024, false},
             {"1", "1", "persistent kernel", {"BITNET_CUDA_PERSIST=4096", NULL}, 4096, false},
             {"1", "1", "persistent kernel, --lm-head q8", {"BITNET_CUDA_PERSIST=4096", NULL}, 128, true}};
@@ -344,8 +346,14 @@ static void model_bench(const char *path, bool quick) {
             const double ms = decode_at(&r, v->ctx, 64, &err);
             bn_cuda_stats vs; // did the step replay graphs, or did capture fail (and why)
             bn_cuda_backend_stats(r.be, &vs);
-            char why[256];
+            char why[256], plan[96] = "";
             snprintf(why, sizeof why, "%s", vs.graph_error ? vs.graph_error : "");
+            const bool wants_persist = v->env[0] && !strncmp(v->env[0], "BITNET_CUDA_PERSIST=", 20);
+            if (wants_persist && vs.persist)
+                snprintf(plan, sizeof plan, " (ring %d KiB, %d chunks a layer)", vs.persist_ring / 1024,
+                         vs.persist_chunks);
+            else if (wants_persist)
+                snprintf(plan, sizeof plan, " (no persistent plan: the kernels ran)");
             r.ops->destroy(r.be);
             r.be = NULL;
             if (ms < 0) goto fail;
@@ -353,10 +361,14 @@ static void model_bench(const char *path, bool quick) {
             cJSON_AddStringToObject(o, "variant", v->name);
             cJSON_AddNumberToObject(o, "context", v->ctx);
             cJSON_AddNumberToObject(o, "ms_per_token", ms);
+            if (wants_persist) {
+                cJSON_AddNumberToObject(o, "persistent_ring_bytes", vs.persist_ring);
+                cJSON_AddNumberToObject(o, "persistent_chunks_per_layer", vs.persist_chunks);
+            }
             if (why[0]) cJSON_AddStringToObject(o, "graph_error", why);
             cJSON_AddItemToArray(var, o);
             if (!json)
-                printf("decode at context %4d, %-32s: %.3f ms/token%s%s\n", v->ctx, v->name, ms,
+                printf("decode at context %4d, %-32s: %.3f ms/token%s%s%s\n", v->ctx, v->name, ms, plan,
                        why[0] ? ", graph capture failed: " : "", why);
         }
         set_variant("1", "1");

@@ -288,15 +288,19 @@ static int choose_attd_short(const bn_hparams *hp, int n_ctx) {
 // kernel (decode_persistent.cu): BITNET_CUDA_PERSIST=N (0 or unset: never), up
 // to the context; never where its plan for this device and shape does not fit
 // (persist_plan.h). The plan holds the one-kernel attention for up to attd_short
-// keys where it can (call after attd_short is chosen). Off by default until a
-// GPU run has measured it.
+// keys where it can (call after attd_short is chosen). Its weight ring takes
+// what fits, or at most BITNET_CUDA_PERSIST_RING bytes (for the tests, which
+// force chunks of a row, and for timing how deep the ring must be). Off by
+// default until a GPU run has measured it.
 static int choose_persist(bn_backend *be) {
     const bn_hparams *hp = &be->hp;
-    const char *v = getenv("BITNET_CUDA_PERSIST");
+    const char *v = getenv("BITNET_CUDA_PERSIST"), *ring = getenv("BITNET_CUDA_PERSIST_RING");
     const int n = v ? atoi(v) : 0;
+    const long ring_cap = ring ? atol(ring) : 0;
     if (n <= 0 || be->plain_attention || hp->n_layer == 0) return 0;
     if (!bn_cuda_persist_plan(&be->persist_plan, (int)hp->n_embd, (int)hp->n_ff, (int)hp->n_head, (int)hp->n_head_kv,
-                              (int)hp->head_dim, (int)hp->n_rot, be->n_ctx, be->attd_short))
+                              (int)hp->head_dim, (int)hp->n_rot, be->n_ctx, be->attd_short,
+                              ring_cap > 0 ? (size_t)ring_cap : 0))
         return 0;
     return n < be->n_ctx ? n : be->n_ctx;
 }
@@ -453,6 +457,8 @@ extern "C" void bn_cuda_backend_stats(const bn_backend *be, bn_cuda_stats *out) 
     out->attd_split = be->attd_split;
     out->attd_short = be->attd_short;
     out->persist = be->persist;
+    out->persist_ring = be->persist ? (int)be->persist_plan.work : 0;
+    out->persist_chunks = be->persist ? be->persist_plan.layer_chunks : 0;
     out->gemm_tile = be->gemm_tile;
     out->graph_error = be->graph_error;
 }

@@ -184,18 +184,19 @@ cudaError_t bn_cuda_attention_decode_short(const float *qkv, int64_t ldqkv, cons
 // n_split splits, attd_scratch and group_counters as bn_cuda_attention_decode
 // takes them; RoPE and the write of cache row pos[0] inside), then the O,
 // gate|up and down GEMVs, each block normalizing and quantizing the whole input
-// itself (as the GEMV's prologue does) while its weight slices for the next
-// layer stream into shared memory. Each bitlinear's output, and so the hidden
+// itself (as the GEMV's prologue does) while the weights stream through a ring
+// of shared-memory stages a ring ahead of the phases. Each bitlinear's output, and so the hidden
 // state left in x, is bit-identical to the kernel-per-operation decode's.
 // bn_cuda_persist_plan: the plan for this device and shape, with the one-kernel
-// form for up to keys_wanted keys (false: it does not fit; persist_plan.h); it
+// form for up to keys_wanted keys and a ring of at most ring_cap bytes (0: as
+// much as fits; false: no plan fits; persist_plan.h); it
 // also raises the kernel's shared-memory limit, so call it before any capture.
 // layers: device array of n_layer; glu: the FFN's GLU mode, sub: 0 with sub-norms
 // or BN_NQ_NO_NORM (nq_mode.h); kv_layer: halves from one layer's cache to the
 // next; short_below <= plan->max_keys; sync: two unsigned, zero between launches.
 //                                  CPU twin: the layers of cpu/forward_ref.c
 bool bn_cuda_persist_plan(bn_persist_plan *p, int E, int F, int n_head, int n_head_kv, int hd, int n_rot, int n_ctx,
-                          int keys_wanted);
+                          int keys_wanted, size_t ring_cap);
 cudaError_t bn_cuda_decode_persistent(const bn_persist_plan *plan, const bn_cuda_layer *layers, int n_layer,
                                       float eps, bn_nq_mode glu, bn_nq_mode sub, float *x, float *qkv, float *att,
                                       float *gu, const int32_t *pos, int n_head, int n_head_kv, int hd, int n_rot,

@@ -31,6 +31,8 @@ typedef struct bn_cuda_stats {
     int attd_split;        // splits of the decode attention
     int attd_short;        // positions below this take the one-kernel decode attention (0: none)
     int persist;           // positions below this take the persistent decode kernel (0: none)
+    int persist_ring;      // its weight ring's bytes in each block (persist_plan.h; 0: no plan)
+    int persist_chunks;    // the chunks a block streams for one layer
     int gemm_tile;         // tokens a block of the mma GEMM takes (0: by batch size)
     const char *graph_error; // "" or why a graph capture failed (graphs are then off)
 } bn_cuda_stats;

@@ -6,12 +6,13 @@
 // graph of six kernels a layer stays near 0.7 ms a step even with each kernel at
 // its floor. Here one block per multiprocessor runs the whole stack of layers:
 // - Each block owns a fixed run of rows of each of a layer's four matrices and
-//   keeps a shared-memory region per matrix (persist_plan.h). As soon as a
-//   phase has used its slice, the block starts copying the next layer's slice
-//   of that matrix into the same region (cp.async, one group a matrix, so
-//   "wait until the oldest group is in" is always cp.async.wait_group 3): every
-//   weight byte has about a layer's time to arrive, and the weight stream never
-//   stops for a launch.
+//   reads them as one stream of chunks through a ring of BN_PERSIST_STAGES
+//   shared-memory stages (persist_plan.h), in the order the phases use them. As
+//   soon as a chunk has been used, the block starts copying the chunk
+//   BN_PERSIST_STAGES further on into its stage (cp.async, one group a chunk,
+//   so "wait until the oldest chunk is in" is always cp.async.wait_group
+//   BN_PERSIST_STAGES - 1): the weight stream runs a ring ahead of the phases
+//   and never stops for a launch or a barrier.
 // - Phases of a layer, separated by grid-wide barriers: Q|K|V, attention, O
 //   (+= x), gate|up, down (+= x). Each bitlinear phase normalizes and quantizes
 //   its whole input in every block (norm_quant.cuh, 512 threads: the codes of
@@ -91,26 +92,52 @@ __device__ __forceinline__ int bn_persist_rows(const bn_persist_plan &p, int i, 
     return min(p.rows[i], p.M[i] - *r0);
 }
 
-// Starts copying this block's rows of matrix i of layer l into its region, as
-// one cp.async group (an empty one past the last layer: every thread commits
-// the same groups in the same order, which the waits count on).
-__device__ __forceinline__ void bn_persist_fetch(const bn_persist_args &a, int l, int i, unsigned char *smem) {
+// Chunk c of this block's rows of matrix i: rows [r0, r0 + n) (n may be 0 or less).
+__device__ __forceinline__ int bn_persist_chunk_rows(const bn_persist_plan &p, int i, int c, int *r0) {
+    int b0;
+    const int n = bn_persist_rows(p, i, &b0);
+    *r0 = b0 + c * p.chunk_rows[i];
+    return min(p.chunk_rows[i], n - c * p.chunk_rows[i]);
+}
+
+__device__ __forceinline__ unsigned char *bn_persist_stage(const bn_persist_plan &p, int g, unsigned char *smem) {
+    return smem + (g % BN_PERSIST_STAGES) * p.stage;
+}
+
+// Starts copying chunk g of the stream (layer g / layer_chunks, then matrix by
+// matrix) into its stage, as one cp.async group (an empty one past the last
+// layer: every thread commits the same groups in the same order, which the
+// waits count on).
+__device__ __forceinline__ void bn_persist_fetch(const bn_persist_args &a, int g, unsigned char *smem) {
+    const int l = g / a.plan.layer_chunks;
     if (l < a.n_layer) {
+        int i = 0, c = g % a.plan.layer_chunks;
+        while (c >= a.plan.chunks[i]) c -= a.plan.chunks[i++];
         const int64_t rowb = a.plan.K[i] / 4;
         int r0;
-        const int n = bn_persist_rows(a.plan, i, &r0);
+        const int n = bn_persist_chunk_rows(a.plan, i, c, &r0);
         const int4 *src = reinterpret_cast<const int4 *>(bn_persist_weights(a.layers[l], i) + r0 * rowb);
-        int4 *dst = reinterpret_cast<int4 *>(smem + a.plan.off[i]);
+        int4 *dst = reinterpret_cast<int4 *>(bn_persist_stage(a.plan, g, smem));
         for (int64_t k = threadIdx.x; k < n * rowb / 16; k += blockDim.x) bn_cp_async16(dst + k, src + k);
     }
     bn_cp_async_commit();
 }
 
-// One bitlinear phase: y (+)= W_i . quant(norm(x)) on this block's rows, then
-// the next layer's slice of W_i on its way.
-__device__ __forceinline__ void bn_persist_bitlinear(const bn_persist_args &a, int l, int i, const float *x,
+// Lanes that share a row of a chunk of `rows` rows: the GEMV kernel's choice,
+// or more (up to a warp) until half the block has work. The row's sum is an
+// integer, so any split of it gives the same result.
+__device__ __forceinline__ int bn_persist_lanes(int K, int rows) {
+    int G = bn_gemv_lanes_per_row(K);
+    while (G < 32 && rows * G < BN_PERSIST_THREADS / 2) G *= 2;
+    return G;
+}
+
+// One bitlinear phase: y (+)= W_i . quant(norm(x)) on this block's rows, chunk
+// by chunk from the ring (*g: the stream's next chunk, the same in every
+// thread), each used chunk's stage refilled at once.
+__device__ __forceinline__ void bn_persist_bitlinear(const bn_persist_args &a, int i, const float *x,
                                                      const float *norm_w, int mode, const bn_cuda_rowscale &rs,
-                                                     bool add, float *y, unsigned char *smem) {
+                                                     bool add, float *y, unsigned char *smem, int *g) {
     __shared__ float s_sc;
     __shared__ int s_qs;
     const int K = a.plan.K[i];
@@ -124,18 +151,24 @@ __device__ __forceinline__ void bn_persist_bitlinear(const bn_persist_args &a, i
         s_sc = sc;
         s_qs = qs;
     }
-    bn_cp_async_wait_group<BN_PERSIST_MATS - 1>(); // this matrix's slice: the oldest group in flight
-    __syncthreads();
-    int r0;
-    const int n = bn_persist_rows(a.plan, i, &r0);
-    const int4 *w = reinterpret_cast<const int4 *>(smem + a.plan.off[i]), *q = reinterpret_cast<const int4 *>(codes);
-    switch (bn_gemv_lanes_per_row(K)) {
-    case 8: bn_gemv_rows<8>(w, K, r0, n, q, 1, &s_sc, &s_qs, rs, add, y, 0); break;
-    case 4: bn_gemv_rows<4>(w, K, r0, n, q, 1, &s_sc, &s_qs, rs, add, y, 0); break;
-    default: bn_gemv_rows<2>(w, K, r0, n, q, 1, &s_sc, &s_qs, rs, add, y, 0); break;
+    const int4 *q = reinterpret_cast<const int4 *>(codes);
+    const int G = bn_persist_lanes(K, a.plan.chunk_rows[i]);
+    for (int c = 0; c < a.plan.chunks[i]; c++, ++*g) {
+        bn_cp_async_wait_group<BN_PERSIST_STAGES - 1>(); // chunk *g: the oldest group in flight
+        __syncthreads(); // every thread's copies (and, the first time, the codes) seen by all
+        int r0;
+        const int n = bn_persist_chunk_rows(a.plan, i, c, &r0);
+        const int4 *w = reinterpret_cast<const int4 *>(bn_persist_stage(a.plan, *g, smem));
+        switch (G) {
+        case 32: bn_gemv_rows<32>(w, K, r0, n, q, 1, &s_sc, &s_qs, rs, add, y, 0); break;
+        case 16: bn_gemv_rows<16>(w, K, r0, n, q, 1, &s_sc, &s_qs, rs, add, y, 0); break;
+        case 8: bn_gemv_rows<8>(w, K, r0, n, q, 1, &s_sc, &s_qs, rs, add, y, 0); break;
+        case 4: bn_gemv_rows<4>(w, K, r0, n, q, 1, &s_sc, &s_qs, rs, add, y, 0); break;
+        default: bn_gemv_rows<2>(w, K, r0, n, q, 1, &s_sc, &s_qs, rs, add, y, 0); break;
+        }
+        __syncthreads(); // the stage is read: the chunk a ring further on may replace it
+        bn_persist_fetch(a, *g + BN_PERSIST_STAGES, smem);
     }
-    __syncthreads(); // the region is read: the next layer's slice may replace it
-    bn_persist_fetch(a, l + 1, i, smem);
 }
 
 // The cache rows before pos that layer l's attention (al: its cache) will read, into L2.
@@ -205,26 +238,28 @@ __device__ __forceinline__ void bn_persist_attention_split(const bn_persist_args
 
 __global__ void __launch_bounds__(BN_PERSIST_THREADS, 1) bn_persist_kernel(bn_persist_args a) {
     extern __shared__ __align__(16) unsigned char smem[];
-    for (int i = 0; i < BN_PERSIST_MATS; i++) bn_persist_fetch(a, 0, i, smem);
+    for (int g = 0; g < BN_PERSIST_STAGES; g++) bn_persist_fetch(a, g, smem);
     const unsigned nb = gridDim.x;
     const int p = a.att.pos[0]; // the same in every block: every block takes the same phases
     unsigned passed = 0;
+    int g = 0; // the weight stream's next chunk
     for (int l = 0; l < a.n_layer; l++) {
         const bn_cuda_layer &C = a.layers[l];
         bn_attd_args al = a.att; // layer l's cache
         al.kc += l * a.kv_layer;
         al.vc += l * a.kv_layer;
         bn_persist_prefetch_kv(al, p);
-        bn_persist_bitlinear(a, l, BN_PERSIST_QKV, a.x, C.attn_norm, 0, C.rs_qkv, false, a.qkv, smem);
+        bn_persist_bitlinear(a, BN_PERSIST_QKV, a.x, C.attn_norm, 0, C.rs_qkv, false, a.qkv, smem, &g);
         bn_grid_barrier(a.sync, ++passed * nb);
         if (p < a.short_below) bn_persist_attention_one(a, al, p, smem);
         else bn_persist_attention_split(a, al, smem, &passed);
         bn_grid_barrier(a.sync, ++passed * nb);
-        bn_persist_bitlinear(a, l, BN_PERSIST_O, a.att.out, C.attn_sub_norm, a.o_mode, C.rs_o, true, a.x, smem);
+        bn_persist_bitlinear(a, BN_PERSIST_O, a.att.out, C.attn_sub_norm, a.o_mode, C.rs_o, true, a.x, smem, &g);
         bn_grid_barrier(a.sync, ++passed * nb);
-        bn_persist_bitlinear(a, l, BN_PERSIST_GU, a.x, C.ffn_norm, 0, C.rs_gu, false, a.gu, smem);
+        bn_persist_bitlinear(a, BN_PERSIST_GU, a.x, C.ffn_norm, 0, C.rs_gu, false, a.gu, smem, &g);
         bn_grid_barrier(a.sync, ++passed * nb);
-        bn_persist_bitlinear(a, l, BN_PERSIST_DOWN, a.gu, C.ffn_sub_norm, a.down_mode, C.rs_down, true, a.x, smem);
+        bn_persist_bitlinear(a, BN_PERSIST_DOWN, a.gu, C.ffn_sub_norm, a.down_mode, C.rs_down, true, a.x, smem,
+                             &g);
         if (l + 1 < a.n_layer) bn_grid_barrier(a.sync, ++passed * nb);
     }
     // The last block out resets the counters for the next launch: every block
@@ -241,7 +276,7 @@ __global__ void __launch_bounds__(BN_PERSIST_THREADS, 1) bn_persist_kernel(bn_pe
 }
 
 bool bn_cuda_persist_plan(bn_persist_plan *p, int E, int F, int n_head, int n_head_kv, int hd, int n_rot, int n_ctx,
-                          int keys_wanted) {
+                          int keys_wanted, size_t ring_cap) {
     int sms = 0, optin = 0, coop = 0, dev = 0;
     if (n_head_kv <= 0 || n_head % n_head_kv || cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
@@ -253,7 +288,7 @@ bool bn_cuda_persist_plan(bn_persist_plan *p, int E, int F, int n_head, int n_he
     // process, so one backend's plan cannot shrink another's.
     const int qpb = bn_cuda_attd_heads_per_block(n_head, n_head_kv), limit = optin - 2048;
     if (!bn_persist_plan_make(p, sms, (size_t)limit, E, F, n_head * hd, n_head_kv * hd, hd, qpb, n_rot, n_ctx,
-                              keys_wanted) ||
+                              keys_wanted, ring_cap) ||
         cudaFuncSetAttribute(bn_persist_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, limit) != cudaSuccess)
         return false;
     int per_sm = 0; // a cooperative launch needs every block resident at once

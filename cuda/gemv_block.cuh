@@ -31,7 +31,8 @@ __device__ __forceinline__ int bn_gemv_code_slot(int i, int K) {
 // Rows r0 .. r0+nrows-1 (weights wsm: nrows x K/4 bytes) against the n tokens'
 // permuted codes qsm (K bytes each; scale s_sc[t], code sum s_qs[t]):
 // y[t*ldy + row] = (or +=, add) the bitlinear output. A warp takes 32/G rows at a
-// time, G lanes a row (G divides K/64).
+// time, G lanes a row (G a power of two up to 32; where it does not divide K/64,
+// the row's sum is still whole: lanes past its last chunk add nothing).
 template <int G>
 __device__ __forceinline__ void bn_gemv_rows(const int4 *wsm, int K, int r0, int nrows, const int4 *qsm, int n,
                                              const float *s_sc, const int *s_qs, const bn_cuda_rowscale &rs,

@@ -180,10 +180,12 @@ grep -hE "^(start-up|device-to-device|decode at|prefill|model )" "$out/bench_cud
 # The decode attention's two forms side by side (the one-kernel form is opt-in until measured).
 grep -hE "^attention decode( \(ctx = K\)|, one kernel)" "$out/bench_cuda.log" 2>/dev/null
 # Each opt-in decode variant against the default at its context: the ones to turn on.
-awk '/^decode at context +[0-9]+: / { base[$4 + 0] = $5 }
+speedups() {
+  awk -v pre="$2" '/^decode at context +[0-9]+: / { base[$4 + 0] = $5 }
      /^decode at context +[0-9]+, / { ctx = $4 + 0; split($0, parts, ": "); ms = parts[2] + 0
-       if (base[ctx] > 0) printf "  vs default at %d: %.2fx  (%s)\n", ctx, base[ctx] / ms, $0 }' \
-  "$out/bench_cuda.log" 2>/dev/null
+       if (base[ctx] > 0) printf "  %svs default at %d: %.2fx  (%s)\n", pre, ctx, base[ctx] / ms, $0 }' "$1" 2>/dev/null
+}
+speedups "$out/bench_cuda.log" ""
 echo "whole 'generate -p 2+2= -n 4' process, best of 3: cuda ${gpu_ms} ms, cpu ${cpu_ms} ms"
 grep -hE "^(cpu|cuda) " "$out/bench_2b4t.log" 2>/dev/null | sed 's/^/bench 2b-4t: /'
 grep -hE "^compare cuda" "$out/bench_calm.log" 2>/dev/null | sed 's/^/calm 2b-4t: /'
@@ -191,6 +193,7 @@ grep -hE "^(cuda |compare cuda)" "$out/bench_calm_persistent.log" 2>/dev/null | 
 grep -hE "^(cpu|cuda) +[0-9]" "$out/bench_streams.log" 2>/dev/null | sed 's/^/streams 2b-4t: /'
 grep -hE "^cuda +[0-9]" "$out/bench_streams_tile_auto.log" 2>/dev/null | sed 's/^/streams 2b-4t, GEMM tiles by batch: /'
 grep -hE "^(decode at|prefill|model )" "$out/bench_cuda_10b.log" 2>/dev/null | sed 's/^/falcon3-10b: /'
+speedups "$out/bench_cuda_10b.log" "falcon3-10b: "
 grep -hE "^(cpu|cuda) " "$out/bench_10b.log" 2>/dev/null | sed 's/^/bench falcon3-10b: /'
 [ $failed -eq 0 ] && echo "gpu-check: all passed" || echo "gpu-check: FAILED"
 exit $failed

@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "../cuda/cuda_testing.cuh"
+#include "../cuda/persist_plan.h"
 #include "argmax.h"
 #include "devtools.h"
 #include "golden_case.h"
@@ -1132,7 +1133,7 @@ static void test_tiny_a_model(void **state) {
 static bn_backend *create_with(const bn_model *m, const bn_backend_config *cfg, const char *const *env, int n) {
     static const char *const names[] = {"BITNET_CUDA_PERSIST", "BITNET_CUDA_ATTD_SHORT", "BITNET_CUDA_GRAPH",
                                         "BITNET_CUDA_PDL", "BITNET_CUDA_ATTN", "BITNET_CUDA_NORM",
-                                        "BITNET_CUDA_GEMV_MAX"};
+                                        "BITNET_CUDA_GEMV_MAX", "BITNET_CUDA_PERSIST_RING"};
     enum { N_NAMES = sizeof names / sizeof names[0] };
     char *saved[N_NAMES];
     for (int k = 0; k < N_NAMES; k++) {
@@ -1199,23 +1200,32 @@ static void compare_layers(bn_backend *a, bn_backend *b, const bn_model *m, int3
 // position 199, then decode steps at 200-229, where the keys take several
 // splits (n_ctx 512: 4; 1024: 8). Logits and greedy ids compared.
 // n_seq 2: the sequence in slot 1 (no graphs then), so the slot's stride counts.
-static void persistent_vs_kernels(const char *path, const char *short_keys, int n_ctx, int n_seq) {
+// ring: NULL, or BITNET_CUDA_PERSIST_RING's bytes, to force small chunks ("1":
+// stages of one row of the widest matrix).
+static void persistent_vs_kernels(const char *path, const char *short_keys, int n_ctx, int n_seq, const char *ring) {
     enum { N_TOK = 230, PROMPT = 7, JUMP_FROM = 60, JUMP_TO = 200 };
     bn_error err = {{0}};
     bn_model *m = NULL;
     assert_int_equal(bn_model_load(path, &m, &err), 0);
     const bn_backend_ops *cuda = bn_backend_find("cuda");
     const bn_backend_config cfg = {.max_batch = 32, .n_ctx = n_ctx, .n_seq = n_seq};
-    char att[64], persist[64];
+    char att[64], persist[64], ring_env[64];
     snprintf(att, sizeof att, "BITNET_CUDA_ATTD_SHORT=%s", short_keys);
     snprintf(persist, sizeof persist, "BITNET_CUDA_PERSIST=%d", n_ctx);
-    const char *persist_env[] = {persist, att};
-    bn_backend *bp = create_with(m, &cfg, persist_env, 2), *bk = create_with(m, &cfg, persist_env + 1, 1);
+    snprintf(ring_env, sizeof ring_env, "BITNET_CUDA_PERSIST_RING=%s", ring ? ring : "");
+    const char *persist_env[] = {persist, att, ring_env};
+    bn_backend *bp = create_with(m, &cfg, persist_env, ring ? 3 : 2), *bk = create_with(m, &cfg, persist_env + 1, 1);
     bn_cuda_stats sp, sk;
     bn_cuda_backend_stats(bp, &sp);
     bn_cuda_backend_stats(bk, &sk);
     if (sp.persist != n_ctx) fail_msg("no persistent plan on this device (%d)", sp.persist);
     assert_int_equal(sk.persist, 0);
+    // Ring "1": stages of one row of the widest matrix.
+    const bn_hparams *hp = &m->hp;
+    const uint32_t nq = hp->n_head * hp->head_dim, kff = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
+    const uint32_t widest = (kff > nq ? kff : nq) / 4;
+    if (ring && !strcmp(ring, "1") && (size_t)sp.persist_ring != BN_PERSIST_STAGES * bn_persist_round(widest))
+        fail_msg("ring 1: %d bytes, not %d stages of one %u-byte row", sp.persist_ring, BN_PERSIST_STAGES, widest);
     assert_int_equal(sp.attd_short, atoi(short_keys));
     assert_int_equal(sk.attd_short, atoi(short_keys));
     const int V = (int)m->hp.n_vocab;
@@ -1263,8 +1273,9 @@ static void persistent_vs_kernels(const char *path, const char *short_keys, int 
         compare_layers(bp, bk, m, tok[30], 30);
         compare_layers(bp, bk, m, tok[N_TOK - 1], N_TOK - 1);
     }
-    fprintf(stderr, "  %s, one-kernel attention below %s, context %d, slot %d: %d decode steps with logits and %d "
-            "with argmax identical\n", path, short_keys, n_ctx, n_seq - 1, logit_steps, argmax_steps);
+    fprintf(stderr, "  %s, one-kernel attention below %s, context %d, slot %d, ring %d bytes (%d chunks a layer): %d "
+            "decode steps with logits and %d with argmax identical\n", path, short_keys, n_ctx, n_seq - 1,
+            sp.persist_ring, sp.persist_chunks, logit_steps, argmax_steps);
     free(lp);
     free(lk);
     cuda->destroy(bp);
@@ -1292,12 +1303,13 @@ static void test_persistent_decode(void **state) {
     require_gpu();
     char buf[4096];
     const char *trained = bn_shipped_path("models/bitnet-austen-6m.gguf", buf, sizeof buf);
-    persistent_vs_kernels(trained, "48", 512, 1);
-    // BITNET_TEST_QUICK=1 (gpu-check.sh's memcheck run): that case only.
+    persistent_vs_kernels(trained, "48", 512, 1, NULL);
+    persistent_vs_kernels(trained, "48", 512, 1, "1");
+    // BITNET_TEST_QUICK=1 (gpu-check.sh's memcheck run): those cases only.
     const char *quick = getenv("BITNET_TEST_QUICK");
     if (quick && strcmp(quick, "1") == 0) return;
-    persistent_vs_kernels(trained, "0", 512, 1);
-    persistent_vs_kernels(trained, "48", 512, 2);
+    persistent_vs_kernels(trained, "0", 512, 1, NULL);
+    persistent_vs_kernels(trained, "48", 512, 2, NULL);
     // The other families (SiLU; no sub-norms, adjacent-pair RoPE), head dims 128
     // and 256, 12 query heads a KV head (two blocks a group: one writes the cache
     // row, the other only reads), and 32 heads without GQA at context 1024 (32
@@ -1313,13 +1325,14 @@ static void test_persistent_decode(void **state) {
         write_model(path, sizeof path, shapes[i].preset, shapes[i].embd, shapes[i].heads, shapes[i].kv,
                     shapes[i].ctx);
         const int n_ctx = shapes[i].ctx ? (int)shapes[i].ctx : 512;
-        persistent_vs_kernels(path, "0", n_ctx, 1);
-        persistent_vs_kernels(path, "48", n_ctx, 1);
+        persistent_vs_kernels(path, "0", n_ctx, 1, NULL);
+        persistent_vs_kernels(path, "48", n_ctx, 1, NULL);
+        persistent_vs_kernels(path, "0", n_ctx, 1, "1");
         unlink(path);
     }
     BN_REQUIRE_FIXTURE(path, "tiny-a/tiny-a.gguf");
-    persistent_vs_kernels(path, "0", 512, 1);
-    persistent_vs_kernels(path, "48", 512, 1);
+    persistent_vs_kernels(path, "0", 512, 1, NULL);
+    persistent_vs_kernels(path, "48", 512, 1, NULL);
 }
 
 // --lm-head q8 on both backends: the same int8 head (rows quantized the same
