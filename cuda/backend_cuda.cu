@@ -296,11 +296,10 @@ static int choose_persist(bn_backend *be) {
     const bn_hparams *hp = &be->hp;
     const char *v = getenv("BITNET_CUDA_PERSIST"), *ring = getenv("BITNET_CUDA_PERSIST_RING");
     const int n = v ? atoi(v) : 0;
-    const long ring_cap = ring ? atol(ring) : 0;
+    const unsigned long long ring_cap = ring ? strtoull(ring, NULL, 10) : 0; // 0 (or junk): no cap
     if (n <= 0 || be->plain_attention || hp->n_layer == 0) return 0;
     if (!bn_cuda_persist_plan(&be->persist_plan, (int)hp->n_embd, (int)hp->n_ff, (int)hp->n_head, (int)hp->n_head_kv,
-                              (int)hp->head_dim, (int)hp->n_rot, be->n_ctx, be->attd_short,
-                              ring_cap > 0 ? (size_t)ring_cap : 0))
+                              (int)hp->head_dim, (int)hp->n_rot, be->n_ctx, be->attd_short, (size_t)ring_cap))
         return 0;
     return n < be->n_ctx ? n : be->n_ctx;
 }

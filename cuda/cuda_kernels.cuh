@@ -30,12 +30,18 @@ static inline bn_cuda_rowscale bn_cuda_rowscale_one(float s, float o) {
     return r;
 }
 
+// Row r's weight scale and output scale.
+__device__ __forceinline__ float bn_row_wscale(const bn_cuda_rowscale &rs, int r) {
+    return r < rs.r1 ? rs.s0 : (r < rs.r2 ? rs.s1 : rs.s2);
+}
+__device__ __forceinline__ float bn_row_oscale(const bn_cuda_rowscale &rs, int r) {
+    return r < rs.r1 ? rs.o0 : (r < rs.r2 ? rs.o1 : rs.o2);
+}
+
 // x (the int32 sum over the activation scale) times row r's weight scale, then
 // times its output scale; each product rounded (times 1 is exact).
 __device__ __forceinline__ float bn_row_scaled(const bn_cuda_rowscale &rs, int r, float x) {
-    const float s = r < rs.r1 ? rs.s0 : (r < rs.r2 ? rs.s1 : rs.s2);
-    const float o = r < rs.r1 ? rs.o0 : (r < rs.r2 ? rs.o1 : rs.o2);
-    return __fmul_rn(__fmul_rn(x, s), o);
+    return __fmul_rn(__fmul_rn(x, bn_row_wscale(rs, r)), bn_row_oscale(rs, r));
 }
 
 // One layer's weights on the device: Q|K|V and gate|up stacked (one launch
@@ -189,7 +195,8 @@ cudaError_t bn_cuda_attention_decode_short(const float *qkv, int64_t ldqkv, cons
 // state left in x, is bit-identical to the kernel-per-operation decode's.
 // bn_cuda_persist_plan: the plan for this device and shape, with the one-kernel
 // form for up to keys_wanted keys and a ring of at most ring_cap bytes (0: as
-// much as fits; false: no plan fits; persist_plan.h); it
+// much as fits; never less than stages of one row; false: no plan fits;
+// persist_plan.h); it
 // also raises the kernel's shared-memory limit, so call it before any capture.
 // layers: device array of n_layer; glu: the FFN's GLU mode, sub: 0 with sub-norms
 // or BN_NQ_NO_NORM (nq_mode.h); kv_layer: halves from one layer's cache to the

@@ -124,11 +124,12 @@ __device__ __forceinline__ void bn_persist_fetch(const bn_persist_args &a, int g
 }
 
 // Lanes that share a row of a chunk of `rows` rows: the GEMV kernel's choice,
-// or more (up to a warp) until half the block has work. The row's sum is an
-// integer, so any split of it gives the same result.
+// or more (up to a warp, and no more than the row's 16-byte pieces) until half
+// the block has work. The row's sum is an integer, so any split of it gives the
+// same result.
 __device__ __forceinline__ int bn_persist_lanes(int K, int rows) {
     int G = bn_gemv_lanes_per_row(K);
-    while (G < 32 && rows * G < BN_PERSIST_THREADS / 2) G *= 2;
+    while (G < 32 && 2 * G <= K / 64 && rows * G < BN_PERSIST_THREADS / 2) G *= 2;
     return G;
 }
 

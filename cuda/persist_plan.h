@@ -65,16 +65,30 @@ static inline size_t bn_persist_split_bytes(int hd, int qpb, int n_rot) {
     return a > b ? a : b;
 }
 
+// Cuts each matrix's rows of a block (p->K, p->rows) into chunks of stages of
+// `stage` bytes: as many rows a chunk as a stage holds, then evened out over the
+// chunks that takes. Returns the chunks of a layer.
+static inline int bn_persist_chunk(bn_persist_plan *p, size_t stage) {
+    int total = 0;
+    for (int i = 0; i < BN_PERSIST_MATS; i++) {
+        const int fit = (int)(stage / (size_t)(p->K[i] / 4)), n = fit < p->rows[i] ? fit : p->rows[i];
+        p->chunks[i] = (p->rows[i] + n - 1) / n;
+        p->chunk_rows[i] = (p->rows[i] + p->chunks[i] - 1) / p->chunks[i];
+        total += p->chunks[i];
+    }
+    return total;
+}
+
 // The plan for `blocks` multiprocessors of `smem_limit` usable bytes each, a
 // model of hidden width E, FFN width F, nq query and nkv key widths, heads of
 // hd dims (qpb served by one attention block, n_rot rotated) and a context of
 // n_ctx; keys_wanted: the largest max_keys asked for; ring_cap: the most bytes
-// the ring may take (0: no cap; tests use it to force a small ring). False when
-// a bitlinear's input or the split pair's steps leave no room for a ring whose
-// stages hold a row of every matrix. The ring takes one layer's rows where they
-// fit, else all the room the working region leaves; the one-block attention
-// takes what is left after that (it needs a block for each of the nq / hd / qpb
-// head groups).
+// the ring may take (0: no cap; tests use it to force a small ring), raised to
+// stages of one row of the widest matrix, the least the kernel can stream.
+// False when a bitlinear's input or the split pair's steps leave no room for
+// that. The ring takes one layer's rows where they fit, else all the room the
+// working region leaves; the one-block attention takes what is left after that
+// (it needs a block for each of the nq / hd / qpb head groups).
 static inline bool bn_persist_plan_make(bn_persist_plan *p, int blocks, size_t smem_limit, int E, int F, int nq,
                                         int nkv, int hd, int qpb, int n_rot, int n_ctx, int keys_wanted,
                                         size_t ring_cap) {
@@ -97,22 +111,24 @@ static inline bool bn_persist_plan_make(bn_persist_plan *p, int blocks, size_t s
     const size_t norm_bytes = p->codes_bytes + 4 * (size_t)kmax, split = bn_persist_split_bytes(hd, qpb, n_rot);
     const size_t fixed = bn_persist_round(norm_bytes > split ? norm_bytes : split); // every phase but the one-block form
     if (smem_limit < fixed) return false;
-    size_t ring = smem_limit - fixed;
-    if (ring > layer) ring = layer;
-    if (ring_cap && ring > ring_cap) ring = ring_cap;
-    p->stage = ring / BN_PERSIST_STAGES / BN_PERSIST_ALIGN * BN_PERSIST_ALIGN;
+    size_t room = smem_limit - fixed; // for the ring
+    if (ring_cap && room > ring_cap) room = ring_cap;
+    // A layer in BN_PERSIST_STAGES chunks where the room allows it: the smallest
+    // stage from an eighth of a layer up that takes no more (rows do not pack
+    // stages evenly, so an eighth alone may take a ninth chunk, and then only
+    // eight of them are ever in flight); else the most the room holds.
+    p->stage = room / BN_PERSIST_STAGES / BN_PERSIST_ALIGN * BN_PERSIST_ALIGN;
+    for (size_t st = bn_persist_round(layer / BN_PERSIST_STAGES); st * BN_PERSIST_STAGES <= room;
+         st += BN_PERSIST_ALIGN)
+        if (st >= widest && bn_persist_chunk(p, st) <= BN_PERSIST_STAGES) {
+            p->stage = st;
+            break;
+        }
     if (p->stage < widest) p->stage = bn_persist_round(widest); // a stage holds a row of every matrix
     p->work = BN_PERSIST_STAGES * p->stage;
     p->smem = p->work + fixed;
     if (p->smem > smem_limit) return false;
-    // Rows a chunk: as many as a stage holds, then evened out over the chunks that takes.
-    p->layer_chunks = 0;
-    for (int i = 0; i < BN_PERSIST_MATS; i++) {
-        const int fit = (int)(p->stage / (size_t)(K[i] / 4)), n = fit < p->rows[i] ? fit : p->rows[i];
-        p->chunks[i] = (p->rows[i] + n - 1) / n;
-        p->chunk_rows[i] = (p->rows[i] + p->chunks[i] - 1) / p->chunks[i];
-        p->layer_chunks += p->chunks[i];
-    }
+    p->layer_chunks = bn_persist_chunk(p, p->stage);
     p->max_keys = 0;
     int keys = keys_wanted < n_ctx ? keys_wanted : n_ctx;
     keys -= keys % 16;

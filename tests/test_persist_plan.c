@@ -50,11 +50,12 @@ static void check_plan(const bn_persist_plan *p, size_t limit, int E, int F, int
 // 2B-4T (hidden 2560, FFN 6912, 20/5 heads of 128, 4 query heads a group) on
 // 132 multiprocessors: rows a block 30 of Q|K|V (3840 x 640 B), 20 of O (640 B),
 // 105 of gate|up (13824 x 640 B), 20 of down (1728 B): 19200 + 12800 + 67200 +
-// 34560 = 133760 bytes a layer, which fit, so the ring holds a layer: stages of
-// 16720 bytes, 26 rows of 640 B or 9 of 1728 B, so Q|K|V in 2 chunks of 15
-// rows, O in 1 of 20, gate|up in 5 of 21, down in 3 of 7. The attention: 4 x 128
-// query floats, 4 x keys scores, 128 RoPE floats, 8 x 4 x 128 partials and 2 x
-// 128 halves = 19456 + 16 keys bytes; a bitlinear's input: 6912 codes + 6912
+// 34560 = 133760 bytes a layer. An eighth of that, 16720 bytes, holds 26 rows of
+// 640 B or 9 of 1728 B: 2 + 1 + 5 + 3 = 11 chunks. The smallest stage that takes
+// a layer in 8 is 19200 bytes (Q|K|V whole, else 9 chunks): Q|K|V in 1 chunk of
+// 30 rows, O in 1 of 20, gate|up in 4 of 27, down in 2 of 10. The attention: 4 x
+// 128 query floats, 4 x keys scores, 128 RoPE floats, 8 x 4 x 128 partials and 2
+// x 128 halves = 19456 + 16 keys bytes; a bitlinear's input: 6912 codes + 6912
 // floats = 34560.
 #define SHAPE_2B4T 2560, 6912, 2560, 640, 128, 4, 128
 
@@ -63,25 +64,29 @@ static void test_2b4t_on_h200(void **state) {
     bn_persist_plan p;
     const size_t limit = 232448 - 2048; // the H200's opt-in shared memory less the static arrays
     assert_true(bn_persist_plan_make(&p, 132, limit, SHAPE_2B4T, 4096, 256, 0));
-    const int rows[4] = {30, 20, 105, 20}, chunk_rows[4] = {15, 20, 21, 7}, chunks[4] = {2, 1, 5, 3};
+    const int rows[4] = {30, 20, 105, 20}, chunk_rows[4] = {30, 20, 27, 10}, chunks[4] = {1, 1, 4, 2};
     for (int i = 0; i < BN_PERSIST_MATS; i++) {
         assert_int_equal(p.rows[i], rows[i]);
         assert_int_equal(p.chunk_rows[i], chunk_rows[i]);
         assert_int_equal(p.chunks[i], chunks[i]);
     }
-    assert_int_equal(p.layer_chunks, 11);
-    assert_int_equal(p.stage, 16720);
-    assert_int_equal(p.work, 133760);
+    assert_int_equal(p.layer_chunks, 8);
+    assert_int_equal(p.stage, 19200);
+    assert_int_equal(p.work, 153600);
     assert_int_equal(p.max_keys, 256);
-    assert_int_equal(p.smem, 133760 + 34560); // 256 keys: 23552 bytes of attention, less than the input's
+    assert_int_equal(p.smem, 153600 + 34560); // 256 keys: 23552 bytes of attention, less than the input's
     check_plan(&p, limit, SHAPE_2B4T, 4096, 256);
-    // All 4096 positions: 19456 + 65536 = 84992 bytes of attention.
+    // All 4096 positions would need 19456 + 65536 = 84992 bytes of attention; 76800
+    // are left: 3584 keys.
     assert_true(bn_persist_plan_make(&p, 132, limit, SHAPE_2B4T, 4096, 4096, 0));
+    assert_int_equal(p.max_keys, 3584);
+    assert_int_equal(p.smem, 153600 + 76800);
+    // With room for them, all 4096; one byte less, 16 fewer.
+    assert_true(bn_persist_plan_make(&p, 132, 153600 + 84992, SHAPE_2B4T, 4096, 4096, 0));
     assert_int_equal(p.max_keys, 4096);
-    assert_int_equal(p.smem, 133760 + 84992);
-    // One byte short of 4096 keys: 16 fewer.
-    assert_true(bn_persist_plan_make(&p, 132, 133760 + 84992 - 1, SHAPE_2B4T, 4096, 4096, 0));
+    assert_true(bn_persist_plan_make(&p, 132, 153600 + 84992 - 1, SHAPE_2B4T, 4096, 4096, 0));
     assert_int_equal(p.max_keys, 4080);
+    assert_int_equal(p.stage, 19200);
     // A context of 100 tokens: keys up to 96.
     assert_true(bn_persist_plan_make(&p, 132, limit, SHAPE_2B4T, 100, 4096, 0));
     assert_int_equal(p.max_keys, 96);
@@ -152,17 +157,19 @@ static void test_no_plan_or_no_keys(void **state) {
     assert_true(bn_persist_plan_make(&p, 12, 230400, 1024, 1024, 1024, 1024, 64, 1, 64, 4096, 256, 0));
     assert_int_equal(p.max_keys, 0);
     check_plan(&p, 230400, 1024, 1024, 1024, 1024, 64, 1, 64, 4096, 256);
-    // Room for the 2B-4T's layer and a bitlinear's input, 168320 bytes: the 23552
+    // Room for the 2B-4T's layer in eighths and a bitlinear's input, 168320 bytes:
+    // no room for the 19200-byte stages, so the 11 chunks of 16720, and the 23552
     // bytes of 256 keys' attention fit in the input's room.
     assert_true(bn_persist_plan_make(&p, 132, 133760 + 34560, SHAPE_2B4T, 4096, 256, 0));
     assert_int_equal(p.max_keys, 256);
     assert_int_equal(p.stage, 16720);
+    assert_int_equal(p.layer_chunks, 11);
 }
 
 static void test_random_shapes(void **state) {
     (void)state;
     uint64_t rng = 0x5eed;
-    int planned = 0, with_keys = 0, capped = 0;
+    int planned = 0, with_keys = 0, capped = 0, fits_in_ring = 0;
     for (int it = 0; it < 20000; it++) {
         const int blocks = 1 + (int)(bn_test_rand(&rng) % 160);
         const int hd = 8 * (1 + (int)(bn_test_rand(&rng) % 32));
@@ -180,22 +187,31 @@ static void test_random_shapes(void **state) {
         planned++;
         with_keys += p.max_keys > 0;
         check_plan(&p, limit, E, F, nq, nkv, hd, qpb, n_rot, n_ctx, wanted);
-        // The ring is no smaller than it may be: a layer, the room the working
-        // region leaves, or the cap, less the rounding to equal 16-byte stages.
+        // The ring is no smaller than it may be (a layer, the room the working
+        // region leaves, or the cap, less the rounding to equal 16-byte stages),
+        // and no larger than that room, or stages of one widest row.
         const int M[4] = {nq + 2 * nkv, E, 2 * F, E}, K[4] = {E, nq, E, F};
         size_t layer = 0;
         for (int i = 0; i < BN_PERSIST_MATS; i++) layer += (size_t)((M[i] + blocks - 1) / blocks) * (size_t)(K[i] / 4);
         const size_t kmax = max3((size_t)E, (size_t)F, (size_t)nq), norm = p.codes_bytes + 4 * kmax;
         const size_t split = bn_persist_split_bytes(hd, qpb, n_rot);
         size_t room = limit - bn_persist_round(norm > split ? norm : split);
-        if (room > layer) room = layer;
         if (cap && room > cap) room = cap;
-        assert_true(p.work + BN_PERSIST_STAGES * BN_PERSIST_ALIGN > room);
+        assert_true(p.work + BN_PERSIST_STAGES * BN_PERSIST_ALIGN > (room < layer ? room : layer));
+        const size_t one_row = BN_PERSIST_STAGES * bn_persist_round(kmax / 4);
+        assert_true(p.work <= (room > one_row ? room : one_row));
+        // Where the largest stages take a layer in BN_PERSIST_STAGES chunks, the plan does too.
+        bn_persist_plan q = p;
+        const size_t largest = room / BN_PERSIST_STAGES / BN_PERSIST_ALIGN * BN_PERSIST_ALIGN;
+        if (largest >= kmax / 4 && bn_persist_chunk(&q, largest) <= BN_PERSIST_STAGES) {
+            assert_true(p.layer_chunks <= BN_PERSIST_STAGES);
+            fits_in_ring++;
+        }
         capped += cap && cap < layer;
     }
-    fprintf(stderr, "  %d random shapes had a plan, %d with the one-block attention, %d with a capped ring\n", planned,
-            with_keys, capped);
-    assert_true(planned > 100 && with_keys > 100 && with_keys < planned && capped > 100);
+    fprintf(stderr, "  %d random shapes had a plan, %d with the one-block attention, %d with a capped ring, %d with a "
+            "layer in the ring\n", planned, with_keys, capped, fits_in_ring);
+    assert_true(planned > 100 && with_keys > 100 && with_keys < planned && capped > 100 && fits_in_ring > 100);
 }
 
 int main(void) {
