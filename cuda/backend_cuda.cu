@@ -155,6 +155,8 @@ static size_t layout(bn_backend *be, uintptr_t base) {
         be->codes[i].s = (float *)carve(base, &off, B * 4);
         be->codes[i].qsum = (int32_t *)carve(base, &off, B * 4);
     }
+    be->q8k_d = be->tq ? (float *)carve(base, &off, B * ((E > F ? E : F) / 256) * 4) : NULL;
+    be->q8k_bsum = be->tq ? (int32_t *)carve(base, &off, B * ((E > F ? E : F) / 32) * 4) : NULL;
     be->attd_scratch = carve(base, &off, bn_cuda_attd_scratch_bytes(be->decode_group, (int)hp->n_head,
                                                                    (int)hp->head_dim, be->n_ctx, be->attd_split));
     be->counter_bytes = sizeof(unsigned) * hp->n_layer * BN_COUNTERS_PER_LAYER(hp->n_head, be->decode_group);
@@ -207,13 +209,13 @@ static int check_vec(const bn_tensor *t, uint64_t n, bn_error *err) {
 
 static int check_model(const bn_model *m, bn_error *err) {
     const bn_hparams *hp = &m->hp;
-    // TQ1_0/TQ2_0 weights keep llama.cpp's per-block activation quantization (model.h),
-    // which only the CPU backend implements.
-    if (m->layers[0].wq.act_block)
-        return bn_errorf(err, "cuda: TQ1_0/TQ2_0 weights (per-block activation scales) are not "
-                              "implemented on CUDA yet; use --backend cpu");
     const uint64_t E = hp->n_embd, F = hp->n_ff, nq = (uint64_t)hp->n_head * hp->head_dim,
                    nkv = (uint64_t)hp->n_head_kv * hp->head_dim;
+    // TQ1_0/TQ2_0 weights keep llama.cpp's activations per block of 256 (model.h),
+    // which the loader's repack has already required of their widths.
+    if (hp->n_layer && m->layers[0].wq.act_block && (E % 256 || F % 256))
+        return bn_errorf(err, "cuda: TQ weights need widths that are multiples of 256 (n_embd %u, n_ff %u)",
+                         hp->n_embd, hp->n_ff);
     if (hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv || hp->head_dim % 2 || hp->head_dim > 256 ||
         hp->n_rot > hp->head_dim || hp->n_rot % 2 || nq != E || E % 128 || F % 128)
         return bn_errorf(err, "cuda: unsupported shape (n_embd %u, n_ff %u, heads %u/%u, head_dim %u, "
@@ -297,7 +299,7 @@ static int choose_persist(bn_backend *be) {
     const char *v = getenv("BITNET_CUDA_PERSIST"), *ring = getenv("BITNET_CUDA_PERSIST_RING");
     const int n = v ? atoi(v) : 0;
     const unsigned long long ring_cap = ring ? strtoull(ring, NULL, 10) : 0; // 0 (or junk): no cap
-    if (n <= 0 || be->plain_attention || hp->n_layer == 0) return 0;
+    if (n <= 0 || be->plain_attention || be->tq || hp->n_layer == 0) return 0; // TQ: the kernels only
     if (!bn_cuda_persist_plan(&be->persist_plan, (int)hp->n_embd, (int)hp->n_ff, (int)hp->n_head, (int)hp->n_head_kv,
                               (int)hp->head_dim, (int)hp->n_rot, be->n_ctx, be->attd_short, (size_t)ring_cap))
         return 0;
@@ -357,7 +359,8 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     be->plain_attention = env_is("BITNET_CUDA_ATTN", "plain") || hp->head_dim % 8 != 0;
     be->dp4a_gemm = env_is("BITNET_CUDA_GEMM", "dp4a");
     be->gemm_tile = choose_gemm_tile();
-    be->norm_last = env_is("BITNET_CUDA_NORM", "last");
+    be->tq = hp->n_layer && be->m->layers[0].wq.act_block != 0;
+    be->norm_last = env_is("BITNET_CUDA_NORM", "last") && !be->tq; // a TQ bitlinear quantizes its own input
     be->head_q8 = cfg && cfg->lm_head_q8;
     be->gemv_max = choose_gemv_max(hp);
     be->attd_split = bn_cuda_attd_splits(be->n_ctx);

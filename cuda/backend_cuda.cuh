@@ -61,6 +61,7 @@ struct bn_backend {
     bool dp4a_gemm;       // BITNET_CUDA_GEMM=dp4a: prefill on the dp4a GEMM, not the tensor cores
     int gemm_tile;        // tokens a block of the mma GEMM takes (0: by batch size; BITNET_CUDA_GEMM_TILE)
     bool norm_last;       // BITNET_CUDA_NORM=last: GEMV inputs quantized by the kernel before's last block
+    bool tq;              // TQ1_0/TQ2_0 weights: every bitlinear through ternary_q8k.cu (model.h act_block)
     bool head_q8;         // --lm-head q8: int8 head, one scale per row (as the CPU's)
     bool batch_seqs;      // several sequences share each pass (BITNET_CUDA_BATCH=0: one run after another)
     int gemv_max;         // batches up to this many tokens take the GEMV path
@@ -91,6 +92,8 @@ struct bn_backend {
     float *head_x;          // BN_LM_ROWS hidden rows gathered for the head (several sequences)
     __half *qh;
     bn_cuda_codes codes[2]; // ping-pong: one bitlinear reads one while the next is written
+    float *q8k_d;           // tq: each 256-block's activation scale (codes[0].q holds the codes)
+    int32_t *q8k_bsum;      // tq: each block's 8 sums of 32 codes
     void *attd_scratch;
     unsigned *counters; // BN_COUNTERS_PER_LAYER(n_head, decode_group) per layer
     void *head_in;        // BN_LM_ROWS rows of the head's input: f16/f32, or int8 codes

@@ -75,6 +75,28 @@ cudaError_t bn_cuda_rmsnorm_quant(const float *x, int64_t ldx, const float *w, i
                                   float eps, bn_nq_mode mode, int8_t *q, float *s, int32_t *qsum, bool pdl,
                                   cudaStream_t st);
 
+// ternary_q8k.cu - the bitlinears of TQ1_0/TQ2_0 models (model.h act_block):
+// activations quantized per block of 256 (llama.cpp's Q8_K) and llama.cpp's
+// per-block float sums, bit for bit.
+//                  CPU twins: bn_quantize_q8k_block, bn_ternary_rows_q8k (cpu/ops.h)
+// bn_cuda_rmsnorm_q8k: rows x[t] (ldx apart, mode as in rmsnorm_quant; K % 256
+// == 0) into codes q[t*K + b*256 + bn_q8k_code_slot(e)] (element e of block b),
+// scales d[t*K/256 + b] and group sums bsum[(t*K/256 + b)*8 + k] (codes 32k ..
+// 32k+31 of the block). bn_cuda_ternary_q8k: y (=|+=) the I2_S rows times them.
+cudaError_t bn_cuda_rmsnorm_q8k(const float *x, int64_t ldx, const float *w, int n_tok, int K, float eps,
+                                bn_nq_mode mode, int8_t *q, float *d, int32_t *bsum, bool pdl, cudaStream_t st);
+cudaError_t bn_cuda_ternary_q8k(const uint8_t *w, int K, int M, const int8_t *q, const float *d, const int32_t *bsum,
+                                int n, bn_cuda_rowscale rs, bool add, float *y, int64_t ldy, bool pdl,
+                                cudaStream_t st);
+// Where element e (0..255) of a block goes among its 256 codes: element 128h +
+// 32s + g to 32(g/4) + 16h + 4s + g%4, so the 32 codes lane g/4 of the product
+// kernel multiplies (bytes 4i..4i+3 of both I2_S halves, every plane) are one
+// run of 32 bytes.
+__host__ __device__ static inline int bn_q8k_code_slot(int e) {
+    const int h = e >> 7, s = (e >> 5) & 3, g = e & 31;
+    return 32 * (g >> 2) + 16 * h + 4 * s + (g & 3);
+}
+
 // I2_S weights whose rare 0b11 codes (never written by bitnet.cpp, "treat as 0")
 // are rewritten to 0b01 once after upload, so the dp4a kernels can use w+1 as is.
 cudaError_t bn_cuda_i2s_sanitize(uint8_t *w, int64_t nbytes, cudaStream_t st);

@@ -93,6 +93,41 @@ extern "C" int bn_cuda_test_gemv_norm(const uint8_t *w, int K, int M, const floa
                   y, dy, sizeof(float) * n * M, err);
 }
 
+extern "C" int bn_cuda_test_q8k(const uint8_t *w, int K, int M, const float *x, const float *norm_w, float eps,
+                                int mode, int n, const float scales[6], int r1, int r2, bool add, float *y, int8_t *q,
+                                float *d, int32_t *bsum, bn_error *err) {
+    if (bn_cuda_probe_device(err)) return -1;
+    if (K <= 0 || K % 256) return bn_errorf(err, "cuda_testing: K %d is not a multiple of 256", K);
+    bn_dev_bufs bufs;
+    uint8_t *dw;
+    int8_t *dq;
+    float *dx, *dn, *dd, *dy;
+    int32_t *dbs;
+    const int ldx = mode & BN_NQ_GLU ? 2 * K : K, nb = K / 256;
+    GET(dw, w, (size_t)M * K / 4);
+    GET(dx, x, sizeof(float) * n * ldx);
+    GET(dn, norm_w, sizeof(float) * K);
+    GET(dy, y, sizeof(float) * n * M);
+    GET(dq, NULL, (size_t)n * K);
+    GET(dd, NULL, sizeof(float) * n * nb);
+    GET(dbs, NULL, sizeof(int32_t) * n * nb * 8);
+    BN_CUDA_TRY(bn_cuda_i2s_sanitize(dw, (int64_t)M * K / 4, 0));
+    BN_CUDA_TRY(bn_cuda_rmsnorm_q8k(dx, ldx, dn, n, K, eps, (bn_nq_mode)mode, dq, dd, dbs, false, 0));
+    if (finish(bn_cuda_ternary_q8k(dw, K, M, dq, dd, dbs, n, rowscale(scales, r1, r2), add, dy, M, false, 0), y, dy,
+               sizeof(float) * n * M, err))
+        return -1;
+    int8_t *slots = (int8_t *)malloc((size_t)n * K);
+    if (!slots) return bn_errorf(err, "cuda_testing: out of memory");
+    const cudaError_t e = cudaMemcpy(slots, dq, (size_t)n * K, cudaMemcpyDeviceToHost);
+    for (int64_t blk = 0; e == cudaSuccess && blk < (int64_t)n * nb; blk++) // back to element order
+        for (int i = 0; i < 256; i++) q[blk * 256 + i] = slots[blk * 256 + bn_q8k_code_slot(i)];
+    free(slots);
+    BN_CUDA_TRY(e);
+    BN_CUDA_TRY(cudaMemcpy(d, dd, sizeof(float) * n * nb, cudaMemcpyDeviceToHost));
+    BN_CUDA_TRY(cudaMemcpy(bsum, dbs, sizeof(int32_t) * n * nb * 8, cudaMemcpyDeviceToHost));
+    return 0;
+}
+
 extern "C" int bn_cuda_test_gemv_next_norm(const uint8_t *w, int K, int M, const int8_t *q, const float *s,
                                            const int32_t *qsum, int n, const float scales[6], int r1, int r2,
                                            bool add, float *y, const float *norm_w, float eps, bn_nq_mode mode,

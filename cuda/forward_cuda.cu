@@ -24,7 +24,8 @@
 // change two of these inputs through a bn_nq_mode: silu(gate)*up as the GLU, and
 // no sub-norms (att and the GLU quantized as they are; the sub-norm weights are
 // then all ones, upload.cu). Each bitlinear multiplies the
-// int8 codes of its normalized input. A batch of up to gemv_max tokens takes the
+// int8 codes of its normalized input (a TQ1_0/TQ2_0 model's, per block of 256:
+// a norm kernel and ternary_q8k.cu's product, for any batch). A batch of up to gemv_max tokens takes the
 // GEMVs, each of whose blocks quantizes its input itself while its weights
 // arrive (with BITNET_CUDA_NORM=last: the last block of the kernel before does
 // it once, into codes 0/1 alternately); a larger batch takes a norm kernel and
@@ -80,6 +81,14 @@ static int bitlinear(bn_backend *be, const char *name, const uint8_t *w, int K, 
                      bn_error *err) {
     const float eps = be->hp.norm_eps;
     const bn_cuda_codes *c = in->codes;
+    if (be->tq) { // TQ1_0/TQ2_0: activations per block of 256, whatever the batch (ternary_q8k.cu)
+        BN_CUDA_TRY(bn_cuda_rmsnorm_q8k(in->x, in->ldx, in->norm_w, n, K, eps, in->mode, c->q, be->q8k_d,
+                                        be->q8k_bsum, be->use_pdl, be->st));
+        mark(be, "rmsnorm_q8k");
+        BN_CUDA_TRY(bn_cuda_ternary_q8k(w, K, M, c->q, be->q8k_d, be->q8k_bsum, n, rs, add, y, ldy, be->use_pdl, be->st));
+        mark(be, name);
+        return 0;
+    }
     if (n <= be->gemv_max) {
         if (in->ready)
             BN_CUDA_TRY(bn_cuda_ternary_gemv(w, K, M, c->q, c->s, c->qsum, n, rs, add, y, ldy, nn, be->use_pdl, be->st));

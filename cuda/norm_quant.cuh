@@ -71,16 +71,13 @@ __device__ __forceinline__ int bn_quant1(float h, float sc) {
     return min(127, max(-128, __float2int_rn(h * sc))); // round half to even, like rintf
 }
 
-// Normalizes row x (n floats, n % 4 == 0) with weight w (global or shared
-// memory), quantizes it, calls store(i, code) for every element and returns
-// s = 127/max|h| and sum(codes) to every thread. hs: n floats of shared memory.
-// Must be called by all threads of the block.
-template <typename Store>
-__device__ __forceinline__ void bn_block_norm_quant(const float *__restrict__ x, int n,
-                                                    const float *__restrict__ w, float eps, int mode,
-                                                    float *hs, float *s_out, int *qsum_out, Store store) {
-    __shared__ float fred[32];
-    __shared__ int ired[32];
+// The first pass over row x (n floats, n % 4 == 0): its inputs (after the GLU
+// of a GLU mode) into hs (n floats of shared memory, published to the block by
+// the reduction's barriers), and returns the RMSNorm's 1/rms to every thread
+// (1 under BN_NQ_NO_NORM). An element's normalized value is then hs[i] * inv *
+// w[i], rounded in that order. Must be called by all threads of the block.
+__device__ __forceinline__ float bn_block_norm_load(const float *__restrict__ x, int n, float eps, int mode,
+                                                    float *hs) {
     __shared__ double dred[32];
     const int stride = blockDim.x * 4;
     // Sum of squares as cpu/ops.c bn_rmsnorm (and ggml) compute it: each square
@@ -96,7 +93,21 @@ __device__ __forceinline__ void bn_block_norm_quant(const float *__restrict__ x,
     }
     ss = bn_block_sum(ss, dred); // its barriers also publish hs
     // BN_NQ_NO_NORM: inv 1 and an all-ones w leave every value exactly as it is.
-    const float inv = mode & BN_NQ_NO_NORM ? 1.0f : 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    return mode & BN_NQ_NO_NORM ? 1.0f : 1.0f / sqrtf((float)(ss / (double)n) + eps);
+}
+
+// Normalizes row x (n floats, n % 4 == 0) with weight w (global or shared
+// memory), quantizes it, calls store(i, code) for every element and returns
+// s = 127/max|h| and sum(codes) to every thread. hs: n floats of shared memory.
+// Must be called by all threads of the block.
+template <typename Store>
+__device__ __forceinline__ void bn_block_norm_quant(const float *__restrict__ x, int n,
+                                                    const float *__restrict__ w, float eps, int mode,
+                                                    float *hs, float *s_out, int *qsum_out, Store store) {
+    __shared__ float fred[32];
+    __shared__ int ired[32];
+    const int stride = blockDim.x * 4;
+    const float inv = bn_block_norm_load(x, n, eps, mode, hs);
 
     float amax = 0.f;
     for (int i = threadIdx.x * 4; i < n; i += stride) {

@@ -216,6 +216,88 @@ static void test_rmsnorm_quant(void **state) {
         }
 }
 
+// A TQ model's bitlinear (ternary_q8k.cu) against its CPU twins, on shapes up
+// to the 10B's FFN width, every input mode, 1 to 17 tokens (token tiles of 8):
+// - the codes per block of 256: exactly bn_quantize_q8k_block's without a norm
+//   (the input is then the values themselves), with blocks built to tie (the
+//   same magnitude with both signs: the first wins) and all-zero blocks; within
+//   one of them after a norm (float summation order, as test_rmsnorm_quant);
+// - each block's eight group sums: the sums of the kernel's own codes;
+// - y: bn_ternary_rows_q8k on the kernel's codes and scales, bit for bit, with
+//   three row ranges of their own weight and output scales, stored or added.
+static void test_q8k_bitlinear(void **state) {
+    (void)state;
+    require_gpu();
+    uint64_t rng = 1234;
+    const int shapes[][3] = {{256, 37, 1}, {768, 300, 9}, {2560, 70, 17}, {6912, 33, 1}, {23040, 40, 2}}; // K, M, n
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int mi = 0; mi < N_NQ_MODES; mi++) {
+            const int mode = NQ_MODES[mi], glu = mode & BN_NQ_GLU, raw = mode == BN_NQ_NO_NORM;
+            const int K = shapes[si][0], M = shapes[si][1], n = shapes[si][2], ld = glu ? 2 * K : K, nb = K / 256;
+            const bool add = mi % 2;
+            uint8_t *w = malloc((size_t)M * K / 4);
+            float *x = malloc(sizeof(float) * n * ld), *nw = malloc(sizeof(float) * K);
+            float *y = malloc(sizeof(float) * n * M), *yc = malloc(sizeof(float) * n * M);
+            float *d = malloc(sizeof(float) * n * nb), *h = malloc(sizeof(float) * K);
+            int8_t *q = malloc((size_t)n * K), qc[256];
+            int32_t *bsum = malloc(sizeof(int32_t) * n * nb * 8);
+            random_i2s(w, (size_t)M * K / 4, &rng);
+            for (int i = 0; i < n * ld; i++) x[i] = frand(&rng) * 3.f;
+            for (int i = 0; i < K; i++) nw[i] = mode & BN_NQ_NO_NORM ? 1.f : 0.5f + frand(&rng);
+            if (raw) // block 0 of each token all zeros; block 1 ties -m (first) with +m
+                for (int t = 0; t < n; t++) {
+                    memset(x + t * ld, 0, sizeof(float) * 256);
+                    if (nb > 1) {
+                        x[t * ld + 256 + 40 + t] = -3.5f;
+                        x[t * ld + 256 + 200] = 3.5f;
+                    }
+                }
+            for (int i = 0; i < n * M; i++) y[i] = yc[i] = frand(&rng);
+            const float sc[6] = {0.7f, 1.3f, 0.9f, 1.2f, 0.8f, 1.f};
+            const int r1 = M / 3, r2 = 2 * M / 3;
+            bn_error err = {{0}};
+            if (bn_cuda_test_q8k(w, K, M, x, nw, 1e-5f, mode, n, sc, r1, r2, add, y, q, d, bsum, &err))
+                fail_msg("%s", err.msg);
+            int off = 0;
+            for (int t = 0; t < n; t++) {
+                memcpy(h, x + t * ld, sizeof(float) * K); // the CPU's input, as cpu_norm_quant makes it
+                if (mode & BN_NQ_RELU2) bn_relu_sqr_mul(h, x + t * ld + K, K);
+                if (mode & BN_NQ_SILU) bn_silu_mul_scalar(h, x + t * ld + K, K);
+                if (!(mode & BN_NQ_NO_NORM)) bn_rmsnorm(h, h, nw, K, 1e-5f);
+                for (int b = 0; b < nb; b++) {
+                    const float dc = bn_quantize_q8k_block(h + b * 256, qc);
+                    const int8_t *qb = q + ((int64_t)t * nb + b) * 256;
+                    const float dg = d[t * nb + b];
+                    if (raw) {
+                        if (memcmp(&dc, &dg, sizeof dc) || memcmp(qc, qb, 256))
+                            fail_msg("K %d token %d block %d: codes or scale differ (%.9g vs %.9g)", K, t, b, dg, dc);
+                    } else {
+                        assert_true(fabsf(dc - dg) <= 1e-5f * fabsf(dc));
+                        for (int i = 0; i < 256; i++) {
+                            assert_true(abs(qb[i] - qc[i]) <= 1);
+                            off += qb[i] != qc[i];
+                        }
+                    }
+                    for (int k = 0; k < 8; k++) {
+                        int32_t sum = 0;
+                        for (int i = 0; i < 32; i++) sum += qb[32 * k + i];
+                        assert_int_equal(bsum[((int64_t)t * nb + b) * 8 + k], sum);
+                    }
+                }
+            }
+            assert_true(off <= 1 + n * K / 100);
+            const int lo[3] = {0, r1, r2}, hi[3] = {r1, r2, M};
+            for (int r = 0; r < 3; r++)
+                bn_ternary_rows_q8k(w, K, lo[r], hi[r], q, d, n, sc[r], sc[3 + r], add, yc, M);
+            if (memcmp(y, yc, sizeof(float) * n * M)) {
+                int i = 0;
+                while (!memcmp(&y[i], &yc[i], sizeof(float))) i++;
+                fail_msg("K %d M %d n %d mode %d: y[%d] %.9g, CPU %.9g", K, M, n, mode, i, y[i], yc[i]);
+            }
+            free(w); free(x); free(nw); free(y); free(yc); free(d); free(h); free(q); free(bsum);
+        }
+}
+
 // The GEMV's next norm (run by its last block) must give exactly the codes of
 // the standalone norm kernel on the GEMV's output (same block code and size),
 // and the GEMV's output must be the scalar twin's, weight and out-scales
@@ -1414,6 +1496,7 @@ int main(void) {
         cmocka_unit_test(test_ternary_exact),
         cmocka_unit_test(test_rmsnorm_quant),
         cmocka_unit_test(test_gemv_next_norm),
+        cmocka_unit_test(test_q8k_bitlinear),
         cmocka_unit_test(test_gemv_norm),
         cmocka_unit_test(test_rope_kv),
         cmocka_unit_test(test_attention),

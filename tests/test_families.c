@@ -150,14 +150,6 @@ static void check_golden(const bn_backend_ops *ops, const char *path) {
 
     char model_path[256];
     bn_model *m = make_model(recipe + strlen("make-model "), model_path, sizeof model_path);
-    if (ops != &bn_cpu_backend && m->layers[0].wq.act_block) { // TQ: CPU only (model.h)
-        fprintf(stderr, "    TQ weights run on the CPU only\n");
-        bn_model_free(m);
-        unlink(model_path);
-        cJSON_Delete(doc);
-        return;
-    }
-
     int n_cases = 0, n_tokens = 0, n_steps = 0, n_flips = 0;
     float worst = 0.0f;
     const cJSON *c;

@@ -1,0 +1,157 @@
+// ternary_q8k.cu - the bitlinears of a model stored as TQ1_0/TQ2_0: what
+// llama.cpp computes for those types, bit for bit as the CPU does (cpu/ops.c:
+// bn_quantize_q8k_block, bn_ternary_rows_q8k).
+//
+// The loader repacks the weights to I2_S (core/ternary_repack.c), but llama.cpp
+// quantizes a TQ model's activations per block of 256 (Q8_K: each block its own
+// scale, from its element of largest magnitude), and its dot product converts
+// eight partial integer sums a block to float and accumulates them in eight
+// float lanes over the blocks. Both are reproduced here:
+// - bn_rmsnorm_q8k_kernel: one block of BN_NQ_THREADS a token; the RMSNorm as
+//   every other bitlinear input (norm_quant.cuh), then one warp a 256-block:
+//   its max by magnitude (the first on ties, as the CPU's scan), the codes, the
+//   block's scale d and the sums of its eight groups of 32 codes. The codes are
+//   stored permuted (bn_q8k_code_slot) so that the 32 a lane of the product
+//   kernel needs are contiguous.
+// - bn_ternary_q8k_kernel: a warp takes BN_Q8K_ROWS rows for BN_Q8K_TOKENS
+//   tokens; lane (row, i) owns float lane i of its row, walks the blocks in
+//   order and for each adds (float)(P - bsum_i) * (d * wscale), where P is the
+//   dp4a sum of the 32 (weight code, activation) pairs llama.cpp's lane i
+//   holds: bytes 4i..4i+3 of both 32-byte halves of the I2_S block, each byte
+//   four elements (128h + 32s + g, s < 4). Then the CPU's eight-lane tree
+//   ((e0 + e4) + (e2 + e6)) + ((e1 + e5) + (e3 + e7)) by shuffles, times the
+//   row's out-scale, stored or added. Every product and sum rounds as the C
+//   does (__fmul_rn / __fadd_rn: no FMA contraction).
+// Neither is as fast as the I2_S path (no tensor cores, no fused norm); a TQ
+// model is correct on the GPU, and an I2_S conversion of it is the fast way.
+#include "cuda_kernels.cuh"
+#include "norm_quant.cuh"
+#include "pdl.cuh"
+
+#define BN_Q8K_ROWS 4   // rows a warp takes (8 lanes each)
+#define BN_Q8K_TOKENS 8 // tokens a warp takes
+#define BN_Q8K_WARPS 8  // warps a block of the product kernel
+
+__global__ void __launch_bounds__(BN_NQ_THREADS)
+bn_rmsnorm_q8k_kernel(const float *__restrict__ x, int64_t ldx, const float *__restrict__ w, int K, float eps,
+                      int mode, int8_t *__restrict__ q, float *__restrict__ d, int32_t *__restrict__ bsum) {
+    extern __shared__ float hs[]; // K floats
+    bn_pdl_wait();
+    bn_pdl_trigger();
+    const int t = blockIdx.x, nb = K / 256, lane = threadIdx.x & 31;
+    const float inv = bn_block_norm_load(x + t * ldx, K, eps, mode, hs);
+    for (int b = threadIdx.x >> 5; b < nb; b += blockDim.x >> 5) {
+        // Element lane + 32k of the block, k < 8: group k is elements 32k .. 32k + 31.
+        float h[8], amax = 0.f, mv = 0.f;
+        int at = 1 << 30;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const int e = b * 256 + lane + 32 * k;
+            h[k] = hs[e] * inv * w[e];
+            if (fabsf(h[k]) > amax) amax = fabsf(h[k]), mv = h[k], at = lane + 32 * k;
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) { // the largest magnitude, the first index on ties
+            const float oa = __shfl_xor_sync(0xffffffffu, amax, o), om = __shfl_xor_sync(0xffffffffu, mv, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, at, o);
+            if (oa > amax || (oa == amax && oi < at)) amax = oa, mv = om, at = oi;
+        }
+        const float iscale = amax == 0.f ? 0.f : __fdiv_rn(-127.f, mv);
+        int8_t *qb = q + (int64_t)t * K + b * 256;
+        int32_t *sb = bsum + ((int64_t)t * nb + b) * 8;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const int v = amax == 0.f ? 0 : min(127, __float2int_rn(__fmul_rn(iscale, h[k])));
+            qb[bn_q8k_code_slot(lane + 32 * k)] = (int8_t)v;
+            int s = v;
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+            if (lane == k) sb[k] = s;
+        }
+        if (lane == 0) d[(int64_t)t * nb + b] = amax == 0.f ? 0.f : __fdiv_rn(1.f, iscale);
+    }
+}
+
+// One 4-byte word of weight codes (four elements a byte, bits 7:6 first) against
+// the four activation words of the same elements, planes s = 0..3.
+__device__ __forceinline__ int bn_q8k_dot_word(uint32_t w, int4 x, int acc) {
+    acc = __dp4a((int)((w >> 6) & 0x03030303u), x.x, acc);
+    acc = __dp4a((int)((w >> 4) & 0x03030303u), x.y, acc);
+    acc = __dp4a((int)((w >> 2) & 0x03030303u), x.z, acc);
+    return __dp4a((int)(w & 0x03030303u), x.w, acc);
+}
+
+__global__ void __launch_bounds__(BN_Q8K_WARPS * 32)
+bn_ternary_q8k_kernel(const uint8_t *__restrict__ w, int K, int M, const int8_t *__restrict__ q,
+                      const float *__restrict__ d, const int32_t *__restrict__ bsum, int n, bn_cuda_rowscale rs,
+                      bool add, float *__restrict__ y, int64_t ldy) {
+    bn_pdl_wait();
+    bn_pdl_trigger();
+    const int lane = threadIdx.x & 31, i = lane & 7, nb = K / 256;
+    // blockIdx.x: the tokens, so the blocks of one run of rows run together and
+    // their weights are read from HBM once.
+    const int row = (blockIdx.y * BN_Q8K_WARPS + (threadIdx.x >> 5)) * BN_Q8K_ROWS + (lane >> 3);
+    const int t0 = blockIdx.x * BN_Q8K_TOKENS, nt = min(BN_Q8K_TOKENS, n - t0);
+    const bool valid = row < M; // shuffles below need every lane: the others compute on row 0
+    const uint8_t *wr = w + (int64_t)(valid ? row : 0) * (K / 4) + 4 * i;
+    const float wscale = bn_row_wscale(rs, row), oscale = bn_row_oscale(rs, row);
+    float acc[BN_Q8K_TOKENS];
+#pragma unroll
+    for (int t = 0; t < BN_Q8K_TOKENS; t++) acc[t] = 0.f;
+    for (int b = 0; b < nb; b++) {
+        const uint32_t w0 = *reinterpret_cast<const uint32_t *>(wr + (2 * b) * 32);
+        const uint32_t w1 = *reinterpret_cast<const uint32_t *>(wr + (2 * b + 1) * 32);
+#pragma unroll
+        for (int t = 0; t < BN_Q8K_TOKENS; t++) {
+            if (t < nt) {
+                const int64_t tb = (int64_t)(t0 + t) * nb + b;
+                // Lane i's 32 codes: halves h = 0, 1, each planes s = 0..3 of bytes 4i..4i+3.
+                const int4 *xq = reinterpret_cast<const int4 *>(q + tb * 256 + 32 * i);
+                const int P = bn_q8k_dot_word(w1, xq[1], bn_q8k_dot_word(w0, xq[0], 0));
+                const float dd = __fmul_rn(d[tb], wscale);
+                acc[t] = __fadd_rn(acc[t], __fmul_rn((float)(P - bsum[tb * 8 + i]), dd));
+            }
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < BN_Q8K_TOKENS; t++) {
+        // The CPU's tree over lanes i = 0..7 of this row: e_i + e_(i+4), then
+        // (i, i+2), then (0, 1); lane i = 0 ends with the sum.
+        float v = acc[t];
+        v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, 4));
+        v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, 2));
+        v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, 1));
+        if (valid && i == 0 && t < nt) {
+            float *dst = y + (int64_t)(t0 + t) * ldy + row;
+            const float out = __fmul_rn(v, oscale);
+            *dst = add ? __fadd_rn(*dst, out) : out;
+        }
+    }
+}
+
+cudaError_t bn_cuda_rmsnorm_q8k(const float *x, int64_t ldx, const float *w, int n_tok, int K, float eps,
+                                bn_nq_mode mode, int8_t *q, float *d, int32_t *bsum, bool pdl, cudaStream_t st) {
+    if (n_tok <= 0) return cudaSuccess;
+    if (K <= 0 || K % 256) return cudaErrorInvalidValue;
+    const size_t smem = sizeof(float) * (size_t)K;
+    static size_t raised = 48 * 1024; // the kernel's dynamic shared-memory limit so far
+    if (smem > raised) { // at the first use of a wider row, which is eager, never captured
+        const cudaError_t e =
+            cudaFuncSetAttribute(bn_rmsnorm_q8k_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+        raised = smem;
+    }
+    return bn_launch(pdl, bn_rmsnorm_q8k_kernel, dim3(n_tok), dim3(BN_NQ_THREADS), smem, st, x, ldx, w, K, eps,
+                     (int)mode, q, d, bsum);
+}
+
+cudaError_t bn_cuda_ternary_q8k(const uint8_t *w, int K, int M, const int8_t *q, const float *d, const int32_t *bsum,
+                                int n, bn_cuda_rowscale rs, bool add, float *y, int64_t ldy, bool pdl,
+                                cudaStream_t st) {
+    if (n <= 0 || M <= 0) return cudaSuccess;
+    const int rows_a_block = BN_Q8K_WARPS * BN_Q8K_ROWS, row_blocks = (M + rows_a_block - 1) / rows_a_block;
+    if (K <= 0 || K % 256 || row_blocks > 65535) return cudaErrorInvalidValue;
+    const dim3 grid((n + BN_Q8K_TOKENS - 1) / BN_Q8K_TOKENS, row_blocks);
+    return bn_launch(pdl, bn_ternary_q8k_kernel, grid, dim3(BN_Q8K_WARPS * 32), 0, st, w, K, M, q, d, bsum, n, rs,
+                     add, y, ldy);
+}
