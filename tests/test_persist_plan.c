@@ -47,6 +47,22 @@ static void check_plan(const bn_persist_plan *p, size_t limit, int E, int F, int
         assert_true(p->work + bn_persist_round(bn_persist_att_bytes(hd, qpb, n_rot, p->max_keys + 16)) > limit);
 }
 
+// A plan's rows a block, rows a chunk and chunks of each matrix, worked out by
+// hand, and its stages of `stage` bytes, the working region right after them.
+static void expect_chunks(const bn_persist_plan *p, const int rows[4], const int chunk_rows[4], const int chunks[4],
+                          size_t stage) {
+    int layer_chunks = 0;
+    for (int i = 0; i < BN_PERSIST_MATS; i++) {
+        assert_int_equal(p->rows[i], rows[i]);
+        assert_int_equal(p->chunk_rows[i], chunk_rows[i]);
+        assert_int_equal(p->chunks[i], chunks[i]);
+        layer_chunks += chunks[i];
+    }
+    assert_int_equal(p->layer_chunks, layer_chunks);
+    assert_int_equal(p->stage, stage);
+    assert_int_equal(p->work, BN_PERSIST_STAGES * stage);
+}
+
 // 2B-4T (hidden 2560, FFN 6912, 20/5 heads of 128, 4 query heads a group) on
 // 132 multiprocessors: rows a block 30 of Q|K|V (3840 x 640 B), 20 of O (640 B),
 // 105 of gate|up (13824 x 640 B), 20 of down (1728 B): 19200 + 12800 + 67200 +
@@ -64,15 +80,7 @@ static void test_2b4t_on_h200(void **state) {
     bn_persist_plan p;
     const size_t limit = 232448 - 2048; // the H200's opt-in shared memory less the static arrays
     assert_true(bn_persist_plan_make(&p, 132, limit, SHAPE_2B4T, 4096, 256, 0));
-    const int rows[4] = {30, 20, 105, 20}, chunk_rows[4] = {30, 20, 27, 10}, chunks[4] = {1, 1, 4, 2};
-    for (int i = 0; i < BN_PERSIST_MATS; i++) {
-        assert_int_equal(p.rows[i], rows[i]);
-        assert_int_equal(p.chunk_rows[i], chunk_rows[i]);
-        assert_int_equal(p.chunks[i], chunks[i]);
-    }
-    assert_int_equal(p.layer_chunks, 8);
-    assert_int_equal(p.stage, 19200);
-    assert_int_equal(p.work, 153600);
+    expect_chunks(&p, (const int[]){30, 20, 105, 20}, (const int[]){30, 20, 27, 10}, (const int[]){1, 1, 4, 2}, 19200);
     assert_int_equal(p.max_keys, 256);
     assert_int_equal(p.smem, 153600 + 34560); // 256 keys: 23552 bytes of attention, less than the input's
     check_plan(&p, limit, SHAPE_2B4T, 4096, 256);
@@ -104,15 +112,8 @@ static void test_10b_on_h200(void **state) {
     (void)state;
     bn_persist_plan p;
     assert_true(bn_persist_plan_make(&p, 132, 230400, 3072, 23040, 3072, 1024, 256, 3, 256, 4096, 256, 0));
-    const int rows[4] = {39, 24, 350, 24}, chunk_rows[4] = {13, 12, 18, 2}, chunks[4] = {3, 2, 20, 12};
-    for (int i = 0; i < BN_PERSIST_MATS; i++) {
-        assert_int_equal(p.rows[i], rows[i]);
-        assert_int_equal(p.chunk_rows[i], chunk_rows[i]);
-        assert_int_equal(p.chunks[i], chunks[i]);
-    }
-    assert_int_equal(p.layer_chunks, 37);
-    assert_int_equal(p.stage, 14400);
-    assert_int_equal(p.work, 115200);
+    expect_chunks(&p, (const int[]){39, 24, 350, 24}, (const int[]){13, 12, 18, 2}, (const int[]){3, 2, 20, 12},
+                  14400);
     assert_int_equal(p.max_keys, 256);
     assert_int_equal(p.smem, 230400);
     check_plan(&p, 230400, 3072, 23040, 3072, 1024, 256, 3, 256, 4096, 256);
