@@ -172,17 +172,6 @@ static void set_variant(const char *graph, const char *pdl) {
     setenv("BITNET_CUDA_PDL", pdl, 1);
 }
 
-// Sets (or, with on false, unsets) the NAME=VALUE switches env[0..1] (NULL: none).
-static void set_switches(const char *const env[2], bool on) {
-    for (int i = 0; i < 2 && env[i]; i++) {
-        char name[64];
-        const char *eq = strchr(env[i], '=');
-        snprintf(name, sizeof name, "%.*s", (int)(eq - env[i]), env[i]);
-        if (on) setenv(name, eq + 1, 1);
-        else unsetenv(name);
-    }
-}
-
 static void profile(model_run *r, int ctx, cJSON *arr) {
     bn_error err = {{0}};
     if (r->ops->forward(r->be, r->toks, r->pos, NULL, ctx - 1, NULL, false, &err)) return;
@@ -339,9 +328,9 @@ static void model_bench(const char *path, bool quick) {
             const variant *v = &variants[i];
             if (v->ctx > r.n_ctx) continue;
             set_variant(v->graph, v->pdl);
-            set_switches(v->env, true);
+            bn_cuda_switches_set(v->env, 2, true);
             const int ok = open_backend(&r, 512, v->q8, &err);
-            set_switches(v->env, false);
+            bn_cuda_switches_set(v->env, 2, false);
             if (ok) goto fail;
             const double ms = decode_at(&r, v->ctx, 64, &err);
             bn_cuda_stats vs; // did the step replay graphs, or did capture fail (and why)

@@ -4,6 +4,7 @@
 // launcher from cuda_kernels.cuh on the default stream (without PDL),
 // downloads and frees. A small list of device allocations is freed on every
 // exit path.
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,17 @@ bn_cuda_rowscale rowscale(const float scales[6], int r1, int r2) {
         if (dev_get(bufs, &p_, (src), (bytes), err)) return -1;                               \
         ptr = (decltype(ptr))p_;                                                              \
     } while (0)
+
+extern "C" void bn_cuda_switches_set(const char *const *env, int n, bool on) {
+    for (int i = 0; i < n && env[i]; i++) {
+        const char *eq = strchr(env[i], '=');
+        if (!eq) continue;
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - env[i]), env[i]);
+        if (on) setenv(name, eq + 1, 1);
+        else unsetenv(name);
+    }
+}
 
 extern "C" int bn_cuda_test_ternary(int kernel, const uint8_t *w, int K, int M, const int8_t *q,
                                     const float *s, const int32_t *qsum, int n, const float scales[6],

@@ -37,6 +37,11 @@ typedef struct bn_cuda_stats {
     const char *graph_error; // "" or why a graph capture failed (graphs are then off)
 } bn_cuda_stats;
 
+// Sets (or, with on false, unsets) the environment switches given as n
+// NAME=VALUE strings (a NULL entry ends the list early), as tests and
+// bench_cuda set BITNET_CUDA_* switches around a backend's create().
+void bn_cuda_switches_set(const char *const *env, int n, bool on);
+
 // Same check as bn_cuda_backend.probe.
 int bn_cuda_probe_device(bn_error *err);
 void bn_cuda_backend_stats(const struct bn_backend *be, bn_cuda_stats *out);

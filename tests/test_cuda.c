@@ -1223,12 +1223,7 @@ static bn_backend *create_with(const bn_model *m, const bn_backend_config *cfg, 
         saved[k] = v ? strdup(v) : NULL;
         unsetenv(names[k]);
     }
-    for (int i = 0; i < n; i++) {
-        char name[64];
-        const char *eq = strchr(env[i], '=');
-        snprintf(name, sizeof name, "%.*s", (int)(eq - env[i]), env[i]);
-        setenv(name, eq + 1, 1);
-    }
+    bn_cuda_switches_set(env, n, true);
     bn_error err = {{0}};
     bn_backend *be = NULL;
     const int rc = bn_backend_find("cuda")->create(m, cfg, &be, &err);
