@@ -61,7 +61,11 @@ bn_rmsnorm_q8k_kernel(const float *__restrict__ x, int64_t ldx, const float *__r
         int32_t *sb = bsum + ((int64_t)t * nb + b) * 8;
 #pragma unroll
         for (int k = 0; k < 8; k++) {
-            const int v = amax == 0.f ? 0 : min(127, __float2int_rn(__fmul_rn(iscale, h[k])));
+            // A block whose largest magnitude is below 127/FLT_MAX has an infinite
+            // iscale: the CPU's nearest_int makes such products code 0, where a
+            // saturating conversion would give 127.
+            const float p = __fmul_rn(iscale, h[k]);
+            const int v = amax == 0.f || !isfinite(p) ? 0 : min(127, __float2int_rn(p));
             qb[bn_q8k_code_slot(lane + 32 * k)] = (int8_t)v;
             int s = v;
 #pragma unroll

@@ -219,9 +219,10 @@ static void test_rmsnorm_quant(void **state) {
 // A TQ model's bitlinear (ternary_q8k.cu) against its CPU twins, on shapes up
 // to the 10B's FFN width, every input mode, 1 to 17 tokens (token tiles of 8):
 // - the codes per block of 256: exactly bn_quantize_q8k_block's without a norm
-//   (the input is then the values themselves), with blocks built to tie (the
-//   same magnitude with both signs: the first wins) and all-zero blocks; within
-//   one of them after a norm (float summation order, as test_rmsnorm_quant);
+//   (the input is then the values themselves, or their GLU), with blocks built
+//   to tie (the same magnitude with both signs: the first wins), all-zero
+//   blocks and blocks too small for a finite scale; within one of them after a
+//   norm (float summation order, as test_rmsnorm_quant);
 // - each block's eight group sums: the sums of the kernel's own codes;
 // - y: bn_ternary_rows_q8k on the kernel's codes and scales, bit for bit, with
 //   three row ranges of their own weight and output scales, stored or added.
@@ -232,7 +233,7 @@ static void test_q8k_bitlinear(void **state) {
     const int shapes[][3] = {{256, 37, 1}, {768, 300, 9}, {2560, 70, 17}, {6912, 33, 1}, {23040, 40, 2}}; // K, M, n
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int mi = 0; mi < N_NQ_MODES; mi++) {
-            const int mode = NQ_MODES[mi], glu = mode & BN_NQ_GLU, raw = mode == BN_NQ_NO_NORM;
+            const int mode = NQ_MODES[mi], glu = mode & BN_NQ_GLU, raw = mode & BN_NQ_NO_NORM;
             const int K = shapes[si][0], M = shapes[si][1], n = shapes[si][2], ld = glu ? 2 * K : K, nb = K / 256;
             const bool add = mi % 2;
             uint8_t *w = malloc((size_t)M * K / 4);
@@ -244,13 +245,14 @@ static void test_q8k_bitlinear(void **state) {
             random_i2s(w, (size_t)M * K / 4, &rng);
             for (int i = 0; i < n * ld; i++) x[i] = frand(&rng) * 3.f;
             for (int i = 0; i < K; i++) nw[i] = mode & BN_NQ_NO_NORM ? 1.f : 0.5f + frand(&rng);
-            if (raw) // block 0 of each token all zeros; block 1 ties -m (first) with +m
-                for (int t = 0; t < n; t++) {
+            if (raw && !glu) // block 0 of each token all zeros; block 1 ties -m (first) with +m;
+                for (int t = 0; t < n; t++) { // block 2 below 127/FLT_MAX (an infinite iscale)
                     memset(x + t * ld, 0, sizeof(float) * 256);
                     if (nb > 1) {
                         x[t * ld + 256 + 40 + t] = -3.5f;
                         x[t * ld + 256 + 200] = 3.5f;
                     }
+                    for (int i = 0; nb > 2 && i < 256; i++) x[t * ld + 512 + i] = (i % 3 - 1) * 3e-38f * (1 + i % 7);
                 }
             for (int i = 0; i < n * M; i++) y[i] = yc[i] = frand(&rng);
             const float sc[6] = {0.7f, 1.3f, 0.9f, 1.2f, 0.8f, 1.f};
