@@ -234,12 +234,27 @@ static void model_bench(const char *path, bool quick) {
     cJSON_AddNumberToObject(out_model, "attention_one_kernel_below", st.attd_short);
     cJSON_AddNumberToObject(out_model, "gemm_tile", st.gemm_tile);
     cJSON_AddNumberToObject(out_model, "persistent_below", st.persist);
+    cJSON_AddNumberToObject(out_model, "tune_ms", st.tune_ms);
+    cJSON *tune = cJSON_AddArrayToObject(out_model, "gemv_vs_gemm_gate_up");
+    for (int i = 0; i < st.tuned_sizes; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "tokens", st.tuned_batch[i]);
+        cJSON_AddNumberToObject(o, "gemv_us", st.tuned_gemv_us[i]);
+        cJSON_AddNumberToObject(o, "gemm_us", st.tuned_gemm_us[i]);
+        cJSON_AddItemToArray(tune, o);
+    }
     if (!json)
         printf("\nmodel %s: create %.0f ms (device checks + context + allocations %.0f ms, upload %.0f ms = %.1f GB/s), "
                "device memory %.0f MiB, GEMV up to %d tokens, %d attention splits, one-kernel attention below "
                "position %d, GEMM tiles of %d tokens (0: by batch), persistent kernel below position %d\n",
                path, create_ms, st.context_ms, st.upload_ms, st.device_bytes / st.upload_ms / 1e6,
                st.device_bytes / 1048576.0, st.gemv_max, st.attd_split, st.attd_short, st.gemm_tile, st.persist);
+    if (!json && st.tuned_sizes) {
+        printf("GEMV limit timed at create (%.1f ms), gate|up from HBM:", st.tune_ms);
+        for (int i = 0; i < st.tuned_sizes; i++)
+            printf(" %d tokens GEMV %.1f / GEMM %.1f us%s", st.tuned_batch[i], st.tuned_gemv_us[i], st.tuned_gemm_us[i],
+                   i + 1 < st.tuned_sizes ? ";" : "\n");
+    }
 
     // Decode at three contexts (graphs + PDL, the default).
     static const int ctxs[] = {128, 1024, 4096};

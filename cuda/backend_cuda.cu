@@ -317,11 +317,19 @@ static int choose_gemm_tile(void) {
     return t == 32 || t == 64 ? t : 128;
 }
 
+// The most tokens the GEMV can take: what its shared memory holds at the widest
+// input, and no more than a chunk.
+static int gemv_cap(const bn_backend *be) {
+    const bn_hparams *hp = &be->hp;
+    const int cap = bn_cuda_gemv_max_tokens((int)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd));
+    return cap < be->max_batch ? cap : be->max_batch;
+}
+
 // How many tokens the GEMV path takes: BITNET_CUDA_GEMV_MAX (for bench_cuda's
-// sweep), else the default, never more than the GEMV's shared memory allows.
-static int choose_gemv_max(const bn_hparams *hp) {
-    const int K = (int)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd);
-    const int cap = bn_cuda_gemv_max_tokens(K);
+// sweep), else the default until create() has timed the GEMV against the GEMM
+// on this card (bn_cuda_tune_gemv_max); never more than gemv_cap.
+static int choose_gemv_max(const bn_backend *be) {
+    const int cap = gemv_cap(be);
     const char *v = getenv("BITNET_CUDA_GEMV_MAX");
     int n = v ? atoi(v) : BN_CUDA_GEMV_MAX_DEFAULT;
     if (n < 0) n = 0;
@@ -362,7 +370,7 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     be->tq = hp->n_layer && be->m->layers[0].wq.act_block != 0;
     be->norm_last = env_is("BITNET_CUDA_NORM", "last") && !be->tq; // a TQ bitlinear quantizes its own input
     be->head_q8 = cfg && cfg->lm_head_q8;
-    be->gemv_max = choose_gemv_max(hp);
+    be->gemv_max = choose_gemv_max(be);
     be->attd_split = bn_cuda_attd_splits(be->n_ctx);
     be->attd_short = be->plain_attention ? 0 : choose_attd_short(hp, be->n_ctx);
     be->persist = choose_persist(be);
@@ -409,6 +417,10 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     const double t1 = bn_now_ms();
     if (bn_cuda_upload_model(be, err)) return -1;
     be->upload_ms = bn_now_ms() - t1;
+    // Where the GEMV stops paying on this card, unless BITNET_CUDA_GEMV_MAX says.
+    const double t2 = bn_now_ms();
+    if (!getenv("BITNET_CUDA_GEMV_MAX") && bn_cuda_tune_gemv_max(be, gemv_cap(be), err)) return -1;
+    be->tune_ms = bn_now_ms() - t2;
     return 0;
 }
 
@@ -456,6 +468,13 @@ extern "C" void bn_cuda_backend_stats(const bn_backend *be, bn_cuda_stats *out) 
     out->pdl = be->use_pdl;
     out->plain_attention = be->plain_attention;
     out->gemv_max = be->gemv_max;
+    out->tune_ms = be->tune_ms;
+    out->tuned_sizes = be->tuned_sizes;
+    for (int i = 0; i < be->tuned_sizes; i++) {
+        out->tuned_batch[i] = bn_crossover_sizes[i];
+        out->tuned_gemv_us[i] = be->tuned_gemv_us[i];
+        out->tuned_gemm_us[i] = be->tuned_gemm_us[i];
+    }
     out->attd_split = be->attd_split;
     out->attd_short = be->attd_short;
     out->persist = be->persist;

@@ -10,11 +10,13 @@ extern "C" {
 #include "backend.h"
 }
 #include "chunk_plan.h"
+#include "gemv_crossover.h"
 #include "cuda_kernels.cuh"
 
 #define BN_LM_ROWS BN_HEAD_MAX_N // logit rows computed per LM-head pass
-// Batches of up to this many tokens take the GEMV path, larger ones the GEMM.
-// bench_cuda's GEMV/GEMM sweep measures the crossover (docs/cuda-performance.md).
+// Batches of up to this many tokens take the GEMV path, larger ones the GEMM,
+// until create() has timed the two on the card (bn_cuda_tune_gemv_max), and where
+// it cannot: the crossover measured on an H200 (docs/cuda-performance.md).
 #define BN_CUDA_GEMV_MAX_DEFAULT 8
 
 // The int8 input of a bitlinear: codes (rows of the input width), scale, sum.
@@ -65,6 +67,8 @@ struct bn_backend {
     bool head_q8;         // --lm-head q8: int8 head, one scale per row (as the CPU's)
     bool batch_seqs;      // several sequences share each pass (BITNET_CUDA_BATCH=0: one run after another)
     int gemv_max;         // batches up to this many tokens take the GEMV path
+    int tuned_sizes;      // batches the GEMV and GEMM were timed at to choose gemv_max (0: not tuned)
+    double tuned_gemv_us[BN_CROSSOVER_SIZES], tuned_gemm_us[BN_CROSSOVER_SIZES]; // gate|up, at bn_crossover_sizes
     int attd_split;       // splits of the decode attention
     int attd_short;       // decode tokens at positions below this take the one-kernel attention (0: never)
     int persist;          // decode steps of one sequence at positions below this take the persistent
@@ -107,7 +111,7 @@ struct bn_backend {
     int32_t *h_tok, *h_pos, *h_seq, *h_rows, *h_argmax;
     float *h_logits;
 
-    double context_ms, upload_ms;
+    double context_ms, upload_ms, tune_ms;
     bn_cuda_prof *prof; // NULL except while bench_cuda profiles a step
 };
 
@@ -124,5 +128,10 @@ int bn_cuda_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, c
                     int n_tokens, float *logits, bool all_logits, bn_error *err);
 int bn_cuda_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                            int n_tokens, int32_t *argmax, bn_error *err);
+// Times gate|up through the GEMV and through the norm kernel and GEMM at
+// bn_crossover_sizes (up to `cap` tokens) and sets be->gemv_max where they cross
+// (gemv_crossover.h). Call after the upload, before any forward; it leaves be->x,
+// be->gu and the codes holding junk.
+int bn_cuda_tune_gemv_max(bn_backend *be, int cap, bn_error *err);
 
 #endif

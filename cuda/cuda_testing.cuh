@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "../core/error.h"
+#include "gemv_crossover.h"
 #include "nq_mode.h"
 
 #ifdef __cplusplus
@@ -28,6 +29,10 @@ typedef struct bn_cuda_stats {
     bool pdl;              // kernels launch with programmatic dependent launch
     bool plain_attention;  // BITNET_CUDA_ATTN=plain (or a head_dim the fast kernels lack)
     int gemv_max;          // batches up to this many tokens take the GEMV path
+    double tune_ms;        // create(): timing the GEMV against the GEMM to choose gemv_max
+    int tuned_sizes;       // the batches timed (0: not tuned: BITNET_CUDA_GEMV_MAX, a TQ model)
+    int tuned_batch[BN_CROSSOVER_SIZES]; // their sizes, and gate|up's time at each through either path
+    double tuned_gemv_us[BN_CROSSOVER_SIZES], tuned_gemm_us[BN_CROSSOVER_SIZES];
     int attd_split;        // splits of the decode attention
     int attd_short;        // positions below this take the one-kernel decode attention (0: none)
     int persist;           // positions below this take the persistent decode kernel (0: none)

@@ -593,3 +593,61 @@ extern "C" int bn_cuda_profile_step(bn_backend *be, int32_t token, int32_t pos, 
     free(p);
     return rc;
 }
+
+// ---- the GEMV's batch limit, measured on this card (gemv_crossover.h) ------------
+
+// Microseconds of one gate|up bitlinear of n tokens through the GEMV (gemv) or the
+// norm kernel and GEMM, averaged over the first `layers` layers in turn, so that
+// each reads its weights from HBM as a step does.
+static int time_gate_up(bn_backend *be, int n, bool gemv, int layers, cudaEvent_t ev[2], double *us, bn_error *err) {
+    const int E = (int)be->hp.n_embd, F = (int)be->hp.n_ff, saved = be->gemv_max;
+    be->gemv_max = gemv ? n : 0;
+    int rc = cudaEventRecord(ev[0], be->st) == cudaSuccess ? 0 : bn_errorf(err, "cuda: event record failed");
+    for (int l = 0; rc == 0 && l < layers; l++) {
+        const bn_cuda_layer *C = &be->layers[l];
+        const bitlinear_in in = {be->x, E, C->ffn_norm, 0, &be->codes[0], false};
+        rc = bitlinear(be, "gate|up (tuning)", C->wgu, E, 2 * F, &in, n, C->rs_gu, false, be->gu, 2 * F, NULL, err);
+    }
+    be->gemv_max = saved;
+    if (rc) return -1;
+    BN_CUDA_TRY(cudaEventRecord(ev[1], be->st));
+    BN_CUDA_TRY(cudaEventSynchronize(ev[1]));
+    float ms = 0.f;
+    BN_CUDA_TRY(cudaEventElapsedTime(&ms, ev[0], ev[1]));
+    *us = 1e3 * ms / layers;
+    return 0;
+}
+
+int bn_cuda_tune_gemv_max(bn_backend *be, int cap, bn_error *err) {
+    const bn_hparams *hp = &be->hp;
+    be->tuned_sizes = 0;
+    if (be->tq || hp->n_layer == 0 || cap < 1) return 0; // TQ bitlinears take neither path
+    // Enough layers that their gate|up weights exceed 4x the L2.
+    int l2 = 0;
+    BN_CUDA_TRY(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, be->device));
+    const size_t bytes = (size_t)hp->n_embd * 2 * hp->n_ff / 4;
+    const size_t want = 4 * (size_t)l2 / bytes + 1;
+    const int layers = want < hp->n_layer ? (int)want : (int)hp->n_layer;
+    // The input: zeros (a finite norm), as many tokens as the largest batch timed.
+    BN_CUDA_TRY(cudaMemsetAsync(be->x, 0, sizeof(float) * (size_t)cap * hp->n_embd, be->st));
+    cudaEvent_t ev[2] = {NULL, NULL};
+    int rc = cudaEventCreate(&ev[0]) == cudaSuccess && cudaEventCreate(&ev[1]) == cudaSuccess
+                 ? 0
+                 : bn_errorf(err, "cuda: cannot create events");
+    double warm;
+    if (rc == 0) // the first launches of each kernel load it: not timed
+        rc = time_gate_up(be, 1, true, 1, ev, &warm, err) || time_gate_up(be, 1, false, 1, ev, &warm, err);
+    int count = 0;
+    for (; rc == 0 && count < BN_CROSSOVER_SIZES && bn_crossover_sizes[count] <= cap; count++) {
+        const int n = bn_crossover_sizes[count];
+        rc = time_gate_up(be, n, true, layers, ev, &be->tuned_gemv_us[count], err) ||
+             time_gate_up(be, n, false, layers, ev, &be->tuned_gemm_us[count], err);
+    }
+    for (int i = 0; i < 2; i++)
+        if (ev[i]) (void)cudaEventDestroy(ev[i]);
+    if (rc) return -1;
+    be->tuned_sizes = count;
+    be->gemv_max = bn_gemv_crossover(bn_crossover_sizes, be->tuned_gemv_us, be->tuned_gemm_us, count, be->gemv_max);
+    if (be->gemv_max > cap) be->gemv_max = cap;
+    return 0;
+}

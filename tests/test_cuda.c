@@ -1425,6 +1425,56 @@ static void test_persistent_decode(void **state) {
     persistent_vs_kernels(path, "48", 512, 1, NULL);
 }
 
+// The GEMV's batch limit chosen at create() from timings on this card
+// (gemv_crossover.h): some batches timed, each time positive, the limit between 1
+// and the most the GEMV holds. The choice must not change a result: batches of 1
+// to 16 tokens (prompt chunks, then decode steps) give the same logits, bit for
+// bit, with every batch on the GEMV and with every batch on the GEMM.
+static void test_gemv_limit_tuned(void **state) {
+    (void)state;
+    require_gpu();
+    char buf[4096];
+    bn_error err = {{0}};
+    bn_model *m = NULL;
+    assert_int_equal(bn_model_load(bn_shipped_path("models/bitnet-austen-6m.gguf", buf, sizeof buf), &m, &err), 0);
+    const bn_backend_ops *cuda = bn_backend_find("cuda");
+    const bn_backend_config cfg = {.max_batch = 32, .n_ctx = 256, .n_seq = 1};
+    const char *const all_gemv[] = {"BITNET_CUDA_GEMV_MAX=16"}, *const all_gemm[] = {"BITNET_CUDA_GEMV_MAX=0"};
+    bn_backend *bt = create_with(m, &cfg, NULL, 0), *bv = create_with(m, &cfg, all_gemv, 1),
+               *bg = create_with(m, &cfg, all_gemm, 1);
+    bn_cuda_stats st, sv;
+    bn_cuda_backend_stats(bt, &st);
+    bn_cuda_backend_stats(bv, &sv);
+    if (st.tuned_sizes < 1) fail_msg("the GEMV limit was not timed");
+    assert_true(st.gemv_max >= 1 && st.gemv_max <= 32);
+    if (sv.gemv_max != 16) fail_msg("this device's GEMV holds %d tokens of the model, not 16", sv.gemv_max);
+    assert_int_equal(sv.tuned_sizes, 0); // BITNET_CUDA_GEMV_MAX set: not timed
+    fprintf(stderr, "  GEMV up to %d tokens, timed in %.1f ms:", st.gemv_max, st.tune_ms);
+    for (int i = 0; i < st.tuned_sizes; i++) {
+        assert_true(st.tuned_gemv_us[i] > 0 && st.tuned_gemm_us[i] > 0);
+        fprintf(stderr, " %d: %.1f / %.1f us", st.tuned_batch[i], st.tuned_gemv_us[i], st.tuned_gemm_us[i]);
+    }
+    fprintf(stderr, "\n");
+    const int V = (int)m->hp.n_vocab, N = 16 * 17 / 2 + 8;
+    float *lt = malloc(sizeof(float) * 16 * V), *lv = malloc(sizeof(float) * 16 * V), *lg = malloc(sizeof(float) * 16 * V);
+    int32_t tok[16], pos[16];
+    uint64_t rng = 5;
+    for (int p0 = 0, n = 1; p0 < N; p0 += n, n = n < 16 ? n + 1 : 1) {
+        for (int i = 0; i < n; i++) {
+            tok[i] = (int32_t)(bn_test_rand(&rng) % (uint64_t)V);
+            pos[i] = p0 + i;
+        }
+        if (cuda->forward(bt, tok, pos, NULL, n, lt, true, &err) || cuda->forward(bv, tok, pos, NULL, n, lv, true, &err) ||
+            cuda->forward(bg, tok, pos, NULL, n, lg, true, &err))
+            fail_msg("%s", err.msg);
+        if (memcmp(lt, lv, sizeof(float) * n * V) || memcmp(lt, lg, sizeof(float) * n * V))
+            fail_msg("a batch of %d tokens at position %d: the GEMV and GEMM paths differ", n, p0);
+    }
+    free(lt); free(lv); free(lg);
+    cuda->destroy(bt); cuda->destroy(bv); cuda->destroy(bg);
+    bn_model_free(m);
+}
+
 // --lm-head q8 on both backends: the same int8 head (rows quantized the same
 // way, bit for bit), so from the same prompt the logits differ only where the
 // hidden states differ (attention summation order) enough to flip an input code.
@@ -1508,6 +1558,7 @@ int main(void) {
         cmocka_unit_test(test_rmsnorm_cast_q8),
         cmocka_unit_test(test_tiny_a_model),
         cmocka_unit_test(test_persistent_decode),
+        cmocka_unit_test(test_gemv_limit_tuned),
         cmocka_unit_test(test_tiny_a_q8_head),
 #endif
     };
