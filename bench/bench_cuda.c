@@ -235,7 +235,7 @@ static void model_bench(const char *path, bool quick) {
     cJSON_AddNumberToObject(out_model, "gemm_tile", st.gemm_tile);
     cJSON_AddNumberToObject(out_model, "persistent_below", st.persist);
     cJSON_AddNumberToObject(out_model, "tune_ms", st.tune_ms);
-    cJSON *tune = cJSON_AddArrayToObject(out_model, "gemv_vs_gemm_gate_up");
+    cJSON *tune = cJSON_AddArrayToObject(out_model, "gemv_vs_gemm_ffn");
     for (int i = 0; i < st.tuned_sizes; i++) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "tokens", st.tuned_batch[i]);
@@ -250,7 +250,7 @@ static void model_bench(const char *path, bool quick) {
                path, create_ms, st.context_ms, st.upload_ms, st.device_bytes / st.upload_ms / 1e6,
                st.device_bytes / 1048576.0, st.gemv_max, st.attd_split, st.attd_short, st.gemm_tile, st.persist);
     if (!json && st.tuned_sizes) {
-        printf("GEMV limit timed at create (%.1f ms), gate|up from HBM:", st.tune_ms);
+        printf("GEMV limit timed at create (%.1f ms), an FFN from HBM:", st.tune_ms);
         for (int i = 0; i < st.tuned_sizes; i++)
             printf(" %d tokens GEMV %.1f / GEMM %.1f us%s", st.tuned_batch[i], st.tuned_gemv_us[i], st.tuned_gemm_us[i],
                    i + 1 < st.tuned_sizes ? ";" : "\n");

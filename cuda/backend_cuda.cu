@@ -417,9 +417,11 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     const double t1 = bn_now_ms();
     if (bn_cuda_upload_model(be, err)) return -1;
     be->upload_ms = bn_now_ms() - t1;
-    // Where the GEMV stops paying on this card, unless BITNET_CUDA_GEMV_MAX says.
+    // Where the GEMV stops paying on this card, unless BITNET_CUDA_GEMV_MAX says
+    // (or BITNET_CUDA_NORM=last, whose results depend on which path a batch takes:
+    // the attention's own norm quantizes the O input of a GEMV batch).
     const double t2 = bn_now_ms();
-    if (!getenv("BITNET_CUDA_GEMV_MAX") && bn_cuda_tune_gemv_max(be, gemv_cap(be), err)) return -1;
+    if (!getenv("BITNET_CUDA_GEMV_MAX") && !be->norm_last && bn_cuda_tune_gemv_max(be, gemv_cap(be), err)) return -1;
     be->tune_ms = bn_now_ms() - t2;
     return 0;
 }

@@ -68,7 +68,7 @@ struct bn_backend {
     bool batch_seqs;      // several sequences share each pass (BITNET_CUDA_BATCH=0: one run after another)
     int gemv_max;         // batches up to this many tokens take the GEMV path
     int tuned_sizes;      // batches the GEMV and GEMM were timed at to choose gemv_max (0: not tuned)
-    double tuned_gemv_us[BN_CROSSOVER_SIZES], tuned_gemm_us[BN_CROSSOVER_SIZES]; // gate|up, at bn_crossover_sizes
+    double tuned_gemv_us[BN_CROSSOVER_SIZES], tuned_gemm_us[BN_CROSSOVER_SIZES]; // an FFN, at bn_crossover_sizes
     int attd_split;       // splits of the decode attention
     int attd_short;       // decode tokens at positions below this take the one-kernel attention (0: never)
     int persist;          // decode steps of one sequence at positions below this take the persistent
@@ -128,10 +128,10 @@ int bn_cuda_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, c
                     int n_tokens, float *logits, bool all_logits, bn_error *err);
 int bn_cuda_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                            int n_tokens, int32_t *argmax, bn_error *err);
-// Times gate|up through the GEMV and through the norm kernel and GEMM at
-// bn_crossover_sizes (up to `cap` tokens) and sets be->gemv_max where they cross
-// (gemv_crossover.h). Call after the upload, before any forward; it leaves be->x,
-// be->gu and the codes holding junk.
+// Times an FFN's bitlinears through the GEMVs and through the norm kernels and
+// GEMMs at bn_crossover_sizes (up to `cap` tokens) and sets be->gemv_max where
+// they cross (gemv_crossover.h). Call after the upload, before any forward; it
+// leaves x, gu, att and the codes holding junk.
 int bn_cuda_tune_gemv_max(bn_backend *be, int cap, bn_error *err);
 
 #endif

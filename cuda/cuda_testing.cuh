@@ -30,8 +30,8 @@ typedef struct bn_cuda_stats {
     bool plain_attention;  // BITNET_CUDA_ATTN=plain (or a head_dim the fast kernels lack)
     int gemv_max;          // batches up to this many tokens take the GEMV path
     double tune_ms;        // create(): timing the GEMV against the GEMM to choose gemv_max
-    int tuned_sizes;       // the batches timed (0: not tuned: BITNET_CUDA_GEMV_MAX, a TQ model)
-    int tuned_batch[BN_CROSSOVER_SIZES]; // their sizes, and gate|up's time at each through either path
+    int tuned_sizes;       // the batches timed (0: not tuned: BITNET_CUDA_GEMV_MAX or NORM=last, a TQ model)
+    int tuned_batch[BN_CROSSOVER_SIZES]; // their sizes, and an FFN's time at each through either path
     double tuned_gemv_us[BN_CROSSOVER_SIZES], tuned_gemm_us[BN_CROSSOVER_SIZES];
     int attd_split;        // splits of the decode attention
     int attd_short;        // positions below this take the one-kernel decode attention (0: none)

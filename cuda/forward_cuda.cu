@@ -596,17 +596,24 @@ extern "C" int bn_cuda_profile_step(bn_backend *be, int32_t token, int32_t pos, 
 
 // ---- the GEMV's batch limit, measured on this card (gemv_crossover.h) ------------
 
-// Microseconds of one gate|up bitlinear of n tokens through the GEMV (gemv) or the
-// norm kernel and GEMM, averaged over the first `layers` layers in turn, so that
-// each reads its weights from HBM as a step does.
-static int time_gate_up(bn_backend *be, int n, bool gemv, int layers, cudaEvent_t ev[2], double *us, bn_error *err) {
-    const int E = (int)be->hp.n_embd, F = (int)be->hp.n_ff, saved = be->gemv_max;
+// Microseconds of one FFN's bitlinears (gate|up, then down on its GLU) of n tokens
+// through the GEMVs (gemv) or the norm kernels and GEMMs, averaged over the first
+// `layers` layers in turn, so that each reads its weights from HBM as a step
+// does. The outputs go to scratch (down's to att, not added to x): x stays the
+// zeros it was set to.
+static int time_ffn(bn_backend *be, int n, bool gemv, int layers, cudaEvent_t ev[2], double *us, bn_error *err) {
+    const bn_hparams *hp = &be->hp;
+    const int E = (int)hp->n_embd, F = (int)hp->n_ff, saved = be->gemv_max;
+    const bn_nq_mode down_mode = (hp->ffn_silu ? BN_NQ_SILU : BN_NQ_RELU2) | (hp->sub_norms ? 0 : BN_NQ_NO_NORM);
     be->gemv_max = gemv ? n : 0;
     int rc = cudaEventRecord(ev[0], be->st) == cudaSuccess ? 0 : bn_errorf(err, "cuda: event record failed");
     for (int l = 0; rc == 0 && l < layers; l++) {
         const bn_cuda_layer *C = &be->layers[l];
-        const bitlinear_in in = {be->x, E, C->ffn_norm, 0, &be->codes[0], false};
-        rc = bitlinear(be, "gate|up (tuning)", C->wgu, E, 2 * F, &in, n, C->rs_gu, false, be->gu, 2 * F, NULL, err);
+        const bitlinear_in in_gu = {be->x, E, C->ffn_norm, 0, &be->codes[0], false};
+        const bitlinear_in in_down = {be->gu, 2 * F, C->ffn_sub_norm, down_mode, &be->codes[1], false};
+        rc = bitlinear(be, "gate|up (tuning)", C->wgu, E, 2 * F, &in_gu, n, C->rs_gu, false, be->gu, 2 * F, NULL,
+                       err) ||
+             bitlinear(be, "down (tuning)", C->wdown, F, E, &in_down, n, C->rs_down, false, be->att, E, NULL, err);
     }
     be->gemv_max = saved;
     if (rc) return -1;
@@ -619,13 +626,14 @@ static int time_gate_up(bn_backend *be, int n, bool gemv, int layers, cudaEvent_
 }
 
 int bn_cuda_tune_gemv_max(bn_backend *be, int cap, bn_error *err) {
+    enum { ROUNDS = 3 }; // each size's best of three, the paths in alternating order
     const bn_hparams *hp = &be->hp;
     be->tuned_sizes = 0;
     if (be->tq || hp->n_layer == 0 || cap < 1) return 0; // TQ bitlinears take neither path
-    // Enough layers that their gate|up weights exceed 4x the L2.
+    // Enough layers that their FFN weights exceed 4x the L2.
     int l2 = 0;
     BN_CUDA_TRY(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, be->device));
-    const size_t bytes = (size_t)hp->n_embd * 2 * hp->n_ff / 4;
+    const size_t bytes = (size_t)hp->n_embd * 3 * hp->n_ff / 4;
     const size_t want = 4 * (size_t)l2 / bytes + 1;
     const int layers = want < hp->n_layer ? (int)want : (int)hp->n_layer;
     // The input: zeros (a finite norm), as many tokens as the largest batch timed.
@@ -634,15 +642,22 @@ int bn_cuda_tune_gemv_max(bn_backend *be, int cap, bn_error *err) {
     int rc = cudaEventCreate(&ev[0]) == cudaSuccess && cudaEventCreate(&ev[1]) == cudaSuccess
                  ? 0
                  : bn_errorf(err, "cuda: cannot create events");
-    double warm;
-    if (rc == 0) // the first launches of each kernel load it: not timed
-        rc = time_gate_up(be, 1, true, 1, ev, &warm, err) || time_gate_up(be, 1, false, 1, ev, &warm, err);
     int count = 0;
-    for (; rc == 0 && count < BN_CROSSOVER_SIZES && bn_crossover_sizes[count] <= cap; count++) {
-        const int n = bn_crossover_sizes[count];
-        rc = time_gate_up(be, n, true, layers, ev, &be->tuned_gemv_us[count], err) ||
-             time_gate_up(be, n, false, layers, ev, &be->tuned_gemm_us[count], err);
-    }
+    while (count < BN_CROSSOVER_SIZES && bn_crossover_sizes[count] <= cap) count++;
+    for (int i = 0; i < count; i++) be->tuned_gemv_us[i] = be->tuned_gemm_us[i] = INFINITY;
+    double warm; // first launches load the kernels and wake the clocks: not counted
+    for (int i = 0; rc == 0 && i < count; i++)
+        rc = time_ffn(be, bn_crossover_sizes[i], true, layers, ev, &warm, err) ||
+             time_ffn(be, bn_crossover_sizes[i], false, layers, ev, &warm, err);
+    for (int r = 0; rc == 0 && r < ROUNDS; r++)
+        for (int i = 0; rc == 0 && i < count; i++)
+            for (int k = 0; rc == 0 && k < 2; k++) {
+                const bool gemv = (k == 0) == (r % 2 == 0);
+                double us;
+                rc = time_ffn(be, bn_crossover_sizes[i], gemv, layers, ev, &us, err);
+                double *best = gemv ? &be->tuned_gemv_us[i] : &be->tuned_gemm_us[i];
+                if (rc == 0 && us < *best) *best = us;
+            }
     for (int i = 0; i < 2; i++)
         if (ev[i]) (void)cudaEventDestroy(ev[i]);
     if (rc) return -1;

@@ -1,12 +1,14 @@
 // gemv_crossover.h - how many tokens a bitlinear takes through the GEMV before
 // the norm kernel and the tensor-core GEMM win, decided from timings taken on
-// the card at create() (forward_cuda.cu bn_cuda_tune_gemv_max), as plain C so
+// the card at create() (forward_cuda.cu bn_cuda_tune_gemv_max: an FFN's two
+// bitlinears, best of three, weights from HBM), as plain C so
 // tests/test_gemv_crossover.c checks the rule on any machine.
 //
 // The GEMV's time grows with the batch (it reads every token's codes for every
 // row), the GEMM's hardly does below its tile, so the two cross once. On an H200
 // (docs/cuda-performance.md) gate|up took 4.6 / 6.9 / 11.3 / 19.9 us on the GEMV at
-// 1 / 2 / 4 / 8 tokens and 43-48 us on the GEMM; another card crosses elsewhere.
+// 1 / 2 / 4 / 8 tokens and 43-48 us on the GEMM, so there the GEMV keeps all the
+// 8 tokens it can hold; a card whose GEMM is relatively faster crosses earlier.
 // Both paths give the same bits (the sums are exact integers, the norm the same
 // block code), so the choice changes only the time.
 #ifndef BN_CUDA_GEMV_CROSSOVER_H
@@ -15,8 +17,9 @@
 #include <math.h>
 #include <stdbool.h>
 
-#define BN_CROSSOVER_SIZES 4
-static const int bn_crossover_sizes[BN_CROSSOVER_SIZES] = {2, 4, 8, 16}; // batches timed, ascending
+#define BN_CROSSOVER_SIZES 3
+static const int bn_crossover_sizes[BN_CROSSOVER_SIZES] = {2, 4, 8}; // batches timed, ascending (the GEMV
+                                                                     // holds at most 8: BN_GEMV_MAX_N)
 
 // The largest batch the GEMV takes: sizes[i] for the longest run i = 0, 1, ...
 // where the GEMV was no slower than the GEMM; 1 where the GEMM won already at

@@ -5,7 +5,7 @@
 
 #include "../cuda/gemv_crossover.h"
 
-static const int sizes[4] = {2, 4, 8, 16};
+static const int sizes[4] = {2, 4, 8, 16}; // the rule takes any ascending sizes
 
 static void test_crossings(void **state) {
     (void)state;
