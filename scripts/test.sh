@@ -25,5 +25,9 @@ if command -v clang >/dev/null; then
   mkdir -p build-fuzz/corpus
   build-fuzz/fuzz_gguf -max_total_time="${BITNET_FUZZ_SECONDS:-30}" -max_len=65536 \
     build-fuzz/corpus fuzz/corpus 2>&1 | tail -3
+  echo "== fuzz the tokenizer for ${BITNET_FUZZ_TOKENIZER_SECONDS:-20} s (libFuzzer)"
+  mkdir -p build-fuzz/corpus-tokenizer
+  build-fuzz/fuzz_tokenizer -max_total_time="${BITNET_FUZZ_TOKENIZER_SECONDS:-20}" -max_len=4096 \
+    build-fuzz/corpus-tokenizer fuzz/corpus-tokenizer 2>&1 | tail -3
 fi
 echo "all tests passed"

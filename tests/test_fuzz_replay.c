@@ -1,30 +1,41 @@
-// test_fuzz_replay.c - replays every file in fuzz/corpus/ through the fuzz target's
-// own function (fuzz/fuzz_gguf.c is included below), so the seeds and every crash
-// input saved there are regression tests in every build, not only with libFuzzer.
+// test_fuzz_replay.c - replays every file in fuzz/corpus/ and fuzz/corpus-tokenizer/
+// through their fuzz targets' own functions (fuzz/fuzz_gguf.c and
+// fuzz/fuzz_tokenizer.c are included below), so the seeds and every crash input
+// saved there are regression tests in every build, not only with libFuzzer.
 //
-// The corpus directory is found next to this source file (CMake compiles with
-// absolute paths), or through BITNET_FUZZ_CORPUS.
+// The corpus directories are found next to this source file (CMake compiles with
+// absolute paths), or through BITNET_FUZZ_CORPUS (the GGUF one).
 //
-// Regenerate the builder-made seeds (after a format change):
+// Regenerate the builder-made GGUF seeds (after a format change):
 //   BITNET_WRITE_CORPUS=fuzz/corpus ./build/test_fuzz_replay
 #include "test_util.h"
 
 #include <dirent.h>
 
+#define LLVMFuzzerTestOneInput fuzz_gguf_one
 #include "../fuzz/fuzz_gguf.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_tokenizer_one
+#include "../fuzz/fuzz_tokenizer.c"
+#undef LLVMFuzzerTestOneInput
 #include "gguf_builder.h"
+
+// fuzz/NAME next to this file's directory.
+static const char *fuzz_dir(const char *name, char *buf, size_t n) {
+    const char *file = __FILE__;
+    const char *slash = strrchr(file, '/');
+    int dir_len = slash ? (int)(slash - file) : 1;
+    snprintf(buf, n, "%.*s/../fuzz/%s", dir_len, slash ? file : ".", name);
+    return buf;
+}
 
 static const char *corpus_dir(char *buf, size_t n) {
     const char *env = getenv("BITNET_FUZZ_CORPUS");
     if (env && *env) return env;
-    const char *file = __FILE__;
-    const char *slash = strrchr(file, '/');
-    int dir_len = slash ? (int)(slash - file) : 1;
-    snprintf(buf, n, "%.*s/../fuzz/corpus", dir_len, slash ? file : ".");
-    return buf;
+    return fuzz_dir("corpus", buf, n);
 }
 
-static int replay_dir(const char *dir) {
+static int replay_dir(const char *dir, int (*one)(const uint8_t *, size_t)) {
     DIR *d = opendir(dir);
     if (!d) return -1;
     int n = 0;
@@ -40,7 +51,7 @@ static int replay_dir(const char *dir) {
         uint8_t *exact = malloc(len ? len : 1);
         memcpy(exact, buf, len);
         free(buf);
-        LLVMFuzzerTestOneInput(exact, len);
+        one(exact, len);
         free(exact);
         n++;
     }
@@ -52,9 +63,20 @@ static void test_replay_corpus(void **state) {
     (void)state;
     char buf[4096];
     const char *dir = corpus_dir(buf, sizeof buf);
-    int n = replay_dir(dir);
+    int n = replay_dir(dir, fuzz_gguf_one);
     if (n < 0) fail_msg("cannot open the fuzz corpus at %s (set BITNET_FUZZ_CORPUS)", dir);
     assert_true(n >= 3);
+}
+
+// The tokenizer's corpus: each input's ids in range and its bytes back exactly
+// (the target aborts otherwise).
+static void test_replay_tokenizer_corpus(void **state) {
+    (void)state;
+    char buf[4096];
+    const char *dir = fuzz_dir("corpus-tokenizer", buf, sizeof buf);
+    int n = replay_dir(dir, fuzz_tokenizer_one);
+    if (n < 0) fail_msg("cannot open the tokenizer's fuzz corpus at %s", dir);
+    assert_true(n >= 5);
 }
 
 // The seeds are valid files: a model must load, the others must at least open.
@@ -157,6 +179,7 @@ int main(void) {
     if (out && *out) return write_seeds(out) == 0 ? 0 : 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_replay_corpus),
+        cmocka_unit_test(test_replay_tokenizer_corpus),
         cmocka_unit_test(test_seeds_are_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
