@@ -99,64 +99,41 @@ static int by_logit_desc(const void *a, const void *b) {
     return x->id - y->id; // stable order for equal logits: determinism across libcs
 }
 
-// Keeps the k best candidates (sorted, best first) out of n; returns the count.
-static int32_t keep_top_k(bn_candidate *c, int32_t n, int32_t k) {
-    if (k <= 0 || k > n) k = n;
-    if (k < n) {
-        // Partial selection: a running sorted window of k (k is small in practice).
-        qsort(c, (size_t)k, sizeof *c, by_logit_desc);
-        for (int32_t i = k; i < n; i++) {
-            if (by_logit_desc(&c[i], &c[k - 1]) >= 0) continue;
-            int32_t j = k - 1;
-            bn_candidate x = c[i];
-            while (j > 0 && by_logit_desc(&x, &c[j - 1]) < 0) {
-                c[j] = c[j - 1];
-                j--;
+// The k best of logits[0..n) (0 < k < n) into c, sorted, best first: a running
+// sorted window, read straight from the logits. A logit no better than the
+// window's last loses at once (ties go to the lower id, which came first).
+static void keep_top_k(bn_candidate *c, const float *logits, int32_t n, int32_t k) {
+    for (int32_t i = 0; i < k; i++) c[i] = (bn_candidate){i, logits[i]};
+    qsort(c, (size_t)k, sizeof *c, by_logit_desc);
+    for (int32_t i = k; i < n; i++) {
+        // Most blocks of 64 hold nothing better than the window: one max over the
+        // block (a loop the compiler vectorizes) skips them.
+        if (i % 64 == 0 && i + 64 <= n) {
+            float m[8];
+            for (int l = 0; l < 8; l++) m[l] = logits[i + l];
+            for (int32_t j = 8; j < 64; j += 8)
+                for (int l = 0; l < 8; l++) m[l] = logits[i + j + l] > m[l] ? logits[i + j + l] : m[l];
+            float mx = m[0];
+            for (int l = 1; l < 8; l++) mx = m[l] > mx ? m[l] : mx;
+            if (mx <= c[k - 1].logit) {
+                i += 63;
+                continue;
             }
-            c[j] = x;
         }
-        return k;
+        if (logits[i] <= c[k - 1].logit) continue;
+        const bn_candidate x = {i, logits[i]};
+        if (by_logit_desc(&x, &c[k - 1]) >= 0) continue; // NaN, as by_logit_desc orders it
+        int32_t j = k - 1;
+        while (j > 0 && by_logit_desc(&x, &c[j - 1]) < 0) {
+            c[j] = c[j - 1];
+            j--;
+        }
+        c[j] = x;
     }
-    qsort(c, (size_t)n, sizeof *c, by_logit_desc);
-    return n;
 }
 
-int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, size_t n_history) {
-    if (s->p.repeat_penalty != 1.0f && history) apply_repeat_penalty(s, logits, history, n_history);
-    if (s->p.temperature <= 0) return bn_argmax(logits, s->n_vocab);
-
-    bn_candidate *c = s->cand;
-    for (int32_t i = 0; i < s->n_vocab; i++) c[i] = (bn_candidate){i, logits[i]};
-    int32_t n = keep_top_k(c, s->n_vocab, s->p.top_k);
-
-    // Softmax over the survivors at the given temperature (c[0] is the max).
-    float max = c[0].logit, sum = 0;
-    for (int32_t i = 0; i < n; i++) {
-        c[i].logit = expf((c[i].logit - max) / s->p.temperature);
-        sum += c[i].logit;
-    }
-    for (int32_t i = 0; i < n; i++) c[i].logit /= sum;
-
-    // Top-p: the smallest prefix whose mass reaches top_p. Min-p: drop tokens
-    // below min_p times the best probability. Both keep at least one token.
-    int32_t keep = n;
-    if (s->p.top_p < 1.0f) {
-        float cum = 0;
-        for (int32_t i = 0; i < n; i++) {
-            cum += c[i].logit;
-            if (cum >= s->p.top_p) {
-                keep = i + 1;
-                break;
-            }
-        }
-    }
-    if (s->p.min_p > 0) {
-        float floor_p = s->p.min_p * c[0].logit;
-        int32_t i = 1;
-        while (i < keep && c[i].logit >= floor_p) i++;
-        keep = i;
-    }
-
+// The draw from the first `keep` candidates (probabilities, best first).
+static int32_t draw(bn_sampler *s, const bn_candidate *c, int32_t keep) {
     float mass = 0;
     for (int32_t i = 0; i < keep; i++) mass += c[i].logit;
     float r = next_unit(&s->rng) * mass, cum = 0;
@@ -165,4 +142,92 @@ int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, 
         if (r < cum) return c[i].id;
     }
     return c[keep - 1].id; // rounding left r just past the end
+}
+
+// Top-p, then min-p, over n candidates sorted best first (probabilities): how
+// many survive. Top-p keeps the smallest prefix whose mass reaches top_p; min-p
+// drops those below min_p times the best. Both keep at least one. *reached:
+// whether the prefix's mass reached top_p among these n.
+static int32_t keep_top_p_min_p(const bn_sampler *s, const bn_candidate *c, int32_t n, bool *reached) {
+    int32_t keep = n;
+    *reached = s->p.top_p >= 1.0f;
+    if (s->p.top_p < 1.0f) {
+        float cum = 0;
+        for (int32_t i = 0; i < n; i++) {
+            cum += c[i].logit;
+            if (cum >= s->p.top_p) {
+                keep = i + 1;
+                *reached = true;
+                break;
+            }
+        }
+    }
+    if (s->p.min_p > 0) {
+        const float floor_p = s->p.min_p * c[0].logit;
+        int32_t i = 1;
+        while (i < keep && c[i].logit >= floor_p) i++;
+        keep = i;
+    }
+    return keep;
+}
+
+// top_k == 0: every token takes part in the softmax, but only its head can be
+// kept, so only the head is sorted. The sum runs over the tokens in id order.
+// The candidates with probability at least theta, sorted, are a prefix of the
+// full order; theta starts at min-p's floor (nothing below it is kept) or half
+// the best, and halves until the prefix's mass reaches top_p or a quarter of the
+// vocabulary is in (then all of it). With neither top-p nor min-p every token
+// is kept and the draw walks them in id order.
+static int32_t sample_all(bn_sampler *s, const float *logits) {
+    const int32_t V = s->n_vocab;
+    const float T = s->p.temperature;
+    float max = logits[0];
+    for (int32_t i = 1; i < V; i++)
+        if (logits[i] > max) max = logits[i];
+    bn_candidate *c = s->cand;
+    float sum = 0;
+    for (int32_t i = 0; i < V; i++) {
+        c[i] = (bn_candidate){i, expf((logits[i] - max) / T)};
+        sum += c[i].logit;
+    }
+    for (int32_t i = 0; i < V; i++) c[i].logit /= sum;
+    if (s->p.top_p >= 1.0f && s->p.min_p <= 0) return draw(s, c, V);
+    const float best = 1.0f / sum; // expf(0) / sum
+    float theta = s->p.min_p > 0 ? s->p.min_p * best : 0.5f * best;
+    for (;;) {
+        int32_t n = 0; // the candidates at or above theta to the front (order kept)
+        for (int32_t i = 0; i < V; i++)
+            if (c[i].logit >= theta) {
+                const bn_candidate x = c[i];
+                c[i] = c[n];
+                c[n++] = x;
+            }
+        const bool all = n > V / 4 || s->p.min_p > 0 || theta == 0;
+        if (all && s->p.min_p <= 0) n = V;
+        qsort(c, (size_t)n, sizeof *c, by_logit_desc);
+        bool reached;
+        const int32_t keep = keep_top_p_min_p(s, c, n, &reached);
+        if (reached || all) return draw(s, c, keep);
+        theta *= 0.5f;
+    }
+}
+
+int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, size_t n_history) {
+    if (s->p.repeat_penalty != 1.0f && history) apply_repeat_penalty(s, logits, history, n_history);
+    if (s->p.temperature <= 0) return bn_argmax(logits, s->n_vocab);
+    if (s->p.top_k <= 0 || s->p.top_k >= s->n_vocab) return sample_all(s, logits);
+
+    bn_candidate *c = s->cand;
+    const int32_t n = s->p.top_k;
+    keep_top_k(c, logits, s->n_vocab, n);
+
+    // Softmax over the survivors at the given temperature (c[0] is the max).
+    float max = c[0].logit, sum = 0;
+    for (int32_t i = 0; i < n; i++) {
+        c[i].logit = expf((c[i].logit - max) / s->p.temperature);
+        sum += c[i].logit;
+    }
+    for (int32_t i = 0; i < n; i++) c[i].logit /= sum;
+    bool reached;
+    return draw(s, c, keep_top_p_min_p(s, c, n, &reached));
 }

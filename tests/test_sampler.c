@@ -102,6 +102,147 @@ static void test_same_seed_same_tokens(void **state) {
     bn_sampler_free(b);
 }
 
+static int by_value_desc(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+// All tokens in the softmax (top-k 0) over a large vocabulary: only
+// the head of the order can be kept, so only the head is sorted. Checked against
+// the definition worked out by brute force (every probability, sorted): with
+// top-p alone, then min-p alone, then both, every token drawn lies in the kept
+// prefix (give or take the one at its edge, where the order of the softmax's
+// sum may round differently), and both the prefix's head and its second half
+// are drawn (a prefix cut short would never reach the latter).
+static void test_all_tokens_head_only(void **state) {
+    (void)state;
+    enum { V = 32768, DRAWS = 1200 };
+    float *logits = malloc(sizeof(float) * V), *x = malloc(sizeof(float) * V), *prob = malloc(sizeof(float) * V);
+    float *sorted = malloc(sizeof(float) * V);
+    uint64_t rng = 99;
+    for (int i = 0; i < V; i++) // a long tail and a few likely tokens, as a language model's
+        logits[i] = (float)((bn_test_rand(&rng) >> 40) / 16777216.0) * 8.f - (i % 211 == 0 ? 0.f : 6.f);
+    const struct { float top_p, min_p; } cases[] = {{0.9f, 0}, {1.0f, 0.2f}, {0.5f, 0.05f}, {1.0f, 0}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        bn_sampling p = {.temperature = 0.8f, .top_k = 0, .top_p = cases[ci].top_p, .min_p = cases[ci].min_p,
+                         .repeat_penalty = 1, .seed = 11};
+        // The kept prefix by the definition: the threshold probability at its end.
+        double sum = 0, max = logits[0];
+        for (int i = 0; i < V; i++) max = logits[i] > max ? logits[i] : max;
+        for (int i = 0; i < V; i++) sum += exp((logits[i] - max) / p.temperature);
+        for (int i = 0; i < V; i++) prob[i] = (float)(exp((logits[i] - max) / p.temperature) / sum);
+        memcpy(sorted, prob, sizeof(float) * V);
+        qsort(sorted, V, sizeof(float), by_value_desc);
+        int keep = V;
+        double cum = 0;
+        for (int i = 0; i < V && p.top_p < 1; i++)
+            if ((cum += sorted[i]) >= p.top_p) {
+                keep = i + 1;
+                break;
+            }
+        if (p.min_p > 0) {
+            int i = 1;
+            while (i < keep && sorted[i] >= p.min_p * sorted[0]) i++;
+            keep = i;
+        }
+        const float edge = sorted[keep < V ? keep : V - 1]; // the first probability left out (or the last)
+        bn_sampler *s = make(p, V);
+        int head = 0, n_head = keep < 5 ? keep : 5, deep = 0;
+        for (int d = 0; d < DRAWS; d++) {
+            memcpy(x, logits, sizeof(float) * V);
+            const int32_t id = bn_sampler_sample(s, x, NULL, 0);
+            assert_true(id >= 0 && id < V);
+            if (keep < V && prob[id] < edge * 0.999f)
+                fail_msg("top-p %g min-p %g: drew %d (p %g), below the kept prefix's edge %g", p.top_p, p.min_p, id,
+                         prob[id], edge);
+            head += prob[id] >= sorted[n_head - 1];
+            deep += prob[id] <= sorted[keep / 2];
+        }
+        fprintf(stderr, "  top-p %g, min-p %g: %d tokens kept, %d of %d draws among the best %d, %d in the second half\n",
+                p.top_p, p.min_p, keep, head, DRAWS, n_head, deep);
+        assert_true(head > 0);
+        if (keep < V) assert_true(deep > 0);
+        bn_sampler_free(s);
+    }
+    free(logits);
+    free(x);
+    free(prob);
+    free(sorted);
+}
+
+// The definition with top-k, written plainly: every token sorted (logit down, id
+// up), the first k kept, softmax, top-p, min-p, then the draw with splitmix64 as
+// the sampler seeds it.
+typedef struct ref_cand {
+    int32_t id;
+    float v;
+} ref_cand;
+
+static int ref_order(const void *a, const void *b) {
+    const ref_cand *x = a, *y = b;
+    if (x->v != y->v) return x->v < y->v ? 1 : -1;
+    return x->id - y->id;
+}
+
+static int32_t ref_sample(const bn_sampling *p, const float *logits, int32_t V, uint64_t *rng, ref_cand *c) {
+    for (int32_t i = 0; i < V; i++) c[i] = (ref_cand){i, logits[i]};
+    qsort(c, (size_t)V, sizeof *c, ref_order);
+    const int32_t n = p->top_k;
+    float max = c[0].v, sum = 0;
+    for (int32_t i = 0; i < n; i++) sum += c[i].v = expf((c[i].v - max) / p->temperature);
+    for (int32_t i = 0; i < n; i++) c[i].v /= sum;
+    int32_t keep = n;
+    float cum = 0;
+    for (int32_t i = 0; i < n && p->top_p < 1; i++)
+        if ((cum += c[i].v) >= p->top_p) {
+            keep = i + 1;
+            break;
+        }
+    int32_t i = 1;
+    while (p->min_p > 0 && i < keep && c[i].v >= p->min_p * c[0].v) i++;
+    if (p->min_p > 0) keep = i;
+    float mass = 0;
+    for (int32_t j = 0; j < keep; j++) mass += c[j].v;
+    uint64_t z = (*rng += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    const float r = (float)(z >> 40) * (1.0f / 16777216.0f) * mass;
+    cum = 0;
+    for (int32_t j = 0; j < keep; j++)
+        if (r < (cum += c[j].v)) return c[j].id;
+    return c[keep - 1].id;
+}
+
+// With top-k the sampler selects the k best without sorting the vocabulary (a
+// running window that skips blocks holding nothing better): the same tokens as
+// the definition, draw for draw, ties in the logits included.
+static void test_top_k_is_the_definition(void **state) {
+    (void)state;
+    enum { V = 50000, DRAWS = 60 };
+    float *logits = malloc(sizeof(float) * V), *x = malloc(sizeof(float) * V);
+    ref_cand *c = malloc(sizeof(ref_cand) * V);
+    const int ks[] = {1, 40, 1000};
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+        bn_sampling p = bn_sampling_default();
+        p.top_k = ks[ki];
+        p.seed = 77 + ki;
+        bn_sampler *s = make(p, V);
+        uint64_t rng = p.seed, lr = 5 + ki;
+        for (int d = 0; d < DRAWS; d++) {
+            for (int i = 0; i < V; i++) // coarse values: many ties
+                logits[i] = (float)(bn_test_rand(&lr) % 4096) / 256.f - (float)(i % 3);
+            memcpy(x, logits, sizeof(float) * V);
+            const int32_t got = bn_sampler_sample(s, x, NULL, 0), want = ref_sample(&p, logits, V, &rng, c);
+            if (got != want) fail_msg("top-k %d, draw %d: sampled %d, the definition %d", p.top_k, d, got, want);
+        }
+        bn_sampler_free(s);
+    }
+    free(logits);
+    free(x);
+    free(c);
+}
+
 static void test_repeat_penalty(void **state) {
     (void)state;
     bn_sampling p = bn_sampling_greedy();
@@ -136,7 +277,9 @@ int main(void) {
         cmocka_unit_test(test_argmax_ties_lowest),    cmocka_unit_test(test_greedy_is_argmax),
         cmocka_unit_test(test_top_k_one_is_argmax),   cmocka_unit_test(test_frequencies_follow_softmax),
         cmocka_unit_test(test_top_p_cuts_tail),       cmocka_unit_test(test_min_p_cuts_unlikely),
-        cmocka_unit_test(test_same_seed_same_tokens), cmocka_unit_test(test_repeat_penalty),
+        cmocka_unit_test(test_same_seed_same_tokens), cmocka_unit_test(test_top_k_is_the_definition),
+        cmocka_unit_test(test_all_tokens_head_only),
+        cmocka_unit_test(test_repeat_penalty),
         cmocka_unit_test(test_invalid_params),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
