@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "model.h"
+#include "top.h"
 
 typedef struct bn_backend bn_backend; // backend-private state
 
@@ -86,6 +87,13 @@ typedef struct bn_backend_ops {
     // times, from any thread.
     void (*prewarm)(void);
     void (*prewarm_wait)(void);
+
+    // Optional (NULL = not provided): forward() for the runs' rows of logits, then
+    // top[r * BN_TOP_MAX ..] = the BN_TOP_MAX best entries of run r's row in
+    // bn_top order (top.h), computed on the backend: a sampling step that needs
+    // no more (bn_sampler_takes_top) moves 512 bytes a row instead of the row.
+    int (*forward_top)(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
+                       int n_tokens, bn_top *top, bn_error *err);
 } bn_backend_ops;
 
 extern const bn_backend_ops bn_cpu_backend;

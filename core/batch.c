@@ -50,6 +50,7 @@ struct bn_batch {
         int slot, len;
     } *runs;                  // [n_slots] the call's runs, in call order
     int32_t *argmax;          // [n_slots]
+    bn_top *top;              // [n_slots][BN_TOP_MAX] (forward_top)
     float *logits;            // [n_slots][n_vocab]
     bn_batch_event *events;   // [n_slots]
 };
@@ -78,6 +79,7 @@ void bn_batch_free(bn_batch *b) {
     free(b->seq);
     free(b->runs);
     free(b->argmax);
+    free(b->top);
     free(b->logits);
     free(b->events);
     free(b);
@@ -101,9 +103,10 @@ int bn_batch_create(bn_engine *e, const bn_batch_params *p, bn_batch **out, bn_e
     b->seq = malloc(T * sizeof *b->seq);
     b->runs = malloc(S * sizeof *b->runs);
     b->argmax = malloc(S * sizeof *b->argmax);
+    b->top = malloc(S * BN_TOP_MAX * sizeof *b->top);
     b->logits = malloc(S * V * sizeof *b->logits);
     b->events = malloc(S * sizeof *b->events);
-    if (!b->slots || !b->tok || !b->pos || !b->seq || !b->runs || !b->argmax || !b->logits ||
+    if (!b->slots || !b->tok || !b->pos || !b->seq || !b->runs || !b->argmax || !b->top || !b->logits ||
         !b->events) {
         bn_errorf(err, "out of memory for %d slots", b->n_slots);
         goto fail;
@@ -274,6 +277,35 @@ static void take_token(bn_batch *b, int k, int32_t next, bn_batch_event *ev) {
                            .n_prompt = s->n_prompt, .n_gen = s->n_gen};
 }
 
+// What a step's forward call gives back for its runs: the argmax ids when every
+// run is greedy; the rows' best entries (top.h) when the backend computes them
+// and every run is greedy (the first entry is the argmax) or samples from a
+// top-k of at most BN_TOP_MAX without a penalty; else the rows of logits. The
+// tokens are the same either way; the first two move a few bytes a row instead
+// of the row.
+enum { OUT_LOGITS, OUT_ARGMAX, OUT_TOP };
+
+static int step_output(const bn_batch *b, int runs) {
+    bool greedy = b->be.ops->forward_argmax != NULL, top = b->be.ops->forward_top != NULL;
+    for (int r = 0; r < runs; r++) {
+        const bn_sampler *smp = b->slots[b->runs[r].slot].smp;
+        greedy = greedy && bn_sampler_is_greedy(smp);
+        top = top && (bn_sampler_is_greedy(smp) || bn_sampler_takes_top(smp));
+    }
+    return greedy ? OUT_ARGMAX : top ? OUT_TOP : OUT_LOGITS;
+}
+
+// Run r's next token from the step's output.
+static int32_t pick(bn_batch *b, int r, int out) {
+    bn_slot *s = &b->slots[b->runs[r].slot];
+    if (out == OUT_ARGMAX) return b->argmax[r];
+    if (out == OUT_TOP) {
+        bn_top *top = b->top + (size_t)r * BN_TOP_MAX;
+        return bn_sampler_is_greedy(s->smp) ? top[0].id : bn_sampler_sample_top(s->smp, top);
+    }
+    return bn_sampler_sample(s->smp, b->logits + (size_t)r * b->engine->model->hp.n_vocab, s->hist, (size_t)s->n_hist);
+}
+
 int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_error *err) {
     *events = b->events;
     *n_events = 0;
@@ -288,7 +320,6 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
     }
     // Decode tokens first (every generating slot gets one), then prompt chunks.
     int n = 0, runs = 0;
-    bool greedy = b->be.ops->forward_argmax != NULL;
     for (int k = 0; k < b->n_slots; k++) {
         const bn_slot *s = &b->slots[k];
         if (!s->used || s->done || s->n_past < s->n_prompt) continue;
@@ -297,19 +328,17 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
     for (int k; n < b->step_tokens && (k = next_prefill(b)) >= 0; runs++)
         n += gather_run(b, k, n, b->step_tokens - n, &b->runs[runs]);
     if (n == 0) return 0;
-    for (int r = 0; r < runs; r++) greedy = greedy && bn_sampler_is_greedy(b->slots[b->runs[r].slot].smp);
+    const int out = step_output(b, runs);
     const bn_backend_ops *ops = b->be.ops;
-    if (greedy ? ops->forward_argmax(b->be.be, b->tok, b->pos, b->seq, n, b->argmax, err)
-               : ops->forward(b->be.be, b->tok, b->pos, b->seq, n, b->logits, false, err))
+    if (out == OUT_ARGMAX ? ops->forward_argmax(b->be.be, b->tok, b->pos, b->seq, n, b->argmax, err)
+        : out == OUT_TOP  ? ops->forward_top(b->be.be, b->tok, b->pos, b->seq, n, b->top, err)
+                          : ops->forward(b->be.be, b->tok, b->pos, b->seq, n, b->logits, false, err))
         return -1;
-    const int64_t V = b->engine->model->hp.n_vocab;
     for (int r = 0; r < runs; r++) {
         bn_slot *s = &b->slots[b->runs[r].slot];
         s->n_past += b->runs[r].len;
         if (s->n_past < s->n_hist) continue; // a prompt chunk with more to come
-        const int32_t next = greedy ? b->argmax[r]
-                                    : bn_sampler_sample(s->smp, b->logits + r * V, s->hist,
-                                                        (size_t)s->n_hist);
+        const int32_t next = pick(b, r, out);
         take_token(b, b->runs[r].slot, next, &b->events[(*n_events)++]);
     }
     return 0;

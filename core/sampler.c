@@ -4,11 +4,9 @@
 #include <stdlib.h>
 
 #include "argmax.h"
+#include "top.h"
 
-typedef struct bn_candidate {
-    int32_t id;
-    float logit; // after penalty and temperature; then the probability
-} bn_candidate;
+typedef bn_top bn_candidate; // logit: after penalty and temperature; then the probability
 
 struct bn_sampler {
     bn_sampling p;
@@ -93,44 +91,7 @@ static void apply_repeat_penalty(bn_sampler *s, float *logits, const int32_t *hi
     }
 }
 
-static int by_logit_desc(const void *a, const void *b) {
-    const bn_candidate *x = a, *y = b;
-    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
-    return x->id - y->id; // stable order for equal logits: determinism across libcs
-}
-
-// The k best of logits[0..n) (0 < k < n) into c, sorted, best first: a running
-// sorted window, read straight from the logits. A logit no better than the
-// window's last loses at once (ties go to the lower id, which came first).
-static void keep_top_k(bn_candidate *c, const float *logits, int32_t n, int32_t k) {
-    for (int32_t i = 0; i < k; i++) c[i] = (bn_candidate){i, logits[i]};
-    qsort(c, (size_t)k, sizeof *c, by_logit_desc);
-    for (int32_t i = k; i < n; i++) {
-        // Most blocks of 64 hold nothing better than the window: one max over the
-        // block (a loop the compiler vectorizes) skips them.
-        if (i % 64 == 0 && i + 64 <= n) {
-            float m[8];
-            for (int l = 0; l < 8; l++) m[l] = logits[i + l];
-            for (int32_t j = 8; j < 64; j += 8)
-                for (int l = 0; l < 8; l++) m[l] = logits[i + j + l] > m[l] ? logits[i + j + l] : m[l];
-            float mx = m[0];
-            for (int l = 1; l < 8; l++) mx = m[l] > mx ? m[l] : mx;
-            if (mx <= c[k - 1].logit) {
-                i += 63;
-                continue;
-            }
-        }
-        if (logits[i] <= c[k - 1].logit) continue;
-        const bn_candidate x = {i, logits[i]};
-        if (by_logit_desc(&x, &c[k - 1]) >= 0) continue; // NaN, as by_logit_desc orders it
-        int32_t j = k - 1;
-        while (j > 0 && by_logit_desc(&x, &c[j - 1]) < 0) {
-            c[j] = c[j - 1];
-            j--;
-        }
-        c[j] = x;
-    }
-}
+static int by_logit_desc(const void *a, const void *b) { return bn_top_order(a, b); }
 
 // The draw from the first `keep` candidates (probabilities, best first).
 static int32_t draw(bn_sampler *s, const bn_candidate *c, int32_t keep) {
@@ -212,16 +173,9 @@ static int32_t sample_all(bn_sampler *s, const float *logits) {
     }
 }
 
-int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, size_t n_history) {
-    if (s->p.repeat_penalty != 1.0f && history) apply_repeat_penalty(s, logits, history, n_history);
-    if (s->p.temperature <= 0) return bn_argmax(logits, s->n_vocab);
-    if (s->p.top_k <= 0 || s->p.top_k >= s->n_vocab) return sample_all(s, logits);
-
-    bn_candidate *c = s->cand;
-    const int32_t n = s->p.top_k;
-    keep_top_k(c, logits, s->n_vocab, n);
-
-    // Softmax over the survivors at the given temperature (c[0] is the max).
+// Softmax over the n best, sorted (c[0] the max), at the temperature; then
+// top-p, min-p and the draw.
+static int32_t sample_sorted(bn_sampler *s, bn_candidate *c, int32_t n) {
     float max = c[0].logit, sum = 0;
     for (int32_t i = 0; i < n; i++) {
         c[i].logit = expf((c[i].logit - max) / s->p.temperature);
@@ -231,3 +185,18 @@ int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, 
     bool reached;
     return draw(s, c, keep_top_p_min_p(s, c, n, &reached));
 }
+
+int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, size_t n_history) {
+    if (s->p.repeat_penalty != 1.0f && history) apply_repeat_penalty(s, logits, history, n_history);
+    if (s->p.temperature <= 0) return bn_argmax(logits, s->n_vocab);
+    if (s->p.top_k <= 0 || s->p.top_k >= s->n_vocab) return sample_all(s, logits);
+    bn_top_select(logits, s->n_vocab, s->p.top_k, s->cand);
+    return sample_sorted(s, s->cand, s->p.top_k);
+}
+
+bool bn_sampler_takes_top(const bn_sampler *s) {
+    return s->p.temperature > 0 && s->p.repeat_penalty == 1.0f && s->p.top_k > 0 && s->p.top_k <= BN_TOP_MAX &&
+           s->p.top_k < s->n_vocab;
+}
+
+int32_t bn_sampler_sample_top(bn_sampler *s, bn_top *top) { return sample_sorted(s, top, s->p.top_k); }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "top.h"
 
 typedef struct bn_sampler bn_sampler;
 
@@ -23,5 +24,13 @@ bool bn_sampler_is_greedy(const bn_sampler *s);
 // Picks a token from logits[n_vocab] (modified in place). history holds the
 // tokens seen so far, for the repetition penalty.
 int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, size_t n_history);
+
+// A sampler with a temperature, a top-k of 1 to BN_TOP_MAX (below the
+// vocabulary) and no penalty needs only the row's best BN_TOP_MAX tokens
+// (top.h), as a backend's forward_top gives them.
+bool bn_sampler_takes_top(const bn_sampler *s);
+// For such a sampler: the token bn_sampler_sample would pick from the whole row,
+// drawn from its best entries top[0..BN_TOP_MAX) in bn_top order (modified).
+int32_t bn_sampler_sample_top(bn_sampler *s, bn_top *top);
 
 #endif

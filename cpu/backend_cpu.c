@@ -188,6 +188,7 @@ const bn_backend_ops bn_cpu_backend = {
     .destroy = cpu_destroy,
     .forward = bn_cpu_forward,
     .forward_argmax = bn_cpu_forward_argmax,
+    .forward_top = bn_cpu_forward_top,
     .memory_bytes = cpu_memory_bytes,
     .decode_bytes = cpu_decode_bytes,
     .read_bandwidth_gbs = cpu_read_bandwidth_gbs,

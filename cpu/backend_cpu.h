@@ -62,5 +62,7 @@ int bn_cpu_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, co
                    int n_tokens, float *logits, bool all_logits, bn_error *err);
 int bn_cpu_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos,
                           const int32_t *seq, int n_tokens, int32_t *argmax, bn_error *err);
+int bn_cpu_forward_top(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int n_tokens,
+                       bn_top *top, bn_error *err);
 
 #endif

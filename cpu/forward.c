@@ -427,3 +427,21 @@ int bn_cpu_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *
         if (bn_run_ends(seq, t, n_tokens)) argmax[r] = bn_argmax(be->logits + r * V, (int32_t)V), r++;
     return 0;
 }
+
+// The rows are on the host already, so this saves no copy; it is the definition
+// the CUDA backend's forward_top is held to, and it runs a batch's sampling
+// through the same path on every machine (tests/test_batch.c).
+int bn_cpu_forward_top(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int n_tokens,
+                       bn_top *top, bn_error *err) {
+    if (bn_cpu_forward(be, tokens, pos, seq, n_tokens, be->logits, false, err) != 0) return -1;
+    const int64_t V = be->m->hp.n_vocab;
+    const int32_t k = V < BN_TOP_MAX ? (int32_t)V : BN_TOP_MAX;
+    for (int t = 0, r = 0; t < n_tokens; t++)
+        if (bn_run_ends(seq, t, n_tokens)) {
+            bn_top *row = top + (int64_t)r * BN_TOP_MAX;
+            bn_top_select(be->logits + r * V, (int32_t)V, k, row);
+            for (int32_t i = k; i < BN_TOP_MAX; i++) row[i] = (bn_top){-1, -INFINITY};
+            r++;
+        }
+    return 0;
+}

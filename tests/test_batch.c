@@ -21,6 +21,7 @@
 #include "backend.h"
 #include "bitnet.h"
 #include "model.h"
+#include "top.h"
 
 #define N_SEQ 4
 #define N_CTX 64
@@ -174,10 +175,29 @@ static void run_batched(const bn_backend_ops *ops, int max_batch, bool exact, co
     ops->destroy(be);
 }
 
+// forward_top's entries for the call just made through forward() (the same
+// input again: the same K/V written), against bn_top_select of its rows.
+static void check_top(const bn_backend_ops *ops, bn_backend *be, const int32_t *t, const int32_t *pos,
+                      const int32_t *seq, int n, int n_rows, const float *rows) {
+    const int64_t V = fx.model->hp.n_vocab;
+    const int32_t k = V < BN_TOP_MAX ? (int32_t)V : BN_TOP_MAX;
+    bn_top *got = malloc(sizeof(bn_top) * BN_TOP_MAX * n_rows), want[BN_TOP_MAX];
+    bn_error err;
+    if (ops->forward_top(be, t, pos, seq, n, got, &err)) fail_msg("%s", err.msg);
+    for (int r = 0; r < n_rows; r++) {
+        bn_top_select(rows + r * V, (int32_t)V, k, want);
+        for (int32_t i = k; i < BN_TOP_MAX; i++) want[i] = (bn_top){-1, -INFINITY};
+        if (memcmp(got + r * BN_TOP_MAX, want, sizeof want))
+            fail_msg("%s: forward_top's row %d is not the best entries of forward's", ops->name, r);
+    }
+    free(got);
+}
+
 // Each prompt in its slot as one call, as alone; then every decode step of all
 // the sequences as one call (slots in reverse order): bit for bit on both
 // backends. The last step through forward_argmax: the backend's own argmax of
-// those rows is the greedy token of the sequence alone.
+// those rows is the greedy token of the sequence alone. Each call before it
+// again through forward_top: the best entries of the rows forward gave.
 static void run_decode_steps(const bn_backend_ops *ops, const float *ref, int32_t tok[N_SEQ][N_DECODE + 1]) {
     const int64_t V = fx.model->hp.n_vocab;
     bn_backend *be = create(ops, N_SEQ, 0);
@@ -189,6 +209,7 @@ static void run_decode_steps(const bn_backend_ops *ops, const float *ref, int32_
         for (int i = 0; i < n; i++) pos[i] = i, seq[i] = s;
         if (ops->forward(be, fx.ids[s], pos, seq, n, rows, false, &err)) fail_msg("%s", err.msg);
         check_row(ops, true, rows, ref + (int64_t)s * (N_DECODE + 1) * V, s, 0, 0);
+        if (ops->forward_top) check_top(ops, be, fx.ids[s], pos, seq, n, 1, rows);
     }
     for (int k = 1; k <= N_DECODE; k++) {
         int32_t t[N_SEQ], am[N_SEQ];
@@ -206,6 +227,7 @@ static void run_decode_steps(const bn_backend_ops *ops, const float *ref, int32_
             const int s = N_SEQ - 1 - r;
             check_row(ops, true, rows + r * V, ref + ((int64_t)s * (N_DECODE + 1) + k) * V, s, k, 0);
         }
+        if (ops->forward_top) check_top(ops, be, t, pos, seq, N_SEQ, N_SEQ, rows);
     }
     free(rows);
     ops->destroy(be);
@@ -329,18 +351,26 @@ static bn_request request(int i, int max_tokens, bn_sampling sp) {
 }
 
 // Greedy and seeded sampling through a batch, however the requests overlap,
-// equal each request generated alone in a session.
+// equal each request generated alone in a session. The session samples from
+// whole rows of logits; the batch, in steps where every run is greedy or takes
+// a top-k of at most BN_TOP_MAX, from the rows' best entries (forward_top), and
+// from whole rows in steps with request 6 (top-k 0) in them.
 static void test_batch_same_as_alone(void **state) {
     (void)state;
     REQUIRE_MODEL();
     enum { N = 7 };
-    bn_sampling hot = bn_sampling_default();
+    bn_sampling hot = bn_sampling_default(), widest = bn_sampling_default(), all = bn_sampling_default();
     hot.seed = 7;
+    widest.seed = 9;
+    widest.top_k = BN_TOP_MAX;
+    widest.temperature = 1.5f;
+    all.seed = 3;
+    all.top_k = 0;
     bn_request req[N];
     result alone[N], got[N];
     const int max_tokens[N] = {12, 20, 5, 40, 1, 9, 16};
     for (int i = 0; i < N; i++) {
-        req[i] = request(i, max_tokens[i], i == 5 ? hot : bn_sampling_greedy());
+        req[i] = request(i, max_tokens[i], i == 5 ? hot : i == 2 ? widest : i == 6 ? all : bn_sampling_greedy());
         bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = N_CTX};
         bn_session *s;
         bn_error err;

@@ -664,6 +664,74 @@ static void test_argmax_rows(void **state) {
     free(x);
 }
 
+// The best BN_TOP_MAX entries of many rows in one launch against bn_top_select
+// (core/top.h), bit for bit: rows of coarse values (thousands of ties, where the
+// lower id goes first), -0 beside +0, rows shorter than BN_TOP_MAX (padded with
+// {-1, -inf}), and the 2B-4T vocabulary + 1.
+static void test_top_rows(void **state) {
+    (void)state;
+    require_gpu();
+    const int lens[] = {1, 7, 64, 65, 1000, 128257};
+    uint64_t rng = 8;
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const int n = lens[li], rows = n > 100000 ? 3 : 17, k = n < BN_TOP_MAX ? n : BN_TOP_MAX;
+        float *x = malloc(sizeof(float) * rows * n);
+        bn_top *got = malloc(sizeof(bn_top) * BN_TOP_MAX * rows), want[BN_TOP_MAX];
+        for (size_t i = 0; i < (size_t)rows * n; i++) // row 0 all ties; the others 64 levels or finer
+            x[i] = i < (size_t)n ? 0.5f : (float)(bn_test_rand(&rng) % (li % 2 ? 64 : 100000)) / 16.f - 2.f;
+        if (n > 3) x[n + 1] = -0.0f, x[n + 2] = 0.0f, x[n + 3] = 1e9f; // row 1: a best one and signed zeros
+        bn_error err = {{0}};
+        if (bn_cuda_test_top_rows(x, rows, n, got, &err)) fail_msg("%s", err.msg);
+        for (int r = 0; r < rows; r++) {
+            bn_top_select(x + (size_t)r * n, n, k, want);
+            for (int i = k; i < BN_TOP_MAX; i++) want[i] = (bn_top){-1, -INFINITY};
+            for (int i = 0; i < BN_TOP_MAX; i++)
+                if (got[r * BN_TOP_MAX + i].id != want[i].id ||
+                    memcmp(&got[r * BN_TOP_MAX + i].logit, &want[i].logit, sizeof(float)))
+                    fail_msg("n %d row %d entry %d: id %d (%g), bn_top_select %d (%g)", n, r, i,
+                             got[r * BN_TOP_MAX + i].id, got[r * BN_TOP_MAX + i].logit, want[i].id, want[i].logit);
+        }
+        free(x);
+        free(got);
+    }
+}
+
+// forward_top against forward on one sequence: its entries are the best of the
+// row forward gives, for a prompt chunk and for decode steps (the first of them
+// eager, the rest graph replays).
+static void test_forward_top(void **state) {
+    (void)state;
+    require_gpu();
+    char buf[4096];
+    bn_error err = {{0}};
+    bn_model *m = NULL;
+    assert_int_equal(bn_model_load(bn_shipped_path("models/bitnet-austen-6m.gguf", buf, sizeof buf), &m, &err), 0);
+    const bn_backend_ops *cuda = bn_backend_find("cuda");
+    const bn_backend_config cfg = {.max_batch = 32, .n_ctx = 128, .n_seq = 1};
+    bn_backend *bl = NULL, *bt = NULL;
+    if (cuda->create(m, &cfg, &bl, &err) || cuda->create(m, &cfg, &bt, &err)) fail_msg("%s", err.msg);
+    const int V = (int)m->hp.n_vocab;
+    float *logits = malloc(sizeof(float) * V);
+    bn_top got[BN_TOP_MAX], want[BN_TOP_MAX];
+    int32_t tok[8], pos[8];
+    uint64_t rng = 4;
+    for (int p0 = 0, n = 8; p0 < 40; p0 += n, n = 1) {
+        for (int i = 0; i < n; i++) tok[i] = (int32_t)(bn_test_rand(&rng) % (uint64_t)V), pos[i] = p0 + i;
+        if (cuda->forward(bl, tok, pos, NULL, n, logits, false, &err) ||
+            cuda->forward_top(bt, tok, pos, NULL, n, got, &err))
+            fail_msg("%s", err.msg);
+        bn_top_select(logits, V, BN_TOP_MAX, want);
+        if (memcmp(got, want, sizeof want)) fail_msg("position %d: forward_top's entries differ", p0 + n - 1);
+    }
+    bn_cuda_stats st;
+    bn_cuda_backend_stats(bt, &st);
+    if (!st.graphs) fail_msg("graph capture failed: %s", st.graph_error);
+    free(logits);
+    cuda->destroy(bl);
+    cuda->destroy(bt);
+    bn_model_free(m);
+}
+
 static void test_embedding_argmax_cast(void **state) {
     (void)state;
     require_gpu();
@@ -1559,6 +1627,8 @@ int main(void) {
         cmocka_unit_test(test_tiny_a_model),
         cmocka_unit_test(test_persistent_decode),
         cmocka_unit_test(test_gemv_limit_tuned),
+        cmocka_unit_test(test_top_rows),
+        cmocka_unit_test(test_forward_top),
         cmocka_unit_test(test_tiny_a_q8_head),
 #endif
     };

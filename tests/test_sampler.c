@@ -243,6 +243,57 @@ static void test_top_k_is_the_definition(void **state) {
     free(c);
 }
 
+// A sampler with a top-k of at most BN_TOP_MAX, a temperature and no penalty
+// draws from a row's BN_TOP_MAX best entries (a backend's forward_top) the
+// token it draws from the whole row, draw for draw; the others need the row.
+static void test_top_entries_are_enough(void **state) {
+    (void)state;
+    enum { V = 5000, DRAWS = 200 };
+    float *logits = malloc(sizeof(float) * V), *x = malloc(sizeof(float) * V);
+    bn_top top[BN_TOP_MAX];
+    const int ks[] = {1, 40, BN_TOP_MAX};
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+        bn_sampling p = bn_sampling_default();
+        p.top_k = ks[ki];
+        p.seed = 21 + ki;
+        bn_sampler *a = make(p, V), *b = make(p, V);
+        assert_true(bn_sampler_takes_top(b));
+        uint64_t lr = 3;
+        for (int d = 0; d < DRAWS; d++) {
+            for (int i = 0; i < V; i++) logits[i] = (float)(bn_test_rand(&lr) % 1024) / 64.f; // ties
+            memcpy(x, logits, sizeof(float) * V);
+            bn_top_select(logits, V, BN_TOP_MAX, top);
+            const int32_t want = bn_sampler_sample(a, x, NULL, 0), got = bn_sampler_sample_top(b, top);
+            if (got != want) fail_msg("top-k %d, draw %d: %d from the entries, %d from the row", p.top_k, d, got, want);
+        }
+        bn_sampler_free(a);
+        bn_sampler_free(b);
+    }
+    bn_sampling p = bn_sampling_default();
+    p.top_k = BN_TOP_MAX + 1;
+    bn_sampler *s = make(p, V);
+    assert_false(bn_sampler_takes_top(s));
+    bn_sampler_free(s);
+    p.top_k = 0;
+    s = make(p, V);
+    assert_false(bn_sampler_takes_top(s));
+    bn_sampler_free(s);
+    p = bn_sampling_default();
+    p.repeat_penalty = 1.1f;
+    s = make(p, V);
+    assert_false(bn_sampler_takes_top(s));
+    bn_sampler_free(s);
+    s = make(bn_sampling_greedy(), V);
+    assert_false(bn_sampler_takes_top(s)); // greedy: the argmax, the first entry (batch.c)
+    bn_sampler_free(s);
+    p = bn_sampling_default();
+    s = make(p, 30); // a top-k as large as the vocabulary: the row itself
+    assert_false(bn_sampler_takes_top(s));
+    bn_sampler_free(s);
+    free(logits);
+    free(x);
+}
+
 static void test_repeat_penalty(void **state) {
     (void)state;
     bn_sampling p = bn_sampling_greedy();
@@ -278,7 +329,7 @@ int main(void) {
         cmocka_unit_test(test_top_k_one_is_argmax),   cmocka_unit_test(test_frequencies_follow_softmax),
         cmocka_unit_test(test_top_p_cuts_tail),       cmocka_unit_test(test_min_p_cuts_unlikely),
         cmocka_unit_test(test_same_seed_same_tokens), cmocka_unit_test(test_top_k_is_the_definition),
-        cmocka_unit_test(test_all_tokens_head_only),
+        cmocka_unit_test(test_all_tokens_head_only),  cmocka_unit_test(test_top_entries_are_enough),
         cmocka_unit_test(test_repeat_penalty),
         cmocka_unit_test(test_invalid_params),
     };

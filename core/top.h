@@ -1,0 +1,33 @@
+// top.h - the best few tokens of a row of logits, in the order the sampler keeps
+// them: logit down, the lower id first among equal logits (-0 equal to +0).
+// Logits are finite (a NaN has no place in this order).
+//
+// One definition for the places that take a top-k: the sampler (sampler.c), the
+// CPU reference of a backend's forward_top (backend.h), and the CUDA kernel that
+// computes it on the device (cuda/top_rows.cu), so a sampled step of a batch can
+// move BN_TOP_MAX entries a row across the bus instead of the whole row, and draw
+// the same token. A leaf header at the bottom floor, like argmax.h.
+#ifndef BN_TOP_H
+#define BN_TOP_H
+
+#include <stdint.h>
+
+#define BN_TOP_MAX 64 // entries forward_top gives a row: the largest top-k it serves
+
+typedef struct bn_top {
+    int32_t id;
+    float logit; // the sampler reuses the field for the probability
+} bn_top;
+
+// < 0 when x comes first, > 0 when y does (0: the same entry).
+static inline int bn_top_order(const bn_top *x, const bn_top *y) {
+    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+// The k best of x[0..n) (0 < k <= n) into top[0..k), in that order, without
+// sorting the row: a running window of k that skips blocks of 64 holding
+// nothing better than its last entry.
+void bn_top_select(const float *x, int32_t n, int32_t k, bn_top *top);
+
+#endif
