@@ -87,7 +87,10 @@ static int append_tokens(bn_session *s, const int32_t *ids, size_t n, bn_error *
     return 0;
 }
 
-// Feeds history[n_past..n_hist) and picks the next token from the last row.
+// Feeds history[n_past..n_hist) and picks the next token from the last row: the
+// backend's argmax for a greedy sampler, its best entries for one that needs no
+// more (top.h), else the row (the same token each way; the first two leave the
+// row on a GPU).
 static int feed_and_pick(bn_session *s, bn_sampler *smp, int32_t *next, bn_error *err) {
     const int32_t *toks = s->history + s->n_past;
     const int32_t *pos = s->pos + s->n_past;
@@ -95,6 +98,10 @@ static int feed_and_pick(bn_session *s, bn_sampler *smp, int32_t *next, bn_error
     int rc;
     if (bn_sampler_is_greedy(smp) && s->be.ops->forward_argmax) {
         rc = s->be.ops->forward_argmax(s->be.be, toks, pos, NULL, n, next, err);
+    } else if (bn_sampler_takes_top(smp) && s->be.ops->forward_top) {
+        bn_top top[BN_TOP_MAX];
+        rc = s->be.ops->forward_top(s->be.be, toks, pos, NULL, n, top, err);
+        if (rc == 0) *next = bn_sampler_sample_top(smp, top);
     } else {
         rc = s->be.ops->forward(s->be.be, toks, pos, NULL, n, s->logits, false, err);
         if (rc == 0) *next = bn_sampler_sample(smp, s->logits, s->history, (size_t)s->n_hist);
