@@ -29,5 +29,9 @@ if command -v clang >/dev/null; then
   mkdir -p build-fuzz/corpus-tokenizer
   build-fuzz/fuzz_tokenizer -max_total_time="${BITNET_FUZZ_TOKENIZER_SECONDS:-20}" -max_len=4096 \
     build-fuzz/corpus-tokenizer fuzz/corpus-tokenizer 2>&1 | tail -3
+  echo "== fuzz the server's endpoints for ${BITNET_FUZZ_SERVE_SECONDS:-20} s (libFuzzer)"
+  mkdir -p build-fuzz/corpus-serve
+  build-fuzz/fuzz_serve_api -max_total_time="${BITNET_FUZZ_SERVE_SECONDS:-20}" -max_len=4096 \
+    build-fuzz/corpus-serve fuzz/corpus-serve 2>&1 | tail -3
 fi
 echo "all tests passed"

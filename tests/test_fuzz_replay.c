@@ -1,7 +1,7 @@
-// test_fuzz_replay.c - replays every file in fuzz/corpus/ and fuzz/corpus-tokenizer/
-// through their fuzz targets' own functions (fuzz/fuzz_gguf.c and
-// fuzz/fuzz_tokenizer.c are included below), so the seeds and every crash input
-// saved there are regression tests in every build, not only with libFuzzer.
+// test_fuzz_replay.c - replays every file in fuzz/corpus/, fuzz/corpus-tokenizer/
+// and fuzz/corpus-serve/ through their fuzz targets' own functions (fuzz/*.c are
+// included below), so the seeds and every crash input saved there are
+// regression tests in every build, not only with libFuzzer.
 //
 // The corpus directories are found next to this source file (CMake compiles with
 // absolute paths), or through BITNET_FUZZ_CORPUS (the GGUF one).
@@ -17,6 +17,9 @@
 #undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fuzz_tokenizer_one
 #include "../fuzz/fuzz_tokenizer.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_serve_api_one
+#include "../fuzz/fuzz_serve_api.c"
 #undef LLVMFuzzerTestOneInput
 #include "gguf_builder.h"
 
@@ -77,6 +80,17 @@ static void test_replay_tokenizer_corpus(void **state) {
     int n = replay_dir(dir, fuzz_tokenizer_one);
     if (n < 0) fail_msg("cannot open the tokenizer's fuzz corpus at %s", dir);
     assert_true(n >= 5);
+}
+
+// The server's corpus: every answer a JSON reply (an error an OpenAI error
+// object) or a job, cancelled at once (the target aborts otherwise).
+static void test_replay_serve_corpus(void **state) {
+    (void)state;
+    char buf[4096];
+    const char *dir = fuzz_dir("corpus-serve", buf, sizeof buf);
+    int n = replay_dir(dir, fuzz_serve_api_one);
+    if (n < 0) fail_msg("cannot open the server's fuzz corpus at %s", dir);
+    assert_true(n >= 9);
 }
 
 // The seeds are valid files: a model must load, the others must at least open.
@@ -180,6 +194,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_replay_corpus),
         cmocka_unit_test(test_replay_tokenizer_corpus),
+        cmocka_unit_test(test_replay_serve_corpus),
         cmocka_unit_test(test_seeds_are_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
