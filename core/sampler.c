@@ -136,9 +136,10 @@ static int32_t keep_top_p_min_p(const bn_sampler *s, const bn_candidate *c, int3
 // kept, so only the head is sorted. The sum runs over the tokens in id order.
 // The candidates with probability at least theta, sorted, are a prefix of the
 // full order; theta starts at min-p's floor (nothing below it is kept) or half
-// the best, and halves until the prefix's mass reaches top_p or a quarter of the
-// vocabulary is in (then all of it). With neither top-p nor min-p every token
-// is kept and the draw walks them in id order.
+// the best, and halves (down to the next probability there is) until the
+// prefix's mass reaches top_p, or a quarter of the vocabulary or every token of
+// positive probability is in (then all of it). With neither top-p nor min-p
+// every token is kept and the draw walks them in id order.
 static int32_t sample_all(bn_sampler *s, const float *logits) {
     const int32_t V = s->n_vocab;
     const float T = s->p.temperature;
@@ -156,20 +157,24 @@ static int32_t sample_all(bn_sampler *s, const float *logits) {
     const float best = 1.0f / sum; // expf(0) / sum
     float theta = s->p.min_p > 0 ? s->p.min_p * best : 0.5f * best;
     for (;;) {
-        int32_t n = 0; // the candidates at or above theta to the front (order kept)
-        for (int32_t i = 0; i < V; i++)
+        int32_t n = 0; // the candidates at or above theta to the front
+        float below = 0; // the largest probability left behind
+        for (int32_t i = 0; i < V; i++) {
             if (c[i].logit >= theta) {
                 const bn_candidate x = c[i];
                 c[i] = c[n];
                 c[n++] = x;
+            } else if (c[i].logit > below) {
+                below = c[i].logit;
             }
-        const bool all = n > V / 4 || s->p.min_p > 0 || theta == 0;
+        }
+        const bool all = n > V / 4 || s->p.min_p > 0 || below == 0;
         if (all && s->p.min_p <= 0) n = V;
         qsort(c, (size_t)n, sizeof *c, by_logit_desc);
         bool reached;
         const int32_t keep = keep_top_p_min_p(s, c, n, &reached);
         if (reached || all) return draw(s, c, keep);
-        theta *= 0.5f;
+        theta = 0.5f * theta < below ? 0.5f * theta : below; // at least one more token next time
     }
 }
 

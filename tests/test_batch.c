@@ -351,10 +351,10 @@ static bn_request request(int i, int max_tokens, bn_sampling sp) {
 }
 
 // Greedy and seeded sampling through a batch, however the requests overlap,
-// equal each request generated alone in a session. The session samples from
-// whole rows of logits; the batch, in steps where every run is greedy or takes
-// a top-k of at most BN_TOP_MAX, from the rows' best entries (forward_top), and
-// from whole rows in steps with request 6 (top-k 0) in them.
+// equal each request generated alone in a session. Both sample a top-k of at
+// most BN_TOP_MAX from the rows' best entries (forward_top), but the batch, in
+// steps with request 6 (top-k 0) in them, from whole rows: there the two paths
+// meet (test_sampler checks them draw for draw, check_top the entries).
 static void test_batch_same_as_alone(void **state) {
     (void)state;
     REQUIRE_MODEL();

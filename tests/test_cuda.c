@@ -680,6 +680,8 @@ static void test_top_rows(void **state) {
         for (size_t i = 0; i < (size_t)rows * n; i++) // row 0 all ties; the others 64 levels or finer
             x[i] = i < (size_t)n ? 0.5f : (float)(bn_test_rand(&rng) % (li % 2 ? 64 : 100000)) / 16.f - 2.f;
         if (n > 3) x[n + 1] = -0.0f, x[n + 2] = 0.0f, x[n + 3] = 1e9f; // row 1: a best one and signed zeros
+        if (n >= BN_TOP_MAX + 2) // row 2: 63 ones, then -0 (a lower id) and +0 tie for the last entry
+            for (int i = 0; i < n; i++) x[2 * (size_t)n + i] = i < 63 ? 1.f : i == 70 ? -0.0f : i == 90 ? 0.0f : -1.f;
         bn_error err = {{0}};
         if (bn_cuda_test_top_rows(x, rows, n, got, &err)) fail_msg("%s", err.msg);
         for (int r = 0; r < rows; r++) {
@@ -698,7 +700,7 @@ static void test_top_rows(void **state) {
 
 // forward_top against forward on one sequence: its entries are the best of the
 // row forward gives, for a prompt chunk and for decode steps (the first of them
-// eager, the rest graph replays).
+// eager, the rest graph replays); then on 20 sequences in one call.
 static void test_forward_top(void **state) {
     (void)state;
     require_gpu();
@@ -727,6 +729,33 @@ static void test_forward_top(void **state) {
     bn_cuda_backend_stats(bt, &st);
     if (!st.graphs) fail_msg("graph capture failed: %s", st.graph_error);
     free(logits);
+    cuda->destroy(bl);
+    cuda->destroy(bt);
+    // 20 sequences in one call: more rows than one head pass takes (BN_LM_ROWS).
+    enum { S = 20 };
+    const bn_backend_config many = {.max_batch = 64, .n_ctx = 32, .n_seq = S};
+    if (cuda->create(m, &many, &bl, &err) || cuda->create(m, &many, &bt, &err)) fail_msg("%s", err.msg);
+    float *rows = malloc(sizeof(float) * S * V);
+    bn_top *tops = malloc(sizeof(bn_top) * S * BN_TOP_MAX);
+    int32_t stok[2 * S], spos[2 * S], sseq[2 * S];
+    for (int step = 0; step < 2; step++) {
+        const int n = step ? S : 2 * S; // two prompt tokens each, then one decode token each
+        for (int i = 0; i < n; i++) {
+            stok[i] = (int32_t)(bn_test_rand(&rng) % (uint64_t)V);
+            sseq[i] = step ? S - 1 - i : i / 2;
+            spos[i] = step ? 2 : i % 2;
+        }
+        if (cuda->forward(bl, stok, spos, sseq, n, rows, false, &err) ||
+            cuda->forward_top(bt, stok, spos, sseq, n, tops, &err))
+            fail_msg("%s", err.msg);
+        for (int r = 0; r < S; r++) {
+            bn_top_select(rows + (size_t)r * V, V, BN_TOP_MAX, want);
+            if (memcmp(tops + r * BN_TOP_MAX, want, sizeof want))
+                fail_msg("%d sequences, step %d: row %d's entries differ", S, step, r);
+        }
+    }
+    free(rows);
+    free(tops);
     cuda->destroy(bl);
     cuda->destroy(bt);
     bn_model_free(m);

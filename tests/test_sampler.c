@@ -214,6 +214,73 @@ static int32_t ref_sample(const bn_sampling *p, const float *logits, int32_t V, 
     return c[keep - 1].id;
 }
 
+// The same for top-k 0 as sampler.c defines it: the softmax summed in id order,
+// then the whole row sorted (probability down, id up), top-p, min-p and the
+// draw; with neither top-p nor min-p the draw walks the ids in order.
+static int32_t ref_sample_all(const bn_sampling *p, const float *logits, int32_t V, uint64_t *rng, ref_cand *c) {
+    float max = logits[0], sum = 0;
+    for (int32_t i = 1; i < V; i++) max = logits[i] > max ? logits[i] : max;
+    for (int32_t i = 0; i < V; i++) sum += c[i].v = expf((logits[i] - max) / p->temperature), c[i].id = i;
+    for (int32_t i = 0; i < V; i++) c[i].v /= sum;
+    if (p->top_p < 1 || p->min_p > 0) qsort(c, (size_t)V, sizeof *c, ref_order);
+    int32_t keep = V;
+    float cum = 0;
+    for (int32_t i = 0; i < V && p->top_p < 1; i++)
+        if ((cum += c[i].v) >= p->top_p) {
+            keep = i + 1;
+            break;
+        }
+    int32_t i = 1;
+    while (p->min_p > 0 && i < keep && c[i].v >= p->min_p * c[0].v) i++;
+    if (p->min_p > 0) keep = i;
+    float mass = 0;
+    for (int32_t j = 0; j < keep; j++) mass += c[j].v;
+    uint64_t z = (*rng += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    const float r = (float)(z >> 40) * (1.0f / 16777216.0f) * mass;
+    cum = 0;
+    for (int32_t j = 0; j < keep; j++)
+        if (r < (cum += c[j].v)) return c[j].id;
+    return c[keep - 1].id;
+}
+
+// Top-k 0 sorts only the head of the row: the same tokens as the definition,
+// draw for draw, with top-p, min-p, both and neither; on rows of a few likely
+// tokens, flat rows, and rows whose tail has probability 0 (a top-p just under 1
+// that rounding never reaches: the whole row then).
+static void test_all_tokens_is_the_definition(void **state) {
+    (void)state;
+    enum { V = 20000, DRAWS = 12 };
+    float *logits = malloc(sizeof(float) * V), *x = malloc(sizeof(float) * V);
+    ref_cand *c = malloc(sizeof(ref_cand) * V);
+    const struct { float top_p, min_p, temperature; int shape; } cases[] = {
+        {0.9f, 0, 0.8f, 0}, {1, 0.1f, 1, 0}, {0.5f, 0.05f, 0.7f, 1}, {1, 0, 1.2f, 1}, {0.95f, 0, 1, 1},
+        {0.99999994f, 0, 1, 2}, {0.7f, 0, 0.5f, 2}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        bn_sampling p = {.temperature = cases[ci].temperature, .top_k = 0, .top_p = cases[ci].top_p,
+                         .min_p = cases[ci].min_p, .repeat_penalty = 1, .seed = 40 + ci};
+        bn_sampler *s = make(p, V);
+        uint64_t rng = p.seed, lr = 9 + ci;
+        for (int d = 0; d < DRAWS; d++) {
+            for (int i = 0; i < V; i++) {
+                const float u = (float)(bn_test_rand(&lr) % 4096) / 4096.f;
+                logits[i] = cases[ci].shape == 0 ? u * 8 - (i % 211 ? 6 : 0)   // a few likely tokens
+                            : cases[ci].shape == 1 ? u                         // flat
+                                                   : (i % 5 ? -200.f : u * 4); // 4/5 of probability 0
+            }
+            memcpy(x, logits, sizeof(float) * V);
+            const int32_t got = bn_sampler_sample(s, x, NULL, 0), want = ref_sample_all(&p, logits, V, &rng, c);
+            if (got != want) fail_msg("case %zu, draw %d: sampled %d, the definition %d", ci, d, got, want);
+        }
+        bn_sampler_free(s);
+    }
+    free(logits);
+    free(x);
+    free(c);
+}
+
 // With top-k the sampler selects the k best without sorting the vocabulary (a
 // running window that skips blocks holding nothing better): the same tokens as
 // the definition, draw for draw, ties in the logits included.
@@ -329,7 +396,8 @@ int main(void) {
         cmocka_unit_test(test_top_k_one_is_argmax),   cmocka_unit_test(test_frequencies_follow_softmax),
         cmocka_unit_test(test_top_p_cuts_tail),       cmocka_unit_test(test_min_p_cuts_unlikely),
         cmocka_unit_test(test_same_seed_same_tokens), cmocka_unit_test(test_top_k_is_the_definition),
-        cmocka_unit_test(test_all_tokens_head_only),  cmocka_unit_test(test_top_entries_are_enough),
+        cmocka_unit_test(test_all_tokens_head_only),  cmocka_unit_test(test_all_tokens_is_the_definition),
+        cmocka_unit_test(test_top_entries_are_enough),
         cmocka_unit_test(test_repeat_penalty),
         cmocka_unit_test(test_invalid_params),
     };
