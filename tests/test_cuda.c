@@ -664,6 +664,16 @@ static void test_argmax_rows(void **state) {
     free(x);
 }
 
+// The model that ships with the project (models/), loaded.
+static bn_model *shipped_model(void) {
+    char buf[4096];
+    bn_error err = {{0}};
+    bn_model *m = NULL;
+    if (bn_model_load(bn_shipped_path("models/bitnet-austen-6m.gguf", buf, sizeof buf), &m, &err))
+        fail_msg("%s", err.msg);
+    return m;
+}
+
 // The best BN_TOP_MAX entries of many rows in one launch against bn_top_select
 // (core/top.h), bit for bit: rows of coarse values (thousands of ties, where the
 // lower id goes first), -0 beside +0, rows shorter than BN_TOP_MAX (padded with
@@ -704,10 +714,8 @@ static void test_top_rows(void **state) {
 static void test_forward_top(void **state) {
     (void)state;
     require_gpu();
-    char buf[4096];
     bn_error err = {{0}};
-    bn_model *m = NULL;
-    assert_int_equal(bn_model_load(bn_shipped_path("models/bitnet-austen-6m.gguf", buf, sizeof buf), &m, &err), 0);
+    bn_model *m = shipped_model();
     const bn_backend_ops *cuda = bn_backend_find("cuda");
     const bn_backend_config cfg = {.max_batch = 32, .n_ctx = 128, .n_seq = 1};
     bn_backend *bl = NULL, *bt = NULL;
@@ -1530,10 +1538,8 @@ static void test_persistent_decode(void **state) {
 static void test_gemv_limit_tuned(void **state) {
     (void)state;
     require_gpu();
-    char buf[4096];
     bn_error err = {{0}};
-    bn_model *m = NULL;
-    assert_int_equal(bn_model_load(bn_shipped_path("models/bitnet-austen-6m.gguf", buf, sizeof buf), &m, &err), 0);
+    bn_model *m = shipped_model();
     const bn_backend_ops *cuda = bn_backend_find("cuda");
     const bn_backend_config cfg = {.max_batch = 32, .n_ctx = 256, .n_seq = 1};
     const char *const all_gemv[] = {"BITNET_CUDA_GEMV_MAX=8"}, *const all_gemm[] = {"BITNET_CUDA_GEMV_MAX=0"};

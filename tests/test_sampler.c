@@ -171,8 +171,7 @@ static void test_all_tokens_head_only(void **state) {
 }
 
 // The definition with top-k, written plainly: every token sorted (logit down, id
-// up), the first k kept, softmax, top-p, min-p, then the draw with splitmix64 as
-// the sampler seeds it.
+// up), the first k kept, softmax, top-p, min-p, then the draw.
 typedef struct ref_cand {
     int32_t id;
     float v;
@@ -184,13 +183,9 @@ static int ref_order(const void *a, const void *b) {
     return x->id - y->id;
 }
 
-static int32_t ref_sample(const bn_sampling *p, const float *logits, int32_t V, uint64_t *rng, ref_cand *c) {
-    for (int32_t i = 0; i < V; i++) c[i] = (ref_cand){i, logits[i]};
-    qsort(c, (size_t)V, sizeof *c, ref_order);
-    const int32_t n = p->top_k;
-    float max = c[0].v, sum = 0;
-    for (int32_t i = 0; i < n; i++) sum += c[i].v = expf((c[i].v - max) / p->temperature);
-    for (int32_t i = 0; i < n; i++) c[i].v /= sum;
+// Top-p, then min-p, over the n candidates (probabilities, in order), and the
+// draw with splitmix64 as the sampler seeds it.
+static int32_t ref_keep_and_draw(const bn_sampling *p, const ref_cand *c, int32_t n, uint64_t *rng) {
     int32_t keep = n;
     float cum = 0;
     for (int32_t i = 0; i < n && p->top_p < 1; i++)
@@ -214,6 +209,16 @@ static int32_t ref_sample(const bn_sampling *p, const float *logits, int32_t V, 
     return c[keep - 1].id;
 }
 
+static int32_t ref_sample(const bn_sampling *p, const float *logits, int32_t V, uint64_t *rng, ref_cand *c) {
+    for (int32_t i = 0; i < V; i++) c[i] = (ref_cand){i, logits[i]};
+    qsort(c, (size_t)V, sizeof *c, ref_order);
+    const int32_t n = p->top_k;
+    float max = c[0].v, sum = 0;
+    for (int32_t i = 0; i < n; i++) sum += c[i].v = expf((c[i].v - max) / p->temperature);
+    for (int32_t i = 0; i < n; i++) c[i].v /= sum;
+    return ref_keep_and_draw(p, c, n, rng);
+}
+
 // The same for top-k 0 as sampler.c defines it: the softmax summed in id order,
 // then the whole row sorted (probability down, id up), top-p, min-p and the
 // draw; with neither top-p nor min-p the draw walks the ids in order.
@@ -223,27 +228,7 @@ static int32_t ref_sample_all(const bn_sampling *p, const float *logits, int32_t
     for (int32_t i = 0; i < V; i++) sum += c[i].v = expf((logits[i] - max) / p->temperature), c[i].id = i;
     for (int32_t i = 0; i < V; i++) c[i].v /= sum;
     if (p->top_p < 1 || p->min_p > 0) qsort(c, (size_t)V, sizeof *c, ref_order);
-    int32_t keep = V;
-    float cum = 0;
-    for (int32_t i = 0; i < V && p->top_p < 1; i++)
-        if ((cum += c[i].v) >= p->top_p) {
-            keep = i + 1;
-            break;
-        }
-    int32_t i = 1;
-    while (p->min_p > 0 && i < keep && c[i].v >= p->min_p * c[0].v) i++;
-    if (p->min_p > 0) keep = i;
-    float mass = 0;
-    for (int32_t j = 0; j < keep; j++) mass += c[j].v;
-    uint64_t z = (*rng += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    const float r = (float)(z >> 40) * (1.0f / 16777216.0f) * mass;
-    cum = 0;
-    for (int32_t j = 0; j < keep; j++)
-        if (r < (cum += c[j].v)) return c[j].id;
-    return c[keep - 1].id;
+    return ref_keep_and_draw(p, c, V, rng);
 }
 
 // Top-k 0 sorts only the head of the row: the same tokens as the definition,
