@@ -149,6 +149,9 @@ step bench_calm_persistent env BITNET_CUDA_PERSIST=4096 "$cli" bench -m "$calm" 
 step bench_streams "$cli" bench -m "$model" --concurrency 1,4,16,64 -n 8
 # The same batches on the mma GEMM's narrower tiles (BITNET_CUDA_GEMM_TILE, 128 by default until measured).
 step bench_streams_tile_auto env BITNET_CUDA_GEMM_TILE=auto "$cli" bench -m "$model" --concurrency 16,64 -n 8
+# The same streams sampling with llama.cpp's defaults (top-k 40): each step brings
+# back every slot's 64 best tokens (forward_top) instead of its row of logits.
+step bench_streams_sampled "$cli" bench -m "$model" --concurrency 1,16,64 -n 8 --temp 0.8
 # The largest model family bitnet.cpp runs (llama graph, head dim 256, untied head).
 model10=${BITNET_GPU_MODEL_10B:-/tmp/bitnet-falcon3-10b-synthetic.gguf}
 [ -f "$model10" ] || step make_model_10b "$cli" make-model -o "$model10" --preset falcon3-10b --seed 1
@@ -192,6 +195,7 @@ grep -hE "^compare cuda" "$out/bench_calm.log" 2>/dev/null | sed 's/^/calm 2b-4t
 grep -hE "^(cuda |compare cuda)" "$out/bench_calm_persistent.log" 2>/dev/null | sed 's/^/calm 2b-4t, persistent kernel: /'
 grep -hE "^(cpu|cuda) +[0-9]" "$out/bench_streams.log" 2>/dev/null | sed 's/^/streams 2b-4t: /'
 grep -hE "^cuda +[0-9]" "$out/bench_streams_tile_auto.log" 2>/dev/null | sed 's/^/streams 2b-4t, GEMM tiles by batch: /'
+grep -hE "^cuda +[0-9]" "$out/bench_streams_sampled.log" 2>/dev/null | sed 's/^/streams 2b-4t, sampled (top-k 40): /'
 grep -hE "^(decode at|prefill|model )" "$out/bench_cuda_10b.log" 2>/dev/null | sed 's/^/falcon3-10b: /'
 speedups "$out/bench_cuda_10b.log" "falcon3-10b: "
 grep -hE "^(cpu|cuda) " "$out/bench_10b.log" 2>/dev/null | sed 's/^/bench falcon3-10b: /'

@@ -218,6 +218,38 @@ static void test_bench_matches_golden(void **state) {
     expect_error(args, 2, "-r");
 }
 
+// `bench --concurrency` on the shipped model: greedy streams by default, sampled
+// ones with sampling flags (the JSON says which), every count run on the CPU;
+// sampling flags without --concurrency are a usage error.
+static void test_bench_concurrency(void **state) {
+    (void)state;
+    char model[4096], args[9000];
+    bn_shipped_path("models/bitnet-austen-6m.gguf", model, sizeof model);
+    for (int sampled = 0; sampled < 2; sampled++) {
+        snprintf(args, sizeof args, "bench -m '%s' -t 1 --concurrency 1,3 -n 4 --json%s", model,
+                 sampled ? " --temp 0.8 --top-k 40 --seed 9" : "");
+        cli_result *r = run_expect(args, 0);
+        cJSON *got = cJSON_Parse(r->out);
+        assert_non_null(got);
+        assert_true(cJSON_GetObjectItem(got, "temperature")->valuedouble == (sampled ? 0.8f : 0.f));
+        assert_non_null(strstr(r->err, sampled ? "sampled (temperature 0.8, top-k 40" : "greedy tokens per stream"));
+        int cpu_points = 0;
+        const cJSON *p;
+        cJSON_ArrayForEach(p, cJSON_GetObjectItem(got, "concurrency")) {
+            if (strcmp(cJSON_GetObjectItem(p, "backend")->valuestring, "cpu")) continue;
+            cpu_points++;
+            const int streams = cJSON_GetObjectItem(p, "streams")->valueint;
+            const int decoded = cJSON_GetObjectItem(p, "decode_tokens")->valueint; // 4 less the first, a stream
+            assert_true(decoded > 0 && decoded <= streams * 3);                   // (fewer where one ends early)
+        }
+        assert_int_equal(cpu_points, 2);
+        cJSON_Delete(got);
+        free(r);
+    }
+    snprintf(args, sizeof args, "bench -m '%s' --temp 0.8", model);
+    expect_error(args, 2, "only with --concurrency");
+}
+
 // Without a usable GPU, --backend cuda fails with one line and auto falls back.
 static void test_cuda_unavailable_is_clear(void **state) {
     (void)state;
@@ -330,6 +362,7 @@ int main(void) {
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_context_full_is_reported),
         cmocka_unit_test(test_bench_matches_golden),
+        cmocka_unit_test(test_bench_concurrency),
         cmocka_unit_test(test_cuda_unavailable_is_clear),
         cmocka_unit_test(test_tokenize_jsonl),
         cmocka_unit_test(test_tokenize_jsonl_vectors),

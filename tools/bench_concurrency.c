@@ -1,8 +1,8 @@
 // bench_concurrency.c - `bitnet-gpu bench --concurrency 1,4,16,64`: aggregate
 // decode throughput of a bn_batch against the number of streams it runs at once
 // (what `serve --parallel N` does, without HTTP). For each count C and backend,
-// C greedy requests of the same prompt and -n tokens go into one batch and run
-// to the end; the prefill steps (until every stream has its first token) are
+// C requests of the same prompt and -n tokens go into one batch and run to the
+// end, greedy, or sampling as the sampling flags say (each stream its own seed); the prefill steps (until every stream has its first token) are
 // timed apart from the decode steps, and the aggregate rate is the decode
 // tokens of all streams over the decode time. Throughput saturates where one
 // step's cost stops being the weights' read and becomes the arithmetic: the
@@ -56,10 +56,12 @@ static void run_point(bn_engine *e, const bn_run_flags *f, const char *backend, 
         snprintf(pt->note, sizeof pt->note, "skipped: %.280s", err.msg);
         return;
     }
-    const bn_request r = {.prompt = prompt, .n_prompt = n_prompt, .max_tokens = f->n_predict,
-                          .sampling = bn_sampling_greedy()};
-    for (int i = 0; i < pt->streams; i++)
+    bn_request r = {.prompt = prompt, .n_prompt = n_prompt, .max_tokens = f->n_predict,
+                    .sampling = f->sampling_given ? f->sampling : bn_sampling_greedy()};
+    for (int i = 0; i < pt->streams; i++) {
+        r.sampling.seed = f->sampling.seed + (uint64_t)i;
         if (bn_batch_add(b, &r, &err) < 0) goto fail;
+    }
     int started = 0, done = 0;
     const double t0 = bn_now_ms();
     double t_first = t0;
@@ -103,9 +105,17 @@ int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const int *counts,
     const char *backends[] = {"cpu", "cuda"}; // not the slow reference (see cmd_bench.c)
     FILE *out = f->json ? stderr : stdout; // --json: stdout is the JSON document alone
     cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "concurrency");
+    cJSON_AddNumberToObject(doc, "temperature", f->sampling_given ? f->sampling.temperature : 0); // 0: greedy
+    cJSON_AddNumberToObject(doc, "top_k", f->sampling.top_k);
     bool any = false;
-    fprintf(out, "bench --concurrency: %s, prompt \"%s\" (%zu tokens), %d greedy tokens per stream\n",
-            f->model, f->prompt, n_prompt, f->n_predict);
+    if (f->sampling_given)
+        fprintf(out, "bench --concurrency: %s, prompt \"%s\" (%zu tokens), %d tokens per stream, sampled (temperature "
+                     "%g, top-k %d, top-p %g, min-p %g, repeat penalty %g)\n",
+                f->model, f->prompt, n_prompt, f->n_predict, f->sampling.temperature, f->sampling.top_k,
+                f->sampling.top_p, f->sampling.min_p, f->sampling.repeat_penalty);
+    else
+        fprintf(out, "bench --concurrency: %s, prompt \"%s\" (%zu tokens), %d greedy tokens per stream\n",
+                f->model, f->prompt, n_prompt, f->n_predict);
     fprintf(out, "%-8s %8s %12s %12s %13s %12s\n", "backend", "streams", "prefill ms", "decode ms",
             "ms/step", "tok/s (all)");
     for (size_t k = 0; k < sizeof backends / sizeof backends[0]; k++) {

@@ -197,6 +197,7 @@ int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, i
             fprintf(stderr, "error: %s does not use %s (see bitnet-gpu %s --help)\n", cmd, a, cmd);
             return 2;
         }
+        f->sampling_given = f->sampling_given || d->group == BN_FLAGS_SAMPLING;
         if (eq && (d->kind == SWITCH || d->kind == GREEDY)) {
             fprintf(stderr, "error: %s does not take a value\n", a);
             return 2;

@@ -33,6 +33,7 @@ typedef struct bn_run_flags {
     const char *concurrency; // bench: --concurrency 1,4,16,64
     bn_session_params session;
     bn_sampling sampling;
+    bool sampling_given;    // a sampling flag was on the command line
 } bn_run_flags;
 
 // The flag groups a command takes besides the common ones (-m, -t, -c,

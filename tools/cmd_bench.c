@@ -288,8 +288,10 @@ static void print_table(FILE *out, const bn_run_flags *f, const bench_row *rows,
                      "anywhere the reference's margin is clear\n");
 }
 
-#define BENCH_FLAGS (BN_FLAGS_PROMPT | BN_FLAGS_PREDICT | BN_FLAGS_JSON | BN_FLAGS_REPS | BN_FLAGS_CONCURRENCY)
-#define BENCH_SYNOPSIS "-m MODEL [-t N] [-p PROMPT] [-n N] [-r REPS] [--concurrency 1,4,16,64] [--json]"
+#define BENCH_FLAGS                                                                                       \
+    (BN_FLAGS_PROMPT | BN_FLAGS_PREDICT | BN_FLAGS_JSON | BN_FLAGS_REPS | BN_FLAGS_CONCURRENCY | BN_FLAGS_SAMPLING)
+#define BENCH_SYNOPSIS                                                                                    \
+    "-m MODEL [-t N] [-p PROMPT] [-n N] [-r REPS] [--concurrency 1,4,16,64 [--temp T ...]] [--json]"
 
 int bn_cmd_bench(int argc, char **argv) {
     bn_run_flags f;
@@ -303,6 +305,11 @@ int bn_cmd_bench(int argc, char **argv) {
     }
     int counts[BN_MAX_COUNTS], n_counts = 0;
     if (f.concurrency && bn_parse_counts(f.concurrency, counts, &n_counts)) return 2;
+    // The comparison is of greedy traces; sampling flags are for the streams.
+    if (f.sampling_given && !f.concurrency) {
+        fprintf(stderr, "error: bench takes sampling flags (--temp, --top-k, ...) only with --concurrency\n");
+        return 2;
+    }
     if (!f.prompt) f.prompt = "2+2=";
     if (f.n_predict < 0) f.n_predict = f.concurrency ? 16 : 4;
     if (f.n_predict > MAX_TOKENS) f.n_predict = MAX_TOKENS;
