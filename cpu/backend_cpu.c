@@ -41,6 +41,7 @@ static void cpu_destroy(bn_backend *be) {
     free(be->xscale);
     free(be->xqsum);
     free(be->xblock);
+    free(be->xbsum);
     free(be->acc);
     free(be->q);
     free(be->k);
@@ -142,6 +143,7 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     be->xscale = scratch(be, B, sizeof(float));
     be->xqsum = scratch(be, B, sizeof(int32_t));
     be->xblock = scratch(be, B * (wide / 256 + 1), sizeof(float));
+    be->xbsum = scratch(be, B * (wide / 256 + 1) * 8, sizeof(int32_t));
     be->acc = scratch(be, B * acc_rows, sizeof(int32_t));
     be->q = scratch(be, B * E, sizeof(float));
     be->k = scratch(be, B * KV, sizeof(float));
@@ -155,7 +157,7 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     be->head_rows = scratch(be, B, sizeof(int));
     be->logits = scratch(be, (size_t)be->n_seq * hp->n_vocab, sizeof(float));
     if (!be->k_cache || !be->v_cache || !be->x || !be->xn || !be->xq || !be->xscale ||
-        !be->xqsum || !be->xblock || !be->acc || !be->q || !be->k || !be->v || !be->att || !be->gate ||
+        !be->xqsum || !be->xblock || !be->xbsum || !be->acc || !be->q || !be->k || !be->v || !be->att || !be->gate ||
         !be->up || !be->scores || !be->lm_in || !be->head_rows || !be->logits) {
         bn_errorf(err, "cpu: out of memory for KV cache and scratch (%d x %d tokens, batch %d)",
                   be->n_seq, be->n_ctx, be->max_batch);

@@ -32,6 +32,7 @@ struct bn_backend {
     float *xscale;     // [B] quantization scale per token
     int32_t *xqsum;    // [B] sum of the int8 codes per token
     float *xblock;     // [B][max(E,F)/256] per-block scales (weights with act_block 256)
+    int32_t *xbsum;    // [B][max(E,F)/256][8] their group sums (bn_q8k_group_sums)
     int32_t *acc;      // [B][rows of a fused bitlinear] int32 sums
     float *q, *k, *v;  // [B][E], [B][KV], [B][KV]
     float *att;        // [B][E] attention output (all heads)

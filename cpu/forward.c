@@ -98,9 +98,9 @@ static void bitlinear_rows(const bitlinear_job *job, int i, int64_t lo, int64_t 
     const bn_backend *be = job->be;
     const int64_t M = job->mat[i].rows;
     if (job->mat[i].w->act_block) { // TQ weights: per-block activation scales
-        bn_ternary_rows_q8k(job->mat[i].w->data, job->K, lo, hi, be->xq, be->xblock, job->n,
-                            job->mat[i].w->scale, job->mat[i].w->out_scale,
-                            job->epi == BN_EPI_RESIDUAL, job->mat[i].out, M);
+        be->kern->ternary_q8k(job->mat[i].w->data, job->K, lo, hi, be->xq, be->xblock, be->xbsum, job->n,
+                              job->mat[i].w->scale, job->mat[i].w->out_scale, job->epi == BN_EPI_RESIDUAL,
+                              job->mat[i].out, M);
         return;
     }
     const int32_t *acc = job->mat[i].acc;
@@ -160,9 +160,11 @@ static void norm_quant_token(const void *ctx, int t) {
     float *xn = c->xn + t * c->K;
     if (c->norm) bn_rmsnorm(xn, c->x + t * c->K, c->norm, c->K, be->m->hp.norm_eps);
     if (c->per_block) {
-        for (int64_t b = 0; b < c->K / 256; b++)
-            be->xblock[t * (c->K / 256) + b] =
-                bn_quantize_q8k_block(xn + b * 256, be->xq + t * c->K + b * 256);
+        for (int64_t b = 0; b < c->K / 256; b++) {
+            const int64_t tb = t * (c->K / 256) + b;
+            be->xblock[tb] = bn_quantize_q8k_block(xn + b * 256, be->xq + t * c->K + b * 256);
+            bn_q8k_group_sums(be->xq + t * c->K + b * 256, be->xbsum + tb * 8);
+        }
         return;
     }
     be->xscale[t] = be->kern->quantize_i8(xn, c->K, be->xq + t * c->K, &be->xqsum[t]);

@@ -15,6 +15,7 @@
 #ifndef BN_CPU_KERNELS_H
 #define BN_CPU_KERNELS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../core/error.h"
@@ -98,6 +99,14 @@ typedef void (*bn_half_round_fn)(float *x, int64_t n);
 // (-inf / inf), NaN stays NaN; denormal gates give gate / 2 (no flush to zero).
 typedef void (*bn_silu_mul_fn)(float *restrict gate, const float *restrict up, int64_t n);
 
+// The bitlinear of TQ1_0/TQ2_0 weights (repacked to I2_S) as llama.cpp computes
+// it: bn_ternary_rows_q8k (ops.h), its contract and its float sums, bit for bit.
+// xbsum: per token and 256-block the eight sums of 32 codes (bn_q8k_group_sums),
+// which every row subtracts; the scalar twin recomputes them.
+typedef void (*bn_ternary_q8k_fn)(const uint8_t *w, int64_t K, int64_t r0, int64_t r1, const int8_t *xq,
+                                  const float *xd, const int32_t *xbsum, int n, float scale, float out_scale,
+                                  bool add, float *y, int64_t M);
+
 typedef struct bn_cpu_kernels {
     const char *name; // "scalar", "avx2", "avx512"
     bn_quantize_fn quantize_i8;
@@ -110,6 +119,7 @@ typedef struct bn_cpu_kernels {
     bn_attention_fn attention;
     bn_i8_gemv_fn i8_gemv;
     bn_silu_mul_fn silu_mul;
+    bn_ternary_q8k_fn ternary_q8k;
 } bn_cpu_kernels;
 
 extern const bn_cpu_kernels bn_kernels_scalar;
@@ -137,6 +147,11 @@ float bn_quantize_i8_avx2(const float *x, int64_t n, int8_t *q, int32_t *qsum);
 void bn_i8_gemv_avx2(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
                      int32_t *y);
 void bn_silu_mul_scalar(float *restrict gate, const float *restrict up, int64_t n);
+void bn_ternary_q8k_scalar(const uint8_t *w, int64_t K, int64_t r0, int64_t r1, const int8_t *xq, const float *xd,
+                           const int32_t *xbsum, int n, float scale, float out_scale, bool add, float *y, int64_t M);
+// The AVX2 one also serves the AVX-512 table (its lanes are llama.cpp's AVX2 eight).
+void bn_ternary_q8k_avx2(const uint8_t *w, int64_t K, int64_t r0, int64_t r1, const int8_t *xq, const float *xd,
+                         const int32_t *xbsum, int n, float scale, float out_scale, bool add, float *y, int64_t M);
 void bn_silu_mul_scalar_avx512(float *restrict gate, const float *restrict up, int64_t n);
 void bn_silu_mul_avx2(float *restrict gate, const float *restrict up, int64_t n);
 // Elements [i, n) the way ggml's scalar tail (ggml_silu_f32, libm expf) does them:

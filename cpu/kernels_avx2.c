@@ -781,6 +781,58 @@ void bn_silu_mul_avx2(float *restrict gate, const float *restrict up, int64_t n)
     bn_silu_mul_tail(gate, up, i, n);
 }
 
+// ---- TQ1_0/TQ2_0 bitlinear (llama.cpp's per-block sums) ----------------------------
+
+// One row against one token's codes, as bn_ternary_rows_q8k (ops.c) sums it: for
+// each 256-block, eight int32 lanes where lane i holds the codes (w + 1) times the
+// activations of bytes 4i..4i+3 of both 32-byte halves and all four bit planes,
+// which is exactly what _mm256_maddubs_epi16 + _mm256_madd_epi16 put in 32-bit
+// lane i, less the block's group sum i; then (float)lane * (xd * scale) added to
+// eight float lanes, each product and sum rounded as the scalar code rounds them
+// (the C is built with -ffp-contract=off, so nothing fuses them); last, the same
+// eight-lane tree.
+BN_ALWAYS_INLINE float tq_row_token(const uint8_t *row, int64_t nb, const int8_t *x, const float *xd,
+                                     const int32_t *bsum, float scale) {
+    const __m256i m3 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1), ones = _mm256_set1_epi16(1);
+    __m256 lane = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *xb = x + b * 256;
+        __m256i p16 = _mm256_setzero_si256(); // eight products of at most 2 x 128 a pair: no s16 overflow
+        for (int h = 0; h < 2; h++) {
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(row + (2 * b + h) * 32));
+#pragma GCC unroll 4
+            for (int s = 0; s < 4; s++) {
+                __m256i c = _mm256_and_si256(_mm256_srli_epi16(wv, 6 - 2 * s), m3);
+                // Code 3 counts as 1, as the scalar code reads it.
+                const __m256i three = _mm256_and_si256(_mm256_and_si256(_mm256_srli_epi16(c, 1), c), m1);
+                c = _mm256_sub_epi8(c, _mm256_add_epi8(three, three));
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(xb + 128 * h + 32 * s));
+                p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(c, xv));
+            }
+        }
+        const __m256i isum = _mm256_sub_epi32(_mm256_madd_epi16(p16, ones),
+                                              _mm256_loadu_si256((const __m256i *)(bsum + 8 * b)));
+        const __m256 d = _mm256_set1_ps(xd[b] * scale);
+        lane = _mm256_add_ps(lane, _mm256_mul_ps(_mm256_cvtepi32_ps(isum), d));
+    }
+    float e[8];
+    _mm256_storeu_ps(e, lane);
+    return bn_softmax_block_sum(e);
+}
+
+void bn_ternary_q8k_avx2(const uint8_t *w, int64_t K, int64_t r0, int64_t r1, const int8_t *xq, const float *xd,
+                         const int32_t *xbsum, int n, float scale, float out_scale, bool add, float *y, int64_t M) {
+    const int64_t nb = K / 256;
+    for (int64_t r = r0; r < r1; r++)
+        for (int t = 0; t < n; t++) {
+            float sum = tq_row_token(w + r * (K / 4), nb, xq + (int64_t)t * K, xd + (int64_t)t * nb,
+                                     xbsum + (int64_t)t * nb * 8, scale);
+            sum *= out_scale;
+            float *out = y + (int64_t)t * M + r;
+            *out = add ? *out + sum : sum;
+        }
+}
+
 const bn_cpu_kernels bn_kernels_avx2 = {
     .name = "avx2",
     .quantize_i8 = bn_quantize_i8_avx2,
@@ -793,4 +845,5 @@ const bn_cpu_kernels bn_kernels_avx2 = {
     .attention = bn_attention_avx2,
     .i8_gemv = bn_i8_gemv_avx2,
     .silu_mul = bn_silu_mul_avx2,
+    .ternary_q8k = bn_ternary_q8k_avx2,
 };

@@ -338,4 +338,5 @@ const bn_cpu_kernels bn_kernels_avx512 = {
     .attention = bn_attention_avx2,
     .i8_gemv = bn_i8_gemv_avx512,
     .silu_mul = bn_silu_mul_avx512,
+    .ternary_q8k = bn_ternary_q8k_avx2,
 };

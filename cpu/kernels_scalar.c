@@ -143,6 +143,13 @@ void bn_attention_scalar(const float *q, int n_q, const uint16_t *k, const uint1
                           scores + (int64_t)i * n_kv, out + (int64_t)i * head_dim);
 }
 
+// The scalar twin recomputes each row's group sums itself (ops.c).
+void bn_ternary_q8k_scalar(const uint8_t *w, int64_t K, int64_t r0, int64_t r1, const int8_t *xq, const float *xd,
+                           const int32_t *xbsum, int n, float scale, float out_scale, bool add, float *y, int64_t M) {
+    (void)xbsum;
+    bn_ternary_rows_q8k(w, K, r0, r1, xq, xd, n, scale, out_scale, add, y, M);
+}
+
 const bn_cpu_kernels bn_kernels_scalar = {
     .name = "scalar",
     .quantize_i8 = bn_quantize_i8,
@@ -155,4 +162,5 @@ const bn_cpu_kernels bn_kernels_scalar = {
     .attention = bn_attention_scalar,
     .i8_gemv = bn_i8_gemv_scalar,
     .silu_mul = bn_silu_mul_scalar,
+    .ternary_q8k = bn_ternary_q8k_scalar,
 };

@@ -138,6 +138,13 @@ float bn_quantize_q8k_block(const float *x, int8_t *q) {
     return 1.0f / iscale;
 }
 
+void bn_q8k_group_sums(const int8_t *q, int32_t sums[8]) {
+    for (int i = 0; i < 8; i++) {
+        sums[i] = 0;
+        for (int e = 32 * i; e < 32 * i + 32; e++) sums[i] += q[e];
+    }
+}
+
 // ggml_vec_dot_tq1_0_q8_K and ggml_vec_dot_tq2_0_q8_K of the AVX2 build (both the
 // same way): per block, 8 int32 lanes, lane i holding code * y over the elements e
 // with (e % 32) / 4 == i (code = value + 1, the bytes of its 32-byte vectors)

@@ -55,6 +55,9 @@ void bn_relu_sqr_mul(float *restrict gate, const float *restrict up, int64_t n);
 // magnitude (with its sign), ties to even, capped at 127; returns the scale
 // -m / 127 (0 and all-zero codes for an all-zero block).
 float bn_quantize_q8k_block(const float *x, int8_t *q);
+// The eight sums of a 256-block's codes, 32 at a time (what llama.cpp's TQ dot
+// products take from Q8_K's bsums): sums[i] = q[32i] + ... + q[32i + 31].
+void bn_q8k_group_sums(const int8_t *q, int32_t sums[8]);
 
 // A bitlinear output from its exact int32 sum acc: / xs (undo the activation
 // scale), * wscale (the weight's), then * os, the bitnet family's `.scale`

@@ -626,6 +626,54 @@ static void test_i8_scalar_table(void **st) { // the scalar table's entries are 
     assert_ptr_equal(bn_kernels_scalar.half_load, bn_load_f16);
     assert_ptr_equal(bn_kernels_scalar.half_round, bn_round_f16);
     assert_ptr_equal(bn_kernels_scalar.silu_mul, bn_silu_mul_scalar);
+    assert_ptr_equal(bn_kernels_scalar.ternary_q8k, bn_ternary_q8k_scalar);
+}
+
+// The TQ bitlinear (llama.cpp's per-block sums) against its scalar twin, bit for
+// bit: K from one block to the 10B model's FFN width, 1 to 9 tokens, row ranges
+// that start and end anywhere, stored and added, weights with every code
+// including 0b11 (read as 0), activations with -128/127 in every block, and real
+// Q8_K scales from bn_quantize_q8k_block.
+static void test_ternary_q8k(const char *name) {
+    const bn_cpu_kernels *k = table_or_skip(name);
+    if (!k) skip();
+    uint64_t rng = 31;
+    const int64_t Ks[] = {256, 768, 2560, 6912, 23040};
+    for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+        for (int n = 1; n <= 9; n += 4) {
+            const int64_t K = Ks[ki], nb = K / 256, M = 37, r0 = (int64_t)(ki % 3), r1 = M - (int64_t)(ki % 5);
+            uint8_t *w = malloc((size_t)(M * K / 4));
+            float *x = malloc(sizeof(float) * 256), *xd = malloc(sizeof(float) * (size_t)(n * nb));
+            int8_t *q = malloc((size_t)(n * K));
+            int32_t *qsum = malloc(sizeof(int32_t) * (size_t)n), *bs = malloc(sizeof(int32_t) * (size_t)(n * nb * 8));
+            float *y = malloc(sizeof(float) * (size_t)(n * M)), *ref = malloc(sizeof(float) * (size_t)(n * M));
+            for (int64_t i = 0; i < M * K / 4; i++) w[i] = (uint8_t)bn_test_rand(&rng);
+            fill_q(q, qsum, K, n, &rng);
+            for (int64_t tb = 0; tb < n * nb; tb++) { // a real block's scale; the codes stay fill_q's
+                for (int i = 0; i < 256; i++) x[i] = (float)(int64_t)(bn_test_rand(&rng) % 2001 - 1000) / 77.f;
+                int8_t scratch[256];
+                xd[tb] = bn_quantize_q8k_block(x, scratch);
+                bn_q8k_group_sums(q + tb * 256, bs + tb * 8);
+            }
+            for (int add = 0; add < 2; add++) {
+                for (int64_t i = 0; i < n * M; i++) y[i] = ref[i] = (float)i;
+                k->ternary_q8k(w, K, r0, r1, q, xd, bs, n, 0.37f, 1.5f, add, y, M);
+                bn_ternary_q8k_scalar(w, K, r0, r1, q, xd, bs, n, 0.37f, 1.5f, add, ref, M);
+                for (int64_t i = 0; i < n * M; i++)
+                    if (memcmp(&y[i], &ref[i], sizeof(float)))
+                        fail_msg("%s: K=%lld n=%d add=%d: y[%lld] = %.9g, scalar %.9g", name, (long long)K, n, add,
+                                 (long long)i, y[i], ref[i]);
+            }
+            free(w); free(x); free(xd); free(q); free(qsum); free(bs); free(y); free(ref);
+        }
+}
+static void test_ternary_q8k_avx2(void **st) {
+    (void)st;
+    test_ternary_q8k("avx2");
+}
+static void test_ternary_q8k_avx512(void **st) {
+    (void)st;
+    test_ternary_q8k("avx512");
 }
 
 static void test_ternary_random_avx2(void **st) {
@@ -722,6 +770,8 @@ int main(void) {
         cmocka_unit_test(test_attention_avx512),
         cmocka_unit_test(test_silu_mul_avx2),
         cmocka_unit_test(test_silu_mul_avx512),
+        cmocka_unit_test(test_ternary_q8k_avx2),
+        cmocka_unit_test(test_ternary_q8k_avx512),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
