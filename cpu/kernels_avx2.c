@@ -789,9 +789,9 @@ void bn_silu_mul_avx2(float *restrict gate, const float *restrict up, int64_t n)
 // which is exactly what _mm256_maddubs_epi16 + _mm256_madd_epi16 put in 32-bit
 // lane i, less the block's group sum i; then (float)lane * (xd * scale) added to
 // eight float lanes, each product and sum rounded as the scalar code rounds them
-// (the C is built with -ffp-contract=off, so nothing fuses them); last, the same
+// (BN_NO_FP_CONTRACT, as the whole C build: nothing fuses them); last, the same
 // eight-lane tree.
-BN_ALWAYS_INLINE float tq_row_token(const uint8_t *row, int64_t nb, const int8_t *x, const float *xd,
+BN_NO_FP_CONTRACT BN_ALWAYS_INLINE float tq_row_token(const uint8_t *row, int64_t nb, const int8_t *x, const float *xd,
                                      const int32_t *bsum, float scale) {
     const __m256i m3 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1), ones = _mm256_set1_epi16(1);
     __m256 lane = _mm256_setzero_ps();

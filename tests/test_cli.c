@@ -218,20 +218,31 @@ static void test_bench_matches_golden(void **state) {
     expect_error(args, 2, "-r");
 }
 
-// `bench --concurrency` on the shipped model: greedy streams by default, sampled
-// ones with sampling flags (the JSON says which), every count run on the CPU;
-// sampling flags without --concurrency are a usage error.
+// `bench --concurrency` on the shipped model: greedy streams by default and with
+// --greedy, sampled ones with sampling flags (the JSON says which, with the
+// parameters), every count run on the CPU; sampling flags without --concurrency
+// are a usage error.
 static void test_bench_concurrency(void **state) {
     (void)state;
     char model[4096], args[9000];
     bn_shipped_path("models/bitnet-austen-6m.gguf", model, sizeof model);
-    for (int sampled = 0; sampled < 2; sampled++) {
-        snprintf(args, sizeof args, "bench -m '%s' -t 1 --concurrency 1,3 -n 4 --json%s", model,
-                 sampled ? " --temp 0.8 --top-k 40 --seed 9" : "");
+    static const char *const modes[] = {"", " --greedy", " --temp 0.8 --top-k 40 --seed 9"};
+    for (int mode = 0; mode < 3; mode++) {
+        const bool sampled = mode == 2;
+        snprintf(args, sizeof args, "bench -m '%s' -t 1 --concurrency 1,3 -n 4 --json%s", model, modes[mode]);
         cli_result *r = run_expect(args, 0);
         cJSON *got = cJSON_Parse(r->out);
         assert_non_null(got);
-        assert_true(cJSON_GetObjectItem(got, "temperature")->valuedouble == (sampled ? 0.8f : 0.f));
+        assert_true(cJSON_IsBool(cJSON_GetObjectItem(got, "sampled")));
+        assert_int_equal(cJSON_IsTrue(cJSON_GetObjectItem(got, "sampled")), sampled);
+        const cJSON *sp = cJSON_GetObjectItem(got, "sampling");
+        if (sampled) {
+            assert_true(cJSON_GetObjectItem(sp, "temperature")->valuedouble == 0.8);
+            assert_int_equal(cJSON_GetObjectItem(sp, "top_k")->valueint, 40);
+            assert_int_equal(cJSON_GetObjectItem(sp, "seed_base")->valueint, 9);
+        } else {
+            assert_true(cJSON_IsNull(sp));
+        }
         assert_non_null(strstr(r->err, sampled ? "sampled (temperature 0.8, top-k 40" : "greedy tokens per stream"));
         int cpu_points = 0;
         const cJSON *p;

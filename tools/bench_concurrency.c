@@ -2,12 +2,15 @@
 // decode throughput of a bn_batch against the number of streams it runs at once
 // (what `serve --parallel N` does, without HTTP). For each count C and backend,
 // C requests of the same prompt and -n tokens go into one batch and run to the
-// end, greedy, or sampling as the sampling flags say (each stream its own seed); the prefill steps (until every stream has its first token) are
+// end: greedy, or, when a sampling flag is given, sampling with those flags and
+// llama.cpp's defaults for the rest (stream i with seed + i). The prefill steps
+// (until every stream has its first token) are
 // timed apart from the decode steps, and the aggregate rate is the decode
 // tokens of all streams over the decode time. Throughput saturates where one
 // step's cost stops being the weights' read and becomes the arithmetic: the
 // report names the smallest C within 10% of the best rate.
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +47,14 @@ int bn_parse_counts(const char *s, int *counts, int *n) {
     return 2;
 }
 
+// Whether the streams sample: a sampling flag given, and not one that leaves them greedy.
+static bool sampled(const bn_run_flags *f) {
+    return f->sampling_given && !(f->sampling.temperature <= 0 && f->sampling.repeat_penalty == 1.0f);
+}
+
+// A float flag for the JSON, as it was typed (0.8, not 0.800000011920929).
+static double typed(float x) { return round((double)x * 1e6) / 1e6; }
+
 static void run_point(bn_engine *e, const bn_run_flags *f, const char *backend, const int32_t *prompt,
                       size_t n_prompt, point *pt) {
     bn_batch_params bp = {.session = f->session, .n_slots = pt->streams};
@@ -57,7 +68,7 @@ static void run_point(bn_engine *e, const bn_run_flags *f, const char *backend, 
         return;
     }
     bn_request r = {.prompt = prompt, .n_prompt = n_prompt, .max_tokens = f->n_predict,
-                    .sampling = f->sampling_given ? f->sampling : bn_sampling_greedy()};
+                    .sampling = sampled(f) ? f->sampling : bn_sampling_greedy()};
     for (int i = 0; i < pt->streams; i++) {
         r.sampling.seed = f->sampling.seed + (uint64_t)i;
         if (bn_batch_add(b, &r, &err) < 0) goto fail;
@@ -105,10 +116,20 @@ int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const int *counts,
     const char *backends[] = {"cpu", "cuda"}; // not the slow reference (see cmd_bench.c)
     FILE *out = f->json ? stderr : stdout; // --json: stdout is the JSON document alone
     cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "concurrency");
-    cJSON_AddNumberToObject(doc, "temperature", f->sampling_given ? f->sampling.temperature : 0); // 0: greedy
-    cJSON_AddNumberToObject(doc, "top_k", f->sampling.top_k);
+    cJSON_AddBoolToObject(doc, "sampled", sampled(f));
+    if (sampled(f)) {
+        cJSON *s = cJSON_AddObjectToObject(doc, "sampling");
+        cJSON_AddNumberToObject(s, "temperature", typed(f->sampling.temperature));
+        cJSON_AddNumberToObject(s, "top_k", f->sampling.top_k);
+        cJSON_AddNumberToObject(s, "top_p", typed(f->sampling.top_p));
+        cJSON_AddNumberToObject(s, "min_p", typed(f->sampling.min_p));
+        cJSON_AddNumberToObject(s, "repeat_penalty", typed(f->sampling.repeat_penalty));
+        cJSON_AddNumberToObject(s, "seed_base", (double)f->sampling.seed); // stream i: seed_base + i
+    } else {
+        cJSON_AddNullToObject(doc, "sampling");
+    }
     bool any = false;
-    if (f->sampling_given)
+    if (sampled(f))
         fprintf(out, "bench --concurrency: %s, prompt \"%s\" (%zu tokens), %d tokens per stream, sampled (temperature "
                      "%g, top-k %d, top-p %g, min-p %g, repeat penalty %g)\n",
                 f->model, f->prompt, n_prompt, f->n_predict, f->sampling.temperature, f->sampling.top_k,
