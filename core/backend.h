@@ -91,7 +91,7 @@ typedef struct bn_backend_ops {
     // Optional (NULL = not provided): forward() for the runs' rows of logits, then
     // top[r * BN_TOP_MAX ..] = the BN_TOP_MAX best entries of run r's row in
     // bn_top order (top.h), computed on the backend: a sampling step that needs
-    // no more (bn_sampler_takes_top) moves 512 bytes a row instead of the row.
+    // no more (bn_sampler_takes_top) moves 1 KB a row instead of the row.
     int (*forward_top)(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                        int n_tokens, bn_top *top, bn_error *err);
 } bn_backend_ops;

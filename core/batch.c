@@ -279,10 +279,10 @@ static void take_token(bn_batch *b, int k, int32_t next, bn_batch_event *ev) {
 
 // What a step's forward call gives back for its runs: the argmax ids when every
 // run is greedy; the rows' best entries (top.h) when the backend computes them
-// and every run is greedy (the first entry is the argmax) or samples from a
-// top-k of at most BN_TOP_MAX without a penalty; else the rows of logits. The
-// tokens are the same either way; the first two move a few bytes a row instead
-// of the row.
+// and every run is greedy or picks among them (bn_sampler_takes_top: a top-k of
+// at most 64, with or without a penalty over the last 64 tokens); else the rows
+// of logits. The tokens are the same either way; the first two move a few
+// bytes a row instead of the row.
 enum { OUT_LOGITS, OUT_ARGMAX, OUT_TOP };
 
 static int step_output(const bn_batch *b, int runs) {
@@ -301,7 +301,7 @@ static int32_t pick(bn_batch *b, int r, int out) {
     if (out == OUT_ARGMAX) return b->argmax[r];
     if (out == OUT_TOP) {
         bn_top *top = b->top + (size_t)r * BN_TOP_MAX;
-        return bn_sampler_is_greedy(s->smp) ? top[0].id : bn_sampler_sample_top(s->smp, top);
+        return bn_sampler_sample_top(s->smp, top, s->hist, (size_t)s->n_hist);
     }
     return bn_sampler_sample(s->smp, b->logits + (size_t)r * b->engine->model->hp.n_vocab, s->hist, (size_t)s->n_hist);
 }

@@ -199,9 +199,33 @@ int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, 
     return sample_sorted(s, s->cand, s->p.top_k);
 }
 
+// The k tokens a draw picks from (the top-k, or the argmax) are among a row's
+// BN_TOP_MAX best when the penalty only lowers logits (> 1) and touches at most
+// BN_TOP_MAX - k of them (the window's distinct tokens): the rest of the best
+// then stay ahead of every token outside them, whose logits never rise.
 bool bn_sampler_takes_top(const bn_sampler *s) {
-    return s->p.temperature > 0 && s->p.repeat_penalty == 1.0f && s->p.top_k > 0 && s->p.top_k <= BN_TOP_MAX &&
-           s->p.top_k < s->n_vocab;
+    const int32_t k = s->p.temperature > 0 ? s->p.top_k : 1;
+    if (k <= 0 || k >= s->n_vocab) return false;
+    if (s->p.repeat_penalty == 1.0f) return k <= BN_TOP_MAX;
+    return s->p.repeat_penalty > 1.0f && (int64_t)s->p.repeat_last_n + k <= BN_TOP_MAX;
 }
 
-int32_t bn_sampler_sample_top(bn_sampler *s, bn_top *top) { return sample_sorted(s, top, s->p.top_k); }
+int32_t bn_sampler_sample_top(bn_sampler *s, bn_top *top, const int32_t *history, size_t n_history) {
+    if (s->p.repeat_penalty != 1.0f && history) { // the penalty on the entries, then their order again
+        const size_t start = n_history > (size_t)s->p.repeat_last_n ? n_history - (size_t)s->p.repeat_last_n : 0;
+        for (size_t i = start; i < n_history; i++) { // as apply_repeat_penalty: each distinct token once
+            const int32_t id = history[i];
+            bool seen = id < 0 || id >= s->n_vocab;
+            for (size_t j = start; j < i && !seen; j++) seen = history[j] == id;
+            for (int e = 0; e < BN_TOP_MAX && !seen; e++)
+                if (top[e].id == id) {
+                    top[e].logit = top[e].logit > 0 ? top[e].logit / s->p.repeat_penalty
+                                                    : top[e].logit * s->p.repeat_penalty;
+                    break;
+                }
+        }
+        qsort(top, BN_TOP_MAX, sizeof *top, by_logit_desc);
+    }
+    if (s->p.temperature <= 0) return top[0].id; // bn_argmax's pick: the first of the largest
+    return sample_sorted(s, top, s->p.top_k);
+}

@@ -25,12 +25,14 @@ bool bn_sampler_is_greedy(const bn_sampler *s);
 // tokens seen so far, for the repetition penalty.
 int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, size_t n_history);
 
-// A sampler with a temperature, a top-k of 1 to BN_TOP_MAX (below the
-// vocabulary) and no penalty needs only the row's best BN_TOP_MAX tokens
-// (top.h), as a backend's forward_top gives them.
+// A sampler needs only the row's best BN_TOP_MAX tokens (top.h), as a
+// backend's forward_top gives them, when it picks among at most k of them (a
+// top-k below the vocabulary, or the argmax: k = 1) and has no repetition
+// penalty, or one above 1 whose window (repeat_last_n) and k fit in BN_TOP_MAX.
 bool bn_sampler_takes_top(const bn_sampler *s);
-// For such a sampler: the token bn_sampler_sample would pick from the whole row,
-// drawn from its best entries top[0..BN_TOP_MAX) in bn_top order (modified).
-int32_t bn_sampler_sample_top(bn_sampler *s, bn_top *top);
+// For such a sampler: the token bn_sampler_sample would pick from the whole row
+// (history as there), drawn from its best entries top[0..BN_TOP_MAX) in bn_top
+// order (modified).
+int32_t bn_sampler_sample_top(bn_sampler *s, bn_top *top, const int32_t *history, size_t n_history);
 
 #endif

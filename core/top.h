@@ -12,7 +12,9 @@
 
 #include <stdint.h>
 
-#define BN_TOP_MAX 64 // entries forward_top gives a row: the largest top-k it serves
+// Entries forward_top gives a row: enough for a top-k of 64 with a repetition
+// penalty over the last 64 tokens (sampler.c: bn_sampler_takes_top).
+#define BN_TOP_MAX 128
 
 typedef struct bn_top {
     int32_t id;

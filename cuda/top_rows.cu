@@ -1,6 +1,6 @@
 // top_rows.cu - the BN_TOP_MAX best entries of each row of logits (core/top.h:
 // logit down, the lower id first among equal logits, -0 equal to +0), so that a
-// sampled step copies 512 bytes a row to the host instead of the row.
+// sampled step copies 1 KB a row to the host instead of the row.
 //
 // One block a row. A float's bits, with the sign bit flipped for positives and
 // all bits for negatives, order as the floats do (-0 is first made +0), so the

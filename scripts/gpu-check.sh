@@ -150,7 +150,7 @@ step bench_streams "$cli" bench -m "$model" --concurrency 1,4,16,64 -n 8
 # The same batches on the mma GEMM's narrower tiles (BITNET_CUDA_GEMM_TILE, 128 by default until measured).
 step bench_streams_tile_auto env BITNET_CUDA_GEMM_TILE=auto "$cli" bench -m "$model" --concurrency 16,64 -n 8
 # The same streams sampling with llama.cpp's defaults (top-k 40): each step brings
-# back every slot's 64 best tokens (forward_top) instead of its row of logits.
+# back every slot's 128 best tokens (forward_top) instead of its row of logits.
 step bench_streams_sampled "$cli" bench -m "$model" --concurrency 1,16,64 -n 8 --temp 0.8
 # The largest model family bitnet.cpp runs (llama graph, head dim 256, untied head).
 model10=${BITNET_GPU_MODEL_10B:-/tmp/bitnet-falcon3-10b-synthetic.gguf}

@@ -681,7 +681,7 @@ static bn_model *shipped_model(void) {
 static void test_top_rows(void **state) {
     (void)state;
     require_gpu();
-    const int lens[] = {1, 7, 64, 65, 1000, 128257};
+    const int lens[] = {1, 7, 64, BN_TOP_MAX, BN_TOP_MAX + 1, 1000, 128257};
     uint64_t rng = 8;
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
         const int n = lens[li], rows = n > 100000 ? 3 : 17, k = n < BN_TOP_MAX ? n : BN_TOP_MAX;
@@ -690,8 +690,12 @@ static void test_top_rows(void **state) {
         for (size_t i = 0; i < (size_t)rows * n; i++) // row 0 all ties; the others 64 levels or finer
             x[i] = i < (size_t)n ? 0.5f : (float)(bn_test_rand(&rng) % (li % 2 ? 64 : 100000)) / 16.f - 2.f;
         if (n > 3) x[n + 1] = -0.0f, x[n + 2] = 0.0f, x[n + 3] = 1e9f; // row 1: a best one and signed zeros
-        if (n >= BN_TOP_MAX + 2) // row 2: 63 ones, then -0 (a lower id) and +0 tie for the last entry
-            for (int i = 0; i < n; i++) x[2 * (size_t)n + i] = i < 63 ? 1.f : i == 70 ? -0.0f : i == 90 ? 0.0f : -1.f;
+        if (n >= BN_TOP_MAX + 27) // row 2: BN_TOP_MAX - 1 ones, then -0 (a lower id) and +0 tie for the last entry
+            for (int i = 0; i < n; i++)
+                x[2 * (size_t)n + i] = i < BN_TOP_MAX - 1        ? 1.f
+                                       : i == BN_TOP_MAX + 6  ? -0.0f
+                                       : i == BN_TOP_MAX + 26 ? 0.0f
+                                                              : -1.f;
         bn_error err = {{0}};
         if (bn_cuda_test_top_rows(x, rows, n, got, &err)) fail_msg("%s", err.msg);
         for (int r = 0; r < rows; r++) {

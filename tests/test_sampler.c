@@ -295,51 +295,68 @@ static void test_top_k_is_the_definition(void **state) {
     free(c);
 }
 
-// A sampler with a top-k of at most BN_TOP_MAX, a temperature and no penalty
-// draws from a row's BN_TOP_MAX best entries (a backend's forward_top) the
-// token it draws from the whole row, draw for draw; the others need the row.
+// A sampler that picks among at most k tokens (a top-k, or the argmax) with no
+// penalty, or a penalty above 1 over a window that leaves room for k, draws
+// from a row's BN_TOP_MAX best entries (a backend's forward_top) the token it
+// draws from the whole row, draw for draw: the history's tokens (repeated, and
+// some not in the vocabulary) penalized among the entries as in the row. The
+// others need the row.
 static void test_top_entries_are_enough(void **state) {
     (void)state;
-    enum { V = 5000, DRAWS = 200 };
+    enum { V = 5000, DRAWS = 150, HIST = 90 };
     float *logits = malloc(sizeof(float) * V), *x = malloc(sizeof(float) * V);
     bn_top top[BN_TOP_MAX];
-    const int ks[] = {1, 40, BN_TOP_MAX};
-    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+    const struct { int top_k; float temperature, penalty; } cases[] = {
+        {1, 0.8f, 1}, {40, 0.8f, 1}, {BN_TOP_MAX, 1.2f, 1}, {40, 0.8f, 1.1f}, {64, 0.7f, 1.5f}, {40, 0, 1.3f}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         bn_sampling p = bn_sampling_default();
-        p.top_k = ks[ki];
-        p.seed = 21 + ki;
+        p.top_k = cases[ci].top_k;
+        p.temperature = cases[ci].temperature;
+        p.repeat_penalty = cases[ci].penalty;
+        p.seed = 21 + ci;
         bn_sampler *a = make(p, V), *b = make(p, V);
         assert_true(bn_sampler_takes_top(b));
-        uint64_t lr = 3;
+        uint64_t lr = 3 + ci;
+        int32_t hist[HIST];
         for (int d = 0; d < DRAWS; d++) {
-            for (int i = 0; i < V; i++) logits[i] = (float)(bn_test_rand(&lr) % 1024) / 64.f; // ties
-            memcpy(x, logits, sizeof(float) * V);
+            for (int i = 0; i < V; i++) { // a few likely tokens, penalized or not, over a tail; ties, both signs
+                const uint64_t r = bn_test_rand(&lr);
+                logits[i] = i % 50 == 0 ? 8.f + (float)(r % 512) / 64.f : (float)(r % 256) / 64.f - 4.f;
+            }
+            // History: mostly the row's best tokens (the ones the penalty moves), repeats, ids off the vocabulary.
             bn_top_select(logits, V, BN_TOP_MAX, top);
-            const int32_t want = bn_sampler_sample(a, x, NULL, 0), got = bn_sampler_sample_top(b, top);
-            if (got != want) fail_msg("top-k %d, draw %d: %d from the entries, %d from the row", p.top_k, d, got, want);
+            for (int i = 0; i < HIST; i++) {
+                const uint64_t r = bn_test_rand(&lr);
+                hist[i] = r % 11 == 0 ? (int32_t)V + 5 : r % 5 == 0 ? (int32_t)(r % V) : top[r % BN_TOP_MAX].id;
+            }
+            memcpy(x, logits, sizeof(float) * V);
+            const int32_t want = bn_sampler_sample(a, x, hist, HIST), got = bn_sampler_sample_top(b, top, hist, HIST);
+            if (got != want)
+                fail_msg("case %zu, draw %d: %d from the entries, %d from the row", ci, d, got, want);
         }
         bn_sampler_free(a);
         bn_sampler_free(b);
     }
-    bn_sampling p = bn_sampling_default();
-    p.top_k = BN_TOP_MAX + 1;
-    bn_sampler *s = make(p, V);
-    assert_false(bn_sampler_takes_top(s));
+    const struct { int top_k; float temperature, penalty; int last_n; } refused[] = {
+        {BN_TOP_MAX + 1, 0.8f, 1, 64}, // more than the entries
+        {0, 0.8f, 1, 64},              // every token
+        {40, 0.8f, 0.9f, 64},          // a penalty below 1 raises tokens outside the entries
+        {65, 0.8f, 1.1f, 64},          // window + top-k past BN_TOP_MAX
+        {40, 0.8f, 1.1f, 100}};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        bn_sampling p = bn_sampling_default();
+        p.top_k = refused[i].top_k;
+        p.temperature = refused[i].temperature;
+        p.repeat_penalty = refused[i].penalty;
+        p.repeat_last_n = refused[i].last_n;
+        bn_sampler *s = make(p, V);
+        if (bn_sampler_takes_top(s)) fail_msg("case %zu takes the entries", i);
+        bn_sampler_free(s);
+    }
+    bn_sampler *s = make(bn_sampling_greedy(), V); // greedy: the argmax, the first entry
+    assert_true(bn_sampler_takes_top(s));
     bn_sampler_free(s);
-    p.top_k = 0;
-    s = make(p, V);
-    assert_false(bn_sampler_takes_top(s));
-    bn_sampler_free(s);
-    p = bn_sampling_default();
-    p.repeat_penalty = 1.1f;
-    s = make(p, V);
-    assert_false(bn_sampler_takes_top(s));
-    bn_sampler_free(s);
-    s = make(bn_sampling_greedy(), V);
-    assert_false(bn_sampler_takes_top(s)); // greedy: the argmax, the first entry (batch.c)
-    bn_sampler_free(s);
-    p = bn_sampling_default();
-    s = make(p, 30); // a top-k as large as the vocabulary: the row itself
+    s = make(bn_sampling_default(), 30); // a top-k as large as the vocabulary: the row itself
     assert_false(bn_sampler_takes_top(s));
     bn_sampler_free(s);
     free(logits);
