@@ -290,7 +290,7 @@ static int step_output(const bn_batch *b, int runs) {
     for (int r = 0; r < runs; r++) {
         const bn_sampler *smp = b->slots[b->runs[r].slot].smp;
         greedy = greedy && bn_sampler_is_greedy(smp);
-        top = top && (bn_sampler_is_greedy(smp) || bn_sampler_takes_top(smp));
+        top = top && bn_sampler_takes_top(smp); // greedy ones too: the argmax is the first entry
     }
     return greedy ? OUT_ARGMAX : top ? OUT_TOP : OUT_LOGITS;
 }

@@ -78,20 +78,30 @@ static float next_unit(uint64_t *state) { // [0, 1) with 24 bits
 
 // The CTRL-paper penalty as llama.cpp applies it: divide positive logits,
 // multiply negative ones, once per distinct token in the window.
-static void apply_repeat_penalty(bn_sampler *s, float *logits, const int32_t *hist, size_t n) {
-    float pen = s->p.repeat_penalty;
-    size_t start = n > (size_t)s->p.repeat_last_n ? n - (size_t)s->p.repeat_last_n : 0;
-    for (size_t i = start; i < n; i++) {
-        int32_t id = hist[i];
-        if (id < 0 || id >= s->n_vocab) continue;
-        bool seen = false; // a token repeated in the window is penalised once
-        for (size_t j = start; j < i && !seen; j++) seen = hist[j] == id;
-        if (seen) continue;
-        logits[id] = logits[id] > 0 ? logits[id] / pen : logits[id] * pen;
-    }
+// The penalty's window: the last repeat_last_n tokens of a history of n.
+static size_t penalty_start(const bn_sampler *s, size_t n) {
+    return n > (size_t)s->p.repeat_last_n ? n - (size_t)s->p.repeat_last_n : 0;
 }
 
-static int by_logit_desc(const void *a, const void *b) { return bn_top_order(a, b); }
+// Whether window entry i is a token the penalty moves: in the vocabulary, and
+// its first time in the window (a repeated token is penalised once).
+static bool penalty_moves(const bn_sampler *s, const int32_t *hist, size_t start, size_t i) {
+    const int32_t id = hist[i];
+    if (id < 0 || id >= s->n_vocab) return false;
+    for (size_t j = start; j < i; j++)
+        if (hist[j] == id) return false;
+    return true;
+}
+
+static float penalized(const bn_sampler *s, float x) {
+    return x > 0 ? x / s->p.repeat_penalty : x * s->p.repeat_penalty;
+}
+
+static void apply_repeat_penalty(bn_sampler *s, float *logits, const int32_t *hist, size_t n) {
+    const size_t start = penalty_start(s, n);
+    for (size_t i = start; i < n; i++)
+        if (penalty_moves(s, hist, start, i)) logits[hist[i]] = penalized(s, logits[hist[i]]);
+}
 
 // The draw from the first `keep` candidates (probabilities, best first).
 static int32_t draw(bn_sampler *s, const bn_candidate *c, int32_t keep) {
@@ -170,7 +180,7 @@ static int32_t sample_all(bn_sampler *s, const float *logits) {
         }
         const bool all = n > V / 4 || s->p.min_p > 0 || below == 0;
         if (all && s->p.min_p <= 0) n = V;
-        qsort(c, (size_t)n, sizeof *c, by_logit_desc);
+        qsort(c, (size_t)n, sizeof *c, bn_top_qsort_order);
         bool reached;
         const int32_t keep = keep_top_p_min_p(s, c, n, &reached);
         if (reached || all) return draw(s, c, keep);
@@ -212,19 +222,16 @@ bool bn_sampler_takes_top(const bn_sampler *s) {
 
 int32_t bn_sampler_sample_top(bn_sampler *s, bn_top *top, const int32_t *history, size_t n_history) {
     if (s->p.repeat_penalty != 1.0f && history) { // the penalty on the entries, then their order again
-        const size_t start = n_history > (size_t)s->p.repeat_last_n ? n_history - (size_t)s->p.repeat_last_n : 0;
-        for (size_t i = start; i < n_history; i++) { // as apply_repeat_penalty: each distinct token once
-            const int32_t id = history[i];
-            bool seen = id < 0 || id >= s->n_vocab;
-            for (size_t j = start; j < i && !seen; j++) seen = history[j] == id;
-            for (int e = 0; e < BN_TOP_MAX && !seen; e++)
-                if (top[e].id == id) {
-                    top[e].logit = top[e].logit > 0 ? top[e].logit / s->p.repeat_penalty
-                                                    : top[e].logit * s->p.repeat_penalty;
+        const size_t start = penalty_start(s, n_history);
+        for (size_t i = start; i < n_history; i++) {
+            if (!penalty_moves(s, history, start, i)) continue;
+            for (int e = 0; e < BN_TOP_MAX; e++)
+                if (top[e].id == history[i]) {
+                    top[e].logit = penalized(s, top[e].logit);
                     break;
                 }
         }
-        qsort(top, BN_TOP_MAX, sizeof *top, by_logit_desc);
+        qsort(top, BN_TOP_MAX, sizeof *top, bn_top_qsort_order);
     }
     if (s->p.temperature <= 0) return top[0].id; // bn_argmax's pick: the first of the largest
     return sample_sorted(s, top, s->p.top_k);

@@ -3,11 +3,9 @@
 
 #include <stdlib.h>
 
-static int by_order(const void *a, const void *b) { return bn_top_order(a, b); }
-
 void bn_top_select(const float *x, int32_t n, int32_t k, bn_top *top) {
     for (int32_t i = 0; i < k; i++) top[i] = (bn_top){i, x[i]};
-    qsort(top, (size_t)k, sizeof *top, by_order);
+    qsort(top, (size_t)k, sizeof *top, bn_top_qsort_order);
     for (int32_t i = k; i < n; i++) {
         // Most blocks of 64 hold nothing better than the window: one max over the
         // block (eight lanes, which the compiler keeps in vector registers) skips them.

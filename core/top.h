@@ -27,6 +27,11 @@ static inline int bn_top_order(const bn_top *x, const bn_top *y) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+// The same order as a qsort comparator.
+static inline int bn_top_qsort_order(const void *x, const void *y) {
+    return bn_top_order((const bn_top *)x, (const bn_top *)y);
+}
+
 // The k best of x[0..n) (0 < k <= n) into top[0..k), in that order, without
 // sorting the row: a running window of k that skips blocks of 64 holding
 // nothing better than its last entry.

@@ -71,26 +71,27 @@ static void test_replay_corpus(void **state) {
     assert_true(n >= 3);
 }
 
+// fuzz/NAME through one, at least `min` inputs.
+static void replay_named(const char *name, int (*one)(const uint8_t *, size_t), int min) {
+    char buf[4096];
+    const char *dir = fuzz_dir(name, buf, sizeof buf);
+    const int n = replay_dir(dir, one);
+    if (n < 0) fail_msg("cannot open the fuzz corpus at %s", dir);
+    assert_true(n >= min);
+}
+
 // The tokenizer's corpus: each input's ids in range and its bytes back exactly
 // (the target aborts otherwise).
 static void test_replay_tokenizer_corpus(void **state) {
     (void)state;
-    char buf[4096];
-    const char *dir = fuzz_dir("corpus-tokenizer", buf, sizeof buf);
-    int n = replay_dir(dir, fuzz_tokenizer_one);
-    if (n < 0) fail_msg("cannot open the tokenizer's fuzz corpus at %s", dir);
-    assert_true(n >= 5);
+    replay_named("corpus-tokenizer", fuzz_tokenizer_one, 5);
 }
 
 // The server's corpus: every answer a JSON reply (an error an OpenAI error
 // object) or a job, cancelled at once (the target aborts otherwise).
 static void test_replay_serve_corpus(void **state) {
     (void)state;
-    char buf[4096];
-    const char *dir = fuzz_dir("corpus-serve", buf, sizeof buf);
-    int n = replay_dir(dir, fuzz_serve_api_one);
-    if (n < 0) fail_msg("cannot open the server's fuzz corpus at %s", dir);
-    assert_true(n >= 9);
+    replay_named("corpus-serve", fuzz_serve_api_one, 9);
 }
 
 // The seeds are valid files: a model must load, the others must at least open.

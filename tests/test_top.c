@@ -8,8 +8,6 @@
 
 #include "top.h"
 
-static int by_order(const void *a, const void *b) { return bn_top_order(a, b); }
-
 static void test_select_is_sorting(void **state) {
     (void)state;
     uint64_t rng = 17;
@@ -26,7 +24,7 @@ static void test_select_is_sorting(void **state) {
                                                           : (float)(r % (uint64_t)levels) / 7.f - 100.f;
             all[i] = (bn_top){i, x[i]};
         }
-        qsort(all, (size_t)n, sizeof *all, by_order);
+        qsort(all, (size_t)n, sizeof *all, bn_top_qsort_order);
         bn_top_select(x, n, k, got);
         for (int32_t i = 0; i < k; i++)
             if (got[i].id != all[i].id || memcmp(&got[i].logit, &all[i].logit, sizeof(float)))
