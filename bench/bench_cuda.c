@@ -102,7 +102,11 @@ static void kernels(bool quick) {
             kernel_row("mma gemm (codes ready)", BN_CUDA_BENCH_GEMM_MMA_ONLY, shapes[i][0], shapes[i][1], n,
                        quick ? 3 : 10);
         }
-    for (int n = 1; n <= 16; n *= 16) { // the head is 657 MB (f16) / 328 MB (int8): always from HBM
+    // The head is 657 MB (f16) / 328 MB (int8): always from HBM. 64 rows: one
+    // pass for a batch of 64 streams.
+    static const int head_rows[] = {1, 16, 64};
+    for (int i = 0; i < 3; i++) {
+        const int n = head_rows[i];
         kernel_row("lm_head (cublas f16)", BN_CUDA_BENCH_LM_HEAD, 2560, 128256, n, 20);
         kernel_row("lm_head f16 gemv+argmax", BN_CUDA_BENCH_HEAD_F16, 2560, 128256, n, 20);
         kernel_row("lm_head q8 gemv+argmax", BN_CUDA_BENCH_HEAD_Q8, 2560, 128256, n, 20);

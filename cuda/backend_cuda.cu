@@ -13,7 +13,8 @@
 //   decode attention's scratch and the kernels' last-block counters (for up to
 //   decode_group tokens of different sequences at once), and logits
 //   for BN_LM_ROWS rows.
-// Pinned host buffers carry token ids and positions in and logits/argmax out.
+// Pinned host buffers carry token ids and positions in and logits, argmax ids or
+// top entries out (the logits one made on first use, see forward_cuda.cu).
 // The forward pass is in forward_cuda.cu, the upload in upload.cu.
 #include <math.h>
 #include <pthread.h>
@@ -414,7 +415,6 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     BN_CUDA_TRY(cudaMallocHost((void **)&be->h_rows, sizeof(int32_t) * (size_t)be->max_batch));
     BN_CUDA_TRY(cudaMallocHost((void **)&be->h_argmax, sizeof(int32_t) * (size_t)be->max_batch));
     BN_CUDA_TRY(cudaMallocHost((void **)&be->h_top, sizeof(bn_top) * BN_TOP_MAX * (size_t)be->max_batch));
-    BN_CUDA_TRY(cudaMallocHost((void **)&be->h_logits, sizeof(float) * BN_LM_ROWS * hp->n_vocab));
     be->context_ms = bn_now_ms() - t0;
 
     const double t1 = bn_now_ms();

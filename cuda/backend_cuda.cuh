@@ -111,7 +111,7 @@ struct bn_backend {
     // pinned host staging, max_batch entries each
     int32_t *h_tok, *h_pos, *h_seq, *h_rows, *h_argmax;
     bn_top *h_top;
-    float *h_logits;
+    float *h_logits; // BN_LM_ROWS rows, made by the first call that wants logits
 
     double context_ms, upload_ms, tune_ms;
     bn_cuda_prof *prof; // NULL except while bench_cuda profiles a step

@@ -257,7 +257,7 @@ cudaError_t bn_cuda_argmax(const float *x, int n, int32_t *out, cudaStream_t st)
 
 // lm_head_gemv.cu - the LM head as a streaming GEMV (design in the file): for the
 // n (1..BN_HEAD_MAX_N) token rows of x, logits[t*V + r] = sum_k w[r][k] * x[t][k].
-#define BN_HEAD_MAX_N 16
+#define BN_HEAD_MAX_N 64
 // w: V rows of K in `type` (BN_CUDA_F16, K % 8 == 0; or BN_CUDA_F32, K % 4 == 0);
 // x: n rows of K in the same type (the f16-rounded head input, bn_cuda_rmsnorm_cast);
 // w and x 16-byte aligned. f32 accumulation.

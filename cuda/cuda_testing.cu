@@ -15,6 +15,8 @@
 #include "cuda_testing.cuh"
 #include "dev_bufs.cuh"
 
+static_assert(BN_CUDA_HEAD_MAX_N == BN_HEAD_MAX_N, "cuda_testing.cuh states the head's row limit");
+
 namespace {
 
 // Device memory freed with b, holding `src` (or zeroed when src is NULL).

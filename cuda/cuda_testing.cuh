@@ -152,10 +152,11 @@ int bn_cuda_test_top_rows(const float *x, int rows, int n, bn_top *out, bn_error
 int bn_cuda_test_rmsnorm_cast_q8(const float *x, const float *w, int n_tok, int n, float eps,
                                  int8_t *q, float *xscale, bn_error *err);
 // LM head GEMV (lm_head_gemv.cu). type: 0 F32, 1 F16 (w: V rows of K, x: n rows
-// of K, both in that type); logits: n rows of V. argmax: NULL, or the fused
+// of K, both in that type, n <= BN_CUDA_HEAD_MAX_N); logits: n rows of V. argmax: NULL, or the fused
 // argmax of the last row. With argmax the kernel runs three times - plain, then
 // plain + PDL back to back with the logits poisoned in between - and the wrapper
 // fails unless the replays give the same bits and id and leave the counter at 0.
+#define BN_CUDA_HEAD_MAX_N 64 // = BN_HEAD_MAX_N of cuda_kernels.cuh (checked in cuda_testing.cu)
 int bn_cuda_test_head_gemv(const void *w, int type, int K, int V, const void *x, int n, float *logits,
                            int32_t *argmax, bn_error *err);
 int bn_cuda_test_head_q8_quantize(const void *w, int type, int K, int V, int8_t *wq, float *row_scale,

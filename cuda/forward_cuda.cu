@@ -528,6 +528,11 @@ static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *po
                                              be->n_seq, err);
     if (runs < 0) return -1;
     BN_CUDA_TRY(cudaSetDevice(be->device));
+    // Pinned room for BN_LM_ROWS logit rows (33 MB for the 2B-4T vocabulary),
+    // made on the first call that wants logits: greedy and sampled decoding never
+    // do, and pinning it at create would lengthen every start.
+    if (logits && !be->h_logits)
+        BN_CUDA_TRY(cudaMallocHost((void **)&be->h_logits, sizeof(float) * BN_LM_ROWS * (size_t)V));
     if (runs > 1 && be->batch_seqs)
         return forward_seqs(be, tokens, pos, seq, n_tokens, logits, all_logits, argmax, top, err);
     for (int t0 = 0, run = 0; t0 < n_tokens; run++) {

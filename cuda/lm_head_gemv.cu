@@ -1,5 +1,5 @@
 // lm_head_gemv.cu - the LM head as a streaming GEMV: logits[t][r] = w[r, :] . x[t, :]
-// for n <= 16 token rows, with the greedy argmax of the last row fused in.
+// for n <= 64 token rows, with the greedy argmax of the last row fused in.
 //
 // Why: the 2B-4T head is 128256 x 2560 (657 MB in f16, 328 MB as int8) and a
 // decode step reads all of it for one token, so the head is a pure bandwidth
@@ -24,18 +24,19 @@
 //   care which physical k a logical k stands for as long as A and B agree, so
 //   the .x/.y words of the two rows' chunks feed one mma, .z/.w a second, and B
 //   is the matching 16 bytes of x[token g] - no shuffles, no shared memory.
-// - x (n <= 16 rows of K, at most 80 KB) is read through L1, where every warp of
-//   the SM finds it; the weights bypass L1 (ld.global.nc.L1::no_allocate) so
-//   they do not evict it. Tokens 8..15 are a second n-tile (NTILES = 2); tokens
-//   past n get zero B fragments and their results are not stored.
+// - x (n <= 64 rows of K) is read through L1, where every warp of the SM finds
+//   it; the weights bypass L1 (ld.global.nc.L1::no_allocate) so they do not
+//   evict it. Tokens 8i..8i+7 are n-tile i (NTILES = 1, 2, 4 or 8 of them, the
+//   fewest that hold n); tokens past n get zero B fragments and their results
+//   are not stored. So 64 streams read the head once a step, not 4 times.
 // - Block: 256 threads = 2 row tiles (32 rows) x 4 warps splitting K (warp ks
 //   takes k-blocks ks, ks+4, ...: the four warps of a tile read 256 contiguous
-//   bytes of each row at a time). Each warp issues BN_HEAD_U = 4 k-blocks (8 x 16
-//   bytes a lane, 4 KiB a warp) before it uses any of them. The four partial
-//   tiles are summed through shared memory in a fixed order: deterministic.
-//   32 rows a block gives 4008 blocks for the 2B-4T vocabulary: small units, so
-//   the block scheduler keeps every SM streaming until the end. At most 64
-//   registers (__launch_bounds__ min 4 blocks): 32 warps, 128 KiB in flight an SM.
+//   bytes of each row at a time). Each warp issues U k-blocks (U = 4 for up to
+//   16 tokens: 8 x 16 bytes a lane, 4 KiB a warp) before it uses any of them.
+//   The four partial tiles are summed through shared memory in a fixed order:
+//   deterministic. 32 rows a block gives 4008 blocks for the 2B-4T vocabulary:
+//   small units, so the block scheduler keeps every SM streaming until the end.
+//   Registers and bytes in flight for each NTILES: see bn_head_u.
 // - int8 epilogue: logit = (float)acc * row_scale[r] / xscale[t], in that order
 //   and correctly rounded (__fmul_rn, __fdiv_rn), as cpu/forward.c lm_head_worker
 //   computes it: acc is the exact int32 dot product, so the logits are
@@ -70,7 +71,7 @@
 #define BN_HEAD_KSPLIT 4                                         // warps splitting one tile's K
 #define BN_HEAD_TILES (BN_HEAD_THREADS / 32 / BN_HEAD_KSPLIT)    // 16-row tiles a block
 #define BN_HEAD_ROWS (16 * BN_HEAD_TILES)                        // rows a block (both kernels)
-#define BN_HEAD_U 4                                              // k-blocks a lane loads ahead
+#define BN_HEAD_F32_N 16                                         // token rows a pass, f32 kernel
 #define BN_HEAD_F32_R 4                                          // rows a warp, f32 kernel
 #define BN_HEAD_F32_U 2                                          // chunks a lane loads ahead, each row
 
@@ -142,15 +143,27 @@ __device__ __forceinline__ void bn_grid_argmax(float bv, int bi, int2 *__restric
     }
 }
 
+// Per NTILES: the k-blocks a lane loads ahead (U), and the blocks an SM must
+// hold, which caps the registers (65536 / (256 * blocks)). A lane holds 4 *
+// NTILES accumulators and 8 * U registers of weights in flight. Up to 2 tiles:
+// U = 4 within 64 registers (4 blocks, 128 KiB in flight an SM). 4 and 8 tiles:
+// U = 2 within 85 and 128 registers (3 and 2 blocks, 48 and 32 KiB in flight an
+// SM: 6.3 and 4.2 MB on 132 SMs; by Little's law 4.8 TB/s at a loaded memory
+// latency near 0.7 us, an estimate not measured here, needs 3.4 MB).
+__host__ __device__ constexpr int bn_head_u(int ntiles) { return ntiles <= 2 ? 4 : 2; }
+__host__ __device__ constexpr int bn_head_min_blocks(int ntiles) { return ntiles <= 2 ? 4 : ntiles <= 4 ? 3 : 2; }
+
 // f16 (Q8 = false) or int8 (Q8 = true) head; rows of row_bytes = K * element
-// size bytes (a multiple of 16) for both w and x. NTILES = 1 for n <= 8, 2 for n <= 16.
+// size bytes (a multiple of 16) for both w and x. NTILES = ceil(n / 8) rounded up
+// to 1, 2, 4 or 8.
 template <bool Q8, int NTILES>
-__global__ void __launch_bounds__(BN_HEAD_THREADS, 4)
+__global__ void __launch_bounds__(BN_HEAD_THREADS, bn_head_min_blocks(NTILES))
 bn_head_mma_kernel(const uint8_t *__restrict__ w, int row_bytes, int V, const uint8_t *__restrict__ x,
                    int n, const float *__restrict__ row_scale, const float *__restrict__ xscale,
                    float *__restrict__ logits, int32_t *__restrict__ argmax, int2 *__restrict__ scratch,
                    unsigned *__restrict__ counter) {
     typedef typename std::conditional<Q8, int, float>::type acc_t;
+    constexpr int U = bn_head_u(NTILES);
     __shared__ acc_t red[BN_HEAD_TILES][BN_HEAD_KSPLIT - 1][NTILES * 4][32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int tile = warp / BN_HEAD_KSPLIT, ks = warp % BN_HEAD_KSPLIT;
@@ -164,10 +177,10 @@ bn_head_mma_kernel(const uint8_t *__restrict__ w, int row_bytes, int V, const ui
     const int my_nkb = ks < nkb ? (nkb - ks + BN_HEAD_KSPLIT - 1) / BN_HEAD_KSPLIT : 0;
 
     // 1. The first batch of weights goes in flight before waiting for x.
-    uint4 wv[BN_HEAD_U][2];
+    uint4 wv[U][2];
     auto load_weights = [&](int i0) {
 #pragma unroll
-        for (int u = 0; u < BN_HEAD_U; u++) {
+        for (int u = 0; u < U; u++) {
             const int c = 4 * (ks + BN_HEAD_KSPLIT * (i0 + u)) + tig;
             const bool in = i0 + u < my_nkb && c < nchunk;
             wv[u][0] = bn_ld_stream(wa + 16 * c, in && ok_a);
@@ -184,10 +197,10 @@ bn_head_mma_kernel(const uint8_t *__restrict__ w, int row_bytes, int V, const ui
     for (int nt = 0; nt < NTILES; nt++)
 #pragma unroll
         for (int i = 0; i < 4; i++) acc[nt][i] = 0;
-    for (int i0 = 0; i0 < my_nkb; i0 += BN_HEAD_U) {
+    for (int i0 = 0; i0 < my_nkb; i0 += U) {
         if (i0 > 0) load_weights(i0);
 #pragma unroll
-        for (int u = 0; u < BN_HEAD_U; u++) {
+        for (int u = 0; u < U; u++) {
             if (i0 + u >= my_nkb) break; // warp-uniform: mma.sync needs every lane
             const int c = 4 * (ks + BN_HEAD_KSPLIT * (i0 + u)) + tig;
 #pragma unroll
@@ -316,6 +329,45 @@ static bool bn_head_args_ok(const void *w, const void *x, int V, int n, const fl
     return true;
 }
 
+// The mma kernel with the fewest token tiles that hold n (n <= 64).
+template <bool Q8>
+static cudaError_t launch_head_mma(bool pdl, dim3 grid, dim3 block, cudaStream_t st, const uint8_t *w,
+                                   int row_bytes, int V, const uint8_t *x, int n, const float *row_scale,
+                                   const float *xscale, float *logits, int32_t *argmax, int2 *sc,
+                                   unsigned *counter) {
+    if (n <= 8)
+        return bn_launch(pdl, bn_head_mma_kernel<Q8, 1>, grid, block, 0, st, w, row_bytes, V, x, n, row_scale,
+                         xscale, logits, argmax, sc, counter);
+    if (n <= 16)
+        return bn_launch(pdl, bn_head_mma_kernel<Q8, 2>, grid, block, 0, st, w, row_bytes, V, x, n, row_scale,
+                         xscale, logits, argmax, sc, counter);
+    if (n <= 32)
+        return bn_launch(pdl, bn_head_mma_kernel<Q8, 4>, grid, block, 0, st, w, row_bytes, V, x, n, row_scale,
+                         xscale, logits, argmax, sc, counter);
+    return bn_launch(pdl, bn_head_mma_kernel<Q8, 8>, grid, block, 0, st, w, row_bytes, V, x, n, row_scale,
+                     xscale, logits, argmax, sc, counter);
+}
+
+// The f32 kernel for n <= BN_HEAD_F32_N rows: accumulators for the fewest of 1,
+// 2, 4, 8, 16 that hold n.
+static cudaError_t launch_head_f32(bool pdl, dim3 grid, dim3 block, cudaStream_t st, const float *w, int K, int V,
+                                   const float *x, int n, float *logits, int32_t *argmax, int2 *sc,
+                                   unsigned *counter) {
+    if (n == 1)
+        return bn_launch(pdl, bn_head_f32_kernel<1>, grid, block, 0, st, w, K, V, x, n, logits, argmax, sc,
+                         counter);
+    if (n <= 2)
+        return bn_launch(pdl, bn_head_f32_kernel<2>, grid, block, 0, st, w, K, V, x, n, logits, argmax, sc,
+                         counter);
+    if (n <= 4)
+        return bn_launch(pdl, bn_head_f32_kernel<4>, grid, block, 0, st, w, K, V, x, n, logits, argmax, sc,
+                         counter);
+    if (n <= 8)
+        return bn_launch(pdl, bn_head_f32_kernel<8>, grid, block, 0, st, w, K, V, x, n, logits, argmax, sc,
+                         counter);
+    return bn_launch(pdl, bn_head_f32_kernel<16>, grid, block, 0, st, w, K, V, x, n, logits, argmax, sc, counter);
+}
+
 cudaError_t bn_cuda_head_gemv(const void *w, int type, int K, int V, const void *x, int n, float *logits,
                               int32_t *argmax, float *scratch, unsigned *counter, bool pdl,
                               cudaStream_t st) {
@@ -325,31 +377,24 @@ cudaError_t bn_cuda_head_gemv(const void *w, int type, int K, int V, const void 
     int2 *sc = reinterpret_cast<int2 *>(scratch);
     if (type == BN_CUDA_F16) {
         if (K % 8) return cudaErrorInvalidValue;
-        const uint8_t *wb = static_cast<const uint8_t *>(w), *xb = static_cast<const uint8_t *>(x);
         const float *none = NULL;
-        if (n <= 8)
-            return bn_launch(pdl, bn_head_mma_kernel<false, 1>, grid, block, 0, st, wb, 2 * K, V, xb, n,
-                             none, none, logits, argmax, sc, counter);
-        return bn_launch(pdl, bn_head_mma_kernel<false, 2>, grid, block, 0, st, wb, 2 * K, V, xb, n, none,
-                         none, logits, argmax, sc, counter);
+        return launch_head_mma<false>(pdl, grid, block, st, static_cast<const uint8_t *>(w), 2 * K, V,
+                                      static_cast<const uint8_t *>(x), n, none, none, logits, argmax, sc, counter);
     }
     if (type == BN_CUDA_F32) {
         if (K % 4) return cudaErrorInvalidValue;
+        // f32 accumulators for 64 tokens would not fit in registers: passes of
+        // BN_HEAD_F32_N token rows, the fused argmax (last row) in the last one.
+        // f32 heads are the rare widened BF16/F32 tables, not the shipped models.
         const float *wf = static_cast<const float *>(w), *xf = static_cast<const float *>(x);
-        if (n == 1)
-            return bn_launch(pdl, bn_head_f32_kernel<1>, grid, block, 0, st, wf, K, V, xf, n, logits, argmax,
-                             sc, counter);
-        if (n <= 2)
-            return bn_launch(pdl, bn_head_f32_kernel<2>, grid, block, 0, st, wf, K, V, xf, n, logits, argmax,
-                             sc, counter);
-        if (n <= 4)
-            return bn_launch(pdl, bn_head_f32_kernel<4>, grid, block, 0, st, wf, K, V, xf, n, logits, argmax,
-                             sc, counter);
-        if (n <= 8)
-            return bn_launch(pdl, bn_head_f32_kernel<8>, grid, block, 0, st, wf, K, V, xf, n, logits, argmax,
-                             sc, counter);
-        return bn_launch(pdl, bn_head_f32_kernel<16>, grid, block, 0, st, wf, K, V, xf, n, logits, argmax,
-                         sc, counter);
+        for (int t0 = 0; t0 < n; t0 += BN_HEAD_F32_N) {
+            const int rows = n - t0 < BN_HEAD_F32_N ? n - t0 : BN_HEAD_F32_N;
+            const bool last = t0 + rows == n;
+            const cudaError_t e = launch_head_f32(pdl, grid, block, st, wf, K, V, xf + (int64_t)t0 * K, rows,
+                                                  logits + (int64_t)t0 * V, last ? argmax : NULL, sc, counter);
+            if (e != cudaSuccess) return e;
+        }
+        return cudaSuccess;
     }
     return cudaErrorInvalidValue;
 }
@@ -361,11 +406,7 @@ cudaError_t bn_cuda_head_q8_gemv(const int8_t *wq, const float *row_scale, int K
         !row_scale || !xscale)
         return cudaErrorInvalidValue;
     const dim3 grid((unsigned)((V + BN_HEAD_ROWS - 1) / BN_HEAD_ROWS)), block(BN_HEAD_THREADS);
-    const uint8_t *wb = reinterpret_cast<const uint8_t *>(wq), *xb = reinterpret_cast<const uint8_t *>(xq);
-    int2 *sc = reinterpret_cast<int2 *>(scratch);
-    if (n <= 8)
-        return bn_launch(pdl, bn_head_mma_kernel<true, 1>, grid, block, 0, st, wb, K, V, xb, n, row_scale,
-                         xscale, logits, argmax, sc, counter);
-    return bn_launch(pdl, bn_head_mma_kernel<true, 2>, grid, block, 0, st, wb, K, V, xb, n, row_scale, xscale,
-                     logits, argmax, sc, counter);
+    return launch_head_mma<true>(pdl, grid, block, st, reinterpret_cast<const uint8_t *>(wq), K, V,
+                                 reinterpret_cast<const uint8_t *>(xq), n, row_scale, xscale, logits, argmax,
+                                 reinterpret_cast<int2 *>(scratch), counter);
 }

@@ -714,7 +714,7 @@ static void test_top_rows(void **state) {
 
 // forward_top against forward on one sequence: its entries are the best of the
 // row forward gives, for a prompt chunk and for decode steps (the first of them
-// eager, the rest graph replays); then on 20 sequences in one call.
+// eager, the rest graph replays); then on 70 sequences in one call.
 static void test_forward_top(void **state) {
     (void)state;
     require_gpu();
@@ -743,8 +743,9 @@ static void test_forward_top(void **state) {
     free(logits);
     cuda->destroy(bl);
     cuda->destroy(bt);
-    // 20 sequences in one call: more rows than one head pass takes (BN_LM_ROWS).
-    enum { S = 20 };
+    // More sequences in one call than one head pass takes (BN_LM_ROWS): the
+    // decode step's first chunk of 64 tokens fills a pass, the next takes 6.
+    enum { S = BN_CUDA_HEAD_MAX_N + 6 };
     const bn_backend_config many = {.max_batch = 64, .n_ctx = 32, .n_seq = S};
     if (cuda->create(m, &many, &bl, &err) || cuda->create(m, &many, &bt, &err)) fail_msg("%s", err.msg);
     float *rows = malloc(sizeof(float) * S * V);
@@ -873,10 +874,14 @@ static void test_head_gemv(void **state) {
     (void)state;
     require_gpu();
     // K, V, n, types (bit 0: F32, bit 1: F16). The full 2B-4T-sized case (+1 row)
-    // runs once per type to keep host time and memory down.
-    static const int cases[][4] = {{96, 1001, 1, 3},   {96, 1001, 3, 3},    {96, 1001, 16, 3},
-                                   {2560, 1001, 1, 3}, {2560, 1001, 3, 3},  {2560, 1001, 16, 3},
-                                   {96, 128257, 1, 3}, {96, 128257, 16, 3}, {2560, 128257, 3, 2},
+    // runs once per type to keep host time and memory down. n covers each count
+    // of 8-token tiles (1, 2, 4, 8), a partial tile in each, and for f32 the
+    // passes of 16 rows (17, 33, 64).
+    static const int cases[][4] = {{96, 1001, 1, 3},    {96, 1001, 3, 3},    {96, 1001, 16, 3},
+                                   {96, 1001, 17, 3},   {96, 1001, 33, 3},   {96, 1001, 64, 3},
+                                   {2560, 1001, 1, 3},  {2560, 1001, 3, 3},  {2560, 1001, 16, 3},
+                                   {2560, 1001, 29, 3}, {2560, 1001, 64, 3}, {96, 128257, 1, 3},
+                                   {96, 128257, 16, 3}, {96, 128257, 64, 3}, {2560, 128257, 3, 2},
                                    {2560, 128257, 1, 1}};
     uint64_t rng = 1234;
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
@@ -922,10 +927,12 @@ static void test_head_gemv(void **state) {
         }
     // Shapes the kernels cannot stream are refused, not computed wrongly.
     bn_error err = {{0}};
-    uint16_t w16[8 * 100] = {0}, x16[100] = {0};
-    float y[8];
+    // (Buffers sized for every row the calls name: the wrapper uploads them first.)
+    enum { N_OVER = BN_CUDA_HEAD_MAX_N + 1 };
+    static uint16_t w16[8 * 100], x16[N_OVER * 100];
+    static float y[N_OVER * 8];
     assert_int_equal(bn_cuda_test_head_gemv(w16, BN_GGML_F16, 100, 8, x16, 1, y, NULL, &err), -1);
-    assert_int_equal(bn_cuda_test_head_gemv(w16, BN_GGML_F16, 96, 8, x16, 17, y, NULL, &err), -1);
+    assert_int_equal(bn_cuda_test_head_gemv(w16, BN_GGML_F16, 96, 8, x16, N_OVER, y, NULL, &err), -1);
 }
 
 // Fused argmax: ties go to the lowest index (within a thread, across tiles, across
@@ -1030,13 +1037,14 @@ static float q8_logit(const int8_t *w, const int8_t *x, int K, float row_scale, 
 static void test_head_q8_gemv(void **state) {
     (void)state;
     require_gpu();
-    static const int cases[][3] = {{96, 1001, 1},   {96, 1001, 3},    {96, 1001, 16},  {2560, 1001, 16},
-                                   {96, 128257, 1}, {96, 128257, 16}, {2560, 128257, 1}, {2560, 128257, 3}};
+    static const int cases[][3] = {{96, 1001, 1},     {96, 1001, 3},      {96, 1001, 16},    {2560, 1001, 16},
+                                   {96, 1001, 25},    {2560, 1001, 64},   {96, 128257, 1},   {96, 128257, 16},
+                                   {96, 128257, 57},  {2560, 128257, 1},  {2560, 128257, 3}};
     uint64_t rng = 4321;
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const int K = cases[ci][0], V = cases[ci][1], n = cases[ci][2];
         int8_t *w = malloc((size_t)V * K), *x = malloc((size_t)n * K);
-        float *rs = malloc(sizeof(float) * V), xs[16], *y = malloc(sizeof(float) * (size_t)n * V);
+        float *rs = malloc(sizeof(float) * V), xs[BN_CUDA_HEAD_MAX_N], *y = malloc(sizeof(float) * (size_t)n * V);
         for (size_t i = 0; i < (size_t)V * K; i++) w[i] = (int8_t)bn_test_rand(&rng); // -128..127
         for (int i = 0; i < n * K; i++) x[i] = (int8_t)bn_test_rand(&rng);
         for (int r = 0; r < V; r++) rs[r] = (0.5f + 0.5f * frand(&rng)) * 0.01f;
