@@ -82,8 +82,10 @@ static int choose_backend(const char *name, const bn_backend_ops **ops, char *no
     return 0;
 }
 
-int bn_backend_open(const bn_engine *e, const bn_session_params *p, int n_seq, bn_opened *o,
-                    bn_error *err) {
+// bn_backend_open, and bn_backend_open_beside_cpu with cpu_elsewhere: where the
+// choice comes to the CPU, nothing is created (o->be NULL, the note says why).
+static int open_backend(const bn_engine *e, const bn_session_params *p, int n_seq, bool cpu_elsewhere,
+                        bn_opened *o, bn_error *err) {
     *o = (bn_opened){0};
     bn_session_params defaults = {0};
     if (!p) p = &defaults;
@@ -98,19 +100,38 @@ int bn_backend_open(const bn_engine *e, const bn_session_params *p, int n_seq, b
                              .n_seq = n_seq,
                              .lm_head_q8 = p->lm_head_q8,
                              .cpu = {.n_threads = p->n_threads, .kernels = p->cpu_kernels}};
+    const bn_backend_ops *cpu = bn_backend_find("cpu");
+    if (cpu_elsewhere && o->ops == cpu) return 0;
     double t0 = bn_now_ms();
     bn_error why = {{0}};
     if (o->ops->create(e->model, &cfg, &o->be, &why)) {
-        bool auto_gpu = strcmp(o->ops->name, "cpu") && is_auto(p->backend);
+        bool auto_gpu = o->ops != cpu && is_auto(p->backend);
         if (!auto_gpu) return bn_errorf(err, "%s backend: %s", o->ops->name, why.msg);
         // auto picked the GPU but it cannot hold the model: fall back, saying why.
         snprintf(o->note, sizeof o->note, "auto: using the CPU (%s backend: %.200s)", o->ops->name,
                  why.msg);
-        o->ops = bn_backend_find("cpu");
+        o->ops = cpu;
+        if (cpu_elsewhere) return 0;
         if (o->ops->create(e->model, &cfg, &o->be, err)) return -1;
     }
     o->ms = bn_now_ms() - t0;
     return 0;
+}
+
+int bn_backend_open(const bn_engine *e, const bn_session_params *p, int n_seq, bn_opened *o,
+                    bn_error *err) {
+    return open_backend(e, p, n_seq, false, o, err);
+}
+
+int bn_backend_open_beside_cpu(const bn_engine *e, const bn_session_params *p, bn_opened *o, bn_error *err) {
+    return open_backend(e, p, 1, true, o, err);
+}
+
+bool bn_backend_starts_on_cpu(const bn_session_params *p) {
+    if (!p || !p->cpu_start || p->lm_head_q8) return false; // the CPU would quantize its own head first
+    const bn_backend_ops *ops = bn_backend_find(is_auto(p->backend) ? "cuda" : p->backend);
+    if (!ops || ops == bn_backend_find("cpu")) return false;
+    return !ops->maybe_present || ops->maybe_present();
 }
 
 int bn_backend_check_tokens(const char *who, const int32_t *tokens, const int32_t *pos,

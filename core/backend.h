@@ -94,6 +94,13 @@ typedef struct bn_backend_ops {
     // no more (bn_sampler_takes_top) moves 1 KB a row instead of the row.
     int (*forward_top)(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                        int n_tokens, bn_top *top, bn_error *err);
+
+    // Optional (NULL: it may): whether the backend may be able to run here, told
+    // at once and without starting anything (CUDA: the driver's control device
+    // exists). false means probe would fail; true means probe may still fail. A
+    // session asks it before it starts on the CPU while this backend opens on a
+    // thread (bn_session_params.cpu_start).
+    bool (*maybe_present)(void);
 } bn_backend_ops;
 
 extern const bn_backend_ops bn_cpu_backend;

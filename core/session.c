@@ -4,6 +4,14 @@
 // (history) and how many of them are in the KV cache (n_past). The last
 // sampled token is not fed until the next step needs it, so a later
 // generate() call (the next chat turn) feeds it first.
+//
+// With cpu_start (bitnet.h) it runs on the CPU backend while the backend it
+// was asked for opens on a thread (opening.c), and moves between two steps:
+// the new backend first reads history[0..n_past) in one prefill, so its cache
+// holds what its own steps would have put there. While on the CPU, a prompt
+// goes in chunks of BN_CPU_START_CHUNK tokens, with a chance to move after
+// each, so a long prompt is not left to the CPU once the GPU is ready.
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,9 +21,13 @@
 #include "engine_internal.h"
 #include "sampler.h"
 
+#define BN_CPU_START_CHUNK 32
+
 struct bn_session {
     bn_engine *engine;
     bn_opened be;     // the backend, its note, context and creation time
+    bn_opening *opening; // cpu_start: the backend asked for, opening (NULL: none, or moved)
+    bool named;          // that backend was named, not "auto": its failure is an error
     int32_t *history; // n_ctx + 1: the last sampled token may not fit in the cache
     int n_hist;
     int n_past;       // history[0..n_past) is in the KV cache
@@ -29,7 +41,16 @@ int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out
     bn_session *s = calloc(1, sizeof *s);
     if (!s) return bn_errorf(err, "out of memory");
     s->engine = e;
-    if (bn_backend_open(e, p, 1, &s->be, err)) goto fail;
+    if (bn_backend_starts_on_cpu(p)) {
+        bn_session_params cpu = *p;
+        cpu.backend = "cpu";
+        if (bn_backend_open(e, &cpu, 1, &s->be, err) || bn_opening_start(e, p, &s->opening, err)) goto fail;
+        s->named = p->backend && *p->backend && strcmp(p->backend, "auto");
+        snprintf(s->be.note, sizeof s->be.note, "starting here while %.60s opens on a thread",
+                 s->named ? p->backend : "auto");
+    } else if (bn_backend_open(e, p, 1, &s->be, err)) {
+        goto fail;
+    }
     s->history = malloc(((size_t)s->be.n_ctx + 1) * sizeof *s->history);
     s->pos = malloc((size_t)s->be.n_ctx * sizeof *s->pos);
     s->logits = malloc((size_t)n_vocab * sizeof *s->logits);
@@ -47,6 +68,7 @@ fail:
 
 void bn_session_free(bn_session *s) {
     if (!s) return;
+    bn_opening_free(s->opening);
     if (s->be.be) s->be.ops->destroy(s->be.be);
     free(s->history);
     free(s->pos);
@@ -76,6 +98,61 @@ double bn_session_read_bandwidth_gbs(const bn_session *s) {
     return s->be.ops->read_bandwidth_gbs ? s->be.ops->read_bandwidth_gbs(s->be.be) : 0;
 }
 
+// With a backend opening (cpu_start): once it is open (wait: wait for it), the
+// move to it. A failure is the caller's error where the backend was named; under
+// "auto" the session stays on the CPU, saying why.
+static int settle_opening(bn_session *s, bool wait, bn_error *err) {
+    if (!s->opening) return 0;
+    bn_opened o;
+    bn_error why = {{0}};
+    int r = wait ? bn_opening_wait(s->opening, &o, &why) : bn_opening_poll(s->opening, &o, &why);
+    if (r == 0) return 0;
+    bn_opening_free(s->opening);
+    s->opening = NULL;
+    if (r > 0 && !o.be) { // the choice was the CPU, where the session is
+        memcpy(s->be.note, o.note, sizeof s->be.note);
+        return 0;
+    }
+    if (r > 0 && s->n_past > 0 &&
+        o.ops->forward(o.be, s->history, s->pos, NULL, s->n_past, NULL, false, &why)) {
+        char msg[sizeof why.msg];
+        snprintf(msg, sizeof msg, "%s backend: %.400s", o.ops->name, why.msg);
+        o.ops->destroy(o.be);
+        snprintf(why.msg, sizeof why.msg, "%s", msg);
+        r = -1;
+    }
+    if (r < 0) {
+        if (s->named) return bn_errorf(err, "%s", why.msg);
+        snprintf(s->be.note, sizeof s->be.note, "auto: using the CPU (%.240s)", why.msg);
+        return 0;
+    }
+    s->be.ops->destroy(s->be.be);
+    char note[sizeof o.note];
+    snprintf(note, sizeof note, "%.240s; started on the CPU, moved after %d tokens", o.note, s->n_past);
+    s->be = o;
+    memcpy(s->be.note, note, sizeof note);
+    return 0;
+}
+
+bool bn_session_opening(const bn_session *s) { return s->opening != NULL; }
+
+int bn_session_wait_backend(bn_session *s, bn_error *err) { return settle_opening(s, true, err); }
+
+// While the session may still move: feeds history[n_past..n_hist) a chunk at a
+// time, moving between chunks once the backend asked for is open, and leaves
+// the last chunk (1..BN_CPU_START_CHUNK tokens) to the caller's step.
+static int feed_while_opening(bn_session *s, bn_error *err) {
+    if (settle_opening(s, false, err)) return -1;
+    while (s->opening && s->n_hist - s->n_past > BN_CPU_START_CHUNK) {
+        if (s->be.ops->forward(s->be.be, s->history + s->n_past, s->pos + s->n_past, NULL, BN_CPU_START_CHUNK,
+                               NULL, false, err))
+            return -1;
+        s->n_past += BN_CPU_START_CHUNK;
+        if (settle_opening(s, false, err)) return -1;
+    }
+    return 0;
+}
+
 // Appends tokens to the history, checking they fit in the context.
 static int append_tokens(bn_session *s, const int32_t *ids, size_t n, bn_error *err) {
     if ((long long)n > (long long)s->be.n_ctx - s->n_hist)
@@ -92,6 +169,7 @@ static int append_tokens(bn_session *s, const int32_t *ids, size_t n, bn_error *
 // more (top.h), else the row (the same token each way; the first two leave the
 // row on a GPU).
 static int feed_and_pick(bn_session *s, bn_sampler *smp, int32_t *next, bn_error *err) {
+    if (feed_while_opening(s, err)) return -1;
     const int32_t *toks = s->history + s->n_past;
     const int32_t *pos = s->pos + s->n_past;
     int n = s->n_hist - s->n_past;
@@ -196,8 +274,9 @@ done:
 
 int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float *logits, bn_error *err) {
     if (append_tokens(s, tokens, n, err)) return -1;
-    int m = s->n_hist - s->n_past;
-    if (m == 0) return bn_errorf(err, "nothing to evaluate");
+    if (s->n_hist == s->n_past) return bn_errorf(err, "nothing to evaluate");
+    if (feed_while_opening(s, err)) return -1;
+    const int m = s->n_hist - s->n_past;
     if (s->be.ops->forward(s->be.be, s->history + s->n_past, s->pos + s->n_past, NULL, m, logits,
                            false, err))
         return -1;

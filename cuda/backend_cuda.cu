@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend_cuda.cuh"
 #include "clock.h"
@@ -64,6 +65,12 @@ static int bn_cuda_probe(bn_error *err) {
                               major, minor, cudaGetErrorString(ke), major, minor);
     return 0;
 }
+
+// Whether a device may be usable, told without loading the driver library: the
+// NVIDIA kernel driver's control device exists (it does wherever a GPU is, on
+// the host and in containers given one). The probe above initializes the
+// driver, which is part of the start a session on the CPU overlaps.
+static bool bn_cuda_maybe_present(void) { return access("/dev/nvidiactl", F_OK) == 0; }
 
 // ---- prewarm: the context while the model loads ---------------------------------
 
@@ -502,4 +509,5 @@ extern "C" const bn_backend_ops bn_cuda_backend = {
     bn_cuda_prewarm,
     bn_cuda_prewarm_wait,
     bn_cuda_forward_top,
+    bn_cuda_maybe_present,
 };

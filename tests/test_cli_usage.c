@@ -23,6 +23,9 @@ static void test_usage_errors_exit_2(void **state) {
         {"bench -m x.gguf -f prompt.txt", "bench does not use -f"},
         {"bench -m x.gguf --seed 3", "sampling flags (--temp, --top-k, ...) only with --concurrency"},
         {"generate -m x.gguf -p hi -r 3", "generate does not use -r"},
+        {"bench -m x.gguf --no-cpu-start", "bench does not use --no-cpu-start"}, // bench times one backend
+        {"serve -m x.gguf --no-cpu-start", "serve does not use --no-cpu-start"},
+        {"generate -m x.gguf -p hi --no-cpu-start=1", "error: --no-cpu-start does not take a value"},
         {"generate -m x.gguf -p hi --system 'be brief'", "--system needs --chat"},
         // Other usage errors: exit 2 too, wherever they are found.
         {"generate -m x.gguf -p hi --backend gpu", "--backend expects one of auto|cpu|cuda|reference"},

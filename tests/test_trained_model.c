@@ -17,7 +17,8 @@
 //   - the CUDA backend, where a GPU is usable, the same way as a SIMD kernel set
 //     (scripts/gpu-check.sh runs this with BITNET_REQUIRE_GPU=1: no GPU fails);
 //   - the public API (engine, session, greedy sampler, streamed text) prints the
-//     reference's text, as `bitnet-gpu generate --greedy` does.
+//     reference's text, as `bitnet-gpu generate --greedy` does; on a GPU also
+//     from a session started on the CPU that moves to CUDA at several steps.
 // A trained model is not chaotic like a random deep one, so these margins hold
 // at full depth: a wrong kernel shows up as a wrong token, not as noise.
 #include "golden_case.h"
@@ -30,6 +31,7 @@
 #include "argmax.h"
 #include "backend.h"
 #include "bitnet.h"
+#include "engine_internal.h"
 #include "kernels.h"
 #include "model.h"
 #include "tokenizer/tokenizer.h"
@@ -264,8 +266,10 @@ static int collect(void *user, int32_t id, const char *text, size_t len) {
     return 0;
 }
 
-static void test_engine_text(void **state) {
-    (void)state;
+// Every case through the public API on sessions made with p; with moves, the
+// session starts on the CPU and moves at poll moves[c % 4] + 1 (each step
+// polls once: these prompts are under 32 tokens), and must end on p->backend.
+static void check_engine_text(const bn_session_params *p, const int *moves) {
     bn_engine *e;
     bn_session *s;
     bn_error err;
@@ -276,20 +280,43 @@ static void test_engine_text(void **state) {
     for (int c = 0; c < fx.n_cases; c++) {
         const ref_case *r = &fx.cases[c];
         if (fx.scalar_logits[c] && fx.scalar_n[c] < N_GEN) continue; // a near tie went the other way
-        if (bn_session_create(e, &(bn_session_params){.backend = "cpu"}, &s, &err))
-            fail_msg("%s", err.msg);
+        if (moves) bn_opening_test_set(moves[c % 4], NULL);
+        if (bn_session_create(e, p, &s, &err)) fail_msg("%s", err.msg);
+        if (moves) assert_true(bn_session_opening(s));
         int32_t *ids;
         size_t n;
         assert_int_equal(bn_engine_tokenize(e, r->prompt, true, false, &ids, &n, &err), 0);
         text_buf out = {.len = 0};
-        assert_int_equal(bn_session_generate(s, ids, n, N_GEN, &greedy, collect, &out, NULL, &err),
-                         0);
+        if (bn_session_generate(s, ids, n, N_GEN, &greedy, collect, &out, NULL, &err)) fail_msg("%s", err.msg);
         out.data[out.len] = 0;
         assert_string_equal(out.data, r->text);
+        if (moves) {
+            assert_string_equal(bn_session_backend(s), p->backend);
+            assert_non_null(strstr(bn_session_backend_note(s), "moved after"));
+        }
         free(ids);
         bn_session_free(s);
     }
+    bn_opening_test_set(-1, NULL);
     bn_engine_free(e);
+}
+
+static void test_engine_text(void **state) {
+    (void)state;
+    check_engine_text(&(bn_session_params){.backend = "cpu"}, NULL);
+}
+
+// Started on the CPU while CUDA opens, moved to it at the first step, the
+// second, the 11th or the 40th: the same text (the GPU's cache is its own
+// prefill of the CPU's tokens). scripts/gpu-check.sh requires it.
+static void test_cuda_cpu_start(void **state) {
+    (void)state;
+    const bn_backend_ops *cuda = bn_backend_find("cuda");
+    bn_error err = {{0}};
+    BN_REQUIRE_GPU(!cuda ? "built without CUDA" : cuda->probe(&err) ? err.msg : NULL,
+                   "no usable GPU (BITNET_REQUIRE_GPU=1): %s", "SKIP: cuda: %s\n");
+    static const int moves[4] = {0, 1, 10, 39};
+    check_engine_text(&(bn_session_params){.backend = "cuda", .cpu_start = true}, moves);
 }
 
 int main(void) {
@@ -299,6 +326,7 @@ int main(void) {
         cmocka_unit_test(test_avx2),
         cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_cuda_backend),
+        cmocka_unit_test(test_cuda_cpu_start),
         cmocka_unit_test(test_engine_text),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

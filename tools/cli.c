@@ -90,6 +90,8 @@ static const flag_def flags[] = {
      "require \"Authorization: Bearer KEY\" on every request"},
     {{"--timeout"}, BN_FLAGS_SERVE, INT, AT(timeout), 1, 86400, NULL, "S",
      "close a connection idle for S seconds while it sends a request (default 30)"},
+    {{"--no-cpu-start"}, BN_FLAGS_CPU_START, SWITCH, AT(no_cpu_start), 0, 0, NULL, "",
+     "with a GPU backend, wait for it instead of starting on the CPU while it opens"},
     {{"--concurrency"}, BN_FLAGS_CONCURRENCY, STRING, AT(concurrency), 0, 0, NULL, "N,N,...",
      "aggregate tokens/s with this many streams batched, e.g. 1,4,16,64"},
 };
@@ -215,6 +217,10 @@ int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, i
         }
     }
     f->session.lm_head_q8 = f->lm_head && !strcmp(f->lm_head, "q8");
+    // A GPU's start is what the CPU covers; the reference backend is asked for
+    // its own arithmetic from the first token.
+    f->session.cpu_start = (accept & BN_FLAGS_CPU_START) && !f->no_cpu_start &&
+                           (!strcmp(f->session.backend, "auto") || !strcmp(f->session.backend, "cuda"));
     const int cpus = cpus_available();
     if (f->session.n_threads > cpus) {
         fprintf(stderr, "note: -t %d is more than the %d CPUs this process may use; using %d\n",

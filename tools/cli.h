@@ -31,6 +31,7 @@ typedef struct bn_run_flags {
     const char *api_key;    // serve: --api-key
     int timeout;            // serve: --timeout, seconds (30)
     const char *concurrency; // bench: --concurrency 1,4,16,64
+    bool no_cpu_start;      // --no-cpu-start (session.cpu_start is set from it)
     bn_session_params session;
     bn_sampling sampling;
     bool sampling_given;    // a sampling flag was on the command line
@@ -52,6 +53,7 @@ enum {
     BN_FLAGS_REPS = 1 << 9,     // -r
     BN_FLAGS_SERVE = 1 << 10,   // --host --port --parallel --api-key --timeout
     BN_FLAGS_CONCURRENCY = 1 << 11, // --concurrency
+    BN_FLAGS_CPU_START = 1 << 12, // --no-cpu-start; without it, session.cpu_start is on for auto and cuda
 };
 
 // Parses argv[1..] into f (defaults filled first), taking the flags of the groups

@@ -12,7 +12,8 @@
 
 #define GENERATE_FLAGS                                                                    \
     (BN_FLAGS_PROMPT | BN_FLAGS_FILE | BN_FLAGS_PREDICT | BN_FLAGS_SAMPLING |             \
-     BN_FLAGS_BACKEND | BN_FLAGS_CHAT | BN_FLAGS_SYSTEM | BN_FLAGS_BOS | BN_FLAGS_JSON)
+     BN_FLAGS_BACKEND | BN_FLAGS_CPU_START | BN_FLAGS_CHAT | BN_FLAGS_SYSTEM |             \
+     BN_FLAGS_BOS | BN_FLAGS_JSON)
 #define GENERATE_SYNOPSIS "-m MODEL (-p PROMPT | -f FILE) [options]"
 
 typedef struct {
@@ -53,6 +54,7 @@ static void print_json(const bn_run *r, const int32_t *prompt, size_t n_prompt, 
     bn_add_ids_json(o, "generated_ids", c->ids, c->n_ids);
     cJSON_AddStringToObject(o, "text", c->text.data ? c->text.data : "");
     cJSON_AddStringToObject(o, "backend", bn_session_backend(r->session));
+    cJSON_AddStringToObject(o, "backend_note", bn_session_backend_note(r->session));
     const char *kernels = bn_session_cpu_kernels(r->session);
     if (kernels) cJSON_AddStringToObject(o, "cpu_kernels", kernels);
     bn_add_timings_json(o, r, t);

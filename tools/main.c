@@ -1,10 +1,12 @@
 // main.c - the bitnet-gpu command line: dispatches to one subcommand.
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bitnet.h"
 #include "commands.h"
 #include "io.h"
+#include "run.h"
 
 static const struct {
     const char *name;
@@ -53,6 +55,10 @@ static int run_command(int argc, char **argv) {
 int main(int argc, char **argv) {
     bn_guard_std_fds();
     int rc = run_command(argc, argv);
+    if (bn_run_left_open()) { // see run.h: the output, then the end, now
+        if (rc == 0 && bn_finish_stdout()) rc = 1;
+        _exit(rc);
+    }
     bn_backend_prewarm_wait(); // before exit() runs the CUDA runtime's own exit handlers
     // Output that never arrived is a failure, whatever the command thought (a
     // command that failed has said why already).

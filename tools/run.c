@@ -24,14 +24,23 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
     fprintf(stderr, "backend: %s (%s), context %d%s%s\n", bn_session_backend(r->session),
             bn_session_backend_note(r->session), bn_session_n_ctx(r->session),
             kernels ? ", CPU kernels " : "", kernels ? kernels : "");
+    snprintf(r->opened_on, sizeof r->opened_on, "%s", bn_session_backend(r->session));
     return 0;
 }
 
+static bool g_left_open;
+
 void bn_run_close(bn_run *r) {
+    if (r->session && bn_session_opening(r->session)) {
+        g_left_open = true;
+        return;
+    }
     bn_session_free(r->session);
     bn_engine_free(r->engine);
     *r = (bn_run){0};
 }
+
+bool bn_run_left_open(void) { return g_left_open; }
 
 int bn_run_prompt(const bn_run *r, const bn_run_flags *f, const char *text, bool first_turn,
                   bool close_previous, int32_t **ids, size_t *n) {
@@ -70,6 +79,9 @@ void bn_print_timings(const bn_run *r, const bn_timings *t) {
             bn_engine_load_ms(r->engine), t->backend_ms, t->n_prompt, t->prefill_ms,
             bn_per_second(t->n_prompt, t->prefill_ms), t->n_gen, bn_ms_per_token(t),
             bn_per_second(n_steps, t->decode_ms), bn_session_backend(r->session));
+    if (strcmp(r->opened_on, bn_session_backend(r->session)))
+        fprintf(stderr, "backend: now %s (%s)\n", bn_session_backend(r->session),
+                bn_session_backend_note(r->session));
     if (t->stop == BN_STOP_CONTEXT)
         fprintf(stderr, "note: stopped after %d tokens: the context (%d tokens) is full; -c sets "
                         "a larger one\n",

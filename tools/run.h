@@ -11,12 +11,20 @@
 typedef struct bn_run {
     bn_engine *engine;
     bn_session *session;
+    char opened_on[16]; // the session's backend when it was opened
 } bn_run;
 
 // Loads the model and creates the session; prints what it chose on stderr.
 // On failure prints one `error:` line and returns -1 (r is then empty).
 int bn_run_open(const bn_run_flags *f, bn_run *r);
+// Frees the run, except a session whose backend is still opening on a thread
+// (the job ended on the CPU before the GPU was ready): freeing would wait for
+// the GPU's start, so it is left to the process's end (bn_run_left_open).
 void bn_run_close(bn_run *r);
+// Whether a run was left open: the process should then end with _exit once its
+// output is out, neither waiting for that start nor running the CUDA runtime's
+// exit handlers beside it.
+bool bn_run_left_open(void);
 
 // Tokenizes one user prompt: with --chat, in the 2B-4T chat format (first_turn
 // adds BOS and the system prompt); else plain text, BOS unless --no-bos.

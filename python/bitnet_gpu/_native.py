@@ -52,6 +52,7 @@ class SessionParams(ctypes.Structure):
         ("n_ctx", c_int),
         ("lm_head_q8", c_bool),
         ("cpu_kernels", c_char_p),
+        ("cpu_start", c_bool),  # off here: a session stays on the backend it opened
     ]
 
 
