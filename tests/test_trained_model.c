@@ -243,13 +243,18 @@ static void test_avx512(void **state) {
     check_kernels("avx512");
 }
 
-static void test_cuda_backend(void **state) {
-    (void)state;
+// The CUDA backend, or a skip (a failure under BITNET_REQUIRE_GPU=1).
+static const bn_backend_ops *require_cuda(void) {
     const bn_backend_ops *cuda = bn_backend_find("cuda");
     bn_error err = {{0}};
     BN_REQUIRE_GPU(!cuda ? "built without CUDA" : cuda->probe(&err) ? err.msg : NULL,
                    "no usable GPU (BITNET_REQUIRE_GPU=1): %s", "SKIP: cuda: %s\n");
-    check_backend(cuda, "cuda", NULL);
+    return cuda;
+}
+
+static void test_cuda_backend(void **state) {
+    (void)state;
+    check_backend(require_cuda(), "cuda", NULL);
 }
 
 typedef struct text_buf {
@@ -311,10 +316,7 @@ static void test_engine_text(void **state) {
 // prefill of the CPU's tokens). scripts/gpu-check.sh requires it.
 static void test_cuda_cpu_start(void **state) {
     (void)state;
-    const bn_backend_ops *cuda = bn_backend_find("cuda");
-    bn_error err = {{0}};
-    BN_REQUIRE_GPU(!cuda ? "built without CUDA" : cuda->probe(&err) ? err.msg : NULL,
-                   "no usable GPU (BITNET_REQUIRE_GPU=1): %s", "SKIP: cuda: %s\n");
+    (void)require_cuda();
     static const int moves[4] = {0, 1, 10, 39};
     check_engine_text(&(bn_session_params){.backend = "cuda", .cpu_start = true}, moves);
 }
