@@ -71,7 +71,7 @@ void bn_add_ids_json(cJSON *o, const char *key, const int32_t *ids, size_t n) {
     cJSON_AddItemToObject(o, key, n ? cJSON_CreateIntArray(ids, (int)n) : cJSON_CreateArray());
 }
 
-void bn_print_timings(const bn_run *r, const bn_timings *t) {
+void bn_print_timings(bn_run *r, const bn_timings *t) {
     const int n_steps = bn_decode_steps(t);
     fprintf(stderr,
             "timings: load %.0f ms + backend %.0f ms | prompt %d tokens, %.1f ms (%.1f tok/s) | "
@@ -79,9 +79,11 @@ void bn_print_timings(const bn_run *r, const bn_timings *t) {
             bn_engine_load_ms(r->engine), t->backend_ms, t->n_prompt, t->prefill_ms,
             bn_per_second(t->n_prompt, t->prefill_ms), t->n_gen, bn_ms_per_token(t),
             bn_per_second(n_steps, t->decode_ms), bn_session_backend(r->session));
-    if (strcmp(r->opened_on, bn_session_backend(r->session)))
+    if (strcmp(r->opened_on, bn_session_backend(r->session))) { // said once (chat prints every turn)
         fprintf(stderr, "backend: now %s (%s)\n", bn_session_backend(r->session),
                 bn_session_backend_note(r->session));
+        snprintf(r->opened_on, sizeof r->opened_on, "%s", bn_session_backend(r->session));
+    }
     if (t->stop == BN_STOP_CONTEXT)
         fprintf(stderr, "note: stopped after %d tokens: the context (%d tokens) is full; -c sets "
                         "a larger one\n",
