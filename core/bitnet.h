@@ -127,10 +127,13 @@ typedef struct bn_session_params {
     // Start on the CPU at once while the backend named above opens on a thread,
     // and move to it between two steps once it is open (it first reads the
     // tokens so far). For a backend other than "cpu" that may be present ("auto"
-    // and "cuda": a GPU device exists), without lm_head_q8; otherwise ignored.
-    // The tokens computed before the move come from the CPU's logits, which agree
-    // with a GPU's to rounding, so a near-tie may go the other way than on the
-    // GPU alone; false (the default) keeps a session on one backend throughout.
+    // and "cuda": a GPU device exists), without lm_head_q8, and where the CPU
+    // backend opens with these parameters; otherwise ignored. A named backend
+    // that fails to open fails the step that finds out and every later one;
+    // under "auto" the session stays on the CPU. The tokens computed before the
+    // move come from the CPU's logits, which agree with a GPU's to rounding, so
+    // a near tie may go the other way than on the GPU alone; false (the
+    // default) keeps a session on one backend throughout.
     bool cpu_start;
 } bn_session_params;
 
@@ -146,10 +149,11 @@ BN_API int bn_session_create(bn_engine *e, const bn_session_params *p, bn_sessio
 BN_API void bn_backend_prewarm(const char *backend);
 BN_API void bn_backend_prewarm_wait(void);
 BN_API void bn_session_free(bn_session *s);
-// cpu_start: whether the session's backend is still opening on a thread
-// (bn_session_free waits for it), and a wait for it to open and the move to it
-// (0 when nothing is opening; -1 where it fails and the session's backend was
-// named rather than "auto", err says why).
+// cpu_start: whether the session has not yet moved to the backend opening on
+// a thread (it may have finished opening: the move comes at the next step;
+// bn_session_free waits for the thread), and a wait for it to open and the
+// move to it (0 when nothing is opening; -1 where it fails and the session's
+// backend was named rather than "auto", err says why).
 BN_API bool bn_session_opening(const bn_session *s);
 BN_API int bn_session_wait_backend(bn_session *s, bn_error *err);
 // Name of the backend in use, and why it was picked (for "auto").

@@ -28,6 +28,8 @@ struct bn_session {
     bn_opened be;     // the backend, its note, context and creation time
     bn_opening *opening; // cpu_start: the backend asked for, opening (NULL: none, or moved)
     bool named;          // that backend was named, not "auto": its failure is an error
+    bool broken;         // it failed (named): every later step fails with why_broken
+    bn_error why_broken;
     int32_t *history; // n_ctx + 1: the last sampled token may not fit in the cache
     int n_hist;
     int n_past;       // history[0..n_past) is in the KV cache
@@ -41,10 +43,15 @@ int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out
     bn_session *s = calloc(1, sizeof *s);
     if (!s) return bn_errorf(err, "out of memory");
     s->engine = e;
-    if (bn_backend_starts_on_cpu(p)) {
+    bool on_cpu = false;
+    if (bn_backend_starts_on_cpu(p)) { // where the CPU cannot open (say its kernel set), as without
         bn_session_params cpu = *p;
+        bn_error why;
         cpu.backend = "cpu";
-        if (bn_backend_open(e, &cpu, 1, &s->be, err) || bn_opening_start(e, p, &s->opening, err)) goto fail;
+        on_cpu = bn_backend_open(e, &cpu, 1, &s->be, &why) == 0;
+    }
+    if (on_cpu) {
+        if (bn_opening_start(e, p, &s->opening, err)) goto fail;
         s->named = p->backend && *p->backend && strcmp(p->backend, "auto");
         snprintf(s->be.note, sizeof s->be.note, "starting here while %.60s opens on a thread",
                  s->named ? p->backend : "auto");
@@ -99,9 +106,11 @@ double bn_session_read_bandwidth_gbs(const bn_session *s) {
 }
 
 // With a backend opening (cpu_start): once it is open (wait: wait for it), the
-// move to it. A failure is the caller's error where the backend was named; under
-// "auto" the session stays on the CPU, saying why.
+// move to it. A failure is the caller's error where the backend was named, at
+// this step and every later one (the session never ran on what was asked for);
+// under "auto" the session stays on the CPU, saying why.
 static int settle_opening(bn_session *s, bool wait, bn_error *err) {
+    if (s->broken) return bn_errorf(err, "%s", s->why_broken.msg);
     if (!s->opening) return 0;
     bn_opened o;
     bn_error why = {{0}};
@@ -122,7 +131,11 @@ static int settle_opening(bn_session *s, bool wait, bn_error *err) {
         r = -1;
     }
     if (r < 0) {
-        if (s->named) return bn_errorf(err, "%s", why.msg);
+        if (s->named) {
+            s->broken = true;
+            s->why_broken = why;
+            return bn_errorf(err, "%s", why.msg);
+        }
         snprintf(s->be.note, sizeof s->be.note, "auto: using the CPU (%.240s)", why.msg);
         return 0;
     }
@@ -221,7 +234,7 @@ const char *bn_stop_name(bn_stop stop) {
 int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, int n_predict,
                         const bn_sampling *sp, bn_token_fn on_token, void *user,
                         bn_timings *timings, bn_error *err) {
-    bn_timings t = {.backend_ms = s->be.ms};
+    bn_timings t = {0};
     bn_sampler *smp = NULL;
     bn_sampling greedy = bn_sampling_greedy();
     if (bn_sampler_create(sp ? sp : &greedy, (int32_t)s->engine->model->hp.n_vocab, &smp, err))
@@ -267,6 +280,7 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
     if (on_token && n_tail) on_token(user, -1, tail, n_tail);
     rc = 0;
 done:
+    t.backend_ms = s->be.ms; // after a move (cpu_start), the opening of the backend moved to
     if (timings) *timings = t;
     bn_sampler_free(smp);
     return rc;

@@ -25,8 +25,9 @@
 //   the .x/.y words of the two rows' chunks feed one mma, .z/.w a second, and B
 //   is the matching 16 bytes of x[token g] - no shuffles, no shared memory.
 // - x (n <= 64 rows of K) is read through L1, where every warp of the SM finds
-//   it; the weights bypass L1 (ld.global.nc.L1::no_allocate) so they do not
-//   evict it. Tokens 8i..8i+7 are n-tile i (NTILES = 1, 2, 4 or 8 of them, the
+//   it while it fits (16 f16 rows of the 2B-4T head are 80 KB; 64 rows, 320 KB,
+//   do not, and come from L2 as well); the weights bypass L1
+//   (ld.global.nc.L1::no_allocate) so they do not evict it. Tokens 8i..8i+7 are n-tile i (NTILES = 1, 2, 4 or 8 of them, the
 //   fewest that hold n); tokens past n get zero B fragments and their results
 //   are not stored. So 64 streams read the head once a step, not 4 times.
 // - Block: 256 threads = 2 row tiles (32 rows) x 4 warps splitting K (warp ks
@@ -147,7 +148,7 @@ __device__ __forceinline__ void bn_grid_argmax(float bv, int bi, int2 *__restric
 // hold, which caps the registers (65536 / (256 * blocks)). A lane holds 4 *
 // NTILES accumulators and 8 * U registers of weights in flight. Up to 2 tiles:
 // U = 4 within 64 registers (4 blocks, 128 KiB in flight an SM). 4 and 8 tiles:
-// U = 2 within 85 and 128 registers (3 and 2 blocks, 48 and 32 KiB in flight an
+// U = 2 within 80 and 128 registers (3 and 2 blocks, 48 and 32 KiB in flight an
 // SM: 6.3 and 4.2 MB on 132 SMs; by Little's law 4.8 TB/s at a loaded memory
 // latency near 0.7 us, an estimate not measured here, needs 3.4 MB).
 __host__ __device__ constexpr int bn_head_u(int ntiles) { return ntiles <= 2 ? 4 : 2; }

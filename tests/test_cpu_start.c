@@ -135,7 +135,7 @@ static void test_moves_anywhere_exactly(void **state) {
 }
 
 // The backend asked for fails to open: an error where it was named (the tokens
-// before it stand), at the step that finds out.
+// before it stand), at the step that finds out and every later one.
 static void test_named_backend_failure_is_an_error(void **state) {
     (void)state;
     bn_opening_test_set(2, "reference backend: made to fail");
@@ -146,6 +146,13 @@ static void test_named_backend_failure_is_an_error(void **state) {
     assert_int_equal(bn_session_generate(s, prompt, N_PROMPT, N_FIRST, &greedy, collect, &r, NULL, &err), -1);
     assert_non_null(strstr(err.msg, "made to fail"));
     assert_false(bn_session_opening(s));
+    // and every later step: the session never ran on what was asked for
+    bn_error again = {{0}};
+    float logits[4096];
+    assert_int_equal(bn_session_generate(s, prompt, 3, 2, &greedy, collect, &r, NULL, &again), -1);
+    assert_string_equal(again.msg, err.msg);
+    assert_int_equal(bn_session_eval(s, prompt, 1, logits, &again), -1);
+    assert_string_equal(again.msg, err.msg);
     bn_session_free(s);
     // And through a wait.
     bn_opening_test_set(1000, "reference backend: made to fail");
@@ -173,6 +180,26 @@ static void test_free_while_opening(void **state) {
     bn_opening_test_set(-1, NULL);
 }
 
+// bn_session_eval of a long input moves between its chunks too: after the
+// first 32 tokens (poll 2), the rest on the reference backend, its logits
+// exactly the reference's for the whole input.
+static void test_eval_moves_between_chunks(void **state) {
+    (void)state;
+    static float want[4096], got[4096];
+    bn_error err;
+    bn_session *s = open_session("reference", false);
+    if (bn_session_eval(s, prompt, N_PROMPT, want, &err)) fail_msg("%s", err.msg);
+    bn_session_free(s);
+    bn_opening_test_set(1, NULL);
+    s = open_session("reference", true);
+    if (bn_session_eval(s, prompt, N_PROMPT, got, &err)) fail_msg("%s", err.msg);
+    assert_string_equal(bn_session_backend(s), "reference");
+    assert_non_null(strstr(bn_session_backend_note(s), "moved after 32 tokens"));
+    assert_memory_equal(got, want, sizeof(float) * (size_t)bn_engine_info(engine).n_vocab);
+    bn_session_free(s);
+    bn_opening_test_set(-1, NULL);
+}
+
 // Where it does not apply, a session opens its backend as without it.
 static void test_not_applied(void **state) {
     (void)state;
@@ -180,6 +207,8 @@ static void test_not_applied(void **state) {
         {.backend = "cpu", .cpu_start = true},                     // already the CPU
         {.backend = "reference", .cpu_start = true, .lm_head_q8 = true}, // the CPU would quantize its head
         {.backend = "reference", .cpu_start = false},
+        // the CPU cannot open with these (the reference backend reads no kernel set)
+        {.backend = "reference", .cpu_start = true, .cpu_kernels = "bogus"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bn_session_params p = cases[i];
@@ -200,6 +229,7 @@ int main(void) {
         cmocka_unit_test(test_moves_anywhere_exactly),
         cmocka_unit_test(test_named_backend_failure_is_an_error),
         cmocka_unit_test(test_free_while_opening),
+        cmocka_unit_test(test_eval_moves_between_chunks),
         cmocka_unit_test(test_not_applied),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -57,6 +57,7 @@ int main(int argc, char **argv) {
     int rc = run_command(argc, argv);
     if (bn_run_left_open()) { // see run.h: the output, then the end, now
         if (rc == 0 && bn_finish_stdout()) rc = 1;
+        fflush(stdout); // after a failure too: _exit flushes nothing
         _exit(rc);
     }
     bn_backend_prewarm_wait(); // before exit() runs the CUDA runtime's own exit handlers

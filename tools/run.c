@@ -25,6 +25,7 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
             bn_session_backend_note(r->session), bn_session_n_ctx(r->session),
             kernels ? ", CPU kernels " : "", kernels ? kernels : "");
     snprintf(r->opened_on, sizeof r->opened_on, "%s", bn_session_backend(r->session));
+    snprintf(r->asked, sizeof r->asked, "%s", f->session.backend ? f->session.backend : "auto");
     return 0;
 }
 
@@ -32,6 +33,9 @@ static bool g_left_open;
 
 void bn_run_close(bn_run *r) {
     if (r->session && bn_session_opening(r->session)) {
+        if (strcmp(r->asked, "auto")) // a named backend that this run never used
+            fprintf(stderr, "note: the run ended on the CPU before %s was open (--no-cpu-start waits for it)\n",
+                    r->asked);
         g_left_open = true;
         return;
     }

@@ -12,6 +12,7 @@ typedef struct bn_run {
     bn_engine *engine;
     bn_session *session;
     char opened_on[16]; // the session's backend when it was opened, or last said
+    char asked[16];     // the backend the flags asked for ("auto" unless named)
 } bn_run;
 
 // Loads the model and creates the session; prints what it chose on stderr.
@@ -19,7 +20,8 @@ typedef struct bn_run {
 int bn_run_open(const bn_run_flags *f, bn_run *r);
 // Frees the run, except a session whose backend is still opening on a thread
 // (the job ended on the CPU before the GPU was ready): freeing would wait for
-// the GPU's start, so it is left to the process's end (bn_run_left_open).
+// the GPU's start, so it is left to the process's end (bn_run_left_open). A
+// note on stderr says so where that backend was named (--backend cuda).
 void bn_run_close(bn_run *r);
 // Whether a run was left open: the process should then end with _exit once its
 // output is out, neither waiting for that start nor running the CUDA runtime's
