@@ -103,9 +103,10 @@ class Server:
 
 
 def generate(prompt, n, *extra):
-    """What `bitnet-gpu generate` makes of the prompt: (text, prompt token count)."""
+    """What `bitnet-gpu generate` makes of the prompt: (text, prompt token count).
+    On the one backend throughout, as the server runs (no start on the CPU while a GPU opens)."""
     r = subprocess.run([CLI, "generate", "-m", MODEL, "-p", prompt, "-n", str(n), "-t", "2", "-c", str(CTX),
-                        "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+                        "--no-cpu-start", "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     j = json.loads(r.stdout)
     return j["text"], len(j["prompt_ids"]), j["stop"]

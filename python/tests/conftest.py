@@ -28,12 +28,13 @@ def golden(model_path):
 
 @pytest.fixture(scope="session")
 def cli(model_path):
-    """cli(*flags) -> `bitnet-gpu generate -m tiny-a -t 1 --json FLAGS` as a dict."""
+    """cli(*flags) -> `bitnet-gpu generate -m tiny-a -t 1 --no-cpu-start --json FLAGS` as a dict
+    (on one backend throughout, as the package's sessions run)."""
     if not (CLI and os.access(CLI, os.X_OK)):
         pytest.skip("the CLI is not built (set BITNET_CLI)")
 
     def run(*flags):
-        cmd = [CLI, "generate", "-m", model_path, "-t", "1", "--json", *map(str, flags)]
+        cmd = [CLI, "generate", "-m", model_path, "-t", "1", "--no-cpu-start", "--json", *map(str, flags)]
         r = subprocess.run(cmd, capture_output=True, timeout=120)
         assert r.returncode == 0, r.stderr.decode()
         # The text is the tokens' bytes, invalid UTF-8 included; the package
