@@ -41,6 +41,7 @@ if [ "${1:-}" = --binaries ]; then printf '%s\n' "${binaries[@]}"; exit 0; fi
 fixtures=${BITNET_FIXTURES:-$(pwd)/../shared/fixtures}
 out=${BITNET_GPU_OUT:-gpu-check-out}
 mkdir -p "$out"
+: >"$out/summary.txt"
 # BITNET_SOURCE_DIR: the files the repository ships (models/, tests/golden/) are
 # read from this tree, wherever the binaries were built.
 export BITNET_FIXTURES=$fixtures BITNET_REQUIRE_GPU=1 BITNET_REQUIRE_FIXTURES=1 BITNET_SOURCE_DIR=$PWD
@@ -67,6 +68,9 @@ step() {
     failed=1
     summary+=("$(printf '%-28s FAIL  %6.1f s  (exit %d, see %s/%s.log)' "$name" "$(awk "BEGIN{print $t1 - $t0}")" $rc "$out" "$name")")
   fi
+  # As it goes too, so that a run cut short (a machine lent for minutes) still
+  # says what it got through.
+  echo "${summary[-1]}" | tee -a "$out/summary.txt"
   return $rc
 }
 
