@@ -52,7 +52,7 @@ class SessionParams(ctypes.Structure):
         ("n_ctx", c_int),
         ("lm_head_q8", c_bool),
         ("cpu_kernels", c_char_p),
-        ("cpu_start", c_bool),  # off here: a session stays on the backend it opened
+        ("cpu_start", c_bool),
     ]
 
 
@@ -99,6 +99,7 @@ _API = {
     "bn_session_backend": (c_char_p, [c_void_p]),
     "bn_session_backend_note": (c_char_p, [c_void_p]),
     "bn_session_cpu_kernels": (c_char_p, [c_void_p]),
+    "bn_session_wait_backend": (c_int, [c_void_p, _E]),
     "bn_session_n_ctx": (c_int, [c_void_p]),
     "bn_session_reset": (None, [c_void_p]),
     "bn_session_generate": (

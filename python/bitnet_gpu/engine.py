@@ -233,7 +233,14 @@ class Engine:
 
     Engine(model_path, backend="auto"|"cpu"|"cuda"|"reference", threads=None (physical
     cores), n_ctx=None (the model's), lm_head_q8=False, tokenizer=None (a
-    tokenizer.json instead of the GGUF's vocabulary), cpu_kernels=None).
+    tokenizer.json instead of the GGUF's vocabulary), cpu_kernels=None,
+    cpu_start=False).
+
+    cpu_start=True: where a GPU may be present, the engine is ready at once on
+    the CPU while the GPU backend opens on a thread, and moves to it between two
+    tokens once it is open (bitnet.h: bn_session_params.cpu_start); backend,
+    backend_note and cpu_kernels then say where it is after each generation,
+    and wait_backend() waits for the move.
 
     One generation at a time per engine (calls from several threads take
     turns); separate engines run in parallel. Each generate() starts from an
@@ -250,6 +257,7 @@ class Engine:
         lm_head_q8: bool = False,
         tokenizer: Optional[Union[str, os.PathLike]] = None,
         cpu_kernels: Optional[str] = None,
+        cpu_start: bool = False,
     ):
         self._e = self._s = self._running = None  # _running: the _Run generating now, if any
         self._lock = threading.Lock()
@@ -265,6 +273,7 @@ class Engine:
             n_ctx=n_ctx or 0,
             lm_head_q8=lm_head_q8,
             cpu_kernels=None if cpu_kernels is None else cpu_kernels.encode(),
+            cpu_start=cpu_start,
         )
         s = ctypes.c_void_p()
         _check(lib.bn_session_create(self._e, ctypes.byref(params), ctypes.byref(s), ctypes.byref(err)), err)
@@ -272,9 +281,7 @@ class Engine:
         i = lib.bn_engine_info(self._e)
         self.info = ModelInfo(_str(i.arch), *(getattr(i, f) for f in ModelInfo._fields[1:]))
         self.load_ms = lib.bn_engine_load_ms(self._e)
-        self.backend = _str(lib.bn_session_backend(self._s))  # "cpu", "cuda" or "reference"
-        self.backend_note = _str(lib.bn_session_backend_note(self._s))  # why that one
-        self.cpu_kernels = _str(lib.bn_session_cpu_kernels(self._s))  # None on a GPU
+        self._read_backend()
         self.n_ctx = lib.bn_session_n_ctx(self._s)
         self.add_bos = bool(lib.bn_engine_add_bos(self._e))  # generate() starts a text with BOS
 
@@ -300,6 +307,22 @@ class Engine:
     def __del__(self):
         if getattr(self, "_lock", None) is not None:
             self.close()
+
+    def _read_backend(self):
+        """The session's backend now (with cpu_start it may move at any step)."""
+        self.backend = _str(lib.bn_session_backend(self._s))  # "cpu", "cuda" or "reference"
+        self.backend_note = _str(lib.bn_session_backend_note(self._s))  # why that one
+        self.cpu_kernels = _str(lib.bn_session_cpu_kernels(self._s))  # None on a GPU
+
+    def wait_backend(self):
+        """cpu_start: waits until the backend asked for is open and moves to it (at
+        once when nothing is opening); raises BitnetError where it failed to open."""
+        err = N.Error()
+        with self._lock:
+            self._handle()
+            rc = lib.bn_session_wait_backend(self._s, ctypes.byref(err))
+            self._read_backend()
+        _check(rc, err)
 
     def _handle(self):
         if not self._e:
@@ -397,5 +420,6 @@ class Engine:
                                              ctypes.byref(t), ctypes.byref(err))
             finally:
                 self._running = None
+                self._read_backend()
         _check(rc, err)
         return run.finish(ids, t)

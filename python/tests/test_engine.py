@@ -122,6 +122,22 @@ def test_tokens(engine, golden):
     assert len(engine.tokenize("<|eot_id|>", bos=False)) > 1  # plain text unless special
 
 
+def test_cpu_start_moves_and_keeps_the_tokens(model_path, golden):
+    """cpu_start onto the reference backend, starting on the scalar CPU kernels (which compute its
+    arithmetic bit for bit): ready on the CPU at once, the same tokens as on the reference alone
+    wherever the move came, and on the reference after wait_backend()."""
+    case = golden[0]
+    with Engine(model_path, backend="reference", threads=1) as ref:
+        want = ref.generate(case["prompt"], max_tokens=8, greedy=True).ids
+    with Engine(model_path, backend="reference", threads=1, cpu_kernels="scalar", cpu_start=True) as e:
+        assert e.backend == "cpu" and "starting here while reference opens" in e.backend_note
+        assert e.generate(case["prompt"], max_tokens=8, greedy=True).ids == want
+        e.wait_backend()
+        assert e.backend == "reference" and "moved after" in e.backend_note and e.cpu_kernels is None
+        assert e.generate(case["prompt"], max_tokens=8, greedy=True).ids == want
+        e.wait_backend()  # nothing left to wait for
+
+
 def test_max_tokens_none_runs_to_the_context(model_path):
     with Engine(model_path, threads=1, n_ctx=24) as e:
         r = e.generate("2+2=", max_tokens=None, greedy=True)
