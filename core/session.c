@@ -25,16 +25,16 @@
 
 struct bn_session {
     bn_engine *engine;
-    bn_opened be;     // the backend, its note, context and creation time
+    bn_opened be;        // the backend, its note, context and creation time
     bn_opening *opening; // cpu_start: the backend asked for, opening (NULL: none, or moved)
     bool named;          // that backend was named, not "auto": its failure is an error
     bool broken;         // it failed (named): every later step fails with why_broken
     bn_error why_broken;
-    int32_t *history; // n_ctx + 1: the last sampled token may not fit in the cache
+    int32_t *history;    // n_ctx + 1: the last sampled token may not fit in the cache
     int n_hist;
-    int n_past;       // history[0..n_past) is in the KV cache
-    int32_t *pos;     // pos[i] = i: a call's positions are the slice at n_past
-    float *logits;    // n_vocab
+    int n_past;          // history[0..n_past) is in the KV cache
+    int32_t *pos;        // pos[i] = i: a call's positions are the slice at n_past
+    float *logits;       // n_vocab
 };
 
 int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err) {
