@@ -190,6 +190,8 @@ printf '%s\n' "${summary[@]}"
 grep -h "ERROR SUMMARY" "$out/memcheck.log" 2>/dev/null | tail -1
 grep -h "RACECHECK SUMMARY" "$out/racecheck_attention.log" 2>/dev/null | tail -1
 grep -hE "^(start-up|device-to-device|decode at|prefill|model |GEMV limit)" "$out/bench_cuda.log" 2>/dev/null
+# The LM head at 1, 16 and 64 rows (64: one pass for 64 streams, new since e375702).
+grep -hE "^lm_head" "$out/bench_cuda.log" 2>/dev/null
 # The decode attention's two forms side by side (the one-kernel form is opt-in until measured).
 grep -hE "^attention decode( \(ctx = K\)|, one kernel)" "$out/bench_cuda.log" 2>/dev/null
 # Each opt-in decode variant against the default at its context: the ones to turn on.
