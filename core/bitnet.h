@@ -153,7 +153,8 @@ BN_API void bn_session_free(bn_session *s);
 // a thread (it may have finished opening: the move comes at the next step;
 // bn_session_free waits for the thread), and a wait for it to open and the
 // move to it (0 when nothing is opening; -1 where it fails and the session's
-// backend was named rather than "auto", err says why).
+// backend was named rather than "auto", err says why: then for good, as every
+// later step, since the session never ran on what was asked for).
 BN_API bool bn_session_opening(const bn_session *s);
 BN_API int bn_session_wait_backend(bn_session *s, bn_error *err);
 // Name of the backend in use, and why it was picked (for "auto").
@@ -197,7 +198,7 @@ typedef enum bn_stop {
 BN_API const char *bn_stop_name(bn_stop stop);
 
 typedef struct bn_timings {
-    double backend_ms;   // session creation (weights to the backend)
+    double backend_ms;   // the backend's opening (weights to it); after a cpu_start move, the moved-to one's
     double prefill_ms;   // prompt forward pass
     double decode_ms;    // all decode steps
     int n_prompt, n_gen; // tokens

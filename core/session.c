@@ -134,6 +134,7 @@ static int settle_opening(bn_session *s, bool wait, bn_error *err) {
         if (s->named) {
             s->broken = true;
             s->why_broken = why;
+            snprintf(s->be.note, sizeof s->be.note, "the backend asked for failed to open: %.240s", why.msg);
             return bn_errorf(err, "%s", why.msg);
         }
         snprintf(s->be.note, sizeof s->be.note, "auto: using the CPU (%.240s)", why.msg);

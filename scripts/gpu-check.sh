@@ -62,15 +62,17 @@ step() {
   fi
   rc=$?
   t1=$(date +%s.%N)
+  local line
   if [ $rc -eq 0 ]; then
-    summary+=("$(printf '%-28s pass  %6.1f s' "$name" "$(awk "BEGIN{print $t1 - $t0}")")")
+    line=$(printf '%-28s pass  %6.1f s' "$name" "$(awk "BEGIN{print $t1 - $t0}")")
   else
     failed=1
-    summary+=("$(printf '%-28s FAIL  %6.1f s  (exit %d, see %s/%s.log)' "$name" "$(awk "BEGIN{print $t1 - $t0}")" $rc "$out" "$name")")
+    line=$(printf '%-28s FAIL  %6.1f s  (exit %d, see %s/%s.log)' "$name" "$(awk "BEGIN{print $t1 - $t0}")" $rc "$out" "$name")
   fi
+  summary+=("$line")
   # As it goes too, so that a run cut short (a machine lent for minutes) still
   # says what it got through.
-  echo "${summary[-1]}" | tee -a "$out/summary.txt"
+  echo "$line" | tee -a "$out/summary.txt"
   return $rc
 }
 
@@ -89,7 +91,7 @@ else
   bin=build-gpu
   cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)
   STEP_TIMEOUT=1800 step build bash -c "scripts/deps.sh && scripts/build.sh $bin -DCMAKE_CUDA_ARCHITECTURES=$cap \
-    -DBITNET_FIXTURES='$fixtures'" || { printf '%s\n' "${summary[@]}"; exit 1; }
+    -DBITNET_FIXTURES='$fixtures'" || exit 1 # its line is out already
 fi
 for b in "${binaries[@]}"; do
   [ -x "$bin/$b" ] || { echo "gpu-check: $bin/$b is missing" >&2; exit 1; }

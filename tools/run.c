@@ -24,7 +24,7 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
     fprintf(stderr, "backend: %s (%s), context %d%s%s\n", bn_session_backend(r->session),
             bn_session_backend_note(r->session), bn_session_n_ctx(r->session),
             kernels ? ", CPU kernels " : "", kernels ? kernels : "");
-    snprintf(r->opened_on, sizeof r->opened_on, "%s", bn_session_backend(r->session));
+    r->opening = bn_session_opening(r->session);
     snprintf(r->asked, sizeof r->asked, "%s", f->session.backend ? f->session.backend : "auto");
     return 0;
 }
@@ -34,7 +34,8 @@ static bool g_left_open;
 void bn_run_close(bn_run *r) {
     if (r->session && bn_session_opening(r->session)) {
         if (strcmp(r->asked, "auto")) // a named backend that this run never used
-            fprintf(stderr, "note: the run ended on the CPU before %s was open (--no-cpu-start waits for it)\n",
+            fprintf(stderr, "note: the run ended on the CPU before moving to %s, which was not checked "
+                            "(--no-cpu-start waits for it)\n",
                     r->asked);
         g_left_open = true;
         return;
@@ -83,10 +84,10 @@ void bn_print_timings(bn_run *r, const bn_timings *t) {
             bn_engine_load_ms(r->engine), t->backend_ms, t->n_prompt, t->prefill_ms,
             bn_per_second(t->n_prompt, t->prefill_ms), t->n_gen, bn_ms_per_token(t),
             bn_per_second(n_steps, t->decode_ms), bn_session_backend(r->session));
-    if (strcmp(r->opened_on, bn_session_backend(r->session))) { // said once (chat prints every turn)
+    if (r->opening && !bn_session_opening(r->session)) { // said once (chat prints every turn)
         fprintf(stderr, "backend: now %s (%s)\n", bn_session_backend(r->session),
                 bn_session_backend_note(r->session));
-        snprintf(r->opened_on, sizeof r->opened_on, "%s", bn_session_backend(r->session));
+        r->opening = false;
     }
     if (t->stop == BN_STOP_CONTEXT)
         fprintf(stderr, "note: stopped after %d tokens: the context (%d tokens) is full; -c sets "

@@ -11,7 +11,7 @@
 typedef struct bn_run {
     bn_engine *engine;
     bn_session *session;
-    char opened_on[16]; // the session's backend when it was opened, or last said
+    bool opening;       // the session's backend was still opening when last said (cpu_start)
     char asked[16];     // the backend the flags asked for ("auto" unless named)
 } bn_run;
 
@@ -42,8 +42,9 @@ double bn_per_second(int n, double ms);
 // Adds key: [ids] to o (an empty array when n is 0).
 void bn_add_ids_json(cJSON *o, const char *key, const int32_t *ids, size_t n);
 
-// One summary line on stderr: load, prompt and decode speed; and, once, a line
-// saying the session has moved to another backend since it opened (cpu_start).
+// One summary line on stderr: load, prompt and decode speed; and, once, where the
+// session went since it opened on the CPU (cpu_start): the backend it moved to,
+// or why it stayed.
 void bn_print_timings(bn_run *r, const bn_timings *t);
 void bn_add_timings_json(cJSON *o, const bn_run *r, const bn_timings *t);
 

@@ -5,16 +5,25 @@ sampling, the forward pass). This layer converts arguments, collects the
 tokens the C generation loop reports, cuts the text at stop strings, and turns
 C errors into BitnetError.
 """
+import atexit
 import codecs
 import ctypes
 import os
 import queue
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Iterator, List, NamedTuple, Optional, Sequence, Union
 
 from . import _native as N
 from ._native import lib
+
+
+# Engines made with cpu_start, closed before the interpreter exits: closing waits
+# for a GPU backend still opening on its thread, which must not meet the CUDA
+# runtime's own exit handlers half-way (bitnet.h, bn_backend_prewarm_wait).
+_cpu_start_engines = weakref.WeakSet()
+atexit.register(lambda: [e.close() for e in list(_cpu_start_engines)])
 
 
 class BitnetError(Exception):
@@ -44,7 +53,7 @@ class ModelInfo(NamedTuple):
 
 @dataclass(frozen=True)
 class Timings:
-    backend_ms: float  # session creation (weights to the backend)
+    backend_ms: float  # the backend's opening (weights to it); after a cpu_start move, the moved-to one's
     prefill_ms: float  # the prompt's forward pass
     decode_ms: float  # every decode step
     prompt_tokens: int
@@ -282,6 +291,8 @@ class Engine:
         self.info = ModelInfo(_str(i.arch), *(getattr(i, f) for f in ModelInfo._fields[1:]))
         self.load_ms = lib.bn_engine_load_ms(self._e)
         self._read_backend()
+        if cpu_start:
+            _cpu_start_engines.add(self)
         self.n_ctx = lib.bn_session_n_ctx(self._s)
         self.add_bos = bool(lib.bn_engine_add_bos(self._e))  # generate() starts a text with BOS
 
@@ -316,7 +327,8 @@ class Engine:
 
     def wait_backend(self):
         """cpu_start: waits until the backend asked for is open and moves to it (at
-        once when nothing is opening); raises BitnetError where it failed to open."""
+        once when nothing is opening); raises BitnetError where a named backend
+        failed to open, as every later generation does: make a new Engine."""
         err = N.Error()
         with self._lock:
             self._handle()

@@ -112,7 +112,6 @@ class OpenAIServer:
         self.engine = engine
         self.model_name = model_name
         self.created = int(time.time())
-        self.fingerprint = f"bitnet-gpu-{engine.backend}"
 
     def models(self):
         return {"object": "list", "data": [self._model()]}
@@ -195,7 +194,7 @@ class Call:
     def _head(self, chunk):
         kind = ("chat.completion" if self.chat else "text_completion") + (".chunk" if chunk and self.chat else "")
         return {"id": self.id, "object": kind, "created": self.created, "model": self.server.model_name,
-                "system_fingerprint": self.server.fingerprint}
+                "system_fingerprint": f"bitnet-gpu-{self.server.engine.backend}"}
 
     def _usage(self, result):
         n = result.timings.generated_tokens
