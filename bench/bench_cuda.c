@@ -1,6 +1,6 @@
 // bench_cuda.c - CUDA kernel roofline and whole-model timings.
 //
-//   bench_cuda [MODEL.gguf] [--json | --json-out FILE] [--quick]
+//   bench_cuda [MODEL.gguf] [--json | --json-out FILE] [--quick] [--model-only]
 //
 // 1. Device-to-device copy bandwidth (read + write of 256 MiB): the reference.
 // 2. Each kernel on the 2B-4T shapes, weights (or KV cache) read from HBM
@@ -13,7 +13,8 @@
 //    prefill tokens/s at 512 and 4096 tokens, and the decode roofline (weight
 //    bytes a step reads / copy bandwidth).
 // --json prints everything as one JSON object instead of tables (--json-out
-// FILE: tables on stdout and the JSON into FILE); --quick skips the slow variants. Without a usable GPU it prints "no CUDA device: <reason>"
+// FILE: tables on stdout and the JSON into FILE); --quick skips the slow variants;
+// --model-only skips the kernel table (the model's timings, beside the copy bandwidth). Without a usable GPU it prints "no CUDA device: <reason>"
 // (or {"cuda": false, "reason": ...}) and exits 0.
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -395,17 +396,20 @@ done:
 
 int main(int argc, char **argv) {
     const char *model = NULL, *json_out = NULL;
-    bool want_json = false, quick = false;
+    bool want_json = false, quick = false, model_only = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) want_json = true;
         else if (strcmp(argv[i], "--json-out") == 0 && i + 1 < argc) json_out = argv[++i];
         else if (strcmp(argv[i], "--quick") == 0) quick = true;
+        else if (strcmp(argv[i], "--model-only") == 0) model_only = true;
         else if (argv[i][0] == '-')
-            return fprintf(stderr, "usage: %s [MODEL.gguf] [--json | --json-out FILE] [--quick]\n", argv[0]), 2;
+            return fprintf(stderr, "usage: %s [MODEL.gguf] [--json | --json-out FILE] [--quick] [--model-only]\n",
+                           argv[0]),
+                   2;
         else model = argv[i];
     }
 #ifndef BITNET_CUDA
-    (void)model, (void)quick, (void)json_out;
+    (void)model, (void)quick, (void)json_out, (void)model_only;
     if (want_json) printf("{\"cuda\": false, \"reason\": \"built without CUDA\"}\n");
     else printf("no CUDA device: built without CUDA\n");
     return 0;
@@ -447,7 +451,7 @@ int main(int argc, char **argv) {
         printf("start-up: driver %.0f ms, context %.0f ms\ndevice-to-device copy: %.1f GB/s (read + write)\n\n",
                init_ms, context_ms, copy_gbs);
     out_kernels = cJSON_AddArrayToObject(root, "kernels");
-    kernels(quick);
+    if (!model_only) kernels(quick);
     out_model = cJSON_AddObjectToObject(root, "model");
     if (model) model_bench(model, quick);
     else if (!json) printf("\n(pass a 2B-4T-shaped GGUF for decode/prefill timings of the whole model)\n");

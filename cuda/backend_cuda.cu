@@ -378,6 +378,7 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     be->dp4a_gemm = env_is("BITNET_CUDA_GEMM", "dp4a");
     be->gemm_tile = choose_gemm_tile();
     be->tq = hp->n_layer && be->m->layers[0].wq.act_block != 0;
+    be->tq_mma = be->tq && env_is("BITNET_CUDA_TQ", "mma");
     be->norm_last = env_is("BITNET_CUDA_NORM", "last") && !be->tq; // a TQ bitlinear quantizes its own input
     be->head_q8 = cfg && cfg->lm_head_q8;
     be->gemv_max = choose_gemv_max(be);

@@ -64,6 +64,7 @@ struct bn_backend {
     int gemm_tile;        // tokens a block of the mma GEMM takes (0: by batch size; BITNET_CUDA_GEMM_TILE)
     bool norm_last;       // BITNET_CUDA_NORM=last: GEMV inputs quantized by the kernel before's last block
     bool tq;              // TQ1_0/TQ2_0 weights: every bitlinear through ternary_q8k.cu (model.h act_block)
+    bool tq_mma;          // ... on its tensor-core kernel (BITNET_CUDA_TQ=mma; off until a GPU has timed it)
     bool head_q8;         // --lm-head q8: int8 head, one scale per row (as the CPU's)
     bool batch_seqs;      // several sequences share each pass (BITNET_CUDA_BATCH=0: one run after another)
     int gemv_max;         // batches up to this many tokens take the GEMV path

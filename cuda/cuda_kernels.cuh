@@ -83,11 +83,12 @@ cudaError_t bn_cuda_rmsnorm_quant(const float *x, int64_t ldx, const float *w, i
 // bn_cuda_rmsnorm_q8k: rows x[t] (ldx apart, mode as in rmsnorm_quant; K % 256
 // == 0) into codes q[t*K + b*256 + bn_q8k_code_slot(e)] (element e of block b),
 // scales d[t*K/256 + b] and group sums bsum[(t*K/256 + b)*8 + k] (codes 32k ..
-// 32k+31 of the block). bn_cuda_ternary_q8k: y (=|+=) the I2_S rows times them.
+// 32k+31 of the block). bn_cuda_ternary_q8k: y (=|+=) the I2_S rows times them,
+// on the dp4a kernel or (mma) the tensor-core one: the same bits either way.
 cudaError_t bn_cuda_rmsnorm_q8k(const float *x, int64_t ldx, const float *w, int n_tok, int K, float eps,
                                 bn_nq_mode mode, int8_t *q, float *d, int32_t *bsum, bool pdl, cudaStream_t st);
 cudaError_t bn_cuda_ternary_q8k(const uint8_t *w, int K, int M, const int8_t *q, const float *d, const int32_t *bsum,
-                                int n, bn_cuda_rowscale rs, bool add, float *y, int64_t ldy, bool pdl,
+                                int n, bn_cuda_rowscale rs, bool add, float *y, int64_t ldy, bool mma, bool pdl,
                                 cudaStream_t st);
 // Where element e (0..255) of a block goes among its 256 codes: element 128h +
 // 32s + g to 32(g/4) + 16h + 4s + g%4, so the 32 codes lane g/4 of the product

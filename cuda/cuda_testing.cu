@@ -108,8 +108,8 @@ extern "C" int bn_cuda_test_gemv_norm(const uint8_t *w, int K, int M, const floa
 }
 
 extern "C" int bn_cuda_test_q8k(const uint8_t *w, int K, int M, const float *x, const float *norm_w, float eps,
-                                int mode, int n, const float scales[6], int r1, int r2, bool add, float *y, int8_t *q,
-                                float *d, int32_t *bsum, bn_error *err) {
+                                int mode, int n, const float scales[6], int r1, int r2, bool add, bool mma, float *y,
+                                int8_t *q, float *d, int32_t *bsum, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     if (K <= 0 || K % 256) return bn_errorf(err, "cuda_testing: K %d is not a multiple of 256", K);
     bn_dev_bufs bufs;
@@ -127,8 +127,8 @@ extern "C" int bn_cuda_test_q8k(const uint8_t *w, int K, int M, const float *x, 
     GET(dbs, NULL, sizeof(int32_t) * n * nb * 8);
     BN_CUDA_TRY(bn_cuda_i2s_sanitize(dw, (int64_t)M * K / 4, 0));
     BN_CUDA_TRY(bn_cuda_rmsnorm_q8k(dx, ldx, dn, n, K, eps, (bn_nq_mode)mode, dq, dd, dbs, false, 0));
-    if (finish(bn_cuda_ternary_q8k(dw, K, M, dq, dd, dbs, n, rowscale(scales, r1, r2), add, dy, M, false, 0), y, dy,
-               sizeof(float) * n * M, err))
+    if (finish(bn_cuda_ternary_q8k(dw, K, M, dq, dd, dbs, n, rowscale(scales, r1, r2), add, dy, M, mma, false, 0),
+               y, dy, sizeof(float) * n * M, err))
         return -1;
     int8_t *slots = (int8_t *)malloc((size_t)n * K);
     if (!slots) return bn_errorf(err, "cuda_testing: out of memory");

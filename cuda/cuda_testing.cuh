@@ -102,10 +102,11 @@ int bn_cuda_test_rmsnorm_quant(const float *x, const float *w, int n_tok, int n,
 // A TQ model's bitlinear (ternary_q8k.cu) on n rows x (K floats, 2K in a GLU
 // mode): the codes q (n x K, in element order), block scales d (n x K/256) and
 // group sums bsum (n x K/256 x 8) of bn_cuda_rmsnorm_q8k, then y (n x M; read
-// first when add) of bn_cuda_ternary_q8k with row scales as bn_cuda_test_ternary.
+// first when add) of bn_cuda_ternary_q8k (mma: its tensor-core kernel) with row
+// scales as bn_cuda_test_ternary.
 int bn_cuda_test_q8k(const uint8_t *w, int K, int M, const float *x, const float *norm_w, float eps, int mode, int n,
-                     const float scales[6], int r1, int r2, bool add, float *y, int8_t *q, float *d, int32_t *bsum,
-                     bn_error *err);
+                     const float scales[6], int r1, int r2, bool add, bool mma, float *y, int8_t *q, float *d,
+                     int32_t *bsum, bn_error *err);
 // qkv: n_tok rows of (n_head + 2 n_head_kv) * hd floats; caches: [n_head_kv][n_ctx][hd]
 // halves (read and written back); q_out: n_tok rows of n_head*hd halves.
 int bn_cuda_test_rope_kv(const float *qkv, const int32_t *pos, int n_tok, int n_head, int n_head_kv,

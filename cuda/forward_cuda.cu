@@ -85,7 +85,8 @@ static int bitlinear(bn_backend *be, const char *name, const uint8_t *w, int K, 
         BN_CUDA_TRY(bn_cuda_rmsnorm_q8k(in->x, in->ldx, in->norm_w, n, K, eps, in->mode, c->q, be->q8k_d,
                                         be->q8k_bsum, be->use_pdl, be->st));
         mark(be, "rmsnorm_q8k");
-        BN_CUDA_TRY(bn_cuda_ternary_q8k(w, K, M, c->q, be->q8k_d, be->q8k_bsum, n, rs, add, y, ldy, be->use_pdl, be->st));
+        BN_CUDA_TRY(bn_cuda_ternary_q8k(w, K, M, c->q, be->q8k_d, be->q8k_bsum, n, rs, add, y, ldy, be->tq_mma,
+                                        be->use_pdl, be->st));
         mark(be, name);
         return 0;
     }

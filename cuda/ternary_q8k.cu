@@ -22,15 +22,30 @@
 //   ((e0 + e4) + (e2 + e6)) + ((e1 + e5) + (e3 + e7)) by shuffles, times the
 //   row's out-scale, stored or added. Every product and sum rounds as the C
 //   does (__fmul_rn / __fadd_rn: no FMA contraction).
-// Neither is as fast as the I2_S path (no tensor cores, no fused norm); a TQ
-// model is correct on the GPU, and an I2_S conversion of it is the fast way.
+// - bn_ternary_q8k_mma_kernel (BITNET_CUDA_TQ=mma, off until a GPU has timed
+//   it): the same sums with the integer part on the tensor cores. For one
+//   256-block and one llama.cpp lane i, a single mma m16n8k32 (codes w + 1 as
+//   u8 times the s8 activations, exact) gives P for 16 rows x 8 tokens: in both
+//   operands lane i's 32 pairs are k = 16h + 4s + j (j = byte 4i + j of half
+//   h, plane s), because the activation codes are stored that way
+//   (bn_q8k_code_slot) and thread (g, tig)'s A registers are plane s = tig of
+//   the weight words of rows g and g + 8 (PTX ISA, mma.m16n8k32 fragments: its
+//   a0/a1 hold k 4tig..4tig+3, a2/a3 k 16+4tig..; b0/b1 the same k of token g).
+//   Each thread then keeps all eight float lanes of its four (row, token)
+//   outputs, adds the block's terms in block order and sums the lanes in the
+//   CPU's tree itself: the same float operations in the same order as the
+//   dp4a kernel, so the same bits.
+// Neither is as fast as the I2_S path (no fused norm); a TQ model is correct
+// on the GPU, and an I2_S conversion of it is the fast way.
 #include "cuda_kernels.cuh"
+#include "mma.cuh"
 #include "norm_quant.cuh"
 #include "pdl.cuh"
 
 #define BN_Q8K_ROWS 4   // rows a warp takes (8 lanes each)
 #define BN_Q8K_TOKENS 8 // tokens a warp takes
 #define BN_Q8K_WARPS 8  // warps a block of the product kernel
+#define BN_Q8KM_WARPS 4 // warps a block of the mma kernel: 16 rows each
 
 __global__ void __launch_bounds__(BN_NQ_THREADS)
 bn_rmsnorm_q8k_kernel(const float *__restrict__ x, int64_t ldx, const float *__restrict__ w, int K, float eps,
@@ -133,6 +148,87 @@ bn_ternary_q8k_kernel(const uint8_t *__restrict__ w, int K, int M, const int8_t 
     }
 }
 
+// The CPU's tree over the eight float lanes of one output (see the dp4a kernel).
+__device__ __forceinline__ float bn_q8k_lane_tree(const float (&e)[8]) {
+    return __fadd_rn(__fadd_rn(__fadd_rn(e[0], e[4]), __fadd_rn(e[2], e[6])),
+                     __fadd_rn(__fadd_rn(e[1], e[5]), __fadd_rn(e[3], e[7])));
+}
+
+__device__ __forceinline__ uint32_t bn_q8k_word(const void *p) { return __ldg(static_cast<const uint32_t *>(p)); }
+
+// A warp: 16 rows x 8 NT tokens. Outputs of thread (g, tig): rows g (e = 0, 1)
+// and g + 8 (e = 2, 3), tokens 8 nt + 2 tig + (e & 1).
+template <int NT>
+__global__ void __launch_bounds__(BN_Q8KM_WARPS * 32)
+bn_ternary_q8k_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const int8_t *__restrict__ q,
+                          const float *__restrict__ d, const int32_t *__restrict__ bsum, int n, bn_cuda_rowscale rs,
+                          bool add, float *__restrict__ y, int64_t ldy) {
+    bn_pdl_wait();
+    bn_pdl_trigger();
+    const int lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3, nb = K / 256;
+    const int ra = (blockIdx.y * BN_Q8KM_WARPS + (threadIdx.x >> 5)) * 16 + g, rb = ra + 8;
+    const int t0 = blockIdx.x * 8 * NT;
+    const int64_t rowb = K / 4; // bytes a row
+    // Rows past M read row 0 and tokens past n token 0 (valid memory); neither is stored.
+    const uint8_t *wa = w + (ra < M ? ra : 0) * rowb, *wb = w + (rb < M ? rb : 0) * rowb;
+    const float wsa = bn_row_wscale(rs, ra), wsb = bn_row_wscale(rs, rb);
+    const int sh = 6 - 2 * tig; // plane tig: bits 7:6 first
+    float acc[NT][4][8];
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[nt][e][i] = 0.f;
+    for (int b = 0; b < nb; b++) {
+        float dd[NT][4]; // the block's scale times the row's weight scale, as the dp4a kernel rounds it
+        int tok[NT][2], tb[NT];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            const int tg = t0 + 8 * nt + g; // token g of the B fragment
+            tb[nt] = (tg < n ? tg : 0) * nb + b;
+#pragma unroll
+            for (int c = 0; c < 2; c++) {
+                const int t = t0 + 8 * nt + 2 * tig + c;
+                tok[nt][c] = t < n ? t * nb + b : -1;
+                const float db = t < n ? d[tok[nt][c]] : 0.f;
+                dd[nt][c] = __fmul_rn(db, wsa);
+                dd[nt][2 + c] = __fmul_rn(db, wsb);
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int64_t o = (int64_t)b * 64 + 4 * i; // bytes 4i..4i+3 of half 0; half 1 is 32 further
+            const uint32_t a[4] = {(bn_q8k_word(wa + o) >> sh) & 0x03030303u, (bn_q8k_word(wb + o) >> sh) & 0x03030303u,
+                                   (bn_q8k_word(wa + o + 32) >> sh) & 0x03030303u,
+                                   (bn_q8k_word(wb + o + 32) >> sh) & 0x03030303u};
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                const int8_t *xq = q + (int64_t)tb[nt] * 256 + 32 * i;
+                int c[4] = {0, 0, 0, 0};
+                bn_mma_u8s8(c, a, bn_q8k_word(xq + 4 * tig), bn_q8k_word(xq + 16 + 4 * tig));
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int tk = tok[nt][e & 1];
+                    if (tk >= 0)
+                        acc[nt][e][i] = __fadd_rn(acc[nt][e][i], __fmul_rn((float)(c[e] - bsum[(int64_t)tk * 8 + i]),
+                                                                          dd[nt][e]));
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int row = e < 2 ? ra : rb, t = t0 + 8 * nt + 2 * tig + (e & 1);
+            if (row >= M || t >= n) continue;
+            float *dst = y + (int64_t)t * ldy + row;
+            const float out = __fmul_rn(bn_q8k_lane_tree(acc[nt][e]), bn_row_oscale(rs, row));
+            *dst = add ? __fadd_rn(*dst, out) : out;
+        }
+}
+
 cudaError_t bn_cuda_rmsnorm_q8k(const float *x, int64_t ldx, const float *w, int n_tok, int K, float eps,
                                 bn_nq_mode mode, int8_t *q, float *d, int32_t *bsum, bool pdl, cudaStream_t st) {
     if (n_tok <= 0) return cudaSuccess;
@@ -150,9 +246,19 @@ cudaError_t bn_cuda_rmsnorm_q8k(const float *x, int64_t ldx, const float *w, int
 }
 
 cudaError_t bn_cuda_ternary_q8k(const uint8_t *w, int K, int M, const int8_t *q, const float *d, const int32_t *bsum,
-                                int n, bn_cuda_rowscale rs, bool add, float *y, int64_t ldy, bool pdl,
+                                int n, bn_cuda_rowscale rs, bool add, float *y, int64_t ldy, bool mma, bool pdl,
                                 cudaStream_t st) {
     if (n <= 0 || M <= 0) return cudaSuccess;
+    if (mma) {
+        const int row_blocks = (M + 16 * BN_Q8KM_WARPS - 1) / (16 * BN_Q8KM_WARPS);
+        if (K <= 0 || K % 256 || row_blocks > 65535) return cudaErrorInvalidValue;
+        const dim3 block(BN_Q8KM_WARPS * 32);
+        if (n <= 8)
+            return bn_launch(pdl, bn_ternary_q8k_mma_kernel<1>, dim3(1, row_blocks), block, 0, st, w, K, M, q, d,
+                             bsum, n, rs, add, y, ldy);
+        return bn_launch(pdl, bn_ternary_q8k_mma_kernel<2>, dim3((n + 15) / 16, row_blocks), block, 0, st, w, K, M,
+                         q, d, bsum, n, rs, add, y, ldy);
+    }
     const int rows_a_block = BN_Q8K_WARPS * BN_Q8K_ROWS, row_blocks = (M + rows_a_block - 1) / rows_a_block;
     if (K <= 0 || K % 256 || row_blocks > 65535) return cudaErrorInvalidValue;
     const dim3 grid((n + BN_Q8K_TOKENS - 1) / BN_Q8K_TOKENS, row_blocks);

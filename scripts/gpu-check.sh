@@ -165,6 +165,13 @@ model10=${BITNET_GPU_MODEL_10B:-/tmp/bitnet-falcon3-10b-synthetic.gguf}
 [ -f "$model10" ] || step make_model_10b "$cli" make-model -o "$model10" --preset falcon3-10b --seed 1
 step bench_cuda_10b "$bin/bench_cuda" "$model10" --json-out "$out/bench_cuda_10b.json"
 step bench_10b "$cli" bench -m "$model10" -r 2 -n 4
+# TQ models' bitlinears on the tensor cores (BITNET_CUDA_TQ=mma, off until measured):
+# every family's TQ goldens with it, then a 2B-4T-shaped TQ2_0 model timed each way.
+step families_cuda_tq_mma env BITNET_CUDA_TQ=mma BITNET_SOURCE_DIR="$PWD" BITNET_CLI="$cli" "$bin/test_families" cuda
+modeltq=${BITNET_GPU_MODEL_TQ:-/tmp/bitnet-2b4t-tq2.gguf}
+[ -f "$modeltq" ] || step make_model_tq "$cli" make-model -o "$modeltq" --preset 2b-4t --weight-type tq2_0 --seed 1
+step bench_cuda_tq "$bin/bench_cuda" "$modeltq" --model-only --quick
+step bench_cuda_tq_mma env BITNET_CUDA_TQ=mma "$bin/bench_cuda" "$modeltq" --model-only --quick
 
 # The whole short process, best of 3, on each backend: CUDA as a user runs it
 # (on the CPU while the GPU opens, moving to it when ready) and on the GPU alone.
@@ -215,5 +222,7 @@ grep -hE "^cuda +[0-9]" "$out/bench_streams_sampled.log" 2>/dev/null | sed 's/^/
 grep -hE "^(decode at|prefill|model )" "$out/bench_cuda_10b.log" 2>/dev/null | sed 's/^/falcon3-10b: /'
 speedups "$out/bench_cuda_10b.log" "falcon3-10b: "
 grep -hE "^(cpu|cuda) " "$out/bench_10b.log" 2>/dev/null | sed 's/^/bench falcon3-10b: /'
+grep -hE "^(decode at|prefill)" "$out/bench_cuda_tq.log" 2>/dev/null | sed 's/^/tq2_0 2b-4t, dp4a: /'
+grep -hE "^(decode at|prefill)" "$out/bench_cuda_tq_mma.log" 2>/dev/null | sed 's/^/tq2_0 2b-4t, BITNET_CUDA_TQ=mma: /'
 [ $failed -eq 0 ] && echo "gpu-check: all passed" || echo "gpu-check: FAILED"
 exit $failed

@@ -225,7 +225,9 @@ static void test_rmsnorm_quant(void **state) {
 //   norm (float summation order, as test_rmsnorm_quant);
 // - each block's eight group sums: the sums of the kernel's own codes;
 // - y: bn_ternary_rows_q8k on the kernel's codes and scales, bit for bit, with
-//   three row ranges of their own weight and output scales, stored or added.
+//   three row ranges of their own weight and output scales, stored or added;
+//   from the tensor-core kernel (BITNET_CUDA_TQ=mma) too, at 1 to 17 tokens
+//   (one and two 8-token tiles a warp, partial ones) and rows past a 64-row block.
 static void test_q8k_bitlinear(void **state) {
     (void)state;
     require_gpu();
@@ -254,12 +256,20 @@ static void test_q8k_bitlinear(void **state) {
                     }
                     for (int i = 0; nb > 2 && i < 256; i++) x[t * ld + 512 + i] = (i % 3 - 1) * 3e-38f * (1 + i % 7);
                 }
-            for (int i = 0; i < n * M; i++) y[i] = yc[i] = frand(&rng);
+            float *ym = malloc(sizeof(float) * n * M);
+            for (int i = 0; i < n * M; i++) y[i] = yc[i] = ym[i] = frand(&rng);
             const float sc[6] = {0.7f, 1.3f, 0.9f, 1.2f, 0.8f, 1.f};
             const int r1 = M / 3, r2 = 2 * M / 3;
             bn_error err = {{0}};
-            if (bn_cuda_test_q8k(w, K, M, x, nw, 1e-5f, mode, n, sc, r1, r2, add, y, q, d, bsum, &err))
+            if (bn_cuda_test_q8k(w, K, M, x, nw, 1e-5f, mode, n, sc, r1, r2, add, false, y, q, d, bsum, &err))
                 fail_msg("%s", err.msg);
+            // The tensor-core kernel: the same bits as the dp4a one (so as the CPU's, below).
+            if (bn_cuda_test_q8k(w, K, M, x, nw, 1e-5f, mode, n, sc, r1, r2, add, true, ym, q, d, bsum, &err))
+                fail_msg("%s", err.msg);
+            for (int i = 0; i < n * M; i++)
+                if (memcmp(&y[i], &ym[i], sizeof(float)))
+                    fail_msg("K %d M %d n %d mode %d: mma y[%d] %.9g, dp4a %.9g", K, M, n, mode, i, ym[i], y[i]);
+            free(ym);
             int off = 0;
             for (int t = 0; t < n; t++) {
                 memcpy(h, x + t * ld, sizeof(float) * K); // the CPU's input, as cpu_norm_quant makes it
