@@ -238,6 +238,7 @@ static void model_bench(const char *path, bool quick) {
     cJSON_AddNumberToObject(out_model, "attention_splits", st.attd_split);
     cJSON_AddNumberToObject(out_model, "attention_one_kernel_below", st.attd_short);
     cJSON_AddNumberToObject(out_model, "gemm_tile", st.gemm_tile);
+    if (st.tq) cJSON_AddStringToObject(out_model, "tq_kernel", st.tq == 2 ? "mma" : "dp4a");
     cJSON_AddNumberToObject(out_model, "persistent_below", st.persist);
     cJSON_AddNumberToObject(out_model, "tune_ms", st.tune_ms);
     cJSON *tune = cJSON_AddArrayToObject(out_model, "gemv_vs_gemm_ffn");
@@ -254,6 +255,7 @@ static void model_bench(const char *path, bool quick) {
                "position %d, GEMM tiles of %d tokens (0: by batch), persistent kernel below position %d\n",
                path, create_ms, st.context_ms, st.upload_ms, st.device_bytes / st.upload_ms / 1e6,
                st.device_bytes / 1048576.0, st.gemv_max, st.attd_split, st.attd_short, st.gemm_tile, st.persist);
+    if (!json && st.tq) printf("TQ bitlinears on the %s kernel\n", st.tq == 2 ? "tensor-core (mma)" : "dp4a");
     if (!json && st.tuned_sizes) {
         printf("GEMV limit timed at create (%.1f ms), an FFN from HBM:", st.tune_ms);
         for (int i = 0; i < st.tuned_sizes; i++)

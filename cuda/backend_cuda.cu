@@ -494,6 +494,7 @@ extern "C" void bn_cuda_backend_stats(const bn_backend *be, bn_cuda_stats *out) 
     out->persist_ring = be->persist ? (int)be->persist_plan.work : 0;
     out->persist_chunks = be->persist ? be->persist_plan.layer_chunks : 0;
     out->gemm_tile = be->gemm_tile;
+    out->tq = be->tq ? (be->tq_mma ? 2 : 1) : 0;
     out->graph_error = be->graph_error;
 }
 

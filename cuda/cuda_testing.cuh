@@ -40,6 +40,7 @@ typedef struct bn_cuda_stats {
     int persist_ring;      // its weight ring's bytes in each block (persist_plan.h; 0: no plan)
     int persist_chunks;    // the chunks a block streams for one layer
     int gemm_tile;         // tokens a block of the mma GEMM takes (0: by batch size)
+    int tq;                // a TQ model's bitlinears: 0 not TQ, 1 the dp4a kernel, 2 the tensor cores (BITNET_CUDA_TQ=mma)
     const char *graph_error; // "" or why a graph capture failed (graphs are then off)
 } bn_cuda_stats;
 

@@ -121,6 +121,8 @@ step families_cuda env BITNET_SOURCE_DIR="$PWD" BITNET_CLI="$cli" "$bin/test_fam
 # off by default until measured): SiLU and no-sub-norm families, adjacent-pair RoPE, head dim 256.
 step families_cuda_persistent env BITNET_CUDA_PERSIST=512 BITNET_SOURCE_DIR="$PWD" BITNET_CLI="$cli" \
   "$bin/test_families" cuda
+# Every family's TQ goldens with the TQ bitlinears on the tensor cores (BITNET_CUDA_TQ=mma).
+step families_cuda_tq_mma env BITNET_CUDA_TQ=mma BITNET_SOURCE_DIR="$PWD" BITNET_CLI="$cli" "$bin/test_families" cuda
 step test_cli env BITNET_CLI="$cli" "$bin/test_cli"
 
 # Golden parity of the CLI on the GPU: test_cli's golden cases on --backend cuda
@@ -165,9 +167,7 @@ model10=${BITNET_GPU_MODEL_10B:-/tmp/bitnet-falcon3-10b-synthetic.gguf}
 [ -f "$model10" ] || step make_model_10b "$cli" make-model -o "$model10" --preset falcon3-10b --seed 1
 step bench_cuda_10b "$bin/bench_cuda" "$model10" --json-out "$out/bench_cuda_10b.json"
 step bench_10b "$cli" bench -m "$model10" -r 2 -n 4
-# TQ models' bitlinears on the tensor cores (BITNET_CUDA_TQ=mma, off until measured):
-# every family's TQ goldens with it, then a 2B-4T-shaped TQ2_0 model timed each way.
-step families_cuda_tq_mma env BITNET_CUDA_TQ=mma BITNET_SOURCE_DIR="$PWD" BITNET_CLI="$cli" "$bin/test_families" cuda
+# A 2B-4T-shaped TQ2_0 model timed on each of the TQ kernels (BITNET_CUDA_TQ=mma: off until measured).
 modeltq=${BITNET_GPU_MODEL_TQ:-/tmp/bitnet-2b4t-tq2.gguf}
 [ -f "$modeltq" ] || step make_model_tq "$cli" make-model -o "$modeltq" --preset 2b-4t --weight-type tq2_0 --seed 1
 step bench_cuda_tq "$bin/bench_cuda" "$modeltq" --model-only --quick

@@ -232,7 +232,8 @@ static void test_q8k_bitlinear(void **state) {
     (void)state;
     require_gpu();
     uint64_t rng = 1234;
-    const int shapes[][3] = {{256, 37, 1}, {768, 300, 9}, {2560, 70, 17}, {6912, 33, 1}, {23040, 40, 2}}; // K, M, n
+    // K, M, n: n at and around the 8-token tiles the mma kernel takes (1 or 2 a warp), M past its 64-row blocks
+    const int shapes[][3] = {{256, 37, 1}, {768, 300, 9}, {2560, 70, 17}, {6912, 33, 8}, {23040, 40, 2}, {512, 130, 16}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int mi = 0; mi < N_NQ_MODES; mi++) {
             const int mode = NQ_MODES[mi], glu = mode & BN_NQ_GLU, raw = mode & BN_NQ_NO_NORM;
