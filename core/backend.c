@@ -128,7 +128,7 @@ int bn_backend_open_beside_cpu(const bn_engine *e, const bn_session_params *p, b
 }
 
 bool bn_backend_starts_on_cpu(const bn_session_params *p) {
-    if (!p || !p->cpu_start || p->lm_head_q8) return false; // the CPU would quantize its own head first
+    if (!p || !p->cpu_start) return false;
     const bn_backend_ops *ops = bn_backend_find(is_auto(p->backend) ? "cuda" : p->backend);
     if (!ops || ops == bn_backend_find("cpu")) return false;
     return !ops->maybe_present || ops->maybe_present();

@@ -127,8 +127,9 @@ typedef struct bn_session_params {
     // Start on the CPU at once while the backend named above opens on a thread,
     // and move to it between two steps once it is open (it first reads the
     // tokens so far). For a backend other than "cpu" that may be present ("auto"
-    // and "cuda": a GPU device exists), without lm_head_q8, and where the CPU
-    // backend opens with these parameters; otherwise ignored. A named backend
+    // and "cuda": a GPU device exists) where the CPU backend opens with these
+    // parameters (with lm_head_q8 it quantizes its own head first, bit for bit
+    // the GPU's int8 head); otherwise ignored. A named backend
     // that fails to open fails the step that finds out and every later one;
     // under "auto" the session stays on the CPU. The tokens computed before the
     // move come from the CPU's logits, which agree with a GPU's to rounding, so

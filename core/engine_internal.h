@@ -34,9 +34,8 @@ int bn_backend_open(const bn_engine *e, const bn_session_params *p, int n_seq, b
 // note says why).
 int bn_backend_open_beside_cpu(const bn_engine *e, const bn_session_params *p, bn_opened *o, bn_error *err);
 // Whether a session with these parameters starts on the CPU while its backend
-// opens on a thread: cpu_start, no int8 head (the CPU would quantize its own
-// first), and a backend other than the CPU that may be present (a GPU backend's
-// maybe_present; "auto" asks CUDA's).
+// opens on a thread: cpu_start, and a backend other than the CPU that may be
+// present (a GPU backend's maybe_present; "auto" asks CUDA's).
 bool bn_backend_starts_on_cpu(const bn_session_params *p);
 
 // ---- a backend opening on a thread (opening.c) --------------------------------

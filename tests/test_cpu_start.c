@@ -72,13 +72,17 @@ static int collect(void *user, int32_t id, const char *text, size_t len) {
     return 0;
 }
 
-static bn_session *open_session(const char *backend, bool cpu_start) {
+static bn_session *open_session_q8(const char *backend, bool cpu_start, bool q8) {
     const bn_session_params p = {.backend = backend, .n_threads = 1, .n_ctx = N_CTX, .cpu_kernels = "scalar",
-                                 .cpu_start = cpu_start};
+                                 .cpu_start = cpu_start, .lm_head_q8 = q8};
     bn_session *s;
     bn_error err;
     if (bn_session_create(engine, &p, &s, &err)) fail_msg("session: %s", err.msg);
     return s;
+}
+
+static bn_session *open_session(const char *backend, bool cpu_start) {
+    return open_session_q8(backend, cpu_start, false);
 }
 
 // The first generate, then (wait: after bn_session_wait_backend) the second,
@@ -129,6 +133,32 @@ static void test_moves_anywhere_exactly(void **state) {
         assert_memory_equal(got.ids, want.ids, sizeof want.ids);
         if (memcmp(got.logits, want.logits, sizeof(float) * (size_t)n_vocab))
             fail_msg("polls %d: the logits after the move differ from the reference's", cases[i].polls);
+        bn_session_free(s);
+    }
+    bn_opening_test_set(-1, NULL);
+}
+
+// With the int8 head (--lm-head q8) the CPU quantizes its own, which the
+// reference's equals bit for bit: a move mid-prompt and one mid-decode keep
+// the tokens and logits exact.
+static void test_moves_with_int8_head(void **state) {
+    (void)state;
+    static run want, got;
+    bn_session *s = open_session_q8("reference", false, true);
+    generate(s, &want, false);
+    bn_session_free(s);
+    const int n_vocab = bn_engine_info(engine).n_vocab;
+    static const int polls[] = {1, 5};
+    for (size_t i = 0; i < sizeof polls / sizeof polls[0]; i++) {
+        bn_opening_test_set(polls[i], NULL);
+        s = open_session_q8("reference", true, true);
+        assert_true(bn_session_opening(s));
+        memset(&got, 0, sizeof got);
+        generate(s, &got, false);
+        assert_string_equal(bn_session_backend(s), "reference");
+        assert_memory_equal(got.ids, want.ids, sizeof want.ids);
+        if (memcmp(got.logits, want.logits, sizeof(float) * (size_t)n_vocab))
+            fail_msg("polls %d: the int8 head's logits after the move differ", polls[i]);
         bn_session_free(s);
     }
     bn_opening_test_set(-1, NULL);
@@ -206,7 +236,6 @@ static void test_not_applied(void **state) {
     (void)state;
     const bn_session_params cases[] = {
         {.backend = "cpu", .cpu_start = true},                     // already the CPU
-        {.backend = "reference", .cpu_start = true, .lm_head_q8 = true}, // the CPU would quantize its head
         {.backend = "reference", .cpu_start = false},
         // the CPU cannot open with these (the reference backend reads no kernel set)
         {.backend = "reference", .cpu_start = true, .cpu_kernels = "bogus"},
@@ -228,6 +257,7 @@ static void test_not_applied(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_moves_anywhere_exactly),
+        cmocka_unit_test(test_moves_with_int8_head),
         cmocka_unit_test(test_named_backend_failure_is_an_error),
         cmocka_unit_test(test_free_while_opening),
         cmocka_unit_test(test_eval_moves_between_chunks),
