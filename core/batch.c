@@ -280,8 +280,8 @@ static void take_token(bn_batch *b, int k, int32_t next, bn_batch_event *ev) {
 // What a step's forward call gives back for its runs: the argmax ids when every
 // run is greedy; the rows' best entries (top.h) when the backend computes them
 // and every run is greedy or picks among them (bn_sampler_takes_top: a top-k of
-// at most 64, with or without a penalty over the last 64 tokens); else the rows
-// of logits. The tokens are the same either way; the first two move a few
+// at most BN_TOP_MAX, or with a penalty above 1 a window and top-k of at most
+// BN_TOP_MAX together); else the rows of logits. The tokens are the same either way; the first two move a few
 // bytes a row instead of the row.
 enum { OUT_LOGITS, OUT_ARGMAX, OUT_TOP };
 

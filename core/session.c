@@ -28,8 +28,7 @@ struct bn_session {
     bn_opened be;        // the backend, its note, context and creation time
     bn_opening *opening; // cpu_start: the backend asked for, opening (NULL: none, or moved)
     bool named;          // that backend was named, not "auto": its failure is an error
-    bool broken;         // it failed (named): every later step fails with why_broken
-    bn_error why_broken;
+    bn_error broken;     // it failed (named): every later step fails with this (msg "": it did not)
     int32_t *history;    // n_ctx + 1: the last sampled token may not fit in the cache
     int n_hist;
     int n_past;          // history[0..n_past) is in the KV cache
@@ -110,7 +109,7 @@ double bn_session_read_bandwidth_gbs(const bn_session *s) {
 // this step and every later one (the session never ran on what was asked for);
 // under "auto" the session stays on the CPU, saying why.
 static int settle_opening(bn_session *s, bool wait, bn_error *err) {
-    if (s->broken) return bn_errorf(err, "%s", s->why_broken.msg);
+    if (s->broken.msg[0]) return bn_errorf(err, "%s", s->broken.msg);
     if (!s->opening) return 0;
     bn_opened o;
     bn_error why = {{0}};
@@ -132,8 +131,7 @@ static int settle_opening(bn_session *s, bool wait, bn_error *err) {
     }
     if (r < 0) {
         if (s->named) {
-            s->broken = true;
-            s->why_broken = why;
+            s->broken = why;
             snprintf(s->be.note, sizeof s->be.note, "the backend asked for failed to open: %.240s", why.msg);
             return bn_errorf(err, "%s", why.msg);
         }

@@ -439,6 +439,15 @@ static int forward_run(bn_backend *be, const int32_t *tokens, const int32_t *pos
 
 // ---- several sequences in one pass ----------------------------------------------
 
+// Copies `bytes` of device memory `dev` into `out` through the pinned buffer `pinned`,
+// once the stream has come to them.
+static int download(bn_backend *be, void *out, void *pinned, const void *dev, size_t bytes, bn_error *err) {
+    BN_CUDA_TRY(cudaMemcpyAsync(pinned, dev, bytes, cudaMemcpyDeviceToHost, be->st));
+    BN_CUDA_TRY(cudaStreamSynchronize(be->st));
+    memcpy(out, pinned, bytes);
+    return 0;
+}
+
 // The head rows of a chunk of several sequences, listed in h_rows (indices into
 // the chunk): gathered BN_LM_ROWS at a time into head_x and multiplied with the
 // head; n_rows rows of logits into `logits`, or their argmax ids into `argmax`,
@@ -464,23 +473,11 @@ static int enqueue_head_rows(bn_backend *be, int n_rows, float *logits, int32_t 
             mark(be, "top entries");
             continue;
         }
-        BN_CUDA_TRY(cudaMemcpyAsync(be->h_logits, be->logits, sizeof(float) * (size_t)rows * V,
-                                    cudaMemcpyDeviceToHost, be->st));
-        BN_CUDA_TRY(cudaStreamSynchronize(be->st));
-        memcpy(logits + (size_t)r0 * V, be->h_logits, sizeof(float) * (size_t)rows * V);
+        if (download(be, logits + (size_t)r0 * V, be->h_logits, be->logits, sizeof(float) * (size_t)rows * V, err))
+            return -1;
     }
-    if (argmax) {
-        BN_CUDA_TRY(cudaMemcpyAsync(be->h_argmax, be->d_argmax, sizeof(int32_t) * (size_t)n_rows,
-                                    cudaMemcpyDeviceToHost, be->st));
-        BN_CUDA_TRY(cudaStreamSynchronize(be->st));
-        memcpy(argmax, be->h_argmax, sizeof(int32_t) * (size_t)n_rows);
-    }
-    if (top) {
-        const size_t bytes = sizeof(bn_top) * BN_TOP_MAX * (size_t)n_rows;
-        BN_CUDA_TRY(cudaMemcpyAsync(be->h_top, be->d_top, bytes, cudaMemcpyDeviceToHost, be->st));
-        BN_CUDA_TRY(cudaStreamSynchronize(be->st));
-        memcpy(top, be->h_top, bytes);
-    }
+    if (argmax) return download(be, argmax, be->h_argmax, be->d_argmax, sizeof(int32_t) * (size_t)n_rows, err);
+    if (top) return download(be, top, be->h_top, be->d_top, sizeof(bn_top) * BN_TOP_MAX * (size_t)n_rows, err);
     return 0;
 }
 
