@@ -8,6 +8,11 @@
 // call (backend.h: seq ids, one run per slot), so decode tokens of all slots
 // share each pass over the weights; prompt chunks fill what is left of
 // step_tokens, oldest request first, so a long prompt cannot starve the others.
+//
+// Prompt cache (bitnet.h): a free slot's hist[0..n_cached) are the tokens whose
+// K/V its cache region still holds; a new request starts with n_past at the
+// common start of those and its prompt. Positions past n_past are written
+// before they are read (backend.h), so nothing is cleared.
 #define _GNU_SOURCE // memmem
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +32,10 @@ typedef struct bn_slot {
     bool used, done;
     bool in_step;     // has a run in the step being gathered
     void *user;
-    uint64_t ticket;  // admission order
+    uint64_t ticket;  // admission order; of a free slot, when it was freed
     int32_t *hist;    // n_ctx + 1
     int n_prompt, n_hist, n_past, n_gen, max_tokens;
+    int n_cached;     // free: hist[0..n_cached) are in the KV cache; used: prompt tokens taken from it
     bn_sampler *smp;
     bn_stop stop;
     stop_string *stops;
@@ -55,20 +61,20 @@ struct bn_batch {
     bn_batch_event *events;   // [n_slots]
 };
 
-static void free_slot(bn_slot *s) {
+// Ends a slot's request (or a failed bn_batch_add's set-up); the buffers and
+// the cached tokens are kept for the next request.
+static void free_slot(bn_slot *s, uint64_t now) {
     bn_sampler_free(s->smp);
     for (size_t i = 0; i < s->n_stops; i++) free(s->stops[i].text);
     free(s->stops);
-    int32_t *hist = s->hist;
-    char *text = s->text;
-    size_t cap = s->cap;
-    *s = (bn_slot){.hist = hist, .text = text, .cap = cap}; // buffers are kept for the next request
+    *s = (bn_slot){.hist = s->hist, .text = s->text, .cap = s->cap,
+                   .n_cached = s->used ? s->n_past : s->n_cached, .ticket = s->used ? now : s->ticket};
 }
 
 void bn_batch_free(bn_batch *b) {
     if (!b) return;
     for (int i = 0; b->slots && i < b->n_slots; i++) {
-        free_slot(&b->slots[i]);
+        free_slot(&b->slots[i], 0);
         free(b->slots[i].hist);
         free(b->slots[i].text);
     }
@@ -154,19 +160,37 @@ static int copy_stops(bn_slot *s, const bn_request *r, bn_error *err) {
     return 0;
 }
 
+// Of the prompt, the tokens free slot s holds in its cache: their common start,
+// short of the prompt's last token, which is fed again for its logits.
+static int cached_prefix(const bn_slot *s, const int32_t *prompt, size_t n_prompt) {
+    const int most = s->n_cached < (int)n_prompt - 1 ? s->n_cached : (int)n_prompt - 1;
+    int n = 0;
+    while (n < most && s->hist[n] == prompt[n]) n++;
+    return n;
+}
+
 int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     if (r->n_prompt < 1) return bn_errorf(err, "nothing to generate from: the prompt is empty");
     if (r->n_prompt > (size_t)b->be.n_ctx)
         return bn_errorf(err, "prompt of %zu tokens does not fit in the context (%d tokens)",
                          r->n_prompt, b->be.n_ctx);
     if (bn_engine_check_ids(b->engine, r->prompt, r->n_prompt, err)) return -1;
-    int k = 0;
-    while (k < b->n_slots && b->slots[k].used) k++;
-    if (k == b->n_slots) return bn_errorf(err, "all %d slots are busy", b->n_slots);
+    // The free slot that caches the longest start of the prompt, if that is at
+    // least half of it; else the slot free longest: a shorter match (a BOS, a
+    // shared system prompt) is not worth a more recent conversation's cache.
+    int k = -1, best = 0;
+    for (int i = 0; i < b->n_slots && !r->no_prefix_cache; i++) {
+        const int n = b->slots[i].used ? 0 : cached_prefix(&b->slots[i], r->prompt, r->n_prompt);
+        if (n > best && 2 * (size_t)n >= r->n_prompt) k = i, best = n;
+    }
+    for (int i = 0; i < b->n_slots && best == 0; i++)
+        if (!b->slots[i].used && (k < 0 || b->slots[i].ticket < b->slots[k].ticket)) k = i;
+    if (k < 0) return bn_errorf(err, "all %d slots are busy", b->n_slots);
     bn_slot *s = &b->slots[k];
+    const int cached = r->no_prefix_cache ? 0 : cached_prefix(s, r->prompt, r->n_prompt);
     const int32_t n_vocab = (int32_t)b->engine->model->hp.n_vocab;
     if (bn_sampler_create(&r->sampling, n_vocab, &s->smp, err) || copy_stops(s, r, err)) {
-        free_slot(s);
+        free_slot(s, 0);
         return -1;
     }
     memcpy(s->hist, r->prompt, r->n_prompt * sizeof *s->hist);
@@ -174,12 +198,13 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     s->user = r->user;
     s->ticket = b->next_ticket++;
     s->n_prompt = s->n_hist = (int)r->n_prompt;
+    s->n_past = s->n_cached = cached;
     s->max_tokens = r->max_tokens;
     return k;
 }
 
 void bn_batch_remove(bn_batch *b, int slot) {
-    if (slot >= 0 && slot < b->n_slots) free_slot(&b->slots[slot]);
+    if (slot >= 0 && slot < b->n_slots && b->slots[slot].used) free_slot(&b->slots[slot], b->next_ticket++);
 }
 
 // ---- text: whole characters, held back while they may begin a stop string ----
@@ -274,7 +299,7 @@ static void take_token(bn_batch *b, int k, int32_t next, bn_batch_event *ev) {
     s->done = done;
     *ev = (bn_batch_event){.slot = k, .user = s->user, .token = next, .text = s->text,
                            .len = s->released, .done = done, .stop = s->stop,
-                           .n_prompt = s->n_prompt, .n_gen = s->n_gen};
+                           .n_prompt = s->n_prompt, .n_gen = s->n_gen, .n_cached = s->n_cached};
 }
 
 // What a step's forward call gives back for its runs: the argmax ids when every

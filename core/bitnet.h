@@ -230,6 +230,16 @@ BN_API int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float
 // the caller adds requests and removes finished or cancelled ones, so requests
 // join and leave while others run. One thread owns a batch (no locking inside).
 //
+// Prompt cache: a freed slot keeps the K/V of the tokens it was fed. A request
+// goes to the free slot that holds the longest start of its prompt, if that is
+// at least half of it (else to the one that has been free longest, so that the
+// recent conversations keep their caches), and only the rest is fed: the
+// next turn of a conversation costs its new tokens, not the whole history. The
+// prompt's last token is always fed again (its logits give the first token). On
+// the CPU the result is bit for bit that of feeding the whole prompt; on CUDA the
+// cached tokens were computed by other kernels (decode steps, other chunks), so
+// it is within the fixtures' tolerance (bn_request.no_prefix_cache: none of it).
+//
 //   for (;;) {
 //       while (queued && bn_batch_n_free(b)) bn_batch_add(b, &req, &err);
 //       bn_batch_step(b, &ev, &n, &err);
@@ -251,6 +261,7 @@ typedef struct bn_request {
     const char *const *stop; // n_stop stop strings (copied): the text ends before the first match
     size_t n_stop;
     void *user;            // handed back in the slot's events
+    bool no_prefix_cache;  // feed the whole prompt, reusing no slot's cached K/V
 } bn_request;
 
 // What one step did for one slot: a sampled token, released text, the end.
@@ -263,6 +274,7 @@ typedef struct bn_batch_event {
     bool done;           // finished: read it, then bn_batch_remove(slot)
     bn_stop stop;        // why, when done: BN_STOP_LENGTH, _EOG, _CONTEXT or _STRING
     int n_prompt, n_gen; // tokens so far (n_gen counts an end-of-generation token)
+    int n_cached;        // of the n_prompt, those whose K/V came from the slot's cache
 } bn_batch_event;
 
 BN_API int bn_batch_create(bn_engine *e, const bn_batch_params *p, bn_batch **out, bn_error *err);
@@ -273,8 +285,9 @@ BN_API int bn_batch_n_ctx(const bn_batch *b);   // positions per slot
 BN_API int bn_batch_n_slots(const bn_batch *b);
 BN_API int bn_batch_n_free(const bn_batch *b);  // slots bn_batch_add can fill
 BN_API int bn_batch_n_active(const bn_batch *b); // slots with a request that has not finished
-// Puts r into a free slot and returns the slot (>= 0), or -1 with err (no free
-// slot, an empty prompt or one that does not fit, bad ids or sampling).
+// Puts r into a free slot (the prompt cache above says which) and returns the
+// slot (>= 0), or -1 with err (no free slot, an empty prompt or one that does
+// not fit, bad ids or sampling).
 BN_API int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err);
 // Frees a slot at once, finished or not (a cancelled request). Out-of-range or
 // free slots are ignored.

@@ -11,7 +11,8 @@
 // slot reused from position 0 forgets its old sequence; bad sequence ids and
 // runs are errors. Batch level (bitnet.h bn_batch): greedy
 // tokens through a batch equal bn_session_generate's, however the requests
-// overlap; stop strings, max_tokens, the context limit, removal and the errors.
+// overlap and whatever start of a prompt a slot had cached; stop strings,
+// max_tokens, the context limit, removal and the errors.
 // Model: the tiny-a fixture (skips without it).
 #include "test_util.h"
 
@@ -288,6 +289,7 @@ typedef struct result {
     char text[1024];
     size_t len;
     bn_stop stop;
+    int slot, n_cached; // the slot it ran in, and the prompt tokens taken from its cache
 } result;
 
 static int collect(void *user, int32_t id, const char *text, size_t len) {
@@ -324,6 +326,8 @@ static void run_requests(bn_batch *b, const bn_request *req, const int *start, i
             assert_true(r->len + ev[e].len < sizeof r->text);
             memcpy(r->text + r->len, ev[e].text, ev[e].len);
             r->len += ev[e].len;
+            r->slot = ev[e].slot;
+            r->n_cached = ev[e].n_cached;
             if (!ev[e].done) continue;
             r->stop = ev[e].stop;
             bn_batch_remove(b, ev[e].slot);
@@ -350,6 +354,21 @@ static bn_request request(int i, int max_tokens, bn_sampling sp) {
                         .max_tokens = max_tokens, .sampling = sp, .user = (void *)(intptr_t)i};
 }
 
+// What a session makes of request r alone.
+static result alone_result(const bn_request *r) {
+    bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = N_CTX};
+    bn_session *s;
+    bn_error err;
+    bn_timings t;
+    result out = {.n_ids = 0};
+    if (bn_session_create(fx.engine, &sp, &s, &err) ||
+        bn_session_generate(s, r->prompt, r->n_prompt, r->max_tokens, &r->sampling, collect, &out, &t, &err))
+        fail_msg("%s", err.msg);
+    out.stop = t.stop;
+    bn_session_free(s);
+    return out;
+}
+
 // Greedy and seeded sampling through a batch, however the requests overlap,
 // equal each request generated alone in a session. Both sample a top-k of at
 // most BN_TOP_MAX from the rows' best entries (forward_top), but the batch, in
@@ -371,17 +390,7 @@ static void test_batch_same_as_alone(void **state) {
     const int max_tokens[N] = {12, 20, 5, 40, 1, 9, 16};
     for (int i = 0; i < N; i++) {
         req[i] = request(i, max_tokens[i], i == 5 ? hot : i == 2 ? widest : i == 6 ? all : bn_sampling_greedy());
-        bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = N_CTX};
-        bn_session *s;
-        bn_error err;
-        bn_timings t;
-        alone[i] = (result){.n_ids = 0};
-        if (bn_session_create(fx.engine, &sp, &s, &err) ||
-            bn_session_generate(s, req[i].prompt, req[i].n_prompt, max_tokens[i], &req[i].sampling,
-                                collect, &alone[i], &t, &err))
-            fail_msg("%s", err.msg);
-        alone[i].stop = t.stop;
-        bn_session_free(s);
+        alone[i] = alone_result(&req[i]);
     }
     const int at_once[N] = {0}, staggered[N] = {0, 0, 1, 3, 3, 4, 9};
     const struct { int slots, step_tokens; const int *start; } runs[] = {
@@ -392,6 +401,87 @@ static void test_batch_same_as_alone(void **state) {
         for (int i = 0; i < N; i++) assert_same(&got[i], &alone[i], i);
         bn_batch_free(b);
     }
+}
+
+// Runs one request to its end in batch b and checks it against the request alone.
+static result run_one(bn_batch *b, const bn_request *r, int i) {
+    const int start = 0;
+    bn_request one = *r;
+    one.user = 0; // out[0]
+    result got, want = alone_result(r);
+    run_requests(b, &one, &start, 1, &got);
+    assert_same(&got, &want, i);
+    return got;
+}
+
+// The prompt cache: a request goes to the free slot that holds the longest start
+// of its prompt and feeds only the rest; its tokens are those of the whole prompt
+// fed alone, bit for bit on the CPU. A slot caches what it was fed (not the
+// last, pending token; of a cancelled prompt, the chunks fed), and a request that
+// shares nothing takes the slot free longest. Changing what is reused by one
+// token, or trusting the cache past the first difference, changes the tokens.
+static void test_batch_prompt_cache(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    bn_batch *b = open_batch(2, 4);
+    bn_sampling hot = bn_sampling_default();
+    hot.seed = 11;
+    hot.temperature = 1.2f;
+    // A story in slot 0, a question in slot 1 (both free, never used: the first).
+    bn_request story = request(2, 8, bn_sampling_greedy()), question = request(1, 6, hot);
+    const int n_story = (int)story.n_prompt, n_q = (int)question.n_prompt;
+    result a = run_one(b, &story, 0);
+    assert_int_equal(a.slot, 0);
+    assert_int_equal(a.n_cached, 0);
+    // The next turn: the story, 5 of its 8 tokens, then another text (whose first
+    // token differs from the story's 6th). Slot 0 was fed the prompt and 7 tokens.
+    int32_t turn[N_CTX];
+    int n_turn = 0;
+    for (int i = 0; i < n_story; i++) turn[n_turn++] = story.prompt[i];
+    for (int i = 0; i < 5; i++) turn[n_turn++] = a.ids[i];
+    for (size_t i = 1; i < fx.n_ids[1]; i++) turn[n_turn++] = fx.ids[1][i];
+    assert_int_not_equal(turn[n_story + 5], a.ids[5]);
+    bn_request next = request(2, 10, hot);
+    next.prompt = turn, next.n_prompt = (size_t)n_turn;
+    result r = run_one(b, &next, 1);
+    assert_int_equal(r.slot, 0);
+    assert_int_equal(r.n_cached, n_story + 5);
+    // The question shares only its BOS with slot 0's cache, less than half of it:
+    // it goes to slot 1 (free longest, slot 0 was just used), then again to slot
+    // 1, from its cache: all of it but its last token.
+    r = run_one(b, &question, 2);
+    assert_int_equal(r.slot, 1);
+    assert_int_equal(r.n_cached, 0);
+    r = run_one(b, &question, 3);
+    assert_int_equal(r.slot, 1);
+    assert_int_equal(r.n_cached, n_q - 1);
+    // The story again: slot 0 holds its prompt (the turn began with it).
+    r = run_one(b, &story, 4);
+    assert_int_equal(r.slot, 0);
+    assert_int_equal(r.n_cached, n_story - 1);
+    // Asked not to, it reuses nothing; it takes the slot free longest (1).
+    story.no_prefix_cache = true;
+    r = run_one(b, &story, 5);
+    assert_int_equal(r.slot, 1);
+    assert_int_equal(r.n_cached, 0);
+    // The question, cancelled after one step of 4 of its prompt tokens: the slot
+    // (0, free longest) caches those 4 only, and the question goes back to it.
+    bn_request cut = request(1, 4, bn_sampling_greedy());
+    assert_true(n_q > 4 && n_q <= 8);
+    cut.no_prefix_cache = true;
+    bn_error err;
+    const int slot = bn_batch_add(b, &cut, &err);
+    assert_int_equal(slot, 0);
+    const bn_batch_event *ev;
+    int n_ev;
+    assert_int_equal(bn_batch_step(b, &ev, &n_ev, &err), 0);
+    assert_int_equal(n_ev, 0);
+    bn_batch_remove(b, slot);
+    cut.no_prefix_cache = false;
+    r = run_one(b, &cut, 6);
+    assert_int_equal(r.slot, 0);
+    assert_int_equal(r.n_cached, 4);
+    bn_batch_free(b);
 }
 
 // Stop strings: the text ends before the earliest match, even across tokens.
@@ -500,6 +590,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_forward_cpu),
         cmocka_unit_test(test_forward_errors),
         cmocka_unit_test(test_batch_same_as_alone),
+        cmocka_unit_test(test_batch_prompt_cache),
         cmocka_unit_test(test_batch_stop_strings),
         cmocka_unit_test(test_batch_context),
         cmocka_unit_test(test_batch_errors),

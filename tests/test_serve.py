@@ -9,7 +9,8 @@ puts it in .venv); greedy text equal to
 load of 32 clients x 8 requests (no slot leaked: /health); seeded sampling equal
 to generate's; stop strings; usage counts; /v1/models, /health, /tokenize,
 /detokenize; raw malformed requests (bad JSON, wrong types, huge bodies,
-slowloris-style partial requests, clients that hang up mid-request); the API
+slowloris-style partial requests, clients that hang up mid-request); the prompt
+cache (cached_tokens, cache_prompt); the API
 key; SIGTERM and SIGINT with requests running (exit 0, which under ASan also
 means no leak). Skips, saying why, without the fixture or the client.
 Run by CTest with BITNET_CLI and BITNET_FIXTURES set.
@@ -200,6 +201,31 @@ class ServeTest(unittest.TestCase):
                                        extra_body={"top_k": 50, "min_p": 0.02})
             self.assertEqual(text, want)
 
+    def test_prompt_cache(self):
+        """A prompt a free slot has cached is fed from its last token on, and answers as
+        generate does (bit for bit on the CPU); a longer prompt that begins with one
+        reuses it; cache_prompt false feeds all of it."""
+        want, n_prompt, _ = self.ref[(PROMPTS[3], False)]
+        for i in range(2):
+            text, _, usage = self.complete(PROMPTS[3], stream=i == 1)
+            self.assertEqual(text, want)
+            if i:
+                self.assertEqual(usage.prompt_tokens_details.cached_tokens, n_prompt - 1)
+        text, _, usage = self.complete(PROMPTS[3], False, extra_body={"cache_prompt": False})
+        self.assertEqual((text, usage.prompt_tokens_details.cached_tokens), (want, 0))
+
+        def ids(text, bos):
+            status, _, raw = self.srv.request("POST", "/tokenize", {"content": text, "add_special": bos})
+            return json.loads(raw)["tokens"]
+        story, more = ids("Once upon a time, in a land far away, there lived a fox", True), ids(" who sang", False)
+        self.complete(story, False, max_tokens=4)  # its slot is fed the story and 3 tokens
+        (text, _, cached), (want, _, fresh) = (self.complete(story + more, False, extra_body={"cache_prompt": c})
+                                               for c in (True, False))
+        self.assertEqual(text, want)
+        self.assertGreaterEqual(cached.prompt_tokens_details.cached_tokens, len(story))
+        self.assertLess(cached.prompt_tokens_details.cached_tokens, len(story) + len(more))
+        self.assertEqual(fresh.prompt_tokens_details.cached_tokens, 0)
+
     def test_stop_strings(self):
         full, _, _ = self.ref[(PROMPTS[2], False)]
         stop = full[len(full) // 2:len(full) // 2 + 3]
@@ -241,6 +267,7 @@ class ServeTest(unittest.TestCase):
             ("/v1/completions", {"prompt": "x", "max_tokens": -1}),
             ("/v1/completions", {"prompt": "x", "max_tokens": 1.5}),
             ("/v1/completions", {"prompt": "x", "stream": "yes"}),
+            ("/v1/completions", {"prompt": "x", "cache_prompt": 0}),
             ("/v1/completions", {"prompt": "x", "stop": 7}),
             ("/v1/completions", {"prompt": "x", "stop": ["a", 1]}),
             ("/v1/completions", {"prompt": "x", "n": 2}),

@@ -126,7 +126,8 @@ static bool get_stop(fields *f, bn_job_params *p) {
     return true;
 }
 
-// The fields both endpoints share: sampling, limits, stream, n.
+// The fields both endpoints share: sampling, limits, stream, n, and llama.cpp's
+// cache_prompt (default true: reuse a slot's cached start of the prompt).
 static bool get_params(fields *f, bn_job_params *p, bool *stream, int default_max) {
     bn_sampling *sp = &p->sampling;
     *sp = bn_sampling_default();
@@ -141,7 +142,9 @@ static bool get_params(fields *f, bn_job_params *p, bool *stream, int default_ma
     get_int(f, "n", 1, 1, &n);
     get_int(f, "max_tokens", 1, INT_MAX, &max_tokens);
     get_int(f, "max_completion_tokens", 1, INT_MAX, &max_tokens);
+    bool cache_prompt = true;
     get_bool(f, "stream", stream);
+    get_bool(f, "cache_prompt", &cache_prompt);
     get_stop(f, p);
     if (f->bad) return false;
     if (sp->top_p <= 0) return fail(f, "'%s' must be in (0, 1]", "top_p");
@@ -149,6 +152,7 @@ static bool get_params(fields *f, bn_job_params *p, bool *stream, int default_ma
     sp->top_k = (int)top_k;
     if (seed >= 0) sp->seed = (uint64_t)seed;
     p->max_tokens = (int)max_tokens;
+    p->no_prefix_cache = !cache_prompt;
     return true;
 }
 

@@ -84,6 +84,8 @@ static void add_usage(cJSON *o, const bn_job_state *st) {
     cJSON_AddNumberToObject(u, "prompt_tokens", st->n_prompt);
     cJSON_AddNumberToObject(u, "completion_tokens", st->n_gen);
     cJSON_AddNumberToObject(u, "total_tokens", st->n_prompt + st->n_gen);
+    cJSON *details = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+    cJSON_AddNumberToObject(details, "cached_tokens", st->n_cached);
 }
 
 // The object's frame, with one choice (index 0) returned for the caller to fill.

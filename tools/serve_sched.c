@@ -103,7 +103,8 @@ static void between_steps(bn_sched *s) {
         }
         const bn_request r = {.prompt = j->p.prompt, .n_prompt = j->p.n_prompt,
                               .max_tokens = j->p.max_tokens, .sampling = j->p.sampling,
-                              .stop = (const char *const *)j->p.stop, .n_stop = j->p.n_stop};
+                              .stop = (const char *const *)j->p.stop, .n_stop = j->p.n_stop,
+                              .no_prefix_cache = j->p.no_prefix_cache};
         bn_error err;
         const int slot = bn_batch_add(s->b, &r, &err);
         if (slot < 0) {
@@ -121,6 +122,7 @@ static void after_step(bn_sched *s, const bn_batch_event *ev, int n) {
         bn_buf_append(&j->text, ev[i].text, ev[i].len); // out of memory: the text is lost, not the counts
         j->st.n_prompt = ev[i].n_prompt;
         j->st.n_gen = ev[i].n_gen;
+        j->st.n_cached = ev[i].n_cached;
         if (ev[i].done) finish(s, j, ev[i].stop, 0, NULL);
         else pthread_cond_signal(&j->cond);
     }

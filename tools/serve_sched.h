@@ -27,6 +27,7 @@ typedef struct bn_job_params {
     bn_sampling sampling;
     char **stop; // n_stop malloc'd strings, in a malloc'd array
     size_t n_stop;
+    bool no_prefix_cache; // bn_request's: feed the whole prompt
 } bn_job_params;
 
 // Frees the prompt and stop strings and zeroes p.
@@ -37,6 +38,7 @@ typedef struct bn_job_state {
     bool done;
     bn_stop stop;        // when done without error
     int n_prompt, n_gen; // tokens
+    int n_cached;        // of the prompt's, those taken from the slot's cache
     char error[512];     // set when done with an error (the request failed)
     int status;          // with error: the HTTP status it calls for (400, 503, 500)
 } bn_job_state;
