@@ -169,6 +169,14 @@ BN_API int bn_session_pos(const bn_session *s); // tokens in the KV cache
 // every token the session holds, the last sampled one (fed by that call) included.
 BN_API int bn_session_room(const bn_session *s);
 BN_API void bn_session_reset(bn_session *s);    // forget all tokens
+// The prompt cache of a session that serves one request after another (each
+// resending the whole conversation): forgets every token after the longest start
+// that the tokens in its KV cache share with ids[0..n), short of ids' last token
+// (fed again for its logits), and returns how many it kept, k. The next
+// bn_session_generate then takes ids + k, n - k. On the CPU that gives bit for bit
+// what bn_session_reset and all of ids give; on CUDA, within the fixtures'
+// tolerance (the kept tokens' K/V came from other kernels: bn_batch's prompt cache).
+BN_API int bn_session_keep_prefix(bn_session *s, const int32_t *ids, size_t n);
 BN_API uint64_t bn_session_backend_bytes(const bn_session *s);
 // Weight bytes one decode step reads: every ternary matrix and the LM head in the
 // form the session's backend holds them (f16, or int8 with --lm-head q8). Over the

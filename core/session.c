@@ -94,6 +94,14 @@ int bn_session_room(const bn_session *s) {
 }
 void bn_session_reset(bn_session *s) { s->n_hist = s->n_past = 0; }
 
+int bn_session_keep_prefix(bn_session *s, const int32_t *ids, size_t n) {
+    const size_t most = n == 0 ? 0 : (size_t)s->n_past < n - 1 ? (size_t)s->n_past : n - 1;
+    size_t k = 0;
+    while (k < most && s->history[k] == ids[k]) k++;
+    s->n_hist = s->n_past = (int)k;
+    return (int)k;
+}
+
 uint64_t bn_session_backend_bytes(const bn_session *s) {
     return s->be.ops->memory_bytes ? s->be.ops->memory_bytes(s->be.be) : 0;
 }

@@ -12,7 +12,8 @@
 // runs are errors. Batch level (bitnet.h bn_batch): greedy
 // tokens through a batch equal bn_session_generate's, however the requests
 // overlap and whatever start of a prompt a slot had cached; stop strings,
-// max_tokens, the context limit, removal and the errors.
+// max_tokens, the context limit, removal and the errors. A session's prompt
+// cache (bn_session_keep_prefix) against a fresh session.
 // Model: the tiny-a fixture (skips without it).
 #include "test_util.h"
 
@@ -484,6 +485,59 @@ static void test_batch_prompt_cache(void **state) {
     bn_batch_free(b);
 }
 
+// The session's prompt cache (bn_session_keep_prefix): after keeping the common
+// start, feeding the rest gives the logits and tokens of a fresh session fed the
+// whole prompt, bit for bit on the CPU.
+static void test_session_keep_prefix(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    const int n_vocab = bn_engine_info(fx.engine).n_vocab;
+    bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = N_CTX};
+    bn_session *s, *fresh;
+    bn_error err;
+    bn_timings t;
+    if (bn_session_create(fx.engine, &sp, &s, &err) || bn_session_create(fx.engine, &sp, &fresh, &err))
+        fail_msg("%s", err.msg);
+    const bn_request story = request(2, 8, bn_sampling_greedy());
+    const int n_story = (int)story.n_prompt;
+    assert_int_equal(bn_session_keep_prefix(s, story.prompt, story.n_prompt), 0);
+    result a = {.n_ids = 0};
+    if (bn_session_generate(s, story.prompt, story.n_prompt, 8, &story.sampling, collect, &a, &t, &err))
+        fail_msg("%s", err.msg);
+    // The next turn: the story, 5 of its 8 tokens (7 were fed), another text.
+    int32_t turn[N_CTX];
+    int n_turn = 0;
+    for (int i = 0; i < n_story; i++) turn[n_turn++] = story.prompt[i];
+    for (int i = 0; i < 5; i++) turn[n_turn++] = a.ids[i];
+    for (size_t i = 1; i < fx.n_ids[1]; i++) turn[n_turn++] = fx.ids[1][i];
+    const int k = bn_session_keep_prefix(s, turn, (size_t)n_turn);
+    assert_int_equal(k, n_story + 5);
+    assert_int_equal(bn_session_pos(s), k);
+    float *got = malloc(sizeof(float) * (size_t)n_vocab), *want = malloc(sizeof(float) * (size_t)n_vocab);
+    if (bn_session_eval(s, turn + k, (size_t)(n_turn - k), got, &err) ||
+        bn_session_eval(fresh, turn, (size_t)n_turn, want, &err))
+        fail_msg("%s", err.msg);
+    assert_memory_equal(got, want, sizeof(float) * (size_t)n_vocab);
+    // The same turn again, generated: all of it but its last token is kept, and
+    // the tokens are a fresh session's.
+    bn_request again = request(0, 10, bn_sampling_default());
+    again.prompt = turn, again.n_prompt = (size_t)n_turn;
+    assert_int_equal(bn_session_keep_prefix(s, turn, (size_t)n_turn), n_turn - 1);
+    result r = {.n_ids = 0}, alone = alone_result(&again);
+    if (bn_session_generate(s, turn + n_turn - 1, 1, 10, &again.sampling, collect, &r, &t, &err))
+        fail_msg("%s", err.msg);
+    r.stop = t.stop;
+    assert_same(&r, &alone, 0);
+    // Another prompt shares only the BOS; an empty one keeps nothing.
+    assert_int_equal(bn_session_keep_prefix(s, fx.ids[1], fx.n_ids[1]), 1);
+    assert_int_equal(bn_session_keep_prefix(s, fx.ids[1], 0), 0);
+    assert_int_equal(bn_session_pos(s), 0);
+    free(got);
+    free(want);
+    bn_session_free(s);
+    bn_session_free(fresh);
+}
+
 // Stop strings: the text ends before the earliest match, even across tokens.
 static void test_batch_stop_strings(void **state) {
     (void)state;
@@ -591,6 +645,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_forward_errors),
         cmocka_unit_test(test_batch_same_as_alone),
         cmocka_unit_test(test_batch_prompt_cache),
+        cmocka_unit_test(test_session_keep_prefix),
         cmocka_unit_test(test_batch_stop_strings),
         cmocka_unit_test(test_batch_context),
         cmocka_unit_test(test_batch_errors),

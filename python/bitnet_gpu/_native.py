@@ -102,6 +102,7 @@ _API = {
     "bn_session_wait_backend": (c_int, [c_void_p, _E]),
     "bn_session_n_ctx": (c_int, [c_void_p]),
     "bn_session_reset": (None, [c_void_p]),
+    "bn_session_keep_prefix": (c_int, [c_void_p, POINTER(c_int32), c_size_t]),
     "bn_session_generate": (
         c_int,
         [c_void_p, POINTER(c_int32), c_size_t, c_int, POINTER(Sampling), TOKEN_FN, c_void_p, POINTER(Timings), _E],

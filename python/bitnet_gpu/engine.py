@@ -56,8 +56,9 @@ class Timings:
     backend_ms: float  # the backend's opening (weights to it); after a cpu_start move, the moved-to one's
     prefill_ms: float  # the prompt's forward pass
     decode_ms: float  # every decode step
-    prompt_tokens: int
+    prompt_tokens: int  # fed by this call: the prompt less its cached_tokens
     generated_tokens: int  # tokens sampled, an end-of-generation token included
+    cached_tokens: int = 0  # the prompt's start kept from the call before (cache_prompt)
 
     @property
     def prompt_tok_s(self):
@@ -149,7 +150,7 @@ class _Run:
                 return len(self.text) - k
         return len(self.text)
 
-    def finish(self, prompt_ids, t):
+    def finish(self, prompt_ids, t, cached):
         if self.error is not None:
             raise self.error
         if not self.stopped:  # the end of the text: nothing more can complete a stop string
@@ -157,7 +158,7 @@ class _Run:
             if self.emit and len(self.text) > self.sent:
                 self.emit(Piece(self.text[self.sent :], -1))
             self.sent = len(self.text)
-        timings = Timings(t.backend_ms, t.prefill_ms, t.decode_ms, t.n_prompt, t.n_gen)
+        timings = Timings(t.backend_ms, t.prefill_ms, t.decode_ms, t.n_prompt, t.n_gen, cached)
         finish = "cancelled" if self.cancel and not self.stopped else _FINISH[t.stop]
         return Completion(self.text, self.ids, list(prompt_ids), finish, timings)
 
@@ -173,7 +174,7 @@ class Stream:
 
     _END = object()
 
-    def __init__(self, engine, prompt_ids, max_tokens, sampling, stop):
+    def __init__(self, engine, prompt_ids, max_tokens, sampling, stop, cache_prompt=True):
         self.result: Optional[Completion] = None
         self._queue = queue.SimpleQueue()
         self._run = _Run(stop, emit=self._queue.put)
@@ -181,14 +182,14 @@ class Stream:
         # The worker holds no reference to the Stream, so a stream its reader
         # drops is collected and __del__ stops the generation. Not a daemon: an
         # interpreter exiting under a generation waits for it (max_tokens at most).
-        args = (engine, self._run, self._queue, prompt_ids, max_tokens, sampling)
+        args = (engine, self._run, self._queue, prompt_ids, max_tokens, sampling, cache_prompt)
         self._thread = threading.Thread(target=Stream._work, args=args, name="bitnet-stream")
         self._thread.start()
 
     @staticmethod
-    def _work(engine, run, q, prompt_ids, max_tokens, sampling):
+    def _work(engine, run, q, prompt_ids, max_tokens, sampling, cache_prompt):
         try:
-            q.put(engine._generate(run, prompt_ids, max_tokens, sampling))
+            q.put(engine._generate(run, prompt_ids, max_tokens, sampling, cache_prompt))
         except BaseException as e:  # noqa: B902 - handed to the reader
             q.put(e)
         q.put(Stream._END)
@@ -252,9 +253,13 @@ class Engine:
     and wait_backend() waits for the move.
 
     One generation at a time per engine (calls from several threads take
-    turns); separate engines run in parallel. Each generate() starts from an
-    empty context. close() frees the model and the session; so do leaving a
-    `with` block and garbage collection.
+    turns); separate engines run in parallel. Each generate() answers its
+    prompt alone. With cache_prompt=True (the default) the engine keeps the KV
+    cache of the longest start the prompt shares with what it was fed before
+    (a chat's earlier turns) and feeds only the rest: on the CPU bit for bit
+    what a fresh context gives, on CUDA within the fixtures' tolerance;
+    Completion.timings.cached_tokens says how many. close() frees the model and
+    the session; so do leaving a `with` block and garbage collection.
     """
 
     def __init__(
@@ -390,7 +395,7 @@ class Engine:
         return sp
 
     def generate(self, prompt: Prompt, max_tokens: Optional[int] = 128, *, stop=None, stream: bool = False,
-                 **sampling) -> Union[Completion, Stream]:
+                 cache_prompt: bool = True, **sampling) -> Union[Completion, Stream]:
         """Completes prompt (text, BOS added as the vocabulary asks, or token ids).
 
         max_tokens: None = until the context is full. stop: a string or a list;
@@ -399,39 +404,45 @@ class Engine:
         repeat_last_n, seed, greedy (the library's defaults: temperature 0.8,
         top-k 40, top-p 0.95, min-p 0.05, no repeat penalty, seed 42).
         stream=True returns a Stream of Piece(text, id) instead of a Completion.
+        cache_prompt=False feeds the whole prompt (see the class).
         """
         ids = self.tokenize(prompt, bos=self.add_bos) if isinstance(prompt, str) else list(prompt)
-        return self._start(ids, max_tokens, stop, stream, sampling)
+        return self._start(ids, max_tokens, stop, stream, sampling, cache_prompt)
 
     def chat(self, messages: Sequence[dict], max_tokens: Optional[int] = None, *, stop=None,
-             stream: bool = False, **sampling) -> Union[Completion, Stream]:
+             stream: bool = False, cache_prompt: bool = True, **sampling) -> Union[Completion, Stream]:
         """The assistant's reply to a conversation (see chat_prompt); as generate()."""
-        return self._start(self.chat_prompt(messages), max_tokens, stop, stream, sampling)
+        return self._start(self.chat_prompt(messages), max_tokens, stop, stream, sampling, cache_prompt)
 
-    def _start(self, ids, max_tokens, stop, stream, sampling):
-        return self._start_sampled(ids, max_tokens, stop, stream, self.sampling(**sampling))
+    def _start(self, ids, max_tokens, stop, stream, sampling, cache_prompt):
+        return self._start_sampled(ids, max_tokens, stop, stream, self.sampling(**sampling), cache_prompt)
 
-    def _start_sampled(self, ids, max_tokens, stop, stream, sp):
+    def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True):
         """_start with sp already built by sampling() (openai_api builds it first,
         to answer the library's checks with a 400)."""
         n = self.n_ctx if max_tokens is None else int(max_tokens)
         if stream:
-            return Stream(self, ids, n, sp, stop)
+            return Stream(self, ids, n, sp, stop, cache_prompt)
         run = _Run(stop)
-        return self._generate(run, ids, n, sp)
+        return self._generate(run, ids, n, sp, cache_prompt)
 
-    def _generate(self, run, ids, max_tokens, sp):
+    def _generate(self, run, ids, max_tokens, sp, cache_prompt=True):
         arr = (ctypes.c_int32 * len(ids))(*ids)
         t, err = N.Timings(), N.Error()
         with self._lock:
             self._handle()
             self._running = run
             try:
-                lib.bn_session_reset(self._s)  # every call starts from an empty context
-                rc = lib.bn_session_generate(self._s, arr, len(ids), max_tokens, ctypes.byref(sp), run.fn, None,
-                                             ctypes.byref(t), ctypes.byref(err))
+                # Every call answers its prompt alone: from an empty context, or
+                # from the start of it that the session's cache holds.
+                kept = lib.bn_session_keep_prefix(self._s, arr, len(ids)) if cache_prompt else 0
+                if not cache_prompt:
+                    lib.bn_session_reset(self._s)
+                rest = (ctypes.c_int32 * (len(ids) - kept))(*ids[kept:])
+                rc = lib.bn_session_generate(self._s, rest, len(ids) - kept, max_tokens, ctypes.byref(sp), run.fn,
+                                             None, ctypes.byref(t), ctypes.byref(err))
             finally:
                 self._running = None
                 self._read_backend()
         _check(rc, err)
-        return run.finish(ids, t)
+        return run.finish(ids, t, kept)

@@ -158,7 +158,10 @@ class OpenAIServer:
             raise _bad(f"This model's maximum context length is {self.engine.n_ctx} tokens; "
                        f"the prompt has {len(ids)} tokens", "messages" if chat else "prompt",
                        "context_length_exceeded")
-        generation = self.engine._start_sampled(ids, max_tokens, _stop(body), True, sp)
+        cache_prompt = body.get("cache_prompt", True)  # llama.cpp's field: reuse the cached start
+        if not isinstance(cache_prompt, bool):
+            raise _bad("'cache_prompt' must be a boolean", "cache_prompt")
+        generation = self.engine._start_sampled(ids, max_tokens, _stop(body), True, sp, cache_prompt)
         return Call(self, chat, ids, generation, stream, bool(options.get("include_usage")))
 
     def _prompt(self, prompt):
@@ -198,7 +201,8 @@ class Call:
 
     def _usage(self, result):
         n = result.timings.generated_tokens
-        return {"prompt_tokens": len(self.ids), "completion_tokens": n, "total_tokens": len(self.ids) + n}
+        return {"prompt_tokens": len(self.ids), "completion_tokens": n, "total_tokens": len(self.ids) + n,
+                "prompt_tokens_details": {"cached_tokens": result.timings.cached_tokens}}
 
     def _choice(self, text, finish, chunk):
         if not self.chat:
