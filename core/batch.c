@@ -14,6 +14,7 @@
 // common start of those and its prompt. Positions past n_past are written
 // before they are read (backend.h), so nothing is cleared.
 #define _GNU_SOURCE // memmem
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,10 @@ typedef struct bn_slot {
     bn_utf8_stream utf8;
     char *text;       // decoded text not yet handed out; the first `released`
     size_t len, cap, released; // bytes went out in the last event
+    bool logprobs;    // the request's; then the last sampled token's log-probability
+    int top_logprobs; // and its top_logprobs likeliest tokens'
+    float logprob;
+    bn_token_logprob top[BN_TOP_LOGPROBS_MAX];
 } bn_slot;
 
 struct bn_batch {
@@ -58,6 +63,8 @@ struct bn_batch {
     int32_t *argmax;          // [n_slots]
     bn_top *top;              // [n_slots][BN_TOP_MAX] (forward_top)
     float *logits;            // [n_slots][n_vocab]
+    float *raw;               // [n_vocab] a row as the sampler found it (logprobs)
+    bn_top likeliest[BN_TOP_LOGPROBS_MAX];
     bn_batch_event *events;   // [n_slots]
 };
 
@@ -87,6 +94,7 @@ void bn_batch_free(bn_batch *b) {
     free(b->argmax);
     free(b->top);
     free(b->logits);
+    free(b->raw);
     free(b->events);
     free(b);
 }
@@ -111,9 +119,10 @@ int bn_batch_create(bn_engine *e, const bn_batch_params *p, bn_batch **out, bn_e
     b->argmax = malloc(S * sizeof *b->argmax);
     b->top = malloc(S * BN_TOP_MAX * sizeof *b->top);
     b->logits = malloc(S * V * sizeof *b->logits);
+    b->raw = malloc(V * sizeof *b->raw);
     b->events = malloc(S * sizeof *b->events);
     if (!b->slots || !b->tok || !b->pos || !b->seq || !b->runs || !b->argmax || !b->top || !b->logits ||
-        !b->events) {
+        !b->raw || !b->events) {
         bn_errorf(err, "out of memory for %d slots", b->n_slots);
         goto fail;
     }
@@ -175,6 +184,8 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
         return bn_errorf(err, "prompt of %zu tokens does not fit in the context (%d tokens)",
                          r->n_prompt, b->be.n_ctx);
     if (bn_engine_check_ids(b->engine, r->prompt, r->n_prompt, err)) return -1;
+    if (r->logprobs && (r->top_logprobs < 0 || r->top_logprobs > BN_TOP_LOGPROBS_MAX))
+        return bn_errorf(err, "top_logprobs must be in 0..%d (got %d)", BN_TOP_LOGPROBS_MAX, r->top_logprobs);
     // The free slot that caches the longest start of the prompt, if that is at
     // least half of it; else the slot free longest: a shorter match (a BOS, a
     // shared system prompt) is not worth a more recent conversation's cache.
@@ -200,6 +211,8 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     s->n_prompt = s->n_hist = (int)r->n_prompt;
     s->n_past = s->n_cached = cached;
     s->max_tokens = r->max_tokens;
+    s->logprobs = r->logprobs;
+    if (r->logprobs) s->top_logprobs = r->top_logprobs < n_vocab ? r->top_logprobs : n_vocab;
     return k;
 }
 
@@ -299,28 +312,41 @@ static void take_token(bn_batch *b, int k, int32_t next, bn_batch_event *ev) {
     s->done = done;
     *ev = (bn_batch_event){.slot = k, .user = s->user, .token = next, .text = s->text,
                            .len = s->released, .done = done, .stop = s->stop,
-                           .n_prompt = s->n_prompt, .n_gen = s->n_gen, .n_cached = s->n_cached};
+                           .n_prompt = s->n_prompt, .n_gen = s->n_gen, .n_cached = s->n_cached,
+                           .logprob = s->logprob, .n_top = s->top_logprobs, .top = s->top};
 }
 
 // What a step's forward call gives back for its runs: the argmax ids when every
 // run is greedy; the rows' best entries (top.h) when the backend computes them
 // and every run is greedy or picks among them (bn_sampler_takes_top: a top-k of
 // at most BN_TOP_MAX, or with a penalty above 1 a window and top-k of at most
-// BN_TOP_MAX together); else the rows of logits. The tokens are the same either way; the first two move a few
-// bytes a row instead of the row.
+// BN_TOP_MAX together); else the rows of logits (also when a run's request wants
+// logprobs, which need the whole row). The tokens are the same either way; the
+// first two move a few bytes a row instead of the row.
 enum { OUT_LOGITS, OUT_ARGMAX, OUT_TOP };
 
 static int step_output(const bn_batch *b, int runs) {
     bool greedy = b->be.ops->forward_argmax != NULL, top = b->be.ops->forward_top != NULL;
     for (int r = 0; r < runs; r++) {
-        const bn_sampler *smp = b->slots[b->runs[r].slot].smp;
-        greedy = greedy && bn_sampler_is_greedy(smp);
-        top = top && bn_sampler_takes_top(smp); // greedy ones too: the argmax is the first entry
+        const bn_slot *s = &b->slots[b->runs[r].slot];
+        greedy = greedy && !s->logprobs && bn_sampler_is_greedy(s->smp);
+        top = top && !s->logprobs && bn_sampler_takes_top(s->smp); // greedy ones too: the argmax is the first entry
     }
     return greedy ? OUT_ARGMAX : top ? OUT_TOP : OUT_LOGITS;
 }
 
-// Run r's next token from the step's output.
+// log(sum(exp(row))): the log-softmax's denominator, summed in double.
+static double log_sum_exp(const float *row, int32_t n) {
+    float max = row[0];
+    for (int32_t i = 1; i < n; i++) max = row[i] > max ? row[i] : max;
+    double sum = 0;
+    for (int32_t i = 0; i < n; i++) sum += expf(row[i] - max);
+    return max + log(sum);
+}
+
+// Run r's next token from the step's output; with logprobs, also its and the
+// likeliest tokens' log-probabilities, from the row before the sampler (which
+// may change it in place) saw it.
 static int32_t pick(bn_batch *b, int r, int out) {
     bn_slot *s = &b->slots[b->runs[r].slot];
     if (out == OUT_ARGMAX) return b->argmax[r];
@@ -328,7 +354,17 @@ static int32_t pick(bn_batch *b, int r, int out) {
         bn_top *top = b->top + (size_t)r * BN_TOP_MAX;
         return bn_sampler_sample_top(s->smp, top, s->hist, (size_t)s->n_hist);
     }
-    return bn_sampler_sample(s->smp, b->logits + (size_t)r * b->engine->model->hp.n_vocab, s->hist, (size_t)s->n_hist);
+    const int32_t V = (int32_t)b->engine->model->hp.n_vocab;
+    float *row = b->logits + (size_t)r * V;
+    if (!s->logprobs) return bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
+    const double lse = log_sum_exp(row, V);
+    if (s->top_logprobs) bn_top_select(row, V, s->top_logprobs, b->likeliest);
+    for (int i = 0; i < s->top_logprobs; i++)
+        s->top[i] = (bn_token_logprob){b->likeliest[i].id, (float)(b->likeliest[i].logit - lse)};
+    memcpy(b->raw, row, (size_t)V * sizeof *row);
+    const int32_t id = bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
+    s->logprob = (float)(b->raw[id] - lse);
+    return id;
 }
 
 int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_error *err) {

@@ -261,6 +261,15 @@ typedef struct bn_batch_params {
     int step_tokens;           // tokens one step feeds, decode and prompt chunks (<= 0: 512)
 } bn_batch_params;
 
+// A token's log-probability under the model: the log-softmax of its raw logits
+// (before temperature, penalties or truncation), as OpenAI's logprobs report it.
+typedef struct bn_token_logprob {
+    int32_t id;
+    float logprob;
+} bn_token_logprob;
+
+#define BN_TOP_LOGPROBS_MAX 20 // alternatives a request may ask for per token (OpenAI's limit)
+
 typedef struct bn_request {
     const int32_t *prompt; // n_prompt >= 1 ids, copied; must fit in the slot's context
     size_t n_prompt;
@@ -270,6 +279,9 @@ typedef struct bn_request {
     size_t n_stop;
     void *user;            // handed back in the slot's events
     bool no_prefix_cache;  // feed the whole prompt, reusing no slot's cached K/V
+    bool logprobs;         // report each sampled token's log-probability (a step with
+    int top_logprobs;      // such a slot brings back whole rows of logits) and the
+                           // top_logprobs (0..BN_TOP_LOGPROBS_MAX) likeliest tokens
 } bn_request;
 
 // What one step did for one slot: a sampled token, released text, the end.
@@ -283,6 +295,12 @@ typedef struct bn_batch_event {
     bn_stop stop;        // why, when done: BN_STOP_LENGTH, _EOG, _CONTEXT or _STRING
     int n_prompt, n_gen; // tokens so far (n_gen counts an end-of-generation token)
     int n_cached;        // of the n_prompt, those whose K/V came from the slot's cache
+    // With the request's logprobs: the token's, and the n_top likeliest tokens'
+    // (most likely first, the lower id first among equals; valid until the next
+    // step or remove). Else logprob 0 and n_top 0.
+    float logprob;
+    int n_top;
+    const bn_token_logprob *top;
 } bn_batch_event;
 
 BN_API int bn_batch_create(bn_engine *e, const bn_batch_params *p, bn_batch **out, bn_error *err);

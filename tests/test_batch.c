@@ -13,7 +13,8 @@
 // tokens through a batch equal bn_session_generate's, however the requests
 // overlap and whatever start of a prompt a slot had cached; stop strings,
 // max_tokens, the context limit, removal and the errors. A session's prompt
-// cache (bn_session_keep_prefix) against a fresh session.
+// cache (bn_session_keep_prefix) against a fresh session. Logprobs against the
+// log-softmax of a fresh session's logits.
 // Model: the tiny-a fixture (skips without it).
 #include "test_util.h"
 
@@ -538,6 +539,103 @@ static void test_session_keep_prefix(void **state) {
     bn_session_free(fresh);
 }
 
+// log-softmax(row)[id], in double, and the row's k likeliest ids (logit down,
+// the lower id first), found by the test itself.
+static double log_softmax_at(const float *row, int n, int32_t id) {
+    double max = row[0], sum = 0;
+    for (int i = 1; i < n; i++) max = row[i] > max ? row[i] : max;
+    for (int i = 0; i < n; i++) sum += exp(row[i] - max);
+    return row[id] - max - log(sum);
+}
+
+static void likeliest(const float *row, int n, int k, int32_t *ids) {
+    for (int j = 0; j < k; j++) {
+        int32_t best = -1;
+        for (int32_t i = 0; i < n; i++) {
+            bool taken = false;
+            for (int m = 0; m < j; m++) taken = taken || ids[m] == i;
+            if (!taken && (best < 0 || row[i] > row[best])) best = i;
+        }
+        ids[j] = best;
+    }
+}
+
+// logprobs: each sampled token's log-probability and its likeliest alternatives
+// are the log-softmax of the logits a fresh session computes for that position
+// (the same row bit for bit on the CPU), and asking for them changes no token,
+// neither the slot's nor a greedy neighbour's in the same steps.
+static void test_batch_logprobs(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    enum { N_GEN = 6, K = 5 };
+    const int n_vocab = bn_engine_info(fx.engine).n_vocab;
+    bn_sampling hot = bn_sampling_default();
+    hot.seed = 5;
+    hot.temperature = 1.3f;
+    hot.repeat_penalty = 0.3f; // favours tokens seen before, changing their logits in place: the
+                               // logprobs must be the raw row's
+    bn_request req[2] = {request(2, N_GEN, hot), request(1, N_GEN, bn_sampling_greedy())};
+    req[0].logprobs = true;
+    req[0].top_logprobs = K;
+    result want[2] = {alone_result(&req[0]), alone_result(&req[1])}, got[2] = {{.n_ids = 0}, {.n_ids = 0}};
+    bn_batch *b = open_batch(2, 0);
+    bn_error err;
+    for (int i = 0; i < 2; i++) assert_int_equal(bn_batch_add(b, &req[i], &err), i);
+    float lp[N_GEN], top_lp[N_GEN][K];
+    int32_t top_id[N_GEN][K];
+    for (int step = 0, done = 0; done < 2 && step < 100; step++) {
+        const bn_batch_event *ev;
+        int n_ev;
+        if (bn_batch_step(b, &ev, &n_ev, &err)) fail_msg("%s", err.msg);
+        for (int e = 0; e < n_ev; e++) {
+            result *r = &got[ev[e].slot];
+            if (ev[e].slot == 0) {
+                assert_int_equal(ev[e].n_top, K);
+                lp[r->n_ids] = ev[e].logprob;
+                for (int j = 0; j < K; j++) top_id[r->n_ids][j] = ev[e].top[j].id, top_lp[r->n_ids][j] = ev[e].top[j].logprob;
+            } else {
+                assert_int_equal(ev[e].n_top, 0);
+            }
+            r->ids[r->n_ids++] = ev[e].token;
+            if (ev[e].done) bn_batch_remove(b, ev[e].slot), done++;
+        }
+    }
+    bn_batch_free(b);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(got[i].n_ids, want[i].n_ids);
+        assert_memory_equal(got[i].ids, want[i].ids, sizeof(int32_t) * (size_t)got[i].n_ids);
+    }
+    // Each position's row from a fresh session fed the prompt and the tokens before it.
+    int32_t seq[N_CTX];
+    int n_seq = (int)req[0].n_prompt;
+    memcpy(seq, req[0].prompt, sizeof(int32_t) * (size_t)n_seq);
+    float *row = malloc(sizeof(float) * (size_t)n_vocab);
+    bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = N_CTX};
+    for (int t = 0; t < got[0].n_ids; t++) {
+        bn_session *s;
+        if (bn_session_create(fx.engine, &sp, &s, &err) || bn_session_eval(s, seq, (size_t)n_seq, row, &err))
+            fail_msg("%s", err.msg);
+        bn_session_free(s);
+        const int32_t tok = got[0].ids[t];
+        if (fabs(lp[t] - log_softmax_at(row, n_vocab, tok)) > 1e-4)
+            fail_msg("token %d: logprob %g, the row's log-softmax %g", t, lp[t], log_softmax_at(row, n_vocab, tok));
+        int32_t ids[K];
+        likeliest(row, n_vocab, K, ids);
+        for (int j = 0; j < K; j++) {
+            assert_int_equal(top_id[t][j], ids[j]);
+            assert_true(fabs(top_lp[t][j] - log_softmax_at(row, n_vocab, ids[j])) <= 1e-4);
+        }
+        seq[n_seq++] = tok;
+    }
+    free(row);
+    // Out of range.
+    b = open_batch(1, 0);
+    req[0].top_logprobs = BN_TOP_LOGPROBS_MAX + 1;
+    assert_int_equal(bn_batch_add(b, &req[0], &err), -1);
+    assert_non_null(strstr(err.msg, "top_logprobs"));
+    bn_batch_free(b);
+}
+
 // Stop strings: the text ends before the earliest match, even across tokens.
 static void test_batch_stop_strings(void **state) {
     (void)state;
@@ -646,6 +744,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_batch_same_as_alone),
         cmocka_unit_test(test_batch_prompt_cache),
         cmocka_unit_test(test_session_keep_prefix),
+        cmocka_unit_test(test_batch_logprobs),
         cmocka_unit_test(test_batch_stop_strings),
         cmocka_unit_test(test_batch_context),
         cmocka_unit_test(test_batch_errors),

@@ -10,7 +10,8 @@ load of 32 clients x 8 requests (no slot leaked: /health); seeded sampling equal
 to generate's; stop strings; usage counts; /v1/models, /health, /tokenize,
 /detokenize; raw malformed requests (bad JSON, wrong types, huge bodies,
 slowloris-style partial requests, clients that hang up mid-request); the prompt
-cache (cached_tokens, cache_prompt); the API
+cache (cached_tokens, cache_prompt); logprobs in both shapes; OpenAI parameters
+it does not implement refused; the API
 key; SIGTERM and SIGINT with requests running (exit 0, which under ASan also
 means no leak). Skips, saying why, without the fixture or the client.
 Run by CTest with BITNET_CLI and BITNET_FIXTURES set.
@@ -226,6 +227,41 @@ class ServeTest(unittest.TestCase):
         self.assertLess(cached.prompt_tokens_details.cached_tokens, len(story) + len(more))
         self.assertEqual(fresh.prompt_tokens_details.cached_tokens, 0)
 
+    def test_logprobs(self):
+        """Greedy tokens with their log-probabilities: the chosen token is the likeliest,
+        the alternatives come most likely first, the entries' bytes make the text, the
+        stream carries the same entries, and asking for them changes no token. (Their
+        values are checked against an independent log-softmax in test_batch.)"""
+        msgs = [{"role": "user", "content": PROMPTS[2]}]
+        plain = self.client.chat.completions.create(model="m", messages=msgs, max_tokens=10, temperature=0)
+        r = self.client.chat.completions.create(model="m", messages=msgs, max_tokens=10, temperature=0,
+                                                logprobs=True, top_logprobs=3)
+        self.assertIsNone(plain.choices[0].logprobs)
+        content = r.choices[0].logprobs.content
+        self.assertEqual(r.choices[0].message.content, plain.choices[0].message.content)
+        self.assertEqual(len(content), r.usage.completion_tokens)
+        self.assertEqual(b"".join(bytes(e.bytes) for e in content), r.choices[0].message.content.encode())
+        for e in content:
+            self.assertEqual(len(e.top_logprobs), 3)
+            self.assertEqual((e.top_logprobs[0].token, e.top_logprobs[0].logprob), (e.token, e.logprob))
+            values = [t.logprob for t in e.top_logprobs]
+            self.assertEqual(values, sorted(values, reverse=True))
+            self.assertLessEqual(values[0], 0)
+        stream = self.client.chat.completions.create(model="m", messages=msgs, max_tokens=10, temperature=0,
+                                                     logprobs=True, top_logprobs=3, stream=True)
+        streamed = [e for ch in stream if ch.choices and ch.choices[0].logprobs for e in ch.choices[0].logprobs.content]
+        self.assertEqual([(e.token, e.logprob) for e in streamed], [(e.token, e.logprob) for e in content])
+        # A completion's shape: tokens, token_logprobs, top_logprobs, text_offset.
+        c = self.client.completions.create(model="m", prompt=PROMPTS[2], max_tokens=8, temperature=0, logprobs=2)
+        lp = c.choices[0].logprobs
+        self.assertEqual(len(lp.tokens), c.usage.completion_tokens)
+        self.assertEqual(len(lp.token_logprobs), len(lp.tokens))
+        self.assertEqual([len(t) for t in lp.top_logprobs], [2] * len(lp.tokens))
+        self.assertEqual(lp.text_offset[0], 0)
+        self.assertEqual(lp.text_offset, sorted(lp.text_offset))
+        for value, top in zip(lp.token_logprobs, lp.top_logprobs):
+            self.assertEqual(value, max(top.values()))
+
     def test_stop_strings(self):
         full, _, _ = self.ref[(PROMPTS[2], False)]
         stop = full[len(full) // 2:len(full) // 2 + 3]
@@ -268,6 +304,18 @@ class ServeTest(unittest.TestCase):
             ("/v1/completions", {"prompt": "x", "max_tokens": 1.5}),
             ("/v1/completions", {"prompt": "x", "stream": "yes"}),
             ("/v1/completions", {"prompt": "x", "cache_prompt": 0}),
+            ("/v1/completions", {"prompt": "x", "logprobs": 21}),
+            ("/v1/completions", {"prompt": "x", "logprobs": True}),
+            ("/v1/completions", {"prompt": "x", "echo": True}),
+            ("/v1/completions", {"prompt": "x", "best_of": 3}),
+            ("/v1/completions", {"prompt": "x", "logit_bias": {"5": 10}}),
+            ("/v1/completions", {"prompt": "x", "presence_penalty": 0.5}),
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}),
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "logprobs": 1}),
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
+                                      "tools": [{"type": "function", "function": {"name": "f"}}]}),
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
+                                      "response_format": {"type": "json_object"}}),
             ("/v1/completions", {"prompt": "x", "stop": 7}),
             ("/v1/completions", {"prompt": "x", "stop": ["a", 1]}),
             ("/v1/completions", {"prompt": "x", "n": 2}),
@@ -289,6 +337,11 @@ class ServeTest(unittest.TestCase):
             status, ctype, raw = self.srv.request("POST", path, body)
             assert_error(self, status, raw, 400)
             self.assertEqual(ctype, "application/json")
+        # The same parameters set to what they would be without them: accepted.
+        off = {"prompt": "x", "max_tokens": 1, "echo": False, "best_of": 1, "suffix": "", "logit_bias": {},
+               "presence_penalty": 0, "frequency_penalty": 0, "tools": [], "response_format": {"type": "text"}}
+        status, _, raw = self.srv.request("POST", "/v1/completions", off)
+        self.assertEqual(status, 200, raw)
         status, _, raw = self.srv.request("POST", "/v1/completions", {"prompt": "hello " * 400})
         self.assertEqual(json.loads(raw)["error"]["code"], "context_length_exceeded")
         assert_error(self, *self.srv.request("GET", "/v1/nothing")[::2], 404)

@@ -156,6 +156,36 @@ static bool get_params(fields *f, bn_job_params *p, bool *stream, int default_ma
     return true;
 }
 
+// logprobs: a chat's {"logprobs": bool, "top_logprobs": 0..20}, a completion's
+// {"logprobs": 0..20} (the alternatives per token; absent or null: none).
+static bool get_logprobs(fields *f, bool chat, bn_job_params *p) {
+    double top = chat ? 0 : -1;
+    if (chat) get_bool(f, "logprobs", &p->logprobs);
+    get_int(f, chat ? "top_logprobs" : "logprobs", 0, BN_TOP_LOGPROBS_MAX, &top);
+    if (f->bad) return false;
+    if (chat && top > 0 && !p->logprobs) return fail(f, "'%s' needs \"logprobs\": true", "top_logprobs");
+    if (!chat) p->logprobs = top >= 0;
+    p->top_logprobs = top > 0 ? (int)top : 0;
+    return true;
+}
+
+// OpenAI's parameters that would change the answer in ways this server does not
+// implement are refused, not ignored, unless absent, null or off.
+static bool refuse_unsupported(fields *f) {
+    static const char *const unsupported[] = {"best_of", "echo", "suffix", "logit_bias", "presence_penalty",
+                                              "frequency_penalty", "tools", "functions", "response_format"};
+    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
+        const cJSON *v = field(f, unsupported[i]);
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(v, "type");
+        const bool off = !v || cJSON_IsFalse(v) || (cJSON_IsNumber(v) && v->valuedouble == (i == 0)) ||
+                         (cJSON_IsString(v) && !*v->valuestring) ||
+                         ((cJSON_IsArray(v) || cJSON_IsObject(v)) && !v->child) ||
+                         (cJSON_IsString(type) && !strcmp(type->valuestring, "text") && !v->child->next);
+        if (!off) return fail(f, "'%s' is not supported by this server", unsupported[i]);
+    }
+    return true;
+}
+
 // The text of a chat message: a string, or an array of {"type": "text", "text"} parts.
 static char *message_text(const cJSON *content, bool *ok) {
     *ok = true;
@@ -263,8 +293,8 @@ static void generate(const bn_api *a, const char *body, size_t len, bool chat, b
     fields f = {o, r, false};
     bn_job_params p = {0};
     // OpenAI's defaults: a completion stops after 16 tokens, a chat reply at its end.
-    bool ok = get_params(&f, &p, &r->stream, chat ? 0 : 16) &&
-              (chat ? chat_prompt(a, &f, &p) : completion_prompt(a, &f, &p));
+    bool ok = get_params(&f, &p, &r->stream, chat ? 0 : 16) && get_logprobs(&f, chat, &p) &&
+              refuse_unsupported(&f) && (chat ? chat_prompt(a, &f, &p) : completion_prompt(a, &f, &p));
     cJSON_Delete(o);
     if (!ok) {
         bn_job_params_free(&p);
@@ -281,6 +311,7 @@ static void generate(const bn_api *a, const char *body, size_t len, bool chat, b
     pthread_mutex_unlock(&mu);
     snprintf(r->id, sizeof r->id, "%s-%lx%06lu", chat ? "chatcmpl" : "cmpl", (unsigned long)a->created, id);
     r->chat = chat;
+    r->logprobs = p.logprobs;
     r->created = (long)time(NULL);
     if (!(r->job = bn_sched_submit(a->sched, &p)))
         reply_error(r, 503, "unavailable", "the server is shutting down");

@@ -25,6 +25,8 @@ typedef struct bn_api_reply {
     char *body;  // malloc'd JSON
     bn_job *job; // the generation, with a reference for the caller
     bool stream, chat;
+    bool logprobs;      // the request asked for them
+    size_t text_offset; // a completion's logprobs: the bytes of the tokens reported so far
     char id[40]; // "chatcmpl-..." or "cmpl-..."
     long created;
 } bn_api_reply;
@@ -37,15 +39,14 @@ void bn_api_handle(const bn_api *a, const char *method, const char *path, const 
 // OpenAI's error object {"error": {"message", "type", "param", "code"}}.
 char *bn_api_error_json(int status, const char *message, const char *code);
 
-// The finished job's reply (status and body into r): the completion object, or
-// the error the job ended with.
-void bn_api_finish(const bn_api *a, bn_api_reply *r, const char *text, size_t len,
-                   const bn_job_state *st);
+// The finished job's reply (status and body into r): the completion object,
+// from all of its output, or the error the job ended with.
+void bn_api_finish(const bn_api *a, bn_api_reply *r, const bn_job_output *out, const bn_job_state *st);
 
-// One server-sent event "data: {...}\n\n" for text generated since the last
-// one; with st->done the last chunk (finish_reason, usage) and "data: [DONE]".
-// first: the chat stream's opening chunk (role "assistant"). malloc'd.
-char *bn_api_event(const bn_api *a, const bn_api_reply *r, const char *text, size_t len,
-                   const bn_job_state *st, bool first);
+// One server-sent event "data: {...}\n\n" for the output generated since the
+// last one; with st->done the last chunk (finish_reason, usage) and "data:
+// [DONE]". first: the chat stream's opening chunk (role "assistant"). malloc'd.
+char *bn_api_event(const bn_api *a, bn_api_reply *r, const bn_job_output *out, const bn_job_state *st,
+                   bool first);
 
 #endif

@@ -37,7 +37,7 @@ typedef struct request {
     bn_buf body;    // received so far
     bool answered;  // a reply went out before the body was read
     bn_api_reply r; // the endpoint's answer; r.job while generating
-    bn_buf text;    // generated text not yet sent (stream) or all of it
+    bn_job_output got; // generated output not yet sent (stream) or all of it
     char *out; // stream: the event being sent, from out_off
     size_t out_len, out_off;
     bool first, ended;
@@ -91,14 +91,14 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     while (q->out_off == q->out_len) {
         if (q->ended) return MHD_CONTENT_READER_END_OF_STREAM;
         bn_job_state st;
-        q->text.len = 0;
-        if (bn_job_wait(q->r.job, WAIT_MS, &q->text, &st)) return MHD_CONTENT_READER_END_WITH_ERROR;
-        if (!q->text.len && !st.done && !q->first) {
+        q->got.text.len = q->got.logprobs.len = 0;
+        if (bn_job_wait(q->r.job, WAIT_MS, &q->got, &st)) return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (!q->got.text.len && !q->got.logprobs.len && !st.done && !q->first) {
             if (client_gone(q->conn)) return bn_job_cancel(q->r.job), MHD_CONTENT_READER_END_WITH_ERROR;
             continue;
         }
         free(q->out);
-        q->out = bn_api_event(q->srv->api, &q->r, q->text.data, q->text.len, &st, q->first);
+        q->out = bn_api_event(q->srv->api, &q->r, &q->got, &st, q->first);
         if (!q->out) return MHD_CONTENT_READER_END_WITH_ERROR;
         q->out_len = strlen(q->out);
         q->out_off = 0;
@@ -127,13 +127,13 @@ static enum MHD_Result start_stream(request *q) {
 static enum MHD_Result await_job(request *q) {
     bn_job_state st;
     do {
-        if (bn_job_wait(q->r.job, WAIT_MS, &q->text, &st)) return reply_error(q, 500, "out of memory", NULL);
+        if (bn_job_wait(q->r.job, WAIT_MS, &q->got, &st)) return reply_error(q, 500, "out of memory", NULL);
         if (!st.done && client_gone(q->conn)) {
             bn_job_cancel(q->r.job);
             return MHD_NO; // closes the connection
         }
     } while (!st.done);
-    bn_api_finish(q->srv->api, &q->r, q->text.data, q->text.len, &st);
+    bn_api_finish(q->srv->api, &q->r, &q->got, &st);
     const int status = q->r.status;
     char *body = q->r.body;
     q->r.body = NULL;
@@ -194,7 +194,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
     free(q->r.body);
     free(q->body.data);
-    free(q->text.data);
+    free(q->got.text.data);
+    free(q->got.logprobs.data);
     free(q->out);
     free(q);
     *con_cls = NULL;

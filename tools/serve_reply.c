@@ -44,6 +44,69 @@ cJSON *bn_piece_json(const bn_engine *e, int32_t id) {
     return o;
 }
 
+// ---- logprobs: OpenAI's two shapes ---------------------------------------------
+
+static cJSON *bytes_json(const char *b, size_t n) {
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber((unsigned char)b[i]));
+    return a;
+}
+
+// A chat logprobs entry {"token", "logprob", "bytes"}.
+static cJSON *chat_entry(const bn_engine *e, int32_t id, float logprob) {
+    size_t n = 0;
+    const char *b = bn_engine_token_bytes(e, id, &n);
+    if (!b) n = 0;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "token", bn_text_json(b, n));
+    cJSON_AddNumberToObject(o, "logprob", logprob);
+    cJSON_AddItemToObject(o, "bytes", bytes_json(b, n));
+    return o;
+}
+
+// choice.logprobs for the tokens in out (out NULL, or none asked for: null).
+// Chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}.
+// Completion: {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}],
+// "text_offset"}, the offsets in bytes of generated text, counted on from the
+// stream's earlier chunks (r->text_offset).
+static cJSON *logprobs_json(const bn_api *a, bn_api_reply *r, const bn_job_output *out) {
+    if (!r->logprobs || !out) return cJSON_CreateNull();
+    const bn_job_logprob *lp = (const bn_job_logprob *)out->logprobs.data;
+    const size_t n = out->logprobs.len / sizeof *lp;
+    cJSON *o = cJSON_CreateObject();
+    if (r->chat) {
+        cJSON *content = cJSON_AddArrayToObject(o, "content");
+        for (size_t i = 0; i < n; i++) {
+            cJSON *t = chat_entry(a->engine, lp[i].id, lp[i].logprob);
+            cJSON *top = cJSON_AddArrayToObject(t, "top_logprobs");
+            for (int j = 0; j < lp[i].n_top; j++)
+                cJSON_AddItemToArray(top, chat_entry(a->engine, lp[i].top[j].id, lp[i].top[j].logprob));
+            cJSON_AddItemToArray(content, t);
+        }
+        return o;
+    }
+    cJSON *tokens = cJSON_AddArrayToObject(o, "tokens"), *values = cJSON_AddArrayToObject(o, "token_logprobs");
+    cJSON *tops = cJSON_AddArrayToObject(o, "top_logprobs"), *offsets = cJSON_AddArrayToObject(o, "text_offset");
+    for (size_t i = 0; i < n; i++) {
+        size_t len = 0;
+        const char *b = bn_engine_token_bytes(a->engine, lp[i].id, &len);
+        if (!b) len = 0;
+        cJSON_AddItemToArray(tokens, bn_text_json(b, len));
+        cJSON_AddItemToArray(values, cJSON_CreateNumber(lp[i].logprob));
+        cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)r->text_offset));
+        r->text_offset += len;
+        cJSON *top = cJSON_CreateObject();
+        for (int j = 0; j < lp[i].n_top; j++) {
+            const char *t = bn_engine_token_bytes(a->engine, lp[i].top[j].id, &len);
+            cJSON *key = bn_text_json(t, t ? len : 0);
+            if (cJSON_IsString(key)) cJSON_AddNumberToObject(top, key->valuestring, lp[i].top[j].logprob);
+            cJSON_Delete(key);
+        }
+        cJSON_AddItemToArray(tops, top);
+    }
+    return o;
+}
+
 static const char *error_type(int status) {
     switch (status) {
     case 400: return "invalid_request_error";
@@ -101,8 +164,9 @@ static cJSON *frame(const bn_api *a, const bn_api_reply *r, const char *object, 
     return o;
 }
 
-void bn_api_finish(const bn_api *a, bn_api_reply *r, const char *text, size_t len,
-                   const bn_job_state *st) {
+void bn_api_finish(const bn_api *a, bn_api_reply *r, const bn_job_output *out, const bn_job_state *st) {
+    const char *text = out->text.data ? out->text.data : "";
+    const size_t len = out->text.len;
     if (st->error[0]) {
         r->status = st->status;
         r->body = bn_api_error_json(st->status, st->error, NULL);
@@ -116,7 +180,7 @@ void bn_api_finish(const bn_api *a, bn_api_reply *r, const char *text, size_t le
     } else {
         cJSON_AddItemToObject(choice, "text", bn_text_json(text, len));
     }
-    cJSON_AddNullToObject(choice, "logprobs");
+    cJSON_AddItemToObject(choice, "logprobs", logprobs_json(a, r, out));
     cJSON_AddStringToObject(choice, "finish_reason", finish_reason(st->stop));
     add_usage(o, st);
     r->status = 200;
@@ -132,32 +196,35 @@ static void add_event(bn_buf *out, cJSON *o, const char *raw) {
     free(json);
 }
 
-// A stream chunk: a chat delta {role?, content?} or a completion's text piece.
-static cJSON *chunk(const bn_api *a, const bn_api_reply *r, const char *text, size_t len, bool role,
+// A stream chunk: a chat delta {role?, content?} or a completion's text piece,
+// with the logprobs of out's tokens (out NULL: the opening or the last chunk).
+static cJSON *chunk(const bn_api *a, bn_api_reply *r, const bn_job_output *out, bool role,
                     const bn_job_state *last) {
     cJSON *choice, *o = frame(a, r, r->chat ? "chat.completion.chunk" : "text_completion", &choice);
+    const char *text = out && out->text.data ? out->text.data : "";
+    const size_t len = out ? out->text.len : 0;
     if (r->chat) {
         cJSON *d = cJSON_AddObjectToObject(choice, "delta");
         if (role) cJSON_AddStringToObject(d, "role", "assistant");
-        if (text) cJSON_AddItemToObject(d, "content", bn_text_json(text, len));
+        if (role || out) cJSON_AddItemToObject(d, "content", bn_text_json(text, len));
     } else {
-        cJSON_AddItemToObject(choice, "text", bn_text_json(text ? text : "", text ? len : 0));
+        cJSON_AddItemToObject(choice, "text", bn_text_json(text, len));
     }
-    cJSON_AddNullToObject(choice, "logprobs");
+    cJSON_AddItemToObject(choice, "logprobs", logprobs_json(a, r, out));
     if (last) cJSON_AddStringToObject(choice, "finish_reason", finish_reason(last->stop));
     else cJSON_AddNullToObject(choice, "finish_reason");
     if (last) add_usage(o, last);
     return o;
 }
 
-char *bn_api_event(const bn_api *a, const bn_api_reply *r, const char *text, size_t len,
-                   const bn_job_state *st, bool first) {
+char *bn_api_event(const bn_api *a, bn_api_reply *r, const bn_job_output *got, const bn_job_state *st,
+                   bool first) {
     bn_buf out = {0};
     if (bn_buf_reserve(&out, 0)) return NULL; // "" when there is nothing to send
-    if (first && r->chat) add_event(&out, chunk(a, r, "", 0, true, NULL), NULL);
-    if (len) add_event(&out, chunk(a, r, text, len, false, NULL), NULL);
+    if (first && r->chat) add_event(&out, chunk(a, r, NULL, true, NULL), NULL);
+    if (got->text.len || got->logprobs.len) add_event(&out, chunk(a, r, got, false, NULL), NULL);
     if (st->done && st->error[0]) add_event(&out, error_object(st->status, st->error, NULL), NULL);
-    else if (st->done) add_event(&out, chunk(a, r, NULL, 0, false, st), NULL);
+    else if (st->done) add_event(&out, chunk(a, r, NULL, false, st), NULL);
     if (st->done) add_event(&out, NULL, "[DONE]");
     return out.data;
 }

@@ -12,16 +12,17 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct bn_job {
     bn_sched *s;
     bn_job_params p;
-    pthread_cond_t cond; // new text, or the end
+    pthread_cond_t cond; // new output, or the end
     int refs;            // the submitter's, and the scheduler's until the job ends
     int slot;            // -1 while queued
     bool cancelled;
     bn_job_state st;
-    bn_buf text; // produced and not yet taken by bn_job_wait
+    bn_job_output out; // produced and not yet taken by bn_job_wait
     bn_job *next; // the queue
 };
 
@@ -46,7 +47,8 @@ void bn_job_params_free(bn_job_params *p) {
 
 static void free_job(bn_job *j) {
     bn_job_params_free(&j->p);
-    free(j->text.data);
+    free(j->out.text.data);
+    free(j->out.logprobs.data);
     pthread_cond_destroy(&j->cond);
     free(j);
 }
@@ -104,7 +106,8 @@ static void between_steps(bn_sched *s) {
         const bn_request r = {.prompt = j->p.prompt, .n_prompt = j->p.n_prompt,
                               .max_tokens = j->p.max_tokens, .sampling = j->p.sampling,
                               .stop = (const char *const *)j->p.stop, .n_stop = j->p.n_stop,
-                              .no_prefix_cache = j->p.no_prefix_cache};
+                              .no_prefix_cache = j->p.no_prefix_cache, .logprobs = j->p.logprobs,
+                              .top_logprobs = j->p.top_logprobs};
         bn_error err;
         const int slot = bn_batch_add(s->b, &r, &err);
         if (slot < 0) {
@@ -119,7 +122,12 @@ static void between_steps(bn_sched *s) {
 static void after_step(bn_sched *s, const bn_batch_event *ev, int n) {
     for (int i = 0; i < n; i++) {
         bn_job *j = s->slot_job[ev[i].slot];
-        bn_buf_append(&j->text, ev[i].text, ev[i].len); // out of memory: the text is lost, not the counts
+        bn_buf_append(&j->out.text, ev[i].text, ev[i].len); // out of memory: the text is lost, not the counts
+        if (j->p.logprobs && !(ev[i].done && ev[i].stop == BN_STOP_EOG)) {
+            bn_job_logprob lp = {.id = ev[i].token, .logprob = ev[i].logprob, .n_top = ev[i].n_top};
+            memcpy(lp.top, ev[i].top, (size_t)ev[i].n_top * sizeof *lp.top);
+            bn_buf_append(&j->out.logprobs, &lp, sizeof lp);
+        }
         j->st.n_prompt = ev[i].n_prompt;
         j->st.n_gen = ev[i].n_gen;
         j->st.n_cached = ev[i].n_cached;
@@ -221,18 +229,22 @@ bn_job *bn_sched_submit(bn_sched *s, bn_job_params *p) {
     return j;
 }
 
-int bn_job_wait(bn_job *j, int timeout_ms, bn_buf *text, bn_job_state *st) {
+// Moves what src holds to the end of dst.
+static int take(bn_buf *dst, bn_buf *src) {
+    if (!src->len) return 0;
+    if (bn_buf_append(dst, src->data, src->len)) return -1;
+    src->len = 0;
+    return 0;
+}
+
+int bn_job_wait(bn_job *j, int timeout_ms, bn_job_output *out, bn_job_state *st) {
     bn_sched *s = j->s;
-    int rc = 0;
     pthread_mutex_lock(&s->mu);
-    if (!j->text.len && !j->st.done) {
+    if (!j->out.text.len && !j->out.logprobs.len && !j->st.done) {
         const struct timespec t = bn_monotonic_after_ms(timeout_ms);
         pthread_cond_timedwait(&j->cond, &s->mu, &t);
     }
-    if (j->text.len) {
-        rc = bn_buf_append(text, j->text.data, j->text.len);
-        if (!rc) j->text.len = 0;
-    }
+    const int rc = take(&out->text, &j->out.text) || take(&out->logprobs, &j->out.logprobs) ? -1 : 0;
     *st = j->st;
     pthread_mutex_unlock(&s->mu);
     return rc;

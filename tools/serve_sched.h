@@ -28,10 +28,27 @@ typedef struct bn_job_params {
     char **stop; // n_stop malloc'd strings, in a malloc'd array
     size_t n_stop;
     bool no_prefix_cache; // bn_request's: feed the whole prompt
+    bool logprobs;        // bn_request's: each generated token's log-probability
+    int top_logprobs;     // and its likeliest alternatives'
 } bn_job_params;
 
 // Frees the prompt and stop strings and zeroes p.
 void bn_job_params_free(bn_job_params *p);
+
+// With logprobs, one per generated token (an end-of-generation token has none).
+typedef struct bn_job_logprob {
+    int32_t id;
+    float logprob;
+    int n_top;
+    bn_token_logprob top[BN_TOP_LOGPROBS_MAX];
+} bn_job_logprob;
+
+// What a job produced: its text, and with logprobs the tokens' bn_job_logprob
+// entries (an array in a byte buffer).
+typedef struct bn_job_output {
+    bn_buf text;
+    bn_buf logprobs;
+} bn_job_output;
 
 // How a job stands, and the text it produced since the last bn_job_wait.
 typedef struct bn_job_state {
@@ -54,9 +71,9 @@ void bn_sched_free(bn_sched *s);
 // scheduler is stopping (the params are freed either way).
 bn_job *bn_sched_submit(bn_sched *s, bn_job_params *p);
 
-// Waits up to timeout_ms for new text or the end, then appends the new text to
-// *text and fills *st. Returns -1 when out of memory.
-int bn_job_wait(bn_job *j, int timeout_ms, bn_buf *text, bn_job_state *st);
+// Waits up to timeout_ms for new output or the end, then appends the new output
+// to *out and fills *st. Returns -1 when out of memory.
+int bn_job_wait(bn_job *j, int timeout_ms, bn_job_output *out, bn_job_state *st);
 // The client went away: the scheduler frees the job's slot before its next step.
 void bn_job_cancel(bn_job *j);
 void bn_job_release(bn_job *j);
