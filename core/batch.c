@@ -189,10 +189,12 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     // The free slot that caches the longest start of the prompt, if that is at
     // least half of it; else the slot free longest: a shorter match (a BOS, a
     // shared system prompt) is not worth a more recent conversation's cache.
+    // Among equal matches, too, the slot free longest.
     int k = -1, best = 0;
     for (int i = 0; i < b->n_slots && !r->no_prefix_cache; i++) {
         const int n = b->slots[i].used ? 0 : cached_prefix(&b->slots[i], r->prompt, r->n_prompt);
-        if (n > best && 2 * (size_t)n >= r->n_prompt) k = i, best = n;
+        if (n == 0 || 2 * (size_t)n < r->n_prompt) continue;
+        if (n > best || (n == best && b->slots[i].ticket < b->slots[k].ticket)) k = i, best = n;
     }
     for (int i = 0; i < b->n_slots && best == 0; i++)
         if (!b->slots[i].used && (k < 0 || b->slots[i].ticket < b->slots[k].ticket)) k = i;

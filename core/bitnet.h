@@ -175,7 +175,8 @@ BN_API void bn_session_reset(bn_session *s);    // forget all tokens
 // (fed again for its logits), and returns how many it kept, k. The next
 // bn_session_generate then takes ids + k, n - k. On the CPU that gives bit for bit
 // what bn_session_reset and all of ids give; on CUDA, within the fixtures'
-// tolerance (the kept tokens' K/V came from other kernels: bn_batch's prompt cache).
+// tolerance (the kept tokens' K/V came from other kernels, as in bn_batch's
+// prompt cache; test_batch's test_session_keep_prefix_cuda, not yet run on a GPU).
 BN_API int bn_session_keep_prefix(bn_session *s, const int32_t *ids, size_t n);
 BN_API uint64_t bn_session_backend_bytes(const bn_session *s);
 // Weight bytes one decode step reads: every ternary matrix and the LM head in the
@@ -240,8 +241,9 @@ BN_API int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float
 //
 // Prompt cache: a freed slot keeps the K/V of the tokens it was fed. A request
 // goes to the free slot that holds the longest start of its prompt, if that is
-// at least half of it (else to the one that has been free longest, so that the
-// recent conversations keep their caches), and only the rest is fed: the
+// at least half of it (else, and among equals, to the one that has been free
+// longest, so that the recent conversations keep their caches), and only the
+// rest is fed: the
 // next turn of a conversation costs its new tokens, not the whole history. The
 // prompt's last token is always fed again (its logits give the first token). On
 // the CPU the result is bit for bit that of feeding the whole prompt; on CUDA the

@@ -483,17 +483,29 @@ static void test_batch_prompt_cache(void **state) {
     r = run_one(b, &cut, 6);
     assert_int_equal(r.slot, 0);
     assert_int_equal(r.n_cached, 4);
+    // Both slots hold the question; slot 1 is freed first, so it takes the next one.
+    bn_request q = request(1, 1, bn_sampling_greedy());
+    assert_int_equal(bn_batch_add(b, &q, &err), 0);
+    assert_int_equal(bn_batch_add(b, &q, &err), 1);
+    for (int done = 0; done < 2;) {
+        assert_int_equal(bn_batch_step(b, &ev, &n_ev, &err), 0);
+        for (int e = 0; e < n_ev; e++) done += ev[e].done;
+    }
+    bn_batch_remove(b, 1);
+    bn_batch_remove(b, 0);
+    r = run_one(b, &q, 7);
+    assert_int_equal(r.slot, 1);
+    assert_int_equal(r.n_cached, n_q - 1);
     bn_batch_free(b);
 }
 
 // The session's prompt cache (bn_session_keep_prefix): after keeping the common
-// start, feeding the rest gives the logits and tokens of a fresh session fed the
-// whole prompt, bit for bit on the CPU.
-static void test_session_keep_prefix(void **state) {
-    (void)state;
-    REQUIRE_MODEL();
+// start, feeding the rest gives the logits of a fresh session fed the whole
+// prompt: bit for bit on the CPU, within the fixtures' tolerance on CUDA (check_row).
+static void check_keep_prefix(const char *backend, bool exact) {
+    const bn_backend_ops *ops = bn_backend_find(backend);
     const int n_vocab = bn_engine_info(fx.engine).n_vocab;
-    bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = N_CTX};
+    bn_session_params sp = {.backend = backend, .n_threads = 2, .n_ctx = N_CTX};
     bn_session *s, *fresh;
     bn_error err;
     bn_timings t;
@@ -505,30 +517,30 @@ static void test_session_keep_prefix(void **state) {
     result a = {.n_ids = 0};
     if (bn_session_generate(s, story.prompt, story.n_prompt, 8, &story.sampling, collect, &a, &t, &err))
         fail_msg("%s", err.msg);
-    // The next turn: the story, 5 of its 8 tokens (7 were fed), another text.
-    int32_t turn[N_CTX];
-    int n_turn = 0;
-    for (int i = 0; i < n_story; i++) turn[n_turn++] = story.prompt[i];
-    for (int i = 0; i < 5; i++) turn[n_turn++] = a.ids[i];
-    for (size_t i = 1; i < fx.n_ids[1]; i++) turn[n_turn++] = fx.ids[1][i];
-    const int k = bn_session_keep_prefix(s, turn, (size_t)n_turn);
-    assert_int_equal(k, n_story + 5);
-    assert_int_equal(bn_session_pos(s), k);
+    assert_int_equal(a.n_ids, 8);
     float *got = malloc(sizeof(float) * (size_t)n_vocab), *want = malloc(sizeof(float) * (size_t)n_vocab);
-    if (bn_session_eval(s, turn + k, (size_t)(n_turn - k), got, &err) ||
-        bn_session_eval(fresh, turn, (size_t)n_turn, want, &err))
-        fail_msg("%s", err.msg);
-    assert_memory_equal(got, want, sizeof(float) * (size_t)n_vocab);
-    // The same turn again, generated: all of it but its last token is kept, and
-    // the tokens are a fresh session's.
-    bn_request again = request(0, 10, bn_sampling_default());
-    again.prompt = turn, again.n_prompt = (size_t)n_turn;
-    assert_int_equal(bn_session_keep_prefix(s, turn, (size_t)n_turn), n_turn - 1);
-    result r = {.n_ids = 0}, alone = alone_result(&again);
-    if (bn_session_generate(s, turn + n_turn - 1, 1, 10, &again.sampling, collect, &r, &t, &err))
-        fail_msg("%s", err.msg);
-    r.stop = t.stop;
-    assert_same(&r, &alone, 0);
+    // Next turns: the story, `reply` of its 8 tokens, another text. The session
+    // was fed the story and 7 of them (the 8th was sampled, not fed).
+    for (int reply = 8; reply >= 5; reply -= 3) {
+        int32_t turn[N_CTX];
+        int n_turn = 0;
+        for (int i = 0; i < n_story; i++) turn[n_turn++] = story.prompt[i];
+        for (int i = 0; i < reply; i++) turn[n_turn++] = a.ids[i];
+        for (size_t i = 1; i < fx.n_ids[1]; i++) turn[n_turn++] = fx.ids[1][i];
+        if (reply < 8) assert_int_not_equal(turn[n_story + reply], a.ids[reply]);
+        const int k = bn_session_keep_prefix(s, turn, (size_t)n_turn);
+        assert_int_equal(k, n_story + (reply == 8 ? 7 : reply));
+        assert_int_equal(bn_session_pos(s), k);
+        bn_session_reset(fresh);
+        if (bn_session_eval(s, turn + k, (size_t)(n_turn - k), got, &err) ||
+            bn_session_eval(fresh, turn, (size_t)n_turn, want, &err))
+            fail_msg("%s", err.msg);
+        check_row(ops, exact, got, want, 0, reply, 0);
+        // The same turn again (the session was fed all of it): all but its last token.
+        assert_int_equal(bn_session_keep_prefix(s, turn, (size_t)n_turn), n_turn - 1);
+        if (bn_session_eval(s, turn + n_turn - 1, 1, got, &err)) fail_msg("%s", err.msg);
+        check_row(ops, exact, got, want, 0, reply, 1);
+    }
     // Another prompt shares only the BOS; an empty one keeps nothing.
     assert_int_equal(bn_session_keep_prefix(s, fx.ids[1], fx.n_ids[1]), 1);
     assert_int_equal(bn_session_keep_prefix(s, fx.ids[1], 0), 0);
@@ -537,6 +549,22 @@ static void test_session_keep_prefix(void **state) {
     free(want);
     bn_session_free(s);
     bn_session_free(fresh);
+}
+
+static void test_session_keep_prefix(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    check_keep_prefix("cpu", true);
+}
+
+static void test_session_keep_prefix_cuda(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    const bn_backend_ops *cuda = bn_backend_find("cuda");
+    bn_error why;
+    BN_REQUIRE_GPU(!cuda ? "not compiled in" : cuda->probe(&why) ? why.msg : NULL,
+                   "no usable CUDA device (%s)", "SKIP: no usable CUDA device (%s)\n");
+    check_keep_prefix("cuda", false);
 }
 
 // log-softmax(row)[id], in double, and the row's k likeliest ids (logit down,
@@ -737,7 +765,8 @@ static void test_batch_errors(void **state) {
 // `test_batch cuda` runs the CUDA test alone (CTest's test_batch_cuda), so that
 // where no GPU is usable its skip does not hide the CPU tests' result.
 int main(int argc, char **argv) {
-    const struct CMUnitTest cuda[] = {cmocka_unit_test(test_forward_cuda)};
+    const struct CMUnitTest cuda[] = {cmocka_unit_test(test_forward_cuda),
+                                      cmocka_unit_test(test_session_keep_prefix_cuda)};
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_cpu),
         cmocka_unit_test(test_forward_errors),

@@ -435,8 +435,10 @@ class Engine:
             try:
                 # Every call answers its prompt alone: from an empty context, or
                 # from the start of it that the session's cache holds.
-                kept = lib.bn_session_keep_prefix(self._s, arr, len(ids)) if cache_prompt else 0
-                if not cache_prompt:
+                # (A prompt that cannot fit keeps nothing: its error names all of it.)
+                keep = cache_prompt and len(ids) <= self.n_ctx
+                kept = lib.bn_session_keep_prefix(self._s, arr, len(ids)) if keep else 0
+                if not keep:
                     lib.bn_session_reset(self._s)
                 rest = (ctypes.c_int32 * (len(ids) - kept))(*ids[kept:])
                 rc = lib.bn_session_generate(self._s, rest, len(ids) - kept, max_tokens, ctypes.byref(sp), run.fn,

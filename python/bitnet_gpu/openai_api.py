@@ -158,7 +158,8 @@ class OpenAIServer:
             raise _bad(f"This model's maximum context length is {self.engine.n_ctx} tokens; "
                        f"the prompt has {len(ids)} tokens", "messages" if chat else "prompt",
                        "context_length_exceeded")
-        cache_prompt = body.get("cache_prompt", True)  # llama.cpp's field: reuse the cached start
+        cache_prompt = body.get("cache_prompt")  # llama.cpp's field: reuse the cached start
+        cache_prompt = True if cache_prompt is None else cache_prompt
         if not isinstance(cache_prompt, bool):
             raise _bad("'cache_prompt' must be a boolean", "cache_prompt")
         generation = self.engine._start_sampled(ids, max_tokens, _stop(body), True, sp, cache_prompt)

@@ -136,6 +136,9 @@ def test_prompt_cache(engine):
     # The same prompt again: all of it but its last token.
     again = engine.chat(turn, max_tokens=8, greedy=True)
     assert again.timings.cached_tokens == len(again.prompt_ids) - 1 and again.ids == fresh.ids
+    # A prompt longer than the context: the error names its whole length.
+    with pytest.raises(BitnetError, match=f"prompt of {engine.n_ctx + 1} tokens"):
+        engine.generate(again.prompt_ids + [1] * (engine.n_ctx + 1 - len(again.prompt_ids)), max_tokens=1)
 
 
 def test_tokens(engine, golden):

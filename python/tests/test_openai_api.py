@@ -80,6 +80,18 @@ def test_stream_equals_response(api, chat):
     assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
 
 
+def test_cache_prompt(api):
+    """The same prompt twice: the second from the engine's cache but for its last token;
+    cache_prompt false (null: the default) feeds all of it; the text is the same."""
+    body = {"model": "tiny-a", "prompt": "Once upon a time", "max_tokens": 6, "temperature": 0}
+    first = api.start({**body, "cache_prompt": False}, chat=False).response()
+    again = api.start({**body, "cache_prompt": None}, chat=False).response()
+    fresh = api.start({**body, "cache_prompt": False}, chat=False).response()
+    n = first["usage"]["prompt_tokens"]
+    assert [r["usage"]["prompt_tokens_details"]["cached_tokens"] for r in (first, again, fresh)] == [0, n - 1, 0]
+    assert first["choices"] == again["choices"] == fresh["choices"]
+
+
 def test_stop_and_finish_reasons(api):
     r = api.start({"model": "tiny-a", "prompt": "2+2=", "temperature": 0, "stop": ["H Resp"]}, chat=False).response()
     assert r["choices"][0]["text"] == " Go:" and r["choices"][0]["finish_reason"] == "stop"
@@ -99,6 +111,7 @@ def test_stop_and_finish_reasons(api):
     ({"model": "tiny-a", "prompt": "x", "max_tokens": 0}, False, 400, "max_tokens", "integer >= 1"),
     ({"model": "tiny-a", "prompt": "x", "seed": -1}, False, 400, "seed", "'seed' must be in"),
     ({"model": "tiny-a", "prompt": "x", "stop": 3}, False, 400, "stop", "'stop' must be"),
+    ({"model": "tiny-a", "prompt": "x", "cache_prompt": 1}, False, 400, "cache_prompt", "must be a boolean"),
     ({"model": "tiny-a", "prompt": ["a", "b"]}, False, 400, "prompt", "one prompt per request"),
     ({"model": "tiny-a", "prompt": [1, 128256]}, False, 400, "prompt", "token id 128256 is outside the vocabulary"),
     ({"model": "tiny-a", "prompt": [[-1]]}, False, 400, "prompt", "token id -1 is outside the vocabulary"),
