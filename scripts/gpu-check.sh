@@ -12,7 +12,8 @@
 #     model against bitnet.cpp's golden tokens and logits) - with
 #     BITNET_REQUIRE_GPU=1 and BITNET_REQUIRE_FIXTURES=1, so no GPU or a missing
 #     fixture is a failure, not a skip;
-#     test_batch cuda (several sequences in one forward), also with the
+#     test_batch cuda (several sequences in one forward; a session fed from
+#     its prompt cache against a fresh one), also with the
 #     one-kernel decode attention (BITNET_CUDA_ATTD_SHORT, off by default);
 #     the persistent decode kernel (BITNET_CUDA_PERSIST, off by default) bit for
 #     bit against the kernel-per-operation step, in test_cuda, and on every
