@@ -42,17 +42,26 @@ elif ! command -v nvcc >/dev/null; then
   echo "deps: no CUDA toolkit (nvcc): building the CPU backend only" >&2
 fi
 
-# The official openai Python client, which test_serve talks to the server through:
-# in the project's own venv (.venv), not the system's Python, at the version
-# python/requirements-test.txt pins (the one pin of it).
+# The official openai Python client, which test_serve talks to the server through,
+# and Prometheus's own client, whose parser reads the server's /metrics: in the
+# project's own venv (.venv), not the system's Python, at the versions
+# python/requirements-test.txt pins.
 if [ "$want_python" = 1 ]; then
   root="$(cd "$(dirname "$0")/.." && pwd)"
-  openai_version=$(sed -n 's/^openai==\([^ #]*\).*/\1/p' "$root/python/requirements-test.txt")
-  [ -n "$openai_version" ] || { echo "error: no openai==VERSION in python/requirements-test.txt" >&2; exit 1; }
+  pin() {
+    local v
+    v=$(sed -n "s/^$1==\\([^ #]*\\).*/\\1/p" "$root/python/requirements-test.txt")
+    [ -n "$v" ] || { echo "error: no $1==VERSION in python/requirements-test.txt" >&2; exit 1; }
+    echo "$v"
+  }
+  openai_version=$(pin openai)
+  prometheus_version=$(pin prometheus-client)
   venv=$root/.venv
-  if ! "$venv/bin/python3" -c "import openai, sys; sys.exit(openai.__version__ != '$openai_version')" 2>/dev/null; then
-    echo "deps: installing the openai Python client $openai_version into .venv" >&2
+  if ! "$venv/bin/python3" -c "import openai, sys; from importlib.metadata import version
+sys.exit(openai.__version__ != '$openai_version' or version('prometheus-client') != '$prometheus_version')" 2>/dev/null; then
+    echo "deps: installing openai $openai_version and prometheus-client $prometheus_version into .venv" >&2
     python3 -m venv "$venv"
-    "$venv/bin/python3" -m pip install -q --disable-pip-version-check "openai==$openai_version"
+    "$venv/bin/python3" -m pip install -q --disable-pip-version-check "openai==$openai_version" \
+      "prometheus-client==$prometheus_version"
   fi
 fi

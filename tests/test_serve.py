@@ -11,7 +11,7 @@ to generate's; stop strings; usage counts; /v1/models, /health, /tokenize,
 /detokenize; raw malformed requests (bad JSON, wrong types, huge bodies,
 slowloris-style partial requests, clients that hang up mid-request); the prompt
 cache (cached_tokens, cache_prompt); logprobs in both shapes; OpenAI parameters
-it does not implement refused; the API
+it does not implement refused; /metrics (read by prometheus-client's parser); the API
 key; SIGTERM and SIGINT with requests running (exit 0, which under ASan also
 means no leak). Skips, saying why, without the fixture or the client.
 Run by CTest with BITNET_CLI and BITNET_FIXTURES set.
@@ -31,11 +31,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 VENV = os.path.realpath(os.path.join(HERE, "..", ".venv"))
 try:
     import openai
+    from prometheus_client.parser import text_string_to_metric_families
 except ImportError:
     if os.path.exists(os.path.join(VENV, "bin", "python3")) and os.path.realpath(sys.prefix) != VENV:
         py = os.path.join(VENV, "bin", "python3")  # BITNET_WANT_PYTHON=1 scripts/deps.sh made it
         os.execv(py, [py, *sys.argv])
-    print("SKIP: the openai Python client is not installed (BITNET_WANT_PYTHON=1 scripts/deps.sh puts it in .venv)")
+    print("SKIP: the openai or prometheus-client Python package is not installed "
+          "(BITNET_WANT_PYTHON=1 scripts/deps.sh puts them in .venv)")
     sys.exit(77)
 
 CLI = os.path.abspath(os.environ.get("BITNET_CLI", "build/bitnet-gpu"))
@@ -261,6 +263,37 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(lp.text_offset, sorted(lp.text_offset))
         for value, top in zip(lp.token_logprobs, lp.top_logprobs):
             self.assertEqual(value, max(top.values()))
+
+    def metrics(self):
+        """/metrics read by Prometheus's own parser: {(sample name, labels): value}."""
+        status, ctype, raw = self.srv.request("GET", "/metrics")
+        self.assertEqual((status, ctype), (200, "text/plain; version=0.0.4"))
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(raw.decode()) for s in family.samples}
+
+    def test_metrics(self):
+        """One request moves the counters by what its usage says."""
+        before = self.metrics()
+        _, _, usage = self.complete(PROMPTS[0], False, max_tokens=5, extra_body={"cache_prompt": False})
+        self.srv.wait_idle()
+        after = self.metrics()
+
+        def moved(name, **labels):
+            key = (name, tuple(sorted(labels.items())))
+            return after[key] - before[key]
+        self.assertEqual(moved("bitnet_requests_total", ended="length"), 1)
+        self.assertEqual(sum(moved("bitnet_requests_total", ended=e) for e in ("stop", "cancelled", "error")), 0)
+        self.assertEqual(moved("bitnet_prompt_tokens_total"), usage.prompt_tokens)
+        self.assertEqual(moved("bitnet_prompt_tokens_cached_total"), 0)
+        self.assertEqual(moved("bitnet_generated_tokens_total"), usage.completion_tokens)
+        self.assertGreaterEqual(moved("bitnet_steps_total"), usage.completion_tokens)
+        self.assertGreater(moved("bitnet_step_seconds_total"), 0)
+        self.assertEqual(moved("bitnet_time_to_first_token_seconds_count"), 1)
+        self.assertEqual(moved("bitnet_request_duration_seconds_count"), 1)
+        self.assertGreaterEqual(moved("bitnet_request_duration_seconds_sum"),
+                                moved("bitnet_time_to_first_token_seconds_sum"))
+        self.assertEqual([after[(n, ())] for n in ("bitnet_slots", "bitnet_requests_running",
+                                                   "bitnet_requests_queued")], [8, 0, 0])
 
     def test_stop_strings(self):
         full, _, _ = self.ref[(PROMPTS[2], False)]

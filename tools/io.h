@@ -43,6 +43,8 @@ typedef struct bn_buf {
 int bn_buf_reserve(bn_buf *b, size_t extra);
 // Appends n bytes, keeping the NUL after them. Returns 0, or -1 as bn_buf_reserve.
 int bn_buf_append(bn_buf *b, const void *data, size_t n);
+// Appends printf's text. Returns 0, or -1 as bn_buf_reserve.
+int bn_buf_printf(bn_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 // "1.19 GB", "45.3 MB", "512 B" (decimal units, as download sizes are quoted).
 void bn_format_bytes(double bytes, char *out, size_t cap);

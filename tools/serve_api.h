@@ -1,6 +1,7 @@
 // serve_api.h - the server's endpoints as JSON in, JSON out, with no HTTP in
 // sight: OpenAI's /v1/chat/completions, /v1/completions and /v1/models,
-// llama.cpp's /health, /tokenize and /detokenize. serve_http.c calls these.
+// llama.cpp's /health, /tokenize and /detokenize, and Prometheus's /metrics.
+// serve_http.c calls these.
 #ifndef BN_SERVE_API_H
 #define BN_SERVE_API_H
 
@@ -22,7 +23,8 @@ typedef struct bn_api {
 // that runs as a job, streamed as server-sent events or answered when done.
 typedef struct bn_api_reply {
     int status;  // 0 while a job runs
-    char *body;  // malloc'd JSON
+    char *body;  // malloc'd JSON (or the content_type's text)
+    const char *content_type; // NULL: application/json
     bn_job *job; // the generation, with a reference for the caller
     bool stream, chat;
     bool logprobs;      // the request asked for them

@@ -43,12 +43,12 @@ typedef struct request {
     bool first, ended;
 } request;
 
-static enum MHD_Result reply(struct MHD_Connection *c, int status, char *body) {
+static enum MHD_Result reply(struct MHD_Connection *c, int status, char *body, const char *content_type) {
     if (!body) body = strdup("{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\"}}");
     if (!body) return MHD_NO;
     struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
     if (!resp) return free(body), MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type ? content_type : "application/json");
     if (status == MHD_HTTP_UNAUTHORIZED) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     const enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -57,7 +57,7 @@ static enum MHD_Result reply(struct MHD_Connection *c, int status, char *body) {
 
 static enum MHD_Result reply_error(request *q, int status, const char *msg, const char *code) {
     q->answered = true;
-    return reply(q->conn, status, bn_api_error_json(status, msg, code));
+    return reply(q->conn, status, bn_api_error_json(status, msg, code), NULL);
 }
 
 // Whether the client has closed its end (or the socket failed).
@@ -137,7 +137,7 @@ static enum MHD_Result await_job(request *q) {
     const int status = q->r.status;
     char *body = q->r.body;
     q->r.body = NULL;
-    return reply(q->conn, status, body);
+    return reply(q->conn, status, body, NULL);
 }
 
 // ---- MHD callbacks -----------------------------------------------------------
@@ -173,7 +173,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!q->r.job) {
         char *body = q->r.body;
         q->r.body = NULL;
-        return reply(c, q->r.status, body);
+        return reply(c, q->r.status, body, q->r.content_type);
     }
     // A generation may take longer than the idle timeout: the client waits on
     // us now, and the handler watches its socket instead.

@@ -191,8 +191,7 @@ void bn_api_finish(const bn_api *a, bn_api_reply *r, const bn_job_output *out, c
 static void add_event(bn_buf *out, cJSON *o, const char *raw) {
     char *json = o ? print(o) : NULL;
     const char *data = json ? json : raw;
-    if (!bn_buf_reserve(out, strlen(data) + 8))
-        out->len += (size_t)sprintf(out->data + out->len, "data: %s\n\n", data);
+    if (data) bn_buf_printf(out, "data: %s\n\n", data); // out of memory: the event is lost
     free(json);
 }
 

@@ -22,6 +22,8 @@ struct bn_job {
     int slot;            // -1 while queued
     bool cancelled;
     bn_job_state st;
+    double arrived_ms;   // bn_now_ms at submission
+    bool got_first;      // a first token came (stats)
     bn_job_output out; // produced and not yet taken by bn_job_wait
     bn_job *next; // the queue
 };
@@ -36,6 +38,7 @@ struct bn_sched {
     bn_job **slot_job; // [n_slots] the job in each slot of the batch, or NULL
     bool stopping;
     double deadline_ms; // stopping: running jobs end by then (bn_now_ms)
+    bn_sched_stats stats;
 };
 
 void bn_job_params_free(bn_job_params *p) {
@@ -58,8 +61,22 @@ static void unref(bn_job *j) {
     if (--j->refs == 0) free_job(j);
 }
 
+// Counts an ending job in the stats (the mutex is held).
+static void count_end(bn_sched *s, const bn_job *j, bn_stop stop, int status) {
+    bn_sched_stats *t = &s->stats;
+    t->ended[status == 503 ? BN_ENDED_CANCELLED
+             : status      ? BN_ENDED_ERROR
+             : stop == BN_STOP_EOG || stop == BN_STOP_STRING ? BN_ENDED_STOP
+                                                            : BN_ENDED_LENGTH]++;
+    t->prompt_tokens += (uint64_t)j->st.n_prompt;
+    t->cached_tokens += (uint64_t)j->st.n_cached;
+    t->generated_tokens += (uint64_t)j->st.n_gen;
+    t->request_seconds += (bn_now_ms() - j->arrived_ms) / 1e3;
+}
+
 // Ends a job (the mutex is held): status 0 is success, else the error.
 static void finish(bn_sched *s, bn_job *j, bn_stop stop, int status, const char *msg) {
+    count_end(s, j, stop, status);
     if (j->slot >= 0) {
         bn_batch_remove(s->b, j->slot);
         s->slot_job[j->slot] = NULL;
@@ -131,6 +148,11 @@ static void after_step(bn_sched *s, const bn_batch_event *ev, int n) {
         j->st.n_prompt = ev[i].n_prompt;
         j->st.n_gen = ev[i].n_gen;
         j->st.n_cached = ev[i].n_cached;
+        if (!j->got_first) {
+            j->got_first = true;
+            s->stats.first_tokens++;
+            s->stats.first_token_seconds += (bn_now_ms() - j->arrived_ms) / 1e3;
+        }
         if (ev[i].done) finish(s, j, ev[i].stop, 0, NULL);
         else pthread_cond_signal(&j->cond);
     }
@@ -150,8 +172,12 @@ static void *sched_main(void *arg) {
         const bn_batch_event *ev;
         int n;
         bn_error err;
+        const double t0 = bn_now_ms();
         const int rc = bn_batch_step(s->b, &ev, &n, &err);
+        const double t1 = bn_now_ms();
         pthread_mutex_lock(&s->mu);
+        s->stats.steps++;
+        s->stats.step_seconds += (t1 - t0) / 1e3;
         if (rc == 0) {
             after_step(s, ev, n);
             continue;
@@ -207,6 +233,7 @@ bn_job *bn_sched_submit(bn_sched *s, bn_job_params *p) {
         j->s = s;
         j->slot = -1;
         j->refs = 2;
+        j->arrived_ms = bn_now_ms();
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -262,6 +289,12 @@ void bn_job_release(bn_job *j) {
     bn_sched *s = j->s;
     pthread_mutex_lock(&s->mu);
     unref(j);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void bn_sched_stats_read(bn_sched *s, bn_sched_stats *out) {
+    pthread_mutex_lock(&s->mu);
+    *out = s->stats;
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -81,4 +81,18 @@ void bn_job_release(bn_job *j);
 // Slots in all, slots generating, jobs waiting for a slot (for /health).
 void bn_sched_counts(bn_sched *s, int *slots, int *busy, int *queued);
 
+// How the requests have gone since the start (for /metrics).
+enum { BN_ENDED_STOP, BN_ENDED_LENGTH, BN_ENDED_CANCELLED, BN_ENDED_ERROR, BN_ENDED_N };
+typedef struct bn_sched_stats {
+    uint64_t ended[BN_ENDED_N]; // stop: end of turn or stop string; length: max_tokens or the
+                                // context; cancelled: the client left or the server stopped
+    uint64_t prompt_tokens, cached_tokens, generated_tokens; // of the ended requests
+    uint64_t steps;             // forward passes (bn_batch_step)
+    double step_seconds;        // spent in them
+    uint64_t first_tokens;      // requests that got a first token, and the seconds from
+    double first_token_seconds; // their arrival to it, summed
+    double request_seconds;     // arrival to end, summed over the ended requests
+} bn_sched_stats;
+void bn_sched_stats_read(bn_sched *s, bn_sched_stats *out);
+
 #endif
