@@ -14,12 +14,12 @@
 // common start of those and its prompt. Positions past n_past are written
 // before they are read (backend.h), so nothing is cleared.
 #define _GNU_SOURCE // memmem
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bitnet.h"
 #include "engine_internal.h"
+#include "logprob.h"
 #include "sampler.h"
 
 #define BN_DEFAULT_STEP_TOKENS 512
@@ -337,15 +337,6 @@ static int step_output(const bn_batch *b, int runs) {
     return greedy ? OUT_ARGMAX : top ? OUT_TOP : OUT_LOGITS;
 }
 
-// log(sum(exp(row))): the log-softmax's denominator, summed in double.
-static double log_sum_exp(const float *row, int32_t n) {
-    float max = row[0];
-    for (int32_t i = 1; i < n; i++) max = row[i] > max ? row[i] : max;
-    double sum = 0;
-    for (int32_t i = 0; i < n; i++) sum += expf(row[i] - max);
-    return max + log(sum);
-}
-
 // Run r's next token from the step's output; with logprobs, also its and the
 // likeliest tokens' log-probabilities, from the row before the sampler (which
 // may change it in place) saw it.
@@ -359,7 +350,7 @@ static int32_t pick(bn_batch *b, int r, int out) {
     const int32_t V = (int32_t)b->engine->model->hp.n_vocab;
     float *row = b->logits + (size_t)r * V;
     if (!s->logprobs) return bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
-    const double lse = log_sum_exp(row, V);
+    const double lse = bn_log_sum_exp(row, V);
     if (s->top_logprobs) bn_top_select(row, V, s->top_logprobs, b->likeliest);
     for (int i = 0; i < s->top_logprobs; i++)
         s->top[i] = (bn_token_logprob){b->likeliest[i].id, (float)(b->likeliest[i].logit - lse)};

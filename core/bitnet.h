@@ -88,6 +88,7 @@ BN_API int bn_engine_tokenize(const bn_engine *e, const char *text, bool add_bos
 BN_API const char *bn_engine_token_bytes(const bn_engine *e, int32_t id, size_t *len);
 BN_API bool bn_engine_is_eog(const bn_engine *e, int32_t id);
 BN_API bool bn_engine_add_bos(const bn_engine *e); // the vocabulary's add_bos_token
+BN_API int32_t bn_engine_bos(const bn_engine *e);  // its BOS id (-1: none)
 // One user turn in the model's chat format (docs/architecture.md: Tokenizer and
 // chat format; the style comes from the GGUF's tokenizer.chat_template: BitNet
 // b1.58 2B-4T's by default, Llama-3 Instruct's or Falcon3 Instruct's), as token
@@ -229,6 +230,10 @@ BN_API int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_pr
 // them after the tokens already in the session and copies the last row.
 BN_API int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float *logits,
                            bn_error *err);
+// The same with every fed token's row: logits holds n rows of n_vocab floats
+// (row i follows tokens[i]), as a perplexity needs them.
+BN_API int bn_session_eval_all(bn_session *s, const int32_t *tokens, size_t n, float *logits,
+                               bn_error *err);
 
 // ---- batch: many sequences on one backend (continuous batching) -----------------------
 // A batch is one backend whose KV cache has n_slots sequence slots of n_ctx

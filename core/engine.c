@@ -67,6 +67,7 @@ const char *bn_engine_token_bytes(const bn_engine *e, int32_t id, size_t *len) {
 bool bn_engine_is_eog(const bn_engine *e, int32_t id) { return bn_tokenizer_is_eog(e->tok, id); }
 
 bool bn_engine_add_bos(const bn_engine *e) { return bn_tokenizer_add_bos(e->tok); }
+int32_t bn_engine_bos(const bn_engine *e) { return bn_tokenizer_bos(e->tok); }
 
 int bn_engine_chat_prompt(const bn_engine *e, const bn_chat_message *msgs, size_t n_msgs,
                           int32_t **ids, size_t *n_ids, bn_error *err) {

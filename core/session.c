@@ -293,14 +293,26 @@ done:
     return rc;
 }
 
-int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float *logits, bn_error *err) {
+// Feeds tokens after those in the session: the last row, or every row of them.
+static int eval(bn_session *s, const int32_t *tokens, size_t n, float *logits, bool all, bn_error *err) {
     if (append_tokens(s, tokens, n, err)) return -1;
     if (s->n_hist == s->n_past) return bn_errorf(err, "nothing to evaluate");
-    if (feed_while_opening(s, err)) return -1;
+    if (all && s->n_hist - s->n_past != (int)n) { // a generation's pending token would take row 0
+        s->n_hist -= (int)n;
+        return bn_errorf(err, "the session has a pending sampled token: every row needs it fed first");
+    }
+    if (!all && feed_while_opening(s, err)) return -1; // every row: on the backend the session is on
     const int m = s->n_hist - s->n_past;
-    if (s->be.ops->forward(s->be.be, s->history + s->n_past, s->pos + s->n_past, NULL, m, logits,
-                           false, err))
+    if (s->be.ops->forward(s->be.be, s->history + s->n_past, s->pos + s->n_past, NULL, m, logits, all, err))
         return -1;
     s->n_past = s->n_hist;
     return 0;
+}
+
+int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float *logits, bn_error *err) {
+    return eval(s, tokens, n, logits, false, err);
+}
+
+int bn_session_eval_all(bn_session *s, const int32_t *tokens, size_t n, float *logits, bn_error *err) {
+    return eval(s, tokens, n, logits, true, err);
 }

@@ -94,6 +94,10 @@ static const flag_def flags[] = {
      "with a GPU backend, wait for it instead of starting on the CPU while it opens"},
     {{"--concurrency"}, BN_FLAGS_CONCURRENCY, STRING, AT(concurrency), 0, 0, NULL, "N,N,...",
      "aggregate tokens/s with this many streams batched, e.g. 1,4,16,64"},
+    {{"--chunks"}, BN_FLAGS_PERPLEXITY, INT, AT(chunks), 1, INT_MAX, NULL, "N",
+     "score at most N chunks of -c tokens (default: all the text has)"},
+    {{"-b", "--batch-size"}, BN_FLAGS_PERPLEXITY, INT, AT(batch), 1, 65536, NULL, "N",
+     "tokens one forward pass takes (default 128; its rows of logits are held at once)"},
 };
 #define N_FLAGS (sizeof flags / sizeof flags[0])
 
@@ -175,7 +179,7 @@ static void print_usage(const char *cmd, unsigned accept, const char *synopsis) 
 
 int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, int argc, char **argv,
                        bn_run_flags *f, bool *help) {
-    *f = (bn_run_flags){.n_predict = -1, .reps = 1, .host = "127.0.0.1", .port = 8080, .parallel = 4,
+    *f = (bn_run_flags){.n_predict = -1, .reps = 1, .chunks = -1, .host = "127.0.0.1", .port = 8080, .parallel = 4,
                         .timeout = 30, .sampling = bn_sampling_default()};
     f->session.backend = "auto";
     *help = false;

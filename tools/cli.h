@@ -32,6 +32,8 @@ typedef struct bn_run_flags {
     int timeout;            // serve: --timeout, seconds (30)
     const char *concurrency; // bench: --concurrency 1,4,16,64
     bool no_cpu_start;      // --no-cpu-start (session.cpu_start is set from it)
+    int chunks;             // perplexity: --chunks, at most this many (-1: all)
+    int batch;              // perplexity: -b, tokens a forward pass takes (0: the default)
     bn_session_params session;
     bn_sampling sampling;
     bool sampling_given;    // a sampling flag was on the command line
@@ -54,6 +56,7 @@ enum {
     BN_FLAGS_SERVE = 1 << 10,   // --host --port --parallel --api-key --timeout
     BN_FLAGS_CONCURRENCY = 1 << 11, // --concurrency
     BN_FLAGS_CPU_START = 1 << 12, // --no-cpu-start; without it, session.cpu_start is on for auto and cuda
+    BN_FLAGS_PERPLEXITY = 1 << 13, // --chunks -b
 };
 
 // Parses argv[1..] into f (defaults filled first), taking the flags of the groups

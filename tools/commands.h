@@ -12,5 +12,6 @@ int bn_cmd_tokenize(int argc, char **argv);
 int bn_cmd_make_model(int argc, char **argv);
 int bn_cmd_download(int argc, char **argv);
 int bn_cmd_serve(int argc, char **argv);
+int bn_cmd_perplexity(int argc, char **argv);
 
 #endif

@@ -21,6 +21,7 @@ static const struct {
     {"make-model", bn_cmd_make_model, "write a synthetic model in the official format"},
     {"download", bn_cmd_download, "fetch a model from the Hugging Face hub (resumes, checks SHA-256)"},
     {"serve", bn_cmd_serve, "OpenAI-compatible HTTP server, requests batched together"},
+    {"perplexity", bn_cmd_perplexity, "perplexity of a text file, as llama.cpp's llama-perplexity computes it"},
 };
 
 static void usage(FILE *f) {
