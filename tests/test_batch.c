@@ -656,6 +656,25 @@ static void test_batch_logprobs(void **state) {
         seq[n_seq++] = tok;
     }
     free(row);
+    // A greedy slot with logprobs alone in its steps: still from whole rows (the
+    // argmax alone would carry none), the same tokens as without.
+    bn_request greedy = request(2, 3, bn_sampling_greedy());
+    greedy.logprobs = true;
+    result plain = alone_result(&greedy);
+    b = open_batch(1, 0);
+    assert_int_equal(bn_batch_add(b, &greedy, &err), 0);
+    for (int done = 0, t = 0; !done;) {
+        const bn_batch_event *ev;
+        int n_ev;
+        if (bn_batch_step(b, &ev, &n_ev, &err)) fail_msg("%s", err.msg);
+        for (int e = 0; e < n_ev; e++, t++) {
+            assert_int_equal(ev[e].token, plain.ids[t]);
+            assert_true(ev[e].logprob < 0 && ev[e].logprob > -30); // the likeliest token of a row
+            assert_int_equal(ev[e].n_top, 0);
+            done = ev[e].done;
+        }
+    }
+    bn_batch_free(b);
     // Out of range.
     b = open_batch(1, 0);
     req[0].top_logprobs = BN_TOP_LOGPROBS_MAX + 1;

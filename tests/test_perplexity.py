@@ -2,7 +2,8 @@
 """test_perplexity.py - `bitnet-gpu perplexity` against bitnet.cpp's llama-perplexity.
 
 tests/golden/perplexity.json holds bitnet.cpp's perplexity of
-tests/data/austen-excerpt.txt after every chunk, for synthetic models that
+tests/data/austen-excerpt.txt (the first paragraphs of train/corpus.py's
+validation split: Jane Austen, public domain) after every chunk, for synthetic models that
 `make-model` rebuilds here from the arguments kept in the golden, and for the
 tiny-a fixture (skipped without BITNET_FIXTURES). scripts/golden/
 make-perplexity-golden.sh made it. Ours must agree to a relative 1e-6 (the

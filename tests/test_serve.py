@@ -241,7 +241,8 @@ class ServeTest(unittest.TestCase):
         self.assertIsNone(plain.choices[0].logprobs)
         content = r.choices[0].logprobs.content
         self.assertEqual(r.choices[0].message.content, plain.choices[0].message.content)
-        self.assertEqual(len(content), r.usage.completion_tokens)
+        # One entry per generated token but the end of the turn, which has none.
+        self.assertEqual(len(content), r.usage.completion_tokens - (r.choices[0].finish_reason == "stop"))
         self.assertEqual(b"".join(bytes(e.bytes) for e in content), r.choices[0].message.content.encode())
         for e in content:
             self.assertEqual(len(e.top_logprobs), 3)
@@ -263,6 +264,13 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(lp.text_offset, sorted(lp.text_offset))
         for value, top in zip(lp.token_logprobs, lp.top_logprobs):
             self.assertEqual(value, max(top.values()))
+        # Streamed, the chunks' entries and offsets make the same lists.
+        streamed = {"tokens": [], "token_logprobs": [], "text_offset": []}
+        for ch in self.client.completions.create(model="m", prompt=PROMPTS[2], max_tokens=8, temperature=0,
+                                                 logprobs=2, stream=True):
+            for k in streamed:
+                streamed[k] += getattr(ch.choices[0].logprobs, k) if ch.choices[0].logprobs else []
+        self.assertEqual(streamed, {k: getattr(lp, k) for k in streamed})
 
     def metrics(self):
         """/metrics read by Prometheus's own parser: {(sample name, labels): value}."""
@@ -349,6 +357,8 @@ class ServeTest(unittest.TestCase):
                                       "tools": [{"type": "function", "function": {"name": "f"}}]}),
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
                                       "response_format": {"type": "json_object"}}),
+            ("/v1/completions", {"prompt": "x", "tools": {"type": "text"}}),
+            ("/v1/completions", {"prompt": "x", "logit_bias": {"5": 0, "6": 1}}),
             ("/v1/completions", {"prompt": "x", "stop": 7}),
             ("/v1/completions", {"prompt": "x", "stop": ["a", 1]}),
             ("/v1/completions", {"prompt": "x", "n": 2}),
@@ -371,8 +381,9 @@ class ServeTest(unittest.TestCase):
             assert_error(self, status, raw, 400)
             self.assertEqual(ctype, "application/json")
         # The same parameters set to what they would be without them: accepted.
-        off = {"prompt": "x", "max_tokens": 1, "echo": False, "best_of": 1, "suffix": "", "logit_bias": {},
-               "presence_penalty": 0, "frequency_penalty": 0, "tools": [], "response_format": {"type": "text"}}
+        off = {"prompt": "x", "max_tokens": 1, "echo": False, "best_of": 1, "suffix": "", "logit_bias": {"5": 0},
+               "presence_penalty": 0, "frequency_penalty": 0, "tools": [], "functions": None,
+               "response_format": {"type": "text", "json_schema": None}}
         status, _, raw = self.srv.request("POST", "/v1/completions", off)
         self.assertEqual(status, 200, raw)
         status, _, raw = self.srv.request("POST", "/v1/completions", {"prompt": "hello " * 400})

@@ -169,20 +169,38 @@ static bool get_logprobs(fields *f, bool chat, bn_job_params *p) {
     return true;
 }
 
+// Whether v says what leaving the parameter out says (null is left out).
+static bool is_number(const cJSON *v, double x) { return cJSON_IsNumber(v) && v->valuedouble == x; }
+static bool all_zero(const cJSON *bias) { // logit_bias {"id": 0, ...}
+    const cJSON *e;
+    cJSON_ArrayForEach(e, bias) if (!cJSON_IsNull(e) && !is_number(e, 0)) return false;
+    return cJSON_IsObject(bias);
+}
+static bool plain_text(const cJSON *format) { // response_format {"type": "text"}
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(format, "type");
+    return cJSON_IsString(type) && !strcmp(type->valuestring, "text");
+}
+
 // OpenAI's parameters that would change the answer in ways this server does not
 // implement are refused, not ignored, unless absent, null or off.
 static bool refuse_unsupported(fields *f) {
-    static const char *const unsupported[] = {"best_of", "echo", "suffix", "logit_bias", "presence_penalty",
-                                              "frequency_penalty", "tools", "functions", "response_format"};
-    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
-        const cJSON *v = field(f, unsupported[i]);
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(v, "type");
-        const bool off = !v || cJSON_IsFalse(v) || (cJSON_IsNumber(v) && v->valuedouble == (i == 0)) ||
-                         (cJSON_IsString(v) && !*v->valuestring) ||
-                         ((cJSON_IsArray(v) || cJSON_IsObject(v)) && !v->child) ||
-                         (cJSON_IsString(type) && !strcmp(type->valuestring, "text") && !v->child->next);
-        if (!off) return fail(f, "'%s' is not supported by this server", unsupported[i]);
-    }
+    const cJSON *v;
+    const struct {
+        const char *name;
+        bool off;
+    } params[] = {
+        {"best_of", !(v = field(f, "best_of")) || is_number(v, 1)},
+        {"echo", !(v = field(f, "echo")) || cJSON_IsFalse(v)},
+        {"suffix", !(v = field(f, "suffix")) || (cJSON_IsString(v) && !*v->valuestring)},
+        {"logit_bias", !(v = field(f, "logit_bias")) || all_zero(v)},
+        {"presence_penalty", !(v = field(f, "presence_penalty")) || is_number(v, 0)},
+        {"frequency_penalty", !(v = field(f, "frequency_penalty")) || is_number(v, 0)},
+        {"tools", !(v = field(f, "tools")) || (cJSON_IsArray(v) && !v->child)},
+        {"functions", !(v = field(f, "functions")) || (cJSON_IsArray(v) && !v->child)},
+        {"response_format", !(v = field(f, "response_format")) || plain_text(v)},
+    };
+    for (size_t i = 0; i < sizeof params / sizeof *params; i++)
+        if (!params[i].off) return fail(f, "'%s' is not supported by this server", params[i].name);
     return true;
 }
 

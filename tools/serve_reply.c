@@ -64,6 +64,27 @@ static cJSON *chat_entry(const bn_engine *e, int32_t id, float logprob) {
     return o;
 }
 
+// A completion's name for a token (malloc'd): its text, or where its bytes are
+// not whole UTF-8 characters (a piece of one) "bytes:" and them as \xNN, as
+// OpenAI writes them, so that no two tokens share a name.
+static char *token_key(const bn_engine *e, int32_t id) {
+    size_t n = 0;
+    const char *b = bn_engine_token_bytes(e, id, &n);
+    if (!b) n = 0;
+    bool valid = true;
+    for (size_t i = 0, c; valid && i < n; i += c) valid = (c = bn_utf8_char_len(b + i, n - i)) && b[i];
+    char *out = malloc(4 * n + 8);
+    if (!out) return NULL;
+    if (valid) {
+        memcpy(out, b, n);
+        out[n] = 0;
+        return out;
+    }
+    size_t o = (size_t)sprintf(out, "bytes:");
+    for (size_t i = 0; i < n; i++) o += (size_t)sprintf(out + o, "\\x%02x", (unsigned char)b[i]);
+    return out;
+}
+
 // choice.logprobs for the tokens in out (out NULL, or none asked for: null).
 // Chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}.
 // Completion: {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}],
@@ -88,19 +109,18 @@ static cJSON *logprobs_json(const bn_api *a, bn_api_reply *r, const bn_job_outpu
     cJSON *tokens = cJSON_AddArrayToObject(o, "tokens"), *values = cJSON_AddArrayToObject(o, "token_logprobs");
     cJSON *tops = cJSON_AddArrayToObject(o, "top_logprobs"), *offsets = cJSON_AddArrayToObject(o, "text_offset");
     for (size_t i = 0; i < n; i++) {
-        size_t len = 0;
-        const char *b = bn_engine_token_bytes(a->engine, lp[i].id, &len);
-        if (!b) len = 0;
-        cJSON_AddItemToArray(tokens, bn_text_json(b, len));
+        char *key = token_key(a->engine, lp[i].id);
+        cJSON_AddItemToArray(tokens, cJSON_CreateString(key ? key : ""));
+        free(key);
         cJSON_AddItemToArray(values, cJSON_CreateNumber(lp[i].logprob));
         cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)r->text_offset));
-        r->text_offset += len;
+        size_t len = 0;
+        if (bn_engine_token_bytes(a->engine, lp[i].id, &len)) r->text_offset += len;
         cJSON *top = cJSON_CreateObject();
-        for (int j = 0; j < lp[i].n_top; j++) {
-            const char *t = bn_engine_token_bytes(a->engine, lp[i].top[j].id, &len);
-            cJSON *key = bn_text_json(t, t ? len : 0);
-            if (cJSON_IsString(key)) cJSON_AddNumberToObject(top, key->valuestring, lp[i].top[j].logprob);
-            cJSON_Delete(key);
+        for (int j = 0; j < lp[i].n_top; j++) { // keys are unique; should two tokens spell one, the likelier
+            key = token_key(a->engine, lp[i].top[j].id);
+            if (key && !cJSON_GetObjectItemCaseSensitive(top, key)) cJSON_AddNumberToObject(top, key, lp[i].top[j].logprob);
+            free(key);
         }
         cJSON_AddItemToArray(tops, top);
     }
