@@ -19,6 +19,7 @@
 
 #include "bitnet.h"
 #include "engine_internal.h"
+#include "json_prefix.h"
 #include "logprob.h"
 #include "sampler.h"
 
@@ -48,6 +49,8 @@ typedef struct bn_slot {
     int top_logprobs; // and its top_logprobs likeliest tokens'
     float logprob;
     bn_token_logprob top[BN_TOP_LOGPROBS_MAX];
+    bool json;        // json_object: the text so far, as JSON
+    bn_json_prefix js;
 } bn_slot;
 
 struct bn_batch {
@@ -64,6 +67,7 @@ struct bn_batch {
     bn_top *top;              // [n_slots][BN_TOP_MAX] (forward_top)
     float *logits;            // [n_slots][n_vocab]
     float *raw;               // [n_vocab] a row as the sampler found it (logprobs)
+    uint8_t *json_kind;       // [n_vocab] for json_object, made at the first such request
     bn_top likeliest[BN_TOP_LOGPROBS_MAX];
     bn_batch_event *events;   // [n_slots]
 };
@@ -95,6 +99,7 @@ void bn_batch_free(bn_batch *b) {
     free(b->top);
     free(b->logits);
     free(b->raw);
+    free(b->json_kind);
     free(b->events);
     free(b);
 }
@@ -169,6 +174,56 @@ static int copy_stops(bn_slot *s, const bn_request *r, bn_error *err) {
     return 0;
 }
 
+// ---- json_object ------------------------------------------------------------
+
+enum { JSON_NEVER, JSON_PLAIN, JSON_CHECK }; // json_kind: how a token is judged
+
+// Each token's kind: never (special, end of generation, no bytes), plain (fits
+// anywhere inside a string: bn_json_plain_string_bytes), or to be checked.
+static int json_kinds(bn_batch *b) {
+    const int32_t V = (int32_t)b->engine->model->hp.n_vocab;
+    if (!(b->json_kind = malloc((size_t)V))) return -1;
+    for (int32_t v = 0; v < V; v++) {
+        size_t n = 0;
+        const char *bytes = bn_engine_token_bytes(b->engine, v, &n);
+        b->json_kind[v] = !bytes || !n || bn_tokenizer_is_special(b->engine->tok, v) ||
+                                  bn_engine_is_eog(b->engine, v)
+                              ? JSON_NEVER
+                          : bn_json_plain_string_bytes(bytes, n) ? JSON_PLAIN
+                                                                 : JSON_CHECK;
+    }
+    return 0;
+}
+
+// Gives -inf to every token of row that cannot continue the slot's JSON text.
+// Returns how many are left.
+static int mask_json(const bn_batch *b, const bn_slot *s, float *row) {
+    const int32_t V = (int32_t)b->engine->model->hp.n_vocab;
+    const bool in_string = bn_json_prefix_in_string(&s->js);
+    int left = 0;
+    for (int32_t v = 0; v < V; v++) {
+        const uint8_t kind = b->json_kind[v];
+        bool ok = kind == JSON_PLAIN && in_string;
+        if (!ok && kind == JSON_CHECK) {
+            size_t n;
+            const char *bytes = bn_engine_token_bytes(b->engine, v, &n);
+            bn_json_prefix t = s->js;
+            ok = bn_json_prefix_feed(&t, bytes, n);
+        }
+        if (ok) left++;
+        else row[v] = -INFINITY;
+    }
+    return left;
+}
+
+// The slot's JSON text after token id (one mask_json left): whether it is whole.
+static bool json_closed(const bn_batch *b, bn_slot *s, int32_t id) {
+    size_t n;
+    const char *bytes = bn_engine_token_bytes(b->engine, id, &n);
+    bn_json_prefix_feed(&s->js, bytes, n);
+    return bn_json_prefix_done(&s->js);
+}
+
 // Of the prompt, the tokens free slot s holds in its cache: their common start,
 // short of the prompt's last token, which is fed again for its logits.
 static int cached_prefix(const bn_slot *s, const int32_t *prompt, size_t n_prompt) {
@@ -186,6 +241,7 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     if (bn_engine_check_ids(b->engine, r->prompt, r->n_prompt, err)) return -1;
     if (r->logprobs && (r->top_logprobs < 0 || r->top_logprobs > BN_TOP_LOGPROBS_MAX))
         return bn_errorf(err, "top_logprobs must be in 0..%d (got %d)", BN_TOP_LOGPROBS_MAX, r->top_logprobs);
+    if (r->json_object && !b->json_kind && json_kinds(b)) return bn_errorf(err, "out of memory");
     // The free slot that caches the longest start of the prompt, if that is at
     // least half of it; else the slot free longest: a shorter match (a BOS, a
     // shared system prompt) is not worth a more recent conversation's cache.
@@ -215,6 +271,8 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     s->max_tokens = r->max_tokens;
     s->logprobs = r->logprobs;
     if (r->logprobs) s->top_logprobs = r->top_logprobs < n_vocab ? r->top_logprobs : n_vocab;
+    s->json = r->json_object;
+    if (s->json) bn_json_prefix_init(&s->js, true);
     return k;
 }
 
@@ -299,20 +357,26 @@ static int next_prefill(const bn_batch *b) {
 }
 
 // After the forward: the slot's new token, and whether that ends the request.
+// next < 0: a json_object request that no token can continue (json_prefix.h's
+// limits), which ends there.
 static void take_token(bn_batch *b, int k, int32_t next, bn_batch_event *ev) {
     bn_slot *s = &b->slots[k];
-    s->hist[s->n_hist++] = next; // pending: fed by the next step
-    s->n_gen++;
-    bool done = true, eog = bn_engine_is_eog(b->engine, next);
+    if (next >= 0) {
+        s->hist[s->n_hist++] = next; // pending: fed by the next step
+        s->n_gen++;
+    }
+    bool done = true, eog = next >= 0 && bn_engine_is_eog(b->engine, next);
     int hit = 0;
-    if (eog) s->stop = BN_STOP_EOG;
+    if (next < 0) s->stop = BN_STOP_LENGTH;
+    else if (eog) s->stop = BN_STOP_EOG;
     else if ((hit = push_token(b, s, next, false)) == 1) s->stop = BN_STOP_STRING;
+    else if (s->json && json_closed(b, s, next)) s->stop = BN_STOP_EOG;
     else if (s->max_tokens > 0 && s->n_gen >= s->max_tokens) s->stop = BN_STOP_LENGTH;
     else if (s->n_hist > b->be.n_ctx) s->stop = BN_STOP_CONTEXT; // no room to feed it
     else done = false;
     if (done && hit != 1) push_token(b, s, -1, true); // flush a held tail
     s->done = done;
-    *ev = (bn_batch_event){.slot = k, .user = s->user, .token = next, .text = s->text,
+    *ev = (bn_batch_event){.slot = k, .user = s->user, .token = next, .eog = eog, .text = s->text,
                            .len = s->released, .done = done, .stop = s->stop,
                            .n_prompt = s->n_prompt, .n_gen = s->n_gen, .n_cached = s->n_cached,
                            .logprob = s->logprob, .n_top = s->top_logprobs, .top = s->top};
@@ -323,7 +387,7 @@ static void take_token(bn_batch *b, int k, int32_t next, bn_batch_event *ev) {
 // and every run is greedy or picks among them (bn_sampler_takes_top: a top-k of
 // at most BN_TOP_MAX, or with a penalty above 1 a window and top-k of at most
 // BN_TOP_MAX together); else the rows of logits (also when a run's request wants
-// logprobs, which need the whole row). The tokens are the same either way; the
+// logprobs or a JSON object, which need the whole row). The tokens are the same either way; the
 // first two move a few bytes a row instead of the row.
 enum { OUT_LOGITS, OUT_ARGMAX, OUT_TOP };
 
@@ -331,8 +395,9 @@ static int step_output(const bn_batch *b, int runs) {
     bool greedy = b->be.ops->forward_argmax != NULL, top = b->be.ops->forward_top != NULL;
     for (int r = 0; r < runs; r++) {
         const bn_slot *s = &b->slots[b->runs[r].slot];
-        greedy = greedy && !s->logprobs && bn_sampler_is_greedy(s->smp);
-        top = top && !s->logprobs && bn_sampler_takes_top(s->smp); // greedy ones too: the argmax is the first entry
+        const bool rows = s->logprobs || s->json; // they need the whole row
+        greedy = greedy && !rows && bn_sampler_is_greedy(s->smp);
+        top = top && !rows && bn_sampler_takes_top(s->smp); // greedy ones too: the argmax is the first entry
     }
     return greedy ? OUT_ARGMAX : top ? OUT_TOP : OUT_LOGITS;
 }
@@ -349,12 +414,13 @@ static int32_t pick(bn_batch *b, int r, int out) {
     }
     const int32_t V = (int32_t)b->engine->model->hp.n_vocab;
     float *row = b->logits + (size_t)r * V;
-    if (!s->logprobs) return bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
+    if (!s->logprobs) return s->json && !mask_json(b, s, row) ? -1 : bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
     const double lse = bn_log_sum_exp(row, V);
     if (s->top_logprobs) bn_top_select(row, V, s->top_logprobs, b->likeliest);
     for (int i = 0; i < s->top_logprobs; i++)
         s->top[i] = (bn_token_logprob){b->likeliest[i].id, (float)(b->likeliest[i].logit - lse)};
     memcpy(b->raw, row, (size_t)V * sizeof *row);
+    if (s->json && !mask_json(b, s, row)) return -1;
     const int32_t id = bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
     s->logprob = (float)(b->raw[id] - lse);
     return id;

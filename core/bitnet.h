@@ -289,13 +289,19 @@ typedef struct bn_request {
     bool logprobs;         // report each sampled token's log-probability (a step with
     int top_logprobs;      // such a slot brings back whole rows of logits) and the
                            // top_logprobs (0..BN_TOP_LOGPROBS_MAX) likeliest tokens
+    bool json_object;      // JSON mode: the text is one JSON object. A token whose bytes
+                           // would leave no way to finish it is never picked (nor a
+                           // special token); the request ends (stop: BN_STOP_EOG) as the
+                           // object closes. From whole rows of logits, as logprobs.
 } bn_request;
 
 // What one step did for one slot: a sampled token, released text, the end.
 typedef struct bn_batch_event {
     int slot;
     void *user;          // the request's
-    int32_t token;       // the token sampled in this step
+    int32_t token;       // the token sampled in this step (-1: none, a json_object that
+                         // no token could continue, which ends with BN_STOP_LENGTH)
+    bool eog;            // token is an end-of-generation token (it has no text)
     const char *text;    // whole UTF-8 characters released by this step (valid until the
     size_t len;          // next step or remove); text that may begin a stop string waits
     bool done;           // finished: read it, then bn_batch_remove(slot)

@@ -14,11 +14,13 @@
 // overlap and whatever start of a prompt a slot had cached; stop strings,
 // max_tokens, the context limit, removal and the errors. A session's prompt
 // cache (bn_session_keep_prefix) against a fresh session. Logprobs against the
-// log-softmax of a fresh session's logits.
+// log-softmax of a fresh session's logits. JSON mode against cJSON.
 // Model: the tiny-a fixture (skips without it).
 #include "test_util.h"
 
 #include <math.h>
+
+#include <cjson/cJSON.h>
 
 #include "argmax.h"
 #include "backend.h"
@@ -683,6 +685,61 @@ static void test_batch_logprobs(void **state) {
     bn_batch_free(b);
 }
 
+// json_object: whatever the model's logits, a request that ends by itself
+// (BN_STOP_EOG) has made one JSON object, as cJSON reads it; one cut by
+// max_tokens has not run into anything JSON forbids (checked when it ends
+// otherwise). Sampled hot from the random tiny-a, whose own choices are
+// anything but JSON.
+static void test_batch_json_object(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    enum { N = 12 };
+    const bn_chat_message ask = {"user", "Give me a JSON object."};
+    int32_t *prompt;
+    size_t n_prompt;
+    bn_error err;
+    if (bn_engine_chat_prompt(fx.engine, &ask, 1, &prompt, &n_prompt, &err)) fail_msg("%s", err.msg);
+    bn_batch *b = open_batch(4, 0);
+    bn_request req[N];
+    for (int i = 0; i < N; i++) {
+        bn_sampling hot = bn_sampling_default();
+        hot.seed = (uint64_t)i;
+        hot.temperature = 1.0f;
+        req[i] = request(1, 40, hot);
+        req[i].prompt = prompt, req[i].n_prompt = n_prompt;
+        req[i].user = (void *)(intptr_t)i; // out[i]
+        req[i].json_object = true;
+    }
+    const int start[N] = {0};
+    result got[N];
+    run_requests(b, req, start, N, got);
+    int whole = 0;
+    for (int i = 0; i < N; i++) {
+        got[i].text[got[i].len] = 0;
+        if (got[i].stop != BN_STOP_EOG) {
+            assert_true(got[i].stop == BN_STOP_LENGTH || got[i].stop == BN_STOP_CONTEXT);
+            continue;
+        }
+        cJSON *o = cJSON_Parse(got[i].text);
+        if (!cJSON_IsObject(o)) fail_msg("request %d ended with \"%s\", not a JSON object", i, got[i].text);
+        cJSON_Delete(o);
+        whole++;
+    }
+    fprintf(stderr, "json_object: %d of %d requests made a whole object\n", whole, N);
+    assert_true(whole >= 3);
+    // Without it, the same seeds make no JSON object.
+    for (int i = 0; i < N; i++) req[i].json_object = false;
+    run_requests(b, req, start, N, got);
+    for (int i = 0; i < N; i++) {
+        got[i].text[got[i].len] = 0;
+        cJSON *o = cJSON_Parse(got[i].text);
+        assert_false(cJSON_IsObject(o));
+        cJSON_Delete(o);
+    }
+    bn_batch_free(b);
+    free(prompt);
+}
+
 // Stop strings: the text ends before the earliest match, even across tokens.
 static void test_batch_stop_strings(void **state) {
     (void)state;
@@ -793,6 +850,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_batch_prompt_cache),
         cmocka_unit_test(test_session_keep_prefix),
         cmocka_unit_test(test_batch_logprobs),
+        cmocka_unit_test(test_batch_json_object),
         cmocka_unit_test(test_batch_stop_strings),
         cmocka_unit_test(test_batch_context),
         cmocka_unit_test(test_batch_errors),

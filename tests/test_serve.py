@@ -11,7 +11,8 @@ to generate's; stop strings; usage counts; /v1/models, /health, /tokenize,
 /detokenize; raw malformed requests (bad JSON, wrong types, huge bodies,
 slowloris-style partial requests, clients that hang up mid-request); the prompt
 cache (cached_tokens, cache_prompt); logprobs in both shapes; OpenAI parameters
-it does not implement refused; /metrics (read by prometheus-client's parser); the API
+it does not implement refused; JSON mode (response_format json_object); /metrics
+(read by prometheus-client's parser); the API
 key; SIGTERM and SIGINT with requests running (exit 0, which under ASan also
 means no leak). Skips, saying why, without the fixture or the client.
 Run by CTest with BITNET_CLI and BITNET_FIXTURES set.
@@ -272,6 +273,32 @@ class ServeTest(unittest.TestCase):
                 streamed[k] += getattr(ch.choices[0].logprobs, k) if ch.choices[0].logprobs else []
         self.assertEqual(streamed, {k: getattr(lp, k) for k in streamed})
 
+    def test_json_object(self):
+        """response_format json_object: a reply that ends by itself is one JSON object, streamed or
+        not (the random model makes anything but JSON on its own); json_schema is refused."""
+        whole = 0
+        for seed in range(8):
+            for stream in (False, True):
+                r = self.client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "Give me a JSON object."}], max_tokens=40,
+                    temperature=1.0, seed=seed, stream=stream, response_format={"type": "json_object"})
+                if stream:
+                    parts, finish = [], None
+                    for ch in r:
+                        if ch.choices:
+                            parts.append(ch.choices[0].delta.content or "")
+                            finish = ch.choices[0].finish_reason or finish
+                    text = "".join(parts)
+                else:
+                    text, finish = r.choices[0].message.content, r.choices[0].finish_reason
+                if finish == "stop":
+                    self.assertIsInstance(json.loads(text), dict, text)
+                    whole += 1
+        self.assertGreaterEqual(whole, 4)
+        status, _, raw = self.srv.request("POST", "/v1/chat/completions", {
+            "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}})
+        assert_error(self, status, raw, 400)
+
     def metrics(self):
         """/metrics read by Prometheus's own parser: {(sample name, labels): value}."""
         status, ctype, raw = self.srv.request("GET", "/metrics")
@@ -356,7 +383,8 @@ class ServeTest(unittest.TestCase):
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
                                       "tools": [{"type": "function", "function": {"name": "f"}}]}),
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
-                                      "response_format": {"type": "json_object"}}),
+                                      "response_format": {"type": "json_schema", "json_schema": {}}}),
+            ("/v1/completions", {"prompt": "x", "response_format": "json_object"}),
             ("/v1/completions", {"prompt": "x", "tools": {"type": "text"}}),
             ("/v1/completions", {"prompt": "x", "logit_bias": {"5": 0, "6": 1}}),
             ("/v1/completions", {"prompt": "x", "stop": 7}),

@@ -176,9 +176,16 @@ static bool all_zero(const cJSON *bias) { // logit_bias {"id": 0, ...}
     cJSON_ArrayForEach(e, bias) if (!cJSON_IsNull(e) && !is_number(e, 0)) return false;
     return cJSON_IsObject(bias);
 }
-static bool plain_text(const cJSON *format) { // response_format {"type": "text"}
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(format, "type");
-    return cJSON_IsString(type) && !strcmp(type->valuestring, "text");
+
+// response_format: {"type": "text"} (the default) or {"type": "json_object"}
+// (JSON mode: bn_request.json_object); json_schema is not implemented.
+static bool get_response_format(fields *f, bn_job_params *p) {
+    const cJSON *v = field(f, "response_format");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(v, "type");
+    if (!v || (cJSON_IsString(type) && !strcmp(type->valuestring, "text"))) return true;
+    if (cJSON_IsString(type) && !strcmp(type->valuestring, "json_object")) return p->json_object = true;
+    return fail(f, "'%s' must be {\"type\": \"text\"} or {\"type\": \"json_object\"} (json_schema is not "
+                   "supported by this server)", "response_format");
 }
 
 // OpenAI's parameters that would change the answer in ways this server does not
@@ -197,7 +204,6 @@ static bool refuse_unsupported(fields *f) {
         {"frequency_penalty", !(v = field(f, "frequency_penalty")) || is_number(v, 0)},
         {"tools", !(v = field(f, "tools")) || (cJSON_IsArray(v) && !v->child)},
         {"functions", !(v = field(f, "functions")) || (cJSON_IsArray(v) && !v->child)},
-        {"response_format", !(v = field(f, "response_format")) || plain_text(v)},
     };
     for (size_t i = 0; i < sizeof params / sizeof *params; i++)
         if (!params[i].off) return fail(f, "'%s' is not supported by this server", params[i].name);
@@ -312,7 +318,8 @@ static void generate(const bn_api *a, const char *body, size_t len, bool chat, b
     bn_job_params p = {0};
     // OpenAI's defaults: a completion stops after 16 tokens, a chat reply at its end.
     bool ok = get_params(&f, &p, &r->stream, chat ? 0 : 16) && get_logprobs(&f, chat, &p) &&
-              refuse_unsupported(&f) && (chat ? chat_prompt(a, &f, &p) : completion_prompt(a, &f, &p));
+              get_response_format(&f, &p) && refuse_unsupported(&f) &&
+              (chat ? chat_prompt(a, &f, &p) : completion_prompt(a, &f, &p));
     cJSON_Delete(o);
     if (!ok) {
         bn_job_params_free(&p);

@@ -124,7 +124,7 @@ static void between_steps(bn_sched *s) {
                               .max_tokens = j->p.max_tokens, .sampling = j->p.sampling,
                               .stop = (const char *const *)j->p.stop, .n_stop = j->p.n_stop,
                               .no_prefix_cache = j->p.no_prefix_cache, .logprobs = j->p.logprobs,
-                              .top_logprobs = j->p.top_logprobs};
+                              .top_logprobs = j->p.top_logprobs, .json_object = j->p.json_object};
         bn_error err;
         const int slot = bn_batch_add(s->b, &r, &err);
         if (slot < 0) {
@@ -140,7 +140,7 @@ static void after_step(bn_sched *s, const bn_batch_event *ev, int n) {
     for (int i = 0; i < n; i++) {
         bn_job *j = s->slot_job[ev[i].slot];
         bn_buf_append(&j->out.text, ev[i].text, ev[i].len); // out of memory: the text is lost, not the counts
-        if (j->p.logprobs && !(ev[i].done && ev[i].stop == BN_STOP_EOG)) {
+        if (j->p.logprobs && ev[i].token >= 0 && !ev[i].eog) {
             bn_job_logprob lp = {.id = ev[i].token, .logprob = ev[i].logprob, .n_top = ev[i].n_top};
             memcpy(lp.top, ev[i].top, (size_t)ev[i].n_top * sizeof *lp.top);
             bn_buf_append(&j->out.logprobs, &lp, sizeof lp);

@@ -30,6 +30,7 @@ typedef struct bn_job_params {
     bool no_prefix_cache; // bn_request's: feed the whole prompt
     bool logprobs;        // bn_request's: each generated token's log-probability
     int top_logprobs;     // and its likeliest alternatives'
+    bool json_object;     // bn_request's: the text is one JSON object
 } bn_job_params;
 
 // Frees the prompt and stop strings and zeroes p.
