@@ -249,6 +249,15 @@ static void check_backend(const bn_backend_ops *ops, bool exact) {
     free(ref);
 }
 
+// The CUDA backend; without a usable one the test skips (fails in a GPU check).
+static const bn_backend_ops *require_cuda(void) {
+    const bn_backend_ops *cuda = bn_backend_find("cuda");
+    bn_error why;
+    BN_REQUIRE_GPU(!cuda ? "not compiled in" : cuda->probe(&why) ? why.msg : NULL,
+                   "no usable CUDA device (%s)", "SKIP: no usable CUDA device (%s)\n");
+    return cuda;
+}
+
 static void test_forward_cpu(void **state) {
     (void)state;
     REQUIRE_MODEL();
@@ -258,11 +267,7 @@ static void test_forward_cpu(void **state) {
 static void test_forward_cuda(void **state) {
     (void)state;
     REQUIRE_MODEL();
-    const bn_backend_ops *cuda = bn_backend_find("cuda");
-    bn_error why;
-    BN_REQUIRE_GPU(!cuda ? "not compiled in" : cuda->probe(&why) ? why.msg : NULL,
-                   "no usable CUDA device (%s)", "SKIP: no usable CUDA device (%s)\n");
-    check_backend(cuda, false);
+    check_backend(require_cuda(), false);
 }
 
 static void test_forward_errors(void **state) {
@@ -562,10 +567,7 @@ static void test_session_keep_prefix(void **state) {
 static void test_session_keep_prefix_cuda(void **state) {
     (void)state;
     REQUIRE_MODEL();
-    const bn_backend_ops *cuda = bn_backend_find("cuda");
-    bn_error why;
-    BN_REQUIRE_GPU(!cuda ? "not compiled in" : cuda->probe(&why) ? why.msg : NULL,
-                   "no usable CUDA device (%s)", "SKIP: no usable CUDA device (%s)\n");
+    require_cuda();
     check_keep_prefix("cuda", false);
 }
 
