@@ -19,7 +19,7 @@
 
 #include "bitnet.h"
 #include "engine_internal.h"
-#include "json_prefix.h"
+#include "json_mask.h"
 #include "logprob.h"
 #include "sampler.h"
 
@@ -67,7 +67,7 @@ struct bn_batch {
     bn_top *top;              // [n_slots][BN_TOP_MAX] (forward_top)
     float *logits;            // [n_slots][n_vocab]
     float *raw;               // [n_vocab] a row as the sampler found it (logprobs)
-    uint8_t *json_kind;       // [n_vocab] for json_object, made at the first such request
+    bn_json_vocab json;       // for json_object, made at the first such request
     bn_top likeliest[BN_TOP_LOGPROBS_MAX];
     bn_batch_event *events;   // [n_slots]
 };
@@ -99,7 +99,7 @@ void bn_batch_free(bn_batch *b) {
     free(b->top);
     free(b->logits);
     free(b->raw);
-    free(b->json_kind);
+    bn_json_vocab_free(&b->json);
     free(b->events);
     free(b);
 }
@@ -176,47 +176,7 @@ static int copy_stops(bn_slot *s, const bn_request *r, bn_error *err) {
 
 // ---- json_object ------------------------------------------------------------
 
-enum { JSON_NEVER, JSON_PLAIN, JSON_CHECK }; // json_kind: how a token is judged
-
-// Each token's kind: never (special, end of generation, no bytes), plain (fits
-// anywhere inside a string: bn_json_plain_string_bytes), or to be checked.
-static int json_kinds(bn_batch *b) {
-    const int32_t V = (int32_t)b->engine->model->hp.n_vocab;
-    if (!(b->json_kind = malloc((size_t)V))) return -1;
-    for (int32_t v = 0; v < V; v++) {
-        size_t n = 0;
-        const char *bytes = bn_engine_token_bytes(b->engine, v, &n);
-        b->json_kind[v] = !bytes || !n || bn_tokenizer_is_special(b->engine->tok, v) ||
-                                  bn_engine_is_eog(b->engine, v)
-                              ? JSON_NEVER
-                          : bn_json_plain_string_bytes(bytes, n) ? JSON_PLAIN
-                                                                 : JSON_CHECK;
-    }
-    return 0;
-}
-
-// Gives -inf to every token of row that cannot continue the slot's JSON text.
-// Returns how many are left.
-static int mask_json(const bn_batch *b, const bn_slot *s, float *row) {
-    const int32_t V = (int32_t)b->engine->model->hp.n_vocab;
-    const bool in_string = bn_json_prefix_in_string(&s->js);
-    int left = 0;
-    for (int32_t v = 0; v < V; v++) {
-        const uint8_t kind = b->json_kind[v];
-        bool ok = kind == JSON_PLAIN && in_string;
-        if (!ok && kind == JSON_CHECK) {
-            size_t n;
-            const char *bytes = bn_engine_token_bytes(b->engine, v, &n);
-            bn_json_prefix t = s->js;
-            ok = bn_json_prefix_feed(&t, bytes, n);
-        }
-        if (ok) left++;
-        else row[v] = -INFINITY;
-    }
-    return left;
-}
-
-// The slot's JSON text after token id (one mask_json left): whether it is whole.
+// The slot's JSON text after token id (one bn_json_mask_row left): whether it is whole.
 static bool json_closed(const bn_batch *b, bn_slot *s, int32_t id) {
     size_t n;
     const char *bytes = bn_engine_token_bytes(b->engine, id, &n);
@@ -241,7 +201,7 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     if (bn_engine_check_ids(b->engine, r->prompt, r->n_prompt, err)) return -1;
     if (r->logprobs && (r->top_logprobs < 0 || r->top_logprobs > BN_TOP_LOGPROBS_MAX))
         return bn_errorf(err, "top_logprobs must be in 0..%d (got %d)", BN_TOP_LOGPROBS_MAX, r->top_logprobs);
-    if (r->json_object && !b->json_kind && json_kinds(b)) return bn_errorf(err, "out of memory");
+    if (r->json_object && !b->json.kind && bn_json_vocab_init(&b->json, b->engine, err)) return -1;
     // The free slot that caches the longest start of the prompt, if that is at
     // least half of it; else the slot free longest: a shorter match (a BOS, a
     // shared system prompt) is not worth a more recent conversation's cache.
@@ -414,15 +374,21 @@ static int32_t pick(bn_batch *b, int r, int out) {
     }
     const int32_t V = (int32_t)b->engine->model->hp.n_vocab;
     float *row = b->logits + (size_t)r * V;
-    if (!s->logprobs) return s->json && !mask_json(b, s, row) ? -1 : bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
-    const double lse = bn_log_sum_exp(row, V);
+    if (!s->logprobs)
+        return s->json && !bn_json_mask_row(&b->json, b->engine, &s->js, row)
+                   ? -1
+                   : bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
+    float max;
+    const double log_sum = bn_log_sum_exp(row, V, &max);
     if (s->top_logprobs) bn_top_select(row, V, s->top_logprobs, b->likeliest);
-    for (int i = 0; i < s->top_logprobs; i++)
-        s->top[i] = (bn_token_logprob){b->likeliest[i].id, (float)(b->likeliest[i].logit - lse)};
+    for (int i = 0; i < s->top_logprobs; i++) {
+        const int32_t id = b->likeliest[i].id;
+        s->top[i] = (bn_token_logprob){id, (float)bn_logprob(row, id, max, log_sum)};
+    }
     memcpy(b->raw, row, (size_t)V * sizeof *row);
-    if (s->json && !mask_json(b, s, row)) return -1;
+    if (s->json && !bn_json_mask_row(&b->json, b->engine, &s->js, row)) return -1;
     const int32_t id = bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
-    s->logprob = (float)(b->raw[id] - lse);
+    s->logprob = (float)bn_logprob(b->raw, id, max, log_sum);
     return id;
 }
 

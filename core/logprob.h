@@ -8,13 +8,21 @@
 #include <math.h>
 #include <stdint.h>
 
-// log(sum(exp(row[0..n)))), n >= 1: token i's log-probability is row[i] minus it.
-static inline double bn_log_sum_exp(const float *row, int32_t n) {
-    float max = row[0];
-    for (int32_t i = 1; i < n; i++) max = row[i] > max ? row[i] : max;
+// The row's max (into *max) and log(sum(exp(row[0..n) - max))), n >= 1: token
+// i's log-probability is (row[i] - *max) - that, the difference taken in float
+// and the rest in double, as llama.cpp's perplexity takes it (bn_logprob).
+static inline double bn_log_sum_exp(const float *row, int32_t n, float *max) {
+    float m = row[0];
+    for (int32_t i = 1; i < n; i++) m = row[i] > m ? row[i] : m;
     double sum = 0;
-    for (int32_t i = 0; i < n; i++) sum += expf(row[i] - max);
-    return max + log(sum);
+    for (int32_t i = 0; i < n; i++) sum += expf(row[i] - m);
+    *max = m;
+    return log(sum);
+}
+
+// Token i's log-probability from bn_log_sum_exp's two numbers.
+static inline double bn_logprob(const float *row, int32_t i, float max, double log_sum) {
+    return (double)(row[i] - max) - log_sum;
 }
 
 #endif

@@ -294,19 +294,25 @@ done:
 }
 
 // Feeds tokens after those in the session: the last row, or every row of them.
+// On failure the tokens are not in the session.
 static int eval(bn_session *s, const int32_t *tokens, size_t n, float *logits, bool all, bn_error *err) {
+    const int n_hist = s->n_hist;
     if (append_tokens(s, tokens, n, err)) return -1;
     if (s->n_hist == s->n_past) return bn_errorf(err, "nothing to evaluate");
     if (all && s->n_hist - s->n_past != (int)n) { // a generation's pending token would take row 0
-        s->n_hist -= (int)n;
+        s->n_hist = n_hist;
         return bn_errorf(err, "the session has a pending sampled token: every row needs it fed first");
     }
-    if (!all && feed_while_opening(s, err)) return -1; // every row: on the backend the session is on
+    // Every row comes from one backend: the session moves (cpu_start) before, not between chunks.
+    if (all ? settle_opening(s, false, err) : feed_while_opening(s, err)) goto fail;
     const int m = s->n_hist - s->n_past;
     if (s->be.ops->forward(s->be.be, s->history + s->n_past, s->pos + s->n_past, NULL, m, logits, all, err))
-        return -1;
+        goto fail;
     s->n_past = s->n_hist;
     return 0;
+fail:
+    s->n_hist = s->n_past > n_hist ? s->n_past : n_hist; // chunks fed before the failure stay
+    return -1;
 }
 
 int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float *logits, bn_error *err) {

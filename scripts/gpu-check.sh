@@ -130,7 +130,7 @@ step test_cli env BITNET_CLI="$cli" "$bin/test_cli"
 # (generated ids equal bitnet.cpp's but for the 2nd-best where the reference's
 # margin is below 0.05, fixtures README); its other tests run again too.
 step cli_golden_parity env BITNET_CLI_BACKEND=cuda BITNET_CLI="$cli" "$bin/test_cli"
-# Perplexity on CUDA against bitnet.cpp's llama-perplexity (tests/golden/perplexity.json).
+# Perplexity on CUDA against bitnet.cpp's llama-perplexity (tests/data/perplexity.golden.json).
 step perplexity_cuda env BITNET_PERPLEXITY_BACKEND=cuda BITNET_CLI="$cli" python3 tests/test_perplexity.py \
   PerplexityTest.test_against_bitnet_cpp
 

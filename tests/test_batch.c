@@ -23,6 +23,8 @@
 #include <cjson/cJSON.h>
 
 #include "argmax.h"
+#include "engine_internal.h" // the engine's tokenizer (test_json_mask_exact)
+#include "json_mask.h"
 #include "backend.h"
 #include "bitnet.h"
 #include "model.h"
@@ -687,6 +689,45 @@ static void test_batch_logprobs(void **state) {
     bn_batch_free(b);
 }
 
+// The mask keeps exactly the tokens a copy of the automaton takes whole, at
+// places inside and outside strings, numbers and literals (the fast paths, plain
+// text in strings and the first-byte filter, change no answer); special and
+// end-of-generation tokens never.
+static void test_json_mask_exact(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    static const char *const texts[] = {"", "{", "{\"", "{\"a", "{\"a\"", "{\"a\":", "{\"a\": tr",
+                                        "{\"a\":[1", "{\"a\":[1.5e", "{\"a\":\"x\\", "{\"a\":\"\xc3",
+                                        "{\"a\":{}", "{\"a\":[null,-"};
+    bn_json_vocab v;
+    bn_error err;
+    if (bn_json_vocab_init(&v, fx.engine, &err)) fail_msg("%s", err.msg);
+    float *row = malloc(sizeof(float) * (size_t)v.n);
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        bn_json_prefix js;
+        bn_json_prefix_init(&js, true);
+        assert_true(bn_json_prefix_feed(&js, texts[i], strlen(texts[i])));
+        for (int32_t t = 0; t < v.n; t++) row[t] = 0;
+        const int left = bn_json_mask_row(&v, fx.engine, &js, row);
+        int want_left = 0;
+        for (int32_t t = 0; t < v.n; t++) {
+            size_t n = 0;
+            const char *bytes = bn_engine_token_bytes(fx.engine, t, &n);
+            bn_json_prefix trial = js;
+            const bool special = bn_tokenizer_is_special(fx.engine->tok, t) || bn_engine_is_eog(fx.engine, t);
+            const bool want = bytes && n && !special && bn_json_prefix_feed(&trial, bytes, n);
+            if (want != (row[t] == 0))
+                fail_msg("after \"%s\": token %d \"%.*s\" %s", texts[i], t, (int)n, bytes ? bytes : "",
+                         want ? "masked, but it fits" : "kept, but it does not fit");
+            want_left += want;
+        }
+        assert_int_equal(left, want_left);
+        assert_true(left > 0);
+    }
+    free(row);
+    bn_json_vocab_free(&v);
+}
+
 // json_object: whatever the model's logits, a request that ends by itself
 // (BN_STOP_EOG) has made one JSON object, as cJSON reads it; one cut by
 // max_tokens has not run into anything JSON forbids (checked when it ends
@@ -852,6 +893,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_batch_prompt_cache),
         cmocka_unit_test(test_session_keep_prefix),
         cmocka_unit_test(test_batch_logprobs),
+        cmocka_unit_test(test_json_mask_exact),
         cmocka_unit_test(test_batch_json_object),
         cmocka_unit_test(test_batch_stop_strings),
         cmocka_unit_test(test_batch_context),

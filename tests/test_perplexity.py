@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_perplexity.py - `bitnet-gpu perplexity` against bitnet.cpp's llama-perplexity.
 
-tests/golden/perplexity.json holds bitnet.cpp's perplexity of
+tests/data/perplexity.golden.json holds bitnet.cpp's perplexity of
 tests/data/austen-excerpt.txt (the first paragraphs of train/corpus.py's
 validation split: Jane Austen, public domain) after every chunk, for synthetic models that
 `make-model` rebuilds here from the arguments kept in the golden, and for the
@@ -26,7 +26,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLI = os.path.abspath(os.environ.get("BITNET_CLI", "build/bitnet-gpu"))
 FIXTURES = os.environ.get("BITNET_FIXTURES") or os.path.join(HERE, "..", "..", "shared", "fixtures")
-GOLDEN = json.load(open(os.path.join(HERE, "golden", "perplexity.json")))
+GOLDEN = json.load(open(os.path.join(HERE, "data", "perplexity.golden.json")))
 TEXT = os.path.join(HERE, "..", GOLDEN["text"])
 BACKEND = os.environ.get("BITNET_PERPLEXITY_BACKEND", "cpu")
 RTOL = 1e-6 if BACKEND == "cpu" else 5e-3

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 #include "clock.h"
@@ -45,7 +46,9 @@ static int score_chunk(bn_session *s, const int32_t *chunk, int n_ctx, int batch
         if (bn_session_eval_all(s, chunk + j0, (size_t)n, rows, err)) return -1;
         for (int j = j0 < first ? first - j0 : 0; j < n && j0 + j < n_ctx - 1; j++) {
             const float *row = rows + (size_t)j * n_vocab;
-            const double v = bn_log_sum_exp(row, n_vocab) - row[chunk[j0 + j + 1]];
+            float max;
+            const double log_sum = bn_log_sum_exp(row, n_vocab, &max);
+            const double v = -bn_logprob(row, chunk[j0 + j + 1], max, log_sum);
             sc->nll += v;
             sc->nll2 += v * v;
             sc->count++;
@@ -75,6 +78,8 @@ int bn_cmd_perplexity(int argc, char **argv) {
     char *file_text = NULL;
     if (f.prompt_file) {
         if (bn_read_prompt_file(f.prompt_file, &file_text)) return 1;
+        const size_t len = strlen(file_text); // llama-perplexity drops the file's last newline
+        if (len && file_text[len - 1] == '\n') file_text[len - 1] = 0;
         f.prompt = file_text;
     }
     bn_run r;
@@ -89,6 +94,10 @@ int bn_cmd_perplexity(int argc, char **argv) {
     bn_error err;
     rc = 1;
     const int n_ctx = bn_session_n_ctx(r.session), n_vocab = bn_engine_info(r.engine).n_vocab;
+    if (n_ctx < 3) { // the second half of a chunk less its last token: nothing to score
+        fprintf(stderr, "error: a perplexity needs a context of at least 3 tokens (-c %d)\n", n_ctx);
+        goto done;
+    }
     const bool bos = bn_engine_add_bos(r.engine);
     if (bn_engine_tokenize(r.engine, f.prompt, bos, false, &tokens, &n_tokens, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);

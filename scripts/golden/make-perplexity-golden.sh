@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make-perplexity-golden.sh - bitnet.cpp's perplexities of tests/data/austen-excerpt.txt
-# (tests/golden/perplexity.json, read by tests/test_perplexity.py).
+# (tests/data/perplexity.golden.json, read by tests/test_perplexity.py).
 #
 #   scripts/golden/make-perplexity-golden.sh BITNET_GPU_BINARY
 #
@@ -20,7 +20,7 @@ BUILD=${BITNET_BUILD:-$repo/../bitnetcpp-build}
 FIXTURES=${BITNET_FIXTURES:-$repo/../shared/fixtures}
 ppl=$BUILD/bin/llama-perplexity
 text=$repo/tests/data/austen-excerpt.txt
-out=$repo/tests/golden/perplexity.json
+out=$repo/tests/data/perplexity.golden.json
 [ -x "$ppl" ] || make -C "$BUILD" llama-perplexity >"$BUILD/perplexity-build.log" 2>&1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

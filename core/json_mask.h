@@ -1,0 +1,28 @@
+// json_mask.h - which tokens of an engine's vocabulary can continue a JSON text
+// (json_prefix.h): the mask a json_object request's rows of logits get before
+// sampling (batch.c).
+#ifndef BN_JSON_MASK_H
+#define BN_JSON_MASK_H
+
+#include <stdint.h>
+
+#include "bitnet.h"
+#include "json_prefix.h"
+
+// What is known of each token before any text: bytes, kind, first byte.
+typedef struct bn_json_vocab {
+    int32_t n;
+    uint8_t *kind;  // [n] BN_JSON_NEVER (special, end of generation, no bytes),
+                    // BN_JSON_PLAIN (fits anywhere inside a string), BN_JSON_CHECK
+    uint8_t *first; // [n] the first byte
+} bn_json_vocab;
+enum { BN_JSON_NEVER, BN_JSON_PLAIN, BN_JSON_CHECK };
+
+int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err);
+void bn_json_vocab_free(bn_json_vocab *v);
+
+// Gives -inf to every token of row[0..v->n) whose bytes s refuses (and to the
+// BN_JSON_NEVER ones). Returns how many are left.
+int bn_json_mask_row(const bn_json_vocab *v, const bn_engine *e, const bn_json_prefix *s, float *row);
+
+#endif
