@@ -347,8 +347,8 @@ static void take_token(bn_batch *b, int k, int32_t next, bn_batch_event *ev) {
 // and every run is greedy or picks among them (bn_sampler_takes_top: a top-k of
 // at most BN_TOP_MAX, or with a penalty above 1 a window and top-k of at most
 // BN_TOP_MAX together); else the rows of logits (also when a run's request wants
-// logprobs or a JSON object, which need the whole row). The tokens are the same either way; the
-// first two move a few bytes a row instead of the row.
+// logprobs or a JSON object, which need the whole row). The tokens are the same
+// either way; the first two move a few bytes a row instead of the row.
 enum { OUT_LOGITS, OUT_ARGMAX, OUT_TOP };
 
 static int step_output(const bn_batch *b, int runs) {
@@ -363,8 +363,9 @@ static int step_output(const bn_batch *b, int runs) {
 }
 
 // Run r's next token from the step's output; with logprobs, also its and the
-// likeliest tokens' log-probabilities, from the row before the sampler (which
-// may change it in place) saw it.
+// likeliest tokens' log-probabilities, from the row as the model gave it (before
+// the JSON mask and the sampler, which change it in place); -1 when a JSON
+// object's mask leaves no token.
 static int32_t pick(bn_batch *b, int r, int out) {
     bn_slot *s = &b->slots[b->runs[r].slot];
     if (out == OUT_ARGMAX) return b->argmax[r];
@@ -374,10 +375,10 @@ static int32_t pick(bn_batch *b, int r, int out) {
     }
     const int32_t V = (int32_t)b->engine->model->hp.n_vocab;
     float *row = b->logits + (size_t)r * V;
-    if (!s->logprobs)
-        return s->json && !bn_json_mask_row(&b->json, b->engine, &s->js, row)
-                   ? -1
-                   : bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
+    if (!s->logprobs) {
+        if (s->json && !bn_json_mask_row(&b->json, b->engine, &s->js, row)) return -1;
+        return bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
+    }
     float max;
     const double log_sum = bn_log_sum_exp(row, V, &max);
     if (s->top_logprobs) bn_top_select(row, V, s->top_logprobs, b->likeliest);
