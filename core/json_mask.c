@@ -1,20 +1,30 @@
 // json_mask.c - bn_json_mask_row (json_mask.h). A row is 128k tokens for the
-// Llama-3 vocabulary, so the common cases are cheap: inside a string a token
-// that is plain text fits without a look at its bytes, and elsewhere a token is
-// fed to a copy of the automaton only when its first byte fits (256 bytes
-// tried once per row).
+// Llama-3 vocabulary, so the common cases are cheap. Inside a string a token
+// that is plain text fits without a look at its bytes. Elsewhere a token is fed
+// to a copy of the automaton only when its first two significant bytes fit
+// (after any leading whitespace, as in " the"): byte pairs are tried once per
+// row, and only for first bytes that fit, so "the" or " for" after a colon,
+// which could begin only true, false or null, cost two lookups.
 #include "json_mask.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine_internal.h"
 
+static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
 int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
     v->n = (int32_t)e->model->hp.n_vocab;
-    v->kind = malloc((size_t)v->n);
-    v->first = malloc((size_t)v->n);
-    if (!v->kind || !v->first) {
+    const size_t n_vocab = (size_t)v->n;
+    v->kind = malloc(n_vocab);
+    v->first = malloc(n_vocab);
+    v->blank = malloc(n_vocab * sizeof *v->blank);
+    v->lead = malloc(n_vocab);
+    v->lead2 = malloc(n_vocab);
+    v->pair = malloc(2 * 256 * 256 * sizeof *v->pair);
+    if (!v->kind || !v->first || !v->blank || !v->lead || !v->lead2 || !v->pair) {
         bn_json_vocab_free(v);
         return bn_errorf(err, "out of memory");
     }
@@ -23,7 +33,12 @@ int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
         const char *bytes = bn_engine_token_bytes(e, t, &n);
         const bool never = !bytes || !n || bn_tokenizer_is_special(e->tok, t) || bn_engine_is_eog(e, t);
         v->kind[t] = never ? BN_JSON_NEVER : bn_json_plain_string_bytes(bytes, n) ? BN_JSON_PLAIN : BN_JSON_CHECK;
+        size_t k = 0;
+        while (!never && k < n && is_blank(bytes[k])) k++;
         v->first[t] = never ? 0 : (uint8_t)bytes[0];
+        v->blank[t] = k > 0;
+        v->lead[t] = !never && k < n ? (uint8_t)bytes[k] : 0;
+        v->lead2[t] = !never && k + 1 < n ? (uint8_t)bytes[k + 1] : 0;
     }
     return 0;
 }
@@ -31,20 +46,51 @@ int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
 void bn_json_vocab_free(bn_json_vocab *v) {
     free(v->kind);
     free(v->first);
+    free(v->blank);
+    free(v->lead);
+    free(v->lead2);
+    free(v->pair);
     *v = (bn_json_vocab){0};
 }
 
-int bn_json_mask_row(const bn_json_vocab *v, const bn_engine *e, const bn_json_prefix *s, float *row) {
-    bool first_fits[256];
+// Which bytes s takes next, into fits[256].
+static void next_bytes(const bn_json_prefix *s, bool fits[256]) {
     for (int c = 0; c < 256; c++) {
         bn_json_prefix t = *s;
         const char byte = (char)c;
-        first_fits[c] = bn_json_prefix_feed(&t, &byte, 1);
+        fits[c] = bn_json_prefix_feed(&t, &byte, 1);
     }
+}
+
+int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_prefix *s, float *row) {
+    // from[0]: s; from[1]: s after one blank. Outside a string the four blanks
+    // are alike, and after several the automaton is where it is after one (bar
+    // the count of blanks in a row, which the trial checks).
+    bn_json_prefix from[2] = {*s, *s};
     const bool in_string = bn_json_prefix_in_string(s);
+    const bool blanks_alike = !in_string && bn_json_prefix_feed(&from[1], " ", 1);
+    bool fits[2][256], paired[2][256] = {{false}};
+    next_bytes(&from[0], fits[0]);
+    if (blanks_alike) next_bytes(&from[1], fits[1]);
     int left = 0;
     for (int32_t t = 0; t < v->n; t++) {
-        bool ok = v->kind[t] != BN_JSON_NEVER && first_fits[v->first[t]];
+        bool ok = v->kind[t] != BN_JSON_NEVER && fits[0][v->first[t]];
+        const int f = blanks_alike && v->blank[t];
+        const uint8_t b1 = v->lead[t], b2 = v->lead2[t];
+        if (ok && (f || blanks_alike) && b1) { // outside a string: the significant bytes
+            ok = fits[f][b1];
+            if (ok && b2) {
+                bool *pair = v->pair + ((size_t)f * 256 + b1) * 256;
+                if (!paired[f][b1]) { // the pairs that begin with b1, tried once a row
+                    bn_json_prefix after = from[f];
+                    const char c1 = (char)b1;
+                    bn_json_prefix_feed(&after, &c1, 1);
+                    next_bytes(&after, pair);
+                    paired[f][b1] = true;
+                }
+                ok = pair[b2];
+            }
+        }
         if (ok && !(in_string && v->kind[t] == BN_JSON_PLAIN)) {
             size_t n;
             const char *bytes = bn_engine_token_bytes(e, t, &n);

@@ -15,6 +15,10 @@ typedef struct bn_json_vocab {
     uint8_t *kind;  // [n] BN_JSON_NEVER (special, end of generation, no bytes),
                     // BN_JSON_PLAIN (fits anywhere inside a string), BN_JSON_CHECK
     uint8_t *first; // [n] the first byte
+    bool *blank;    // [n] it begins with whitespace
+    uint8_t *lead;  // [n] the first byte after the leading whitespace (0: all whitespace)
+    uint8_t *lead2; // [n] and the byte after that (0: none)
+    bool *pair;     // [2][256][256] scratch: which byte pairs fit, filled per row
 } bn_json_vocab;
 enum { BN_JSON_NEVER, BN_JSON_PLAIN, BN_JSON_CHECK };
 
@@ -22,7 +26,8 @@ int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err);
 void bn_json_vocab_free(bn_json_vocab *v);
 
 // Gives -inf to every token of row[0..v->n) whose bytes s refuses (and to the
-// BN_JSON_NEVER ones). Returns how many are left.
-int bn_json_mask_row(const bn_json_vocab *v, const bn_engine *e, const bn_json_prefix *s, float *row);
+// BN_JSON_NEVER ones). Returns how many are left. Uses v's scratch: one row at
+// a time per vocab.
+int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_prefix *s, float *row);
 
 #endif
