@@ -192,22 +192,16 @@ static bool get_response_format(fields *f, bn_job_params *p) {
 // implement are refused, not ignored, unless absent, null or off.
 static bool refuse_unsupported(fields *f) {
     const cJSON *v;
-    const struct {
-        const char *name;
-        bool off;
-    } params[] = {
-        {"best_of", !(v = field(f, "best_of")) || is_number(v, 1)},
-        {"echo", !(v = field(f, "echo")) || cJSON_IsFalse(v)},
-        {"suffix", !(v = field(f, "suffix")) || (cJSON_IsString(v) && !*v->valuestring)},
-        {"logit_bias", !(v = field(f, "logit_bias")) || all_zero(v)},
-        {"presence_penalty", !(v = field(f, "presence_penalty")) || is_number(v, 0)},
-        {"frequency_penalty", !(v = field(f, "frequency_penalty")) || is_number(v, 0)},
-        {"tools", !(v = field(f, "tools")) || (cJSON_IsArray(v) && !v->child)},
-        {"functions", !(v = field(f, "functions")) || (cJSON_IsArray(v) && !v->child)},
-    };
-    for (size_t i = 0; i < sizeof params / sizeof *params; i++)
-        if (!params[i].off) return fail(f, "'%s' is not supported by this server", params[i].name);
-    return true;
+    const char *bad = (v = field(f, "best_of")) && !is_number(v, 1)                          ? "best_of"
+                    : (v = field(f, "echo")) && !cJSON_IsFalse(v)                            ? "echo"
+                    : (v = field(f, "suffix")) && !(cJSON_IsString(v) && !*v->valuestring)   ? "suffix"
+                    : (v = field(f, "logit_bias")) && !all_zero(v)                            ? "logit_bias"
+                    : (v = field(f, "presence_penalty")) && !is_number(v, 0)                 ? "presence_penalty"
+                    : (v = field(f, "frequency_penalty")) && !is_number(v, 0)                ? "frequency_penalty"
+                    : (v = field(f, "tools")) && !(cJSON_IsArray(v) && !v->child)            ? "tools"
+                    : (v = field(f, "functions")) && !(cJSON_IsArray(v) && !v->child)        ? "functions"
+                                                                                              : NULL;
+    return !bad || fail(f, "'%s' is not supported by this server", bad);
 }
 
 // The text of a chat message: a string, or an array of {"type": "text", "text"} parts.
