@@ -5,11 +5,14 @@
         print(engine.generate("2+2=", max_tokens=8, greedy=True).text)
 
 The package is a thin layer over the C library (libbitnet.so, shipped inside
-it); bitnet_gpu.serve is a Ray Serve deployment with OpenAI-compatible routes.
+it); BatchEngine runs many generations at once (continuous batching);
+bitnet_gpu.serve is a Ray Serve deployment with OpenAI-compatible routes.
 """
 from ._native import lib as _lib
+from .batch import BatchEngine, BatchStream
 from .engine import BitnetError, Completion, Engine, ModelInfo, Piece, Stream, Timings
 
 __version__ = _lib.bn_version().decode()  # the wheel is built with the library's version
 
-__all__ = ["BitnetError", "Completion", "Engine", "ModelInfo", "Piece", "Stream", "Timings", "__version__"]
+__all__ = ["BatchEngine", "BatchStream", "BitnetError", "Completion", "Engine", "ModelInfo", "Piece", "Stream",
+           "Timings", "__version__"]

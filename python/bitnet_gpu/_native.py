@@ -71,8 +71,51 @@ class ChatMsg(ctypes.Structure):
     _fields_ = [("role", c_char_p), ("content", c_char_p)]
 
 
+class BatchParams(ctypes.Structure):
+    _fields_ = [("session", SessionParams), ("n_slots", c_int), ("step_tokens", c_int)]
+
+
+class TokenLogprob(ctypes.Structure):
+    _fields_ = [("id", c_int32), ("logprob", c_float)]
+
+
+class Request(ctypes.Structure):
+    _fields_ = [
+        ("prompt", POINTER(c_int32)),
+        ("n_prompt", c_size_t),
+        ("max_tokens", c_int),
+        ("sampling", Sampling),
+        ("stop", POINTER(c_char_p)),
+        ("n_stop", c_size_t),
+        ("user", c_void_p),
+        ("no_prefix_cache", c_bool),
+        ("logprobs", c_bool),
+        ("top_logprobs", c_int),
+        ("json_object", c_bool),
+    ]
+
+
+class BatchEvent(ctypes.Structure):
+    _fields_ = [
+        ("slot", c_int),
+        ("user", c_void_p),
+        ("token", c_int32),
+        ("eog", c_bool),
+        ("text", POINTER(c_char)),
+        ("len", c_size_t),
+        ("done", c_bool),
+        ("stop", c_int),  # bn_stop
+        ("n_prompt", c_int),
+        ("n_gen", c_int),
+        ("n_cached", c_int),
+        ("logprob", c_float),
+        ("n_top", c_int),
+        ("top", POINTER(TokenLogprob)),
+    ]
+
+
 # bn_stop, in bitnet.h's order.
-STOP_LENGTH, STOP_EOG, STOP_CONTEXT, STOP_CALLER = range(4)
+STOP_LENGTH, STOP_EOG, STOP_CONTEXT, STOP_CALLER, STOP_STRING = range(5)
 
 # int (*)(void *user, int32_t id, const char *text, size_t len); the text is
 # not NUL-terminated, so it is a char pointer, not c_char_p.
@@ -107,6 +150,16 @@ _API = {
         c_int,
         [c_void_p, POINTER(c_int32), c_size_t, c_int, POINTER(Sampling), TOKEN_FN, c_void_p, POINTER(Timings), _E],
     ),
+    "bn_batch_create": (c_int, [c_void_p, POINTER(BatchParams), POINTER(c_void_p), _E]),
+    "bn_batch_free": (None, [c_void_p]),
+    "bn_batch_backend": (c_char_p, [c_void_p]),
+    "bn_batch_backend_note": (c_char_p, [c_void_p]),
+    "bn_batch_n_ctx": (c_int, [c_void_p]),
+    "bn_batch_n_slots": (c_int, [c_void_p]),
+    "bn_batch_n_free": (c_int, [c_void_p]),
+    "bn_batch_add": (c_int, [c_void_p, POINTER(Request), _E]),
+    "bn_batch_remove": (None, [c_void_p, c_int]),
+    "bn_batch_step": (c_int, [c_void_p, POINTER(POINTER(BatchEvent)), POINTER(c_int), _E]),
 }
 
 

@@ -238,108 +238,21 @@ class Stream:
 Prompt = Union[str, Sequence[int]]
 
 
-class Engine:
-    """A model file loaded with one session (backend, KV cache).
+class Model:
+    """A model file and its tokenizer (a bn_engine): what Engine (one session)
+    and BatchEngine (continuous batching, batch.py) share. Not made on its own."""
 
-    Engine(model_path, backend="auto"|"cpu"|"cuda"|"reference", threads=None (physical
-    cores), n_ctx=None (the model's), lm_head_q8=False, tokenizer=None (a
-    tokenizer.json instead of the GGUF's vocabulary), cpu_kernels=None,
-    cpu_start=False).
-
-    cpu_start=True: where a GPU may be present, the engine is ready at once on
-    the CPU while the GPU backend opens on a thread, and moves to it between two
-    tokens once it is open (bitnet.h: bn_session_params.cpu_start); backend,
-    backend_note and cpu_kernels then say where it is after each generation,
-    and wait_backend() waits for the move.
-
-    One generation at a time per engine (calls from several threads take
-    turns); separate engines run in parallel. Each generate() answers its
-    prompt alone. With cache_prompt=True (the default) the engine keeps the KV
-    cache of the longest start the prompt shares with what it was fed before
-    (a chat's earlier turns) and feeds only the rest: on the CPU bit for bit
-    what a fresh context gives, on CUDA within the fixtures' tolerance;
-    Completion.timings.cached_tokens says how many. close() frees the model and
-    the session; so do leaving a `with` block and garbage collection.
-    """
-
-    def __init__(
-        self,
-        model_path: Union[str, os.PathLike],
-        backend: str = "auto",
-        threads: Optional[int] = None,
-        n_ctx: Optional[int] = None,
-        lm_head_q8: bool = False,
-        tokenizer: Optional[Union[str, os.PathLike]] = None,
-        cpu_kernels: Optional[str] = None,
-        cpu_start: bool = False,
-    ):
-        self._e = self._s = self._running = None  # _running: the _Run generating now, if any
-        self._lock = threading.Lock()
+    def _load(self, model_path, tokenizer):
         self.model_path = os.fspath(model_path)
         err = N.Error()
         e = ctypes.c_void_p()
         tok = None if tokenizer is None else os.fsencode(tokenizer)
         _check(lib.bn_engine_load(os.fsencode(self.model_path), tok, ctypes.byref(e), ctypes.byref(err)), err)
         self._e = e
-        params = N.SessionParams(
-            backend=backend.encode(),
-            n_threads=threads or 0,
-            n_ctx=n_ctx or 0,
-            lm_head_q8=lm_head_q8,
-            cpu_kernels=None if cpu_kernels is None else cpu_kernels.encode(),
-            cpu_start=cpu_start,
-        )
-        s = ctypes.c_void_p()
-        _check(lib.bn_session_create(self._e, ctypes.byref(params), ctypes.byref(s), ctypes.byref(err)), err)
-        self._s = s
         i = lib.bn_engine_info(self._e)
         self.info = ModelInfo(_str(i.arch), *(getattr(i, f) for f in ModelInfo._fields[1:]))
         self.load_ms = lib.bn_engine_load_ms(self._e)
-        self._read_backend()
-        if cpu_start:
-            _cpu_start_engines.add(self)
-        self.n_ctx = lib.bn_session_n_ctx(self._s)
         self.add_bos = bool(lib.bn_engine_add_bos(self._e))  # generate() starts a text with BOS
-
-    # ---- lifetime ----
-    def close(self):
-        """Frees the session and the model; a generation running stops at its next token."""
-        run = self._running
-        if run is not None:
-            run.cancel = True
-        with self._lock:
-            if self._s:
-                lib.bn_session_free(self._s)
-            if self._e:
-                lib.bn_engine_free(self._e)
-            self._s = self._e = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        if getattr(self, "_lock", None) is not None:
-            self.close()
-
-    def _read_backend(self):
-        """The session's backend now (with cpu_start it may move at any step)."""
-        self.backend = _str(lib.bn_session_backend(self._s))  # "cpu", "cuda" or "reference"
-        self.backend_note = _str(lib.bn_session_backend_note(self._s))  # why that one
-        self.cpu_kernels = _str(lib.bn_session_cpu_kernels(self._s))  # None on a GPU
-
-    def wait_backend(self):
-        """cpu_start: waits until the backend asked for is open and moves to it (at
-        once when nothing is opening); raises BitnetError where a named backend
-        failed to open, as every later generation does: make a new Engine."""
-        err = N.Error()
-        with self._lock:
-            self._handle()
-            rc = lib.bn_session_wait_backend(self._s, ctypes.byref(err))
-            self._read_backend()
-        _check(rc, err)
 
     def _handle(self):
         if not self._e:
@@ -416,6 +329,105 @@ class Engine:
 
     def _start(self, ids, max_tokens, stop, stream, sampling, cache_prompt):
         return self._start_sampled(ids, max_tokens, stop, stream, self.sampling(**sampling), cache_prompt)
+
+    def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True):
+        raise NotImplementedError
+
+
+class Engine(Model):
+    """A model file loaded with one session (backend, KV cache).
+
+    Engine(model_path, backend="auto"|"cpu"|"cuda"|"reference", threads=None (physical
+    cores), n_ctx=None (the model's), lm_head_q8=False, tokenizer=None (a
+    tokenizer.json instead of the GGUF's vocabulary), cpu_kernels=None,
+    cpu_start=False).
+
+    cpu_start=True: where a GPU may be present, the engine is ready at once on
+    the CPU while the GPU backend opens on a thread, and moves to it between two
+    tokens once it is open (bitnet.h: bn_session_params.cpu_start); backend,
+    backend_note and cpu_kernels then say where it is after each generation,
+    and wait_backend() waits for the move.
+
+    One generation at a time per engine (calls from several threads take
+    turns); separate engines run in parallel. Each generate() answers its
+    prompt alone. With cache_prompt=True (the default) the engine keeps the KV
+    cache of the longest start the prompt shares with what it was fed before
+    (a chat's earlier turns) and feeds only the rest: on the CPU bit for bit
+    what a fresh context gives, on CUDA within the fixtures' tolerance;
+    Completion.timings.cached_tokens says how many. close() frees the model and
+    the session; so do leaving a `with` block and garbage collection.
+    """
+
+    def __init__(
+        self,
+        model_path: Union[str, os.PathLike],
+        backend: str = "auto",
+        threads: Optional[int] = None,
+        n_ctx: Optional[int] = None,
+        lm_head_q8: bool = False,
+        tokenizer: Optional[Union[str, os.PathLike]] = None,
+        cpu_kernels: Optional[str] = None,
+        cpu_start: bool = False,
+    ):
+        self._e = self._s = self._running = None  # _running: the _Run generating now, if any
+        self._lock = threading.Lock()
+        self._load(model_path, tokenizer)
+        err = N.Error()
+        params = N.SessionParams(
+            backend=backend.encode(),
+            n_threads=threads or 0,
+            n_ctx=n_ctx or 0,
+            lm_head_q8=lm_head_q8,
+            cpu_kernels=None if cpu_kernels is None else cpu_kernels.encode(),
+            cpu_start=cpu_start,
+        )
+        s = ctypes.c_void_p()
+        _check(lib.bn_session_create(self._e, ctypes.byref(params), ctypes.byref(s), ctypes.byref(err)), err)
+        self._s = s
+        self._read_backend()
+        if cpu_start:
+            _cpu_start_engines.add(self)
+        self.n_ctx = lib.bn_session_n_ctx(self._s)
+
+    # ---- lifetime ----
+    def close(self):
+        """Frees the session and the model; a generation running stops at its next token."""
+        run = self._running
+        if run is not None:
+            run.cancel = True
+        with self._lock:
+            if self._s:
+                lib.bn_session_free(self._s)
+            if self._e:
+                lib.bn_engine_free(self._e)
+            self._s = self._e = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_lock", None) is not None:
+            self.close()
+
+    def _read_backend(self):
+        """The session's backend now (with cpu_start it may move at any step)."""
+        self.backend = _str(lib.bn_session_backend(self._s))  # "cpu", "cuda" or "reference"
+        self.backend_note = _str(lib.bn_session_backend_note(self._s))  # why that one
+        self.cpu_kernels = _str(lib.bn_session_cpu_kernels(self._s))  # None on a GPU
+
+    def wait_backend(self):
+        """cpu_start: waits until the backend asked for is open and moves to it (at
+        once when nothing is opening); raises BitnetError where a named backend
+        failed to open, as every later generation does: make a new Engine."""
+        err = N.Error()
+        with self._lock:
+            self._handle()
+            rc = lib.bn_session_wait_backend(self._s, ctypes.byref(err))
+            self._read_backend()
+        _check(rc, err)
 
     def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True):
         """_start with sp already built by sampling() (openai_api builds it first,

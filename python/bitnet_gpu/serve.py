@@ -5,10 +5,13 @@
 
 Routes: POST /v1/chat/completions, POST /v1/completions (both with "stream":
 true for server-sent events), GET /v1/models. Every response carries the
-replica that answered in the X-Bitnet-Replica header. A replica generates one
-answer at a time (its engine has one session), so max_ongoing_requests is 1:
-other requests wait at the proxy for the first free replica, and autoscaling
-adds replicas when they queue.
+replica that answered in the X-Bitnet-Replica header. With slots (default 1)
+above 1 a replica's engine is a BatchEngine: up to `slots` answers at once,
+one forward pass a step for all of them (continuous batching), so one GPU
+serves many streams; set the deployment's max_ongoing_requests to the same
+number. With 1 it is an Engine (one session, one answer at a time). Requests
+beyond that wait at the proxy for a free replica, and autoscaling adds
+replicas when they queue.
 """
 import logging
 import os
@@ -20,6 +23,7 @@ from ray import serve
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from .batch import BatchEngine
 from .engine import Engine
 from .openai_api import ApiError, OpenAIServer
 
@@ -44,12 +48,14 @@ def _replica_cpus():
 @serve.deployment(max_ongoing_requests=1)
 @serve.ingress(app)
 class BitnetDeployment:
-    """One replica: an Engine on model (a path every node has); threads default
-    to the replica's num_cpus; backend "auto" takes the GPU that num_gpus gave it."""
+    """One replica: an Engine, or with slots > 1 a BatchEngine, on model (a path
+    every node has); threads default to the replica's num_cpus; backend "auto"
+    takes the GPU that num_gpus gave it."""
 
-    def __init__(self, model, model_name=None, backend="auto", threads=None, n_ctx=None, lm_head_q8=False):
-        self.engine = Engine(model, backend=backend, threads=threads or _replica_cpus(), n_ctx=n_ctx,
-                             lm_head_q8=lm_head_q8)
+    def __init__(self, model, model_name=None, backend="auto", threads=None, n_ctx=None, lm_head_q8=False,
+                 slots=1):
+        kw = dict(backend=backend, threads=threads or _replica_cpus(), n_ctx=n_ctx, lm_head_q8=lm_head_q8)
+        self.engine = BatchEngine(model, slots=slots, **kw) if slots > 1 else Engine(model, **kw)
         self.api = OpenAIServer(self.engine, model_name or os.path.basename(model))
         self.replica = serve.get_replica_context().replica_tag
         log.info("bitnet-gpu replica %s: %s on %s (%s), context %d", self.replica, model, self.engine.backend,
@@ -107,13 +113,20 @@ _ARGS = {
     "threads": int,
     "n_ctx": int,
     "lm_head_q8": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes"),
+    "slots": int,
 }
 
 
 def build_app(args: dict) -> serve.Application:
     """The application of a config file's `args` (or `serve run ... key=value`):
-    model (required), model_name, backend, threads, n_ctx, lm_head_q8."""
+    model (required), model_name, backend, threads, n_ctx, lm_head_q8, slots
+    (answers a replica generates at once; max_ongoing_requests follows it unless
+    the config file sets it)."""
     unknown = set(args) - set(_ARGS)
     if unknown or "model" not in args:
         raise ValueError(f"bitnet_gpu.serve: args are {sorted(_ARGS)}, model required; got {sorted(args)}")
-    return BitnetDeployment.bind(**{k: None if v is None else _ARGS[k](v) for k, v in args.items()})
+    kw = {k: None if v is None else _ARGS[k](v) for k, v in args.items()}
+    slots = kw.get("slots") or 1
+    if slots < 1:
+        raise ValueError(f"bitnet_gpu.serve: slots must be at least 1, got {slots}")
+    return BitnetDeployment.options(max_ongoing_requests=slots).bind(**kw)

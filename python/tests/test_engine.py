@@ -308,7 +308,9 @@ def test_structs_match_bitnet_h():
     if not (src and build and cc):
         pytest.skip("needs BITNET_SOURCE_DIR, BITNET_BUILD_DIR (set by CTest) and a C compiler")
     structs = {"bn_error": N.Error, "bn_sampling": N.Sampling, "bn_model_info": N.ModelInfo,
-               "bn_session_params": N.SessionParams, "bn_timings": N.Timings, "bn_chat_message": N.ChatMsg}
+               "bn_session_params": N.SessionParams, "bn_timings": N.Timings, "bn_chat_message": N.ChatMsg,
+               "bn_batch_params": N.BatchParams, "bn_token_logprob": N.TokenLogprob, "bn_request": N.Request,
+               "bn_batch_event": N.BatchEvent}
     lines = ['#include <stddef.h>', '#include <stdio.h>', '#include "bitnet.h"', "int main(void) {"]
     want = []
     for name, py in structs.items():

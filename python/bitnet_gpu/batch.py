@@ -1,0 +1,249 @@
+"""BatchEngine: many generations at once on one backend (the C library's bn_batch).
+
+Requests from any thread join a queue; a scheduler thread puts them into the
+batch's free slots and runs its steps, each one forward pass over every active
+slot (continuous batching: requests join and leave between steps), and hands
+each request's text to its stream. The step runs in C without the GIL. What a
+slot keeps after its request (the prompt cache) makes a conversation's next
+turn feed only its new tokens, as in `bitnet-gpu serve`.
+"""
+import codecs
+import collections
+import ctypes
+import os
+import threading
+import time
+from typing import Optional, Union
+
+from . import _native as N
+from ._native import lib
+from .engine import BitnetError, Completion, Model, Piece, Stream, Timings, _check, _str
+
+_FINISH = {N.STOP_LENGTH: "length", N.STOP_EOG: "eog", N.STOP_CONTEXT: "context", N.STOP_STRING: "stop"}
+
+
+class _Job:
+    """One request: what it asks, and its stream's queue."""
+
+    def __init__(self, ids, max_tokens, sp, stop, cache_prompt, emit):
+        self.ids, self.max_tokens, self.sp, self.cache_prompt = list(ids), max_tokens, sp, cache_prompt
+        self.stop = [s for s in ([stop] if isinstance(stop, str) else stop or []) if s]
+        self.emit = emit  # Piece, Completion or an exception, then None
+        self.cancelled = False
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.text, self.tokens = "", []
+        self.arrived = time.perf_counter()
+        self.first = None  # when the first token came
+
+    def finish(self, ev_stop, n_prompt, n_gen, n_cached):
+        self.text_tail()
+        now = time.perf_counter()
+        first = self.first or now
+        t = Timings(0.0, 1e3 * (first - self.arrived), 1e3 * (now - first), n_prompt - n_cached, n_gen, n_cached)
+        finish = "cancelled" if ev_stop is None else _FINISH[ev_stop]
+        self.emit(Completion(self.text, self.tokens, self.ids, finish, t))
+        self.emit(None)
+
+    def text_tail(self):
+        tail = self.decoder.decode(b"", final=True)
+        if tail:
+            self.text += tail
+            self.emit(Piece(tail, -1))
+
+
+class BatchStream(Stream):
+    """A BatchEngine's generation as it comes: the same interface as Stream
+    (iterate for Piece(text, id); `result`; cancel(), close())."""
+
+    def __init__(self, engine, job_args):
+        self.result: Optional[Completion] = None
+        self._queue = collections.deque()
+        self._ready = threading.Condition()
+        self._done = False
+        self._job = _Job(*job_args, emit=self._put)
+        engine._submit(self._job)
+
+    def _put(self, item):
+        with self._ready:
+            self._queue.append(item)
+            self._ready.notify()
+
+    def __next__(self) -> Piece:
+        while not self._done:
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                item = self._queue.popleft()
+            if isinstance(item, Piece):
+                return item
+            if isinstance(item, Completion):
+                self.result = item
+            elif isinstance(item, BaseException):
+                self._done = True
+                raise item
+            else:
+                self._done = True
+        raise StopIteration
+
+    def cancel(self):
+        """Stops the generation before the next step, without waiting (any thread)."""
+        self._job.cancelled = True
+
+    def close(self):
+        """Stops the generation and waits for its end."""
+        self.cancel()
+        for _ in self:
+            pass
+
+    def __del__(self):
+        self._job.cancelled = True
+
+
+class BatchEngine(Model):
+    """A model file with a bn_batch of `slots` sequence slots of n_ctx tokens each.
+
+    BatchEngine(model_path, slots=4, backend="auto"|"cpu"|"cuda"|"reference",
+    threads=None, n_ctx=None (the model's, per slot), lm_head_q8=False,
+    tokenizer=None, cpu_kernels=None).
+
+    generate() and chat() take Engine's arguments and give the same results
+    (bit for bit on the CPU; the tokens of a greedy or seeded generation are
+    Engine's), but any number of threads may call them at once: up to `slots`
+    generations run together, one forward pass a step for all, and the others
+    wait their turn. The prompt cache is the batch's (bitnet.h): a request
+    reuses the K/V of the slot that holds the longest start of its prompt.
+    Completion.timings: prefill_ms from the request's arrival (its wait
+    included) to its first token, decode_ms from there to its end.
+    """
+
+    def __init__(self, model_path: Union[str, os.PathLike], slots: int = 4, backend: str = "auto",
+                 threads: Optional[int] = None, n_ctx: Optional[int] = None, lm_head_q8: bool = False,
+                 tokenizer: Optional[Union[str, os.PathLike]] = None, cpu_kernels: Optional[str] = None):
+        self._e = self._b = None
+        self._load(model_path, tokenizer)
+        params = N.BatchParams(N.SessionParams(backend=backend.encode(), n_threads=threads or 0, n_ctx=n_ctx or 0,
+                                               lm_head_q8=lm_head_q8,
+                                               cpu_kernels=None if cpu_kernels is None else cpu_kernels.encode()),
+                               n_slots=slots)
+        b, err = ctypes.c_void_p(), N.Error()
+        rc = lib.bn_batch_create(self._e, ctypes.byref(params), ctypes.byref(b), ctypes.byref(err))
+        if rc != 0:
+            lib.bn_engine_free(self._e)
+            self._e = None
+            _check(rc, err)
+        self._b = b
+        self.slots = lib.bn_batch_n_slots(self._b)
+        self.n_ctx = lib.bn_batch_n_ctx(self._b)
+        self.backend = _str(lib.bn_batch_backend(self._b))
+        self.backend_note = _str(lib.bn_batch_backend_note(self._b))
+        self._cond = threading.Condition()
+        self._queue = collections.deque()  # jobs waiting for a slot
+        self._active = {}  # slot -> job
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="bitnet-batch", daemon=True)
+        self._thread.start()
+
+    # ---- requests ----
+    def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True):
+        if not self._b:
+            raise BitnetError("the engine is closed")
+        n = 0 if max_tokens is None else int(max_tokens)  # 0: until the context is full
+        s = BatchStream(self, (ids, n, sp, stop, cache_prompt))
+        if stream:
+            return s
+        for _ in s:
+            pass
+        return s.result
+
+    def _submit(self, job):
+        with self._cond:
+            if self._closing:
+                raise BitnetError("the engine is closed")
+            self._queue.append(job)
+            self._cond.notify()
+
+    # ---- the scheduler thread ----
+    def _admit(self, job):
+        """Puts job into a free slot (the lock is held); a refusal ends it with the C error."""
+        ids = (ctypes.c_int32 * len(job.ids))(*job.ids)
+        stops = (ctypes.c_char_p * max(len(job.stop), 1))(*[s.encode() for s in job.stop])
+        req = N.Request(prompt=ids, n_prompt=len(job.ids), max_tokens=job.max_tokens, sampling=job.sp, stop=stops,
+                        n_stop=len(job.stop), no_prefix_cache=not job.cache_prompt)
+        err = N.Error()
+        slot = lib.bn_batch_add(self._b, ctypes.byref(req), ctypes.byref(err))
+        if slot < 0:
+            job.emit(BitnetError(err.msg.decode("utf-8", "replace")))
+            job.emit(None)
+        else:
+            self._active[slot] = job
+
+    def _loop(self):
+        events, n_events, err = ctypes.POINTER(N.BatchEvent)(), ctypes.c_int(), N.Error()
+        while True:
+            with self._cond:
+                for slot, job in list(self._active.items()):  # cancelled: their slots free at once
+                    if job.cancelled or self._closing:
+                        lib.bn_batch_remove(self._b, slot)
+                        del self._active[slot]
+                        job.finish(None, len(job.ids), len(job.tokens), 0)
+                while self._queue and (self._closing or self._queue[0].cancelled):
+                    job = self._queue.popleft()
+                    job.finish(None, len(job.ids), 0, 0)
+                if self._closing:
+                    return
+                while self._queue and lib.bn_batch_n_free(self._b) > 0:
+                    self._admit(self._queue.popleft())
+                if not self._active:
+                    self._cond.wait()
+                    continue
+            rc = lib.bn_batch_step(self._b, ctypes.byref(events), ctypes.byref(n_events), ctypes.byref(err))
+            with self._cond:
+                if rc != 0:  # a backend failure ends every request
+                    e = BitnetError(err.msg.decode("utf-8", "replace"))
+                    for slot, job in self._active.items():
+                        lib.bn_batch_remove(self._b, slot)
+                        job.emit(e)
+                        job.emit(None)
+                    self._active.clear()
+                    continue
+                for i in range(n_events.value):
+                    self._deliver(events[i])
+
+    def _deliver(self, ev):
+        job = self._active[ev.slot]
+        job.first = job.first or time.perf_counter()
+        text = job.decoder.decode(ctypes.string_at(ev.text, ev.len)) if ev.len else ""
+        if ev.token >= 0 and not ev.eog:
+            job.tokens.append(ev.token)
+            job.text += text
+            job.emit(Piece(text, ev.token))
+        elif text:
+            job.text += text
+            job.emit(Piece(text, -1))
+        if ev.done:
+            lib.bn_batch_remove(self._b, ev.slot)
+            del self._active[ev.slot]
+            job.finish(ev.stop, ev.n_prompt, ev.n_gen, ev.n_cached)
+
+    # ---- lifetime ----
+    def close(self):
+        """Ends the running and waiting requests ("cancelled"), then frees the batch and the model."""
+        if not self._b:
+            return
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+        lib.bn_batch_free(self._b)
+        lib.bn_engine_free(self._e)
+        self._b = self._e = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_b", None) and getattr(self, "_thread", None):
+            self.close()

@@ -1,0 +1,110 @@
+"""bitnet_gpu.BatchEngine on tiny-a: many generations at once give what an
+Engine gives each alone (greedy and seeded, tokens and text), from many
+threads; streams, stop strings, cancellation (the slot is free at once), the
+prompt cache, errors, and the OpenAI routes over it."""
+import threading
+
+import pytest
+
+from bitnet_gpu import BatchEngine, BitnetError, Engine, Piece
+from bitnet_gpu.openai_api import OpenAIServer
+
+PROMPTS = ["2+2=", "The capital of France is", "Once upon a time", "def fib(n):", "Hi", "A"]
+SAMPLED = dict(temperature=0.9, top_k=20, top_p=0.9, min_p=0.02, seed=11)
+
+
+@pytest.fixture(scope="module")
+def engine(model_path):
+    with Engine(model_path, threads=1) as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def batch(model_path):
+    with BatchEngine(model_path, slots=3, threads=2) as b:
+        yield b
+
+
+def test_describes_itself(batch, engine):
+    assert batch.slots == 3 and batch.n_ctx == engine.n_ctx and batch.backend == "cpu"
+    assert batch.info == engine.info and batch.add_bos
+    assert batch.tokenize("Hello") == engine.tokenize("Hello")
+
+
+def test_many_threads_same_as_alone(batch, engine):
+    """12 requests from 12 threads through 3 slots: each equals Engine's alone."""
+    kinds = [dict(greedy=True), SAMPLED]
+    want = {(p, k): engine.generate(p, max_tokens=12, **kinds[k]) for p in PROMPTS for k in range(2)}
+    got, errors = {}, []
+
+    def client(p, k):
+        try:
+            got[(p, k)] = batch.generate(p, max_tokens=12, **kinds[k])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=key) for key in want]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert errors == []
+    for key, w in want.items():
+        g = got[key]
+        assert (g.ids, g.text, g.finish_reason, g.prompt_ids) == (w.ids, w.text, w.finish_reason, w.prompt_ids), key
+        assert g.timings.prompt_tokens + g.timings.cached_tokens == len(g.prompt_ids)
+        assert g.timings.generated_tokens == w.timings.generated_tokens
+
+
+def test_stream_stop_and_chat(batch, engine):
+    whole = batch.generate("2+2=", max_tokens=16, greedy=True)
+    stream = batch.generate("2+2=", max_tokens=16, greedy=True, stream=True)
+    pieces = list(stream)
+    assert all(isinstance(p, Piece) for p in pieces)
+    assert "".join(p.text for p in pieces) == whole.text and [p.id for p in pieces if p.id >= 0] == whole.ids
+    assert stream.result.text == whole.text
+    stopped = batch.generate("2+2=", max_tokens=16, greedy=True, stop=["H Resp"])
+    want = engine.generate("2+2=", max_tokens=16, greedy=True, stop=["H Resp"])
+    assert (stopped.text, stopped.finish_reason) == (want.text, "stop")
+    msgs = [{"role": "user", "content": "Why is the sky blue?"}]
+    assert batch.chat(msgs, max_tokens=8, greedy=True).ids == engine.chat(msgs, max_tokens=8, greedy=True).ids
+
+
+def test_cancel_frees_the_slot(batch):
+    streams = [batch.generate(p, max_tokens=None, greedy=True, stream=True) for p in PROMPTS[:3]]
+    for s in streams:
+        next(s)  # each has its slot and a first token
+        s.close()
+        assert s.result.finish_reason == "cancelled"
+    # The three slots are free again: three more run to their end.
+    done = [batch.generate(p, max_tokens=4, greedy=True) for p in PROMPTS[3:]]
+    assert [d.finish_reason for d in done] == ["length"] * 3
+
+
+def test_prompt_cache(batch, engine):
+    first = batch.generate("Once upon a time, in a land far away", max_tokens=6, greedy=True, cache_prompt=False)
+    again = batch.generate("Once upon a time, in a land far away", max_tokens=6, greedy=True)
+    assert first.timings.cached_tokens == 0 and again.timings.cached_tokens == len(again.prompt_ids) - 1
+    assert again.ids == first.ids == engine.generate("Once upon a time, in a land far away", max_tokens=6,
+                                                     greedy=True, cache_prompt=False).ids
+
+
+def test_errors(batch, model_path):
+    with pytest.raises(BitnetError, match="does not fit"):
+        batch.generate(list(range(1, batch.n_ctx + 2)), max_tokens=1)
+    with pytest.raises(BitnetError, match="top-p"):
+        batch.generate("x", top_p=2)
+    b = BatchEngine(model_path, slots=1, threads=1)
+    b.close()
+    with pytest.raises(BitnetError, match="closed"):
+        b.generate("x")
+    with pytest.raises(BitnetError):
+        BatchEngine(model_path, slots=1, backend="no-such-backend")
+
+
+def test_openai_routes_over_a_batch(batch, engine):
+    body = {"model": "m", "prompt": "Once upon a time", "max_tokens": 8, "temperature": 0}
+    want = OpenAIServer(engine, "m").start(body, chat=False).response()
+    got = OpenAIServer(batch, "m").start(body, chat=False).response()
+    assert got["choices"] == want["choices"]
+    assert got["usage"]["completion_tokens"] == want["usage"]["completion_tokens"]
