@@ -11,6 +11,7 @@ import codecs
 import collections
 import ctypes
 import os
+import queue
 import threading
 import time
 from typing import Optional, Union
@@ -52,38 +53,15 @@ class _Job:
 
 
 class BatchStream(Stream):
-    """A BatchEngine's generation as it comes: the same interface as Stream
-    (iterate for Piece(text, id); `result`; cancel(), close())."""
+    """A BatchEngine's generation as it comes: Stream's interface (iterate for
+    Piece(text, id); `result`; cancel(), close()), fed by the scheduler thread."""
 
     def __init__(self, engine, job_args):
         self.result: Optional[Completion] = None
-        self._queue = collections.deque()
-        self._ready = threading.Condition()
+        self._queue = queue.SimpleQueue()
         self._done = False
-        self._job = _Job(*job_args, emit=self._put)
+        self._job = _Job(*job_args, emit=self._queue.put)
         engine._submit(self._job)
-
-    def _put(self, item):
-        with self._ready:
-            self._queue.append(item)
-            self._ready.notify()
-
-    def __next__(self) -> Piece:
-        while not self._done:
-            with self._ready:
-                while not self._queue:
-                    self._ready.wait()
-                item = self._queue.popleft()
-            if isinstance(item, Piece):
-                return item
-            if isinstance(item, Completion):
-                self.result = item
-            elif isinstance(item, BaseException):
-                self._done = True
-                raise item
-            else:
-                self._done = True
-        raise StopIteration
 
     def cancel(self):
         """Stops the generation before the next step, without waiting (any thread)."""
