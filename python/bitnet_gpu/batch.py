@@ -24,11 +24,16 @@ _FINISH = {N.STOP_LENGTH: "length", N.STOP_EOG: "eog", N.STOP_CONTEXT: "context"
 
 
 class _Job:
-    """One request: what it asks, and its stream's queue."""
+    """One request: what it asks, in the C library's types (converted here, in
+    the caller's thread, where a bad argument raises), and its stream's queue."""
 
     def __init__(self, ids, max_tokens, sp, stop, cache_prompt, emit):
         self.ids, self.max_tokens, self.sp, self.cache_prompt = list(ids), max_tokens, sp, cache_prompt
-        self.stop = [s for s in ([stop] if isinstance(stop, str) else stop or []) if s]
+        self.c_ids = (ctypes.c_int32 * len(self.ids))(*self.ids)
+        # A stop string that is not valid UTF-8 (a lone surrogate) can never match
+        # the text, as with Engine; "surrogatepass" keeps it from raising.
+        stops = [s.encode("utf-8", "surrogatepass") for s in ([stop] if isinstance(stop, str) else stop or []) if s]
+        self.c_stops, self.n_stops = (ctypes.c_char_p * max(len(stops), 1))(*stops), len(stops)
         self.emit = emit  # Piece, Completion or an exception, then None
         self.cancelled = False
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -56,25 +61,34 @@ class BatchStream(Stream):
     """A BatchEngine's generation as it comes: Stream's interface (iterate for
     Piece(text, id); `result`; cancel(), close()), fed by the scheduler thread."""
 
-    def __init__(self, engine, job_args):
+    def __init__(self, engine, job_args, result=None):
         self.result: Optional[Completion] = None
         self._queue = queue.SimpleQueue()
         self._done = False
+        self._job = None
+        if engine is None:  # nothing to generate: result is all there is
+            self._queue.put(result)
+            self._queue.put(None)
+            return
         self._job = _Job(*job_args, emit=self._queue.put)
         engine._submit(self._job)
 
     def cancel(self):
         """Stops the generation before the next step, without waiting (any thread)."""
-        self._job.cancelled = True
+        if self._job:
+            self._job.cancelled = True
 
     def close(self):
-        """Stops the generation and waits for its end."""
+        """Stops the generation and waits for its end (an error it ended with is dropped, as Stream drops it)."""
         self.cancel()
-        for _ in self:
+        try:
+            for _ in self:
+                pass
+        except BitnetError:
             pass
 
     def __del__(self):
-        self._job.cancelled = True
+        self.cancel()
 
 
 class BatchEngine(Model):
@@ -89,15 +103,19 @@ class BatchEngine(Model):
     Engine's), but any number of threads may call them at once: up to `slots`
     generations run together, one forward pass a step for all, and the others
     wait their turn. The prompt cache is the batch's (bitnet.h): a request
-    reuses the K/V of the slot that holds the longest start of its prompt.
+    reuses the K/V of the slot that holds the longest start of its prompt, when
+    that is at least half of it.
     Completion.timings: prefill_ms from the request's arrival (its wait
-    included) to its first token, decode_ms from there to its end.
+    included) to its first token, decode_ms from there to its end (backend_ms 0).
+    close() or a `with` block frees it (its scheduler thread holds it, so
+    garbage collection does not).
     """
 
     def __init__(self, model_path: Union[str, os.PathLike], slots: int = 4, backend: str = "auto",
                  threads: Optional[int] = None, n_ctx: Optional[int] = None, lm_head_q8: bool = False,
                  tokenizer: Optional[Union[str, os.PathLike]] = None, cpu_kernels: Optional[str] = None):
         self._e = self._b = None
+        self._broken = None  # the exception that ended the scheduler thread
         self._load(model_path, tokenizer)
         params = N.BatchParams(N.SessionParams(backend=backend.encode(), n_threads=threads or 0, n_ctx=n_ctx or 0,
                                                lm_head_q8=lm_head_q8,
@@ -126,6 +144,9 @@ class BatchEngine(Model):
         if not self._b:
             raise BitnetError("the engine is closed")
         n = 0 if max_tokens is None else int(max_tokens)  # 0: until the context is full
+        if max_tokens is not None and n <= 0:  # as Engine: nothing to generate
+            done = Completion("", [], list(ids), "length", Timings(0.0, 0.0, 0.0, len(ids), 0, 0))
+            return BatchStream(None, None, done) if stream else done
         s = BatchStream(self, (ids, n, sp, stop, cache_prompt))
         if stream:
             return s
@@ -137,16 +158,16 @@ class BatchEngine(Model):
         with self._cond:
             if self._closing:
                 raise BitnetError("the engine is closed")
+            if self._broken is not None:
+                raise BitnetError(f"the engine's scheduler failed: {self._broken!r}")
             self._queue.append(job)
             self._cond.notify()
 
     # ---- the scheduler thread ----
     def _admit(self, job):
         """Puts job into a free slot (the lock is held); a refusal ends it with the C error."""
-        ids = (ctypes.c_int32 * len(job.ids))(*job.ids)
-        stops = (ctypes.c_char_p * max(len(job.stop), 1))(*[s.encode() for s in job.stop])
-        req = N.Request(prompt=ids, n_prompt=len(job.ids), max_tokens=job.max_tokens, sampling=job.sp, stop=stops,
-                        n_stop=len(job.stop), no_prefix_cache=not job.cache_prompt)
+        req = N.Request(prompt=job.c_ids, n_prompt=len(job.ids), max_tokens=job.max_tokens, sampling=job.sp,
+                        stop=job.c_stops, n_stop=job.n_stops, no_prefix_cache=not job.cache_prompt)
         err = N.Error()
         slot = lib.bn_batch_add(self._b, ctypes.byref(req), ctypes.byref(err))
         if slot < 0:
@@ -156,6 +177,18 @@ class BatchEngine(Model):
             self._active[slot] = job
 
     def _loop(self):
+        try:
+            self._steps()
+        except BaseException as e:  # noqa: B902 - every waiting stream hears of it
+            with self._cond:
+                self._broken = e
+                for job in [*self._active.values(), *self._queue]:
+                    job.emit(BitnetError(f"the engine's scheduler failed: {e!r}"))
+                    job.emit(None)
+                self._active.clear()
+                self._queue.clear()
+
+    def _steps(self):
         events, n_events, err = ctypes.POINTER(N.BatchEvent)(), ctypes.c_int(), N.Error()
         while True:
             with self._cond:
@@ -206,22 +239,18 @@ class BatchEngine(Model):
     # ---- lifetime ----
     def close(self):
         """Ends the running and waiting requests ("cancelled"), then frees the batch and the model."""
-        if not self._b:
-            return
         with self._cond:
+            first = not self._closing
             self._closing = True
             self._cond.notify()
         self._thread.join()
-        lib.bn_batch_free(self._b)
-        lib.bn_engine_free(self._e)
-        self._b = self._e = None
+        if first:  # one caller frees, whoever else closes at the same time
+            lib.bn_batch_free(self._b)
+            lib.bn_engine_free(self._e)
+            self._b = self._e = None
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
-
-    def __del__(self):
-        if getattr(self, "_b", None) and getattr(self, "_thread", None):
-            self.close()

@@ -8,8 +8,9 @@ true for server-sent events), GET /v1/models. Every response carries the
 replica that answered in the X-Bitnet-Replica header. With slots (default 1)
 above 1 a replica's engine is a BatchEngine: up to `slots` answers at once,
 one forward pass a step for all of them (continuous batching), so one GPU
-serves many streams; set the deployment's max_ongoing_requests to the same
-number. With 1 it is an Engine (one session, one answer at a time). Requests
+serves many streams; build_app sets the deployment's max_ongoing_requests to
+the same number (a config file's own value wins: keep them equal). With 1 it
+is an Engine (one session, one answer at a time). Requests
 beyond that wait at the proxy for a free replica, and autoscaling adds
 replicas when they queue.
 """

@@ -89,6 +89,34 @@ def test_prompt_cache(batch, engine):
                                                      greedy=True, cache_prompt=False).ids
 
 
+def test_bad_arguments_leave_it_working(batch, engine):
+    """What Engine refuses or ignores: raised in the caller, never in the scheduler thread."""
+    with pytest.raises(TypeError):
+        batch.generate([1, 2.5], max_tokens=2)
+    got = batch.generate("2+2=", max_tokens=6, greedy=True, stop=["\ud800"])  # can never match
+    assert got.ids == engine.generate("2+2=", max_tokens=6, greedy=True, stop=["\ud800"]).ids
+    for stream in (False, True):
+        r = batch.generate("2+2=", max_tokens=0, stream=stream)
+        if stream:
+            assert list(r) == []
+            r = r.result
+        assert (r.ids, r.finish_reason) == ([], "length")
+    assert batch.generate("2+2=", max_tokens=3, greedy=True).timings.generated_tokens == 3
+
+
+def test_close_from_two_threads(model_path):
+    b = BatchEngine(model_path, slots=2, threads=1)
+    streams = [b.generate(p, max_tokens=None, greedy=True, stream=True) for p in PROMPTS]
+    threads = [threading.Thread(target=b.close) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for s in streams:
+        s.close()
+        assert s.result.finish_reason == "cancelled"
+
+
 def test_errors(batch, model_path):
     with pytest.raises(BitnetError, match="does not fit"):
         batch.generate(list(range(1, batch.n_ctx + 2)), max_tokens=1)
