@@ -100,6 +100,13 @@ __device__ __forceinline__ int bn_q8k_dot_word(uint32_t w, int4 x, int acc) {
     return __dp4a((int)(w & 0x03030303u), x.w, acc);
 }
 
+// Output (token t, row) of a sum v: v times the row's output scale, stored or added.
+__device__ __forceinline__ void bn_q8k_store(float *y, int64_t ldy, int t, int row, float v, float oscale, bool add) {
+    float *dst = y + (int64_t)t * ldy + row;
+    const float out = __fmul_rn(v, oscale);
+    *dst = add ? __fadd_rn(*dst, out) : out;
+}
+
 __global__ void __launch_bounds__(BN_Q8K_WARPS * 32)
 bn_ternary_q8k_kernel(const uint8_t *__restrict__ w, int K, int M, const int8_t *__restrict__ q,
                       const float *__restrict__ d, const int32_t *__restrict__ bsum, int n, bn_cuda_rowscale rs,
@@ -140,11 +147,7 @@ bn_ternary_q8k_kernel(const uint8_t *__restrict__ w, int K, int M, const int8_t 
         v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, 4));
         v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, 2));
         v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, 1));
-        if (valid && i == 0 && t < nt) {
-            float *dst = y + (int64_t)(t0 + t) * ldy + row;
-            const float out = __fmul_rn(v, oscale);
-            *dst = add ? __fadd_rn(*dst, out) : out;
-        }
+        if (valid && i == 0 && t < nt) bn_q8k_store(y, ldy, t0 + t, row, v, oscale, add);
     }
 }
 
@@ -222,10 +225,7 @@ bn_ternary_q8k_mma_kernel(const uint8_t *__restrict__ w, int K, int M, const int
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             const int row = e < 2 ? ra : rb, t = t0 + 8 * nt + 2 * tig + (e & 1);
-            if (row >= M || t >= n) continue;
-            float *dst = y + (int64_t)t * ldy + row;
-            const float out = __fmul_rn(bn_q8k_lane_tree(acc[nt][e]), bn_row_oscale(rs, row));
-            *dst = add ? __fadd_rn(*dst, out) : out;
+            if (row < M && t < n) bn_q8k_store(y, ldy, t, row, bn_q8k_lane_tree(acc[nt][e]), bn_row_oscale(rs, row), add);
         }
 }
 

@@ -28,14 +28,20 @@ cJSON *bn_text_json(const char *text, size_t len) {
     return j;
 }
 
+// Whether n bytes are whole UTF-8 characters and no NUL (what a JSON string
+// carries as it is).
+static bool whole_utf8(const char *b, size_t n) {
+    bool valid = b != NULL;
+    for (size_t i = 0, c; valid && i < n; i += c) valid = (c = bn_utf8_char_len(b + i, n - i)) && b[i];
+    return valid;
+}
+
 cJSON *bn_piece_json(const bn_engine *e, int32_t id) {
     size_t n = 0;
     const char *b = bn_engine_token_bytes(e, id, &n);
-    bool valid = b != NULL;
-    for (size_t i = 0, c; valid && i < n; i += c) valid = (c = bn_utf8_char_len(b + i, n - i)) && b[i];
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "id", id);
-    if (valid) {
+    if (whole_utf8(b, n)) {
         cJSON_AddItemToObject(o, "piece", bn_text_json(b, n));
     } else {
         cJSON *bytes = cJSON_AddArrayToObject(o, "piece");
@@ -64,18 +70,17 @@ static cJSON *chat_entry(const bn_engine *e, int32_t id, float logprob) {
     return o;
 }
 
-// A completion's name for a token (malloc'd): its text, or where its bytes are
-// not whole UTF-8 characters (a piece of one) "bytes:" and them as \xNN, as
-// OpenAI writes them, so that no two tokens share a name.
-static char *token_key(const bn_engine *e, int32_t id) {
+// A completion's name for a token (malloc'd; *len: the token's bytes): its text,
+// or where its bytes are not whole UTF-8 characters (a piece of one) "bytes:"
+// and them as \xNN, as OpenAI writes them, so that no two tokens share a name.
+static char *token_key(const bn_engine *e, int32_t id, size_t *len) {
     size_t n = 0;
     const char *b = bn_engine_token_bytes(e, id, &n);
     if (!b) n = 0;
-    bool valid = true;
-    for (size_t i = 0, c; valid && i < n; i += c) valid = (c = bn_utf8_char_len(b + i, n - i)) && b[i];
+    *len = n;
     char *out = malloc(4 * n + 8);
     if (!out) return NULL;
-    if (valid) {
+    if (whole_utf8(b ? b : "", n)) {
         memcpy(out, b, n);
         out[n] = 0;
         return out;
@@ -109,16 +114,16 @@ static cJSON *logprobs_json(const bn_api *a, bn_api_reply *r, const bn_job_outpu
     cJSON *tokens = cJSON_AddArrayToObject(o, "tokens"), *values = cJSON_AddArrayToObject(o, "token_logprobs");
     cJSON *tops = cJSON_AddArrayToObject(o, "top_logprobs"), *offsets = cJSON_AddArrayToObject(o, "text_offset");
     for (size_t i = 0; i < n; i++) {
-        char *key = token_key(a->engine, lp[i].id);
+        size_t len;
+        char *key = token_key(a->engine, lp[i].id, &len);
         cJSON_AddItemToArray(tokens, cJSON_CreateString(key ? key : ""));
         free(key);
         cJSON_AddItemToArray(values, cJSON_CreateNumber(lp[i].logprob));
         cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)r->text_offset));
-        size_t len = 0;
-        if (bn_engine_token_bytes(a->engine, lp[i].id, &len)) r->text_offset += len;
+        r->text_offset += len;
         cJSON *top = cJSON_CreateObject();
         for (int j = 0; j < lp[i].n_top; j++) { // keys are unique; should two tokens spell one, the likelier
-            key = token_key(a->engine, lp[i].top[j].id);
+            key = token_key(a->engine, lp[i].top[j].id, &len);
             if (key && !cJSON_GetObjectItemCaseSensitive(top, key)) cJSON_AddNumberToObject(top, key, lp[i].top[j].logprob);
             free(key);
         }

@@ -248,9 +248,3 @@ class BatchEngine(Model):
             lib.bn_batch_free(self._b)
             lib.bn_engine_free(self._e)
             self._b = self._e = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

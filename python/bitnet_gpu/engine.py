@@ -333,6 +333,15 @@ class Model:
     def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True):
         raise NotImplementedError
 
+    def close(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 class Engine(Model):
     """A model file loaded with one session (backend, KV cache).
@@ -401,12 +410,6 @@ class Engine(Model):
             if self._e:
                 lib.bn_engine_free(self._e)
             self._s = self._e = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __del__(self):
         if getattr(self, "_lock", None) is not None:
