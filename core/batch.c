@@ -49,8 +49,9 @@ typedef struct bn_slot {
     int top_logprobs; // and its top_logprobs likeliest tokens'
     float logprob;
     bn_token_logprob top[BN_TOP_LOGPROBS_MAX];
-    bool json;        // json_object: the text so far, as JSON
-    bn_json_prefix js;
+    bool json;        // json_object or json_schema: the text so far, read against
+    bn_json_schema *schema; // the request's schema (its own, or the batch's object_schema)
+    bn_json_state *js;      // kept with the slot, as its buffers
 } bn_slot;
 
 struct bn_batch {
@@ -67,27 +68,30 @@ struct bn_batch {
     bn_top *top;              // [n_slots][BN_TOP_MAX] (forward_top)
     float *logits;            // [n_slots][n_vocab]
     float *raw;               // [n_vocab] a row as the sampler found it (logprobs)
-    bn_json_vocab json;       // for json_object, made at the first such request
+    bn_json_vocab json;       // for JSON requests, made at the first one
+    bn_json_schema *object_schema; // json_object's: {"type": "object"}
     bn_top likeliest[BN_TOP_LOGPROBS_MAX];
     bn_batch_event *events;   // [n_slots]
 };
 
 // Ends a slot's request (or a failed bn_batch_add's set-up); the buffers and
 // the cached tokens are kept for the next request.
-static void free_slot(bn_slot *s, uint64_t now) {
+static void free_slot(const bn_batch *b, bn_slot *s, uint64_t now) {
     bn_sampler_free(s->smp);
+    if (s->schema != b->object_schema) bn_json_schema_free(s->schema);
     for (size_t i = 0; i < s->n_stops; i++) free(s->stops[i].text);
     free(s->stops);
-    *s = (bn_slot){.hist = s->hist, .text = s->text, .cap = s->cap,
+    *s = (bn_slot){.hist = s->hist, .text = s->text, .cap = s->cap, .js = s->js,
                    .n_cached = s->used ? s->n_past : s->n_cached, .ticket = s->used ? now : s->ticket};
 }
 
 void bn_batch_free(bn_batch *b) {
     if (!b) return;
     for (int i = 0; b->slots && i < b->n_slots; i++) {
-        free_slot(&b->slots[i], 0);
+        free_slot(b, &b->slots[i], 0);
         free(b->slots[i].hist);
         free(b->slots[i].text);
+        free(b->slots[i].js);
     }
     if (b->be.be) b->be.ops->destroy(b->be.be);
     free(b->slots);
@@ -100,6 +104,7 @@ void bn_batch_free(bn_batch *b) {
     free(b->logits);
     free(b->raw);
     bn_json_vocab_free(&b->json);
+    bn_json_schema_free(b->object_schema);
     free(b->events);
     free(b);
 }
@@ -174,14 +179,32 @@ static int copy_stops(bn_slot *s, const bn_request *r, bn_error *err) {
     return 0;
 }
 
-// ---- json_object ------------------------------------------------------------
+// ---- json_object and json_schema --------------------------------------------
 
-// The slot's JSON text after token id (one bn_json_mask_row left): whether it is whole.
+// The slot's JSON text after token id (one bn_json_mask_row left): whether its
+// value is whole and closed.
 static bool json_closed(const bn_batch *b, bn_slot *s, int32_t id) {
     size_t n;
     const char *bytes = bn_engine_token_bytes(b->engine, id, &n);
-    bn_json_prefix_feed(&s->js, bytes, n);
-    return bn_json_prefix_done(&s->js);
+    bn_json_state_feed(s->js, bytes, n);
+    return bn_json_state_complete(s->js);
+}
+
+// Sets up slot s's constraint for r (a JSON request), and the batch's vocab
+// tables at the first such request.
+static int json_start(bn_batch *b, bn_slot *s, const bn_request *r, bn_error *err) {
+    if (!b->json.kind && bn_json_vocab_init(&b->json, b->engine, err)) return -1;
+    if (!s->js && !(s->js = malloc(sizeof *s->js))) return bn_errorf(err, "out of memory");
+    if (r->json_schema) {
+        if (bn_json_schema_compile(r->json_schema, strlen(r->json_schema), &s->schema, err)) return -1;
+    } else {
+        static const char object[] = "{\"type\": \"object\"}";
+        if (!b->object_schema && bn_json_schema_compile(object, sizeof object - 1, &b->object_schema, err)) return -1;
+        s->schema = b->object_schema;
+    }
+    bn_json_state_init(s->js, s->schema);
+    s->json = true;
+    return 0;
 }
 
 // Of the prompt, the tokens free slot s holds in its cache: their common start,
@@ -201,7 +224,6 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     if (bn_engine_check_ids(b->engine, r->prompt, r->n_prompt, err)) return -1;
     if (r->logprobs && (r->top_logprobs < 0 || r->top_logprobs > BN_TOP_LOGPROBS_MAX))
         return bn_errorf(err, "top_logprobs must be in 0..%d (got %d)", BN_TOP_LOGPROBS_MAX, r->top_logprobs);
-    if (r->json_object && !b->json.kind && bn_json_vocab_init(&b->json, b->engine, err)) return -1;
     // The free slot that caches the longest start of the prompt, if that is at
     // least half of it; else the slot free longest: a shorter match (a BOS, a
     // shared system prompt) is not worth a more recent conversation's cache.
@@ -218,8 +240,9 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     bn_slot *s = &b->slots[k];
     const int cached = r->no_prefix_cache ? 0 : cached_prefix(s, r->prompt, r->n_prompt);
     const int32_t n_vocab = (int32_t)b->engine->model->hp.n_vocab;
-    if (bn_sampler_create(&r->sampling, n_vocab, &s->smp, err) || copy_stops(s, r, err)) {
-        free_slot(s, 0);
+    if (bn_sampler_create(&r->sampling, n_vocab, &s->smp, err) || copy_stops(s, r, err) ||
+        ((r->json_object || r->json_schema) && json_start(b, s, r, err))) {
+        free_slot(b, s, 0);
         return -1;
     }
     memcpy(s->hist, r->prompt, r->n_prompt * sizeof *s->hist);
@@ -231,13 +254,11 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     s->max_tokens = r->max_tokens;
     s->logprobs = r->logprobs;
     if (r->logprobs) s->top_logprobs = r->top_logprobs < n_vocab ? r->top_logprobs : n_vocab;
-    s->json = r->json_object;
-    if (s->json) bn_json_prefix_init(&s->js, true);
     return k;
 }
 
 void bn_batch_remove(bn_batch *b, int slot) {
-    if (slot >= 0 && slot < b->n_slots && b->slots[slot].used) free_slot(&b->slots[slot], b->next_ticket++);
+    if (slot >= 0 && slot < b->n_slots && b->slots[slot].used) free_slot(b, &b->slots[slot], b->next_ticket++);
 }
 
 // ---- text: whole characters, held back while they may begin a stop string ----
@@ -317,7 +338,7 @@ static int next_prefill(const bn_batch *b) {
 }
 
 // After the forward: the slot's new token, and whether that ends the request.
-// next < 0: a json_object request that no token can continue (json_prefix.h's
+// next < 0: a JSON request that no token can continue (json_schema.h's
 // limits), which ends there.
 static void take_token(bn_batch *b, int k, int32_t next, bn_batch_event *ev) {
     bn_slot *s = &b->slots[k];
@@ -376,7 +397,7 @@ static int32_t pick(bn_batch *b, int r, int out) {
     const int32_t V = (int32_t)b->engine->model->hp.n_vocab;
     float *row = b->logits + (size_t)r * V;
     if (!s->logprobs) {
-        if (s->json && !bn_json_mask_row(&b->json, b->engine, &s->js, row)) return -1;
+        if (s->json && !bn_json_mask_row(&b->json, b->engine, s->js, row)) return -1;
         return bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
     }
     float max;
@@ -387,7 +408,7 @@ static int32_t pick(bn_batch *b, int r, int out) {
         s->top[i] = (bn_token_logprob){id, (float)bn_logprob(row, id, max, log_sum)};
     }
     memcpy(b->raw, row, (size_t)V * sizeof *row);
-    if (s->json && !bn_json_mask_row(&b->json, b->engine, &s->js, row)) return -1;
+    if (s->json && !bn_json_mask_row(&b->json, b->engine, s->js, row)) return -1;
     const int32_t id = bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
     s->logprob = (float)bn_logprob(b->raw, id, max, log_sum);
     return id;

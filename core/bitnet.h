@@ -293,13 +293,18 @@ typedef struct bn_request {
                            // would leave no way to finish it is never picked (nor a
                            // special token); the request ends (stop: BN_STOP_EOG) as the
                            // object closes. From whole rows of logits, as logprobs.
+    const char *json_schema; // JSON Schema mode: as json_object, but the text's value is
+                           // one this schema (a JSON text) accepts, within what
+                           // json_schema.h supports; bn_batch_add fails with the
+                           // schema's error otherwise. An end-of-generation token is
+                           // taken only where the value may end (a top-level number).
 } bn_request;
 
 // What one step did for one slot: a sampled token, released text, the end.
 typedef struct bn_batch_event {
     int slot;
     void *user;          // the request's
-    int32_t token;       // the token sampled in this step (-1: none, a json_object that
+    int32_t token;       // the token sampled in this step (-1: none, a JSON request that
                          // no token could continue, which ends with BN_STOP_LENGTH)
     bool eog;            // token is an end-of-generation token (it has no text)
     const char *text;    // whole UTF-8 characters released by this step (valid until the

@@ -13,6 +13,12 @@
 
 #include "engine_internal.h"
 
+// The states are a few KB each (json_schema.h), so they live in the vocab's
+// scratch rather than on the stack of whichever thread masks.
+typedef struct mask_states {
+    bn_json_state from[2], after, trial;
+} mask_states;
+
 static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
@@ -24,15 +30,18 @@ int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
     v->lead = malloc(n_vocab);
     v->lead2 = malloc(n_vocab);
     v->pair = malloc(2 * 256 * 256 * sizeof *v->pair);
-    if (!v->kind || !v->first || !v->blank || !v->lead || !v->lead2 || !v->pair) {
+    v->states = malloc(sizeof(mask_states));
+    if (!v->kind || !v->first || !v->blank || !v->lead || !v->lead2 || !v->pair || !v->states) {
         bn_json_vocab_free(v);
         return bn_errorf(err, "out of memory");
     }
     for (int32_t t = 0; t < v->n; t++) {
         size_t n = 0;
         const char *bytes = bn_engine_token_bytes(e, t, &n);
-        const bool never = !bytes || !n || bn_tokenizer_is_special(e->tok, t) || bn_engine_is_eog(e, t);
-        v->kind[t] = never ? BN_JSON_NEVER : bn_json_plain_string_bytes(bytes, n) ? BN_JSON_PLAIN : BN_JSON_CHECK;
+        const bool end = bn_engine_is_eog(e, t);
+        const bool never = end || !bytes || !n || bn_tokenizer_is_special(e->tok, t);
+        v->kind[t] = end ? BN_JSON_END : never ? BN_JSON_NEVER
+                   : bn_json_plain_string_bytes(bytes, n) ? BN_JSON_PLAIN : BN_JSON_CHECK;
         size_t k = 0;
         while (!never && k < n && is_blank(bytes[k])) k++;
         v->first[t] = never ? 0 : (uint8_t)bytes[0];
@@ -50,30 +59,40 @@ void bn_json_vocab_free(bn_json_vocab *v) {
     free(v->lead);
     free(v->lead2);
     free(v->pair);
+    free(v->states);
     *v = (bn_json_vocab){0};
 }
 
 // Which bytes s takes next, into fits[256].
-static void next_bytes(const bn_json_prefix *s, bool fits[256]) {
+static void next_bytes(const bn_json_state *s, bool fits[256], bn_json_state *scratch) {
     for (int c = 0; c < 256; c++) {
-        bn_json_prefix t = *s;
         const char byte = (char)c;
-        fits[c] = bn_json_prefix_feed(&t, &byte, 1);
+        fits[c] = bn_json_state_next(s, &byte, 1, scratch);
     }
 }
 
-int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_prefix *s, float *row) {
+int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_state *s, float *row) {
+    mask_states *m = v->states;
     // from[0]: s; from[1]: s after one blank. Outside a string the four blanks
     // are alike, and after several the automaton is where it is after one (bar
-    // the count of blanks in a row, which the trial checks).
-    bn_json_prefix from[2] = {*s, *s};
-    const bool in_string = bn_json_prefix_in_string(s);
-    const bool blanks_alike = !in_string && bn_json_prefix_feed(&from[1], " ", 1);
+    // the count of blanks in a row, which the trial checks). Where some reading
+    // is in a string a blank there is text, and from[1] takes more than a
+    // newline would: the filters below only ever let through too much.
+    bn_json_state *from = m->from;
+    const bool in_string = bn_json_state_in_string(s);
+    const bool blanks_alike = !in_string && bn_json_state_next(s, " ", 1, &from[1]);
+    const bool may_end = bn_json_state_done(s);
+    bn_json_state_copy(&from[0], s);
     bool fits[2][256], paired[2][256] = {{false}};
-    next_bytes(&from[0], fits[0]);
-    if (blanks_alike) next_bytes(&from[1], fits[1]);
+    next_bytes(&from[0], fits[0], &m->trial);
+    if (blanks_alike) next_bytes(&from[1], fits[1], &m->trial);
     int left = 0;
     for (int32_t t = 0; t < v->n; t++) {
+        if (v->kind[t] == BN_JSON_END) {
+            if (may_end) left++;
+            else row[t] = -INFINITY;
+            continue;
+        }
         bool ok = v->kind[t] != BN_JSON_NEVER && fits[0][v->first[t]];
         const int f = blanks_alike && v->blank[t];
         const uint8_t b1 = v->lead[t], b2 = v->lead2[t];
@@ -82,10 +101,9 @@ int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_prefix 
             if (ok && b2) {
                 bool *pair = v->pair + ((size_t)f * 256 + b1) * 256;
                 if (!paired[f][b1]) { // the pairs that begin with b1, tried once a row
-                    bn_json_prefix after = from[f];
                     const char c1 = (char)b1;
-                    bn_json_prefix_feed(&after, &c1, 1);
-                    next_bytes(&after, pair);
+                    bn_json_state_next(&from[f], &c1, 1, &m->after);
+                    next_bytes(&m->after, pair, &m->trial);
                     paired[f][b1] = true;
                 }
                 ok = pair[b2];
@@ -94,8 +112,7 @@ int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_prefix 
         if (ok && !(in_string && v->kind[t] == BN_JSON_PLAIN)) {
             size_t n;
             const char *bytes = bn_engine_token_bytes(e, t, &n);
-            bn_json_prefix trial = *s;
-            ok = bn_json_prefix_feed(&trial, bytes, n);
+            ok = bn_json_state_next(s, bytes, n, &m->trial);
         }
         if (ok) left++;
         else row[t] = -INFINITY;

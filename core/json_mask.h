@@ -1,33 +1,35 @@
 // json_mask.h - which tokens of an engine's vocabulary can continue a JSON text
-// (json_prefix.h): the mask a json_object request's rows of logits get before
-// sampling (batch.c).
+// that a schema accepts (json_schema.h): the mask a json_object or json_schema
+// request's rows of logits get before sampling (batch.c).
 #ifndef BN_JSON_MASK_H
 #define BN_JSON_MASK_H
 
 #include <stdint.h>
 
 #include "bitnet.h"
-#include "json_prefix.h"
+#include "json_schema.h"
 
 // What is known of each token before any text: bytes, kind, first byte.
 typedef struct bn_json_vocab {
     int32_t n;
-    uint8_t *kind;  // [n] BN_JSON_NEVER (special, end of generation, no bytes),
-                    // BN_JSON_PLAIN (fits anywhere inside a string), BN_JSON_CHECK
+    uint8_t *kind;  // [n] BN_JSON_NEVER (special, no bytes), BN_JSON_END (end of
+                    // generation: fits where the text may end), BN_JSON_PLAIN (fits
+                    // anywhere inside a string), BN_JSON_CHECK
     uint8_t *first; // [n] the first byte
     bool *blank;    // [n] it begins with whitespace
     uint8_t *lead;  // [n] the first byte after the leading whitespace (0: all whitespace)
     uint8_t *lead2; // [n] and the byte after that (0: none)
     bool *pair;     // [2][256][256] scratch: which byte pairs fit, filled per row
+    void *states;   // scratch: the automaton's states a row needs (json_mask.c)
 } bn_json_vocab;
-enum { BN_JSON_NEVER, BN_JSON_PLAIN, BN_JSON_CHECK };
+enum { BN_JSON_NEVER, BN_JSON_END, BN_JSON_PLAIN, BN_JSON_CHECK };
 
 int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err);
 void bn_json_vocab_free(bn_json_vocab *v);
 
 // Gives -inf to every token of row[0..v->n) whose bytes s refuses (and to the
-// BN_JSON_NEVER ones). Returns how many are left. Uses v's scratch: one row at
-// a time per vocab.
-int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_prefix *s, float *row);
+// BN_JSON_NEVER ones, and the BN_JSON_END ones unless the text may end here).
+// Returns how many are left. Uses v's scratch: one row at a time per vocab.
+int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_state *s, float *row);
 
 #endif

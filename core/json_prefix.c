@@ -177,6 +177,8 @@ bool bn_json_prefix_done(const bn_json_prefix *s) {
                              s->state == NUM_EXP);
 }
 
+bool bn_json_prefix_complete(const bn_json_prefix *s) { return s->state == DONE; }
+
 bool bn_json_prefix_in_string(const bn_json_prefix *s) { return s->state == STRING && s->left == 0; }
 
 bool bn_json_plain_string_bytes(const char *bytes, size_t n) {

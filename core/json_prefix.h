@@ -38,6 +38,9 @@ bool bn_json_prefix_feed(bn_json_prefix *s, const char *bytes, size_t n);
 // Whether what has been read is a whole JSON text (a top-level number counts
 // once something could end it: it is whole at the end of the text too).
 bool bn_json_prefix_done(const bn_json_prefix *s);
+// Whether the value is whole and closed: only blanks may follow (a top-level
+// number is done but not complete: more digits may follow).
+bool bn_json_prefix_complete(const bn_json_prefix *s);
 // Whether a token of these bytes goes anywhere a string's characters go: no
 // quote, backslash or control character, whole UTF-8 characters (a fast path
 // for masking: such a token fits wherever the text is inside a string).

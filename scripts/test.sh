@@ -33,5 +33,9 @@ if command -v clang >/dev/null; then
   mkdir -p build-fuzz/corpus-serve
   build-fuzz/fuzz_serve_api -max_total_time="${BITNET_FUZZ_SERVE_SECONDS:-20}" -max_len=4096 \
     build-fuzz/corpus-serve fuzz/corpus-serve 2>&1 | tail -3
+  echo "== fuzz the JSON Schema compiler and automaton for ${BITNET_FUZZ_SCHEMA_SECONDS:-20} s (libFuzzer)"
+  mkdir -p build-fuzz/corpus-schema
+  build-fuzz/fuzz_json_schema -max_total_time="${BITNET_FUZZ_SCHEMA_SECONDS:-20}" -max_len=4096 \
+    build-fuzz/corpus-schema fuzz/corpus-schema 2>&1 | tail -3
 fi
 echo "all tests passed"

@@ -690,42 +690,71 @@ static void test_batch_logprobs(void **state) {
 }
 
 // The mask keeps exactly the tokens a copy of the automaton takes whole, at
-// places inside and outside strings, numbers, literals and escapes (the fast
-// paths, plain text in strings and the byte filters, change no answer); special
-// and end-of-generation tokens never.
+// places inside and outside strings, numbers, literals, escapes, enum values,
+// property names and anyOf alternatives (the fast paths, plain text in strings
+// and the byte filters, change no answer); special tokens never, and
+// end-of-generation tokens only where the text may end.
 static void test_json_mask_exact(void **state) {
     (void)state;
     REQUIRE_MODEL();
-    static const char *const texts[] = {
-        "", " ", "{", "{\"", "{\"a", "{\"a\"", "{\"a\":", "{\"a\": ", "{\"a\": tr", "{\"a\":[1",
-        "{\"a\":[1.5", "{\"a\":[1.5e", "{\"a\":[0", "{\"a\":\"x\\", "{\"a\":\"\\u12", "{\"a\":\"\xc3",
-        "{\"a\":{}", "{\"a\":[null,-", "{\"a\":[null ,", "{}", "{} ",
+    static const char object[] = "{\"type\": \"object\"}";
+    static const char shaped[] =
+        "{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\"}, \"n\": {\"type\": \"integer\"},"
+        " \"tag\": {\"enum\": [\"red\", \"green\", 12, 125]}, \"opt\": {\"anyOf\": [{\"type\": \"null\"},"
+        " {\"type\": \"array\", \"items\": {\"type\": \"number\"}, \"maxItems\": 2}]}}, \"required\": [\"name\", \"tag\"]}";
+    static const char number[] = "{\"type\": \"integer\"}";
+    static const struct {
+        const char *schema, *text;
+    } cases[] = {
+        {object, ""}, {object, " "}, {object, "{"}, {object, "{\""}, {object, "{\"a"}, {object, "{\"a\""},
+        {object, "{\"a\":"}, {object, "{\"a\": "}, {object, "{\"a\": tr"}, {object, "{\"a\":[1"},
+        {object, "{\"a\":[1.5"}, {object, "{\"a\":[1.5e"}, {object, "{\"a\":[0"}, {object, "{\"a\":\"x\\"},
+        {object, "{\"a\":\"\\u12"}, {object, "{\"a\":\"\xc3"}, {object, "{\"a\":{}"}, {object, "{\"a\":[null,-"},
+        {object, "{\"a\":[null ,"}, {object, "{}"}, {object, "{} "},
+        {shaped, "{"}, {shaped, "{\"n"}, {shaped, "{\"name\":\"x"}, {shaped, "{\"name\":\"x\","},
+        {shaped, "{\"name\":\"x\",\"n\":1"}, {shaped, "{\"name\":\"\",\"tag\":"}, {shaped, "{\"name\":\"\",\"tag\":12"},
+        {shaped, "{\"name\":\"\",\"tag\":\"g"}, {shaped, "{\"name\":\"\",\"tag\":1,"},
+        {shaped, "{\"name\":\"\",\"tag\":12, \"opt\":"}, {shaped, "{\"name\":\"\",\"tag\":12, \"opt\":[1,"},
+        {number, ""}, {number, "1"}, {number, "-12"},
     };
     bn_json_vocab v;
     bn_error err;
     if (bn_json_vocab_init(&v, fx.engine, &err)) fail_msg("%s", err.msg);
     float *row = malloc(sizeof(float) * (size_t)v.n);
-    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
-        bn_json_prefix js;
-        bn_json_prefix_init(&js, true);
-        assert_true(bn_json_prefix_feed(&js, texts[i], strlen(texts[i])));
+    bn_json_state *js = malloc(sizeof *js), *trial = malloc(sizeof *trial);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *text = cases[i].text;
+        bn_json_schema *g;
+        if (bn_json_schema_compile(cases[i].schema, strlen(cases[i].schema), &g, &err)) fail_msg("%s", err.msg);
+        bn_json_state_init(js, g);
+        const bool refused = !strcmp(text, "{\"name\":\"\",\"tag\":1,"); // 1 is no enum value
+        if (bn_json_state_feed(js, text, strlen(text)) == refused)
+            fail_msg("the schema %s \"%s\"", refused ? "takes" : "refuses", text);
+        if (refused) {
+            bn_json_schema_free(g);
+            continue;
+        }
         for (int32_t t = 0; t < v.n; t++) row[t] = 0;
-        const int left = bn_json_mask_row(&v, fx.engine, &js, row);
+        const int left = bn_json_mask_row(&v, fx.engine, js, row);
         int want_left = 0;
         for (int32_t t = 0; t < v.n; t++) {
             size_t n = 0;
             const char *bytes = bn_engine_token_bytes(fx.engine, t, &n);
-            bn_json_prefix trial = js;
-            const bool special = bn_tokenizer_is_special(fx.engine->tok, t) || bn_engine_is_eog(fx.engine, t);
-            const bool want = bytes && n && !special && bn_json_prefix_feed(&trial, bytes, n);
+            const bool eog = bn_engine_is_eog(fx.engine, t);
+            const bool special = bn_tokenizer_is_special(fx.engine->tok, t) || eog;
+            const bool want = eog ? bn_json_state_done(js)
+                                  : bytes && n && !special && bn_json_state_next(js, bytes, n, trial);
             if (want != (row[t] == 0))
-                fail_msg("after \"%s\": token %d \"%.*s\" %s", texts[i], t, (int)n, bytes ? bytes : "",
+                fail_msg("after \"%s\": token %d \"%.*s\" %s", text, t, (int)n, bytes ? bytes : "",
                          want ? "masked, but it fits" : "kept, but it does not fit");
             want_left += want;
         }
         assert_int_equal(left, want_left);
-        assert_true(left > 0); // blanks, at least, after a whole object
+        assert_true(left > 0);
+        bn_json_schema_free(g);
     }
+    free(js);
+    free(trial);
     free(row);
     bn_json_vocab_free(&v);
 }

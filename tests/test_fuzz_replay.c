@@ -1,5 +1,5 @@
-// test_fuzz_replay.c - replays every file in fuzz/corpus/, fuzz/corpus-tokenizer/
-// and fuzz/corpus-serve/ through their fuzz targets' own functions (fuzz/*.c are
+// test_fuzz_replay.c - replays every file in fuzz/corpus/, fuzz/corpus-tokenizer/,
+// fuzz/corpus-serve/ and fuzz/corpus-schema/ through their fuzz targets' own functions (fuzz/*.c are
 // included below), so the seeds and every crash input saved there are
 // regression tests in every build, not only with libFuzzer.
 //
@@ -20,6 +20,9 @@
 #undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fuzz_serve_api_one
 #include "../fuzz/fuzz_serve_api.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_json_schema_one
+#include "../fuzz/fuzz_json_schema.c"
 #undef LLVMFuzzerTestOneInput
 #include "gguf_builder.h"
 
@@ -92,6 +95,12 @@ static void test_replay_tokenizer_corpus(void **state) {
 static void test_replay_serve_corpus(void **state) {
     (void)state;
     replay_named("corpus-serve", fuzz_serve_api_one, 9);
+}
+
+// The JSON Schema corpus: schema, NUL, text; the automaton's promises checked.
+static void test_replay_schema_corpus(void **state) {
+    (void)state;
+    replay_named("corpus-schema", fuzz_json_schema_one, 6);
 }
 
 // The seeds are valid files: a model must load, the others must at least open.
@@ -196,6 +205,7 @@ int main(void) {
         cmocka_unit_test(test_replay_corpus),
         cmocka_unit_test(test_replay_tokenizer_corpus),
         cmocka_unit_test(test_replay_serve_corpus),
+        cmocka_unit_test(test_replay_schema_corpus),
         cmocka_unit_test(test_seeds_are_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,10 +3,15 @@
 // UTF-8, depth and whitespace rules; and (`test_json_prefix python`) 123,000
 // texts judged by Python's json module (tests/json_reference.py, through
 // BITNET_JSON_REFERENCE): a text is whole JSON for the automaton exactly when
-// json.loads takes it, and every prefix of one it takes is a prefix here.
+// json.loads takes it, and every prefix of one it takes is a prefix here; on
+// the same texts json_schema.c with {"type": "object"} (json_object's schema)
+// reads exactly what this automaton reads with object_only.
 #include "test_util.h"
 
+#include <stdlib.h>
+
 #include "json_prefix.h"
+#include "json_schema.h"
 
 // Feeds s byte by byte: the bytes read before the first refusal (strlen: none).
 static size_t accepted(const char *s, size_t n, bool object_only, bool *done) {
@@ -113,6 +118,21 @@ static void test_plain_string_bytes(void **state) {
 
 static int hex_digit(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
 
+// json_object requests read their text with the schema {"type": "object"}
+// (json_schema.c), which must take what json_prefix.c with object_only takes,
+// byte for byte.
+static void object_schema_agrees(const bn_json_schema *object, bn_json_state *st, const char *bytes, size_t n) {
+    bool done;
+    const size_t read = accepted(bytes, n, true, &done);
+    bn_json_state_init(st, object);
+    size_t i = 0;
+    while (i < n && bn_json_state_feed(st, bytes + i, 1)) i++;
+    const bool schema_done = i == n && bn_json_state_done(st);
+    if (i != read || schema_done != done)
+        fail_msg("\"%.*s\": json_prefix reads %zu bytes (done %d), the object schema %zu (done %d)", (int)n, bytes,
+                 read, done, i, schema_done);
+}
+
 static void test_python_reference(void **state) {
     (void)state;
     const char *path = getenv("BITNET_JSON_REFERENCE");
@@ -123,6 +143,11 @@ static void test_python_reference(void **state) {
     FILE *f = fopen(path, "r");
     if (!f) fail_msg("cannot read %s (written by tests/json_reference.py)", path);
     char line[4096], bytes[2048];
+    static const char object_text[] = "{\"type\": \"object\"}";
+    bn_json_schema *object;
+    bn_error err;
+    if (bn_json_schema_compile(object_text, sizeof object_text - 1, &object, &err)) fail_msg("%s", err.msg);
+    bn_json_state *st = malloc(sizeof *st);
     int cases = 0, whole = 0;
     while (fgets(line, sizeof line, f)) {
         const size_t len = strcspn(line + 2, "\n");
@@ -131,6 +156,7 @@ static void test_python_reference(void **state) {
             bytes[i] = (char)(hex_digit(line[2 + 2 * i]) << 4 | hex_digit(line[3 + 2 * i]));
         bool done;
         const size_t n = len / 2, read = accepted(bytes, n, false, &done);
+        object_schema_agrees(object, st, bytes, n);
         const bool want = line[0] == '1';
         if ((read == n && done) != want)
             fail_msg("case %d \"%.*s\": json.loads %s it, the automaton read %zu of %zu bytes, done %d", cases + 1,
@@ -139,6 +165,8 @@ static void test_python_reference(void **state) {
         whole += want;
     }
     fclose(f);
+    free(st);
+    bn_json_schema_free(object);
     assert_true(cases >= 100000 && whole >= 3000);
     fprintf(stderr, "%d texts (%d whole JSON) agree with Python's json\n", cases, whole);
 }

@@ -92,6 +92,7 @@ class Request(ctypes.Structure):
         ("logprobs", c_bool),
         ("top_logprobs", c_int),
         ("json_object", c_bool),
+        ("json_schema", c_char_p),
     ]
 
 

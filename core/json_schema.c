@@ -1,0 +1,703 @@
+// json_schema.c - bn_json_schema (json_schema.h): a JSON Schema compiled into
+// nodes, and the automaton that reads a text against them, a byte at a time.
+#include "json_schema.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { T_OBJECT = 1, T_ARRAY = 2, T_STRING = 4, T_NUMBER = 8, T_INTEGER = 16, T_BOOLEAN = 32, T_NULL = 64,
+       T_ALL = 127 };
+
+#define MAX_NODES 65535 // frame.node is 16 bits
+#define MAX_COUNT 65535 // and so are frame.index and frame.offset
+
+// A property of an object node (its name is in g->texts: node.keys).
+typedef struct prop {
+    int32_t node;
+    bool required;
+} prop;
+
+typedef struct node {
+    uint8_t types;       // T_*: what the value may be
+    bool any;            // no constraint: a bn_json_prefix reads the whole value
+    bool alias;          // anyOf, oneOf, $ref, allOf of one: the value is one of alts'
+    bool free_keys;      // an object without "properties": any keys, values of node `values`
+    int32_t values, items;
+    uint32_t min_items, max_items;
+    int32_t props, n_props; // into g->props; their names as compact JSON from g->texts[keys]
+    int32_t keys;
+    int32_t alts, n_alts;   // into g->alts: the alternatives; after compile, concrete nodes only
+    int32_t texts, n_texts; // into g->texts: enum values as compact JSON
+} node;
+
+struct bn_json_schema {
+    node *nodes;
+    int32_t n_nodes, cap_nodes;
+    prop *props;
+    int32_t n_props, cap_props;
+    int32_t *alts;
+    int32_t n_alts, cap_alts;
+    char **texts;
+    int32_t n_texts, cap_texts;
+    int32_t any;  // the node of a free value (-1: none yet)
+    int32_t root; // the schema's own node
+};
+
+// ---- compiling ------------------------------------------------------------------
+
+typedef struct compiler {
+    bn_json_schema *g;
+    struct memo {
+        const cJSON *schema;
+        int32_t node;
+    } *memo;
+    int32_t n_memo, cap_memo;
+    bn_error *err;
+    bool failed;
+} compiler;
+
+// Grows *p (of *cap elements of size bytes) to hold n + 1. Returns false when out of memory.
+static bool grow(void **p, int32_t *cap, int32_t n, size_t size) {
+    if (n < *cap) return true;
+    const int32_t want = *cap ? 2 * *cap : 16;
+    void *q = realloc(*p, (size_t)want * size);
+    if (!q) return false;
+    *p = q, *cap = want;
+    return true;
+}
+
+static int32_t fail(compiler *c, const char *path, const char *what, const char *name) {
+    if (!c->failed) bn_errorf(c->err, "json_schema: at %s: %s%s%s", *path ? path : "the top", name ? "'" : "",
+                              name ? name : "", what);
+    c->failed = true;
+    return -1;
+}
+
+static int32_t new_node(compiler *c, const char *path) {
+    bn_json_schema *g = c->g;
+    if (g->n_nodes == MAX_NODES) return fail(c, path, "the schema has too many parts", NULL);
+    if (!grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes, sizeof *g->nodes))
+        return fail(c, path, "out of memory", NULL);
+    g->nodes[g->n_nodes] = (node){.values = -1, .items = -1, .max_items = MAX_COUNT};
+    return g->n_nodes++;
+}
+
+static int32_t any_node(compiler *c, const char *path) {
+    if (c->g->any >= 0) return c->g->any;
+    const int32_t id = new_node(c, path);
+    if (id >= 0) c->g->nodes[id].any = true, c->g->nodes[id].types = T_ALL, c->g->any = id;
+    return id;
+}
+
+static bool add_text(compiler *c, const char *path, char *text) {
+    bn_json_schema *g = c->g;
+    if (!text || strlen(text) >= MAX_COUNT || !grow((void **)&g->texts, &g->cap_texts, g->n_texts, sizeof *g->texts)) {
+        free(text);
+        return fail(c, path, "an enum value or property name is too long, or memory is short", NULL), false;
+    }
+    g->texts[g->n_texts++] = text;
+    return true;
+}
+
+static bool add_alt(compiler *c, const char *path, int32_t id) {
+    bn_json_schema *g = c->g;
+    if (id < 0) return false;
+    if (!grow((void **)&g->alts, &g->cap_alts, g->n_alts, sizeof *g->alts)) return fail(c, path, "out of memory", NULL), false;
+    g->alts[g->n_alts++] = id;
+    return true;
+}
+
+static const char *const constraints[] = {"type", "enum", "const", "properties", "required",
+                                          "additionalProperties", "items", "minItems", "maxItems",
+                                          "anyOf", "oneOf", "allOf", "$ref"};
+static const char *const annotations[] = {"$schema", "$id", "$defs", "definitions", "$comment", "$anchor",
+                                          "title", "description", "default", "examples", "deprecated",
+                                          "readOnly", "writeOnly"};
+
+static bool listed(const char *key, const char *const *names, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(key, names[i])) return true;
+    return false;
+}
+
+// Which T_* bits a JSON value is (a whole number is both integer and number).
+static uint8_t type_of(const cJSON *v) {
+    if (cJSON_IsObject(v)) return T_OBJECT;
+    if (cJSON_IsArray(v)) return T_ARRAY;
+    if (cJSON_IsString(v)) return T_STRING;
+    if (cJSON_IsBool(v)) return T_BOOLEAN;
+    if (cJSON_IsNull(v)) return T_NULL;
+    const double x = v->valuedouble;
+    return x == (double)(long long)x ? T_NUMBER | T_INTEGER : T_NUMBER;
+}
+
+static uint8_t type_bit(const char *name) {
+    static const char *const names[] = {"object", "array", "string", "number", "integer", "boolean", "null"};
+    for (int i = 0; i < 7; i++)
+        if (!strcmp(name, names[i])) return (uint8_t)(1 << i);
+    return 0;
+}
+
+static int32_t compile(compiler *c, const cJSON *s, const cJSON *root, const char *path);
+
+// The schema a "$ref" names in the resource root (the nearest "$id", else the document).
+static const cJSON *resolve(const cJSON *root, const char *ref) {
+    if (!strcmp(ref, "#")) return root;
+    const bool defs = !strncmp(ref, "#/$defs/", 8), definitions = !strncmp(ref, "#/definitions/", 14);
+    const char *name = defs ? ref + 8 : definitions ? ref + 14 : NULL;
+    if (!name || strchr(name, '/') || strchr(name, '~')) return NULL;
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, defs ? "$defs" : "definitions"),
+                                            name);
+}
+
+// Compiles the n schemas of list (an array; or list itself when one) into ids[].
+static bool compile_each(compiler *c, const cJSON *list, int n, const cJSON *root, const char *path,
+                         const char *key, int32_t *ids) {
+    char sub[256];
+    for (int i = 0; i < n; i++) {
+        snprintf(sub, sizeof sub, "%s/%s/%d", path, key, i);
+        if ((ids[i] = compile(c, cJSON_IsArray(list) ? cJSON_GetArrayItem(list, i) : list, root, sub)) < 0)
+            return false;
+    }
+    return true;
+}
+
+// An alias node: the value is one of the schemas of list (an array of n) or list itself (n = 1).
+static bool compile_alias(compiler *c, int32_t id, const cJSON *list, int n, const cJSON *root, const char *path,
+                          const char *key) {
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    bool ok = ids && compile_each(c, list, n, root, path, key, ids);
+    if (!ids) fail(c, path, "out of memory", NULL);
+    node *nd = &c->g->nodes[id];
+    nd->alias = true, nd->alts = c->g->n_alts, nd->n_alts = n;
+    for (int i = 0; ok && i < n; i++) ok = add_alt(c, path, ids[i]);
+    free(ids);
+    return ok;
+}
+
+static bool compile_object(compiler *c, int32_t id, const cJSON *s, const cJSON *root, const char *path) {
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties");
+    const cJSON *required = cJSON_GetObjectItemCaseSensitive(s, "required");
+    const cJSON *extra = cJSON_GetObjectItemCaseSensitive(s, "additionalProperties");
+    if (props && !cJSON_IsObject(props)) return fail(c, path, "' must be an object", "properties"), false;
+    if (required && !cJSON_IsArray(required)) return fail(c, path, "' must be an array of names", "required"), false;
+    if (extra && !cJSON_IsBool(extra) && !cJSON_IsObject(extra))
+        return fail(c, path, "' must be a schema", "additionalProperties"), false;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, required) {
+        if (!cJSON_IsString(r)) return fail(c, path, "' must be an array of names", "required"), false;
+        if (!cJSON_GetObjectItemCaseSensitive(props, r->valuestring))
+            return fail(c, path, "' names a property that 'properties' does not list", "required"), false;
+    }
+    char sub[256];
+    if (!props) { // any keys; their values as additionalProperties says
+        snprintf(sub, sizeof sub, "%s/additionalProperties", path);
+        const int32_t values = cJSON_IsObject(extra) ? compile(c, extra, root, sub) : any_node(c, path);
+        c->g->nodes[id].free_keys = !cJSON_IsFalse(extra);
+        c->g->nodes[id].values = values;
+        return values >= 0;
+    }
+    const int n = cJSON_GetArraySize(props);
+    if (n > MAX_COUNT) return fail(c, path, "' lists too many", "properties"), false;
+    int32_t *ids = malloc(((size_t)n + 1) * sizeof *ids);
+    bool ok = ids != NULL;
+    const cJSON *p = props->child;
+    for (int i = 0; ok && i < n; i++, p = p->next) { // compiled first: they may add props of their own
+        snprintf(sub, sizeof sub, "%s/properties/%.64s", path, p->string);
+        ok = (ids[i] = compile(c, p, root, sub)) >= 0;
+    }
+    bn_json_schema *g = c->g;
+    g->nodes[id].props = g->n_props, g->nodes[id].n_props = n, g->nodes[id].keys = g->n_texts;
+    p = props->child;
+    for (int i = 0; ok && i < n; i++, p = p->next) {
+        cJSON *name = cJSON_CreateString(p->string);
+        ok = add_text(c, path, name ? cJSON_PrintUnformatted(name) : NULL);
+        cJSON_Delete(name);
+        if (ok && !grow((void **)&g->props, &g->cap_props, g->n_props, sizeof *g->props))
+            ok = false, fail(c, path, "out of memory", NULL);
+        bool req = false;
+        cJSON_ArrayForEach(r, required) req = req || !strcmp(r->valuestring, p->string);
+        if (ok) g->props[g->n_props++] = (prop){ids[i], req};
+    }
+    if (!ids) fail(c, path, "out of memory", NULL);
+    free(ids);
+    return ok;
+}
+
+static bool compile_array(compiler *c, int32_t id, const cJSON *s, const cJSON *root, const char *path) {
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
+    const char *const bounds[2] = {"minItems", "maxItems"};
+    double v[2] = {0, MAX_COUNT};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, bounds[i]);
+        if (!b) continue;
+        if (!cJSON_IsNumber(b) || b->valuedouble < 0 || b->valuedouble != (double)(long long)b->valuedouble)
+            return fail(c, path, "' must be a whole number", bounds[i]), false;
+        v[i] = b->valuedouble < MAX_COUNT ? b->valuedouble : MAX_COUNT; // maxItems past it: no bound
+        if (i == 0 && b->valuedouble >= MAX_COUNT) return fail(c, path, "' is too large", bounds[i]), false;
+    }
+    if (v[0] > v[1]) return fail(c, path, "' is more than maxItems", "minItems"), false;
+    if (cJSON_IsArray(items)) return fail(c, path, "' as an array (tuples) is not supported", "items"), false;
+    if (cJSON_IsFalse(items)) v[1] = 0;
+    char sub[256];
+    snprintf(sub, sizeof sub, "%s/items", path);
+    const int32_t item = cJSON_IsObject(items) ? compile(c, items, root, sub) : any_node(c, path);
+    node *nd = &c->g->nodes[id];
+    nd->items = item, nd->min_items = (uint32_t)v[0], nd->max_items = (uint32_t)v[1];
+    return item >= 0;
+}
+
+// enum or const: the values of the node's types, as compact JSON.
+static bool compile_enum(compiler *c, int32_t id, const cJSON *values, bool one, const char *path) {
+    const uint8_t types = c->g->nodes[id].types;
+    const int32_t first = c->g->n_texts;
+    const int n = one ? 1 : cJSON_GetArraySize(values);
+    if (!one && !cJSON_IsArray(values)) return fail(c, path, "' must be an array", "enum"), false;
+    for (int i = 0; i < n; i++) {
+        const cJSON *v = one ? values : cJSON_GetArrayItem(values, i);
+        if ((type_of(v) & types) && !add_text(c, path, cJSON_PrintUnformatted(v))) return false;
+    }
+    node *nd = &c->g->nodes[id];
+    nd->texts = first, nd->n_texts = c->g->n_texts - first;
+    if (!nd->n_texts) return fail(c, path, "no value of 'enum' or 'const' has the schema's type", NULL), false;
+    return true;
+}
+
+static int32_t compile(compiler *c, const cJSON *s, const cJSON *root, const char *path) {
+    if (c->failed) return -1;
+    if (cJSON_IsTrue(s)) return any_node(c, path);
+    if (!cJSON_IsObject(s)) return fail(c, path, "a schema must be an object or true", NULL);
+    for (int32_t i = 0; i < c->n_memo; i++)
+        if (c->memo[i].schema == s) return c->memo[i].node;
+    const cJSON *k;
+    bool constrained = false;
+    cJSON_ArrayForEach(k, s) {
+        if (listed(k->string, constraints, sizeof constraints / sizeof *constraints)) constrained = true;
+        else if (!listed(k->string, annotations, sizeof annotations / sizeof *annotations))
+            return fail(c, path, "' is not supported", k->string);
+    }
+    if (!constrained) return any_node(c, path);
+    const int32_t id = new_node(c, path);
+    if (id < 0) return -1;
+    if (!grow((void **)&c->memo, &c->cap_memo, c->n_memo, sizeof *c->memo)) return fail(c, path, "out of memory", NULL);
+    c->memo[c->n_memo++] = (struct memo){s, id};
+    if (cJSON_GetObjectItemCaseSensitive(s, "$id")) root = s;
+
+    // A combinator stands alone (beside annotations).
+    static const char *const alone[] = {"$ref", "anyOf", "oneOf", "allOf"};
+    for (size_t i = 0; i < sizeof alone / sizeof *alone; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, alone[i]);
+        if (!v) continue;
+        cJSON_ArrayForEach(k, s)
+            if (listed(k->string, constraints, sizeof constraints / sizeof *constraints) && strcmp(k->string, alone[i]))
+                return fail(c, path, "' beside other constraints is not supported", alone[i]);
+        if (i == 0) {
+            const cJSON *target = cJSON_IsString(v) ? resolve(root, v->valuestring) : NULL;
+            if (!target) return fail(c, path, "' must be \"#\", \"#/$defs/NAME\" or \"#/definitions/NAME\" of this schema", "$ref");
+            return compile_alias(c, id, target, 1, root, path, "$ref") ? id : -1;
+        }
+        const int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+        if (n < 1 || (i == 3 && n != 1))
+            return fail(c, path, i == 3 ? "' is supported with one schema only" : "' must be a non-empty array", alone[i]);
+        return compile_alias(c, id, v, n, root, path, alone[i]) ? id : -1;
+    }
+
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(s, "type");
+    uint8_t types = 0;
+    bool bad_type = type && !cJSON_IsString(type) && !(cJSON_IsArray(type) && type->child);
+    if (cJSON_IsString(type)) bad_type = !(types = type_bit(type->valuestring));
+    if (cJSON_IsArray(type)) {
+        for (k = type->child; k; k = k->next) {
+            const uint8_t bit = cJSON_IsString(k) ? type_bit(k->valuestring) : 0;
+            bad_type = bad_type || !bit;
+            types |= bit;
+        }
+    }
+    if (bad_type)
+        return fail(c, path, "' must name JSON types (object, array, string, number, integer, boolean, null)", "type");
+    if (types & T_NUMBER) types |= T_INTEGER;
+    if (!type) { // what the other keywords say
+        static const char *const object_words[] = {"properties", "required", "additionalProperties"};
+        static const char *const array_words[] = {"items", "minItems", "maxItems"};
+        for (size_t i = 0; i < 3; i++) {
+            if (cJSON_GetObjectItemCaseSensitive(s, object_words[i])) types |= T_OBJECT;
+            if (cJSON_GetObjectItemCaseSensitive(s, array_words[i])) types |= T_ARRAY;
+        }
+        if (!types) types = T_ALL;
+    }
+    c->g->nodes[id].types = types;
+    const cJSON *values = cJSON_GetObjectItemCaseSensitive(s, "enum"), *one = cJSON_GetObjectItemCaseSensitive(s, "const");
+    if (values && one) return fail(c, path, "' beside 'enum' is not supported", "const");
+    if (values || one) return compile_enum(c, id, values ? values : one, one != NULL, path) ? id : -1;
+    if ((types & T_OBJECT) && !compile_object(c, id, s, root, path)) return -1;
+    if ((types & T_ARRAY) && !compile_array(c, id, s, root, path)) return -1;
+    return id;
+}
+
+// An alias's alternatives, flattened to nodes that are not aliases (deduplicated,
+// in order). A chain of aliases back to itself would read no byte: refused.
+static bool flatten(compiler *c, int32_t id, uint8_t *mark, int32_t *out, int32_t *n) {
+    const node *nd = &c->g->nodes[id];
+    if (!nd->alias) {
+        for (int32_t i = 0; i < *n; i++)
+            if (out[i] == id) return true;
+        out[(*n)++] = id;
+        return true;
+    }
+    if (mark[id] == 1) return fail(c, "", "a $ref or anyOf leads back to itself before any value begins", NULL), false;
+    mark[id] = 1;
+    for (int32_t i = 0; i < nd->n_alts; i++)
+        if (!flatten(c, c->g->alts[nd->alts + i], mark, out, n)) return false;
+    mark[id] = 0;
+    return true;
+}
+
+static bool flatten_aliases(compiler *c) {
+    bn_json_schema *g = c->g;
+    uint8_t *mark = calloc((size_t)g->n_nodes, 1);
+    int32_t *flat = malloc((size_t)g->n_nodes * sizeof *flat);
+    bool ok = mark && flat;
+    if (!ok) fail(c, "", "out of memory", NULL);
+    for (int32_t id = 0; ok && id < g->n_nodes; id++) {
+        if (!g->nodes[id].alias) continue;
+        int32_t n = 0;
+        ok = flatten(c, id, mark, flat, &n);
+        const int32_t first = g->n_alts;
+        for (int32_t i = 0; ok && i < n; i++) ok = add_alt(c, "", flat[i]);
+        g->nodes[id].alts = first, g->nodes[id].n_alts = n;
+    }
+    free(mark);
+    free(flat);
+    return ok;
+}
+
+int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, bn_error *err) {
+    *out = NULL;
+    cJSON *doc = cJSON_ParseWithLength(text, len);
+    if (!doc) return bn_errorf(err, "json_schema: the schema is not valid JSON");
+    bn_json_schema *g = calloc(1, sizeof *g);
+    compiler c = {.g = g, .err = err};
+    if (!g) {
+        cJSON_Delete(doc);
+        return bn_errorf(err, "out of memory");
+    }
+    g->any = -1;
+    const bool ok = (g->root = compile(&c, doc, doc, "")) >= 0 && !c.failed && flatten_aliases(&c);
+    free(c.memo);
+    cJSON_Delete(doc);
+    if (!ok) {
+        bn_json_schema_free(g);
+        return -1;
+    }
+    *out = g;
+    return 0;
+}
+
+void bn_json_schema_free(bn_json_schema *g) {
+    if (!g) return;
+    for (int32_t i = 0; i < g->n_texts; i++) free(g->texts[i]);
+    free(g->nodes);
+    free(g->props);
+    free(g->alts);
+    free(g->texts);
+    free(g);
+}
+
+// ---- reading a text ---------------------------------------------------------------
+
+enum {
+    P_VALUE,     // a value must come (blanks first)
+    P_LEX,       // t->lex reads a string, number, literal or free value
+    P_ENUM,      // matching enum value cand, offset bytes in
+    P_OBJ_FIRST, // after '{': a key or '}'
+    P_OBJ_KEY,   // after ',': a key
+    P_KEY_MATCH, // matching property name cand
+    P_KEY_LEX,   // t->lex reads a free key
+    P_COLON,     // ':' after a key
+    P_OBJ_VALUE, // a property's value is open above (property cand)
+    P_OBJ_AFTER, // ',' or '}'
+    P_ARR_FIRST, // after '[': a value or ']'
+    P_ARR_VALUE, // an item is open above
+    P_ARR_AFTER, // ',' or ']'
+};
+
+static bool is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+static bool same_lex(const bn_json_prefix *a, const bn_json_prefix *b) {
+    return a->objects == b->objects && a->depth == b->depth && a->state == b->state && a->left == b->left &&
+           a->literal == b->literal && a->space == b->space && a->key == b->key && a->object_only == b->object_only;
+}
+
+static bool same_thread(const bn_json_thread *a, const bn_json_thread *b) {
+    if (a->depth != b->depth || a->space != b->space) return false;
+    if (a->depth && memcmp(a->frame, b->frame, a->depth * sizeof *a->frame)) return false;
+    const uint8_t top = a->depth ? a->frame[a->depth - 1].phase : P_VALUE;
+    return (top != P_LEX && top != P_KEY_LEX) || same_lex(&a->lex, &b->lex);
+}
+
+static void copy_thread(bn_json_thread *to, const bn_json_thread *from) {
+    to->depth = from->depth, to->space = from->space, to->lex = from->lex;
+    memcpy(to->frame, from->frame, from->depth * sizeof *from->frame);
+}
+
+// Adds t to out's readings unless out has it already (or is full: json_schema.h).
+static void emit(bn_json_state *out, const bn_json_thread *t) {
+    for (int i = 0; i < out->n; i++)
+        if (same_thread(&out->thread[i], t)) return;
+    if (out->n < BN_JSON_SCHEMA_THREADS) copy_thread(&out->thread[out->n++], t);
+}
+
+static bool push(bn_json_thread *t, int32_t child, uint8_t parent_phase) {
+    if (t->depth == BN_JSON_SCHEMA_DEPTH) return false;
+    t->frame[t->depth - 1].phase = parent_phase;
+    t->frame[t->depth++] = (bn_json_frame){.node = (uint16_t)child, .phase = P_VALUE};
+    return true;
+}
+
+// The top frame's value is whole: its parent goes on after it.
+static void value_end(bn_json_thread *t) {
+    if (--t->depth == 0) return;
+    bn_json_frame *f = &t->frame[t->depth - 1];
+    if (f->phase == P_OBJ_VALUE) f->phase = P_OBJ_AFTER, f->index = (uint16_t)(f->cand + 1), f->cand = 0;
+    else f->phase = P_ARR_AFTER, f->index = (uint16_t)(f->index < MAX_COUNT ? f->index + 1 : MAX_COUNT);
+}
+
+// Whether a property from the i-th on must still come.
+static bool required_from(const bn_json_schema *g, const node *n, int i) {
+    for (; i < n->n_props; i++)
+        if (g->props[n->props + i].required) return true;
+    return false;
+}
+
+static bool integer_only(const node *n) { return (n->types & (T_NUMBER | T_INTEGER)) == T_INTEGER; }
+static bool is_number_text(const char *s) { return *s == '-' || (*s >= '0' && *s <= '9'); }
+
+// Of texts[first .. last], the first that matches cur's first `offset` bytes
+// and then c (-1: none; a NUL byte, which would match a text's end, never fits).
+static int match(char *const *texts, int first, int last, const char *cur, int offset, unsigned char c) {
+    if (c == 0) return -1;
+    for (int j = first; j <= last; j++)
+        if (!strncmp(texts[j], cur, (size_t)offset) && (unsigned char)texts[j][offset] == c) return j;
+    return -1;
+}
+
+// Whether a value of node n may begin with c (blanks aside).
+static bool may_begin(const node *n, unsigned char c) {
+    if (n->any) return true;
+    switch (c) {
+    case '{': return n->types & T_OBJECT;
+    case '[': return n->types & T_ARRAY;
+    case '"': return n->types & T_STRING;
+    case 't': case 'f': return n->types & T_BOOLEAN;
+    case 'n': return n->types & T_NULL;
+    default: return (c == '-' || (c >= '0' && c <= '9')) && (n->types & (T_NUMBER | T_INTEGER));
+    }
+}
+
+// t (a scratch copy, changed) after byte c, into out: none, one or (at an
+// anyOf) several readings.
+static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn_json_state *out) {
+    if (t->depth == 0) { // after the value: blanks only
+        if (is_space(c) && ++t->space <= BN_JSON_MAX_SPACE) emit(out, t);
+        return;
+    }
+    bn_json_frame *f = &t->frame[t->depth - 1];
+    const node *n = &g->nodes[f->node];
+    switch (f->phase) {
+    case P_LEX: case P_KEY_LEX: {
+        bn_json_prefix lex = t->lex;
+        const char byte = (char)c;
+        // A number is whole here, so c may follow it instead (',', '}', a blank).
+        const bool open_number = f->phase == P_LEX && bn_json_prefix_done(&lex) && !bn_json_prefix_complete(&lex);
+        const bool fits = bn_json_prefix_feed(&lex, &byte, 1) &&
+                          !(open_number && integer_only(n) && (c == '.' || c == 'e' || c == 'E'));
+        if (open_number && (!fits || bn_json_prefix_complete(&lex))) {
+            value_end(t);
+            step(g, t, c, out);
+            return;
+        }
+        if (!fits) return;
+        t->lex = lex;
+        if (bn_json_prefix_complete(&lex)) {
+            if (f->phase == P_KEY_LEX) f->phase = P_COLON;
+            else value_end(t);
+        }
+        emit(out, t);
+        return;
+    }
+    case P_ENUM: case P_KEY_MATCH: {
+        const bool key = f->phase == P_KEY_MATCH;
+        char *const *texts = g->texts + (key ? n->keys : n->texts);
+        int last = n->n_texts - 1;
+        if (key) { // the names of the properties that may come next: up to the first required one
+            last = f->index;
+            while (last < n->n_props - 1 && !g->props[n->props + last].required) last++;
+        }
+        const char *cur = texts[f->cand];
+        const int j = match(texts, f->cand, last, cur, f->offset, c);
+        if (j < 0) {
+            if (!key && !cur[f->offset]) { // a whole number, and c follows it
+                value_end(t);
+                step(g, t, c, out);
+            }
+            return;
+        }
+        const char *text = texts[j];
+        f->cand = (uint16_t)j, f->offset++;
+        if (!text[f->offset]) {
+            if (key) f->phase = P_COLON, f->offset = 0;
+            else if (!is_number_text(text)) value_end(t);
+        }
+        emit(out, t);
+        return;
+    }
+    default: break;
+    }
+    // The places between tokens, where blanks may come.
+    if (is_space(c)) {
+        if (++t->space <= BN_JSON_MAX_SPACE) emit(out, t);
+        return;
+    }
+    t->space = 0;
+    switch (f->phase) {
+    case P_VALUE:
+        if (n->alias) { // one reading per alternative
+            for (int32_t i = 0; i < n->n_alts; i++) {
+                bn_json_thread u;
+                copy_thread(&u, t);
+                u.frame[u.depth - 1].node = (uint16_t)g->alts[n->alts + i];
+                step(g, &u, c, out);
+            }
+            return;
+        }
+        if (!may_begin(n, c)) return;
+        if (n->n_texts) {
+            f->phase = P_ENUM, f->cand = 0, f->offset = 0;
+        } else if (n->any || (c != '{' && c != '[')) {
+            bn_json_prefix_init(&t->lex, false);
+            f->phase = P_LEX;
+        } else {
+            f->phase = c == '{' ? P_OBJ_FIRST : P_ARR_FIRST, f->index = 0;
+            emit(out, t);
+            return;
+        }
+        step(g, t, c, out);
+        return;
+    case P_OBJ_FIRST:
+        if (c == '}') {
+            if (n->free_keys || !required_from(g, n, 0)) value_end(t), emit(out, t);
+            return;
+        }
+        /* fall through */
+    case P_OBJ_KEY:
+        if (c != '"') return;
+        if (n->free_keys) {
+            bn_json_prefix_init(&t->lex, false);
+            bn_json_prefix_feed(&t->lex, "\"", 1);
+            f->phase = P_KEY_LEX;
+        } else if (f->index < n->n_props) {
+            f->phase = P_KEY_MATCH, f->cand = f->index, f->offset = 1; // every name begins with '"'
+        } else {
+            return;
+        }
+        emit(out, t);
+        return;
+    case P_COLON:
+        if (c == ':' && push(t, n->free_keys ? n->values : g->props[n->props + f->cand].node, P_OBJ_VALUE))
+            emit(out, t);
+        return;
+    case P_OBJ_AFTER:
+        if (c == ',' && (n->free_keys || f->index < n->n_props)) f->phase = P_OBJ_KEY, emit(out, t);
+        else if (c == '}' && (n->free_keys || !required_from(g, n, f->index))) value_end(t), emit(out, t);
+        return;
+    case P_ARR_FIRST:
+        if (c == ']') {
+            if (n->min_items == 0) value_end(t), emit(out, t);
+            return;
+        }
+        if (n->max_items > 0 && push(t, n->items, P_ARR_VALUE)) step(g, t, c, out);
+        return;
+    case P_ARR_AFTER:
+        if (c == ',' && f->index < n->max_items) {
+            if (push(t, n->items, P_ARR_VALUE)) emit(out, t);
+        } else if (c == ']' && f->index >= n->min_items) {
+            value_end(t), emit(out, t);
+        }
+        return;
+    }
+}
+
+void bn_json_state_init(bn_json_state *s, const bn_json_schema *g) {
+    s->schema = g;
+    s->n = 1;
+    s->thread[0] = (bn_json_thread){.depth = 1};
+    s->thread[0].frame[0] = (bn_json_frame){.node = (uint16_t)g->root, .phase = P_VALUE};
+}
+
+void bn_json_state_copy(bn_json_state *to, const bn_json_state *from) {
+    to->schema = from->schema;
+    to->n = from->n;
+    for (int i = 0; i < from->n; i++) copy_thread(&to->thread[i], &from->thread[i]);
+}
+
+static void next_byte(const bn_json_state *from, unsigned char c, bn_json_state *to) {
+    to->schema = from->schema;
+    to->n = 0;
+    for (int i = 0; i < from->n; i++) {
+        bn_json_thread t;
+        copy_thread(&t, &from->thread[i]);
+        step(from->schema, &t, c, to);
+    }
+}
+
+bool bn_json_state_next(const bn_json_state *from, const char *bytes, size_t n, bn_json_state *to) {
+    if (n == 0) return bn_json_state_copy(to, from), from->n > 0;
+    bn_json_state tmp;
+    // Alternate between to and tmp so that the last byte lands in to.
+    bn_json_state *a = n % 2 ? to : &tmp, *b = n % 2 ? &tmp : to;
+    next_byte(from, (unsigned char)bytes[0], a);
+    for (size_t i = 1; i < n && a->n; i++) {
+        next_byte(a, (unsigned char)bytes[i], b);
+        bn_json_state *x = a;
+        a = b, b = x;
+    }
+    if (a != to) bn_json_state_copy(to, a);
+    return to->n > 0;
+}
+
+bool bn_json_state_feed(bn_json_state *s, const char *bytes, size_t n) {
+    bn_json_state next;
+    if (!bn_json_state_next(s, bytes, n, &next)) return s->n = 0, false;
+    bn_json_state_copy(s, &next);
+    return true;
+}
+
+bool bn_json_state_complete(const bn_json_state *s) {
+    for (int i = 0; i < s->n; i++)
+        if (s->thread[i].depth == 0) return true;
+    return false;
+}
+
+bool bn_json_state_done(const bn_json_state *s) {
+    for (int i = 0; i < s->n; i++) {
+        const bn_json_thread *t = &s->thread[i];
+        if (t->depth == 0) return true;
+        if (t->depth > 1) continue;
+        const bn_json_frame *f = &t->frame[0];
+        const node *n = &s->schema->nodes[f->node];
+        if (f->phase == P_LEX && bn_json_prefix_done(&t->lex)) return true; // a top-level number
+        if (f->phase == P_ENUM && !s->schema->texts[n->texts + f->cand][f->offset]) return true;
+    }
+    return false;
+}
+
+bool bn_json_state_in_string(const bn_json_state *s) {
+    for (int i = 0; i < s->n; i++) {
+        const bn_json_thread *t = &s->thread[i];
+        const uint8_t phase = t->depth ? t->frame[t->depth - 1].phase : P_VALUE;
+        if ((phase != P_LEX && phase != P_KEY_LEX) || !bn_json_prefix_in_string(&t->lex)) return false;
+    }
+    return s->n > 0;
+}

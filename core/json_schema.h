@@ -1,0 +1,92 @@
+// json_schema.h - whether bytes can still begin a JSON text whose value a JSON
+// Schema accepts, read a byte at a time: the constraint behind a batch
+// request's json_schema (OpenAI's response_format {"type": "json_schema"}) and
+// json_object (the schema {"type": "object"}). json_mask.h masks every token
+// whose bytes would leave no way to finish such a text.
+//
+// The texts accepted are those the schema accepts, written in one way where
+// the schema names the bytes (so that the model cannot wander):
+// - an object with "properties" has only those keys, each at most once and in
+//   the order "properties" lists them, the "required" ones always; an object
+//   without "properties" has any keys, with values of "additionalProperties"
+//   (a schema; false: none; true or absent: any value);
+// - "enum" and "const" values, and property names, are written as compact
+//   JSON (cJSON's print: no blanks, numbers as cJSON prints them);
+// - an "integer" has neither a fraction nor an exponent;
+// - blanks between tokens as bn_json_prefix allows them (runs of at most
+//   BN_JSON_MAX_SPACE), strings as UTF-8.
+// Keywords: type (a name or a list), enum, const, properties, required,
+// additionalProperties, items (a schema), minItems, maxItems, anyOf, oneOf (as
+// anyOf: a value both alternatives accept is not refused), allOf of one schema,
+// $ref to "#", "#/$defs/NAME" or "#/definitions/NAME" (against the nearest
+// enclosing "$id", as JSON Schema resolves them), and annotations (title,
+// description, default, examples, ...), which change nothing. Any other keyword
+// (pattern, format, minimum, ...) is refused when the schema is compiled, with
+// its place in the schema, rather than silently broken.
+//
+// A value the schema leaves free (true, {}, an object's values without a
+// schema) is read by a bn_json_prefix. anyOf is followed by keeping every
+// alternative that still fits (a "thread" each, up to BN_JSON_SCHEMA_THREADS;
+// past that the later ones are dropped, so a text can then be refused that the
+// schema accepts, never the reverse). Schema nesting goes BN_JSON_SCHEMA_DEPTH
+// deep, a free value's own nesting BN_JSON_MAX_DEPTH.
+#ifndef BN_JSON_SCHEMA_H
+#define BN_JSON_SCHEMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "json_prefix.h"
+
+#define BN_JSON_SCHEMA_DEPTH 32
+#define BN_JSON_SCHEMA_THREADS 16
+
+typedef struct bn_json_schema bn_json_schema; // compiled; read-only, so shareable
+
+// Compiles the JSON Schema in text (len bytes). On error *out is NULL and err
+// says what and where ("at /properties/name: 'pattern' is not supported").
+int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, bn_error *err);
+void bn_json_schema_free(bn_json_schema *g);
+
+// Where one reading of the text stands: a stack of the schema's values open.
+typedef struct bn_json_frame {
+    uint16_t node;   // the schema node (json_schema.c)
+    uint8_t phase;   // where in its value
+    uint8_t unused;  // zero (frames compare as bytes)
+    uint16_t index;  // an object: its first property that may still come; an array: items so far
+    uint16_t cand;   // an enum value or property name being matched, or the property being read
+    uint16_t offset; // bytes of it matched
+} bn_json_frame;
+
+typedef struct bn_json_thread {
+    uint8_t depth;      // frames open (0: the value is whole)
+    uint8_t space;      // blanks in a row
+    bn_json_prefix lex; // the string, number, literal or free value being read
+    bn_json_frame frame[BN_JSON_SCHEMA_DEPTH];
+} bn_json_thread;
+
+typedef struct bn_json_state {
+    const bn_json_schema *schema;
+    int n; // readings still alive (0: no text begins so)
+    bn_json_thread thread[BN_JSON_SCHEMA_THREADS];
+} bn_json_state;
+
+// An empty text (the schema must outlive the state).
+void bn_json_state_init(bn_json_state *s, const bn_json_schema *g);
+void bn_json_state_copy(bn_json_state *to, const bn_json_state *from);
+// to = from after n bytes (to may not be from). Returns whether some text the
+// schema accepts begins with them.
+bool bn_json_state_next(const bn_json_state *from, const char *bytes, size_t n, bn_json_state *to);
+// The same in place; s is then undefined when it returns false.
+bool bn_json_state_feed(bn_json_state *s, const char *bytes, size_t n);
+// Whether the text may end here (a top-level number may also go on).
+bool bn_json_state_done(const bn_json_state *s);
+// Whether the value is whole and closed: nothing but blanks may follow.
+bool bn_json_state_complete(const bn_json_state *s);
+// Whether every reading is inside a free string, between characters (where any
+// plain token, bn_json_plain_string_bytes, fits).
+bool bn_json_state_in_string(const bn_json_state *s);
+
+#endif

@@ -1,0 +1,272 @@
+// test_json_schema.c - core/json_schema.c, the automaton behind json_schema
+// (and json_object) requests: what each keyword lets through and refuses, read
+// a byte at a time; schemas refused when compiled, with their place; the
+// readings anyOf keeps; json_object's schema against json_prefix.c on Python's
+// cases; and (`test_json_schema python`) texts that the `jsonschema` package
+// judges (tests/json_schema_reference.py, through BITNET_JSON_SCHEMA_REFERENCE):
+// every text it calls valid and writes in the automaton's one way is taken
+// whole, and none it calls invalid is.
+#include "test_util.h"
+
+#include <stdlib.h>
+
+#include "json_schema.h"
+
+static bn_json_schema *compile(const char *schema) {
+    bn_json_schema *g = NULL;
+    bn_error err;
+    if (bn_json_schema_compile(schema, strlen(schema), &g, &err)) fail_msg("%s: %s", schema, err.msg);
+    return g;
+}
+
+// Feeds n bytes one at a time: those read before the first refusal (n: none),
+// and whether the text may end there.
+static size_t accepted(const bn_json_schema *g, const char *s, size_t n, bool *done) {
+    bn_json_state *st = malloc(sizeof *st);
+    bn_json_state_init(st, g);
+    size_t i = 0;
+    while (i < n && bn_json_state_feed(st, s + i, 1)) i++;
+    *done = i == n && bn_json_state_done(st);
+    free(st);
+    return i;
+}
+
+// Each text is taken whole (want_read: strlen) or refused at byte want_read.
+typedef struct text_case {
+    const char *text;
+    int refused_at; // -1: taken whole
+} text_case;
+#define WHOLE(t) {t, -1}
+
+static void expect_texts(const char *schema, const text_case *cases, size_t n) {
+    bn_json_schema *g = compile(schema);
+    for (size_t i = 0; i < n; i++) {
+        bool done;
+        const size_t len = strlen(cases[i].text), got = accepted(g, cases[i].text, len, &done);
+        const bool whole = cases[i].refused_at < 0;
+        const size_t want = whole ? len : (size_t)cases[i].refused_at;
+        if (got != want || (whole && !done))
+            fail_msg("schema %s, text \"%s\": read %zu of %zu bytes (want %zu), done %d", schema, cases[i].text,
+                     got, len, want, done);
+    }
+    bn_json_schema_free(g);
+}
+#define EXPECT(schema, ...)                                                                                  \
+    do {                                                                                                     \
+        const text_case cases_[] = {__VA_ARGS__};                                                            \
+        expect_texts(schema, cases_, sizeof cases_ / sizeof *cases_);                                        \
+    } while (0)
+
+static void test_scalars(void **state) {
+    (void)state;
+    EXPECT("{\"type\": \"integer\"}", WHOLE("0"), WHOLE("-12"), WHOLE(" 7 "), {"1.5", 1}, {"1e3", 1}, {"01", 1},
+           {"\"1\"", 0}, {"true", 0});
+    EXPECT("{\"type\": \"number\"}", WHOLE("1.5e-3"), WHOLE("-0"), WHOLE("12E+2"), {"1.", 2}, {"null", 0});
+    EXPECT("{\"type\": \"string\"}", WHOLE("\"a\\u00e9\\\"\""), WHOLE("\"\xc3\xa9\""), {"\"a\nb\"", 2}, {"1", 0});
+    EXPECT("{\"type\": [\"boolean\", \"null\"]}", WHOLE("true"), WHOLE("null"), WHOLE("false"), {"0", 0},
+           {"\"", 0});
+    EXPECT("{\"type\": [\"integer\", \"string\"]}", WHOLE("3"), WHOLE("\"x\""), {"3.5", 1});
+    EXPECT("{\"type\": [\"number\", \"integer\"]}", WHOLE("3.5"), WHOLE("3"));
+}
+
+static void test_enum_const(void **state) {
+    (void)state;
+    // Values that share a start: 1, 12 and 125 (a number may go on), and texts of every kind.
+    static const char e[] = "{\"enum\": [\"red\", \"re\", 1, 12, 125, -3, true, null, {\"a\": [1, 2]}, [\"x\"]]}";
+    EXPECT(e, WHOLE("\"red\""), WHOLE("\"re\""), WHOLE("1"), WHOLE("12"), WHOLE("125"), WHOLE(" 12 "), WHOLE("-3"),
+           WHOLE("true"), WHOLE("null"), WHOLE("{\"a\":[1,2]}"), WHOLE("[\"x\"]"), {"13", 1}, {"1250", 3},
+           {"\"r\"", 2}, {"{\"a\": [1,2]}", 5}, {"false", 0}, {"\"redd\"", 4});
+    EXPECT("{\"const\": \"on\"}", WHOLE("\"on\""), {"\"of\"", 2});
+    // Values of other types than "type" are not offered.
+    EXPECT("{\"type\": \"string\", \"enum\": [\"a\", 1]}", WHOLE("\"a\""), {"1", 0});
+}
+
+static void test_objects(void **state) {
+    (void)state;
+    // Properties in their listed order, required ones always, optional ones anywhere.
+    static const char o[] = "{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\"}, \"b\": {\"type\": "
+                            "\"string\"}, \"c\": {\"type\": \"boolean\"}, \"d\": {}}, \"required\": [\"b\", \"c\"]}";
+    EXPECT(o, WHOLE("{\"b\":\"x\",\"c\":true}"), WHOLE("{\"a\":1,\"b\":\"\",\"c\":false,\"d\":[{}]}"),
+           WHOLE(" { \"a\" : 1 , \"b\" : \"\" , \"c\" : true } "), {"{}", 1}, {"{\"c\"", 2}, {"{\"b\":\"x\"}", 8},
+           {"{\"b\":\"x\",\"a\"", 10}, {"{\"b\":\"x\",\"c\":true,\"e\"", 19}, {"{\"a\":1,\"a\"", 8},
+           {"{\"b\":\"x\",\"c\":true,\"d\":1,", 23});
+    // No properties: any keys, values as additionalProperties says.
+    EXPECT("{\"type\": \"object\", \"additionalProperties\": {\"type\": \"integer\"}}", WHOLE("{}"),
+           WHOLE("{\"x\":1,\"x\":2,\"\xc3\xa9\\n\":-3}"), {"{\"x\":\"1\"}", 5}, {"{\"x\":1.5}", 6});
+    EXPECT("{\"type\": \"object\", \"additionalProperties\": false}", WHOLE("{}"), WHOLE("{ }"), {"{\"", 1});
+    EXPECT("{\"type\": \"object\"}", WHOLE("{\"k\":{\"n\":[1,{\"m\":null}]}}"), {"[]", 0});
+    // Properties without "type": an object.
+    EXPECT("{\"properties\": {\"a\": {\"const\": 1}}}", WHOLE("{\"a\":1}"), WHOLE("{}"), {"1", 0});
+}
+
+static void test_arrays(void **state) {
+    (void)state;
+    EXPECT("{\"type\": \"array\", \"items\": {\"type\": \"integer\"}, \"minItems\": 2, \"maxItems\": 3}",
+           WHOLE("[1,2]"), WHOLE("[ 1 , 2 , 3 ]"), {"[1]", 2}, {"[1,2,3,", 6}, {"[]", 1}, {"[1,\"a\"]", 3});
+    EXPECT("{\"type\": \"array\", \"maxItems\": 0}", WHOLE("[]"), {"[1]", 1});
+    EXPECT("{\"type\": \"array\"}", WHOLE("[1,\"a\",[{}],null]"), WHOLE("[]"));
+    EXPECT("{\"type\": \"array\", \"items\": false}", WHOLE("[]"), {"[1", 1});
+}
+
+static void test_any_of_and_refs(void **state) {
+    (void)state;
+    // Two objects that differ only after their first key: both readings live until then.
+    static const char u[] = "{\"anyOf\": [{\"type\": \"object\", \"properties\": {\"x\": {\"type\": \"integer\"}}, "
+                            "\"required\": [\"x\"]}, {\"type\": \"object\", \"properties\": {\"y\": {\"type\": "
+                            "\"string\"}}, \"required\": [\"y\"]}, {\"type\": \"null\"}]}";
+    EXPECT(u, WHOLE("{\"x\":1}"), WHOLE("{\"y\":\"s\"}"), WHOLE("null"), {"{\"x\":\"s\"", 5}, {"{\"z\"", 2},
+           {"{}", 1});
+    bn_json_schema *g = compile(u);
+    bn_json_state *st = malloc(sizeof *st);
+    bn_json_state_init(st, g);
+    assert_true(bn_json_state_feed(st, "{", 1));
+    assert_int_equal(st->n, 2);
+    assert_true(bn_json_state_feed(st, "\"x", 2));
+    assert_int_equal(st->n, 1);
+    free(st);
+    bn_json_schema_free(g);
+    // A recursive tree, $defs and definitions, allOf of one, a resource of its own ($id).
+    static const char tree[] = "{\"type\": \"object\", \"properties\": {\"v\": {\"type\": \"integer\"}, \"kids\": "
+                               "{\"type\": \"array\", \"items\": {\"$ref\": \"#\"}}}, \"required\": [\"v\"]}";
+    EXPECT(tree, WHOLE("{\"v\":1,\"kids\":[{\"v\":2},{\"v\":3,\"kids\":[{\"v\":4}]}]}"), {"{\"v\":1,\"kids\":[{}", 16});
+    static const char defs[] =
+        "{\"$defs\": {\"P\": {\"type\": \"object\", \"properties\": {\"n\": {\"$ref\": \"#/definitions/N\"}}, "
+        "\"required\": [\"n\"]}}, \"definitions\": {\"N\": {\"type\": \"string\"}}, \"type\": \"object\", "
+        "\"properties\": {\"p\": {\"anyOf\": [{\"$ref\": \"#/$defs/P\"}, {\"type\": \"null\"}]}, \"q\": {\"allOf\": "
+        "[{\"$ref\": \"#/$defs/P\"}]}, \"r\": {\"$id\": \"urn:inner\", \"$defs\": {\"P\": {\"type\": \"integer\"}}, "
+        "\"$ref\": \"#/$defs/P\"}}}";
+    EXPECT(defs, WHOLE("{\"p\":{\"n\":\"a\"},\"q\":{\"n\":\"b\"},\"r\":5}"), WHOLE("{\"p\":null}"),
+           {"{\"r\":{", 5});
+}
+
+static void test_blanks_and_end(void **state) {
+    (void)state;
+    char many[40];
+    snprintf(many, sizeof many, "[%17s1]", "");
+    EXPECT("{\"type\": \"array\"}", WHOLE("[                1]"), {many, 17});
+    // A top-level number may end with the text, or go on; an object is complete at its '}'.
+    bn_json_schema *g = compile("{\"type\": \"integer\"}");
+    bn_json_state *st = malloc(sizeof *st);
+    bn_json_state_init(st, g);
+    assert_false(bn_json_state_done(st));
+    assert_true(bn_json_state_feed(st, "12", 2));
+    assert_true(bn_json_state_done(st));
+    assert_false(bn_json_state_complete(st));
+    assert_true(bn_json_state_feed(st, " ", 1));
+    assert_true(bn_json_state_complete(st));
+    assert_false(bn_json_state_feed(st, "3", 1));
+    bn_json_schema_free(g);
+    g = compile("{\"type\": \"object\", \"properties\": {\"s\": {\"type\": \"string\"}}}");
+    bn_json_state_init(st, g);
+    assert_true(bn_json_state_feed(st, "{\"s\":\"a", 7));
+    assert_true(bn_json_state_in_string(st));
+    assert_true(bn_json_state_feed(st, "\"", 1));
+    assert_false(bn_json_state_in_string(st));
+    assert_false(bn_json_state_done(st));
+    assert_true(bn_json_state_feed(st, "}", 1));
+    assert_true(bn_json_state_complete(st));
+    bn_json_schema_free(g);
+    free(st);
+}
+
+// What cannot be followed is refused when compiled, naming the keyword and where.
+static void test_refused_schemas(void **state) {
+    (void)state;
+    static const struct {
+        const char *schema, *says;
+    } cases[] = {
+        {"{\"type\": \"string\", \"pattern\": \"^a\"}", "at the top: 'pattern' is not supported"},
+        {"{\"properties\": {\"when\": {\"type\": \"string\", \"format\": \"date\"}}}",
+         "at /properties/when: 'format' is not supported"},
+        {"{\"type\": \"strange\"}", "'type' must name JSON types"},
+        {"{\"type\": [\"string\", 3]}", "'type' must name JSON types"},
+        {"{\"$ref\": \"#/$defs/missing\"}", "'$ref' must be"},
+        {"{\"$ref\": \"http://example.com/s.json\"}", "'$ref' must be"},
+        {"{\"anyOf\": []}", "'anyOf' must be a non-empty array"},
+        {"{\"allOf\": [{}, {}]}", "'allOf' is supported with one schema only"},
+        {"{\"type\": \"object\", \"anyOf\": [{}]}", "'anyOf' beside other constraints"},
+        {"{\"properties\": {\"a\": {}}, \"required\": [\"b\"]}", "'required' names a property"},
+        {"{\"type\": \"array\", \"items\": [{}]}", "'items' as an array"},
+        {"{\"type\": \"array\", \"minItems\": 3, \"maxItems\": 2}", "'minItems' is more than maxItems"},
+        {"{\"type\": \"array\", \"minItems\": -1}", "'minItems' must be a whole number"},
+        {"{\"type\": \"string\", \"enum\": [1, 2]}", "no value of 'enum' or 'const'"},
+        {"{\"$defs\": {\"A\": {\"$ref\": \"#/$defs/A\"}}, \"$ref\": \"#/$defs/A\"}", "leads back to itself"},
+        {"{\"anyOf\": [{\"$ref\": \"#\"}, {\"type\": \"null\"}]}", "leads back to itself"},
+        {"false", "a schema must be an object or true"},
+        {"{\"type\": ", "not valid JSON"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        bn_json_schema *g = (bn_json_schema *)1;
+        bn_error err = {0};
+        assert_int_equal(bn_json_schema_compile(cases[i].schema, strlen(cases[i].schema), &g, &err), -1);
+        assert_null(g);
+        if (!strstr(err.msg, cases[i].says)) fail_msg("%s: \"%s\", want \"%s\"", cases[i].schema, err.msg, cases[i].says);
+    }
+    // Annotations change nothing.
+    EXPECT("{\"title\": \"T\", \"description\": \"d\", \"default\": 1, \"examples\": [2], \"$schema\": "
+           "\"https://json-schema.org/draft/2020-12/schema\", \"type\": \"integer\"}", WHOLE("3"));
+}
+
+// ---- the jsonschema package (tests/json_schema_reference.py writes the cases) ----
+
+static int hex_digit(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
+
+static size_t unhex(const char *hex, size_t len, char *out) {
+    for (size_t i = 0; i < len / 2; i++) out[i] = (char)(hex_digit(hex[2 * i]) << 4 | hex_digit(hex[2 * i + 1]));
+    return len / 2;
+}
+
+static void test_python_reference(void **state) {
+    (void)state;
+    const char *path = getenv("BITNET_JSON_SCHEMA_REFERENCE");
+    if (!path || !*path) {
+        fprintf(stderr, "SKIP: BITNET_JSON_SCHEMA_REFERENCE is not set (CTest sets it when the Python tests are on)\n");
+        skip();
+    }
+    FILE *f = fopen(path, "r");
+    if (!f) fail_msg("cannot read %s (written by tests/json_schema_reference.py)", path);
+    enum { MAX_TEXT = 8192 };
+    char *line = malloc(4 * MAX_TEXT), *bytes = malloc(2 * MAX_TEXT), *schema = malloc(2 * MAX_TEXT);
+    bn_json_schema *g = NULL;
+    int schemas = 0, valid = 0, invalid = 0;
+    while (fgets(line, 4 * MAX_TEXT, f)) {
+        const size_t len = strcspn(line + 2, "\n");
+        assert_true(line[1] == ' ' && len % 2 == 0 && len / 2 < 2 * MAX_TEXT - 1);
+        const size_t n = unhex(line + 2, len, bytes);
+        if (line[0] == 'S') {
+            bn_json_schema_free(g);
+            memcpy(schema, bytes, n);
+            schema[n] = 0;
+            g = compile(schema);
+            schemas++;
+            continue;
+        }
+        assert_true(g && (line[0] == '0' || line[0] == '1'));
+        bool done;
+        const size_t read = accepted(g, bytes, n, &done);
+        const bool want = line[0] == '1', got = read == n && done;
+        if (got != want)
+            fail_msg("schema %s, text \"%.*s\": jsonschema %s, the automaton read %zu of %zu bytes, done %d", schema,
+                     (int)n, bytes, want ? "takes it (written in the one way)" : "refuses it", read, n, done);
+        valid += want, invalid += !want;
+    }
+    fclose(f);
+    bn_json_schema_free(g);
+    free(line);
+    free(bytes);
+    free(schema);
+    assert_true(schemas >= 20 && valid >= 2000 && invalid >= 2000);
+    fprintf(stderr, "%d schemas: %d valid and %d invalid texts agree with jsonschema\n", schemas, valid, invalid);
+}
+
+int main(int argc, char **argv) {
+    const struct CMUnitTest python[] = {cmocka_unit_test(test_python_reference)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_scalars),         cmocka_unit_test(test_enum_const),
+        cmocka_unit_test(test_objects),         cmocka_unit_test(test_arrays),
+        cmocka_unit_test(test_any_of_and_refs), cmocka_unit_test(test_blanks_and_end),
+        cmocka_unit_test(test_refused_schemas),
+    };
+    if (argc > 1 && !strcmp(argv[1], "python")) return cmocka_run_group_tests(python, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
