@@ -43,7 +43,8 @@ elif ! command -v nvcc >/dev/null; then
 fi
 
 # The official openai Python client, which test_serve talks to the server through,
-# and Prometheus's own client, whose parser reads the server's /metrics: in the
+# Prometheus's own client, whose parser reads the server's /metrics, and
+# jsonschema, which judges the server's structured replies: in the
 # project's own venv (.venv), not the system's Python, at the versions
 # python/requirements-test.txt pins.
 if [ "$want_python" = 1 ]; then
@@ -56,12 +57,15 @@ if [ "$want_python" = 1 ]; then
   }
   openai_version=$(pin openai)
   prometheus_version=$(pin prometheus-client)
+  jsonschema_version=$(pin jsonschema)
   venv=$root/.venv
   if ! "$venv/bin/python3" -c "import openai, sys; from importlib.metadata import version
-sys.exit(openai.__version__ != '$openai_version' or version('prometheus-client') != '$prometheus_version')" 2>/dev/null; then
-    echo "deps: installing openai $openai_version and prometheus-client $prometheus_version into .venv" >&2
+sys.exit(openai.__version__ != '$openai_version' or version('prometheus-client') != '$prometheus_version'
+         or version('jsonschema') != '$jsonschema_version')" 2>/dev/null; then
+    echo "deps: installing openai $openai_version, prometheus-client $prometheus_version and" \
+      "jsonschema $jsonschema_version into .venv" >&2
     python3 -m venv "$venv"
     "$venv/bin/python3" -m pip install -q --disable-pip-version-check "openai==$openai_version" \
-      "prometheus-client==$prometheus_version"
+      "prometheus-client==$prometheus_version" "jsonschema==$jsonschema_version"
   fi
 fi

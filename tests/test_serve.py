@@ -11,7 +11,9 @@ to generate's; stop strings; usage counts; /v1/models, /health, /tokenize,
 /detokenize; raw malformed requests (bad JSON, wrong types, huge bodies,
 slowloris-style partial requests, clients that hang up mid-request); the prompt
 cache (cached_tokens, cache_prompt); logprobs in both shapes; OpenAI parameters
-it does not implement refused; JSON mode (response_format json_object); /metrics
+it does not implement refused; JSON mode (response_format json_object) and
+structured replies (json_schema, judged by the jsonschema package); tool calls
+(tools, tool_choice, tool messages); /metrics
 (read by prometheus-client's parser); the API
 key; SIGTERM and SIGINT with requests running (exit 0, which under ASan also
 means no leak). Skips, saying why, without the fixture or the client.
@@ -31,13 +33,14 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 VENV = os.path.realpath(os.path.join(HERE, "..", ".venv"))
 try:
+    import jsonschema
     import openai
     from prometheus_client.parser import text_string_to_metric_families
 except ImportError:
     if os.path.exists(os.path.join(VENV, "bin", "python3")) and os.path.realpath(sys.prefix) != VENV:
         py = os.path.join(VENV, "bin", "python3")  # BITNET_WANT_PYTHON=1 scripts/deps.sh made it
         os.execv(py, [py, *sys.argv])
-    print("SKIP: the openai or prometheus-client Python package is not installed "
+    print("SKIP: the openai, prometheus-client or jsonschema Python package is not installed "
           "(BITNET_WANT_PYTHON=1 scripts/deps.sh puts them in .venv)")
     sys.exit(77)
 
@@ -275,7 +278,7 @@ class ServeTest(unittest.TestCase):
 
     def test_json_object(self):
         """response_format json_object: a reply that ends by itself is one JSON object, streamed or
-        not (the random model makes anything but JSON on its own); json_schema is refused."""
+        not (the random model makes anything but JSON on its own)."""
         whole = 0
         for seed in range(8):
             for stream in (False, True):
@@ -295,8 +298,132 @@ class ServeTest(unittest.TestCase):
                     self.assertIsInstance(json.loads(text), dict, text)
                     whole += 1
         self.assertGreaterEqual(whole, 4)
-        status, _, raw = self.srv.request("POST", "/v1/chat/completions", {
-            "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}})
+
+    def test_json_schema(self):
+        """response_format json_schema: a reply that ends by itself satisfies the schema, as the
+        jsonschema package judges it, in chat and completion, streamed or not; a schema the server
+        cannot follow, or a malformed one, is a 400 that says why."""
+        schema = {"type": "object", "properties": {
+            "name": {"type": "string"}, "age": {"type": "integer"},
+            "color": {"enum": ["red", "green", "blue"]},
+            "tags": {"type": "array", "items": {"type": "boolean"}, "maxItems": 2}},
+            "required": ["age", "color"]}
+        fmt = {"type": "json_schema", "json_schema": {"name": "pet", "schema": schema, "strict": True}}
+        whole = 0
+        for seed in range(6):
+            for stream in (False, True):
+                r = self.client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "A pet, please."}], max_tokens=60,
+                    temperature=1.0, seed=seed, stream=stream, response_format=fmt)
+                text, finish = self.text_of(r, stream)
+                if finish == "stop":
+                    jsonschema.validate(json.loads(text), schema)
+                    whole += 1
+        self.assertGreaterEqual(whole, 4)
+        r = self.client.completions.create(model="m", prompt="A pet:", max_tokens=60, temperature=0,
+                                           extra_body={"response_format": fmt})
+        if r.choices[0].finish_reason == "stop":
+            jsonschema.validate(json.loads(r.choices[0].text), schema)
+        for bad, says in (({"type": "string", "pattern": "^a"}, "'pattern' is not supported"),
+                          ({"$ref": "#/$defs/none"}, "'$ref' must be"), ("x", "json_schema must be")):
+            status, _, raw = self.srv.request("POST", "/v1/chat/completions", {
+                "messages": [{"role": "user", "content": "x"}],
+                "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": bad}}})
+            assert_error(self, status, raw, 400)
+            self.assertIn(says, json.loads(raw)["error"]["message"])
+
+    def text_of(self, r, stream):
+        """A chat reply's text and finish_reason, streamed or not."""
+        if not stream:
+            return r.choices[0].message.content, r.choices[0].finish_reason
+        parts, finish = [], None
+        for ch in r:
+            if ch.choices:
+                parts.append(ch.choices[0].delta.content or "")
+                finish = ch.choices[0].finish_reason or finish
+        return "".join(parts), finish
+
+    WEATHER = {"type": "function", "function": {
+        "name": "get_weather", "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"unit": {"enum": ["c", "f"]}, "days": {"type": "integer"}},
+                       "required": ["unit"]}}}
+    ADD = {"type": "function", "function": {
+        "name": "add", "parameters": {"type": "object", "properties": {"a": {"type": "integer"}},
+                                      "required": ["a"], "additionalProperties": False}}}
+
+    def calls_of(self, r, stream):
+        """(tool calls as [(id, name, arguments)], content, finish_reason), streamed or not."""
+        if not stream:
+            m = r.choices[0].message
+            calls = [(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or []]
+            return calls, m.content, r.choices[0].finish_reason
+        calls, content, finish = {}, [], None
+        for ch in r:
+            if not ch.choices:
+                continue
+            d = ch.choices[0].delta
+            content.append(d.content or "")
+            for c in d.tool_calls or []:  # deltas add up by index, as OpenAI streams them
+                id_, name, args = calls.get(c.index, ("", "", ""))
+                calls[c.index] = (id_ + (c.id or ""), name + (c.function.name or ""),
+                                  args + (c.function.arguments or ""))
+            finish = ch.choices[0].finish_reason or finish
+        return [calls[i] for i in sorted(calls)], "".join(content) or None, finish
+
+    def test_tools(self):
+        """tools: with tool_choice "required" (or a function named) and one call allowed, the
+        greedy random model still ends with a call whose arguments the function's parameters
+        accept, streamed or not; "auto" ends with calls or with text; the calls and their results
+        go back in as messages; malformed tools are a 400."""
+        ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+        for stream in (False, True):
+            for choice in ("required", {"type": "function", "function": {"name": "add"}}):
+                r = self.client.chat.completions.create(
+                    model="m", messages=ask, max_tokens=150, temperature=0, stream=stream,
+                    tools=[self.WEATHER, self.ADD], tool_choice=choice, parallel_tool_calls=False)
+                calls, content, finish = self.calls_of(r, stream)
+                self.assertEqual((finish, content, len(calls)), ("tool_calls", None, 1), (stream, choice))
+                id_, name, args = calls[0]
+                self.assertTrue(id_.startswith("call_"), id_)
+                if choice != "required":
+                    self.assertEqual(name, "add")
+                tool = {"get_weather": self.WEATHER, "add": self.ADD}[name]
+                jsonschema.validate(json.loads(args), tool["function"]["parameters"])
+        for seed in range(4):
+            r = self.client.chat.completions.create(model="m", messages=ask, max_tokens=150, temperature=1.0,
+                                                    seed=seed, tools=[self.WEATHER])
+            calls, content, finish = self.calls_of(r, False)
+            if finish == "tool_calls":
+                self.assertTrue(calls and content is None)
+                for _, name, args in calls:
+                    self.assertEqual(name, "get_weather")
+                    jsonschema.validate(json.loads(args), self.WEATHER["function"]["parameters"])
+            else:
+                self.assertFalse(calls)
+                self.assertIsInstance(content, str)
+        # The conversation goes on after a call: its result in a "tool" message.
+        history = ask + [{"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"unit":"c"}'}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "12 degrees"}]
+        r = self.client.chat.completions.create(model="m", messages=history, max_tokens=4, tools=[self.WEATHER],
+                                                tool_choice="none")
+        self.assertEqual(r.choices[0].message.tool_calls, None)
+        for body, says in (
+                ({"tools": [{"type": "function", "function": {"name": "bad name"}}]}, "'name'"),
+                ({"tools": [self.WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+                 "'tool_choice'"),
+                ({"tool_choice": "required"}, "'tool_choice' needs 'tools'"),
+                ({"tools": [self.WEATHER], "response_format": {"type": "json_object"}}, "'response_format'"),
+                ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"format": "x"}}}]},
+                 "'format' is not supported"),
+                ({"messages": [{"role": "tool", "content": "x"}]}, "tool_call_id"),
+                ({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{"}}]}]},
+                 "'arguments'")):
+            status, _, raw = self.srv.request("POST", "/v1/chat/completions",
+                                              {"messages": [{"role": "user", "content": "x"}], **body})
+            assert_error(self, status, raw, 400)
+            self.assertIn(says, json.loads(raw)["error"]["message"])
+        status, _, raw = self.srv.request("POST", "/v1/completions", {"prompt": "x", "tools": [self.WEATHER]})
         assert_error(self, status, raw, 400)
 
     def metrics(self):
@@ -381,7 +508,7 @@ class ServeTest(unittest.TestCase):
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}),
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "logprobs": 1}),
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
-                                      "tools": [{"type": "function", "function": {"name": "f"}}]}),
+                                      "tools": [{"type": "function"}]}),
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
                                       "response_format": {"type": "json_schema", "json_schema": {}}}),
             ("/v1/completions", {"prompt": "x", "response_format": "json_object"}),

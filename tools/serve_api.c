@@ -13,7 +13,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "json_schema.h"
 #include "serve_reply.h"
+#include "serve_tools.h"
 
 #define MAX_STOP 16 // stop strings per request (OpenAI allows 4)
 
@@ -177,15 +179,39 @@ static bool all_zero(const cJSON *bias) { // logit_bias {"id": 0, ...}
     return cJSON_IsObject(bias);
 }
 
-// response_format: {"type": "text"} (the default) or {"type": "json_object"}
-// (JSON mode: bn_request.json_object); json_schema is not implemented.
+// p's json_schema: schema as JSON (absent: any JSON value), compiled once here
+// so that one json_schema.h cannot follow is a 400 that says why.
+static bool set_schema(fields *f, bn_job_params *p, const cJSON *schema) {
+    p->json_schema = schema ? cJSON_PrintUnformatted(schema) : strdup("{}");
+    if (!p->json_schema) return fail(f, "out of memory (%s)", "response_format");
+    bn_json_schema *g;
+    bn_error err;
+    if (!bn_json_schema_compile(p->json_schema, strlen(p->json_schema), &g, &err)) {
+        bn_json_schema_free(g);
+        return true;
+    }
+    reply_error(f->r, 400, "invalid_value", "%s", err.msg);
+    return f->bad = true, false;
+}
+
+// response_format: {"type": "text"} (the default), {"type": "json_object"}
+// (JSON mode: bn_request.json_object) or {"type": "json_schema", "json_schema":
+// {"name", "schema", "strict"?, "description"?}} (bn_request.json_schema; a
+// schema json_schema.h cannot follow is a 400 that says why).
 static bool get_response_format(fields *f, bn_job_params *p) {
     const cJSON *v = field(f, "response_format");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(v, "type");
     if (!v || (cJSON_IsString(type) && !strcmp(type->valuestring, "text"))) return true;
     if (cJSON_IsString(type) && !strcmp(type->valuestring, "json_object")) return p->json_object = true;
-    return fail(f, "'%s' must be {\"type\": \"text\"} or {\"type\": \"json_object\"} (json_schema is not "
-                   "supported by this server)", "response_format");
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "json_schema"))
+        return fail(f, "'%s' must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or {\"type\": "
+                       "\"json_schema\", \"json_schema\": {\"name\", \"schema\"}}", "response_format");
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(v, "json_schema");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(js, "name");
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
+    if (!cJSON_IsObject(js) || !cJSON_IsString(name) || (schema && !cJSON_IsObject(schema) && !cJSON_IsTrue(schema)))
+        return fail(f, "'%s' json_schema must be {\"name\": NAME, \"schema\": {...}}", "response_format");
+    return set_schema(f, p, schema);
 }
 
 // OpenAI's parameters that would change the answer in ways this server does not
@@ -198,7 +224,6 @@ static bool refuse_unsupported(fields *f) {
                     : (v = field(f, "logit_bias")) && !all_zero(v)                            ? "logit_bias"
                     : (v = field(f, "presence_penalty")) && !is_number(v, 0)                 ? "presence_penalty"
                     : (v = field(f, "frequency_penalty")) && !is_number(v, 0)                ? "frequency_penalty"
-                    : (v = field(f, "tools")) && !(cJSON_IsArray(v) && !v->child)            ? "tools"
                     : (v = field(f, "functions")) && !(cJSON_IsArray(v) && !v->child)        ? "functions"
                                                                                               : NULL;
     return !bad || fail(f, "'%s' is not supported by this server", bad);
@@ -224,13 +249,50 @@ static char *message_text(const cJSON *content, bool *ok) {
     return s;
 }
 
+// tools, tool_choice, parallel_tool_calls (serve_tools.h): a chat whose tools
+// may be called has its reply held to their schema, and its system message
+// lists them. Not with a response_format of its own.
+static bool get_tools(fields *f, bn_job_params *p, bn_tools *t) {
+    char err[256];
+    if (bn_tools_read(f->o, t, err, sizeof err)) {
+        reply_error(f->r, 400, "invalid_value", "%s", err);
+        return f->bad = true, false;
+    }
+    if (!t->schema) return true;
+    if (p->json_object || p->json_schema) return fail(f, "'%s' with 'tools' is not supported", "response_format");
+    p->json_schema = t->schema;
+    t->schema = NULL;
+    return f->r->tools = true;
+}
+
+// Prepends the tools' part to the system message, or makes one for it (m has
+// room for one more message than *n).
+static bool add_tools_system(bn_chat_message *m, char **texts, int *n, const char *system) {
+    if (*n > 0 && !strcmp(m[0].role, "system")) {
+        const size_t len = strlen(system) + strlen(texts[0]) + 3;
+        char *s = malloc(len);
+        if (!s) return false;
+        snprintf(s, len, "%s\n\n%s", texts[0], system);
+        free(texts[0]);
+        m[0].content = texts[0] = s;
+        return true;
+    }
+    memmove(m + 1, m, (size_t)*n * sizeof *m);
+    memmove(texts + 1, texts, (size_t)*n * sizeof *texts);
+    if (!(texts[0] = strdup(system))) return false;
+    m[0] = (bn_chat_message){"system", texts[0]};
+    (*n)++;
+    return true;
+}
+
 // messages -> the chat prompt's ids, in the model's chat format (core/chat.h).
-static bool chat_prompt(const bn_api *a, fields *f, bn_job_params *p) {
+// Tool results and earlier tool calls go in as serve_tools.h says.
+static bool chat_prompt(const bn_api *a, fields *f, bn_job_params *p, const bn_tools *tools) {
     const cJSON *msgs = field(f, "messages");
-    const int n = cJSON_IsArray(msgs) ? cJSON_GetArraySize(msgs) : 0;
+    int n = cJSON_IsArray(msgs) ? cJSON_GetArraySize(msgs) : 0;
     if (n < 1) return fail(f, "'%s' must be a non-empty array of messages", "messages");
-    bn_chat_message *m = calloc((size_t)n, sizeof *m);
-    char **texts = calloc((size_t)n, sizeof *texts);
+    bn_chat_message *m = calloc((size_t)n + 1, sizeof *m);
+    char **texts = calloc((size_t)n + 1, sizeof *texts);
     bool ok = m && texts;
     for (int i = 0; ok && i < n; i++) {
         const cJSON *msg = cJSON_GetArrayItem(msgs, i);
@@ -239,15 +301,24 @@ static bool chat_prompt(const bn_api *a, fields *f, bn_job_params *p) {
             ok = fail(f, "each of '%s' must be an object with a string 'role'", "messages");
             break;
         }
-        texts[i] = message_text(cJSON_GetObjectItemCaseSensitive(msg, "content"), &ok);
+        char err[256];
+        const char *as = NULL;
+        if (!(texts[i] = bn_tools_message(msgs, msg, &as, err, sizeof err)) && err[0]) {
+            reply_error(f->r, 400, "invalid_value", "%s", err);
+            ok = false, f->bad = true;
+            break;
+        }
+        if (!texts[i]) texts[i] = message_text(cJSON_GetObjectItemCaseSensitive(msg, "content"), &ok);
         if (!ok || !texts[i]) {
             ok = fail(f, "a message's 'content' must be a string or an array of text parts (%s)", "messages");
             break;
         }
         // OpenAI's newer name for the system role.
-        m[i].role = !strcmp(role->valuestring, "developer") ? "system" : role->valuestring;
+        m[i].role = as ? as : !strcmp(role->valuestring, "developer") ? "system" : role->valuestring;
         m[i].content = texts[i];
     }
+    if (ok && tools->system && !add_tools_system(m, texts, &n, tools->system))
+        ok = fail(f, "out of memory (%s)", "tools");
     bn_error err;
     if (ok && bn_engine_chat_prompt(a->engine, m, (size_t)n, &p->prompt, &p->n_prompt, &err)) {
         reply_error(f->r, 400, "invalid_value", "%s", err.msg);
@@ -311,9 +382,14 @@ static void generate(const bn_api *a, const char *body, size_t len, bool chat, b
     fields f = {o, r, false};
     bn_job_params p = {0};
     // OpenAI's defaults: a completion stops after 16 tokens, a chat reply at its end.
+    bn_tools tools = {0};
+    const cJSON *t;
     bool ok = get_params(&f, &p, &r->stream, chat ? 0 : 16) && get_logprobs(&f, chat, &p) &&
               get_response_format(&f, &p) && refuse_unsupported(&f) &&
-              (chat ? chat_prompt(a, &f, &p) : completion_prompt(a, &f, &p));
+              (chat ? get_tools(&f, &p, &tools) && chat_prompt(a, &f, &p, &tools)
+                    : (!(t = field(&f, "tools")) || (cJSON_IsArray(t) && !t->child) ||
+                       fail(&f, "'%s' is for chat completions", "tools")) && completion_prompt(a, &f, &p));
+    bn_tools_free(&tools);
     cJSON_Delete(o);
     if (!ok) {
         bn_job_params_free(&p);

@@ -27,6 +27,9 @@ typedef struct bn_api_reply {
     const char *content_type; // NULL: application/json
     bn_job *job; // the generation, with a reference for the caller
     bool stream, chat;
+    bool tools;         // a chat whose reply may be tool calls (serve_tools.h): it
+                        // goes out whole, also when streamed
+    bool called_tools;  // and it did: finish_reason "tool_calls"
     bool logprobs;      // the request asked for them
     size_t text_offset; // a completion's logprobs: the bytes of the tokens reported so far
     char id[40]; // "chatcmpl-..." or "cmpl-..."

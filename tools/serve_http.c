@@ -91,9 +91,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     while (q->out_off == q->out_len) {
         if (q->ended) return MHD_CONTENT_READER_END_OF_STREAM;
         bn_job_state st;
-        q->got.text.len = q->got.logprobs.len = 0;
+        const bool hold = q->r.tools; // a reply that may call tools goes out whole, at the end
+        if (!hold) q->got.text.len = q->got.logprobs.len = 0;
         if (bn_job_wait(q->r.job, WAIT_MS, &q->got, &st)) return MHD_CONTENT_READER_END_WITH_ERROR;
-        if (!q->got.text.len && !q->got.logprobs.len && !st.done && !q->first) {
+        if ((hold || (!q->got.text.len && !q->got.logprobs.len)) && !st.done && !q->first) {
             if (client_gone(q->conn)) return bn_job_cancel(q->r.job), MHD_CONTENT_READER_END_WITH_ERROR;
             continue;
         }

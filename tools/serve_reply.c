@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "io.h"
+#include "serve_tools.h"
 
 cJSON *bn_text_json(const char *text, size_t len) {
     char *s = malloc(3 * len + 1); // a bad byte (1) becomes U+FFFD (3)
@@ -163,8 +164,21 @@ char *bn_api_error_json(int status, const char *message, const char *code) {
     return print(error_object(status, message, code));
 }
 
-static const char *finish_reason(bn_stop stop) {
+static const char *finish_reason(const bn_api_reply *r, bn_stop stop) {
+    if (r->called_tools) return "tool_calls";
     return stop == BN_STOP_EOG || stop == BN_STOP_STRING ? "stop" : "length";
+}
+
+// A chat reply's message (or a stream's delta) from its whole text: content,
+// or with tools the calls it makes (serve_tools.h).
+static void message_content(cJSON *m, bn_api_reply *r, const char *text, size_t len, bool delta) {
+    if (!r->tools) {
+        cJSON_AddItemToObject(m, "content", bn_text_json(text, len));
+        return;
+    }
+    const char *finish;
+    bn_tools_reply(m, text, len, r->id, delta, &finish);
+    r->called_tools = finish != NULL;
 }
 
 static void add_usage(cJSON *o, const bn_job_state *st) {
@@ -201,12 +215,12 @@ void bn_api_finish(const bn_api *a, bn_api_reply *r, const bn_job_output *out, c
     if (r->chat) {
         cJSON *m = cJSON_AddObjectToObject(choice, "message");
         cJSON_AddStringToObject(m, "role", "assistant");
-        cJSON_AddItemToObject(m, "content", bn_text_json(text, len));
+        message_content(m, r, text, len, false);
     } else {
         cJSON_AddItemToObject(choice, "text", bn_text_json(text, len));
     }
     cJSON_AddItemToObject(choice, "logprobs", logprobs_json(a, r, out));
-    cJSON_AddStringToObject(choice, "finish_reason", finish_reason(st->stop));
+    cJSON_AddStringToObject(choice, "finish_reason", finish_reason(r, st->stop));
     add_usage(o, st);
     r->status = 200;
     r->body = print(o);
@@ -230,12 +244,13 @@ static cJSON *chunk(const bn_api *a, bn_api_reply *r, const bn_job_output *out, 
     if (r->chat) {
         cJSON *d = cJSON_AddObjectToObject(choice, "delta");
         if (role) cJSON_AddStringToObject(d, "role", "assistant");
-        if (role || out) cJSON_AddItemToObject(d, "content", bn_text_json(text, len));
+        if (role) cJSON_AddStringToObject(d, "content", "");
+        else if (out) message_content(d, r, text, len, true);
     } else {
         cJSON_AddItemToObject(choice, "text", bn_text_json(text, len));
     }
     cJSON_AddItemToObject(choice, "logprobs", logprobs_json(a, r, out));
-    if (last) cJSON_AddStringToObject(choice, "finish_reason", finish_reason(last->stop));
+    if (last) cJSON_AddStringToObject(choice, "finish_reason", finish_reason(r, last->stop));
     else cJSON_AddNullToObject(choice, "finish_reason");
     if (last) add_usage(o, last);
     return o;
@@ -246,7 +261,9 @@ char *bn_api_event(const bn_api *a, bn_api_reply *r, const bn_job_output *got, c
     bn_buf out = {0};
     if (bn_buf_reserve(&out, 0)) return NULL; // "" when there is nothing to send
     if (first && r->chat) add_event(&out, chunk(a, r, NULL, true, NULL), NULL);
-    if (got->text.len || got->logprobs.len) add_event(&out, chunk(a, r, got, false, NULL), NULL);
+    // With tools the reply is known only whole: serve_http.c holds it back till then.
+    if ((got->text.len || got->logprobs.len) && (!r->tools || st->done))
+        add_event(&out, chunk(a, r, got, false, NULL), NULL);
     if (st->done && st->error[0]) add_event(&out, error_object(st->status, st->error, NULL), NULL);
     else if (st->done) add_event(&out, chunk(a, r, NULL, false, st), NULL);
     if (st->done) add_event(&out, NULL, "[DONE]");

@@ -45,6 +45,7 @@ void bn_job_params_free(bn_job_params *p) {
     free(p->prompt);
     for (size_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
     free(p->stop);
+    free(p->json_schema);
     *p = (bn_job_params){0};
 }
 
@@ -124,7 +125,8 @@ static void between_steps(bn_sched *s) {
                               .max_tokens = j->p.max_tokens, .sampling = j->p.sampling,
                               .stop = (const char *const *)j->p.stop, .n_stop = j->p.n_stop,
                               .no_prefix_cache = j->p.no_prefix_cache, .logprobs = j->p.logprobs,
-                              .top_logprobs = j->p.top_logprobs, .json_object = j->p.json_object};
+                              .top_logprobs = j->p.top_logprobs, .json_object = j->p.json_object,
+                              .json_schema = j->p.json_schema};
         bn_error err;
         const int slot = bn_batch_add(s->b, &r, &err);
         if (slot < 0) {

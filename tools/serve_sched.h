@@ -31,9 +31,10 @@ typedef struct bn_job_params {
     bool logprobs;        // bn_request's: each generated token's log-probability
     int top_logprobs;     // and its likeliest alternatives'
     bool json_object;     // bn_request's: the text is one JSON object
+    char *json_schema;    // bn_request's (malloc'd): its value is one this schema accepts
 } bn_job_params;
 
-// Frees the prompt and stop strings and zeroes p.
+// Frees the prompt, stop strings and schema and zeroes p.
 void bn_job_params_free(bn_job_params *p);
 
 // With logprobs, one per generated token (an end-of-generation token has none).
