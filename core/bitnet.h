@@ -333,6 +333,10 @@ BN_API int bn_batch_n_active(const bn_batch *b); // slots with a request that ha
 // slot (>= 0), or -1 with err (no free slot, an empty prompt or one that does
 // not fit, bad ids or sampling).
 BN_API int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err);
+// Whether bn_request.json_schema can take this schema (a JSON text, n bytes):
+// 0, or -1 with what it cannot follow and where in err (bn_batch_add would
+// fail with the same error).
+BN_API int bn_json_schema_check(const char *schema, size_t n, bn_error *err);
 // Frees a slot at once, finished or not (a cancelled request). Out-of-range or
 // free slots are ignored.
 BN_API void bn_batch_remove(bn_batch *b, int slot);

@@ -2,6 +2,8 @@
 // nodes, and the automaton that reads a text against them, a byte at a time.
 #include "json_schema.h"
 
+#include "bitnet.h" // bn_json_schema_check
+
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -392,6 +394,13 @@ int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, b
         return -1;
     }
     *out = g;
+    return 0;
+}
+
+int bn_json_schema_check(const char *schema, size_t n, bn_error *err) {
+    bn_json_schema *g;
+    if (bn_json_schema_compile(schema, n, &g, err)) return -1;
+    bn_json_schema_free(g);
     return 0;
 }
 

@@ -13,7 +13,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "json_schema.h"
 #include "serve_reply.h"
 #include "serve_tools.h"
 
@@ -184,12 +183,8 @@ static bool all_zero(const cJSON *bias) { // logit_bias {"id": 0, ...}
 static bool set_schema(fields *f, bn_job_params *p, const cJSON *schema) {
     p->json_schema = schema ? cJSON_PrintUnformatted(schema) : strdup("{}");
     if (!p->json_schema) return fail(f, "out of memory (%s)", "response_format");
-    bn_json_schema *g;
     bn_error err;
-    if (!bn_json_schema_compile(p->json_schema, strlen(p->json_schema), &g, &err)) {
-        bn_json_schema_free(g);
-        return true;
-    }
+    if (!bn_json_schema_check(p->json_schema, strlen(p->json_schema), &err)) return true;
     reply_error(f->r, 400, "invalid_value", "%s", err.msg);
     return f->bad = true, false;
 }

@@ -10,6 +10,7 @@ turn feed only its new tokens, as in `bitnet-gpu serve`.
 import codecs
 import collections
 import ctypes
+import json
 import os
 import queue
 import threading
@@ -27,8 +28,9 @@ class _Job:
     """One request: what it asks, in the C library's types (converted here, in
     the caller's thread, where a bad argument raises), and its stream's queue."""
 
-    def __init__(self, ids, max_tokens, sp, stop, cache_prompt, emit):
+    def __init__(self, ids, max_tokens, sp, stop, cache_prompt, json_schema, emit):
         self.ids, self.max_tokens, self.sp, self.cache_prompt = list(ids), max_tokens, sp, cache_prompt
+        self.json_object, self.json_schema = _json_constraint(json_schema)
         self.c_ids = (ctypes.c_int32 * len(self.ids))(*self.ids)
         # A stop string that is not valid UTF-8 (a lone surrogate) can never match
         # the text, as with Engine; "surrogatepass" keeps it from raising.
@@ -55,6 +57,19 @@ class _Job:
         if tail:
             self.text += tail
             self.emit(Piece(tail, -1))
+
+
+def _json_constraint(json_schema):
+    """generate()'s json_schema as bn_request's (json_object, json_schema bytes),
+    the schema checked by the library (BitnetError when it cannot follow it)."""
+    if json_schema is None or json_schema is False:
+        return False, None
+    if json_schema is True:
+        return True, None
+    text = json_schema if isinstance(json_schema, str) else json.dumps(json_schema)
+    data, err = text.encode("utf-8", "surrogatepass"), N.Error()
+    _check(lib.bn_json_schema_check(data, len(data), ctypes.byref(err)), err)
+    return False, data
 
 
 class BatchStream(Stream):
@@ -140,14 +155,14 @@ class BatchEngine(Model):
         self._thread.start()
 
     # ---- requests ----
-    def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True):
+    def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True, json_schema=None):
         if not self._b:
             raise BitnetError("the engine is closed")
         n = 0 if max_tokens is None else int(max_tokens)  # 0: until the context is full
         if max_tokens is not None and n <= 0:  # as Engine: nothing to generate
             done = Completion("", [], list(ids), "length", Timings(0.0, 0.0, 0.0, len(ids), 0, 0))
             return BatchStream(None, None, done) if stream else done
-        s = BatchStream(self, (ids, n, sp, stop, cache_prompt))
+        s = BatchStream(self, (ids, n, sp, stop, cache_prompt, json_schema))
         if stream:
             return s
         for _ in s:
@@ -167,7 +182,8 @@ class BatchEngine(Model):
     def _admit(self, job):
         """Puts job into a free slot (the lock is held); a refusal ends it with the C error."""
         req = N.Request(prompt=job.c_ids, n_prompt=len(job.ids), max_tokens=job.max_tokens, sampling=job.sp,
-                        stop=job.c_stops, n_stop=job.n_stops, no_prefix_cache=not job.cache_prompt)
+                        stop=job.c_stops, n_stop=job.n_stops, no_prefix_cache=not job.cache_prompt,
+                        json_object=job.json_object, json_schema=job.json_schema)
         err = N.Error()
         slot = lib.bn_batch_add(self._b, ctypes.byref(req), ctypes.byref(err))
         if slot < 0:

@@ -308,7 +308,7 @@ class Model:
         return sp
 
     def generate(self, prompt: Prompt, max_tokens: Optional[int] = 128, *, stop=None, stream: bool = False,
-                 cache_prompt: bool = True, **sampling) -> Union[Completion, Stream]:
+                 cache_prompt: bool = True, json_schema=None, **sampling) -> Union[Completion, Stream]:
         """Completes prompt (text, BOS added as the vocabulary asks, or token ids).
 
         max_tokens: None = until the context is full. stop: a string or a list;
@@ -318,19 +318,24 @@ class Model:
         top-k 40, top-p 0.95, min-p 0.05, no repeat penalty, seed 42).
         stream=True returns a Stream of Piece(text, id) instead of a Completion.
         cache_prompt=False feeds the whole prompt (see the class).
+        json_schema (BatchEngine only): True for one JSON object (OpenAI's
+        json_object), or a JSON Schema (a dict or its JSON text) the text's value
+        must satisfy, within what the library supports (README: Structured
+        replies); a schema it cannot follow raises BitnetError at once.
         """
         ids = self.tokenize(prompt, bos=self.add_bos) if isinstance(prompt, str) else list(prompt)
-        return self._start(ids, max_tokens, stop, stream, sampling, cache_prompt)
+        return self._start(ids, max_tokens, stop, stream, sampling, cache_prompt, json_schema)
 
     def chat(self, messages: Sequence[dict], max_tokens: Optional[int] = None, *, stop=None,
-             stream: bool = False, cache_prompt: bool = True, **sampling) -> Union[Completion, Stream]:
+             stream: bool = False, cache_prompt: bool = True, json_schema=None, **sampling) -> Union[Completion, Stream]:
         """The assistant's reply to a conversation (see chat_prompt); as generate()."""
-        return self._start(self.chat_prompt(messages), max_tokens, stop, stream, sampling, cache_prompt)
+        return self._start(self.chat_prompt(messages), max_tokens, stop, stream, sampling, cache_prompt, json_schema)
 
-    def _start(self, ids, max_tokens, stop, stream, sampling, cache_prompt):
-        return self._start_sampled(ids, max_tokens, stop, stream, self.sampling(**sampling), cache_prompt)
+    def _start(self, ids, max_tokens, stop, stream, sampling, cache_prompt, json_schema=None):
+        return self._start_sampled(ids, max_tokens, stop, stream, self.sampling(**sampling), cache_prompt,
+                                   json_schema)
 
-    def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True):
+    def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True, json_schema=None):
         raise NotImplementedError
 
     def close(self):
@@ -432,9 +437,11 @@ class Engine(Model):
             self._read_backend()
         _check(rc, err)
 
-    def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True):
+    def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True, json_schema=None):
         """_start with sp already built by sampling() (openai_api builds it first,
         to answer the library's checks with a 400)."""
+        if json_schema is not None:
+            raise BitnetError("json_schema needs a BatchEngine (the batch masks the tokens that would break it)")
         n = self.n_ctx if max_tokens is None else int(max_tokens)
         if stream:
             return Stream(self, ids, n, sp, stop, cache_prompt)

@@ -4,7 +4,8 @@
 its response shapes (usage counts, server-sent events when streaming, error
 objects); /v1/models lists the one model. bitnet_gpu.serve puts this behind
 Ray Serve. Parameters OpenAI has and this server cannot honour (n > 1,
-logprobs, tools, ...) are refused, not ignored. Absent sampling parameters take
+logprobs, tools, ...) are refused, not ignored. response_format json_object
+and json_schema need a BatchEngine (bitnet_gpu.serve with slots). Absent sampling parameters take
 the library's defaults (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05);
 top_k, min_p and repeat_penalty are accepted as extensions, as llama.cpp's
 server does.
@@ -29,7 +30,6 @@ _UNSUPPORTED = {
     "frequency_penalty": (0,),
     "tools": ([],),
     "functions": ([],),
-    "response_format": ({"type": "text"},),
 }
 _NUMBERS = {"temperature": float, "top_p": float, "min_p": float, "repeat_penalty": float, "top_k": int, "seed": int}
 _FINISH = {"eog": "stop", "stop": "stop", "length": "length", "context": "length", "cancelled": "stop"}
@@ -69,6 +69,23 @@ def _sampling(body):
     if out.get("seed", 0) < 0 or out.get("seed", 0) >= 2**64:
         raise _bad("'seed' must be in 0..2^64-1", "seed")
     return out
+
+
+def _json_schema(body):
+    """response_format as generate()'s json_schema: None (text), True (json_object) or a schema."""
+    rf = body.get("response_format")
+    kind = rf.get("type") if isinstance(rf, dict) else None
+    if rf is None or kind == "text":
+        return None
+    if kind == "json_object":
+        return True
+    spec = rf.get("json_schema")
+    if kind == "json_schema" and isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        schema = spec.get("schema", {})
+        if isinstance(schema, dict) or schema is True:
+            return schema
+    raise _bad("'response_format' must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or "
+               "{\"type\": \"json_schema\", \"json_schema\": {\"name\", \"schema\"}}", "response_format")
 
 
 def _stop(body):
@@ -162,7 +179,11 @@ class OpenAIServer:
         cache_prompt = True if cache_prompt is None else cache_prompt
         if not isinstance(cache_prompt, bool):
             raise _bad("'cache_prompt' must be a boolean", "cache_prompt")
-        generation = self.engine._start_sampled(ids, max_tokens, _stop(body), True, sp, cache_prompt)
+        try:  # a schema the library cannot follow, or an Engine (no batch), is the request's fault
+            generation = self.engine._start_sampled(ids, max_tokens, _stop(body), True, sp, cache_prompt,
+                                                    _json_schema(body))
+        except BitnetError as e:
+            raise _bad(str(e), "response_format") from None
         return Call(self, chat, ids, generation, stream, bool(options.get("include_usage")))
 
     def _prompt(self, prompt):

@@ -1,13 +1,14 @@
 """bitnet_gpu.BatchEngine on tiny-a: many generations at once give what an
 Engine gives each alone (greedy and seeded, tokens and text), from many
 threads; streams, stop strings, cancellation (the slot is free at once), the
-prompt cache, errors, and the OpenAI routes over it."""
+prompt cache, errors, JSON Schema replies, and the OpenAI routes over it."""
+import json
 import threading
 
 import pytest
 
 from bitnet_gpu import BatchEngine, BitnetError, Engine, Piece
-from bitnet_gpu.openai_api import OpenAIServer
+from bitnet_gpu.openai_api import ApiError, OpenAIServer
 
 PROMPTS = ["2+2=", "The capital of France is", "Once upon a time", "def fib(n):", "Hi", "A"]
 SAMPLED = dict(temperature=0.9, top_k=20, top_p=0.9, min_p=0.02, seed=11)
@@ -136,3 +137,51 @@ def test_openai_routes_over_a_batch(batch, engine):
     got = OpenAIServer(batch, "m").start(body, chat=False).response()
     assert got["choices"] == want["choices"]
     assert got["usage"]["completion_tokens"] == want["usage"]["completion_tokens"]
+
+
+PET = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"},
+                                        "kind": {"enum": ["cat", "dog"]}}, "required": ["age", "kind"]}
+
+
+def test_json_schema(batch, engine):
+    """json_schema: a reply that ends by itself satisfies the schema (judged by
+    jsonschema), streamed or not; True asks for one JSON object; a schema the
+    library cannot follow raises at once, as does an Engine (no batch)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    ended = 0
+    for seed in range(6):
+        r = batch.chat([{"role": "user", "content": "A pet?"}], max_tokens=60, json_schema=PET,
+                       temperature=1.0, seed=seed)
+        if r.finish_reason == "eog":
+            jsonschema.validate(json.loads(r.text), PET)
+            ended += 1
+    assert ended >= 3
+    s = batch.generate("A pet:", max_tokens=60, json_schema=json.dumps(PET), temperature=0, stream=True)
+    text = "".join(p.text for p in s)
+    assert text == s.result.text
+    if s.result.finish_reason == "eog":
+        jsonschema.validate(json.loads(text), PET)
+    r = batch.generate("{", max_tokens=40, json_schema=True, temperature=1.0, seed=3)
+    if r.finish_reason == "eog":
+        assert isinstance(json.loads(r.text), dict)
+    with pytest.raises(BitnetError, match="'pattern' is not supported"):
+        batch.generate("x", json_schema={"type": "string", "pattern": "a"})
+    with pytest.raises(BitnetError, match="needs a BatchEngine"):
+        engine.generate("x", json_schema=PET)
+
+
+def test_openai_response_format_over_a_batch(batch, engine):
+    jsonschema = pytest.importorskip("jsonschema")
+    fmt = {"type": "json_schema", "json_schema": {"name": "pet", "schema": PET}}
+    body = {"model": "m", "messages": [{"role": "user", "content": "A pet?"}], "max_tokens": 60, "temperature": 0,
+            "response_format": fmt}
+    got = OpenAIServer(batch, "m").start(body, chat=True).response()
+    if got["choices"][0]["finish_reason"] == "stop":
+        jsonschema.validate(json.loads(got["choices"][0]["message"]["content"]), PET)
+    for server, bad, says in ((OpenAIServer(engine, "m"), fmt, "needs a BatchEngine"),
+                              (OpenAIServer(batch, "m"), {"type": "json_schema", "json_schema": {
+                                  "name": "x", "schema": {"format": "date"}}}, "'format' is not supported"),
+                              (OpenAIServer(batch, "m"), {"type": "yaml"}, "'response_format' must be")):
+        with pytest.raises(ApiError) as e:
+            server.start({**body, "response_format": bad}, chat=True)
+        assert e.value.status == 400 and says in e.value.body["error"]["message"]
