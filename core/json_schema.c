@@ -25,6 +25,8 @@ typedef struct node {
     uint8_t types;       // T_*: what the value may be
     bool any;            // no constraint: a bn_json_prefix reads the whole value
     bool alias;          // anyOf, oneOf, $ref, allOf of one: the value is one of alts'
+    bool tagged;         // an anyOf of objects told apart by their first property's value
+                         // (discriminate): read as one object, whose first value picks its alt
     bool free_keys;      // an object without "properties": any keys, values of node `values`
     int32_t values, items;
     uint32_t min_items, max_items;
@@ -356,6 +358,42 @@ static bool flatten(compiler *c, int32_t id, uint8_t *mark, int32_t *out, int32_
     return true;
 }
 
+// An anyOf whose alternatives are all objects that begin with the same required
+// property, whose value is one const, different in each: OpenAI's tool calls
+// ({"name": {"const": F}, "arguments": ...}) and other tagged unions. Node id
+// becomes one object of that one property, whose value is the union of the
+// consts (a new enum node); value_end then puts the alternative it picked in
+// the frame's place. One reading instead of one per alternative. Returns 1
+// when it did, 0 when the alternatives do not have that shape, -1 on error.
+static int discriminate(compiler *c, int32_t id, const int32_t *flat, int32_t n) {
+    bn_json_schema *g = c->g;
+    if (n < 2) return 0;
+    for (int32_t i = 0; i < n; i++) {
+        const node *a = &g->nodes[flat[i]], *a0 = &g->nodes[flat[0]];
+        if (a->types != T_OBJECT || a->free_keys || a->n_props < 1 || !g->props[a->props].required ||
+            strcmp(g->texts[a->keys], g->texts[a0->keys]))
+            return 0;
+        const node *tag = &g->nodes[g->props[a->props].node];
+        if (tag->alias || tag->n_texts != 1) return 0;
+        for (int32_t j = 0; j < i; j++)
+            if (!strcmp(g->texts[tag->texts], g->texts[g->nodes[g->props[g->nodes[flat[j]].props].node].texts]))
+                return 0;
+    }
+    const int32_t tags = new_node(c, "");
+    if (tags < 0 || !grow((void **)&g->props, &g->cap_props, g->n_props, sizeof *g->props)) return -1;
+    const int32_t first_text = g->n_texts;
+    for (int32_t i = 0; i < n; i++) {
+        const node *tag = &g->nodes[g->props[g->nodes[flat[i]].props].node];
+        if (!add_text(c, "", strdup(g->texts[tag->texts]))) return -1;
+    }
+    g->nodes[tags].types = T_ALL, g->nodes[tags].texts = first_text, g->nodes[tags].n_texts = n;
+    node *nd = &g->nodes[id];
+    nd->alias = false, nd->tagged = true, nd->types = T_OBJECT;
+    nd->props = g->n_props, nd->n_props = 1, nd->keys = g->nodes[flat[0]].keys;
+    g->props[g->n_props++] = (prop){tags, true};
+    return 1;
+}
+
 static bool flatten_aliases(compiler *c) {
     bn_json_schema *g = c->g;
     uint8_t *mark = calloc((size_t)g->n_nodes, 1);
@@ -369,6 +407,11 @@ static bool flatten_aliases(compiler *c) {
         const int32_t first = g->n_alts;
         for (int32_t i = 0; ok && i < n; i++) ok = add_alt(c, "", flat[i]);
         g->nodes[id].alts = first, g->nodes[id].n_alts = n;
+        const int tagged = ok ? discriminate(c, id, flat, n) : 0;
+        if (tagged < 0) ok = false, fail(c, "", "out of memory", NULL);
+        else if (ok && !tagged && n > BN_JSON_SCHEMA_THREADS)
+            ok = false, fail(c, "", "an anyOf has more than 16 alternatives (unless they are objects told apart "
+                                    "by the const value of their first property)", NULL);
     }
     free(mark);
     free(flat);
@@ -465,12 +508,19 @@ static bool push(bn_json_thread *t, int32_t child, uint8_t parent_phase) {
     return true;
 }
 
-// The top frame's value is whole: its parent goes on after it.
-static void value_end(bn_json_thread *t) {
+// The top frame's value is whole: its parent goes on after it. A tagged
+// object's first value (its tag) names the alternative the object is read as
+// from then on.
+static void value_end(const bn_json_schema *g, bn_json_thread *t) {
     if (--t->depth == 0) return;
     bn_json_frame *f = &t->frame[t->depth - 1];
-    if (f->phase == P_OBJ_VALUE) f->phase = P_OBJ_AFTER, f->index = (uint16_t)(f->cand + 1), f->cand = 0;
-    else f->phase = P_ARR_AFTER, f->index = (uint16_t)(f->index < MAX_COUNT ? f->index + 1 : MAX_COUNT);
+    if (f->phase == P_OBJ_VALUE) {
+        const node *n = &g->nodes[f->node];
+        if (n->tagged) f->node = (uint16_t)g->alts[n->alts + t->frame[t->depth].cand];
+        f->phase = P_OBJ_AFTER, f->index = (uint16_t)(f->cand + 1), f->cand = 0;
+    } else {
+        f->phase = P_ARR_AFTER, f->index = (uint16_t)(f->index < MAX_COUNT ? f->index + 1 : MAX_COUNT);
+    }
 }
 
 // Whether a property from the i-th on must still come.
@@ -523,7 +573,7 @@ static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn
         const bool fits = bn_json_prefix_feed(&lex, &byte, 1) &&
                           !(open_number && integer_only(n) && (c == '.' || c == 'e' || c == 'E'));
         if (open_number && (!fits || bn_json_prefix_complete(&lex))) {
-            value_end(t);
+            value_end(g, t);
             step(g, t, c, out);
             return;
         }
@@ -531,7 +581,7 @@ static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn
         t->lex = lex;
         if (bn_json_prefix_complete(&lex)) {
             if (f->phase == P_KEY_LEX) f->phase = P_COLON;
-            else value_end(t);
+            else value_end(g, t);
         }
         emit(out, t);
         return;
@@ -548,7 +598,7 @@ static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn
         const int j = match(texts, f->cand, last, cur, f->offset, c);
         if (j < 0) {
             if (!key && !cur[f->offset]) { // a whole number, and c follows it
-                value_end(t);
+                value_end(g, t);
                 step(g, t, c, out);
             }
             return;
@@ -557,7 +607,7 @@ static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn
         f->cand = (uint16_t)j, f->offset++;
         if (!text[f->offset]) {
             if (key) f->phase = P_COLON, f->offset = 0;
-            else if (!is_number_text(text)) value_end(t);
+            else if (!is_number_text(text)) value_end(g, t);
         }
         emit(out, t);
         return;
@@ -596,7 +646,7 @@ static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn
         return;
     case P_OBJ_FIRST:
         if (c == '}') {
-            if (n->free_keys || !required_from(g, n, 0)) value_end(t), emit(out, t);
+            if (n->free_keys || !required_from(g, n, 0)) value_end(g, t), emit(out, t);
             return;
         }
         /* fall through */
@@ -619,11 +669,11 @@ static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn
         return;
     case P_OBJ_AFTER:
         if (c == ',' && (n->free_keys || f->index < n->n_props)) f->phase = P_OBJ_KEY, emit(out, t);
-        else if (c == '}' && (n->free_keys || !required_from(g, n, f->index))) value_end(t), emit(out, t);
+        else if (c == '}' && (n->free_keys || !required_from(g, n, f->index))) value_end(g, t), emit(out, t);
         return;
     case P_ARR_FIRST:
         if (c == ']') {
-            if (n->min_items == 0) value_end(t), emit(out, t);
+            if (n->min_items == 0) value_end(g, t), emit(out, t);
             return;
         }
         if (n->max_items > 0 && push(t, n->items, P_ARR_VALUE)) step(g, t, c, out);
@@ -632,7 +682,7 @@ static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn
         if (c == ',' && f->index < n->max_items) {
             if (push(t, n->items, P_ARR_VALUE)) emit(out, t);
         } else if (c == ']' && f->index >= n->min_items) {
-            value_end(t), emit(out, t);
+            value_end(g, t), emit(out, t);
         }
         return;
     }

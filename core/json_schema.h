@@ -26,10 +26,15 @@
 //
 // A value the schema leaves free (true, {}, an object's values without a
 // schema) is read by a bn_json_prefix. anyOf is followed by keeping every
-// alternative that still fits (a "thread" each, up to BN_JSON_SCHEMA_THREADS;
-// past that the later ones are dropped, so a text can then be refused that the
-// schema accepts, never the reverse). Schema nesting goes BN_JSON_SCHEMA_DEPTH
-// deep, a free value's own nesting BN_JSON_MAX_DEPTH.
+// alternative that still fits (a "reading" each, up to BN_JSON_SCHEMA_THREADS;
+// an anyOf of more alternatives is refused when compiled, and where nested
+// anyOfs multiply past that the later readings are dropped, so a text can then
+// be refused that the schema accepts, never the reverse). An anyOf of objects
+// that all begin with the same required property, whose value is a const
+// different in each (a tagged union, as OpenAI's tool calls are), is read as
+// one object whose tag picks the alternative: one reading, however many
+// alternatives. Schema nesting goes BN_JSON_SCHEMA_DEPTH deep, a free value's
+// own nesting BN_JSON_MAX_DEPTH.
 #ifndef BN_JSON_SCHEMA_H
 #define BN_JSON_SCHEMA_H
 

@@ -139,6 +139,51 @@ static void test_any_of_and_refs(void **state) {
            {"{\"r\":{", 5});
 }
 
+// An anyOf of objects told apart by their first property's const (OpenAI's tool
+// calls) is read as one object: one reading however many alternatives, each
+// alternative's own properties after its tag.
+static void test_tagged_union(void **state) {
+    (void)state;
+    enum { N = 40 };
+    char *schema = malloc(N * 200 + 100), *text = malloc(200);
+    size_t len = (size_t)sprintf(schema, "{\"anyOf\": [");
+    for (int i = 0; i < N; i++)
+        len += (size_t)sprintf(schema + len, "%s{\"type\": \"object\", \"properties\": {\"name\": {\"const\": \"f%d\"}, "
+                                             "\"arguments\": {\"type\": \"object\", \"properties\": {\"x%d\": "
+                                             "{\"type\": \"integer\"}}, \"required\": [\"x%d\"]}}, \"required\": "
+                                             "[\"name\", \"arguments\"]}", i ? ", " : "", i, i, i);
+    sprintf(schema + len, "]}");
+    bn_json_schema *g = compile(schema);
+    bn_json_state *st = malloc(sizeof *st);
+    for (int i = 0; i < N; i++) {
+        bn_json_state_init(st, g);
+        const int n = sprintf(text, "{\"name\":\"f%d\", \"arguments\": {\"x%d\": %d}}", i, i, i);
+        for (int k = 0; k < n; k++) {
+            assert_true(bn_json_state_feed(st, text + k, 1));
+            assert_int_equal(st->n, 1);
+        }
+        assert_true(bn_json_state_complete(st));
+        // Another alternative's property after this one's tag: refused.
+        bn_json_state_init(st, g);
+        sprintf(text, "{\"name\":\"f%d\",\"arguments\":{\"x%d\"", i, (i + 1) % N);
+        assert_false(bn_json_state_feed(st, text, strlen(text)));
+    }
+    bn_json_state_init(st, g);
+    assert_false(bn_json_state_feed(st, "{\"name\":\"f40\"", 15));
+    free(st);
+    bn_json_schema_free(g);
+    // The same anyOf without the tags is more readings than the automaton keeps: refused when compiled.
+    len = (size_t)sprintf(schema, "{\"anyOf\": [");
+    for (int i = 0; i < 17; i++) len += (size_t)sprintf(schema + len, "%s{\"type\": \"array\", \"maxItems\": %d}", i ? ", " : "", i);
+    sprintf(schema + len, "]}");
+    bn_json_schema *none = (bn_json_schema *)1;
+    bn_error err;
+    assert_int_equal(bn_json_schema_compile(schema, strlen(schema), &none, &err), -1);
+    assert_non_null(strstr(err.msg, "more than 16 alternatives"));
+    free(schema);
+    free(text);
+}
+
 static void test_blanks_and_end(void **state) {
     (void)state;
     char many[40];
@@ -264,7 +309,8 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scalars),         cmocka_unit_test(test_enum_const),
         cmocka_unit_test(test_objects),         cmocka_unit_test(test_arrays),
-        cmocka_unit_test(test_any_of_and_refs), cmocka_unit_test(test_blanks_and_end),
+        cmocka_unit_test(test_any_of_and_refs), cmocka_unit_test(test_tagged_union),
+        cmocka_unit_test(test_blanks_and_end),
         cmocka_unit_test(test_refused_schemas),
     };
     if (argc > 1 && !strcmp(argv[1], "python")) return cmocka_run_group_tests(python, NULL, NULL);
