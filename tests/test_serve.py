@@ -401,6 +401,20 @@ class ServeTest(unittest.TestCase):
             else:
                 self.assertFalse(calls)
                 self.assertIsInstance(content, str)
+        # Beside tools, a response_format shapes the answer that calls none; a tool that is not
+        # strict has the keywords the server cannot follow (minimum) dropped, not refused.
+        loose = {"type": "function", "function": {"name": "count", "parameters": {
+            "type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}, "required": ["n"]}}}
+        pet = {"type": "object", "properties": {"kind": {"enum": ["cat", "dog"]}}, "required": ["kind"]}
+        for seed in range(3):
+            r = self.client.chat.completions.create(
+                model="m", messages=ask, max_tokens=150, temperature=1.0, seed=seed, tools=[loose],
+                response_format={"type": "json_schema", "json_schema": {"name": "pet", "schema": pet}})
+            calls, content, finish = self.calls_of(r, False)
+            if finish == "tool_calls":
+                self.assertIsInstance(json.loads(calls[0][2])["n"], int)
+            elif finish == "stop":
+                jsonschema.validate(json.loads(content), pet)
         # The conversation goes on after a call: its result in a "tool" message.
         history = ask + [{"role": "assistant", "content": None, "tool_calls": [
             {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"unit":"c"}'}}]},
@@ -413,8 +427,9 @@ class ServeTest(unittest.TestCase):
                 ({"tools": [self.WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
                  "'tool_choice'"),
                 ({"tool_choice": "required"}, "'tool_choice' needs 'tools'"),
-                ({"tools": [self.WEATHER], "response_format": {"type": "json_object"}}, "'response_format'"),
-                ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"format": "x"}}}]},
+                ({"tools": [self.WEATHER], "stop": ["x"]}, "'stop' with 'tools'"),
+                ({"tools": [{"type": "function", "function": {"name": "f", "strict": True,
+                                                              "parameters": {"format": "x"}}}]},
                  "'format' is not supported"),
                 ({"messages": [{"role": "tool", "content": "x"}]}, "tool_call_id"),
                 ({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{"}}]}]},

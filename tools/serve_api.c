@@ -246,22 +246,34 @@ static char *message_text(const cJSON *content, bool *ok) {
 
 // tools, tool_choice, parallel_tool_calls (serve_tools.h): a chat whose tools
 // may be called has its reply held to their schema, and its system message
-// lists them. Not with a response_format of its own.
+// lists them. A response_format then shapes the answer that calls none.
 static bool get_tools(fields *f, bn_job_params *p, bn_tools *t) {
-    char err[256];
-    if (bn_tools_read(f->o, t, err, sizeof err)) {
+    const cJSON *format = field(f, "response_format");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(format, "type");
+    const bool object = cJSON_IsString(type) && !strcmp(type->valuestring, "json_object");
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(format, "json_schema"),
+                                                           "schema");
+    cJSON *made = NULL; // a schema for response_format's value made here
+    const cJSON *response = object ? (made = cJSON_Parse("{\"type\": \"object\"}"))
+                          : p->json_schema ? (schema ? schema : (made = cJSON_CreateTrue()))
+                                           : NULL;
+    char err[512];
+    const int rc = bn_tools_read(f->o, response, t, err, sizeof err);
+    cJSON_Delete(made);
+    if (rc) {
         reply_error(f->r, 400, "invalid_value", "%s", err);
         return f->bad = true, false;
     }
     if (!t->schema) return true;
-    if (p->json_object || p->json_schema) return fail(f, "'%s' with 'tools' is not supported", "response_format");
+    free(p->json_schema);
     p->json_schema = t->schema;
+    p->json_object = false;
     t->schema = NULL;
     return f->r->tools = true;
 }
 
-// Prepends the tools' part to the system message, or makes one for it (m has
-// room for one more message than *n).
+// Adds the tools' part to the system message, or makes one for it first (m
+// and texts have room for one more message than *n).
 static bool add_tools_system(bn_chat_message *m, char **texts, int *n, const char *system) {
     if (*n > 0 && !strcmp(m[0].role, "system")) {
         const size_t len = strlen(system) + strlen(texts[0]) + 3;
@@ -272,10 +284,11 @@ static bool add_tools_system(bn_chat_message *m, char **texts, int *n, const cha
         m[0].content = texts[0] = s;
         return true;
     }
+    char *s = strdup(system);
+    if (!s) return false;
     memmove(m + 1, m, (size_t)*n * sizeof *m);
     memmove(texts + 1, texts, (size_t)*n * sizeof *texts);
-    if (!(texts[0] = strdup(system))) return false;
-    m[0] = (bn_chat_message){"system", texts[0]};
+    m[0] = (bn_chat_message){"system", texts[0] = s};
     (*n)++;
     return true;
 }

@@ -244,7 +244,8 @@ static cJSON *chunk(const bn_api *a, bn_api_reply *r, const bn_job_output *out, 
     if (r->chat) {
         cJSON *d = cJSON_AddObjectToObject(choice, "delta");
         if (role) cJSON_AddStringToObject(d, "role", "assistant");
-        if (role) cJSON_AddStringToObject(d, "content", "");
+        if (role && r->tools) cJSON_AddNullToObject(d, "content"); // as OpenAI opens a reply that may call tools
+        else if (role) cJSON_AddStringToObject(d, "content", "");
         else if (out) message_content(d, r, text, len, true);
     } else {
         cJSON_AddItemToObject(choice, "text", bn_text_json(text, len));

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bitnet.h"
+#include "io.h"
+#include "json_prefix.h"
 #include "serve_reply.h"
 
 #define MAX_TOOLS 128
@@ -13,6 +16,45 @@
 static int tools_error(char *err, size_t size, const char *msg) {
     snprintf(err, size, "%s", msg);
     return -1;
+}
+
+static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// Appends to out the JSON value that begins at text[*at] (after blanks), without
+// the blanks between its tokens: its strings and numbers byte for byte as they
+// were written (cJSON would print numbers back through a double: 2^53 + 1 or a
+// 20-digit id would change). *at moves past it. False when no whole value is there.
+static bool copy_value(const char *text, size_t len, size_t *at, bn_buf *out) {
+    size_t i = *at;
+    while (i < len && is_blank(text[i])) i++;
+    bn_json_prefix lex;
+    bn_json_prefix_init(&lex, false);
+    for (; i < len && !bn_json_prefix_complete(&lex); i++) {
+        if (is_blank(text[i]) && !bn_json_prefix_in_string(&lex)) continue;
+        bn_json_prefix next = lex;
+        if (!bn_json_prefix_feed(&next, text + i, 1)) break; // what follows a number
+        lex = next;
+        if (bn_buf_append(out, text + i, 1)) return false;
+    }
+    *at = i;
+    return bn_json_prefix_done(&lex);
+}
+
+// Appends the value of the next `"key":` in text from *at on, as copy_value
+// does. The reply's schema leaves no other place for the key's text to appear
+// before it (names are [A-Za-z0-9_-]; earlier values are skipped whole).
+static bool copy_value_of(const char *text, size_t len, size_t *at, const char *key, bn_buf *out) {
+    const size_t k = strlen(key);
+    for (size_t i = *at; i + k + 2 <= len; i++) {
+        if (text[i] != '"' || memcmp(text + i + 1, key, k) || text[i + k + 1] != '"') continue;
+        size_t j = i + k + 2;
+        while (j < len && is_blank(text[j])) j++;
+        if (j < len && text[j] == ':') {
+            *at = j + 1;
+            return copy_value(text, len, at, out);
+        }
+    }
+    return false;
 }
 
 // OpenAI's rule for a function's name: 1 to 64 of a-z, A-Z, 0-9, '_' and '-'.
@@ -34,21 +76,62 @@ static cJSON *one_property(const char *key, cJSON *value) {
     return o;
 }
 
-// One call of function f: {"name": {"const": NAME}, "arguments": PARAMETERS}.
-// The parameters are their own resource ("$id"), so that their "$ref"s point
-// into them rather than into the schema around them.
-static cJSON *call_schema(const cJSON *f, int index) {
-    const cJSON *params = cJSON_GetObjectItemCaseSensitive(f, "parameters");
-    cJSON *args = params ? cJSON_Duplicate(params, true) : cJSON_CreateObject();
-    if (!cJSON_GetObjectItemCaseSensitive(args, "$id")) {
-        char id[40];
-        snprintf(id, sizeof id, "urn:bitnet-gpu:tool:%d", index);
-        cJSON_AddStringToObject(args, "$id", id);
+// Keywords that only narrow which values a schema accepts and that
+// json_schema.h cannot follow. A tool that is not "strict" has them dropped
+// from its parameters: its arguments are then held to a looser schema (as
+// OpenAI holds a non-strict tool's to none), rather than the request refused.
+static const char *const narrowing[] = {
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength", "maxLength",
+    "pattern", "format", "uniqueItems", "minProperties", "maxProperties", "propertyNames", "patternProperties",
+    "dependentRequired", "dependentSchemas", "contains", "minContains", "maxContains", "not", "if", "then",
+    "else", "unevaluatedProperties", "unevaluatedItems", "contentEncoding", "contentMediaType",
+    "contentSchema", "prefixItems", "nullable", "discriminator"};
+
+// Drops the narrowing keywords from schema and the schemas in it.
+static void loosen(cJSON *schema) {
+    if (!cJSON_IsObject(schema)) return;
+    for (size_t i = 0; i < sizeof narrowing / sizeof *narrowing; i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(schema, narrowing[i]);
+    static const char *const maps[] = {"properties", "$defs", "definitions"}; // of schemas
+    static const char *const lists[] = {"anyOf", "oneOf", "allOf"};
+    cJSON *e;
+    for (int i = 0; i < 3; i++) {
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(schema, maps[i])) loosen(e);
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(schema, lists[i])) loosen(e);
     }
+    loosen(cJSON_GetObjectItemCaseSensitive(schema, "items"));
+    loosen(cJSON_GetObjectItemCaseSensitive(schema, "additionalProperties"));
+}
+
+// The schema function f's arguments are held to (a new cJSON): its
+// parameters, loosened unless f is strict; none given is an empty parameter
+// list, as OpenAI reads it.
+static cJSON *arguments_schema(const cJSON *f) {
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(f, "parameters");
+    if (!params) return cJSON_Parse("{\"type\": \"object\", \"properties\": {}}");
+    cJSON *args = cJSON_Duplicate(params, true);
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "strict"))) loosen(args);
+    return args;
+}
+
+// schema (taken) as its own resource ("$id"), so that its "$ref"s point into it
+// rather than into the schema around it.
+static cJSON *own_resource(cJSON *schema, const char *what, int index) {
+    if (cJSON_IsObject(schema) && !cJSON_GetObjectItemCaseSensitive(schema, "$id")) {
+        char id[48];
+        snprintf(id, sizeof id, "urn:bitnet-gpu:%s:%d", what, index);
+        cJSON_AddStringToObject(schema, "$id", id);
+    }
+    return schema;
+}
+
+// One call of function f: {"name": {"const": NAME}, "arguments": its schema}.
+static cJSON *call_schema(const cJSON *f, int index) {
     cJSON *name = cJSON_CreateObject();
     cJSON_AddStringToObject(name, "const", cJSON_GetObjectItemCaseSensitive(f, "name")->valuestring);
     cJSON *o = one_property("name", name);
-    cJSON_AddItemToObject(cJSON_GetObjectItemCaseSensitive(o, "properties"), "arguments", args);
+    cJSON_AddItemToObject(cJSON_GetObjectItemCaseSensitive(o, "properties"), "arguments",
+                          own_resource(arguments_schema(f), "tool", index));
     cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, "required"), cJSON_CreateString("arguments"));
     return o;
 }
@@ -81,7 +164,22 @@ static const cJSON *chosen(const cJSON *tools, const cJSON *choice, bool *requir
     return NULL;
 }
 
-// Checks each tool: {"type": "function", "function": {"name", "description"?, "parameters"?}}.
+// Whether the library can hold a value to schema; else the reason in err,
+// naming what: "'tools' function get_weather's parameters: at /properties/...".
+static bool check_schema(const cJSON *schema, const char *what, char *err, size_t size) {
+    char *text = cJSON_PrintUnformatted(schema);
+    bn_error e;
+    const bool ok = text && !bn_json_schema_check(text, strlen(text), &e);
+    if (!ok) {
+        const char *msg = text ? e.msg : "out of memory";
+        snprintf(err, size, "%s: %s", what, strncmp(msg, "json_schema: ", 13) ? msg : msg + 13);
+    }
+    free(text);
+    return ok;
+}
+
+// Checks each tool: {"type": "function", "function": {"name", "description"?,
+// "parameters"?, "strict"?}}, its arguments' schema one the library can follow.
 static int check_tools(const cJSON *tools, char *err, size_t size) {
     const int n = cJSON_IsArray(tools) ? cJSON_GetArraySize(tools) : -1;
     if (n < 1 || n > MAX_TOOLS) return tools_error(err, size, "'tools' must be an array of 1 to 128 tools");
@@ -99,6 +197,16 @@ static int check_tools(const cJSON *tools, char *err, size_t size) {
         if ((desc && !cJSON_IsString(desc) && !cJSON_IsNull(desc)) || (params && !cJSON_IsObject(params)))
             return tools_error(err, size, "a function's 'description' must be a string and its 'parameters' a "
                                           "JSON Schema object, in 'tools'");
+        for (const cJSON *u = tools->child; u != t; u = u->next)
+            if (!strcmp(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(u, "function"), "name")
+                            ->valuestring, name->valuestring))
+                return tools_error(err, size, "two functions in 'tools' have the same name");
+        char what[128];
+        snprintf(what, sizeof what, "'tools' function %s's parameters", name->valuestring);
+        cJSON *args = arguments_schema(f);
+        const bool ok = check_schema(args, what, err, size);
+        cJSON_Delete(args);
+        if (!ok) return -1;
     }
     return 0;
 }
@@ -131,11 +239,12 @@ static char *system_text(const cJSON *tools, bool required) {
     return s;
 }
 
-int bn_tools_read(const cJSON *request, bn_tools *t, char *err, size_t size) {
+int bn_tools_read(const cJSON *request, const cJSON *response_schema, bn_tools *t, char *err, size_t size) {
     *t = (bn_tools){0};
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(request, "tools");
     const cJSON *choice = cJSON_GetObjectItemCaseSensitive(request, "tool_choice");
     const cJSON *parallel = cJSON_GetObjectItemCaseSensitive(request, "parallel_tool_calls");
+    const cJSON *stop = cJSON_GetObjectItemCaseSensitive(request, "stop");
     if (parallel && !cJSON_IsBool(parallel) && !cJSON_IsNull(parallel))
         return tools_error(err, size, "'parallel_tool_calls' must be true or false");
     if (!tools || cJSON_IsNull(tools) || (cJSON_IsArray(tools) && !tools->child)) {
@@ -148,6 +257,9 @@ int bn_tools_read(const cJSON *request, bn_tools *t, char *err, size_t size) {
     const cJSON *callable = chosen(tools, choice, &required, &none, err, size);
     if (!callable) return -1;
     if (none) return 0;
+    // A stop string would cut the JSON the reply is read from.
+    if (stop && !cJSON_IsNull(stop) && !(cJSON_IsArray(stop) && !stop->child))
+        return tools_error(err, size, "'stop' with 'tools' is not supported");
     // {"tool_calls": [call, ...]}: any listed function, or the one chosen.
     cJSON *alts = cJSON_CreateArray();
     if (cJSON_IsArray(callable)) {
@@ -165,13 +277,17 @@ int bn_tools_read(const cJSON *request, bn_tools *t, char *err, size_t size) {
     cJSON_AddNumberToObject(calls, "minItems", 1);
     if (cJSON_IsFalse(parallel)) cJSON_AddNumberToObject(calls, "maxItems", 1);
     cJSON *schema = one_property("tool_calls", calls);
-    if (!required) {
-        cJSON *response = cJSON_CreateObject();
-        cJSON_AddStringToObject(response, "type", "string");
+    if (!required) { // or {"response": ...}: text, or the response_format's value
+        cJSON *response = response_schema ? own_resource(cJSON_Duplicate(response_schema, true), "response", 0)
+                                          : cJSON_Parse("{\"type\": \"string\"}");
         cJSON *either = cJSON_CreateObject(), *any = cJSON_AddArrayToObject(either, "anyOf");
         cJSON_AddItemToArray(any, schema);
         cJSON_AddItemToArray(any, one_property("response", response));
         schema = either;
+    }
+    if (!check_schema(schema, "'tools'", err, size)) { // each part passed: only its size can fail here
+        cJSON_Delete(schema);
+        return -1;
     }
     t->schema = cJSON_PrintUnformatted(schema);
     cJSON_Delete(schema);
@@ -226,6 +342,38 @@ static char *print_taken(cJSON *o) {
     return s;
 }
 
+// An assistant's earlier calls as the model would have written them:
+// {"tool_calls":[{"name":NAME,"arguments":ARGS}]}, each ARGS the call's
+// arguments text (one whole JSON value, nothing after it) without its blanks.
+// NULL when a call is malformed (*malformed) or memory is short.
+static char *calls_text(const cJSON *calls, bool *malformed) {
+    bn_buf out = {0};
+    bool ok = cJSON_IsArray(calls) && calls->child, oom = bn_buf_printf(&out, "{\"tool_calls\":[") != 0;
+    const cJSON *call;
+    cJSON_ArrayForEach(call, calls) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(call, "function");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(f, "name");
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(f, "arguments");
+        cJSON *parsed = cJSON_IsString(args) ? cJSON_ParseWithOpts(args->valuestring, NULL, true) : NULL;
+        char *quoted = cJSON_IsString(name) ? cJSON_PrintUnformatted(name) : NULL;
+        size_t at = 0;
+        ok = ok && parsed && quoted;
+        cJSON_Delete(parsed);
+        if (ok) {
+            oom |= bn_buf_printf(&out, "%s{\"name\":%s,\"arguments\":", call == calls->child ? "" : ",", quoted) != 0;
+            ok = oom || copy_value(args->valuestring, strlen(args->valuestring), &at, &out);
+            oom |= bn_buf_printf(&out, "}") != 0;
+        }
+        free(quoted);
+        if (!ok || oom) break;
+    }
+    oom |= bn_buf_printf(&out, "]}") != 0;
+    *malformed = !ok;
+    if (ok && !oom) return out.data;
+    free(out.data);
+    return NULL;
+}
+
 char *bn_tools_message(const cJSON *msgs, const cJSON *msg, const char **role, char *err, size_t size) {
     *err = 0;
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(msg, "role");
@@ -247,35 +395,26 @@ char *bn_tools_message(const cJSON *msgs, const cJSON *msg, const char **role, c
         return print_taken(o);
     }
     if (strcmp(r->valuestring, "assistant") || !calls || cJSON_IsNull(calls)) return NULL;
-    cJSON *o = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(o, "tool_calls");
-    const cJSON *call;
-    bool ok = cJSON_IsArray(calls) && calls->child;
-    cJSON_ArrayForEach(call, calls) {
-        const cJSON *f = cJSON_GetObjectItemCaseSensitive(call, "function");
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(f, "name");
-        const cJSON *args = cJSON_GetObjectItemCaseSensitive(f, "arguments");
-        cJSON *parsed = cJSON_IsString(args) ? cJSON_Parse(args->valuestring) : NULL;
-        if (!cJSON_IsString(name) || !parsed) {
-            cJSON_Delete(parsed);
-            ok = false;
-            break;
-        }
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "name", name->valuestring);
-        cJSON_AddItemToObject(e, "arguments", parsed);
-        cJSON_AddItemToArray(list, e);
-    }
-    if (!ok) {
-        cJSON_Delete(o);
-        tools_error(err, size, "an assistant message's 'tool_calls' must be function calls whose 'arguments' "
-                               "are JSON text (messages)");
-        return NULL;
-    }
+    bool malformed;
+    char *text = calls_text(calls, &malformed);
+    if (!text)
+        tools_error(err, size, !malformed ? "out of memory" : "an assistant message's 'tool_calls' must be function "
+                                                             "calls whose 'arguments' are one JSON value (messages)");
     *role = "assistant";
-    return print_taken(o);
+    return text;
 }
 
 // ---- the reply ------------------------------------------------------------------
+
+// A call's arguments, or a response that is not text: the value of the next
+// `"key":` in text from *at on, as the model wrote it (copy_value), as a string
+// item. The schema the reply was held to puts it there.
+static cJSON *value_text(const char *text, size_t len, size_t *at, const char *key) {
+    bn_buf v = {0};
+    cJSON *s = copy_value_of(text, len, at, key, &v) ? cJSON_CreateString(v.data) : NULL;
+    free(v.data);
+    return s;
+}
 
 void bn_tools_reply(cJSON *message, const char *text, size_t len, const char *reply_id, bool delta,
                     const char **finish) {
@@ -283,6 +422,8 @@ void bn_tools_reply(cJSON *message, const char *text, size_t len, const char *re
     cJSON *o = cJSON_ParseWithLength(text, len);
     const cJSON *calls = cJSON_GetObjectItemCaseSensitive(o, "tool_calls");
     const cJSON *response = cJSON_GetObjectItemCaseSensitive(o, "response");
+    size_t at = 0;
+    cJSON *value;
     if (cJSON_IsArray(calls)) {
         cJSON_AddNullToObject(message, "content");
         cJSON *list = cJSON_AddArrayToObject(message, "tool_calls");
@@ -293,20 +434,21 @@ void bn_tools_reply(cJSON *message, const char *text, size_t len, const char *re
             char id[64];
             snprintf(id, sizeof id, "call_%s_%d", dash ? dash + 1 : reply_id, i);
             cJSON *e = cJSON_CreateObject(), *f;
+            cJSON_AddItemToArray(list, e);
             if (delta) cJSON_AddNumberToObject(e, "index", i);
             cJSON_AddStringToObject(e, "id", id);
             cJSON_AddStringToObject(e, "type", "function");
             f = cJSON_AddObjectToObject(e, "function");
             cJSON_AddItemToObject(f, "name", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(c, "name"), true));
-            char *args = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(c, "arguments"));
-            cJSON_AddStringToObject(f, "arguments", args ? args : "{}");
-            free(args);
-            cJSON_AddItemToArray(list, e);
+            value = value_text(text, len, &at, "arguments");
+            cJSON_AddItemToObject(f, "arguments", value ? value : cJSON_CreateString("{}"));
             i++;
         }
         *finish = "tool_calls";
     } else if (cJSON_IsString(response)) {
         cJSON_AddStringToObject(message, "content", response->valuestring);
+    } else if (response && (value = value_text(text, len, &at, "response"))) { // a response_format's value
+        cJSON_AddItemToObject(message, "content", value);
     } else { // not the JSON the schema holds it to: cut short
         cJSON_AddItemToObject(message, "content", bn_text_json(text, len));
     }

@@ -3,7 +3,8 @@
 // tools become a system message that lists them, and the reply is held to a
 // JSON Schema (bn_request.json_schema), so that it is always one of
 //   {"tool_calls": [{"name": NAME, "arguments": {...}}, ...]}
-//   {"response": "TEXT"}   (unless tool_choice requires a call)
+//   {"response": "TEXT"}   (unless tool_choice requires a call; with a
+//                           response_format, its value instead of TEXT)
 // with each call's arguments valid for that tool's "parameters". The reply's
 // JSON then becomes the message's tool_calls (finish_reason "tool_calls") or
 // its content. Earlier turns go back to the model in the same shapes: an
@@ -23,9 +24,14 @@ typedef struct bn_tools {
     char *schema; // the reply's JSON Schema (malloc'd)
 } bn_tools;
 
-// From the request's "tools", "tool_choice" and "parallel_tool_calls". Returns
-// 0, or -1 with the reason (naming the field) in err.
-int bn_tools_read(const cJSON *request, bn_tools *t, char *err, size_t err_size);
+// From the request's "tools", "tool_choice" and "parallel_tool_calls". A
+// function's "parameters" must be a schema json_schema.h can follow; unless the
+// function is "strict", keywords it cannot follow that only narrow the values
+// (minimum, pattern, format, ...) are dropped first. response_schema: what a
+// {"response"} holds (a response_format's schema; NULL: text). Returns 0, or -1
+// with the reason (naming the field) in err. A "stop" with tools is refused: it
+// would cut the JSON the reply is read from.
+int bn_tools_read(const cJSON *request, const cJSON *response_schema, bn_tools *t, char *err, size_t err_size);
 void bn_tools_free(bn_tools *t);
 
 // The content a message of msgs has for the model, malloc'd, and the role it
@@ -35,9 +41,11 @@ void bn_tools_free(bn_tools *t);
 char *bn_tools_message(const cJSON *msgs, const cJSON *msg, const char **role, char *err, size_t err_size);
 
 // Fills a chat reply's message (or a stream's last delta) from the whole
-// generated text: "tool_calls" (ids made from reply_id) or "content", and
-// says the finish_reason ("tool_calls", or NULL: the one the stop gives). A
-// text cut short (max_tokens) is not JSON: it goes out as the content.
+// generated text: "tool_calls" (ids made from reply_id; each call's arguments
+// as the model wrote them, blanks aside, so that no number is rounded) or
+// "content" (a response_format's JSON value as text), and says the
+// finish_reason ("tool_calls", or NULL: the one the stop gives). A text cut
+// short (max_tokens) is not JSON: it goes out as the content.
 void bn_tools_reply(cJSON *message, const char *text, size_t len, const char *reply_id, bool delta,
                     const char **finish);
 

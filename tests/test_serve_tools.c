@@ -1,0 +1,194 @@
+// test_serve_tools.c - tools/serve_tools.c, the server's function calling, with
+// no model: the schema a request's tools make (compiled and read by
+// json_schema.c: what it takes and refuses), the checks on the tools, and the
+// reply and history texts, numbers byte for byte.
+#include "test_util.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+
+#include "../tools/serve_tools.h"
+#include "json_schema.h"
+
+// bn_tools_read on a request body; rc and *t (freed by the caller).
+static int read_tools(const char *body, const char *response_schema, bn_tools *t, char *err, size_t size) {
+    cJSON *o = cJSON_Parse(body), *rs = response_schema ? cJSON_Parse(response_schema) : NULL;
+    assert_non_null(o);
+    const int rc = bn_tools_read(o, rs, t, err, size);
+    cJSON_Delete(o);
+    cJSON_Delete(rs);
+    return rc;
+}
+
+// Whether the schema takes text whole.
+static bool takes(const char *schema, const char *text) {
+    bn_json_schema *g;
+    bn_error err;
+    if (bn_json_schema_compile(schema, strlen(schema), &g, &err)) fail_msg("%s", err.msg);
+    bn_json_state *s = malloc(sizeof *s);
+    bn_json_state_init(s, g);
+    const bool ok = bn_json_state_feed(s, text, strlen(text)) && bn_json_state_done(s);
+    free(s);
+    bn_json_schema_free(g);
+    return ok;
+}
+
+#define WEATHER                                                                                              \
+    "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": {\"type\": \"object\", "  \
+    "\"properties\": {\"city\": {\"type\": \"string\", \"minLength\": 1}, \"days\": {\"type\": \"integer\", "     \
+    "\"minimum\": 1}}, \"required\": [\"city\"]}}}"
+#define NOW "{\"type\": \"function\", \"function\": {\"name\": \"now\"}}"
+
+static void test_schema_of_tools(void **state) {
+    (void)state;
+    bn_tools t;
+    char err[512];
+    assert_int_equal(read_tools("{\"tools\": [" WEATHER ", " NOW "]}", NULL, &t, err, sizeof err), 0);
+    assert_non_null(strstr(t.system, "get_weather"));
+    assert_non_null(strstr(t.system, "\"response\""));
+    // Calls: each function's own arguments (minimum and minLength dropped: not strict); no
+    // parameters is no arguments; or an answer.
+    assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"\",\"days\":0}},"
+                                "{\"name\":\"now\",\"arguments\":{}}]}"));
+    assert_true(takes(t.schema, "{\"response\":\"hi\"}"));
+    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"now\",\"arguments\":{\"x\":1}}]}"));
+    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"days\":1}}]}"));
+    assert_false(takes(t.schema, "{\"tool_calls\":[]}"));
+    bn_tools_free(&t);
+    // required, one call at most, a response_format's value for the answer.
+    assert_int_equal(read_tools("{\"tools\": [" WEATHER "], \"tool_choice\": \"required\", "
+                                "\"parallel_tool_calls\": false}", NULL, &t, err, sizeof err), 0);
+    assert_null(strstr(t.system, "\"response\""));
+    assert_false(takes(t.schema, "{\"response\":\"hi\"}"));
+    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"a\"}},"
+                                 "{\"name\":\"get_weather\",\"arguments\":{\"city\":\"b\"}}]}"));
+    bn_tools_free(&t);
+    assert_int_equal(read_tools("{\"tools\": [" WEATHER "]}", "{\"type\": \"object\", \"properties\": {\"$defs\": "
+                                "{\"$ref\": \"#/$defs/n\"}}, \"$defs\": {\"n\": {\"type\": \"integer\"}}}",
+                                &t, err, sizeof err), 0);
+    assert_true(takes(t.schema, "{\"response\":{\"$defs\":3}}"));
+    assert_false(takes(t.schema, "{\"response\":\"hi\"}"));
+    bn_tools_free(&t);
+    // Many functions: one reading each call (a tagged union), however many.
+    char body[16384];
+    size_t len = (size_t)sprintf(body, "{\"tools\": [");
+    for (int i = 0; i < 40; i++)
+        len += (size_t)sprintf(body + len, "%s{\"type\": \"function\", \"function\": {\"name\": \"f%d\", \"parameters\": "
+                                           "{\"type\": \"object\", \"properties\": {\"x\": {\"const\": %d}}}}}",
+                               i ? ", " : "", i, i);
+    sprintf(body + len, "], \"tool_choice\": \"required\"}");
+    assert_int_equal(read_tools(body, NULL, &t, err, sizeof err), 0);
+    assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"f39\",\"arguments\":{\"x\":39}}]}"));
+    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"f39\",\"arguments\":{\"x\":38}}]}"));
+    bn_tools_free(&t);
+    // tool_choice none, or no tools: nothing to add.
+    assert_int_equal(read_tools("{\"tools\": [" NOW "], \"tool_choice\": \"none\"}", NULL, &t, err, sizeof err), 0);
+    assert_null(t.schema);
+    assert_int_equal(read_tools("{}", NULL, &t, err, sizeof err), 0);
+    assert_null(t.schema);
+}
+
+static void test_refused_tools(void **state) {
+    (void)state;
+    static const struct {
+        const char *body, *says;
+    } cases[] = {
+        {"{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"strict\": true, \"parameters\": "
+         "{\"type\": \"integer\", \"minimum\": 0}}}]}",
+         "'tools' function f's parameters: at the top: 'minimum' is not supported"},
+        {"{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": {\"$ref\": \"#/x\"}}}]}",
+         "'tools' function f's parameters: at the top: '$ref' must be"},
+        {"{\"tools\": [" NOW ", " NOW "]}", "the same name"},
+        {"{\"tools\": [" NOW "], \"stop\": [\"x\"]}", "'stop' with 'tools'"},
+        {"{\"tools\": [" NOW "], \"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"then\"}}}",
+         "does not list"},
+        {"{\"tool_choice\": \"auto\"}", "'tool_choice' needs 'tools'"},
+        {"{\"tools\": [" NOW "], \"parallel_tool_calls\": 1}", "'parallel_tool_calls'"},
+        {"{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"a b\"}}]}", "'name'"},
+        {"{\"tools\": {}}", "array of 1 to 128"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        bn_tools t;
+        char err[512] = "";
+        assert_int_equal(read_tools(cases[i].body, NULL, &t, err, sizeof err), -1);
+        assert_null(t.schema);
+        if (!strstr(err, cases[i].says)) fail_msg("%s: \"%s\", want \"%s\"", cases[i].body, err, cases[i].says);
+    }
+}
+
+// The reply's calls carry their arguments as written, blanks aside: 2^53 + 1,
+// 1e400 and a 20-digit id are not rounded through a double.
+static void test_reply(void **state) {
+    (void)state;
+    static const char text[] = "{ \"tool_calls\" : [ {\"name\":\"add\", \"arguments\" : { \"a\" : 9007199254740993 ,"
+                               "\n\"b\": 1e400, \"s\": \"x \\\"arguments\\\": y\", \"id\": 12345678901234567890 } },"
+                               " {\"name\": \"now\", \"arguments\": {}} ] }";
+    cJSON *m = cJSON_CreateObject();
+    const char *finish;
+    bn_tools_reply(m, text, strlen(text), "chatcmpl-7", false, &finish);
+    assert_string_equal(finish, "tool_calls");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(m, "content")));
+    const cJSON *calls = cJSON_GetObjectItem(m, "tool_calls");
+    assert_int_equal(cJSON_GetArraySize(calls), 2);
+    const cJSON *f = cJSON_GetObjectItem(cJSON_GetArrayItem(calls, 0), "function");
+    assert_string_equal(cJSON_GetObjectItem(f, "name")->valuestring, "add");
+    assert_string_equal(cJSON_GetObjectItem(f, "arguments")->valuestring,
+                        "{\"a\":9007199254740993,\"b\":1e400,\"s\":\"x \\\"arguments\\\": y\",\"id\":12345678901234567890}");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(calls, 0), "id")->valuestring, "call_7_0");
+    f = cJSON_GetObjectItem(cJSON_GetArrayItem(calls, 1), "function");
+    assert_string_equal(cJSON_GetObjectItem(f, "arguments")->valuestring, "{}");
+    cJSON_Delete(m);
+    // An answer: text, or a response_format's value as text; cut short: the text as it is.
+    static const struct {
+        const char *text, *content;
+    } answers[] = {{"{\"response\": \"It is \\\"12\\\" degrees\"}", "It is \"12\" degrees"},
+                   {"{\"response\": {\"t\": 1.50, \"k\": [1, 2]}}", "{\"t\":1.50,\"k\":[1,2]}"},
+                   {"{\"tool_calls\": [{\"na", "{\"tool_calls\": [{\"na"}};
+    for (size_t i = 0; i < sizeof answers / sizeof *answers; i++) {
+        m = cJSON_CreateObject();
+        bn_tools_reply(m, answers[i].text, strlen(answers[i].text), "chatcmpl-7", true, &finish);
+        assert_null(finish);
+        assert_string_equal(cJSON_GetObjectItem(m, "content")->valuestring, answers[i].content);
+        cJSON_Delete(m);
+    }
+}
+
+// Earlier turns go back as the model writes them: calls as JSON (arguments
+// byte for byte, blanks aside), results as a user message naming the function.
+static void test_history(void **state) {
+    (void)state;
+    cJSON *msgs = cJSON_Parse(
+        "[{\"role\": \"assistant\", \"content\": null, \"tool_calls\": [{\"id\": \"c1\", \"type\": \"function\", "
+        "\"function\": {\"name\": \"add\", \"arguments\": \" {\\\"a\\\" : 12345678901234567890} \"}}]},"
+        " {\"role\": \"tool\", \"tool_call_id\": \"c1\", \"content\": [{\"type\": \"text\", \"text\": \"3\"}]},"
+        " {\"role\": \"user\", \"content\": \"hi\"},"
+        " {\"role\": \"assistant\", \"tool_calls\": [{\"function\": {\"name\": \"f\", \"arguments\": \"{} junk\"}}]},"
+        " {\"role\": \"tool\", \"content\": \"x\"}]");
+    const char *role = NULL;
+    char err[256];
+    char *text = bn_tools_message(msgs, cJSON_GetArrayItem(msgs, 0), &role, err, sizeof err);
+    assert_string_equal(text, "{\"tool_calls\":[{\"name\":\"add\",\"arguments\":{\"a\":12345678901234567890}}]}");
+    assert_string_equal(role, "assistant");
+    free(text);
+    text = bn_tools_message(msgs, cJSON_GetArrayItem(msgs, 1), &role, err, sizeof err);
+    assert_string_equal(text, "{\"tool_result\":{\"name\":\"add\",\"content\":\"3\"}}");
+    assert_string_equal(role, "user");
+    free(text);
+    assert_null(bn_tools_message(msgs, cJSON_GetArrayItem(msgs, 2), &role, err, sizeof err));
+    assert_string_equal(err, ""); // not this file's: a plain message
+    assert_null(bn_tools_message(msgs, cJSON_GetArrayItem(msgs, 3), &role, err, sizeof err));
+    assert_non_null(strstr(err, "one JSON value"));
+    assert_null(bn_tools_message(msgs, cJSON_GetArrayItem(msgs, 4), &role, err, sizeof err));
+    assert_non_null(strstr(err, "tool_call_id"));
+    cJSON_Delete(msgs);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_schema_of_tools),
+        cmocka_unit_test(test_refused_tools),
+        cmocka_unit_test(test_reply),
+        cmocka_unit_test(test_history),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
