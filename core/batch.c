@@ -181,15 +181,6 @@ static int copy_stops(bn_slot *s, const bn_request *r, bn_error *err) {
 
 // ---- json_object and json_schema --------------------------------------------
 
-// The slot's JSON text after token id (one bn_json_mask_row left): whether its
-// value is whole and closed.
-static bool json_closed(const bn_batch *b, bn_slot *s, int32_t id) {
-    size_t n;
-    const char *bytes = bn_engine_token_bytes(b->engine, id, &n);
-    bn_json_state_feed(s->js, bytes, n);
-    return bn_json_state_complete(s->js);
-}
-
 // Sets up slot s's constraint for r (a JSON request), and the batch's vocab
 // tables at the first such request.
 static int json_start(bn_batch *b, bn_slot *s, const bn_request *r, bn_error *err) {
@@ -351,7 +342,7 @@ static void take_token(bn_batch *b, int k, int32_t next, bn_batch_event *ev) {
     if (next < 0) s->stop = BN_STOP_LENGTH;
     else if (eog) s->stop = BN_STOP_EOG;
     else if ((hit = push_token(b, s, next, false)) == 1) s->stop = BN_STOP_STRING;
-    else if (s->json && json_closed(b, s, next)) s->stop = BN_STOP_EOG;
+    else if (s->json && bn_json_state_feed_token(s->js, b->engine, next)) s->stop = BN_STOP_EOG;
     else if (s->max_tokens > 0 && s->n_gen >= s->max_tokens) s->stop = BN_STOP_LENGTH;
     else if (s->n_hist > b->be.n_ctx) s->stop = BN_STOP_CONTEXT; // no room to feed it
     else done = false;

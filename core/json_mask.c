@@ -2,7 +2,7 @@
 // Llama-3 vocabulary, so the common cases are cheap. Inside a string a token
 // that is plain text fits without a look at its bytes. Elsewhere a token is fed
 // to a copy of the automaton only when its first two significant bytes fit
-// (after any leading whitespace, as in " the"): byte pairs are tried once per
+// (after no or one leading blank, as in " the"): byte pairs are tried once per
 // row, and only for first bytes that fit, so "the" or " for" after a colon,
 // which could begin only true, false or null, cost two lookups.
 #include "json_mask.h"
@@ -26,7 +26,7 @@ int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
     const size_t n_vocab = (size_t)v->n;
     v->kind = malloc(n_vocab);
     v->first = malloc(n_vocab);
-    v->blank = malloc(n_vocab * sizeof *v->blank);
+    v->blank = malloc(n_vocab);
     v->lead = malloc(n_vocab);
     v->lead2 = malloc(n_vocab);
     v->pair = malloc(2 * 256 * 256 * sizeof *v->pair);
@@ -45,7 +45,7 @@ int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
         size_t k = 0;
         while (!never && k < n && is_blank(bytes[k])) k++;
         v->first[t] = never ? 0 : (uint8_t)bytes[0];
-        v->blank[t] = k > 0;
+        v->blank[t] = (uint8_t)(k < 255 ? k : 255);
         v->lead[t] = !never && k < n ? (uint8_t)bytes[k] : 0;
         v->lead2[t] = !never && k + 1 < n ? (uint8_t)bytes[k + 1] : 0;
     }
@@ -67,7 +67,7 @@ void bn_json_vocab_free(bn_json_vocab *v) {
 static void next_bytes(const bn_json_state *s, bool fits[256], bn_json_state *scratch) {
     for (int c = 0; c < 256; c++) {
         const char byte = (char)c;
-        fits[c] = bn_json_state_next(s, &byte, 1, scratch);
+        fits[c] = bn_json_state_fits(s, &byte, 1, scratch);
     }
 }
 
@@ -94,9 +94,11 @@ int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_state *
             continue;
         }
         bool ok = v->kind[t] != BN_JSON_NEVER && fits[0][v->first[t]];
-        const int f = blanks_alike && v->blank[t];
+        // from[1] stands for one blank only: in an enum value or a property name
+        // a blank is text, and two are not where one is.
+        const int f = blanks_alike && v->blank[t] == 1;
         const uint8_t b1 = v->lead[t], b2 = v->lead2[t];
-        if (ok && (f || blanks_alike) && b1) { // outside a string: the significant bytes
+        if (ok && v->blank[t] <= 1 && (f || blanks_alike) && b1) { // outside a string: the significant bytes
             ok = fits[f][b1];
             if (ok && b2) {
                 bool *pair = v->pair + ((size_t)f * 256 + b1) * 256;
@@ -112,10 +114,17 @@ int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_state *
         if (ok && !(in_string && v->kind[t] == BN_JSON_PLAIN)) {
             size_t n;
             const char *bytes = bn_engine_token_bytes(e, t, &n);
-            ok = bn_json_state_next(s, bytes, n, &m->trial);
+            ok = bn_json_state_fits(s, bytes, n, &m->trial);
         }
         if (ok) left++;
         else row[t] = -INFINITY;
     }
     return left;
+}
+
+bool bn_json_state_feed_token(bn_json_state *s, const bn_engine *e, int32_t id) {
+    size_t n;
+    const char *bytes = bn_engine_token_bytes(e, id, &n);
+    bn_json_state_feed(s, bytes, n);
+    return bn_json_state_complete(s);
 }

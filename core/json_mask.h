@@ -16,7 +16,7 @@ typedef struct bn_json_vocab {
                     // generation: fits where the text may end), BN_JSON_PLAIN (fits
                     // anywhere inside a string), BN_JSON_CHECK
     uint8_t *first; // [n] the first byte
-    bool *blank;    // [n] it begins with whitespace
+    uint8_t *blank; // [n] the whitespace bytes it begins with (at most 255)
     uint8_t *lead;  // [n] the first byte after the leading whitespace (0: all whitespace)
     uint8_t *lead2; // [n] and the byte after that (0: none)
     bool *pair;     // [2][256][256] scratch: which byte pairs fit, filled per row
@@ -31,5 +31,9 @@ void bn_json_vocab_free(bn_json_vocab *v);
 // BN_JSON_NEVER ones, and the BN_JSON_END ones unless the text may end here).
 // Returns how many are left. Uses v's scratch: one row at a time per vocab.
 int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_state *s, float *row);
+
+// Reads token id's bytes into s (a token the mask kept). Returns whether the
+// value is now whole and closed, where the request ends.
+bool bn_json_state_feed_token(bn_json_state *s, const bn_engine *e, int32_t id);
 
 #endif

@@ -5,6 +5,7 @@
 #include "bitnet.h" // bn_json_schema_check
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,9 @@ enum { T_OBJECT = 1, T_ARRAY = 2, T_STRING = 4, T_NUMBER = 8, T_INTEGER = 16, T_
 
 #define MAX_NODES 65535 // frame.node is 16 bits
 #define MAX_COUNT 65535 // and so are frame.index and frame.offset
+#define MAX_PROPERTIES 4096 // per object (checking "required" is quadratic)
+#define MAX_DEPTH 256       // schemas in schemas, $refs followed included
+#define MAX_ALTS (1 << 20)  // alternatives of all anyOfs, flattened
 
 // A property of an object node (its name is in g->texts: node.keys).
 typedef struct prop {
@@ -60,6 +64,7 @@ typedef struct compiler {
     int32_t n_memo, cap_memo;
     bn_error *err;
     bool failed;
+    int depth; // compile() calls open
 } compiler;
 
 // Grows *p (of *cap elements of size bytes) to hold n + 1. Returns false when out of memory.
@@ -134,7 +139,7 @@ static uint8_t type_of(const cJSON *v) {
     if (cJSON_IsBool(v)) return T_BOOLEAN;
     if (cJSON_IsNull(v)) return T_NULL;
     const double x = v->valuedouble;
-    return x == (double)(long long)x ? T_NUMBER | T_INTEGER : T_NUMBER;
+    return isfinite(x) && x == floor(x) ? T_NUMBER | T_INTEGER : T_NUMBER;
 }
 
 static uint8_t type_bit(const char *name) {
@@ -142,6 +147,13 @@ static uint8_t type_bit(const char *name) {
     for (int i = 0; i < 7; i++)
         if (!strcmp(name, names[i])) return (uint8_t)(1 << i);
     return 0;
+}
+
+// Whether s's bytes are whole UTF-8 characters (what a text the model writes must be).
+static bool whole_utf8(const char *s) {
+    for (size_t n = strlen(s), i = 0, k; i < n; i += k)
+        if (!(k = bn_utf8_char_len(s + i, n - i))) return false;
+    return true;
 }
 
 static int32_t compile(compiler *c, const cJSON *s, const cJSON *root, const char *path);
@@ -204,7 +216,12 @@ static bool compile_object(compiler *c, int32_t id, const cJSON *s, const cJSON 
         return values >= 0;
     }
     const int n = cJSON_GetArraySize(props);
-    if (n > MAX_COUNT) return fail(c, path, "' lists too many", "properties"), false;
+    if (n > MAX_PROPERTIES) return fail(c, path, "' lists more than 4096", "properties"), false;
+    for (const cJSON *p = props->child; p; p = p->next) {
+        if (!whole_utf8(p->string)) return fail(c, path, "' has a name that is not valid UTF-8", "properties"), false;
+        for (const cJSON *q = props->child; q != p; q = q->next)
+            if (!strcmp(q->string, p->string)) return fail(c, path, "' names a property twice", "properties"), false;
+    }
     int32_t *ids = malloc(((size_t)n + 1) * sizeof *ids);
     bool ok = ids != NULL;
     const cJSON *p = props->child;
@@ -237,7 +254,7 @@ static bool compile_array(compiler *c, int32_t id, const cJSON *s, const cJSON *
     for (int i = 0; i < 2; i++) {
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, bounds[i]);
         if (!b) continue;
-        if (!cJSON_IsNumber(b) || b->valuedouble < 0 || b->valuedouble != (double)(long long)b->valuedouble)
+        if (!cJSON_IsNumber(b) || b->valuedouble < 0 || !(type_of(b) & T_INTEGER))
             return fail(c, path, "' must be a whole number", bounds[i]), false;
         v[i] = b->valuedouble < MAX_COUNT ? b->valuedouble : MAX_COUNT; // maxItems past it: no bound
         if (i == 0 && b->valuedouble >= MAX_COUNT) return fail(c, path, "' is too large", bounds[i]), false;
@@ -253,24 +270,82 @@ static bool compile_array(compiler *c, int32_t id, const cJSON *s, const cJSON *
     return item >= 0;
 }
 
-// enum or const: the values of the node's types, as compact JSON.
+// v (a copy, changed) with every number replaced by the shortest text that
+// reads back as the same double, where cJSON would print 15 digits of one that
+// round-trips only nearly (0.30000000000000004 as 0.3: another number). False
+// for a whole number past 2^53, which the double no longer holds exactly.
+static bool exact_numbers(cJSON *v) {
+    for (cJSON *e = v->child; e; e = e->next)
+        if (!exact_numbers(e)) return false;
+    if (!cJSON_IsNumber(v)) return true;
+    const double x = v->valuedouble;
+    if (!isfinite(x) || ((type_of(v) & T_INTEGER) && fabs(x) > 9007199254740992.0)) return false;
+    char text[40];
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(text, sizeof text, "%.*g", digits, x);
+        if (strtod(text, NULL) == x) break;
+    }
+    // A number item becomes raw text (cJSON prints it as it is); the item keeps its key and place.
+    v->type = cJSON_Raw;
+    return (v->valuestring = strdup(text)) != NULL;
+}
+
+// v as the compact JSON text the model must write for it (malloc'd), or NULL
+// with the reason (why) when it has none.
+static char *value_text(const cJSON *v, const char **why) {
+    cJSON *copy = cJSON_Duplicate(v, true);
+    char *text = copy && exact_numbers(copy) ? cJSON_PrintUnformatted(copy) : NULL;
+    cJSON_Delete(copy);
+    *why = copy ? "' has a whole number past 2^53, which a double does not hold exactly" : "': out of memory";
+    if (text && !whole_utf8(text)) *why = "' is not valid UTF-8", free(text), text = NULL;
+    return text;
+}
+
+static int compare_texts(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// enum or const: the values of the node's types, as compact JSON, sorted and
+// without repeats: where one value begins another (the numbers 1 and 12),
+// the shorter comes first, as matching (step, P_ENUM) needs.
 static bool compile_enum(compiler *c, int32_t id, const cJSON *values, bool one, const char *path) {
     const uint8_t types = c->g->nodes[id].types;
     const int32_t first = c->g->n_texts;
     const int n = one ? 1 : cJSON_GetArraySize(values);
     if (!one && !cJSON_IsArray(values)) return fail(c, path, "' must be an array", "enum"), false;
+    if (n > MAX_COUNT) return fail(c, path, "' has more than 65535 values", "enum"), false;
     for (int i = 0; i < n; i++) {
         const cJSON *v = one ? values : cJSON_GetArrayItem(values, i);
-        if ((type_of(v) & types) && !add_text(c, path, cJSON_PrintUnformatted(v))) return false;
+        if (!(type_of(v) & types)) continue;
+        const char *why;
+        char *text = value_text(v, &why);
+        if (!text) return fail(c, path, why, one ? "const" : "enum"), false;
+        if (!add_text(c, path, text)) return false;
     }
-    node *nd = &c->g->nodes[id];
-    nd->texts = first, nd->n_texts = c->g->n_texts - first;
+    bn_json_schema *g = c->g;
+    if (g->n_texts > first) qsort(g->texts + first, (size_t)(g->n_texts - first), sizeof *g->texts, compare_texts);
+    int32_t kept = first;
+    for (int32_t i = first; i < g->n_texts; i++) {
+        if (kept > first && !strcmp(g->texts[kept - 1], g->texts[i])) free(g->texts[i]);
+        else g->texts[kept++] = g->texts[i];
+    }
+    g->n_texts = kept;
+    node *nd = &g->nodes[id];
+    nd->texts = first, nd->n_texts = kept - first;
     if (!nd->n_texts) return fail(c, path, "no value of 'enum' or 'const' has the schema's type", NULL), false;
     return true;
 }
 
+static int32_t compile_node(compiler *c, const cJSON *s, const cJSON *root, const char *path);
+
 static int32_t compile(compiler *c, const cJSON *s, const cJSON *root, const char *path) {
     if (c->failed) return -1;
+    if (c->depth == MAX_DEPTH) return fail(c, path, "the schema nests deeper than 256 (its $refs followed)", NULL);
+    c->depth++;
+    const int32_t id = compile_node(c, s, root, path);
+    c->depth--;
+    return id;
+}
+
+static int32_t compile_node(compiler *c, const cJSON *s, const cJSON *root, const char *path) {
     if (cJSON_IsTrue(s)) return any_node(c, path);
     if (!cJSON_IsObject(s)) return fail(c, path, "a schema must be an object or true", NULL);
     for (int32_t i = 0; i < c->n_memo; i++)
@@ -334,28 +409,24 @@ static int32_t compile(compiler *c, const cJSON *s, const cJSON *root, const cha
     c->g->nodes[id].types = types;
     const cJSON *values = cJSON_GetObjectItemCaseSensitive(s, "enum"), *one = cJSON_GetObjectItemCaseSensitive(s, "const");
     if (values && one) return fail(c, path, "' beside 'enum' is not supported", "const");
+    static const char *const shape_words[] = {"properties", "required", "additionalProperties", "items",
+                                              "minItems", "maxItems"};
+    for (size_t i = 0; (values || one) && i < sizeof shape_words / sizeof *shape_words; i++)
+        if (cJSON_GetObjectItemCaseSensitive(s, shape_words[i]))
+            return fail(c, path, "' beside 'enum' or 'const' is not supported", shape_words[i]);
     if (values || one) return compile_enum(c, id, values ? values : one, one != NULL, path) ? id : -1;
     if ((types & T_OBJECT) && !compile_object(c, id, s, root, path)) return -1;
     if ((types & T_ARRAY) && !compile_array(c, id, s, root, path)) return -1;
     return id;
 }
 
-// An alias's alternatives, flattened to nodes that are not aliases (deduplicated,
-// in order). A chain of aliases back to itself would read no byte: refused.
-static bool flatten(compiler *c, int32_t id, uint8_t *mark, int32_t *out, int32_t *n) {
-    const node *nd = &c->g->nodes[id];
-    if (!nd->alias) {
-        for (int32_t i = 0; i < *n; i++)
-            if (out[i] == id) return true;
-        out[(*n)++] = id;
-        return true;
-    }
-    if (mark[id] == 1) return fail(c, "", "a $ref or anyOf leads back to itself before any value begins", NULL), false;
-    mark[id] = 1;
-    for (int32_t i = 0; i < nd->n_alts; i++)
-        if (!flatten(c, c->g->alts[nd->alts + i], mark, out, n)) return false;
-    mark[id] = 0;
-    return true;
+typedef struct tagged_alt {
+    const char *tag;
+    int32_t alt;
+} tagged_alt;
+
+static int compare_tagged(const void *a, const void *b) {
+    return strcmp(((const tagged_alt *)a)->tag, ((const tagged_alt *)b)->tag);
 }
 
 // An anyOf whose alternatives are all objects that begin with the same required
@@ -375,17 +446,27 @@ static int discriminate(compiler *c, int32_t id, const int32_t *flat, int32_t n)
             return 0;
         const node *tag = &g->nodes[g->props[a->props].node];
         if (tag->alias || tag->n_texts != 1) return 0;
-        for (int32_t j = 0; j < i; j++)
-            if (!strcmp(g->texts[tag->texts], g->texts[g->nodes[g->props[g->nodes[flat[j]].props].node].texts]))
-                return 0;
     }
-    const int32_t tags = new_node(c, "");
-    if (tags < 0 || !grow((void **)&g->props, &g->cap_props, g->n_props, sizeof *g->props)) return -1;
-    const int32_t first_text = g->n_texts;
+    // The tags sorted, as compile_enum sorts an enum's values (a tag that
+    // begins another comes first), and the alternatives in their order.
+    tagged_alt *order = malloc((size_t)n * sizeof *order);
+    if (!order) return -1;
     for (int32_t i = 0; i < n; i++) {
         const node *tag = &g->nodes[g->props[g->nodes[flat[i]].props].node];
-        if (!add_text(c, "", strdup(g->texts[tag->texts]))) return -1;
+        order[i] = (tagged_alt){g->texts[tag->texts], flat[i]};
     }
+    qsort(order, (size_t)n, sizeof *order, compare_tagged);
+    for (int32_t i = 1; i < n; i++) // two alternatives with one tag: not told apart by it
+        if (!strcmp(order[i - 1].tag, order[i].tag)) return free(order), 0;
+    const int32_t tags = new_node(c, "");
+    bool ok = tags >= 0 && grow((void **)&g->props, &g->cap_props, g->n_props, sizeof *g->props);
+    const int32_t first_text = g->n_texts;
+    for (int32_t i = 0; i < n && ok; i++) {
+        g->alts[g->nodes[id].alts + i] = order[i].alt;
+        ok = add_text(c, "", strdup(order[i].tag)); // order[i].tag stays: add_text moves the array, not the texts
+    }
+    free(order);
+    if (!ok) return -1;
     g->nodes[tags].types = T_ALL, g->nodes[tags].texts = first_text, g->nodes[tags].n_texts = n;
     node *nd = &g->nodes[id];
     nd->alias = false, nd->tagged = true, nd->types = T_OBJECT;
@@ -394,34 +475,74 @@ static int discriminate(compiler *c, int32_t id, const int32_t *flat, int32_t n)
     return 1;
 }
 
-static bool flatten_aliases(compiler *c) {
+// Alias id's alternatives, flattened to nodes that are not aliases
+// (deduplicated, in order), in g->alts; its aliases are flattened first, each
+// once (state 2: done), so that shared $defs cost their size once, not once per
+// path to them. A chain of aliases back to itself would read no byte: refused.
+typedef struct flattening {
+    uint8_t *state;  // [n_nodes] 0, 1: being flattened, 2: done
+    uint32_t *stamp; // [n_nodes] the alias that last listed the node (dedupe)
+} flattening;
+
+static bool flatten(compiler *c, flattening *fl, int32_t id, int depth) {
     bn_json_schema *g = c->g;
-    uint8_t *mark = calloc((size_t)g->n_nodes, 1);
-    int32_t *flat = malloc((size_t)g->n_nodes * sizeof *flat);
-    bool ok = mark && flat;
-    if (!ok) fail(c, "", "out of memory", NULL);
-    for (int32_t id = 0; ok && id < g->n_nodes; id++) {
-        if (!g->nodes[id].alias) continue;
-        int32_t n = 0;
-        ok = flatten(c, id, mark, flat, &n);
-        const int32_t first = g->n_alts;
-        for (int32_t i = 0; ok && i < n; i++) ok = add_alt(c, "", flat[i]);
-        g->nodes[id].alts = first, g->nodes[id].n_alts = n;
-        const int tagged = ok ? discriminate(c, id, flat, n) : 0;
-        if (tagged < 0) ok = false, fail(c, "", "out of memory", NULL);
-        else if (ok && !tagged && n > BN_JSON_SCHEMA_THREADS)
-            ok = false, fail(c, "", "an anyOf has more than 16 alternatives (unless they are objects told apart "
-                                    "by the const value of their first property)", NULL);
+    if (fl->state[id] == 2) return true;
+    if (fl->state[id] == 1) return fail(c, "", "a $ref or anyOf leads back to itself before any value begins", NULL), false;
+    if (depth == MAX_DEPTH) return fail(c, "", "a chain of $refs and anyOfs is longer than 256", NULL), false;
+    fl->state[id] = 1;
+    const int32_t raw = g->nodes[id].alts, n_raw = g->nodes[id].n_alts;
+    int32_t total = 0;
+    for (int32_t i = 0; i < n_raw; i++) {
+        const int32_t a = g->alts[raw + i];
+        if (g->nodes[a].alias && !flatten(c, fl, a, depth + 1)) return false;
+        total += g->nodes[a].alias ? g->nodes[a].n_alts : 1;
     }
-    free(mark);
+    if ((int64_t)g->n_alts + total > MAX_ALTS) return fail(c, "", "the anyOfs have too many alternatives", NULL), false;
+    int32_t *flat = malloc(((size_t)total + 1) * sizeof *flat), n = 0;
+    if (!flat) return fail(c, "", "out of memory", NULL), false;
+    for (int32_t i = 0; i < n_raw; i++) {
+        const int32_t a = g->alts[raw + i];
+        const bool alias = g->nodes[a].alias;
+        for (int32_t j = 0, m = alias ? g->nodes[a].n_alts : 1; j < m; j++) {
+            const int32_t x = alias ? g->alts[g->nodes[a].alts + j] : a;
+            if (fl->stamp[x] != (uint32_t)id + 1) fl->stamp[x] = (uint32_t)id + 1, flat[n++] = x;
+        }
+    }
+    const int32_t first = g->n_alts;
+    bool ok = true;
+    for (int32_t i = 0; ok && i < n; i++) ok = add_alt(c, "", flat[i]);
+    if (ok) g->nodes[id].alts = first, g->nodes[id].n_alts = n;
+    const int tagged = ok ? discriminate(c, id, flat, n) : 0;
     free(flat);
+    if (tagged < 0) return fail(c, "", "out of memory", NULL), false;
+    if (ok && !tagged && n > BN_JSON_SCHEMA_THREADS)
+        return fail(c, "", "an anyOf has more than 16 alternatives (unless they are objects told apart by the "
+                           "const value of their first property)", NULL), false;
+    fl->state[id] = 2;
+    return ok;
+}
+
+static bool flatten_aliases(compiler *c) {
+    const int32_t n_nodes = c->g->n_nodes; // discriminate adds nodes, which are no aliases
+    flattening fl = {calloc((size_t)n_nodes, 1), calloc((size_t)n_nodes, sizeof *fl.stamp)};
+    bool ok = fl.state && fl.stamp;
+    if (!ok) fail(c, "", "out of memory", NULL);
+    for (int32_t id = 0; ok && id < n_nodes; id++)
+        if (c->g->nodes[id].alias) ok = flatten(c, &fl, id, 0);
+    free(fl.state);
+    free(fl.stamp);
     return ok;
 }
 
 int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, bn_error *err) {
     *out = NULL;
-    cJSON *doc = cJSON_ParseWithLength(text, len);
-    if (!doc) return bn_errorf(err, "json_schema: the schema is not valid JSON");
+    const char *end = NULL;
+    cJSON *doc = cJSON_ParseWithLengthOpts(text, len, &end, false);
+    while (doc && end < text + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')) end++;
+    if (!doc || end != text + len) {
+        cJSON_Delete(doc);
+        return bn_errorf(err, "json_schema: the schema is not valid JSON%s", doc ? " (text follows it)" : "");
+    }
     bn_json_schema *g = calloc(1, sizeof *g);
     compiler c = {.g = g, .err = err};
     if (!g) {
@@ -711,19 +832,50 @@ static void next_byte(const bn_json_state *from, unsigned char c, bn_json_state 
     }
 }
 
-bool bn_json_state_next(const bn_json_state *from, const char *bytes, size_t n, bn_json_state *to) {
-    if (n == 0) return bn_json_state_copy(to, from), from->n > 0;
-    bn_json_state tmp;
-    // Alternate between to and tmp so that the last byte lands in to.
-    bn_json_state *a = n % 2 ? to : &tmp, *b = n % 2 ? &tmp : to;
-    next_byte(from, (unsigned char)bytes[0], a);
-    for (size_t i = 1; i < n && a->n; i++) {
-        next_byte(a, (unsigned char)bytes[i], b);
-        bn_json_state *x = a;
-        a = b, b = x;
+// The common case made cheap (a mask tries thousands of tokens a row): one
+// reading in the middle of a string, number, literal or free value, whose
+// frames stay as they are until the lexer's value ends, so only the lexer is
+// fed. 1: done (to filled, unless NULL); 0: refused; -1: the value may end
+// within the bytes, or is a number that may end here: the general path decides.
+static int next_in_lexer(const bn_json_state *from, const char *bytes, size_t n, bn_json_state *to) {
+    const bn_json_thread *t = &from->thread[0];
+    const uint8_t phase = from->n == 1 && t->depth ? t->frame[t->depth - 1].phase : P_VALUE;
+    if (phase != P_LEX && phase != P_KEY_LEX) return -1;
+    bn_json_prefix lex = t->lex;
+    for (size_t i = 0; i < n; i++) {
+        if (bn_json_prefix_done(&lex)) return -1;
+        if (!bn_json_prefix_feed(&lex, bytes + i, 1)) return 0;
     }
-    if (a != to) bn_json_state_copy(to, a);
+    if (bn_json_prefix_done(&lex)) return -1;
+    if (!to) return 1;
+    to->schema = from->schema;
+    to->n = 1;
+    copy_thread(&to->thread[0], t);
+    to->thread[0].lex = lex;
+    return 1;
+}
+
+bool bn_json_state_next(const bn_json_state *from, const char *bytes, size_t n, bn_json_state *to) {
+    bn_json_state tmp;
+    bn_json_state *bufs[2] = {to, &tmp}; // written in turn; cur is the state so far
+    const bn_json_state *cur = from;
+    for (size_t i = 0, k = 0; i < n && cur->n; i++, k ^= 1) {
+        const int fast = next_in_lexer(cur, bytes + i, n - i, bufs[k]);
+        if (fast >= 0) { // the rest of the bytes, or none of them
+            cur = bufs[k];
+            if (!fast) bufs[k]->schema = from->schema, bufs[k]->n = 0;
+            break;
+        }
+        next_byte(cur, (unsigned char)bytes[i], bufs[k]);
+        cur = bufs[k];
+    }
+    if (cur != to) bn_json_state_copy(to, cur);
     return to->n > 0;
+}
+
+bool bn_json_state_fits(const bn_json_state *s, const char *bytes, size_t n, bn_json_state *scratch) {
+    const int fast = next_in_lexer(s, bytes, n, NULL);
+    return fast >= 0 ? fast : bn_json_state_next(s, bytes, n, scratch);
 }
 
 bool bn_json_state_feed(bn_json_state *s, const char *bytes, size_t n) {

@@ -11,7 +11,9 @@
 //   without "properties" has any keys, with values of "additionalProperties"
 //   (a schema; false: none; true or absent: any value);
 // - "enum" and "const" values, and property names, are written as compact
-//   JSON (cJSON's print: no blanks, numbers as cJSON prints them);
+//   JSON (cJSON's print: no blanks), each number in the shortest form that
+//   reads back as the same double (a whole number past 2^53, which a double
+//   does not hold exactly, is refused);
 // - an "integer" has neither a fraction nor an exponent;
 // - blanks between tokens as bn_json_prefix allows them (runs of at most
 //   BN_JSON_MAX_SPACE), strings as UTF-8.
@@ -22,7 +24,12 @@
 // enclosing "$id", as JSON Schema resolves them), and annotations (title,
 // description, default, examples, ...), which change nothing. Any other keyword
 // (pattern, format, minimum, ...) is refused when the schema is compiled, with
-// its place in the schema, rather than silently broken.
+// its place in the schema, rather than silently broken; so is "enum" or
+// "const" beside object or array keywords, a property named twice, a name or
+// value that is not UTF-8, and a false subschema. Where "type" is absent,
+// object keywords make the value an object and array keywords an array (JSON
+// Schema would let other types through). Limits: 4096 properties an object,
+// 65535 enum values, 256 schemas deep counting $refs followed.
 //
 // A value the schema leaves free (true, {}, an object's values without a
 // schema) is read by a bn_json_prefix. anyOf is followed by keeping every
@@ -84,6 +91,9 @@ void bn_json_state_copy(bn_json_state *to, const bn_json_state *from);
 // to = from after n bytes (to may not be from). Returns whether some text the
 // schema accepts begins with them.
 bool bn_json_state_next(const bn_json_state *from, const char *bytes, size_t n, bn_json_state *to);
+// Whether they fit, that is bn_json_state_next's answer, with scratch (not s)
+// for a state it may need (a mask's trial: mostly no state is made).
+bool bn_json_state_fits(const bn_json_state *s, const char *bytes, size_t n, bn_json_state *scratch);
 // The same in place; s is then undefined when it returns false.
 bool bn_json_state_feed(bn_json_state *s, const char *bytes, size_t n);
 // Whether the text may end here (a top-level number may also go on).

@@ -184,6 +184,70 @@ static void test_tagged_union(void **state) {
     free(text);
 }
 
+// What review found, each kept: numbers in enum and const exactly (cJSON
+// prints 15 digits where they round-trip only nearly), a value listed after a
+// longer one it begins (12, 1), huge numbers without undefined casts, enum
+// beside object keywords refused (the enum alone would let through what they
+// forbid), schemas that would take exponential time or the whole stack.
+static void test_review_cases(void **state) {
+    (void)state;
+    EXPECT("{\"const\": 0.30000000000000004}", WHOLE("0.30000000000000004"), {"0.3", 3});
+    EXPECT("{\"const\": 1.0000000000000002}", WHOLE("1.0000000000000002"), {"1 ", 1});
+    EXPECT("{\"enum\": [1.5, 9007199254740992, -0.0]}", WHOLE("1.5"), WHOLE("9007199254740992"), WHOLE("-0"));
+    EXPECT("{\"enum\": [12, 1]}", WHOLE("1"), WHOLE("1 "), WHOLE("12"), {"13", 1});
+    EXPECT("{\"type\": \"array\", \"items\": {\"enum\": [12, 1]}}", WHOLE("[1,12,1]"));
+    EXPECT("{\"anyOf\": [{\"type\": \"object\", \"properties\": {\"k\": {\"const\": 12}, \"a\": {\"type\": \"string\"}}, "
+           "\"required\": [\"k\"]}, {\"type\": \"object\", \"properties\": {\"k\": {\"const\": 1}, \"b\": {\"type\": \"null\"}}, "
+           "\"required\": [\"k\"]}]}",
+           WHOLE("{\"k\":1,\"b\":null}"), WHOLE("{\"k\":12,\"a\":\"\"}"), {"{\"k\":1,\"a\"", 8});
+    EXPECT("{\"type\": \"array\", \"maxItems\": 1e30}", WHOLE("[1,2]"));
+    static const struct {
+        const char *schema, *says;
+    } refused[] = {
+        {"{\"enum\": [12345678901234567890]}", "'enum' has a whole number past 2^53"},
+        {"{\"type\": \"integer\", \"const\": 1e300}", "'const' has a whole number past 2^53"},
+        {"{\"enum\": [[1, 2, 3]], \"maxItems\": 2}", "'maxItems' beside 'enum' or 'const'"},
+        {"{\"const\": {\"b\": 1}, \"properties\": {\"a\": {}}}", "'properties' beside 'enum' or 'const'"},
+        {"{\"enum\": [\"a\xff\"]}", "'enum' is not valid UTF-8"},
+        {"{\"properties\": {\"a\": {}, \"a\": {\"type\": \"string\"}}}", "names a property twice"},
+        {"{\"type\": \"string\"} trailing", "text follows it"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        bn_json_schema *g;
+        bn_error err;
+        assert_int_equal(bn_json_schema_compile(refused[i].schema, strlen(refused[i].schema), &g, &err), -1);
+        if (!strstr(err.msg, refused[i].says)) fail_msg("%s: \"%s\", want \"%s\"", refused[i].schema, err.msg, refused[i].says);
+    }
+    // 65,537 enum values; a diamond of 40 anyOfs (2^40 paths); a chain of 12,000 $refs.
+    enum { BIG = 65537, LEVELS = 40, LINKS = 12000 };
+    char *text = malloc((size_t)BIG * 12 + 64);
+    size_t len = (size_t)sprintf(text, "{\"enum\": [");
+    for (int i = 0; i < BIG; i++) len += (size_t)sprintf(text + len, "%s%d", i ? "," : "", i);
+    sprintf(text + len, "]}");
+    bn_json_schema *g;
+    bn_error err;
+    assert_int_equal(bn_json_schema_compile(text, strlen(text), &g, &err), -1);
+    assert_non_null(strstr(err.msg, "more than 65535 values"));
+    len = (size_t)sprintf(text, "{\"$defs\": {");
+    for (int i = 0; i < LEVELS; i++)
+        len += (size_t)sprintf(text + len, "\"a%d\": {\"anyOf\": [{\"$ref\": \"#/$defs/a%d\"}, {\"$ref\": \"#/$defs/a%d\"}]}, ",
+                               i, i + 1, i + 1);
+    sprintf(text + len, "\"a%d\": {\"type\": \"integer\"}}, \"$ref\": \"#/$defs/a0\"}", LEVELS);
+    g = compile(text);
+    bool done;
+    assert_int_equal(accepted(g, "7", 1, &done), 1);
+    assert_true(done);
+    bn_json_schema_free(g);
+    free(text);
+    text = malloc((size_t)LINKS * 48 + 64);
+    len = (size_t)sprintf(text, "{\"$defs\": {");
+    for (int i = 0; i < LINKS; i++) len += (size_t)sprintf(text + len, "\"a%d\": {\"$ref\": \"#/$defs/a%d\"}, ", i, i + 1);
+    sprintf(text + len, "\"a%d\": {}}, \"$ref\": \"#/$defs/a0\"}", LINKS);
+    assert_int_equal(bn_json_schema_compile(text, strlen(text), &g, &err), -1);
+    assert_non_null(strstr(err.msg, "256"));
+    free(text);
+}
+
 static void test_blanks_and_end(void **state) {
     (void)state;
     char many[40];
@@ -310,7 +374,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_scalars),         cmocka_unit_test(test_enum_const),
         cmocka_unit_test(test_objects),         cmocka_unit_test(test_arrays),
         cmocka_unit_test(test_any_of_and_refs), cmocka_unit_test(test_tagged_union),
-        cmocka_unit_test(test_blanks_and_end),
+        cmocka_unit_test(test_review_cases),    cmocka_unit_test(test_blanks_and_end),
         cmocka_unit_test(test_refused_schemas),
     };
     if (argc > 1 && !strcmp(argv[1], "python")) return cmocka_run_group_tests(python, NULL, NULL);
