@@ -226,6 +226,17 @@ BN_API int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_pr
                                int n_predict, const bn_sampling *sp, bn_token_fn on_token,
                                void *user, bn_timings *timings, bn_error *err);
 
+// Holds the replies of later bn_session_generate calls to a JSON Schema (a JSON
+// text; "{\"type\": \"object\"}" for JSON mode), as bn_request.json_schema holds a
+// batch request's: each call's reply is one JSON value the schema accepts, read
+// from the call's first generated token; a token that would leave no way to
+// finish it is never picked (nor a special token), and the call ends (stop:
+// BN_STOP_EOG, with no end-of-generation token) as the value closes, or where no
+// token fits (BN_STOP_LENGTH). Each step then brings back its whole row of
+// logits. NULL lifts it. A schema it cannot follow: -1 and err, and the one
+// before stays.
+BN_API int bn_session_set_json_schema(bn_session *s, const char *schema, bn_error *err);
+
 // Logits after feeding tokens (for tests and tools): runs the forward pass for
 // them after the tokens already in the session and copies the last row.
 BN_API int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float *logits,
@@ -298,6 +309,7 @@ typedef struct bn_request {
                            // json_schema.h supports; bn_batch_add fails with the
                            // schema's error otherwise. An end-of-generation token is
                            // taken only where the value may end (a top-level number).
+                           // With both set, the schema is what holds.
 } bn_request;
 
 // What one step did for one slot: a sampled token, released text, the end.

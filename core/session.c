@@ -19,6 +19,7 @@
 #include "bitnet.h"
 #include "clock.h"
 #include "engine_internal.h"
+#include "json_mask.h"
 #include "sampler.h"
 
 #define BN_CPU_START_CHUNK 32
@@ -34,6 +35,9 @@ struct bn_session {
     int n_past;          // history[0..n_past) is in the KV cache
     int32_t *pos;        // pos[i] = i: a call's positions are the slice at n_past
     float *logits;       // n_vocab
+    bn_json_schema *json_schema; // bn_session_set_json_schema's: each reply's constraint
+    bn_json_state *json;         // where the reply's text stands
+    bn_json_vocab json_vocab;    // made at the first schema
 };
 
 int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err) {
@@ -79,7 +83,26 @@ void bn_session_free(bn_session *s) {
     free(s->history);
     free(s->pos);
     free(s->logits);
+    bn_json_schema_free(s->json_schema);
+    free(s->json);
+    bn_json_vocab_free(&s->json_vocab);
     free(s);
+}
+
+int bn_session_set_json_schema(bn_session *s, const char *schema, bn_error *err) {
+    bn_json_schema *g = NULL;
+    if (schema && bn_json_schema_compile(schema, strlen(schema), &g, err)) return -1;
+    if (g && !s->json_vocab.kind && bn_json_vocab_init(&s->json_vocab, s->engine, err)) {
+        bn_json_schema_free(g);
+        return -1;
+    }
+    if (g && !s->json && !(s->json = malloc(sizeof *s->json))) {
+        bn_json_schema_free(g);
+        return bn_errorf(err, "out of memory");
+    }
+    bn_json_schema_free(s->json_schema);
+    s->json_schema = g;
+    return 0;
 }
 
 const char *bn_session_backend(const bn_session *s) { return s->be.ops->name; }
@@ -194,7 +217,12 @@ static int feed_and_pick(bn_session *s, bn_sampler *smp, int32_t *next, bn_error
     const int32_t *pos = s->pos + s->n_past;
     int n = s->n_hist - s->n_past;
     int rc;
-    if (bn_sampler_is_greedy(smp) && s->be.ops->forward_argmax) {
+    if (s->json_schema) { // the whole row, masked (-1: no token fits)
+        rc = s->be.ops->forward(s->be.be, toks, pos, NULL, n, s->logits, false, err);
+        if (rc == 0) *next = bn_json_mask_row(&s->json_vocab, s->engine, s->json, s->logits)
+                                 ? bn_sampler_sample(smp, s->logits, s->history, (size_t)s->n_hist)
+                                 : -1;
+    } else if (bn_sampler_is_greedy(smp) && s->be.ops->forward_argmax) {
         rc = s->be.ops->forward_argmax(s->be.be, toks, pos, NULL, n, next, err);
     } else if (bn_sampler_takes_top(smp) && s->be.ops->forward_top) {
         bn_top top[BN_TOP_MAX];
@@ -256,13 +284,14 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
 
     bn_utf8_stream utf8 = {0};
     int32_t next;
+    if (s->json_schema) bn_json_state_init(s->json, s->json_schema);
     double t0 = bn_now_ms();
     if (feed_and_pick(s, smp, &next, err)) goto done;
     t.prefill_ms = bn_now_ms() - t0;
 
     t0 = bn_now_ms();
     t.stop = BN_STOP_LENGTH;
-    for (int i = 0; i < n_predict; i++) {
+    for (int i = 0; i < n_predict && next >= 0; i++) { // next < 0: a JSON reply no token continues
         s->history[s->n_hist++] = next; // pending: fed by the next step or the next call
         t.n_gen++;
         if (bn_engine_is_eog(s->engine, next)) {
@@ -271,6 +300,10 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
         }
         if (emit_token(s, &utf8, next, on_token, user)) {
             t.stop = BN_STOP_CALLER;
+            break;
+        }
+        if (s->json_schema && bn_json_state_feed_token(s->json, s->engine, next)) {
+            t.stop = BN_STOP_EOG; // the JSON value closed: the reply is whole
             break;
         }
         if (i + 1 == n_predict) break;

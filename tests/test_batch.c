@@ -372,7 +372,8 @@ static result alone_result(const bn_request *r) {
     bn_error err;
     bn_timings t;
     result out = {.n_ids = 0};
-    if (bn_session_create(fx.engine, &sp, &s, &err) ||
+    const char *schema = r->json_schema ? r->json_schema : r->json_object ? "{\"type\": \"object\"}" : NULL;
+    if (bn_session_create(fx.engine, &sp, &s, &err) || bn_session_set_json_schema(s, schema, &err) ||
         bn_session_generate(s, r->prompt, r->n_prompt, r->max_tokens, &r->sampling, collect, &out, &t, &err))
         fail_msg("%s", err.msg);
     out.stop = t.stop;
@@ -814,6 +815,67 @@ static void test_batch_json_object(void **state) {
     free(prompt);
 }
 
+// A session held to a JSON Schema (bn_session_set_json_schema) makes what a
+// batch request with that schema makes, token for token, seed for seed (one
+// mask, one sampler); the replies that end by themselves are JSON the schema
+// accepts (read with cJSON and checked by hand). A schema the library cannot
+// follow leaves the one before; NULL lifts it.
+static void test_session_json_schema(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    enum { N = 8 };
+    static const char schema[] = "{\"type\": \"object\", \"properties\": {\"n\": {\"type\": \"integer\"}, "
+                                 "\"tag\": {\"enum\": [\"a\", \"b\"]}}, \"required\": [\"n\", \"tag\"]}";
+    bn_batch *b = open_batch(3, 0);
+    bn_request req[N];
+    for (int i = 0; i < N; i++) {
+        bn_sampling hot = bn_sampling_default();
+        hot.seed = (uint64_t)i;
+        hot.temperature = 1.0f;
+        req[i] = request(i, 48, hot);
+        req[i].json_schema = schema;
+    }
+    const int start[N] = {0};
+    result got[N];
+    run_requests(b, req, start, N, got);
+    int whole = 0;
+    for (int i = 0; i < N; i++) {
+        const result alone = alone_result(&req[i]);
+        assert_same(&got[i], &alone, i);
+        if (got[i].stop != BN_STOP_EOG) continue;
+        got[i].text[got[i].len] = 0;
+        cJSON *o = cJSON_Parse(got[i].text);
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "n"), *tag = cJSON_GetObjectItemCaseSensitive(o, "tag");
+        if (!cJSON_IsObject(o) || cJSON_GetArraySize(o) != 2 || !cJSON_IsNumber(n) || n->valuedouble != floor(n->valuedouble) ||
+            !cJSON_IsString(tag) || (strcmp(tag->valuestring, "a") && strcmp(tag->valuestring, "b")))
+            fail_msg("request %d ended with \"%s\", which the schema refuses", i, got[i].text);
+        cJSON_Delete(o);
+        whole++;
+    }
+    fprintf(stderr, "json_schema: %d of %d replies whole, each the same in a session and a batch\n", whole, N);
+    assert_true(whole >= 3);
+    bn_batch_free(b);
+    bn_session_params sp = {.backend = "cpu", .n_threads = 1, .n_ctx = N_CTX};
+    bn_session *s;
+    bn_error err;
+    if (bn_session_create(fx.engine, &sp, &s, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(bn_session_set_json_schema(s, schema, &err), 0);
+    assert_int_equal(bn_session_set_json_schema(s, "{\"format\": \"date\"}", &err), -1);
+    assert_non_null(strstr(err.msg, "'format' is not supported"));
+    result held = {.n_ids = 0}, free_text = {.n_ids = 0};
+    bn_timings t;
+    if (bn_session_generate(s, req[0].prompt, req[0].n_prompt, 48, &req[0].sampling, collect, &held, &t, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(held.n_ids, got[0].n_ids); // the schema before the refused one still holds
+    assert_int_equal(bn_session_set_json_schema(s, NULL, &err), 0);
+    bn_session_reset(s);
+    if (bn_session_generate(s, req[0].prompt, req[0].n_prompt, 8, &req[0].sampling, collect, &free_text, &t, &err))
+        fail_msg("%s", err.msg);
+    free_text.text[free_text.len] = 0;
+    assert_true(free_text.len > 0 && free_text.text[0] != '{'); // the random model, unheld
+    bn_session_free(s);
+}
+
 // Stop strings: the text ends before the earliest match, even across tokens.
 static void test_batch_stop_strings(void **state) {
     (void)state;
@@ -926,6 +988,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_batch_logprobs),
         cmocka_unit_test(test_json_mask_exact),
         cmocka_unit_test(test_batch_json_object),
+        cmocka_unit_test(test_session_json_schema),
         cmocka_unit_test(test_batch_stop_strings),
         cmocka_unit_test(test_batch_context),
         cmocka_unit_test(test_batch_errors),

@@ -183,6 +183,40 @@ static void test_context_full_is_reported(void **state) {
     expect_error(args, 1, "does not fit");
 }
 
+// --json-schema (-j): the reply is a value the schema takes, and ends as it
+// closes ("eog"); from @FILE too; a schema it cannot follow is one error line.
+static void test_generate_json_schema(void **state) {
+    (void)state;
+    BN_REQUIRE_FIXTURE(model, "tiny-a/tiny-a.gguf");
+    static const char schema[] = "{\"type\": \"object\", \"properties\": {\"ok\": {\"enum\": [\"yes\", \"no\"]}}, "
+                                 "\"required\": [\"ok\"]}";
+    char path[256], args[9000];
+    write_tmp(path, sizeof path, "schema", schema, strlen(schema));
+    for (int from_file = 0; from_file < 2; from_file++) {
+        if (from_file) snprintf(args, sizeof args, "generate -m '%s' -p Answer: -n 120 --greedy -j @'%s' --json", model, path);
+        else snprintf(args, sizeof args, "generate -m '%s' -p Answer: -n 120 --greedy --json-schema '%s' --json", model, schema);
+        cli_result *r = malloc(sizeof *r);
+        run_cli(args, r);
+        if (r->status) fprintf(stderr, "stderr: %s\n", r->err);
+        assert_int_equal(r->status, 0);
+        cJSON *got = cJSON_Parse(r->out);
+        assert_string_equal(cJSON_GetObjectItem(got, "stop")->valuestring, "eog");
+        cJSON *value = cJSON_Parse(cJSON_GetObjectItem(got, "text")->valuestring);
+        const cJSON *ok = cJSON_GetObjectItem(value, "ok");
+        if (!cJSON_IsObject(value) || cJSON_GetArraySize(value) != 1 || !cJSON_IsString(ok) ||
+            (strcmp(ok->valuestring, "yes") && strcmp(ok->valuestring, "no")))
+            fail_msg("the reply \"%s\" is not what the schema takes", cJSON_GetObjectItem(got, "text")->valuestring);
+        cJSON_Delete(value);
+        cJSON_Delete(got);
+        free(r);
+    }
+    unlink(path);
+    snprintf(args, sizeof args, "generate -m '%s' -p x -j '{\"type\": \"string\", \"pattern\": \"a\"}'", model);
+    expect_error(args, 1, "--json-schema: json_schema: at the top: 'pattern' is not supported");
+    snprintf(args, sizeof args, "generate -m '%s' -p x -j @/nonexistent/schema.json", model);
+    expect_error(args, 1, "/nonexistent/schema.json");
+}
+
 // `bench` runs the 4-token greedy "2+2=" on every backend it can (3 runs each
 // here), and the CPU's tokens are bitnet.cpp's golden ones for that prompt.
 static void test_bench_matches_golden(void **state) {
@@ -385,6 +419,7 @@ int main(void) {
         cmocka_unit_test(test_generate_matches_golden),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_context_full_is_reported),
+        cmocka_unit_test(test_generate_json_schema),
         cmocka_unit_test(test_bench_matches_golden),
         cmocka_unit_test(test_bench_concurrency),
         cmocka_unit_test(test_cuda_unavailable_is_clear),

@@ -81,6 +81,8 @@ static const flag_def flags[] = {
      "system prompt (generate: with --chat)"},
     {{"--no-bos"}, BN_FLAGS_BOS, SWITCH, AT(no_bos), 0, 0, NULL, "", "do not add the BOS token"},
     {{"--json"}, BN_FLAGS_JSON, SWITCH, AT(json), 0, 0, NULL, "", "print one JSON document on stdout"},
+    {{"--json-schema", "-j"}, BN_FLAGS_JSON_SCHEMA, STRING, AT(json_schema), 0, 0, NULL, "SCHEMA",
+     "hold each reply to this JSON Schema (its text, or @FILE; '{\"type\":\"object\"}': any object)"},
     {{"--host"}, BN_FLAGS_SERVE, STRING, AT(host), 0, 0, NULL, "ADDR",
      "address to listen on (default 127.0.0.1; 0.0.0.0: every interface)"},
     {{"--port"}, BN_FLAGS_SERVE, INT, AT(port), 0, 65535, NULL, "N", "TCP port (default 8080; 0: any free one)"},

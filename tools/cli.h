@@ -34,6 +34,7 @@ typedef struct bn_run_flags {
     bool no_cpu_start;      // --no-cpu-start (session.cpu_start is set from it)
     int chunks;             // perplexity: --chunks, at most this many (-1: all)
     int batch;              // perplexity: -b, tokens a forward pass takes (0: the default)
+    const char *json_schema; // --json-schema: a JSON Schema's text, or @FILE
     bn_session_params session;
     bn_sampling sampling;
     bool sampling_given;    // a sampling flag was on the command line
@@ -57,6 +58,7 @@ enum {
     BN_FLAGS_CONCURRENCY = 1 << 11, // --concurrency
     BN_FLAGS_CPU_START = 1 << 12, // --no-cpu-start; without it, session.cpu_start is on for auto and cuda
     BN_FLAGS_PERPLEXITY = 1 << 13, // --chunks -b
+    BN_FLAGS_JSON_SCHEMA = 1 << 14, // --json-schema
 };
 
 // Parses argv[1..] into f (defaults filled first), taking the flags of the groups

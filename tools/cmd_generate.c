@@ -13,7 +13,7 @@
 #define GENERATE_FLAGS                                                                    \
     (BN_FLAGS_PROMPT | BN_FLAGS_FILE | BN_FLAGS_PREDICT | BN_FLAGS_SAMPLING |             \
      BN_FLAGS_BACKEND | BN_FLAGS_CPU_START | BN_FLAGS_CHAT | BN_FLAGS_SYSTEM |             \
-     BN_FLAGS_BOS | BN_FLAGS_JSON)
+     BN_FLAGS_BOS | BN_FLAGS_JSON | BN_FLAGS_JSON_SCHEMA)
 #define GENERATE_SYNOPSIS "-m MODEL (-p PROMPT | -f FILE) [options]"
 
 typedef struct {

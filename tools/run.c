@@ -1,8 +1,22 @@
 #include "run.h"
 
+#include "io.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+// --json-schema: the schema's text, or @FILE's.
+static int set_json_schema(bn_session *s, const char *arg) {
+    char *file = NULL;
+    size_t n;
+    if (arg[0] == '@' && bn_read_input(arg + 1, &file, &n)) return -1;
+    bn_error err;
+    const int rc = bn_session_set_json_schema(s, file ? file : arg, &err);
+    if (rc) fprintf(stderr, "error: --json-schema: %s\n", err.msg);
+    free(file);
+    return rc;
+}
 
 int bn_run_open(const bn_run_flags *f, bn_run *r) {
     *r = (bn_run){0};
@@ -14,6 +28,10 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
     }
     if (bn_session_create(r->engine, &f->session, &r->session, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
+        bn_run_close(r);
+        return -1;
+    }
+    if (f->json_schema && set_json_schema(r->session, f->json_schema)) {
         bn_run_close(r);
         return -1;
     }

@@ -10,7 +10,6 @@ turn feed only its new tokens, as in `bitnet-gpu serve`.
 import codecs
 import collections
 import ctypes
-import json
 import os
 import queue
 import threading
@@ -19,7 +18,7 @@ from typing import Optional, Union
 
 from . import _native as N
 from ._native import lib
-from .engine import BitnetError, Completion, Model, Piece, Stream, Timings, _check, _str
+from .engine import BitnetError, Completion, Model, Piece, Stream, Timings, _check, _str, json_schema_text
 
 _FINISH = {N.STOP_LENGTH: "length", N.STOP_EOG: "eog", N.STOP_CONTEXT: "context", N.STOP_STRING: "stop"}
 
@@ -30,7 +29,7 @@ class _Job:
 
     def __init__(self, ids, max_tokens, sp, stop, cache_prompt, json_schema, emit):
         self.ids, self.max_tokens, self.sp, self.cache_prompt = list(ids), max_tokens, sp, cache_prompt
-        self.json_object, self.json_schema = _json_constraint(json_schema)
+        self.json_schema = json_schema_text(json_schema)
         self.c_ids = (ctypes.c_int32 * len(self.ids))(*self.ids)
         # A stop string that is not valid UTF-8 (a lone surrogate) can never match
         # the text, as with Engine; "surrogatepass" keeps it from raising.
@@ -57,19 +56,6 @@ class _Job:
         if tail:
             self.text += tail
             self.emit(Piece(tail, -1))
-
-
-def _json_constraint(json_schema):
-    """generate()'s json_schema as bn_request's (json_object, json_schema bytes),
-    the schema checked by the library (BitnetError when it cannot follow it)."""
-    if json_schema is None or json_schema is False:
-        return False, None
-    if json_schema is True:
-        return True, None
-    text = json_schema if isinstance(json_schema, str) else json.dumps(json_schema)
-    data, err = text.encode("utf-8", "surrogatepass"), N.Error()
-    _check(lib.bn_json_schema_check(data, len(data), ctypes.byref(err)), err)
-    return False, data
 
 
 class BatchStream(Stream):
@@ -183,7 +169,7 @@ class BatchEngine(Model):
         """Puts job into a free slot (the lock is held); a refusal ends it with the C error."""
         req = N.Request(prompt=job.c_ids, n_prompt=len(job.ids), max_tokens=job.max_tokens, sampling=job.sp,
                         stop=job.c_stops, n_stop=job.n_stops, no_prefix_cache=not job.cache_prompt,
-                        json_object=job.json_object, json_schema=job.json_schema)
+                        json_schema=job.json_schema)
         err = N.Error()
         slot = lib.bn_batch_add(self._b, ctypes.byref(req), ctypes.byref(err))
         if slot < 0:

@@ -8,6 +8,7 @@ C errors into BitnetError.
 import atexit
 import codecs
 import ctypes
+import json
 import os
 import queue
 import threading
@@ -37,6 +38,19 @@ def _check(rc, err):
 
 def _str(s):
     return None if s is None else s.decode("utf-8", "replace")
+
+
+def json_schema_text(json_schema) -> Optional[bytes]:
+    """generate()'s json_schema as the C library takes it: None, or a JSON
+    Schema's text (True: any JSON object), checked by the library (BitnetError
+    when it cannot follow it)."""
+    if json_schema is None or json_schema is False:
+        return None
+    text = '{"type": "object"}' if json_schema is True else (
+        json_schema if isinstance(json_schema, str) else json.dumps(json_schema))
+    data, err = text.encode("utf-8", "surrogatepass"), N.Error()
+    _check(lib.bn_json_schema_check(data, len(data), ctypes.byref(err)), err)
+    return data
 
 
 class ModelInfo(NamedTuple):
@@ -174,7 +188,7 @@ class Stream:
 
     _END = object()
 
-    def __init__(self, engine, prompt_ids, max_tokens, sampling, stop, cache_prompt=True):
+    def __init__(self, engine, prompt_ids, max_tokens, sampling, stop, cache_prompt=True, schema=None):
         self.result: Optional[Completion] = None
         self._queue = queue.SimpleQueue()
         self._run = _Run(stop, emit=self._queue.put)
@@ -182,14 +196,14 @@ class Stream:
         # The worker holds no reference to the Stream, so a stream its reader
         # drops is collected and __del__ stops the generation. Not a daemon: an
         # interpreter exiting under a generation waits for it (max_tokens at most).
-        args = (engine, self._run, self._queue, prompt_ids, max_tokens, sampling, cache_prompt)
+        args = (engine, self._run, self._queue, prompt_ids, max_tokens, sampling, cache_prompt, schema)
         self._thread = threading.Thread(target=Stream._work, args=args, name="bitnet-stream")
         self._thread.start()
 
     @staticmethod
-    def _work(engine, run, q, prompt_ids, max_tokens, sampling, cache_prompt):
+    def _work(engine, run, q, prompt_ids, max_tokens, sampling, cache_prompt, schema):
         try:
-            q.put(engine._generate(run, prompt_ids, max_tokens, sampling, cache_prompt))
+            q.put(engine._generate(run, prompt_ids, max_tokens, sampling, cache_prompt, schema))
         except BaseException as e:  # noqa: B902 - handed to the reader
             q.put(e)
         q.put(Stream._END)
@@ -236,6 +250,19 @@ class Stream:
 
 
 Prompt = Union[str, Sequence[int]]
+
+
+def json_schema_text(json_schema) -> Optional[bytes]:
+    """generate()'s json_schema as the C library takes it: None, or a JSON
+    Schema's text (True: any JSON object), checked by the library (BitnetError
+    when it cannot follow it)."""
+    if json_schema is None or json_schema is False:
+        return None
+    text = '{"type": "object"}' if json_schema is True else (
+        json_schema if isinstance(json_schema, str) else json.dumps(json_schema))
+    data, err = text.encode("utf-8", "surrogatepass"), N.Error()
+    _check(lib.bn_json_schema_check(data, len(data), ctypes.byref(err)), err)
+    return data
 
 
 class Model:
@@ -318,10 +345,10 @@ class Model:
         top-k 40, top-p 0.95, min-p 0.05, no repeat penalty, seed 42).
         stream=True returns a Stream of Piece(text, id) instead of a Completion.
         cache_prompt=False feeds the whole prompt (see the class).
-        json_schema (BatchEngine only): True for one JSON object (OpenAI's
-        json_object), or a JSON Schema (a dict or its JSON text) the text's value
-        must satisfy, within what the library supports (README: Structured
-        replies); a schema it cannot follow raises BitnetError at once.
+        json_schema: True for one JSON object (OpenAI's json_object), or a JSON
+        Schema (a dict or its JSON text) the text's value must satisfy, within
+        what the library supports (README: Structured replies); the reply ends
+        as the value closes. A schema it cannot follow raises BitnetError at once.
         """
         ids = self.tokenize(prompt, bos=self.add_bos) if isinstance(prompt, str) else list(prompt)
         return self._start(ids, max_tokens, stop, stream, sampling, cache_prompt, json_schema)
@@ -440,15 +467,14 @@ class Engine(Model):
     def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True, json_schema=None):
         """_start with sp already built by sampling() (openai_api builds it first,
         to answer the library's checks with a 400)."""
-        if json_schema is not None:
-            raise BitnetError("json_schema needs a BatchEngine (the batch masks the tokens that would break it)")
+        schema = json_schema_text(json_schema)
         n = self.n_ctx if max_tokens is None else int(max_tokens)
         if stream:
-            return Stream(self, ids, n, sp, stop, cache_prompt)
+            return Stream(self, ids, n, sp, stop, cache_prompt, schema)
         run = _Run(stop)
-        return self._generate(run, ids, n, sp, cache_prompt)
+        return self._generate(run, ids, n, sp, cache_prompt, schema)
 
-    def _generate(self, run, ids, max_tokens, sp, cache_prompt=True):
+    def _generate(self, run, ids, max_tokens, sp, cache_prompt=True, schema=None):
         arr = (ctypes.c_int32 * len(ids))(*ids)
         t, err = N.Timings(), N.Error()
         with self._lock:
@@ -463,7 +489,8 @@ class Engine(Model):
                 if not keep:
                     lib.bn_session_reset(self._s)
                 rest = (ctypes.c_int32 * (len(ids) - kept))(*ids[kept:])
-                rc = lib.bn_session_generate(self._s, rest, len(ids) - kept, max_tokens, ctypes.byref(sp), run.fn,
+                rc = lib.bn_session_set_json_schema(self._s, schema, ctypes.byref(err))  # None lifts it
+                rc = rc or lib.bn_session_generate(self._s, rest, len(ids) - kept, max_tokens, ctypes.byref(sp), run.fn,
                                              None, ctypes.byref(t), ctypes.byref(err))
             finally:
                 self._running = None

@@ -5,7 +5,7 @@ its response shapes (usage counts, server-sent events when streaming, error
 objects); /v1/models lists the one model. bitnet_gpu.serve puts this behind
 Ray Serve. Parameters OpenAI has and this server cannot honour (n > 1,
 logprobs, tools, ...) are refused, not ignored. response_format json_object
-and json_schema need a BatchEngine (bitnet_gpu.serve with slots). Absent sampling parameters take
+and json_schema hold the reply as the C server does. Absent sampling parameters take
 the library's defaults (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05);
 top_k, min_p and repeat_penalty are accepted as extensions, as llama.cpp's
 server does.
@@ -179,7 +179,7 @@ class OpenAIServer:
         cache_prompt = True if cache_prompt is None else cache_prompt
         if not isinstance(cache_prompt, bool):
             raise _bad("'cache_prompt' must be a boolean", "cache_prompt")
-        try:  # a schema the library cannot follow, or an Engine (no batch), is the request's fault
+        try:  # a schema the library cannot follow is the request's fault
             generation = self.engine._start_sampled(ids, max_tokens, _stop(body), True, sp, cache_prompt,
                                                     _json_schema(body))
         except BitnetError as e:

@@ -145,13 +145,16 @@ PET = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"typ
 
 def test_json_schema(batch, engine):
     """json_schema: a reply that ends by itself satisfies the schema (judged by
-    jsonschema), streamed or not; True asks for one JSON object; a schema the
-    library cannot follow raises at once, as does an Engine (no batch)."""
+    jsonschema), streamed or not, and is an Engine's alone; True asks for one
+    JSON object; a schema the library cannot follow raises at once."""
     jsonschema = pytest.importorskip("jsonschema")
     ended = 0
     for seed in range(6):
         r = batch.chat([{"role": "user", "content": "A pet?"}], max_tokens=60, json_schema=PET,
                        temperature=1.0, seed=seed)
+        alone = engine.chat([{"role": "user", "content": "A pet?"}], max_tokens=60, json_schema=PET,
+                            temperature=1.0, seed=seed)
+        assert (r.ids, r.text, r.finish_reason) == (alone.ids, alone.text, alone.finish_reason)
         if r.finish_reason == "eog":
             jsonschema.validate(json.loads(r.text), PET)
             ended += 1
@@ -166,8 +169,10 @@ def test_json_schema(batch, engine):
         assert isinstance(json.loads(r.text), dict)
     with pytest.raises(BitnetError, match="'pattern' is not supported"):
         batch.generate("x", json_schema={"type": "string", "pattern": "a"})
-    with pytest.raises(BitnetError, match="needs a BatchEngine"):
-        engine.generate("x", json_schema=PET)
+    with pytest.raises(BitnetError, match="'format' is not supported"):
+        engine.generate("x", json_schema={"format": "date"})
+    assert engine.generate("x", max_tokens=4, temperature=0).text == batch.generate("x", max_tokens=4,
+                                                                                      temperature=0).text
 
 
 def test_openai_response_format_over_a_batch(batch, engine):
@@ -178,8 +183,9 @@ def test_openai_response_format_over_a_batch(batch, engine):
     got = OpenAIServer(batch, "m").start(body, chat=True).response()
     if got["choices"][0]["finish_reason"] == "stop":
         jsonschema.validate(json.loads(got["choices"][0]["message"]["content"]), PET)
-    for server, bad, says in ((OpenAIServer(engine, "m"), fmt, "needs a BatchEngine"),
-                              (OpenAIServer(batch, "m"), {"type": "json_schema", "json_schema": {
+    want = OpenAIServer(engine, "m").start(body, chat=True).response()
+    assert got["choices"] == want["choices"]
+    for server, bad, says in ((OpenAIServer(batch, "m"), {"type": "json_schema", "json_schema": {
                                   "name": "x", "schema": {"format": "date"}}}, "'format' is not supported"),
                               (OpenAIServer(batch, "m"), {"type": "yaml"}, "'response_format' must be")):
         with pytest.raises(ApiError) as e:
