@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
     FILE *table = json ? stderr : stdout;
     fprintf(table, "JSON mask over %d tokens (%s), best of 9 runs\n", v.n, model);
     fprintf(table, "%-30s %9s %9s %10s\n", "where", "readings", "kept", "ms/row");
-    printf(json ? "{\"vocab\": %d, \"rows\": [" : "", v.n);
+    if (json) printf("{\"vocab\": %d, \"rows\": [", v.n);
     for (size_t i = 0; i < sizeof places / sizeof *places; i++) {
         bn_json_schema *g;
         if (bn_json_schema_compile(places[i].schema, strlen(places[i].schema), &g, &err)) {
