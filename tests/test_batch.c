@@ -365,6 +365,15 @@ static bn_request request(int i, int max_tokens, bn_sampling sp) {
                         .max_tokens = max_tokens, .sampling = sp, .user = (void *)(intptr_t)i};
 }
 
+// Request i sampled hot (temperature 1, this seed): the random fixture model's
+// own choices, anything but JSON, for the JSON tests to hold.
+static bn_request hot_request(int i, int max_tokens, uint64_t seed) {
+    bn_sampling hot = bn_sampling_default();
+    hot.seed = seed;
+    hot.temperature = 1.0f;
+    return request(i, max_tokens, hot);
+}
+
 // What a session makes of request r alone.
 static result alone_result(const bn_request *r) {
     bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = N_CTX};
@@ -777,10 +786,7 @@ static void test_batch_json_object(void **state) {
     bn_batch *b = open_batch(4, 0);
     bn_request req[N];
     for (int i = 0; i < N; i++) {
-        bn_sampling hot = bn_sampling_default();
-        hot.seed = (uint64_t)i;
-        hot.temperature = 1.0f;
-        req[i] = request(1, 40, hot);
+        req[i] = hot_request(1, 40, (uint64_t)i);
         req[i].prompt = prompt, req[i].n_prompt = n_prompt;
         req[i].user = (void *)(intptr_t)i; // out[i]
         req[i].json_object = true;
@@ -829,10 +835,7 @@ static void test_session_json_schema(void **state) {
     bn_batch *b = open_batch(3, 0);
     bn_request req[N];
     for (int i = 0; i < N; i++) {
-        bn_sampling hot = bn_sampling_default();
-        hot.seed = (uint64_t)i;
-        hot.temperature = 1.0f;
-        req[i] = request(i, 48, hot);
+        req[i] = hot_request(i, 48, (uint64_t)i);
         req[i].json_schema = schema;
     }
     const int start[N] = {0};

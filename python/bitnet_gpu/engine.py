@@ -40,19 +40,6 @@ def _str(s):
     return None if s is None else s.decode("utf-8", "replace")
 
 
-def json_schema_text(json_schema) -> Optional[bytes]:
-    """generate()'s json_schema as the C library takes it: None, or a JSON
-    Schema's text (True: any JSON object), checked by the library (BitnetError
-    when it cannot follow it)."""
-    if json_schema is None or json_schema is False:
-        return None
-    text = '{"type": "object"}' if json_schema is True else (
-        json_schema if isinstance(json_schema, str) else json.dumps(json_schema))
-    data, err = text.encode("utf-8", "surrogatepass"), N.Error()
-    _check(lib.bn_json_schema_check(data, len(data), ctypes.byref(err)), err)
-    return data
-
-
 class ModelInfo(NamedTuple):
     arch: str
     n_vocab: int
