@@ -73,11 +73,12 @@ static void next_bytes(const bn_json_state *s, bool fits[256], bn_json_state *sc
 
 int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_state *s, float *row) {
     mask_states *m = v->states;
-    // from[0]: s; from[1]: s after one blank. Outside a string the four blanks
-    // are alike, and after several the automaton is where it is after one (bar
-    // the count of blanks in a row, which the trial checks). Where some reading
-    // is in a string a blank there is text, and from[1] takes more than a
-    // newline would: the filters below only ever let through too much.
+    // from[0]: s; from[1]: s after one space. Outside a string the four blanks
+    // are alike but for the newline's mark and the count of blanks in a row,
+    // which only take away what may follow (the trial checks them). Where some
+    // reading is in a string, an enum value or a property name, a blank there
+    // is text, and from[1] takes more than any other blank would: the filters
+    // below only ever let through too much.
     bn_json_state *from = m->from;
     const bool in_string = bn_json_state_in_string(s);
     const bool blanks_alike = !in_string && bn_json_state_next(s, " ", 1, &from[1]);

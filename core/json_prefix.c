@@ -109,7 +109,7 @@ static bool in_string(bn_json_prefix *s, unsigned char c) {
 static bool feed_byte(bn_json_prefix *s, char c) {
     switch (s->state) {
     case VALUE: case ARRAY_FIRST: case OBJECT_FIRST: case KEY: case COLON: case AFTER: case DONE:
-        if (is_space(c)) return ++s->space <= BN_JSON_MAX_SPACE;
+        if (is_space(c)) return bn_json_blank(&s->space, c);
         s->space = 0;
         switch (s->state) {
         case VALUE: return begin_value(s, c);

@@ -7,8 +7,9 @@
 // fits. Strings must be UTF-8 (a character may be split over tokens), control
 // characters in them escaped; numbers, true/false/null and nesting as the RFC
 // says, up to BN_JSON_MAX_DEPTH open containers. Whitespace between tokens is
-// allowed in runs of at most BN_JSON_MAX_SPACE bytes, so that a model cannot
-// spend its tokens on blanks (after the top-level value, too).
+// allowed in runs of at most BN_JSON_MAX_SPACE bytes with at most one newline
+// among them (what compact, spaced and indented JSON need), so that a model
+// cannot spend its tokens on blanks (after the top-level value, too).
 #ifndef BN_JSON_PREFIX_H
 #define BN_JSON_PREFIX_H
 
@@ -19,13 +20,23 @@
 #define BN_JSON_MAX_DEPTH 64
 #define BN_JSON_MAX_SPACE 16
 
+// Counts blank c into *run, the blanks in a row between tokens (bits 0-6; bit
+// 7: a newline among them). False past BN_JSON_MAX_SPACE or a second newline.
+static inline bool bn_json_blank(uint8_t *run, char c) {
+    if (c == '\n') {
+        if (*run & 0x80) return false;
+        *run |= 0x80;
+    }
+    return (++*run & 0x7f) <= BN_JSON_MAX_SPACE;
+}
+
 typedef struct bn_json_prefix {
     uint64_t objects; // bit d: the container at depth d+1 is an object (else an array)
     uint8_t depth;    // containers open
     uint8_t state;    // what may come next (json_prefix.c)
     uint8_t left;     // a literal's bytes matched, \u hex digits or UTF-8 continuation bytes to come
     uint8_t literal;  // true, false or null; in a string, a UTF-8 lead byte whose next byte is to come
-    uint8_t space;    // whitespace bytes in a row
+    uint8_t space;    // whitespace bytes in a row (bn_json_blank)
     bool key;         // the string being read is an object's key
     bool object_only; // the top-level value must be an object
 } bn_json_prefix;

@@ -7,7 +7,7 @@ own. "1 HEX": a text the automaton must take whole: json.loads takes it,
 jsonschema (Draft 2020-12) says the value is valid, and it is written the one
 way json_schema.h names (declared properties in their order, enum and const
 values and property names as compact JSON, integers without fraction or
-exponent, blank runs of at most 16 bytes). "0 HEX": a text it must refuse
+exponent, blank runs of at most 16 bytes and one newline). "0 HEX": a text it must refuse
 whole: json.loads refuses it (NaN and Infinity too, which RFC 8259 has not) or
 jsonschema says the value is invalid.
 
@@ -235,7 +235,9 @@ class Generator:
         if not self.spaced or self.rng.random() < 0.6:
             return ""
         n = self.rng.choice([1, 1, 2, 3, 16, self.rng.randint(1, 16)])
-        return "".join(self.rng.choice(BLANKS) for _ in range(n))
+        run = "".join(self.rng.choice(BLANKS) for _ in range(n))
+        first = run.find("\n")  # one newline a run at most, as the automaton allows
+        return run[:first + 1] + run[first + 1:].replace("\n", " ") if first >= 0 else run
 
     def container(self, open_, members, close):
         if not members:
@@ -441,7 +443,7 @@ def cases(rng, schema, validator):
         except TooDeep:
             continue
         data = text.encode()
-        assert not re.search("[ \t\n\r]{17}", text)  # (no string holds 17 blanks of its own)
+        assert not re.search("[ \t\n\r]{17}|\n[ \t\r]*\n", text)  # (no string holds raw blanks of its own)
         if len(data) >= MAX_TEXT or data in seen:
             continue
         if not valid(validator, data):

@@ -91,6 +91,12 @@ static void test_object_only_depth_space(void **state) {
     memset(spaces + 1, ' ', BN_JSON_MAX_SPACE + 1);
     spaces[BN_JSON_MAX_SPACE + 2] = 0;
     expect(spaces, false, BN_JSON_MAX_SPACE + 1, false); // the 17th blank in a row
+    // One newline a run: indented JSON, not a page of blank lines.
+    expect("{\n  \"a\": [\n    1\n  ]\n}", true, 22, true);
+    expect("{\r\n\t}", true, 5, true);
+    expect("{\n\n}", true, 2, false);
+    expect("{ \n \t\n}", true, 5, false);
+    expect("{} \n\n", true, 4, false);
     // After the value: whitespace only.
     expect("{} ", true, 3, true);
     expect("{} x", true, 3, false);
