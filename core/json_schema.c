@@ -65,6 +65,7 @@ typedef struct compiler {
     bn_error *err;
     bool failed;
     int depth; // compile() calls open
+    const cJSON *memo_next; // compile_target's schema, for compile_node to put in the memo
 } compiler;
 
 // Grows *p (of *cap elements of size bytes) to hold n + 1. Returns false when out of memory.
@@ -168,27 +169,40 @@ static const cJSON *resolve(const cJSON *root, const char *ref) {
                                             name);
 }
 
-// Compiles the n schemas of list (an array; or list itself when one) into ids[].
-static bool compile_each(compiler *c, const cJSON *list, int n, const cJSON *root, const char *path,
-                         const char *key, int32_t *ids) {
-    char sub[256];
-    for (int i = 0; i < n; i++) {
-        snprintf(sub, sizeof sub, "%s/%s/%d", path, key, i);
-        if ((ids[i] = compile(c, cJSON_IsArray(list) ? cJSON_GetArrayItem(list, i) : list, root, sub)) < 0)
-            return false;
-    }
+// A $ref's target: compiled once, however many $refs name it (a recursive
+// schema ends at the memo, which compile_node fills before the target's parts).
+static int32_t compile_target(compiler *c, const cJSON *s, const cJSON *root, const char *path) {
+    for (int32_t i = 0; i < c->n_memo; i++)
+        if (c->memo[i].schema == s) return c->memo[i].node;
+    c->memo_next = s;
+    const int32_t id = compile(c, s, root, path);
+    c->memo_next = NULL;
+    return id;
+}
+
+// An alias node: the value is one of the n ids' (compiled first: compile()
+// adds alts of its own, and a node's alts are contiguous).
+static bool set_alias(compiler *c, int32_t id, const int32_t *ids, int n, const char *path) {
+    node *nd = &c->g->nodes[id];
+    nd->alias = true, nd->alts = c->g->n_alts, nd->n_alts = n;
+    for (int i = 0; i < n; i++)
+        if (!add_alt(c, path, ids[i])) return false;
     return true;
 }
 
-// An alias node: the value is one of the schemas of list (an array of n) or list itself (n = 1).
+// anyOf, oneOf or allOf: the schemas of list (an array of n).
 static bool compile_alias(compiler *c, int32_t id, const cJSON *list, int n, const cJSON *root, const char *path,
                           const char *key) {
     int32_t *ids = malloc((size_t)n * sizeof *ids);
-    bool ok = ids && compile_each(c, list, n, root, path, key, ids);
-    if (!ids) fail(c, path, "out of memory", NULL);
-    node *nd = &c->g->nodes[id];
-    nd->alias = true, nd->alts = c->g->n_alts, nd->n_alts = n;
-    for (int i = 0; ok && i < n; i++) ok = add_alt(c, path, ids[i]);
+    if (!ids) return fail(c, path, "out of memory", NULL), false;
+    char sub[256];
+    int i = 0;
+    bool ok = true;
+    for (const cJSON *e = list->child; ok && e; e = e->next, i++) {
+        snprintf(sub, sizeof sub, "%s/%s/%d", path, key, i);
+        ok = (ids[i] = compile(c, e, root, sub)) >= 0;
+    }
+    ok = ok && set_alias(c, id, ids, n, path);
     free(ids);
     return ok;
 }
@@ -201,6 +215,9 @@ static bool compile_object(compiler *c, int32_t id, const cJSON *s, const cJSON 
     if (required && !cJSON_IsArray(required)) return fail(c, path, "' must be an array of names", "required"), false;
     if (extra && !cJSON_IsBool(extra) && !cJSON_IsObject(extra))
         return fail(c, path, "' must be a schema", "additionalProperties"), false;
+    const int n = cJSON_GetArraySize(props);
+    if (n > MAX_PROPERTIES || cJSON_GetArraySize(required) > MAX_PROPERTIES)
+        return fail(c, path, "' lists more than 4096", n > MAX_PROPERTIES ? "properties" : "required"), false;
     const cJSON *r;
     cJSON_ArrayForEach(r, required) {
         if (!cJSON_IsString(r)) return fail(c, path, "' must be an array of names", "required"), false;
@@ -215,8 +232,6 @@ static bool compile_object(compiler *c, int32_t id, const cJSON *s, const cJSON 
         c->g->nodes[id].values = values;
         return values >= 0;
     }
-    const int n = cJSON_GetArraySize(props);
-    if (n > MAX_PROPERTIES) return fail(c, path, "' lists more than 4096", "properties"), false;
     for (const cJSON *p = props->child; p; p = p->next) {
         if (!whole_utf8(p->string)) return fail(c, path, "' has a name that is not valid UTF-8", "properties"), false;
         for (const cJSON *q = props->child; q != p; q = q->next)
@@ -279,7 +294,7 @@ static bool exact_numbers(cJSON *v) {
         if (!exact_numbers(e)) return false;
     if (!cJSON_IsNumber(v)) return true;
     const double x = v->valuedouble;
-    if (!isfinite(x) || ((type_of(v) & T_INTEGER) && fabs(x) > 9007199254740992.0)) return false;
+    if (!isfinite(x) || ((type_of(v) & T_INTEGER) && fabs(x) >= 9007199254740992.0)) return false;
     char text[40];
     for (int digits = 15; digits <= 17; digits++) {
         snprintf(text, sizeof text, "%.*g", digits, x);
@@ -296,7 +311,8 @@ static char *value_text(const cJSON *v, const char **why) {
     cJSON *copy = cJSON_Duplicate(v, true);
     char *text = copy && exact_numbers(copy) ? cJSON_PrintUnformatted(copy) : NULL;
     cJSON_Delete(copy);
-    *why = copy ? "' has a whole number past 2^53, which a double does not hold exactly" : "': out of memory";
+    *why = copy ? "' has a number a double does not hold exactly (a whole number from 2^53 on, or past 1e308)"
+                : "': out of memory";
     if (text && !whole_utf8(text)) *why = "' is not valid UTF-8", free(text), text = NULL;
     return text;
 }
@@ -312,8 +328,7 @@ static bool compile_enum(compiler *c, int32_t id, const cJSON *values, bool one,
     const int n = one ? 1 : cJSON_GetArraySize(values);
     if (!one && !cJSON_IsArray(values)) return fail(c, path, "' must be an array", "enum"), false;
     if (n > MAX_COUNT) return fail(c, path, "' has more than 65535 values", "enum"), false;
-    for (int i = 0; i < n; i++) {
-        const cJSON *v = one ? values : cJSON_GetArrayItem(values, i);
+    for (const cJSON *v = one ? values : values->child; v; v = one ? NULL : v->next) {
         if (!(type_of(v) & types)) continue;
         const char *why;
         char *text = value_text(v, &why);
@@ -348,8 +363,6 @@ static int32_t compile(compiler *c, const cJSON *s, const cJSON *root, const cha
 static int32_t compile_node(compiler *c, const cJSON *s, const cJSON *root, const char *path) {
     if (cJSON_IsTrue(s)) return any_node(c, path);
     if (!cJSON_IsObject(s)) return fail(c, path, "a schema must be an object or true", NULL);
-    for (int32_t i = 0; i < c->n_memo; i++)
-        if (c->memo[i].schema == s) return c->memo[i].node;
     const cJSON *k;
     bool constrained = false;
     cJSON_ArrayForEach(k, s) {
@@ -360,8 +373,11 @@ static int32_t compile_node(compiler *c, const cJSON *s, const cJSON *root, cons
     if (!constrained) return any_node(c, path);
     const int32_t id = new_node(c, path);
     if (id < 0) return -1;
-    if (!grow((void **)&c->memo, &c->cap_memo, c->n_memo, sizeof *c->memo)) return fail(c, path, "out of memory", NULL);
-    c->memo[c->n_memo++] = (struct memo){s, id};
+    if (c->memo_next == s) { // a $ref's target (compile_target)
+        if (!grow((void **)&c->memo, &c->cap_memo, c->n_memo, sizeof *c->memo)) return fail(c, path, "out of memory", NULL);
+        c->memo[c->n_memo++] = (struct memo){s, id};
+        c->memo_next = NULL;
+    }
     if (cJSON_GetObjectItemCaseSensitive(s, "$id")) root = s;
 
     // A combinator stands alone (beside annotations).
@@ -375,11 +391,15 @@ static int32_t compile_node(compiler *c, const cJSON *s, const cJSON *root, cons
         if (i == 0) {
             const cJSON *target = cJSON_IsString(v) ? resolve(root, v->valuestring) : NULL;
             if (!target) return fail(c, path, "' must be \"#\", \"#/$defs/NAME\" or \"#/definitions/NAME\" of this schema", "$ref");
-            return compile_alias(c, id, target, 1, root, path, "$ref") ? id : -1;
+            char sub[256];
+            snprintf(sub, sizeof sub, "%s/$ref", path);
+            const int32_t to = compile_target(c, target, root, sub);
+            return to >= 0 && set_alias(c, id, &to, 1, path) ? id : -1;
         }
         const int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
         if (n < 1 || (i == 3 && n != 1))
             return fail(c, path, i == 3 ? "' is supported with one schema only" : "' must be a non-empty array", alone[i]);
+        if (n > MAX_PROPERTIES) return fail(c, path, "' has more than 4096 schemas", alone[i]);
         return compile_alias(c, id, v, n, root, path, alone[i]) ? id : -1;
     }
 
@@ -534,8 +554,23 @@ static bool flatten_aliases(compiler *c) {
     return ok;
 }
 
+// Whether text has the escape \u0000: cJSON's strings end at a NUL, so a name
+// or value with one would be cut short, and the reply held to the cut one.
+static bool has_nul_escape(const char *text, size_t len) {
+    for (size_t i = 0; i + 5 < len; i++) {
+        if (text[i] != '\\') continue;
+        size_t run = 1; // a run of backslashes: pairs are escaped backslashes
+        while (i + run < len && text[i + run] == '\\') run++;
+        i += run - 1;
+        if (run % 2 && i + 5 < len && !memcmp(text + i + 1, "u0000", 5)) return true;
+    }
+    return false;
+}
+
 int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, bn_error *err) {
     *out = NULL;
+    if (has_nul_escape(text, len))
+        return bn_errorf(err, "json_schema: the schema has a \\u0000 escape (a NUL), which its strings cannot carry");
     const char *end = NULL;
     cJSON *doc = cJSON_ParseWithLengthOpts(text, len, &end, false);
     while (doc && end < text + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')) end++;
@@ -654,12 +689,30 @@ static bool required_from(const bn_json_schema *g, const node *n, int i) {
 static bool integer_only(const node *n) { return (n->types & (T_NUMBER | T_INTEGER)) == T_INTEGER; }
 static bool is_number_text(const char *s) { return *s == '-' || (*s >= '0' && *s <= '9'); }
 
+// How text t stands against cur's first `offset` bytes and then c, in strcmp's
+// order over t's first offset + 1 bytes (t ending first sorts first).
+static int prefix_cmp(const char *t, const char *cur, int offset, unsigned char c) {
+    const int d = strncmp(t, cur, (size_t)offset);
+    return d ? d : (int)(unsigned char)t[offset] - (int)c;
+}
+
 // Of texts[first .. last], the first that matches cur's first `offset` bytes
 // and then c (-1: none; a NUL byte, which would match a text's end, never fits).
-static int match(char *const *texts, int first, int last, const char *cur, int offset, unsigned char c) {
+// Sorted texts (an enum's) are searched by halves: 65535 values cost 16 looks.
+static int match(char *const *texts, int first, int last, bool sorted, const char *cur, int offset,
+                 unsigned char c) {
     if (c == 0) return -1;
+    if (sorted) {
+        int lo = first, hi = last + 1;
+        while (lo < hi) {
+            const int mid = lo + (hi - lo) / 2;
+            if (prefix_cmp(texts[mid], cur, offset, c) < 0) lo = mid + 1;
+            else hi = mid;
+        }
+        return lo <= last && !prefix_cmp(texts[lo], cur, offset, c) ? lo : -1;
+    }
     for (int j = first; j <= last; j++)
-        if (!strncmp(texts[j], cur, (size_t)offset) && (unsigned char)texts[j][offset] == c) return j;
+        if (!prefix_cmp(texts[j], cur, offset, c)) return j;
     return -1;
 }
 
@@ -680,7 +733,7 @@ static bool may_begin(const node *n, unsigned char c) {
 // anyOf) several readings.
 static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn_json_state *out) {
     if (t->depth == 0) { // after the value: blanks only
-        if (is_space(c) && ++t->space <= BN_JSON_MAX_SPACE) emit(out, t);
+        if (is_space(c) && bn_json_blank(&t->space, (char)c)) emit(out, t);
         return;
     }
     bn_json_frame *f = &t->frame[t->depth - 1];
@@ -716,7 +769,7 @@ static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn
             while (last < n->n_props - 1 && !g->props[n->props + last].required) last++;
         }
         const char *cur = texts[f->cand];
-        const int j = match(texts, f->cand, last, cur, f->offset, c);
+        const int j = match(texts, f->cand, last, !key, cur, f->offset, c);
         if (j < 0) {
             if (!key && !cur[f->offset]) { // a whole number, and c follows it
                 value_end(g, t);
@@ -737,7 +790,7 @@ static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn
     }
     // The places between tokens, where blanks may come.
     if (is_space(c)) {
-        if (++t->space <= BN_JSON_MAX_SPACE) emit(out, t);
+        if (bn_json_blank(&t->space, (char)c)) emit(out, t);
         return;
     }
     t->space = 0;

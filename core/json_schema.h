@@ -11,12 +11,12 @@
 //   without "properties" has any keys, with values of "additionalProperties"
 //   (a schema; false: none; true or absent: any value);
 // - "enum" and "const" values, and property names, are written as compact
-//   JSON (cJSON's print: no blanks), each number in the shortest form that
-//   reads back as the same double (a whole number past 2^53, which a double
-//   does not hold exactly, is refused);
+//   JSON (cJSON's print: no blanks), each number as the first of 15, 16 or 17
+//   significant digits that reads back as the same double (a whole number
+//   from 2^53 on, which a double does not hold exactly, is refused);
 // - an "integer" has neither a fraction nor an exponent;
 // - blanks between tokens as bn_json_prefix allows them (runs of at most
-//   BN_JSON_MAX_SPACE), strings as UTF-8.
+//   BN_JSON_MAX_SPACE with at most one newline), strings as UTF-8.
 // Keywords: type (a name or a list), enum, const, properties, required,
 // additionalProperties, items (a schema), minItems, maxItems, anyOf, oneOf (as
 // anyOf: a value both alternatives accept is not refused), allOf of one schema,
@@ -26,10 +26,11 @@
 // (pattern, format, minimum, ...) is refused when the schema is compiled, with
 // its place in the schema, rather than silently broken; so is "enum" or
 // "const" beside object or array keywords, a property named twice, a name or
-// value that is not UTF-8, and a false subschema. Where "type" is absent,
+// value that is not UTF-8 or holds a NUL (\u0000), and a false subschema. Where "type" is absent,
 // object keywords make the value an object and array keywords an array (JSON
-// Schema would let other types through). Limits: 4096 properties an object,
-// 65535 enum values, 256 schemas deep counting $refs followed.
+// Schema would let other types through). Limits: 4096 properties an object
+// (and names in "required"), 4096 schemas an anyOf, 65535 enum values, 256
+// schemas deep counting $refs followed.
 //
 // A value the schema leaves free (true, {}, an object's values without a
 // schema) is read by a bn_json_prefix. anyOf is followed by keeping every
@@ -74,7 +75,7 @@ typedef struct bn_json_frame {
 
 typedef struct bn_json_thread {
     uint8_t depth;      // frames open (0: the value is whole)
-    uint8_t space;      // blanks in a row
+    uint8_t space;      // blanks in a row (bn_json_blank)
     bn_json_prefix lex; // the string, number, literal or free value being read
     bn_json_frame frame[BN_JSON_SCHEMA_DEPTH];
 } bn_json_thread;

@@ -6,32 +6,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-// --json-schema: the schema's text, or @FILE's.
-static int set_json_schema(bn_session *s, const char *arg) {
-    char *file = NULL;
-    size_t n;
-    if (arg[0] == '@' && bn_read_input(arg + 1, &file, &n)) return -1;
+// --json-schema: the schema's text, or @FILE's (malloc'd), checked before the
+// model loads so that a schema the library cannot follow fails at once.
+static char *json_schema_arg(const char *arg) {
+    char *text = NULL;
+    size_t n = strlen(arg);
+    if (arg[0] == '@' && bn_read_input(arg + 1, &text, &n)) return NULL;
+    if (!text && !(text = strdup(arg))) return NULL;
     bn_error err;
-    const int rc = bn_session_set_json_schema(s, file ? file : arg, &err);
-    if (rc) fprintf(stderr, "error: --json-schema: %s\n", err.msg);
-    free(file);
-    return rc;
+    const char *why = memchr(text, 0, n) ? "the file has a NUL byte: it is no JSON text"
+                    : bn_json_schema_check(text, n, &err) ? err.msg
+                                                          : NULL;
+    if (!why) return text;
+    fprintf(stderr, "error: --json-schema: %s\n", why);
+    free(text);
+    return NULL;
 }
 
 int bn_run_open(const bn_run_flags *f, bn_run *r) {
     *r = (bn_run){0};
     bn_error err;
+    char *schema = f->json_schema ? json_schema_arg(f->json_schema) : NULL;
+    if (f->json_schema && !schema) return -1;
     bn_backend_prewarm(f->session.backend); // the GPU's context starts while the model loads
-    if (bn_engine_load(f->model, f->tokenizer, &r->engine, &err)) {
-        fprintf(stderr, "error: %s\n", err.msg);
-        return -1;
-    }
-    if (bn_session_create(r->engine, &f->session, &r->session, &err)) {
-        fprintf(stderr, "error: %s\n", err.msg);
-        bn_run_close(r);
-        return -1;
-    }
-    if (f->json_schema && set_json_schema(r->session, f->json_schema)) {
+    const char *failed = bn_engine_load(f->model, f->tokenizer, &r->engine, &err)                ? ""
+                       : bn_session_create(r->engine, &f->session, &r->session, &err)            ? ""
+                       : schema && bn_session_set_json_schema(r->session, schema, &err) ? "--json-schema: "
+                                                                                        : NULL;
+    free(schema);
+    if (failed) {
+        fprintf(stderr, "error: %s%s\n", failed, err.msg);
         bn_run_close(r);
         return -1;
     }
