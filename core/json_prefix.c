@@ -2,6 +2,8 @@
 // bytes, one state for each place in RFC 8259's grammar a text can stop at.
 #include "json_prefix.h"
 
+#include <string.h>
+
 #include "bitnet.h" // bn_utf8_char_len
 
 enum {
@@ -187,4 +189,15 @@ bool bn_json_plain_string_bytes(const char *bytes, size_t n) {
         if (c == '"' || c == '\\' || c < 0x20 || !(k = bn_utf8_char_len(bytes + i, n - i))) return false;
     }
     return n > 0;
+}
+
+bool bn_json_has_nul_escape(const char *text, size_t len) {
+    for (size_t i = 0; i + 5 < len; i++) {
+        if (text[i] != '\\') continue;
+        size_t run = 1; // a run of backslashes: pairs are escaped backslashes
+        while (i + run < len && text[i + run] == '\\') run++;
+        i += run - 1;
+        if (run % 2 && i + 5 < len && !memcmp(text + i + 1, "u0000", 5)) return true;
+    }
+    return false;
 }

@@ -8,8 +8,9 @@
 // characters in them escaped; numbers, true/false/null and nesting as the RFC
 // says, up to BN_JSON_MAX_DEPTH open containers. Whitespace between tokens is
 // allowed in runs of at most BN_JSON_MAX_SPACE bytes with at most one newline
-// among them (what compact, spaced and indented JSON need), so that a model
-// cannot spend its tokens on blanks (after the top-level value, too).
+// among them (enough for compact and spaced JSON, and indentation of up to 15
+// blanks), so that a model cannot spend its tokens on blanks (after the
+// top-level value, too).
 #ifndef BN_JSON_PREFIX_H
 #define BN_JSON_PREFIX_H
 
@@ -56,6 +57,10 @@ bool bn_json_prefix_complete(const bn_json_prefix *s);
 // quote, backslash or control character, whole UTF-8 characters (a fast path
 // for masking: such a token fits wherever the text is inside a string).
 bool bn_json_plain_string_bytes(const char *bytes, size_t n);
+// Whether a JSON text (len bytes) has the escape \u0000 in it. cJSON's strings
+// end at a NUL, so a name or value with one would be read cut short: the JSON
+// Schema compiler and the server refuse such a text rather than act on the cut one.
+bool bn_json_has_nul_escape(const char *text, size_t len);
 // Whether the text is inside a string, between characters (where a plain token fits).
 bool bn_json_prefix_in_string(const bn_json_prefix *s);
 

@@ -554,22 +554,9 @@ static bool flatten_aliases(compiler *c) {
     return ok;
 }
 
-// Whether text has the escape \u0000: cJSON's strings end at a NUL, so a name
-// or value with one would be cut short, and the reply held to the cut one.
-static bool has_nul_escape(const char *text, size_t len) {
-    for (size_t i = 0; i + 5 < len; i++) {
-        if (text[i] != '\\') continue;
-        size_t run = 1; // a run of backslashes: pairs are escaped backslashes
-        while (i + run < len && text[i + run] == '\\') run++;
-        i += run - 1;
-        if (run % 2 && i + 5 < len && !memcmp(text + i + 1, "u0000", 5)) return true;
-    }
-    return false;
-}
-
 int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, bn_error *err) {
     *out = NULL;
-    if (has_nul_escape(text, len))
+    if (bn_json_has_nul_escape(text, len))
         return bn_errorf(err, "json_schema: the schema has a \\u0000 escape (a NUL), which its strings cannot carry");
     const char *end = NULL;
     cJSON *doc = cJSON_ParseWithLengthOpts(text, len, &end, false);

@@ -212,7 +212,7 @@ static void test_generate_json_schema(void **state) {
     }
     unlink(path);
     snprintf(args, sizeof args, "generate -m '%s' -p x -j '{\"type\": \"string\", \"pattern\": \"a\"}'", model);
-    expect_error(args, 1, "--json-schema: json_schema: at the top: 'pattern' is not supported");
+    expect_error(args, 1, "--json-schema: at the top: 'pattern' is not supported");
     snprintf(args, sizeof args, "generate -m '%s' -p x -j @/nonexistent/schema.json", model);
     expect_error(args, 1, "/nonexistent/schema.json");
 }

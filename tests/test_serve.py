@@ -520,6 +520,10 @@ class ServeTest(unittest.TestCase):
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
                                       "response_format": {"type": "json_schema", "json_schema": {}}}),
             ("/v1/completions", {"prompt": "x", "response_format": "json_object"}),
+            # cJSON cuts a string at a NUL: refused rather than served cut short.
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "a\x00b"}]}),
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "response_format": {
+                "type": "json_schema", "json_schema": {"name": "n", "schema": {"enum": ["a\x00b"]}}}}),
             ("/v1/completions", {"prompt": "x", "tools": {"type": "text"}}),
             ("/v1/completions", {"prompt": "x", "logit_bias": {"5": 0, "6": 1}}),
             ("/v1/completions", {"prompt": "x", "stop": 7}),

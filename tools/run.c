@@ -15,7 +15,7 @@ static char *json_schema_arg(const char *arg) {
     if (!text && !(text = strdup(arg))) return NULL;
     bn_error err;
     const char *why = memchr(text, 0, n) ? "the file has a NUL byte: it is no JSON text"
-                    : bn_json_schema_check(text, n, &err) ? err.msg
+                    : bn_json_schema_check(text, n, &err) ? err.msg + (strncmp(err.msg, "json_schema: ", 13) ? 0 : 13)
                                                           : NULL;
     if (!why) return text;
     fprintf(stderr, "error: --json-schema: %s\n", why);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "json_prefix.h"
 #include "serve_reply.h"
 #include "serve_tools.h"
 
@@ -90,8 +91,13 @@ static bool get_bool(fields *f, const char *key, bool *out) {
     return true;
 }
 
-// The body as a JSON object, or a 400.
+// The body as a JSON object, or a 400. A \u0000 in it is refused: cJSON would
+// cut that string short, and the request would be served on the cut one.
 static cJSON *parse_object(const char *body, size_t len, bn_api_reply *r) {
+    if (bn_json_has_nul_escape(body, len)) {
+        reply_error(r, 400, "invalid_value", "the body has a \\u0000 escape (a NUL), which this server cannot carry");
+        return NULL;
+    }
     cJSON *o = cJSON_ParseWithLength(body, len);
     if (!o) reply_error(r, 400, "invalid_json", "the body is not valid JSON");
     else if (!cJSON_IsObject(o)) reply_error(r, 400, "invalid_json", "the body must be a JSON object");
