@@ -18,6 +18,7 @@ enum { T_OBJECT = 1, T_ARRAY = 2, T_STRING = 4, T_NUMBER = 8, T_INTEGER = 16, T_
 #define MAX_PROPERTIES 4096 // per object (checking "required" is quadratic)
 #define MAX_DEPTH 256       // schemas in schemas, $refs followed included
 #define MAX_ALTS (1 << 20)  // alternatives of all anyOfs, flattened
+#define MAX_SCHEMA_BYTES (256 << 10) // bounds what a hostile schema costs to compile
 
 // A property of an object node (its name is in g->texts: node.keys).
 typedef struct prop {
@@ -556,6 +557,7 @@ static bool flatten_aliases(compiler *c) {
 
 int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, bn_error *err) {
     *out = NULL;
+    if (len > MAX_SCHEMA_BYTES) return bn_errorf(err, "json_schema: the schema is larger than 256 KiB");
     if (bn_json_has_nul_escape(text, len))
         return bn_errorf(err, "json_schema: the schema has a \\u0000 escape (a NUL), which its strings cannot carry");
     const char *end = NULL;

@@ -28,9 +28,9 @@
 // "const" beside object or array keywords, a property named twice, a name or
 // value that is not UTF-8 or holds a NUL (\u0000), and a false subschema. Where "type" is absent,
 // object keywords make the value an object and array keywords an array (JSON
-// Schema would let other types through). Limits: 4096 properties an object
-// (and names in "required"), 4096 schemas an anyOf, 65535 enum values, 256
-// schemas deep counting $refs followed.
+// Schema would let other types through). Limits: 256 KiB of schema text, 4096
+// properties an object (and names in "required"), 4096 schemas an anyOf, 65535
+// enum values, 256 schemas deep counting $refs followed.
 //
 // A value the schema leaves free (true, {}, an object's values without a
 // schema) is read by a bn_json_prefix. anyOf is followed by keeping every
