@@ -19,8 +19,6 @@ typedef struct mask_states {
     bn_json_state from[2], after, trial;
 } mask_states;
 
-static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
 int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
     v->n = (int32_t)e->model->hp.n_vocab;
     const size_t n_vocab = (size_t)v->n;
@@ -43,7 +41,7 @@ int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
         v->kind[t] = end ? BN_JSON_END : never ? BN_JSON_NEVER
                    : bn_json_plain_string_bytes(bytes, n) ? BN_JSON_PLAIN : BN_JSON_CHECK;
         size_t k = 0;
-        while (!never && k < n && is_blank(bytes[k])) k++;
+        while (!never && k < n && bn_json_is_blank(bytes[k])) k++;
         v->first[t] = never ? 0 : (uint8_t)bytes[0];
         v->blank[t] = (uint8_t)(k < 255 ? k : 255);
         v->lead[t] = !never && k < n ? (uint8_t)bytes[k] : 0;

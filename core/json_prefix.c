@@ -30,7 +30,6 @@ enum {
 
 static const char *const literals[] = {"true", "false", "null"};
 
-static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 static bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 static bool in_object(const bn_json_prefix *s) { return s->objects >> (s->depth - 1) & 1; }
@@ -111,7 +110,7 @@ static bool in_string(bn_json_prefix *s, unsigned char c) {
 static bool feed_byte(bn_json_prefix *s, char c) {
     switch (s->state) {
     case VALUE: case ARRAY_FIRST: case OBJECT_FIRST: case KEY: case COLON: case AFTER: case DONE:
-        if (is_space(c)) return bn_json_blank(&s->space, c);
+        if (bn_json_is_blank(c)) return bn_json_blank(&s->space, c);
         s->space = 0;
         switch (s->state) {
         case VALUE: return begin_value(s, c);

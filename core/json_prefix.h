@@ -21,6 +21,9 @@
 #define BN_JSON_MAX_DEPTH 64
 #define BN_JSON_MAX_SPACE 16
 
+// JSON's four whitespace bytes.
+static inline bool bn_json_is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
 // Counts blank c into *run, the blanks in a row between tokens (bits 0-6; bit
 // 7: a newline among them). False past BN_JSON_MAX_SPACE or a second newline.
 static inline bool bn_json_blank(uint8_t *run, char c) {

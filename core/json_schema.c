@@ -620,8 +620,6 @@ enum {
     P_ARR_AFTER, // ',' or ']'
 };
 
-static bool is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
 static bool same_lex(const bn_json_prefix *a, const bn_json_prefix *b) {
     return a->objects == b->objects && a->depth == b->depth && a->state == b->state && a->left == b->left &&
            a->literal == b->literal && a->space == b->space && a->key == b->key && a->object_only == b->object_only;
@@ -722,7 +720,7 @@ static bool may_begin(const node *n, unsigned char c) {
 // anyOf) several readings.
 static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn_json_state *out) {
     if (t->depth == 0) { // after the value: blanks only
-        if (is_space(c) && bn_json_blank(&t->space, (char)c)) emit(out, t);
+        if (bn_json_is_blank((char)c) && bn_json_blank(&t->space, (char)c)) emit(out, t);
         return;
     }
     bn_json_frame *f = &t->frame[t->depth - 1];
@@ -778,7 +776,7 @@ static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn
     default: break;
     }
     // The places between tokens, where blanks may come.
-    if (is_space(c)) {
+    if (bn_json_is_blank((char)c)) {
         if (bn_json_blank(&t->space, (char)c)) emit(out, t);
         return;
     }

@@ -230,26 +230,6 @@ static bool refuse_unsupported(fields *f) {
     return !bad || fail(f, "'%s' is not supported by this server", bad);
 }
 
-// The text of a chat message: a string, or an array of {"type": "text", "text"} parts.
-static char *message_text(const cJSON *content, bool *ok) {
-    *ok = true;
-    if (!content || cJSON_IsNull(content)) return strdup("");
-    if (cJSON_IsString(content)) return strdup(content->valuestring);
-    size_t len = 0;
-    const cJSON *part;
-    *ok = cJSON_IsArray(content);
-    cJSON_ArrayForEach(part, content) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
-        if (!cJSON_IsString(t)) *ok = false;
-        else len += strlen(t->valuestring);
-    }
-    char *s = *ok ? malloc(len + 1) : NULL;
-    if (!s) return NULL;
-    s[0] = 0;
-    cJSON_ArrayForEach(part, content) strcat(s, cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring);
-    return s;
-}
-
 // tools, tool_choice, parallel_tool_calls (serve_tools.h): a chat whose tools
 // may be called has its reply held to their schema, and its system message
 // lists them. A response_format then shapes the answer that calls none.
@@ -322,7 +302,7 @@ static bool chat_prompt(const bn_api *a, fields *f, bn_job_params *p, const bn_t
             ok = false, f->bad = true;
             break;
         }
-        if (!texts[i]) texts[i] = message_text(cJSON_GetObjectItemCaseSensitive(msg, "content"), &ok);
+        if (!texts[i]) texts[i] = bn_message_text(cJSON_GetObjectItemCaseSensitive(msg, "content"), &ok);
         if (!ok || !texts[i]) {
             ok = fail(f, "a message's 'content' must be a string or an array of text parts (%s)", "messages");
             break;

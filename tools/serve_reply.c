@@ -154,14 +154,14 @@ static cJSON *error_object(int status, const char *message, const char *code) {
     return o;
 }
 
-static char *print(cJSON *o) {
+char *bn_print_taken(cJSON *o) {
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
 }
 
 char *bn_api_error_json(int status, const char *message, const char *code) {
-    return print(error_object(status, message, code));
+    return bn_print_taken(error_object(status, message, code));
 }
 
 static const char *finish_reason(const bn_api_reply *r, bn_stop stop) {
@@ -223,12 +223,12 @@ void bn_api_finish(const bn_api *a, bn_api_reply *r, const bn_job_output *out, c
     cJSON_AddStringToObject(choice, "finish_reason", finish_reason(r, st->stop));
     add_usage(o, st);
     r->status = 200;
-    r->body = print(o);
+    r->body = bn_print_taken(o);
 }
 
 // Appends "data: JSON\n\n" for o (deleted), or "data: raw\n\n", to out.
 static void add_event(bn_buf *out, cJSON *o, const char *raw) {
-    char *json = o ? print(o) : NULL;
+    char *json = o ? bn_print_taken(o) : NULL;
     const char *data = json ? json : raw;
     if (data) bn_buf_printf(out, "data: %s\n\n", data); // out of memory: the event is lost
     free(json);
@@ -269,4 +269,23 @@ char *bn_api_event(const bn_api *a, bn_api_reply *r, const bn_job_output *got, c
     else if (st->done) add_event(&out, chunk(a, r, NULL, false, st), NULL);
     if (st->done) add_event(&out, NULL, "[DONE]");
     return out.data;
+}
+
+char *bn_message_text(const cJSON *content, bool *ok) {
+    *ok = true;
+    if (!content || cJSON_IsNull(content)) return strdup("");
+    if (cJSON_IsString(content)) return strdup(content->valuestring);
+    size_t len = 0;
+    const cJSON *part;
+    *ok = cJSON_IsArray(content);
+    cJSON_ArrayForEach(part, content) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsString(t)) *ok = false;
+        else len += strlen(t->valuestring);
+    }
+    char *s = *ok ? malloc(len + 1) : NULL;
+    if (!s) return NULL;
+    s[0] = 0;
+    cJSON_ArrayForEach(part, content) strcat(s, cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring);
+    return s;
 }

@@ -16,4 +16,12 @@ cJSON *bn_text_json(const char *text, size_t len);
 // valid UTF-8, else its bytes as numbers (as llama.cpp does).
 cJSON *bn_piece_json(const bn_engine *e, int32_t id);
 
+// o printed compact (malloc'd; NULL when memory is short), and deleted.
+char *bn_print_taken(cJSON *o);
+
+// A chat message's text: content a string, or an array of {"type": "text",
+// "text"} parts joined; absent or null is "". NULL with *ok false when it is
+// neither (NULL with *ok true: out of memory). malloc'd.
+char *bn_message_text(const cJSON *content, bool *ok);
+
 #endif

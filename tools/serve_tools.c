@@ -18,19 +18,17 @@ static int tools_error(char *err, size_t size, const char *msg) {
     return -1;
 }
 
-static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
 // Appends to out the JSON value that begins at text[*at] (after blanks), without
 // the blanks between its tokens: its strings and numbers byte for byte as they
 // were written (cJSON would print numbers back through a double: 2^53 + 1 or a
 // 20-digit id would change). *at moves past it. False when no whole value is there.
 static bool copy_value(const char *text, size_t len, size_t *at, bn_buf *out) {
     size_t i = *at;
-    while (i < len && is_blank(text[i])) i++;
+    while (i < len && bn_json_is_blank(text[i])) i++;
     bn_json_prefix lex;
     bn_json_prefix_init(&lex, false);
     for (; i < len && !bn_json_prefix_complete(&lex); i++) {
-        if (is_blank(text[i]) && !bn_json_prefix_in_string(&lex)) continue;
+        if (bn_json_is_blank(text[i]) && !bn_json_prefix_in_string(&lex)) continue;
         bn_json_prefix next = lex;
         if (!bn_json_prefix_feed(&next, text + i, 1)) break; // what follows a number
         lex = next;
@@ -48,7 +46,7 @@ static bool copy_value_of(const char *text, size_t len, size_t *at, const char *
     for (size_t i = *at; i + k + 2 <= len; i++) {
         if (text[i] != '"' || memcmp(text + i + 1, key, k) || text[i + k + 1] != '"') continue;
         size_t j = i + k + 2;
-        while (j < len && is_blank(text[j])) j++;
+        while (j < len && bn_json_is_blank(text[j])) j++;
         if (j < len && text[j] == ':') {
             *at = j + 1;
             return copy_value(text, len, at, out);
@@ -320,28 +318,6 @@ static const char *called_name(const cJSON *msgs, const char *id) {
     return NULL;
 }
 
-// A content's text: a string, or text parts joined (NULL: not text).
-static char *content_text(const cJSON *content) {
-    if (cJSON_IsString(content)) return strdup(content->valuestring);
-    if (!cJSON_IsArray(content)) return NULL;
-    size_t len = 1;
-    const cJSON *part, *t;
-    cJSON_ArrayForEach(part, content) {
-        if (!cJSON_IsString(t = cJSON_GetObjectItemCaseSensitive(part, "text"))) return NULL;
-        len += strlen(t->valuestring);
-    }
-    char *s = malloc(len);
-    if (s) *s = 0;
-    cJSON_ArrayForEach(part, content) if (s) strcat(s, cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring);
-    return s;
-}
-
-static char *print_taken(cJSON *o) {
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
-}
-
 // An assistant's earlier calls as the model would have written them:
 // {"tool_calls":[{"name":NAME,"arguments":ARGS}]}, each ARGS the call's
 // arguments text (one whole JSON value, nothing after it) without its blanks.
@@ -380,7 +356,9 @@ char *bn_tools_message(const cJSON *msgs, const cJSON *msg, const char **role, c
     const cJSON *calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
     if (!strcmp(r->valuestring, "tool")) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "tool_call_id");
-        char *text = content_text(cJSON_GetObjectItemCaseSensitive(msg, "content"));
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+        bool ok = content && !cJSON_IsNull(content); // a result has text (bn_message_text reads null as "")
+        char *text = ok ? bn_message_text(content, &ok) : NULL;
         if (!text || !cJSON_IsString(id)) {
             free(text);
             tools_error(err, size, "a \"tool\" message needs a string 'tool_call_id' and text 'content' (messages)");
@@ -392,7 +370,7 @@ char *bn_tools_message(const cJSON *msgs, const cJSON *msg, const char **role, c
         cJSON_AddStringToObject(result, "content", text);
         free(text);
         *role = "user";
-        return print_taken(o);
+        return bn_print_taken(o);
     }
     if (strcmp(r->valuestring, "assistant") || !calls || cJSON_IsNull(calls)) return NULL;
     bool malformed;
