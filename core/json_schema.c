@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@ enum { T_OBJECT = 1, T_ARRAY = 2, T_STRING = 4, T_NUMBER = 8, T_INTEGER = 16, T_
 
 #define MAX_NODES 65535 // frame.node is 16 bits
 #define MAX_COUNT 65535 // and so are frame.index and frame.offset
+#define NO_BOUND UINT32_MAX // an array's max_items without a maxItems
 #define MAX_PROPERTIES 4096 // per object (checking "required" is quadratic)
 #define MAX_DEPTH 256       // schemas in schemas, $refs followed included
 #define MAX_ALTS (1 << 20)  // alternatives of all anyOfs, flattened
@@ -52,6 +54,7 @@ struct bn_json_schema {
     int32_t n_texts, cap_texts;
     int32_t any;  // the node of a free value (-1: none yet)
     int32_t root; // the schema's own node
+    uint64_t serial; // this compilation's, never reused: names the schema in state keys
 };
 
 // ---- compiling ------------------------------------------------------------------
@@ -91,7 +94,7 @@ static int32_t new_node(compiler *c, const char *path) {
     if (g->n_nodes == MAX_NODES) return fail(c, path, "the schema has too many parts", NULL);
     if (!grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes, sizeof *g->nodes))
         return fail(c, path, "out of memory", NULL);
-    g->nodes[g->n_nodes] = (node){.values = -1, .items = -1, .max_items = MAX_COUNT};
+    g->nodes[g->n_nodes] = (node){.values = -1, .items = -1, .max_items = NO_BOUND};
     return g->n_nodes++;
 }
 
@@ -266,14 +269,14 @@ static bool compile_object(compiler *c, int32_t id, const cJSON *s, const cJSON 
 static bool compile_array(compiler *c, int32_t id, const cJSON *s, const cJSON *root, const char *path) {
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
     const char *const bounds[2] = {"minItems", "maxItems"};
-    double v[2] = {0, MAX_COUNT};
+    double v[2] = {0, NO_BOUND};
     for (int i = 0; i < 2; i++) {
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, bounds[i]);
         if (!b) continue;
         if (!cJSON_IsNumber(b) || b->valuedouble < 0 || !(type_of(b) & T_INTEGER))
             return fail(c, path, "' must be a whole number", bounds[i]), false;
-        v[i] = b->valuedouble < MAX_COUNT ? b->valuedouble : MAX_COUNT; // maxItems past it: no bound
         if (i == 0 && b->valuedouble >= MAX_COUNT) return fail(c, path, "' is too large", bounds[i]), false;
+        v[i] = b->valuedouble < MAX_COUNT ? b->valuedouble : NO_BOUND; // maxItems past a frame's count: none
     }
     if (v[0] > v[1]) return fail(c, path, "' is more than maxItems", "minItems"), false;
     if (cJSON_IsArray(items)) return fail(c, path, "' as an array (tuples) is not supported", "items"), false;
@@ -573,7 +576,9 @@ int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, b
         cJSON_Delete(doc);
         return bn_errorf(err, "out of memory");
     }
+    static _Atomic uint64_t compiled;
     g->any = -1;
+    g->serial = atomic_fetch_add(&compiled, 1) + 1;
     const bool ok = (g->root = compile(&c, doc, doc, "")) >= 0 && !c.failed && flatten_aliases(&c);
     free(c.memo);
     cJSON_Delete(doc);
@@ -625,11 +630,18 @@ static bool same_lex(const bn_json_prefix *a, const bn_json_prefix *b) {
            a->literal == b->literal && a->space == b->space && a->key == b->key && a->object_only == b->object_only;
 }
 
+_Static_assert(sizeof(bn_json_frame) == 10, "frames compare and hash as bytes: no padding");
+
+// Whether t's lexer is reading: elsewhere it holds nothing of t's.
+static bool lex_open(const bn_json_thread *t) {
+    const uint8_t top = t->depth ? t->frame[t->depth - 1].phase : P_VALUE;
+    return top == P_LEX || top == P_KEY_LEX;
+}
+
 static bool same_thread(const bn_json_thread *a, const bn_json_thread *b) {
     if (a->depth != b->depth || a->space != b->space) return false;
     if (a->depth && memcmp(a->frame, b->frame, a->depth * sizeof *a->frame)) return false;
-    const uint8_t top = a->depth ? a->frame[a->depth - 1].phase : P_VALUE;
-    return (top != P_LEX && top != P_KEY_LEX) || same_lex(&a->lex, &b->lex);
+    return !lex_open(a) || same_lex(&a->lex, &b->lex);
 }
 
 static void copy_thread(bn_json_thread *to, const bn_json_thread *from) {
@@ -661,8 +673,10 @@ static void value_end(const bn_json_schema *g, bn_json_thread *t) {
         const node *n = &g->nodes[f->node];
         if (n->tagged) f->node = (uint16_t)g->alts[n->alts + t->frame[t->depth].cand];
         f->phase = P_OBJ_AFTER, f->index = (uint16_t)(f->cand + 1), f->cand = 0;
-    } else {
-        f->phase = P_ARR_AFTER, f->index = (uint16_t)(f->index < MAX_COUNT ? f->index + 1 : MAX_COUNT);
+    } else { // items counted only as far as the bounds tell them apart, so that states repeat
+        const node *n = &g->nodes[f->node];
+        const uint32_t enough = n->max_items != NO_BOUND ? n->max_items : n->min_items;
+        f->phase = P_ARR_AFTER, f->index = (uint16_t)(f->index < enough ? f->index + 1 : f->index);
     }
 }
 
@@ -951,4 +965,21 @@ bool bn_json_state_in_string(const bn_json_state *s) {
         if ((phase != P_LEX && phase != P_KEY_LEX) || !bn_json_prefix_in_string(&t->lex)) return false;
     }
     return s->n > 0;
+}
+
+size_t bn_json_state_key(const bn_json_state *s, uint8_t key[BN_JSON_STATE_KEY_MAX]) {
+    uint8_t *k = key;
+    memcpy(k, &s->schema->serial, sizeof s->schema->serial), k += sizeof s->schema->serial;
+    *k++ = (uint8_t)s->n;
+    for (int i = 0; i < s->n; i++) { // what same_thread compares, field by field (no padding)
+        const bn_json_thread *t = &s->thread[i];
+        *k++ = t->depth, *k++ = t->space;
+        memcpy(k, t->frame, t->depth * sizeof *t->frame), k += t->depth * sizeof *t->frame;
+        if (!lex_open(t)) continue;
+        const bn_json_prefix *x = &t->lex;
+        memcpy(k, &x->objects, sizeof x->objects), k += sizeof x->objects;
+        *k++ = x->depth, *k++ = x->state, *k++ = x->left, *k++ = x->literal, *k++ = x->space;
+        *k++ = x->key, *k++ = x->object_only;
+    }
+    return (size_t)(k - key);
 }

@@ -68,7 +68,8 @@ typedef struct bn_json_frame {
     uint16_t node;   // the schema node (json_schema.c)
     uint8_t phase;   // where in its value
     uint8_t unused;  // zero (frames compare as bytes)
-    uint16_t index;  // an object: its first property that may still come; an array: items so far
+    uint16_t index;  // an object: its first property that may still come; an array: items so
+                     // far, counted only as far as minItems/maxItems tell them apart
     uint16_t cand;   // an enum value or property name being matched, or the property being read
     uint16_t offset; // bytes of it matched
 } bn_json_frame;
@@ -101,6 +102,13 @@ bool bn_json_state_feed(bn_json_state *s, const char *bytes, size_t n);
 bool bn_json_state_done(const bn_json_state *s);
 // Whether the value is whole and closed: nothing but blanks may follow.
 bool bn_json_state_complete(const bn_json_state *s);
+// A canonical image of s, into key; returns its length. States of equal keys
+// take the same bytes (their readings are alike, in the same order); the key
+// names the compilation of the schema, not its address, so it never matches a
+// state of another schema (json_mask.c caches token masks by it).
+#define BN_JSON_STATE_KEY_MAX \
+    (8 + 1 + BN_JSON_SCHEMA_THREADS * (2 + BN_JSON_SCHEMA_DEPTH * sizeof(bn_json_frame) + 8 + 7))
+size_t bn_json_state_key(const bn_json_state *s, uint8_t key[BN_JSON_STATE_KEY_MAX]);
 // Whether every reading is inside a free string, between characters (where any
 // plain token, bn_json_plain_string_bytes, fits).
 bool bn_json_state_in_string(const bn_json_state *s);
