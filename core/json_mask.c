@@ -1,10 +1,12 @@
 // json_mask.c - bn_json_mask_row (json_mask.h). A row is 128k tokens for the
-// Llama-3 vocabulary, so the common cases are cheap. Inside a string a token
-// that is plain text fits without a look at its bytes. Elsewhere a token is fed
-// to a copy of the automaton only when its first two significant bytes fit
-// (after no or one leading blank, as in " the"): byte pairs are tried once per
-// row, and only for first bytes that fit, so "the" or " for" after a colon,
-// which could begin only true, false or null, cost two lookups.
+// Llama-3 vocabulary, so the common cases are cheap. A state met lately gets
+// its kept mask: a bit per token, set in a pass over 2k words. Otherwise, inside
+// a string a token that is plain text fits without a look at its bytes.
+// Elsewhere a token is fed to a copy of the automaton only when its first two
+// significant bytes fit (after no or one leading blank, as in " the"): byte
+// pairs are tried once per row, and only for first bytes that fit, so "the" or
+// " for" after a colon, which could begin only true, false or null, cost two
+// lookups.
 #include "json_mask.h"
 
 #include <math.h>
@@ -19,8 +21,25 @@ typedef struct mask_states {
     bn_json_state from[2], after, trial;
 } mask_states;
 
+// A kept mask: the state's key, and a bit per token kept.
+typedef struct mask_entry {
+    uint64_t hash, met; // met: when last asked for (0: empty)
+    uint8_t *key;
+    size_t key_len;
+    uint64_t *bits;     // [words]
+    int left;
+} mask_entry;
+
+typedef struct mask_cache {
+    uint64_t clock;
+    size_t words;                       // (n + 63) / 64
+    uint64_t *bits;                     // [words] the row being worked out
+    uint8_t key[BN_JSON_STATE_KEY_MAX]; // its state's key
+    mask_entry entry[BN_JSON_MASK_CACHE];
+} mask_cache;
+
 int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
-    v->n = (int32_t)e->model->hp.n_vocab;
+    *v = (bn_json_vocab){.n = (int32_t)e->model->hp.n_vocab};
     const size_t n_vocab = (size_t)v->n;
     v->kind = malloc(n_vocab);
     v->first = malloc(n_vocab);
@@ -29,7 +48,9 @@ int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
     v->lead2 = malloc(n_vocab);
     v->pair = malloc(2 * 256 * 256 * sizeof *v->pair);
     v->states = malloc(sizeof(mask_states));
-    if (!v->kind || !v->first || !v->blank || !v->lead || !v->lead2 || !v->pair || !v->states) {
+    mask_cache *c = v->cache = calloc(1, sizeof *c);
+    if (c) c->words = (n_vocab + 63) / 64, c->bits = malloc(c->words * sizeof *c->bits);
+    if (!v->kind || !v->first || !v->blank || !v->lead || !v->lead2 || !v->pair || !v->states || !c || !c->bits) {
         bn_json_vocab_free(v);
         return bn_errorf(err, "out of memory");
     }
@@ -58,6 +79,13 @@ void bn_json_vocab_free(bn_json_vocab *v) {
     free(v->lead2);
     free(v->pair);
     free(v->states);
+    mask_cache *c = v->cache;
+    for (int i = 0; c && i < BN_JSON_MASK_CACHE; i++) {
+        free(c->entry[i].key);
+        free(c->entry[i].bits);
+    }
+    if (c) free(c->bits);
+    free(c);
     *v = (bn_json_vocab){0};
 }
 
@@ -69,7 +97,8 @@ static void next_bytes(const bn_json_state *s, bool fits[256], bn_json_state *sc
     }
 }
 
-int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_state *s, float *row) {
+// Works out which tokens s takes, a bit each into bits (all words written).
+static int work_out(bn_json_vocab *v, const bn_engine *e, const bn_json_state *s, uint64_t *bits) {
     mask_states *m = v->states;
     // from[0]: s; from[1]: s after one space. Outside a string the four blanks
     // are alike but for the newline's mark and the count of blanks in a row,
@@ -86,10 +115,10 @@ int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_state *
     next_bytes(&from[0], fits[0], &m->trial);
     if (blanks_alike) next_bytes(&from[1], fits[1], &m->trial);
     int left = 0;
+    memset(bits, 0, ((size_t)v->n + 63) / 64 * sizeof *bits);
     for (int32_t t = 0; t < v->n; t++) {
         if (v->kind[t] == BN_JSON_END) {
-            if (may_end) left++;
-            else row[t] = -INFINITY;
+            if (may_end) left++, bits[t / 64] |= 1ull << (t % 64);
             continue;
         }
         bool ok = v->kind[t] != BN_JSON_NEVER && fits[0][v->first[t]];
@@ -115,10 +144,72 @@ int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_state *
             const char *bytes = bn_engine_token_bytes(e, t, &n);
             ok = bn_json_state_fits(s, bytes, n, &m->trial);
         }
-        if (ok) left++;
-        else row[t] = -INFINITY;
+        if (ok) left++, bits[t / 64] |= 1ull << (t % 64);
     }
     return left;
+}
+
+// Gives -inf to the tokens of row[0..n) whose bits are clear.
+static void apply(const uint64_t *bits, int32_t n, float *row) {
+    for (int32_t w = 0; (int64_t)w * 64 < n; w++) {
+        float *r = row + (size_t)w * 64;
+        uint64_t masked = ~bits[w];
+        if (n - w * 64 < 64) {
+            masked &= (1ull << (n - w * 64)) - 1;
+        } else if (masked == ~0ull) { // most words, outside a string: a plain store
+            for (int k = 0; k < 64; k++) r[k] = -INFINITY;
+            continue;
+        }
+        for (; masked; masked &= masked - 1) r[__builtin_ctzll(masked)] = -INFINITY;
+    }
+}
+
+static uint64_t fnv1a(const uint8_t *p, size_t n) {
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+// Keeps c->bits as the mask of the state of key c->key, in place of the one
+// met longest ago (nothing is kept when out of memory: the row is right anyway).
+static void keep(mask_cache *c, uint64_t hash, size_t key_len, int left) {
+    mask_entry *e = &c->entry[0];
+    for (int i = 1; i < BN_JSON_MASK_CACHE && e->met; i++)
+        if (c->entry[i].met < e->met) e = &c->entry[i];
+    e->met = 0;
+    if (!e->bits && !(e->bits = malloc(c->words * sizeof *e->bits))) return;
+    uint8_t *key = realloc(e->key, key_len);
+    if (!key) return;
+    e->key = key;
+    memcpy(e->key, c->key, key_len);
+    memcpy(e->bits, c->bits, c->words * sizeof *e->bits);
+    *e = (mask_entry){.hash = hash, .met = ++c->clock, .key = e->key, .key_len = key_len, .bits = e->bits,
+                      .left = left};
+}
+
+int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_state *s, float *row) {
+    mask_cache *c = v->cache;
+    const size_t key_len = bn_json_state_key(s, c->key);
+    const uint64_t hash = fnv1a(c->key, key_len);
+    for (int i = 0; i < BN_JSON_MASK_CACHE; i++) {
+        mask_entry *k = &c->entry[i];
+        if (k->met && k->hash == hash && k->key_len == key_len && !memcmp(k->key, c->key, key_len)) {
+            k->met = ++c->clock;
+            v->hits++;
+            apply(k->bits, v->n, row);
+            return k->left;
+        }
+    }
+    v->misses++;
+    const int left = work_out(v, e, s, c->bits);
+    keep(c, hash, key_len, left);
+    apply(c->bits, v->n, row);
+    return left;
+}
+
+void bn_json_mask_forget(bn_json_vocab *v) {
+    mask_cache *c = v->cache;
+    for (int i = 0; i < BN_JSON_MASK_CACHE; i++) c->entry[i].met = 0;
 }
 
 bool bn_json_state_feed_token(bn_json_state *s, const bn_engine *e, int32_t id) {

@@ -21,8 +21,11 @@ typedef struct bn_json_vocab {
     uint8_t *lead2; // [n] and the byte after that (0: none)
     bool *pair;     // [2][256][256] scratch: which byte pairs fit, filled per row
     void *states;   // scratch: the automaton's states a row needs (json_mask.c)
+    void *cache;    // the masks of the states met last (json_mask.c)
+    uint64_t hits, misses; // rows the cache answered, rows worked out
 } bn_json_vocab;
 enum { BN_JSON_NEVER, BN_JSON_END, BN_JSON_PLAIN, BN_JSON_CHECK };
+#define BN_JSON_MASK_CACHE 256
 
 int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err);
 void bn_json_vocab_free(bn_json_vocab *v);
@@ -30,7 +33,13 @@ void bn_json_vocab_free(bn_json_vocab *v);
 // Gives -inf to every token of row[0..v->n) whose bytes s refuses (and to the
 // BN_JSON_NEVER ones, and the BN_JSON_END ones unless the text may end here).
 // Returns how many are left. Uses v's scratch: one row at a time per vocab.
+// The masks of the last BN_JSON_MASK_CACHE states met are kept, by state key
+// (json_schema.h): a string's characters, a number's digits, and every slot
+// that shares a compiled schema meet the same states again and again.
 int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_state *s, float *row);
+
+// Drops the kept masks (a benchmark's cold rows).
+void bn_json_mask_forget(bn_json_vocab *v);
 
 // Reads token id's bytes into s (a token the mask kept). Returns whether the
 // value is now whole and closed, where the request ends.

@@ -730,7 +730,7 @@ static void test_json_mask_exact(void **state) {
     bn_json_vocab v;
     bn_error err;
     if (bn_json_vocab_init(&v, fx.engine, &err)) fail_msg("%s", err.msg);
-    float *row = malloc(sizeof(float) * (size_t)v.n);
+    float *row = malloc(sizeof(float) * (size_t)v.n), *again = malloc(sizeof(float) * (size_t)v.n);
     bn_json_state *js = malloc(sizeof *js), *trial = malloc(sizeof *trial);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const char *text = cases[i].text;
@@ -744,8 +744,14 @@ static void test_json_mask_exact(void **state) {
             bn_json_schema_free(g);
             continue;
         }
+        // Twice: worked out, then from the cache, which must give the same row.
+        const uint64_t hits = v.hits;
         for (int32_t t = 0; t < v.n; t++) row[t] = 0;
         const int left = bn_json_mask_row(&v, fx.engine, js, row);
+        for (int32_t t = 0; t < v.n; t++) again[t] = 0;
+        assert_int_equal(bn_json_mask_row(&v, fx.engine, js, again), left);
+        assert_int_equal(v.hits, hits + 1);
+        assert_memory_equal(again, row, sizeof(float) * (size_t)v.n);
         int want_left = 0;
         for (int32_t t = 0; t < v.n; t++) {
             size_t n = 0;
@@ -765,6 +771,54 @@ static void test_json_mask_exact(void **state) {
     }
     free(js);
     free(trial);
+    free(row);
+    free(again);
+    bn_json_vocab_free(&v);
+}
+
+// The mask cache answers only for the state it worked out: a schema compiled
+// after another is freed (at the same address, likely) is a new schema; a
+// state met again is a hit; once more states than it keeps have been met, the
+// one met longest ago is worked out again, and right.
+static void test_json_mask_cache(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    bn_json_vocab v;
+    bn_error err;
+    if (bn_json_vocab_init(&v, fx.engine, &err)) fail_msg("%s", err.msg);
+    float *row = malloc(sizeof(float) * (size_t)v.n);
+    bn_json_state *js = malloc(sizeof *js);
+    static const char *const schemas[] = {"{\"type\": \"integer\"}", "{\"type\": \"string\"}"};
+    int left[2];
+    for (int i = 0; i < 2; i++) { // the same nodes and state, but for the schema's serial
+        bn_json_schema *g;
+        if (bn_json_schema_compile(schemas[i], strlen(schemas[i]), &g, &err)) fail_msg("%s", err.msg);
+        bn_json_state_init(js, g);
+        left[i] = bn_json_mask_row(&v, fx.engine, js, row);
+        for (int32_t t = 0; t < v.n; t++) { // a string begins with a quote, an integer never
+            size_t n = 0;
+            const char *bytes = bn_engine_token_bytes(fx.engine, t, &n);
+            if (row[t] == 0 && bytes && n && bytes[strspn(bytes, " \t\n\r")] == '"' && i == 0)
+                fail_msg("an integer's mask keeps token %d \"%.*s\"", t, (int)n, bytes);
+        }
+        bn_json_schema_free(g);
+    }
+    assert_int_equal(v.hits, 0);
+    assert_int_not_equal(left[0], left[1]);
+    // An array of integers: "[1,1,...": the states after "[" and after each
+    // "1," repeat, so one string of items is worked out a few times only.
+    static const char array[] = "{\"type\": \"array\", \"items\": {\"type\": \"integer\"}}";
+    bn_json_schema *g;
+    if (bn_json_schema_compile(array, strlen(array), &g, &err)) fail_msg("%s", err.msg);
+    bn_json_state_init(js, g);
+    const uint64_t misses = v.misses;
+    for (int i = 0; i < 40; i++) {
+        bn_json_mask_row(&v, fx.engine, js, row);
+        assert_true(bn_json_state_feed(js, i == 0 ? "[" : i % 2 ? "1" : ",", 1));
+    }
+    assert_int_equal(v.misses - misses, 4); // "", "[", "[1" and "[1,"; then "[1,1" is "[1" again
+    bn_json_schema_free(g);
+    free(js);
     free(row);
     bn_json_vocab_free(&v);
 }
@@ -829,15 +883,24 @@ static void test_batch_json_object(void **state) {
 static void test_session_json_schema(void **state) {
     (void)state;
     REQUIRE_MODEL();
-    enum { N = 8 };
-    static const char schema[] = "{\"type\": \"object\", \"properties\": {\"n\": {\"type\": \"integer\"}, "
-                                 "\"tag\": {\"enum\": [\"a\", \"b\"]}}, \"required\": [\"n\", \"tag\"]}";
+    // The first 8 requests give one schema text: the batch compiles it once
+    // and its mask cache serves them all. The last 8 each give their own text
+    // (a title apart): more than the batch keeps compiled (3 slots + 4), so
+    // the ones taken longest ago are dropped. Each equals a session alone,
+    // whose mask cache starts empty.
+    enum { N = 16 };
+#define TAGGED "\"type\": \"object\", \"properties\": {\"n\": {\"type\": \"integer\"}, " \
+               "\"tag\": {\"enum\": [\"a\", \"b\"]}}, \"required\": [\"n\", \"tag\"]}"
+    static const char schema[] = "{" TAGGED;
+    char titled[N][256];
     bn_batch *b = open_batch(3, 0);
     bn_request req[N];
     for (int i = 0; i < N; i++) {
         req[i] = hot_request(i, 48, (uint64_t)i);
-        req[i].json_schema = schema;
+        snprintf(titled[i], sizeof titled[i], "{\"title\": \"v%d\", " TAGGED, i);
+        req[i].json_schema = i < N / 2 ? schema : titled[i];
     }
+#undef TAGGED
     const int start[N] = {0};
     result got[N];
     run_requests(b, req, start, N, got);
@@ -856,7 +919,7 @@ static void test_session_json_schema(void **state) {
         whole++;
     }
     fprintf(stderr, "json_schema: %d of %d replies whole, each the same in a session and a batch\n", whole, N);
-    assert_true(whole >= 3);
+    assert_true(whole >= 6);
     bn_batch_free(b);
     bn_session_params sp = {.backend = "cpu", .n_threads = 1, .n_ctx = N_CTX};
     bn_session *s;
@@ -990,6 +1053,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_session_keep_prefix),
         cmocka_unit_test(test_batch_logprobs),
         cmocka_unit_test(test_json_mask_exact),
+        cmocka_unit_test(test_json_mask_cache),
         cmocka_unit_test(test_batch_json_object),
         cmocka_unit_test(test_session_json_schema),
         cmocka_unit_test(test_batch_stop_strings),
