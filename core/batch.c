@@ -25,6 +25,19 @@
 
 #define BN_DEFAULT_STEP_TOKENS 512
 
+// Schemas compiled for requests, kept beyond the slots that use them (this
+// many more): requests that give the same schema text share one compilation,
+// and so the mask cache's rows (json_mask.h), which know a compiled schema's
+// states only.
+#define BN_KEPT_SCHEMAS 4
+
+struct kept_schema {
+    char *text;        // NULL: an empty place
+    bn_json_schema *g;
+    int users;         // slots whose request reads against it
+    uint64_t taken;    // when a request last took it (b->schema_clock)
+};
+
 typedef struct stop_string {
     char *text;
     size_t len;
@@ -50,7 +63,7 @@ typedef struct bn_slot {
     float logprob;
     bn_token_logprob top[BN_TOP_LOGPROBS_MAX];
     bool json;        // json_object or json_schema: the text so far, read against
-    bn_json_schema *schema; // the request's schema (its own, or the batch's object_schema)
+    struct kept_schema *schema; // the request's (in b->schemas)
     bn_json_state *js;      // kept with the slot, as its buffers
 } bn_slot;
 
@@ -69,16 +82,17 @@ struct bn_batch {
     float *logits;            // [n_slots][n_vocab]
     float *raw;               // [n_vocab] a row as the sampler found it (logprobs)
     bn_json_vocab json;       // for JSON requests, made at the first one
-    bn_json_schema *object_schema; // json_object's: {"type": "object"}
+    struct kept_schema *schemas; // [n_slots + BN_KEPT_SCHEMAS]
+    uint64_t schema_clock;
     bn_top likeliest[BN_TOP_LOGPROBS_MAX];
     bn_batch_event *events;   // [n_slots]
 };
 
 // Ends a slot's request (or a failed bn_batch_add's set-up); the buffers and
 // the cached tokens are kept for the next request.
-static void free_slot(const bn_batch *b, bn_slot *s, uint64_t now) {
+static void free_slot(bn_slot *s, uint64_t now) {
     bn_sampler_free(s->smp);
-    if (s->schema != b->object_schema) bn_json_schema_free(s->schema);
+    if (s->schema) s->schema->users--;
     for (size_t i = 0; i < s->n_stops; i++) free(s->stops[i].text);
     free(s->stops);
     *s = (bn_slot){.hist = s->hist, .text = s->text, .cap = s->cap, .js = s->js,
@@ -88,7 +102,7 @@ static void free_slot(const bn_batch *b, bn_slot *s, uint64_t now) {
 void bn_batch_free(bn_batch *b) {
     if (!b) return;
     for (int i = 0; b->slots && i < b->n_slots; i++) {
-        free_slot(b, &b->slots[i], 0);
+        free_slot(&b->slots[i], 0);
         free(b->slots[i].hist);
         free(b->slots[i].text);
         free(b->slots[i].js);
@@ -104,7 +118,11 @@ void bn_batch_free(bn_batch *b) {
     free(b->logits);
     free(b->raw);
     bn_json_vocab_free(&b->json);
-    bn_json_schema_free(b->object_schema);
+    for (int i = 0; b->schemas && i < b->n_slots + BN_KEPT_SCHEMAS; i++) {
+        free(b->schemas[i].text);
+        bn_json_schema_free(b->schemas[i].g);
+    }
+    free(b->schemas);
     free(b->events);
     free(b);
 }
@@ -131,8 +149,9 @@ int bn_batch_create(bn_engine *e, const bn_batch_params *p, bn_batch **out, bn_e
     b->logits = malloc(S * V * sizeof *b->logits);
     b->raw = malloc(V * sizeof *b->raw);
     b->events = malloc(S * sizeof *b->events);
+    b->schemas = calloc(S + BN_KEPT_SCHEMAS, sizeof *b->schemas);
     if (!b->slots || !b->tok || !b->pos || !b->seq || !b->runs || !b->argmax || !b->top || !b->logits ||
-        !b->raw || !b->events) {
+        !b->raw || !b->events || !b->schemas) {
         bn_errorf(err, "out of memory for %d slots", b->n_slots);
         goto fail;
     }
@@ -181,19 +200,42 @@ static int copy_stops(bn_slot *s, const bn_request *r, bn_error *err) {
 
 // ---- json_object and json_schema --------------------------------------------
 
+// The compiled schema of text: one a request gave before, else compiled into
+// an empty place of b->schemas or the one taken longest ago that no slot uses
+// (there is one: a kept schema per slot in use at most, and the slot being set
+// up uses none). NULL on error.
+static struct kept_schema *take_schema(bn_batch *b, const char *text, bn_error *err) {
+    const int places = b->n_slots + BN_KEPT_SCHEMAS;
+    int k = -1;
+    for (int i = 0; i < places && k < 0; i++)
+        if (b->schemas[i].text && !strcmp(b->schemas[i].text, text)) k = i;
+    if (k < 0) {
+        for (int i = 0; i < places; i++)
+            if (!b->schemas[i].users && (k < 0 || b->schemas[i].taken < b->schemas[k].taken)) k = i;
+        struct kept_schema *ks = &b->schemas[k];
+        free(ks->text);
+        bn_json_schema_free(ks->g);
+        *ks = (struct kept_schema){0};
+        if (bn_json_schema_compile(text, strlen(text), &ks->g, err)) return NULL;
+        if (!(ks->text = strdup(text))) {
+            bn_json_schema_free(ks->g), ks->g = NULL;
+            bn_errorf(err, "out of memory");
+            return NULL;
+        }
+    }
+    b->schemas[k].users++;
+    b->schemas[k].taken = ++b->schema_clock;
+    return &b->schemas[k];
+}
+
 // Sets up slot s's constraint for r (a JSON request), and the batch's vocab
 // tables at the first such request.
 static int json_start(bn_batch *b, bn_slot *s, const bn_request *r, bn_error *err) {
     if (!b->json.kind && bn_json_vocab_init(&b->json, b->engine, err)) return -1;
     if (!s->js && !(s->js = malloc(sizeof *s->js))) return bn_errorf(err, "out of memory");
-    if (r->json_schema) {
-        if (bn_json_schema_compile(r->json_schema, strlen(r->json_schema), &s->schema, err)) return -1;
-    } else {
-        static const char object[] = "{\"type\": \"object\"}";
-        if (!b->object_schema && bn_json_schema_compile(object, sizeof object - 1, &b->object_schema, err)) return -1;
-        s->schema = b->object_schema;
-    }
-    bn_json_state_init(s->js, s->schema);
+    static const char object[] = "{\"type\": \"object\"}"; // json_object
+    if (!(s->schema = take_schema(b, r->json_schema ? r->json_schema : object, err))) return -1;
+    bn_json_state_init(s->js, s->schema->g);
     s->json = true;
     return 0;
 }
@@ -233,7 +275,7 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     const int32_t n_vocab = (int32_t)b->engine->model->hp.n_vocab;
     if (bn_sampler_create(&r->sampling, n_vocab, &s->smp, err) || copy_stops(s, r, err) ||
         ((r->json_object || r->json_schema) && json_start(b, s, r, err))) {
-        free_slot(b, s, 0);
+        free_slot(s, 0);
         return -1;
     }
     memcpy(s->hist, r->prompt, r->n_prompt * sizeof *s->hist);
@@ -249,7 +291,7 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
 }
 
 void bn_batch_remove(bn_batch *b, int slot) {
-    if (slot >= 0 && slot < b->n_slots && b->slots[slot].used) free_slot(b, &b->slots[slot], b->next_ticket++);
+    if (slot >= 0 && slot < b->n_slots && b->slots[slot].used) free_slot(&b->slots[slot], b->next_ticket++);
 }
 
 // ---- text: whole characters, held back while they may begin a stop string ----
