@@ -266,15 +266,17 @@ static void test_bench_matches_golden(void **state) {
 
 // `bench --concurrency` on the shipped model: greedy streams by default and with
 // --greedy, sampled ones with sampling flags (the JSON says which, with the
-// parameters), every count run on the CPU; sampling flags without --concurrency
-// are a usage error.
+// parameters), replies held to a schema with -j, every count run on the CPU;
+// sampling flags or -j without --concurrency are a usage error, and so is a
+// schema the library cannot follow.
 static void test_bench_concurrency(void **state) {
     (void)state;
     char model[4096], args[9000];
     bn_shipped_path("models/bitnet-austen-6m.gguf", model, sizeof model);
-    static const char *const modes[] = {"", " --greedy", " --temp 0.8 --top-k 40 --seed 9"};
-    for (int mode = 0; mode < 3; mode++) {
-        const bool sampled = mode == 2;
+    static const char *const modes[] = {"", " --greedy", " --temp 0.8 --top-k 40 --seed 9",
+                                        " -j '{\"properties\": {\"a\": {\"type\": \"string\"}}, \"required\": [\"a\"]}'"};
+    for (int mode = 0; mode < 4; mode++) {
+        const bool sampled = mode == 2, held = mode == 3;
         snprintf(args, sizeof args, "bench -m '%s' -t 1 --concurrency 1,3 -n 4 --json%s", model, modes[mode]);
         cli_result *r = run_expect(args, 0);
         cJSON *got = cJSON_Parse(r->out);
@@ -290,6 +292,8 @@ static void test_bench_concurrency(void **state) {
             assert_true(cJSON_IsNull(sp));
         }
         assert_non_null(strstr(r->err, sampled ? "sampled (temperature 0.8, top-k 40" : "greedy tokens per stream"));
+        assert_int_equal(cJSON_IsTrue(cJSON_GetObjectItem(got, "json_schema")), held);
+        assert_int_equal(strstr(r->err, "held to the --json-schema") != NULL, held);
         int cpu_points = 0;
         const cJSON *p;
         cJSON_ArrayForEach(p, cJSON_GetObjectItem(got, "concurrency")) {
@@ -305,6 +309,10 @@ static void test_bench_concurrency(void **state) {
     }
     snprintf(args, sizeof args, "bench -m '%s' --temp 0.8", model);
     expect_error(args, 2, "only with --concurrency");
+    snprintf(args, sizeof args, "bench -m '%s' -j '{}'", model);
+    expect_error(args, 2, "only with --concurrency");
+    snprintf(args, sizeof args, "bench -m '%s' --concurrency 2 -j '{\"format\": \"date\"}'", model);
+    expect_error(args, 2, "'format' is not supported");
 }
 
 // Without a usable GPU, --backend cuda fails with one line and auto falls back.

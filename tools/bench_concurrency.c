@@ -55,8 +55,8 @@ static bool sampled(const bn_run_flags *f) {
 // A float flag for the JSON, as it was typed (0.8, not 0.800000011920929).
 static double typed(float x) { return round((double)x * 1e6) / 1e6; }
 
-static void run_point(bn_engine *e, const bn_run_flags *f, const char *backend, const int32_t *prompt,
-                      size_t n_prompt, point *pt) {
+static void run_point(bn_engine *e, const bn_run_flags *f, const char *schema, const char *backend,
+                      const int32_t *prompt, size_t n_prompt, point *pt) {
     bn_batch_params bp = {.session = f->session, .n_slots = pt->streams};
     bp.session.backend = backend;
     // A context just long enough keeps the KV cache of many streams small.
@@ -68,7 +68,7 @@ static void run_point(bn_engine *e, const bn_run_flags *f, const char *backend, 
         return;
     }
     bn_request r = {.prompt = prompt, .n_prompt = n_prompt, .max_tokens = f->n_predict,
-                    .sampling = sampled(f) ? f->sampling : bn_sampling_greedy()};
+                    .sampling = sampled(f) ? f->sampling : bn_sampling_greedy(), .json_schema = schema};
     for (int i = 0; i < pt->streams; i++) {
         r.sampling.seed = f->sampling.seed + (uint64_t)i;
         if (bn_batch_add(b, &r, &err) < 0) goto fail;
@@ -111,7 +111,7 @@ static int saturation(const point *pts, int n) {
     return 0;
 }
 
-int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const int *counts, int n_counts,
+int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const char *schema, const int *counts, int n_counts,
                          const int32_t *prompt, size_t n_prompt) {
     const char *backends[] = {"cpu", "cuda"}; // not the slow reference (see cmd_bench.c)
     FILE *out = f->json ? stderr : stdout; // --json: stdout is the JSON document alone
@@ -137,13 +137,17 @@ int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const int *counts,
     else
         fprintf(out, "bench --concurrency: %s, prompt \"%s\" (%zu tokens), %d greedy tokens per stream\n",
                 f->model, f->prompt, n_prompt, f->n_predict);
+    cJSON_AddBoolToObject(doc, "json_schema", schema != NULL);
+    if (schema)
+        fprintf(out, "every reply held to the --json-schema (a stream ends when its value is whole; each step "
+                     "masks every stream's row)\n");
     fprintf(out, "%-8s %8s %12s %12s %13s %12s\n", "backend", "streams", "prefill ms", "decode ms",
             "ms/step", "tok/s (all)");
     for (size_t k = 0; k < sizeof backends / sizeof backends[0]; k++) {
         point pts[BN_MAX_COUNTS] = {{0}};
         for (int i = 0; i < n_counts; i++) {
             pts[i].streams = counts[i];
-            run_point(e, f, backends[k], prompt, n_prompt, &pts[i]);
+            run_point(e, f, schema, backends[k], prompt, n_prompt, &pts[i]);
             if (!pts[i].ran) {
                 fprintf(out, "%-8s %8d %s\n", backends[k], counts[i], pts[i].note);
                 if (i == 0) break; // the backend cannot run here

@@ -289,9 +289,11 @@ static void print_table(FILE *out, const bn_run_flags *f, const bench_row *rows,
 }
 
 #define BENCH_FLAGS                                                                                       \
-    (BN_FLAGS_PROMPT | BN_FLAGS_PREDICT | BN_FLAGS_JSON | BN_FLAGS_REPS | BN_FLAGS_CONCURRENCY | BN_FLAGS_SAMPLING)
+    (BN_FLAGS_PROMPT | BN_FLAGS_PREDICT | BN_FLAGS_JSON | BN_FLAGS_REPS | BN_FLAGS_CONCURRENCY |              \
+     BN_FLAGS_SAMPLING | BN_FLAGS_JSON_SCHEMA)
 #define BENCH_SYNOPSIS                                                                                    \
-    "-m MODEL [-t N] [-p PROMPT] [-n N] [-r REPS] [--concurrency 1,4,16,64 [--temp T ...]] [--json]"
+    "-m MODEL [-t N] [-p PROMPT] [-n N] [-r REPS] [--concurrency 1,4,16,64 [--temp T ...] [-j SCHEMA]] "  \
+    "[--json]"
 
 int bn_cmd_bench(int argc, char **argv) {
     bn_run_flags f;
@@ -306,10 +308,13 @@ int bn_cmd_bench(int argc, char **argv) {
     int counts[BN_MAX_COUNTS], n_counts = 0;
     if (f.concurrency && bn_parse_counts(f.concurrency, counts, &n_counts)) return 2;
     // The comparison is of greedy traces; sampling flags are for the streams.
-    if (f.sampling_given && !f.concurrency) {
-        fprintf(stderr, "error: bench takes sampling flags (--temp, --top-k, ...) only with --concurrency\n");
+    if ((f.sampling_given || f.json_schema) && !f.concurrency) {
+        fprintf(stderr, "error: bench takes %s only with --concurrency\n",
+                f.sampling_given ? "sampling flags (--temp, --top-k, ...)" : "--json-schema");
         return 2;
     }
+    char *schema = f.json_schema ? bn_json_schema_arg(f.json_schema) : NULL;
+    if (f.json_schema && !schema) return 2;
     if (!f.prompt) f.prompt = "2+2=";
     if (f.n_predict < 0) f.n_predict = f.concurrency ? 16 : 4;
     if (f.n_predict > MAX_TOKENS) f.n_predict = MAX_TOKENS;
@@ -318,6 +323,7 @@ int bn_cmd_bench(int argc, char **argv) {
     bn_error err;
     if (bn_engine_load(f.model, f.tokenizer, &e, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
+        free(schema);
         return 1;
     }
     int32_t *prompt = NULL;
@@ -325,11 +331,13 @@ int bn_cmd_bench(int argc, char **argv) {
     if (bn_engine_tokenize(e, f.prompt, bn_engine_add_bos(e), false, &prompt, &n_prompt, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         bn_engine_free(e);
+        free(schema);
         return 1;
     }
 
     if (f.concurrency) {
-        rc = bn_bench_concurrency(e, &f, counts, n_counts, prompt, n_prompt);
+        rc = bn_bench_concurrency(e, &f, schema, counts, n_counts, prompt, n_prompt);
+        free(schema);
         free(prompt);
         bn_engine_free(e);
         return rc;

@@ -6,9 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-// --json-schema: the schema's text, or @FILE's (malloc'd), checked before the
-// model loads so that a schema the library cannot follow fails at once.
-static char *json_schema_arg(const char *arg) {
+char *bn_json_schema_arg(const char *arg) {
     char *text = NULL;
     size_t n = strlen(arg);
     if (arg[0] == '@' && bn_read_input(arg + 1, &text, &n)) return NULL;
@@ -26,7 +24,7 @@ static char *json_schema_arg(const char *arg) {
 int bn_run_open(const bn_run_flags *f, bn_run *r) {
     *r = (bn_run){0};
     bn_error err;
-    char *schema = f->json_schema ? json_schema_arg(f->json_schema) : NULL;
+    char *schema = f->json_schema ? bn_json_schema_arg(f->json_schema) : NULL;
     if (f->json_schema && !schema) return -1;
     bn_backend_prewarm(f->session.backend); // the GPU's context starts while the model loads
     const char *failed = bn_engine_load(f->model, f->tokenizer, &r->engine, &err)                ? ""

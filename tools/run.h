@@ -18,6 +18,10 @@ typedef struct bn_run {
 // Loads the model and creates the session; prints what it chose on stderr.
 // On failure prints one `error:` line and returns -1 (r is then empty).
 int bn_run_open(const bn_run_flags *f, bn_run *r);
+// --json-schema: the schema's text, or @FILE's (malloc'd), checked before the
+// model loads so that a schema the library cannot follow fails at once; NULL
+// when it cannot (the error printed).
+char *bn_json_schema_arg(const char *arg);
 // Frees the run, except a session whose backend is still opening on a thread
 // (the job ended on the CPU before the GPU was ready): freeing would wait for
 // the GPU's start, so it is left to the process's end (bn_run_left_open). A
