@@ -182,6 +182,22 @@ bool bn_json_prefix_complete(const bn_json_prefix *s) { return s->state == DONE;
 
 bool bn_json_prefix_in_string(const bn_json_prefix *s) { return s->state == STRING && s->left == 0; }
 
+bool bn_json_prefix_in_text(const bn_json_prefix *s) {
+    return s->state == STRING || s->state == ESCAPE || s->state == UNICODE;
+}
+
+int bn_json_prefix_hex_left(const bn_json_prefix *s) { return s->state == UNICODE ? s->left : 0; }
+
+bn_json_prefix bn_json_prefix_canonical(const bn_json_prefix *s) {
+    bn_json_prefix c = *s;
+    c.objects &= s->depth >= 64 ? ~0ull : (1ull << s->depth) - 1; // in_object reads the open ones
+    const bool utf8 = s->state == STRING && s->left; // in a character: its lead and bytes to come
+    if (!bn_json_prefix_in_text(s)) c.key = false;
+    if (s->state != LITERAL && s->state != UNICODE && !utf8) c.left = 0;
+    if (s->state != LITERAL && !utf8) c.literal = 0;
+    return c;
+}
+
 bool bn_json_plain_string_bytes(const char *bytes, size_t n) {
     for (size_t i = 0, k; i < n; i += k) {
         const unsigned char c = (unsigned char)bytes[i];

@@ -66,5 +66,14 @@ bool bn_json_plain_string_bytes(const char *bytes, size_t n);
 bool bn_json_has_nul_escape(const char *text, size_t len);
 // Whether the text is inside a string, between characters (where a plain token fits).
 bool bn_json_prefix_in_string(const bn_json_prefix *s);
+// Whether it is inside a string anywhere: between characters, in an escape or
+// in a UTF-8 character.
+bool bn_json_prefix_in_text(const bn_json_prefix *s);
+// In a \uXXXX escape, the hex digits still to come (0: not in one).
+int bn_json_prefix_hex_left(const bn_json_prefix *s);
+// s with the fields its state does not read cleared (left over from a literal,
+// a key, a closed container), so that two states that go on alike compare
+// alike (a mask cache's key: json_schema.h).
+bn_json_prefix bn_json_prefix_canonical(const bn_json_prefix *s);
 
 #endif

@@ -16,7 +16,8 @@ enum { T_OBJECT = 1, T_ARRAY = 2, T_STRING = 4, T_NUMBER = 8, T_INTEGER = 16, T_
 
 #define MAX_NODES 65535 // frame.node is 16 bits
 #define MAX_COUNT 65535 // and so are frame.index and frame.offset
-#define NO_BOUND UINT32_MAX // an array's max_items without a maxItems
+#define NO_BOUND UINT32_MAX // an array's max_items without a maxItems (a string's max_len too)
+#define SAFE_MAX 9007199254740991LL // 2^53 - 1: an integer bound's largest magnitude
 #define MAX_PROPERTIES 4096 // per object (checking "required" is quadratic)
 #define MAX_DEPTH 256       // schemas in schemas, $refs followed included
 #define MAX_ALTS (1 << 20)  // alternatives of all anyOfs, flattened
@@ -37,6 +38,10 @@ typedef struct node {
     bool free_keys;      // an object without "properties": any keys, values of node `values`
     int32_t values, items;
     uint32_t min_items, max_items;
+    bool sized;          // a string's minLength or maxLength: min_len..max_len characters
+    uint32_t min_len, max_len;
+    bool bounded;        // an integer's minimum, maximum (or exclusive): lo..hi
+    int64_t lo, hi;
     int32_t props, n_props; // into g->props; their names as compact JSON from g->texts[keys]
     int32_t keys;
     int32_t alts, n_alts;   // into g->alts: the alternatives; after compile, concrete nodes only
@@ -94,7 +99,7 @@ static int32_t new_node(compiler *c, const char *path) {
     if (g->n_nodes == MAX_NODES) return fail(c, path, "the schema has too many parts", NULL);
     if (!grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes, sizeof *g->nodes))
         return fail(c, path, "out of memory", NULL);
-    g->nodes[g->n_nodes] = (node){.values = -1, .items = -1, .max_items = NO_BOUND};
+    g->nodes[g->n_nodes] = (node){.values = -1, .items = -1, .max_items = NO_BOUND, .max_len = NO_BOUND};
     return g->n_nodes++;
 }
 
@@ -125,6 +130,8 @@ static bool add_alt(compiler *c, const char *path, int32_t id) {
 
 static const char *const constraints[] = {"type", "enum", "const", "properties", "required",
                                           "additionalProperties", "items", "minItems", "maxItems",
+                                          "minLength", "maxLength", "minimum", "maximum",
+                                          "exclusiveMinimum", "exclusiveMaximum",
                                           "anyOf", "oneOf", "allOf", "$ref"};
 static const char *const annotations[] = {"$schema", "$id", "$defs", "definitions", "$comment", "$anchor",
                                           "title", "description", "default", "examples", "deprecated",
@@ -153,6 +160,8 @@ static uint8_t type_bit(const char *name) {
         if (!strcmp(name, names[i])) return (uint8_t)(1 << i);
     return 0;
 }
+
+static bool integer_only(const node *n) { return (n->types & (T_NUMBER | T_INTEGER)) == T_INTEGER; }
 
 // Whether s's bytes are whole UTF-8 characters (what a text the model writes must be).
 static bool whole_utf8(const char *s) {
@@ -266,20 +275,28 @@ static bool compile_object(compiler *c, int32_t id, const cJSON *s, const cJSON 
     return ok;
 }
 
+// A keyword's whole number >= 0 into *out (untouched when absent). False (the
+// failure noted) when it is not one, or past `most`.
+static bool whole_count(compiler *c, const cJSON *s, const char *word, double most, double *out, const char *path) {
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, word);
+    if (!b) return true;
+    if (!cJSON_IsNumber(b) || b->valuedouble < 0 || !(type_of(b) & T_INTEGER))
+        return fail(c, path, "' must be a whole number", word), false;
+    if (b->valuedouble > most) return fail(c, path, "' is too large", word), false;
+    *out = b->valuedouble;
+    return true;
+}
+
 static bool compile_array(compiler *c, int32_t id, const cJSON *s, const cJSON *root, const char *path) {
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
-    const char *const bounds[2] = {"minItems", "maxItems"};
     double v[2] = {0, NO_BOUND};
-    for (int i = 0; i < 2; i++) {
-        const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, bounds[i]);
-        if (!b) continue;
-        if (!cJSON_IsNumber(b) || b->valuedouble < 0 || !(type_of(b) & T_INTEGER))
-            return fail(c, path, "' must be a whole number", bounds[i]), false;
-        if (i == 0 && b->valuedouble >= MAX_COUNT) return fail(c, path, "' is too large", bounds[i]), false;
-        v[i] = b->valuedouble < MAX_COUNT ? b->valuedouble : NO_BOUND; // maxItems past a frame's count: none
-    }
+    if (!whole_count(c, s, "minItems", MAX_COUNT - 1, &v[0], path) ||
+        !whole_count(c, s, "maxItems", 1e300, &v[1], path))
+        return false;
+    if (v[1] != NO_BOUND && v[1] > MAX_COUNT) v[1] = MAX_COUNT; // a frame counts no further
     if (v[0] > v[1]) return fail(c, path, "' is more than maxItems", "minItems"), false;
     if (cJSON_IsArray(items)) return fail(c, path, "' as an array (tuples) is not supported", "items"), false;
+    if (cJSON_IsFalse(items) && v[0] > 0) return fail(c, path, "' needs items, which 'items': false forbids", "minItems"), false;
     if (cJSON_IsFalse(items)) v[1] = 0;
     char sub[256];
     snprintf(sub, sizeof sub, "%s/items", path);
@@ -287,6 +304,43 @@ static bool compile_array(compiler *c, int32_t id, const cJSON *s, const cJSON *
     node *nd = &c->g->nodes[id];
     nd->items = item, nd->min_items = (uint32_t)v[0], nd->max_items = (uint32_t)v[1];
     return item >= 0;
+}
+
+// minLength and maxLength (of a string, in characters); minimum, maximum and
+// their exclusive forms (of an integer: on a number that may have a fraction
+// they are refused, as json_schema.h says). Bounds of a type the node cannot
+// be (minLength of an integer, minimum of a string) change nothing, as in JSON
+// Schema.
+static bool compile_bounds(compiler *c, int32_t id, const cJSON *s, const char *path) {
+    node *nd = &c->g->nodes[id];
+    double len[2] = {0, NO_BOUND};
+    if (!whole_count(c, s, "minLength", MAX_COUNT - 1, &len[0], path) ||
+        !whole_count(c, s, "maxLength", 1e300, &len[1], path))
+        return false;
+    if (len[0] > len[1]) return fail(c, path, "' is more than maxLength", "minLength"), false;
+    nd->min_len = (uint32_t)len[0];
+    const bool has_max = cJSON_GetObjectItemCaseSensitive(s, "maxLength") != NULL;
+    nd->sized = (nd->types & T_STRING) && (len[0] > 0 || has_max);
+    nd->max_len = !has_max ? NO_BOUND : len[1] < NO_BOUND - 1 ? (uint32_t)len[1] : NO_BOUND - 1; // 4G: never reached
+    static const char *const ends[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
+    int64_t lo = -SAFE_MAX, hi = SAFE_MAX;
+    for (int i = 0; i < 4; i++) {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, ends[i]);
+        if (!b || !(nd->types & (T_NUMBER | T_INTEGER))) continue;
+        if (!cJSON_IsNumber(b)) return fail(c, path, "' must be a number", ends[i]), false;
+        if (!integer_only(nd))
+            return fail(c, path, "' is supported on integers only (\"type\": \"integer\")", ends[i]), false;
+        const double x = b->valuedouble;
+        if (!(fabs(x) <= (double)SAFE_MAX))
+            return fail(c, path, "' must be within -(2^53 - 1) .. 2^53 - 1", ends[i]), false;
+        const double edge = i == 0 ? ceil(x) : i == 1 ? floor(x) + 1 : i == 2 ? floor(x) : ceil(x) - 1;
+        if (i < 2 && edge > (double)lo) lo = (int64_t)edge;
+        if (i >= 2 && edge < (double)hi) hi = (int64_t)edge;
+        nd->bounded = true;
+    }
+    if (lo > hi) return fail(c, path, "' leaves no integer between the bounds", "minimum"), false;
+    nd->lo = lo, nd->hi = hi;
+    return true;
 }
 
 // v (a copy, changed) with every number replaced by the shortest text that
@@ -434,14 +488,15 @@ static int32_t compile_node(compiler *c, const cJSON *s, const cJSON *root, cons
     const cJSON *values = cJSON_GetObjectItemCaseSensitive(s, "enum"), *one = cJSON_GetObjectItemCaseSensitive(s, "const");
     if (values && one) return fail(c, path, "' beside 'enum' is not supported", "const");
     static const char *const shape_words[] = {"properties", "required", "additionalProperties", "items",
-                                              "minItems", "maxItems"};
+                                              "minItems", "maxItems", "minLength", "maxLength", "minimum",
+                                              "maximum", "exclusiveMinimum", "exclusiveMaximum"};
     for (size_t i = 0; (values || one) && i < sizeof shape_words / sizeof *shape_words; i++)
         if (cJSON_GetObjectItemCaseSensitive(s, shape_words[i]))
             return fail(c, path, "' beside 'enum' or 'const' is not supported", shape_words[i]);
     if (values || one) return compile_enum(c, id, values ? values : one, one != NULL, path) ? id : -1;
     if ((types & T_OBJECT) && !compile_object(c, id, s, root, path)) return -1;
     if ((types & T_ARRAY) && !compile_array(c, id, s, root, path)) return -1;
-    return id;
+    return compile_bounds(c, id, s, path) ? id : -1;
 }
 
 typedef struct tagged_alt {
@@ -641,11 +696,11 @@ static bool lex_open(const bn_json_thread *t) {
 static bool same_thread(const bn_json_thread *a, const bn_json_thread *b) {
     if (a->depth != b->depth || a->space != b->space) return false;
     if (a->depth && memcmp(a->frame, b->frame, a->depth * sizeof *a->frame)) return false;
-    return !lex_open(a) || same_lex(&a->lex, &b->lex);
+    return !lex_open(a) || (same_lex(&a->lex, &b->lex) && a->value == b->value);
 }
 
 static void copy_thread(bn_json_thread *to, const bn_json_thread *from) {
-    to->depth = from->depth, to->space = from->space, to->lex = from->lex;
+    to->depth = from->depth, to->space = from->space, to->lex = from->lex, to->value = from->value;
     memcpy(to->frame, from->frame, from->depth * sizeof *from->frame);
 }
 
@@ -687,7 +742,6 @@ static bool required_from(const bn_json_schema *g, const node *n, int i) {
     return false;
 }
 
-static bool integer_only(const node *n) { return (n->types & (T_NUMBER | T_INTEGER)) == T_INTEGER; }
 static bool is_number_text(const char *s) { return *s == '-' || (*s >= '0' && *s <= '9'); }
 
 // How text t stands against cur's first `offset` bytes and then c, in strcmp's
@@ -715,6 +769,55 @@ static int match(char *const *texts, int first, int last, bool sorted, const cha
     for (int j = first; j <= last; j++)
         if (!prefix_cmp(texts[j], cur, offset, c)) return j;
     return -1;
+}
+
+// ---- bounded strings and integers (t->value) ----
+
+// Whether an integer of n's that so far is a sign (negative) and, when digits,
+// the magnitude m can still end within n->lo .. n->hi: whether some m * 10^k +
+// r (0 <= r < 10^k, k >= 0; k = 0 only after a lone 0) is a magnitude that
+// sign allows. Whole: only k = 0 (the integer ends here).
+static bool may_reach(const node *n, bool negative, uint64_t m, bool digits, bool whole) {
+    const int64_t a0 = negative ? -n->hi : n->lo, b = negative ? -n->lo : n->hi;
+    const int64_t a = a0 > 0 ? a0 : 0; // the magnitudes allowed: a .. b
+    if (b < a) return false;
+    if (!digits) return true;          // a lone '-': any magnitude may follow
+    if (m == 0 || whole) return m >= (uint64_t)a && m <= (uint64_t)b;
+    for (uint64_t low = m, span = 1; low <= (uint64_t)b; low *= 10, span *= 10) {
+        if (low + span - 1 >= (uint64_t)a) return true;
+        if (low > (uint64_t)b / 10) break;
+    }
+    return false;
+}
+
+// Counts byte c, which the lexer took (before -> after), into t->value for a
+// sized string or a bounded integer of node n. False where no value within the
+// bounds begins so: a character past maxLength, a closing quote short of
+// minLength, a \uD... escape (json_schema.h), an integer past its bounds.
+static bool count_byte(const node *n, bn_json_thread *t, const bn_json_prefix *before, const bn_json_prefix *after,
+                       unsigned char c) {
+    if (bn_json_prefix_in_text(before)) {
+        if (!n->sized) return true;
+        if (bn_json_prefix_hex_left(before) == 4 && (c == 'd' || c == 'D')) return false;
+        const bool between = bn_json_prefix_in_string(before);
+        if (between && c == '"') return t->value >= n->min_len;   // the closing quote
+        if (between && t->value >= n->max_len) return false;      // a character more
+        const uint32_t enough = n->max_len != NO_BOUND ? n->max_len : n->min_len;
+        if (bn_json_prefix_in_string(after) && t->value < enough) t->value++; // a character whole
+        return true;
+    }
+    if (!n->bounded || !(c == '-' || (c >= '0' && c <= '9'))) return true;
+    if (c == '-') return t->value = 1, may_reach(n, true, 0, false, false);
+    const bool negative = t->value & 1;
+    uint64_t m = (t->value >> 1) * 10 + (uint64_t)(c - '0');
+    if (m > (uint64_t)SAFE_MAX + 1) m = (uint64_t)SAFE_MAX + 1; // past every bound already
+    t->value = m << 1 | negative;
+    return may_reach(n, negative, m, true, false);
+}
+
+// Whether the number t's lexer has read is one n's bounds allow (it ends).
+static bool number_fits(const node *n, const bn_json_thread *t) {
+    return !n->bounded || may_reach(n, t->value & 1, t->value >> 1, true, true);
 }
 
 // Whether a value of node n may begin with c (blanks aside).
@@ -748,11 +851,13 @@ static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn
         const bool fits = bn_json_prefix_feed(&lex, &byte, 1) &&
                           !(open_number && integer_only(n) && (c == '.' || c == 'e' || c == 'E'));
         if (open_number && (!fits || bn_json_prefix_complete(&lex))) {
+            if (!number_fits(n, t)) return;
             value_end(g, t);
             step(g, t, c, out);
             return;
         }
         if (!fits) return;
+        if (f->phase == P_LEX && (n->sized || n->bounded) && !count_byte(n, t, &t->lex, &lex, c)) return;
         t->lex = lex;
         if (bn_json_prefix_complete(&lex)) {
             if (f->phase == P_KEY_LEX) f->phase = P_COLON;
@@ -811,6 +916,7 @@ static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn
             f->phase = P_ENUM, f->cand = 0, f->offset = 0;
         } else if (n->any || (c != '{' && c != '[')) {
             bn_json_prefix_init(&t->lex, false);
+            t->value = 0;
             f->phase = P_LEX;
         } else {
             f->phase = c == '{' ? P_OBJ_FIRST : P_ARR_FIRST, f->index = 0;
@@ -830,6 +936,7 @@ static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn
         if (n->free_keys) {
             bn_json_prefix_init(&t->lex, false);
             bn_json_prefix_feed(&t->lex, "\"", 1);
+            t->value = 0;
             f->phase = P_KEY_LEX;
         } else if (f->index < n->n_props) {
             f->phase = P_KEY_MATCH, f->cand = f->index, f->offset = 1; // every name begins with '"'
@@ -895,6 +1002,8 @@ static int next_in_lexer(const bn_json_state *from, const char *bytes, size_t n,
     const bn_json_thread *t = &from->thread[0];
     const uint8_t phase = from->n == 1 && t->depth ? t->frame[t->depth - 1].phase : P_VALUE;
     if (phase != P_LEX && phase != P_KEY_LEX) return -1;
+    const node *leaf = &from->schema->nodes[t->frame[t->depth - 1].node];
+    if (phase == P_LEX && (leaf->sized || leaf->bounded)) return -1; // t->value counts: the general path
     bn_json_prefix lex = t->lex;
     for (size_t i = 0; i < n; i++) {
         if (bn_json_prefix_done(&lex)) return -1;
@@ -952,7 +1061,7 @@ bool bn_json_state_done(const bn_json_state *s) {
         if (t->depth > 1) continue;
         const bn_json_frame *f = &t->frame[0];
         const node *n = &s->schema->nodes[f->node];
-        if (f->phase == P_LEX && bn_json_prefix_done(&t->lex)) return true; // a top-level number
+        if (f->phase == P_LEX && bn_json_prefix_done(&t->lex) && number_fits(n, t)) return true; // a top-level number
         if (f->phase == P_ENUM && !s->schema->texts[n->texts + f->cand][f->offset]) return true;
     }
     return false;
@@ -963,6 +1072,7 @@ bool bn_json_state_in_string(const bn_json_state *s) {
         const bn_json_thread *t = &s->thread[i];
         const uint8_t phase = t->depth ? t->frame[t->depth - 1].phase : P_VALUE;
         if ((phase != P_LEX && phase != P_KEY_LEX) || !bn_json_prefix_in_string(&t->lex)) return false;
+        if (phase == P_LEX && s->schema->nodes[t->frame[t->depth - 1].node].sized) return false; // counted
     }
     return s->n > 0;
 }
@@ -971,15 +1081,18 @@ size_t bn_json_state_key(const bn_json_state *s, uint8_t key[BN_JSON_STATE_KEY_M
     uint8_t *k = key;
     memcpy(k, &s->schema->serial, sizeof s->schema->serial), k += sizeof s->schema->serial;
     *k++ = (uint8_t)s->n;
-    for (int i = 0; i < s->n; i++) { // what same_thread compares, field by field (no padding)
+    // What same_thread compares, field by field (no padding), the lexer as
+    // bn_json_prefix_canonical leaves it.
+    for (int i = 0; i < s->n; i++) {
         const bn_json_thread *t = &s->thread[i];
         *k++ = t->depth, *k++ = t->space;
         memcpy(k, t->frame, t->depth * sizeof *t->frame), k += t->depth * sizeof *t->frame;
         if (!lex_open(t)) continue;
-        const bn_json_prefix *x = &t->lex;
-        memcpy(k, &x->objects, sizeof x->objects), k += sizeof x->objects;
-        *k++ = x->depth, *k++ = x->state, *k++ = x->left, *k++ = x->literal, *k++ = x->space;
-        *k++ = x->key, *k++ = x->object_only;
+        memcpy(k, &t->value, sizeof t->value), k += sizeof t->value;
+        const bn_json_prefix x = bn_json_prefix_canonical(&t->lex);
+        memcpy(k, &x.objects, sizeof x.objects), k += sizeof x.objects;
+        *k++ = x.depth, *k++ = x.state, *k++ = x.left, *k++ = x.literal, *k++ = x.space;
+        *k++ = x.key, *k++ = x.object_only;
     }
     return (size_t)(k - key);
 }

@@ -16,21 +16,28 @@
 //   from 2^53 on, which a double does not hold exactly, is refused);
 // - an "integer" has neither a fraction nor an exponent;
 // - blanks between tokens as bn_json_prefix allows them (runs of at most
-//   BN_JSON_MAX_SPACE with at most one newline), strings as UTF-8.
+//   BN_JSON_MAX_SPACE with at most one newline), strings as UTF-8;
+// - a string with minLength or maxLength (counted in Unicode characters) has no
+//   \u escape of U+D000..U+DFFF (surrogates among them): such characters are
+//   written as UTF-8.
 // Keywords: type (a name or a list), enum, const, properties, required,
-// additionalProperties, items (a schema), minItems, maxItems, anyOf, oneOf (as
-// anyOf: a value both alternatives accept is not refused), allOf of one schema,
-// $ref to "#", "#/$defs/NAME" or "#/definitions/NAME" (against the nearest
-// enclosing "$id", as JSON Schema resolves them), and annotations (title,
-// description, default, examples, ...), which change nothing. Any other keyword
-// (pattern, format, minimum, ...) is refused when the schema is compiled, with
-// its place in the schema, rather than silently broken; so is "enum" or
-// "const" beside object or array keywords, a property named twice, a name or
+// additionalProperties, items (a schema), minItems, maxItems, minLength,
+// maxLength, minimum, maximum, exclusiveMinimum, exclusiveMaximum (of an
+// integer: the type "integer" without "number", bounds within 2^53 - 1),
+// anyOf, oneOf (as anyOf: a value both alternatives accept is not refused),
+// allOf of one schema, $ref to "#", "#/$defs/NAME" or "#/definitions/NAME"
+// (against the nearest enclosing "$id", as JSON Schema resolves them), and
+// annotations (title, description, default, examples, ...), which change
+// nothing. Any other keyword (pattern, format, multipleOf, ...) is refused when
+// the schema is compiled, with its place in the schema, rather than silently
+// broken; so is "enum" or "const" beside other keywords that shape the value,
+// a bound on a number that may have a fraction, a property named twice, a name or
 // value that is not UTF-8 or holds a NUL (\u0000), and a false subschema. Where "type" is absent,
 // object keywords make the value an object and array keywords an array (JSON
 // Schema would let other types through). Limits: 256 KiB of schema text, 4096
 // properties an object (and names in "required"), 4096 schemas an anyOf, 65535
-// enum values, 256 schemas deep counting $refs followed.
+// enum values, 256 schemas deep counting $refs followed, 65535 items in an array
+// with maxItems (more when it has none) and a minItems or minLength below that.
 //
 // A value the schema leaves free (true, {}, an object's values without a
 // schema) is read by a bn_json_prefix. anyOf is followed by keeping every
@@ -78,6 +85,9 @@ typedef struct bn_json_thread {
     uint8_t depth;      // frames open (0: the value is whole)
     uint8_t space;      // blanks in a row (bn_json_blank)
     bn_json_prefix lex; // the string, number, literal or free value being read
+    uint64_t value;     // what lex has read of a bounded value: a string's characters (as
+                        // far as minLength/maxLength tell them apart), an integer's
+                        // magnitude times 2, plus 1 when negative (0 for other values)
     bn_json_frame frame[BN_JSON_SCHEMA_DEPTH];
 } bn_json_thread;
 
@@ -107,7 +117,7 @@ bool bn_json_state_complete(const bn_json_state *s);
 // names the compilation of the schema, not its address, so it never matches a
 // state of another schema (json_mask.c caches token masks by it).
 #define BN_JSON_STATE_KEY_MAX \
-    (8 + 1 + BN_JSON_SCHEMA_THREADS * (2 + BN_JSON_SCHEMA_DEPTH * sizeof(bn_json_frame) + 8 + 7))
+    (8 + 1 + BN_JSON_SCHEMA_THREADS * (2 + BN_JSON_SCHEMA_DEPTH * sizeof(bn_json_frame) + 8 + 7 + 8))
 size_t bn_json_state_key(const bn_json_state *s, uint8_t key[BN_JSON_STATE_KEY_MAX]);
 // Whether every reading is inside a free string, between characters (where any
 // plain token, bn_json_plain_string_bytes, fits).

@@ -7,26 +7,29 @@ own. "1 HEX": a text the automaton must take whole: json.loads takes it,
 jsonschema (Draft 2020-12) says the value is valid, and it is written the one
 way json_schema.h names (declared properties in their order, enum and const
 values and property names as compact JSON, integers without fraction or
-exponent, blank runs of at most 16 bytes and one newline). "0 HEX": a text it must refuse
-whole: json.loads refuses it (NaN and Infinity too, which RFC 8259 has not) or
-jsonschema says the value is invalid.
+exponent, sized strings without \\uD... escapes, blank runs of at most 16
+bytes and one newline). "0 HEX": a text it must refuse whole: json.loads
+refuses it (NaN and Infinity too, which RFC 8259 has not) or jsonschema says
+the value is invalid.
 
 For each of the hand-written schemas below (every keyword json_schema.h names:
 types alone and in lists, enum, const, properties with required ones, maps,
-arrays with bounds, anyOf, oneOf, allOf, $ref to "#", $defs and definitions,
-a nested "$id" resource, annotations, and OpenAI tool-call shapes), a
-schema-guided generator writes valid texts, compact and with blanks between the
-tokens; each must pass json.loads and jsonschema (a generator bug stops the
-script rather than write a wrong "1"). The "0" cases are mutants of them: bytes
-deleted, inserted, replaced or cut off, and values changed (a property
-dropped, an unknown one added, a value of another type or outside the enum,
-items added or taken away, properties swapped). A mutant jsonschema finds
-valid is left out, as it may not be in the one written form. Seeded, so every
-run writes the same file. tests/test_json_schema.c (test_json_schema python)
-reads it. Needs jsonschema==4.26.0.
+arrays with bounds, string lengths, integer bounds, anyOf, oneOf, allOf, $ref
+to "#", $defs and definitions, a nested "$id" resource, annotations, and OpenAI
+tool-call shapes), a schema-guided generator writes valid texts, compact and
+with blanks between the tokens; each must pass json.loads and jsonschema (a
+generator bug stops the script rather than write a wrong "1"). The "0" cases
+are mutants of them: bytes deleted, inserted, replaced or cut off, and values
+changed (a property dropped, an unknown one added, a value of another type,
+outside the enum or past a bound, items added or taken away, properties
+swapped). A mutant jsonschema finds valid is left out, as it may not be in the
+one written form. Seeded, so every run writes the same file.
+tests/test_json_schema.c (test_json_schema python) reads it. Needs
+jsonschema==4.26.0.
 """
 import copy
 import json
+import math
 import random
 import re
 import sys
@@ -48,7 +51,11 @@ PIECES = ["a", "Z", "0", " ", "'", "{", ":", ",", "é", "€", "😀", "/", '\\"
 # Bytes a byte mutant inserts or puts in place of another.
 ALPHABET = list('{}[]:,"\\ \t\n0123456789-+.eEtrufalsn') + ["\x01", "a", "x", "é", "😀", "/", "\r"]
 CONSTRAINTS = {"type", "enum", "const", "properties", "required", "additionalProperties", "items", "minItems",
-               "maxItems", "anyOf", "oneOf", "allOf", "$ref"}
+               "maxItems", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+               "anyOf", "oneOf", "allOf", "$ref"}
+# A sized string's pieces: one character each, no \uD... escape (json_schema.h writes those as UTF-8).
+SIZED_PIECES = [p for p in PIECES if not p.lower().startswith("\\ud")]
+SAFE = 2 ** 53 - 1  # a bounded integer's largest magnitude
 ALL_TYPES = ["object", "array", "string", "number", "integer", "boolean", "null"]
 
 TOOL_CALLS = {
@@ -159,6 +166,24 @@ SCHEMAS = [
                   "properties": {"n": {"type": "integer"}, "next": {"anyOf": [{"$ref": "#"}, {"type": "null"}]}},
                   "required": ["n", "next"]}},
      "required": ["outer", "inner"]},
+    # String lengths (in characters) and integer bounds, alone, in lists and in a pydantic-like model.
+    {"type": "string", "minLength": 2, "maxLength": 5},
+    {"type": "string", "minLength": 3},
+    {"type": "string", "maxLength": 0},
+    {"type": ["string", "null"], "maxLength": 1},
+    {"type": "integer", "minimum": -5, "maximum": 120},
+    {"type": "integer", "exclusiveMinimum": 0},
+    {"type": "integer", "minimum": 100, "exclusiveMaximum": 1000},
+    {"type": "integer", "maximum": -10},
+    {"type": "integer", "minimum": 0.5, "exclusiveMaximum": 7.5},
+    {"type": ["integer", "null"], "minimum": 7, "maximum": 7},
+    {"type": "integer", "minimum": SAFE - 20},
+    {"type": "array", "maxItems": 4, "items": {"type": "integer", "minimum": -1, "maximum": 1}},
+    {"type": "object",
+     "properties": {"name": {"title": "Name", "type": "string", "minLength": 1, "maxLength": 20},
+                    "age": {"title": "Age", "type": "integer", "minimum": 0, "maximum": 150},
+                    "code": {"anyOf": [{"type": "string", "minLength": 4, "maxLength": 4}, {"type": "null"}]}},
+     "required": ["name", "age"], "additionalProperties": False},
     # Free values.
     True,
     {},
@@ -253,6 +278,20 @@ class Generator:
     def string(self):
         return '"' + "".join(self.rng.choice(PIECES) for _ in range(self.rng.randrange(9))) + '"'
 
+    def sized_string(self, s):
+        """minLength..maxLength characters (up to 8 past the least)."""
+        low = s.get("minLength", 0)
+        high = min(s.get("maxLength", low + 8), low + 8)
+        return '"' + "".join(self.rng.choice(SIZED_PIECES) for _ in range(self.rng.randint(low, high))) + '"'
+
+    def bounded_integer(self, s):
+        """An integer within the bounds, often at or near an edge."""
+        low, high = integer_bounds(s)
+        rng = self.rng
+        value = rng.choice([low, high, rng.randint(low, high), rng.randint(low, min(high, low + 20)),
+                            rng.randint(max(low, high - 20), high)])
+        return "-0" if value == 0 and rng.random() < 0.2 else str(value)
+
     def digits(self, low, high):
         return "".join(self.rng.choice("0123456789") for _ in range(self.rng.randint(low, high)))
 
@@ -337,9 +376,9 @@ class Generator:
             n = low if deep else rng.randint(low, high)
             return self.container("[", [self.value(s.get("items", True), root, depth + 1, hops) for _ in range(n)], "]")
         if t == "string":
-            return self.string()
+            return self.sized_string(s) if s.keys() & {"minLength", "maxLength"} else self.string()
         if t == "integer":
-            return self.integer()
+            return self.bounded_integer(s) if s.keys() & BOUNDS else self.integer()
         if t == "number":
             return self.number()
         if t == "boolean":
@@ -350,9 +389,33 @@ class Generator:
         return self.ws() + self.value(schema, schema, 0) + self.ws()
 
 
+BOUNDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
+
+
+def integer_bounds(s):
+    """The integers s's bounds allow, low..high (within the safe range, as json_schema.c reads them)."""
+    low, high = -SAFE, SAFE
+    if "minimum" in s:
+        low = max(low, math.ceil(s["minimum"]))
+    if "exclusiveMinimum" in s:
+        low = max(low, math.floor(s["exclusiveMinimum"]) + 1)
+    if "maximum" in s:
+        high = min(high, math.floor(s["maximum"]))
+    if "exclusiveMaximum" in s:
+        high = min(high, math.ceil(s["exclusiveMaximum"]) - 1)
+    return low, high
+
+
 def schema_values(s, out):
-    """The schema's enum and const values and property names: near misses for mutants."""
+    """The schema's enum and const values and property names, and values at and past its bounds: near misses
+    for mutants."""
     if isinstance(s, dict):
+        if s.keys() & BOUNDS:
+            low, high = integer_bounds(s)
+            out.extend([low - 1, low, high, high + 1, -low])
+        for key in ("minLength", "maxLength"):
+            if key in s:
+                out.extend(["x" * max(s[key] - 1, 0), "é" * s[key], "x" * (s[key] + 1)])
         for key, v in s.items():
             if key == "enum":
                 out.extend(v)

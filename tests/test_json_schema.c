@@ -108,6 +108,35 @@ static void test_arrays(void **state) {
     EXPECT("{\"type\": \"array\", \"items\": false}", WHOLE("[]"), {"[1", 1});
 }
 
+// minLength/maxLength count characters (UTF-8 or escaped, one each); a \uD...
+// escape is refused there (json_schema.h). Integer bounds refuse the first
+// digit past which no integer in range can follow, and a number that ends
+// short of the minimum.
+static void test_bounds(void **state) {
+    (void)state;
+    EXPECT("{\"type\": \"string\", \"minLength\": 2, \"maxLength\": 3}", WHOLE("\"ab\""), WHOLE("\"abc\""),
+           WHOLE("\"\xc3\xa9\xe2\x82\xac\""), WHOLE("\"a\\n\\u00e9\""), WHOLE("\"ab\xf0\x9f\x98\x80\""),
+           {"\"a\"", 2}, {"\"abcd\"", 4}, {"\"abc\\n\"", 4}, {"\"abc\xc3\xa9\"", 4}, {"\"ab\\ud83d\\ude00\"", 5},
+           {"\"a\\uDE00\"", 4});
+    EXPECT("{\"type\": \"string\", \"minLength\": 1}", WHOLE("\"a long string, longer than any bound\""),
+           {"\"\"", 1});
+    EXPECT("{\"type\": [\"string\", \"integer\"], \"maxLength\": 1}", WHOLE("12345"), WHOLE("\"x\""),
+           {"\"xy\"", 2});
+    EXPECT("{\"type\": \"string\", \"maxLength\": 0}", WHOLE("\"\""), {"\"a", 1});
+    EXPECT("{\"type\": \"integer\", \"minimum\": -5, \"maximum\": 120}", WHOLE("-5"), WHOLE("0"), WHOLE("-0"),
+           WHOLE("120"), WHOLE(" 99 "), {"-6", 1}, {"121", 2}, {"130", 2}, {"200", 2}, {"-50", 2}, {"-", 1});
+    EXPECT("{\"type\": \"integer\", \"exclusiveMinimum\": 0}", WHOLE("1"), WHOLE("9007199254740991"),
+           {"0", 0}, {"-1", 0}, {"9007199254740992", 15});
+    EXPECT("{\"type\": \"integer\", \"minimum\": 100, \"exclusiveMaximum\": 1000}", WHOLE("100"),
+           WHOLE("999"), {"99", 2}, {"1000", 3}, {"0", 0});
+    EXPECT("{\"type\": \"integer\", \"minimum\": 0.5, \"maximum\": 2.5}", WHOLE("1"), WHOLE("2"), {"0", 0},
+           {"3", 0});
+    EXPECT("{\"properties\": {\"n\": {\"type\": [\"integer\", \"null\"], \"minimum\": 10}}}",
+           WHOLE("{\"n\":10}"), WHOLE("{\"n\":null}"), WHOLE("{\"n\":123456}"), {"{\"n\":5}", 6}, {"{\"n\":5 ", 6},
+           {"{\"n\":-", 5});
+    EXPECT("{\"type\": \"integer\", \"minimum\": 1, \"maximum\": 9}", WHOLE("5"), {"10", 1});
+}
+
 static void test_any_of_and_refs(void **state) {
     (void)state;
     // Two objects that differ only after their first key: both readings live until then.
@@ -314,6 +343,15 @@ static void test_refused_schemas(void **state) {
         {"{\"anyOf\": [{\"$ref\": \"#\"}, {\"type\": \"null\"}]}", "leads back to itself"},
         {"false", "a schema must be an object or true"},
         {"{\"type\": ", "not valid JSON"},
+        {"{\"type\": \"number\", \"minimum\": 0}", "'minimum' is supported on integers only"},
+        {"{\"exclusiveMaximum\": 3}", "'exclusiveMaximum' is supported on integers only"},
+        {"{\"type\": \"integer\", \"maximum\": 1e300}", "'maximum' must be within"},
+        {"{\"type\": \"integer\", \"minimum\": \"1\"}", "'minimum' must be a number"},
+        {"{\"type\": \"integer\", \"minimum\": 5, \"exclusiveMaximum\": 5}", "leaves no integer"},
+        {"{\"type\": \"string\", \"minLength\": 3, \"maxLength\": 2}", "'minLength' is more than maxLength"},
+        {"{\"type\": \"string\", \"maxLength\": 1.5}", "'maxLength' must be a whole number"},
+        {"{\"type\": \"string\", \"minLength\": 70000}", "'minLength' is too large"},
+        {"{\"enum\": [\"a\"], \"maxLength\": 3}", "'maxLength' beside 'enum' or 'const'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         bn_json_schema *g = (bn_json_schema *)1;
@@ -387,6 +425,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_any_of_and_refs), cmocka_unit_test(test_tagged_union),
         cmocka_unit_test(test_review_cases),    cmocka_unit_test(test_blanks_and_end),
         cmocka_unit_test(test_refused_schemas),
+        cmocka_unit_test(test_bounds),
     };
     if (argc > 1 && !strcmp(argv[1], "python")) return cmocka_run_group_tests(python, NULL, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -35,8 +35,9 @@ static bool takes(const char *schema, const char *text) {
 
 #define WEATHER                                                                                              \
     "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": {\"type\": \"object\", "  \
-    "\"properties\": {\"city\": {\"type\": \"string\", \"minLength\": 1}, \"days\": {\"type\": \"integer\", "     \
-    "\"minimum\": 1}}, \"required\": [\"city\"]}}}"
+    "\"properties\": {\"city\": {\"type\": \"string\", \"minLength\": 1, \"pattern\": \"^[A-Z]\"}, \"days\": "      \
+    "{\"type\": \"integer\", \"minimum\": 1}, \"above\": {\"type\": \"number\", \"minimum\": -90}}, "               \
+    "\"required\": [\"city\"]}}}"
 #define NOW "{\"type\": \"function\", \"function\": {\"name\": \"now\"}}"
 
 static void test_schema_of_tools(void **state) {
@@ -46,10 +47,14 @@ static void test_schema_of_tools(void **state) {
     assert_int_equal(read_tools("{\"tools\": [" WEATHER ", " NOW "]}", NULL, &t, err, sizeof err), 0);
     assert_non_null(strstr(t.system, "get_weather"));
     assert_non_null(strstr(t.system, "\"response\""));
-    // Calls: each function's own arguments (minimum and minLength dropped: not strict); no
-    // parameters is no arguments; or an answer.
-    assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"\",\"days\":0}},"
-                                "{\"name\":\"now\",\"arguments\":{}}]}"));
+    // Calls: each function's own arguments (not strict: pattern dropped, and a number's
+    // minimum; a string's minLength and an integer's minimum held); no parameters is no
+    // arguments; or an answer.
+    assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"paris\","
+                                "\"days\":1,\"above\":-100.5}},{\"name\":\"now\",\"arguments\":{}}]}"));
+    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"\"}}]}"));
+    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"a\","
+                                 "\"days\":0}}]}"));
     assert_true(takes(t.schema, "{\"response\":\"hi\"}"));
     assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"now\",\"arguments\":{\"x\":1}}]}"));
     assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"days\":1}}]}"));
@@ -94,8 +99,11 @@ static void test_refused_tools(void **state) {
         const char *body, *says;
     } cases[] = {
         {"{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"strict\": true, \"parameters\": "
-         "{\"type\": \"integer\", \"minimum\": 0}}}]}",
-         "'tools' function f's parameters: at the top: 'minimum' is not supported"},
+         "{\"type\": \"string\", \"format\": \"date\"}}}]}",
+         "'tools' function f's parameters: at the top: 'format' is not supported"},
+        {"{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"strict\": true, \"parameters\": "
+         "{\"type\": \"number\", \"minimum\": 0}}}]}",
+         "'tools' function f's parameters: at the top: 'minimum' is supported on integers only"},
         {"{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": {\"$ref\": \"#/x\"}}}]}",
          "'tools' function f's parameters: at the top: '$ref' must be"},
         {"{\"tools\": [" NOW ", " NOW "]}", "the same name"},

@@ -2,6 +2,7 @@
 // and a schema out; the held reply back into tool_calls.
 #include "serve_tools.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,17 +80,40 @@ static cJSON *one_property(const char *key, cJSON *value) {
 // from its parameters: its arguments are then held to a looser schema (as
 // OpenAI holds a non-strict tool's to none), rather than the request refused.
 static const char *const narrowing[] = {
-    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength", "maxLength",
-    "pattern", "format", "uniqueItems", "minProperties", "maxProperties", "propertyNames", "patternProperties",
-    "dependentRequired", "dependentSchemas", "contains", "minContains", "maxContains", "not", "if", "then",
-    "else", "unevaluatedProperties", "unevaluatedItems", "contentEncoding", "contentMediaType",
+    "multipleOf", "pattern", "format", "uniqueItems", "minProperties", "maxProperties", "propertyNames",
+    "patternProperties", "dependentRequired", "dependentSchemas", "contains", "minContains", "maxContains", "not",
+    "if", "then", "else", "unevaluatedProperties", "unevaluatedItems", "contentEncoding", "contentMediaType",
     "contentSchema", "prefixItems", "nullable", "discriminator"};
 
-// Drops the narrowing keywords from schema and the schemas in it.
+// The bounds json_schema.h follows on integers only, within 2^53 - 1: dropped
+// too from a schema whose value may be a number with a fraction, or past that.
+static const char *const bounds[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
+
+// Whether schema's "type" makes its numbers integers ("integer", without "number").
+static bool integer_typed(const cJSON *schema) {
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(schema, "type"), *t;
+    if (cJSON_IsString(type)) return !strcmp(type->valuestring, "integer");
+    bool integer = false;
+    if (!cJSON_IsArray(type)) return false;
+    cJSON_ArrayForEach(t, type) {
+        if (!cJSON_IsString(t) || !strcmp(t->valuestring, "number")) return false;
+        integer = integer || !strcmp(t->valuestring, "integer");
+    }
+    return integer;
+}
+
+// Drops the narrowing keywords, and the bounds json_schema.h cannot follow,
+// from schema and the schemas in it.
 static void loosen(cJSON *schema) {
     if (!cJSON_IsObject(schema)) return;
     for (size_t i = 0; i < sizeof narrowing / sizeof *narrowing; i++)
         cJSON_DeleteItemFromObjectCaseSensitive(schema, narrowing[i]);
+    const bool integer = integer_typed(schema);
+    for (size_t i = 0; i < sizeof bounds / sizeof *bounds; i++) {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(schema, bounds[i]);
+        if (b && !(integer && cJSON_IsNumber(b) && fabs(b->valuedouble) <= 9007199254740991.0))
+            cJSON_DeleteItemFromObjectCaseSensitive(schema, bounds[i]);
+    }
     static const char *const maps[] = {"properties", "$defs", "definitions"}; // of schemas
     static const char *const lists[] = {"anyOf", "oneOf", "allOf"};
     cJSON *e;

@@ -27,8 +27,8 @@ typedef struct bn_tools {
 // From the request's "tools", "tool_choice" and "parallel_tool_calls". A
 // function's "parameters" must be a schema json_schema.h can follow; unless the
 // function is "strict", keywords it cannot follow that only narrow the values
-// (minimum, pattern, format, ...) are dropped first. response_schema: what a
-// {"response"} holds (a response_format's schema; NULL: text). Returns 0, or -1
+// (pattern, format, a number's minimum, ...) are dropped first.
+// response_schema: what a {"response"} holds (a response_format's schema; NULL: text). Returns 0, or -1
 // with the reason (naming the field) in err. A "stop" with tools is refused: it
 // would cut the JSON the reply is read from.
 int bn_tools_read(const cJSON *request, const cJSON *response_schema, bn_tools *t, char *err, size_t err_size);
