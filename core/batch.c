@@ -200,28 +200,37 @@ static int copy_stops(bn_slot *s, const bn_request *r, bn_error *err) {
 
 // ---- json_object and json_schema --------------------------------------------
 
-// The compiled schema of text: one a request gave before, else compiled into
-// an empty place of b->schemas or the one taken longest ago that no slot uses
-// (there is one: a kept schema per slot in use at most, and the slot being set
-// up uses none). NULL on error.
+// The compiled schema of text: one a request gave before, else compiled and
+// kept in an empty place of b->schemas or in the one taken longest ago that no
+// slot uses (there is one: a kept schema per slot in use at most, and the slot
+// being set up uses none). A schema that does not compile displaces nothing.
+// NULL on error.
 static struct kept_schema *take_schema(bn_batch *b, const char *text, bn_error *err) {
     const int places = b->n_slots + BN_KEPT_SCHEMAS;
     int k = -1;
     for (int i = 0; i < places && k < 0; i++)
         if (b->schemas[i].text && !strcmp(b->schemas[i].text, text)) k = i;
     if (k < 0) {
-        for (int i = 0; i < places; i++)
-            if (!b->schemas[i].users && (k < 0 || b->schemas[i].taken < b->schemas[k].taken)) k = i;
-        struct kept_schema *ks = &b->schemas[k];
-        free(ks->text);
-        bn_json_schema_free(ks->g);
-        *ks = (struct kept_schema){0};
-        if (bn_json_schema_compile(text, strlen(text), &ks->g, err)) return NULL;
-        if (!(ks->text = strdup(text))) {
-            bn_json_schema_free(ks->g), ks->g = NULL;
+        bn_json_schema *g;
+        char *copy;
+        if (bn_json_schema_compile(text, strlen(text), &g, err)) return NULL;
+        if (!(copy = strdup(text))) {
+            bn_json_schema_free(g);
             bn_errorf(err, "out of memory");
             return NULL;
         }
+        for (int i = 0; i < places; i++)
+            if (!b->schemas[i].users && (k < 0 || b->schemas[i].taken < b->schemas[k].taken)) k = i;
+        if (k < 0) { // cannot be (see above); an error rather than a write out of bounds
+            bn_json_schema_free(g);
+            free(copy);
+            bn_errorf(err, "internal error: every kept schema is in use");
+            return NULL;
+        }
+        struct kept_schema *ks = &b->schemas[k];
+        free(ks->text);
+        bn_json_schema_free(ks->g);
+        *ks = (struct kept_schema){.text = copy, .g = g};
     }
     b->schemas[k].users++;
     b->schemas[k].taken = ++b->schema_clock;
@@ -238,6 +247,10 @@ static int json_start(bn_batch *b, bn_slot *s, const bn_request *r, bn_error *er
     bn_json_state_init(s->js, s->schema->g);
     s->json = true;
     return 0;
+}
+
+void bn_batch_json_counts(const bn_batch *b, uint64_t *hits, uint64_t *misses) {
+    *hits = b->json.hits, *misses = b->json.misses;
 }
 
 // Of the prompt, the tokens free slot s holds in its cache: their common start,

@@ -209,7 +209,7 @@ int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_state *
 
 void bn_json_mask_forget(bn_json_vocab *v) {
     mask_cache *c = v->cache;
-    for (int i = 0; i < BN_JSON_MASK_CACHE; i++) c->entry[i].met = 0;
+    for (int i = 0; c && i < BN_JSON_MASK_CACHE; i++) c->entry[i].met = 0;
 }
 
 bool bn_json_state_feed_token(bn_json_state *s, const bn_engine *e, int32_t id) {

@@ -32,7 +32,8 @@ void bn_json_vocab_free(bn_json_vocab *v);
 
 // Gives -inf to every token of row[0..v->n) whose bytes s refuses (and to the
 // BN_JSON_NEVER ones, and the BN_JSON_END ones unless the text may end here).
-// Returns how many are left. Uses v's scratch: one row at a time per vocab.
+// Returns how many are left. Uses v's scratch and cache (a hit writes to it
+// too): one row at a time per vocab.
 // The masks of the last BN_JSON_MASK_CACHE states met are kept, by state key
 // (json_schema.h): a string's characters, a number's digits, and every slot
 // that shares a compiled schema meet the same states again and again.
@@ -40,6 +41,9 @@ int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_state *
 
 // Drops the kept masks (a benchmark's cold rows).
 void bn_json_mask_forget(bn_json_vocab *v);
+// A batch's rows masked from the cache and worked out, so far (0 before its
+// first JSON request).
+void bn_batch_json_counts(const bn_batch *b, uint64_t *hits, uint64_t *misses);
 
 // Reads token id's bytes into s (a token the mask kept). Returns whether the
 // value is now whole and closed, where the request ends.

@@ -12,8 +12,9 @@
 // The input is a schema, a NUL byte, then a text. A schema that compiles reads
 // the text a byte at a time. Besides "no crash, no leak, no hang", it checks the
 // automaton's promises: a complete value is done; the readings stay within
-// BN_JSON_SCHEMA_THREADS; a state copied reads on as the original does; bytes
-// read at once end where they end read one at a time.
+// BN_JSON_SCHEMA_THREADS; a state copied reads on as the original does, to the
+// same state key; bytes read at once end where they end read one at a time,
+// state key and all (the mask cache's key: json_mask.h).
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     bn_error err;
     if (bn_json_schema_compile((const char *)data, schema_len, &g, &err)) return 0;
     bn_json_state *s = malloc(sizeof *s), *copy = malloc(sizeof *copy), *next = malloc(sizeof *next);
-    if (!s || !copy || !next) abort();
+    uint8_t *key = malloc(BN_JSON_STATE_KEY_MAX), *other = malloc(BN_JSON_STATE_KEY_MAX);
+    if (!s || !copy || !next || !key || !other) abort();
     bn_json_state_init(s, g);
     const char *text = nul ? (const char *)nul + 1 : "";
     const size_t n = nul ? size - schema_len - 1 : 0;
@@ -39,6 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const bool fed = bn_json_state_feed(s, text + i, 1);
         if (fed != via_copy || (fed && next->n != s->n)) abort();
         if (!(all = fed)) break;
+        const size_t len = bn_json_state_key(s, key);
+        if (bn_json_state_key(next, other) != len || memcmp(key, other, len)) abort();
         if (s->n < 1 || s->n > BN_JSON_SCHEMA_THREADS) abort();
         if (bn_json_state_complete(s) && !bn_json_state_done(s)) abort();
     }
@@ -47,7 +51,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         bn_json_state_init(copy, g);
         const bool whole = bn_json_state_next(copy, text, n, next);
         if (!whole || next->n != s->n || bn_json_state_done(next) != bn_json_state_done(s)) abort();
+        const size_t len = bn_json_state_key(s, key);
+        if (bn_json_state_key(next, other) != len || memcmp(key, other, len)) abort();
     }
+    free(key);
+    free(other);
     free(s);
     free(copy);
     free(next);

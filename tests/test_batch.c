@@ -823,6 +823,99 @@ static void test_json_mask_cache(void **state) {
     bn_json_vocab_free(&v);
 }
 
+// Whole texts, one compiled schema each, masked at every byte: a vocab whose
+// cache has met the states before (in these texts, in other places) gives the
+// rows one that works each out afresh gives. Texts that revisit a state after
+// different paths (a string after a literal or a number, after a key, at
+// other depths, after other blanks; a bounded string's count, an integer's
+// digits) catch a key that leaves out something the automaton reads.
+static void test_json_mask_cache_rows(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    static const struct {
+        const char *schema, *texts[6]; // up to a NULL
+    } cases[] = {
+        {"{\"type\": \"object\"}",
+         {"{\"a\":null,\"b\":\"ab\",\"c\":[1,\"x\",{\"d\":true}],\"e\":\"ab\"}", "{\"a\":1,\"b\":\"ab\"}",
+          "{\"z\":[{\"y\":{}},\"ab\"],\"ab\":\"ab\"}", "{\"n\":[[1e5,-0.5],{\"\\u00e9\":\"\xc3\xa9\"}]}",
+          "{\"a\":[1, 2]}", "{\"a\":[1,\n2]}"}},
+        {"{\"type\": \"object\", \"properties\": {\"s\": {\"type\": \"string\", \"minLength\": 2, \"maxLength\": 4},"
+         " \"n\": {\"type\": \"integer\", \"minimum\": -3, \"maximum\": 250}, \"t\": {\"type\": \"string\"}}}",
+         {"{\"s\":\"abcd\",\"n\":249,\"t\":\"abcd\"}", "{\"s\":\"ab\",\"n\":-3}", "{\"n\":25,\"t\":\"ab\"}",
+          "{\"s\":\"\xc3\xa9\\n\",\"n\":2}"}},
+        {"{\"anyOf\": [{\"type\": \"array\", \"items\": {\"enum\": [\"red\", \"green\", 12, 125]}, \"maxItems\": 3},"
+         " {\"type\": \"object\", \"properties\": {\"red\": {\"type\": \"integer\"}}}]}",
+         {"[\"red\",12,125]", "[125,\"green\"]", "{\"red\":12}", "[]"}},
+    };
+    bn_json_vocab warm, cold;
+    bn_error err;
+    if (bn_json_vocab_init(&warm, fx.engine, &err) || bn_json_vocab_init(&cold, fx.engine, &err))
+        fail_msg("%s", err.msg);
+    float *got = malloc(sizeof(float) * (size_t)warm.n), *want = malloc(sizeof(float) * (size_t)warm.n);
+    bn_json_state *js = malloc(sizeof *js);
+    int rows = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        bn_json_schema *g;
+        if (bn_json_schema_compile(cases[i].schema, strlen(cases[i].schema), &g, &err)) fail_msg("%s", err.msg);
+        for (int k = 0; k < 6 && cases[i].texts[k]; k++) {
+            const char *text = cases[i].texts[k];
+            bn_json_state_init(js, g);
+            for (size_t at = 0; at <= strlen(text); at++) {
+                for (int32_t t = 0; t < warm.n; t++) got[t] = want[t] = 0;
+                bn_json_mask_forget(&cold);
+                const int left = bn_json_mask_row(&warm, fx.engine, js, got);
+                assert_int_equal(bn_json_mask_row(&cold, fx.engine, js, want), left);
+                if (memcmp(got, want, sizeof(float) * (size_t)warm.n))
+                    fail_msg("%s after \"%.*s\": the cached row differs", cases[i].schema, (int)at, text);
+                rows++;
+                if (at < strlen(text) && !bn_json_state_feed(js, text + at, 1))
+                    fail_msg("%s refuses \"%.*s\"", cases[i].schema, (int)at + 1, text);
+            }
+        }
+        bn_json_schema_free(g);
+    }
+    fprintf(stderr, "mask cache: %d rows, %llu from the cache, each equal to the row worked out\n", rows,
+            (unsigned long long)warm.hits);
+    assert_true(warm.hits > (uint64_t)rows / 4);
+    free(js);
+    free(got);
+    free(want);
+    bn_json_vocab_free(&warm);
+    bn_json_vocab_free(&cold);
+}
+
+// Requests that give the same schema text share its compilation, and so the
+// masks of its states: the same request again (same seed, same tokens) has
+// every row from the cache. A request with a schema that does not compile
+// takes nothing away.
+static void test_batch_shares_schemas(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    static const char schema[] = "{\"type\": \"object\", \"properties\": {\"n\": {\"type\": \"integer\"}, "
+                                 "\"s\": {\"type\": \"string\"}}, \"required\": [\"n\", \"s\"]}";
+    bn_batch *b = open_batch(2, 0);
+    bn_request req = hot_request(3, 24, 5);
+    req.json_schema = schema;
+    req.user = 0; // out[0]
+    const int start = 0;
+    result first, again;
+    uint64_t hits, misses, hits2, misses2;
+    run_requests(b, &req, &start, 1, &first);
+    bn_batch_json_counts(b, &hits, &misses);
+    assert_true(misses > 0);
+    bn_request bad = req;
+    bad.json_schema = "{\"type\": \"string\", \"format\": \"date\"}";
+    bn_error err;
+    assert_int_equal(bn_batch_add(b, &bad, &err), -1);
+    run_requests(b, &req, &start, 1, &again);
+    bn_batch_json_counts(b, &hits2, &misses2);
+    assert_int_equal(again.n_ids, first.n_ids);
+    assert_memory_equal(again.ids, first.ids, sizeof(int32_t) * (size_t)first.n_ids);
+    assert_int_equal(misses2, misses);
+    assert_int_equal(hits2 - hits, (uint64_t)(hits + misses));
+    bn_batch_free(b);
+}
+
 // json_object: whatever the model's logits, a request that ends by itself
 // (BN_STOP_EOG) has made one JSON object, as cJSON reads it; one cut by
 // max_tokens has not run into anything JSON forbids (checked when it ends
@@ -1054,6 +1147,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_batch_logprobs),
         cmocka_unit_test(test_json_mask_exact),
         cmocka_unit_test(test_json_mask_cache),
+        cmocka_unit_test(test_json_mask_cache_rows),
+        cmocka_unit_test(test_batch_shares_schemas),
         cmocka_unit_test(test_batch_json_object),
         cmocka_unit_test(test_session_json_schema),
         cmocka_unit_test(test_batch_stop_strings),
