@@ -42,6 +42,7 @@ typedef struct node {
     uint32_t min_len, max_len;
     bool bounded;        // an integer's minimum, maximum (or exclusive): lo..hi
     int64_t lo, hi;
+    uint8_t format;      // a string's "format": F_*
     int32_t props, n_props; // into g->props; their names as compact JSON from g->texts[keys]
     int32_t keys;
     int32_t alts, n_alts;   // into g->alts: the alternatives; after compile, concrete nodes only
@@ -131,7 +132,7 @@ static bool add_alt(compiler *c, const char *path, int32_t id) {
 static const char *const constraints[] = {"type", "enum", "const", "properties", "required",
                                           "additionalProperties", "items", "minItems", "maxItems",
                                           "minLength", "maxLength", "minimum", "maximum",
-                                          "exclusiveMinimum", "exclusiveMaximum",
+                                          "exclusiveMinimum", "exclusiveMaximum", "format",
                                           "anyOf", "oneOf", "allOf", "$ref"};
 static const char *const annotations[] = {"$schema", "$id", "$defs", "definitions", "$comment", "$anchor",
                                           "title", "description", "default", "examples", "deprecated",
@@ -153,6 +154,23 @@ static uint8_t type_of(const cJSON *v) {
     const double x = v->valuedouble;
     return isfinite(x) && x == floor(x) ? T_NUMBER | T_INTEGER : T_NUMBER;
 }
+
+// The string formats json_schema.h follows, as templates: a digit of a field
+// ('Y' year, 'M' month, 'D' day, 'h' hour, 'm' minute, 's' second), 'x' a hex
+// digit, any other character itself. A time goes on past its template: an
+// optional fraction, then "Z" or an offset "+hh:mm" (format_byte).
+enum { F_NONE, F_DATE, F_TIME, F_DATE_TIME, F_UUID };
+static const char *const format_names[] = {NULL, "date", "time", "date-time", "uuid"};
+static const char *const format_templates[] = {NULL, "YYYY-MM-DD", "hh:mm:ss", "YYYY-MM-DDThh:mm:ss",
+                                               "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"};
+
+static uint8_t format_of(const char *name) {
+    for (uint8_t f = F_DATE; f <= F_UUID; f++)
+        if (!strcmp(name, format_names[f])) return f;
+    return F_NONE;
+}
+
+bool bn_json_schema_format_supported(const char *name) { return format_of(name) != F_NONE; }
 
 static uint8_t type_bit(const char *name) {
     static const char *const names[] = {"object", "array", "string", "number", "integer", "boolean", "null"};
@@ -340,6 +358,16 @@ static bool compile_bounds(compiler *c, int32_t id, const cJSON *s, const char *
     }
     if (lo > hi) return fail(c, path, "' leaves no integer between the bounds", "minimum"), false;
     nd->lo = lo, nd->hi = hi;
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(s, "format");
+    if (!format || !(nd->types & T_STRING)) return true;
+    if (!cJSON_IsString(format) || !(nd->format = format_of(format->valuestring))) {
+        char why[160];
+        snprintf(why, sizeof why, "' is not supported for %.60s%s%s (date, time, date-time and uuid are)",
+                 cJSON_IsString(format) ? "\"" : "a value that is no string", cJSON_IsString(format) ? format->valuestring : "",
+                 cJSON_IsString(format) ? "\"" : "");
+        return fail(c, path, why, "format"), false;
+    }
+    if (nd->sized) return fail(c, path, "' beside minLength or maxLength is not supported", "format"), false;
     return true;
 }
 
@@ -489,7 +517,7 @@ static int32_t compile_node(compiler *c, const cJSON *s, const cJSON *root, cons
     if (values && one) return fail(c, path, "' beside 'enum' is not supported", "const");
     static const char *const shape_words[] = {"properties", "required", "additionalProperties", "items",
                                               "minItems", "maxItems", "minLength", "maxLength", "minimum",
-                                              "maximum", "exclusiveMinimum", "exclusiveMaximum"};
+                                              "maximum", "exclusiveMinimum", "exclusiveMaximum", "format"};
     for (size_t i = 0; (values || one) && i < sizeof shape_words / sizeof *shape_words; i++)
         if (cJSON_GetObjectItemCaseSensitive(s, shape_words[i]))
             return fail(c, path, "' beside 'enum' or 'const' is not supported", shape_words[i]);
@@ -771,7 +799,87 @@ static int match(char *const *texts, int first, int last, bool sorted, const cha
     return -1;
 }
 
-// ---- bounded strings and integers (t->value) ----
+// ---- bounded strings and integers, formatted strings (t->value) ----
+
+// Whether t->value counts what the lexer reads of a value of n (and so every
+// byte goes through count_byte, none through a shortcut).
+static bool counted(const node *n) { return n->sized || n->bounded || n->format; }
+
+static int days_in(int year, int month) {
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const bool leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    return month == 2 && leap ? 29 : days[month - 1];
+}
+
+// Whether digit d may come at index i of field f (format_templates) whose
+// digits so far make acc: each field refused at the first digit past which it
+// cannot be whole (a month 1..12, a day of the month before it, hours 0..23,
+// minutes and seconds 0..59, a year from 0001).
+static bool field_digit(char f, int i, int acc, int d, int year, int month) {
+    const int v = acc * 10 + d;
+    switch (f) {
+    case 'Y': return i < 3 || v > 0;
+    case 'M': return i == 0 ? d <= 1 : v >= 1 && v <= 12;
+    case 'D': return i == 0 ? d * 10 <= days_in(year, month) : v >= 1 && v <= days_in(year, month);
+    case 'h': return i == 0 ? d <= 2 : v <= 23;
+    default: return i == 0 ? d <= 5 : true; // 'm', 's'
+    }
+}
+
+// t->value of a formatted string: where it is (bits 0-7: a place in the
+// template, or past it in a time's tail), the digits of the field so far
+// (8-21), the year (22-35) and month (36-39) for the day.
+enum { TAIL, FRAC_FIRST, FRAC, ZONE, END = ZONE + 5 }; // a time's places past "hh:mm:ss"
+
+static bool timed(uint8_t format) { return format == F_TIME || format == F_DATE_TIME; }
+static int format_end(uint8_t format) {
+    const int len = (int)strlen(format_templates[format]);
+    return timed(format) ? len + END : len;
+}
+
+// Reads byte c of a string of format `format` into *value; false where no
+// string of the format begins so.
+static bool format_byte(uint8_t format, uint64_t *value, unsigned char c) {
+    const char *tpl = format_templates[format];
+    const int len = (int)strlen(tpl);
+    int pos = (int)(*value & 0xff), acc = (int)(*value >> 8 & 0x3fff);
+    int year = (int)(*value >> 22 & 0x3fff), month = (int)(*value >> 36 & 0xf);
+    const char *field = NULL; // the template the place is in, and the place in it
+    int at = 0;
+    if (pos < len) {
+        field = tpl, at = pos;
+    } else if (timed(format) && pos - len >= ZONE && pos - len < END) {
+        field = "hh:mm", at = pos - len - ZONE;
+    } else if (timed(format) && pos - len <= FRAC) {
+        const int k = pos - len;
+        const bool digit = c >= '0' && c <= '9';
+        if (k == TAIL && c == '.') pos = len + FRAC_FIRST;
+        else if (k != TAIL && digit) pos = len + FRAC;
+        else if (k != FRAC_FIRST && c == 'Z') pos = len + END;
+        else if (k != FRAC_FIRST && (c == '+' || c == '-')) pos = len + ZONE;
+        else return false;
+        *value = (*value & ~0xffull) | (uint64_t)pos;
+        return true;
+    } else {
+        return false; // whole: only the closing quote
+    }
+    const char want = field[at];
+    int i = 0; // the digit's index in its field
+    while (i < at && field[at - i - 1] == want) i++;
+    if (want == 'x') {
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) return false;
+    } else if (strchr("YMDhms", want)) {
+        if (c < '0' || c > '9' || !field_digit(want, i, acc, c - '0', year, month)) return false;
+        acc = i == 0 ? c - '0' : acc * 10 + (c - '0');
+        if (want == 'Y' && i == 3) year = acc;
+        if (want == 'M' && i == 1) month = acc;
+    } else if (c != (unsigned char)want) {
+        return false;
+    }
+    pos++;
+    *value = (uint64_t)pos | (uint64_t)acc << 8 | (uint64_t)year << 22 | (uint64_t)month << 36;
+    return true;
+}
 
 // Whether an integer of n's that so far is a sign (negative) and, when digits,
 // the magnitude m can still end within n->lo .. n->hi: whether some m * 10^k +
@@ -796,6 +904,10 @@ static bool may_reach(const node *n, bool negative, uint64_t m, bool digits, boo
 // minLength, a \uD... escape (json_schema.h), an integer past its bounds.
 static bool count_byte(const node *n, bn_json_thread *t, const bn_json_prefix *before, const bn_json_prefix *after,
                        unsigned char c) {
+    if (bn_json_prefix_in_text(before) && n->format) { // no format has an escape or a non-ASCII character
+        if (!bn_json_prefix_in_string(before)) return false;
+        return c == '"' ? (int)(t->value & 0xff) == format_end(n->format) : format_byte(n->format, &t->value, c);
+    }
     if (bn_json_prefix_in_text(before)) {
         if (!n->sized) return true;
         if (bn_json_prefix_hex_left(before) == 4 && (c == 'd' || c == 'D')) return false;
@@ -857,7 +969,7 @@ static void step(const bn_json_schema *g, bn_json_thread *t, unsigned char c, bn
             return;
         }
         if (!fits) return;
-        if (f->phase == P_LEX && (n->sized || n->bounded) && !count_byte(n, t, &t->lex, &lex, c)) return;
+        if (f->phase == P_LEX && counted(n) && !count_byte(n, t, &t->lex, &lex, c)) return;
         t->lex = lex;
         if (bn_json_prefix_complete(&lex)) {
             if (f->phase == P_KEY_LEX) f->phase = P_COLON;
@@ -1003,7 +1115,7 @@ static int next_in_lexer(const bn_json_state *from, const char *bytes, size_t n,
     const uint8_t phase = from->n == 1 && t->depth ? t->frame[t->depth - 1].phase : P_VALUE;
     if (phase != P_LEX && phase != P_KEY_LEX) return -1;
     const node *leaf = &from->schema->nodes[t->frame[t->depth - 1].node];
-    if (phase == P_LEX && (leaf->sized || leaf->bounded)) return -1; // t->value counts: the general path
+    if (phase == P_LEX && counted(leaf)) return -1; // t->value counts: the general path
     bn_json_prefix lex = t->lex;
     for (size_t i = 0; i < n; i++) {
         if (bn_json_prefix_done(&lex)) return -1;
@@ -1072,7 +1184,7 @@ bool bn_json_state_in_string(const bn_json_state *s) {
         const bn_json_thread *t = &s->thread[i];
         const uint8_t phase = t->depth ? t->frame[t->depth - 1].phase : P_VALUE;
         if ((phase != P_LEX && phase != P_KEY_LEX) || !bn_json_prefix_in_string(&t->lex)) return false;
-        if (phase == P_LEX && s->schema->nodes[t->frame[t->depth - 1].node].sized) return false; // counted
+        if (phase == P_LEX && counted(&s->schema->nodes[t->frame[t->depth - 1].node])) return false;
     }
     return s->n > 0;
 }

@@ -19,16 +19,25 @@
 //   BN_JSON_MAX_SPACE with at most one newline), strings as UTF-8;
 // - a string with minLength or maxLength (counted in Unicode characters) has no
 //   \u escape of U+D000..U+DFFF (surrogates among them): such characters are
-//   written as UTF-8.
+//   written as UTF-8;
+// - a string with a "format" is written as RFC 3339 says (date: 2024-02-29;
+//   time: 13:05:09, an optional fraction, then Z or an offset like +01:00;
+//   date-time: the two joined by T, upper case) or, for a uuid, as 8-4-4-4-12
+//   hex digits, with no escapes; a date is a day of the calendar (a year from
+//   0001, a day of its month, February 29 in leap years only), times without
+//   leap seconds.
 // Keywords: type (a name or a list), enum, const, properties, required,
 // additionalProperties, items (a schema), minItems, maxItems, minLength,
 // maxLength, minimum, maximum, exclusiveMinimum, exclusiveMaximum (of an
 // integer: the type "integer" without "number", bounds within 2^53 - 1),
+// format (date, time, date-time and uuid, held as OpenAI's structured outputs
+// hold them, where JSON Schema by default only notes them; not beside
+// minLength or maxLength),
 // anyOf, oneOf (as anyOf: a value both alternatives accept is not refused),
 // allOf of one schema, $ref to "#", "#/$defs/NAME" or "#/definitions/NAME"
 // (against the nearest enclosing "$id", as JSON Schema resolves them), and
 // annotations (title, description, default, examples, ...), which change
-// nothing. Any other keyword (pattern, format, multipleOf, ...) is refused when
+// nothing. Any other keyword (pattern, multipleOf, ...) or format is refused when
 // the schema is compiled, with its place in the schema, rather than silently
 // broken; so is "enum" or "const" beside other keywords that shape the value,
 // a bound on a number that may have a fraction, a property named twice, a name or
@@ -69,6 +78,8 @@ typedef struct bn_json_schema bn_json_schema; // compiled; read-only, so shareab
 // says what and where ("at /properties/name: 'pattern' is not supported").
 int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, bn_error *err);
 void bn_json_schema_free(bn_json_schema *g);
+// Whether "format": name is one the automaton follows (date, time, date-time, uuid).
+bool bn_json_schema_format_supported(const char *name);
 
 // Where one reading of the text stands: a stack of the schema's values open.
 typedef struct bn_json_frame {

@@ -44,7 +44,8 @@ fi
 
 # The official openai Python client, which test_serve talks to the server through,
 # Prometheus's own client, whose parser reads the server's /metrics, and
-# jsonschema, which judges the server's structured replies: in the
+# jsonschema (with rfc3339-validator for its date-time checks), which judges
+# the server's structured replies and the JSON Schema automaton: in the
 # project's own venv (.venv), not the system's Python, at the versions
 # python/requirements-test.txt pins.
 if [ "$want_python" = 1 ]; then
@@ -58,14 +59,18 @@ if [ "$want_python" = 1 ]; then
   openai_version=$(pin openai)
   prometheus_version=$(pin prometheus-client)
   jsonschema_version=$(pin jsonschema)
+  rfc3339_version=$(pin rfc3339-validator)
+  six_version=$(pin six)
   venv=$root/.venv
   if ! "$venv/bin/python3" -c "import openai, sys; from importlib.metadata import version
 sys.exit(openai.__version__ != '$openai_version' or version('prometheus-client') != '$prometheus_version'
-         or version('jsonschema') != '$jsonschema_version')" 2>/dev/null; then
-    echo "deps: installing openai $openai_version, prometheus-client $prometheus_version and" \
-      "jsonschema $jsonschema_version into .venv" >&2
+         or version('jsonschema') != '$jsonschema_version' or version('rfc3339-validator') != '$rfc3339_version'
+         or version('six') != '$six_version')" 2>/dev/null; then
+    echo "deps: installing openai $openai_version, prometheus-client $prometheus_version," \
+      "jsonschema $jsonschema_version and rfc3339-validator $rfc3339_version into .venv" >&2
     python3 -m venv "$venv"
     "$venv/bin/python3" -m pip install -q --disable-pip-version-check "openai==$openai_version" \
-      "prometheus-client==$prometheus_version" "jsonschema==$jsonschema_version"
+      "prometheus-client==$prometheus_version" "jsonschema==$jsonschema_version" \
+      "rfc3339-validator==$rfc3339_version" "six==$six_version"
   fi
 fi

@@ -7,26 +7,28 @@ own. "1 HEX": a text the automaton must take whole: json.loads takes it,
 jsonschema (Draft 2020-12) says the value is valid, and it is written the one
 way json_schema.h names (declared properties in their order, enum and const
 values and property names as compact JSON, integers without fraction or
-exponent, sized strings without \\uD... escapes, blank runs of at most 16
-bytes and one newline). "0 HEX": a text it must refuse whole: json.loads
+exponent, sized strings without \\uD... escapes, formats without escapes and
+with an upper-case T and Z, blank runs of at most 16 bytes and one newline). "0 HEX": a text it must refuse whole: json.loads
 refuses it (NaN and Infinity too, which RFC 8259 has not) or jsonschema says
 the value is invalid.
 
 For each of the hand-written schemas below (every keyword json_schema.h names:
 types alone and in lists, enum, const, properties with required ones, maps,
-arrays with bounds, string lengths, integer bounds, anyOf, oneOf, allOf, $ref
-to "#", $defs and definitions, a nested "$id" resource, annotations, and OpenAI
-tool-call shapes), a schema-guided generator writes valid texts, compact and
+arrays with bounds, string lengths, integer bounds, formats, anyOf, oneOf,
+allOf, $ref to "#", $defs and definitions, a nested "$id" resource,
+annotations, and OpenAI tool-call shapes), a schema-guided generator writes valid texts, compact and
 with blanks between the tokens; each must pass json.loads and jsonschema (a
 generator bug stops the script rather than write a wrong "1"). The "0" cases
 are mutants of them: bytes deleted, inserted, replaced or cut off, and values
 changed (a property dropped, an unknown one added, a value of another type,
 outside the enum or past a bound, items added or taken away, properties
 swapped). A mutant jsonschema finds valid is left out, as it may not be in the
-one written form. Seeded, so every run writes the same file.
-tests/test_json_schema.c (test_json_schema python) reads it. Needs
-jsonschema==4.26.0.
+one written form. Formats are checked (jsonschema's format checker, whose
+date-time and time need rfc3339-validator). Seeded, so every run writes the
+same file. tests/test_json_schema.c (test_json_schema python) reads it. Needs
+jsonschema==4.26.0 and rfc3339-validator==0.1.4.
 """
+import calendar
 import copy
 import json
 import math
@@ -52,7 +54,7 @@ PIECES = ["a", "Z", "0", " ", "'", "{", ":", ",", "é", "€", "😀", "/", '\\"
 ALPHABET = list('{}[]:,"\\ \t\n0123456789-+.eEtrufalsn') + ["\x01", "a", "x", "é", "😀", "/", "\r"]
 CONSTRAINTS = {"type", "enum", "const", "properties", "required", "additionalProperties", "items", "minItems",
                "maxItems", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-               "anyOf", "oneOf", "allOf", "$ref"}
+               "format", "anyOf", "oneOf", "allOf", "$ref"}
 # A sized string's pieces: one character each, no \uD... escape (json_schema.h writes those as UTF-8).
 SIZED_PIECES = [p for p in PIECES if not p.lower().startswith("\\ud")]
 SAFE = 2 ** 53 - 1  # a bounded integer's largest magnitude
@@ -184,6 +186,17 @@ SCHEMAS = [
                     "age": {"title": "Age", "type": "integer", "minimum": 0, "maximum": 150},
                     "code": {"anyOf": [{"type": "string", "minLength": 4, "maxLength": 4}, {"type": "null"}]}},
      "required": ["name", "age"], "additionalProperties": False},
+    # Formats (held: the validator below checks them), alone, beside null and in a model.
+    {"type": "string", "format": "date"},
+    {"type": "string", "format": "time"},
+    {"type": "string", "format": "date-time"},
+    {"type": "string", "format": "uuid"},
+    {"type": ["string", "null"], "format": "date-time"},
+    {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"},
+                                      "born": {"type": "string", "format": "date"},
+                                      "seen": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]},
+                                      "alarm": {"type": "string", "format": "time"}},
+     "required": ["id", "born"], "additionalProperties": False},
     # Free values.
     True,
     {},
@@ -284,6 +297,22 @@ class Generator:
         high = min(s.get("maxLength", low + 8), low + 8)
         return '"' + "".join(self.rng.choice(SIZED_PIECES) for _ in range(self.rng.randint(low, high))) + '"'
 
+    def formatted(self, fmt):
+        """A string of the format, in the one way json_schema.h writes it; dates near month ends."""
+        rng = self.rng
+        if fmt == "uuid":
+            hexes = rng.choice(["0123456789abcdef", "0123456789ABCDEF"])
+            return '"' + "-".join("".join(rng.choice(hexes) for _ in range(n)) for n in (8, 4, 4, 4, 12)) + '"'
+        year = rng.choice([1, 1900, 2000, 2023, 2024, 9999, rng.randint(1, 9999)])
+        month = rng.randint(1, 12)
+        day = rng.choice([1, 28, calendar.monthrange(year, month)[1], rng.randint(1, 28)])
+        date = "%04d-%02d-%02d" % (year, month, day)
+        time = "%02d:%02d:%02d" % (rng.choice([0, 23, rng.randint(0, 23)]), rng.randint(0, 59), rng.choice([0, 59]))
+        if rng.random() < 0.4:
+            time += "." + self.digits(1, 6)
+        time += rng.choice(["Z", "%s%02d:%02d" % (rng.choice("+-"), rng.randint(0, 23), rng.randint(0, 59))])
+        return '"' + {"date": date, "time": time, "date-time": date + "T" + time}[fmt] + '"'
+
     def bounded_integer(self, s):
         """An integer within the bounds, often at or near an edge."""
         low, high = integer_bounds(s)
@@ -376,6 +405,8 @@ class Generator:
             n = low if deep else rng.randint(low, high)
             return self.container("[", [self.value(s.get("items", True), root, depth + 1, hops) for _ in range(n)], "]")
         if t == "string":
+            if "format" in s:
+                return self.formatted(s["format"])
             return self.sized_string(s) if s.keys() & {"minLength", "maxLength"} else self.string()
         if t == "integer":
             return self.bounded_integer(s) if s.keys() & BOUNDS else self.integer()
@@ -413,6 +444,10 @@ def schema_values(s, out):
         if s.keys() & BOUNDS:
             low, high = integer_bounds(s)
             out.extend([low - 1, low, high, high + 1, -low])
+        if "format" in s:  # near misses: days past the month, hours past 23, a uuid a digit short
+            out.extend(["2023-02-29", "1900-02-29", "2024-04-31", "2024-13-01", "0000-01-01", "24:00:00Z",
+                        "12:00:00", "12:60:00Z", "2024-01-01T00:00:00", "2024-01-01 00:00:00Z",
+                        "123e4567-e89b-12d3-a456-42661417400", "123e4567e89b12d3a456426614174000"])
         for key in ("minLength", "maxLength"):
             if key in s:
                 out.extend(["x" * max(s[key] - 1, 0), "é" * s[key], "x" * (s[key] + 1)])
@@ -537,7 +572,9 @@ def main(out):
             text = compact(schema)
             assert len(text.encode()) < 4000
             jsonschema.Draft202012Validator.check_schema(schema)
-            validator = jsonschema.Draft202012Validator(schema)
+            checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+            assert {"date", "time", "date-time", "uuid"} <= checker.checkers.keys()  # rfc3339-validator installed
+            validator = jsonschema.Draft202012Validator(schema, format_checker=checker)
             good, bad = cases(rng, schema, validator)
             f.write("S %s\n" % text.encode().hex())
             for kind, texts in (("1", good), ("0", bad)):

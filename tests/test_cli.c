@@ -311,7 +311,7 @@ static void test_bench_concurrency(void **state) {
     expect_error(args, 2, "only with --concurrency");
     snprintf(args, sizeof args, "bench -m '%s' -j '{}'", model);
     expect_error(args, 2, "only with --concurrency");
-    snprintf(args, sizeof args, "bench -m '%s' --concurrency 2 -j '{\"format\": \"date\"}'", model);
+    snprintf(args, sizeof args, "bench -m '%s' --concurrency 2 -j '{\"format\": \"email\"}'", model);
     expect_error(args, 2, "'format' is not supported");
 }
 

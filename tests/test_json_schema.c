@@ -137,6 +137,29 @@ static void test_bounds(void **state) {
     EXPECT("{\"type\": \"integer\", \"minimum\": 1, \"maximum\": 9}", WHOLE("5"), {"10", 1});
 }
 
+// Formats: each field refused at its first digit that cannot begin it; the
+// day by its month and year; a time's fraction and zone; no escapes.
+static void test_formats(void **state) {
+    (void)state;
+    EXPECT("{\"type\": \"string\", \"format\": \"date\"}", WHOLE("\"2024-02-29\""), WHOLE("\"0001-12-31\""),
+           WHOLE("\"2000-02-29\""), {"\"2023-02-29\"", 10}, {"\"1900-02-29\"", 10}, {"\"0000", 4},
+           {"\"2024-13", 7}, {"\"2024-00", 7}, {"\"2024-2", 6}, {"\"2024-04-31\"", 10}, {"\"2024-04-4", 9},
+           {"\"2024-01-00", 10}, {"\"2024-01-01T", 11}, {"\"2024\\u002d", 5}, {"\"2024-01-0\"", 10});
+    EXPECT("{\"type\": \"string\", \"format\": \"time\"}", WHOLE("\"13:05:09Z\""), WHOLE("\"00:00:00.5+01:00\""),
+           WHOLE("\"23:59:59.123456789-23:59\""), {"\"24", 2}, {"\"13:60", 4}, {"\"13:05:09\"", 9},
+           {"\"13:05:09.Z", 10}, {"\"13:05:09z", 9}, {"\"13:05:09+24", 11}, {"\"13:05:09+01:00:", 15});
+    EXPECT("{\"type\": \"string\", \"format\": \"date-time\"}", WHOLE("\"2024-02-29T13:05:09Z\""),
+           WHOLE("\"1999-12-31T23:59:59.9+05:30\""), {"\"2024-02-29t", 11}, {"\"2024-02-29 ", 11},
+           {"\"2024-02-29T13:05:09\"", 20});
+    EXPECT("{\"type\": \"string\", \"format\": \"uuid\"}", WHOLE("\"123e4567-e89b-12d3-a456-426614174000\""),
+           WHOLE("\"123E4567-E89B-12D3-A456-426614174000\""), {"\"123e4567e", 9}, {"\"123g", 4},
+           {"\"123e4567-e89b-12d3-a456-42661417400\"", 36});
+    // Where the value may be of another type, or the format is of no type it can be.
+    EXPECT("{\"type\": [\"string\", \"null\"], \"format\": \"date\"}", WHOLE("null"), WHOLE("\"2024-01-01\""),
+           {"\"x", 1});
+    EXPECT("{\"type\": \"integer\", \"format\": \"date\"}", WHOLE("12"));
+}
+
 static void test_any_of_and_refs(void **state) {
     (void)state;
     // Two objects that differ only after their first key: both readings live until then.
@@ -325,8 +348,10 @@ static void test_refused_schemas(void **state) {
         const char *schema, *says;
     } cases[] = {
         {"{\"type\": \"string\", \"pattern\": \"^a\"}", "at the top: 'pattern' is not supported"},
-        {"{\"properties\": {\"when\": {\"type\": \"string\", \"format\": \"date\"}}}",
-         "at /properties/when: 'format' is not supported"},
+        {"{\"properties\": {\"when\": {\"type\": \"string\", \"format\": \"email\"}}}",
+         "at /properties/when: 'format' is not supported for \"email\" (date, time, date-time and uuid are)"},
+        {"{\"type\": \"string\", \"format\": 3}", "'format' is not supported for a value that is no string"},
+        {"{\"type\": \"string\", \"format\": \"date\", \"maxLength\": 10}", "'format' beside minLength"},
         {"{\"type\": \"strange\"}", "'type' must name JSON types"},
         {"{\"type\": [\"string\", 3]}", "'type' must name JSON types"},
         {"{\"$ref\": \"#/$defs/missing\"}", "'$ref' must be"},
@@ -426,6 +451,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_review_cases),    cmocka_unit_test(test_blanks_and_end),
         cmocka_unit_test(test_refused_schemas),
         cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_formats),
     };
     if (argc > 1 && !strcmp(argv[1], "python")) return cmocka_run_group_tests(python, NULL, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,6 +20,7 @@ means no leak). Skips, saying why, without the fixture or the client.
 Run by CTest with BITNET_CLI and BITNET_FIXTURES set.
 """
 import http.client
+import datetime
 import json
 import os
 import signal
@@ -395,11 +396,12 @@ class ServeTest(unittest.TestCase):
                 self.assertFalse(calls)
                 self.assertIsInstance(content, str)
         # Beside tools, a response_format shapes the answer that calls none; a tool that is not
-        # strict has the keywords the server cannot follow (format) dropped, not refused, and
-        # keeps those it can (an integer's minimum).
+        # strict has the keywords the server cannot follow (format email) dropped, not refused,
+        # and keeps those it can (an integer's minimum, format date).
         loose = {"type": "function", "function": {"name": "count", "parameters": {
             "type": "object", "properties": {"n": {"type": "integer", "minimum": 1},
-                                             "day": {"type": "string", "format": "date"}}, "required": ["n"]}}}
+                                             "day": {"type": "string", "format": "date"},
+                                             "mail": {"type": "string", "format": "email"}}, "required": ["n"]}}}
         pet = {"type": "object", "properties": {"kind": {"enum": ["cat", "dog"]}}, "required": ["kind"]}
         for seed in range(3):
             r = self.client.chat.completions.create(
@@ -407,8 +409,10 @@ class ServeTest(unittest.TestCase):
                 response_format={"type": "json_schema", "json_schema": {"name": "pet", "schema": pet}})
             calls, content, finish = self.calls_of(r, False)
             if finish == "tool_calls":
-                n = json.loads(calls[0][2])["n"]
-                self.assertTrue(isinstance(n, int) and n >= 1, n)
+                args = json.loads(calls[0][2])
+                self.assertTrue(isinstance(args["n"], int) and args["n"] >= 1, args)
+                if "day" in args:
+                    datetime.date.fromisoformat(args["day"])
             elif finish == "stop":
                 jsonschema.validate(json.loads(content), pet)
         # The conversation goes on after a call: its result in a "tool" message.

@@ -36,7 +36,8 @@ static bool takes(const char *schema, const char *text) {
 #define WEATHER                                                                                              \
     "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": {\"type\": \"object\", "  \
     "\"properties\": {\"city\": {\"type\": \"string\", \"minLength\": 1, \"pattern\": \"^[A-Z]\"}, \"days\": "      \
-    "{\"type\": \"integer\", \"minimum\": 1}, \"above\": {\"type\": \"number\", \"minimum\": -90}}, "               \
+    "{\"type\": \"integer\", \"minimum\": 1}, \"above\": {\"type\": \"number\", \"minimum\": -90}, \"on\": "        \
+    "{\"type\": \"string\", \"format\": \"date\"}, \"mail\": {\"type\": \"string\", \"format\": \"email\"}}, "      \
     "\"required\": [\"city\"]}}}"
 #define NOW "{\"type\": \"function\", \"function\": {\"name\": \"now\"}}"
 
@@ -47,12 +48,16 @@ static void test_schema_of_tools(void **state) {
     assert_int_equal(read_tools("{\"tools\": [" WEATHER ", " NOW "]}", NULL, &t, err, sizeof err), 0);
     assert_non_null(strstr(t.system, "get_weather"));
     assert_non_null(strstr(t.system, "\"response\""));
-    // Calls: each function's own arguments (not strict: pattern dropped, and a number's
-    // minimum; a string's minLength and an integer's minimum held); no parameters is no
-    // arguments; or an answer.
+    // Calls: each function's own arguments (not strict: pattern, a number's minimum and
+    // format email dropped; a string's minLength, an integer's minimum and format date
+    // held); no parameters is no arguments; or an answer.
     assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"paris\","
                                 "\"days\":1,\"above\":-100.5}},{\"name\":\"now\",\"arguments\":{}}]}"));
     assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"\"}}]}"));
+    assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"a\","
+                                "\"on\":\"2024-02-29\",\"mail\":\"not a mail address\"}}]}"));
+    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"a\","
+                                 "\"on\":\"2023-02-29\"}}]}"));
     assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"a\","
                                  "\"days\":0}}]}"));
     assert_true(takes(t.schema, "{\"response\":\"hi\"}"));
@@ -99,8 +104,8 @@ static void test_refused_tools(void **state) {
         const char *body, *says;
     } cases[] = {
         {"{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"strict\": true, \"parameters\": "
-         "{\"type\": \"string\", \"format\": \"date\"}}}]}",
-         "'tools' function f's parameters: at the top: 'format' is not supported"},
+         "{\"type\": \"string\", \"format\": \"email\"}}}]}",
+         "'tools' function f's parameters: at the top: 'format' is not supported for \"email\""},
         {"{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"strict\": true, \"parameters\": "
          "{\"type\": \"number\", \"minimum\": 0}}}]}",
          "'tools' function f's parameters: at the top: 'minimum' is supported on integers only"},

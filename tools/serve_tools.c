@@ -10,6 +10,7 @@
 #include "bitnet.h"
 #include "io.h"
 #include "json_prefix.h"
+#include "json_schema.h"
 #include "serve_reply.h"
 
 #define MAX_TOOLS 128
@@ -80,7 +81,7 @@ static cJSON *one_property(const char *key, cJSON *value) {
 // from its parameters: its arguments are then held to a looser schema (as
 // OpenAI holds a non-strict tool's to none), rather than the request refused.
 static const char *const narrowing[] = {
-    "multipleOf", "pattern", "format", "uniqueItems", "minProperties", "maxProperties", "propertyNames",
+    "multipleOf", "pattern", "uniqueItems", "minProperties", "maxProperties", "propertyNames",
     "patternProperties", "dependentRequired", "dependentSchemas", "contains", "minContains", "maxContains", "not",
     "if", "then", "else", "unevaluatedProperties", "unevaluatedItems", "contentEncoding", "contentMediaType",
     "contentSchema", "prefixItems", "nullable", "discriminator"};
@@ -102,8 +103,8 @@ static bool integer_typed(const cJSON *schema) {
     return integer;
 }
 
-// Drops the narrowing keywords, and the bounds json_schema.h cannot follow,
-// from schema and the schemas in it.
+// Drops the narrowing keywords, and the bounds and formats json_schema.h
+// cannot follow, from schema and the schemas in it.
 static void loosen(cJSON *schema) {
     if (!cJSON_IsObject(schema)) return;
     for (size_t i = 0; i < sizeof narrowing / sizeof *narrowing; i++)
@@ -114,6 +115,11 @@ static void loosen(cJSON *schema) {
         if (b && !(integer && cJSON_IsNumber(b) && fabs(b->valuedouble) <= 9007199254740991.0))
             cJSON_DeleteItemFromObjectCaseSensitive(schema, bounds[i]);
     }
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(schema, "format");
+    if (format && !(cJSON_IsString(format) && bn_json_schema_format_supported(format->valuestring) &&
+                    !cJSON_GetObjectItemCaseSensitive(schema, "minLength") &&
+                    !cJSON_GetObjectItemCaseSensitive(schema, "maxLength")))
+        cJSON_DeleteItemFromObjectCaseSensitive(schema, "format");
     static const char *const maps[] = {"properties", "$defs", "definitions"}; // of schemas
     static const char *const lists[] = {"anyOf", "oneOf", "allOf"};
     cJSON *e;

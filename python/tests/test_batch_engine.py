@@ -170,7 +170,7 @@ def test_json_schema(batch, engine):
     with pytest.raises(BitnetError, match="'pattern' is not supported"):
         batch.generate("x", json_schema={"type": "string", "pattern": "a"})
     with pytest.raises(BitnetError, match="'format' is not supported"):
-        engine.generate("x", json_schema={"format": "date"})
+        engine.generate("x", json_schema={"format": "email"})
     assert engine.generate("x", max_tokens=4, temperature=0).text == batch.generate("x", max_tokens=4,
                                                                                       temperature=0).text
 
@@ -186,7 +186,7 @@ def test_openai_response_format_over_a_batch(batch, engine):
     want = OpenAIServer(engine, "m").start(body, chat=True).response()
     assert got["choices"] == want["choices"]
     for server, bad, says in ((OpenAIServer(batch, "m"), {"type": "json_schema", "json_schema": {
-                                  "name": "x", "schema": {"format": "date"}}}, "'format' is not supported"),
+                                  "name": "x", "schema": {"format": "email"}}}, "'format' is not supported"),
                               (OpenAIServer(batch, "m"), {"type": "yaml"}, "'response_format' must be")):
         with pytest.raises(ApiError) as e:
             server.start({**body, "response_format": bad}, chat=True)
