@@ -44,9 +44,13 @@ static void check_golden_case(const char *model, cJSON *c, int case_no, const ch
     cJSON *want = cJSON_GetObjectItem(c, "generated_ids");
     cJSON *want_prompt = cJSON_GetObjectItem(c, "prompt_ids");
     int n_gen = cJSON_GetArraySize(want);
-    // The prompt goes through a file so no shell quoting can change it.
-    char prompt_path[256];
-    write_tmp(prompt_path, sizeof prompt_path, "prompt", prompt, strlen(prompt));
+    // The prompt goes through a file so no shell quoting can change it, with a
+    // line end after it, as an editor leaves one: -f drops it, as llama.cpp's
+    // does (and $(cat) too).
+    char prompt_path[256], *line = malloc(strlen(prompt) + 2);
+    sprintf(line, "%s\n", prompt);
+    write_tmp(prompt_path, sizeof prompt_path, "prompt", line, strlen(line));
+    free(line);
     // Every other case reads it with -f instead of -p.
     char args[9000];
     if (case_no % 2)

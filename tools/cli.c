@@ -69,7 +69,7 @@ static const flag_def flags[] = {
     {{"-t", "--threads"}, 0, INT, AT(session.n_threads), 1, 1024, NULL, "N",
      "CPU threads (default: physical cores; at most the CPUs available)"},
     {{"-c", "--ctx-size", "--ctx"}, 0, INT, AT(session.n_ctx), 1, INT_MAX, NULL, "N",
-     "context length (default: the model's)"},
+     "context length (default: the model's; perplexity: 512, its chunk)"},
     {{"--tokenizer"}, 0, STRING, AT(tokenizer), 0, 0, NULL, "FILE",
      "use a tokenizer.json instead of the GGUF vocabulary"},
     {{"--lm-head"}, 0, CHOICE, AT(lm_head), 0, 0, "q8|f16", "q8|f16",

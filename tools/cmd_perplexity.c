@@ -78,8 +78,6 @@ int bn_cmd_perplexity(int argc, char **argv) {
     char *file_text = NULL;
     if (f.prompt_file) {
         if (bn_read_prompt_file(f.prompt_file, &file_text)) return 1;
-        const size_t len = strlen(file_text); // llama-perplexity drops the file's last newline
-        if (len && file_text[len - 1] == '\n') file_text[len - 1] = 0;
         f.prompt = file_text;
     }
     bn_run r;

@@ -71,6 +71,7 @@ int bn_read_prompt_file(const char *path, char **out) {
         *out = NULL;
         return 1;
     }
+    if (n && (*out)[n - 1] == '\n') (*out)[n - 1] = 0; // as llama.cpp's -f: an editor's last line end
     return 0;
 }
 

@@ -13,7 +13,8 @@ struct cJSON;
 // *len bytes. Returns 0, or prints one error line and returns 1 (unreadable,
 // over 64 MiB, out of memory).
 int bn_read_input(const char *path, char **out, size_t *len);
-// bn_read_input for a prompt: also refuses a NUL byte (it is not text).
+// bn_read_input for a prompt: also refuses a NUL byte (it is not text), and
+// drops one newline at the end, as llama.cpp's -f does.
 int bn_read_prompt_file(const char *path, char **out);
 
 // Writes len bytes to stdout and flushes them now (streamed text). Returns 0, or
