@@ -471,6 +471,21 @@ class ServeTest(unittest.TestCase):
                                 moved("bitnet_time_to_first_token_seconds_sum"))
         self.assertEqual([after[(n, ())] for n in ("bitnet_slots", "bitnet_requests_running",
                                                    "bitnet_requests_queued")], [8, 0, 0])
+        self.assertEqual(moved("bitnet_json_mask_rows_total", **{"from": "cache"}) +
+                         moved("bitnet_json_mask_rows_total", **{"from": "worked_out"}), 0)
+        # A JSON request masks a row a token; the same one again finds every row in the
+        # mask cache (the schema's compilation is shared).
+        rows = []
+        for _ in range(2):
+            before = after
+            _, _, usage = self.complete(PROMPTS[1], False, max_tokens=6, temperature=0,
+                                        extra_body={"response_format": {"type": "json_object"}})
+            self.srv.wait_idle()
+            after = self.metrics()
+            rows.append((moved("bitnet_json_mask_rows_total", **{"from": "cache"}),
+                         moved("bitnet_json_mask_rows_total", **{"from": "worked_out"}), usage.completion_tokens))
+        self.assertEqual(sum(rows[0][:2]), rows[0][2])
+        self.assertEqual(rows[1], (rows[0][2], 0, rows[0][2]))
 
     def test_stop_strings(self):
         full, _, _ = self.ref[(PROMPTS[2], False)]

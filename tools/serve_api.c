@@ -463,6 +463,10 @@ static void metrics(const bn_api *a, bn_api_reply *r) {
     SUMMARY("time_to_first_token_seconds", "From a request's arrival to its first token.", t.first_token_seconds,
             t.first_tokens);
     SUMMARY("request_duration_seconds", "From a request's arrival to its end.", t.request_seconds, n_ended);
+    HEAD("json_mask_rows_total", "counter", "Rows of logits of JSON requests masked: from the mask cache, or worked out.");
+    bad |= bn_buf_printf(&out, "bitnet_json_mask_rows_total{from=\"cache\"} %llu\n"
+                               "bitnet_json_mask_rows_total{from=\"worked_out\"} %llu\n",
+                         (unsigned long long)t.json_rows_cached, (unsigned long long)t.json_rows_worked);
     GAUGE("slots", "Sequence slots.", slots);
     GAUGE("requests_running", "Requests in a slot.", busy);
     GAUGE("requests_queued", "Requests waiting for a slot.", queued);

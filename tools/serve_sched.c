@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "json_mask.h" // bn_batch_json_counts
 
 #include <pthread.h>
 #include <stdio.h>
@@ -180,6 +181,7 @@ static void *sched_main(void *arg) {
         pthread_mutex_lock(&s->mu);
         s->stats.steps++;
         s->stats.step_seconds += (t1 - t0) / 1e3;
+        bn_batch_json_counts(s->b, &s->stats.json_rows_cached, &s->stats.json_rows_worked);
         if (rc == 0) {
             after_step(s, ev, n);
             continue;

@@ -94,6 +94,8 @@ typedef struct bn_sched_stats {
     uint64_t first_tokens;      // requests that got a first token, and the seconds from
     double first_token_seconds; // their arrival to it, summed
     double request_seconds;     // arrival to end, summed over the ended requests
+    uint64_t json_rows_cached;  // rows of JSON requests masked from the mask cache,
+    uint64_t json_rows_worked;  // and worked out (json_mask.h)
 } bn_sched_stats;
 void bn_sched_stats_read(bn_sched *s, bn_sched_stats *out);
 
