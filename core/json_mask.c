@@ -1,12 +1,14 @@
 // json_mask.c - bn_json_mask_row (json_mask.h). A row is 128k tokens for the
 // Llama-3 vocabulary, so the common cases are cheap. A state met lately gets
-// its kept mask: a bit per token, set in a pass over 2k words. Otherwise, inside
-// a string a token that is plain text fits without a look at its bytes.
-// Elsewhere a token is fed to a copy of the automaton only when its first two
-// significant bytes fit (after no or one leading blank, as in " the"): byte
-// pairs are tried once per row, and only for first bytes that fit, so "the" or
-// " for" after a colon, which could begin only true, false or null, cost two
-// lookups.
+// its kept mask: a bit per token, set in a pass over 2k words. Otherwise,
+// inside a string every plain-text token fits without a look at its bytes (a
+// copy of a bitset), and only the others are tried. Elsewhere tokens go in
+// groups of the same first byte and first two significant bytes (after no or
+// one leading blank, as in " the"): 128k tokens are about 8k groups, and a
+// group is tried on a copy of the automaton only when those bytes fit, which
+// is tested once a group from the bytes each state takes (byte pairs tried
+// once per row, and only for first bytes that fit), so "the" or " for" after a
+// colon, which could begin only true, false or null, cost nothing each.
 #include "json_mask.h"
 
 #include <math.h>
@@ -30,6 +32,19 @@ typedef struct mask_entry {
     int left;
 } mask_entry;
 
+// The tokens by what the filters read of them (bn_json_vocab_init).
+typedef struct token_groups {
+    int32_t *order;     // the tokens that may fit somewhere, by group
+    int32_t *group_end; // [n_groups] each group's end in order
+    int32_t n_groups;
+    int32_t *check;     // the BN_JSON_CHECK tokens
+    int32_t n_check;
+    int32_t *ends;      // the BN_JSON_END tokens
+    int32_t n_ends;
+    uint64_t *plain;    // [words] the BN_JSON_PLAIN tokens, a bit each
+    int32_t n_plain;
+} token_groups;
+
 typedef struct mask_cache {
     uint64_t clock;
     size_t words;                       // (n + 63) / 64
@@ -37,6 +52,53 @@ typedef struct mask_cache {
     uint8_t key[BN_JSON_STATE_KEY_MAX]; // its state's key
     mask_entry entry[BN_JSON_MASK_CACHE];
 } mask_cache;
+
+// What groups a token: its first byte, its leading blanks (none, one, more),
+// and the two bytes after them; all the filters of work_out read.
+static uint32_t group_key(const bn_json_vocab *v, int32_t t) {
+    const uint32_t blanks = v->blank[t] < 2 ? v->blank[t] : 2;
+    return (uint32_t)v->first[t] << 24 | blanks << 16 | (uint32_t)v->lead[t] << 8 | v->lead2[t];
+}
+
+static int ascending(const void *a, const void *b) {
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+// v->groups from v's tables. Returns -1 when out of memory.
+static int group_tokens(bn_json_vocab *v) {
+    token_groups *g = v->groups = calloc(1, sizeof *g);
+    if (!g) return -1;
+    const size_t n = (size_t)v->n, words = (n + 63) / 64;
+    g->order = malloc(n * sizeof *g->order);
+    g->group_end = malloc(n * sizeof *g->group_end);
+    g->check = malloc(n * sizeof *g->check);
+    g->ends = malloc(n * sizeof *g->ends);
+    g->plain = calloc(words, sizeof *g->plain);
+    uint64_t *keyed = malloc(n * sizeof *keyed); // a group's key, then the token
+    if (!g->order || !g->group_end || !g->check || !g->ends || !g->plain || !keyed) {
+        free(keyed);
+        return -1;
+    }
+    int32_t n_order = 0;
+    for (int32_t t = 0; t < v->n; t++) {
+        switch (v->kind[t]) {
+        case BN_JSON_END: g->ends[g->n_ends++] = t; continue;
+        case BN_JSON_NEVER: continue;
+        case BN_JSON_PLAIN: g->plain[t / 64] |= 1ull << (t % 64), g->n_plain++; break;
+        default: g->check[g->n_check++] = t; break;
+        }
+        keyed[n_order++] = (uint64_t)group_key(v, t) << 32 | (uint32_t)t;
+    }
+    qsort(keyed, (size_t)n_order, sizeof *keyed, ascending);
+    for (int32_t i = 0; i < n_order; i++) {
+        g->order[i] = (int32_t)(uint32_t)keyed[i];
+        if (i > 0 && keyed[i] >> 32 != keyed[i - 1] >> 32) g->group_end[g->n_groups++] = i;
+    }
+    if (n_order) g->group_end[g->n_groups++] = n_order;
+    free(keyed);
+    return 0;
+}
 
 int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
     *v = (bn_json_vocab){.n = (int32_t)e->model->hp.n_vocab};
@@ -68,6 +130,10 @@ int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
         v->lead[t] = !never && k < n ? (uint8_t)bytes[k] : 0;
         v->lead2[t] = !never && k + 1 < n ? (uint8_t)bytes[k + 1] : 0;
     }
+    if (group_tokens(v)) {
+        bn_json_vocab_free(v);
+        return bn_errorf(err, "out of memory");
+    }
     return 0;
 }
 
@@ -79,6 +145,15 @@ void bn_json_vocab_free(bn_json_vocab *v) {
     free(v->lead2);
     free(v->pair);
     free(v->states);
+    token_groups *g = v->groups;
+    if (g) {
+        free(g->order);
+        free(g->group_end);
+        free(g->check);
+        free(g->ends);
+        free(g->plain);
+    }
+    free(g);
     mask_cache *c = v->cache;
     for (int i = 0; c && i < BN_JSON_MASK_CACHE; i++) {
         free(c->entry[i].key);
@@ -114,19 +189,31 @@ static int work_out(bn_json_vocab *v, const bn_engine *e, const bn_json_state *s
     bool fits[2][256], paired[2][256] = {{false}};
     next_bytes(&from[0], fits[0], &m->trial);
     if (blanks_alike) next_bytes(&from[1], fits[1], &m->trial);
+    const token_groups *g = v->groups;
+    const size_t words = ((size_t)v->n + 63) / 64;
     int left = 0;
-    memset(bits, 0, ((size_t)v->n + 63) / 64 * sizeof *bits);
-    for (int32_t t = 0; t < v->n; t++) {
-        if (v->kind[t] == BN_JSON_END) {
-            if (may_end) left++, bits[t / 64] |= 1ull << (t % 64);
-            continue;
+    memset(bits, 0, words * sizeof *bits);
+    for (int32_t i = 0; i < g->n_ends && may_end; i++) bits[g->ends[i] / 64] |= 1ull << (g->ends[i] % 64), left++;
+    if (in_string) { // every plain token fits; the others are tried
+        for (size_t w = 0; w < words; w++) bits[w] |= g->plain[w];
+        left += g->n_plain;
+        for (int32_t i = 0; i < g->n_check; i++) {
+            const int32_t t = g->check[i];
+            size_t n;
+            const char *bytes = bn_engine_token_bytes(e, t, &n);
+            if (fits[0][v->first[t]] && bn_json_state_fits(s, bytes, n, &m->trial))
+                bits[t / 64] |= 1ull << (t % 64), left++;
         }
-        bool ok = v->kind[t] != BN_JSON_NEVER && fits[0][v->first[t]];
+        return left;
+    }
+    for (int32_t k = 0, start = 0; k < g->n_groups; start = g->group_end[k++]) {
+        const int32_t t0 = g->order[start]; // the group's bytes, as every token of it has them
+        bool ok = fits[0][v->first[t0]];
         // from[1] stands for one blank only: in an enum value or a property name
         // a blank is text, and two are not where one is.
-        const int f = blanks_alike && v->blank[t] == 1;
-        const uint8_t b1 = v->lead[t], b2 = v->lead2[t];
-        if (ok && v->blank[t] <= 1 && (f || blanks_alike) && b1) { // outside a string: the significant bytes
+        const int f = blanks_alike && v->blank[t0] == 1;
+        const uint8_t b1 = v->lead[t0], b2 = v->lead2[t0];
+        if (ok && v->blank[t0] <= 1 && blanks_alike && b1) { // the significant bytes
             ok = fits[f][b1];
             if (ok && b2) {
                 bool *pair = v->pair + ((size_t)f * 256 + b1) * 256;
@@ -139,12 +226,12 @@ static int work_out(bn_json_vocab *v, const bn_engine *e, const bn_json_state *s
                 ok = pair[b2];
             }
         }
-        if (ok && !(in_string && v->kind[t] == BN_JSON_PLAIN)) {
+        for (int32_t i = start; ok && i < g->group_end[k]; i++) {
+            const int32_t t = g->order[i];
             size_t n;
             const char *bytes = bn_engine_token_bytes(e, t, &n);
-            ok = bn_json_state_fits(s, bytes, n, &m->trial);
+            if (bn_json_state_fits(s, bytes, n, &m->trial)) bits[t / 64] |= 1ull << (t % 64), left++;
         }
-        if (ok) left++, bits[t / 64] |= 1ull << (t % 64);
     }
     return left;
 }

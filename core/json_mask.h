@@ -21,6 +21,7 @@ typedef struct bn_json_vocab {
     uint8_t *lead2; // [n] and the byte after that (0: none)
     bool *pair;     // [2][256][256] scratch: which byte pairs fit, filled per row
     void *states;   // scratch: the automaton's states a row needs (json_mask.c)
+    void *groups;   // the tokens grouped by those bytes (json_mask.c)
     void *cache;    // the masks of the states met last (json_mask.c)
     uint64_t hits, misses; // rows the cache answered, rows worked out
 } bn_json_vocab;
