@@ -170,8 +170,6 @@ static uint8_t format_of(const char *name) {
     return F_NONE;
 }
 
-bool bn_json_schema_format_supported(const char *name) { return format_of(name) != F_NONE; }
-
 static uint8_t type_bit(const char *name) {
     static const char *const names[] = {"object", "array", "string", "number", "integer", "boolean", "null"};
     for (int i = 0; i < 7; i++)
@@ -333,15 +331,17 @@ static bool compile_bounds(compiler *c, int32_t id, const cJSON *s, const char *
     node *nd = &c->g->nodes[id];
     double len[2] = {0, NO_BOUND};
     if (!whole_count(c, s, "minLength", MAX_COUNT - 1, &len[0], path) ||
-        !whole_count(c, s, "maxLength", 1e300, &len[1], path))
+        !whole_count(c, s, "maxLength", HUGE_VAL, &len[1], path))
         return false;
-    if (len[0] > len[1]) return fail(c, path, "' is more than maxLength", "minLength"), false;
-    nd->min_len = (uint32_t)len[0];
     const bool has_max = cJSON_GetObjectItemCaseSensitive(s, "maxLength") != NULL;
+    if ((nd->types & T_STRING) && len[0] > len[1])
+        return fail(c, path, "' is more than maxLength", "minLength"), false;
     nd->sized = (nd->types & T_STRING) && (len[0] > 0 || has_max);
+    nd->min_len = (uint32_t)len[0];
     nd->max_len = !has_max ? NO_BOUND : len[1] < NO_BOUND - 1 ? (uint32_t)len[1] : NO_BOUND - 1; // 4G: never reached
     static const char *const ends[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
     int64_t lo = -SAFE_MAX, hi = SAFE_MAX;
+    const char *lo_word = NULL, *hi_word = NULL; // the keywords that set them
     for (int i = 0; i < 4; i++) {
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, ends[i]);
         if (!b || !(nd->types & (T_NUMBER | T_INTEGER))) continue;
@@ -352,19 +352,26 @@ static bool compile_bounds(compiler *c, int32_t id, const cJSON *s, const char *
         if (!(fabs(x) <= (double)SAFE_MAX))
             return fail(c, path, "' must be within -(2^53 - 1) .. 2^53 - 1", ends[i]), false;
         const double edge = i == 0 ? ceil(x) : i == 1 ? floor(x) + 1 : i == 2 ? floor(x) : ceil(x) - 1;
-        if (i < 2 && edge > (double)lo) lo = (int64_t)edge;
-        if (i >= 2 && edge < (double)hi) hi = (int64_t)edge;
+        if (i < 2 && edge > (double)lo) lo = (int64_t)edge, lo_word = ends[i];
+        if (i >= 2 && edge < (double)hi) hi = (int64_t)edge, hi_word = ends[i];
         nd->bounded = true;
     }
-    if (lo > hi) return fail(c, path, "' leaves no integer between the bounds", "minimum"), false;
+    if (lo > hi) {
+        char why[160]; // a bounded integer is within -(2^53 - 1) .. 2^53 - 1 (json_schema.h)
+        if (lo_word && hi_word)
+            snprintf(why, sizeof why, "'%s' and '%s' leave no integer between them", lo_word, hi_word);
+        else
+            snprintf(why, sizeof why, "'%s' leaves no integer within -(2^53 - 1) .. 2^53 - 1", lo_word ? lo_word : hi_word);
+        return fail(c, path, why, NULL), false;
+    }
     nd->lo = lo, nd->hi = hi;
     const cJSON *format = cJSON_GetObjectItemCaseSensitive(s, "format");
     if (!format || !(nd->types & T_STRING)) return true;
     if (!cJSON_IsString(format) || !(nd->format = format_of(format->valuestring))) {
         char why[160];
-        snprintf(why, sizeof why, "' is not supported for %.60s%s%s (date, time, date-time and uuid are)",
-                 cJSON_IsString(format) ? "\"" : "a value that is no string", cJSON_IsString(format) ? format->valuestring : "",
-                 cJSON_IsString(format) ? "\"" : "");
+        snprintf(why, sizeof why, "' is not supported for %s%.60s%s (date, time, date-time and uuid are)",
+                 cJSON_IsString(format) ? "\"" : "a value that is not a string",
+                 cJSON_IsString(format) ? format->valuestring : "", cJSON_IsString(format) ? "\"" : "");
         return fail(c, path, why, "format"), false;
     }
     if (nd->sized) return fail(c, path, "' beside minLength or maxLength is not supported", "format"), false;
@@ -374,13 +381,14 @@ static bool compile_bounds(compiler *c, int32_t id, const cJSON *s, const char *
 // v (a copy, changed) with every number replaced by the shortest text that
 // reads back as the same double, where cJSON would print 15 digits of one that
 // round-trips only nearly (0.30000000000000004 as 0.3: another number). False
-// for a whole number past 2^53, which the double no longer holds exactly.
-static bool exact_numbers(cJSON *v) {
+// for a number past 1e308 and, when whole_exact, for a whole number past 2^53,
+// which the double no longer holds exactly.
+static bool exact_numbers(cJSON *v, bool whole_exact) {
     for (cJSON *e = v->child; e; e = e->next)
-        if (!exact_numbers(e)) return false;
+        if (!exact_numbers(e, whole_exact)) return false;
     if (!cJSON_IsNumber(v)) return true;
     const double x = v->valuedouble;
-    if (!isfinite(x) || ((type_of(v) & T_INTEGER) && fabs(x) >= 9007199254740992.0)) return false;
+    if (!isfinite(x) || (whole_exact && (type_of(v) & T_INTEGER) && fabs(x) >= 9007199254740992.0)) return false;
     char text[40];
     for (int digits = 15; digits <= 17; digits++) {
         snprintf(text, sizeof text, "%.*g", digits, x);
@@ -395,11 +403,18 @@ static bool exact_numbers(cJSON *v) {
 // with the reason (why) when it has none.
 static char *value_text(const cJSON *v, const char **why) {
     cJSON *copy = cJSON_Duplicate(v, true);
-    char *text = copy && exact_numbers(copy) ? cJSON_PrintUnformatted(copy) : NULL;
+    char *text = copy && exact_numbers(copy, true) ? cJSON_PrintUnformatted(copy) : NULL;
     cJSON_Delete(copy);
     *why = copy ? "' has a number a double does not hold exactly (a whole number from 2^53 on, or past 1e308)"
                 : "': out of memory";
     if (text && !whole_utf8(text)) *why = "' is not valid UTF-8", free(text), text = NULL;
+    return text;
+}
+
+char *bn_json_print_exact(const cJSON *v) {
+    cJSON *copy = cJSON_Duplicate(v, true);
+    char *text = copy && exact_numbers(copy, false) ? cJSON_PrintUnformatted(copy) : NULL;
+    cJSON_Delete(copy);
     return text;
 }
 
@@ -899,9 +914,10 @@ static bool may_reach(const node *n, bool negative, uint64_t m, bool digits, boo
 }
 
 // Counts byte c, which the lexer took (before -> after), into t->value for a
-// sized string or a bounded integer of node n. False where no value within the
-// bounds begins so: a character past maxLength, a closing quote short of
-// minLength, a \uD... escape (json_schema.h), an integer past its bounds.
+// sized string, a formatted string or a bounded integer of node n. False where
+// no value within the bounds begins so: a character past maxLength, a closing
+// quote short of minLength, a \uD... escape (json_schema.h), a byte its format
+// does not take there, an integer past its bounds.
 static bool count_byte(const node *n, bn_json_thread *t, const bn_json_prefix *before, const bn_json_prefix *after,
                        unsigned char c) {
     if (bn_json_prefix_in_text(before) && n->format) { // no format has an escape or a non-ASCII character

@@ -29,7 +29,8 @@
 // Keywords: type (a name or a list), enum, const, properties, required,
 // additionalProperties, items (a schema), minItems, maxItems, minLength,
 // maxLength, minimum, maximum, exclusiveMinimum, exclusiveMaximum (of an
-// integer: the type "integer" without "number", bounds within 2^53 - 1),
+// integer: the type "integer" without "number", bounds within 2^53 - 1; an
+// integer with any bound is itself held within -(2^53 - 1) .. 2^53 - 1),
 // format (date, time, date-time and uuid, held as OpenAI's structured outputs
 // hold them, where JSON Schema by default only notes them; not beside
 // minLength or maxLength),
@@ -78,8 +79,13 @@ typedef struct bn_json_schema bn_json_schema; // compiled; read-only, so shareab
 // says what and where ("at /properties/name: 'pattern' is not supported").
 int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, bn_error *err);
 void bn_json_schema_free(bn_json_schema *g);
-// Whether "format": name is one the automaton follows (date, time, date-time, uuid).
-bool bn_json_schema_format_supported(const char *name);
+// v as compact JSON (malloc'd; NULL when out of memory or v holds a number past
+// 1e308) with each number written exactly: the shortest of 15, 16 or 17 digits
+// that reads back as the same double. cJSON's own print writes 15 digits of a
+// number that reads back only nearly (a maximum of 99.99999999999999 as 100),
+// which would change a schema printed to be compiled.
+struct cJSON;
+char *bn_json_print_exact(const struct cJSON *v);
 
 // Where one reading of the text stands: a stack of the schema's values open.
 typedef struct bn_json_frame {
@@ -96,9 +102,10 @@ typedef struct bn_json_thread {
     uint8_t depth;      // frames open (0: the value is whole)
     uint8_t space;      // blanks in a row (bn_json_blank)
     bn_json_prefix lex; // the string, number, literal or free value being read
-    uint64_t value;     // what lex has read of a bounded value: a string's characters (as
-                        // far as minLength/maxLength tell them apart), an integer's
-                        // magnitude times 2, plus 1 when negative (0 for other values)
+    uint64_t value;     // what lex has read of a counted value (json_schema.c: count_byte):
+                        // a sized string's characters, a bounded integer's magnitude and
+                        // sign, a formatted string's place in its template with the
+                        // field's digits, year and month (0 for other values)
     bn_json_frame frame[BN_JSON_SCHEMA_DEPTH];
 } bn_json_thread;
 

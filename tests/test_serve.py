@@ -318,8 +318,12 @@ class ServeTest(unittest.TestCase):
                                            extra_body={"response_format": fmt})
         if r.choices[0].finish_reason == "stop":
             jsonschema.validate(json.loads(r.choices[0].text), schema)
+        # The bounds as the request wrote them: no integer lies between these two (printed with
+        # cJSON's 15 digits they would read 99 and 100).
+        between = {"type": "integer", "minimum": 99.00000000000001, "maximum": 99.99999999999999}
         for bad, says in (({"type": "string", "pattern": "^a"}, "'pattern' is not supported"),
-                          ({"$ref": "#/$defs/none"}, "'$ref' must be"), ("x", "json_schema must be")):
+                          ({"$ref": "#/$defs/none"}, "'$ref' must be"), ("x", "json_schema must be"),
+                          (between, "leave no integer")):
             status, _, raw = self.srv.request("POST", "/v1/chat/completions", {
                 "messages": [{"role": "user", "content": "x"}],
                 "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": bad}}})

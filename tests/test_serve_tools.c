@@ -91,6 +91,26 @@ static void test_schema_of_tools(void **state) {
     assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"f39\",\"arguments\":{\"x\":39}}]}"));
     assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"f39\",\"arguments\":{\"x\":38}}]}"));
     bn_tools_free(&t);
+    // Not strict: a followed keyword the compiler would refuse where it stands is
+    // dropped, not the request (beside an enum or a $ref, on a number, out of order).
+    assert_int_equal(read_tools("{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", "
+                                "\"parameters\": {\"type\": \"object\", \"properties\": {\"e\": {\"type\": \"string\", "
+                                "\"enum\": [\"a\", \"b\"], \"maxLength\": 10}, \"r\": {\"$ref\": \"#/$defs/n\", \"maxLength\": 3}, "
+                                "\"x\": {\"type\": \"number\", \"minimum\": 0}, \"i\": {\"type\": \"integer\", \"minimum\": 5, "
+                                "\"maximum\": 4}, \"s\": {\"type\": \"string\", \"minLength\": -1, \"format\": \"date\"}}, "
+                                "\"$defs\": {\"n\": {\"type\": \"string\"}}}}}]}", NULL, &t, err, sizeof err), 0);
+    assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"e\":\"a\",\"r\":\"long\","
+                                "\"x\":-1.5,\"i\":9,\"s\":\"\"}}]}"));
+    bn_tools_free(&t);
+    // Strict: bounds as the request wrote them (cJSON's own print would round
+    // 99.99999999999999 to 100, and let 100 through).
+    assert_int_equal(read_tools("{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"strict\": "
+                                "true, \"parameters\": {\"type\": \"object\", \"properties\": {\"n\": {\"type\": "
+                                "\"integer\", \"maximum\": 99.99999999999999}}}}}], \"tool_choice\": \"required\"}",
+                                NULL, &t, err, sizeof err), 0);
+    assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"n\":99}}]}"));
+    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"n\":100}}]}"));
+    bn_tools_free(&t);
     // tool_choice none, or no tools: nothing to add.
     assert_int_equal(read_tools("{\"tools\": [" NOW "], \"tool_choice\": \"none\"}", NULL, &t, err, sizeof err), 0);
     assert_null(t.schema);

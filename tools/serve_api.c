@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "json_prefix.h"
+#include "json_schema.h"
 #include "serve_reply.h"
 #include "serve_tools.h"
 
@@ -187,7 +188,7 @@ static bool all_zero(const cJSON *bias) { // logit_bias {"id": 0, ...}
 // p's json_schema: schema as JSON (absent: any JSON value), compiled once here
 // so that one json_schema.h cannot follow is a 400 that says why.
 static bool set_schema(fields *f, bn_job_params *p, const cJSON *schema) {
-    p->json_schema = schema ? cJSON_PrintUnformatted(schema) : strdup("{}");
+    p->json_schema = schema ? bn_json_print_exact(schema) : strdup("{}");
     if (!p->json_schema) return fail(f, "out of memory (%s)", "response_format");
     bn_error err;
     if (!bn_json_schema_check(p->json_schema, strlen(p->json_schema), &err)) return true;

@@ -2,7 +2,6 @@
 // and a schema out; the held reply back into tool_calls.
 #include "serve_tools.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,40 +85,42 @@ static const char *const narrowing[] = {
     "if", "then", "else", "unevaluatedProperties", "unevaluatedItems", "contentEncoding", "contentMediaType",
     "contentSchema", "prefixItems", "nullable", "discriminator"};
 
-// The bounds json_schema.h follows on integers only, within 2^53 - 1: dropped
-// too from a schema whose value may be a number with a fraction, or past that.
-static const char *const bounds[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
+// Keywords json_schema.h follows that only narrow values: a non-strict tool
+// keeps them where the compiler takes them (beside the schema's "type" alone,
+// with nothing that must stand alone or be a value beside them), and drops
+// them where it would refuse them (a number's minimum, an unknown format, a
+// bound beside an enum, ...).
+static const char *const followed[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                                       "minLength", "maxLength", "format"};
 
-// Whether schema's "type" makes its numbers integers ("integer", without "number").
-static bool integer_typed(const cJSON *schema) {
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(schema, "type"), *t;
-    if (cJSON_IsString(type)) return !strcmp(type->valuestring, "integer");
-    bool integer = false;
-    if (!cJSON_IsArray(type)) return false;
-    cJSON_ArrayForEach(t, type) {
-        if (!cJSON_IsString(t) || !strcmp(t->valuestring, "number")) return false;
-        integer = integer || !strcmp(t->valuestring, "integer");
+static void keep_followed(cJSON *schema) {
+    static const char *const apart[] = {"enum", "const", "$ref", "anyOf", "oneOf", "allOf"};
+    cJSON *probe = cJSON_CreateObject(); // the schema's type and its followed keywords alone
+    bool any = false, ok = probe != NULL;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(schema, "type");
+    if (ok && type) cJSON_AddItemToObject(probe, "type", cJSON_Duplicate(type, true));
+    for (size_t i = 0; ok && i < sizeof followed / sizeof *followed; i++) {
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(schema, followed[i]);
+        if (k) cJSON_AddItemToObject(probe, followed[i], cJSON_Duplicate(k, true)), any = true;
     }
-    return integer;
+    for (size_t i = 0; ok && any && i < sizeof apart / sizeof *apart; i++)
+        ok = !cJSON_GetObjectItemCaseSensitive(schema, apart[i]);
+    char *text = ok && any ? bn_json_print_exact(probe) : NULL;
+    bn_error err;
+    ok = ok && (!any || (text && !bn_json_schema_check(text, strlen(text), &err)));
+    free(text);
+    cJSON_Delete(probe);
+    for (size_t i = 0; !ok && i < sizeof followed / sizeof *followed; i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(schema, followed[i]);
 }
 
-// Drops the narrowing keywords, and the bounds and formats json_schema.h
-// cannot follow, from schema and the schemas in it.
+// Drops the narrowing keywords, and those json_schema.h follows where it
+// would refuse them, from schema and the schemas in it.
 static void loosen(cJSON *schema) {
     if (!cJSON_IsObject(schema)) return;
     for (size_t i = 0; i < sizeof narrowing / sizeof *narrowing; i++)
         cJSON_DeleteItemFromObjectCaseSensitive(schema, narrowing[i]);
-    const bool integer = integer_typed(schema);
-    for (size_t i = 0; i < sizeof bounds / sizeof *bounds; i++) {
-        const cJSON *b = cJSON_GetObjectItemCaseSensitive(schema, bounds[i]);
-        if (b && !(integer && cJSON_IsNumber(b) && fabs(b->valuedouble) <= 9007199254740991.0))
-            cJSON_DeleteItemFromObjectCaseSensitive(schema, bounds[i]);
-    }
-    const cJSON *format = cJSON_GetObjectItemCaseSensitive(schema, "format");
-    if (format && !(cJSON_IsString(format) && bn_json_schema_format_supported(format->valuestring) &&
-                    !cJSON_GetObjectItemCaseSensitive(schema, "minLength") &&
-                    !cJSON_GetObjectItemCaseSensitive(schema, "maxLength")))
-        cJSON_DeleteItemFromObjectCaseSensitive(schema, "format");
+    keep_followed(schema);
     static const char *const maps[] = {"properties", "$defs", "definitions"}; // of schemas
     static const char *const lists[] = {"anyOf", "oneOf", "allOf"};
     cJSON *e;
@@ -195,7 +196,7 @@ static const cJSON *chosen(const cJSON *tools, const cJSON *choice, bool *requir
 // Whether the library can hold a value to schema; else the reason in err,
 // naming what: "'tools' function get_weather's parameters: at /properties/...".
 static bool check_schema(const cJSON *schema, const char *what, char *err, size_t size) {
-    char *text = cJSON_PrintUnformatted(schema);
+    char *text = bn_json_print_exact(schema);
     bn_error e;
     const bool ok = text && !bn_json_schema_check(text, strlen(text), &e);
     if (!ok) {
@@ -253,7 +254,7 @@ static char *system_text(const cJSON *tools, bool required) {
         }
         cJSON_AddItemToArray(list, e);
     }
-    char *json = cJSON_PrintUnformatted(list);
+    char *json = bn_json_print_exact(list);
     cJSON_Delete(list);
     if (!json) return NULL;
     static const char head[] = "You can call these functions (their parameters as JSON Schema):\n";
@@ -317,7 +318,7 @@ int bn_tools_read(const cJSON *request, const cJSON *response_schema, bn_tools *
         cJSON_Delete(schema);
         return -1;
     }
-    t->schema = cJSON_PrintUnformatted(schema);
+    t->schema = bn_json_print_exact(schema);
     cJSON_Delete(schema);
     t->system = system_text(cJSON_IsArray(callable) ? callable : tools, required);
     if (!t->schema || !t->system) {
