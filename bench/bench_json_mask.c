@@ -43,6 +43,10 @@ typedef struct place {
     const char *schema, *text, *where;
 } place;
 
+// A description held to 500 characters, and a date.
+#define SIZED "{\"type\": \"object\", \"properties\": {\"d\": {\"type\": \"string\", \"maxLength\": 500}, " \
+              "\"on\": {\"type\": \"string\", \"format\": \"date\"}}}"
+
 static const place places[] = {
     {OBJECT, "{\"a\":\"hello wor", "json_object, in a string"},
     {OBJECT, "{\"a\":", "json_object, after a colon"},
@@ -52,6 +56,14 @@ static const place places[] = {
     {TOOLS, "{\"tool_calls\":[{\"name\":\"", "tools, the tag"},
     {TOOLS, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Par", "tools, in an argument"},
     {TOOLS, "{\"tool_calls\":[{\"name\":\"add\",\"arguments\":{\"a\":", "tools, an integer argument"},
+    {SIZED, "{\"d\":\"Once upon a time", "maxLength 500, 16 in"},
+    {SIZED, "{\"d\":\"Once upon a time, there lived in a certain village a little country girl, the prettiest creature who"
+            " was ever seen. Her mother was excessively fond of her; and her grandmother doted on her still more."
+            " This good woman had a little red riding hood made for her. It suited the girl so extremely well tha"
+            "t everybody called her Little Red Riding Hood. One day her mother, having made some cakes, said to h"
+            "er, Go, my dear, and see how your grandmother is doing, for I hear she has been very",
+     "maxLength 500, 16 from the end"},
+    {SIZED, "{\"on\":\"2024-0", "a date's month"},
 };
 
 static const place replies[] = {

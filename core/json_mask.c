@@ -43,6 +43,8 @@ typedef struct token_groups {
     int32_t n_ends;
     uint64_t *plain;    // [words] the BN_JSON_PLAIN tokens, a bit each
     int32_t n_plain;
+    int32_t *by_chars;  // [n_plain] the plain tokens by their characters, fewest first
+    int32_t *upto;      // [longest + 1] how many of them have at most so many
 } token_groups;
 
 typedef struct mask_cache {
@@ -76,7 +78,9 @@ static int group_tokens(bn_json_vocab *v) {
     g->ends = malloc(n * sizeof *g->ends);
     g->plain = calloc(words, sizeof *g->plain);
     uint64_t *keyed = malloc(n * sizeof *keyed); // a group's key, then the token
-    if (!g->order || !g->group_end || !g->check || !g->ends || !g->plain || !keyed) {
+    g->by_chars = malloc(n * sizeof *g->by_chars);
+    g->upto = calloc((size_t)v->longest + 1, sizeof *g->upto);
+    if (!g->order || !g->group_end || !g->check || !g->ends || !g->plain || !keyed || !g->by_chars || !g->upto) {
         free(keyed);
         return -1;
     }
@@ -96,6 +100,15 @@ static int group_tokens(bn_json_vocab *v) {
         if (i > 0 && keyed[i] >> 32 != keyed[i - 1] >> 32) g->group_end[g->n_groups++] = i;
     }
     if (n_order) g->group_end[g->n_groups++] = n_order;
+    // The plain tokens by characters: a counting sort (a character's bytes are
+    // at least one, so at most `longest`).
+    for (int32_t t = 0; t < v->n; t++)
+        if (v->kind[t] == BN_JSON_PLAIN) g->upto[v->chars[t]]++;
+    for (uint32_t c = 1; c <= v->longest; c++) g->upto[c] += g->upto[c - 1];
+    for (int32_t t = v->n - 1; t >= 0; t--)
+        if (v->kind[t] == BN_JSON_PLAIN) g->by_chars[--g->upto[v->chars[t]]] = t;
+    for (uint32_t c = 0; c < v->longest; c++) g->upto[c] = g->upto[c + 1];
+    g->upto[v->longest] = g->n_plain;
     free(keyed);
     return 0;
 }
@@ -108,11 +121,13 @@ int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
     v->blank = malloc(n_vocab);
     v->lead = malloc(n_vocab);
     v->lead2 = malloc(n_vocab);
+    v->chars = calloc(n_vocab, sizeof *v->chars);
     v->pair = malloc(2 * 256 * 256 * sizeof *v->pair);
     v->states = malloc(sizeof(mask_states));
     mask_cache *c = v->cache = calloc(1, sizeof *c);
     if (c) c->words = (n_vocab + 63) / 64, c->bits = malloc(c->words * sizeof *c->bits);
-    if (!v->kind || !v->first || !v->blank || !v->lead || !v->lead2 || !v->pair || !v->states || !c || !c->bits) {
+    if (!v->kind || !v->first || !v->blank || !v->lead || !v->lead2 || !v->chars || !v->pair || !v->states || !c ||
+        !c->bits) {
         bn_json_vocab_free(v);
         return bn_errorf(err, "out of memory");
     }
@@ -129,6 +144,9 @@ int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
         v->blank[t] = (uint8_t)(k < 255 ? k : 255);
         v->lead[t] = !never && k < n ? (uint8_t)bytes[k] : 0;
         v->lead2[t] = !never && k + 1 < n ? (uint8_t)bytes[k + 1] : 0;
+        if (!never && n > v->longest) v->longest = (uint32_t)n;
+        for (size_t i = 0; v->kind[t] == BN_JSON_PLAIN && i < n; i++)
+            v->chars[t] += ((uint8_t)bytes[i] & 0xC0) != 0x80; // each character's first byte
     }
     if (group_tokens(v)) {
         bn_json_vocab_free(v);
@@ -143,6 +161,7 @@ void bn_json_vocab_free(bn_json_vocab *v) {
     free(v->blank);
     free(v->lead);
     free(v->lead2);
+    free(v->chars);
     free(v->pair);
     free(v->states);
     token_groups *g = v->groups;
@@ -152,6 +171,8 @@ void bn_json_vocab_free(bn_json_vocab *v) {
         free(g->check);
         free(g->ends);
         free(g->plain);
+        free(g->by_chars);
+        free(g->upto);
     }
     free(g);
     mask_cache *c = v->cache;
@@ -182,7 +203,8 @@ static int work_out(bn_json_vocab *v, const bn_engine *e, const bn_json_state *s
     // is text, and from[1] takes more than any other blank would: the filters
     // below only ever let through too much.
     bn_json_state *from = m->from;
-    const bool in_string = bn_json_state_in_string(s);
+    const uint32_t room = bn_json_state_string_room(s); // the characters a plain token may have
+    const bool in_string = room > 0;
     const bool blanks_alike = !in_string && bn_json_state_next(s, " ", 1, &from[1]);
     const bool may_end = bn_json_state_done(s);
     bn_json_state_copy(&from[0], s);
@@ -194,9 +216,14 @@ static int work_out(bn_json_vocab *v, const bn_engine *e, const bn_json_state *s
     int left = 0;
     memset(bits, 0, words * sizeof *bits);
     for (int32_t i = 0; i < g->n_ends && may_end; i++) bits[g->ends[i] / 64] |= 1ull << (g->ends[i] % 64), left++;
-    if (in_string) { // every plain token fits; the others are tried
-        for (size_t w = 0; w < words; w++) bits[w] |= g->plain[w];
-        left += g->n_plain;
+    if (in_string) { // every plain token short enough fits; the others are tried
+        if (room >= v->longest) {
+            for (size_t w = 0; w < words; w++) bits[w] |= g->plain[w];
+            left += g->n_plain;
+        } else {
+            for (int32_t i = 0; i < g->upto[room]; i++) bits[g->by_chars[i] / 64] |= 1ull << (g->by_chars[i] % 64);
+            left += g->upto[room];
+        }
         for (int32_t i = 0; i < g->n_check; i++) {
             const int32_t t = g->check[i];
             size_t n;
@@ -276,7 +303,7 @@ static void keep(mask_cache *c, uint64_t hash, size_t key_len, int left) {
 
 int bn_json_mask_row(bn_json_vocab *v, const bn_engine *e, const bn_json_state *s, float *row) {
     mask_cache *c = v->cache;
-    const size_t key_len = bn_json_state_key(s, c->key);
+    const size_t key_len = bn_json_state_key(s, v->longest, c->key);
     const uint64_t hash = fnv1a(c->key, key_len);
     for (int i = 0; i < BN_JSON_MASK_CACHE; i++) {
         mask_entry *k = &c->entry[i];

@@ -913,6 +913,20 @@ static bool may_reach(const node *n, bool negative, uint64_t m, bool digits, boo
     return false;
 }
 
+// Counts byte c of a sized string of n, which the lexer took (before -> after),
+// into *chars; false past maxLength, short of minLength at the closing quote,
+// or at a \uD... escape.
+static bool count_char(const node *n, uint64_t *chars, const bn_json_prefix *before, const bn_json_prefix *after,
+                       unsigned char c) {
+    if (bn_json_prefix_hex_left(before) == 4 && (c == 'd' || c == 'D')) return false;
+    const bool between = bn_json_prefix_in_string(before);
+    if (between && c == '"') return *chars >= n->min_len; // the closing quote
+    if (between && *chars >= n->max_len) return false;    // a character more
+    const uint32_t enough = n->max_len != NO_BOUND ? n->max_len : n->min_len;
+    if (bn_json_prefix_in_string(after) && *chars < enough) ++*chars; // a character whole
+    return true;
+}
+
 // Counts byte c, which the lexer took (before -> after), into t->value for a
 // sized string, a formatted string or a bounded integer of node n. False where
 // no value within the bounds begins so: a character past maxLength, a closing
@@ -924,16 +938,7 @@ static bool count_byte(const node *n, bn_json_thread *t, const bn_json_prefix *b
         if (!bn_json_prefix_in_string(before)) return false;
         return c == '"' ? (int)(t->value & 0xff) == format_end(n->format) : format_byte(n->format, &t->value, c);
     }
-    if (bn_json_prefix_in_text(before)) {
-        if (!n->sized) return true;
-        if (bn_json_prefix_hex_left(before) == 4 && (c == 'd' || c == 'D')) return false;
-        const bool between = bn_json_prefix_in_string(before);
-        if (between && c == '"') return t->value >= n->min_len;   // the closing quote
-        if (between && t->value >= n->max_len) return false;      // a character more
-        const uint32_t enough = n->max_len != NO_BOUND ? n->max_len : n->min_len;
-        if (bn_json_prefix_in_string(after) && t->value < enough) t->value++; // a character whole
-        return true;
-    }
+    if (bn_json_prefix_in_text(before)) return !n->sized || count_char(n, &t->value, before, after, c);
     if (!n->bounded || !(c == '-' || (c >= '0' && c <= '9'))) return true;
     if (c == '-') return t->value = 1, may_reach(n, true, 0, false, false);
     const bool negative = t->value & 1;
@@ -1131,11 +1136,15 @@ static int next_in_lexer(const bn_json_state *from, const char *bytes, size_t n,
     const uint8_t phase = from->n == 1 && t->depth ? t->frame[t->depth - 1].phase : P_VALUE;
     if (phase != P_LEX && phase != P_KEY_LEX) return -1;
     const node *leaf = &from->schema->nodes[t->frame[t->depth - 1].node];
-    if (phase == P_LEX && counted(leaf)) return -1; // t->value counts: the general path
+    const bool sized = phase == P_LEX && leaf->sized && bn_json_prefix_in_text(&t->lex);
+    if (phase == P_LEX && counted(leaf) && !sized) return -1; // short values: the general path
     bn_json_prefix lex = t->lex;
+    uint64_t chars = t->value; // of a sized string, counted here as count_byte would
     for (size_t i = 0; i < n; i++) {
         if (bn_json_prefix_done(&lex)) return -1;
+        const bn_json_prefix before = lex;
         if (!bn_json_prefix_feed(&lex, bytes + i, 1)) return 0;
+        if (sized && !count_char(leaf, &chars, &before, &lex, (unsigned char)bytes[i])) return 0;
     }
     if (bn_json_prefix_done(&lex)) return -1;
     if (!to) return 1;
@@ -1143,6 +1152,7 @@ static int next_in_lexer(const bn_json_state *from, const char *bytes, size_t n,
     to->n = 1;
     copy_thread(&to->thread[0], t);
     to->thread[0].lex = lex;
+    to->thread[0].value = chars;
     return 1;
 }
 
@@ -1195,17 +1205,21 @@ bool bn_json_state_done(const bn_json_state *s) {
     return false;
 }
 
-bool bn_json_state_in_string(const bn_json_state *s) {
+uint32_t bn_json_state_string_room(const bn_json_state *s) {
+    uint32_t room = s->n > 0 ? UINT32_MAX : 0;
     for (int i = 0; i < s->n; i++) {
         const bn_json_thread *t = &s->thread[i];
         const uint8_t phase = t->depth ? t->frame[t->depth - 1].phase : P_VALUE;
-        if ((phase != P_LEX && phase != P_KEY_LEX) || !bn_json_prefix_in_string(&t->lex)) return false;
-        if (phase == P_LEX && counted(&s->schema->nodes[t->frame[t->depth - 1].node])) return false;
+        if ((phase != P_LEX && phase != P_KEY_LEX) || !bn_json_prefix_in_string(&t->lex)) return 0;
+        const node *n = &s->schema->nodes[t->frame[t->depth - 1].node];
+        if (phase == P_LEX && n->format) return 0;
+        if (phase == P_LEX && n->sized && n->max_len != NO_BOUND && n->max_len - t->value < room)
+            room = (uint32_t)(n->max_len - t->value);
     }
-    return s->n > 0;
+    return room;
 }
 
-size_t bn_json_state_key(const bn_json_state *s, uint8_t key[BN_JSON_STATE_KEY_MAX]) {
+size_t bn_json_state_key(const bn_json_state *s, uint32_t horizon, uint8_t key[BN_JSON_STATE_KEY_MAX]) {
     uint8_t *k = key;
     memcpy(k, &s->schema->serial, sizeof s->schema->serial), k += sizeof s->schema->serial;
     *k++ = (uint8_t)s->n;
@@ -1216,7 +1230,17 @@ size_t bn_json_state_key(const bn_json_state *s, uint8_t key[BN_JSON_STATE_KEY_M
         *k++ = t->depth, *k++ = t->space;
         memcpy(k, t->frame, t->depth * sizeof *t->frame), k += t->depth * sizeof *t->frame;
         if (!lex_open(t)) continue;
-        memcpy(k, &t->value, sizeof t->value), k += sizeof t->value;
+        uint64_t value = t->value;
+        const node *n = &s->schema->nodes[t->frame[t->depth - 1].node];
+        if (t->frame[t->depth - 1].phase == P_LEX && n->sized && bn_json_prefix_in_text(&t->lex)) {
+            // Within `horizon` bytes only the characters short of minLength and
+            // left before maxLength matter, each up to horizon + 1.
+            const uint64_t cap = (uint64_t)horizon + 1;
+            const uint64_t short_of = value < n->min_len ? n->min_len - value : 0;
+            const uint64_t left = n->max_len == NO_BOUND ? cap : n->max_len - value;
+            value = (short_of < cap ? short_of : cap) << 32 | (left < cap ? left : cap);
+        }
+        memcpy(k, &value, sizeof value), k += sizeof value;
         const bn_json_prefix x = bn_json_prefix_canonical(&t->lex);
         memcpy(k, &x.objects, sizeof x.objects), k += sizeof x.objects;
         *k++ = x.depth, *k++ = x.state, *k++ = x.left, *k++ = x.literal, *k++ = x.space;

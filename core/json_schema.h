@@ -131,14 +131,18 @@ bool bn_json_state_done(const bn_json_state *s);
 // Whether the value is whole and closed: nothing but blanks may follow.
 bool bn_json_state_complete(const bn_json_state *s);
 // A canonical image of s, into key; returns its length. States of equal keys
-// take the same bytes (their readings are alike, in the same order); the key
-// names the compilation of the schema, not its address, so it never matches a
-// state of another schema (json_mask.c caches token masks by it).
+// take the same runs of up to `horizon` bytes (their readings are alike, in
+// the same order, but for a sized string's count where no such run can tell
+// the counts apart: the mask of a token as long as the longest one is the
+// same); the key names the compilation of the schema, not its address, so it
+// never matches a state of another schema (json_mask.c caches token masks by it).
 #define BN_JSON_STATE_KEY_MAX \
     (8 + 1 + BN_JSON_SCHEMA_THREADS * (2 + BN_JSON_SCHEMA_DEPTH * sizeof(bn_json_frame) + 8 + 7 + 8))
-size_t bn_json_state_key(const bn_json_state *s, uint8_t key[BN_JSON_STATE_KEY_MAX]);
-// Whether every reading is inside a free string, between characters (where any
-// plain token, bn_json_plain_string_bytes, fits).
-bool bn_json_state_in_string(const bn_json_state *s);
+size_t bn_json_state_key(const bn_json_state *s, uint32_t horizon, uint8_t key[BN_JSON_STATE_KEY_MAX]);
+// Where every reading is inside a string between characters, without a
+// format: how many characters a plain token (bn_json_plain_string_bytes) may
+// have and fit (UINT32_MAX in free strings; a maxLength leaves fewer). 0
+// elsewhere.
+uint32_t bn_json_state_string_room(const bn_json_state *s);
 
 #endif

@@ -713,6 +713,8 @@ static void test_json_mask_exact(void **state) {
         " \"tag\": {\"enum\": [\"red\", \"green\", 12, 125]}, \"opt\": {\"anyOf\": [{\"type\": \"null\"},"
         " {\"type\": \"array\", \"items\": {\"type\": \"number\"}, \"maxItems\": 2}]}}, \"required\": [\"name\", \"tag\"]}";
     static const char number[] = "{\"type\": \"integer\"}";
+    static const char sized[] = "{\"type\": \"object\", \"properties\": {\"s\": {\"type\": \"string\", \"maxLength\": 5}, "
+                                "\"d\": {\"type\": \"string\", \"minLength\": 3, \"maxLength\": 1000}}}";
     static const struct {
         const char *schema, *text;
     } cases[] = {
@@ -726,6 +728,8 @@ static void test_json_mask_exact(void **state) {
         {shaped, "{\"name\":\"\",\"tag\":\"g"}, {shaped, "{\"name\":\"\",\"tag\":1,"},
         {shaped, "{\"name\":\"\",\"tag\":12, \"opt\":"}, {shaped, "{\"name\":\"\",\"tag\":12, \"opt\":[1,"},
         {number, ""}, {number, "1"}, {number, "-12"},
+        {sized, "{\"s\":\"ab"}, {sized, "{\"s\":\"abcd"}, {sized, "{\"s\":\"abcde"}, {sized, "{\"d\":\"a"},
+        {sized, "{\"d\":\"abcd"}, {sized, "{\"s\":\"\xc3"},
     };
     bn_json_vocab v;
     bn_error err;
@@ -843,6 +847,12 @@ static void test_json_mask_cache_rows(void **state) {
          " \"n\": {\"type\": \"integer\", \"minimum\": -3, \"maximum\": 250}, \"t\": {\"type\": \"string\"}}}",
          {"{\"s\":\"abcd\",\"n\":249,\"t\":\"abcd\"}", "{\"s\":\"ab\",\"n\":-3}", "{\"n\":25,\"t\":\"ab\"}",
           "{\"s\":\"\xc3\xa9\\n\",\"n\":2}"}},
+        {"{\"type\": \"object\", \"properties\": {\"d\": {\"type\": \"string\", \"minLength\": 2, \"maxLength\": 200},"
+         " \"e\": {\"type\": \"string\", \"maxLength\": 6}}}",
+         {"{\"d\":\"It was the best of times, it was the worst of times, it was the age of wisdom, it was the age "
+          "of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of "
+          "Light\",\"e\":\"abcdef\"}",
+          "{\"d\":\"ab\",\"e\":\"\"}"}},
         {"{\"anyOf\": [{\"type\": \"array\", \"items\": {\"enum\": [\"red\", \"green\", 12, 125]}, \"maxItems\": 3},"
          " {\"type\": \"object\", \"properties\": {\"red\": {\"type\": \"integer\"}}}]}",
          {"[\"red\",12,125]", "[125,\"green\"]", "{\"red\":12}", "[]"}},

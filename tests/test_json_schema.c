@@ -332,12 +332,19 @@ static void test_blanks_and_end(void **state) {
     assert_true(bn_json_state_complete(st));
     assert_false(bn_json_state_feed(st, "3", 1));
     bn_json_schema_free(g);
-    g = compile("{\"type\": \"object\", \"properties\": {\"s\": {\"type\": \"string\"}}}");
+    g = compile("{\"type\": \"object\", \"properties\": {\"s\": {\"type\": \"string\"}, \"m\": {\"type\": "
+                "\"string\", \"maxLength\": 3}, \"d\": {\"type\": \"string\", \"format\": \"date\"}}}");
     bn_json_state_init(st, g);
     assert_true(bn_json_state_feed(st, "{\"s\":\"a", 7));
-    assert_true(bn_json_state_in_string(st));
+    assert_int_equal(bn_json_state_string_room(st), UINT32_MAX); // any plain token fits
     assert_true(bn_json_state_feed(st, "\"", 1));
-    assert_false(bn_json_state_in_string(st));
+    assert_int_equal(bn_json_state_string_room(st), 0);
+    bn_json_state *at = malloc(sizeof *at);
+    assert_true(bn_json_state_next(st, ",\"m\":\"\xc3\xa9", 8, at)); // 1 of 3 characters
+    assert_int_equal(bn_json_state_string_room(at), 2);
+    assert_true(bn_json_state_next(st, ",\"d\":\"2", 7, at)); // a format: no plain token goes
+    assert_int_equal(bn_json_state_string_room(at), 0);
+    free(at);
     assert_false(bn_json_state_done(st));
     assert_true(bn_json_state_feed(st, "}", 1));
     assert_true(bn_json_state_complete(st));
