@@ -1,14 +1,15 @@
 // json_mask.c - bn_json_mask_row (json_mask.h). A row is 128k tokens for the
 // Llama-3 vocabulary, so the common cases are cheap. A state met lately gets
 // its kept mask: a bit per token, set in a pass over 2k words. Otherwise,
-// inside a string every plain-text token fits without a look at its bytes (a
-// copy of a bitset), and only the others are tried. Elsewhere tokens go in
-// groups of the same first byte and first two significant bytes (after no or
-// one leading blank, as in " the"): 128k tokens are about 8k groups, and a
-// group is tried on a copy of the automaton only when those bytes fit, which
-// is tested once a group from the bytes each state takes (byte pairs tried
-// once per row, and only for first bytes that fit), so "the" or " for" after a
-// colon, which could begin only true, false or null, cost nothing each.
+// inside a string every plain-text token short enough fits without a look at
+// its bytes (a copy of a bitset), and only the others are tried. Elsewhere
+// tokens go in groups of the same first byte and first two significant bytes
+// (after no or one leading blank, as in " the"): 128k tokens are about 8k
+// groups. A group's tokens are tried on a copy of the automaton only when
+// those bytes fit, which a table of the bytes the state takes answers once for
+// the group (byte pairs tried once per row, and only for first bytes that
+// fit), so "the" or " for" after a colon, which could begin only true, false
+// or null, cost nothing each.
 #include "json_mask.h"
 
 #include <math.h>

@@ -1206,15 +1206,16 @@ bool bn_json_state_done(const bn_json_state *s) {
 }
 
 uint32_t bn_json_state_string_room(const bn_json_state *s) {
-    uint32_t room = s->n > 0 ? UINT32_MAX : 0;
+    uint32_t room = 0; // the most any reading leaves: a token fits if it fits one
     for (int i = 0; i < s->n; i++) {
         const bn_json_thread *t = &s->thread[i];
         const uint8_t phase = t->depth ? t->frame[t->depth - 1].phase : P_VALUE;
         if ((phase != P_LEX && phase != P_KEY_LEX) || !bn_json_prefix_in_string(&t->lex)) return 0;
         const node *n = &s->schema->nodes[t->frame[t->depth - 1].node];
         if (phase == P_LEX && n->format) return 0;
-        if (phase == P_LEX && n->sized && n->max_len != NO_BOUND && n->max_len - t->value < room)
-            room = (uint32_t)(n->max_len - t->value);
+        const bool sized = phase == P_LEX && n->sized && n->max_len != NO_BOUND;
+        const uint32_t left = sized ? (uint32_t)(n->max_len - t->value) : UINT32_MAX;
+        if (left > room) room = left;
     }
     return room;
 }

@@ -141,8 +141,8 @@ bool bn_json_state_complete(const bn_json_state *s);
 size_t bn_json_state_key(const bn_json_state *s, uint32_t horizon, uint8_t key[BN_JSON_STATE_KEY_MAX]);
 // Where every reading is inside a string between characters, without a
 // format: how many characters a plain token (bn_json_plain_string_bytes) may
-// have and fit (UINT32_MAX in free strings; a maxLength leaves fewer). 0
-// elsewhere.
+// have and fit some reading (UINT32_MAX in a free string; a maxLength leaves
+// fewer). 0 elsewhere.
 uint32_t bn_json_state_string_room(const bn_json_state *s);
 
 #endif

@@ -715,6 +715,9 @@ static void test_json_mask_exact(void **state) {
     static const char number[] = "{\"type\": \"integer\"}";
     static const char sized[] = "{\"type\": \"object\", \"properties\": {\"s\": {\"type\": \"string\", \"maxLength\": 5}, "
                                 "\"d\": {\"type\": \"string\", \"minLength\": 3, \"maxLength\": 1000}}}";
+    // Two readings in strings: a token fits if it fits either (the longer room).
+    static const char either[] = "{\"anyOf\": [{\"type\": \"string\", \"maxLength\": 2}, {\"type\": \"string\", "
+                                 "\"minLength\": 2, \"maxLength\": 9}]}";
     static const struct {
         const char *schema, *text;
     } cases[] = {
@@ -729,7 +732,7 @@ static void test_json_mask_exact(void **state) {
         {shaped, "{\"name\":\"\",\"tag\":12, \"opt\":"}, {shaped, "{\"name\":\"\",\"tag\":12, \"opt\":[1,"},
         {number, ""}, {number, "1"}, {number, "-12"},
         {sized, "{\"s\":\"ab"}, {sized, "{\"s\":\"abcd"}, {sized, "{\"s\":\"abcde"}, {sized, "{\"d\":\"a"},
-        {sized, "{\"d\":\"abcd"}, {sized, "{\"s\":\"\xc3"},
+        {sized, "{\"d\":\"abcd"}, {sized, "{\"s\":\"\xc3"}, {either, "\"a"}, {either, "\"abc"},
     };
     bn_json_vocab v;
     bn_error err;
