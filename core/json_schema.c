@@ -307,12 +307,13 @@ static bool compile_array(compiler *c, int32_t id, const cJSON *s, const cJSON *
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
     double v[2] = {0, NO_BOUND};
     if (!whole_count(c, s, "minItems", MAX_COUNT - 1, &v[0], path) ||
-        !whole_count(c, s, "maxItems", 1e300, &v[1], path))
+        !whole_count(c, s, "maxItems", HUGE_VAL, &v[1], path))
         return false;
     if (v[1] != NO_BOUND && v[1] > MAX_COUNT) v[1] = MAX_COUNT; // a frame counts no further
     if (v[0] > v[1]) return fail(c, path, "' is more than maxItems", "minItems"), false;
     if (cJSON_IsArray(items)) return fail(c, path, "' as an array (tuples) is not supported", "items"), false;
-    if (cJSON_IsFalse(items) && v[0] > 0) return fail(c, path, "' needs items, which 'items': false forbids", "minItems"), false;
+    if (cJSON_IsFalse(items) && v[0] > 0)
+        return fail(c, path, "' needs items, which 'items': false forbids", "minItems"), false;
     if (cJSON_IsFalse(items)) v[1] = 0;
     char sub[256];
     snprintf(sub, sizeof sub, "%s/items", path);
@@ -361,7 +362,8 @@ static bool compile_bounds(compiler *c, int32_t id, const cJSON *s, const char *
         if (lo_word && hi_word)
             snprintf(why, sizeof why, "'%s' and '%s' leave no integer between them", lo_word, hi_word);
         else
-            snprintf(why, sizeof why, "'%s' leaves no integer within -(2^53 - 1) .. 2^53 - 1", lo_word ? lo_word : hi_word);
+            snprintf(why, sizeof why, "'%s' leaves no integer within -(2^53 - 1) .. 2^53 - 1",
+                     lo_word ? lo_word : hi_word);
         return fail(c, path, why, NULL), false;
     }
     nd->lo = lo, nd->hi = hi;
@@ -816,8 +818,9 @@ static int match(char *const *texts, int first, int last, bool sorted, const cha
 
 // ---- bounded strings and integers, formatted strings (t->value) ----
 
-// Whether t->value counts what the lexer reads of a value of n (and so every
-// byte goes through count_byte, none through a shortcut).
+// Whether t->value counts what the lexer reads of a value of n: count_byte
+// reads each byte of it, and of the shortcuts only next_in_lexer's takes such
+// a value, a sized string's characters, which it counts as count_byte would.
 static bool counted(const node *n) { return n->sized || n->bounded || n->format; }
 
 static int days_in(int year, int month) {
