@@ -146,7 +146,7 @@ int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
         v->lead[t] = !never && k < n ? (uint8_t)bytes[k] : 0;
         v->lead2[t] = !never && k + 1 < n ? (uint8_t)bytes[k + 1] : 0;
         if (!never && n > v->longest) v->longest = (uint32_t)n;
-        for (size_t i = 0; v->kind[t] == BN_JSON_PLAIN && i < n; i++)
+        for (size_t i = 0; v->kind[t] == BN_JSON_PLAIN && i < n && v->chars[t] < UINT16_MAX; i++)
             v->chars[t] += ((uint8_t)bytes[i] & 0xC0) != 0x80; // each character's first byte
     }
     if (group_tokens(v)) {

@@ -1147,7 +1147,8 @@ static int next_in_lexer(const bn_json_state *from, const char *bytes, size_t n,
         if (bn_json_prefix_done(&lex)) return -1;
         const bn_json_prefix before = lex;
         if (!bn_json_prefix_feed(&lex, bytes + i, 1)) return 0;
-        if (sized && !count_char(leaf, &chars, &before, &lex, (unsigned char)bytes[i])) return 0;
+        const unsigned char c = (unsigned char)bytes[i];
+        if (sized && bn_json_prefix_in_text(&before) && !count_char(leaf, &chars, &before, &lex, c)) return 0;
     }
     if (bn_json_prefix_done(&lex)) return -1;
     if (!to) return 1;
