@@ -417,6 +417,8 @@ BN_API size_t bn_utf8_stream_flush(bn_utf8_stream *s, char *out);
 // Length (1..4) of the valid UTF-8 character at the start of s (n bytes), or
 // 0 when s does not start with one (also for n == 0).
 BN_API size_t bn_utf8_char_len(const char *s, size_t n);
+// Whether s (n bytes) is whole valid UTF-8 characters, none of them NUL.
+BN_API bool bn_utf8_whole(const char *s, size_t n);
 
 #ifdef __cplusplus
 }

@@ -68,8 +68,9 @@ static int ascending(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-// v->groups from v's tables. Returns -1 when out of memory.
-static int group_tokens(bn_json_vocab *v) {
+// v->groups from v's tables and chars (each plain token's characters).
+// Returns -1 when out of memory.
+static int group_tokens(bn_json_vocab *v, const uint16_t *chars) {
     token_groups *g = v->groups = calloc(1, sizeof *g);
     if (!g) return -1;
     const size_t n = (size_t)v->n, words = (n + 63) / 64;
@@ -104,10 +105,10 @@ static int group_tokens(bn_json_vocab *v) {
     // The plain tokens by characters: a counting sort (a character's bytes are
     // at least one, so at most `longest`).
     for (int32_t t = 0; t < v->n; t++)
-        if (v->kind[t] == BN_JSON_PLAIN) g->upto[v->chars[t]]++;
+        if (v->kind[t] == BN_JSON_PLAIN) g->upto[chars[t]]++;
     for (uint32_t c = 1; c <= v->longest; c++) g->upto[c] += g->upto[c - 1];
     for (int32_t t = v->n - 1; t >= 0; t--)
-        if (v->kind[t] == BN_JSON_PLAIN) g->by_chars[--g->upto[v->chars[t]]] = t;
+        if (v->kind[t] == BN_JSON_PLAIN) g->by_chars[--g->upto[chars[t]]] = t;
     for (uint32_t c = 0; c < v->longest; c++) g->upto[c] = g->upto[c + 1];
     g->upto[v->longest] = g->n_plain;
     free(keyed);
@@ -122,13 +123,14 @@ int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
     v->blank = malloc(n_vocab);
     v->lead = malloc(n_vocab);
     v->lead2 = malloc(n_vocab);
-    v->chars = calloc(n_vocab, sizeof *v->chars);
+    uint16_t *chars = calloc(n_vocab, sizeof *chars); // only grouping reads them
     v->pair = malloc(2 * 256 * 256 * sizeof *v->pair);
     v->states = malloc(sizeof(mask_states));
     mask_cache *c = v->cache = calloc(1, sizeof *c);
     if (c) c->words = (n_vocab + 63) / 64, c->bits = malloc(c->words * sizeof *c->bits);
-    if (!v->kind || !v->first || !v->blank || !v->lead || !v->lead2 || !v->chars || !v->pair || !v->states || !c ||
+    if (!v->kind || !v->first || !v->blank || !v->lead || !v->lead2 || !chars || !v->pair || !v->states || !c ||
         !c->bits) {
+        free(chars);
         bn_json_vocab_free(v);
         return bn_errorf(err, "out of memory");
     }
@@ -146,10 +148,12 @@ int bn_json_vocab_init(bn_json_vocab *v, const bn_engine *e, bn_error *err) {
         v->lead[t] = !never && k < n ? (uint8_t)bytes[k] : 0;
         v->lead2[t] = !never && k + 1 < n ? (uint8_t)bytes[k + 1] : 0;
         if (!never && n > v->longest) v->longest = (uint32_t)n;
-        for (size_t i = 0; v->kind[t] == BN_JSON_PLAIN && i < n && v->chars[t] < UINT16_MAX; i++)
-            v->chars[t] += ((uint8_t)bytes[i] & 0xC0) != 0x80; // each character's first byte
+        for (size_t i = 0; v->kind[t] == BN_JSON_PLAIN && i < n && chars[t] < UINT16_MAX; i++)
+            chars[t] += ((uint8_t)bytes[i] & 0xC0) != 0x80; // each character's first byte
     }
-    if (group_tokens(v)) {
+    const int grouped = group_tokens(v, chars);
+    free(chars);
+    if (grouped) {
         bn_json_vocab_free(v);
         return bn_errorf(err, "out of memory");
     }
@@ -162,7 +166,6 @@ void bn_json_vocab_free(bn_json_vocab *v) {
     free(v->blank);
     free(v->lead);
     free(v->lead2);
-    free(v->chars);
     free(v->pair);
     free(v->states);
     token_groups *g = v->groups;

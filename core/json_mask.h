@@ -19,7 +19,6 @@ typedef struct bn_json_vocab {
     uint8_t *blank; // [n] the whitespace bytes it begins with (at most 255)
     uint8_t *lead;  // [n] the first byte after the leading whitespace (0: all whitespace)
     uint8_t *lead2; // [n] and the byte after that (0: none)
-    uint16_t *chars;  // [n] a plain token's characters
     uint32_t longest; // bytes of the longest token: how far one token reaches
     bool *pair;     // [2][256][256] scratch: which byte pairs fit, filled per row
     void *states;   // scratch: the automaton's states a row needs (json_mask.c)

@@ -129,11 +129,14 @@ static bool add_alt(compiler *c, const char *path, int32_t id) {
     return true;
 }
 
+// The keywords that constrain a value; from "properties" to "format" (SHAPE_FIRST
+// .. SHAPE_END), those that shape it, which an enum or const cannot stand beside.
 static const char *const constraints[] = {"type", "enum", "const", "properties", "required",
                                           "additionalProperties", "items", "minItems", "maxItems",
                                           "minLength", "maxLength", "minimum", "maximum",
                                           "exclusiveMinimum", "exclusiveMaximum", "format",
                                           "anyOf", "oneOf", "allOf", "$ref"};
+enum { SHAPE_FIRST = 3, SHAPE_END = 16 };
 static const char *const annotations[] = {"$schema", "$id", "$defs", "definitions", "$comment", "$anchor",
                                           "title", "description", "default", "examples", "deprecated",
                                           "readOnly", "writeOnly"};
@@ -163,6 +166,7 @@ enum { F_NONE, F_DATE, F_TIME, F_DATE_TIME, F_UUID };
 static const char *const format_names[] = {NULL, "date", "time", "date-time", "uuid"};
 static const char *const format_templates[] = {NULL, "YYYY-MM-DD", "hh:mm:ss", "YYYY-MM-DDThh:mm:ss",
                                                "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"};
+static const uint8_t format_lens[] = {0, 10, 8, 19, 36}; // their lengths
 
 static uint8_t format_of(const char *name) {
     for (uint8_t f = F_DATE; f <= F_UUID; f++)
@@ -179,12 +183,6 @@ static uint8_t type_bit(const char *name) {
 
 static bool integer_only(const node *n) { return (n->types & (T_NUMBER | T_INTEGER)) == T_INTEGER; }
 
-// Whether s's bytes are whole UTF-8 characters (what a text the model writes must be).
-static bool whole_utf8(const char *s) {
-    for (size_t n = strlen(s), i = 0, k; i < n; i += k)
-        if (!(k = bn_utf8_char_len(s + i, n - i))) return false;
-    return true;
-}
 
 static int32_t compile(compiler *c, const cJSON *s, const cJSON *root, const char *path);
 
@@ -262,7 +260,7 @@ static bool compile_object(compiler *c, int32_t id, const cJSON *s, const cJSON 
         return values >= 0;
     }
     for (const cJSON *p = props->child; p; p = p->next) {
-        if (!whole_utf8(p->string)) return fail(c, path, "' has a name that is not valid UTF-8", "properties"), false;
+        if (!bn_utf8_whole(p->string, strlen(p->string))) return fail(c, path, "' has a name that is not valid UTF-8", "properties"), false;
         for (const cJSON *q = props->child; q != p; q = q->next)
             if (!strcmp(q->string, p->string)) return fail(c, path, "' names a property twice", "properties"), false;
     }
@@ -401,23 +399,30 @@ static bool exact_numbers(cJSON *v, bool whole_exact) {
     return (v->valuestring = strdup(text)) != NULL;
 }
 
+// v as compact JSON, its numbers as exact_numbers writes them (malloc'd; NULL
+// where it refuses one, *refused then set, or out of memory).
+static char *print_exact(const cJSON *v, bool whole_exact, bool *refused) {
+    cJSON *copy = cJSON_Duplicate(v, true);
+    *refused = copy && !exact_numbers(copy, whole_exact);
+    char *text = copy && !*refused ? cJSON_PrintUnformatted(copy) : NULL;
+    cJSON_Delete(copy);
+    return text;
+}
+
 // v as the compact JSON text the model must write for it (malloc'd), or NULL
 // with the reason (why) when it has none.
 static char *value_text(const cJSON *v, const char **why) {
-    cJSON *copy = cJSON_Duplicate(v, true);
-    char *text = copy && exact_numbers(copy, true) ? cJSON_PrintUnformatted(copy) : NULL;
-    cJSON_Delete(copy);
-    *why = copy ? "' has a number a double does not hold exactly (a whole number from 2^53 on, or past 1e308)"
-                : "': out of memory";
-    if (text && !whole_utf8(text)) *why = "' is not valid UTF-8", free(text), text = NULL;
+    bool refused;
+    char *text = print_exact(v, true, &refused);
+    *why = refused ? "' has a number a double does not hold exactly (a whole number from 2^53 on, or past 1e308)"
+                   : "': out of memory";
+    if (text && !bn_utf8_whole(text, strlen(text))) *why = "' is not valid UTF-8", free(text), text = NULL;
     return text;
 }
 
 char *bn_json_print_exact(const cJSON *v) {
-    cJSON *copy = cJSON_Duplicate(v, true);
-    char *text = copy && exact_numbers(copy, false) ? cJSON_PrintUnformatted(copy) : NULL;
-    cJSON_Delete(copy);
-    return text;
+    bool refused;
+    return print_exact(v, false, &refused);
 }
 
 static int compare_texts(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -532,12 +537,9 @@ static int32_t compile_node(compiler *c, const cJSON *s, const cJSON *root, cons
     c->g->nodes[id].types = types;
     const cJSON *values = cJSON_GetObjectItemCaseSensitive(s, "enum"), *one = cJSON_GetObjectItemCaseSensitive(s, "const");
     if (values && one) return fail(c, path, "' beside 'enum' is not supported", "const");
-    static const char *const shape_words[] = {"properties", "required", "additionalProperties", "items",
-                                              "minItems", "maxItems", "minLength", "maxLength", "minimum",
-                                              "maximum", "exclusiveMinimum", "exclusiveMaximum", "format"};
-    for (size_t i = 0; (values || one) && i < sizeof shape_words / sizeof *shape_words; i++)
-        if (cJSON_GetObjectItemCaseSensitive(s, shape_words[i]))
-            return fail(c, path, "' beside 'enum' or 'const' is not supported", shape_words[i]);
+    for (size_t i = SHAPE_FIRST; (values || one) && i < SHAPE_END; i++)
+        if (cJSON_GetObjectItemCaseSensitive(s, constraints[i]))
+            return fail(c, path, "' beside 'enum' or 'const' is not supported", constraints[i]);
     if (values || one) return compile_enum(c, id, values ? values : one, one != NULL, path) ? id : -1;
     if ((types & T_OBJECT) && !compile_object(c, id, s, root, path)) return -1;
     if ((types & T_ARRAY) && !compile_array(c, id, s, root, path)) return -1;
@@ -665,7 +667,7 @@ int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, b
         return bn_errorf(err, "json_schema: the schema has a \\u0000 escape (a NUL), which its strings cannot carry");
     const char *end = NULL;
     cJSON *doc = cJSON_ParseWithLengthOpts(text, len, &end, false);
-    while (doc && end < text + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')) end++;
+    while (doc && end < text + len && bn_json_is_blank(*end)) end++;
     if (!doc || end != text + len) {
         cJSON_Delete(doc);
         return bn_errorf(err, "json_schema: the schema is not valid JSON%s", doc ? " (text follows it)" : "");
@@ -851,7 +853,7 @@ enum { TAIL, FRAC_FIRST, FRAC, ZONE, END = ZONE + 5 }; // a time's places past "
 
 static bool timed(uint8_t format) { return format == F_TIME || format == F_DATE_TIME; }
 static int format_end(uint8_t format) {
-    const int len = (int)strlen(format_templates[format]);
+    const int len = format_lens[format];
     return timed(format) ? len + END : len;
 }
 
@@ -859,7 +861,7 @@ static int format_end(uint8_t format) {
 // string of the format begins so.
 static bool format_byte(uint8_t format, uint64_t *value, unsigned char c) {
     const char *tpl = format_templates[format];
-    const int len = (int)strlen(tpl);
+    const int len = format_lens[format];
     int pos = (int)(*value & 0xff), acc = (int)(*value >> 8 & 0x3fff);
     int year = (int)(*value >> 22 & 0x3fff), month = (int)(*value >> 36 & 0xf);
     const char *field = NULL; // the template the place is in, and the place in it

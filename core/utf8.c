@@ -66,6 +66,12 @@ size_t bn_utf8_stream_flush(bn_utf8_stream *s, char *out) {
     return o;
 }
 
+bool bn_utf8_whole(const char *s, size_t n) {
+    for (size_t i = 0, c; i < n; i += c)
+        if (!(c = bn_utf8_char_len(s + i, n - i)) || !s[i]) return false;
+    return true;
+}
+
 size_t bn_utf8_char_len(const char *s, size_t n) {
     if (n == 0) return 0;
     int len = seq_len((unsigned char)s[0]);

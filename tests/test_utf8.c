@@ -169,12 +169,23 @@ static void test_char_len(void **state) {
     assert_int_equal(bn_utf8_char_len("\xF4\x90\x80\x80", 4), 0);
 }
 
+// bn_utf8_whole: whole characters only, none of them NUL.
+static void test_whole(void **state) {
+    (void)state;
+    assert_true(bn_utf8_whole("", 0));
+    assert_true(bn_utf8_whole("a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 10));
+    assert_false(bn_utf8_whole("a\xc3", 2));       // cut short
+    assert_false(bn_utf8_whole("\xc0\x80", 2));     // overlong
+    assert_false(bn_utf8_whole("a\0b", 3));         // a NUL
+    assert_false(bn_utf8_whole("\xed\xa0\x80", 3)); // a surrogate
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ascii_and_whole_chars), cmocka_unit_test(test_split_chars_are_held),
         cmocka_unit_test(test_invalid_passes_through), cmocka_unit_test(test_flush),
         cmocka_unit_test(test_random_valid),          cmocka_unit_test(test_random_bytes),
-        cmocka_unit_test(test_char_len),
+        cmocka_unit_test(test_char_len),              cmocka_unit_test(test_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

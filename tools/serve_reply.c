@@ -31,18 +31,12 @@ cJSON *bn_text_json(const char *text, size_t len) {
 
 // Whether n bytes are whole UTF-8 characters and no NUL (what a JSON string
 // carries as it is).
-static bool whole_utf8(const char *b, size_t n) {
-    bool valid = b != NULL;
-    for (size_t i = 0, c; valid && i < n; i += c) valid = (c = bn_utf8_char_len(b + i, n - i)) && b[i];
-    return valid;
-}
-
 cJSON *bn_piece_json(const bn_engine *e, int32_t id) {
     size_t n = 0;
     const char *b = bn_engine_token_bytes(e, id, &n);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "id", id);
-    if (whole_utf8(b, n)) {
+    if (b && bn_utf8_whole(b, n)) {
         cJSON_AddItemToObject(o, "piece", bn_text_json(b, n));
     } else {
         cJSON *bytes = cJSON_AddArrayToObject(o, "piece");
@@ -81,7 +75,7 @@ static char *token_key(const bn_engine *e, int32_t id, size_t *len) {
     *len = n;
     char *out = malloc(4 * n + 8);
     if (!out) return NULL;
-    if (whole_utf8(b ? b : "", n)) {
+    if (bn_utf8_whole(b ? b : "", n)) {
         memcpy(out, b, n);
         out[n] = 0;
         return out;
