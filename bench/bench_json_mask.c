@@ -16,16 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bitnet.h"
+#include "clock.h"
 #include "json_mask.h"
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 #define OBJECT "{\"type\": \"object\"}"
 // What `serve` makes of two tools under tool_choice auto (tools/serve_tools.c).
@@ -92,9 +86,9 @@ static double best_row(bn_json_vocab *v, const bn_engine *e, const bn_json_state
     for (int run = 0; run < 9; run++) {
         for (int32_t t = 0; t < v->n; t++) row[t] = 0;
         if (cold) bn_json_mask_forget(v);
-        const double t0 = now_ms();
+        const double t0 = bn_now_ms();
         *kept = bn_json_mask_row(v, e, s, row);
-        const double ms = now_ms() - t0;
+        const double ms = bn_now_ms() - t0;
         if (ms < best) best = ms;
     }
     return best;
@@ -109,9 +103,9 @@ static double reply_ms(bn_json_vocab *v, const bn_engine *e, const bn_json_schem
     for (size_t i = 0; i < n; i++) {
         for (int32_t t = 0; t < v->n; t++) row[t] = 0;
         if (cold) bn_json_mask_forget(v);
-        const double t0 = now_ms();
+        const double t0 = bn_now_ms();
         bn_json_mask_row(v, e, s, row);
-        total += now_ms() - t0;
+        total += bn_now_ms() - t0;
         if (row[ids[i]] != 0) {
             fprintf(stderr, "error: %s: the mask refuses token %zu of the reply\n", where, i);
             exit(1);

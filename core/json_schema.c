@@ -692,6 +692,11 @@ int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, b
     return 0;
 }
 
+const char *bn_json_schema_reason(const char *msg) {
+    static const char prefix[] = "json_schema: ";
+    return strncmp(msg, prefix, sizeof prefix - 1) ? msg : msg + sizeof prefix - 1;
+}
+
 int bn_json_schema_check(const char *schema, size_t n, bn_error *err) {
     bn_json_schema *g;
     if (bn_json_schema_compile(schema, n, &g, err)) return -1;

@@ -78,6 +78,9 @@ typedef struct bn_json_schema bn_json_schema; // compiled; read-only, so shareab
 // Compiles the JSON Schema in text (len bytes). On error *out is NULL and err
 // says what and where ("at /properties/name: 'pattern' is not supported").
 int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, bn_error *err);
+// An error message of bn_json_schema_compile without its "json_schema: " (for
+// callers that name the schema themselves).
+const char *bn_json_schema_reason(const char *msg);
 void bn_json_schema_free(bn_json_schema *g);
 // v as compact JSON (malloc'd; NULL when out of memory or v holds a number past
 // 1e308) with each number written exactly: the shortest of 15, 16 or 17 digits

@@ -24,6 +24,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define EXACT (1u << 30) // a key horizon no count reaches: keys compare whole states
 
+// Whether a and b have the same state key (key, other: BN_JSON_STATE_KEY_MAX bytes each).
+static bool same_key(const bn_json_state *a, const bn_json_state *b, uint8_t *key, uint8_t *other) {
+    const size_t len = bn_json_state_key(a, EXACT, key);
+    return bn_json_state_key(b, EXACT, other) == len && !memcmp(key, other, len);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *nul = memchr(data, 0, size);
     const size_t schema_len = nul ? (size_t)(nul - data) : size;
@@ -37,14 +43,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *text = nul ? (const char *)nul + 1 : "";
     const size_t n = nul ? size - schema_len - 1 : 0;
     bool all = true; // every byte taken
-    for (size_t i = 0; i < n && all; i++) {
+    for (size_t i = 0; i < n; i++) {
         bn_json_state_copy(copy, s);
         const bool via_copy = bn_json_state_next(copy, text + i, 1, next);
         const bool fed = bn_json_state_feed(s, text + i, 1);
         if (fed != via_copy || (fed && next->n != s->n)) abort();
         if (!(all = fed)) break;
-        const size_t len = bn_json_state_key(s, EXACT, key);
-        if (bn_json_state_key(next, EXACT, other) != len || memcmp(key, other, len)) abort();
+        if (!same_key(s, next, key, other)) abort();
         if (s->n < 1 || s->n > BN_JSON_SCHEMA_THREADS) abort();
         if (bn_json_state_complete(s) && !bn_json_state_done(s)) abort();
     }
@@ -52,9 +57,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (all && n > 0) {
         bn_json_state_init(copy, g);
         const bool whole = bn_json_state_next(copy, text, n, next);
-        if (!whole || next->n != s->n || bn_json_state_done(next) != bn_json_state_done(s)) abort();
-        const size_t len = bn_json_state_key(s, EXACT, key);
-        if (bn_json_state_key(next, EXACT, other) != len || memcmp(key, other, len)) abort();
+        if (!whole || next->n != s->n || bn_json_state_done(next) != bn_json_state_done(s) ||
+            !same_key(s, next, key, other))
+            abort();
     }
     free(key);
     free(other);

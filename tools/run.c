@@ -1,6 +1,7 @@
 #include "run.h"
 
 #include "io.h"
+#include "json_schema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@ char *bn_json_schema_arg(const char *arg) {
     if (!text && !(text = strdup(arg))) return NULL;
     bn_error err;
     const char *why = memchr(text, 0, n) ? "the file has a NUL byte: it is no JSON text"
-                    : bn_json_schema_check(text, n, &err) ? err.msg + (strncmp(err.msg, "json_schema: ", 13) ? 0 : 13)
+                    : bn_json_schema_check(text, n, &err) ? bn_json_schema_reason(err.msg)
                                                           : NULL;
     if (!why) return text;
     fprintf(stderr, "error: --json-schema: %s\n", why);

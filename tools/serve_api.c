@@ -35,8 +35,7 @@ static void reply_error(bn_api_reply *r, int status, const char *code, const cha
 
 static void reply_json(bn_api_reply *r, cJSON *o) {
     r->status = 200;
-    r->body = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
+    r->body = bn_print_taken(o);
     if (!r->body) reply_error(r, 500, NULL, "out of memory");
 }
 

@@ -93,24 +93,31 @@ static const char *const narrowing[] = {
 static const char *const followed[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
                                        "minLength", "maxLength", "format"};
 
-static void keep_followed(cJSON *schema) {
+static bool followed_fit(const cJSON *schema) {
     static const char *const apart[] = {"enum", "const", "$ref", "anyOf", "oneOf", "allOf"};
+    for (size_t i = 0; i < sizeof apart / sizeof *apart; i++)
+        if (cJSON_GetObjectItemCaseSensitive(schema, apart[i])) return false;
     cJSON *probe = cJSON_CreateObject(); // the schema's type and its followed keywords alone
-    bool any = false, ok = probe != NULL;
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(schema, "type");
-    if (ok && type) cJSON_AddItemToObject(probe, "type", cJSON_Duplicate(type, true));
-    for (size_t i = 0; ok && i < sizeof followed / sizeof *followed; i++) {
+    if (probe && type) cJSON_AddItemToObject(probe, "type", cJSON_Duplicate(type, true));
+    for (size_t i = 0; probe && i < sizeof followed / sizeof *followed; i++) {
         const cJSON *k = cJSON_GetObjectItemCaseSensitive(schema, followed[i]);
-        if (k) cJSON_AddItemToObject(probe, followed[i], cJSON_Duplicate(k, true)), any = true;
+        if (k) cJSON_AddItemToObject(probe, followed[i], cJSON_Duplicate(k, true));
     }
-    for (size_t i = 0; ok && any && i < sizeof apart / sizeof *apart; i++)
-        ok = !cJSON_GetObjectItemCaseSensitive(schema, apart[i]);
-    char *text = ok && any ? bn_json_print_exact(probe) : NULL;
+    char *text = probe ? bn_json_print_exact(probe) : NULL;
     bn_error err;
-    ok = ok && (!any || (text && !bn_json_schema_check(text, strlen(text), &err)));
+    const bool ok = text && !bn_json_schema_check(text, strlen(text), &err);
     free(text);
     cJSON_Delete(probe);
-    for (size_t i = 0; !ok && i < sizeof followed / sizeof *followed; i++)
+    return ok;
+}
+
+static void keep_followed(cJSON *schema) {
+    bool any = false;
+    for (size_t i = 0; i < sizeof followed / sizeof *followed; i++)
+        any = any || cJSON_GetObjectItemCaseSensitive(schema, followed[i]);
+    if (!any || followed_fit(schema)) return;
+    for (size_t i = 0; i < sizeof followed / sizeof *followed; i++)
         cJSON_DeleteItemFromObjectCaseSensitive(schema, followed[i]);
 }
 
@@ -154,13 +161,13 @@ static cJSON *own_resource(cJSON *schema, const char *what, int index) {
     return schema;
 }
 
-// One call of function f: {"name": {"const": NAME}, "arguments": its schema}.
-static cJSON *call_schema(const cJSON *f, int index) {
+// One call of function f: {"name": {"const": NAME}, "arguments": args (taken)}.
+static cJSON *call_schema(const cJSON *f, cJSON *args, int index) {
     cJSON *name = cJSON_CreateObject();
     cJSON_AddStringToObject(name, "const", cJSON_GetObjectItemCaseSensitive(f, "name")->valuestring);
     cJSON *o = one_property("name", name);
     cJSON_AddItemToObject(cJSON_GetObjectItemCaseSensitive(o, "properties"), "arguments",
-                          own_resource(arguments_schema(f), "tool", index));
+                          own_resource(args, "tool", index));
     cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, "required"), cJSON_CreateString("arguments"));
     return o;
 }
@@ -193,26 +200,26 @@ static const cJSON *chosen(const cJSON *tools, const cJSON *choice, bool *requir
     return NULL;
 }
 
-// Whether the library can hold a value to schema; else the reason in err,
-// naming what: "'tools' function get_weather's parameters: at /properties/...".
-static bool check_schema(const cJSON *schema, const char *what, char *err, size_t size) {
+// schema as exact text (malloc'd) when the library can hold a value to it;
+// else NULL, with the reason in err naming what: "'tools' function
+// get_weather's parameters: at /properties/...".
+static char *checked_text(const cJSON *schema, const char *what, char *err, size_t size) {
     char *text = bn_json_print_exact(schema);
     bn_error e;
-    const bool ok = text && !bn_json_schema_check(text, strlen(text), &e);
-    if (!ok) {
-        const char *msg = text ? e.msg : "out of memory";
-        snprintf(err, size, "%s: %s", what, strncmp(msg, "json_schema: ", 13) ? msg : msg + 13);
-    }
+    if (text && !bn_json_schema_check(text, strlen(text), &e)) return text;
+    snprintf(err, size, "%s: %s", what, text ? bn_json_schema_reason(e.msg) : "out of memory");
     free(text);
-    return ok;
+    return NULL;
 }
 
 // Checks each tool: {"type": "function", "function": {"name", "description"?,
-// "parameters"?, "strict"?}}, its arguments' schema one the library can follow.
-static int check_tools(const cJSON *tools, char *err, size_t size) {
+// "parameters"?, "strict"?}}, its arguments' schema one the library can follow,
+// which goes into args[i] (the caller frees those made, on failure too).
+static int check_tools(const cJSON *tools, cJSON *args[MAX_TOOLS], char *err, size_t size) {
     const int n = cJSON_IsArray(tools) ? cJSON_GetArraySize(tools) : -1;
     if (n < 1 || n > MAX_TOOLS) return tools_error(err, size, "'tools' must be an array of 1 to 128 tools");
     const cJSON *t;
+    int i = 0;
     cJSON_ArrayForEach(t, tools) {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(t, "function");
@@ -232,10 +239,10 @@ static int check_tools(const cJSON *tools, char *err, size_t size) {
                 return tools_error(err, size, "two functions in 'tools' have the same name");
         char what[128];
         snprintf(what, sizeof what, "'tools' function %s's parameters", name->valuestring);
-        cJSON *args = arguments_schema(f);
-        const bool ok = check_schema(args, what, err, size);
-        cJSON_Delete(args);
-        if (!ok) return -1;
+        char *text = checked_text(args[i] = arguments_schema(f), what, err, size);
+        if (!text) return -1;
+        free(text);
+        i++;
     }
     return 0;
 }
@@ -268,20 +275,13 @@ static char *system_text(const cJSON *tools, bool required) {
     return s;
 }
 
-int bn_tools_read(const cJSON *request, const cJSON *response_schema, bn_tools *t, char *err, size_t size) {
-    *t = (bn_tools){0};
-    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(request, "tools");
+// bn_tools_read past the checks of the tools, whose arguments' schemas are
+// args (a call's schema takes its tool's, leaving NULL).
+static int read_choice(const cJSON *request, const cJSON *tools, cJSON *args[MAX_TOOLS],
+                       const cJSON *response_schema, bn_tools *t, char *err, size_t size) {
     const cJSON *choice = cJSON_GetObjectItemCaseSensitive(request, "tool_choice");
     const cJSON *parallel = cJSON_GetObjectItemCaseSensitive(request, "parallel_tool_calls");
     const cJSON *stop = cJSON_GetObjectItemCaseSensitive(request, "stop");
-    if (parallel && !cJSON_IsBool(parallel) && !cJSON_IsNull(parallel))
-        return tools_error(err, size, "'parallel_tool_calls' must be true or false");
-    if (!tools || cJSON_IsNull(tools) || (cJSON_IsArray(tools) && !tools->child)) {
-        if (choice && !cJSON_IsNull(choice) && !(cJSON_IsString(choice) && !strcmp(choice->valuestring, "none")))
-            return tools_error(err, size, "'tool_choice' needs 'tools'");
-        return 0;
-    }
-    if (check_tools(tools, err, size)) return -1;
     bool required, none;
     const cJSON *callable = chosen(tools, choice, &required, &none, err, size);
     if (!callable) return -1;
@@ -291,12 +291,15 @@ int bn_tools_read(const cJSON *request, const cJSON *response_schema, bn_tools *
         return tools_error(err, size, "'stop' with 'tools' is not supported");
     // {"tool_calls": [call, ...]}: any listed function, or the one chosen.
     cJSON *alts = cJSON_CreateArray();
-    if (cJSON_IsArray(callable)) {
-        int i = 0;
-        const cJSON *c;
-        cJSON_ArrayForEach(c, callable) cJSON_AddItemToArray(alts, call_schema(cJSON_GetObjectItemCaseSensitive(c, "function"), i++));
-    } else {
-        cJSON_AddItemToArray(alts, call_schema(cJSON_GetObjectItemCaseSensitive(callable, "function"), 0));
+    int i = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, tools) {
+        if (cJSON_IsArray(callable) || c == callable) {
+            const cJSON *f = cJSON_GetObjectItemCaseSensitive(c, "function");
+            cJSON_AddItemToArray(alts, call_schema(f, args[i], cJSON_IsArray(callable) ? i : 0));
+            args[i] = NULL;
+        }
+        i++;
     }
     cJSON *items = cJSON_CreateObject();
     cJSON_AddItemToObject(items, "anyOf", alts);
@@ -314,18 +317,34 @@ int bn_tools_read(const cJSON *request, const cJSON *response_schema, bn_tools *
         cJSON_AddItemToArray(any, one_property("response", response));
         schema = either;
     }
-    if (!check_schema(schema, "'tools'", err, size)) { // each part passed: only its size can fail here
-        cJSON_Delete(schema);
-        return -1;
-    }
-    t->schema = bn_json_print_exact(schema);
+    t->schema = checked_text(schema, "'tools'", err, size); // each part passed: only its size can fail here
     cJSON_Delete(schema);
+    if (!t->schema) return -1;
     t->system = system_text(cJSON_IsArray(callable) ? callable : tools, required);
-    if (!t->schema || !t->system) {
+    if (!t->system) {
         bn_tools_free(t);
         return tools_error(err, size, "out of memory");
     }
     return 0;
+}
+
+int bn_tools_read(const cJSON *request, const cJSON *response_schema, bn_tools *t, char *err, size_t size) {
+    *t = (bn_tools){0};
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(request, "tools");
+    const cJSON *choice = cJSON_GetObjectItemCaseSensitive(request, "tool_choice");
+    const cJSON *parallel = cJSON_GetObjectItemCaseSensitive(request, "parallel_tool_calls");
+    if (parallel && !cJSON_IsBool(parallel) && !cJSON_IsNull(parallel))
+        return tools_error(err, size, "'parallel_tool_calls' must be true or false");
+    if (!tools || cJSON_IsNull(tools) || (cJSON_IsArray(tools) && !tools->child)) {
+        if (choice && !cJSON_IsNull(choice) && !(cJSON_IsString(choice) && !strcmp(choice->valuestring, "none")))
+            return tools_error(err, size, "'tool_choice' needs 'tools'");
+        return 0;
+    }
+    cJSON *args[MAX_TOOLS] = {NULL}; // each tool's arguments' schema, made and checked once
+    const int rc = check_tools(tools, args, err, size) ? -1 : read_choice(request, tools, args, response_schema, t,
+                                                                          err, size);
+    for (int i = 0; i < MAX_TOOLS; i++) cJSON_Delete(args[i]);
+    return rc;
 }
 
 void bn_tools_free(bn_tools *t) {
