@@ -234,13 +234,11 @@ static bool refuse_unsupported(fields *f) {
 // may be called has its reply held to their schema, and its system message
 // lists them. A response_format then shapes the answer that calls none.
 static bool get_tools(fields *f, bn_job_params *p, bn_tools *t) {
-    const cJSON *format = field(f, "response_format");
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(format, "type");
-    const bool object = cJSON_IsString(type) && !strcmp(type->valuestring, "json_object");
-    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(format, "json_schema"),
-                                                           "schema");
+    // response_format as get_response_format read it: json_object, or a json_schema's schema.
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(field(f, "response_format"), "json_schema");
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(format, "schema");
     cJSON *made = NULL; // a schema for response_format's value made here
-    const cJSON *response = object ? (made = cJSON_Parse("{\"type\": \"object\"}"))
+    const cJSON *response = p->json_object ? (made = cJSON_Parse("{\"type\": \"object\"}"))
                           : p->json_schema ? (schema ? schema : (made = cJSON_CreateTrue()))
                                            : NULL;
     char err[512];
