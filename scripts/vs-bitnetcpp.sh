@@ -20,8 +20,10 @@ ours=${BITNET_BUILD_DIR:-$repo/build}
 rounds=${ROUNDS:-2}
 threads=("$@")
 [ ${#threads[@]} -gt 0 ] || threads=(1 2)
-[ -x "$ours/test_perf" ] && [ -x "$ours/bitnet-gpu" ] ||
-    { echo "vs-bitnetcpp: build first (scripts/build.sh); no $ours/test_perf" >&2; exit 1; }
+if [ ! -x "$ours/test_perf" ] || [ ! -x "$ours/bitnet-gpu" ]; then
+    echo "vs-bitnetcpp: build first (scripts/build.sh); no $ours/test_perf" >&2
+    exit 1
+fi
 
 dump=$("$here/golden/make-golden.sh" --build)
 theirs_build=$(cd "$(dirname "$dump")/.." && pwd)
