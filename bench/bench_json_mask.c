@@ -22,7 +22,7 @@
 #include "json_mask.h"
 
 #define OBJECT "{\"type\": \"object\"}"
-// What `serve` makes of two tools under tool_choice auto (tools/serve_tools.c).
+// What `serve` makes of two tools under tool_choice auto (core/chat_tools.c).
 #define TOOLS                                                                                                \
     "{\"anyOf\": [{\"type\": \"object\", \"properties\": {\"tool_calls\": {\"type\": \"array\", \"minItems\": 1, " \
     "\"items\": {\"anyOf\": [{\"type\": \"object\", \"properties\": {\"name\": {\"const\": \"get_weather\"}, "     \

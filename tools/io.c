@@ -104,38 +104,6 @@ void bn_print_json(cJSON *o, bool pretty) {
     cJSON_Delete(o);
 }
 
-int bn_buf_reserve(bn_buf *b, size_t extra) {
-    if (b->len + extra + 1 <= b->cap) return 0;
-    const size_t cap = 2 * (b->len + extra + 1);
-    char *grown = !b->max || cap <= b->max ? realloc(b->data, cap) : NULL;
-    if (!grown) return -1;
-    b->data = grown;
-    b->cap = cap;
-    b->data[b->len] = 0;
-    return 0;
-}
-
-int bn_buf_append(bn_buf *b, const void *data, size_t n) {
-    if (bn_buf_reserve(b, n)) return -1;
-    if (n) memcpy(b->data + b->len, data, n);
-    b->len += n;
-    b->data[b->len] = 0;
-    return 0;
-}
-
-int bn_buf_printf(bn_buf *b, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    const int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || bn_buf_reserve(b, (size_t)n)) return -1;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
-}
-
 void bn_format_bytes(double bytes, char *out, size_t cap) {
     static const char *units[] = {"B", "kB", "MB", "GB", "TB"};
     int u = 0;

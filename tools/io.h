@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "json_text.h" // bn_buf
+
 struct cJSON;
 
 // Reads a whole file ("-": stdin) into a malloc'd buffer with a NUL after its
@@ -31,21 +33,6 @@ void bn_guard_std_fds(void);
 // Prints o on stdout as one line (pretty: indented, over several lines) and
 // deletes it.
 void bn_print_json(struct cJSON *o, bool pretty);
-
-// A growable byte buffer: data[0..len), with a NUL after it once allocated. cap
-// bytes are allocated, never more than max (0: no limit). Zero-initialise it.
-typedef struct bn_buf {
-    char *data;
-    size_t len, cap, max;
-} bn_buf;
-
-// Room for extra more bytes and the NUL. Returns 0, or -1 (out of memory, or
-// past max) with b unchanged.
-int bn_buf_reserve(bn_buf *b, size_t extra);
-// Appends n bytes, keeping the NUL after them. Returns 0, or -1 as bn_buf_reserve.
-int bn_buf_append(bn_buf *b, const void *data, size_t n);
-// Appends printf's text. Returns 0, or -1 as bn_buf_reserve.
-int bn_buf_printf(bn_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 // "1.19 GB", "45.3 MB", "512 B" (decimal units, as download sizes are quoted).
 void bn_format_bytes(double bytes, char *out, size_t cap);

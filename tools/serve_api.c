@@ -16,7 +16,7 @@
 #include "json_prefix.h"
 #include "json_schema.h"
 #include "serve_reply.h"
-#include "serve_tools.h"
+#include "chat_tools.h"
 
 #define MAX_STOP 16 // stop strings per request (OpenAI allows 4)
 
@@ -256,69 +256,30 @@ static bool get_tools(fields *f, bn_job_params *p, bn_tools *t) {
     return f->r->tools = true;
 }
 
-// Adds the tools' part to the system message, or makes one for it first (m
-// and texts have room for one more message than *n).
-static bool add_tools_system(bn_chat_message *m, char **texts, int *n, const char *system) {
-    if (*n > 0 && !strcmp(m[0].role, "system")) {
-        const size_t len = strlen(system) + strlen(texts[0]) + 3;
-        char *s = malloc(len);
-        if (!s) return false;
-        snprintf(s, len, "%s\n\n%s", texts[0], system);
-        free(texts[0]);
-        m[0].content = texts[0] = s;
-        return true;
-    }
-    char *s = strdup(system);
-    if (!s) return false;
-    memmove(m + 1, m, (size_t)*n * sizeof *m);
-    memmove(texts + 1, texts, (size_t)*n * sizeof *texts);
-    m[0] = (bn_chat_message){"system", texts[0] = s};
-    (*n)++;
-    return true;
-}
-
 // messages -> the chat prompt's ids, in the model's chat format (core/chat.h).
-// Tool results and earlier tool calls go in as serve_tools.h says.
+// Tool results, earlier tool calls and the tools' system text go in as
+// chat_tools.h says.
 static bool chat_prompt(const bn_api *a, fields *f, bn_job_params *p, const bn_tools *tools) {
-    const cJSON *msgs = field(f, "messages");
-    int n = cJSON_IsArray(msgs) ? cJSON_GetArraySize(msgs) : 0;
-    if (n < 1) return fail(f, "'%s' must be a non-empty array of messages", "messages");
-    bn_chat_message *m = calloc((size_t)n + 1, sizeof *m);
-    char **texts = calloc((size_t)n + 1, sizeof *texts);
-    bool ok = m && texts;
-    for (int i = 0; ok && i < n; i++) {
-        const cJSON *msg = cJSON_GetArrayItem(msgs, i);
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
-        if (!cJSON_IsObject(msg) || !cJSON_IsString(role)) {
-            ok = fail(f, "each of '%s' must be an object with a string 'role'", "messages");
-            break;
-        }
-        char err[256];
-        const char *as = NULL;
-        if (!(texts[i] = bn_tools_message(msgs, msg, &as, err, sizeof err)) && err[0]) {
-            reply_error(f->r, 400, "invalid_value", "%s", err);
-            ok = false, f->bad = true;
-            break;
-        }
-        if (!texts[i]) texts[i] = bn_message_text(cJSON_GetObjectItemCaseSensitive(msg, "content"), &ok);
-        if (!ok || !texts[i]) {
-            ok = fail(f, "a message's 'content' must be a string or an array of text parts (%s)", "messages");
-            break;
-        }
-        // OpenAI's newer name for the system role.
-        m[i].role = as ? as : !strcmp(role->valuestring, "developer") ? "system" : role->valuestring;
-        m[i].content = texts[i];
-    }
-    if (ok && tools->system && !add_tools_system(m, texts, &n, tools->system))
-        ok = fail(f, "out of memory (%s)", "tools");
+    char why[512];
+    cJSON *conv = bn_tools_conversation(field(f, "messages"), tools->system, why, sizeof why);
+    if (!conv) return fail(f, "%s", why);
+    const int n = cJSON_GetArraySize(conv);
+    bn_chat_message *m = calloc((size_t)n, sizeof *m);
+    bool ok = m != NULL;
+    const cJSON *turn;
+    int i = 0;
+    cJSON_ArrayForEach(turn, conv) if (m) m[i++] = (bn_chat_message){
+        cJSON_GetObjectItemCaseSensitive(turn, "role")->valuestring,
+        cJSON_GetObjectItemCaseSensitive(turn, "content")->valuestring};
     bn_error err;
-    if (ok && bn_engine_chat_prompt(a->engine, m, (size_t)n, &p->prompt, &p->n_prompt, &err)) {
+    if (!ok) {
+        fail(f, "out of memory (%s)", "messages");
+    } else if (bn_engine_chat_prompt(a->engine, m, (size_t)n, &p->prompt, &p->n_prompt, &err)) {
         reply_error(f->r, 400, "invalid_value", "%s", err.msg);
         ok = false, f->bad = true;
     }
-    for (int i = 0; texts && i < n; i++) free(texts[i]);
-    free(texts);
     free(m);
+    cJSON_Delete(conv);
     return ok;
 }
 

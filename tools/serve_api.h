@@ -27,7 +27,7 @@ typedef struct bn_api_reply {
     const char *content_type; // NULL: application/json
     bn_job *job; // the generation, with a reference for the caller
     bool stream, chat;
-    bool tools;         // a chat whose reply may be tool calls (serve_tools.h): it
+    bool tools;         // a chat whose reply may be tool calls (chat_tools.h): it
                         // goes out whole, also when streamed
     bool called_tools;  // and it did: finish_reason "tool_calls"
     bool logprobs;      // the request asked for them

@@ -7,27 +7,7 @@
 #include <string.h>
 
 #include "io.h"
-#include "serve_tools.h"
-
-cJSON *bn_text_json(const char *text, size_t len) {
-    char *s = malloc(3 * len + 1); // a bad byte (1) becomes U+FFFD (3)
-    if (!s) return cJSON_CreateString("");
-    size_t o = 0;
-    for (size_t i = 0; i < len;) {
-        const size_t n = bn_utf8_char_len(text + i, len - i);
-        if (n && text[i]) {
-            memcpy(s + o, text + i, n);
-            o += n, i += n;
-        } else {
-            memcpy(s + o, "\xEF\xBF\xBD", 3);
-            o += 3, i++;
-        }
-    }
-    s[o] = 0;
-    cJSON *j = cJSON_CreateString(s);
-    free(s);
-    return j;
-}
+#include "chat_tools.h"
 
 // Whether n bytes are whole UTF-8 characters and no NUL (what a JSON string
 // carries as it is).
@@ -148,12 +128,6 @@ static cJSON *error_object(int status, const char *message, const char *code) {
     return o;
 }
 
-char *bn_print_taken(cJSON *o) {
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
-}
-
 char *bn_api_error_json(int status, const char *message, const char *code) {
     return bn_print_taken(error_object(status, message, code));
 }
@@ -263,23 +237,4 @@ char *bn_api_event(const bn_api *a, bn_api_reply *r, const bn_job_output *got, c
     else if (st->done) add_event(&out, chunk(a, r, NULL, false, st), NULL);
     if (st->done) add_event(&out, NULL, "[DONE]");
     return out.data;
-}
-
-char *bn_message_text(const cJSON *content, bool *ok) {
-    *ok = true;
-    if (!content || cJSON_IsNull(content)) return strdup("");
-    if (cJSON_IsString(content)) return strdup(content->valuestring);
-    size_t len = 0;
-    const cJSON *part;
-    *ok = cJSON_IsArray(content);
-    cJSON_ArrayForEach(part, content) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
-        if (!cJSON_IsString(t)) *ok = false;
-        else len += strlen(t->valuestring);
-    }
-    char *s = *ok ? malloc(len + 1) : NULL;
-    if (!s) return NULL;
-    s[0] = 0;
-    cJSON_ArrayForEach(part, content) strcat(s, cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring);
-    return s;
 }

@@ -1,4 +1,4 @@
-// test_serve_tools.c - tools/serve_tools.c, the server's function calling, with
+// test_chat_tools.c - core/chat_tools.c, function calling (the server's and the Python API's), with
 // no model: the schema a request's tools make (compiled and read by
 // json_schema.c: what it takes and refuses), the checks on the tools, and the
 // reply and history texts, numbers byte for byte.
@@ -7,7 +7,7 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 
-#include "../tools/serve_tools.h"
+#include "chat_tools.h"
 #include "json_schema.h"
 
 // bn_tools_read on a request body; rc and *t (freed by the caller).

@@ -1,4 +1,4 @@
-// serve_tools.h - OpenAI function calling ("tools") for models that were not
+// chat_tools.h - OpenAI function calling ("tools") for models that were not
 // trained for it, as llama.cpp's server does for such models: the request's
 // tools become a system message that lists them, and the reply is held to a
 // JSON Schema (bn_request.json_schema), so that it is always one of
@@ -10,8 +10,8 @@
 // its content. Earlier turns go back to the model in the same shapes: an
 // assistant message's tool_calls as the JSON above, a "tool" message as a user
 // message {"tool_result": {"name", "content"}}.
-#ifndef BN_SERVE_TOOLS_H
-#define BN_SERVE_TOOLS_H
+#ifndef BN_CHAT_TOOLS_H
+#define BN_CHAT_TOOLS_H
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
@@ -40,6 +40,14 @@ void bn_tools_free(bn_tools *t);
 // or NULL (with the reason in err) when such a message is malformed. Other
 // messages: NULL with err empty (not this file's to read).
 char *bn_tools_message(const cJSON *msgs, const cJSON *msg, const char **role, char *err, size_t err_size);
+
+// The conversation as the model reads it, from a chat request's "messages": a
+// new JSON array of {"role", "content"} strings. Each message's text is as
+// bn_tools_message makes it, or its content (bn_message_text); "developer" is
+// "system" (OpenAI's newer name). system, the tools' part (NULL: none), is added
+// to the first message when that is a system message, else goes in as one
+// before the rest. NULL with the reason in err.
+cJSON *bn_tools_conversation(const cJSON *msgs, const char *system, char *err, size_t err_size);
 
 // Fills a chat reply's message (or a stream's last delta) from the whole
 // generated text: "tool_calls" (ids made from reply_id; each call's arguments

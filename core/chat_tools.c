@@ -1,16 +1,16 @@
-// serve_tools.c - function calling (serve_tools.h): tools in, a system message
+// chat_tools.c - function calling (chat_tools.h): tools in, a system message
 // and a schema out; the held reply back into tool_calls.
-#include "serve_tools.h"
+#include "chat_tools.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bitnet.h"
-#include "io.h"
+#include "error.h"
 #include "json_prefix.h"
 #include "json_schema.h"
-#include "serve_reply.h"
+#include "json_text.h"
 
 #define MAX_TOOLS 128
 
@@ -481,4 +481,106 @@ void bn_tools_reply(cJSON *message, const char *text, size_t len, const char *re
         cJSON_AddItemToObject(message, "content", bn_text_json(text, len));
     }
     cJSON_Delete(o);
+}
+
+// ---- the conversation as the model reads it ------------------------------------
+
+// Adds (role, content) to the array conv; false when memory is short.
+static bool add_turn(cJSON *conv, const char *role, const char *content) {
+    cJSON *turn = cJSON_CreateObject();
+    if (!turn || !cJSON_AddItemToArray(conv, turn)) return cJSON_Delete(turn), false;
+    return cJSON_AddStringToObject(turn, "role", role) && cJSON_AddStringToObject(turn, "content", content);
+}
+
+cJSON *bn_tools_conversation(const cJSON *msgs, const char *system, char *err, size_t size) {
+    *err = 0;
+    if (!cJSON_IsArray(msgs) || !msgs->child) {
+        tools_error(err, size, "'messages' must be a non-empty array of messages");
+        return NULL;
+    }
+    cJSON *conv = cJSON_CreateArray();
+    bool ok = conv != NULL;
+    const cJSON *msg;
+    cJSON_ArrayForEach(msg, msgs) {
+        if (!ok) break;
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
+        if (!cJSON_IsObject(msg) || !cJSON_IsString(role)) {
+            tools_error(err, size, "each of 'messages' must be an object with a string 'role'");
+            ok = false;
+            break;
+        }
+        const char *as = NULL;
+        char *text = bn_tools_message(msgs, msg, &as, err, size);
+        if (!text && *err) {
+            ok = false;
+            break;
+        }
+        if (!text) text = bn_message_text(cJSON_GetObjectItemCaseSensitive(msg, "content"), &ok);
+        if (!ok || !text) {
+            tools_error(err, size, ok ? "out of memory (messages)"
+                                      : "a message's 'content' must be a string or an array of text parts (messages)");
+            free(text);
+            ok = false;
+            break;
+        }
+        // OpenAI's newer name for the system role.
+        ok = add_turn(conv, as ? as : !strcmp(role->valuestring, "developer") ? "system" : role->valuestring, text);
+        free(text);
+        if (!ok) tools_error(err, size, "out of memory (messages)");
+    }
+    if (ok && system) { // the tools' part: into the system message, or one of its own first
+        cJSON *first = conv->child, *content = cJSON_GetObjectItemCaseSensitive(first, "content");
+        if (!strcmp(cJSON_GetObjectItemCaseSensitive(first, "role")->valuestring, "system")) {
+            bn_buf joined = {0};
+            ok = !bn_buf_printf(&joined, "%s\n\n%s", content->valuestring, system) &&
+                 cJSON_ReplaceItemInObjectCaseSensitive(first, "content", cJSON_CreateString(joined.data));
+            free(joined.data);
+        } else {
+            cJSON *turn = cJSON_CreateObject();
+            ok = turn && cJSON_AddStringToObject(turn, "role", "system") &&
+                 cJSON_AddStringToObject(turn, "content", system) && cJSON_InsertItemInArray(conv, 0, turn);
+            if (!ok) cJSON_Delete(turn);
+        }
+        if (!ok) tools_error(err, size, "out of memory (tools)");
+    }
+    if (ok) return conv;
+    cJSON_Delete(conv);
+    return NULL;
+}
+
+// ---- the library's API (bitnet.h) ------------------------------------------------
+
+int bn_tools_chat_request(const char *request_json, const char *response_schema, char **messages_json,
+                          char **reply_schema, bn_error *err) {
+    *messages_json = *reply_schema = NULL;
+    cJSON *request = request_json ? cJSON_Parse(request_json) : NULL;
+    cJSON *response = response_schema ? cJSON_Parse(response_schema) : NULL;
+    if (!cJSON_IsObject(request)) {
+        cJSON_Delete(request), cJSON_Delete(response);
+        return bn_errorf(err, "tools: the request must be a JSON object");
+    }
+    if (response_schema && !response) {
+        cJSON_Delete(request);
+        return bn_errorf(err, "tools: the response schema is not JSON");
+    }
+    char why[512];
+    bn_tools t = {0};
+    int rc = bn_tools_read(request, response, &t, why, sizeof why);
+    cJSON *conv = rc ? NULL : bn_tools_conversation(cJSON_GetObjectItemCaseSensitive(request, "messages"),
+                                                    t.system, why, sizeof why);
+    if (conv && !(*messages_json = bn_print_taken(conv))) snprintf(why, sizeof why, "out of memory");
+    rc = *messages_json ? 0 : bn_errorf(err, "%s", why);
+    if (!rc) *reply_schema = t.schema, t.schema = NULL;
+    bn_tools_free(&t);
+    cJSON_Delete(request);
+    cJSON_Delete(response);
+    return rc;
+}
+
+char *bn_tools_chat_reply(const char *text, size_t len, const char *reply_id, int delta, int *called) {
+    cJSON *message = cJSON_CreateObject();
+    const char *finish = NULL;
+    if (message) bn_tools_reply(message, text, len, reply_id, delta != 0, &finish);
+    *called = finish != NULL;
+    return bn_print_taken(message);
 }
