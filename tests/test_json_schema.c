@@ -141,6 +141,60 @@ static void test_bounds(void **state) {
     EXPECT("{\"type\": \"integer\", \"minimum\": 1, \"maximum\": 9}", WHOLE("5"), {"10", 1});
 }
 
+// Bounds on a number that may have a fraction: no exponent, at most 15
+// digits (a leading "0" before the '.' not counted), each byte refused where
+// no such number within the bounds can follow, and a number that ends outside
+// them; compared as jsonschema compares float(text) with the bound's double.
+static void test_number_bounds(void **state) {
+    (void)state;
+    EXPECT("{\"type\": \"number\", \"minimum\": 0, \"maximum\": 1}", WHOLE("0"), WHOLE("1"), WHOLE("0.5"),
+           WHOLE("0.999999999999999"), WHOLE("1.0"), WHOLE("1.00"), WHOLE("-0"), WHOLE("-0.0"), WHOLE(" 1 "),
+           WHOLE("0.000000000000001"), {"1.01", 3}, {"-0.1", 3}, {"2", 0}, {"1e0", 1}, {"0.5e", 3}, {"0.5E1", 3},
+           {"1.5", 2}, {"10", 1}, {"0.9999999999999999", 17}, {"1.000000000000000", 16},
+           {"0.0000000000000010", 17});
+    // 0.1's double is a little above 0.1, and 0.3's a little below 0.3: float("0.1") is the first.
+    EXPECT("{\"type\": \"number\", \"minimum\": 0.1, \"exclusiveMaximum\": 0.3}", WHOLE("0.1"), WHOLE("0.2"),
+           WHOLE("0.1000"), WHOLE("0.25"), WHOLE("0.29999999999999"), WHOLE("0.299999999999999"), {"0.3", 2},
+           {"0.09", 2}, {"0.099999999999999", 2}, {"1", 0}, {"-0", 0}, {"0 ", 1}, {"0.2999999999999999", 17});
+    EXPECT("{\"type\": \"number\", \"exclusiveMinimum\": 0}", WHOLE("0.000000000000001"), WHOLE("1"),
+           WHOLE("999999999999999"), WHOLE("123456.789"), {"0 ", 1}, {"0.0 ", 3}, {"-", 0},
+           {"0.000000000000000", 16}, {"1e5", 1}, {"1000000000000000", 15}, {"999999999999999.5", 15});
+    EXPECT("{\"type\": \"number\", \"minimum\": -2.5, \"maximum\": -1.25}", WHOLE("-2.5"), WHOLE("-1.25"),
+           WHOLE("-2"), WHOLE("-1.3"), WHOLE("-2.49999"), WHOLE("-1.250"), WHOLE("-2.000000000000"), {"-2.6", 3},
+           {"-1.2 ", 4}, {"-1.24", 4}, {"-3", 1}, {"1", 0}, {"-0", 1}, {"-2.50000000000001", 16},
+           {"-2.500000000000000", 17});
+    // Bounds finer than the 15 digits, and past them.
+    EXPECT("{\"type\": \"number\", \"exclusiveMinimum\": 1e-20, \"maximum\": 1}", WHOLE("0.000000000000001"),
+           WHOLE("1"), {"0 ", 1}, {"0.000000000000000", 16});
+    EXPECT("{\"type\": \"number\", \"maximum\": 1e-20}", WHOLE("0"), WHOLE("0.0"), WHOLE("-5"),
+           WHOLE("-0.000000000000001"), {"0.000000000000001", 16}, {"1", 0});
+    EXPECT("{\"type\": \"number\", \"minimum\": -1e-20}", WHOLE("0"), {"-0.000000000000001", 17});
+    EXPECT("{\"type\": \"number\", \"maximum\": 1e300}", WHOLE("999999999999999"), WHOLE("-999999999999999"),
+           WHOLE("0.5"), {"123456789012345.6", 15}, {"1e400", 1}, {"9999999999999999", 15});
+    EXPECT("{\"type\": \"number\", \"minimum\": -1e300, \"exclusiveMaximum\": 1e15}", WHOLE("999999999999999"),
+           WHOLE("-999999999999999"));
+    // A bound of 16 digits (its double a little below 99.99999999999999), and one of 15.
+    EXPECT("{\"type\": \"number\", \"maximum\": 99.99999999999999}", WHOLE("99.9999999999999"), WHOLE("99"),
+           WHOLE("-5"), {"100", 2}, {"99.99999999999999", 16});
+    EXPECT("{\"type\": \"number\", \"minimum\": 123456789.123456}", WHOLE("123456789.123456"),
+           WHOLE("123456789.123457"), WHOLE("123456790"), WHOLE("999999999999999"), {"123456789.12345 ", 15},
+           {"123456789.123455", 15}, {"123456789 ", 9}, {"12345678 ", 8}, {"1 ", 1}, {"123456789.1234561", 16});
+    // Whole bounds on a number, and bounds without a type: the value may have a
+    // fraction; a literal's 'e' is no exponent, nor a string's.
+    EXPECT("{\"type\": \"number\", \"minimum\": 0}", WHOLE("0.5"), WHOLE("0"), WHOLE("12"), {"-0.5", 3},
+           {"1e3", 1});
+    EXPECT("{\"exclusiveMaximum\": 3}", WHOLE("2.5"), WHOLE("-1000"), WHOLE("\"x\""), WHOLE("true"), WHOLE("false"),
+           WHOLE("null"), WHOLE("[1e5]"), WHOLE("2.9999"), {"3", 0}, {"2e1", 1}, {"2.9999999999999999", 16});
+    EXPECT("{\"type\": [\"number\", \"string\"], \"minLength\": 2, \"minimum\": 10}", WHOLE("\"1e\""),
+           WHOLE("10.5"), WHOLE("\"ab\""), {"\"a\"", 2}, {"9 ", 1});
+    // As pydantic writes `score: float = Field(ge=0, le=1)` and `price: confloat(gt=0)`.
+    EXPECT("{\"type\": \"object\", \"properties\": {\"score\": {\"type\": \"number\", \"minimum\": 0, \"maximum\": 1}, "
+           "\"price\": {\"type\": \"number\", \"exclusiveMinimum\": 0}}, \"required\": [\"score\", \"price\"]}",
+           WHOLE("{\"score\":0.5,\"price\":19.99}"), WHOLE("{\"score\":1,\"price\":0.01}"),
+           WHOLE("{ \"score\" : 0 , \"price\" : 1 }"), {"{\"score\":1.5", 11}, {"{\"score\":0.5,\"price\":0}", 22},
+           {"{\"score\":0.5,\"price\":-", 21});
+}
+
 // Formats: each field refused at its first digit that cannot begin it; the
 // day by its month and year; a time's fraction and zone; no escapes.
 static void test_formats(void **state) {
@@ -379,8 +433,16 @@ static void test_refused_schemas(void **state) {
         {"{\"anyOf\": [{\"$ref\": \"#\"}, {\"type\": \"null\"}]}", "leads back to itself"},
         {"false", "a schema must be an object or true"},
         {"{\"type\": ", "not valid JSON"},
-        {"{\"type\": \"number\", \"minimum\": 0}", "'minimum' is supported on integers only"},
-        {"{\"exclusiveMaximum\": 3}", "'exclusiveMaximum' is supported on integers only"},
+        {"{\"type\": \"number\", \"minimum\": 1, \"maximum\": 0.5}",
+         "'minimum' and 'maximum' leave no number between them"},
+        // Numbers between them, but none of 15 digits (in 1..10, a step of 10^-14).
+        {"{\"type\": \"number\", \"minimum\": 1.000000000000011, \"maximum\": 1.000000000000019}",
+         "'minimum' and 'maximum' leave no number between them (of at most 15 digits"},
+        {"{\"type\": \"number\", \"minimum\": 1e300}", "'minimum' leaves no number of at most 15 digits"},
+        {"{\"exclusiveMaximum\": -1e15}", "'exclusiveMaximum' leaves no number"},
+        {"{\"type\": \"number\", \"minimum\": \"0\"}", "'minimum' must be a number"},
+        {"{\"type\": \"number\", \"exclusiveMinimum\": true}", "'exclusiveMinimum' must be a number"},
+        {"{\"type\": \"number\", \"maximum\": 1e400}", "'maximum' must be a finite number"},
         {"{\"type\": \"integer\", \"maximum\": 1e300}", "'maximum' must be within"},
         {"{\"type\": \"integer\", \"minimum\": \"1\"}", "'minimum' must be a number"},
         {"{\"type\": \"integer\", \"minimum\": 5, \"exclusiveMaximum\": 5}",
@@ -465,7 +527,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_any_of_and_refs), cmocka_unit_test(test_tagged_union),
         cmocka_unit_test(test_review_cases),    cmocka_unit_test(test_blanks_and_end),
         cmocka_unit_test(test_refused_schemas),
-        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_bounds),          cmocka_unit_test(test_number_bounds),
         cmocka_unit_test(test_formats),
     };
     if (argc > 1 && !strcmp(argv[1], "python")) return cmocka_run_group_tests(python, NULL, NULL);
