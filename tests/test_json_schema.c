@@ -8,6 +8,7 @@
 // whole, and none it calls invalid is.
 #include "test_util.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "json_schema.h"
@@ -193,6 +194,137 @@ static void test_number_bounds(void **state) {
            WHOLE("{\"score\":0.5,\"price\":19.99}"), WHOLE("{\"score\":1,\"price\":0.01}"),
            WHOLE("{ \"score\" : 0 , \"price\" : 1 }"), {"{\"score\":1.5", 11}, {"{\"score\":0.5,\"price\":0}", 22},
            {"{\"score\":0.5,\"price\":-", 21});
+}
+
+// ---- bounded numbers against strtod, on random bounds ----
+
+static uint64_t next_random(uint64_t *x) { // xorshift64*
+    *x ^= *x >> 12, *x ^= *x << 25, *x ^= *x >> 27;
+    return *x * 2685821657736338717ull;
+}
+
+// A bound: 0, a small whole number, or 1 to 17 random digits at a random scale.
+static double random_bound(uint64_t *rng) {
+    const uint64_t kind = next_random(rng) % 6;
+    if (kind == 0) return 0;
+    if (kind == 1) return (double)(int)(next_random(rng) % 2001) - 1000;
+    char text[64];
+    int len = snprintf(text, sizeof text, "%s", next_random(rng) % 2 ? "-" : "");
+    const int digits = 1 + (int)(next_random(rng) % 17);
+    for (int i = 0; i < digits; i++) text[len++] = (char)('0' + next_random(rng) % 10);
+    snprintf(text + len, sizeof text - (size_t)len, "e%d", (int)(next_random(rng) % 37) - 20 - digits + 1);
+    return strtod(text, NULL);
+}
+
+// The text of m * 10^-frac (negative: with a '-'), and how many digits it counts.
+static int decimal_text(char *text, bool negative, uint64_t m, int frac) {
+    uint64_t scale = 1;
+    for (int i = 0; i < frac; i++) scale *= 10;
+    const uint64_t whole = m / scale;
+    int len = sprintf(text, "%s%llu", negative ? "-" : "", (unsigned long long)whole);
+    if (frac) len += sprintf(text + len, ".%0*llu", frac, (unsigned long long)(m % scale));
+    return (whole ? len - negative - (frac ? frac + 1 : 0) : 0) + frac;
+}
+
+// What jsonschema says of a text with at most 15 digits: float(text) against
+// each bound (ends: minimum, exclusiveMinimum, maximum, exclusiveMaximum).
+static bool within(const char *text, const bool *has, const double *x) {
+    const double v = strtod(text, NULL);
+    return (!has[0] || v >= x[0]) && (!has[1] || v > x[1]) && (!has[2] || v <= x[2]) && (!has[3] || v < x[3]);
+}
+
+// Whether some bytes from s end a number the schema takes (a few tries a byte:
+// where no prefix is a dead end, the first byte that fits leads on).
+static bool completes(const bn_json_state *s, int depth, int *budget) {
+    if (bn_json_state_done(s)) return true;
+    if (depth == 0 || --*budget < 0) return false;
+    bn_json_state *next = malloc(sizeof *next);
+    bool found = false;
+    for (const char *c = "0123456789.-"; *c && !found; c++)
+        found = bn_json_state_next(s, c, 1, next) && completes(next, depth - 1, budget);
+    free(next);
+    return found;
+}
+
+// Reads text against schema g (NULL: refused when compiled) a byte at a time
+// (s, next: scratch); fails unless it is taken whole exactly when want is
+// true, or where the bytes it took lead nowhere. Returns whether it was taken.
+static bool check_number(const bn_json_schema *g, const char *schema, const char *text, bool want,
+                         bn_json_state *s, bn_json_state *next) {
+    size_t read = 0;
+    if (g) {
+        bn_json_state_init(s, g);
+        for (; text[read] && bn_json_state_next(s, text + read, 1, next); read++) bn_json_state_copy(s, next);
+        int budget = 1000;
+        if (!completes(s, 20, &budget)) fail_msg("%s, text %s: a dead end after %zu bytes", schema, text, read);
+    }
+    const bool got = g && !text[read] && bn_json_state_done(s);
+    if (got != want) fail_msg("%s, text %s: want %s, read %zu bytes", schema, text, want ? "taken" : "refused", read);
+    return got;
+}
+
+// Random bounds, and texts of either sign at and next to them (the last digit
+// one either way) with 0 to 16 digits after the '.': the automaton takes a
+// text whole exactly where strtod and the 15-digit rule do, and leaves no dead
+// end (every prefix it takes goes on to a number it takes). A schema it
+// refuses leaves no text taken.
+static void test_number_bounds_random(void **state) {
+    (void)state;
+    static const char *const ends[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    bn_json_state *s = malloc(sizeof *s), *next = malloc(sizeof *next);
+    int schemas = 0, refused = 0, texts = 0, taken = 0;
+    for (int round = 0; round < 2000; round++) {
+        double lo = random_bound(&rng), hi = random_bound(&rng);
+        if (lo > hi) {
+            const double t = lo;
+            lo = hi, hi = t;
+        }
+        if (next_random(&rng) % 3 == 0) hi = lo + fabs(lo) * pow(10, -(double)(next_random(&rng) % 17)); // narrow
+        bool has[4] = {false};
+        double x[4] = {0};
+        const uint64_t which = 1 + next_random(&rng) % 3; // 1: a lower bound, 2: an upper one, 3: both
+        if (which & 1) {
+            const int i = (int)(next_random(&rng) % 2);
+            has[i] = true, x[i] = lo;
+        }
+        if (which & 2) {
+            const int i = 2 + (int)(next_random(&rng) % 2);
+            has[i] = true, x[i] = hi;
+        }
+        char schema[256];
+        int len = sprintf(schema, "{\"type\": \"number\"");
+        for (int i = 0; i < 4; i++)
+            if (has[i]) len += sprintf(schema + len, ", \"%s\": %.17g", ends[i], x[i]);
+        sprintf(schema + len, "}");
+        bn_json_schema *g = NULL;
+        bn_error err;
+        if (bn_json_schema_compile(schema, strlen(schema), &g, &err) && !strstr(err.msg, "leave"))
+            fail_msg("%s: %s", schema, err.msg);
+        schemas++, refused += !g;
+        int budget = 1000;
+        if (g) bn_json_state_init(s, g);
+        if (g && !completes(s, 20, &budget)) fail_msg("%s: no number is taken", schema);
+        for (int b = 0; b < 2; b++) {
+            const double edge = fabs(b ? hi : lo);
+            for (int frac = 0; frac <= 16 && floor(edge * pow(10, frac)) < 1e17; frac++) {
+                const int64_t m = (int64_t)floor(edge * pow(10, frac));
+                for (int64_t d = m ? -1 : 0; d <= 1; d++) {
+                    for (int negative = 0; negative < 2; negative++) {
+                        char text[64];
+                        const int counted = decimal_text(text, negative, (uint64_t)(m + d), frac);
+                        const bool want = counted <= 15 && within(text, has, x);
+                        taken += check_number(g, schema, text, want, s, next);
+                        texts++;
+                    }
+                }
+            }
+        }
+        bn_json_schema_free(g);
+    }
+    free(s);
+    free(next);
+    fprintf(stderr, "%d schemas (%d refused), %d texts (%d taken) agree with strtod\n", schemas, refused, texts, taken);
 }
 
 // Formats: each field refused at its first digit that cannot begin it; the
@@ -528,6 +660,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_review_cases),    cmocka_unit_test(test_blanks_and_end),
         cmocka_unit_test(test_refused_schemas),
         cmocka_unit_test(test_bounds),          cmocka_unit_test(test_number_bounds),
+        cmocka_unit_test(test_number_bounds_random),
         cmocka_unit_test(test_formats),
     };
     if (argc > 1 && !strcmp(argv[1], "python")) return cmocka_run_group_tests(python, NULL, NULL);
