@@ -133,9 +133,10 @@ static void bound_units(double x, units *below, units *above) {
 }
 
 // Whether a grid a, a + step, ... below b has a point within lo..hi (lo >= 0).
+// Divides only where lo falls inside the grid (a mask tries every digit token).
 static bool grid_meets(units a, units b, units step, units lo, units hi) {
-    const units from = lo > a ? lo : a;
-    const units first = a + (from - a + step - 1) / step * step;
+    if (lo >= b || a > hi) return false;
+    const units first = lo <= a ? a : a + (lo - a + step - 1) / step * step; // the first point from lo
     return first < b && first <= hi;
 }
 
