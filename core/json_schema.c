@@ -76,8 +76,9 @@ struct bn_json_schema {
 // 10^-15, below 10^30 in magnitude, and all is exact integer arithmetic: such
 // a decimal d, read as a double (Python's float(), as jsonschema reads it), is
 // below, at or above a bound x exactly as d is below, at or above x's shortest
-// decimal (the fewest digits that read back as x). Two decimals of at most 15
-// significant digits never read as one double, and reading rounds monotonically.
+// decimal x_s (the fewest digits that read back as x): two decimals of at most
+// 15 significant digits never read as one double, so none but x_s itself (when
+// it has at most 15) reads as x, and reading rounds monotonically.
 
 #define MAX_DIGITS 15
 #define E18 ((units)1000000000000000000)
@@ -108,7 +109,7 @@ static uint64_t pack(decimal d) {
 }
 
 // Bound x in units, rounded down (*below) and up (*above): x's shortest
-// decimal, times 10^15. Past +-10^15, past every value: +-BEYOND.
+// decimal, times 10^15. From +-10^15 on, past every value: +-BEYOND.
 static void bound_units(double x, units *below, units *above) {
     if (fabs(x) >= 1e15) {
         *below = *above = x > 0 ? BEYOND : -BEYOND;
@@ -147,7 +148,7 @@ static bool decimal_may_end(const node *n, decimal d) {
     if (lo < 0) lo = 0;
     if (lo > hi) return false;
     const int left = MAX_DIGITS - d.counted; // digits that may still come
-    if (!d.digit) { // a '-', or nothing: its first digit
+    if (!d.digit) { // nothing yet, or a '-': some first digit
         for (int c = 0; c <= 9; c++) {
             decimal first = d;
             first.digit = true, first.digits = (uint64_t)c, first.counted = c > 0;
@@ -180,7 +181,7 @@ static bool decimal_byte(const node *n, uint64_t *value, unsigned char c) {
         d.negative = true;
     } else if (c == '.') {
         d.dot = true;
-    } else if (!digit || d.counted == MAX_DIGITS) { // 'e', 'E' (and its sign); a 16th digit
+    } else if (!digit || d.counted == MAX_DIGITS) { // 'e' or 'E' (no exponent); a 16th digit
         return false;
     } else {
         d.counted += d.digit || c != '0'; // a leading 0 is not counted
