@@ -88,8 +88,8 @@ static const char *const narrowing[] = {
 // Keywords json_schema.h follows that only narrow values: a non-strict tool
 // keeps them where the compiler takes them (beside the schema's "type" alone,
 // with nothing that must stand alone or be a value beside them), and drops
-// them, all of a schema's at once, where it would refuse them (a number's
-// minimum, an unknown format, a bound beside an enum, ...).
+// them, all of a schema's at once, where it would refuse them (bounds that
+// leave no value, an unknown format, a bound beside an enum, ...).
 static const char *const followed[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
                                        "minLength", "maxLength", "format"};
 

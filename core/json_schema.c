@@ -23,6 +23,9 @@ enum { T_OBJECT = 1, T_ARRAY = 2, T_STRING = 4, T_NUMBER = 8, T_INTEGER = 16, T_
 #define MAX_ALTS (1 << 20)  // alternatives of all anyOfs, flattened
 #define MAX_SCHEMA_BYTES (256 << 10) // bounds what a hostile schema costs to compile
 
+// A bounded number's value, a whole number of units of 10^-15 (decimal_byte).
+__extension__ typedef __int128 units;
+
 // A property of an object node (its name is in g->texts: node.keys).
 typedef struct prop {
     int32_t node;
@@ -42,6 +45,8 @@ typedef struct node {
     uint32_t min_len, max_len;
     bool bounded;        // an integer's minimum, maximum (or exclusive): lo..hi
     int64_t lo, hi;
+    bool decimal;        // a number's (that may have a fraction): lo_u..hi_u units of 10^-15
+    units lo_u, hi_u;
     uint8_t format;      // a string's "format": F_*
     int32_t props, n_props; // into g->props; their names as compact JSON from g->texts[keys]
     int32_t keys;
@@ -62,6 +67,138 @@ struct bn_json_schema {
     int32_t root; // the schema's own node
     uint64_t serial; // this compilation's, never reused: names the schema in state keys
 };
+
+// ---- bounded numbers: decimals in units of 10^-15 ------------------------------------
+//
+// A number that may have a fraction and has bounds is written without an
+// exponent, in at most 15 digits (a leading "0" before the '.' not counted):
+// "0.000123" has 6, "100.5" 4. Its value is then a whole number of units of
+// 10^-15, below 10^30 in magnitude, and all is exact integer arithmetic: such
+// a decimal d, read as a double (Python's float(), as jsonschema reads it), is
+// below, at or above a bound x exactly as d is below, at or above x's shortest
+// decimal x_s (the fewest digits that read back as x): two decimals of at most
+// 15 significant digits never read as one double, so none but x_s itself (when
+// it has at most 15) reads as x, and reading rounds monotonically.
+
+#define MAX_DIGITS 15
+#define E18 ((units)1000000000000000000)
+static const units ten[31] = { // 10^0 .. 10^30
+    1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000, 10000000000, 100000000000,
+    1000000000000, 10000000000000, 100000000000000, 1000000000000000, 10000000000000000, 100000000000000000,
+    E18, E18 * 10, E18 * 100, E18 * 1000, E18 * 10000, E18 * 100000, E18 * 1000000, E18 * 10000000,
+    E18 * 100000000, E18 * 1000000000, E18 * 10000000000, E18 * 100000000000, E18 * 1000000000000};
+#define BEYOND ten[30] // a bound past every value: 10^30 units, that is 10^15
+
+// What a bounded number's reading holds in bn_json_thread.value: bit 0 a '-',
+// bit 1 a digit read, bit 2 the '.', bits 3-6 the digits counted, bits 7-10
+// those after the '.', from bit 11 the digits as one whole number (< 10^15).
+typedef struct decimal {
+    bool negative, digit, dot;
+    int counted, frac;
+    uint64_t digits;
+} decimal;
+
+static decimal unpack(uint64_t v) {
+    return (decimal){.negative = v & 1, .digit = v >> 1 & 1, .dot = v >> 2 & 1, .counted = (int)(v >> 3 & 15),
+                     .frac = (int)(v >> 7 & 15), .digits = v >> 11};
+}
+
+static uint64_t pack(decimal d) {
+    return (uint64_t)d.negative | (uint64_t)d.digit << 1 | (uint64_t)d.dot << 2 | (uint64_t)d.counted << 3 |
+           (uint64_t)d.frac << 7 | d.digits << 11;
+}
+
+// Bound x in units, rounded down (*below) and up (*above): x's shortest
+// decimal, times 10^15. From +-10^15 on, past every value: +-BEYOND.
+static void bound_units(double x, units *below, units *above) {
+    if (fabs(x) >= 1e15) {
+        *below = *above = x > 0 ? BEYOND : -BEYOND;
+        return;
+    }
+    char text[40];
+    int digits = 1;
+    for (; digits <= 17; digits++) { // 17 always read back
+        snprintf(text, sizeof text, "%.*e", digits - 1, x);
+        if (strtod(text, NULL) == x) break;
+    }
+    int64_t m = 0; // the digits, whatever the locale's decimal point between them
+    const char *p = text;
+    for (; *p && *p != 'e'; p++)
+        if (*p >= '0' && *p <= '9') m = m * 10 + (*p - '0');
+    const int shift = atoi(p + 1) - (digits - 1) + MAX_DIGITS; // units = m * 10^shift
+    units whole = 0, part = m; // whole units and a part of one (shift < -17: m < 10^17 is below one unit)
+    if (shift >= 0) whole = m * ten[shift], part = 0;
+    else if (shift >= -17) whole = m / ten[-shift], part = m % ten[-shift];
+    if (text[0] == '-') *below = -whole - (part != 0), *above = -whole;
+    else *below = whole, *above = whole + (part != 0);
+}
+
+// Whether a grid a, a + step, ... below b has a point within lo..hi (lo >= 0).
+// Divides only where lo falls inside the grid (a mask tries every digit token).
+static bool grid_meets(units a, units b, units step, units lo, units hi) {
+    if (lo >= b || a > hi) return false;
+    const units first = lo <= a ? a : a + (lo - a + step - 1) / step * step; // the first point from lo
+    return first < b && first <= hi;
+}
+
+// Whether a number of n's that so far is d can still end within its bounds:
+// some way d may go on (json_schema.h) reaches a magnitude its sign allows.
+static bool decimal_may_end(const node *n, decimal d) {
+    units lo = d.negative ? -n->hi_u : n->lo_u, hi = d.negative ? -n->lo_u : n->hi_u; // magnitudes; -0 is 0
+    if (lo < 0) lo = 0;
+    if (lo > hi) return false;
+    const int left = MAX_DIGITS - d.counted; // digits that may still come
+    if (!d.digit) { // nothing yet, or a '-': some first digit
+        for (int c = 0; c <= 9; c++) {
+            decimal first = d;
+            first.digit = true, first.digits = (uint64_t)c, first.counted = c > 0;
+            if (decimal_may_end(n, first)) return true;
+        }
+        return false;
+    }
+    if (d.dot) { // digits..digits + 1 (at 10^-frac), a grid of up to `left` more digits; one must follow a '.'
+        const units unit = ten[MAX_DIGITS - d.frac];
+        return (d.frac > 0 || left > 0) &&
+               grid_meets(d.digits * unit, (d.digits + 1) * unit, ten[MAX_DIGITS - d.frac - left], lo, hi);
+    }
+    if (d.digits == 0) return lo < ten[MAX_DIGITS]; // a lone 0: 0, or "0." and 15 digits, every unit below 1
+    for (int k = 0; k <= left; k++) { // k more whole digits, then left - k after a '.'
+        const units a = d.digits * ten[MAX_DIGITS + k];
+        if (a > hi) break;
+        if (grid_meets(a, a + ten[MAX_DIGITS + k], ten[d.counted + k], lo, hi)) return true;
+    }
+    return false;
+}
+
+// Reads byte c of a value of node n (a bounded number) into *value. False
+// where no number within the bounds begins so: an exponent, a 16th digit, a
+// byte past which no value can end within them.
+static bool decimal_byte(const node *n, uint64_t *value, unsigned char c) {
+    decimal d = unpack(*value);
+    const bool digit = c >= '0' && c <= '9';
+    if (!d.negative && !d.digit && c != '-' && !digit) return true; // a literal or a string, not a number
+    if (c == '-') {
+        d.negative = true;
+    } else if (c == '.') {
+        d.dot = true;
+    } else if (!digit || d.counted == MAX_DIGITS) { // 'e' or 'E' (no exponent); a 16th digit
+        return false;
+    } else {
+        d.counted += d.digit || c != '0'; // a leading 0 is not counted
+        d.digit = true;
+        d.digits = d.digits * 10 + (uint64_t)(c - '0');
+        d.frac += d.dot;
+    }
+    *value = pack(d);
+    return decimal_may_end(n, d);
+}
+
+// Whether the number read into value (it ends) is within n's bounds.
+static bool decimal_fits(const node *n, uint64_t value) {
+    const decimal d = unpack(value);
+    const units u = (units)d.digits * ten[MAX_DIGITS - d.frac], v = d.negative ? -u : u;
+    return d.digit && v >= n->lo_u && v <= n->hi_u;
+}
 
 // ---- compiling ------------------------------------------------------------------
 
@@ -321,32 +458,17 @@ static bool compile_array(compiler *c, int32_t id, const cJSON *s, const cJSON *
     return item >= 0;
 }
 
-// minLength and maxLength (of a string, in characters); minimum, maximum and
-// their exclusive forms (of an integer: on a number that may have a fraction
-// they are refused, as json_schema.h says). Bounds of a type the node cannot
-// be (minLength of an integer, minimum of a string) change nothing, as in JSON
-// Schema.
-static bool compile_bounds(compiler *c, int32_t id, const cJSON *s, const char *path) {
-    node *nd = &c->g->nodes[id];
-    double len[2] = {0, NO_BOUND};
-    if (!whole_count(c, s, "minLength", MAX_COUNT - 1, &len[0], path) ||
-        !whole_count(c, s, "maxLength", HUGE_VAL, &len[1], path))
-        return false;
-    const bool has_max = cJSON_GetObjectItemCaseSensitive(s, "maxLength") != NULL;
-    if ((nd->types & T_STRING) && len[0] > len[1])
-        return fail(c, path, "' is more than maxLength", "minLength"), false;
-    nd->sized = (nd->types & T_STRING) && (len[0] > 0 || has_max);
-    nd->min_len = (uint32_t)len[0];
-    nd->max_len = !has_max ? NO_BOUND : len[1] < NO_BOUND - 1 ? (uint32_t)len[1] : NO_BOUND - 1; // 4G: never reached
-    static const char *const ends[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
+static const char *const ends[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
+
+// minimum, maximum and their exclusive forms of an integer ("integer" without
+// "number"): lo..hi, within -(2^53 - 1) .. 2^53 - 1.
+static bool compile_integer_bounds(compiler *c, node *nd, const cJSON *s, const char *path) {
     int64_t lo = -SAFE_MAX, hi = SAFE_MAX;
     const char *lo_word = NULL, *hi_word = NULL; // the keywords that set them
     for (int i = 0; i < 4; i++) {
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, ends[i]);
-        if (!b || !(nd->types & (T_NUMBER | T_INTEGER))) continue;
+        if (!b) continue;
         if (!cJSON_IsNumber(b)) return fail(c, path, "' must be a number", ends[i]), false;
-        if (!integer_only(nd))
-            return fail(c, path, "' is supported on integers only (\"type\": \"integer\")", ends[i]), false;
         const double x = b->valuedouble;
         if (!(fabs(x) <= (double)SAFE_MAX))
             return fail(c, path, "' must be within -(2^53 - 1) .. 2^53 - 1", ends[i]), false;
@@ -365,6 +487,61 @@ static bool compile_bounds(compiler *c, int32_t id, const cJSON *s, const char *
         return fail(c, path, why, NULL), false;
     }
     nd->lo = lo, nd->hi = hi;
+    return true;
+}
+
+// The same of a number that may have a fraction: lo_u..hi_u units (decimal_byte),
+// some value of at most 15 digits between them.
+static bool compile_number_bounds(compiler *c, node *nd, const cJSON *s, const char *path) {
+    units lo = -BEYOND, hi = BEYOND;
+    const char *lo_word = NULL, *hi_word = NULL; // the keywords that set them
+    for (int i = 0; i < 4; i++) {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, ends[i]);
+        if (!b) continue;
+        if (!cJSON_IsNumber(b)) return fail(c, path, "' must be a number", ends[i]), false;
+        if (!isfinite(b->valuedouble)) return fail(c, path, "' must be a finite number", ends[i]), false;
+        units below, above;
+        bound_units(b->valuedouble, &below, &above);
+        const units edge = i == 0 ? above : i == 1 ? below + 1 : i == 2 ? below : above - 1;
+        if (i < 2 && edge > lo) lo = edge, lo_word = ends[i];
+        if (i >= 2 && edge < hi) hi = edge, hi_word = ends[i];
+        nd->decimal = true;
+    }
+    nd->lo_u = lo, nd->hi_u = hi;
+    if (!nd->decimal || decimal_may_end(nd, (decimal){0}) || decimal_may_end(nd, (decimal){.negative = true}))
+        return true;
+    char why[200];
+    if (lo_word && hi_word)
+        snprintf(why, sizeof why, "'%s' and '%s' leave no number between them (of at most 15 digits, as a "
+                 "bounded number is written)", lo_word, hi_word);
+    else
+        snprintf(why, sizeof why, "'%s' leaves no number of at most 15 digits (as a bounded number is written)",
+                 lo_word ? lo_word : hi_word);
+    return fail(c, path, why, NULL), false;
+}
+
+// minLength and maxLength (of a string, in characters); minimum, maximum and
+// their exclusive forms (of an integer, or of a number that may have a
+// fraction); format (of a string). Bounds of a type the node cannot be
+// (minLength of an integer, minimum of a string) change nothing, as in JSON
+// Schema.
+static bool compile_bounds(compiler *c, int32_t id, const cJSON *s, const char *path) {
+    node *nd = &c->g->nodes[id];
+    double len[2] = {0, NO_BOUND};
+    if (!whole_count(c, s, "minLength", MAX_COUNT - 1, &len[0], path) ||
+        !whole_count(c, s, "maxLength", HUGE_VAL, &len[1], path))
+        return false;
+    const bool has_max = cJSON_GetObjectItemCaseSensitive(s, "maxLength") != NULL;
+    if ((nd->types & T_STRING) && len[0] > len[1])
+        return fail(c, path, "' is more than maxLength", "minLength"), false;
+    nd->sized = (nd->types & T_STRING) && (len[0] > 0 || has_max);
+    nd->min_len = (uint32_t)len[0];
+    nd->max_len = !has_max ? NO_BOUND : len[1] < NO_BOUND - 1 ? (uint32_t)len[1] : NO_BOUND - 1; // 4G: never reached
+    if (nd->types & (T_NUMBER | T_INTEGER)) {
+        const bool ok = integer_only(nd) ? compile_integer_bounds(c, nd, s, path)
+                                         : compile_number_bounds(c, nd, s, path);
+        if (!ok) return false;
+    }
     const cJSON *format = cJSON_GetObjectItemCaseSensitive(s, "format");
     if (!format || !(nd->types & T_STRING)) return true;
     if (!cJSON_IsString(format) || !(nd->format = format_of(format->valuestring))) {
@@ -828,7 +1005,7 @@ static int match(char *const *texts, int first, int last, bool sorted, const cha
 // Whether t->value counts what the lexer reads of a value of n: count_byte
 // reads each byte of it, and of the shortcuts only next_in_lexer's takes such
 // a value, a sized string's characters, which it counts as count_byte would.
-static bool counted(const node *n) { return n->sized || n->bounded || n->format; }
+static bool counted(const node *n) { return n->sized || n->bounded || n->decimal || n->format; }
 
 static int days_in(int year, int month) {
     static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -938,10 +1115,11 @@ static bool count_char(const node *n, uint64_t *chars, const bn_json_prefix *bef
 }
 
 // Counts byte c, which the lexer took (before -> after), into t->value for a
-// sized string, a formatted string or a bounded integer of node n. False where
-// no value within the bounds begins so: a character past maxLength, a closing
-// quote short of minLength, a \uD... escape (json_schema.h), a byte its format
-// does not take there, an integer past its bounds.
+// sized string, a formatted string, a bounded integer or number of node n.
+// False where no value within the bounds begins so: a character past
+// maxLength, a closing quote short of minLength, a \uD... escape
+// (json_schema.h), a byte its format does not take there, a number past its
+// bounds (or its 15 digits, or an exponent: decimal_byte).
 static bool count_byte(const node *n, bn_json_thread *t, const bn_json_prefix *before, const bn_json_prefix *after,
                        unsigned char c) {
     if (bn_json_prefix_in_text(before) && n->format) { // no format has an escape or a non-ASCII character
@@ -949,6 +1127,7 @@ static bool count_byte(const node *n, bn_json_thread *t, const bn_json_prefix *b
         return c == '"' ? (int)(t->value & 0xff) == format_end(n->format) : format_byte(n->format, &t->value, c);
     }
     if (bn_json_prefix_in_text(before)) return !n->sized || count_char(n, &t->value, before, after, c);
+    if (n->decimal) return decimal_byte(n, &t->value, c);
     if (!n->bounded || !(c == '-' || (c >= '0' && c <= '9'))) return true;
     if (c == '-') return t->value = 1, may_reach(n, true, 0, false, false);
     const bool negative = t->value & 1;
@@ -960,6 +1139,7 @@ static bool count_byte(const node *n, bn_json_thread *t, const bn_json_prefix *b
 
 // Whether the number t's lexer has read is one n's bounds allow (it ends).
 static bool number_fits(const node *n, const bn_json_thread *t) {
+    if (n->decimal) return decimal_fits(n, t->value);
     return !n->bounded || may_reach(n, t->value & 1, t->value >> 1, true, true);
 }
 

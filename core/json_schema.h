@@ -14,7 +14,10 @@
 //   JSON (cJSON's print: no blanks), each number as the first of 15, 16 or 17
 //   significant digits that reads back as the same double (a whole number
 //   from 2^53 on, which a double does not hold exactly, is refused);
-// - an "integer" has neither a fraction nor an exponent;
+// - an "integer" has neither a fraction nor an exponent; a number that may
+//   have a fraction, with a bound (minimum, ...), has no exponent and at most
+//   15 digits, a leading "0" before the '.' not counted ("0.000123" has 6,
+//   "100.5" 4), so that it compares with the bounds exactly as its double does;
 // - blanks between tokens as bn_json_prefix allows them (runs of at most
 //   BN_JSON_MAX_SPACE with at most one newline), strings as UTF-8;
 // - a string with minLength or maxLength (counted in Unicode characters) has no
@@ -29,8 +32,10 @@
 // Keywords: type (a name or a list), enum, const, properties, required,
 // additionalProperties, items (a schema), minItems, maxItems, minLength,
 // maxLength, minimum, maximum, exclusiveMinimum, exclusiveMaximum (of an
-// integer: the type "integer" without "number", bounds within 2^53 - 1; an
-// integer with any bound is itself held within -(2^53 - 1) .. 2^53 - 1),
+// integer, the type "integer" without "number": bounds within 2^53 - 1, and an
+// integer with any bound is itself held within -(2^53 - 1) .. 2^53 - 1; of a
+// number that may have a fraction: any finite bounds, held exactly as Python's
+// jsonschema holds float(text) to them, with the 15 digits above),
 // format (date, time, date-time and uuid, held as OpenAI's structured outputs
 // hold them, where JSON Schema by default only notes them; not beside
 // minLength or maxLength),
@@ -41,10 +46,11 @@
 // nothing. Any other keyword (pattern, multipleOf, ...) or format is refused when
 // the schema is compiled, with its place in the schema, rather than silently
 // broken; so is "enum" or "const" beside other keywords that shape the value,
-// a bound on a number that may have a fraction, a property named twice, a name or
-// value that is not UTF-8 or holds a NUL (\u0000), and a false subschema. Where "type" is absent,
-// object keywords make the value an object and array keywords an array (JSON
-// Schema would let other types through). Limits: 256 KiB of schema text, 4096
+// bounds that leave no value (on a number: none of 15 digits), a property
+// named twice, a name or value that is not UTF-8 or holds a NUL (\u0000), and
+// a false subschema. Where "type" is absent, object keywords make the value an
+// object and array keywords an array (JSON Schema would let other types
+// through). Limits: 256 KiB of schema text, 4096
 // properties an object (and names in "required"), 4096 schemas an anyOf, 65535
 // enum values, 256 schemas deep counting $refs followed, 65535 items in an array
 // with maxItems (more when it has none) and a minItems or minLength below that.
@@ -107,8 +113,11 @@ typedef struct bn_json_thread {
     bn_json_prefix lex; // the string, number, literal or free value being read
     uint64_t value;     // what lex has read of a counted value (json_schema.c: count_byte):
                         // a sized string's characters, a bounded integer's magnitude and
-                        // sign, a formatted string's place in its template with the
-                        // field's digits, year and month (0 for other values)
+                        // sign, a bounded number's (bit 0 a '-', 1 a digit, 2 the '.',
+                        // 3-6 the digits counted, 7-10 those after the '.', from 11 the
+                        // digits as one whole number: json_schema.c, decimal), a
+                        // formatted string's place in its template with the field's
+                        // digits, year and month (0 for other values)
     bn_json_frame frame[BN_JSON_SCHEMA_DEPTH];
 } bn_json_thread;
 

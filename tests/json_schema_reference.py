@@ -7,21 +7,22 @@ own. "1 HEX": a text the automaton must take whole: json.loads takes it,
 jsonschema (Draft 2020-12) says the value is valid, and it is written the one
 way json_schema.h names (declared properties in their order, enum and const
 values and property names as compact JSON, integers without fraction or
-exponent, sized strings without \\uD... escapes, formats without escapes and
+exponent, bounded numbers without exponent and with at most 15 digits, sized
+strings without \\uD... escapes, formats without escapes and
 with an upper-case T and Z, blank runs of at most 16 bytes and one newline). "0 HEX": a text it must refuse whole: json.loads
 refuses it (NaN and Infinity too, which RFC 8259 has not) or jsonschema says
 the value is invalid.
 
 For each of the hand-written schemas below (every keyword json_schema.h names:
 types alone and in lists, enum, const, properties with required ones, maps,
-arrays with bounds, string lengths, integer bounds, formats, anyOf, oneOf,
+arrays with bounds, string lengths, integer and number bounds, formats, anyOf, oneOf,
 allOf, $ref to "#", $defs and definitions, a nested "$id" resource,
 annotations, and OpenAI tool-call shapes), a schema-guided generator writes valid texts, compact and
 with blanks between the tokens; each must pass json.loads and jsonschema (a
 generator bug stops the script rather than write a wrong "1"). The "0" cases
 are mutants of them: bytes deleted, inserted, replaced or cut off, and values
 changed (a property dropped, an unknown one added, a value of another type,
-outside the enum or past a bound, items added or taken away, properties
+outside the enum or at and past a bound, items added or taken away, properties
 swapped). A mutant jsonschema finds valid is left out, as it may not be in the
 one written form. Formats are checked (jsonschema's format checker, whose
 date-time and time need rfc3339-validator). Seeded, so every run writes the
@@ -32,6 +33,8 @@ import calendar
 import copy
 import json
 import math
+import operator
+from fractions import Fraction
 import random
 import re
 import sys
@@ -186,6 +189,27 @@ SCHEMAS = [
                     "age": {"title": "Age", "type": "integer", "minimum": 0, "maximum": 150},
                     "code": {"anyOf": [{"type": "string", "minLength": 4, "maxLength": 4}, {"type": "null"}]}},
      "required": ["name", "age"], "additionalProperties": False},
+    # Bounds on numbers that may have a fraction (held to 15 digits without an exponent): doubles a little
+    # above (0.1) and below (0.3) their decimals, a 16-digit bound, bounds finer and coarser than 15 digits,
+    # a range of one value, no type, in arrays, and a pydantic model (float = Field(ge=0, le=1), confloat(gt=0)).
+    {"type": "number", "minimum": 0, "maximum": 1},
+    {"type": "number", "exclusiveMinimum": 0},
+    {"type": "number", "minimum": 0.1, "exclusiveMaximum": 0.3},
+    {"type": "number", "minimum": -2.5, "maximum": -1.25},
+    {"type": "number", "maximum": 99.99999999999999},
+    {"type": "number", "exclusiveMinimum": 1e-20, "maximum": 1e300},
+    {"type": "number", "minimum": 1e-7, "exclusiveMaximum": 1e-6},
+    {"type": ["number", "null"], "minimum": 123456789.123456, "exclusiveMaximum": 123456789.123457},
+    {"type": "number", "minimum": 999999999999990, "maximum": 1e16},
+    {"minimum": -0.5, "exclusiveMaximum": 0.5},
+    {"type": "array", "maxItems": 4, "items": {"type": "number", "minimum": -1, "maximum": 1}},
+    {"title": "Item", "type": "object",
+     "properties": {"name": {"title": "Name", "type": "string"},
+                    "score": {"title": "Score", "type": "number", "minimum": 0, "maximum": 1},
+                    "price": {"title": "Price", "type": "number", "exclusiveMinimum": 0},
+                    "discount": {"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 100},
+                                           {"type": "null"}], "default": None, "title": "Discount"}},
+     "required": ["name", "score", "price"]},
     # Formats (held: the validator below checks them), alone, beside null and in a model.
     {"type": "string", "format": "date"},
     {"type": "string", "format": "time"},
@@ -321,6 +345,21 @@ class Generator:
                             rng.randint(max(low, high - 20), high)])
         return "-0" if value == 0 and rng.random() < 0.2 else str(value)
 
+    def bounded_number(self, s):
+        """A number within the bounds, of at most 15 digits without an exponent: often at or next to a bound."""
+        rng = self.rng
+        fits = [t for t in near_bounds(s) if counted_digits(t) <= 15 and within_bounds(s, json.loads(t))]
+        assert fits, s
+        if rng.random() < 0.6:
+            return rng.choice(fits)
+        low = max([s[k] for k in ("minimum", "exclusiveMinimum") if k in s] + [-1e6])
+        high = min([s[k] for k in ("maximum", "exclusiveMaximum") if k in s] + [1e6])
+        for _ in range(20):  # somewhere between them
+            text = "%.*f" % (rng.randint(0, 10), rng.uniform(max(low, -1e14), min(high, 1e14)))
+            if counted_digits(text) <= 15 and within_bounds(s, json.loads(text)):
+                return text
+        return rng.choice(fits)
+
     def digits(self, low, high):
         return "".join(self.rng.choice("0123456789") for _ in range(self.rng.randint(low, high)))
 
@@ -411,7 +450,7 @@ class Generator:
         if t == "integer":
             return self.bounded_integer(s) if s.keys() & BOUNDS else self.integer()
         if t == "number":
-            return self.number()
+            return self.bounded_number(s) if s.keys() & BOUNDS else self.number()
         if t == "boolean":
             return rng.choice(["true", "false"])
         return "null"
@@ -437,6 +476,41 @@ def integer_bounds(s):
     return low, high
 
 
+BOUND_TESTS = {"minimum": operator.ge, "exclusiveMinimum": operator.gt, "maximum": operator.le,
+               "exclusiveMaximum": operator.lt}
+
+
+def within_bounds(s, value):
+    """Whether a number is within s's bounds, as jsonschema compares them (an int exactly, a float as a double)."""
+    return all(test(value, s[key]) for key, test in BOUND_TESTS.items() if key in s)
+
+
+def counted_digits(text):
+    """A number's digits as json_schema.h counts them for a bounded number: a leading "0" before the '.' not."""
+    digits = text.lstrip("-")
+    return sum(c.isdigit() for c in (digits[2:] if digits.startswith("0.") else digits))
+
+
+def decimal_text(negative, m, frac):
+    """m * 10^-frac, written without an exponent."""
+    whole, part = divmod(m, 10 ** frac)
+    return ("-" if negative else "") + str(whole) + ("." + str(part).zfill(frac) if frac else "")
+
+
+def near_bounds(s):
+    """Texts of either sign at and one last-digit step beside each of s's bounds, 0 to 16 digits after the '.'."""
+    texts = set()
+    for key in sorted(BOUNDS & s.keys()):
+        x = abs(Fraction(s[key]))  # the double's exact value
+        for frac in range(17):
+            m = math.floor(x * 10 ** frac)
+            if m >= 10 ** 17:
+                break
+            texts.update(decimal_text(negative, n, frac) for n in range(max(m - 1, 0), m + 3)
+                         for negative in (False, True))
+    return sorted(texts)
+
+
 def schema_values(s, out):
     """The schema's enum and const values and property names, and values at and past its bounds: near misses
     for mutants."""
@@ -444,6 +518,9 @@ def schema_values(s, out):
         if s.keys() & BOUNDS:
             low, high = integer_bounds(s)
             out.extend([low - 1, low, high, high + 1, -low])
+            if "number" in types_of(s):  # at and past the edges, in 15 digits
+                misses = [json.loads(t) for t in near_bounds(s) if counted_digits(t) <= 15]
+                out.extend(misses[::max(1, len(misses) // 24)])
         if "format" in s:  # near misses: days past the month, hours past 23, a uuid a digit short
             out.extend(["2023-02-29", "1900-02-29", "2024-04-31", "2024-13-01", "0000-01-01", "24:00:00Z",
                         "12:00:00", "12:60:00Z", "2024-01-01T00:00:00", "2024-01-01 00:00:00Z",

@@ -715,6 +715,10 @@ static void test_json_mask_exact(void **state) {
     static const char number[] = "{\"type\": \"integer\"}";
     static const char sized[] = "{\"type\": \"object\", \"properties\": {\"s\": {\"type\": \"string\", \"maxLength\": 5}, "
                                 "\"d\": {\"type\": \"string\", \"minLength\": 3, \"maxLength\": 1000}}}";
+    // Bounded numbers: digits that still reach the bounds, a '.' with a digit left, no exponent.
+    static const char bounded[] = "{\"type\": \"object\", \"properties\": {\"p\": {\"type\": \"number\", \"minimum\": 0, "
+                                  "\"maximum\": 1}, \"q\": {\"type\": \"number\", \"exclusiveMinimum\": 0.1, "
+                                  "\"maximum\": 250.5}}}";
     // Two readings in strings: a token fits if it fits either (the longer room).
     static const char either[] = "{\"anyOf\": [{\"type\": \"string\", \"maxLength\": 2}, {\"type\": \"string\", "
                                  "\"minLength\": 2, \"maxLength\": 9}]}";
@@ -733,6 +737,9 @@ static void test_json_mask_exact(void **state) {
         {number, ""}, {number, "1"}, {number, "-12"},
         {sized, "{\"s\":\"ab"}, {sized, "{\"s\":\"abcd"}, {sized, "{\"s\":\"abcde"}, {sized, "{\"d\":\"a"},
         {sized, "{\"d\":\"abcd"}, {sized, "{\"s\":\"\xc3"}, {either, "\"a"}, {either, "\"abc"},
+        {bounded, "{\"p\":"}, {bounded, "{\"p\":0"}, {bounded, "{\"p\":0."}, {bounded, "{\"p\":0.99999999999999"},
+        {bounded, "{\"p\":1"}, {bounded, "{\"p\":-"}, {bounded, "{\"q\":"}, {bounded, "{\"q\":2"},
+        {bounded, "{\"q\":250."}, {bounded, "{\"q\":0.1"}, {bounded, "{\"q\":0.10000000000000"},
     };
     bn_json_vocab v;
     bn_error err;
@@ -835,7 +842,7 @@ static void test_json_mask_cache(void **state) {
 // rows one that works each out afresh gives. Texts that revisit a state after
 // different paths (a string after a literal or a number, after a key, at
 // other depths, after other blanks; a bounded string's count, an integer's
-// digits) catch a key that leaves out something the automaton reads.
+// or a bounded number's digits) catch a key that leaves out something the automaton reads.
 static void test_json_mask_cache_rows(void **state) {
     (void)state;
     REQUIRE_MODEL();
@@ -859,6 +866,10 @@ static void test_json_mask_cache_rows(void **state) {
         {"{\"anyOf\": [{\"type\": \"array\", \"items\": {\"enum\": [\"red\", \"green\", 12, 125]}, \"maxItems\": 3},"
          " {\"type\": \"object\", \"properties\": {\"red\": {\"type\": \"integer\"}}}]}",
          {"[\"red\",12,125]", "[125,\"green\"]", "{\"red\":12}", "[]"}},
+        {"{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"number\", \"minimum\": -1.5, \"maximum\": 2.25},"
+         " \"b\": {\"type\": \"number\", \"exclusiveMinimum\": 0}}}",
+         {"{\"a\":2.25,\"b\":2.25}", "{\"a\":-1.5,\"b\":0.000001}", "{\"a\":0.5,\"b\":12.5}", "{\"a\":2,\"b\":2}",
+          "{\"b\":0.5}"}},
     };
     bn_json_vocab warm, cold;
     bn_error err;

@@ -48,11 +48,13 @@ static void test_schema_of_tools(void **state) {
     assert_int_equal(read_tools("{\"tools\": [" WEATHER ", " NOW "]}", NULL, &t, err, sizeof err), 0);
     assert_non_null(strstr(t.system, "get_weather"));
     assert_non_null(strstr(t.system, "\"response\""));
-    // Calls: each function's own arguments (not strict: pattern, a number's minimum and
-    // format email dropped; a string's minLength, an integer's minimum and format date
-    // held); no parameters is no arguments; or an answer.
+    // Calls: each function's own arguments (not strict: pattern and format email
+    // dropped; a string's minLength, an integer's and a number's minimum and format
+    // date held); no parameters is no arguments; or an answer.
     assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"paris\","
-                                "\"days\":1,\"above\":-100.5}},{\"name\":\"now\",\"arguments\":{}}]}"));
+                                "\"days\":1,\"above\":-89.5}},{\"name\":\"now\",\"arguments\":{}}]}"));
+    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"paris\","
+                                 "\"above\":-90.5}}]}"));
     assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"\"}}]}"));
     assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"a\","
                                 "\"on\":\"2024-02-29\",\"mail\":\"not a mail address\"}}]}"));
@@ -92,15 +94,18 @@ static void test_schema_of_tools(void **state) {
     assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"f39\",\"arguments\":{\"x\":38}}]}"));
     bn_tools_free(&t);
     // Not strict: a followed keyword the compiler would refuse where it stands is
-    // dropped, not the request (beside an enum or a $ref, on a number, out of order).
+    // dropped, not the request (beside an enum or a $ref, past what a bounded number
+    // writes, out of order); one it takes is held (a number's exclusiveMinimum).
     assert_int_equal(read_tools("{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", "
                                 "\"parameters\": {\"type\": \"object\", \"properties\": {\"e\": {\"type\": \"string\", "
                                 "\"enum\": [\"a\", \"b\"], \"maxLength\": 10}, \"r\": {\"$ref\": \"#/$defs/n\", \"maxLength\": 3}, "
-                                "\"x\": {\"type\": \"number\", \"minimum\": 0}, \"i\": {\"type\": \"integer\", \"minimum\": 5, "
-                                "\"maximum\": 4}, \"s\": {\"type\": \"string\", \"minLength\": -1, \"format\": \"date\"}}, "
+                                "\"x\": {\"type\": \"number\", \"minimum\": 1e300}, \"i\": {\"type\": \"integer\", \"minimum\": 5, "
+                                "\"maximum\": 4}, \"s\": {\"type\": \"string\", \"minLength\": -1, \"format\": \"date\"}, "
+                                "\"y\": {\"type\": \"number\", \"exclusiveMinimum\": 0}}, "
                                 "\"$defs\": {\"n\": {\"type\": \"string\"}}}}}]}", NULL, &t, err, sizeof err), 0);
     assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"e\":\"a\",\"r\":\"long\","
-                                "\"x\":-1.5,\"i\":9,\"s\":\"\"}}]}"));
+                                "\"x\":-1.5,\"i\":9,\"s\":\"\",\"y\":0.5}}]}"));
+    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"y\":0}}]}"));
     bn_tools_free(&t);
     // Strict: bounds as the request wrote them (cJSON's own print would round
     // 99.99999999999999 to 100, and let 100 through).
@@ -127,8 +132,8 @@ static void test_refused_tools(void **state) {
          "{\"type\": \"string\", \"format\": \"email\"}}}]}",
          "'tools' function f's parameters: at the top: 'format' is not supported for \"email\""},
         {"{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"strict\": true, \"parameters\": "
-         "{\"type\": \"number\", \"minimum\": 0}}}]}",
-         "'tools' function f's parameters: at the top: 'minimum' is supported on integers only"},
+         "{\"type\": \"number\", \"minimum\": 1, \"exclusiveMaximum\": 1}}}]}",
+         "'tools' function f's parameters: at the top: 'minimum' and 'exclusiveMaximum' leave no number"},
         {"{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": {\"$ref\": \"#/x\"}}}]}",
          "'tools' function f's parameters: at the top: '$ref' must be"},
         {"{\"tools\": [" NOW ", " NOW "]}", "the same name"},

@@ -8,6 +8,7 @@
 // whole, and none it calls invalid is.
 #include "test_util.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "json_schema.h"
@@ -139,6 +140,191 @@ static void test_bounds(void **state) {
            WHOLE("{\"n\":10}"), WHOLE("{\"n\":null}"), WHOLE("{\"n\":123456}"), {"{\"n\":5}", 6}, {"{\"n\":5 ", 6},
            {"{\"n\":-", 5});
     EXPECT("{\"type\": \"integer\", \"minimum\": 1, \"maximum\": 9}", WHOLE("5"), {"10", 1});
+}
+
+// Bounds on a number that may have a fraction: no exponent, at most 15
+// digits (a leading "0" before the '.' not counted), each byte refused where
+// no such number within the bounds can follow, and a number that ends outside
+// them; compared as jsonschema compares float(text) with the bound's double.
+static void test_number_bounds(void **state) {
+    (void)state;
+    EXPECT("{\"type\": \"number\", \"minimum\": 0, \"maximum\": 1}", WHOLE("0"), WHOLE("1"), WHOLE("0.5"),
+           WHOLE("0.999999999999999"), WHOLE("1.0"), WHOLE("1.00"), WHOLE("-0"), WHOLE("-0.0"), WHOLE(" 1 "),
+           WHOLE("0.000000000000001"), {"1.01", 3}, {"-0.1", 3}, {"2", 0}, {"1e0", 1}, {"0.5e", 3}, {"0.5E1", 3},
+           {"1.5", 2}, {"10", 1}, {"0.9999999999999999", 17}, {"1.000000000000000", 16},
+           {"0.0000000000000010", 17});
+    // 0.1's double is a little above 0.1, and 0.3's a little below 0.3: float("0.1") is the first.
+    EXPECT("{\"type\": \"number\", \"minimum\": 0.1, \"exclusiveMaximum\": 0.3}", WHOLE("0.1"), WHOLE("0.2"),
+           WHOLE("0.1000"), WHOLE("0.25"), WHOLE("0.29999999999999"), WHOLE("0.299999999999999"), {"0.3", 2},
+           {"0.09", 2}, {"0.099999999999999", 2}, {"1", 0}, {"-0", 0}, {"0 ", 1}, {"0.2999999999999999", 17});
+    EXPECT("{\"type\": \"number\", \"exclusiveMinimum\": 0}", WHOLE("0.000000000000001"), WHOLE("1"),
+           WHOLE("999999999999999"), WHOLE("123456.789"), {"0 ", 1}, {"0.0 ", 3}, {"-", 0},
+           {"0.000000000000000", 16}, {"1e5", 1}, {"1000000000000000", 15}, {"999999999999999.5", 15});
+    EXPECT("{\"type\": \"number\", \"minimum\": -2.5, \"maximum\": -1.25}", WHOLE("-2.5"), WHOLE("-1.25"),
+           WHOLE("-2"), WHOLE("-1.3"), WHOLE("-2.49999"), WHOLE("-1.250"), WHOLE("-2.000000000000"), {"-2.6", 3},
+           {"-1.2 ", 4}, {"-1.24", 4}, {"-3", 1}, {"1", 0}, {"-0", 1}, {"-2.50000000000001", 16},
+           {"-2.500000000000000", 17});
+    // Bounds finer than the 15 digits, and past them.
+    EXPECT("{\"type\": \"number\", \"exclusiveMinimum\": 1e-20, \"maximum\": 1}", WHOLE("0.000000000000001"),
+           WHOLE("1"), {"0 ", 1}, {"0.000000000000000", 16});
+    EXPECT("{\"type\": \"number\", \"maximum\": 1e-20}", WHOLE("0"), WHOLE("0.0"), WHOLE("-5"),
+           WHOLE("-0.000000000000001"), {"0.000000000000001", 16}, {"1", 0});
+    EXPECT("{\"type\": \"number\", \"minimum\": -1e-20}", WHOLE("0"), {"-0.000000000000001", 17});
+    EXPECT("{\"type\": \"number\", \"maximum\": 1e300}", WHOLE("999999999999999"), WHOLE("-999999999999999"),
+           WHOLE("0.5"), {"123456789012345.6", 15}, {"1e400", 1}, {"9999999999999999", 15});
+    EXPECT("{\"type\": \"number\", \"minimum\": -1e300, \"exclusiveMaximum\": 1e15}", WHOLE("999999999999999"),
+           WHOLE("-999999999999999"));
+    // A bound of 16 digits (its double a little below 99.99999999999999), and one of 15.
+    EXPECT("{\"type\": \"number\", \"maximum\": 99.99999999999999}", WHOLE("99.9999999999999"), WHOLE("99"),
+           WHOLE("-5"), {"100", 2}, {"99.99999999999999", 16});
+    EXPECT("{\"type\": \"number\", \"minimum\": 123456789.123456}", WHOLE("123456789.123456"),
+           WHOLE("123456789.123457"), WHOLE("123456790"), WHOLE("999999999999999"), {"123456789.12345 ", 15},
+           {"123456789.123455", 15}, {"123456789 ", 9}, {"12345678 ", 8}, {"1 ", 1}, {"123456789.1234561", 16});
+    // Whole bounds on a number, and bounds without a type: the value may have a
+    // fraction; a literal's 'e' is no exponent, nor a string's.
+    EXPECT("{\"type\": \"number\", \"minimum\": 0}", WHOLE("0.5"), WHOLE("0"), WHOLE("12"), {"-0.5", 3},
+           {"1e3", 1});
+    EXPECT("{\"exclusiveMaximum\": 3}", WHOLE("2.5"), WHOLE("-1000"), WHOLE("\"x\""), WHOLE("true"), WHOLE("false"),
+           WHOLE("null"), WHOLE("[1e5]"), WHOLE("2.9999"), {"3", 0}, {"2e1", 1}, {"2.9999999999999999", 16});
+    EXPECT("{\"type\": [\"number\", \"string\"], \"minLength\": 2, \"minimum\": 10}", WHOLE("\"1e\""),
+           WHOLE("10.5"), WHOLE("\"ab\""), {"\"a\"", 2}, {"9 ", 1});
+    // As pydantic writes `score: float = Field(ge=0, le=1)` and `price: confloat(gt=0)`.
+    EXPECT("{\"type\": \"object\", \"properties\": {\"score\": {\"type\": \"number\", \"minimum\": 0, \"maximum\": 1}, "
+           "\"price\": {\"type\": \"number\", \"exclusiveMinimum\": 0}}, \"required\": [\"score\", \"price\"]}",
+           WHOLE("{\"score\":0.5,\"price\":19.99}"), WHOLE("{\"score\":1,\"price\":0.01}"),
+           WHOLE("{ \"score\" : 0 , \"price\" : 1 }"), {"{\"score\":1.5", 11}, {"{\"score\":0.5,\"price\":0}", 22},
+           {"{\"score\":0.5,\"price\":-", 21});
+}
+
+// ---- bounded numbers against strtod, on random bounds ----
+
+static uint64_t next_random(uint64_t *x) { // xorshift64*
+    *x ^= *x >> 12, *x ^= *x << 25, *x ^= *x >> 27;
+    return *x * 2685821657736338717ull;
+}
+
+// A bound: 0, a small whole number, or 1 to 17 random digits at a random scale.
+static double random_bound(uint64_t *rng) {
+    const uint64_t kind = next_random(rng) % 6;
+    if (kind == 0) return 0;
+    if (kind == 1) return (double)(int)(next_random(rng) % 2001) - 1000;
+    char text[64];
+    int len = snprintf(text, sizeof text, "%s", next_random(rng) % 2 ? "-" : "");
+    const int digits = 1 + (int)(next_random(rng) % 17);
+    for (int i = 0; i < digits; i++) text[len++] = (char)('0' + next_random(rng) % 10);
+    snprintf(text + len, sizeof text - (size_t)len, "e%d", (int)(next_random(rng) % 37) - 20 - digits + 1);
+    return strtod(text, NULL);
+}
+
+// The text of m * 10^-frac (negative: with a '-'), and how many digits it counts.
+static int decimal_text(char *text, bool negative, uint64_t m, int frac) {
+    uint64_t scale = 1;
+    for (int i = 0; i < frac; i++) scale *= 10;
+    const uint64_t whole = m / scale;
+    int len = sprintf(text, "%s%llu", negative ? "-" : "", (unsigned long long)whole);
+    if (frac) len += sprintf(text + len, ".%0*llu", frac, (unsigned long long)(m % scale));
+    return (whole ? len - negative - (frac ? frac + 1 : 0) : 0) + frac;
+}
+
+// What jsonschema says of a text with at most 15 digits: float(text) against
+// each bound (ends: minimum, exclusiveMinimum, maximum, exclusiveMaximum).
+static bool within(const char *text, const bool *has, const double *x) {
+    const double v = strtod(text, NULL);
+    return (!has[0] || v >= x[0]) && (!has[1] || v > x[1]) && (!has[2] || v <= x[2]) && (!has[3] || v < x[3]);
+}
+
+// Whether some bytes from s end a number the schema takes (a few tries a byte:
+// where no prefix is a dead end, the first byte that fits leads on).
+static bool completes(const bn_json_state *s, int depth, int *budget) {
+    if (bn_json_state_done(s)) return true;
+    if (depth == 0 || --*budget < 0) return false;
+    bn_json_state *next = malloc(sizeof *next);
+    bool found = false;
+    for (const char *c = "0123456789.-"; *c && !found; c++)
+        found = bn_json_state_next(s, c, 1, next) && completes(next, depth - 1, budget);
+    free(next);
+    return found;
+}
+
+// Reads text against schema g (NULL: refused when compiled) a byte at a time
+// (s, next: scratch); fails unless it is taken whole exactly when want is
+// true, or where the bytes it took lead nowhere. Returns whether it was taken.
+static bool check_number(const bn_json_schema *g, const char *schema, const char *text, bool want,
+                         bn_json_state *s, bn_json_state *next) {
+    size_t read = 0;
+    if (g) {
+        bn_json_state_init(s, g);
+        for (; text[read] && bn_json_state_next(s, text + read, 1, next); read++) bn_json_state_copy(s, next);
+        int budget = 1000;
+        if (!completes(s, 20, &budget)) fail_msg("%s, text %s: a dead end after %zu bytes", schema, text, read);
+    }
+    const bool got = g && !text[read] && bn_json_state_done(s);
+    if (got != want) fail_msg("%s, text %s: want %s, read %zu bytes", schema, text, want ? "taken" : "refused", read);
+    return got;
+}
+
+// Random bounds, and texts of either sign at and next to them (the last digit
+// one either way) with 0 to 16 digits after the '.': the automaton takes a
+// text whole exactly where strtod and the 15-digit rule do, and leaves no dead
+// end (every prefix it takes goes on to a number it takes). A schema it
+// refuses leaves no text taken.
+static void test_number_bounds_random(void **state) {
+    (void)state;
+    static const char *const ends[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    bn_json_state *s = malloc(sizeof *s), *next = malloc(sizeof *next);
+    int schemas = 0, refused = 0, texts = 0, taken = 0;
+    for (int round = 0; round < 2000; round++) {
+        double lo = random_bound(&rng), hi = random_bound(&rng);
+        if (lo > hi) {
+            const double t = lo;
+            lo = hi, hi = t;
+        }
+        if (next_random(&rng) % 3 == 0) hi = lo + fabs(lo) * pow(10, -(double)(next_random(&rng) % 17)); // narrow
+        bool has[4] = {false};
+        double x[4] = {0};
+        const uint64_t which = 1 + next_random(&rng) % 3; // 1: a lower bound, 2: an upper one, 3: both
+        if (which & 1) {
+            const int i = (int)(next_random(&rng) % 2);
+            has[i] = true, x[i] = lo;
+        }
+        if (which & 2) {
+            const int i = 2 + (int)(next_random(&rng) % 2);
+            has[i] = true, x[i] = hi;
+        }
+        char schema[256];
+        int len = sprintf(schema, "{\"type\": \"number\"");
+        for (int i = 0; i < 4; i++)
+            if (has[i]) len += sprintf(schema + len, ", \"%s\": %.17g", ends[i], x[i]);
+        sprintf(schema + len, "}");
+        bn_json_schema *g = NULL;
+        bn_error err;
+        if (bn_json_schema_compile(schema, strlen(schema), &g, &err) && !strstr(err.msg, "leave"))
+            fail_msg("%s: %s", schema, err.msg);
+        schemas++, refused += !g;
+        int budget = 1000;
+        if (g) bn_json_state_init(s, g);
+        if (g && !completes(s, 20, &budget)) fail_msg("%s: no number is taken", schema);
+        for (int b = 0; b < 2; b++) {
+            const double edge = fabs(b ? hi : lo);
+            for (int frac = 0; frac <= 16 && floor(edge * pow(10, frac)) < 1e17; frac++) {
+                const int64_t m = (int64_t)floor(edge * pow(10, frac));
+                for (int64_t d = m ? -1 : 0; d <= 1; d++) {
+                    for (int negative = 0; negative < 2; negative++) {
+                        char text[64];
+                        const int counted = decimal_text(text, negative, (uint64_t)(m + d), frac);
+                        const bool want = counted <= 15 && within(text, has, x);
+                        taken += check_number(g, schema, text, want, s, next);
+                        texts++;
+                    }
+                }
+            }
+        }
+        bn_json_schema_free(g);
+    }
+    free(s);
+    free(next);
+    fprintf(stderr, "%d schemas (%d refused), %d texts (%d taken) agree with strtod\n", schemas, refused, texts, taken);
 }
 
 // Formats: each field refused at its first digit that cannot begin it; the
@@ -379,8 +565,16 @@ static void test_refused_schemas(void **state) {
         {"{\"anyOf\": [{\"$ref\": \"#\"}, {\"type\": \"null\"}]}", "leads back to itself"},
         {"false", "a schema must be an object or true"},
         {"{\"type\": ", "not valid JSON"},
-        {"{\"type\": \"number\", \"minimum\": 0}", "'minimum' is supported on integers only"},
-        {"{\"exclusiveMaximum\": 3}", "'exclusiveMaximum' is supported on integers only"},
+        {"{\"type\": \"number\", \"minimum\": 1, \"maximum\": 0.5}",
+         "'minimum' and 'maximum' leave no number between them"},
+        // Numbers between them, but none of 15 digits (in 1..10, a step of 10^-14).
+        {"{\"type\": \"number\", \"minimum\": 1.000000000000011, \"maximum\": 1.000000000000019}",
+         "'minimum' and 'maximum' leave no number between them (of at most 15 digits"},
+        {"{\"type\": \"number\", \"minimum\": 1e300}", "'minimum' leaves no number of at most 15 digits"},
+        {"{\"exclusiveMaximum\": -1e15}", "'exclusiveMaximum' leaves no number"},
+        {"{\"type\": \"number\", \"minimum\": \"0\"}", "'minimum' must be a number"},
+        {"{\"type\": \"number\", \"exclusiveMinimum\": true}", "'exclusiveMinimum' must be a number"},
+        {"{\"type\": \"number\", \"maximum\": 1e400}", "'maximum' must be a finite number"},
         {"{\"type\": \"integer\", \"maximum\": 1e300}", "'maximum' must be within"},
         {"{\"type\": \"integer\", \"minimum\": \"1\"}", "'minimum' must be a number"},
         {"{\"type\": \"integer\", \"minimum\": 5, \"exclusiveMaximum\": 5}",
@@ -465,7 +659,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_any_of_and_refs), cmocka_unit_test(test_tagged_union),
         cmocka_unit_test(test_review_cases),    cmocka_unit_test(test_blanks_and_end),
         cmocka_unit_test(test_refused_schemas),
-        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_bounds),          cmocka_unit_test(test_number_bounds),
+        cmocka_unit_test(test_number_bounds_random),
         cmocka_unit_test(test_formats),
     };
     if (argc > 1 && !strcmp(argv[1], "python")) return cmocka_run_group_tests(python, NULL, NULL);
