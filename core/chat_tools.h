@@ -27,8 +27,8 @@ typedef struct bn_tools {
 // From the request's "tools", "tool_choice" and "parallel_tool_calls". A
 // function's "parameters" must be a schema json_schema.h can follow; unless the
 // function is "strict", keywords it cannot follow that only narrow the values
-// (pattern, a format other than date, time, date-time and uuid, a number's
-// minimum, ...) are dropped first.
+// (pattern, a format other than date, time, date-time and uuid, multipleOf,
+// ...) are dropped first.
 // response_schema: what a {"response"} holds (a response_format's schema; NULL: text). Returns 0, or -1
 // with the reason (naming the field) in err. A "stop" with tools is refused: it
 // would cut the JSON the reply is read from.

@@ -160,6 +160,8 @@ _API = {
     "bn_batch_n_free": (c_int, [c_void_p]),
     "bn_batch_add": (c_int, [c_void_p, POINTER(Request), _E]),
     "bn_json_schema_check": (c_int, [c_char_p, c_size_t, _E]),
+    "bn_tools_chat_request": (c_int, [c_char_p, c_char_p, POINTER(c_void_p), POINTER(c_void_p), _E]),
+    "bn_tools_chat_reply": (c_void_p, [c_char_p, c_size_t, c_char_p, c_int, POINTER(c_int)]),
     "bn_session_set_json_schema": (c_int, [c_void_p, c_char_p, _E]),
     "bn_batch_remove": (None, [c_void_p, c_int]),
     "bn_batch_step": (c_int, [c_void_p, POINTER(POINTER(BatchEvent)), POINTER(c_int), _E]),

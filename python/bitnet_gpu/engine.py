@@ -14,7 +14,7 @@ import queue
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Iterator, List, NamedTuple, Optional, Sequence, Union
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import _native as N
 from ._native import lib
@@ -250,6 +250,46 @@ def json_schema_text(json_schema) -> Optional[bytes]:
     data, err = text.encode("utf-8", "surrogatepass"), N.Error()
     _check(lib.bn_json_schema_check(data, len(data), ctypes.byref(err)), err)
     return data
+
+
+def _take_text(ptr) -> Optional[str]:
+    """A malloc'd C string (NULL: None), which is freed."""
+    if not ptr:
+        return None
+    try:
+        return ctypes.string_at(ptr).decode("utf-8")
+    finally:
+        N.libc_free(ptr)
+
+
+def chat_tools_request(body: dict, response_schema=None) -> Tuple[List[dict], Optional[str]]:
+    """OpenAI function calling, as `bitnet-gpu serve` does it (the C library's
+    bn_tools_chat_request): an OpenAI chat request body's conversation as the
+    model reads it ([{"role", "content"}], for chat_prompt: tool results and
+    earlier calls as text, the tools listed in the system message) and the JSON
+    Schema its reply is held to (None when no tool may be called). response_schema:
+    what an answer that calls no tool is held to, as generate()'s json_schema.
+    BitnetError names the field at fault."""
+    request = json.dumps(body).encode()
+    schema = json_schema_text(response_schema)
+    messages, reply_schema, err = ctypes.c_void_p(), ctypes.c_void_p(), N.Error()
+    rc = lib.bn_tools_chat_request(request, schema, ctypes.byref(messages), ctypes.byref(reply_schema),
+                                   ctypes.byref(err))
+    conversation, reply_schema = _take_text(messages), _take_text(reply_schema)
+    _check(rc, err)
+    return json.loads(conversation), reply_schema
+
+
+def chat_tools_reply(text: str, reply_id: str, delta: bool = False) -> Tuple[dict, bool]:
+    """The assistant message for the whole text of a reply held to
+    chat_tools_request's schema: {"content": ...} or {"content": None,
+    "tool_calls": [...]} (ids made from reply_id; with delta, each call has its
+    "index", as in a stream's chunk), and whether it calls tools."""
+    data, called = text.encode("utf-8", "surrogatepass"), ctypes.c_int()
+    message = _take_text(lib.bn_tools_chat_reply(data, len(data), reply_id.encode(), delta, ctypes.byref(called)))
+    if message is None:
+        raise MemoryError("bn_tools_chat_reply")
+    return json.loads(message), bool(called.value)
 
 
 class Model:

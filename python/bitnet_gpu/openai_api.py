@@ -4,8 +4,10 @@
 its response shapes (usage counts, server-sent events when streaming, error
 objects); /v1/models lists the one model. bitnet_gpu.serve puts this behind
 Ray Serve. Parameters OpenAI has and this server cannot honour (n > 1,
-logprobs, tools, ...) are refused, not ignored. response_format json_object
-and json_schema hold the reply as the C server does. Absent sampling parameters take
+logprobs, ...) are refused, not ignored. response_format json_object and
+json_schema hold the reply, and tools are called, as the C server does it (the
+library's bn_tools_chat_request: the same messages, schemas and replies).
+Absent sampling parameters take
 the library's defaults (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05);
 top_k, min_p and repeat_penalty are accepted as extensions, as llama.cpp's
 server does.
@@ -14,7 +16,7 @@ import json
 import time
 import uuid
 
-from .engine import BitnetError, Engine
+from .engine import BitnetError, Engine, chat_tools_reply, chat_tools_request
 
 # Parameters that would change the answer in ways this server does not
 # implement, with the values that mean "off" (null always does).
@@ -28,12 +30,11 @@ _UNSUPPORTED = {
     "logit_bias": ({},),
     "presence_penalty": (0,),
     "frequency_penalty": (0,),
-    "tools": ([],),
     "functions": ([],),
 }
 _NUMBERS = {"temperature": float, "top_p": float, "min_p": float, "repeat_penalty": float, "top_k": int, "seed": int}
 _FINISH = {"eog": "stop", "stop": "stop", "length": "length", "context": "length", "cancelled": "stop"}
-_ROLES = {"developer": "system"}  # OpenAI's newer name for the system role
+_CHAT_FIELDS = ("tool_choice", "parallel_tool_calls", "tools", "messages")  # what the library's errors name
 
 
 class ApiError(Exception):
@@ -107,17 +108,6 @@ def _max_tokens(body, names, default):
     return default
 
 
-def _text(content):
-    """A message's content: a string, or a list of {"type": "text", "text": ...} parts."""
-    if content is None or isinstance(content, str):
-        return content or ""
-    if isinstance(content, list):
-        if all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
-            return "".join(p["text"] for p in content)
-        raise _bad("only text content parts are supported", "messages")
-    raise _bad("a message's content must be a string or a list of text parts", "messages")
-
-
 def _sse(obj):
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
@@ -157,14 +147,18 @@ class OpenAIServer:
             sp = self.engine.sampling(**_sampling(body))  # the library's own checks, answered with a 400
         except BitnetError as e:
             raise _bad(str(e)) from None
+        json_schema, tools = _json_schema(body), False
         try:
-            if chat:
-                messages = body.get("messages")
-                if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-                    raise _bad("'messages' must be a non-empty list of messages", "messages")
-                msgs = [{"role": _ROLES.get(m.get("role"), m.get("role")), "content": _text(m.get("content"))}
-                        for m in messages]
-                ids = self.engine.chat_prompt(msgs)
+            if chat:  # messages, tool results and calls, the tools: read by the library as `serve` reads them
+                try:
+                    messages, tools_schema = chat_tools_request(body, json_schema)
+                except BitnetError as e:
+                    said = str(e)
+                    raise _bad(said, next((f for f in _CHAT_FIELDS if f"'{f}'" in said or f"({f})" in said),
+                                          None)) from None
+                if tools_schema is not None:
+                    json_schema, tools = tools_schema, True
+                ids = self.engine.chat_prompt(messages)
                 max_tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"), None)
             else:
                 ids = self._prompt(body.get("prompt"))
@@ -181,10 +175,10 @@ class OpenAIServer:
             raise _bad("'cache_prompt' must be a boolean", "cache_prompt")
         try:  # a schema the library cannot follow is the request's fault
             generation = self.engine._start_sampled(ids, max_tokens, _stop(body), True, sp, cache_prompt,
-                                                    _json_schema(body))
+                                                    json_schema)
         except BitnetError as e:
             raise _bad(str(e), "response_format") from None
-        return Call(self, chat, ids, generation, stream, bool(options.get("include_usage")))
+        return Call(self, chat, ids, generation, stream, bool(options.get("include_usage")), tools)
 
     def _prompt(self, prompt):
         if isinstance(prompt, list) and len(prompt) == 1 and (isinstance(prompt[0], str) or _int_list(prompt[0])):
@@ -206,9 +200,10 @@ class OpenAIServer:
 class Call:
     """One request whose generation is running: its response or its events."""
 
-    def __init__(self, server, chat, ids, stream, streaming, include_usage):
+    def __init__(self, server, chat, ids, stream, streaming, include_usage, tools=False):
         self.server, self.chat, self.ids, self.stream = server, chat, ids, stream
         self.streaming, self.include_usage = streaming, include_usage
+        self.tools = tools  # the reply is tool calls or an answer, known only whole (chat_tools_reply)
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         self.created = int(time.time())
 
@@ -242,24 +237,35 @@ class Call:
         except BitnetError as e:
             raise ApiError(500, str(e), type="server_error") from None
         r = self.stream.result
-        return {**self._head(False), "choices": [self._choice(r.text, _FINISH[r.finish_reason], False)],
-                "usage": self._usage(r)}
+        if not self.tools:
+            choice = self._choice(r.text, _FINISH[r.finish_reason], False)
+        else:
+            message, called = chat_tools_reply(r.text, self.id)
+            choice = {"index": 0, "message": {"role": "assistant", **message}, "logprobs": None,
+                      "finish_reason": "tool_calls" if called else _FINISH[r.finish_reason]}
+        return {**self._head(False), "choices": [choice], "usage": self._usage(r)}
 
     def events(self):
         """The answer as server-sent events, "data: [DONE]" last (blocking iterator)."""
         head = self._head(True)
-        if self.chat:
-            yield _sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+        if self.chat:  # a reply that may call tools opens with a null content, as OpenAI's does
+            yield _sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant",
+                                                                   "content": None if self.tools else ""},
                                              "logprobs": None, "finish_reason": None}]})
         try:
             for piece in self.stream:
-                if piece.text:
+                if piece.text and not self.tools:  # with tools the reply is known only whole
                     yield _sse({**head, "choices": [self._choice(piece.text, None, True)]})
         except BitnetError as e:  # the status line has gone: OpenAI's error event
             yield _sse(ApiError(500, str(e), type="server_error").body)
             return
         r = self.stream.result
-        yield _sse({**head, "choices": [self._choice("", _FINISH[r.finish_reason], True)]})
+        finish = _FINISH[r.finish_reason]
+        if self.tools and r.text:
+            delta, called = chat_tools_reply(r.text, self.id, delta=True)
+            finish = "tool_calls" if called else finish
+            yield _sse({**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]})
+        yield _sse({**head, "choices": [self._choice("", finish, True)]})
         if self.include_usage:
             yield _sse({**head, "choices": [], "usage": self._usage(r)})
         yield "data: [DONE]\n\n"

@@ -1,12 +1,20 @@
 """bitnet_gpu.openai_api without a web server: OpenAI's request and response
-shapes, server-sent events and error objects, on tiny-a. (test_serve.py sends
-the same kinds of requests through Ray Serve with the openai client.)"""
+shapes, server-sent events and error objects, on tiny-a; tool calls beside what
+`bitnet-gpu serve` answers to the same requests. (test_serve.py sends the same
+kinds of requests through Ray Serve with the openai client.)"""
+import http.client
 import json
+import os
+import subprocess
+import time
 
+import jsonschema
 import pytest
 
 from bitnet_gpu import Engine
 from bitnet_gpu.openai_api import ApiError, OpenAIServer
+
+from conftest import CLI
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +111,9 @@ def test_stop_and_finish_reasons(api):
     ({"model": "tiny-a", "prompt": "x", "n": 2}, False, 400, "n", "'n' is not supported"),
     ({"model": "tiny-a", "prompt": "x", "logprobs": 2}, False, 400, "logprobs", "not supported"),
     ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}, True,
-     400, "tools", "not supported"),
+     400, "tools", "'tools'"),
+    ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "functions": [{"name": "f"}]}, True,
+     400, "functions", "not supported"),
     ({"model": "tiny-a", "prompt": "x", "temperature": "hot"}, False, 400, "temperature", "must be a number"),
     ({"model": "tiny-a", "prompt": "x", "top_p": 2}, False, 400, None, "top-p must be in (0, 1] (got 2)"),
     ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "min_p": 1}, True, 400, None,
@@ -116,11 +126,13 @@ def test_stop_and_finish_reasons(api):
     ({"model": "tiny-a", "prompt": [1, 128256]}, False, 400, "prompt", "token id 128256 is outside the vocabulary"),
     ({"model": "tiny-a", "prompt": [[-1]]}, False, 400, "prompt", "token id -1 is outside the vocabulary"),
     ({"model": "tiny-a", "prompt": "word " * 600}, False, 400, "prompt", "maximum context length is 512"),
-    ({"model": "tiny-a", "messages": []}, True, 400, "messages", "non-empty list"),
+    ({"model": "tiny-a", "messages": []}, True, 400, "messages", "non-empty array"),
     ({"model": "tiny-a", "messages": [{"role": "tool", "content": "x"}]}, True, 400, "messages",
-     'chat: unknown role "tool"'),
+     "'tool_call_id'"),
     ({"model": "tiny-a", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, True, 400,
-     "messages", "only text content parts"),
+     "messages", "a string or an array of text parts"),
+    ({"model": "tiny-a", "messages": [{"role": "robot", "content": "x"}]}, True, 400, "messages",
+     'chat: unknown role "robot"'),
     ([1, 2], False, 400, None, "must be a JSON object"),
 ])
 def test_errors(api, body, chat, status, param, message):
@@ -141,3 +153,139 @@ def test_a_client_that_leaves_stops_the_generation(api):
     rest = list(events)
     assert rest[-1] == "data: [DONE]\n\n" and len(rest) < 100
     assert call.stream.result.finish_reason == "cancelled" and len(call.stream.result.ids) < 100
+
+
+# ---- tools ------------------------------------------------------------------------
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"unit": {"enum": ["c", "f"]}, "days": {"type": "integer"},
+                                                    "above": {"type": "number", "minimum": -40, "maximum": 60}},
+                   "required": ["unit"]}}}
+ADD = {"type": "function", "function": {
+    "name": "add", "parameters": {"type": "object", "properties": {"a": {"type": "integer"}},
+                                  "required": ["a"], "additionalProperties": False}}}
+ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def chat_body(**fields):
+    return {"model": "tiny-a", "messages": ASK, "max_tokens": 150, "temperature": 0, **fields}
+
+
+def streamed_message(chunks):
+    """The message a stream's deltas add up to (tool calls by index, as OpenAI streams them) and its finish."""
+    content, calls, finish = None, {}, None
+    for c in chunks[:-1]:
+        if not c["choices"]:
+            continue
+        d = c["choices"][0]["delta"]
+        if d.get("content") is not None:
+            content = (content or "") + d["content"]
+        for call in d.get("tool_calls", []):
+            calls[call["index"]] = {k: v for k, v in call.items() if k != "index"}
+        finish = c["choices"][0]["finish_reason"] or finish
+    message = {"role": "assistant", "content": content}
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    return message, finish
+
+
+def test_tools(api):
+    """With tool_choice "required" (or a function named) and one call allowed, greedy tiny-a ends
+    with one call its function's parameters accept, streamed or not; the calls and their results go
+    back in as messages; "none" answers in text."""
+    for choice in ("required", {"type": "function", "function": {"name": "add"}}):
+        body = chat_body(tools=[WEATHER, ADD], tool_choice=choice, parallel_tool_calls=False)
+        r = api.start(body, chat=True).response()
+        c = r["choices"][0]
+        assert c["finish_reason"] == "tool_calls" and c["message"]["content"] is None, c
+        (call,) = c["message"]["tool_calls"]
+        assert call["id"] == "call_" + r["id"].split("-", 1)[1] + "_0" and call["type"] == "function"
+        name, args = call["function"]["name"], json.loads(call["function"]["arguments"])
+        assert choice == "required" or name == "add"
+        jsonschema.validate(args, {"get_weather": WEATHER, "add": ADD}[name]["function"]["parameters"])
+        chunks = events(api.start({**body, "stream": True}, chat=True))
+        assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": None}
+        message, finish = streamed_message(chunks)
+        assert finish == "tool_calls"
+        assert [x["function"] for x in message["tool_calls"]] == [call["function"]]
+    history = ASK + [{"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"unit": "c"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "12 degrees"}]
+    r = api.start(chat_body(messages=history, max_tokens=4, tools=[WEATHER], tool_choice="none"), chat=True).response()
+    assert "tool_calls" not in r["choices"][0]["message"] and r["choices"][0]["finish_reason"] == "length"
+    with pytest.raises(ApiError) as e:
+        api.start(chat_body(tools=[WEATHER], stop=["x"]), chat=True)
+    assert "'stop' with 'tools'" in e.value.body["error"]["message"]
+    with pytest.raises(ApiError) as e:
+        api.start(chat_body(tools=[{"type": "function", "function": {"name": "f", "strict": True,
+                                                                        "parameters": {"format": "x"}}}]), chat=True)
+    assert e.value.body["error"]["param"] == "tools" and "'format' is not supported" in e.value.body["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def c_server(model_path):
+    """`bitnet-gpu serve` on tiny-a, one slot, on a free port of 127.0.0.1."""
+    if not (CLI and os.access(CLI, os.X_OK)):
+        pytest.skip("the CLI is not built (set BITNET_CLI)")
+    log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"test_openai_api.{os.getpid()}.log"), "w+")
+    proc = subprocess.Popen([CLI, "serve", "-m", model_path, "--port", "0", "-t", "1", "-c", "512",
+                             "--parallel", "1"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    deadline, said = time.time() + 120, "listening on http://127.0.0.1:"
+    while True:
+        log.seek(0)
+        text = log.read()
+        if said in text:
+            port = int(text.split(said)[1].split("/")[0])
+            break
+        assert proc.poll() is None and time.time() < deadline, f"the server did not start:\n{text}"
+        time.sleep(0.05)
+
+    def post(body):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(body).encode(),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        out = r.status, json.loads(r.read())
+        conn.close()
+        return out
+
+    yield post
+    proc.terminate()
+    proc.wait(60)
+    log.close()
+    os.unlink(log.name)
+
+
+def without_ids(choice):
+    """A choice with its calls' ids (made from each server's own reply id) left out."""
+    message = dict(choice["message"])
+    if "tool_calls" in message:
+        message["tool_calls"] = [{k: v for k, v in c.items() if k != "id"} for c in message["tool_calls"]]
+    return {**choice, "message": message}
+
+
+@pytest.mark.parametrize("fields", [
+    {"tools": [WEATHER, ADD], "tool_choice": "required"},
+    {"tools": [WEATHER, ADD], "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+     "parallel_tool_calls": False},
+    {"tools": [WEATHER], "temperature": 1.0, "seed": 3},
+    {"tools": [WEATHER], "temperature": 1.0, "seed": 5, "response_format": {
+        "type": "json_schema", "json_schema": {"name": "pet", "schema": {
+            "type": "object", "properties": {"kind": {"enum": ["cat", "dog"]}}, "required": ["kind"]}}}},
+    {"tools": [WEATHER], "messages": ASK + [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_9", "type": "function", "function": {
+            "name": "get_weather", "arguments": '{"unit": "f", "days": 2}'}}]},
+        {"role": "tool", "tool_call_id": "call_9", "content": [{"type": "text", "text": "54 F"}]},
+        {"role": "developer", "content": "Answer in one word."}]},
+], ids=["required", "named", "auto", "auto-with-response-format", "history"])
+def test_tools_as_the_c_server_answers(api, c_server, fields):
+    """The same request to this API and to `bitnet-gpu serve` gets the same reply: the same
+    prompt, calls, arguments, content, finish_reason and usage (the library reads both)."""
+    body = chat_body(**fields)
+    ours = api.start(body, chat=True).response()
+    status, theirs = c_server(body)
+    assert status == 200, theirs
+    assert without_ids(ours["choices"][0]) == without_ids(theirs["choices"][0])
+    assert ours["usage"]["prompt_tokens"] == theirs["usage"]["prompt_tokens"]
+    assert ours["usage"]["completion_tokens"] == theirs["usage"]["completion_tokens"]
