@@ -349,27 +349,6 @@ BN_API int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err);
 // 0, or -1 with what it cannot follow and where in err (bn_batch_add would
 // fail with the same error).
 BN_API int bn_json_schema_check(const char *schema, size_t n, bn_error *err);
-// OpenAI function calling ("tools"), for models not trained for it, as `bitnet-gpu
-// serve` does it (README: Structured replies and tool calls): the tools are listed
-// in the system message, and the reply is held to a JSON Schema whose values are
-// {"tool_calls": [{"name", "arguments"}, ...]} or {"response": ...}.
-// From a chat request body (JSON text: "messages", "tools", "tool_choice",
-// "parallel_tool_calls"): *messages_json, the conversation as the model reads it
-// (a JSON array of {"role", "content"}, for bn_engine_chat_prompt: tool results
-// and earlier calls as text, the tools in the system message), and *reply_schema,
-// the schema for bn_request.json_schema (NULL when no tool may be called: no
-// tools, or tool_choice "none"). response_schema: the JSON Schema an answer that
-// calls no tool is held to (a response_format's; NULL: free text). Both malloc'd.
-// Returns 0, or -1 with the reason (naming the field) in err.
-BN_API int bn_tools_chat_request(const char *request_json, const char *response_schema,
-                                 char **messages_json, char **reply_schema, bn_error *err);
-// The assistant's message for the whole text of a reply held to *reply_schema: a
-// JSON object (malloc'd; NULL when memory is short) with the "content" of an
-// answer, or "tool_calls" (ids made from reply_id) and a null "content"; with
-// delta, each call has its "index", as in a stream's last chunk. *called: whether
-// it calls tools (finish_reason "tool_calls"). A text cut short (max_tokens) is
-// not the schema's JSON: it is the content.
-BN_API char *bn_tools_chat_reply(const char *text, size_t len, const char *reply_id, int delta, int *called);
 // Frees a slot at once, finished or not (a cancelled request). Out-of-range or
 // free slots are ignored.
 BN_API void bn_batch_remove(bn_batch *b, int slot);
@@ -378,6 +357,34 @@ BN_API void bn_batch_remove(bn_batch *b, int slot);
 // *n_events may be 0 (only prompt chunks were fed, or nothing is active). On
 // failure (-1) the slots are as before the call.
 BN_API int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_error *err);
+
+// ---- OpenAI function calling ("tools") -------------------------------------------
+// For models not trained for it, as `bitnet-gpu serve` does it (README: Structured
+// replies and tool calls): the tools are listed in the system message, and the
+// reply is held to a JSON Schema whose values are
+// {"tool_calls": [{"name", "arguments"}, ...]} or {"response": ...}.
+
+// From a chat request body (JSON text: "messages", "tools", "tool_choice",
+// "parallel_tool_calls", and "stop", which tools refuse): *messages_json, the
+// conversation as the model reads it (a JSON array of {"role", "content"} for
+// bn_engine_chat_prompt: content parts joined, "developer" as "system", tool
+// results and earlier calls as text, the tools in the system message), and
+// *reply_schema, the schema for bn_request.json_schema (NULL when no tool may be
+// called: no tools, or tool_choice "none"). response_schema: the JSON Schema an
+// answer that calls no tool is held to (a response_format's; NULL: free text).
+// Both are malloc'd (free with free()). Returns 0, or -1 with the reason (naming
+// the field) in err and both NULL; a request with a \u0000 escape is refused.
+BN_API int bn_tools_chat_request(const char *request_json, const char *response_schema,
+                                 char **messages_json, char **reply_schema, bn_error *err);
+// The assistant's message for the whole text of a reply held to *reply_schema: a
+// JSON object (malloc'd; NULL when memory is short) with the "content" of an
+// answer, or "tool_calls" and a null "content". Call ids are
+// "call_<reply_id after its first '-'>_<i>" (reply_id "chatcmpl-abc": call_abc_0,
+// ...). With delta, each call has its "index", as a stream's chunk carries them.
+// *called: whether it calls tools (finish_reason "tool_calls"). A text cut short
+// (max_tokens) is not the schema's JSON: it is the content. reply_id and called
+// must not be NULL.
+BN_API char *bn_tools_chat_reply(const char *text, size_t len, const char *reply_id, int delta, int *called);
 
 // ---- the tokenizer alone (docs/architecture.md: Tokenizer and chat format) --------------
 // Byte-level BPE (Llama-3, Falcon3; GGUF tokenizer.ggml.model "gpt2") or LLaMA

@@ -459,12 +459,13 @@ void bn_tools_reply(cJSON *message, const char *text, size_t len, const char *re
         int i = 0;
         const cJSON *c;
         cJSON_ArrayForEach(c, calls) {
-            char id[64];
-            snprintf(id, sizeof id, "call_%s_%d", dash ? dash + 1 : reply_id, i);
+            bn_buf id = {0};
+            bn_buf_printf(&id, "call_%s_%d", dash ? dash + 1 : reply_id, i);
             cJSON *e = cJSON_CreateObject(), *f;
             cJSON_AddItemToArray(list, e);
             if (delta) cJSON_AddNumberToObject(e, "index", i);
-            cJSON_AddStringToObject(e, "id", id);
+            cJSON_AddStringToObject(e, "id", id.data ? id.data : "call");
+            free(id.data);
             cJSON_AddStringToObject(e, "type", "function");
             f = cJSON_AddObjectToObject(e, "function");
             cJSON_AddItemToObject(f, "name", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(c, "name"), true));
@@ -499,7 +500,11 @@ cJSON *bn_tools_conversation(const cJSON *msgs, const char *system, char *err, s
         return NULL;
     }
     cJSON *conv = cJSON_CreateArray();
-    bool ok = conv != NULL;
+    if (!conv) {
+        tools_error(err, size, "out of memory (messages)");
+        return NULL;
+    }
+    bool ok = true;
     const cJSON *msg;
     cJSON_ArrayForEach(msg, msgs) {
         if (!ok) break;
@@ -533,7 +538,7 @@ cJSON *bn_tools_conversation(const cJSON *msgs, const char *system, char *err, s
         if (!strcmp(cJSON_GetObjectItemCaseSensitive(first, "role")->valuestring, "system")) {
             bn_buf joined = {0};
             ok = !bn_buf_printf(&joined, "%s\n\n%s", content->valuestring, system) &&
-                 cJSON_ReplaceItemInObjectCaseSensitive(first, "content", cJSON_CreateString(joined.data));
+                 cJSON_SetValuestring(content, joined.data) != NULL;
             free(joined.data);
         } else {
             cJSON *turn = cJSON_CreateObject();
@@ -553,6 +558,8 @@ cJSON *bn_tools_conversation(const cJSON *msgs, const char *system, char *err, s
 int bn_tools_chat_request(const char *request_json, const char *response_schema, char **messages_json,
                           char **reply_schema, bn_error *err) {
     *messages_json = *reply_schema = NULL;
+    if (request_json && bn_json_has_nul_escape(request_json, strlen(request_json)))
+        return bn_errorf(err, "tools: the request has a \\u0000 escape (a NUL), which cannot be carried");
     cJSON *request = request_json ? cJSON_Parse(request_json) : NULL;
     cJSON *response = response_schema ? cJSON_Parse(response_schema) : NULL;
     if (!cJSON_IsObject(request)) {

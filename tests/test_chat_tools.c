@@ -7,8 +7,10 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 
+#include "bitnet.h"
 #include "chat_tools.h"
 #include "json_schema.h"
+#include "json_text.h"
 
 // bn_tools_read on a request body; rc and *t (freed by the caller).
 static int read_tools(const char *body, const char *response_schema, bn_tools *t, char *err, size_t size) {
@@ -221,12 +223,113 @@ static void test_history(void **state) {
     cJSON_Delete(msgs);
 }
 
+// bn_tools_conversation on messages (JSON text) and the tools' system text:
+// the conversation as compact JSON, or NULL with *why set.
+static char *conversation(const char *msgs, const char *system, char *why, size_t size) {
+    cJSON *m = cJSON_Parse(msgs);
+    cJSON *conv = bn_tools_conversation(m, system, why, size);
+    cJSON_Delete(m);
+    return conv ? bn_print_taken(conv) : NULL;
+}
+
+// The conversation as the model reads it: content parts joined, "developer" as
+// "system", calls and results as text, the tools' text joined to the system
+// message or put before the rest as one.
+static void test_conversation(void **state) {
+    (void)state;
+    char why[256], *c;
+    c = conversation("[{\"role\": \"developer\", \"content\": [{\"type\": \"text\", \"text\": \"Be \"},"
+                     " {\"type\": \"text\", \"text\": \"brief.\"}]}, {\"role\": \"user\", \"content\": null}]",
+                     "TOOLS", why, sizeof why);
+    assert_string_equal(c, "[{\"role\":\"system\",\"content\":\"Be brief.\\n\\nTOOLS\"},{\"role\":\"user\",\"content\":\"\"}]");
+    free(c);
+    c = conversation("[{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"tool_calls\": [{\"id\": "
+                     "\"c1\", \"function\": {\"name\": \"f\", \"arguments\": \"{ }\"}}]}, {\"role\": \"tool\", "
+                     "\"tool_call_id\": \"c1\", \"content\": \"4\"}]", "TOOLS", why, sizeof why);
+    assert_string_equal(c, "[{\"role\":\"system\",\"content\":\"TOOLS\"},{\"role\":\"user\",\"content\":\"hi\"},"
+                           "{\"role\":\"assistant\",\"content\":\"{\\\"tool_calls\\\":[{\\\"name\\\":\\\"f\\\","
+                           "\\\"arguments\\\":{}}]}\"},{\"role\":\"user\",\"content\":"
+                           "\"{\\\"tool_result\\\":{\\\"name\\\":\\\"f\\\",\\\"content\\\":\\\"4\\\"}}\"}]");
+    free(c);
+    c = conversation("[{\"role\": \"system\", \"content\": \"S\"}]", NULL, why, sizeof why);
+    assert_string_equal(c, "[{\"role\":\"system\",\"content\":\"S\"}]");
+    free(c);
+    static const struct {
+        const char *msgs, *says;
+    } bad[] = {{"[]", "non-empty array"},
+               {"{\"role\": \"user\"}", "non-empty array"},
+               {"[{\"role\": 3, \"content\": \"x\"}]", "string 'role'"},
+               {"[7]", "string 'role'"},
+               {"[{\"role\": \"user\", \"content\": [{\"type\": \"image_url\"}]}]", "array of text parts"},
+               {"[{\"role\": \"user\", \"content\": 5}]", "array of text parts"},
+               {"[{\"role\": \"tool\", \"content\": \"x\"}]", "tool_call_id"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_null(conversation(bad[i].msgs, "TOOLS", why, sizeof why));
+        assert_non_null(strstr(why, bad[i].says));
+    }
+    assert_null(bn_tools_conversation(NULL, NULL, why, sizeof why));
+    assert_non_null(strstr(why, "non-empty array"));
+}
+
+// The public pair over JSON text: the request's conversation and reply schema
+// (NULL without a tool to call), the reply's message, and refusals naming the field.
+static void test_chat_api(void **state) {
+    (void)state;
+    char *messages, *schema;
+    bn_error err;
+    static const char ask[] = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"type\": "
+                              "\"function\", \"function\": {\"name\": \"now\"}}], \"tool_choice\": \"required\"}";
+    assert_int_equal(bn_tools_chat_request(ask, NULL, &messages, &schema, &err), 0);
+    assert_non_null(strstr(messages, "\"role\":\"system\""));
+    assert_non_null(strstr(messages, "now"));
+    assert_int_equal(bn_json_schema_check(schema, strlen(schema), &err), 0);
+    assert_null(strstr(schema, "\"response\"")); // required: calls only
+    free(messages);
+    free(schema);
+    static const char none[] = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"type\": "
+                               "\"function\", \"function\": {\"name\": \"now\"}}], \"tool_choice\": \"none\"}";
+    assert_int_equal(bn_tools_chat_request(none, "{\"type\": \"object\"}", &messages, &schema, &err), 0);
+    assert_string_equal(messages, "[{\"role\":\"user\",\"content\":\"hi\"}]");
+    assert_null(schema);
+    free(messages);
+    static const struct {
+        const char *request, *response, *says;
+    } bad[] = {{"[1]", NULL, "must be a JSON object"},
+               {"{\"messages\": [", NULL, "must be a JSON object"},
+               {ask, "{", "not JSON"},
+               {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\\u0000\"}]}", NULL, "u0000"},
+               {"{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tool_choice\": \"required\"}", NULL,
+                "'tool_choice' needs 'tools'"},
+               {"{\"messages\": 3}", NULL, "non-empty array"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        messages = schema = (char *)"unset";
+        assert_int_equal(bn_tools_chat_request(bad[i].request, bad[i].response, &messages, &schema, &err), -1);
+        assert_null(messages);
+        assert_null(schema);
+        assert_non_null(strstr(err.msg, bad[i].says));
+    }
+    int called = -1;
+    static const char reply[] = "{\"tool_calls\": [{\"name\": \"now\", \"arguments\": {}}]}";
+    char *m = bn_tools_chat_reply(reply, strlen(reply), "chatcmpl-ab", 1, &called);
+    assert_int_equal(called, 1);
+    assert_string_equal(m, "{\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"call_ab_0\",\"type\":\"function\","
+                           "\"function\":{\"name\":\"now\",\"arguments\":\"{}\"}}]}");
+    free(m);
+    static const char answer[] = "{\"response\": \"ok\"}";
+    m = bn_tools_chat_reply(answer, strlen(answer), "x", 0, &called);
+    assert_int_equal(called, 0);
+    assert_string_equal(m, "{\"content\":\"ok\"}");
+    free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schema_of_tools),
         cmocka_unit_test(test_refused_tools),
         cmocka_unit_test(test_reply),
         cmocka_unit_test(test_history),
+        cmocka_unit_test(test_conversation),
+        cmocka_unit_test(test_chat_api),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -230,7 +230,7 @@ static bool refuse_unsupported(fields *f) {
     return !bad || fail(f, "'%s' is not supported by this server", bad);
 }
 
-// tools, tool_choice, parallel_tool_calls (serve_tools.h): a chat whose tools
+// tools, tool_choice, parallel_tool_calls (chat_tools.h): a chat whose tools
 // may be called has its reply held to their schema, and its system message
 // lists them. A response_format then shapes the answer that calls none.
 static bool get_tools(fields *f, bn_job_params *p, bn_tools *t) {

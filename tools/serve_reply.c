@@ -138,7 +138,7 @@ static const char *finish_reason(const bn_api_reply *r, bn_stop stop) {
 }
 
 // A chat reply's message (or a stream's delta) from its whole text: content,
-// or with tools the calls it makes (serve_tools.h).
+// or with tools the calls it makes (chat_tools.h).
 static void message_content(cJSON *m, bn_api_reply *r, const char *text, size_t len, bool delta) {
     if (!r->tools) {
         cJSON_AddItemToObject(m, "content", bn_text_json(text, len));

@@ -242,9 +242,11 @@ Prompt = Union[str, Sequence[int]]
 def json_schema_text(json_schema) -> Optional[bytes]:
     """generate()'s json_schema as the C library takes it: None, or a JSON
     Schema's text (True: any JSON object), checked by the library (BitnetError
-    when it cannot follow it)."""
+    when it cannot follow it). bytes are such a text already, checked."""
     if json_schema is None or json_schema is False:
         return None
+    if isinstance(json_schema, bytes):
+        return json_schema
     text = '{"type": "object"}' if json_schema is True else (
         json_schema if isinstance(json_schema, str) else json.dumps(json_schema))
     data, err = text.encode("utf-8", "surrogatepass"), N.Error()
@@ -270,7 +272,10 @@ def chat_tools_request(body: dict, response_schema=None) -> Tuple[List[dict], Op
     Schema its reply is held to (None when no tool may be called). response_schema:
     what an answer that calls no tool is held to, as generate()'s json_schema.
     BitnetError names the field at fault."""
-    request = json.dumps(body).encode()
+    try:
+        request = json.dumps(body, allow_nan=False).encode()
+    except ValueError:  # NaN or Infinity: not JSON, as the C server reads bodies
+        raise BitnetError("the request is not valid JSON (NaN or Infinity)") from None
     schema = json_schema_text(response_schema)
     messages, reply_schema, err = ctypes.c_void_p(), ctypes.c_void_p(), N.Error()
     rc = lib.bn_tools_chat_request(request, schema, ctypes.byref(messages), ctypes.byref(reply_schema),

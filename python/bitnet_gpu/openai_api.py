@@ -16,7 +16,7 @@ import json
 import time
 import uuid
 
-from .engine import BitnetError, Engine, chat_tools_reply, chat_tools_request
+from .engine import BitnetError, Engine, chat_tools_reply, chat_tools_request, json_schema_text
 
 # Parameters that would change the answer in ways this server does not
 # implement, with the values that mean "off" (null always does).
@@ -34,7 +34,7 @@ _UNSUPPORTED = {
 }
 _NUMBERS = {"temperature": float, "top_p": float, "min_p": float, "repeat_penalty": float, "top_k": int, "seed": int}
 _FINISH = {"eog": "stop", "stop": "stop", "length": "length", "context": "length", "cancelled": "stop"}
-_CHAT_FIELDS = ("tool_choice", "parallel_tool_calls", "tools", "messages")  # what the library's errors name
+_CHAT_FIELDS = ("stop", "tool_choice", "parallel_tool_calls", "tools", "messages")  # what the library's errors name
 
 
 class ApiError(Exception):
@@ -73,7 +73,8 @@ def _sampling(body):
 
 
 def _json_schema(body):
-    """response_format as generate()'s json_schema: None (text), True (json_object) or a schema."""
+    """response_format as generate()'s json_schema: None (text), True (json_object) or a schema
+    ("schema": true, or none given, is any value: {}, as the C server reads it)."""
     rf = body.get("response_format")
     kind = rf.get("type") if isinstance(rf, dict) else None
     if rf is None or kind == "text":
@@ -84,7 +85,7 @@ def _json_schema(body):
     if kind == "json_schema" and isinstance(spec, dict) and isinstance(spec.get("name"), str):
         schema = spec.get("schema", {})
         if isinstance(schema, dict) or schema is True:
-            return schema
+            return {} if schema is True else schema
     raise _bad("'response_format' must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or "
                "{\"type\": \"json_schema\", \"json_schema\": {\"name\", \"schema\"}}", "response_format")
 
@@ -147,7 +148,19 @@ class OpenAIServer:
             sp = self.engine.sampling(**_sampling(body))  # the library's own checks, answered with a 400
         except BitnetError as e:
             raise _bad(str(e)) from None
-        json_schema, tools = _json_schema(body), False
+        # The generation's own fields first, then the prompt, in the C server's order.
+        stop = _stop(body)
+        max_tokens = (_max_tokens(body, ("max_completion_tokens", "max_tokens"), None) if chat
+                      else _max_tokens(body, ("max_tokens",), 16))  # OpenAI's default for completions
+        cache_prompt = body.get("cache_prompt")  # llama.cpp's field: reuse the cached start
+        cache_prompt = True if cache_prompt is None else cache_prompt
+        if not isinstance(cache_prompt, bool):
+            raise _bad("'cache_prompt' must be a boolean", "cache_prompt")
+        try:  # a schema the library cannot follow is the request's fault
+            json_schema = json_schema_text(_json_schema(body))
+        except BitnetError as e:
+            raise _bad(str(e), "response_format") from None
+        tools = False
         try:
             if chat:  # messages, tool results and calls, the tools: read by the library as `serve` reads them
                 try:
@@ -157,25 +170,20 @@ class OpenAIServer:
                     raise _bad(said, next((f for f in _CHAT_FIELDS if f"'{f}'" in said or f"({f})" in said),
                                           None)) from None
                 if tools_schema is not None:
-                    json_schema, tools = tools_schema, True
+                    json_schema, tools = tools_schema.encode(), True
                 ids = self.engine.chat_prompt(messages)
-                max_tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"), None)
             else:
+                if body.get("tools") not in (None, []):
+                    raise _bad("'tools' is for chat completions", "tools")
                 ids = self._prompt(body.get("prompt"))
-                max_tokens = _max_tokens(body, ("max_tokens",), 16)  # OpenAI's default
         except BitnetError as e:
             raise _bad(str(e), "messages" if chat else None) from None
         if len(ids) > self.engine.n_ctx:
             raise _bad(f"This model's maximum context length is {self.engine.n_ctx} tokens; "
                        f"the prompt has {len(ids)} tokens", "messages" if chat else "prompt",
                        "context_length_exceeded")
-        cache_prompt = body.get("cache_prompt")  # llama.cpp's field: reuse the cached start
-        cache_prompt = True if cache_prompt is None else cache_prompt
-        if not isinstance(cache_prompt, bool):
-            raise _bad("'cache_prompt' must be a boolean", "cache_prompt")
-        try:  # a schema the library cannot follow is the request's fault
-            generation = self.engine._start_sampled(ids, max_tokens, _stop(body), True, sp, cache_prompt,
-                                                    json_schema)
+        try:
+            generation = self.engine._start_sampled(ids, max_tokens, stop, True, sp, cache_prompt, json_schema)
         except BitnetError as e:
             raise _bad(str(e), "response_format") from None
         return Call(self, chat, ids, generation, stream, bool(options.get("include_usage")), tools)

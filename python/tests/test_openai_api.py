@@ -114,6 +114,14 @@ def test_stop_and_finish_reasons(api):
      400, "tools", "'tools'"),
     ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "functions": [{"name": "f"}]}, True,
      400, "functions", "not supported"),
+    ({"model": "tiny-a", "prompt": "x", "tools": [{"type": "function", "function": {"name": "f"}}]}, False,
+     400, "tools", "'tools' is for chat completions"),
+    ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "stop": ["}"],
+      "tools": [{"type": "function", "function": {"name": "f"}}]}, True, 400, "stop", "'stop' with 'tools'"),
+    ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "response_format": {
+        "type": "json_schema", "json_schema": {"name": "r", "schema": {"pattern": "a+"}}}}, True, 400,
+     "response_format", "'pattern'"),
+    ({"model": "tiny-a", "messages": [{"role": "user", "content": "x\u0000"}]}, True, 400, None, "u0000"),
     ({"model": "tiny-a", "prompt": "x", "temperature": "hot"}, False, 400, "temperature", "must be a number"),
     ({"model": "tiny-a", "prompt": "x", "top_p": 2}, False, 400, None, "top-p must be in (0, 1] (got 2)"),
     ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "min_p": 1}, True, 400, None,
@@ -238,7 +246,9 @@ def c_server(model_path):
         if said in text:
             port = int(text.split(said)[1].split("/")[0])
             break
-        assert proc.poll() is None and time.time() < deadline, f"the server did not start:\n{text}"
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"the server did not start:\n{text}")
         time.sleep(0.05)
 
     def post(body):
