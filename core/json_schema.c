@@ -458,25 +458,43 @@ static bool compile_array(compiler *c, int32_t id, const cJSON *s, const cJSON *
     return item >= 0;
 }
 
-static const char *const ends[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
+// The bounds of s (minimum, maximum and their exclusive forms) as the least
+// and the greatest value allowed, *lo..*hi: for an integer in whole numbers,
+// within -(2^53 - 1) .. 2^53 - 1; for a number that may have a fraction in
+// units of 10^-15 (decimal_byte), within +-BEYOND. *lo_word and *hi_word: the
+// keywords that set them (NULL: none); *any: whether s has one of the four.
+// False, having failed, on a bound that is not such a number.
+static bool read_bounds(compiler *c, const cJSON *s, bool integer, const char *path, units *lo, units *hi,
+                        const char **lo_word, const char **hi_word, bool *any) {
+    static const char *const ends[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
+    *lo = integer ? -SAFE_MAX : -BEYOND, *hi = integer ? SAFE_MAX : BEYOND;
+    *lo_word = *hi_word = NULL;
+    *any = false;
+    for (int i = 0; i < 4; i++) {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, ends[i]);
+        if (!b) continue;
+        *any = true;
+        if (!cJSON_IsNumber(b)) return fail(c, path, "' must be a number", ends[i]), false;
+        const double x = b->valuedouble;
+        units below, above; // x rounded down and up to a value
+        if (integer && !(fabs(x) <= (double)SAFE_MAX))
+            return fail(c, path, "' must be within -(2^53 - 1) .. 2^53 - 1", ends[i]), false;
+        if (!integer && !isfinite(x)) return fail(c, path, "' must be a finite number", ends[i]), false;
+        if (integer) below = (units)floor(x), above = (units)ceil(x);
+        else bound_units(x, &below, &above);
+        const units edge = i == 0 ? above : i == 1 ? below + 1 : i == 2 ? below : above - 1;
+        if (i < 2 && edge > *lo) *lo = edge, *lo_word = ends[i];
+        if (i >= 2 && edge < *hi) *hi = edge, *hi_word = ends[i];
+    }
+    return true;
+}
 
 // minimum, maximum and their exclusive forms of an integer ("integer" without
 // "number"): lo..hi, within -(2^53 - 1) .. 2^53 - 1.
 static bool compile_integer_bounds(compiler *c, node *nd, const cJSON *s, const char *path) {
-    int64_t lo = -SAFE_MAX, hi = SAFE_MAX;
-    const char *lo_word = NULL, *hi_word = NULL; // the keywords that set them
-    for (int i = 0; i < 4; i++) {
-        const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, ends[i]);
-        if (!b) continue;
-        if (!cJSON_IsNumber(b)) return fail(c, path, "' must be a number", ends[i]), false;
-        const double x = b->valuedouble;
-        if (!(fabs(x) <= (double)SAFE_MAX))
-            return fail(c, path, "' must be within -(2^53 - 1) .. 2^53 - 1", ends[i]), false;
-        const double edge = i == 0 ? ceil(x) : i == 1 ? floor(x) + 1 : i == 2 ? floor(x) : ceil(x) - 1;
-        if (i < 2 && edge > (double)lo) lo = (int64_t)edge, lo_word = ends[i];
-        if (i >= 2 && edge < (double)hi) hi = (int64_t)edge, hi_word = ends[i];
-        nd->bounded = true;
-    }
+    units lo, hi;
+    const char *lo_word, *hi_word;
+    if (!read_bounds(c, s, true, path, &lo, &hi, &lo_word, &hi_word, &nd->bounded)) return false;
     if (lo > hi) {
         char why[160]; // a bounded integer is within -(2^53 - 1) .. 2^53 - 1 (json_schema.h)
         if (lo_word && hi_word)
@@ -486,28 +504,15 @@ static bool compile_integer_bounds(compiler *c, node *nd, const cJSON *s, const 
                      lo_word ? lo_word : hi_word);
         return fail(c, path, why, NULL), false;
     }
-    nd->lo = lo, nd->hi = hi;
+    nd->lo = (int64_t)lo, nd->hi = (int64_t)hi;
     return true;
 }
 
 // The same of a number that may have a fraction: lo_u..hi_u units (decimal_byte),
 // some value of at most 15 digits between them.
 static bool compile_number_bounds(compiler *c, node *nd, const cJSON *s, const char *path) {
-    units lo = -BEYOND, hi = BEYOND;
-    const char *lo_word = NULL, *hi_word = NULL; // the keywords that set them
-    for (int i = 0; i < 4; i++) {
-        const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, ends[i]);
-        if (!b) continue;
-        if (!cJSON_IsNumber(b)) return fail(c, path, "' must be a number", ends[i]), false;
-        if (!isfinite(b->valuedouble)) return fail(c, path, "' must be a finite number", ends[i]), false;
-        units below, above;
-        bound_units(b->valuedouble, &below, &above);
-        const units edge = i == 0 ? above : i == 1 ? below + 1 : i == 2 ? below : above - 1;
-        if (i < 2 && edge > lo) lo = edge, lo_word = ends[i];
-        if (i >= 2 && edge < hi) hi = edge, hi_word = ends[i];
-        nd->decimal = true;
-    }
-    nd->lo_u = lo, nd->hi_u = hi;
+    const char *lo_word, *hi_word;
+    if (!read_bounds(c, s, false, path, &nd->lo_u, &nd->hi_u, &lo_word, &hi_word, &nd->decimal)) return false;
     if (!nd->decimal || decimal_may_end(nd, (decimal){0}) || decimal_may_end(nd, (decimal){.negative = true}))
         return true;
     char why[200];
