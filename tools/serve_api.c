@@ -13,10 +13,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "chat_tools.h"
 #include "json_prefix.h"
 #include "json_schema.h"
 #include "serve_reply.h"
-#include "chat_tools.h"
 
 #define MAX_STOP 16 // stop strings per request (OpenAI allows 4)
 

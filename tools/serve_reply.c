@@ -6,11 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io.h"
 #include "chat_tools.h"
+#include "io.h"
 
-// Whether n bytes are whole UTF-8 characters and no NUL (what a JSON string
-// carries as it is).
 cJSON *bn_piece_json(const bn_engine *e, int32_t id) {
     size_t n = 0;
     const char *b = bn_engine_token_bytes(e, id, &n);

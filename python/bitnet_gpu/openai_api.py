@@ -7,8 +7,8 @@ Ray Serve. Parameters OpenAI has and this server cannot honour (n > 1,
 logprobs, ...) are refused, not ignored. response_format json_object and
 json_schema hold the reply, and tools are called, as the C server does it (the
 library's bn_tools_chat_request: the same messages, schemas and replies).
-Absent sampling parameters take
-the library's defaults (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05);
+Absent sampling parameters take the library's defaults (temperature 0.8, top-k
+40, top-p 0.95, min-p 0.05);
 top_k, min_p and repeat_penalty are accepted as extensions, as llama.cpp's
 server does.
 """
