@@ -41,6 +41,10 @@ typedef struct place {
 #define SIZED "{\"type\": \"object\", \"properties\": {\"d\": {\"type\": \"string\", \"maxLength\": 500}, " \
               "\"on\": {\"type\": \"string\", \"format\": \"date\"}}}"
 
+// Pydantic's score: float = Field(ge=0, le=1) and price: confloat(gt=0).
+#define SCORE "{\"type\": \"object\", \"properties\": {\"score\": {\"type\": \"number\", \"minimum\": 0, " \
+              "\"maximum\": 1}, \"price\": {\"type\": \"number\", \"exclusiveMinimum\": 0}}}"
+
 static const place places[] = {
     {OBJECT, "{\"a\":\"hello wor", "json_object, in a string"},
     {OBJECT, "{\"a\":", "json_object, after a colon"},
@@ -58,6 +62,9 @@ static const place places[] = {
             "er, Go, my dear, and see how your grandmother is doing, for I hear she has been very",
      "maxLength 500, 16 from the end"},
     {SIZED, "{\"on\":\"2024-0", "a date's month"},
+    {SCORE, "{\"score\":", "a number in 0..1, its start"},
+    {SCORE, "{\"score\":0.87", "a number in 0..1, 2 digits in"},
+    {SCORE, "{\"score\":1,\"price\":12.", "a number > 0, after its '.'"},
 };
 
 static const place replies[] = {
@@ -151,7 +158,10 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof places / sizeof *places; i++) {
         bn_json_schema *g = compile_or_die(places[i].schema);
         bn_json_state_init(s, g);
-        if (!bn_json_state_feed(s, places[i].text, strlen(places[i].text))) return 1;
+        if (!bn_json_state_feed(s, places[i].text, strlen(places[i].text))) {
+            fprintf(stderr, "bench_json_mask: the schema refuses the text of \"%s\"\n", places[i].where);
+            return 1;
+        }
         int kept;
         const double cold = best_row(&v, e, s, row, true, &kept);
         const double cached = best_row(&v, e, s, row, false, &kept);
