@@ -74,11 +74,13 @@ struct bn_json_schema {
 // exponent, in at most 15 digits (a leading "0" before the '.' not counted):
 // "0.000123" has 6, "100.5" 4. Its value is then a whole number of units of
 // 10^-15, below 10^30 in magnitude, and all is exact integer arithmetic: such
-// a decimal d, read as a double (Python's float(), as jsonschema reads it), is
+// a decimal d, read as a double (Python's float(), as jsonschema reads it; an
+// integer text is read as an int, an exact double here, so the same), is
 // below, at or above a bound x exactly as d is below, at or above x's shortest
 // decimal x_s (the fewest digits that read back as x): two decimals of at most
-// 15 significant digits never read as one double, so none but x_s itself (when
-// it has at most 15) reads as x, and reading rounds monotonically.
+// 15 significant digits never read as one double in the normal range, where
+// every nonzero such d lies (>= 10^-15), so none but x_s itself (when it has
+// at most 15) reads as x, and reading rounds monotonically.
 
 #define MAX_DIGITS 15
 #define E18 ((units)1000000000000000000)
@@ -142,7 +144,8 @@ static bool grid_meets(units a, units b, units step, units lo, units hi) {
 }
 
 // Whether a number of n's that so far is d can still end within its bounds:
-// some way d may go on (json_schema.h) reaches a magnitude its sign allows.
+// some continuation (at most 15 digits in all, no exponent) reaches a
+// magnitude its sign allows.
 static bool decimal_may_end(const node *n, decimal d) {
     units lo = d.negative ? -n->hi_u : n->lo_u, hi = d.negative ? -n->lo_u : n->hi_u; // magnitudes; -0 is 0
     if (lo < 0) lo = 0;
@@ -173,6 +176,8 @@ static bool decimal_may_end(const node *n, decimal d) {
 // Reads byte c of a value of node n (a bounded number) into *value. False
 // where no number within the bounds begins so: an exponent, a 16th digit, a
 // byte past which no value can end within them.
+// The lexer has already refused what JSON does not allow: a '-' only first, a
+// '.' only after a digit.
 static bool decimal_byte(const node *n, uint64_t *value, unsigned char c) {
     decimal d = unpack(*value);
     const bool digit = c >= '0' && c <= '9';
@@ -461,7 +466,8 @@ static bool compile_array(compiler *c, int32_t id, const cJSON *s, const cJSON *
 // The bounds of s (minimum, maximum and their exclusive forms) as the least
 // and the greatest value allowed, *lo..*hi: for an integer in whole numbers,
 // within -(2^53 - 1) .. 2^53 - 1; for a number that may have a fraction in
-// units of 10^-15 (decimal_byte), within +-BEYOND. *lo_word and *hi_word: the
+// units of 10^-15 (decimal_byte), within +-BEYOND (an exclusive edge past
+// those leaves no value, which the caller refuses). *lo_word and *hi_word: the
 // keywords that set them (NULL: none); *any: whether s has one of the four.
 // False, having failed, on a bound that is not such a number.
 static bool read_bounds(compiler *c, const cJSON *s, bool integer, const char *path, units *lo, units *hi,
@@ -1005,7 +1011,7 @@ static int match(char *const *texts, int first, int last, bool sorted, const cha
     return -1;
 }
 
-// ---- bounded strings and integers, formatted strings (t->value) ----
+// ---- bounded strings, integers and numbers, formatted strings (t->value) ----
 
 // Whether t->value counts what the lexer reads of a value of n: count_byte
 // reads each byte of it, and of the shortcuts only next_in_lexer's takes such
