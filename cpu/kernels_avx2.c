@@ -643,9 +643,17 @@ BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void pv_group(const float *p, int64_t n_kv, i
 BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void attention_group(const float *q, int G, const uint16_t *k,
                                               const uint16_t *v, int64_t stride, int hd,
                                               int n_kv, float scale, float *scores, float *out) {
+    // V is read by pv_group in 32 interleaved passes (key j in lane j % 32), each
+    // jumping 32 rows: too far for the hardware prefetchers at a long context,
+    // where V comes from DRAM. So V is asked for here, row by row, as the keys
+    // stream past, and pv_group finds it in cache.
     int j2 = 0;
-    for (; j2 + 2 <= n_kv; j2 += 2)
+    for (; j2 + 2 <= n_kv; j2 += 2) {
+        for (int r = j2; r < j2 + 2; r++)
+            for (int b = 0; b < hd * (int)sizeof *v; b += 64)
+                _mm_prefetch((const char *)(v + r * stride) + b, _MM_HINT_T1);
         qk_group(q, G, k + j2 * stride, stride, 1, hd, scale, scores + j2, n_kv);
+    }
     if (j2 < n_kv) qk_group(q, G, k + j2 * stride, stride, 0, hd, scale, scores + j2, n_kv);
     for (int i = 0; i < G; i++) {
         float *s = scores + (int64_t)i * n_kv;
