@@ -12,8 +12,9 @@ import json
 import os
 import queue
 import threading
+import uuid
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import _native as N
@@ -82,9 +83,13 @@ class Completion:
     prompt_ids: List[int]
     # "length" (max_tokens made), "eog" (the model ended its turn), "context" (the
     # context is full), "stop" (a stop string; text ends before it) or "cancelled"
-    # (Stream.close() or Engine.close() during the generation)
+    # (Stream.close() or Engine.close() during the generation); with tools,
+    # "tool_calls" when the reply calls them
     finish_reason: str
     timings: Timings
+    # chat(tools=...): the calls, in OpenAI's shape ([{"id", "type": "function",
+    # "function": {"name", "arguments"}}]; text is then ""), or None
+    tool_calls: Optional[List[dict]] = None
 
 
 class Piece(NamedTuple):
@@ -386,9 +391,36 @@ class Model:
         return self._start(ids, max_tokens, stop, stream, sampling, cache_prompt, json_schema)
 
     def chat(self, messages: Sequence[dict], max_tokens: Optional[int] = None, *, stop=None,
-             stream: bool = False, cache_prompt: bool = True, json_schema=None, **sampling) -> Union[Completion, Stream]:
-        """The assistant's reply to a conversation (see chat_prompt); as generate()."""
-        return self._start(self.chat_prompt(messages), max_tokens, stop, stream, sampling, cache_prompt, json_schema)
+             stream: bool = False, cache_prompt: bool = True, json_schema=None, tools=None, tool_choice=None,
+             parallel_tool_calls=None, **sampling) -> Union[Completion, Stream]:
+        """The assistant's reply to a conversation (see chat_prompt); as generate().
+
+        tools (OpenAI's list of functions, with its tool_choice and
+        parallel_tool_calls): the reply calls them or answers, held to a schema as
+        `bitnet-gpu serve` holds it (chat_tools_request); messages may then hold
+        earlier calls and "tool" results in OpenAI's shapes. The Completion's
+        tool_calls lists the calls (finish_reason "tool_calls"), or text is the
+        answer (json_schema: what an answer is held to). Not with stream or stop.
+        """
+        if tools is None:
+            return self._start(self.chat_prompt(messages), max_tokens, stop, stream, sampling, cache_prompt,
+                               json_schema)
+        if stream:
+            raise BitnetError("chat: tools with stream=True are not supported (the calls are known only whole)")
+        body = {"messages": list(messages), "tools": tools}
+        for name, value in (("tool_choice", tool_choice), ("parallel_tool_calls", parallel_tool_calls),
+                            ("stop", stop)):
+            if value is not None:
+                body[name] = value  # the library refuses a stop beside tools, naming it
+        conversation, schema = chat_tools_request(body, json_schema)
+        done = self._start(self.chat_prompt(conversation), max_tokens, None, False, sampling, cache_prompt,
+                           json_schema if schema is None else schema.encode())
+        if schema is None:  # tool_choice "none": a plain answer
+            return done
+        message, called = chat_tools_reply(done.text, "chatcmpl-" + uuid.uuid4().hex)
+        if not called:
+            return replace(done, text=message.get("content") or "")
+        return replace(done, text="", tool_calls=message["tool_calls"], finish_reason="tool_calls")
 
     def _start(self, ids, max_tokens, stop, stream, sampling, cache_prompt, json_schema=None):
         return self._start_sampled(ids, max_tokens, stop, stream, self.sampling(**sampling), cache_prompt,

@@ -11,7 +11,7 @@ import time
 import jsonschema
 import pytest
 
-from bitnet_gpu import Engine
+from bitnet_gpu import BatchEngine, BitnetError, Engine
 from bitnet_gpu.openai_api import ApiError, OpenAIServer
 
 from conftest import CLI
@@ -299,3 +299,31 @@ def test_tools_as_the_c_server_answers(api, c_server, fields):
     assert without_ids(ours["choices"][0]) == without_ids(theirs["choices"][0])
     assert ours["usage"]["prompt_tokens"] == theirs["usage"]["prompt_tokens"]
     assert ours["usage"]["completion_tokens"] == theirs["usage"]["completion_tokens"]
+
+
+@pytest.mark.parametrize("fields", [
+    {"tools": [WEATHER, ADD], "tool_choice": "required", "parallel_tool_calls": False},
+    {"tools": [WEATHER, ADD], "tool_choice": {"type": "function", "function": {"name": "add"}}},
+    {"tools": [WEATHER], "tool_choice": "none", "max_tokens": 8},
+    {"tools": [WEATHER], "temperature": 1.0, "seed": 3},
+], ids=["required", "named", "none", "auto"])
+def test_chat_with_tools_in_python(api, model_path, fields):
+    """Engine.chat and BatchEngine.chat with tools= reply as the OpenAI layer (and so the C server) does."""
+    body = chat_body(**fields)
+    want = api.start(body, chat=True).response()["choices"][0]
+    kw = {k: body[k] for k in ("tools", "tool_choice", "parallel_tool_calls", "temperature", "seed") if k in body}
+    with BatchEngine(model_path, slots=2, threads=1) as batch:
+        for engine in (api.engine, batch):
+            got = engine.chat(body["messages"], body["max_tokens"], **kw)
+            assert got.finish_reason == ("tool_calls" if want["finish_reason"] == "tool_calls"
+                                         else {"stop": "eog", "length": "length"}[want["finish_reason"]])
+            if want["finish_reason"] == "tool_calls":
+                assert got.text == "" and [c["function"] for c in got.tool_calls] == \
+                    [c["function"] for c in want["message"]["tool_calls"]]
+                assert all(c["id"].startswith("call_") and c["type"] == "function" for c in got.tool_calls)
+            else:
+                assert got.tool_calls is None and got.text == want["message"]["content"]
+    with pytest.raises(BitnetError, match="stream"):
+        api.engine.chat(ASK, 8, tools=[WEATHER], stream=True)
+    with pytest.raises(BitnetError, match="'stop' with 'tools'"):
+        api.engine.chat(ASK, 8, tools=[WEATHER], stop=["}"])
