@@ -487,10 +487,15 @@ void bn_tools_reply(cJSON *message, const char *text, size_t len, const char *re
 // ---- the conversation as the model reads it ------------------------------------
 
 // Adds (role, content) to the array conv; false when memory is short.
-static bool add_turn(cJSON *conv, const char *role, const char *content) {
+// {"role": role, "content": content} put into conv at index at (-1: last);
+// false when memory is short.
+static bool add_turn(cJSON *conv, int at, const char *role, const char *content) {
     cJSON *turn = cJSON_CreateObject();
-    if (!turn || !cJSON_AddItemToArray(conv, turn)) return cJSON_Delete(turn), false;
-    return cJSON_AddStringToObject(turn, "role", role) && cJSON_AddStringToObject(turn, "content", content);
+    const bool ok = turn && cJSON_AddStringToObject(turn, "role", role) &&
+                    cJSON_AddStringToObject(turn, "content", content) &&
+                    (at < 0 ? cJSON_AddItemToArray(conv, turn) : cJSON_InsertItemInArray(conv, at, turn));
+    if (!ok) cJSON_Delete(turn);
+    return ok;
 }
 
 cJSON *bn_tools_conversation(const cJSON *msgs, const char *system, char *err, size_t size) {
@@ -507,7 +512,6 @@ cJSON *bn_tools_conversation(const cJSON *msgs, const char *system, char *err, s
     bool ok = true;
     const cJSON *msg;
     cJSON_ArrayForEach(msg, msgs) {
-        if (!ok) break;
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
         if (!cJSON_IsObject(msg) || !cJSON_IsString(role)) {
             tools_error(err, size, "each of 'messages' must be an object with a string 'role'");
@@ -529,9 +533,12 @@ cJSON *bn_tools_conversation(const cJSON *msgs, const char *system, char *err, s
             break;
         }
         // OpenAI's newer name for the system role.
-        ok = add_turn(conv, as ? as : !strcmp(role->valuestring, "developer") ? "system" : role->valuestring, text);
+        ok = add_turn(conv, -1, as ? as : !strcmp(role->valuestring, "developer") ? "system" : role->valuestring, text);
         free(text);
-        if (!ok) tools_error(err, size, "out of memory (messages)");
+        if (!ok) {
+            tools_error(err, size, "out of memory (messages)");
+            break;
+        }
     }
     if (ok && system) { // the tools' part: into the system message, or one of its own first
         cJSON *first = conv->child, *content = cJSON_GetObjectItemCaseSensitive(first, "content");
@@ -541,10 +548,7 @@ cJSON *bn_tools_conversation(const cJSON *msgs, const char *system, char *err, s
                  cJSON_SetValuestring(content, joined.data) != NULL;
             free(joined.data);
         } else {
-            cJSON *turn = cJSON_CreateObject();
-            ok = turn && cJSON_AddStringToObject(turn, "role", "system") &&
-                 cJSON_AddStringToObject(turn, "content", system) && cJSON_InsertItemInArray(conv, 0, turn);
-            if (!ok) cJSON_Delete(turn);
+            ok = add_turn(conv, 0, "system", system);
         }
         if (!ok) tools_error(err, size, "out of memory (tools)");
     }

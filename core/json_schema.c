@@ -5,6 +5,7 @@
 #include "bitnet.h" // bn_json_schema_check
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1080,7 +1081,7 @@ static bool format_byte(uint8_t format, uint64_t *value, unsigned char c) {
     int i = 0; // the digit's index in its field
     while (i < at && field[at - i - 1] == want) i++;
     if (want == 'x') {
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) return false;
+        if (!isxdigit(c)) return false;
     } else if (strchr("YMDhms", want)) {
         if (c < '0' || c > '9' || !field_digit(want, i, acc, c - '0', year, month)) return false;
         acc = i == 0 ? c - '0' : acc * 10 + (c - '0');

@@ -70,17 +70,16 @@ char *bn_message_text(const cJSON *content, bool *ok) {
     *ok = true;
     if (!content || cJSON_IsNull(content)) return strdup("");
     if (cJSON_IsString(content)) return strdup(content->valuestring);
-    size_t len = 0;
+    bn_buf joined = {0};
+    bool oom = bn_buf_reserve(&joined, 0) != 0;
     const cJSON *part;
     *ok = cJSON_IsArray(content);
     cJSON_ArrayForEach(part, content) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
         if (!cJSON_IsString(t)) *ok = false;
-        else len += strlen(t->valuestring);
+        else oom |= bn_buf_append(&joined, t->valuestring, strlen(t->valuestring)) != 0;
     }
-    char *s = *ok ? malloc(len + 1) : NULL;
-    if (!s) return NULL;
-    s[0] = 0;
-    cJSON_ArrayForEach(part, content) strcat(s, cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring);
-    return s;
+    if (*ok && !oom) return joined.data;
+    free(joined.data);
+    return NULL;
 }

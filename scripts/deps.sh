@@ -56,21 +56,13 @@ if [ "$want_python" = 1 ]; then
     [ -n "$v" ] || { echo "error: no $1==VERSION in python/requirements-test.txt" >&2; exit 1; }
     echo "$v"
   }
-  openai_version=$(pin openai)
-  prometheus_version=$(pin prometheus-client)
-  jsonschema_version=$(pin jsonschema)
-  rfc3339_version=$(pin rfc3339-validator)
-  six_version=$(pin six)
+  specs=()
+  for p in openai prometheus-client jsonschema rfc3339-validator six; do specs+=("$p==$(pin "$p")"); done
   venv=$root/.venv
-  if ! "$venv/bin/python3" -c "import openai, sys; from importlib.metadata import version
-sys.exit(openai.__version__ != '$openai_version' or version('prometheus-client') != '$prometheus_version'
-         or version('jsonschema') != '$jsonschema_version' or version('rfc3339-validator') != '$rfc3339_version'
-         or version('six') != '$six_version')" 2>/dev/null; then
-    echo "deps: installing openai $openai_version, prometheus-client $prometheus_version," \
-      "jsonschema $jsonschema_version and rfc3339-validator $rfc3339_version into .venv" >&2
+  if ! "$venv/bin/python3" -c "import sys; from importlib.metadata import version
+sys.exit(any(version(n) != v for n, v in (s.split('==') for s in sys.argv[1:])))" "${specs[@]}" 2>/dev/null; then
+    echo "deps: installing ${specs[*]} into .venv" >&2
     python3 -m venv "$venv"
-    "$venv/bin/python3" -m pip install -q --disable-pip-version-check "openai==$openai_version" \
-      "prometheus-client==$prometheus_version" "jsonschema==$jsonschema_version" \
-      "rfc3339-validator==$rfc3339_version" "six==$six_version"
+    "$venv/bin/python3" -m pip install -q --disable-pip-version-check "${specs[@]}"
   fi
 fi

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # vs-bitnetcpp.sh - CPU speed side by side with Microsoft's bitnet.cpp on this
 # machine, in one run: llama-bench's pp64, pp512 and tg32 on a model of the
-# 2B-4T shape, against the same three measures from tests/test_perf.c (best of
-# 3 after a warm-up, as llama-bench takes them), at 1 and 2 threads (or those
-# given). The two programs run in turn, ROUNDS times (default 2), so a noisy
+# 2B-4T shape (3 repetitions; the best is taken), against the same three
+# measures from tests/test_perf.c (pp64 and tg32 the best of 3 after a warm-up,
+# pp512 one run), at 1 and 2 threads (or those given). The two programs run in turn, ROUNDS times (default 2), so a noisy
 # machine shows as spread rather than as one side's luck.
 #
 #   scripts/vs-bitnetcpp.sh [THREADS...]        e.g. scripts/vs-bitnetcpp.sh 1 2 4
@@ -59,7 +59,7 @@ theirs, ours = {}, {}
 for r in range(1, rounds + 1):
     for row in json.load(open(f"{tmp}/theirs-{r}.json")):
         test = f"pp{row['n_prompt']}" if row["n_gen"] == 0 else f"tg{row['n_gen']}"
-        theirs.setdefault((test, row["n_threads"]), []).append(row["avg_ts"])
+        theirs.setdefault((test, row["n_threads"]), []).append(max(row["samples_ts"]))
     for t in threads:
         text = open(f"{tmp}/ours-{r}-{t}.log").read()
         for test, what in (("pp64", "prefill pp64"), ("pp512", "prefill pp512"), ("tg32", "decode")):

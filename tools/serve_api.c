@@ -265,16 +265,18 @@ static bool chat_prompt(const bn_api *a, fields *f, bn_job_params *p, const bn_t
     if (!conv) return fail(f, "%s", why);
     const int n = cJSON_GetArraySize(conv);
     bn_chat_message *m = calloc((size_t)n, sizeof *m);
-    bool ok = m != NULL;
+    if (!m) {
+        cJSON_Delete(conv);
+        return fail(f, "out of memory (%s)", "messages");
+    }
     const cJSON *turn;
     int i = 0;
-    cJSON_ArrayForEach(turn, conv) if (m) m[i++] = (bn_chat_message){
+    cJSON_ArrayForEach(turn, conv) m[i++] = (bn_chat_message){
         cJSON_GetObjectItemCaseSensitive(turn, "role")->valuestring,
         cJSON_GetObjectItemCaseSensitive(turn, "content")->valuestring};
     bn_error err;
-    if (!ok) {
-        fail(f, "out of memory (%s)", "messages");
-    } else if (bn_engine_chat_prompt(a->engine, m, (size_t)n, &p->prompt, &p->n_prompt, &err)) {
+    bool ok = true;
+    if (bn_engine_chat_prompt(a->engine, m, (size_t)n, &p->prompt, &p->n_prompt, &err)) {
         reply_error(f->r, 400, "invalid_value", "%s", err.msg);
         ok = false, f->bad = true;
     }

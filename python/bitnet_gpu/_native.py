@@ -186,6 +186,16 @@ libc_free = ctypes.CDLL(None).free
 libc_free.argtypes, libc_free.restype = [c_void_p], None
 
 
+def take_text(ptr):
+    """A malloc'd C string (NULL: None) as str, which is freed."""
+    if not ptr:
+        return None
+    try:
+        return ctypes.string_at(ptr).decode("utf-8")
+    finally:
+        libc_free(ptr)
+
+
 def take_ids(ptr, n):
     """The ids of a malloc'd int32_t array, which is freed."""
     try:

@@ -259,16 +259,6 @@ def json_schema_text(json_schema) -> Optional[bytes]:
     return data
 
 
-def _take_text(ptr) -> Optional[str]:
-    """A malloc'd C string (NULL: None), which is freed."""
-    if not ptr:
-        return None
-    try:
-        return ctypes.string_at(ptr).decode("utf-8")
-    finally:
-        N.libc_free(ptr)
-
-
 def chat_tools_request(body: dict, response_schema=None) -> Tuple[List[dict], Optional[str]]:
     """OpenAI function calling, as `bitnet-gpu serve` does it (the C library's
     bn_tools_chat_request): an OpenAI chat request body's conversation as the
@@ -285,7 +275,7 @@ def chat_tools_request(body: dict, response_schema=None) -> Tuple[List[dict], Op
     messages, reply_schema, err = ctypes.c_void_p(), ctypes.c_void_p(), N.Error()
     rc = lib.bn_tools_chat_request(request, schema, ctypes.byref(messages), ctypes.byref(reply_schema),
                                    ctypes.byref(err))
-    conversation, reply_schema = _take_text(messages), _take_text(reply_schema)
+    conversation, reply_schema = N.take_text(messages), N.take_text(reply_schema)
     _check(rc, err)
     return json.loads(conversation), reply_schema
 
@@ -296,7 +286,7 @@ def chat_tools_reply(text: str, reply_id: str, delta: bool = False) -> Tuple[dic
     "tool_calls": [...]} (ids made from reply_id; with delta, each call has its
     "index", as in a stream's chunk), and whether it calls tools."""
     data, called = text.encode("utf-8", "surrogatepass"), ctypes.c_int()
-    message = _take_text(lib.bn_tools_chat_reply(data, len(data), reply_id.encode(), delta, ctypes.byref(called)))
+    message = N.take_text(lib.bn_tools_chat_reply(data, len(data), reply_id.encode(), delta, ctypes.byref(called)))
     if message is None:
         raise MemoryError("bn_tools_chat_reply")
     return json.loads(message), bool(called.value)
@@ -412,9 +402,10 @@ class Model:
                             ("stop", stop)):
             if value is not None:
                 body[name] = value  # the library refuses a stop beside tools, naming it
-        conversation, schema = chat_tools_request(body, json_schema)
+        answer = json_schema_text(json_schema)  # checked once: bytes pass through unchecked below
+        conversation, schema = chat_tools_request(body, answer)
         done = self._start(self.chat_prompt(conversation), max_tokens, None, False, sampling, cache_prompt,
-                           json_schema if schema is None else schema.encode())
+                           answer if schema is None else schema.encode())
         if schema is None:  # tool_choice "none": a plain answer
             return done
         message, called = chat_tools_reply(done.text, "chatcmpl-" + uuid.uuid4().hex)

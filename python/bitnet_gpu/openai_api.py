@@ -185,7 +185,7 @@ class OpenAIServer:
         try:
             generation = self.engine._start_sampled(ids, max_tokens, stop, True, sp, cache_prompt, json_schema)
         except BitnetError as e:
-            raise _bad(str(e), "response_format") from None
+            raise _bad(str(e)) from None
         return Call(self, chat, ids, generation, stream, bool(options.get("include_usage")), tools)
 
     def _prompt(self, prompt):
@@ -229,12 +229,13 @@ class Call:
         return {"prompt_tokens": len(self.ids), "completion_tokens": n, "total_tokens": len(self.ids) + n,
                 "prompt_tokens_details": {"cached_tokens": result.timings.cached_tokens}}
 
-    def _choice(self, text, finish, chunk):
+    def _choice(self, text, finish, chunk, message=None):
+        """A choice of text; message: a chat reply's message made by chat_tools_reply instead."""
         if not self.chat:
             return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
         if chunk:
             return {"index": 0, "delta": {"content": text} if text else {}, "logprobs": None, "finish_reason": finish}
-        return {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+        return {"index": 0, "message": {"role": "assistant", **(message or {"content": text})}, "logprobs": None,
                 "finish_reason": finish}
 
     def response(self):
@@ -245,12 +246,8 @@ class Call:
         except BitnetError as e:
             raise ApiError(500, str(e), type="server_error") from None
         r = self.stream.result
-        if not self.tools:
-            choice = self._choice(r.text, _FINISH[r.finish_reason], False)
-        else:
-            message, called = chat_tools_reply(r.text, self.id)
-            choice = {"index": 0, "message": {"role": "assistant", **message}, "logprobs": None,
-                      "finish_reason": "tool_calls" if called else _FINISH[r.finish_reason]}
+        message, called = chat_tools_reply(r.text, self.id) if self.tools else (None, False)
+        choice = self._choice(r.text, "tool_calls" if called else _FINISH[r.finish_reason], False, message)
         return {**self._head(False), "choices": [choice], "usage": self._usage(r)}
 
     def events(self):
