@@ -334,11 +334,19 @@ class Model:
             N.libc_free(text)
 
     def chat_prompt(self, messages: Sequence[dict]) -> List[int]:
-        """The ids chat() feeds: the 2B-4T chat template over the whole conversation.
+        """The ids chat() feeds: the model's chat template over the whole conversation.
 
-        messages: [{"role": "system"|"user"|"assistant", "content": str}, ...].
+        messages: OpenAI's chat messages ([{"role", "content"}, ...]), read as
+        `bitnet-gpu serve` reads a request's (chat_tools_request): "content" a
+        string or a list of text parts, "developer" as "system", earlier tool
+        calls and "tool" results as text. BitnetError says what is wrong.
         """
-        enc = [(str(m.get("role", "")).encode(), str(m.get("content") or "").encode()) for m in messages]
+        conversation, _ = chat_tools_request({"messages": list(messages)})
+        return self._template_ids(conversation)
+
+    def _template_ids(self, conversation: Sequence[dict]) -> List[int]:
+        """The chat template over a conversation chat_tools_request has read."""
+        enc = [(m["role"].encode(), m["content"].encode()) for m in conversation]
         arr = (N.ChatMsg * len(enc))(*enc)
         ids, n, err = ctypes.POINTER(ctypes.c_int32)(), ctypes.c_size_t(), N.Error()
         _check(lib.bn_engine_chat_prompt(self._handle(), arr, len(enc), ctypes.byref(ids), ctypes.byref(n), ctypes.byref(err)), err)
@@ -404,7 +412,7 @@ class Model:
                 body[name] = value  # the library refuses a stop beside tools, naming it
         answer = json_schema_text(json_schema)  # checked once: bytes pass through unchecked below
         conversation, schema = chat_tools_request(body, answer)
-        done = self._start(self.chat_prompt(conversation), max_tokens, None, False, sampling, cache_prompt,
+        done = self._start(self._template_ids(conversation), max_tokens, None, False, sampling, cache_prompt,
                            answer if schema is None else schema.encode())
         if schema is None:  # tool_choice "none": a plain answer
             return done

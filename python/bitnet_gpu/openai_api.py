@@ -171,7 +171,7 @@ class OpenAIServer:
                                           None)) from None
                 if tools_schema is not None:
                     json_schema, tools = tools_schema.encode(), True
-                ids = self.engine.chat_prompt(messages)
+                ids = self.engine._template_ids(messages)
             else:
                 if body.get("tools") not in (None, []):
                     raise _bad("'tools' is for chat completions", "tools")

@@ -81,6 +81,21 @@ def test_chat_equals_cli(engine, cli):
     assert (got.ids, got.text) == (want["generated_ids"], want["text"])
 
 
+def test_chat_reads_messages_as_the_server(engine, cli):
+    # OpenAI's text parts and "developer" role, as `bitnet-gpu serve` reads them.
+    want = cli("--chat", "--system", "You are terse.", "-p", "Why is the sky blue?", "-n", 6, "--greedy")
+    messages = [{"role": "developer", "content": "You are terse."},
+                {"role": "user", "content": [{"type": "text", "text": "Why is the sky "},
+                                             {"type": "text", "text": "blue?"}]}]
+    got = engine.chat(messages, max_tokens=6, greedy=True)
+    assert got.prompt_ids == want["prompt_ids"] == engine.chat_prompt(messages)
+    assert got.ids == want["generated_ids"]
+    for bad, said in [([{"role": "user", "content": 7}], "text parts"), ([], "non-empty array"),
+                      ([{"role": "narrator", "content": "x"}], "narrator")]:
+        with pytest.raises(BitnetError, match=said):
+            engine.chat(bad, max_tokens=1)
+
+
 @pytest.mark.parametrize(
     "kw",
     [dict(greedy=True), SAMPLED, dict(greedy=True, stop=["H Resp", "never"]), dict(greedy=True, stop="Spiele")],
