@@ -20,7 +20,7 @@
 #include "bitnet.h"
 #include "engine_internal.h"
 #include "json_mask.h"
-#include "logprob.h"
+#include "logprob_row.h"
 #include "sampler.h"
 
 #define BN_DEFAULT_STEP_TOKENS 512
@@ -80,11 +80,10 @@ struct bn_batch {
     int32_t *argmax;          // [n_slots]
     bn_top *top;              // [n_slots][BN_TOP_MAX] (forward_top)
     float *logits;            // [n_slots][n_vocab]
-    float *raw;               // [n_vocab] a row as the sampler found it (logprobs)
+    bn_logprob_row lp;        // a row as the model gave it (logprobs)
     bn_json_vocab json;       // for JSON requests, made at the first one
     struct kept_schema *schemas; // [n_slots + BN_KEPT_SCHEMAS]
     uint64_t schema_clock;
-    bn_top likeliest[BN_TOP_LOGPROBS_MAX];
     bn_batch_event *events;   // [n_slots]
 };
 
@@ -116,7 +115,7 @@ void bn_batch_free(bn_batch *b) {
     free(b->argmax);
     free(b->top);
     free(b->logits);
-    free(b->raw);
+    bn_logprob_row_free(&b->lp);
     bn_json_vocab_free(&b->json);
     for (int i = 0; b->schemas && i < b->n_slots + BN_KEPT_SCHEMAS; i++) {
         free(b->schemas[i].text);
@@ -147,11 +146,10 @@ int bn_batch_create(bn_engine *e, const bn_batch_params *p, bn_batch **out, bn_e
     b->argmax = malloc(S * sizeof *b->argmax);
     b->top = malloc(S * BN_TOP_MAX * sizeof *b->top);
     b->logits = malloc(S * V * sizeof *b->logits);
-    b->raw = malloc(V * sizeof *b->raw);
     b->events = malloc(S * sizeof *b->events);
     b->schemas = calloc(S + BN_KEPT_SCHEMAS, sizeof *b->schemas);
     if (!b->slots || !b->tok || !b->pos || !b->seq || !b->runs || !b->argmax || !b->top || !b->logits ||
-        !b->raw || !b->events || !b->schemas) {
+        bn_logprob_row_init(&b->lp, (int32_t)V) || !b->events || !b->schemas) {
         bn_errorf(err, "out of memory for %d slots", b->n_slots);
         goto fail;
     }
@@ -446,17 +444,10 @@ static int32_t pick(bn_batch *b, int r, int out) {
         if (s->json && !bn_json_mask_row(&b->json, b->engine, s->js, row)) return -1;
         return bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
     }
-    float max;
-    const double log_sum = bn_log_sum_exp(row, V, &max);
-    if (s->top_logprobs) bn_top_select(row, V, s->top_logprobs, b->likeliest);
-    for (int i = 0; i < s->top_logprobs; i++) {
-        const int32_t id = b->likeliest[i].id;
-        s->top[i] = (bn_token_logprob){id, (float)bn_logprob(row, id, max, log_sum)};
-    }
-    memcpy(b->raw, row, (size_t)V * sizeof *row);
+    bn_logprob_row_read(&b->lp, row, V, s->top_logprobs, s->top);
     if (s->json && !bn_json_mask_row(&b->json, b->engine, s->js, row)) return -1;
     const int32_t id = bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
-    s->logprob = (float)bn_logprob(b->raw, id, max, log_sum);
+    s->logprob = bn_logprob_row_of(&b->lp, id);
     return id;
 }
 

@@ -189,6 +189,15 @@ BN_API uint64_t bn_session_decode_bytes(const bn_session *s);
 // when the backend cannot measure it (CUDA, for now).
 BN_API double bn_session_read_bandwidth_gbs(const bn_session *s);
 
+// A token's log-probability under the model: the log-softmax of its raw logits
+// (before temperature, penalties or truncation), as OpenAI's logprobs report it.
+typedef struct bn_token_logprob {
+    int32_t id;
+    float logprob;
+} bn_token_logprob;
+
+#define BN_TOP_LOGPROBS_MAX 20 // alternatives a request may ask for per token (OpenAI's limit)
+
 // Called for each generated token (end-of-generation tokens excepted) with its id
 // and the complete UTF-8 text it finished (possibly empty while a character is
 // split over tokens). A long token's text may come in several calls, the later
@@ -237,6 +246,19 @@ BN_API int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_pr
 // before stays.
 BN_API int bn_session_set_json_schema(bn_session *s, const char *schema, bn_error *err);
 
+// Reports log-probabilities with the tokens of later bn_session_generate calls,
+// as bn_request's logprobs and top_logprobs do for a batch's: top_logprobs < 0
+// turns it off (the default), 0..BN_TOP_LOGPROBS_MAX on, with that many of the
+// likeliest tokens beside each. Each step then brings back its whole row of
+// logits. -1 and err for a count out of range, or no memory for the row.
+BN_API int bn_session_set_logprobs(bn_session *s, int top_logprobs, bn_error *err);
+// Called from on_token while logprobs are on: the token last sampled (the one
+// the last call with an id >= 0 named): its log-probability (*logprob) and the
+// likeliest tokens' (*top, most likely first, the lower id first among equals;
+// valid until on_token returns). Returns how many are in *top, or -1 (*logprob
+// 0, *top NULL) when logprobs are off or no token has been sampled yet.
+BN_API int bn_session_token_logprobs(const bn_session *s, float *logprob, const bn_token_logprob **top);
+
 // Logits after feeding tokens (for tests and tools): runs the forward pass for
 // them after the tokens already in the session and copies the last row.
 BN_API int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float *logits,
@@ -278,15 +300,6 @@ typedef struct bn_batch_params {
     int n_slots;               // sequences at once (<= 0: 1)
     int step_tokens;           // tokens one step feeds, decode and prompt chunks (<= 0: 512)
 } bn_batch_params;
-
-// A token's log-probability under the model: the log-softmax of its raw logits
-// (before temperature, penalties or truncation), as OpenAI's logprobs report it.
-typedef struct bn_token_logprob {
-    int32_t id;
-    float logprob;
-} bn_token_logprob;
-
-#define BN_TOP_LOGPROBS_MAX 20 // alternatives a request may ask for per token (OpenAI's limit)
 
 typedef struct bn_request {
     const int32_t *prompt; // n_prompt >= 1 ids, copied; must fit in the slot's context

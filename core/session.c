@@ -20,6 +20,7 @@
 #include "clock.h"
 #include "engine_internal.h"
 #include "json_mask.h"
+#include "logprob_row.h"
 #include "sampler.h"
 
 #define BN_CPU_START_CHUNK 32
@@ -38,6 +39,12 @@ struct bn_session {
     bn_json_schema *json_schema; // bn_session_set_json_schema's: each reply's constraint
     bn_json_state *json;         // where the reply's text stands
     bn_json_vocab json_vocab;    // made at the first schema
+    bool logprobs;               // bn_session_set_logprobs': report them, with
+    int top_logprobs;            // this many alternatives
+    bn_logprob_row lp;           // made at the first
+    bool sampled;                // this call has sampled a token: its values follow
+    float logprob;
+    bn_token_logprob top[BN_TOP_LOGPROBS_MAX];
 };
 
 int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err) {
@@ -86,6 +93,7 @@ void bn_session_free(bn_session *s) {
     bn_json_schema_free(s->json_schema);
     free(s->json);
     bn_json_vocab_free(&s->json_vocab);
+    bn_logprob_row_free(&s->lp);
     free(s);
 }
 
@@ -103,6 +111,24 @@ int bn_session_set_json_schema(bn_session *s, const char *schema, bn_error *err)
     bn_json_schema_free(s->json_schema);
     s->json_schema = g;
     return 0;
+}
+
+int bn_session_set_logprobs(bn_session *s, int top_logprobs, bn_error *err) {
+    if (top_logprobs > BN_TOP_LOGPROBS_MAX)
+        return bn_errorf(err, "top_logprobs must be in 0..%d (got %d)", BN_TOP_LOGPROBS_MAX, top_logprobs);
+    const int32_t n_vocab = (int32_t)s->engine->model->hp.n_vocab;
+    if (top_logprobs >= 0 && !s->lp.raw && bn_logprob_row_init(&s->lp, n_vocab))
+        return bn_errorf(err, "out of memory");
+    s->logprobs = top_logprobs >= 0;
+    s->top_logprobs = top_logprobs < n_vocab ? top_logprobs : n_vocab;
+    return 0;
+}
+
+int bn_session_token_logprobs(const bn_session *s, float *logprob, const bn_token_logprob **top) {
+    const bool have = s->logprobs && s->sampled;
+    *logprob = have ? s->logprob : 0;
+    *top = have ? s->top : NULL;
+    return have ? s->top_logprobs : -1;
 }
 
 const char *bn_session_backend(const bn_session *s) { return s->be.ops->name; }
@@ -207,30 +233,38 @@ static int append_tokens(bn_session *s, const int32_t *ids, size_t n, bn_error *
     return 0;
 }
 
+// The next token from the whole row in s->logits: its log-probabilities read
+// first (logprobs), then the JSON mask (-1: no token fits) and the sampler, which
+// change the row in place.
+static int32_t pick_from_row(bn_session *s, bn_sampler *smp) {
+    if (s->logprobs)
+        bn_logprob_row_read(&s->lp, s->logits, (int32_t)s->engine->model->hp.n_vocab, s->top_logprobs, s->top);
+    if (s->json_schema && !bn_json_mask_row(&s->json_vocab, s->engine, s->json, s->logits)) return -1;
+    const int32_t id = bn_sampler_sample(smp, s->logits, s->history, (size_t)s->n_hist);
+    if (s->logprobs) s->logprob = bn_logprob_row_of(&s->lp, id), s->sampled = true;
+    return id;
+}
+
 // Feeds history[n_past..n_hist) and picks the next token from the last row: the
 // backend's argmax for a greedy sampler, its best entries for one that needs no
-// more (top.h), else the row (the same token each way; the first two leave the
-// row on a GPU).
+// more (top.h), else the row (also for a JSON reply or logprobs, which need it
+// whole); the same token each way, and the first two leave the row on a GPU.
 static int feed_and_pick(bn_session *s, bn_sampler *smp, int32_t *next, bn_error *err) {
     if (feed_while_opening(s, err)) return -1;
     const int32_t *toks = s->history + s->n_past;
     const int32_t *pos = s->pos + s->n_past;
     int n = s->n_hist - s->n_past;
+    const bool rows = s->json_schema || s->logprobs;
     int rc;
-    if (s->json_schema) { // the whole row, masked (-1: no token fits)
-        rc = s->be.ops->forward(s->be.be, toks, pos, NULL, n, s->logits, false, err);
-        if (rc == 0) *next = bn_json_mask_row(&s->json_vocab, s->engine, s->json, s->logits)
-                                 ? bn_sampler_sample(smp, s->logits, s->history, (size_t)s->n_hist)
-                                 : -1;
-    } else if (bn_sampler_is_greedy(smp) && s->be.ops->forward_argmax) {
+    if (!rows && bn_sampler_is_greedy(smp) && s->be.ops->forward_argmax) {
         rc = s->be.ops->forward_argmax(s->be.be, toks, pos, NULL, n, next, err);
-    } else if (bn_sampler_takes_top(smp) && s->be.ops->forward_top) {
+    } else if (!rows && bn_sampler_takes_top(smp) && s->be.ops->forward_top) {
         bn_top top[BN_TOP_MAX];
         rc = s->be.ops->forward_top(s->be.be, toks, pos, NULL, n, top, err);
         if (rc == 0) *next = bn_sampler_sample_top(smp, top, s->history, (size_t)s->n_hist);
     } else {
         rc = s->be.ops->forward(s->be.be, toks, pos, NULL, n, s->logits, false, err);
-        if (rc == 0) *next = bn_sampler_sample(smp, s->logits, s->history, (size_t)s->n_hist);
+        if (rc == 0) *next = pick_from_row(s, smp);
     }
     if (rc == 0) s->n_past = s->n_hist;
     return rc;
@@ -284,6 +318,7 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
 
     bn_utf8_stream utf8 = {0};
     int32_t next;
+    s->sampled = false;
     if (s->json_schema) bn_json_state_init(s->json, s->json_schema);
     double t0 = bn_now_ms();
     if (feed_and_pick(s, smp, &next, err)) goto done;

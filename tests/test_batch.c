@@ -604,29 +604,62 @@ static void likeliest(const float *row, int n, int k, int32_t *ids) {
     }
 }
 
-// logprobs: each sampled token's log-probability and its likeliest alternatives
-// are the log-softmax of the logits a fresh session computes for that position
-// (the same row bit for bit on the CPU), and asking for them changes no token,
-// neither the slot's nor a greedy neighbour's in the same steps.
-static void test_batch_logprobs(void **state) {
-    (void)state;
-    REQUIRE_MODEL();
-    enum { N_GEN = 6, K = 5 };
+// Each sampled token's log-probability lp[t] and its K likeliest alternatives
+// (top_id, top_lp) are the log-softmax of the logits a fresh session computes for
+// that position after prompt and ids[0..t) (the same row bit for bit on the CPU).
+enum { LP_GEN = 6, LP_TOP = 5 };
+static void check_logprobs(const int32_t *prompt, size_t n_prompt, const result *got, const float *lp,
+                           int32_t top_id[][LP_TOP], float top_lp[][LP_TOP]) {
     const int n_vocab = bn_engine_info(fx.engine).n_vocab;
+    int32_t seq[N_CTX];
+    int n_seq = (int)n_prompt;
+    memcpy(seq, prompt, sizeof(int32_t) * n_prompt);
+    float *row = malloc(sizeof(float) * (size_t)n_vocab);
+    bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = N_CTX};
+    bn_error err;
+    for (int t = 0; t < got->n_ids; t++) {
+        bn_session *s;
+        if (bn_session_create(fx.engine, &sp, &s, &err) || bn_session_eval(s, seq, (size_t)n_seq, row, &err))
+            fail_msg("%s", err.msg);
+        bn_session_free(s);
+        const int32_t tok = got->ids[t];
+        if (fabs(lp[t] - log_softmax_at(row, n_vocab, tok)) > 1e-4)
+            fail_msg("token %d: logprob %g, the row's log-softmax %g", t, lp[t], log_softmax_at(row, n_vocab, tok));
+        int32_t ids[LP_TOP];
+        likeliest(row, n_vocab, LP_TOP, ids);
+        for (int j = 0; j < LP_TOP; j++) {
+            assert_int_equal(top_id[t][j], ids[j]);
+            assert_true(fabs(top_lp[t][j] - log_softmax_at(row, n_vocab, ids[j])) <= 1e-4);
+        }
+        seq[n_seq++] = tok;
+    }
+    free(row);
+}
+
+// Hot sampling with a repetition penalty that favours tokens seen before,
+// changing their logits in place: the logprobs must be the raw row's.
+static bn_sampling logprobs_sampling(void) {
     bn_sampling hot = bn_sampling_default();
     hot.seed = 5;
     hot.temperature = 1.3f;
-    hot.repeat_penalty = 0.3f; // favours tokens seen before, changing their logits in place: the
-                               // logprobs must be the raw row's
-    bn_request req[2] = {request(2, N_GEN, hot), request(1, N_GEN, bn_sampling_greedy())};
+    hot.repeat_penalty = 0.3f;
+    return hot;
+}
+
+// logprobs in a batch: as check_logprobs says, and asking for them changes no
+// token, neither the slot's nor a greedy neighbour's in the same steps.
+static void test_batch_logprobs(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    bn_request req[2] = {request(2, LP_GEN, logprobs_sampling()), request(1, LP_GEN, bn_sampling_greedy())};
     req[0].logprobs = true;
-    req[0].top_logprobs = K;
+    req[0].top_logprobs = LP_TOP;
     result want[2] = {alone_result(&req[0]), alone_result(&req[1])}, got[2] = {{.n_ids = 0}, {.n_ids = 0}};
     bn_batch *b = open_batch(2, 0);
     bn_error err;
     for (int i = 0; i < 2; i++) assert_int_equal(bn_batch_add(b, &req[i], &err), i);
-    float lp[N_GEN], top_lp[N_GEN][K];
-    int32_t top_id[N_GEN][K];
+    float lp[LP_GEN], top_lp[LP_GEN][LP_TOP];
+    int32_t top_id[LP_GEN][LP_TOP];
     for (int step = 0, done = 0; done < 2 && step < 100; step++) {
         const bn_batch_event *ev;
         int n_ev;
@@ -634,9 +667,10 @@ static void test_batch_logprobs(void **state) {
         for (int e = 0; e < n_ev; e++) {
             result *r = &got[ev[e].slot];
             if (ev[e].slot == 0) {
-                assert_int_equal(ev[e].n_top, K);
+                assert_int_equal(ev[e].n_top, LP_TOP);
                 lp[r->n_ids] = ev[e].logprob;
-                for (int j = 0; j < K; j++) top_id[r->n_ids][j] = ev[e].top[j].id, top_lp[r->n_ids][j] = ev[e].top[j].logprob;
+                for (int j = 0; j < LP_TOP; j++)
+                    top_id[r->n_ids][j] = ev[e].top[j].id, top_lp[r->n_ids][j] = ev[e].top[j].logprob;
             } else {
                 assert_int_equal(ev[e].n_top, 0);
             }
@@ -649,29 +683,7 @@ static void test_batch_logprobs(void **state) {
         assert_int_equal(got[i].n_ids, want[i].n_ids);
         assert_memory_equal(got[i].ids, want[i].ids, sizeof(int32_t) * (size_t)got[i].n_ids);
     }
-    // Each position's row from a fresh session fed the prompt and the tokens before it.
-    int32_t seq[N_CTX];
-    int n_seq = (int)req[0].n_prompt;
-    memcpy(seq, req[0].prompt, sizeof(int32_t) * (size_t)n_seq);
-    float *row = malloc(sizeof(float) * (size_t)n_vocab);
-    bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = N_CTX};
-    for (int t = 0; t < got[0].n_ids; t++) {
-        bn_session *s;
-        if (bn_session_create(fx.engine, &sp, &s, &err) || bn_session_eval(s, seq, (size_t)n_seq, row, &err))
-            fail_msg("%s", err.msg);
-        bn_session_free(s);
-        const int32_t tok = got[0].ids[t];
-        if (fabs(lp[t] - log_softmax_at(row, n_vocab, tok)) > 1e-4)
-            fail_msg("token %d: logprob %g, the row's log-softmax %g", t, lp[t], log_softmax_at(row, n_vocab, tok));
-        int32_t ids[K];
-        likeliest(row, n_vocab, K, ids);
-        for (int j = 0; j < K; j++) {
-            assert_int_equal(top_id[t][j], ids[j]);
-            assert_true(fabs(top_lp[t][j] - log_softmax_at(row, n_vocab, ids[j])) <= 1e-4);
-        }
-        seq[n_seq++] = tok;
-    }
-    free(row);
+    check_logprobs(req[0].prompt, req[0].n_prompt, &got[0], lp, top_id, top_lp);
     // A greedy slot with logprobs alone in its steps: still from whole rows (the
     // argmax alone would carry none), the same tokens as without.
     bn_request greedy = request(2, 3, bn_sampling_greedy());
@@ -697,6 +709,65 @@ static void test_batch_logprobs(void **state) {
     assert_int_equal(bn_batch_add(b, &req[0], &err), -1);
     assert_non_null(strstr(err.msg, "top_logprobs"));
     bn_batch_free(b);
+}
+
+// A session's on_token that also reads the token's log-probabilities.
+typedef struct logprobs_run {
+    bn_session *s;
+    result r;
+    int n_top; // what bn_session_token_logprobs said at each token
+    float lp[LP_GEN], top_lp[LP_GEN][LP_TOP];
+    int32_t top_id[LP_GEN][LP_TOP];
+} logprobs_run;
+
+static int collect_logprobs(void *user, int32_t id, const char *text, size_t len) {
+    logprobs_run *run = user;
+    if (id >= 0 && run->r.n_ids < LP_GEN) {
+        const bn_token_logprob *top;
+        const int t = run->r.n_ids;
+        run->n_top = bn_session_token_logprobs(run->s, &run->lp[t], &top);
+        for (int j = 0; j < run->n_top && j < LP_TOP; j++)
+            run->top_id[t][j] = top[j].id, run->top_lp[t][j] = top[j].logprob;
+    }
+    return collect(&run->r, id, text, len);
+}
+
+// logprobs in a session (bn_session_set_logprobs): as check_logprobs says, the
+// same tokens as without them (sampled, and greedy, which would otherwise take
+// the backend's argmax), and none once turned off.
+static void test_session_logprobs(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = N_CTX};
+    bn_error err;
+    const bn_sampling samplings[2] = {logprobs_sampling(), bn_sampling_greedy()};
+    for (int k = 0; k < 2; k++) {
+        const bn_request req = request(2, LP_GEN, samplings[k]);
+        const result want = alone_result(&req);
+        logprobs_run run = {.n_top = -2};
+        bn_timings t;
+        if (bn_session_create(fx.engine, &sp, &run.s, &err)) fail_msg("%s", err.msg);
+        assert_int_equal(bn_session_set_logprobs(run.s, BN_TOP_LOGPROBS_MAX + 1, &err), -1);
+        assert_non_null(strstr(err.msg, "top_logprobs"));
+        if (bn_session_set_logprobs(run.s, LP_TOP, &err) ||
+            bn_session_generate(run.s, req.prompt, req.n_prompt, LP_GEN, &req.sampling, collect_logprobs, &run, &t,
+                                &err))
+            fail_msg("%s", err.msg);
+        assert_int_equal(run.n_top, LP_TOP);
+        assert_int_equal(run.r.n_ids, want.n_ids);
+        assert_memory_equal(run.r.ids, want.ids, sizeof(int32_t) * (size_t)want.n_ids);
+        check_logprobs(req.prompt, req.n_prompt, &run.r, run.lp, run.top_id, run.top_lp);
+        // Off again: nothing to read, the same tokens.
+        bn_session_reset(run.s);
+        run.r = (result){.n_ids = 0};
+        if (bn_session_set_logprobs(run.s, -1, &err) ||
+            bn_session_generate(run.s, req.prompt, req.n_prompt, LP_GEN, &req.sampling, collect_logprobs, &run, &t,
+                                &err))
+            fail_msg("%s", err.msg);
+        assert_int_equal(run.n_top, -1);
+        assert_memory_equal(run.r.ids, want.ids, sizeof(int32_t) * (size_t)want.n_ids);
+        bn_session_free(run.s);
+    }
 }
 
 // The mask keeps exactly the tokens a copy of the automaton takes whole, at
@@ -1169,6 +1240,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_batch_prompt_cache),
         cmocka_unit_test(test_session_keep_prefix),
         cmocka_unit_test(test_batch_logprobs),
+        cmocka_unit_test(test_session_logprobs),
         cmocka_unit_test(test_json_mask_exact),
         cmocka_unit_test(test_json_mask_cache),
         cmocka_unit_test(test_json_mask_cache_rows),

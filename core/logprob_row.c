@@ -1,0 +1,33 @@
+// logprob_row.c - a sampled token's log-probabilities (logprob_row.h).
+#include "logprob_row.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "logprob.h"
+
+int bn_logprob_row_init(bn_logprob_row *r, int32_t n_vocab) {
+    *r = (bn_logprob_row){0};
+    r->raw = malloc((size_t)n_vocab * sizeof *r->raw);
+    return r->raw ? 0 : -1;
+}
+
+void bn_logprob_row_free(bn_logprob_row *r) {
+    free(r->raw);
+    r->raw = NULL;
+}
+
+void bn_logprob_row_read(bn_logprob_row *r, const float *row, int32_t n_vocab, int n_top,
+                         bn_token_logprob *top) {
+    r->log_sum = bn_log_sum_exp(row, n_vocab, &r->max);
+    if (n_top) bn_top_select(row, n_vocab, n_top, r->likeliest);
+    for (int i = 0; i < n_top; i++) {
+        const int32_t id = r->likeliest[i].id;
+        top[i] = (bn_token_logprob){id, (float)bn_logprob(row, id, r->max, r->log_sum)};
+    }
+    memcpy(r->raw, row, (size_t)n_vocab * sizeof *row);
+}
+
+float bn_logprob_row_of(const bn_logprob_row *r, int32_t id) {
+    return (float)bn_logprob(r->raw, id, r->max, r->log_sum);
+}
