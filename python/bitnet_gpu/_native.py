@@ -163,6 +163,9 @@ _API = {
     "bn_tools_chat_request": (c_int, [c_char_p, c_char_p, POINTER(c_void_p), POINTER(c_void_p), _E]),
     "bn_tools_chat_reply": (c_void_p, [c_char_p, c_size_t, c_char_p, c_int, POINTER(c_int)]),
     "bn_session_set_json_schema": (c_int, [c_void_p, c_char_p, _E]),
+    "bn_session_set_logprobs": (c_int, [c_void_p, c_int, _E]),
+    "bn_session_token_logprobs": (c_int, [c_void_p, POINTER(c_float), POINTER(POINTER(TokenLogprob))]),
+    "bn_engine_token_bytes": (c_void_p, [c_void_p, c_int32, POINTER(c_size_t)]),
     "bn_batch_remove": (None, [c_void_p, c_int]),
     "bn_batch_step": (c_int, [c_void_p, POINTER(POINTER(BatchEvent)), POINTER(c_int), _E]),
 }
@@ -202,3 +205,8 @@ def take_ids(ptr, n):
         return ptr[: n.value]
     finally:
         libc_free(ptr)
+
+
+def top_pairs(top, n):
+    """The first n of a C array of bn_token_logprob, as (id, logprob) pairs."""
+    return [(top[i].id, top[i].logprob) for i in range(n)]

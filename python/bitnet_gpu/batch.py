@@ -18,7 +18,7 @@ from typing import Optional, Union
 
 from . import _native as N
 from ._native import lib
-from .engine import BitnetError, Completion, Model, Piece, Stream, Timings, _check, _str, json_schema_text
+from .engine import BitnetError, Completion, Logprob, Model, Piece, Stream, Timings, _check, _str, json_schema_text
 
 _FINISH = {N.STOP_LENGTH: "length", N.STOP_EOG: "eog", N.STOP_CONTEXT: "context", N.STOP_STRING: "stop"}
 
@@ -27,8 +27,10 @@ class _Job:
     """One request: what it asks, in the C library's types (converted here, in
     the caller's thread, where a bad argument raises), and its stream's queue."""
 
-    def __init__(self, ids, max_tokens, sp, stop, cache_prompt, json_schema, emit):
+    def __init__(self, ids, max_tokens, sp, stop, cache_prompt, json_schema, top_logprobs, emit):
         self.ids, self.max_tokens, self.sp, self.cache_prompt = list(ids), max_tokens, sp, cache_prompt
+        self.top_logprobs = top_logprobs  # None: no logprobs
+        self.logprobs = None if top_logprobs is None else []
         self.json_schema = json_schema_text(json_schema)
         self.c_ids = (ctypes.c_int32 * len(self.ids))(*self.ids)
         # A stop string that is not valid UTF-8 (a lone surrogate) can never match
@@ -48,7 +50,7 @@ class _Job:
         first = self.first or now
         t = Timings(0.0, 1e3 * (first - self.arrived), 1e3 * (now - first), n_prompt - n_cached, n_gen, n_cached)
         finish = "cancelled" if ev_stop is None else _FINISH[ev_stop]
-        self.emit(Completion(self.text, self.tokens, self.ids, finish, t))
+        self.emit(Completion(self.text, self.tokens, self.ids, finish, t, logprobs=self.logprobs))
         self.emit(None)
 
     def text_tail(self):
@@ -141,14 +143,16 @@ class BatchEngine(Model):
         self._thread.start()
 
     # ---- requests ----
-    def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True, json_schema=None):
+    def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True, json_schema=None,
+                       logprobs=None):
         if not self._b:
             raise BitnetError("the engine is closed")
         n = 0 if max_tokens is None else int(max_tokens)  # 0: until the context is full
         if max_tokens is not None and n <= 0:  # as Engine: nothing to generate
-            done = Completion("", [], list(ids), "length", Timings(0.0, 0.0, 0.0, len(ids), 0, 0))
+            done = Completion("", [], list(ids), "length", Timings(0.0, 0.0, 0.0, len(ids), 0, 0),
+                              logprobs=None if logprobs is None else [])
             return BatchStream(None, None, done) if stream else done
-        s = BatchStream(self, (ids, n, sp, stop, cache_prompt, json_schema))
+        s = BatchStream(self, (ids, n, sp, stop, cache_prompt, json_schema, logprobs))
         if stream:
             return s
         for _ in s:
@@ -169,7 +173,8 @@ class BatchEngine(Model):
         """Puts job into a free slot (the lock is held); a refusal ends it with the C error."""
         req = N.Request(prompt=job.c_ids, n_prompt=len(job.ids), max_tokens=job.max_tokens, sampling=job.sp,
                         stop=job.c_stops, n_stop=job.n_stops, no_prefix_cache=not job.cache_prompt,
-                        json_schema=job.json_schema)
+                        json_schema=job.json_schema, logprobs=job.logprobs is not None,
+                        top_logprobs=job.top_logprobs or 0)
         err = N.Error()
         slot = lib.bn_batch_add(self._b, ctypes.byref(req), ctypes.byref(err))
         if slot < 0:
@@ -229,7 +234,11 @@ class BatchEngine(Model):
         if ev.token >= 0 and not ev.eog:
             job.tokens.append(ev.token)
             job.text += text
-            job.emit(Piece(text, ev.token))
+            logprob = None
+            if job.logprobs is not None:
+                logprob = Logprob(ev.token, ev.logprob, N.top_pairs(ev.top, ev.n_top))
+                job.logprobs.append(logprob)
+            job.emit(Piece(text, ev.token, logprob))
         elif text:
             job.text += text
             job.emit(Piece(text, -1))

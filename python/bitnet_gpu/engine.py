@@ -76,6 +76,17 @@ class Timings:
         return 1e3 / self.ms_per_token if self.ms_per_token > 0 else 0.0
 
 
+class Logprob(NamedTuple):
+    """A generated token's log-probability under the model (the log-softmax of
+    its raw logits, before temperature, penalties or truncation, as OpenAI's
+    logprobs), and the top_logprobs likeliest tokens' as (id, logprob) pairs,
+    most likely first."""
+
+    id: int
+    logprob: float
+    top: List[Tuple[int, float]]
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str
@@ -90,6 +101,8 @@ class Completion:
     # chat(tools=...): the calls, in OpenAI's shape ([{"id", "type": "function",
     # "function": {"name", "arguments"}}]; text is then ""), or None
     tool_calls: Optional[List[dict]] = None
+    # logprobs=True: a Logprob for each of ids, or None
+    logprobs: Optional[List[Logprob]] = None
 
 
 class Piece(NamedTuple):
@@ -98,11 +111,13 @@ class Piece(NamedTuple):
     id is -1 when the text continues the previous token (a long token, or text
     held back until it could no longer start a stop string). Text may be empty
     (half of a character). All texts joined are the completion's text, and the
-    ids other than -1 are its ids.
+    ids other than -1 are its ids. logprob: the token's Logprob (logprobs=True
+    and id >= 0), else None.
     """
 
     text: str
     id: int
+    logprob: Optional[Logprob] = None
 
 
 _FINISH = {N.STOP_LENGTH: "length", N.STOP_EOG: "eog", N.STOP_CONTEXT: "context", N.STOP_CALLER: "stop"}
@@ -111,13 +126,15 @@ _FINISH = {N.STOP_LENGTH: "length", N.STOP_EOG: "eog", N.STOP_CONTEXT: "context"
 class _Run:
     """One call of bn_session_generate: the token callback's state."""
 
-    def __init__(self, stop, emit=None):
+    def __init__(self, stop, emit=None, logprobs=False):
         self.stops = [s for s in ([stop] if isinstance(stop, str) else stop or []) if s]
         self.emit = emit  # called with each Piece (streaming)
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.text = ""  # decoded so far
         self.sent = 0  # text[:sent] has been released
         self.ids = []
+        self.logprobs = [] if logprobs else None  # read from session, set by _generate
+        self.session = None
         self.stopped = False  # a stop string was found
         self.cancel = False  # the stream's reader went away
         self.error = None  # an exception raised inside the callback
@@ -127,17 +144,26 @@ class _Run:
         try:
             if self.stopped or self.cancel:
                 return 1
+            logprob = None
             if tid >= 0:
                 self.ids.append(tid)
+                if self.logprobs is not None:
+                    logprob = self._logprob(tid)
+                    self.logprobs.append(logprob)
             self.text += self.decoder.decode(ctypes.string_at(text, n))
             end = self._releasable()
             if self.emit:
-                self.emit(Piece(self.text[self.sent : end], tid))
+                self.emit(Piece(self.text[self.sent : end], tid, logprob))
             self.sent = end
             return 1 if self.stopped or self.cancel else 0
         except BaseException as e:  # noqa: B902 - raised again after the C call returns
             self.error = e
             return 1
+
+    def _logprob(self, tid):
+        value, top = ctypes.c_float(), ctypes.POINTER(N.TokenLogprob)()
+        n = lib.bn_session_token_logprobs(self.session, ctypes.byref(value), ctypes.byref(top))
+        return Logprob(tid, value.value, N.top_pairs(top, n))
 
     def _releasable(self):
         """How much of the text can be released; sets stopped at a stop string."""
@@ -166,7 +192,7 @@ class _Run:
             self.sent = len(self.text)
         timings = Timings(t.backend_ms, t.prefill_ms, t.decode_ms, t.n_prompt, t.n_gen, cached)
         finish = "cancelled" if self.cancel and not self.stopped else _FINISH[t.stop]
-        return Completion(self.text, self.ids, list(prompt_ids), finish, timings)
+        return Completion(self.text, self.ids, list(prompt_ids), finish, timings, logprobs=self.logprobs)
 
 
 class Stream:
@@ -180,22 +206,23 @@ class Stream:
 
     _END = object()
 
-    def __init__(self, engine, prompt_ids, max_tokens, sampling, stop, cache_prompt=True, schema=None):
+    def __init__(self, engine, prompt_ids, max_tokens, sampling, stop, cache_prompt=True, schema=None,
+                 logprobs=None):
         self.result: Optional[Completion] = None
         self._queue = queue.SimpleQueue()
-        self._run = _Run(stop, emit=self._queue.put)
+        self._run = _Run(stop, emit=self._queue.put, logprobs=logprobs is not None)
         self._done = False
         # The worker holds no reference to the Stream, so a stream its reader
         # drops is collected and __del__ stops the generation. Not a daemon: an
         # interpreter exiting under a generation waits for it (max_tokens at most).
-        args = (engine, self._run, self._queue, prompt_ids, max_tokens, sampling, cache_prompt, schema)
+        args = (engine, self._run, self._queue, prompt_ids, max_tokens, sampling, cache_prompt, schema, logprobs)
         self._thread = threading.Thread(target=Stream._work, args=args, name="bitnet-stream")
         self._thread.start()
 
     @staticmethod
-    def _work(engine, run, q, prompt_ids, max_tokens, sampling, cache_prompt, schema):
+    def _work(engine, run, q, prompt_ids, max_tokens, sampling, cache_prompt, schema, logprobs):
         try:
-            q.put(engine._generate(run, prompt_ids, max_tokens, sampling, cache_prompt, schema))
+            q.put(engine._generate(run, prompt_ids, max_tokens, sampling, cache_prompt, schema, logprobs))
         except BaseException as e:  # noqa: B902 - handed to the reader
             q.put(e)
         q.put(Stream._END)
@@ -292,6 +319,13 @@ def chat_tools_reply(text: str, reply_id: str, delta: bool = False) -> Tuple[dic
     return json.loads(message), bool(called.value)
 
 
+def _top_logprobs(logprobs, top_logprobs) -> Optional[int]:
+    """generate()'s logprobs and top_logprobs as _start takes them: None (off) or the alternatives' count."""
+    if not isinstance(top_logprobs, int) or isinstance(top_logprobs, bool) or top_logprobs < 0:
+        raise BitnetError(f"top_logprobs must be an integer >= 0 (got {top_logprobs!r})")
+    return top_logprobs if logprobs or top_logprobs else None
+
+
 class Model:
     """A model file and its tokenizer (a bn_engine): what Engine (one session)
     and BatchEngine (continuous batching, batch.py) share. Not made on its own."""
@@ -369,8 +403,17 @@ class Model:
         _check(lib.bn_sampling_validate(ctypes.byref(sp), ctypes.byref(err)), err)
         return sp
 
+    def token_bytes(self, token_id: int) -> bytes:
+        """A token's bytes in the vocabulary (a piece of a UTF-8 character, for some)."""
+        n = ctypes.c_size_t()
+        p = lib.bn_engine_token_bytes(self._handle(), token_id, ctypes.byref(n))
+        if not p:
+            raise BitnetError(f"token id {token_id} is outside the vocabulary (0..{self.info.n_vocab - 1})")
+        return ctypes.string_at(p, n.value)
+
     def generate(self, prompt: Prompt, max_tokens: Optional[int] = 128, *, stop=None, stream: bool = False,
-                 cache_prompt: bool = True, json_schema=None, **sampling) -> Union[Completion, Stream]:
+                 cache_prompt: bool = True, json_schema=None, logprobs: bool = False, top_logprobs: int = 0,
+                 **sampling) -> Union[Completion, Stream]:
         """Completes prompt (text, BOS added as the vocabulary asks, or token ids).
 
         max_tokens: None = until the context is full. stop: a string or a list;
@@ -384,13 +427,19 @@ class Model:
         Schema (a dict or its JSON text) the text's value must satisfy, within
         what the library supports (README: Structured replies); the reply ends
         as the value closes. A schema it cannot follow raises BitnetError at once.
+        logprobs=True: the Completion's logprobs (and each Piece's logprob) give
+        every generated token's log-probability, with its top_logprobs (0..20)
+        likeliest alternatives' (a top_logprobs above 0 implies logprobs). Each
+        step then brings back its whole row of logits, which costs time on a GPU.
         """
         ids = self.tokenize(prompt, bos=self.add_bos) if isinstance(prompt, str) else list(prompt)
-        return self._start(ids, max_tokens, stop, stream, sampling, cache_prompt, json_schema)
+        return self._start(ids, max_tokens, stop, stream, sampling, cache_prompt, json_schema,
+                           _top_logprobs(logprobs, top_logprobs))
 
     def chat(self, messages: Sequence[dict], max_tokens: Optional[int] = None, *, stop=None,
-             stream: bool = False, cache_prompt: bool = True, json_schema=None, tools=None, tool_choice=None,
-             parallel_tool_calls=None, **sampling) -> Union[Completion, Stream]:
+             stream: bool = False, cache_prompt: bool = True, json_schema=None, logprobs: bool = False,
+             top_logprobs: int = 0, tools=None, tool_choice=None, parallel_tool_calls=None,
+             **sampling) -> Union[Completion, Stream]:
         """The assistant's reply to a conversation (see chat_prompt); as generate().
 
         tools (OpenAI's list of functions, with its tool_choice and
@@ -400,9 +449,10 @@ class Model:
         tool_calls lists the calls (finish_reason "tool_calls"), or text is the
         answer (json_schema: what an answer is held to). Not with stream or stop.
         """
+        top = _top_logprobs(logprobs, top_logprobs)
         if tools is None:
             return self._start(self.chat_prompt(messages), max_tokens, stop, stream, sampling, cache_prompt,
-                               json_schema)
+                               json_schema, top)
         if stream:
             raise BitnetError("chat: tools with stream=True are not supported (the calls are known only whole)")
         body = {"messages": list(messages), "tools": tools}
@@ -413,7 +463,7 @@ class Model:
         answer = json_schema_text(json_schema)  # checked once: bytes pass through unchecked below
         conversation, schema = chat_tools_request(body, answer)
         done = self._start(self._template_ids(conversation), max_tokens, None, False, sampling, cache_prompt,
-                           answer if schema is None else schema.encode())
+                           answer if schema is None else schema.encode(), top)
         if schema is None:  # tool_choice "none": a plain answer
             return done
         message, called = chat_tools_reply(done.text, "chatcmpl-" + uuid.uuid4().hex)
@@ -421,11 +471,13 @@ class Model:
             return replace(done, text=message.get("content") or "")
         return replace(done, text="", tool_calls=message["tool_calls"], finish_reason="tool_calls")
 
-    def _start(self, ids, max_tokens, stop, stream, sampling, cache_prompt, json_schema=None):
+    def _start(self, ids, max_tokens, stop, stream, sampling, cache_prompt, json_schema=None, logprobs=None):
         return self._start_sampled(ids, max_tokens, stop, stream, self.sampling(**sampling), cache_prompt,
-                                   json_schema)
+                                   json_schema, logprobs)
 
-    def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True, json_schema=None):
+    def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True, json_schema=None,
+                       logprobs=None):
+        """logprobs: None (none), or how many alternatives each token's Logprob lists."""
         raise NotImplementedError
 
     def close(self):
@@ -527,22 +579,24 @@ class Engine(Model):
             self._read_backend()
         _check(rc, err)
 
-    def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True, json_schema=None):
+    def _start_sampled(self, ids, max_tokens, stop, stream, sp, cache_prompt=True, json_schema=None,
+                       logprobs=None):
         """_start with sp already built by sampling() (openai_api builds it first,
         to answer the library's checks with a 400)."""
         schema = json_schema_text(json_schema)
         n = self.n_ctx if max_tokens is None else int(max_tokens)
         if stream:
-            return Stream(self, ids, n, sp, stop, cache_prompt, schema)
-        run = _Run(stop)
-        return self._generate(run, ids, n, sp, cache_prompt, schema)
+            return Stream(self, ids, n, sp, stop, cache_prompt, schema, logprobs)
+        run = _Run(stop, logprobs=logprobs is not None)
+        return self._generate(run, ids, n, sp, cache_prompt, schema, logprobs)
 
-    def _generate(self, run, ids, max_tokens, sp, cache_prompt=True, schema=None):
+    def _generate(self, run, ids, max_tokens, sp, cache_prompt=True, schema=None, logprobs=None):
         arr = (ctypes.c_int32 * len(ids))(*ids)
         t, err = N.Timings(), N.Error()
         with self._lock:
             self._handle()
             self._running = run
+            run.session = self._s
             try:
                 # Every call answers its prompt alone: from an empty context, or
                 # from the start of it that the session's cache holds.
@@ -553,6 +607,7 @@ class Engine(Model):
                     lib.bn_session_reset(self._s)
                 rest = (ctypes.c_int32 * (len(ids) - kept))(*ids[kept:])
                 rc = lib.bn_session_set_json_schema(self._s, schema, ctypes.byref(err))  # None lifts it
+                rc = rc or lib.bn_session_set_logprobs(self._s, -1 if logprobs is None else logprobs, ctypes.byref(err))
                 rc = rc or lib.bn_session_generate(self._s, rest, len(ids) - kept, max_tokens, ctypes.byref(sp), run.fn,
                                              None, ctypes.byref(t), ctypes.byref(err))
             finally:

@@ -191,3 +191,29 @@ def test_openai_response_format_over_a_batch(batch, engine):
         with pytest.raises(ApiError) as e:
             server.start({**body, "response_format": bad}, chat=True)
         assert e.value.status == 400 and says in e.value.body["error"]["message"]
+
+
+def test_logprobs(engine, batch):
+    """Engine and BatchEngine give the same Logprobs, streamed or not, without changing a token;
+    the likeliest alternative first, and a greedy token's is the first alternative's. (The
+    values themselves: test_batch's logprobs tests, against fresh sessions' rows.)"""
+    kw = dict(max_tokens=10, temperature=1.1, seed=4)
+    plain = engine.generate("Once upon a time", **kw)
+    assert plain.logprobs is None
+    want = engine.generate("Once upon a time", logprobs=True, top_logprobs=5, **kw)
+    assert want.ids == plain.ids and [lp.id for lp in want.logprobs] == want.ids
+    for lp in want.logprobs:
+        assert len(lp.top) == 5 and all(a[1] >= b[1] for a, b in zip(lp.top, lp.top[1:]))
+        assert lp.logprob <= lp.top[0][1] <= 0 and (lp.id not in dict(lp.top) or dict(lp.top)[lp.id] == lp.logprob)
+    for e in (engine, batch):
+        assert e.generate("Once upon a time", top_logprobs=5, **kw).logprobs == want.logprobs
+        pieces = list(e.generate("Once upon a time", logprobs=True, top_logprobs=5, stream=True, **kw))
+        assert [p.logprob for p in pieces if p.id >= 0] == want.logprobs
+        assert all(p.logprob is None for p in pieces if p.id < 0)
+        greedy = e.chat([{"role": "user", "content": "Hi"}], 6, greedy=True, logprobs=True, top_logprobs=1)
+        assert [(lp.id, lp.logprob) for lp in greedy.logprobs] == [lp.top[0] for lp in greedy.logprobs]
+        assert e.generate("Hi", 3, logprobs=True).logprobs[0].top == []
+        with pytest.raises(BitnetError, match="top_logprobs"):
+            e.generate("Hi", 3, top_logprobs=21)
+        with pytest.raises(BitnetError, match="top_logprobs"):
+            e.generate("Hi", 3, top_logprobs=-1)

@@ -109,7 +109,12 @@ def test_stop_and_finish_reasons(api):
 @pytest.mark.parametrize("body, chat, status, param, message", [
     ({"model": "gpt-4", "prompt": "x"}, False, 404, "model", "The model 'gpt-4' does not exist"),
     ({"model": "tiny-a", "prompt": "x", "n": 2}, False, 400, "n", "'n' is not supported"),
-    ({"model": "tiny-a", "prompt": "x", "logprobs": 2}, False, 400, "logprobs", "not supported"),
+    ({"model": "tiny-a", "prompt": "x", "logprobs": 21}, False, 400, "logprobs", "'logprobs' must be an integer in"),
+    ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}, True, 400,
+     "top_logprobs", "needs \"logprobs\": true"),
+    ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "logprobs": 1}, True, 400, "logprobs",
+     "'logprobs' must be true or false"),
+    ({"model": "tiny-a", "prompt": "x", "echo": True}, False, 400, "echo", "not supported"),
     ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}, True,
      400, "tools", "'tools'"),
     ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "functions": [{"name": "f"}]}, True,
@@ -251,14 +256,18 @@ def c_server(model_path):
             pytest.fail(f"the server did not start:\n{text}")
         time.sleep(0.05)
 
-    def post(body):
+    def post(body, chat=True):
+        """(status, the response's JSON), or for a stream the data of its events."""
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        conn.request("POST", "/v1/chat/completions", body=json.dumps(body).encode(),
+        conn.request("POST", "/v1/chat/completions" if chat else "/v1/completions", body=json.dumps(body).encode(),
                      headers={"Content-Type": "application/json"})
         r = conn.getresponse()
-        out = r.status, json.loads(r.read())
+        data = r.read().decode()
         conn.close()
-        return out
+        if not body.get("stream"):
+            return r.status, json.loads(data)
+        chunks = [e[len("data: "):] for e in data.split("\n\n") if e]
+        return r.status, [c if c == "[DONE]" else json.loads(c) for c in chunks]
 
     yield post
     proc.terminate()
@@ -327,3 +336,49 @@ def test_chat_with_tools_in_python(api, model_path, fields):
         api.engine.chat(ASK, 8, tools=[WEATHER], stream=True)
     with pytest.raises(BitnetError, match="'stop' with 'tools'"):
         api.engine.chat(ASK, 8, tools=[WEATHER], stop=["}"])
+
+
+def same_json(a, b):
+    """Equal JSON values, numbers within 1e-12 relative: the C server's cJSON
+    prints 15 digits where they round-trip to within its epsilon, not exactly."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(same_json, a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-12)
+    return a == b
+
+
+def streamed_logprobs(chunks, chat):
+    """A stream's logprobs joined into what the whole response's choice holds."""
+    lps = [c["choices"][0]["logprobs"] for c in chunks if c != "[DONE]" and c["choices"]
+           and c["choices"][0]["logprobs"] is not None]
+    if chat:
+        return {"content": [t for lp in lps for t in lp["content"]]}
+    return {k: [x for lp in lps for x in lp[k]] for k in ("tokens", "token_logprobs", "top_logprobs", "text_offset")}
+
+
+@pytest.mark.parametrize("body, chat", [
+    (chat_body(logprobs=True, top_logprobs=3, temperature=1.0, seed=3), True),
+    (chat_body(logprobs=True, max_tokens=6), True),
+    (chat_body(tools=[WEATHER], tool_choice="required", logprobs=True, top_logprobs=2), True),
+    ({"model": "tiny-a", "prompt": "The capital of France is", "max_tokens": 12, "logprobs": 4, "temperature": 1.2,
+      "seed": 11}, False),
+    ({"model": "tiny-a", "prompt": "2+2=", "max_tokens": 8, "logprobs": 0, "temperature": 0}, False),
+], ids=["chat-top3", "chat", "chat-tools", "completion-top4", "completion"])
+def test_logprobs_as_the_c_server_gives_them(api, c_server, body, chat):
+    """logprobs in OpenAI's two shapes, as `bitnet-gpu serve` gives them for the same
+    request, whole and streamed (the values themselves: test_batch's logprobs tests)."""
+    ours = api.start(body, chat=chat).response()["choices"][0]
+    status, theirs = c_server(body, chat)
+    assert status == 200, theirs
+    assert same_json(ours["logprobs"], theirs["choices"][0]["logprobs"])
+    tokens = ours["logprobs"]["content"] if chat else ours["logprobs"]["tokens"]
+    assert 1 <= len(tokens) <= theirs["usage"]["completion_tokens"]  # an end-of-turn token has none
+    stream = {**body, "stream": True}
+    ours_streamed = streamed_logprobs(events(api.start(stream, chat=chat)), chat)
+    status, theirs_streamed = c_server(stream, chat)
+    assert status == 200
+    assert ours_streamed == ours["logprobs"]
+    assert same_json(streamed_logprobs(theirs_streamed, chat), ours["logprobs"])
