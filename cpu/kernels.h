@@ -162,10 +162,13 @@ void bn_attention_scalar(const float *q, int n_q, const uint16_t *k, const uint1
                          int64_t stride, int head_dim, int n_kv, float scale, float *scores,
                          float *out);
 
-// The AVX2 attention also serves the AVX-512 table (head_dim is too short for zmm
-// to pay off, and the work is F16C conversions either way).
+// bitnet.cpp's AVX2 attention arithmetic (the goldens' build); the AVX-512 kernel
+// computes the same, bit for bit, two of its 8-lane accumulators to a zmm.
 void bn_attention_avx2(const float *q, int n_q, const uint16_t *k, const uint16_t *v,
                        int64_t stride, int head_dim, int n_kv, float scale, float *scores,
                        float *out);
+void bn_attention_avx512(const float *q, int n_q, const uint16_t *k, const uint16_t *v,
+                         int64_t stride, int head_dim, int n_kv, float scale, float *scores,
+                         float *out);
 
 #endif

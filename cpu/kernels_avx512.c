@@ -20,8 +20,9 @@
 // i8 GEMV (int8 LM head): vpdpbusd wants unsigned x signed, so the activations
 // are offset to u = x + 128 (x ^ 0x80) and dot(u, w) - 128 * sum(w) is taken,
 // sum(w) coming from a second vpdpbusd against ones. Exact for every int8 pair.
-// 4 rows a pass, 64 bytes per step, masked loads for the K tail. Attention uses
-// the AVX2 kernel (see kernels.h).
+// 4 rows a pass, 64 bytes per step, masked loads for the K tail.
+//
+// Attention: the AVX2 kernel's arithmetic, bit for bit, on zmm (see there).
 #include <immintrin.h>
 #include <math.h>
 
@@ -333,6 +334,166 @@ void bn_silu_mul_avx512(float *restrict gate, const float *restrict up, int64_t 
     bn_silu_mul_tail(gate, up, i, n);
 }
 
+// ---- attention -------------------------------------------------------------------
+
+// The AVX2 kernel's arithmetic (bn_attention_avx2: bitnet.cpp's AVX2 build, the
+// build the goldens come from) in zmm registers, bit for bit, in half the FMAs.
+// ggml_vec_dot_f16 keeps 4 accumulators of 8 lanes over head_dim; here they sit
+// two to a zmm (c0|c1, c2|c3), each lane adding the same products in the same
+// order. The weighted sum over V takes 16 dimensions of a row per FMA where the
+// AVX2 kernel takes 8: each dimension is its own 32-lane sum either way.
+// No FMA contraction beyond the explicit ones, as in kernels_avx2.c.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#define BN_NO_FP_CONTRACT
+#else
+#define BN_NO_FP_CONTRACT __attribute__((optimize("fp-contract=off")))
+#endif
+
+#define BN_ATT_GROUP512 4 // heads of a GQA group done together, as the AVX2 kernel
+
+BN_ALWAYS_INLINE __m512 load_h16(const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
+// dot_f16_reduce of kernels_avx2.c on c01 = c0|c1, c23 = c2|c3: c01 + c23 holds
+// c0 + c2 and c1 + c3, whose halves added give (c0 + c2) + (c1 + c3); then the
+// same 128-bit halves and two hadds.
+BN_ALWAYS_INLINE float dot_f16_reduce512(__m512 c01, __m512 c23) {
+    const __m512 t = _mm512_add_ps(c01, c23);
+    const __m256 x = _mm256_add_ps(_mm512_castps512_ps256(t), _mm512_extractf32x8_ps(t, 1));
+    const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    const __m128 t1 = _mm_hadd_ps(t0, t0);
+    return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+}
+
+// qk_group of kernels_avx2.c: scores of key rows kj and kj + stride (two) for G
+// heads; the hd % 32 tail in double.
+BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void qk_group512(const float *q, int G, const uint16_t *kj,
+                                                    int64_t stride, int two, int hd, float scale,
+                                                    float *s, int64_t s_stride) {
+    __m512 a[2][BN_ATT_GROUP512], b[2][BN_ATT_GROUP512];
+    const int np = hd & ~31;
+#pragma GCC unroll 4
+    for (int i = 0; i < BN_ATT_GROUP512; i++) a[0][i] = a[1][i] = b[0][i] = b[1][i] = _mm512_setzero_ps();
+    for (int d = 0; d < np; d += 32) {
+        const __m512 ka0 = load_h16(kj + d), ka1 = load_h16(kj + d + 16);
+        const __m512 kb0 = two ? load_h16(kj + stride + d) : ka0;
+        const __m512 kb1 = two ? load_h16(kj + stride + d + 16) : ka1;
+#pragma GCC unroll 4
+        for (int i = 0; i < BN_ATT_GROUP512; i++) {
+            if (i >= G) break;
+            const __m512 q0 = _mm512_loadu_ps(q + i * hd + d), q1 = _mm512_loadu_ps(q + i * hd + d + 16);
+            a[0][i] = _mm512_fmadd_ps(ka0, q0, a[0][i]);
+            a[1][i] = _mm512_fmadd_ps(ka1, q1, a[1][i]);
+            if (two) {
+                b[0][i] = _mm512_fmadd_ps(kb0, q0, b[0][i]);
+                b[1][i] = _mm512_fmadd_ps(kb1, q1, b[1][i]);
+            }
+        }
+    }
+    for (int key = 0; key <= two; key++) {
+        __m512(*acc)[BN_ATT_GROUP512] = key ? b : a;
+        const uint16_t *kk = kj + key * stride;
+        for (int i = 0; i < G; i++) {
+            double dot = dot_f16_reduce512(acc[0][i], acc[1][i]);
+            for (int d = np; d < hd; d++) dot += (double)(q[i * hd + d] * _cvtsh_ss(kk[d]));
+            s[i * s_stride + key] = (float)dot * scale;
+        }
+    }
+}
+
+// pv_group of kernels_avx2.c, 16 dimensions a column: out_i[d0 .. d0 + 16 nv) =
+// sum_j p_ij v_j[..] for G heads, key j in lane j % 32, j ascending, the lanes
+// reduced in bn_dot_f16_reduce's tree. n_dims (<= 16 nv) cuts the last column
+// short with masked loads and stores (the lanes past it stay 0, unused).
+#define BN_PV_COLS512 2 // 16-float columns per pass: G * BN_PV_COLS512 accumulators
+BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void pv_group512(const float *p, int64_t n_kv, int G, const uint16_t *v,
+                                                    int64_t stride, int nv, int n_dims, float *out, int hd) {
+    __m512 lane[BN_ATT_GROUP512][BN_PV_COLS512][32];
+    const __mmask16 last = (__mmask16)((1u << (n_dims - 16 * (nv - 1))) - 1);
+    for (int r = 0; r < 32; r++) {
+        __m512 acc[BN_ATT_GROUP512][BN_PV_COLS512];
+#pragma GCC unroll 4
+        for (int i = 0; i < BN_ATT_GROUP512; i++)
+#pragma GCC unroll 2
+            for (int c = 0; c < BN_PV_COLS512; c++) acc[i][c] = _mm512_setzero_ps();
+        for (int64_t j = r; j < n_kv; j += 32) {
+            const uint16_t *vj = v + j * stride;
+            __m512 vc[BN_PV_COLS512];
+#pragma GCC unroll 2
+            for (int c = 0; c < BN_PV_COLS512; c++)
+                vc[c] = c + 1 < nv ? load_h16(vj + 16 * c)
+                      : c + 1 == nv ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(last, vj + 16 * c))
+                                    : _mm512_setzero_ps();
+#pragma GCC unroll 4
+            for (int i = 0; i < BN_ATT_GROUP512; i++) {
+                if (i >= G) break;
+                const __m512 pj = _mm512_set1_ps(p[i * n_kv + j]);
+#pragma GCC unroll 2
+                for (int c = 0; c < BN_PV_COLS512; c++) acc[i][c] = _mm512_fmadd_ps(vc[c], pj, acc[i][c]);
+            }
+        }
+        for (int i = 0; i < G; i++)
+            for (int c = 0; c < nv; c++) lane[i][c][r] = acc[i][c];
+    }
+    for (int i = 0; i < G; i++)
+        for (int c = 0; c < nv; c++) {
+            const __m512 *L = lane[i][c];
+            __m512 w[8];
+            for (int l = 0; l < 8; l++)
+                w[l] = _mm512_add_ps(_mm512_add_ps(L[l], L[16 + l]), _mm512_add_ps(L[8 + l], L[24 + l]));
+            const __m512 t = _mm512_add_ps(
+                _mm512_add_ps(_mm512_add_ps(w[0], w[4]), _mm512_add_ps(w[1], w[5])),
+                _mm512_add_ps(_mm512_add_ps(w[2], w[6]), _mm512_add_ps(w[3], w[7])));
+            _mm512_mask_storeu_ps(out + i * hd + 16 * c, c + 1 < nv ? (__mmask16)0xffff : last, t);
+        }
+}
+
+// attention_group of kernels_avx2.c: V prefetched as the keys stream past (see
+// there), the scores, bn_softmax_avx2 and the f16 rounding of each head, then V.
+BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void attention_group512(const float *q, int G, const uint16_t *k,
+                                                           const uint16_t *v, int64_t stride, int hd,
+                                                           int n_kv, float scale, float *scores, float *out) {
+    int j2 = 0;
+    for (; j2 + 2 <= n_kv; j2 += 2) {
+        for (int r = j2; r < j2 + 2; r++)
+            for (int b = 0; b < hd * (int)sizeof *v; b += 64)
+                _mm_prefetch((const char *)(v + r * stride) + b, _MM_HINT_T1);
+        qk_group512(q, G, k + j2 * stride, stride, 1, hd, scale, scores + j2, n_kv);
+    }
+    if (j2 < n_kv) qk_group512(q, G, k + j2 * stride, stride, 0, hd, scale, scores + j2, n_kv);
+    for (int i = 0; i < G; i++) {
+        float *s = scores + (int64_t)i * n_kv;
+        bn_softmax_avx2(s, n_kv);
+        for (int j = 0; j < n_kv; j += 16) { // probabilities to f16 and back
+            const __mmask16 m = n_kv - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n_kv - j)) - 1);
+            const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, s + j), _MM_FROUND_TO_NEAREST_INT);
+            _mm512_mask_storeu_ps(s + j, m, _mm512_cvtph_ps(h));
+        }
+    }
+    for (int d0 = 0; d0 < hd; d0 += 16 * BN_PV_COLS512) {
+        const int n_dims = hd - d0 < 16 * BN_PV_COLS512 ? hd - d0 : 16 * BN_PV_COLS512;
+        pv_group512(scores, n_kv, G, v + d0, stride, (n_dims + 15) / 16, n_dims, out + d0, hd);
+    }
+}
+
+// The AVX2 kernel's contract and results (kernels.h: bn_attention_fn).
+BN_NO_FP_CONTRACT void bn_attention_avx512(const float *q, int n_q, const uint16_t *k, const uint16_t *v,
+                                           int64_t stride, int head_dim, int n_kv, float scale, float *scores,
+                                           float *out) {
+    for (int i = 0; i < n_q; i += BN_ATT_GROUP512) {
+        const float *qi = q + (int64_t)i * head_dim;
+        float *si = scores + (int64_t)i * n_kv, *oi = out + (int64_t)i * head_dim;
+        switch (n_q - i < BN_ATT_GROUP512 ? n_q - i : BN_ATT_GROUP512) {
+        case 4: attention_group512(qi, 4, k, v, stride, head_dim, n_kv, scale, si, oi); break;
+        case 3: attention_group512(qi, 3, k, v, stride, head_dim, n_kv, scale, si, oi); break;
+        case 2: attention_group512(qi, 2, k, v, stride, head_dim, n_kv, scale, si, oi); break;
+        default: attention_group512(qi, 1, k, v, stride, head_dim, n_kv, scale, si, oi); break;
+        }
+    }
+}
+
 const bn_cpu_kernels bn_kernels_avx512 = {
     .name = "avx512",
     .quantize_i8 = bn_quantize_i8_avx2,
@@ -342,7 +503,7 @@ const bn_cpu_kernels bn_kernels_avx512 = {
     .ternary_gemm = bn_ternary_gemm_avx512,
     .f16_gemv = bn_f16_gemv_avx512,
     .f16_gemm = f16_gemm_avx512,
-    .attention = bn_attention_avx2,
+    .attention = bn_attention_avx512,
     .i8_gemv = bn_i8_gemv_avx512,
     .silu_mul = bn_silu_mul_avx512,
     .ternary_q8k = bn_ternary_q8k_avx2,

@@ -617,6 +617,50 @@ static void test_attention_avx512(void **st) {
     (void)st;
     test_attention("avx512");
 }
+// The AVX-512 attention is the AVX2 one on zmm: the same scores, probabilities
+// and outputs, bit for bit, on odd shapes (head_dim tails past 16 and 32 lanes,
+// keys past the 32 lanes and the two-key steps, partial groups), the 2B-4T's
+// (128 x 4 heads) among them.
+static void test_attention_avx512_is_avx2(void **st) {
+    (void)st;
+    const bn_cpu_kernels *k = table_or_skip("avx512");
+    if (!k) skip();
+    static const int HDs[] = {128, 64, 68, 100, 40, 8};
+    static const int NKVs[] = {1, 2, 3, 33, 64, 301, 1000};
+    uint64_t rng = 0xa77e5eedULL;
+    for (size_t a = 0; a < sizeof HDs / sizeof *HDs; a++)
+        for (size_t b = 0; b < sizeof NKVs / sizeof *NKVs; b++)
+            for (int nq = 1; nq <= 5; nq++) {
+                const int hd = HDs[a], n_kv = NKVs[b];
+                const int64_t stride = 5 * hd + 3, off = 2 * hd + 1;
+                const size_t cache = (size_t)(n_kv * stride + off);
+                uint16_t *kc = malloc(sizeof *kc * cache), *vc = malloc(sizeof *vc * cache);
+                float *q = malloc(sizeof *q * (size_t)(nq * hd));
+                float *s2 = malloc(sizeof *s2 * (size_t)(nq * n_kv)), *s5 = malloc(sizeof *s5 * (size_t)(nq * n_kv));
+                float *o2 = malloc(sizeof *o2 * (size_t)(nq * hd + 1)), *o5 = malloc(sizeof *o5 * (size_t)(nq * hd + 1));
+                assert_true(kc && vc && q && s2 && s5 && o2 && o5);
+                for (size_t i = 0; i < cache; i++) {
+                    kc[i] = bn_f32_to_f16(rand_unit(&rng) * 2.0f);
+                    vc[i] = bn_f32_to_f16(rand_unit(&rng) * 4.0f);
+                }
+                for (int d = 0; d < nq * hd; d++) q[d] = bn_f16_to_f32(bn_f32_to_f16(rand_unit(&rng) * 3.0f));
+                const float scale = 1.0f / sqrtf((float)hd);
+                o5[nq * hd] = -7.0f;
+                bn_attention_avx2(q, nq, kc + off, vc + off, stride, hd, n_kv, scale, s2, o2);
+                k->attention(q, nq, kc + off, vc + off, stride, hd, n_kv, scale, s5, o5);
+                assert_true(o5[nq * hd] == -7.0f); // nothing past the group's heads
+                if (memcmp(s2, s5, sizeof *s2 * (size_t)(nq * n_kv)) || memcmp(o2, o5, sizeof *o2 * (size_t)(nq * hd)))
+                    fail_msg("hd=%d n_kv=%d nq=%d: the AVX-512 attention differs from the AVX2 one", hd, n_kv, nq);
+                free(kc);
+                free(vc);
+                free(q);
+                free(s2);
+                free(s5);
+                free(o2);
+                free(o5);
+            }
+}
+
 static void test_i8_scalar_table(void **st) { // the scalar table's entries are the oracles
     (void)st;
     assert_ptr_equal(bn_kernels_scalar.i8_gemv, bn_i8_gemv_scalar);
@@ -768,6 +812,7 @@ int main(void) {
         cmocka_unit_test(test_attention_avx2),
         cmocka_unit_test(test_i8_avx512),
         cmocka_unit_test(test_attention_avx512),
+        cmocka_unit_test(test_attention_avx512_is_avx2),
         cmocka_unit_test(test_silu_mul_avx2),
         cmocka_unit_test(test_silu_mul_avx512),
         cmocka_unit_test(test_ternary_q8k_avx2),
