@@ -252,8 +252,9 @@ BN_API int bn_session_set_json_schema(bn_session *s, const char *schema, bn_erro
 // likeliest tokens beside each. Each step then brings back its whole row of
 // logits. -1 and err for a count out of range, or no memory for the row.
 BN_API int bn_session_set_logprobs(bn_session *s, int top_logprobs, bn_error *err);
-// Called from on_token while logprobs are on: the token last sampled (the one
-// the last call with an id >= 0 named): its log-probability (*logprob) and the
+// Called from on_token while logprobs are on: the token last sampled (in a call
+// with an id >= 0, that id; an end-of-generation token is sampled, not passed to
+// on_token, before the last call): its log-probability (*logprob) and the
 // likeliest tokens' (*top, most likely first, the lower id first among equals;
 // valid until on_token returns). Returns how many are in *top, or -1 (*logprob
 // 0, *top NULL) when logprobs are off or no token has been sampled yet.

@@ -563,7 +563,7 @@ int bn_tools_chat_request(const char *request_json, const char *response_schema,
                           char **reply_schema, bn_error *err) {
     *messages_json = *reply_schema = NULL;
     if (request_json && bn_json_has_nul_escape(request_json, strlen(request_json)))
-        return bn_errorf(err, "tools: the request has a \\u0000 escape (a NUL), which cannot be carried");
+        return bn_errorf(err, "the request has a \\u0000 escape (a NUL) in its text, which cannot be carried");
     cJSON *request = request_json ? cJSON_Parse(request_json) : NULL;
     cJSON *response = response_schema ? cJSON_Parse(response_schema) : NULL;
     if (!cJSON_IsObject(request)) {

@@ -39,7 +39,7 @@ class _Job:
         self.c_stops, self.n_stops = (ctypes.c_char_p * max(len(stops), 1))(*stops), len(stops)
         self.emit = emit  # Piece, Completion or an exception, then None
         self.cancelled = False
-        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.decoder = codecs.getincrementaldecoder("utf-8")("bitnet-bytewise")  # engine.py
         self.text, self.tokens = "", []
         self.arrived = time.perf_counter()
         self.first = None  # when the first token came

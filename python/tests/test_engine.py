@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 import pytest
 
@@ -90,8 +91,12 @@ def test_chat_reads_messages_as_the_server(engine, cli):
     got = engine.chat(messages, max_tokens=6, greedy=True)
     assert got.prompt_ids == want["prompt_ids"] == engine.chat_prompt(messages)
     assert got.ids == want["generated_ids"]
+    assert engine.chat_prompt([types.MappingProxyType(m) for m in messages]) == got.prompt_ids  # any Mapping
     for bad, said in [([{"role": "user", "content": 7}], "text parts"), ([], "non-empty array"),
-                      ([{"role": "narrator", "content": "x"}], "narrator")]:
+                      ([{"role": "narrator", "content": "x"}], "narrator"),
+                      ([{"role": "user", "content": b"x"}], "not JSON"),
+                      ([{"role": "user", "content": "a\udc80"}], "not valid Unicode"),
+                      ([{"role": "user", "content": "a\0b"}], "NUL")]:
         with pytest.raises(BitnetError, match=said):
             engine.chat(bad, max_tokens=1)
 

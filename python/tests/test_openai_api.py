@@ -350,6 +350,26 @@ def same_json(a, b):
     return a == b
 
 
+def test_token_names():
+    # A completion's names for tokens as tools/serve_reply.c's token_key writes them: text
+    # where the bytes are whole UTF-8 characters with no NUL (bn_utf8_whole), else bytes.
+    from bitnet_gpu.openai_api import _text, _token_key
+    assert _token_key(" caf\u00e9".encode()) == " caf\u00e9"
+    assert _token_key(b"\xe6\xbc") == "bytes:\\xe6\\xbc" and _token_key(b"\x00") == "bytes:\\x00"
+    assert _text(b"a\xe6\xbc") == "a\ufffd\ufffd" and _text(b"\x00") == "\ufffd"  # a U+FFFD a byte, as bn_text_json
+
+
+def streamed_pieces(chunks, chat):
+    """A stream's text as its chunks carry it: each piece's chunk (neither the opening
+    nor the last) has its text, "" too, in "content" or "text"; joined."""
+    body = [c for c in chunks[1 if chat else 0:] if c != "[DONE]" and c["choices"]
+            and c["choices"][0]["finish_reason"] is None]
+    if chat:
+        assert all("content" in c["choices"][0]["delta"] for c in body)
+        return "".join(c["choices"][0]["delta"]["content"] for c in body)
+    return "".join(c["choices"][0]["text"] for c in body)
+
+
 def streamed_logprobs(chunks, chat):
     """A stream's logprobs joined into what the whole response's choice holds."""
     lps = [c["choices"][0]["logprobs"] for c in chunks if c != "[DONE]" and c["choices"]
@@ -363,10 +383,13 @@ def streamed_logprobs(chunks, chat):
     (chat_body(logprobs=True, top_logprobs=3, temperature=1.0, seed=3), True),
     (chat_body(logprobs=True, max_tokens=6), True),
     (chat_body(tools=[WEATHER], tool_choice="required", logprobs=True, top_logprobs=2), True),
+    (chat_body(logprobs=True, top_logprobs=20, temperature=1.5, top_k=0, seed=34, max_tokens=16), True),
+    ({"model": "tiny-a", "prompt": "The capital of France is", "max_tokens": 16, "logprobs": 20, "temperature": 1.5,
+      "top_k": 0, "seed": 34}, False),  # tokens that are pieces of a character: "bytes:" names
     ({"model": "tiny-a", "prompt": "The capital of France is", "max_tokens": 12, "logprobs": 4, "temperature": 1.2,
       "seed": 11}, False),
     ({"model": "tiny-a", "prompt": "2+2=", "max_tokens": 8, "logprobs": 0, "temperature": 0}, False),
-], ids=["chat-top3", "chat", "chat-tools", "completion-top4", "completion"])
+], ids=["chat-top3", "chat", "chat-tools", "chat-top20", "completion-bytes", "completion-top4", "completion"])
 def test_logprobs_as_the_c_server_gives_them(api, c_server, body, chat):
     """logprobs in OpenAI's two shapes, as `bitnet-gpu serve` gives them for the same
     request, whole and streamed (the values themselves: test_batch's logprobs tests)."""
@@ -374,11 +397,16 @@ def test_logprobs_as_the_c_server_gives_them(api, c_server, body, chat):
     status, theirs = c_server(body, chat)
     assert status == 200, theirs
     assert same_json(ours["logprobs"], theirs["choices"][0]["logprobs"])
-    tokens = ours["logprobs"]["content"] if chat else ours["logprobs"]["tokens"]
-    assert 1 <= len(tokens) <= theirs["usage"]["completion_tokens"]  # an end-of-turn token has none
+    assert ours["message" if chat else "text"] == theirs["choices"][0]["message" if chat else "text"]
     stream = {**body, "stream": True}
     ours_streamed = streamed_logprobs(events(api.start(stream, chat=chat)), chat)
     status, theirs_streamed = c_server(stream, chat)
     assert status == 200
     assert ours_streamed == ours["logprobs"]
     assert same_json(streamed_logprobs(theirs_streamed, chat), ours["logprobs"])
+    if "tools" not in body:  # with tools the reply comes whole
+        ours_chunks = events(api.start(stream, chat=chat))
+        assert streamed_pieces(ours_chunks, chat) == streamed_pieces(theirs_streamed, chat)
+    if not chat and body.get("seed") == 34:
+        assert any(t.startswith("bytes:") for t in ours["logprobs"]["tokens"])
+        assert any(k.startswith("bytes:") for top in ours["logprobs"]["top_logprobs"] for k in top)
