@@ -245,9 +245,12 @@ static void attention_worker(void *ctx, int ith, int nth) {
     const int items_per_token = (int)hp->n_head / per;
     const float scale = 1.0f / sqrtf((float)hd);
     float *scores = be->scores + (int64_t)ith * group * be->n_ctx;
-    // Interleaved items balance the causal lengths across threads.
+    // Items in head-major order: a thread stays on one KV head for many tokens,
+    // whose K/V rows (1 MB at 2k tokens of context) then stay in its L2 instead
+    // of all the heads' passing through it. Interleaved, they balance the causal
+    // lengths across threads. (Measured: a 2000-token prompt, 2 threads, below.)
     for (int p = ith; p < job->n * items_per_token; p += nth) {
-        const int t = p / items_per_token, h = p % items_per_token * per; // first q head
+        const int t = p % job->n, h = p / job->n * per; // first q head
         const int64_t kv_off = kv_cache_offset(be, job->layer, bn_seq_of(job->seq, t), h / group, 0);
         const int64_t q_off = (int64_t)t * hp->n_embd + (int64_t)h * hd;
         be->kern->attention(be->q + q_off, per, be->k_cache + kv_off, be->v_cache + kv_off, hd,

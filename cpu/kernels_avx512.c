@@ -367,6 +367,38 @@ BN_ALWAYS_INLINE float dot_f16_reduce512(__m512 c01, __m512 c23) {
     return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
 }
 
+// dot_f16_reduce512 of the 8 (head, key) sums of a full group and two keys at
+// once, each with the same adds in the same order: x = (c0 + c2) + (c1 + c3) per
+// sum; its 128-bit halves added (t); two hadds in 128-bit lanes pair t's
+// elements (t0 + t1, t2 + t3) and then those, giving (t0 + t1) + (t2 + t3) as
+// the one-sum hadds do. Then, hd having no tail past 32 lanes, the float times
+// scale (the double round trip of the one-sum path is exact for a float).
+BN_ALWAYS_INLINE __m256 halves_of(__m512 c01, __m512 c23) {
+    const __m512 t = _mm512_add_ps(c01, c23);
+    return _mm256_add_ps(_mm512_castps512_ps256(t), _mm512_extractf32x8_ps(t, 1));
+}
+
+BN_ALWAYS_INLINE void store_scores8(__m512 a[2][BN_ATT_GROUP512], __m512 b[2][BN_ATT_GROUP512], float scale,
+                                    float *s, int64_t s_stride) {
+    __m256 x[8]; // (head i, key 0) at 2i, (head i, key 1) at 2i + 1
+    for (int i = 0; i < BN_ATT_GROUP512; i++) {
+        x[2 * i] = halves_of(a[0][i], a[1][i]);
+        x[2 * i + 1] = halves_of(b[0][i], b[1][i]);
+    }
+    __m256 t[4]; // t[m] = [t of x[m] | t of x[m + 4]]
+    for (int m = 0; m < 4; m++)
+        t[m] = _mm256_add_ps(_mm256_permute2f128_ps(x[m], x[m + 4], 0x20),
+                             _mm256_permute2f128_ps(x[m], x[m + 4], 0x31));
+    const __m256 r = _mm256_hadd_ps(_mm256_hadd_ps(t[0], t[1]), _mm256_hadd_ps(t[2], t[3]));
+    // r = sums of x[0..3] | x[4..7]: heads 0, 1 (keys 0, 1) then heads 2, 3.
+    const __m256 sc = _mm256_mul_ps(r, _mm256_set1_ps(scale));
+    const __m128 lo = _mm256_castps256_ps128(sc), hi = _mm256_extractf128_ps(sc, 1);
+    _mm_storel_pi((__m64 *)s, lo);
+    _mm_storeh_pi((__m64 *)(s + s_stride), lo);
+    _mm_storel_pi((__m64 *)(s + 2 * s_stride), hi);
+    _mm_storeh_pi((__m64 *)(s + 3 * s_stride), hi);
+}
+
 // qk_group of kernels_avx2.c: scores of key rows kj and kj + stride (two) for G
 // heads; the hd % 32 tail in double.
 BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void qk_group512(const float *q, int G, const uint16_t *kj,
@@ -391,6 +423,10 @@ BN_NO_FP_CONTRACT BN_ALWAYS_INLINE void qk_group512(const float *q, int G, const
                 b[1][i] = _mm512_fmadd_ps(kb1, q1, b[1][i]);
             }
         }
+    }
+    if (G == BN_ATT_GROUP512 && two && np == hd) { // the common case: 8 sums at once, no tail
+        store_scores8(a, b, scale, s, s_stride);
+        return;
     }
     for (int key = 0; key <= two; key++) {
         __m512(*acc)[BN_ATT_GROUP512] = key ? b : a;
