@@ -18,8 +18,8 @@
 //      counted), against the machine's int8 multiply-add peak measured here: the
 //      kernel set's instruction (vpmaddubsw, or vpdpbusd on AVX-512 VNNI) issued
 //      back to back on every thread, operands in registers.
-// Kernel sets: every one this CPU runs (scalar, avx2, avx512), or -k NAME.
-// Usage: bench_kernels [-t THREADS] [-k scalar|avx2|avx512] [--json]
+// Kernel sets: every one this CPU runs (scalar, avx2, avx512, amx), or -k NAME.
+// Usage: bench_kernels [-t THREADS] [-k scalar|avx2|avx512|amx] [--json]
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,7 +139,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-k") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--json")) json = 1;
         else {
-            fprintf(stderr, "usage: %s [-t THREADS] [-k scalar|avx2|avx512] [--json]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-t THREADS] [-k scalar|avx2|avx512|amx] [--json]\n", argv[0]);
             return 2;
         }
     }
@@ -147,11 +147,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_kernels: -t must be 1..64\n");
         return 2;
     }
-    const bn_cpu_kernels *sets[3];
+    const bn_cpu_kernels *sets[4];
     int n_sets = 0;
     bn_error err;
-    const char *names[3] = {"scalar", "avx2", "avx512"};
-    for (int i = 0; i < 3; i++) {
+    const char *names[4] = {"scalar", "avx2", "avx512", "amx"};
+    for (int i = 0; i < 4; i++) {
         if (only && strcmp(only, names[i]) != 0) continue;
         if (bn_cpu_kernels_select(names[i], &sets[n_sets], &err) == 0) n_sets++;
         else if (only) {
@@ -209,7 +209,7 @@ int main(int argc, char **argv) {
     float *yf = xmalloc(sizeof(float) * VOCAB);
 
     const double step_bytes = (double)tern_bytes + (double)head_bytes;
-    result res[3];
+    result res[sizeof names / sizeof *names];
     for (int si = 0; si < n_sets; si++) {
         const bn_cpu_kernels *k = sets[si];
         result *R = &res[si];
@@ -430,7 +430,10 @@ int main(int argc, char **argv) {
             if (R->mac_peak_gops > 0)
                 printf("  int8 MAC peak (%s, operands in registers): %.1f G/s -> prefill GEMM at "
                        "%.0f%% of it\n",
-                       strcmp(R->kernels, "avx512") ? "vpmaddubsw" : "vpdpbusd", R->mac_peak_gops,
+                       !strcmp(R->kernels, "amx")      ? "tdpbusd"
+                       : !strcmp(R->kernels, "avx512") ? "vpdpbusd"
+                                                         : "vpmaddubsw",
+                       R->mac_peak_gops,
                        100.0 * R->prefill_gops / R->mac_peak_gops);
             printf("  compute ceiling (weights in cache): ternary GEMV %.1f GB/s, f16 GEMV %.1f GB/s\n\n",
                    R->cached_tern_gbs, R->cached_f16_gbs);

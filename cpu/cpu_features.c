@@ -5,10 +5,27 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
-// XCR0 bits: 1 SSE, 2 AVX (ymm upper halves), 5 opmask, 6 ZMM_Hi256, 7 Hi16_ZMM.
+// XCR0 bits: 1 SSE, 2 AVX (ymm upper halves), 5 opmask, 6 ZMM_Hi256, 7 Hi16_ZMM,
+// 17 XTILECFG, 18 XTILEDATA (AMX).
 #define XCR0_YMM 0x06u
 #define XCR0_ZMM 0xe6u
+#define XCR0_AMX 0x60000u
+
+// Linux hands a process the AMX tile data state only when asked (kernel 5.16+):
+// arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA). Elsewhere, no AMX.
+static int amx_permitted(void) {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+    return 0;
+#endif
+}
 
 static uint64_t read_xcr0(void) {
     uint32_t lo, hi;
@@ -18,7 +35,7 @@ static uint64_t read_xcr0(void) {
 }
 
 static bn_cpu_features detect(void) {
-    bn_cpu_features f = {0, 0};
+    bn_cpu_features f = {0, 0, 0};
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
     const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
@@ -32,11 +49,13 @@ static bn_cpu_features detect(void) {
     const int vnni = (c >> 11) & 1;
     f.avx2 = avx2 && fma && f16c && (xcr0 & XCR0_YMM) == XCR0_YMM;
     f.avx512 = f.avx2 && f512 && dq && bw && vl && vnni && (xcr0 & XCR0_ZMM) == XCR0_ZMM;
+    const int amx_tile = (d >> 24) & 1, amx_int8 = (d >> 25) & 1;
+    f.amx = f.avx512 && amx_tile && amx_int8 && (xcr0 & XCR0_AMX) == XCR0_AMX && amx_permitted();
     return f;
 }
 #else
 static bn_cpu_features detect(void) {
-    bn_cpu_features f = {0, 0};
+    bn_cpu_features f = {0, 0, 0};
     return f;
 }
 #endif

@@ -11,6 +11,7 @@
 typedef struct bn_cpu_features {
     int avx2;   // AVX2 + FMA + F16C, OS saves ymm
     int avx512; // AVX-512 F/BW/VL/DQ + VNNI, OS saves zmm and opmask registers
+    int amx;    // avx512 + AMX-TILE/INT8, OS saves the tiles and gave this process them
 } bn_cpu_features;
 
 // Detected once; cheap to call again.
@@ -20,6 +21,7 @@ bn_cpu_features bn_cpu_detect(void);
 // supports them: use bn_cpu_kernels_select, which checks.
 extern const bn_cpu_kernels bn_kernels_avx2;
 extern const bn_cpu_kernels bn_kernels_avx512;
+extern const bn_cpu_kernels bn_kernels_amx;
 
 void bn_ternary_gemm_avx2(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
                           const int8_t *q, const int32_t *qsum, int n, int32_t *y,
@@ -32,5 +34,17 @@ void bn_ternary_gemm_avx512(const uint8_t *w, int64_t K, int64_t row0, int64_t r
                             int64_t ldy);
 void bn_f16_gemv_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
                         const float *x, float *y);
+void bn_f16_gemm_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1, const float *x,
+                        int64_t ldx, const int *idx, int n, float *y, int64_t ldy);
+void bn_i8_gemv_avx512(const int8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *x,
+                       int32_t *y);
+// nb blocks of 128 I2_S codes of one row as bytes c = w + 1, in element order, to
+// buf (64-byte aligned): the decoder of the AVX-512 prefill GEMM, shared with AMX's.
+void bn_decode_row_avx512(const uint8_t *wr, int64_t nb, uint8_t *buf);
+void bn_ternary_gemm_amx(const uint8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *q,
+                         const int32_t *qsum, int n, int32_t *y, int64_t ldy);
+// tdpbusd issued back to back on 4 accumulator tiles, `iters` times: the int8
+// multiply-adds done (the AMX peak for roofline.c; *acc keeps the work alive).
+double bn_amx_peak_macs(long iters, int32_t *acc);
 
 #endif

@@ -111,7 +111,7 @@ BN_ALWAYS_INLINE void ternary_rows512(const uint8_t *w, int64_t K, int64_t r, co
 // Prefill: codes of 4 rows x one K piece, decoded once into an L1 buffer in
 // element order (buf[k] pairs with q[k]); the tile loop then has no decode at all.
 
-static void decode_row512(const uint8_t *wr, int64_t nb, uint8_t *buf) {
+void bn_decode_row_avx512(const uint8_t *wr, int64_t nb, uint8_t *buf) {
     const __m512i lut = _mm512_load_si512((const void *)bn_lut512);
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (int64_t b = 0; b < nb; b++) {
@@ -194,7 +194,7 @@ static void ternary_gemm_block512(const uint8_t *w, int64_t K, int64_t row0, int
     }
     const int64_t r4 = row0 + (row1 - row0) / 4 * 4;
     uint8_t buf[4 * BN_KPIECE] __attribute__((aligned(64)));
-    bn_gemm_groups(w, K, row0, r4, q, qsum, n, y, ldy, buf, decode_row512, gemm_group512);
+    bn_gemm_groups(w, K, row0, r4, q, qsum, n, y, ldy, buf, bn_decode_row_avx512, gemm_group512);
     for (r = r4; r < row1; r++) ternary_rows512(w, K, r, q, qsum, n, y, ldy, 1);
 }
 
@@ -252,7 +252,7 @@ void bn_f16_gemv_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1
 
 // One token at a time: a tile that shares each converted weight among tokens,
 // as the AVX2 set's, waits for an AVX-512 machine to test and time it on.
-static void f16_gemm_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1, const float *x,
+void bn_f16_gemm_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1, const float *x,
                             int64_t ldx, const int *idx, int n, float *y, int64_t ldy) {
     bn_f16_gemm_by_token(bn_f16_gemv_avx512, w, K, row0, row1, x, ldx, idx, n, y, ldy);
 }
@@ -538,7 +538,7 @@ const bn_cpu_kernels bn_kernels_avx512 = {
     .half_round = bn_half_round_avx2,
     .ternary_gemm = bn_ternary_gemm_avx512,
     .f16_gemv = bn_f16_gemv_avx512,
-    .f16_gemm = f16_gemm_avx512,
+    .f16_gemm = bn_f16_gemm_avx512,
     .attention = bn_attention_avx512,
     .i8_gemv = bn_i8_gemv_avx512,
     .silu_mul = bn_silu_mul_avx512,

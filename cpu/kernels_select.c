@@ -1,7 +1,8 @@
 // kernels_select.c - picks the CPU kernel table at run time.
 //
-// "auto" takes the widest set the CPU and OS support: avx512 (VNNI) > avx2 >
-// scalar. BITNET_CPU_KERNELS=scalar|avx2|avx512 overrides "auto" (handy for
+// "auto" takes the widest set the CPU and OS support: amx (AVX-512 with the
+// prefill GEMM on AMX tiles) > avx512 (VNNI) > avx2 > scalar.
+// BITNET_CPU_KERNELS=scalar|avx2|avx512|amx overrides "auto" (handy for
 // comparing kernels, or to work around a suspect one); an explicit name from the
 // caller wins over the environment. Asking for a set this CPU cannot run is an
 // error rather than a silent fallback, so a benchmark never measures the wrong code.
@@ -18,7 +19,10 @@ int bn_cpu_kernels_select(const char *name, const bn_cpu_kernels **out, bn_error
         if (env && *env && strcmp(env, "auto") != 0) {
             name = env;
         } else {
-            *out = f.avx512 ? &bn_kernels_avx512 : f.avx2 ? &bn_kernels_avx2 : &bn_kernels_scalar;
+            *out = f.amx      ? &bn_kernels_amx
+                 : f.avx512 ? &bn_kernels_avx512
+                 : f.avx2   ? &bn_kernels_avx2
+                            : &bn_kernels_scalar;
             return 0;
         }
     }
@@ -40,6 +44,14 @@ int bn_cpu_kernels_select(const char *name, const bn_cpu_kernels **out, bn_error
         *out = &bn_kernels_avx512;
         return 0;
     }
-    return bn_errorf(err, "unknown CPU kernel set '%s' (expected auto, scalar, avx2 or avx512)",
+    if (!strcmp(name, "amx")) {
+        if (!f.amx)
+            return bn_errorf(err, "CPU kernels 'amx' are not supported here "
+                                  "(needs the avx512 set's ISA, AMX-TILE and AMX-INT8, and the OS's "
+                                  "permission for the tile state)");
+        *out = &bn_kernels_amx;
+        return 0;
+    }
+    return bn_errorf(err, "unknown CPU kernel set '%s' (expected auto, scalar, avx2, avx512 or amx)",
                      name);
 }

@@ -136,7 +136,7 @@ __attribute__((target("avx512f,avx512vnni"))) static double macs_dpbusd(int32_t 
 }
 
 typedef struct {
-    int vnni;
+    int vnni, amx;
     double macs[64];
     int32_t acc[64];
 } peak_job;
@@ -144,13 +144,16 @@ typedef struct {
 static void job_peak(void *ctx, int ith, int nth) {
     (void)nth;
     peak_job *j = ctx;
-    j->macs[ith & 63] = j->vnni ? macs_dpbusd(&j->acc[ith & 63]) : macs_maddubs(&j->acc[ith & 63]);
+    int32_t *acc = &j->acc[ith & 63];
+    j->macs[ith & 63] = j->amx ? bn_amx_peak_macs(PEAK_ITERS / 4, acc) // a tdpbusd: 4096 x a vpdpbusd's MACs, ~16 cycles
+                      : j->vnni ? macs_dpbusd(acc)
+                                : macs_maddubs(acc);
 }
 
 double bn_int8_mac_peak_gops(bn_pool *pool, const char *kernels) {
     const bn_cpu_features feat = bn_cpu_detect();
-    peak_job j = {.vnni = !strcmp(kernels, "avx512")};
-    if (j.vnni ? !feat.avx512 : strcmp(kernels, "avx2") || !feat.avx2) return 0;
+    peak_job j = {.vnni = !strcmp(kernels, "avx512"), .amx = !strcmp(kernels, "amx")};
+    if (j.amx ? !feat.amx : j.vnni ? !feat.avx512 : strcmp(kernels, "avx2") || !feat.avx2) return 0;
     // Best of 5: on a shared VM one pass in a few loses a core to the host.
     double best = 1e30;
     for (int r = 0; r < 5; r++) {

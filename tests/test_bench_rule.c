@@ -306,6 +306,9 @@ static void test_classes(void **state) {
     m.hp.ffn_silu = true;
     assert_string_equal(bn_cmp_class(&m, "cpu", "avx512", "cpu", "avx2", &clear, NULL), "rounding");
     assert_string_equal(bn_cmp_class(&m, "cpu", "scalar", "cpu", "avx2", &clear, NULL), "exact");
+    // amx is the avx512 set but for its prefill GEMM (exact integers): its SiLU is avx512's.
+    assert_string_equal(bn_cmp_class(&m, "cpu", "amx", "cpu", "avx512", &clear, NULL), "exact");
+    assert_string_equal(bn_cmp_class(&m, "cpu", "amx", "cpu", "scalar", &clear, NULL), "rounding");
     // Only the calm class bounds the logit difference (the calm model sets it: test_calm_2b4t).
     assert_true(bn_cmp_diff_bound("calm") == BN_CMP_CALM_MAX_DIFF);
     assert_true(bn_cmp_diff_bound("rounding") == 0.0f && bn_cmp_diff_bound("exact") == 0.0f);
@@ -330,7 +333,7 @@ static int teardown_2b4t(void **state) {
 static void test_2b4t_correct_sets_pass(void **state) {
     (void)state;
     const fixture *fx = &g_2b4t;
-    static const char *const sets[] = {"scalar", "avx2", "avx512"};
+    static const char *const sets[] = {"scalar", "avx2", "avx512", "amx"};
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
         const bn_cpu_kernels *k;
         bn_error err;

@@ -79,8 +79,10 @@ static void test_ternary_random(const char *name) {
     const bn_cpu_kernels *k = table_or_skip(name);
     if (!k) skip();
     static const int64_t Ks[] = {128, 128 * 3, 128 * 5, 128 * 21, 128 * 27}; // 27: 2 K pieces
-    static const int64_t Rs[] = {1, 7, 33, 131};
-    static const int Ns[] = {1, 2, 3, 5, 17, 67}; // 67: two token blocks (gemm_tiling.h)
+    static const int64_t Rs[] = {1, 7, 16, 33, 48, 131}; // AMX: 16 and 32-row tiles, AVX-512 past them
+    // 67: two token blocks (gemm_tiling.h); 16, 32: AMX's whole tiles; 130: two AMX
+    // blocks, the second too short for tiles.
+    static const int Ns[] = {1, 2, 3, 5, 16, 17, 32, 67, 130};
     uint64_t rng = 0x9e3779b97f4a7c15ULL;
     for (size_t a = 0; a < sizeof Ks / sizeof *Ks; a++)
         for (size_t b = 0; b < sizeof Rs / sizeof *Rs; b++) {
@@ -108,20 +110,22 @@ static void test_ternary_random(const char *name) {
 // Worst cases for the int16 partial sums: every weight +1 or -1 (and 0b11) with
 // every activation -128 or 127, over a K whose int16 chunk is exactly at the
 // bound (2048: 64 pair sums a lane) and over a long row (the 2B-4T ffn width).
+// 33 rows and 20 tokens (the 9 row and 6 token patterns repeated), so that AMX
+// runs them on tiles too.
 static void check_extremes(const bn_cpu_kernels *k, int64_t K) {
-    const int64_t rows = 9;
-    const int n = 6;
+    const int64_t rows = 33;
+    const int n = 20;
     static const uint8_t bytes[] = {0x00, 0xaa, 0x55, 0xff, 0xa0, 0x0a, 0xaa, 0x00, 0xe4};
     uint8_t *w = malloc((size_t)(rows * K / 4));
     int8_t *q = malloc((size_t)(K * n));
-    int32_t qsum[6];
+    int32_t qsum[20];
     assert_non_null(w);
     assert_non_null(q);
-    for (int64_t r = 0; r < rows; r++) memset(w + r * K / 4, bytes[r], (size_t)(K / 4));
+    for (int64_t r = 0; r < rows; r++) memset(w + r * K / 4, bytes[r % 9], (size_t)(K / 4));
     static const int8_t qv[6] = {-128, 127, -128, 127, 0, -1};
     for (int t = 0; t < n; t++) {
-        memset(q + t * K, (uint8_t)qv[t], (size_t)K);
-        if (t == 2)
+        memset(q + t * K, (uint8_t)qv[t % 6], (size_t)K);
+        if (t % 6 == 2)
             for (int64_t i = 0; i < K; i += 2) q[t * K + i] = 127; // alternate signs
         qsum[t] = 0;
         for (int64_t i = 0; i < K; i++) qsum[t] += q[t * K + i];
@@ -733,6 +737,14 @@ static void test_f16_avx2(void **st) {
     test_f16("avx2");
     check_f16_gemm(table_or_skip("avx2"));
 }
+static void test_ternary_random_amx(void **st) {
+    (void)st;
+    test_ternary_random("amx");
+}
+static void test_ternary_extremes_amx(void **st) {
+    (void)st;
+    test_ternary_extremes("amx");
+}
 static void test_ternary_random_avx512(void **st) {
     (void)st;
     test_ternary_random("avx512");
@@ -750,7 +762,7 @@ static void test_f16_avx512(void **st) {
 static void test_select(void **st) {
     (void)st;
     const bn_cpu_features f = bn_cpu_detect();
-    const char *best = f.avx512 ? "avx512" : f.avx2 ? "avx2" : "scalar";
+    const char *best = f.amx ? "amx" : f.avx512 ? "avx512" : f.avx2 ? "avx2" : "scalar";
     const bn_cpu_kernels *k = NULL;
     bn_error err = {{0}};
 
@@ -784,6 +796,17 @@ static void test_select(void **st) {
         assert_int_equal(bn_cpu_kernels_select("auto", &k, &err), -1);
         assert_non_null(strstr(err.msg, "avx512"));
     }
+    if (f.amx) { // amx is avx512 with the prefill GEMM on tiles: the rest is the same code
+        assert_int_equal(bn_cpu_kernels_select("amx", &k, &err), 0);
+        assert_ptr_equal(k, &bn_kernels_amx);
+        assert_ptr_equal(k->attention, bn_kernels_avx512.attention);
+        assert_ptr_equal(k->f16_gemv, bn_kernels_avx512.f16_gemv);
+    } else {
+        k = NULL;
+        assert_int_equal(bn_cpu_kernels_select("amx", &k, &err), -1);
+        assert_null(k);
+        assert_non_null(strstr(err.msg, "'amx' are not supported"));
+    }
     setenv("BITNET_CPU_KERNELS", "sse9", 1);
     assert_int_equal(bn_cpu_kernels_select(NULL, &k, &err), -1);
     assert_non_null(strstr(err.msg, "sse9"));
@@ -802,6 +825,8 @@ int main(void) {
         cmocka_unit_test(test_f16_gemm_scalar),
         cmocka_unit_test(test_ternary_random_avx512),
         cmocka_unit_test(test_ternary_extremes_avx512),
+        cmocka_unit_test(test_ternary_random_amx),
+        cmocka_unit_test(test_ternary_extremes_amx),
         cmocka_unit_test(test_f16_avx512),
         cmocka_unit_test(test_i8_scalar_table),
         cmocka_unit_test(test_half_rows_avx2),

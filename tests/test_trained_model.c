@@ -233,6 +233,50 @@ static void test_scalar(void **state) {
     check_kernels("scalar");
 }
 
+// Each case's prompt and reference ids as one batch (the prefill GEMMs over 70 to
+// 90 tokens, so AMX takes its tiles), every row against the reference's logits at
+// that step; on every kernel set this CPU has. amx is avx512 but for the GEMM's
+// exact integers, so its rows must be avx512's bit for bit.
+static void test_whole_sequences(void **state) {
+    (void)state;
+    static const char *const sets[] = {"scalar", "avx2", "avx512", "amx"};
+    const size_t V = (size_t)fx.n_vocab;
+    float *avx512_rows[MAX_CASES] = {0};
+    for (size_t k = 0; k < sizeof sets / sizeof *sets; k++) {
+        const bn_cpu_kernels *kern;
+        bn_error err;
+        if (bn_cpu_kernels_select(sets[k], &kern, &err)) continue;
+        diff_stats st = {0};
+        for (int c = 0; c < fx.n_cases; c++) {
+            const ref_case *r = &fx.cases[c];
+            const int n = r->n_prompt + N_GEN - 1;
+            int32_t ids[MAX_PROMPT + N_GEN], pos[MAX_PROMPT + N_GEN];
+            memcpy(ids, r->prompt_ids, sizeof *ids * (size_t)r->n_prompt);
+            memcpy(ids + r->n_prompt, r->gen_ids, sizeof *ids * (N_GEN - 1));
+            for (int i = 0; i < n; i++) pos[i] = i;
+            float *rows = malloc(sizeof *rows * (size_t)n * V);
+            assert_non_null(rows);
+            bn_backend_config cfg = {.cpu = {.n_threads = 2, .kernels = sets[k]}};
+            bn_backend *be;
+            if (bn_cpu_backend.create(fx.model, &cfg, &be, &err) ||
+                bn_cpu_backend.forward(be, ids, pos, NULL, n, rows, true, &err))
+                fail_msg("%s: %s", sets[k], err.msg);
+            bn_cpu_backend.destroy(be);
+            for (int s = 0; s < N_GEN; s++)
+                count_step(&st, bn_ref_step_diff(rows + (size_t)(r->n_prompt - 1 + s) * V, &r->step[s]), SIMD_TOL,
+                           sets[k], c, s);
+            if (!strcmp(sets[k], "amx") && avx512_rows[c] &&
+                memcmp(rows, avx512_rows[c], sizeof *rows * (size_t)n * V))
+                fail_msg("amx case %d: logits differ from avx512's", c);
+            if (!strcmp(sets[k], "avx512")) avx512_rows[c] = rows;
+            else free(rows);
+        }
+        fprintf(stderr, "  %s, whole sequences in one batch: top-10 logits vs reference: max |diff| %.3g "
+                "(%d of %d steps past 1e-2)\n", sets[k], (double)st.max, st.over_1e2, st.steps);
+    }
+    for (int c = 0; c < MAX_CASES; c++) free(avx512_rows[c]);
+}
+
 static void test_avx2(void **state) {
     (void)state;
     check_kernels("avx2");
@@ -241,6 +285,11 @@ static void test_avx2(void **state) {
 static void test_avx512(void **state) {
     (void)state;
     check_kernels("avx512");
+}
+
+static void test_amx(void **state) {
+    (void)state;
+    check_kernels("amx");
 }
 
 // The CUDA backend, or a skip (a failure under BITNET_REQUIRE_GPU=1).
@@ -327,6 +376,8 @@ int main(void) {
         cmocka_unit_test(test_scalar), // first: the SIMD sets compare with its results
         cmocka_unit_test(test_avx2),
         cmocka_unit_test(test_avx512),
+        cmocka_unit_test(test_amx),
+        cmocka_unit_test(test_whole_sequences),
         cmocka_unit_test(test_cuda_backend),
         cmocka_unit_test(test_cuda_cpu_start),
         cmocka_unit_test(test_engine_text),

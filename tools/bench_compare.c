@@ -121,13 +121,14 @@ void bn_cmp_class_rule(const char *class_name, float *clear, float *bound) {
     if (bound) *bound = calm ? BN_CMP_CALM_MAX_DIFF : 0.0f;
 }
 
+static bool avx512_silu(const char *kernels) { return !strcmp(kernels, "avx512") || !strcmp(kernels, "amx"); }
+
 const char *bn_cmp_class(const bn_model *m, const char *ref_backend, const char *ref_kernels,
                          const char *backend, const char *kernels, float *clear, float *bound) {
-    // Only the AVX-512 set's SiLU exp differs from the others' (kernels.h); a family
-    // without SiLU never calls it.
+    // Only the AVX-512 SiLU exp (the avx512 and amx sets') differs from the others'
+    // (kernels.h); a family without SiLU never calls it.
     const bool cpu_pair = !strcmp(ref_backend, "cpu") && !strcmp(backend, "cpu") && ref_kernels && kernels;
-    const bool avx512 = cpu_pair && (!strcmp(ref_kernels, "avx512") || !strcmp(kernels, "avx512"));
-    const bool exact = cpu_pair && (!avx512 || !m->hp.ffn_silu || !strcmp(ref_kernels, kernels));
+    const bool exact = cpu_pair && (!m->hp.ffn_silu || avx512_silu(ref_kernels) == avx512_silu(kernels));
     bool calm = false; // stays false when the key is absent or not a bool
     if (!exact && m->gguf) (void)bn_gguf_get_bool(m->gguf, BN_SYNTH_CALM_KEY, &calm, NULL);
     const char *name = exact ? "exact" : calm ? "calm" : "rounding";

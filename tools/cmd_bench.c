@@ -183,7 +183,7 @@ static int compare_backends(const bn_engine *eng, const bn_run_flags *f, const b
     }
     ops->destroy(be);
     // The CPU's other kernel sets (those this CPU lacks are listed, not compared)...
-    static const char *const sets[] = {"scalar", "avx2", "avx512"};
+    static const char *const sets[] = {"scalar", "avx2", "avx512", "amx"};
     if (!strcmp(ref_row->backend, "cpu"))
         for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
             if (strcmp(sets[i], ref_row->cpu_kernels))
