@@ -16,16 +16,6 @@
 #define XCR0_ZMM 0xe6u
 #define XCR0_AMX 0x60000u
 
-// Linux hands a process the AMX tile data state only when asked (kernel 5.16+):
-// arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA). Elsewhere, no AMX.
-static int amx_permitted(void) {
-#if defined(__linux__) && defined(SYS_arch_prctl)
-    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
-    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
-#else
-    return 0;
-#endif
-}
 
 static uint64_t read_xcr0(void) {
     uint32_t lo, hi;
@@ -50,7 +40,7 @@ static bn_cpu_features detect(void) {
     f.avx2 = avx2 && fma && f16c && (xcr0 & XCR0_YMM) == XCR0_YMM;
     f.avx512 = f.avx2 && f512 && dq && bw && vl && vnni && (xcr0 & XCR0_ZMM) == XCR0_ZMM;
     const int amx_tile = (d >> 24) & 1, amx_int8 = (d >> 25) & 1;
-    f.amx = f.avx512 && amx_tile && amx_int8 && (xcr0 & XCR0_AMX) == XCR0_AMX && amx_permitted();
+    f.amx = bn_amx_built && f.avx512 && amx_tile && amx_int8 && (xcr0 & XCR0_AMX) == XCR0_AMX;
     return f;
 }
 #else
@@ -68,4 +58,21 @@ static void detect_once(void) { g_features = detect(); }
 bn_cpu_features bn_cpu_detect(void) {
     pthread_once(&g_once, detect_once);
     return g_features;
+}
+
+// Linux hands a process the AMX tile data state only when asked (kernel 5.16+):
+// arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA). Elsewhere, no AMX.
+static int g_amx_granted;
+static pthread_once_t g_amx_once = PTHREAD_ONCE_INIT;
+
+static void amx_request(void) {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__linux__) && defined(SYS_arch_prctl)
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    g_amx_granted = bn_cpu_detect().amx && syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#endif
+}
+
+int bn_cpu_amx_permit(void) {
+    pthread_once(&g_amx_once, amx_request);
+    return g_amx_granted;
 }

@@ -11,8 +11,14 @@
 typedef struct bn_cpu_features {
     int avx2;   // AVX2 + FMA + F16C, OS saves ymm
     int avx512; // AVX-512 F/BW/VL/DQ + VNNI, OS saves zmm and opmask registers
-    int amx;    // avx512 + AMX-TILE/INT8, OS saves the tiles and gave this process them
+    int amx;    // avx512 + AMX-TILE/INT8, the OS saves the tiles, and this build has the
+                // kernels; Linux must still grant the process the tiles: bn_cpu_amx_permit
 } bn_cpu_features;
+
+// Asks the OS, once per process, for the AMX tile state; 1 when it is granted.
+// Called only where the amx set is chosen: on Linux the grant cannot be taken
+// back, and it makes every later sigaltstack of less than ~12 KiB fail.
+int bn_cpu_amx_permit(void);
 
 // Detected once; cheap to call again.
 bn_cpu_features bn_cpu_detect(void);
@@ -46,5 +52,7 @@ void bn_ternary_gemm_amx(const uint8_t *w, int64_t K, int64_t row0, int64_t row1
 // tdpbusd issued back to back on 4 accumulator tiles, `iters` times: the int8
 // multiply-adds done (the AMX peak for roofline.c; *acc keeps the work alive).
 double bn_amx_peak_macs(long iters, int32_t *acc);
+extern const int bn_amx_built;          // this compiler built the AMX kernels
+unsigned long bn_amx_tile_blocks(void); // token blocks run on tiles so far (tests)
 
 #endif

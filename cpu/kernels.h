@@ -108,7 +108,7 @@ typedef void (*bn_ternary_q8k_fn)(const uint8_t *w, int64_t K, int64_t r0, int64
                                   bool add, float *y, int64_t M);
 
 typedef struct bn_cpu_kernels {
-    const char *name; // "scalar", "avx2", "avx512"
+    const char *name; // "scalar", "avx2", "avx512", "amx"
     bn_quantize_fn quantize_i8;
     bn_half_store_fn half_store;
     bn_half_load_fn half_load;

@@ -13,18 +13,32 @@
 // Rows go 32 at a time: their codes over the whole K are decoded once into a
 // panel, and every token block runs over it, 32 tokens a pass in four accumulator
 // tiles (2 row tiles x 2 token tiles), the K slabs innermost. The accumulators
-// are stored and added, transposed, to y (token-major). Rows past the last 16
-// and calls of fewer than BN_AMX_MIN_TOKENS tokens (decode) take the AVX-512 GEMM.
+// are stored and added, transposed, to y (token-major). Rows past the last 16,
+// calls of fewer than BN_AMX_MIN_TOKENS tokens (decode) and a last token block
+// that short take the AVX-512 GEMM. Each thread packs the activations it reads
+// itself, once per call.
+//
+// A compiler without AMX intrinsics (GCC < 11, Clang < 12) builds this file
+// without them (CMakeLists.txt): the set is then never offered (bn_amx_built).
 #include <immintrin.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpu_features.h"
 #include "kernels.h"
 
+#if defined(__AMX_TILE__) && defined(__AMX_INT8__)
+
 #define BN_AMX_MIN_TOKENS 16
-#define BN_AMX_TOKEN_BLOCK 128 // its tiles: 128 x K bytes (885 KiB at K = 6912), in L2
+#define BN_AMX_TOKEN_BLOCK 128 // its tiles: 128 x K bytes (864 KiB at K = 6912), in L2
 #define BN_AMX_TILE 1024       // bytes of a 16 x 64 tile
+
+const int bn_amx_built = 1;
+
+static atomic_ulong tile_blocks; // gemm_block calls, for the tests (bn_amx_tile_blocks)
+
+unsigned long bn_amx_tile_blocks(void) { return atomic_load_explicit(&tile_blocks, memory_order_relaxed); }
 
 // ldtilecfg's 64-byte operand, palette 1: every tile 16 rows of 64 bytes.
 typedef struct amx_config {
@@ -118,6 +132,7 @@ static void gemm_panel(const uint8_t *panel, int64_t K, int row_tiles, const int
 static void gemm_block(const uint8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *q,
                        const int32_t *qsum, int n, int32_t *y, int64_t ldy, uint8_t *panel, int8_t *tiles) {
     const int64_t rb = K / 4, r16 = row0 + (row1 - row0) / 16 * 16;
+    atomic_fetch_add_explicit(&tile_blocks, 1, memory_order_relaxed);
     pack_tokens(q, K, n, tiles);
     for (int64_t r = row0; r < r16; r += 32) {
         const int row_tiles = r16 - r >= 32 ? 2 : 1;
@@ -151,7 +166,7 @@ void bn_ternary_gemm_amx(const uint8_t *w, int64_t K, int64_t row0, int64_t row1
 }
 
 double bn_amx_peak_macs(long iters, int32_t *acc) {
-    static uint8_t ones[BN_AMX_TILE] __attribute__((aligned(64)));
+    uint8_t ones[BN_AMX_TILE] __attribute__((aligned(64)));
     int32_t sums[16 * 16] __attribute__((aligned(64)));
     memset(ones, 1, sizeof ones);
     amx_configure();
@@ -172,6 +187,25 @@ double bn_amx_peak_macs(long iters, int32_t *acc) {
     *acc = sums[0];
     return 4.0 * 16 * 16 * 64 * (double)iters;
 }
+
+#else // no AMX intrinsics in this compiler: never selected (cpu_features.c)
+
+const int bn_amx_built = 0;
+
+unsigned long bn_amx_tile_blocks(void) { return 0; }
+
+void bn_ternary_gemm_amx(const uint8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *q,
+                         const int32_t *qsum, int n, int32_t *y, int64_t ldy) {
+    bn_ternary_gemm_avx512(w, K, row0, row1, q, qsum, n, y, ldy);
+}
+
+double bn_amx_peak_macs(long iters, int32_t *acc) {
+    (void)iters;
+    *acc = 0;
+    return 0;
+}
+
+#endif
 
 const bn_cpu_kernels bn_kernels_amx = {
     .name = "amx",

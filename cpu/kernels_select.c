@@ -19,8 +19,8 @@ int bn_cpu_kernels_select(const char *name, const bn_cpu_kernels **out, bn_error
         if (env && *env && strcmp(env, "auto") != 0) {
             name = env;
         } else {
-            *out = f.amx      ? &bn_kernels_amx
-                 : f.avx512 ? &bn_kernels_avx512
+            *out = f.amx && bn_cpu_amx_permit() ? &bn_kernels_amx
+                 : f.avx512                         ? &bn_kernels_avx512
                  : f.avx2   ? &bn_kernels_avx2
                             : &bn_kernels_scalar;
             return 0;
@@ -46,9 +46,12 @@ int bn_cpu_kernels_select(const char *name, const bn_cpu_kernels **out, bn_error
     }
     if (!strcmp(name, "amx")) {
         if (!f.amx)
-            return bn_errorf(err, "CPU kernels 'amx' are not supported here "
-                                  "(needs the avx512 set's ISA, AMX-TILE and AMX-INT8, and the OS's "
-                                  "permission for the tile state)");
+            return bn_errorf(err, "CPU kernels 'amx' are not supported here (needs the avx512 set's "
+                                  "ISA, AMX-TILE and AMX-INT8 with OS tile support, and a compiler "
+                                  "with AMX intrinsics)");
+        if (!bn_cpu_amx_permit())
+            return bn_errorf(err, "CPU kernels 'amx': the OS did not grant this process the AMX tile "
+                                  "state (arch_prctl ARCH_REQ_XCOMP_PERM; Linux 5.16+)");
         *out = &bn_kernels_amx;
         return 0;
     }

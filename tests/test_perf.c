@@ -89,8 +89,9 @@ static void measure(int threads, double decode_target, double prefill_target) {
     const bn_model_info mi = bn_engine_info(e);
     const double E = mi.n_embd, kv = (double)mi.n_embd / mi.n_head * mi.n_head_kv;
     const double macs = mi.n_layer * (2 * E * E + 2 * E * kv + 3 * E * mi.n_ff); // ternary, per token
-    const bn_cpu_features f = bn_cpu_detect();
-    const char *kernels = f.amx ? "amx" : f.avx512 ? "avx512" : "avx2"; // the set auto takes
+    const bn_cpu_kernels *auto_set;
+    assert_int_equal(bn_cpu_kernels_select(NULL, &auto_set, &err), 0);
+    const char *kernels = auto_set->name;
     bn_pool *pool;
     assert_int_equal(bn_pool_create(threads, &pool, &err), 0);
     const double gbs = bn_read_bandwidth_gbs(pool, (size_t)512 << 20, 5);
@@ -109,7 +110,8 @@ static void measure(int threads, double decode_target, double prefill_target) {
         fprintf(stderr, "perf:   = %.2f G int8 MAC/token x %.1f tok/s = %.0f G MAC/s, %.0f%% of the "
                 "%s peak measured now (%.0f G MAC/s: at most %.0f tok/s)\n", macs / 1e9, prefill,
                 macs * prefill / 1e9, 100 * macs * prefill / 1e9 / peak,
-                f.amx ? "tdpbusd" : f.avx512 ? "vpdpbusd" : "vpmaddubsw", peak, peak * 1e9 / macs);
+                !strcmp(kernels, "amx") ? "tdpbusd" : !strcmp(kernels, "avx512") ? "vpdpbusd" : "vpmaddubsw", peak,
+                peak * 1e9 / macs);
     snprintf(what, sizeof what, "prefill pp512, %d thread(s)", threads);
     report(what, prefill512, -1, "tok/s");
     bn_session_free(s);

@@ -32,6 +32,7 @@
 #include "backend.h"
 #include "bitnet.h"
 #include "engine_internal.h"
+#include "cpu_features.h"
 #include "kernels.h"
 #include "model.h"
 #include "tokenizer/tokenizer.h"
@@ -245,7 +246,11 @@ static void test_whole_sequences(void **state) {
     for (size_t k = 0; k < sizeof sets / sizeof *sets; k++) {
         const bn_cpu_kernels *kern;
         bn_error err;
-        if (bn_cpu_kernels_select(sets[k], &kern, &err)) continue;
+        if (bn_cpu_kernels_select(sets[k], &kern, &err)) {
+            fprintf(stderr, "  %s, whole sequences: not run here: %s\n", sets[k], err.msg);
+            continue;
+        }
+        const unsigned long tile_blocks = bn_amx_tile_blocks();
         diff_stats st = {0};
         for (int c = 0; c < fx.n_cases; c++) {
             const ref_case *r = &fx.cases[c];
@@ -271,6 +276,7 @@ static void test_whole_sequences(void **state) {
             if (!strcmp(sets[k], "avx512")) avx512_rows[c] = rows;
             else free(rows);
         }
+        if (!strcmp(sets[k], "amx")) assert_true(bn_amx_tile_blocks() > tile_blocks); // the tiles ran
         fprintf(stderr, "  %s, whole sequences in one batch: top-10 logits vs reference: max |diff| %.3g "
                 "(%d of %d steps past 1e-2)\n", sets[k], (double)st.max, st.over_1e2, st.steps);
     }
