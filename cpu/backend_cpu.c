@@ -38,6 +38,7 @@ static void cpu_destroy(bn_backend *be) {
     free(be->x);
     free(be->xn);
     free(be->xq);
+    free(be->xpacked);
     free(be->xscale);
     free(be->xqsum);
     free(be->xblock);
@@ -140,6 +141,7 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     be->x = scratch(be, B * E, sizeof(float));
     be->xn = scratch(be, B * wide, sizeof(float));
     be->xq = scratch(be, B * wide, sizeof(int8_t));
+    if (be->kern->pack_token) be->xpacked = scratch(be, (size_t)bn_packed_bytes((int64_t)wide, (int)B), 1);
     be->xscale = scratch(be, B, sizeof(float));
     be->xqsum = scratch(be, B, sizeof(int32_t));
     be->xblock = scratch(be, B * (wide / 256 + 1), sizeof(float));
@@ -156,7 +158,8 @@ static int cpu_create(const bn_model *m, const bn_backend_config *cfg_in, bn_bac
     be->lm_in = scratch(be, B * E, sizeof(float));
     be->head_rows = scratch(be, B, sizeof(int));
     be->logits = scratch(be, (size_t)be->n_seq * hp->n_vocab, sizeof(float));
-    if (!be->k_cache || !be->v_cache || !be->x || !be->xn || !be->xq || !be->xscale ||
+    if (!be->k_cache || !be->v_cache || !be->x || !be->xn || !be->xq || (be->kern->pack_token && !be->xpacked) ||
+        !be->xscale ||
         !be->xqsum || !be->xblock || !be->xbsum || !be->acc || !be->q || !be->k || !be->v || !be->att || !be->gate ||
         !be->up || !be->scores || !be->lm_in || !be->head_rows || !be->logits) {
         bn_errorf(err, "cpu: out of memory for KV cache and scratch (%d x %d tokens, batch %d)",

@@ -29,6 +29,7 @@ struct bn_backend {
     float *x;          // [B][E] residual stream
     float *xn;         // [B][max(E,F)] input of the next bitlinear
     int8_t *xq;        // [B][max(E,F)] its int8 quantization
+    int8_t *xpacked;   // the same in the kernel set's own layout (kern->pack_token), or NULL
     float *xscale;     // [B] quantization scale per token
     int32_t *xqsum;    // [B] sum of the int8 codes per token
     float *xblock;     // [B][max(E,F)/256] per-block scales (weights with act_block 256)

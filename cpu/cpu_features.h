@@ -49,6 +49,9 @@ void bn_i8_gemv_avx512(const int8_t *w, int64_t K, int64_t row0, int64_t row1, c
 void bn_decode_row_avx512(const uint8_t *wr, int64_t nb, uint8_t *buf);
 void bn_ternary_gemm_amx(const uint8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *q,
                          const int32_t *qsum, int n, int32_t *y, int64_t ldy);
+void bn_pack_token_amx(const int8_t *q, int64_t K, int t, int8_t *packed);
+void bn_ternary_gemm_amx_packed(const uint8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *q,
+                                const int8_t *packed, const int32_t *qsum, int n, int32_t *y, int64_t ldy);
 // tdpbusd issued back to back on 4 accumulator tiles, `iters` times: the int8
 // multiply-adds done (the AMX peak for roofline.c; *acc keeps the work alive).
 double bn_amx_peak_macs(long iters, int32_t *acc);

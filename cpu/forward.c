@@ -80,6 +80,7 @@ typedef struct bitlinear_job {
     bn_backend *be;
     int n;     // tokens
     int64_t K; // input width
+    bool packed; // be->xpacked holds the input too (kern->pack_token)
     int n_mat;
     bn_epilogue epi;
     struct {
@@ -105,8 +106,11 @@ static void bitlinear_rows(const bitlinear_job *job, int i, int64_t lo, int64_t 
     }
     const int32_t *acc = job->mat[i].acc;
     float *out = job->mat[i].out;
-    be->kern->ternary_gemm(job->mat[i].w->data, job->K, lo, hi, be->xq, be->xqsum, job->n,
-                           job->mat[i].acc, M);
+    if (job->packed)
+        be->kern->ternary_gemm_packed(job->mat[i].w->data, job->K, lo, hi, be->xq, be->xpacked, be->xqsum, job->n,
+                                      job->mat[i].acc, M);
+    else
+        be->kern->ternary_gemm(job->mat[i].w->data, job->K, lo, hi, be->xq, be->xqsum, job->n, job->mat[i].acc, M);
     const float wscale = job->mat[i].w->scale, os = job->mat[i].w->out_scale;
     for (int t = 0; t < job->n; t++) {
         const float xs = be->xscale[t];
@@ -170,6 +174,23 @@ static void norm_quant_token(const void *ctx, int t) {
     be->xscale[t] = be->kern->quantize_i8(xn, c->K, be->xq + t * c->K, &be->xqsum[t]);
 }
 
+// A kernel set that wants its own layout of the activations (AMX's tiles) gets it
+// once per bitlinear, from whole groups of 16 tokens per thread: tokens side by
+// side in one tile row, so two threads packing neighbours would share its lines.
+typedef struct pack_job {
+    bn_backend *be;
+    int n;
+    int64_t K;
+} pack_job;
+
+static void pack_worker(void *ctx, int ith, int nth) {
+    const pack_job *job = ctx;
+    const bn_backend *be = job->be;
+    for (int g = ith; g < (job->n + 15) / 16; g += nth)
+        for (int t = 16 * g; t < job->n && t < 16 * g + 16; t++)
+            be->kern->pack_token(be->xq + t * job->K, job->K, t, be->xpacked);
+}
+
 // out[i] = bitlinear(rmsnorm(x, norm), w[i]) * w[i]->out_scale for n tokens of K
 // floats (docs/architecture.md: The model), then `epi`. The normalized input is left
 // in xn (which may be x; must be without a norm).
@@ -178,7 +199,12 @@ static void bitlinear(bn_backend *be, const float *x, float *xn, const float *no
                       bn_epilogue epi) {
     const norm_quant nq = {be, x, xn, norm, K, w[0]->act_block != 0}; // one kind a layer: model.c
     for_each_token(be, n, norm_quant_token, &nq);
-    bitlinear_job job = {.be = be, .n = n, .K = K, .n_mat = n_mat, .epi = epi};
+    const bool packed = be->kern->pack_token && n >= BN_PACKED_MIN_TOKENS && !nq.per_block;
+    if (packed) {
+        pack_job pj = {be, n, K};
+        bn_pool_run(be->pool, pack_worker, &pj);
+    }
+    bitlinear_job job = {.be = be, .n = n, .K = K, .n_mat = n_mat, .epi = epi, .packed = packed};
     int32_t *acc = be->acc;
     for (int i = 0; i < n_mat; i++) {
         const int64_t rows = (int64_t)w[i]->ne1;

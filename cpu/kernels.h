@@ -107,6 +107,19 @@ typedef void (*bn_ternary_q8k_fn)(const uint8_t *w, int64_t K, int64_t r0, int64
                                   const float *xd, const int32_t *xbsum, int n, float scale, float out_scale,
                                   bool add, float *y, int64_t M);
 
+// A prefill GEMM whose activations a set wants in its own layout (AMX's tiles):
+// pack_token puts token t's K int8 activations q there (a buffer of
+// bn_packed_bytes(K, n) bytes for n tokens, each token's part written by its own
+// call, so the threads that quantize the tokens pack them), and ternary_gemm_packed
+// is ternary_gemm with them (q and qsum too, for the paths that fall back).
+// The forward pass packs only a batch of at least BN_PACKED_MIN_TOKENS tokens.
+#define BN_PACKED_MIN_TOKENS 16
+static inline int64_t bn_packed_bytes(int64_t K, int n) { return (int64_t)(n + 15) / 16 * 16 * K; }
+typedef void (*bn_pack_token_fn)(const int8_t *q, int64_t K, int t, int8_t *packed);
+typedef void (*bn_ternary_gemm_packed_fn)(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
+                                          const int8_t *q, const int8_t *packed, const int32_t *qsum, int n,
+                                          int32_t *y, int64_t ldy);
+
 typedef struct bn_cpu_kernels {
     const char *name; // "scalar", "avx2", "avx512", "amx"
     bn_quantize_fn quantize_i8;
@@ -120,6 +133,8 @@ typedef struct bn_cpu_kernels {
     bn_i8_gemv_fn i8_gemv;
     bn_silu_mul_fn silu_mul;
     bn_ternary_q8k_fn ternary_q8k;
+    bn_pack_token_fn pack_token;                   // NULL: ternary_gemm reads q as it is
+    bn_ternary_gemm_packed_fn ternary_gemm_packed; // with pack_token
 } bn_cpu_kernels;
 
 extern const bn_cpu_kernels bn_kernels_scalar;

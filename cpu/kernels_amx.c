@@ -7,16 +7,17 @@
 // 16 tokens' int8 activations, so y = dot(c, q) - sum(q): the same exact integers
 // as every other set, whatever the order of the adds.
 //
-// Per call: tokens in blocks of BN_AMX_TOKEN_BLOCK, whose activations are first
-// repacked into tiles (for each 64-wide K slab, tile row kk holds the 4 bytes k =
-// 4kk .. 4kk+3 of each of 16 tokens, as tdpbusd pairs them; tokens past n are 0).
+// The activations go into tiles first (bn_pack_token_amx: for each 64-wide K
+// slab, tile row kk holds the 4 bytes k = 4kk .. 4kk+3 of each of 16 tokens, as
+// tdpbusd pairs them): in the forward pass once per bitlinear, shared by its
+// matrices and threads (ternary_gemm_packed), else once per call. Tokens go in
+// blocks of BN_AMX_TOKEN_BLOCK.
 // Rows go 32 at a time: their codes over the whole K are decoded once into a
 // panel, and every token block runs over it, 32 tokens a pass in four accumulator
 // tiles (2 row tiles x 2 token tiles), the K slabs innermost. The accumulators
 // are stored and added, transposed, to y (token-major). Rows past the last 16,
 // calls of fewer than BN_AMX_MIN_TOKENS tokens (decode) and a last token block
-// that short take the AVX-512 GEMM. Each thread packs the activations it reads
-// itself, once per call.
+// that short take the AVX-512 GEMM.
 //
 // A compiler without AMX intrinsics (GCC < 11, Clang < 12) builds this file
 // without them (CMakeLists.txt): the set is then never offered (bn_amx_built).
@@ -30,7 +31,7 @@
 
 #if defined(__AMX_TILE__) && defined(__AMX_INT8__)
 
-#define BN_AMX_MIN_TOKENS 16
+#define BN_AMX_MIN_TOKENS BN_PACKED_MIN_TOKENS
 #define BN_AMX_TOKEN_BLOCK 128 // its tiles: 128 x K bytes (864 KiB at K = 6912), in L2
 #define BN_AMX_TILE 1024       // bytes of a 16 x 64 tile
 
@@ -55,24 +56,15 @@ static void amx_configure(void) {
     _tile_loadconfig(&c);
 }
 
-// n tokens' activations (row stride K) as tiles: token block b, slab s at
-// out + (b * (K / 64) + s) * BN_AMX_TILE.
-static void pack_tokens(const int8_t *q, int64_t K, int n, int8_t *out) {
+// Token t's activations (K bytes) into the tiles: token group t / 16, K slab s
+// at packed + (t / 16 * K / 64 + s) * BN_AMX_TILE, tile row kk holding the 4
+// bytes k = 64 s + 4 kk .. + 4 in column t % 16 (bn_cpu_kernels.pack_token). The
+// columns of a last group's missing tokens give sums that are never stored.
+void bn_pack_token_amx(const int8_t *q, int64_t K, int t, int8_t *packed) {
     const int64_t slabs = K / 64;
-    for (int b = 0; b < (n + 15) / 16; b++)
-        for (int64_t s = 0; s < slabs; s++) {
-            int32_t *tile = (int32_t *)(out + (b * slabs + s) * BN_AMX_TILE);
-            for (int t = 0; t < 16; t++) {
-                const int tok = 16 * b + t;
-                if (tok >= n) {
-                    for (int kk = 0; kk < 16; kk++) tile[16 * kk + t] = 0;
-                    continue;
-                }
-                int32_t quads[16];
-                memcpy(quads, q + (int64_t)tok * K + 64 * s, sizeof quads);
-                for (int kk = 0; kk < 16; kk++) tile[16 * kk + t] = quads[kk];
-            }
-        }
+    int8_t *column = packed + (int64_t)(t / 16) * slabs * BN_AMX_TILE + (t % 16) * 4;
+    for (int64_t s = 0; s < slabs; s++)
+        for (int kk = 0; kk < 16; kk++) memcpy(column + s * BN_AMX_TILE + 64 * kk, q + 64 * s + 4 * kk, 4);
 }
 
 // y[t][r0 + i] = acc[i][t] - qsum[t] for i < 16 rows, t < nt tokens.
@@ -127,13 +119,12 @@ static void gemm_panel(const uint8_t *panel, int64_t K, int row_tiles, const int
     }
 }
 
-// One block of at most BN_AMX_TOKEN_BLOCK tokens; panel: 32 x K bytes, tiles:
-// 16 * ceil(n / 16) x K bytes, both 64-byte aligned.
+// One block of at most BN_AMX_TOKEN_BLOCK tokens, packed at tiles; panel: 32 x K
+// bytes, 64-byte aligned.
 static void gemm_block(const uint8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *q,
-                       const int32_t *qsum, int n, int32_t *y, int64_t ldy, uint8_t *panel, int8_t *tiles) {
+                       const int8_t *tiles, const int32_t *qsum, int n, int32_t *y, int64_t ldy, uint8_t *panel) {
     const int64_t rb = K / 4, r16 = row0 + (row1 - row0) / 16 * 16;
     atomic_fetch_add_explicit(&tile_blocks, 1, memory_order_relaxed);
-    pack_tokens(q, K, n, tiles);
     for (int64_t r = row0; r < r16; r += 32) {
         const int row_tiles = r16 - r >= 32 ? 2 : 1;
         for (int i = 0; i < 16 * row_tiles; i++) bn_decode_row_avx512(w + (r + i) * rb, K / 128, panel + i * K);
@@ -142,13 +133,10 @@ static void gemm_block(const uint8_t *w, int64_t K, int64_t row0, int64_t row1, 
     if (r16 < row1) bn_ternary_gemm_avx512(w, K, r16, row1, q, qsum, n, y, ldy);
 }
 
-void bn_ternary_gemm_amx(const uint8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *q,
-                         const int32_t *qsum, int n, int32_t *y, int64_t ldy) {
-    const int block = n < BN_AMX_TOKEN_BLOCK ? (n + 15) / 16 * 16 : BN_AMX_TOKEN_BLOCK;
+void bn_ternary_gemm_amx_packed(const uint8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *q,
+                                const int8_t *packed, const int32_t *qsum, int n, int32_t *y, int64_t ldy) {
     uint8_t *panel = n >= BN_AMX_MIN_TOKENS ? aligned_alloc(64, (size_t)(32 * K)) : NULL;
-    int8_t *tiles = panel ? aligned_alloc(64, (size_t)(block * K)) : NULL;
-    if (!tiles) { // decode, or no memory for the tiles: the AVX-512 GEMM
-        free(panel);
+    if (!panel) { // decode, or no memory for the panel: the AVX-512 GEMM
         bn_ternary_gemm_avx512(w, K, row0, row1, q, qsum, n, y, ldy);
         return;
     }
@@ -156,13 +144,28 @@ void bn_ternary_gemm_amx(const uint8_t *w, int64_t K, int64_t row0, int64_t row1
     for (int t0 = 0; t0 < n; t0 += BN_AMX_TOKEN_BLOCK) {
         const int nb = n - t0 < BN_AMX_TOKEN_BLOCK ? n - t0 : BN_AMX_TOKEN_BLOCK;
         if (nb >= BN_AMX_MIN_TOKENS)
-            gemm_block(w, K, row0, row1, q + t0 * K, qsum + t0, nb, y + t0 * ldy, ldy, panel, tiles);
+            gemm_block(w, K, row0, row1, q + t0 * K, packed + t0 / 16 * (K / 64) * BN_AMX_TILE, qsum + t0, nb,
+                       y + t0 * ldy, ldy, panel);
         else
             bn_ternary_gemm_avx512(w, K, row0, row1, q + t0 * K, qsum + t0, nb, y + t0 * ldy, ldy);
     }
     _tile_release();
-    free(tiles);
     free(panel);
+}
+
+// ternary_gemm for callers that did not pack the tokens: packs them, then the above.
+void bn_ternary_gemm_amx(const uint8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *q,
+                         const int32_t *qsum, int n, int32_t *y, int64_t ldy) {
+    int8_t *packed = n >= BN_AMX_MIN_TOKENS ? aligned_alloc(64, (size_t)bn_packed_bytes(K, n)) : NULL;
+    if (!packed) {
+        bn_ternary_gemm_avx512(w, K, row0, row1, q, qsum, n, y, ldy);
+        return;
+    }
+    if (n % 16) // a last group's missing tokens: zeros, though their sums are never stored
+        memset(packed + n / 16 * 16 * K, 0, (size_t)(16 * K));
+    for (int t = 0; t < n; t++) bn_pack_token_amx(q + (int64_t)t * K, K, t, packed);
+    bn_ternary_gemm_amx_packed(w, K, row0, row1, q, packed, qsum, n, y, ldy);
+    free(packed);
 }
 
 double bn_amx_peak_macs(long iters, int32_t *acc) {
@@ -194,6 +197,16 @@ const int bn_amx_built = 0;
 
 unsigned long bn_amx_tile_blocks(void) { return 0; }
 
+void bn_pack_token_amx(const int8_t *q, int64_t K, int t, int8_t *packed) {
+    (void)q, (void)K, (void)t, (void)packed;
+}
+
+void bn_ternary_gemm_amx_packed(const uint8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *q,
+                                const int8_t *packed, const int32_t *qsum, int n, int32_t *y, int64_t ldy) {
+    (void)packed;
+    bn_ternary_gemm_avx512(w, K, row0, row1, q, qsum, n, y, ldy);
+}
+
 void bn_ternary_gemm_amx(const uint8_t *w, int64_t K, int64_t row0, int64_t row1, const int8_t *q,
                          const int32_t *qsum, int n, int32_t *y, int64_t ldy) {
     bn_ternary_gemm_avx512(w, K, row0, row1, q, qsum, n, y, ldy);
@@ -220,4 +233,6 @@ const bn_cpu_kernels bn_kernels_amx = {
     .i8_gemv = bn_i8_gemv_avx512,
     .silu_mul = bn_silu_mul_avx512,
     .ternary_q8k = bn_ternary_q8k_avx2,
+    .pack_token = bn_pack_token_amx,
+    .ternary_gemm_packed = bn_ternary_gemm_amx_packed,
 };
