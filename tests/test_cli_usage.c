@@ -27,6 +27,9 @@ static void test_usage_errors_exit_2(void **state) {
         {"serve -m x.gguf --no-cpu-start", "serve does not use --no-cpu-start"},
         {"generate -m x.gguf -p hi --no-cpu-start=1", "error: --no-cpu-start does not take a value"},
         {"generate -m x.gguf -p hi --system 'be brief'", "--system needs --chat"},
+        {"generate -m x.gguf -p hi --logprobs 2", "--logprobs needs --json"},
+        {"generate -m x.gguf -p hi --json --logprobs 21", "--logprobs expects an integer in 0..20"},
+        {"chat -m x.gguf --logprobs 2", "chat does not use --logprobs"},
         // Other usage errors: exit 2 too, wherever they are found.
         {"generate -m x.gguf -p hi --backend gpu", "--backend expects one of auto|cpu|cuda|reference"},
         {"generate -m x.gguf -p hi --cpu-kernels sse", "--cpu-kernels expects"},

@@ -83,6 +83,8 @@ static const flag_def flags[] = {
     {{"--json"}, BN_FLAGS_JSON, SWITCH, AT(json), 0, 0, NULL, "", "print one JSON document on stdout"},
     {{"--json-schema", "-j"}, BN_FLAGS_JSON_SCHEMA, STRING, AT(json_schema), 0, 0, NULL, "SCHEMA",
      "hold each reply to this JSON Schema (its text, or @FILE; '{\"type\":\"object\"}': any object)"},
+    {{"--logprobs"}, BN_FLAGS_LOGPROBS, INT, AT(logprobs), 0, BN_TOP_LOGPROBS_MAX, NULL, "N",
+     "with --json: each generated token's log-probability and its N likeliest alternatives' (0..20)"},
     {{"--host"}, BN_FLAGS_SERVE, STRING, AT(host), 0, 0, NULL, "ADDR",
      "address to listen on (default 127.0.0.1; 0.0.0.0: every interface)"},
     {{"--port"}, BN_FLAGS_SERVE, INT, AT(port), 0, 65535, NULL, "N", "TCP port (default 8080; 0: any free one)"},
@@ -182,7 +184,7 @@ static void print_usage(const char *cmd, unsigned accept, const char *synopsis) 
 int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, int argc, char **argv,
                        bn_run_flags *f, bool *help) {
     *f = (bn_run_flags){.n_predict = -1, .reps = 1, .chunks = -1, .host = "127.0.0.1", .port = 8080, .parallel = 4,
-                        .timeout = 30, .sampling = bn_sampling_default()};
+                        .timeout = 30, .logprobs = -1, .sampling = bn_sampling_default()};
     f->session.backend = "auto";
     *help = false;
     for (int i = 1; i < argc; i++) {

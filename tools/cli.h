@@ -35,6 +35,7 @@ typedef struct bn_run_flags {
     int chunks;             // perplexity: --chunks, at most this many (-1: all)
     int batch;              // perplexity: -b, tokens a forward pass takes (0: the default)
     const char *json_schema; // --json-schema: a JSON Schema's text, or @FILE
+    int logprobs;           // --logprobs N: alternatives per token (-1 when not given)
     bn_session_params session;
     bn_sampling sampling;
     bool sampling_given;    // a sampling flag was on the command line
@@ -59,6 +60,7 @@ enum {
     BN_FLAGS_CPU_START = 1 << 12, // --no-cpu-start; without it, session.cpu_start is on for auto and cuda
     BN_FLAGS_PERPLEXITY = 1 << 13, // --chunks -b
     BN_FLAGS_JSON_SCHEMA = 1 << 14, // --json-schema
+    BN_FLAGS_LOGPROBS = 1 << 15, // --logprobs
 };
 
 // Parses argv[1..] into f (defaults filled first), taking the flags of the groups

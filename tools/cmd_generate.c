@@ -1,5 +1,6 @@
 // cmd_generate.c - `bitnet-gpu generate`: stream a completion to stdout,
-// timings to stderr (or everything as one JSON object with --json).
+// timings to stderr (or everything as one JSON object with --json, and with
+// --logprobs N each generated token's log-probability and N alternatives').
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -8,18 +9,28 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "json_text.h"
 #include "run.h"
 
 #define GENERATE_FLAGS                                                                    \
     (BN_FLAGS_PROMPT | BN_FLAGS_FILE | BN_FLAGS_PREDICT | BN_FLAGS_SAMPLING |             \
      BN_FLAGS_BACKEND | BN_FLAGS_CPU_START | BN_FLAGS_CHAT | BN_FLAGS_SYSTEM |             \
-     BN_FLAGS_BOS | BN_FLAGS_JSON | BN_FLAGS_JSON_SCHEMA)
+     BN_FLAGS_BOS | BN_FLAGS_JSON | BN_FLAGS_JSON_SCHEMA | BN_FLAGS_LOGPROBS)
 #define GENERATE_SYNOPSIS "-m MODEL (-p PROMPT | -f FILE) [options]"
+
+// A generated token's log-probabilities (--logprobs), as the session reports them.
+typedef struct {
+    float logprob;
+    int n_top;
+    bn_token_logprob top[BN_TOP_LOGPROBS_MAX];
+} token_logprobs;
 
 typedef struct {
     bool json;
     bn_buf text; // --json: the whole completion
+    const bn_session *session; // --logprobs: read at each token
     int32_t *ids;
+    token_logprobs *lps; // --logprobs: one per id
     size_t n_ids, cap_ids;
     // Why on_token stopped the generation: an error, not a short reply.
     bool oom;
@@ -32,9 +43,17 @@ static int on_token(void *user, int32_t id, const char *text, size_t len) {
         if (c->n_ids == c->cap_ids) {
             size_t cap = c->cap_ids ? 2 * c->cap_ids : 64;
             int32_t *ids = realloc(c->ids, cap * sizeof *ids);
-            if (!ids) return c->oom = true, 1;
-            c->ids = ids;
+            if (ids) c->ids = ids;
+            token_logprobs *lps = c->session && ids ? realloc(c->lps, cap * sizeof *lps) : NULL;
+            if (lps) c->lps = lps;
+            if (!ids || (c->session && !lps)) return c->oom = true, 1;
             c->cap_ids = cap;
+        }
+        if (c->session) {
+            token_logprobs *lp = &c->lps[c->n_ids];
+            const bn_token_logprob *top;
+            lp->n_top = bn_session_token_logprobs(c->session, &lp->logprob, &top);
+            if (lp->n_top > 0) memcpy(lp->top, top, (size_t)lp->n_top * sizeof *top);
         }
         c->ids[c->n_ids++] = id;
     }
@@ -47,12 +66,33 @@ static int on_token(void *user, int32_t id, const char *text, size_t len) {
     return 0;
 }
 
+// {"id", "token", "logprob"}: token is the token's bytes as text (bn_text_json).
+static cJSON *logprob_json(const bn_engine *e, int32_t id, float logprob) {
+    size_t len = 0;
+    const char *bytes = bn_engine_token_bytes(e, id, &len);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", id);
+    cJSON_AddItemToObject(o, "token", bn_text_json(bytes ? bytes : "", bytes ? len : 0));
+    cJSON_AddNumberToObject(o, "logprob", logprob);
+    return o;
+}
+
 static void print_json(const bn_run *r, const int32_t *prompt, size_t n_prompt, const collector *c,
                        const bn_timings *t) {
     cJSON *o = cJSON_CreateObject();
     bn_add_ids_json(o, "prompt_ids", prompt, n_prompt);
     bn_add_ids_json(o, "generated_ids", c->ids, c->n_ids);
     cJSON_AddStringToObject(o, "text", c->text.data ? c->text.data : "");
+    if (c->session) { // "logprobs": [{"id", "token", "logprob", "top_logprobs": [{"id", "token", "logprob"}]}]
+        cJSON *all = cJSON_AddArrayToObject(o, "logprobs");
+        for (size_t i = 0; i < c->n_ids; i++) {
+            cJSON *entry = logprob_json(r->engine, c->ids[i], c->lps[i].logprob);
+            cJSON *top = cJSON_AddArrayToObject(entry, "top_logprobs");
+            for (int j = 0; j < c->lps[i].n_top; j++)
+                cJSON_AddItemToArray(top, logprob_json(r->engine, c->lps[i].top[j].id, c->lps[i].top[j].logprob));
+            cJSON_AddItemToArray(all, entry);
+        }
+    }
     cJSON_AddStringToObject(o, "backend", bn_session_backend(r->session));
     cJSON_AddStringToObject(o, "backend_note", bn_session_backend_note(r->session));
     const char *kernels = bn_session_cpu_kernels(r->session);
@@ -67,6 +107,7 @@ static int check_flags(const bn_run_flags *f) {
                     : f->prompt && f->prompt_file    ? "-p and -f both give the prompt: use one of them"
                     : !f->prompt && !f->prompt_file  ? "generate needs a prompt: -p TEXT or -f FILE"
                     : f->system && !f->chat          ? "--system needs --chat (a plain prompt has no system part)"
+                    : f->logprobs >= 0 && !f->json   ? "--logprobs needs --json (they are printed in its document)"
                                                      : NULL;
     if (!why) return 0;
     fprintf(stderr, "error: %s (see bitnet-gpu generate --help)\n", why);
@@ -93,11 +134,15 @@ int bn_cmd_generate(int argc, char **argv) {
 
     int32_t *prompt = NULL;
     size_t n_prompt = 0;
-    collector c = {.json = f.json};
+    collector c = {.json = f.json, .session = f.logprobs >= 0 ? r.session : NULL};
     bn_timings t;
     bn_error err;
     rc = 1;
     if (bn_run_prompt(&r, &f, f.prompt, true, false, &prompt, &n_prompt)) goto done;
+    if (f.logprobs >= 0 && bn_session_set_logprobs(r.session, f.logprobs, &err)) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        goto done;
+    }
     bool failed = bn_session_generate(r.session, prompt, n_prompt, f.n_predict, &f.sampling,
                                       on_token, &c, &t, &err) != 0;
     if (c.n_ids && !f.json && !c.write_errno) putchar('\n'); // end the streamed text's line
@@ -115,6 +160,7 @@ done:
     free(prompt);
     free(c.text.data);
     free(c.ids);
+    free(c.lps);
     bn_run_close(&r);
     return rc;
 }

@@ -38,8 +38,8 @@ def cli(model_path):
         r = subprocess.run(cmd, capture_output=True, timeout=120)
         assert r.returncode == 0, r.stderr.decode()
         # The text is the tokens' bytes, invalid UTF-8 included; the package
-        # decodes it with U+FFFD for what is invalid.
-        return json.loads(r.stdout.decode("utf-8", "replace"))
+        # decodes it with a U+FFFD for each invalid byte (its "bitnet-bytewise").
+        return json.loads(r.stdout.decode("utf-8", "bitnet-bytewise"))
 
     return run
 

@@ -350,6 +350,25 @@ def same_json(a, b):
     return a == b
 
 
+def test_cli_logprobs_as_the_c_server_gives_them(api, c_server, cli):
+    """`bitnet-gpu generate --json --logprobs N` (a session) gives the logprobs the C server
+    (a batch) and the Python Engine give for the same greedy completion."""
+    want = cli("-p", "The capital of France is", "-n", 8, "--greedy", "--logprobs", 3)
+    assert [e["id"] for e in want["logprobs"]] == want["generated_ids"]
+    body = {"model": "tiny-a", "prompt": want["prompt_ids"], "max_tokens": 8, "logprobs": 3, "temperature": 0}
+    status, theirs = c_server(body, False)
+    assert status == 200, theirs
+    lp = theirs["choices"][0]["logprobs"]
+    assert same_json([e["logprob"] for e in want["logprobs"]], lp["token_logprobs"])
+    assert same_json([[t["logprob"] for t in e["top_logprobs"]] for e in want["logprobs"]],
+                     [list(top.values()) for top in lp["top_logprobs"]])  # likeliest first in both
+    ours = api.engine.generate(want["prompt_ids"], 8, greedy=True, logprobs=True, top_logprobs=3).logprobs
+    assert [x.id for x in ours] == want["generated_ids"]
+    assert [[t[0] for t in x.top] for x in ours] == [[t["id"] for t in e["top_logprobs"]] for e in want["logprobs"]]
+    assert same_json([[t[1] for t in x.top] for x in ours],  # cJSON prints 15 digits where they round-trip
+                     [[t["logprob"] for t in e["top_logprobs"]] for e in want["logprobs"]])
+
+
 def test_token_names():
     # A completion's names for tokens as tools/serve_reply.c's token_key writes them: text
     # where the bytes are whole UTF-8 characters with no NUL (bn_utf8_whole), else bytes.
