@@ -9,8 +9,8 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "json_text.h"
 #include "run.h"
+#include "serve_reply.h"
 
 #define GENERATE_FLAGS                                                                    \
     (BN_FLAGS_PROMPT | BN_FLAGS_FILE | BN_FLAGS_PREDICT | BN_FLAGS_SAMPLING |             \
@@ -66,14 +66,10 @@ static int on_token(void *user, int32_t id, const char *text, size_t len) {
     return 0;
 }
 
-// {"id", "token", "logprob"}: token is the token's bytes as text (bn_text_json).
+// The server's chat logprobs entry, with the id.
 static cJSON *logprob_json(const bn_engine *e, int32_t id, float logprob) {
-    size_t len = 0;
-    const char *bytes = bn_engine_token_bytes(e, id, &len);
-    cJSON *o = cJSON_CreateObject();
+    cJSON *o = bn_logprob_entry_json(e, id, logprob);
     cJSON_AddNumberToObject(o, "id", id);
-    cJSON_AddItemToObject(o, "token", bn_text_json(bytes ? bytes : "", bytes ? len : 0));
-    cJSON_AddNumberToObject(o, "logprob", logprob);
     return o;
 }
 
@@ -83,7 +79,7 @@ static void print_json(const bn_run *r, const int32_t *prompt, size_t n_prompt, 
     bn_add_ids_json(o, "prompt_ids", prompt, n_prompt);
     bn_add_ids_json(o, "generated_ids", c->ids, c->n_ids);
     cJSON_AddStringToObject(o, "text", c->text.data ? c->text.data : "");
-    if (c->session) { // "logprobs": [{"id", "token", "logprob", "top_logprobs": [{"id", "token", "logprob"}]}]
+    if (c->session) { // "logprobs": [{"token", "logprob", "bytes", "id", "top_logprobs": [{... "id"}]}]
         cJSON *all = cJSON_AddArrayToObject(o, "logprobs");
         for (size_t i = 0; i < c->n_ids; i++) {
             cJSON *entry = logprob_json(r->engine, c->ids[i], c->lps[i].logprob);

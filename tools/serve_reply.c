@@ -31,8 +31,7 @@ static cJSON *bytes_json(const char *b, size_t n) {
     return a;
 }
 
-// A chat logprobs entry {"token", "logprob", "bytes"}.
-static cJSON *chat_entry(const bn_engine *e, int32_t id, float logprob) {
+cJSON *bn_logprob_entry_json(const bn_engine *e, int32_t id, float logprob) {
     size_t n = 0;
     const char *b = bn_engine_token_bytes(e, id, &n);
     if (!b) n = 0;
@@ -76,10 +75,10 @@ static cJSON *logprobs_json(const bn_api *a, bn_api_reply *r, const bn_job_outpu
     if (r->chat) {
         cJSON *content = cJSON_AddArrayToObject(o, "content");
         for (size_t i = 0; i < n; i++) {
-            cJSON *t = chat_entry(a->engine, lp[i].id, lp[i].logprob);
+            cJSON *t = bn_logprob_entry_json(a->engine, lp[i].id, lp[i].logprob);
             cJSON *top = cJSON_AddArrayToObject(t, "top_logprobs");
             for (int j = 0; j < lp[i].n_top; j++)
-                cJSON_AddItemToArray(top, chat_entry(a->engine, lp[i].top[j].id, lp[i].top[j].logprob));
+                cJSON_AddItemToArray(top, bn_logprob_entry_json(a->engine, lp[i].top[j].id, lp[i].top[j].logprob));
             cJSON_AddItemToArray(content, t);
         }
         return o;

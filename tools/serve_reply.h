@@ -14,4 +14,8 @@
 // valid UTF-8, else its bytes as numbers (as llama.cpp does).
 cJSON *bn_piece_json(const bn_engine *e, int32_t id);
 
+// A chat logprobs entry {"token", "logprob", "bytes"} (OpenAI's shape; also what
+// `generate --json --logprobs` prints, with the id).
+cJSON *bn_logprob_entry_json(const bn_engine *e, int32_t id, float logprob);
+
 #endif
