@@ -16,12 +16,25 @@
 #define XCR0_ZMM 0xe6u
 #define XCR0_AMX 0x60000u
 
-
 static uint64_t read_xcr0(void) {
     uint32_t lo, hi;
     // xgetbv with ecx = 0, as inline asm so this file needs no -mxsave.
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return ((uint64_t)hi << 32) | lo;
+}
+
+// The kernels configure palette 1 with 8 tiles of 16 rows x 64 bytes
+// (kernels_amx.c). CPUID leaf 0x1D describes the palettes the CPU has (subleaf
+// 0: the highest; subleaf 1: palette 1's tile registers and their size), so a
+// CPU whose tiles are smaller is not given the amx set.
+static int amx_palette1_fits(void) {
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, 0) < 0x1d) return 0;
+    __cpuid_count(0x1d, 0, a, b, c, d);
+    if (a < 1) return 0;
+    __cpuid_count(0x1d, 1, a, b, c, d);
+    const unsigned bytes_per_row = b & 0xffff, tiles = b >> 16, max_rows = c & 0xffff;
+    return bytes_per_row >= 64 && tiles >= 8 && max_rows >= 16;
 }
 
 static bn_cpu_features detect(void) {
@@ -40,7 +53,8 @@ static bn_cpu_features detect(void) {
     f.avx2 = avx2 && fma && f16c && (xcr0 & XCR0_YMM) == XCR0_YMM;
     f.avx512 = f.avx2 && f512 && dq && bw && vl && vnni && (xcr0 & XCR0_ZMM) == XCR0_ZMM;
     const int amx_tile = (d >> 24) & 1, amx_int8 = (d >> 25) & 1;
-    f.amx = bn_amx_built && f.avx512 && amx_tile && amx_int8 && (xcr0 & XCR0_AMX) == XCR0_AMX;
+    f.amx = bn_amx_built && f.avx512 && amx_tile && amx_int8 && (xcr0 & XCR0_AMX) == XCR0_AMX &&
+            amx_palette1_fits();
     return f;
 }
 #else

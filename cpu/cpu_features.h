@@ -11,8 +11,9 @@
 typedef struct bn_cpu_features {
     int avx2;   // AVX2 + FMA + F16C, OS saves ymm
     int avx512; // AVX-512 F/BW/VL/DQ + VNNI, OS saves zmm and opmask registers
-    int amx;    // avx512 + AMX-TILE/INT8, the OS saves the tiles, and this build has the
-                // kernels; Linux must still grant the process the tiles: bn_cpu_amx_permit
+    int amx;    // avx512 + AMX-TILE/INT8 whose palette 1 has 8 tiles of 16 x 64 bytes, the
+                // OS saves the tiles, and this build has the kernels; Linux must still
+                // grant the process the tiles: bn_cpu_amx_permit
 } bn_cpu_features;
 
 // Asks the OS, once per process, for the AMX tile state; 1 when it is granted.

@@ -41,7 +41,8 @@ static atomic_ulong tile_blocks; // gemm_block calls, for the tests (bn_amx_tile
 
 unsigned long bn_amx_tile_blocks(void) { return atomic_load_explicit(&tile_blocks, memory_order_relaxed); }
 
-// ldtilecfg's 64-byte operand, palette 1: every tile 16 rows of 64 bytes.
+// ldtilecfg's 64-byte operand, palette 1: every tile 16 rows of 64 bytes (the CPU has
+// them: bn_cpu_detect reads palette 1 from CPUID leaf 0x1D).
 typedef struct amx_config {
     uint8_t palette, start_row, reserved[14];
     uint16_t colsb[16];
