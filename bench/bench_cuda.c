@@ -14,8 +14,11 @@
 //    bytes a step reads / copy bandwidth).
 // --json prints everything as one JSON object instead of tables (--json-out
 // FILE: tables on stdout and the JSON into FILE); --quick skips the slow variants;
-// --model-only skips the kernel table (the model's timings, beside the copy bandwidth). Without a usable GPU it prints "no CUDA device: <reason>"
-// (or {"cuda": false, "reason": ...}) and exits 0.
+// --model-only skips the kernel table (the model's timings, beside the copy
+// bandwidth). Without a usable GPU it prints "no CUDA device: <reason>" (or
+// {"cuda": false, "reason": ...}) and exits 0, or 1 with BITNET_REQUIRE_GPU=1.
+// It exits 1 when a kernel, the model run or its profile failed (the rest is
+// still timed and printed).
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +32,7 @@
 #include "../cuda/cuda_testing.cuh"
 
 static bool json;
+static bool failed; // a kernel or the model run failed: exit 1, whatever else was timed
 static double copy_gbs;
 static cJSON *out_kernels, *out_model;
 
@@ -44,6 +48,7 @@ static void kernel_row(const char *name, bn_cuda_bench_op op, int K, int M, int 
     if (bn_cuda_bench_kernel(op, K, M, n, iters, &r, &err)) {
         cJSON_AddStringToObject(o, "error", err.msg);
         if (!json) printf("%-30s %6d x %-6d n=%-5d error: %s\n", name, K, M, n, err.msg);
+        failed = true;
         return;
     }
     const double gbs = r.bytes / r.us / 1e3, tflops = r.flops / r.us / 1e6;
@@ -179,12 +184,13 @@ static void set_variant(const char *graph, const char *pdl) {
 
 static void profile(model_run *r, int ctx, cJSON *arr) {
     bn_error err = {{0}};
-    if (r->ops->forward(r->be, r->toks, r->pos, NULL, ctx - 1, NULL, false, &err)) return;
     bn_cuda_prof_row rows[64];
     int n = 0;
     double total = 0;
-    if (bn_cuda_profile_step(r->be, r->toks[ctx - 1], ctx - 1, rows, 64, &n, &total, &err)) {
+    if (r->ops->forward(r->be, r->toks, r->pos, NULL, ctx - 1, NULL, false, &err) ||
+        bn_cuda_profile_step(r->be, r->toks[ctx - 1], ctx - 1, rows, 64, &n, &total, &err)) {
         if (!json) printf("profile: %s\n", err.msg);
+        failed = true;
         return;
     }
     if (!json) printf("\none decode step at context %d, eager with an event after each launch (%.3f ms):\n", ctx, total);
@@ -208,6 +214,7 @@ static void model_bench(const char *path, bool quick) {
     if (bn_model_load(path, &r.m, &err)) {
         cJSON_AddStringToObject(out_model, "error", err.msg);
         if (!json) printf("model: %s\n", err.msg);
+        failed = true;
         return;
     }
     r.ops = bn_backend_find("cuda");
@@ -388,6 +395,7 @@ static void model_bench(const char *path, bool quick) {
 fail:
     cJSON_AddStringToObject(out_model, "error", err.msg);
     if (!json) printf("model run: %s\n", err.msg);
+    failed = true;
 done:
     if (r.be) r.ops->destroy(r.be);
     free(r.toks);
@@ -433,7 +441,9 @@ int main(int argc, char **argv) {
         } else {
             printf("%s%s\n", strncmp(err.msg, pre, strlen(pre)) ? "no CUDA device: " : "", err.msg);
         }
-        return 0;
+        // A machine without a GPU is no failure, unless a GPU is required (gpu-check.sh).
+        const char *require = getenv("BITNET_REQUIRE_GPU");
+        return require && strcmp(require, "1") == 0;
     }
     cJSON *root = cJSON_CreateObject();
     cJSON_AddBoolToObject(root, "cuda", true);
@@ -457,7 +467,7 @@ int main(int argc, char **argv) {
     out_model = cJSON_AddObjectToObject(root, "model");
     if (model) model_bench(model, quick);
     else if (!json) printf("\n(pass a 2B-4T-shaped GGUF for decode/prefill timings of the whole model)\n");
-    int rc = 0;
+    int rc = failed;
     char *text = cJSON_Print(root);
     if (json) printf("%s\n", text);
     if (json_out) {

@@ -7,36 +7,40 @@
 #                                   makes such a folder, with the libraries they need)
 #   scripts/gpu-check.sh --binaries the build's binaries it runs, one a line (for gpu-pack.sh)
 #
-# Steps, each logged to $BITNET_GPU_OUT (default gpu-check-out/), then one summary:
-#  1. the GPU tests (test_cuda: every kernel against its CPU twin, the fixture
-#     model against bitnet.cpp's golden tokens and logits) - with
+# Steps, each logged to $BITNET_GPU_OUT (default gpu-check-out/), then one
+# summary. They go in order of what a short loan of a GPU must not miss:
+#  1. correctness: the GPU tests (test_cuda: every kernel against its CPU twin,
+#     the persistent decode kernel against the kernel-per-operation step, the
+#     fixture model against bitnet.cpp's golden tokens and logits), with
 #     BITNET_REQUIRE_GPU=1 and BITNET_REQUIRE_FIXTURES=1, so no GPU or a missing
-#     fixture is a failure, not a skip;
-#     test_batch cuda (several sequences in one forward; a session fed from
-#     its prompt cache against a fresh one), also with the
-#     one-kernel decode attention (BITNET_CUDA_ATTD_SHORT, off by default);
-#     the persistent decode kernel (BITNET_CUDA_PERSIST, off by default) bit for
-#     bit against the kernel-per-operation step, in test_cuda, and on every
-#     family's goldens;
-#     and the trained model in models/ against its PyTorch reference on every
-#     backend (test_trained_model), and every model family against bitnet.cpp's
-#     goldens in tests/golden (test_families cuda);
-#  2. the CLI tests (test_cli: its golden cases on --backend cpu, and --backend
-#     auto picks the GPU), then test_cli again with BITNET_CLI_BACKEND=cuda: the
-#     golden token parity of `bitnet-gpu generate --backend cuda` on every
-#     fixture case;
-#  3. compute-sanitizer --tool memcheck on test_cuda, and racecheck on its
-#     decode-attention tests;
-#  4. bench_cuda on synthetic models of the 2B-4T and Falcon3-10B shapes (made
-#     here by `bitnet-gpu make-model`), and `bitnet-gpu bench` on the fixture
-#     model and on those: the GPU fed the CPU's tokens must pick the same ones
-#     wherever the CPU's top-2 margin is clear (tools/bench_compare.h), so the
-#     chaotic random models are checked too;
-#  5. the whole 4-token "2+2=" process on the GPU (started on the CPU while it
-#     opens, and alone) and on the CPU.
+#     fixture is a failure, not a skip; the trained model in models/ against its
+#     PyTorch reference on every backend (test_trained_model); every model
+#     family against bitnet.cpp's goldens in tests/golden (test_families cuda);
+#     the golden token parity of `bitnet-gpu generate --backend cuda`
+#     (test_cli with BITNET_CLI_BACKEND=cuda);
+#  2. the headline timings: bench_cuda on a synthetic model of the 2B-4T shape
+#     (made here by `bitnet-gpu make-model`), `bitnet-gpu bench` on it (the GPU
+#     fed the CPU's tokens must pick the same ones wherever the CPU's top-2
+#     margin is clear, tools/bench_compare.h, so the chaotic random model is
+#     checked too), the whole 4-token "2+2=" process on the GPU (started on the
+#     CPU while it opens, and alone) and on the CPU, and continuous batching at
+#     1..64 streams;
+#  3. the opt-in variants and the rest of the correctness checks: test_batch
+#     cuda (several sequences in one forward; a session fed from its prompt
+#     cache), with the one-kernel decode attention too; every family's goldens
+#     with the persistent decode kernel and with the TQ bitlinears on tensor
+#     cores; perplexity against bitnet.cpp; test_cli on --backend cpu/auto; the
+#     calm 2B-4T model; the streams' variants;
+#  4. compute-sanitizer (memcheck on test_cuda, racecheck on its decode-attention
+#     tests), then the Falcon3-10B and TQ2_0 models.
+# BITNET_GPU_BUDGET=S: seconds the whole run may take (default: no limit). A
+# step that would start with less than a minute left is not run; the summary
+# lists it, and the run exits 2 if nothing failed but something was not run.
+# Each step gets at most $STEP_TIMEOUT seconds (default 300), less near the end
+# of the budget: a kernel that hangs fails its step (exit 124), not the run.
 # Exits 1 if any check failed. Fixtures: $BITNET_FIXTURES or ../shared/fixtures.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 binaries=(bitnet-gpu test_cuda test_cli test_trained_model test_batch test_families bench_cuda)
 if [ "${1:-}" = --binaries ]; then printf '%s\n' "${binaries[@]}"; exit 0; fi
 fixtures=${BITNET_FIXTURES:-$(pwd)/../shared/fixtures}
@@ -49,21 +53,43 @@ export BITNET_FIXTURES=$fixtures BITNET_REQUIRE_GPU=1 BITNET_REQUIRE_FIXTURES=1 
 summary=()
 failed=0
 
-# step NAME COMMAND...: runs it with its output in $out/NAME.log, records the result.
-# A command (not a function of this script) gets $STEP_TIMEOUT seconds (300):
-# a kernel that hangs on its first GPU fails its step (exit 124), not the run.
+budget=${BITNET_GPU_BUDGET:-0}
+not_run=()
+
+# The seconds a step may take now: $STEP_TIMEOUT, or what the budget has left
+# (keeping 20 s for the summary); 0 when under a minute is left.
+step_limit() {
+  local limit=${STEP_TIMEOUT:-300} left
+  if [ "$budget" -gt 0 ]; then
+    left=$((budget - SECONDS - 20))
+    [ "$left" -lt 60 ] && { echo 0; return; }
+    [ "$left" -lt "$limit" ] && limit=$left
+  fi
+  echo "$limit"
+}
+
+# step NAME COMMAND...: runs it with its output in $out/NAME.log, records the
+# result. A command gets $limit seconds (step_limit); a function of this script
+# is given $limit and must pass it to what it runs (timeout "$limit" ...).
 step() {
-  local name=$1 t0 t1 rc
+  local name=$1 t0 t1 rc line
   shift
+  limit=$(step_limit)
+  if [ "$limit" -eq 0 ]; then
+    not_run+=("$name")
+    line=$(printf '%-28s not run (budget of %d s spent)' "$name" "$budget")
+    summary+=("$line")
+    echo "$line" | tee -a "$out/summary.txt"
+    return 3
+  fi
   t0=$(date +%s.%N)
   if declare -F "$1" >/dev/null; then
     "$@" >"$out/$name.log" 2>&1
   else
-    timeout "${STEP_TIMEOUT:-300}" "$@" >"$out/$name.log" 2>&1
+    timeout "$limit" "$@" >"$out/$name.log" 2>&1
   fi
   rc=$?
   t1=$(date +%s.%N)
-  local line
   if [ $rc -eq 0 ]; then
     line=$(printf '%-28s pass  %6.1f s' "$name" "$(awk "BEGIN{print $t1 - $t0}")")
   else
@@ -86,71 +112,90 @@ gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,nohea
 [ -d "$fixtures/tiny-a" ] || { echo "gpu-check: fixtures not found in $fixtures (set BITNET_FIXTURES)" >&2; exit 1; }
 
 if [ -n "${BITNET_GPU_PREBUILT:-}" ]; then
-  bin=$BITNET_GPU_PREBUILT
-  export LD_LIBRARY_PATH="$bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  bin=$(realpath "$BITNET_GPU_PREBUILT")
+  # The pack's libraries, then CUDA's own (bench_cuda links cuBLAS, not packed).
+  export LD_LIBRARY_PATH="$bin:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 else
-  bin=build-gpu
+  bin=$PWD/build-gpu
   cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)
   STEP_TIMEOUT=1800 step build bash -c "scripts/deps.sh && scripts/build.sh $bin -DCMAKE_CUDA_ARCHITECTURES=$cap \
     -DBITNET_FIXTURES='$fixtures'" || exit 1 # its line is out already
 fi
 for b in "${binaries[@]}"; do
   [ -x "$bin/$b" ] || { echo "gpu-check: $bin/$b is missing" >&2; exit 1; }
+  # A library the loader cannot find fails here, in one line, not in every step.
+  missing=$(ldd "$bin/$b" 2>&1 | grep "not found")
+  [ -z "$missing" ] || { echo "gpu-check: $bin/$b: $missing" >&2; exit 1; }
 done
 cli=$bin/bitnet-gpu
+model=${BITNET_GPU_MODEL:-/tmp/bitnet-2b4t-synthetic.gguf}
 
+# ---- 1. correctness --------------------------------------------------------------
 step test_cuda "$bin/test_cuda"
 # The trained model that ships in models/ against its PyTorch reference, CUDA
 # included. Exit 77 (a CPU kernel set this host lacks was skipped) passes only
-# when the CUDA case itself passed.
+# when the CUDA cases themselves passed.
 trained() {
-  BITNET_SOURCE_DIR="$PWD" "$bin/test_trained_model"
+  BITNET_SOURCE_DIR="$PWD" timeout "$limit" "$bin/test_trained_model"
   local rc=$?
   [ $rc -eq 77 ] && grep -q "OK \] test_cuda_backend" "$out/trained_model.log" &&
     grep -q "OK \] test_cuda_cpu_start" "$out/trained_model.log" && rc=0
   return $rc
 }
 step trained_model trained
+# Every model family's bitnet.cpp goldens (tests/golden) on the GPU; make-model
+# (the CLI) rebuilds each golden's model there.
+step families_cuda env BITNET_SOURCE_DIR="$PWD" BITNET_CLI="$cli" "$bin/test_families" cuda
+# Golden parity of the CLI on the GPU: test_cli's golden cases on --backend cuda
+# (generated ids equal bitnet.cpp's but for the 2nd-best where the reference's
+# margin is below 0.05, fixtures README); its other tests run too.
+step cli_golden_parity env BITNET_CLI_BACKEND=cuda BITNET_CLI="$cli" "$bin/test_cli"
+
+# ---- 2. the headline timings ----------------------------------------------------
+[ -f "$model" ] || step make_model "$cli" make-model -o "$model" --preset 2b-4t --seed 1
+step bench_cuda "$bin/bench_cuda" "$model" --json-out "$out/bench_cuda.json"
+step bench_2b4t "$cli" bench -m "$model" -r 3 -n 32
+# The whole short process, best of 3, on each backend: CUDA as a user runs it
+# (on the CPU while the GPU opens, moving to it when ready), on the GPU alone,
+# and on the CPU.
+process_ms() {
+  local best="" t0 t1 ms each=$((limit / 9 > 20 ? limit / 9 : 20)) # 9 runs in the step's limit
+  for _ in 1 2 3; do
+    t0=$(date +%s%N)
+    timeout "$each" "$cli" generate -m "$model" -p "2+2=" -n 4 --greedy --backend "$@" >/dev/null || return 1
+    t1=$(date +%s%N)
+    ms=$(( (t1 - t0) / 1000000 ))
+    if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
+  done
+  echo "$best"
+}
+process_times() {
+  local gpu gpu_alone cpu
+  gpu=$(process_ms cuda) && gpu_alone=$(process_ms cuda --no-cpu-start) && cpu=$(process_ms cpu) || return 1
+  echo "whole 'generate -p 2+2= -n 4' process, best of 3: cuda $gpu ms (started on the CPU)," \
+    "cuda alone $gpu_alone ms, cpu $cpu ms"
+}
+step process_times process_times
+# Continuous batching: aggregate decode rate of 1..64 streams in one bn_batch.
+step bench_streams "$cli" bench -m "$model" --concurrency 1,4,16,64 -n 8
+
+# ---- 3. opt-in variants, the other checks ---------------------------------------
 step batch_cuda "$bin/test_batch" cuda # several sequences in one forward: each as if alone
 # The same with the one-kernel decode attention below position 16 (off by default
 # until measured): batches that mix it with the split pair.
 step batch_cuda_one_kernel env BITNET_CUDA_ATTD_SHORT=16 "$bin/test_batch" cuda
-# Every model family's bitnet.cpp goldens (tests/golden) on the GPU; make-model
-# (the CLI) rebuilds each golden's model there.
-step families_cuda env BITNET_SOURCE_DIR="$PWD" BITNET_CLI="$cli" "$bin/test_families" cuda
-# The same goldens with every decode step in the persistent kernel (BITNET_CUDA_PERSIST,
+# The families' goldens with every decode step in the persistent kernel (BITNET_CUDA_PERSIST,
 # off by default until measured): SiLU and no-sub-norm families, adjacent-pair RoPE, head dim 256.
 step families_cuda_persistent env BITNET_CUDA_PERSIST=512 BITNET_SOURCE_DIR="$PWD" BITNET_CLI="$cli" \
   "$bin/test_families" cuda
 # Every family's TQ goldens with the TQ bitlinears on the tensor cores (BITNET_CUDA_TQ=mma).
 step families_cuda_tq_mma env BITNET_CUDA_TQ=mma BITNET_SOURCE_DIR="$PWD" BITNET_CLI="$cli" "$bin/test_families" cuda
-step test_cli env BITNET_CLI="$cli" "$bin/test_cli"
-
-# Golden parity of the CLI on the GPU: test_cli's golden cases on --backend cuda
-# (generated ids equal bitnet.cpp's but for the 2nd-best where the reference's
-# margin is below 0.05, fixtures README); its other tests run again too.
-step cli_golden_parity env BITNET_CLI_BACKEND=cuda BITNET_CLI="$cli" "$bin/test_cli"
 # Perplexity on CUDA against bitnet.cpp's llama-perplexity (tests/data/perplexity.golden.json).
 step perplexity_cuda env BITNET_PERPLEXITY_BACKEND=cuda BITNET_CLI="$cli" python3 tests/test_perplexity.py \
   PerplexityTest.test_against_bitnet_cpp
-
-san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-if [ -x "$san" ]; then
-  step memcheck env BITNET_TEST_QUICK=1 "$san" --tool memcheck --error-exitcode 1 --leak-check full "$bin/test_cuda"
-  # Shared-memory races in the decode attention (its one-kernel form shares its
-  # tiles between phases); racecheck is slow, so those tests alone, and at most
-  # 3 minutes (exit 124 then) so that the rest of the run still reports.
-  step racecheck_attention timeout 180 env BITNET_TEST_FILTER='test_attention_decode*' "$san" --tool racecheck \
-    --error-exitcode 1 "$bin/test_cuda"
-else
-  step memcheck false || echo "compute-sanitizer not found (PATH, /usr/local/cuda/bin)" >"$out/memcheck.log"
-fi
-
-model=${BITNET_GPU_MODEL:-/tmp/bitnet-2b4t-synthetic.gguf}
-[ -f "$model" ] || step make_model "$cli" make-model -o "$model" --preset 2b-4t --seed 1
-step bench_cuda "$bin/bench_cuda" "$model" --json-out "$out/bench_cuda.json"
+# The CLI's golden cases on --backend cpu, and --backend auto picks the GPU.
+step test_cli env BITNET_CLI="$cli" "$bin/test_cli"
 step bench_tiny_a "$cli" bench -m "$fixtures/tiny-a/tiny-a.gguf" -r 3 --json
-step bench_2b4t "$cli" bench -m "$model" -r 3 -n 32
 # The calm 2B-4T (residual branches damped: not chaotic), where bench holds CUDA to
 # the calm class: the argmax wherever the margin is above 0.1, logits within 0.1.
 calm=${BITNET_GPU_MODEL_CALM:-/tmp/bitnet-2b4t-calm.gguf}
@@ -159,42 +204,36 @@ step bench_calm "$cli" bench -m "$calm" -r 1 -n 8
 # The same with the persistent decode kernel at every position: its speed on the
 # 2B-4T shape, and the calm class at full depth.
 step bench_calm_persistent env BITNET_CUDA_PERSIST=4096 "$cli" bench -m "$calm" -r 1 -n 8
-# Continuous batching: aggregate decode rate of 1..64 streams in one bn_batch.
-step bench_streams "$cli" bench -m "$model" --concurrency 1,4,16,64 -n 8
-# The same batches on the mma GEMM's narrower tiles (BITNET_CUDA_GEMM_TILE, 128 by default until measured).
+# A longer generation, which moves to the GPU on the way: its stderr says where.
+step generate_moves "$cli" generate -m "$model" -p "2+2=" -n 64 --greedy --backend cuda
+# The batches on the mma GEMM's narrower tiles (BITNET_CUDA_GEMM_TILE, 128 by default until measured).
 step bench_streams_tile_auto env BITNET_CUDA_GEMM_TILE=auto "$cli" bench -m "$model" --concurrency 16,64 -n 8
 # The same streams sampling with llama.cpp's defaults (top-k 40): each step brings
 # back every slot's 128 best tokens (forward_top) instead of its row of logits.
 step bench_streams_sampled "$cli" bench -m "$model" --concurrency 1,16,64 -n 8 --temp 0.8
+
+# ---- 4. sanitizers, the large and TQ models --------------------------------------
+san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [ -x "$san" ]; then
+  step memcheck env BITNET_TEST_QUICK=1 "$san" --tool memcheck --error-exitcode 1 --leak-check full "$bin/test_cuda"
+  # Shared-memory races in the decode attention (its one-kernel form shares its
+  # tiles between phases); racecheck is slow, so those tests alone, and at most
+  # 2 minutes (exit 124 then) so that the rest of the run still reports.
+  STEP_TIMEOUT=120 step racecheck_attention env BITNET_TEST_FILTER='test_attention_decode*' "$san" \
+    --tool racecheck --error-exitcode 1 "$bin/test_cuda"
+else
+  step memcheck false || echo "compute-sanitizer not found (PATH, /usr/local/cuda/bin)" >"$out/memcheck.log"
+fi
 # The largest model family bitnet.cpp runs (llama graph, head dim 256, untied head).
 model10=${BITNET_GPU_MODEL_10B:-/tmp/bitnet-falcon3-10b-synthetic.gguf}
 [ -f "$model10" ] || step make_model_10b "$cli" make-model -o "$model10" --preset falcon3-10b --seed 1
-step bench_cuda_10b "$bin/bench_cuda" "$model10" --json-out "$out/bench_cuda_10b.json"
+step bench_cuda_10b "$bin/bench_cuda" "$model10" --model-only --quick --json-out "$out/bench_cuda_10b.json"
 step bench_10b "$cli" bench -m "$model10" -r 2 -n 4
 # A 2B-4T-shaped TQ2_0 model timed on each of the TQ kernels (BITNET_CUDA_TQ=mma: off until measured).
 modeltq=${BITNET_GPU_MODEL_TQ:-/tmp/bitnet-2b4t-tq2.gguf}
 [ -f "$modeltq" ] || step make_model_tq "$cli" make-model -o "$modeltq" --preset 2b-4t --weight-type tq2_0 --seed 1
 step bench_cuda_tq "$bin/bench_cuda" "$modeltq" --model-only --quick
 step bench_cuda_tq_mma env BITNET_CUDA_TQ=mma "$bin/bench_cuda" "$modeltq" --model-only --quick
-
-# The whole short process, best of 3, on each backend: CUDA as a user runs it
-# (on the CPU while the GPU opens, moving to it when ready) and on the GPU alone.
-process_ms() {
-  local best="" t0 t1 ms
-  for _ in 1 2 3; do
-    t0=$(date +%s%N)
-    "$cli" generate -m "$model" -p "2+2=" -n 4 --greedy --backend "$@" >/dev/null 2>&1 || return 1
-    t1=$(date +%s%N)
-    ms=$(( (t1 - t0) / 1000000 ))
-    if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
-  done
-  echo "$best"
-}
-gpu_ms=$(process_ms cuda) || { failed=1; gpu_ms="failed"; }
-gpu_alone_ms=$(process_ms cuda --no-cpu-start) || { failed=1; gpu_alone_ms="failed"; }
-cpu_ms=$(process_ms cpu) || { failed=1; cpu_ms="failed"; }
-# And a longer one, which moves to the GPU on the way: its stderr says where.
-step generate_moves "$cli" generate -m "$model" -p "2+2=" -n 64 --greedy --backend cuda
 
 echo
 commit=$(cat "$bin/COMMIT" 2>/dev/null || git describe --always --dirty 2>/dev/null || echo unknown)
@@ -214,8 +253,7 @@ speedups() {
        if (base[ctx] > 0) printf "  %svs default at %d: %.2fx  (%s)\n", pre, ctx, base[ctx] / ms, $0 }' "$1" 2>/dev/null
 }
 speedups "$out/bench_cuda.log" ""
-echo "whole 'generate -p 2+2= -n 4' process, best of 3: cuda ${gpu_ms} ms (started on the CPU)," \
-  "cuda alone ${gpu_alone_ms} ms, cpu ${cpu_ms} ms"
+grep -h "^whole" "$out/process_times.log" 2>/dev/null
 grep -hE "^(backend|timings)" "$out/generate_moves.log" 2>/dev/null | sed 's/^/generate -n 64 on cuda: /'
 grep -hE "^(cpu|cuda) " "$out/bench_2b4t.log" 2>/dev/null | sed 's/^/bench 2b-4t: /'
 grep -hE "^compare cuda" "$out/bench_calm.log" 2>/dev/null | sed 's/^/calm 2b-4t: /'
@@ -228,5 +266,11 @@ speedups "$out/bench_cuda_10b.log" "falcon3-10b: "
 grep -hE "^(cpu|cuda) " "$out/bench_10b.log" 2>/dev/null | sed 's/^/bench falcon3-10b: /'
 grep -hE "^(decode at|prefill)" "$out/bench_cuda_tq.log" 2>/dev/null | sed 's/^/tq2_0 2b-4t, dp4a: /'
 grep -hE "^(decode at|prefill)" "$out/bench_cuda_tq_mma.log" 2>/dev/null | sed 's/^/tq2_0 2b-4t, BITNET_CUDA_TQ=mma: /'
-[ $failed -eq 0 ] && echo "gpu-check: all passed" || echo "gpu-check: FAILED"
-exit $failed
+if [ $failed -ne 0 ]; then
+  echo "gpu-check: FAILED"
+  exit 1
+elif [ ${#not_run[@]} -gt 0 ]; then
+  echo "gpu-check: passed what ran; not run (budget): ${not_run[*]}"
+  exit 2
+fi
+echo "gpu-check: all passed"
