@@ -107,7 +107,11 @@ static size_t atts_launch_smem(int n_head, int hd, int qpb, int n_rot, int max_k
 }
 
 int bn_cuda_attd_short_keys(int n_head, int n_head_kv, int hd, int n_rot) {
-    if (hd <= 0 || hd > 256 || hd % 8 || n_head_kv <= 0 || n_head % n_head_kv || atts_setup() != cudaSuccess) return 0;
+    if (hd <= 0 || hd > 256 || hd % 8 || n_head_kv <= 0 || n_head % n_head_kv) return 0;
+    if (atts_setup() != cudaSuccess) {
+        (void)cudaGetLastError(); // no one-kernel form: not an error for the next launch to report
+        return 0;
+    }
     const int qpb = bn_cuda_attd_heads_per_block(n_head, n_head_kv);
     int keys = BN_ATTS_MAX_KEYS;
     while (keys >= 16 && atts_launch_smem(n_head, hd, qpb, n_rot, keys, true) > (size_t)g_smem_limit) keys -= 16;

@@ -276,8 +276,8 @@ __global__ void __launch_bounds__(BN_PERSIST_THREADS, 1) bn_persist_kernel(bn_pe
     }
 }
 
-bool bn_cuda_persist_plan(bn_persist_plan *p, int E, int F, int n_head, int n_head_kv, int hd, int n_rot, int n_ctx,
-                          int keys_wanted, size_t ring_cap) {
+static bool persist_plan(bn_persist_plan *p, int E, int F, int n_head, int n_head_kv, int hd, int n_rot, int n_ctx,
+                         int keys_wanted, size_t ring_cap) {
     int sms = 0, optin = 0, coop = 0, dev = 0;
     if (n_head_kv <= 0 || n_head % n_head_kv || cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
@@ -296,6 +296,15 @@ bool bn_cuda_persist_plan(bn_persist_plan *p, int E, int F, int n_head, int n_he
     return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, bn_persist_kernel, BN_PERSIST_THREADS, p->smem) ==
                cudaSuccess &&
            per_sm >= 1;
+}
+
+bool bn_cuda_persist_plan(bn_persist_plan *p, int E, int F, int n_head, int n_head_kv, int hd, int n_rot, int n_ctx,
+                          int keys_wanted, size_t ring_cap) {
+    if (persist_plan(p, E, F, n_head, n_head_kv, hd, n_rot, n_ctx, keys_wanted, ring_cap)) return true;
+    // No plan: the kernels run the step. A query that failed on the way leaves its
+    // error behind, which the next launch's check would report as its own.
+    (void)cudaGetLastError();
+    return false;
 }
 
 cudaError_t bn_cuda_decode_persistent(const bn_persist_plan *plan, const bn_cuda_layer *layers, int n_layer,

@@ -14,6 +14,12 @@
 //                    anything (an earlier kernel may still be reading it).
 //   bn_pdl_trigger() lets the next kernel's blocks launch. Harmless anywhere.
 //
+// Before its wait, a kernel may also read what kernels two or more places back
+// wrote (the decode attention's one-kernel form reads pos and the older K/V rows
+// then), but only where the kernel just before it triggers after its own wait:
+// a kernel that triggers first (the head's norm and GEMVs do) may let its
+// successor start while its own predecessor is still running.
+//
 // Both are no-ops before sm_90 and in kernels launched without PDL, so every
 // kernel calls them unconditionally and the launch decides.
 #ifndef BN_CUDA_PDL_CUH

@@ -92,8 +92,11 @@ static inline int bn_persist_chunk(bn_persist_plan *p, size_t stage) {
 static inline bool bn_persist_plan_make(bn_persist_plan *p, int blocks, size_t smem_limit, int E, int F, int nq,
                                         int nkv, int hd, int qpb, int n_rot, int n_ctx, int keys_wanted,
                                         size_t ring_cap) {
-    if (blocks <= 0 || E <= 0 || F <= 0 || nq <= 0 || nkv <= 0 || hd <= 0 || hd % 8 || hd / 8 > BN_ATTS_THREADS ||
-        hd / 8 > BN_ATTD_THREADS || qpb <= 0 || qpb > BN_ATTD_QPB || n_rot <= 0 || n_ctx <= 0)
+    // The attention's own limits (bn_attd_args_init): a shape it refuses gets no
+    // plan, so its steps run on the kernels, which refuse it once, in create().
+    if (blocks <= 0 || E <= 0 || F <= 0 || nq <= 0 || nkv <= 0 || hd <= 0 || hd > 256 || hd % 8 ||
+        hd / 8 > BN_ATTS_THREADS || hd / 8 > BN_ATTD_THREADS || qpb <= 0 || qpb > BN_ATTD_QPB || n_rot <= 0 ||
+        n_rot > hd || n_rot % 2 || n_ctx <= 0)
         return false;
     const int K[BN_PERSIST_MATS] = {E, nq, E, F}, M[BN_PERSIST_MATS] = {nq + 2 * nkv, E, 2 * F, E};
     size_t layer = 0, widest = 0; // a block's bytes of one layer; the longest row

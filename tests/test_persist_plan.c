@@ -151,6 +151,11 @@ static void test_no_plan_or_no_keys(void **state) {
     bn_persist_plan p;
     assert_false(bn_persist_plan_make(&p, 0, 230400, SHAPE_2B4T, 4096, 256, 0));
     assert_false(bn_persist_plan_make(&p, 132, 230400, 2560, 6900, 2560, 640, 128, 4, 128, 4096, 256, 0)); // K % 128
+    // What the decode attention refuses (bn_attd_args_init): head dim over 256, more
+    // rotated dims than the head has, an odd count of them.
+    assert_false(bn_persist_plan_make(&p, 132, 230400, 2560, 6912, 2560, 640, 512, 1, 128, 4096, 256, 0));
+    assert_false(bn_persist_plan_make(&p, 132, 230400, 2560, 6912, 2560, 640, 128, 4, 136, 4096, 256, 0));
+    assert_false(bn_persist_plan_make(&p, 132, 230400, 2560, 6912, 2560, 640, 128, 4, 127, 4096, 256, 0));
     // A context of 8 tokens: no 16 keys.
     assert_true(bn_persist_plan_make(&p, 132, 230400, SHAPE_2B4T, 8, 256, 0));
     assert_int_equal(p.max_keys, 0);
