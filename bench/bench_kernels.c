@@ -18,13 +18,15 @@
 //      counted), against the machine's int8 multiply-add peak measured here: the
 //      kernel set's instruction (vpmaddubsw, or vpdpbusd on AVX-512 VNNI) issued
 //      back to back on every thread, operands in registers.
-// Kernel sets: every one this CPU runs (scalar, avx2, avx512, amx), or -k NAME.
-// Usage: bench_kernels [-t THREADS] [-k scalar|avx2|avx512|amx] [--json]
+// Kernel sets: every one this CPU runs (scalar, avx2, avx512, amx; on AArch64
+// scalar, neon), or -k NAME.
+// Usage: bench_kernels [-t THREADS] [-k scalar|avx2|avx512|amx|neon] [--json]
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "clock.h"
 #include "cpu_features.h"
 #include "half.h"
@@ -139,7 +141,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-k") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--json")) json = 1;
         else {
-            fprintf(stderr, "usage: %s [-t THREADS] [-k scalar|avx2|avx512|amx] [--json]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-t THREADS] [-k scalar|avx2|avx512|amx|neon] [--json]\n", argv[0]);
             return 2;
         }
     }
@@ -147,13 +149,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_kernels: -t must be 1..64\n");
         return 2;
     }
-    const bn_cpu_kernels *sets[4];
+    const bn_cpu_kernels *sets[8];
     int n_sets = 0;
     bn_error err;
-    const char *names[4] = {"scalar", "avx2", "avx512", "amx"};
-    for (int i = 0; i < 4; i++) {
-        if (only && strcmp(only, names[i]) != 0) continue;
-        if (bn_cpu_kernels_select(names[i], &sets[n_sets], &err) == 0) n_sets++;
+    for (const char *const *name = bn_cpu_kernel_sets; *name && n_sets < 8; name++) {
+        if (only && strcmp(only, *name) != 0) continue;
+        if (bn_cpu_kernels_select(*name, &sets[n_sets], &err) == 0) n_sets++;
         else if (only) {
             fprintf(stderr, "bench_kernels: %s\n", err.msg);
             return 1;
@@ -209,7 +210,7 @@ int main(int argc, char **argv) {
     float *yf = xmalloc(sizeof(float) * VOCAB);
 
     const double step_bytes = (double)tern_bytes + (double)head_bytes;
-    result res[sizeof names / sizeof *names];
+    result res[sizeof sets / sizeof *sets];
     for (int si = 0; si < n_sets; si++) {
         const bn_cpu_kernels *k = sets[si];
         result *R = &res[si];

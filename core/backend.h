@@ -22,7 +22,7 @@ typedef struct bn_backend bn_backend; // backend-private state
 // every backend with the same flags.
 typedef struct bn_cpu_options {
     int n_threads;       // threads (<= 0: physical cores)
-    const char *kernels; // kernel set: NULL/"auto", "scalar", "avx2", "avx512", "amx"
+    const char *kernels; // kernel set: NULL/"auto", "scalar", "avx2", "avx512", "amx", "neon"
 } bn_cpu_options;
 
 typedef struct bn_backend_config {
@@ -107,9 +107,13 @@ extern const bn_backend_ops bn_cpu_backend;
 // The readable one-token-at-a-time forward pass (cpu/forward_ref.c): the CPU
 // backend's scalar arithmetic bit for bit, single-threaded; never chosen by "auto".
 extern const bn_backend_ops bn_reference_backend;
-// The kernel set a CPU backend instance runs ("scalar", "avx2", "avx512", "amx"): a
-// function of its own rather than an op, so the ops tables stay as they are.
+// The kernel set a CPU backend instance runs ("scalar", "avx2", "avx512", "amx",
+// "neon"): a function of its own rather than an op, so the ops tables stay as they are.
 const char *bn_cpu_backend_kernels(const bn_backend *be);
+// The names of the CPU kernel sets this build has, scalar first (x86-64: scalar,
+// avx2, avx512, amx; AArch64: scalar, neon), NULL-terminated; this CPU may lack
+// some (cpu/kernels_select.c).
+extern const char *const bn_cpu_kernel_sets[];
 // Defined only when built with CUDA (BITNET_CUDA); use bn_backend_find().
 extern const bn_backend_ops bn_cuda_backend;
 

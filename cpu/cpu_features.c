@@ -1,4 +1,5 @@
-// cpu_features.c - CPUID / XGETBV feature detection (x86-64; none elsewhere).
+// cpu_features.c - CPUID / XGETBV feature detection on x86-64, the kernel's
+// hardware capabilities on AArch64; nothing elsewhere.
 #include "cpu_features.h"
 
 #include <pthread.h>
@@ -38,7 +39,7 @@ static int amx_palette1_fits(void) {
 }
 
 static bn_cpu_features detect(void) {
-    bn_cpu_features f = {0, 0, 0};
+    bn_cpu_features f = {0};
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
     const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
@@ -57,9 +58,30 @@ static bn_cpu_features detect(void) {
             amx_palette1_fits();
     return f;
 }
+#elif defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+
+static bn_cpu_features detect(void) {
+    bn_cpu_features f = {0};
+    f.neon = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+    return f;
+}
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+
+static bn_cpu_features detect(void) {
+    bn_cpu_features f = {0};
+    int dot = 0;
+    size_t len = sizeof dot;
+    f.neon = sysctlbyname("hw.optional.arm.FEAT_DotProd", &dot, &len, NULL, 0) == 0 && dot;
+    return f;
+}
 #else
 static bn_cpu_features detect(void) {
-    bn_cpu_features f = {0, 0, 0};
+    bn_cpu_features f = {0};
     return f;
 }
 #endif

@@ -14,6 +14,7 @@ typedef struct bn_cpu_features {
     int amx;    // avx512 + AMX-TILE/INT8 whose palette 1 has 8 tiles of 16 x 64 bytes, the
                 // OS saves the tiles, and this build has the kernels; Linux must still
                 // grant the process the tiles: bn_cpu_amx_permit
+    int neon;   // AArch64 with the dot product instructions (SDOT: Armv8.2-A's DotProd)
 } bn_cpu_features;
 
 // Asks the OS, once per process, for the AMX tile state; 1 when it is granted.
@@ -29,6 +30,7 @@ bn_cpu_features bn_cpu_detect(void);
 extern const bn_cpu_kernels bn_kernels_avx2;
 extern const bn_cpu_kernels bn_kernels_avx512;
 extern const bn_cpu_kernels bn_kernels_amx;
+extern const bn_cpu_kernels bn_kernels_neon; // kernels_neon.c (AArch64 builds)
 
 void bn_ternary_gemm_avx2(const uint8_t *w, int64_t K, int64_t row0, int64_t row1,
                           const int8_t *q, const int32_t *qsum, int n, int32_t *y,

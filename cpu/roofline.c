@@ -1,13 +1,19 @@
 // roofline.c - read bandwidth and int8 multiply-add peak, measured now.
 #include "roofline.h"
 
-#include <immintrin.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/clock.h"
 #include "cpu_features.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define BN_X86 1
+#include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 
 uint64_t bn_cpu_decode_bytes(const bn_model *m, bool int8_head) {
     uint64_t bytes = 0;
@@ -49,6 +55,7 @@ typedef struct {
     uint64_t sums[64];
 } bw_job;
 
+#ifdef BN_X86
 // 32-byte loads into four independent accumulators: enough loads in flight that
 // the memory system, not the core, sets the pace. (Compiled for AVX2 here only;
 // called only when the CPU has it.)
@@ -68,7 +75,10 @@ __attribute__((target("avx2"))) static uint64_t sum_words_avx2(const uint64_t *p
     for (; i < n; i++) sum += p[i];
     return sum;
 }
+#endif
 
+// Four independent sums: enough loads in flight (vectorized for the target's
+// baseline SIMD: SSE2, NEON).
 static uint64_t sum_words(const uint64_t *p, size_t n) {
     uint64_t a = 0, b = 0, c = 0, d = 0;
     size_t i = 0;
@@ -86,7 +96,13 @@ static void job_bw(void *ctx, int ith, int nth) {
     bw_job *j = ctx;
     const size_t chunk = (j->n / (size_t)nth) & ~(size_t)15;
     const size_t s = chunk * (size_t)ith, e = ith == nth - 1 ? j->n : s + chunk;
-    j->sums[ith & 63] = j->avx2 ? sum_words_avx2(j->buf + s, e - s) : sum_words(j->buf + s, e - s);
+#ifdef BN_X86
+    if (j->avx2) {
+        j->sums[ith & 63] = sum_words_avx2(j->buf + s, e - s);
+        return;
+    }
+#endif
+    j->sums[ith & 63] = sum_words(j->buf + s, e - s);
 }
 
 double bn_read_bandwidth_gbs(bn_pool *pool, size_t bytes, int reps) {
@@ -111,8 +127,10 @@ double bn_read_bandwidth_gbs(bn_pool *pool, size_t bytes, int reps) {
 
 // Independent chains of the int8 instruction (more than its latency x issue
 // rate), so only the issue rate counts. Returns int8 MACs done; `acc` keeps them
-// alive. vpmaddubsw: 32 u8 x s8 products summed in pairs; vpdpbusd zmm: 64.
+// alive. vpmaddubsw: 32 u8 x s8 products summed in pairs; vpdpbusd zmm: 64;
+// sdot (NEON): 16.
 #define PEAK_ITERS 20000000L
+#ifdef BN_X86
 __attribute__((target("avx2"))) static double macs_maddubs(int32_t *acc) {
     __m256i a[8];
     const __m256i b = _mm256_set1_epi8(1);
@@ -135,6 +153,19 @@ __attribute__((target("avx512f,avx512vnni"))) static double macs_dpbusd(int32_t 
     return 64.0 * 12 * PEAK_ITERS;
 }
 
+#elif defined(__aarch64__)
+__attribute__((target("arch=armv8.2-a+dotprod"))) static double macs_sdot(int32_t *acc) {
+    int32x4_t a[12];
+    const int8x16_t b = vdupq_n_s8(1);
+    for (int i = 0; i < 12; i++) a[i] = vdupq_n_s32(i);
+    for (long it = 0; it < PEAK_ITERS; it++)
+        for (int i = 0; i < 12; i++) a[i] = vdotq_s32(a[i], b, b);
+    for (int i = 1; i < 12; i++) a[0] = vaddq_s32(a[0], a[i]);
+    *acc = vaddvq_s32(a[0]);
+    return 16.0 * 12 * PEAK_ITERS;
+}
+#endif
+
 typedef struct {
     int vnni, amx;
     double macs[64];
@@ -145,17 +176,34 @@ static void job_peak(void *ctx, int ith, int nth) {
     (void)nth;
     peak_job *j = ctx;
     int32_t *acc = &j->acc[ith & 63];
+#ifdef BN_X86
     // A tdpbusd does 16384 MACs (256 zmm vpdpbusd's) in about 16 cycles.
     j->macs[ith & 63] = j->amx ? bn_amx_peak_macs(PEAK_ITERS / 4, acc)
                       : j->vnni ? macs_dpbusd(acc)
                                 : macs_maddubs(acc);
+#elif defined(__aarch64__)
+    j->macs[ith & 63] = macs_sdot(acc);
+#else
+    *acc = 0;
+    j->macs[ith & 63] = 0;
+#endif
+}
+
+// Whether this CPU runs the instruction of `kernels` (bn_int8_mac_peak_gops).
+static bool peak_runs(const char *kernels) {
+    const bn_cpu_features feat = bn_cpu_detect();
+#ifdef BN_X86
+    if (!strcmp(kernels, "amx")) return feat.amx && bn_cpu_amx_permit();
+    if (!strcmp(kernels, "avx512")) return feat.avx512;
+    return !strcmp(kernels, "avx2") && feat.avx2;
+#else
+    return !strcmp(kernels, "neon") && feat.neon;
+#endif
 }
 
 double bn_int8_mac_peak_gops(bn_pool *pool, const char *kernels) {
-    const bn_cpu_features feat = bn_cpu_detect();
+    if (!peak_runs(kernels)) return 0;
     peak_job j = {.vnni = !strcmp(kernels, "avx512"), .amx = !strcmp(kernels, "amx")};
-    if (j.amx ? !feat.amx || !bn_cpu_amx_permit() : j.vnni ? !feat.avx512 : strcmp(kernels, "avx2") || !feat.avx2)
-        return 0;
     // Best of 5: on a shared VM one pass in a few loses a core to the host.
     double best = 1e30;
     for (int r = 0; r < 5; r++) {

@@ -29,8 +29,8 @@ double bn_read_bandwidth_gbs(bn_pool *pool, size_t bytes, int reps);
 
 // int8 multiply-adds per second (1e9 units) over all threads of `pool`: the
 // kernel set's instruction issued back to back, operands in registers.
-// kernels: "avx2" (vpmaddubsw), "avx512" (vpdpbusd) or "amx" (tdpbusd); 0 for
-// anything else or a CPU without that instruction set.
+// kernels: "avx2" (vpmaddubsw), "avx512" (vpdpbusd), "amx" (tdpbusd) or "neon"
+// (sdot); 0 for anything else or a CPU without that instruction set.
 double bn_int8_mac_peak_gops(bn_pool *pool, const char *kernels);
 
 #endif

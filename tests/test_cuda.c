@@ -1690,9 +1690,5 @@ int main(void) {
         cmocka_unit_test(test_tiny_a_q8_head),
 #endif
     };
-    // BITNET_TEST_FILTER=PATTERN (cmocka's * and ?) runs only the matching tests:
-    // gpu-check.sh runs the decode attention's alone under racecheck.
-    const char *filter = getenv("BITNET_TEST_FILTER");
-    if (filter) cmocka_set_test_filter(filter);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, NULL); // BITNET_TEST_FILTER: test_util.h
 }

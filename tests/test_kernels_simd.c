@@ -13,7 +13,11 @@
 // The AVX2 softmax (inside the attention) must equal bn_softmax bit for bit: both
 // take ggml's exp (ggml_math.h) and sum the denominator in the same order.
 // silu_mul must equal its scalar twin bit for bit (NaN results: both NaN).
-// A table this CPU cannot run is skipped with a message saying so.
+// The NEON set (AArch64 builds; tested under qemu by scripts/test-aarch64.sh)
+// must also equal the scalar attention bit for bit, as its activations are the
+// scalar set's (kernels_neon.c).
+// A table this CPU cannot run, or this build lacks, is skipped with a message
+// saying so; the tests of one architecture's kernels alone are built only there.
 #include "test_util.h"
 
 #include <math.h>
@@ -24,6 +28,9 @@
 #include "ops.h"
 
 #define SENTINEL ((int32_t)0x7eadbeef)
+#if defined(__x86_64__) || defined(__i386__)
+#define BN_TEST_X86 1
+#endif
 
 static const bn_cpu_kernels *table_or_skip(const char *name) {
     const bn_cpu_kernels *k = NULL;
@@ -465,6 +472,7 @@ static void test_half_rows(const char *name) {
     free(x);
 }
 
+#ifdef BN_TEST_X86
 // bn_softmax_avx2 against bn_softmax: odd lengths (8-lane tails), scores spread
 // so that some differences fall below -103.97 (where expf underflows to 0), -inf
 // entries, ties, and differences at the underflow boundary itself.
@@ -502,6 +510,8 @@ static void test_softmax_avx2(void **st) {
     free(a);
     free(b);
 }
+
+#endif
 
 // silu_mul against its scalar twin (kernels.h: bn_silu_mul_scalar for the AVX2
 // sequence, bn_silu_mul_scalar_avx512 for the AVX-512 one), bit for bit: odd
@@ -580,6 +590,7 @@ static void test_silu_mul(const char *name, bn_silu_mul_fn oracle) {
     free(b);
 }
 
+#ifdef BN_TEST_X86 // the x86 sets (wrappers of the tests above)
 static void test_silu_mul_avx2(void **st) {
     (void)st;
     test_silu_mul("avx2", bn_silu_mul_scalar);
@@ -621,6 +632,9 @@ static void test_attention_avx512(void **st) {
     (void)st;
     test_attention("avx512");
 }
+#endif
+
+#ifdef BN_TEST_X86
 // The AVX-512 attention is the AVX2 one on zmm: the same scores, probabilities
 // and outputs, bit for bit, on odd shapes (head_dim tails past 16 and 32 lanes,
 // keys past the 32 lanes and the two-key steps, partial groups), the 2B-4T's
@@ -664,6 +678,53 @@ static void test_attention_avx512_is_avx2(void **st) {
                 free(o5);
             }
 }
+#endif
+
+#ifdef __aarch64__
+// The NEON attention is bn_attention_head's arithmetic (kernels_neon.c): the
+// same scores, probabilities and outputs as the scalar set, bit for bit, on odd
+// shapes (head dims past 32 lanes and not a multiple of 4, keys past the 32
+// lanes, whole and partial GQA groups), the 2B-4T's (128 x 4 heads) among them.
+static void test_attention_neon_is_scalar(void **st) {
+    (void)st;
+    const bn_cpu_kernels *k = table_or_skip("neon");
+    if (!k) skip();
+    static const int HDs[] = {128, 64, 68, 100, 40, 8, 6};
+    static const int NKVs[] = {1, 2, 3, 33, 64, 301, 1000};
+    uint64_t rng = 0x7e0e5eedULL;
+    for (size_t a = 0; a < sizeof HDs / sizeof *HDs; a++)
+        for (size_t b = 0; b < sizeof NKVs / sizeof *NKVs; b++)
+            for (int nq = 1; nq <= 5; nq += 2) {
+                const int hd = HDs[a], n_kv = NKVs[b];
+                const int64_t stride = 5 * hd + 3, off = 2 * hd + 1;
+                const size_t cache = (size_t)(n_kv * stride + off);
+                uint16_t *kc = malloc(sizeof *kc * cache), *vc = malloc(sizeof *vc * cache);
+                float *q = malloc(sizeof *q * (size_t)(nq * hd));
+                float *sr = malloc(sizeof *sr * (size_t)(nq * n_kv)), *sn = malloc(sizeof *sn * (size_t)(nq * n_kv));
+                float *or = malloc(sizeof *or * (size_t)(nq * hd + 1)), *on = malloc(sizeof *on * (size_t)(nq * hd + 1));
+                assert_true(kc && vc && q && sr && sn && or && on);
+                for (size_t i = 0; i < cache; i++) {
+                    kc[i] = bn_f32_to_f16(rand_unit(&rng) * 2.0f);
+                    vc[i] = bn_f32_to_f16(rand_unit(&rng) * 4.0f);
+                }
+                for (int d = 0; d < nq * hd; d++) q[d] = bn_f16_to_f32(bn_f32_to_f16(rand_unit(&rng) * 3.0f));
+                const float scale = 1.0f / sqrtf((float)hd);
+                on[nq * hd] = -7.0f;
+                bn_attention_scalar(q, nq, kc + off, vc + off, stride, hd, n_kv, scale, sr, or);
+                k->attention(q, nq, kc + off, vc + off, stride, hd, n_kv, scale, sn, on);
+                assert_true(on[nq * hd] == -7.0f); // nothing past the group's heads
+                if (memcmp(sr, sn, sizeof *sr * (size_t)(nq * n_kv)) || memcmp(or, on, sizeof *or * (size_t)(nq * hd)))
+                    fail_msg("hd=%d n_kv=%d nq=%d: the NEON attention differs from the scalar one", hd, n_kv, nq);
+                free(kc);
+                free(vc);
+                free(q);
+                free(sr);
+                free(sn);
+                free(or);
+                free(on);
+            }
+}
+#endif
 
 static void test_i8_scalar_table(void **st) { // the scalar table's entries are the oracles
     (void)st;
@@ -715,6 +776,7 @@ static void test_ternary_q8k(const char *name) {
             free(w); free(x); free(xd); free(q); free(qsum); free(bs); free(y); free(ref);
         }
 }
+#ifdef BN_TEST_X86
 static void test_ternary_q8k_avx2(void **st) {
     (void)st;
     test_ternary_q8k("avx2");
@@ -737,6 +799,7 @@ static void test_f16_avx2(void **st) {
     test_f16("avx2");
     check_f16_gemm(table_or_skip("avx2"));
 }
+#ifdef BN_TEST_X86
 // The same integers come out of the AVX-512 GEMM it falls back to, so these also
 // check that the tiles ran.
 static void test_ternary_random_amx(void **st) {
@@ -751,6 +814,7 @@ static void test_ternary_extremes_amx(void **st) {
     test_ternary_extremes("amx");
     assert_true(bn_amx_tile_blocks() > before);
 }
+#endif
 static void test_ternary_random_avx512(void **st) {
     (void)st;
     test_ternary_random("avx512");
@@ -764,11 +828,58 @@ static void test_f16_avx512(void **st) {
     test_f16("avx512");
     check_f16_gemm(table_or_skip("avx512"));
 }
+#endif
+
+#ifdef __aarch64__
+static void test_ternary_random_neon(void **st) {
+    (void)st;
+    test_ternary_random("neon");
+}
+static void test_ternary_extremes_neon(void **st) {
+    (void)st;
+    test_ternary_extremes("neon");
+}
+static void test_f16_neon(void **st) {
+    (void)st;
+    test_f16("neon");
+    check_f16_gemm(table_or_skip("neon"));
+}
+static void test_i8_neon(void **st) {
+    (void)st;
+    test_i8("neon");
+}
+static void test_quantize_neon(void **st) {
+    (void)st;
+    test_quantize("neon");
+}
+static void test_half_rows_neon(void **st) {
+    (void)st;
+    test_half_rows("neon");
+}
+static void test_attention_neon(void **st) {
+    (void)st;
+    test_attention("neon");
+}
+static void test_silu_mul_neon(void **st) {
+    (void)st;
+    test_silu_mul("neon", bn_silu_mul_scalar);
+}
+static void test_ternary_q8k_neon(void **st) {
+    (void)st;
+    test_ternary_q8k("neon");
+}
+#endif
 
 static void test_select(void **st) {
     (void)st;
     const bn_cpu_features f = bn_cpu_detect();
+#ifdef BN_TEST_X86
     const char *best = f.amx && bn_cpu_amx_permit() ? "amx" : f.avx512 ? "avx512" : f.avx2 ? "avx2" : "scalar";
+#elif defined(__aarch64__)
+    const char *best = f.neon ? "neon" : "scalar";
+#else
+    const char *best = "scalar";
+#endif
     const bn_cpu_kernels *k = NULL;
     bn_error err = {{0}};
 
@@ -786,6 +897,7 @@ static void test_select(void **st) {
     assert_string_equal(k->name, "scalar");
     assert_int_equal(bn_cpu_kernels_select(NULL, &k, &err), 0);
     assert_string_equal(k->name, "scalar");
+#ifdef BN_TEST_X86
     if (f.avx2) {
         assert_int_equal(bn_cpu_kernels_select("avx2", &k, &err), 0);
         assert_string_equal(k->name, "avx2");
@@ -813,28 +925,43 @@ static void test_select(void **st) {
         assert_null(k);
         assert_non_null(strstr(err.msg, "'amx'"));
     }
+    // Another architecture's set: not built here, and said so.
+    assert_int_equal(bn_cpu_kernels_select("neon", &k, &err), -1);
+    assert_non_null(strstr(err.msg, "not built for this CPU architecture"));
+#elif defined(__aarch64__)
+    if (f.neon) {
+        assert_int_equal(bn_cpu_kernels_select("neon", &k, &err), 0);
+        assert_ptr_equal(k, &bn_kernels_neon);
+        assert_ptr_equal(k->silu_mul, bn_silu_mul_scalar); // the scalar (and AVX2) class's SiLU
+    } else {
+        assert_int_equal(bn_cpu_kernels_select("neon", &k, &err), -1);
+        assert_non_null(strstr(err.msg, "SDOT"));
+    }
+    assert_int_equal(bn_cpu_kernels_select("avx2", &k, &err), -1);
+    assert_non_null(strstr(err.msg, "not built for this CPU architecture"));
+#endif
     setenv("BITNET_CPU_KERNELS", "sse9", 1);
     assert_int_equal(bn_cpu_kernels_select(NULL, &k, &err), -1);
     assert_non_null(strstr(err.msg, "sse9"));
-    unsetenv("BITNET_CPU_KERNELS");
-    assert_int_equal(bn_cpu_kernels_select("neon", &k, &err), -1);
     assert_non_null(strstr(err.msg, "unknown"));
+    unsetenv("BITNET_CPU_KERNELS");
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_select),
+        cmocka_unit_test(test_f16_gemm_scalar),
+        cmocka_unit_test(test_i8_scalar_table),
+#ifdef BN_TEST_X86
         cmocka_unit_test(test_softmax_avx2),
         cmocka_unit_test(test_ternary_random_avx2),
         cmocka_unit_test(test_ternary_extremes_avx2),
         cmocka_unit_test(test_f16_avx2),
-        cmocka_unit_test(test_f16_gemm_scalar),
         cmocka_unit_test(test_ternary_random_avx512),
         cmocka_unit_test(test_ternary_extremes_avx512),
         cmocka_unit_test(test_ternary_random_amx),
         cmocka_unit_test(test_ternary_extremes_amx),
         cmocka_unit_test(test_f16_avx512),
-        cmocka_unit_test(test_i8_scalar_table),
         cmocka_unit_test(test_half_rows_avx2),
         cmocka_unit_test(test_half_rows_avx512),
         cmocka_unit_test(test_quantize_avx2),
@@ -848,6 +975,18 @@ int main(void) {
         cmocka_unit_test(test_silu_mul_avx512),
         cmocka_unit_test(test_ternary_q8k_avx2),
         cmocka_unit_test(test_ternary_q8k_avx512),
+#elif defined(__aarch64__)
+        cmocka_unit_test(test_ternary_random_neon),
+        cmocka_unit_test(test_ternary_extremes_neon),
+        cmocka_unit_test(test_f16_neon),
+        cmocka_unit_test(test_i8_neon),
+        cmocka_unit_test(test_quantize_neon),
+        cmocka_unit_test(test_half_rows_neon),
+        cmocka_unit_test(test_attention_neon),
+        cmocka_unit_test(test_attention_neon_is_scalar),
+        cmocka_unit_test(test_silu_mul_neon),
+        cmocka_unit_test(test_ternary_q8k_neon),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

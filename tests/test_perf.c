@@ -110,7 +110,11 @@ static void measure(int threads, double decode_target, double prefill_target) {
         fprintf(stderr, "perf:   = %.2f G int8 MAC/token x %.1f tok/s = %.0f G MAC/s, %.0f%% of the "
                 "%s peak measured now (%.0f G MAC/s: at most %.0f tok/s)\n", macs / 1e9, prefill,
                 macs * prefill / 1e9, 100 * macs * prefill / 1e9 / peak,
-                !strcmp(kernels, "amx") ? "tdpbusd" : !strcmp(kernels, "avx512") ? "vpdpbusd" : "vpmaddubsw", peak,
+                !strcmp(kernels, "amx")      ? "tdpbusd"
+                : !strcmp(kernels, "avx512") ? "vpdpbusd"
+                : !strcmp(kernels, "neon")   ? "sdot"
+                                             : "vpmaddubsw",
+                peak,
                 peak * 1e9 / macs);
     snprintf(what, sizeof what, "prefill pp512, %d thread(s)", threads);
     report(what, prefill512, -1, "tok/s");

@@ -34,12 +34,13 @@ REQUIRE_FIXTURES = os.environ.get("BITNET_REQUIRE_FIXTURES") == "1"
 
 
 def cpu_kernel_sets():
-    """The kernel sets this CPU runs: scalar always, avx2 / avx512 / amx where supported
-    (on CUDA: the one run, with the default set for the CPU's part)."""
+    """The kernel sets this CPU runs: scalar always, avx2 / avx512 / amx (x86-64) or
+    neon (AArch64) where supported (on CUDA: the one run, with the default set for the
+    CPU's part)."""
     if BACKEND != "cpu":
         return ["auto"]
     sets = ["scalar"]
-    for k in ("avx2", "avx512", "amx"):
+    for k in ("avx2", "avx512", "amx", "neon"):
         r = subprocess.run([CLI, "generate", "-m", models["bitnet-b158-tiny"], "-p", "a", "-n", "1",
                             "--cpu-kernels", k, "--backend", "cpu"], capture_output=True, text=True)
         if r.returncode == 0:

@@ -234,23 +234,31 @@ static void test_scalar(void **state) {
     check_kernels("scalar");
 }
 
+static unsigned long amx_tile_blocks(void) { // AMX's token blocks run on tiles so far (x86 builds)
+#if defined(__x86_64__) || defined(__i386__)
+    return bn_amx_tile_blocks();
+#else
+    return 0;
+#endif
+}
+
 // Each case's prompt and reference ids as one batch (the prefill GEMMs over 70 to
 // 90 tokens, so AMX takes its tiles), every row against the reference's logits at
 // that step; on every kernel set this CPU has. amx is avx512 but for the GEMM's
 // exact integers, so its rows must be avx512's bit for bit.
 static void test_whole_sequences(void **state) {
     (void)state;
-    static const char *const sets[] = {"scalar", "avx2", "avx512", "amx"};
+    const char *const *sets = bn_cpu_kernel_sets;
     const size_t V = (size_t)fx.n_vocab;
     float *avx512_rows[MAX_CASES] = {0};
-    for (size_t k = 0; k < sizeof sets / sizeof *sets; k++) {
+    for (size_t k = 0; sets[k]; k++) {
         const bn_cpu_kernels *kern;
         bn_error err;
         if (bn_cpu_kernels_select(sets[k], &kern, &err)) {
             fprintf(stderr, "  %s, whole sequences: not run here: %s\n", sets[k], err.msg);
             continue;
         }
-        const unsigned long tile_blocks = bn_amx_tile_blocks();
+        const unsigned long tile_blocks = amx_tile_blocks();
         diff_stats st = {0};
         for (int c = 0; c < fx.n_cases; c++) {
             const ref_case *r = &fx.cases[c];
@@ -276,13 +284,14 @@ static void test_whole_sequences(void **state) {
             if (!strcmp(sets[k], "avx512")) avx512_rows[c] = rows;
             else free(rows);
         }
-        if (!strcmp(sets[k], "amx")) assert_true(bn_amx_tile_blocks() > tile_blocks); // the tiles ran
+        if (!strcmp(sets[k], "amx")) assert_true(amx_tile_blocks() > tile_blocks); // the tiles ran
         fprintf(stderr, "  %s, whole sequences in one batch: top-10 logits vs reference: max |diff| %.3g "
                 "(%d of %d steps past 1e-2)\n", sets[k], (double)st.max, st.over_1e2, st.steps);
     }
     for (int c = 0; c < MAX_CASES; c++) free(avx512_rows[c]);
 }
 
+#if defined(__x86_64__) || defined(__i386__)
 static void test_avx2(void **state) {
     (void)state;
     check_kernels("avx2");
@@ -297,6 +306,12 @@ static void test_amx(void **state) {
     (void)state;
     check_kernels("amx");
 }
+#elif defined(__aarch64__)
+static void test_neon(void **state) {
+    (void)state;
+    check_kernels("neon");
+}
+#endif
 
 // The CUDA backend, or a skip (a failure under BITNET_REQUIRE_GPU=1).
 static const bn_backend_ops *require_cuda(void) {
@@ -380,9 +395,13 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokenizer),
         cmocka_unit_test(test_scalar), // first: the SIMD sets compare with its results
+#if defined(__x86_64__) || defined(__i386__)
         cmocka_unit_test(test_avx2),
         cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_amx),
+#elif defined(__aarch64__)
+        cmocka_unit_test(test_neon),
+#endif
         cmocka_unit_test(test_whole_sequences),
         cmocka_unit_test(test_cuda_backend),
         cmocka_unit_test(test_cuda_cpu_start),

@@ -36,11 +36,20 @@ static inline int bn_tests_exit_status(int n_failed, size_t n_tests) {
             bn_tests_skipped, n_tests);
     return 77;
 }
+// BITNET_TEST_FILTER=PATTERN (cmocka's * and ?) runs only the matching tests of
+// an executable: gpu-check.sh runs test_cuda's decode attention alone under
+// racecheck, test-aarch64.sh test_parity's token-by-token goldens alone under qemu.
+static inline int bn_tests_filter_from_env(void) {
+    const char *filter = getenv("BITNET_TEST_FILTER");
+    if (filter) cmocka_set_test_filter(filter);
+    return 0;
+}
 #undef cmocka_run_group_tests
 #define cmocka_run_group_tests(tests, setup, teardown)                                    \
-    bn_tests_exit_status(_cmocka_run_group_tests(#tests, tests, sizeof(tests) / sizeof((tests)[0]), \
-                                                 setup, teardown),                       \
-                         sizeof(tests) / sizeof((tests)[0]))
+    (bn_tests_filter_from_env(),                                                          \
+     bn_tests_exit_status(_cmocka_run_group_tests(#tests, tests, sizeof(tests) / sizeof((tests)[0]), \
+                                                  setup, teardown),                      \
+                          sizeof(tests) / sizeof((tests)[0])))
 
 // One greedy step of a reference run (bitnet.cpp's golden files, the trained
 // model's Python reference): the top-1 minus top-2 logit and the top 10.

@@ -183,11 +183,10 @@ static int compare_backends(const bn_engine *eng, const bn_run_flags *f, const b
     }
     ops->destroy(be);
     // The CPU's other kernel sets (those this CPU lacks are listed, not compared)...
-    static const char *const sets[] = {"scalar", "avx2", "avx512", "amx"};
     if (!strcmp(ref_row->backend, "cpu"))
-        for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
-            if (strcmp(sets[i], ref_row->cpu_kernels))
-                compare_one(m, f, ref_row, &ref, "cpu", sets[i], prompt, np, &out->e[out->n++]);
+        for (const char *const *set = bn_cpu_kernel_sets; *set; set++)
+            if (strcmp(*set, ref_row->cpu_kernels))
+                compare_one(m, f, ref_row, &ref, "cpu", *set, prompt, np, &out->e[out->n++]);
     // ...and every other backend that ran.
     for (int i = 0; i < n_rows && out->n < MAX_COMPARED; i++)
         if (rows[i].ran && &rows[i] != ref_row)
