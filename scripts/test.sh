@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh - builds and runs every test: the normal build (with CUDA compiled in
 # when nvcc exists), then again under AddressSanitizer + UBSan, then a short
-# libFuzzer run of the GGUF reader. Fixtures come from ../shared/fixtures or
+# libFuzzer run of the GGUF reader, then the 64-bit Arm build's kernel and parity
+# tests under qemu (scripts/test-aarch64.sh). Fixtures come from ../shared/fixtures or
 # $BITNET_FIXTURES; tests that need them skip, saying so, when absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,5 +38,13 @@ if command -v clang >/dev/null; then
   mkdir -p build-fuzz/corpus-schema
   build-fuzz/fuzz_json_schema -max_total_time="${BITNET_FUZZ_SCHEMA_SECONDS:-20}" -max_len=4096 \
     build-fuzz/corpus-schema fuzz/corpus-schema 2>&1 | tail -3
+fi
+echo "== 64-bit Arm: cross-compiled, the neon kernels and the golden parity under qemu"
+rc=0
+BITNET_FIXTURES="$fixtures" scripts/test-aarch64.sh || rc=$?
+if [ $rc -eq 77 ]; then
+  echo "SKIP: the Arm build (scripts/test-aarch64.sh says why above)"
+elif [ $rc -ne 0 ]; then
+  exit $rc
 fi
 echo "all tests passed"

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# test-aarch64.sh - builds the project for 64-bit Arm Linux (Graviton, Ampere,
+# NVIDIA Grace, Raspberry Pi 5) on this x86-64 Debian host and runs the CPU
+# kernel tests under qemu's user-mode emulator: every NEON kernel against the
+# scalar oracle (test_kernels_simd), and bitnet.cpp's golden tokens and logits
+# on the fixture model with the neon set, token by token (test_parity_neon's
+# first test: the whole file takes over 5 minutes under emulation;
+# BITNET_ARM64_FULL=1 runs it all, and the trained model's test too).
+# Emulation checks the arithmetic, not the speed.
+#
+# Installs what it needs from Debian's packages (root or sudo): the cross
+# compiler, qemu-user, and the arm64 -dev packages of the dependencies
+# (multiarch: dpkg --add-architecture arm64); exits 77 (skipped) where the
+# package sources cannot provide them. Fixtures: $BITNET_FIXTURES or
+# ../shared/fixtures; the parity tests skip, saying so, without them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fixtures=${BITNET_FIXTURES:-$(pwd)/../shared/fixtures}
+build=${BITNET_ARM64_BUILD:-build-arm64}
+
+packages=(gcc-aarch64-linux-gnu qemu-user)
+for p in libcmocka-dev libcjson-dev libpcre2-dev libcurl4-openssl-dev libssl-dev libedit-dev libmicrohttpd-dev \
+  libjansson-dev; do packages+=("$p:arm64"); done
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test-aarch64: installing ${missing[*]}" >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+    echo "error: missing packages (${missing[*]}) and no root/sudo to install them" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  # A host whose package sources have no arm64 packages cannot run this: a skip
+  # (exit 77, as the tests' skips), saying so, not a failure of the project.
+  if ! { dpkg --print-foreign-architectures | grep -qx arm64 || $sudo dpkg --add-architecture arm64; } ||
+    ! $sudo apt-get update -qq || ! $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+    echo "SKIP: test-aarch64: could not install ${missing[*]} from this host's package sources" >&2
+    exit 77
+  fi
+fi
+
+cmake -S . -B "$build" -DCMAKE_TOOLCHAIN_FILE=cmake/toolchain-aarch64-linux-gnu.cmake -DCMAKE_BUILD_TYPE=Release \
+  -DBITNET_CUDA=OFF -DBITNET_PYTHON_TESTS=OFF -DBITNET_FIXTURES="$fixtures" >/dev/null
+cmake --build "$build" -j"$(nproc)" --target test_kernels_simd test_parity test_trained_model
+# CTest runs each test binary through qemu (the toolchain file's emulator).
+if [ "${BITNET_ARM64_FULL:-0}" = 1 ]; then
+  ctest --test-dir "$build" --output-on-failure -R '^(test_kernels_simd|test_parity_neon|test_trained_model)$'
+else
+  ctest --test-dir "$build" --output-on-failure -R '^test_kernels_simd$'
+  BITNET_TEST_FILTER=test_golden_token_by_token ctest --test-dir "$build" --output-on-failure -R '^test_parity_neon$'
+fi
