@@ -15,6 +15,7 @@
 #ifndef BN_CPU_KERNELS_H
 #define BN_CPU_KERNELS_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -23,7 +24,34 @@
 // Per-token int8 quantization of a BitLinear input (docs/architecture.md: The model):
 // s = 127 / max(max|x|, 1e-5); q = clamp(rint(x*s), -128, 127).
 // Returns s; *qsum = sum(q) (the SIMD kernels need it for dot(w+1,q) - sum(q)).
+// The 1e-5 floor keeps an all-zero (or tiny) input from dividing by zero; it is
+// the same constant bitnet.cpp uses.
+#define BN_QUANT_MIN_ABSMAX 1e-5f
 float bn_quantize_i8(const float *x, int64_t n, int8_t *q, int32_t *qsum);
+
+// Its two loops from element i on, element by element: what a SIMD quantizer
+// does with the elements past its last whole vector. The absmax of x[i..n) and
+// amax (a NaN skipped, as a plain compare skips it)...
+static inline float bn_absmax_from(const float *x, int64_t i, int64_t n, float amax) {
+    for (; i < n; i++) { // a plain compare: fmaxf is a libm call here
+        const float a = fabsf(x[i]);
+        if (a > amax) amax = a;
+    }
+    return amax;
+}
+
+// ...and q[i..n) = clamp(rint(x*s), -128, 127) (round half to even, the default
+// rounding mode), returning their sum.
+static inline int32_t bn_quantize_i8_from(const float *x, int64_t i, int64_t n, float s, int8_t *q) {
+    int32_t sum = 0;
+    for (; i < n; i++) {
+        float v = rintf(x[i] * s);
+        v = v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v;
+        q[i] = (int8_t)v;
+        sum += q[i];
+    }
+    return sum;
+}
 
 // Ternary GEMM on I2_S weights w (rows of K elements, K % 128 == 0, K/4 bytes a
 // row): for tokens t < n and rows r in [row0, row1):

@@ -727,7 +727,7 @@ void bn_half_round_avx2(float *x, int64_t n) {
 // vroundps (nearest even, like rintf), clamped, narrowed with saturating packs.
 float bn_quantize_i8_avx2(const float *x, int64_t n, int8_t *q, int32_t *qsum) {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    __m256 m = _mm256_set1_ps(1e-5f); // BN_QUANT_MIN_ABSMAX in kernels_scalar.c
+    __m256 m = _mm256_set1_ps(BN_QUANT_MIN_ABSMAX);
     int64_t i = 0;
     // max(|x|, m): vmaxps returns its second operand when either is NaN, so a NaN
     // is skipped exactly as the scalar's `a > amax` skips it.
@@ -735,12 +735,7 @@ float bn_quantize_i8_avx2(const float *x, int64_t n, int8_t *q, int32_t *qsum) {
     __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
     m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    float amax = _mm_cvtss_f32(m4);
-    for (; i < n; i++) {
-        const float a = fabsf(x[i]);
-        if (a > amax) amax = a;
-    }
-    const float s = 127.0f / amax;
+    const float s = 127.0f / bn_absmax_from(x, i, n, _mm_cvtss_f32(m4));
     const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps(-128.0f), hi = _mm256_set1_ps(127.0f);
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7); // undo the packs' lane split
     __m256i sum = _mm256_setzero_si256();
@@ -764,13 +759,7 @@ float bn_quantize_i8_avx2(const float *x, int64_t n, int8_t *q, int32_t *qsum) {
     __m128i s4 = fold_lanes(sum);
     s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
     s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
-    int32_t total = _mm_cvtsi128_si32(s4);
-    for (; i < n; i++) {
-        float r = rintf(x[i] * s);
-        r = r > 127.0f ? 127.0f : r < -128.0f ? -128.0f : r;
-        q[i] = (int8_t)r;
-        total += q[i];
-    }
+    const int32_t total = _mm_cvtsi128_si32(s4) + bn_quantize_i8_from(x, i, n, s, q);
     if (qsum) *qsum = total;
     return s;
 }

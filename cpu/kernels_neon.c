@@ -24,18 +24,12 @@
 
 // ---- activation quantization -----------------------------------------------
 
-// bn_quantize_i8: FMAXNM ignores a NaN as the scalar compare does; the 1e-5
-// floor is the scalar's starting value.
+// bn_quantize_i8: FMAXNM ignores a NaN as the scalar compare does.
 static float quantize_i8_neon(const float *x, int64_t n, int8_t *q, int32_t *qsum) {
-    float32x4_t m = vdupq_n_f32(1e-5f);
+    float32x4_t m = vdupq_n_f32(BN_QUANT_MIN_ABSMAX);
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) m = vmaxnmq_f32(m, vabsq_f32(vld1q_f32(x + i)));
-    float amax = vmaxnmvq_f32(m);
-    for (; i < n; i++) {
-        const float a = fabsf(x[i]);
-        if (a > amax) amax = a;
-    }
-    const float s = 127.0f / amax;
+    const float s = 127.0f / bn_absmax_from(x, i, n, vmaxnmvq_f32(m));
     const float32x4_t sv = vdupq_n_f32(s), lo = vdupq_n_f32(-128.0f), hi = vdupq_n_f32(127.0f);
     int32x4_t sum = vdupq_n_s32(0);
     for (i = 0; i + 8 <= n; i += 8) {
@@ -45,13 +39,7 @@ static float quantize_i8_neon(const float *x, int64_t n, int8_t *q, int32_t *qsu
         vst1_s8(q + i, vmovn_s16(h));
         sum = vpadalq_s16(sum, h);
     }
-    int32_t total = vaddvq_s32(sum);
-    for (; i < n; i++) {
-        float v = rintf(x[i] * s);
-        v = v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v;
-        q[i] = (int8_t)v;
-        total += q[i];
-    }
+    const int32_t total = vaddvq_s32(sum) + bn_quantize_i8_from(x, i, n, s, q);
     if (qsum) *qsum = total;
     return s;
 }

@@ -15,24 +15,9 @@
 
 // ---- activation quantization -----------------------------------------------
 
-// The 1e-5 floor keeps an all-zero (or tiny) input from dividing by zero; it is
-// the same constant bitnet.cpp uses.
-#define BN_QUANT_MIN_ABSMAX 1e-5f
-
 float bn_quantize_i8(const float *x, int64_t n, int8_t *q, int32_t *qsum) {
-    float amax = BN_QUANT_MIN_ABSMAX;
-    for (int64_t i = 0; i < n; i++) { // a plain compare: fmaxf is a libm call here
-        const float a = fabsf(x[i]);
-        if (a > amax) amax = a;
-    }
-    const float s = 127.0f / amax;
-    int32_t sum = 0;
-    for (int64_t i = 0; i < n; i++) {
-        float v = rintf(x[i] * s); // round half to even (default rounding mode)
-        v = v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v;
-        q[i] = (int8_t)v;
-        sum += q[i];
-    }
+    const float s = 127.0f / bn_absmax_from(x, 0, n, BN_QUANT_MIN_ABSMAX);
+    const int32_t sum = bn_quantize_i8_from(x, 0, n, s, q);
     if (qsum) *qsum = sum;
     return s;
 }

@@ -19,6 +19,14 @@ packages=(cmake make gcc pkg-config libcmocka-dev libcjson-dev libpcre2-dev libc
 # skips, and a CTest run wants -DBITNET_PYTHON_TESTS=OFF.
 want_python=${BITNET_WANT_PYTHON:-0}
 [ "$want_python" = 1 ] && packages+=(python3-venv)
+# BITNET_WANT_ARM64=1 (scripts/test-aarch64.sh): the cross compiler, qemu's user-mode
+# emulator and the arm64 builds of the libraries above (Debian multiarch).
+want_arm64=${BITNET_WANT_ARM64:-0}
+if [ "$want_arm64" = 1 ]; then
+  packages+=(gcc-aarch64-linux-gnu qemu-user)
+  for p in libcmocka-dev libcjson-dev libpcre2-dev libcurl4-openssl-dev libssl-dev libedit-dev libmicrohttpd-dev \
+    libjansson-dev; do packages+=("$p:arm64"); done
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -32,6 +40,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  if [ "$want_arm64" = 1 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    $sudo dpkg --add-architecture arm64
+  fi
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

@@ -8,37 +8,19 @@
 # BITNET_ARM64_FULL=1 runs it all, and the trained model's test too).
 # Emulation checks the arithmetic, not the speed.
 #
-# Installs what it needs from Debian's packages (root or sudo): the cross
-# compiler, qemu-user, and the arm64 -dev packages of the dependencies
-# (multiarch: dpkg --add-architecture arm64); exits 77 (skipped) where the
-# package sources cannot provide them. Fixtures: $BITNET_FIXTURES or
+# Installs what it needs from Debian's packages (BITNET_WANT_ARM64=1
+# scripts/deps.sh: the cross compiler, qemu-user, and the arm64 -dev packages of
+# the dependencies); exits 77 (skipped) where they cannot be installed (package
+# sources without arm64, no root). Fixtures: $BITNET_FIXTURES or
 # ../shared/fixtures; the parity tests skip, saying so, without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fixtures=${BITNET_FIXTURES:-$(pwd)/../shared/fixtures}
 build=${BITNET_ARM64_BUILD:-build-arm64}
 
-packages=(gcc-aarch64-linux-gnu qemu-user)
-for p in libcmocka-dev libcjson-dev libpcre2-dev libcurl4-openssl-dev libssl-dev libedit-dev libmicrohttpd-dev \
-  libjansson-dev; do packages+=("$p:arm64"); done
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "test-aarch64: installing ${missing[*]}" >&2
-  if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
-    echo "error: missing packages (${missing[*]}) and no root/sudo to install them" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  # A host whose package sources have no arm64 packages cannot run this: a skip
-  # (exit 77, as the tests' skips), saying so, not a failure of the project.
-  if ! { dpkg --print-foreign-architectures | grep -qx arm64 || $sudo dpkg --add-architecture arm64; } ||
-    ! $sudo apt-get update -qq || ! $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
-    echo "SKIP: test-aarch64: could not install ${missing[*]} from this host's package sources" >&2
-    exit 77
-  fi
+if ! BITNET_WANT_ARM64=1 scripts/deps.sh; then
+  echo "SKIP: test-aarch64: the arm64 toolchain and libraries could not be installed here (see above)" >&2
+  exit 77
 fi
 
 cmake -S . -B "$build" -DCMAKE_TOOLCHAIN_FILE=cmake/toolchain-aarch64-linux-gnu.cmake -DCMAKE_BUILD_TYPE=Release \

@@ -634,19 +634,15 @@ static void test_attention_avx512(void **st) {
 }
 #endif
 
-#ifdef BN_TEST_X86
-// The AVX-512 attention is the AVX2 one on zmm: the same scores, probabilities
-// and outputs, bit for bit, on odd shapes (head_dim tails past 16 and 32 lanes,
-// keys past the 32 lanes and the two-key steps, partial groups), the 2B-4T's
-// (128 x 4 heads) among them.
-static void test_attention_avx512_is_avx2(void **st) {
-    (void)st;
-    const bn_cpu_kernels *k = table_or_skip("avx512");
-    if (!k) skip();
-    static const int HDs[] = {128, 64, 68, 100, 40, 8};
+#if defined(BN_TEST_X86) || defined(__aarch64__)
+// k's attention against an oracle of the same arithmetic, bit for bit: scores,
+// probabilities and outputs, on odd shapes (head dims HDs: tails past the
+// vectors' lanes; keys past the 32 lanes and the two-key steps; 1-5 heads, whole
+// and partial GQA groups), the 2B-4T's (128 x 4 heads) among them.
+static void check_attention_bits(const bn_cpu_kernels *k, bn_attention_fn oracle, const char *what, const int *HDs,
+                                 size_t n_hds, uint64_t rng) {
     static const int NKVs[] = {1, 2, 3, 33, 64, 301, 1000};
-    uint64_t rng = 0xa77e5eedULL;
-    for (size_t a = 0; a < sizeof HDs / sizeof *HDs; a++)
+    for (size_t a = 0; a < n_hds; a++)
         for (size_t b = 0; b < sizeof NKVs / sizeof *NKVs; b++)
             for (int nq = 1; nq <= 5; nq++) {
                 const int hd = HDs[a], n_kv = NKVs[b];
@@ -654,75 +650,52 @@ static void test_attention_avx512_is_avx2(void **st) {
                 const size_t cache = (size_t)(n_kv * stride + off);
                 uint16_t *kc = malloc(sizeof *kc * cache), *vc = malloc(sizeof *vc * cache);
                 float *q = malloc(sizeof *q * (size_t)(nq * hd));
-                float *s2 = malloc(sizeof *s2 * (size_t)(nq * n_kv)), *s5 = malloc(sizeof *s5 * (size_t)(nq * n_kv));
-                float *o2 = malloc(sizeof *o2 * (size_t)(nq * hd + 1)), *o5 = malloc(sizeof *o5 * (size_t)(nq * hd + 1));
-                assert_true(kc && vc && q && s2 && s5 && o2 && o5);
+                float *sr = malloc(sizeof *sr * (size_t)(nq * n_kv)), *sk = malloc(sizeof *sk * (size_t)(nq * n_kv));
+                float *or = malloc(sizeof *or * (size_t)(nq * hd + 1)), *ok = malloc(sizeof *ok * (size_t)(nq * hd + 1));
+                assert_true(kc && vc && q && sr && sk && or && ok);
                 for (size_t i = 0; i < cache; i++) {
                     kc[i] = bn_f32_to_f16(rand_unit(&rng) * 2.0f);
                     vc[i] = bn_f32_to_f16(rand_unit(&rng) * 4.0f);
                 }
                 for (int d = 0; d < nq * hd; d++) q[d] = bn_f16_to_f32(bn_f32_to_f16(rand_unit(&rng) * 3.0f));
                 const float scale = 1.0f / sqrtf((float)hd);
-                o5[nq * hd] = -7.0f;
-                bn_attention_avx2(q, nq, kc + off, vc + off, stride, hd, n_kv, scale, s2, o2);
-                k->attention(q, nq, kc + off, vc + off, stride, hd, n_kv, scale, s5, o5);
-                assert_true(o5[nq * hd] == -7.0f); // nothing past the group's heads
-                if (memcmp(s2, s5, sizeof *s2 * (size_t)(nq * n_kv)) || memcmp(o2, o5, sizeof *o2 * (size_t)(nq * hd)))
-                    fail_msg("hd=%d n_kv=%d nq=%d: the AVX-512 attention differs from the AVX2 one", hd, n_kv, nq);
+                ok[nq * hd] = -7.0f;
+                oracle(q, nq, kc + off, vc + off, stride, hd, n_kv, scale, sr, or);
+                k->attention(q, nq, kc + off, vc + off, stride, hd, n_kv, scale, sk, ok);
+                assert_true(ok[nq * hd] == -7.0f); // nothing past the group's heads
+                if (memcmp(sr, sk, sizeof *sr * (size_t)(nq * n_kv)) || memcmp(or, ok, sizeof *or * (size_t)(nq * hd)))
+                    fail_msg("hd=%d n_kv=%d nq=%d: the %s attention differs from %s", hd, n_kv, nq, k->name, what);
                 free(kc);
                 free(vc);
                 free(q);
-                free(s2);
-                free(s5);
-                free(o2);
-                free(o5);
+                free(sr);
+                free(sk);
+                free(or);
+                free(ok);
             }
 }
 #endif
 
+#ifdef BN_TEST_X86
+// The AVX-512 attention is the AVX2 one on zmm (kernels_avx512.c).
+static void test_attention_avx512_is_avx2(void **st) {
+    (void)st;
+    const bn_cpu_kernels *k = table_or_skip("avx512");
+    if (!k) skip();
+    static const int HDs[] = {128, 64, 68, 100, 40, 8};
+    check_attention_bits(k, bn_attention_avx2, "the AVX2 one", HDs, sizeof HDs / sizeof *HDs, 0xa77e5eedULL);
+}
+#endif
+
 #ifdef __aarch64__
-// The NEON attention is bn_attention_head's arithmetic (kernels_neon.c): the
-// same scores, probabilities and outputs as the scalar set, bit for bit, on odd
-// shapes (head dims past 32 lanes and not a multiple of 4, keys past the 32
-// lanes, whole and partial GQA groups), the 2B-4T's (128 x 4 heads) among them.
+// The NEON attention is bn_attention_head's arithmetic (kernels_neon.c), head dims
+// that are not a multiple of 4 included.
 static void test_attention_neon_is_scalar(void **st) {
     (void)st;
     const bn_cpu_kernels *k = table_or_skip("neon");
     if (!k) skip();
     static const int HDs[] = {128, 64, 68, 100, 40, 8, 6};
-    static const int NKVs[] = {1, 2, 3, 33, 64, 301, 1000};
-    uint64_t rng = 0x7e0e5eedULL;
-    for (size_t a = 0; a < sizeof HDs / sizeof *HDs; a++)
-        for (size_t b = 0; b < sizeof NKVs / sizeof *NKVs; b++)
-            for (int nq = 1; nq <= 5; nq += 2) {
-                const int hd = HDs[a], n_kv = NKVs[b];
-                const int64_t stride = 5 * hd + 3, off = 2 * hd + 1;
-                const size_t cache = (size_t)(n_kv * stride + off);
-                uint16_t *kc = malloc(sizeof *kc * cache), *vc = malloc(sizeof *vc * cache);
-                float *q = malloc(sizeof *q * (size_t)(nq * hd));
-                float *sr = malloc(sizeof *sr * (size_t)(nq * n_kv)), *sn = malloc(sizeof *sn * (size_t)(nq * n_kv));
-                float *or = malloc(sizeof *or * (size_t)(nq * hd + 1)), *on = malloc(sizeof *on * (size_t)(nq * hd + 1));
-                assert_true(kc && vc && q && sr && sn && or && on);
-                for (size_t i = 0; i < cache; i++) {
-                    kc[i] = bn_f32_to_f16(rand_unit(&rng) * 2.0f);
-                    vc[i] = bn_f32_to_f16(rand_unit(&rng) * 4.0f);
-                }
-                for (int d = 0; d < nq * hd; d++) q[d] = bn_f16_to_f32(bn_f32_to_f16(rand_unit(&rng) * 3.0f));
-                const float scale = 1.0f / sqrtf((float)hd);
-                on[nq * hd] = -7.0f;
-                bn_attention_scalar(q, nq, kc + off, vc + off, stride, hd, n_kv, scale, sr, or);
-                k->attention(q, nq, kc + off, vc + off, stride, hd, n_kv, scale, sn, on);
-                assert_true(on[nq * hd] == -7.0f); // nothing past the group's heads
-                if (memcmp(sr, sn, sizeof *sr * (size_t)(nq * n_kv)) || memcmp(or, on, sizeof *or * (size_t)(nq * hd)))
-                    fail_msg("hd=%d n_kv=%d nq=%d: the NEON attention differs from the scalar one", hd, n_kv, nq);
-                free(kc);
-                free(vc);
-                free(q);
-                free(sr);
-                free(sn);
-                free(or);
-                free(on);
-            }
+    check_attention_bits(k, bn_attention_scalar, "the scalar one", HDs, sizeof HDs / sizeof *HDs, 0x7e0e5eedULL);
 }
 #endif
 
