@@ -404,6 +404,12 @@ done:
 }
 #endif
 
+// No GPU is no failure, unless one is required (BITNET_REQUIRE_GPU=1: gpu-check.sh).
+static int gpu_required(void) {
+    const char *require = getenv("BITNET_REQUIRE_GPU");
+    return require && strcmp(require, "1") == 0;
+}
+
 int main(int argc, char **argv) {
     const char *model = NULL, *json_out = NULL;
     bool want_json = false, quick = false, model_only = false;
@@ -422,7 +428,7 @@ int main(int argc, char **argv) {
     (void)model, (void)quick, (void)json_out, (void)model_only;
     if (want_json) printf("{\"cuda\": false, \"reason\": \"built without CUDA\"}\n");
     else printf("no CUDA device: built without CUDA\n");
-    return 0;
+    return gpu_required();
 #else
     json = want_json;
     bn_error err = {{0}};
@@ -441,9 +447,7 @@ int main(int argc, char **argv) {
         } else {
             printf("%s%s\n", strncmp(err.msg, pre, strlen(pre)) ? "no CUDA device: " : "", err.msg);
         }
-        // A machine without a GPU is no failure, unless a GPU is required (gpu-check.sh).
-        const char *require = getenv("BITNET_REQUIRE_GPU");
-        return require && strcmp(require, "1") == 0;
+        return gpu_required();
     }
     cJSON *root = cJSON_CreateObject();
     cJSON_AddBoolToObject(root, "cuda", true);

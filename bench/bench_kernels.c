@@ -16,7 +16,8 @@
 //   4. prefill: the 7 ternary GEMMs of a layer at n = 64 tokens, in GOPS (int8
 //      MACs/s) and the tok/s that implies for 30 layers (LM head and attention not
 //      counted), against the machine's int8 multiply-add peak measured here: the
-//      kernel set's instruction (vpmaddubsw, or vpdpbusd on AVX-512 VNNI) issued
+//      kernel set's instruction (vpmaddubsw; vpdpbusd on AVX-512 VNNI, tdpbusd
+//      on AMX, sdot on NEON) issued
 //      back to back on every thread, operands in registers.
 // Kernel sets: every one this CPU runs (scalar, avx2, avx512, amx; on AArch64
 // scalar, neon), or -k NAME.
@@ -433,6 +434,7 @@ int main(int argc, char **argv) {
                        "%.0f%% of it\n",
                        !strcmp(R->kernels, "amx")      ? "tdpbusd"
                        : !strcmp(R->kernels, "avx512") ? "vpdpbusd"
+                       : !strcmp(R->kernels, "neon")   ? "sdot"
                                                          : "vpmaddubsw",
                        R->mac_peak_gops,
                        100.0 * R->prefill_gops / R->mac_peak_gops);

@@ -124,7 +124,8 @@ typedef struct bn_session_params {
     int n_threads;           // CPU threads; 0 = physical cores
     int n_ctx;               // 0 = the model's context length
     bool lm_head_q8;         // int8 LM head (faster, not bit-exact with the reference)
-    const char *cpu_kernels; // NULL/"auto", "scalar", "avx2", "avx512", "amx" (Linux: asks the
+    const char *cpu_kernels; // NULL/"auto", "scalar", "avx2", "avx512", "amx", "neon" (AArch64);
+                             // amx (Linux) asks the
                              // OS for the AMX tiles, which makes a later sigaltstack of
                              // less than ~12 KiB fail; auto asks where the CPU has AMX)
     // Start on the CPU at once while the backend named above opens on a thread,
@@ -164,7 +165,7 @@ BN_API int bn_session_wait_backend(bn_session *s, bn_error *err);
 // Name of the backend in use, and why it was picked (for "auto").
 BN_API const char *bn_session_backend(const bn_session *s);
 BN_API const char *bn_session_backend_note(const bn_session *s);
-// The CPU kernel set in use ("scalar", "avx2", "avx512", "amx"); NULL on another backend.
+// The CPU kernel set in use ("scalar", "avx2", "avx512", "amx", "neon"); NULL on another backend.
 BN_API const char *bn_session_cpu_kernels(const bn_session *s);
 BN_API int bn_session_n_ctx(const bn_session *s);
 BN_API int bn_session_pos(const bn_session *s); // tokens in the KV cache

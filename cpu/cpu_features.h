@@ -58,6 +58,9 @@ void bn_ternary_gemm_amx_packed(const uint8_t *w, int64_t K, int64_t row0, int64
 // tdpbusd issued back to back on 4 accumulator tiles, `iters` times: the int8
 // multiply-adds done (the AMX peak for roofline.c; *acc keeps the work alive).
 double bn_amx_peak_macs(long iters, int32_t *acc);
+// sdot issued back to back on 12 accumulators, `iters` times (kernels_neon.c,
+// AArch64 builds): the int8 multiply-adds done, as bn_amx_peak_macs.
+double bn_neon_peak_macs(long iters, int32_t *acc);
 extern const int bn_amx_built;          // this compiler built the AMX kernels
 unsigned long bn_amx_tile_blocks(void); // token blocks run on tiles so far (tests)
 

@@ -1,7 +1,7 @@
 // kernels.h - the CPU compute kernels, as a table chosen once at run time.
 //
 // Every kernel has a plain scalar version (kernels_scalar.c) that is the oracle
-// for the SIMD versions (AVX2, AVX-512 VNNI) and for the CUDA kernels. Ternary
+// for the SIMD versions (AVX2, AVX-512 VNNI, AMX, NEON) and for the CUDA kernels. Ternary
 // kernels return exact int32 sums, so SIMD must equal scalar bit for bit.
 //
 // The scalar reference is four files in layers, each calling only those below:
@@ -149,7 +149,7 @@ typedef void (*bn_ternary_gemm_packed_fn)(const uint8_t *w, int64_t K, int64_t r
                                           int32_t *y, int64_t ldy);
 
 typedef struct bn_cpu_kernels {
-    const char *name; // "scalar", "avx2", "avx512", "amx"
+    const char *name; // "scalar", "avx2", "avx512", "amx", "neon"
     bn_quantize_fn quantize_i8;
     bn_half_store_fn half_store;
     bn_half_load_fn half_load;

@@ -15,6 +15,7 @@
 #include <arm_neon.h>
 #include <math.h>
 
+#include "cpu_features.h"
 #include "ggml_math.h"
 #include "half.h"
 #include "kernels.h"
@@ -24,12 +25,16 @@
 
 // ---- activation quantization -----------------------------------------------
 
-// bn_quantize_i8: FMAXNM ignores a NaN as the scalar compare does.
+// bn_quantize_i8: the absmax by the scalar's own compare, a > m (a NaN, quiet or
+// signaling, never wins it; FMAXNM would let a signaling one through).
 static float quantize_i8_neon(const float *x, int64_t n, int8_t *q, int32_t *qsum) {
     float32x4_t m = vdupq_n_f32(BN_QUANT_MIN_ABSMAX);
     int64_t i = 0;
-    for (; i + 4 <= n; i += 4) m = vmaxnmq_f32(m, vabsq_f32(vld1q_f32(x + i)));
-    const float s = 127.0f / bn_absmax_from(x, i, n, vmaxnmvq_f32(m));
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t a = vabsq_f32(vld1q_f32(x + i));
+        m = vbslq_f32(vcgtq_f32(a, m), a, m);
+    }
+    const float s = 127.0f / bn_absmax_from(x, i, n, vmaxvq_f32(m)); // m holds no NaN
     const float32x4_t sv = vdupq_n_f32(s), lo = vdupq_n_f32(-128.0f), hi = vdupq_n_f32(127.0f);
     int32x4_t sum = vdupq_n_s32(0);
     for (i = 0; i + 8 <= n; i += 8) {
@@ -231,6 +236,17 @@ static void attention_neon(const float *q, int n_q, const uint16_t *k, const uin
     for (int i = 0; i < n_q; i++)
         attention_head_neon(q + (int64_t)i * head_dim, k, v, stride, head_dim, n_kv, scale,
                             scores + (int64_t)i * n_kv, out + (int64_t)i * head_dim);
+}
+
+double bn_neon_peak_macs(long iters, int32_t *acc) {
+    int32x4_t a[12];
+    const int8x16_t b = vdupq_n_s8(1);
+    for (int i = 0; i < 12; i++) a[i] = vdupq_n_s32(i);
+    for (long it = 0; it < iters; it++)
+        for (int i = 0; i < 12; i++) a[i] = vdotq_s32(a[i], b, b);
+    for (int i = 1; i < 12; i++) a[0] = vaddq_s32(a[0], a[i]);
+    *acc = vaddvq_s32(a[0]);
+    return 16.0 * 12 * (double)iters;
 }
 
 const bn_cpu_kernels bn_kernels_neon = {

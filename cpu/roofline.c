@@ -11,8 +11,6 @@
 #if defined(__x86_64__) || defined(__i386__)
 #define BN_X86 1
 #include <immintrin.h>
-#elif defined(__aarch64__)
-#include <arm_neon.h>
 #endif
 
 uint64_t bn_cpu_decode_bytes(const bn_model *m, bool int8_head) {
@@ -153,17 +151,6 @@ __attribute__((target("avx512f,avx512vnni"))) static double macs_dpbusd(int32_t 
     return 64.0 * 12 * PEAK_ITERS;
 }
 
-#elif defined(__aarch64__)
-__attribute__((target("arch=armv8.2-a+dotprod"))) static double macs_sdot(int32_t *acc) {
-    int32x4_t a[12];
-    const int8x16_t b = vdupq_n_s8(1);
-    for (int i = 0; i < 12; i++) a[i] = vdupq_n_s32(i);
-    for (long it = 0; it < PEAK_ITERS; it++)
-        for (int i = 0; i < 12; i++) a[i] = vdotq_s32(a[i], b, b);
-    for (int i = 1; i < 12; i++) a[0] = vaddq_s32(a[0], a[i]);
-    *acc = vaddvq_s32(a[0]);
-    return 16.0 * 12 * PEAK_ITERS;
-}
 #endif
 
 typedef struct {
@@ -182,7 +169,7 @@ static void job_peak(void *ctx, int ith, int nth) {
                       : j->vnni ? macs_dpbusd(acc)
                                 : macs_maddubs(acc);
 #elif defined(__aarch64__)
-    j->macs[ith & 63] = macs_sdot(acc);
+    j->macs[ith & 63] = bn_neon_peak_macs(PEAK_ITERS, acc);
 #else
     *acc = 0;
     j->macs[ith & 63] = 0;

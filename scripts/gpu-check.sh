@@ -159,7 +159,7 @@ step bench_2b4t "$cli" bench -m "$model" -r 3 -n 32
 # (on the CPU while the GPU opens, moving to it when ready), on the GPU alone,
 # and on the CPU.
 process_ms() {
-  local best="" t0 t1 ms each=$((limit / 9 > 20 ? limit / 9 : 20)) # 9 runs in the step's limit
+  local best="" t0 t1 ms each=$((limit / 9 > 5 ? limit / 9 : 5)) # 9 runs in the step's limit
   for _ in 1 2 3; do
     t0=$(date +%s%N)
     timeout "$each" "$cli" generate -m "$model" -p "2+2=" -n 4 --greedy --backend "$@" >/dev/null || return 1

@@ -31,7 +31,11 @@
 #if defined(__x86_64__) || defined(__i386__)
 #define BN_TEST_X86 1
 #endif
+#if defined(BN_TEST_X86) || defined(__aarch64__)
+#define BN_TEST_SIMD 1 // a build with SIMD sets (elsewhere the scalar table alone is tested)
+#endif
 
+#ifdef BN_TEST_SIMD
 static const bn_cpu_kernels *table_or_skip(const char *name) {
     const bn_cpu_kernels *k = NULL;
     bn_error err = {{0}};
@@ -199,6 +203,7 @@ static void test_f16(const char *name) {
             free(ref);
         }
 }
+#endif
 
 // f16_gemm against the same set's f16_gemv, token by token, bit for bit: n
 // tokens (1-9, so every group size of four and its tails), read through a
@@ -245,6 +250,7 @@ static void test_f16_gemm_scalar(void **st) {
     check_f16_gemm(&bn_kernels_scalar);
 }
 
+#ifdef BN_TEST_SIMD
 static void test_i8(const char *name) {
     const bn_cpu_kernels *k = table_or_skip(name);
     if (!k) skip();
@@ -471,6 +477,7 @@ static void test_half_rows(const char *name) {
     free(fr);
     free(x);
 }
+#endif
 
 #ifdef BN_TEST_X86
 // bn_softmax_avx2 against bn_softmax: odd lengths (8-lane tails), scores spread
@@ -513,6 +520,7 @@ static void test_softmax_avx2(void **st) {
 
 #endif
 
+#ifdef BN_TEST_SIMD
 // silu_mul against its scalar twin (kernels.h: bn_silu_mul_scalar for the AVX2
 // sequence, bn_silu_mul_scalar_avx512 for the AVX-512 one), bit for bit: odd
 // lengths (tails through libm expf), gates over the whole float line, the branch
@@ -589,6 +597,7 @@ static void test_silu_mul(const char *name, bn_silu_mul_fn oracle) {
     free(a);
     free(b);
 }
+#endif
 
 #ifdef BN_TEST_X86 // the x86 sets (wrappers of the tests above)
 static void test_silu_mul_avx2(void **st) {
@@ -711,6 +720,7 @@ static void test_i8_scalar_table(void **st) { // the scalar table's entries are 
     assert_ptr_equal(bn_kernels_scalar.ternary_q8k, bn_ternary_q8k_scalar);
 }
 
+#ifdef BN_TEST_SIMD
 // The TQ bitlinear (llama.cpp's per-block sums) against its scalar twin, bit for
 // bit: K from one block to the 10B model's FFN width, 1 to 9 tokens, row ranges
 // that start and end anywhere, stored and added, weights with every code
@@ -749,6 +759,8 @@ static void test_ternary_q8k(const char *name) {
             free(w); free(x); free(xd); free(q); free(qsum); free(bs); free(y); free(ref);
         }
 }
+#endif
+
 #ifdef BN_TEST_X86
 static void test_ternary_q8k_avx2(void **st) {
     (void)st;
@@ -772,7 +784,6 @@ static void test_f16_avx2(void **st) {
     test_f16("avx2");
     check_f16_gemm(table_or_skip("avx2"));
 }
-#ifdef BN_TEST_X86
 // The same integers come out of the AVX-512 GEMM it falls back to, so these also
 // check that the tiles ran.
 static void test_ternary_random_amx(void **st) {
@@ -787,7 +798,6 @@ static void test_ternary_extremes_amx(void **st) {
     test_ternary_extremes("amx");
     assert_true(bn_amx_tile_blocks() > before);
 }
-#endif
 static void test_ternary_random_avx512(void **st) {
     (void)st;
     test_ternary_random("avx512");
@@ -851,6 +861,7 @@ static void test_select(void **st) {
 #elif defined(__aarch64__)
     const char *best = f.neon ? "neon" : "scalar";
 #else
+    (void)f;
     const char *best = "scalar";
 #endif
     const bn_cpu_kernels *k = NULL;
