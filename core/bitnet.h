@@ -124,10 +124,10 @@ typedef struct bn_session_params {
     int n_threads;           // CPU threads; 0 = physical cores
     int n_ctx;               // 0 = the model's context length
     bool lm_head_q8;         // int8 LM head (faster, not bit-exact with the reference)
-    const char *cpu_kernels; // NULL/"auto", "scalar", "avx2", "avx512", "amx", "neon" (AArch64);
-                             // amx (Linux) asks the
-                             // OS for the AMX tiles, which makes a later sigaltstack of
-                             // less than ~12 KiB fail; auto asks where the CPU has AMX)
+    const char *cpu_kernels; // NULL/"auto", "scalar", "avx2", "avx512", "amx" (x86-64), "neon"
+                             // (AArch64); amx on Linux asks the OS for the AMX tiles,
+                             // which makes a later sigaltstack of less than ~12 KiB
+                             // fail (auto asks where the CPU has AMX)
     // Start on the CPU at once while the backend named above opens on a thread,
     // and move to it between two steps once it is open (it first reads the
     // tokens so far). For a backend other than "cpu" that may be present ("auto"

@@ -21,6 +21,9 @@
 
 #include "../core/error.h"
 
+// The SIMD files' small helpers: inlined, so their vectors stay in registers.
+#define BN_ALWAYS_INLINE static inline __attribute__((always_inline))
+
 // Per-token int8 quantization of a BitLinear input (docs/architecture.md: The model):
 // s = 127 / max(max|x|, 1e-5); q = clamp(rint(x*s), -128, 127).
 // Returns s; *qsum = sum(q) (the SIMD kernels need it for dot(w+1,q) - sum(q)).

@@ -52,8 +52,6 @@
 #include "ggml_math.h"
 #include "kernels.h"
 
-#define BN_ALWAYS_INLINE static inline __attribute__((always_inline))
-
 // Blocks summed in int16 before widening to int32 (bound above: 8 * 2048 < 32767).
 #define BN_I16_BLOCKS 8
 // The prefill GEMM goes to the exact limit to halve its widening overhead: 16

@@ -31,8 +31,6 @@
 #include "ggml_math.h" // BN_EXPF_*
 #include "kernels.h"
 
-#define BN_ALWAYS_INLINE static inline __attribute__((always_inline))
-
 // code lookup: fields 00,01,10,11 -> c = w+1 = 0,1,2,1; HI reads bits 3:2 of a
 // nibble, LO bits 1:0. Lanes 0-1 (bytes 0..31) use HI, lanes 2-3 use LO.
 #define C4(x) ((x) == 3 ? 1 : (x))

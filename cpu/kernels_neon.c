@@ -21,8 +21,6 @@
 #include "kernels.h"
 #include "ops.h"
 
-#define BN_ALWAYS_INLINE static inline __attribute__((always_inline))
-
 // ---- activation quantization -----------------------------------------------
 
 // bn_quantize_i8: the absmax by the scalar's own compare, a > m (a NaN, quiet or
