@@ -4,9 +4,11 @@
 # kernel tests under qemu's user-mode emulator: every NEON kernel against the
 # scalar oracle (test_kernels_simd), and bitnet.cpp's golden tokens and logits
 # on the fixture model with the neon set, token by token (test_parity_neon's
-# first test: the whole file takes over 5 minutes under emulation;
-# BITNET_ARM64_FULL=1 runs it all, and the trained model's test too).
-# Emulation checks the arithmetic, not the speed.
+# first test), both on one thread: this qemu-user does not run a program's
+# threads side by side, so a test that waits on another thread (the rest of
+# test_parity, test_trained_model, test_threadpool) does not finish under it.
+# BITNET_ARM64_FULL=1 tries them anyway, for a qemu that does. Emulation checks
+# the arithmetic, not the speed.
 #
 # Installs what it needs from Debian's packages (BITNET_WANT_ARM64=1
 # scripts/deps.sh: the cross compiler, qemu-user, and the arm64 -dev packages of
