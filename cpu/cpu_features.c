@@ -86,6 +86,12 @@ static bn_cpu_features detect(void) {
 }
 #endif
 
+#if !defined(__x86_64__) && !defined(__i386__)
+// No amx set in this build (kernels_amx.c, x86 only, counts the tiles there):
+// no token block ever ran on tiles.
+unsigned long bn_amx_tile_blocks(void) { return 0; }
+#endif
+
 static bn_cpu_features g_features;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 

@@ -62,6 +62,6 @@ double bn_amx_peak_macs(long iters, int32_t *acc);
 // AArch64 builds): the int8 multiply-adds done, as bn_amx_peak_macs.
 double bn_neon_peak_macs(long iters, int32_t *acc);
 extern const int bn_amx_built;          // this compiler built the AMX kernels
-unsigned long bn_amx_tile_blocks(void); // token blocks run on tiles so far (tests)
+unsigned long bn_amx_tile_blocks(void); // token blocks run on tiles so far (tests; 0 off x86)
 
 #endif

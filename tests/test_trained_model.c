@@ -234,14 +234,6 @@ static void test_scalar(void **state) {
     check_kernels("scalar");
 }
 
-static unsigned long amx_tile_blocks(void) { // AMX's token blocks run on tiles so far (x86 builds)
-#if defined(__x86_64__) || defined(__i386__)
-    return bn_amx_tile_blocks();
-#else
-    return 0;
-#endif
-}
-
 // Each case's prompt and reference ids as one batch (the prefill GEMMs over 70 to
 // 90 tokens, so AMX takes its tiles), every row against the reference's logits at
 // that step; on every kernel set this CPU has. amx is avx512 but for the GEMM's
@@ -258,7 +250,7 @@ static void test_whole_sequences(void **state) {
             fprintf(stderr, "  %s, whole sequences: not run here: %s\n", sets[k], err.msg);
             continue;
         }
-        const unsigned long tile_blocks = amx_tile_blocks();
+        const unsigned long tile_blocks = bn_amx_tile_blocks();
         diff_stats st = {0};
         for (int c = 0; c < fx.n_cases; c++) {
             const ref_case *r = &fx.cases[c];
@@ -284,7 +276,7 @@ static void test_whole_sequences(void **state) {
             if (!strcmp(sets[k], "avx512")) avx512_rows[c] = rows;
             else free(rows);
         }
-        if (!strcmp(sets[k], "amx")) assert_true(amx_tile_blocks() > tile_blocks); // the tiles ran
+        if (!strcmp(sets[k], "amx")) assert_true(bn_amx_tile_blocks() > tile_blocks); // the tiles ran
         fprintf(stderr, "  %s, whole sequences in one batch: top-10 logits vs reference: max |diff| %.3g "
                 "(%d of %d steps past 1e-2)\n", sets[k], (double)st.max, st.over_1e2, st.steps);
     }
