@@ -240,12 +240,12 @@ int bn_chat_tokens(const bn_tokenizer *t, const bn_chat_message *msgs, size_t n,
     *n_ids = 0;
     const bn_chat_style style = bn_tokenizer_chat_style(t);
     int32_t bos = bn_tokenizer_bos(t), end = bn_chat_end_token(t);
+    // A text model (the one that ships with bitnet-gpu) has no end of turn.
     if (add_bos && style != BN_CHAT_STYLE_FALCON3 && bos < 0)
-        return bn_errorf(err, "chat: the vocabulary has no BOS token");
+        return bn_errorf(err, "chat: this model has no chat format (its vocabulary has no BOS token)");
     if (end < 0)
-        return style == BN_CHAT_STYLE_FALCON3
-                   ? bn_errorf(err, "chat: the vocabulary has no end-of-sequence token (%s)", FALCON3_EOS_TEXT)
-                   : bn_errorf(err, "chat: the vocabulary has no %s token", EOT_TEXT);
+        return bn_errorf(err, "chat: this model has no chat format (its vocabulary has no %s token)",
+                         style == BN_CHAT_STYLE_FALCON3 ? FALCON3_EOS_TEXT : EOT_TEXT);
     layout l;
     if (lay_out(style, msgs, n, add_bos, add_generation_prompt, &l, err)) return -1;
     // Text and content accumulate into one run (so that the run is split into

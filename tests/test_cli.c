@@ -121,7 +121,9 @@ static void test_generate_matches_golden(void **state) {
 static void test_bad_inputs(void **state) {
     (void)state;
     expect_error("generate -m /nonexistent/model.gguf -p hi", 1, "/nonexistent/model.gguf");
-    expect_error("generate -p hi", 2, "-m");
+    setenv("BITNET_MODEL", "/nonexistent/model.gguf", 1); // no -m: this names the model
+    expect_error("generate -p hi", 2, "BITNET_MODEL=/nonexistent/model.gguf");
+    unsetenv("BITNET_MODEL");
     expect_error("generate -m x.gguf -p hi --temp banana", 2, "--temp");
     expect_error("generate -m x.gguf -p hi --frobnicate 1", 2, "--frobnicate");
     expect_error("nonsense-command", 2, "nonsense-command");
@@ -426,6 +428,72 @@ static void test_tokenize_jsonl_vectors(void **state) {
     free(r);
 }
 
+// Runs `generate -p ... --json` with no -m in a new empty working directory
+// (plus models/ggml-model-i2_s.gguf there, a link to `downloaded`, when given):
+// exit 0, stderr holding `why`, and the JSON naming the model it ran.
+static void expect_default_model(const char *downloaded, const char *why, const char *want_model) {
+    char dir[] = "/tmp/bn_test_default_XXXXXX", cwd[4096], link_path[4200];
+    assert_non_null(mkdtemp(dir));
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    snprintf(link_path, sizeof link_path, "%s/models/ggml-model-i2_s.gguf", dir);
+    if (downloaded) {
+        char models[4200];
+        snprintf(models, sizeof models, "%s/models", dir);
+        assert_int_equal(mkdir(models, 0700), 0);
+        assert_int_equal(symlink(downloaded, link_path), 0);
+    }
+    assert_int_equal(chdir(dir), 0);
+    cli_result *r = run_expect("generate -p 'It is a truth' -n 3 --greedy --json", 0);
+    assert_int_equal(chdir(cwd), 0);
+    if (downloaded) {
+        unlink(link_path);
+        snprintf(link_path, sizeof link_path, "%s/models", dir);
+        rmdir(link_path);
+    }
+    rmdir(dir);
+    if (!strstr(r->err, why)) fprintf(stderr, "stderr: %s\n(want '%s')\n", r->err, why);
+    assert_non_null(strstr(r->err, why));
+    cJSON *got = cJSON_Parse(r->out);
+    assert_non_null(got);
+    assert_string_equal(cJSON_GetObjectItem(got, "model")->valuestring, want_model);
+    cJSON_Delete(got);
+    free(r);
+}
+
+// Without -m, a command runs $BITNET_MODEL, else the downloaded 2B-4T in
+// ./models/, else the model that ships with bitnet-gpu, found from the
+// executable's path (a build directory of the source tree: ../models/); with none
+// of them it asks for -m. `chat` refuses a model without a chat format at once.
+static void test_default_model(void **state) {
+    (void)state;
+    char shipped[4096], resolved[4096], cli_dir[4096];
+    bn_shipped_path("models/bitnet-austen-6m.gguf", shipped, sizeof shipped);
+    assert_non_null(realpath(shipped, resolved));
+    setenv("BITNET_MODEL", resolved, 1);
+    expect_default_model(NULL, "the model in BITNET_MODEL", resolved);
+    unsetenv("BITNET_MODEL");
+    expect_default_model(resolved, "models/ggml-model-i2_s.gguf (BitNet b1.58 2B-4T", "models/ggml-model-i2_s.gguf");
+    // The shipped model is found when the CLI runs from a directory beside models/.
+    snprintf(cli_dir, sizeof cli_dir, "%s", getenv("BITNET_CLI"));
+    *strrchr(cli_dir, '/') = 0;
+    char beside[4200], beside_real[4096];
+    snprintf(beside, sizeof beside, "%s/../models/bitnet-austen-6m.gguf", cli_dir);
+    if (realpath(beside, beside_real)) {
+        expect_default_model(NULL, "the 6M model that ships with bitnet-gpu", beside_real);
+    } else {
+        char dir[] = "/tmp/bn_test_default_XXXXXX", cwd[4096];
+        assert_non_null(mkdtemp(dir));
+        assert_non_null(getcwd(cwd, sizeof cwd));
+        assert_int_equal(chdir(dir), 0);
+        expect_error("generate -p hi", 2, "needs -m MODEL");
+        assert_int_equal(chdir(cwd), 0);
+        rmdir(dir);
+    }
+    char args[9000];
+    snprintf(args, sizeof args, "chat -m '%s' -p hello", resolved);
+    expect_error(args, 1, "has no chat format");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_generate_matches_golden),
@@ -437,6 +505,7 @@ int main(void) {
         cmocka_unit_test(test_cuda_unavailable_is_clear),
         cmocka_unit_test(test_tokenize_jsonl),
         cmocka_unit_test(test_tokenize_jsonl_vectors),
+        cmocka_unit_test(test_default_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

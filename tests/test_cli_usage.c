@@ -38,7 +38,6 @@ static void test_usage_errors_exit_2(void **state) {
         {"generate -m x.gguf -p hi -c", "-c needs a value"},
         {"generate -m x.gguf -p hi -f prompt.txt", "-p and -f both give the prompt"},
         {"generate -m x.gguf", "generate needs a prompt"},
-        {"generate -p hi", "generate needs -m MODEL"},
         {"generate -m x.gguf -p hi stray", "unknown argument 'stray'"},
         {"bench -m x.gguf -r 0", "-r expects an integer in 1..1000"},
         // --flag=VALUE: the same checks as with the value apart.

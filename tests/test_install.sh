@@ -7,7 +7,8 @@
 #   - the version macros and bn_version() are the project's VERSION;
 #   - the README's C API example builds with `pkg-config --cflags --libs bitnet`
 #     (shared), with `pkg-config --static` (static) and with find_package(bitnet)
-#     (both targets), and each binary prints what the in-tree build prints.
+#     (both targets), and each binary prints what the in-tree build prints;
+#   - without -m, the installed bitnet-gpu runs the installed shipped model.
 # The model: tiny-a from the fixtures, else a synthetic one made by the
 # installed bitnet-gpu (random weights; the comparison still holds).
 set -euo pipefail
@@ -79,4 +80,14 @@ for bin in pc_shared pc_static consumer/example_shared consumer/example_static; 
   [ "$got" = "$want" ] || fail "$bin printed '$got', the in-tree example '$want'"
   echo "$bin: ok"
 done
-echo "installed into a temporary prefix; 4 builds of the README example run and agree"
+
+# Without -m, from a directory with no models/ and no BITNET_MODEL, the installed
+# command runs the installed copy of the shipped model.
+shipped=$(realpath "$prefix/share/bitnet-gpu/bitnet-austen-6m.gguf")
+mkdir "$tmp/elsewhere"
+(cd "$tmp/elsewhere" && env -u BITNET_MODEL "$prefix/bin/bitnet-gpu" generate -p "It is a truth" -n 4 --greedy \
+  --json >"$tmp/default.json" 2>"$tmp/default.err") || { cat "$tmp/default.err"; fail "generate without -m"; }
+grep -q "ships with bitnet-gpu, $shipped" "$tmp/default.err" || { cat "$tmp/default.err"; fail "the default model's note"; }
+python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["model"] == sys.argv[2] and len(d["generated_ids"]) == 4, d' \
+  "$tmp/default.json" "$shipped" || fail "generate without -m did not run the installed model"
+echo "installed into a temporary prefix; 4 builds of the README example run and agree; no -m runs the installed model"

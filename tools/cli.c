@@ -44,7 +44,7 @@ typedef struct {
 
 #define AT(field) offsetof(bn_run_flags, field)
 static const flag_def flags[] = {
-    {{"-m", "--model"}, 0, STRING, AT(model), 0, 0, NULL, "FILE", "GGUF model (a ternary model of a family the README lists)"},
+    {{"-m", "--model"}, 0, STRING, AT(model), 0, 0, NULL, "FILE", "GGUF model (a ternary model of a family the README lists; without -m: $BITNET_MODEL, else models/ggml-model-i2_s.gguf, else the 6M model that ships with bitnet-gpu)"},
     {{"-p", "--prompt"}, BN_FLAGS_PROMPT, STRING, AT(prompt), 0, 0, NULL, "TEXT", "prompt text"},
     {{"-f", "--file"}, BN_FLAGS_FILE, STRING, AT(prompt_file), 0, 0, NULL, "FILE",
      "read the prompt from FILE (- for stdin)"},

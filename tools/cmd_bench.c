@@ -29,6 +29,7 @@
 #include "clock.h"
 #include "cli.h"
 #include "commands.h"
+#include "default_model.h"
 #include "engine_internal.h" // the engine's model, for the comparison on the backend interface
 #include "run.h"
 
@@ -291,7 +292,7 @@ static void print_table(FILE *out, const bn_run_flags *f, const bench_row *rows,
     (BN_FLAGS_PROMPT | BN_FLAGS_PREDICT | BN_FLAGS_JSON | BN_FLAGS_REPS | BN_FLAGS_CONCURRENCY |              \
      BN_FLAGS_SAMPLING | BN_FLAGS_JSON_SCHEMA)
 #define BENCH_SYNOPSIS                                                                                    \
-    "-m MODEL [-t N] [-p PROMPT] [-n N] [-r REPS] [--concurrency 1,4,16,64 [--temp T ...] [-j SCHEMA]] "  \
+    "[-m MODEL] [-t N] [-p PROMPT] [-n N] [-r REPS] [--concurrency 1,4,16,64 [--temp T ...] [-j SCHEMA]] "  \
     "[--json]"
 
 int bn_cmd_bench(int argc, char **argv) {
@@ -300,10 +301,7 @@ int bn_cmd_bench(int argc, char **argv) {
     int rc = bn_parse_run_flags("bench", BENCH_FLAGS, BENCH_SYNOPSIS, argc, argv, &f, &help);
     if (rc || help) return rc;
     const int reps = f.reps;
-    if (!f.model) {
-        fprintf(stderr, "error: bench needs -m MODEL (make one with `bitnet-gpu make-model`)\n");
-        return 2;
-    }
+    if (!f.model && !(f.model = bn_default_model("bench"))) return 2;
     int counts[BN_MAX_COUNTS], n_counts = 0;
     if (f.concurrency && bn_parse_counts(f.concurrency, counts, &n_counts)) return 2;
     // The comparison is of greedy traces; sampling flags are for the streams.

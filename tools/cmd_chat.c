@@ -17,13 +17,14 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "default_model.h"
 #include "line_input.h"
 #include "run.h"
 
 #define CHAT_FLAGS                                                                        \
     (BN_FLAGS_PROMPT | BN_FLAGS_PREDICT | BN_FLAGS_SAMPLING | BN_FLAGS_BACKEND |          \
      BN_FLAGS_CPU_START | BN_FLAGS_SYSTEM | BN_FLAGS_JSON_SCHEMA)
-#define CHAT_SYNOPSIS "-m MODEL [--system TEXT] [-p FIRST_MESSAGE] [options]"
+#define CHAT_SYNOPSIS "[-m MODEL] [--system TEXT] [-p FIRST_MESSAGE] [options]"
 
 static volatile sig_atomic_t interrupted; // Ctrl-C (SIGINT) since it was last cleared
 
@@ -66,6 +67,16 @@ static void print_help(void) {
 static void reset(chat *c) {
     bn_session_reset(c->run.session);
     c->first = c->closed = true;
+}
+
+// A model without a chat format (a plain text model, such as the one that ships
+// with bitnet-gpu) is refused before the first message, not at every one.
+static int check_chat_format(const bn_run *r, const char *model) {
+    bn_error err;
+    if (bn_run_can_chat(r->engine, &err)) return 0;
+    fprintf(stderr, "error: %s: %s; it is a text model: `bitnet-gpu generate -m %s -p TEXT` continues a text\n",
+            model, err.msg, model);
+    return 1;
 }
 
 // One exchange: the user's message in, the reply streamed out. Returns -1 only
@@ -157,14 +168,15 @@ int bn_cmd_chat(int argc, char **argv) {
         print_help();
     }
     if (help || rc) return rc;
-    if (!f.model) {
-        fprintf(stderr, "error: chat needs -m MODEL (see --help)\n");
-        return 2;
-    }
+    if (!f.model && !(f.model = bn_default_model("chat"))) return 2;
     f.chat = true;
     chat c = {.flags = &f, .first = true, .closed = true};
     c.editing = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     if (bn_run_open(&f, &c.run)) return 1;
+    if (check_chat_format(&c.run, f.model)) {
+        bn_run_close(&c.run);
+        return 1;
+    }
     bn_line_input *in = bn_line_input_open(c.editing, &interrupted);
     if (!in) {
         fprintf(stderr, "error: out of memory\n");

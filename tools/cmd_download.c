@@ -16,14 +16,13 @@
 #include "cli.h"
 #include "clock.h"
 #include "commands.h"
+#include "default_model.h"
 #include "error.h"
 #include "hub.h"
 #include "http.h"
 #include "io.h"
 #include "sha256.h"
 
-#define DEFAULT_REPO "microsoft/bitnet-b1.58-2B-4T-gguf"
-#define DEFAULT_FILE "ggml-model-i2_s.gguf"
 #define MAX_ATTEMPTS 5 // per run, each after one that made progress
 
 typedef struct {
@@ -35,7 +34,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: bitnet-gpu download [REPO [FILE]] [-o DIR] [--revision REV] [--json]\n"
             "  Downloads FILE of the Hugging Face model repository REPO into DIR\n"
-            "  (default: " DEFAULT_REPO " " DEFAULT_FILE " into models/),\n"
+            "  (default: " BN_HUB_DEFAULT_REPO " " BN_HUB_DEFAULT_FILE " into " BN_DOWNLOAD_DIR "/),\n"
             "  resuming an interrupted download and checking the SHA-256 the hub publishes.\n"
             "  Prints the file's path (--json: one JSON object); progress on a terminal.\n"
             "  HF_TOKEN: access token for gated or private repositories.\n"
@@ -58,7 +57,7 @@ static bool safe_name(const char *s, bool is_repo) {
 }
 
 static int parse(int argc, char **argv, options *o, bool *help) {
-    *o = (options){.repo = DEFAULT_REPO, .file = DEFAULT_FILE, .dir = "models", .revision = "main"};
+    *o = (options){.repo = BN_HUB_DEFAULT_REPO, .file = BN_HUB_DEFAULT_FILE, .dir = BN_DOWNLOAD_DIR, .revision = "main"};
     enum { REVISION = 256, JSON };
     static const struct option longopts[] = {
         {"output-dir", required_argument, NULL, 'o'}, {"revision", required_argument, NULL, REVISION},

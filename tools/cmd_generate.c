@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "default_model.h"
 #include "run.h"
 #include "serve_reply.h"
 
@@ -16,7 +17,7 @@
     (BN_FLAGS_PROMPT | BN_FLAGS_FILE | BN_FLAGS_PREDICT | BN_FLAGS_SAMPLING |             \
      BN_FLAGS_BACKEND | BN_FLAGS_CPU_START | BN_FLAGS_CHAT | BN_FLAGS_SYSTEM |             \
      BN_FLAGS_BOS | BN_FLAGS_JSON | BN_FLAGS_JSON_SCHEMA | BN_FLAGS_LOGPROBS)
-#define GENERATE_SYNOPSIS "-m MODEL (-p PROMPT | -f FILE) [options]"
+#define GENERATE_SYNOPSIS "[-m MODEL] (-p PROMPT | -f FILE) [options]"
 
 // A generated token's log-probabilities (--logprobs), as the session reports them.
 typedef struct {
@@ -73,9 +74,10 @@ static cJSON *logprob_json(const bn_engine *e, int32_t id, float logprob) {
     return o;
 }
 
-static void print_json(const bn_run *r, const int32_t *prompt, size_t n_prompt, const collector *c,
-                       const bn_timings *t) {
+static void print_json(const bn_run *r, const char *model, const int32_t *prompt, size_t n_prompt,
+                       const collector *c, const bn_timings *t) {
     cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", model); // the path given, or the one taken without -m
     bn_add_ids_json(o, "prompt_ids", prompt, n_prompt);
     bn_add_ids_json(o, "generated_ids", c->ids, c->n_ids);
     cJSON_AddStringToObject(o, "text", c->text.data ? c->text.data : "");
@@ -99,8 +101,7 @@ static void print_json(const bn_run *r, const int32_t *prompt, size_t n_prompt, 
 
 // The checks the flag table cannot make: exactly one prompt, --system only with --chat.
 static int check_flags(const bn_run_flags *f) {
-    const char *why = !f->model                      ? "generate needs -m MODEL"
-                    : f->prompt && f->prompt_file    ? "-p and -f both give the prompt: use one of them"
+    const char *why = f->prompt && f->prompt_file    ? "-p and -f both give the prompt: use one of them"
                     : !f->prompt && !f->prompt_file  ? "generate needs a prompt: -p TEXT or -f FILE"
                     : f->system && !f->chat          ? "--system needs --chat (a plain prompt has no system part)"
                     : f->logprobs >= 0 && !f->json   ? "--logprobs needs --json (they are printed in its document)"
@@ -116,6 +117,7 @@ int bn_cmd_generate(int argc, char **argv) {
     int rc = bn_parse_run_flags("generate", GENERATE_FLAGS, GENERATE_SYNOPSIS, argc, argv, &f, &help);
     if (help || rc) return rc;
     if ((rc = check_flags(&f))) return rc;
+    if (!f.model && !(f.model = bn_default_model("generate"))) return 2;
     if (f.n_predict < 0) f.n_predict = 128;
     char *file_text = NULL;
     if (f.prompt_file) {
@@ -147,7 +149,7 @@ int bn_cmd_generate(int argc, char **argv) {
     else if (c.write_errno)
         fprintf(stderr, "error: writing the generated text failed: %s\n", strerror(c.write_errno));
     if (failed || c.oom || c.write_errno) goto done;
-    if (f.json) print_json(&r, prompt, n_prompt, &c, &t);
+    if (f.json) print_json(&r, f.model, prompt, n_prompt, &c, &t);
     fflush(stdout); // the text before the timings, even when stdout is a pipe
     bn_print_timings(&r, &t);
     rc = 0;

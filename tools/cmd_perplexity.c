@@ -17,11 +17,12 @@
 #include "cli.h"
 #include "clock.h"
 #include "commands.h"
+#include "default_model.h"
 #include "logprob.h"
 #include "run.h"
 
 #define PERPLEXITY_FLAGS (BN_FLAGS_PROMPT | BN_FLAGS_FILE | BN_FLAGS_BACKEND | BN_FLAGS_JSON | BN_FLAGS_PERPLEXITY)
-#define PERPLEXITY_SYNOPSIS "-m MODEL -f FILE [-c 512] [--chunks N] [options]"
+#define PERPLEXITY_SYNOPSIS "[-m MODEL] -f FILE [-c 512] [--chunks N] [options]"
 #define DEFAULT_CTX 512
 #define DEFAULT_BATCH 128
 
@@ -58,8 +59,7 @@ static int score_chunk(bn_session *s, const int32_t *chunk, int n_ctx, int batch
 }
 
 static int check_flags(const bn_run_flags *f) {
-    const char *why = !f->model                          ? "perplexity needs -m MODEL"
-                    : f->prompt && f->prompt_file        ? "-p and -f both give the text: use one of them"
+    const char *why = f->prompt && f->prompt_file        ? "-p and -f both give the text: use one of them"
                     : !f->prompt && !f->prompt_file      ? "perplexity needs a text: -f FILE (or -p TEXT)"
                                                          : NULL;
     if (!why) return 0;
@@ -73,6 +73,7 @@ int bn_cmd_perplexity(int argc, char **argv) {
     int rc = bn_parse_run_flags("perplexity", PERPLEXITY_FLAGS, PERPLEXITY_SYNOPSIS, argc, argv, &f, &help);
     if (help || rc) return rc;
     if ((rc = check_flags(&f))) return rc;
+    if (!f.model && !(f.model = bn_default_model("perplexity"))) return 2;
     if (f.session.n_ctx <= 0) f.session.n_ctx = DEFAULT_CTX;
     const int batch = f.batch > 0 ? f.batch : DEFAULT_BATCH;
     char *file_text = NULL;

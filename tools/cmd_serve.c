@@ -16,12 +16,14 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "default_model.h"
+#include "run.h"
 #include "serve_api.h"
 #include "serve_http.h"
 #include "serve_sched.h"
 
 #define SERVE_FLAGS (BN_FLAGS_BACKEND | BN_FLAGS_SERVE)
-#define SERVE_SYNOPSIS "-m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX] [--api-key KEY]"
+#define SERVE_SYNOPSIS "[-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX] [--api-key KEY]"
 #define GRACE_MS 5000
 
 static const char *basename_of(const char *path) {
@@ -51,6 +53,9 @@ static int serve(const bn_run_flags *f, bn_engine *e, bn_batch *b, const sigset_
         fprintf(stderr, "serve: listening on http://%s%s%s:%d/v1 (%s, %d slots of %d tokens%s)\n",
                 v6 ? "[" : "", f->host, v6 ? "]" : "", port, api.model_id, bn_batch_n_slots(b),
                 bn_batch_n_ctx(b), f->api_key ? ", API key required" : "");
+        if (!bn_run_can_chat(e, &err))
+            fprintf(stderr, "note: %s; /v1/chat/completions answers 400, /v1/completions continues a text\n",
+                    err.msg);
         int sig = 0;
         sigwait(stop_signals, &sig);
         fprintf(stderr, "serve: %s: no new connections; running requests get %d s to finish\n",
@@ -69,10 +74,7 @@ int bn_cmd_serve(int argc, char **argv) {
     bool help;
     int rc = bn_parse_run_flags("serve", SERVE_FLAGS, SERVE_SYNOPSIS, argc, argv, &f, &help);
     if (help || rc) return rc;
-    if (!f.model) {
-        fprintf(stderr, "error: serve needs -m MODEL (see bitnet-gpu serve --help)\n");
-        return 2;
-    }
+    if (!f.model && !(f.model = bn_default_model("serve"))) return 2;
 
     // Every thread started from here on inherits the blocked stop signals, so
     // only sigwait() in serve() sees them.

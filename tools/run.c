@@ -68,6 +68,14 @@ void bn_run_close(bn_run *r) {
 
 bool bn_run_left_open(void) { return g_left_open; }
 
+bool bn_run_can_chat(const bn_engine *e, bn_error *err) {
+    int32_t *ids;
+    size_t n;
+    if (bn_engine_chat_tokens(e, NULL, "", true, false, &ids, &n, err)) return false;
+    free(ids);
+    return true;
+}
+
 int bn_run_prompt(const bn_run *r, const bn_run_flags *f, const char *text, bool first_turn,
                   bool close_previous, int32_t **ids, size_t *n) {
     bn_error err;

@@ -37,6 +37,10 @@ bool bn_run_left_open(void);
 int bn_run_prompt(const bn_run *r, const bn_run_flags *f, const char *text, bool first_turn,
                   bool close_previous, int32_t **ids, size_t *n);
 
+// Whether the model has a chat format (an instruct model's, not a text model's):
+// true, or false with the reason in err.
+bool bn_run_can_chat(const bn_engine *e, bn_error *err);
+
 // Decode steps of a generation: the first generated token comes from the prefill,
 // each later one costs a step. Rates are 0 when nothing was timed.
 int bn_decode_steps(const bn_timings *t);
