@@ -45,17 +45,31 @@ typedef struct bn_error {
 } bn_error;
 
 // ---- sampling ------------------------------------------------------------------
-// The order follows llama.cpp: repetition penalty, then greedy argmax when
+// The order follows llama.cpp: logit biases, then the penalties (each distinct
+// token of the last repeat_last_n: its logit divided by repeat_penalty when
+// positive, else multiplied; then count * frequency_penalty + presence_penalty
+// taken off, count being its occurrences there), then greedy argmax when
 // temperature is 0, else top-k, temperature, softmax, top-p, min-p, and a draw
 // from a seeded RNG of our own, so a seed gives the same tokens on any machine.
+typedef struct bn_logit_bias {
+    int32_t token;
+    float bias; // added to the token's logit; -INFINITY bans it
+} bn_logit_bias;
+
 typedef struct bn_sampling {
     float temperature;    // <= 0: greedy
     int top_k;            // <= 0: all tokens
     float top_p;          // >= 1: off
     float min_p;          // <= 0: off
     float repeat_penalty; // 1: off
-    int repeat_last_n;    // how many recent tokens the penalty looks at
+    int repeat_last_n;    // how many recent tokens the penalties look at
     uint64_t seed;
+    float frequency_penalty; // 0: off (OpenAI's and llama.cpp's frequency penalty)
+    float presence_penalty;  // 0: off
+    // n_logit_bias entries (tokens may repeat: their biases add up). Read when
+    // a generation or a batch request starts (copied then), not kept.
+    const bn_logit_bias *logit_bias;
+    size_t n_logit_bias;
 } bn_sampling;
 
 // llama.cpp's defaults: temp 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalty.

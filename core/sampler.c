@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "argmax.h"
 #include "top.h"
@@ -9,10 +10,12 @@
 typedef bn_top bn_candidate; // logit: after penalty and temperature; then the probability
 
 struct bn_sampler {
-    bn_sampling p;
+    bn_sampling p;      // p.logit_bias is the caller's: bias is the copy
     int32_t n_vocab;
     uint64_t rng;
     bn_candidate *cand; // n_vocab, allocated once
+    bn_logit_bias *bias;
+    size_t n_bias;
 };
 
 bn_sampling bn_sampling_default(void) {
@@ -35,6 +38,18 @@ int bn_sampling_validate(const bn_sampling *p, bn_error *err) {
         return bn_errorf(err, "repeat penalty must be > 0 (got %g)", p->repeat_penalty);
     if (p->top_k < 0) return bn_errorf(err, "top-k must be >= 0 (got %d)", p->top_k);
     if (p->repeat_last_n < 0) return bn_errorf(err, "repeat-last-n must be >= 0");
+    if (!isfinite(p->frequency_penalty))
+        return bn_errorf(err, "frequency penalty must be a finite number (got %g)", p->frequency_penalty);
+    if (!isfinite(p->presence_penalty))
+        return bn_errorf(err, "presence penalty must be a finite number (got %g)", p->presence_penalty);
+    if (p->n_logit_bias && !p->logit_bias)
+        return bn_errorf(err, "logit bias: %zu entries but no array", p->n_logit_bias);
+    for (size_t i = 0; i < p->n_logit_bias; i++) {
+        const bn_logit_bias *b = &p->logit_bias[i];
+        if (b->token < 0) return bn_errorf(err, "logit bias: token %d is not a token id", (int)b->token);
+        if (isnan(b->bias) || b->bias == INFINITY)
+            return bn_errorf(err, "logit bias of token %d must be a number or -inf (got %g)", (int)b->token, b->bias);
+    }
     return 0;
 }
 
@@ -42,12 +57,21 @@ int bn_sampler_create(const bn_sampling *p, int32_t n_vocab, bn_sampler **out, b
     *out = NULL;
     if (bn_sampling_validate(p, err)) return -1;
     if (n_vocab <= 0) return bn_errorf(err, "sampler: empty vocabulary");
+    for (size_t i = 0; i < p->n_logit_bias; i++)
+        if (p->logit_bias[i].token >= n_vocab)
+            return bn_errorf(err, "logit bias: token %d is outside the vocabulary (0..%d)",
+                             (int)p->logit_bias[i].token, (int)n_vocab - 1);
     bn_sampler *s = calloc(1, sizeof *s);
-    if (!s || !(s->cand = malloc((size_t)n_vocab * sizeof *s->cand))) {
+    if (!s || !(s->cand = malloc((size_t)n_vocab * sizeof *s->cand)) ||
+        (p->n_logit_bias && !(s->bias = malloc(p->n_logit_bias * sizeof *s->bias)))) {
+        if (s) free(s->cand);
         free(s);
         return bn_errorf(err, "out of memory for the sampler");
     }
     s->p = *p;
+    s->p.logit_bias = NULL;
+    s->n_bias = p->n_logit_bias;
+    if (s->n_bias) memcpy(s->bias, p->logit_bias, s->n_bias * sizeof *s->bias);
     s->n_vocab = n_vocab;
     s->rng = p->seed;
     *out = s;
@@ -57,11 +81,16 @@ int bn_sampler_create(const bn_sampling *p, int32_t n_vocab, bn_sampler **out, b
 void bn_sampler_free(bn_sampler *s) {
     if (!s) return;
     free(s->cand);
+    free(s->bias);
     free(s);
 }
 
+static bool has_penalties(const bn_sampling *p) {
+    return p->repeat_penalty != 1.0f || p->frequency_penalty != 0 || p->presence_penalty != 0;
+}
+
 bool bn_sampler_is_greedy(const bn_sampler *s) {
-    return s->p.temperature <= 0 && s->p.repeat_penalty == 1.0f;
+    return s->p.temperature <= 0 && !has_penalties(&s->p) && !s->n_bias;
 }
 
 // splitmix64: tiny, well mixed, and identical everywhere.
@@ -76,31 +105,61 @@ static float next_unit(uint64_t *state) { // [0, 1) with 24 bits
     return (float)(next_u64(state) >> 40) * (1.0f / 16777216.0f);
 }
 
-// The CTRL-paper penalty as llama.cpp applies it: divide positive logits,
-// multiply negative ones, once per distinct token in the window.
-// The penalty's window: the last repeat_last_n tokens of a history of n.
+// The penalties as llama.cpp's penalties sampler applies them: the CTRL
+// paper's (divide positive logits, multiply negative ones), then OpenAI's
+// frequency and presence penalties, once per distinct token in the window.
+// The window: the last repeat_last_n tokens of a history of n.
 static size_t penalty_start(const bn_sampler *s, size_t n) {
     return n > (size_t)s->p.repeat_last_n ? n - (size_t)s->p.repeat_last_n : 0;
 }
 
-// Whether window entry i is a token the penalty moves: in the vocabulary, and
-// its first time in the window (a repeated token is penalised once).
-static bool penalty_moves(const bn_sampler *s, const int32_t *hist, size_t start, size_t i) {
+// Whether window entry i is a token the penalties move: in the vocabulary, and
+// its first time in the window (a repeated token is penalised once). *count:
+// its occurrences in the window.
+static bool penalty_moves(const bn_sampler *s, const int32_t *hist, size_t start, size_t n, size_t i,
+                          int *count) {
     const int32_t id = hist[i];
     if (id < 0 || id >= s->n_vocab) return false;
     for (size_t j = start; j < i; j++)
         if (hist[j] == id) return false;
+    *count = 1;
+    for (size_t j = i + 1; j < n; j++) *count += hist[j] == id;
     return true;
 }
 
-static float penalized(const bn_sampler *s, float x) {
-    return x > 0 ? x / s->p.repeat_penalty : x * s->p.repeat_penalty;
+static float penalized(const bn_sampler *s, float x, int count) {
+    x = x > 0 ? x / s->p.repeat_penalty : x * s->p.repeat_penalty;
+    return x - ((float)count * s->p.frequency_penalty + s->p.presence_penalty);
 }
 
-static void apply_repeat_penalty(bn_sampler *s, float *logits, const int32_t *hist, size_t n) {
+// A row's logits: the whole row (by id), or its best entries top[0..BN_TOP_MAX).
+typedef struct logits_view {
+    float *row;
+    bn_top *top;
+} logits_view;
+
+// Token id's logit in v; NULL when it is not among the entries (it is then below
+// all of them, and the only changes bn_sampler_takes_top allows lower it).
+static float *logit_of(logits_view v, int32_t id) {
+    if (v.row) return &v.row[id];
+    for (int e = 0; e < BN_TOP_MAX; e++)
+        if (v.top[e].id == id) return &v.top[e].logit;
+    return NULL;
+}
+
+// The logit biases, then the penalties.
+static void adjust_logits(const bn_sampler *s, logits_view v, const int32_t *hist, size_t n) {
+    for (size_t i = 0; i < s->n_bias; i++) {
+        float *x = logit_of(v, s->bias[i].token);
+        if (x) *x += s->bias[i].bias;
+    }
+    if (!has_penalties(&s->p) || !hist) return;
     const size_t start = penalty_start(s, n);
-    for (size_t i = start; i < n; i++)
-        if (penalty_moves(s, hist, start, i)) logits[hist[i]] = penalized(s, logits[hist[i]]);
+    for (size_t i = start; i < n; i++) {
+        int count;
+        float *x = penalty_moves(s, hist, start, n, i, &count) ? logit_of(v, hist[i]) : NULL;
+        if (x) *x = penalized(s, *x, count);
+    }
 }
 
 // The draw from the first `keep` candidates (probabilities, best first).
@@ -202,7 +261,7 @@ static int32_t sample_sorted(bn_sampler *s, bn_candidate *c, int32_t n) {
 }
 
 int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, size_t n_history) {
-    if (s->p.repeat_penalty != 1.0f && history) apply_repeat_penalty(s, logits, history, n_history);
+    adjust_logits(s, (logits_view){logits, NULL}, history, n_history);
     if (s->p.temperature <= 0) return bn_argmax(logits, s->n_vocab);
     if (s->p.top_k <= 0 || s->p.top_k >= s->n_vocab) return sample_all(s, logits);
     bn_top_select(logits, s->n_vocab, s->p.top_k, s->cand);
@@ -210,27 +269,24 @@ int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, 
 }
 
 // The k tokens a draw picks from (the top-k, or the argmax) are among a row's
-// BN_TOP_MAX best when the penalty only lowers logits (> 1) and touches at most
-// BN_TOP_MAX - k of them (the window's distinct tokens): the rest of the best
-// then stay ahead of every token outside them, whose logits never rise.
+// BN_TOP_MAX best when the biases and penalties only lower logits (biases <= 0,
+// repeat penalty >= 1, frequency and presence penalties >= 0) and touch at most
+// BN_TOP_MAX - k of them (the biased tokens and the window's distinct ones):
+// the rest of the best then stay ahead of every token outside them, whose
+// logits never rise.
 bool bn_sampler_takes_top(const bn_sampler *s) {
     const int32_t k = s->p.temperature > 0 ? s->p.top_k : 1;
     if (k <= 0 || k >= s->n_vocab) return false;
-    if (s->p.repeat_penalty == 1.0f) return k <= BN_TOP_MAX;
-    return s->p.repeat_penalty > 1.0f && (int64_t)s->p.repeat_last_n + k <= BN_TOP_MAX;
+    if (s->p.repeat_penalty < 1.0f || s->p.frequency_penalty < 0 || s->p.presence_penalty < 0) return false;
+    int64_t lowered = has_penalties(&s->p) ? s->p.repeat_last_n : 0;
+    for (size_t i = 0; i < s->n_bias; i++, lowered++)
+        if (s->bias[i].bias > 0) return false;
+    return lowered + k <= BN_TOP_MAX;
 }
 
 int32_t bn_sampler_sample_top(bn_sampler *s, bn_top *top, const int32_t *history, size_t n_history) {
-    if (s->p.repeat_penalty != 1.0f && history) { // the penalty on the entries, then their order again
-        const size_t start = penalty_start(s, n_history);
-        for (size_t i = start; i < n_history; i++) {
-            if (!penalty_moves(s, history, start, i)) continue;
-            for (int e = 0; e < BN_TOP_MAX; e++)
-                if (top[e].id == history[i]) {
-                    top[e].logit = penalized(s, top[e].logit);
-                    break;
-                }
-        }
+    if (s->n_bias || (has_penalties(&s->p) && history)) { // on the entries, then their order again
+        adjust_logits(s, (logits_view){NULL, top}, history, n_history);
         qsort(top, BN_TOP_MAX, sizeof *top, bn_top_qsort_order);
     }
     if (s->p.temperature <= 0) return top[0].id; // bn_argmax's pick: the first of the largest

@@ -22,13 +22,14 @@ void bn_sampler_free(bn_sampler *s);
 bool bn_sampler_is_greedy(const bn_sampler *s);
 
 // Picks a token from logits[n_vocab] (modified in place). history holds the
-// tokens seen so far, for the repetition penalty.
+// tokens seen so far, for the penalties.
 int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, size_t n_history);
 
 // A sampler needs only the row's best BN_TOP_MAX tokens (top.h), as a
 // backend's forward_top gives them, when it picks among at most k of them (a
-// top-k below the vocabulary, or the argmax: k = 1) and has no repetition
-// penalty, or one above 1 whose window (repeat_last_n) and k fit in BN_TOP_MAX.
+// top-k below the vocabulary, or the argmax: k = 1) and its logit biases and
+// penalties can only lower logits, of at most BN_TOP_MAX - k tokens (the
+// biased ones and the penalties' window, repeat_last_n).
 bool bn_sampler_takes_top(const bn_sampler *s);
 // For such a sampler: the token bn_sampler_sample would pick from the whole row
 // (history as there), drawn from its best entries top[0..BN_TOP_MAX) in bn_top

@@ -306,13 +306,22 @@ static void test_top_entries_are_enough(void **state) {
     enum { V = 5000, DRAWS = 150, HIST = 90 };
     float *logits = malloc(sizeof(float) * V), *x = malloc(sizeof(float) * V);
     bn_top top[BN_TOP_MAX];
-    const struct { int top_k; float temperature, penalty; } cases[] = {
-        {1, 0.8f, 1}, {40, 0.8f, 1}, {BN_TOP_MAX, 1.2f, 1}, {40, 0.8f, 1.1f}, {64, 0.7f, 1.5f}, {40, 0, 1.3f}};
+    // Negative biases on some of the best tokens (one banned) and on tokens far below.
+    const bn_logit_bias bias[] = {{0, -3.5f}, {50, -INFINITY}, {100, -0.25f}, {4001, -1.f}, {100, -1.f}};
+    const struct { int top_k; float temperature, penalty, frequency, presence; int n_bias; } cases[] = {
+        {1, 0.8f, 1, 0, 0, 0},       {40, 0.8f, 1, 0, 0, 0},        {BN_TOP_MAX, 1.2f, 1, 0, 0, 0},
+        {40, 0.8f, 1.1f, 0, 0, 0},   {64, 0.7f, 1.5f, 0, 0, 0},     {40, 0, 1.3f, 0, 0, 0},
+        {40, 0.8f, 1, 0.5f, 0, 0},   {40, 0.8f, 1, 0, 1.25f, 0},    {40, 0, 1.2f, 0.3f, 0.7f, 0},
+        {1, 0.8f, 1, 0, 0, 5},       {40, 0.9f, 1, 0, 0, 5},        {40, 0.8f, 1.1f, 0.2f, 0.4f, 5}};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         bn_sampling p = bn_sampling_default();
         p.top_k = cases[ci].top_k;
         p.temperature = cases[ci].temperature;
         p.repeat_penalty = cases[ci].penalty;
+        p.frequency_penalty = cases[ci].frequency;
+        p.presence_penalty = cases[ci].presence;
+        p.logit_bias = bias;
+        p.n_logit_bias = (size_t)cases[ci].n_bias;
         p.seed = 21 + ci;
         bn_sampler *a = make(p, V), *b = make(p, V);
         assert_true(bn_sampler_takes_top(b));
@@ -337,18 +346,27 @@ static void test_top_entries_are_enough(void **state) {
         bn_sampler_free(a);
         bn_sampler_free(b);
     }
-    const struct { int top_k; float temperature, penalty; int last_n; } refused[] = {
-        {BN_TOP_MAX + 1, 0.8f, 1, 64}, // more than the entries
-        {0, 0.8f, 1, 64},              // every token
-        {40, 0.8f, 0.9f, 64},          // a penalty below 1 raises tokens outside the entries
-        {65, 0.8f, 1.1f, 64},          // window + top-k past BN_TOP_MAX
-        {40, 0.8f, 1.1f, 100}};
+    const bn_logit_bias raise[] = {{7, -1.f}, {9, 0.5f}};
+    const struct { int top_k; float temperature, penalty, frequency, presence; int last_n, n_bias; } refused[] = {
+        {BN_TOP_MAX + 1, 0.8f, 1, 0, 0, 64, 0}, // more than the entries
+        {0, 0.8f, 1, 0, 0, 64, 0},              // every token
+        {40, 0.8f, 0.9f, 0, 0, 64, 0},          // a penalty below 1 raises tokens outside the entries
+        {40, 0.8f, 1, -0.1f, 0, 64, 0},         // so does a negative frequency penalty
+        {40, 0.8f, 1, 0, -0.1f, 64, 0},         // or presence penalty
+        {40, 0.8f, 1, 0, 0, 64, 2},             // or a positive bias
+        {65, 0.8f, 1.1f, 0, 0, 64, 0},          // window + top-k past BN_TOP_MAX
+        {64, 0.8f, 1, 0, 0.1f, 64, 1},          // window + biases + top-k past it
+        {40, 0.8f, 1.1f, 0, 0, 100, 0}};
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         bn_sampling p = bn_sampling_default();
         p.top_k = refused[i].top_k;
         p.temperature = refused[i].temperature;
         p.repeat_penalty = refused[i].penalty;
+        p.frequency_penalty = refused[i].frequency;
+        p.presence_penalty = refused[i].presence;
         p.repeat_last_n = refused[i].last_n;
+        p.logit_bias = raise;
+        p.n_logit_bias = (size_t)refused[i].n_bias;
         bn_sampler *s = make(p, V);
         if (bn_sampler_takes_top(s)) fail_msg("case %zu takes the entries", i);
         bn_sampler_free(s);
@@ -377,6 +395,94 @@ static void test_repeat_penalty(void **state) {
     bn_sampler_free(s);
 }
 
+// The penalties and biases against their definition (llama.cpp's logit-bias and
+// penalties samplers), written out here: each bias added to its token (repeats
+// add up); then each token seen c > 0 times in the window divided by the
+// repeat penalty when positive, else multiplied, and c * frequency + presence
+// taken off. Greedy, so the row comes back adjusted in place.
+static void test_penalties_definition(void **state) {
+    (void)state;
+    enum { V = 300, HIST = 120, ROUNDS = 40 };
+    float x[V], want[V];
+    int32_t hist[HIST];
+    uint64_t lr = 99;
+    const bn_logit_bias bias[] = {{3, 2.5f}, {17, -100.f}, {3, -0.5f}, {299, 1.f}, {0, -INFINITY}};
+    for (int round = 0; round < ROUNDS; round++) {
+        bn_sampling p = bn_sampling_greedy();
+        p.repeat_penalty = round % 3 == 0 ? 1.f : round % 3 == 1 ? 1.3f : 0.8f;
+        p.frequency_penalty = (float)(round % 5) * 0.4f - 0.8f;
+        p.presence_penalty = (float)(round % 7) * 0.3f - 0.9f;
+        p.repeat_last_n = round % 4 == 0 ? 0 : 16 + round;
+        p.logit_bias = bias;
+        p.n_logit_bias = round % 2 ? 5 : 0;
+        for (int i = 0; i < V; i++) x[i] = (float)(bn_test_rand(&lr) % 2001) / 100.f - 10.f;
+        for (int i = 0; i < HIST; i++) { // few distinct tokens, so counts above 1; some outside the vocabulary
+            const uint64_t r = bn_test_rand(&lr);
+            hist[i] = r % 13 == 0 ? -4 : r % 17 == 0 ? V + 1 : (int32_t)(r % 40);
+        }
+        memcpy(want, x, sizeof x);
+        for (size_t b = 0; b < p.n_logit_bias; b++) want[bias[b].token] += bias[b].bias;
+        const int first = HIST > p.repeat_last_n ? HIST - p.repeat_last_n : 0;
+        int count[V] = {0};
+        for (int i = first; i < HIST; i++)
+            if (hist[i] >= 0 && hist[i] < V) count[hist[i]]++;
+        for (int t = 0; t < V; t++) {
+            if (!count[t]) continue;
+            want[t] = want[t] <= 0 ? want[t] * p.repeat_penalty : want[t] / p.repeat_penalty;
+            want[t] -= (float)count[t] * p.frequency_penalty + p.presence_penalty;
+        }
+        bn_sampler *s = make(p, V);
+        assert_int_equal(bn_sampler_is_greedy(s), p.repeat_penalty == 1.f && p.frequency_penalty == 0 &&
+                                                       p.presence_penalty == 0 && p.n_logit_bias == 0);
+        const int32_t got = bn_sampler_sample(s, x, hist, HIST);
+        for (int t = 0; t < V; t++)
+            if (memcmp(&x[t], &want[t], sizeof(float)))
+                fail_msg("round %d, token %d (count %d): %g, want %g", round, t, count[t], x[t], want[t]);
+        assert_int_equal(got, bn_argmax(want, V));
+        bn_sampler_free(s);
+    }
+}
+
+// A bias of +100 makes its token the greedy pick, -inf bans it; bad biases are
+// refused, a token outside the vocabulary when the sampler is made.
+static void test_logit_bias(void **state) {
+    (void)state;
+    bn_sampling p = bn_sampling_greedy();
+    bn_logit_bias force = {4, 100.f}, ban = {1, -INFINITY};
+    p.logit_bias = &force;
+    p.n_logit_bias = 1;
+    bn_sampler *s = make(p, 6);
+    float x[] = {0.1f, 9.0f, -3.0f, 1.9f, -20.0f, 0.0f};
+    assert_int_equal(bn_sampler_sample(s, x, NULL, 0), 4);
+    bn_sampler_free(s);
+    p.logit_bias = &ban;
+    s = make(p, 6);
+    float y[] = {0.1f, 9.0f, -3.0f, 1.9f, -20.0f, 0.0f};
+    assert_int_equal(bn_sampler_sample(s, y, NULL, 0), 3);
+    bn_sampler_free(s);
+    bn_error err;
+    bn_sampler *none = NULL;
+    const bn_logit_bias bad[] = {{2, NAN}, {2, INFINITY}, {-1, 1.f}};
+    for (int i = 0; i < 3; i++) {
+        p.logit_bias = &bad[i];
+        assert_int_equal(bn_sampling_validate(&p, &err), -1);
+        assert_non_null(strstr(err.msg, "logit bias"));
+    }
+    const bn_logit_bias outside = {6, 1.f};
+    p.logit_bias = &outside;
+    assert_int_equal(bn_sampler_create(&p, 6, &none, &err), -1);
+    assert_non_null(strstr(err.msg, "outside the vocabulary"));
+    assert_null(none);
+    p.logit_bias = NULL; // entries without an array
+    assert_int_equal(bn_sampling_validate(&p, &err), -1);
+    p = bn_sampling_default();
+    p.frequency_penalty = NAN;
+    assert_int_equal(bn_sampling_validate(&p, &err), -1);
+    p = bn_sampling_default();
+    p.presence_penalty = INFINITY;
+    assert_int_equal(bn_sampling_validate(&p, &err), -1);
+}
+
 static void test_invalid_params(void **state) {
     (void)state;
     bn_error err;
@@ -401,6 +507,8 @@ int main(void) {
         cmocka_unit_test(test_all_tokens_head_only),  cmocka_unit_test(test_all_tokens_is_the_definition),
         cmocka_unit_test(test_top_entries_are_enough),
         cmocka_unit_test(test_repeat_penalty),
+        cmocka_unit_test(test_penalties_definition),
+        cmocka_unit_test(test_logit_bias),
         cmocka_unit_test(test_invalid_params),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
