@@ -209,6 +209,36 @@ class ServeTest(unittest.TestCase):
                                        extra_body={"top_k": 50, "min_p": 0.02})
             self.assertEqual(text, want)
 
+    def test_penalties_and_logit_bias(self):
+        """frequency_penalty, presence_penalty and repeat_last_n do what generate's flags do
+        (negative ones, which draw the reply back to the window's tokens, change tiny-a's
+        reply; positive ones, taken from a row's best entries, too when strong enough);
+        a logit_bias of 100 makes its token the greedy pick every time, -100 keeps the
+        greedy pick's first token out."""
+        for frequency, presence, last_n in (("-1.5", "-2", "32"), ("2", "2", "64")):
+            want, _, _ = generate(PROMPTS[2], 12, "--greedy", "--frequency-penalty", frequency, "--presence-penalty",
+                                  presence, "--repeat-last-n", last_n)
+            if frequency.startswith("-"):  # the penalties change this reply
+                self.assertNotEqual(want, self.ref[(PROMPTS[2], False)][0])
+            for stream in (False, True):
+                text, _, _ = self.complete(PROMPTS[2], stream, frequency_penalty=float(frequency),
+                                           presence_penalty=float(presence), extra_body={"repeat_last_n": int(last_n)})
+                self.assertEqual(text, want, (frequency, presence, stream))
+        status, _, raw = self.srv.request("POST", "/detokenize", {"tokens": [1820]})
+        forced = json.loads(raw)["content"]
+        for stream in (False, True):
+            text, _, _ = self.complete(PROMPTS[0], stream, max_tokens=3, logit_bias={"1820": 100})
+            self.assertEqual(text, forced * 3)
+        r = subprocess.run([CLI, "generate", "-m", MODEL, "-p", PROMPTS[0], "-n", "1", "--greedy", "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+        first = json.loads(r.stdout)["generated_ids"][0]
+        status, _, raw = self.srv.request("POST", "/detokenize", {"tokens": [first]})
+        banned = json.loads(raw)["content"]
+        self.assertTrue(self.ref[(PROMPTS[0], False)][0].startswith(banned))
+        r = self.client.completions.create(model="tiny-a", prompt=PROMPTS[0], max_tokens=1, temperature=0,
+                                           logprobs=0, logit_bias={str(first): -100})
+        self.assertNotEqual(r.choices[0].logprobs.tokens[0], banned)
+
     def test_prompt_cache(self):
         """A prompt a free slot has cached is fed from its last token on, and answers as
         generate does (bit for bit on the CPU); a longer prompt that begins with one
@@ -537,8 +567,15 @@ class ServeTest(unittest.TestCase):
             ("/v1/completions", {"prompt": "x", "logprobs": True}),
             ("/v1/completions", {"prompt": "x", "echo": True}),
             ("/v1/completions", {"prompt": "x", "best_of": 3}),
-            ("/v1/completions", {"prompt": "x", "logit_bias": {"5": 10}}),
-            ("/v1/completions", {"prompt": "x", "presence_penalty": 0.5}),
+            ("/v1/completions", {"prompt": "x", "logit_bias": {"5": 101}}),
+            ("/v1/completions", {"prompt": "x", "logit_bias": {"x5": 1}}),
+            ("/v1/completions", {"prompt": "x", "logit_bias": {"-5": 1}}),
+            ("/v1/completions", {"prompt": "x", "logit_bias": {"999999999": 1}}),
+            ("/v1/completions", {"prompt": "x", "logit_bias": {"5": "1"}}),
+            ("/v1/completions", {"prompt": "x", "logit_bias": [[5, 1]]}),
+            ("/v1/completions", {"prompt": "x", "presence_penalty": 2.5}),
+            ("/v1/completions", {"prompt": "x", "frequency_penalty": "high"}),
+            ("/v1/completions", {"prompt": "x", "repeat_last_n": -1}),
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}),
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "logprobs": 1}),
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
@@ -551,7 +588,6 @@ class ServeTest(unittest.TestCase):
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "response_format": {
                 "type": "json_schema", "json_schema": {"name": "n", "schema": {"enum": ["a\x00b"]}}}}),
             ("/v1/completions", {"prompt": "x", "tools": {"type": "text"}}),
-            ("/v1/completions", {"prompt": "x", "logit_bias": {"5": 0, "6": 1}}),
             ("/v1/completions", {"prompt": "x", "stop": 7}),
             ("/v1/completions", {"prompt": "x", "stop": ["a", 1]}),
             ("/v1/completions", {"prompt": "x", "n": 2}),
@@ -746,8 +782,10 @@ class ServeLifecycleTest(unittest.TestCase):
     def test_bad_flags(self):
         r = subprocess.run([CLI, "serve", "-m", MODEL, "--port", "70000"], stderr=subprocess.PIPE, text=True)
         self.assertEqual(r.returncode, 2)
-        r = subprocess.run([CLI, "serve", "--port", "1"], stderr=subprocess.PIPE, text=True)
+        r = subprocess.run([CLI, "serve", "--port", "1"], stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "BITNET_MODEL": "/nonexistent/model.gguf"})  # no -m: this one
         self.assertEqual(r.returncode, 2)
+        self.assertIn("BITNET_MODEL=/nonexistent/model.gguf", r.stderr)
         busy = socket.socket()
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -19,6 +19,7 @@
 #include "serve_reply.h"
 
 #define MAX_STOP 16 // stop strings per request (OpenAI allows 4)
+#define MAX_LOGIT_BIAS 1024 // logit_bias entries per request
 
 // A request's error: the reply's status and OpenAI error body.
 static void reply_error(bn_api_reply *r, int status, const char *code, const char *fmt, ...)
@@ -139,11 +140,14 @@ static bool get_params(fields *f, bn_job_params *p, bool *stream, int default_ma
     bn_sampling *sp = &p->sampling;
     *sp = bn_sampling_default();
     sp->seed = fresh_seed();
-    double seed = -1, n = 1, max_tokens = default_max, top_k = sp->top_k;
+    double seed = -1, n = 1, max_tokens = default_max, top_k = sp->top_k, last_n = sp->repeat_last_n;
     get_number(f, "temperature", 0, 100, &sp->temperature);
     get_number(f, "top_p", 0, 1, &sp->top_p);
     get_number(f, "min_p", 0, 1, &sp->min_p);
     get_number(f, "repeat_penalty", 0.01, 100, &sp->repeat_penalty);
+    get_number(f, "frequency_penalty", -2, 2, &sp->frequency_penalty); // OpenAI's range
+    get_number(f, "presence_penalty", -2, 2, &sp->presence_penalty);
+    get_int(f, "repeat_last_n", 0, INT_MAX, &last_n); // the penalties' window (llama.cpp's, default 64)
     get_int(f, "top_k", 0, INT_MAX, &top_k);
     get_int(f, "seed", -1, 9007199254740992.0, &seed); // JSON numbers are exact up to 2^53
     get_int(f, "n", 1, 1, &n);
@@ -157,6 +161,7 @@ static bool get_params(fields *f, bn_job_params *p, bool *stream, int default_ma
     if (sp->top_p <= 0) return fail(f, "'%s' must be in (0, 1]", "top_p");
     if (sp->min_p >= 1) return fail(f, "'%s' must be in [0, 1)", "min_p");
     sp->top_k = (int)top_k;
+    sp->repeat_last_n = (int)last_n;
     if (seed >= 0) sp->seed = (uint64_t)seed;
     p->max_tokens = (int)max_tokens;
     p->no_prefix_cache = !cache_prompt;
@@ -176,13 +181,40 @@ static bool get_logprobs(fields *f, bool chat, bn_job_params *p) {
     return true;
 }
 
+// logit_bias: OpenAI's {"TOKEN_ID": bias, ...}, each bias in [-100, 100] added to
+// that token's logit before the penalties and the draw (-100 all but bans it,
+// 100 all but forces it), into p (bn_sampling.logit_bias).
+static bool get_logit_bias(const bn_api *a, fields *f, bn_job_params *p) {
+    const cJSON *v = field(f, "logit_bias"), *e;
+    if (!v) return true;
+    const int n = cJSON_GetArraySize(v), n_vocab = bn_engine_info(a->engine).n_vocab;
+    if (!cJSON_IsObject(v) || n > MAX_LOGIT_BIAS) {
+        char fmt[96];
+        snprintf(fmt, sizeof fmt, "'%%s' must be an object of at most %d token ids to numbers", MAX_LOGIT_BIAS);
+        return fail(f, fmt, "logit_bias");
+    }
+    if (n && !(p->logit_bias = malloc((size_t)n * sizeof *p->logit_bias)))
+        return fail(f, "out of memory (%s)", "logit_bias");
+    cJSON_ArrayForEach(e, v) {
+        const char *key = e->string;
+        bool digits = *key && strlen(key) <= 9;
+        for (const char *c = key; *c; c++) digits = digits && *c >= '0' && *c <= '9';
+        if (!digits || atoi(key) >= n_vocab) {
+            char fmt[96];
+            snprintf(fmt, sizeof fmt, "'%%s' keys must be token ids in 0..%d", n_vocab - 1);
+            return fail(f, fmt, "logit_bias");
+        }
+        if (!cJSON_IsNumber(e) || !(e->valuedouble >= -100 && e->valuedouble <= 100))
+            return fail(f, "'%s' values must be numbers in [-100, 100]", "logit_bias");
+        p->logit_bias[p->n_logit_bias++] = (bn_logit_bias){atoi(key), (float)e->valuedouble};
+    }
+    p->sampling.logit_bias = p->logit_bias;
+    p->sampling.n_logit_bias = p->n_logit_bias;
+    return true;
+}
+
 // Whether v says what leaving the parameter out says (null is left out).
 static bool is_number(const cJSON *v, double x) { return cJSON_IsNumber(v) && v->valuedouble == x; }
-static bool all_zero(const cJSON *bias) { // logit_bias {"id": 0, ...}
-    const cJSON *e;
-    cJSON_ArrayForEach(e, bias) if (!cJSON_IsNull(e) && !is_number(e, 0)) return false;
-    return cJSON_IsObject(bias);
-}
 
 // p's json_schema: schema as JSON (absent: any JSON value), compiled once here
 // so that one json_schema.h cannot follow is a 400 that says why.
@@ -222,9 +254,6 @@ static bool refuse_unsupported(fields *f) {
     const char *bad = (v = field(f, "best_of")) && !is_number(v, 1)                          ? "best_of"
                     : (v = field(f, "echo")) && !cJSON_IsFalse(v)                            ? "echo"
                     : (v = field(f, "suffix")) && !(cJSON_IsString(v) && !*v->valuestring)   ? "suffix"
-                    : (v = field(f, "logit_bias")) && !all_zero(v)                            ? "logit_bias"
-                    : (v = field(f, "presence_penalty")) && !is_number(v, 0)                 ? "presence_penalty"
-                    : (v = field(f, "frequency_penalty")) && !is_number(v, 0)                ? "frequency_penalty"
                     : (v = field(f, "functions")) && !(cJSON_IsArray(v) && !v->child)        ? "functions"
                                                                                               : NULL;
     return !bad || fail(f, "'%s' is not supported by this server", bad);
@@ -339,8 +368,8 @@ static void generate(const bn_api *a, const char *body, size_t len, bool chat, b
     // OpenAI's defaults: a completion stops after 16 tokens, a chat reply at its end.
     bn_tools tools = {0};
     const cJSON *t;
-    bool ok = get_params(&f, &p, &r->stream, chat ? 0 : 16) && get_logprobs(&f, chat, &p) &&
-              get_response_format(&f, &p) && refuse_unsupported(&f) &&
+    bool ok = get_params(&f, &p, &r->stream, chat ? 0 : 16) && get_logit_bias(a, &f, &p) &&
+              get_logprobs(&f, chat, &p) && get_response_format(&f, &p) && refuse_unsupported(&f) &&
               (chat ? get_tools(&f, &p, &tools) && chat_prompt(a, &f, &p, &tools)
                     : (!(t = field(&f, "tools")) || (cJSON_IsArray(t) && !t->child) ||
                        fail(&f, "'%s' is for chat completions", "tools")) && completion_prompt(a, &f, &p));

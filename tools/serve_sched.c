@@ -47,6 +47,7 @@ void bn_job_params_free(bn_job_params *p) {
     for (size_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
     free(p->stop);
     free(p->json_schema);
+    free(p->logit_bias);
     *p = (bn_job_params){0};
 }
 

@@ -32,9 +32,11 @@ typedef struct bn_job_params {
     int top_logprobs;     // and its likeliest alternatives'
     bool json_object;     // bn_request's: the text is one JSON object
     char *json_schema;    // bn_request's (malloc'd): its value is one this schema accepts
+    bn_logit_bias *logit_bias; // malloc'd; sampling.logit_bias points here
+    size_t n_logit_bias;
 } bn_job_params;
 
-// Frees the prompt, stop strings and schema and zeroes p.
+// Frees the prompt, stop strings, schema and logit biases and zeroes p.
 void bn_job_params_free(bn_job_params *p);
 
 // With logprobs, one per generated token (an end-of-generation token has none).
