@@ -19,6 +19,10 @@ class Error(ctypes.Structure):
     _fields_ = [("msg", c_char * 512)]
 
 
+class LogitBias(ctypes.Structure):
+    _fields_ = [("token", ctypes.c_int32), ("bias", c_float)]
+
+
 class Sampling(ctypes.Structure):
     _fields_ = [
         ("temperature", c_float),
@@ -28,6 +32,10 @@ class Sampling(ctypes.Structure):
         ("repeat_penalty", c_float),
         ("repeat_last_n", c_int),
         ("seed", c_uint64),
+        ("frequency_penalty", c_float),
+        ("presence_penalty", c_float),
+        ("logit_bias", POINTER(LogitBias)),
+        ("n_logit_bias", c_size_t),
     ]
 
 

@@ -409,17 +409,31 @@ class Model:
 
     # ---- generation ----
     def sampling(self, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None,
-                 repeat_last_n=None, seed=None, greedy=False) -> N.Sampling:
+                 repeat_last_n=None, seed=None, greedy=False, frequency_penalty=None, presence_penalty=None,
+                 logit_bias=None) -> N.Sampling:
         """The C sampling parameters: the library's defaults (bn_sampling_default)
-        with the given ones replaced, checked by the library."""
+        with the given ones replaced, checked by the library. logit_bias maps
+        token ids to the biases added to their logits (float("-inf") bans one)."""
         sp = lib.bn_sampling_default()
         given = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                     repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed)
+                     repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed,
+                     frequency_penalty=frequency_penalty, presence_penalty=presence_penalty)
         for name, value in given.items():
             if value is not None:
                 setattr(sp, name, value)
         if greedy:
             sp.temperature = 0.0
+        if logit_bias:
+            if not isinstance(logit_bias, dict):
+                raise BitnetError(f"logit_bias must be a dict of token ids to biases (got {logit_bias!r})")
+            for token, bias in logit_bias.items():
+                if not isinstance(token, int) or isinstance(token, bool) or not 0 <= token < self.info.n_vocab:
+                    raise BitnetError(f"logit_bias: {token!r} is not a token id in 0..{self.info.n_vocab - 1}")
+                if isinstance(bias, bool) or not isinstance(bias, (int, float)):
+                    raise BitnetError(f"logit_bias of token {token} must be a number (got {bias!r})")
+            # The array stays alive with sp (ctypes keeps what a pointer field was given).
+            sp.logit_bias = (N.LogitBias * len(logit_bias))(*(N.LogitBias(t, b) for t, b in logit_bias.items()))
+            sp.n_logit_bias = len(logit_bias)
         err = N.Error()
         _check(lib.bn_sampling_validate(ctypes.byref(sp), ctypes.byref(err)), err)
         return sp

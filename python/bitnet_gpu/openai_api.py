@@ -10,8 +10,10 @@ json_schema hold the reply, and tools are called, as the C server does it (the
 library's bn_tools_chat_request: the same messages, schemas and replies).
 Absent sampling parameters take the library's defaults (temperature 0.8, top-k
 40, top-p 0.95, min-p 0.05);
-top_k, min_p and repeat_penalty are accepted as extensions, as llama.cpp's
-server does.
+frequency_penalty, presence_penalty and logit_bias are OpenAI's, applied as
+llama.cpp applies them (the penalties over the last repeat_last_n tokens);
+top_k, min_p, repeat_penalty and repeat_last_n are accepted as extensions, as
+llama.cpp's server does.
 """
 import json
 import time
@@ -26,12 +28,10 @@ _UNSUPPORTED = {
     "best_of": (1,),
     "echo": (False,),
     "suffix": ("",),
-    "logit_bias": ({},),
-    "presence_penalty": (0,),
-    "frequency_penalty": (0,),
     "functions": ([],),
 }
-_NUMBERS = {"temperature": float, "top_p": float, "min_p": float, "repeat_penalty": float, "top_k": int, "seed": int}
+_NUMBERS = {"temperature": float, "top_p": float, "min_p": float, "repeat_penalty": float, "top_k": int, "seed": int,
+            "frequency_penalty": float, "presence_penalty": float, "repeat_last_n": int}
 _FINISH = {"eog": "stop", "stop": "stop", "length": "length", "context": "length", "cancelled": "stop"}
 _CHAT_FIELDS = ("stop", "tool_choice", "parallel_tool_calls", "tools", "messages")  # what the library's errors name
 
@@ -68,6 +68,20 @@ def _sampling(body):
         out[name] = kind(v)
     if out.get("seed", 0) < 0 or out.get("seed", 0) >= 2**64:
         raise _bad("'seed' must be in 0..2^64-1", "seed")
+    for name in ("frequency_penalty", "presence_penalty"):  # OpenAI's range
+        if not -2 <= out.get(name, 0) <= 2:
+            raise _bad(f"'{name}' must be a number in [-2, 2]", name)
+    bias = body.get("logit_bias")
+    if bias is not None:  # OpenAI's {"TOKEN_ID": bias in [-100, 100]}
+        if not isinstance(bias, dict):
+            raise _bad("'logit_bias' must be an object of token ids to numbers", "logit_bias")
+        out["logit_bias"] = {}
+        for key, v in bias.items():
+            if not (isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 9):
+                raise _bad("'logit_bias' keys must be token ids", "logit_bias")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not -100 <= v <= 100:
+                raise _bad("'logit_bias' values must be numbers in [-100, 100]", "logit_bias")
+            out["logit_bias"][int(key)] = float(v)
     return out
 
 

@@ -74,6 +74,24 @@ def test_sampling_equals_cli(engine, cli):
     assert engine.generate("Hi", max_tokens=12).ids == cli("-p", "Hi", "-n", 12)["generated_ids"]
 
 
+def test_penalties_and_logit_bias(engine, cli):
+    """frequency_penalty and presence_penalty are the CLI's flags; a logit_bias dict
+    reaches the sampler (+100 forces its token, -inf bans one), and bad ones are refused."""
+    want = cli("-p", "Once upon a time", "-n", 12, "--greedy", "--frequency-penalty", -1.5, "--presence-penalty", -2)
+    got = engine.generate("Once upon a time", max_tokens=12, greedy=True, frequency_penalty=-1.5,
+                          presence_penalty=-2)
+    assert got.ids == want["generated_ids"]
+    assert got.ids != engine.generate("Once upon a time", max_tokens=12, greedy=True).ids
+    assert engine.generate("2+2=", max_tokens=3, greedy=True, logit_bias={1820: 100}).ids == [1820] * 3
+    first = engine.generate("2+2=", max_tokens=1, greedy=True).ids[0]
+    assert engine.generate("2+2=", max_tokens=1, greedy=True, logit_bias={first: float("-inf")}).ids[0] != first
+    for bad in ({-1: 1.0}, {engine.info.n_vocab: 1.0}, {5: "x"}, [(5, 1.0)]):
+        with pytest.raises(BitnetError, match="logit_bias"):
+            engine.generate("2+2=", max_tokens=1, logit_bias=bad)
+    with pytest.raises(BitnetError, match="logit bias of token 5"):
+        engine.generate("2+2=", max_tokens=1, logit_bias={5: float("nan")})
+
+
 def test_chat_equals_cli(engine, cli):
     want = cli("--chat", "--system", "You are terse.", "-p", "Why is the sky blue?", "-n", 12, "--greedy")
     messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Why is the sky blue?"}]

@@ -88,6 +88,17 @@ def test_stream_equals_response(api, chat):
     assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
 
 
+def test_penalties_and_logit_bias_as_the_c_server_answers(api, c_server):
+    """OpenAI's frequency_penalty, presence_penalty and logit_bias give the C server's reply."""
+    body = {"model": "tiny-a", "prompt": "Once upon a time", "max_tokens": 16, "temperature": 0,
+            "frequency_penalty": -1.5, "presence_penalty": -2, "logit_bias": {"1820": 8, "13": -100}}
+    ours = api.start(body, chat=False).response()["choices"][0]["text"]
+    status, theirs = c_server(body, chat=False)
+    assert status == 200 and ours == theirs["choices"][0]["text"]
+    assert ours != api.start({**body, "frequency_penalty": 0, "presence_penalty": 0, "logit_bias": None},
+                             chat=False).response()["choices"][0]["text"]
+
+
 def test_cache_prompt(api):
     """The same prompt twice: the second from the engine's cache but for its last token;
     cache_prompt false (null: the default) feeds all of it; the text is the same."""
@@ -147,6 +158,11 @@ def test_stop_and_finish_reasons(api):
     ({"model": "tiny-a", "messages": [{"role": "robot", "content": "x"}]}, True, 400, "messages",
      'chat: unknown role "robot"'),
     ([1, 2], False, 400, None, "must be a JSON object"),
+    ({"model": "tiny-a", "prompt": "x", "presence_penalty": 2.5}, False, 400, "presence_penalty", "[-2, 2]"),
+    ({"model": "tiny-a", "prompt": "x", "frequency_penalty": "x"}, False, 400, "frequency_penalty", "a number"),
+    ({"model": "tiny-a", "prompt": "x", "logit_bias": {"5": 101}}, False, 400, "logit_bias", "[-100, 100]"),
+    ({"model": "tiny-a", "prompt": "x", "logit_bias": {"x": 1}}, False, 400, "logit_bias", "token ids"),
+    ({"model": "tiny-a", "prompt": "x", "logit_bias": {"128256": 1}}, False, 400, None, "logit_bias: 128256"),
 ])
 def test_errors(api, body, chat, status, param, message):
     with pytest.raises(ApiError) as e:
