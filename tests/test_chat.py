@@ -3,8 +3,9 @@
 
 Line editing and history (libedit), /help, /reset, /exit, Ctrl-C stopping a
 reply without ending the program (and dropping a half-typed line at the prompt),
-multi-line messages (a trailing backslash, a \"\"\" block), the note when the
-context is full, and a clean newline after Ctrl-D; also chat fed from a pipe.
+multi-line messages (a trailing backslash, a \"\"\" block), a conversation that
+outgrows the context going on without its oldest exchanges, and a clean newline
+after Ctrl-D; also chat fed from a pipe.
 The model is a synthetic one made here (the chat's behaviour, not its text, is
 under test), with the Llama-3 vocabulary's size so that a reply is slow enough
 to interrupt. Run by CTest with BITNET_CLI set.
@@ -173,20 +174,37 @@ class ChatTest(unittest.TestCase):
         c.type(b"/exit\r")
         self.assertEqual(c.wait(), 0)
 
-    def test_context_full_offers_reset(self):
+    def test_context_full_drops_the_oldest(self):
         c = Chat(self.model, "-c", "40")
         c.type(b"hello there\r")
         c.expect(rb"the context \(40 tokens\) is full")
-        c.expect(rb"note: /reset starts a new conversation")
+        c.expect(rb"note: the next message goes on without the oldest exchanges")
         c.expect(PROMPT)
-        c.type(b"and now?\r")
-        c.expect(rb"does not fit: \d+ of the context's 40 tokens are left\. /reset starts a new conversation")
+        c.type(b"and now?\r")  # the first exchange goes; the reply comes
+        c.expect(rb"the conversation outgrew the context \(40 tokens\): it goes on without its oldest 1 exchange")
+        c.expect(rb"timings: .*generated [1-9]")
+        c.expect(PROMPT)
+        c.type(b"a message much too long for a context of forty tokens, even on its own\r")
+        c.expect(rb"note: this message \(\d+ tokens\) does not fit in the context \(40 tokens\) even alone")
         c.expect(PROMPT)
         c.type(b"/reset\r")
         c.expect(rb"\(conversation reset\)")
-        c.say(b"\x1b[A\x1b[A\r")  # recall "and now?" (past /reset) and send it
+        c.say(b"\x1b[A\x1b[A\x1b[A\r")  # recall "and now?" (past /reset and the long one) and send it
         c.type(b"/exit\r")
         self.assertEqual(c.wait(), 0)
+
+    def test_what_goes_on_is_the_shorter_conversation(self):
+        # Once the first exchange is dropped, the second reply is the one a conversation
+        # of the system prompt and that message alone gets: `generate --chat` gives it.
+        r = subprocess.run([CLI, "chat", "-m", self.model, "--greedy", "-t", "1", "-c", "48", "--system", "Be terse."],
+                           input="hello there\nand now?\n", capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("it goes on without its oldest 1 exchange", r.stderr)
+        replies = r.stdout.split("\n")
+        want = subprocess.run([CLI, "generate", "-m", self.model, "--greedy", "-t", "1", "-c", "48", "--chat",
+                               "--system", "Be terse.", "-p", "and now?"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(want.returncode, 0, want.stderr)
+        self.assertEqual(replies[1], want.stdout.removesuffix("\n"))  # generate ends its text with a newline
 
     def test_from_a_pipe(self):
         # No terminal: one message per line, no prompts, the commands still work.

@@ -15,6 +15,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "chat_history.h"
 #include "cli.h"
 #include "commands.h"
 #include "default_model.h"
@@ -39,17 +40,20 @@ typedef struct {
     bool editing;
     bool first;  // the next message starts the conversation (BOS, system prompt)
     bool closed; // the last reply ended with its end-of-turn token
+    bn_chat_history history; // what the session holds, as text
 } chat;
 
 typedef struct {
     int n_emitted;   // tokens shown this turn (the end-of-turn token is not)
     int write_errno; // stdout refused the reply
+    bn_buf reply;    // its text, for the history
 } turn;
 
 static int on_token(void *user, int32_t id, const char *text, size_t len) {
     turn *t = user;
     if (id >= 0) t->n_emitted++;
     if (bn_write_stdout(text, len)) return t->write_errno = errno ? errno : EIO, 1;
+    (void)bn_buf_append(&t->reply, text, len); // short of memory, the history has less of the reply
     return interrupted != 0; // Ctrl-C: this token is the reply's last
 }
 
@@ -66,7 +70,33 @@ static void print_help(void) {
 
 static void reset(chat *c) {
     bn_session_reset(c->run.session);
+    bn_chat_history_clear(&c->history);
     c->first = c->closed = true;
+}
+
+// A message that does not fit after the conversation so far: the conversation
+// again from its start without its oldest exchanges, as few dropped as leave the
+// reply a quarter of the context (or -n tokens, when fewer), into *ids. Returns
+// how many were dropped, or -1 when the message does not fit even alone.
+static long drop_oldest(chat *c, const char *msg, int32_t **ids, size_t *n) {
+    const int n_ctx = bn_session_n_ctx(c->run.session);
+    const int reserve = c->flags->n_predict > 0 && c->flags->n_predict < n_ctx / 4 ? c->flags->n_predict : n_ctx / 4;
+    const size_t exchanges = bn_chat_history_exchanges(&c->history);
+    for (size_t drop = 1; drop <= exchanges || drop == 1; drop++) {
+        bn_error err;
+        int32_t *built;
+        size_t n_built;
+        if (bn_chat_history_prompt(&c->history, c->run.engine, c->flags->system, drop, msg, &built, &n_built, &err))
+            return -1;
+        const bool last = drop >= exchanges;
+        if ((int)n_built + reserve <= n_ctx || (last && (int)n_built < n_ctx)) {
+            *ids = built;
+            *n = n_built;
+            return (long)(drop < exchanges ? drop : exchanges);
+        }
+        free(built);
+    }
+    return -1;
 }
 
 // A model without a chat format (a plain text model, such as the one that ships
@@ -88,12 +118,21 @@ static int exchange(chat *c, const char *msg) {
     if (bn_run_prompt(&c->run, c->flags, msg, c->first, !c->closed, &ids, &n)) return 0;
     const int room = bn_session_room(c->run.session);
     if ((int)n > room) {
-        fprintf(stderr, "note: this message (%zu tokens) does not fit: %d of the context's %d "
-                        "tokens are left. /reset starts a new conversation%s\n",
-                n, room, bn_session_n_ctx(c->run.session),
-                c->editing ? "; then the up arrow brings the message back" : "");
+        int32_t *whole;
+        size_t n_whole;
+        const long dropped = drop_oldest(c, msg, &whole, &n_whole);
+        if (dropped < 0) {
+            fprintf(stderr, "note: this message (%zu tokens) does not fit in the context (%d tokens) even "
+                            "alone; -c sets a larger one\n", n, bn_session_n_ctx(c->run.session));
+            free(ids);
+            return 0;
+        }
+        fprintf(stderr, "note: the conversation outgrew the context (%d tokens): it goes on without its "
+                        "oldest %ld exchange%s\n", bn_session_n_ctx(c->run.session), dropped, dropped == 1 ? "" : "s");
         free(ids);
-        return 0;
+        ids = whole, n = n_whole;
+        bn_chat_history_drop(&c->history, (size_t)dropped);
+        bn_session_reset(c->run.session);
     }
     turn t = {0};
     bn_timings tm;
@@ -104,20 +143,26 @@ static int exchange(chat *c, const char *msg) {
                                  &t, &tm, &err);
     free(ids);
     if (t.write_errno) {
+        free(t.reply.data);
         fprintf(stderr, "\nerror: writing the reply failed: %s\n", strerror(t.write_errno));
         return -1;
     }
     if (t.n_emitted) putchar('\n');
     fflush(stdout);
     if (rc) {
+        free(t.reply.data);
         fprintf(stderr, "error: %s (/reset starts a new conversation)\n", err.msg);
         return 0;
     }
+    if (bn_chat_history_add(&c->history, msg, t.reply.data ? t.reply.data : "", t.reply.len))
+        fprintf(stderr, "note: out of memory for the chat's history: /reset before the context fills\n");
+    free(t.reply.data);
     c->closed = t.n_emitted < tm.n_gen; // the last sampled token was the end of the turn
     c->first = false;
     if (tm.stop == BN_STOP_CALLER) fprintf(stderr, "(stopped)\n");
     bn_print_timings(&c->run, &tm);
-    if (tm.stop == BN_STOP_CONTEXT) fprintf(stderr, "note: /reset starts a new conversation\n");
+    if (tm.stop == BN_STOP_CONTEXT)
+        fprintf(stderr, "note: the next message goes on without the oldest exchanges (/reset starts anew)\n");
     return 0;
 }
 
@@ -202,6 +247,7 @@ int bn_cmd_chat(int argc, char **argv) {
     if (c.editing) sigaction(SIGINT, &old, NULL);
     if (tio_set) tcsetattr(STDIN_FILENO, TCSANOW, &tio_old);
     bn_line_input_close(in);
+    bn_chat_history_clear(&c.history);
     bn_run_close(&c.run);
     return rc;
 }
