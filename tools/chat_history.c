@@ -28,6 +28,7 @@ int bn_chat_history_add(bn_chat_history *h, const char *user, const char *reply,
 
 void bn_chat_history_drop(bn_chat_history *h, size_t n) {
     const size_t k = 2 * n < h->n ? 2 * n : h->n;
+    if (!k) return; // (text may be NULL)
     for (size_t i = 0; i < k; i++) free(h->text[i]);
     memmove(h->text, h->text + k, (h->n - k) * sizeof *h->text);
     h->n -= k;
