@@ -494,6 +494,44 @@ static void test_default_model(void **state) {
     expect_error(args, 1, "has no chat format");
 }
 
+// The ids `generate --greedy --json` makes with extra flags, on the shipped model.
+static cJSON *greedy_ids(const char *extra) {
+    char model[4096], args[9000];
+    bn_shipped_path("models/bitnet-austen-6m.gguf", model, sizeof model);
+    snprintf(args, sizeof args, "generate -m '%s' -p 'It is a truth' -n 6 --greedy --json %s", model, extra);
+    cli_result *r = run_expect(args, 0);
+    cJSON *got = cJSON_Parse(r->out);
+    free(r);
+    assert_non_null(got);
+    cJSON *ids = cJSON_DetachItemFromObject(got, "generated_ids");
+    cJSON_Delete(got);
+    return ids;
+}
+
+// --logit-bias (llama.cpp's ID+B, ID-B, ID-inf, repeated) reaches the sampler: +100
+// makes its token every pick, -inf bans the greedy reply's first token; a
+// negative frequency penalty changes the greedy reply (it loops under no penalty).
+static void test_sampling_flags(void **state) {
+    (void)state;
+    cJSON *plain = greedy_ids(""), *forced = greedy_ids("--logit-bias 303+100 -l 17-2");
+    cJSON *id;
+    cJSON_ArrayForEach(id, forced) assert_int_equal(id->valueint, 303);
+    const int first = cJSON_GetArrayItem(plain, 0)->valueint;
+    char flag[64];
+    snprintf(flag, sizeof flag, "-l %d-inf", first);
+    cJSON *banned = greedy_ids(flag);
+    assert_int_not_equal(cJSON_GetArrayItem(banned, 0)->valueint, first);
+    cJSON *penalized = greedy_ids("--frequency-penalty -1 --presence-penalty -1");
+    char *a = cJSON_PrintUnformatted(plain), *b = cJSON_PrintUnformatted(penalized);
+    assert_string_not_equal(a, b);
+    free(a);
+    free(b);
+    cJSON_Delete(plain);
+    cJSON_Delete(forced);
+    cJSON_Delete(banned);
+    cJSON_Delete(penalized);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_generate_matches_golden),
@@ -506,6 +544,7 @@ int main(void) {
         cmocka_unit_test(test_tokenize_jsonl),
         cmocka_unit_test(test_tokenize_jsonl_vectors),
         cmocka_unit_test(test_default_model),
+        cmocka_unit_test(test_sampling_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,6 +29,7 @@ typedef enum {
     FLOAT,    // finite float
     U64,      // non-negative integer
     IGNORED,  // an integer, accepted for llama.cpp's sake and ignored with a note
+    BIAS,     // TOKEN_ID+BIAS or TOKEN_ID-BIAS (llama.cpp's), one more each time
 } flag_kind;
 
 typedef struct {
@@ -65,6 +66,8 @@ static const flag_def flags[] = {
      "taken off a token's logit per time it is in that window (default 0: off)"},
     {{"--presence-penalty"}, BN_FLAGS_SAMPLING, FLOAT, AT(sampling.presence_penalty), 0, 0, NULL, "P",
      "taken off the logit of every token in that window (default 0: off)"},
+    {{"--logit-bias", "-l"}, BN_FLAGS_SAMPLING, BIAS, AT(logit_bias), 0, 0, NULL, "ID(+|-)B",
+     "add B to (or take it from) token ID's logit; again for more tokens; ID-inf bans it"},
     {{"-s", "--seed"}, BN_FLAGS_SAMPLING, U64, AT(sampling.seed), 0, UINT64_MAX, NULL, "S", "random seed (default 42)"},
     {{"--backend"}, BN_FLAGS_BACKEND, CHOICE, AT(session.backend), 0, 0, BN_BACKEND_CHOICES, "B",
      "auto (default), cpu, cuda, or reference (the readable scalar forward pass: slow)"},
@@ -123,6 +126,33 @@ static bool is_choice(const char *choices, const char *v) {
     return false;
 }
 
+// --logit-bias ID+B / ID-B / ID-inf, as llama.cpp reads it, into f's list.
+static int add_logit_bias(const char *a, const char *v, bn_run_flags *f) {
+    char *end;
+    errno = 0;
+    const long id = *v >= '0' && *v <= '9' ? strtol(v, &end, 10) : -1;
+    float bias = NAN;
+    if (id >= 0 && !errno && id <= INT32_MAX && (*end == '+' || *end == '-')) {
+        char *num_end;
+        const char *num = end + 1;
+        bias = strtof(num, &num_end);
+        if (num_end == num || *num_end || !(isfinite(bias) || (*end == '-' && bias == INFINITY))) bias = NAN;
+        else if (*end == '-') bias = -bias;
+    }
+    if (isnan(bias)) {
+        fprintf(stderr, "error: %s expects TOKEN_ID+BIAS or TOKEN_ID-BIAS (-inf bans the token), got '%s'\n", a, v);
+        return 2;
+    }
+    if (f->n_logit_bias == BN_MAX_LOGIT_BIAS) {
+        fprintf(stderr, "error: %s: at most %d of them\n", a, BN_MAX_LOGIT_BIAS);
+        return 2;
+    }
+    f->logit_bias[f->n_logit_bias++] = (bn_logit_bias){(int32_t)id, bias};
+    f->sampling.logit_bias = f->logit_bias;
+    f->sampling.n_logit_bias = (size_t)f->n_logit_bias;
+    return 0;
+}
+
 // Stores one flag's value; 0, or prints the error and returns 2.
 static int set_value(const flag_def *d, const char *a, const char *v, bn_run_flags *f) {
     void *p = (char *)f + d->offset;
@@ -154,6 +184,7 @@ static int set_value(const flag_def *d, const char *a, const char *v, bn_run_fla
         *(float *)p = x;
         return 0;
     }
+    case BIAS: return add_logit_bias(a, v, f);
     case SWITCH:
     case GREEDY: break;
     }

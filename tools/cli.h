@@ -12,6 +12,8 @@
 #include "bitnet.h"
 #include "io.h"
 
+#define BN_MAX_LOGIT_BIAS 64 // --logit-bias flags a command takes
+
 // The flags of generate/chat/bench/serve (names follow llama.cpp).
 typedef struct bn_run_flags {
     const char *model;
@@ -37,7 +39,9 @@ typedef struct bn_run_flags {
     const char *json_schema; // --json-schema: a JSON Schema's text, or @FILE
     int logprobs;           // --logprobs N: alternatives per token (-1 when not given)
     bn_session_params session;
-    bn_sampling sampling;
+    bn_sampling sampling;   // its logit_bias points into logit_bias below
+    bn_logit_bias logit_bias[BN_MAX_LOGIT_BIAS]; // --logit-bias, in the order given
+    int n_logit_bias;
     bool sampling_given;    // a sampling flag was on the command line
 } bn_run_flags;
 
