@@ -57,6 +57,25 @@ def test_many_threads_same_as_alone(batch, engine):
         assert g.timings.generated_tokens == w.timings.generated_tokens
 
 
+def test_penalties_and_logit_bias(batch, engine):
+    """The penalties and logit biases reach a batch's slots as an Engine's session: the same
+    tokens, several requests at once (each keeps its own biases)."""
+    kinds = [dict(greedy=True, frequency_penalty=-1.5, presence_penalty=-2),
+             dict(greedy=True, logit_bias={1820: 100}), dict(SAMPLED, logit_bias={13: -100, 220: 3.5})]
+    want = [engine.generate("Once upon a time", max_tokens=16, **k).ids for k in kinds]
+    assert want[1] == [1820] * 16
+    got = [None] * len(kinds)
+
+    def run(i):
+        got[i] = batch.generate("Once upon a time", max_tokens=16, **kinds[i]).ids
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(kinds))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == want
+
+
 def test_stream_stop_and_chat(batch, engine):
     whole = batch.generate("2+2=", max_tokens=16, greedy=True)
     stream = batch.generate("2+2=", max_tokens=16, greedy=True, stream=True)
