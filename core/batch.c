@@ -284,7 +284,7 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     bn_slot *s = &b->slots[k];
     const int cached = r->no_prefix_cache ? 0 : cached_prefix(s, r->prompt, r->n_prompt);
     const int32_t n_vocab = (int32_t)b->engine->model->hp.n_vocab;
-    if (bn_sampler_create(&r->sampling, n_vocab, &s->smp, err) || copy_stops(s, r, err) ||
+    if (bn_sampler_create(&r->sampling, n_vocab, (size_t)b->be.n_ctx + 1, &s->smp, err) || copy_stops(s, r, err) ||
         ((r->json_object || r->json_schema) && json_start(b, s, r, err))) {
         free_slot(s, 0);
         return -1;
@@ -410,8 +410,8 @@ static void take_token(bn_batch *b, int k, int32_t next, bn_batch_event *ev) {
 // What a step's forward call gives back for its runs: the argmax ids when every
 // run is greedy; the rows' best entries (top.h) when the backend computes them
 // and every run is greedy or picks among them (bn_sampler_takes_top: a top-k of
-// at most BN_TOP_MAX, or with a penalty above 1 a window and top-k of at most
-// BN_TOP_MAX together); else the rows of logits (also when a run's request wants
+// at most BN_TOP_MAX, with penalties and biases that only lower logits, of at
+// most BN_TOP_MAX - k tokens); else the rows of logits (also when a run's request wants
 // logprobs or a JSON object, which need the whole row). The tokens are the same
 // either way; the first two move a few bytes a row instead of the row.
 enum { OUT_LOGITS, OUT_ARGMAX, OUT_TOP };

@@ -53,7 +53,7 @@ typedef struct bn_error {
 // from a seeded RNG of our own, so a seed gives the same tokens on any machine.
 typedef struct bn_logit_bias {
     int32_t token;
-    float bias; // added to the token's logit; -INFINITY bans it
+    float bias; // added to the token's logit (at most 1e9 in size); -INFINITY bans it
 } bn_logit_bias;
 
 typedef struct bn_sampling {
@@ -64,8 +64,8 @@ typedef struct bn_sampling {
     float repeat_penalty; // 1: off
     int repeat_last_n;    // how many recent tokens the penalties look at
     uint64_t seed;
-    float frequency_penalty; // 0: off (OpenAI's and llama.cpp's frequency penalty)
-    float presence_penalty;  // 0: off
+    float frequency_penalty; // 0: off (OpenAI's and llama.cpp's frequency penalty); at most 1e9 in size
+    float presence_penalty;  // 0: off; at most 1e9 in size
     // n_logit_bias entries (tokens may repeat: their biases add up). Read when
     // a generation or a batch request starts (copied then), not kept.
     const bn_logit_bias *logit_bias;

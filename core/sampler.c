@@ -7,6 +7,8 @@
 #include "argmax.h"
 #include "top.h"
 
+#define BN_SAMPLING_MAX_ADJUST 1e9f // the largest penalty or logit bias, in size
+
 typedef bn_top bn_candidate; // logit: after penalty and temperature; then the probability
 
 struct bn_sampler {
@@ -16,6 +18,8 @@ struct bn_sampler {
     bn_candidate *cand; // n_vocab, allocated once
     bn_logit_bias *bias;
     size_t n_bias;
+    int32_t *window; // the penalties' window, sorted
+    size_t window_cap; // min(repeat_last_n, the longest history it is given)
 };
 
 bn_sampling bn_sampling_default(void) {
@@ -38,22 +42,29 @@ int bn_sampling_validate(const bn_sampling *p, bn_error *err) {
         return bn_errorf(err, "repeat penalty must be > 0 (got %g)", p->repeat_penalty);
     if (p->top_k < 0) return bn_errorf(err, "top-k must be >= 0 (got %d)", p->top_k);
     if (p->repeat_last_n < 0) return bn_errorf(err, "repeat-last-n must be >= 0");
-    if (!isfinite(p->frequency_penalty))
-        return bn_errorf(err, "frequency penalty must be a finite number (got %g)", p->frequency_penalty);
-    if (!isfinite(p->presence_penalty))
-        return bn_errorf(err, "presence penalty must be a finite number (got %g)", p->presence_penalty);
+    // Bounded, so that no penalty or bias adds up to an infinite logit.
+    if (!(fabsf(p->frequency_penalty) <= BN_SAMPLING_MAX_ADJUST))
+        return bn_errorf(err, "frequency penalty must be a number in [-1e9, 1e9] (got %g)", p->frequency_penalty);
+    if (!(fabsf(p->presence_penalty) <= BN_SAMPLING_MAX_ADJUST))
+        return bn_errorf(err, "presence penalty must be a number in [-1e9, 1e9] (got %g)", p->presence_penalty);
     if (p->n_logit_bias && !p->logit_bias)
         return bn_errorf(err, "logit bias: %zu entries but no array", p->n_logit_bias);
     for (size_t i = 0; i < p->n_logit_bias; i++) {
         const bn_logit_bias *b = &p->logit_bias[i];
         if (b->token < 0) return bn_errorf(err, "logit bias: token %d is not a token id", (int)b->token);
-        if (isnan(b->bias) || b->bias == INFINITY)
-            return bn_errorf(err, "logit bias of token %d must be a number or -inf (got %g)", (int)b->token, b->bias);
+        if (!(fabsf(b->bias) <= BN_SAMPLING_MAX_ADJUST || b->bias == -INFINITY))
+            return bn_errorf(err, "logit bias of token %d must be a number in [-1e9, 1e9] or -inf (got %g)",
+                             (int)b->token, b->bias);
     }
     return 0;
 }
 
-int bn_sampler_create(const bn_sampling *p, int32_t n_vocab, bn_sampler **out, bn_error *err) {
+static bool has_penalties(const bn_sampling *p) {
+    return p->repeat_penalty != 1.0f || p->frequency_penalty != 0 || p->presence_penalty != 0;
+}
+
+int bn_sampler_create(const bn_sampling *p, int32_t n_vocab, size_t max_history, bn_sampler **out,
+                      bn_error *err) {
     *out = NULL;
     if (bn_sampling_validate(p, err)) return -1;
     if (n_vocab <= 0) return bn_errorf(err, "sampler: empty vocabulary");
@@ -61,13 +72,18 @@ int bn_sampler_create(const bn_sampling *p, int32_t n_vocab, bn_sampler **out, b
         if (p->logit_bias[i].token >= n_vocab)
             return bn_errorf(err, "logit bias: token %d is outside the vocabulary (0..%d)",
                              (int)p->logit_bias[i].token, (int)n_vocab - 1);
+    const size_t window = has_penalties(p) && max_history < (size_t)p->repeat_last_n ? max_history
+                        : has_penalties(p)                                        ? (size_t)p->repeat_last_n
+                                                                                  : 0;
     bn_sampler *s = calloc(1, sizeof *s);
     if (!s || !(s->cand = malloc((size_t)n_vocab * sizeof *s->cand)) ||
-        (p->n_logit_bias && !(s->bias = malloc(p->n_logit_bias * sizeof *s->bias)))) {
-        if (s) free(s->cand);
+        (p->n_logit_bias && !(s->bias = malloc(p->n_logit_bias * sizeof *s->bias))) ||
+        (window && !(s->window = malloc(window * sizeof *s->window)))) {
+        if (s) free(s->cand), free(s->bias);
         free(s);
         return bn_errorf(err, "out of memory for the sampler");
     }
+    s->window_cap = window;
     s->p = *p;
     s->p.logit_bias = NULL;
     s->n_bias = p->n_logit_bias;
@@ -82,11 +98,8 @@ void bn_sampler_free(bn_sampler *s) {
     if (!s) return;
     free(s->cand);
     free(s->bias);
+    free(s->window);
     free(s);
-}
-
-static bool has_penalties(const bn_sampling *p) {
-    return p->repeat_penalty != 1.0f || p->frequency_penalty != 0 || p->presence_penalty != 0;
 }
 
 bool bn_sampler_is_greedy(const bn_sampler *s) {
@@ -113,20 +126,6 @@ static size_t penalty_start(const bn_sampler *s, size_t n) {
     return n > (size_t)s->p.repeat_last_n ? n - (size_t)s->p.repeat_last_n : 0;
 }
 
-// Whether window entry i is a token the penalties move: in the vocabulary, and
-// its first time in the window (a repeated token is penalised once). *count:
-// its occurrences in the window.
-static bool penalty_moves(const bn_sampler *s, const int32_t *hist, size_t start, size_t n, size_t i,
-                          int *count) {
-    const int32_t id = hist[i];
-    if (id < 0 || id >= s->n_vocab) return false;
-    for (size_t j = start; j < i; j++)
-        if (hist[j] == id) return false;
-    *count = 1;
-    for (size_t j = i + 1; j < n; j++) *count += hist[j] == id;
-    return true;
-}
-
 static float penalized(const bn_sampler *s, float x, int count) {
     x = x > 0 ? x / s->p.repeat_penalty : x * s->p.repeat_penalty;
     return x - ((float)count * s->p.frequency_penalty + s->p.presence_penalty);
@@ -147,19 +146,35 @@ static float *logit_of(logits_view v, int32_t id) {
     return NULL;
 }
 
+static int id_order(const void *a, const void *b) {
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+// Each distinct token of the window moved once, by its count: the window's ids
+// of the vocabulary sorted, so that a request's window of thousands of tokens
+// costs a sort, not a scan of the window per token. The order the tokens are
+// moved in does not change any of them.
+static void apply_penalties(bn_sampler *s, logits_view v, const int32_t *hist, size_t n) {
+    const size_t start = penalty_start(s, n), first = n - start > s->window_cap ? n - s->window_cap : start;
+    size_t m = 0;
+    for (size_t i = first; i < n; i++)
+        if (hist[i] >= 0 && hist[i] < s->n_vocab) s->window[m++] = hist[i];
+    if (m > 1) qsort(s->window, m, sizeof *s->window, id_order);
+    for (size_t i = 0, j; i < m; i = j) {
+        for (j = i + 1; j < m && s->window[j] == s->window[i]; j++) {}
+        float *x = logit_of(v, s->window[i]);
+        if (x) *x = penalized(s, *x, (int)(j - i));
+    }
+}
+
 // The logit biases, then the penalties.
-static void adjust_logits(const bn_sampler *s, logits_view v, const int32_t *hist, size_t n) {
+static void adjust_logits(bn_sampler *s, logits_view v, const int32_t *hist, size_t n) {
     for (size_t i = 0; i < s->n_bias; i++) {
         float *x = logit_of(v, s->bias[i].token);
         if (x) *x += s->bias[i].bias;
     }
-    if (!has_penalties(&s->p) || !hist) return;
-    const size_t start = penalty_start(s, n);
-    for (size_t i = start; i < n; i++) {
-        int count;
-        float *x = penalty_moves(s, hist, start, n, i, &count) ? logit_of(v, hist[i]) : NULL;
-        if (x) *x = penalized(s, *x, count);
-    }
+    if (has_penalties(&s->p) && hist) apply_penalties(s, v, hist, n);
 }
 
 // The draw from the first `keep` candidates (probabilities, best first).

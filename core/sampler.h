@@ -15,7 +15,10 @@
 
 typedef struct bn_sampler bn_sampler;
 
-int bn_sampler_create(const bn_sampling *p, int32_t n_vocab, bn_sampler **out, bn_error *err);
+// max_history: the most tokens a history given to it holds (the penalties'
+// window is sorted in memory allocated here, so that sampling allocates nothing).
+int bn_sampler_create(const bn_sampling *p, int32_t n_vocab, size_t max_history, bn_sampler **out,
+                      bn_error *err);
 void bn_sampler_free(bn_sampler *s);
 // No penalty and temperature <= 0: the pick is bn_argmax (argmax.h), which a
 // backend's forward_argmax computes too.

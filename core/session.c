@@ -306,7 +306,8 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
     bn_timings t = {0};
     bn_sampler *smp = NULL;
     bn_sampling greedy = bn_sampling_greedy();
-    if (bn_sampler_create(sp ? sp : &greedy, (int32_t)s->engine->model->hp.n_vocab, &smp, err))
+    if (bn_sampler_create(sp ? sp : &greedy, (int32_t)s->engine->model->hp.n_vocab, (size_t)s->be.n_ctx + 1, &smp,
+                          err))
         return -1;
     int rc = -1;
     if (append_tokens(s, prompt, n_prompt, err)) goto done;

@@ -1,14 +1,17 @@
 // test_sampler.c - sampling rules checked against their definitions.
+#include <limits.h>
 #include <math.h>
 
 #include "argmax.h"
 #include "sampler.h"
 #include "test_util.h"
 
+#define MAX_HISTORY 4096 // the longest history a test gives a sampler
+
 static bn_sampler *make(bn_sampling p, int32_t n_vocab) {
     bn_sampler *s = NULL;
     bn_error err;
-    assert_int_equal(bn_sampler_create(&p, n_vocab, &s, &err), 0);
+    assert_int_equal(bn_sampler_create(&p, n_vocab, MAX_HISTORY, &s, &err), 0);
     return s;
 }
 
@@ -412,7 +415,7 @@ static void test_penalties_definition(void **state) {
         p.repeat_penalty = round % 3 == 0 ? 1.f : round % 3 == 1 ? 1.3f : 0.8f;
         p.frequency_penalty = (float)(round % 5) * 0.4f - 0.8f;
         p.presence_penalty = (float)(round % 7) * 0.3f - 0.9f;
-        p.repeat_last_n = round % 4 == 0 ? 0 : 16 + round;
+        p.repeat_last_n = round % 4 == 0 ? 0 : round % 5 == 3 ? INT_MAX : 16 + round; // INT_MAX: all of it
         p.logit_bias = bias;
         p.n_logit_bias = round % 2 ? 5 : 0;
         for (int i = 0; i < V; i++) x[i] = (float)(bn_test_rand(&lr) % 2001) / 100.f - 10.f;
@@ -422,7 +425,7 @@ static void test_penalties_definition(void **state) {
         }
         memcpy(want, x, sizeof x);
         for (size_t b = 0; b < p.n_logit_bias; b++) want[bias[b].token] += bias[b].bias;
-        const int first = HIST > p.repeat_last_n ? HIST - p.repeat_last_n : 0;
+        const int first = p.repeat_last_n < HIST ? HIST - p.repeat_last_n : 0;
         int count[V] = {0};
         for (int i = first; i < HIST; i++)
             if (hist[i] >= 0 && hist[i] < V) count[hist[i]]++;
@@ -462,15 +465,15 @@ static void test_logit_bias(void **state) {
     bn_sampler_free(s);
     bn_error err;
     bn_sampler *none = NULL;
-    const bn_logit_bias bad[] = {{2, NAN}, {2, INFINITY}, {-1, 1.f}};
-    for (int i = 0; i < 3; i++) {
+    const bn_logit_bias bad[] = {{2, NAN}, {2, INFINITY}, {-1, 1.f}, {2, 2e9f}, {2, -3e38f}};
+    for (int i = 0; i < 5; i++) {
         p.logit_bias = &bad[i];
         assert_int_equal(bn_sampling_validate(&p, &err), -1);
         assert_non_null(strstr(err.msg, "logit bias"));
     }
     const bn_logit_bias outside = {6, 1.f};
     p.logit_bias = &outside;
-    assert_int_equal(bn_sampler_create(&p, 6, &none, &err), -1);
+    assert_int_equal(bn_sampler_create(&p, 6, MAX_HISTORY, &none, &err), -1);
     assert_non_null(strstr(err.msg, "outside the vocabulary"));
     assert_null(none);
     p.logit_bias = NULL; // entries without an array
@@ -480,6 +483,8 @@ static void test_logit_bias(void **state) {
     assert_int_equal(bn_sampling_validate(&p, &err), -1);
     p = bn_sampling_default();
     p.presence_penalty = INFINITY;
+    assert_int_equal(bn_sampling_validate(&p, &err), -1);
+    p.presence_penalty = -2e9f; // finite, but enough of them add up to an infinite logit
     assert_int_equal(bn_sampling_validate(&p, &err), -1);
 }
 

@@ -573,9 +573,11 @@ class ServeTest(unittest.TestCase):
             ("/v1/completions", {"prompt": "x", "logit_bias": {"999999999": 1}}),
             ("/v1/completions", {"prompt": "x", "logit_bias": {"5": "1"}}),
             ("/v1/completions", {"prompt": "x", "logit_bias": [[5, 1]]}),
+            ("/v1/completions", {"prompt": "x", "logit_bias": {"05": 1}}),
+            ("/v1/completions", b'{"prompt": "x", "logit_bias": {"5": 1, "5": 2}}'),  # one token twice
+            ("/v1/completions", {"prompt": "x", "repeat_last_n": -2}),
             ("/v1/completions", {"prompt": "x", "presence_penalty": 2.5}),
             ("/v1/completions", {"prompt": "x", "frequency_penalty": "high"}),
-            ("/v1/completions", {"prompt": "x", "repeat_last_n": -1}),
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}),
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "logprobs": 1}),
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
@@ -614,6 +616,10 @@ class ServeTest(unittest.TestCase):
                "presence_penalty": 0, "frequency_penalty": 0, "tools": [], "functions": None,
                "response_format": {"type": "text", "json_schema": None}}
         status, _, raw = self.srv.request("POST", "/v1/completions", off)
+        self.assertEqual(status, 200, raw)
+        # llama.cpp's -1: the penalties look at the whole context.
+        status, _, raw = self.srv.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2,
+                                                                       "repeat_last_n": -1, "presence_penalty": 0.5})
         self.assertEqual(status, 200, raw)
         status, _, raw = self.srv.request("POST", "/v1/completions", {"prompt": "hello " * 400})
         self.assertEqual(json.loads(raw)["error"]["code"], "context_length_exceeded")

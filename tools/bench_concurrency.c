@@ -47,9 +47,12 @@ int bn_parse_counts(const char *s, int *counts, int *n) {
     return 2;
 }
 
-// Whether the streams sample: a sampling flag given, and not one that leaves them greedy.
+// Whether the streams sample: a sampling flag given, and not one that leaves them
+// greedy (temperature 0 with no penalty or bias).
 static bool sampled(const bn_run_flags *f) {
-    return f->sampling_given && !(f->sampling.temperature <= 0 && f->sampling.repeat_penalty == 1.0f);
+    const bn_sampling *s = &f->sampling;
+    return f->sampling_given && (s->temperature > 0 || s->repeat_penalty != 1.0f || s->frequency_penalty != 0 ||
+                                 s->presence_penalty != 0 || s->n_logit_bias);
 }
 
 // A float flag for the JSON, as it was typed (0.8, not 0.800000011920929).
@@ -124,6 +127,10 @@ int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const char *schema
         cJSON_AddNumberToObject(s, "top_p", typed(f->sampling.top_p));
         cJSON_AddNumberToObject(s, "min_p", typed(f->sampling.min_p));
         cJSON_AddNumberToObject(s, "repeat_penalty", typed(f->sampling.repeat_penalty));
+        cJSON_AddNumberToObject(s, "frequency_penalty", typed(f->sampling.frequency_penalty));
+        cJSON_AddNumberToObject(s, "presence_penalty", typed(f->sampling.presence_penalty));
+        cJSON_AddNumberToObject(s, "repeat_last_n", f->sampling.repeat_last_n);
+        cJSON_AddNumberToObject(s, "logit_biases", (double)f->sampling.n_logit_bias);
         cJSON_AddNumberToObject(s, "seed_base", (double)f->sampling.seed); // stream i: seed_base + i
     } else {
         cJSON_AddNullToObject(doc, "sampling");
@@ -131,9 +138,11 @@ int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const char *schema
     bool any = false;
     if (sampled(f))
         fprintf(out, "bench --concurrency: %s, prompt \"%s\" (%zu tokens), %d tokens per stream, sampled (temperature "
-                     "%g, top-k %d, top-p %g, min-p %g, repeat penalty %g)\n",
+                     "%g, top-k %d, top-p %g, min-p %g, repeat penalty %g, frequency penalty %g, presence penalty "
+                     "%g over %d tokens, %zu logit biases)\n",
                 f->model, f->prompt, n_prompt, f->n_predict, f->sampling.temperature, f->sampling.top_k,
-                f->sampling.top_p, f->sampling.min_p, f->sampling.repeat_penalty);
+                f->sampling.top_p, f->sampling.min_p, f->sampling.repeat_penalty, f->sampling.frequency_penalty,
+                f->sampling.presence_penalty, f->sampling.repeat_last_n, f->sampling.n_logit_bias);
     else
         fprintf(out, "bench --concurrency: %s, prompt \"%s\" (%zu tokens), %d greedy tokens per stream\n",
                 f->model, f->prompt, n_prompt, f->n_predict);

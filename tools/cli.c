@@ -45,7 +45,9 @@ typedef struct {
 
 #define AT(field) offsetof(bn_run_flags, field)
 static const flag_def flags[] = {
-    {{"-m", "--model"}, 0, STRING, AT(model), 0, 0, NULL, "FILE", "GGUF model (a ternary model of a family the README lists; without -m: $BITNET_MODEL, else models/ggml-model-i2_s.gguf, else the 6M model that ships with bitnet-gpu)"},
+    {{"-m", "--model"}, 0, STRING, AT(model), 0, 0, NULL, "FILE",
+     "GGUF model (a ternary model of a family the README lists; without -m: $BITNET_MODEL, else "
+     "models/ggml-model-i2_s.gguf, else the 6M model that ships with bitnet-gpu)"},
     {{"-p", "--prompt"}, BN_FLAGS_PROMPT, STRING, AT(prompt), 0, 0, NULL, "TEXT", "prompt text"},
     {{"-f", "--file"}, BN_FLAGS_FILE, STRING, AT(prompt_file), 0, 0, NULL, "FILE",
      "read the prompt from FILE (- for stdin)"},
@@ -135,8 +137,9 @@ static int add_logit_bias(const char *a, const char *v, bn_run_flags *f) {
     if (id >= 0 && !errno && id <= INT32_MAX && (*end == '+' || *end == '-')) {
         char *num_end;
         const char *num = end + 1;
-        bias = strtof(num, &num_end);
-        if (num_end == num || *num_end || !(isfinite(bias) || (*end == '-' && bias == INFINITY))) bias = NAN;
+        errno = 0;
+        bias = strtof(num, &num_end); // "inf" is infinite without ERANGE; 1e39 overflows with it
+        if (num_end == num || *num_end || errno || !(isfinite(bias) || (*end == '-' && bias == INFINITY))) bias = NAN;
         else if (*end == '-') bias = -bias;
     }
     if (isnan(bias)) {

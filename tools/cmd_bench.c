@@ -316,10 +316,11 @@ int bn_cmd_bench(int argc, char **argv) {
     if (f.n_predict < 0) f.n_predict = f.concurrency ? 16 : 4;
     if (f.n_predict > MAX_TOKENS) f.n_predict = MAX_TOKENS;
 
-    bn_engine *e;
+    bn_engine *e = NULL;
     bn_error err;
-    if (bn_engine_load(f.model, f.tokenizer, &e, &err)) {
+    if (bn_engine_load(f.model, f.tokenizer, &e, &err) || bn_run_check_engine(&f, e, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
+        if (e) bn_engine_free(e);
         free(schema);
         return 1;
     }

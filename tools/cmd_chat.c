@@ -77,7 +77,8 @@ static void reset(chat *c) {
 // A message that does not fit after the conversation so far: the conversation
 // again from its start without its oldest exchanges, as few dropped as leave the
 // reply a quarter of the context (or -n tokens, when fewer), into *ids. Returns
-// how many were dropped, or -1 when the message does not fit even alone.
+// how many were dropped; -1 when the message does not fit even alone; -2 when
+// the prompt could not be built (the error printed).
 static long drop_oldest(chat *c, const char *msg, int32_t **ids, size_t *n) {
     const int n_ctx = bn_session_n_ctx(c->run.session);
     const int reserve = c->flags->n_predict > 0 && c->flags->n_predict < n_ctx / 4 ? c->flags->n_predict : n_ctx / 4;
@@ -86,8 +87,10 @@ static long drop_oldest(chat *c, const char *msg, int32_t **ids, size_t *n) {
         bn_error err;
         int32_t *built;
         size_t n_built;
-        if (bn_chat_history_prompt(&c->history, c->run.engine, c->flags->system, drop, msg, &built, &n_built, &err))
-            return -1;
+        if (bn_chat_history_prompt(&c->history, c->run.engine, c->flags->system, drop, msg, &built, &n_built, &err)) {
+            fprintf(stderr, "error: %s\n", err.msg);
+            return -2;
+        }
         const bool last = drop >= exchanges;
         if ((int)n_built + reserve <= n_ctx || (last && (int)n_built < n_ctx)) {
             *ids = built;
@@ -97,16 +100,6 @@ static long drop_oldest(chat *c, const char *msg, int32_t **ids, size_t *n) {
         free(built);
     }
     return -1;
-}
-
-// A model without a chat format (a plain text model, such as the one that ships
-// with bitnet-gpu) is refused before the first message, not at every one.
-static int check_chat_format(const bn_run *r, const char *model) {
-    bn_error err;
-    if (bn_run_can_chat(r->engine, &err)) return 0;
-    fprintf(stderr, "error: %s: %s; it is a text model: `bitnet-gpu generate -m %s -p TEXT` continues a text\n",
-            model, err.msg, model);
-    return 1;
 }
 
 // One exchange: the user's message in, the reply streamed out. Returns -1 only
@@ -122,17 +115,24 @@ static int exchange(chat *c, const char *msg) {
         size_t n_whole;
         const long dropped = drop_oldest(c, msg, &whole, &n_whole);
         if (dropped < 0) {
-            fprintf(stderr, "note: this message (%zu tokens) does not fit in the context (%d tokens) even "
-                            "alone; -c sets a larger one\n", n, bn_session_n_ctx(c->run.session));
+            if (dropped == -1)
+                fprintf(stderr, "note: this message (%zu tokens) does not fit in the context (%d tokens) even "
+                                "alone; -c sets a larger one\n", n, bn_session_n_ctx(c->run.session));
             free(ids);
             return 0;
         }
-        fprintf(stderr, "note: the conversation outgrew the context (%d tokens): it goes on without its "
-                        "oldest %ld exchange%s\n", bn_session_n_ctx(c->run.session), dropped, dropped == 1 ? "" : "s");
+        if (dropped)
+            fprintf(stderr, "note: the conversation outgrew the context (%d tokens): it goes on without its "
+                            "oldest %ld exchange%s\n",
+                    bn_session_n_ctx(c->run.session), dropped, dropped == 1 ? "" : "s");
+        else // the history was not kept (memory ran short): only this message goes on
+            fprintf(stderr, "note: the conversation outgrew the context (%d tokens): it goes on from this "
+                            "message\n", bn_session_n_ctx(c->run.session));
         free(ids);
         ids = whole, n = n_whole;
         bn_chat_history_drop(&c->history, (size_t)dropped);
         bn_session_reset(c->run.session);
+        c->first = c->closed = true; // the new start is fed below; should that fail, the next message starts anew
     }
     turn t = {0};
     bn_timings tm;
@@ -217,11 +217,7 @@ int bn_cmd_chat(int argc, char **argv) {
     f.chat = true;
     chat c = {.flags = &f, .first = true, .closed = true};
     c.editing = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
-    if (bn_run_open(&f, &c.run)) return 1;
-    if (check_chat_format(&c.run, f.model)) {
-        bn_run_close(&c.run);
-        return 1;
-    }
+    if (bn_run_open(&f, &c.run)) return 1; // a text model is refused there (f.chat)
     bn_line_input *in = bn_line_input_open(c.editing, &interrupted);
     if (!in) {
         fprintf(stderr, "error: out of memory\n");

@@ -1,5 +1,6 @@
 #include "run.h"
 
+#include "error.h"
 #include "io.h"
 #include "json_schema.h"
 
@@ -22,6 +23,21 @@ char *bn_json_schema_arg(const char *arg) {
     return NULL;
 }
 
+// What the model alone can refuse, before a backend starts: --logit-bias tokens
+// outside its vocabulary, and --chat with a text model (no chat format).
+int bn_run_check_engine(const bn_run_flags *f, const bn_engine *e, bn_error *err) {
+    const int n_vocab = bn_engine_info(e).n_vocab;
+    for (size_t i = 0; i < f->sampling.n_logit_bias; i++)
+        if (f->sampling.logit_bias[i].token >= n_vocab)
+            return bn_errorf(err, "--logit-bias: token %d is outside the vocabulary (0..%d)",
+                             (int)f->sampling.logit_bias[i].token, n_vocab - 1);
+    bn_error why;
+    if (f->chat && !bn_run_can_chat(e, &why))
+        return bn_errorf(err, "%s: %s; it is a text model: `bitnet-gpu generate -m %s -p TEXT` continues a text",
+                         f->model, why.msg, f->model);
+    return 0;
+}
+
 int bn_run_open(const bn_run_flags *f, bn_run *r) {
     *r = (bn_run){0};
     bn_error err;
@@ -29,6 +45,7 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
     if (f->json_schema && !schema) return -1;
     bn_backend_prewarm(f->session.backend); // the GPU's context starts while the model loads
     const char *failed = bn_engine_load(f->model, f->tokenizer, &r->engine, &err)                ? ""
+                       : bn_run_check_engine(f, r->engine, &err)                                 ? ""
                        : bn_session_create(r->engine, &f->session, &r->session, &err)            ? ""
                        : schema && bn_session_set_json_schema(r->session, schema, &err) ? "--json-schema: "
                                                                                         : NULL;

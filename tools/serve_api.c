@@ -147,7 +147,7 @@ static bool get_params(fields *f, bn_job_params *p, bool *stream, int default_ma
     get_number(f, "repeat_penalty", 0.01, 100, &sp->repeat_penalty);
     get_number(f, "frequency_penalty", -2, 2, &sp->frequency_penalty); // OpenAI's range
     get_number(f, "presence_penalty", -2, 2, &sp->presence_penalty);
-    get_int(f, "repeat_last_n", 0, INT_MAX, &last_n); // the penalties' window (llama.cpp's, default 64)
+    get_int(f, "repeat_last_n", -1, INT_MAX, &last_n); // the penalties' window (llama.cpp's: default 64, -1 all)
     get_int(f, "top_k", 0, INT_MAX, &top_k);
     get_int(f, "seed", -1, 9007199254740992.0, &seed); // JSON numbers are exact up to 2^53
     get_int(f, "n", 1, 1, &n);
@@ -161,7 +161,7 @@ static bool get_params(fields *f, bn_job_params *p, bool *stream, int default_ma
     if (sp->top_p <= 0) return fail(f, "'%s' must be in (0, 1]", "top_p");
     if (sp->min_p >= 1) return fail(f, "'%s' must be in [0, 1)", "min_p");
     sp->top_k = (int)top_k;
-    sp->repeat_last_n = (int)last_n;
+    sp->repeat_last_n = last_n < 0 ? INT_MAX : (int)last_n;
     if (seed >= 0) sp->seed = (uint64_t)seed;
     p->max_tokens = (int)max_tokens;
     p->no_prefix_cache = !cache_prompt;
@@ -196,14 +196,16 @@ static bool get_logit_bias(const bn_api *a, fields *f, bn_job_params *p) {
     if (n && !(p->logit_bias = malloc((size_t)n * sizeof *p->logit_bias)))
         return fail(f, "out of memory (%s)", "logit_bias");
     cJSON_ArrayForEach(e, v) {
-        const char *key = e->string;
-        bool digits = *key && strlen(key) <= 9;
+        const char *key = e->string; // a token id as a decimal number, as OpenAI writes it
+        bool digits = *key && strlen(key) <= 9 && (key[0] != '0' || !key[1]);
         for (const char *c = key; *c; c++) digits = digits && *c >= '0' && *c <= '9';
         if (!digits || atoi(key) >= n_vocab) {
             char fmt[96];
             snprintf(fmt, sizeof fmt, "'%%s' keys must be token ids in 0..%d", n_vocab - 1);
             return fail(f, fmt, "logit_bias");
         }
+        for (size_t i = 0; i < p->n_logit_bias; i++)
+            if (p->logit_bias[i].token == atoi(key)) return fail(f, "'%s' names a token twice", "logit_bias");
         if (!cJSON_IsNumber(e) || !(e->valuedouble >= -100 && e->valuedouble <= 100))
             return fail(f, "'%s' values must be numbers in [-100, 100]", "logit_bias");
         p->logit_bias[p->n_logit_bias++] = (bn_logit_bias){atoi(key), (float)e->valuedouble};

@@ -71,13 +71,18 @@ def _sampling(body):
     for name in ("frequency_penalty", "presence_penalty"):  # OpenAI's range
         if not -2 <= out.get(name, 0) <= 2:
             raise _bad(f"'{name}' must be a number in [-2, 2]", name)
+    if "repeat_last_n" in out:  # llama.cpp's: -1 is all of the context
+        if not -1 <= out["repeat_last_n"] < 2**31:
+            raise _bad("'repeat_last_n' must be an integer in [-1, 2147483647]", "repeat_last_n")
+        out["repeat_last_n"] %= 2**31  # -1: 2^31 - 1
     bias = body.get("logit_bias")
-    if bias is not None:  # OpenAI's {"TOKEN_ID": bias in [-100, 100]}
-        if not isinstance(bias, dict):
-            raise _bad("'logit_bias' must be an object of token ids to numbers", "logit_bias")
+    if bias is not None:  # OpenAI's {"TOKEN_ID": bias in [-100, 100]}, as the C server reads it
+        if not isinstance(bias, dict) or len(bias) > 1024:
+            raise _bad("'logit_bias' must be an object of at most 1024 token ids to numbers", "logit_bias")
         out["logit_bias"] = {}
-        for key, v in bias.items():
-            if not (isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 9):
+        for key, v in bias.items():  # (a key given twice is gone by now: JSON objects keep the last)
+            if not (isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 9
+                    and (key[0] != "0" or key == "0")):
                 raise _bad("'logit_bias' keys must be token ids", "logit_bias")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not -100 <= v <= 100:
                 raise _bad("'logit_bias' values must be numbers in [-100, 100]", "logit_bias")

@@ -348,7 +348,7 @@ def test_structs_match_bitnet_h():
     structs = {"bn_error": N.Error, "bn_sampling": N.Sampling, "bn_model_info": N.ModelInfo,
                "bn_session_params": N.SessionParams, "bn_timings": N.Timings, "bn_chat_message": N.ChatMsg,
                "bn_batch_params": N.BatchParams, "bn_token_logprob": N.TokenLogprob, "bn_request": N.Request,
-               "bn_batch_event": N.BatchEvent}
+               "bn_batch_event": N.BatchEvent, "bn_logit_bias": N.LogitBias}
     lines = ['#include <stddef.h>', '#include <stdio.h>', '#include "bitnet.h"', "int main(void) {"]
     want = []
     for name, py in structs.items():

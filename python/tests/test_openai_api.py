@@ -162,6 +162,8 @@ def test_stop_and_finish_reasons(api):
     ({"model": "tiny-a", "prompt": "x", "frequency_penalty": "x"}, False, 400, "frequency_penalty", "a number"),
     ({"model": "tiny-a", "prompt": "x", "logit_bias": {"5": 101}}, False, 400, "logit_bias", "[-100, 100]"),
     ({"model": "tiny-a", "prompt": "x", "logit_bias": {"x": 1}}, False, 400, "logit_bias", "token ids"),
+    ({"model": "tiny-a", "prompt": "x", "logit_bias": {"05": 1}}, False, 400, "logit_bias", "token ids"),
+    ({"model": "tiny-a", "prompt": "x", "repeat_last_n": 2**32 + 5}, False, 400, "repeat_last_n", "[-1, 2147483647]"),
     ({"model": "tiny-a", "prompt": "x", "logit_bias": {"128256": 1}}, False, 400, None, "logit_bias: 128256"),
 ])
 def test_errors(api, body, chat, status, param, message):
