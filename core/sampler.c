@@ -72,9 +72,8 @@ int bn_sampler_create(const bn_sampling *p, int32_t n_vocab, size_t max_history,
         if (p->logit_bias[i].token >= n_vocab)
             return bn_errorf(err, "logit bias: token %d is outside the vocabulary (0..%d)",
                              (int)p->logit_bias[i].token, (int)n_vocab - 1);
-    const size_t window = has_penalties(p) && max_history < (size_t)p->repeat_last_n ? max_history
-                        : has_penalties(p)                                        ? (size_t)p->repeat_last_n
-                                                                                  : 0;
+    size_t window = has_penalties(p) ? (size_t)p->repeat_last_n : 0; // the most tokens it sorts
+    if (window > max_history) window = max_history;
     bn_sampler *s = calloc(1, sizeof *s);
     if (!s || !(s->cand = malloc((size_t)n_vocab * sizeof *s->cand)) ||
         (p->n_logit_bias && !(s->bias = malloc(p->n_logit_bias * sizeof *s->bias))) ||

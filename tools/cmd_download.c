@@ -57,7 +57,8 @@ static bool safe_name(const char *s, bool is_repo) {
 }
 
 static int parse(int argc, char **argv, options *o, bool *help) {
-    *o = (options){.repo = BN_HUB_DEFAULT_REPO, .file = BN_HUB_DEFAULT_FILE, .dir = BN_DOWNLOAD_DIR, .revision = "main"};
+    *o = (options){.repo = BN_HUB_DEFAULT_REPO, .file = BN_HUB_DEFAULT_FILE, .dir = BN_DOWNLOAD_DIR,
+                   .revision = "main"};
     enum { REVISION = 256, JSON };
     static const struct option longopts[] = {
         {"output-dir", required_argument, NULL, 'o'}, {"revision", required_argument, NULL, REVISION},
