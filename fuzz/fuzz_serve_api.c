@@ -44,7 +44,8 @@ static const bn_api *serve_fuzz_api(void) {
         fprintf(stderr, "fuzz_serve_api: %s (set BITNET_SOURCE_DIR to the repository)\n", err.msg);
         abort();
     }
-    api = (bn_api){.engine = e, .sched = s, .model_id = "fuzz", .n_ctx = 64, .created = 0};
+    api = (bn_api){.engine = e, .sched = s, .model_id = "fuzz", .n_ctx = 64, .created = 0,
+                   .sampling = bn_sampling_default()};
     return &api;
 }
 

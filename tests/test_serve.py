@@ -744,6 +744,24 @@ class ServeTest(unittest.TestCase):
 
 @unittest.skipUnless(os.path.exists(MODEL), f"fixture {MODEL} not found (set BITNET_FIXTURES)")
 class ServeLifecycleTest(unittest.TestCase):
+    def test_sampling_flags_are_the_defaults(self):
+        """serve's sampling flags are what a request leaves out takes, as llama-server's are:
+        here a temperature, a seed (so the same request gets the same reply) and a logit
+        bias, which a request's own logit_bias replaces."""
+        flags = ["--temp", "0.9", "--seed", "7", "-l", "1820+3"]
+        srv = Server(*flags)
+        try:
+            def text(**body):
+                status, _, raw = srv.request("POST", "/v1/completions", {"prompt": PROMPTS[2], "max_tokens": 12, **body})
+                self.assertEqual(status, 200, raw)
+                return json.loads(raw)["choices"][0]["text"]
+            self.assertEqual(text(), generate(PROMPTS[2], 12, *flags)[0])
+            self.assertEqual(text(), text())  # the server's seed, not a fresh one
+            self.assertEqual(text(logit_bias={}), generate(PROMPTS[2], 12, *flags[:4])[0])
+            self.assertEqual(text(temperature=0), generate(PROMPTS[2], 12, "--greedy", *flags[4:])[0])
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.output())
+
     def test_api_key(self):
         srv = Server("--api-key", "s3cret")
         try:

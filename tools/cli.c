@@ -246,6 +246,7 @@ int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, i
             return 2;
         }
         f->sampling_given = f->sampling_given || d->group == BN_FLAGS_SAMPLING;
+        f->seed_given = f->seed_given || d->offset == AT(sampling.seed);
         if (eq && (d->kind == SWITCH || d->kind == GREEDY)) {
             fprintf(stderr, "error: %s does not take a value\n", a);
             return 2;

@@ -43,6 +43,7 @@ typedef struct bn_run_flags {
     bn_logit_bias logit_bias[BN_MAX_LOGIT_BIAS]; // --logit-bias, in the order given
     int n_logit_bias;
     bool sampling_given;    // a sampling flag was on the command line
+    bool seed_given;        // -s/--seed was
 } bn_run_flags;
 
 // The flag groups a command takes besides the common ones (-m, -t, -c,

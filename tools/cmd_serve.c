@@ -22,8 +22,9 @@
 #include "serve_http.h"
 #include "serve_sched.h"
 
-#define SERVE_FLAGS (BN_FLAGS_BACKEND | BN_FLAGS_SERVE)
-#define SERVE_SYNOPSIS "[-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX] [--api-key KEY]"
+#define SERVE_FLAGS (BN_FLAGS_BACKEND | BN_FLAGS_SERVE | BN_FLAGS_SAMPLING) // sampling: requests' defaults
+#define SERVE_SYNOPSIS                                                                                     \
+    "[-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX] [--api-key KEY] [--temp T ...]"
 #define GRACE_MS 5000
 
 static const char *basename_of(const char *path) {
@@ -40,7 +41,8 @@ static int serve(const bn_run_flags *f, bn_engine *e, bn_batch *b, const sigset_
         return 1;
     }
     const bn_api api = {.engine = e, .sched = sched, .model_id = basename_of(f->model),
-                        .n_ctx = bn_batch_n_ctx(b), .created = (long)time(NULL)};
+                        .n_ctx = bn_batch_n_ctx(b), .created = (long)time(NULL), .sampling = f->sampling,
+                        .seed_given = f->seed_given};
     const bn_server_config cfg = {.host = f->host, .port = f->port, .api_key = f->api_key,
                                   .timeout_s = f->timeout};
     bn_server *srv;
@@ -89,7 +91,8 @@ int bn_cmd_serve(int argc, char **argv) {
     bn_batch *b = NULL;
     bn_error err;
     bn_batch_params bp = {.session = f.session, .n_slots = f.parallel};
-    if (bn_engine_load(f.model, f.tokenizer, &e, &err) || bn_batch_create(e, &bp, &b, &err)) {
+    if (bn_engine_load(f.model, f.tokenizer, &e, &err) || bn_run_check_engine(&f, e, &err) ||
+        bn_batch_create(e, &bp, &b, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         bn_engine_free(e);
         return 1;

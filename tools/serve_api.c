@@ -134,12 +134,13 @@ static bool get_stop(fields *f, bn_job_params *p) {
     return true;
 }
 
-// The fields both endpoints share: sampling, limits, stream, n, and llama.cpp's
-// cache_prompt (default true: reuse a slot's cached start of the prompt).
-static bool get_params(fields *f, bn_job_params *p, bool *stream, int default_max) {
+// The fields both endpoints share: sampling (absent ones as the server's flags
+// set them, whose logit biases a request's own replace), limits, stream, n, and
+// llama.cpp's cache_prompt (default true: reuse a slot's cached start of the prompt).
+static bool get_params(const bn_api *a, fields *f, bn_job_params *p, bool *stream, int default_max) {
     bn_sampling *sp = &p->sampling;
-    *sp = bn_sampling_default();
-    sp->seed = fresh_seed();
+    *sp = a->sampling;
+    if (!a->seed_given) sp->seed = fresh_seed();
     double seed = -1, n = 1, max_tokens = default_max, top_k = sp->top_k, last_n = sp->repeat_last_n;
     get_number(f, "temperature", 0, 100, &sp->temperature);
     get_number(f, "top_p", 0, 1, &sp->top_p);
@@ -370,7 +371,7 @@ static void generate(const bn_api *a, const char *body, size_t len, bool chat, b
     // OpenAI's defaults: a completion stops after 16 tokens, a chat reply at its end.
     bn_tools tools = {0};
     const cJSON *t;
-    bool ok = get_params(&f, &p, &r->stream, chat ? 0 : 16) && get_logit_bias(a, &f, &p) &&
+    bool ok = get_params(a, &f, &p, &r->stream, chat ? 0 : 16) && get_logit_bias(a, &f, &p) &&
               get_logprobs(&f, chat, &p) && get_response_format(&f, &p) && refuse_unsupported(&f) &&
               (chat ? get_tools(&f, &p, &tools) && chat_prompt(a, &f, &p, &tools)
                     : (!(t = field(&f, "tools")) || (cJSON_IsArray(t) && !t->child) ||

@@ -17,6 +17,8 @@ typedef struct bn_api {
     const char *model_id; // what /v1/models lists and responses name
     int n_ctx;            // per slot
     long created;         // when the server started (unix seconds)
+    bn_sampling sampling; // what a request's absent sampling fields take (serve's flags)
+    bool seed_given;      // with the seed too; else each request without one draws its own
 } bn_api;
 
 // An endpoint's answer: a complete reply (status, JSON body), or a generation
