@@ -10,9 +10,9 @@ bitnet_gpu.serve is a Ray Serve deployment with OpenAI-compatible routes.
 """
 from ._native import lib as _lib
 from .batch import BatchEngine, BatchStream
-from .engine import BitnetError, Completion, Engine, Logprob, ModelInfo, Piece, Stream, Timings
+from .engine import BitnetError, Completion, Engine, Logprob, ModelInfo, Piece, Stream, Timings, default_model_path
 
 __version__ = _lib.bn_version().decode()  # the wheel is built with the library's version
 
 __all__ = ["BatchEngine", "BatchStream", "BitnetError", "Completion", "Engine", "Logprob", "ModelInfo", "Piece",
-           "Stream", "Timings", "__version__"]
+           "Stream", "Timings", "__version__", "default_model_path"]

@@ -97,7 +97,7 @@ class BatchStream(Stream):
 class BatchEngine(Model):
     """A model file with a bn_batch of `slots` sequence slots of n_ctx tokens each.
 
-    BatchEngine(model_path, slots=4, backend="auto"|"cpu"|"cuda"|"reference",
+    BatchEngine(model_path=None (default_model_path()), slots=4, backend="auto"|"cpu"|"cuda"|"reference",
     threads=None, n_ctx=None (the model's, per slot), lm_head_q8=False,
     tokenizer=None, cpu_kernels=None).
 
@@ -114,7 +114,7 @@ class BatchEngine(Model):
     garbage collection does not).
     """
 
-    def __init__(self, model_path: Union[str, os.PathLike], slots: int = 4, backend: str = "auto",
+    def __init__(self, model_path: Optional[Union[str, os.PathLike]] = None, slots: int = 4, backend: str = "auto",
                  threads: Optional[int] = None, n_ctx: Optional[int] = None, lm_head_q8: bool = False,
                  tokenizer: Optional[Union[str, os.PathLike]] = None, cpu_kernels: Optional[str] = None):
         self._e = self._b = None

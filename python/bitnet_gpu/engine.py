@@ -347,12 +347,35 @@ def _top_logprobs(logprobs, top_logprobs) -> Optional[int]:
     return top_logprobs if logprobs or top_logprobs else None
 
 
+SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bitnet-austen-6m.gguf")
+
+
+def default_model_path() -> str:
+    """The model an Engine or BatchEngine given no model_path loads, as the CLI
+    picks it without -m: $BITNET_MODEL (which must be a file), else
+    models/ggml-model-i2_s.gguf under the working directory (where `bitnet-gpu
+    download` puts BitNet b1.58 2B-4T), else the 6M model that ships inside this
+    package (trained on Jane Austen's novels: it continues a text; it does not chat)."""
+    env = os.environ.get("BITNET_MODEL")
+    if env:
+        if not os.path.isfile(env):
+            raise BitnetError(f"no model_path given, and BITNET_MODEL={env} is not a file")
+        return env
+    downloaded = os.path.join("models", "ggml-model-i2_s.gguf")
+    if os.path.isfile(downloaded):
+        return downloaded
+    if os.path.isfile(SHIPPED_MODEL):
+        return SHIPPED_MODEL
+    raise BitnetError("no model_path given: BITNET_MODEL is not set, there is no models/ggml-model-i2_s.gguf "
+                      "here, and the package has no bitnet-austen-6m.gguf")
+
+
 class Model:
     """A model file and its tokenizer (a bn_engine): what Engine (one session)
     and BatchEngine (continuous batching, batch.py) share. Not made on its own."""
 
     def _load(self, model_path, tokenizer):
-        self.model_path = os.fspath(model_path)
+        self.model_path = os.fspath(model_path) if model_path is not None else default_model_path()
         err = N.Error()
         e = ctypes.c_void_p()
         tok = None if tokenizer is None else os.fsencode(tokenizer)
@@ -529,7 +552,7 @@ class Model:
 class Engine(Model):
     """A model file loaded with one session (backend, KV cache).
 
-    Engine(model_path, backend="auto"|"cpu"|"cuda"|"reference", threads=None (physical
+    Engine(model_path=None (default_model_path()), backend="auto"|"cpu"|"cuda"|"reference", threads=None (physical
     cores), n_ctx=None (the model's), lm_head_q8=False, tokenizer=None (a
     tokenizer.json instead of the GGUF's vocabulary), cpu_kernels=None,
     cpu_start=False).
@@ -552,7 +575,7 @@ class Engine(Model):
 
     def __init__(
         self,
-        model_path: Union[str, os.PathLike],
+        model_path: Optional[Union[str, os.PathLike]] = None,
         backend: str = "auto",
         threads: Optional[int] = None,
         n_ctx: Optional[int] = None,

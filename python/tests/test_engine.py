@@ -5,6 +5,7 @@ deterministic freeing."""
 import contextlib
 import ctypes
 import gc
+import json
 import os
 import shutil
 import subprocess
@@ -15,7 +16,10 @@ import types
 
 import pytest
 
-from bitnet_gpu import BitnetError, Engine, Piece
+from bitnet_gpu import BatchEngine, BitnetError, Engine, Piece, default_model_path
+from bitnet_gpu.engine import SHIPPED_MODEL
+
+from conftest import CLI
 
 SAMPLED = dict(temperature=0.9, top_k=20, top_p=0.9, min_p=0.02, repeat_penalty=1.1, seed=7)
 SAMPLED_FLAGS = ["--temp", 0.9, "--top-k", 20, "--top-p", 0.9, "--min-p", 0.02, "--repeat-penalty", 1.1, "-s", 7]
@@ -90,6 +94,30 @@ def test_penalties_and_logit_bias(engine, cli):
             engine.generate("2+2=", max_tokens=1, logit_bias=bad)
     with pytest.raises(BitnetError, match="logit bias of token 5"):
         engine.generate("2+2=", max_tokens=1, logit_bias={5: float("nan")})
+
+
+def test_default_model(model_path, tmp_path, monkeypatch):
+    """With no model_path: $BITNET_MODEL, else ./models/ggml-model-i2_s.gguf, else the model the
+    package ships (pip installed it beside the library), which runs as the CLI runs it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BITNET_MODEL", raising=False)
+    assert default_model_path() == SHIPPED_MODEL and os.path.isfile(SHIPPED_MODEL)
+    with Engine(threads=1) as e:
+        assert e.model_path == SHIPPED_MODEL and e.info.n_vocab == 4096
+        got = e.generate("It is a truth", max_tokens=8, greedy=True).ids
+    if CLI and os.access(CLI, os.X_OK):
+        r = subprocess.run([CLI, "generate", "-m", SHIPPED_MODEL, "-p", "It is a truth", "-n", "8", "--greedy",
+                            "-t", "1", "--no-cpu-start", "--json"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert got == json.loads(r.stdout)["generated_ids"]
+    (tmp_path / "models").mkdir()
+    os.symlink(model_path, tmp_path / "models" / "ggml-model-i2_s.gguf")
+    assert default_model_path() == os.path.join("models", "ggml-model-i2_s.gguf")
+    with BatchEngine(slots=1, threads=1) as b:
+        assert b.info.n_vocab == 128256  # tiny-a, through the link
+    monkeypatch.setenv("BITNET_MODEL", str(tmp_path / "none.gguf"))
+    with pytest.raises(BitnetError, match="BITNET_MODEL=.*none.gguf is not a file"):
+        Engine()
 
 
 def test_chat_equals_cli(engine, cli):
