@@ -103,6 +103,12 @@ BN_API const char *bn_engine_token_bytes(const bn_engine *e, int32_t id, size_t 
 BN_API bool bn_engine_is_eog(const bn_engine *e, int32_t id);
 BN_API bool bn_engine_add_bos(const bn_engine *e); // the vocabulary's add_bos_token
 BN_API int32_t bn_engine_bos(const bn_engine *e);  // its BOS id (-1: none)
+// The chat format the engine's prompts use: "bitnet" (2B-4T's), "llama3" or
+// "falcon3", as the GGUF's tokenizer.chat_template asked (a tokenizer.json's:
+// "bitnet"); setting it overrides that, as llama.cpp's --chat-template NAME
+// does (-1 and err for another name). Set it before generating, not during.
+BN_API const char *bn_engine_chat_template(const bn_engine *e);
+BN_API int bn_engine_set_chat_template(bn_engine *e, const char *name, bn_error *err);
 // One user turn in the model's chat format (docs/architecture.md: Tokenizer and
 // chat format; the style comes from the GGUF's tokenizer.chat_template: BitNet
 // b1.58 2B-4T's by default, Llama-3 Instruct's or Falcon3 Instruct's), as token

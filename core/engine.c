@@ -69,6 +69,18 @@ bool bn_engine_is_eog(const bn_engine *e, int32_t id) { return bn_tokenizer_is_e
 bool bn_engine_add_bos(const bn_engine *e) { return bn_tokenizer_add_bos(e->tok); }
 int32_t bn_engine_bos(const bn_engine *e) { return bn_tokenizer_bos(e->tok); }
 
+const char *bn_engine_chat_template(const bn_engine *e) {
+    return bn_chat_style_name(bn_tokenizer_chat_style(e->tok));
+}
+
+int bn_engine_set_chat_template(bn_engine *e, const char *name, bn_error *err) {
+    bn_chat_style style;
+    if (bn_chat_style_from_name(name, &style))
+        return bn_errorf(err, "chat template '%s': bitnet, llama3 or falcon3", name ? name : "(null)");
+    bn_tokenizer_set_chat_style(e->tok, style);
+    return 0;
+}
+
 int bn_engine_chat_prompt(const bn_engine *e, const bn_chat_message *msgs, size_t n_msgs,
                           int32_t **ids, size_t *n_ids, bn_error *err) {
     return bn_chat_tokens(e->tok, msgs, n_msgs, true, true, ids, n_ids, err);

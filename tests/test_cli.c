@@ -532,6 +532,38 @@ static void test_sampling_flags(void **state) {
     cJSON_Delete(penalized);
 }
 
+// --chat-template llama3 on tiny-a (whose file names 2B-4T's format): the prompt's
+// ids are those of Llama-3 Instruct's text with its special tokens, as `tokenize
+// --special` reads that text (the text form, not chat.c's token form).
+static void test_chat_template(void **state) {
+    (void)state;
+    BN_REQUIRE_FIXTURE(model, "tiny-a/tiny-a.gguf");
+    char args[9000];
+    snprintf(args, sizeof args, "generate -m '%s' --chat --chat-template llama3 -p 'Why?' -n 1 --greedy --json", model);
+    cli_result *r = run_expect(args, 0);
+    assert_non_null(strstr(r->err, "chat format llama3"));
+    cJSON *got = cJSON_Parse(r->out);
+    free(r);
+    static const char text[] = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nWhy?<|eot_id|>"
+                               "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    char path[256];
+    write_tmp(path, sizeof path, "llama3", text, sizeof text - 1);
+    snprintf(args, sizeof args, "tokenize -m '%s' --special --no-bos --json -f '%s'", model, path);
+    r = run_expect(args, 0);
+    unlink(path);
+    cJSON *want = cJSON_Parse(r->out);
+    free(r);
+    assert_non_null(got);
+    assert_non_null(want);
+    char *a = cJSON_PrintUnformatted(cJSON_GetObjectItem(got, "prompt_ids"));
+    char *b = cJSON_PrintUnformatted(cJSON_GetObjectItem(want, "ids"));
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    cJSON_Delete(got);
+    cJSON_Delete(want);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_generate_matches_golden),
@@ -545,6 +577,7 @@ int main(void) {
         cmocka_unit_test(test_tokenize_jsonl_vectors),
         cmocka_unit_test(test_default_model),
         cmocka_unit_test(test_sampling_flags),
+        cmocka_unit_test(test_chat_template),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

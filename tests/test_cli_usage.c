@@ -42,6 +42,8 @@ static void test_usage_errors_exit_2(void **state) {
         {"generate -m x.gguf -p hi --logit-bias 5", "--logit-bias expects TOKEN_ID+BIAS"},
         {"generate -m x.gguf -p hi -l 5+inf", "-l expects TOKEN_ID+BIAS"},
         {"generate -m x.gguf -p hi -l x+1", "-l expects TOKEN_ID+BIAS"},
+        {"generate -m x.gguf -p hi --chat-template chatml", "--chat-template expects one of bitnet|llama3|falcon3"},
+        {"perplexity -m x.gguf -f t.txt --chat-template llama3", "perplexity does not use --chat-template"},
         {"generate -m x.gguf -p hi -l 5-1e39", "-l expects TOKEN_ID+BIAS"}, // overflows: not a ban
         {"generate -m x.gguf -p hi --frequency-penalty x", "--frequency-penalty expects a number"},
         {"bench -m x.gguf -r 0", "-r expects an integer in 1..1000"},

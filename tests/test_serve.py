@@ -744,6 +744,19 @@ class ServeTest(unittest.TestCase):
 
 @unittest.skipUnless(os.path.exists(MODEL), f"fixture {MODEL} not found (set BITNET_FIXTURES)")
 class ServeLifecycleTest(unittest.TestCase):
+    def test_chat_template(self):
+        """--chat-template: the chat completions take that format, as generate --chat does with it."""
+        srv = Server("--chat-template", "llama3")
+        try:
+            status, _, raw = srv.request("POST", "/v1/chat/completions", {
+                "messages": [{"role": "user", "content": PROMPTS[1]}], "max_tokens": 8, "temperature": 0})
+            self.assertEqual(status, 200, raw)
+            want, n_prompt, _ = generate(PROMPTS[1], 8, "--greedy", "--chat", "--chat-template", "llama3")
+            self.assertEqual(json.loads(raw)["choices"][0]["message"]["content"], want)
+            self.assertEqual(json.loads(raw)["usage"]["prompt_tokens"], n_prompt)
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.output())
+
     def test_sampling_flags_are_the_defaults(self):
         """serve's sampling flags are what a request leaves out takes, as llama-server's are:
         here a temperature, a seed (so the same request gets the same reply) and a logit

@@ -85,6 +85,8 @@ static const flag_def flags[] = {
      "int8 LM head (faster, approximate) or exact f16 (default)"},
     {{"--cpu-kernels"}, 0, CHOICE, AT(session.cpu_kernels), 0, 0, "auto|scalar|avx2|avx512|amx|neon", "K",
      "CPU kernel set: auto, scalar, avx2, avx512, amx (x86-64), neon (AArch64) (or $BITNET_CPU_KERNELS)"},
+    {{"--chat-template"}, BN_FLAGS_TEMPLATE, CHOICE, AT(chat_template), 0, 0, "bitnet|llama3|falcon3", "NAME",
+     "the chat format instead of the one the model file names: bitnet (2B-4T's), llama3 or falcon3"},
     {{"--chat"}, BN_FLAGS_CHAT, SWITCH, AT(chat), 0, 0, NULL, "", "wrap the prompt in the model's chat template"},
     {{"--system"}, BN_FLAGS_SYSTEM, STRING, AT(system), 0, 0, NULL, "TEXT",
      "system prompt (generate: with --chat)"},

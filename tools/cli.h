@@ -22,6 +22,7 @@ typedef struct bn_run_flags {
     const char *prompt_file; // -f: read the prompt from this file ("-": stdin)
     const char *system;     // --system
     const char *lm_head;    // --lm-head q8|f16 (session.lm_head_q8 is set from it)
+    const char *chat_template; // --chat-template bitnet|llama3|falcon3 (NULL: the model file's)
     int n_predict;          // -n; -1 when not given
     int reps;               // -r (bench); 1 when not given
     bool json;              // --json
@@ -66,6 +67,7 @@ enum {
     BN_FLAGS_PERPLEXITY = 1 << 13, // --chunks -b
     BN_FLAGS_JSON_SCHEMA = 1 << 14, // --json-schema
     BN_FLAGS_LOGPROBS = 1 << 15, // --logprobs
+    BN_FLAGS_TEMPLATE = 1 << 16, // --chat-template
 };
 
 // Parses argv[1..] into f (defaults filled first), taking the flags of the groups

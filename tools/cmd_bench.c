@@ -318,7 +318,7 @@ int bn_cmd_bench(int argc, char **argv) {
 
     bn_engine *e = NULL;
     bn_error err;
-    if (bn_engine_load(f.model, f.tokenizer, &e, &err) || bn_run_check_engine(&f, e, &err)) {
+    if (bn_engine_load(f.model, f.tokenizer, &e, &err) || bn_run_prepare_engine(&f, e, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         if (e) bn_engine_free(e);
         free(schema);

@@ -22,7 +22,7 @@
 #include "serve_http.h"
 #include "serve_sched.h"
 
-#define SERVE_FLAGS (BN_FLAGS_BACKEND | BN_FLAGS_SERVE | BN_FLAGS_SAMPLING) // sampling: requests' defaults
+#define SERVE_FLAGS (BN_FLAGS_BACKEND | BN_FLAGS_SERVE | BN_FLAGS_SAMPLING | BN_FLAGS_TEMPLATE) // sampling: defaults
 #define SERVE_SYNOPSIS                                                                                     \
     "[-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX] [--api-key KEY] [--temp T ...]"
 #define GRACE_MS 5000
@@ -91,7 +91,7 @@ int bn_cmd_serve(int argc, char **argv) {
     bn_batch *b = NULL;
     bn_error err;
     bn_batch_params bp = {.session = f.session, .n_slots = f.parallel};
-    if (bn_engine_load(f.model, f.tokenizer, &e, &err) || bn_run_check_engine(&f, e, &err) ||
+    if (bn_engine_load(f.model, f.tokenizer, &e, &err) || bn_run_prepare_engine(&f, e, &err) ||
         bn_batch_create(e, &bp, &b, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         bn_engine_free(e);

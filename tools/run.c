@@ -23,9 +23,8 @@ char *bn_json_schema_arg(const char *arg) {
     return NULL;
 }
 
-// What the model alone can refuse, before a backend starts: --logit-bias tokens
-// outside its vocabulary, and --chat with a text model (no chat format).
-int bn_run_check_engine(const bn_run_flags *f, const bn_engine *e, bn_error *err) {
+int bn_run_prepare_engine(const bn_run_flags *f, bn_engine *e, bn_error *err) {
+    if (f->chat_template && bn_engine_set_chat_template(e, f->chat_template, err)) return -1;
     const int n_vocab = bn_engine_info(e).n_vocab;
     for (size_t i = 0; i < f->sampling.n_logit_bias; i++)
         if (f->sampling.logit_bias[i].token >= n_vocab)
@@ -45,7 +44,7 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
     if (f->json_schema && !schema) return -1;
     bn_backend_prewarm(f->session.backend); // the GPU's context starts while the model loads
     const char *failed = bn_engine_load(f->model, f->tokenizer, &r->engine, &err)                ? ""
-                       : bn_run_check_engine(f, r->engine, &err)                                 ? ""
+                       : bn_run_prepare_engine(f, r->engine, &err)                               ? ""
                        : bn_session_create(r->engine, &f->session, &r->session, &err)            ? ""
                        : schema && bn_session_set_json_schema(r->session, schema, &err) ? "--json-schema: "
                                                                                         : NULL;
@@ -56,8 +55,9 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
         return -1;
     }
     bn_model_info info = bn_engine_info(r->engine);
-    fprintf(stderr, "model: %s, %s, %d layers, hidden %d, vocab %d (%.0f ms)\n", f->model, info.arch,
-            info.n_layer, info.n_embd, info.n_vocab, bn_engine_load_ms(r->engine));
+    fprintf(stderr, "model: %s, %s, %d layers, hidden %d, vocab %d%s%s (%.0f ms)\n", f->model, info.arch,
+            info.n_layer, info.n_embd, info.n_vocab, f->chat ? ", chat format " : "",
+            f->chat ? bn_engine_chat_template(r->engine) : "", bn_engine_load_ms(r->engine));
     const char *kernels = bn_session_cpu_kernels(r->session);
     fprintf(stderr, "backend: %s (%s), context %d%s%s\n", bn_session_backend(r->session),
             bn_session_backend_note(r->session), bn_session_n_ctx(r->session),

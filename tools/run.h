@@ -15,9 +15,10 @@ typedef struct bn_run {
     char asked[16];     // the backend the flags asked for ("auto" unless named)
 } bn_run;
 
-// What the model alone can refuse before a backend starts (--logit-bias ids
-// outside the vocabulary, --chat with a text model): 0, or -1 and err.
-int bn_run_check_engine(const bn_run_flags *f, const bn_engine *e, bn_error *err);
+// The flags that act on the model alone, before a backend starts: sets
+// --chat-template, and refuses --logit-bias ids outside the vocabulary and
+// --chat with a text model. 0, or -1 and err.
+int bn_run_prepare_engine(const bn_run_flags *f, bn_engine *e, bn_error *err);
 // Loads the model and creates the session; prints what it chose on stderr.
 // On failure prints one `error:` line and returns -1 (r is then empty).
 int bn_run_open(const bn_run_flags *f, bn_run *r);

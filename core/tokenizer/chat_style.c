@@ -23,6 +23,13 @@ bn_chat_style bn_chat_detect_style(const char *tmpl) {
     return BN_CHAT_STYLE_BITNET;
 }
 
+int bn_chat_style_from_name(const char *name, bn_chat_style *out) {
+    const bn_chat_style all[] = {BN_CHAT_STYLE_BITNET, BN_CHAT_STYLE_LLAMA3, BN_CHAT_STYLE_FALCON3};
+    for (size_t i = 0; name && i < sizeof all / sizeof *all; i++)
+        if (!strcmp(name, bn_chat_style_name(all[i]))) return *out = all[i], 0;
+    return -1;
+}
+
 const char *bn_chat_style_name(bn_chat_style style) {
     switch (style) {
     case BN_CHAT_STYLE_LLAMA3: return "llama3";

@@ -101,6 +101,7 @@ const char *bn_tokenizer_chat_template(const bn_tokenizer *t) { return t ? t->ch
 bn_chat_style bn_tokenizer_chat_style(const bn_tokenizer *t) {
     return t ? t->chat_style : BN_CHAT_STYLE_BITNET;
 }
+void bn_tokenizer_set_chat_style(bn_tokenizer *t, bn_chat_style style) { t->chat_style = style; }
 int32_t bn_tokenizer_n_vocab(const bn_tokenizer *t) { return t->n_vocab; }
 int32_t bn_tokenizer_bos(const bn_tokenizer *t) { return t->bos; }
 int32_t bn_tokenizer_eos(const bn_tokenizer *t) { return t->eos; }

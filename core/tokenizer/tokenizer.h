@@ -61,6 +61,10 @@ bn_chat_style bn_tokenizer_chat_style(const bn_tokenizer *t);
 // (chat_style.c).
 bn_chat_style bn_chat_detect_style(const char *tmpl);
 const char *bn_chat_style_name(bn_chat_style style); // "bitnet", "llama3", "falcon3"
+// A style by its name (bn_chat_style_name's): 0, or -1 for another name.
+int bn_chat_style_from_name(const char *name, bn_chat_style *out);
+// Overrides the style the loader picked (a user's --chat-template).
+void bn_tokenizer_set_chat_style(bn_tokenizer *t, bn_chat_style style);
 
 // Accessors for copying a vocabulary into a new GGUF file.
 // Vocabulary form of a token (byte-level "Ġthe" string, SentencePiece "▁the";

@@ -143,6 +143,8 @@ _API = {
     "bn_engine_info": (ModelInfo, [c_void_p]),
     "bn_engine_load_ms": (c_double, [c_void_p]),
     "bn_engine_add_bos": (c_bool, [c_void_p]),
+    "bn_engine_chat_template": (c_char_p, [c_void_p]),
+    "bn_engine_set_chat_template": (c_int, [c_void_p, c_char_p, _E]),
     "bn_engine_tokenize": (c_int, [c_void_p, c_char_p, c_bool, c_bool, _IDS, POINTER(c_size_t), _E]),
     "bn_engine_detokenize": (c_int, [c_void_p, POINTER(c_int32), c_size_t, POINTER(c_void_p), POINTER(c_size_t), _E]),
     "bn_engine_chat_prompt": (c_int, [c_void_p, POINTER(ChatMsg), c_size_t, _IDS, POINTER(c_size_t), _E]),

@@ -99,7 +99,7 @@ class BatchEngine(Model):
 
     BatchEngine(model_path=None (default_model_path()), slots=4, backend="auto"|"cpu"|"cuda"|"reference",
     threads=None, n_ctx=None (the model's, per slot), lm_head_q8=False,
-    tokenizer=None, cpu_kernels=None).
+    tokenizer=None, cpu_kernels=None, chat_template=None).
 
     generate() and chat() take Engine's arguments and give the same results
     (bit for bit on the CPU; the tokens of a greedy or seeded generation are
@@ -116,10 +116,11 @@ class BatchEngine(Model):
 
     def __init__(self, model_path: Optional[Union[str, os.PathLike]] = None, slots: int = 4, backend: str = "auto",
                  threads: Optional[int] = None, n_ctx: Optional[int] = None, lm_head_q8: bool = False,
-                 tokenizer: Optional[Union[str, os.PathLike]] = None, cpu_kernels: Optional[str] = None):
+                 tokenizer: Optional[Union[str, os.PathLike]] = None, cpu_kernels: Optional[str] = None,
+                 chat_template: Optional[str] = None):
         self._e = self._b = None
         self._broken = None  # the exception that ended the scheduler thread
-        self._load(model_path, tokenizer)
+        self._load(model_path, tokenizer, chat_template)
         params = N.BatchParams(N.SessionParams(backend=backend.encode(), n_threads=threads or 0, n_ctx=n_ctx or 0,
                                                lm_head_q8=lm_head_q8,
                                                cpu_kernels=None if cpu_kernels is None else cpu_kernels.encode()),

@@ -374,7 +374,7 @@ class Model:
     """A model file and its tokenizer (a bn_engine): what Engine (one session)
     and BatchEngine (continuous batching, batch.py) share. Not made on its own."""
 
-    def _load(self, model_path, tokenizer):
+    def _load(self, model_path, tokenizer, chat_template=None):
         self.model_path = os.fspath(model_path) if model_path is not None else default_model_path()
         err = N.Error()
         e = ctypes.c_void_p()
@@ -385,6 +385,12 @@ class Model:
         self.info = ModelInfo(_str(i.arch), *(getattr(i, f) for f in ModelInfo._fields[1:]))
         self.load_ms = lib.bn_engine_load_ms(self._e)
         self.add_bos = bool(lib.bn_engine_add_bos(self._e))  # generate() starts a text with BOS
+        if chat_template is not None:  # instead of the model file's: "bitnet", "llama3" or "falcon3"
+            if lib.bn_engine_set_chat_template(self._e, str(chat_template).encode(), ctypes.byref(err)):
+                lib.bn_engine_free(self._e)
+                self._e = None
+                _check(-1, err)
+        self.chat_template = _str(lib.bn_engine_chat_template(self._e))
 
     def _handle(self):
         if not self._e:
@@ -555,7 +561,9 @@ class Engine(Model):
     Engine(model_path=None (default_model_path()), backend="auto"|"cpu"|"cuda"|"reference", threads=None (physical
     cores), n_ctx=None (the model's), lm_head_q8=False, tokenizer=None (a
     tokenizer.json instead of the GGUF's vocabulary), cpu_kernels=None,
-    cpu_start=False).
+    cpu_start=False, chat_template=None (the model file's chat format; "bitnet",
+    "llama3" or "falcon3" instead, as --chat-template; the chat_template attribute
+    names the one in use)).
 
     cpu_start=True: where a GPU may be present, the engine is ready at once on
     the CPU while the GPU backend opens on a thread, and moves to it between two
@@ -583,10 +591,11 @@ class Engine(Model):
         tokenizer: Optional[Union[str, os.PathLike]] = None,
         cpu_kernels: Optional[str] = None,
         cpu_start: bool = False,
+        chat_template: Optional[str] = None,
     ):
         self._e = self._s = self._running = None  # _running: the _Run generating now, if any
         self._lock = threading.Lock()
-        self._load(model_path, tokenizer)
+        self._load(model_path, tokenizer, chat_template)
         err = N.Error()
         params = N.SessionParams(
             backend=backend.encode(),

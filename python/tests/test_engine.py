@@ -120,6 +120,18 @@ def test_default_model(model_path, tmp_path, monkeypatch):
         Engine()
 
 
+def test_chat_template(model_path, cli):
+    """chat_template overrides the model file's chat format, as the CLI's --chat-template."""
+    want = cli("--chat", "--chat-template", "llama3", "-p", "Why?", "-n", 1, "--greedy")["prompt_ids"]
+    with Engine(model_path, threads=1, chat_template="llama3") as e:
+        assert e.chat_template == "llama3"
+        assert e.chat_prompt([{"role": "user", "content": "Why?"}]) == want
+    with Engine(model_path, threads=1) as e:
+        assert e.chat_template == "bitnet" and e.chat_prompt([{"role": "user", "content": "Why?"}]) != want
+    with pytest.raises(BitnetError, match="chat template 'chatml'"):
+        Engine(model_path, threads=1, chat_template="chatml")
+
+
 def test_chat_equals_cli(engine, cli):
     want = cli("--chat", "--system", "You are terse.", "-p", "Why is the sky blue?", "-n", 12, "--greedy")
     messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Why is the sky blue?"}]
