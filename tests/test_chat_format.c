@@ -254,6 +254,17 @@ static void test_detect(void **state) {
     assert_string_equal(bn_chat_style_name(BN_CHAT_STYLE_BITNET), "bitnet");
     assert_string_equal(bn_chat_style_name(BN_CHAT_STYLE_LLAMA3), "llama3");
     assert_string_equal(bn_chat_style_name(BN_CHAT_STYLE_FALCON3), "falcon3");
+    // --chat-template's names: exactly these three.
+    bn_chat_style st = BN_CHAT_STYLE_BITNET;
+    assert_int_equal(bn_chat_style_from_name("falcon3", &st), 0);
+    assert_int_equal(st, BN_CHAT_STYLE_FALCON3);
+    assert_int_equal(bn_chat_style_from_name("llama3", &st), 0);
+    assert_int_equal(st, BN_CHAT_STYLE_LLAMA3);
+    assert_int_equal(bn_chat_style_from_name("bitnet", &st), 0);
+    assert_int_equal(st, BN_CHAT_STYLE_BITNET);
+    assert_int_equal(bn_chat_style_from_name("Llama3", &st), -1);
+    assert_int_equal(bn_chat_style_from_name("chatml", &st), -1);
+    assert_int_equal(bn_chat_style_from_name(NULL, &st), -1);
 }
 
 // ---- GGUF vocabularies ----------------------------------------------------------------------
