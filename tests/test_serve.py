@@ -765,7 +765,8 @@ class ServeLifecycleTest(unittest.TestCase):
         srv = Server(*flags)
         try:
             def text(**body):
-                status, _, raw = srv.request("POST", "/v1/completions", {"prompt": PROMPTS[2], "max_tokens": 12, **body})
+                status, _, raw = srv.request("POST", "/v1/completions",
+                                             {"prompt": PROMPTS[2], "max_tokens": 12, **body})
                 self.assertEqual(status, 200, raw)
                 return json.loads(raw)["choices"][0]["text"]
             self.assertEqual(text(), generate(PROMPTS[2], 12, *flags)[0])
