@@ -45,7 +45,7 @@ static const bn_api *serve_fuzz_api(void) {
         abort();
     }
     api = (bn_api){.engine = e, .sched = s, .model_id = "fuzz", .n_ctx = 64, .created = 0,
-                   .sampling = bn_sampling_default()};
+                   .sampling = bn_sampling_default(), .max_tokens = -1};
     return &api;
 }
 

@@ -744,6 +744,27 @@ class ServeTest(unittest.TestCase):
 
 @unittest.skipUnless(os.path.exists(MODEL), f"fixture {MODEL} not found (set BITNET_FIXTURES)")
 class ServeLifecycleTest(unittest.TestCase):
+    def test_alias_and_default_max_tokens(self):
+        """--alias names the model in /v1/models and in every response; -n is max_tokens for a
+        request that gives none (chat and completion alike), as llama-server's flags are."""
+        srv = Server("--alias", "bitnet-test", "-n", "3")
+        try:
+            status, _, raw = srv.request("GET", "/v1/models")
+            self.assertEqual([m["id"] for m in json.loads(raw)["data"]], ["bitnet-test"])
+            c = openai.OpenAI(base_url=srv.url, api_key="unused", max_retries=0)
+            r = c.completions.create(model="bitnet-test", prompt=PROMPTS[2], temperature=0)
+            self.assertEqual((r.model, r.usage.completion_tokens, r.choices[0].finish_reason),
+                             ("bitnet-test", 3, "length"))
+            self.assertEqual(r.choices[0].text, generate(PROMPTS[2], 3, "--greedy")[0])
+            r = c.chat.completions.create(model="bitnet-test", messages=[{"role": "user", "content": "hi"}],
+                                          temperature=0)
+            self.assertEqual(r.model, "bitnet-test")
+            self.assertLessEqual(r.usage.completion_tokens, 3)
+            r = c.completions.create(model="bitnet-test", prompt=PROMPTS[2], temperature=0, max_tokens=5)
+            self.assertEqual(r.usage.completion_tokens, 5)  # a request's own max_tokens wins
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.output())
+
     def test_chat_template(self):
         """--chat-template: the chat completions take that format, as generate --chat does with it."""
         srv = Server("--chat-template", "llama3")

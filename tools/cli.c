@@ -52,7 +52,8 @@ static const flag_def flags[] = {
     {{"-f", "--file"}, BN_FLAGS_FILE, STRING, AT(prompt_file), 0, 0, NULL, "FILE",
      "read the prompt from FILE (- for stdin)"},
     {{"-n", "--n-predict"}, BN_FLAGS_PREDICT, INT, AT(n_predict), 0, INT_MAX, NULL, "N",
-     "tokens to generate (generate: 128; chat: until the turn ends; bench: 4, 16 with --concurrency)"},
+     "tokens to generate (generate: 128; chat: until the turn ends; bench: 4, 16 with --concurrency; serve: "
+     "a request's max_tokens when it gives none, 0 the context's end; without -n OpenAI's 16 / the context's end)"},
     {{"-r", "--reps"}, BN_FLAGS_REPS, INT, AT(reps), 1, 1000, NULL, "N",
      "runs per backend (default 1; the first is cold, the table gives the best warm ones)"},
     {{"--greedy"}, BN_FLAGS_SAMPLING, GREEDY, 0, 0, 0, NULL, "", "greedy decoding (same as --temp 0)"},
@@ -103,6 +104,8 @@ static const flag_def flags[] = {
      "requests generated at once, batched (default 4); -c is the context of each"},
     {{"--api-key"}, BN_FLAGS_SERVE, STRING, AT(api_key), 0, 0, NULL, "KEY",
      "require \"Authorization: Bearer KEY\" on every request"},
+    {{"--alias", "-a"}, BN_FLAGS_SERVE, STRING, AT(alias), 0, 0, NULL, "NAME",
+     "the model's name in /v1/models and every response (default: the file's name)"},
     {{"--timeout"}, BN_FLAGS_SERVE, INT, AT(timeout), 1, 86400, NULL, "S",
      "close a connection idle for S seconds while it sends a request (default 30)"},
     {{"--no-cpu-start"}, BN_FLAGS_CPU_START, SWITCH, AT(no_cpu_start), 0, 0, NULL, "",

@@ -32,6 +32,7 @@ typedef struct bn_run_flags {
     int port;               // serve: --port (8080)
     int parallel;           // serve: --parallel, slots (4)
     const char *api_key;    // serve: --api-key
+    const char *alias;      // serve: --alias, the model's name in the API
     int timeout;            // serve: --timeout, seconds (30)
     const char *concurrency; // bench: --concurrency 1,4,16,64
     bool no_cpu_start;      // --no-cpu-start (session.cpu_start is set from it)

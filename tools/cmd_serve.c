@@ -22,7 +22,8 @@
 #include "serve_http.h"
 #include "serve_sched.h"
 
-#define SERVE_FLAGS (BN_FLAGS_BACKEND | BN_FLAGS_SERVE | BN_FLAGS_SAMPLING | BN_FLAGS_TEMPLATE) // sampling: defaults
+#define SERVE_FLAGS /* sampling and -n: a request's defaults */ \
+    (BN_FLAGS_BACKEND | BN_FLAGS_SERVE | BN_FLAGS_SAMPLING | BN_FLAGS_TEMPLATE | BN_FLAGS_PREDICT)
 #define SERVE_SYNOPSIS                                                                                     \
     "[-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX] [--api-key KEY] [--temp T ...]"
 #define GRACE_MS 5000
@@ -40,9 +41,9 @@ static int serve(const bn_run_flags *f, bn_engine *e, bn_batch *b, const sigset_
         fprintf(stderr, "error: %s\n", err.msg);
         return 1;
     }
-    const bn_api api = {.engine = e, .sched = sched, .model_id = basename_of(f->model),
+    const bn_api api = {.engine = e, .sched = sched, .model_id = f->alias ? f->alias : basename_of(f->model),
                         .n_ctx = bn_batch_n_ctx(b), .created = (long)time(NULL), .sampling = f->sampling,
-                        .seed_given = f->seed_given};
+                        .seed_given = f->seed_given, .max_tokens = f->n_predict};
     const bn_server_config cfg = {.host = f->host, .port = f->port, .api_key = f->api_key,
                                   .timeout_s = f->timeout};
     bn_server *srv;

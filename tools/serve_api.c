@@ -368,10 +368,11 @@ static void generate(const bn_api *a, const char *body, size_t len, bool chat, b
     if (!o) return;
     fields f = {o, r, false};
     bn_job_params p = {0};
-    // OpenAI's defaults: a completion stops after 16 tokens, a chat reply at its end.
     bn_tools tools = {0};
     const cJSON *t;
-    bool ok = get_params(a, &f, &p, &r->stream, chat ? 0 : 16) && get_logit_bias(a, &f, &p) &&
+    // serve -n, else OpenAI's defaults: a completion stops after 16 tokens, a chat reply at its end.
+    const int default_max = a->max_tokens >= 0 ? a->max_tokens : chat ? 0 : 16;
+    bool ok = get_params(a, &f, &p, &r->stream, default_max) && get_logit_bias(a, &f, &p) &&
               get_logprobs(&f, chat, &p) && get_response_format(&f, &p) && refuse_unsupported(&f) &&
               (chat ? get_tools(&f, &p, &tools) && chat_prompt(a, &f, &p, &tools)
                     : (!(t = field(&f, "tools")) || (cJSON_IsArray(t) && !t->child) ||

@@ -19,6 +19,8 @@ typedef struct bn_api {
     long created;         // when the server started (unix seconds)
     bn_sampling sampling; // what a request's absent sampling fields take (serve's flags)
     bool seed_given;      // with the seed too; else each request without one draws its own
+    int max_tokens;       // a request's max_tokens when it gives none (0: the context's
+                          // end); -1: OpenAI's, 16 for a completion, the context's end for a chat
 } bn_api;
 
 // An endpoint's answer: a complete reply (status, JSON body), or a generation
