@@ -25,7 +25,8 @@
 #define SERVE_FLAGS /* sampling and -n: a request's defaults */ \
     (BN_FLAGS_BACKEND | BN_FLAGS_SERVE | BN_FLAGS_SAMPLING | BN_FLAGS_TEMPLATE | BN_FLAGS_PREDICT)
 #define SERVE_SYNOPSIS                                                                                     \
-    "[-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX] [--api-key KEY] [--temp T ...]"
+    "[-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX] [--api-key KEY] [--alias NAME] "   \
+    "[-n N] [--temp T ...]"
 #define GRACE_MS 5000
 
 static const char *basename_of(const char *path) {
