@@ -84,6 +84,7 @@ class DownloadTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         path = os.path.join(self.tmp.name, "models", "ggml-model-i2_s.gguf")
         self.assertEqual(r.stdout.strip(), "models/ggml-model-i2_s.gguf")
+        self.assertIn("from this directory, bitnet-gpu's commands take it without -m", r.stderr)
         with open(path, "rb") as f:
             self.assertEqual(f.read(), DATA)
 
