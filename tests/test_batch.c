@@ -393,8 +393,10 @@ static result alone_result(const bn_request *r) {
 // Greedy and seeded sampling through a batch, however the requests overlap,
 // equal each request generated alone in a session. Both sample a top-k of at
 // most BN_TOP_MAX from the rows' best entries (forward_top), but the batch, in
-// steps with request 6 (top-k 0) in them, from whole rows: there the two paths
-// meet (test_sampler checks them draw for draw, check_top the entries).
+// steps with request 6 (top-k 0) or 3 (a penalty and a bias that raise logits)
+// in them, from whole rows: there the two paths meet (test_sampler checks them
+// draw for draw, check_top the entries). Request 1 has penalties and biases that
+// only lower logits.
 static void test_batch_same_as_alone(void **state) {
     (void)state;
     REQUIRE_MODEL();
@@ -406,11 +408,26 @@ static void test_batch_same_as_alone(void **state) {
     widest.temperature = 1.5f;
     all.seed = 3;
     all.top_k = 0;
+    // Penalties and biases that only lower logits (a step may bring back only the
+    // best entries), and ones that raise them (it needs the row).
+    const bn_logit_bias lower[] = {{13, -2.f}, {220, -1.f}}, raise[] = {{1820, 1.5f}};
+    bn_sampling penal = bn_sampling_greedy(), drawn = bn_sampling_default();
+    penal.frequency_penalty = 0.5f;
+    penal.presence_penalty = 0.3f;
+    penal.repeat_penalty = 1.1f;
+    penal.logit_bias = lower;
+    penal.n_logit_bias = 2;
+    drawn.seed = 5;
+    drawn.presence_penalty = -0.5f;
+    drawn.logit_bias = raise;
+    drawn.n_logit_bias = 1;
     bn_request req[N];
     result alone[N], got[N];
     const int max_tokens[N] = {12, 20, 5, 40, 1, 9, 16};
     for (int i = 0; i < N; i++) {
-        req[i] = request(i, max_tokens[i], i == 5 ? hot : i == 2 ? widest : i == 6 ? all : bn_sampling_greedy());
+        req[i] = request(i, max_tokens[i], i == 5 ? hot : i == 2 ? widest : i == 6 ? all : i == 1 ? penal
+                                                                              : i == 3 ? drawn
+                                                                                       : bn_sampling_greedy());
         alone[i] = alone_result(&req[i]);
     }
     const int at_once[N] = {0}, staggered[N] = {0, 0, 1, 3, 3, 4, 9};
