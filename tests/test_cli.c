@@ -19,6 +19,14 @@ static char *write_tmp(char *buf, size_t size, const char *tag, const char *data
     return buf;
 }
 
+// Two JSON values printed alike (a NULL prints as "null", and fails against a value).
+static void assert_same_json(const cJSON *got, const cJSON *want) {
+    char *g = got ? cJSON_PrintUnformatted(got) : NULL, *w = want ? cJSON_PrintUnformatted(want) : NULL;
+    assert_string_equal(g ? g : "null", w ? w : "null");
+    free(g);
+    free(w);
+}
+
 static cJSON *load_golden(void) {
     BN_REQUIRE_FIXTURE(golden_path, "tiny-a/tiny-a.golden.json");
     char *text = bn_read_file(golden_path, NULL);
@@ -413,11 +421,7 @@ static void test_tokenize_jsonl_vectors(void **state) {
         cJSON *wj = cJSON_Parse(w), *gj = cJSON_Parse(g);
         assert_non_null(wj);
         assert_non_null(gj);
-        char *w_ids = cJSON_PrintUnformatted(cJSON_GetObjectItem(wj, "ids"));
-        char *g_ids = cJSON_PrintUnformatted(cJSON_GetObjectItem(gj, "ids"));
-        assert_string_equal(g_ids, w_ids);
-        free(w_ids);
-        free(g_ids);
+        assert_same_json(cJSON_GetObjectItem(gj, "ids"), cJSON_GetObjectItem(wj, "ids"));
         cJSON_Delete(wj);
         cJSON_Delete(gj);
         w = w_end + 1;
@@ -555,11 +559,7 @@ static void test_chat_template(void **state) {
     free(r);
     assert_non_null(got);
     assert_non_null(want);
-    char *a = cJSON_PrintUnformatted(cJSON_GetObjectItem(got, "prompt_ids"));
-    char *b = cJSON_PrintUnformatted(cJSON_GetObjectItem(want, "ids"));
-    assert_string_equal(a, b);
-    free(a);
-    free(b);
+    assert_same_json(cJSON_GetObjectItem(got, "prompt_ids"), cJSON_GetObjectItem(want, "ids"));
     cJSON_Delete(got);
     cJSON_Delete(want);
 }
