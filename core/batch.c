@@ -430,7 +430,7 @@ static int step_output(const bn_batch *b, int runs) {
 // Run r's next token from the step's output; with logprobs, also its and the
 // likeliest tokens' log-probabilities, from the row as the model gave it (before
 // the JSON mask and the sampler, which change it in place); -1 when a JSON
-// object's mask leaves no token.
+// object's mask, or -inf logit biases, leave no token.
 static int32_t pick(bn_batch *b, int r, int out) {
     bn_slot *s = &b->slots[b->runs[r].slot];
     if (out == OUT_ARGMAX) return b->argmax[r];
@@ -447,7 +447,7 @@ static int32_t pick(bn_batch *b, int r, int out) {
     bn_logprob_row_read(&b->lp, row, V, s->top_logprobs, s->top);
     if (s->json && !bn_json_mask_row(&b->json, b->engine, s->js, row)) return -1;
     const int32_t id = bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
-    s->logprob = bn_logprob_row_of(&b->lp, id);
+    if (id >= 0) s->logprob = bn_logprob_row_of(&b->lp, id);
     return id;
 }
 

@@ -276,7 +276,9 @@ static int32_t sample_sorted(bn_sampler *s, bn_candidate *c, int32_t n) {
 
 int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, size_t n_history) {
     adjust_logits(s, (logits_view){logits, NULL}, history, n_history);
-    if (s->p.temperature <= 0) return bn_argmax(logits, s->n_vocab);
+    const int32_t best = bn_argmax(logits, s->n_vocab);
+    if (logits[best] == -INFINITY) return -1; // every token banned (or masked): none to pick
+    if (s->p.temperature <= 0) return best;
     if (s->p.top_k <= 0 || s->p.top_k >= s->n_vocab) return sample_all(s, logits);
     bn_top_select(logits, s->n_vocab, s->p.top_k, s->cand);
     return sample_sorted(s, s->cand, s->p.top_k);
@@ -302,6 +304,7 @@ int32_t bn_sampler_sample_top(bn_sampler *s, bn_top *top, const int32_t *history
     if (s->n_bias || (has_penalties(&s->p) && history)) { // on the entries, then their order again
         adjust_logits(s, (logits_view){NULL, top}, history, n_history);
         qsort(top, BN_TOP_MAX, sizeof *top, bn_top_qsort_order);
+        if (top[0].logit == -INFINITY) return -1; // every entry banned, and so every token below them
     }
     if (s->p.temperature <= 0) return top[0].id; // bn_argmax's pick: the first of the largest
     return sample_sorted(s, top, s->p.top_k);

@@ -25,7 +25,8 @@ void bn_sampler_free(bn_sampler *s);
 bool bn_sampler_is_greedy(const bn_sampler *s);
 
 // Picks a token from logits[n_vocab] (modified in place). history holds the
-// tokens seen so far, for the penalties.
+// tokens seen so far, for the penalties. -1 when no token is left with a logit
+// above -inf (logit biases of -inf, or a JSON mask, took every one).
 int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, size_t n_history);
 
 // A sampler needs only the row's best BN_TOP_MAX tokens (top.h), as a
@@ -36,7 +37,7 @@ int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, 
 bool bn_sampler_takes_top(const bn_sampler *s);
 // For such a sampler: the token bn_sampler_sample would pick from the whole row
 // (history as there), drawn from its best entries top[0..BN_TOP_MAX) in bn_top
-// order (modified).
+// order (modified); -1 as there.
 int32_t bn_sampler_sample_top(bn_sampler *s, bn_top *top, const int32_t *history, size_t n_history);
 
 #endif

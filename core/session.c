@@ -234,14 +234,14 @@ static int append_tokens(bn_session *s, const int32_t *ids, size_t n, bn_error *
 }
 
 // The next token from the whole row in s->logits: its log-probabilities read
-// first (logprobs), then the JSON mask (-1: no token fits) and the sampler, which
-// change the row in place.
+// first (logprobs), then the JSON mask and the sampler, which change the row in
+// place; -1 when no token fits (the mask, or -inf logit biases).
 static int32_t pick_from_row(bn_session *s, bn_sampler *smp) {
     if (s->logprobs)
         bn_logprob_row_read(&s->lp, s->logits, (int32_t)s->engine->model->hp.n_vocab, s->top_logprobs, s->top);
     if (s->json_schema && !bn_json_mask_row(&s->json_vocab, s->engine, s->json, s->logits)) return -1;
     const int32_t id = bn_sampler_sample(smp, s->logits, s->history, (size_t)s->n_hist);
-    if (s->logprobs) s->logprob = bn_logprob_row_of(&s->lp, id), s->sampled = true;
+    if (s->logprobs && id >= 0) s->logprob = bn_logprob_row_of(&s->lp, id), s->sampled = true;
     return id;
 }
 
@@ -327,7 +327,7 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
 
     t0 = bn_now_ms();
     t.stop = BN_STOP_LENGTH;
-    for (int i = 0; i < n_predict && next >= 0; i++) { // next < 0: a JSON reply no token continues
+    for (int i = 0; i < n_predict && next >= 0; i++) { // next < 0: no token fits (a JSON reply, bans)
         s->history[s->n_hist++] = next; // pending: fed by the next step or the next call
         t.n_gen++;
         if (bn_engine_is_eog(s->engine, next)) {

@@ -536,6 +536,27 @@ static void test_sampling_flags(void **state) {
     cJSON_Delete(penalized);
 }
 
+// A JSON reply whose every way on is banned (-l ID-inf on the tokens its schema
+// leaves) stops there ("length", as when no token fits the schema) instead of
+// picking a token out of a row of -inf: on tiny-a, '{"enum": ["a"]}' can only go on
+// with '"' (1) or '"a' (57793) once its leading blanks are spent.
+static void test_everything_banned_stops(void **state) {
+    (void)state;
+    BN_REQUIRE_FIXTURE(model, "tiny-a/tiny-a.gguf");
+    char args[9000];
+    snprintf(args, sizeof args, "generate -m '%s' -p hi -j '{\"enum\": [\"a\"]}' -l 1-inf -l 57793-inf --greedy "
+             "-n 8 --json", model);
+    cli_result *r = run_expect(args, 0);
+    cJSON *got = cJSON_Parse(r->out);
+    free(r);
+    assert_non_null(got);
+    const char *text = cJSON_GetObjectItem(got, "text")->valuestring;
+    assert_int_equal(strspn(text, " \t\r\n"), strlen(text)); // JSON's blanks, nothing else
+    assert_string_equal(cJSON_GetObjectItem(got, "stop")->valuestring, "length");
+    assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(got, "generated_ids")) < 8);
+    cJSON_Delete(got);
+}
+
 // --chat-template llama3 on tiny-a (whose file names 2B-4T's format): the prompt's
 // ids are those of Llama-3 Instruct's text with its special tokens, as `tokenize
 // --special` reads that text (the text form, not chat.c's token form).
@@ -578,6 +599,7 @@ int main(void) {
         cmocka_unit_test(test_default_model),
         cmocka_unit_test(test_sampling_flags),
         cmocka_unit_test(test_chat_template),
+        cmocka_unit_test(test_everything_banned_stops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,6 +43,7 @@ static void test_usage_errors_exit_2(void **state) {
         {"generate -m x.gguf -p hi -l 5+inf", "-l expects TOKEN_ID+BIAS"},
         {"generate -m x.gguf -p hi -l x+1", "-l expects TOKEN_ID+BIAS"},
         {"generate -m x.gguf -p hi --chat-template chatml", "--chat-template expects one of bitnet|llama3|falcon3"},
+        {"generate -m x.gguf -p hi --chat-template llama3", "--chat-template needs --chat"},
         {"perplexity -m x.gguf -f t.txt --chat-template llama3", "perplexity does not use --chat-template"},
         {"generate -m x.gguf -p hi -l 5-1e39", "-l expects TOKEN_ID+BIAS"}, // overflows: not a ban
         {"generate -m x.gguf -p hi --frequency-penalty x", "--frequency-penalty expects a number"},

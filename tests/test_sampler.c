@@ -488,6 +488,37 @@ static void test_logit_bias(void **state) {
     assert_int_equal(bn_sampling_validate(&p, &err), -1);
 }
 
+// Every token banned (-inf biases): no token, -1, whichever way it would draw
+// (greedy, top-k, every token, the best entries); one left unbanned is picked.
+static void test_all_banned(void **state) {
+    (void)state;
+    enum { V = 6 };
+    bn_logit_bias ban[V];
+    for (int i = 0; i < V; i++) ban[i] = (bn_logit_bias){i, -INFINITY};
+    const struct { float temperature; int top_k; } ways[] = {{0, 40}, {0.8f, 2}, {0.8f, 0}};
+    for (int n_ban = V; n_ban >= V - 1; n_ban--) {
+        const int32_t want = n_ban == V ? -1 : V - 1; // the last token is the one left
+        for (size_t w = 0; w < sizeof ways / sizeof ways[0]; w++) {
+            bn_sampling p = bn_sampling_default();
+            p.temperature = ways[w].temperature;
+            p.top_k = ways[w].top_k;
+            p.logit_bias = ban;
+            p.n_logit_bias = (size_t)n_ban;
+            bn_sampler *s = make(p, V);
+            float x[V] = {3, 1, 4, 1, 5, -9};
+            assert_int_equal(bn_sampler_sample(s, x, NULL, 0), want);
+            if (bn_sampler_takes_top(s)) {
+                bn_top top[BN_TOP_MAX];
+                float y[V] = {3, 1, 4, 1, 5, -9};
+                bn_top_select(y, V, V, top);
+                for (int e = V; e < BN_TOP_MAX; e++) top[e] = (bn_top){-1, -INFINITY}; // no more tokens
+                assert_int_equal(bn_sampler_sample_top(s, top, NULL, 0), want);
+            }
+            bn_sampler_free(s);
+        }
+    }
+}
+
 static void test_invalid_params(void **state) {
     (void)state;
     bn_error err;
@@ -514,6 +545,7 @@ int main(void) {
         cmocka_unit_test(test_repeat_penalty),
         cmocka_unit_test(test_penalties_definition),
         cmocka_unit_test(test_logit_bias),
+        cmocka_unit_test(test_all_banned),
         cmocka_unit_test(test_invalid_params),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -758,8 +758,8 @@ class ServeLifecycleTest(unittest.TestCase):
             self.assertEqual(r.choices[0].text, generate(PROMPTS[2], 3, "--greedy")[0])
             r = c.chat.completions.create(model="bitnet-test", messages=[{"role": "user", "content": "hi"}],
                                           temperature=0)
-            self.assertEqual(r.model, "bitnet-test")
-            self.assertLessEqual(r.usage.completion_tokens, 3)
+            self.assertEqual((r.model, r.usage.completion_tokens), ("bitnet-test", 3))
+            self.assertEqual(r.choices[0].message.content, generate("hi", 3, "--greedy", "--chat")[0])
             r = c.completions.create(model="bitnet-test", prompt=PROMPTS[2], temperature=0, max_tokens=5)
             self.assertEqual(r.usage.completion_tokens, 5)  # a request's own max_tokens wins
         finally:
@@ -780,9 +780,9 @@ class ServeLifecycleTest(unittest.TestCase):
 
     def test_sampling_flags_are_the_defaults(self):
         """serve's sampling flags are what a request leaves out takes, as llama-server's are:
-        here a temperature, a seed (so the same request gets the same reply) and a logit
-        bias, which a request's own logit_bias replaces."""
-        flags = ["--temp", "0.9", "--seed", "7", "-l", "1820+3"]
+        here a temperature, a seed (so the same request gets the same reply) and a ban on
+        the reply's second token, which a request's own logit_bias replaces."""
+        flags = ["--temp", "0.9", "--seed", "7", "-l", "68830-inf"]
         srv = Server(*flags)
         try:
             def text(**body):
@@ -793,6 +793,8 @@ class ServeLifecycleTest(unittest.TestCase):
             self.assertEqual(text(), generate(PROMPTS[2], 12, *flags)[0])
             self.assertEqual(text(), text())  # the server's seed, not a fresh one
             self.assertEqual(text(logit_bias={}), generate(PROMPTS[2], 12, *flags[:4])[0])
+            self.assertNotEqual(text(), text(logit_bias={}))  # the ban mattered
+            self.assertNotEqual(text(seed=-1), text(seed=-1))  # -1: a fresh seed each time, as llama-server
             self.assertEqual(text(temperature=0), generate(PROMPTS[2], 12, "--greedy", *flags[4:])[0])
         finally:
             self.assertEqual(srv.stop(), 0, srv.output())

@@ -144,7 +144,8 @@ static void report(const options *o, const char *dest, const bn_hub_file *hub, c
                    int64_t resumed_from, bool downloaded, double secs) {
     if (!o->json) {
         printf("%s\n", dest);
-        if (!strcmp(o->dir, BN_DOWNLOAD_DIR) && !strcmp(o->file, BN_HUB_DEFAULT_FILE))
+        const char *env = getenv("BITNET_MODEL"); // which would come first
+        if (!strcmp(o->dir, BN_DOWNLOAD_DIR) && !strcmp(o->file, BN_HUB_DEFAULT_FILE) && !(env && *env))
             fprintf(stderr, "note: from this directory, bitnet-gpu's commands take it without -m "
                             "(bitnet-gpu generate -p TEXT)\n");
         return;

@@ -99,11 +99,13 @@ static void print_json(const bn_run *r, const char *model, const int32_t *prompt
     bn_print_json(o, false);
 }
 
-// The checks the flag table cannot make: exactly one prompt, --system only with --chat.
+// The checks the flag table cannot make: exactly one prompt, --system and
+// --chat-template only with --chat.
 static int check_flags(const bn_run_flags *f) {
     const char *why = f->prompt && f->prompt_file    ? "-p and -f both give the prompt: use one of them"
                     : !f->prompt && !f->prompt_file  ? "generate needs a prompt: -p TEXT or -f FILE"
                     : f->system && !f->chat          ? "--system needs --chat (a plain prompt has no system part)"
+                    : f->chat_template && !f->chat   ? "--chat-template needs --chat (a plain prompt has no format)"
                     : f->logprobs >= 0 && !f->json   ? "--logprobs needs --json (they are printed in its document)"
                                                      : NULL;
     if (!why) return 0;

@@ -32,8 +32,10 @@ int bn_run_prepare_engine(const bn_run_flags *f, bn_engine *e, bn_error *err) {
                              (int)f->sampling.logit_bias[i].token, n_vocab - 1);
     bn_error why;
     if (f->chat && !bn_run_can_chat(e, &why))
-        return bn_errorf(err, "%s: %s; it is a text model: `bitnet-gpu generate -m %s -p TEXT` continues a text",
-                         f->model, why.msg, f->model);
+        return f->chat_template
+                   ? bn_errorf(err, "%s: --chat-template %s: %s", f->model, f->chat_template, why.msg)
+                   : bn_errorf(err, "%s: %s; it is a text model: `bitnet-gpu generate -m %s -p TEXT` continues a "
+                                    "text", f->model, why.msg, f->model);
     return 0;
 }
 

@@ -164,6 +164,7 @@ static bool get_params(const bn_api *a, fields *f, bn_job_params *p, bool *strea
     sp->top_k = (int)top_k;
     sp->repeat_last_n = last_n < 0 ? INT_MAX : (int)last_n;
     if (seed >= 0) sp->seed = (uint64_t)seed;
+    else if (field(f, "seed")) sp->seed = fresh_seed(); // -1: a seed of its own, even where serve has --seed
     p->max_tokens = (int)max_tokens;
     p->no_prefix_cache = !cache_prompt;
     return true;

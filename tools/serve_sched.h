@@ -32,7 +32,8 @@ typedef struct bn_job_params {
     int top_logprobs;     // and its likeliest alternatives'
     bool json_object;     // bn_request's: the text is one JSON object
     char *json_schema;    // bn_request's (malloc'd): its value is one this schema accepts
-    bn_logit_bias *logit_bias; // malloc'd; sampling.logit_bias points here
+    bn_logit_bias *logit_bias; // malloc'd, the request's: sampling.logit_bias points here, or
+                               // (none given) into serve's flags (bn_api.sampling), alive as long
     size_t n_logit_bias;
 } bn_job_params;
 
