@@ -76,6 +76,8 @@ typedef struct bn_sampling {
 BN_API bn_sampling bn_sampling_default(void);
 BN_API bn_sampling bn_sampling_greedy(void);
 BN_API int bn_sampling_validate(const bn_sampling *p, bn_error *err);
+// Whether p picks the argmax of the raw logits: temperature 0, no penalty, no bias.
+BN_API bool bn_sampling_is_greedy(const bn_sampling *p);
 
 // ---- engine: model + tokenizer ---------------------------------------------------
 typedef struct bn_engine bn_engine;

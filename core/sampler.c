@@ -101,9 +101,11 @@ void bn_sampler_free(bn_sampler *s) {
     free(s);
 }
 
-bool bn_sampler_is_greedy(const bn_sampler *s) {
-    return s->p.temperature <= 0 && !has_penalties(&s->p) && !s->n_bias;
+bool bn_sampling_is_greedy(const bn_sampling *p) {
+    return p->temperature <= 0 && !has_penalties(p) && !p->n_logit_bias;
 }
+
+bool bn_sampler_is_greedy(const bn_sampler *s) { return bn_sampling_is_greedy(&s->p); }
 
 // splitmix64: tiny, well mixed, and identical everywhere.
 static uint64_t next_u64(uint64_t *state) {
@@ -229,6 +231,7 @@ static int32_t sample_all(bn_sampler *s, const float *logits) {
     float max = logits[0];
     for (int32_t i = 1; i < V; i++)
         if (logits[i] > max) max = logits[i];
+    if (max == -INFINITY) return -1; // every token banned
     bn_candidate *c = s->cand;
     float sum = 0;
     for (int32_t i = 0; i < V; i++) {
@@ -276,12 +279,14 @@ static int32_t sample_sorted(bn_sampler *s, bn_candidate *c, int32_t n) {
 
 int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, size_t n_history) {
     adjust_logits(s, (logits_view){logits, NULL}, history, n_history);
-    const int32_t best = bn_argmax(logits, s->n_vocab);
-    if (logits[best] == -INFINITY) return -1; // every token banned (or masked): none to pick
-    if (s->p.temperature <= 0) return best;
+    // Each way checks the best logit it finds: -inf means every token is banned.
+    if (s->p.temperature <= 0) {
+        const int32_t best = bn_argmax(logits, s->n_vocab);
+        return logits[best] == -INFINITY ? -1 : best;
+    }
     if (s->p.top_k <= 0 || s->p.top_k >= s->n_vocab) return sample_all(s, logits);
     bn_top_select(logits, s->n_vocab, s->p.top_k, s->cand);
-    return sample_sorted(s, s->cand, s->p.top_k);
+    return s->cand[0].logit == -INFINITY ? -1 : sample_sorted(s, s->cand, s->p.top_k);
 }
 
 // The k tokens a draw picks from (the top-k, or the argmax) are among a row's

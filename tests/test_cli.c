@@ -500,10 +500,10 @@ static void test_default_model(void **state) {
 
 // The ids `generate --greedy --json` makes with extra flags, on the shipped model.
 static cJSON *greedy_ids(const char *extra) {
-    char model[4096], args[9000];
+    char model[4096], flags[4096];
     bn_shipped_path("models/bitnet-austen-6m.gguf", model, sizeof model);
-    snprintf(args, sizeof args, "generate -m '%s' -p 'It is a truth' -n 6 --greedy --json %s", model, extra);
-    cli_result *r = run_expect(args, 0);
+    snprintf(flags, sizeof flags, "-p 'It is a truth' -n 6 --greedy --json %s", extra);
+    cli_result *r = generate_ok(model, flags);
     cJSON *got = cJSON_Parse(r->out);
     free(r);
     assert_non_null(got);

@@ -47,13 +47,8 @@ int bn_parse_counts(const char *s, int *counts, int *n) {
     return 2;
 }
 
-// Whether the streams sample: a sampling flag given, and not one that leaves them
-// greedy (temperature 0 with no penalty or bias).
-static bool sampled(const bn_run_flags *f) {
-    const bn_sampling *s = &f->sampling;
-    return f->sampling_given && (s->temperature > 0 || s->repeat_penalty != 1.0f || s->frequency_penalty != 0 ||
-                                 s->presence_penalty != 0 || s->n_logit_bias);
-}
+// Whether the streams sample: a sampling flag given, and not one that leaves them greedy.
+static bool sampled(const bn_run_flags *f) { return f->sampling_given && !bn_sampling_is_greedy(&f->sampling); }
 
 // A float flag for the JSON, as it was typed (0.8, not 0.800000011920929).
 static double typed(float x) { return round((double)x * 1e6) / 1e6; }
