@@ -95,6 +95,12 @@ typedef struct bn_backend_ops {
     int (*forward_top)(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                        int n_tokens, bn_top *top, bn_error *err);
 
+    // Optional (NULL: not provided): copies the K/V of positions 0..n_pos of
+    // sequence slot `from` to the same positions of slot `to` (from != to), so a
+    // prompt that begins as another slot's tokens need not compute them again
+    // (bitnet.h: the prompt cache). Between forward calls only.
+    int (*copy_kv)(bn_backend *be, int from, int to, int n_pos, bn_error *err);
+
     // Optional (NULL: it may): whether the backend may be able to run here, told
     // at once and without starting anything (CUDA: the driver's control device
     // exists). false means probe would fail; true means probe may still fail. A

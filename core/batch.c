@@ -10,9 +10,10 @@
 // step_tokens, oldest request first, so a long prompt cannot starve the others.
 //
 // Prompt cache (bitnet.h): a free slot's hist[0..n_cached) are the tokens whose
-// K/V its cache region still holds; a new request starts with n_past at the
-// common start of those and its prompt. Positions past n_past are written
-// before they are read (backend.h), so nothing is cleared.
+// K/V its cache region still holds (a used slot's hist[0..n_past)); a new
+// request starts with n_past at the common start of those and its prompt, in
+// its own slot's region or copied there from another slot's. Positions past
+// n_past are written before they are read (backend.h), so nothing is cleared.
 #define _GNU_SOURCE // memmem
 #include <stdlib.h>
 #include <string.h>
@@ -251,14 +252,35 @@ void bn_batch_json_counts(const bn_batch *b, uint64_t *hits, uint64_t *misses) {
     *hits = b->json.hits, *misses = b->json.misses;
 }
 
-// Of the prompt, the tokens free slot s holds in its cache: their common start,
-// short of the prompt's last token, which is fed again for its logits.
+// Of the prompt, the tokens slot s holds in its cache (free: the last request's
+// tokens; used: those fed so far): their common start, short of the prompt's
+// last token, which is fed again for its logits.
 static int cached_prefix(const bn_slot *s, const int32_t *prompt, size_t n_prompt) {
-    const int most = s->n_cached < (int)n_prompt - 1 ? s->n_cached : (int)n_prompt - 1;
+    const int held = s->used ? s->n_past : s->n_cached;
+    const int most = held < (int)n_prompt - 1 ? held : (int)n_prompt - 1;
     int n = 0;
     while (n < most && s->hist[n] == prompt[n]) n++;
     return n;
 }
+
+// Slot k (free) gets the longest start of the prompt any other slot holds, when
+// that is longer than its own, copied by the backend: a running request's
+// prompt (n choices of one prompt), a system prompt that many share. Returns
+// the prompt tokens slot k now holds, or -1 with err.
+static int copy_prefix(bn_batch *b, int k, const int32_t *prompt, size_t n_prompt, bn_error *err) {
+    int from = -1, most = cached_prefix(&b->slots[k], prompt, n_prompt);
+    for (int i = 0; i < b->n_slots && b->be.ops->copy_kv; i++) {
+        const int n = i == k ? 0 : cached_prefix(&b->slots[i], prompt, n_prompt);
+        if (n > most) from = i, most = n;
+    }
+    if (from >= 0 && b->be.ops->copy_kv(b->be.be, from, k, most, err)) {
+        b->slots[k].n_cached = 0; // part of its cache may be overwritten
+        return -1;
+    }
+    return most;
+}
+
+bool bn_batch_shares_prompts(const bn_batch *b) { return b->be.ops->copy_kv != NULL; }
 
 int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     if (r->n_prompt < 1) return bn_errorf(err, "nothing to generate from: the prompt is empty");
@@ -270,8 +292,9 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
         return bn_errorf(err, "top_logprobs must be in 0..%d (got %d)", BN_TOP_LOGPROBS_MAX, r->top_logprobs);
     // The free slot that caches the longest start of the prompt, if that is at
     // least half of it; else the slot free longest: a shorter match (a BOS, a
-    // shared system prompt) is not worth a more recent conversation's cache.
-    // Among equal matches, too, the slot free longest.
+    // shared system prompt) is not worth a more recent conversation's cache
+    // (copy_prefix then gives it those tokens from the other slot). Among equal
+    // matches, too, the slot free longest.
     int k = -1, best = 0;
     for (int i = 0; i < b->n_slots && !r->no_prefix_cache; i++) {
         const int n = b->slots[i].used ? 0 : cached_prefix(&b->slots[i], r->prompt, r->n_prompt);
@@ -282,10 +305,11 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
         if (!b->slots[i].used && (k < 0 || b->slots[i].ticket < b->slots[k].ticket)) k = i;
     if (k < 0) return bn_errorf(err, "all %d slots are busy", b->n_slots);
     bn_slot *s = &b->slots[k];
-    const int cached = r->no_prefix_cache ? 0 : cached_prefix(s, r->prompt, r->n_prompt);
     const int32_t n_vocab = (int32_t)b->engine->model->hp.n_vocab;
+    int cached = 0; // copied last: a request that fails leaves the slot's cache as it was
     if (bn_sampler_create(&r->sampling, n_vocab, (size_t)b->be.n_ctx + 1, &s->smp, err) || copy_stops(s, r, err) ||
-        ((r->json_object || r->json_schema) && json_start(b, s, r, err))) {
+        ((r->json_object || r->json_schema) && json_start(b, s, r, err)) ||
+        (!r->no_prefix_cache && (cached = copy_prefix(b, k, r->prompt, r->n_prompt, err)) < 0)) {
         free_slot(s, 0);
         return -1;
     }

@@ -307,12 +307,15 @@ BN_API int bn_session_eval_all(bn_session *s, const int32_t *tokens, size_t n, f
 // goes to the free slot that holds the longest start of its prompt, if that is
 // at least half of it (else, and among equals, to the one that has been free
 // longest, so that the recent conversations keep their caches), and only the
-// rest is fed: the
-// next turn of a conversation costs its new tokens, not the whole history. The
-// prompt's last token is always fed again (its logits give the first token). On
-// the CPU the result is bit for bit that of feeding the whole prompt; on CUDA the
-// cached tokens were computed by other kernels (decode steps, other chunks), so
-// it is within the fixtures' tolerance (bn_request.no_prefix_cache: none of it).
+// rest is fed: the next turn of a conversation costs its new tokens, not the
+// whole history. Where another slot, free or running, holds a longer start of
+// the prompt (a system prompt many requests share, the same prompt sampled n
+// times), the backend copies those K/V into the request's slot instead of
+// computing them again (bn_batch_shares_prompts). The prompt's last token is
+// always fed again (its logits give the first token). On the CPU the result is
+// bit for bit that of feeding the whole prompt; on CUDA the cached tokens were
+// computed by other kernels (decode steps, other chunks), so it is within the
+// fixtures' tolerance (bn_request.no_prefix_cache: none of it).
 //
 //   for (;;) {
 //       while (queued && bn_batch_n_free(b)) bn_batch_add(b, &req, &err);
@@ -380,6 +383,11 @@ BN_API int bn_batch_n_ctx(const bn_batch *b);   // positions per slot
 BN_API int bn_batch_n_slots(const bn_batch *b);
 BN_API int bn_batch_n_free(const bn_batch *b);  // slots bn_batch_add can fill
 BN_API int bn_batch_n_active(const bn_batch *b); // slots with a request that has not finished
+// Whether a request can take the start of its prompt from another slot's cache,
+// a running one's too (the backend copies K/V between slots, as the CPU and CUDA
+// backends do). A caller with n requests of one prompt then feeds the prompt
+// once: it adds one, and the others once that one has begun generating.
+BN_API bool bn_batch_shares_prompts(const bn_batch *b);
 // Puts r into a free slot (the prompt cache above says which) and returns the
 // slot (>= 0), or -1 with err (no free slot, an empty prompt or one that does
 // not fit, bad ids or sampling).

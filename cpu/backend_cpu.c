@@ -194,6 +194,7 @@ const bn_backend_ops bn_cpu_backend = {
     .forward = bn_cpu_forward,
     .forward_argmax = bn_cpu_forward_argmax,
     .forward_top = bn_cpu_forward_top,
+    .copy_kv = bn_cpu_copy_kv,
     .memory_bytes = cpu_memory_bytes,
     .decode_bytes = cpu_decode_bytes,
     .read_bandwidth_gbs = cpu_read_bandwidth_gbs,

@@ -229,6 +229,19 @@ static inline int64_t kv_cache_offset(const bn_backend *be, int layer, int seq, 
     return ((slot * n_head_kv + kv_head) * be->n_ctx + pos) * be->m->hp.head_dim;
 }
 
+int bn_cpu_copy_kv(bn_backend *be, int from, int to, int n_pos, bn_error *err) {
+    (void)err;
+    const bn_hparams *hp = &be->m->hp;
+    const size_t bytes = (size_t)n_pos * hp->head_dim * sizeof *be->k_cache; // one head's positions
+    for (int l = 0; l < (int)hp->n_layer; l++)
+        for (int h = 0; h < (int)hp->n_head_kv; h++) {
+            const int64_t src = kv_cache_offset(be, l, from, h, 0), dst = kv_cache_offset(be, l, to, h, 0);
+            memcpy(be->k_cache + dst, be->k_cache + src, bytes);
+            memcpy(be->v_cache + dst, be->v_cache + src, bytes);
+        }
+    return 0;
+}
+
 typedef struct attention_job {
     bn_backend *be;
     int layer;

@@ -511,5 +511,6 @@ extern "C" const bn_backend_ops bn_cuda_backend = {
     bn_cuda_prewarm,
     bn_cuda_prewarm_wait,
     bn_cuda_forward_top,
+    bn_cuda_copy_kv,
     bn_cuda_maybe_present,
 };

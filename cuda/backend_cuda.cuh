@@ -133,6 +133,7 @@ int bn_cuda_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t 
                            int n_tokens, int32_t *argmax, bn_error *err);
 int bn_cuda_forward_top(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int n_tokens,
                         bn_top *top, bn_error *err);
+int bn_cuda_copy_kv(bn_backend *be, int from, int to, int n_pos, bn_error *err);
 // Times an FFN's bitlinears through the GEMVs and through the norm kernels and
 // GEMMs at bn_crossover_sizes (up to `cap` tokens) and sets be->gemv_max where
 // they cross (gemv_crossover.h). Call after the upload, before any forward; it

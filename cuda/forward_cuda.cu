@@ -563,6 +563,21 @@ int bn_cuda_forward_top(bn_backend *be, const int32_t *tokens, const int32_t *po
     return forward_impl(be, tokens, pos, seq, n_tokens, NULL, false, NULL, top, err);
 }
 
+// backend.h's copy_kv: per layer, the n_head_kv rows of n_pos positions of one
+// slot's K (and V) to another's, as one strided copy on the forward stream.
+int bn_cuda_copy_kv(bn_backend *be, int from, int to, int n_pos, bn_error *err) {
+    const size_t hd = be->hp.head_dim, pitch = (size_t)be->n_ctx * hd * sizeof(__half);
+    for (uint32_t l = 0; l < be->hp.n_layer; l++) {
+        const size_t src = ((size_t)l * be->n_seq + (size_t)from) * kv_slot(be);
+        const size_t dst = ((size_t)l * be->n_seq + (size_t)to) * kv_slot(be);
+        BN_CUDA_TRY(cudaMemcpy2DAsync(be->kc + dst, pitch, be->kc + src, pitch, (size_t)n_pos * hd * sizeof(__half),
+                                      be->hp.n_head_kv, cudaMemcpyDeviceToDevice, be->st));
+        BN_CUDA_TRY(cudaMemcpy2DAsync(be->vc + dst, pitch, be->vc + src, pitch, (size_t)n_pos * hd * sizeof(__half),
+                                      be->hp.n_head_kv, cudaMemcpyDeviceToDevice, be->st));
+    }
+    return 0;
+}
+
 // ---- test and profiling hooks (cuda_testing.cuh) ------------------------------------
 
 extern "C" int bn_cuda_debug_step(bn_backend *be, int32_t token, int32_t pos, int n_layers, float *x, float *qkv,

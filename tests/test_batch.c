@@ -240,12 +240,38 @@ static void run_decode_steps(const bn_backend_ops *ops, const float *ref, int32_
     ops->destroy(be);
 }
 
+// copy_kv: sequence 0's prompt copied whole to slot 1, and but for its last
+// position to slot 2, which is then fed that last token; the next token in each
+// slot then gives sequence 0's row (exact: bit for bit), as the sequence fed
+// alone (ref). A copy that missed a layer, a head or a position would not.
+static void check_copy_kv(const bn_backend_ops *ops, bool exact, const float *ref, int32_t tok[N_SEQ][N_DECODE + 1]) {
+    const int64_t V = fx.model->hp.n_vocab;
+    const int n = (int)fx.n_ids[0];
+    bn_backend *be = create(ops, 3, 0);
+    float *rows = malloc(sizeof(float) * 3 * V);
+    int32_t pos[N_CTX], seq[N_CTX];
+    bn_error err;
+    for (int i = 0; i < n; i++) pos[i] = i, seq[i] = 0;
+    if (ops->forward(be, fx.ids[0], pos, seq, n, rows, false, &err) || ops->copy_kv(be, 0, 1, n, &err) ||
+        ops->copy_kv(be, 0, 2, n - 1, &err))
+        fail_msg("%s", err.msg);
+    const int32_t last[1] = {fx.ids[0][n - 1]}, last_pos[1] = {n - 1}, slot2[1] = {2};
+    if (ops->forward(be, last, last_pos, slot2, 1, rows, false, &err)) fail_msg("%s", err.msg);
+    check_row(ops, exact, rows, ref, 0, 0, 0);
+    const int32_t t[3] = {tok[0][0], tok[0][0], tok[0][0]}, p[3] = {n, n, n}, s[3] = {2, 1, 0};
+    if (ops->forward(be, t, p, s, 3, rows, false, &err)) fail_msg("%s", err.msg);
+    for (int r = 0; r < 3; r++) check_row(ops, exact, rows + r * V, ref + V, s[r], 1, 0);
+    free(rows);
+    ops->destroy(be);
+}
+
 static void check_backend(const bn_backend_ops *ops, bool exact) {
     const int64_t V = fx.model->hp.n_vocab;
     float *ref = malloc(sizeof(float) * N_SEQ * (N_DECODE + 1) * V);
     int32_t tok[N_SEQ][N_DECODE + 1];
     run_alone(ops, ref, tok);
     run_decode_steps(ops, ref, tok);
+    check_copy_kv(ops, exact, ref, tok);
     run_batched(ops, 0, exact, ref, tok);
     run_batched(ops, 5, exact, ref, tok); // calls cut into chunks inside runs and between them
     free(ref);
@@ -485,11 +511,14 @@ static void test_batch_prompt_cache(void **state) {
     assert_int_equal(r.slot, 0);
     assert_int_equal(r.n_cached, n_story + 5);
     // The question shares only its BOS with slot 0's cache, less than half of it:
-    // it goes to slot 1 (free longest, slot 0 was just used), then again to slot
-    // 1, from its cache: all of it but its last token.
+    // it goes to slot 1 (free longest, slot 0 was just used), which gets that BOS
+    // copied from slot 0; then again to slot 1, from its cache: all of it but its
+    // last token.
+    assert_int_equal(question.prompt[0], story.prompt[0]);
+    assert_int_not_equal(question.prompt[1], story.prompt[1]);
     r = run_one(b, &question, 2);
     assert_int_equal(r.slot, 1);
-    assert_int_equal(r.n_cached, 0);
+    assert_int_equal(r.n_cached, 1);
     r = run_one(b, &question, 3);
     assert_int_equal(r.slot, 1);
     assert_int_equal(r.n_cached, n_q - 1);
@@ -532,6 +561,35 @@ static void test_batch_prompt_cache(void **state) {
     r = run_one(b, &q, 7);
     assert_int_equal(r.slot, 1);
     assert_int_equal(r.n_cached, n_q - 1);
+    bn_batch_free(b);
+}
+
+// The prompt cache across slots: a request whose prompt's start another slot
+// holds, running or free, gets those K/V copied into its own slot and generates
+// what it would alone (bit for bit on the CPU): from a prompt still being fed
+// (the chunks so far), and from one that has begun generating (all of the
+// prompt but its last token, which is fed again).
+static void test_batch_copies_prefix(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    bn_batch *b = open_batch(3, 4);
+    assert_true(bn_batch_shares_prompts(b));
+    bn_request req[3] = {hot_request(2, 6, 31), hot_request(2, 6, 32), hot_request(2, 6, 33)};
+    for (int i = 0; i < 3; i++) req[i].user = (void *)(intptr_t)i;
+    const int n = (int)req[0].n_prompt;
+    assert_true(n > 8);
+    // Request 1 comes after one step (4 of request 0's prompt tokens fed), request
+    // 2 once request 0 has fed its whole prompt, 4 tokens a step.
+    const int start[3] = {0, 1, (n + 3) / 4 + 1};
+    result got[3];
+    run_requests(b, req, start, 3, got);
+    assert_int_equal(got[0].n_cached, 0);
+    assert_int_equal(got[1].n_cached, 4);
+    assert_int_equal(got[2].n_cached, n - 1);
+    for (int i = 0; i < 3; i++) {
+        const result want = alone_result(&req[i]);
+        assert_same(&got[i], &want, i);
+    }
     bn_batch_free(b);
 }
 
@@ -1255,6 +1313,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_forward_errors),
         cmocka_unit_test(test_batch_same_as_alone),
         cmocka_unit_test(test_batch_prompt_cache),
+        cmocka_unit_test(test_batch_copies_prefix),
         cmocka_unit_test(test_session_keep_prefix),
         cmocka_unit_test(test_batch_logprobs),
         cmocka_unit_test(test_session_logprobs),
