@@ -10,7 +10,8 @@ load of 32 clients x 8 requests (no slot leaked: /health); seeded sampling equal
 to generate's; stop strings; usage counts; /v1/models, /health, /tokenize,
 /detokenize; raw malformed requests (bad JSON, wrong types, huge bodies,
 slowloris-style partial requests, clients that hang up mid-request); the prompt
-cache (cached_tokens, cache_prompt); logprobs in both shapes; OpenAI parameters
+cache (cached_tokens, cache_prompt); n choices (choice i as the reply of seed + i,
+the prompt fed once); logprobs in both shapes; OpenAI parameters
 it does not implement refused; JSON mode (response_format json_object) and
 structured replies (json_schema, judged by the jsonschema package); tool calls
 (tools, tool_choice, tool messages); /metrics
@@ -263,6 +264,88 @@ class ServeTest(unittest.TestCase):
         self.assertGreaterEqual(cached.prompt_tokens_details.cached_tokens, len(story))
         self.assertLess(cached.prompt_tokens_details.cached_tokens, len(story) + len(more))
         self.assertEqual(fresh.prompt_tokens_details.cached_tokens, 0)
+
+    def test_n_choices(self):
+        """n: choice i is sampled with the seed + i, so each is what generate (and the server's
+        n = 1) makes with that seed, streamed or not; one chunk a choice, each with its index
+        and its own finish; usage counts the prompt once and every choice's tokens; the
+        choices after the first take the prompt's K/V from the first's slot (the same text as
+        feeding it again); more choices than slots take turns; greedy chat choices are alike
+        and their tool calls have ids of their own; a client that leaves frees every slot."""
+        p, seed = "A fox and a crow met", 77
+        sampling = dict(temperature=1.0, top_p=0.9, extra_body={"top_k": 50, "min_p": 0.02})
+        flags = ("--temp", "1.0", "--top-p", "0.9", "--top-k", "50", "--min-p", "0.02")
+        want = [generate(p, 12, *flags, "--seed", str(seed + i))[0] for i in range(3)]
+        self.assertGreater(len(set(want)), 1)
+        # The prompt is new to every slot: the later choices can take it only from the first's.
+        replies = []
+        for cache in (True, False):
+            before = self.metrics()
+            r = self.client.completions.create(model="m", prompt=p, max_tokens=12, seed=seed, n=3,
+                                               **{**sampling, "extra_body": {**sampling["extra_body"],
+                                                                             "cache_prompt": cache}})
+            self.srv.wait_idle()
+            replies.append((r, self.metrics()[("bitnet_prompt_tokens_cached_total", ())] -
+                            before[("bitnet_prompt_tokens_cached_total", ())]))
+        alone = [self.client.completions.create(model="m", prompt=p, max_tokens=12, seed=seed + i, **sampling)
+                 for i in range(3)]
+        self.assertEqual([a.choices[0].text for a in alone], want)
+        n_prompt, n_gen = alone[0].usage.prompt_tokens, sum(a.usage.completion_tokens for a in alone)
+        for (r, cached), cache in zip(replies, (True, False)):
+            self.assertEqual([c.index for c in r.choices], [0, 1, 2])
+            self.assertEqual([c.text for c in r.choices], want, cache)
+            self.assertEqual((r.usage.prompt_tokens, r.usage.completion_tokens), (n_prompt, n_gen))
+            if cache:
+                self.assertGreaterEqual(cached, 2 * (n_prompt - 1))
+            else:
+                self.assertEqual(cached, 0)
+        chunks = list(self.client.completions.create(model="m", prompt=p, max_tokens=12, seed=seed, n=3,
+                                                     stream=True, stream_options={"include_usage": True},
+                                                     **sampling))
+        texts, finishes = ["", "", ""], [None, None, None]
+        for ch in chunks:
+            if not ch.choices:
+                continue
+            self.assertEqual(len(ch.choices), 1)
+            i = ch.choices[0].index
+            self.assertIsNone(finishes[i])  # nothing of a choice after its finish
+            texts[i] += ch.choices[0].text
+            finishes[i] = ch.choices[0].finish_reason
+        self.assertEqual(texts, want)
+        self.assertEqual(finishes, [c.finish_reason for c in r.choices])
+        usage = [ch.usage for ch in chunks if ch.usage]
+        self.assertEqual(len(usage), 1)
+        self.assertEqual(usage[0].completion_tokens, n_gen)
+        # Ten greedy choices on eight slots.
+        r = self.client.completions.create(model="m", prompt=PROMPTS[1], max_tokens=12, temperature=0, n=10)
+        self.assertEqual([c.text for c in r.choices], [self.ref[(PROMPTS[1], False)][0]] * 10)
+        # Chat, streamed: each choice opens with its role.
+        roles, texts = [0, 0], ["", ""]
+        for ch in self.client.chat.completions.create(model="m", messages=[{"role": "user", "content": PROMPTS[0]}],
+                                                      max_tokens=12, temperature=0, n=2, stream=True):
+            for c in ch.choices:
+                roles[c.index] += c.delta.role == "assistant"
+                texts[c.index] += c.delta.content or ""
+        self.assertEqual((roles, texts), ([1, 1], [self.ref[(PROMPTS[0], True)][0]] * 2))
+        r = self.client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "Weather in Oslo?"}], max_tokens=150, temperature=0,
+            n=2, tools=[self.WEATHER], tool_choice="required", parallel_tool_calls=False)
+        self.assertEqual([c.finish_reason for c in r.choices], ["tool_calls"] * 2)
+        calls = [[(t.function.name, t.function.arguments) for t in c.message.tool_calls] for c in r.choices]
+        self.assertEqual(calls, [calls[0]] * 2)
+        ids = [t.id for c in r.choices for t in c.message.tool_calls]
+        self.assertEqual(len(set(ids)), 2, ids)
+        # A client that leaves: every choice's slot is freed.
+        req = json.dumps({"prompt": "x", "max_tokens": 250, "temperature": 0, "n": 3}).encode()
+        s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=10)
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(req), req))
+        deadline = time.monotonic() + 10
+        while self.srv.health()["slots_processing"] != 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(self.srv.health()["slots_processing"], 3)
+        s.close()
+        self.srv.wait_idle(timeout=3)
 
     def test_logprobs(self):
         """Greedy tokens with their log-probabilities: the chosen token is the likeliest,
@@ -592,7 +675,11 @@ class ServeTest(unittest.TestCase):
             ("/v1/completions", {"prompt": "x", "tools": {"type": "text"}}),
             ("/v1/completions", {"prompt": "x", "stop": 7}),
             ("/v1/completions", {"prompt": "x", "stop": ["a", 1]}),
-            ("/v1/completions", {"prompt": "x", "n": 2}),
+            ("/v1/completions", {"prompt": "x", "n": 0}),
+            ("/v1/completions", {"prompt": "x", "n": 129}),
+            ("/v1/completions", {"prompt": "x", "n": "2"}),
+            ("/v1/completions", {"prompt": "x", "n": 1.5}),
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "n": True}),
             ("/v1/completions", {"prompt": "x", "top_k": "many"}),
             ("/v1/completions", {"prompt": "x", "top_p": 0}),
             ("/v1/completions", {"prompt": "x", "seed": "s"}),

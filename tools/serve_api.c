@@ -135,7 +135,8 @@ static bool get_stop(fields *f, bn_job_params *p) {
 }
 
 // The fields both endpoints share: sampling (absent ones as the server's flags
-// set them, whose logit biases a request's own replace), limits, stream, n, and
+// set them, whose logit biases a request's own replace), limits, stream, n (the
+// choices: choice i samples with the seed + i, so choice 0 is the n = 1 reply), and
 // llama.cpp's cache_prompt (default true: reuse a slot's cached start of the prompt).
 static bool get_params(const bn_api *a, fields *f, bn_job_params *p, bool *stream, int default_max) {
     bn_sampling *sp = &p->sampling;
@@ -151,7 +152,7 @@ static bool get_params(const bn_api *a, fields *f, bn_job_params *p, bool *strea
     get_int(f, "repeat_last_n", -1, INT_MAX, &last_n); // the penalties' window (llama.cpp's: default 64, -1 all)
     get_int(f, "top_k", 0, INT_MAX, &top_k);
     get_int(f, "seed", -1, 9007199254740992.0, &seed); // JSON numbers are exact up to 2^53
-    get_int(f, "n", 1, 1, &n);
+    get_int(f, "n", 1, BN_JOB_MAX_CHOICES, &n); // choices, each its own sequence (seed + i)
     get_int(f, "max_tokens", 1, INT_MAX, &max_tokens);
     get_int(f, "max_completion_tokens", 1, INT_MAX, &max_tokens);
     bool cache_prompt = true;
@@ -166,6 +167,7 @@ static bool get_params(const bn_api *a, fields *f, bn_job_params *p, bool *strea
     if (seed >= 0) sp->seed = (uint64_t)seed;
     else if (field(f, "seed")) sp->seed = fresh_seed(); // -1: a seed of its own, even where serve has --seed
     p->max_tokens = (int)max_tokens;
+    p->n_choices = (int)n;
     p->no_prefix_cache = !cache_prompt;
     return true;
 }
@@ -359,7 +361,7 @@ static bool completion_prompt(const bn_api *a, fields *f, bn_job_params *p) {
     if ((p->prompt = json_ids(v, bn_engine_info(a->engine).n_vocab, &p->n_prompt, false, &bad_id)))
         return true;
     return fail(f, bad_id ? "'%s' must be a string or an array of token ids in the vocabulary"
-                          : "'%s' must be a string or an array of token ids (n = 1 only)", "prompt");
+                          : "'%s' must be a string or an array of token ids (one prompt only)", "prompt");
 }
 
 static void generate(const bn_api *a, const char *body, size_t len, bool chat, bn_api_reply *r) {
@@ -396,6 +398,7 @@ static void generate(const bn_api *a, const char *body, size_t len, bool chat, b
     snprintf(r->id, sizeof r->id, "%s-%lx%06lu", chat ? "chatcmpl" : "cmpl", (unsigned long)a->created, id);
     r->chat = chat;
     r->logprobs = p.logprobs;
+    r->n_choices = p.n_choices;
     r->created = (long)time(NULL);
     if (!(r->job = bn_sched_submit(a->sched, &p)))
         reply_error(r, 503, "unavailable", "the server is shutting down");

@@ -23,6 +23,13 @@ typedef struct bn_api {
                           // end); -1: OpenAI's, 16 for a completion, the context's end for a chat
 } bn_api;
 
+// Where the reply to one choice stands.
+typedef struct bn_api_choice {
+    bool called_tools;  // a chat with tools whose reply calls them: finish_reason "tool_calls"
+    bool ended;         // a stream: its last chunk went out
+    size_t text_offset; // a completion's logprobs: the bytes of the tokens reported so far
+} bn_api_choice;
+
 // An endpoint's answer: a complete reply (status, JSON body), or a generation
 // that runs as a job, streamed as server-sent events or answered when done.
 typedef struct bn_api_reply {
@@ -31,11 +38,11 @@ typedef struct bn_api_reply {
     const char *content_type; // NULL: application/json
     bn_job *job; // the generation, with a reference for the caller
     bool stream, chat;
-    bool tools;         // a chat whose reply may be tool calls (chat_tools.h): it
-                        // goes out whole, also when streamed
-    bool called_tools;  // and it did: finish_reason "tool_calls"
+    bool tools;         // a chat whose reply may be tool calls (chat_tools.h): each
+                        // choice goes out whole, also when streamed
     bool logprobs;      // the request asked for them
-    size_t text_offset; // a completion's logprobs: the bytes of the tokens reported so far
+    int n_choices;      // OpenAI's n
+    bn_api_choice choice[BN_JOB_MAX_CHOICES];
     char id[40]; // "chatcmpl-..." or "cmpl-..."
     long created;
 } bn_api_reply;
@@ -49,13 +56,15 @@ void bn_api_handle(const bn_api *a, const char *method, const char *path, const 
 char *bn_api_error_json(int status, const char *message, const char *code);
 
 // The finished job's reply (status and body into r): the completion object,
-// from all of its output, or the error the job ended with.
+// from all of each choice's output (out[choice]), or the error the job ended with.
 void bn_api_finish(const bn_api *a, bn_api_reply *r, const bn_job_output *out, const bn_job_state *st);
 
-// One server-sent event "data: {...}\n\n" for the output generated since the
-// last one; with st->done the last chunk (finish_reason, usage) and "data:
-// [DONE]". first: the chat stream's opening chunk (role "assistant"). malloc'd.
-char *bn_api_event(const bn_api *a, bn_api_reply *r, const bn_job_output *out, const bn_job_state *st,
-                   bool first);
+// The server-sent events "data: {...}\n\n" for the output in got[choice] (which
+// it takes, leaving those it sends empty): a chunk for each choice with new
+// output, a choice's last chunk (its finish_reason) as it ends, and with st->done
+// the usage on the last of them and "data: [DONE]". first: the chat stream's
+// opening chunks (role "assistant"). malloc'd; "" when there is nothing to send
+// yet (a reply with tools is held until its choice ends).
+char *bn_api_event(const bn_api *a, bn_api_reply *r, bn_job_output *got, const bn_job_state *st, bool first);
 
 #endif

@@ -37,7 +37,8 @@ typedef struct request {
     bn_buf body;    // received so far
     bool answered;  // a reply went out before the body was read
     bn_api_reply r; // the endpoint's answer; r.job while generating
-    bn_job_output got; // generated output not yet sent (stream) or all of it
+    bn_job_output got[BN_JOB_MAX_CHOICES]; // each choice's output not yet sent (stream) or all of it
+    bn_job_state st;
     char *out; // stream: the event being sent, from out_off
     size_t out_len, out_off;
     bool first, ended;
@@ -90,21 +91,15 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     request *q = cls;
     while (q->out_off == q->out_len) {
         if (q->ended) return MHD_CONTENT_READER_END_OF_STREAM;
-        bn_job_state st;
-        const bool hold = q->r.tools; // a reply that may call tools goes out whole, at the end
-        if (!hold) q->got.text.len = q->got.logprobs.len = 0;
-        if (bn_job_wait(q->r.job, WAIT_MS, &q->got, &st)) return MHD_CONTENT_READER_END_WITH_ERROR;
-        if ((hold || (!q->got.text.len && !q->got.logprobs.len)) && !st.done && !q->first) {
-            if (client_gone(q->conn)) return bn_job_cancel(q->r.job), MHD_CONTENT_READER_END_WITH_ERROR;
-            continue;
-        }
+        if (bn_job_wait(q->r.job, WAIT_MS, q->got, &q->st)) return MHD_CONTENT_READER_END_WITH_ERROR;
         free(q->out);
-        q->out = bn_api_event(q->srv->api, &q->r, &q->got, &st, q->first);
+        q->out = bn_api_event(q->srv->api, &q->r, q->got, &q->st, q->first);
         if (!q->out) return MHD_CONTENT_READER_END_WITH_ERROR;
         q->out_len = strlen(q->out);
         q->out_off = 0;
         q->first = false;
-        q->ended = st.done;
+        q->ended = q->st.done;
+        if (!q->out_len && client_gone(q->conn)) return bn_job_cancel(q->r.job), MHD_CONTENT_READER_END_WITH_ERROR;
     }
     const size_t n = q->out_len - q->out_off < max ? q->out_len - q->out_off : max;
     memcpy(buf, q->out + q->out_off, n);
@@ -126,15 +121,14 @@ static enum MHD_Result start_stream(request *q) {
 
 // Waits for the whole completion; a client that leaves meanwhile cancels it.
 static enum MHD_Result await_job(request *q) {
-    bn_job_state st;
     do {
-        if (bn_job_wait(q->r.job, WAIT_MS, &q->got, &st)) return reply_error(q, 500, "out of memory", NULL);
-        if (!st.done && client_gone(q->conn)) {
+        if (bn_job_wait(q->r.job, WAIT_MS, q->got, &q->st)) return reply_error(q, 500, "out of memory", NULL);
+        if (!q->st.done && client_gone(q->conn)) {
             bn_job_cancel(q->r.job);
             return MHD_NO; // closes the connection
         }
-    } while (!st.done);
-    bn_api_finish(q->srv->api, &q->r, &q->got, &st);
+    } while (!q->st.done);
+    bn_api_finish(q->srv->api, &q->r, q->got, &q->st);
     const int status = q->r.status;
     char *body = q->r.body;
     q->r.body = NULL;
@@ -195,8 +189,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
     free(q->r.body);
     free(q->body.data);
-    free(q->got.text.data);
-    free(q->got.logprobs.data);
+    for (int i = 0; i < BN_JOB_MAX_CHOICES; i++) {
+        free(q->got[i].text.data);
+        free(q->got[i].logprobs.data);
+    }
     free(q->out);
     free(q);
     *con_cls = NULL;

@@ -62,41 +62,41 @@ static char *token_key(const bn_engine *e, int32_t id, size_t *len) {
     return out;
 }
 
-// choice.logprobs for the tokens in out (out NULL, or none asked for: null).
+// Choice i's logprobs for the tokens in out (out NULL, or none asked for: null).
 // Chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}.
 // Completion: {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}],
 // "text_offset"}, the offsets in bytes of generated text, counted on from the
-// stream's earlier chunks (r->text_offset).
-static cJSON *logprobs_json(const bn_api *a, bn_api_reply *r, const bn_job_output *out) {
+// stream's earlier chunks (r->choice[i].text_offset).
+static cJSON *logprobs_json(const bn_api *a, bn_api_reply *r, int i, const bn_job_output *out) {
     if (!r->logprobs || !out) return cJSON_CreateNull();
     const bn_job_logprob *lp = (const bn_job_logprob *)out->logprobs.data;
     const size_t n = out->logprobs.len / sizeof *lp;
     cJSON *o = cJSON_CreateObject();
     if (r->chat) {
         cJSON *content = cJSON_AddArrayToObject(o, "content");
-        for (size_t i = 0; i < n; i++) {
-            cJSON *t = bn_logprob_entry_json(a->engine, lp[i].id, lp[i].logprob);
-            cJSON *top = cJSON_AddArrayToObject(t, "top_logprobs");
-            for (int j = 0; j < lp[i].n_top; j++)
-                cJSON_AddItemToArray(top, bn_logprob_entry_json(a->engine, lp[i].top[j].id, lp[i].top[j].logprob));
-            cJSON_AddItemToArray(content, t);
+        for (size_t t = 0; t < n; t++) {
+            cJSON *e = bn_logprob_entry_json(a->engine, lp[t].id, lp[t].logprob);
+            cJSON *top = cJSON_AddArrayToObject(e, "top_logprobs");
+            for (int j = 0; j < lp[t].n_top; j++)
+                cJSON_AddItemToArray(top, bn_logprob_entry_json(a->engine, lp[t].top[j].id, lp[t].top[j].logprob));
+            cJSON_AddItemToArray(content, e);
         }
         return o;
     }
     cJSON *tokens = cJSON_AddArrayToObject(o, "tokens"), *values = cJSON_AddArrayToObject(o, "token_logprobs");
     cJSON *tops = cJSON_AddArrayToObject(o, "top_logprobs"), *offsets = cJSON_AddArrayToObject(o, "text_offset");
-    for (size_t i = 0; i < n; i++) {
+    for (size_t t = 0; t < n; t++) {
         size_t len;
-        char *key = token_key(a->engine, lp[i].id, &len);
+        char *key = token_key(a->engine, lp[t].id, &len);
         cJSON_AddItemToArray(tokens, cJSON_CreateString(key ? key : ""));
         free(key);
-        cJSON_AddItemToArray(values, cJSON_CreateNumber(lp[i].logprob));
-        cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)r->text_offset));
-        r->text_offset += len;
+        cJSON_AddItemToArray(values, cJSON_CreateNumber(lp[t].logprob));
+        cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)r->choice[i].text_offset));
+        r->choice[i].text_offset += len;
         cJSON *top = cJSON_CreateObject();
-        for (int j = 0; j < lp[i].n_top; j++) { // keys are unique; should two tokens spell one, the likelier
-            key = token_key(a->engine, lp[i].top[j].id, &len);
-            if (key && !cJSON_GetObjectItemCaseSensitive(top, key)) cJSON_AddNumberToObject(top, key, lp[i].top[j].logprob);
+        for (int j = 0; j < lp[t].n_top; j++) { // keys are unique; should two tokens spell one, the likelier
+            key = token_key(a->engine, lp[t].top[j].id, &len);
+            if (key && !cJSON_GetObjectItemCaseSensitive(top, key)) cJSON_AddNumberToObject(top, key, lp[t].top[j].logprob);
             free(key);
         }
         cJSON_AddItemToArray(tops, top);
@@ -129,63 +129,82 @@ char *bn_api_error_json(int status, const char *message, const char *code) {
     return bn_print_taken(error_object(status, message, code));
 }
 
-static const char *finish_reason(const bn_api_reply *r, bn_stop stop) {
-    if (r->called_tools) return "tool_calls";
+static const char *finish_reason(const bn_api_reply *r, int i, bn_stop stop) {
+    if (r->choice[i].called_tools) return "tool_calls";
     return stop == BN_STOP_EOG || stop == BN_STOP_STRING ? "stop" : "length";
 }
 
-// A chat reply's message (or a stream's delta) from its whole text: content,
-// or with tools the calls it makes (chat_tools.h).
-static void message_content(cJSON *m, bn_api_reply *r, const char *text, size_t len, bool delta) {
+// Choice i's message (or a stream's delta) from its whole text: content, or
+// with tools the calls it makes (chat_tools.h). The calls' ids name the choice
+// past the first ("call_<id>_<i>_0"), so that no two choices share one.
+static void message_content(cJSON *m, bn_api_reply *r, int i, const char *text, size_t len, bool delta) {
     if (!r->tools) {
         cJSON_AddItemToObject(m, "content", bn_text_json(text, len));
         return;
     }
+    char reply_id[sizeof r->id + 16];
+    if (i) snprintf(reply_id, sizeof reply_id, "%s_%d", r->id, i);
+    else snprintf(reply_id, sizeof reply_id, "%s", r->id);
     const char *finish;
-    bn_tools_reply(m, text, len, r->id, delta, &finish);
-    r->called_tools = finish != NULL;
+    bn_tools_reply(m, text, len, reply_id, delta, &finish);
+    r->choice[i].called_tools = finish != NULL;
 }
 
+// The request's usage: the prompt once (as OpenAI counts it), the tokens of
+// every choice, and of the prompt's the fewest any choice took from a cache.
 static void add_usage(cJSON *o, const bn_job_state *st) {
+    int n_gen = 0, n_cached = st->choice[0].n_cached;
+    for (int i = 0; i < st->n_choices; i++) {
+        n_gen += st->choice[i].n_gen;
+        if (st->choice[i].n_cached < n_cached) n_cached = st->choice[i].n_cached;
+    }
     cJSON *u = cJSON_AddObjectToObject(o, "usage");
     cJSON_AddNumberToObject(u, "prompt_tokens", st->n_prompt);
-    cJSON_AddNumberToObject(u, "completion_tokens", st->n_gen);
-    cJSON_AddNumberToObject(u, "total_tokens", st->n_prompt + st->n_gen);
+    cJSON_AddNumberToObject(u, "completion_tokens", n_gen);
+    cJSON_AddNumberToObject(u, "total_tokens", st->n_prompt + n_gen);
     cJSON *details = cJSON_AddObjectToObject(u, "prompt_tokens_details");
-    cJSON_AddNumberToObject(details, "cached_tokens", st->n_cached);
+    cJSON_AddNumberToObject(details, "cached_tokens", n_cached);
 }
 
-// The object's frame, with one choice (index 0) returned for the caller to fill.
-static cJSON *frame(const bn_api *a, const bn_api_reply *r, const char *object, cJSON **choice) {
+// The object's frame, with an empty "choices" array into *choices.
+static cJSON *frame(const bn_api *a, const bn_api_reply *r, const char *object, cJSON **choices) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", r->id);
     cJSON_AddStringToObject(o, "object", object);
     cJSON_AddNumberToObject(o, "created", (double)r->created);
     cJSON_AddStringToObject(o, "model", a->model_id);
-    *choice = cJSON_CreateObject();
-    cJSON_AddNumberToObject(*choice, "index", 0);
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), *choice);
+    *choices = cJSON_AddArrayToObject(o, "choices");
     return o;
 }
 
+static cJSON *add_choice(cJSON *choices, int i) {
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddNumberToObject(c, "index", i);
+    cJSON_AddItemToArray(choices, c);
+    return c;
+}
+
 void bn_api_finish(const bn_api *a, bn_api_reply *r, const bn_job_output *out, const bn_job_state *st) {
-    const char *text = out->text.data ? out->text.data : "";
-    const size_t len = out->text.len;
     if (st->error[0]) {
         r->status = st->status;
         r->body = bn_api_error_json(st->status, st->error, NULL);
         return;
     }
-    cJSON *choice, *o = frame(a, r, r->chat ? "chat.completion" : "text_completion", &choice);
-    if (r->chat) {
-        cJSON *m = cJSON_AddObjectToObject(choice, "message");
-        cJSON_AddStringToObject(m, "role", "assistant");
-        message_content(m, r, text, len, false);
-    } else {
-        cJSON_AddItemToObject(choice, "text", bn_text_json(text, len));
+    cJSON *choices, *o = frame(a, r, r->chat ? "chat.completion" : "text_completion", &choices);
+    for (int i = 0; i < st->n_choices; i++) {
+        const char *text = out[i].text.data ? out[i].text.data : "";
+        const size_t len = out[i].text.len;
+        cJSON *choice = add_choice(choices, i);
+        if (r->chat) {
+            cJSON *m = cJSON_AddObjectToObject(choice, "message");
+            cJSON_AddStringToObject(m, "role", "assistant");
+            message_content(m, r, i, text, len, false);
+        } else {
+            cJSON_AddItemToObject(choice, "text", bn_text_json(text, len));
+        }
+        cJSON_AddItemToObject(choice, "logprobs", logprobs_json(a, r, i, &out[i]));
+        cJSON_AddStringToObject(choice, "finish_reason", finish_reason(r, i, st->choice[i].stop));
     }
-    cJSON_AddItemToObject(choice, "logprobs", logprobs_json(a, r, out));
-    cJSON_AddStringToObject(choice, "finish_reason", finish_reason(r, st->stop));
     add_usage(o, st);
     r->status = 200;
     r->body = bn_print_taken(o);
@@ -199,11 +218,13 @@ static void add_event(bn_buf *out, cJSON *o, const char *raw) {
     free(json);
 }
 
-// A stream chunk: a chat delta {role?, content?} or a completion's text piece,
-// with the logprobs of out's tokens (out NULL: the opening or the last chunk).
-static cJSON *chunk(const bn_api *a, bn_api_reply *r, const bn_job_output *out, bool role,
-                    const bn_job_state *last) {
-    cJSON *choice, *o = frame(a, r, r->chat ? "chat.completion.chunk" : "text_completion", &choice);
+// A stream chunk of choice i: a chat delta {role?, content?} or a completion's
+// text piece, with the logprobs of out's tokens (out NULL: the opening or the
+// last chunk); the last (stop) has the finish_reason, and usage its totals.
+static cJSON *chunk(const bn_api *a, bn_api_reply *r, int i, const bn_job_output *out, bool role,
+                    const bn_stop *stop, const bn_job_state *usage) {
+    cJSON *choices, *o = frame(a, r, r->chat ? "chat.completion.chunk" : "text_completion", &choices);
+    cJSON *choice = add_choice(choices, i);
     const char *text = out && out->text.data ? out->text.data : "";
     const size_t len = out ? out->text.len : 0;
     if (r->chat) {
@@ -211,27 +232,37 @@ static cJSON *chunk(const bn_api *a, bn_api_reply *r, const bn_job_output *out, 
         if (role) cJSON_AddStringToObject(d, "role", "assistant");
         if (role && r->tools) cJSON_AddNullToObject(d, "content"); // as OpenAI opens a reply that may call tools
         else if (role) cJSON_AddStringToObject(d, "content", "");
-        else if (out) message_content(d, r, text, len, true);
+        else if (out) message_content(d, r, i, text, len, true);
     } else {
         cJSON_AddItemToObject(choice, "text", bn_text_json(text, len));
     }
-    cJSON_AddItemToObject(choice, "logprobs", logprobs_json(a, r, out));
-    if (last) cJSON_AddStringToObject(choice, "finish_reason", finish_reason(r, last->stop));
+    cJSON_AddItemToObject(choice, "logprobs", logprobs_json(a, r, i, out));
+    if (stop) cJSON_AddStringToObject(choice, "finish_reason", finish_reason(r, i, *stop));
     else cJSON_AddNullToObject(choice, "finish_reason");
-    if (last) add_usage(o, last);
+    if (usage) add_usage(o, usage);
     return o;
 }
 
-char *bn_api_event(const bn_api *a, bn_api_reply *r, const bn_job_output *got, const bn_job_state *st,
-                   bool first) {
+char *bn_api_event(const bn_api *a, bn_api_reply *r, bn_job_output *got, const bn_job_state *st, bool first) {
     bn_buf out = {0};
     if (bn_buf_reserve(&out, 0)) return NULL; // "" when there is nothing to send
-    if (first && r->chat) add_event(&out, chunk(a, r, NULL, true, NULL), NULL);
-    // With tools the reply is known only whole: serve_http.c holds it back till then.
-    if ((got->text.len || got->logprobs.len) && (!r->tools || st->done))
-        add_event(&out, chunk(a, r, got, false, NULL), NULL);
+    for (int i = 0; first && r->chat && i < st->n_choices; i++) add_event(&out, chunk(a, r, i, NULL, true, NULL, NULL), NULL);
+    int open = 0; // choices whose last chunk has not gone out
+    for (int i = 0; i < st->n_choices; i++) open += !r->choice[i].ended;
+    for (int i = 0; i < st->n_choices; i++) {
+        const bn_choice_state *c = &st->choice[i];
+        // With tools a choice's reply is known only whole: it waits in got[i] till then.
+        if ((got[i].text.len || got[i].logprobs.len) && (!r->tools || c->done)) {
+            add_event(&out, chunk(a, r, i, &got[i], false, NULL, NULL), NULL);
+            got[i].text.len = got[i].logprobs.len = 0;
+        }
+        if (c->done && !r->choice[i].ended && !st->error[0]) {
+            r->choice[i].ended = true;
+            open--;
+            add_event(&out, chunk(a, r, i, NULL, false, &c->stop, st->done && !open ? st : NULL), NULL);
+        }
+    }
     if (st->done && st->error[0]) add_event(&out, error_object(st->status, st->error, NULL), NULL);
-    else if (st->done) add_event(&out, chunk(a, r, NULL, false, st), NULL);
     if (st->done) add_event(&out, NULL, "[DONE]");
     return out.data;
 }

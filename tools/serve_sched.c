@@ -15,28 +15,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+// One choice of a job: its slot, and what it produced that bn_job_wait has not taken.
+typedef struct choice {
+    int slot;          // -1 while waiting for one, or ended
+    bn_job_output out;
+} choice;
+
 struct bn_job {
     bn_sched *s;
     bn_job_params p;
-    pthread_cond_t cond; // new output, or the end
-    int refs;            // the submitter's, and the scheduler's until the job ends
-    int slot;            // -1 while queued
-    bool cancelled;
+    pthread_cond_t cond; // new output, or a choice's end
+    int refs;            // the submitter's, and the scheduler's until every choice ends
+    int n_admitted;      // choices that have left the queue (into a slot, or ended)
+    int n_ended;
+    bool cancelled;      // the client left, or a choice failed
     bn_job_state st;
     double arrived_ms;   // bn_now_ms at submission
     bool got_first;      // a first token came (stats)
-    bn_job_output out; // produced and not yet taken by bn_job_wait
-    bn_job *next; // the queue
+    choice *choice;      // [p.n_choices]
+    bn_job *next;        // the queue
 };
+
+// What runs in a slot of the batch.
+typedef struct slot_use {
+    bn_job *job; // NULL: free
+    int choice;
+} slot_use;
 
 struct bn_sched {
     bn_batch *b;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t wake; // the scheduler's: a job came, was cancelled, or stop
-    bn_job *head, *tail; // waiting for a slot
+    bn_job *head, *tail; // jobs with choices waiting for a slot
     int n_queued;
-    bn_job **slot_job; // [n_slots] the job in each slot of the batch, or NULL
+    slot_use *slot; // [n_slots]
+    bool shares_prompts; // bn_batch_shares_prompts
     bool stopping;
     double deadline_ms; // stopping: running jobs end by then (bn_now_ms)
     bn_sched_stats stats;
@@ -52,9 +66,12 @@ void bn_job_params_free(bn_job_params *p) {
 }
 
 static void free_job(bn_job *j) {
+    for (int c = 0; c < j->p.n_choices && j->choice; c++) {
+        free(j->choice[c].out.text.data);
+        free(j->choice[c].out.logprobs.data);
+    }
+    free(j->choice);
     bn_job_params_free(&j->p);
-    free(j->out.text.data);
-    free(j->out.logprobs.data);
     pthread_cond_destroy(&j->cond);
     free(j);
 }
@@ -64,42 +81,47 @@ static void unref(bn_job *j) {
     if (--j->refs == 0) free_job(j);
 }
 
-// Counts an ending job in the stats (the mutex is held).
-static void count_end(bn_sched *s, const bn_job *j, bn_stop stop, int status) {
+// Counts an ending choice in the stats (the mutex is held).
+static void count_end(bn_sched *s, const bn_job *j, const bn_choice_state *c, int status) {
     bn_sched_stats *t = &s->stats;
     t->ended[status == 503 ? BN_ENDED_CANCELLED
              : status      ? BN_ENDED_ERROR
-             : stop == BN_STOP_EOG || stop == BN_STOP_STRING ? BN_ENDED_STOP
-                                                            : BN_ENDED_LENGTH]++;
-    t->prompt_tokens += (uint64_t)j->st.n_prompt;
-    t->cached_tokens += (uint64_t)j->st.n_cached;
-    t->generated_tokens += (uint64_t)j->st.n_gen;
+             : c->stop == BN_STOP_EOG || c->stop == BN_STOP_STRING ? BN_ENDED_STOP
+                                                                   : BN_ENDED_LENGTH]++;
+    t->prompt_tokens += c->n_gen ? (uint64_t)j->st.n_prompt : 0; // a choice that began
+    t->cached_tokens += (uint64_t)c->n_cached;
+    t->generated_tokens += (uint64_t)c->n_gen;
     t->request_seconds += (bn_now_ms() - j->arrived_ms) / 1e3;
 }
 
-// Ends a job (the mutex is held): status 0 is success, else the error.
-static void finish(bn_sched *s, bn_job *j, bn_stop stop, int status, const char *msg) {
-    count_end(s, j, stop, status);
-    if (j->slot >= 0) {
-        bn_batch_remove(s->b, j->slot);
-        s->slot_job[j->slot] = NULL;
-        j->slot = -1;
+// Ends choice c of job j (the mutex is held): status 0 is success, else the
+// error, which fails the request and cancels its other choices.
+static void finish(bn_sched *s, bn_job *j, int c, bn_stop stop, int status, const char *msg) {
+    bn_choice_state *cs = &j->st.choice[c];
+    cs->stop = stop;
+    cs->done = true;
+    count_end(s, j, cs, status);
+    const int slot = j->choice[c].slot;
+    if (slot >= 0) {
+        bn_batch_remove(s->b, slot);
+        s->slot[slot].job = NULL;
+        j->choice[c].slot = -1;
     }
-    j->st.done = true;
-    j->st.stop = stop;
-    if (status) {
+    if (status && !j->st.error[0]) {
         j->st.status = status;
         snprintf(j->st.error, sizeof j->st.error, "%.500s", msg);
+        j->cancelled = true;
     }
+    j->st.done = ++j->n_ended == j->p.n_choices;
     pthread_cond_signal(&j->cond);
-    unref(j);
+    if (j->st.done) unref(j);
 }
 
-// Slots with a job (the mutex is held). Counted from slot_job, not asked of the
+// Slots in use (the mutex is held). Counted from s->slot, not asked of the
 // batch, which only the scheduler thread may touch.
 static int n_busy(const bn_sched *s) {
     int n = 0;
-    for (int k = 0; k < bn_batch_n_slots(s->b); k++) n += s->slot_job[k] != NULL;
+    for (int k = 0; k < bn_batch_n_slots(s->b); k++) n += s->slot[k].job != NULL;
     return n;
 }
 
@@ -107,57 +129,80 @@ static const char *why_ended(const bn_job *j) {
     return j->cancelled ? "the request was cancelled" : "the server is shutting down";
 }
 
-// Between steps: cancelled and (when stopping) late jobs leave, queued ones enter.
+// Whether job j's next choice waits: its first choice has not begun generating,
+// and a choice that starts after that copies the prompt's K/V from it rather
+// than computing them again (bn_batch_shares_prompts).
+static bool waits_for_first(const bn_sched *s, const bn_job *j) {
+    return s->shares_prompts && !j->p.no_prefix_cache && j->n_admitted > 0 && !j->st.choice[0].n_gen &&
+           !j->st.choice[0].done;
+}
+
+// Between steps: cancelled and (when stopping) late choices leave, queued ones
+// enter, choice by choice in the order their jobs came (a job whose choices
+// wait for its first lets the jobs behind it pass).
 static void between_steps(bn_sched *s) {
     const int n_slots = bn_batch_n_slots(s->b);
     const bool late = s->stopping && bn_now_ms() >= s->deadline_ms;
     for (int k = 0; k < n_slots; k++) {
-        bn_job *j = s->slot_job[k];
-        if (j && (j->cancelled || late)) finish(s, j, BN_STOP_CALLER, 503, why_ended(j));
+        bn_job *j = s->slot[k].job;
+        if (j && (j->cancelled || late)) finish(s, j, s->slot[k].choice, BN_STOP_CALLER, 503, why_ended(j));
     }
-    while (s->head && (s->stopping || s->head->cancelled || n_busy(s) < n_slots)) {
-        bn_job *j = s->head;
-        if (!(s->head = j->next)) s->tail = NULL;
-        s->n_queued--;
-        if (s->stopping || j->cancelled) {
-            finish(s, j, BN_STOP_CALLER, 503, why_ended(j));
+    bn_job **link = &s->head, *prev = NULL;
+    while (*link) {
+        bn_job *j = *link;
+        const bool ending = s->stopping || j->cancelled;
+        if (!ending && n_busy(s) == n_slots) break;
+        if (!ending && waits_for_first(s, j)) {
+            prev = j, link = &j->next;
             continue;
         }
-        const bn_request r = {.prompt = j->p.prompt, .n_prompt = j->p.n_prompt,
-                              .max_tokens = j->p.max_tokens, .sampling = j->p.sampling,
-                              .stop = (const char *const *)j->p.stop, .n_stop = j->p.n_stop,
-                              .no_prefix_cache = j->p.no_prefix_cache, .logprobs = j->p.logprobs,
-                              .top_logprobs = j->p.top_logprobs, .json_object = j->p.json_object,
-                              .json_schema = j->p.json_schema};
+        const int c = j->n_admitted++;
+        if (j->n_admitted == j->p.n_choices) { // its last choice leaves the queue
+            if (s->tail == j) s->tail = prev;
+            *link = j->next;
+            s->n_queued--;
+        }
+        if (ending) {
+            finish(s, j, c, BN_STOP_CALLER, 503, why_ended(j));
+            continue;
+        }
+        bn_request r = {.prompt = j->p.prompt, .n_prompt = j->p.n_prompt, .max_tokens = j->p.max_tokens,
+                        .sampling = j->p.sampling, .stop = (const char *const *)j->p.stop,
+                        .n_stop = j->p.n_stop, .no_prefix_cache = j->p.no_prefix_cache,
+                        .logprobs = j->p.logprobs, .top_logprobs = j->p.top_logprobs,
+                        .json_object = j->p.json_object, .json_schema = j->p.json_schema};
+        r.sampling.seed += (uint64_t)c; // choice 0 is what n = 1 would give
         bn_error err;
         const int slot = bn_batch_add(s->b, &r, &err);
         if (slot < 0) {
-            finish(s, j, BN_STOP_CALLER, 400, err.msg);
+            finish(s, j, c, BN_STOP_CALLER, 400, err.msg);
             continue;
         }
-        j->slot = slot;
-        s->slot_job[slot] = j;
+        j->choice[c].slot = slot;
+        s->slot[slot] = (slot_use){j, c};
     }
 }
 
 static void after_step(bn_sched *s, const bn_batch_event *ev, int n) {
     for (int i = 0; i < n; i++) {
-        bn_job *j = s->slot_job[ev[i].slot];
-        bn_buf_append(&j->out.text, ev[i].text, ev[i].len); // out of memory: the text is lost, not the counts
+        bn_job *j = s->slot[ev[i].slot].job;
+        const int c = s->slot[ev[i].slot].choice;
+        bn_job_output *out = &j->choice[c].out;
+        bn_buf_append(&out->text, ev[i].text, ev[i].len); // out of memory: the text is lost, not the counts
         if (j->p.logprobs && ev[i].token >= 0 && !ev[i].eog) {
             bn_job_logprob lp = {.id = ev[i].token, .logprob = ev[i].logprob, .n_top = ev[i].n_top};
             memcpy(lp.top, ev[i].top, (size_t)ev[i].n_top * sizeof *lp.top);
-            bn_buf_append(&j->out.logprobs, &lp, sizeof lp);
+            bn_buf_append(&out->logprobs, &lp, sizeof lp);
         }
         j->st.n_prompt = ev[i].n_prompt;
-        j->st.n_gen = ev[i].n_gen;
-        j->st.n_cached = ev[i].n_cached;
+        j->st.choice[c].n_gen = ev[i].n_gen;
+        j->st.choice[c].n_cached = ev[i].n_cached;
         if (!j->got_first) {
             j->got_first = true;
             s->stats.first_tokens++;
             s->stats.first_token_seconds += (bn_now_ms() - j->arrived_ms) / 1e3;
         }
-        if (ev[i].done) finish(s, j, ev[i].stop, 0, NULL);
+        if (ev[i].done) finish(s, j, c, ev[i].stop, 0, NULL);
         else pthread_cond_signal(&j->cond);
     }
 }
@@ -189,7 +234,7 @@ static void *sched_main(void *arg) {
         }
         fprintf(stderr, "serve: error: %s\n", err.msg); // a backend failure ends every job
         for (int k = 0; k < bn_batch_n_slots(s->b); k++)
-            if (s->slot_job[k]) finish(s, s->slot_job[k], BN_STOP_CALLER, 500, err.msg);
+            if (s->slot[k].job) finish(s, s->slot[k].job, s->slot[k].choice, BN_STOP_CALLER, 500, err.msg);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -198,15 +243,16 @@ static void *sched_main(void *arg) {
 int bn_sched_start(bn_batch *b, bn_sched **out, bn_error *err) {
     *out = NULL;
     bn_sched *s = calloc(1, sizeof *s);
-    if (!s || !(s->slot_job = calloc((size_t)bn_batch_n_slots(b), sizeof *s->slot_job))) {
+    if (!s || !(s->slot = calloc((size_t)bn_batch_n_slots(b), sizeof *s->slot))) {
         free(s);
         return bn_errorf(err, "out of memory");
     }
     s->b = b;
+    s->shares_prompts = bn_batch_shares_prompts(b);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);
     if (pthread_create(&s->thread, NULL, sched_main, s)) {
-        free(s->slot_job);
+        free(s->slot);
         free(s);
         return bn_errorf(err, "cannot start the scheduler thread");
     }
@@ -227,16 +273,19 @@ void bn_sched_free(bn_sched *s) {
     if (!s) return;
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->wake);
-    free(s->slot_job);
+    free(s->slot);
     free(s);
 }
 
 bn_job *bn_sched_submit(bn_sched *s, bn_job_params *p) {
-    bn_job *j = calloc(1, sizeof *j);
+    if (p->n_choices < 1) p->n_choices = 1;
+    bn_job *j = p->n_choices <= BN_JOB_MAX_CHOICES ? calloc(1, sizeof *j) : NULL;
+    if (j && !(j->choice = calloc((size_t)p->n_choices, sizeof *j->choice))) free(j), j = NULL;
     if (j) {
         j->p = *p;
         j->s = s;
-        j->slot = -1;
+        for (int c = 0; c < p->n_choices; c++) j->choice[c].slot = -1;
+        j->st.n_choices = p->n_choices;
         j->refs = 2;
         j->arrived_ms = bn_now_ms();
         pthread_condattr_t ca;
@@ -245,6 +294,7 @@ bn_job *bn_sched_submit(bn_sched *s, bn_job_params *p) {
         pthread_cond_init(&j->cond, &ca);
         pthread_condattr_destroy(&ca);
     }
+    if (!j) bn_job_params_free(p);
     *p = (bn_job_params){0};
     pthread_mutex_lock(&s->mu);
     if (!j || s->stopping) {
@@ -269,14 +319,23 @@ static int take(bn_buf *dst, bn_buf *src) {
     return 0;
 }
 
+static bool has_output(const bn_job *j) {
+    for (int c = 0; c < j->p.n_choices; c++)
+        if (j->choice[c].out.text.len || j->choice[c].out.logprobs.len) return true;
+    return false;
+}
+
 int bn_job_wait(bn_job *j, int timeout_ms, bn_job_output *out, bn_job_state *st) {
     bn_sched *s = j->s;
     pthread_mutex_lock(&s->mu);
-    if (!j->out.text.len && !j->out.logprobs.len && !j->st.done) {
+    if (!has_output(j) && !j->st.done) {
         const struct timespec t = bn_monotonic_after_ms(timeout_ms);
         pthread_cond_timedwait(&j->cond, &s->mu, &t);
     }
-    const int rc = take(&out->text, &j->out.text) || take(&out->logprobs, &j->out.logprobs) ? -1 : 0;
+    int rc = 0;
+    for (int c = 0; c < j->p.n_choices; c++)
+        if (take(&out[c].text, &j->choice[c].out.text) || take(&out[c].logprobs, &j->choice[c].out.logprobs))
+            rc = -1;
     *st = j->st;
     pthread_mutex_unlock(&s->mu);
     return rc;

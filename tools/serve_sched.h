@@ -1,10 +1,12 @@
 // serve_sched.h - the server's scheduler: one thread owns the bn_batch and runs
 // its steps; HTTP handler threads submit jobs and wait for their text.
 //
-// A job is a generation request. The handler that submitted it and the
-// scheduler each hold a reference; the last bn_job_release frees it. All job
-// state is guarded by the scheduler's one mutex; each job has its own condition
-// variable, signalled when new text arrives or it ends.
+// A job is a generation request: n choices (OpenAI's "n"), each a sequence of
+// its own in a slot of the batch. Its choices enter slots as they free up, in
+// the order the jobs came. The handler that submitted it and the scheduler each
+// hold a reference; the last bn_job_release frees it. All job state is guarded
+// by the scheduler's one mutex; each job has its own condition variable,
+// signalled when new text arrives for any choice or one ends.
 #ifndef BN_SERVE_SCHED_H
 #define BN_SERVE_SCHED_H
 
@@ -17,6 +19,8 @@
 
 typedef struct bn_sched bn_sched;
 typedef struct bn_job bn_job;
+
+#define BN_JOB_MAX_CHOICES 128 // OpenAI's most
 
 // What a job generates from. bn_sched_submit takes the malloc'd prompt and stop
 // strings over (they are freed with the job, also on failure).
@@ -35,6 +39,7 @@ typedef struct bn_job_params {
     bn_logit_bias *logit_bias; // malloc'd, the request's: sampling.logit_bias points here, or
                                // (none given) into serve's flags (bn_api.sampling), alive as long
     size_t n_logit_bias;
+    int n_choices;        // 1..BN_JOB_MAX_CHOICES (0: 1); choice i samples with sampling.seed + i
 } bn_job_params;
 
 // Frees the prompt, stop strings, schema and logit biases and zeroes p.
@@ -48,21 +53,29 @@ typedef struct bn_job_logprob {
     bn_token_logprob top[BN_TOP_LOGPROBS_MAX];
 } bn_job_logprob;
 
-// What a job produced: its text, and with logprobs the tokens' bn_job_logprob
+// What a choice produced: its text, and with logprobs the tokens' bn_job_logprob
 // entries (an array in a byte buffer).
 typedef struct bn_job_output {
     bn_buf text;
     bn_buf logprobs;
 } bn_job_output;
 
-// How a job stands, and the text it produced since the last bn_job_wait.
-typedef struct bn_job_state {
+// How one choice stands.
+typedef struct bn_choice_state {
     bool done;
-    bn_stop stop;        // when done without error
-    int n_prompt, n_gen; // tokens
-    int n_cached;        // of the prompt's, those taken from the slot's cache
-    char error[512];     // set when done with an error (the request failed)
-    int status;          // with error: the HTTP status it calls for (400, 503, 500)
+    bn_stop stop; // when done without error
+    int n_gen;    // tokens generated
+    int n_cached; // of the prompt's, those taken from the slot's cache
+} bn_choice_state;
+
+// How a job stands.
+typedef struct bn_job_state {
+    bool done;       // every choice
+    int n_prompt;    // tokens (once a choice has begun)
+    char error[512]; // set when a choice failed: the request failed (its other choices are
+    int status;      // cancelled); the HTTP status it calls for (400, 503, 500)
+    int n_choices;
+    bn_choice_state choice[BN_JOB_MAX_CHOICES];
 } bn_job_state;
 
 int bn_sched_start(bn_batch *b, bn_sched **out, bn_error *err);
@@ -76,10 +89,11 @@ void bn_sched_free(bn_sched *s);
 // scheduler is stopping (the params are freed either way).
 bn_job *bn_sched_submit(bn_sched *s, bn_job_params *p);
 
-// Waits up to timeout_ms for new output or the end, then appends the new output
-// to *out and fills *st. Returns -1 when out of memory.
+// Waits up to timeout_ms for new output or the end, then appends each choice's
+// new output to out[choice] (n_choices of them) and fills *st. Returns -1 when
+// out of memory.
 int bn_job_wait(bn_job *j, int timeout_ms, bn_job_output *out, bn_job_state *st);
-// The client went away: the scheduler frees the job's slot before its next step.
+// The client went away: the scheduler frees the job's slots before its next step.
 void bn_job_cancel(bn_job *j);
 void bn_job_release(bn_job *j);
 
@@ -89,14 +103,15 @@ void bn_sched_counts(bn_sched *s, int *slots, int *busy, int *queued);
 // How the requests have gone since the start (for /metrics).
 enum { BN_ENDED_STOP, BN_ENDED_LENGTH, BN_ENDED_CANCELLED, BN_ENDED_ERROR, BN_ENDED_N };
 typedef struct bn_sched_stats {
-    uint64_t ended[BN_ENDED_N]; // stop: end of turn or stop string; length: max_tokens or the
-                                // context; cancelled: the client left or the server stopped
-    uint64_t prompt_tokens, cached_tokens, generated_tokens; // of the ended requests
+    uint64_t ended[BN_ENDED_N]; // choices (a request's n count n times) ended by how: stop: end
+                                // of turn or stop string; length: max_tokens or the context;
+                                // cancelled: the client left or the server stopped
+    uint64_t prompt_tokens, cached_tokens, generated_tokens; // of the ended choices
     uint64_t steps;             // forward passes (bn_batch_step)
     double step_seconds;        // spent in them
     uint64_t first_tokens;      // requests that got a first token, and the seconds from
     double first_token_seconds; // their arrival to it, summed
-    double request_seconds;     // arrival to end, summed over the ended requests
+    double request_seconds;     // arrival to end, summed over the ended choices
     uint64_t json_rows_cached;  // rows of JSON requests masked from the mask cache,
     uint64_t json_rows_worked;  // and worked out (json_mask.h)
 } bn_sched_stats;
