@@ -3,8 +3,14 @@
 /v1/completions and /v1/chat/completions take OpenAI's request bodies and give
 its response shapes (usage counts, server-sent events when streaming, error
 objects); /v1/models lists the one model. bitnet_gpu.serve puts this behind
-Ray Serve. Parameters OpenAI has and this server cannot honour (n > 1,
-echo, ...) are refused, not ignored. logprobs come in OpenAI's two shapes,
+Ray Serve. Parameters OpenAI has and this server cannot honour (best_of,
+echo, ...) are refused, not ignored. n (1..128) asks for several choices of
+one prompt, generated one after another (side by side on a BatchEngine):
+choice i samples with seed + i, so choice 0 is the reply n = 1 gives; a
+request without a seed draws a fresh one for each choice, as the C server
+does. usage counts the prompt once and the choices' tokens together; a stream
+sends each choice's chunks, one choice a chunk, and the usage after the last
+choice. logprobs come in OpenAI's two shapes,
 as the C server gives them. response_format json_object and
 json_schema hold the reply, and tools are called, as the C server does it (the
 library's bn_tools_chat_request: the same messages, schemas and replies).
@@ -16,6 +22,7 @@ top_k, min_p, repeat_penalty and repeat_last_n are accepted as extensions, as
 llama.cpp's server does.
 """
 import json
+import os
 import time
 import uuid
 
@@ -24,7 +31,6 @@ from .engine import TOP_LOGPROBS_MAX, BitnetError, Engine, chat_tools_reply, cha
 # Parameters that would change the answer in ways this server does not
 # implement, with the values that mean "off" (null always does).
 _UNSUPPORTED = {
-    "n": (1,),
     "best_of": (1,),
     "echo": (False,),
     "suffix": ("",),
@@ -34,6 +40,7 @@ _NUMBERS = {"temperature": float, "top_p": float, "min_p": float, "repeat_penalt
             "frequency_penalty": float, "presence_penalty": float, "repeat_last_n": int}
 _FINISH = {"eog": "stop", "stop": "stop", "length": "length", "context": "length", "cancelled": "stop"}
 _CHAT_FIELDS = ("stop", "tool_choice", "parallel_tool_calls", "tools", "messages")  # what the library's errors name
+N_MAX = 128  # choices a request may ask for, as the C server allows
 
 
 class ApiError(Exception):
@@ -106,6 +113,20 @@ def _json_schema(body):
             return {} if schema is True else schema
     raise _bad("'response_format' must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or "
                "{\"type\": \"json_schema\", \"json_schema\": {\"name\", \"schema\"}}", "response_format")
+
+
+def _n(body):
+    n = body.get("n")
+    if n is None:
+        return 1
+    if not _is_int(n) or not 1 <= n <= N_MAX:
+        raise _bad(f"'n' must be an integer in [1, {N_MAX}]", "n")
+    return n
+
+
+def _fresh_seed():
+    """A seed for a choice whose request gives none, so that two choices differ."""
+    return int.from_bytes(os.urandom(8), "little")
 
 
 def _stop(body):
@@ -200,11 +221,14 @@ class OpenAIServer:
         options = body.get("stream_options") or {}
         if not isinstance(options, dict):
             raise _bad("'stream_options' must be an object", "stream_options")
-        try:
-            sp = self.engine.sampling(**_sampling(body))  # the library's own checks, answered with a 400
+        sampling = _sampling(body)
+        seed = sampling.pop("seed", None)
+        try:  # the library's own checks, answered with a 400
+            sp = self.engine.sampling(**sampling, seed=_fresh_seed() if seed is None else seed)
         except BitnetError as e:
             raise _bad(str(e)) from None
         # The generation's own fields first, then the prompt, in the C server's order.
+        n = _n(body)
         stop = _stop(body)
         max_tokens = (_max_tokens(body, ("max_completion_tokens", "max_tokens"), None) if chat
                       else _max_tokens(body, ("max_tokens",), 16))  # OpenAI's default for completions
@@ -239,12 +263,19 @@ class OpenAIServer:
             raise _bad(f"This model's maximum context length is {self.engine.n_ctx} tokens; "
                        f"the prompt has {len(ids)} tokens", "messages" if chat else "prompt",
                        "context_length_exceeded")
+
+        def begin(i):
+            """Starts choice i: seed + i, or a fresh seed of its own (choice 0's sp is built already)."""
+            choice_sp = sp if i == 0 else self.engine.sampling(
+                **sampling, seed=_fresh_seed() if seed is None else (seed + i) % 2**64)
+            return self.engine._start_sampled(ids, max_tokens, stop, True, choice_sp, cache_prompt, json_schema,
+                                              top_logprobs)
         try:
-            generation = self.engine._start_sampled(ids, max_tokens, stop, True, sp, cache_prompt, json_schema,
-                                                    top_logprobs)
+            first = begin(0)  # what the library refuses at the start is the request's fault
         except BitnetError as e:
             raise _bad(str(e)) from None
-        return Call(self, chat, ids, generation, stream, bool(options.get("include_usage")), tools, top_logprobs)
+        return Call(self, chat, ids, first, begin, n, stream, bool(options.get("include_usage")), tools,
+                    top_logprobs)
 
     def _prompt(self, prompt):
         if isinstance(prompt, list) and len(prompt) == 1 and (isinstance(prompt[0], str) or _int_list(prompt[0])):
@@ -264,37 +295,62 @@ class OpenAIServer:
 
 
 class Call:
-    """One request whose generation is running: its response or its events."""
+    """One request whose generations are running: its response or its events."""
 
-    def __init__(self, server, chat, ids, stream, streaming, include_usage, tools=False, top_logprobs=None):
-        self.server, self.chat, self.ids, self.stream = server, chat, ids, stream
+    def __init__(self, server, chat, ids, first, begin, n, streaming, include_usage, tools=False, top_logprobs=None):
+        self.server, self.chat, self.ids, self.n = server, chat, ids, n
+        self.streams = [first]  # choice i's generation is streams[i], once started
+        self.begin = begin  # begin(i) starts choice i's
         self.streaming, self.include_usage = streaming, include_usage
         self.tools = tools  # the reply is tool calls or an answer, known only whole (chat_tools_reply)
         self.top_logprobs = top_logprobs  # None: no logprobs asked for
-        self.text_offset = 0  # a completion's logprobs: bytes of text before the next token
+        self.text_offset = [0] * n  # a completion's logprobs: bytes of each choice's text before its next token
+        self.cancelled = False
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         self.created = int(time.time())
 
     def cancel(self):
-        """Stops the generation at its next token (the client went away); does not wait."""
-        self.stream.cancel()
+        """Stops the generations at their next token (the client went away); does not wait."""
+        self.cancelled = True
+        for s in list(self.streams):
+            s.cancel()
+
+    def _choices(self):
+        """(index, stream) of each choice in order, each started when it is wanted: all at once on a
+        BatchEngine, which generates them side by side; on an Engine, which takes them in turn,
+        each after the one before. None is started once the call is cancelled."""
+        together = getattr(self.server.engine, "slots", 1) > 1
+        for i in range(self.n):
+            while len(self.streams) <= (self.n - 1 if together else i) and not self.cancelled:
+                self.streams.append(self.begin(len(self.streams)))
+                if self.cancelled:  # cancel() ran while it started, and may not have seen it
+                    self.streams[-1].cancel()
+            if i == len(self.streams):
+                return
+            yield i, self.streams[i]
+
+    def _reply_id(self, index):
+        """The id choice index's tool calls are named from ("call_<id>_<i>_0" past the first
+        choice), so that no two choices share a call id, as in the C server."""
+        return self.id if index == 0 else f"{self.id}_{index}"
 
     def _head(self, chunk):
         kind = ("chat.completion" if self.chat else "text_completion") + (".chunk" if chunk and self.chat else "")
         return {"id": self.id, "object": kind, "created": self.created, "model": self.server.model_name,
                 "system_fingerprint": f"bitnet-gpu-{self.server.engine.backend}"}
 
-    def _usage(self, result):
-        n = result.timings.generated_tokens
+    def _usage(self, results):
+        """The choices' usage: the prompt counted once (and as much of it cached as every choice had)."""
+        n = sum(r.timings.generated_tokens for r in results)
         return {"prompt_tokens": len(self.ids), "completion_tokens": n, "total_tokens": len(self.ids) + n,
-                "prompt_tokens_details": {"cached_tokens": result.timings.cached_tokens}}
+                "prompt_tokens_details": {"cached_tokens": min(r.timings.cached_tokens for r in results)}}
 
-    def _logprobs(self, logprobs):
+    def _logprobs(self, index, logprobs):
         """choice.logprobs for these tokens' Logprobs (None: null). Chat: {"content":
         [{"token", "logprob", "bytes", "top_logprobs": [...]}]}. Completions:
         {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}],
-        "text_offset"}, offsets in bytes of generated text, counted on across a
-        stream's chunks."""
+        "text_offset"}, offsets in bytes of the choice's generated text, counted
+        on across a stream's chunks."""
         if self.top_logprobs is None or logprobs is None:
             return None
         token_bytes = self.server.engine.token_bytes
@@ -309,61 +365,73 @@ class Call:
             b = token_bytes(lp.id)
             out["tokens"].append(_token_key(b))
             out["token_logprobs"].append(lp.logprob)
-            out["text_offset"].append(self.text_offset)
-            self.text_offset += len(b)
+            out["text_offset"].append(self.text_offset[index])
+            self.text_offset[index] += len(b)
             top = {}
             for token_id, logprob in lp.top:  # should two tokens spell one name, the likelier
                 top.setdefault(_token_key(token_bytes(token_id)), logprob)
             out["top_logprobs"].append(top)
         return out
 
-    def _choice(self, text, finish, chunk, message=None, logprobs=None):
-        """A choice of text; message: a chat reply's message made by chat_tools_reply
+    def _choice(self, index, text, finish, chunk, message=None, logprobs=None):
+        """Choice index of text; message: a chat reply's message made by chat_tools_reply
         instead; logprobs: its tokens' Logprobs."""
-        lp = self._logprobs(logprobs)
+        lp = self._logprobs(index, logprobs)
         if not self.chat:
-            return {"index": 0, "text": text, "logprobs": lp, "finish_reason": finish}
+            return {"index": index, "text": text, "logprobs": lp, "finish_reason": finish}
         if chunk:  # a piece's delta holds its text, "" too; the last chunk's is empty
-            return {"index": 0, "delta": {} if finish else {"content": text}, "logprobs": lp, "finish_reason": finish}
-        return {"index": 0, "message": {"role": "assistant", **(message or {"content": text})}, "logprobs": lp,
+            return {"index": index, "delta": {} if finish else {"content": text}, "logprobs": lp,
+                    "finish_reason": finish}
+        return {"index": index, "message": {"role": "assistant", **(message or {"content": text})}, "logprobs": lp,
                 "finish_reason": finish}
 
     def response(self):
-        """The whole answer (blocks until the generation ends)."""
+        """The whole answer (blocks until every choice's generation ends)."""
+        results = []
         try:
-            for _ in self.stream:
-                pass
-        except BitnetError as e:
+            for _, stream in self._choices():
+                for _ in stream:
+                    pass
+                results.append(stream.result)
+        except BitnetError as e:  # one choice failed: so did the request
+            self.cancel()
             raise ApiError(500, str(e), type="server_error") from None
-        r = self.stream.result
-        message, called = chat_tools_reply(r.text, self.id) if self.tools else (None, False)
-        choice = self._choice(r.text, "tool_calls" if called else _FINISH[r.finish_reason], False, message,
-                              r.logprobs)
-        return {**self._head(False), "choices": [choice], "usage": self._usage(r)}
+        choices = []
+        for i, r in enumerate(results):
+            message, called = chat_tools_reply(r.text, self._reply_id(i)) if self.tools else (None, False)
+            choices.append(self._choice(i, r.text, "tool_calls" if called else _FINISH[r.finish_reason], False,
+                                        message, r.logprobs))
+        return {**self._head(False), "choices": choices, "usage": self._usage(results)}
 
     def events(self):
-        """The answer as server-sent events, "data: [DONE]" last (blocking iterator)."""
+        """The answer as server-sent events, "data: [DONE]" last (blocking iterator): each
+        choice's chunks, one choice after another, then the usage of all."""
         head = self._head(True)
-        if self.chat:  # a reply that may call tools opens with a null content, as OpenAI's does
-            yield _sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant",
-                                                                   "content": None if self.tools else ""},
-                                             "logprobs": None, "finish_reason": None}]})
+        results = []
         try:
-            for piece in self.stream:
-                logprobs = [] if piece.logprob is None else [piece.logprob]
-                if (piece.text or logprobs) and not self.tools:  # with tools the reply is known only whole
-                    yield _sse({**head, "choices": [self._choice(piece.text, None, True, logprobs=logprobs)]})
+            for i, stream in self._choices():
+                if self.chat:  # a reply that may call tools opens with a null content, as OpenAI's does
+                    yield _sse({**head, "choices": [{"index": i, "delta": {"role": "assistant",
+                                                                           "content": None if self.tools else ""},
+                                                     "logprobs": None, "finish_reason": None}]})
+                for piece in stream:
+                    logprobs = [] if piece.logprob is None else [piece.logprob]
+                    if (piece.text or logprobs) and not self.tools:  # with tools the reply is known only whole
+                        yield _sse({**head, "choices": [self._choice(i, piece.text, None, True, logprobs=logprobs)]})
+                r = stream.result
+                results.append(r)
+                finish = _FINISH[r.finish_reason]
+                if self.tools and (r.text or r.logprobs):
+                    delta, called = chat_tools_reply(r.text, self._reply_id(i), delta=True)
+                    finish = "tool_calls" if called else finish
+                    yield _sse({**head, "choices": [{"index": i, "delta": delta,
+                                                     "logprobs": self._logprobs(i, r.logprobs),
+                                                     "finish_reason": None}]})
+                yield _sse({**head, "choices": [self._choice(i, "", finish, True)]})
         except BitnetError as e:  # the status line has gone: OpenAI's error event
+            self.cancel()
             yield _sse(ApiError(500, str(e), type="server_error").body)
             return
-        r = self.stream.result
-        finish = _FINISH[r.finish_reason]
-        if self.tools and (r.text or r.logprobs):
-            delta, called = chat_tools_reply(r.text, self.id, delta=True)
-            finish = "tool_calls" if called else finish
-            yield _sse({**head, "choices": [{"index": 0, "delta": delta, "logprobs": self._logprobs(r.logprobs),
-                                             "finish_reason": None}]})
-        yield _sse({**head, "choices": [self._choice("", finish, True)]})
         if self.include_usage:
-            yield _sse({**head, "choices": [], "usage": self._usage(r)})
+            yield _sse({**head, "choices": [], "usage": self._usage(results)})
         yield "data: [DONE]\n\n"

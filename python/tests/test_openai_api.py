@@ -119,7 +119,7 @@ def test_stop_and_finish_reasons(api):
 
 @pytest.mark.parametrize("body, chat, status, param, message", [
     ({"model": "gpt-4", "prompt": "x"}, False, 404, "model", "The model 'gpt-4' does not exist"),
-    ({"model": "tiny-a", "prompt": "x", "n": 2}, False, 400, "n", "'n' is not supported"),
+    ({"model": "tiny-a", "prompt": "x", "best_of": 2}, False, 400, "best_of", "'best_of' is not supported"),
     ({"model": "tiny-a", "prompt": "x", "logprobs": 21}, False, 400, "logprobs", "'logprobs' must be an integer in"),
     ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}, True, 400,
      "top_logprobs", "needs \"logprobs\": true"),
@@ -177,13 +177,14 @@ def test_errors(api, body, chat, status, param, message):
 
 
 def test_a_client_that_leaves_stops_the_generation(api):
-    call = api.start({"model": "tiny-a", "prompt": "2+2=", "max_tokens": 500, "stream": True}, chat=False)
+    call = api.start({"model": "tiny-a", "prompt": "2+2=", "max_tokens": 500, "stream": True, "n": 2}, chat=False)
     events = call.events()
     next(events)
     call.cancel()  # what the server does when the connection drops
     rest = list(events)
     assert rest[-1] == "data: [DONE]\n\n" and len(rest) < 100
-    assert call.stream.result.finish_reason == "cancelled" and len(call.stream.result.ids) < 100
+    assert call.streams[0].result.finish_reason == "cancelled" and len(call.streams[0].result.ids) < 100
+    assert len(call.streams) == 1  # the second choice never started
 
 
 # ---- tools ------------------------------------------------------------------------
@@ -447,3 +448,174 @@ def test_logprobs_as_the_c_server_gives_them(api, c_server, body, chat):
     if not chat and body.get("seed") == 34:
         assert any(t.startswith("bytes:") for t in ours["logprobs"]["tokens"])
         assert any(k.startswith("bytes:") for top in ours["logprobs"]["top_logprobs"] for k in top)
+
+
+# ---- n: several choices -------------------------------------------------------------
+
+def alone(api, body, chat, i):
+    """Choice i of body as the n = 1 reply with seed + i gives it (its calls' ids left out), and that reply's usage."""
+    r = api.start({**body, "n": 1, "seed": (body["seed"] + i) % 2**64}, chat).response()
+    assert len(r["choices"]) == 1
+    choice = without_ids(r["choices"][0]) if chat else r["choices"][0]
+    return {**choice, "index": i}, r["usage"]
+
+
+N_BODIES = [
+    ({"model": "tiny-a", "prompt": "Once upon a time", "max_tokens": 12, "temperature": 1.0, "seed": 7,
+      "logprobs": 2}, False),
+    # seed + i wraps at 2^64: choice 2 samples with seed 0
+    ({"model": "tiny-a", "prompt": "The capital of France is", "max_tokens": 10, "temperature": 1.0,
+      "seed": 2**64 - 2}, False),
+    (chat_body(max_tokens=12, temperature=1.0, seed=11, logprobs=True, top_logprobs=1), True),
+    # each choice's calls its own, parsed (two choices call, one runs out of tokens)
+    (chat_body(tools=[WEATHER, ADD], tool_choice="required", temperature=1.0, seed=2), True),
+]
+N_IDS = ["completion-logprobs", "completion-seed-wraps", "chat-logprobs", "chat-tools"]
+
+
+@pytest.mark.parametrize("body, chat", N_BODIES, ids=N_IDS)
+def test_n_choices_are_the_replies_of_seed_plus_i(api, body, chat):
+    """n = 3 with a seed: choice i is the n = 1 reply with seed + i (text or message, logprobs,
+    finish_reason); they differ; usage counts the prompt once and the choices' tokens together."""
+    want, usages = zip(*(alone(api, body, chat, i) for i in range(3)))
+    r = api.start({**body, "n": 3}, chat).response()
+    got = [without_ids(c) for c in r["choices"]] if chat else r["choices"]
+    assert [c["index"] for c in got] == [0, 1, 2]
+    assert got == list(want)
+    assert len({json.dumps(c["message" if chat else "text"], sort_keys=True) for c in got}) > 1
+    if "tools" in body:
+        assert [c["finish_reason"] for c in got] == ["length", "tool_calls", "tool_calls"]
+        ids = [t["id"] for c in r["choices"] for t in c["message"].get("tool_calls") or []]
+        assert len(ids) >= 2 and len(set(ids)) == len(ids), ids  # no two choices share a call id
+    completion = sum(u["completion_tokens"] for u in usages)
+    prompt = usages[0]["prompt_tokens"]
+    assert r["usage"]["prompt_tokens"] == prompt and r["usage"]["completion_tokens"] == completion
+    assert r["usage"]["total_tokens"] == prompt + completion
+    # The prompt was fed just before: each choice had all of it but its last token cached.
+    assert r["usage"]["prompt_tokens_details"]["cached_tokens"] == prompt - 1
+
+
+def test_n_cached_tokens_are_the_least_of_the_choices(api):
+    """After another prompt the first choice feeds most of this one; the second finds all but its
+    last token cached: the usage says the first's. cache_prompt false: none."""
+    other = {"model": "tiny-a", "prompt": "x", "max_tokens": 1}
+    body = {"model": "tiny-a", "prompt": "2+2=", "max_tokens": 3, "temperature": 0}
+    api.start(other, chat=False).response()
+    alone = api.start(body, chat=False).response()["usage"]["prompt_tokens_details"]["cached_tokens"]
+    assert alone < 4
+    api.start(other, chat=False).response()
+    assert api.start({**body, "n": 2}, chat=False).response()["usage"]["prompt_tokens_details"] == {
+        "cached_tokens": alone}
+    assert api.start({**body, "n": 2, "cache_prompt": False}, chat=False).response()["usage"][
+        "prompt_tokens_details"] == {"cached_tokens": 0}
+
+
+@pytest.mark.parametrize("chat", [False, True], ids=["completion", "chat"])
+def test_n_greedy_choices_are_equal(api, chat):
+    body = {"model": "tiny-a", "max_tokens": 8, "temperature": 0, "n": 2}
+    body.update({"messages": ASK} if chat else {"prompt": "2+2="})
+    r = api.start(body, chat).response()
+    one = api.start({**body, "n": None}, chat).response()  # null: one choice
+    assert len(one["choices"]) == 1 and r["choices"] == [{**one["choices"][0], "index": i} for i in range(2)]
+    assert r["usage"]["completion_tokens"] == 2 * one["usage"]["completion_tokens"]
+
+
+def test_n_without_a_seed_draws_one_for_each_choice(api):
+    body = {"model": "tiny-a", "prompt": "Once upon a time", "max_tokens": 12, "temperature": 1.0, "n": 3}
+    texts = [c["text"] for c in api.start(body, chat=False).response()["choices"]]
+    assert len(texts) == 3 and len(set(texts)) > 1
+
+
+def by_choice(chunks):
+    """A stream's choice chunks by their choice's index (each chunk holds exactly one choice)."""
+    out = {}
+    for c in chunks:
+        assert len(c["choices"]) == 1, c
+        out.setdefault(c["choices"][0]["index"], []).append(c)
+    return out
+
+
+@pytest.mark.parametrize("body, chat", [N_BODIES[0], N_BODIES[2], N_BODIES[3]], ids=[N_IDS[0], N_IDS[2], N_IDS[3]])
+def test_n_stream(api, body, chat):
+    """n = 2 streamed: one choice a chunk; a chat choice opens with its role; each choice's text,
+    logprobs and finish are the whole response's; the usage, of both, comes after both."""
+    body = {**body, "n": 2}
+    whole = api.start(body, chat).response()
+    evs = events(api.start({**body, "stream": True, "stream_options": {"include_usage": True}}, chat))
+    assert evs[-1] == "[DONE]"
+    usage = evs[-2]
+    assert usage["choices"] == [] and usage["usage"] == {
+        **whole["usage"], "prompt_tokens_details": {"cached_tokens": whole["usage"]["prompt_tokens"] - 1}}
+    choices = by_choice(evs[:-2])
+    assert sorted(choices) == [0, 1]
+    for i, chunks in choices.items():
+        want = whole["choices"][i]
+        if chat:
+            assert chunks[0]["choices"][0]["delta"] == {"role": "assistant",
+                                                        "content": None if "tools" in body else ""}
+            message, _ = streamed_message(chunks + ["[DONE]"])
+            assert without_ids({"message": message}) == without_ids({"message": want["message"]})
+        else:
+            assert streamed_pieces(chunks, chat) == want["text"]
+        if want["logprobs"] is not None:
+            assert streamed_logprobs(chunks, chat) == want["logprobs"]
+        assert chunks[-1]["choices"][0]["finish_reason"] == want["finish_reason"]
+        assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+    # Without stream_options: no usage.
+    plain = events(api.start({**body, "stream": True}, chat))
+    assert all(c == "[DONE]" or "usage" not in c for c in plain)
+    assert {c["choices"][0]["index"] for c in plain[:-1]} == {0, 1}
+
+
+def test_n_on_a_batch_engine(api, model_path):
+    """A BatchEngine runs the choices side by side (slots 2, n 3: one waits) and gives Engine's."""
+    body, chat = N_BODIES[0]
+    want = api.start({**body, "n": 3}, chat).response()["choices"]
+    with BatchEngine(model_path, slots=2, threads=1) as batch:
+        server = OpenAIServer(batch, "tiny-a")
+        assert server.start({**body, "n": 3}, chat).response()["choices"] == want
+        chunks = by_choice([c for c in events(server.start({**body, "n": 3, "stream": True}, chat))[:-1]])
+        assert [streamed_pieces(chunks[i], chat) for i in range(3)] == [c["text"] for c in want]
+
+
+def test_n_a_choice_that_fails_fails_the_request(model_path):
+    """The second choice fails (the engine is closed after the first): a 500, as for one
+    choice; streamed, the first choice's chunks and then the error event, no [DONE]."""
+    body = {"model": "tiny-a", "prompt": "2+2=", "max_tokens": 4, "temperature": 0, "n": 2}
+    with Engine(model_path, threads=1) as e:
+        call = OpenAIServer(e, "tiny-a").start(body, chat=False)
+        for _ in call.streams[0]:  # the first choice, whole
+            pass
+        e.close()
+        with pytest.raises(ApiError) as error:
+            call.response()
+        assert error.value.status == 500 and error.value.body["error"]["message"] == "the engine is closed"
+    with Engine(model_path, threads=1) as e:
+        it = OpenAIServer(e, "tiny-a").start({**body, "stream": True}, chat=False).events()
+        first = []
+        for event in it:
+            first.append(json.loads(event[len("data: "):]))
+            if first[-1]["choices"][0]["finish_reason"]:
+                break
+        e.close()
+        rest = list(it)
+    assert first[-1]["choices"][0]["finish_reason"] == "length"
+    assert {c["choices"][0]["index"] for c in first} == {0}
+    assert [json.loads(x[len("data: "):]) for x in rest] == [
+        {"error": {"message": "the engine is closed", "type": "server_error", "param": None, "code": None}}]
+
+
+@pytest.mark.parametrize("n", [0, 129, "2", True, 2.5, [2]])
+def test_n_errors(api, n):
+    for chat in (False, True):
+        body = {"model": "tiny-a", "n": n, **({"messages": ASK} if chat else {"prompt": "x"})}
+        with pytest.raises(ApiError) as e:
+            api.start(body, chat)
+        assert e.value.status == 400 and e.value.body["error"] == {
+            "message": "'n' must be an integer in [1, 128]", "type": "invalid_request_error", "param": "n",
+            "code": None}
+
+
+def test_n_128(api):
+    r = api.start({"model": "tiny-a", "prompt": "x", "max_tokens": 1, "n": 128, "seed": 1}, chat=False).response()
+    assert [c["index"] for c in r["choices"]] == list(range(128)) and r["usage"]["completion_tokens"] == 128
