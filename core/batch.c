@@ -311,7 +311,7 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
         ((r->json_object || r->json_schema) && json_start(b, s, r, err)) ||
         (!r->no_prefix_cache && (cached = copy_prefix(b, k, r->prompt, r->n_prompt, err)) < 0)) {
         free_slot(s, 0);
-        return -1;
+        return cached < 0 ? -2 : -1; // the backend's failure to copy, or the request's fault
     }
     memcpy(s->hist, r->prompt, r->n_prompt * sizeof *s->hist);
     s->used = true;

@@ -366,7 +366,8 @@ typedef struct bn_batch_event {
     bool done;           // finished: read it, then bn_batch_remove(slot)
     bn_stop stop;        // why, when done: BN_STOP_LENGTH, _EOG, _CONTEXT or _STRING
     int n_prompt, n_gen; // tokens so far (n_gen counts an end-of-generation token)
-    int n_cached;        // of the n_prompt, those whose K/V came from the slot's cache
+    int n_cached;        // of the n_prompt, those whose K/V came from a cache (the slot's, or
+                         // copied from another slot's)
     // With the request's logprobs: the token's, and the n_top likeliest tokens'
     // (most likely first, the lower id first among equals; valid until the next
     // step or remove). Else logprob 0 and n_top 0.
@@ -390,7 +391,8 @@ BN_API int bn_batch_n_active(const bn_batch *b); // slots with a request that ha
 BN_API bool bn_batch_shares_prompts(const bn_batch *b);
 // Puts r into a free slot (the prompt cache above says which) and returns the
 // slot (>= 0), or -1 with err (no free slot, an empty prompt or one that does
-// not fit, bad ids or sampling).
+// not fit, bad ids or sampling), or -2 with err where the backend failed to
+// copy cached K/V between slots (a fault of the backend, not of the request).
 BN_API int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err);
 // Whether bn_request.json_schema can take this schema (a JSON text, n bytes):
 // 0, or -1 with what it cannot follow and where in err (bn_batch_add would

@@ -567,6 +567,7 @@ int bn_cuda_forward_top(bn_backend *be, const int32_t *tokens, const int32_t *po
 // slot's K (and V) to another's, as one strided copy on the forward stream.
 int bn_cuda_copy_kv(bn_backend *be, int from, int to, int n_pos, bn_error *err) {
     const size_t hd = be->hp.head_dim, pitch = (size_t)be->n_ctx * hd * sizeof(__half);
+    BN_CUDA_TRY(cudaSetDevice(be->device));
     for (uint32_t l = 0; l < be->hp.n_layer; l++) {
         const size_t src = ((size_t)l * be->n_seq + (size_t)from) * kv_slot(be);
         const size_t dst = ((size_t)l * be->n_seq + (size_t)to) * kv_slot(be);

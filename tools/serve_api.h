@@ -41,7 +41,6 @@ typedef struct bn_api_reply {
     bool tools;         // a chat whose reply may be tool calls (chat_tools.h): each
                         // choice goes out whole, also when streamed
     bool logprobs;      // the request asked for them
-    int n_choices;      // OpenAI's n
     bn_api_choice choice[BN_JOB_MAX_CHOICES];
     char id[40]; // "chatcmpl-..." or "cmpl-..."
     long created;

@@ -175,7 +175,7 @@ static void between_steps(bn_sched *s) {
         bn_error err;
         const int slot = bn_batch_add(s->b, &r, &err);
         if (slot < 0) {
-            finish(s, j, c, BN_STOP_CALLER, 400, err.msg);
+            finish(s, j, c, BN_STOP_CALLER, slot == -2 ? 500 : 400, err.msg); // -2: the backend failed
             continue;
         }
         j->choice[c].slot = slot;

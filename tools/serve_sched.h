@@ -2,8 +2,9 @@
 // its steps; HTTP handler threads submit jobs and wait for their text.
 //
 // A job is a generation request: n choices (OpenAI's "n"), each a sequence of
-// its own in a slot of the batch. Its choices enter slots as they free up, in
-// the order the jobs came. The handler that submitted it and the scheduler each
+// its own in a slot of the batch. Choices enter slots as they free up, in the
+// order their jobs came, except that a job's later choices wait for its first
+// to begin generating (serve_sched.c), letting the jobs behind pass. The handler that submitted it and the scheduler each
 // hold a reference; the last bn_job_release frees it. All job state is guarded
 // by the scheduler's one mutex; each job has its own condition variable,
 // signalled when new text arrives for any choice or one ends.

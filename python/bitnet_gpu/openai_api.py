@@ -7,8 +7,8 @@ Ray Serve. Parameters OpenAI has and this server cannot honour (best_of,
 echo, ...) are refused, not ignored. n (1..128) asks for several choices of
 one prompt, generated one after another (side by side on a BatchEngine):
 choice i samples with seed + i, so choice 0 is the reply n = 1 gives; a
-request without a seed draws a fresh one for each choice, as the C server
-does. usage counts the prompt once and the choices' tokens together; a stream
+request without a seed draws a fresh one for each choice (the C server draws
+one and goes on from it, seed + i: either way the choices differ). usage counts the prompt once and the choices' tokens together; a stream
 sends each choice's chunks, one choice a chunk, and the usage after the last
 choice. logprobs come in OpenAI's two shapes,
 as the C server gives them. response_format json_object and
