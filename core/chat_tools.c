@@ -80,7 +80,7 @@ static cJSON *one_property(const char *key, cJSON *value) {
 // from its parameters: its arguments are then held to a looser schema (as
 // OpenAI holds a non-strict tool's to none), rather than the request refused.
 static const char *const narrowing[] = {
-    "multipleOf", "pattern", "uniqueItems", "minProperties", "maxProperties", "propertyNames",
+    "multipleOf", "uniqueItems", "minProperties", "maxProperties", "propertyNames",
     "patternProperties", "dependentRequired", "dependentSchemas", "contains", "minContains", "maxContains", "not",
     "if", "then", "else", "unevaluatedProperties", "unevaluatedItems", "contentEncoding", "contentMediaType",
     "contentSchema", "prefixItems", "nullable", "discriminator"};
@@ -91,7 +91,7 @@ static const char *const narrowing[] = {
 // them, all of a schema's at once, where it would refuse them (bounds that
 // leave no value, an unknown format, a bound beside an enum, ...).
 static const char *const followed[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-                                       "minLength", "maxLength", "format"};
+                                       "minLength", "maxLength", "format", "pattern"};
 
 static bool followed_fit(const cJSON *schema) {
     static const char *const apart[] = {"enum", "const", "$ref", "anyOf", "oneOf", "allOf"};

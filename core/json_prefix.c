@@ -186,6 +186,8 @@ bool bn_json_prefix_in_text(const bn_json_prefix *s) {
     return s->state == STRING || s->state == ESCAPE || s->state == UNICODE;
 }
 
+bool bn_json_prefix_in_escape(const bn_json_prefix *s) { return s->state == ESCAPE; }
+
 int bn_json_prefix_hex_left(const bn_json_prefix *s) { return s->state == UNICODE ? s->left : 0; }
 
 bn_json_prefix bn_json_prefix_canonical(const bn_json_prefix *s) {

@@ -69,6 +69,8 @@ bool bn_json_prefix_in_string(const bn_json_prefix *s);
 // Whether it is inside a string anywhere: between characters, in an escape or
 // in a UTF-8 character.
 bool bn_json_prefix_in_text(const bn_json_prefix *s);
+// Whether the next byte is an escape's letter (the one after a '\' in a string).
+bool bn_json_prefix_in_escape(const bn_json_prefix *s);
 // In a \uXXXX escape, the hex digits still to come (0: not in one).
 int bn_json_prefix_hex_left(const bn_json_prefix *s);
 // s with the fields its state does not read cleared (left over from a literal,

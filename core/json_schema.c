@@ -3,6 +3,7 @@
 #include "json_schema.h"
 
 #include "bitnet.h" // bn_json_schema_check
+#include "json_regex.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -23,6 +24,8 @@ enum { T_OBJECT = 1, T_ARRAY = 2, T_STRING = 4, T_NUMBER = 8, T_INTEGER = 16, T_
 #define MAX_DEPTH 256       // schemas in schemas, $refs followed included
 #define MAX_ALTS (1 << 20)  // alternatives of all anyOfs, flattened
 #define MAX_SCHEMA_BYTES (256 << 10) // bounds what a hostile schema costs to compile
+#define MAX_REGEX_STATES (8 * BN_REGEX_MAX_DFA) // of all its patterns' automata: their memory
+#define MAX_REGEX_WORK (2 * BN_REGEX_MAX_WORK)  // building them all: their time
 
 // A bounded number's value, a whole number of units of 10^-15 (decimal_byte).
 __extension__ typedef __int128 units;
@@ -49,6 +52,7 @@ typedef struct node {
     bool decimal;        // a number's (that may have a fraction): lo_u..hi_u units of 10^-15
     units lo_u, hi_u;
     uint8_t format;      // a string's "format": F_*
+    const bn_regex *regex; // a string's "pattern" (g->regexes owns it), or NULL
     int32_t props, n_props; // into g->props; their names as compact JSON from g->texts[keys]
     int32_t keys;
     int32_t alts, n_alts;   // into g->alts: the alternatives; after compile, concrete nodes only
@@ -64,6 +68,9 @@ struct bn_json_schema {
     int32_t n_alts, cap_alts;
     char **texts;
     int32_t n_texts, cap_texts;
+    bn_regex **regexes;  // the patterns' automata
+    int32_t n_regexes, cap_regexes;
+    uint32_t regex_states; // theirs in all (MAX_REGEX_STATES)
     int32_t any;  // the node of a free value (-1: none yet)
     int32_t root; // the schema's own node
     uint64_t serial; // this compilation's, never reused: names the schema in state keys
@@ -219,6 +226,7 @@ typedef struct compiler {
     bool failed;
     int depth; // compile() calls open
     const cJSON *memo_next; // compile_target's schema, for compile_node to put in the memo
+    uint64_t regex_work;    // what building the patterns' automata may still take (json_regex.h)
 } compiler;
 
 // Grows *p (of *cap elements of size bytes) to hold n + 1. Returns false when out of memory.
@@ -277,9 +285,9 @@ static bool add_alt(compiler *c, const char *path, int32_t id) {
 static const char *const constraints[] = {"type", "enum", "const", "properties", "required",
                                           "additionalProperties", "items", "minItems", "maxItems",
                                           "minLength", "maxLength", "minimum", "maximum",
-                                          "exclusiveMinimum", "exclusiveMaximum", "format",
+                                          "exclusiveMinimum", "exclusiveMaximum", "format", "pattern",
                                           "anyOf", "oneOf", "allOf", "$ref"};
-enum { SHAPE_FIRST = 3, SHAPE_END = 16 };
+enum { SHAPE_FIRST = 3, SHAPE_END = 17 };
 static const char *const annotations[] = {"$schema", "$id", "$defs", "definitions", "$comment", "$anchor",
                                           "title", "description", "default", "examples", "deprecated",
                                           "readOnly", "writeOnly"};
@@ -537,6 +545,34 @@ static bool compile_number_bounds(compiler *c, node *nd, const cJSON *s, const c
 // fraction); format (of a string). Bounds of a type the node cannot be
 // (minLength of an integer, minimum of a string) change nothing, as in JSON
 // Schema.
+// A string's "pattern": its automaton (json_regex.h), within the schema's
+// budget of automaton states; not beside "format", which fixes the string's
+// shape itself.
+static bool compile_pattern(compiler *c, node *nd, const cJSON *s, const char *path) {
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(s, "pattern");
+    if (!p || !(nd->types & T_STRING)) return true;
+    if (!cJSON_IsString(p)) return fail(c, path, "' must be a string", "pattern"), false;
+    if (cJSON_GetObjectItemCaseSensitive(s, "format"))
+        return fail(c, path, "' beside 'format' is not supported", "pattern"), false;
+    char why[200], what[240];
+    bn_regex *r;
+    if (bn_regex_compile(p->valuestring, &c->regex_work, &r, why, sizeof why)) {
+        snprintf(what, sizeof what, "' cannot be followed: %s", why);
+        return fail(c, path, what, "pattern"), false;
+    }
+    bn_json_schema *g = c->g;
+    if (g->regex_states + bn_regex_states(r) > MAX_REGEX_STATES || !grow((void **)&g->regexes, &g->cap_regexes,
+                                                                          g->n_regexes, sizeof *g->regexes)) {
+        const bool big = g->regex_states + bn_regex_states(r) > MAX_REGEX_STATES;
+        bn_regex_free(r);
+        return fail(c, path, big ? "' makes the schema's patterns too complex" : "' is out of memory", "pattern"), false;
+    }
+    g->regexes[g->n_regexes++] = r;
+    g->regex_states += bn_regex_states(r);
+    nd->regex = r;
+    return true;
+}
+
 static bool compile_bounds(compiler *c, int32_t id, const cJSON *s, const char *path) {
     node *nd = &c->g->nodes[id];
     double len[2] = {0, NO_BOUND};
@@ -554,6 +590,7 @@ static bool compile_bounds(compiler *c, int32_t id, const cJSON *s, const char *
                                          : compile_number_bounds(c, nd, s, path);
         if (!ok) return false;
     }
+    if (!compile_pattern(c, nd, s, path)) return false;
     const cJSON *format = cJSON_GetObjectItemCaseSensitive(s, "format");
     if (!format || !(nd->types & T_STRING)) return true;
     if (!cJSON_IsString(format) || !(nd->format = format_of(format->valuestring))) {
@@ -862,7 +899,7 @@ int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, b
         return bn_errorf(err, "json_schema: the schema is not valid JSON%s", doc ? " (text follows it)" : "");
     }
     bn_json_schema *g = calloc(1, sizeof *g);
-    compiler c = {.g = g, .err = err};
+    compiler c = {.g = g, .err = err, .regex_work = MAX_REGEX_WORK};
     if (!g) {
         cJSON_Delete(doc);
         return bn_errorf(err, "out of memory");
@@ -896,6 +933,8 @@ int bn_json_schema_check(const char *schema, size_t n, bn_error *err) {
 void bn_json_schema_free(bn_json_schema *g) {
     if (!g) return;
     for (int32_t i = 0; i < g->n_texts; i++) free(g->texts[i]);
+    for (int32_t i = 0; i < g->n_regexes; i++) bn_regex_free(g->regexes[i]);
+    free(g->regexes);
     free(g->nodes);
     free(g->props);
     free(g->alts);
@@ -1017,7 +1056,7 @@ static int match(char *const *texts, int first, int last, bool sorted, const cha
 // Whether t->value counts what the lexer reads of a value of n: count_byte
 // reads each byte of it, and of the shortcuts only next_in_lexer's takes such
 // a value, a sized string's characters, which it counts as count_byte would.
-static bool counted(const node *n) { return n->sized || n->bounded || n->decimal || n->format; }
+static bool counted(const node *n) { return n->sized || n->bounded || n->decimal || n->format || n->regex; }
 
 static int days_in(int year, int month) {
     static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -1126,19 +1165,51 @@ static bool count_char(const node *n, uint64_t *chars, const bn_json_prefix *bef
     return true;
 }
 
+// Steps byte c of a patterned string (the lexer before it: before) through
+// n's automaton, whose state is in *state: a character's UTF-8 bytes as they
+// are, an escape as the character it stands for (json_schema.h: no \u escape);
+// false where no string the pattern accepts begins so, or at the closing quote
+// of one it does not accept.
+static bool pattern_byte(const node *n, uint32_t *state, const bn_json_prefix *before, unsigned char c) {
+    if (bn_json_prefix_in_string(before) && c == '"') return bn_regex_accepts(n->regex, *state);
+    if (bn_json_prefix_in_string(before) && c == '\\') return true; // the letter says which character
+    if (bn_json_prefix_in_escape(before)) {
+        static const char letter[] = "\"\\/bfnrt", stands_for[] = "\"\\/\b\f\n\r\t";
+        const char *at = memchr(letter, c, sizeof letter - 1);
+        if (!at) return false; // \u
+        c = (unsigned char)stands_for[at - letter];
+    }
+    const uint32_t next = bn_regex_step(n->regex, *state, c);
+    return next != BN_REGEX_DEAD && (*state = next, true);
+}
+
+// Byte c inside string n (the lexer took it: before -> after) into value: its
+// characters counted in the low 32 bits (a sized string), its automaton's
+// state in the high ones (a patterned string). False where no string n
+// accepts begins so.
+static bool text_byte(const node *n, uint64_t *value, const bn_json_prefix *before, const bn_json_prefix *after,
+                      unsigned char c) {
+    uint64_t chars = *value & 0xffffffff;
+    uint32_t state = (uint32_t)(*value >> 32);
+    if (n->regex && !pattern_byte(n, &state, before, c)) return false;
+    if (n->sized && !count_char(n, &chars, before, after, c)) return false;
+    *value = (uint64_t)state << 32 | chars;
+    return true;
+}
+
 // Counts byte c, which the lexer took (before -> after), into t->value for a
-// sized string, a formatted string, a bounded integer or number of node n.
-// False where no value within the bounds begins so: a character past
+// sized or patterned string, a formatted string, a bounded integer or number
+// of node n. False where no value n accepts begins so: a character past
 // maxLength, a closing quote short of minLength, a \uD... escape
-// (json_schema.h), a byte its format does not take there, a number past its
-// bounds (or its 15 digits, or an exponent: decimal_byte).
+// (json_schema.h), a byte its pattern or format does not take there, a number
+// past its bounds (or its 15 digits, or an exponent: decimal_byte).
 static bool count_byte(const node *n, bn_json_thread *t, const bn_json_prefix *before, const bn_json_prefix *after,
                        unsigned char c) {
     if (bn_json_prefix_in_text(before) && n->format) { // no format has an escape or a non-ASCII character
         if (!bn_json_prefix_in_string(before)) return false;
         return c == '"' ? (int)(t->value & 0xff) == format_end(n->format) : format_byte(n->format, &t->value, c);
     }
-    if (bn_json_prefix_in_text(before)) return !n->sized || count_char(n, &t->value, before, after, c);
+    if (bn_json_prefix_in_text(before)) return text_byte(n, &t->value, before, after, c);
     if (n->decimal) return decimal_byte(n, &t->value, c);
     if (!n->bounded || !(c == '-' || (c >= '0' && c <= '9'))) return true;
     if (c == '-') return t->value = 1, may_reach(n, true, 0, false, false);
@@ -1338,16 +1409,16 @@ static int next_in_lexer(const bn_json_state *from, const char *bytes, size_t n,
     const uint8_t phase = from->n == 1 && t->depth ? t->frame[t->depth - 1].phase : P_VALUE;
     if (phase != P_LEX && phase != P_KEY_LEX) return -1;
     const node *leaf = &from->schema->nodes[t->frame[t->depth - 1].node];
-    const bool sized = phase == P_LEX && leaf->sized && bn_json_prefix_in_text(&t->lex);
-    if (phase == P_LEX && counted(leaf) && !sized) return -1; // short values: the general path
+    const bool text = phase == P_LEX && (leaf->sized || leaf->regex) && bn_json_prefix_in_text(&t->lex);
+    if (phase == P_LEX && counted(leaf) && !text) return -1; // short values: the general path
     bn_json_prefix lex = t->lex;
-    uint64_t chars = t->value; // of a sized string, counted here as count_byte would
+    uint64_t value = t->value; // of a sized or patterned string, as count_byte keeps it
     for (size_t i = 0; i < n; i++) {
         if (bn_json_prefix_done(&lex)) return -1;
         const bn_json_prefix before = lex;
         if (!bn_json_prefix_feed(&lex, bytes + i, 1)) return 0;
         const unsigned char c = (unsigned char)bytes[i];
-        if (sized && bn_json_prefix_in_text(&before) && !count_char(leaf, &chars, &before, &lex, c)) return 0;
+        if (text && bn_json_prefix_in_text(&before) && !text_byte(leaf, &value, &before, &lex, c)) return 0;
     }
     if (bn_json_prefix_done(&lex)) return -1;
     if (!to) return 1;
@@ -1355,7 +1426,7 @@ static int next_in_lexer(const bn_json_state *from, const char *bytes, size_t n,
     to->n = 1;
     copy_thread(&to->thread[0], t);
     to->thread[0].lex = lex;
-    to->thread[0].value = chars;
+    to->thread[0].value = value;
     return 1;
 }
 
@@ -1415,7 +1486,7 @@ uint32_t bn_json_state_string_room(const bn_json_state *s) {
         const uint8_t phase = t->depth ? t->frame[t->depth - 1].phase : P_VALUE;
         if ((phase != P_LEX && phase != P_KEY_LEX) || !bn_json_prefix_in_string(&t->lex)) return 0;
         const node *n = &s->schema->nodes[t->frame[t->depth - 1].node];
-        if (phase == P_LEX && n->format) return 0;
+        if (phase == P_LEX && (n->format || n->regex)) return 0;
         const bool sized = phase == P_LEX && n->sized && n->max_len != NO_BOUND;
         const uint32_t left = sized ? (uint32_t)(n->max_len - t->value) : UINT32_MAX;
         if (left > room) room = left;
@@ -1436,15 +1507,20 @@ size_t bn_json_state_key(const bn_json_state *s, uint32_t horizon, uint8_t key[B
         if (!lex_open(t)) continue;
         uint64_t value = t->value;
         const node *n = &s->schema->nodes[t->frame[t->depth - 1].node];
-        if (t->frame[t->depth - 1].phase == P_LEX && n->sized && bn_json_prefix_in_text(&t->lex)) {
+        const bool text = t->frame[t->depth - 1].phase == P_LEX && bn_json_prefix_in_text(&t->lex);
+        if (text && n->sized) {
             // Within `horizon` bytes only the characters short of minLength and
             // left before maxLength matter, each up to horizon + 1.
-            const uint64_t cap = (uint64_t)horizon + 1;
-            const uint64_t short_of = value < n->min_len ? n->min_len - value : 0;
-            const uint64_t left = n->max_len == NO_BOUND ? cap : n->max_len - value;
+            const uint64_t cap = (uint64_t)horizon + 1, chars = value & 0xffffffff;
+            const uint64_t short_of = chars < n->min_len ? n->min_len - chars : 0;
+            const uint64_t left = n->max_len == NO_BOUND ? cap : n->max_len - chars;
             value = (short_of < cap ? short_of : cap) << 32 | (left < cap ? left : cap);
         }
         memcpy(k, &value, sizeof value), k += sizeof value;
+        if (text && n->regex) { // the automaton's state, which the sized count above replaced
+            const uint32_t state = (uint32_t)(t->value >> 32);
+            memcpy(k, &state, sizeof state), k += sizeof state;
+        }
         const bn_json_prefix x = bn_json_prefix_canonical(&t->lex);
         memcpy(k, &x.objects, sizeof x.objects), k += sizeof x.objects;
         *k++ = x.depth, *k++ = x.state, *k++ = x.left, *k++ = x.literal, *k++ = x.space;

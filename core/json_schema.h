@@ -23,6 +23,8 @@
 // - a string with minLength or maxLength (counted in Unicode characters) has no
 //   \u escape of U+D000..U+DFFF (surrogates among them): such characters are
 //   written as UTF-8;
+// - a string with a "pattern" has no \u escape (its characters are written as
+//   UTF-8, or with the escapes \" \\ \/ \b \f \n \r \t);
 // - a string with a "format" is written as RFC 3339 says (date: 2024-02-29;
 //   time: 13:05:09, an optional fraction, then Z or an offset like +01:00;
 //   date-time: the two joined by T, upper case) or, for a uuid, as 8-4-4-4-12
@@ -38,19 +40,22 @@
 // jsonschema holds float(text) to them, with the 15 digits above),
 // format (date, time, date-time and uuid, held as OpenAI's structured outputs
 // hold them, where JSON Schema by default only notes them; not beside
-// minLength or maxLength),
+// minLength or maxLength), pattern (a regular expression json_regex.h can
+// follow, matched anywhere in the string unless anchored, as JSON Schema says;
+// beside minLength and maxLength too, not beside format),
 // anyOf, oneOf (as anyOf: a value both alternatives accept is not refused),
 // allOf of one schema, $ref to "#", "#/$defs/NAME" or "#/definitions/NAME"
 // (against the nearest enclosing "$id", as JSON Schema resolves them), and
 // annotations (title, description, default, examples, ...), which change
-// nothing. Any other keyword (pattern, multipleOf, ...) or format is refused when
+// nothing. Any other keyword (multipleOf, ...), format or pattern is refused when
 // the schema is compiled, with its place in the schema, rather than silently
 // broken; so is "enum" or "const" beside other keywords that shape the value,
 // bounds that leave no value (on a number: none of 15 digits), a property
 // named twice, a name or value that is not UTF-8 or holds a NUL (\u0000), and
 // a false subschema. Where "type" is absent, object keywords make the value an
 // object and array keywords an array (JSON Schema would let other types
-// through). Limits: 256 KiB of schema text, 4096
+// through). Limits: 256 KiB of schema text, 8 x BN_REGEX_MAX_DFA automaton
+// states over all of its patterns, 4096
 // properties an object (and names in "required"), 4096 schemas an anyOf, 65535
 // enum values, 256 schemas deep counting $refs followed, 65535 items in an array
 // with maxItems (more when it has none) and a minItems or minLength below that.
@@ -149,7 +154,7 @@ bool bn_json_state_complete(const bn_json_state *s);
 // same); the key names the compilation of the schema, not its address, so it
 // never matches a state of another schema (json_mask.c caches token masks by it).
 #define BN_JSON_STATE_KEY_MAX \
-    (8 + 1 + BN_JSON_SCHEMA_THREADS * (2 + BN_JSON_SCHEMA_DEPTH * sizeof(bn_json_frame) + 8 + 7 + 8))
+    (8 + 1 + BN_JSON_SCHEMA_THREADS * (2 + BN_JSON_SCHEMA_DEPTH * sizeof(bn_json_frame) + 8 + 4 + 7 + 8))
 size_t bn_json_state_key(const bn_json_state *s, uint32_t horizon, uint8_t key[BN_JSON_STATE_KEY_MAX]);
 // Where every reading is inside a string between characters, without a
 // format: how many characters a plain token (bn_json_plain_string_bytes) may

@@ -8,14 +8,14 @@ jsonschema (Draft 2020-12) says the value is valid, and it is written the one
 way json_schema.h names (declared properties in their order, enum and const
 values and property names as compact JSON, integers without fraction or
 exponent, bounded numbers without exponent and with at most 15 digits, sized
-strings without \\uD... escapes, formats without escapes and
+strings without \\uD... escapes, patterned strings without \\u escapes, formats without escapes and
 with an upper-case T and Z, blank runs of at most 16 bytes and one newline). "0 HEX": a text it must refuse whole: json.loads
 refuses it (NaN and Infinity too, which RFC 8259 has not) or jsonschema says
 the value is invalid.
 
 For each of the hand-written schemas below (every keyword json_schema.h names:
 types alone and in lists, enum, const, properties with required ones, maps,
-arrays with bounds, string lengths, integer and number bounds, formats, anyOf, oneOf,
+arrays with bounds, string lengths, integer and number bounds, formats, patterns, anyOf, oneOf,
 allOf, $ref to "#", $defs and definitions, a nested "$id" resource,
 annotations, and OpenAI tool-call shapes), a schema-guided generator writes valid texts, compact and
 with blanks between the tokens; each must pass json.loads and jsonschema (a
@@ -37,6 +37,7 @@ import operator
 from fractions import Fraction
 import random
 import re
+import re._parser as sre_parse  # the parse tree of a pattern, to write strings it matches
 import sys
 
 import jsonschema
@@ -57,7 +58,7 @@ PIECES = ["a", "Z", "0", " ", "'", "{", ":", ",", "é", "€", "😀", "/", '\\"
 ALPHABET = list('{}[]:,"\\ \t\n0123456789-+.eEtrufalsn') + ["\x01", "a", "x", "é", "😀", "/", "\r"]
 CONSTRAINTS = {"type", "enum", "const", "properties", "required", "additionalProperties", "items", "minItems",
                "maxItems", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-               "format", "anyOf", "oneOf", "allOf", "$ref"}
+               "format", "pattern", "anyOf", "oneOf", "allOf", "$ref"}
 # A sized string's pieces: one character each, no \uD... escape (json_schema.h writes those as UTF-8).
 SIZED_PIECES = [p for p in PIECES if not p.lower().startswith("\\ud")]
 SAFE = 2 ** 53 - 1  # a bounded integer's largest magnitude
@@ -211,6 +212,19 @@ SCHEMAS = [
                                            {"type": "null"}], "default": None, "title": "Discount"}},
      "required": ["name", "score", "price"]},
     # Formats (held: the validator below checks them), alone, beside null and in a model.
+    # Patterns: anchored or matched anywhere (JSON Schema's rule), beside lengths, in
+    # objects, arrays and anyOf; characters that need escapes and ones of several bytes.
+    # (Python's \\d and "." match more than ECMA-262's, so the "0" cases keep to what
+    # both refuse: a mutant Python takes is left out.)
+    {"type": "string", "pattern": "^[A-Z]{2}-\\d{3}$"},
+    {"type": "string", "pattern": "cat|dog"},
+    {"type": "string", "pattern": "^(\\+|00)?[0-9 ]{6,12}$", "maxLength": 10},
+    {"type": "object", "properties": {"mail": {"type": "string", "pattern": "^[a-z0-9.]+@[a-z]+\\.(com|org)$"},
+                                      "tag": {"type": "string", "pattern": "^#?[a-z_]{1,8}$", "minLength": 3}},
+     "required": ["mail"]},
+    {"type": "array", "items": {"type": "string", "pattern": "^(é|ü|[a-c])+[^a-z]?$"}, "maxItems": 3},
+    {"anyOf": [{"type": "string", "pattern": "^x"}, {"type": "string", "pattern": "y$"}, {"type": "integer"}]},
+    {"type": "string", "pattern": "^a\"b\\\\c/\\n(😀|€)*$"},
     {"type": "string", "format": "date"},
     {"type": "string", "format": "time"},
     {"type": "string", "format": "date-time"},
@@ -286,6 +300,59 @@ class TooDeep(Exception):
     pass
 
 
+# A character "." and a negated set stand for: plain ones both ECMA-262 and Python take.
+ANY_CHAR = "aZ0 _-é€😀"
+
+
+def matching(rng, tree):
+    """A string that the parsed pattern (re._parser's tree) matches from where it stands."""
+    out = []
+    for op, arg in tree:
+        name = str(op)
+        if name == "LITERAL":
+            out.append(chr(arg))
+        elif name == "ANY":
+            out.append(rng.choice(ANY_CHAR))
+        elif name == "IN":
+            out.append(in_set(rng, arg))
+        elif name == "BRANCH":
+            out.append(matching(rng, rng.choice(arg[1])))
+        elif name == "SUBPATTERN":
+            out.append(matching(rng, arg[3]))
+        elif name in ("MAX_REPEAT", "MIN_REPEAT"):
+            low, high, sub = arg
+            out.extend(matching(rng, sub) for _ in range(rng.randint(low, min(high, low + 3))))
+        elif name != "AT":  # anchors: where the caller puts text
+            raise AssertionError("no generator for %s" % name)
+    return "".join(out)
+
+
+def in_set(rng, items):
+    """One character of a set [...]: a member, or for [^...] one of ANY_CHAR outside it."""
+    if str(items[0][0]) == "NEGATE":
+        rest = items[1:]
+        return rng.choice([c for c in ANY_CHAR if not re.fullmatch(set_text(rest), c)])
+    op, arg = rng.choice(items)
+    name = str(op)
+    if name == "LITERAL":
+        return chr(arg)
+    if name == "RANGE":
+        return chr(rng.randint(*arg))
+    if name == "CATEGORY" and str(arg) == "CATEGORY_DIGIT":
+        return rng.choice("0123456789")
+    raise AssertionError("no generator for %s %s" % (name, arg))
+
+
+def set_text(items):
+    """A set [...] of re._parser items, as a pattern again (for the test of a negated one)."""
+    parts = []
+    for op, arg in items:
+        name = str(op)
+        parts.append(re.escape(chr(arg)) if name == "LITERAL" else
+                     "%s-%s" % (re.escape(chr(arg[0])), re.escape(chr(arg[1]))) if name == "RANGE" else r"\d")
+    return "[" + "".join(parts) + "]"
+
+
 class Generator:
     """Writes canonical texts for a schema; spaced: blank runs between some tokens."""
 
@@ -320,6 +387,19 @@ class Generator:
         low = s.get("minLength", 0)
         high = min(s.get("maxLength", low + 8), low + 8)
         return '"' + "".join(self.rng.choice(SIZED_PIECES) for _ in range(self.rng.randint(low, high))) + '"'
+
+    def patterned(self, pattern):
+        """A string the pattern matches (a walk over its parse tree, repeats up to 3 past their
+        least), text around it where it is not anchored; as JSON, with no \\u escape."""
+        rng = self.rng
+        around = "".join(rng.choice("aZ0 .é€") for _ in range(rng.randrange(3)))
+        text = matching(rng, sre_parse.parse(pattern))
+        if not pattern.startswith("^"):
+            text = around + text
+        if not pattern.endswith("$"):
+            text += around[::-1]
+        assert re.search(pattern, text), (pattern, text)
+        return json.dumps(text, ensure_ascii=False).replace("/", rng.choice(["/", "\\/"]))
 
     def formatted(self, fmt):
         """A string of the format, in the one way json_schema.h writes it; dates near month ends."""
@@ -446,6 +526,12 @@ class Generator:
         if t == "string":
             if "format" in s:
                 return self.formatted(s["format"])
+            if "pattern" in s:
+                for _ in range(100):  # within the lengths beside it
+                    text = self.patterned(s["pattern"])
+                    if s.get("minLength", 0) <= len(json.loads(text)) <= s.get("maxLength", 1 << 30):
+                        return text
+                raise TooDeep()
             return self.sized_string(s) if s.keys() & {"minLength", "maxLength"} else self.string()
         if t == "integer":
             return self.bounded_integer(s) if s.keys() & BOUNDS else self.integer()
@@ -521,6 +607,8 @@ def schema_values(s, out):
             if "number" in types_of(s):  # at and past the edges, in 15 digits
                 misses = [json.loads(t) for t in near_bounds(s) if counted_digits(t) <= 15]
                 out.extend(misses[::max(1, len(misses) // 24)])
+        if "pattern" in s:  # a match, and strings one character off it
+            out.extend(["", "x", "AB-12", "ab-123", "cot", "@x.com", "a@b.net", "#toolongtag", "0000000000000"])
         if "format" in s:  # near misses: days past the month, hours past 23, a uuid a digit short
             out.extend(["2023-02-29", "1900-02-29", "2024-04-31", "2024-13-01", "0000-01-01", "24:00:00Z",
                         "12:00:00", "12:60:00Z", "2024-01-01T00:00:00", "2024-01-01 00:00:00Z",

@@ -39,8 +39,8 @@ static bool takes(const char *schema, const char *text) {
     "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": {\"type\": \"object\", "  \
     "\"properties\": {\"city\": {\"type\": \"string\", \"minLength\": 1, \"pattern\": \"^[A-Z]\"}, \"days\": "      \
     "{\"type\": \"integer\", \"minimum\": 1}, \"above\": {\"type\": \"number\", \"minimum\": -90}, \"on\": "        \
-    "{\"type\": \"string\", \"format\": \"date\"}, \"mail\": {\"type\": \"string\", \"format\": \"email\"}}, "      \
-    "\"required\": [\"city\"]}}}"
+    "{\"type\": \"string\", \"format\": \"date\"}, \"mail\": {\"type\": \"string\", \"format\": \"email\"}, "       \
+    "\"code\": {\"type\": \"string\", \"pattern\": \"^(?!x)\", \"maxLength\": 2}}, \"required\": [\"city\"]}}}"
 #define NOW "{\"type\": \"function\", \"function\": {\"name\": \"now\"}}"
 
 static void test_schema_of_tools(void **state) {
@@ -50,19 +50,21 @@ static void test_schema_of_tools(void **state) {
     assert_int_equal(read_tools("{\"tools\": [" WEATHER ", " NOW "]}", NULL, &t, err, sizeof err), 0);
     assert_non_null(strstr(t.system, "get_weather"));
     assert_non_null(strstr(t.system, "\"response\""));
-    // Calls: each function's own arguments (not strict: pattern and format email
-    // dropped; a string's minLength, an integer's and a number's minimum and format
-    // date held); no parameters is no arguments; or an answer.
-    assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"paris\","
+    // Calls: each function's own arguments (not strict: format email, and the
+    // code's lookahead pattern with the maxLength beside it, dropped; a string's
+    // minLength and pattern, an integer's and a number's minimum and format date
+    // held); no parameters is no arguments; or an answer.
+    assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\","
                                 "\"days\":1,\"above\":-89.5}},{\"name\":\"now\",\"arguments\":{}}]}"));
-    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"paris\","
+    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\","
                                  "\"above\":-90.5}}]}"));
     assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"\"}}]}"));
-    assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"a\","
-                                "\"on\":\"2024-02-29\",\"mail\":\"not a mail address\"}}]}"));
-    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"a\","
+    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"paris\"}}]}"));
+    assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"A\","
+                                "\"on\":\"2024-02-29\",\"mail\":\"not a mail address\",\"code\":\"xyz\"}}]}"));
+    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"A\","
                                  "\"on\":\"2023-02-29\"}}]}"));
-    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"a\","
+    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"A\","
                                  "\"days\":0}}]}"));
     assert_true(takes(t.schema, "{\"response\":\"hi\"}"));
     assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"now\",\"arguments\":{\"x\":1}}]}"));

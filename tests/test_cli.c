@@ -198,7 +198,8 @@ static void test_context_full_is_reported(void **state) {
 }
 
 // --json-schema (-j): the reply is a value the schema takes, and ends as it
-// closes ("eog"); from @FILE too; a schema it cannot follow is one error line.
+// closes ("eog"); from @FILE too; a string held to a pattern; a schema it
+// cannot follow is one error line.
 static void test_generate_json_schema(void **state) {
     (void)state;
     BN_REQUIRE_FIXTURE(model, "tiny-a/tiny-a.gguf");
@@ -225,8 +226,28 @@ static void test_generate_json_schema(void **state) {
         free(r);
     }
     unlink(path);
-    snprintf(args, sizeof args, "generate -m '%s' -p x -j '{\"type\": \"string\", \"pattern\": \"a\"}'", model);
-    expect_error(args, 1, "--json-schema: at the top: 'pattern' is not supported");
+    // A pattern: the random model, greedy, still writes a string it matches, and stops there.
+    snprintf(args, sizeof args, "generate -m '%s' -p x -n 40 --greedy --json -j '{\"type\": \"string\", "
+                                "\"pattern\": \"^[A-F][0-9]{3}(-x)?$\"}'", model);
+    cli_result *r = malloc(sizeof *r);
+    run_cli(args, r);
+    assert_int_equal(r->status, 0);
+    cJSON *got = cJSON_Parse(r->out);
+    const char *reply = cJSON_GetObjectItem(got, "text")->valuestring;
+    const char *text = reply + strspn(reply, " \t\n\r"); // blanks may come before the value
+    size_t len = strlen(text);
+    while (len && strchr(" \t\n\r", text[len - 1])) len--;
+    const bool shape = (len == 6 || len == 8) && text[0] == '"' && text[1] >= 'A' && text[1] <= 'F' &&
+                       strspn(text + 2, "0123456789") == 3 && (len == 6 || !strncmp(text + 5, "-x", 2)) &&
+                       text[len - 1] == '"';
+    if (!shape || strcmp(cJSON_GetObjectItem(got, "stop")->valuestring, "eog"))
+        fail_msg("the reply %s does not match the pattern, or did not end there", reply);
+    cJSON_Delete(got);
+    free(r);
+    snprintf(args, sizeof args, "generate -m '%s' -p x -j '{\"type\": \"string\", \"pattern\": \"a(?=b)\"}'", model);
+    expect_error(args, 1, "--json-schema: at the top: 'pattern' cannot be followed: lookahead");
+    snprintf(args, sizeof args, "generate -m '%s' -p x -j '{\"type\": \"integer\", \"multipleOf\": 2}'", model);
+    expect_error(args, 1, "--json-schema: at the top: 'multipleOf' is not supported");
     snprintf(args, sizeof args, "generate -m '%s' -p x -j @/nonexistent/schema.json", model);
     expect_error(args, 1, "/nonexistent/schema.json");
 }

@@ -538,13 +538,45 @@ static void test_blanks_and_end(void **state) {
     free(st);
 }
 
+// pattern: matched anywhere in the string unless anchored (JSON Schema's
+// rule), a character at a time in whatever bytes and escapes write it, refused
+// at the first byte no matching string goes on with, and at a closing quote
+// before the string matches; beside minLength and maxLength, both hold.
+static void test_patterns(void **state) {
+    (void)state;
+    EXPECT("{\"type\": \"string\", \"pattern\": \"^[A-Z]{2}-\\\\d{3}$\"}", WHOLE("\"AB-123\""),
+           {"\"Z\\u005a", 3}, {"\"ab", 1}, {"\"AB-12\"", 6}, {"\"AB-1234", 7}, {"\"AB-123\\n", 8});
+    EXPECT("{\"type\": \"string\", \"pattern\": \"cat|dog\"}", WHOLE("\"a cat\""), WHOLE("\"hotdogs\""),
+           WHOLE("\"cat\\n\\\"x\""), {"\"a cow\"", 6}, {"\"\"", 1});
+    // Escapes stand for their characters; a \u escape is refused (json_schema.h).
+    EXPECT("{\"type\": \"string\", \"pattern\": \"^a\\\\n\\\"/\\\\\\\\$\"}", WHOLE("\"a\\n\\\"\\/\\\\\""),
+           WHOLE("\"a\\n\\\"/\\\\\""), {"\"a\\t", 3}, {"\"a\\u000a", 3});
+    // Non-ASCII characters, byte by byte; "." is one character, not one byte.
+    EXPECT("{\"type\": \"string\", \"pattern\": \"^.é.$\"}", WHOLE("\"xéy\""), WHOLE("\"😀é€\""),
+           {"\"xey", 2}, {"\"xé\"", 4});
+    // Beside maxLength and minLength (characters): both hold.
+    EXPECT("{\"type\": \"string\", \"pattern\": \"^a+$\", \"minLength\": 2, \"maxLength\": 3}",
+           WHOLE("\"aa\""), WHOLE("\"aaa\""), {"\"a\"", 2}, {"\"aaaa", 4}, {"\"ab", 2});
+    // Inside objects and arrays, and in an anyOf beside other readings.
+    EXPECT("{\"type\": \"object\", \"properties\": {\"id\": {\"type\": \"string\", \"pattern\": \"^u[0-9]+$\"}},"
+           " \"required\": [\"id\"]}", WHOLE("{\"id\": \"u42\"}"), {"{\"id\": \"x", 8}, {"{\"id\": \"u\"", 9});
+    EXPECT("{\"type\": \"array\", \"items\": {\"anyOf\": [{\"type\": \"string\", \"pattern\": \"^x\"},"
+           " {\"type\": \"string\", \"pattern\": \"y$\"}]}}", WHOLE("[\"xa\", \"ay\", \"xy\"]"), {"[\"ab\"", 4});
+}
+
 // What cannot be followed is refused when compiled, naming the keyword and where.
 static void test_refused_schemas(void **state) {
     (void)state;
     static const struct {
         const char *schema, *says;
     } cases[] = {
-        {"{\"type\": \"string\", \"pattern\": \"^a\"}", "at the top: 'pattern' is not supported"},
+        {"{\"type\": \"integer\", \"multipleOf\": 3}", "at the top: 'multipleOf' is not supported"},
+        {"{\"type\": \"string\", \"pattern\": \"a(?=b)\"}", "at the top: 'pattern' cannot be followed: "},
+        {"{\"properties\": {\"p\": {\"type\": \"string\", \"pattern\": \"(a\"}}}",
+         "at /properties/p: 'pattern' cannot be followed: "},
+        {"{\"type\": \"string\", \"pattern\": 5}", "'pattern' must be a string"},
+        {"{\"type\": \"string\", \"pattern\": \"^a\", \"format\": \"date\"}", "'pattern' beside 'format'"},
+        {"{\"enum\": [\"a\"], \"pattern\": \"a\"}", "'pattern' beside 'enum' or 'const'"},
         {"{\"properties\": {\"when\": {\"type\": \"string\", \"format\": \"email\"}}}",
          "at /properties/when: 'format' is not supported for \"email\" (date, time, date-time and uuid are)"},
 
@@ -662,6 +694,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_bounds),          cmocka_unit_test(test_number_bounds),
         cmocka_unit_test(test_number_bounds_random),
         cmocka_unit_test(test_formats),
+        cmocka_unit_test(test_patterns),
     };
     if (argc > 1 && !strcmp(argv[1], "python")) return cmocka_run_group_tests(python, NULL, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -434,7 +434,8 @@ class ServeTest(unittest.TestCase):
         # The bounds as the request wrote them: no integer lies between these two (printed with
         # cJSON's 15 digits they would read 99 and 100).
         between = {"type": "integer", "minimum": 99.00000000000001, "maximum": 99.99999999999999}
-        for bad, says in (({"type": "string", "pattern": "^a"}, "'pattern' is not supported"),
+        for bad, says in (({"type": "string", "pattern": "^a(?=b)"}, "'pattern' cannot be followed"),
+                          ({"type": "integer", "multipleOf": 2}, "'multipleOf' is not supported"),
                           ({"$ref": "#/$defs/none"}, "'$ref' must be"), ("x", "json_schema must be"),
                           (between, "leave no integer")):
             status, _, raw = self.srv.request("POST", "/v1/chat/completions", {
