@@ -413,8 +413,9 @@ class ServeTest(unittest.TestCase):
         schema = {"type": "object", "properties": {
             "name": {"type": "string"}, "age": {"type": "integer"},
             "color": {"enum": ["red", "green", "blue"]},
-            "tags": {"type": "array", "items": {"type": "boolean"}, "maxItems": 2}},
-            "required": ["age", "color"]}
+            "tags": {"type": "array", "items": {"type": "boolean"}, "maxItems": 2},
+            "code": {"type": "string", "pattern": "^[A-Z]{2}[0-9]{2,4}$"}},
+            "required": ["age", "color", "code"]}
         fmt = {"type": "json_schema", "json_schema": {"name": "pet", "schema": schema, "strict": True}}
         whole = 0
         for seed in range(6):
