@@ -227,11 +227,8 @@ static void test_generate_json_schema(void **state) {
     }
     unlink(path);
     // A pattern: the random model, greedy, still writes a string it matches, and stops there.
-    snprintf(args, sizeof args, "generate -m '%s' -p x -n 40 --greedy --json -j '{\"type\": \"string\", "
-                                "\"pattern\": \"^[A-F][0-9]{3}(-x)?$\"}'", model);
-    cli_result *r = malloc(sizeof *r);
-    run_cli(args, r);
-    assert_int_equal(r->status, 0);
+    cli_result *r = generate_ok(model, "-p x -n 40 --greedy --json -j '{\"type\": \"string\", \"pattern\": "
+                                       "\"^[A-F][0-9]{3}(-x)?$\"}'");
     cJSON *got = cJSON_Parse(r->out);
     const char *reply = cJSON_GetObjectItem(got, "text")->valuestring;
     const char *text = reply + strspn(reply, " \t\n\r"); // blanks may come before the value

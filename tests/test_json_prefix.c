@@ -122,8 +122,6 @@ static void test_plain_string_bytes(void **state) {
 
 // ---- Python's json module (tests/json_reference.py writes the cases) ----
 
-static int hex_digit(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
-
 // json_object requests read their text with the schema {"type": "object"}
 // (json_schema.c), which must take what json_prefix.c with object_only takes,
 // byte for byte.
@@ -141,36 +139,27 @@ static void object_schema_agrees(const bn_json_schema *object, bn_json_state *st
 
 static void test_python_reference(void **state) {
     (void)state;
-    const char *path = getenv("BITNET_JSON_REFERENCE");
-    if (!path || !*path) {
-        fprintf(stderr, "SKIP: BITNET_JSON_REFERENCE is not set (CTest sets it when the Python tests are on)\n");
-        skip();
-    }
-    FILE *f = fopen(path, "r");
-    if (!f) fail_msg("cannot read %s (written by tests/json_reference.py)", path);
-    char line[4096], bytes[2048];
+    bn_reference ref;
+    bn_reference_open(&ref, "BITNET_JSON_REFERENCE", "json_reference.py", 2048);
     static const char object_text[] = "{\"type\": \"object\"}";
     bn_json_schema *object;
     bn_error err;
     if (bn_json_schema_compile(object_text, sizeof object_text - 1, &object, &err)) fail_msg("%s", err.msg);
     bn_json_state *st = malloc(sizeof *st);
     int cases = 0, whole = 0;
-    while (fgets(line, sizeof line, f)) {
-        const size_t len = strcspn(line + 2, "\n");
-        assert_true((line[0] == '0' || line[0] == '1') && line[1] == ' ' && len % 2 == 0 && len / 2 < sizeof bytes);
-        for (size_t i = 0; i < len / 2; i++)
-            bytes[i] = (char)(hex_digit(line[2 + 2 * i]) << 4 | hex_digit(line[3 + 2 * i]));
+    while (bn_reference_next(&ref)) {
+        assert_true(ref.kind == '0' || ref.kind == '1');
         bool done;
-        const size_t n = len / 2, read = accepted(bytes, n, false, &done);
-        object_schema_agrees(object, st, bytes, n);
-        const bool want = line[0] == '1';
+        const size_t n = ref.n, read = accepted(ref.bytes, n, false, &done);
+        object_schema_agrees(object, st, ref.bytes, n);
+        const bool want = ref.kind == '1';
         if ((read == n && done) != want)
             fail_msg("case %d \"%.*s\": json.loads %s it, the automaton read %zu of %zu bytes, done %d", cases + 1,
-                     (int)n, bytes, want ? "takes" : "refuses", read, n, done);
+                     (int)n, ref.bytes, want ? "takes" : "refuses", read, n, done);
         cases++;
         whole += want;
     }
-    fclose(f);
+    bn_reference_close(&ref);
     free(st);
     bn_json_schema_free(object);
     assert_true(cases >= 100000 && whole >= 3000);

@@ -461,45 +461,28 @@ static void test_state_counts(void **state) {
 
 // ---- Python's re (tests/regex_reference.py writes the cases) -------------------------
 
-static int hex_digit(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
-
-static size_t unhex(const char *hex, size_t len, char *out) {
-    for (size_t i = 0; i < len / 2; i++) out[i] = (char)(hex_digit(hex[2 * i]) << 4 | hex_digit(hex[2 * i + 1]));
-    return len / 2;
-}
-
 static void test_python_reference(void **state) {
     (void)state;
-    const char *path = getenv("BITNET_REGEX_REFERENCE");
-    if (!path || !*path) {
-        fprintf(stderr, "SKIP: BITNET_REGEX_REFERENCE is not set (CTest sets it when the Python tests are on)\n");
-        skip();
-    }
-    FILE *f = fopen(path, "r");
-    if (!f) fail_msg("cannot read %s (written by tests/regex_reference.py)", path);
-    enum { MAX_TEXT = 4096 };
-    char *line = malloc(4 * MAX_TEXT), *bytes = malloc(2 * MAX_TEXT), *pattern = malloc(2 * MAX_TEXT);
+    bn_reference ref;
+    bn_reference_open(&ref, "BITNET_REGEX_REFERENCE", "regex_reference.py", 8192);
+    char *pattern = malloc(ref.max + 1);
     bn_regex *r = NULL;
     int patterns = 0, yes = 0, no = 0;
-    while (fgets(line, 4 * MAX_TEXT, f)) {
-        const size_t len = strcspn(line + 2, "\n");
-        assert_true(line[1] == ' ' && len % 2 == 0 && len / 2 < 2 * MAX_TEXT - 1);
-        const size_t n = unhex(line + 2, len, bytes);
-        if (line[0] == 'P') {
+    while (bn_reference_next(&ref)) {
+        if (ref.kind == 'P') {
             bn_regex_free(r);
-            memcpy(pattern, bytes, n);
-            pattern[n] = 0;
+            memcpy(pattern, ref.bytes, ref.n + 1);
             r = compile(pattern);
             patterns++;
             continue;
         }
-        assert_true(r && (line[0] == '0' || line[0] == '1'));
-        expect_match(r, pattern, bytes, n, line[0] == '1');
-        yes += line[0] == '1', no += line[0] == '0';
+        assert_true(r && (ref.kind == '0' || ref.kind == '1'));
+        expect_match(r, pattern, ref.bytes, ref.n, ref.kind == '1');
+        yes += ref.kind == '1', no += ref.kind == '0';
     }
-    fclose(f);
+    bn_reference_close(&ref);
     bn_regex_free(r);
-    free(line), free(bytes), free(pattern);
+    free(pattern);
     assert_true(patterns >= 50 && yes >= 3000 && no >= 3000);
     fprintf(stderr, "%d patterns: %d matching and %d other strings agree with Python's re\n", patterns, yes, no);
 }

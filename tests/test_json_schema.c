@@ -633,51 +633,33 @@ static void test_refused_schemas(void **state) {
 
 // ---- the jsonschema package (tests/json_schema_reference.py writes the cases) ----
 
-static int hex_digit(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
-
-static size_t unhex(const char *hex, size_t len, char *out) {
-    for (size_t i = 0; i < len / 2; i++) out[i] = (char)(hex_digit(hex[2 * i]) << 4 | hex_digit(hex[2 * i + 1]));
-    return len / 2;
-}
-
 static void test_python_reference(void **state) {
     (void)state;
-    const char *path = getenv("BITNET_JSON_SCHEMA_REFERENCE");
-    if (!path || !*path) {
-        fprintf(stderr, "SKIP: BITNET_JSON_SCHEMA_REFERENCE is not set (CTest sets it when the Python tests are on)\n");
-        skip();
-    }
-    FILE *f = fopen(path, "r");
-    if (!f) fail_msg("cannot read %s (written by tests/json_schema_reference.py)", path);
-    enum { MAX_TEXT = 8192 };
-    char *line = malloc(4 * MAX_TEXT), *bytes = malloc(2 * MAX_TEXT), *schema = malloc(2 * MAX_TEXT);
+    bn_reference ref;
+    bn_reference_open(&ref, "BITNET_JSON_SCHEMA_REFERENCE", "json_schema_reference.py", 16384);
+    char *schema = malloc(ref.max + 1);
     bn_json_schema *g = NULL;
     int schemas = 0, valid = 0, invalid = 0;
-    while (fgets(line, 4 * MAX_TEXT, f)) {
-        const size_t len = strcspn(line + 2, "\n");
-        assert_true(line[1] == ' ' && len % 2 == 0 && len / 2 < 2 * MAX_TEXT - 1);
-        const size_t n = unhex(line + 2, len, bytes);
-        if (line[0] == 'S') {
+    while (bn_reference_next(&ref)) {
+        if (ref.kind == 'S') {
             bn_json_schema_free(g);
-            memcpy(schema, bytes, n);
-            schema[n] = 0;
+            memcpy(schema, ref.bytes, ref.n + 1);
             g = compile(schema);
             schemas++;
             continue;
         }
-        assert_true(g && (line[0] == '0' || line[0] == '1'));
+        assert_true(g && (ref.kind == '0' || ref.kind == '1'));
         bool done;
-        const size_t read = accepted(g, bytes, n, &done);
-        const bool want = line[0] == '1', got = read == n && done;
+        const size_t read = accepted(g, ref.bytes, ref.n, &done);
+        const bool want = ref.kind == '1', got = read == ref.n && done;
         if (got != want)
             fail_msg("schema %s, text \"%.*s\": jsonschema %s, the automaton read %zu of %zu bytes, done %d", schema,
-                     (int)n, bytes, want ? "takes it (written in the one way)" : "refuses it", read, n, done);
+                     (int)ref.n, ref.bytes, want ? "takes it (written in the one way)" : "refuses it", read, ref.n,
+                     done);
         valid += want, invalid += !want;
     }
-    fclose(f);
+    bn_reference_close(&ref);
     bn_json_schema_free(g);
-    free(line);
-    free(bytes);
     free(schema);
     assert_true(schemas >= 20 && valid >= 2000 && invalid >= 2000);
     fprintf(stderr, "%d schemas: %d valid and %d invalid texts agree with jsonschema\n", schemas, valid, invalid);

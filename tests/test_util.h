@@ -9,6 +9,7 @@
 
 #include <fnmatch.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -145,6 +146,49 @@ static inline char *bn_read_file(const char *path, size_t *len) {
         if (len) *len = (size_t)sz;
     }
     return buf;
+}
+
+// Cases a Python reference wrote (tests/*_reference.py) into the file that
+// env_var names (CTest sets it when the Python tests are on; unset, the test
+// skips, saying so): lines "K HEX", K one letter, HEX the case's bytes.
+typedef struct bn_reference {
+    FILE *f;
+    const char *script; // for messages
+    char *line, *bytes; // the line read, and its bytes (NUL after them)
+    size_t n, max;      // bytes in it, and the most a line may hold
+    char kind;          // its letter
+} bn_reference;
+
+static inline void bn_reference_open(bn_reference *r, const char *env_var, const char *script, size_t max) {
+    const char *path = getenv(env_var);
+    if (!path || !*path) {
+        fprintf(stderr, "SKIP: %s is not set (CTest sets it when the Python tests are on)\n", env_var);
+        skip();
+    }
+    *r = (bn_reference){.f = fopen(path, "r"), .script = script, .line = malloc(2 * max + 4),
+                        .bytes = malloc(max + 1), .max = max};
+    if (!r->f) fail_msg("cannot read %s (written by tests/%s)", path, script);
+}
+
+// The next line into r (false at the end of the file).
+static inline bool bn_reference_next(bn_reference *r) {
+    if (!fgets(r->line, (int)(2 * r->max + 4), r->f)) return false;
+    const size_t len = strcspn(r->line + 2, "\n");
+    if (r->line[1] != ' ' || len % 2 || len / 2 > r->max) fail_msg("a malformed line in %s's file", r->script);
+    r->kind = r->line[0];
+    r->n = len / 2;
+    for (size_t i = 0; i < r->n; i++) {
+        const char hi = r->line[2 + 2 * i], lo = r->line[3 + 2 * i];
+        r->bytes[i] = (char)((hi <= '9' ? hi - '0' : hi - 'a' + 10) << 4 | (lo <= '9' ? lo - '0' : lo - 'a' + 10));
+    }
+    r->bytes[r->n] = 0;
+    return true;
+}
+
+static inline void bn_reference_close(bn_reference *r) {
+    fclose(r->f);
+    free(r->line);
+    free(r->bytes);
 }
 
 // Deterministic test RNG (xorshift64*), so random-shape tests are reproducible.
