@@ -40,6 +40,8 @@ import re
 import re._parser as sre_parse  # the parse tree of a pattern, to write strings it matches
 import sys
 
+from regex_reference import generate as pattern_string
+
 import jsonschema
 
 VALID = 150  # "1" cases a schema
@@ -300,57 +302,9 @@ class TooDeep(Exception):
     pass
 
 
-# A character "." and a negated set stand for: plain ones both ECMA-262 and Python take.
-ANY_CHAR = "aZ0 _-é€😀"
-
-
-def matching(rng, tree):
-    """A string that the parsed pattern (re._parser's tree) matches from where it stands."""
-    out = []
-    for op, arg in tree:
-        name = str(op)
-        if name == "LITERAL":
-            out.append(chr(arg))
-        elif name == "ANY":
-            out.append(rng.choice(ANY_CHAR))
-        elif name == "IN":
-            out.append(in_set(rng, arg))
-        elif name == "BRANCH":
-            out.append(matching(rng, rng.choice(arg[1])))
-        elif name == "SUBPATTERN":
-            out.append(matching(rng, arg[3]))
-        elif name in ("MAX_REPEAT", "MIN_REPEAT"):
-            low, high, sub = arg
-            out.extend(matching(rng, sub) for _ in range(rng.randint(low, min(high, low + 3))))
-        elif name != "AT":  # anchors: where the caller puts text
-            raise AssertionError("no generator for %s" % name)
-    return "".join(out)
-
-
-def in_set(rng, items):
-    """One character of a set [...]: a member, or for [^...] one of ANY_CHAR outside it."""
-    if str(items[0][0]) == "NEGATE":
-        rest = items[1:]
-        return rng.choice([c for c in ANY_CHAR if not re.fullmatch(set_text(rest), c)])
-    op, arg = rng.choice(items)
-    name = str(op)
-    if name == "LITERAL":
-        return chr(arg)
-    if name == "RANGE":
-        return chr(rng.randint(*arg))
-    if name == "CATEGORY" and str(arg) == "CATEGORY_DIGIT":
-        return rng.choice("0123456789")
-    raise AssertionError("no generator for %s %s" % (name, arg))
-
-
-def set_text(items):
-    """A set [...] of re._parser items, as a pattern again (for the test of a negated one)."""
-    parts = []
-    for op, arg in items:
-        name = str(op)
-        parts.append(re.escape(chr(arg)) if name == "LITERAL" else
-                     "%s-%s" % (re.escape(chr(arg[0])), re.escape(chr(arg[1]))) if name == "RANGE" else r"\d")
-    return "[" + "".join(parts) + "]"
+# What "." and a negated set may stand for in a generated string: characters both
+# ECMA-262 and Python take there, none of which JSON writes with a \\u escape.
+ANY_CHAR = list("aZ0 _-é€😀")
 
 
 class Generator:
@@ -389,17 +343,21 @@ class Generator:
         return '"' + "".join(self.rng.choice(SIZED_PIECES) for _ in range(self.rng.randint(low, high))) + '"'
 
     def patterned(self, pattern):
-        """A string the pattern matches (a walk over its parse tree, repeats up to 3 past their
-        least), text around it where it is not anchored; as JSON, with no \\u escape."""
+        """A string the pattern matches (regex_reference's walk over its parse tree, tried again
+        where a negated set's guess missed), with text around it where it is not anchored; as
+        JSON, with no \\u escape."""
         rng = self.rng
-        around = "".join(rng.choice("aZ0 .é€") for _ in range(rng.randrange(3)))
-        text = matching(rng, sre_parse.parse(pattern))
-        if not pattern.startswith("^"):
-            text = around + text
-        if not pattern.endswith("$"):
-            text += around[::-1]
-        assert re.search(pattern, text), (pattern, text)
-        return json.dumps(text, ensure_ascii=False).replace("/", rng.choice(["/", "\\/"]))
+        tree = sre_parse.parse(pattern)
+        for _ in range(100):
+            around = "".join(rng.choice(ANY_CHAR) for _ in range(rng.randrange(3)))
+            text = pattern_string(tree, rng, ANY_CHAR)
+            if not pattern.startswith("^"):
+                text = around + text
+            if not pattern.endswith("$"):
+                text += around[::-1]
+            if re.search(pattern, text):
+                return json.dumps(text, ensure_ascii=False).replace("/", rng.choice(["/", "\\/"]))
+        raise TooDeep()
 
     def formatted(self, fmt):
         """A string of the format, in the one way json_schema.h writes it; dates near month ends."""
