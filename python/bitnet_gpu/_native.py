@@ -168,6 +168,7 @@ _API = {
     "bn_batch_n_ctx": (c_int, [c_void_p]),
     "bn_batch_n_slots": (c_int, [c_void_p]),
     "bn_batch_n_free": (c_int, [c_void_p]),
+    "bn_batch_shares_prompts": (c_bool, [c_void_p]),
     "bn_batch_add": (c_int, [c_void_p, POINTER(Request), _E]),
     "bn_json_schema_check": (c_int, [c_char_p, c_size_t, _E]),
     "bn_tools_chat_request": (c_int, [c_char_p, c_char_p, POINTER(c_void_p), POINTER(c_void_p), _E]),

@@ -136,6 +136,7 @@ class BatchEngine(Model):
         self.n_ctx = lib.bn_batch_n_ctx(self._b)
         self.backend = _str(lib.bn_batch_backend(self._b))
         self.backend_note = _str(lib.bn_batch_backend_note(self._b))
+        self._shares_prompts = lib.bn_batch_shares_prompts(self._b)
         self._cond = threading.Condition()
         self._queue = collections.deque()  # jobs waiting for a slot
         self._active = {}  # slot -> job
@@ -184,6 +185,21 @@ class BatchEngine(Model):
         else:
             self._active[slot] = job
 
+    def _admit_queued(self):
+        """Queued jobs into free slots, in order (the lock is held), but one whose prompt a running
+        job is still feeding waits, letting the jobs behind it pass, until that one has begun
+        generating: then it copies the prompt's K/V instead of computing them again
+        (bn_batch_shares_prompts), so that the n choices of one request feed their prompt once."""
+        waiting = []
+        while self._queue and lib.bn_batch_n_free(self._b) > 0:
+            job = self._queue.popleft()
+            if self._shares_prompts and job.cache_prompt and any(
+                    a.first is None and a.ids == job.ids for a in self._active.values()):
+                waiting.append(job)
+            else:
+                self._admit(job)
+        self._queue.extendleft(reversed(waiting))
+
     def _loop(self):
         try:
             self._steps()
@@ -210,8 +226,7 @@ class BatchEngine(Model):
                     job.finish(None, len(job.ids), 0, 0)
                 if self._closing:
                     return
-                while self._queue and lib.bn_batch_n_free(self._b) > 0:
-                    self._admit(self._queue.popleft())
+                self._admit_queued()
                 if not self._active:
                     self._cond.wait()
                     continue

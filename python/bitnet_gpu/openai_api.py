@@ -5,7 +5,8 @@ its response shapes (usage counts, server-sent events when streaming, error
 objects); /v1/models lists the one model. bitnet_gpu.serve puts this behind
 Ray Serve. Parameters OpenAI has and this server cannot honour (best_of,
 echo, ...) are refused, not ignored. n (1..128) asks for several choices of
-one prompt, generated one after another (side by side on a BatchEngine):
+one prompt, generated one after another (side by side on a BatchEngine, which
+feeds their prompt once):
 choice i samples with seed + i, so choice 0 is the reply n = 1 gives; a
 request without a seed draws a fresh one for each choice (the C server draws
 one and goes on from it, seed + i: either way the choices differ). usage counts the prompt once and the choices' tokens together; a stream

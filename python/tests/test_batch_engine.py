@@ -109,6 +109,26 @@ def test_prompt_cache(batch, engine):
                                                      greedy=True, cache_prompt=False).ids
 
 
+def test_one_prompt_fed_once(batch, engine):
+    """Requests of one prompt at once (an OpenAI request's n choices): the first feeds it, the
+    others wait until it has begun generating and copy its K/V (all of it but the last token),
+    and each makes what an Engine makes of it alone."""
+    prompt = "A prompt that no other test sends, long enough to be worth feeding once"
+    with batch._cond:  # all three queued before the scheduler admits one, as an n-choice request's are
+        streams = [batch.generate(prompt, max_tokens=5, stream=True, **{**SAMPLED, "seed": seed})
+                   for seed in (1, 2, 3)]
+    results = []
+    for s in streams:
+        for _ in s:
+            pass
+        results.append(s.result)
+    n = len(results[0].prompt_ids)
+    assert results[0].timings.cached_tokens < n - 1  # at most a start other tests' prompts share
+    assert [r.timings.cached_tokens for r in results[1:]] == [n - 1, n - 1]
+    for r, seed in zip(results, (1, 2, 3)):
+        assert r.ids == engine.generate(prompt, max_tokens=5, cache_prompt=False, **{**SAMPLED, "seed": seed}).ids
+
+
 def test_bad_arguments_leave_it_working(batch, engine):
     """What Engine refuses or ignores: raised in the caller, never in the scheduler thread."""
     with pytest.raises(TypeError):
