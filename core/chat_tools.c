@@ -93,7 +93,7 @@ static const char *const narrowing[] = {
 static const char *const followed[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
                                        "minLength", "maxLength", "format", "pattern"};
 
-static bool followed_fit(const cJSON *schema) {
+static bool followed_fit(const cJSON *schema, bn_json_budget *budget) {
     static const char *const apart[] = {"enum", "const", "$ref", "anyOf", "oneOf", "allOf"};
     for (size_t i = 0; i < sizeof apart / sizeof *apart; i++)
         if (cJSON_GetObjectItemCaseSensitive(schema, apart[i])) return false;
@@ -106,47 +106,55 @@ static bool followed_fit(const cJSON *schema) {
     }
     char *text = probe ? bn_json_print_exact(probe) : NULL;
     bn_error err;
-    const bool ok = text && !bn_json_schema_check(text, strlen(text), &err);
+    bn_json_schema *g = NULL;
+    const bool ok = text && !bn_json_schema_compile_within(text, strlen(text), budget, &g, &err);
+    bn_json_schema_free(g);
     free(text);
     cJSON_Delete(probe);
     return ok;
 }
 
-static void keep_followed(cJSON *schema) {
+static void keep_followed(cJSON *schema, bn_json_budget *budget) {
     bool any = false;
     for (size_t i = 0; i < sizeof followed / sizeof *followed; i++)
         any = any || cJSON_GetObjectItemCaseSensitive(schema, followed[i]);
-    if (!any || followed_fit(schema)) return;
+    if (!any || followed_fit(schema, budget)) return;
+    // A pattern beside lengths, or one past what can be followed: without it, the rest may fit.
+    cJSON *pattern = cJSON_DetachItemFromObjectCaseSensitive(schema, "pattern");
+    const bool rest = pattern && followed_fit(schema, budget);
+    cJSON_Delete(pattern);
+    if (rest) return;
     for (size_t i = 0; i < sizeof followed / sizeof *followed; i++)
         cJSON_DeleteItemFromObjectCaseSensitive(schema, followed[i]);
 }
 
 // Drops the narrowing keywords, and those json_schema.h follows where it
-// would refuse them, from schema and the schemas in it.
-static void loosen(cJSON *schema) {
+// would refuse them, from schema and the schemas in it; the patterns it keeps
+// draw on budget, shared by the whole request's tools.
+static void loosen(cJSON *schema, bn_json_budget *budget) {
     if (!cJSON_IsObject(schema)) return;
     for (size_t i = 0; i < sizeof narrowing / sizeof *narrowing; i++)
         cJSON_DeleteItemFromObjectCaseSensitive(schema, narrowing[i]);
-    keep_followed(schema);
+    keep_followed(schema, budget);
     static const char *const maps[] = {"properties", "$defs", "definitions"}; // of schemas
     static const char *const lists[] = {"anyOf", "oneOf", "allOf"};
     cJSON *e;
     for (int i = 0; i < 3; i++) {
-        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(schema, maps[i])) loosen(e);
-        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(schema, lists[i])) loosen(e);
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(schema, maps[i])) loosen(e, budget);
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(schema, lists[i])) loosen(e, budget);
     }
-    loosen(cJSON_GetObjectItemCaseSensitive(schema, "items"));
-    loosen(cJSON_GetObjectItemCaseSensitive(schema, "additionalProperties"));
+    loosen(cJSON_GetObjectItemCaseSensitive(schema, "items"), budget);
+    loosen(cJSON_GetObjectItemCaseSensitive(schema, "additionalProperties"), budget);
 }
 
 // The schema function f's arguments are held to (a new cJSON): its
 // parameters, loosened unless f is strict; none given is an empty parameter
 // list, as OpenAI reads it.
-static cJSON *arguments_schema(const cJSON *f) {
+static cJSON *arguments_schema(const cJSON *f, bn_json_budget *budget) {
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(f, "parameters");
     if (!params) return cJSON_Parse("{\"type\": \"object\", \"properties\": {}}");
     cJSON *args = cJSON_Duplicate(params, true);
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "strict"))) loosen(args);
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "strict"))) loosen(args, budget);
     return args;
 }
 
@@ -200,13 +208,18 @@ static const cJSON *chosen(const cJSON *tools, const cJSON *choice, bool *requir
     return NULL;
 }
 
-// schema as exact text (malloc'd) when the library can hold a value to it;
-// else NULL, with the reason in err naming what: "'tools' function
-// get_weather's parameters: at /properties/...".
-static char *checked_text(const cJSON *schema, const char *what, char *err, size_t size) {
+// schema as exact text (malloc'd) when the library can hold a value to it,
+// its patterns drawing on budget (NULL: a schema's own); else NULL, with the
+// reason in err naming what: "'tools' function get_weather's parameters: at
+// /properties/...".
+static char *checked_text(const cJSON *schema, const char *what, char *err, size_t size, bn_json_budget *budget) {
     char *text = bn_json_print_exact(schema);
+    bn_json_budget own = BN_JSON_BUDGET;
+    bn_json_schema *g = NULL;
     bn_error e;
-    if (text && !bn_json_schema_check(text, strlen(text), &e)) return text;
+    const bool ok = text && !bn_json_schema_compile_within(text, strlen(text), budget ? budget : &own, &g, &e);
+    bn_json_schema_free(g);
+    if (ok) return text;
     snprintf(err, size, "%s: %s", what, text ? bn_json_schema_reason(e.msg) : "out of memory");
     free(text);
     return NULL;
@@ -214,8 +227,11 @@ static char *checked_text(const cJSON *schema, const char *what, char *err, size
 
 // Checks each tool: {"type": "function", "function": {"name", "description"?,
 // "parameters"?, "strict"?}}, its arguments' schema one the library can follow,
-// which goes into args[i] (the caller frees those made, on failure too).
+// which goes into args[i] (the caller frees those made, on failure too). Their
+// patterns together draw on one schema's budget, so that a request costs what
+// one schema may, and so that the schema of them all fits it too.
 static int check_tools(const cJSON *tools, cJSON *args[MAX_TOOLS], char *err, size_t size) {
+    bn_json_budget budget = BN_JSON_BUDGET;
     const int n = cJSON_IsArray(tools) ? cJSON_GetArraySize(tools) : -1;
     if (n < 1 || n > MAX_TOOLS) return tools_error(err, size, "'tools' must be an array of 1 to 128 tools");
     const cJSON *t;
@@ -239,7 +255,7 @@ static int check_tools(const cJSON *tools, cJSON *args[MAX_TOOLS], char *err, si
                 return tools_error(err, size, "two functions in 'tools' have the same name");
         char what[128];
         snprintf(what, sizeof what, "'tools' function %s's parameters", name->valuestring);
-        char *text = checked_text(args[i] = arguments_schema(f), what, err, size);
+        char *text = checked_text(args[i] = arguments_schema(f, &budget), what, err, size, &budget);
         if (!text) return -1;
         free(text);
         i++;
@@ -317,7 +333,9 @@ static int read_choice(const cJSON *request, const cJSON *tools, cJSON *args[MAX
         cJSON_AddItemToArray(any, one_property("response", response));
         schema = either;
     }
-    t->schema = checked_text(schema, "'tools'", err, size); // each part passed: only its size can fail here
+    // Each part passed, within one budget for them all: only the whole's size, or a
+    // response_format's patterns beside the tools', can fail here.
+    t->schema = checked_text(schema, "'tools'", err, size, NULL);
     cJSON_Delete(schema);
     if (!t->schema) return -1;
     t->system = system_text(cJSON_IsArray(callable) ? callable : tools, required);

@@ -18,6 +18,7 @@
 // UTF-8 forbids where it comes always steps to BN_REGEX_DEAD.
 #include "json_regex.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,11 +67,19 @@ static bool set_push(cp_set *s, uint32_t lo, uint32_t hi) {
     return true;
 }
 
-// Adds lo..hi less the surrogates D800..DFFF, which are no characters.
+// What no string here holds (sorted): the control characters JSON writes only
+// as \u escapes (all of U+0000..U+001F but \b \t \n \f \r), which a patterned
+// string has none of (json_schema.h), and the surrogates, which are no
+// characters. No state may count on them to reach a match.
+static const cp_range holes[] = {{0x00, 0x07}, {0x0B, 0x0B}, {0x0E, 0x1F}, {0xD800, 0xDFFF}};
+
+// Adds lo..hi less the holes.
 static bool set_add(cp_set *s, uint32_t lo, uint32_t hi) {
-    if (lo < 0xD800 && !set_push(s, lo, hi < 0xD800 ? hi : 0xD7FF)) return false;
-    if (hi > 0xDFFF && !set_push(s, lo > 0xDFFF ? lo : 0xE000, hi)) return false;
-    return true;
+    for (size_t i = 0; i < sizeof holes / sizeof *holes && lo <= hi && hi >= holes[i].lo; i++) {
+        if (lo < holes[i].lo && !set_push(s, lo, holes[i].lo - 1)) return false;
+        if (lo <= holes[i].hi) lo = holes[i].hi + 1;
+    }
+    return lo > hi || set_push(s, lo, hi);
 }
 
 // Adds the sorted ranges t[0..n), or with negate every character outside them.
@@ -462,9 +471,13 @@ static int read_escape(compiler *c, bool in_set, uint32_t *cp) {
     default: break;
     }
     if (ch >= '1' && ch <= '9') return fail(c, "backreference \\%c at offset %zu is not supported", ch, at), 0;
-    if (ch < 0x80 && strchr("^$\\.*+?()[]{}|/-", ch)) return *cp = (uint32_t)ch, 'c';
-    const size_t n = ch < 0x80 ? 1 : bn_utf8_char_len(c->pat + at + 1, c->len - at - 1);
-    return fail(c, "unknown escape \\%.*s at offset %zu", (int)(n ? n : 1), c->pat + at + 1, at), 0;
+    // Any other ASCII punctuation stands for itself, as in Python and in ECMA-262
+    // without its u flag (\@, \#, \: are common in schemas).
+    if (ch < 0x80 && !isalnum(ch)) return *cp = (uint32_t)ch, 'c';
+    if (ch < 0x80) return fail(c, "unknown escape \\%c at offset %zu", ch, at), 0;
+    const size_t n = bn_utf8_char_len(c->pat + at + 1, c->len - at - 1); // whole, or the byte as hex
+    if (!n) return fail(c, "unknown escape \\ and byte 0x%02x at offset %zu", ch, at), 0;
+    return fail(c, "unknown escape \\%.*s at offset %zu", (int)n, c->pat + at + 1, at), 0;
 }
 
 // One member of a set [...]: a character ('c', *cp) or a class letter; 0 on error.

@@ -5,8 +5,12 @@
 //
 // A pattern is an ECMA-262 regular expression, and a string matches it where
 // the expression matches anywhere in it (JSON Schema's rule: "^" and "$"
-// anchor it). The strings are valid UTF-8 (any character but the surrogates).
-// Supported: literal characters; escapes \\ \/ \. and the other punctuation,
+// anchor it). The strings are valid UTF-8 without the surrogates and without
+// the control characters JSON writes only as \u escapes (U+0000..U+001F but
+// \b \t \n \f \r), since a patterned string has none (json_schema.h): a
+// character set holds none of those, and a pattern that needs one matches
+// nothing.
+// Supported: literal characters; escapes of any ASCII punctuation (\\ \/ \. \@ ...),
 // \n \r \t \f \v \0, \cX, \xHH, \uHHHH (not a lone surrogate: a pair such as
 // \uD83D\uDE00 is the one character it spells) and \u{H...}; the classes \d \D
 // \w \W \s \S (ECMA-262's: \d is [0-9], \w is [A-Za-z0-9_], \s the Unicode

@@ -24,8 +24,6 @@ enum { T_OBJECT = 1, T_ARRAY = 2, T_STRING = 4, T_NUMBER = 8, T_INTEGER = 16, T_
 #define MAX_DEPTH 256       // schemas in schemas, $refs followed included
 #define MAX_ALTS (1 << 20)  // alternatives of all anyOfs, flattened
 #define MAX_SCHEMA_BYTES (256 << 10) // bounds what a hostile schema costs to compile
-#define MAX_REGEX_STATES (8 * BN_REGEX_MAX_DFA) // of all its patterns' automata: their memory
-#define MAX_REGEX_WORK (2 * BN_REGEX_MAX_WORK)  // building them all: their time
 
 // A bounded number's value, a whole number of units of 10^-15 (decimal_byte).
 __extension__ typedef __int128 units;
@@ -70,7 +68,6 @@ struct bn_json_schema {
     int32_t n_texts, cap_texts;
     bn_regex **regexes;  // the patterns' automata
     int32_t n_regexes, cap_regexes;
-    uint32_t regex_states; // theirs in all (MAX_REGEX_STATES)
     int32_t any;  // the node of a free value (-1: none yet)
     int32_t root; // the schema's own node
     uint64_t serial; // this compilation's, never reused: names the schema in state keys
@@ -226,7 +223,7 @@ typedef struct compiler {
     bool failed;
     int depth; // compile() calls open
     const cJSON *memo_next; // compile_target's schema, for compile_node to put in the memo
-    uint64_t regex_work;    // what building the patterns' automata may still take (json_regex.h)
+    bn_json_budget *budget; // what building the patterns' automata may still take
 } compiler;
 
 // Grows *p (of *cap elements of size bytes) to hold n + 1. Returns false when out of memory.
@@ -540,39 +537,41 @@ static bool compile_number_bounds(compiler *c, node *nd, const cJSON *s, const c
     return fail(c, path, why, NULL), false;
 }
 
-// minLength and maxLength (of a string, in characters); minimum, maximum and
-// their exclusive forms (of an integer, or of a number that may have a
-// fraction); format (of a string). Bounds of a type the node cannot be
-// (minLength of an integer, minimum of a string) change nothing, as in JSON
-// Schema.
 // A string's "pattern": its automaton (json_regex.h), within the schema's
-// budget of automaton states; not beside "format", which fixes the string's
-// shape itself.
+// budget of automaton states and of building them. Not beside "format", which
+// fixes the string's shape itself, nor beside minLength or maxLength: each
+// alone may be met where both together leave no way on ("^\\d{5}$" within
+// 4 characters), which this automaton would only find out at a dead end.
 static bool compile_pattern(compiler *c, node *nd, const cJSON *s, const char *path) {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(s, "pattern");
     if (!p || !(nd->types & T_STRING)) return true;
     if (!cJSON_IsString(p)) return fail(c, path, "' must be a string", "pattern"), false;
     if (cJSON_GetObjectItemCaseSensitive(s, "format"))
         return fail(c, path, "' beside 'format' is not supported", "pattern"), false;
+    if (nd->sized) return fail(c, path, "' beside minLength or maxLength is not supported", "pattern"), false;
     char why[200], what[240];
     bn_regex *r;
-    if (bn_regex_compile(p->valuestring, &c->regex_work, &r, why, sizeof why)) {
+    if (bn_regex_compile(p->valuestring, &c->budget->work, &r, why, sizeof why)) {
         snprintf(what, sizeof what, "' cannot be followed: %s", why);
         return fail(c, path, what, "pattern"), false;
     }
     bn_json_schema *g = c->g;
-    if (g->regex_states + bn_regex_states(r) > MAX_REGEX_STATES || !grow((void **)&g->regexes, &g->cap_regexes,
-                                                                          g->n_regexes, sizeof *g->regexes)) {
-        const bool big = g->regex_states + bn_regex_states(r) > MAX_REGEX_STATES;
+    const bool big = bn_regex_states(r) > c->budget->states;
+    if (big || !grow((void **)&g->regexes, &g->cap_regexes, g->n_regexes, sizeof *g->regexes)) {
         bn_regex_free(r);
         return fail(c, path, big ? "' makes the schema's patterns too complex" : "' is out of memory", "pattern"), false;
     }
     g->regexes[g->n_regexes++] = r;
-    g->regex_states += bn_regex_states(r);
+    c->budget->states -= bn_regex_states(r);
     nd->regex = r;
     return true;
 }
 
+// minLength and maxLength (of a string, in characters); minimum, maximum and
+// their exclusive forms (of an integer, or of a number that may have a
+// fraction); pattern and format (of a string). Bounds of a type the node
+// cannot be (minLength of an integer, minimum of a string) change nothing, as
+// in JSON Schema.
 static bool compile_bounds(compiler *c, int32_t id, const cJSON *s, const char *path) {
     node *nd = &c->g->nodes[id];
     double len[2] = {0, NO_BOUND};
@@ -887,6 +886,12 @@ static bool flatten_aliases(compiler *c) {
 }
 
 int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, bn_error *err) {
+    bn_json_budget budget = BN_JSON_BUDGET;
+    return bn_json_schema_compile_within(text, len, &budget, out, err);
+}
+
+int bn_json_schema_compile_within(const char *text, size_t len, bn_json_budget *budget, bn_json_schema **out,
+                                  bn_error *err) {
     *out = NULL;
     if (len > MAX_SCHEMA_BYTES) return bn_errorf(err, "json_schema: the schema is larger than 256 KiB");
     if (bn_json_has_nul_escape(text, len))
@@ -899,7 +904,7 @@ int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, b
         return bn_errorf(err, "json_schema: the schema is not valid JSON%s", doc ? " (text follows it)" : "");
     }
     bn_json_schema *g = calloc(1, sizeof *g);
-    compiler c = {.g = g, .err = err, .regex_work = MAX_REGEX_WORK};
+    compiler c = {.g = g, .err = err, .budget = budget};
     if (!g) {
         cJSON_Delete(doc);
         return bn_errorf(err, "out of memory");
@@ -1051,11 +1056,11 @@ static int match(char *const *texts, int first, int last, bool sorted, const cha
     return -1;
 }
 
-// ---- bounded strings, integers and numbers, formatted strings (t->value) ----
+// ---- bounded strings, integers and numbers, formatted and patterned strings (t->value) ----
 
 // Whether t->value counts what the lexer reads of a value of n: count_byte
 // reads each byte of it, and of the shortcuts only next_in_lexer's takes such
-// a value, a sized string's characters, which it counts as count_byte would.
+// a value, a sized or patterned string, which it reads as count_byte would.
 static bool counted(const node *n) { return n->sized || n->bounded || n->decimal || n->format || n->regex; }
 
 static int days_in(int year, int month) {
@@ -1165,36 +1170,39 @@ static bool count_char(const node *n, uint64_t *chars, const bn_json_prefix *bef
     return true;
 }
 
+// The escapes a patterned string may have, and the characters they stand for
+// (json_schema.h: no \u escape).
+static const char escape_letter[] = "\"\\/bfnrt", escaped[] = "\"\\/\b\f\n\r\t";
+
 // Steps byte c of a patterned string (the lexer before it: before) through
-// n's automaton, whose state is in *state: a character's UTF-8 bytes as they
-// are, an escape as the character it stands for (json_schema.h: no \u escape);
-// false where no string the pattern accepts begins so, or at the closing quote
-// of one it does not accept.
-static bool pattern_byte(const node *n, uint32_t *state, const bn_json_prefix *before, unsigned char c) {
-    if (bn_json_prefix_in_string(before) && c == '"') return bn_regex_accepts(n->regex, *state);
-    if (bn_json_prefix_in_string(before) && c == '\\') return true; // the letter says which character
-    if (bn_json_prefix_in_escape(before)) {
-        static const char letter[] = "\"\\/bfnrt", stands_for[] = "\"\\/\b\f\n\r\t";
-        const char *at = memchr(letter, c, sizeof letter - 1);
-        if (!at) return false; // \u
-        c = (unsigned char)stands_for[at - letter];
+// n's automaton, whose state is in *value: a character's UTF-8 bytes as they
+// are, an escape as the character it stands for. False where no string the
+// pattern accepts begins so (at a backslash: where none of the escaped
+// characters may come), or at the closing quote of one it does not accept.
+static bool pattern_byte(const node *n, uint64_t *value, const bn_json_prefix *before, unsigned char c) {
+    const uint32_t state = (uint32_t)*value;
+    if (bn_json_prefix_in_string(before) && c == '"') return bn_regex_accepts(n->regex, state);
+    if (bn_json_prefix_in_string(before) && c == '\\') { // the letter says which character
+        for (size_t i = 0; i < sizeof escaped - 1; i++)
+            if (bn_regex_step(n->regex, state, (unsigned char)escaped[i]) != BN_REGEX_DEAD) return true;
+        return false;
     }
-    const uint32_t next = bn_regex_step(n->regex, *state, c);
-    return next != BN_REGEX_DEAD && (*state = next, true);
+    if (bn_json_prefix_in_escape(before)) {
+        const char *at = memchr(escape_letter, c, sizeof escape_letter - 1);
+        if (!at) return false; // \u
+        c = (unsigned char)escaped[at - escape_letter];
+    }
+    const uint32_t next = bn_regex_step(n->regex, state, c);
+    return next != BN_REGEX_DEAD && (*value = next, true);
 }
 
-// Byte c inside string n (the lexer took it: before -> after) into value: its
-// characters counted in the low 32 bits (a sized string), its automaton's
-// state in the high ones (a patterned string). False where no string n
-// accepts begins so.
+// Byte c inside string n (the lexer took it: before -> after) into value: a
+// patterned string's automaton state, or a sized string's characters. False
+// where no string n accepts begins so.
 static bool text_byte(const node *n, uint64_t *value, const bn_json_prefix *before, const bn_json_prefix *after,
                       unsigned char c) {
-    uint64_t chars = *value & 0xffffffff;
-    uint32_t state = (uint32_t)(*value >> 32);
-    if (n->regex && !pattern_byte(n, &state, before, c)) return false;
-    if (n->sized && !count_char(n, &chars, before, after, c)) return false;
-    *value = (uint64_t)state << 32 | chars;
-    return true;
+    if (n->regex) return pattern_byte(n, value, before, c);
+    return !n->sized || count_char(n, value, before, after, c);
 }
 
 // Counts byte c, which the lexer took (before -> after), into t->value for a
@@ -1507,20 +1515,15 @@ size_t bn_json_state_key(const bn_json_state *s, uint32_t horizon, uint8_t key[B
         if (!lex_open(t)) continue;
         uint64_t value = t->value;
         const node *n = &s->schema->nodes[t->frame[t->depth - 1].node];
-        const bool text = t->frame[t->depth - 1].phase == P_LEX && bn_json_prefix_in_text(&t->lex);
-        if (text && n->sized) {
+        if (t->frame[t->depth - 1].phase == P_LEX && n->sized && bn_json_prefix_in_text(&t->lex)) {
             // Within `horizon` bytes only the characters short of minLength and
             // left before maxLength matter, each up to horizon + 1.
-            const uint64_t cap = (uint64_t)horizon + 1, chars = value & 0xffffffff;
-            const uint64_t short_of = chars < n->min_len ? n->min_len - chars : 0;
-            const uint64_t left = n->max_len == NO_BOUND ? cap : n->max_len - chars;
+            const uint64_t cap = (uint64_t)horizon + 1;
+            const uint64_t short_of = value < n->min_len ? n->min_len - value : 0;
+            const uint64_t left = n->max_len == NO_BOUND ? cap : n->max_len - value;
             value = (short_of < cap ? short_of : cap) << 32 | (left < cap ? left : cap);
         }
-        memcpy(k, &value, sizeof value), k += sizeof value;
-        if (text && n->regex) { // the automaton's state, which the sized count above replaced
-            const uint32_t state = (uint32_t)(t->value >> 32);
-            memcpy(k, &state, sizeof state), k += sizeof state;
-        }
+        memcpy(k, &value, sizeof value), k += sizeof value; // a patterned string's: its automaton's state
         const bn_json_prefix x = bn_json_prefix_canonical(&t->lex);
         memcpy(k, &x.objects, sizeof x.objects), k += sizeof x.objects;
         *k++ = x.depth, *k++ = x.state, *k++ = x.left, *k++ = x.literal, *k++ = x.space;

@@ -42,7 +42,7 @@
 // hold them, where JSON Schema by default only notes them; not beside
 // minLength or maxLength), pattern (a regular expression json_regex.h can
 // follow, matched anywhere in the string unless anchored, as JSON Schema says;
-// beside minLength and maxLength too, not beside format),
+// not beside minLength, maxLength or format),
 // anyOf, oneOf (as anyOf: a value both alternatives accept is not refused),
 // allOf of one schema, $ref to "#", "#/$defs/NAME" or "#/definitions/NAME"
 // (against the nearest enclosing "$id", as JSON Schema resolves them), and
@@ -54,8 +54,8 @@
 // named twice, a name or value that is not UTF-8 or holds a NUL (\u0000), and
 // a false subschema. Where "type" is absent, object keywords make the value an
 // object and array keywords an array (JSON Schema would let other types
-// through). Limits: 256 KiB of schema text, 8 x BN_REGEX_MAX_DFA automaton
-// states over all of its patterns, 4096
+// through). Limits: 256 KiB of schema text, BN_JSON_BUDGET for all of its
+// patterns' automata, 4096
 // properties an object (and names in "required"), 4096 schemas an anyOf, 65535
 // enum values, 256 schemas deep counting $refs followed, 65535 items in an array
 // with maxItems (more when it has none) and a minItems or minLength below that.
@@ -80,6 +80,7 @@
 
 #include "error.h"
 #include "json_prefix.h"
+#include "json_regex.h"
 
 #define BN_JSON_SCHEMA_DEPTH 32
 #define BN_JSON_SCHEMA_THREADS 16
@@ -89,6 +90,18 @@ typedef struct bn_json_schema bn_json_schema; // compiled; read-only, so shareab
 // Compiles the JSON Schema in text (len bytes). On error *out is NULL and err
 // says what and where ("at /properties/name: 'pattern' is not supported").
 int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, bn_error *err);
+// What building the automata of patterns (json_regex.h) may take: of one
+// schema, or of several compilations that together may cost what one may
+// (OpenAI's tools: each function's arguments).
+typedef struct bn_json_budget {
+    uint64_t work;   // steps (json_regex.h)
+    uint32_t states; // automaton states, which hold memory as long as the schema
+} bn_json_budget;
+#define BN_JSON_BUDGET ((bn_json_budget){2 * (uint64_t)BN_REGEX_MAX_WORK, 8 * BN_REGEX_MAX_DFA})
+// bn_json_schema_compile, its patterns drawing on *budget (what they took comes
+// off it; one past it is refused as too complex).
+int bn_json_schema_compile_within(const char *text, size_t len, bn_json_budget *budget, bn_json_schema **out,
+                                  bn_error *err);
 // An error message of bn_json_schema_compile without its "json_schema: " (for
 // callers that name the schema themselves).
 const char *bn_json_schema_reason(const char *msg);
@@ -122,7 +135,8 @@ typedef struct bn_json_thread {
                         // 3-6 the digits counted, 7-10 those after the '.', from 11 the
                         // digits as one whole number: json_schema.c, decimal), a
                         // formatted string's place in its template with the field's
-                        // digits, year and month (0 for other values)
+                        // digits, year and month, a patterned string's state in its
+                        // pattern's automaton (json_regex.h) (0 for other values)
     bn_json_frame frame[BN_JSON_SCHEMA_DEPTH];
 } bn_json_thread;
 
@@ -154,7 +168,7 @@ bool bn_json_state_complete(const bn_json_state *s);
 // same); the key names the compilation of the schema, not its address, so it
 // never matches a state of another schema (json_mask.c caches token masks by it).
 #define BN_JSON_STATE_KEY_MAX \
-    (8 + 1 + BN_JSON_SCHEMA_THREADS * (2 + BN_JSON_SCHEMA_DEPTH * sizeof(bn_json_frame) + 8 + 4 + 7 + 8))
+    (8 + 1 + BN_JSON_SCHEMA_THREADS * (2 + BN_JSON_SCHEMA_DEPTH * sizeof(bn_json_frame) + 8 + 7 + 8))
 size_t bn_json_state_key(const bn_json_state *s, uint32_t horizon, uint8_t key[BN_JSON_STATE_KEY_MAX]);
 // Where every reading is inside a string between characters, without a
 // format: how many characters a plain token (bn_json_plain_string_bytes) may

@@ -37,7 +37,7 @@ static bool takes(const char *schema, const char *text) {
 
 #define WEATHER                                                                                              \
     "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": {\"type\": \"object\", "  \
-    "\"properties\": {\"city\": {\"type\": \"string\", \"minLength\": 1, \"pattern\": \"^[A-Z]\"}, \"days\": "      \
+    "\"properties\": {\"city\": {\"type\": \"string\", \"pattern\": \"^[A-Z]\"}, \"days\": "                        \
     "{\"type\": \"integer\", \"minimum\": 1}, \"above\": {\"type\": \"number\", \"minimum\": -90}, \"on\": "        \
     "{\"type\": \"string\", \"format\": \"date\"}, \"mail\": {\"type\": \"string\", \"format\": \"email\"}, "       \
     "\"code\": {\"type\": \"string\", \"pattern\": \"^(?!x)\", \"maxLength\": 2}}, \"required\": [\"city\"]}}}"
@@ -50,10 +50,10 @@ static void test_schema_of_tools(void **state) {
     assert_int_equal(read_tools("{\"tools\": [" WEATHER ", " NOW "]}", NULL, &t, err, sizeof err), 0);
     assert_non_null(strstr(t.system, "get_weather"));
     assert_non_null(strstr(t.system, "\"response\""));
-    // Calls: each function's own arguments (not strict: format email, and the
-    // code's lookahead pattern with the maxLength beside it, dropped; a string's
-    // minLength and pattern, an integer's and a number's minimum and format date
-    // held); no parameters is no arguments; or an answer.
+    // Calls: each function's own arguments (not strict: format email and the
+    // code's lookahead pattern dropped, the maxLength beside it kept; the city's
+    // pattern, an integer's and a number's minimum and format date held); no
+    // parameters is no arguments; or an answer.
     assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\","
                                 "\"days\":1,\"above\":-89.5}},{\"name\":\"now\",\"arguments\":{}}]}"));
     assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\","
@@ -61,7 +61,9 @@ static void test_schema_of_tools(void **state) {
     assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"\"}}]}"));
     assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"paris\"}}]}"));
     assert_true(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"A\","
-                                "\"on\":\"2024-02-29\",\"mail\":\"not a mail address\",\"code\":\"xyz\"}}]}"));
+                                "\"on\":\"2024-02-29\",\"mail\":\"not a mail address\",\"code\":\"xy\"}}]}"));
+    assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"A\","
+                                 "\"code\":\"xyz\"}}]}"));
     assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"A\","
                                  "\"on\":\"2023-02-29\"}}]}"));
     assert_false(takes(t.schema, "{\"tool_calls\":[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"A\","
