@@ -255,7 +255,10 @@ static int check_tools(const cJSON *tools, cJSON *args[MAX_TOOLS], char *err, si
                 return tools_error(err, size, "two functions in 'tools' have the same name");
         char what[128];
         snprintf(what, sizeof what, "'tools' function %s's parameters", name->valuestring);
-        char *text = checked_text(args[i] = arguments_schema(f, &budget), what, err, size, &budget);
+        // A strict function's patterns draw on the budget here; a loosened one's drew
+        // on it as they were kept (loosen), so what is left of it is theirs again.
+        const bool strict = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "strict"));
+        char *text = checked_text(args[i] = arguments_schema(f, &budget), what, err, size, strict ? &budget : NULL);
         if (!text) return -1;
         free(text);
         i++;
