@@ -119,7 +119,8 @@ static void keep_followed(cJSON *schema, bn_json_budget *budget) {
     for (size_t i = 0; i < sizeof followed / sizeof *followed; i++)
         any = any || cJSON_GetObjectItemCaseSensitive(schema, followed[i]);
     if (!any || followed_fit(schema, budget)) return;
-    // A pattern beside lengths, or one past what can be followed: without it, the rest may fit.
+    // A pattern past what can be followed (or, with the lengths beside it, too large): without it,
+    // the rest may fit.
     cJSON *pattern = cJSON_DetachItemFromObjectCaseSensitive(schema, "pattern");
     const bool rest = pattern && followed_fit(schema, budget);
     cJSON_Delete(pattern);

@@ -57,4 +57,20 @@ uint32_t bn_regex_step(const bn_regex *r, uint32_t s, unsigned char c);
 // Whether the bytes that led to state s are a string the pattern accepts.
 bool bn_regex_accepts(const bn_regex *r, uint32_t s);
 
+// A pattern with a length in characters beside it (JSON Schema's minLength
+// and maxLength): which pairs of a state and the characters read so far can
+// still end in a string of min_len..max_len characters that the pattern
+// accepts (json_regex_length.c). Without a maximum (max_len UINT32_MAX) the
+// count stops at min_len: past it, only the pattern matters.
+typedef struct bn_regex_lengths bn_regex_lengths;
+#define BN_REGEX_MAX_PAIRS (1u << 18) // states x (counts), bits of the table
+// NULL, with why, where no string of those lengths matches or the table would
+// pass BN_REGEX_MAX_PAIRS (or memory is short).
+bn_regex_lengths *bn_regex_lengths_make(const bn_regex *r, uint32_t min_len, uint32_t max_len, char *why,
+                                        size_t n_why);
+void bn_regex_lengths_free(bn_regex_lengths *l);
+// Whether state s after `chars` characters (counted as above: at most
+// max_len, or min_len where there is no maximum) can still end in a match.
+bool bn_regex_lengths_live(const bn_regex_lengths *l, uint32_t s, uint64_t chars);
+
 #endif

@@ -51,6 +51,7 @@ typedef struct node {
     units lo_u, hi_u;
     uint8_t format;      // a string's "format": F_*
     const bn_regex *regex; // a string's "pattern" (g->regexes owns it), or NULL
+    const bn_regex_lengths *lengths; // with minLength or maxLength beside it: the pairs that go on
     int32_t props, n_props; // into g->props; their names as compact JSON from g->texts[keys]
     int32_t keys;
     int32_t alts, n_alts;   // into g->alts: the alternatives; after compile, concrete nodes only
@@ -68,6 +69,8 @@ struct bn_json_schema {
     int32_t n_texts, cap_texts;
     bn_regex **regexes;  // the patterns' automata
     int32_t n_regexes, cap_regexes;
+    bn_regex_lengths **lengths; // and those beside a length
+    int32_t n_lengths, cap_lengths;
     int32_t any;  // the node of a free value (-1: none yet)
     int32_t root; // the schema's own node
     uint64_t serial; // this compilation's, never reused: names the schema in state keys
@@ -539,16 +542,16 @@ static bool compile_number_bounds(compiler *c, node *nd, const cJSON *s, const c
 
 // A string's "pattern": its automaton (json_regex.h), within the schema's
 // budget of automaton states and of building them. Not beside "format", which
-// fixes the string's shape itself, nor beside minLength or maxLength: each
-// alone may be met where both together leave no way on ("^\\d{5}$" within
-// 4 characters), which this automaton would only find out at a dead end.
+// fixes the string's shape itself. Beside minLength or maxLength, the pairs of
+// a state and a count that can still end in a match (bn_regex_lengths): each
+// alone may be met where both together leave no way on ("^\\d{5}$" within 4
+// characters).
 static bool compile_pattern(compiler *c, node *nd, const cJSON *s, const char *path) {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(s, "pattern");
     if (!p || !(nd->types & T_STRING)) return true;
     if (!cJSON_IsString(p)) return fail(c, path, "' must be a string", "pattern"), false;
     if (cJSON_GetObjectItemCaseSensitive(s, "format"))
         return fail(c, path, "' beside 'format' is not supported", "pattern"), false;
-    if (nd->sized) return fail(c, path, "' beside minLength or maxLength is not supported", "pattern"), false;
     char why[200], what[240];
     bn_regex *r;
     if (bn_regex_compile(p->valuestring, &c->budget->work, &r, why, sizeof why)) {
@@ -564,6 +567,16 @@ static bool compile_pattern(compiler *c, node *nd, const cJSON *s, const char *p
     g->regexes[g->n_regexes++] = r;
     c->budget->states -= bn_regex_states(r);
     nd->regex = r;
+    if (!nd->sized) return true;
+    bn_regex_lengths *l = bn_regex_lengths_make(r, nd->min_len, nd->max_len, why, sizeof why);
+    if (!l || !grow((void **)&g->lengths, &g->cap_lengths, g->n_lengths, sizeof *g->lengths)) {
+        if (l) snprintf(why, sizeof why, "is out of memory");
+        bn_regex_lengths_free(l);
+        snprintf(what, sizeof what, "' %s", why);
+        return fail(c, path, what, "pattern"), false;
+    }
+    g->lengths[g->n_lengths++] = l;
+    nd->lengths = l;
     return true;
 }
 
@@ -939,7 +952,9 @@ void bn_json_schema_free(bn_json_schema *g) {
     if (!g) return;
     for (int32_t i = 0; i < g->n_texts; i++) free(g->texts[i]);
     for (int32_t i = 0; i < g->n_regexes; i++) bn_regex_free(g->regexes[i]);
+    for (int32_t i = 0; i < g->n_lengths; i++) bn_regex_lengths_free(g->lengths[i]);
     free(g->regexes);
+    free(g->lengths);
     free(g->nodes);
     free(g->props);
     free(g->alts);
@@ -1175,16 +1190,22 @@ static bool count_char(const node *n, uint64_t *chars, const bn_json_prefix *bef
 static const char escape_letter[] = "\"\\/bfnrt", escaped[] = "\"\\/\b\f\n\r\t";
 
 // Steps byte c of a patterned string (the lexer before it: before) through
-// n's automaton, whose state is in *value: a character's UTF-8 bytes as they
-// are, an escape as the character it stands for. False where no string the
-// pattern accepts begins so (at a backslash: where none of the escaped
-// characters may come), or at the closing quote of one it does not accept.
-static bool pattern_byte(const node *n, uint64_t *value, const bn_json_prefix *before, unsigned char c) {
-    const uint32_t state = (uint32_t)*value;
-    if (bn_json_prefix_in_string(before) && c == '"') return bn_regex_accepts(n->regex, state);
+// n's automaton, from *state: a character's UTF-8 bytes as they are, an escape
+// as the character it stands for. chars: a sized string's characters, this
+// byte's counted (count_char). False where no string n accepts begins so (at a
+// backslash: where none of the escaped characters may come), or at the closing
+// quote of one the pattern does not accept.
+static bool pattern_byte(const node *n, uint32_t *state, uint64_t chars, const bn_json_prefix *before,
+                         unsigned char c) {
+    const uint32_t s = *state;
+    if (bn_json_prefix_in_string(before) && c == '"') return bn_regex_accepts(n->regex, s);
     if (bn_json_prefix_in_string(before) && c == '\\') { // the letter says which character
-        for (size_t i = 0; i < sizeof escaped - 1; i++)
-            if (bn_regex_step(n->regex, state, (unsigned char)escaped[i]) != BN_REGEX_DEAD) return true;
+        const uint32_t enough = n->max_len != NO_BOUND ? n->max_len : n->min_len;
+        const uint64_t next = chars < enough ? chars + 1 : chars; // with the escape's character
+        for (size_t i = 0; i < sizeof escaped - 1; i++) {
+            const uint32_t t = bn_regex_step(n->regex, s, (unsigned char)escaped[i]);
+            if (t != BN_REGEX_DEAD && (!n->lengths || bn_regex_lengths_live(n->lengths, t, next))) return true;
+        }
         return false;
     }
     if (bn_json_prefix_in_escape(before)) {
@@ -1192,17 +1213,23 @@ static bool pattern_byte(const node *n, uint64_t *value, const bn_json_prefix *b
         if (!at) return false; // \u
         c = (unsigned char)escaped[at - escape_letter];
     }
-    const uint32_t next = bn_regex_step(n->regex, state, c);
-    return next != BN_REGEX_DEAD && (*value = next, true);
+    const uint32_t t = bn_regex_step(n->regex, s, c);
+    if (t == BN_REGEX_DEAD || (n->lengths && !bn_regex_lengths_live(n->lengths, t, chars))) return false;
+    *state = t;
+    return true;
 }
 
 // Byte c inside string n (the lexer took it: before -> after) into value: a
-// patterned string's automaton state, or a sized string's characters. False
-// where no string n accepts begins so.
+// sized string's characters in the low 32 bits, a patterned string's state in
+// its automaton in the high ones. False where no string n accepts begins so.
 static bool text_byte(const node *n, uint64_t *value, const bn_json_prefix *before, const bn_json_prefix *after,
                       unsigned char c) {
-    if (n->regex) return pattern_byte(n, value, before, c);
-    return !n->sized || count_char(n, value, before, after, c);
+    uint64_t chars = *value & 0xffffffff;
+    uint32_t state = (uint32_t)(*value >> 32);
+    if (n->sized && !count_char(n, &chars, before, after, c)) return false;
+    if (n->regex && !pattern_byte(n, &state, chars, before, c)) return false;
+    *value = (uint64_t)state << 32 | chars;
+    return true;
 }
 
 // Counts byte c, which the lexer took (before -> after), into t->value for a
@@ -1515,15 +1542,16 @@ size_t bn_json_state_key(const bn_json_state *s, uint32_t horizon, uint8_t key[B
         if (!lex_open(t)) continue;
         uint64_t value = t->value;
         const node *n = &s->schema->nodes[t->frame[t->depth - 1].node];
-        if (t->frame[t->depth - 1].phase == P_LEX && n->sized && bn_json_prefix_in_text(&t->lex)) {
+        if (t->frame[t->depth - 1].phase == P_LEX && n->sized && !n->regex && bn_json_prefix_in_text(&t->lex)) {
             // Within `horizon` bytes only the characters short of minLength and
-            // left before maxLength matter, each up to horizon + 1.
+            // left before maxLength matter, each up to horizon + 1 (beside a
+            // pattern, the count itself: how far a match may still go).
             const uint64_t cap = (uint64_t)horizon + 1;
             const uint64_t short_of = value < n->min_len ? n->min_len - value : 0;
             const uint64_t left = n->max_len == NO_BOUND ? cap : n->max_len - value;
             value = (short_of < cap ? short_of : cap) << 32 | (left < cap ? left : cap);
         }
-        memcpy(k, &value, sizeof value), k += sizeof value; // a patterned string's: its automaton's state
+        memcpy(k, &value, sizeof value), k += sizeof value;
         const bn_json_prefix x = bn_json_prefix_canonical(&t->lex);
         memcpy(k, &x.objects, sizeof x.objects), k += sizeof x.objects;
         *k++ = x.depth, *k++ = x.state, *k++ = x.left, *k++ = x.literal, *k++ = x.space;

@@ -42,7 +42,9 @@
 // hold them, where JSON Schema by default only notes them; not beside
 // minLength or maxLength), pattern (a regular expression json_regex.h can
 // follow, matched anywhere in the string unless anchored, as JSON Schema says;
-// not beside minLength, maxLength or format),
+// beside minLength and maxLength too, where no string is begun that both
+// together leave no way to finish (json_regex.h: bn_regex_lengths, up to
+// BN_REGEX_MAX_PAIRS pairs of a state and a length); not beside format),
 // anyOf, oneOf (as anyOf: a value both alternatives accept is not refused),
 // allOf of one schema, $ref to "#", "#/$defs/NAME" or "#/definitions/NAME"
 // (against the nearest enclosing "$id", as JSON Schema resolves them), and
@@ -136,7 +138,8 @@ typedef struct bn_json_thread {
                         // digits as one whole number: json_schema.c, decimal), a
                         // formatted string's place in its template with the field's
                         // digits, year and month, a patterned string's state in its
-                        // pattern's automaton (json_regex.h) (0 for other values)
+                        // pattern's automaton (json_regex.h) in the high 32 bits, its
+                        // characters counted in the low ones (0 for other values)
     bn_json_frame frame[BN_JSON_SCHEMA_DEPTH];
 } bn_json_thread;
 

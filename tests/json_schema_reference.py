@@ -214,15 +214,16 @@ SCHEMAS = [
                                            {"type": "null"}], "default": None, "title": "Discount"}},
      "required": ["name", "score", "price"]},
     # Formats (held: the validator below checks them), alone, beside null and in a model.
-    # Patterns: anchored or matched anywhere (JSON Schema's rule), in objects, arrays
-    # and anyOf; characters that need escapes and ones of several bytes.
+    # Patterns: anchored or matched anywhere (JSON Schema's rule), beside lengths, in
+    # objects, arrays and anyOf; characters that need escapes and ones of several bytes.
     # (Python's \\d and "." match more than ECMA-262's, so the "0" cases keep to what
     # both refuse: a mutant Python takes is left out.)
     {"type": "string", "pattern": "^[A-Z]{2}-\\d{3}$"},
     {"type": "string", "pattern": "cat|dog"},
-    {"type": "string", "pattern": "^(\\+|00)?[0-9 ]{6,12}$"},
+    {"type": "string", "pattern": "^(\\+|00)?[0-9 ]{6,12}$", "maxLength": 10},
+    {"type": "string", "pattern": "(ab)+", "minLength": 3, "maxLength": 7},
     {"type": "object", "properties": {"mail": {"type": "string", "pattern": "^[a-z0-9.]+@[a-z]+\\.(com|org)$"},
-                                      "tag": {"type": "string", "pattern": "^#?[a-z_]{3,8}$"}},
+                                      "tag": {"type": "string", "pattern": "^#?[a-z_]{1,8}$", "minLength": 3}},
      "required": ["mail"]},
     {"type": "array", "items": {"type": "string", "pattern": "^(é|ü|[a-c])+[^a-z]?$"}, "maxItems": 3},
     {"anyOf": [{"type": "string", "pattern": "^x"}, {"type": "string", "pattern": "y$"}, {"type": "integer"}]},
@@ -485,7 +486,11 @@ class Generator:
             if "format" in s:
                 return self.formatted(s["format"])
             if "pattern" in s:
-                return self.patterned(s["pattern"])
+                for _ in range(100):  # within the lengths beside it
+                    text = self.patterned(s["pattern"])
+                    if s.get("minLength", 0) <= len(json.loads(text)) <= s.get("maxLength", 1 << 30):
+                        return text
+                raise TooDeep()
             return self.sized_string(s) if s.keys() & {"minLength", "maxLength"} else self.string()
         if t == "integer":
             return self.bounded_integer(s) if s.keys() & BOUNDS else self.integer()

@@ -557,6 +557,15 @@ static void test_patterns(void **state) {
     // Escapes stand for their characters; a \u escape is refused (json_schema.h).
     EXPECT("{\"type\": \"string\", \"pattern\": \"^a\\\\n\\\"/\\\\\\\\$\"}", WHOLE("\"a\\n\\\"\\/\\\\\""),
            WHOLE("\"a\\n\\\"/\\\\\""), {"\"a\\t", 3}, {"\"a\\u000a", 3});
+    // Beside a length: no string is begun that both together leave no way to finish.
+    EXPECT("{\"type\": \"string\", \"pattern\": \"^(ab)+$\", \"maxLength\": 5}", WHOLE("\"abab\""), WHOLE("\"ab\""),
+           {"\"ababa", 5}, {"\"aba\"", 4});
+    EXPECT("{\"type\": \"string\", \"pattern\": \"^.+@.+\\\\..+$\", \"maxLength\": 5}", WHOLE("\"a@b.c\""),
+           {"\"ab", 2}, {"\"a@bc", 4});
+    EXPECT("{\"type\": \"string\", \"pattern\": \"^[a-z]+\\\\n?$\", \"minLength\": 3, \"maxLength\": 3}",
+           WHOLE("\"abc\""), WHOLE("\"ab\\n\""), {"\"a\\", 2}, {"\"ab\"", 3}, {"\"abcd", 4});
+    EXPECT("{\"type\": \"string\", \"pattern\": \"^é+x?$\", \"minLength\": 2}", WHOLE("\"éé\""), WHOLE("\"éx\""),
+           WHOLE("\"ééééx\""), {"\"x", 1}, {"\"é\"", 3});
     // Non-ASCII characters, byte by byte; "." is one character, not one byte.
     EXPECT("{\"type\": \"string\", \"pattern\": \"^.é.$\"}", WHOLE("\"xéy\""), WHOLE("\"😀é€\""),
            {"\"xey", 2}, {"\"xé\"", 4});
@@ -579,8 +588,11 @@ static void test_refused_schemas(void **state) {
          "at /properties/p: 'pattern' cannot be followed: "},
         {"{\"type\": \"string\", \"pattern\": 5}", "'pattern' must be a string"},
         {"{\"type\": \"string\", \"pattern\": \"^a\", \"format\": \"date\"}", "'pattern' beside 'format'"},
-        // Each may be met where both leave no way on ("1234" within 4 of ^\d{5}$).
-        {"{\"type\": \"string\", \"pattern\": \"^\\\\d{5}$\", \"maxLength\": 4}", "'pattern' beside minLength"},
+        // No string of these lengths matches.
+        {"{\"type\": \"string\", \"pattern\": \"^\\\\d{5}$\", \"maxLength\": 4}", "'pattern' and the length beside it leave no string"},
+        {"{\"type\": \"string\", \"pattern\": \"^a?$\", \"minLength\": 2}", "'pattern' and the length beside it leave no string"},
+        {"{\"type\": \"string\", \"pattern\": \"^[a-z]{1,20}$\", \"maxLength\": 20000}",
+         "'pattern' with a length of up to 20000 characters is too large"},
         {"{\"type\": \"string\", \"pattern\": \"^\\\\x01$\"}", "'pattern' cannot be followed: no string matches"},
         {"{\"enum\": [\"a\"], \"pattern\": \"a\"}", "'pattern' beside 'enum' or 'const'"},
         {"{\"properties\": {\"when\": {\"type\": \"string\", \"format\": \"email\"}}}",
