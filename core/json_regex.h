@@ -64,10 +64,12 @@ bool bn_regex_accepts(const bn_regex *r, uint32_t s);
 // count stops at min_len: past it, only the pattern matters.
 typedef struct bn_regex_lengths bn_regex_lengths;
 #define BN_REGEX_MAX_PAIRS (1u << 18) // states x (counts), bits of the table
-// NULL, with why, where no string of those lengths matches or the table would
-// pass BN_REGEX_MAX_PAIRS (or memory is short).
-bn_regex_lengths *bn_regex_lengths_make(const bn_regex *r, uint32_t min_len, uint32_t max_len, char *why,
-                                        size_t n_why);
+// NULL, with why, where no string of those lengths matches, the table would
+// pass BN_REGEX_MAX_PAIRS, or working it out would take more than *work steps
+// (as bn_regex_compile's: what it took comes off; NULL: no such bound), or
+// memory is short.
+bn_regex_lengths *bn_regex_lengths_make(const bn_regex *r, uint32_t min_len, uint32_t max_len, uint64_t *work,
+                                        char *why, size_t n_why);
 void bn_regex_lengths_free(bn_regex_lengths *l);
 // Whether state s after `chars` characters (counted as above: at most
 // max_len, or min_len where there is no maximum) can still end in a match.

@@ -68,10 +68,21 @@ static bool walk(const bn_regex *r, uint32_t n, uint32_t *first, uint32_t **succ
     return true;
 }
 
-bn_regex_lengths *bn_regex_lengths_make(const bn_regex *r, uint32_t min_len, uint32_t max_len, char *why,
-                                        size_t n_why) {
+// Steps it takes: the walk over every state's 256 bytes, each pair once, and
+// each pair's predecessors (as many as the successor lists hold, per count).
+static uint64_t cost(uint32_t n, uint64_t edges, uint64_t counts) { return 256ull * n + (n + edges) * counts; }
+
+static bool too_costly(uint64_t *work, uint64_t steps, char *why, size_t n_why) {
+    if (!work || steps <= *work) return false;
+    snprintf(why, n_why, "with the length beside it is too costly to follow, with the schema's other patterns");
+    return true;
+}
+
+bn_regex_lengths *bn_regex_lengths_make(const bn_regex *r, uint32_t min_len, uint32_t max_len, uint64_t *work,
+                                        char *why, size_t n_why) {
     const uint32_t n = bn_regex_states(r);
     const uint64_t k_top = max_len != UINT32_MAX ? max_len : min_len, pairs = (uint64_t)n * (k_top + 1);
+    if (too_costly(work, cost(n, 0, k_top + 1), why, n_why)) return NULL; // before any of it
     if (pairs > BN_REGEX_MAX_PAIRS) {
         snprintf(why, n_why, "with a length of up to %llu characters is too large to follow (%llu pairs of a "
                  "state and a length; at most %u)", (unsigned long long)k_top, (unsigned long long)pairs,
@@ -84,6 +95,11 @@ bn_regex_lengths *bn_regex_lengths_make(const bn_regex *r, uint32_t min_len, uin
     bool *boundary = malloc(n);
     uint32_t *queue = malloc(pairs * sizeof *queue);
     bool ok = l && first && boundary && queue && walk(r, n, first, &succ, boundary);
+    if (ok && too_costly(work, cost(n, first[n], counts), why, n_why)) {
+        free(first), free(succ), free(boundary), free(queue), free(l);
+        return NULL;
+    }
+    if (ok && work) *work -= cost(n, first[n], counts);
     if (ok) {
         l->n_states = n, l->counts = counts;
         // Predecessors, from the successors: (t, k') comes from (s, k) where k' is

@@ -568,7 +568,7 @@ static bool compile_pattern(compiler *c, node *nd, const cJSON *s, const char *p
     c->budget->states -= bn_regex_states(r);
     nd->regex = r;
     if (!nd->sized) return true;
-    bn_regex_lengths *l = bn_regex_lengths_make(r, nd->min_len, nd->max_len, why, sizeof why);
+    bn_regex_lengths *l = bn_regex_lengths_make(r, nd->min_len, nd->max_len, &c->budget->work, why, sizeof why);
     if (!l || !grow((void **)&g->lengths, &g->cap_lengths, g->n_lengths, sizeof *g->lengths)) {
         if (l) snprintf(why, sizeof why, "is out of memory");
         bn_regex_lengths_free(l);

@@ -96,7 +96,7 @@ int bn_json_schema_compile(const char *text, size_t len, bn_json_schema **out, b
 // schema, or of several compilations that together may cost what one may
 // (OpenAI's tools: each function's arguments).
 typedef struct bn_json_budget {
-    uint64_t work;   // steps (json_regex.h)
+    uint64_t work;   // steps (json_regex.h), of the automata and of the lengths beside them
     uint32_t states; // automaton states, which hold memory as long as the schema
 } bn_json_budget;
 #define BN_JSON_BUDGET ((bn_json_budget){2 * (uint64_t)BN_REGEX_MAX_WORK, 8 * BN_REGEX_MAX_DFA})

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "json_schema.h"
+#include "json_text.h" // bn_buf
 
 static bn_json_schema *compile(const char *schema) {
     bn_json_schema *g = NULL;
@@ -576,6 +577,28 @@ static void test_patterns(void **state) {
            " {\"type\": \"string\", \"pattern\": \"y$\"}]}}", WHOLE("[\"xa\", \"ay\", \"xy\"]"), {"[\"ab\"", 4});
 }
 
+// A schema's patterns, and the lengths beside them, draw on one budget: 200
+// strings of up to 262,143 characters, each table within its own limit, are
+// refused together (a hostile schema, quickly), where 20 of them fit.
+static void test_pattern_budget(void **state) {
+    (void)state;
+    for (int n = 20; n <= 200; n += 180) {
+        bn_buf text = {0};
+        bn_buf_printf(&text, "{\"type\": \"object\", \"properties\": {");
+        for (int i = 0; i < n; i++)
+            bn_buf_printf(&text, "%s\"p%d\": {\"type\": \"string\", \"pattern\": \"^a*$\", \"maxLength\": 262143}",
+                          i ? ", " : "", i);
+        bn_buf_printf(&text, "}}");
+        bn_json_schema *g = NULL;
+        bn_error err;
+        const int rc = bn_json_schema_compile(text.data, text.len, &g, &err);
+        if (n == 20 && rc) fail_msg("%s", err.msg);
+        if (n == 200 && (rc != -1 || !strstr(err.msg, "too costly to follow"))) fail_msg("200 strings: %d %s", rc, err.msg);
+        bn_json_schema_free(g);
+        free(text.data);
+    }
+}
+
 // What cannot be followed is refused when compiled, naming the keyword and where.
 static void test_refused_schemas(void **state) {
     (void)state;
@@ -694,7 +717,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_bounds),          cmocka_unit_test(test_number_bounds),
         cmocka_unit_test(test_number_bounds_random),
         cmocka_unit_test(test_formats),
-        cmocka_unit_test(test_patterns),
+        cmocka_unit_test(test_patterns),        cmocka_unit_test(test_pattern_budget),
     };
     if (argc > 1 && !strcmp(argv[1], "python")) return cmocka_run_group_tests(python, NULL, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);
