@@ -151,11 +151,11 @@ static void loosen(cJSON *schema, bn_json_budget *budget) {
 // The schema function f's arguments are held to (a new cJSON): its
 // parameters, loosened unless f is strict; none given is an empty parameter
 // list, as OpenAI reads it.
-static cJSON *arguments_schema(const cJSON *f, bn_json_budget *budget) {
+static cJSON *arguments_schema(const cJSON *f, bool strict, bn_json_budget *budget) {
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(f, "parameters");
     if (!params) return cJSON_Parse("{\"type\": \"object\", \"properties\": {}}");
     cJSON *args = cJSON_Duplicate(params, true);
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "strict"))) loosen(args, budget);
+    if (!strict) loosen(args, budget);
     return args;
 }
 
@@ -259,7 +259,8 @@ static int check_tools(const cJSON *tools, cJSON *args[MAX_TOOLS], char *err, si
         // A strict function's patterns draw on the budget here; a loosened one's drew
         // on it as they were kept (loosen), so what is left of it is theirs again.
         const bool strict = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "strict"));
-        char *text = checked_text(args[i] = arguments_schema(f, &budget), what, err, size, strict ? &budget : NULL);
+        char *text = checked_text(args[i] = arguments_schema(f, strict, &budget), what, err, size,
+                                  strict ? &budget : NULL);
         if (!text) return -1;
         free(text);
         i++;

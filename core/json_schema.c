@@ -1171,6 +1171,10 @@ static bool may_reach(const node *n, bool negative, uint64_t m, bool digits, boo
     return false;
 }
 
+// Where a sized string's count of characters stops: at maxLength, or without
+// one at minLength, past which the count tells nothing more.
+static uint32_t count_top(const node *n) { return n->max_len != NO_BOUND ? n->max_len : n->min_len; }
+
 // Counts byte c of a sized string of n, which the lexer took (before -> after),
 // into *chars; false past maxLength, short of minLength at the closing quote,
 // or at a \uD... escape.
@@ -1180,8 +1184,7 @@ static bool count_char(const node *n, uint64_t *chars, const bn_json_prefix *bef
     const bool between = bn_json_prefix_in_string(before);
     if (between && c == '"') return *chars >= n->min_len; // the closing quote
     if (between && *chars >= n->max_len) return false;    // a character more
-    const uint32_t enough = n->max_len != NO_BOUND ? n->max_len : n->min_len;
-    if (bn_json_prefix_in_string(after) && *chars < enough) ++*chars; // a character whole
+    if (bn_json_prefix_in_string(after) && *chars < count_top(n)) ++*chars; // a character whole
     return true;
 }
 
@@ -1200,8 +1203,7 @@ static bool pattern_byte(const node *n, uint32_t *state, uint64_t chars, const b
     const uint32_t s = *state;
     if (bn_json_prefix_in_string(before) && c == '"') return bn_regex_accepts(n->regex, s);
     if (bn_json_prefix_in_string(before) && c == '\\') { // the letter says which character
-        const uint32_t enough = n->max_len != NO_BOUND ? n->max_len : n->min_len;
-        const uint64_t next = chars < enough ? chars + 1 : chars; // with the escape's character
+        const uint64_t next = chars < count_top(n) ? chars + 1 : chars; // with the escape's character
         for (size_t i = 0; i < sizeof escaped - 1; i++) {
             const uint32_t t = bn_regex_step(n->regex, s, (unsigned char)escaped[i]);
             if (t != BN_REGEX_DEAD && (!n->lengths || bn_regex_lengths_live(n->lengths, t, next))) return true;
