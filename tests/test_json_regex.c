@@ -146,6 +146,11 @@ static void test_sets_and_classes(void **state) {
     check_cases(cases, sizeof cases / sizeof *cases);
 }
 
+// A pattern refused, and a part of the reason it gets.
+typedef struct refusal {
+    const char *pattern, *why;
+} refusal;
+
 // The pattern is refused, with a reason that holds why.
 static void expect_refused(const char *pattern, const char *why) {
     bn_regex *r = (bn_regex *)1;
@@ -185,9 +190,7 @@ static void test_escapes(void **state) {
 // Each refused pattern and a part of the reason it gets.
 static void test_refused(void **state) {
     (void)state;
-    static const struct {
-        const char *pattern, *why;
-    } cases[] = {
+    static const refusal cases[] = {
         {"(?=a)", "lookahead (?= at offset 0"},
         {"a(?!b)", "negative lookahead (?! at offset 1"},
         {"(?<=a)b", "lookbehind (?<= at offset 0"},
@@ -268,9 +271,7 @@ static double seconds_since(const struct timespec *t0) {
 // bodies. (2 s is far above what they take, even under the sanitizers.)
 static void test_limits(void **state) {
     (void)state;
-    static const struct {
-        const char *pattern, *why;
-    } big[] = {
+    static const refusal big[] = {
         {"((a{1000}){1000}){1000}", "NFA states"},
         {"(((((((((((a{2}){2}){2}){2}){2}){2}){2}){2}){2}){2}){2}){2}", "NFA states"},
         {"(.*.*.*.*.*.*.*.*.*.*){30}", "NFA states"},
