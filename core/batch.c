@@ -14,7 +14,15 @@
 // request starts with n_past at the common start of those and its prompt, in
 // its own slot's region or copied there from another slot's. Positions past
 // n_past are written before they are read (backend.h), so nothing is cleared.
+//
+// Prompt logprobs (bn_request.prompt_logprobs): a slot scoring its prompt feeds
+// all of it but the last token in forward calls of their own, up to
+// BN_SCORE_ROWS tokens each, that bring back every token's row of logits (the
+// step's call brings back one row per run, and its prompt chunks may be
+// hundreds of tokens); its last token then goes in a step's call like any
+// other prompt's, and gives the first sampled token's row.
 #define _GNU_SOURCE // memmem
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +33,9 @@
 #include "sampler.h"
 
 #define BN_DEFAULT_STEP_TOKENS 512
+// Tokens of a prompt being scored per forward call: 16 MB of logits for a
+// 128256-token vocabulary.
+#define BN_SCORE_ROWS 32
 
 // Schemas compiled for requests, kept beyond the slots that use them (this
 // many more): requests that give the same schema text share one compilation,
@@ -63,6 +74,10 @@ typedef struct bn_slot {
     int top_logprobs; // and its top_logprobs likeliest tokens'
     float logprob;
     bn_token_logprob top[BN_TOP_LOGPROBS_MAX];
+    bool scoring;     // prompt_logprobs: prompt_lp[i] is hist[i]'s log-probability
+    float *prompt_lp; // (1 <= i < n_prompt), prompt_top[i * top_logprobs ..] its
+    bn_token_logprob *prompt_top; // likeliest tokens'; kept with the slot, as its
+    size_t prompt_cap;            // buffers, room for prompt_cap tokens
     bool json;        // json_object or json_schema: the text so far, read against
     struct kept_schema *schema; // the request's (in b->schemas)
     bn_json_state *js;      // kept with the slot, as its buffers
@@ -81,6 +96,7 @@ struct bn_batch {
     int32_t *argmax;          // [n_slots]
     bn_top *top;              // [n_slots][BN_TOP_MAX] (forward_top)
     float *logits;            // [n_slots][n_vocab]
+    float *score_rows;        // [BN_SCORE_ROWS][n_vocab], made at the first prompt scored
     bn_logprob_row lp;        // a row as the model gave it (logprobs)
     bn_json_vocab json;       // for JSON requests, made at the first one
     struct kept_schema *schemas; // [n_slots + BN_KEPT_SCHEMAS]
@@ -96,6 +112,7 @@ static void free_slot(bn_slot *s, uint64_t now) {
     for (size_t i = 0; i < s->n_stops; i++) free(s->stops[i].text);
     free(s->stops);
     *s = (bn_slot){.hist = s->hist, .text = s->text, .cap = s->cap, .js = s->js,
+                   .prompt_lp = s->prompt_lp, .prompt_top = s->prompt_top, .prompt_cap = s->prompt_cap,
                    .n_cached = s->used ? s->n_past : s->n_cached, .ticket = s->used ? now : s->ticket};
 }
 
@@ -106,6 +123,8 @@ void bn_batch_free(bn_batch *b) {
         free(b->slots[i].hist);
         free(b->slots[i].text);
         free(b->slots[i].js);
+        free(b->slots[i].prompt_lp);
+        free(b->slots[i].prompt_top);
     }
     if (b->be.be) b->be.ops->destroy(b->be.be);
     free(b->slots);
@@ -116,6 +135,7 @@ void bn_batch_free(bn_batch *b) {
     free(b->argmax);
     free(b->top);
     free(b->logits);
+    free(b->score_rows);
     bn_logprob_row_free(&b->lp);
     bn_json_vocab_free(&b->json);
     for (int i = 0; b->schemas && i < b->n_slots + BN_KEPT_SCHEMAS; i++) {
@@ -282,6 +302,23 @@ static int copy_prefix(bn_batch *b, int k, const int32_t *prompt, size_t n_promp
 
 bool bn_batch_shares_prompts(const bn_batch *b) { return b->be.ops->copy_kv != NULL; }
 
+// Room in slot s for the log-probabilities of a prompt of n tokens, n_top
+// likeliest tokens each.
+static int score_start(bn_slot *s, size_t n, int n_top, bn_error *err) {
+    if (n > s->prompt_cap) {
+        float *lp = realloc(s->prompt_lp, n * sizeof *lp);
+        if (lp) s->prompt_lp = lp;
+        bn_token_logprob *top = realloc(s->prompt_top, n * BN_TOP_LOGPROBS_MAX * sizeof *top);
+        if (top) s->prompt_top = top;
+        if (!lp || !top) return bn_errorf(err, "out of memory for the log-probabilities of %zu prompt tokens", n);
+        s->prompt_cap = n;
+    }
+    s->prompt_lp[0] = NAN; // nothing precedes the first token
+    memset(s->prompt_top, 0, (size_t)n_top * sizeof *s->prompt_top);
+    s->scoring = true;
+    return 0;
+}
+
 int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     if (r->n_prompt < 1) return bn_errorf(err, "nothing to generate from: the prompt is empty");
     if (r->n_prompt > (size_t)b->be.n_ctx)
@@ -290,13 +327,15 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     if (bn_engine_check_ids(b->engine, r->prompt, r->n_prompt, err)) return -1;
     if (r->logprobs && (r->top_logprobs < 0 || r->top_logprobs > BN_TOP_LOGPROBS_MAX))
         return bn_errorf(err, "top_logprobs must be in 0..%d (got %d)", BN_TOP_LOGPROBS_MAX, r->top_logprobs);
+    if (r->prompt_logprobs && !r->logprobs) return bn_errorf(err, "prompt_logprobs needs logprobs");
+    const bool fresh = r->no_prefix_cache || r->prompt_logprobs; // feeds every prompt token
     // The free slot that caches the longest start of the prompt, if that is at
     // least half of it; else the slot free longest: a shorter match (a BOS, a
     // shared system prompt) is not worth a more recent conversation's cache
     // (copy_prefix then gives it those tokens from the other slot). Among equal
     // matches, too, the slot free longest.
     int k = -1, best = 0;
-    for (int i = 0; i < b->n_slots && !r->no_prefix_cache; i++) {
+    for (int i = 0; i < b->n_slots && !fresh; i++) {
         const int n = b->slots[i].used ? 0 : cached_prefix(&b->slots[i], r->prompt, r->n_prompt);
         if (n == 0 || 2 * (size_t)n < r->n_prompt) continue;
         if (n > best || (n == best && b->slots[i].ticket < b->slots[k].ticket)) k = i, best = n;
@@ -306,10 +345,12 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     if (k < 0) return bn_errorf(err, "all %d slots are busy", b->n_slots);
     bn_slot *s = &b->slots[k];
     const int32_t n_vocab = (int32_t)b->engine->model->hp.n_vocab;
+    const int n_top = r->logprobs ? (r->top_logprobs < n_vocab ? r->top_logprobs : n_vocab) : 0;
     int cached = 0; // copied last: a request that fails leaves the slot's cache as it was
     if (bn_sampler_create(&r->sampling, n_vocab, (size_t)b->be.n_ctx + 1, &s->smp, err) || copy_stops(s, r, err) ||
         ((r->json_object || r->json_schema) && json_start(b, s, r, err)) ||
-        (!r->no_prefix_cache && (cached = copy_prefix(b, k, r->prompt, r->n_prompt, err)) < 0)) {
+        (r->prompt_logprobs && score_start(s, r->n_prompt, n_top, err)) ||
+        (!fresh && (cached = copy_prefix(b, k, r->prompt, r->n_prompt, err)) < 0)) {
         free_slot(s, 0);
         return cached < 0 ? -2 : -1; // the backend's failure to copy, or the request's fault
     }
@@ -321,7 +362,7 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     s->n_past = s->n_cached = cached;
     s->max_tokens = r->max_tokens;
     s->logprobs = r->logprobs;
-    if (r->logprobs) s->top_logprobs = r->top_logprobs < n_vocab ? r->top_logprobs : n_vocab;
+    s->top_logprobs = n_top;
     return k;
 }
 
@@ -394,12 +435,16 @@ static int gather_run(bn_batch *b, int k, int n, int room, struct run *run) {
     return take;
 }
 
-// The oldest slot whose prompt is not fed yet and that has no run in this step.
+// Whether slot s has prompt tokens to score (all of its prompt but the last token).
+static bool to_score(const bn_slot *s) { return s->used && !s->done && s->scoring && s->n_past < s->n_prompt - 1; }
+
+// The oldest slot whose prompt is not fed yet, that has no run in this step,
+// and that has no prompt tokens left to score.
 static int next_prefill(const bn_batch *b) {
     int best = -1;
     for (int k = 0; k < b->n_slots; k++) {
         const bn_slot *s = &b->slots[k];
-        if (!s->used || s->done || s->in_step || s->n_past >= s->n_prompt) continue;
+        if (!s->used || s->done || s->in_step || s->n_past >= s->n_prompt || to_score(s)) continue;
         if (best < 0 || s->ticket < b->slots[best].ticket) best = k;
     }
     return best;
@@ -428,7 +473,39 @@ static void take_token(bn_batch *b, int k, int32_t next, bn_batch_event *ev) {
     *ev = (bn_batch_event){.slot = k, .user = s->user, .token = next, .eog = eog, .text = s->text,
                            .len = s->released, .done = done, .stop = s->stop,
                            .n_prompt = s->n_prompt, .n_gen = s->n_gen, .n_cached = s->n_cached,
-                           .logprob = s->logprob, .n_top = s->top_logprobs, .top = s->top};
+                           .logprob = s->logprob, .n_top = s->top_logprobs, .top = s->top,
+                           .prompt_logprob = s->scoring ? s->prompt_lp : NULL,
+                           .prompt_top = s->scoring ? s->prompt_top : NULL};
+}
+
+// The next tokens of the oldest slot scoring its prompt (if any), fed in a
+// forward call of their own with a row of logits each: row j, of the token at
+// position p, gives the log-probabilities of the prompt's token p + 1. Returns
+// the slot, with its n_past before in *was, -1 if none, or -2 with err.
+static int score_prompt(bn_batch *b, int *was, bn_error *err) {
+    int k = -1;
+    for (int i = 0; i < b->n_slots; i++)
+        if (to_score(&b->slots[i]) && (k < 0 || b->slots[i].ticket < b->slots[k].ticket)) k = i;
+    if (k < 0) return -1;
+    const int32_t V = (int32_t)b->engine->model->hp.n_vocab;
+    if (!b->score_rows && !(b->score_rows = malloc((size_t)BN_SCORE_ROWS * V * sizeof *b->score_rows)))
+        return bn_errorf(err, "out of memory for %d rows of logits", BN_SCORE_ROWS), -2;
+    bn_slot *s = &b->slots[k];
+    const int room = b->step_tokens < BN_SCORE_ROWS ? b->step_tokens : BN_SCORE_ROWS;
+    const int left = s->n_prompt - 1 - s->n_past, n = left < room ? left : room;
+    struct run run;
+    *was = s->n_past;
+    gather_run(b, k, 0, n, &run);
+    s->in_step = false; // its last prompt token may still go in this step's call
+    if (b->be.ops->forward(b->be.be, b->tok, b->pos, b->seq, n, b->score_rows, true, err)) return -2;
+    for (int j = 0; j < n; j++) {
+        const int i = s->n_past + j + 1; // the prompt token row j predicts
+        bn_logprob_row_read(&b->lp, b->score_rows + (size_t)j * V, V, s->top_logprobs,
+                            s->prompt_top + (size_t)i * s->top_logprobs);
+        s->prompt_lp[i] = bn_logprob_row_of(&b->lp, s->hist[i]);
+    }
+    s->n_past += n;
+    return k;
 }
 
 // What a step's forward call gives back for its runs: the argmax ids when every
@@ -487,7 +564,12 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
         s->len -= s->released;
         s->released = 0;
     }
-    // Decode tokens first (every generating slot gets one), then prompt chunks.
+    // A prompt being scored first, in a call of its own (the step's call may
+    // then feed its last token); then, in one call, decode tokens (every
+    // generating slot gets one) and prompt chunks.
+    int was = 0;
+    const int scored = score_prompt(b, &was, err);
+    if (scored == -2) return -1;
     int n = 0, runs = 0;
     for (int k = 0; k < b->n_slots; k++) {
         const bn_slot *s = &b->slots[k];
@@ -501,8 +583,10 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
     const bn_backend_ops *ops = b->be.ops;
     if (out == OUT_ARGMAX ? ops->forward_argmax(b->be.be, b->tok, b->pos, b->seq, n, b->argmax, err)
         : out == OUT_TOP  ? ops->forward_top(b->be.be, b->tok, b->pos, b->seq, n, b->top, err)
-                          : ops->forward(b->be.be, b->tok, b->pos, b->seq, n, b->logits, false, err))
+                          : ops->forward(b->be.be, b->tok, b->pos, b->seq, n, b->logits, false, err)) {
+        if (scored >= 0) b->slots[scored].n_past = was; // as before: its K/V there are written again
         return -1;
+    }
     for (int r = 0; r < runs; r++) {
         bn_slot *s = &b->slots[b->runs[r].slot];
         s->n_past += b->runs[r].len;

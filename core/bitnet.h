@@ -342,6 +342,11 @@ typedef struct bn_request {
     bool logprobs;         // report each sampled token's log-probability (a step with
     int top_logprobs;      // such a slot brings back whole rows of logits) and the
                            // top_logprobs (0..BN_TOP_LOGPROBS_MAX) likeliest tokens
+    bool prompt_logprobs;  // with logprobs, the prompt's tokens' too (each but the
+                           // first; bn_batch_event.prompt_logprob), as an evaluation
+                           // (lm-evaluation-harness) scores a text: the prompt is fed
+                           // in forward calls of its own that bring back a row of
+                           // logits per token, and takes nothing from the prompt cache
     bool json_object;      // JSON mode: the text is one JSON object. A token whose bytes
                            // would leave no way to finish it is never picked (nor a
                            // special token); the request ends (stop: BN_STOP_EOG) as the
@@ -374,6 +379,12 @@ typedef struct bn_batch_event {
     float logprob;
     int n_top;
     const bn_token_logprob *top;
+    // With the request's prompt_logprobs: prompt token i's log-probability given
+    // the tokens before it, prompt_logprob[i] for 1 <= i < n_prompt ([0] is NaN:
+    // nothing precedes it), and its n_top likeliest tokens' at prompt_top[i *
+    // n_top ..] (as top). Valid until remove. Else both NULL.
+    const float *prompt_logprob;
+    const bn_token_logprob *prompt_top;
 } bn_batch_event;
 
 BN_API int bn_batch_create(bn_engine *e, const bn_batch_params *p, bn_batch **out, bn_error *err);

@@ -14,7 +14,8 @@
 // overlap and whatever start of a prompt a slot had cached; stop strings,
 // max_tokens, the context limit, removal and the errors. A session's prompt
 // cache (bn_session_keep_prefix) against a fresh session. Logprobs against the
-// log-softmax of a fresh session's logits. JSON mode against cJSON.
+// log-softmax of a fresh session's logits; prompt logprobs against those and
+// against bitnet.cpp's golden logits. JSON mode against cJSON.
 // Model: the tiny-a fixture (skips without it).
 #include "test_util.h"
 
@@ -24,6 +25,7 @@
 
 #include "argmax.h"
 #include "engine_internal.h" // the engine's tokenizer (test_json_mask_exact)
+#include "golden_case.h"
 #include "json_mask.h"
 #include "backend.h"
 #include "bitnet.h"
@@ -786,6 +788,181 @@ static void test_batch_logprobs(void **state) {
     bn_batch_free(b);
 }
 
+// What a request with prompt_logprobs (and top_logprobs PLP_TOP) reported:
+// the prompt's log-probabilities and likeliest tokens, its sampled ids.
+enum { PLP_TOP = 3 };
+typedef struct scored {
+    int n_prompt, n_cached;
+    float lp[N_CTX];
+    int32_t top_id[N_CTX][PLP_TOP];
+    float top_lp[N_CTX][PLP_TOP];
+    result r;
+} scored;
+
+// Runs requests req[0..n) in a batch of n slots that feeds at most step_tokens
+// a step, all added at once; out[i] is request i's.
+static void run_scored(const bn_request *req, int n, int step_tokens, scored *out) {
+    bn_batch *b = open_batch(n, step_tokens);
+    bn_error err;
+    for (int i = 0; i < n; i++) {
+        out[i] = (scored){.n_prompt = (int)req[i].n_prompt};
+        assert_int_equal(bn_batch_add(b, &req[i], &err), i);
+    }
+    for (int step = 0, done = 0; done < n; step++) {
+        assert_true(step < 200);
+        const bn_batch_event *ev;
+        int n_ev;
+        if (bn_batch_step(b, &ev, &n_ev, &err)) fail_msg("%s", err.msg);
+        for (int e = 0; e < n_ev; e++) {
+            scored *o = &out[ev[e].slot];
+            o->r.ids[o->r.n_ids++] = ev[e].token;
+            o->n_cached = ev[e].n_cached;
+            if (!req[ev[e].slot].prompt_logprobs) {
+                assert_null(ev[e].prompt_logprob);
+                assert_null(ev[e].prompt_top);
+            } else if (ev[e].done) {
+                assert_true(isnan(ev[e].prompt_logprob[0]));
+                for (int i = 1; i < o->n_prompt; i++) {
+                    o->lp[i] = ev[e].prompt_logprob[i];
+                    for (int j = 0; j < PLP_TOP; j++) {
+                        o->top_id[i][j] = ev[e].prompt_top[i * ev[e].n_top + j].id;
+                        o->top_lp[i][j] = ev[e].prompt_top[i * ev[e].n_top + j].logprob;
+                    }
+                }
+            }
+            if (ev[e].done) bn_batch_remove(b, ev[e].slot), done++;
+        }
+    }
+    bn_batch_free(b);
+}
+
+static bn_request scoring_request(const int32_t *ids, int n, int max_tokens) {
+    bn_request r = {.prompt = ids, .n_prompt = (size_t)n, .max_tokens = max_tokens,
+                    .sampling = bn_sampling_greedy(), .logprobs = true, .top_logprobs = PLP_TOP,
+                    .prompt_logprobs = true};
+    return r;
+}
+
+// Prompt logprobs (bn_request.prompt_logprobs), against the CPU backend's own
+// rows: each prompt token's log-probability and likeliest tokens are the
+// log-softmax of the row a session computes over the whole prompt at once, bit
+// for bit, whether the prompt is scored in one call or in chunks of 5 beside a
+// greedy neighbour (whose tokens do not change). The sampled tokens are those
+// of the prompt generated alone, the slot takes nothing from the prompt cache,
+// and prompt_logprobs without logprobs is an error.
+static void test_batch_prompt_logprobs(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    const int n_vocab = bn_engine_info(fx.engine).n_vocab;
+    // A prompt of more than BN_SCORE_ROWS (batch.c) tokens: two prompts joined.
+    int32_t ids[N_CTX];
+    int n = 0;
+    for (int s = 2; s >= 0 && n < N_CTX - 8; s--)
+        for (size_t i = 0; i < fx.n_ids[s] && n < N_CTX - 8; i++) ids[n++] = fx.ids[s][i];
+    while (n < 40) ids[n] = ids[n - 7], n++;
+    float *rows = malloc(sizeof(float) * (size_t)n_vocab * (size_t)n);
+    bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = N_CTX};
+    bn_session *sess;
+    bn_error err;
+    if (bn_session_create(fx.engine, &sp, &sess, &err) || bn_session_eval_all(sess, ids, (size_t)n, rows, &err))
+        fail_msg("%s", err.msg);
+    bn_session_free(sess);
+    const bn_request alone = scoring_request(ids, n, 3);
+    bn_request plain = alone;
+    plain.prompt_logprobs = plain.logprobs = false;
+    const result want = alone_result(&plain);
+    for (int chunked = 0; chunked < 2; chunked++) {
+        bn_request req[2] = {alone, request(1, 4, bn_sampling_greedy())};
+        scored got[2];
+        run_scored(req, chunked ? 2 : 1, chunked ? 5 : 0, got);
+        assert_int_equal(got[0].n_cached, 0);
+        assert_int_equal(got[0].r.n_ids, want.n_ids);
+        assert_memory_equal(got[0].r.ids, want.ids, sizeof(int32_t) * (size_t)want.n_ids);
+        for (int i = 1; i < n; i++) {
+            const float *row = rows + (size_t)(i - 1) * n_vocab;
+            if (fabs(got[0].lp[i] - log_softmax_at(row, n_vocab, ids[i])) > 1e-4)
+                fail_msg("prompt token %d: logprob %g, the row's log-softmax %g", i, got[0].lp[i],
+                         log_softmax_at(row, n_vocab, ids[i]));
+            int32_t best[PLP_TOP];
+            likeliest(row, n_vocab, PLP_TOP, best);
+            for (int j = 0; j < PLP_TOP; j++) {
+                assert_int_equal(got[0].top_id[i][j], best[j]);
+                assert_true(fabs(got[0].top_lp[i][j] - log_softmax_at(row, n_vocab, best[j])) <= 1e-4);
+            }
+        }
+        if (chunked) {
+            const result neighbour = alone_result(&req[1]);
+            assert_int_equal(got[1].r.n_ids, neighbour.n_ids);
+            assert_memory_equal(got[1].r.ids, neighbour.ids, sizeof(int32_t) * (size_t)neighbour.n_ids);
+        }
+    }
+    free(rows);
+    bn_batch *b = open_batch(1, 0);
+    plain.prompt_logprobs = true;
+    assert_int_equal(bn_batch_add(b, &plain, &err), -1);
+    assert_non_null(strstr(err.msg, "prompt_logprobs needs logprobs"));
+    bn_batch_free(b);
+}
+
+// Prompt logprobs against bitnet.cpp: each golden case's prompt followed by its
+// 16 greedy ids, scored as one prompt. At the position of greedy id i the
+// likeliest token is that id (where the reference's margin is at least 0.05,
+// the fixtures' rule), the id's log-probability is the row's best, and the gap
+// to the second best is the reference's margin within twice the fixtures'
+// logit tolerance (0.1 on each logit); at ids 0 and 1, whose full reference
+// rows the fixtures hold, the log-probability is the reference's log-softmax
+// within the same 0.2.
+static void test_batch_prompt_logprobs_golden(void **state) {
+    (void)state;
+    BN_REQUIRE_FIXTURE(golden, "tiny-a/tiny-a.golden.json");
+    REQUIRE_MODEL();
+    const int n_vocab = bn_engine_info(fx.engine).n_vocab;
+    char *text = bn_read_file(golden, NULL);
+    cJSON *doc = cJSON_Parse(text);
+    free(text);
+    const cJSON *c;
+    int n_cases = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(doc, "cases")) {
+        bn_golden_case g;
+        if (bn_golden_read_case(c, &g)) fail_msg("case %d of %s is not a golden case", n_cases, golden);
+        n_cases++;
+        int32_t ids[N_CTX];
+        const int n = g.n_prompt + BN_GOLDEN_GEN;
+        assert_true(n <= N_CTX);
+        memcpy(ids, g.prompt_ids, sizeof(int32_t) * (size_t)g.n_prompt);
+        memcpy(ids + g.n_prompt, g.gen_ids, sizeof g.gen_ids);
+        const bn_request req = scoring_request(ids, n, 1);
+        scored got;
+        run_scored(&req, 1, 0, &got);
+        for (int i = 0; i < BN_GOLDEN_GEN; i++) {
+            const int p = g.n_prompt + i;
+            if (g.step[i].margin < 0.05f) break; // the fixtures' rule: a near tie may go either way
+            assert_int_equal(got.top_id[p][0], g.gen_ids[i]);
+            assert_true(got.lp[p] == got.top_lp[p][0]);
+            const float gap = got.top_lp[p][0] - got.top_lp[p][1];
+            if (fabsf(gap - g.step[i].margin) > 0.2f)
+                fail_msg("case %d, greedy id %d: best minus second best %g, bitnet.cpp's margin %g", n_cases - 1,
+                         i, gap, g.step[i].margin);
+        }
+        for (int i = 0; i < 2; i++) {
+            char rel[256];
+            snprintf(rel, sizeof rel, "tiny-a/%s",
+                     cJSON_GetStringValue(cJSON_GetObjectItem(c, i ? "logits_gen1_f32" : "logits_f32")));
+            BN_REQUIRE_FIXTURE(path, rel);
+            size_t len;
+            float *row = (float *)bn_read_file(path, &len);
+            assert_int_equal(len, sizeof(float) * (size_t)n_vocab);
+            const double want = log_softmax_at(row, n_vocab, g.gen_ids[i]);
+            if (fabs(got.lp[g.n_prompt + i] - want) > 0.2)
+                fail_msg("case %d, greedy id %d: logprob %g, bitnet.cpp's log-softmax %g", n_cases - 1, i,
+                         got.lp[g.n_prompt + i], want);
+            free(row);
+        }
+    }
+    cJSON_Delete(doc);
+    assert_true(n_cases >= 4);
+}
+
 // A session's on_token that also reads the token's log-probabilities.
 typedef struct logprobs_run {
     bn_session *s;
@@ -1317,6 +1494,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_session_keep_prefix),
         cmocka_unit_test(test_batch_logprobs),
         cmocka_unit_test(test_session_logprobs),
+        cmocka_unit_test(test_batch_prompt_logprobs),
+        cmocka_unit_test(test_batch_prompt_logprobs_golden),
         cmocka_unit_test(test_json_mask_exact),
         cmocka_unit_test(test_json_mask_cache),
         cmocka_unit_test(test_json_mask_cache_rows),

@@ -99,6 +99,7 @@ class Request(ctypes.Structure):
         ("no_prefix_cache", c_bool),
         ("logprobs", c_bool),
         ("top_logprobs", c_int),
+        ("prompt_logprobs", c_bool),
         ("json_object", c_bool),
         ("json_schema", c_char_p),
     ]
@@ -120,6 +121,8 @@ class BatchEvent(ctypes.Structure):
         ("logprob", c_float),
         ("n_top", c_int),
         ("top", POINTER(TokenLogprob)),
+        ("prompt_logprob", POINTER(c_float)),
+        ("prompt_top", POINTER(TokenLogprob)),
     ]
 
 
