@@ -11,7 +11,9 @@ to generate's; stop strings; usage counts; /v1/models, /health, /tokenize,
 /detokenize; raw malformed requests (bad JSON, wrong types, huge bodies,
 slowloris-style partial requests, clients that hang up mid-request); the prompt
 cache (cached_tokens, cache_prompt); n choices (choice i as the reply of seed + i,
-the prompt fed once); logprobs in both shapes; OpenAI parameters
+the prompt fed once); several prompts in one completion; echo with the prompt's
+logprobs (against bitnet.cpp's golden logits), as lm-evaluation-harness reads
+them, and vLLM's /tokenize and /tokenizer_info; logprobs in both shapes; OpenAI parameters
 it does not implement refused; JSON mode (response_format json_object) and
 structured replies (json_schema, judged by the jsonschema package); tool calls
 (tools, tool_choice, tool messages); /metrics
@@ -23,6 +25,7 @@ Run by CTest with BITNET_CLI and BITNET_FIXTURES set.
 import http.client
 import datetime
 import json
+import math
 import os
 import signal
 import socket
@@ -390,6 +393,116 @@ class ServeTest(unittest.TestCase):
                 streamed[k] += getattr(ch.choices[0].logprobs, k) if ch.choices[0].logprobs else []
         self.assertEqual(streamed, {k: getattr(lp, k) for k in streamed})
 
+    def test_many_prompts(self):
+        """A completion's prompt as an array: of strings, of token-id arrays, or both; with n,
+        choice i * n + j is prompt i's choice j, which is what that prompt alone makes with the
+        seed + j; usage counts every prompt once."""
+        _, _, raw = self.srv.request("POST", "/tokenize", {"content": PROMPTS[1], "add_special": True})
+        ids = json.loads(raw)["tokens"]
+        hot = dict(temperature=1.0, seed=11, max_tokens=8)
+        r = self.client.completions.create(model="m", prompt=[PROMPTS[0], ids, PROMPTS[2]], n=2, **hot)
+        self.assertEqual([c.index for c in r.choices], list(range(6)))
+        alone = [self.client.completions.create(model="m", prompt=p, **{**hot, "seed": 11 + j})
+                 for p in (PROMPTS[0], PROMPTS[1], PROMPTS[2]) for j in range(2)]
+        self.assertEqual([c.text for c in r.choices], [a.choices[0].text for a in alone])
+        self.assertEqual(r.usage.prompt_tokens, sum(a.usage.prompt_tokens for a in alone[::2]))
+        self.assertEqual(r.usage.completion_tokens, sum(a.usage.completion_tokens for a in alone))
+        # Greedy, one prompt each: generate's text (a string prompt gets the BOS, as generate's).
+        r = self.client.completions.create(model="m", prompt=PROMPTS, max_tokens=12, temperature=0)
+        self.assertEqual([c.text for c in r.choices], [self.ref[(p, False)][0] for p in PROMPTS])
+        chunks = self.client.completions.create(model="m", prompt=PROMPTS[:2], max_tokens=12, temperature=0,
+                                                stream=True)
+        texts = ["", ""]
+        for ch in chunks:
+            for c in ch.choices:
+                texts[c.index] += c.text
+        self.assertEqual(texts, [self.ref[(p, False)][0] for p in PROMPTS[:2]])
+
+    def golden_cases(self):
+        path = os.path.join(FIXTURES, "tiny-a", "tiny-a.golden.json")
+        with open(path) as f:
+            return json.load(f)["cases"]
+
+    def test_echo_prompt_logprobs(self):
+        """echo with logprobs, as lm-evaluation-harness scores a text (prompt: token ids,
+        max_tokens 1, logprobs 1): every prompt token comes back, the first with null, then
+        the generated one. Against bitnet.cpp: each golden case's prompt followed by its 16
+        greedy ids, scored as one prompt; at greedy id i the likeliest token is that id where
+        the reference's margin is at least 0.05 (the fixtures' rule), and its value equals
+        the best alternative's exactly (lm-eval's is_greedy test); at ids 0 and 1, whose full
+        rows the fixtures hold, the log-probability is the reference's log-softmax within
+        0.2 (0.1 on each logit). Also: text prompts, streaming, n, max_tokens 0."""
+        for case in self.golden_cases():
+            n_p, gen = len(case["prompt_ids"]), case["generated_ids"]
+            ids = case["prompt_ids"] + gen
+            r = self.client.completions.create(model="m", prompt=[ids], max_tokens=1, logprobs=1, echo=True,
+                                               temperature=0)
+            lp = r.choices[0].logprobs
+            self.assertEqual(len(lp.tokens), len(ids) + 1)
+            self.assertEqual((lp.token_logprobs[0], lp.top_logprobs[0]), (None, None))
+            _, _, raw = self.srv.request("POST", "/detokenize", {"tokens": ids})
+            self.assertTrue(r.choices[0].text.startswith(json.loads(raw)["content"]))
+            self.assertEqual(lp.text_offset[len(ids)], len(json.loads(raw)["content"].encode()))
+            for i, step in enumerate(case["positions"][:16]):
+                if step["margin"] < 0.05:
+                    break
+                value, top = lp.token_logprobs[n_p + i], lp.top_logprobs[n_p + i]
+                self.assertEqual(list(top), [lp.tokens[n_p + i]], (case["prompt"], i))
+                self.assertEqual(value, max(top.values()), (case["prompt"], i))
+            for i, key in enumerate(("logits_f32", "logits_gen1_f32")):
+                with open(os.path.join(FIXTURES, "tiny-a", case[key]), "rb") as f:
+                    row = memoryview(f.read()).cast("f")
+                top = max(row)
+                want = row[gen[i]] - top - math.log(math.fsum(math.exp(x - top) for x in row))
+                self.assertLess(abs(lp.token_logprobs[n_p + i] - want), 0.2, (case["prompt"], i))
+        # A text prompt: the text as given, then the generated text; the BOS the server put
+        # before it is in the tokens (null), not in the text, and moves no offset.
+        r = self.client.completions.create(model="m", prompt=PROMPTS[1], max_tokens=4, logprobs=2, echo=True,
+                                           temperature=0)
+        c = r.choices[0]
+        self.assertEqual(c.text, PROMPTS[1] + generate(PROMPTS[1], 4, "--greedy")[0])
+        self.assertEqual(c.logprobs.tokens[0], "<|begin_of_text|>")
+        self.assertEqual(c.logprobs.text_offset[:2], [0, 0])
+        self.assertEqual(len(c.logprobs.tokens), r.usage.prompt_tokens + r.usage.completion_tokens)
+        self.assertEqual("".join(c.logprobs.tokens[1:]), c.text)
+        # Streamed: the same text and entries; n: every choice echoes.
+        streamed = {"text": "", "tokens": [], "token_logprobs": []}
+        for ch in self.client.completions.create(model="m", prompt=PROMPTS[1], max_tokens=4, logprobs=2,
+                                                 echo=True, temperature=0, stream=True):
+            streamed["text"] += ch.choices[0].text
+            for k in ("tokens", "token_logprobs"):
+                streamed[k] += getattr(ch.choices[0].logprobs, k) if ch.choices[0].logprobs else []
+        self.assertEqual(streamed, {"text": c.text, "tokens": c.logprobs.tokens,
+                                    "token_logprobs": c.logprobs.token_logprobs})
+        r = self.client.completions.create(model="m", prompt=PROMPTS[1], max_tokens=4, echo=True, temperature=0, n=2)
+        self.assertEqual([x.text for x in r.choices], [c.text] * 2)
+        # max_tokens 0: the prompt alone, scored.
+        r = self.client.completions.create(model="m", prompt=PROMPTS[1], max_tokens=0, logprobs=0, echo=True)
+        self.assertEqual((r.choices[0].text, r.choices[0].finish_reason), (PROMPTS[1], "length"))
+        self.assertEqual(r.choices[0].logprobs.token_logprobs, c.logprobs.token_logprobs[:r.usage.prompt_tokens])
+        self.assertEqual(r.usage.completion_tokens, 0)
+
+    def test_vllm_tokenizer_endpoints(self):
+        """vLLM's /tokenize form ({"prompt", "add_special_tokens"}: the BOS unless told not,
+        special tokens' text parsed), /detokenize's "prompt", and /tokenizer_info, which
+        lm-evaluation-harness's remote tokenizer reads."""
+        status, _, raw = self.srv.request("GET", "/tokenizer_info")
+        info = json.loads(raw)
+        self.assertEqual(status, 200)
+        self.assertEqual((info["bos_token"], info["eos_token"]), ("<|begin_of_text|>", "<|end_of_text|>"))
+        self.assertEqual(info["model_max_length"], CTX)
+        _, _, raw = self.srv.request("POST", "/tokenize", {"content": "Hello world"})
+        ids = json.loads(raw)["tokens"]
+        _, _, raw = self.srv.request("POST", "/tokenize", {"prompt": "Hello world", "add_special_tokens": False})
+        self.assertEqual(json.loads(raw), {"tokens": ids, "count": len(ids), "max_model_len": CTX})
+        _, _, raw = self.srv.request("POST", "/tokenize", {"prompt": info["bos_token"] + "Hello world",
+                                                            "add_special_tokens": False})
+        self.assertEqual(json.loads(raw)["tokens"], [128000] + ids)
+        _, _, raw = self.srv.request("POST", "/tokenize", {"prompt": "Hello world"})
+        self.assertEqual(json.loads(raw)["tokens"], [128000] + ids)
+        _, _, raw = self.srv.request("POST", "/detokenize", {"tokens": ids})
+        self.assertEqual(json.loads(raw)["prompt"], "Hello world")
+
     def test_json_object(self):
         """response_format json_object: a reply that ends by itself is one JSON object, streamed or
         not (the random model makes anything but JSON on its own)."""
@@ -634,7 +747,7 @@ class ServeTest(unittest.TestCase):
         status, _, raw = self.srv.request("POST", "/tokenize", {"content": "Hello world", "add_special": True})
         self.assertEqual(json.loads(raw)["tokens"][1:], ids)
         status, _, raw = self.srv.request("POST", "/detokenize", {"tokens": ids})
-        self.assertEqual(json.loads(raw), {"content": "Hello world"})
+        self.assertEqual(json.loads(raw), {"content": "Hello world", "prompt": "Hello world"})
 
     # ---- raw and malformed requests ------------------------------------------------
 
@@ -650,7 +763,13 @@ class ServeTest(unittest.TestCase):
             ("/v1/completions", {"prompt": "x", "cache_prompt": 0}),
             ("/v1/completions", {"prompt": "x", "logprobs": 21}),
             ("/v1/completions", {"prompt": "x", "logprobs": True}),
-            ("/v1/completions", {"prompt": "x", "echo": True}),
+            ("/v1/completions", {"prompt": "x", "echo": "yes"}),
+            ("/v1/completions", {"prompt": "x", "max_tokens": 0}),  # 0 only with echo
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "echo": True}),
+            ("/v1/completions", {"prompt": []}),
+            ("/v1/completions", {"prompt": ["x", 5]}),
+            ("/v1/completions", {"prompt": ["x", []]}),
+            ("/v1/completions", {"prompt": ["x"] * 65, "n": 2}),  # more than 128 choices
             ("/v1/completions", {"prompt": "x", "best_of": 3}),
             ("/v1/completions", {"prompt": "x", "logit_bias": {"5": 101}}),
             ("/v1/completions", {"prompt": "x", "logit_bias": {"x5": 1}}),

@@ -135,14 +135,15 @@ static bool get_stop(fields *f, bn_job_params *p) {
 }
 
 // The fields both endpoints share: sampling (absent ones as the server's flags
-// set them, whose logit biases a request's own replace), limits, stream, n (the
-// choices: choice i samples with the seed + i, so choice 0 is the n = 1 reply), and
-// llama.cpp's cache_prompt (default true: reuse a slot's cached start of the prompt).
+// set them, whose logit biases a request's own replace), limits (max_tokens 0
+// only with echo, below), stream, n (the choices per prompt: choice i samples
+// with the seed + i, so choice 0 is the n = 1 reply), and llama.cpp's
+// cache_prompt (default true: reuse a slot's cached start of the prompt).
 static bool get_params(const bn_api *a, fields *f, bn_job_params *p, bool *stream, int default_max) {
     bn_sampling *sp = &p->sampling;
     *sp = a->sampling;
     if (!a->seed_given) sp->seed = fresh_seed();
-    double seed = -1, n = 1, max_tokens = default_max, top_k = sp->top_k, last_n = sp->repeat_last_n;
+    double seed = -1, n = 1, max_tokens = -1, top_k = sp->top_k, last_n = sp->repeat_last_n;
     get_number(f, "temperature", 0, 100, &sp->temperature);
     get_number(f, "top_p", 0, 1, &sp->top_p);
     get_number(f, "min_p", 0, 1, &sp->min_p);
@@ -153,8 +154,8 @@ static bool get_params(const bn_api *a, fields *f, bn_job_params *p, bool *strea
     get_int(f, "top_k", 0, INT_MAX, &top_k);
     get_int(f, "seed", -1, 9007199254740992.0, &seed); // JSON numbers are exact up to 2^53
     get_int(f, "n", 1, BN_JOB_MAX_CHOICES, &n); // choices, each its own sequence (seed + i)
-    get_int(f, "max_tokens", 1, INT_MAX, &max_tokens);
-    get_int(f, "max_completion_tokens", 1, INT_MAX, &max_tokens);
+    get_int(f, "max_tokens", 0, INT_MAX, &max_tokens);
+    get_int(f, "max_completion_tokens", 0, INT_MAX, &max_tokens);
     bool cache_prompt = true;
     get_bool(f, "stream", stream);
     get_bool(f, "cache_prompt", &cache_prompt);
@@ -166,8 +167,9 @@ static bool get_params(const bn_api *a, fields *f, bn_job_params *p, bool *strea
     sp->repeat_last_n = last_n < 0 ? INT_MAX : (int)last_n;
     if (seed >= 0) sp->seed = (uint64_t)seed;
     else if (field(f, "seed")) sp->seed = fresh_seed(); // -1: a seed of its own, even where serve has --seed
-    p->max_tokens = (int)max_tokens;
-    p->n_choices = (int)n;
+    p->score_only = max_tokens == 0;
+    p->max_tokens = max_tokens < 0 ? default_max : (int)max_tokens;
+    p->n = (int)n;
     p->no_prefix_cache = !cache_prompt;
     return true;
 }
@@ -258,11 +260,22 @@ static bool get_response_format(fields *f, bn_job_params *p) {
 static bool refuse_unsupported(fields *f) {
     const cJSON *v;
     const char *bad = (v = field(f, "best_of")) && !is_number(v, 1)                          ? "best_of"
-                    : (v = field(f, "echo")) && !cJSON_IsFalse(v)                            ? "echo"
                     : (v = field(f, "suffix")) && !(cJSON_IsString(v) && !*v->valuestring)   ? "suffix"
                     : (v = field(f, "functions")) && !(cJSON_IsArray(v) && !v->child)        ? "functions"
                                                                                               : NULL;
     return !bad || fail(f, "'%s' is not supported by this server", bad);
+}
+
+// echo (completions): each choice's text, and with logprobs its tokens, begin
+// with its prompt's, which lm-evaluation-harness reads to score a text; with
+// max_tokens 0, the prompt alone.
+static bool get_echo(fields *f, bool chat, bn_job_params *p) {
+    get_bool(f, "echo", &p->echo);
+    if (f->bad) return false;
+    if (chat && p->echo) return fail(f, "'%s' is for completions", "echo");
+    if (p->score_only && !p->echo)
+        return fail(f, "'%s' must be at least 1 (0 only with \"echo\": true: the prompt scored alone)", "max_tokens");
+    return true;
 }
 
 // tools, tool_choice, parallel_tool_calls (chat_tools.h): a chat whose tools
@@ -311,7 +324,13 @@ static bool chat_prompt(const bn_api *a, fields *f, bn_job_params *p, const bn_t
         cJSON_GetObjectItemCaseSensitive(turn, "content")->valuestring};
     bn_error err;
     bool ok = true;
-    if (bn_engine_chat_prompt(a->engine, m, (size_t)n, &p->prompt, &p->n_prompt, &err)) {
+    if (!(p->prompts = calloc(1, sizeof *p->prompts))) {
+        free(m);
+        cJSON_Delete(conv);
+        return fail(f, "out of memory (%s)", "messages");
+    }
+    p->n_prompts = 1;
+    if (bn_engine_chat_prompt(a->engine, m, (size_t)n, &p->prompts[0].ids, &p->prompts[0].n, &err)) {
         reply_error(f->r, 400, "invalid_value", "%s", err.msg);
         ok = false, f->bad = true;
     }
@@ -343,25 +362,49 @@ static int32_t *json_ids(const cJSON *arr, int n_vocab, size_t *n, bool allow_em
     return ids;
 }
 
-// prompt: a string (tokenized as `generate -p` does: BOS, no special tokens
-// parsed), an array holding one string, or an array of token ids.
-static bool completion_prompt(const bn_api *a, fields *f, bn_job_params *p) {
-    const cJSON *v = field(f, "prompt");
-    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1 && cJSON_IsString(cJSON_GetArrayItem(v, 0)))
-        v = cJSON_GetArrayItem(v, 0);
+// One prompt v: a string (tokenized as `generate -p` does: BOS, no special
+// tokens parsed) or an array of token ids (as given); with echo, its text (the
+// string, or the ids' bytes).
+static bool one_prompt(const bn_api *a, fields *f, const cJSON *v, bool echo, bn_job_prompt *out) {
     bn_error err;
     if (cJSON_IsString(v)) {
-        if (!bn_engine_tokenize(a->engine, v->valuestring, bn_engine_add_bos(a->engine), false,
-                                &p->prompt, &p->n_prompt, &err))
-            return true;
-        reply_error(f->r, 400, "invalid_value", "%s", err.msg);
-        return f->bad = true, false;
+        const bool bos = bn_engine_add_bos(a->engine);
+        if (bn_engine_tokenize(a->engine, v->valuestring, bos, false, &out->ids, &out->n, &err)) {
+            reply_error(f->r, 400, "invalid_value", "%s", err.msg);
+            return f->bad = true, false;
+        }
+        out->added_bos = bos && out->n && out->ids[0] == bn_engine_bos(a->engine);
+        if (echo && !(out->echo = strdup(v->valuestring))) return fail(f, "out of memory (%s)", "prompt");
+        return true;
     }
     bool bad_id;
-    if ((p->prompt = json_ids(v, bn_engine_info(a->engine).n_vocab, &p->n_prompt, false, &bad_id)))
-        return true;
-    return fail(f, bad_id ? "'%s' must be a string or an array of token ids in the vocabulary"
-                          : "'%s' must be a string or an array of token ids (one prompt only)", "prompt");
+    if (!(out->ids = json_ids(v, bn_engine_info(a->engine).n_vocab, &out->n, false, &bad_id)))
+        return fail(f, bad_id ? "'%s' token ids must be in the vocabulary"
+                              : "'%s' must be a string, an array of token ids, or an array of those (a prompt each)",
+                    "prompt");
+    size_t len;
+    if (echo && bn_engine_detokenize(a->engine, out->ids, out->n, &out->echo, &len, &err))
+        return fail(f, "'%s' token ids must be in the vocabulary", "prompt");
+    return true;
+}
+
+// prompt: OpenAI's four forms, one prompt (a string, an array of token ids) or
+// an array of them, each with n choices (at most BN_JOB_MAX_CHOICES in all).
+static bool completion_prompts(const bn_api *a, fields *f, bn_job_params *p) {
+    const cJSON *v = field(f, "prompt");
+    const bool many = cJSON_IsArray(v) && v->child && (cJSON_IsString(v->child) || cJSON_IsArray(v->child));
+    const int n = many ? cJSON_GetArraySize(v) : 1;
+    if ((long)n * p->n > BN_JOB_MAX_CHOICES) {
+        char fmt[96];
+        snprintf(fmt, sizeof fmt, "'%%s' times n must be at most %d choices", BN_JOB_MAX_CHOICES);
+        return fail(f, fmt, "prompt");
+    }
+    if (!(p->prompts = calloc((size_t)n, sizeof *p->prompts))) return fail(f, "out of memory (%s)", "prompt");
+    p->n_prompts = n;
+    const cJSON *e = many ? v->child : v;
+    for (int i = 0; i < n; i++, e = e->next)
+        if (!one_prompt(a, f, e, p->echo, &p->prompts[i])) return false;
+    return true;
 }
 
 static void generate(const bn_api *a, const char *body, size_t len, bool chat, bn_api_reply *r) {
@@ -375,23 +418,26 @@ static void generate(const bn_api *a, const char *body, size_t len, bool chat, b
     const cJSON *t;
     // serve -n, else OpenAI's defaults: a completion stops after 16 tokens, a chat reply at its end.
     const int default_max = a->max_tokens >= 0 ? a->max_tokens : chat ? 0 : 16;
-    bool ok = get_params(a, &f, &p, &r->stream, default_max) && get_logit_bias(a, &f, &p) &&
+    bool ok = get_params(a, &f, &p, &r->stream, default_max) && get_echo(&f, chat, &p) && get_logit_bias(a, &f, &p) &&
               get_logprobs(&f, chat, &p) && get_response_format(&f, &p) && refuse_unsupported(&f) &&
               (chat ? get_tools(&f, &p, &tools) && chat_prompt(a, &f, &p, &tools)
                     : (!(t = field(&f, "tools")) || (cJSON_IsArray(t) && !t->child) ||
-                       fail(&f, "'%s' is for chat completions", "tools")) && completion_prompt(a, &f, &p));
+                       fail(&f, "'%s' is for chat completions", "tools")) && completion_prompts(a, &f, &p));
     bn_tools_free(&tools);
     cJSON_Delete(o);
     if (!ok) {
         bn_job_params_free(&p);
         return;
     }
-    if (p.n_prompt > (size_t)a->n_ctx) {
-        reply_error(r, 400, "context_length_exceeded",
-                    "the prompt is %zu tokens, more than the context of %d tokens", p.n_prompt, a->n_ctx);
-        bn_job_params_free(&p);
-        return;
-    }
+    for (int i = 0; i < p.n_prompts; i++)
+        if (p.prompts[i].n > (size_t)a->n_ctx) {
+            char which[32] = "the prompt";
+            if (p.n_prompts > 1) snprintf(which, sizeof which, "prompt %d", i);
+            reply_error(r, 400, "context_length_exceeded", "%s is %zu tokens, more than the context of %d tokens",
+                        which, p.prompts[i].n, a->n_ctx);
+            bn_job_params_free(&p);
+            return;
+        }
     pthread_mutex_lock(&mu);
     const unsigned long id = ++serial;
     pthread_mutex_unlock(&mu);
@@ -481,15 +527,20 @@ static void metrics(const bn_api *a, bn_api_reply *r) {
     r->content_type = "text/plain; version=0.0.4";
 }
 
-// llama.cpp's /tokenize: {"content", "add_special", "parse_special", "with_pieces"}.
+// llama.cpp's /tokenize: {"content", "add_special", "parse_special",
+// "with_pieces"}, or vLLM's {"prompt", "add_special_tokens"} (lm-evaluation-
+// harness's remote tokenizer), which adds the BOS unless told not to; special
+// tokens' text is parsed either way unless parse_special is false.
 static void tokenize(const bn_api *a, const char *body, size_t len, bn_api_reply *r) {
     cJSON *o = parse_object(body, len, r);
     if (!o) return;
     fields f = {o, r, false};
-    const cJSON *content = field(&f, "content");
-    bool add_special = false, parse_special = true, pieces = false;
-    if (!cJSON_IsString(content)) fail(&f, "'%s' must be a string", "content");
-    get_bool(&f, "add_special", &add_special);
+    const bool vllm = !field(&f, "content") && field(&f, "prompt");
+    const char *key = vllm ? "prompt" : "content";
+    const cJSON *content = field(&f, key);
+    bool add_special = vllm, parse_special = true, pieces = false;
+    if (!cJSON_IsString(content)) fail(&f, "'%s' must be a string", key);
+    get_bool(&f, vllm ? "add_special_tokens" : "add_special", &add_special);
     get_bool(&f, "parse_special", &parse_special);
     get_bool(&f, "with_pieces", &pieces);
     int32_t *ids = NULL;
@@ -503,10 +554,15 @@ static void tokenize(const bn_api *a, const char *body, size_t len, bn_api_reply
     for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, pieces ? bn_piece_json(a->engine, ids[i])
                                                                      : cJSON_CreateNumber(ids[i]));
     free(ids);
+    if (vllm) {
+        cJSON_AddNumberToObject(out, "count", (double)n);
+        cJSON_AddNumberToObject(out, "max_model_len", a->n_ctx);
+    }
     reply_json(r, out);
 }
 
-// llama.cpp's /detokenize: {"tokens": [ids]} -> {"content"}.
+// llama.cpp's /detokenize: {"tokens": [ids]} -> {"content"}, and the same
+// text as vLLM's "prompt".
 static void detokenize(const bn_api *a, const char *body, size_t len, bn_api_reply *r) {
     cJSON *o = parse_object(body, len, r);
     if (!o) return;
@@ -523,8 +579,27 @@ static void detokenize(const bn_api *a, const char *body, size_t len, bn_api_rep
     if (!ok) return reply_error(r, 400, "invalid_value", "'tokens' must be an array of token ids in the vocabulary");
     cJSON *out = cJSON_CreateObject();
     cJSON_AddItemToObject(out, "content", bn_text_json(text, len_text));
+    cJSON_AddItemToObject(out, "prompt", bn_text_json(text, len_text));
     free(text);
     reply_json(r, out);
+}
+
+// vLLM's /tokenizer_info, as lm-evaluation-harness's remote tokenizer reads it:
+// the BOS and EOS tokens' text (null: none), whether a text prompt gets the BOS,
+// and the context.
+static void tokenizer_info(const bn_api *a, bn_api_reply *r) {
+    cJSON *o = cJSON_CreateObject();
+    const int32_t special[2] = {bn_engine_bos(a->engine), bn_engine_eos(a->engine)};
+    static const char *const names[2] = {"bos_token", "eos_token"};
+    for (int i = 0; i < 2; i++) {
+        size_t n = 0;
+        const char *text = special[i] >= 0 ? bn_engine_token_bytes(a->engine, special[i], &n) : NULL;
+        cJSON_AddItemToObject(o, names[i], text ? bn_text_json(text, n) : cJSON_CreateNull());
+    }
+    cJSON_AddBoolToObject(o, "add_bos_token", bn_engine_add_bos(a->engine));
+    cJSON_AddNumberToObject(o, "model_max_length", a->n_ctx);
+    cJSON_AddStringToObject(o, "tokenizer_class", "bitnet-gpu");
+    reply_json(r, o);
 }
 
 void bn_api_handle(const bn_api *a, const char *method, const char *path, const char *body,
@@ -533,7 +608,8 @@ void bn_api_handle(const bn_api *a, const char *method, const char *path, const 
     static const struct {
         const char *path, *method;
     } routes[] = {{"/v1/chat/completions", "POST"}, {"/v1/completions", "POST"}, {"/v1/models", "GET"},
-                  {"/health", "GET"}, {"/tokenize", "POST"}, {"/detokenize", "POST"}, {"/metrics", "GET"}};
+                  {"/health", "GET"}, {"/tokenize", "POST"}, {"/detokenize", "POST"}, {"/metrics", "GET"},
+                  {"/tokenizer_info", "GET"}};
     size_t i = 0;
     while (i < sizeof routes / sizeof routes[0] && strcmp(routes[i].path, path)) i++;
     if (i == sizeof routes / sizeof routes[0])
@@ -547,6 +623,7 @@ void bn_api_handle(const bn_api *a, const char *method, const char *path, const 
     case 3: health(a, r); break;
     case 4: tokenize(a, body, len, r); break;
     case 5: detokenize(a, body, len, r); break;
-    default: metrics(a, r); break;
+    case 6: metrics(a, r); break;
+    default: tokenizer_info(a, r); break;
     }
 }

@@ -65,8 +65,10 @@ static char *token_key(const bn_engine *e, int32_t id, size_t *len) {
 // Choice i's logprobs for the tokens in out (out NULL, or none asked for: null).
 // Chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}.
 // Completion: {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}],
-// "text_offset"}, the offsets in bytes of generated text, counted on from the
-// stream's earlier chunks (r->choice[i].text_offset).
+// "text_offset"}, the offsets in bytes of the choice's text, counted on from
+// the stream's earlier chunks (r->choice[i].text_offset). With echo the
+// prompt's tokens come first, the first of them with null for its
+// log-probability and alternatives (nothing precedes it), as OpenAI writes it.
 static cJSON *logprobs_json(const bn_api *a, bn_api_reply *r, int i, const bn_job_output *out) {
     if (!r->logprobs || !out) return cJSON_CreateNull();
     const bn_job_logprob *lp = (const bn_job_logprob *)out->logprobs.data;
@@ -90,9 +92,13 @@ static cJSON *logprobs_json(const bn_api *a, bn_api_reply *r, int i, const bn_jo
         char *key = token_key(a->engine, lp[t].id, &len);
         cJSON_AddItemToArray(tokens, cJSON_CreateString(key ? key : ""));
         free(key);
-        cJSON_AddItemToArray(values, cJSON_CreateNumber(lp[t].logprob));
+        cJSON_AddItemToArray(values, lp[t].first ? cJSON_CreateNull() : cJSON_CreateNumber(lp[t].logprob));
         cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)r->choice[i].text_offset));
-        r->choice[i].text_offset += len;
+        r->choice[i].text_offset += lp[t].unseen ? 0 : len; // an added BOS is not in the echoed text
+        if (lp[t].first) {
+            cJSON_AddItemToArray(tops, cJSON_CreateNull());
+            continue;
+        }
         cJSON *top = cJSON_CreateObject();
         for (int j = 0; j < lp[t].n_top; j++) { // keys are unique; should two tokens spell one, the likelier
             key = token_key(a->engine, lp[t].top[j].id, &len);

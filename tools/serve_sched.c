@@ -18,6 +18,7 @@
 // One choice of a job: its slot, and what it produced that bn_job_wait has not taken.
 typedef struct choice {
     int slot;          // -1 while waiting for one, or ended
+    bool begun;        // its first token came (and its prompt's echo went out)
     bn_job_output out;
 } choice;
 
@@ -57,7 +58,11 @@ struct bn_sched {
 };
 
 void bn_job_params_free(bn_job_params *p) {
-    free(p->prompt);
+    for (int i = 0; i < p->n_prompts; i++) {
+        free(p->prompts[i].ids);
+        free(p->prompts[i].echo);
+    }
+    free(p->prompts);
     for (size_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
     free(p->stop);
     free(p->json_schema);
@@ -81,14 +86,18 @@ static void unref(bn_job *j) {
     if (--j->refs == 0) free_job(j);
 }
 
-// Counts an ending choice in the stats (the mutex is held).
-static void count_end(bn_sched *s, const bn_job *j, const bn_choice_state *c, int status) {
+// Choice c's prompt.
+static const bn_job_prompt *prompt_of(const bn_job *j, int c) { return &j->p.prompts[c / j->p.n]; }
+
+// Counts ending choice k in the stats (the mutex is held).
+static void count_end(bn_sched *s, const bn_job *j, int k, int status) {
+    const bn_choice_state *c = &j->st.choice[k];
     bn_sched_stats *t = &s->stats;
     t->ended[status == 503 ? BN_ENDED_CANCELLED
              : status      ? BN_ENDED_ERROR
              : c->stop == BN_STOP_EOG || c->stop == BN_STOP_STRING ? BN_ENDED_STOP
                                                                    : BN_ENDED_LENGTH]++;
-    t->prompt_tokens += c->n_gen ? (uint64_t)j->st.n_prompt : 0; // a choice that began
+    t->prompt_tokens += j->choice[k].begun ? (uint64_t)prompt_of(j, k)->n : 0;
     t->cached_tokens += (uint64_t)c->n_cached;
     t->generated_tokens += (uint64_t)c->n_gen;
     t->request_seconds += (bn_now_ms() - j->arrived_ms) / 1e3;
@@ -100,7 +109,7 @@ static void finish(bn_sched *s, bn_job *j, int c, bn_stop stop, int status, cons
     bn_choice_state *cs = &j->st.choice[c];
     cs->stop = stop;
     cs->done = true;
-    count_end(s, j, cs, status);
+    count_end(s, j, c, status);
     const int slot = j->choice[c].slot;
     if (slot >= 0) {
         bn_batch_remove(s->b, slot);
@@ -129,12 +138,14 @@ static const char *why_ended(const bn_job *j) {
     return j->cancelled ? "the request was cancelled" : "the server is shutting down";
 }
 
-// Whether job j's next choice waits: its first choice has not begun generating,
-// and a choice that starts after that copies the prompt's K/V from it rather
-// than computing them again (bn_batch_shares_prompts).
+// Whether job j's next choice waits: it is not its prompt's first, that first
+// has not begun generating, and a choice that starts after that copies the
+// prompt's K/V from it rather than computing them again
+// (bn_batch_shares_prompts; not a prompt being scored, which takes no K/V).
 static bool waits_for_first(const bn_sched *s, const bn_job *j) {
-    return s->shares_prompts && !j->p.no_prefix_cache && j->n_admitted > 0 && !j->st.choice[0].n_gen &&
-           !j->st.choice[0].done;
+    const int c = j->n_admitted, first = c - c % j->p.n;
+    return s->shares_prompts && !j->p.no_prefix_cache && !(j->p.echo && j->p.logprobs) && c != first &&
+           !j->choice[first].begun && !j->st.choice[first].done;
 }
 
 // Between steps: cancelled and (when stopping) late choices leave, queued ones
@@ -166,12 +177,15 @@ static void between_steps(bn_sched *s) {
             finish(s, j, c, BN_STOP_CALLER, 503, why_ended(j));
             continue;
         }
-        bn_request r = {.prompt = j->p.prompt, .n_prompt = j->p.n_prompt, .max_tokens = j->p.max_tokens,
+        const bn_job_prompt *prompt = prompt_of(j, c);
+        bn_request r = {.prompt = prompt->ids, .n_prompt = prompt->n,
+                        .max_tokens = j->p.score_only ? 1 : j->p.max_tokens,
                         .sampling = j->p.sampling, .stop = (const char *const *)j->p.stop,
                         .n_stop = j->p.n_stop, .no_prefix_cache = j->p.no_prefix_cache,
                         .logprobs = j->p.logprobs, .top_logprobs = j->p.top_logprobs,
+                        .prompt_logprobs = j->p.echo && j->p.logprobs,
                         .json_object = j->p.json_object, .json_schema = j->p.json_schema};
-        r.sampling.seed += (uint64_t)c; // choice 0 is what n = 1 would give
+        r.sampling.seed += (uint64_t)(c % j->p.n); // choice 0 of a prompt is what n = 1 would give
         bn_error err;
         const int slot = bn_batch_add(s->b, &r, &err);
         if (slot < 0) {
@@ -183,26 +197,44 @@ static void between_steps(bn_sched *s) {
     }
 }
 
+// The echo of choice c's prompt at the start of its output: the prompt's text,
+// and with logprobs each prompt token's (ev: the choice's first event, which
+// carries them). Out of memory: the echo is lost, not the counts.
+static void echo_prompt(const bn_job *j, int c, const bn_batch_event *ev, bn_job_output *out) {
+    const bn_job_prompt *p = prompt_of(j, c);
+    if (p->echo) bn_buf_append(&out->text, p->echo, strlen(p->echo));
+    for (size_t i = 0; j->p.logprobs && ev->prompt_logprob && i < p->n; i++) {
+        bn_job_logprob lp = {.id = p->ids[i], .first = i == 0, .unseen = i == 0 && p->added_bos};
+        if (i) {
+            lp.logprob = ev->prompt_logprob[i];
+            lp.n_top = ev->n_top;
+            memcpy(lp.top, ev->prompt_top + i * (size_t)ev->n_top, (size_t)ev->n_top * sizeof *lp.top);
+        }
+        bn_buf_append(&out->logprobs, &lp, sizeof lp);
+    }
+}
+
 static void after_step(bn_sched *s, const bn_batch_event *ev, int n) {
     for (int i = 0; i < n; i++) {
         bn_job *j = s->slot[ev[i].slot].job;
         const int c = s->slot[ev[i].slot].choice;
         bn_job_output *out = &j->choice[c].out;
-        bn_buf_append(&out->text, ev[i].text, ev[i].len); // out of memory: the text is lost, not the counts
-        if (j->p.logprobs && ev[i].token >= 0 && !ev[i].eog) {
+        if (!j->choice[c].begun && j->p.echo) echo_prompt(j, c, &ev[i], out);
+        j->choice[c].begun = true;
+        if (!j->p.score_only) bn_buf_append(&out->text, ev[i].text, ev[i].len); // out of memory: the text is lost, not the counts
+        if (j->p.logprobs && !j->p.score_only && ev[i].token >= 0 && !ev[i].eog) {
             bn_job_logprob lp = {.id = ev[i].token, .logprob = ev[i].logprob, .n_top = ev[i].n_top};
             memcpy(lp.top, ev[i].top, (size_t)ev[i].n_top * sizeof *lp.top);
             bn_buf_append(&out->logprobs, &lp, sizeof lp);
         }
-        j->st.n_prompt = ev[i].n_prompt;
-        j->st.choice[c].n_gen = ev[i].n_gen;
+        j->st.choice[c].n_gen = j->p.score_only ? 0 : ev[i].n_gen;
         j->st.choice[c].n_cached = ev[i].n_cached;
         if (!j->got_first) {
             j->got_first = true;
             s->stats.first_tokens++;
             s->stats.first_token_seconds += (bn_now_ms() - j->arrived_ms) / 1e3;
         }
-        if (ev[i].done) finish(s, j, c, ev[i].stop, 0, NULL);
+        if (ev[i].done) finish(s, j, c, j->p.score_only ? BN_STOP_LENGTH : ev[i].stop, 0, NULL);
         else pthread_cond_signal(&j->cond);
     }
 }
@@ -278,14 +310,16 @@ void bn_sched_free(bn_sched *s) {
 }
 
 bn_job *bn_sched_submit(bn_sched *s, bn_job_params *p) {
-    if (p->n_choices < 1) p->n_choices = 1;
-    bn_job *j = p->n_choices <= BN_JOB_MAX_CHOICES ? calloc(1, sizeof *j) : NULL;
+    if (p->n < 1) p->n = 1;
+    p->n_choices = p->n_prompts * p->n;
+    bn_job *j = p->n_prompts >= 1 && p->n_choices <= BN_JOB_MAX_CHOICES ? calloc(1, sizeof *j) : NULL;
     if (j && !(j->choice = calloc((size_t)p->n_choices, sizeof *j->choice))) free(j), j = NULL;
     if (j) {
         j->p = *p;
         j->s = s;
         for (int c = 0; c < p->n_choices; c++) j->choice[c].slot = -1;
         j->st.n_choices = p->n_choices;
+        for (int i = 0; i < p->n_prompts; i++) j->st.n_prompt += (int)p->prompts[i].n;
         j->refs = 2;
         j->arrived_ms = bn_now_ms();
         pthread_condattr_t ca;

@@ -1,10 +1,11 @@
 // serve_sched.h - the server's scheduler: one thread owns the bn_batch and runs
 // its steps; HTTP handler threads submit jobs and wait for their text.
 //
-// A job is a generation request: n choices (OpenAI's "n"), each a sequence of
-// its own in a slot of the batch. Choices enter slots as they free up, in the
-// order their jobs came, except that a job's later choices wait for its first
-// to begin generating (serve_sched.c), letting the jobs behind pass. The handler that submitted it and the scheduler each
+// A job is a generation request: n choices (OpenAI's "n") of each of its
+// prompts (a completion may give several), each a sequence of its own in a slot
+// of the batch. Choices enter slots as they free up, in the order their jobs
+// came, except that a prompt's later choices wait for its first to begin
+// generating (serve_sched.c), letting the jobs behind pass. The handler that submitted it and the scheduler each
 // hold a reference; the last bn_job_release frees it. All job state is guarded
 // by the scheduler's one mutex; each job has its own condition variable,
 // signalled when new text arrives for any choice or one ends.
@@ -23,11 +24,19 @@ typedef struct bn_job bn_job;
 
 #define BN_JOB_MAX_CHOICES 128 // OpenAI's most
 
-// What a job generates from. bn_sched_submit takes the malloc'd prompt and stop
+// One prompt of a job.
+typedef struct bn_job_prompt {
+    int32_t *ids;    // malloc'd
+    size_t n;
+    char *echo;      // with echo, malloc'd: the prompt's text, which its choices' text begins with
+    bool added_bos;  // ids[0] is a BOS the server put before a text prompt: not in that text
+} bn_job_prompt;
+
+// What a job generates from. bn_sched_submit takes the malloc'd prompts and stop
 // strings over (they are freed with the job, also on failure).
 typedef struct bn_job_params {
-    int32_t *prompt;
-    size_t n_prompt;
+    bn_job_prompt *prompts; // n_prompts of them, malloc'd
+    int n_prompts;
     int max_tokens;
     bn_sampling sampling;
     char **stop; // n_stop malloc'd strings, in a malloc'd array
@@ -40,18 +49,27 @@ typedef struct bn_job_params {
     bn_logit_bias *logit_bias; // malloc'd, the request's: sampling.logit_bias points here, or
                                // (none given) into serve's flags (bn_api.sampling), alive as long
     size_t n_logit_bias;
-    int n_choices;        // 1..BN_JOB_MAX_CHOICES (0: 1); choice i samples with sampling.seed + i
+    int n;                // choices per prompt (OpenAI's n; 0: 1): choice c is prompt c / n's,
+                          // sampled with sampling.seed + c % n (so choice 0 of each is its n = 1 reply)
+    int n_choices;        // n_prompts * n, at most BN_JOB_MAX_CHOICES (set by bn_sched_submit)
+    bool echo;            // each choice's text begins with its prompt's echo, and with logprobs its
+                          // logprobs with the prompt's tokens' (bn_request.prompt_logprobs)
+    bool score_only;      // with echo, max_tokens 0: the prompt alone (the one token the batch
+                          // samples after it is dropped)
 } bn_job_params;
 
 // Frees the prompt, stop strings, schema and logit biases and zeroes p.
 void bn_job_params_free(bn_job_params *p);
 
-// With logprobs, one per generated token (an end-of-generation token has none).
+// With logprobs, one per generated token (an end-of-generation token has none),
+// after one per prompt token with echo.
 typedef struct bn_job_logprob {
     int32_t id;
     float logprob;
     int n_top;
     bn_token_logprob top[BN_TOP_LOGPROBS_MAX];
+    bool first;  // the prompt's first token: nothing precedes it, so no log-probability
+    bool unseen; // a BOS the server added (bn_job_prompt.added_bos): not in the echoed text
 } bn_job_logprob;
 
 // What a choice produced: its text, and with logprobs the tokens' bn_job_logprob
@@ -72,7 +90,7 @@ typedef struct bn_choice_state {
 // How a job stands.
 typedef struct bn_job_state {
     bool done;       // every choice
-    int n_prompt;    // tokens (once a choice has begun)
+    int n_prompt;    // tokens of all its prompts
     char error[512]; // set when a choice failed: the request failed (its other choices are
     int status;      // cancelled); the HTTP status it calls for (400, 503, 500)
     int n_choices;
