@@ -56,9 +56,11 @@ fi
 # The official openai Python client, which test_serve talks to the server through,
 # Prometheus's own client, whose parser reads the server's /metrics, and
 # jsonschema (with rfc3339-validator for its date-time checks), which judges
-# the server's structured replies and the JSON Schema automaton: in the
+# the server's structured replies and the JSON Schema automaton, and
+# EleutherAI's lm-evaluation-harness (lm-eval, with the extras its API models
+# import), which tests/test_lm_eval.py runs against the server: in the
 # project's own venv (.venv), not the system's Python, at the versions
-# python/requirements-test.txt pins.
+# python/requirements-test.txt and tests/requirements-lm-eval.txt pin.
 if [ "$want_python" = 1 ]; then
   root="$(cd "$(dirname "$0")/.." && pwd)"
   pin() {
@@ -69,11 +71,14 @@ if [ "$want_python" = 1 ]; then
   }
   specs=()
   for p in openai prometheus-client jsonschema rfc3339-validator six; do specs+=("$p==$(pin "$p")"); done
+  lm_eval=$(sed -n 's/^lm-eval\[api\]==\([^ #]*\).*/\1/p' "$root/tests/requirements-lm-eval.txt")
+  [ -n "$lm_eval" ] || { echo "error: no lm-eval[api]==VERSION in tests/requirements-lm-eval.txt" >&2; exit 1; }
+  specs+=("lm-eval==$lm_eval")
   venv=$root/.venv
   if ! "$venv/bin/python3" -c "import sys; from importlib.metadata import version
 sys.exit(any(version(n) != v for n, v in (s.split('==') for s in sys.argv[1:])))" "${specs[@]}" 2>/dev/null; then
     echo "deps: installing ${specs[*]} into .venv" >&2
     python3 -m venv "$venv"
-    "$venv/bin/python3" -m pip install -q --disable-pip-version-check "${specs[@]}"
+    "$venv/bin/python3" -m pip install -q --disable-pip-version-check "${specs[@]/#lm-eval==/lm-eval[api]==}"
   fi
 fi

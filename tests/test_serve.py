@@ -59,9 +59,9 @@ PROMPTS = ["2+2=", "The capital of France is", "Once upon a time", "def fib(n):"
 class Server:
     """bitnet-gpu serve on a free port of 127.0.0.1; stderr goes to a log file."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, model=MODEL, ctx=CTX):
         self.log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"test_serve.{os.getpid()}.log"), "w+")
-        self.proc = subprocess.Popen([CLI, "serve", "-m", MODEL, "--port", "0", "-t", "2", "-c", str(CTX), *args],
+        self.proc = subprocess.Popen([CLI, "serve", "-m", model, "--port", "0", "-t", "2", "-c", str(ctx), *args],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 120
         while True:
