@@ -33,9 +33,6 @@
 #include "sampler.h"
 
 #define BN_DEFAULT_STEP_TOKENS 512
-// Tokens of a prompt being scored per forward call: 16 MB of logits for a
-// 128256-token vocabulary.
-#define BN_SCORE_ROWS 32
 
 // Schemas compiled for requests, kept beyond the slots that use them (this
 // many more): requests that give the same schema text share one compilation,
@@ -498,12 +495,9 @@ static int score_prompt(bn_batch *b, int *was, bn_error *err) {
     gather_run(b, k, 0, n, &run);
     s->in_step = false; // its last prompt token may still go in this step's call
     if (b->be.ops->forward(b->be.be, b->tok, b->pos, b->seq, n, b->score_rows, true, err)) return -2;
-    for (int j = 0; j < n; j++) {
-        const int i = s->n_past + j + 1; // the prompt token row j predicts
-        bn_logprob_row_read(&b->lp, b->score_rows + (size_t)j * V, V, s->top_logprobs,
-                            s->prompt_top + (size_t)i * s->top_logprobs);
-        s->prompt_lp[i] = bn_logprob_row_of(&b->lp, s->hist[i]);
-    }
+    const int i = s->n_past + 1; // the prompt token row 0 predicts
+    bn_logprob_rows_score(&b->lp, b->score_rows, n, V, s->hist + i, s->top_logprobs, s->prompt_lp + i,
+                          s->prompt_top + (size_t)i * s->top_logprobs);
     s->n_past += n;
     return k;
 }

@@ -294,6 +294,15 @@ BN_API int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float
 // (row i follows tokens[i]), as a perplexity needs them.
 BN_API int bn_session_eval_all(bn_session *s, const int32_t *tokens, size_t n, float *logits,
                                bn_error *err);
+// Scores a text, as an evaluation (lm-evaluation-harness) does: the session
+// forgets what it holds and is fed tokens[0..n) (n >= 1; its cache then holds
+// them, as a generation's prompt, for bn_session_keep_prefix), and for each
+// token i >= 1 logprob[i] = log P(tokens[i] | tokens[0..i)), the log-softmax of
+// the raw logits, and its top_logprobs (0..BN_TOP_LOGPROBS_MAX) likeliest
+// tokens' at top[i * top_logprobs ..] (most likely first; top may be NULL when
+// top_logprobs is 0). logprob[0] is NaN: nothing precedes it.
+BN_API int bn_session_score(bn_session *s, const int32_t *tokens, size_t n, int top_logprobs, float *logprob,
+                            bn_token_logprob *top, bn_error *err);
 
 // ---- batch: many sequences on one backend (continuous batching) -----------------------
 // A batch is one backend whose KV cache has n_slots sequence slots of n_ctx

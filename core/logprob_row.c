@@ -31,3 +31,11 @@ void bn_logprob_row_read(bn_logprob_row *r, const float *row, int32_t n_vocab, i
 float bn_logprob_row_of(const bn_logprob_row *r, int32_t id) {
     return (float)bn_logprob(r->raw, id, r->max, r->log_sum);
 }
+
+void bn_logprob_rows_score(bn_logprob_row *r, const float *rows, int n_rows, int32_t n_vocab,
+                           const int32_t *next, int n_top, float *logprob, bn_token_logprob *top) {
+    for (int j = 0; j < n_rows; j++) {
+        bn_logprob_row_read(r, rows + (size_t)j * n_vocab, n_vocab, n_top, n_top ? top + (size_t)j * n_top : top);
+        logprob[j] = bn_logprob_row_of(r, next[j]);
+    }
+}

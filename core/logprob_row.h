@@ -32,4 +32,15 @@ void bn_logprob_row_read(bn_logprob_row *r, const float *row, int32_t n_vocab, i
 // After: the log-probability of token id in the row bn_logprob_row_read kept.
 float bn_logprob_row_of(const bn_logprob_row *r, int32_t id);
 
+// Prompt logprobs (bn_request.prompt_logprobs, bn_session_score) are read from
+// forward calls of at most this many rows: 16 MB of logits for a 128256-token
+// vocabulary.
+#define BN_SCORE_ROWS 32
+
+// Scoring a text: row j of rows (n_rows rows of n_vocab logits) predicts
+// next[j], whose log-probability goes to logprob[j] and its n_top likeliest
+// tokens' to top[j * n_top ..].
+void bn_logprob_rows_score(bn_logprob_row *r, const float *rows, int n_rows, int32_t n_vocab,
+                           const int32_t *next, int n_top, float *logprob, bn_token_logprob *top);
+
 #endif

@@ -11,6 +11,7 @@
 // holds what its own steps would have put there. While on the CPU, a prompt
 // goes in chunks of BN_CPU_START_CHUNK tokens, with a chance to move after
 // each, so a long prompt is not left to the CPU once the GPU is ready.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -390,4 +391,37 @@ int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float *logit
 
 int bn_session_eval_all(bn_session *s, const int32_t *tokens, size_t n, float *logits, bn_error *err) {
     return eval(s, tokens, n, logits, true, err);
+}
+
+// From position 0, BN_SCORE_ROWS tokens a forward call, each with its row.
+int bn_session_score(bn_session *s, const int32_t *tokens, size_t n, int top_logprobs, float *logprob,
+                     bn_token_logprob *top, bn_error *err) {
+    const int32_t V = (int32_t)s->engine->model->hp.n_vocab;
+    if (n < 1) return bn_errorf(err, "nothing to score");
+    if (top_logprobs < 0 || top_logprobs > BN_TOP_LOGPROBS_MAX)
+        return bn_errorf(err, "top_logprobs must be in 0..%d (got %d)", BN_TOP_LOGPROBS_MAX, top_logprobs);
+    if (bn_engine_check_ids(s->engine, tokens, n, err)) return -1;
+    const int n_top = top_logprobs < V ? top_logprobs : V;
+    float *rows = malloc((size_t)BN_SCORE_ROWS * V * sizeof *rows);
+    if (!rows || (!s->lp.raw && bn_logprob_row_init(&s->lp, V))) {
+        free(rows);
+        return bn_errorf(err, "out of memory for %d rows of logits", BN_SCORE_ROWS);
+    }
+    bn_session_reset(s);
+    int rc = append_tokens(s, tokens, n, err) || settle_opening(s, false, err) ? -1 : 0;
+    logprob[0] = NAN;
+    if (n_top) memset(top, 0, (size_t)n_top * sizeof *top);
+    while (rc == 0 && s->n_past < s->n_hist) {
+        const int m = s->n_hist - s->n_past < BN_SCORE_ROWS ? s->n_hist - s->n_past : BN_SCORE_ROWS;
+        rc = s->be.ops->forward(s->be.be, s->history + s->n_past, s->pos + s->n_past, NULL, m, rows, true, err);
+        if (rc) break;
+        // Row j predicts token n_past + j + 1; the last token's row predicts nothing here.
+        const int i = s->n_past + 1, scored = i + m <= (int)n ? m : m - 1;
+        bn_logprob_rows_score(&s->lp, rows, scored, V, tokens + i, n_top, logprob + i,
+                              n_top ? top + (size_t)i * n_top : top);
+        s->n_past += m;
+    }
+    if (rc) s->n_hist = s->n_past; // the chunks fed before the failure stay
+    free(rows);
+    return rc;
 }

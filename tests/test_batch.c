@@ -849,7 +849,8 @@ static bn_request scoring_request(const int32_t *ids, int n, int max_tokens) {
 // for bit, whether the prompt is scored in one call or in chunks of 5 beside a
 // greedy neighbour (whose tokens do not change). The sampled tokens are those
 // of the prompt generated alone, the slot takes nothing from the prompt cache,
-// and prompt_logprobs without logprobs is an error.
+// and prompt_logprobs without logprobs is an error. A session's
+// bn_session_score gives the same values.
 static void test_batch_prompt_logprobs(void **state) {
     (void)state;
     REQUIRE_MODEL();
@@ -896,6 +897,28 @@ static void test_batch_prompt_logprobs(void **state) {
             assert_memory_equal(got[1].r.ids, neighbour.ids, sizeof(int32_t) * (size_t)neighbour.n_ids);
         }
     }
+    // A session scores the same text alike (bn_session_score), and keeps it as a
+    // prompt's cache.
+    float lp[N_CTX];
+    bn_token_logprob top[N_CTX * PLP_TOP];
+    if (bn_session_create(fx.engine, &sp, &sess, &err) || bn_session_score(sess, ids, (size_t)n, PLP_TOP, lp, top, &err))
+        fail_msg("%s", err.msg);
+    assert_true(isnan(lp[0]));
+    for (int i = 1; i < n; i++) {
+        const float *row = rows + (size_t)(i - 1) * n_vocab;
+        assert_true(fabs(lp[i] - log_softmax_at(row, n_vocab, ids[i])) <= 1e-4);
+        int32_t best[PLP_TOP];
+        likeliest(row, n_vocab, PLP_TOP, best);
+        for (int j = 0; j < PLP_TOP; j++) assert_int_equal(top[i * PLP_TOP + j].id, best[j]);
+    }
+    assert_int_equal(bn_session_pos(sess), n);
+    assert_int_equal(bn_session_keep_prefix(sess, ids, (size_t)n), n - 1);
+    assert_int_equal(bn_session_score(sess, ids, 1, 0, lp, NULL, &err), 0); // one token: nothing to score
+    assert_true(isnan(lp[0]));
+    assert_int_equal(bn_session_score(sess, ids, 0, 0, lp, NULL, &err), -1);
+    assert_int_equal(bn_session_score(sess, ids, 2, BN_TOP_LOGPROBS_MAX + 1, lp, top, &err), -1);
+    assert_non_null(strstr(err.msg, "top_logprobs"));
+    bn_session_free(sess);
     free(rows);
     bn_batch *b = open_batch(1, 0);
     plain.prompt_logprobs = true;
