@@ -160,6 +160,7 @@ _API = {
     "bn_session_n_ctx": (c_int, [c_void_p]),
     "bn_session_reset": (None, [c_void_p]),
     "bn_session_keep_prefix": (c_int, [c_void_p, POINTER(c_int32), c_size_t]),
+    "bn_session_score": (c_int, [c_void_p, POINTER(c_int32), c_size_t, c_int, POINTER(c_float), POINTER(TokenLogprob), _E]),
     "bn_session_generate": (
         c_int,
         [c_void_p, POINTER(c_int32), c_size_t, c_int, POINTER(Sampling), TOKEN_FN, c_void_p, POINTER(Timings), _E],

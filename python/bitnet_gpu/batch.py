@@ -27,10 +27,12 @@ class _Job:
     """One request: what it asks, in the C library's types (converted here, in
     the caller's thread, where a bad argument raises), and its stream's queue."""
 
-    def __init__(self, ids, max_tokens, sp, stop, cache_prompt, json_schema, top_logprobs, emit):
+    def __init__(self, ids, max_tokens, sp, stop, cache_prompt, json_schema, top_logprobs, emit, score=False):
         self.ids, self.max_tokens, self.sp, self.cache_prompt = list(ids), max_tokens, sp, cache_prompt
         self.top_logprobs = top_logprobs  # None: no logprobs
         self.logprobs = None if top_logprobs is None else []
+        self.score = score  # the prompt's logprobs too (bn_request.prompt_logprobs), into prompt_logprobs
+        self.prompt_logprobs = None
         self.json_schema = json_schema_text(json_schema)
         self.c_ids = (ctypes.c_int32 * len(self.ids))(*self.ids)
         # A stop string that is not valid UTF-8 (a lone surrogate) can never match
@@ -64,7 +66,7 @@ class BatchStream(Stream):
     """A BatchEngine's generation as it comes: Stream's interface (iterate for
     Piece(text, id); `result`; cancel(), close()), fed by the scheduler thread."""
 
-    def __init__(self, engine, job_args, result=None):
+    def __init__(self, engine, job_args, result=None, score=False):
         self.result: Optional[Completion] = None
         self._queue = queue.SimpleQueue()
         self._done = False
@@ -73,7 +75,7 @@ class BatchStream(Stream):
             self._queue.put(result)
             self._queue.put(None)
             return
-        self._job = _Job(*job_args, emit=self._queue.put)
+        self._job = _Job(*job_args, emit=self._queue.put, score=score)
         engine._submit(self._job)
 
     def cancel(self):
@@ -161,6 +163,16 @@ class BatchEngine(Model):
             pass
         return s.result
 
+    def _score(self, ids, top_logprobs):
+        """A request with the prompt's logprobs (bn_request.prompt_logprobs) and one greedy token,
+        which is dropped."""
+        if not self._b:
+            raise BitnetError("the engine is closed")
+        s = BatchStream(self, (ids, 1, self.sampling(greedy=True), None, True, None, top_logprobs), score=True)
+        for _ in s:
+            pass
+        return s._job.prompt_logprobs
+
     def _submit(self, job):
         with self._cond:
             if self._closing:
@@ -176,7 +188,7 @@ class BatchEngine(Model):
         req = N.Request(prompt=job.c_ids, n_prompt=len(job.ids), max_tokens=job.max_tokens, sampling=job.sp,
                         stop=job.c_stops, n_stop=job.n_stops, no_prefix_cache=not job.cache_prompt,
                         json_schema=job.json_schema, logprobs=job.logprobs is not None,
-                        top_logprobs=job.top_logprobs or 0)
+                        top_logprobs=job.top_logprobs or 0, prompt_logprobs=job.score)
         err = N.Error()
         slot = lib.bn_batch_add(self._b, ctypes.byref(req), ctypes.byref(err))
         if slot < 0:
@@ -246,6 +258,10 @@ class BatchEngine(Model):
     def _deliver(self, ev):
         job = self._active[ev.slot]
         job.first = job.first or time.perf_counter()
+        if job.score and job.prompt_logprobs is None:  # the prompt's, at its first event
+            k = ev.n_top
+            job.prompt_logprobs = [None] + [Logprob(job.ids[i], ev.prompt_logprob[i], N.top_pairs(ev.prompt_top[i * k:(i + 1) * k], k))
+                                            for i in range(1, len(job.ids))]
         text = job.decoder.decode(ctypes.string_at(ev.text, ev.len)) if ev.len else ""
         if ev.token >= 0 and not ev.eog:
             job.tokens.append(ev.token)

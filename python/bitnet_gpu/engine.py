@@ -501,6 +501,19 @@ class Model:
         return self._start(ids, max_tokens, stop, stream, sampling, cache_prompt, json_schema,
                            _top_logprobs(logprobs, top_logprobs))
 
+    def score(self, prompt: Prompt, top_logprobs: int = 0) -> List[Optional[Logprob]]:
+        """How likely the model finds a text (prompt: text, BOS added as generate() adds it,
+        or token ids), as an evaluation (lm-evaluation-harness) scores one: for each token,
+        its Logprob given the tokens before it (the log-softmax of the raw logits), with its
+        top_logprobs (0..20) likeliest alternatives'; None for the first token, which
+        nothing precedes. The engine then holds the text in its prompt cache, so a
+        generate() from the same prompt feeds only its last token again."""
+        ids = self.tokenize(prompt, bos=self.add_bos) if isinstance(prompt, str) else list(prompt)
+        return self._score(ids, _top_logprobs(True, top_logprobs))
+
+    def _score(self, ids, top_logprobs):
+        raise NotImplementedError
+
     def chat(self, messages: Sequence[dict], max_tokens: Optional[int] = None, *, stop=None,
              stream: bool = False, cache_prompt: bool = True, json_schema=None, logprobs: bool = False,
              top_logprobs: int = 0, tools=None, tool_choice=None, parallel_tool_calls=None,
@@ -657,6 +670,18 @@ class Engine(Model):
             return Stream(self, ids, n, sp, stop, cache_prompt, schema, logprobs)
         run = _Run(stop, logprobs=logprobs is not None)
         return self._generate(run, ids, n, sp, cache_prompt, schema, logprobs)
+
+    def _score(self, ids, top_logprobs):
+        n, err = len(ids), N.Error()
+        arr, lp = (ctypes.c_int32 * n)(*ids), (ctypes.c_float * max(n, 1))()
+        top = (N.TokenLogprob * max(n * top_logprobs, 1))()
+        with self._lock:
+            self._handle()
+            rc = lib.bn_session_score(self._s, arr, n, top_logprobs, lp, top, ctypes.byref(err))
+            self._read_backend()
+        _check(rc, err)
+        return [None] + [Logprob(ids[i], lp[i], N.top_pairs(top[i * top_logprobs:(i + 1) * top_logprobs], top_logprobs))
+                         for i in range(1, n)]
 
     def _generate(self, run, ids, max_tokens, sp, cache_prompt=True, schema=None, logprobs=None):
         arr = (ctypes.c_int32 * len(ids))(*ids)

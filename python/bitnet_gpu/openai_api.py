@@ -4,8 +4,13 @@
 its response shapes (usage counts, server-sent events when streaming, error
 objects); /v1/models lists the one model. bitnet_gpu.serve puts this behind
 Ray Serve. Parameters OpenAI has and this server cannot honour (best_of,
-echo, ...) are refused, not ignored. n (1..128) asks for several choices of
-one prompt, generated one after another (side by side on a BatchEngine, which
+suffix, ...) are refused, not ignored. A completion's prompt may be several
+(an array of strings or of token-id arrays), each with n choices, prompt i's
+choice j at index i * n + j. echo begins each choice's text with its prompt's,
+and with logprobs its entries with the prompt tokens' (Engine.score: the first
+null), as lm-evaluation-harness reads them; max_tokens 0 then scores the prompt
+alone. n (1..128 choices in all) asks for several choices of
+each prompt, generated one after another (side by side on a BatchEngine, which
 feeds their prompt once):
 choice i samples with seed + i, so choice 0 is the reply n = 1 gives; a
 request without a seed draws a fresh one for each choice (the C server draws
@@ -27,13 +32,17 @@ import os
 import time
 import uuid
 
-from .engine import TOP_LOGPROBS_MAX, BitnetError, Engine, chat_tools_reply, chat_tools_request, json_schema_text
+from dataclasses import dataclass
+from typing import List, Optional
+
+from .batch import BatchStream
+from .engine import (TOP_LOGPROBS_MAX, BitnetError, Completion, Engine, Logprob, Timings, chat_tools_reply,
+                     chat_tools_request, json_schema_text)
 
 # Parameters that would change the answer in ways this server does not
 # implement, with the values that mean "off" (null always does).
 _UNSUPPORTED = {
     "best_of": (1,),
-    "echo": (False,),
     "suffix": ("",),
     "functions": ([],),
 }
@@ -177,14 +186,38 @@ def _token_key(b):
     return "bytes:" + "".join(f"\\x{c:02x}" for c in b)
 
 
-def _max_tokens(body, names, default):
+def _max_tokens(body, names, default, echo=False):
+    """0 only with echo: the prompt scored alone."""
     for name in names:
         v = body.get(name)
         if v is not None:
-            if not _is_int(v) or v < 1:
-                raise _bad(f"'{name}' must be an integer >= 1", name)
+            if not _is_int(v) or v < (0 if echo else 1):
+                raise _bad(f"'{name}' must be an integer >= 1 (0 only with \"echo\": true: the prompt scored alone)",
+                           name)
             return v
     return default
+
+
+def _echo(body, chat):
+    echo = body.get("echo")
+    if echo is None:
+        return False
+    if not isinstance(echo, bool):
+        raise _bad("'echo' must be true or false", "echo")
+    if echo and chat:
+        raise _bad("'echo' is for completions", "echo")
+    return echo
+
+
+@dataclass
+class _Prompt:
+    """One prompt of a request: its ids, and with echo its text (a string prompt as given,
+    ids as their text; added_bos: ids[0] is a BOS put before a string prompt, not in that
+    text) and, with logprobs, its tokens' entries (Engine.score's, the first with None)."""
+    ids: List[int]
+    text: str = ""
+    added_bos: bool = False
+    logprobs: Optional[List[Logprob]] = None
 
 
 def _sse(obj):
@@ -231,8 +264,9 @@ class OpenAIServer:
         # The generation's own fields first, then the prompt, in the C server's order.
         n = _n(body)
         stop = _stop(body)
+        echo = _echo(body, chat)
         max_tokens = (_max_tokens(body, ("max_completion_tokens", "max_tokens"), None) if chat
-                      else _max_tokens(body, ("max_tokens",), 16))  # OpenAI's default for completions
+                      else _max_tokens(body, ("max_tokens",), 16, echo))  # OpenAI's default for completions
         top_logprobs = _logprobs(body, chat)
         cache_prompt = body.get("cache_prompt")  # llama.cpp's field: reuse the cached start
         cache_prompt = True if cache_prompt is None else cache_prompt
@@ -253,59 +287,77 @@ class OpenAIServer:
                                           None)) from None
                 if tools_schema is not None:
                     json_schema, tools = tools_schema.encode(), True
-                ids = self.engine._template_ids(messages)
+                prompts = [_Prompt(self.engine._template_ids(messages))]
             else:
                 if body.get("tools") not in (None, []):
                     raise _bad("'tools' is for chat completions", "tools")
-                ids = self._prompt(body.get("prompt"))
+                prompts = self._prompts(body.get("prompt"), echo)
         except BitnetError as e:
             raise _bad(str(e), "messages" if chat else None) from None
-        if len(ids) > self.engine.n_ctx:
-            raise _bad(f"This model's maximum context length is {self.engine.n_ctx} tokens; "
-                       f"the prompt has {len(ids)} tokens", "messages" if chat else "prompt",
-                       "context_length_exceeded")
+        if len(prompts) * n > N_MAX:
+            raise _bad(f"'prompt' times n must be at most {N_MAX} choices", "prompt")
+        for p in prompts:
+            if len(p.ids) > self.engine.n_ctx:
+                raise _bad(f"This model's maximum context length is {self.engine.n_ctx} tokens; "
+                           f"the prompt has {len(p.ids)} tokens", "messages" if chat else "prompt",
+                           "context_length_exceeded")
 
         def begin(i):
-            """Starts choice i: seed + i, or a fresh seed of its own (choice 0's sp is built already)."""
+            """Starts choice i, prompt i // n's choice i % n: seed + i % n, or a fresh seed of its own
+            (choice 0's sp is built already). With echo and logprobs its prompt is scored first
+            (once), which leaves it in the engine's prompt cache for the generation."""
+            p = prompts[i // n]
+            if echo and top_logprobs is not None and p.logprobs is None:
+                p.logprobs = [Logprob(p.ids[0], None, None)] + self.engine.score(p.ids, top_logprobs)[1:]
+            if max_tokens == 0:  # echo alone: nothing to generate
+                return BatchStream(None, None, Completion("", [], p.ids, "length", Timings(0.0, 0.0, 0.0, len(p.ids), 0),
+                                                          logprobs=None if top_logprobs is None else []))
             choice_sp = sp if i == 0 else self.engine.sampling(
-                **sampling, seed=_fresh_seed() if seed is None else (seed + i) % 2**64)
-            return self.engine._start_sampled(ids, max_tokens, stop, True, choice_sp, cache_prompt, json_schema,
+                **sampling, seed=_fresh_seed() if seed is None else (seed + i % n) % 2**64)
+            return self.engine._start_sampled(p.ids, max_tokens, stop, True, choice_sp, cache_prompt, json_schema,
                                               top_logprobs)
         try:
             first = begin(0)  # what the library refuses at the start is the request's fault
         except BitnetError as e:
             raise _bad(str(e)) from None
-        return Call(self, chat, ids, first, begin, n, stream, bool(options.get("include_usage")), tools,
-                    top_logprobs)
+        return Call(self, chat, prompts, first, begin, n, stream, bool(options.get("include_usage")), tools,
+                    top_logprobs, echo)
 
-    def _prompt(self, prompt):
-        if isinstance(prompt, list) and len(prompt) == 1 and (isinstance(prompt[0], str) or _int_list(prompt[0])):
-            prompt = prompt[0]  # a batch of one
+    def _prompts(self, prompt, echo):
+        """prompt: OpenAI's four forms: a string, token ids, or a list of either (a prompt each)."""
+        many = isinstance(prompt, list) and prompt and (isinstance(prompt[0], (str, list)))
+        return [self._prompt(p, echo) for p in (prompt if many else [prompt])]
+
+    def _prompt(self, prompt, echo):
         if isinstance(prompt, str):
             try:
-                return self.engine.tokenize(prompt, bos=self.engine.add_bos)
+                ids = self.engine.tokenize(prompt, bos=self.engine.add_bos)
             except BitnetError as e:
                 raise _bad(str(e), "prompt") from None
+            return _Prompt(ids, prompt, bool(ids) and self.engine.add_bos)
         if _int_list(prompt):
             n_vocab = self.engine.info.n_vocab
             for t in prompt:  # checked here: the generation would fail on its worker thread, a 500
                 if not 0 <= t < n_vocab:
                     raise _bad(f"token id {t} is outside the vocabulary (0..{n_vocab - 1})", "prompt")
-            return prompt
-        raise _bad("'prompt' must be a string or a list of token ids (one prompt per request)", "prompt")
+            return _Prompt(list(prompt), self.engine.detokenize(prompt) if echo else "")
+        raise _bad("'prompt' must be a string, a list of token ids, or a list of those (a prompt each)", "prompt")
 
 
 class Call:
     """One request whose generations are running: its response or its events."""
 
-    def __init__(self, server, chat, ids, first, begin, n, streaming, include_usage, tools=False, top_logprobs=None):
-        self.server, self.chat, self.ids, self.n = server, chat, ids, n
+    def __init__(self, server, chat, prompts, first, begin, per, streaming, include_usage, tools=False,
+                 top_logprobs=None, echo=False):
+        self.server, self.chat, self.prompts, self.per = server, chat, prompts, per
+        self.n = len(prompts) * per  # choices in all: choice i is prompt i // per's
+        self.echo = echo  # each choice's text, and logprobs, begin with its prompt's
         self.streams = [first]  # choice i's generation is streams[i], once started
         self.begin = begin  # begin(i) starts choice i's
         self.streaming, self.include_usage = streaming, include_usage
         self.tools = tools  # the reply is tool calls or an answer, known only whole (chat_tools_reply)
         self.top_logprobs = top_logprobs  # None: no logprobs asked for
-        self.text_offset = [0] * n  # a completion's logprobs: bytes of each choice's text before its next token
+        self.text_offset = [0] * self.n  # a completion's logprobs: bytes of each choice's text before its next token
         self.cancelled = False
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         self.created = int(time.time())
@@ -341,17 +393,22 @@ class Call:
                 "system_fingerprint": f"bitnet-gpu-{self.server.engine.backend}"}
 
     def _usage(self, results):
-        """The choices' usage: the prompt counted once (and as much of it cached as every choice had)."""
+        """The choices' usage: each prompt counted once (and as much of them cached as every choice had:
+        none when they were scored, Engine.score feeding all of it, whose cache the generation then takes)."""
         n = sum(r.timings.generated_tokens for r in results)
-        return {"prompt_tokens": len(self.ids), "completion_tokens": n, "total_tokens": len(self.ids) + n,
-                "prompt_tokens_details": {"cached_tokens": min(r.timings.cached_tokens for r in results)}}
+        n_prompt = sum(len(p.ids) for p in self.prompts)
+        scored = self.echo and self.top_logprobs is not None
+        return {"prompt_tokens": n_prompt, "completion_tokens": n, "total_tokens": n_prompt + n,
+                "prompt_tokens_details": {"cached_tokens": 0 if scored else min(r.timings.cached_tokens
+                                                                                  for r in results)}}
 
     def _logprobs(self, index, logprobs):
         """choice.logprobs for these tokens' Logprobs (None: null). Chat: {"content":
         [{"token", "logprob", "bytes", "top_logprobs": [...]}]}. Completions:
         {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}],
-        "text_offset"}, offsets in bytes of the choice's generated text, counted
-        on across a stream's chunks."""
+        "text_offset"}, offsets in bytes of the choice's text, counted on across a
+        stream's chunks (with echo the prompt's first token has null values, and a
+        BOS put before a string prompt takes no room in the text)."""
         if self.top_logprobs is None or logprobs is None:
             return None
         token_bytes = self.server.engine.token_bytes
@@ -367,7 +424,11 @@ class Call:
             out["tokens"].append(_token_key(b))
             out["token_logprobs"].append(lp.logprob)
             out["text_offset"].append(self.text_offset[index])
-            self.text_offset[index] += len(b)
+            first = lp.logprob is None  # the prompt's first token (echo)
+            self.text_offset[index] += 0 if first and self.prompts[index // self.per].added_bos else len(b)
+            if first:
+                out["top_logprobs"].append(None)
+                continue
             top = {}
             for token_id, logprob in lp.top:  # should two tokens spell one name, the likelier
                 top.setdefault(_token_key(token_bytes(token_id)), logprob)
@@ -400,9 +461,17 @@ class Call:
         choices = []
         for i, r in enumerate(results):
             message, called = chat_tools_reply(r.text, self._reply_id(i)) if self.tools else (None, False)
-            choices.append(self._choice(i, r.text, "tool_calls" if called else _FINISH[r.finish_reason], False,
-                                        message, r.logprobs))
+            text, logprobs = self._echoed(i, r.text, r.logprobs)
+            choices.append(self._choice(i, text, "tool_calls" if called else _FINISH[r.finish_reason], False,
+                                        message, logprobs))
         return {**self._head(False), "choices": choices, "usage": self._usage(results)}
+
+    def _echoed(self, i, text, logprobs):
+        """Choice i's text and logprobs with its prompt's before them, with echo."""
+        if not self.echo:
+            return text, logprobs
+        p = self.prompts[i // self.per]
+        return p.text + text, None if logprobs is None else p.logprobs + logprobs
 
     def events(self):
         """The answer as server-sent events, "data: [DONE]" last (blocking iterator): each
@@ -415,6 +484,9 @@ class Call:
                     yield _sse({**head, "choices": [{"index": i, "delta": {"role": "assistant",
                                                                            "content": None if self.tools else ""},
                                                      "logprobs": None, "finish_reason": None}]})
+                if self.echo:  # the prompt first
+                    text, logprobs = self._echoed(i, "", None if self.top_logprobs is None else [])
+                    yield _sse({**head, "choices": [self._choice(i, text, None, True, logprobs=logprobs)]})
                 for piece in stream:
                     logprobs = [] if piece.logprob is None else [piece.logprob]
                     if (piece.text or logprobs) and not self.tools:  # with tools the reply is known only whole

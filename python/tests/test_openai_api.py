@@ -125,7 +125,9 @@ def test_stop_and_finish_reasons(api):
      "top_logprobs", "needs \"logprobs\": true"),
     ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "logprobs": 1}, True, 400, "logprobs",
      "'logprobs' must be true or false"),
-    ({"model": "tiny-a", "prompt": "x", "echo": True}, False, 400, "echo", "not supported"),
+    ({"model": "tiny-a", "prompt": "x", "echo": "yes"}, False, 400, "echo", "'echo' must be true or false"),
+    ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "echo": True}, True, 400, "echo",
+     "'echo' is for completions"),
     ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}, True,
      400, "tools", "'tools'"),
     ({"model": "tiny-a", "messages": [{"role": "user", "content": "x"}], "functions": [{"name": "f"}]}, True,
@@ -146,7 +148,8 @@ def test_stop_and_finish_reasons(api):
     ({"model": "tiny-a", "prompt": "x", "seed": -1}, False, 400, "seed", "'seed' must be in"),
     ({"model": "tiny-a", "prompt": "x", "stop": 3}, False, 400, "stop", "'stop' must be"),
     ({"model": "tiny-a", "prompt": "x", "cache_prompt": 1}, False, 400, "cache_prompt", "must be a boolean"),
-    ({"model": "tiny-a", "prompt": ["a", "b"]}, False, 400, "prompt", "one prompt per request"),
+    ({"model": "tiny-a", "prompt": ["a", 5]}, False, 400, "prompt", "a list of those (a prompt each)"),
+    ({"model": "tiny-a", "prompt": ["a"] * 65, "n": 2}, False, 400, "prompt", "at most 128 choices"),
     ({"model": "tiny-a", "prompt": [1, 128256]}, False, 400, "prompt", "token id 128256 is outside the vocabulary"),
     ({"model": "tiny-a", "prompt": [[-1]]}, False, 400, "prompt", "token id -1 is outside the vocabulary"),
     ({"model": "tiny-a", "prompt": "word " * 600}, False, 400, "prompt", "maximum context length is 512"),
@@ -619,3 +622,70 @@ def test_n_errors(api, n):
 def test_n_128(api):
     r = api.start({"model": "tiny-a", "prompt": "x", "max_tokens": 1, "n": 128, "seed": 1}, chat=False).response()
     assert [c["index"] for c in r["choices"]] == list(range(128)) and r["usage"]["completion_tokens"] == 128
+
+
+# ---- several prompts, echo, scoring --------------------------------------------------
+
+ECHO_BODIES = [
+    {"model": "tiny-a", "prompt": "The capital of France is", "max_tokens": 4, "logprobs": 2, "echo": True,
+     "temperature": 0},
+    {"model": "tiny-a", "prompt": [[128000, 17, 10, 17, 28]], "max_tokens": 1, "logprobs": 1, "echo": True,
+     "temperature": 0},  # as lm-evaluation-harness scores a text
+    {"model": "tiny-a", "prompt": "Once upon a time", "max_tokens": 0, "logprobs": 0, "echo": True},
+    {"model": "tiny-a", "prompt": ["2+2=", [128000, 791, 6864]], "max_tokens": 5, "echo": True, "n": 2,
+     "temperature": 1.0, "seed": 5},
+    {"model": "tiny-a", "prompt": ["2+2=", "Once upon a time", [791, 6864]], "max_tokens": 6, "temperature": 1.0,
+     "seed": 9, "logprobs": 1},
+]
+ECHO_IDS = ["echo-logprobs", "echo-ids", "echo-max-tokens-0", "echo-prompts-n", "prompts-logprobs"]
+
+
+@pytest.mark.parametrize("body", ECHO_BODIES, ids=ECHO_IDS)
+def test_prompts_and_echo_as_the_c_server_gives_them(api, c_server, body):
+    """Several prompts and echo (the prompt's text and, with logprobs, its tokens' entries,
+    the first null) as `bitnet-gpu serve` answers the same request, whole and streamed; on
+    an Engine and on a BatchEngine. (The values against bitnet.cpp: test_serve.py.)"""
+    ours = api.start(body, chat=False).response()
+    status, theirs = c_server(body, False)
+    assert status == 200, theirs
+    assert same_json(ours["choices"], theirs["choices"]) and ours["usage"] == theirs["usage"]
+    stream = {**body, "stream": True}
+    chunks = by_choice([c for c in events(api.start(stream, chat=False))[:-1]])
+    for c in ours["choices"]:
+        i = c["index"]
+        assert streamed_pieces(chunks[i], False) == c["text"]
+        if c["logprobs"] is not None:
+            assert streamed_logprobs(chunks[i], False) == c["logprobs"]
+    if body.get("echo") and body.get("logprobs") is not None:
+        lp = ours["choices"][0]["logprobs"]
+        assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+        assert len(lp["tokens"]) == ours["usage"]["prompt_tokens"] + ours["usage"]["completion_tokens"]
+
+
+def test_prompts_and_echo_on_a_batch_engine(api, model_path):
+    with BatchEngine(model_path, slots=2, threads=1) as batch:
+        server = OpenAIServer(batch, "tiny-a")
+        for body in ECHO_BODIES:
+            assert same_json(server.start(body, False).response()["choices"], api.start(body, False).response()["choices"])
+
+
+def test_score(api, model_path):
+    """Engine.score and BatchEngine.score: each token's Logprob given those before it (the first
+    None), as the generation's logprobs give the same token at the same place; the engine keeps
+    the text in its prompt cache."""
+    e = api.engine
+    gen = e.generate("2+2=", 6, greedy=True, logprobs=True, top_logprobs=3)
+    scored = e.score(gen.prompt_ids + gen.ids, top_logprobs=3)
+    assert scored[0] is None and len(scored) == len(gen.prompt_ids) + len(gen.ids)
+    assert scored[len(gen.prompt_ids):] == gen.logprobs
+    again = e.generate(gen.prompt_ids + gen.ids, 2, greedy=True)
+    assert again.timings.cached_tokens == len(scored) - 1
+    with BatchEngine(model_path, slots=2, threads=1) as batch:
+        assert batch.score(gen.prompt_ids + gen.ids, top_logprobs=3) == scored
+    assert [(lp.id, lp.logprob, lp.top) for lp in e.score("2+2=")[1:]] == [(lp.id, lp.logprob, [])
+                                                                           for lp in scored[1:5]]
+    with pytest.raises(BitnetError):
+        e.score([])
+    with pytest.raises(BitnetError):
+        e.score("x", top_logprobs=21)
+
