@@ -11,7 +11,8 @@
 // A server as `bitnet-gpu serve` runs one, on the shipped model (found under
 // BITNET_SOURCE_DIR or the source tree it was built from), on the CPU, with two
 // slots of 64 tokens. Input byte 0 picks the route (chat, completions, tokenize,
-// detokenize, models, health, an unknown path, a wrong method, metrics); the rest is the
+// detokenize, models, health, an unknown path, a wrong method, metrics,
+// tokenizer_info); the rest is the
 // body. Besides "no crash, no leak" it checks the handler's promise: every
 // answer is a JSON reply with a status (an error is an OpenAI error object), the
 // metrics text, or
@@ -56,7 +57,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const char *method, *path;
     } routes[] = {{"POST", "/v1/chat/completions"}, {"POST", "/v1/completions"}, {"POST", "/tokenize"},
                   {"POST", "/detokenize"},          {"GET", "/v1/models"},       {"GET", "/health"},
-                  {"POST", "/v1/nothing"},          {"GET", "/v1/completions"},  {"GET", "/metrics"}};
+                  {"POST", "/v1/nothing"},          {"GET", "/v1/completions"},  {"GET", "/metrics"},
+                  {"GET", "/tokenizer_info"}};
     if (size == 0) return 0;
     const bn_api *api = serve_fuzz_api();
     const int route = data[0] % (sizeof routes / sizeof routes[0]);
