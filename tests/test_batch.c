@@ -338,14 +338,16 @@ static int collect(void *user, int32_t id, const char *text, size_t len) {
     return 0;
 }
 
-static bn_batch *open_batch(int n_slots, int step_tokens) {
-    bn_batch_params p = {.session = {.backend = "cpu", .n_threads = 2, .n_ctx = N_CTX},
+static bn_batch *open_batch_on(const char *backend, int n_slots, int step_tokens) {
+    bn_batch_params p = {.session = {.backend = backend, .n_threads = 2, .n_ctx = N_CTX},
                          .n_slots = n_slots, .step_tokens = step_tokens};
     bn_batch *b;
     bn_error err;
     if (bn_batch_create(fx.engine, &p, &b, &err)) fail_msg("%s", err.msg);
     return b;
 }
+
+static bn_batch *open_batch(int n_slots, int step_tokens) { return open_batch_on("cpu", n_slots, step_tokens); }
 
 // Runs steps until every request is done, admitting them in order into slots as
 // they free up (as a server does), request i not before step start[i].
@@ -801,8 +803,8 @@ typedef struct scored {
 
 // Runs requests req[0..n) in a batch of n slots that feeds at most step_tokens
 // a step, all added at once; out[i] is request i's.
-static void run_scored(const bn_request *req, int n, int step_tokens, scored *out) {
-    bn_batch *b = open_batch(n, step_tokens);
+static void run_scored(const char *backend, const bn_request *req, int n, int step_tokens, scored *out) {
+    bn_batch *b = open_batch_on(backend, n, step_tokens);
     bn_error err;
     for (int i = 0; i < n; i++) {
         out[i] = (scored){.n_prompt = (int)req[i].n_prompt};
@@ -875,7 +877,7 @@ static void test_batch_prompt_logprobs(void **state) {
     for (int chunked = 0; chunked < 2; chunked++) {
         bn_request req[2] = {alone, request(1, 4, bn_sampling_greedy())};
         scored got[2];
-        run_scored(req, chunked ? 2 : 1, chunked ? 5 : 0, got);
+        run_scored("cpu", req, chunked ? 2 : 1, chunked ? 5 : 0, got);
         assert_int_equal(got[0].n_cached, 0);
         assert_int_equal(got[0].r.n_ids, want.n_ids);
         assert_memory_equal(got[0].r.ids, want.ids, sizeof(int32_t) * (size_t)want.n_ids);
@@ -934,9 +936,8 @@ static void test_batch_prompt_logprobs(void **state) {
 // to the second best is the reference's margin within twice the fixtures'
 // logit tolerance (0.1 on each logit); at ids 0 and 1, whose full reference
 // rows the fixtures hold, the log-probability is the reference's log-softmax
-// within the same 0.2.
-static void test_batch_prompt_logprobs_golden(void **state) {
-    (void)state;
+// within the same 0.2. On the CPU, and on CUDA (test_batch_cuda).
+static void check_prompt_logprobs_golden(const char *backend) {
     BN_REQUIRE_FIXTURE(golden, "tiny-a/tiny-a.golden.json");
     REQUIRE_MODEL();
     const int n_vocab = bn_engine_info(fx.engine).n_vocab;
@@ -956,7 +957,7 @@ static void test_batch_prompt_logprobs_golden(void **state) {
         memcpy(ids + g.n_prompt, g.gen_ids, sizeof g.gen_ids);
         const bn_request req = scoring_request(ids, n, 1);
         scored got;
-        run_scored(&req, 1, 0, &got);
+        run_scored(backend, &req, 1, 0, &got);
         for (int i = 0; i < BN_GOLDEN_GEN; i++) {
             const int p = g.n_prompt + i;
             if (g.step[i].margin < 0.05f) break; // the fixtures' rule: a near tie may go either way
@@ -984,6 +985,18 @@ static void test_batch_prompt_logprobs_golden(void **state) {
     }
     cJSON_Delete(doc);
     assert_true(n_cases >= 4);
+}
+
+static void test_batch_prompt_logprobs_golden(void **state) {
+    (void)state;
+    check_prompt_logprobs_golden("cpu");
+}
+
+static void test_batch_prompt_logprobs_golden_cuda(void **state) {
+    (void)state;
+    REQUIRE_MODEL();
+    require_cuda();
+    check_prompt_logprobs_golden("cuda");
 }
 
 // A session's on_token that also reads the token's log-probabilities.
@@ -1507,7 +1520,8 @@ static void test_batch_errors(void **state) {
 // where no GPU is usable its skip does not hide the CPU tests' result.
 int main(int argc, char **argv) {
     const struct CMUnitTest cuda[] = {cmocka_unit_test(test_forward_cuda),
-                                      cmocka_unit_test(test_session_keep_prefix_cuda)};
+                                      cmocka_unit_test(test_session_keep_prefix_cuda),
+                                      cmocka_unit_test(test_batch_prompt_logprobs_golden_cuda)};
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_cpu),
         cmocka_unit_test(test_forward_errors),
