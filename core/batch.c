@@ -15,12 +15,12 @@
 // its own slot's region or copied there from another slot's. Positions past
 // n_past are written before they are read (backend.h), so nothing is cleared.
 //
-// Prompt logprobs (bn_request.prompt_logprobs): a slot scoring its prompt feeds
-// all of it but the last token in forward calls of their own, up to
-// BN_SCORE_ROWS tokens each, that bring back every token's row of logits (the
-// step's call brings back one row per run, and its prompt chunks may be
-// hundreds of tokens); its last token then goes in a step's call like any
-// other prompt's, and gives the first sampled token's row.
+// Prompt logprobs (bn_request.prompt_logprobs): slots scoring their prompts
+// feed all of them but the last token in a forward call of their own each step,
+// BN_SCORE_ROWS tokens at most in all, that brings back every token's row of
+// logits (the step's call brings back one row per run, and its prompt chunks
+// may be hundreds of tokens); a slot's last prompt token then goes in a step's
+// call like any other prompt's, and gives the first sampled token's row.
 #define _GNU_SOURCE // memmem
 #include <math.h>
 #include <stdlib.h>
@@ -94,6 +94,7 @@ struct bn_batch {
     bn_top *top;              // [n_slots][BN_TOP_MAX] (forward_top)
     float *logits;            // [n_slots][n_vocab]
     float *score_rows;        // [BN_SCORE_ROWS][n_vocab], made at the first prompt scored
+    struct run *score_runs;   // [n_slots] the scoring call's runs, made with it
     bn_logprob_row lp;        // a row as the model gave it (logprobs)
     bn_json_vocab json;       // for JSON requests, made at the first one
     struct kept_schema *schemas; // [n_slots + BN_KEPT_SCHEMAS]
@@ -133,6 +134,7 @@ void bn_batch_free(bn_batch *b) {
     free(b->top);
     free(b->logits);
     free(b->score_rows);
+    free(b->score_runs);
     bn_logprob_row_free(&b->lp);
     bn_json_vocab_free(&b->json);
     for (int i = 0; b->schemas && i < b->n_slots + BN_KEPT_SCHEMAS; i++) {
@@ -432,8 +434,11 @@ static int gather_run(bn_batch *b, int k, int n, int room, struct run *run) {
     return take;
 }
 
-// Whether slot s has prompt tokens to score (all of its prompt but the last token).
-static bool to_score(const bn_slot *s) { return s->used && !s->done && s->scoring && s->n_past < s->n_prompt - 1; }
+// Whether slot s has prompt tokens to score (all of its prompt but the last token)
+// and no run in the scoring call being gathered.
+static bool to_score(const bn_slot *s) {
+    return s->used && !s->done && !s->in_step && s->scoring && s->n_past < s->n_prompt - 1;
+}
 
 // The oldest slot whose prompt is not fed yet, that has no run in this step,
 // and that has no prompt tokens left to score.
@@ -441,7 +446,8 @@ static int next_prefill(const bn_batch *b) {
     int best = -1;
     for (int k = 0; k < b->n_slots; k++) {
         const bn_slot *s = &b->slots[k];
-        if (!s->used || s->done || s->in_step || s->n_past >= s->n_prompt || to_score(s)) continue;
+        if (!s->used || s->done || s->in_step || s->n_past >= s->n_prompt || (s->scoring && s->n_past < s->n_prompt - 1))
+            continue;
         if (best < 0 || s->ticket < b->slots[best].ticket) best = k;
     }
     return best;
@@ -475,31 +481,43 @@ static void take_token(bn_batch *b, int k, int32_t next, bn_batch_event *ev) {
                            .prompt_top = s->scoring ? s->prompt_top : NULL};
 }
 
-// The next tokens of the oldest slot scoring its prompt (if any), fed in a
-// forward call of their own with a row of logits each: row j, of the token at
-// position p, gives the log-probabilities of the prompt's token p + 1. Returns
-// the slot, with its n_past before in *was, -1 if none, or -2 with err.
-static int score_prompt(bn_batch *b, int *was, bn_error *err) {
-    int k = -1;
-    for (int i = 0; i < b->n_slots; i++)
-        if (to_score(&b->slots[i]) && (k < 0 || b->slots[i].ticket < b->slots[k].ticket)) k = i;
-    if (k < 0) return -1;
+// The next prompt tokens of the slots scoring their prompts, oldest first, up to
+// BN_SCORE_ROWS in all, fed in a forward call of their own with a row of logits
+// each: the row of a slot's token at position p gives the log-probabilities of
+// its prompt's token p + 1. Returns the runs (b->score_runs; 0: no slot is
+// scoring), or -1 with err.
+static int score_prompts(bn_batch *b, bn_error *err) {
     const int32_t V = (int32_t)b->engine->model->hp.n_vocab;
-    if (!b->score_rows && !(b->score_rows = malloc((size_t)BN_SCORE_ROWS * V * sizeof *b->score_rows)))
-        return bn_errorf(err, "out of memory for %d rows of logits", BN_SCORE_ROWS), -2;
-    bn_slot *s = &b->slots[k];
-    const int room = b->step_tokens < BN_SCORE_ROWS ? b->step_tokens : BN_SCORE_ROWS;
-    const int left = s->n_prompt - 1 - s->n_past, n = left < room ? left : room;
-    struct run run;
-    *was = s->n_past;
-    gather_run(b, k, 0, n, &run);
-    s->in_step = false; // its last prompt token may still go in this step's call
-    if (b->be.ops->forward(b->be.be, b->tok, b->pos, b->seq, n, b->score_rows, true, err)) return -2;
-    const int i = s->n_past + 1; // the prompt token row 0 predicts
-    bn_logprob_rows_score(&b->lp, b->score_rows, n, V, s->hist + i, s->top_logprobs, s->prompt_lp + i,
-                          s->prompt_top + (size_t)i * s->top_logprobs);
-    s->n_past += n;
-    return k;
+    const int most = b->step_tokens < BN_SCORE_ROWS ? b->step_tokens : BN_SCORE_ROWS;
+    int n = 0, runs = 0;
+    for (;;) {
+        int k = -1;
+        for (int i = 0; i < b->n_slots; i++)
+            if (to_score(&b->slots[i]) && (k < 0 || b->slots[i].ticket < b->slots[k].ticket)) k = i;
+        if (k < 0 || n == most) break;
+        if (!b->score_rows && (!(b->score_runs = malloc((size_t)b->n_slots * sizeof *b->score_runs)) ||
+                               !(b->score_rows = malloc((size_t)BN_SCORE_ROWS * V * sizeof *b->score_rows)))) {
+            free(b->score_runs);
+            b->score_runs = NULL;
+            return bn_errorf(err, "out of memory for %d rows of logits", BN_SCORE_ROWS);
+        }
+        const bn_slot *s = &b->slots[k];
+        const int left = s->n_prompt - 1 - s->n_past;
+        n += gather_run(b, k, n, left < most - n ? left : most - n, &b->score_runs[runs++]);
+    }
+    for (int r = 0; r < runs; r++) b->slots[b->score_runs[r].slot].in_step = false; // their last prompt
+    if (n == 0) return 0;                                                     // tokens may go in the step's call
+    if (b->be.ops->forward(b->be.be, b->tok, b->pos, b->seq, n, b->score_rows, true, err)) return -1;
+    const float *rows = b->score_rows;
+    for (int r = 0; r < runs; r++) {
+        bn_slot *s = &b->slots[b->score_runs[r].slot];
+        const int len = b->score_runs[r].len, i = s->n_past + 1; // the prompt token the run's first row predicts
+        bn_logprob_rows_score(&b->lp, rows, len, V, s->hist + i, s->top_logprobs, s->prompt_lp + i,
+                              s->prompt_top + (size_t)i * s->top_logprobs);
+        s->n_past += len;
+        rows += (size_t)len * V;
+    }
+    return runs;
 }
 
 // What a step's forward call gives back for its runs: the argmax ids when every
@@ -558,12 +576,11 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
         s->len -= s->released;
         s->released = 0;
     }
-    // A prompt being scored first, in a call of its own (the step's call may
-    // then feed its last token); then, in one call, decode tokens (every
+    // Prompts being scored first, in a call of their own (the step's call may
+    // then feed their last tokens); then, in one call, decode tokens (every
     // generating slot gets one) and prompt chunks.
-    int was = 0;
-    const int scored = score_prompt(b, &was, err);
-    if (scored == -2) return -1;
+    const int scored = score_prompts(b, err);
+    if (scored < 0) return -1;
     int n = 0, runs = 0;
     for (int k = 0; k < b->n_slots; k++) {
         const bn_slot *s = &b->slots[k];
@@ -578,7 +595,8 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
     if (out == OUT_ARGMAX ? ops->forward_argmax(b->be.be, b->tok, b->pos, b->seq, n, b->argmax, err)
         : out == OUT_TOP  ? ops->forward_top(b->be.be, b->tok, b->pos, b->seq, n, b->top, err)
                           : ops->forward(b->be.be, b->tok, b->pos, b->seq, n, b->logits, false, err)) {
-        if (scored >= 0) b->slots[scored].n_past = was; // as before: its K/V there are written again
+        for (int r = 0; r < scored; r++) // as before: their K/V there are written again
+            b->slots[b->score_runs[r].slot].n_past -= b->score_runs[r].len;
         return -1;
     }
     for (int r = 0; r < runs; r++) {

@@ -285,6 +285,11 @@ BN_API int bn_session_set_logprobs(bn_session *s, int top_logprobs, bn_error *er
 // valid until on_token returns). Returns how many are in *top, or -1 (*logprob
 // 0, *top NULL) when logprobs are off or no token has been sampled yet.
 BN_API int bn_session_token_logprobs(const bn_session *s, float *logprob, const bn_token_logprob **top);
+// While logprobs are on, the id of the token last sampled, whose values
+// bn_session_token_logprobs gives: after bn_session_generate returns, an
+// end-of-generation token it ended with (which on_token never saw); -1 when
+// none has been sampled.
+BN_API int32_t bn_session_token_id(const bn_session *s);
 
 // Logits after feeding tokens (for tests and tools): runs the forward pass for
 // them after the tokens already in the session and copies the last row.
@@ -298,9 +303,11 @@ BN_API int bn_session_eval_all(bn_session *s, const int32_t *tokens, size_t n, f
 // forgets what it holds and is fed tokens[0..n) (n >= 1; its cache then holds
 // them, as a generation's prompt, for bn_session_keep_prefix), and for each
 // token i >= 1 logprob[i] = log P(tokens[i] | tokens[0..i)), the log-softmax of
-// the raw logits, and its top_logprobs (0..BN_TOP_LOGPROBS_MAX) likeliest
-// tokens' at top[i * top_logprobs ..] (most likely first; top may be NULL when
-// top_logprobs is 0). logprob[0] is NaN: nothing precedes it.
+// the raw logits, and its top_logprobs (0..BN_TOP_LOGPROBS_MAX, at most the
+// vocabulary's size) likeliest tokens' at top[i * top_logprobs ..] (most likely
+// first; top may be NULL when top_logprobs is 0). logprob[0] is NaN: nothing
+// precedes it. A text that does not fit the context is refused first, leaving
+// the session as it was.
 BN_API int bn_session_score(bn_session *s, const int32_t *tokens, size_t n, int top_logprobs, float *logprob,
                             bn_token_logprob *top, bn_error *err);
 

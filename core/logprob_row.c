@@ -17,14 +17,19 @@ void bn_logprob_row_free(bn_logprob_row *r) {
     r->raw = NULL;
 }
 
-void bn_logprob_row_read(bn_logprob_row *r, const float *row, int32_t n_vocab, int n_top,
-                         bn_token_logprob *top) {
+// The row's max and log-sum-exp into r, and its n_top likeliest tokens' log-probabilities.
+static void read_row(bn_logprob_row *r, const float *row, int32_t n_vocab, int n_top, bn_token_logprob *top) {
     r->log_sum = bn_log_sum_exp(row, n_vocab, &r->max);
     if (n_top) bn_top_select(row, n_vocab, n_top, r->likeliest);
     for (int i = 0; i < n_top; i++) {
         const int32_t id = r->likeliest[i].id;
         top[i] = (bn_token_logprob){id, (float)bn_logprob(row, id, r->max, r->log_sum)};
     }
+}
+
+void bn_logprob_row_read(bn_logprob_row *r, const float *row, int32_t n_vocab, int n_top,
+                         bn_token_logprob *top) {
+    read_row(r, row, n_vocab, n_top, top);
     memcpy(r->raw, row, (size_t)n_vocab * sizeof *row);
 }
 
@@ -34,8 +39,9 @@ float bn_logprob_row_of(const bn_logprob_row *r, int32_t id) {
 
 void bn_logprob_rows_score(bn_logprob_row *r, const float *rows, int n_rows, int32_t n_vocab,
                            const int32_t *next, int n_top, float *logprob, bn_token_logprob *top) {
-    for (int j = 0; j < n_rows; j++) {
-        bn_logprob_row_read(r, rows + (size_t)j * n_vocab, n_vocab, n_top, n_top ? top + (size_t)j * n_top : top);
-        logprob[j] = bn_logprob_row_of(r, next[j]);
+    for (int j = 0; j < n_rows; j++) { // the rows stay as they are: no copy kept
+        const float *row = rows + (size_t)j * n_vocab;
+        read_row(r, row, n_vocab, n_top, n_top ? top + (size_t)j * n_top : top);
+        logprob[j] = (float)bn_logprob(row, next[j], r->max, r->log_sum);
     }
 }

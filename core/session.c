@@ -44,6 +44,7 @@ struct bn_session {
     int top_logprobs;            // this many alternatives
     bn_logprob_row lp;           // made at the first
     bool sampled;                // this call has sampled a token: its values follow
+    int32_t sampled_id;
     float logprob;
     bn_token_logprob top[BN_TOP_LOGPROBS_MAX];
 };
@@ -124,6 +125,8 @@ int bn_session_set_logprobs(bn_session *s, int top_logprobs, bn_error *err) {
     s->top_logprobs = top_logprobs < n_vocab ? top_logprobs : n_vocab;
     return 0;
 }
+
+int32_t bn_session_token_id(const bn_session *s) { return s->logprobs && s->sampled ? s->sampled_id : -1; }
 
 int bn_session_token_logprobs(const bn_session *s, float *logprob, const bn_token_logprob **top) {
     const bool have = s->logprobs && s->sampled;
@@ -242,7 +245,7 @@ static int32_t pick_from_row(bn_session *s, bn_sampler *smp) {
         bn_logprob_row_read(&s->lp, s->logits, (int32_t)s->engine->model->hp.n_vocab, s->top_logprobs, s->top);
     if (s->json_schema && !bn_json_mask_row(&s->json_vocab, s->engine, s->json, s->logits)) return -1;
     const int32_t id = bn_sampler_sample(smp, s->logits, s->history, (size_t)s->n_hist);
-    if (s->logprobs && id >= 0) s->logprob = bn_logprob_row_of(&s->lp, id), s->sampled = true;
+    if (s->logprobs && id >= 0) s->logprob = bn_logprob_row_of(&s->lp, id), s->sampled = true, s->sampled_id = id;
     return id;
 }
 
@@ -398,10 +401,13 @@ int bn_session_score(bn_session *s, const int32_t *tokens, size_t n, int top_log
                      bn_token_logprob *top, bn_error *err) {
     const int32_t V = (int32_t)s->engine->model->hp.n_vocab;
     if (n < 1) return bn_errorf(err, "nothing to score");
-    if (top_logprobs < 0 || top_logprobs > BN_TOP_LOGPROBS_MAX)
-        return bn_errorf(err, "top_logprobs must be in 0..%d (got %d)", BN_TOP_LOGPROBS_MAX, top_logprobs);
+    if (top_logprobs < 0 || top_logprobs > BN_TOP_LOGPROBS_MAX || top_logprobs > V)
+        return bn_errorf(err, "top_logprobs must be in 0..%d (got %d)", BN_TOP_LOGPROBS_MAX < V ? BN_TOP_LOGPROBS_MAX : V,
+                         top_logprobs);
+    if (n > (size_t)s->be.n_ctx) // before the reset: a text refused leaves the session as it was
+        return bn_errorf(err, "%zu tokens to score do not fit in the context (%d tokens)", n, s->be.n_ctx);
     if (bn_engine_check_ids(s->engine, tokens, n, err)) return -1;
-    const int n_top = top_logprobs < V ? top_logprobs : V;
+    const int n_top = top_logprobs;
     float *rows = malloc((size_t)BN_SCORE_ROWS * V * sizeof *rows);
     if (!rows || (!s->lp.raw && bn_logprob_row_init(&s->lp, V))) {
         free(rows);

@@ -801,14 +801,17 @@ typedef struct scored {
     result r;
 } scored;
 
-// Runs requests req[0..n) in a batch of n slots that feeds at most step_tokens
-// a step, all added at once; out[i] is request i's.
-static void run_scored(const char *backend, const bn_request *req, int n, int step_tokens, scored *out) {
-    bn_batch *b = open_batch_on(backend, n, step_tokens);
+// Runs requests req[0..n) in batch b (n free slots), all added at once;
+// out[i] is request i's.
+static void score_in(bn_batch *b, const bn_request *req, int n, scored *out) {
     bn_error err;
+    int slot_of[N_SEQ], request_of[N_SEQ];
+    assert_true(n <= N_SEQ && bn_batch_n_slots(b) <= N_SEQ);
     for (int i = 0; i < n; i++) {
         out[i] = (scored){.n_prompt = (int)req[i].n_prompt};
-        assert_int_equal(bn_batch_add(b, &req[i], &err), i);
+        slot_of[i] = bn_batch_add(b, &req[i], &err);
+        assert_true(slot_of[i] >= 0);
+        request_of[slot_of[i]] = i;
     }
     for (int step = 0, done = 0; done < n; step++) {
         assert_true(step < 200);
@@ -816,26 +819,55 @@ static void run_scored(const char *backend, const bn_request *req, int n, int st
         int n_ev;
         if (bn_batch_step(b, &ev, &n_ev, &err)) fail_msg("%s", err.msg);
         for (int e = 0; e < n_ev; e++) {
-            scored *o = &out[ev[e].slot];
+            const int i = request_of[ev[e].slot];
+            scored *o = &out[i];
             o->r.ids[o->r.n_ids++] = ev[e].token;
             o->n_cached = ev[e].n_cached;
-            if (!req[ev[e].slot].prompt_logprobs) {
+            if (!req[i].prompt_logprobs) {
                 assert_null(ev[e].prompt_logprob);
                 assert_null(ev[e].prompt_top);
             } else if (ev[e].done) {
                 assert_true(isnan(ev[e].prompt_logprob[0]));
-                for (int i = 1; i < o->n_prompt; i++) {
-                    o->lp[i] = ev[e].prompt_logprob[i];
-                    for (int j = 0; j < PLP_TOP; j++) {
-                        o->top_id[i][j] = ev[e].prompt_top[i * ev[e].n_top + j].id;
-                        o->top_lp[i][j] = ev[e].prompt_top[i * ev[e].n_top + j].logprob;
+                assert_int_equal(ev[e].n_top, req[i].top_logprobs);
+                for (int t = 1; t < o->n_prompt; t++) {
+                    o->lp[t] = ev[e].prompt_logprob[t];
+                    for (int j = 0; j < ev[e].n_top; j++) {
+                        o->top_id[t][j] = ev[e].prompt_top[t * ev[e].n_top + j].id;
+                        o->top_lp[t][j] = ev[e].prompt_top[t * ev[e].n_top + j].logprob;
                     }
                 }
             }
             if (ev[e].done) bn_batch_remove(b, ev[e].slot), done++;
         }
     }
+    (void)slot_of;
+}
+
+// Runs requests req[0..n) in a new batch of n slots that feeds at most
+// step_tokens a step; out[i] is request i's.
+static void run_scored(const char *backend, const bn_request *req, int n, int step_tokens, scored *out) {
+    bn_batch *b = open_batch_on(backend, n, step_tokens);
+    score_in(b, req, n, out);
     bn_batch_free(b);
+}
+
+// A scored prompt's values against the rows a session computes over it (rows[i]
+// follows ids[i]): each token's log-probability and its n_top likeliest tokens
+// are the test's own log-softmax of the row (to 1e-4: it sums in another order).
+static void check_scored(const scored *got, const int32_t *ids, int n, const float *rows, int n_top) {
+    const int n_vocab = bn_engine_info(fx.engine).n_vocab;
+    for (int i = 1; i < n; i++) {
+        const float *row = rows + (size_t)(i - 1) * n_vocab;
+        if (fabs(got->lp[i] - log_softmax_at(row, n_vocab, ids[i])) > 1e-4)
+            fail_msg("prompt token %d: logprob %g, the row's log-softmax %g", i, got->lp[i],
+                     log_softmax_at(row, n_vocab, ids[i]));
+        int32_t best[PLP_TOP];
+        likeliest(row, n_vocab, n_top, best);
+        for (int j = 0; j < n_top; j++) {
+            assert_int_equal(got->top_id[i][j], best[j]);
+            assert_true(fabs(got->top_lp[i][j] - log_softmax_at(row, n_vocab, best[j])) <= 1e-4);
+        }
+    }
 }
 
 static bn_request scoring_request(const int32_t *ids, int n, int max_tokens) {
@@ -878,21 +910,9 @@ static void test_batch_prompt_logprobs(void **state) {
         bn_request req[2] = {alone, request(1, 4, bn_sampling_greedy())};
         scored got[2];
         run_scored("cpu", req, chunked ? 2 : 1, chunked ? 5 : 0, got);
-        assert_int_equal(got[0].n_cached, 0);
         assert_int_equal(got[0].r.n_ids, want.n_ids);
         assert_memory_equal(got[0].r.ids, want.ids, sizeof(int32_t) * (size_t)want.n_ids);
-        for (int i = 1; i < n; i++) {
-            const float *row = rows + (size_t)(i - 1) * n_vocab;
-            if (fabs(got[0].lp[i] - log_softmax_at(row, n_vocab, ids[i])) > 1e-4)
-                fail_msg("prompt token %d: logprob %g, the row's log-softmax %g", i, got[0].lp[i],
-                         log_softmax_at(row, n_vocab, ids[i]));
-            int32_t best[PLP_TOP];
-            likeliest(row, n_vocab, PLP_TOP, best);
-            for (int j = 0; j < PLP_TOP; j++) {
-                assert_int_equal(got[0].top_id[i][j], best[j]);
-                assert_true(fabs(got[0].top_lp[i][j] - log_softmax_at(row, n_vocab, best[j])) <= 1e-4);
-            }
-        }
+        check_scored(&got[0], ids, n, rows, PLP_TOP);
         if (chunked) {
             const result neighbour = alone_result(&req[1]);
             assert_int_equal(got[1].r.n_ids, neighbour.n_ids);
@@ -914,6 +934,8 @@ static void test_batch_prompt_logprobs(void **state) {
         for (int j = 0; j < PLP_TOP; j++) assert_int_equal(top[i * PLP_TOP + j].id, best[j]);
     }
     assert_int_equal(bn_session_pos(sess), n);
+    assert_int_equal(bn_session_score(sess, ids, (size_t)N_CTX + 1, 0, lp, NULL, &err), -1); // too long: kept
+    assert_int_equal(bn_session_pos(sess), n);
     assert_int_equal(bn_session_keep_prefix(sess, ids, (size_t)n), n - 1);
     assert_int_equal(bn_session_score(sess, ids, 1, 0, lp, NULL, &err), 0); // one token: nothing to score
     assert_true(isnan(lp[0]));
@@ -921,8 +943,38 @@ static void test_batch_prompt_logprobs(void **state) {
     assert_int_equal(bn_session_score(sess, ids, 2, BN_TOP_LOGPROBS_MAX + 1, lp, top, &err), -1);
     assert_non_null(strstr(err.msg, "top_logprobs"));
     bn_session_free(sess);
+    // In one batch of 2 slots, 7 tokens a step: after the prompt went through
+    // plainly (its slot caches it), scored it takes nothing from that cache, and
+    // a plain request after takes it again; two slots scoring at once (one with
+    // no alternatives, one a prompt of a single token), and a slot's buffers
+    // grown from a short prompt's to the long one's.
+    bn_batch *b = open_batch(2, 7);
+    scored got[2];
+    bn_request two[2] = {plain, alone};
+    two[0].max_tokens = 1;
+    score_in(b, &two[0], 1, got);
+    score_in(b, &two[1], 1, got);
+    assert_int_equal(got[0].n_cached, 0);
+    check_scored(&got[0], ids, n, rows, PLP_TOP);
+    score_in(b, &two[0], 1, got);
+    assert_int_equal(got[0].n_cached, n - 1);
+    two[0] = scoring_request(ids, 1, 2);
+    two[1] = alone;
+    two[1].top_logprobs = 0;
+    score_in(b, two, 2, got);
+    assert_int_equal(got[0].r.n_ids, 2);
+    check_scored(&got[1], ids, n, rows, 0);
+    two[0] = scoring_request(ids, 5, 1);
+    score_in(b, two, 1, got);
+    check_scored(&got[0], ids, 5, rows, PLP_TOP);
+    two[0] = alone;
+    two[1] = alone;
+    score_in(b, two, 2, got);
+    check_scored(&got[0], ids, n, rows, PLP_TOP);
+    check_scored(&got[1], ids, n, rows, PLP_TOP);
+    bn_batch_free(b);
     free(rows);
-    bn_batch *b = open_batch(1, 0);
+    b = open_batch(1, 0);
     plain.prompt_logprobs = true;
     assert_int_equal(bn_batch_add(b, &plain, &err), -1);
     assert_non_null(strstr(err.msg, "prompt_logprobs needs logprobs"));
@@ -1045,6 +1097,22 @@ static void test_session_logprobs(void **state) {
         assert_int_equal(run.r.n_ids, want.n_ids);
         assert_memory_equal(run.r.ids, want.ids, sizeof(int32_t) * (size_t)want.n_ids);
         check_logprobs(req.prompt, req.n_prompt, &run.r, run.lp, run.top_id, run.top_lp);
+        assert_int_equal(bn_session_token_id(run.s), want.ids[want.n_ids - 1]);
+        // A generation that ends with an end-of-generation token (forced by a bias):
+        // on_token never sees it, bn_session_token_id names it afterwards.
+        const bn_logit_bias end = {128001, 100.0f};
+        bn_sampling forced = samplings[k];
+        forced.logit_bias = &end;
+        forced.n_logit_bias = 1;
+        bn_session_reset(run.s);
+        if (bn_session_generate(run.s, req.prompt, req.n_prompt, LP_GEN, &forced, NULL, NULL, &t, &err))
+            fail_msg("%s", err.msg);
+        assert_int_equal(t.stop, BN_STOP_EOG);
+        assert_int_equal(bn_session_token_id(run.s), end.token);
+        float lp;
+        const bn_token_logprob *top;
+        assert_int_equal(bn_session_token_logprobs(run.s, &lp, &top), LP_TOP);
+        assert_true(lp < 0);
         // Off again: nothing to read, the same tokens.
         bn_session_reset(run.s);
         run.r = (result){.n_ids = 0};
