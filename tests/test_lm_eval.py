@@ -18,7 +18,8 @@ A case's continuation is its first N_GEN greedy ids; cases where the
 reference's margin is under 0.05 at one of them (the fixtures' rule: there a
 correct runtime may pick the second best) are left out, and so are those whose
 text lm-eval would tokenize to other ids.
-Runs on the model the repository ships, so it needs no fixture; skips, saying
+Requests carry two prompts each (--batch_size 2). Runs on the model the
+repository ships, so it needs no fixture; skips, saying
 why, where lm-eval is not installed (BITNET_WANT_PYTHON=1 scripts/deps.sh puts
 it in .venv). Run by CTest with BITNET_CLI set.
 """
@@ -131,7 +132,7 @@ class LmEvalTest(unittest.TestCase):
                     f"model=austen,base_url=http://127.0.0.1:{srv.port}/v1/completions,tokenizer_backend=remote,"
                     "tokenized_requests=True,num_concurrent=2,max_retries=1,max_length=512",
                     "--tasks", "austen_greedy_ll,austen_next_token,austen_greedy_gen", "--include_path", tmp,
-                    "--batch_size", "1", "--output_path", out, "--log_samples"]
+                    "--batch_size", "2", "--output_path", out, "--log_samples"]
             r = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                timeout=600)
             self.assertEqual(r.returncode, 0, r.stdout[-4000:])

@@ -476,11 +476,25 @@ class ServeTest(unittest.TestCase):
                                     "token_logprobs": c.logprobs.token_logprobs})
         r = self.client.completions.create(model="m", prompt=PROMPTS[1], max_tokens=4, echo=True, temperature=0, n=2)
         self.assertEqual([x.text for x in r.choices], [c.text] * 2)
+        # The generated token is the end of the text (forced by a bias): it has its entry, last,
+        # which lm-eval drops (token_logprobs[ctxlen:-1]); no text, no room in the offsets.
+        ids = self.ref_ids(PROMPTS[1])
+        r = self.client.completions.create(model="m", prompt=[ids], max_tokens=1, logprobs=1, echo=True,
+                                           temperature=0, logit_bias={"128001": 100})
+        c = r.choices[0]
+        self.assertEqual((c.finish_reason, len(c.logprobs.tokens)), ("stop", len(ids) + 1))
+        self.assertEqual(c.logprobs.tokens[-1], "<|end_of_text|>")
+        self.assertEqual(c.logprobs.text_offset[-1], len(c.text.encode()))
+        self.assertLess(c.logprobs.token_logprobs[-1], 0)
         # max_tokens 0: the prompt alone, scored.
         r = self.client.completions.create(model="m", prompt=PROMPTS[1], max_tokens=0, logprobs=0, echo=True)
         self.assertEqual((r.choices[0].text, r.choices[0].finish_reason), (PROMPTS[1], "length"))
         self.assertEqual(r.choices[0].logprobs.token_logprobs, c.logprobs.token_logprobs[:r.usage.prompt_tokens])
         self.assertEqual(r.usage.completion_tokens, 0)
+
+    def ref_ids(self, text):
+        _, _, raw = self.srv.request("POST", "/tokenize", {"content": text, "add_special": True})
+        return json.loads(raw)["tokens"]
 
     def test_vllm_tokenizer_endpoints(self):
         """vLLM's /tokenize form ({"prompt", "add_special_tokens"}: the BOS unless told not,

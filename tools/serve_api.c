@@ -274,7 +274,9 @@ static bool get_echo(fields *f, bool chat, bn_job_params *p) {
     if (f->bad) return false;
     if (chat && p->echo) return fail(f, "'%s' is for completions", "echo");
     if (p->score_only && !p->echo)
-        return fail(f, "'%s' must be at least 1 (0 only with \"echo\": true: the prompt scored alone)", "max_tokens");
+        return fail(f, chat ? "'%s' must be at least 1"
+                            : "'%s' must be at least 1 (0 only with \"echo\": true: the prompt scored alone)",
+                    field(f, "max_tokens") ? "max_tokens" : "max_completion_tokens");
     return true;
 }
 

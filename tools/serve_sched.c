@@ -138,12 +138,19 @@ static const char *why_ended(const bn_job *j) {
     return j->cancelled ? "the request was cancelled" : "the server is shutting down";
 }
 
+// The choice job j admits a-th: each prompt's first choice, then the others in
+// order, so that every prompt is being fed while the later choices wait.
+static int admitted_choice(const bn_job *j, int a) {
+    const int n = j->p.n, later = a - j->p.n_prompts;
+    return later < 0 ? a * n : later / (n - 1) * n + 1 + later % (n - 1);
+}
+
 // Whether job j's next choice waits: it is not its prompt's first, that first
 // has not begun generating, and a choice that starts after that copies the
 // prompt's K/V from it rather than computing them again
 // (bn_batch_shares_prompts; not a prompt being scored, which takes no K/V).
 static bool waits_for_first(const bn_sched *s, const bn_job *j) {
-    const int c = j->n_admitted, first = c - c % j->p.n;
+    const int c = admitted_choice(j, j->n_admitted), first = c - c % j->p.n;
     return s->shares_prompts && !j->p.no_prefix_cache && !(j->p.echo && j->p.logprobs) && c != first &&
            !j->choice[first].begun && !j->st.choice[first].done;
 }
@@ -167,7 +174,7 @@ static void between_steps(bn_sched *s) {
             prev = j, link = &j->next;
             continue;
         }
-        const int c = j->n_admitted++;
+        const int c = admitted_choice(j, j->n_admitted++);
         if (j->n_admitted == j->p.n_choices) { // its last choice leaves the queue
             if (s->tail == j) s->tail = prev;
             *link = j->next;
@@ -222,8 +229,11 @@ static void after_step(bn_sched *s, const bn_batch_event *ev, int n) {
         if (!j->choice[c].begun && j->p.echo) echo_prompt(j, c, &ev[i], out);
         j->choice[c].begun = true;
         if (!j->p.score_only) bn_buf_append(&out->text, ev[i].text, ev[i].len); // out of memory: the text is lost, not the counts
-        if (j->p.logprobs && !j->p.score_only && ev[i].token >= 0 && !ev[i].eog) {
-            bn_job_logprob lp = {.id = ev[i].token, .logprob = ev[i].logprob, .n_top = ev[i].n_top};
+        // An end-of-generation token has an entry with echo, where lm-evaluation-harness
+        // takes the last entry for the generated token and drops it.
+        if (j->p.logprobs && !j->p.score_only && ev[i].token >= 0 && (!ev[i].eog || j->p.echo)) {
+            bn_job_logprob lp = {.id = ev[i].token, .logprob = ev[i].logprob, .n_top = ev[i].n_top,
+                                 .unseen = ev[i].eog};
             memcpy(lp.top, ev[i].top, (size_t)ev[i].n_top * sizeof *lp.top);
             bn_buf_append(&out->logprobs, &lp, sizeof lp);
         }

@@ -61,15 +61,16 @@ typedef struct bn_job_params {
 // Frees the prompt, stop strings, schema and logit biases and zeroes p.
 void bn_job_params_free(bn_job_params *p);
 
-// With logprobs, one per generated token (an end-of-generation token has none),
-// after one per prompt token with echo.
+// With logprobs, one per generated token (an end-of-generation token has none
+// but with echo), after one per prompt token with echo.
 typedef struct bn_job_logprob {
     int32_t id;
     float logprob;
     int n_top;
     bn_token_logprob top[BN_TOP_LOGPROBS_MAX];
     bool first;  // the prompt's first token: nothing precedes it, so no log-probability
-    bool unseen; // a BOS the server added (bn_job_prompt.added_bos): not in the echoed text
+    bool unseen; // not in the text: a BOS the server added (bn_job_prompt.added_bos), or an
+                 // end-of-generation token
 } bn_job_logprob;
 
 // What a choice produced: its text, and with logprobs the tokens' bn_job_logprob
