@@ -146,6 +146,7 @@ _API = {
     "bn_engine_info": (ModelInfo, [c_void_p]),
     "bn_engine_load_ms": (c_double, [c_void_p]),
     "bn_engine_add_bos": (c_bool, [c_void_p]),
+    "bn_engine_is_eog": (c_bool, [c_void_p, c_int32]),
     "bn_engine_chat_template": (c_char_p, [c_void_p]),
     "bn_engine_set_chat_template": (c_int, [c_void_p, c_char_p, _E]),
     "bn_engine_tokenize": (c_int, [c_void_p, c_char_p, c_bool, c_bool, _IDS, POINTER(c_size_t), _E]),
@@ -180,10 +181,16 @@ _API = {
     "bn_session_set_json_schema": (c_int, [c_void_p, c_char_p, _E]),
     "bn_session_set_logprobs": (c_int, [c_void_p, c_int, _E]),
     "bn_session_token_logprobs": (c_int, [c_void_p, POINTER(c_float), POINTER(POINTER(TokenLogprob))]),
+    "bn_session_token_id": (c_int32, [c_void_p]),
     "bn_engine_token_bytes": (c_void_p, [c_void_p, c_int32, POINTER(c_size_t)]),
     "bn_batch_remove": (None, [c_void_p, c_int]),
     "bn_batch_step": (c_int, [c_void_p, POINTER(POINTER(BatchEvent)), POINTER(c_int), _E]),
 }
+
+
+# The library version (major.minor: its ABI, README: The C API) the structs and
+# functions above are written for; another one is refused at import.
+ABI = "0.3"
 
 
 def _load():
@@ -191,6 +198,12 @@ def _load():
         lib = ctypes.CDLL(LIBRARY)
     except OSError as e:
         raise ImportError(f"bitnet_gpu: cannot load the C library {LIBRARY}: {e}") from None
+    try:
+        version = ctypes.CFUNCTYPE(c_char_p)(("bn_version", lib))().decode()
+    except AttributeError:
+        raise ImportError(f"bitnet_gpu: {LIBRARY} is not libbitnet (it has no bn_version)") from None
+    if version.split(".")[:2] != ABI.split("."):
+        raise ImportError(f"bitnet_gpu: {LIBRARY} is libbitnet {version}; this package needs {ABI}.x")
     for name, (restype, argtypes) in _API.items():
         f = getattr(lib, name)
         f.restype, f.argtypes = restype, argtypes
@@ -225,3 +238,9 @@ def take_ids(ptr, n):
 def top_pairs(top, n):
     """The first n of a C array of bn_token_logprob, as (id, logprob) pairs."""
     return [(top[i].id, top[i].logprob) for i in range(n)]
+
+
+def scored_pairs(ids, values, top, k):
+    """A scored text's entries from C arrays (bn_session_score's, a batch event's prompt_logprob
+    and prompt_top): for token i >= 1 (id, logprob, its k likeliest as (id, logprob) pairs)."""
+    return [(ids[i], values[i], top_pairs(top[i * k:(i + 1) * k], k)) for i in range(1, len(ids))]

@@ -33,6 +33,7 @@ class _Job:
         self.logprobs = None if top_logprobs is None else []
         self.score = score  # the prompt's logprobs too (bn_request.prompt_logprobs), into prompt_logprobs
         self.prompt_logprobs = None
+        self.eog_logprob = None  # Completion.eog_logprob
         self.json_schema = json_schema_text(json_schema)
         self.c_ids = (ctypes.c_int32 * len(self.ids))(*self.ids)
         # A stop string that is not valid UTF-8 (a lone surrogate) can never match
@@ -52,7 +53,8 @@ class _Job:
         first = self.first or now
         t = Timings(0.0, 1e3 * (first - self.arrived), 1e3 * (now - first), n_prompt - n_cached, n_gen, n_cached)
         finish = "cancelled" if ev_stop is None else _FINISH[ev_stop]
-        self.emit(Completion(self.text, self.tokens, self.ids, finish, t, logprobs=self.logprobs))
+        self.emit(Completion(self.text, self.tokens, self.ids, finish, t, logprobs=self.logprobs,
+                             eog_logprob=self.eog_logprob))
         self.emit(None)
 
     def text_tail(self):
@@ -171,6 +173,8 @@ class BatchEngine(Model):
         s = BatchStream(self, (ids, 1, self.sampling(greedy=True), None, True, None, top_logprobs), score=True)
         for _ in s:
             pass
+        if s._job.prompt_logprobs is None:  # cancelled before its first step: the engine closed
+            raise BitnetError("the engine is closed")
         return s._job.prompt_logprobs
 
     def _submit(self, job):
@@ -259,9 +263,10 @@ class BatchEngine(Model):
         job = self._active[ev.slot]
         job.first = job.first or time.perf_counter()
         if job.score and job.prompt_logprobs is None:  # the prompt's, at its first event
-            k = ev.n_top
-            job.prompt_logprobs = [None] + [Logprob(job.ids[i], ev.prompt_logprob[i], N.top_pairs(ev.prompt_top[i * k:(i + 1) * k], k))
-                                            for i in range(1, len(job.ids))]
+            job.prompt_logprobs = [None] + [Logprob(*e) for e in N.scored_pairs(job.ids, ev.prompt_logprob,
+                                                                                   ev.prompt_top, ev.n_top)]
+        if ev.eog and job.logprobs is not None:
+            job.eog_logprob = Logprob(ev.token, ev.logprob, N.top_pairs(ev.top, ev.n_top))
         text = job.decoder.decode(ctypes.string_at(ev.text, ev.len)) if ev.len else ""
         if ev.token >= 0 and not ev.eog:
             job.tokens.append(ev.token)

@@ -112,6 +112,9 @@ class Completion:
     tool_calls: Optional[List[dict]] = None
     # logprobs=True: a Logprob for each of ids, or None
     logprobs: Optional[List[Logprob]] = None
+    # logprobs=True and the generation ended with an end-of-generation token (not in
+    # ids): that token's Logprob, else None
+    eog_logprob: Optional[Logprob] = None
 
 
 class Piece(NamedTuple):
@@ -191,7 +194,7 @@ class _Run:
                 return len(self.text) - k
         return len(self.text)
 
-    def finish(self, prompt_ids, t, cached):
+    def finish(self, prompt_ids, t, cached, eog_logprob=None):
         if self.error is not None:
             raise self.error
         if not self.stopped:  # the end of the text: nothing more can complete a stop string
@@ -201,7 +204,8 @@ class _Run:
             self.sent = len(self.text)
         timings = Timings(t.backend_ms, t.prefill_ms, t.decode_ms, t.n_prompt, t.n_gen, cached)
         finish = "cancelled" if self.cancel and not self.stopped else _FINISH[t.stop]
-        return Completion(self.text, self.ids, list(prompt_ids), finish, timings, logprobs=self.logprobs)
+        return Completion(self.text, self.ids, list(prompt_ids), finish, timings, logprobs=self.logprobs,
+                          eog_logprob=eog_logprob)
 
 
 class Stream:
@@ -396,6 +400,10 @@ class Model:
         if not self._e:
             raise BitnetError("the engine is closed")
         return self._e
+
+    def is_eog(self, token_id: int) -> bool:
+        """Whether a token ends a generation (end of text, end of turn)."""
+        return bool(lib.bn_engine_is_eog(self._handle(), token_id))
 
     # ---- tokens ----
     def tokenize(self, text: str, bos: bool = True, special: bool = False) -> List[int]:
@@ -680,8 +688,7 @@ class Engine(Model):
             rc = lib.bn_session_score(self._s, arr, n, top_logprobs, lp, top, ctypes.byref(err))
             self._read_backend()
         _check(rc, err)
-        return [None] + [Logprob(ids[i], lp[i], N.top_pairs(top[i * top_logprobs:(i + 1) * top_logprobs], top_logprobs))
-                         for i in range(1, n)]
+        return [None] + [Logprob(*e) for e in N.scored_pairs(ids, lp, top, top_logprobs)]
 
     def _generate(self, run, ids, max_tokens, sp, cache_prompt=True, schema=None, logprobs=None):
         arr = (ctypes.c_int32 * len(ids))(*ids)
@@ -703,8 +710,12 @@ class Engine(Model):
                 rc = rc or lib.bn_session_set_logprobs(self._s, -1 if logprobs is None else logprobs, ctypes.byref(err))
                 rc = rc or lib.bn_session_generate(self._s, rest, len(ids) - kept, max_tokens, ctypes.byref(sp), run.fn,
                                              None, ctypes.byref(t), ctypes.byref(err))
+                eog = None  # the end-of-generation token it ended with, which on_token did not see
+                last = lib.bn_session_token_id(self._s) if rc == 0 and logprobs is not None else -1
+                if last >= 0 and t.stop == N.STOP_EOG and lib.bn_engine_is_eog(self._e, last):
+                    eog = run._logprob(last)
             finally:
                 self._running = None
                 self._read_backend()
         _check(rc, err)
-        return run.finish(ids, t, kept)
+        return run.finish(ids, t, kept, eog)

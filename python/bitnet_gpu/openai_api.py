@@ -209,6 +209,12 @@ def _echo(body, chat):
     return echo
 
 
+class _EndOfText(Logprob):
+    """With echo, the end-of-generation token a choice ended with: it has an entry (as
+    lm-evaluation-harness expects the generated token's last) but no text."""
+    __slots__ = ()
+
+
 @dataclass
 class _Prompt:
     """One prompt of a request: its ids, and with echo its text (a string prompt as given,
@@ -425,7 +431,8 @@ class Call:
             out["token_logprobs"].append(lp.logprob)
             out["text_offset"].append(self.text_offset[index])
             first = lp.logprob is None  # the prompt's first token (echo)
-            self.text_offset[index] += 0 if first and self.prompts[index // self.per].added_bos else len(b)
+            unseen = (first and self.prompts[index // self.per].added_bos) or isinstance(lp, _EndOfText)
+            self.text_offset[index] += 0 if unseen else len(b)
             if first:
                 out["top_logprobs"].append(None)
                 continue
@@ -461,17 +468,20 @@ class Call:
         choices = []
         for i, r in enumerate(results):
             message, called = chat_tools_reply(r.text, self._reply_id(i)) if self.tools else (None, False)
-            text, logprobs = self._echoed(i, r.text, r.logprobs)
+            text, logprobs = self._echoed(i, r.text, r.logprobs, r.eog_logprob)
             choices.append(self._choice(i, text, "tool_calls" if called else _FINISH[r.finish_reason], False,
                                         message, logprobs))
         return {**self._head(False), "choices": choices, "usage": self._usage(results)}
 
-    def _echoed(self, i, text, logprobs):
-        """Choice i's text and logprobs with its prompt's before them, with echo."""
+    def _echoed(self, i, text, logprobs, eog=None):
+        """Choice i's text and logprobs with its prompt's before them, and the end-of-generation
+        token it ended with (eog) after them, with echo."""
         if not self.echo:
             return text, logprobs
         p = self.prompts[i // self.per]
-        return p.text + text, None if logprobs is None else p.logprobs + logprobs
+        if logprobs is None:
+            return p.text + text, None
+        return p.text + text, p.logprobs + logprobs + ([_EndOfText(*eog)] if eog else [])
 
     def events(self):
         """The answer as server-sent events, "data: [DONE]" last (blocking iterator): each
@@ -493,6 +503,9 @@ class Call:
                         yield _sse({**head, "choices": [self._choice(i, piece.text, None, True, logprobs=logprobs)]})
                 r = stream.result
                 results.append(r)
+                if self.echo and self.top_logprobs is not None and r.eog_logprob:
+                    yield _sse({**head, "choices": [self._choice(i, "", None, True,
+                                                                 logprobs=[_EndOfText(*r.eog_logprob)])]})
                 finish = _FINISH[r.finish_reason]
                 if self.tools and (r.text or r.logprobs):
                     delta, called = chat_tools_reply(r.text, self._reply_id(i), delta=True)

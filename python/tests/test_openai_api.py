@@ -637,7 +637,9 @@ ECHO_BODIES = [
     {"model": "tiny-a", "prompt": ["2+2=", "Once upon a time", [791, 6864]], "max_tokens": 6, "temperature": 1.0,
      "seed": 9, "logprobs": 1},
 ]
-ECHO_IDS = ["echo-logprobs", "echo-ids", "echo-max-tokens-0", "echo-prompts-n", "prompts-logprobs"]
+ECHO_BODIES.append({"model": "tiny-a", "prompt": [[128000, 17, 10, 17, 28]], "max_tokens": 1, "logprobs": 2,
+                    "echo": True, "temperature": 0, "logit_bias": {"128001": 100}})  # ends at once: its entry last
+ECHO_IDS = ["echo-logprobs", "echo-ids", "echo-max-tokens-0", "echo-prompts-n", "prompts-logprobs", "echo-eog"]
 
 
 @pytest.mark.parametrize("body", ECHO_BODIES, ids=ECHO_IDS)
@@ -682,6 +684,8 @@ def test_score(api, model_path):
     assert again.timings.cached_tokens == len(scored) - 1
     with BatchEngine(model_path, slots=2, threads=1) as batch:
         assert batch.score(gen.prompt_ids + gen.ids, top_logprobs=3) == scored
+    with pytest.raises(BitnetError):
+        batch.score("2+2=")  # closed
     assert [(lp.id, lp.logprob, lp.top) for lp in e.score("2+2=")[1:]] == [(lp.id, lp.logprob, [])
                                                                            for lp in scored[1:5]]
     with pytest.raises(BitnetError):
