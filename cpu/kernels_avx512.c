@@ -248,11 +248,81 @@ void bn_f16_gemv_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1
     for (; r < row1; r++) f16_tile512(w + r * K, K, x, y + r, 1);
 }
 
-// One token at a time: a tile that shares each converted weight among tokens,
-// as the AVX2 set's, waits for an AVX-512 machine to test and time it on.
+// f16_gemm: R rows (at most 4) against T tokens (at most 2: x[t], results to
+// y[t][0..R)). Each converted weight vector serves both tokens and each token
+// vector all R rows, and each (row, token) sum runs exactly as f16_tile512's
+// does for that row (two 16-lane accumulators over alternate 16-element chunks,
+// at most two masked steps into the first, their sum, the horizontal add), so
+// the results are f16_gemv's bit for bit.
+BN_ALWAYS_INLINE void f16_tile512_tokens(const uint16_t *w, int64_t K, const float *const *x, float *const *y,
+                                         int R, int T) {
+    __m512 a0[4][2], a1[4][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+        for (int t = 0; t < T; t++) a0[i][t] = a1[i][t] = _mm512_setzero_ps();
+    const char *pf = (const char *)((uintptr_t)w + (uintptr_t)(2 * 4 * K * 2)); // 2 tiles ahead, as f16_tile512
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        if (R == 4) {
+            _mm_prefetch(pf + 8 * k, _MM_HINT_T0);
+            _mm_prefetch(pf + 8 * k + 64, _MM_HINT_T0);
+            _mm_prefetch(pf + 8 * k + 128, _MM_HINT_T0);
+            _mm_prefetch(pf + 8 * k + 192, _MM_HINT_T0);
+        }
+        __m512 x0[2], x1[2];
+#pragma GCC unroll 2
+        for (int t = 0; t < T; t++) x0[t] = _mm512_loadu_ps(x[t] + k), x1[t] = _mm512_loadu_ps(x[t] + k + 16);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            const __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i * K + k)));
+            const __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i * K + k + 16)));
+#pragma GCC unroll 2
+            for (int t = 0; t < T; t++) {
+                a0[i][t] = _mm512_fmadd_ps(w0, x0[t], a0[i][t]);
+                a1[i][t] = _mm512_fmadd_ps(w1, x1[t], a1[i][t]);
+            }
+        }
+    }
+    for (; k < K; k += 16) { // at most two masked steps
+        const int64_t left = K - k;
+        const __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            const __m512 w0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + i * K + k));
+#pragma GCC unroll 2
+            for (int t = 0; t < T; t++) a0[i][t] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, x[t] + k), a0[i][t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+        for (int t = 0; t < T; t++) y[t][i] = _mm512_reduce_add_ps(_mm512_add_ps(a0[i][t], a1[i][t]));
+}
+
+// Tokens two at a time, and for each pair every row of the caller's block of
+// the head (in L2), four rows a tile; a lone token takes f16_gemv's tiles.
 void bn_f16_gemm_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1, const float *x,
-                            int64_t ldx, const int *idx, int n, float *y, int64_t ldy) {
-    bn_f16_gemm_by_token(bn_f16_gemv_avx512, w, K, row0, row1, x, ldx, idx, n, y, ldy);
+                        int64_t ldx, const int *idx, int n, float *y, int64_t ldy) {
+    for (int i0 = 0; i0 < n; i0 += 2) {
+        const float *xt[2] = {NULL, NULL};
+        float *yt[2];
+        for (int t = 0; t < 2 && i0 + t < n; t++) xt[t] = x + (int64_t)(idx ? idx[i0 + t] : i0 + t) * ldx;
+        if (i0 + 1 == n) {
+            bn_f16_gemv_avx512(w, K, row0, row1, xt[0], y + (int64_t)i0 * ldy);
+            continue;
+        }
+        int64_t r = row0;
+        for (; r < row1; r += 4) {
+            for (int t = 0; t < 2; t++) yt[t] = y + (int64_t)(i0 + t) * ldy + r;
+            switch (row1 - r < 4 ? row1 - r : 4) { // a constant R each: the accumulators stay in registers
+            case 4: f16_tile512_tokens(w + r * K, K, xt, yt, 4, 2); break;
+            case 3: f16_tile512_tokens(w + r * K, K, xt, yt, 3, 2); break;
+            case 2: f16_tile512_tokens(w + r * K, K, xt, yt, 2, 2); break;
+            default: f16_tile512_tokens(w + r * K, K, xt, yt, 1, 2); break;
+            }
+        }
+    }
 }
 
 // ---- int8 GEMV -------------------------------------------------------------------

@@ -206,7 +206,8 @@ static void test_f16(const char *name) {
 #endif
 
 // f16_gemm against the same set's f16_gemv, token by token, bit for bit: n
-// tokens (1-9, so every group size of four and its tails), read through a
+// tokens (1-9: every group size of four and its tails, as AVX2 groups them, and
+// of eight with a lone token after a full group, as AVX-512 does), read through a
 // shuffled index list (or none: rows 0..n-1) with a row stride, on odd widths
 // and row ranges (rows 3-10 or 3-39); results outside [row0, row1) untouched.
 static void check_f16_gemm(const bn_cpu_kernels *k) {
