@@ -476,6 +476,16 @@ class ServeTest(unittest.TestCase):
                                     "token_logprobs": c.logprobs.token_logprobs})
         r = self.client.completions.create(model="m", prompt=PROMPTS[1], max_tokens=4, echo=True, temperature=0, n=2)
         self.assertEqual([x.text for x in r.choices], [c.text] * 2)
+        # With logprobs the first choice scores the prompt, and the second takes its entries
+        # (and its K/V: the prompt is fed once).
+        before = self.metrics()[("bitnet_prompt_tokens_cached_total", ())]
+        r = self.client.completions.create(model="m", prompt=PROMPTS[1], max_tokens=4, logprobs=2, echo=True,
+                                           temperature=0, n=2)
+        self.srv.wait_idle()
+        self.assertEqual([(x.text, x.logprobs.token_logprobs, x.logprobs.tokens) for x in r.choices],
+                         [(c.text, c.logprobs.token_logprobs, c.logprobs.tokens)] * 2)
+        self.assertEqual(self.metrics()[("bitnet_prompt_tokens_cached_total", ())] - before,
+                         r.usage.prompt_tokens - 1)
         # The generated token is the end of the text (forced by a bias): it has its entry, last,
         # which lm-eval drops (token_logprobs[ctxlen:-1]); no text, no room in the offsets.
         ids = self.ref_ids(PROMPTS[1])

@@ -34,6 +34,8 @@ struct bn_job {
     double arrived_ms;   // bn_now_ms at submission
     bool got_first;      // a first token came (stats)
     choice *choice;      // [p.n_choices]
+    bn_buf *echoed;      // [p.n_prompts] with echo and logprobs: each prompt's bn_job_logprob
+                         // entries, scored by its first choice, copied for the others
     bn_job *next;        // the queue
 };
 
@@ -71,6 +73,8 @@ void bn_job_params_free(bn_job_params *p) {
 }
 
 static void free_job(bn_job *j) {
+    for (int i = 0; i < j->p.n_prompts && j->echoed; i++) free(j->echoed[i].data);
+    free(j->echoed);
     for (int c = 0; c < j->p.n_choices && j->choice; c++) {
         free(j->choice[c].out.text.data);
         free(j->choice[c].out.logprobs.data);
@@ -148,10 +152,11 @@ static int admitted_choice(const bn_job *j, int a) {
 // Whether job j's next choice waits: it is not its prompt's first, that first
 // has not begun generating, and a choice that starts after that copies the
 // prompt's K/V from it rather than computing them again
-// (bn_batch_shares_prompts; not a prompt being scored, which takes no K/V).
+// (bn_batch_shares_prompts; with echo and logprobs the first scores the prompt,
+// and the others take its entries as well).
 static bool waits_for_first(const bn_sched *s, const bn_job *j) {
     const int c = admitted_choice(j, j->n_admitted), first = c - c % j->p.n;
-    return s->shares_prompts && !j->p.no_prefix_cache && !(j->p.echo && j->p.logprobs) && c != first &&
+    return s->shares_prompts && !j->p.no_prefix_cache && c != first &&
            !j->choice[first].begun && !j->st.choice[first].done;
 }
 
@@ -190,7 +195,7 @@ static void between_steps(bn_sched *s) {
                         .sampling = j->p.sampling, .stop = (const char *const *)j->p.stop,
                         .n_stop = j->p.n_stop, .no_prefix_cache = j->p.no_prefix_cache,
                         .logprobs = j->p.logprobs, .top_logprobs = j->p.top_logprobs,
-                        .prompt_logprobs = j->p.echo && j->p.logprobs,
+                        .prompt_logprobs = j->p.echo && j->p.logprobs && !j->echoed[c / j->p.n].len,
                         .json_object = j->p.json_object, .json_schema = j->p.json_schema};
         r.sampling.seed += (uint64_t)(c % j->p.n); // choice 0 of a prompt is what n = 1 would give
         bn_error err;
@@ -205,12 +210,21 @@ static void between_steps(bn_sched *s) {
 }
 
 // The echo of choice c's prompt at the start of its output: the prompt's text,
-// and with logprobs each prompt token's (ev: the choice's first event, which
-// carries them). Out of memory: the echo is lost, not the counts.
-static void echo_prompt(const bn_job *j, int c, const bn_batch_event *ev, bn_job_output *out) {
+// and with logprobs each prompt token's, from the choice's first event where
+// the choice scored its prompt (ev->prompt_logprob; the first to do so keeps
+// them for the prompt's other choices, which start once it has begun and then
+// score nothing), else as kept. Out of memory: the echo is lost, not the counts.
+static void echo_prompt(bn_job *j, int c, const bn_batch_event *ev, bn_job_output *out) {
     const bn_job_prompt *p = prompt_of(j, c);
     if (p->echo) bn_buf_append(&out->text, p->echo, strlen(p->echo));
-    for (size_t i = 0; j->p.logprobs && ev->prompt_logprob && i < p->n; i++) {
+    if (!j->p.logprobs) return;
+    bn_buf *kept = &j->echoed[c / j->p.n];
+    if (!ev->prompt_logprob) {
+        if (kept->len) bn_buf_append(&out->logprobs, kept->data, kept->len);
+        return;
+    }
+    const bool keep = !kept->len;
+    for (size_t i = 0; i < p->n; i++) {
         bn_job_logprob lp = {.id = p->ids[i], .first = i == 0, .unseen = i == 0 && p->added_bos};
         if (i) {
             lp.logprob = ev->prompt_logprob[i];
@@ -218,6 +232,7 @@ static void echo_prompt(const bn_job *j, int c, const bn_batch_event *ev, bn_job
             memcpy(lp.top, ev->prompt_top + i * (size_t)ev->n_top, (size_t)ev->n_top * sizeof *lp.top);
         }
         bn_buf_append(&out->logprobs, &lp, sizeof lp);
+        if (keep) bn_buf_append(kept, &lp, sizeof lp);
     }
 }
 
@@ -324,6 +339,8 @@ bn_job *bn_sched_submit(bn_sched *s, bn_job_params *p) {
     p->n_choices = p->n_prompts * p->n;
     bn_job *j = p->n_prompts >= 1 && p->n_choices <= BN_JOB_MAX_CHOICES ? calloc(1, sizeof *j) : NULL;
     if (j && !(j->choice = calloc((size_t)p->n_choices, sizeof *j->choice))) free(j), j = NULL;
+    if (j && p->echo && p->logprobs && !(j->echoed = calloc((size_t)p->n_prompts, sizeof *j->echoed)))
+        free(j->choice), free(j), j = NULL;
     if (j) {
         j->p = *p;
         j->s = s;

@@ -636,10 +636,13 @@ ECHO_BODIES = [
      "temperature": 1.0, "seed": 5},
     {"model": "tiny-a", "prompt": ["2+2=", "Once upon a time", [791, 6864]], "max_tokens": 6, "temperature": 1.0,
      "seed": 9, "logprobs": 1},
+    {"model": "tiny-a", "prompt": ["2+2=", [128000, 791, 6864]], "max_tokens": 3, "echo": True, "n": 2,
+     "temperature": 1.0, "seed": 5, "logprobs": 2},
 ]
 ECHO_BODIES.append({"model": "tiny-a", "prompt": [[128000, 17, 10, 17, 28]], "max_tokens": 1, "logprobs": 2,
                     "echo": True, "temperature": 0, "logit_bias": {"128001": 100}})  # ends at once: its entry last
-ECHO_IDS = ["echo-logprobs", "echo-ids", "echo-max-tokens-0", "echo-prompts-n", "prompts-logprobs", "echo-eog"]
+ECHO_IDS = ["echo-logprobs", "echo-ids", "echo-max-tokens-0", "echo-prompts-n", "prompts-logprobs",
+            "echo-prompts-n-logprobs", "echo-eog"]
 
 
 @pytest.mark.parametrize("body", ECHO_BODIES, ids=ECHO_IDS)
@@ -659,9 +662,11 @@ def test_prompts_and_echo_as_the_c_server_gives_them(api, c_server, body):
         if c["logprobs"] is not None:
             assert streamed_logprobs(chunks[i], False) == c["logprobs"]
     if body.get("echo") and body.get("logprobs") is not None:
-        lp = ours["choices"][0]["logprobs"]
-        assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
-        assert len(lp["tokens"]) == ours["usage"]["prompt_tokens"] + ours["usage"]["completion_tokens"]
+        for c in ours["choices"]:
+            assert c["logprobs"]["token_logprobs"][0] is None and c["logprobs"]["top_logprobs"][0] is None
+        if len(ours["choices"]) == 1:
+            lp = ours["choices"][0]["logprobs"]
+            assert len(lp["tokens"]) == ours["usage"]["prompt_tokens"] + ours["usage"]["completion_tokens"]
 
 
 def test_prompts_and_echo_on_a_batch_engine(api, model_path):
