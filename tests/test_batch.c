@@ -879,8 +879,9 @@ static bn_request scoring_request(const int32_t *ids, int n, int max_tokens) {
 
 // Prompt logprobs (bn_request.prompt_logprobs), against the CPU backend's own
 // rows: each prompt token's log-probability and likeliest tokens are the
-// log-softmax of the row a session computes over the whole prompt at once, bit
-// for bit, whether the prompt is scored in one call or in chunks of 5 beside a
+// log-softmax of the row a session computes over the whole prompt at once (the
+// same rows bit for bit; the test's own log-softmax to 1e-4), whether the
+// prompt is scored in one call or in chunks of 5 beside a
 // greedy neighbour (whose tokens do not change). The sampled tokens are those
 // of the prompt generated alone, the slot takes nothing from the prompt cache,
 // and prompt_logprobs without logprobs is an error. A session's
@@ -890,7 +891,7 @@ static void test_batch_prompt_logprobs(void **state) {
     REQUIRE_MODEL();
     const int n_vocab = bn_engine_info(fx.engine).n_vocab;
     // A prompt of more than BN_SCORE_ROWS (batch.c) tokens: two prompts joined.
-    int32_t ids[N_CTX];
+    int32_t ids[N_CTX + 1] = {0}; // + 1: a text one token too long for the context, below
     int n = 0;
     for (int s = 2; s >= 0 && n < N_CTX - 8; s--)
         for (size_t i = 0; i < fx.n_ids[s] && n < N_CTX - 8; i++) ids[n++] = fx.ids[s][i];
@@ -988,7 +989,8 @@ static void test_batch_prompt_logprobs(void **state) {
 // to the second best is the reference's margin within twice the fixtures'
 // logit tolerance (0.1 on each logit); at ids 0 and 1, whose full reference
 // rows the fixtures hold, the log-probability is the reference's log-softmax
-// within the same 0.2. On the CPU, and on CUDA (test_batch_cuda).
+// within the same 0.2. The cases are scored together, a slot each (their
+// prompts share the scoring calls). On the CPU, and on CUDA (test_batch_cuda).
 static void check_prompt_logprobs_golden(const char *backend) {
     BN_REQUIRE_FIXTURE(golden, "tiny-a/tiny-a.golden.json");
     REQUIRE_MODEL();
@@ -998,26 +1000,35 @@ static void check_prompt_logprobs_golden(const char *backend) {
     free(text);
     const cJSON *c;
     int n_cases = 0;
+    bn_golden_case cases[N_SEQ];
+    int32_t ids[N_SEQ][N_CTX];
+    bn_request req[N_SEQ];
+    scored got[N_SEQ];
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(doc, "cases")) {
-        bn_golden_case g;
-        if (bn_golden_read_case(c, &g)) fail_msg("case %d of %s is not a golden case", n_cases, golden);
-        n_cases++;
-        int32_t ids[N_CTX];
-        const int n = g.n_prompt + BN_GOLDEN_GEN;
+        assert_true(n_cases < N_SEQ);
+        bn_golden_case *g = &cases[n_cases];
+        if (bn_golden_read_case(c, g)) fail_msg("case %d of %s is not a golden case", n_cases, golden);
+        const int n = g->n_prompt + BN_GOLDEN_GEN;
         assert_true(n <= N_CTX);
-        memcpy(ids, g.prompt_ids, sizeof(int32_t) * (size_t)g.n_prompt);
-        memcpy(ids + g.n_prompt, g.gen_ids, sizeof g.gen_ids);
-        const bn_request req = scoring_request(ids, n, 1);
-        scored got;
-        run_scored(backend, &req, 1, 0, &got);
+        memcpy(ids[n_cases], g->prompt_ids, sizeof(int32_t) * (size_t)g->n_prompt);
+        memcpy(ids[n_cases] + g->n_prompt, g->gen_ids, sizeof g->gen_ids);
+        req[n_cases] = scoring_request(ids[n_cases], n, 1);
+        n_cases++;
+    }
+    assert_true(n_cases >= 4);
+    run_scored(backend, req, n_cases, 0, got);
+    int k = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(doc, "cases")) {
+        const bn_golden_case g = cases[k];
+        const scored *scored_k = &got[k++];
         for (int i = 0; i < BN_GOLDEN_GEN; i++) {
             const int p = g.n_prompt + i;
             if (g.step[i].margin < 0.05f) break; // the fixtures' rule: a near tie may go either way
-            assert_int_equal(got.top_id[p][0], g.gen_ids[i]);
-            assert_true(got.lp[p] == got.top_lp[p][0]);
-            const float gap = got.top_lp[p][0] - got.top_lp[p][1];
+            assert_int_equal(scored_k->top_id[p][0], g.gen_ids[i]);
+            assert_true(scored_k->lp[p] == scored_k->top_lp[p][0]);
+            const float gap = scored_k->top_lp[p][0] - scored_k->top_lp[p][1];
             if (fabsf(gap - g.step[i].margin) > 0.2f)
-                fail_msg("case %d, greedy id %d: best minus second best %g, bitnet.cpp's margin %g", n_cases - 1,
+                fail_msg("case %d, greedy id %d: best minus second best %g, bitnet.cpp's margin %g", k - 1,
                          i, gap, g.step[i].margin);
         }
         for (int i = 0; i < 2; i++) {
@@ -1029,14 +1040,13 @@ static void check_prompt_logprobs_golden(const char *backend) {
             float *row = (float *)bn_read_file(path, &len);
             assert_int_equal(len, sizeof(float) * (size_t)n_vocab);
             const double want = log_softmax_at(row, n_vocab, g.gen_ids[i]);
-            if (fabs(got.lp[g.n_prompt + i] - want) > 0.2)
-                fail_msg("case %d, greedy id %d: logprob %g, bitnet.cpp's log-softmax %g", n_cases - 1, i,
-                         got.lp[g.n_prompt + i], want);
+            if (fabs(scored_k->lp[g.n_prompt + i] - want) > 0.2)
+                fail_msg("case %d, greedy id %d: logprob %g, bitnet.cpp's log-softmax %g", k - 1, i,
+                         scored_k->lp[g.n_prompt + i], want);
             free(row);
         }
     }
     cJSON_Delete(doc);
-    assert_true(n_cases >= 4);
 }
 
 static void test_batch_prompt_logprobs_golden(void **state) {

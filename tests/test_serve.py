@@ -487,15 +487,15 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(self.metrics()[("bitnet_prompt_tokens_cached_total", ())] - before,
                          r.usage.prompt_tokens - 1)
         # The generated token is the end of the text (forced by a bias): it has its entry, last,
-        # which lm-eval drops (token_logprobs[ctxlen:-1]); no text, no room in the offsets.
+        # which lm-eval drops (token_logprobs[ctxlen:-1]), and none of its text.
         ids = self.ref_ids(PROMPTS[1])
         r = self.client.completions.create(model="m", prompt=[ids], max_tokens=1, logprobs=1, echo=True,
                                            temperature=0, logit_bias={"128001": 100})
-        c = r.choices[0]
-        self.assertEqual((c.finish_reason, len(c.logprobs.tokens)), ("stop", len(ids) + 1))
-        self.assertEqual(c.logprobs.tokens[-1], "<|end_of_text|>")
-        self.assertEqual(c.logprobs.text_offset[-1], len(c.text.encode()))
-        self.assertLess(c.logprobs.token_logprobs[-1], 0)
+        ended = r.choices[0]
+        self.assertEqual((ended.finish_reason, len(ended.logprobs.tokens)), ("stop", len(ids) + 1))
+        self.assertEqual(ended.logprobs.tokens[-1], "<|end_of_text|>")
+        self.assertEqual(ended.logprobs.text_offset[-1], len(ended.text.encode()))  # its text is not there
+        self.assertLess(ended.logprobs.token_logprobs[-1], 0)
         # max_tokens 0: the prompt alone, scored.
         r = self.client.completions.create(model="m", prompt=PROMPTS[1], max_tokens=0, logprobs=0, echo=True)
         self.assertEqual((r.choices[0].text, r.choices[0].finish_reason), (PROMPTS[1], "length"))

@@ -152,12 +152,12 @@ static int admitted_choice(const bn_job *j, int a) {
 // Whether job j's next choice waits: it is not its prompt's first, that first
 // has not begun generating, and a choice that starts after that copies the
 // prompt's K/V from it rather than computing them again
-// (bn_batch_shares_prompts; with echo and logprobs the first scores the prompt,
-// and the others take its entries as well).
+// (bn_batch_shares_prompts), or with echo and logprobs takes the entries the
+// first scored instead of scoring the prompt again (with cache_prompt false too).
 static bool waits_for_first(const bn_sched *s, const bn_job *j) {
     const int c = admitted_choice(j, j->n_admitted), first = c - c % j->p.n;
-    return s->shares_prompts && !j->p.no_prefix_cache && c != first &&
-           !j->choice[first].begun && !j->st.choice[first].done;
+    const bool shares = (s->shares_prompts && !j->p.no_prefix_cache) || (j->p.echo && j->p.logprobs);
+    return shares && c != first && !j->choice[first].begun && !j->st.choice[first].done;
 }
 
 // Between steps: cancelled and (when stopping) late choices leave, queued ones
@@ -223,7 +223,7 @@ static void echo_prompt(bn_job *j, int c, const bn_batch_event *ev, bn_job_outpu
         if (kept->len) bn_buf_append(&out->logprobs, kept->data, kept->len);
         return;
     }
-    const bool keep = !kept->len;
+    bool keep = !kept->len;
     for (size_t i = 0; i < p->n; i++) {
         bn_job_logprob lp = {.id = p->ids[i], .first = i == 0, .unseen = i == 0 && p->added_bos};
         if (i) {
@@ -232,7 +232,7 @@ static void echo_prompt(bn_job *j, int c, const bn_batch_event *ev, bn_job_outpu
             memcpy(lp.top, ev->prompt_top + i * (size_t)ev->n_top, (size_t)ev->n_top * sizeof *lp.top);
         }
         bn_buf_append(&out->logprobs, &lp, sizeof lp);
-        if (keep) bn_buf_append(kept, &lp, sizeof lp);
+        if (keep && bn_buf_append(kept, &lp, sizeof lp)) keep = false, kept->len = 0; // none rather than part
     }
 }
 

@@ -205,7 +205,10 @@ def _load():
     if version.split(".")[:2] != ABI.split("."):
         raise ImportError(f"bitnet_gpu: {LIBRARY} is libbitnet {version}; this package needs {ABI}.x")
     for name, (restype, argtypes) in _API.items():
-        f = getattr(lib, name)
+        try:
+            f = getattr(lib, name)
+        except AttributeError:  # a 0.3 library from before the function came
+            raise ImportError(f"bitnet_gpu: {LIBRARY} (libbitnet {version}) has no {name}: rebuild it") from None
         f.restype, f.argtypes = restype, argtypes
     return lib
 

@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import subprocess
+import threading
 import time
 
 import jsonschema
@@ -690,7 +691,24 @@ def test_score(api, model_path):
     with BatchEngine(model_path, slots=2, threads=1) as batch:
         assert batch.score(gen.prompt_ids + gen.ids, top_logprobs=3) == scored
     with pytest.raises(BitnetError):
-        batch.score("2+2=")  # closed
+        batch.score(gen.prompt_ids)  # closed
+    # Closed while the score waits for a slot (a long generation holds the only one).
+    with BatchEngine(model_path, slots=1, threads=1) as batch:
+        long = batch.generate("Once upon a time", 400, stream=True, greedy=True)
+        next(iter(long))
+        failed = []
+
+        def score():
+            try:
+                batch.score(gen.prompt_ids)
+            except BitnetError as e:
+                failed.append(e)
+        waiting = threading.Thread(target=score)
+        waiting.start()
+        time.sleep(0.3)
+        batch.close()
+        waiting.join(10)
+        assert [str(e) for e in failed] == ["the engine is closed"]
     assert [(lp.id, lp.logprob, lp.top) for lp in e.score("2+2=")[1:]] == [(lp.id, lp.logprob, [])
                                                                            for lp in scored[1:5]]
     with pytest.raises(BitnetError):
