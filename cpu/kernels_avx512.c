@@ -203,65 +203,20 @@ void bn_ternary_gemm_avx512(const uint8_t *w, int64_t K, int64_t row0, int64_t r
 
 // ---- f16 GEMV ------------------------------------------------------------------
 
-BN_ALWAYS_INLINE void f16_tile512(const uint16_t *w, int64_t K, const float *x, float *y,
-                                  int R) {
-    __m512 a0[4], a1[4];
-#pragma GCC unroll 4
-    for (int i = 0; i < R; i++) a0[i] = a1[i] = _mm512_setzero_ps();
-    int64_t k = 0;
-    // Prefetch 2 tiles ahead, 256 bytes per 32-element step (4 rows x 64 bytes).
-    const char *pf = (const char *)((uintptr_t)w + (uintptr_t)(2 * 4 * K * 2));
-    for (; k + 32 <= K; k += 32) {
-        if (R == 4) {
-            _mm_prefetch(pf + 8 * k, _MM_HINT_T0);
-            _mm_prefetch(pf + 8 * k + 64, _MM_HINT_T0);
-            _mm_prefetch(pf + 8 * k + 128, _MM_HINT_T0);
-            _mm_prefetch(pf + 8 * k + 192, _MM_HINT_T0);
-        }
-        const __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
-#pragma GCC unroll 4
-        for (int i = 0; i < R; i++) {
-            const uint16_t *wi = w + i * K + k;
-            a0[i] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)wi)), x0,
-                                    a0[i]);
-            a1[i] = _mm512_fmadd_ps(
-                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wi + 16))), x1, a1[i]);
-        }
-    }
-    for (; k < K; k += 16) { // at most two masked steps
-        const int64_t left = K - k;
-        const __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-        const __m512 x0 = _mm512_maskz_loadu_ps(m, x + k);
-#pragma GCC unroll 4
-        for (int i = 0; i < R; i++)
-            a0[i] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + i * K + k)),
-                                    x0, a0[i]);
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < R; i++) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(a0[i], a1[i]));
-}
-
-void bn_f16_gemv_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
-                        const float *x, float *y) {
-    int64_t r = row0;
-    for (; r + 4 <= row1; r += 4) f16_tile512(w + r * K, K, x, y + r, 4);
-    for (; r < row1; r++) f16_tile512(w + r * K, K, x, y + r, 1);
-}
-
-// f16_gemm: R rows (at most 4) against T tokens (at most 2: x[t], results to
-// y[t][0..R)). Each converted weight vector serves both tokens and each token
-// vector all R rows, and each (row, token) sum runs exactly as f16_tile512's
-// does for that row (two 16-lane accumulators over alternate 16-element chunks,
-// at most two masked steps into the first, their sum, the horizontal add), so
-// the results are f16_gemv's bit for bit.
-BN_ALWAYS_INLINE void f16_tile512_tokens(const uint16_t *w, int64_t K, const float *const *x, float *const *y,
-                                         int R, int T) {
+// R rows (at most 4) against T tokens (at most 2: x[t], results to y[t][0..R)):
+// each converted weight vector serves every token and each token vector all R
+// rows. Each (row, token) sum is two 16-lane accumulators over alternate
+// 16-element chunks, at most two masked steps into the first, their sum and
+// the horizontal add, whatever R and T: so f16_gemm (T = 2) gives f16_gemv's
+// (T = 1) results bit for bit.
+BN_ALWAYS_INLINE void f16_tile512(const uint16_t *w, int64_t K, const float *const *x, float *const *y,
+                                  int R, int T) {
     __m512 a0[4][2], a1[4][2];
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 2
         for (int t = 0; t < T; t++) a0[i][t] = a1[i][t] = _mm512_setzero_ps();
-    const char *pf = (const char *)((uintptr_t)w + (uintptr_t)(2 * 4 * K * 2)); // 2 tiles ahead, as f16_tile512
+    const char *pf = (const char *)((uintptr_t)w + (uintptr_t)(2 * 4 * K * 2)); // 2 tiles ahead: 256 bytes per 32-element step
     int64_t k = 0;
     for (; k + 32 <= K; k += 32) {
         if (R == 4) {
@@ -300,6 +255,20 @@ BN_ALWAYS_INLINE void f16_tile512_tokens(const uint16_t *w, int64_t K, const flo
         for (int t = 0; t < T; t++) y[t][i] = _mm512_reduce_add_ps(_mm512_add_ps(a0[i][t], a1[i][t]));
 }
 
+void bn_f16_gemv_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1,
+                        const float *x, float *y) {
+    int64_t r = row0;
+    const float *xs[1] = {x};
+    for (; r + 4 <= row1; r += 4) {
+        float *ys[1] = {y + r};
+        f16_tile512(w + r * K, K, xs, ys, 4, 1);
+    }
+    for (; r < row1; r++) {
+        float *ys[1] = {y + r};
+        f16_tile512(w + r * K, K, xs, ys, 1, 1);
+    }
+}
+
 // Tokens two at a time, and for each pair every row of the caller's block of
 // the head (in L2), four rows a tile; a lone token takes f16_gemv's tiles.
 void bn_f16_gemm_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1, const float *x,
@@ -316,10 +285,10 @@ void bn_f16_gemm_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1
         for (; r < row1; r += 4) {
             for (int t = 0; t < 2; t++) yt[t] = y + (int64_t)(i0 + t) * ldy + r;
             switch (row1 - r < 4 ? row1 - r : 4) { // a constant R each: the accumulators stay in registers
-            case 4: f16_tile512_tokens(w + r * K, K, xt, yt, 4, 2); break;
-            case 3: f16_tile512_tokens(w + r * K, K, xt, yt, 3, 2); break;
-            case 2: f16_tile512_tokens(w + r * K, K, xt, yt, 2, 2); break;
-            default: f16_tile512_tokens(w + r * K, K, xt, yt, 1, 2); break;
+            case 4: f16_tile512(w + r * K, K, xt, yt, 4, 2); break;
+            case 3: f16_tile512(w + r * K, K, xt, yt, 3, 2); break;
+            case 2: f16_tile512(w + r * K, K, xt, yt, 2, 2); break;
+            default: f16_tile512(w + r * K, K, xt, yt, 1, 2); break;
             }
         }
     }
