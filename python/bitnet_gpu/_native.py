@@ -147,6 +147,8 @@ _API = {
     "bn_engine_load_ms": (c_double, [c_void_p]),
     "bn_engine_add_bos": (c_bool, [c_void_p]),
     "bn_engine_is_eog": (c_bool, [c_void_p, c_int32]),
+    "bn_engine_bos": (c_int32, [c_void_p]),
+    "bn_engine_eos": (c_int32, [c_void_p]),
     "bn_engine_chat_template": (c_char_p, [c_void_p]),
     "bn_engine_set_chat_template": (c_int, [c_void_p, c_char_p, _E]),
     "bn_engine_tokenize": (c_int, [c_void_p, c_char_p, c_bool, c_bool, _IDS, POINTER(c_size_t), _E]),

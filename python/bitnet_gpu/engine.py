@@ -417,13 +417,22 @@ class Model:
 
     def detokenize(self, ids: Sequence[int]) -> str:
         """Ids -> text (special tokens as their text; invalid UTF-8 becomes U+FFFD)."""
+        return self.detokenize_bytes(ids).decode("utf-8", "replace")
+
+    def detokenize_bytes(self, ids: Sequence[int]) -> bytes:
+        """Ids -> the bytes detokenize() decodes."""
         arr = (ctypes.c_int32 * len(ids))(*ids)
         text, n, err = ctypes.c_void_p(), ctypes.c_size_t(), N.Error()
         _check(lib.bn_engine_detokenize(self._handle(), arr, len(ids), ctypes.byref(text), ctypes.byref(n), ctypes.byref(err)), err)
         try:
-            return ctypes.string_at(text, n.value).decode("utf-8", "replace")
+            return ctypes.string_at(text, n.value)
         finally:
             N.libc_free(text)
+
+    def special_ids(self) -> Tuple[Optional[int], Optional[int]]:
+        """The vocabulary's BOS and EOS ids (None: it has none)."""
+        bos, eos = lib.bn_engine_bos(self._handle()), lib.bn_engine_eos(self._handle())
+        return (bos if bos >= 0 else None), (eos if eos >= 0 else None)
 
     def chat_prompt(self, messages: Sequence[dict]) -> List[int]:
         """The ids chat() feeds: the model's chat template over the whole conversation.

@@ -174,16 +174,20 @@ def _text(b):
     return b.decode("utf-8", "bitnet-bytewise").replace("\0", "\ufffd")
 
 
+def _whole(b):
+    """A token's bytes as text where they are whole UTF-8 characters without a NUL (as
+    bn_utf8_whole reads them), else None."""
+    try:
+        return b.decode("utf-8") if b"\0" not in b else None
+    except UnicodeDecodeError:
+        return None
+
+
 def _token_key(b):
     """A completion's name for a token: its text, or where its bytes are not whole
-    UTF-8 characters (or hold a NUL, as bn_utf8_whole reads them), "bytes:" and
-    them as \\xNN, as OpenAI writes them."""
-    try:
-        if b"\0" not in b:
-            return b.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    return "bytes:" + "".join(f"\\x{c:02x}" for c in b)
+    UTF-8 characters, "bytes:" and them as \\xNN, as OpenAI writes them."""
+    text = _whole(b)
+    return text if text is not None else "bytes:" + "".join(f"\\x{c:02x}" for c in b)
 
 
 def _max_tokens(body, names, default, echo=False):
@@ -240,6 +244,59 @@ class OpenAIServer:
 
     def models(self):
         return {"object": "list", "data": [self._model()]}
+
+    # ---- the tokenizer endpoints, as `bitnet-gpu serve` answers them ----
+
+    def tokenize(self, body):
+        """llama.cpp's /tokenize {"content", "add_special", "parse_special", "with_pieces"}, or
+        vLLM's {"prompt", "add_special_tokens"} (lm-evaluation-harness's remote tokenizer), which
+        adds the BOS unless told not to and answers "count" and "max_model_len" too."""
+        if not isinstance(body, dict):
+            raise _bad("the request body must be a JSON object")
+        vllm = body.get("content") is None and body.get("prompt") is not None
+        key = "prompt" if vllm else "content"
+        text = body.get(key)
+        if not isinstance(text, str):
+            raise _bad(f"'{key}' must be a string", key)
+        flags = {}
+        for name, default in (("add_special_tokens" if vllm else "add_special", vllm), ("parse_special", True),
+                              ("with_pieces", False)):
+            v = body.get(name)
+            if v is not None and not isinstance(v, bool):
+                raise _bad(f"'{name}' must be true or false", name)
+            flags[name] = default if v is None else v
+        add, parse, pieces = flags.values()
+        try:
+            ids = self.engine.tokenize(text, bos=add, special=parse)
+        except BitnetError as e:
+            raise _bad(str(e)) from None
+        out = {"tokens": [self._piece(t) for t in ids] if pieces else ids}
+        if vllm:
+            out.update(count=len(ids), max_model_len=self.engine.n_ctx)
+        return out
+
+    def _piece(self, token_id):
+        """with_pieces' entry: the token's text, or its bytes where they are not whole characters."""
+        b = self.engine.token_bytes(token_id)
+        text = _whole(b)
+        return {"id": token_id, "piece": text if text is not None else list(b)}
+
+    def detokenize(self, body):
+        """/detokenize {"tokens"}: the text as "content" (llama.cpp's name) and "prompt" (vLLM's)."""
+        ids = body.get("tokens") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not all(_is_int(t) and 0 <= t < self.engine.info.n_vocab for t in ids):
+            raise _bad("'tokens' must be an array of token ids in the vocabulary")
+        try:
+            text = _text(self.engine.detokenize_bytes(ids))
+        except BitnetError:
+            raise _bad("'tokens' must be an array of token ids in the vocabulary") from None
+        return {"content": text, "prompt": text}
+
+    def tokenizer_info(self):
+        """vLLM's /tokenizer_info, as lm-evaluation-harness's remote tokenizer reads it."""
+        names = [None if t is None else _text(self.engine.token_bytes(t)) for t in self.engine.special_ids()]
+        return {"bos_token": names[0], "eos_token": names[1], "add_bos_token": self.engine.add_bos,
+                "model_max_length": self.engine.n_ctx, "tokenizer_class": "bitnet-gpu"}
 
     def _model(self):
         return {"id": self.model_name, "object": "model", "created": self.created, "owned_by": "bitnet-gpu"}

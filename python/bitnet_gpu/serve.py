@@ -69,6 +69,29 @@ class BitnetDeployment:
     async def models(self):
         return self._json(self.api.models())
 
+    @app.post("/tokenize")
+    async def tokenize(self, request: Request):
+        return await self._answer(request, self.api.tokenize)
+
+    @app.post("/detokenize")
+    async def detokenize(self, request: Request):
+        return await self._answer(request, self.api.detokenize)
+
+    @app.get("/tokenizer_info")
+    async def tokenizer_info(self):
+        return self._json(self.api.tokenizer_info())
+
+    async def _answer(self, request, handle):
+        """A JSON body answered at once by handle (the tokenizer endpoints), or its error."""
+        try:
+            body = await request.json()
+        except ValueError as e:
+            return self._json(ApiError(400, f"the request body is not JSON: {e}").body, 400)
+        try:
+            return self._json(await run_in_threadpool(handle, body))
+        except ApiError as e:
+            return self._json(e.body, e.status)
+
     @app.post("/v1/completions")
     async def completions(self, request: Request):
         return await self._generate(request, chat=False)

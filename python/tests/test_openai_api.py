@@ -279,15 +279,17 @@ def c_server(model_path):
             pytest.fail(f"the server did not start:\n{text}")
         time.sleep(0.05)
 
-    def post(body, chat=True):
-        """(status, the response's JSON), or for a stream the data of its events."""
+    def post(body, chat=True, path=None):
+        """(status, the response's JSON), or for a stream the data of its events. path: another
+        endpoint (a GET where body is None)."""
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        conn.request("POST", "/v1/chat/completions" if chat else "/v1/completions", body=json.dumps(body).encode(),
+        path = path or ("/v1/chat/completions" if chat else "/v1/completions")
+        conn.request("GET" if body is None else "POST", path, body=None if body is None else json.dumps(body).encode(),
                      headers={"Content-Type": "application/json"})
         r = conn.getresponse()
         data = r.read().decode()
         conn.close()
-        if not body.get("stream"):
+        if not (body or {}).get("stream"):
             return r.status, json.loads(data)
         chunks = [e[len("data: "):] for e in data.split("\n\n") if e]
         return r.status, [c if c == "[DONE]" else json.loads(c) for c in chunks]
@@ -715,4 +717,34 @@ def test_score(api, model_path):
         e.score([])
     with pytest.raises(BitnetError):
         e.score("x", top_logprobs=21)
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/tokenize", {"content": "Hello world"}),
+    ("/tokenize", {"content": "Hello <|eot_id|> caf\u00e9", "add_special": True, "with_pieces": True}),
+    ("/tokenize", {"content": "a <|eot_id|>", "parse_special": False}),
+    ("/tokenize", {"prompt": "<|begin_of_text|>Hello", "add_special_tokens": False}),  # vLLM's form
+    ("/tokenize", {"prompt": "Hello"}),
+    ("/tokenize", {"content": 5}),
+    ("/tokenize", {"prompt": "x", "add_special_tokens": "no"}),
+    ("/detokenize", {"tokens": [128000, 9906, 1917, 128009]}),
+    ("/detokenize", {"tokens": [15722]}),  # a piece of a character: U+FFFD
+    ("/detokenize", {"tokens": ["a"]}),
+    ("/detokenize", {"tokens": [-1]}),
+    ("/tokenizer_info", None),
+])
+def test_tokenizer_endpoints_as_the_c_server_answers(api, c_server, path, body):
+    """/tokenize, /detokenize and /tokenizer_info (what lm-evaluation-harness's remote
+    tokenizer reads) as `bitnet-gpu serve` answers them, errors too."""
+    handle = {"/tokenize": api.tokenize, "/detokenize": api.detokenize}.get(path)
+    try:
+        ours, status = (handle(body) if handle else api.tokenizer_info()), 200
+    except ApiError as e:
+        ours, status = e.body, e.status
+    their_status, theirs = c_server(body, path=path)
+    assert status == their_status
+    if status == 200:
+        assert ours == theirs
+    else:  # the same message (the C server names no param)
+        assert ours["error"]["message"] == theirs["error"]["message"]
 

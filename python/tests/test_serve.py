@@ -211,3 +211,12 @@ def test_models_and_errors(server, client):
     with pytest.raises(urllib.error.HTTPError) as e:
         get(server[0] + "/v1/nothing")
     assert e.value.code == 404 and json.loads(e.value.read())["error"]["message"] == "Not Found"
+    # The tokenizer endpoints lm-evaluation-harness's remote tokenizer reads (test_openai_api
+    # holds them to `bitnet-gpu serve`'s answers).
+    status, info = get(server[0] + "/tokenizer_info")
+    assert status == 200 and info["bos_token"] == "<|begin_of_text|>"
+    req = urllib.request.Request(server[0] + "/tokenize",
+                                 data=json.dumps({"prompt": "Hi", "add_special_tokens": False}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert json.loads(r.read())["count"] == 1
