@@ -434,11 +434,11 @@ static int gather_run(bn_batch *b, int k, int n, int room, struct run *run) {
     return take;
 }
 
-// Whether slot s has prompt tokens to score (all of its prompt but the last token)
-// and no run in the scoring call being gathered.
-static bool to_score(const bn_slot *s) {
-    return s->used && !s->done && !s->in_step && s->scoring && s->n_past < s->n_prompt - 1;
-}
+// Whether slot s still has prompt tokens to score (all of its prompt but the last token).
+static bool scoring_left(const bn_slot *s) { return s->scoring && s->n_past < s->n_prompt - 1; }
+
+// Whether slot s has prompt tokens to score and no run in the scoring call being gathered.
+static bool to_score(const bn_slot *s) { return s->used && !s->done && !s->in_step && scoring_left(s); }
 
 // The oldest slot whose prompt is not fed yet, that has no run in this step,
 // and that has no prompt tokens left to score.
@@ -446,8 +446,7 @@ static int next_prefill(const bn_batch *b) {
     int best = -1;
     for (int k = 0; k < b->n_slots; k++) {
         const bn_slot *s = &b->slots[k];
-        if (!s->used || s->done || s->in_step || s->n_past >= s->n_prompt || (s->scoring && s->n_past < s->n_prompt - 1))
-            continue;
+        if (!s->used || s->done || s->in_step || s->n_past >= s->n_prompt || scoring_left(s)) continue;
         if (best < 0 || s->ticket < b->slots[best].ticket) best = k;
     }
     return best;
@@ -512,7 +511,7 @@ static int score_prompts(bn_batch *b, bn_error *err) {
     for (int r = 0; r < runs; r++) {
         bn_slot *s = &b->slots[b->score_runs[r].slot];
         const int len = b->score_runs[r].len, i = s->n_past + 1; // the prompt token the run's first row predicts
-        bn_logprob_rows_score(&b->lp, rows, len, V, s->hist + i, s->top_logprobs, s->prompt_lp + i,
+        bn_logprob_rows_score(rows, len, V, s->hist + i, s->top_logprobs, s->prompt_lp + i,
                               s->prompt_top + (size_t)i * s->top_logprobs);
         s->n_past += len;
         rows += (size_t)len * V;

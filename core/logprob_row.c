@@ -37,11 +37,12 @@ float bn_logprob_row_of(const bn_logprob_row *r, int32_t id) {
     return (float)bn_logprob(r->raw, id, r->max, r->log_sum);
 }
 
-void bn_logprob_rows_score(bn_logprob_row *r, const float *rows, int n_rows, int32_t n_vocab,
-                           const int32_t *next, int n_top, float *logprob, bn_token_logprob *top) {
-    for (int j = 0; j < n_rows; j++) { // the rows stay as they are: no copy kept
+void bn_logprob_rows_score(const float *rows, int n_rows, int32_t n_vocab, const int32_t *next, int n_top,
+                           float *logprob, bn_token_logprob *top) {
+    bn_logprob_row r = {0}; // its raw copy stays unmade: the rows are read where they are
+    for (int j = 0; j < n_rows; j++) {
         const float *row = rows + (size_t)j * n_vocab;
-        read_row(r, row, n_vocab, n_top, n_top ? top + (size_t)j * n_top : top);
-        logprob[j] = (float)bn_logprob(row, next[j], r->max, r->log_sum);
+        read_row(&r, row, n_vocab, n_top, n_top ? top + (size_t)j * n_top : top);
+        logprob[j] = (float)bn_logprob(row, next[j], r.max, r.log_sum);
     }
 }

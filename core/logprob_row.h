@@ -38,9 +38,9 @@ float bn_logprob_row_of(const bn_logprob_row *r, int32_t id);
 #define BN_SCORE_ROWS 32
 
 // Scoring a text: row j of rows (n_rows rows of n_vocab logits, left as they
-// are) predicts next[j], whose log-probability goes to logprob[j] and its n_top
-// likeliest tokens' to top[j * n_top ..]. r's raw copy is not used.
-void bn_logprob_rows_score(bn_logprob_row *r, const float *rows, int n_rows, int32_t n_vocab,
-                           const int32_t *next, int n_top, float *logprob, bn_token_logprob *top);
+// are, so no copy is kept) predicts next[j], whose log-probability goes to
+// logprob[j] and its n_top likeliest tokens' to top[j * n_top ..].
+void bn_logprob_rows_score(const float *rows, int n_rows, int32_t n_vocab, const int32_t *next, int n_top,
+                           float *logprob, bn_token_logprob *top);
 
 #endif

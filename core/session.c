@@ -407,24 +407,20 @@ int bn_session_score(bn_session *s, const int32_t *tokens, size_t n, int top_log
     if (n > (size_t)s->be.n_ctx) // before the reset: a text refused leaves the session as it was
         return bn_errorf(err, "%zu tokens to score do not fit in the context (%d tokens)", n, s->be.n_ctx);
     if (bn_engine_check_ids(s->engine, tokens, n, err)) return -1;
-    const int n_top = top_logprobs;
     float *rows = malloc((size_t)BN_SCORE_ROWS * V * sizeof *rows);
-    if (!rows || (!s->lp.raw && bn_logprob_row_init(&s->lp, V))) {
-        free(rows);
-        return bn_errorf(err, "out of memory for %d rows of logits", BN_SCORE_ROWS);
-    }
+    if (!rows) return bn_errorf(err, "out of memory for %d rows of logits", BN_SCORE_ROWS);
     bn_session_reset(s);
     int rc = append_tokens(s, tokens, n, err) || settle_opening(s, false, err) ? -1 : 0;
     logprob[0] = NAN;
-    if (n_top) memset(top, 0, (size_t)n_top * sizeof *top);
+    if (top_logprobs) memset(top, 0, (size_t)top_logprobs * sizeof *top);
     while (rc == 0 && s->n_past < s->n_hist) {
         const int m = s->n_hist - s->n_past < BN_SCORE_ROWS ? s->n_hist - s->n_past : BN_SCORE_ROWS;
         rc = s->be.ops->forward(s->be.be, s->history + s->n_past, s->pos + s->n_past, NULL, m, rows, true, err);
         if (rc) break;
         // Row j predicts token n_past + j + 1; the last token's row predicts nothing here.
         const int i = s->n_past + 1, scored = i + m <= (int)n ? m : m - 1;
-        bn_logprob_rows_score(&s->lp, rows, scored, V, tokens + i, n_top, logprob + i,
-                              n_top ? top + (size_t)i * n_top : top);
+        bn_logprob_rows_score(rows, scored, V, tokens + i, top_logprobs, logprob + i,
+                              top_logprobs ? top + (size_t)i * top_logprobs : top);
         s->n_past += m;
     }
     if (rc) s->n_hist = s->n_past; // the chunks fed before the failure stay
