@@ -103,6 +103,14 @@ class Server:
         assert status == 200, raw
         return json.loads(raw)
 
+    def wait_processing(self, n, timeout=10):
+        """slots_processing once it is n, or after timeout seconds (a request reaches its slot
+        within moments; on a loaded machine that may take longer than any fixed sleep)."""
+        deadline = time.monotonic() + timeout
+        while self.health()["slots_processing"] != n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.health()["slots_processing"]
+
     def wait_idle(self, timeout=10):
         """Every slot free and nothing queued, within timeout seconds."""
         deadline = time.time() + timeout
@@ -343,10 +351,7 @@ class ServeTest(unittest.TestCase):
         s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=10)
         s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   b"Content-Length: %d\r\n\r\n%s" % (len(req), req))
-        deadline = time.monotonic() + 10
-        while self.srv.health()["slots_processing"] != 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        self.assertEqual(self.srv.health()["slots_processing"], 3)
+        self.assertEqual(self.srv.wait_processing(3), 3)
         s.close()
         self.srv.wait_idle(timeout=3)
 
@@ -915,12 +920,7 @@ class ServeTest(unittest.TestCase):
                       b"Content-Length: %d\r\n\r\n%s" % (len(req), req))
             if stream:
                 self.assertIn(b"200 OK", s.recv(4096))
-            # The request reaches a slot within moments; on a loaded machine that
-            # may take longer than any fixed sleep, so poll (250 tokens outlast it).
-            deadline = time.monotonic() + 10
-            while self.srv.health()["slots_processing"] != 1 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            self.assertEqual(self.srv.health()["slots_processing"], 1)
+            self.assertEqual(self.srv.wait_processing(1), 1)  # (250 tokens outlast the wait)
             s.close()
             self.srv.wait_idle(timeout=3)
         # Half a request, then gone: nothing was started.

@@ -81,12 +81,18 @@ class BitnetDeployment:
     async def tokenizer_info(self):
         return self._json(self.api.tokenizer_info())
 
+    async def _body(self, request):
+        """(the request's JSON body, None), or (None, the 400 that answers a body that is not JSON)."""
+        try:
+            return await request.json(), None
+        except ValueError as e:
+            return None, self._json(ApiError(400, f"the request body is not JSON: {e}").body, 400)
+
     async def _answer(self, request, handle):
         """A JSON body answered at once by handle (the tokenizer endpoints), or its error."""
-        try:
-            body = await request.json()
-        except ValueError as e:
-            return self._json(ApiError(400, f"the request body is not JSON: {e}").body, 400)
+        body, refused = await self._body(request)
+        if refused:
+            return refused
         try:
             return self._json(await run_in_threadpool(handle, body))
         except ApiError as e:
@@ -101,10 +107,9 @@ class BitnetDeployment:
         return await self._generate(request, chat=True)
 
     async def _generate(self, request, chat):
-        try:
-            body = await request.json()
-        except ValueError as e:
-            return self._json(ApiError(400, f"the request body is not JSON: {e}").body, 400)
+        body, refused = await self._body(request)
+        if refused:
+            return refused
         try:
             # The engine blocks (tokenizing, generating): off the event loop.
             call = await run_in_threadpool(self.api.start, body, chat)
