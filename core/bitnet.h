@@ -291,6 +291,27 @@ BN_API int bn_session_token_logprobs(const bn_session *s, float *logprob, const 
 // none has been sampled.
 BN_API int32_t bn_session_token_id(const bn_session *s);
 
+// Prompt lookup decoding for later bn_session_generate calls (vLLM's "ngram"
+// speculative decoding, llama.cpp's llama-lookup): at each step the tokens that
+// followed the last earlier occurrence of the text's final 2 to 4 tokens are
+// drafted, up to max_draft of them (0..32; 0, the default, turns it off), and
+// fed with the pending token in one forward pass whose every row is kept; the
+// sampler then reads those rows in order for as long as it picks the drafted
+// tokens. The tokens are those of a step at a time wherever a pass's rows are
+// bit for bit a single step's (the CPU kernel sets: test_lookup checks it), and
+// a pass that verifies t tokens costs much less than t steps where the text
+// repeats itself. Each pass brings back its whole rows of logits. The draft
+// shrinks after a miss and grows after a hit, so a text that does not repeat
+// costs little more than without. -1 and err for a count out of range or no
+// memory for the rows.
+BN_API int bn_session_set_lookup(bn_session *s, int max_draft, bn_error *err);
+// What lookup did in the last bn_session_generate call: tokens drafted, of them
+// taken, and the verifying passes that fed them.
+typedef struct bn_lookup_stats {
+    int drafted, accepted, passes;
+} bn_lookup_stats;
+BN_API bn_lookup_stats bn_session_lookup_stats(const bn_session *s);
+
 // Logits after feeding tokens (for tests and tools): runs the forward pass for
 // them after the tokens already in the session and copies the last row.
 BN_API int bn_session_eval(bn_session *s, const int32_t *tokens, size_t n, float *logits,

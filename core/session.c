@@ -22,6 +22,7 @@
 #include "engine_internal.h"
 #include "json_mask.h"
 #include "logprob_row.h"
+#include "lookup.h"
 #include "sampler.h"
 
 #define BN_CPU_START_CHUNK 32
@@ -47,6 +48,17 @@ struct bn_session {
     int32_t sampled_id;
     float logprob;
     bn_token_logprob top[BN_TOP_LOGPROBS_MAX];
+    // Prompt lookup decoding (lookup.h; bn_session_set_lookup). A verifying
+    // pass fed the pending token and draft[0..n_drafted) at once: row i of rows
+    // follows draft[i - 1] (row 0 the pending token), and its K/V are in the
+    // cache past n_past. Row next_row is the next step's while the tokens
+    // sampled keep being the draft's.
+    int lookup_max;              // tokens drafted a pass at most (0: off)
+    int lookup_len;              // how many the next draft takes
+    float *rows;                 // (lookup_max + 1) rows of n_vocab
+    int32_t draft[BN_LOOKUP_MAX];
+    int n_drafted, next_row;     // next_row 0: no pass to take rows from
+    bn_lookup_stats lookup;      // this generate call's
 };
 
 int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err) {
@@ -92,6 +104,7 @@ void bn_session_free(bn_session *s) {
     free(s->history);
     free(s->pos);
     free(s->logits);
+    free(s->rows);
     bn_json_schema_free(s->json_schema);
     free(s->json);
     bn_json_vocab_free(&s->json_vocab);
@@ -125,6 +138,21 @@ int bn_session_set_logprobs(bn_session *s, int top_logprobs, bn_error *err) {
     s->top_logprobs = top_logprobs < n_vocab ? top_logprobs : n_vocab;
     return 0;
 }
+
+int bn_session_set_lookup(bn_session *s, int max_draft, bn_error *err) {
+    if (max_draft < 0 || max_draft > BN_LOOKUP_MAX)
+        return bn_errorf(err, "lookup drafts 0..%d tokens a pass (got %d)", BN_LOOKUP_MAX, max_draft);
+    if (max_draft > s->lookup_max) {
+        const size_t n = ((size_t)max_draft + 1) * s->engine->model->hp.n_vocab;
+        float *rows = realloc(s->rows, n * sizeof *rows);
+        if (!rows) return bn_errorf(err, "out of memory for %d rows of logits", max_draft + 1);
+        s->rows = rows;
+    }
+    s->lookup_max = max_draft;
+    return 0;
+}
+
+bn_lookup_stats bn_session_lookup_stats(const bn_session *s) { return s->lookup; }
 
 int32_t bn_session_token_id(const bn_session *s) { return s->logprobs && s->sampled ? s->sampled_id : -1; }
 
@@ -237,14 +265,14 @@ static int append_tokens(bn_session *s, const int32_t *ids, size_t n, bn_error *
     return 0;
 }
 
-// The next token from the whole row in s->logits: its log-probabilities read
-// first (logprobs), then the JSON mask and the sampler, which change the row in
-// place; -1 when no token fits (the mask, or -inf logit biases).
-static int32_t pick_from_row(bn_session *s, bn_sampler *smp) {
+// The next token from a whole row of logits: its log-probabilities read first
+// (logprobs), then the JSON mask and the sampler, which change the row in place;
+// -1 when no token fits (the mask, or -inf logit biases).
+static int32_t pick_from_row(bn_session *s, bn_sampler *smp, float *row) {
     if (s->logprobs)
-        bn_logprob_row_read(&s->lp, s->logits, (int32_t)s->engine->model->hp.n_vocab, s->top_logprobs, s->top);
-    if (s->json_schema && !bn_json_mask_row(&s->json_vocab, s->engine, s->json, s->logits)) return -1;
-    const int32_t id = bn_sampler_sample(smp, s->logits, s->history, (size_t)s->n_hist);
+        bn_logprob_row_read(&s->lp, row, (int32_t)s->engine->model->hp.n_vocab, s->top_logprobs, s->top);
+    if (s->json_schema && !bn_json_mask_row(&s->json_vocab, s->engine, s->json, row)) return -1;
+    const int32_t id = bn_sampler_sample(smp, row, s->history, (size_t)s->n_hist);
     if (s->logprobs && id >= 0) s->logprob = bn_logprob_row_of(&s->lp, id), s->sampled = true, s->sampled_id = id;
     return id;
 }
@@ -268,10 +296,44 @@ static int feed_and_pick(bn_session *s, bn_sampler *smp, int32_t *next, bn_error
         if (rc == 0) *next = bn_sampler_sample_top(smp, top, s->history, (size_t)s->n_hist);
     } else {
         rc = s->be.ops->forward(s->be.be, toks, pos, NULL, n, s->logits, false, err);
-        if (rc == 0) *next = pick_from_row(s, smp);
+        if (rc == 0) *next = pick_from_row(s, smp, s->logits);
     }
     if (rc == 0) s->n_past = s->n_hist;
     return rc;
+}
+
+// The step after the pending token (history[n_hist - 1], not yet fed) with
+// lookup on: the next row of the last verifying pass where the pending token is
+// the one it drafted there (its K/V are in the cache already), else a new pass
+// over the pending token and a new draft of up to max_draft tokens (0 where
+// nothing matches: feed_and_pick). Each row is read by the same pick_from_row, in
+// order, with the history up to it, so the tokens are feed_and_pick's.
+static int lookup_step(bn_session *s, bn_sampler *smp, int max_draft, int32_t *next, bn_error *err) {
+    const size_t V = s->engine->model->hp.n_vocab;
+    const int32_t pending = s->history[s->n_hist - 1];
+    if (s->next_row > 0 && s->next_row <= s->n_drafted && pending == s->draft[s->next_row - 1]) {
+        s->n_past = s->n_hist;
+        s->lookup.accepted++;
+        *next = pick_from_row(s, smp, s->rows + (size_t)s->next_row++ * V);
+        return 0;
+    }
+    if (s->next_row > 0) s->lookup_len = bn_lookup_next_len(s->lookup_len, s->lookup_max, s->n_drafted, s->next_row - 1);
+    s->next_row = s->n_drafted = 0;
+    if (max_draft > s->lookup_len) max_draft = s->lookup_len;
+    int32_t toks[BN_LOOKUP_MAX + 1];
+    const int k = max_draft > 0 ? bn_lookup_draft(s->history, s->n_hist, max_draft, toks + 1) : 0;
+    if (k == 0) return feed_and_pick(s, smp, next, err);
+    if (settle_opening(s, false, err)) return -1; // a move (cpu_start) comes between passes only
+    toks[0] = pending;
+    if (s->be.ops->forward(s->be.be, toks, s->pos + s->n_past, NULL, k + 1, s->rows, true, err)) return -1;
+    memcpy(s->draft, toks + 1, (size_t)k * sizeof *toks);
+    s->n_past = s->n_hist;
+    s->n_drafted = k;
+    s->next_row = 1;
+    s->lookup.drafted += k;
+    s->lookup.passes++;
+    *next = pick_from_row(s, smp, s->rows);
+    return 0;
 }
 
 // Streams a token's bytes to the callback as complete UTF-8 text, in chunks so
@@ -324,6 +386,9 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
     bn_utf8_stream utf8 = {0};
     int32_t next;
     s->sampled = false;
+    s->lookup = (bn_lookup_stats){0};
+    s->lookup_len = s->lookup_max;
+    s->next_row = s->n_drafted = 0;
     if (s->json_schema) bn_json_state_init(s->json, s->json_schema);
     double t0 = bn_now_ms();
     if (feed_and_pick(s, smp, &next, err)) goto done;
@@ -352,7 +417,12 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
             t.stop = BN_STOP_CONTEXT;
             break;
         }
-        if (feed_and_pick(s, smp, &next, err)) goto done;
+        if (s->lookup_max) { // a pass gives up to 1 + k tokens; it feeds k + 1 from position n_hist - 1
+            const int room = s->be.n_ctx - s->n_hist, left = n_predict - i - 2;
+            if (lookup_step(s, smp, room < left ? room : left, &next, err)) goto done;
+        } else if (feed_and_pick(s, smp, &next, err)) {
+            goto done;
+        }
     }
     t.decode_ms = bn_now_ms() - t0;
     char tail[8];

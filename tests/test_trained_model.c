@@ -17,8 +17,9 @@
 //   - the CUDA backend, where a GPU is usable, the same way as a SIMD kernel set
 //     (scripts/gpu-check.sh runs this with BITNET_REQUIRE_GPU=1: no GPU fails);
 //   - the public API (engine, session, greedy sampler, streamed text) prints the
-//     reference's text, as `bitnet-gpu generate --greedy` does; on a GPU also
-//     from a session started on the CPU that moves to CUDA at several steps.
+//     reference's text, as `bitnet-gpu generate --greedy` does, also with prompt
+//     lookup decoding (bn_session_set_lookup: several tokens a pass); on a GPU
+//     also from a session started on the CPU that moves to CUDA at several steps.
 // A trained model is not chaotic like a random deep one, so these margins hold
 // at full depth: a wrong kernel shows up as a wrong token, not as noise.
 #include "golden_case.h"
@@ -336,7 +337,8 @@ static int collect(void *user, int32_t id, const char *text, size_t len) {
 // Every case through the public API on sessions made with p; with moves, the
 // session starts on the CPU and moves at poll moves[c % 4] + 1 (each step
 // polls once: these prompts are under 32 tokens), and must end on p->backend.
-static void check_engine_text(const bn_session_params *p, const int *moves) {
+// With lookup (the most tokens drafted a pass), some drafts must be taken.
+static void check_engine_text(const bn_session_params *p, const int *moves, int lookup) {
     bn_engine *e;
     bn_session *s;
     bn_error err;
@@ -344,11 +346,12 @@ static void check_engine_text(const bn_session_params *p, const int *moves) {
     char gguf[4096];
     if (bn_engine_load(bn_shipped_path("models/" MODEL_NAME ".gguf", gguf, sizeof gguf), NULL, &e, &err))
         fail_msg("%s", err.msg);
+    bn_lookup_stats total = {0};
     for (int c = 0; c < fx.n_cases; c++) {
         const ref_case *r = &fx.cases[c];
         if (fx.scalar_logits[c] && fx.scalar_n[c] < N_GEN) continue; // a near tie went the other way
         if (moves) bn_opening_test_set(moves[c % 4], NULL);
-        if (bn_session_create(e, p, &s, &err)) fail_msg("%s", err.msg);
+        if (bn_session_create(e, p, &s, &err) || bn_session_set_lookup(s, lookup, &err)) fail_msg("%s", err.msg);
         if (moves) assert_true(bn_session_opening(s));
         int32_t *ids;
         size_t n;
@@ -357,6 +360,8 @@ static void check_engine_text(const bn_session_params *p, const int *moves) {
         if (bn_session_generate(s, ids, n, N_GEN, &greedy, collect, &out, NULL, &err)) fail_msg("%s", err.msg);
         out.data[out.len] = 0;
         assert_string_equal(out.data, r->text);
+        const bn_lookup_stats l = bn_session_lookup_stats(s);
+        total.drafted += l.drafted, total.accepted += l.accepted, total.passes += l.passes;
         if (moves) {
             assert_string_equal(bn_session_backend(s), p->backend);
             assert_non_null(strstr(bn_session_backend_note(s), "moved after"));
@@ -366,11 +371,29 @@ static void check_engine_text(const bn_session_params *p, const int *moves) {
     }
     bn_opening_test_set(-1, NULL);
     bn_engine_free(e);
+    if (lookup) {
+        fprintf(stderr, "  %s, lookup %d: %d tokens drafted in %d passes, %d taken\n", p->backend, lookup,
+                total.drafted, total.passes, total.accepted);
+        assert_true(total.accepted > 0);
+    }
 }
 
 static void test_engine_text(void **state) {
     (void)state;
-    check_engine_text(&(bn_session_params){.backend = "cpu"}, NULL);
+    check_engine_text(&(bn_session_params){.backend = "cpu"}, NULL, 0);
+}
+
+static void test_engine_text_lookup(void **state) {
+    (void)state;
+    check_engine_text(&(bn_session_params){.backend = "cpu"}, NULL, 8);
+}
+
+// Lookup's passes on CUDA take the batched kernels (GEMV up to a few tokens,
+// then the GEMM) where a step takes the decode path.
+static void test_cuda_lookup(void **state) {
+    (void)state;
+    (void)require_cuda();
+    check_engine_text(&(bn_session_params){.backend = "cuda"}, NULL, 8);
 }
 
 // Started on the CPU while CUDA opens, moved to it at the first step, the
@@ -380,7 +403,7 @@ static void test_cuda_cpu_start(void **state) {
     (void)state;
     (void)require_cuda();
     static const int moves[4] = {0, 1, 10, 39};
-    check_engine_text(&(bn_session_params){.backend = "cuda", .cpu_start = true}, moves);
+    check_engine_text(&(bn_session_params){.backend = "cuda", .cpu_start = true}, moves, 0);
 }
 
 int main(void) {
@@ -398,6 +421,8 @@ int main(void) {
         cmocka_unit_test(test_cuda_backend),
         cmocka_unit_test(test_cuda_cpu_start),
         cmocka_unit_test(test_engine_text),
+        cmocka_unit_test(test_engine_text_lookup),
+        cmocka_unit_test(test_cuda_lookup),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -98,6 +98,9 @@ static const flag_def flags[] = {
      "hold each reply to this JSON Schema (its text, or @FILE; '{\"type\":\"object\"}': any object)"},
     {{"--logprobs"}, BN_FLAGS_LOGPROBS, INT, AT(logprobs), 0, BN_TOP_LOGPROBS_MAX, NULL, "N",
      "with --json: each generated token's log-probability and its N likeliest alternatives' (0..20)"},
+    {{"--lookup", "--draft"}, BN_FLAGS_LOOKUP, INT, AT(lookup), 0, 32, NULL, "N",
+     "prompt lookup decoding: draft up to N tokens a step from where the text's last few tokens came "
+     "before, verified in one pass (the same tokens; fewer passes where the text repeats; default 0: off)"},
     {{"--host"}, BN_FLAGS_SERVE, STRING, AT(host), 0, 0, NULL, "ADDR",
      "address to listen on (default 127.0.0.1; 0.0.0.0: every interface)"},
     {{"--port"}, BN_FLAGS_SERVE, INT, AT(port), 0, 65535, NULL, "N", "TCP port (default 8080; 0: any free one)"},

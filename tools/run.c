@@ -49,6 +49,7 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
                        : bn_run_prepare_engine(f, r->engine, &err)                               ? ""
                        : bn_session_create(r->engine, &f->session, &r->session, &err)            ? ""
                        : schema && bn_session_set_json_schema(r->session, schema, &err) ? "--json-schema: "
+                       : bn_session_set_lookup(r->session, f->lookup, &err)             ? "--lookup: "
                                                                                         : NULL;
     free(schema);
     if (failed) {
@@ -65,6 +66,7 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
             bn_session_backend_note(r->session), bn_session_n_ctx(r->session),
             kernels ? ", CPU kernels " : "", kernels ? kernels : "");
     r->opening = bn_session_opening(r->session);
+    r->lookup = f->lookup > 0;
     snprintf(r->asked, sizeof r->asked, "%s", f->session.backend ? f->session.backend : "auto");
     return 0;
 }
@@ -132,6 +134,11 @@ void bn_print_timings(bn_run *r, const bn_timings *t) {
             bn_engine_load_ms(r->engine), t->backend_ms, t->n_prompt, t->prefill_ms,
             bn_per_second(t->n_prompt, t->prefill_ms), t->n_gen, bn_ms_per_token(t),
             bn_per_second(n_steps, t->decode_ms), bn_session_backend(r->session));
+    if (r->lookup) {
+        const bn_lookup_stats l = bn_session_lookup_stats(r->session);
+        fprintf(stderr, "lookup: %d tokens drafted in %d passes, %d taken (%.0f%%)\n", l.drafted, l.passes,
+                l.accepted, l.drafted ? 100.0 * l.accepted / l.drafted : 0.0);
+    }
     if (r->opening && !bn_session_opening(r->session)) { // said once (chat prints every turn)
         fprintf(stderr, "backend: now %s (%s)\n", bn_session_backend(r->session),
                 bn_session_backend_note(r->session));
@@ -154,5 +161,11 @@ void bn_add_timings_json(cJSON *o, const bn_run *r, const bn_timings *t) {
     cJSON_AddNumberToObject(j, "generated_tokens", t->n_gen);
     cJSON_AddNumberToObject(j, "ms_per_token", bn_ms_per_token(t));
     cJSON_AddNumberToObject(j, "decode_tok_s", bn_per_second(bn_decode_steps(t), t->decode_ms));
+    if (r->lookup) {
+        const bn_lookup_stats l = bn_session_lookup_stats(r->session);
+        cJSON_AddNumberToObject(j, "lookup_drafted", l.drafted);
+        cJSON_AddNumberToObject(j, "lookup_accepted", l.accepted);
+        cJSON_AddNumberToObject(j, "lookup_passes", l.passes);
+    }
     cJSON_AddStringToObject(o, "stop", bn_stop_name(t->stop));
 }

@@ -1,0 +1,25 @@
+// lookup.c - the drafts of prompt lookup decoding (lookup.h).
+#include "lookup.h"
+
+#include <string.h>
+
+int bn_lookup_draft(const int32_t *hist, int n_hist, int max_draft, int32_t *draft) {
+    if (max_draft > BN_LOOKUP_MAX) max_draft = BN_LOOKUP_MAX;
+    for (int n = BN_LOOKUP_NGRAM_MAX; n >= BN_LOOKUP_NGRAM_MIN && max_draft > 0; n--) {
+        if (n_hist < n + 1) continue;
+        const int32_t *tail = hist + n_hist - n;
+        for (int j = n_hist - n - 1; j >= 0; j--) { // the most recent occurrence first
+            if (hist[j] != tail[0] || memcmp(hist + j, tail, (size_t)n * sizeof *hist)) continue;
+            const int from = j + n; // the continuation: hist, then the draft itself
+            for (int i = 0; i < max_draft; i++)
+                draft[i] = from + i < n_hist ? hist[from + i] : draft[from + i - n_hist];
+            return max_draft;
+        }
+    }
+    return 0;
+}
+
+int bn_lookup_next_len(int cur, int max, int drafted, int accepted) {
+    int next = accepted >= drafted ? 2 * cur : accepted + 1;
+    return next < 1 ? 1 : next > max ? max : next;
+}

@@ -1,0 +1,364 @@
+// test_lookup.c - prompt lookup decoding (core/lookup.c, bn_session_set_lookup).
+//
+// The drafts: which occurrence and which n-gram a draft comes from, a loop
+// drafted through its own end, the caps, and how the draft length follows hits
+// and misses.
+//
+// The generations: lookup feeds a draft with the pending token in one forward
+// pass and samples from that pass's rows, so it must give exactly the tokens of
+// one step at a time, and the same log-probabilities, on the model that ships
+// with the project (models/), with every CPU kernel set this CPU has and the
+// reference backend, for greedy and sampled decoding (penalties, banned
+// tokens), with logprobs, with a JSON Schema, at the end of the context, at
+// every n_predict up to a few tokens past a draft, and over two calls of one
+// session. Each comparison is with the same session parameters and lookup off,
+// a path that test_trained_model and test_parity hold to independent
+// references; test_trained_model also holds lookup's own text to the trained
+// model's PyTorch reference. The prompts repeat themselves, so drafts are both
+// taken and refused (checked from the statistics).
+#include "test_util.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "backend.h"
+#include "bitnet.h"
+#include "cpu_features.h"
+#include "kernels.h"
+#include "lookup.h"
+
+#define MAX_GEN 160
+
+static const char *const PROMPTS[] = {
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
+    "in want of a wife. It is a truth universally acknowledged, that a single man",
+    "Elizabeth said to her sister, and her sister said to Elizabeth, that",
+    "The",
+};
+#define N_PROMPTS (sizeof PROMPTS / sizeof PROMPTS[0])
+
+// ---- drafts ------------------------------------------------------------------
+
+static void expect_draft(const int32_t *hist, int n, int max_draft, const int32_t *want, int n_want) {
+    int32_t draft[BN_LOOKUP_MAX];
+    assert_int_equal(bn_lookup_draft(hist, n, max_draft, draft), n_want);
+    for (int i = 0; i < n_want; i++) assert_int_equal(draft[i], want[i]);
+}
+
+static void test_draft_prefers_longest_ngram(void **state) {
+    (void)state;
+    // The 4-gram 1 2 3 4 came before 50 51; the 2-gram 3 4, more recently, before 60.
+    const int32_t hist[] = {1, 2, 3, 4, 50, 51, 9, 3, 4, 60, 61, 7, 1, 2, 3, 4};
+    expect_draft(hist, 16, 3, (const int32_t[]){50, 51, 9}, 3);
+    // Without the 4-gram's first token, the 3-gram 2 3 4 still leads to 50.
+    const int32_t hist3[] = {2, 3, 4, 50, 51, 9, 3, 4, 60, 61, 7, 2, 3, 4};
+    expect_draft(hist3, 14, 2, (const int32_t[]){50, 51}, 2);
+    // Only the 2-gram: its most recent occurrence.
+    const int32_t hist2[] = {3, 4, 50, 8, 3, 4, 60, 61, 7, 3, 4};
+    expect_draft(hist2, 11, 2, (const int32_t[]){60, 61}, 2);
+}
+
+static void test_draft_most_recent_and_loops(void **state) {
+    (void)state;
+    // 5 6 last came before 80; the continuation reaches the end of the history
+    // (80 5 6) and goes on with the draft itself.
+    const int32_t hist[] = {5, 6, 70, 5, 6, 80, 5, 6};
+    expect_draft(hist, 8, 7, (const int32_t[]){80, 5, 6, 80, 5, 6, 80}, 7);
+    // A token repeated: the 2-gram x x drafts x for as long as asked.
+    const int32_t same[] = {1, 9, 9, 9};
+    expect_draft(same, 4, 5, (const int32_t[]){9, 9, 9, 9, 9}, 5);
+}
+
+static void test_draft_none(void **state) {
+    (void)state;
+    int32_t draft[BN_LOOKUP_MAX];
+    const int32_t fresh[] = {1, 2, 3, 4, 5, 6};
+    assert_int_equal(bn_lookup_draft(fresh, 6, 8, draft), 0);
+    // One token seen before is not enough: the shortest n-gram is 2.
+    const int32_t one[] = {1, 2, 3, 1};
+    assert_int_equal(bn_lookup_draft(one, 4, 8, draft), 0);
+    // Too short a history, or nothing asked for.
+    assert_int_equal(bn_lookup_draft(one, 1, 8, draft), 0);
+    assert_int_equal(bn_lookup_draft(one, 0, 8, draft), 0);
+    const int32_t rep[] = {1, 2, 1, 2};
+    assert_int_equal(bn_lookup_draft(rep, 4, 0, draft), 0);
+    // The cap: BN_LOOKUP_MAX at most, whatever is asked.
+    assert_int_equal(bn_lookup_draft(rep, 4, 1000, draft), BN_LOOKUP_MAX);
+    for (int i = 0; i < BN_LOOKUP_MAX; i++) assert_int_equal(draft[i], 1 + i % 2);
+}
+
+static void test_next_len(void **state) {
+    (void)state;
+    assert_int_equal(bn_lookup_next_len(4, 8, 4, 4), 8);  // all taken: doubled
+    assert_int_equal(bn_lookup_next_len(8, 8, 8, 8), 8);  // up to the cap
+    assert_int_equal(bn_lookup_next_len(3, 8, 3, 3), 6);
+    assert_int_equal(bn_lookup_next_len(8, 8, 8, 2), 3);  // cut at the 3rd: 3 next
+    assert_int_equal(bn_lookup_next_len(8, 8, 8, 0), 1);  // none taken: 1
+    assert_int_equal(bn_lookup_next_len(1, 1, 1, 1), 1);
+    assert_int_equal(bn_lookup_next_len(2, 8, 1, 1), 4);  // a draft shortened by the text's end, all taken
+}
+
+// ---- generations ---------------------------------------------------------------
+
+static bn_engine *g_engine;
+
+static int setup(void **state) {
+    (void)state;
+    char path[4096];
+    bn_error err;
+    if (bn_engine_load(bn_shipped_path("models/bitnet-austen-6m.gguf", path, sizeof path), NULL, &g_engine, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    bn_engine_free(g_engine);
+    return 0;
+}
+
+typedef struct run {
+    int32_t ids[MAX_GEN];
+    float logprob[MAX_GEN];
+    bn_token_logprob top[MAX_GEN][5];
+    int n_top[MAX_GEN];
+    int n;
+    const bn_session *s;
+    bool logprobs;
+    bn_timings t;
+    bn_lookup_stats stats;
+} run;
+
+static int on_token(void *user, int32_t id, const char *text, size_t len) {
+    (void)text, (void)len;
+    run *r = user;
+    if (id < 0) return 0;
+    assert_true(r->n < MAX_GEN);
+    if (r->logprobs) {
+        const bn_token_logprob *top;
+        r->n_top[r->n] = bn_session_token_logprobs(r->s, &r->logprob[r->n], &top);
+        assert_in_range(r->n_top[r->n], 0, 5);
+        memcpy(r->top[r->n], top, sizeof *top * (size_t)r->n_top[r->n]);
+    }
+    r->ids[r->n++] = id;
+    return 0;
+}
+
+typedef struct config {
+    const char *name;
+    bn_sampling sampling;
+    int n_ctx;          // 0: the model's
+    int logprobs;       // -1: off
+    const char *schema; // NULL: none
+} config;
+
+// One session per run: prompt p, n_predict tokens, lookup max_draft (0: off).
+static void generate(const char *backend, const char *kernels, const config *c, const char *prompt, int n_predict,
+                     int max_draft, run *out) {
+    bn_session_params sp = {.backend = backend, .n_threads = 2, .n_ctx = c->n_ctx, .cpu_kernels = kernels};
+    bn_session *s;
+    bn_error err;
+    int32_t *ids;
+    size_t n;
+    memset(out, 0, sizeof *out);
+    out->s = NULL;
+    if (bn_session_create(g_engine, &sp, &s, &err) || bn_session_set_lookup(s, max_draft, &err) ||
+        (c->logprobs >= 0 && bn_session_set_logprobs(s, c->logprobs, &err)) ||
+        (c->schema && bn_session_set_json_schema(s, c->schema, &err)) ||
+        bn_engine_tokenize(g_engine, prompt, true, false, &ids, &n, &err))
+        fail_msg("%s/%s %s: %s", backend, kernels ? kernels : "-", c->name, err.msg);
+    out->s = s;
+    out->logprobs = c->logprobs >= 0;
+    if (bn_session_generate(s, ids, n, n_predict, &c->sampling, on_token, out, &out->t, &err))
+        fail_msg("%s: %s", c->name, err.msg);
+    out->stats = bn_session_lookup_stats(s);
+    free(ids);
+    bn_session_free(s);
+}
+
+static void expect_same(const run *a, const run *b, const char *what) {
+    if (a->n != b->n || a->t.n_gen != b->t.n_gen || a->t.stop != b->t.stop)
+        fail_msg("%s: %d tokens (n_gen %d, stop %s) with lookup, %d (n_gen %d, stop %s) without", what, b->n,
+                 b->t.n_gen, bn_stop_name(b->t.stop), a->n, a->t.n_gen, bn_stop_name(a->t.stop));
+    for (int i = 0; i < a->n; i++) {
+        if (a->ids[i] != b->ids[i]) fail_msg("%s: token %d is %d with lookup, %d without", what, i, b->ids[i], a->ids[i]);
+        if (!a->logprobs) continue;
+        // bit for bit: the same row, read by the same code
+        if (memcmp(&a->logprob[i], &b->logprob[i], sizeof a->logprob[i]) || a->n_top[i] != b->n_top[i] ||
+            memcmp(a->top[i], b->top[i], sizeof a->top[i][0] * (size_t)a->n_top[i]))
+            fail_msg("%s: token %d's logprobs differ with lookup", what, i);
+    }
+    assert_true(b->stats.accepted <= b->stats.drafted);
+    assert_true(b->stats.passes <= b->t.n_gen);
+}
+
+static bn_sampling sampled(float temp, uint64_t seed) {
+    bn_sampling s = bn_sampling_default();
+    s.temperature = temp;
+    s.seed = seed;
+    return s;
+}
+
+static void check_configs(const char *backend, const char *kernels, const config *configs, size_t n_configs,
+                          int n_predict, const int *drafts, bn_lookup_stats *total) {
+    run plain, with;
+    char what[256];
+    for (size_t c = 0; c < n_configs; c++)
+        for (size_t p = 0; p < N_PROMPTS; p++) {
+            generate(backend, kernels, &configs[c], PROMPTS[p], n_predict, 0, &plain);
+            for (const int *d = drafts; *d; d++) {
+                generate(backend, kernels, &configs[c], PROMPTS[p], n_predict, *d, &with);
+                snprintf(what, sizeof what, "%s/%s %s, prompt %zu, lookup %d", backend, kernels ? kernels : "-",
+                         configs[c].name, p, *d);
+                expect_same(&plain, &with, what);
+                total->drafted += with.stats.drafted;
+                total->accepted += with.stats.accepted;
+                total->passes += with.stats.passes;
+            }
+        }
+}
+
+static const int DRAFTS[] = {1, 3, 8, 32, 0};
+
+// Every sampler path, on every CPU kernel set this CPU has and the reference backend.
+static void test_same_tokens(void **state) {
+    (void)state;
+    static bn_logit_bias ban[] = {{.token = 11, .bias = -INFINITY}, {.token = 13, .bias = 2.5f}};
+    config configs[] = {
+        {.name = "greedy", .sampling = bn_sampling_greedy(), .logprobs = -1},
+        {.name = "temp 0.8", .sampling = sampled(0.8f, 3), .logprobs = -1},
+        {.name = "temp 1.2, no truncation", .sampling = sampled(1.2f, 5), .logprobs = -1},
+        {.name = "penalties and biases", .sampling = sampled(0.7f, 7), .logprobs = -1},
+        {.name = "greedy with logprobs", .sampling = bn_sampling_greedy(), .logprobs = 5},
+        {.name = "sampled with logprobs", .sampling = sampled(0.9f, 11), .logprobs = 3},
+    };
+    configs[2].sampling.top_k = 0, configs[2].sampling.top_p = 1, configs[2].sampling.min_p = 0;
+    configs[3].sampling.repeat_penalty = 1.3f, configs[3].sampling.frequency_penalty = 0.5f;
+    configs[3].sampling.presence_penalty = 0.3f;
+    configs[3].sampling.logit_bias = ban, configs[3].sampling.n_logit_bias = 2;
+    bn_lookup_stats total = {0};
+    for (size_t k = 0; bn_cpu_kernel_sets[k]; k++) {
+        const bn_cpu_kernels *kern;
+        bn_error err;
+        if (bn_cpu_kernels_select(bn_cpu_kernel_sets[k], &kern, &err)) {
+            fprintf(stderr, "  %s: not run here: %s\n", bn_cpu_kernel_sets[k], err.msg);
+            continue;
+        }
+        bn_lookup_stats one = {0};
+        check_configs("cpu", bn_cpu_kernel_sets[k], configs, sizeof configs / sizeof configs[0], 96, DRAFTS, &one);
+        fprintf(stderr, "  cpu/%s: the same tokens; %d drafted in %d passes, %d taken\n", bn_cpu_kernel_sets[k],
+                one.drafted, one.passes, one.accepted);
+        total.drafted += one.drafted, total.accepted += one.accepted, total.passes += one.passes;
+    }
+    check_configs("reference", NULL, configs, 2, 48, (const int[]){8, 0}, &total);
+    // Both ways through lookup_step: drafts taken, and drafts refused.
+    assert_true(total.accepted > 0);
+    assert_true(total.drafted > total.accepted);
+}
+
+// A reply held to a JSON Schema: the mask reads the state the taken tokens left.
+static void test_same_tokens_json_schema(void **state) {
+    (void)state;
+    const config c[] = {{.name = "json schema", .sampling = bn_sampling_greedy(), .logprobs = -1,
+                         .schema = "{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\"}, "
+                                   "\"names\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}}}}"},
+                        {.name = "json schema, sampled", .sampling = sampled(1.0f, 2), .logprobs = 2,
+                         .schema = "{\"type\": \"array\", \"items\": {\"enum\": [\"Elizabeth\", \"Jane\"]}}"}};
+    bn_lookup_stats total = {0};
+    check_configs("cpu", NULL, c, 2, 80, DRAFTS, &total);
+}
+
+// The context's end: drafts stop short of it, and the generation stops where it
+// stops without lookup (BN_STOP_CONTEXT).
+static void test_context_end(void **state) {
+    (void)state;
+    int32_t *ids;
+    size_t n;
+    bn_error err;
+    assert_int_equal(bn_engine_tokenize(g_engine, PROMPTS[0], true, false, &ids, &n, &err), 0);
+    free(ids);
+    run plain, with;
+    for (int room = 1; room <= 12; room++) {
+        const config c = {.name = "context end", .sampling = bn_sampling_greedy(), .logprobs = -1,
+                          .n_ctx = (int)n + room};
+        generate("cpu", NULL, &c, PROMPTS[0], 100, 0, &plain);
+        generate("cpu", NULL, &c, PROMPTS[0], 100, 8, &with);
+        assert_int_equal(plain.t.stop, BN_STOP_CONTEXT);
+        expect_same(&plain, &with, "context end");
+    }
+}
+
+// n_predict at every count around a draft's end: a pass never takes more tokens
+// than are left.
+static void test_n_predict(void **state) {
+    (void)state;
+    const config c = {.name = "n_predict", .sampling = bn_sampling_greedy(), .logprobs = -1};
+    run plain, with;
+    for (int n = 1; n <= 40; n++) {
+        generate("cpu", NULL, &c, PROMPTS[0], n, 0, &plain);
+        generate("cpu", NULL, &c, PROMPTS[0], n, 4, &with);
+        assert_int_equal(with.t.n_gen, n);
+        expect_same(&plain, &with, "n_predict");
+    }
+}
+
+// Two generate calls on one session (a chat's turns): the second starts with
+// the first's pending token and a new prompt, and no row of the first's passes.
+static void test_two_calls(void **state) {
+    (void)state;
+    int32_t got[2][2 * MAX_GEN];
+    int n_got[2] = {0, 0};
+    const bn_sampling greedy = bn_sampling_greedy();
+    for (int lookup = 0; lookup < 2; lookup++) {
+        bn_session_params sp = {.backend = "cpu", .n_threads = 2};
+        bn_session *s;
+        bn_error err;
+        assert_int_equal(bn_session_create(g_engine, &sp, &s, &err), 0);
+        assert_int_equal(bn_session_set_lookup(s, lookup ? 6 : 0, &err), 0);
+        for (int call = 0; call < 2; call++) {
+            int32_t *ids;
+            size_t n;
+            assert_int_equal(bn_engine_tokenize(g_engine, PROMPTS[call], call == 0, false, &ids, &n, &err), 0);
+            run r = {.n = 0};
+            assert_int_equal(bn_session_generate(s, ids, n, 60, &greedy, on_token, &r, NULL, &err), 0);
+            memcpy(got[lookup] + n_got[lookup], r.ids, sizeof r.ids[0] * (size_t)r.n);
+            n_got[lookup] += r.n;
+            free(ids);
+        }
+        bn_session_free(s);
+    }
+    assert_int_equal(n_got[0], n_got[1]);
+    assert_memory_equal(got[0], got[1], sizeof got[0][0] * (size_t)n_got[0]);
+}
+
+static void test_refuses_out_of_range(void **state) {
+    (void)state;
+    bn_session_params sp = {.backend = "cpu", .n_threads = 1};
+    bn_session *s;
+    bn_error err;
+    assert_int_equal(bn_session_create(g_engine, &sp, &s, &err), 0);
+    assert_int_equal(bn_session_set_lookup(s, -1, &err), -1);
+    assert_non_null(strstr(err.msg, "0..32"));
+    assert_int_equal(bn_session_set_lookup(s, BN_LOOKUP_MAX + 1, &err), -1);
+    assert_int_equal(bn_session_set_lookup(s, BN_LOOKUP_MAX, &err), 0);
+    assert_int_equal(bn_session_set_lookup(s, 0, &err), 0);
+    bn_session_free(s);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_draft_prefers_longest_ngram),
+        cmocka_unit_test(test_draft_most_recent_and_loops),
+        cmocka_unit_test(test_draft_none),
+        cmocka_unit_test(test_next_len),
+        cmocka_unit_test(test_same_tokens),
+        cmocka_unit_test(test_same_tokens_json_schema),
+        cmocka_unit_test(test_context_end),
+        cmocka_unit_test(test_n_predict),
+        cmocka_unit_test(test_two_calls),
+        cmocka_unit_test(test_refuses_out_of_range),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
