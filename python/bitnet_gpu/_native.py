@@ -64,6 +64,10 @@ class SessionParams(ctypes.Structure):
     ]
 
 
+class LookupStats(ctypes.Structure):
+    _fields_ = [("drafted", c_int), ("accepted", c_int), ("passes", c_int)]
+
+
 class Timings(ctypes.Structure):
     _fields_ = [
         ("backend_ms", c_double),
@@ -184,6 +188,8 @@ _API = {
     "bn_session_set_logprobs": (c_int, [c_void_p, c_int, _E]),
     "bn_session_token_logprobs": (c_int, [c_void_p, POINTER(c_float), POINTER(POINTER(TokenLogprob))]),
     "bn_session_token_id": (c_int32, [c_void_p]),
+    "bn_session_set_lookup": (c_int, [c_void_p, c_int, _E]),
+    "bn_session_lookup_stats": (LookupStats, [c_void_p]),
     "bn_engine_token_bytes": (c_void_p, [c_void_p, c_int32, POINTER(c_size_t)]),
     "bn_batch_remove": (None, [c_void_p, c_int]),
     "bn_batch_step": (c_int, [c_void_p, POINTER(POINTER(BatchEvent)), POINTER(c_int), _E]),

@@ -70,6 +70,10 @@ class Timings:
     prompt_tokens: int  # fed by this call: the prompt less its cached_tokens
     generated_tokens: int  # tokens sampled, an end-of-generation token included
     cached_tokens: int = 0  # the prompt's start kept from the call before (cache_prompt)
+    # Engine(lookup=N): tokens drafted, of them taken, and the passes that verified them
+    lookup_drafted: int = 0
+    lookup_accepted: int = 0
+    lookup_passes: int = 0
 
     @property
     def prompt_tok_s(self):
@@ -194,7 +198,7 @@ class _Run:
                 return len(self.text) - k
         return len(self.text)
 
-    def finish(self, prompt_ids, t, cached, eog_logprob=None):
+    def finish(self, prompt_ids, t, cached, eog_logprob=None, lookup=None):
         if self.error is not None:
             raise self.error
         if not self.stopped:  # the end of the text: nothing more can complete a stop string
@@ -202,7 +206,8 @@ class _Run:
             if self.emit and len(self.text) > self.sent:
                 self.emit(Piece(self.text[self.sent :], -1))
             self.sent = len(self.text)
-        timings = Timings(t.backend_ms, t.prefill_ms, t.decode_ms, t.n_prompt, t.n_gen, cached)
+        timings = Timings(t.backend_ms, t.prefill_ms, t.decode_ms, t.n_prompt, t.n_gen, cached,
+                          *((lookup.drafted, lookup.accepted, lookup.passes) if lookup else ()))
         finish = "cancelled" if self.cancel and not self.stopped else _FINISH[t.stop]
         return Completion(self.text, self.ids, list(prompt_ids), finish, timings, logprobs=self.logprobs,
                           eog_logprob=eog_logprob)
@@ -593,7 +598,13 @@ class Engine(Model):
     tokenizer.json instead of the GGUF's vocabulary), cpu_kernels=None,
     cpu_start=False, chat_template=None (the model file's chat format; "bitnet",
     "llama3" or "falcon3" instead, as --chat-template; the chat_template attribute
-    names the one in use)).
+    names the one in use), lookup=0).
+
+    lookup=N (1..32): prompt lookup decoding, as `--lookup N` (bitnet.h:
+    bn_session_set_lookup): each step drafts up to N tokens from where the
+    text's last few tokens came before and verifies them in one pass; the same
+    tokens, in fewer passes where the text repeats itself (Completion.timings'
+    lookup_* fields count them).
 
     cpu_start=True: where a GPU may be present, the engine is ready at once on
     the CPU while the GPU backend opens on a thread, and moves to it between two
@@ -622,6 +633,7 @@ class Engine(Model):
         cpu_kernels: Optional[str] = None,
         cpu_start: bool = False,
         chat_template: Optional[str] = None,
+        lookup: int = 0,
     ):
         self._e = self._s = self._running = None  # _running: the _Run generating now, if any
         self._lock = threading.Lock()
@@ -638,6 +650,8 @@ class Engine(Model):
         s = ctypes.c_void_p()
         _check(lib.bn_session_create(self._e, ctypes.byref(params), ctypes.byref(s), ctypes.byref(err)), err)
         self._s = s
+        self.lookup = int(lookup)
+        _check(lib.bn_session_set_lookup(self._s, self.lookup, ctypes.byref(err)), err)
         self._read_backend()
         if cpu_start:
             _cpu_start_engines.add(self)
@@ -719,6 +733,7 @@ class Engine(Model):
                 rc = rc or lib.bn_session_set_logprobs(self._s, -1 if logprobs is None else logprobs, ctypes.byref(err))
                 rc = rc or lib.bn_session_generate(self._s, rest, len(ids) - kept, max_tokens, ctypes.byref(sp), run.fn,
                                              None, ctypes.byref(t), ctypes.byref(err))
+                lookup = lib.bn_session_lookup_stats(self._s) if self.lookup else None
                 eog = None  # the end-of-generation token it ended with, which on_token did not see
                 last = lib.bn_session_token_id(self._s) if rc == 0 and logprobs is not None else -1
                 if last >= 0 and t.stop == N.STOP_EOG and lib.bn_engine_is_eog(self._e, last):
@@ -727,4 +742,4 @@ class Engine(Model):
                 self._running = None
                 self._read_backend()
         _check(rc, err)
-        return run.finish(ids, t, kept, eog)
+        return run.finish(ids, t, kept, eog, lookup)

@@ -96,6 +96,30 @@ def test_penalties_and_logit_bias(engine, cli):
         engine.generate("2+2=", max_tokens=1, logit_bias={5: float("nan")})
 
 
+def test_lookup_gives_the_same_tokens(engine, model_path, cli):
+    """Engine(lookup=N) is `generate --lookup N`: the tokens of one step at a time
+    (greedy, sampled, with logprobs, streamed), with drafts taken and refused on a
+    text that repeats itself; N out of 0..32 is refused."""
+    prompt = "one two three four, one two three four, one two three"
+    with Engine(model_path, threads=1, lookup=8) as e:
+        for kw in (dict(greedy=True), SAMPLED, dict(greedy=True, logprobs=True, top_logprobs=3)):
+            want, got = engine.generate(prompt, max_tokens=48, **kw), e.generate(prompt, max_tokens=48, **kw)
+            assert (got.ids, got.text, got.logprobs) == (want.ids, want.text, want.logprobs)
+            assert want.timings.lookup_passes == 0
+        got = e.generate(prompt, max_tokens=48, greedy=True)
+        t = got.timings
+        assert 0 < t.lookup_accepted < t.lookup_drafted and 0 < t.lookup_passes < t.generated_tokens
+        streamed = [p.id for p in e.generate(prompt, max_tokens=48, greedy=True, stream=True) if p.id >= 0]
+        assert streamed == got.ids
+        want = cli("-p", prompt, "-n", 48, "--greedy", "--lookup", 8)
+        assert got.ids == want["generated_ids"]
+        assert (t.lookup_drafted, t.lookup_accepted, t.lookup_passes) == tuple(
+            want["timings"][k] for k in ("lookup_drafted", "lookup_accepted", "lookup_passes"))
+    for bad in (-1, 33):
+        with pytest.raises(BitnetError, match="lookup drafts 0..32 tokens"):
+            Engine(model_path, threads=1, lookup=bad)
+
+
 def test_default_model(model_path, tmp_path, monkeypatch):
     """With no model_path: $BITNET_MODEL, else ./models/ggml-model-i2_s.gguf, else the model the
     package ships (pip installed it beside the library), which runs as the CLI runs it."""
@@ -388,7 +412,7 @@ def test_structs_match_bitnet_h():
     structs = {"bn_error": N.Error, "bn_sampling": N.Sampling, "bn_model_info": N.ModelInfo,
                "bn_session_params": N.SessionParams, "bn_timings": N.Timings, "bn_chat_message": N.ChatMsg,
                "bn_batch_params": N.BatchParams, "bn_token_logprob": N.TokenLogprob, "bn_request": N.Request,
-               "bn_batch_event": N.BatchEvent, "bn_logit_bias": N.LogitBias}
+               "bn_batch_event": N.BatchEvent, "bn_logit_bias": N.LogitBias, "bn_lookup_stats": N.LookupStats}
     lines = ['#include <stddef.h>', '#include <stdio.h>', '#include "bitnet.h"', "int main(void) {"]
     want = []
     for name, py in structs.items():
