@@ -203,18 +203,18 @@ void bn_ternary_gemm_avx512(const uint8_t *w, int64_t K, int64_t row0, int64_t r
 
 // ---- f16 GEMV ------------------------------------------------------------------
 
-// R rows (at most 4) against T tokens (at most 2: x[t], results to y[t][0..R)):
-// each converted weight vector serves every token and each token vector all R
-// rows. Each (row, token) sum is two 16-lane accumulators over alternate
-// 16-element chunks, at most two masked steps into the first, their sum and
-// the horizontal add, whatever R and T: so f16_gemm (T = 2) gives f16_gemv's
-// (T = 1) results bit for bit.
+// R rows (at most 4) against T tokens (at most 3: x[t], results to y[t][0..R)),
+// two accumulators each, in registers: each converted weight
+// vector serves every token and each token vector all R rows. Each (row,
+// token) sum is two 16-lane accumulators over alternate 16-element chunks, at
+// most two masked steps into the first, their sum and the horizontal add,
+// whatever R and T: so f16_gemm gives f16_gemv's (T = 1) results bit for bit.
 BN_ALWAYS_INLINE void f16_tile512(const uint16_t *w, int64_t K, const float *const *x, float *const *y,
                                   int R, int T) {
-    __m512 a0[4][2], a1[4][2];
+    __m512 a0[4][3], a1[4][3];
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++)
-#pragma GCC unroll 2
+#pragma GCC unroll 3
         for (int t = 0; t < T; t++) a0[i][t] = a1[i][t] = _mm512_setzero_ps();
     const char *pf = (const char *)((uintptr_t)w + (uintptr_t)(2 * 4 * K * 2)); // 2 tiles ahead: 256 bytes per 32-element step
     int64_t k = 0;
@@ -225,17 +225,14 @@ BN_ALWAYS_INLINE void f16_tile512(const uint16_t *w, int64_t K, const float *con
             _mm_prefetch(pf + 8 * k + 128, _MM_HINT_T0);
             _mm_prefetch(pf + 8 * k + 192, _MM_HINT_T0);
         }
-        __m512 x0[2], x1[2];
-#pragma GCC unroll 2
-        for (int t = 0; t < T; t++) x0[t] = _mm512_loadu_ps(x[t] + k), x1[t] = _mm512_loadu_ps(x[t] + k + 16);
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++) {
             const __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i * K + k)));
             const __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i * K + k + 16)));
-#pragma GCC unroll 2
+#pragma GCC unroll 3
             for (int t = 0; t < T; t++) {
-                a0[i][t] = _mm512_fmadd_ps(w0, x0[t], a0[i][t]);
-                a1[i][t] = _mm512_fmadd_ps(w1, x1[t], a1[i][t]);
+                a0[i][t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[t] + k), a0[i][t]);
+                a1[i][t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x[t] + k + 16), a1[i][t]);
             }
         }
     }
@@ -245,13 +242,13 @@ BN_ALWAYS_INLINE void f16_tile512(const uint16_t *w, int64_t K, const float *con
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++) {
             const __m512 w0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + i * K + k));
-#pragma GCC unroll 2
+#pragma GCC unroll 3
             for (int t = 0; t < T; t++) a0[i][t] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, x[t] + k), a0[i][t]);
         }
     }
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++)
-#pragma GCC unroll 2
+#pragma GCC unroll 3
         for (int t = 0; t < T; t++) y[t][i] = _mm512_reduce_add_ps(_mm512_add_ps(a0[i][t], a1[i][t]));
 }
 
@@ -269,28 +266,42 @@ void bn_f16_gemv_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1
     }
 }
 
-// Tokens two at a time, and for each pair every row of the caller's block of
-// the head (in L2), four rows a tile; a lone token takes f16_gemv's tiles.
+// Tokens in groups of up to 3, as even as they go, and for each group every row
+// of the caller's block of the head (in L2), four rows a tile: a converted
+// weight vector then serves 3 tokens (the conversion costs as much as two
+// multiply-adds; 4 x 3 tiles ran a 3-token group at 5.5 ms a token over half
+// the 2B-4T head on one thread here, 2-token groups at 7.4 ms, and 2 x 4 or
+// 1 x 8 tiles, their token vectors loaded once per row, at 6.7-6.8 ms); a lone
+// token takes f16_gemv's tiles.
 void bn_f16_gemm_avx512(const uint16_t *w, int64_t K, int64_t row0, int64_t row1, const float *x,
                         int64_t ldx, const int *idx, int n, float *y, int64_t ldy) {
-    for (int i0 = 0; i0 < n; i0 += 2) {
-        const float *xt[2] = {NULL, NULL};
-        float *yt[2];
-        for (int t = 0; t < 2 && i0 + t < n; t++) xt[t] = x + (int64_t)(idx ? idx[i0 + t] : i0 + t) * ldx;
-        if (i0 + 1 == n) {
-            bn_f16_gemv_avx512(w, K, row0, row1, xt[0], y + (int64_t)i0 * ldy);
-            continue;
-        }
-        int64_t r = row0;
-        for (; r < row1; r += 4) {
-            for (int t = 0; t < 2; t++) yt[t] = y + (int64_t)(i0 + t) * ldy + r;
-            switch (row1 - r < 4 ? row1 - r : 4) { // a constant R each: the accumulators stay in registers
-            case 4: f16_tile512(w + r * K, K, xt, yt, 4, 2); break;
-            case 3: f16_tile512(w + r * K, K, xt, yt, 3, 2); break;
-            case 2: f16_tile512(w + r * K, K, xt, yt, 2, 2); break;
-            default: f16_tile512(w + r * K, K, xt, yt, 1, 2); break;
+    const int groups = (n + 2) / 3;
+    for (int i0 = 0, g = 0; i0 < n; g++) {
+        const int left = n - i0, T = left / (groups - g) + (left % (groups - g) != 0);
+        const float *xt[3];
+        float *yt[3];
+        for (int t = 0; t < T; t++) xt[t] = x + (int64_t)(idx ? idx[i0 + t] : i0 + t) * ldx;
+        if (T == 1) bn_f16_gemv_avx512(w, K, row0, row1, xt[0], y + (int64_t)i0 * ldy);
+        for (int64_t r = row0; T > 1 && r < row1; r += 4) {
+            for (int t = 0; t < T; t++) yt[t] = y + (int64_t)(i0 + t) * ldy + r;
+            const int R = row1 - r < 4 ? (int)(row1 - r) : 4;
+            if (T == 2) { // a constant R and T each: the accumulators stay in registers
+                switch (R) {
+                case 4: f16_tile512(w + r * K, K, xt, yt, 4, 2); break;
+                case 3: f16_tile512(w + r * K, K, xt, yt, 3, 2); break;
+                case 2: f16_tile512(w + r * K, K, xt, yt, 2, 2); break;
+                default: f16_tile512(w + r * K, K, xt, yt, 1, 2); break;
+                }
+            } else {
+                switch (R) {
+                case 4: f16_tile512(w + r * K, K, xt, yt, 4, 3); break;
+                case 3: f16_tile512(w + r * K, K, xt, yt, 3, 3); break;
+                case 2: f16_tile512(w + r * K, K, xt, yt, 2, 3); break;
+                default: f16_tile512(w + r * K, K, xt, yt, 1, 3); break;
+                }
             }
         }
+        i0 += T;
     }
 }
 

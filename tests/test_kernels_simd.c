@@ -207,7 +207,7 @@ static void test_f16(const char *name) {
 
 // f16_gemm against the same set's f16_gemv, token by token, bit for bit: n
 // tokens (1-9: every group size of four and its tails, as AVX2 groups them, and
-// pairs with a lone token after them, as AVX-512 does), read through a
+// every split into groups of up to three, as AVX-512 makes them), read through a
 // shuffled index list (or none: rows 0..n-1) with a row stride, on odd widths
 // and row ranges (from row 3 to 5..40: every tail of four-row tiles);
 // results outside [row0, row1) untouched.
