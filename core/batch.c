@@ -21,6 +21,16 @@
 // logits (the step's call brings back one row per run, and its prompt chunks
 // may be hundreds of tokens); a slot's last prompt token then goes in a step's
 // call like any other prompt's, and gives the first sampled token's row.
+//
+// Prompt lookup (bn_batch_set_lookup, lookup.h): in a step that feeds no prompt
+// chunk, a generating slot may add a draft after its pending token, and the
+// call then brings back every token's row. The slot samples its token from the
+// pending token's row at once; the drafted tokens' rows wait in b->ahead, and
+// in each later step where the token it sampled is the draft's, the slot takes
+// its token from the next of them without a run in the call (the draft's K/V is
+// in its cache already), so each step still gives each slot one token, as
+// without lookup, and the same one. A step whose slots all take rows ahead makes
+// no forward call.
 #define _GNU_SOURCE // memmem
 #include <math.h>
 #include <stdlib.h>
@@ -30,9 +40,13 @@
 #include "engine_internal.h"
 #include "json_mask.h"
 #include "logprob_row.h"
+#include "lookup.h"
 #include "sampler.h"
 
 #define BN_DEFAULT_STEP_TOKENS 512
+// Rows that lookup passes keep ahead for their slots, all slots together (64 x
+// 128256 floats: 33 MB); a step drafts only into free ones.
+#define BN_LOOKUP_ROWS 64
 
 // Schemas compiled for requests, kept beyond the slots that use them (this
 // many more): requests that give the same schema text share one compilation,
@@ -78,6 +92,13 @@ typedef struct bn_slot {
     bool json;        // json_object or json_schema: the text so far, read against
     struct kept_schema *schema; // the request's (in b->schemas)
     bn_json_state *js;      // kept with the slot, as its buffers
+    // Lookup: the last pass fed the pending token and draft[0..n_drafted); the
+    // row after draft[i] is b->ahead's row ahead[i], taken by the step whose
+    // pending token is draft[next_row - 1] (next_row 0: no pass to take from).
+    int32_t draft[BN_LOOKUP_MAX];
+    uint8_t ahead[BN_LOOKUP_MAX];
+    int n_drafted, next_row, lookup_len;
+    bool takes_ahead; // this step's token comes from a row ahead
 } bn_slot;
 
 struct bn_batch {
@@ -88,11 +109,11 @@ struct bn_batch {
     bn_slot *slots;
     int32_t *tok, *pos, *seq; // [step_tokens] the step's forward call
     struct run {
-        int slot, len;
+        int slot, len, drafted; // drafted: of len, tokens drafted after the pending one
     } *runs;                  // [n_slots] the call's runs, in call order
     int32_t *argmax;          // [n_slots]
     bn_top *top;              // [n_slots][BN_TOP_MAX] (forward_top)
-    float *logits;            // [n_slots][n_vocab]
+    float *logits;            // [n_slots (+ BN_LOOKUP_ROWS with lookup)][n_vocab]
     float *score_rows;        // [BN_SCORE_ROWS][n_vocab], made at the first prompt scored
     struct run *score_runs;   // [n_slots] the scoring call's runs, made with it
     bn_logprob_row lp;        // a row as the model gave it (logprobs)
@@ -100,6 +121,10 @@ struct bn_batch {
     struct kept_schema *schemas; // [n_slots + BN_KEPT_SCHEMAS]
     uint64_t schema_clock;
     bn_batch_event *events;   // [n_slots]
+    int lookup_max;           // bn_batch_set_lookup's: tokens drafted a pass at most (0: off)
+    float *ahead;             // [BN_LOOKUP_ROWS][n_vocab], made with it
+    uint64_t ahead_used;      // bit i: row i of ahead is a slot's
+    bn_lookup_stats lookup;   // since the batch was made
 };
 
 // Ends a slot's request (or a failed bn_batch_add's set-up); the buffers and
@@ -133,6 +158,7 @@ void bn_batch_free(bn_batch *b) {
     free(b->argmax);
     free(b->top);
     free(b->logits);
+    free(b->ahead);
     free(b->score_rows);
     free(b->score_runs);
     bn_logprob_row_free(&b->lp);
@@ -362,12 +388,42 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     s->max_tokens = r->max_tokens;
     s->logprobs = r->logprobs;
     s->top_logprobs = n_top;
+    s->lookup_len = BN_LOOKUP_MAX;
     return k;
 }
 
-void bn_batch_remove(bn_batch *b, int slot) {
-    if (slot >= 0 && slot < b->n_slots && b->slots[slot].used) free_slot(&b->slots[slot], b->next_ticket++);
+// Gives back the rows slot s holds ahead.
+static void drop_ahead(bn_batch *b, bn_slot *s) {
+    for (int i = s->next_row > 0 ? s->next_row - 1 : s->n_drafted; i < s->n_drafted; i++)
+        b->ahead_used &= ~(UINT64_C(1) << s->ahead[i]);
+    s->next_row = s->n_drafted = 0;
 }
+
+void bn_batch_remove(bn_batch *b, int slot) {
+    if (slot < 0 || slot >= b->n_slots || !b->slots[slot].used) return;
+    drop_ahead(b, &b->slots[slot]);
+    free_slot(&b->slots[slot], b->next_ticket++);
+}
+
+int bn_batch_set_lookup(bn_batch *b, int max_draft, bn_error *err) {
+    if (max_draft < 0 || max_draft > BN_LOOKUP_MAX)
+        return bn_errorf(err, "lookup drafts 0..%d tokens a pass (got %d)", BN_LOOKUP_MAX, max_draft);
+    if (max_draft && !b->ahead) {
+        const size_t V = b->engine->model->hp.n_vocab, rows = (size_t)b->n_slots + BN_LOOKUP_ROWS;
+        float *ahead = malloc(BN_LOOKUP_ROWS * V * sizeof *ahead);
+        float *logits = ahead ? realloc(b->logits, rows * V * sizeof *logits) : NULL;
+        if (!logits) {
+            free(ahead);
+            return bn_errorf(err, "out of memory for %zu rows of logits", rows + BN_LOOKUP_ROWS);
+        }
+        b->logits = logits;
+        b->ahead = ahead;
+    }
+    b->lookup_max = max_draft;
+    return 0;
+}
+
+bn_lookup_stats bn_batch_lookup_stats(const bn_batch *b) { return b->lookup; }
 
 // ---- text: whole characters, held back while they may begin a stop string ----
 
@@ -429,10 +485,13 @@ static int gather_run(bn_batch *b, int k, int n, int room, struct run *run) {
         b->pos[n + i] = s->n_past + i;
         b->seq[n + i] = k;
     }
-    *run = (struct run){k, take};
+    *run = (struct run){k, take, 0};
     s->in_step = true;
     return take;
 }
+
+// Whether slot s is generating: its prompt fed, a sampled token pending.
+static bool generating(const bn_slot *s) { return s->used && !s->done && s->n_past >= s->n_prompt; }
 
 // Whether slot s still has prompt tokens to score (all of its prompt but the last token).
 static bool scoring_left(const bn_slot *s) { return s->scoring && s->n_past < s->n_prompt - 1; }
@@ -539,19 +598,12 @@ static int step_output(const bn_batch *b, int runs) {
     return greedy ? OUT_ARGMAX : top ? OUT_TOP : OUT_LOGITS;
 }
 
-// Run r's next token from the step's output; with logprobs, also its and the
-// likeliest tokens' log-probabilities, from the row as the model gave it (before
-// the JSON mask and the sampler, which change it in place); -1 when a JSON
-// object's mask, or -inf logit biases, leave no token.
-static int32_t pick(bn_batch *b, int r, int out) {
-    bn_slot *s = &b->slots[b->runs[r].slot];
-    if (out == OUT_ARGMAX) return b->argmax[r];
-    if (out == OUT_TOP) {
-        bn_top *top = b->top + (size_t)r * BN_TOP_MAX;
-        return bn_sampler_sample_top(s->smp, top, s->hist, (size_t)s->n_hist);
-    }
+// Slot s's next token from a whole row of logits; with logprobs, also its and
+// the likeliest tokens' log-probabilities, from the row as the model gave it
+// (before the JSON mask and the sampler, which change it in place); -1 when a
+// JSON object's mask, or -inf logit biases, leave no token.
+static int32_t pick_row(bn_batch *b, bn_slot *s, float *row) {
     const int32_t V = (int32_t)b->engine->model->hp.n_vocab;
-    float *row = b->logits + (size_t)r * V;
     if (!s->logprobs) {
         if (s->json && !bn_json_mask_row(&b->json, b->engine, s->js, row)) return -1;
         return bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
@@ -563,13 +615,81 @@ static int32_t pick(bn_batch *b, int r, int out) {
     return id;
 }
 
+// Run r's next token from the step's output (row: its row of logits, with out
+// OUT_LOGITS).
+static int32_t pick(bn_batch *b, int r, int out, float *row) {
+    bn_slot *s = &b->slots[b->runs[r].slot];
+    if (out == OUT_ARGMAX) return b->argmax[r];
+    if (out == OUT_TOP) {
+        bn_top *top = b->top + (size_t)r * BN_TOP_MAX;
+        return bn_sampler_sample_top(s->smp, top, s->hist, (size_t)s->n_hist);
+    }
+    return pick_row(b, s, row);
+}
+
+// ---- lookup ------------------------------------------------------------------
+
+// Whether slot s's next token comes from a row ahead: the last pass drafted
+// the token now pending. If not, its rows go back, and the next draft's length
+// follows how far the last one went.
+static bool take_ahead(bn_batch *b, bn_slot *s) {
+    if (s->next_row <= s->n_drafted && s->hist[s->n_hist - 1] == s->draft[s->next_row - 1]) return true;
+    s->lookup_len = bn_lookup_next_len(s->lookup_len, b->lookup_max, s->n_drafted, s->next_row - 1);
+    drop_ahead(b, s);
+    return false;
+}
+
+// Up to the slot's draft length of tokens after its pending token (the run
+// gathered last, ending at n) into the call, as many as its context, its
+// max_tokens (a pass gives up to 1 + its draft), the call (less a token for
+// each of the `later` slots still to gather) and the free rows ahead leave room
+// for. Returns how many.
+static int draft_run(bn_batch *b, int k, int n, int later, int rows_free) {
+    bn_slot *s = &b->slots[k];
+    int most = s->lookup_len < b->lookup_max ? s->lookup_len : b->lookup_max;
+    const int room = b->be.n_ctx - s->n_hist, left = s->max_tokens > 0 ? s->max_tokens - s->n_gen - 1 : most;
+    const int call = b->step_tokens - n - later;
+    most = room < most ? room : most;
+    most = left < most ? left : most;
+    most = call < most ? call : most;
+    most = rows_free < most ? rows_free : most;
+    const int d = most > 0 ? bn_lookup_draft(s->hist, s->n_hist, most, s->draft) : 0;
+    for (int i = 0; i < d; i++) b->tok[n + i] = s->draft[i], b->pos[n + i] = s->n_hist + i, b->seq[n + i] = k;
+    return d;
+}
+
+// After the pass: the rows after slot s's d drafted tokens (rows[1..d]) go to
+// free rows ahead.
+static void keep_ahead(bn_batch *b, bn_slot *s, const float *rows, int d) {
+    const size_t V = b->engine->model->hp.n_vocab;
+    for (int i = 0; i < d; i++) {
+        const int j = __builtin_ctzll(~b->ahead_used); // draft_run took no more than are free
+        b->ahead_used |= UINT64_C(1) << j;
+        memcpy(b->ahead + (size_t)j * V, rows + (size_t)(i + 1) * V, V * sizeof *rows);
+        s->ahead[i] = (uint8_t)j;
+    }
+    s->n_drafted = d;
+    s->next_row = 1;
+    b->lookup.drafted += d;
+    b->lookup.passes++;
+}
+
+// Slot s's token from its next row ahead, whose K/V its pending token's are.
+static int32_t pick_ahead(bn_batch *b, bn_slot *s) {
+    const int j = s->ahead[s->next_row++ - 1];
+    b->ahead_used &= ~(UINT64_C(1) << j); // free again once read, before the next step's pass
+    s->n_past = s->n_hist;
+    b->lookup.accepted++;
+    return pick_row(b, s, b->ahead + (size_t)j * b->engine->model->hp.n_vocab);
+}
+
 int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_error *err) {
     *events = b->events;
     *n_events = 0;
     // Text handed out by the last step leaves the slots' buffers.
     for (int k = 0; k < b->n_slots; k++) {
         bn_slot *s = &b->slots[k];
-        s->in_step = false;
+        s->in_step = s->takes_ahead = false;
         if (!s->released) continue;
         memmove(s->text, s->text + s->released, s->len - s->released);
         s->len -= s->released;
@@ -580,30 +700,46 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
     // generating slot gets one) and prompt chunks.
     const int scored = score_prompts(b, err);
     if (scored < 0) return -1;
-    int n = 0, runs = 0;
+    // Lookup drafts in a step without prompt chunks, into the rows ahead that are free.
+    int rows_free = b->lookup_max && next_prefill(b) < 0 ? BN_LOOKUP_ROWS - __builtin_popcountll(b->ahead_used) : 0;
+    int n = 0, runs = 0, drafted = 0, later = 0; // later: generating slots not yet gathered
+    for (int k = 0; k < b->n_slots; k++) later += generating(&b->slots[k]);
     for (int k = 0; k < b->n_slots; k++) {
-        const bn_slot *s = &b->slots[k];
-        if (!s->used || s->done || s->n_past < s->n_prompt) continue;
-        n += gather_run(b, k, n, 1, &b->runs[runs++]);
+        bn_slot *s = &b->slots[k];
+        if (!generating(s)) continue;
+        later--;
+        if (s->next_row && take_ahead(b, s)) {
+            s->takes_ahead = true;
+            continue;
+        }
+        struct run *run = &b->runs[runs++];
+        n += gather_run(b, k, n, 1, run);
+        const int d = rows_free ? draft_run(b, k, n, later, rows_free) : 0;
+        run->len += d, run->drafted = d, n += d, drafted += d, rows_free -= d;
     }
     for (int k; n < b->step_tokens && (k = next_prefill(b)) >= 0; runs++)
         n += gather_run(b, k, n, b->step_tokens - n, &b->runs[runs]);
-    if (n == 0) return 0;
-    const int out = step_output(b, runs);
+    // A draft's rows: the call brings back every token's row.
+    const int out = drafted ? OUT_LOGITS : step_output(b, runs);
     const bn_backend_ops *ops = b->be.ops;
-    if (out == OUT_ARGMAX ? ops->forward_argmax(b->be.be, b->tok, b->pos, b->seq, n, b->argmax, err)
-        : out == OUT_TOP  ? ops->forward_top(b->be.be, b->tok, b->pos, b->seq, n, b->top, err)
-                          : ops->forward(b->be.be, b->tok, b->pos, b->seq, n, b->logits, false, err)) {
+    if (n > 0 && (out == OUT_ARGMAX ? ops->forward_argmax(b->be.be, b->tok, b->pos, b->seq, n, b->argmax, err)
+                  : out == OUT_TOP  ? ops->forward_top(b->be.be, b->tok, b->pos, b->seq, n, b->top, err)
+                                    : ops->forward(b->be.be, b->tok, b->pos, b->seq, n, b->logits, drafted > 0, err))) {
         for (int r = 0; r < scored; r++) // as before: their K/V there are written again
             b->slots[b->score_runs[r].slot].n_past -= b->score_runs[r].len;
         return -1;
     }
-    for (int r = 0; r < runs; r++) {
+    const size_t V = b->engine->model->hp.n_vocab;
+    float *row = b->logits; // the run's first row (drafted: every token's row, in call order)
+    for (int r = 0; r < runs; row += (size_t)(drafted ? b->runs[r].len : 1) * V, r++) {
         bn_slot *s = &b->slots[b->runs[r].slot];
-        s->n_past += b->runs[r].len;
+        s->n_past += b->runs[r].len - b->runs[r].drafted; // a draft's K/V count once its tokens are sampled
         if (s->n_past < s->n_hist) continue; // a prompt chunk with more to come
-        const int32_t next = pick(b, r, out);
+        const int32_t next = pick(b, r, out, row);
+        if (b->runs[r].drafted) keep_ahead(b, s, row, b->runs[r].drafted);
         take_token(b, b->runs[r].slot, next, &b->events[(*n_events)++]);
     }
+    for (int k = 0; k < b->n_slots; k++)
+        if (b->slots[k].takes_ahead) take_token(b, k, pick_ahead(b, &b->slots[k]), &b->events[(*n_events)++]);
     return 0;
 }

@@ -455,6 +455,20 @@ BN_API void bn_batch_remove(bn_batch *b, int slot);
 // *n_events may be 0 (only prompt chunks were fed, or nothing is active). On
 // failure (-1) the slots are as before the call.
 BN_API int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_error *err);
+// Prompt lookup decoding for the batch's generating slots, as
+// bn_session_set_lookup for a session (max_draft 0..32, 0 the default: off):
+// in a step that feeds no prompt chunk, a slot may draft after its pending
+// token, the step's forward call then brings back every token's row, and the
+// rows after the drafted tokens wait (64 rows at most, all slots together) for
+// the steps whose pending tokens are those drafted: there the slot samples
+// from its row without a run in the call, and a step in which every slot does
+// makes no forward call. Each step still gives each generating slot one token,
+// the one it gives without lookup wherever a pass's rows are a step's bit for
+// bit (the CPU kernel sets). Between steps; -1 and err for a count out of range
+// or no memory for the rows. bn_batch_lookup_stats: what it did since the
+// batch was made (accepted: tokens taken from rows ahead).
+BN_API int bn_batch_set_lookup(bn_batch *b, int max_draft, bn_error *err);
+BN_API bn_lookup_stats bn_batch_lookup_stats(const bn_batch *b);
 
 // ---- OpenAI function calling ("tools") -------------------------------------------
 // For models not trained for it, as `bitnet-gpu serve` does it (README: Structured

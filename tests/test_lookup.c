@@ -16,6 +16,13 @@
 // references; test_trained_model also holds lookup's own text to the trained
 // model's PyTorch reference. The prompts repeat themselves, so drafts are both
 // taken and refused (checked from the statistics).
+//
+// The batch (bn_batch_set_lookup): requests of every kind, admitted at
+// different steps (a step with a prompt chunk drafts nothing), many slots
+// sharing the 64 rows ahead, small steps, the context's end, max_tokens, a
+// request cancelled while it holds rows ahead: each request's tokens, text,
+// stop and logprobs equal those of the same batch without lookup, one event
+// per slot and step.
 #include "test_util.h"
 
 #include <math.h>
@@ -30,6 +37,7 @@
 #define MAX_GEN 160
 
 static const char *const PROMPTS[] = {
+    "one, two, three, four, five; one, two, three, four, five; one, two, three,",
     "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
     "in want of a wife. It is a truth universally acknowledged, that a single man",
     "Elizabeth said to her sister, and her sister said to Elizabeth, that",
@@ -220,7 +228,7 @@ static void check_configs(const char *backend, const char *kernels, const config
         }
 }
 
-static const int DRAFTS[] = {1, 3, 8, 32, 0};
+static const int DRAFTS[] = {1, 8, 32, 0};
 
 // Every sampler path, on every CPU kernel set this CPU has and the reference backend.
 static void test_same_tokens(void **state) {
@@ -247,7 +255,7 @@ static void test_same_tokens(void **state) {
             continue;
         }
         bn_lookup_stats one = {0};
-        check_configs("cpu", bn_cpu_kernel_sets[k], configs, sizeof configs / sizeof configs[0], 96, DRAFTS, &one);
+        check_configs("cpu", bn_cpu_kernel_sets[k], configs, sizeof configs / sizeof configs[0], 64, DRAFTS, &one);
         fprintf(stderr, "  cpu/%s: the same tokens; %d drafted in %d passes, %d taken\n", bn_cpu_kernel_sets[k],
                 one.drafted, one.passes, one.accepted);
         total.drafted += one.drafted, total.accepted += one.accepted, total.passes += one.passes;
@@ -347,6 +355,203 @@ static void test_refuses_out_of_range(void **state) {
     bn_session_free(s);
 }
 
+// ---- the batch -------------------------------------------------------------------
+
+typedef struct outcome {
+    int32_t ids[MAX_GEN];
+    float logprob[MAX_GEN];
+    int n;
+    char text[4096];
+    size_t len;
+    bn_stop stop;
+    int n_gen;
+} outcome;
+
+// Runs requests through a batch of n_slots (lookup max_draft), request i
+// admitted not before step start[i]; request `cancel` (-1: none) is removed
+// after its 10th token. Returns the lookup statistics.
+static bn_lookup_stats run_batch(int n_slots, int step_tokens, int n_ctx, int max_draft, const bn_request *req,
+                                 const int *start, int n, int cancel, outcome *out) {
+    bn_batch_params p = {.session = {.backend = "cpu", .n_threads = 2, .n_ctx = n_ctx}, .n_slots = n_slots,
+                         .step_tokens = step_tokens};
+    bn_batch *b;
+    bn_error err;
+    if (bn_batch_create(g_engine, &p, &b, &err) || bn_batch_set_lookup(b, max_draft, &err)) fail_msg("%s", err.msg);
+    memset(out, 0, sizeof *out * (size_t)n);
+    int done = 0, next = 0;
+    for (int step = 0; done < n && step < 5000; step++) {
+        while (next < n && start[next] <= step && bn_batch_n_free(b) > 0)
+            if (bn_batch_add(b, &req[next++], &err) < 0) fail_msg("add: %s", err.msg);
+        const bn_batch_event *ev;
+        int n_ev;
+        if (bn_batch_step(b, &ev, &n_ev, &err)) fail_msg("step: %s", err.msg);
+        assert_true(n_ev <= n_slots);
+        for (int e = 0; e < n_ev; e++) {
+            for (int f = 0; f < e; f++) assert_int_not_equal(ev[f].slot, ev[e].slot); // one event a slot
+            const int i = (int)(intptr_t)ev[e].user;
+            outcome *o = &out[i];
+            assert_true(o->n < MAX_GEN && o->len + ev[e].len < sizeof o->text);
+            o->logprob[o->n] = ev[e].logprob;
+            o->ids[o->n++] = ev[e].token;
+            memcpy(o->text + o->len, ev[e].text, ev[e].len);
+            o->len += ev[e].len;
+            o->n_gen = ev[e].n_gen;
+            if (ev[e].done || (i == cancel && o->n == 10)) {
+                o->stop = ev[e].stop;
+                bn_batch_remove(b, ev[e].slot);
+                done++;
+            }
+        }
+    }
+    assert_int_equal(done, n);
+    const bn_lookup_stats st = bn_batch_lookup_stats(b);
+    bn_batch_free(b);
+    return st;
+}
+
+static void expect_same_outcomes(const outcome *a, const outcome *b, int n, const char *what) {
+    for (int i = 0; i < n; i++) {
+        if (a[i].n != b[i].n || memcmp(a[i].ids, b[i].ids, sizeof a[i].ids[0] * (size_t)a[i].n))
+            fail_msg("%s, request %d: %d tokens with lookup, %d without, or other ids", what, i, b[i].n, a[i].n);
+        if (memcmp(a[i].logprob, b[i].logprob, sizeof a[i].logprob[0] * (size_t)a[i].n))
+            fail_msg("%s, request %d: logprobs differ with lookup", what, i);
+        if (a[i].len != b[i].len || memcmp(a[i].text, b[i].text, a[i].len))
+            fail_msg("%s, request %d: text \"%.*s\" with lookup, \"%.*s\" without", what, i, (int)b[i].len,
+                     b[i].text, (int)a[i].len, a[i].text);
+        assert_int_equal(a[i].stop, b[i].stop);
+        assert_int_equal(a[i].n_gen, b[i].n_gen);
+    }
+}
+
+typedef struct requests {
+    bn_request req[16];
+    int start[16];
+    int n;
+    int32_t *ids[N_PROMPTS];
+    size_t n_ids[N_PROMPTS];
+} requests;
+
+static const char *const STOPS[] = {"Elizabeth, that"};
+
+// Request i: prompt i % N_PROMPTS; every kind of request in turn.
+static void make_requests(requests *r, int n, int max_tokens, const int *start) {
+    bn_error err;
+    for (size_t p = 0; p < N_PROMPTS; p++)
+        if (bn_engine_tokenize(g_engine, PROMPTS[p], true, false, &r->ids[p], &r->n_ids[p], &err))
+            fail_msg("%s", err.msg);
+    r->n = n;
+    for (int i = 0; i < n; i++) {
+        bn_request *q = &r->req[i];
+        *q = (bn_request){.prompt = r->ids[i % N_PROMPTS], .n_prompt = r->n_ids[i % N_PROMPTS],
+                          .max_tokens = max_tokens, .sampling = bn_sampling_greedy(), .user = (void *)(intptr_t)i};
+        switch (i % 6) {
+        case 1: q->sampling = sampled(0.8f, 100 + (uint64_t)i); break;
+        case 2: q->logprobs = true, q->top_logprobs = 3; break;
+        case 3: q->sampling = sampled(1.0f, 7), q->logprobs = true, q->top_logprobs = 0; break;
+        case 4: q->json_schema = "{\"type\": \"array\", \"items\": {\"enum\": [\"Elizabeth\", \"Jane\"]}}"; break;
+        case 5: q->stop = STOPS, q->n_stop = 1; break;
+        default: break;
+        }
+        r->start[i] = start ? start[i] : 0;
+    }
+}
+
+static void free_requests(requests *r) {
+    for (size_t p = 0; p < N_PROMPTS; p++) free(r->ids[p]);
+}
+
+static void check_batch(const char *what, int n_slots, int step_tokens, int n_ctx, int max_draft, requests *r,
+                        int cancel, bn_lookup_stats *total) {
+    static outcome plain[16], with[16];
+    run_batch(n_slots, step_tokens, n_ctx, 0, r->req, r->start, r->n, cancel, plain);
+    const bn_lookup_stats st = run_batch(n_slots, step_tokens, n_ctx, max_draft, r->req, r->start, r->n, cancel, with);
+    expect_same_outcomes(plain, with, r->n, what);
+    fprintf(stderr, "  batch, %s: the same tokens; %d drafted in %d passes, %d taken\n", what, st.drafted, st.passes,
+            st.accepted);
+    assert_true(st.accepted <= st.drafted);
+    total->drafted += st.drafted, total->accepted += st.accepted, total->passes += st.passes;
+}
+
+static void test_batch_same_tokens(void **state) {
+    (void)state;
+    requests r;
+    bn_lookup_stats total = {0};
+    static const int staggered[12] = {0, 0, 3, 3, 9, 20, 21, 40, 41, 42, 60, 90};
+    make_requests(&r, 12, 96, staggered);
+    check_batch("4 slots, staggered", 4, 512, 0, 8, &r, -1, &total);
+    check_batch("12 slots, 32 drafted, rows shared", 12, 512, 0, 32, &r, -1, &total);
+    check_batch("3 slots, 8-token steps", 3, 8, 0, 8, &r, -1, &total);
+    check_batch("4 slots, a cancel", 4, 512, 0, 8, &r, 4, &total);
+    free_requests(&r);
+    make_requests(&r, 6, 0, NULL); // until the context is full
+    check_batch("context end", 6, 512, 56, 8, &r, -1, &total);
+    free_requests(&r);
+    for (int max_tokens = 1; max_tokens <= 12; max_tokens++) {
+        make_requests(&r, 3, max_tokens, NULL);
+        check_batch("max_tokens", 3, 512, 0, 4, &r, -1, &total);
+        free_requests(&r);
+    }
+    assert_true(total.accepted > 0);
+    assert_true(total.drafted > total.accepted);
+}
+
+// The rows ahead of a request that is removed go back: the same requests after
+// it draft as much as on a fresh batch.
+static void test_batch_rows_go_back(void **state) {
+    (void)state;
+    requests r;
+    make_requests(&r, 2, 120, NULL);
+    static outcome out[3];
+    const bn_lookup_stats fresh = run_batch(2, 512, 0, 32, r.req, r.start, 2, -1, out);
+    // Request 0 first, removed while it holds rows ahead, then the two again.
+    bn_request req[3] = {r.req[0], r.req[0], r.req[1]};
+    for (int i = 0; i < 3; i++) req[i].user = (void *)(intptr_t)i;
+    bn_batch_params p = {.session = {.backend = "cpu", .n_threads = 2}, .n_slots = 2};
+    bn_batch *b;
+    bn_error err;
+    if (bn_batch_create(g_engine, &p, &b, &err) || bn_batch_set_lookup(b, 32, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(bn_batch_add(b, &req[0], &err), 0);
+    // Steps until one makes a drafting pass: right after it, the slot holds its rows.
+    bn_lookup_stats before = {0};
+    for (int step = 0; step < 200 && before.passes == 0; step++) {
+        const bn_batch_event *ev;
+        int n_ev;
+        assert_int_equal(bn_batch_step(b, &ev, &n_ev, &err), 0);
+        assert_true(n_ev == 0 || !ev[0].done); // not done before it drafts
+        before = bn_batch_lookup_stats(b);
+    }
+    assert_true(before.drafted > 0);
+    bn_batch_remove(b, 0);
+    int done = 0;
+    for (int i = 1; i < 3; i++)
+        if (bn_batch_add(b, &req[i], &err) < 0) fail_msg("%s", err.msg);
+    for (int step = 0; done < 2 && step < 1000; step++) {
+        const bn_batch_event *ev;
+        int n_ev;
+        assert_int_equal(bn_batch_step(b, &ev, &n_ev, &err), 0);
+        for (int e = 0; e < n_ev; e++)
+            if (ev[e].done) bn_batch_remove(b, ev[e].slot), done++;
+    }
+    const bn_lookup_stats after = bn_batch_lookup_stats(b);
+    bn_batch_free(b);
+    assert_int_equal(after.drafted - before.drafted, fresh.drafted);
+    assert_int_equal(after.accepted - before.accepted, fresh.accepted);
+    free_requests(&r);
+}
+
+static void test_batch_refuses_out_of_range(void **state) {
+    (void)state;
+    bn_batch_params p = {.session = {.backend = "cpu", .n_threads = 1}, .n_slots = 2};
+    bn_batch *b;
+    bn_error err;
+    assert_int_equal(bn_batch_create(g_engine, &p, &b, &err), 0);
+    assert_int_equal(bn_batch_set_lookup(b, 33, &err), -1);
+    assert_non_null(strstr(err.msg, "0..32"));
+    assert_int_equal(bn_batch_set_lookup(b, -1, &err), -1);
+    assert_int_equal(bn_batch_set_lookup(b, 0, &err), 0);
+    bn_batch_free(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_draft_prefers_longest_ngram),
@@ -359,6 +564,9 @@ int main(void) {
         cmocka_unit_test(test_n_predict),
         cmocka_unit_test(test_two_calls),
         cmocka_unit_test(test_refuses_out_of_range),
+        cmocka_unit_test(test_batch_same_tokens),
+        cmocka_unit_test(test_batch_rows_go_back),
+        cmocka_unit_test(test_batch_refuses_out_of_range),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
