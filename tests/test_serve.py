@@ -1072,6 +1072,56 @@ class ServeLifecycleTest(unittest.TestCase):
             with self.assertRaises(OSError):
                 socket.create_connection(("127.0.0.1", srv.port), timeout=2)
 
+    def test_lookup(self):
+        """--lookup 8: each request's text, greedy or seeded, streamed or not, four at once, is what
+        `generate` makes of it without lookup, on the shipped model (whose greedy Austen repeats
+        itself); /metrics counts the drafts taken."""
+        shipped = os.path.join(HERE, "..", "models", "bitnet-austen-6m.gguf")
+        prompts = ["It is a truth universally acknowledged, that a single man in possession of a good fortune",
+                   "one, two, three, four, five; one, two, three, four, five; one, two,", "Elizabeth", "The"]
+        kinds = [dict(temperature=0), dict(temperature=0.8, seed=11)]
+
+        def reference(prompt, kind):
+            flags = ["--greedy"] if kind["temperature"] == 0 else ["--temp", "0.8", "--seed", "11"]
+            r = subprocess.run([CLI, "generate", "-m", shipped, "-p", prompt, "-n", "64", "-t", "2", "-c", "512",
+                                "--no-cpu-start", "--json", *flags], capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return json.loads(r.stdout)["text"]
+        want = {(p, i): reference(p, k) for p in prompts for i, k in enumerate(kinds)}
+        srv = Server("--lookup", "8", "--parallel", "4", model=shipped, ctx=512)
+        try:
+            c = openai.OpenAI(base_url=srv.url, api_key="unused", max_retries=0)
+            got, errors = {}, []
+
+            def one(p, i, stream):
+                try:
+                    r = c.completions.create(model="m", prompt=p, max_tokens=64, stream=stream, **kinds[i])
+                    got[(p, i, stream)] = "".join(x.choices[0].text for x in r) if stream else r.choices[0].text
+                except Exception as e:  # reported below, with the others
+                    errors.append(e)
+            for stream in (False, True):
+                threads = [threading.Thread(target=one, args=(p, i, stream)) for p in prompts for i in range(2)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(120)
+            self.assertEqual(errors, [])
+            for (p, i, stream), text in got.items():
+                self.assertEqual(text, want[(p, i)], (p, i, stream))
+            self.assertEqual(len(got), 2 * len(want))
+            families = {f.name: f for f in text_string_to_metric_families(srv.request("GET", "/metrics")[2].decode())}
+            value = {n: families[n].samples[0].value for n in ("bitnet_lookup_drafted_tokens",
+                                                               "bitnet_lookup_accepted_tokens", "bitnet_lookup_passes")}
+            self.assertGreater(value["bitnet_lookup_accepted_tokens"], 0, value)
+            self.assertGreater(value["bitnet_lookup_drafted_tokens"], value["bitnet_lookup_accepted_tokens"])
+            self.assertGreater(value["bitnet_lookup_passes"], 0)
+            srv.wait_idle()
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.output())
+        r = subprocess.run([CLI, "serve", "-m", shipped, "--lookup", "33"], stderr=subprocess.PIPE, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--lookup", r.stderr)
+
     def test_bad_flags(self):
         r = subprocess.run([CLI, "serve", "-m", MODEL, "--port", "70000"], stderr=subprocess.PIPE, text=True)
         self.assertEqual(r.returncode, 2)

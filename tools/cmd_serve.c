@@ -23,10 +23,10 @@
 #include "serve_sched.h"
 
 #define SERVE_FLAGS /* sampling and -n: a request's defaults */ \
-    (BN_FLAGS_BACKEND | BN_FLAGS_SERVE | BN_FLAGS_SAMPLING | BN_FLAGS_TEMPLATE | BN_FLAGS_PREDICT)
+    (BN_FLAGS_BACKEND | BN_FLAGS_SERVE | BN_FLAGS_SAMPLING | BN_FLAGS_TEMPLATE | BN_FLAGS_PREDICT | BN_FLAGS_LOOKUP)
 #define SERVE_SYNOPSIS                                                                                     \
     "[-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX] [--api-key KEY] [--alias NAME] "   \
-    "[-n N] [--temp T ...]"
+    "[-n N] [--temp T ...] [--lookup N]"
 #define GRACE_MS 5000
 
 static const char *basename_of(const char *path) {
@@ -94,8 +94,9 @@ int bn_cmd_serve(int argc, char **argv) {
     bn_error err;
     bn_batch_params bp = {.session = f.session, .n_slots = f.parallel};
     if (bn_engine_load(f.model, f.tokenizer, &e, &err) || bn_run_prepare_engine(&f, e, &err) ||
-        bn_batch_create(e, &bp, &b, &err)) {
+        bn_batch_create(e, &bp, &b, &err) || bn_batch_set_lookup(b, f.lookup, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
+        bn_batch_free(b);
         bn_engine_free(e);
         return 1;
     }

@@ -285,6 +285,7 @@ static void *sched_main(void *arg) {
         s->stats.steps++;
         s->stats.step_seconds += (t1 - t0) / 1e3;
         bn_batch_json_counts(s->b, &s->stats.json_rows_cached, &s->stats.json_rows_worked);
+        s->stats.lookup = bn_batch_lookup_stats(s->b);
         if (rc == 0) {
             after_step(s, ev, n);
             continue;

@@ -127,13 +127,14 @@ typedef struct bn_sched_stats {
                                 // of turn or stop string; length: max_tokens or the context;
                                 // cancelled: the client left or the server stopped
     uint64_t prompt_tokens, cached_tokens, generated_tokens; // of the ended choices
-    uint64_t steps;             // forward passes (bn_batch_step)
+    uint64_t steps;             // batch steps (bn_batch_step; with lookup, some make no forward pass)
     double step_seconds;        // spent in them
     uint64_t first_tokens;      // requests that got a first token, and the seconds from
     double first_token_seconds; // their arrival to it, summed
     double request_seconds;     // arrival to end, summed over the ended choices
     uint64_t json_rows_cached;  // rows of JSON requests masked from the mask cache,
     uint64_t json_rows_worked;  // and worked out (json_mask.h)
+    bn_lookup_stats lookup;     // --lookup: drafted tokens, those taken, the passes (bn_batch_lookup_stats)
 } bn_sched_stats;
 void bn_sched_stats_read(bn_sched *s, bn_sched_stats *out);
 

@@ -190,6 +190,8 @@ _API = {
     "bn_session_token_id": (c_int32, [c_void_p]),
     "bn_session_set_lookup": (c_int, [c_void_p, c_int, _E]),
     "bn_session_lookup_stats": (LookupStats, [c_void_p]),
+    "bn_batch_set_lookup": (c_int, [c_void_p, c_int, _E]),
+    "bn_batch_lookup_stats": (LookupStats, [c_void_p]),
     "bn_engine_token_bytes": (c_void_p, [c_void_p, c_int32, POINTER(c_size_t)]),
     "bn_batch_remove": (None, [c_void_p, c_int]),
     "bn_batch_step": (c_int, [c_void_p, POINTER(POINTER(BatchEvent)), POINTER(c_int), _E]),

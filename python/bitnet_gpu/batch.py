@@ -103,7 +103,7 @@ class BatchEngine(Model):
 
     BatchEngine(model_path=None (default_model_path()), slots=4, backend="auto"|"cpu"|"cuda"|"reference",
     threads=None, n_ctx=None (the model's, per slot), lm_head_q8=False,
-    tokenizer=None, cpu_kernels=None, chat_template=None).
+    tokenizer=None, cpu_kernels=None, chat_template=None, lookup=0).
 
     generate() and chat() take Engine's arguments and give the same results
     (bit for bit on the CPU; the tokens of a greedy or seeded generation are
@@ -114,6 +114,9 @@ class BatchEngine(Model):
     that is at least half of it.
     Completion.timings: prefill_ms from the request's arrival (its wait
     included) to its first token, decode_ms from there to its end (backend_ms 0).
+    lookup=N: prompt lookup decoding for every generation (bitnet.h:
+    bn_batch_set_lookup): the same tokens, fewer forward passes where texts repeat
+    themselves; lookup_stats() says what it did (drafted, accepted, passes).
     close() or a `with` block frees it (its scheduler thread holds it, so
     garbage collection does not).
     """
@@ -121,7 +124,7 @@ class BatchEngine(Model):
     def __init__(self, model_path: Optional[Union[str, os.PathLike]] = None, slots: int = 4, backend: str = "auto",
                  threads: Optional[int] = None, n_ctx: Optional[int] = None, lm_head_q8: bool = False,
                  tokenizer: Optional[Union[str, os.PathLike]] = None, cpu_kernels: Optional[str] = None,
-                 chat_template: Optional[str] = None):
+                 chat_template: Optional[str] = None, lookup: int = 0):
         self._e = self._b = None
         self._broken = None  # the exception that ended the scheduler thread
         self._load(model_path, tokenizer, chat_template)
@@ -131,6 +134,9 @@ class BatchEngine(Model):
                                n_slots=slots)
         b, err = ctypes.c_void_p(), N.Error()
         rc = lib.bn_batch_create(self._e, ctypes.byref(params), ctypes.byref(b), ctypes.byref(err))
+        if rc == 0 and lib.bn_batch_set_lookup(b, int(lookup), ctypes.byref(err)):
+            lib.bn_batch_free(b)
+            rc = -1
         if rc != 0:
             lib.bn_engine_free(self._e)
             self._e = None
@@ -145,6 +151,7 @@ class BatchEngine(Model):
         self._queue = collections.deque()  # jobs waiting for a slot
         self._active = {}  # slot -> job
         self._closing = False
+        self._lookup = (0, 0, 0)  # the batch's lookup statistics after the last step
         self._thread = threading.Thread(target=self._loop, name="bitnet-batch", daemon=True)
         self._thread.start()
 
@@ -247,7 +254,9 @@ class BatchEngine(Model):
                     self._cond.wait()
                     continue
             rc = lib.bn_batch_step(self._b, ctypes.byref(events), ctypes.byref(n_events), ctypes.byref(err))
+            lookup = lib.bn_batch_lookup_stats(self._b)  # read by this thread, which owns the batch
             with self._cond:
+                self._lookup = (lookup.drafted, lookup.accepted, lookup.passes)
                 if rc != 0:  # a backend failure ends every request
                     e = BitnetError(err.msg.decode("utf-8", "replace"))
                     for slot, job in self._active.items():
@@ -283,6 +292,11 @@ class BatchEngine(Model):
             lib.bn_batch_remove(self._b, ev.slot)
             del self._active[ev.slot]
             job.finish(ev.stop, ev.n_prompt, ev.n_gen, ev.n_cached)
+
+    def lookup_stats(self):
+        """lookup=N: (tokens drafted, of them taken, verifying passes) since the engine was made."""
+        with self._cond:
+            return self._lookup
 
     # ---- lifetime ----
     def close(self):

@@ -54,8 +54,9 @@ class BitnetDeployment:
     takes the GPU that num_gpus gave it."""
 
     def __init__(self, model, model_name=None, backend="auto", threads=None, n_ctx=None, lm_head_q8=False,
-                 slots=1):
-        kw = dict(backend=backend, threads=threads or _replica_cpus(), n_ctx=n_ctx, lm_head_q8=lm_head_q8)
+                 slots=1, lookup=0):
+        kw = dict(backend=backend, threads=threads or _replica_cpus(), n_ctx=n_ctx, lm_head_q8=lm_head_q8,
+                  lookup=lookup)
         self.engine = BatchEngine(model, slots=slots, **kw) if slots > 1 else Engine(model, **kw)
         self.api = OpenAIServer(self.engine, model_name or os.path.basename(model))
         self.replica = serve.get_replica_context().replica_tag
@@ -143,6 +144,7 @@ _ARGS = {
     "n_ctx": int,
     "lm_head_q8": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes"),
     "slots": int,
+    "lookup": int,
 }
 
 
@@ -150,7 +152,8 @@ def build_app(args: dict) -> serve.Application:
     """The application of a config file's `args` (or `serve run ... key=value`):
     model (required), model_name, backend, threads, n_ctx, lm_head_q8, slots
     (answers a replica generates at once; max_ongoing_requests follows it unless
-    the config file sets it)."""
+    the config file sets it), lookup (prompt lookup decoding's drafted tokens,
+    as serve's --lookup)."""
     unknown = set(args) - set(_ARGS)
     if unknown or "model" not in args:
         raise ValueError(f"bitnet_gpu.serve: args are {sorted(_ARGS)}, model required; got {sorted(args)}")

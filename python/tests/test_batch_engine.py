@@ -57,6 +57,34 @@ def test_many_threads_same_as_alone(batch, engine):
         assert g.timings.generated_tokens == w.timings.generated_tokens
 
 
+def test_lookup_same_as_alone(model_path, engine):
+    """BatchEngine(lookup=8): requests from several threads, greedy, sampled and with logprobs, each
+    equal to Engine's alone without lookup; on texts that repeat themselves, drafts are taken."""
+    prompts = ["one two three four, one two three four, one two three", "a b c a b c a b", *PROMPTS[:2]]
+    kinds = [dict(greedy=True), SAMPLED, dict(greedy=True, logprobs=True, top_logprobs=2)]
+    want = {(p, k): engine.generate(p, max_tokens=40, **kinds[k]) for p in prompts for k in range(3)}
+    got, errors = {}, []
+
+    def one(p, k):
+        try:
+            got[(p, k)] = b.generate(p, max_tokens=40, **kinds[k])
+        except Exception as e:  # reported below
+            errors.append(e)
+    with BatchEngine(model_path, slots=3, threads=2, lookup=8) as b:
+        threads = [threading.Thread(target=one, args=key) for key in want]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        drafted, accepted, passes = b.lookup_stats()
+    assert not errors
+    for key, w in want.items():
+        assert (got[key].ids, got[key].text, got[key].logprobs) == (w.ids, w.text, w.logprobs), key
+    assert 0 < accepted < drafted and passes > 0
+    with pytest.raises(BitnetError, match="lookup drafts 0..32 tokens"):
+        BatchEngine(model_path, slots=1, lookup=40)
+
+
 def test_penalties_and_logit_bias(batch, engine):
     """The penalties and logit biases reach a batch's slots as an Engine's session: the same
     tokens, several requests at once (each keeps its own biases)."""

@@ -1,6 +1,7 @@
 """bitnet_gpu.serve on a local Ray cluster, run as a user runs it: `serve run`
 with python/ray-serve.yaml (edited for the test: tiny-a, 2 fixed replicas of
-half a CPU each, each batching 2 answers at once, a free port on 127.0.0.1). Concurrent requests go through
+half a CPU each, each batching 2 answers at once with prompt lookup (lookup 4), a free port on 127.0.0.1).
+Concurrent requests go through
 Serve's HTTP proxy with the official openai client; every answer is checked
 against the CLI's, and both replicas must have answered (X-Bitnet-Replica).
 
@@ -92,7 +93,7 @@ def server(model_path):
         config = yaml.safe_load(f)
     config["http_options"] = {"host": "127.0.0.1", "port": port}
     app = config["applications"][0]
-    app["args"] = {"model": model_path, "model_name": MODEL, "threads": 1, "slots": 2}
+    app["args"] = {"model": model_path, "model_name": MODEL, "threads": 1, "slots": 2, "lookup": 4}
     deployment = app["deployments"][0]
     deployment["max_ongoing_requests"] = 2  # each replica batches two answers (BatchEngine)
     del deployment["autoscaling_config"]
