@@ -112,6 +112,12 @@ BN_API int32_t bn_engine_eos(const bn_engine *e);  // its EOS id (-1: none)
 // does (-1 and err for another name). Set it before generating, not during.
 BN_API const char *bn_engine_chat_template(const bn_engine *e);
 BN_API int bn_engine_set_chat_template(bn_engine *e, const char *name, bn_error *err);
+// The Jinja chat template the model carries (the GGUF's tokenizer.chat_template,
+// or a tokenizer.json's tokenizer_config.json's), for clients that render
+// conversations themselves (vLLM's /tokenizer_info); NULL when there is none,
+// or when the format in use is not the one it asks for (set above, or a
+// tokenizer.json's vocabulary, which chats in 2B-4T's format).
+BN_API const char *bn_engine_chat_template_jinja(const bn_engine *e);
 // One user turn in the model's chat format (docs/architecture.md: Tokenizer and
 // chat format; the style comes from the GGUF's tokenizer.chat_template: BitNet
 // b1.58 2B-4T's by default, Llama-3 Instruct's or Falcon3 Instruct's), as token

@@ -1010,6 +1010,45 @@ class ServeLifecycleTest(unittest.TestCase):
         finally:
             self.assertEqual(srv.stop(), 0, srv.output())
 
+    def test_tokenizer_info_chat_template(self):
+        """/tokenizer_info's chat_template is the model's own Jinja template where chat applies its
+        format: rendered as lm-evaluation-harness renders it (jinja2, add_generation_prompt), it gives
+        the ids `generate --chat` feeds. Without a template (tiny-a), or with --chat-template naming
+        another format, there is none."""
+        import tempfile
+        import jinja2.sandbox
+        vocab = os.path.join(FIXTURES, "llama3", "tokenizer.json")
+        with open(os.path.join(FIXTURES, "llama3", "tokenizer_config.json")) as f:
+            template = json.load(f)["chat_template"]
+        with tempfile.TemporaryDirectory() as tmp:
+            model = os.path.join(tmp, "tiny-llama3.gguf")
+            subprocess.run([CLI, "make-model", "-o", model, "--preset", "tiny-llama", "--vocab", vocab],
+                           check=True, capture_output=True, timeout=120)
+            for flags, want in (((), template), (("--chat-template", "bitnet"), None)):
+                srv = Server(*flags, model=model)
+                try:
+                    info = json.loads(srv.request("GET", "/tokenizer_info")[2])
+                finally:
+                    self.assertEqual(srv.stop(), 0, srv.output())
+                self.assertEqual(info.get("chat_template"), want, flags)
+            messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
+            text = jinja2.sandbox.ImmutableSandboxedEnvironment().from_string(template).render(
+                messages=messages, add_generation_prompt=True, bos_token=info["bos_token"])
+            srv = Server(model=model)
+            try:
+                ids = json.loads(srv.request("POST", "/tokenize", {"prompt": text, "add_special_tokens": False})[2])
+            finally:
+                self.assertEqual(srv.stop(), 0, srv.output())
+            r = subprocess.run([CLI, "generate", "-m", model, "-p", "Hi there", "--system", "Be brief.", "--chat",
+                                "-n", "1", "--json", "--no-cpu-start"], capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(ids["tokens"], json.loads(r.stdout)["prompt_ids"])
+        srv = Server()  # tiny-a: no template
+        try:
+            self.assertNotIn("chat_template", json.loads(srv.request("GET", "/tokenizer_info")[2]))
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.output())
+
     def test_sampling_flags_are_the_defaults(self):
         """serve's sampling flags are what a request leaves out takes, as llama-server's are:
         here a temperature, a seed (so the same request gets the same reply) and a ban on

@@ -593,7 +593,8 @@ static void detokenize(const bn_api *a, const char *body, size_t len, bn_api_rep
 
 // vLLM's /tokenizer_info, as lm-evaluation-harness's remote tokenizer reads it:
 // the BOS and EOS tokens' text (null: none), whether a text prompt gets the BOS,
-// and the context.
+// the context, and the model's Jinja chat template where it is the format the
+// chat route applies (its --apply_chat_template renders it).
 static void tokenizer_info(const bn_api *a, bn_api_reply *r) {
     cJSON *o = cJSON_CreateObject();
     const int32_t special[2] = {bn_engine_bos(a->engine), bn_engine_eos(a->engine)};
@@ -606,6 +607,8 @@ static void tokenizer_info(const bn_api *a, bn_api_reply *r) {
     cJSON_AddBoolToObject(o, "add_bos_token", bn_engine_add_bos(a->engine));
     cJSON_AddNumberToObject(o, "model_max_length", a->n_ctx);
     cJSON_AddStringToObject(o, "tokenizer_class", "bitnet-gpu");
+    const char *jinja = bn_engine_chat_template_jinja(a->engine);
+    if (jinja) cJSON_AddStringToObject(o, "chat_template", jinja);
     reply_json(r, o);
 }
 

@@ -400,6 +400,8 @@ class Model:
                 self._e = None
                 _check(-1, err)
         self.chat_template = _str(lib.bn_engine_chat_template(self._e))
+        # the model's Jinja template where it is the format chat() applies, else None
+        self.chat_template_jinja = _str(lib.bn_engine_chat_template_jinja(self._e))
 
     def _handle(self):
         if not self._e:

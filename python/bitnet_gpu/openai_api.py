@@ -295,8 +295,11 @@ class OpenAIServer:
     def tokenizer_info(self):
         """vLLM's /tokenizer_info, as lm-evaluation-harness's remote tokenizer reads it."""
         names = [None if t is None else _text(self.engine.token_bytes(t)) for t in self.engine.special_ids()]
-        return {"bos_token": names[0], "eos_token": names[1], "add_bos_token": self.engine.add_bos,
+        info = {"bos_token": names[0], "eos_token": names[1], "add_bos_token": self.engine.add_bos,
                 "model_max_length": self.engine.n_ctx, "tokenizer_class": "bitnet-gpu"}
+        if self.engine.chat_template_jinja is not None:  # as the C server: where chat() applies it
+            info["chat_template"] = self.engine.chat_template_jinja
+        return info
 
     def _model(self):
         return {"id": self.model_name, "object": "model", "created": self.created, "owned_by": "bitnet-gpu"}

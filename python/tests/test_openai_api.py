@@ -748,3 +748,22 @@ def test_tokenizer_endpoints_as_the_c_server_answers(api, c_server, path, body):
     else:  # the same message (the C server names no param)
         assert ours["error"]["message"] == theirs["error"]["message"]
 
+
+
+def test_tokenizer_info_chat_template(model_path, tmp_path):
+    """The model's Jinja template in /tokenizer_info where chat() applies its format, as the C
+    server gives it: a Llama-3-vocabulary model carries the fixture's template; chat_template
+    "bitnet" applies another format, so there is none."""
+    if not (CLI and os.access(CLI, os.X_OK)):
+        pytest.skip("the CLI is not built (set BITNET_CLI)")
+    fixtures = os.path.dirname(os.path.dirname(model_path))
+    with open(os.path.join(fixtures, "llama3", "tokenizer_config.json")) as f:
+        template = json.load(f)["chat_template"]
+    model = str(tmp_path / "tiny-llama3.gguf")
+    subprocess.run([CLI, "make-model", "-o", model, "--preset", "tiny-llama", "--vocab",
+                    os.path.join(fixtures, "llama3", "tokenizer.json")], check=True, capture_output=True)
+    with Engine(model, threads=1) as e:
+        assert e.chat_template == "llama3" and e.chat_template_jinja == template
+        assert OpenAIServer(e, "m").tokenizer_info()["chat_template"] == template
+    with Engine(model, threads=1, chat_template="bitnet") as e:
+        assert e.chat_template_jinja is None and "chat_template" not in OpenAIServer(e, "m").tokenizer_info()
