@@ -36,10 +36,10 @@
 
 #define MAX_GEN 160
 
+#define AUSTEN "It is a truth universally acknowledged, that a single man"
 static const char *const PROMPTS[] = {
     "one, two, three, four, five; one, two, three, four, five; one, two, three,",
-    "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
-    "in want of a wife. It is a truth universally acknowledged, that a single man",
+    (AUSTEN " in possession of a good fortune, must be in want of a wife. " AUSTEN),
     "Elizabeth said to her sister, and her sister said to Elizabeth, that",
     "The",
 };
@@ -166,12 +166,11 @@ typedef struct config {
 static void generate(const char *backend, const char *kernels, const config *c, const char *prompt, int n_predict,
                      int max_draft, run *out) {
     bn_session_params sp = {.backend = backend, .n_threads = 2, .n_ctx = c->n_ctx, .cpu_kernels = kernels};
-    bn_session *s;
+    bn_session *s = NULL;
     bn_error err;
-    int32_t *ids;
-    size_t n;
+    int32_t *ids = NULL;
+    size_t n = 0;
     memset(out, 0, sizeof *out);
-    out->s = NULL;
     if (bn_session_create(g_engine, &sp, &s, &err) || bn_session_set_lookup(s, max_draft, &err) ||
         (c->logprobs >= 0 && bn_session_set_logprobs(s, c->logprobs, &err)) ||
         (c->schema && bn_session_set_json_schema(s, c->schema, &err)) ||
