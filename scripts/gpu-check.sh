@@ -41,7 +41,7 @@
 # Exits 1 if any check failed. Fixtures: $BITNET_FIXTURES or ../shared/fixtures.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-binaries=(bitnet-gpu test_cuda test_cli test_trained_model test_batch test_families bench_cuda)
+binaries=(bitnet-gpu test_cuda test_cli test_trained_model test_batch test_families bench_cuda bench_lookup)
 if [ "${1:-}" = --binaries ]; then printf '%s\n' "${binaries[@]}"; exit 0; fi
 fixtures=${BITNET_FIXTURES:-$(pwd)/../shared/fixtures}
 out=${BITNET_GPU_OUT:-gpu-check-out}
@@ -211,6 +211,8 @@ step bench_streams_tile_auto env BITNET_CUDA_GEMM_TILE=auto "$cli" bench -m "$mo
 # The same streams sampling with llama.cpp's defaults (top-k 40): each step brings
 # back every slot's 128 best tokens (forward_top) instead of its row of logits.
 step bench_streams_sampled "$cli" bench -m "$model" --concurrency 1,16,64 -n 8 --temp 0.8
+# What a prompt lookup pass of 1 + k tokens costs against a step, and its gain on a repeating prompt.
+step lookup_cuda "$bin/bench_lookup" -m "$model" -b cuda -p "A B C D A B C D A B C D A B C D" -n 64 --json
 
 # ---- 4. sanitizers, the large and TQ models --------------------------------------
 san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
