@@ -13,6 +13,7 @@
 // where the tokens differ on the CPU, whose passes are its steps bit for bit;
 // on CUDA a pass's rows come from other kernels than a step's, so a random
 // model's near tie may go the other way: reported, not failed.
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,15 +132,15 @@ int main(int argc, char **argv) {
     for (int k = 0; k <= MAX_K; k++)
         fprintf(stderr, "  k = %d: %7.2f ms = %.2f steps\n", k, pass_ms[k], pass_ms[k] / pass_ms[0]);
     fprintf(stderr, "generation of %d greedy tokens from a %zu-token prompt (best of %d):\n", n_gen, n_ids, reps);
-    fprintf(stderr, "  lookup off: %.2f ms/token\n  lookup %d:  %.2f ms/token (%.2fx); %d drafted in %d passes, "
-                    "%d taken; tokens %s\n", ms[0], lookup, ms[1], ms[0] / ms[1], stats.drafted, stats.passes,
+    fprintf(stderr, "  lookup off: %.2f ms/token\n  lookup %d:  %.2f ms/token (%.2fx); %" PRIu64 " drafted in %" PRIu64
+                    " passes, %" PRIu64 " taken; tokens %s\n", ms[0], lookup, ms[1], ms[0] / ms[1], stats.drafted, stats.passes,
             stats.accepted, same ? "the same" : cpu ? "DIFFER" : "differ (a near tie, within rounding here)");
     if (json) {
         printf("{\"model\": \"%s\", \"backend\": \"%s\", \"cpu_kernels\": \"%s\", \"threads\": %d, \"pass_ms\": [",
                model, ran, set ? set : "", threads);
         for (int k = 0; k <= MAX_K; k++) printf("%s%.3f", k ? ", " : "", pass_ms[k]);
         printf("], \"prompt_tokens\": %zu, \"generated\": %d, \"ms_per_token\": %.3f, \"lookup\": %d, "
-               "\"lookup_ms_per_token\": %.3f, \"drafted\": %d, \"accepted\": %d, \"passes\": %d, \"same\": %s}\n",
+               "\"lookup_ms_per_token\": %.3f, \"drafted\": %" PRIu64 ", \"accepted\": %" PRIu64 ", \"passes\": %" PRIu64 ", \"same\": %s}\n",
                n_ids, n_gen, ms[0], lookup, ms[1], stats.drafted, stats.accepted, stats.passes,
                same ? "true" : "false");
     }

@@ -629,14 +629,25 @@ static int32_t pick(bn_batch *b, int r, int out, float *row) {
 
 // ---- lookup ------------------------------------------------------------------
 
-// Whether slot s's next token comes from a row ahead: the last pass drafted
-// the token now pending. If not, its rows go back, and the next draft's length
-// follows how far the last one went.
-static bool take_ahead(bn_batch *b, bn_slot *s) {
-    if (s->next_row <= s->n_drafted && s->hist[s->n_hist - 1] == s->draft[s->next_row - 1]) return true;
-    s->lookup_len = bn_lookup_next_len(s->lookup_len, b->lookup_max, s->n_drafted, s->next_row - 1);
+// Whether slot s (next_row > 0) takes its next token from a row ahead: the
+// last pass drafted the token now pending.
+static bool ahead_matches(const bn_slot *s) {
+    return s->next_row <= s->n_drafted && s->hist[s->n_hist - 1] == s->draft[s->next_row - 1];
+}
+
+// Slot s's next draft length: after a draft (next_row > 0), as far as that one went.
+static int draft_len(const bn_batch *b, const bn_slot *s) {
+    if (!s->next_row) return s->lookup_len;
+    return bn_lookup_next_len(s->lookup_len, b->lookup_max, s->n_drafted, s->next_row - 1);
+}
+
+// After the step's pass, for a slot whose draft ended (its pending token is
+// not the next drafted one, or none is left): its rows go back, and the length
+// its next draft takes is kept. Not before the pass: a step that fails leaves
+// the slots as they were.
+static void end_draft(bn_batch *b, bn_slot *s) {
+    s->lookup_len = draft_len(b, s);
     drop_ahead(b, s);
-    return false;
 }
 
 // Up to the slot's draft length of tokens after its pending token (the run
@@ -646,22 +657,24 @@ static bool take_ahead(bn_batch *b, bn_slot *s) {
 // for. Returns how many.
 static int draft_run(bn_batch *b, int k, int n, int later, int rows_free) {
     bn_slot *s = &b->slots[k];
-    int most = s->lookup_len < b->lookup_max ? s->lookup_len : b->lookup_max;
+    int most = draft_len(b, s);
+    most = most < b->lookup_max ? most : b->lookup_max;
     const int room = b->be.n_ctx - s->n_hist, left = s->max_tokens > 0 ? s->max_tokens - s->n_gen - 1 : most;
     const int call = b->step_tokens - n - later;
     most = room < most ? room : most;
     most = left < most ? left : most;
     most = call < most ? call : most;
     most = rows_free < most ? rows_free : most;
-    const int d = most > 0 ? bn_lookup_draft(s->hist, s->n_hist, most, s->draft) : 0;
-    for (int i = 0; i < d; i++) b->tok[n + i] = s->draft[i], b->pos[n + i] = s->n_hist + i, b->seq[n + i] = k;
+    const int d = most > 0 ? bn_lookup_draft(s->hist, s->n_hist, most, b->tok + n) : 0;
+    for (int i = 0; i < d; i++) b->pos[n + i] = s->n_hist + i, b->seq[n + i] = k;
     return d;
 }
 
-// After the pass: the rows after slot s's d drafted tokens (rows[1..d]) go to
-// free rows ahead.
-static void keep_ahead(bn_batch *b, bn_slot *s, const float *rows, int d) {
+// After the pass: slot s's d drafted tokens (draft, in the call) and the rows
+// after them (rows[1..d]) go to free rows ahead.
+static void keep_ahead(bn_batch *b, bn_slot *s, const int32_t *draft, const float *rows, int d) {
     const size_t V = b->engine->model->hp.n_vocab;
+    memcpy(s->draft, draft, (size_t)d * sizeof *draft);
     for (int i = 0; i < d; i++) {
         const int j = __builtin_ctzll(~b->ahead_used); // draft_run took no more than are free
         b->ahead_used |= UINT64_C(1) << j;
@@ -708,7 +721,7 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
         bn_slot *s = &b->slots[k];
         if (!generating(s)) continue;
         later--;
-        if (s->next_row && take_ahead(b, s)) {
+        if (s->next_row && ahead_matches(s)) {
             s->takes_ahead = true;
             continue;
         }
@@ -729,14 +742,16 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
             b->slots[b->score_runs[r].slot].n_past -= b->score_runs[r].len;
         return -1;
     }
+    for (int k = 0; k < b->n_slots; k++)
+        if (generating(&b->slots[k]) && b->slots[k].next_row && !b->slots[k].takes_ahead) end_draft(b, &b->slots[k]);
     const size_t V = b->engine->model->hp.n_vocab;
     float *row = b->logits; // the run's first row (drafted: every token's row, in call order)
-    for (int r = 0; r < runs; row += (size_t)(drafted ? b->runs[r].len : 1) * V, r++) {
+    for (int r = 0, t = 0; r < runs; row += (size_t)(drafted ? b->runs[r].len : 1) * V, t += b->runs[r].len, r++) {
         bn_slot *s = &b->slots[b->runs[r].slot];
         s->n_past += b->runs[r].len - b->runs[r].drafted; // a draft's K/V count once its tokens are sampled
         if (s->n_past < s->n_hist) continue; // a prompt chunk with more to come
         const int32_t next = pick(b, r, out, row);
-        if (b->runs[r].drafted) keep_ahead(b, s, row, b->runs[r].drafted);
+        if (b->runs[r].drafted) keep_ahead(b, s, b->tok + t + 1, row, b->runs[r].drafted);
         take_token(b, b->runs[r].slot, next, &b->events[(*n_events)++]);
     }
     for (int k = 0; k < b->n_slots; k++)

@@ -314,7 +314,7 @@ BN_API int bn_session_set_lookup(bn_session *s, int max_draft, bn_error *err);
 // What lookup did in the last bn_session_generate call: tokens drafted, of them
 // taken, and the verifying passes that fed them.
 typedef struct bn_lookup_stats {
-    int drafted, accepted, passes;
+    uint64_t drafted, accepted, passes; // a batch counts them for its whole life
 } bn_lookup_stats;
 BN_API bn_lookup_stats bn_session_lookup_stats(const bn_session *s);
 

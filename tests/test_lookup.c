@@ -25,6 +25,7 @@
 // per slot and step.
 #include "test_util.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <string.h>
 
@@ -37,8 +38,10 @@
 #define MAX_GEN 160
 
 #define AUSTEN "It is a truth universally acknowledged, that a single man"
+// The first: the shipped model's own greedy continuation of AUSTEN, then AUSTEN
+// again, so that lookup drafts from the first step on.
 static const char *const PROMPTS[] = {
-    "one, two, three, four, five; one, two, three, four, five; one, two, three,",
+    (AUSTEN " can be so much more than to be in the world. I am sure I " AUSTEN),
     (AUSTEN " in possession of a good fortune, must be in want of a wife. " AUSTEN),
     "Elizabeth said to her sister, and her sister said to Elizabeth, that",
     "The",
@@ -198,7 +201,7 @@ static void expect_same(const run *a, const run *b, const char *what) {
             fail_msg("%s: token %d's logprobs differ with lookup", what, i);
     }
     assert_true(b->stats.accepted <= b->stats.drafted);
-    assert_true(b->stats.passes <= b->t.n_gen);
+    assert_true(b->stats.passes <= (uint64_t)b->t.n_gen);
 }
 
 static bn_sampling sampled(float temp, uint64_t seed) {
@@ -255,7 +258,7 @@ static void test_same_tokens(void **state) {
         }
         bn_lookup_stats one = {0};
         check_configs("cpu", bn_cpu_kernel_sets[k], configs, sizeof configs / sizeof configs[0], 64, DRAFTS, &one);
-        fprintf(stderr, "  cpu/%s: the same tokens; %d drafted in %d passes, %d taken\n", bn_cpu_kernel_sets[k],
+        fprintf(stderr, "  cpu/%s: the same tokens; %" PRIu64 " drafted in %" PRIu64 " passes, %" PRIu64 " taken\n", bn_cpu_kernel_sets[k],
                 one.drafted, one.passes, one.accepted);
         total.drafted += one.drafted, total.accepted += one.accepted, total.passes += one.passes;
     }
@@ -297,18 +300,24 @@ static void test_context_end(void **state) {
     }
 }
 
-// n_predict at every count around a draft's end: a pass never takes more tokens
-// than are left.
+// n_predict at every count around a draft's end: a pass never drafts more
+// tokens than are left after the one it samples (the step making token i + 2
+// drafts n - i - 2 at most, so a call drafts (n - 2)(n - 1) / 2 at most; the
+// prompt drafts from the first step).
 static void test_n_predict(void **state) {
     (void)state;
     const config c = {.name = "n_predict", .sampling = bn_sampling_greedy(), .logprobs = -1};
     run plain, with;
+    uint64_t drafted = 0;
     for (int n = 1; n <= 40; n++) {
+        generate("cpu", NULL, &c, PROMPTS[0], n, 8, &with);
         generate("cpu", NULL, &c, PROMPTS[0], n, 0, &plain);
-        generate("cpu", NULL, &c, PROMPTS[0], n, 4, &with);
         assert_int_equal(with.t.n_gen, n);
         expect_same(&plain, &with, "n_predict");
+        assert_true(with.stats.drafted <= (uint64_t)(n > 2 ? (n - 2) * (n - 1) / 2 : 0));
+        drafted += with.stats.drafted;
     }
+    assert_true(drafted > 0);
 }
 
 // Two generate calls on one session (a chat's turns): the second starts with
@@ -366,16 +375,10 @@ typedef struct outcome {
     int n_gen;
 } outcome;
 
-// Runs requests through a batch of n_slots (lookup max_draft), request i
-// admitted not before step start[i]; request `cancel` (-1: none) is removed
-// after its 10th token. Returns the lookup statistics.
-static bn_lookup_stats run_batch(int n_slots, int step_tokens, int n_ctx, int max_draft, const bn_request *req,
-                                 const int *start, int n, int cancel, outcome *out) {
-    bn_batch_params p = {.session = {.backend = "cpu", .n_threads = 2, .n_ctx = n_ctx}, .n_slots = n_slots,
-                         .step_tokens = step_tokens};
-    bn_batch *b;
+// Runs requests on batch b until all are done, request i admitted not before
+// step start[i]; request `cancel` (-1: none) is removed after its 10th token.
+static void run_on(bn_batch *b, const bn_request *req, const int *start, int n, int cancel, outcome *out) {
     bn_error err;
-    if (bn_batch_create(g_engine, &p, &b, &err) || bn_batch_set_lookup(b, max_draft, &err)) fail_msg("%s", err.msg);
     memset(out, 0, sizeof *out * (size_t)n);
     int done = 0, next = 0;
     for (int step = 0; done < n && step < 5000; step++) {
@@ -384,7 +387,7 @@ static bn_lookup_stats run_batch(int n_slots, int step_tokens, int n_ctx, int ma
         const bn_batch_event *ev;
         int n_ev;
         if (bn_batch_step(b, &ev, &n_ev, &err)) fail_msg("step: %s", err.msg);
-        assert_true(n_ev <= n_slots);
+        assert_true(n_ev <= bn_batch_n_slots(b));
         for (int e = 0; e < n_ev; e++) {
             for (int f = 0; f < e; f++) assert_int_not_equal(ev[f].slot, ev[e].slot); // one event a slot
             const int i = (int)(intptr_t)ev[e].user;
@@ -403,6 +406,22 @@ static bn_lookup_stats run_batch(int n_slots, int step_tokens, int n_ctx, int ma
         }
     }
     assert_int_equal(done, n);
+}
+
+static bn_batch *open_batch(int n_slots, int step_tokens, int n_ctx, int max_draft) {
+    bn_batch_params p = {.session = {.backend = "cpu", .n_threads = 2, .n_ctx = n_ctx}, .n_slots = n_slots,
+                         .step_tokens = step_tokens};
+    bn_batch *b;
+    bn_error err;
+    if (bn_batch_create(g_engine, &p, &b, &err) || bn_batch_set_lookup(b, max_draft, &err)) fail_msg("%s", err.msg);
+    return b;
+}
+
+// run_on a batch of its own; returns its lookup statistics.
+static bn_lookup_stats run_batch(int n_slots, int step_tokens, int n_ctx, int max_draft, const bn_request *req,
+                                 const int *start, int n, int cancel, outcome *out) {
+    bn_batch *b = open_batch(n_slots, step_tokens, n_ctx, max_draft);
+    run_on(b, req, start, n, cancel, out);
     const bn_lookup_stats st = bn_batch_lookup_stats(b);
     bn_batch_free(b);
     return st;
@@ -465,7 +484,7 @@ static void check_batch(const char *what, int n_slots, int step_tokens, int n_ct
     run_batch(n_slots, step_tokens, n_ctx, 0, r->req, r->start, r->n, cancel, plain);
     const bn_lookup_stats st = run_batch(n_slots, step_tokens, n_ctx, max_draft, r->req, r->start, r->n, cancel, with);
     expect_same_outcomes(plain, with, r->n, what);
-    fprintf(stderr, "  batch, %s: the same tokens; %d drafted in %d passes, %d taken\n", what, st.drafted, st.passes,
+    fprintf(stderr, "  batch, %s: the same tokens; %" PRIu64 " drafted in %" PRIu64 " passes, %" PRIu64 " taken\n", what, st.drafted, st.passes,
             st.accepted);
     assert_true(st.accepted <= st.drafted);
     total->drafted += st.drafted, total->accepted += st.accepted, total->passes += st.passes;
@@ -485,56 +504,62 @@ static void test_batch_same_tokens(void **state) {
     make_requests(&r, 6, 0, NULL); // until the context is full
     check_batch("context end", 6, 512, 56, 8, &r, -1, &total);
     free_requests(&r);
-    for (int max_tokens = 1; max_tokens <= 12; max_tokens++) {
+    bn_lookup_stats short_ones = {0};
+    for (int max_tokens = 1; max_tokens <= 12; max_tokens++) { // a pass takes no more than are left
         make_requests(&r, 3, max_tokens, NULL);
-        check_batch("max_tokens", 3, 512, 0, 4, &r, -1, &total);
+        bn_lookup_stats one = {0};
+        check_batch("max_tokens", 3, 512, 0, 4, &r, -1, &one);
+        assert_true(one.drafted <= 3 * (uint64_t)(max_tokens > 2 ? (max_tokens - 2) * (max_tokens - 1) / 2 : 0));
+        short_ones.drafted += one.drafted, short_ones.accepted += one.accepted;
         free_requests(&r);
     }
+    assert_true(short_ones.accepted > 0);
     assert_true(total.accepted > 0);
     assert_true(total.drafted > total.accepted);
 }
 
-// The rows ahead of a request that is removed go back: the same requests after
-// it draft as much as on a fresh batch.
+// The rows ahead go back, those of requests that end and of one removed while
+// it holds some: the same requests, run three times on one batch (between the
+// first and the second, a request removed right after a drafting pass), draft
+// and take as many tokens each time.
 static void test_batch_rows_go_back(void **state) {
     (void)state;
     requests r;
-    make_requests(&r, 2, 120, NULL);
-    static outcome out[3];
-    const bn_lookup_stats fresh = run_batch(2, 512, 0, 32, r.req, r.start, 2, -1, out);
-    // Request 0 first, removed while it holds rows ahead, then the two again.
-    bn_request req[3] = {r.req[0], r.req[0], r.req[1]};
-    for (int i = 0; i < 3; i++) req[i].user = (void *)(intptr_t)i;
-    bn_batch_params p = {.session = {.backend = "cpu", .n_threads = 2}, .n_slots = 2};
-    bn_batch *b;
+    make_requests(&r, 6, 120, NULL);
+    for (int i = 0; i < r.n; i++) r.req[i].no_prefix_cache = true; // every round feeds the same steps
+    bn_batch *b = open_batch(2, 512, 0, 32);                        // 2 x 32 drafted: all 64 rows
+    static outcome out[6];
+    bn_lookup_stats first = {0}, before = {0};
     bn_error err;
-    if (bn_batch_create(g_engine, &p, &b, &err) || bn_batch_set_lookup(b, 32, &err)) fail_msg("%s", err.msg);
-    assert_int_equal(bn_batch_add(b, &req[0], &err), 0);
-    // Steps until one makes a drafting pass: right after it, the slot holds its rows.
-    bn_lookup_stats before = {0};
-    for (int step = 0; step < 200 && before.passes == 0; step++) {
-        const bn_batch_event *ev;
-        int n_ev;
-        assert_int_equal(bn_batch_step(b, &ev, &n_ev, &err), 0);
-        assert_true(n_ev == 0 || !ev[0].done); // not done before it drafts
-        before = bn_batch_lookup_stats(b);
+    for (int round = 0; round < 3; round++) {
+        if (round == 1) { // a request removed while it holds rows ahead
+            const int slot = bn_batch_add(b, &r.req[0], &err);
+            assert_true(slot >= 0);
+            const uint64_t passes = bn_batch_lookup_stats(b).passes;
+            for (int step = 0; step < 200 && bn_batch_lookup_stats(b).passes == passes; step++) {
+                const bn_batch_event *ev;
+                int n_ev;
+                assert_int_equal(bn_batch_step(b, &ev, &n_ev, &err), 0);
+                assert_true(n_ev == 0 || !ev[0].done); // not done before it drafts
+            }
+            assert_true(bn_batch_lookup_stats(b).passes > passes);
+            bn_batch_remove(b, slot);
+            before = bn_batch_lookup_stats(b);
+        }
+        run_on(b, r.req, r.start, r.n, -1, out);
+        const bn_lookup_stats now = bn_batch_lookup_stats(b);
+        const bn_lookup_stats delta = {now.drafted - before.drafted, now.accepted - before.accepted,
+                                       now.passes - before.passes};
+        before = now;
+        if (round == 0) {
+            first = delta;
+            assert_true(first.accepted > 0);
+            continue;
+        }
+        assert_true(delta.drafted == first.drafted && delta.accepted == first.accepted);
+        assert_true(delta.passes == first.passes);
     }
-    assert_true(before.drafted > 0);
-    bn_batch_remove(b, 0);
-    int done = 0;
-    for (int i = 1; i < 3; i++)
-        if (bn_batch_add(b, &req[i], &err) < 0) fail_msg("%s", err.msg);
-    for (int step = 0; done < 2 && step < 1000; step++) {
-        const bn_batch_event *ev;
-        int n_ev;
-        assert_int_equal(bn_batch_step(b, &ev, &n_ev, &err), 0);
-        for (int e = 0; e < n_ev; e++)
-            if (ev[e].done) bn_batch_remove(b, ev[e].slot), done++;
-    }
-    const bn_lookup_stats after = bn_batch_lookup_stats(b);
     bn_batch_free(b);
-    assert_int_equal(after.drafted - before.drafted, fresh.drafted);
-    assert_int_equal(after.accepted - before.accepted, fresh.accepted);
     free_requests(&r);
 }
 

@@ -4,6 +4,7 @@
 #include "io.h"
 #include "json_schema.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,8 +137,8 @@ void bn_print_timings(bn_run *r, const bn_timings *t) {
             bn_per_second(n_steps, t->decode_ms), bn_session_backend(r->session));
     if (r->lookup) {
         const bn_lookup_stats l = bn_session_lookup_stats(r->session);
-        fprintf(stderr, "lookup: %d tokens drafted in %d passes, %d taken (%.0f%%)\n", l.drafted, l.passes,
-                l.accepted, l.drafted ? 100.0 * l.accepted / l.drafted : 0.0);
+        fprintf(stderr, "lookup: %" PRIu64 " tokens drafted in %" PRIu64 " passes, %" PRIu64 " taken (%.0f%%)\n",
+                l.drafted, l.passes, l.accepted, l.drafted ? 100.0 * (double)l.accepted / (double)l.drafted : 0.0);
     }
     if (r->opening && !bn_session_opening(r->session)) { // said once (chat prints every turn)
         fprintf(stderr, "backend: now %s (%s)\n", bn_session_backend(r->session),

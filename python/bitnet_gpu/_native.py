@@ -65,7 +65,7 @@ class SessionParams(ctypes.Structure):
 
 
 class LookupStats(ctypes.Structure):
-    _fields_ = [("drafted", c_int), ("accepted", c_int), ("passes", c_int)]
+    _fields_ = [("drafted", c_uint64), ("accepted", c_uint64), ("passes", c_uint64)]
 
 
 class Timings(ctypes.Structure):
