@@ -106,6 +106,10 @@ BN_API bool bn_engine_is_eog(const bn_engine *e, int32_t id);
 BN_API bool bn_engine_add_bos(const bn_engine *e); // the vocabulary's add_bos_token
 BN_API int32_t bn_engine_bos(const bn_engine *e);  // its BOS id (-1: none)
 BN_API int32_t bn_engine_eos(const bn_engine *e);  // its EOS id (-1: none)
+// Whether tokenizing a text puts a space before it (a SentencePiece vocabulary's
+// add_space_prefix): the text's first token then begins with a space that the
+// text does not have, and that bn_engine_detokenize drops from a first token.
+BN_API bool bn_engine_space_prefix(const bn_engine *e);
 // The chat format the engine's prompts use: "bitnet" (2B-4T's), "llama3" or
 // "falcon3", as the GGUF's tokenizer.chat_template asked (a tokenizer.json's:
 // "bitnet"); setting it overrides that, as llama.cpp's --chat-template NAME

@@ -69,6 +69,9 @@ bool bn_engine_is_eog(const bn_engine *e, int32_t id) { return bn_tokenizer_is_e
 bool bn_engine_add_bos(const bn_engine *e) { return bn_tokenizer_add_bos(e->tok); }
 int32_t bn_engine_bos(const bn_engine *e) { return bn_tokenizer_bos(e->tok); }
 int32_t bn_engine_eos(const bn_engine *e) { return bn_tokenizer_eos(e->tok); }
+bool bn_engine_space_prefix(const bn_engine *e) {
+    return bn_tokenizer_is_spm(e->tok) && bn_tokenizer_add_space_prefix(e->tok);
+}
 
 const char *bn_engine_chat_template(const bn_engine *e) {
     return bn_chat_style_name(bn_tokenizer_chat_style(e->tok));

@@ -364,6 +364,14 @@ static int32_t *json_ids(const cJSON *arr, int n_vocab, size_t *n, bool allow_em
     return ids;
 }
 
+// Whether the text's first token, ids[first], begins with the space the
+// tokenizer put before the text (or that detokenizing drops from a first token).
+static bool space_prefixed(const bn_engine *e, const int32_t *ids, size_t n, size_t first) {
+    size_t len = 0;
+    const char *b = n > first && bn_engine_space_prefix(e) ? bn_engine_token_bytes(e, ids[first], &len) : NULL;
+    return b && len && b[0] == ' ';
+}
+
 // One prompt v: a string (tokenized as `generate -p` does: BOS, no special
 // tokens parsed) or an array of token ids (as given); with echo, its text (the
 // string, or the ids' bytes).
@@ -376,6 +384,7 @@ static bool one_prompt(const bn_api *a, fields *f, const cJSON *v, bool echo, bn
             return f->bad = true, false;
         }
         out->added_bos = bos && out->n && out->ids[0] == bn_engine_bos(a->engine);
+        out->prefixed = space_prefixed(a->engine, out->ids, out->n, out->added_bos) && *v->valuestring;
         if (echo && !(out->echo = strdup(v->valuestring))) return fail(f, "out of memory (%s)", "prompt");
         return true;
     }
@@ -387,6 +396,7 @@ static bool one_prompt(const bn_api *a, fields *f, const cJSON *v, bool echo, bn
     size_t len;
     if (echo && bn_engine_detokenize(a->engine, out->ids, out->n, &out->echo, &len, &err))
         return fail(f, "'%s' token ids must be in the vocabulary", "prompt");
+    out->prefixed = space_prefixed(a->engine, out->ids, out->n, 0);
     return true;
 }
 

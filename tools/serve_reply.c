@@ -94,7 +94,8 @@ static cJSON *logprobs_json(const bn_api *a, bn_api_reply *r, int i, const bn_jo
         free(key);
         cJSON_AddItemToArray(values, lp[t].first ? cJSON_CreateNull() : cJSON_CreateNumber(lp[t].logprob));
         cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)r->choice[i].text_offset));
-        r->choice[i].text_offset += lp[t].unseen ? 0 : len; // an added BOS, an end of generation: not in the text
+        // an added BOS, an end of generation, a tokenizer's space before the text: not in the text
+        r->choice[i].text_offset += lp[t].unseen ? 0 : len - lp[t].prefixed;
         if (lp[t].first) {
             cJSON_AddItemToArray(tops, cJSON_CreateNull());
             continue;

@@ -225,7 +225,8 @@ static void echo_prompt(bn_job *j, int c, const bn_batch_event *ev, bn_job_outpu
     }
     bool keep = !kept->len;
     for (size_t i = 0; i < p->n; i++) {
-        bn_job_logprob lp = {.id = p->ids[i], .first = i == 0, .unseen = i == 0 && p->added_bos};
+        bn_job_logprob lp = {.id = p->ids[i], .first = i == 0, .unseen = i == 0 && p->added_bos,
+                             .prefixed = p->prefixed && i == (size_t)p->added_bos};
         if (i) {
             lp.logprob = ev->prompt_logprob[i];
             lp.n_top = ev->n_top;

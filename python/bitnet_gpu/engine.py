@@ -394,6 +394,9 @@ class Model:
         self.info = ModelInfo(_str(i.arch), *(getattr(i, f) for f in ModelInfo._fields[1:]))
         self.load_ms = lib.bn_engine_load_ms(self._e)
         self.add_bos = bool(lib.bn_engine_add_bos(self._e))  # generate() starts a text with BOS
+        # tokenize() puts a space before a text (SentencePiece's add_space_prefix): its first
+        # token begins with a space the text does not have, which detokenize() drops
+        self.space_prefix = bool(lib.bn_engine_space_prefix(self._e))
         if chat_template is not None:  # instead of the model file's: "bitnet", "llama3" or "falcon3"
             if lib.bn_engine_set_chat_template(self._e, str(chat_template).encode(), ctypes.byref(err)):
                 lib.bn_engine_free(self._e)

@@ -223,11 +223,14 @@ class _EndOfText(Logprob):
 class _Prompt:
     """One prompt of a request: its ids, and with echo its text (a string prompt as given,
     ids as their text; added_bos: ids[0] is a BOS put before a string prompt, not in that
-    text) and, with logprobs, its tokens' entries (Engine.score's, the first with None)."""
+    text; prefixed: the text's first token begins with the space the tokenizer put before
+    the text, not in it either) and, with logprobs, its tokens' entries (Engine.score's, the
+    first with None)."""
     ids: List[int]
     text: str = ""
     added_bos: bool = False
     logprobs: Optional[List[Logprob]] = None
+    prefixed: bool = False
 
 
 def _sse(obj):
@@ -394,19 +397,26 @@ class OpenAIServer:
         many = isinstance(prompt, list) and prompt and (isinstance(prompt[0], (str, list)))
         return [self._prompt(p, echo) for p in (prompt if many else [prompt])]
 
+    def _prefixed(self, ids, first):
+        """Whether ids[first], a text's first token, begins with the space the tokenizer put
+        before the text (or that detokenizing drops from a first token)."""
+        return self.engine.space_prefix and len(ids) > first and self.engine.token_bytes(ids[first])[:1] == b" "
+
     def _prompt(self, prompt, echo):
         if isinstance(prompt, str):
             try:
                 ids = self.engine.tokenize(prompt, bos=self.engine.add_bos)
             except BitnetError as e:
                 raise _bad(str(e), "prompt") from None
-            return _Prompt(ids, prompt, bool(ids) and self.engine.add_bos)
+            added = bool(ids) and self.engine.add_bos
+            return _Prompt(ids, prompt, added, prefixed=bool(prompt) and self._prefixed(ids, int(added)))
         if _int_list(prompt):
             n_vocab = self.engine.info.n_vocab
             for t in prompt:  # checked here: the generation would fail on its worker thread, a 500
                 if not 0 <= t < n_vocab:
                     raise _bad(f"token id {t} is outside the vocabulary (0..{n_vocab - 1})", "prompt")
-            return _Prompt(list(prompt), self.engine.detokenize(prompt) if echo else "")
+            return _Prompt(list(prompt), self.engine.detokenize(prompt) if echo else "",
+                           prefixed=self._prefixed(prompt, 0))
         raise _bad("'prompt' must be a string, a list of token ids, or a list of those (a prompt each)", "prompt")
 
 
@@ -424,6 +434,7 @@ class Call:
         self.tools = tools  # the reply is tool calls or an answer, known only whole (chat_tools_reply)
         self.top_logprobs = top_logprobs  # None: no logprobs asked for
         self.text_offset = [0] * self.n  # a completion's logprobs: bytes of each choice's text before its next token
+        self.entries = [0] * self.n  # a completion's logprobs: each choice's entries so far (with echo, the prompt's first)
         self.cancelled = False
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         self.created = int(time.time())
@@ -491,8 +502,11 @@ class Call:
             out["token_logprobs"].append(lp.logprob)
             out["text_offset"].append(self.text_offset[index])
             first = lp.logprob is None  # the prompt's first token (echo)
-            unseen = (first and self.prompts[index // self.per].added_bos) or isinstance(lp, _EndOfText)
-            self.text_offset[index] += 0 if unseen else len(b)
+            prompt = self.prompts[index // self.per]
+            unseen = (first and prompt.added_bos) or isinstance(lp, _EndOfText)
+            prefixed = self.echo and prompt.prefixed and self.entries[index] == int(prompt.added_bos)
+            self.entries[index] += 1
+            self.text_offset[index] += 0 if unseen else len(b) - prefixed
             if first:
                 out["top_logprobs"].append(None)
                 continue

@@ -2,10 +2,13 @@
 shapes, server-sent events and error objects, on tiny-a; tool calls beside what
 `bitnet-gpu serve` answers to the same requests. (test_serve.py sends the same
 kinds of requests through Ray Serve with the openai client.)"""
+import contextlib
 import http.client
 import json
 import os
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 
@@ -259,12 +262,12 @@ def test_tools(api):
     assert e.value.body["error"]["param"] == "tools" and "'format' is not supported" in e.value.body["error"]["message"]
 
 
-@pytest.fixture(scope="module")
-def c_server(model_path):
-    """`bitnet-gpu serve` on tiny-a, one slot, on a free port of 127.0.0.1."""
+@contextlib.contextmanager
+def serving(model_path):
+    """`bitnet-gpu serve` on a model, one slot, on a free port of 127.0.0.1: its post()."""
     if not (CLI and os.access(CLI, os.X_OK)):
         pytest.skip("the CLI is not built (set BITNET_CLI)")
-    log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"test_openai_api.{os.getpid()}.log"), "w+")
+    log = tempfile.NamedTemporaryFile("w+", prefix="test_openai_api.", suffix=".log", delete=False)
     proc = subprocess.Popen([CLI, "serve", "-m", model_path, "--port", "0", "-t", "1", "-c", "512",
                              "--parallel", "1"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
     deadline, said = time.time() + 120, "listening on http://127.0.0.1:"
@@ -294,11 +297,20 @@ def c_server(model_path):
         chunks = [e[len("data: "):] for e in data.split("\n\n") if e]
         return r.status, [c if c == "[DONE]" else json.loads(c) for c in chunks]
 
-    yield post
-    proc.terminate()
-    proc.wait(60)
-    log.close()
-    os.unlink(log.name)
+    try:
+        yield post
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        log.close()
+        os.unlink(log.name)
+
+
+@pytest.fixture(scope="module")
+def c_server(model_path):
+    """`bitnet-gpu serve` on tiny-a (serving())."""
+    with serving(model_path) as post:
+        yield post
 
 
 def without_ids(choice):
@@ -767,3 +779,45 @@ def test_tokenizer_info_chat_template(model_path, tmp_path):
         assert OpenAIServer(e, "m").tokenizer_info()["chat_template"] == template
     with Engine(model, threads=1, chat_template="bitnet") as e:
         assert e.chat_template_jinja is None and "chat_template" not in OpenAIServer(e, "m").tokenizer_info()
+
+
+def test_echo_text_offset_sentencepiece(tmp_path):
+    """A SentencePiece vocabulary puts a space before a text, which its first token carries:
+    with echo, text_offset is still each token's offset in the choice's text (a BOS the server
+    added, and that space, take no room), for a string prompt and for token ids, from the C
+    server and from this package alike. The vocabulary: tests/spm_reference.py's, trained by
+    the sentencepiece package."""
+    if not (CLI and os.access(CLI, os.X_OK)):
+        pytest.skip("the CLI is not built (set BITNET_CLI)")
+    pytest.importorskip("sentencepiece")
+    pytest.importorskip("gguf")
+    source = os.environ.get("BITNET_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
+    subprocess.run([sys.executable, os.path.join(source, "tests", "spm_reference.py"), str(tmp_path)], check=True,
+                   capture_output=True)
+    model = str(tmp_path / "spm.gguf")
+    subprocess.run([CLI, "make-model", "-o", model, "--preset", "tiny-bitnet", "--vocab", str(tmp_path / "vocab.gguf")],
+                   check=True, capture_output=True)
+    with Engine(model, threads=1) as e, serving(model) as post:
+        assert e.space_prefix
+        api = OpenAIServer(e, "m")
+        for prompt in ("Hello world, hello there", "  two leading spaces", e.tokenize("The cat sat", bos=False)):
+            body = {"model": "m", "prompt": prompt, "echo": True, "logprobs": 1, "max_tokens": 3, "temperature": 0}
+            status, theirs = post(body, chat=False)
+            assert status == 200, theirs
+            ours = api.start(body, chat=False).response()
+            for reply in (ours, theirs):
+                choice = reply["choices"][0]
+                text, lp = choice["text"].encode(), choice["logprobs"]
+                offsets, tokens = lp["text_offset"], [t.encode() for t in lp["tokens"]]
+                ids = e.tokenize(prompt) if isinstance(prompt, str) else prompt
+                skip = 1 if isinstance(prompt, str) and e.add_bos else 0  # the BOS the server added
+                assert offsets[:skip + 1] == [0] * (skip + 1)
+                assert tokens[skip].startswith(b" ") and text[:1] != b" " or prompt == "  two leading spaces"
+                assert len(ids) + 3 == len(tokens)
+                for i in range(skip, len(ids)):  # the prompt's tokens (a generated one may be part of a character)
+                    piece = tokens[i][1:] if i == skip else tokens[i]  # the tokenizer's space: not in the text
+                    assert text[offsets[i]:offsets[i] + len(piece)] == piece, (prompt, i)
+                    assert offsets[i + 1] == offsets[i] + len(piece)
+                echoed = (prompt if isinstance(prompt, str) else e.detokenize(prompt)).encode()
+                assert text.startswith(echoed) and offsets[len(ids)] == len(echoed)  # the first generated token
+            assert same_json(ours["choices"], theirs["choices"]) and ours["usage"] == theirs["usage"]
