@@ -79,9 +79,7 @@ const char *bn_engine_chat_template(const bn_engine *e) {
 
 const char *bn_engine_chat_template_jinja(const bn_engine *e) {
     const char *t = bn_tokenizer_chat_template(e->tok);
-    bn_chat_style named;
-    if (!t || !bn_chat_style_from_name(t, &named)) return NULL; // none, or a bare style name
-    return bn_chat_detect_style(t) == bn_tokenizer_chat_style(e->tok) ? t : NULL;
+    return bn_chat_template_is(t, bn_tokenizer_chat_style(e->tok)) ? t : NULL;
 }
 
 int bn_engine_set_chat_template(bn_engine *e, const char *name, bn_error *err) {

@@ -251,6 +251,16 @@ static void test_detect(void **state) {
     assert_int_equal(bn_chat_detect_style(glmedge), BN_CHAT_STYLE_BITNET);
     assert_int_equal(bn_chat_detect_style(phi3), BN_CHAT_STYLE_BITNET);
     assert_int_equal(bn_chat_detect_style(chatml), BN_CHAT_STYLE_BITNET);
+    // Whether a template is that style's (what /tokenizer_info hands out): each model's
+    // own, none of the others or the look-alikes, though detection falls back to bitnet.
+    const char *const known[3] = {BITNET_TEMPLATE, LLAMA3_TEMPLATE, FALCON3_TEMPLATE};
+    const bn_chat_style styles[3] = {BN_CHAT_STYLE_BITNET, BN_CHAT_STYLE_LLAMA3, BN_CHAT_STYLE_FALCON3};
+    for (int i = 0; i < 3; i++) {
+        for (int j = 0; j < 3; j++) assert_int_equal(bn_chat_template_is(known[i], styles[j]), i == j);
+        assert_false(bn_chat_template_is(glmedge, styles[i]) || bn_chat_template_is(phi3, styles[i]) ||
+                     bn_chat_template_is(chatml, styles[i]) || bn_chat_template_is(NULL, styles[i]) ||
+                     bn_chat_template_is("", styles[i]) || bn_chat_template_is(bn_chat_style_name(styles[i]), styles[i]));
+    }
     assert_string_equal(bn_chat_style_name(BN_CHAT_STYLE_BITNET), "bitnet");
     assert_string_equal(bn_chat_style_name(BN_CHAT_STYLE_LLAMA3), "llama3");
     assert_string_equal(bn_chat_style_name(BN_CHAT_STYLE_FALCON3), "falcon3");

@@ -364,12 +364,30 @@ static int32_t *json_ids(const cJSON *arr, int n_vocab, size_t *n, bool allow_em
     return ids;
 }
 
-// Whether the text's first token, ids[first], begins with the space the
-// tokenizer put before the text (or that detokenizing drops from a first token).
-static bool space_prefixed(const bn_engine *e, const int32_t *ids, size_t n, size_t first) {
-    size_t len = 0;
-    const char *b = n > first && bn_engine_space_prefix(e) ? bn_engine_token_bytes(e, ids[first], &len) : NULL;
-    return b && len && b[0] == ' ';
+// With a tokenizer that puts a space before the text and after each special
+// token in it (bn_engine_space_prefix), the tokens from ids[first] on lined up
+// against the echoed text: a token whose bytes are not there but, less a
+// leading space, are, carries such a space. Sets out->prefixed (NULL when no
+// token does); false when out of memory.
+static bool mark_prefixed(const bn_engine *e, size_t first, bn_job_prompt *out) {
+    if (!out->echo || !bn_engine_space_prefix(e)) return true;
+    const char *text = out->echo;
+    const size_t n_text = strlen(text);
+    size_t at = 0, marked = 0;
+    uint8_t *flags = calloc(out->n ? out->n : 1, 1);
+    if (!flags) return false;
+    for (size_t i = first; i < out->n; i++) {
+        size_t len = 0;
+        const char *b = bn_engine_token_bytes(e, out->ids[i], &len);
+        if (!b) continue;
+        if (len && b[0] == ' ' && !(at + len <= n_text && !memcmp(text + at, b, len)) && at + len - 1 <= n_text &&
+            !memcmp(text + at, b + 1, len - 1))
+            flags[i] = 1, marked++, len--;
+        at += len;
+    }
+    if (marked) out->prefixed = flags;
+    else free(flags);
+    return true;
 }
 
 // One prompt v: a string (tokenized as `generate -p` does: BOS, no special
@@ -384,8 +402,8 @@ static bool one_prompt(const bn_api *a, fields *f, const cJSON *v, bool echo, bn
             return f->bad = true, false;
         }
         out->added_bos = bos && out->n && out->ids[0] == bn_engine_bos(a->engine);
-        out->prefixed = space_prefixed(a->engine, out->ids, out->n, out->added_bos) && *v->valuestring;
-        if (echo && !(out->echo = strdup(v->valuestring))) return fail(f, "out of memory (%s)", "prompt");
+        if (echo && (!(out->echo = strdup(v->valuestring)) || !mark_prefixed(a->engine, out->added_bos, out)))
+            return fail(f, "out of memory (%s)", "prompt");
         return true;
     }
     bool bad_id;
@@ -396,7 +414,7 @@ static bool one_prompt(const bn_api *a, fields *f, const cJSON *v, bool echo, bn
     size_t len;
     if (echo && bn_engine_detokenize(a->engine, out->ids, out->n, &out->echo, &len, &err))
         return fail(f, "'%s' token ids must be in the vocabulary", "prompt");
-    out->prefixed = space_prefixed(a->engine, out->ids, out->n, 0);
+    if (echo && !mark_prefixed(a->engine, 0, out)) return fail(f, "out of memory (%s)", "prompt");
     return true;
 }
 

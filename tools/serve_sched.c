@@ -63,6 +63,7 @@ void bn_job_params_free(bn_job_params *p) {
     for (int i = 0; i < p->n_prompts; i++) {
         free(p->prompts[i].ids);
         free(p->prompts[i].echo);
+        free(p->prompts[i].prefixed);
     }
     free(p->prompts);
     for (size_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
@@ -226,7 +227,7 @@ static void echo_prompt(bn_job *j, int c, const bn_batch_event *ev, bn_job_outpu
     bool keep = !kept->len;
     for (size_t i = 0; i < p->n; i++) {
         bn_job_logprob lp = {.id = p->ids[i], .first = i == 0, .unseen = i == 0 && p->added_bos,
-                             .prefixed = p->prefixed && i == (size_t)p->added_bos};
+                             .prefixed = p->prefixed && p->prefixed[i]};
         if (i) {
             lp.logprob = ev->prompt_logprob[i];
             lp.n_top = ev->n_top;

@@ -30,8 +30,9 @@ typedef struct bn_job_prompt {
     size_t n;
     char *echo;      // with echo, malloc'd: the prompt's text, which its choices' text begins with
     bool added_bos;  // ids[0] is a BOS the server put before a text prompt: not in that text
-    bool prefixed;   // the text's first token (after that BOS) begins with the space the
-                     // tokenizer put before the text (bn_engine_space_prefix): not in it
+    uint8_t *prefixed; // with echo, malloc'd or NULL (none): prefixed[i], ids[i] begins with a
+                     // space the tokenizer put before a piece of the text (bn_engine_space_prefix),
+                     // which the text does not have
 } bn_job_prompt;
 
 // What a job generates from. bn_sched_submit takes the malloc'd prompts and stop
@@ -73,7 +74,7 @@ typedef struct bn_job_logprob {
     bool first;  // the prompt's first token: nothing precedes it, so no log-probability
     bool unseen; // not in the text: a BOS the server added (bn_job_prompt.added_bos), or an
                  // end-of-generation token
-    bool prefixed; // its first byte is not in the text either (bn_job_prompt.prefixed)
+    bool prefixed; // its first byte (a space) is not in the text either (bn_job_prompt.prefixed)
 } bn_job_logprob;
 
 // What a choice produced: its text, and with logprobs the tokens' bn_job_logprob

@@ -60,6 +60,9 @@ bn_chat_style bn_tokenizer_chat_style(const bn_tokenizer *t);
 // "llama3" and "falcon3" also work. NULL or unrecognised: BN_CHAT_STYLE_BITNET
 // (chat_style.c).
 bn_chat_style bn_chat_detect_style(const char *tmpl);
+// Whether a Jinja template is recognisably that style's (the 2B-4T one too, which
+// detection only falls back to): unlike detection, an unknown template is none.
+bool bn_chat_template_is(const char *tmpl, bn_chat_style style);
 const char *bn_chat_style_name(bn_chat_style style); // "bitnet", "llama3", "falcon3"
 // A style by its name (bn_chat_style_name's): 0, or -1 for another name.
 int bn_chat_style_from_name(const char *name, bn_chat_style *out);

@@ -223,14 +223,14 @@ class _EndOfText(Logprob):
 class _Prompt:
     """One prompt of a request: its ids, and with echo its text (a string prompt as given,
     ids as their text; added_bos: ids[0] is a BOS put before a string prompt, not in that
-    text; prefixed: the text's first token begins with the space the tokenizer put before
-    the text, not in it either) and, with logprobs, its tokens' entries (Engine.score's, the
-    first with None)."""
+    text; prefixed: the indices of tokens that begin with a space the tokenizer put before a
+    piece of the text, not in it either) and, with logprobs, its tokens' entries
+    (Engine.score's, the first with None)."""
     ids: List[int]
     text: str = ""
     added_bos: bool = False
     logprobs: Optional[List[Logprob]] = None
-    prefixed: bool = False
+    prefixed: frozenset = frozenset()
 
 
 def _sse(obj):
@@ -397,10 +397,20 @@ class OpenAIServer:
         many = isinstance(prompt, list) and prompt and (isinstance(prompt[0], (str, list)))
         return [self._prompt(p, echo) for p in (prompt if many else [prompt])]
 
-    def _prefixed(self, ids, first):
-        """Whether ids[first], a text's first token, begins with the space the tokenizer put
-        before the text (or that detokenizing drops from a first token)."""
-        return self.engine.space_prefix and len(ids) > first and self.engine.token_bytes(ids[first])[:1] == b" "
+    def _prefixed(self, ids, first, text):
+        """With a tokenizer that puts a space before the text and after each special token in it
+        (Engine.space_prefix), ids[first:] lined up against the text: the indices of the tokens
+        whose bytes are not there but, less a leading space, are (as the C server marks them)."""
+        if not self.engine.space_prefix:
+            return frozenset()
+        text, at, marked = text.encode("utf-8", "surrogatepass"), 0, set()
+        for i in range(first, len(ids)):
+            b = self.engine.token_bytes(ids[i])
+            if b[:1] == b" " and text[at:at + len(b)] != b and text[at:at + len(b) - 1] == b[1:]:
+                marked.add(i)
+                b = b[1:]
+            at += len(b)
+        return frozenset(marked)
 
     def _prompt(self, prompt, echo):
         if isinstance(prompt, str):
@@ -408,15 +418,15 @@ class OpenAIServer:
                 ids = self.engine.tokenize(prompt, bos=self.engine.add_bos)
             except BitnetError as e:
                 raise _bad(str(e), "prompt") from None
-            added = bool(ids) and self.engine.add_bos
-            return _Prompt(ids, prompt, added, prefixed=bool(prompt) and self._prefixed(ids, int(added)))
+            added = bool(ids) and self.engine.add_bos and ids[0] == self.engine.special_ids()[0]  # as the C server
+            return _Prompt(ids, prompt, added, prefixed=self._prefixed(ids, int(added), prompt) if echo else frozenset())
         if _int_list(prompt):
             n_vocab = self.engine.info.n_vocab
             for t in prompt:  # checked here: the generation would fail on its worker thread, a 500
                 if not 0 <= t < n_vocab:
                     raise _bad(f"token id {t} is outside the vocabulary (0..{n_vocab - 1})", "prompt")
-            return _Prompt(list(prompt), self.engine.detokenize(prompt) if echo else "",
-                           prefixed=self._prefixed(prompt, 0))
+            text = self.engine.detokenize(prompt) if echo else ""
+            return _Prompt(list(prompt), text, prefixed=self._prefixed(prompt, 0, text) if echo else frozenset())
         raise _bad("'prompt' must be a string, a list of token ids, or a list of those (a prompt each)", "prompt")
 
 
@@ -504,7 +514,7 @@ class Call:
             first = lp.logprob is None  # the prompt's first token (echo)
             prompt = self.prompts[index // self.per]
             unseen = (first and prompt.added_bos) or isinstance(lp, _EndOfText)
-            prefixed = self.echo and prompt.prefixed and self.entries[index] == int(prompt.added_bos)
+            prefixed = self.echo and self.entries[index] in prompt.prefixed
             self.entries[index] += 1
             self.text_offset[index] += 0 if unseen else len(b) - prefixed
             if first:

@@ -782,42 +782,68 @@ def test_tokenizer_info_chat_template(model_path, tmp_path):
 
 
 def test_echo_text_offset_sentencepiece(tmp_path):
-    """A SentencePiece vocabulary puts a space before a text, which its first token carries:
-    with echo, text_offset is still each token's offset in the choice's text (a BOS the server
-    added, and that space, take no room), for a string prompt and for token ids, from the C
-    server and from this package alike. The vocabulary: tests/spm_reference.py's, trained by
-    the sentencepiece package."""
+    """A SentencePiece vocabulary puts a space before a text and after each user-defined token in
+    it, which the token after carries: with echo, text_offset is still each token's offset in the
+    choice's text (a BOS the server added, and those spaces, take no room), for string prompts and
+    token ids, from the C server and from this package alike. The vocabulary: the one
+    tests/spm_reference.py has the sentencepiece package train, with a user-defined token added."""
     if not (CLI and os.access(CLI, os.X_OK)):
         pytest.skip("the CLI is not built (set BITNET_CLI)")
     pytest.importorskip("sentencepiece")
-    pytest.importorskip("gguf")
+    gguf = pytest.importorskip("gguf")
     source = os.environ.get("BITNET_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
-    subprocess.run([sys.executable, os.path.join(source, "tests", "spm_reference.py"), str(tmp_path)], check=True,
-                   capture_output=True)
+    sys.path.insert(0, os.path.join(source, "tests"))
+    try:
+        import spm_reference
+    finally:
+        sys.path.pop(0)
+    sp = spm_reference.train()
+    n = sp.get_piece_size()
+    vocab = str(tmp_path / "vocab.gguf")
+    w = gguf.GGUFWriter(vocab, "llama")
+    w.add_tokenizer_model("llama")
+    w.add_token_list([sp.id_to_piece(i).encode() for i in range(n)] + [b"<ud>"])
+    w.add_token_scores([sp.get_score(i) for i in range(n)] + [0.0])
+    w.add_token_types([spm_reference.token_type(sp, i) for i in range(n)] + [gguf.TokenType.USER_DEFINED])
+    w.add_bos_token_id(sp.bos_id())
+    w.add_eos_token_id(sp.eos_id())
+    w.add_unk_token_id(sp.unk_id())
+    w.add_add_bos_token(True)
+    w.add_add_space_prefix(True)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
     model = str(tmp_path / "spm.gguf")
-    subprocess.run([CLI, "make-model", "-o", model, "--preset", "tiny-bitnet", "--vocab", str(tmp_path / "vocab.gguf")],
-                   check=True, capture_output=True)
+    subprocess.run([CLI, "make-model", "-o", model, "--preset", "tiny-bitnet", "--vocab", vocab], check=True,
+                   capture_output=True)
     with Engine(model, threads=1) as e, serving(model) as post:
         assert e.space_prefix
         api = OpenAIServer(e, "m")
-        for prompt in ("Hello world, hello there", "  two leading spaces", e.tokenize("The cat sat", bos=False)):
+        prompts = ["Hello world, hello there", "  two leading spaces", "Hello<ud>world and<ud> more<ud>",
+                   e.tokenize("The cat<ud>sat", bos=False)]
+        for prompt in prompts:
             body = {"model": "m", "prompt": prompt, "echo": True, "logprobs": 1, "max_tokens": 3, "temperature": 0}
             status, theirs = post(body, chat=False)
             assert status == 200, theirs
             ours = api.start(body, chat=False).response()
+            ids = e.tokenize(prompt) if isinstance(prompt, str) else prompt
+            skip = 1 if isinstance(prompt, str) and e.add_bos else 0  # the BOS the server added
+            echoed = (prompt if isinstance(prompt, str) else e.detokenize(prompt)).encode()
+            # the tokenizer's spaces: before the text and after each <ud> (a string), or the one
+            # detokenizing drops from the first token (ids)
+            want = sum(1 for piece in prompt.split("<ud>") if piece) if isinstance(prompt, str) else 1
             for reply in (ours, theirs):
                 choice = reply["choices"][0]
                 text, lp = choice["text"].encode(), choice["logprobs"]
                 offsets, tokens = lp["text_offset"], [t.encode() for t in lp["tokens"]]
-                ids = e.tokenize(prompt) if isinstance(prompt, str) else prompt
-                skip = 1 if isinstance(prompt, str) and e.add_bos else 0  # the BOS the server added
                 assert offsets[:skip + 1] == [0] * (skip + 1)
-                assert tokens[skip].startswith(b" ") and text[:1] != b" " or prompt == "  two leading spaces"
                 assert len(ids) + 3 == len(tokens)
+                spaces = 0
                 for i in range(skip, len(ids)):  # the prompt's tokens (a generated one may be part of a character)
-                    piece = tokens[i][1:] if i == skip else tokens[i]  # the tokenizer's space: not in the text
-                    assert text[offsets[i]:offsets[i] + len(piece)] == piece, (prompt, i)
-                    assert offsets[i + 1] == offsets[i] + len(piece)
-                echoed = (prompt if isinstance(prompt, str) else e.detokenize(prompt)).encode()
+                    piece = text[offsets[i]:offsets[i + 1]]
+                    assert piece in (tokens[i], tokens[i][1:]) and tokens[i].endswith(piece), (prompt, i)
+                    spaces += len(tokens[i]) - len(piece)
+                assert spaces == want, (prompt, spaces)
                 assert text.startswith(echoed) and offsets[len(ids)] == len(echoed)  # the first generated token
             assert same_json(ours["choices"], theirs["choices"]) and ours["usage"] == theirs["usage"]
