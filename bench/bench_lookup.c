@@ -44,7 +44,8 @@ static int collect(void *user, int32_t id, const char *text, size_t len) {
 }
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *backend = "cpu", *kernels = NULL, *prompt = "It is a truth universally acknowledged, that";
+    const char *model = NULL, *backend = "cpu", *kernels = NULL;
+    const char *prompt = "It is a truth universally acknowledged, that";
     char *file_text = NULL;
     int threads = 0, n_gen = 128, lookup = 8, reps = 2;
     bool json = false;
@@ -132,15 +133,18 @@ int main(int argc, char **argv) {
     for (int k = 0; k <= MAX_K; k++)
         fprintf(stderr, "  k = %d: %7.2f ms = %.2f steps\n", k, pass_ms[k], pass_ms[k] / pass_ms[0]);
     fprintf(stderr, "generation of %d greedy tokens from a %zu-token prompt (best of %d):\n", n_gen, n_ids, reps);
-    fprintf(stderr, "  lookup off: %.2f ms/token\n  lookup %d:  %.2f ms/token (%.2fx); %" PRIu64 " drafted in %" PRIu64
-                    " passes, %" PRIu64 " taken; tokens %s\n", ms[0], lookup, ms[1], ms[0] / ms[1], stats.drafted, stats.passes,
-            stats.accepted, same ? "the same" : cpu ? "DIFFER" : "differ (a near tie, within rounding here)");
+    fprintf(stderr, "  lookup off: %.2f ms/token\n  lookup %d:  %.2f ms/token (%.2fx); ", ms[0], lookup, ms[1],
+            ms[0] / ms[1]);
+    fprintf(stderr, "%" PRIu64 " drafted in %" PRIu64 " passes, %" PRIu64 " taken; tokens %s\n", stats.drafted,
+            stats.passes, stats.accepted,
+            same ? "the same" : cpu ? "DIFFER" : "differ (a near tie, within rounding here)");
     if (json) {
         printf("{\"model\": \"%s\", \"backend\": \"%s\", \"cpu_kernels\": \"%s\", \"threads\": %d, \"pass_ms\": [",
                model, ran, set ? set : "", threads);
         for (int k = 0; k <= MAX_K; k++) printf("%s%.3f", k ? ", " : "", pass_ms[k]);
         printf("], \"prompt_tokens\": %zu, \"generated\": %d, \"ms_per_token\": %.3f, \"lookup\": %d, "
-               "\"lookup_ms_per_token\": %.3f, \"drafted\": %" PRIu64 ", \"accepted\": %" PRIu64 ", \"passes\": %" PRIu64 ", \"same\": %s}\n",
+               "\"lookup_ms_per_token\": %.3f, \"drafted\": %" PRIu64 ", \"accepted\": %" PRIu64
+               ", \"passes\": %" PRIu64 ", \"same\": %s}\n",
                n_ids, n_gen, ms[0], lookup, ms[1], stats.drafted, stats.accepted, stats.passes,
                same ? "true" : "false");
     }

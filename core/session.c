@@ -317,7 +317,8 @@ static int lookup_step(bn_session *s, bn_sampler *smp, int max_draft, int32_t *n
         *next = pick_from_row(s, smp, s->rows + (size_t)s->next_row++ * V);
         return 0;
     }
-    if (s->next_row > 0) s->lookup_len = bn_lookup_next_len(s->lookup_len, s->lookup_max, s->n_drafted, s->next_row - 1);
+    if (s->next_row > 0)
+        s->lookup_len = bn_lookup_next_len(s->lookup_len, s->lookup_max, s->n_drafted, s->next_row - 1);
     s->next_row = s->n_drafted = 0;
     if (max_draft > s->lookup_len) max_draft = s->lookup_len;
     int32_t toks[BN_LOOKUP_MAX + 1];

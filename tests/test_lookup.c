@@ -193,7 +193,8 @@ static void expect_same(const run *a, const run *b, const char *what) {
         fail_msg("%s: %d tokens (n_gen %d, stop %s) with lookup, %d (n_gen %d, stop %s) without", what, b->n,
                  b->t.n_gen, bn_stop_name(b->t.stop), a->n, a->t.n_gen, bn_stop_name(a->t.stop));
     for (int i = 0; i < a->n; i++) {
-        if (a->ids[i] != b->ids[i]) fail_msg("%s: token %d is %d with lookup, %d without", what, i, b->ids[i], a->ids[i]);
+        if (a->ids[i] != b->ids[i])
+            fail_msg("%s: token %d is %d with lookup, %d without", what, i, b->ids[i], a->ids[i]);
         if (!a->logprobs) continue;
         // bit for bit: the same row, read by the same code
         if (memcmp(&a->logprob[i], &b->logprob[i], sizeof a->logprob[i]) || a->n_top[i] != b->n_top[i] ||
@@ -258,7 +259,8 @@ static void test_same_tokens(void **state) {
         }
         bn_lookup_stats one = {0};
         check_configs("cpu", bn_cpu_kernel_sets[k], configs, sizeof configs / sizeof configs[0], 64, DRAFTS, &one);
-        fprintf(stderr, "  cpu/%s: the same tokens; %" PRIu64 " drafted in %" PRIu64 " passes, %" PRIu64 " taken\n", bn_cpu_kernel_sets[k],
+        fprintf(stderr, "  cpu/%s: the same tokens; %" PRIu64 " drafted in %" PRIu64 " passes, %" PRIu64 " taken\n",
+                bn_cpu_kernel_sets[k],
                 one.drafted, one.passes, one.accepted);
         total.drafted += one.drafted, total.accepted += one.accepted, total.passes += one.passes;
     }
@@ -484,7 +486,8 @@ static void check_batch(const char *what, int n_slots, int step_tokens, int n_ct
     run_batch(n_slots, step_tokens, n_ctx, 0, r->req, r->start, r->n, cancel, plain);
     const bn_lookup_stats st = run_batch(n_slots, step_tokens, n_ctx, max_draft, r->req, r->start, r->n, cancel, with);
     expect_same_outcomes(plain, with, r->n, what);
-    fprintf(stderr, "  batch, %s: the same tokens; %" PRIu64 " drafted in %" PRIu64 " passes, %" PRIu64 " taken\n", what, st.drafted, st.passes,
+    fprintf(stderr, "  batch, %s: the same tokens; %" PRIu64 " drafted in %" PRIu64 " passes, %" PRIu64 " taken\n",
+            what, st.drafted, st.passes,
             st.accepted);
     assert_true(st.accepted <= st.drafted);
     total->drafted += st.drafted, total->accepted += st.accepted, total->passes += st.passes;

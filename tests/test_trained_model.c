@@ -373,7 +373,8 @@ static void check_engine_text(const bn_session_params *p, const int *moves, int 
     bn_opening_test_set(-1, NULL);
     bn_engine_free(e);
     if (lookup) {
-        fprintf(stderr, "  %s, lookup %d: %" PRIu64 " tokens drafted in %" PRIu64 " passes, %" PRIu64 " taken\n", p->backend, lookup,
+        fprintf(stderr, "  %s, lookup %d: %" PRIu64 " tokens drafted in %" PRIu64 " passes, %" PRIu64 " taken\n",
+                p->backend, lookup,
                 total.drafted, total.passes, total.accepted);
         assert_true(total.accepted > 0);
     }
