@@ -92,12 +92,9 @@ typedef struct bn_slot {
     bool json;        // json_object or json_schema: the text so far, read against
     struct kept_schema *schema; // the request's (in b->schemas)
     bn_json_state *js;      // kept with the slot, as its buffers
-    // Lookup: the last pass fed the pending token and draft[0..n_drafted); the
-    // row after draft[i] is b->ahead's row ahead[i], taken by the step whose
-    // pending token is draft[next_row - 1] (next_row 0: no pass to take from).
-    int32_t draft[BN_LOOKUP_MAX];
+    // Lookup: the last verifying pass; its row after draft[i] is b->ahead's row ahead[i].
+    bn_lookup_pass pass;
     uint8_t ahead[BN_LOOKUP_MAX];
-    int n_drafted, next_row, lookup_len;
     bool takes_ahead; // this step's token comes from a row ahead
 } bn_slot;
 
@@ -388,15 +385,15 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     s->max_tokens = r->max_tokens;
     s->logprobs = r->logprobs;
     s->top_logprobs = n_top;
-    s->lookup_len = BN_LOOKUP_MAX;
+    s->pass.len = BN_LOOKUP_MAX;
     return k;
 }
 
-// Gives back the rows slot s holds ahead.
+// Gives back the rows slot s holds ahead: those after the drafted tokens no step has taken.
 static void drop_ahead(bn_batch *b, bn_slot *s) {
-    for (int i = s->next_row > 0 ? s->next_row - 1 : s->n_drafted; i < s->n_drafted; i++)
+    const bn_lookup_pass *p = &s->pass;
+    for (int i = p->next_row > 0 ? p->next_row - 1 : p->n_drafted; i < p->n_drafted; i++)
         b->ahead_used &= ~(UINT64_C(1) << s->ahead[i]);
-    s->next_row = s->n_drafted = 0;
 }
 
 void bn_batch_remove(bn_batch *b, int slot) {
@@ -629,25 +626,12 @@ static int32_t pick(bn_batch *b, int r, int out, float *row) {
 
 // ---- lookup ------------------------------------------------------------------
 
-// Whether slot s (next_row > 0) takes its next token from a row ahead: the
-// last pass drafted the token now pending.
-static bool ahead_matches(const bn_slot *s) {
-    return s->next_row <= s->n_drafted && s->hist[s->n_hist - 1] == s->draft[s->next_row - 1];
-}
-
-// Slot s's next draft length: after a draft (next_row > 0), as far as that one went.
-static int draft_len(const bn_batch *b, const bn_slot *s) {
-    if (!s->next_row) return s->lookup_len;
-    return bn_lookup_next_len(s->lookup_len, b->lookup_max, s->n_drafted, s->next_row - 1);
-}
-
-// After the step's pass, for a slot whose draft ended (its pending token is
-// not the next drafted one, or none is left): its rows go back, and the length
-// its next draft takes is kept. Not before the pass: a step that fails leaves
-// the slots as they were.
+// After the step's pass, for a slot whose pass ended (its pending token is
+// not the next drafted one, or none is left): its rows go back. Not before the
+// pass: a step that fails leaves the slots as they were.
 static void end_draft(bn_batch *b, bn_slot *s) {
-    s->lookup_len = draft_len(b, s);
     drop_ahead(b, s);
+    bn_lookup_end(&s->pass, b->lookup_max);
 }
 
 // Up to the slot's draft length of tokens after its pending token (the run
@@ -657,8 +641,7 @@ static void end_draft(bn_batch *b, bn_slot *s) {
 // for. Returns how many.
 static int draft_run(bn_batch *b, int k, int n, int later, int rows_free) {
     bn_slot *s = &b->slots[k];
-    int most = draft_len(b, s);
-    most = most < b->lookup_max ? most : b->lookup_max;
+    int most = bn_lookup_len(&s->pass, b->lookup_max); // as end_draft will keep it
     const int room = b->be.n_ctx - s->n_hist, left = s->max_tokens > 0 ? s->max_tokens - s->n_gen - 1 : most;
     const int call = b->step_tokens - n - later;
     most = room < most ? room : most;
@@ -674,22 +657,20 @@ static int draft_run(bn_batch *b, int k, int n, int later, int rows_free) {
 // after them (rows[1..d]) go to free rows ahead.
 static void keep_ahead(bn_batch *b, bn_slot *s, const int32_t *draft, const float *rows, int d) {
     const size_t V = b->engine->model->hp.n_vocab;
-    memcpy(s->draft, draft, (size_t)d * sizeof *draft);
+    bn_lookup_begin(&s->pass, draft, d);
     for (int i = 0; i < d; i++) {
         const int j = __builtin_ctzll(~b->ahead_used); // draft_run took no more than are free
         b->ahead_used |= UINT64_C(1) << j;
         memcpy(b->ahead + (size_t)j * V, rows + (size_t)(i + 1) * V, V * sizeof *rows);
         s->ahead[i] = (uint8_t)j;
     }
-    s->n_drafted = d;
-    s->next_row = 1;
     b->lookup.drafted += d;
     b->lookup.passes++;
 }
 
 // Slot s's token from its next row ahead, whose K/V its pending token's are.
 static int32_t pick_ahead(bn_batch *b, bn_slot *s) {
-    const int j = s->ahead[s->next_row++ - 1];
+    const int j = s->ahead[s->pass.next_row++ - 1];
     b->ahead_used &= ~(UINT64_C(1) << j); // free again once read, before the next step's pass
     s->n_past = s->n_hist;
     b->lookup.accepted++;
@@ -721,7 +702,7 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
         bn_slot *s = &b->slots[k];
         if (!generating(s)) continue;
         later--;
-        if (s->next_row && ahead_matches(s)) {
+        if (bn_lookup_takes(&s->pass, s->hist[s->n_hist - 1])) {
             s->takes_ahead = true;
             continue;
         }
@@ -743,7 +724,8 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
         return -1;
     }
     for (int k = 0; k < b->n_slots; k++)
-        if (generating(&b->slots[k]) && b->slots[k].next_row && !b->slots[k].takes_ahead) end_draft(b, &b->slots[k]);
+        if (generating(&b->slots[k]) && b->slots[k].pass.next_row && !b->slots[k].takes_ahead)
+            end_draft(b, &b->slots[k]);
     const size_t V = b->engine->model->hp.n_vocab;
     float *row = b->logits; // the run's first row (drafted: every token's row, in call order)
     for (int r = 0, t = 0; r < runs; row += (size_t)(drafted ? b->runs[r].len : 1) * V, t += b->runs[r].len, r++) {

@@ -23,3 +23,23 @@ int bn_lookup_next_len(int cur, int max, int drafted, int accepted) {
     int next = accepted >= drafted ? 2 * cur : accepted + 1;
     return next < 1 ? 1 : next > max ? max : next;
 }
+
+void bn_lookup_begin(bn_lookup_pass *p, const int32_t *draft, int d) {
+    memcpy(p->draft, draft, (size_t)d * sizeof *draft);
+    p->n_drafted = d;
+    p->next_row = 1;
+}
+
+bool bn_lookup_takes(const bn_lookup_pass *p, int32_t pending) {
+    return p->next_row > 0 && p->next_row <= p->n_drafted && pending == p->draft[p->next_row - 1];
+}
+
+int bn_lookup_len(const bn_lookup_pass *p, int max) {
+    if (!p->next_row) return p->len < max ? p->len : max;
+    return bn_lookup_next_len(p->len, max, p->n_drafted, p->next_row - 1);
+}
+
+void bn_lookup_end(bn_lookup_pass *p, int max) {
+    p->len = bn_lookup_len(p, max);
+    p->next_row = p->n_drafted = 0;
+}

@@ -8,6 +8,7 @@
 #ifndef BN_LOOKUP_H
 #define BN_LOOKUP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define BN_LOOKUP_MAX 32      // tokens drafted in one pass at most
@@ -27,5 +28,27 @@ int bn_lookup_draft(const int32_t *hist, int n_hist, int max_draft, int32_t *dra
 // or more: bench's lookup figures), so guesses that keep failing cost one
 // token a pass, not max.
 int bn_lookup_next_len(int cur, int max, int drafted, int accepted);
+
+// A verifying pass, as a session or a batch slot follows it: row i of its rows
+// of logits comes after draft[i - 1] (row 0 after the pending token it fed),
+// and each later step whose pending token is the next drafted one takes the
+// next row. Zeroed with len set (the first draft's length): no pass yet.
+typedef struct bn_lookup_pass {
+    int32_t draft[BN_LOOKUP_MAX];
+    int n_drafted;
+    int next_row; // the row the next step takes (0: no pass)
+    int len;      // how many tokens the next draft takes
+} bn_lookup_pass;
+
+// A pass of d drafted tokens began; its row 0 is taken at once.
+void bn_lookup_begin(bn_lookup_pass *p, const int32_t *draft, int d);
+// Whether the step whose pending token this is takes the pass's next row.
+bool bn_lookup_takes(const bn_lookup_pass *p, int32_t pending);
+// How many tokens the next draft takes (at most max): after a pass, as far as
+// it went (bn_lookup_next_len).
+int bn_lookup_len(const bn_lookup_pass *p, int max);
+// The pass is over (a step did not take its row, or none is left): no pass,
+// and len for the next draft.
+void bn_lookup_end(bn_lookup_pass *p, int max);
 
 #endif

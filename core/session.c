@@ -48,16 +48,11 @@ struct bn_session {
     int32_t sampled_id;
     float logprob;
     bn_token_logprob top[BN_TOP_LOGPROBS_MAX];
-    // Prompt lookup decoding (lookup.h; bn_session_set_lookup). A verifying
-    // pass fed the pending token and draft[0..n_drafted) at once: row i of rows
-    // follows draft[i - 1] (row 0 the pending token), and its K/V are in the
-    // cache past n_past. Row next_row is the next step's while the tokens
-    // sampled keep being the draft's.
+    // Prompt lookup decoding (lookup.h; bn_session_set_lookup): the last
+    // verifying pass's rows, whose drafted tokens' K/V are in the cache past n_past.
     int lookup_max;              // tokens drafted a pass at most (0: off)
-    int lookup_len;              // how many the next draft takes
     float *rows;                 // (lookup_max + 1) rows of n_vocab
-    int32_t draft[BN_LOOKUP_MAX];
-    int n_drafted, next_row;     // next_row 0: no pass to take rows from
+    bn_lookup_pass pass;
     bn_lookup_stats lookup;      // this generate call's
 };
 
@@ -311,26 +306,22 @@ static int feed_and_pick(bn_session *s, bn_sampler *smp, int32_t *next, bn_error
 static int lookup_step(bn_session *s, bn_sampler *smp, int max_draft, int32_t *next, bn_error *err) {
     const size_t V = s->engine->model->hp.n_vocab;
     const int32_t pending = s->history[s->n_hist - 1];
-    if (s->next_row > 0 && s->next_row <= s->n_drafted && pending == s->draft[s->next_row - 1]) {
+    if (bn_lookup_takes(&s->pass, pending)) {
         s->n_past = s->n_hist;
         s->lookup.accepted++;
-        *next = pick_from_row(s, smp, s->rows + (size_t)s->next_row++ * V);
+        *next = pick_from_row(s, smp, s->rows + (size_t)s->pass.next_row++ * V);
         return 0;
     }
-    if (s->next_row > 0)
-        s->lookup_len = bn_lookup_next_len(s->lookup_len, s->lookup_max, s->n_drafted, s->next_row - 1);
-    s->next_row = s->n_drafted = 0;
-    if (max_draft > s->lookup_len) max_draft = s->lookup_len;
+    bn_lookup_end(&s->pass, s->lookup_max);
+    if (max_draft > s->pass.len) max_draft = s->pass.len;
     int32_t toks[BN_LOOKUP_MAX + 1];
     const int k = max_draft > 0 ? bn_lookup_draft(s->history, s->n_hist, max_draft, toks + 1) : 0;
     if (k == 0) return feed_and_pick(s, smp, next, err);
     if (settle_opening(s, false, err)) return -1; // a move (cpu_start) comes between passes only
     toks[0] = pending;
     if (s->be.ops->forward(s->be.be, toks, s->pos + s->n_past, NULL, k + 1, s->rows, true, err)) return -1;
-    memcpy(s->draft, toks + 1, (size_t)k * sizeof *toks);
+    bn_lookup_begin(&s->pass, toks + 1, k);
     s->n_past = s->n_hist;
-    s->n_drafted = k;
-    s->next_row = 1;
     s->lookup.drafted += k;
     s->lookup.passes++;
     *next = pick_from_row(s, smp, s->rows);
@@ -388,8 +379,7 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
     int32_t next;
     s->sampled = false;
     s->lookup = (bn_lookup_stats){0};
-    s->lookup_len = s->lookup_max;
-    s->next_row = s->n_drafted = 0;
+    s->pass = (bn_lookup_pass){.len = s->lookup_max};
     if (s->json_schema) bn_json_state_init(s->json, s->json_schema);
     double t0 = bn_now_ms();
     if (feed_and_pick(s, smp, &next, err)) goto done;

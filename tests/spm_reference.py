@@ -269,13 +269,14 @@ def token_type(sp, i):
     return TokenType.NORMAL
 
 
-def write_vocab(sp, path):
+def write_vocab(sp, path, user_defined=()):
+    """The vocabulary as GGUF, with the user_defined pieces (strings) added after sp's."""
     n = sp.get_piece_size()
     w = GGUFWriter(path, "llama")
     w.add_tokenizer_model("llama")
-    w.add_token_list([sp.id_to_piece(i).encode("utf-8") for i in range(n)])
-    w.add_token_scores([sp.get_score(i) for i in range(n)])
-    w.add_token_types([token_type(sp, i) for i in range(n)])
+    w.add_token_list([sp.id_to_piece(i).encode("utf-8") for i in range(n)] + [u.encode() for u in user_defined])
+    w.add_token_scores([sp.get_score(i) for i in range(n)] + [0.0] * len(user_defined))
+    w.add_token_types([token_type(sp, i) for i in range(n)] + [TokenType.USER_DEFINED] * len(user_defined))
     w.add_bos_token_id(sp.bos_id())
     w.add_eos_token_id(sp.eos_id())
     w.add_unk_token_id(sp.unk_id())

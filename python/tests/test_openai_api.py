@@ -790,30 +790,15 @@ def test_echo_text_offset_sentencepiece(tmp_path):
     if not (CLI and os.access(CLI, os.X_OK)):
         pytest.skip("the CLI is not built (set BITNET_CLI)")
     pytest.importorskip("sentencepiece")
-    gguf = pytest.importorskip("gguf")
+    pytest.importorskip("gguf")
     source = os.environ.get("BITNET_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
     sys.path.insert(0, os.path.join(source, "tests"))
     try:
         import spm_reference
     finally:
         sys.path.pop(0)
-    sp = spm_reference.train()
-    n = sp.get_piece_size()
     vocab = str(tmp_path / "vocab.gguf")
-    w = gguf.GGUFWriter(vocab, "llama")
-    w.add_tokenizer_model("llama")
-    w.add_token_list([sp.id_to_piece(i).encode() for i in range(n)] + [b"<ud>"])
-    w.add_token_scores([sp.get_score(i) for i in range(n)] + [0.0])
-    w.add_token_types([spm_reference.token_type(sp, i) for i in range(n)] + [gguf.TokenType.USER_DEFINED])
-    w.add_bos_token_id(sp.bos_id())
-    w.add_eos_token_id(sp.eos_id())
-    w.add_unk_token_id(sp.unk_id())
-    w.add_add_bos_token(True)
-    w.add_add_space_prefix(True)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    spm_reference.write_vocab(spm_reference.train(), vocab, user_defined=["<ud>"])
     model = str(tmp_path / "spm.gguf")
     subprocess.run([CLI, "make-model", "-o", model, "--preset", "tiny-bitnet", "--vocab", vocab], check=True,
                    capture_output=True)
