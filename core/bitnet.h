@@ -313,7 +313,7 @@ BN_API int32_t bn_session_token_id(const bn_session *s);
 // repeats itself. Each pass brings back its whole rows of logits. The draft
 // shrinks after a miss and grows after a hit, so a text that does not repeat
 // costs little more than without. -1 and err for a count out of range or no
-// memory for the rows.
+// memory for the rows. Turns off a draft model (bn_session_set_draft).
 BN_API int bn_session_set_lookup(bn_session *s, int max_draft, bn_error *err);
 // What lookup did in the last bn_session_generate call: tokens drafted, of them
 // taken, and the verifying passes that fed them.
@@ -321,6 +321,22 @@ typedef struct bn_lookup_stats {
     uint64_t drafted, accepted, passes; // a batch counts them for its whole life
 } bn_lookup_stats;
 BN_API bn_lookup_stats bn_session_lookup_stats(const bn_session *s);
+
+// Speculative decoding with a draft model (llama.cpp's llama-speculative, vLLM's
+// draft-model speculation) for later bn_session_generate calls: draft, the
+// caller's session on a smaller model with the same vocabulary (every id the
+// same token), drafts up to max_draft tokens (1..32) greedily at each step,
+// stopping before a token whose probability under the draft model is below
+// p_min (0..1; 0: no stop, and the draft's backend brings back only its
+// argmax), and s verifies them as it verifies lookup's (above): one pass, the
+// same tokens as a step at a time, the draft's length following its hits and
+// misses. The draft session keeps its own KV cache, in step with s's history
+// (what s did not take is dropped from it at the next draft); it must outlive
+// its use by s, and s never frees it. bn_session_lookup_stats counts its drafts.
+// This replaces prompt lookup, and bn_session_set_lookup replaces it; draft
+// NULL or max_draft 0 turns both off. -1 and err for different vocabularies,
+// draft == s, or a count or p_min out of range.
+BN_API int bn_session_set_draft(bn_session *s, bn_session *draft, int max_draft, float p_min, bn_error *err);
 
 // Logits after feeding tokens (for tests and tools): runs the forward pass for
 // them after the tokens already in the session and copies the last row.

@@ -64,6 +64,23 @@ const char *bn_engine_token_bytes(const bn_engine *e, int32_t id, size_t *len) {
     return bn_token_bytes(e->tok, id, len);
 }
 
+int bn_engine_same_vocab(const bn_engine *a, const bn_engine *b, bn_error *err) {
+    const uint32_t rows_a = a->model->hp.n_vocab, rows_b = b->model->hp.n_vocab;
+    const int32_t n_a = bn_tokenizer_n_vocab(a->tok), n_b = bn_tokenizer_n_vocab(b->tok);
+    if (rows_a != rows_b || n_a != n_b)
+        return bn_errorf(err, "the vocabularies differ: %d tokens in %u logit rows, and %d in %u", (int)n_a,
+                         (unsigned)rows_a, (int)n_b, (unsigned)rows_b);
+    for (int32_t id = 0; id < n_a; id++) {
+        size_t len_a = 0, len_b = 0;
+        const char *ta = bn_token_bytes(a->tok, id, &len_a), *tb = bn_token_bytes(b->tok, id, &len_b);
+        if (len_a != len_b || (len_a && memcmp(ta, tb, len_a)))
+            return bn_errorf(err, "the vocabularies differ: token %d is '%.*s' in one and '%.*s' in the other",
+                             (int)id, (int)(len_a < 40 ? len_a : 40), ta ? ta : "", (int)(len_b < 40 ? len_b : 40),
+                             tb ? tb : "");
+    }
+    return 0;
+}
+
 bool bn_engine_is_eog(const bn_engine *e, int32_t id) { return bn_tokenizer_is_eog(e->tok, id); }
 
 bool bn_engine_add_bos(const bn_engine *e) { return bn_tokenizer_add_bos(e->tok); }

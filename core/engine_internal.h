@@ -24,6 +24,12 @@ typedef struct bn_opened {
 // Checks that ids[0..n) are in the model's vocabulary (the embedding's rows).
 int bn_engine_check_ids(const bn_engine *e, const int32_t *ids, size_t n, bn_error *err);
 
+// Whether a and b have the same vocabulary: as many logit rows, and every id
+// the same token (its bytes), so that one model's tokens mean the same to the
+// other (a draft model's, bn_session_set_draft). 0, or -1 and err naming the
+// first difference.
+int bn_engine_same_vocab(const bn_engine *a, const bn_engine *b, bn_error *err);
+
 // Picks the backend p names ("auto": a usable GPU, else the CPU, saying why)
 // and creates it for e's model with n_seq sequence slots. On failure o->be is
 // NULL and err says why.

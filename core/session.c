@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "argmax.h"
 #include "backend.h"
 #include "bitnet.h"
 #include "clock.h"
@@ -54,6 +55,11 @@ struct bn_session {
     float *rows;                 // (lookup_max + 1) rows of n_vocab
     bn_lookup_pass pass;
     bn_lookup_stats lookup;      // this generate call's
+    // Speculative decoding (bn_session_set_draft): the caller's session on a
+    // draft model drafts instead of bn_lookup_draft, while its likeliest token's
+    // probability is at least draft_p_min.
+    bn_session *draft;
+    float draft_p_min;
 };
 
 int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err) {
@@ -144,6 +150,18 @@ int bn_session_set_lookup(bn_session *s, int max_draft, bn_error *err) {
         s->rows = rows;
     }
     s->lookup_max = max_draft;
+    s->draft = NULL;
+    return 0;
+}
+
+int bn_session_set_draft(bn_session *s, bn_session *draft, int max_draft, float p_min, bn_error *err) {
+    if (!draft || max_draft == 0) return bn_session_set_lookup(s, 0, err);
+    if (draft == s) return bn_errorf(err, "a session cannot draft for itself");
+    if (!(p_min >= 0 && p_min <= 1)) return bn_errorf(err, "p_min must be in 0..1 (got %g)", (double)p_min);
+    if (bn_engine_same_vocab(s->engine, draft->engine, err)) return -1;
+    if (bn_session_set_lookup(s, max_draft, err)) return -1;
+    s->draft = draft;
+    s->draft_p_min = p_min;
     return 0;
 }
 
@@ -297,8 +315,45 @@ static int feed_and_pick(bn_session *s, bn_sampler *smp, int32_t *next, bn_error
     return rc;
 }
 
+// Up to max tokens drafted by the draft session d after hist[0..n) (its last
+// token pending): d keeps the start of its KV cache that hist shares (what it
+// drafted and the target did not take is dropped there), feeds the rest, then
+// takes its likeliest token a step at a time while that token's probability is
+// at least p_min (with p_min 0, the backend's argmax: no row comes back).
+// Returns how many, or -1 and err.
+static int draft_tokens(bn_session *d, const int32_t *hist, int n, int max, float p_min, int32_t *out,
+                        bn_error *err) {
+    if (settle_opening(d, false, err)) return -1;
+    bn_session_keep_prefix(d, hist, (size_t)n);
+    if (max > d->be.n_ctx - n + 1) max = d->be.n_ctx - n + 1; // the last drafted token is not fed
+    if (max <= 0) return 0;
+    memcpy(d->history + d->n_hist, hist + d->n_hist, (size_t)(n - d->n_hist) * sizeof *hist);
+    d->n_hist = n;
+    const int32_t V = (int32_t)d->engine->model->hp.n_vocab;
+    const bool argmax = p_min <= 0 && d->be.ops->forward_argmax;
+    int k = 0;
+    while (k < max) {
+        const int32_t *toks = d->history + d->n_past, *pos = d->pos + d->n_past;
+        const int m = d->n_hist - d->n_past;
+        int32_t best;
+        if (argmax ? d->be.ops->forward_argmax(d->be.be, toks, pos, NULL, m, &best, err)
+                   : d->be.ops->forward(d->be.be, toks, pos, NULL, m, d->logits, false, err))
+            return -1;
+        d->n_past = d->n_hist;
+        if (!argmax) {
+            best = bn_argmax(d->logits, V);
+            double sum = 0; // the softmax's denominator over e^(logit - max)
+            for (int32_t i = 0; i < V; i++) sum += exp((double)d->logits[i] - d->logits[best]);
+            if (1.0 / sum < p_min) break;
+        }
+        out[k++] = best;
+        d->history[d->n_hist++] = best;
+    }
+    return k;
+}
+
 // The step after the pending token (history[n_hist - 1], not yet fed) with
-// lookup on: the next row of the last verifying pass where the pending token is
+// lookup (or a draft model) on: the next row of the last verifying pass where the pending token is
 // the one it drafted there (its K/V are in the cache already), else a new pass
 // over the pending token and a new draft of up to max_draft tokens (0 where
 // nothing matches: feed_and_pick). Each row is read by the same pick_from_row, in
@@ -315,7 +370,10 @@ static int lookup_step(bn_session *s, bn_sampler *smp, int max_draft, int32_t *n
     bn_lookup_end(&s->pass, s->lookup_max);
     if (max_draft > s->pass.len) max_draft = s->pass.len;
     int32_t toks[BN_LOOKUP_MAX + 1];
-    const int k = max_draft > 0 ? bn_lookup_draft(s->history, s->n_hist, max_draft, toks + 1) : 0;
+    const int k = max_draft <= 0 ? 0
+                : s->draft   ? draft_tokens(s->draft, s->history, s->n_hist, max_draft, s->draft_p_min, toks + 1, err)
+                             : bn_lookup_draft(s->history, s->n_hist, max_draft, toks + 1);
+    if (k < 0) return -1;
     if (k == 0) return feed_and_pick(s, smp, next, err);
     if (settle_opening(s, false, err)) return -1; // a move (cpu_start) comes between passes only
     toks[0] = pending;

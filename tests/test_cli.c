@@ -554,6 +554,53 @@ static void test_sampling_flags(void **state) {
     cJSON_Delete(penalized);
 }
 
+// -md: the shipped model drafting for itself gives the tokens it gives alone and
+// takes every draft (p-min 0); sampled, the same tokens too. --lookup beside it
+// is a usage error, as is a p-min outside 0..1; a draft model of another
+// vocabulary (make-model's built-in one) is one error; serve takes no -md.
+static void test_model_draft(void **state) {
+    (void)state;
+    char model[4096], extra[4400], args[10000];
+    bn_shipped_path("models/bitnet-austen-6m.gguf", model, sizeof model);
+    const char *const modes[] = {"--greedy", "--temp 0.9 --seed 4"};
+    for (int m = 0; m < 2; m++) {
+        snprintf(extra, sizeof extra, "-p 'It is a truth' -n 24 --json %s", modes[m]);
+        cli_result *plain = generate_ok(model, extra);
+        snprintf(extra, sizeof extra, "-p 'It is a truth' -n 24 --json %s -md '%s' --draft-p-min 0 --draft-max 8",
+                 modes[m], model);
+        cli_result *drafted = generate_ok(model, extra);
+        cJSON *a = cJSON_Parse(plain->out), *b = cJSON_Parse(drafted->out);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_same_json(cJSON_GetObjectItem(a, "generated_ids"), cJSON_GetObjectItem(b, "generated_ids"));
+        assert_non_null(strstr(drafted->err, "draft model: "));
+        const cJSON *t = cJSON_GetObjectItem(b, "timings");
+        const double n_drafted = cJSON_GetObjectItem(t, "lookup_drafted")->valuedouble;
+        assert_true(n_drafted > 0);
+        if (m == 0) {
+            assert_true(cJSON_GetObjectItem(t, "lookup_accepted")->valuedouble == n_drafted);
+            assert_non_null(strstr(drafted->err, " taken (100%)"));
+        }
+        cJSON_Delete(a);
+        cJSON_Delete(b);
+        free(plain);
+        free(drafted);
+    }
+    snprintf(args, sizeof args, "generate -m '%s' -p hi -md '%s' --lookup 4", model, model);
+    expect_error(args, 2, "choose one");
+    snprintf(args, sizeof args, "generate -m '%s' -p hi -md '%s' --draft-p-min 1.5", model, model);
+    expect_error(args, 2, "--draft-p-min");
+    char other[64];
+    bn_tmp_path(other, sizeof other, "draft_vocab");
+    snprintf(args, sizeof args, "make-model -o '%s' > /dev/null", other);
+    free(run_expect(args, 0));
+    snprintf(args, sizeof args, "generate -m '%s' -p hi -md '%s'", model, other);
+    expect_error(args, 1, "--model-draft: the vocabularies differ");
+    unlink(other);
+    snprintf(args, sizeof args, "serve -m '%s' -md '%s'", model, model);
+    expect_error(args, 2, "does not use -md");
+}
+
 // A JSON reply whose every way on is banned (-l ID-inf on the tokens its schema
 // leaves) stops there ("length", as when no token fits the schema) instead of
 // picking a token out of a row of -inf: on tiny-a, '{"enum": ["a"]}' can only go on
@@ -618,6 +665,7 @@ int main(void) {
         cmocka_unit_test(test_sampling_flags),
         cmocka_unit_test(test_chat_template),
         cmocka_unit_test(test_everything_banned_stops),
+        cmocka_unit_test(test_model_draft),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,6 +32,7 @@
 #include "backend.h"
 #include "bitnet.h"
 #include "cpu_features.h"
+#include "devtools.h"
 #include "kernels.h"
 #include "lookup.h"
 
@@ -165,16 +166,28 @@ typedef struct config {
     const char *schema; // NULL: none
 } config;
 
-// One session per run: prompt p, n_predict tokens, lookup max_draft (0: off).
-static void generate(const char *backend, const char *kernels, const config *c, const char *prompt, int n_predict,
-                     int max_draft, run *out) {
+// A draft model (bn_session_set_draft) instead of prompt lookup.
+typedef struct drafter {
+    bn_engine *engine;
+    float p_min;
+    int n_ctx; // 0: the main session's
+} drafter;
+
+// One session per run: prompt p, n_predict tokens, max_draft tokens a pass (0:
+// off) drafted by lookup, or by d's model where d is not NULL.
+static void generate_with(const char *backend, const char *kernels, const config *c, const char *prompt,
+                          int n_predict, int max_draft, const drafter *d, run *out) {
     bn_session_params sp = {.backend = backend, .n_threads = 2, .n_ctx = c->n_ctx, .cpu_kernels = kernels};
-    bn_session *s = NULL;
+    bn_session_params dp = {.backend = backend, .n_threads = 2, .n_ctx = d && d->n_ctx ? d->n_ctx : c->n_ctx,
+                            .cpu_kernels = kernels};
+    bn_session *s = NULL, *ds = NULL;
     bn_error err;
     int32_t *ids = NULL;
     size_t n = 0;
     memset(out, 0, sizeof *out);
-    if (bn_session_create(g_engine, &sp, &s, &err) || bn_session_set_lookup(s, max_draft, &err) ||
+    if (bn_session_create(g_engine, &sp, &s, &err) ||
+        (d ? bn_session_create(d->engine, &dp, &ds, &err) || bn_session_set_draft(s, ds, max_draft, d->p_min, &err)
+           : bn_session_set_lookup(s, max_draft, &err)) ||
         (c->logprobs >= 0 && bn_session_set_logprobs(s, c->logprobs, &err)) ||
         (c->schema && bn_session_set_json_schema(s, c->schema, &err)) ||
         bn_engine_tokenize(g_engine, prompt, true, false, &ids, &n, &err))
@@ -186,6 +199,12 @@ static void generate(const char *backend, const char *kernels, const config *c, 
     out->stats = bn_session_lookup_stats(s);
     free(ids);
     bn_session_free(s);
+    bn_session_free(ds);
+}
+
+static void generate(const char *backend, const char *kernels, const config *c, const char *prompt, int n_predict,
+                     int max_draft, run *out) {
+    generate_with(backend, kernels, c, prompt, n_predict, max_draft, NULL, out);
 }
 
 static void expect_same(const run *a, const run *b, const char *what) {
@@ -212,23 +231,30 @@ static bn_sampling sampled(float temp, uint64_t seed) {
     return s;
 }
 
-static void check_configs(const char *backend, const char *kernels, const config *configs, size_t n_configs,
-                          int n_predict, const int *drafts, bn_lookup_stats *total) {
+// Each config and prompt without a draft, then with each count of drafts
+// (by lookup, or by drafter's model).
+static void check_drafts(const char *backend, const char *kernels, const config *configs, size_t n_configs,
+                         int n_predict, const int *drafts, const drafter *dm, bn_lookup_stats *total) {
     run plain, with;
     char what[256];
     for (size_t c = 0; c < n_configs; c++)
         for (size_t p = 0; p < N_PROMPTS; p++) {
             generate(backend, kernels, &configs[c], PROMPTS[p], n_predict, 0, &plain);
             for (const int *d = drafts; *d; d++) {
-                generate(backend, kernels, &configs[c], PROMPTS[p], n_predict, *d, &with);
-                snprintf(what, sizeof what, "%s/%s %s, prompt %zu, lookup %d", backend, kernels ? kernels : "-",
-                         configs[c].name, p, *d);
+                generate_with(backend, kernels, &configs[c], PROMPTS[p], n_predict, *d, dm, &with);
+                snprintf(what, sizeof what, "%s/%s %s, prompt %zu, %s %d", backend, kernels ? kernels : "-",
+                         configs[c].name, p, dm ? "draft model" : "lookup", *d);
                 expect_same(&plain, &with, what);
                 total->drafted += with.stats.drafted;
                 total->accepted += with.stats.accepted;
                 total->passes += with.stats.passes;
             }
         }
+}
+
+static void check_configs(const char *backend, const char *kernels, const config *configs, size_t n_configs,
+                          int n_predict, const int *drafts, bn_lookup_stats *total) {
+    check_drafts(backend, kernels, configs, n_configs, n_predict, drafts, NULL, total);
 }
 
 static const int DRAFTS[] = {1, 8, 32, 0};
@@ -363,6 +389,165 @@ static void test_refuses_out_of_range(void **state) {
     assert_int_equal(bn_session_set_lookup(s, BN_LOOKUP_MAX, &err), 0);
     assert_int_equal(bn_session_set_lookup(s, 0, &err), 0);
     bn_session_free(s);
+}
+
+// ---- a draft model (bn_session_set_draft) ----------------------------------------
+
+// A random model with the shipped model's vocabulary (make-model --vocab): its
+// drafts are mostly refused. The shipped model drafting for itself: its greedy
+// drafts are all taken (the same arithmetic, a step's row bit for bit a pass's).
+static char g_random_path[64];
+static bn_engine *g_random;
+
+static void open_random_draft(void) {
+    if (g_random) return;
+    char shipped[4096];
+    bn_synth_config cfg;
+    bn_error err;
+    assert_int_equal(bn_synth_preset("tiny", &cfg, &err), 0);
+    cfg.vocab_path = bn_shipped_path("models/bitnet-austen-6m.gguf", shipped, sizeof shipped);
+    cfg.seed = 3;
+    bn_tmp_path(g_random_path, sizeof g_random_path, "draft");
+    if (bn_synth_model_write(&cfg, g_random_path, &err) || bn_engine_load(g_random_path, NULL, &g_random, &err))
+        fail_msg("%s", err.msg);
+}
+
+static int teardown_draft(void **state) {
+    (void)state;
+    bn_engine_free(g_random);
+    g_random = NULL;
+    if (g_random_path[0]) remove(g_random_path);
+    return 0;
+}
+
+static void check_drafter(const char *kernels, const config *configs, size_t n_configs, const int *counts,
+                          const char *name, const drafter *d, bool mostly_refused) {
+    bn_lookup_stats st = {0};
+    check_drafts("cpu", kernels, configs, n_configs, 40, counts, d, &st);
+    fprintf(stderr, "  cpu/%s, drafted by %s: the same tokens; %" PRIu64 " drafted in %" PRIu64 " passes, %" PRIu64
+                    " taken\n",
+            kernels ? kernels : "auto", name, st.drafted, st.passes, st.accepted);
+    assert_true(st.drafted > 0);
+    assert_true(mostly_refused ? st.accepted < st.drafted / 2 : st.accepted > 0);
+}
+
+static void test_draft_model_same_tokens(void **state) {
+    (void)state;
+    open_random_draft();
+    config configs[] = {
+        {.name = "greedy", .sampling = bn_sampling_greedy(), .logprobs = -1},
+        {.name = "temp 0.8", .sampling = sampled(0.8f, 3), .logprobs = -1},
+        {.name = "penalties, with logprobs", .sampling = sampled(0.7f, 7), .logprobs = 3},
+        {.name = "json schema", .sampling = bn_sampling_greedy(), .logprobs = -1,
+         .schema = "{\"type\": \"array\", \"items\": {\"enum\": [\"Elizabeth\", \"Jane\"]}}"},
+    };
+    configs[2].sampling.repeat_penalty = 1.3f, configs[2].sampling.presence_penalty = 0.3f;
+    const drafter self = {.engine = g_engine}, self_p = {.engine = g_engine, .p_min = 0.3f},
+                 other = {.engine = g_random}, short_ctx = {.engine = g_engine, .n_ctx = 40};
+    const struct {
+        const char *name;
+        const drafter *d;
+    } drafters[] = {{"itself", &self}, {"itself, p_min 0.3", &self_p}, {"a random model", &other},
+                    {"itself, in a 40-token context", &short_ctx}};
+    // Every drafter and config on the kernel set auto picks; on each set (whose
+    // pass rows test_same_tokens holds to its steps), greedy and sampled with
+    // the model drafting for itself.
+    for (size_t d = 0; d < sizeof drafters / sizeof drafters[0]; d++)
+        check_drafter(NULL, configs, sizeof configs / sizeof configs[0], (const int[]){1, 32, 0}, drafters[d].name,
+                      drafters[d].d, drafters[d].d == &other);
+    for (size_t k = 0; bn_cpu_kernel_sets[k]; k++) {
+        const bn_cpu_kernels *kern;
+        bn_error err;
+        if (bn_cpu_kernels_select(bn_cpu_kernel_sets[k], &kern, &err) == 0)
+            check_drafter(bn_cpu_kernel_sets[k], configs, 2, (const int[]){8, 0}, "itself", &self, false);
+    }
+}
+
+// Greedy, the model drafting for itself without p_min: every draft is taken,
+// and a pass drafts as many as are left to make, so the passes are few.
+static void test_draft_model_itself_all_taken(void **state) {
+    (void)state;
+    const config c = {.name = "greedy", .sampling = bn_sampling_greedy(), .logprobs = -1};
+    const drafter self = {.engine = g_engine};
+    run plain, with;
+    for (size_t p = 0; p < N_PROMPTS; p++) {
+        generate("cpu", NULL, &c, PROMPTS[p], 64, 0, &plain);
+        generate_with("cpu", NULL, &c, PROMPTS[p], 64, 16, &self, &with);
+        expect_same(&plain, &with, "drafted by itself");
+        if (plain.t.stop != BN_STOP_LENGTH) continue; // an end of turn cuts a draft short
+        assert_int_equal(with.stats.accepted, with.stats.drafted);
+        // 63 tokens after the prefill's, each from a pass's first row or a draft's
+        assert_int_equal(with.stats.drafted + with.stats.passes, 63);
+        assert_int_equal(with.stats.passes, 4); // 17 tokens a pass, the last one's draft cut to the 11 left
+    }
+}
+
+// A chat's turns: the draft session follows the history through a second
+// prompt, its cache cut back to what it shares with it.
+static void test_draft_model_two_calls(void **state) {
+    (void)state;
+    open_random_draft();
+    int32_t got[3][2 * MAX_GEN];
+    int n_got[3] = {0, 0, 0};
+    bn_engine *drafts[3] = {NULL, g_engine, g_random};
+    for (int v = 0; v < 3; v++) {
+        bn_session_params sp = {.backend = "cpu", .n_threads = 2};
+        bn_session *s, *ds = NULL;
+        bn_error err;
+        assert_int_equal(bn_session_create(g_engine, &sp, &s, &err), 0);
+        if (drafts[v]) {
+            assert_int_equal(bn_session_create(drafts[v], &sp, &ds, &err), 0);
+            assert_int_equal(bn_session_set_draft(s, ds, 6, 0.f, &err), 0);
+        }
+        for (int call = 0; call < 2; call++) {
+            int32_t *ids;
+            size_t n;
+            assert_int_equal(bn_engine_tokenize(g_engine, PROMPTS[call], call == 0, false, &ids, &n, &err), 0);
+            run r = {.n = 0};
+            const bn_sampling smp = sampled(0.9f, 5 + (uint64_t)call);
+            assert_int_equal(bn_session_generate(s, ids, n, 60, &smp, on_token, &r, NULL, &err), 0);
+            memcpy(got[v] + n_got[v], r.ids, sizeof r.ids[0] * (size_t)r.n);
+            n_got[v] += r.n;
+            free(ids);
+        }
+        bn_session_free(s);
+        bn_session_free(ds);
+    }
+    for (int v = 1; v < 3; v++) {
+        assert_int_equal(n_got[0], n_got[v]);
+        assert_memory_equal(got[0], got[v], sizeof got[0][0] * (size_t)n_got[0]);
+    }
+}
+
+static void test_draft_model_refused(void **state) {
+    (void)state;
+    open_random_draft();
+    bn_synth_config cfg;
+    bn_error err;
+    char path[64];
+    bn_engine *builtin;
+    assert_int_equal(bn_synth_preset("tiny", &cfg, &err), 0); // the built-in vocabulary
+    bn_tmp_path(path, sizeof path, "draft_vocab");
+    if (bn_synth_model_write(&cfg, path, &err) || bn_engine_load(path, NULL, &builtin, &err)) fail_msg("%s", err.msg);
+    remove(path);
+    bn_session_params sp = {.backend = "cpu", .n_threads = 1};
+    bn_session *s, *other, *wrong;
+    assert_int_equal(bn_session_create(g_engine, &sp, &s, &err), 0);
+    assert_int_equal(bn_session_create(g_random, &sp, &other, &err), 0);
+    assert_int_equal(bn_session_create(builtin, &sp, &wrong, &err), 0);
+    assert_int_equal(bn_session_set_draft(s, wrong, 8, 0.5f, &err), -1);
+    assert_non_null(strstr(err.msg, "vocabularies differ"));
+    assert_int_equal(bn_session_set_draft(s, s, 8, 0.5f, &err), -1);
+    assert_int_equal(bn_session_set_draft(s, other, BN_LOOKUP_MAX + 1, 0.5f, &err), -1);
+    assert_int_equal(bn_session_set_draft(s, other, -1, 0.5f, &err), -1);
+    assert_int_equal(bn_session_set_draft(s, other, 8, 1.5f, &err), -1);
+    assert_int_equal(bn_session_set_draft(s, other, 8, NAN, &err), -1);
+    assert_int_equal(bn_session_set_draft(s, other, 8, 0.5f, &err), 0);
+    assert_int_equal(bn_session_set_draft(s, NULL, 8, 0.5f, &err), 0); // off
+    bn_session_free(wrong);
+    bn_session_free(other);
+    bn_session_free(s);
+    bn_engine_free(builtin);
 }
 
 // ---- the batch -------------------------------------------------------------------
@@ -591,6 +776,10 @@ int main(void) {
         cmocka_unit_test(test_n_predict),
         cmocka_unit_test(test_two_calls),
         cmocka_unit_test(test_refuses_out_of_range),
+        cmocka_unit_test(test_draft_model_same_tokens),
+        cmocka_unit_test(test_draft_model_itself_all_taken),
+        cmocka_unit_test(test_draft_model_two_calls),
+        cmocka_unit_test_teardown(test_draft_model_refused, teardown_draft),
         cmocka_unit_test(test_batch_same_tokens),
         cmocka_unit_test(test_batch_rows_go_back),
         cmocka_unit_test(test_batch_refuses_out_of_range),

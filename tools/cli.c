@@ -98,9 +98,16 @@ static const flag_def flags[] = {
      "hold each reply to this JSON Schema (its text, or @FILE; '{\"type\":\"object\"}': any object)"},
     {{"--logprobs"}, BN_FLAGS_LOGPROBS, INT, AT(logprobs), 0, BN_TOP_LOGPROBS_MAX, NULL, "N",
      "with --json: each generated token's log-probability and its N likeliest alternatives' (0..20)"},
-    {{"--lookup", "--draft"}, BN_FLAGS_LOOKUP, INT, AT(lookup), 0, 32, NULL, "N",
+    {{"--lookup"}, BN_FLAGS_LOOKUP, INT, AT(lookup), 0, 32, NULL, "N",
      "prompt lookup decoding: draft up to N tokens a step from where the text's last few tokens came "
      "before, verified in one pass (the same tokens; fewer passes where the text repeats; default 0: off)"},
+    {{"--model-draft", "-md"}, BN_FLAGS_DRAFT, STRING, AT(model_draft), 0, 0, NULL, "FILE",
+     "speculative decoding: a smaller model with the same vocabulary drafts tokens, verified in one pass "
+     "(the same tokens; fewer passes where it guesses right)"},
+    {{"--draft-max", "--draft", "--draft-n"}, BN_FLAGS_LOOKUP, INT, AT(draft), 1, 32, NULL, "N",
+     "tokens drafted a step at most: by -md's model (default 16), else by prompt lookup (as --lookup N)"},
+    {{"--draft-p-min"}, BN_FLAGS_DRAFT, FLOAT, AT(draft_p_min), 0, 0, NULL, "P",
+     "-md: stop a draft before a token the draft model gives less than P (0..1, default 0.75)"},
     {{"--host"}, BN_FLAGS_SERVE, STRING, AT(host), 0, 0, NULL, "ADDR",
      "address to listen on (default 127.0.0.1; 0.0.0.0: every interface)"},
     {{"--port"}, BN_FLAGS_SERVE, INT, AT(port), 0, 65535, NULL, "N", "TCP port (default 8080; 0: any free one)"},
@@ -231,7 +238,7 @@ static void print_usage(const char *cmd, unsigned accept, const char *synopsis) 
 int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, int argc, char **argv,
                        bn_run_flags *f, bool *help) {
     *f = (bn_run_flags){.n_predict = -1, .reps = 1, .chunks = -1, .host = "127.0.0.1", .port = 8080, .parallel = 4,
-                        .timeout = 30, .logprobs = -1, .sampling = bn_sampling_default()};
+                        .timeout = 30, .logprobs = -1, .draft_p_min = 0.75f, .sampling = bn_sampling_default()};
     f->session.backend = "auto";
     *help = false;
     for (int i = 1; i < argc; i++) {
@@ -272,6 +279,16 @@ int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, i
             return 2;
         }
     }
+    if (f->model_draft && f->lookup) {
+        fprintf(stderr, "error: --lookup and --model-draft both draft tokens: choose one\n");
+        return 2;
+    }
+    if (!(f->draft_p_min >= 0 && f->draft_p_min <= 1)) {
+        fprintf(stderr, "error: --draft-p-min expects a probability in 0..1, got %g\n", (double)f->draft_p_min);
+        return 2;
+    }
+    if (f->model_draft && !f->draft) f->draft = 16;
+    else if (!f->model_draft && f->draft) f->lookup = f->draft; // llama-lookup's spelling of --lookup
     f->session.lm_head_q8 = f->lm_head && !strcmp(f->lm_head, "q8");
     // A GPU's start is what the CPU covers; the reference backend is asked for
     // its own arithmetic from the first token.

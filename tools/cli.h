@@ -41,6 +41,9 @@ typedef struct bn_run_flags {
     const char *json_schema; // --json-schema: a JSON Schema's text, or @FILE
     int logprobs;           // --logprobs N: alternatives per token (-1 when not given)
     int lookup;             // --lookup N: prompt lookup decoding's drafted tokens a pass (0: off)
+    const char *model_draft; // -md FILE: speculative decoding with this draft model
+    int draft;              // --draft-max N: tokens a pass at most (-md's, default 16; else as --lookup)
+    float draft_p_min;      // --draft-p-min P (0.75)
     bn_session_params session;
     bn_sampling sampling;   // its logit_bias points into logit_bias below
     bn_logit_bias logit_bias[BN_MAX_LOGIT_BIAS]; // --logit-bias, in the order given
@@ -70,7 +73,8 @@ enum {
     BN_FLAGS_JSON_SCHEMA = 1 << 14, // --json-schema
     BN_FLAGS_LOGPROBS = 1 << 15, // --logprobs
     BN_FLAGS_TEMPLATE = 1 << 16, // --chat-template
-    BN_FLAGS_LOOKUP = 1 << 17,   // --lookup
+    BN_FLAGS_LOOKUP = 1 << 17,   // --lookup --draft-max
+    BN_FLAGS_DRAFT = 1 << 18,    // -md --draft-p-min
 };
 
 // Parses argv[1..] into f (defaults filled first), taking the flags of the groups

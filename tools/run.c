@@ -40,6 +40,22 @@ int bn_run_prepare_engine(const bn_run_flags *f, bn_engine *e, bn_error *err) {
     return 0;
 }
 
+// -md: the draft model, its session on the same backend flags and context as
+// the main one, and the main session drafting from it.
+static int open_draft(const bn_run_flags *f, bn_run *r, bn_error *err) {
+    bn_session_params p = f->session;
+    p.n_ctx = bn_session_n_ctx(r->session);
+    if (bn_engine_load(f->model_draft, f->tokenizer, &r->draft_engine, err) ||
+        bn_session_create(r->draft_engine, &p, &r->draft_session, err) ||
+        bn_session_set_draft(r->session, r->draft_session, f->draft, f->draft_p_min, err))
+        return -1;
+    bn_model_info info = bn_engine_info(r->draft_engine);
+    fprintf(stderr, "draft model: %s, %s, %d layers, hidden %d (%.0f ms), up to %d tokens a pass, p-min %g\n",
+            f->model_draft, info.arch, info.n_layer, info.n_embd, bn_engine_load_ms(r->draft_engine), f->draft,
+            (double)f->draft_p_min);
+    return 0;
+}
+
 int bn_run_open(const bn_run_flags *f, bn_run *r) {
     *r = (bn_run){0};
     bn_error err;
@@ -51,6 +67,7 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
                        : bn_session_create(r->engine, &f->session, &r->session, &err)            ? ""
                        : schema && bn_session_set_json_schema(r->session, schema, &err) ? "--json-schema: "
                        : bn_session_set_lookup(r->session, f->lookup, &err)             ? "--lookup: "
+                       : f->model_draft && open_draft(f, r, &err)                       ? "--model-draft: "
                                                                                         : NULL;
     free(schema);
     if (failed) {
@@ -67,7 +84,7 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
             bn_session_backend_note(r->session), bn_session_n_ctx(r->session),
             kernels ? ", CPU kernels " : "", kernels ? kernels : "");
     r->opening = bn_session_opening(r->session);
-    r->lookup = f->lookup > 0;
+    r->lookup = f->lookup > 0 || f->model_draft;
     snprintf(r->asked, sizeof r->asked, "%s", f->session.backend ? f->session.backend : "auto");
     return 0;
 }
@@ -75,7 +92,7 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
 static bool g_left_open;
 
 void bn_run_close(bn_run *r) {
-    if (r->session && bn_session_opening(r->session)) {
+    if ((r->session && bn_session_opening(r->session)) || (r->draft_session && bn_session_opening(r->draft_session))) {
         if (strcmp(r->asked, "auto")) // a named backend that this run never used
             fprintf(stderr, "note: the run ended on the CPU before moving to %s, which was not checked "
                             "(--no-cpu-start waits for it)\n",
@@ -85,6 +102,8 @@ void bn_run_close(bn_run *r) {
     }
     bn_session_free(r->session);
     bn_engine_free(r->engine);
+    bn_session_free(r->draft_session);
+    bn_engine_free(r->draft_engine);
     *r = (bn_run){0};
 }
 
@@ -137,8 +156,8 @@ void bn_print_timings(bn_run *r, const bn_timings *t) {
             bn_per_second(n_steps, t->decode_ms), bn_session_backend(r->session));
     if (r->lookup) {
         const bn_lookup_stats l = bn_session_lookup_stats(r->session);
-        fprintf(stderr, "lookup: %" PRIu64 " tokens drafted in %" PRIu64 " passes, %" PRIu64 " taken (%.0f%%)\n",
-                l.drafted, l.passes, l.accepted, l.drafted ? 100.0 * (double)l.accepted / (double)l.drafted : 0.0);
+        fprintf(stderr, "%s: %" PRIu64 " tokens drafted in %" PRIu64 " passes, %" PRIu64 " taken (%.0f%%)\n",
+                r->draft_session ? "draft" : "lookup", l.drafted, l.passes, l.accepted, l.drafted ? 100.0 * (double)l.accepted / (double)l.drafted : 0.0);
     }
     if (r->opening && !bn_session_opening(r->session)) { // said once (chat prints every turn)
         fprintf(stderr, "backend: now %s (%s)\n", bn_session_backend(r->session),

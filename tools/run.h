@@ -13,7 +13,9 @@ typedef struct bn_run {
     bn_session *session;
     bool opening;       // the session's backend was still opening when last said (cpu_start)
     char asked[16];     // the backend the flags asked for ("auto" unless named)
-    bool lookup;        // --lookup: the timings say what it drafted
+    bool lookup;        // --lookup or -md: the timings say what it drafted
+    bn_engine *draft_engine;   // -md: the draft model
+    bn_session *draft_session; // and its session, on the same backend flags
 } bn_run;
 
 // The flags that act on the model alone, before a backend starts: sets
