@@ -60,6 +60,8 @@ struct bn_session {
     // probability is at least draft_p_min.
     bn_session *draft;
     float draft_p_min;
+    int draft_misses; // drafts in a row that gave no token (refused, or none over p_min)
+    int draft_idle;   // steps left to go without a draft after them
 };
 
 int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err) {
@@ -162,7 +164,17 @@ int bn_session_set_draft(bn_session *s, bn_session *draft, int max_draft, float 
     if (bn_session_set_lookup(s, max_draft, err)) return -1;
     s->draft = draft;
     s->draft_p_min = p_min;
+    s->draft_misses = s->draft_idle = 0;
     return 0;
+}
+
+// A draft model's draft costs its steps: after a draft that gave no token, the
+// next 1, 2, 4, ... BN_DRAFT_IDLE_MAX steps go without one, until one gives a
+// token (the draft session then catches up in one forward call).
+#define BN_DRAFT_IDLE_MAX 16
+static void draft_missed(bn_session *s) {
+    s->draft_idle = s->draft_misses < 4 ? 1 << s->draft_misses : BN_DRAFT_IDLE_MAX;
+    s->draft_misses++;
 }
 
 bn_lookup_stats bn_session_lookup_stats(const bn_session *s) { return s->lookup; }
@@ -367,13 +379,22 @@ static int lookup_step(bn_session *s, bn_sampler *smp, int max_draft, int32_t *n
         *next = pick_from_row(s, smp, s->rows + (size_t)s->pass.next_row++ * V);
         return 0;
     }
+    if (s->draft && s->pass.next_row) { // a draft model's pass ends: did it give a token?
+        if (s->pass.next_row > 1) s->draft_misses = 0;
+        else draft_missed(s);
+    }
     bn_lookup_end(&s->pass, s->lookup_max);
     if (max_draft > s->pass.len) max_draft = s->pass.len;
+    if (s->draft && s->draft_idle > 0) {
+        s->draft_idle--;
+        return feed_and_pick(s, smp, next, err);
+    }
     int32_t toks[BN_LOOKUP_MAX + 1];
     const int k = max_draft <= 0 ? 0
                 : s->draft   ? draft_tokens(s->draft, s->history, s->n_hist, max_draft, s->draft_p_min, toks + 1, err)
                              : bn_lookup_draft(s->history, s->n_hist, max_draft, toks + 1);
     if (k < 0) return -1;
+    if (k == 0 && s->draft && max_draft > 0) draft_missed(s);
     if (k == 0) return feed_and_pick(s, smp, next, err);
     if (settle_opening(s, false, err)) return -1; // a move (cpu_start) comes between passes only
     toks[0] = pending;
@@ -438,6 +459,7 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
     s->sampled = false;
     s->lookup = (bn_lookup_stats){0};
     s->pass = (bn_lookup_pass){.len = s->lookup_max};
+    s->draft_misses = s->draft_idle = 0;
     if (s->json_schema) bn_json_state_init(s->json, s->json_schema);
     double t0 = bn_now_ms();
     if (feed_and_pick(s, smp, &next, err)) goto done;

@@ -41,12 +41,14 @@ int bn_run_prepare_engine(const bn_run_flags *f, bn_engine *e, bn_error *err) {
 }
 
 // -md: the draft model, its session on the same backend flags and context as
-// the main one, and the main session drafting from it.
+// the main one (or its own, where that is shorter: drafts stop at its end),
+// and the main session drafting from it.
 static int open_draft(const bn_run_flags *f, bn_run *r, bn_error *err) {
     bn_session_params p = f->session;
-    p.n_ctx = bn_session_n_ctx(r->session);
-    if (bn_engine_load(f->model_draft, f->tokenizer, &r->draft_engine, err) ||
-        bn_session_create(r->draft_engine, &p, &r->draft_session, err) ||
+    if (bn_engine_load(f->model_draft, f->tokenizer, &r->draft_engine, err)) return -1;
+    const int n_ctx = bn_session_n_ctx(r->session), n_ctx_draft = bn_engine_info(r->draft_engine).n_ctx_train;
+    p.n_ctx = n_ctx_draft > 0 && n_ctx_draft < n_ctx ? n_ctx_draft : n_ctx;
+    if (bn_session_create(r->draft_engine, &p, &r->draft_session, err) ||
         bn_session_set_draft(r->session, r->draft_session, f->draft, f->draft_p_min, err))
         return -1;
     bn_model_info info = bn_engine_info(r->draft_engine);

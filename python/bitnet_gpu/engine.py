@@ -603,13 +603,20 @@ class Engine(Model):
     tokenizer.json instead of the GGUF's vocabulary), cpu_kernels=None,
     cpu_start=False, chat_template=None (the model file's chat format; "bitnet",
     "llama3" or "falcon3" instead, as --chat-template; the chat_template attribute
-    names the one in use), lookup=0).
+    names the one in use), lookup=0, draft_model=None, draft=16, draft_p_min=0.75).
 
     lookup=N (1..32): prompt lookup decoding, as `--lookup N` (bitnet.h:
     bn_session_set_lookup): each step drafts up to N tokens from where the
     text's last few tokens came before and verifies them in one pass; the same
     tokens, in fewer passes where the text repeats itself (Completion.timings'
     lookup_* fields count them).
+
+    draft_model="small.gguf": speculative decoding, as `-md FILE --draft-max
+    N --draft-p-min P` (bitnet.h: bn_session_set_draft): that model, with the
+    same vocabulary, on the same backend, threads and context (its own where
+    shorter), drafts up to `draft` tokens (1..32) a step greedily, stopping
+    before one it gives less than draft_p_min, and this model verifies them in
+    one pass; the same tokens as without (the lookup_* timings count them).
 
     cpu_start=True: where a GPU may be present, the engine is ready at once on
     the CPU while the GPU backend opens on a thread, and moves to it between two
@@ -639,8 +646,12 @@ class Engine(Model):
         cpu_start: bool = False,
         chat_template: Optional[str] = None,
         lookup: int = 0,
+        draft_model: Optional[Union[str, os.PathLike]] = None,
+        draft: int = 16,
+        draft_p_min: float = 0.75,
     ):
         self._e = self._s = self._running = None  # _running: the _Run generating now, if any
+        self._draft_e = self._draft_s = None  # draft_model's engine and session
         self._lock = threading.Lock()
         self._load(model_path, tokenizer, chat_template)
         err = N.Error()
@@ -657,23 +668,41 @@ class Engine(Model):
         self._s = s
         self.lookup = int(lookup)
         _check(lib.bn_session_set_lookup(self._s, self.lookup, ctypes.byref(err)), err)
+        if draft_model is not None:
+            if self.lookup:
+                raise ValueError("lookup and draft_model both draft tokens: choose one")
+            self._open_draft(draft_model, tokenizer, params, int(draft), float(draft_p_min))
         self._read_backend()
         if cpu_start:
             _cpu_start_engines.add(self)
         self.n_ctx = lib.bn_session_n_ctx(self._s)
 
+    def _open_draft(self, path, tokenizer, params, draft, p_min):
+        """draft_model: its engine and session (params as this one's, in a context
+        no longer than its own), drafting for this session."""
+        err = N.Error()
+        e, s = ctypes.c_void_p(), ctypes.c_void_p()
+        tok = None if tokenizer is None else os.fsencode(tokenizer)
+        _check(lib.bn_engine_load(os.fsencode(path), tok, ctypes.byref(e), ctypes.byref(err)), err)
+        self._draft_e = e
+        n_ctx, n_train = lib.bn_session_n_ctx(self._s), lib.bn_engine_info(e).n_ctx_train
+        params.n_ctx = n_train if 0 < n_train < n_ctx else n_ctx
+        _check(lib.bn_session_create(e, ctypes.byref(params), ctypes.byref(s), ctypes.byref(err)), err)
+        self._draft_s = s
+        _check(lib.bn_session_set_draft(self._s, s, draft, p_min, ctypes.byref(err)), err)
+
     # ---- lifetime ----
     def close(self):
-        """Frees the session and the model; a generation running stops at its next token."""
+        """Frees the session and the model (and draft_model's); a generation running stops at its next token."""
         run = self._running
         if run is not None:
             run.cancel = True
         with self._lock:
-            if self._s:
-                lib.bn_session_free(self._s)
-            if self._e:
-                lib.bn_engine_free(self._e)
-            self._s = self._e = None
+            for free, handle in ((lib.bn_session_free, self._s), (lib.bn_engine_free, self._e),
+                                 (lib.bn_session_free, self._draft_s), (lib.bn_engine_free, self._draft_e)):
+                if handle:
+                    free(handle)
+            self._s = self._e = self._draft_s = self._draft_e = None
 
     def __del__(self):
         if getattr(self, "_lock", None) is not None:
@@ -738,7 +767,7 @@ class Engine(Model):
                 rc = rc or lib.bn_session_set_logprobs(self._s, -1 if logprobs is None else logprobs, ctypes.byref(err))
                 rc = rc or lib.bn_session_generate(self._s, rest, len(ids) - kept, max_tokens, ctypes.byref(sp), run.fn,
                                              None, ctypes.byref(t), ctypes.byref(err))
-                lookup = lib.bn_session_lookup_stats(self._s) if self.lookup else None
+                lookup = lib.bn_session_lookup_stats(self._s) if self.lookup or self._draft_s else None
                 eog = None  # the end-of-generation token it ended with, which on_token did not see
                 last = lib.bn_session_token_id(self._s) if rc == 0 and logprobs is not None else -1
                 if last >= 0 and t.stop == N.STOP_EOG and lib.bn_engine_is_eog(self._e, last):

@@ -120,6 +120,32 @@ def test_lookup_gives_the_same_tokens(engine, model_path, cli):
             Engine(model_path, threads=1, lookup=bad)
 
 
+def test_draft_model_gives_the_same_tokens(engine, model_path, cli, tmp_path):
+    """Engine(draft_model=...) is `generate -md FILE`: the tokens of the model alone
+    (greedy, sampled, with logprobs); the model drafting for itself has every
+    greedy draft taken up to the reply's end; another vocabulary, or lookup
+    beside it, is refused."""
+    prompt = "It is a truth universally acknowledged"
+    with Engine(model_path, threads=1, draft_model=model_path, draft=8, draft_p_min=0) as e:
+        for kw in (dict(greedy=True), SAMPLED, dict(greedy=True, logprobs=True, top_logprobs=3)):
+            want, got = engine.generate(prompt, max_tokens=40, **kw), e.generate(prompt, max_tokens=40, **kw)
+            assert (got.ids, got.text, got.logprobs) == (want.ids, want.text, want.logprobs)
+            assert got.timings.lookup_drafted > 0
+        t = e.generate(prompt, max_tokens=40, greedy=True).timings
+        # every draft taken, but for those past the end of the reply (it ends its turn here)
+        assert 0 < t.lookup_accepted <= t.lookup_drafted and t.lookup_passes + t.lookup_accepted + 1 == t.generated_tokens
+        want = cli("-p", prompt, "-n", 40, "--greedy", "-md", model_path, "--draft-max", 8, "--draft-p-min", 0)
+        assert (t.lookup_drafted, t.lookup_accepted, t.lookup_passes) == tuple(
+            want["timings"][k] for k in ("lookup_drafted", "lookup_accepted", "lookup_passes"))
+    other = tmp_path / "builtin-vocab.gguf"
+    subprocess.run([CLI, "make-model", "-o", str(other)], check=True,
+                   stdout=subprocess.DEVNULL)
+    with pytest.raises(BitnetError, match="vocabularies differ"):
+        Engine(model_path, threads=1, draft_model=other)
+    with pytest.raises(ValueError, match="choose one"):
+        Engine(model_path, threads=1, lookup=4, draft_model=model_path)
+
+
 def test_default_model(model_path, tmp_path, monkeypatch):
     """With no model_path: $BITNET_MODEL, else ./models/ggml-model-i2_s.gguf, else the model the
     package ships (pip installed it beside the library), which runs as the CLI runs it."""
