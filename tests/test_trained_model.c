@@ -18,7 +18,8 @@
 //     (scripts/gpu-check.sh runs this with BITNET_REQUIRE_GPU=1: no GPU fails);
 //   - the public API (engine, session, greedy sampler, streamed text) prints the
 //     reference's text, as `bitnet-gpu generate --greedy` does, also with prompt
-//     lookup decoding (bn_session_set_lookup: several tokens a pass); on a GPU
+//     lookup decoding (bn_session_set_lookup: several tokens a pass) and with
+//     the model drafting for itself (bn_session_set_draft); on a GPU
 //     also from a session started on the CPU that moves to CUDA at several steps.
 // A trained model is not chaotic like a random deep one, so these margins hold
 // at full depth: a wrong kernel shows up as a wrong token, not as noise.
@@ -338,8 +339,10 @@ static int collect(void *user, int32_t id, const char *text, size_t len) {
 // Every case through the public API on sessions made with p; with moves, the
 // session starts on the CPU and moves at poll moves[c % 4] + 1 (each step
 // polls once: these prompts are under 32 tokens), and must end on p->backend.
-// With lookup (the most tokens drafted a pass), some drafts must be taken.
-static void check_engine_text(const bn_session_params *p, const int *moves, int lookup) {
+// With lookup (the most tokens drafted a pass), some drafts must be taken;
+// they come from prompt lookup, or with draft from the model itself in a
+// second session (bn_session_set_draft, p_min 0).
+static void check_engine_text(const bn_session_params *p, const int *moves, int lookup, bool draft) {
     bn_engine *e;
     bn_session *s;
     bn_error err;
@@ -352,7 +355,11 @@ static void check_engine_text(const bn_session_params *p, const int *moves, int 
         const ref_case *r = &fx.cases[c];
         if (fx.scalar_logits[c] && fx.scalar_n[c] < N_GEN) continue; // a near tie went the other way
         if (moves) bn_opening_test_set(moves[c % 4], NULL);
-        if (bn_session_create(e, p, &s, &err) || bn_session_set_lookup(s, lookup, &err)) fail_msg("%s", err.msg);
+        bn_session *ds = NULL;
+        if (bn_session_create(e, p, &s, &err) ||
+            (draft ? bn_session_create(e, p, &ds, &err) || bn_session_set_draft(s, ds, lookup, 0.f, &err)
+                   : bn_session_set_lookup(s, lookup, &err)))
+            fail_msg("%s", err.msg);
         if (moves) assert_true(bn_session_opening(s));
         int32_t *ids;
         size_t n;
@@ -369,12 +376,13 @@ static void check_engine_text(const bn_session_params *p, const int *moves, int 
         }
         free(ids);
         bn_session_free(s);
+        bn_session_free(ds);
     }
     bn_opening_test_set(-1, NULL);
     bn_engine_free(e);
     if (lookup) {
-        fprintf(stderr, "  %s, lookup %d: %" PRIu64 " tokens drafted in %" PRIu64 " passes, %" PRIu64 " taken\n",
-                p->backend, lookup,
+        fprintf(stderr, "  %s, %s %d: %" PRIu64 " tokens drafted in %" PRIu64 " passes, %" PRIu64 " taken\n",
+                p->backend, draft ? "drafted by itself, up to" : "lookup", lookup,
                 total.drafted, total.passes, total.accepted);
         assert_true(total.accepted > 0);
     }
@@ -382,20 +390,23 @@ static void check_engine_text(const bn_session_params *p, const int *moves, int 
 
 static void test_engine_text(void **state) {
     (void)state;
-    check_engine_text(&(bn_session_params){.backend = "cpu"}, NULL, 0);
+    check_engine_text(&(bn_session_params){.backend = "cpu"}, NULL, 0, false);
 }
 
 static void test_engine_text_lookup(void **state) {
     (void)state;
-    check_engine_text(&(bn_session_params){.backend = "cpu"}, NULL, 8);
+    check_engine_text(&(bn_session_params){.backend = "cpu"}, NULL, 8, false);
+    check_engine_text(&(bn_session_params){.backend = "cpu"}, NULL, 8, true);
 }
 
 // Lookup's passes on CUDA take the batched kernels (GEMV up to a few tokens,
-// then the GEMM) where a step takes the decode path.
+// then the GEMM) where a step takes the decode path; so do a draft model's,
+// whose own session runs on CUDA too.
 static void test_cuda_lookup(void **state) {
     (void)state;
     (void)require_cuda();
-    check_engine_text(&(bn_session_params){.backend = "cuda"}, NULL, 8);
+    check_engine_text(&(bn_session_params){.backend = "cuda"}, NULL, 8, false);
+    check_engine_text(&(bn_session_params){.backend = "cuda"}, NULL, 8, true);
 }
 
 // Started on the CPU while CUDA opens, moved to it at the first step, the
@@ -405,7 +416,7 @@ static void test_cuda_cpu_start(void **state) {
     (void)state;
     (void)require_cuda();
     static const int moves[4] = {0, 1, 10, 39};
-    check_engine_text(&(bn_session_params){.backend = "cuda", .cpu_start = true}, moves, 0);
+    check_engine_text(&(bn_session_params){.backend = "cuda", .cpu_start = true}, moves, 0, false);
 }
 
 int main(void) {
