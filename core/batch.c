@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "bitnet.h"
+#include "draft.h"
 #include "engine_internal.h"
 #include "json_mask.h"
 #include "logprob_row.h"
@@ -96,6 +97,10 @@ typedef struct bn_slot {
     bn_lookup_pass pass;
     uint8_t ahead[BN_LOOKUP_MAX];
     bool takes_ahead; // this step's token comes from a row ahead
+    // A draft model (bn_batch_set_draft): the slot's sequence of it, kept with
+    // the slot as its prompt cache is, and when the slot drafts.
+    bn_draft_seq dq;
+    bn_draft_backoff backoff;
 } bn_slot;
 
 struct bn_batch {
@@ -122,6 +127,14 @@ struct bn_batch {
     float *ahead;             // [BN_LOOKUP_ROWS][n_vocab], made with it
     uint64_t ahead_used;      // bit i: row i of ahead is a slot's
     bn_lookup_stats lookup;   // since the batch was made
+    // A draft model (bn_batch_set_draft) drafts instead of prompt lookup: one
+    // backend on it with a sequence slot for each of the batch's.
+    bn_opened draft;          // .be NULL: none
+    int32_t draft_vocab;
+    float draft_p_min;
+    float *draft_row;         // [draft_vocab]
+    int32_t *draft_pos;       // [draft.n_ctx]: pos[i] = i
+    int32_t *draft_seq;       // [n_slots][draft.n_ctx]: slot k's row is k throughout
 };
 
 // Ends a slot's request (or a failed bn_batch_add's set-up); the buffers and
@@ -131,9 +144,24 @@ static void free_slot(bn_slot *s, uint64_t now) {
     if (s->schema) s->schema->users--;
     for (size_t i = 0; i < s->n_stops; i++) free(s->stops[i].text);
     free(s->stops);
-    *s = (bn_slot){.hist = s->hist, .text = s->text, .cap = s->cap, .js = s->js,
+    *s = (bn_slot){.hist = s->hist, .text = s->text, .cap = s->cap, .js = s->js, .dq = s->dq,
                    .prompt_lp = s->prompt_lp, .prompt_top = s->prompt_top, .prompt_cap = s->prompt_cap,
                    .n_cached = s->used ? s->n_past : s->n_cached, .ticket = s->used ? now : s->ticket};
+}
+
+// The draft model's backend and buffers go (bn_batch_set_draft).
+static void drop_draft(bn_batch *b) {
+    if (b->draft.be) b->draft.ops->destroy(b->draft.be);
+    b->draft.be = NULL;
+    for (int i = 0; b->slots && i < b->n_slots; i++) {
+        free(b->slots[i].dq.hist);
+        b->slots[i].dq = (bn_draft_seq){0};
+    }
+    free(b->draft_row);
+    free(b->draft_pos);
+    free(b->draft_seq);
+    b->draft_row = NULL;
+    b->draft_pos = b->draft_seq = NULL;
 }
 
 void bn_batch_free(bn_batch *b) {
@@ -146,6 +174,7 @@ void bn_batch_free(bn_batch *b) {
         free(b->slots[i].prompt_lp);
         free(b->slots[i].prompt_top);
     }
+    drop_draft(b);
     if (b->be.be) b->be.ops->destroy(b->be.be);
     free(b->slots);
     free(b->tok);
@@ -386,6 +415,7 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     s->logprobs = r->logprobs;
     s->top_logprobs = n_top;
     s->pass.len = BN_LOOKUP_MAX;
+    s->backoff = (bn_draft_backoff){0};
     return k;
 }
 
@@ -417,6 +447,39 @@ int bn_batch_set_lookup(bn_batch *b, int max_draft, bn_error *err) {
         b->ahead = ahead;
     }
     b->lookup_max = max_draft;
+    drop_draft(b);
+    return 0;
+}
+
+int bn_batch_set_draft(bn_batch *b, const bn_engine *draft, const bn_session_params *p, int max_draft, float p_min,
+                       bn_error *err) {
+    if (!draft || max_draft == 0) return bn_batch_set_lookup(b, 0, err);
+    if (!(p_min >= 0 && p_min <= 1)) return bn_errorf(err, "p_min must be in 0..1 (got %g)", (double)p_min);
+    if (bn_engine_same_vocab(b->engine, draft, err) || bn_batch_set_lookup(b, max_draft, err)) return -1;
+    bn_session_params q = *p;
+    const int n_train = (int)draft->model->hp.n_ctx_train;
+    if (q.n_ctx <= 0) q.n_ctx = n_train > 0 && n_train < b->be.n_ctx ? n_train : b->be.n_ctx;
+    q.cpu_start = false;
+    if (bn_backend_open(draft, &q, b->n_slots, &b->draft, err)) return -1;
+    const int n_ctx = b->draft.n_ctx;
+    b->draft_vocab = (int32_t)draft->model->hp.n_vocab;
+    b->draft_p_min = p_min;
+    b->draft_row = malloc((size_t)b->draft_vocab * sizeof *b->draft_row);
+    b->draft_pos = malloc((size_t)n_ctx * sizeof *b->draft_pos);
+    b->draft_seq = malloc((size_t)b->n_slots * n_ctx * sizeof *b->draft_seq);
+    bool ok = b->draft_row && b->draft_pos && b->draft_seq;
+    for (int i = 0; ok && i < n_ctx; i++) b->draft_pos[i] = i;
+    for (int k = 0; ok && k < b->n_slots; k++) {
+        for (int i = 0; i < n_ctx; i++) b->draft_seq[(size_t)k * n_ctx + i] = k;
+        b->slots[k].dq = (bn_draft_seq){.hist = malloc(((size_t)n_ctx + 1) * sizeof(int32_t)), .pos = b->draft_pos,
+                                        .seq = b->draft_seq + (size_t)k * n_ctx, .n_ctx = n_ctx};
+        ok = b->slots[k].dq.hist != NULL;
+    }
+    if (!ok) {
+        drop_draft(b);
+        b->lookup_max = 0;
+        return bn_errorf(err, "out of memory for the draft model's %d sequences", b->n_slots);
+    }
     return 0;
 }
 
@@ -631,6 +694,10 @@ static int32_t pick(bn_batch *b, int r, int out, float *row) {
 // pass: a step that fails leaves the slots as they were.
 static void end_draft(bn_batch *b, bn_slot *s) {
     drop_ahead(b, s);
+    if (b->draft.be) { // a draft model's pass: did it give a token?
+        if (s->pass.next_row > 1) s->backoff.misses = 0;
+        else bn_draft_missed(&s->backoff);
+    }
     bn_lookup_end(&s->pass, b->lookup_max);
 }
 
@@ -638,8 +705,9 @@ static void end_draft(bn_batch *b, bn_slot *s) {
 // gathered last, ending at n) into the call, as many as its context, its
 // max_tokens (a pass gives up to 1 + its draft), the call (less a token for
 // each of the `later` slots still to gather) and the free rows ahead leave room
-// for. Returns how many.
-static int draft_run(bn_batch *b, int k, int n, int later, int rows_free) {
+// for: prompt lookup's, or the draft model's. Returns how many, or -1 and err
+// (the draft model failed).
+static int draft_run(bn_batch *b, int k, int n, int later, int rows_free, bn_error *err) {
     bn_slot *s = &b->slots[k];
     int most = bn_lookup_len(&s->pass, b->lookup_max); // as end_draft will keep it
     const int room = b->be.n_ctx - s->n_hist, left = s->max_tokens > 0 ? s->max_tokens - s->n_gen - 1 : most;
@@ -648,7 +716,14 @@ static int draft_run(bn_batch *b, int k, int n, int later, int rows_free) {
     most = left < most ? left : most;
     most = call < most ? call : most;
     most = rows_free < most ? rows_free : most;
-    const int d = most > 0 ? bn_lookup_draft(s->hist, s->n_hist, most, b->tok + n) : 0;
+    int d = 0;
+    if (most > 0 && !b->draft.be) {
+        d = bn_lookup_draft(s->hist, s->n_hist, most, b->tok + n);
+    } else if (most > 0 && !bn_draft_idles(&s->backoff)) {
+        d = bn_draft_run(&b->draft, b->draft_vocab, &s->dq, s->hist, s->n_hist, most, b->draft_p_min, b->draft_row,
+                         b->tok + n, err);
+        if (d == 0) bn_draft_missed(&s->backoff);
+    }
     for (int i = 0; i < d; i++) b->pos[n + i] = s->n_hist + i, b->seq[n + i] = k;
     return d;
 }
@@ -708,7 +783,8 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
         }
         struct run *run = &b->runs[runs++];
         n += gather_run(b, k, n, 1, run);
-        const int d = rows_free ? draft_run(b, k, n, later, rows_free) : 0;
+        const int d = rows_free ? draft_run(b, k, n, later, rows_free, err) : 0;
+        if (d < 0) goto fail;
         run->len += d, run->drafted = d, n += d, drafted += d, rows_free -= d;
     }
     for (int k; n < b->step_tokens && (k = next_prefill(b)) >= 0; runs++)
@@ -718,11 +794,8 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
     const bn_backend_ops *ops = b->be.ops;
     if (n > 0 && (out == OUT_ARGMAX ? ops->forward_argmax(b->be.be, b->tok, b->pos, b->seq, n, b->argmax, err)
                   : out == OUT_TOP  ? ops->forward_top(b->be.be, b->tok, b->pos, b->seq, n, b->top, err)
-                                    : ops->forward(b->be.be, b->tok, b->pos, b->seq, n, b->logits, drafted > 0, err))) {
-        for (int r = 0; r < scored; r++) // as before: their K/V there are written again
-            b->slots[b->score_runs[r].slot].n_past -= b->score_runs[r].len;
-        return -1;
-    }
+                                    : ops->forward(b->be.be, b->tok, b->pos, b->seq, n, b->logits, drafted > 0, err)))
+        goto fail;
     for (int k = 0; k < b->n_slots; k++)
         if (generating(&b->slots[k]) && b->slots[k].pass.next_row && !b->slots[k].takes_ahead)
             end_draft(b, &b->slots[k]);
@@ -739,4 +812,8 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
     for (int k = 0; k < b->n_slots; k++)
         if (b->slots[k].takes_ahead) take_token(b, k, pick_ahead(b, &b->slots[k]), &b->events[(*n_events)++]);
     return 0;
+fail:
+    for (int r = 0; r < scored; r++) // as before: their K/V there are written again
+        b->slots[b->score_runs[r].slot].n_past -= b->score_runs[r].len;
+    return -1;
 }

@@ -495,6 +495,20 @@ BN_API int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_even
 // batch was made (accepted: tokens taken from rows ahead).
 BN_API int bn_batch_set_lookup(bn_batch *b, int max_draft, bn_error *err);
 BN_API bn_lookup_stats bn_batch_lookup_stats(const bn_batch *b);
+// Speculative decoding with a draft model for the batch's generating slots, as
+// bn_session_set_draft for a session, in the steps where bn_batch_set_lookup's
+// slots would draft: the batch opens one backend on draft (an engine with the
+// same vocabulary, which must outlive the batch's use of it), with p's
+// backend, threads and kernels and a sequence slot for each of the batch's
+// (p->n_ctx 0: the batch's context, or the draft model's where shorter), and
+// each slot drafts up to max_draft tokens (1..32) greedily from its own
+// sequence there, stopping before a token below p_min (0..1). Slots draft one
+// after another, each in steps of one token, so this pays at low concurrency.
+// It replaces prompt lookup, and bn_batch_set_lookup replaces it; draft NULL or
+// max_draft 0 turns both off. Between steps; -1 and err for different
+// vocabularies, counts or p_min out of range, or a backend that cannot open.
+BN_API int bn_batch_set_draft(bn_batch *b, const bn_engine *draft, const bn_session_params *p, int max_draft,
+                              float p_min, bn_error *err);
 
 // ---- OpenAI function calling ("tools") -------------------------------------------
 // For models not trained for it, as `bitnet-gpu serve` does it (README: Structured

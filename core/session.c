@@ -16,10 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "argmax.h"
 #include "backend.h"
 #include "bitnet.h"
 #include "clock.h"
+#include "draft.h"
 #include "engine_internal.h"
 #include "json_mask.h"
 #include "logprob_row.h"
@@ -60,8 +60,7 @@ struct bn_session {
     // probability is at least draft_p_min.
     bn_session *draft;
     float draft_p_min;
-    int draft_misses; // drafts in a row that gave no token (refused, or none over p_min)
-    int draft_idle;   // steps left to go without a draft after them
+    bn_draft_backoff backoff;
 };
 
 int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err) {
@@ -164,17 +163,8 @@ int bn_session_set_draft(bn_session *s, bn_session *draft, int max_draft, float 
     if (bn_session_set_lookup(s, max_draft, err)) return -1;
     s->draft = draft;
     s->draft_p_min = p_min;
-    s->draft_misses = s->draft_idle = 0;
+    s->backoff = (bn_draft_backoff){0};
     return 0;
-}
-
-// A draft model's draft costs its steps: after a draft that gave no token, the
-// next 1, 2, 4, ... BN_DRAFT_IDLE_MAX steps go without one, until one gives a
-// token (the draft session then catches up in one forward call).
-#define BN_DRAFT_IDLE_MAX 16
-static void draft_missed(bn_session *s) {
-    s->draft_idle = s->draft_misses < 4 ? 1 << s->draft_misses : BN_DRAFT_IDLE_MAX;
-    s->draft_misses++;
 }
 
 bn_lookup_stats bn_session_lookup_stats(const bn_session *s) { return s->lookup; }
@@ -328,39 +318,15 @@ static int feed_and_pick(bn_session *s, bn_sampler *smp, int32_t *next, bn_error
 }
 
 // Up to max tokens drafted by the draft session d after hist[0..n) (its last
-// token pending): d keeps the start of its KV cache that hist shares (what it
-// drafted and the target did not take is dropped there), feeds the rest, then
-// takes its likeliest token a step at a time while that token's probability is
-// at least p_min (with p_min 0, the backend's argmax: no row comes back).
-// Returns how many, or -1 and err.
+// token pending), bn_draft_run on d's backend, history and KV cache.
 static int draft_tokens(bn_session *d, const int32_t *hist, int n, int max, float p_min, int32_t *out,
                         bn_error *err) {
     if (settle_opening(d, false, err)) return -1;
-    bn_session_keep_prefix(d, hist, (size_t)n);
-    if (max > d->be.n_ctx - n + 1) max = d->be.n_ctx - n + 1; // the last drafted token is not fed
-    if (max <= 0) return 0;
-    memcpy(d->history + d->n_hist, hist + d->n_hist, (size_t)(n - d->n_hist) * sizeof *hist);
-    d->n_hist = n;
-    const int32_t V = (int32_t)d->engine->model->hp.n_vocab;
-    const bool argmax = p_min <= 0 && d->be.ops->forward_argmax;
-    int k = 0;
-    while (k < max) {
-        const int32_t *toks = d->history + d->n_past, *pos = d->pos + d->n_past;
-        const int m = d->n_hist - d->n_past;
-        int32_t best;
-        if (argmax ? d->be.ops->forward_argmax(d->be.be, toks, pos, NULL, m, &best, err)
-                   : d->be.ops->forward(d->be.be, toks, pos, NULL, m, d->logits, false, err))
-            return -1;
-        d->n_past = d->n_hist;
-        if (!argmax) {
-            best = bn_argmax(d->logits, V);
-            double sum = 0; // the softmax's denominator over e^(logit - max)
-            for (int32_t i = 0; i < V; i++) sum += exp((double)d->logits[i] - d->logits[best]);
-            if (1.0 / sum < p_min) break;
-        }
-        out[k++] = best;
-        d->history[d->n_hist++] = best;
-    }
+    bn_draft_seq q = {.hist = d->history, .n_hist = d->n_hist, .n_past = d->n_past, .pos = d->pos,
+                      .n_ctx = d->be.n_ctx};
+    const int k = bn_draft_run(&d->be, (int32_t)d->engine->model->hp.n_vocab, &q, hist, n, max, p_min, d->logits,
+                               out, err);
+    d->n_hist = q.n_hist, d->n_past = q.n_past;
     return k;
 }
 
@@ -380,21 +346,18 @@ static int lookup_step(bn_session *s, bn_sampler *smp, int max_draft, int32_t *n
         return 0;
     }
     if (s->draft && s->pass.next_row) { // a draft model's pass ends: did it give a token?
-        if (s->pass.next_row > 1) s->draft_misses = 0;
-        else draft_missed(s);
+        if (s->pass.next_row > 1) s->backoff.misses = 0;
+        else bn_draft_missed(&s->backoff);
     }
     bn_lookup_end(&s->pass, s->lookup_max);
     if (max_draft > s->pass.len) max_draft = s->pass.len;
-    if (s->draft && s->draft_idle > 0) {
-        s->draft_idle--;
-        return feed_and_pick(s, smp, next, err);
-    }
+    if (s->draft && bn_draft_idles(&s->backoff)) return feed_and_pick(s, smp, next, err);
     int32_t toks[BN_LOOKUP_MAX + 1];
     const int k = max_draft <= 0 ? 0
                 : s->draft   ? draft_tokens(s->draft, s->history, s->n_hist, max_draft, s->draft_p_min, toks + 1, err)
                              : bn_lookup_draft(s->history, s->n_hist, max_draft, toks + 1);
     if (k < 0) return -1;
-    if (k == 0 && s->draft && max_draft > 0) draft_missed(s);
+    if (k == 0 && s->draft && max_draft > 0) bn_draft_missed(&s->backoff);
     if (k == 0) return feed_and_pick(s, smp, next, err);
     if (settle_opening(s, false, err)) return -1; // a move (cpu_start) comes between passes only
     toks[0] = pending;
@@ -459,7 +422,7 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
     s->sampled = false;
     s->lookup = (bn_lookup_stats){0};
     s->pass = (bn_lookup_pass){.len = s->lookup_max};
-    s->draft_misses = s->draft_idle = 0;
+    s->backoff = (bn_draft_backoff){0};
     if (s->json_schema) bn_json_state_init(s->json, s->json_schema);
     double t0 = bn_now_ms();
     if (feed_and_pick(s, smp, &next, err)) goto done;

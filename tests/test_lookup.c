@@ -113,6 +113,8 @@ static void test_next_len(void **state) {
 // ---- generations ---------------------------------------------------------------
 
 static bn_engine *g_engine;
+static char g_random_path[64]; // open_random_draft's model
+static bn_engine *g_random;
 
 static int setup(void **state) {
     (void)state;
@@ -128,6 +130,8 @@ static int setup(void **state) {
 static int teardown(void **state) {
     (void)state;
     bn_engine_free(g_engine);
+    bn_engine_free(g_random);
+    if (g_random_path[0]) remove(g_random_path);
     return 0;
 }
 
@@ -396,9 +400,6 @@ static void test_refuses_out_of_range(void **state) {
 // A random model with the shipped model's vocabulary (make-model --vocab): its
 // drafts are mostly refused. The shipped model drafting for itself: its greedy
 // drafts are all taken (the same arithmetic, a step's row bit for bit a pass's).
-static char g_random_path[64];
-static bn_engine *g_random;
-
 static void open_random_draft(void) {
     if (g_random) return;
     char shipped[4096];
@@ -410,14 +411,6 @@ static void open_random_draft(void) {
     bn_tmp_path(g_random_path, sizeof g_random_path, "draft");
     if (bn_synth_model_write(&cfg, g_random_path, &err) || bn_engine_load(g_random_path, NULL, &g_random, &err))
         fail_msg("%s", err.msg);
-}
-
-static int teardown_draft(void **state) {
-    (void)state;
-    bn_engine_free(g_random);
-    g_random = NULL;
-    if (g_random_path[0]) remove(g_random_path);
-    return 0;
 }
 
 static void check_drafter(const char *kernels, const config *configs, size_t n_configs, const int *counts,
@@ -595,19 +588,27 @@ static void run_on(bn_batch *b, const bn_request *req, const int *start, int n, 
     assert_int_equal(done, n);
 }
 
-static bn_batch *open_batch(int n_slots, int step_tokens, int n_ctx, int max_draft) {
+// A batch drafting max_draft tokens a pass by lookup, or by d's model.
+static bn_batch *open_batch_with(int n_slots, int step_tokens, int n_ctx, int max_draft, const drafter *d) {
     bn_batch_params p = {.session = {.backend = "cpu", .n_threads = 2, .n_ctx = n_ctx}, .n_slots = n_slots,
                          .step_tokens = step_tokens};
     bn_batch *b;
     bn_error err;
-    if (bn_batch_create(g_engine, &p, &b, &err) || bn_batch_set_lookup(b, max_draft, &err)) fail_msg("%s", err.msg);
+    const bn_session_params dp = {.backend = "cpu", .n_threads = 2, .n_ctx = d ? d->n_ctx : 0};
+    if (bn_batch_create(g_engine, &p, &b, &err) ||
+        (d ? bn_batch_set_draft(b, d->engine, &dp, max_draft, d->p_min, &err) : bn_batch_set_lookup(b, max_draft, &err)))
+        fail_msg("%s", err.msg);
     return b;
 }
 
+static bn_batch *open_batch(int n_slots, int step_tokens, int n_ctx, int max_draft) {
+    return open_batch_with(n_slots, step_tokens, n_ctx, max_draft, NULL);
+}
+
 // run_on a batch of its own; returns its lookup statistics.
-static bn_lookup_stats run_batch(int n_slots, int step_tokens, int n_ctx, int max_draft, const bn_request *req,
-                                 const int *start, int n, int cancel, outcome *out) {
-    bn_batch *b = open_batch(n_slots, step_tokens, n_ctx, max_draft);
+static bn_lookup_stats run_batch(int n_slots, int step_tokens, int n_ctx, int max_draft, const drafter *d,
+                                 const bn_request *req, const int *start, int n, int cancel, outcome *out) {
+    bn_batch *b = open_batch_with(n_slots, step_tokens, n_ctx, max_draft, d);
     run_on(b, req, start, n, cancel, out);
     const bn_lookup_stats st = bn_batch_lookup_stats(b);
     bn_batch_free(b);
@@ -665,17 +666,23 @@ static void free_requests(requests *r) {
     for (size_t p = 0; p < N_PROMPTS; p++) free(r->ids[p]);
 }
 
-static void check_batch(const char *what, int n_slots, int step_tokens, int n_ctx, int max_draft, requests *r,
-                        int cancel, bn_lookup_stats *total) {
+// The requests without drafts, then drafted by lookup (d NULL) or by d's model.
+static void check_batch_with(const char *what, int n_slots, int step_tokens, int n_ctx, int max_draft,
+                             const drafter *d, requests *r, int cancel, bn_lookup_stats *total) {
     static outcome plain[16], with[16];
-    run_batch(n_slots, step_tokens, n_ctx, 0, r->req, r->start, r->n, cancel, plain);
-    const bn_lookup_stats st = run_batch(n_slots, step_tokens, n_ctx, max_draft, r->req, r->start, r->n, cancel, with);
+    run_batch(n_slots, step_tokens, n_ctx, 0, NULL, r->req, r->start, r->n, cancel, plain);
+    const bn_lookup_stats st =
+        run_batch(n_slots, step_tokens, n_ctx, max_draft, d, r->req, r->start, r->n, cancel, with);
     expect_same_outcomes(plain, with, r->n, what);
     fprintf(stderr, "  batch, %s: the same tokens; %" PRIu64 " drafted in %" PRIu64 " passes, %" PRIu64 " taken\n",
-            what, st.drafted, st.passes,
-            st.accepted);
+            what, st.drafted, st.passes, st.accepted);
     assert_true(st.accepted <= st.drafted);
     total->drafted += st.drafted, total->accepted += st.accepted, total->passes += st.passes;
+}
+
+static void check_batch(const char *what, int n_slots, int step_tokens, int n_ctx, int max_draft, requests *r,
+                        int cancel, bn_lookup_stats *total) {
+    check_batch_with(what, n_slots, step_tokens, n_ctx, max_draft, NULL, r, cancel, total);
 }
 
 static void test_batch_same_tokens(void **state) {
@@ -704,6 +711,37 @@ static void test_batch_same_tokens(void **state) {
     assert_true(short_ones.accepted > 0);
     assert_true(total.accepted > 0);
     assert_true(total.drafted > total.accepted);
+}
+
+// A draft model in the batch (bn_batch_set_draft): every kind of request, the
+// model drafting for itself (taken, but where a request samples otherwise), a
+// random model of its vocabulary (refused), a p-min, small steps, a cancel, a
+// short draft context.
+static void test_batch_draft_model(void **state) {
+    (void)state;
+    open_random_draft();
+    requests r;
+    static const int staggered[12] = {0, 0, 3, 3, 9, 20, 21, 40, 41, 42, 60, 90};
+    make_requests(&r, 12, 64, staggered);
+    const drafter self = {.engine = g_engine}, self_p = {.engine = g_engine, .p_min = 0.3f},
+                 other = {.engine = g_random}, short_ctx = {.engine = g_engine, .n_ctx = 40};
+    bn_lookup_stats mine = {0}, others = {0};
+    check_batch_with("drafted by itself, 4 slots", 4, 512, 0, 8, &self, &r, -1, &mine);
+    check_batch_with("drafted by itself, p_min 0.3, 3 slots, 8-token steps", 3, 8, 0, 8, &self_p, &r, 4, &mine);
+    check_batch_with("drafted by itself in a 40-token context, 2 slots", 2, 512, 0, 4, &short_ctx, &r, -1, &mine);
+    check_batch_with("drafted by a random model, 4 slots", 4, 512, 0, 8, &other, &r, -1, &others);
+    free_requests(&r);
+    assert_true(mine.accepted > mine.drafted / 2);
+    assert_true(others.drafted > 0 && others.accepted < others.drafted / 2);
+    bn_batch *b = open_batch(2, 512, 0, 0);
+    bn_error err;
+    const bn_session_params dp = {.backend = "cpu", .n_threads = 1};
+    assert_int_equal(bn_batch_set_draft(b, g_engine, &dp, BN_LOOKUP_MAX + 1, 0.5f, &err), -1);
+    assert_int_equal(bn_batch_set_draft(b, g_engine, &dp, 8, -0.5f, &err), -1);
+    assert_int_equal(bn_batch_set_draft(b, g_engine, &dp, 8, 0.5f, &err), 0);
+    assert_int_equal(bn_batch_set_lookup(b, 4, &err), 0); // replaces it
+    assert_int_equal(bn_batch_set_draft(b, g_engine, &dp, 8, 0.5f, &err), 0);
+    bn_batch_free(b);
 }
 
 // The rows ahead go back, those of requests that end and of one removed while
@@ -779,8 +817,9 @@ int main(void) {
         cmocka_unit_test(test_draft_model_same_tokens),
         cmocka_unit_test(test_draft_model_itself_all_taken),
         cmocka_unit_test(test_draft_model_two_calls),
-        cmocka_unit_test_teardown(test_draft_model_refused, teardown_draft),
+        cmocka_unit_test(test_draft_model_refused),
         cmocka_unit_test(test_batch_same_tokens),
+        cmocka_unit_test(test_batch_draft_model),
         cmocka_unit_test(test_batch_rows_go_back),
         cmocka_unit_test(test_batch_refuses_out_of_range),
     };

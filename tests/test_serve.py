@@ -31,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -52,6 +53,7 @@ except ImportError:
 CLI = os.path.abspath(os.environ.get("BITNET_CLI", "build/bitnet-gpu"))
 FIXTURES = os.environ.get("BITNET_FIXTURES") or os.path.join(HERE, "..", "..", "shared", "fixtures")
 MODEL = os.path.join(FIXTURES, "tiny-a", "tiny-a.gguf")
+SHIPPED = os.path.join(HERE, "..", "models", "bitnet-austen-6m.gguf")  # the trained model, no fixture needed
 CTX = 256
 PROMPTS = ["2+2=", "The capital of France is", "Once upon a time", "def fib(n):"]
 
@@ -1114,23 +1116,22 @@ class ServeLifecycleTest(unittest.TestCase):
             with self.assertRaises(OSError):
                 socket.create_connection(("127.0.0.1", srv.port), timeout=2)
 
-    def test_lookup(self):
-        """--lookup 8: each request's text, greedy or seeded, streamed or not, four at once, is what
-        `generate` makes of it without lookup, on the shipped model (whose greedy Austen repeats
-        itself); /metrics counts the drafts taken."""
-        shipped = os.path.join(HERE, "..", "models", "bitnet-austen-6m.gguf")
+    def drafted_texts_match(self, *flags):
+        """With flags that draft (--lookup, -md), each request's text, greedy or seeded, streamed or
+        not, four at once, is what `generate` makes of it without drafts, on the shipped model (whose
+        greedy Austen repeats itself). Returns /metrics' lookup counters."""
         prompts = ["It is a truth universally acknowledged, that a single man in possession of a good fortune",
                    "one, two, three, four, five; one, two, three, four, five; one, two,", "Elizabeth", "The"]
         kinds = [dict(temperature=0), dict(temperature=0.8, seed=11)]
 
         def reference(prompt, kind):
             flags = ["--greedy"] if kind["temperature"] == 0 else ["--temp", "0.8", "--seed", "11"]
-            r = subprocess.run([CLI, "generate", "-m", shipped, "-p", prompt, "-n", "64", "-t", "2", "-c", "512",
+            r = subprocess.run([CLI, "generate", "-m", SHIPPED, "-p", prompt, "-n", "64", "-t", "2", "-c", "512",
                                 "--no-cpu-start", "--json", *flags], capture_output=True, text=True, timeout=120)
             self.assertEqual(r.returncode, 0, r.stderr)
             return json.loads(r.stdout)["text"]
         want = {(p, i): reference(p, k) for p in prompts for i, k in enumerate(kinds)}
-        srv = Server("--lookup", "8", "--parallel", "4", model=shipped, ctx=512)
+        srv = Server(*flags, "--parallel", "4", model=SHIPPED, ctx=512)
         try:
             c = openai.OpenAI(base_url=srv.url, api_key="unused", max_retries=0)
             got, errors = {}, []
@@ -1152,17 +1153,34 @@ class ServeLifecycleTest(unittest.TestCase):
                 self.assertEqual(text, want[(p, i)], (p, i, stream))
             self.assertEqual(len(got), 2 * len(want))
             families = {f.name: f for f in text_string_to_metric_families(srv.request("GET", "/metrics")[2].decode())}
-            value = {n: families[n].samples[0].value for n in ("bitnet_lookup_drafted_tokens",
-                                                               "bitnet_lookup_accepted_tokens", "bitnet_lookup_passes")}
-            self.assertGreater(value["bitnet_lookup_accepted_tokens"], 0, value)
-            self.assertGreater(value["bitnet_lookup_drafted_tokens"], value["bitnet_lookup_accepted_tokens"])
-            self.assertGreater(value["bitnet_lookup_passes"], 0)
             srv.wait_idle()
+            return {n: families[n].samples[0].value for n in ("bitnet_lookup_drafted_tokens",
+                                                              "bitnet_lookup_accepted_tokens", "bitnet_lookup_passes")}
         finally:
             self.assertEqual(srv.stop(), 0, srv.output())
-        r = subprocess.run([CLI, "serve", "-m", shipped, "--lookup", "33"], stderr=subprocess.PIPE, text=True)
+
+    def test_lookup(self):
+        """--lookup 8: the texts without it; /metrics counts the drafts taken and refused."""
+        value = self.drafted_texts_match("--lookup", "8")
+        self.assertGreater(value["bitnet_lookup_accepted_tokens"], 0, value)
+        self.assertGreater(value["bitnet_lookup_drafted_tokens"], value["bitnet_lookup_accepted_tokens"])
+        self.assertGreater(value["bitnet_lookup_passes"], 0)
+        r = subprocess.run([CLI, "serve", "-m", SHIPPED, "--lookup", "33"], stderr=subprocess.PIPE, text=True)
         self.assertEqual(r.returncode, 2)
         self.assertIn("--lookup", r.stderr)
+
+    def test_draft_model(self):
+        """-md: the shipped model drafting for itself gives the texts without drafts, most drafts
+        taken; a draft model of another vocabulary is one error."""
+        value = self.drafted_texts_match("-md", SHIPPED, "--draft-max", "8", "--draft-p-min", "0")
+        self.assertGreater(value["bitnet_lookup_accepted_tokens"], value["bitnet_lookup_drafted_tokens"] / 2, value)
+        self.assertGreater(value["bitnet_lookup_passes"], 0)
+        with tempfile.TemporaryDirectory() as tmp:
+            other = os.path.join(tmp, "builtin-vocab.gguf")  # make-model's own vocabulary
+            subprocess.run([CLI, "make-model", "-o", other], check=True, stdout=subprocess.DEVNULL)
+            r = subprocess.run([CLI, "serve", "-m", SHIPPED, "-md", other], stderr=subprocess.PIPE, text=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--model-draft: the vocabularies differ", r.stderr)
 
     def test_bad_flags(self):
         r = subprocess.run([CLI, "serve", "-m", MODEL, "--port", "70000"], stderr=subprocess.PIPE, text=True)

@@ -23,10 +23,11 @@
 #include "serve_sched.h"
 
 #define SERVE_FLAGS /* sampling and -n: a request's defaults */ \
-    (BN_FLAGS_BACKEND | BN_FLAGS_SERVE | BN_FLAGS_SAMPLING | BN_FLAGS_TEMPLATE | BN_FLAGS_PREDICT | BN_FLAGS_LOOKUP)
+    (BN_FLAGS_BACKEND | BN_FLAGS_SERVE | BN_FLAGS_SAMPLING | BN_FLAGS_TEMPLATE | BN_FLAGS_PREDICT | BN_FLAGS_LOOKUP | \
+     BN_FLAGS_DRAFT)
 #define SERVE_SYNOPSIS                                                                                     \
     "[-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX] [--api-key KEY] [--alias NAME] "   \
-    "[-n N] [--temp T ...] [--lookup N]"
+    "[-n N] [--temp T ...] [--lookup N | -md FILE [--draft-max N]]"
 #define GRACE_MS 5000
 
 static const char *basename_of(const char *path) {
@@ -89,20 +90,29 @@ int bn_cmd_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN); // a client gone mid-write is an error return, not a death
 
-    bn_engine *e = NULL;
+    bn_engine *e = NULL, *draft = NULL;
     bn_batch *b = NULL;
     bn_error err;
     bn_batch_params bp = {.session = f.session, .n_slots = f.parallel};
-    if (bn_engine_load(f.model, f.tokenizer, &e, &err) || bn_run_prepare_engine(&f, e, &err) ||
-        bn_batch_create(e, &bp, &b, &err) || bn_batch_set_lookup(b, f.lookup, &err)) {
-        fprintf(stderr, "error: %s\n", err.msg);
-        bn_batch_free(b);
-        bn_engine_free(e);
-        return 1;
+    const char *failed = bn_engine_load(f.model, f.tokenizer, &e, &err) || bn_run_prepare_engine(&f, e, &err) ||
+                                 bn_batch_create(e, &bp, &b, &err) || bn_batch_set_lookup(b, f.lookup, &err)
+                             ? ""
+                         : f.model_draft && (bn_engine_load(f.model_draft, f.tokenizer, &draft, &err) ||
+                                             bn_batch_set_draft(b, draft, &f.session, f.draft, f.draft_p_min, &err))
+                             ? "--model-draft: "
+                             : NULL;
+    if (!failed) {
+        fprintf(stderr, "backend: %s (%s)\n", bn_batch_backend(b), bn_batch_backend_note(b));
+        if (draft)
+            fprintf(stderr, "draft model: %s, up to %d tokens a pass, p-min %g\n", f.model_draft, f.draft,
+                    (double)f.draft_p_min);
+        rc = serve(&f, e, b, &stop_signals);
+    } else {
+        fprintf(stderr, "error: %s%s\n", failed, err.msg);
+        rc = 1;
     }
-    fprintf(stderr, "backend: %s (%s)\n", bn_batch_backend(b), bn_batch_backend_note(b));
-    rc = serve(&f, e, b, &stop_signals);
     bn_batch_free(b);
+    bn_engine_free(draft);
     bn_engine_free(e);
     return rc;
 }

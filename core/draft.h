@@ -1,0 +1,44 @@
+// draft.h - a draft model's drafts for speculative decoding (bitnet.h:
+// bn_session_set_draft, bn_batch_set_draft): a smaller model with the same
+// vocabulary guesses the next tokens greedily, and the main model verifies
+// them in one pass as it verifies prompt lookup's (lookup.h).
+#ifndef BN_DRAFT_H
+#define BN_DRAFT_H
+
+#include <stdint.h>
+
+#include "engine_internal.h"
+
+// One sequence of the draft model: the tokens it was fed and last drafted,
+// and how many of them are in its KV cache.
+typedef struct bn_draft_seq {
+    int32_t *hist;      // n_ctx + 1
+    int n_hist, n_past; // hist[0..n_past) in the KV cache
+    const int32_t *pos; // pos[i] = i, n_ctx of them
+    const int32_t *seq; // n_ctx copies of its sequence slot (NULL: the backend's only one)
+    int n_ctx;
+} bn_draft_seq;
+
+// Up to max tokens into out, drafted by backend o (the draft model) after
+// text[0..n), whose last token is the one pending: the sequence keeps the start
+// of its KV cache that text shares (a refused draft is dropped there), feeds
+// the rest in one call, then takes its likeliest token a step at a time while
+// that token's probability is at least p_min (p_min 0: the backend's argmax, no
+// row brought back; else row, n_vocab floats, takes it). Stops at the end of
+// its context. Returns how many, or -1 and err.
+int bn_draft_run(const bn_opened *o, int32_t n_vocab, bn_draft_seq *d, const int32_t *text, int n, int max,
+                 float p_min, float *row, int32_t *out, bn_error *err);
+
+// A draft costs the draft model's steps: after a draft that gave no token
+// (refused, or none above p_min) the next 1, 2, 4, ... BN_DRAFT_IDLE_MAX steps go
+// without one, until one gives a token again.
+#define BN_DRAFT_IDLE_MAX 16
+typedef struct bn_draft_backoff {
+    int misses; // drafts in a row that gave no token
+    int idle;   // steps left to go without a draft
+} bn_draft_backoff;
+void bn_draft_missed(bn_draft_backoff *b);
+// Whether this step goes without a draft (counting it).
+bool bn_draft_idles(bn_draft_backoff *b);
+
+#endif
