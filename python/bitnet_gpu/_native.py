@@ -192,6 +192,7 @@ _API = {
     "bn_session_lookup_stats": (LookupStats, [c_void_p]),
     "bn_session_set_draft": (c_int, [c_void_p, c_void_p, c_int, c_float, _E]),
     "bn_batch_set_lookup": (c_int, [c_void_p, c_int, _E]),
+    "bn_batch_set_draft": (c_int, [c_void_p, c_void_p, POINTER(SessionParams), c_int, c_float, _E]),
     "bn_engine_chat_template_jinja": (c_char_p, [c_void_p]),
     "bn_engine_space_prefix": (c_bool, [c_void_p]),
     "bn_batch_lookup_stats": (LookupStats, [c_void_p]),

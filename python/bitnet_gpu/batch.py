@@ -103,7 +103,8 @@ class BatchEngine(Model):
 
     BatchEngine(model_path=None (default_model_path()), slots=4, backend="auto"|"cpu"|"cuda"|"reference",
     threads=None, n_ctx=None (the model's, per slot), lm_head_q8=False,
-    tokenizer=None, cpu_kernels=None, chat_template=None, lookup=0).
+    tokenizer=None, cpu_kernels=None, chat_template=None, lookup=0, draft_model=None, draft=16,
+    draft_p_min=0.75).
 
     generate() and chat() take Engine's arguments and give the same results
     (bit for bit on the CPU; the tokens of a greedy or seeded generation are
@@ -117,6 +118,9 @@ class BatchEngine(Model):
     lookup=N: prompt lookup decoding for every generation (bitnet.h:
     bn_batch_set_lookup): the same tokens, fewer forward passes where texts repeat
     themselves; lookup_stats() says what it did (drafted, accepted, passes).
+    draft_model="small.gguf": speculative decoding with that model drafting
+    instead (bitnet.h: bn_batch_set_draft; `serve -md FILE`), on the same
+    backend, threads and kernels; lookup_stats() counts its drafts.
     close() or a `with` block frees it (its scheduler thread holds it, so
     garbage collection does not).
     """
@@ -124,23 +128,32 @@ class BatchEngine(Model):
     def __init__(self, model_path: Optional[Union[str, os.PathLike]] = None, slots: int = 4, backend: str = "auto",
                  threads: Optional[int] = None, n_ctx: Optional[int] = None, lm_head_q8: bool = False,
                  tokenizer: Optional[Union[str, os.PathLike]] = None, cpu_kernels: Optional[str] = None,
-                 chat_template: Optional[str] = None, lookup: int = 0):
-        self._e = self._b = None
+                 chat_template: Optional[str] = None, lookup: int = 0,
+                 draft_model: Optional[Union[str, os.PathLike]] = None, draft: int = 16, draft_p_min: float = 0.75):
+        self._e = self._b = self._draft_e = None
         self._broken = None  # the exception that ended the scheduler thread
+        if draft_model is not None and lookup:
+            raise ValueError("lookup and draft_model both draft tokens: choose one")
         self._load(model_path, tokenizer, chat_template)
-        params = N.BatchParams(N.SessionParams(backend=backend.encode(), n_threads=threads or 0, n_ctx=n_ctx or 0,
-                                               lm_head_q8=lm_head_q8,
-                                               cpu_kernels=None if cpu_kernels is None else cpu_kernels.encode()),
-                               n_slots=slots)
-        b, err = ctypes.c_void_p(), N.Error()
+        session = N.SessionParams(backend=backend.encode(), n_threads=threads or 0, n_ctx=n_ctx or 0,
+                                  lm_head_q8=lm_head_q8, cpu_kernels=None if cpu_kernels is None else cpu_kernels.encode())
+        params = N.BatchParams(session, n_slots=slots)
+        b, err, draft_e = ctypes.c_void_p(), N.Error(), ctypes.c_void_p()
         rc = lib.bn_batch_create(self._e, ctypes.byref(params), ctypes.byref(b), ctypes.byref(err))
-        if rc == 0 and lib.bn_batch_set_lookup(b, int(lookup), ctypes.byref(err)):
-            lib.bn_batch_free(b)
-            rc = -1
+        rc = rc or lib.bn_batch_set_lookup(b, int(lookup), ctypes.byref(err))
+        if rc == 0 and draft_model is not None:
+            tok = None if tokenizer is None else os.fsencode(tokenizer)
+            session.n_ctx = 0  # the batch's context, or the draft model's where shorter
+            rc = lib.bn_engine_load(os.fsencode(draft_model), tok, ctypes.byref(draft_e), ctypes.byref(err)) or \
+                lib.bn_batch_set_draft(b, draft_e, ctypes.byref(session), int(draft), float(draft_p_min),
+                                       ctypes.byref(err))
         if rc != 0:
+            lib.bn_batch_free(b)
+            lib.bn_engine_free(draft_e)
             lib.bn_engine_free(self._e)
             self._e = None
             _check(rc, err)
+        self._draft_e = draft_e
         self._b = b
         self.slots = lib.bn_batch_n_slots(self._b)
         self.n_ctx = lib.bn_batch_n_ctx(self._b)
@@ -308,5 +321,6 @@ class BatchEngine(Model):
         self._thread.join()
         if first:  # one caller frees, whoever else closes at the same time
             lib.bn_batch_free(self._b)
+            lib.bn_engine_free(self._draft_e)
             lib.bn_engine_free(self._e)
-            self._b = self._e = None
+            self._b = self._e = self._draft_e = None

@@ -57,9 +57,9 @@ def test_many_threads_same_as_alone(batch, engine):
         assert g.timings.generated_tokens == w.timings.generated_tokens
 
 
-def test_lookup_same_as_alone(model_path, engine):
-    """BatchEngine(lookup=8): requests from several threads, greedy, sampled and with logprobs, each
-    equal to Engine's alone without lookup; on texts that repeat themselves, drafts are taken."""
+def drafted_same_as_alone(engine, b):
+    """Requests to b from several threads, greedy, sampled and with logprobs, each equal to
+    Engine's alone without drafts; b's lookup_stats()."""
     prompts = ["one two three four, one two three four, one two three", "a b c a b c a b", *PROMPTS[:2]]
     kinds = [dict(greedy=True), SAMPLED, dict(greedy=True, logprobs=True, top_logprobs=2)]
     want = {(p, k): engine.generate(p, max_tokens=40, **kinds[k]) for p in prompts for k in range(3)}
@@ -70,19 +70,36 @@ def test_lookup_same_as_alone(model_path, engine):
             got[(p, k)] = b.generate(p, max_tokens=40, **kinds[k])
         except Exception as e:  # reported below
             errors.append(e)
-    with BatchEngine(model_path, slots=3, threads=2, lookup=8) as b:
-        threads = [threading.Thread(target=one, args=key) for key in want]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        drafted, accepted, passes = b.lookup_stats()
+    threads = [threading.Thread(target=one, args=key) for key in want]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
     assert not errors
     for key, w in want.items():
         assert (got[key].ids, got[key].text, got[key].logprobs) == (w.ids, w.text, w.logprobs), key
+    return b.lookup_stats()
+
+
+def test_lookup_same_as_alone(model_path, engine):
+    """BatchEngine(lookup=8): Engine's tokens; on texts that repeat themselves, drafts are taken."""
+    with BatchEngine(model_path, slots=3, threads=2, lookup=8) as b:
+        drafted, accepted, passes = drafted_same_as_alone(engine, b)
     assert 0 < accepted < drafted and passes > 0
     with pytest.raises(BitnetError, match="lookup drafts 0..32 tokens"):
         BatchEngine(model_path, slots=1, lookup=40)
+
+
+def test_draft_model_same_as_alone(model_path, engine):
+    """BatchEngine(draft_model=...): the model drafting for itself gives Engine's tokens, most
+    drafts taken; lookup beside it is refused."""
+    with BatchEngine(model_path, slots=3, threads=2, draft_model=model_path, draft=8, draft_p_min=0) as b:
+        drafted, accepted, passes = drafted_same_as_alone(engine, b)
+    assert drafted / 2 < accepted <= drafted and passes > 0
+    with pytest.raises(ValueError, match="choose one"):
+        BatchEngine(model_path, slots=1, lookup=4, draft_model=model_path)
+    with pytest.raises(BitnetError, match="p_min must be in 0..1"):
+        BatchEngine(model_path, slots=1, draft_model=model_path, draft_p_min=2)
 
 
 def test_penalties_and_logit_bias(batch, engine):
