@@ -101,6 +101,7 @@ typedef struct bn_slot {
     // the slot as its prompt cache is, and when the slot drafts.
     bn_draft_seq dq;
     bn_draft_backoff backoff;
+    bool pass_judged; // the ended pass's outcome is in backoff (a step that fails may be run again)
 } bn_slot;
 
 struct bn_batch {
@@ -453,14 +454,23 @@ int bn_batch_set_lookup(bn_batch *b, int max_draft, bn_error *err) {
 
 int bn_batch_set_draft(bn_batch *b, const bn_engine *draft, const bn_session_params *p, int max_draft, float p_min,
                        bn_error *err) {
-    if (!draft || max_draft == 0) return bn_batch_set_lookup(b, 0, err);
+    bn_batch_set_lookup(b, 0, err); // whatever comes next, nothing drafts until it succeeds
+    if (!draft || max_draft == 0) return 0;
+    if (max_draft < 0 || max_draft > BN_LOOKUP_MAX)
+        return bn_errorf(err, "a draft model drafts 0..%d tokens a pass (got %d)", BN_LOOKUP_MAX, max_draft);
     if (!(p_min >= 0 && p_min <= 1)) return bn_errorf(err, "p_min must be in 0..1 (got %g)", (double)p_min);
-    if (bn_engine_same_vocab(b->engine, draft, err) || bn_batch_set_lookup(b, max_draft, err)) return -1;
-    bn_session_params q = *p;
+    if (bn_engine_same_vocab(b->engine, draft, err)) return -1;
+    bn_session_params q = p ? *p : (bn_session_params){0};
     const int n_train = (int)draft->model->hp.n_ctx_train;
     if (q.n_ctx <= 0) q.n_ctx = n_train > 0 && n_train < b->be.n_ctx ? n_train : b->be.n_ctx;
     q.cpu_start = false;
-    if (bn_backend_open(draft, &q, b->n_slots, &b->draft, err)) return -1;
+    bn_opened o;
+    if (bn_backend_open(draft, &q, b->n_slots, &o, err)) return -1;
+    if (bn_batch_set_lookup(b, max_draft, err)) {
+        o.ops->destroy(o.be);
+        return -1;
+    }
+    b->draft = o;
     const int n_ctx = b->draft.n_ctx;
     b->draft_vocab = (int32_t)draft->model->hp.n_vocab;
     b->draft_p_min = p_min;
@@ -694,11 +704,18 @@ static int32_t pick(bn_batch *b, int r, int out, float *row) {
 // pass: a step that fails leaves the slots as they were.
 static void end_draft(bn_batch *b, bn_slot *s) {
     drop_ahead(b, s);
-    if (b->draft.be) { // a draft model's pass: did it give a token?
-        if (s->pass.next_row > 1) s->backoff.misses = 0;
-        else bn_draft_missed(&s->backoff);
-    }
     bn_lookup_end(&s->pass, b->lookup_max);
+    s->pass_judged = false;
+}
+
+// A draft model's pass that ends at this step (the slot does not take its next
+// row): whether it gave a token goes into the slot's back-off before the slot
+// may draft again, once however often the step is run.
+static void judge_pass(bn_batch *b, bn_slot *s) {
+    if (!b->draft.be || !s->pass.next_row || s->pass_judged) return;
+    if (s->pass.next_row > 1) s->backoff.misses = 0;
+    else bn_draft_missed(&s->backoff);
+    s->pass_judged = true;
 }
 
 // Up to the slot's draft length of tokens after its pending token (the run
@@ -781,6 +798,7 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
             s->takes_ahead = true;
             continue;
         }
+        judge_pass(b, s);
         struct run *run = &b->runs[runs++];
         n += gather_run(b, k, n, 1, run);
         const int d = rows_free ? draft_run(b, k, n, later, rows_free, err) : 0;

@@ -335,7 +335,7 @@ BN_API bn_lookup_stats bn_session_lookup_stats(const bn_session *s);
 // its use by s, and s never frees it. bn_session_lookup_stats counts its drafts.
 // This replaces prompt lookup, and bn_session_set_lookup replaces it; draft
 // NULL or max_draft 0 turns both off. -1 and err for different vocabularies,
-// draft == s, or a count or p_min out of range.
+// draft == s, or a count or p_min out of range, and s then drafts nothing.
 BN_API int bn_session_set_draft(bn_session *s, bn_session *draft, int max_draft, float p_min, bn_error *err);
 
 // Logits after feeding tokens (for tests and tools): runs the forward pass for
@@ -505,8 +505,9 @@ BN_API bn_lookup_stats bn_batch_lookup_stats(const bn_batch *b);
 // sequence there, stopping before a token below p_min (0..1). Slots draft one
 // after another, each in steps of one token, so this pays at low concurrency.
 // It replaces prompt lookup, and bn_batch_set_lookup replaces it; draft NULL or
-// max_draft 0 turns both off. Between steps; -1 and err for different
-// vocabularies, counts or p_min out of range, or a backend that cannot open.
+// max_draft 0 turns both off (p NULL: the defaults). Between steps; -1 and err
+// for different vocabularies, counts or p_min out of range, or a backend that
+// cannot open, and the batch then drafts nothing.
 BN_API int bn_batch_set_draft(bn_batch *b, const bn_engine *draft, const bn_session_params *p, int max_draft,
                               float p_min, bn_error *err);
 

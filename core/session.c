@@ -156,7 +156,10 @@ int bn_session_set_lookup(bn_session *s, int max_draft, bn_error *err) {
 }
 
 int bn_session_set_draft(bn_session *s, bn_session *draft, int max_draft, float p_min, bn_error *err) {
-    if (!draft || max_draft == 0) return bn_session_set_lookup(s, 0, err);
+    bn_session_set_lookup(s, 0, err); // whatever comes next, nothing drafts until it succeeds
+    if (!draft || max_draft == 0) return 0;
+    if (max_draft < 0 || max_draft > BN_LOOKUP_MAX)
+        return bn_errorf(err, "a draft model drafts 0..%d tokens a pass (got %d)", BN_LOOKUP_MAX, max_draft);
     if (draft == s) return bn_errorf(err, "a session cannot draft for itself");
     if (!(p_min >= 0 && p_min <= 1)) return bn_errorf(err, "p_min must be in 0..1 (got %g)", (double)p_min);
     if (bn_engine_same_vocab(s->engine, draft->engine, err)) return -1;
@@ -351,7 +354,7 @@ static int lookup_step(bn_session *s, bn_sampler *smp, int max_draft, int32_t *n
     }
     bn_lookup_end(&s->pass, s->lookup_max);
     if (max_draft > s->pass.len) max_draft = s->pass.len;
-    if (s->draft && bn_draft_idles(&s->backoff)) return feed_and_pick(s, smp, next, err);
+    if (s->draft && max_draft > 0 && bn_draft_idles(&s->backoff)) return feed_and_pick(s, smp, next, err);
     int32_t toks[BN_LOOKUP_MAX + 1];
     const int k = max_draft <= 0 ? 0
                 : s->draft   ? draft_tokens(s->draft, s->history, s->n_hist, max_draft, s->draft_p_min, toks + 1, err)

@@ -213,6 +213,32 @@ step bench_streams_tile_auto env BITNET_CUDA_GEMM_TILE=auto "$cli" bench -m "$mo
 step bench_streams_sampled "$cli" bench -m "$model" --concurrency 1,16,64 -n 8 --temp 0.8
 # What a prompt lookup pass of 1 + k tokens costs against a step, and its gain on a repeating prompt.
 step lookup_cuda "$bin/bench_lookup" -m "$model" -b cuda -p "A B C D A B C D A B C D A B C D" -n 64 --json
+# A draft model (-md) at its best: a calm 2B-4T with a tied head repeats its input
+# token, and so does a calm small model of its vocabulary, so every draft is taken;
+# decode ms/token without and with it, and a random draft model (p-min 0) at its
+# worst. The tokens must be the same (on CUDA a pass's rows come from other
+# kernels than a step's: a near tie may part them, which this reports).
+draft_times() {
+  local target=/tmp/bitnet-2b4t-calm-tied.gguf agree=/tmp/bitnet-draft-calm.gguf other=/tmp/bitnet-draft-rand.gguf
+  "$cli" make-model -o "$target" --preset 2b-4t --calm --head tied --seed 1 &&
+    "$cli" make-model -o "$agree" --hidden 512 --ffn 1536 --layers 4 --heads 8 --kv-heads 2 \
+      --vocab-size 128256 --calm --head tied --seed 2 &&
+    "$cli" make-model -o "$other" --hidden 512 --ffn 1536 --layers 4 --heads 8 --kv-heads 2 \
+      --vocab-size 128256 --seed 2 || return 1
+  local flags want got
+  for flags in "" "-md $agree" "-md $other --draft-p-min 0"; do
+    # shellcheck disable=SC2086 # flags is a list of words
+    got=$(timeout "$limit" "$cli" generate -m "$target" -p "The quick brown fox" -n 64 --greedy --backend cuda \
+      --no-cpu-start --json $flags) || return 1
+    echo "${flags:-no draft}: $(python3 -c 'import json, sys; t = json.load(sys.stdin)["timings"]
+print("%.3f ms/token, %s drafted, %s taken, %s passes" % (t["ms_per_token"], t.get("lookup_drafted", "-"),
+      t.get("lookup_accepted", "-"), t.get("lookup_passes", "-")))' <<<"$got")"
+    got=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["generated_ids"])' <<<"$got")
+    [ -z "$want" ] && want=$got
+    [ "$got" = "$want" ] || echo "note: the tokens differ from the run without a draft model"
+  done
+}
+step draft_cuda draft_times
 
 # ---- 4. sanitizers, the large and TQ models --------------------------------------
 san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

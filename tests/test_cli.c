@@ -557,7 +557,7 @@ static void test_sampling_flags(void **state) {
 // -md: the shipped model drafting for itself gives the tokens it gives alone and
 // takes every draft (p-min 0); sampled, the same tokens too. --lookup beside it
 // is a usage error, as is a p-min outside 0..1; a draft model of another
-// vocabulary (make-model's built-in one) is one error, in generate and serve.
+// vocabulary (make-model's built-in one) is one error (test_serve: in serve too).
 static void test_model_draft(void **state) {
     (void)state;
     char model[4096], extra[4400], args[10000];
@@ -596,9 +596,10 @@ static void test_model_draft(void **state) {
     free(run_expect(args, 0));
     snprintf(args, sizeof args, "generate -m '%s' -p hi -md '%s'", model, other);
     expect_error(args, 1, "--model-draft: the vocabularies differ");
-    snprintf(args, sizeof args, "serve -m '%s' -md '%s' --port 0", model, other);
-    expect_error(args, 1, "--model-draft: the vocabularies differ");
     unlink(other);
+    // Without -md, --draft N is --lookup N: both, unequal, are one error.
+    snprintf(args, sizeof args, "generate -m '%s' -p hi --lookup 4 --draft 6", model);
+    expect_error(args, 2, "give one");
 }
 
 // A JSON reply whose every way on is banned (-l ID-inf on the tokens its schema

@@ -463,16 +463,19 @@ static void test_draft_model_itself_all_taken(void **state) {
     const config c = {.name = "greedy", .sampling = bn_sampling_greedy(), .logprobs = -1};
     const drafter self = {.engine = g_engine};
     run plain, with;
+    int whole = 0; // generations of all 64 tokens
     for (size_t p = 0; p < N_PROMPTS; p++) {
         generate("cpu", NULL, &c, PROMPTS[p], 64, 0, &plain);
         generate_with("cpu", NULL, &c, PROMPTS[p], 64, 16, &self, &with);
         expect_same(&plain, &with, "drafted by itself");
         if (plain.t.stop != BN_STOP_LENGTH) continue; // an end of turn cuts a draft short
+        whole++;
         assert_int_equal(with.stats.accepted, with.stats.drafted);
         // 63 tokens after the prefill's, each from a pass's first row or a draft's
         assert_int_equal(with.stats.drafted + with.stats.passes, 63);
         assert_int_equal(with.stats.passes, 4); // 17 tokens a pass, the last one's draft cut to the 11 left
     }
+    assert_true(whole > 0);
 }
 
 // A chat's turns: the draft session follows the history through a second
@@ -482,6 +485,7 @@ static void test_draft_model_two_calls(void **state) {
     open_random_draft();
     int32_t got[3][2 * MAX_GEN];
     int n_got[3] = {0, 0, 0};
+    uint64_t drafted[3] = {0, 0, 0};
     bn_engine *drafts[3] = {NULL, g_engine, g_random};
     for (int v = 0; v < 3; v++) {
         bn_session_params sp = {.backend = "cpu", .n_threads = 2};
@@ -501,12 +505,14 @@ static void test_draft_model_two_calls(void **state) {
             assert_int_equal(bn_session_generate(s, ids, n, 60, &smp, on_token, &r, NULL, &err), 0);
             memcpy(got[v] + n_got[v], r.ids, sizeof r.ids[0] * (size_t)r.n);
             n_got[v] += r.n;
+            drafted[v] += bn_session_lookup_stats(s).drafted;
             free(ids);
         }
         bn_session_free(s);
         bn_session_free(ds);
     }
     for (int v = 1; v < 3; v++) {
+        assert_true(drafted[v] > 0);
         assert_int_equal(n_got[0], n_got[v]);
         assert_memory_equal(got[0], got[v], sizeof got[0][0] * (size_t)n_got[0]);
     }

@@ -1178,9 +1178,20 @@ class ServeLifecycleTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             other = os.path.join(tmp, "builtin-vocab.gguf")  # make-model's own vocabulary
             subprocess.run([CLI, "make-model", "-o", other], check=True, stdout=subprocess.DEVNULL)
-            r = subprocess.run([CLI, "serve", "-m", SHIPPED, "-md", other], stderr=subprocess.PIPE, text=True)
-        self.assertEqual(r.returncode, 1)
-        self.assertIn("--model-draft: the vocabularies differ", r.stderr)
+            r = subprocess.run([CLI, "serve", "-m", SHIPPED, "-md", other, "--port", "0"], stderr=subprocess.PIPE,
+                               text=True, timeout=60)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("--model-draft: the vocabularies differ", r.stderr)
+            # -c past the draft model's own context (512): it drafts within its own.
+            long = os.path.join(tmp, "long-context.gguf")  # the shipped vocabulary, 2048 positions
+            subprocess.run([CLI, "make-model", "-o", long, "--vocab", SHIPPED, "--ctx", "2048"], check=True,
+                           stdout=subprocess.DEVNULL)
+            srv = Server("-md", SHIPPED, "--draft-p-min", "0", model=long, ctx=1024)
+            try:
+                status, _, body = srv.request("POST", "/v1/completions", {"prompt": "It is a truth", "max_tokens": 8})
+                self.assertEqual(status, 200, body)
+            finally:
+                self.assertEqual(srv.stop(), 0, srv.output())
 
     def test_bad_flags(self):
         r = subprocess.run([CLI, "serve", "-m", MODEL, "--port", "70000"], stderr=subprocess.PIPE, text=True)

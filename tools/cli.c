@@ -104,7 +104,7 @@ static const flag_def flags[] = {
     {{"--model-draft", "-md"}, BN_FLAGS_DRAFT, STRING, AT(model_draft), 0, 0, NULL, "FILE",
      "speculative decoding: a smaller model with the same vocabulary drafts tokens, verified in one pass "
      "(the same tokens; fewer passes where it guesses right)"},
-    {{"--draft-max", "--draft", "--draft-n"}, BN_FLAGS_LOOKUP, INT, AT(draft), 1, 32, NULL, "N",
+    {{"--draft-max", "--draft", "--draft-n"}, BN_FLAGS_LOOKUP, INT, AT(draft), 0, 32, NULL, "N",
      "tokens drafted a step at most: by -md's model (default 16), else by prompt lookup (as --lookup N)"},
     {{"--draft-p-min"}, BN_FLAGS_DRAFT, FLOAT, AT(draft_p_min), 0, 0, NULL, "P",
      "-md: stop a draft before a token the draft model gives less than P (0..1, default 0.75)"},
@@ -238,7 +238,8 @@ static void print_usage(const char *cmd, unsigned accept, const char *synopsis) 
 int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, int argc, char **argv,
                        bn_run_flags *f, bool *help) {
     *f = (bn_run_flags){.n_predict = -1, .reps = 1, .chunks = -1, .host = "127.0.0.1", .port = 8080, .parallel = 4,
-                        .timeout = 30, .logprobs = -1, .draft_p_min = 0.75f, .sampling = bn_sampling_default()};
+                        .timeout = 30, .logprobs = -1, .lookup = -1, .draft = -1, .draft_p_min = 0.75f,
+                        .sampling = bn_sampling_default()};
     f->session.backend = "auto";
     *help = false;
     for (int i = 1; i < argc; i++) {
@@ -263,6 +264,7 @@ int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, i
         }
         f->sampling_given = f->sampling_given || d->group == BN_FLAGS_SAMPLING;
         f->seed_given = f->seed_given || d->offset == AT(sampling.seed);
+        f->draft_p_min_given = f->draft_p_min_given || d->offset == AT(draft_p_min);
         if (eq && (d->kind == SWITCH || d->kind == GREEDY)) {
             fprintf(stderr, "error: %s does not take a value\n", a);
             return 2;
@@ -279,7 +281,7 @@ int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, i
             return 2;
         }
     }
-    if (f->model_draft && f->lookup) {
+    if (f->model_draft && f->lookup > 0) {
         fprintf(stderr, "error: --lookup and --model-draft both draft tokens: choose one\n");
         return 2;
     }
@@ -287,8 +289,17 @@ int bn_parse_run_flags(const char *cmd, unsigned accept, const char *synopsis, i
         fprintf(stderr, "error: --draft-p-min expects a probability in 0..1, got %g\n", (double)f->draft_p_min);
         return 2;
     }
-    if (f->model_draft && !f->draft) f->draft = 16;
-    else if (!f->model_draft && f->draft) f->lookup = f->draft; // llama-lookup's spelling of --lookup
+    if (!f->model_draft && f->draft >= 0 && f->lookup >= 0 && f->draft != f->lookup) {
+        fprintf(stderr, "error: --lookup %d and --draft-max %d: without --model-draft both set prompt lookup's "
+                        "tokens a pass; give one\n", f->lookup, f->draft);
+        return 2;
+    }
+    if (!f->model_draft && f->draft_p_min_given)
+        fprintf(stderr, "note: --draft-p-min is for a draft model (--model-draft); prompt lookup ignores it\n");
+    if (f->model_draft && f->draft < 0) f->draft = 16;
+    if (!f->model_draft && f->draft >= 0) f->lookup = f->draft; // llama-lookup's spelling of --lookup
+    if (f->lookup < 0) f->lookup = 0;
+    if (f->draft < 0) f->draft = 0;
     f->session.lm_head_q8 = f->lm_head && !strcmp(f->lm_head, "q8");
     // A GPU's start is what the CPU covers; the reference backend is asked for
     // its own arithmetic from the first token.

@@ -40,10 +40,11 @@ typedef struct bn_run_flags {
     int batch;              // perplexity: -b, tokens a forward pass takes (0: the default)
     const char *json_schema; // --json-schema: a JSON Schema's text, or @FILE
     int logprobs;           // --logprobs N: alternatives per token (-1 when not given)
-    int lookup;             // --lookup N: prompt lookup decoding's drafted tokens a pass (0: off)
+    int lookup;             // --lookup N: prompt lookup decoding's drafted tokens a pass (0: off; -1 while parsing: not given)
     const char *model_draft; // -md FILE: speculative decoding with this draft model
-    int draft;              // --draft-max N: tokens a pass at most (-md's, default 16; else as --lookup)
+    int draft;              // --draft-max N: tokens a pass at most (-md's, default 16; else as --lookup; -1 while parsing)
     float draft_p_min;      // --draft-p-min P (0.75)
+    bool draft_p_min_given;
     bn_session_params session;
     bn_sampling sampling;   // its logit_bias points into logit_bias below
     bn_logit_bias logit_bias[BN_MAX_LOGIT_BIAS]; // --logit-bias, in the order given

@@ -94,11 +94,13 @@ int bn_cmd_serve(int argc, char **argv) {
     bn_batch *b = NULL;
     bn_error err;
     bn_batch_params bp = {.session = f.session, .n_slots = f.parallel};
+    bn_session_params draft_params = f.session;
+    draft_params.n_ctx = 0; // the batch's context (-c), or the draft model's where shorter
     const char *failed = bn_engine_load(f.model, f.tokenizer, &e, &err) || bn_run_prepare_engine(&f, e, &err) ||
                                  bn_batch_create(e, &bp, &b, &err) || bn_batch_set_lookup(b, f.lookup, &err)
                              ? ""
                          : f.model_draft && (bn_engine_load(f.model_draft, f.tokenizer, &draft, &err) ||
-                                             bn_batch_set_draft(b, draft, &f.session, f.draft, f.draft_p_min, &err))
+                                             bn_batch_set_draft(b, draft, &draft_params, f.draft, f.draft_p_min, &err))
                              ? "--model-draft: "
                              : NULL;
     if (!failed) {

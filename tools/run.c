@@ -60,6 +60,7 @@ static int open_draft(const bn_run_flags *f, bn_run *r, bn_error *err) {
 
 int bn_run_open(const bn_run_flags *f, bn_run *r) {
     *r = (bn_run){0};
+    snprintf(r->asked, sizeof r->asked, "%s", f->session.backend ? f->session.backend : "auto");
     bn_error err;
     char *schema = f->json_schema ? bn_json_schema_arg(f->json_schema) : NULL;
     if (f->json_schema && !schema) return -1;
@@ -87,15 +88,15 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
             kernels ? ", CPU kernels " : "", kernels ? kernels : "");
     r->opening = bn_session_opening(r->session);
     r->lookup = f->lookup > 0 || f->model_draft;
-    snprintf(r->asked, sizeof r->asked, "%s", f->session.backend ? f->session.backend : "auto");
     return 0;
 }
 
 static bool g_left_open;
 
 void bn_run_close(bn_run *r) {
-    if ((r->session && bn_session_opening(r->session)) || (r->draft_session && bn_session_opening(r->draft_session))) {
-        if (strcmp(r->asked, "auto")) // a named backend that this run never used
+    const bool main_opening = r->session && bn_session_opening(r->session);
+    if (main_opening || (r->draft_session && bn_session_opening(r->draft_session))) {
+        if (main_opening && strcmp(r->asked, "auto")) // a named backend that this run never used
             fprintf(stderr, "note: the run ended on the CPU before moving to %s, which was not checked "
                             "(--no-cpu-start waits for it)\n",
                     r->asked);

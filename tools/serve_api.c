@@ -542,7 +542,7 @@ static void metrics(const bn_api *a, bn_api_reply *r) {
     bad |= bn_buf_printf(&out, "bitnet_json_mask_rows_total{from=\"cache\"} %llu\n"
                                "bitnet_json_mask_rows_total{from=\"worked_out\"} %llu\n",
                          (unsigned long long)t.json_rows_cached, (unsigned long long)t.json_rows_worked);
-    COUNT("lookup_drafted_tokens_total", "Tokens --lookup drafted.", t.lookup.drafted);
+    COUNT("lookup_drafted_tokens_total", "Tokens drafted (--lookup, or the draft model of -md).", t.lookup.drafted);
     COUNT("lookup_accepted_tokens_total", "Of those, the ones sampled: each a token without a forward pass.",
           t.lookup.accepted);
     COUNT("lookup_passes_total", "Verifying passes: requests' runs with a draft.", t.lookup.passes);

@@ -120,7 +120,8 @@ class BatchEngine(Model):
     themselves; lookup_stats() says what it did (drafted, accepted, passes).
     draft_model="small.gguf": speculative decoding with that model drafting
     instead (bitnet.h: bn_batch_set_draft; `serve -md FILE`), on the same
-    backend, threads and kernels; lookup_stats() counts its drafts.
+    backend, threads and kernels, up to `draft` tokens a pass (0: off);
+    lookup_stats() counts its drafts.
     close() or a `with` block frees it (its scheduler thread holds it, so
     garbage collection does not).
     """
@@ -307,7 +308,7 @@ class BatchEngine(Model):
             job.finish(ev.stop, ev.n_prompt, ev.n_gen, ev.n_cached)
 
     def lookup_stats(self):
-        """lookup=N: (tokens drafted, of them taken, verifying passes) since the engine was made."""
+        """lookup=N or draft_model: (tokens drafted, of them taken, verifying passes) since the engine was made."""
         with self._cond:
             return self._lookup
 

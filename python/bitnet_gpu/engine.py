@@ -614,7 +614,7 @@ class Engine(Model):
     draft_model="small.gguf": speculative decoding, as `-md FILE --draft-max
     N --draft-p-min P` (bitnet.h: bn_session_set_draft): that model, with the
     same vocabulary, on the same backend, threads and context (its own where
-    shorter), drafts up to `draft` tokens (1..32) a step greedily, stopping
+    shorter), drafts up to `draft` tokens (1..32; 0: off) a step greedily, stopping
     before one it gives less than draft_p_min, and this model verifies them in
     one pass; the same tokens as without (the lookup_* timings count them).
 
@@ -652,6 +652,8 @@ class Engine(Model):
     ):
         self._e = self._s = self._running = None  # _running: the _Run generating now, if any
         self._draft_e = self._draft_s = None  # draft_model's engine and session
+        if draft_model is not None and lookup:
+            raise ValueError("lookup and draft_model both draft tokens: choose one")
         self._lock = threading.Lock()
         self._load(model_path, tokenizer, chat_template)
         err = N.Error()
@@ -669,8 +671,6 @@ class Engine(Model):
         self.lookup = int(lookup)
         _check(lib.bn_session_set_lookup(self._s, self.lookup, ctypes.byref(err)), err)
         if draft_model is not None:
-            if self.lookup:
-                raise ValueError("lookup and draft_model both draft tokens: choose one")
             self._open_draft(draft_model, tokenizer, params, int(draft), float(draft_p_min))
         self._read_backend()
         if cpu_start:

@@ -54,9 +54,9 @@ class BitnetDeployment:
     takes the GPU that num_gpus gave it."""
 
     def __init__(self, model, model_name=None, backend="auto", threads=None, n_ctx=None, lm_head_q8=False,
-                 slots=1, lookup=0, draft_model=None, draft=16):
+                 slots=1, lookup=0, draft_model=None, draft=16, draft_p_min=0.75):
         kw = dict(backend=backend, threads=threads or _replica_cpus(), n_ctx=n_ctx, lm_head_q8=lm_head_q8,
-                  lookup=lookup, draft_model=draft_model, draft=draft)
+                  lookup=lookup, draft_model=draft_model, draft=draft, draft_p_min=draft_p_min)
         self.engine = BatchEngine(model, slots=slots, **kw) if slots > 1 else Engine(model, **kw)
         self.api = OpenAIServer(self.engine, model_name or os.path.basename(model))
         self.replica = serve.get_replica_context().replica_tag
@@ -147,6 +147,7 @@ _ARGS = {
     "lookup": int,
     "draft_model": str,
     "draft": int,
+    "draft_p_min": float,
 }
 
 
@@ -155,8 +156,8 @@ def build_app(args: dict) -> serve.Application:
     model (required), model_name, backend, threads, n_ctx, lm_head_q8, slots
     (answers a replica generates at once; max_ongoing_requests follows it unless
     the config file sets it), lookup (prompt lookup decoding's drafted tokens,
-    as serve's --lookup), draft_model and draft (a draft model's path, on every
-    node, and its tokens a pass at most, as serve's -md and --draft-max)."""
+    as serve's --lookup), draft_model, draft and draft_p_min (a draft model's
+    path, on every node, as serve's -md, --draft-max and --draft-p-min)."""
     unknown = set(args) - set(_ARGS)
     if unknown or "model" not in args:
         raise ValueError(f"bitnet_gpu.serve: args are {sorted(_ARGS)}, model required; got {sorted(args)}")
