@@ -524,7 +524,7 @@ static void test_draft_model_refused(void **state) {
     bn_synth_config cfg;
     bn_error err;
     char path[64];
-    bn_engine *builtin;
+    bn_engine *builtin = NULL;
     assert_int_equal(bn_synth_preset("tiny", &cfg, &err), 0); // the built-in vocabulary
     bn_tmp_path(path, sizeof path, "draft_vocab");
     if (bn_synth_model_write(&cfg, path, &err) || bn_engine_load(path, NULL, &builtin, &err)) fail_msg("%s", err.msg);
