@@ -101,6 +101,7 @@ typedef struct bn_slot {
     // the slot as its prompt cache is, and when the slot drafts.
     bn_draft_seq dq;
     bn_draft_backoff backoff;
+    bn_sampler *draft_smp; // a sampling request's: its sampler's copy, for the draft (draft.h)
     bool pass_judged; // the ended pass's outcome is in backoff (a step that fails may be run again)
 } bn_slot;
 
@@ -142,6 +143,7 @@ struct bn_batch {
 // the cached tokens are kept for the next request.
 static void free_slot(bn_slot *s, uint64_t now) {
     bn_sampler_free(s->smp);
+    bn_sampler_free(s->draft_smp);
     if (s->schema) s->schema->users--;
     for (size_t i = 0; i < s->n_stops; i++) free(s->stops[i].text);
     free(s->stops);
@@ -399,7 +401,10 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     const int32_t n_vocab = (int32_t)b->engine->model->hp.n_vocab;
     const int n_top = r->logprobs ? (r->top_logprobs < n_vocab ? r->top_logprobs : n_vocab) : 0;
     int cached = 0; // copied last: a request that fails leaves the slot's cache as it was
-    if (bn_sampler_create(&r->sampling, n_vocab, (size_t)b->be.n_ctx + 1, &s->smp, err) || copy_stops(s, r, err) ||
+    if (bn_sampler_create(&r->sampling, n_vocab, (size_t)b->be.n_ctx + 1, &s->smp, err) ||
+        (b->draft.be && !bn_sampler_is_greedy(s->smp) &&
+         bn_sampler_create(&r->sampling, n_vocab, (size_t)b->be.n_ctx + 1, &s->draft_smp, err)) ||
+        copy_stops(s, r, err) ||
         ((r->json_object || r->json_schema) && json_start(b, s, r, err)) ||
         (r->prompt_logprobs && score_start(s, r->n_prompt, n_top, err)) ||
         (!fresh && (cached = copy_prefix(b, k, r->prompt, r->n_prompt, err)) < 0)) {
@@ -737,8 +742,9 @@ static int draft_run(bn_batch *b, int k, int n, int later, int rows_free, bn_err
     if (most > 0 && !b->draft.be) {
         d = bn_lookup_draft(s->hist, s->n_hist, most, b->tok + n);
     } else if (most > 0 && !bn_draft_idles(&s->backoff)) {
-        d = bn_draft_run(&b->draft, b->draft_vocab, &s->dq, s->hist, s->n_hist, most, b->draft_p_min, b->draft_row,
-                         b->tok + n, err);
+        if (s->draft_smp) bn_sampler_set_rng(s->draft_smp, bn_sampler_rng(s->smp)); // it draws what smp will
+        d = bn_draft_run(&b->draft, b->draft_vocab, &s->dq, s->hist, s->n_hist, most, b->draft_p_min, s->draft_smp,
+                         b->draft_row, b->tok + n, err);
         if (d == 0) bn_draft_missed(&s->backoff);
     }
     for (int i = 0; i < d; i++) b->pos[n + i] = s->n_hist + i, b->seq[n + i] = k;

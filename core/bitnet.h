@@ -325,12 +325,15 @@ BN_API bn_lookup_stats bn_session_lookup_stats(const bn_session *s);
 // Speculative decoding with a draft model (llama.cpp's llama-speculative, vLLM's
 // draft-model speculation) for later bn_session_generate calls: draft, the
 // caller's session on a smaller model with the same vocabulary (every id the
-// same token), drafts up to max_draft tokens (1..32) greedily at each step,
-// stopping before a token whose probability under the draft model is below
-// p_min (0..1; 0: no stop, and the draft's backend brings back only its
-// argmax), and s verifies them as it verifies lookup's (above): one pass, the
+// same token), drafts up to max_draft tokens (1..32) at each step, stopping
+// before a step where its likeliest token's probability is below p_min (0..1;
+// 0: no stop, and the draft's backend brings back only its argmax or best
+// entries), and s verifies them as it verifies lookup's (above): one pass, the
 // same tokens as a step at a time, the draft's length following its hits and
-// misses. The draft session keeps its own KV cache, in step with s's history
+// misses. The draft picks as the generation does: greedily, or sampling with a
+// copy of the generation's sampler and its random state, so that where the two
+// models agree it draws the token s will (a model drafting for itself has
+// every draft taken, sampled or not). The draft session keeps its own KV cache, in step with s's history
 // (what s did not take is dropped from it at the next draft); it must outlive
 // its use by s, and s never frees it. bn_session_lookup_stats counts its drafts.
 // This replaces prompt lookup, and bn_session_set_lookup replaces it; draft
@@ -501,8 +504,9 @@ BN_API bn_lookup_stats bn_batch_lookup_stats(const bn_batch *b);
 // same vocabulary, which must outlive the batch's use of it), with p's
 // backend, threads and kernels and a sequence slot for each of the batch's
 // (p->n_ctx 0: the batch's context, or the draft model's where shorter), and
-// each slot drafts up to max_draft tokens (1..32) greedily from its own
-// sequence there, stopping before a token below p_min (0..1). Slots draft one
+// each slot drafts up to max_draft tokens (1..32) from its own sequence there,
+// picking as its request does (bn_session_set_draft), stopping before a step
+// whose likeliest token is below p_min (0..1). Slots draft one
 // after another, each in steps of one token, so this pays at low concurrency.
 // It replaces prompt lookup, and bn_batch_set_lookup replaces it; draft NULL or
 // max_draft 0 turns both off (p NULL: the defaults). Between steps; -1 and err

@@ -6,8 +6,16 @@
 
 #include "argmax.h"
 
+// The probability of row's likeliest token (its softmax over all n).
+static double top_probability(const float *row, int32_t n) {
+    const float best = row[bn_argmax(row, n)];
+    double sum = 0; // the softmax's denominator over e^(logit - best)
+    for (int32_t i = 0; i < n; i++) sum += exp((double)row[i] - best);
+    return 1.0 / sum;
+}
+
 int bn_draft_run(const bn_opened *o, int32_t n_vocab, bn_draft_seq *d, const int32_t *text, int n, int max,
-                 float p_min, float *row, int32_t *out, bn_error *err) {
+                 float p_min, bn_sampler *smp, float *row, int32_t *out, bn_error *err) {
     // The start it shares with text, short of text's last token (fed again for its row).
     int k = 0;
     const int most = d->n_past < n - 1 ? d->n_past : n - 1;
@@ -17,24 +25,29 @@ int bn_draft_run(const bn_opened *o, int32_t n_vocab, bn_draft_seq *d, const int
     if (max <= 0) return 0;
     memcpy(d->hist + k, text + k, (size_t)(n - k) * sizeof *text);
     d->n_hist = n;
-    const bool argmax = p_min <= 0 && o->ops->forward_argmax;
+    if (smp && bn_sampler_is_greedy(smp)) smp = NULL;
+    const bool argmax = p_min <= 0 && !smp && o->ops->forward_argmax;
+    const bool top = p_min <= 0 && smp && bn_sampler_takes_top(smp) && o->ops->forward_top;
     int drafted = 0;
     while (drafted < max) {
         const int32_t *toks = d->hist + d->n_past, *pos = d->pos + d->n_past, *seq = d->seq ? d->seq + d->n_past : NULL;
         const int m = d->n_hist - d->n_past;
-        int32_t best;
-        if (argmax ? o->ops->forward_argmax(o->be, toks, pos, seq, m, &best, err)
+        int32_t id;
+        bn_top best[BN_TOP_MAX];
+        if (argmax ? o->ops->forward_argmax(o->be, toks, pos, seq, m, &id, err)
+            : top  ? o->ops->forward_top(o->be, toks, pos, seq, m, best, err)
                    : o->ops->forward(o->be, toks, pos, seq, m, row, false, err))
             return -1;
         d->n_past = d->n_hist;
-        if (!argmax) {
-            best = bn_argmax(row, n_vocab);
-            double sum = 0; // the softmax's denominator over e^(logit - max)
-            for (int32_t i = 0; i < n_vocab; i++) sum += exp((double)row[i] - row[best]);
-            if (1.0 / sum < p_min) break;
+        if (top) {
+            id = bn_sampler_sample_top(smp, best, d->hist, (size_t)d->n_hist);
+        } else if (!argmax) {
+            if (p_min > 0 && top_probability(row, n_vocab) < p_min) break;
+            id = smp ? bn_sampler_sample(smp, row, d->hist, (size_t)d->n_hist) : bn_argmax(row, n_vocab);
         }
-        out[drafted++] = best;
-        d->hist[d->n_hist++] = best;
+        if (id < 0) break;
+        out[drafted++] = id;
+        d->hist[d->n_hist++] = id;
     }
     return drafted;
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "engine_internal.h"
+#include "sampler.h"
 
 // One sequence of the draft model: the tokens it was fed and last drafted,
 // and how many of them are in its KV cache.
@@ -22,12 +23,18 @@ typedef struct bn_draft_seq {
 // Up to max tokens into out, drafted by backend o (the draft model) after
 // text[0..n), whose last token is the one pending: the sequence keeps the start
 // of its KV cache that text shares (a refused draft is dropped there), feeds
-// the rest in one call, then takes its likeliest token a step at a time while
-// that token's probability is at least p_min (p_min 0: the backend's argmax, no
-// row brought back; else row, n_vocab floats, takes it). Stops at the end of
-// its context. Returns how many, or -1 and err.
+// the rest in one call, then drafts a token a step at a time while its
+// likeliest token's probability is at least p_min. The token is its likeliest
+// (smp NULL or greedy), or what smp samples from its row with the text so far:
+// smp is a copy of the main model's sampler, its random state the main one's
+// now (bn_sampler_set_rng), so that where the two models agree the draft draws
+// what the main model will, under sampling too. Rows come back only where
+// needed: with p_min 0 the backend's argmax, or its best entries for a sampler
+// that takes them (bn_sampler_takes_top); else into row (n_vocab floats).
+// Stops at the end of its context, or where smp finds no token. Returns how
+// many, or -1 and err.
 int bn_draft_run(const bn_opened *o, int32_t n_vocab, bn_draft_seq *d, const int32_t *text, int n, int max,
-                 float p_min, float *row, int32_t *out, bn_error *err);
+                 float p_min, bn_sampler *smp, float *row, int32_t *out, bn_error *err);
 
 // A draft costs the draft model's steps: after a draft that gave no token
 // (refused, or none above p_min) the next 1, 2, 4, ... BN_DRAFT_IDLE_MAX steps go

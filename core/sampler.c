@@ -277,6 +277,9 @@ static int32_t sample_sorted(bn_sampler *s, bn_candidate *c, int32_t n) {
     return draw(s, c, keep_top_p_min_p(s, c, n, &reached));
 }
 
+uint64_t bn_sampler_rng(const bn_sampler *s) { return s->rng; }
+void bn_sampler_set_rng(bn_sampler *s, uint64_t rng) { s->rng = rng; }
+
 int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, size_t n_history) {
     adjust_logits(s, (logits_view){logits, NULL}, history, n_history);
     // Each way checks the best logit it finds: -inf means every token is banned.

@@ -29,6 +29,12 @@ bool bn_sampler_is_greedy(const bn_sampler *s);
 // above -inf (logit biases of -inf, or a JSON mask, took every one).
 int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, size_t n_history);
 
+// The sampler's random state. A draft model's sampler (draft.h) given a copy
+// draws the numbers this one will, token for token: one draw per token sampled
+// with a temperature, none for a greedy pick.
+uint64_t bn_sampler_rng(const bn_sampler *s);
+void bn_sampler_set_rng(bn_sampler *s, uint64_t rng);
+
 // A sampler needs only the row's best BN_TOP_MAX tokens (top.h), as a
 // backend's forward_top gives them, when it picks among at most k of them (a
 // top-k below the vocabulary, or the argmax: k = 1) and its logit biases and

@@ -61,6 +61,7 @@ struct bn_session {
     bn_session *draft;
     float draft_p_min;
     bn_draft_backoff backoff;
+    bn_sampler *draft_smp; // a sampling generate call's: its sampler's copy, for the draft (draft.h)
 };
 
 int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err) {
@@ -322,13 +323,13 @@ static int feed_and_pick(bn_session *s, bn_sampler *smp, int32_t *next, bn_error
 
 // Up to max tokens drafted by the draft session d after hist[0..n) (its last
 // token pending), bn_draft_run on d's backend, history and KV cache.
-static int draft_tokens(bn_session *d, const int32_t *hist, int n, int max, float p_min, int32_t *out,
-                        bn_error *err) {
+static int draft_tokens(bn_session *d, const int32_t *hist, int n, int max, float p_min, bn_sampler *smp,
+                        int32_t *out, bn_error *err) {
     if (settle_opening(d, false, err)) return -1;
     bn_draft_seq q = {.hist = d->history, .n_hist = d->n_hist, .n_past = d->n_past, .pos = d->pos,
                       .n_ctx = d->be.n_ctx};
-    const int k = bn_draft_run(&d->be, (int32_t)d->engine->model->hp.n_vocab, &q, hist, n, max, p_min, d->logits,
-                               out, err);
+    const int k = bn_draft_run(&d->be, (int32_t)d->engine->model->hp.n_vocab, &q, hist, n, max, p_min, smp,
+                               d->logits, out, err);
     d->n_hist = q.n_hist, d->n_past = q.n_past;
     return k;
 }
@@ -356,8 +357,10 @@ static int lookup_step(bn_session *s, bn_sampler *smp, int max_draft, int32_t *n
     if (max_draft > s->pass.len) max_draft = s->pass.len;
     if (s->draft && max_draft > 0 && bn_draft_idles(&s->backoff)) return feed_and_pick(s, smp, next, err);
     int32_t toks[BN_LOOKUP_MAX + 1];
+    if (s->draft_smp) bn_sampler_set_rng(s->draft_smp, bn_sampler_rng(smp)); // it draws what smp will
     const int k = max_draft <= 0 ? 0
-                : s->draft   ? draft_tokens(s->draft, s->history, s->n_hist, max_draft, s->draft_p_min, toks + 1, err)
+                : s->draft   ? draft_tokens(s->draft, s->history, s->n_hist, max_draft, s->draft_p_min, s->draft_smp,
+                                            toks + 1, err)
                              : bn_lookup_draft(s->history, s->n_hist, max_draft, toks + 1);
     if (k < 0) return -1;
     if (k == 0 && s->draft && max_draft > 0) bn_draft_missed(&s->backoff);
@@ -413,6 +416,9 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
                           err))
         return -1;
     int rc = -1;
+    if (s->draft && !bn_sampler_is_greedy(smp) &&
+        bn_sampler_create(sp, (int32_t)s->engine->model->hp.n_vocab, (size_t)s->be.n_ctx + 1, &s->draft_smp, err))
+        goto done;
     if (append_tokens(s, prompt, n_prompt, err)) goto done;
     t.n_prompt = s->n_hist - s->n_past;
     if (t.n_prompt == 0) {
@@ -470,6 +476,8 @@ done:
     t.backend_ms = s->be.ms; // after a move (cpu_start), the opening of the backend moved to
     if (timings) *timings = t;
     bn_sampler_free(smp);
+    bn_sampler_free(s->draft_smp);
+    s->draft_smp = NULL;
     return rc;
 }
 
