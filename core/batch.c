@@ -718,8 +718,7 @@ static void end_draft(bn_batch *b, bn_slot *s) {
 // may draft again, once however often the step is run.
 static void judge_pass(bn_batch *b, bn_slot *s) {
     if (!b->draft.be || !s->pass.next_row || s->pass_judged) return;
-    if (s->pass.next_row > 1) s->backoff.misses = 0;
-    else bn_draft_missed(&s->backoff);
+    bn_draft_judge(&s->backoff, s->pass.next_row > 1);
     s->pass_judged = true;
 }
 

@@ -1,4 +1,4 @@
-// draft.c - a draft model's greedy drafts (draft.h).
+// draft.c - a draft model's drafts and their back-off (draft.h).
 #include "draft.h"
 
 #include <math.h>
@@ -55,6 +55,11 @@ int bn_draft_run(const bn_opened *o, int32_t n_vocab, bn_draft_seq *d, const int
 void bn_draft_missed(bn_draft_backoff *b) {
     b->idle = b->misses < 4 ? 1 << b->misses : BN_DRAFT_IDLE_MAX;
     b->misses++;
+}
+
+void bn_draft_judge(bn_draft_backoff *b, bool gave_token) {
+    if (gave_token) b->misses = 0;
+    else bn_draft_missed(b);
 }
 
 bool bn_draft_idles(bn_draft_backoff *b) {

@@ -45,6 +45,9 @@ typedef struct bn_draft_backoff {
     int idle;   // steps left to go without a draft
 } bn_draft_backoff;
 void bn_draft_missed(bn_draft_backoff *b);
+// A verifying pass of drafted tokens ended: whether it gave a token (took one
+// or more of them) resets the misses, or counts one.
+void bn_draft_judge(bn_draft_backoff *b, bool gave_token);
 // Whether this step goes without a draft (counting it).
 bool bn_draft_idles(bn_draft_backoff *b);
 

@@ -335,11 +335,12 @@ static int draft_tokens(bn_session *d, const int32_t *hist, int n, int max, floa
 }
 
 // The step after the pending token (history[n_hist - 1], not yet fed) with
-// lookup (or a draft model) on: the next row of the last verifying pass where the pending token is
-// the one it drafted there (its K/V are in the cache already), else a new pass
-// over the pending token and a new draft of up to max_draft tokens (0 where
-// nothing matches: feed_and_pick). Each row is read by the same pick_from_row, in
-// order, with the history up to it, so the tokens are feed_and_pick's.
+// lookup (or a draft model) on: the next row of the last verifying pass where
+// the pending token is the one it drafted there (its K/V are in the cache
+// already), else a new pass over the pending token and a new draft of up to
+// max_draft tokens (0 where nothing matches, or the draft model idles:
+// feed_and_pick). Each row is read by the same pick_from_row, in order, with
+// the history up to it, so the tokens are feed_and_pick's.
 static int lookup_step(bn_session *s, bn_sampler *smp, int max_draft, int32_t *next, bn_error *err) {
     const size_t V = s->engine->model->hp.n_vocab;
     const int32_t pending = s->history[s->n_hist - 1];
@@ -349,10 +350,7 @@ static int lookup_step(bn_session *s, bn_sampler *smp, int max_draft, int32_t *n
         *next = pick_from_row(s, smp, s->rows + (size_t)s->pass.next_row++ * V);
         return 0;
     }
-    if (s->draft && s->pass.next_row) { // a draft model's pass ends: did it give a token?
-        if (s->pass.next_row > 1) s->backoff.misses = 0;
-        else bn_draft_missed(&s->backoff);
-    }
+    if (s->draft && s->pass.next_row) bn_draft_judge(&s->backoff, s->pass.next_row > 1); // a draft model's pass ends
     bn_lookup_end(&s->pass, s->lookup_max);
     if (max_draft > s->pass.len) max_draft = s->pass.len;
     if (s->draft && max_draft > 0 && bn_draft_idles(&s->backoff)) return feed_and_pick(s, smp, next, err);

@@ -614,7 +614,8 @@ static bn_batch *open_batch_with(int n_slots, int step_tokens, int n_ctx, int ma
     bn_error err;
     const bn_session_params dp = {.backend = "cpu", .n_threads = 2, .n_ctx = d ? d->n_ctx : 0};
     if (bn_batch_create(g_engine, &p, &b, &err) ||
-        (d ? bn_batch_set_draft(b, d->engine, &dp, max_draft, d->p_min, &err) : bn_batch_set_lookup(b, max_draft, &err)))
+        (d ? bn_batch_set_draft(b, d->engine, &dp, max_draft, d->p_min, &err)
+           : bn_batch_set_lookup(b, max_draft, &err)))
         fail_msg("%s", err.msg);
     return b;
 }

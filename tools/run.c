@@ -160,7 +160,8 @@ void bn_print_timings(bn_run *r, const bn_timings *t) {
     if (r->lookup) {
         const bn_lookup_stats l = bn_session_lookup_stats(r->session);
         fprintf(stderr, "%s: %" PRIu64 " tokens drafted in %" PRIu64 " passes, %" PRIu64 " taken (%.0f%%)\n",
-                r->draft_session ? "draft" : "lookup", l.drafted, l.passes, l.accepted, l.drafted ? 100.0 * (double)l.accepted / (double)l.drafted : 0.0);
+                r->draft_session ? "draft" : "lookup", l.drafted, l.passes, l.accepted,
+                l.drafted ? 100.0 * (double)l.accepted / (double)l.drafted : 0.0);
     }
     if (r->opening && !bn_session_opening(r->session)) { // said once (chat prints every turn)
         fprintf(stderr, "backend: now %s (%s)\n", bn_session_backend(r->session),
