@@ -614,9 +614,11 @@ class Engine(Model):
     draft_model="small.gguf": speculative decoding, as `-md FILE --draft-max
     N --draft-p-min P` (bitnet.h: bn_session_set_draft): that model, with the
     same vocabulary, on the same backend, threads and context (its own where
-    shorter), drafts up to `draft` tokens (1..32; 0: off) a step greedily, stopping
-    before one it gives less than draft_p_min, and this model verifies them in
-    one pass; the same tokens as without (the lookup_* timings count them).
+    shorter), drafts up to `draft` tokens (1..32; 0: off) a step, picking as the
+    generation does (greedily, or with a copy of its sampler and random state),
+    stopping before a step whose likeliest token is below draft_p_min, and this
+    model verifies them in one pass; the same tokens as without (the lookup_*
+    timings count them).
 
     cpu_start=True: where a GPU may be present, the engine is ready at once on
     the CPU while the GPU backend opens on a thread, and moves to it between two
