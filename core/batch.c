@@ -401,10 +401,7 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     const int32_t n_vocab = (int32_t)b->engine->model->hp.n_vocab;
     const int n_top = r->logprobs ? (r->top_logprobs < n_vocab ? r->top_logprobs : n_vocab) : 0;
     int cached = 0; // copied last: a request that fails leaves the slot's cache as it was
-    if (bn_sampler_create(&r->sampling, n_vocab, (size_t)b->be.n_ctx + 1, &s->smp, err) ||
-        (b->draft.be && !bn_sampler_is_greedy(s->smp) &&
-         bn_sampler_create(&r->sampling, n_vocab, (size_t)b->be.n_ctx + 1, &s->draft_smp, err)) ||
-        copy_stops(s, r, err) ||
+    if (bn_sampler_create(&r->sampling, n_vocab, (size_t)b->be.n_ctx + 1, &s->smp, err) || copy_stops(s, r, err) ||
         ((r->json_object || r->json_schema) && json_start(b, s, r, err)) ||
         (r->prompt_logprobs && score_start(s, r->n_prompt, n_top, err)) ||
         (!fresh && (cached = copy_prefix(b, k, r->prompt, r->n_prompt, err)) < 0)) {
@@ -741,7 +738,11 @@ static int draft_run(bn_batch *b, int k, int n, int later, int rows_free, bn_err
     if (most > 0 && !b->draft.be) {
         d = bn_lookup_draft(s->hist, s->n_hist, most, b->tok + n);
     } else if (most > 0 && !bn_draft_idles(&s->backoff)) {
-        if (s->draft_smp) bn_sampler_set_rng(s->draft_smp, bn_sampler_rng(s->smp)); // it draws what smp will
+        // A sampling request's draft samples with a copy of its sampler (made at its first draft),
+        // its random state the sampler's now: it draws what smp will.
+        if (!s->draft_smp && !bn_sampler_is_greedy(s->smp) && bn_sampler_clone(s->smp, &s->draft_smp, err))
+            return -1;
+        if (s->draft_smp) bn_sampler_set_rng(s->draft_smp, bn_sampler_rng(s->smp));
         d = bn_draft_run(&b->draft, b->draft_vocab, &s->dq, s->hist, s->n_hist, most, b->draft_p_min, s->draft_smp,
                          b->draft_row, b->tok + n, err);
         if (d == 0) bn_draft_missed(&s->backoff);

@@ -327,13 +327,15 @@ BN_API bn_lookup_stats bn_session_lookup_stats(const bn_session *s);
 // caller's session on a smaller model with the same vocabulary (every id the
 // same token), drafts up to max_draft tokens (1..32) at each step, stopping
 // before a step where its likeliest token's probability is below p_min (0..1;
-// 0: no stop, and the draft's backend brings back only its argmax or best
-// entries), and s verifies them as it verifies lookup's (above): one pass, the
-// same tokens as a step at a time, the draft's length following its hits and
-// misses. The draft picks as the generation does: greedily, or sampling with a
-// copy of the generation's sampler and its random state, so that where the two
-// models agree it draws the token s will (a model drafting for itself has
-// every draft taken, sampled or not). The draft session keeps its own KV cache, in step with s's history
+// 0: no stop, and the draft's backend brings back its argmax, or its best
+// entries where the sampler needs no more, instead of whole rows), and s
+// verifies them as it verifies lookup's (above): one pass, the same tokens as
+// a step at a time, the draft's length following its hits and misses. The
+// draft picks as the generation does: greedily, or sampling with a copy of the
+// generation's sampler and its random state, so that where the two models
+// agree it draws the token s will (a model drafting for itself has every draft
+// taken, sampled or not, but in a JSON reply, whose mask the draft does not
+// apply). The draft session keeps its own KV cache, in step with s's history
 // (what s did not take is dropped from it at the next draft); it must outlive
 // its use by s, and s never frees it. bn_session_lookup_stats counts its drafts.
 // This replaces prompt lookup, and bn_session_set_lookup replaces it; draft

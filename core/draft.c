@@ -32,7 +32,7 @@ int bn_draft_run(const bn_opened *o, int32_t n_vocab, bn_draft_seq *d, const int
     while (drafted < max) {
         const int32_t *toks = d->hist + d->n_past, *pos = d->pos + d->n_past, *seq = d->seq ? d->seq + d->n_past : NULL;
         const int m = d->n_hist - d->n_past;
-        int32_t id;
+        int32_t id = -1;
         bn_top best[BN_TOP_MAX];
         if (argmax ? o->ops->forward_argmax(o->be, toks, pos, seq, m, &id, err)
             : top  ? o->ops->forward_top(o->be, toks, pos, seq, m, best, err)

@@ -1,7 +1,7 @@
 // draft.h - a draft model's drafts for speculative decoding (bitnet.h:
 // bn_session_set_draft, bn_batch_set_draft): a smaller model with the same
-// vocabulary guesses the next tokens greedily, and the main model verifies
-// them in one pass as it verifies prompt lookup's (lookup.h).
+// vocabulary guesses the next tokens, picking as the generation does, and the
+// main model verifies them in one pass as it verifies prompt lookup's (lookup.h).
 #ifndef BN_DRAFT_H
 #define BN_DRAFT_H
 

@@ -277,6 +277,14 @@ static int32_t sample_sorted(bn_sampler *s, bn_candidate *c, int32_t n) {
     return draw(s, c, keep_top_p_min_p(s, c, n, &reached));
 }
 
+int bn_sampler_clone(const bn_sampler *s, bn_sampler **out, bn_error *err) {
+    bn_sampling p = s->p;
+    p.logit_bias = s->bias, p.n_logit_bias = s->n_bias;
+    if (bn_sampler_create(&p, s->n_vocab, s->window_cap, out, err)) return -1;
+    (*out)->rng = s->rng;
+    return 0;
+}
+
 uint64_t bn_sampler_rng(const bn_sampler *s) { return s->rng; }
 void bn_sampler_set_rng(bn_sampler *s, uint64_t rng) { s->rng = rng; }
 

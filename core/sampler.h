@@ -29,9 +29,12 @@ bool bn_sampler_is_greedy(const bn_sampler *s);
 // above -inf (logit biases of -inf, or a JSON mask, took every one).
 int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *history, size_t n_history);
 
-// The sampler's random state. A draft model's sampler (draft.h) given a copy
-// draws the numbers this one will, token for token: one draw per token sampled
-// with a temperature, none for a greedy pick.
+// A new sampler with s's settings (logit biases copied: the caller's list may
+// be gone) and random state. 0, or -1 and err (no memory).
+int bn_sampler_clone(const bn_sampler *s, bn_sampler **out, bn_error *err);
+// The sampler's random state. A draft model's sampler (draft.h), a clone given
+// this state, draws the numbers this one will, token for token: one draw per
+// token sampled with a temperature, none for a greedy pick.
 uint64_t bn_sampler_rng(const bn_sampler *s);
 void bn_sampler_set_rng(bn_sampler *s, uint64_t rng);
 

@@ -414,9 +414,7 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
                           err))
         return -1;
     int rc = -1;
-    if (s->draft && !bn_sampler_is_greedy(smp) &&
-        bn_sampler_create(sp, (int32_t)s->engine->model->hp.n_vocab, (size_t)s->be.n_ctx + 1, &s->draft_smp, err))
-        goto done;
+    if (s->draft && !bn_sampler_is_greedy(smp) && bn_sampler_clone(smp, &s->draft_smp, err)) goto done;
     if (append_tokens(s, prompt, n_prompt, err)) goto done;
     t.n_prompt = s->n_hist - s->n_past;
     if (t.n_prompt == 0) {

@@ -733,7 +733,7 @@ static void test_batch_same_tokens(void **state) {
 }
 
 // A draft model in the batch (bn_batch_set_draft): every kind of request, the
-// model drafting for itself (taken, but where a request samples otherwise), a
+// model drafting for itself (taken, but where a JSON request's mask refuses), a
 // random model of its vocabulary (refused), a p-min, small steps, a cancel, a
 // short draft context.
 static void test_batch_draft_model(void **state) {
@@ -752,6 +752,22 @@ static void test_batch_draft_model(void **state) {
     free_requests(&r);
     assert_true(mine.accepted > mine.drafted / 2);
     assert_true(others.drafted > 0 && others.accepted < others.drafted / 2);
+    // Sampling requests only (no JSON, no stop string, no end of turn in 40 tokens here): the
+    // model drafting for itself has every draft taken, its copy of each sampler drawing what it draws.
+    make_requests(&r, 6, 40, staggered);
+    static bn_logit_bias bias[] = {{.token = 11, .bias = -INFINITY}, {.token = 13, .bias = 2.5f}};
+    for (int i = 0; i < r.n; i++) {
+        r.req[i].sampling = sampled(0.6f + 0.1f * (float)i, 20 + (uint64_t)i);
+        r.req[i].json_schema = NULL, r.req[i].stop = NULL, r.req[i].n_stop = 0, r.req[i].logprobs = false;
+    }
+    r.req[1].sampling.top_k = 0, r.req[1].sampling.top_p = 1, r.req[1].sampling.min_p = 0;
+    r.req[2].sampling.repeat_penalty = 1.3f, r.req[2].sampling.frequency_penalty = 0.5f;
+    r.req[3].sampling.logit_bias = bias, r.req[3].sampling.n_logit_bias = 2;
+    bn_lookup_stats sampling = {0};
+    check_batch_with("sampling, drafted by itself, 3 slots", 3, 512, 0, 8, &self, &r, -1, &sampling);
+    free_requests(&r);
+    assert_true(sampling.drafted > 0);
+    assert_int_equal(sampling.accepted, sampling.drafted);
     bn_batch *b = open_batch(2, 512, 0, 0);
     bn_error err;
     const bn_session_params dp = {.backend = "cpu", .n_threads = 1};

@@ -107,7 +107,7 @@ static const flag_def flags[] = {
     {{"--draft-max", "--draft", "--draft-n"}, BN_FLAGS_LOOKUP, INT, AT(draft), 0, 32, NULL, "N",
      "tokens drafted a step at most: by -md's model (default 16), else by prompt lookup (as --lookup N)"},
     {{"--draft-p-min"}, BN_FLAGS_DRAFT, FLOAT, AT(draft_p_min), 0, 0, NULL, "P",
-     "-md: stop a draft before a token the draft model gives less than P (0..1, default 0.75)"},
+     "-md: stop a draft before a step whose likeliest token the draft model gives less than P (0..1, default 0.75)"},
     {{"--host"}, BN_FLAGS_SERVE, STRING, AT(host), 0, 0, NULL, "ADDR",
      "address to listen on (default 127.0.0.1; 0.0.0.0: every interface)"},
     {{"--port"}, BN_FLAGS_SERVE, INT, AT(port), 0, 65535, NULL, "N", "TCP port (default 8080; 0: any free one)"},
