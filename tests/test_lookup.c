@@ -263,22 +263,30 @@ static void check_configs(const char *backend, const char *kernels, const config
 
 static const int DRAFTS[] = {1, 8, 32, 0};
 
+// The sampler's paths: greedy, sampled, sampled without truncation, and with
+// penalties and logit biases (a ban among them), into c[0..N_SAMPLER_PATHS).
+#define N_SAMPLER_PATHS 4
+static void sampler_paths(config *c) {
+    static bn_logit_bias ban[] = {{.token = 11, .bias = -INFINITY}, {.token = 13, .bias = 2.5f}};
+    c[0] = (config){.name = "greedy", .sampling = bn_sampling_greedy(), .logprobs = -1};
+    c[1] = (config){.name = "temp 0.8", .sampling = sampled(0.8f, 3), .logprobs = -1};
+    c[2] = (config){.name = "temp 1.2, no truncation", .sampling = sampled(1.2f, 5), .logprobs = -1};
+    c[3] = (config){.name = "penalties and biases", .sampling = sampled(0.7f, 7), .logprobs = -1};
+    c[2].sampling.top_k = 0, c[2].sampling.top_p = 1, c[2].sampling.min_p = 0;
+    c[3].sampling.repeat_penalty = 1.3f, c[3].sampling.frequency_penalty = 0.5f;
+    c[3].sampling.presence_penalty = 0.3f;
+    c[3].sampling.logit_bias = ban, c[3].sampling.n_logit_bias = 2;
+}
+
 // Every sampler path, on every CPU kernel set this CPU has and the reference backend.
 static void test_same_tokens(void **state) {
     (void)state;
-    static bn_logit_bias ban[] = {{.token = 11, .bias = -INFINITY}, {.token = 13, .bias = 2.5f}};
-    config configs[] = {
-        {.name = "greedy", .sampling = bn_sampling_greedy(), .logprobs = -1},
-        {.name = "temp 0.8", .sampling = sampled(0.8f, 3), .logprobs = -1},
-        {.name = "temp 1.2, no truncation", .sampling = sampled(1.2f, 5), .logprobs = -1},
-        {.name = "penalties and biases", .sampling = sampled(0.7f, 7), .logprobs = -1},
-        {.name = "greedy with logprobs", .sampling = bn_sampling_greedy(), .logprobs = 5},
-        {.name = "sampled with logprobs", .sampling = sampled(0.9f, 11), .logprobs = 3},
-    };
-    configs[2].sampling.top_k = 0, configs[2].sampling.top_p = 1, configs[2].sampling.min_p = 0;
-    configs[3].sampling.repeat_penalty = 1.3f, configs[3].sampling.frequency_penalty = 0.5f;
-    configs[3].sampling.presence_penalty = 0.3f;
-    configs[3].sampling.logit_bias = ban, configs[3].sampling.n_logit_bias = 2;
+    config configs[N_SAMPLER_PATHS + 2];
+    sampler_paths(configs);
+    configs[N_SAMPLER_PATHS] =
+        (config){.name = "greedy with logprobs", .sampling = bn_sampling_greedy(), .logprobs = 5};
+    configs[N_SAMPLER_PATHS + 1] =
+        (config){.name = "sampled with logprobs", .sampling = sampled(0.9f, 11), .logprobs = 3};
     bn_lookup_stats total = {0};
     for (size_t k = 0; bn_cpu_kernel_sets[k]; k++) {
         const bn_cpu_kernels *kern;
@@ -462,16 +470,8 @@ static void test_draft_model_same_tokens(void **state) {
 // as are left to make, so the passes are few.
 static void test_draft_model_itself_all_taken(void **state) {
     (void)state;
-    static bn_logit_bias bias[] = {{.token = 11, .bias = -INFINITY}, {.token = 13, .bias = 2.5f}};
-    config configs[] = {
-        {.name = "greedy", .sampling = bn_sampling_greedy(), .logprobs = -1},
-        {.name = "temp 0.8", .sampling = sampled(0.8f, 3), .logprobs = -1},
-        {.name = "temp 1.2, no truncation", .sampling = sampled(1.2f, 5), .logprobs = -1},
-        {.name = "penalties and biases", .sampling = sampled(0.7f, 7), .logprobs = -1},
-    };
-    configs[2].sampling.top_k = 0, configs[2].sampling.top_p = 1, configs[2].sampling.min_p = 0;
-    configs[3].sampling.repeat_penalty = 1.3f, configs[3].sampling.frequency_penalty = 0.5f;
-    configs[3].sampling.logit_bias = bias, configs[3].sampling.n_logit_bias = 2;
+    config configs[N_SAMPLER_PATHS];
+    sampler_paths(configs);
     const drafter self = {.engine = g_engine};
     run plain, with;
     int whole = 0; // generations of all 64 tokens
