@@ -235,14 +235,15 @@ static bn_sampling sampled(float temp, uint64_t seed) {
     return s;
 }
 
-// Each config and prompt without a draft, then with each count of drafts
-// (by lookup, or by drafter's model).
+// Each config and each of the first n_prompts prompts without a draft, then
+// with each count of drafts (by lookup, or by dm's model).
 static void check_drafts(const char *backend, const char *kernels, const config *configs, size_t n_configs,
-                         int n_predict, const int *drafts, const drafter *dm, bn_lookup_stats *total) {
+                         size_t n_prompts, int n_predict, const int *drafts, const drafter *dm,
+                         bn_lookup_stats *total) {
     run plain, with;
     char what[256];
     for (size_t c = 0; c < n_configs; c++)
-        for (size_t p = 0; p < N_PROMPTS; p++) {
+        for (size_t p = 0; p < n_prompts; p++) {
             generate(backend, kernels, &configs[c], PROMPTS[p], n_predict, 0, &plain);
             for (const int *d = drafts; *d; d++) {
                 generate_with(backend, kernels, &configs[c], PROMPTS[p], n_predict, *d, dm, &with);
@@ -258,7 +259,7 @@ static void check_drafts(const char *backend, const char *kernels, const config 
 
 static void check_configs(const char *backend, const char *kernels, const config *configs, size_t n_configs,
                           int n_predict, const int *drafts, bn_lookup_stats *total) {
-    check_drafts(backend, kernels, configs, n_configs, n_predict, drafts, NULL, total);
+    check_drafts(backend, kernels, configs, n_configs, N_PROMPTS, n_predict, drafts, NULL, total);
 }
 
 static const int DRAFTS[] = {1, 8, 32, 0};
@@ -421,10 +422,11 @@ static void open_random_draft(void) {
         fail_msg("%s", err.msg);
 }
 
+// The first two prompts (which repeat themselves) with drafter d.
 static void check_drafter(const char *kernels, const config *configs, size_t n_configs, const int *counts,
                           const char *name, const drafter *d, bool mostly_refused) {
     bn_lookup_stats st = {0};
-    check_drafts("cpu", kernels, configs, n_configs, 40, counts, d, &st);
+    check_drafts("cpu", kernels, configs, n_configs, 2, 40, counts, d, &st);
     fprintf(stderr, "  cpu/%s, drafted by %s: the same tokens; %" PRIu64 " drafted in %" PRIu64 " passes, %" PRIu64
                     " taken\n",
             kernels ? kernels : "auto", name, st.drafted, st.passes, st.accepted);
@@ -444,23 +446,25 @@ static void test_draft_model_same_tokens(void **state) {
     };
     configs[2].sampling.repeat_penalty = 1.3f, configs[2].sampling.presence_penalty = 0.3f;
     const drafter self = {.engine = g_engine}, self_p = {.engine = g_engine, .p_min = 0.3f},
-                 other = {.engine = g_random}, short_ctx = {.engine = g_engine, .n_ctx = 40};
+                 other = {.engine = g_random}, short_ctx = {.engine = g_engine, .n_ctx = 64};
     const struct {
         const char *name;
         const drafter *d;
     } drafters[] = {{"itself", &self}, {"itself, p_min 0.3", &self_p}, {"a random model", &other},
-                    {"itself, in a 40-token context", &short_ctx}};
-    // Every drafter and config on the kernel set auto picks; on each set (whose
-    // pass rows test_same_tokens holds to its steps), greedy and sampled with
-    // the model drafting for itself.
+                    {"itself, in a 64-token context", &short_ctx}};
+    // Every drafter and config on the kernel set auto picks (the longest and
+    // shortest drafts for the model drafting for itself); on each set (whose
+    // pass rows test_same_tokens holds to its steps), sampled, with the model
+    // drafting for itself.
     for (size_t d = 0; d < sizeof drafters / sizeof drafters[0]; d++)
-        check_drafter(NULL, configs, sizeof configs / sizeof configs[0], (const int[]){1, 32, 0}, drafters[d].name,
-                      drafters[d].d, drafters[d].d == &other);
+        check_drafter(NULL, configs, sizeof configs / sizeof configs[0],
+                      d == 0 ? (const int[]){1, 32, 0} : (const int[]){8, 0}, drafters[d].name, drafters[d].d,
+                      drafters[d].d == &other);
     for (size_t k = 0; bn_cpu_kernel_sets[k]; k++) {
         const bn_cpu_kernels *kern;
         bn_error err;
         if (bn_cpu_kernels_select(bn_cpu_kernel_sets[k], &kern, &err) == 0)
-            check_drafter(bn_cpu_kernel_sets[k], configs, 2, (const int[]){8, 0}, "itself", &self, false);
+            check_drafter(bn_cpu_kernel_sets[k], configs + 1, 1, (const int[]){8, 0}, "itself", &self, false);
     }
 }
 
