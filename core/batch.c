@@ -101,7 +101,7 @@ typedef struct bn_slot {
     // the slot as its prompt cache is, and when the slot drafts.
     bn_draft_seq dq;
     bn_draft_backoff backoff;
-    bn_sampler *draft_smp; // a sampling request's: its sampler's copy, for the draft (draft.h)
+    bn_sampler *draft_smp; // a sampling request's sampler's copy, for the draft (bn_draft_step)
     bool pass_judged; // the ended pass's outcome is in backoff (a step that fails may be run again)
 } bn_slot;
 
@@ -136,7 +136,7 @@ struct bn_batch {
     float draft_p_min;
     float *draft_row;         // [draft_vocab]
     int32_t *draft_pos;       // [draft.n_ctx]: pos[i] = i
-    int32_t *draft_seq;       // [n_slots][draft.n_ctx]: slot k's row is k throughout
+    int32_t *draft_seq;       // [draft.n_ctx]: a draft call's sequence ids (the slots draft one at a time)
 };
 
 // Ends a slot's request (or a failed bn_batch_add's set-up); the buffers and
@@ -478,13 +478,12 @@ int bn_batch_set_draft(bn_batch *b, const bn_engine *draft, const bn_session_par
     b->draft_p_min = p_min;
     b->draft_row = malloc((size_t)b->draft_vocab * sizeof *b->draft_row);
     b->draft_pos = malloc((size_t)n_ctx * sizeof *b->draft_pos);
-    b->draft_seq = malloc((size_t)b->n_slots * n_ctx * sizeof *b->draft_seq);
+    b->draft_seq = malloc((size_t)n_ctx * sizeof *b->draft_seq);
     bool ok = b->draft_row && b->draft_pos && b->draft_seq;
     for (int i = 0; ok && i < n_ctx; i++) b->draft_pos[i] = i;
     for (int k = 0; ok && k < b->n_slots; k++) {
-        for (int i = 0; i < n_ctx; i++) b->draft_seq[(size_t)k * n_ctx + i] = k;
         b->slots[k].dq = (bn_draft_seq){.hist = malloc(((size_t)n_ctx + 1) * sizeof(int32_t)), .pos = b->draft_pos,
-                                        .seq = b->draft_seq + (size_t)k * n_ctx, .n_ctx = n_ctx};
+                                        .seq = b->draft_seq, .slot = k, .n_ctx = n_ctx};
         ok = b->slots[k].dq.hist != NULL;
     }
     if (!ok) {
@@ -734,19 +733,10 @@ static int draft_run(bn_batch *b, int k, int n, int later, int rows_free, bn_err
     most = left < most ? left : most;
     most = call < most ? call : most;
     most = rows_free < most ? rows_free : most;
-    int d = 0;
-    if (most > 0 && !b->draft.be) {
-        d = bn_lookup_draft(s->hist, s->n_hist, most, b->tok + n);
-    } else if (most > 0 && !bn_draft_idles(&s->backoff)) {
-        // A sampling request's draft samples with a copy of its sampler (made at its first draft),
-        // its random state the sampler's now: it draws what smp will.
-        if (!s->draft_smp && !bn_sampler_is_greedy(s->smp) && bn_sampler_clone(s->smp, &s->draft_smp, err))
-            return -1;
-        if (s->draft_smp) bn_sampler_set_rng(s->draft_smp, bn_sampler_rng(s->smp));
-        d = bn_draft_run(&b->draft, b->draft_vocab, &s->dq, s->hist, s->n_hist, most, b->draft_p_min, s->draft_smp,
-                         b->draft_row, b->tok + n, err);
-        if (d == 0) bn_draft_missed(&s->backoff);
-    }
+    const int d = most <= 0 ? 0
+                : b->draft.be ? bn_draft_step(&b->draft, b->draft_vocab, &s->dq, &s->backoff, &s->draft_smp, s->smp,
+                                              s->hist, s->n_hist, most, b->draft_p_min, b->draft_row, b->tok + n, err)
+                              : bn_lookup_draft(s->hist, s->n_hist, most, b->tok + n);
     for (int i = 0; i < d; i++) b->pos[n + i] = s->n_hist + i, b->seq[n + i] = k;
     return d;
 }

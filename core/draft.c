@@ -14,8 +14,10 @@ static double top_probability(const float *row, int32_t n) {
     return 1.0 / sum;
 }
 
-int bn_draft_run(const bn_opened *o, int32_t n_vocab, bn_draft_seq *d, const int32_t *text, int n, int max,
-                 float p_min, bn_sampler *smp, float *row, int32_t *out, bn_error *err) {
+// The draft itself (bn_draft_step, past the back-off and the sampler's copy):
+// smp NULL picks the likeliest token.
+static int draft_run(const bn_opened *o, int32_t n_vocab, bn_draft_seq *d, const int32_t *text, int n, int max,
+                     float p_min, bn_sampler *smp, float *row, int32_t *out, bn_error *err) {
     // The start it shares with text, short of text's last token (fed again for its row).
     int k = 0;
     const int most = d->n_past < n - 1 ? d->n_past : n - 1;
@@ -25,13 +27,13 @@ int bn_draft_run(const bn_opened *o, int32_t n_vocab, bn_draft_seq *d, const int
     if (max <= 0) return 0;
     memcpy(d->hist + k, text + k, (size_t)(n - k) * sizeof *text);
     d->n_hist = n;
-    if (smp && bn_sampler_is_greedy(smp)) smp = NULL;
     const bool argmax = p_min <= 0 && !smp && o->ops->forward_argmax;
     const bool top = p_min <= 0 && smp && bn_sampler_takes_top(smp) && o->ops->forward_top;
     int drafted = 0;
     while (drafted < max) {
-        const int32_t *toks = d->hist + d->n_past, *pos = d->pos + d->n_past, *seq = d->seq ? d->seq + d->n_past : NULL;
+        const int32_t *toks = d->hist + d->n_past, *pos = d->pos + d->n_past, *seq = d->seq;
         const int m = d->n_hist - d->n_past;
+        for (int i = 0; d->seq && i < m; i++) d->seq[i] = d->slot;
         int32_t id = -1;
         bn_top best[BN_TOP_MAX];
         if (argmax ? o->ops->forward_argmax(o->be, toks, pos, seq, m, &id, err)
@@ -52,18 +54,27 @@ int bn_draft_run(const bn_opened *o, int32_t n_vocab, bn_draft_seq *d, const int
     return drafted;
 }
 
-void bn_draft_missed(bn_draft_backoff *b) {
+static void missed(bn_draft_backoff *b) {
     b->idle = b->misses < 4 ? 1 << b->misses : BN_DRAFT_IDLE_MAX;
     b->misses++;
 }
 
 void bn_draft_judge(bn_draft_backoff *b, bool gave_token) {
     if (gave_token) b->misses = 0;
-    else bn_draft_missed(b);
+    else missed(b);
 }
 
-bool bn_draft_idles(bn_draft_backoff *b) {
-    if (b->idle <= 0) return false;
-    b->idle--;
-    return true;
+int bn_draft_step(const bn_opened *o, int32_t n_vocab, bn_draft_seq *d, bn_draft_backoff *b, bn_sampler **copy,
+                  const bn_sampler *smp, const int32_t *text, int n, int max, float p_min, float *row, int32_t *out,
+                  bn_error *err) {
+    if (b->idle > 0) {
+        b->idle--;
+        return 0;
+    }
+    const bool sampled = !bn_sampler_is_greedy(smp);
+    if (sampled && !*copy && bn_sampler_clone(smp, copy, err)) return -1;
+    if (sampled) bn_sampler_set_rng(*copy, bn_sampler_rng(smp));
+    const int k = draft_run(o, n_vocab, d, text, n, max, p_min, sampled ? *copy : NULL, row, out, err);
+    if (k == 0) missed(b);
+    return k;
 }

@@ -61,7 +61,7 @@ struct bn_session {
     bn_session *draft;
     float draft_p_min;
     bn_draft_backoff backoff;
-    bn_sampler *draft_smp; // a sampling generate call's: its sampler's copy, for the draft (draft.h)
+    bn_sampler *draft_smp; // a sampling generate call's sampler's copy, for the draft (bn_draft_step)
 };
 
 int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err) {
@@ -321,15 +321,15 @@ static int feed_and_pick(bn_session *s, bn_sampler *smp, int32_t *next, bn_error
     return rc;
 }
 
-// Up to max tokens drafted by the draft session d after hist[0..n) (its last
-// token pending), bn_draft_run on d's backend, history and KV cache.
-static int draft_tokens(bn_session *d, const int32_t *hist, int n, int max, float p_min, bn_sampler *smp,
-                        int32_t *out, bn_error *err) {
+// Up to max tokens drafted by s's draft session after s's history, for the
+// sampler smp: bn_draft_step on the draft session's backend, history and KV cache.
+static int draft_tokens(bn_session *s, const bn_sampler *smp, int max, int32_t *out, bn_error *err) {
+    bn_session *d = s->draft;
     if (settle_opening(d, false, err)) return -1;
     bn_draft_seq q = {.hist = d->history, .n_hist = d->n_hist, .n_past = d->n_past, .pos = d->pos,
                       .n_ctx = d->be.n_ctx};
-    const int k = bn_draft_run(&d->be, (int32_t)d->engine->model->hp.n_vocab, &q, hist, n, max, p_min, smp,
-                               d->logits, out, err);
+    const int k = bn_draft_step(&d->be, (int32_t)d->engine->model->hp.n_vocab, &q, &s->backoff, &s->draft_smp, smp,
+                                s->history, s->n_hist, max, s->draft_p_min, d->logits, out, err);
     d->n_hist = q.n_hist, d->n_past = q.n_past;
     return k;
 }
@@ -353,15 +353,11 @@ static int lookup_step(bn_session *s, bn_sampler *smp, int max_draft, int32_t *n
     if (s->draft && s->pass.next_row) bn_draft_judge(&s->backoff, s->pass.next_row > 1); // a draft model's pass ends
     bn_lookup_end(&s->pass, s->lookup_max);
     if (max_draft > s->pass.len) max_draft = s->pass.len;
-    if (s->draft && max_draft > 0 && bn_draft_idles(&s->backoff)) return feed_and_pick(s, smp, next, err);
     int32_t toks[BN_LOOKUP_MAX + 1];
-    if (s->draft_smp) bn_sampler_set_rng(s->draft_smp, bn_sampler_rng(smp)); // it draws what smp will
     const int k = max_draft <= 0 ? 0
-                : s->draft   ? draft_tokens(s->draft, s->history, s->n_hist, max_draft, s->draft_p_min, s->draft_smp,
-                                            toks + 1, err)
+                : s->draft   ? draft_tokens(s, smp, max_draft, toks + 1, err)
                              : bn_lookup_draft(s->history, s->n_hist, max_draft, toks + 1);
     if (k < 0) return -1;
-    if (k == 0 && s->draft && max_draft > 0) bn_draft_missed(&s->backoff);
     if (k == 0) return feed_and_pick(s, smp, next, err);
     if (settle_opening(s, false, err)) return -1; // a move (cpu_start) comes between passes only
     toks[0] = pending;
@@ -414,7 +410,6 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
                           err))
         return -1;
     int rc = -1;
-    if (s->draft && !bn_sampler_is_greedy(smp) && bn_sampler_clone(smp, &s->draft_smp, err)) goto done;
     if (append_tokens(s, prompt, n_prompt, err)) goto done;
     t.n_prompt = s->n_hist - s->n_past;
     if (t.n_prompt == 0) {
