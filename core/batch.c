@@ -101,7 +101,8 @@ typedef struct bn_slot {
     // the slot as its prompt cache is, and when the slot drafts.
     bn_draft_seq dq;
     bn_draft_backoff backoff;
-    bn_sampler *draft_smp; // a sampling request's sampler's copy, for the draft (bn_draft_step)
+    bn_sampler *draft_smp; // a sampling request's sampler's copy, for the draft (bn_draft_steps)
+    int drafted;      // this step's tokens from the draft model, in b->draft_out
     bool pass_judged; // the ended pass's outcome is in backoff (a step that fails may be run again)
 } bn_slot;
 
@@ -134,9 +135,10 @@ struct bn_batch {
     bn_opened draft;          // .be NULL: none
     int32_t draft_vocab;
     float draft_p_min;
-    float *draft_row;         // [draft_vocab]
-    int32_t *draft_pos;       // [draft.n_ctx]: pos[i] = i
-    int32_t *draft_seq;       // [draft.n_ctx]: a draft call's sequence ids (the slots draft one at a time)
+    bn_draft_call draft_call; // the slots draft together, a call a token
+    float *draft_rows;        // [draft_call.max_runs][draft_vocab]
+    bn_draft_job *draft_jobs; // [n_slots]
+    int32_t *draft_out;       // [n_slots][BN_LOOKUP_MAX]: a step's drafts
 };
 
 // Ends a slot's request (or a failed bn_batch_add's set-up); the buffers and
@@ -160,11 +162,13 @@ static void drop_draft(bn_batch *b) {
         free(b->slots[i].dq.hist);
         b->slots[i].dq = (bn_draft_seq){0};
     }
-    free(b->draft_row);
-    free(b->draft_pos);
-    free(b->draft_seq);
-    b->draft_row = NULL;
-    b->draft_pos = b->draft_seq = NULL;
+    bn_draft_call_free(&b->draft_call);
+    free(b->draft_rows);
+    free(b->draft_jobs);
+    free(b->draft_out);
+    b->draft_rows = NULL;
+    b->draft_jobs = NULL;
+    b->draft_out = NULL;
 }
 
 void bn_batch_free(bn_batch *b) {
@@ -476,14 +480,18 @@ int bn_batch_set_draft(bn_batch *b, const bn_engine *draft, const bn_session_par
     const int n_ctx = b->draft.n_ctx;
     b->draft_vocab = (int32_t)draft->model->hp.n_vocab;
     b->draft_p_min = p_min;
-    b->draft_row = malloc((size_t)b->draft_vocab * sizeof *b->draft_row);
-    b->draft_pos = malloc((size_t)n_ctx * sizeof *b->draft_pos);
-    b->draft_seq = malloc((size_t)n_ctx * sizeof *b->draft_seq);
-    bool ok = b->draft_row && b->draft_pos && b->draft_seq;
-    for (int i = 0; ok && i < n_ctx; i++) b->draft_pos[i] = i;
+    if (bn_draft_call_init(&b->draft_call, n_ctx, b->n_slots, true, err)) {
+        drop_draft(b);
+        b->lookup_max = 0;
+        return -1;
+    }
+    b->draft_rows = malloc((size_t)b->draft_call.max_runs * b->draft_vocab * sizeof *b->draft_rows);
+    b->draft_jobs = malloc((size_t)b->n_slots * sizeof *b->draft_jobs);
+    b->draft_out = malloc((size_t)b->n_slots * BN_LOOKUP_MAX * sizeof *b->draft_out);
+    bool ok = b->draft_rows && b->draft_jobs && b->draft_out;
     for (int k = 0; ok && k < b->n_slots; k++) {
-        b->slots[k].dq = (bn_draft_seq){.hist = malloc(((size_t)n_ctx + 1) * sizeof(int32_t)), .pos = b->draft_pos,
-                                        .seq = b->draft_seq, .slot = k, .n_ctx = n_ctx};
+        b->slots[k].dq = (bn_draft_seq){.hist = malloc(((size_t)n_ctx + 1) * sizeof(int32_t)), .slot = k,
+                                        .n_ctx = n_ctx};
         ok = b->slots[k].dq.hist != NULL;
     }
     if (!ok) {
@@ -718,25 +726,66 @@ static void judge_pass(bn_batch *b, bn_slot *s) {
     s->pass_judged = true;
 }
 
-// Up to the slot's draft length of tokens after its pending token (the run
-// gathered last, ending at n) into the call, as many as its context, its
-// max_tokens (a pass gives up to 1 + its draft), the call (less a token for
-// each of the `later` slots still to gather) and the free rows ahead leave room
-// for: prompt lookup's, or the draft model's. Returns how many, or -1 and err
-// (the draft model failed).
-static int draft_run(bn_batch *b, int k, int n, int later, int rows_free, bn_error *err) {
-    bn_slot *s = &b->slots[k];
+// How many tokens slot s may draft after its pending token, the call's n-th:
+// its draft length, as much as its context, its max_tokens (a pass gives up
+// to 1 + its draft), the call (less a token for each of the `later` slots
+// still to gather) and the free rows ahead leave room for.
+static int draft_budget(const bn_batch *b, const bn_slot *s, int n, int later, int rows_free) {
     int most = bn_lookup_len(&s->pass, b->lookup_max); // as end_draft will keep it
     const int room = b->be.n_ctx - s->n_hist, left = s->max_tokens > 0 ? s->max_tokens - s->n_gen - 1 : most;
     const int call = b->step_tokens - n - later;
     most = room < most ? room : most;
     most = left < most ? left : most;
     most = call < most ? call : most;
-    most = rows_free < most ? rows_free : most;
-    const int d = most <= 0 ? 0
-                : b->draft.be ? bn_draft_step(&b->draft, b->draft_vocab, &s->dq, &s->backoff, &s->draft_smp, s->smp,
-                                              s->hist, s->n_hist, most, b->draft_p_min, b->draft_row, b->tok + n, err)
-                              : bn_lookup_draft(s->hist, s->n_hist, most, b->tok + n);
+    return rows_free < most ? rows_free : most;
+}
+
+// Whether the generating slot s takes its token from a row ahead this step.
+static bool takes_row_ahead(const bn_slot *s) { return bn_lookup_takes(&s->pass, s->hist[s->n_hist - 1]); }
+
+// A draft model's drafts for the step, before its call is gathered: every
+// generating slot that verifies a new pass drafts, all in the same draft
+// calls (bn_draft_steps), as much as draft_budget leaves it were every slot
+// before it to take all of its own (so what the gathering leaves a slot is
+// never less). Slot k's tokens go to b->draft_out[k], their count to its
+// `drafted`. Returns 0, or -1 and err.
+static int draft_slots(bn_batch *b, int rows_free, bn_error *err) {
+    int n = 0, jobs = 0, later = 0;
+    for (int k = 0; k < b->n_slots; k++) later += generating(&b->slots[k]);
+    for (int k = 0; k < b->n_slots; k++) {
+        bn_slot *s = &b->slots[k];
+        s->drafted = 0;
+        if (!generating(s)) continue;
+        later--;
+        if (takes_row_ahead(s)) continue;
+        judge_pass(b, s); // before the back-off decides
+        const int most = draft_budget(b, s, ++n, later, rows_free);
+        if (most <= 0) continue;
+        n += most, rows_free -= most;
+        b->draft_jobs[jobs++] = (bn_draft_job){.seq = &s->dq, .backoff = &s->backoff, .copy = &s->draft_smp,
+                                               .smp = s->smp, .text = s->hist, .n = s->n_hist, .max = most,
+                                               .out = b->draft_out + (size_t)k * BN_LOOKUP_MAX};
+    }
+    if (jobs && bn_draft_steps(&b->draft, b->draft_vocab, &b->draft_call, b->draft_jobs, jobs, b->draft_p_min,
+                               b->draft_rows, err))
+        return -1;
+    for (int i = 0; i < jobs; i++) b->slots[b->draft_jobs[i].seq->slot].drafted = b->draft_jobs[i].got;
+    return 0;
+}
+
+// Slot k's draft after its pending token (the run gathered last, ending at n)
+// into the call: prompt lookup's, or what the draft model drafted for it
+// (draft_slots), as much as draft_budget leaves it. Returns how many.
+static int draft_run(bn_batch *b, int k, int n, int later, int rows_free) {
+    bn_slot *s = &b->slots[k];
+    const int most = draft_budget(b, s, n, later, rows_free);
+    int d = 0;
+    if (most > 0 && b->draft.be) {
+        d = s->drafted < most ? s->drafted : most; // never cut: draft_slots gave it no more than this
+        memcpy(b->tok + n, b->draft_out + (size_t)k * BN_LOOKUP_MAX, (size_t)d * sizeof *b->tok);
+    } else if (most > 0) {
+        d = bn_lookup_draft(s->hist, s->n_hist, most, b->tok + n);
+    }
     for (int i = 0; i < d; i++) b->pos[n + i] = s->n_hist + i, b->seq[n + i] = k;
     return d;
 }
@@ -784,21 +833,21 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
     if (scored < 0) return -1;
     // Lookup drafts in a step without prompt chunks, into the rows ahead that are free.
     int rows_free = b->lookup_max && next_prefill(b) < 0 ? BN_LOOKUP_ROWS - __builtin_popcountll(b->ahead_used) : 0;
+    if (rows_free && b->draft.be && draft_slots(b, rows_free, err)) goto fail;
     int n = 0, runs = 0, drafted = 0, later = 0; // later: generating slots not yet gathered
     for (int k = 0; k < b->n_slots; k++) later += generating(&b->slots[k]);
     for (int k = 0; k < b->n_slots; k++) {
         bn_slot *s = &b->slots[k];
         if (!generating(s)) continue;
         later--;
-        if (bn_lookup_takes(&s->pass, s->hist[s->n_hist - 1])) {
+        if (takes_row_ahead(s)) {
             s->takes_ahead = true;
             continue;
         }
         judge_pass(b, s);
         struct run *run = &b->runs[runs++];
         n += gather_run(b, k, n, 1, run);
-        const int d = rows_free ? draft_run(b, k, n, later, rows_free, err) : 0;
-        if (d < 0) goto fail;
+        const int d = rows_free ? draft_run(b, k, n, later, rows_free) : 0;
         run->len += d, run->drafted = d, n += d, drafted += d, rows_free -= d;
     }
     for (int k; n < b->step_tokens && (k = next_prefill(b)) >= 0; runs++)

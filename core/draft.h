@@ -9,15 +9,14 @@
 
 #include "engine_internal.h"
 #include "sampler.h"
+#include "top.h"
 
 // One sequence of the draft model: the tokens it was fed and last drafted,
 // and how many of them are in its KV cache.
 typedef struct bn_draft_seq {
     int32_t *hist;      // n_ctx + 1
     int n_hist, n_past; // hist[0..n_past) in the KV cache
-    const int32_t *pos; // pos[i] = i, n_ctx of them
-    int32_t *seq;       // room for n_ctx sequence ids, filled with slot for each call (NULL: the backend's only one)
-    int slot;
+    int slot;           // its sequence slot in the draft model's backend
     int n_ctx;
 } bn_draft_seq;
 
@@ -33,23 +32,52 @@ typedef struct bn_draft_backoff {
 // or more of them) resets the misses, or counts one.
 void bn_draft_judge(bn_draft_backoff *b, bool gave_token);
 
-// A step's draft for a sequence of the main model: up to max tokens into out,
-// drafted by backend o (the draft model) after text[0..n), whose last token is
-// the one pending; none while the back-off b idles, and a draft of no token
-// counts a miss. The sequence keeps the start of its KV cache that text shares
-// (a refused draft is dropped there), feeds the rest in one call, then drafts a
-// token a step at a time while its likeliest token's probability is at least
-// p_min. The token is its likeliest where smp, the main model's sampler, is
-// greedy; else what *copy samples from its row with the text so far: a clone of
-// smp (made at the first such draft; the caller frees it) given smp's random
-// state now, so that where the two models agree the draft draws what the main
-// model will. Rows come back only where needed: with p_min 0 the backend's
-// argmax, or its best entries for a sampler that takes them
-// (bn_sampler_takes_top); else into row (n_vocab floats). Stops at the end of
-// its context, or where the sampler finds no token. Returns how many, or -1
-// and err.
-int bn_draft_step(const bn_opened *o, int32_t n_vocab, bn_draft_seq *d, bn_draft_backoff *b, bn_sampler **copy,
-                  const bn_sampler *smp, const int32_t *text, int n, int max, float p_min, float *row, int32_t *out,
-                  bn_error *err);
+// One sequence's draft in a step (bn_draft_steps): up to max tokens into out,
+// after text[0..n) of the main model's sequence, whose last token is the one
+// pending, for smp, that sequence's sampler.
+typedef struct bn_draft_job {
+    bn_draft_seq *seq;
+    bn_draft_backoff *backoff;
+    bn_sampler **copy; // smp's clone for the draft (made at the first sampled draft; the caller frees it)
+    const bn_sampler *smp;
+    const int32_t *text;
+    int n, max;
+    int32_t *out;
+    int got; // set: how many tokens were drafted into out
+    // bn_draft_steps' own
+    bn_sampler *picker; // *copy, or NULL: the likeliest token
+    bool tried, drafting;
+} bn_draft_job;
+
+// The draft model's calls: room for cap tokens (the longest sequence it feeds
+// at once: its n_ctx) and max_runs sequences (at most BN_DRAFT_CALL_RUNS: a
+// call's rows of logits take 8 MB at a 128k vocabulary), with sequence ids
+// where its backend has several sequences (several_seqs), else seq NULL.
+#define BN_DRAFT_CALL_RUNS 16
+typedef struct bn_draft_call {
+    int cap, max_runs;
+    int32_t *tok, *pos, *seq;
+    int32_t *run_job, *argmax; // [max_runs]
+    bn_top *top;               // [max_runs * BN_TOP_MAX]
+} bn_draft_call;
+int bn_draft_call_init(bn_draft_call *c, int cap, int max_runs, bool several_seqs, bn_error *err);
+void bn_draft_call_free(bn_draft_call *c);
+
+// The step's drafts of jobs[0..n_jobs), each a different sequence of backend o
+// (the draft model), drafted together: a call feeds every drafting sequence
+// what it lacks, then each further call one token each. A job whose back-off
+// idles drafts nothing; one that drafts no token counts a miss.
+// Each sequence keeps the start of its KV cache that its text shares (a
+// refused draft is dropped there), feeds the rest, then drafts a token a call
+// while its likeliest token's probability is at least p_min. The token is its
+// likeliest where the job's sampler is greedy; else what *copy samples from
+// its row with the text so far: a clone of smp given smp's random state now,
+// so that where the two models agree the draft draws what the main model will.
+// Rows come back only where needed: with p_min 0 the backend's argmax, or its
+// best entries where every sampler takes them (bn_sampler_takes_top); else
+// into rows (c->max_runs rows of n_vocab floats). A sequence stops at the end of its
+// context, or where its sampler finds no token. Returns 0, or -1 and err.
+int bn_draft_steps(const bn_opened *o, int32_t n_vocab, bn_draft_call *c, bn_draft_job *jobs, int n_jobs,
+                   float p_min, float *rows, bn_error *err);
 
 #endif

@@ -61,7 +61,8 @@ struct bn_session {
     bn_session *draft;
     float draft_p_min;
     bn_draft_backoff backoff;
-    bn_sampler *draft_smp; // a sampling generate call's sampler's copy, for the draft (bn_draft_step)
+    bn_sampler *draft_smp; // a sampling generate call's sampler's copy, for the draft (bn_draft_steps)
+    bn_draft_call draft_call;
 };
 
 int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err) {
@@ -108,6 +109,7 @@ void bn_session_free(bn_session *s) {
     free(s->pos);
     free(s->logits);
     free(s->rows);
+    bn_draft_call_free(&s->draft_call);
     bn_json_schema_free(s->json_schema);
     free(s->json);
     bn_json_vocab_free(&s->json_vocab);
@@ -322,16 +324,21 @@ static int feed_and_pick(bn_session *s, bn_sampler *smp, int32_t *next, bn_error
 }
 
 // Up to max tokens drafted by s's draft session after s's history, for the
-// sampler smp: bn_draft_step on the draft session's backend, history and KV cache.
+// sampler smp: bn_draft_steps on the draft session's backend, history and KV cache.
 static int draft_tokens(bn_session *s, const bn_sampler *smp, int max, int32_t *out, bn_error *err) {
     bn_session *d = s->draft;
     if (settle_opening(d, false, err)) return -1;
-    bn_draft_seq q = {.hist = d->history, .n_hist = d->n_hist, .n_past = d->n_past, .pos = d->pos,
-                      .n_ctx = d->be.n_ctx};
-    const int k = bn_draft_step(&d->be, (int32_t)d->engine->model->hp.n_vocab, &q, &s->backoff, &s->draft_smp, smp,
-                                s->history, s->n_hist, max, s->draft_p_min, d->logits, out, err);
+    if (s->draft_call.cap < d->be.n_ctx) { // the draft session's context, as its backend opened
+        bn_draft_call_free(&s->draft_call);
+        if (bn_draft_call_init(&s->draft_call, d->be.n_ctx, 1, false, err)) return -1;
+    }
+    bn_draft_seq q = {.hist = d->history, .n_hist = d->n_hist, .n_past = d->n_past, .n_ctx = d->be.n_ctx};
+    bn_draft_job job = {.seq = &q, .backoff = &s->backoff, .copy = &s->draft_smp, .smp = smp, .text = s->history,
+                        .n = s->n_hist, .max = max, .out = out};
+    const int rc = bn_draft_steps(&d->be, (int32_t)d->engine->model->hp.n_vocab, &s->draft_call, &job, 1,
+                                  s->draft_p_min, d->logits, err);
     d->n_hist = q.n_hist, d->n_past = q.n_past;
-    return k;
+    return rc ? -1 : job.got;
 }
 
 // The step after the pending token (history[n_hist - 1], not yet fed) with

@@ -1,0 +1,251 @@
+// test_draft.c - bn_draft_steps (core/draft.c), the draft model's calls for
+// several sequences at once, on the shipped model: each sequence drafts the
+// tokens it drafts alone (a sequence's row in a call of several is its row in
+// a call of its own, bit for bit, on the CPU), greedy, with a p-min and
+// sampled; the calls go a token at a time for all sequences together, at most
+// BN_DRAFT_CALL_RUNS sequences a call, and a first feed longer than the call's
+// room is split; the back-off idles and counts misses.
+#include "test_util.h"
+
+#include <string.h>
+
+#include "backend.h"
+#include "bitnet.h"
+#include "draft.h"
+#include "engine_internal.h"
+#include "sampler.h"
+
+#define N_SEQ 20  // more than BN_DRAFT_CALL_RUNS
+#define MAX_DRAFT 6
+#define TEXT_MAX 24
+
+static bn_engine *g_engine;
+static int32_t *g_text;
+static size_t g_n_text;
+
+static int setup(void **state) {
+    (void)state;
+    char path[4096];
+    bn_error err;
+    if (bn_engine_load(bn_shipped_path("models/bitnet-austen-6m.gguf", path, sizeof path), NULL, &g_engine, &err) ||
+        bn_engine_tokenize(g_engine, "It is a truth universally acknowledged, that a single man in possession",
+                           true, false, &g_text, &g_n_text, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    return g_n_text >= 8 ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    free(g_text);
+    bn_engine_free(g_engine);
+    return 0;
+}
+
+// A backend's ops, counting its forward calls (of every kind).
+static bn_backend_ops g_counted;
+static const bn_backend_ops *g_inner;
+static int g_calls;
+
+static int counted_forward(bn_backend *be, const int32_t *t, const int32_t *p, const int32_t *s, int n, float *l,
+                           bool all, bn_error *err) {
+    g_calls++;
+    return g_inner->forward(be, t, p, s, n, l, all, err);
+}
+static int counted_argmax(bn_backend *be, const int32_t *t, const int32_t *p, const int32_t *s, int n, int32_t *a,
+                          bn_error *err) {
+    g_calls++;
+    return g_inner->forward_argmax(be, t, p, s, n, a, err);
+}
+static int counted_top(bn_backend *be, const int32_t *t, const int32_t *p, const int32_t *s, int n, bn_top *top,
+                       bn_error *err) {
+    g_calls++;
+    return g_inner->forward_top(be, t, p, s, n, top, err);
+}
+
+// A CPU backend of the shipped model with n_seq sequences of n_ctx positions,
+// its calls counted.
+static bn_opened open_counted(int n_seq, int n_ctx) {
+    const bn_session_params p = {.backend = "cpu", .n_threads = 2, .n_ctx = n_ctx};
+    bn_opened o;
+    bn_error err;
+    if (bn_backend_open(g_engine, &p, n_seq, &o, &err)) fail_msg("%s", err.msg);
+    g_inner = o.ops;
+    g_counted = *o.ops;
+    g_counted.forward = counted_forward;
+    g_counted.forward_argmax = o.ops->forward_argmax ? counted_argmax : NULL;
+    g_counted.forward_top = o.ops->forward_top ? counted_top : NULL;
+    o.ops = &g_counted;
+    return o;
+}
+
+// Sequence i's text: the start of g_text, 3 + i % 5 tokens long.
+static int text_len(int i) { return 3 + i % 5; }
+
+typedef struct drafts {
+    int32_t out[N_SEQ][MAX_DRAFT];
+    int got[N_SEQ];
+    int calls;
+    bn_draft_backoff backoff[N_SEQ];
+} drafts;
+
+// Drafts for sequences first .. first + n (their samplers smp[i], NULL: greedy)
+// in one bn_draft_steps over backend o, whose sequence slot j is sequence first + j.
+static void draft_together(bn_opened *o, int first, int n, bn_sampler *const *smp, float p_min, drafts *d) {
+    const int32_t V = (int32_t)g_engine->model->hp.n_vocab;
+    bn_error err;
+    bn_draft_call call;
+    bn_draft_seq seq[N_SEQ];
+    bn_draft_job jobs[N_SEQ];
+    bn_sampler *copy[N_SEQ] = {0};
+    int32_t hist[N_SEQ][TEXT_MAX + MAX_DRAFT + 1];
+    bn_sampler *greedy = NULL;
+    const bn_sampling g = bn_sampling_greedy();
+    assert_int_equal(bn_sampler_create(&g, V, TEXT_MAX + MAX_DRAFT, &greedy, &err), 0);
+    assert_int_equal(bn_draft_call_init(&call, o->n_ctx, n, n > 1, &err), 0);
+    float *rows = malloc((size_t)call.max_runs * V * sizeof *rows);
+    assert_non_null(rows);
+    for (int j = 0; j < n; j++) {
+        const int i = first + j;
+        seq[j] = (bn_draft_seq){.hist = hist[j], .slot = j, .n_ctx = o->n_ctx};
+        jobs[j] = (bn_draft_job){.seq = &seq[j], .backoff = &d->backoff[i], .copy = &copy[j],
+                                 .smp = smp[i] ? smp[i] : greedy, .text = g_text, .n = text_len(i),
+                                 .max = MAX_DRAFT, .out = d->out[i]};
+    }
+    g_calls = 0;
+    if (bn_draft_steps(o, V, &call, jobs, n, p_min, rows, &err)) fail_msg("%s", err.msg);
+    d->calls += g_calls;
+    for (int j = 0; j < n; j++) d->got[first + j] = jobs[j].got;
+    for (int j = 0; j < n; j++) bn_sampler_free(copy[j]);
+    bn_sampler_free(greedy);
+    bn_draft_call_free(&call);
+    free(rows);
+}
+
+// Every sequence drafting alone, on a backend of its own.
+static void draft_alone(bn_sampler *const *smp, float p_min, drafts *d) {
+    for (int i = 0; i < N_SEQ; i++) {
+        bn_opened o = open_counted(1, 64);
+        draft_together(&o, i, 1, smp, p_min, d);
+        o.ops->destroy(o.be);
+    }
+}
+
+static void expect_same_drafts(const drafts *a, const drafts *b) {
+    for (int i = 0; i < N_SEQ; i++) {
+        assert_int_equal(a->got[i], b->got[i]);
+        assert_memory_equal(a->out[i], b->out[i], sizeof a->out[i][0] * (size_t)a->got[i]);
+    }
+}
+
+// Samplers: none (greedy), or each sequence its own seed and temperature.
+static void make_samplers(bn_sampler **smp, bool sampled) {
+    bn_error err;
+    for (int i = 0; i < N_SEQ; i++) {
+        smp[i] = NULL;
+        if (!sampled) continue;
+        bn_sampling s = bn_sampling_default();
+        s.temperature = 0.7f + 0.05f * (float)i;
+        s.seed = 40 + (uint64_t)i;
+        if (i % 3 == 1) s.top_k = 0, s.top_p = 1, s.min_p = 0; // no top-k: whole rows
+        assert_int_equal(bn_sampler_create(&s, (int32_t)g_engine->model->hp.n_vocab, 64, &smp[i], &err), 0);
+    }
+}
+
+// The calls a token at a time together take: at round r, the sequences still
+// drafting (alone, sequence i took calls_i: a call per token, and one more
+// where it stopped short of MAX_DRAFT), BN_DRAFT_CALL_RUNS a call.
+static int calls_together(const drafts *d) {
+    int calls = 0;
+    for (int r = 0;; r++) {
+        int drafting = 0;
+        for (int i = 0; i < N_SEQ; i++) drafting += d->got[i] + (d->got[i] < MAX_DRAFT) > r;
+        if (!drafting) return calls;
+        calls += (drafting + BN_DRAFT_CALL_RUNS - 1) / BN_DRAFT_CALL_RUNS;
+    }
+}
+
+// Sequences drafting together draft what each drafts alone. With room for
+// every first feed in one call, the calls are calls_together's; with n_ctx
+// (the call's room) too short for that, more, yet fewer than alone.
+static void check_together(bool sampled, float p_min, int n_ctx, const char *what) {
+    bn_sampler *smp[N_SEQ];
+    make_samplers(smp, sampled);
+    static drafts alone, together;
+    memset(&alone, 0, sizeof alone);
+    memset(&together, 0, sizeof together);
+    draft_alone(smp, p_min, &alone);
+    bn_opened o = open_counted(N_SEQ, n_ctx);
+    draft_together(&o, 0, N_SEQ, smp, p_min, &together);
+    o.ops->destroy(o.be);
+    expect_same_drafts(&alone, &together);
+    int drafted = 0, feed = 0, stopped = 0;
+    for (int i = 0; i < N_SEQ; i++)
+        drafted += together.got[i], feed += text_len(i), stopped += together.got[i] < MAX_DRAFT;
+    fprintf(stderr, "  %s: %d tokens drafted for %d sequences (%d stopped short) in %d calls, %d alone\n", what,
+            drafted, N_SEQ, stopped, together.calls, alone.calls);
+    assert_true(drafted > 0);
+    assert_int_equal(alone.calls, drafted + stopped);
+    if (feed <= n_ctx) assert_int_equal(together.calls, calls_together(&together));
+    else assert_true(together.calls > calls_together(&together) && together.calls < alone.calls);
+    for (int i = 0; i < N_SEQ; i++) bn_sampler_free(smp[i]);
+}
+
+static void test_greedy(void **state) {
+    (void)state;
+    check_together(false, 0, 128, "greedy");
+}
+
+static void test_p_min(void **state) {
+    (void)state;
+    check_together(false, 0.05f, 128, "greedy, p-min 0.05");
+}
+
+static void test_sampled(void **state) {
+    (void)state;
+    check_together(true, 0, 128, "sampled");
+    check_together(true, 0.05f, 128, "sampled, p-min 0.05");
+}
+
+static void test_first_feed_split(void **state) {
+    (void)state;
+    check_together(false, 0, 16, "greedy, 16-token calls");
+}
+
+// A draft that gives no token counts a miss, and the back-off then idles the
+// sequence's next draft: no call, nothing drafted, no miss more.
+static void test_backoff(void **state) {
+    (void)state;
+    bn_sampler *smp[N_SEQ] = {0};
+    static drafts d;
+    memset(&d, 0, sizeof d);
+    bn_opened o = open_counted(N_SEQ, 128);
+    draft_together(&o, 0, N_SEQ, smp, 1.0f, &d); // no token is that sure
+    for (int i = 0; i < N_SEQ; i++) {
+        assert_int_equal(d.got[i], 0);
+        assert_int_equal(d.backoff[i].misses, 1);
+        assert_int_equal(d.backoff[i].idle, 1);
+    }
+    assert_int_equal(d.calls, 2); // the first feed, 16 and 4 sequences
+    draft_together(&o, 0, N_SEQ, smp, 0, &d);
+    assert_int_equal(d.calls, 2);
+    for (int i = 0; i < N_SEQ; i++) {
+        assert_int_equal(d.got[i], 0);
+        assert_int_equal(d.backoff[i].misses, 1);
+        assert_int_equal(d.backoff[i].idle, 0);
+    }
+    draft_together(&o, 0, N_SEQ, smp, 0, &d); // drafts again
+    for (int i = 0; i < N_SEQ; i++) assert_int_equal(d.got[i], MAX_DRAFT);
+    bn_draft_judge(&d.backoff[0], true);
+    assert_int_equal(d.backoff[0].misses, 0);
+    o.ops->destroy(o.be);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_greedy),          cmocka_unit_test(test_p_min),   cmocka_unit_test(test_sampled),
+        cmocka_unit_test(test_first_feed_split), cmocka_unit_test(test_backoff),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
