@@ -347,6 +347,49 @@ static void test_bench_concurrency(void **state) {
     expect_error(args, 2, "'format' is not supported");
 }
 
+// `bench --concurrency` with drafts: the shipped model drafting for itself
+// (-md) and by prompt lookup, sampled streams; the table and the JSON say
+// what was drafted, and the model drafting for itself has every draft taken.
+// Either without --concurrency is a usage error.
+static void test_bench_concurrency_drafts(void **state) {
+    (void)state;
+    char model[4096], args[9000];
+    bn_shipped_path("models/bitnet-austen-6m.gguf", model, sizeof model);
+    for (int by_model = 0; by_model < 2; by_model++) {
+        char drafter[4200];
+        snprintf(drafter, sizeof drafter, by_model ? "-md '%s' --draft-max 8 --draft-p-min 0" : "--lookup 8", model);
+        snprintf(args, sizeof args,
+                 "bench -m '%s' -t 1 --concurrency 1,3 -n 24 --temp 0.8 --seed 3 -p 'It is a truth universally "
+                 "acknowledged' --json %s",
+                 model, drafter);
+        cli_result *r = run_expect(args, 0);
+        cJSON *got = cJSON_Parse(r->out);
+        assert_non_null(got);
+        assert_non_null(strstr(r->err, "drafted    taken"));
+        const cJSON *dm = cJSON_GetObjectItem(got, "draft_model");
+        assert_int_equal(dm != NULL, by_model);
+        assert_int_equal(cJSON_GetObjectItem(got, "lookup") != NULL, !by_model);
+        if (by_model) assert_int_equal(cJSON_GetObjectItem(dm, "draft_max")->valueint, 8);
+        int points = 0;
+        const cJSON *p;
+        cJSON_ArrayForEach(p, cJSON_GetObjectItem(got, "concurrency")) {
+            if (strcmp(cJSON_GetObjectItem(p, "backend")->valuestring, "cpu")) continue;
+            points++;
+            const double drafted = cJSON_GetObjectItem(p, "drafted")->valuedouble;
+            const double taken = cJSON_GetObjectItem(p, "taken")->valuedouble;
+            assert_true(taken <= drafted);
+            if (by_model) assert_true(drafted > 0 && taken == drafted && cJSON_GetObjectItem(p, "passes")->valuedouble > 0);
+        }
+        assert_int_equal(points, 2);
+        cJSON_Delete(got);
+        free(r);
+    }
+    snprintf(args, sizeof args, "bench -m '%s' -md '%s'", model, model);
+    expect_error(args, 2, "--lookup and --model-draft only with --concurrency");
+    snprintf(args, sizeof args, "bench -m '%s' --lookup 4", model);
+    expect_error(args, 2, "--lookup and --model-draft only with --concurrency");
+}
+
 // Without a usable GPU, --backend cuda fails with one line and auto falls back.
 // (With a GPU device, auto starts on the CPU while CUDA opens, or uses CUDA.)
 static void test_cuda_unavailable_is_clear(void **state) {
@@ -659,6 +702,7 @@ int main(void) {
         cmocka_unit_test(test_generate_json_schema),
         cmocka_unit_test(test_bench_matches_golden),
         cmocka_unit_test(test_bench_concurrency),
+        cmocka_unit_test(test_bench_concurrency_drafts),
         cmocka_unit_test(test_cuda_unavailable_is_clear),
         cmocka_unit_test(test_tokenize_jsonl),
         cmocka_unit_test(test_tokenize_jsonl_vectors),

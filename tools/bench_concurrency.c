@@ -6,10 +6,13 @@
 // llama.cpp's defaults for the rest (stream i with seed + i). The prefill steps
 // (until every stream has its first token) are
 // timed apart from the decode steps, and the aggregate rate is the decode
-// tokens of all streams over the decode time. Throughput saturates where one
+// tokens of all streams over the decode time. With --lookup or -md the streams
+// draft (the batch's bn_batch_set_lookup, bn_batch_set_draft), and the table
+// says how many tokens were drafted and taken. Throughput saturates where one
 // step's cost stops being the weights' read and becomes the arithmetic: the
 // report names the smallest C within 10% of the best rate.
 #include <cjson/cJSON.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +30,7 @@ typedef struct point {
     char note[320];
     double prefill_ms, decode_ms, tok_s, ms_per_step;
     int decode_tokens, steps;
+    bn_lookup_stats drafts;
 } point;
 
 int bn_parse_counts(const char *s, int *counts, int *n) {
@@ -53,8 +57,8 @@ static bool sampled(const bn_run_flags *f) { return f->sampling_given && !bn_sam
 // A float flag for the JSON, as it was typed (0.8, not 0.800000011920929).
 static double typed(float x) { return round((double)x * 1e6) / 1e6; }
 
-static void run_point(bn_engine *e, const bn_run_flags *f, const char *schema, const char *backend,
-                      const int32_t *prompt, size_t n_prompt, point *pt) {
+static void run_point(bn_engine *e, const bn_engine *draft, const bn_run_flags *f, const char *schema,
+                      const char *backend, const int32_t *prompt, size_t n_prompt, point *pt) {
     bn_batch_params bp = {.session = f->session, .n_slots = pt->streams};
     bp.session.backend = backend;
     // A context just long enough keeps the KV cache of many streams small.
@@ -65,6 +69,11 @@ static void run_point(bn_engine *e, const bn_run_flags *f, const char *schema, c
         snprintf(pt->note, sizeof pt->note, "skipped: %.280s", err.msg);
         return;
     }
+    bn_session_params dp = bp.session;
+    dp.n_ctx = 0; // the batch's, or the draft model's where shorter
+    if (bn_batch_set_lookup(b, f->lookup > 0 ? f->lookup : 0, &err) ||
+        (draft && bn_batch_set_draft(b, draft, &dp, f->draft, f->draft_p_min, &err)))
+        goto fail;
     bn_request r = {.prompt = prompt, .n_prompt = n_prompt, .max_tokens = f->n_predict,
                     .sampling = sampled(f) ? f->sampling : bn_sampling_greedy(), .json_schema = schema};
     for (int i = 0; i < pt->streams; i++) {
@@ -90,6 +99,7 @@ static void run_point(bn_engine *e, const bn_run_flags *f, const char *schema, c
     pt->decode_ms = bn_now_ms() - t_first;
     pt->tok_s = bn_per_second(pt->decode_tokens, pt->decode_ms);
     pt->ms_per_step = pt->steps ? pt->decode_ms / pt->steps : 0;
+    pt->drafts = bn_batch_lookup_stats(b);
     pt->ran = true;
     snprintf(pt->note, sizeof pt->note, "%s", bn_batch_backend_note(b));
     bn_batch_free(b);
@@ -109,8 +119,8 @@ static int saturation(const point *pts, int n) {
     return 0;
 }
 
-int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const char *schema, const int *counts, int n_counts,
-                         const int32_t *prompt, size_t n_prompt) {
+int bn_bench_concurrency(bn_engine *e, const bn_engine *draft, const bn_run_flags *f, const char *schema,
+                         const int *counts, int n_counts, const int32_t *prompt, size_t n_prompt) {
     const char *backends[] = {"cpu", "cuda"}; // not the slow reference (see cmd_bench.c)
     FILE *out = f->json ? stderr : stdout; // --json: stdout is the JSON document alone
     cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "concurrency");
@@ -142,26 +152,40 @@ int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const char *schema
         fprintf(out, "bench --concurrency: %s, prompt \"%s\" (%zu tokens), %d greedy tokens per stream\n",
                 f->model, f->prompt, n_prompt, f->n_predict);
     cJSON_AddBoolToObject(doc, "json_schema", schema != NULL);
+    const bool drafts = draft || f->lookup > 0;
+    if (draft) {
+        cJSON *d = cJSON_AddObjectToObject(doc, "draft_model");
+        cJSON_AddStringToObject(d, "path", f->model_draft);
+        cJSON_AddNumberToObject(d, "draft_max", f->draft);
+        cJSON_AddNumberToObject(d, "p_min", typed(f->draft_p_min));
+        fprintf(out, "draft model %s: up to %d tokens a pass, p-min %g\n", f->model_draft, f->draft,
+                (double)f->draft_p_min);
+    } else if (f->lookup > 0) {
+        cJSON_AddNumberToObject(doc, "lookup", f->lookup);
+        fprintf(out, "prompt lookup: up to %d tokens a pass\n", f->lookup);
+    }
     if (schema)
         fprintf(out, "every reply held to the --json-schema (a stream ends when its value is whole; each step "
                      "masks every stream's row)%s\n",
                 sampled(f) ? "" : "; greedy streams write the same text, so all but one row a step come from the "
                                   "mask cache: a best case (--temp gives streams of their own)");
-    fprintf(out, "%-8s %8s %12s %12s %13s %12s\n", "backend", "streams", "prefill ms", "decode ms",
-            "ms/step", "tok/s (all)");
+    fprintf(out, "%-8s %8s %12s %12s %13s %12s%s\n", "backend", "streams", "prefill ms", "decode ms",
+            "ms/step", "tok/s (all)", drafts ? "   drafted    taken" : "");
     for (size_t k = 0; k < sizeof backends / sizeof backends[0]; k++) {
         point pts[BN_MAX_COUNTS] = {{0}};
         for (int i = 0; i < n_counts; i++) {
             pts[i].streams = counts[i];
-            run_point(e, f, schema, backends[k], prompt, n_prompt, &pts[i]);
+            run_point(e, draft, f, schema, backends[k], prompt, n_prompt, &pts[i]);
             if (!pts[i].ran) {
                 fprintf(out, "%-8s %8d %s\n", backends[k], counts[i], pts[i].note);
                 if (i == 0) break; // the backend cannot run here
                 continue;
             }
             any = true;
-            fprintf(out, "%-8s %8d %12.1f %12.1f %13.2f %12.1f\n", backends[k], counts[i], pts[i].prefill_ms,
+            fprintf(out, "%-8s %8d %12.1f %12.1f %13.2f %12.1f", backends[k], counts[i], pts[i].prefill_ms,
                     pts[i].decode_ms, pts[i].ms_per_step, pts[i].tok_s);
+            if (drafts) fprintf(out, " %9" PRIu64 " %8" PRIu64, pts[i].drafts.drafted, pts[i].drafts.accepted);
+            fputc('\n', out);
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "backend", backends[k]);
             cJSON_AddNumberToObject(o, "streams", counts[i]);
@@ -170,6 +194,11 @@ int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const char *schema
             cJSON_AddNumberToObject(o, "decode_tokens", pts[i].decode_tokens);
             cJSON_AddNumberToObject(o, "ms_per_step", pts[i].ms_per_step);
             cJSON_AddNumberToObject(o, "tokens_per_s", pts[i].tok_s);
+            if (drafts) {
+                cJSON_AddNumberToObject(o, "drafted", (double)pts[i].drafts.drafted);
+                cJSON_AddNumberToObject(o, "taken", (double)pts[i].drafts.accepted);
+                cJSON_AddNumberToObject(o, "passes", (double)pts[i].drafts.passes);
+            }
             cJSON_AddItemToArray(arr, o);
         }
         const int sat = saturation(pts, n_counts);

@@ -18,8 +18,9 @@ int bn_parse_counts(const char *s, int *counts, int *n);
 // Runs every count on every backend that can run; prints a table (on stderr
 // with --json, which puts one JSON document on stdout). The exit status: 0, or
 // 1 when no backend ran.
-// schema: every stream's reply is held to it (NULL: free text).
-int bn_bench_concurrency(bn_engine *e, const bn_run_flags *f, const char *schema, const int *counts, int n_counts,
-                         const int32_t *prompt, size_t n_prompt);
+// schema: every stream's reply is held to it (NULL: free text). draft: the
+// -md model the streams draft with (NULL: none; f->lookup for prompt lookup).
+int bn_bench_concurrency(bn_engine *e, const bn_engine *draft, const bn_run_flags *f, const char *schema,
+                         const int *counts, int n_counts, const int32_t *prompt, size_t n_prompt);
 
 #endif

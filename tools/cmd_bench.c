@@ -290,10 +290,10 @@ static void print_table(FILE *out, const bn_run_flags *f, const bench_row *rows,
 
 #define BENCH_FLAGS                                                                                       \
     (BN_FLAGS_PROMPT | BN_FLAGS_PREDICT | BN_FLAGS_JSON | BN_FLAGS_REPS | BN_FLAGS_CONCURRENCY |              \
-     BN_FLAGS_SAMPLING | BN_FLAGS_JSON_SCHEMA)
+     BN_FLAGS_SAMPLING | BN_FLAGS_JSON_SCHEMA | BN_FLAGS_LOOKUP | BN_FLAGS_DRAFT)
 #define BENCH_SYNOPSIS                                                                                    \
-    "[-m MODEL] [-t N] [-p PROMPT] [-n N] [-r REPS] [--concurrency 1,4,16,64 [--temp T ...] [-j SCHEMA]] "  \
-    "[--json]"
+    "[-m MODEL] [-t N] [-p PROMPT] [-n N] [-r REPS] [--concurrency 1,4,16,64 [--temp T ...] [-j SCHEMA] "   \
+    "[--lookup N | -md FILE [--draft-max N]]] [--json]"
 
 int bn_cmd_bench(int argc, char **argv) {
     bn_run_flags f;
@@ -305,9 +305,12 @@ int bn_cmd_bench(int argc, char **argv) {
     int counts[BN_MAX_COUNTS], n_counts = 0;
     if (f.concurrency && bn_parse_counts(f.concurrency, counts, &n_counts)) return 2;
     // The comparison is of greedy traces; sampling flags are for the streams.
-    if ((f.sampling_given || f.json_schema) && !f.concurrency) {
+    const bool drafts = f.lookup > 0 || f.model_draft;
+    if ((f.sampling_given || f.json_schema || drafts) && !f.concurrency) {
         fprintf(stderr, "error: bench takes %s only with --concurrency\n",
-                f.sampling_given ? "sampling flags (--temp, --top-k, ...)" : "--json-schema");
+                f.sampling_given ? "sampling flags (--temp, --top-k, ...)"
+                : f.json_schema  ? "--json-schema"
+                                 : "--lookup and --model-draft");
         return 2;
     }
     char *schema = f.json_schema ? bn_json_schema_arg(f.json_schema) : NULL;
@@ -316,11 +319,12 @@ int bn_cmd_bench(int argc, char **argv) {
     if (f.n_predict < 0) f.n_predict = f.concurrency ? 16 : 4;
     if (f.n_predict > MAX_TOKENS) f.n_predict = MAX_TOKENS;
 
-    bn_engine *e = NULL;
+    bn_engine *e = NULL, *draft = NULL;
     bn_error err;
-    if (bn_engine_load(f.model, f.tokenizer, &e, &err) || bn_run_prepare_engine(&f, e, &err)) {
-        fprintf(stderr, "error: %s\n", err.msg);
-        if (e) bn_engine_free(e);
+    if (bn_engine_load(f.model, f.tokenizer, &e, &err) || bn_run_prepare_engine(&f, e, &err) ||
+        (f.model_draft && bn_engine_load(f.model_draft, f.tokenizer, &draft, &err))) {
+        fprintf(stderr, "error: %s%s\n", e && f.model_draft && !draft ? "--model-draft: " : "", err.msg);
+        bn_engine_free(e);
         free(schema);
         return 1;
     }
@@ -334,9 +338,10 @@ int bn_cmd_bench(int argc, char **argv) {
     }
 
     if (f.concurrency) {
-        rc = bn_bench_concurrency(e, &f, schema, counts, n_counts, prompt, n_prompt);
+        rc = bn_bench_concurrency(e, draft, &f, schema, counts, n_counts, prompt, n_prompt);
         free(schema);
         free(prompt);
+        bn_engine_free(draft);
         bn_engine_free(e);
         return rc;
     }
