@@ -7,12 +7,19 @@
 
 #include "argmax.h"
 
-// The probability of row's likeliest token (its softmax over all n).
-static double top_probability(const float *row, int32_t n) {
-    const float best = row[bn_argmax(row, n)];
-    double sum = 0; // the softmax's denominator over e^(logit - best)
-    for (int32_t i = 0; i < n; i++) sum += exp((double)row[i] - best);
-    return 1.0 / sum;
+// Whether the probability of row's likeliest token (its softmax over all n) is
+// at least p_min: whether the softmax's denominator, the sum of e^(logit -
+// best), is at most 1 / p_min. The sum stops as soon as it is over, and
+// leaves out the terms under e^-40 (all n of them together less than 1e-12 of
+// the sum, which is 1 or more): a row the model is sure of has few terms left,
+// and one it is not sure of goes over early.
+static bool sure_enough(const float *row, int32_t n, float p_min) {
+    const float best = row[bn_argmax(row, n)], floor = best - 40;
+    const double limit = 1.0 / p_min;
+    double sum = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (row[i] > floor && (sum += exp((double)row[i] - best)) > limit) return false;
+    return true;
 }
 
 static void missed(bn_draft_backoff *b) {
@@ -100,7 +107,7 @@ static int32_t pick(const bn_draft_call *c, int out, int r, const bn_draft_job *
         bn_top *best = c->top + (size_t)r * BN_TOP_MAX;
         return j->picker ? bn_sampler_sample_top(j->picker, best, d->hist, (size_t)d->n_hist) : best[0].id;
     }
-    if (p_min > 0 && top_probability(row, n_vocab) < p_min) return -1;
+    if (p_min > 0 && !sure_enough(row, n_vocab, p_min)) return -1;
     return j->picker ? bn_sampler_sample(j->picker, row, d->hist, (size_t)d->n_hist) : bn_argmax(row, n_vocab);
 }
 

@@ -7,6 +7,7 @@
 // room is split; the back-off idles and counts misses.
 #include "test_util.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "backend.h"
@@ -213,6 +214,41 @@ static void test_first_feed_split(void **state) {
     check_together(false, 0, 16, "greedy, 16-token calls");
 }
 
+// The p-min test against the probability computed here in full (the softmax
+// of the row the draft model gives the text, in long double): with p-min just
+// under it the draft takes its first token, just over it none, at each of five
+// text lengths.
+static void test_p_min_boundary(void **state) {
+    (void)state;
+    const int32_t V = (int32_t)g_engine->model->hp.n_vocab;
+    float *row = malloc((size_t)V * sizeof *row);
+    assert_non_null(row);
+    for (int i = 0; i < 5; i++) {
+        bn_opened o = open_counted(1, 64);
+        bn_error err;
+        const int n = text_len(i);
+        int32_t pos[TEXT_MAX];
+        for (int t = 0; t < n; t++) pos[t] = t;
+        assert_int_equal(o.ops->forward(o.be, g_text, pos, NULL, n, row, false, &err), 0);
+        o.ops->destroy(o.be);
+        float best = row[0];
+        for (int32_t v = 1; v < V; v++) best = row[v] > best ? row[v] : best;
+        long double sum = 0;
+        for (int32_t v = 0; v < V; v++) sum += expl((long double)row[v] - best);
+        const double p = (double)(1 / sum);
+        bn_sampler *smp[N_SEQ] = {0};
+        for (int side = 0; side < 2; side++) {
+            static drafts d;
+            memset(&d, 0, sizeof d);
+            bn_opened fresh = open_counted(1, 64);
+            draft_together(&fresh, i, 1, smp, (float)(side ? p * 1.0001 : p * 0.9999), &d);
+            fresh.ops->destroy(fresh.be);
+            assert_true(side ? d.got[i] == 0 : d.got[i] >= 1); // its first token, and maybe more
+        }
+    }
+    free(row);
+}
+
 // A draft that gives no token counts a miss, and the back-off then idles the
 // sequence's next draft: no call, nothing drafted, no miss more.
 static void test_backoff(void **state) {
@@ -245,7 +281,7 @@ static void test_backoff(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy),          cmocka_unit_test(test_p_min),   cmocka_unit_test(test_sampled),
-        cmocka_unit_test(test_first_feed_split), cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_first_feed_split), cmocka_unit_test(test_p_min_boundary), cmocka_unit_test(test_backoff),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
