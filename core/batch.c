@@ -22,9 +22,11 @@
 // may be hundreds of tokens); a slot's last prompt token then goes in a step's
 // call like any other prompt's, and gives the first sampled token's row.
 //
-// Prompt lookup (bn_batch_set_lookup, lookup.h): in a step that feeds no prompt
-// chunk, a generating slot may add a draft after its pending token, and the
-// call then brings back every token's row. The slot samples its token from the
+// Prompt lookup (bn_batch_set_lookup, lookup.h): a generating slot may add a
+// draft after its pending token, and the call then brings back every token's
+// row (a step that also feeds prompt chunks feeds them in a second call, one
+// row a run: rows for all of a chunk's tokens would cost the LM head's
+// arithmetic for each, and room for them). The slot samples its token from the
 // pending token's row at once; the drafted tokens' rows wait in b->ahead, and
 // in each later step where the token it sampled is the draft's, the slot takes
 // its token from the next of them without a run in the call (the draft's K/V is
@@ -831,8 +833,8 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
     // generating slot gets one) and prompt chunks.
     const int scored = score_prompts(b, err);
     if (scored < 0) return -1;
-    // Lookup drafts in a step without prompt chunks, into the rows ahead that are free.
-    int rows_free = b->lookup_max && next_prefill(b) < 0 ? BN_LOOKUP_ROWS - __builtin_popcountll(b->ahead_used) : 0;
+    // Drafts go into the rows ahead that are free.
+    int rows_free = b->lookup_max ? BN_LOOKUP_ROWS - __builtin_popcountll(b->ahead_used) : 0;
     if (rows_free && b->draft.be && draft_slots(b, rows_free, err)) goto fail;
     int n = 0, runs = 0, drafted = 0, later = 0; // later: generating slots not yet gathered
     for (int k = 0; k < b->n_slots; k++) later += generating(&b->slots[k]);
@@ -850,21 +852,29 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
         const int d = rows_free ? draft_run(b, k, n, later, rows_free) : 0;
         run->len += d, run->drafted = d, n += d, drafted += d, rows_free -= d;
     }
+    const int decode_runs = runs, decode_n = n; // the generating slots' runs come first
     for (int k; n < b->step_tokens && (k = next_prefill(b)) >= 0; runs++)
         n += gather_run(b, k, n, b->step_tokens - n, &b->runs[runs]);
-    // A draft's rows: the call brings back every token's row.
+    // A draft's rows: the decode runs' call brings back every token's row, and
+    // prompt chunks go in a call of their own, a row a run.
     const int out = drafted ? OUT_LOGITS : step_output(b, runs);
     const bn_backend_ops *ops = b->be.ops;
-    if (n > 0 && (out == OUT_ARGMAX ? ops->forward_argmax(b->be.be, b->tok, b->pos, b->seq, n, b->argmax, err)
-                  : out == OUT_TOP  ? ops->forward_top(b->be.be, b->tok, b->pos, b->seq, n, b->top, err)
-                                    : ops->forward(b->be.be, b->tok, b->pos, b->seq, n, b->logits, drafted > 0, err)))
+    const int first = drafted ? decode_n : n; // the tokens of the first call
+    if (first > 0 && (out == OUT_ARGMAX ? ops->forward_argmax(b->be.be, b->tok, b->pos, b->seq, first, b->argmax, err)
+                      : out == OUT_TOP  ? ops->forward_top(b->be.be, b->tok, b->pos, b->seq, first, b->top, err)
+                                        : ops->forward(b->be.be, b->tok, b->pos, b->seq, first, b->logits, drafted > 0,
+                                                       err)))
+        goto fail;
+    if (n > first && ops->forward(b->be.be, b->tok + first, b->pos + first, b->seq + first, n - first,
+                                  b->logits + (size_t)first * b->engine->model->hp.n_vocab, false, err))
         goto fail;
     for (int k = 0; k < b->n_slots; k++)
         if (generating(&b->slots[k]) && b->slots[k].pass.next_row && !b->slots[k].takes_ahead)
             end_draft(b, &b->slots[k]);
     const size_t V = b->engine->model->hp.n_vocab;
-    float *row = b->logits; // the run's first row (drafted: every token's row, in call order)
-    for (int r = 0, t = 0; r < runs; row += (size_t)(drafted ? b->runs[r].len : 1) * V, t += b->runs[r].len, r++) {
+    float *row = b->logits; // the run's first row (drafted: every decode run token's row, in call order)
+    for (int r = 0, t = 0; r < runs;
+         row += (size_t)(drafted && r < decode_runs ? b->runs[r].len : 1) * V, t += b->runs[r].len, r++) {
         bn_slot *s = &b->slots[b->runs[r].slot];
         s->n_past += b->runs[r].len - b->runs[r].drafted; // a draft's K/V count once its tokens are sampled
         if (s->n_past < s->n_hist) continue; // a prompt chunk with more to come

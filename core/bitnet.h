@@ -488,8 +488,9 @@ BN_API void bn_batch_remove(bn_batch *b, int slot);
 BN_API int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_error *err);
 // Prompt lookup decoding for the batch's generating slots, as
 // bn_session_set_lookup for a session (max_draft 0..32, 0 the default: off):
-// in a step that feeds no prompt chunk, a slot may draft after its pending
-// token, the step's forward call then brings back every token's row, and the
+// a slot may draft after its pending token, the step's forward call of
+// generating slots then brings back every token's row (its prompt chunks go in
+// a second call, a row a run), and the
 // rows after the drafted tokens wait (64 rows at most, all slots together) for
 // the steps whose pending tokens are those drafted: there the slot samples
 // from its row without a run in the call, and a step in which every slot does

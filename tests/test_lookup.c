@@ -18,7 +18,7 @@
 // taken and refused (checked from the statistics).
 //
 // The batch (bn_batch_set_lookup): requests of every kind, admitted at
-// different steps (a step with a prompt chunk drafts nothing), many slots
+// different steps (drafts beside prompt chunks too), many slots
 // sharing the 64 rows ahead, small steps, the context's end, max_tokens, a
 // request cancelled while it holds rows ahead: each request's tokens, text,
 // stop and logprobs equal those of the same batch without lookup, one event
@@ -783,6 +783,64 @@ static void test_batch_draft_model(void **state) {
     bn_batch_free(b);
 }
 
+// Drafts go on while another request's prompt is fed in chunks: request A,
+// whose prompt repeats itself, generates, and request B's prompt (the same
+// twice over, fed 9 tokens a step at most) comes in beside it; in the steps
+// before B's first token A still verifies drafts, and both get the tokens
+// they get without lookup.
+static void test_batch_drafts_beside_prompt_chunks(void **state) {
+    (void)state;
+    requests r;
+    make_requests(&r, 2, 48, NULL);
+    r.req[1] = r.req[0];
+    r.req[1].user = (void *)(intptr_t)1;
+    int32_t *twice = malloc(2 * r.n_ids[0] * sizeof *twice);
+    assert_non_null(twice);
+    memcpy(twice, r.ids[0], r.n_ids[0] * sizeof *twice);
+    memcpy(twice + r.n_ids[0], r.ids[0], r.n_ids[0] * sizeof *twice);
+    r.req[1].prompt = twice, r.req[1].n_prompt = 2 * r.n_ids[0];
+    r.req[1].no_prefix_cache = true; // all of it fed
+    outcome out[2][2];
+    uint64_t beside = 0; // passes in steps that fed B's prompt
+    int feeding = 0;     // and those steps
+    for (int lookup = 0; lookup < 2; lookup++) {
+        bn_batch *b = open_batch(2, 16, 0, lookup ? 8 : 0);
+        bn_error err;
+        memset(out[lookup], 0, sizeof out[lookup]);
+        int done = 0, step = 0;
+        bool b_in = false, b_started = false;
+        for (; done < 2 && step < 500; step++) {
+            if (step == 4) {
+                assert_true(bn_batch_add(b, &r.req[1], &err) >= 0);
+                b_in = true;
+            }
+            if (step == 0) assert_true(bn_batch_add(b, &r.req[0], &err) >= 0);
+            const uint64_t passes = bn_batch_lookup_stats(b).passes;
+            const bn_batch_event *ev;
+            int n_ev;
+            assert_int_equal(bn_batch_step(b, &ev, &n_ev, &err), 0);
+            const bool feeding_b = b_in && !b_started;
+            for (int e = 0; e < n_ev; e++) {
+                outcome *o = &out[lookup][(intptr_t)ev[e].user];
+                o->ids[o->n++] = ev[e].token;
+                b_started |= (intptr_t)ev[e].user == 1;
+                if (ev[e].done) bn_batch_remove(b, ev[e].slot), done++;
+            }
+            if (feeding_b && !b_started) beside += bn_batch_lookup_stats(b).passes - passes, feeding += lookup;
+        }
+        assert_int_equal(done, 2);
+        bn_batch_free(b);
+    }
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(out[0][i].n, out[1][i].n);
+        assert_memory_equal(out[0][i].ids, out[1][i].ids, sizeof out[0][i].ids[0] * (size_t)out[0][i].n);
+    }
+    fprintf(stderr, "  %" PRIu64 " verifying passes in the %d steps that fed the second prompt\n", beside, feeding);
+    assert_true(beside > 0);
+    free(twice);
+    free_requests(&r);
+}
+
 // The rows ahead go back, those of requests that end and of one removed while
 // it holds some: the same requests, run three times on one batch (between the
 // first and the second, a request removed right after a drafting pass), draft
@@ -859,6 +917,7 @@ int main(void) {
         cmocka_unit_test(test_draft_model_refused),
         cmocka_unit_test(test_batch_same_tokens),
         cmocka_unit_test(test_batch_draft_model),
+        cmocka_unit_test(test_batch_drafts_beside_prompt_chunks),
         cmocka_unit_test(test_batch_rows_go_back),
         cmocka_unit_test(test_batch_refuses_out_of_range),
     };
