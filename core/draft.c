@@ -9,10 +9,10 @@
 
 // Whether the probability of row's likeliest token (its softmax over all n) is
 // at least p_min: whether the softmax's denominator, the sum of e^(logit -
-// best), is at most 1 / p_min. The sum stops as soon as it is over, and
-// leaves out the terms under e^-40 (all n of them together less than 1e-12 of
-// the sum, which is 1 or more): a row the model is sure of has few terms left,
-// and one it is not sure of goes over early.
+// best), is at most 1 / p_min. The sum stops as soon as it is over, so a row
+// under p_min (where a draft stops) usually costs a few terms, and it leaves
+// out the terms under e^-40 (all n of them together less than 1e-12 of the
+// sum, which is 1 or more).
 static bool sure_enough(const float *row, int32_t n, float p_min) {
     const float best = row[bn_argmax(row, n)], floor = best - 40;
     const double limit = 1.0 / p_min;
