@@ -7,7 +7,9 @@
 // - its pending token, or the next chunk of its prompt - into a single forward
 // call (backend.h: seq ids, one run per slot), so decode tokens of all slots
 // share each pass over the weights; prompt chunks fill what is left of
-// step_tokens, oldest request first, so a long prompt cannot starve the others.
+// step_tokens, oldest request first, so a long prompt cannot starve the others
+// (drafts, below, take at most half of what the pending tokens leave while a
+// prompt waits, so they cannot starve a prompt either).
 //
 // Prompt cache (bitnet.h): a free slot's hist[0..n_cached) are the tokens whose
 // K/V its cache region still holds (a used slot's hist[0..n_past)); a new
@@ -728,18 +730,24 @@ static void judge_pass(bn_batch *b, bn_slot *s) {
     s->pass_judged = true;
 }
 
+// Where a step's drafts may go: the rows ahead that are free, and the call's
+// first `tokens` tokens (with the generating slots' pending tokens).
+typedef struct draft_room {
+    int rows, tokens;
+} draft_room;
+
 // How many tokens slot s may draft after its pending token, the call's n-th:
 // its draft length, as much as its context, its max_tokens (a pass gives up
-// to 1 + its draft), the call (less a token for each of the `later` slots
-// still to gather) and the free rows ahead leave room for.
-static int draft_budget(const bn_batch *b, const bn_slot *s, int n, int later, int rows_free) {
+// to 1 + its draft), the room's tokens (less a token for each of the `later`
+// slots still to gather) and rows leave room for.
+static int draft_budget(const bn_batch *b, const bn_slot *s, int n, int later, draft_room room) {
     int most = bn_lookup_len(&s->pass, b->lookup_max); // as end_draft will keep it
-    const int room = b->be.n_ctx - s->n_hist, left = s->max_tokens > 0 ? s->max_tokens - s->n_gen - 1 : most;
-    const int call = b->step_tokens - n - later;
-    most = room < most ? room : most;
+    const int ctx = b->be.n_ctx - s->n_hist, left = s->max_tokens > 0 ? s->max_tokens - s->n_gen - 1 : most;
+    const int call = room.tokens - n - later;
+    most = ctx < most ? ctx : most;
     most = left < most ? left : most;
     most = call < most ? call : most;
-    return rows_free < most ? rows_free : most;
+    return room.rows < most ? room.rows : most;
 }
 
 // Whether the generating slot s takes its token from a row ahead this step.
@@ -751,7 +759,7 @@ static bool takes_row_ahead(const bn_slot *s) { return bn_lookup_takes(&s->pass,
 // before it to take all of its own (so what the gathering leaves a slot is
 // never less). Slot k's tokens go to b->draft_out[k], their count to its
 // `drafted`. Returns 0, or -1 and err.
-static int draft_slots(bn_batch *b, int rows_free, bn_error *err) {
+static int draft_slots(bn_batch *b, draft_room room, bn_error *err) {
     int n = 0, jobs = 0, later = 0;
     for (int k = 0; k < b->n_slots; k++) later += generating(&b->slots[k]);
     for (int k = 0; k < b->n_slots; k++) {
@@ -761,9 +769,9 @@ static int draft_slots(bn_batch *b, int rows_free, bn_error *err) {
         later--;
         if (takes_row_ahead(s)) continue;
         judge_pass(b, s); // before the back-off decides
-        const int most = draft_budget(b, s, ++n, later, rows_free);
+        const int most = draft_budget(b, s, ++n, later, room);
         if (most <= 0) continue;
-        n += most, rows_free -= most;
+        n += most, room.rows -= most;
         b->draft_jobs[jobs++] = (bn_draft_job){.seq = &s->dq, .backoff = &s->backoff, .copy = &s->draft_smp,
                                                .smp = s->smp, .text = s->hist, .n = s->n_hist, .max = most,
                                                .out = b->draft_out + (size_t)k * BN_LOOKUP_MAX};
@@ -778,9 +786,9 @@ static int draft_slots(bn_batch *b, int rows_free, bn_error *err) {
 // Slot k's draft after its pending token (the run gathered last, ending at n)
 // into the call: prompt lookup's, or what the draft model drafted for it
 // (draft_slots), as much as draft_budget leaves it. Returns how many.
-static int draft_run(bn_batch *b, int k, int n, int later, int rows_free) {
+static int draft_run(bn_batch *b, int k, int n, int later, draft_room room) {
     bn_slot *s = &b->slots[k];
-    const int most = draft_budget(b, s, n, later, rows_free);
+    const int most = draft_budget(b, s, n, later, room);
     int d = 0;
     if (most > 0 && b->draft.be) {
         d = s->drafted < most ? s->drafted : most; // never cut: draft_slots gave it no more than this
@@ -830,14 +838,18 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
     }
     // Prompts being scored first, in a call of their own (the step's call may
     // then feed their last tokens); then, in one call, decode tokens (every
-    // generating slot gets one) and prompt chunks.
+    // generating slot gets one, with its draft) and prompt chunks (in a second
+    // call where there are drafts).
     const int scored = score_prompts(b, err);
     if (scored < 0) return -1;
-    // Drafts go into the rows ahead that are free.
-    int rows_free = b->lookup_max ? BN_LOOKUP_ROWS - __builtin_popcountll(b->ahead_used) : 0;
-    if (rows_free && b->draft.be && draft_slots(b, rows_free, err)) goto fail;
     int n = 0, runs = 0, drafted = 0, later = 0; // later: generating slots not yet gathered
     for (int k = 0; k < b->n_slots; k++) later += generating(&b->slots[k]);
+    // Drafts go into the rows ahead that are free; while a prompt waits to be
+    // fed, into at most half of the call's room past the pending tokens (the
+    // rest is the prompt's, which would otherwise wait while drafts fill it).
+    draft_room room = {b->lookup_max ? BN_LOOKUP_ROWS - __builtin_popcountll(b->ahead_used) : 0, b->step_tokens};
+    if (next_prefill(b) >= 0) room.tokens = later + (b->step_tokens - later) / 2;
+    if (room.rows && b->draft.be && draft_slots(b, room, err)) goto fail;
     for (int k = 0; k < b->n_slots; k++) {
         bn_slot *s = &b->slots[k];
         if (!generating(s)) continue;
@@ -849,8 +861,8 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
         judge_pass(b, s);
         struct run *run = &b->runs[runs++];
         n += gather_run(b, k, n, 1, run);
-        const int d = rows_free ? draft_run(b, k, n, later, rows_free) : 0;
-        run->len += d, run->drafted = d, n += d, drafted += d, rows_free -= d;
+        const int d = room.rows ? draft_run(b, k, n, later, room) : 0;
+        run->len += d, run->drafted = d, n += d, drafted += d, room.rows -= d;
     }
     const int decode_runs = runs, decode_n = n; // the generating slots' runs come first
     for (int k; n < b->step_tokens && (k = next_prefill(b)) >= 0; runs++)

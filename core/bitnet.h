@@ -509,8 +509,9 @@ BN_API bn_lookup_stats bn_batch_lookup_stats(const bn_batch *b);
 // (p->n_ctx 0: the batch's context, or the draft model's where shorter), and
 // each slot drafts up to max_draft tokens (1..32) from its own sequence there,
 // picking as its request does (bn_session_set_draft), stopping before a step
-// whose likeliest token is below p_min (0..1). Slots draft one
-// after another, each in steps of one token, so this pays at low concurrency.
+// whose likeliest token is below p_min (0..1). The slots draft together: a
+// call of the draft model feeds each what it lacks, then each further call
+// drafts a token for each slot still drafting (16 slots a call at most).
 // It replaces prompt lookup, and bn_batch_set_lookup replaces it; draft NULL or
 // max_draft 0 turns both off (p NULL: the defaults). Between steps; -1 and err
 // for different vocabularies, counts or p_min out of range, or a backend that

@@ -34,7 +34,8 @@ void bn_draft_judge(bn_draft_backoff *b, bool gave_token);
 
 // One sequence's draft in a step (bn_draft_steps): up to max tokens into out,
 // after text[0..n) of the main model's sequence, whose last token is the one
-// pending, for smp, that sequence's sampler.
+// pending, for smp, that sequence's sampler (max is lowered to what the
+// sequence's context leaves).
 typedef struct bn_draft_job {
     bn_draft_seq *seq;
     bn_draft_backoff *backoff;

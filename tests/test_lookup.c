@@ -783,50 +783,54 @@ static void test_batch_draft_model(void **state) {
     bn_batch_free(b);
 }
 
-// Drafts go on while another request's prompt is fed in chunks: request A,
-// whose prompt repeats itself, generates, and request B's prompt (the same
-// twice over, fed 9 tokens a step at most) comes in beside it; in the steps
-// before B's first token A still verifies drafts, and both get the tokens
-// they get without lookup.
+// Drafts go on while another request's prompt is fed in chunks: requests A
+// and B come in together, in steps of 16 tokens; A's prompt is fed first, then
+// A generates, drafted by the model itself, while B's prompt (A's four times
+// over) is fed. In the steps before B's first token A still verifies drafts,
+// of 7 tokens at most (half the call's room past its pending token, where it
+// would draft 15), so that B's prompt gets 8 tokens a step or more; both get
+// the tokens they get without drafts.
 static void test_batch_drafts_beside_prompt_chunks(void **state) {
     (void)state;
     requests r;
     make_requests(&r, 2, 48, NULL);
     r.req[1] = r.req[0];
     r.req[1].user = (void *)(intptr_t)1;
-    int32_t *twice = malloc(2 * r.n_ids[0] * sizeof *twice);
-    assert_non_null(twice);
-    memcpy(twice, r.ids[0], r.n_ids[0] * sizeof *twice);
-    memcpy(twice + r.n_ids[0], r.ids[0], r.n_ids[0] * sizeof *twice);
-    r.req[1].prompt = twice, r.req[1].n_prompt = 2 * r.n_ids[0];
+    const size_t n_a = r.n_ids[0];
+    int32_t *four = malloc(4 * n_a * sizeof *four);
+    assert_non_null(four);
+    for (int i = 0; i < 4; i++) memcpy(four + i * n_a, r.ids[0], n_a * sizeof *four);
+    r.req[1].prompt = four, r.req[1].n_prompt = 4 * n_a;
     r.req[1].no_prefix_cache = true; // all of it fed
     outcome out[2][2];
-    uint64_t beside = 0; // passes in steps that fed B's prompt
-    int feeding = 0;     // and those steps
-    for (int lookup = 0; lookup < 2; lookup++) {
-        bn_batch *b = open_batch(2, 16, 0, lookup ? 8 : 0);
+    uint64_t beside = 0, most = 0; // passes in the steps that fed B's prompt, and their longest draft
+    int feeding = 0;               // those steps
+    const drafter self = {.engine = g_engine};
+    for (int drafts = 0; drafts < 2; drafts++) {
+        bn_batch *b = open_batch_with(2, 16, 0, drafts ? 16 : 0, drafts ? &self : NULL);
         bn_error err;
-        memset(out[lookup], 0, sizeof out[lookup]);
-        int done = 0, step = 0;
-        bool b_in = false, b_started = false;
-        for (; done < 2 && step < 500; step++) {
-            if (step == 4) {
-                assert_true(bn_batch_add(b, &r.req[1], &err) >= 0);
-                b_in = true;
-            }
-            if (step == 0) assert_true(bn_batch_add(b, &r.req[0], &err) >= 0);
-            const uint64_t passes = bn_batch_lookup_stats(b).passes;
+        memset(out[drafts], 0, sizeof out[drafts]);
+        assert_int_equal(bn_batch_add(b, &r.req[0], &err), 0);
+        assert_int_equal(bn_batch_add(b, &r.req[1], &err), 1);
+        int done = 0;
+        bool b_started = false;
+        for (int step = 0; done < 2 && step < 500; step++) {
+            const bn_lookup_stats before = bn_batch_lookup_stats(b);
             const bn_batch_event *ev;
             int n_ev;
             assert_int_equal(bn_batch_step(b, &ev, &n_ev, &err), 0);
-            const bool feeding_b = b_in && !b_started;
+            const bool feeding_b = !b_started;
             for (int e = 0; e < n_ev; e++) {
-                outcome *o = &out[lookup][(intptr_t)ev[e].user];
+                outcome *o = &out[drafts][(intptr_t)ev[e].user];
                 o->ids[o->n++] = ev[e].token;
                 b_started |= (intptr_t)ev[e].user == 1;
                 if (ev[e].done) bn_batch_remove(b, ev[e].slot), done++;
             }
-            if (feeding_b && !b_started) beside += bn_batch_lookup_stats(b).passes - passes, feeding += lookup;
+            if (!drafts || !feeding_b || b_started) continue;
+            const bn_lookup_stats now = bn_batch_lookup_stats(b);
+            feeding++;
+            beside += now.passes - before.passes;
+            most = now.drafted - before.drafted > most ? now.drafted - before.drafted : most;
         }
         assert_int_equal(done, 2);
         bn_batch_free(b);
@@ -835,9 +839,13 @@ static void test_batch_drafts_beside_prompt_chunks(void **state) {
         assert_int_equal(out[0][i].n, out[1][i].n);
         assert_memory_equal(out[0][i].ids, out[1][i].ids, sizeof out[0][i].ids[0] * (size_t)out[0][i].n);
     }
-    fprintf(stderr, "  %" PRIu64 " verifying passes in the %d steps that fed the second prompt\n", beside, feeding);
+    fprintf(stderr,
+            "  %" PRIu64 " verifying passes of up to %" PRIu64 " drafted tokens in the %d steps before the second "
+            "prompt (%zu tokens) was fed\n",
+            beside, most, feeding, r.req[1].n_prompt);
     assert_true(beside > 0);
-    free(twice);
+    assert_true(most > 0 && most <= 7);
+    free(four);
     free_requests(&r);
 }
 

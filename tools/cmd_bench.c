@@ -321,9 +321,11 @@ int bn_cmd_bench(int argc, char **argv) {
 
     bn_engine *e = NULL, *draft = NULL;
     bn_error err;
-    if (bn_engine_load(f.model, f.tokenizer, &e, &err) || bn_run_prepare_engine(&f, e, &err) ||
-        (f.model_draft && bn_engine_load(f.model_draft, f.tokenizer, &draft, &err))) {
-        fprintf(stderr, "error: %s%s\n", e && f.model_draft && !draft ? "--model-draft: " : "", err.msg);
+    const char *failed = bn_engine_load(f.model, f.tokenizer, &e, &err) || bn_run_prepare_engine(&f, e, &err) ? ""
+                       : f.model_draft && bn_engine_load(f.model_draft, f.tokenizer, &draft, &err) ? "--model-draft: "
+                                                                                                   : NULL;
+    if (failed) {
+        fprintf(stderr, "error: %s%s\n", failed, err.msg);
         bn_engine_free(e);
         free(schema);
         return 1;
