@@ -848,7 +848,11 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
     // fed, into at most half of the call's room past the pending tokens (the
     // rest is the prompt's, which would otherwise wait while drafts fill it).
     draft_room room = {b->lookup_max ? BN_LOOKUP_ROWS - __builtin_popcountll(b->ahead_used) : 0, b->step_tokens};
-    if (next_prefill(b) >= 0) room.tokens = later + (b->step_tokens - later) / 2;
+    if (next_prefill(b) >= 0) {
+        int pending = 0; // tokens the generating slots put in the call (none where a row ahead gives it)
+        for (int k = 0; k < b->n_slots; k++) pending += generating(&b->slots[k]) && !takes_row_ahead(&b->slots[k]);
+        room.tokens = pending + (b->step_tokens - pending) / 2;
+    }
     if (room.rows && b->draft.be && draft_slots(b, room, err)) goto fail;
     for (int k = 0; k < b->n_slots; k++) {
         bn_slot *s = &b->slots[k];

@@ -334,6 +334,7 @@ int bn_cmd_bench(int argc, char **argv) {
     size_t n_prompt = 0;
     if (bn_engine_tokenize(e, f.prompt, bn_engine_add_bos(e), false, &prompt, &n_prompt, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
+        bn_engine_free(draft);
         bn_engine_free(e);
         free(schema);
         return 1;
