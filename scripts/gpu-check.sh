@@ -239,6 +239,10 @@ print("%.3f ms/token, %s drafted, %s taken, %s passes" % (t["ms_per_token"], t.g
   done
 }
 step draft_cuda draft_times
+# The same agreeing draft model for 4 and 16 streams at once (the batch that
+# serve -md runs: the streams draft together, a draft call a token for all).
+step draft_streams_cuda "$cli" bench -m /tmp/bitnet-2b4t-calm-tied.gguf -md /tmp/bitnet-draft-calm.gguf \
+  --concurrency 4,16 -n 16 -p "The quick brown fox"
 
 # ---- 4. sanitizers, the large and TQ models --------------------------------------
 san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
