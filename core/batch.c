@@ -753,19 +753,34 @@ static int draft_budget(const bn_batch *b, const bn_slot *s, int n, int later, d
 // Whether the generating slot s takes its token from a row ahead this step.
 static bool takes_row_ahead(const bn_slot *s) { return bn_lookup_takes(&s->pass, s->hist[s->n_hist - 1]); }
 
+// Whether slot s's prompt, as far as the main model has fed it, goes to the
+// draft model in this step's draft calls (bn_draft_job.feed_only) rather than
+// all at once at the slot's first draft, in a step that other slots wait on:
+// a request being fed its prompt that may draft (a max_tokens of 3 or more,
+// or none).
+static bool feeds_draft(const bn_slot *s) {
+    return s->used && !s->done && s->n_past > 0 && s->n_past < s->n_prompt &&
+           (s->max_tokens <= 0 || s->max_tokens > 2);
+}
+
 // A draft model's drafts for the step, before its call is gathered: every
 // generating slot that verifies a new pass drafts, all in the same draft
 // calls (bn_draft_steps), as much as draft_budget leaves it were every slot
 // before it to take all of its own (so what the gathering leaves a slot is
 // never less). Slot k's tokens go to b->draft_out[k], their count to its
-// `drafted`. Returns 0, or -1 and err.
+// `drafted`. The same calls feed the draft model the prompt chunks that the
+// main model was fed so far (feeds_draft). Returns 0, or -1 and err.
 static int draft_slots(bn_batch *b, draft_room room, bn_error *err) {
     int n = 0, jobs = 0, later = 0;
     for (int k = 0; k < b->n_slots; k++) later += generating(&b->slots[k]);
     for (int k = 0; k < b->n_slots; k++) {
         bn_slot *s = &b->slots[k];
         s->drafted = 0;
-        if (!generating(s)) continue;
+        if (!generating(s)) {
+            if (feeds_draft(s))
+                b->draft_jobs[jobs++] = (bn_draft_job){.seq = &s->dq, .feed_only = true, .text = s->hist, .n = s->n_past};
+            continue;
+        }
         later--;
         if (takes_row_ahead(s)) continue;
         judge_pass(b, s); // before the back-off decides

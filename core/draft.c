@@ -57,12 +57,32 @@ void bn_draft_call_free(bn_draft_call *c) {
     *c = (bn_draft_call){0};
 }
 
+// Sequence d keeps the start of its tokens that text shares, up to most of them.
+static int keep_shared(bn_draft_seq *d, const int32_t *text, int most) {
+    int k = 0;
+    if (most > d->n_past) most = d->n_past;
+    while (k < most && d->hist[k] == text[k]) k++;
+    d->n_hist = d->n_past = k;
+    return k;
+}
+
 // Readies job j's sequence for its draft, past its back-off and its sampler's
 // copy: it keeps the start it shares with the text, short of the text's last
-// token (fed again for its row), and takes the rest of the text to feed.
+// token (fed again for its row), and takes the rest of the text to feed. A
+// feed_only job keeps what it shares of all of the text and takes the rest.
 static int begin_job(bn_draft_job *j, bn_error *err) {
     j->got = 0;
     j->tried = j->drafting = false;
+    j->picker = NULL;
+    if (j->feed_only) {
+        bn_draft_seq *d = j->seq;
+        if (j->n > d->n_ctx) return 0;
+        const int k = keep_shared(d, j->text, j->n);
+        memcpy(d->hist + k, j->text + k, (size_t)(j->n - k) * sizeof *j->text);
+        d->n_hist = j->n;
+        j->drafting = k < j->n;
+        return 0;
+    }
     if (j->backoff->idle > 0) {
         j->backoff->idle--;
         return 0;
@@ -73,10 +93,7 @@ static int begin_job(bn_draft_job *j, bn_error *err) {
     if (sampled) bn_sampler_set_rng(*j->copy, bn_sampler_rng(j->smp));
     j->picker = sampled ? *j->copy : NULL;
     bn_draft_seq *d = j->seq;
-    int k = 0;
-    const int most = d->n_past < j->n - 1 ? d->n_past : j->n - 1;
-    while (k < most && d->hist[k] == j->text[k]) k++;
-    d->n_hist = d->n_past = k;
+    const int k = keep_shared(d, j->text, j->n - 1);
     if (j->max > d->n_ctx - j->n + 1) j->max = d->n_ctx - j->n + 1; // the last drafted token is not fed
     if (j->max <= 0) return 0;
     memcpy(d->hist + k, j->text + k, (size_t)(j->n - k) * sizeof *j->text);
@@ -140,6 +157,10 @@ static int call_once(const bn_opened *o, int32_t n_vocab, bn_draft_call *c, bn_d
         bn_draft_job *j = &jobs[c->run_job[r]];
         bn_draft_seq *d = j->seq;
         d->n_past = d->n_hist;
+        if (j->feed_only) {
+            j->drafting = false;
+            continue;
+        }
         const int32_t id = pick(c, out, r, j, p_min, rows + (size_t)r * n_vocab, n_vocab);
         if (id >= 0) j->out[j->got++] = d->hist[d->n_hist++] = id;
         j->drafting = id >= 0 && j->got < j->max;

@@ -35,9 +35,12 @@ void bn_draft_judge(bn_draft_backoff *b, bool gave_token);
 // One sequence's draft in a step (bn_draft_steps): up to max tokens into out,
 // after text[0..n) of the main model's sequence, whose last token is the one
 // pending, for smp, that sequence's sampler (max is lowered to what the
-// sequence's context leaves).
+// sequence's context leaves). With feed_only, the sequence is only fed
+// text[0..n) (a prompt as far as the main model has fed it), so that its
+// first draft has only the rest to feed; backoff, copy, smp and out unused.
 typedef struct bn_draft_job {
     bn_draft_seq *seq;
+    bool feed_only;
     bn_draft_backoff *backoff;
     bn_sampler **copy; // smp's clone for the draft (made at the first sampled draft; the caller frees it)
     const bn_sampler *smp;

@@ -4,7 +4,8 @@
 // a call of its own, bit for bit, on the CPU), greedy, with a p-min and
 // sampled; the calls go a token at a time for all sequences together, at most
 // BN_DRAFT_CALL_RUNS sequences a call, and a first feed longer than the call's
-// room is split; the back-off idles and counts misses.
+// room is split; a sequence fed its prompt ahead feeds only the rest at its
+// draft; the back-off idles and counts misses.
 #include "test_util.h"
 
 #include <math.h>
@@ -47,21 +48,21 @@ static int teardown(void **state) {
 // A backend's ops, counting its forward calls (of every kind).
 static bn_backend_ops g_counted;
 static const bn_backend_ops *g_inner;
-static int g_calls;
+static int g_calls, g_tokens;
 
 static int counted_forward(bn_backend *be, const int32_t *t, const int32_t *p, const int32_t *s, int n, float *l,
                            bool all, bn_error *err) {
-    g_calls++;
+    g_calls++, g_tokens += n;
     return g_inner->forward(be, t, p, s, n, l, all, err);
 }
 static int counted_argmax(bn_backend *be, const int32_t *t, const int32_t *p, const int32_t *s, int n, int32_t *a,
                           bn_error *err) {
-    g_calls++;
+    g_calls++, g_tokens += n;
     return g_inner->forward_argmax(be, t, p, s, n, a, err);
 }
 static int counted_top(bn_backend *be, const int32_t *t, const int32_t *p, const int32_t *s, int n, bn_top *top,
                        bn_error *err) {
-    g_calls++;
+    g_calls++, g_tokens += n;
     return g_inner->forward_top(be, t, p, s, n, top, err);
 }
 
@@ -249,6 +250,57 @@ static void test_p_min_boundary(void **state) {
     free(row);
 }
 
+// A feed_only job feeds the text as far as it goes, once (a second asks for no
+// call), touching no back-off; the draft after it feeds only the rest, and
+// drafts what the sequence drafts from scratch.
+static void test_feed_only(void **state) {
+    (void)state;
+    const int32_t V = (int32_t)g_engine->model->hp.n_vocab;
+    bn_error err;
+    bn_draft_call call;
+    int32_t hist[TEXT_MAX + MAX_DRAFT + 1], out[MAX_DRAFT];
+    float *row = malloc((size_t)V * sizeof *row);
+    assert_non_null(row);
+    bn_opened o = open_counted(1, 64);
+    assert_int_equal(bn_draft_call_init(&call, o.n_ctx, 1, false, &err), 0);
+    bn_draft_seq seq = {.hist = hist, .n_ctx = o.n_ctx};
+    bn_draft_backoff idle = {.idle = 3};
+    for (int round = 0; round < 2; round++) { // the second finds it all fed
+        bn_draft_job feed = {.seq = &seq, .feed_only = true, .backoff = &idle, .text = g_text, .n = 5};
+        g_calls = g_tokens = 0;
+        assert_int_equal(bn_draft_steps(&o, V, &call, &feed, 1, 0, row, &err), 0);
+        assert_int_equal(g_calls, round ? 0 : 1);
+        assert_int_equal(g_tokens, round ? 0 : 5);
+        assert_int_equal(seq.n_past, 5);
+        assert_int_equal(feed.got, 0);
+        assert_int_equal(idle.idle, 3);
+    }
+    bn_sampler *greedy = NULL;
+    const bn_sampling g = bn_sampling_greedy();
+    assert_int_equal(bn_sampler_create(&g, V, 64, &greedy, &err), 0);
+    bn_draft_backoff b = {0};
+    bn_sampler *copy = NULL;
+    bn_draft_job job = {.seq = &seq, .backoff = &b, .copy = &copy, .smp = greedy, .text = g_text, .n = 7,
+                        .max = MAX_DRAFT, .out = out};
+    g_calls = g_tokens = 0;
+    assert_int_equal(bn_draft_steps(&o, V, &call, &job, 1, 0, row, &err), 0);
+    assert_int_equal(job.got, MAX_DRAFT);
+    assert_int_equal(g_tokens, 2 + MAX_DRAFT - 1); // text[5..7), then a token a call
+    static drafts alone;
+    memset(&alone, 0, sizeof alone);
+    bn_sampler *smp[N_SEQ] = {0};
+    bn_opened fresh = open_counted(1, 64);
+    draft_together(&fresh, 4, 1, smp, 0, &alone); // sequence 4's text: 7 tokens
+    fresh.ops->destroy(fresh.be);
+    assert_int_equal(text_len(4), 7);
+    assert_int_equal(alone.got[4], MAX_DRAFT);
+    assert_memory_equal(alone.out[4], out, sizeof out);
+    bn_sampler_free(greedy);
+    bn_draft_call_free(&call);
+    o.ops->destroy(o.be);
+    free(row);
+}
+
 // A draft that gives no token counts a miss, and the back-off then idles the
 // sequence's next draft: no call, nothing drafted, no miss more.
 static void test_backoff(void **state) {
@@ -281,7 +333,8 @@ static void test_backoff(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy),          cmocka_unit_test(test_p_min),   cmocka_unit_test(test_sampled),
-        cmocka_unit_test(test_first_feed_split), cmocka_unit_test(test_p_min_boundary), cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_first_feed_split), cmocka_unit_test(test_p_min_boundary), cmocka_unit_test(test_feed_only),
+        cmocka_unit_test(test_backoff),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
