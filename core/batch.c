@@ -757,9 +757,9 @@ static bool takes_row_ahead(const bn_slot *s) { return bn_lookup_takes(&s->pass,
 // draft model in this step's draft calls (bn_draft_job.feed_only) rather than
 // all at once at the slot's first draft, in a step that other slots wait on:
 // a request being fed its prompt that may draft (a max_tokens of 3 or more,
-// or none).
+// or none, and a prompt shorter than the draft model's context).
 static bool feeds_draft(const bn_slot *s) {
-    return s->used && !s->done && s->n_past > 0 && s->n_past < s->n_prompt &&
+    return s->used && !s->done && s->n_past > 0 && s->n_past < s->n_prompt && s->n_prompt < s->dq.n_ctx &&
            (s->max_tokens <= 0 || s->max_tokens > 2);
 }
 

@@ -37,7 +37,7 @@ void bn_draft_judge(bn_draft_backoff *b, bool gave_token);
 // pending, for smp, that sequence's sampler (max is lowered to what the
 // sequence's context leaves). With feed_only, the sequence is only fed
 // text[0..n) (a prompt as far as the main model has fed it), so that its
-// first draft has only the rest to feed; backoff, copy, smp and out unused.
+// first draft has only the rest to feed; backoff, copy, smp, max and out unused.
 typedef struct bn_draft_job {
     bn_draft_seq *seq;
     bool feed_only;
@@ -70,7 +70,8 @@ void bn_draft_call_free(bn_draft_call *c);
 // The step's drafts of jobs[0..n_jobs), each a different sequence of backend o
 // (the draft model), drafted together: a call feeds every drafting sequence
 // what it lacks, then each further call one token each. A job whose back-off
-// idles drafts nothing; one that drafts no token counts a miss.
+// idles drafts nothing; one that drafts no token counts a miss (a feed_only
+// job is fed in the first call, and neither drafts nor counts).
 // Each sequence keeps the start of its KV cache that its text shares (a
 // refused draft is dropped there), feeds the rest, then drafts a token a call
 // while its likeliest token's probability is at least p_min. The token is its
