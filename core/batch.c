@@ -769,10 +769,10 @@ static bool feeds_draft(const bn_slot *s) {
 // before it to take all of its own (so what the gathering leaves a slot is
 // never less). Slot k's tokens go to b->draft_out[k], their count to its
 // `drafted`. The same calls feed the draft model the prompt chunks that the
-// main model was fed so far (feeds_draft). Returns 0, or -1 and err.
-static int draft_slots(bn_batch *b, draft_room room, bn_error *err) {
-    int n = 0, jobs = 0, later = 0;
-    for (int k = 0; k < b->n_slots; k++) later += generating(&b->slots[k]);
+// main model was fed so far (feeds_draft). later: the generating slots.
+// Returns 0, or -1 and err.
+static int draft_slots(bn_batch *b, draft_room room, int later, bn_error *err) {
+    int n = 0, jobs = 0;
     for (int k = 0; k < b->n_slots; k++) {
         bn_slot *s = &b->slots[k];
         s->drafted = 0;
@@ -868,7 +868,7 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
         for (int k = 0; k < b->n_slots; k++) pending += generating(&b->slots[k]) && !takes_row_ahead(&b->slots[k]);
         room.tokens = pending + (b->step_tokens - pending) / 2;
     }
-    if (room.rows && b->draft.be && draft_slots(b, room, err)) goto fail;
+    if (room.rows && b->draft.be && draft_slots(b, room, later, err)) goto fail;
     for (int k = 0; k < b->n_slots; k++) {
         bn_slot *s = &b->slots[k];
         if (!generating(s)) continue;

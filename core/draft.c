@@ -173,13 +173,11 @@ int bn_draft_steps(const bn_opened *o, int32_t n_vocab, bn_draft_call *c, bn_dra
     for (int i = 0; i < n_jobs; i++)
         if (begin_job(&jobs[i], err)) return -1;
     const int out = call_output(o, jobs, n_jobs, p_min);
-    for (;;) {
-        int runs = 0;
-        for (int next = 0, r; (r = call_once(o, n_vocab, c, jobs, n_jobs, &next, out, p_min, rows, err)) != 0;) {
+    for (bool more = true; more;) { // a round of calls: a token for every job still drafting
+        more = false;
+        for (int next = 0, r; (r = call_once(o, n_vocab, c, jobs, n_jobs, &next, out, p_min, rows, err)) != 0;
+             more = true)
             if (r < 0) return -1;
-            runs += r;
-        }
-        if (runs == 0) break;
     }
     for (int i = 0; i < n_jobs; i++)
         if (jobs[i].tried && jobs[i].got == 0) missed(jobs[i].backoff);

@@ -71,7 +71,7 @@ static void run_point(bn_engine *e, const bn_engine *draft, const bn_run_flags *
     }
     bn_session_params dp = bp.session;
     dp.n_ctx = 0; // the batch's, or the draft model's where shorter
-    if (bn_batch_set_lookup(b, f->lookup > 0 ? f->lookup : 0, &err) ||
+    if ((f->lookup > 0 && bn_batch_set_lookup(b, f->lookup, &err)) ||
         (draft && bn_batch_set_draft(b, draft, &dp, f->draft, f->draft_p_min, &err)))
         goto fail;
     bn_request r = {.prompt = prompt, .n_prompt = n_prompt, .max_tokens = f->n_predict,
