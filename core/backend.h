@@ -91,9 +91,12 @@ typedef struct bn_backend_ops {
     // Optional (NULL = not provided): forward() for the runs' rows of logits, then
     // top[r * BN_TOP_MAX ..] = the BN_TOP_MAX best entries of run r's row in
     // bn_top order (top.h), computed on the backend: a sampling step that needs
-    // no more (bn_sampler_takes_top) moves 1 KB a row instead of the row.
+    // no more (bn_sampler_takes_top) moves 1 KB a row instead of the row. With
+    // exp_sums (else NULL), exp_sums[r] = run r's softmax denominator, as
+    // bn_top_exp_sum(row, n_vocab, top[r * BN_TOP_MAX].logit, INFINITY) gives it
+    // (a draft's p-min test; on a GPU in another order of the adds).
     int (*forward_top)(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
-                       int n_tokens, bn_top *top, bn_error *err);
+                       int n_tokens, bn_top *top, double *exp_sums, bn_error *err);
 
     // Optional (NULL: not provided): copies the K/V of positions 0..n_pos of
     // sequence slot `from` to the same positions of slot `to` (from != to), so a

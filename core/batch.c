@@ -892,7 +892,7 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
     const bn_backend_ops *ops = b->be.ops;
     const int first = drafted ? decode_n : n; // the tokens of the first call
     if (first > 0 && (out == OUT_ARGMAX ? ops->forward_argmax(b->be.be, b->tok, b->pos, b->seq, first, b->argmax, err)
-                      : out == OUT_TOP  ? ops->forward_top(b->be.be, b->tok, b->pos, b->seq, first, b->top, err)
+                      : out == OUT_TOP  ? ops->forward_top(b->be.be, b->tok, b->pos, b->seq, first, b->top, NULL, err)
                                         : ops->forward(b->be.be, b->tok, b->pos, b->seq, first, b->logits, drafted > 0,
                                                        err)))
         goto fail;

@@ -1,25 +1,20 @@
 // draft.c - a draft model's drafts and their back-off (draft.h).
 #include "draft.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "argmax.h"
 
-// Whether the probability of row's likeliest token (its softmax over all n) is
-// at least p_min: whether the softmax's denominator, the sum of e^(logit -
-// best), is at most 1 / p_min. The sum stops as soon as it is over, so a row
-// under p_min (where a draft stops) usually costs a few terms, and it leaves
-// out the terms under e^-40 (all n of them together less than 1e-12 of the
-// sum, which is 1 or more).
-static bool sure_enough(const float *row, int32_t n, float p_min) {
-    const float best = row[bn_argmax(row, n)], floor = best - 40;
-    const double limit = 1.0 / p_min;
-    double sum = 0;
-    for (int32_t i = 0; i < n; i++)
-        if (row[i] > floor && (sum += exp((double)row[i] - best)) > limit) return false;
-    return true;
+// Whether the probability of a row's likeliest token (its softmax over the
+// row) is at least p_min: whether the softmax's denominator, the sum of
+// e^(logit - best), is at most 1 / p_min. From a row, the sum stops as soon as
+// it is over (bn_top_exp_sum), so a row under p_min, where a draft stops,
+// usually costs a few terms.
+static bool sure_enough(double exp_sum, float p_min) { return exp_sum <= 1.0 / p_min; }
+
+static bool row_sure_enough(const float *row, int32_t n, float p_min) {
+    return sure_enough(bn_top_exp_sum(row, n, row[bn_argmax(row, n)], 1.0 / p_min), p_min);
 }
 
 static void missed(bn_draft_backoff *b) {
@@ -42,7 +37,8 @@ int bn_draft_call_init(bn_draft_call *c, int cap, int max_runs, bool several_seq
     c->run_job = malloc((size_t)max_runs * sizeof *c->run_job);
     c->argmax = malloc((size_t)max_runs * sizeof *c->argmax);
     c->top = malloc((size_t)max_runs * BN_TOP_MAX * sizeof *c->top);
-    if (c->tok && c->pos && (c->seq || !several_seqs) && c->run_job && c->argmax && c->top) return 0;
+    c->exp_sums = malloc((size_t)max_runs * sizeof *c->exp_sums);
+    if (c->tok && c->pos && (c->seq || !several_seqs) && c->run_job && c->argmax && c->top && c->exp_sums) return 0;
     bn_draft_call_free(c);
     return bn_errorf(err, "out of memory for the draft model's calls");
 }
@@ -54,6 +50,7 @@ void bn_draft_call_free(bn_draft_call *c) {
     free(c->run_job);
     free(c->argmax);
     free(c->top);
+    free(c->exp_sums);
     *c = (bn_draft_call){0};
 }
 
@@ -106,7 +103,7 @@ static int begin_job(bn_draft_job *j, bn_error *err) {
 enum { OUT_ROWS, OUT_ARGMAX, OUT_TOP };
 
 static int call_output(const bn_opened *o, const bn_draft_job *jobs, int n_jobs, float p_min) {
-    bool argmax = p_min <= 0 && o->ops->forward_argmax, top = p_min <= 0 && o->ops->forward_top;
+    bool argmax = p_min <= 0 && o->ops->forward_argmax, top = o->ops->forward_top != NULL;
     for (int i = 0; i < n_jobs; i++) {
         const bn_sampler *p = jobs[i].drafting ? jobs[i].picker : NULL;
         argmax = argmax && !p;
@@ -121,10 +118,11 @@ static int32_t pick(const bn_draft_call *c, int out, int r, const bn_draft_job *
     const bn_draft_seq *d = j->seq;
     if (out == OUT_ARGMAX) return c->argmax[r];
     if (out == OUT_TOP) {
+        if (p_min > 0 && !sure_enough(c->exp_sums[r], p_min)) return -1;
         bn_top *best = c->top + (size_t)r * BN_TOP_MAX;
         return j->picker ? bn_sampler_sample_top(j->picker, best, d->hist, (size_t)d->n_hist) : best[0].id;
     }
-    if (p_min > 0 && !sure_enough(row, n_vocab, p_min)) return -1;
+    if (p_min > 0 && !row_sure_enough(row, n_vocab, p_min)) return -1;
     return j->picker ? bn_sampler_sample(j->picker, row, d->hist, (size_t)d->n_hist) : bn_argmax(row, n_vocab);
 }
 
@@ -149,8 +147,9 @@ static int call_once(const bn_opened *o, int32_t n_vocab, bn_draft_call *c, bn_d
         n += m;
     }
     if (runs == 0) return 0;
+    double *sums = p_min > 0 ? c->exp_sums : NULL;
     if (out == OUT_ARGMAX ? o->ops->forward_argmax(o->be, c->tok, c->pos, c->seq, n, c->argmax, err)
-        : out == OUT_TOP  ? o->ops->forward_top(o->be, c->tok, c->pos, c->seq, n, c->top, err)
+        : out == OUT_TOP  ? o->ops->forward_top(o->be, c->tok, c->pos, c->seq, n, c->top, sums, err)
                           : o->ops->forward(o->be, c->tok, c->pos, c->seq, n, rows, false, err))
         return -1;
     for (int r = 0; r < runs; r++) {

@@ -63,6 +63,7 @@ typedef struct bn_draft_call {
     int32_t *tok, *pos, *seq;
     int32_t *run_job, *argmax; // [max_runs]
     bn_top *top;               // [max_runs * BN_TOP_MAX]
+    double *exp_sums;          // [max_runs]: with p_min, the rows' softmax denominators
 } bn_draft_call;
 int bn_draft_call_init(bn_draft_call *c, int cap, int max_runs, bool several_seqs, bn_error *err);
 void bn_draft_call_free(bn_draft_call *c);
@@ -78,9 +79,12 @@ void bn_draft_call_free(bn_draft_call *c);
 // likeliest where the job's sampler is greedy; else what *copy samples from
 // its row with the text so far: a clone of smp given smp's random state now,
 // so that where the two models agree the draft draws what the main model will.
-// Rows come back only where needed: with p_min 0 the backend's argmax, or its
-// best entries where every sampler takes them (bn_sampler_takes_top); else
-// into rows (c->max_runs rows of n_vocab floats). A sequence stops at the end of its
+// Rows come back only where needed: with p_min 0 the backend's argmax; else its
+// best entries where every sampler takes them (bn_sampler_takes_top), with p_min
+// each row's softmax denominator beside them, which the p-min test needs (a
+// GPU sums it in another order than the host, so a row within rounding of p_min
+// may draft there and not here: a draft is only a proposal); else into rows
+// (c->max_runs rows of n_vocab floats). A sequence stops at the end of its
 // context, or where its sampler finds no token. Returns 0, or -1 and err.
 int bn_draft_steps(const bn_opened *o, int32_t n_vocab, bn_draft_call *c, bn_draft_job *jobs, int n_jobs,
                    float p_min, float *rows, bn_error *err);

@@ -313,7 +313,7 @@ static int feed_and_pick(bn_session *s, bn_sampler *smp, int32_t *next, bn_error
         rc = s->be.ops->forward_argmax(s->be.be, toks, pos, NULL, n, next, err);
     } else if (!rows && bn_sampler_takes_top(smp) && s->be.ops->forward_top) {
         bn_top top[BN_TOP_MAX];
-        rc = s->be.ops->forward_top(s->be.be, toks, pos, NULL, n, top, err);
+        rc = s->be.ops->forward_top(s->be.be, toks, pos, NULL, n, top, NULL, err);
         if (rc == 0) *next = bn_sampler_sample_top(smp, top, s->history, (size_t)s->n_hist);
     } else {
         rc = s->be.ops->forward(s->be.be, toks, pos, NULL, n, s->logits, false, err);

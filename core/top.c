@@ -1,6 +1,7 @@
 // top.c - bn_top_select (top.h).
 #include "top.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 void bn_top_select(const float *x, int32_t n, int32_t k, bn_top *top) {
@@ -31,4 +32,12 @@ void bn_top_select(const float *x, int32_t n, int32_t k, bn_top *top) {
         }
         top[j] = e;
     }
+}
+
+double bn_top_exp_sum(const float *x, int32_t n, float best, double limit) {
+    const float floor = best - BN_TOP_EXP_FLOOR;
+    double sum = 0;
+    for (int32_t i = 0; i < n && sum <= limit; i++)
+        if (x[i] > floor) sum += exp((double)x[i] - best);
+    return sum;
 }

@@ -65,7 +65,7 @@ int bn_cpu_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, co
 int bn_cpu_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos,
                           const int32_t *seq, int n_tokens, int32_t *argmax, bn_error *err);
 int bn_cpu_forward_top(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int n_tokens,
-                       bn_top *top, bn_error *err);
+                       bn_top *top, double *exp_sums, bn_error *err);
 // backend.h's copy_kv: plain copies in the head-major KV cache (forward.c).
 int bn_cpu_copy_kv(bn_backend *be, int from, int to, int n_pos, bn_error *err);
 

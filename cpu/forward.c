@@ -478,7 +478,7 @@ int bn_cpu_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *
 // the CUDA backend's forward_top is held to, and it runs a batch's sampling
 // through the same path on every machine (tests/test_batch.c).
 int bn_cpu_forward_top(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int n_tokens,
-                       bn_top *top, bn_error *err) {
+                       bn_top *top, double *exp_sums, bn_error *err) {
     if (bn_cpu_forward(be, tokens, pos, seq, n_tokens, be->logits, false, err) != 0) return -1;
     const int64_t V = be->m->hp.n_vocab;
     const int32_t k = V < BN_TOP_MAX ? (int32_t)V : BN_TOP_MAX;
@@ -487,6 +487,7 @@ int bn_cpu_forward_top(bn_backend *be, const int32_t *tokens, const int32_t *pos
             bn_top *row = top + (int64_t)r * BN_TOP_MAX;
             bn_top_select(be->logits + r * V, (int32_t)V, k, row);
             for (int32_t i = k; i < BN_TOP_MAX; i++) row[i] = (bn_top){-1, -INFINITY};
+            if (exp_sums) exp_sums[r] = bn_top_exp_sum(be->logits + r * V, (int32_t)V, row[0].logit, INFINITY);
             r++;
         }
     return 0;

@@ -154,6 +154,7 @@ static size_t layout(bn_backend *be, uintptr_t base) {
     be->d_rows = (int32_t *)carve(base, &off, B * 4);
     be->d_argmax = (int32_t *)carve(base, &off, B * 4);
     be->d_top = (bn_top *)carve(base, &off, B * BN_TOP_MAX * sizeof(bn_top));
+    be->d_top_sums = (double *)carve(base, &off, B * sizeof(double));
     be->x = (float *)carve(base, &off, B * E * 4);
     be->qkv = (float *)carve(base, &off, B * (size_t)be->nqkv * 4);
     be->att = (float *)carve(base, &off, B * (size_t)be->nq * 4);
@@ -265,6 +266,7 @@ static void bn_cuda_destroy(bn_backend *be) {
     if (be->h_rows) (void)cudaFreeHost(be->h_rows);
     if (be->h_argmax) (void)cudaFreeHost(be->h_argmax);
     if (be->h_top) (void)cudaFreeHost(be->h_top);
+    if (be->h_top_sums) (void)cudaFreeHost(be->h_top_sums);
     if (be->h_logits) (void)cudaFreeHost(be->h_logits);
     free(be->layers);
     free(be->piece);
@@ -423,6 +425,7 @@ static int create_impl(bn_backend *be, const bn_backend_config *cfg, bn_error *e
     BN_CUDA_TRY(cudaMallocHost((void **)&be->h_rows, sizeof(int32_t) * (size_t)be->max_batch));
     BN_CUDA_TRY(cudaMallocHost((void **)&be->h_argmax, sizeof(int32_t) * (size_t)be->max_batch));
     BN_CUDA_TRY(cudaMallocHost((void **)&be->h_top, sizeof(bn_top) * BN_TOP_MAX * (size_t)be->max_batch));
+    BN_CUDA_TRY(cudaMallocHost((void **)&be->h_top_sums, sizeof(double) * (size_t)be->max_batch));
     be->context_ms = bn_now_ms() - t0;
 
     const double t1 = bn_now_ms();

@@ -26,7 +26,7 @@ typedef struct bn_cuda_codes {
     int32_t *qsum;
 } bn_cuda_codes;
 
-enum { BN_OUT_NONE = 0, BN_OUT_LOGITS = 1, BN_OUT_ARGMAX = 2, BN_OUT_TOP = 3, BN_OUT_KINDS = 4 };
+enum { BN_OUT_NONE = 0, BN_OUT_LOGITS = 1, BN_OUT_ARGMAX = 2, BN_OUT_TOP = 3, BN_OUT_TOP_SUMS = 4, BN_OUT_KINDS = 5 };
 // How a decode step of one token runs, each captured as graphs of its own: the
 // split-KV attention pair, the one-kernel attention, or the persistent kernel.
 enum { BN_DECODE_SPLIT = 0, BN_DECODE_SHORT = 1, BN_DECODE_PERSIST = 2, BN_DECODE_FORMS = 3 };
@@ -94,6 +94,7 @@ struct bn_backend {
     size_t counter_bytes;   // of counters
     int32_t *d_tok, *d_pos, *d_seq, *d_rows, *d_argmax; // d_argmax: max_batch ids
     bn_top *d_top;          // max_batch rows of BN_TOP_MAX entries (forward_top)
+    double *d_top_sums;     // max_batch rows' softmax denominators (forward_top's exp_sums)
     float *x, *qkv, *att, *gu, *logits;
     float *head_x;          // BN_LM_ROWS hidden rows gathered for the head (several sequences)
     __half *qh;
@@ -112,6 +113,7 @@ struct bn_backend {
     // pinned host staging, max_batch entries each
     int32_t *h_tok, *h_pos, *h_seq, *h_rows, *h_argmax;
     bn_top *h_top;
+    double *h_top_sums;
     float *h_logits; // BN_LM_ROWS rows, made by the first call that wants logits
 
     double context_ms, upload_ms, tune_ms;
@@ -132,7 +134,7 @@ int bn_cuda_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, c
 int bn_cuda_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                            int n_tokens, int32_t *argmax, bn_error *err);
 int bn_cuda_forward_top(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int n_tokens,
-                        bn_top *top, bn_error *err);
+                        bn_top *top, double *exp_sums, bn_error *err);
 int bn_cuda_copy_kv(bn_backend *be, int from, int to, int n_pos, bn_error *err);
 // Times an FFN's bitlinears through the GEMVs and through the norm kernels and
 // GEMMs at bn_crossover_sizes (up to `cap` tokens) and sets be->gemv_max where

@@ -252,8 +252,10 @@ cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, in
 cudaError_t bn_cuda_argmax_rows(const float *x, int rows, int64_t ld, int n, int32_t *out, cudaStream_t st);
 // top_rows.cu - out[r * BN_TOP_MAX ..] = the BN_TOP_MAX best entries of row r of x
 // (rows of n floats, ld apart), in bn_top order (core/top.h; a row shorter than
-// BN_TOP_MAX ends with {-1, -inf}).                       CPU twin: bn_top_select
-cudaError_t bn_cuda_top_rows(const float *x, int rows, int64_t ld, int n, bn_top *out, cudaStream_t st);
+// BN_TOP_MAX ends with {-1, -inf}), and, where sums is not NULL, sums[r] = row
+// r's softmax denominator.               CPU twins: bn_top_select, bn_top_exp_sum
+cudaError_t bn_cuda_top_rows(const float *x, int rows, int64_t ld, int n, bn_top *out, double *sums,
+                             cudaStream_t st);
 cudaError_t bn_cuda_argmax(const float *x, int n, int32_t *out, cudaStream_t st);
 
 // lm_head_gemv.cu - the LM head as a streaming GEMV (design in the file): for the

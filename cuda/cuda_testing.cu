@@ -386,15 +386,19 @@ extern "C" int bn_cuda_test_argmax_rows(const float *x, int rows, int n, int32_t
     return finish(bn_cuda_argmax_rows(dx, rows, n, n, dout, 0), out, dout, sizeof(int32_t) * rows, err);
 }
 
-extern "C" int bn_cuda_test_top_rows(const float *x, int rows, int n, bn_top *out, bn_error *err) {
+extern "C" int bn_cuda_test_top_rows(const float *x, int rows, int n, bn_top *out, double *sums, bn_error *err) {
     if (bn_cuda_probe_device(err)) return -1;
     if (rows <= 0 || n <= 0) return bn_errorf(err, "cuda_testing: bad top shape");
     bn_dev_bufs bufs;
     float *dx;
     bn_top *dout;
+    double *dsums = NULL;
     GET(dx, x, sizeof(float) * (size_t)rows * n);
     GET(dout, NULL, sizeof(bn_top) * BN_TOP_MAX * rows);
-    return finish(bn_cuda_top_rows(dx, rows, n, n, dout, 0), out, dout, sizeof(bn_top) * BN_TOP_MAX * rows, err);
+    if (sums) GET(dsums, NULL, sizeof(double) * rows);
+    if (finish(bn_cuda_top_rows(dx, rows, n, n, dout, dsums, 0), out, dout, sizeof(bn_top) * BN_TOP_MAX * rows, err))
+        return -1;
+    return finish(cudaSuccess, sums, dsums, sizeof(double) * rows, err);
 }
 
 extern "C" int bn_cuda_test_embedding(const void *table, int type, int n_vocab, int n_embd,

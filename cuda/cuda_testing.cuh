@@ -148,8 +148,9 @@ int bn_cuda_test_rmsnorm_cast(const float *x, const float *w, int n_tok, int n, 
 int bn_cuda_test_argmax(const float *x, int n, int32_t *out, bn_error *err);
 // bn_cuda_argmax_rows over rows x n floats (packed).
 int bn_cuda_test_argmax_rows(const float *x, int rows, int n, int32_t *out, bn_error *err);
-// bn_cuda_top_rows over rows x n floats (packed): BN_TOP_MAX entries a row.
-int bn_cuda_test_top_rows(const float *x, int rows, int n, bn_top *out, bn_error *err);
+// bn_cuda_top_rows over rows x n floats (packed): BN_TOP_MAX entries a row, and
+// each row's softmax denominator into sums (when not NULL).
+int bn_cuda_test_top_rows(const float *x, int rows, int n, bn_top *out, double *sums, bn_error *err);
 // The int8 head input: codes q [n_tok][n] and xscale[n_tok] (127/max|h|).
 int bn_cuda_test_rmsnorm_cast_q8(const float *x, const float *w, int n_tok, int n, float eps,
                                  int8_t *q, float *xscale, bn_error *err);

@@ -333,11 +333,16 @@ static int enqueue_head(bn_backend *be, int row0, int rows, int kind, bn_error *
     if (lm_head(be, be->x + row0 * E, rows, kind == BN_OUT_ARGMAX ? be->d_argmax : NULL, err)) return -1;
     if (kind == BN_OUT_ARGMAX) {
         BN_CUDA_TRY(cudaMemcpyAsync(be->h_argmax, be->d_argmax, sizeof(int32_t), cudaMemcpyDeviceToHost, be->st));
-    } else if (kind == BN_OUT_TOP) {
-        BN_CUDA_TRY(bn_cuda_top_rows(be->logits, rows, (int64_t)V, (int)V, be->d_top, be->st));
-        mark(be, "top entries");
+    } else if (kind == BN_OUT_TOP || kind == BN_OUT_TOP_SUMS) {
+        const bool sums = kind == BN_OUT_TOP_SUMS;
+        BN_CUDA_TRY(bn_cuda_top_rows(be->logits, rows, (int64_t)V, (int)V, be->d_top, sums ? be->d_top_sums : NULL,
+                                     be->st));
+        mark(be, sums ? "top entries + exp sums" : "top entries");
         BN_CUDA_TRY(cudaMemcpyAsync(be->h_top, be->d_top, sizeof(bn_top) * BN_TOP_MAX * (size_t)rows,
                                     cudaMemcpyDeviceToHost, be->st));
+        if (sums)
+            BN_CUDA_TRY(cudaMemcpyAsync(be->h_top_sums, be->d_top_sums, sizeof(double) * (size_t)rows,
+                                        cudaMemcpyDeviceToHost, be->st));
     } else {
         BN_CUDA_TRY(cudaMemcpyAsync(be->h_logits, be->logits, sizeof(float) * (size_t)rows * V,
                                     cudaMemcpyDeviceToHost, be->st));
@@ -380,18 +385,24 @@ static void capture_decode(bn_backend *be, int kind) {
 }
 
 // After the stream has synchronised: one token's output from pinned memory.
-static void take_output(const bn_backend *be, int kind, float *logits, int32_t *argmax, bn_top *top) {
+static void take_output(const bn_backend *be, int kind, float *logits, int32_t *argmax, bn_top *top,
+                        double *sums) {
     if (kind == BN_OUT_ARGMAX) *argmax = be->h_argmax[0];
-    else if (kind == BN_OUT_TOP) memcpy(top, be->h_top, sizeof(bn_top) * BN_TOP_MAX);
+    else if (kind == BN_OUT_TOP || kind == BN_OUT_TOP_SUMS) memcpy(top, be->h_top, sizeof(bn_top) * BN_TOP_MAX);
+    if (kind == BN_OUT_TOP_SUMS) *sums = be->h_top_sums[0];
     else if (kind == BN_OUT_LOGITS) memcpy(logits, be->h_logits, sizeof(float) * (size_t)be->hp.n_vocab);
 }
 
 // One run: n_tokens tokens of sequence be->seq. Its output: all rows of logits,
-// or the last token's row, or its argmax, or its BN_TOP_MAX best entries.
+// or the last token's row, or its argmax, or its BN_TOP_MAX best entries (and,
+// with sums, its softmax denominator).
 static int forward_run(bn_backend *be, const int32_t *tokens, const int32_t *pos, int n_tokens, float *logits,
-                       bool all_logits, int32_t *argmax, bn_top *top, bn_error *err) {
+                       bool all_logits, int32_t *argmax, bn_top *top, double *sums, bn_error *err) {
     const int V = (int)be->hp.n_vocab;
-    const int kind = argmax ? BN_OUT_ARGMAX : top ? BN_OUT_TOP : logits ? BN_OUT_LOGITS : BN_OUT_NONE;
+    const int kind = argmax ? BN_OUT_ARGMAX
+                     : top  ? (sums ? BN_OUT_TOP_SUMS : BN_OUT_TOP)
+                     : logits ? BN_OUT_LOGITS
+                              : BN_OUT_NONE;
 
     cudaGraphExec_t *graphs = decode_graphs(be, pos[0]);
     if (n_tokens == 1 && be->use_graph && graphs[kind] && !be->prof) {
@@ -399,7 +410,7 @@ static int forward_run(bn_backend *be, const int32_t *tokens, const int32_t *pos
         be->h_pos[0] = pos[0];
         BN_CUDA_TRY(cudaGraphLaunch(graphs[kind], be->st));
         BN_CUDA_TRY(cudaStreamSynchronize(be->st));
-        take_output(be, kind, logits, argmax, top);
+        take_output(be, kind, logits, argmax, top, sums);
         return 0;
     }
 
@@ -421,7 +432,7 @@ static int forward_run(bn_backend *be, const int32_t *tokens, const int32_t *pos
         } else if (kind != BN_OUT_NONE && last) {
             if (enqueue_head(be, n - 1, 1, kind, err)) return -1;
             BN_CUDA_TRY(cudaStreamSynchronize(be->st));
-            take_output(be, kind, logits, argmax, top);
+            take_output(be, kind, logits, argmax, top, sums);
         } else {
             BN_CUDA_TRY(cudaStreamSynchronize(be->st));
         }
@@ -451,9 +462,10 @@ static int download(bn_backend *be, void *out, void *pinned, const void *dev, si
 // The head rows of a chunk of several sequences, listed in h_rows (indices into
 // the chunk): gathered BN_LM_ROWS at a time into head_x and multiplied with the
 // head; n_rows rows of logits into `logits`, or their argmax ids into `argmax`,
-// or their BN_TOP_MAX best entries into `top`.
+// or their BN_TOP_MAX best entries into `top` (and softmax denominators into
+// sums, when not NULL).
 static int enqueue_head_rows(bn_backend *be, int n_rows, float *logits, int32_t *argmax, bn_top *top,
-                             bn_error *err) {
+                             double *sums, bn_error *err) {
     const size_t E = be->hp.n_embd, V = be->hp.n_vocab;
     BN_CUDA_TRY(cudaMemcpyAsync(be->d_rows, be->h_rows, sizeof(int32_t) * (size_t)n_rows, cudaMemcpyHostToDevice,
                                 be->st));
@@ -469,15 +481,17 @@ static int enqueue_head_rows(bn_backend *be, int n_rows, float *logits, int32_t 
         }
         if (top) {
             BN_CUDA_TRY(bn_cuda_top_rows(be->logits, rows, (int64_t)V, (int)V, be->d_top + (size_t)r0 * BN_TOP_MAX,
-                                         be->st));
-            mark(be, "top entries");
+                                         sums ? be->d_top_sums + r0 : NULL, be->st));
+            mark(be, sums ? "top entries + exp sums" : "top entries");
             continue;
         }
         if (download(be, logits + (size_t)r0 * V, be->h_logits, be->logits, sizeof(float) * (size_t)rows * V, err))
             return -1;
     }
     if (argmax) return download(be, argmax, be->h_argmax, be->d_argmax, sizeof(int32_t) * (size_t)n_rows, err);
-    if (top) return download(be, top, be->h_top, be->d_top, sizeof(bn_top) * BN_TOP_MAX * (size_t)n_rows, err);
+    if (top && download(be, top, be->h_top, be->d_top, sizeof(bn_top) * BN_TOP_MAX * (size_t)n_rows, err))
+        return -1;
+    if (sums) return download(be, sums, be->h_top_sums, be->d_top_sums, sizeof(double) * (size_t)n_rows, err);
     return 0;
 }
 
@@ -485,7 +499,8 @@ static int enqueue_head_rows(bn_backend *be, int n_rows, float *logits, int32_t 
 // tokens, each cut into pieces (see the top of this file). Output rows as
 // backend.h says: every token's with all_logits, else each run's last.
 static int forward_chunks(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
-                          int n_tokens, float *logits, bool all_logits, int32_t *argmax, bn_top *top, bn_error *err) {
+                          int n_tokens, float *logits, bool all_logits, int32_t *argmax, bn_top *top, double *sums,
+                          bn_error *err) {
     const size_t V = be->hp.n_vocab;
     const bool want = logits || argmax || top;
     size_t out_row = 0;
@@ -503,7 +518,7 @@ static int forward_chunks(bn_backend *be, const int32_t *tokens, const int32_t *
         if (enqueue_layers(be, n, err)) return -1;
         if (n_rows && enqueue_head_rows(be, n_rows, logits ? logits + out_row * V : NULL,
                                         argmax ? argmax + out_row : NULL, top ? top + out_row * BN_TOP_MAX : NULL,
-                                        err))
+                                        sums ? sums + out_row : NULL, err))
             return -1;
         BN_CUDA_TRY(cudaStreamSynchronize(be->st)); // h_tok, h_pos, h_seq are free again
         out_row += (size_t)n_rows;
@@ -512,15 +527,16 @@ static int forward_chunks(bn_backend *be, const int32_t *tokens, const int32_t *
 }
 
 static int forward_seqs(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int n_tokens,
-                        float *logits, bool all_logits, int32_t *argmax, bn_top *top, bn_error *err) {
-    const int rc = forward_chunks(be, tokens, pos, seq, n_tokens, logits, all_logits, argmax, top, err);
+                        float *logits, bool all_logits, int32_t *argmax, bn_top *top, double *sums, bn_error *err) {
+    const int rc = forward_chunks(be, tokens, pos, seq, n_tokens, logits, all_logits, argmax, top, sums, err);
     be->n_piece = 0; // the single-sequence path again
     return rc;
 }
 
 // Splits the call into its runs (one per sequence, see the top of this file).
 static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
-                        int n_tokens, float *logits, bool all_logits, int32_t *argmax, bn_top *top, bn_error *err) {
+                        int n_tokens, float *logits, bool all_logits, int32_t *argmax, bn_top *top, double *sums,
+                        bn_error *err) {
     const size_t V = be->hp.n_vocab;
     const int runs = bn_backend_check_tokens("cuda", tokens, pos, seq, n_tokens, be->hp.n_vocab, be->n_ctx,
                                              be->n_seq, err);
@@ -532,14 +548,14 @@ static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *po
     if (logits && !be->h_logits)
         BN_CUDA_TRY(cudaMallocHost((void **)&be->h_logits, sizeof(float) * BN_LM_ROWS * (size_t)V));
     if (runs > 1 && be->batch_seqs)
-        return forward_seqs(be, tokens, pos, seq, n_tokens, logits, all_logits, argmax, top, err);
+        return forward_seqs(be, tokens, pos, seq, n_tokens, logits, all_logits, argmax, top, sums, err);
     for (int t0 = 0, run = 0; t0 < n_tokens; run++) {
         int t1 = t0 + 1;
         while (t1 < n_tokens && !bn_run_ends(seq, t1 - 1, n_tokens)) t1++;
         be->seq = bn_seq_of(seq, t0);
         float *out = !logits ? NULL : logits + (all_logits ? (size_t)t0 : (size_t)run) * V;
         if (forward_run(be, tokens + t0, pos + t0, t1 - t0, out, all_logits, argmax ? argmax + run : NULL,
-                        top ? top + (size_t)run * BN_TOP_MAX : NULL, err))
+                        top ? top + (size_t)run * BN_TOP_MAX : NULL, sums ? sums + run : NULL, err))
             return -1;
         t0 = t1;
     }
@@ -548,19 +564,19 @@ static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *po
 
 int bn_cuda_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int n_tokens,
                     float *logits, bool all_logits, bn_error *err) {
-    return forward_impl(be, tokens, pos, seq, n_tokens, logits, all_logits, NULL, NULL, err);
+    return forward_impl(be, tokens, pos, seq, n_tokens, logits, all_logits, NULL, NULL, NULL, err);
 }
 
 int bn_cuda_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                            int n_tokens, int32_t *argmax, bn_error *err) {
     if (!argmax) return bn_errorf(err, "cuda: forward_argmax needs an output");
-    return forward_impl(be, tokens, pos, seq, n_tokens, NULL, false, argmax, NULL, err);
+    return forward_impl(be, tokens, pos, seq, n_tokens, NULL, false, argmax, NULL, NULL, err);
 }
 
 int bn_cuda_forward_top(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int n_tokens,
-                        bn_top *top, bn_error *err) {
+                        bn_top *top, double *exp_sums, bn_error *err) {
     if (!top) return bn_errorf(err, "cuda: forward_top needs an output");
-    return forward_impl(be, tokens, pos, seq, n_tokens, NULL, false, NULL, top, err);
+    return forward_impl(be, tokens, pos, seq, n_tokens, NULL, false, NULL, top, exp_sums, err);
 }
 
 // backend.h's copy_kv: per layer, the n_head_kv rows of n_pos positions of one
@@ -589,7 +605,7 @@ extern "C" int bn_cuda_debug_step(bn_backend *be, int32_t token, int32_t pos, in
     const bool graphs = be->use_graph;
     be->hp.n_layer = (uint32_t)n_layers; // every launcher takes the count from here
     be->use_graph = false;
-    const int rc = forward_impl(be, &token, &pos, NULL, 1, NULL, false, NULL, NULL, err);
+    const int rc = forward_impl(be, &token, &pos, NULL, 1, NULL, false, NULL, NULL, NULL, err);
     be->hp.n_layer = all;
     be->use_graph = graphs;
     if (rc) return -1;
@@ -615,7 +631,7 @@ extern "C" int bn_cuda_profile_step(bn_backend *be, int32_t token, int32_t pos, 
     } else {
         int32_t id = 0;
         be->prof = p;
-        rc = forward_impl(be, &token, &pos, NULL, 1, NULL, false, &id, NULL, err);
+        rc = forward_impl(be, &token, &pos, NULL, 1, NULL, false, &id, NULL, NULL, err);
         be->prof = NULL;
         if (rc == 0 && cudaEventSynchronize(p->ev[p->n]) != cudaSuccess) rc = bn_errorf(err, "cuda: event sync");
     }

@@ -12,7 +12,10 @@
 // ids, so a prefix sum over threads ranks the equal ones in id order) go to
 // shared memory, and each of the k finds its place by counting the entries
 // that come before it. Exact: the order is the one bn_top_select gives.
-// CPU twin: bn_top_select (core/top.c).
+// With sums, a last pass adds up the row's e^(x - best) in double (the terms
+// under e^-BN_TOP_EXP_FLOOR left out), the softmax's denominator that a
+// draft's p-min test reads: bn_top_exp_sum's terms, in a block's order.
+// CPU twins: bn_top_select and bn_top_exp_sum (core/top.c).
 #include "cuda_kernels.cuh"
 #include "reduce.cuh"
 
@@ -24,8 +27,11 @@ __device__ __forceinline__ uint32_t bn_top_key(float x) {
 }
 
 __global__ void __launch_bounds__(BN_TOP_THREADS)
-bn_top_rows_kernel(const float *__restrict__ logits, int64_t ld, int n, bn_top *__restrict__ out) {
+bn_top_rows_kernel(const float *__restrict__ logits, int64_t ld, int n, bn_top *__restrict__ out,
+                   double *__restrict__ sums) {
     __shared__ unsigned hist[256];
+    __shared__ double s_red[32];
+    __shared__ float s_best;
     __shared__ uint32_t s_prefix;
     __shared__ int s_need, s_gt;
     __shared__ int s_eq_base[BN_TOP_THREADS / 32];
@@ -102,14 +108,24 @@ bn_top_rows_kernel(const float *__restrict__ logits, int64_t ld, int n, bn_top *
             place += f.logit + 0.0f > e.logit + 0.0f || (f.logit + 0.0f == e.logit + 0.0f && f.id < e.id);
         }
         out[(int64_t)blockIdx.x * BN_TOP_MAX + place] = e;
+        if (place == 0) s_best = e.logit;
     } else if (tid < BN_TOP_MAX) {
         out[(int64_t)blockIdx.x * BN_TOP_MAX + tid] = bn_top{-1, -INFINITY}; // a row shorter than BN_TOP_MAX
     }
+    if (!sums) return; // the same for the whole block
+    __syncthreads();
+    const float best = s_best, floor = best - BN_TOP_EXP_FLOOR;
+    double sum = 0;
+    for (int i = tid; i < n; i += blockDim.x)
+        if (x[i] > floor) sum += exp((double)x[i] - best);
+    sum = bn_block_sum(sum, s_red);
+    if (tid == 0) sums[blockIdx.x] = sum;
 }
 
-cudaError_t bn_cuda_top_rows(const float *logits, int rows, int64_t ld, int n, bn_top *out, cudaStream_t st) {
+cudaError_t bn_cuda_top_rows(const float *logits, int rows, int64_t ld, int n, bn_top *out, double *sums,
+                             cudaStream_t st) {
     if (n <= 0 || rows < 0 || (rows > 1 && ld < n)) return cudaErrorInvalidValue;
     if (rows == 0) return cudaSuccess;
-    bn_top_rows_kernel<<<rows, BN_TOP_THREADS, 0, st>>>(logits, ld, n, out);
+    bn_top_rows_kernel<<<rows, BN_TOP_THREADS, 0, st>>>(logits, ld, n, out, sums);
     return cudaGetLastError();
 }

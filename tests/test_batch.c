@@ -185,20 +185,30 @@ static void run_batched(const bn_backend_ops *ops, int max_batch, bool exact, co
 }
 
 // forward_top's entries for the call just made through forward() (the same
-// input again: the same K/V written), against bn_top_select of its rows.
+// input again: the same K/V written), against bn_top_select of its rows; and
+// its rows' softmax denominators against bn_top_exp_sum's (the CPU's bit for
+// bit, another backend's within 1e-12: the same terms in another order).
 static void check_top(const bn_backend_ops *ops, bn_backend *be, const int32_t *t, const int32_t *pos,
                       const int32_t *seq, int n, int n_rows, const float *rows) {
     const int64_t V = fx.model->hp.n_vocab;
     const int32_t k = V < BN_TOP_MAX ? (int32_t)V : BN_TOP_MAX;
     bn_top *got = malloc(sizeof(bn_top) * BN_TOP_MAX * n_rows), want[BN_TOP_MAX];
+    double *sums = malloc(sizeof(double) * n_rows);
     bn_error err;
-    if (ops->forward_top(be, t, pos, seq, n, got, &err)) fail_msg("%s", err.msg);
-    for (int r = 0; r < n_rows; r++) {
-        bn_top_select(rows + r * V, (int32_t)V, k, want);
-        for (int32_t i = k; i < BN_TOP_MAX; i++) want[i] = (bn_top){-1, -INFINITY};
-        if (memcmp(got + r * BN_TOP_MAX, want, sizeof want))
-            fail_msg("%s: forward_top's row %d is not the best entries of forward's", ops->name, r);
+    for (int with_sums = 0; with_sums < 2; with_sums++) {
+        if (ops->forward_top(be, t, pos, seq, n, got, with_sums ? sums : NULL, &err)) fail_msg("%s", err.msg);
+        for (int r = 0; r < n_rows; r++) {
+            bn_top_select(rows + r * V, (int32_t)V, k, want);
+            for (int32_t i = k; i < BN_TOP_MAX; i++) want[i] = (bn_top){-1, -INFINITY};
+            if (memcmp(got + r * BN_TOP_MAX, want, sizeof want))
+                fail_msg("%s: forward_top's row %d is not the best entries of forward's", ops->name, r);
+            const double sum = bn_top_exp_sum(rows + r * V, (int32_t)V, want[0].logit, INFINITY);
+            const double tol = strcmp(ops->name, "cpu") ? 1e-12 * sum : 0;
+            if (with_sums && !(fabs(sums[r] - sum) <= tol))
+                fail_msg("%s: row %d's exp sum %.17g, bn_top_exp_sum %.17g", ops->name, r, sums[r], sum);
+        }
     }
+    free(sums);
     free(got);
 }
 

@@ -688,7 +688,9 @@ static bn_model *shipped_model(void) {
 // The best BN_TOP_MAX entries of many rows in one launch against bn_top_select
 // (core/top.h), bit for bit: rows of coarse values (thousands of ties, where the
 // lower id goes first), -0 beside +0, rows shorter than BN_TOP_MAX (padded with
-// {-1, -inf}), and the 2B-4T vocabulary + 1.
+// {-1, -inf}), and the 2B-4T vocabulary + 1. The rows' softmax denominators
+// against bn_top_exp_sum's, within 1e-12 (the same terms, added in another
+// order), with and without terms under its floor (row 1's 1e9).
 static void test_top_rows(void **state) {
     (void)state;
     require_gpu();
@@ -698,6 +700,7 @@ static void test_top_rows(void **state) {
         const int n = lens[li], rows = n > 100000 ? 3 : 17, k = n < BN_TOP_MAX ? n : BN_TOP_MAX;
         float *x = malloc(sizeof(float) * rows * n);
         bn_top *got = malloc(sizeof(bn_top) * BN_TOP_MAX * rows), want[BN_TOP_MAX];
+        double sums[17];
         for (size_t i = 0; i < (size_t)rows * n; i++) // row 0 all ties; the others 64 levels or finer
             x[i] = i < (size_t)n ? 0.5f : (float)(bn_test_rand(&rng) % (li % 2 ? 64 : 100000)) / 16.f - 2.f;
         if (n > 3) x[n + 1] = -0.0f, x[n + 2] = 0.0f, x[n + 3] = 1e9f; // row 1: a best one and signed zeros
@@ -708,7 +711,7 @@ static void test_top_rows(void **state) {
                                        : i == BN_TOP_MAX + 26 ? 0.0f
                                                               : -1.f;
         bn_error err = {{0}};
-        if (bn_cuda_test_top_rows(x, rows, n, got, &err)) fail_msg("%s", err.msg);
+        if (bn_cuda_test_top_rows(x, rows, n, got, li % 2 ? NULL : sums, &err)) fail_msg("%s", err.msg);
         for (int r = 0; r < rows; r++) {
             bn_top_select(x + (size_t)r * n, n, k, want);
             for (int i = k; i < BN_TOP_MAX; i++) want[i] = (bn_top){-1, -INFINITY};
@@ -717,6 +720,9 @@ static void test_top_rows(void **state) {
                     memcmp(&got[r * BN_TOP_MAX + i].logit, &want[i].logit, sizeof(float)))
                     fail_msg("n %d row %d entry %d: id %d (%g), bn_top_select %d (%g)", n, r, i,
                              got[r * BN_TOP_MAX + i].id, got[r * BN_TOP_MAX + i].logit, want[i].id, want[i].logit);
+            const double sum = bn_top_exp_sum(x + (size_t)r * n, n, want[0].logit, INFINITY);
+            if (li % 2 == 0 && !(fabs(sums[r] - sum) <= 1e-12 * sum))
+                fail_msg("n %d row %d: exp sum %.17g, bn_top_exp_sum %.17g", n, r, sums[r], sum);
         }
         free(x);
         free(got);
@@ -725,7 +731,9 @@ static void test_top_rows(void **state) {
 
 // forward_top against forward on one sequence: its entries are the best of the
 // row forward gives, for a prompt chunk and for decode steps (the first of them
-// eager, the rest graph replays); then on 70 sequences in one call.
+// eager, the rest graph replays), every other call with the rows' softmax
+// denominators (a graph of its own), within 1e-12 of bn_top_exp_sum's; then on
+// 70 sequences in one call.
 static void test_forward_top(void **state) {
     (void)state;
     require_gpu();
@@ -740,13 +748,17 @@ static void test_forward_top(void **state) {
     bn_top got[BN_TOP_MAX], want[BN_TOP_MAX];
     int32_t tok[8], pos[8];
     uint64_t rng = 4;
-    for (int p0 = 0, n = 8; p0 < 40; p0 += n, n = 1) {
+    for (int p0 = 0, n = 8, call = 0; p0 < 40; p0 += n, n = 1, call++) {
         for (int i = 0; i < n; i++) tok[i] = (int32_t)(bn_test_rand(&rng) % (uint64_t)V), pos[i] = p0 + i;
+        double sum = -1;
         if (cuda->forward(bl, tok, pos, NULL, n, logits, false, &err) ||
-            cuda->forward_top(bt, tok, pos, NULL, n, got, &err))
+            cuda->forward_top(bt, tok, pos, NULL, n, got, call % 2 ? &sum : NULL, &err))
             fail_msg("%s", err.msg);
         bn_top_select(logits, V, BN_TOP_MAX, want);
         if (memcmp(got, want, sizeof want)) fail_msg("position %d: forward_top's entries differ", p0 + n - 1);
+        const double ref = bn_top_exp_sum(logits, V, want[0].logit, INFINITY);
+        if (call % 2 && !(fabs(sum - ref) <= 1e-12 * ref))
+            fail_msg("position %d: exp sum %.17g, bn_top_exp_sum %.17g", p0 + n - 1, sum, ref);
     }
     bn_cuda_stats st;
     bn_cuda_backend_stats(bt, &st);
@@ -770,7 +782,7 @@ static void test_forward_top(void **state) {
             spos[i] = step ? 2 : i % 2;
         }
         if (cuda->forward(bl, stok, spos, sseq, n, rows, false, &err) ||
-            cuda->forward_top(bt, stok, spos, sseq, n, tops, &err))
+            cuda->forward_top(bt, stok, spos, sseq, n, tops, NULL, &err))
             fail_msg("%s", err.msg);
         for (int r = 0; r < S; r++) {
             bn_top_select(rows + (size_t)r * V, V, BN_TOP_MAX, want);

@@ -5,7 +5,9 @@
 // sampled; the calls go a token at a time for all sequences together, at most
 // BN_DRAFT_CALL_RUNS sequences a call, and a first feed longer than the call's
 // room is split; a sequence fed its prompt ahead feeds only the rest at its
-// draft; the back-off idles and counts misses.
+// draft; the back-off idles and counts misses. A p-min test from the
+// backend's best entries and softmax denominators (forward_top) drafts what it
+// drafts from whole rows, and holds at p-min's boundary either way.
 #include "test_util.h"
 
 #include <math.h>
@@ -48,7 +50,8 @@ static int teardown(void **state) {
 // A backend's ops, counting its forward calls (of every kind).
 static bn_backend_ops g_counted;
 static const bn_backend_ops *g_inner;
-static int g_calls, g_tokens;
+static int g_calls, g_tokens, g_top_calls;
+static bool g_no_top; // open_counted's backends without forward_top: whole rows
 
 static int counted_forward(bn_backend *be, const int32_t *t, const int32_t *p, const int32_t *s, int n, float *l,
                            bool all, bn_error *err) {
@@ -61,9 +64,9 @@ static int counted_argmax(bn_backend *be, const int32_t *t, const int32_t *p, co
     return g_inner->forward_argmax(be, t, p, s, n, a, err);
 }
 static int counted_top(bn_backend *be, const int32_t *t, const int32_t *p, const int32_t *s, int n, bn_top *top,
-                       bn_error *err) {
-    g_calls++, g_tokens += n;
-    return g_inner->forward_top(be, t, p, s, n, top, err);
+                       double *sums, bn_error *err) {
+    g_calls++, g_tokens += n, g_top_calls++;
+    return g_inner->forward_top(be, t, p, s, n, top, sums, err);
 }
 
 // A CPU backend of the shipped model with n_seq sequences of n_ctx positions,
@@ -77,7 +80,7 @@ static bn_opened open_counted(int n_seq, int n_ctx) {
     g_counted = *o.ops;
     g_counted.forward = counted_forward;
     g_counted.forward_argmax = o.ops->forward_argmax ? counted_argmax : NULL;
-    g_counted.forward_top = o.ops->forward_top ? counted_top : NULL;
+    g_counted.forward_top = o.ops->forward_top && !g_no_top ? counted_top : NULL;
     o.ops = &g_counted;
     return o;
 }
@@ -215,10 +218,39 @@ static void test_first_feed_split(void **state) {
     check_together(false, 0, 16, "greedy, 16-token calls");
 }
 
+// A p-min test from forward_top's entries and denominators drafts what the
+// test on whole rows drafts, greedy and sampled (a third of the samplers take
+// whole rows anyway), at three p-mins.
+static void test_p_min_from_top(void **state) {
+    (void)state;
+    for (int sampled = 0; sampled < 2; sampled++)
+        for (int k = 0; k < 3; k++) {
+            const float p_min = (float[]){0.02f, 0.05f, 0.12f}[k];
+            bn_sampler *smp[N_SEQ];
+            static drafts top, rows;
+            memset(&top, 0, sizeof top);
+            memset(&rows, 0, sizeof rows);
+            make_samplers(smp, sampled);
+            g_top_calls = 0;
+            draft_alone(smp, p_min, &top);
+            const int top_calls = g_top_calls;
+            g_no_top = true;
+            draft_alone(smp, p_min, &rows);
+            g_no_top = false;
+            expect_same_drafts(&top, &rows);
+            int drafted = 0;
+            for (int i = 0; i < N_SEQ; i++) drafted += top.got[i];
+            fprintf(stderr, "  %s, p-min %.2f: %d tokens drafted, %d of %d calls through forward_top\n",
+                    sampled ? "sampled" : "greedy", p_min, drafted, top_calls, top.calls);
+            assert_true(drafted > 0 && top_calls > 0 && top_calls <= top.calls);
+            for (int i = 0; i < N_SEQ; i++) bn_sampler_free(smp[i]);
+        }
+}
+
 // The p-min test against the probability computed here in full (the softmax
 // of the row the draft model gives the text, in long double): with p-min just
 // under it the draft takes its first token, just over it none, at each of five
-// text lengths.
+// text lengths, from forward_top's denominators and from whole rows.
 static void test_p_min_boundary(void **state) {
     (void)state;
     const int32_t V = (int32_t)g_engine->model->hp.n_vocab;
@@ -238,13 +270,15 @@ static void test_p_min_boundary(void **state) {
         for (int32_t v = 0; v < V; v++) sum += expl((long double)row[v] - best);
         const double p = (double)(1 / sum);
         bn_sampler *smp[N_SEQ] = {0};
-        for (int side = 0; side < 2; side++) {
+        for (int side = 0; side < 4; side++) {
             static drafts d;
             memset(&d, 0, sizeof d);
+            g_no_top = side >= 2;
             bn_opened fresh = open_counted(1, 64);
-            draft_together(&fresh, i, 1, smp, (float)(side ? p * 1.0001 : p * 0.9999), &d);
+            draft_together(&fresh, i, 1, smp, (float)(side % 2 ? p * 1.0001 : p * 0.9999), &d);
             fresh.ops->destroy(fresh.be);
-            assert_true(side ? d.got[i] == 0 : d.got[i] >= 1); // its first token, and maybe more
+            g_no_top = false;
+            assert_true(side % 2 ? d.got[i] == 0 : d.got[i] >= 1); // its first token, and maybe more
         }
     }
     free(row);
@@ -333,7 +367,8 @@ static void test_backoff(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy),          cmocka_unit_test(test_p_min),   cmocka_unit_test(test_sampled),
-        cmocka_unit_test(test_first_feed_split), cmocka_unit_test(test_p_min_boundary), cmocka_unit_test(test_feed_only),
+        cmocka_unit_test(test_first_feed_split), cmocka_unit_test(test_p_min_from_top),
+        cmocka_unit_test(test_p_min_boundary),   cmocka_unit_test(test_feed_only),
         cmocka_unit_test(test_backoff),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
