@@ -327,8 +327,9 @@ BN_API bn_lookup_stats bn_session_lookup_stats(const bn_session *s);
 // caller's session on a smaller model with the same vocabulary (every id the
 // same token), drafts up to max_draft tokens (1..32) at each step, stopping
 // before a step where its likeliest token's probability is below p_min (0..1;
-// 0: no stop, and the draft's backend brings back its argmax, or its best
-// entries where the sampler needs no more, instead of whole rows), and s
+// 0: no stop; the draft's backend brings back its argmax where p_min is 0, else
+// its best entries and their row's softmax denominator where the sampler needs
+// no more, instead of whole rows), and s
 // verifies them as it verifies lookup's (above): one pass, the same tokens as
 // a step at a time, the draft's length following its hits and misses. The
 // draft picks as the generation does: greedily, or sampling with a copy of the
