@@ -1,22 +1,24 @@
 // test_batch_random.c - the batch under random schedules (core/batch.c).
 //
-// Each scenario draws, from its seed, a batch (slots, step size, context) and a
-// drafter (none, prompt lookup, the shipped model drafting for itself with or
-// without a p-min or in a short context, or a random draft model of its
-// vocabulary, whose drafts are refused), then requests of every kind: prompts
-// that share their starts with one another (the prompt cache, and copies
-// between slots), greedy and sampled with top-k, top-p, penalties and biases,
-// logprobs and prompt logprobs, stop strings, JSON mode and a JSON Schema,
-// max_tokens from 1 to the context's end; they arrive at random steps, and some
-// are cancelled after a few tokens or removed a few steps after they join
-// (often while their prompt is fed).
+// Each scenario draws, from its seed, a batch (slots, step size, context, and
+// a CPU kernel set this CPU runs or the one chosen for it) and a drafter (none,
+// prompt lookup, the shipped model drafting for itself with or without a p-min
+// or in a short context, or a random draft model of its vocabulary, whose
+// drafts are refused), then requests of every kind: prompts that share their
+// starts with one another (the prompt cache, and copies between slots), greedy
+// and sampled with top-k, top-p, penalties and biases, logprobs and prompt
+// logprobs, stop strings, JSON mode and a JSON Schema, max_tokens from 1 to the
+// context's end; they arrive at random steps, and some are cancelled after a
+// few tokens or removed a few steps after they join (often while their prompt
+// is fed).
 //
 // Every request must give exactly the tokens, log-probabilities, text and stop
-// reason it gives alone in a batch of one slot without drafts (test_batch holds
-// that to a session alone, test_trained_model the session to the model's
-// PyTorch reference); one cancelled or removed, the start of them. Each step
-// gives at most one event a slot, and every slot is free at the end.
-// BITNET_RANDOM_SCENARIOS sets how many scenarios run (default 24), and
+// reason it gives alone in a batch of one slot without drafts on the same
+// kernel set (the sets differ from one another in the last bits of some sums;
+// test_batch holds the slot alone to a session, test_trained_model the session
+// to the model's PyTorch reference); one cancelled or removed, the start of
+// them. Each step gives at most one event a slot, and every slot is free at the
+// end. BITNET_RANDOM_SCENARIOS sets how many scenarios run (default 24), and
 // BITNET_RANDOM_SEED the first seed, to replay a failure.
 #include "test_util.h"
 
@@ -24,8 +26,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "backend.h"
 #include "bitnet.h"
 #include "devtools.h"
+#include "kernels.h"
 
 #define MAX_REQ 10
 #define MAX_GEN 200
@@ -44,6 +48,8 @@ static const char *const SCHEMA = "{\"type\": \"array\", \"items\": {\"enum\": [
 static bn_engine *g_engine, *g_random;
 static char g_random_path[64];
 static int32_t *g_ids[N_TEXTS];
+static const char *g_sets[8]; // the CPU kernel sets this CPU runs
+static int g_n_sets;
 static size_t g_n_ids[N_TEXTS];
 
 static int setup(void **state) {
@@ -60,6 +66,10 @@ static int setup(void **state) {
         goto fail;
     for (size_t i = 0; i < N_TEXTS; i++)
         if (bn_engine_tokenize(g_engine, TEXTS[i], true, false, &g_ids[i], &g_n_ids[i], &err)) goto fail;
+    for (size_t k = 0; bn_cpu_kernel_sets[k] && g_n_sets < 8; k++) {
+        const bn_cpu_kernels *kern;
+        if (!bn_cpu_kernels_select(bn_cpu_kernel_sets[k], &kern, &err)) g_sets[g_n_sets++] = bn_cpu_kernel_sets[k];
+    }
     return 0;
 fail:
     fprintf(stderr, "%s\n", err.msg);
@@ -156,6 +166,8 @@ static void draw(uint64_t seed, scenario *s) {
                                  .n_slots = 1 + pick(&rng, pick(&rng, 4) ? 6 : 12),
                                  .step_tokens = steps[pick(&rng, 7)]};
     const int n_ctx = s->batch.session.n_ctx ? s->batch.session.n_ctx : 512;
+    // Each kernel set holds a sequence's tokens alone and batched bit for bit (not across sets).
+    s->batch.session.cpu_kernels = pick(&rng, 2) ? NULL : g_sets[pick(&rng, g_n_sets)];
     switch (pick(&rng, 6)) {
     case 0: break; // no drafts
     case 1: s->max_draft = 1 + pick(&rng, 32); break; // lookup
@@ -193,8 +205,9 @@ static void draw(uint64_t seed, scenario *s) {
 }
 
 static void describe(uint64_t seed, const scenario *s) {
-    fprintf(stderr, "  seed %" PRIu64 ": %d slots, steps of %d, context %d, %s (max %d%s), %d requests\n", seed,
-            s->batch.n_slots, s->batch.step_tokens, s->batch.session.n_ctx,
+    fprintf(stderr, "  seed %" PRIu64 ": %s kernels, %d slots, steps of %d, context %d, %s (max %d%s), %d requests\n",
+            seed, s->batch.session.cpu_kernels ? s->batch.session.cpu_kernels : "auto", s->batch.n_slots,
+            s->batch.step_tokens, s->batch.session.n_ctx,
             !s->max_draft ? "no drafts" : !s->draft ? "lookup" : s->draft == g_random ? "random draft model"
                                                                                        : "drafted by itself",
             s->max_draft, s->p_min > 0 ? ", p-min 0.3" : s->draft_ctx ? ", short draft context" : "", s->n_req);
