@@ -14,9 +14,10 @@
 // instead, each a normal single-sequence forward.
 //
 // Token ids and positions travel through device memory, so a decode step
-// (n == 1) is captured once per output kind (none, logits, argmax) and decode
-// form (the split-KV or one-kernel attention, or the persistent kernel) as a
-// CUDA graph and replayed at every position (BITNET_CUDA_GRAPH=0 disables that).
+// (n == 1) is captured once per output kind (none, logits, argmax, best entries,
+// best entries and softmax denominator) and decode form (the split-KV or
+// one-kernel attention, or the persistent kernel) as a CUDA graph and replayed
+// at every position (BITNET_CUDA_GRAPH=0 disables that).
 //
 // Per layer: QKV (input: rmsnorm(x, attn_norm)) -> attention -> O (input:
 // rmsnorm(att, attn_sub_norm); += x) -> gate|up (rmsnorm(x, ffn_norm)) -> down
