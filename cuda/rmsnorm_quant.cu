@@ -32,7 +32,8 @@ cudaError_t bn_cuda_rmsnorm_quant(const float *x, int64_t ldx, const float *w, i
     if (n_tok <= 0) return cudaSuccess;
     if (n <= 0 || n % 4) return cudaErrorInvalidValue;
     const size_t smem = sizeof(float) * (size_t)n;
-    static size_t raised = 48 * 1024; // the kernel's dynamic shared-memory limit so far
+    static size_t raised = 0; // the kernel's dynamic shared-memory limit set so far: none, as the default
+                              // (48 KiB less the kernel's static arrays) cannot take a row just under 48 KiB
     if (smem > raised) { // at the first use of a wider row, which is eager, never captured
         const cudaError_t e = cudaFuncSetAttribute(bn_rmsnorm_quant_kernel,
                                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);

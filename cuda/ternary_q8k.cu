@@ -234,7 +234,8 @@ cudaError_t bn_cuda_rmsnorm_q8k(const float *x, int64_t ldx, const float *w, int
     if (n_tok <= 0) return cudaSuccess;
     if (K <= 0 || K % 256) return cudaErrorInvalidValue;
     const size_t smem = sizeof(float) * (size_t)K;
-    static size_t raised = 48 * 1024; // the kernel's dynamic shared-memory limit so far
+    static size_t raised = 0; // the kernel's dynamic shared-memory limit set so far: none, as the default
+                              // (48 KiB less the kernel's static arrays) cannot take a row just under 48 KiB
     if (smem > raised) { // at the first use of a wider row, which is eager, never captured
         const cudaError_t e =
             cudaFuncSetAttribute(bn_rmsnorm_q8k_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
