@@ -94,9 +94,10 @@ size_t bn_cuda_attention_smem(int hd, int n_ctx) {
 
 cudaError_t bn_cuda_attention_setup(int hd, int n_ctx) {
     const size_t smem = bn_cuda_attention_smem(hd, n_ctx);
-    if (smem <= 48 * 1024) return cudaSuccess;
     // The limit is per kernel, not per backend: only ever raise it, or a second
-    // backend with a shorter context would break the first one's launches.
+    // backend with a shorter context would break the first one's launches. Its
+    // default is 48 KiB less the kernel's static arrays, so a row just under 48
+    // KiB needs it raised too.
     cudaFuncAttributes a;
     const cudaError_t e = cudaFuncGetAttributes(&a, bn_attention_kernel);
     if (e != cudaSuccess) return e;
