@@ -311,7 +311,9 @@ static int choose_persist(bn_backend *be) {
     const char *v = getenv("BITNET_CUDA_PERSIST"), *ring = getenv("BITNET_CUDA_PERSIST_RING");
     const int n = v ? atoi(v) : 0;
     const unsigned long long ring_cap = ring ? strtoull(ring, NULL, 10) : 0; // 0 (or junk): no cap
-    if (n <= 0 || be->plain_attention || be->tq || hp->n_layer == 0) return 0; // TQ: the kernels only
+    // TQ: the kernels only. BITNET_CUDA_NORM=last: the kernels' steps quantize the
+    // O input on 128 threads, the persistent kernel on 512 (another order of adds).
+    if (n <= 0 || be->plain_attention || be->tq || be->norm_last || hp->n_layer == 0) return 0;
     if (!bn_cuda_persist_plan(&be->persist_plan, (int)hp->n_embd, (int)hp->n_ff, (int)hp->n_head, (int)hp->n_head_kv,
                               (int)hp->head_dim, (int)hp->n_rot, be->n_ctx, be->attd_short, (size_t)ring_cap))
         return 0;
