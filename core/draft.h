@@ -79,13 +79,14 @@ void bn_draft_call_free(bn_draft_call *c);
 // likeliest where the job's sampler is greedy; else what *copy samples from
 // its row with the text so far: a clone of smp given smp's random state now,
 // so that where the two models agree the draft draws what the main model will.
-// Rows come back only where needed: with p_min 0 the backend's argmax; else its
-// best entries where every sampler takes them (bn_sampler_takes_top), with p_min
-// each row's softmax denominator beside them, which the p-min test needs (a
-// GPU sums it in another order than the host, so a row within rounding of p_min
-// may draft there and not here: a draft is only a proposal); else into rows
-// (c->max_runs rows of n_vocab floats). A sequence stops at the end of its
-// context, or where its sampler finds no token. Returns 0, or -1 and err.
+// Rows come back only where needed: the backend's argmax where every job is
+// greedy and p_min is 0; else its best entries where every sampler takes them
+// (bn_sampler_takes_top), with each row's softmax denominator where p_min is
+// above 0 (all the p-min test needs; a GPU adds it up in another order than the
+// host, so a row within rounding of p_min may draft there and not here: a draft
+// is only a proposal); else whole rows, into rows (c->max_runs rows of n_vocab
+// floats). A sequence stops at the end of its context, or where its sampler
+// finds no token. Returns 0, or -1 and err.
 int bn_draft_steps(const bn_opened *o, int32_t n_vocab, bn_draft_call *c, bn_draft_job *jobs, int n_jobs,
                    float p_min, float *rows, bn_error *err);
 

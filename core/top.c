@@ -1,4 +1,4 @@
-// top.c - bn_top_select (top.h).
+// top.c - bn_top_select and bn_top_exp_sum (top.h).
 #include "top.h"
 
 #include <math.h>
