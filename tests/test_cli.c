@@ -403,6 +403,15 @@ static void test_cuda_unavailable_is_clear(void **state) {
         char args[9000];
         snprintf(args, sizeof args, "generate -m '%s' -p hi --backend cuda", model);
         expect_error(args, 1, "cuda");
+        // bench lists CUDA as skipped, but fails under BITNET_REQUIRE_GPU=1 (gpu-check.sh).
+        setenv("BITNET_REQUIRE_GPU", "1", 1);
+        snprintf(args, sizeof args, "bench -m '%s' -n 2", model);
+        expect_error(args, 1, "BITNET_REQUIRE_GPU=1 and cuda did not run");
+        snprintf(args, sizeof args, "bench -m '%s' -n 2 --concurrency 1,2", model);
+        expect_error(args, 1, "BITNET_REQUIRE_GPU=1 and cuda did not run 1 streams");
+        unsetenv("BITNET_REQUIRE_GPU");
+        snprintf(args, sizeof args, "bench -m '%s' -n 2", model);
+        free(run_expect(args, 0));
     }
     free(r);
 }

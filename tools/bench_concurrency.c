@@ -140,7 +140,7 @@ int bn_bench_concurrency(bn_engine *e, const bn_engine *draft, const bn_run_flag
     } else {
         cJSON_AddNullToObject(doc, "sampling");
     }
-    bool any = false;
+    bool any = false, gpu_missing = false;
     if (sampled(f))
         fprintf(out, "bench --concurrency: %s, prompt \"%s\" (%zu tokens), %d tokens per stream, sampled (temperature "
                      "%g, top-k %d, top-p %g, min-p %g, repeat penalty %g, frequency penalty %g, presence penalty "
@@ -178,6 +178,11 @@ int bn_bench_concurrency(bn_engine *e, const bn_engine *draft, const bn_run_flag
             run_point(e, draft, f, schema, backends[k], prompt, n_prompt, &pts[i]);
             if (!pts[i].ran) {
                 fprintf(out, "%-8s %8d %s\n", backends[k], counts[i], pts[i].note);
+                if (!strcmp(backends[k], "cuda") && bn_bench_gpu_required()) {
+                    fprintf(stderr, "error: BITNET_REQUIRE_GPU=1 and cuda did not run %d streams: %s\n", counts[i],
+                            pts[i].note);
+                    gpu_missing = true;
+                }
                 if (i == 0) break; // the backend cannot run here
                 continue;
             }
@@ -211,5 +216,5 @@ int bn_bench_concurrency(bn_engine *e, const bn_engine *draft, const bn_run_flag
     if (f->json) bn_print_json(doc, true);
     else cJSON_Delete(doc);
     if (!any) fprintf(stderr, "error: no backend could run\n");
-    return any ? 0 : 1;
+    return any && !gpu_missing ? 0 : 1;
 }

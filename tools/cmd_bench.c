@@ -17,7 +17,9 @@
 // For a backend that measures its read bandwidth (the CPU) it does so right after
 // its runs and reports decode against the roofline: the bytes a decode step reads,
 // as that backend holds the weights, over that bandwidth.
-// With --json, stdout is one JSON document and the table goes to stderr.
+// With --json, stdout is one JSON document and the table goes to stderr. With
+// BITNET_REQUIRE_GPU=1 (scripts/gpu-check.sh), a CUDA backend that did not run
+// fails the bench (bn_bench_gpu_required).
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -379,6 +381,11 @@ int bn_cmd_bench(int argc, char **argv) {
     if (!ref) fprintf(stderr, "error: no backend could run\n");
     else if (!compared) fprintf(stderr, "error: compare: the reference %s: %s\n", ref->backend, err.msg);
     else rc = bn_cmp_verdict(stderr, cmp.ref_label, cmp.e, cmp.n);
+    for (int i = 0; i < n_rows; i++)
+        if (!strcmp(rows[i].backend, "cuda") && !rows[i].ran && bn_bench_gpu_required()) {
+            fprintf(stderr, "error: BITNET_REQUIRE_GPU=1 and cuda did not run: %s\n", rows[i].note);
+            rc = 1;
+        }
     free(prompt);
     bn_engine_free(e);
     return ref && compared ? rc : 1;
