@@ -324,24 +324,24 @@ BN_API bn_lookup_stats bn_session_lookup_stats(const bn_session *s);
 
 // Speculative decoding with a draft model (llama.cpp's llama-speculative, vLLM's
 // draft-model speculation) for later bn_session_generate calls: draft, the
-// caller's session on a smaller model with the same vocabulary (every id the
-// same token), drafts up to max_draft tokens (1..32) at each step, stopping
-// before a step where its likeliest token's probability is below p_min (0..1;
-// 0: no stop; the draft's backend brings back its argmax where p_min is 0, else
-// its best entries and their row's softmax denominator where the sampler needs
-// no more, instead of whole rows), and s
-// verifies them as it verifies lookup's (above): one pass, the same tokens as
-// a step at a time, the draft's length following its hits and misses. The
-// draft picks as the generation does: greedily, or sampling with a copy of the
-// generation's sampler and its random state, so that where the two models
-// agree it draws the token s will (a model drafting for itself has every draft
-// taken, sampled or not, but in a JSON reply, whose mask the draft does not
-// apply). The draft session keeps its own KV cache, in step with s's history
-// (what s did not take is dropped from it at the next draft); it must outlive
-// its use by s, and s never frees it. bn_session_lookup_stats counts its drafts.
-// This replaces prompt lookup, and bn_session_set_lookup replaces it; draft
-// NULL or max_draft 0 turns both off. -1 and err for different vocabularies,
-// draft == s, or a count or p_min out of range, and s then drafts nothing.
+// caller's session on a smaller model with the same vocabulary (every id the same
+// token), drafts up to max_draft tokens (1..32) at each step, stopping before a
+// step where its likeliest token's probability is below p_min (0..1; 0: no stop;
+// instead of whole rows the draft's backend brings back its argmax where the
+// sampler is greedy and p_min 0, else its best entries where the sampler needs no
+// more, with their row's softmax denominator where p_min is above 0), and s
+// verifies them as it verifies lookup's (above): one pass, the same tokens as a
+// step at a time, the draft's length following its hits and misses. The draft
+// picks as the generation does: greedily, or sampling with a copy of the
+// generation's sampler and its random state, so that where the two models agree it
+// draws the token s will (a model drafting for itself has every draft taken,
+// sampled or not, but in a JSON reply, whose mask the draft does not apply). The
+// draft session keeps its own KV cache, in step with s's history (what s did not
+// take is dropped from it at the next draft); it must outlive its use by s, and s
+// never frees it. bn_session_lookup_stats counts its drafts. This replaces prompt
+// lookup, and bn_session_set_lookup replaces it; draft NULL or max_draft 0 turns
+// both off. -1 and err for different vocabularies, draft == s, or a count or p_min
+// out of range, and s then drafts nothing.
 BN_API int bn_session_set_draft(bn_session *s, bn_session *draft, int max_draft, float p_min, bn_error *err);
 
 // Logits after feeding tokens (for tests and tools): runs the forward pass for

@@ -40,7 +40,7 @@ void bn_top_select(const float *x, int32_t n, int32_t k, bn_top *top);
 // The softmax's denominator for a row whose largest logit is best: the sum of
 // e^(x[i] - best) in index order, in double, leaving out the terms under
 // e^-BN_TOP_EXP_FLOOR (all n of them less than 1e-12 of a sum that is 1 or
-// more). It stops at the first partial sum over limit and returns it: as the
+// more, for any n below 235,000). It stops at the first partial sum over limit and returns it: as the
 // terms are positive, the whole sum is over limit exactly when that happens, so
 // the answer to "at most limit?" does not depend on where it stops. A draft's
 // p-min test (core/draft.c) asks it of a row, or takes it from a backend's

@@ -15,6 +15,7 @@
 #include "cuda_kernels.cuh"
 #include "pdl.cuh"
 #include "reduce.cuh"
+#include "smem.cuh"
 
 #define BN_ATT_THREADS 256
 
@@ -93,17 +94,7 @@ size_t bn_cuda_attention_smem(int hd, int n_ctx) {
 }
 
 cudaError_t bn_cuda_attention_setup(int hd, int n_ctx) {
-    const size_t smem = bn_cuda_attention_smem(hd, n_ctx);
-    // The limit is per kernel, not per backend: only ever raise it, or a second
-    // backend with a shorter context would break the first one's launches. Its
-    // default is 48 KiB less the kernel's static arrays, so a row just under 48
-    // KiB needs it raised too.
-    cudaFuncAttributes a;
-    const cudaError_t e = cudaFuncGetAttributes(&a, bn_attention_kernel);
-    if (e != cudaSuccess) return e;
-    if ((size_t)a.maxDynamicSharedSizeBytes >= smem) return cudaSuccess;
-    return cudaFuncSetAttribute(bn_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)smem);
+    return bn_cuda_allow_smem(bn_attention_kernel, bn_cuda_attention_smem(hd, n_ctx));
 }
 
 cudaError_t bn_cuda_attention(const __half *q, const __half *k_cache, const __half *v_cache,

@@ -37,7 +37,7 @@
 #include "pdl.cuh"
 #include "reduce.cuh"
 #include "rope.cuh"
-
+#include "smem.cuh"
 
 __global__ void __launch_bounds__(BN_ATTD_THREADS) bn_attd_scores_kernel(bn_attd_args a) {
     extern __shared__ float sm[];
@@ -73,29 +73,6 @@ size_t bn_cuda_attd_scratch_bytes(int n_tok, int n_head, int hd, int n_ctx, int 
            th * n_split * hd * sizeof(float) + 4 * 256;
 }
 
-// The shared memory both kernels may take: what the device lets a block opt
-// into, less 1 KiB for their static arrays (592 B at most), raised once per
-// process at the first launch, which is eager (a decode step's graph is
-// captured after an eager run of the same form). Without it a kernel has 48
-// KiB less its static arrays, which a row for the O projection's codes
-// (BITNET_CUDA_NORM=last: n_head x head_dim floats) of 12288 would overrun.
-static int g_smem_limit = 0;
-
-static cudaError_t attd_setup(void) {
-    if (g_smem_limit > 0) return cudaSuccess;
-    int optin = 0;
-    cudaError_t e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0);
-    if (e != cudaSuccess) return e;
-    const int limit = optin - 1024;
-    if ((e = cudaFuncSetAttribute(bn_attd_scores_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, limit)) !=
-            cudaSuccess ||
-        (e = cudaFuncSetAttribute(bn_attd_values_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, limit)) !=
-            cudaSuccess)
-        return e;
-    g_smem_limit = limit;
-    return cudaSuccess;
-}
-
 cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int32_t *pos, int n_tok,
                                      int n_head, int n_head_kv, int hd, int n_rot, bool neox,
                                      float theta_scale, int n_ctx, int n_split, __half *k_cache,
@@ -112,9 +89,18 @@ cudaError_t bn_cuda_attention_decode(const float *qkv, int64_t ldqkv, const int3
     const size_t smem_a = bn_attd_smem_a(hd, a.qpb, n_rot);
     size_t smem_b = bn_attd_smem_b(hd, a.qpb);
     if (a.nn.w && smem_b < sizeof(float) * (size_t)n_head * hd) smem_b = sizeof(float) * (size_t)n_head * hd;
-    cudaError_t e = attd_setup();
-    if (e != cudaSuccess) return e;
-    if (smem_a > (size_t)g_smem_limit || smem_b > (size_t)g_smem_limit) return cudaErrorInvalidValue;
+    // With BITNET_CUDA_NORM=last the second kernel holds n_head x head_dim floats
+    // for the O projection's codes: past 48 KiB at 12288 (smem.cuh).
+    static size_t allowed_a = 0, allowed_b = 0; // the largest sizes allowed so far
+    cudaError_t e;
+    if (smem_a > allowed_a) {
+        if ((e = bn_cuda_allow_smem(bn_attd_scores_kernel, smem_a)) != cudaSuccess) return e;
+        allowed_a = smem_a;
+    }
+    if (smem_b > allowed_b) {
+        if ((e = bn_cuda_allow_smem(bn_attd_values_kernel, smem_b)) != cudaSuccess) return e;
+        allowed_b = smem_b;
+    }
     e = bn_launch(pdl, bn_attd_scores_kernel, grid, dim3(BN_ATTD_THREADS), smem_a, st, a);
     if (e != cudaSuccess) return e;
     return bn_launch(pdl, bn_attd_values_kernel, grid, dim3(BN_ATTD_THREADS), smem_b, st, a);

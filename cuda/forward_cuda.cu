@@ -390,8 +390,8 @@ static void take_output(const bn_backend *be, int kind, float *logits, int32_t *
                         double *sums) {
     if (kind == BN_OUT_ARGMAX) *argmax = be->h_argmax[0];
     else if (kind == BN_OUT_TOP || kind == BN_OUT_TOP_SUMS) memcpy(top, be->h_top, sizeof(bn_top) * BN_TOP_MAX);
-    if (kind == BN_OUT_TOP_SUMS) *sums = be->h_top_sums[0];
     else if (kind == BN_OUT_LOGITS) memcpy(logits, be->h_logits, sizeof(float) * (size_t)be->hp.n_vocab);
+    if (kind == BN_OUT_TOP_SUMS) *sums = be->h_top_sums[0];
 }
 
 // One run: n_tokens tokens of sequence be->seq. Its output: all rows of logits,

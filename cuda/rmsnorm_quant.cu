@@ -7,6 +7,7 @@
 #include "cuda_kernels.cuh"
 #include "norm_quant.cuh"
 #include "pdl.cuh"
+#include "smem.cuh"
 
 __global__ void __launch_bounds__(BN_NQ_THREADS)
 bn_rmsnorm_quant_kernel(const float *__restrict__ x, int64_t ldx, const float *__restrict__ w, int n,
@@ -32,13 +33,11 @@ cudaError_t bn_cuda_rmsnorm_quant(const float *x, int64_t ldx, const float *w, i
     if (n_tok <= 0) return cudaSuccess;
     if (n <= 0 || n % 4) return cudaErrorInvalidValue;
     const size_t smem = sizeof(float) * (size_t)n;
-    static size_t raised = 0; // the kernel's dynamic shared-memory limit set so far: none, as the default
-                              // (48 KiB less the kernel's static arrays) cannot take a row just under 48 KiB
-    if (smem > raised) { // at the first use of a wider row, which is eager, never captured
-        const cudaError_t e = cudaFuncSetAttribute(bn_rmsnorm_quant_kernel,
-                                                   cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    static size_t allowed = 0; // the widest row allowed so far (smem.cuh)
+    if (smem > allowed) {
+        const cudaError_t e = bn_cuda_allow_smem(bn_rmsnorm_quant_kernel, smem);
         if (e != cudaSuccess) return e;
-        raised = smem;
+        allowed = smem;
     }
     return bn_launch(pdl, bn_rmsnorm_quant_kernel, dim3(n_tok), dim3(BN_NQ_THREADS), smem, st, x, ldx, w, n, eps,
                      mode, q, s, qsum);

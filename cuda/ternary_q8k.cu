@@ -41,6 +41,7 @@
 #include "mma.cuh"
 #include "norm_quant.cuh"
 #include "pdl.cuh"
+#include "smem.cuh"
 
 #define BN_Q8K_ROWS 4   // rows a warp takes (8 lanes each)
 #define BN_Q8K_TOKENS 8 // tokens a warp takes
@@ -234,13 +235,11 @@ cudaError_t bn_cuda_rmsnorm_q8k(const float *x, int64_t ldx, const float *w, int
     if (n_tok <= 0) return cudaSuccess;
     if (K <= 0 || K % 256) return cudaErrorInvalidValue;
     const size_t smem = sizeof(float) * (size_t)K;
-    static size_t raised = 0; // the kernel's dynamic shared-memory limit set so far: none, as the default
-                              // (48 KiB less the kernel's static arrays) cannot take a row just under 48 KiB
-    if (smem > raised) { // at the first use of a wider row, which is eager, never captured
-        const cudaError_t e =
-            cudaFuncSetAttribute(bn_rmsnorm_q8k_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    static size_t allowed = 0; // the widest row allowed so far (smem.cuh)
+    if (smem > allowed) {
+        const cudaError_t e = bn_cuda_allow_smem(bn_rmsnorm_q8k_kernel, smem);
         if (e != cudaSuccess) return e;
-        raised = smem;
+        allowed = smem;
     }
     return bn_launch(pdl, bn_rmsnorm_q8k_kernel, dim3(n_tok), dim3(BN_NQ_THREADS), smem, st, x, ldx, w, K, eps,
                      (int)mode, q, d, bsum);

@@ -8,9 +8,9 @@
 #   scripts/gpu-check.sh --binaries the build's binaries it runs, one a line (for gpu-pack.sh)
 #
 # Steps, each logged to gpu-check-out/ (or $BITNET_GPU_LOGS), then one summary,
-# its list of steps last. With BITNET_GPU_OUT=DIR (a lent machine's $OUT, which
-# sends back at most 8 files), DIR gets two after every step, so that a run cut
-# short still sends what it did: summary.txt and gpu-check-logs.tar.gz (every
+# its list of steps last. With BITNET_GPU_OUT=DIR (for a harness that collects
+# only a few files from DIR), DIR gets two after every step, so that a run cut
+# short still leaves what it did: summary.txt and gpu-check-logs.tar.gz (every
 # log, bench_cuda.json). They go in order of what a short loan of a GPU must not
 # miss:
 #  1. correctness: the GPU tests (test_cuda: every kernel against its CPU twin,
@@ -51,6 +51,9 @@ fixtures=${BITNET_FIXTURES:-$(pwd)/../shared/fixtures}
 out=${BITNET_GPU_LOGS:-gpu-check-out}
 ship_to=${BITNET_GPU_OUT:-}
 mkdir -p "$out" ${ship_to:+"$ship_to"}
+case "$(realpath "${ship_to:-/nonexistent}")/" in # the logs' own folder, or one inside it: nothing to ship
+  "$(realpath "$out")"/*) ship_to="" ;;
+esac
 : >"$out/summary.txt"
 # The summary and every log so far to $BITNET_GPU_OUT, two files.
 ship() {
@@ -247,17 +250,21 @@ step lookup_cuda "$bin/bench_lookup" -m "$model" -b cuda -p "A B C D A B C D A B
 draft_times() {
   local target=/tmp/bitnet-2b4t-calm-tied.gguf agree=/tmp/bitnet-draft-calm.gguf other=/tmp/bitnet-draft-rand.gguf
   local t0=$SECONDS
-  timeout -k 10 "$limit" "$cli" make-model -o "$target" --preset 2b-4t --calm --head tied --seed 1 &&
-    timeout -k 10 "$limit" "$cli" make-model -o "$agree" --hidden 512 --ffn 1536 --layers 4 --heads 8 \
-      --kv-heads 2 --vocab-size 128256 --calm --head tied --seed 2 &&
-    timeout -k 10 "$limit" "$cli" make-model -o "$other" --hidden 512 --ffn 1536 --layers 4 --heads 8 \
-      --kv-heads 2 --vocab-size 128256 --seed 2 || return 1
+  # within what is left of the step's limit, for all of its commands together
+  within() {
+    local left=$((limit - (SECONDS - t0)))
+    [ "$left" -gt 5 ] || return 124
+    timeout -k 10 "$left" "$@"
+  }
+  within "$cli" make-model -o "$target" --preset 2b-4t --calm --head tied --seed 1 &&
+    within "$cli" make-model -o "$agree" --hidden 512 --ffn 1536 --layers 4 --heads 8 --kv-heads 2 \
+      --vocab-size 128256 --calm --head tied --seed 2 &&
+    within "$cli" make-model -o "$other" --hidden 512 --ffn 1536 --layers 4 --heads 8 --kv-heads 2 \
+      --vocab-size 128256 --seed 2 || return 1
   local flags want got
   for flags in "" "-md $agree" "-md $other --draft-p-min 0"; do
     # shellcheck disable=SC2086 # flags is a list of words
-    local left=$((limit - (SECONDS - t0))) # the step's limit for all of it
-    [ "$left" -gt 5 ] || return 124
-    got=$(timeout -k 10 "$left" "$cli" generate -m "$target" -p "The quick brown fox" -n 64 --greedy \
+    got=$(within "$cli" generate -m "$target" -p "The quick brown fox" -n 64 --greedy \
       --backend cuda --no-cpu-start --json $flags) || return 1
     echo "${flags:-no draft}: $(python3 -c 'import json, sys; t = json.load(sys.stdin)["timings"]
 print("%.3f ms/token, %s drafted, %s taken, %s passes" % (t["ms_per_token"], t.get("lookup_drafted", "-"),

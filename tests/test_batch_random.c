@@ -29,6 +29,7 @@
 #include "backend.h"
 #include "bitnet.h"
 #include "devtools.h"
+#include "engine_internal.h" // the model's context, a batch's default
 #include "kernels.h"
 
 #define MAX_REQ 10
@@ -165,7 +166,7 @@ static void draw(uint64_t seed, scenario *s) {
     s->batch = (bn_batch_params){.session = {.backend = "cpu", .n_threads = 2, .n_ctx = ctxs[pick(&rng, 5)]},
                                  .n_slots = 1 + pick(&rng, pick(&rng, 4) ? 6 : 12),
                                  .step_tokens = steps[pick(&rng, 7)]};
-    const int n_ctx = s->batch.session.n_ctx ? s->batch.session.n_ctx : 512;
+    const int n_ctx = s->batch.session.n_ctx ? s->batch.session.n_ctx : (int)g_engine->model->hp.n_ctx_train;
     // Each kernel set holds a sequence's tokens alone and batched bit for bit (not across sets).
     s->batch.session.cpu_kernels = pick(&rng, 2) ? NULL : g_sets[pick(&rng, g_n_sets)];
     switch (pick(&rng, 6)) {

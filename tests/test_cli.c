@@ -404,6 +404,8 @@ static void test_cuda_unavailable_is_clear(void **state) {
         snprintf(args, sizeof args, "generate -m '%s' -p hi --backend cuda", model);
         expect_error(args, 1, "cuda");
         // bench lists CUDA as skipped, but fails under BITNET_REQUIRE_GPU=1 (gpu-check.sh).
+        const char *was = getenv("BITNET_REQUIRE_GPU");
+        char *saved = was ? strdup(was) : NULL;
         setenv("BITNET_REQUIRE_GPU", "1", 1);
         snprintf(args, sizeof args, "bench -m '%s' -n 2", model);
         expect_error(args, 1, "BITNET_REQUIRE_GPU=1 and cuda did not run");
@@ -412,6 +414,8 @@ static void test_cuda_unavailable_is_clear(void **state) {
         unsetenv("BITNET_REQUIRE_GPU");
         snprintf(args, sizeof args, "bench -m '%s' -n 2", model);
         free(run_expect(args, 0));
+        if (saved) setenv("BITNET_REQUIRE_GPU", saved, 1);
+        free(saved);
     }
     free(r);
 }

@@ -738,7 +738,7 @@ static void test_top_rows(void **state) {
 // row forward gives, for a prompt chunk and for decode steps (the first of them
 // eager, the rest graph replays), every other call with the rows' softmax
 // denominators (a graph of its own), within 1e-12 of bn_top_exp_sum's; then on
-// 70 sequences in one call.
+// 70 sequences in one call (two passes of the head), the decode step's with them.
 static void test_forward_top(void **state) {
     (void)state;
     require_gpu();
@@ -778,6 +778,7 @@ static void test_forward_top(void **state) {
     if (cuda->create(m, &many, &bl, &err) || cuda->create(m, &many, &bt, &err)) fail_msg("%s", err.msg);
     float *rows = malloc(sizeof(float) * S * V);
     bn_top *tops = malloc(sizeof(bn_top) * S * BN_TOP_MAX);
+    double sums[S]; // the decode step's: its rows' denominators over two head passes
     int32_t stok[2 * S], spos[2 * S], sseq[2 * S];
     for (int step = 0; step < 2; step++) {
         const int n = step ? S : 2 * S; // two prompt tokens each, then one decode token each
@@ -787,12 +788,15 @@ static void test_forward_top(void **state) {
             spos[i] = step ? 2 : i % 2;
         }
         if (cuda->forward(bl, stok, spos, sseq, n, rows, false, &err) ||
-            cuda->forward_top(bt, stok, spos, sseq, n, tops, NULL, &err))
+            cuda->forward_top(bt, stok, spos, sseq, n, tops, step ? sums : NULL, &err))
             fail_msg("%s", err.msg);
         for (int r = 0; r < S; r++) {
             bn_top_select(rows + (size_t)r * V, V, BN_TOP_MAX, want);
             if (memcmp(tops + r * BN_TOP_MAX, want, sizeof want))
                 fail_msg("%d sequences, step %d: row %d's entries differ", S, step, r);
+            const double ref = bn_top_exp_sum(rows + (size_t)r * V, V, want[0].logit, INFINITY);
+            if (step && !(fabs(sums[r] - ref) <= 1e-12 * ref))
+                fail_msg("%d sequences: row %d's exp sum %.17g, bn_top_exp_sum %.17g", S, r, sums[r], ref);
         }
     }
     free(rows);

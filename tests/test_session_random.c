@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "bitnet.h"
+#include "engine_internal.h" // the model's context, a session's default
 
 #define MAX_HIST 600
 #define MAX_TURN_GEN 48
@@ -127,7 +128,7 @@ static void reference(const int32_t *hist, int n, int n_ctx, const turn *t, turn
 static void scenario(uint64_t seed, int *turns_run, int *drafted) {
     uint64_t rng = seed * 0x9E3779B97F4A7C15ULL + 7;
     static const int ctxs[] = {0, 64, 96, 128};
-    const int n_ctx = ctxs[pick(&rng, 4)], ctx = n_ctx ? n_ctx : 512;
+    const int n_ctx = ctxs[pick(&rng, 4)], ctx = n_ctx ? n_ctx : (int)g_engine->model->hp.n_ctx_train;
     const bool resend = pick(&rng, 2);
     const int draft_ctx = pick(&rng, 3) ? n_ctx : 40 + pick(&rng, 60);
     const bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = n_ctx},
@@ -159,13 +160,15 @@ static void scenario(uint64_t seed, int *turns_run, int *drafted) {
             t.p_min = (float[]){0, 0.05f, 0.3f}[pick(&rng, 3)];
             break;
         }
-        if ((t.draft ? bn_session_set_draft(s, ds, t.draft, t.p_min, &err) : bn_session_set_lookup(s, t.lookup, &err)) ||
-            bn_session_set_logprobs(s, t.logprobs ? 0 : -1, &err) ||
+        const int drafting = t.draft ? bn_session_set_draft(s, ds, t.draft, t.p_min, &err)
+                                     : bn_session_set_lookup(s, t.lookup, &err);
+        if (drafting || bn_session_set_logprobs(s, t.logprobs ? 0 : -1, &err) ||
             bn_session_set_json_schema(s, t.json ? SCHEMA : NULL, &err))
             fail_msg("%s", err.msg);
         fprintf(stderr, " [%s%s]", t.draft ? "draft" : t.lookup ? "lookup" : "plain", t.json ? ", json" : "");
         turn_out got = {.s = s, .logprobs = t.logprobs}, want;
-        // Fed turn by turn, the call feeds the last turn's last token (it holds it) and then these.
+        // Fed turn by turn: the session still holds the last turn's last sampled token
+        // unfed, and feeds it before these.
         const int from = resend ? bn_session_keep_prefix(s, hist, (size_t)n_hist) : turn_start;
         if (bn_session_generate(s, hist + from, (size_t)(n_hist - from), t.n_predict, &t.sampling, on_token, &got,
                                 &got.t, &err))
@@ -173,7 +176,8 @@ static void scenario(uint64_t seed, int *turns_run, int *drafted) {
         *drafted += (int)bn_session_lookup_stats(s).drafted; // this call's
         reference(hist, n_hist, n_ctx, &t, &want);
         if (got.n != want.n || memcmp(got.ids, want.ids, sizeof got.ids[0] * (size_t)got.n) ||
-            got.t.stop != want.t.stop || got.t.n_gen != want.t.n_gen || memcmp(got.logprob, want.logprob, sizeof got.logprob[0] * (size_t)got.n))
+            got.t.stop != want.t.stop || got.t.n_gen != want.t.n_gen ||
+            memcmp(got.logprob, want.logprob, sizeof got.logprob[0] * (size_t)got.n))
             fail_msg("seed %" PRIu64 ", turn %d: %d tokens (stop %d), %d (stop %d) fed in one call, or other ids or "
                      "logprobs",
                      seed, k, got.n, got.t.stop, want.n, want.t.stop);

@@ -1,7 +1,10 @@
 // test_top.c - bn_top_select (core/top.h) against its definition: sort the whole
 // row by bn_top_order and take the first k. Rows of every length around the
 // 64-element blocks it skips, coarse values (many ties, the lower id first),
-// -0 beside +0, infinities, and k from 1 to the row.
+// -0 beside +0, infinities, and k from 1 to the row. bn_top_exp_sum against
+// the softmax's denominator summed here in long double (within 1e-12), and its
+// answer to "at most limit?" the same whether it stops early or not, at limits
+// around the sum.
 #include "test_util.h"
 
 #include <math.h>
@@ -38,7 +41,33 @@ static void test_select_is_sorting(void **state) {
     assert_int_equal(cases, 3000);
 }
 
+static void test_exp_sum(void **state) {
+    (void)state;
+    uint64_t rng = 5;
+    for (int it = 0; it < 400; it++) {
+        const int32_t n = 1 + (int32_t)(bn_test_rand(&rng) % (it % 20 == 0 ? 130000 : 500));
+        const float spread = (float)(1 + bn_test_rand(&rng) % 60); // up to past the e^-40 floor
+        float *x = malloc(sizeof(float) * n), best = -INFINITY;
+        for (int32_t i = 0; i < n; i++) {
+            x[i] = spread * ((float)(bn_test_rand(&rng) >> 40) / (float)(1 << 24)) - spread / 2;
+            best = x[i] > best ? x[i] : best;
+        }
+        long double want = 0;
+        for (int32_t i = 0; i < n; i++) want += expl((long double)x[i] - best);
+        const double sum = bn_top_exp_sum(x, n, best, INFINITY);
+        if (!(fabsl((long double)sum - want) <= 1e-12L * want))
+            fail_msg("n %d, spread %g: %.17g, in long double %.17Lg", n, (double)spread, sum, want);
+        for (int k = 0; k < 5; k++) { // limits under, at and over the sum
+            const double limit = sum * (double[]){0.5, 0.999999, 1.0, 1.000001, 2.0}[k];
+            const double stopped = bn_top_exp_sum(x, n, best, limit);
+            assert_int_equal(stopped <= limit, sum <= limit);
+            assert_true(stopped <= sum);
+        }
+        free(x);
+    }
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_select_is_sorting)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_select_is_sorting), cmocka_unit_test(test_exp_sum)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
