@@ -293,9 +293,8 @@ static void expect(const outcome *got, const outcome *want, bool cancelled, uint
 
 static void test_random_schedules(void **state) {
     (void)state;
-    const char *env = getenv("BITNET_RANDOM_SCENARIOS"), *first = getenv("BITNET_RANDOM_SEED");
-    const int n = env ? atoi(env) : 24;
-    const uint64_t seed0 = first ? strtoull(first, NULL, 10) : 1;
+    uint64_t seed0;
+    const int n = bn_random_scenarios(24, &seed0);
     static scenario s;
     static outcome alone[MAX_REQ], got[MAX_REQ];
     int cancels = 0, tokens = 0;

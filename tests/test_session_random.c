@@ -197,9 +197,8 @@ static void scenario(uint64_t seed, int *turns_run, int *drafted) {
 
 static void test_random_conversations(void **state) {
     (void)state;
-    const char *env = getenv("BITNET_RANDOM_SCENARIOS"), *first = getenv("BITNET_RANDOM_SEED");
-    const int n = env ? atoi(env) : 40;
-    const uint64_t seed0 = first ? strtoull(first, NULL, 10) : 1;
+    uint64_t seed0;
+    const int n = bn_random_scenarios(40, &seed0);
     int turns = 0, drafted = 0;
     for (uint64_t seed = seed0; seed < seed0 + (uint64_t)n; seed++) scenario(seed, &turns, &drafted);
     fprintf(stderr, "  %d scenarios, %d turns, %d tokens drafted: each turn as fed in one call\n", n, turns,

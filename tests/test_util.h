@@ -191,6 +191,15 @@ static inline void bn_reference_close(bn_reference *r) {
     free(r->bytes);
 }
 
+// How many scenarios a randomized test runs, BITNET_RANDOM_SCENARIOS (default
+// n), and from which seed, BITNET_RANDOM_SEED (default 1): to run more, or to
+// replay the one that failed.
+static inline int bn_random_scenarios(int n, uint64_t *first_seed) {
+    const char *count = getenv("BITNET_RANDOM_SCENARIOS"), *seed = getenv("BITNET_RANDOM_SEED");
+    *first_seed = seed ? strtoull(seed, NULL, 10) : 1;
+    return count ? atoi(count) : n;
+}
+
 // Deterministic test RNG (xorshift64*), so random-shape tests are reproducible.
 static inline uint64_t bn_test_rand(uint64_t *s) {
     *s ^= *s >> 12;

@@ -17,6 +17,7 @@
 // For a backend that measures its read bandwidth (the CPU) it does so right after
 // its runs and reports decode against the roofline: the bytes a decode step reads,
 // as that backend holds the weights, over that bandwidth.
+// BITNET_BENCH_CPU_SETS=0 leaves the CPU's other kernel sets out of the comparison.
 // With --json, stdout is one JSON document and the table goes to stderr. With
 // BITNET_REQUIRE_GPU=1 (scripts/gpu-check.sh), a CUDA backend that did not run
 // fails the bench (bn_bench_gpu_required).
@@ -124,6 +125,15 @@ typedef struct bench_cmp {
     int n;
 } bench_cmp;
 
+// Whether the CPU's other kernel sets are compared too: not with
+// BITNET_BENCH_CPU_SETS=0, as gpu-check.sh sets it, where the GPU's minutes are
+// for the GPU (the scalar set alone takes tens of seconds at the 2B-4T shape) and
+// the tests hold the sets to one another on any machine.
+static bool compares_cpu_sets(void) {
+    const char *v = getenv("BITNET_BENCH_CPU_SETS");
+    return !v || strcmp(v, "0") != 0;
+}
+
 static void label_of(char *buf, size_t n, const char *backend, const char *kernels) {
     if (kernels) snprintf(buf, n, "%s/%s", backend, kernels);
     else snprintf(buf, n, "%s", backend);
@@ -186,7 +196,7 @@ static int compare_backends(const bn_engine *eng, const bn_run_flags *f, const b
     }
     ops->destroy(be);
     // The CPU's other kernel sets (those this CPU lacks are listed, not compared)...
-    if (!strcmp(ref_row->backend, "cpu"))
+    if (!strcmp(ref_row->backend, "cpu") && compares_cpu_sets())
         for (const char *const *set = bn_cpu_kernel_sets; *set; set++)
             if (strcmp(*set, ref_row->cpu_kernels))
                 compare_one(m, f, ref_row, &ref, "cpu", *set, prompt, np, &out->e[out->n++]);
@@ -282,8 +292,9 @@ static void print_table(FILE *out, const bn_run_flags *f, const bench_row *rows,
                     100.0 * r->roofline_ms / r->ms_per_token);
     }
     if (!cmp) return;
-    fprintf(out, "compare: %d greedy steps of %s; every other backend and CPU kernel set fed its "
-                 "tokens (%.1f s)\n", cmp->n_steps, cmp->ref_label, cmp->ms / 1000);
+    fprintf(out, "compare: %d greedy steps of %s; every other backend%s fed its tokens (%.1f s)\n", cmp->n_steps,
+            cmp->ref_label, compares_cpu_sets() ? " and CPU kernel set" : " (BITNET_BENCH_CPU_SETS=0: no other CPU set)",
+            cmp->ms / 1000);
     for (int i = 0; i < cmp->n; i++) bn_cmp_print(out, cmp->ref_label, &cmp->e[i]);
     if (!same)
         fprintf(out, "note: the backends' greedy tokens differ; the comparison above says whether "
