@@ -36,8 +36,8 @@
 #define MAX_GEN 200
 
 static const char *const TEXTS[] = {
-    "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
-    "in want of a wife. It is a truth universally acknowledged, that a single man",
+    ("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
+     "in want of a wife. It is a truth universally acknowledged, that a single man"),
     "Elizabeth said to her sister, and her sister said to Elizabeth, that",
     "Mr. Darcy walked towards the window, and Mrs. Bennet",
     "The",
