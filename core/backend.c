@@ -134,6 +134,12 @@ bool bn_backend_starts_on_cpu(const bn_session_params *p) {
     return !ops->maybe_present || ops->maybe_present();
 }
 
+int bn_backend_nonfinite(const char *who, int32_t pos, int32_t seq, bn_error *err) {
+    return bn_errorf(err, "%s: the logits of the token at position %d (slot %d) hold a NaN or an "
+                     "infinity: the model's weights, or the values they give, are not finite "
+                     "(bitnet-gpu inspect --check-tensors checks the weights)", who, pos, seq);
+}
+
 int bn_backend_check_tokens(const char *who, const int32_t *tokens, const int32_t *pos,
                             const int32_t *seq, int n_tokens, uint32_t n_vocab, int n_ctx,
                             int n_seq, bn_error *err) {

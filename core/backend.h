@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "error.h"
 #include "model.h"
@@ -150,6 +151,24 @@ const bn_backend_ops *bn_backend_find(const char *name);
 int bn_backend_check_tokens(const char *who, const int32_t *tokens, const int32_t *pos,
                             const int32_t *seq, int n_tokens, uint32_t n_vocab, int n_ctx,
                             int n_seq, bn_error *err);
+// Whether x[0..n) holds no NaN and no infinity, as every row of logits a
+// backend computes must: a NaN has no place in the sampler's order (top.h), and
+// a row with one gives text without meaning, so a backend reports it with
+// bn_backend_nonfinite instead. A float is not finite when its eight exponent
+// bits are all ones; a loop over the bits with no early exit vectorizes, and it
+// runs over every row an LM head computes.
+static inline bool bn_all_finite(const float *x, int64_t n) {
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return !bad;
+}
+// The error for a row of logits that is not finite: that of the token at
+// position pos of slot seq. Returns -1.
+int bn_backend_nonfinite(const char *who, int32_t pos, int32_t seq, bn_error *err);
 // seq[i] with NULL standing for all zeros.
 static inline int32_t bn_seq_of(const int32_t *seq, int i) { return seq ? seq[i] : 0; }
 // Whether token i ends its run: the last token, or the next one is another slot's.

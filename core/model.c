@@ -221,6 +221,81 @@ static float half_to_float(uint16_t h) {
     return f;
 }
 
+// Whether any of n 16- or 32-bit words has all the bits of mask: a loop with no
+// early exit and a fixed width, which the compiler vectorizes.
+static bool any16(const uint8_t *p, uint64_t n, uint16_t mask) {
+    uint32_t bad = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint16_t u;
+        memcpy(&u, p + 2 * i, 2);
+        bad |= (u & mask) == mask;
+    }
+    return bad;
+}
+
+static bool any32(const uint8_t *p, uint64_t n, uint32_t mask) {
+    uint32_t bad = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, p + 4 * i, 4);
+        bad |= (u & mask) == mask;
+    }
+    return bad;
+}
+
+// The first element of F32, F16 or BF16 data that is not finite (its exponent
+// bits all ones), or -1: blocks of 4096 tested at once, and only a block that
+// holds one walked to find it.
+static int64_t first_nonfinite(const uint8_t *data, uint32_t type, uint64_t n) {
+    const bool f32 = type == BN_GGML_F32;
+    const uint32_t mask = f32 ? 0x7f800000u : type == BN_GGML_F16 ? 0x7c00u : 0x7f80u;
+    const size_t size = f32 ? 4 : 2;
+    for (uint64_t b0 = 0; b0 < n; b0 += 4096) {
+        const uint64_t m = n - b0 < 4096 ? n - b0 : 4096;
+        const uint8_t *p = data + b0 * size;
+        if (!(f32 ? any32(p, m, mask) : any16(p, m, (uint16_t)mask))) continue;
+        for (uint64_t i = 0;; i++)
+            if (f32 ? any32(p + i * 4, 1, mask) : any16(p + i * 2, 1, (uint16_t)mask)) return (int64_t)(b0 + i);
+    }
+    return -1;
+}
+
+// The value of element i of F32, F16 or BF16 data, for a message.
+static float element(const uint8_t *data, uint32_t type, uint64_t i) {
+    float f;
+    uint16_t h;
+    if (type == BN_GGML_F32) {
+        memcpy(&f, data + 4 * i, 4);
+        return f;
+    }
+    memcpy(&h, data + 2 * i, 2);
+    if (type == BN_GGML_F16) return half_to_float(h);
+    const uint32_t bits = (uint32_t)h << 16; // BF16 is the top half of an f32
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static int nonfinite_error(const bn_gguf_tensor *t, int64_t i, bn_error *err) {
+    const uint64_t ne0 = t->ne[0];
+    char where[64] = "";
+    if (t->n_dims > 1)
+        snprintf(where, sizeof where, " (row %llu, column %llu)", (unsigned long long)((uint64_t)i / ne0),
+                 (unsigned long long)((uint64_t)i % ne0));
+    return bn_errorf(err, "model: tensor '%.*s' element %lld%s is %g, not a finite number", (int)t->name.len,
+                     t->name.data, (long long)i, where, element(t->data, t->type, (uint64_t)i));
+}
+
+int bn_model_check_values(const bn_model *m, bn_error *err) {
+    const bn_gguf *g = m->gguf;
+    for (uint64_t k = 0; k < g->n_tensors; k++) {
+        const bn_gguf_tensor *t = &g->tensors[k];
+        if (t->type != BN_GGML_F32 && t->type != BN_GGML_F16 && t->type != BN_GGML_BF16) continue;
+        const int64_t i = first_nonfinite(t->data, t->type, t->nbytes / (t->type == BN_GGML_F32 ? 4 : 2));
+        if (i >= 0) return nonfinite_error(t, i, err);
+    }
+    return 0;
+}
+
 typedef enum { KIND_NORM, KIND_I2S, KIND_EMBD } tensor_kind;
 
 static const char *kind_types(tensor_kind k) {
@@ -280,6 +355,10 @@ static int map_tensor(bn_model *m, const char *name, tensor_kind kind, uint64_t 
         if (!isfinite(out->scale))
             return bn_errorf(err, "model: tensor '%s' has a non-finite scale", name);
     } else if (kind == KIND_NORM) {
+        // Norms are small, so every load checks them (the embedding waits for
+        // bn_model_check_values: a pass over all of it would slow every start).
+        const int64_t bad = first_nonfinite(t->data, t->type, ne0);
+        if (bad >= 0) return nonfinite_error(t, bad, err);
         if (t->type == BN_GGML_F32 && ((uintptr_t)t->data % _Alignof(float)) == 0) {
             out->f32 = (const float *)t->data;
         } else {

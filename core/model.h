@@ -101,5 +101,10 @@ int bn_model_load(const char *path, bn_model **out, bn_error *err);
 // Validates an already open GGUF as a model; takes ownership of g on success only.
 int bn_model_from_gguf(bn_gguf *g, bn_model **out, bn_error *err);
 void bn_model_free(bn_model *m);
+// Whether every F32, F16 and BF16 value in the file is finite (`inspect
+// --check-tensors`): a pass over all of them, the embedding included, which a
+// load leaves out to start quickly (it checks the norms). 0, or -1 with err
+// naming the first tensor and element that is not.
+int bn_model_check_values(const bn_model *m, bn_error *err);
 
 #endif

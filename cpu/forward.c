@@ -17,6 +17,7 @@
 // (bitlinear q|k|v, attention, bitlinear o), ffn_block (bitlinear gate|up with
 // the GLU, bitlinear down), lm_head, forward_batch (forward_token there).
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "../core/argmax.h"
@@ -369,6 +370,7 @@ typedef struct lm_head_job {
     const int *rows; // the tokens of lm_in that get a row of out, in order
     int n_rows;
     float *out;      // n_rows rows of n_vocab
+    atomic_bool nonfinite; // some row holds a NaN or an infinity (bn_all_finite)
 } lm_head_job;
 
 // Vocabulary rows per pass over the tokens: every token's row of logits is
@@ -381,8 +383,26 @@ typedef struct lm_head_job {
 #define BN_HEAD_F16_ROWS 32
 #define BN_HEAD_Q8_ROWS 64
 
+// Vocabulary rows c0..c1 of every token's logits, a token at a time: the int8
+// head, or an F32/BF16 one (type checked at create).
+static void head_block(const bn_backend *be, lm_head_job *job, int64_t c0, int64_t c1) {
+    const int64_t E = be->m->hp.n_embd, V = be->m->hp.n_vocab;
+    for (int i = 0; i < job->n_rows; i++) {
+        const int t = job->rows[i];
+        float *y = job->out + (int64_t)i * V;
+        if (be->head_q) {
+            int32_t acc[BN_HEAD_Q8_ROWS]; // int32 sums, scaled into the float logits
+            be->kern->i8_gemv(be->head_q + c0 * E, E, 0, c1 - c0, be->lm_q + t * E, acc);
+            for (int64_t r = c0; r < c1; r++)
+                y[r] = bn_head_q8_out(acc[r - c0], be->head_scale[r], be->xscale[t]);
+        } else {
+            bn_float_gemv(be->m->output.data, be->m->output.type, E, c0, c1, be->lm_in + t * E, y);
+        }
+    }
+}
+
 static void lm_head_worker(void *ctx, int ith, int nth) {
-    const lm_head_job *job = ctx;
+    lm_head_job *job = ctx;
     const bn_backend *be = job->be;
     const bn_tensor *head = &be->m->output;
     const int64_t E = be->m->hp.n_embd, V = be->m->hp.n_vocab;
@@ -391,28 +411,21 @@ static void lm_head_worker(void *ctx, int ith, int nth) {
     split_rows(V, ith, nth, &r0, &r1);
     for (int64_t c0 = r0; c0 < r1; c0 += step) {
         const int64_t c1 = min64(r1, c0 + step);
-        if (!be->head_q && head->type == BN_GGML_F16) { // every token against the block, each weight converted once
+        if (!be->head_q && head->type == BN_GGML_F16) // every token against the block, each weight converted once
             be->kern->f16_gemm(head->data, E, c0, c1, be->lm_in, E, job->rows, job->n_rows, job->out, V);
-            continue;
-        }
-        for (int i = 0; i < job->n_rows; i++) {
-            const int t = job->rows[i];
-            float *y = job->out + (int64_t)i * V;
-            if (be->head_q) {
-                int32_t acc[BN_HEAD_Q8_ROWS]; // int32 sums, scaled into the float logits
-                be->kern->i8_gemv(be->head_q + c0 * E, E, 0, c1 - c0, be->lm_q + t * E, acc);
-                for (int64_t r = c0; r < c1; r++)
-                    y[r] = bn_head_q8_out(acc[r - c0], be->head_scale[r], be->xscale[t]);
-            } else { // type checked at create
-                bn_float_gemv(head->data, head->type, E, c0, c1, be->lm_in + t * E, y);
-            }
-        }
+        else
+            head_block(be, job, c0, c1);
+        // Checked while the block is in cache; the caller finds which row.
+        bool finite = true;
+        for (int i = 0; i < job->n_rows; i++) finite &= bn_all_finite(job->out + i * V + c0, c1 - c0);
+        if (!finite) atomic_store_explicit(&job->nonfinite, true, memory_order_relaxed);
     }
 }
 
 // Logits of the listed tokens: rmsnorm(x, output_norm), rounded to f16 (the head
-// is an f16 matmul in bitnet.cpp), dotted with every vocabulary row.
-static void lm_head(bn_backend *be, const int *rows, int n_rows, float *out) {
+// is an f16 matmul in bitnet.cpp), dotted with every vocabulary row. Returns
+// whether every logit is finite.
+static bool lm_head(bn_backend *be, const int *rows, int n_rows, float *out) {
     const bn_hparams *hp = &be->m->hp;
     const int64_t E = hp->n_embd;
     for (int i = 0; i < n_rows; i++) {
@@ -423,14 +436,16 @@ static void lm_head(bn_backend *be, const int *rows, int n_rows, float *out) {
         if (be->head_q) be->xscale[t] = be->kern->quantize_i8(x, E, be->lm_q + t * E, NULL);
     }
     lm_head_job job = {.be = be, .rows = rows, .n_rows = n_rows, .out = out};
+    atomic_init(&job.nonfinite, false);
     bn_pool_run(be->pool, lm_head_worker, &job);
+    return !atomic_load(&job.nonfinite);
 }
 
 // ---- forward -------------------------------------------------------------------
 
 // n <= max_batch tokens; out (NULL: no logits) gets the rows of the n_rows
-// tokens listed in be->head_rows.
-static void forward_batch(bn_backend *be, const int32_t *tokens, const int32_t *pos,
+// tokens listed in be->head_rows. Returns whether those rows are finite.
+static bool forward_batch(bn_backend *be, const int32_t *tokens, const int32_t *pos,
                           const int32_t *seq, int n, float *out, int n_rows) {
     const bn_model *m = be->m;
     embedding(be, tokens, n);
@@ -438,7 +453,7 @@ static void forward_batch(bn_backend *be, const int32_t *tokens, const int32_t *
         attention_block(be, il, pos, seq, n);
         ffn_block(be, il, n);
     }
-    if (out && n_rows) lm_head(be, be->head_rows, n_rows, out);
+    return !out || !n_rows || lm_head(be, be->head_rows, n_rows, out);
 }
 
 int bn_cpu_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
@@ -457,8 +472,13 @@ int bn_cpu_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, co
         for (int t = 0; logits && t < n; t++)
             if (all_logits || bn_run_ends(seq ? seq + c0 : NULL, t, n_tokens - c0))
                 be->head_rows[n_rows++] = t;
-        forward_batch(be, tokens + c0, pos + c0, seq ? seq + c0 : NULL, n,
-                      logits ? logits + row * V : NULL, n_rows);
+        float *out = logits ? logits + row * V : NULL;
+        if (!forward_batch(be, tokens + c0, pos + c0, seq ? seq + c0 : NULL, n, out, n_rows))
+            for (int r = 0; r < n_rows; r++)
+                if (!bn_all_finite(out + r * V, V)) {
+                    const int t = c0 + be->head_rows[r];
+                    return bn_backend_nonfinite("cpu", pos[t], bn_seq_of(seq, t), err);
+                }
         row += n_rows;
     }
     return 0;

@@ -201,6 +201,8 @@ static int ref_forward(bn_backend *r, const int32_t *tokens, const int32_t *pos,
     for (int t = 0; t < n_tokens; t++) {
         const bool wanted = logits && (all_logits || bn_run_ends(seq, t, n_tokens));
         forward_token(r, tokens[t], pos[t], bn_seq_of(seq, t), wanted ? row : NULL);
+        if (wanted && !bn_all_finite(row, r->m->hp.n_vocab))
+            return bn_backend_nonfinite("reference", pos[t], bn_seq_of(seq, t), err);
         if (wanted) row += r->m->hp.n_vocab;
     }
     return 0;

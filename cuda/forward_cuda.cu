@@ -563,21 +563,55 @@ static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *po
     return 0;
 }
 
+// What came back must be finite (backend.h: bn_all_finite): each row of logits;
+// each argmax id, which the device makes -1 for a row that is not
+// (cuda/reduce.cuh); each row's top entries (the id -1 entries past a
+// vocabulary under BN_TOP_MAX aside). A NaN the device computes is positive,
+// and the top-rows kernel ranks a positive NaN or an infinity above every
+// number, so a row that holds one shows it in its first entry (a negative NaN
+// ranks last, and only the rows and the argmax find it). Returns the index of
+// the first token whose output is not finite, or -1.
+static int check_output(const bn_backend *be, const int32_t *seq, int n_tokens, const float *logits,
+                        bool all_logits, const int32_t *argmax, const bn_top *top) {
+    const size_t V = be->hp.n_vocab;
+    for (int t = 0, r = 0; t < n_tokens; t++) {
+        if (!all_logits && !bn_run_ends(seq, t, n_tokens)) continue;
+        bool finite = true;
+        if (logits) finite = bn_all_finite(logits + (size_t)r * V, (int64_t)V);
+        if (argmax) finite = argmax[r] >= 0;
+        for (int i = 0; top && i < BN_TOP_MAX; i++) {
+            const bn_top *e = &top[(size_t)r * BN_TOP_MAX + i];
+            finite &= e->id < 0 || bn_all_finite(&e->logit, 1);
+        }
+        if (!finite) return t; // the token whose row it is
+        r++;
+    }
+    return -1;
+}
+
+static int forward_checked(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
+                           int n_tokens, float *logits, bool all_logits, int32_t *argmax, bn_top *top, double *sums,
+                           bn_error *err) {
+    if (forward_impl(be, tokens, pos, seq, n_tokens, logits, all_logits, argmax, top, sums, err)) return -1;
+    const int t = check_output(be, seq, n_tokens, logits, all_logits, argmax, top);
+    return t < 0 ? 0 : bn_backend_nonfinite("cuda", pos[t], bn_seq_of(seq, t), err);
+}
+
 int bn_cuda_forward(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int n_tokens,
                     float *logits, bool all_logits, bn_error *err) {
-    return forward_impl(be, tokens, pos, seq, n_tokens, logits, all_logits, NULL, NULL, NULL, err);
+    return forward_checked(be, tokens, pos, seq, n_tokens, logits, all_logits, NULL, NULL, NULL, err);
 }
 
 int bn_cuda_forward_argmax(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                            int n_tokens, int32_t *argmax, bn_error *err) {
     if (!argmax) return bn_errorf(err, "cuda: forward_argmax needs an output");
-    return forward_impl(be, tokens, pos, seq, n_tokens, NULL, false, argmax, NULL, NULL, err);
+    return forward_checked(be, tokens, pos, seq, n_tokens, NULL, false, argmax, NULL, NULL, err);
 }
 
 int bn_cuda_forward_top(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int n_tokens,
                         bn_top *top, double *exp_sums, bn_error *err) {
     if (!top) return bn_errorf(err, "cuda: forward_top needs an output");
-    return forward_impl(be, tokens, pos, seq, n_tokens, NULL, false, NULL, top, exp_sums, err);
+    return forward_checked(be, tokens, pos, seq, n_tokens, NULL, false, NULL, top, exp_sums, err);
 }
 
 // backend.h's copy_kv: per layer, the n_head_kv rows of n_pos positions of one

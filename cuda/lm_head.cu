@@ -11,7 +11,7 @@
 // The matrix product is the streaming GEMV of lm_head_gemv.cu, which also fuses
 // the argmax.
 // argmax: one block of 1024 threads over a logit row, float4 loads, ties go to
-// the lowest id (as a scalar loop would). Decoding uses the argmax fused into
+// the lowest id (as a scalar loop would), -1 for a row that is not all finite. Decoding uses the argmax fused into
 // the head GEMV (same block reduction, bn_block_argmax); this standalone kernel
 // is what the tests compare with the CPU's, and the kernel-image probe.
 // CPU twins: rmsnorm + bn_f32_to_f16 (+ bn_quantize_i8), and the argmax of the
@@ -90,7 +90,7 @@ bn_argmax_kernel(const float *__restrict__ x, int64_t ld, int n, int32_t *__rest
     }
     for (int i = 4 * n4 + threadIdx.x; i < n; i += blockDim.x) bn_argmax_take(bv, bi, x[i], i);
     bn_block_argmax(bv, bi, sv, si);
-    if (threadIdx.x == 0) out[blockIdx.x] = bi == BN_ARGMAX_NONE ? 0 : bi; // all NaN: say 0
+    if (threadIdx.x == 0) out[blockIdx.x] = bi == BN_ARGMAX_NONE ? 0 : bi; // -1: not all finite
 }
 
 cudaError_t bn_cuda_argmax_rows(const float *x, int rows, int64_t ld, int n, int32_t *out, cudaStream_t st) {

@@ -57,8 +57,8 @@
 // token row to one (value, index) in scratch[blockIdx.x]; the block that
 // finishes last (threadfence + atomicAdd on *counter) reduces those, writes the
 // id and puts *counter back to 0, so the launch can be replayed in a CUDA graph.
-// Same rule as bn_argmax_kernel: ties to the lowest index, NaN ignored, all NaN
-// gives 0.
+// Same rule as bn_argmax_kernel: ties to the lowest index, -1 for a row that
+// holds a NaN or an infinity (reduce.cuh).
 // CPU twins: bn_f16_gemv_scalar / bn_float_gemv (f16/f32), bn_i8_gemv_scalar +
 // the scaling in lm_head_worker (int8), the sampler's argmax.
 #include <type_traits>
@@ -139,7 +139,7 @@ __device__ __forceinline__ void bn_grid_argmax(float bv, int bi, int2 *__restric
     }
     bn_block_argmax(bv, bi, sv, si);
     if (threadIdx.x == 0) {
-        *out = bi == BN_ARGMAX_NONE ? 0 : bi; // all NaN: say 0
+        *out = bi == BN_ARGMAX_NONE ? 0 : bi; // -1: not all finite
         *counter = 0;                         // ready for the next launch / graph replay
     }
 }

@@ -42,14 +42,20 @@ __device__ __forceinline__ float bn_block_max(float v, float *red) {
 
 // ---- argmax ------------------------------------------------------------------------
 // (bv, bi) is the best (value, index) seen so far, starting from (-INFINITY,
-// BN_ARGMAX_NONE). v at index i replaces it when larger, or equal with a lower
-// index: ties go to the lowest index, as a scalar loop would. NaN never replaces
-// anything, so an all-NaN row leaves bi = BN_ARGMAX_NONE (callers report 0). This
-// is a total order on the non-NaN candidates, so any reduction order gives the
-// same winner.
+// BN_ARGMAX_NONE), which is no candidate. v at index i replaces it when larger,
+// or equal with a lower index: ties go to the lowest index, as a scalar loop
+// would. A value that is not finite (a NaN or an infinity) counts as (+INFINITY,
+// -1), above every number, so the id is -1 exactly when the row holds one, and
+// the host reports that instead of a token (forward_cuda.cu: check_output). This
+// is a total order on the candidates, so any reduction order gives the same
+// winner.
 #define BN_ARGMAX_NONE 0x7fffffff
 
 __device__ __forceinline__ void bn_argmax_take(float &bv, int &bi, float v, int i) {
+    if (!isfinite(v) && i != BN_ARGMAX_NONE) {
+        v = INFINITY;
+        i = -1;
+    }
     if (v > bv || (v == bv && i < bi)) {
         bv = v;
         bi = i;

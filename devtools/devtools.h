@@ -19,9 +19,10 @@
 // Loads path as a BitNet model (every check of the loader) and its embedded
 // vocabulary, then describes it: architecture, hyperparameters, tokenizer
 // summary, tensor table and totals. json != 0: the JSON document of
-// docs/inspect.md; else aligned text. Returns a malloc'd NUL-terminated report,
-// or NULL with err set.
-char *bn_inspect_report(const char *path, int json, bn_error *err);
+// docs/inspect.md; else aligned text. check_values: first also every F32, F16
+// and BF16 value (bn_model_check_values). Returns a malloc'd NUL-terminated
+// report, or NULL with err set.
+char *bn_inspect_report(const char *path, int json, bool check_values, bn_error *err);
 
 // ---- synthetic models (`bitnet-gpu make-model`) -----------------------------------------
 // Writes a file the runtime loads as it loads the published models of each family

@@ -34,6 +34,7 @@ typedef struct {
     uint64_t bytes, params;
     uint64_t bytes_by_type[MAX_TYPE];
     uint64_t count_by_type[MAX_TYPE];
+    bool values_checked; // every F32/F16/BF16 value found finite (check_values)
 } totals;
 
 // Copies a GGUF string key into buf ("" when absent or not a string).
@@ -163,6 +164,7 @@ static char *report_json(const char *path, const bn_model *m, const tok_summary 
     for (uint32_t ty = 0; ty < MAX_TYPE; ty++)
         if (tt->count_by_type[ty])
             cJSON_AddNumberToObject(bt, bn_ggml_type_name(ty), (double)tt->bytes_by_type[ty]);
+    if (tt->values_checked) cJSON_AddTrueToObject(to, "values_finite");
 
     char *s = cJSON_Print(j);
     cJSON_Delete(j);
@@ -274,6 +276,7 @@ static char *report_text(const char *path, const bn_model *m, const tok_summary 
                       (unsigned long long)tt->count_by_type[ty],
                       tt->count_by_type[ty] == 1 ? "" : "s",
                       (unsigned long long)tt->bytes_by_type[ty]);
+    if (tt->values_checked) sb_printf(&b, "values        every F32, F16 and BF16 value is finite\n");
     if (b.oom) {
         free(b.p);
         bn_errorf(err, "inspect: out of memory");
@@ -282,9 +285,14 @@ static char *report_text(const char *path, const bn_model *m, const tok_summary 
     return b.p;
 }
 
-char *bn_inspect_report(const char *path, int json, bn_error *err) {
+char *bn_inspect_report(const char *path, int json, bool check_values, bn_error *err) {
     bn_model *m;
     if (bn_model_load(path, &m, err) != 0) return NULL;
+    if (check_values && bn_model_check_values(m, err) != 0) {
+        bn_error_prefix(err, path);
+        bn_model_free(m);
+        return NULL;
+    }
     tok_summary ts;
     if (summarize_tokenizer(m, &ts, err) != 0) {
         bn_error_prefix(err, path);
@@ -293,6 +301,7 @@ char *bn_inspect_report(const char *path, int json, bn_error *err) {
     }
     totals tt;
     sum_tensors(m->gguf, &tt);
+    tt.values_checked = check_values;
     char *r = json ? report_json(path, m, &ts, &tt, err) : report_text(path, m, &ts, &tt, err);
     bn_model_free(m);
     return r;

@@ -22,7 +22,8 @@
 #     family against bitnet.cpp's goldens in tests/golden (test_families cuda);
 #     the golden token parity of `bitnet-gpu generate --backend cuda`
 #     (test_cli with BITNET_CLI_BACKEND=cuda); several sequences in one forward
-#     (test_batch cuda: the batch that serve runs);
+#     (test_batch cuda: the batch that serve runs); logits that are not finite
+#     fail a forward pass (test_nonfinite cuda);
 #  2. the headline timings: bench_cuda on a synthetic model of the 2B-4T shape
 #     (made here by `bitnet-gpu make-model`), `bitnet-gpu bench` on it (the GPU
 #     fed the CPU's tokens must pick the same ones wherever the CPU's top-2
@@ -45,7 +46,8 @@
 # Exits 1 if any check failed. Fixtures: $BITNET_FIXTURES or ../shared/fixtures.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-binaries=(bitnet-gpu test_cuda test_cli test_trained_model test_batch test_families bench_cuda bench_lookup)
+binaries=(bitnet-gpu test_cuda test_cli test_trained_model test_batch test_families test_nonfinite bench_cuda
+  bench_lookup)
 if [ "${1:-}" = --binaries ]; then printf '%s\n' "${binaries[@]}"; exit 0; fi
 fixtures=${BITNET_FIXTURES:-$(pwd)/../shared/fixtures}
 out=${BITNET_GPU_LOGS:-gpu-check-out}
@@ -183,6 +185,8 @@ step families_cuda env BITNET_SOURCE_DIR="$PWD" BITNET_CLI="$cli" "$bin/test_fam
 # margin is below 0.05, fixtures README); its other tests run too.
 step cli_golden_parity env BITNET_CLI_BACKEND=cuda BITNET_CLI="$cli" "$bin/test_cli"
 step batch_cuda "$bin/test_batch" cuda # several sequences in one forward: each as if alone
+# Logits that are not finite (a NaN in the weights): one error in each output form, none on a clean model.
+step nonfinite_cuda "$bin/test_nonfinite" cuda
 
 # ---- 2. the headline timings ----------------------------------------------------
 [ -f "$model" ] || step make_model "$cli" make-model -o "$model" --preset 2b-4t --seed 1

@@ -12,6 +12,7 @@
 #ifndef BN_GGUF_BUILDER_H
 #define BN_GGUF_BUILDER_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -168,6 +169,9 @@ typedef struct gb_model_opts {
     const char *set_key;     // `<arch>.` key suffix written as uint32 set_value instead
     uint32_t set_value;
     const char *omit_key;    // `<arch>.` key suffix left out
+    const char *nonfinite;   // F32/F16/BF16 tensor whose element nonfinite_at holds
+    uint64_t nonfinite_at;   // nonfinite_value (0 stands for a NaN)
+    float nonfinite_value;
 } gb_model_opts;
 
 // Shapes: hidden 128, ffn 128, 2 heads of 64, 1 KV head, vocab 8: the smallest
@@ -231,6 +235,16 @@ static inline void gb_model_tensor(gb_builder *b, const gb_model_opts *o, const 
     } else { // Q8_0: 34 bytes per 32 elements
         nbytes = (size_t)(n / 32 * 34);
         d = calloc(1, nbytes);
+    }
+    if (o->nonfinite && strcmp(o->nonfinite, name) == 0 && o->nonfinite_at < n) {
+        const float v = o->nonfinite_value != 0 ? o->nonfinite_value : NAN;
+        uint32_t bits;
+        memcpy(&bits, &v, 4);
+        // f16: the same sign, all exponent bits, a mantissa bit for a NaN.
+        const uint16_t h = (uint16_t)((bits >> 16 & 0x8000) | 0x7c00 | (isnan(v) ? 0x200 : 0));
+        if (type == BN_GGML_F32) memcpy(d + 4 * o->nonfinite_at, &v, 4);
+        else if (type == BN_GGML_F16) memcpy(d + 2 * o->nonfinite_at, &h, 2);
+        else if (type == BN_GGML_BF16) memcpy(d + 2 * o->nonfinite_at, (uint16_t[]){(uint16_t)(bits >> 16)}, 2);
     }
     gb_tensor(b, name, type, n_dims, ne, d, nbytes);
     free(d);

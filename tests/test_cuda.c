@@ -661,7 +661,8 @@ static void test_attention_decode_seqs(void **state) {
     }
 }
 
-// The argmax of many rows in one launch against the sampler's, ties included.
+// The argmax of many rows in one launch against the sampler's, ties included;
+// -1 for a row that holds a NaN or an infinity (cuda/reduce.cuh).
 static void test_argmax_rows(void **state) {
     (void)state;
     require_gpu();
@@ -671,10 +672,15 @@ static void test_argmax_rows(void **state) {
     for (size_t i = 0; i < (size_t)rows * n; i++) x[i] = frand(&rng);
     x[3 * (size_t)n + 10] = x[3 * (size_t)n + 20] = 9.f; // a tie: the lower id wins
     x[7 * (size_t)n + n - 1] = 9.f;                      // the last element
+    x[11 * (size_t)n + 5000] = NAN;
+    x[12 * (size_t)n + n - 1] = -NAN;
+    x[13 * (size_t)n + 77] = -INFINITY;
+    x[14 * (size_t)n] = INFINITY;
     int32_t got[19];
     bn_error err = {{0}};
     if (bn_cuda_test_argmax_rows(x, rows, n, got, &err)) fail_msg("%s", err.msg);
-    for (int r = 0; r < rows; r++) assert_int_equal(got[r], bn_argmax(x + (size_t)r * n, n));
+    for (int r = 0; r < rows; r++)
+        assert_int_equal(got[r], r >= 11 && r <= 14 ? -1 : bn_argmax(x + (size_t)r * n, n));
     assert_int_equal(got[3], 10);
     assert_int_equal(got[7], n - 1);
     free(x);
@@ -863,12 +869,14 @@ static void test_embedding_argmax_cast(void **state) {
 
 static float f16_round(float v) { return bn_f16_to_f32(bn_f32_to_f16(v)); }
 
-// The fused argmax's rule on the host: first maximum, NaN ignored, all NaN -> 0.
+// The fused argmax's rule on the host: first maximum; -1 when a value is not finite.
 static int32_t argmax_first(const float *x, int n) {
-    int32_t b = -1;
-    for (int i = 0; i < n; i++)
-        if (!isnan(x[i]) && (b < 0 || x[i] > x[b])) b = i;
-    return b < 0 ? 0 : b;
+    int32_t b = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(x[i])) return -1;
+        if (x[i] > x[b]) b = i;
+    }
+    return b;
 }
 
 // Head weights in the device type (type 1 = F16, 0 = F32: ggml numbering).
@@ -968,7 +976,7 @@ static void test_head_gemv(void **state) {
 }
 
 // Fused argmax: ties go to the lowest index (within a thread, across tiles, across
-// blocks), an all-NaN row gives 0. Row sums of ones are exact in any order.
+// blocks), an all-NaN row gives -1. Row sums of ones are exact in any order.
 static void test_head_argmax_ties(void **state) {
     (void)state;
     require_gpu();
@@ -1001,13 +1009,13 @@ static void test_head_argmax_ties(void **state) {
                 assert_int_equal(argmax_first(last, V), steps[s][2]);
                 assert_int_equal(id, steps[s][2]);
             }
-            // The last row all NaN: id 0; the other rows are unaffected.
+            // The last row all NaN: id -1; the other rows are unaffected.
             for (int k = 0; k < K; k++) xf[(n - 1) * K + k] = NAN;
             head_x(type, xf, n, K, xw);
             int32_t id = -1;
             if (bn_cuda_test_head_gemv(w, type, K, V, xw, n, y, &id, &err)) fail_msg("%s", err.msg);
             assert_true(isnan(y[(size_t)(n - 1) * V + 3]) && !isnan(y[3]));
-            assert_int_equal(id, 0);
+            assert_int_equal(id, -1);
             free(w); free(y);
         }
 }

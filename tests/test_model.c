@@ -336,7 +336,7 @@ static void test_inspect_builder(void **state) {
     assert_int_equal(write(fd, buf, n), (ssize_t)n);
     close(fd);
     bn_error err = {{0}};
-    char *r = bn_inspect_report(path, 1, &err);
+    char *r = bn_inspect_report(path, 1, false, &err);
     if (!r) fail_msg("%s", err.msg);
     cJSON *j = cJSON_Parse(r);
     assert_non_null(j);
@@ -351,14 +351,14 @@ static void test_inspect_builder(void **state) {
     assert_int_equal((int)jnum(tot, "tensor_count"), 2 + 2 * 11);
     cJSON_Delete(j);
     free(r);
-    r = bn_inspect_report(path, 0, &err);
+    r = bn_inspect_report(path, 0, false, &err);
     assert_non_null(r);
     assert_non_null(strstr(r, "none embedded"));
     free(r);
 
     // Truncated by one byte.
     assert_int_equal(truncate(path, (off_t)n - 1), 0);
-    assert_null(bn_inspect_report(path, 1, &err));
+    assert_null(bn_inspect_report(path, 1, false, &err));
     assert_non_null(strstr(err.msg, path));
     assert_non_null(strstr(err.msg, "past the end"));
     const char *cli = getenv("BITNET_CLI");
