@@ -255,6 +255,9 @@ static int check_model(const bn_model *m, bn_error *err) {
 
 static void bn_cuda_destroy(bn_backend *be) {
     if (!be) return;
+    // The caller's thread may have another device current (or none yet): the
+    // frees below act on the current one.
+    (void)cudaSetDevice(be->device);
     for (int r = 0; r < BN_DECODE_FORMS; r++)
         for (int k = 0; k < BN_OUT_KINDS; k++)
             if (be->graph[r][k]) (void)cudaGraphExecDestroy(be->graph[r][k]);

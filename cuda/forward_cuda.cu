@@ -592,7 +592,12 @@ static int check_output(const bn_backend *be, const int32_t *seq, int n_tokens, 
 static int forward_checked(bn_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                            int n_tokens, float *logits, bool all_logits, int32_t *argmax, bn_top *top, double *sums,
                            bn_error *err) {
-    if (forward_impl(be, tokens, pos, seq, n_tokens, logits, all_logits, argmax, top, sums, err)) return -1;
+    if (forward_impl(be, tokens, pos, seq, n_tokens, logits, all_logits, argmax, top, sums, err)) {
+        // A launch that failed may leave copies out of the pinned buffers queued
+        // before it, which the next call would overwrite: let them finish.
+        (void)cudaStreamSynchronize(be->st);
+        return -1;
+    }
     const int t = check_output(be, seq, n_tokens, logits, all_logits, argmax, top);
     return t < 0 ? 0 : bn_backend_nonfinite("cuda", pos[t], bn_seq_of(seq, t), err);
 }
@@ -653,6 +658,7 @@ extern "C" int bn_cuda_debug_step(bn_backend *be, int32_t token, int32_t pos, in
 
 extern "C" int bn_cuda_profile_step(bn_backend *be, int32_t token, int32_t pos, bn_cuda_prof_row *rows,
                                     int max_rows, int *n_rows, double *total_ms, bn_error *err) {
+    BN_CUDA_TRY(cudaSetDevice(be->device)); // the events belong to the current device
     bn_cuda_prof *p = (bn_cuda_prof *)calloc(1, sizeof *p);
     if (!p) return bn_errorf(err, "cuda: out of host memory");
     int rc = -1, created = 0;
