@@ -37,6 +37,7 @@
 // no forward call.
 #define _GNU_SOURCE // memmem
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,6 +144,7 @@ struct bn_batch {
     float *draft_rows;        // [draft_call.max_runs][draft_vocab]
     bn_draft_job *draft_jobs; // [n_slots]
     int32_t *draft_out;       // [n_slots][BN_LOOKUP_MAX]: a step's drafts
+    char draft_note[sizeof(bn_error) + 64]; // why a draft model stopped drafting ("": it did not)
 };
 
 // Ends a slot's request (or a failed bn_batch_add's set-up); the buffers and
@@ -250,6 +252,7 @@ fail:
 
 const char *bn_batch_backend(const bn_batch *b) { return b->be.ops->name; }
 const char *bn_batch_backend_note(const bn_batch *b) { return b->be.note; }
+const char *bn_batch_draft_note(const bn_batch *b) { return b->draft_note[0] ? b->draft_note : NULL; }
 int bn_batch_n_ctx(const bn_batch *b) { return b->be.n_ctx; }
 int bn_batch_n_slots(const bn_batch *b) { return b->n_slots; }
 
@@ -465,6 +468,7 @@ int bn_batch_set_lookup(bn_batch *b, int max_draft, bn_error *err) {
 int bn_batch_set_draft(bn_batch *b, const bn_engine *draft, const bn_session_params *p, int max_draft, float p_min,
                        bn_error *err) {
     bn_batch_set_lookup(b, 0, err); // whatever comes next, nothing drafts until it succeeds
+    b->draft_note[0] = 0;
     if (!draft || max_draft == 0) return 0;
     if (max_draft < 0 || max_draft > BN_LOOKUP_MAX)
         return bn_errorf(err, "a draft model drafts 0..%d tokens a pass (got %d)", BN_LOOKUP_MAX, max_draft);
@@ -798,6 +802,17 @@ static int draft_slots(bn_batch *b, draft_room room, int later, bn_error *err) {
     return 0;
 }
 
+// A draft model that fails (its backend, or logits that are not finite) costs
+// the batch its drafts, not its requests: drafting stops for good, as
+// bn_batch_set_lookup(b, 0) stops it between steps, and this step goes on
+// without drafts (draft_slots drafted for no slot). bn_batch_draft_note says why.
+static void draft_failed(bn_batch *b, const bn_error *why) {
+    snprintf(b->draft_note, sizeof b->draft_note, "the draft model failed, and drafts no more: %s", why->msg);
+    bn_error ignored;
+    bn_batch_set_lookup(b, 0, &ignored); // turning drafts off cannot fail
+    for (int k = 0; k < b->n_slots; k++) b->slots[k].drafted = 0;
+}
+
 // Slot k's draft after its pending token (the run gathered last, ending at n)
 // into the call: prompt lookup's, or what the draft model drafted for it
 // (draft_slots), as much as draft_budget leaves it. Returns how many.
@@ -868,7 +883,10 @@ int bn_batch_step(bn_batch *b, const bn_batch_event **events, int *n_events, bn_
         for (int k = 0; k < b->n_slots; k++) pending += generating(&b->slots[k]) && !takes_row_ahead(&b->slots[k]);
         room.tokens = pending + (b->step_tokens - pending) / 2;
     }
-    if (room.rows && b->draft.be && draft_slots(b, room, later, err)) goto fail;
+    if (room.rows && b->draft.be) {
+        bn_error why = {{0}};
+        if (draft_slots(b, room, later, &why)) draft_failed(b, &why);
+    }
     for (int k = 0; k < b->n_slots; k++) {
         bn_slot *s = &b->slots[k];
         if (!generating(s)) continue;

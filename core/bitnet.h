@@ -343,6 +343,11 @@ BN_API bn_lookup_stats bn_session_lookup_stats(const bn_session *s);
 // both off. -1 and err for different vocabularies, draft == s, or a count or p_min
 // out of range, and s then drafts nothing.
 BN_API int bn_session_set_draft(bn_session *s, bn_session *draft, int max_draft, float p_min, bn_error *err);
+// NULL, or why the draft model stopped drafting: it failed in a generation
+// (its backend, or logits that are not finite), which went on without drafts,
+// as later ones do; the tokens are those without drafts. bn_session_set_draft
+// clears it.
+BN_API const char *bn_session_draft_note(const bn_session *s);
 
 // Logits after feeding tokens (for tests and tools): runs the forward pass for
 // them after the tokens already in the session and copies the last row.
@@ -519,6 +524,11 @@ BN_API bn_lookup_stats bn_batch_lookup_stats(const bn_batch *b);
 // cannot open, and the batch then drafts nothing.
 BN_API int bn_batch_set_draft(bn_batch *b, const bn_engine *draft, const bn_session_params *p, int max_draft,
                               float p_min, bn_error *err);
+// NULL, or why the draft model stopped drafting: it failed in a step (its
+// backend, or logits that are not finite), which went on without drafts, as
+// does every later one; the requests lose nothing but the speed-up.
+// bn_batch_set_draft clears it.
+BN_API const char *bn_batch_draft_note(const bn_batch *b);
 
 // ---- OpenAI function calling ("tools") -------------------------------------------
 // For models not trained for it, as `bitnet-gpu serve` does it (README: Structured

@@ -63,6 +63,7 @@ struct bn_session {
     bn_draft_backoff backoff;
     bn_sampler *draft_smp; // a sampling generate call's sampler's copy, for the draft (bn_draft_steps)
     bn_draft_call draft_call;
+    char draft_note[sizeof(bn_error) + 64]; // why the draft model stopped drafting ("": it did not)
 };
 
 int bn_session_create(bn_engine *e, const bn_session_params *p, bn_session **out, bn_error *err) {
@@ -160,6 +161,7 @@ int bn_session_set_lookup(bn_session *s, int max_draft, bn_error *err) {
 
 int bn_session_set_draft(bn_session *s, bn_session *draft, int max_draft, float p_min, bn_error *err) {
     bn_session_set_lookup(s, 0, err); // whatever comes next, nothing drafts until it succeeds
+    s->draft_note[0] = 0;
     if (!draft || max_draft == 0) return 0;
     if (max_draft < 0 || max_draft > BN_LOOKUP_MAX)
         return bn_errorf(err, "a draft model drafts 0..%d tokens a pass (got %d)", BN_LOOKUP_MAX, max_draft);
@@ -186,6 +188,7 @@ int bn_session_token_logprobs(const bn_session *s, float *logprob, const bn_toke
 
 const char *bn_session_backend(const bn_session *s) { return s->be.ops->name; }
 const char *bn_session_backend_note(const bn_session *s) { return s->be.note; }
+const char *bn_session_draft_note(const bn_session *s) { return s->draft_note[0] ? s->draft_note : NULL; }
 const char *bn_session_cpu_kernels(const bn_session *s) {
     return s->be.ops == &bn_cpu_backend ? bn_cpu_backend_kernels(s->be.be) : NULL;
 }
@@ -341,6 +344,17 @@ static int draft_tokens(bn_session *s, const bn_sampler *smp, int max, int32_t *
     return rc ? -1 : job.got;
 }
 
+// A draft model that fails (its backend, or logits that are not finite) costs
+// the generation its drafts only: drafting stops for good, as
+// bn_session_set_lookup(s, 0) stops it, and the step goes on without a draft.
+// bn_session_draft_note says why. Returns 0, the tokens drafted.
+static int draft_failed(bn_session *s, const bn_error *why) {
+    snprintf(s->draft_note, sizeof s->draft_note, "the draft model failed, and drafts no more: %s", why->msg);
+    bn_error ignored;
+    bn_session_set_lookup(s, 0, &ignored); // turning drafts off cannot fail
+    return 0;
+}
+
 // The step after the pending token (history[n_hist - 1], not yet fed) with
 // lookup (or a draft model) on: the next row of the last verifying pass where
 // the pending token is the one it drafted there (its K/V are in the cache
@@ -361,10 +375,11 @@ static int lookup_step(bn_session *s, bn_sampler *smp, int max_draft, int32_t *n
     bn_lookup_end(&s->pass, s->lookup_max);
     if (max_draft > s->pass.len) max_draft = s->pass.len;
     int32_t toks[BN_LOOKUP_MAX + 1];
-    const int k = max_draft <= 0 ? 0
-                : s->draft   ? draft_tokens(s, smp, max_draft, toks + 1, err)
-                             : bn_lookup_draft(s->history, s->n_hist, max_draft, toks + 1);
-    if (k < 0) return -1;
+    bn_error why = {{0}};
+    int k = max_draft <= 0 ? 0
+          : s->draft   ? draft_tokens(s, smp, max_draft, toks + 1, &why)
+                       : bn_lookup_draft(s->history, s->n_hist, max_draft, toks + 1);
+    if (k < 0) k = draft_failed(s, &why);
     if (k == 0) return feed_and_pick(s, smp, next, err);
     if (settle_opening(s, false, err)) return -1; // a move (cpu_start) comes between passes only
     toks[0] = pending;

@@ -7,11 +7,15 @@
 // room is split; a sequence fed its prompt ahead feeds only the rest at its
 // draft; the back-off idles and counts misses. A p-min test from the
 // backend's best entries and softmax denominators (forward_top) drafts what it
-// drafts from whole rows, and holds at p-min's boundary either way.
+// drafts from whole rows, and holds at p-min's boundary either way. A draft
+// model that fails costs a session or a batch its drafts, not its tokens.
 #include "test_util.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "bitnet.h"
@@ -365,12 +369,108 @@ static void test_backoff(void **state) {
     o.ops->destroy(o.be);
 }
 
+// ---- a draft model that fails -------------------------------------------------------
+
+// The shipped model with a NaN in row 3 of its tied embedding: logit 3 of every
+// token is NaN, so each of its forward passes fails (backend.h: bn_all_finite).
+static bn_engine *broken_engine(char *path) {
+    char buf[4096];
+    FILE *f = fopen(bn_shipped_path("models/bitnet-austen-6m.gguf", buf, sizeof buf), "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    const long n = ftell(f);
+    rewind(f);
+    uint8_t *bytes = malloc((size_t)n);
+    assert_int_equal(fread(bytes, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    const bn_tensor *e = &g_engine->model->tok_embd;
+    const size_t at = (size_t)((const uint8_t *)e->data - g_engine->model->gguf->base) + (3 * e->ne0 + 1) * 2;
+    bytes[at] = 0x00, bytes[at + 1] = 0x7e; // f16 NaN
+    const int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, bytes, (size_t)n), n);
+    close(fd);
+    free(bytes);
+    bn_engine *bad;
+    bn_error err;
+    if (bn_engine_load(path, NULL, &bad, &err)) fail_msg("%s", err.msg);
+    return bad;
+}
+
+static int collect(void *user, int32_t id, const char *text, size_t len) {
+    (void)text, (void)len;
+    int32_t *ids = user;
+    if (id >= 0) ids[1 + ids[0]++] = id;
+    return 0;
+}
+
+static void expect_note(const char *note) {
+    if (!note) fail_msg("no note says the draft model failed");
+    if (!strstr(note, "the draft model failed") || !strstr(note, "NaN or an infinity")) fail_msg("note: %s", note);
+}
+
+// A draft model whose passes fail costs its drafts, not the generation: the
+// session and the batch give the tokens they give without one, and say why.
+static void test_failing_draft_model(void **state) {
+    (void)state;
+    enum { N = 24 };
+    char path[] = "/tmp/bn_test_draft_XXXXXX";
+    bn_engine *bad = broken_engine(path);
+    const bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = 128};
+    bn_session *s, *d;
+    bn_error err;
+    if (bn_session_create(g_engine, &sp, &s, &err) || bn_session_create(bad, &sp, &d, &err)) fail_msg("%s", err.msg);
+    const bn_sampling greedy = bn_sampling_greedy();
+    int32_t alone[N + 1] = {0}, drafted[N + 1] = {0};
+    if (bn_session_generate(s, g_text, g_n_text, N, &greedy, collect, alone, NULL, &err)) fail_msg("%s", err.msg);
+    bn_session_reset(s);
+    if (bn_session_set_draft(s, d, 4, 0, &err)) fail_msg("%s", err.msg);
+    assert_null(bn_session_draft_note(s));
+    if (bn_session_generate(s, g_text, g_n_text, N, &greedy, collect, drafted, NULL, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(drafted[0], N);
+    assert_memory_equal(alone, drafted, sizeof alone);
+    expect_note(bn_session_draft_note(s));
+    assert_int_equal(bn_session_lookup_stats(s).drafted, 0);
+    bn_session_set_draft(s, d, 4, 0, &err); // cleared by a new draft
+    assert_null(bn_session_draft_note(s));
+    bn_session_free(s);
+    bn_session_free(d);
+
+    // Two slots: one request ahead of the other; each gives the session's tokens.
+    const bn_batch_params bp = {.session = sp, .n_slots = 2};
+    bn_batch *b;
+    if (bn_batch_create(g_engine, &bp, &b, &err) || bn_batch_set_draft(b, bad, &sp, 4, 0, &err))
+        fail_msg("%s", err.msg);
+    int32_t got[2][N] = {{0}}, n_got[2] = {0};
+    const bn_request req = {.prompt = g_text, .n_prompt = g_n_text, .max_tokens = N, .sampling = greedy};
+    assert_int_equal(bn_batch_add(b, &req, &err), 0);
+    for (int done = 0, steps = 0; done < 2; steps++) {
+        if (steps == 3 && bn_batch_add(b, &req, &err) != 1) fail_msg("%s", err.msg);
+        const bn_batch_event *ev;
+        int n;
+        if (bn_batch_step(b, &ev, &n, &err)) fail_msg("%s", err.msg);
+        for (int i = 0; i < n; i++) {
+            if (ev[i].token >= 0 && !ev[i].eog) got[ev[i].slot][n_got[ev[i].slot]++] = ev[i].token;
+            if (ev[i].done) bn_batch_remove(b, ev[i].slot), done++;
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(n_got[k], N);
+        assert_memory_equal(got[k], alone + 1, sizeof got[k]);
+    }
+    expect_note(bn_batch_draft_note(b));
+    assert_int_equal(bn_batch_lookup_stats(b).drafted, 0);
+    bn_batch_free(b);
+    bn_engine_free(bad);
+    unlink(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy),          cmocka_unit_test(test_p_min),   cmocka_unit_test(test_sampled),
         cmocka_unit_test(test_first_feed_split), cmocka_unit_test(test_p_min_from_top),
         cmocka_unit_test(test_p_min_boundary),   cmocka_unit_test(test_feed_only),
-        cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_backoff),          cmocka_unit_test(test_failing_draft_model),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -100,6 +100,10 @@ static void run_point(bn_engine *e, const bn_engine *draft, const bn_run_flags *
     pt->tok_s = bn_per_second(pt->decode_tokens, pt->decode_ms);
     pt->ms_per_step = pt->steps ? pt->decode_ms / pt->steps : 0;
     pt->drafts = bn_batch_lookup_stats(b);
+    if (bn_batch_draft_note(b)) { // the figures would be those of no draft model
+        snprintf(err.msg, sizeof err.msg, "%s", bn_batch_draft_note(b));
+        goto fail;
+    }
     pt->ran = true;
     snprintf(pt->note, sizeof pt->note, "%s", bn_batch_backend_note(b));
     bn_batch_free(b);

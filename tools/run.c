@@ -163,6 +163,11 @@ void bn_print_timings(bn_run *r, const bn_timings *t) {
                 r->draft_session ? "draft" : "lookup", l.drafted, l.passes, l.accepted,
                 l.drafted ? 100.0 * (double)l.accepted / (double)l.drafted : 0.0);
     }
+    const char *draft_note = bn_session_draft_note(r->session);
+    if (draft_note && !r->draft_warned) { // said once, as below
+        fprintf(stderr, "warning: %s\n", draft_note);
+        r->draft_warned = true;
+    }
     if (r->opening && !bn_session_opening(r->session)) { // said once (chat prints every turn)
         fprintf(stderr, "backend: now %s (%s)\n", bn_session_backend(r->session),
                 bn_session_backend_note(r->session));
@@ -190,6 +195,8 @@ void bn_add_timings_json(cJSON *o, const bn_run *r, const bn_timings *t) {
         cJSON_AddNumberToObject(j, "lookup_drafted", l.drafted);
         cJSON_AddNumberToObject(j, "lookup_accepted", l.accepted);
         cJSON_AddNumberToObject(j, "lookup_passes", l.passes);
+        const char *draft_note = bn_session_draft_note(r->session);
+        if (draft_note) cJSON_AddStringToObject(j, "draft_failed", draft_note);
     }
     cJSON_AddStringToObject(o, "stop", bn_stop_name(t->stop));
 }

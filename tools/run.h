@@ -14,6 +14,7 @@ typedef struct bn_run {
     bool opening;       // the session's backend was still opening when last said (cpu_start)
     char asked[16];     // the backend the flags asked for ("auto" unless named)
     bool lookup;        // --lookup or -md: the timings say what it drafted
+    bool draft_warned;  // the draft model's failure was said (bn_session_draft_note)
     bn_engine *draft_engine;   // -md: the draft model
     bn_session *draft_session; // and its session, on the same backend flags
 } bn_run;

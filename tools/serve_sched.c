@@ -57,6 +57,7 @@ struct bn_sched {
     bool stopping;
     double deadline_ms; // stopping: running jobs end by then (bn_now_ms)
     bn_sched_stats stats;
+    bool draft_warned; // the draft model's failure was logged (bn_batch_draft_note)
 };
 
 void bn_job_params_free(bn_job_params *p) {
@@ -288,6 +289,10 @@ static void *sched_main(void *arg) {
         s->stats.step_seconds += (t1 - t0) / 1e3;
         bn_batch_json_counts(s->b, &s->stats.json_rows_cached, &s->stats.json_rows_worked);
         s->stats.lookup = bn_batch_lookup_stats(s->b);
+        if (bn_batch_draft_note(s->b) && !s->draft_warned) { // the requests went on without drafts
+            fprintf(stderr, "serve: warning: %s\n", bn_batch_draft_note(s->b));
+            s->draft_warned = true;
+        }
         if (rc == 0) {
             after_step(s, ev, n);
             continue;

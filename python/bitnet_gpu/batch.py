@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from typing import Optional, Union
 
 from . import _native as N
@@ -121,7 +122,9 @@ class BatchEngine(Model):
     draft_model="small.gguf": speculative decoding with that model drafting
     instead (bitnet.h: bn_batch_set_draft; `serve -md FILE`), on the same
     backend, threads and kernels, up to `draft` tokens a pass (0: off);
-    lookup_stats() counts its drafts.
+    lookup_stats() counts its drafts. A draft model that fails stops drafting,
+    and the requests go on without it: draft_note then says why, and a
+    RuntimeWarning says it once.
     close() or a `with` block frees it (its scheduler thread holds it, so
     garbage collection does not).
     """
@@ -166,6 +169,7 @@ class BatchEngine(Model):
         self._active = {}  # slot -> job
         self._closing = False
         self._lookup = (0, 0, 0)  # the batch's lookup statistics after the last step
+        self.draft_note = None  # why draft_model stopped drafting (bitnet.h: bn_batch_draft_note)
         self._thread = threading.Thread(target=self._loop, name="bitnet-batch", daemon=True)
         self._thread.start()
 
@@ -269,8 +273,12 @@ class BatchEngine(Model):
                     continue
             rc = lib.bn_batch_step(self._b, ctypes.byref(events), ctypes.byref(n_events), ctypes.byref(err))
             lookup = lib.bn_batch_lookup_stats(self._b)  # read by this thread, which owns the batch
+            note = _str(lib.bn_batch_draft_note(self._b))
+            if note and not self.draft_note:
+                warnings.warn(f"bitnet_gpu: {note}", RuntimeWarning)
             with self._cond:
                 self._lookup = (lookup.drafted, lookup.accepted, lookup.passes)
+                self.draft_note = note
                 if rc != 0:  # a backend failure ends every request
                     e = BitnetError(err.msg.decode("utf-8", "replace"))
                     for slot, job in self._active.items():

@@ -13,6 +13,7 @@ import os
 import queue
 import threading
 import uuid
+import warnings
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -618,7 +619,9 @@ class Engine(Model):
     generation does (greedily, or with a copy of its sampler and random state),
     stopping before a step whose likeliest token is below draft_p_min, and this
     model verifies them in one pass; the same tokens as without (the lookup_*
-    timings count them).
+    timings count them). A draft model that fails (its logits not finite, say)
+    stops drafting, and the generations go on without it: draft_note then says
+    why, and a RuntimeWarning says it once.
 
     cpu_start=True: where a GPU may be present, the engine is ready at once on
     the CPU while the GPU backend opens on a thread, and moves to it between two
@@ -671,6 +674,7 @@ class Engine(Model):
         _check(lib.bn_session_create(self._e, ctypes.byref(params), ctypes.byref(s), ctypes.byref(err)), err)
         self._s = s
         self.lookup = int(lookup)
+        self.draft_note = None  # why draft_model stopped drafting (bitnet.h: bn_session_draft_note)
         _check(lib.bn_session_set_lookup(self._s, self.lookup, ctypes.byref(err)), err)
         if draft_model is not None:
             self._open_draft(draft_model, tokenizer, params, int(draft), float(draft_p_min))
@@ -715,6 +719,10 @@ class Engine(Model):
         self.backend = _str(lib.bn_session_backend(self._s))  # "cpu", "cuda" or "reference"
         self.backend_note = _str(lib.bn_session_backend_note(self._s))  # why that one
         self.cpu_kernels = _str(lib.bn_session_cpu_kernels(self._s))  # None on a GPU
+        note = _str(lib.bn_session_draft_note(self._s))
+        if note and not self.draft_note:
+            warnings.warn(f"bitnet_gpu: {note}", RuntimeWarning, stacklevel=3)
+        self.draft_note = note
 
     def wait_backend(self):
         """cpu_start: waits until the backend asked for is open and moves to it (at

@@ -44,6 +44,23 @@ def cli(model_path):
     return run
 
 
+@pytest.fixture(scope="session")
+def broken_model(model_path, tmp_path_factory):
+    """tiny-a with a NaN in row 3 of its tied embedding (where `inspect --json`
+    puts it): logit 3 of every token is NaN, so each of its forward passes fails."""
+    if not (CLI and os.access(CLI, os.X_OK)):
+        pytest.skip("the CLI is not built (set BITNET_CLI)")
+    info = json.loads(subprocess.run([CLI, "inspect", "--json", model_path], capture_output=True, check=True).stdout)
+    embd = next(t for t in info["tensors"] if t["name"] == "token_embd.weight")
+    assert embd["type"] == "F16"
+    data = bytearray(open(model_path, "rb").read())
+    at = embd["offset"] + (3 * embd["shape"][0] + 1) * 2
+    data[at:at + 2] = b"\x00\x7e"  # an f16 NaN
+    path = tmp_path_factory.mktemp("broken") / "nan-embedding.gguf"
+    path.write_bytes(data)
+    return path
+
+
 def pytest_sessionfinish(session, exitstatus):
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if exitstatus == 0 and reporter and reporter.stats.get("skipped"):

@@ -102,6 +102,17 @@ def test_draft_model_same_as_alone(model_path, engine):
         BatchEngine(model_path, slots=1, draft_model=model_path, draft_p_min=2)
 
 
+def test_failing_draft_model(model_path, engine, broken_model):
+    """A draft model whose passes fail stops drafting; the requests get Engine's tokens, draft_note
+    says why, and a RuntimeWarning says it once."""
+    want = [engine.generate(p, max_tokens=12, greedy=True).ids for p in PROMPTS]
+    with pytest.warns(RuntimeWarning, match="the draft model failed"):
+        with BatchEngine(model_path, slots=3, threads=2, draft_model=broken_model, draft=4, draft_p_min=0) as b:
+            got = [b.generate(p, max_tokens=12, greedy=True).ids for p in PROMPTS]
+            note = b.draft_note
+    assert got == want and "NaN or an infinity" in note
+
+
 def test_penalties_and_logit_bias(batch, engine):
     """The penalties and logit biases reach a batch's slots as an Engine's session: the same
     tokens, several requests at once (each keeps its own biases)."""

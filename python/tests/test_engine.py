@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import types
+import warnings
 
 import pytest
 
@@ -144,6 +145,24 @@ def test_draft_model_gives_the_same_tokens(engine, model_path, cli, tmp_path):
         Engine(model_path, threads=1, draft_model=other)
     with pytest.raises(ValueError, match="choose one"):
         Engine(model_path, threads=1, lookup=4, draft_model=model_path)
+
+
+def test_failing_draft_model(engine, model_path, broken_model):
+    """A draft model whose passes fail (logits that are not finite) costs its drafts, not the
+    generation: the tokens of the model alone, draft_note says why, a RuntimeWarning says it once."""
+    prompt = "It is a truth universally acknowledged"
+    want = engine.generate(prompt, max_tokens=24, greedy=True)
+    with Engine(model_path, threads=1, draft_model=broken_model, draft=4, draft_p_min=0) as e:
+        assert e.draft_note is None
+        with pytest.warns(RuntimeWarning, match="the draft model failed"):
+            got = e.generate(prompt, max_tokens=24, greedy=True)
+        assert got.ids == want.ids and got.timings.lookup_drafted == 0
+        assert "NaN or an infinity" in e.draft_note
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # said once
+            assert e.generate(prompt, max_tokens=24, greedy=True).ids == want.ids
+    with Engine(broken_model, threads=1) as e, pytest.raises(BitnetError, match="NaN or an infinity"):
+        e.generate(prompt, max_tokens=4, greedy=True)
 
 
 def test_default_model(model_path, tmp_path, monkeypatch):
