@@ -589,6 +589,42 @@ class ServeTest(unittest.TestCase):
             assert_error(self, status, raw, 400)
             self.assertIn(says, json.loads(raw)["error"]["message"])
 
+    def test_schema_aliases(self):
+        """llama.cpp's json_schema, vLLM's guided_json (an object or its text) and
+        structured_outputs' json hold the reply to the schema as response_format does: the
+        same greedy reply. Two formats at once, or the other servers' grammars, regular
+        expressions and choices, are a 400 that names the field."""
+        schema = {"type": "object", "properties": {"n": {"type": "integer"}, "c": {"enum": ["x", "y"]}},
+                  "required": ["n", "c"]}
+        base = {"prompt": "Data:", "max_tokens": 40, "temperature": 0}
+        forms = [{"response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": schema}}},
+                 {"json_schema": schema}, {"guided_json": schema}, {"guided_json": json.dumps(schema)},
+                 {"structured_outputs": {"json": schema}}]
+        texts = []
+        for form in forms:
+            status, _, raw = self.srv.request("POST", "/v1/completions", {**base, **form})
+            self.assertEqual(status, 200, raw)
+            texts.append(json.loads(raw)["choices"][0]["text"])
+        self.assertEqual(texts, [texts[0]] * len(forms))
+        self.assertTrue(texts[0].lstrip().startswith("{"), texts[0])
+        for body, names in (({"json_schema": schema, "guided_json": schema}, "'guided_json' beside"),
+                            ({"response_format": {"type": "json_object"}, "json_schema": schema}, "'json_schema' beside"),
+                            ({"guided_json": "{not json"}, "'guided_json' must be a JSON Schema"),
+                            ({"json_schema": [1]}, "'json_schema' must be a JSON Schema"),
+                            ({"grammar": "root ::= \"a\""}, "'grammar' is not supported"),
+                            ({"guided_regex": "a+"}, "'guided_regex' is not supported"),
+                            ({"guided_choice": ["a", "b"]}, "'guided_choice' is not supported"),
+                            ({"guided_grammar": "x"}, "'guided_grammar' is not supported"),
+                            ({"structured_outputs": {"regex": "a+"}}, "'structured_outputs' is not supported"),
+                            ({"structured_outputs": "json"}, "'structured_outputs' is not supported")):
+            status, _, raw = self.srv.request("POST", "/v1/completions", {**base, **body})
+            assert_error(self, status, raw, 400)
+            self.assertIn(names, json.loads(raw)["error"]["message"])
+        off = {**base, "max_tokens": 2, "grammar": "", "guided_regex": None, "guided_choice": None,
+               "json_schema": None, "structured_outputs": {"json": None}}
+        status, _, raw = self.srv.request("POST", "/v1/completions", off)
+        self.assertEqual(status, 200, raw)
+
     def text_of(self, r, stream):
         """A chat reply's text and finish_reason, streamed or not."""
         if not stream:

@@ -255,15 +255,51 @@ static bool get_response_format(fields *f, bn_job_params *p) {
     return set_schema(f, p, schema);
 }
 
-// OpenAI's parameters that would change the answer in ways this server does not
-// implement are refused, not ignored, unless absent, null or off.
+// The same JSON Schema in the forms of the servers people come from: llama.cpp's
+// "json_schema" (the schema) and vLLM's "guided_json" (the schema, or its JSON
+// text) and "structured_outputs": {"json": ...}. One reply format at most.
+static bool get_schema_aliases(fields *f, bn_job_params *p) {
+    const cJSON *so = field(f, "structured_outputs");
+    const struct { const char *name; const cJSON *v; } forms[] = {
+        {"json_schema", field(f, "json_schema")},
+        {"guided_json", field(f, "guided_json")},
+        {"structured_outputs", cJSON_GetObjectItemCaseSensitive(so, "json")},
+    };
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        const cJSON *v = forms[i].v;
+        if (!v || cJSON_IsNull(v)) continue;
+        if (p->json_object || p->json_schema)
+            return fail(f, "'%s' beside another reply format (response_format, json_schema, guided_json or "
+                           "structured_outputs): give one", forms[i].name);
+        cJSON *parsed = cJSON_IsString(v) ? cJSON_Parse(v->valuestring) : NULL; // vLLM takes the text too
+        const cJSON *schema = parsed ? parsed : v;
+        const bool ok = (cJSON_IsObject(schema) || cJSON_IsTrue(schema))
+                            ? set_schema(f, p, schema)
+                            : fail(f, "'%s' must be a JSON Schema: an object, or its JSON text", forms[i].name);
+        cJSON_Delete(parsed);
+        if (!ok) return false;
+    }
+    return true;
+}
+
+// Parameters that would change the answer in ways this server does not
+// implement are refused, not ignored, unless absent, null or off: OpenAI's,
+// and the other servers' grammars, regular expressions and choices.
 static bool refuse_unsupported(fields *f) {
-    const cJSON *v;
+    const cJSON *v, *so = field(f, "structured_outputs");
     const char *bad = (v = field(f, "best_of")) && !is_number(v, 1)                          ? "best_of"
                     : (v = field(f, "suffix")) && !(cJSON_IsString(v) && !*v->valuestring)   ? "suffix"
                     : (v = field(f, "functions")) && !(cJSON_IsArray(v) && !v->child)        ? "functions"
+                    : (v = field(f, "grammar")) && !(cJSON_IsString(v) && !*v->valuestring)  ? "grammar"
+                    : field(f, "guided_grammar")                                             ? "guided_grammar"
+                    : field(f, "guided_regex")                                               ? "guided_regex"
+                    : field(f, "guided_choice")                                              ? "guided_choice"
+                    : so && !cJSON_IsObject(so)                                              ? "structured_outputs"
                                                                                               : NULL;
-    return !bad || fail(f, "'%s' is not supported by this server", bad);
+    for (const cJSON *e = so && cJSON_IsObject(so) ? so->child : NULL; e && !bad; e = e->next)
+        if (strcmp(e->string, "json") && !cJSON_IsNull(e)) bad = "structured_outputs";
+    return !bad || fail(f, "'%s' is not supported by this server (a JSON Schema is: response_format, "
+                           "json_schema, guided_json)", bad);
 }
 
 // echo (completions): each choice's text, and with logprobs its tokens, begin
@@ -284,16 +320,15 @@ static bool get_echo(fields *f, bool chat, bn_job_params *p) {
 // may be called has its reply held to their schema, and its system message
 // lists them. A response_format then shapes the answer that calls none.
 static bool get_tools(fields *f, bn_job_params *p, bn_tools *t) {
-    // response_format as get_response_format read it: json_object, or a json_schema's schema.
-    const cJSON *format = cJSON_GetObjectItemCaseSensitive(field(f, "response_format"), "json_schema");
-    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(format, "schema");
-    cJSON *made = NULL; // a schema for response_format's value made here
-    const cJSON *response = p->json_object ? (made = cJSON_Parse("{\"type\": \"object\"}"))
-                          : p->json_schema ? (schema ? schema : (made = cJSON_CreateTrue()))
-                                           : NULL;
+    // The reply format as get_response_format and get_schema_aliases read it:
+    // json_object, or a JSON Schema.
+    cJSON *response = p->json_object ? cJSON_Parse("{\"type\": \"object\"}")
+                    : p->json_schema ? cJSON_Parse(p->json_schema)
+                                     : NULL;
+    if ((p->json_object || p->json_schema) && !response) return fail(f, "out of memory (%s)", "tools");
     char err[512];
     const int rc = bn_tools_read(f->o, response, t, err, sizeof err);
-    cJSON_Delete(made);
+    cJSON_Delete(response);
     if (rc) {
         reply_error(f->r, 400, "invalid_value", "%s", err);
         return f->bad = true, false;
@@ -449,7 +484,8 @@ static void generate(const bn_api *a, const char *body, size_t len, bool chat, b
     // serve -n, else OpenAI's defaults: a completion stops after 16 tokens, a chat reply at its end.
     const int default_max = a->max_tokens >= 0 ? a->max_tokens : chat ? 0 : 16;
     bool ok = get_params(a, &f, &p, &r->stream, default_max) && get_echo(&f, chat, &p) && get_logit_bias(a, &f, &p) &&
-              get_logprobs(&f, chat, &p) && get_response_format(&f, &p) && refuse_unsupported(&f) &&
+              get_logprobs(&f, chat, &p) && get_response_format(&f, &p) && get_schema_aliases(&f, &p) &&
+              refuse_unsupported(&f) &&
               (chat ? get_tools(&f, &p, &tools) && chat_prompt(a, &f, &p, &tools)
                     : (!(t = field(&f, "tools")) || (cJSON_IsArray(t) && !t->child) ||
                        fail(&f, "'%s' is for chat completions", "tools")) && completion_prompts(a, &f, &p));
