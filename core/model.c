@@ -221,27 +221,21 @@ static float half_to_float(uint16_t h) {
     return f;
 }
 
-// Whether any of n 16- or 32-bit words has all the bits of mask: a loop with no
-// early exit and a fixed width, which the compiler vectorizes.
-static bool any16(const uint8_t *p, uint64_t n, uint16_t mask) {
-    uint32_t bad = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        uint16_t u;
-        memcpy(&u, p + 2 * i, 2);
-        bad |= (u & mask) == mask;
+// any16 / any32: whether any of n 16- or 32-bit words has all the bits of mask;
+// a loop with no early exit over words of one width, which the compiler vectorizes.
+#define ANY_MASKED(name, word)                                   \
+    static bool name(const uint8_t *p, uint64_t n, word mask) {  \
+        uint32_t bad = 0;                                        \
+        for (uint64_t i = 0; i < n; i++) {                       \
+            word u;                                              \
+            memcpy(&u, p + sizeof u * i, sizeof u);              \
+            bad |= (u & mask) == mask;                           \
+        }                                                        \
+        return bad;                                              \
     }
-    return bad;
-}
-
-static bool any32(const uint8_t *p, uint64_t n, uint32_t mask) {
-    uint32_t bad = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, p + 4 * i, 4);
-        bad |= (u & mask) == mask;
-    }
-    return bad;
-}
+ANY_MASKED(any16, uint16_t)
+ANY_MASKED(any32, uint32_t)
+#undef ANY_MASKED
 
 // The first element of F32, F16 or BF16 data that is not finite (its exponent
 // bits all ones), or -1: blocks of 4096 tested at once, and only a block that

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "gguf.h"
+#include "model.h"
 
 typedef struct gb_buf {
     uint8_t *p;
@@ -297,6 +298,32 @@ static inline uint8_t *gb_model(const gb_model_opts *o, size_t *size) {
     uint8_t *file = gb_finish(&b, size);
     gb_free(&b);
     return file;
+}
+
+// A model loaded from a gb_model file in memory; the buffer outlives the model.
+typedef struct gb_loaded {
+    uint8_t *buf;
+    bn_model *m;
+} gb_loaded;
+
+// 0, or -1 with err, the buffer then freed too.
+static inline int gb_load(const gb_model_opts *o, gb_loaded *b, bn_error *err) {
+    size_t n;
+    bn_gguf *g;
+    b->m = NULL;
+    b->buf = gb_model(o, &n);
+    if (bn_gguf_open_memory(b->buf, n, &g, err) == 0) {
+        if (bn_model_from_gguf(g, &b->m, err) == 0) return 0;
+        bn_gguf_close(g);
+    }
+    free(b->buf);
+    b->buf = NULL;
+    return -1;
+}
+
+static inline void gb_loaded_free(gb_loaded *b) {
+    bn_model_free(b->m);
+    free(b->buf);
 }
 
 #endif

@@ -161,50 +161,24 @@ static void test_inspect_cli(void **state) {
 
 // ---- builder-made models ---------------------------------------------------------------------
 
-// A model over a builder-made file; the buffer must outlive the model.
-typedef struct {
-    uint8_t *buf;
-    bn_model *m;
-} built;
-
-static int build_load(const gb_model_opts *o, built *b, bn_error *err) {
-    size_t n;
-    b->m = NULL;
-    b->buf = gb_model(o, &n);
-    bn_gguf *g;
-    if (bn_gguf_open_memory(b->buf, n, &g, err) != 0) return -1;
-    if (bn_model_from_gguf(g, &b->m, err) != 0) {
-        assert_null(b->m);
-        bn_gguf_close(g);
-        return -1;
-    }
-    return 0;
-}
-
-static void built_free(built *b) {
-    bn_model_free(b->m);
-    free(b->buf);
-}
-
 // Loading must fail, with an error that contains every one of the words.
 static void expect_fail(const gb_model_opts *o, const char *w1, const char *w2) {
-    built b;
+    gb_loaded b;
     bn_error err = {{0}};
-    if (build_load(o, &b, &err) == 0) {
-        built_free(&b);
+    if (gb_load(o, &b, &err) == 0) {
+        gb_loaded_free(&b);
         fail_msg("model loaded, expected an error naming '%s'", w1);
     }
     if (w1 && !strstr(err.msg, w1)) fail_msg("error '%s' lacks '%s'", err.msg, w1);
     if (w2 && !strstr(err.msg, w2)) fail_msg("error '%s' lacks '%s'", err.msg, w2);
-    free(b.buf);
 }
 
 static void test_builder_model(void **state) {
     (void)state;
     gb_model_opts o = {.n_layer = 2, .i2s_scale = 0.75f};
-    built b;
+    gb_loaded b;
     bn_error err = {{0}};
-    if (build_load(&o, &b, &err) != 0) fail_msg("%s", err.msg);
+    if (gb_load(&o, &b, &err) != 0) fail_msg("%s", err.msg);
     const bn_model *m = b.m;
     assert_int_equal(m->hp.n_layer, 2);
     assert_int_equal(m->hp.n_vocab, GB_VOCAB);
@@ -215,11 +189,11 @@ static void test_builder_model(void **state) {
     // F32 norms point into the file.
     assert_ptr_equal(m->layers[0].attn_norm.f32, m->layers[0].attn_norm.data);
     assert_true(m->layers[0].attn_norm.f32[3] == 1.0f + 3.0f / 8.0f);
-    built_free(&b);
+    gb_loaded_free(&b);
 
     // bitnet-25 is the same graph under another name; output.weight unties the head.
     o = (gb_model_opts){.arch = "bitnet-25", .with_output = true, .norms_f16 = true};
-    if (build_load(&o, &b, &err) != 0) fail_msg("%s", err.msg);
+    if (gb_load(&o, &b, &err) != 0) fail_msg("%s", err.msg);
     assert_string_equal(b.m->arch, "bitnet-25");
     assert_false(b.m->output_tied);
     assert_int_equal(b.m->output.type, BN_GGML_F32);
@@ -229,25 +203,25 @@ static void test_builder_model(void **state) {
     assert_non_null(f);
     for (int i = 0; i < GB_FF; i++) assert_true(f[i] == 1.0f + (float)(i % 7) / 8.0f);
     assert_true(b.m->output_norm.f32[6] == 1.75f);
-    built_free(&b);
+    gb_loaded_free(&b);
 
     // BF16 norms too.
     o = (gb_model_opts){.norms_bf16 = true};
-    if (build_load(&o, &b, &err) != 0) fail_msg("%s", err.msg);
+    if (gb_load(&o, &b, &err) != 0) fail_msg("%s", err.msg);
     f = b.m->layers[0].attn_sub_norm.f32;
     for (int i = 0; i < GB_EMBD; i++) assert_true(f[i] == 1.0f + (float)(i % 7) / 8.0f);
-    built_free(&b);
+    gb_loaded_free(&b);
 
     // Without vocab_size the vocabulary comes from token_embd.
     o = (gb_model_opts){.omit_key = "vocab_size"};
-    if (build_load(&o, &b, &err) != 0) fail_msg("%s", err.msg);
+    if (gb_load(&o, &b, &err) != 0) fail_msg("%s", err.msg);
     assert_int_equal(b.m->hp.n_vocab, GB_VOCAB);
-    built_free(&b);
+    gb_loaded_free(&b);
     // Optional keys take their defaults.
     o = (gb_model_opts){.omit_key = "rope.dimension_count"};
-    if (build_load(&o, &b, &err) != 0) fail_msg("%s", err.msg);
+    if (gb_load(&o, &b, &err) != 0) fail_msg("%s", err.msg);
     assert_int_equal(b.m->hp.n_rot, 64);
-    built_free(&b);
+    gb_loaded_free(&b);
 }
 
 static const char *const tensor_names[] = {

@@ -30,30 +30,6 @@
 
 #include "../cpu/kernels.h"
 
-// A model over a builder-made file; the buffer must outlive the model.
-typedef struct {
-    uint8_t *buf;
-    bn_model *m;
-} built;
-
-static int build_load(const gb_model_opts *o, built *b, bn_error *err) {
-    size_t n;
-    b->m = NULL;
-    b->buf = gb_model(o, &n);
-    bn_gguf *g;
-    if (bn_gguf_open_memory(b->buf, n, &g, err) != 0) return -1;
-    if (bn_model_from_gguf(g, &b->m, err) != 0) {
-        bn_gguf_close(g);
-        return -1;
-    }
-    return 0;
-}
-
-static void built_free(built *b) {
-    bn_model_free(b->m);
-    free(b->buf);
-}
-
 static void expect_words(const char *msg, const char *w1, const char *w2) {
     if (w1 && !strstr(msg, w1)) fail_msg("error '%s' lacks '%s'", msg, w1);
     if (w2 && !strstr(msg, w2)) fail_msg("error '%s' lacks '%s'", msg, w2);
@@ -71,14 +47,13 @@ static void test_norms_at_load(void **state) {
             gb_model_opts o = {.norms_f16 = types[t].f16, .norms_bf16 = types[t].bf16,
                                .nonfinite = "blk.0.ffn_sub_norm.weight", .nonfinite_at = 100,
                                .nonfinite_value = values[v].v};
-            built b;
+            gb_loaded b;
             bn_error err = {{0}};
-            if (build_load(&o, &b, &err) == 0) {
-                built_free(&b);
+            if (gb_load(&o, &b, &err) == 0) {
+                gb_loaded_free(&b);
                 fail_msg("a model with a norm value %s loaded", values[v].text);
             }
             expect_words(err.msg, "'blk.0.ffn_sub_norm.weight' element 100 ", values[v].text);
-            free(b.buf);
         }
 }
 
@@ -93,18 +68,18 @@ static void test_check_values(void **state) {
          "'output.weight' element 5 (row 0, column 5) is inf"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        built b;
+        gb_loaded b;
         bn_error err = {{0}};
-        if (build_load(&cases[i].o, &b, &err)) fail_msg("%s", err.msg);
+        if (gb_load(&cases[i].o, &b, &err)) fail_msg("%s", err.msg);
         assert_int_equal(bn_model_check_values(b.m, &err), -1);
         expect_words(err.msg, cases[i].words, NULL);
-        built_free(&b);
+        gb_loaded_free(&b);
     }
     gb_model_opts clean = {.n_layer = 2, .with_output = true, .norms_bf16 = true};
-    built b;
+    gb_loaded b;
     bn_error err = {{0}};
-    if (build_load(&clean, &b, &err) || bn_model_check_values(b.m, &err)) fail_msg("%s", err.msg);
-    built_free(&b);
+    if (gb_load(&clean, &b, &err) || bn_model_check_values(b.m, &err)) fail_msg("%s", err.msg);
+    gb_loaded_free(&b);
 }
 
 // `inspect --check-tensors` (bn_inspect_report with check_values): the file's
@@ -202,30 +177,30 @@ static void expect_forward(const bn_backend_ops *ops, const char *kernels, const
 static void check_backend(const bn_backend_ops *ops, const char *kernels) {
     const int32_t one[] = {0}, pos0[] = {0};
     // A NaN in row 1 of the tied embedding: logit 1 of every token.
-    built b;
+    gb_loaded b;
     bn_error err = {{0}};
     gb_model_opts tied = {.nonfinite = "token_embd.weight", .nonfinite_at = GB_EMBD + 2};
-    if (build_load(&tied, &b, &err)) fail_msg("%s", err.msg);
+    if (gb_load(&tied, &b, &err)) fail_msg("%s", err.msg);
     expect_forward(ops, kernels, b.m, one, pos0, NULL, 1, "position 0 (slot 0)", NULL);
-    built_free(&b);
+    gb_loaded_free(&b);
 
     // +inf in row 0 of an untied head: logit 0 of every token.
     gb_model_opts head = {.with_output = true, .nonfinite = "output.weight", .nonfinite_at = 5,
                           .nonfinite_value = INFINITY};
-    if (build_load(&head, &b, &err)) fail_msg("%s", err.msg);
+    if (gb_load(&head, &b, &err)) fail_msg("%s", err.msg);
     expect_forward(ops, kernels, b.m, one, pos0, NULL, 1, "position 0 (slot 0)", NULL);
-    built_free(&b);
+    gb_loaded_free(&b);
 
     // A NaN in row 3 of the embedding, the head untied and finite: only token
     // 3's logits, and those of what attends to it, are not finite.
     gb_model_opts input = {.with_output = true, .nonfinite = "token_embd.weight", .nonfinite_at = 3 * GB_EMBD + 7};
-    if (build_load(&input, &b, &err)) fail_msg("%s", err.msg);
+    if (gb_load(&input, &b, &err)) fail_msg("%s", err.msg);
     const int32_t prompt[] = {0, 2, 3}, prompt_pos[] = {0, 1, 2};
     expect_forward(ops, kernels, b.m, prompt, prompt_pos, NULL, 2, NULL, NULL); // tokens 0 and 2: fine
     expect_forward(ops, kernels, b.m, prompt, prompt_pos, NULL, 3, "position 2 (slot 0)", NULL);
     const int32_t two[] = {0, 3}, two_pos[] = {0, 0}, two_seq[] = {0, 1};
     expect_forward(ops, kernels, b.m, two, two_pos, two_seq, 2, "position 0 (slot 1)", NULL);
-    built_free(&b);
+    gb_loaded_free(&b);
 }
 
 static void test_cpu_and_reference(void **state) {
