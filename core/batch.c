@@ -47,6 +47,7 @@
 #include "json_mask.h"
 #include "logprob_row.h"
 #include "lookup.h"
+#include "regex_reply.h"
 #include "sampler.h"
 
 #define BN_DEFAULT_STEP_TOKENS 512
@@ -98,6 +99,8 @@ typedef struct bn_slot {
     bool json;        // json_object or json_schema: the text so far, read against
     struct kept_schema *schema; // the request's (in b->schemas)
     bn_json_state *js;      // kept with the slot, as its buffers
+    bool regex;             // bn_request.regex: the text so far, read against it
+    bn_regex_reply rr;
     // Lookup: the last verifying pass; its row after draft[i] is b->ahead's row ahead[i].
     bn_lookup_pass pass;
     uint8_t ahead[BN_LOOKUP_MAX];
@@ -153,6 +156,7 @@ static void free_slot(bn_slot *s, uint64_t now) {
     bn_sampler_free(s->smp);
     bn_sampler_free(s->draft_smp);
     if (s->schema) s->schema->users--;
+    bn_regex_reply_free(&s->rr);
     for (size_t i = 0; i < s->n_stops; i++) free(s->stops[i].text);
     free(s->stops);
     *s = (bn_slot){.hist = s->hist, .text = s->text, .cap = s->cap, .js = s->js, .dq = s->dq,
@@ -333,6 +337,13 @@ static int json_start(bn_batch *b, bn_slot *s, const bn_request *r, bn_error *er
     return 0;
 }
 
+// bn_request.regex: the reply held to it, whole (regex_reply.h).
+static int regex_start(bn_slot *s, const char *regex, int32_t n_vocab, bn_error *err) {
+    if (bn_regex_reply_init(&s->rr, regex, n_vocab, err)) return -1;
+    s->regex = true;
+    return 0;
+}
+
 void bn_batch_json_counts(const bn_batch *b, uint64_t *hits, uint64_t *misses) {
     *hits = b->json.hits, *misses = b->json.misses;
 }
@@ -393,6 +404,8 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     if (r->logprobs && (r->top_logprobs < 0 || r->top_logprobs > BN_TOP_LOGPROBS_MAX))
         return bn_errorf(err, "top_logprobs must be in 0..%d (got %d)", BN_TOP_LOGPROBS_MAX, r->top_logprobs);
     if (r->prompt_logprobs && !r->logprobs) return bn_errorf(err, "prompt_logprobs needs logprobs");
+    if (r->regex && (r->json_object || r->json_schema))
+        return bn_errorf(err, "a request's reply takes one of a regex, a JSON Schema and JSON mode");
     const bool fresh = r->no_prefix_cache || r->prompt_logprobs; // feeds every prompt token
     // The free slot that caches the longest start of the prompt, if that is at
     // least half of it; else the slot free longest: a shorter match (a BOS, a
@@ -414,6 +427,7 @@ int bn_batch_add(bn_batch *b, const bn_request *r, bn_error *err) {
     int cached = 0; // copied last: a request that fails leaves the slot's cache as it was
     if (bn_sampler_create(&r->sampling, n_vocab, (size_t)b->be.n_ctx + 1, &s->smp, err) || copy_stops(s, r, err) ||
         ((r->json_object || r->json_schema) && json_start(b, s, r, err)) ||
+        (r->regex && regex_start(s, r->regex, n_vocab, err)) ||
         (r->prompt_logprobs && score_start(s, r->n_prompt, n_top, err)) ||
         (!fresh && (cached = copy_prefix(b, k, r->prompt, r->n_prompt, err)) < 0)) {
         free_slot(s, 0);
@@ -613,6 +627,7 @@ static void take_token(bn_batch *b, int k, int32_t next, bn_batch_event *ev) {
     else if (eog) s->stop = BN_STOP_EOG;
     else if ((hit = push_token(b, s, next, false)) == 1) s->stop = BN_STOP_STRING;
     else if (s->json && bn_json_state_feed_token(s->js, b->engine, next)) s->stop = BN_STOP_EOG;
+    else if (s->regex && bn_regex_reply_feed(&s->rr, b->engine, next)) s->stop = BN_STOP_EOG;
     else if (s->max_tokens > 0 && s->n_gen >= s->max_tokens) s->stop = BN_STOP_LENGTH;
     else if (s->n_hist > b->be.n_ctx) s->stop = BN_STOP_CONTEXT; // no room to feed it
     else done = false;
@@ -678,7 +693,7 @@ static int step_output(const bn_batch *b, int runs) {
     bool greedy = b->be.ops->forward_argmax != NULL, top = b->be.ops->forward_top != NULL;
     for (int r = 0; r < runs; r++) {
         const bn_slot *s = &b->slots[b->runs[r].slot];
-        const bool rows = s->logprobs || s->json; // they need the whole row
+        const bool rows = s->logprobs || s->json || s->regex; // they need the whole row
         greedy = greedy && !rows && bn_sampler_is_greedy(s->smp);
         top = top && !rows && bn_sampler_takes_top(s->smp); // greedy ones too: the argmax is the first entry
     }
@@ -687,18 +702,15 @@ static int step_output(const bn_batch *b, int runs) {
 
 // Slot s's next token from a whole row of logits; with logprobs, also its and
 // the likeliest tokens' log-probabilities, from the row as the model gave it
-// (before the JSON mask and the sampler, which change it in place); -1 when a
-// JSON object's mask, or -inf logit biases, leave no token.
+// (before the JSON or regex mask and the sampler, which change it in place);
+// -1 when a JSON value's or a regex's mask, or -inf logit biases, leave no token.
 static int32_t pick_row(bn_batch *b, bn_slot *s, float *row) {
     const int32_t V = (int32_t)b->engine->model->hp.n_vocab;
-    if (!s->logprobs) {
-        if (s->json && !bn_json_mask_row(&b->json, b->engine, s->js, row)) return -1;
-        return bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
-    }
-    bn_logprob_row_read(&b->lp, row, V, s->top_logprobs, s->top);
+    if (s->logprobs) bn_logprob_row_read(&b->lp, row, V, s->top_logprobs, s->top);
     if (s->json && !bn_json_mask_row(&b->json, b->engine, s->js, row)) return -1;
+    if (s->regex && !bn_regex_reply_mask(&s->rr, b->engine, row)) return -1;
     const int32_t id = bn_sampler_sample(s->smp, row, s->hist, (size_t)s->n_hist);
-    if (id >= 0) s->logprob = bn_logprob_row_of(&b->lp, id);
+    if (s->logprobs && id >= 0) s->logprob = bn_logprob_row_of(&b->lp, id);
     return id;
 }
 

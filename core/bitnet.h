@@ -432,6 +432,13 @@ typedef struct bn_request {
                            // schema's error otherwise. An end-of-generation token is
                            // taken only where the value may end (a top-level number).
                            // With both set, the schema is what holds.
+    const char *regex;     // the text is one string this regular expression matches from
+                           // its first byte to its last (vLLM's guided_regex; an
+                           // ECMA-262 expression of the subset core/json_regex.h
+                           // names): masked as json_object is, ending (stop:
+                           // BN_STOP_EOG) where nothing can follow the match;
+                           // bn_batch_add fails with the expression's error, or
+                           // beside json_object or json_schema
 } bn_request;
 
 // What one step did for one slot: a sampled token, released text, the end.

@@ -592,8 +592,8 @@ class ServeTest(unittest.TestCase):
     def test_schema_aliases(self):
         """llama.cpp's json_schema, vLLM's guided_json (an object or its text) and
         structured_outputs' json hold the reply to the schema as response_format does: the
-        same greedy reply. Two formats at once, or the other servers' grammars, regular
-        expressions and choices, are a 400 that names the field."""
+        same greedy reply. Two formats at once, or the other servers' grammars, are a 400
+        that names the field."""
         schema = {"type": "object", "properties": {"n": {"type": "integer"}, "c": {"enum": ["x", "y"]}},
                   "required": ["n", "c"]}
         base = {"prompt": "Data:", "max_tokens": 40, "temperature": 0}
@@ -612,10 +612,8 @@ class ServeTest(unittest.TestCase):
                             ({"guided_json": "{not json"}, "'guided_json' must be a JSON Schema"),
                             ({"json_schema": [1]}, "'json_schema' must be a JSON Schema"),
                             ({"grammar": "root ::= \"a\""}, "'grammar' is not supported"),
-                            ({"guided_regex": "a+"}, "'guided_regex' is not supported"),
-                            ({"guided_choice": ["a", "b"]}, "'guided_choice' is not supported"),
                             ({"guided_grammar": "x"}, "'guided_grammar' is not supported"),
-                            ({"structured_outputs": {"regex": "a+"}}, "'structured_outputs' is not supported"),
+                            ({"structured_outputs": {"grammar": "x"}}, "'structured_outputs' is not supported"),
                             ({"structured_outputs": "json"}, "'structured_outputs' is not supported")):
             status, _, raw = self.srv.request("POST", "/v1/completions", {**base, **body})
             assert_error(self, status, raw, 400)
@@ -624,6 +622,48 @@ class ServeTest(unittest.TestCase):
                "json_schema": None, "structured_outputs": {"json": None}}
         status, _, raw = self.srv.request("POST", "/v1/completions", off)
         self.assertEqual(status, 200, raw)
+
+    def test_guided_regex_and_choice(self):
+        """vLLM's guided_choice and guided_regex (and structured_outputs' choice and regex):
+        a reply that ends by itself is one of the choices, or a whole match of the expression,
+        in chat and completion, streamed or not, greedy and sampled; a bad expression, an empty
+        or non-string choice, two formats at once, or tools beside one are a 400 that says why."""
+        choices = ["yes", "no", "it depends (on the weather)"]
+        number = r"[0-9]{1,3} (apples|pears)\."
+        for seed in range(4):
+            for stream in (False, True):
+                kw = dict(model="m", max_tokens=40, temperature=0 if seed == 0 else 1.2, seed=seed, stream=stream)
+                r = self.client.chat.completions.create(messages=[{"role": "user", "content": "Rain?"}],
+                                                        extra_body={"guided_choice": choices}, **kw)
+                text, finish = self.text_of(r, stream)
+                self.assertEqual(finish, "stop", text)
+                self.assertIn(text, choices)
+                r = self.client.completions.create(prompt="She bought", extra_body={"guided_regex": number}, **kw)
+                parts = [r.choices[0]] if not stream else [c.choices[0] for c in r if c.choices]
+                text = "".join(c.text for c in parts)
+                self.assertEqual([c.finish_reason for c in parts if c.finish_reason], ["stop"], text)
+                self.assertRegex(text, "^" + number + "$")
+        base = {"prompt": "Well,", "max_tokens": 30, "temperature": 0}
+        texts = []
+        for form in ({"guided_choice": choices}, {"structured_outputs": {"choice": choices}},
+                     {"guided_regex": "yes|no|it depends \\(on the weather\\)"}):
+            status, _, raw = self.srv.request("POST", "/v1/completions", {**base, **form})
+            self.assertEqual(status, 200, raw)
+            texts.append(json.loads(raw)["choices"][0]["text"])
+        self.assertEqual(texts, [texts[0]] * 3)
+        self.assertIn(texts[0], choices)
+        for body, says in (({"guided_regex": "a(?=b)"}, "at offset 1"), ({"guided_regex": 5}, "must be a string"),
+                           ({"guided_choice": []}, "one or more strings"), ({"guided_choice": ["a", 1]}, "strings"),
+                           ({"guided_choice": "a"}, "one or more strings"),
+                           ({"guided_regex": "a", "guided_json": {}}, "'guided_regex' beside"),
+                           ({"guided_choice": ["a"], "structured_outputs": {"regex": "b"}}, "beside")):
+            status, _, raw = self.srv.request("POST", "/v1/completions", {**base, **body})
+            assert_error(self, status, raw, 400)
+            self.assertIn(says, json.loads(raw)["error"]["message"])
+        status, _, raw = self.srv.request("POST", "/v1/chat/completions", {
+            "messages": [{"role": "user", "content": "x"}], "tools": [self.ADD], "guided_choice": ["a"]})
+        assert_error(self, status, raw, 400)
+        self.assertIn("'tools' beside a regex", json.loads(raw)["error"]["message"])
 
     def text_of(self, r, stream):
         """A chat reply's text and finish_reason, streamed or not."""

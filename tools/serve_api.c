@@ -16,6 +16,7 @@
 #include "chat_tools.h"
 #include "json_prefix.h"
 #include "json_schema.h"
+#include "regex_reply.h"
 #include "serve_reply.h"
 
 #define MAX_STOP 16 // stop strings per request (OpenAI allows 4)
@@ -282,9 +283,55 @@ static bool get_schema_aliases(fields *f, bn_job_params *p) {
     return true;
 }
 
+// vLLM's guided_regex and guided_choice (or structured_outputs' regex and
+// choice): the reply is one string the expression matches whole, or one of the
+// choices (bn_request.regex, compiled here so that one it cannot follow is a
+// 400 that says why). Not beside a JSON reply format.
+static bool get_regex(fields *f, bn_job_params *p) {
+    const cJSON *so = field(f, "structured_outputs");
+    const struct { const char *name; const cJSON *v; bool choice; } forms[] = {
+        {"guided_regex", field(f, "guided_regex"), false},
+        {"guided_choice", field(f, "guided_choice"), true},
+        {"structured_outputs", cJSON_GetObjectItemCaseSensitive(so, "regex"), false},
+        {"structured_outputs", cJSON_GetObjectItemCaseSensitive(so, "choice"), true},
+    };
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        const cJSON *v = forms[i].v;
+        if (!v || cJSON_IsNull(v)) continue;
+        if (p->json_object || p->json_schema || p->regex)
+            return fail(f, "'%s' beside another reply format (response_format, json_schema, guided_json, "
+                           "guided_regex, guided_choice or structured_outputs): give one", forms[i].name);
+        if (!forms[i].choice) {
+            if (!cJSON_IsString(v)) return fail(f, "'%s' regex must be a string", forms[i].name);
+            p->regex = strdup(v->valuestring);
+        } else {
+            const int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+            const char **choices = n ? calloc((size_t)n, sizeof *choices) : NULL;
+            int k = 0;
+            for (const cJSON *e = n ? v->child : NULL; e && choices && cJSON_IsString(e); e = e->next)
+                choices[k++] = e->valuestring;
+            if (n == 0 || k < n) {
+                free(choices);
+                return fail(f, "'%s' choice must be an array of one or more strings", forms[i].name);
+            }
+            p->regex = bn_regex_of_choices(choices, (size_t)n);
+            free(choices);
+        }
+        if (!p->regex) return fail(f, "out of memory (%s)", forms[i].name);
+        bn_regex_reply r;
+        bn_error err;
+        if (bn_regex_reply_init(&r, p->regex, 1, &err)) {
+            reply_error(f->r, 400, "invalid_value", "'%s': %s", forms[i].name, err.msg);
+            return f->bad = true, false;
+        }
+        bn_regex_reply_free(&r);
+    }
+    return true;
+}
+
 // Parameters that would change the answer in ways this server does not
 // implement are refused, not ignored, unless absent, null or off: OpenAI's,
-// and the other servers' grammars, regular expressions and choices.
+// and the other servers' grammars.
 static bool refuse_unsupported(fields *f) {
     const cJSON *v, *so = field(f, "structured_outputs");
     const char *bad = (v = field(f, "best_of")) && !is_number(v, 1)                          ? "best_of"
@@ -292,14 +339,15 @@ static bool refuse_unsupported(fields *f) {
                     : (v = field(f, "functions")) && !(cJSON_IsArray(v) && !v->child)        ? "functions"
                     : (v = field(f, "grammar")) && !(cJSON_IsString(v) && !*v->valuestring)  ? "grammar"
                     : field(f, "guided_grammar")                                             ? "guided_grammar"
-                    : field(f, "guided_regex")                                               ? "guided_regex"
-                    : field(f, "guided_choice")                                              ? "guided_choice"
                     : so && !cJSON_IsObject(so)                                              ? "structured_outputs"
                                                                                               : NULL;
+    static const char *const known[] = {"json", "regex", "choice"}; // structured_outputs' (get_regex)
     for (const cJSON *e = so && cJSON_IsObject(so) ? so->child : NULL; e && !bad; e = e->next)
-        if (strcmp(e->string, "json") && !cJSON_IsNull(e)) bad = "structured_outputs";
-    return !bad || fail(f, "'%s' is not supported by this server (a JSON Schema is: response_format, "
-                           "json_schema, guided_json)", bad);
+        if (!cJSON_IsNull(e) && strcmp(e->string, known[0]) && strcmp(e->string, known[1]) &&
+            strcmp(e->string, known[2]))
+            bad = "structured_outputs";
+    return !bad || fail(f, "'%s' is not supported by this server (JSON Schemas, regular expressions and "
+                           "choices are: response_format, guided_json, guided_regex, guided_choice)", bad);
 }
 
 // echo (completions): each choice's text, and with logprobs its tokens, begin
@@ -334,6 +382,7 @@ static bool get_tools(fields *f, bn_job_params *p, bn_tools *t) {
         return f->bad = true, false;
     }
     if (!t->schema) return true;
+    if (p->regex) return fail(f, "'%s' beside a regex or choices: give one", "tools");
     free(p->json_schema);
     p->json_schema = t->schema;
     p->json_object = false;
@@ -485,7 +534,7 @@ static void generate(const bn_api *a, const char *body, size_t len, bool chat, b
     const int default_max = a->max_tokens >= 0 ? a->max_tokens : chat ? 0 : 16;
     bool ok = get_params(a, &f, &p, &r->stream, default_max) && get_echo(&f, chat, &p) && get_logit_bias(a, &f, &p) &&
               get_logprobs(&f, chat, &p) && get_response_format(&f, &p) && get_schema_aliases(&f, &p) &&
-              refuse_unsupported(&f) &&
+              get_regex(&f, &p) && refuse_unsupported(&f) &&
               (chat ? get_tools(&f, &p, &tools) && chat_prompt(a, &f, &p, &tools)
                     : (!(t = field(&f, "tools")) || (cJSON_IsArray(t) && !t->child) ||
                        fail(&f, "'%s' is for chat completions", "tools")) && completion_prompts(a, &f, &p));

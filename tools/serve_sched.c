@@ -70,6 +70,7 @@ void bn_job_params_free(bn_job_params *p) {
     for (size_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
     free(p->stop);
     free(p->json_schema);
+    free(p->regex);
     free(p->logit_bias);
     *p = (bn_job_params){0};
 }
@@ -198,7 +199,8 @@ static void between_steps(bn_sched *s) {
                         .n_stop = j->p.n_stop, .no_prefix_cache = j->p.no_prefix_cache,
                         .logprobs = j->p.logprobs, .top_logprobs = j->p.top_logprobs,
                         .prompt_logprobs = j->p.echo && j->p.logprobs && !j->echoed[c / j->p.n].len,
-                        .json_object = j->p.json_object, .json_schema = j->p.json_schema};
+                        .json_object = j->p.json_object, .json_schema = j->p.json_schema,
+                        .regex = j->p.regex};
         r.sampling.seed += (uint64_t)(c % j->p.n); // choice 0 of a prompt is what n = 1 would give
         bn_error err;
         const int slot = bn_batch_add(s->b, &r, &err);

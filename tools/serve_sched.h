@@ -49,6 +49,7 @@ typedef struct bn_job_params {
     int top_logprobs;     // and its likeliest alternatives'
     bool json_object;     // bn_request's: the text is one JSON object
     char *json_schema;    // bn_request's (malloc'd): its value is one this schema accepts
+    char *regex;          // bn_request's (malloc'd): the text is one string it matches whole
     bn_logit_bias *logit_bias; // malloc'd, the request's: sampling.logit_bias points here, or
                                // (none given) into serve's flags (bn_api.sampling), alive as long
     size_t n_logit_bias;

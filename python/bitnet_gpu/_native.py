@@ -106,6 +106,7 @@ class Request(ctypes.Structure):
         ("prompt_logprobs", c_bool),
         ("json_object", c_bool),
         ("json_schema", c_char_p),
+        ("regex", c_char_p),
     ]
 
 
