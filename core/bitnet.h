@@ -281,6 +281,19 @@ BN_API int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_pr
 // logits. NULL lifts it. A schema it cannot follow: -1 and err, and the one
 // before stays.
 BN_API int bn_session_set_json_schema(bn_session *s, const char *schema, bn_error *err);
+// Holds the replies of later calls to a regular expression, as bn_request.regex
+// holds a batch request's: each call's reply is one string it matches whole,
+// ending (BN_STOP_EOG) where nothing can follow the match. NULL lifts it. A
+// regex lifts a JSON Schema, and a schema a regex. An expression it cannot
+// follow: -1 and err (naming its offset), and the one before stays.
+BN_API int bn_session_set_regex(bn_session *s, const char *pattern, bn_error *err);
+// Whether a pattern can hold a reply (bn_request.regex, bn_session_set_regex):
+// 0, or -1 and err (what and where in it).
+BN_API int bn_regex_check(const char *pattern, bn_error *err);
+// The pattern that matches each of the n choices exactly and nothing else
+// (vLLM's guided_choice): their regex characters escaped, joined by "|".
+// malloc'd (free with free()), NULL when out of memory.
+BN_API char *bn_regex_of_choices(const char *const *choices, size_t n);
 
 // Reports log-probabilities with the tokens of later bn_session_generate calls,
 // as bn_request's logprobs and top_logprobs do for a batch's: top_logprobs < 0

@@ -40,6 +40,13 @@ int bn_regex_reply_init(bn_regex_reply *r, const char *pattern, int32_t n_vocab,
     return 0;
 }
 
+int bn_regex_check(const char *pattern, bn_error *err) {
+    bn_regex_reply r;
+    if (bn_regex_reply_init(&r, pattern, 1, err)) return -1;
+    bn_regex_reply_free(&r);
+    return 0;
+}
+
 void bn_regex_reply_free(bn_regex_reply *r) {
     bn_regex_free(r->rx);
     free(r->masks);

@@ -33,10 +33,8 @@ typedef struct bn_regex_reply {
 int bn_regex_reply_init(bn_regex_reply *r, const char *pattern, int32_t n_vocab, bn_error *err);
 void bn_regex_reply_free(bn_regex_reply *r);
 
-// The pattern that matches each of the n choices exactly and nothing else
-// (vLLM's guided_choice): the choices' regex characters escaped, joined by "|".
-// malloc'd (free with free()), NULL when out of memory.
-char *bn_regex_of_choices(const char *const *choices, size_t n);
+// The empty reply again, for the next one (the masks kept stay good).
+static inline void bn_regex_reply_restart(bn_regex_reply *r) { r->state = 0; }
 
 // Gives -inf to every token of row[0..n_vocab) that cannot continue the reply:
 // one whose bytes lead the automaton nowhere, a special token, and an

@@ -22,6 +22,7 @@
 #include "draft.h"
 #include "engine_internal.h"
 #include "json_mask.h"
+#include "regex_reply.h"
 #include "logprob_row.h"
 #include "lookup.h"
 #include "sampler.h"
@@ -42,6 +43,7 @@ struct bn_session {
     bn_json_schema *json_schema; // bn_session_set_json_schema's: each reply's constraint
     bn_json_state *json;         // where the reply's text stands
     bn_json_vocab json_vocab;    // made at the first schema
+    bn_regex_reply regex;        // bn_session_set_regex's (.rx NULL: none), and where the reply stands
     bool logprobs;               // bn_session_set_logprobs': report them, with
     int top_logprobs;            // this many alternatives
     bn_logprob_row lp;           // made at the first
@@ -114,6 +116,7 @@ void bn_session_free(bn_session *s) {
     bn_json_schema_free(s->json_schema);
     free(s->json);
     bn_json_vocab_free(&s->json_vocab);
+    bn_regex_reply_free(&s->regex);
     bn_logprob_row_free(&s->lp);
     free(s);
 }
@@ -131,6 +134,19 @@ int bn_session_set_json_schema(bn_session *s, const char *schema, bn_error *err)
     }
     bn_json_schema_free(s->json_schema);
     s->json_schema = g;
+    if (g) bn_regex_reply_free(&s->regex); // one constraint at a time
+    return 0;
+}
+
+int bn_session_set_regex(bn_session *s, const char *pattern, bn_error *err) {
+    bn_regex_reply r = {0};
+    if (pattern && bn_regex_reply_init(&r, pattern, (int32_t)s->engine->model->hp.n_vocab, err)) return -1;
+    bn_regex_reply_free(&s->regex);
+    s->regex = r;
+    if (pattern) { // one constraint at a time
+        bn_json_schema_free(s->json_schema);
+        s->json_schema = NULL;
+    }
     return 0;
 }
 
@@ -290,12 +306,13 @@ static int append_tokens(bn_session *s, const int32_t *ids, size_t n, bn_error *
 }
 
 // The next token from a whole row of logits: its log-probabilities read first
-// (logprobs), then the JSON mask and the sampler, which change the row in place;
+// (logprobs), then the JSON or regex mask and the sampler, which change the row in place;
 // -1 when no token fits (the mask, or -inf logit biases).
 static int32_t pick_from_row(bn_session *s, bn_sampler *smp, float *row) {
     if (s->logprobs)
         bn_logprob_row_read(&s->lp, row, (int32_t)s->engine->model->hp.n_vocab, s->top_logprobs, s->top);
     if (s->json_schema && !bn_json_mask_row(&s->json_vocab, s->engine, s->json, row)) return -1;
+    if (s->regex.rx && !bn_regex_reply_mask(&s->regex, s->engine, row)) return -1;
     const int32_t id = bn_sampler_sample(smp, row, s->history, (size_t)s->n_hist);
     if (s->logprobs && id >= 0) s->logprob = bn_logprob_row_of(&s->lp, id), s->sampled = true, s->sampled_id = id;
     return id;
@@ -310,7 +327,7 @@ static int feed_and_pick(bn_session *s, bn_sampler *smp, int32_t *next, bn_error
     const int32_t *toks = s->history + s->n_past;
     const int32_t *pos = s->pos + s->n_past;
     int n = s->n_hist - s->n_past;
-    const bool rows = s->json_schema || s->logprobs;
+    const bool rows = s->json_schema || s->regex.rx || s->logprobs;
     int rc;
     if (!rows && bn_sampler_is_greedy(smp) && s->be.ops->forward_argmax) {
         rc = s->be.ops->forward_argmax(s->be.be, toks, pos, NULL, n, next, err);
@@ -446,6 +463,7 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
     s->pass = (bn_lookup_pass){.len = s->lookup_max};
     s->backoff = (bn_draft_backoff){0};
     if (s->json_schema) bn_json_state_init(s->json, s->json_schema);
+    if (s->regex.rx) bn_regex_reply_restart(&s->regex);
     double t0 = bn_now_ms();
     if (feed_and_pick(s, smp, &next, err)) goto done;
     t.prefill_ms = bn_now_ms() - t0;
@@ -465,6 +483,10 @@ int bn_session_generate(bn_session *s, const int32_t *prompt, size_t n_prompt, i
         }
         if (s->json_schema && bn_json_state_feed_token(s->json, s->engine, next)) {
             t.stop = BN_STOP_EOG; // the JSON value closed: the reply is whole
+            break;
+        }
+        if (s->regex.rx && bn_regex_reply_feed(&s->regex, s->engine, next)) {
+            t.stop = BN_STOP_EOG; // nothing can follow the match: the reply is whole
             break;
         }
         if (i + 1 == n_predict) break;

@@ -81,7 +81,10 @@ static void quantize_head_worker(void *ctx, int ith, int nth) {
     const int64_t r1 = (ith + 1) * per < V ? (ith + 1) * per : V;
     for (int64_t r = ith * per; r < r1; r++) {
         bn_cpu_table_row(be, &m->output, E, r, row);
-        be->head_scale[r] = 1.0f / be->kern->quantize_i8(row, E, be->head_q + r * E, NULL);
+        const float s = be->kern->quantize_i8(row, E, be->head_q + r * E, NULL);
+        // NaN for a row that is not all finite, whose codes would hide it: its
+        // logit is then NaN, and the forward pass reports it.
+        be->head_scale[r] = bn_all_finite(row, E) ? 1.0f / s : NAN;
     }
 }
 

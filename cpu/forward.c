@@ -433,7 +433,10 @@ static bool lm_head(bn_backend *be, const int *rows, int n_rows, float *out) {
         float *x = be->lm_in + t * E;
         bn_rmsnorm(x, be->x + t * E, be->m->output_norm.f32, E, hp->norm_eps);
         be->kern->half_round(x, E);
-        if (be->head_q) be->xscale[t] = be->kern->quantize_i8(x, E, be->lm_q + t * E, NULL);
+        // The int8 head: NaN for an input that is not all finite, whose codes
+        // would hide it, so that its logits are NaN and reported.
+        if (be->head_q)
+            be->xscale[t] = bn_all_finite(x, E) ? be->kern->quantize_i8(x, E, be->lm_q + t * E, NULL) : NAN;
     }
     lm_head_job job = {.be = be, .rows = rows, .n_rows = n_rows, .out = out};
     atomic_init(&job.nonfinite, false);

@@ -168,7 +168,8 @@ static void lm_head(bn_backend *r, float *logits) {
     bn_rmsnorm(r->xn, r->x, r->m->output_norm.f32, E, hp->norm_eps);
     bn_round_f16(r->xn, E);
     if (r->head_q) {
-        const float xs = bn_quantize_i8(r->xn, E, r->lm_q, NULL);
+        // NaN for an input that is not all finite, whose codes would hide it.
+        const float xs = bn_all_finite(r->xn, E) ? bn_quantize_i8(r->xn, E, r->lm_q, NULL) : NAN;
         bn_i8_gemv_scalar(r->head_q, E, 0, V, r->lm_q, r->head_acc);
         for (int64_t i = 0; i < V; i++) logits[i] = bn_head_q8_out(r->head_acc[i], r->head_scale[i], xs);
     } else if (head->type == BN_GGML_F16) {
@@ -246,7 +247,8 @@ static int quantize_head(bn_backend *r, bn_error *err) {
     }
     for (int64_t i = 0; i < V; i++) {
         bn_embed_row(row, m->output.data, m->output.type, E, i);
-        r->head_scale[i] = 1.0f / bn_quantize_i8(row, E, r->head_q + i * E, NULL);
+        const float s = bn_quantize_i8(row, E, r->head_q + i * E, NULL);
+        r->head_scale[i] = bn_all_finite(row, E) ? 1.0f / s : NAN; // as quantize_head_worker
     }
     free(row);
     return 0;

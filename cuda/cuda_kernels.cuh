@@ -247,7 +247,8 @@ cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, in
                                  float eps, int out_type, void *out, float *xscale, bool pdl,
                                  cudaStream_t st);
 // The greedy id of each of `rows` rows of n floats, row r at x + r * ld, into
-// out[r]: ties to the lowest index, NaN ignored, all NaN gives 0. bn_cuda_argmax:
+// out[r]: ties to the lowest index, -1 for a row that holds a NaN or an
+// infinity (reduce.cuh). bn_cuda_argmax:
 // one row.                                       CPU twin: the sampler's bn_argmax
 cudaError_t bn_cuda_argmax_rows(const float *x, int rows, int64_t ld, int n, int32_t *out, cudaStream_t st);
 // top_rows.cu - out[r * BN_TOP_MAX ..] = the BN_TOP_MAX best entries of row r of x
@@ -265,7 +266,7 @@ cudaError_t bn_cuda_argmax(const float *x, int n, int32_t *out, cudaStream_t st)
 // x: n rows of K in the same type (the f16-rounded head input, bn_cuda_rmsnorm_cast);
 // w and x 16-byte aligned. f32 accumulation.
 // argmax: NULL, or it receives the argmax of the last row (logits row n-1): ties
-// to the lowest index, all NaN gives 0, as bn_cuda_argmax. It needs `scratch`
+// to the lowest index, -1 for a row not all finite, as bn_cuda_argmax. It needs `scratch`
 // (bn_cuda_head_scratch_bytes(V) bytes, 8-byte aligned, no initial contents) and
 // `counter` (one unsigned, zero before the first launch; every launch leaves it
 // zero, so graph replays need nothing more). One launch at a time per

@@ -567,10 +567,12 @@ static int forward_impl(bn_backend *be, const int32_t *tokens, const int32_t *po
 // each argmax id, which the device makes -1 for a row that is not
 // (cuda/reduce.cuh); each row's top entries (the id -1 entries past a
 // vocabulary under BN_TOP_MAX aside). A NaN the device computes is positive,
-// and the top-rows kernel ranks a positive NaN or an infinity above every
-// number, so a row that holds one shows it in its first entry (a negative NaN
-// ranks last, and only the rows and the argmax find it). Returns the index of
-// the first token whose output is not finite, or -1.
+// and the top-rows kernel ranks a positive NaN or +inf above every number, so
+// a row that holds one shows it in its first entry. A negative NaN or -inf
+// ranks last: the top entries miss it, unless the row is that short, and only
+// the rows and the argmax find it (the CPU backend checks every row whatever
+// it gives). Returns the index of the first token whose output is not finite,
+// or -1.
 static int check_output(const bn_backend *be, const int32_t *seq, int n_tokens, const float *logits,
                         bool all_logits, const int32_t *argmax, const bn_top *top) {
     const size_t V = be->hp.n_vocab;
@@ -645,7 +647,7 @@ extern "C" int bn_cuda_debug_step(bn_backend *be, int32_t token, int32_t pos, in
     const bool graphs = be->use_graph;
     be->hp.n_layer = (uint32_t)n_layers; // every launcher takes the count from here
     be->use_graph = false;
-    const int rc = forward_impl(be, &token, &pos, NULL, 1, NULL, false, NULL, NULL, NULL, err);
+    const int rc = forward_checked(be, &token, &pos, NULL, 1, NULL, false, NULL, NULL, NULL, err);
     be->hp.n_layer = all;
     be->use_graph = graphs;
     if (rc) return -1;
@@ -672,7 +674,7 @@ extern "C" int bn_cuda_profile_step(bn_backend *be, int32_t token, int32_t pos, 
     } else {
         int32_t id = 0;
         be->prof = p;
-        rc = forward_impl(be, &token, &pos, NULL, 1, NULL, false, &id, NULL, NULL, err);
+        rc = forward_checked(be, &token, &pos, NULL, 1, NULL, false, &id, NULL, NULL, err);
         be->prof = NULL;
         if (rc == 0 && cudaEventSynchronize(p->ev[p->n]) != cudaSuccess) rc = bn_errorf(err, "cuda: event sync");
     }

@@ -48,14 +48,21 @@ bn_rmsnorm_cast_kernel(const float *__restrict__ x, int64_t ldx, const float *__
     }
     // int8: bn_quantize_i8 of the f16-rounded row (amax floor, s = 127/amax, rint, clamp).
     float amax = 0.f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x)
-        amax = fmaxf(amax, fabsf(__half2float(__float2half_rn(xt[i] * inv * w[i]))));
+    bool finite = true;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float h = __half2float(__float2half_rn(xt[i] * inv * w[i]));
+        amax = fmaxf(amax, fabsf(h));
+        finite = finite && isfinite(h);
+    }
     amax = bn_block_max(amax, fred);
+    finite = __syncthreads_and(finite);
     const float s = 127.0f / fmaxf(amax, BN_QUANT_MIN_ABSMAX);
     int8_t *q = static_cast<int8_t *>(out) + (int64_t)t * n;
     for (int i = threadIdx.x; i < n; i += blockDim.x)
         q[i] = (int8_t)bn_quant1(__half2float(__float2half_rn(xt[i] * inv * w[i])), s);
-    if (threadIdx.x == 0) xscale[t] = s;
+    // NaN for a row that is not all finite, whose codes would hide it: its
+    // logits are then NaN, and reported (as cpu/forward.c lm_head does).
+    if (threadIdx.x == 0) xscale[t] = finite ? s : NAN;
 }
 
 cudaError_t bn_cuda_rmsnorm_cast(const float *x, int64_t ldx, const float *w, int n_tok, int n,

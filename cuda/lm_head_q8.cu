@@ -37,11 +37,14 @@ bn_head_q8_quantize_kernel(const T *__restrict__ w, int K, int V, int8_t *__rest
     if (r >= V) return; // whole warps
     const T *wr = w + (int64_t)r * K;
     float amax = 0.f;
+    bool finite = true;
     for (int i = 4 * lane; i < K; i += 128) {
         const float4 v = bn_headq_load4(wr + i);
         amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+        finite = finite && isfinite(v.x) && isfinite(v.y) && isfinite(v.z) && isfinite(v.w);
     }
     amax = bn_warp_max(amax);
+    finite = __all_sync(0xffffffffu, finite);
     const float s = 127.0f / fmaxf(amax, BN_QUANT_MIN_ABSMAX);
     int8_t *qr = wq + (int64_t)r * K;
     for (int i = 4 * lane; i < K; i += 128) {
@@ -53,7 +56,9 @@ bn_head_q8_quantize_kernel(const T *__restrict__ w, int K, int V, int8_t *__rest
         q.w = (signed char)bn_quant1(v.w, s);
         *reinterpret_cast<char4 *>(qr + i) = q;
     }
-    if (lane == 0) row_scale[r] = 1.0f / s; // as quantize_head_worker: 1 / quantize_i8(...)
+    // As quantize_head_worker: 1 / quantize_i8(...), NaN for a row that is not all
+    // finite (its codes would hide it), so that its logit is NaN and reported.
+    if (lane == 0) row_scale[r] = finite ? 1.0f / s : NAN;
 }
 
 cudaError_t bn_cuda_head_q8_quantize(const void *w, int type, int K, int V, int8_t *wq, float *row_scale,

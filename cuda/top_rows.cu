@@ -99,13 +99,16 @@ bn_top_rows_kernel(const float *__restrict__ logits, int64_t ld, int n, bn_top *
     for (int i = lo; i < hi && rank < need_eq; i++)
         if (bn_top_key(x[i]) == kth) s_top[gt + rank++] = bn_top{i, x[i]};
     __syncthreads();
-    // Each entry's place: how many of the k come before it.
+    // Each entry's place: how many of the k come before it, by key (the order
+    // of the floats, -0 as +0), which ranks a NaN too, so that every place is
+    // taken once even in a row that holds one.
     if (tid < k) {
         const bn_top e = s_top[tid];
+        const uint32_t ke = bn_top_key(e.logit);
         int place = 0;
         for (int j = 0; j < k; j++) {
-            const bn_top f = s_top[j];
-            place += f.logit + 0.0f > e.logit + 0.0f || (f.logit + 0.0f == e.logit + 0.0f && f.id < e.id);
+            const uint32_t kf = bn_top_key(s_top[j].logit);
+            place += kf > ke || (kf == ke && s_top[j].id < e.id);
         }
         out[(int64_t)blockIdx.x * BN_TOP_MAX + place] = e;
         if (place == 0) s_best = e.logit;

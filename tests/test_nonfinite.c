@@ -8,8 +8,8 @@
 //   - at run time every backend (the reference, each CPU kernel set this CPU
 //     runs, CUDA where a GPU is) fails a forward pass whose logits are not
 //     finite, naming the token's position and slot, in each of its output
-//     forms (rows, argmax, top entries), and passes the same model without the
-//     bad value.
+//     forms (rows, argmax, top entries), with the f16 head and the int8 one,
+//     and passes the same model without the bad value.
 // `test_nonfinite cuda` (CTest: test_nonfinite_cuda) runs the CUDA backend, on
 // its own so that its skip without a GPU shows alone; under
 // BITNET_REQUIRE_GPU=1 (scripts/gpu-check.sh) no GPU is a failure.
@@ -151,23 +151,28 @@ static int forward(const bn_backend_ops *ops, bn_backend *be, out_form form, con
     return ops->forward(be, tok, pos, seq, n, logits, true, err);
 }
 
-// Each form of output, on a fresh backend each time: -1 with both words in the
-// error (NULL words: 0, the pass succeeds).
+// Each form of output, with the f16 head and the int8 one (whose codes would
+// hide a NaN), on a fresh backend each time: -1 with both words in the error
+// (NULL words: 0, the pass succeeds).
 static void expect_forward(const bn_backend_ops *ops, const char *kernels, const bn_model *m,
                            const int32_t *tok, const int32_t *pos, const int32_t *seq, int n, const char *w1,
                            const char *w2) {
-    for (int f = ROWS; f <= TOP; f++) {
-        bn_backend_config cfg = {.n_ctx = 16, .n_seq = 2, .cpu = {.n_threads = 2, .kernels = kernels}};
+    for (int f = 0; f < 2 * (TOP + 1); f++) {
+        bn_backend_config cfg = {.n_ctx = 16, .n_seq = 2, .lm_head_q8 = f > TOP,
+                                 .cpu = {.n_threads = 2, .kernels = kernels}};
         bn_backend *be;
         bn_error err = {{0}};
         if (ops->create(m, &cfg, &be, &err)) fail_msg("%s: %s", ops->name, err.msg);
-        const int rc = forward(ops, be, (out_form)f, tok, pos, seq, n, &err);
+        const int rc = forward(ops, be, (out_form)(f % (TOP + 1)), tok, pos, seq, n, &err);
         ops->destroy(be);
         if (rc == 1) continue;
-        if (!w1 && rc) fail_msg("%s %s, %s: %s", ops->name, kernels ? kernels : "", form_names[f], err.msg);
+        const char *head = cfg.lm_head_q8 ? "int8 head" : "f16 head";
+        if (!w1 && rc)
+            fail_msg("%s %s, %s, %s: %s", ops->name, kernels ? kernels : "", form_names[f % (TOP + 1)], head, err.msg);
         if (!w1) continue;
-        if (rc != -1) fail_msg("%s %s, %s: logits that are not finite went through", ops->name,
-                               kernels ? kernels : "", form_names[f]);
+        if (rc != -1)
+            fail_msg("%s %s, %s, %s: logits that are not finite went through", ops->name, kernels ? kernels : "",
+                     form_names[f % (TOP + 1)], head);
         expect_words(err.msg, w1, w2);
         expect_words(err.msg, ops->name, "NaN or an infinity");
     }

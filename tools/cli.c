@@ -96,6 +96,8 @@ static const flag_def flags[] = {
     {{"--json"}, BN_FLAGS_JSON, SWITCH, AT(json), 0, 0, NULL, "", "print one JSON document on stdout"},
     {{"--json-schema", "-j"}, BN_FLAGS_JSON_SCHEMA, STRING, AT(json_schema), 0, 0, NULL, "SCHEMA",
      "hold each reply to this JSON Schema (its text, or @FILE; '{\"type\":\"object\"}': any object)"},
+    {{"--regex"}, BN_FLAGS_REGEX, STRING, AT(regex), 0, 0, NULL, "PATTERN",
+     "hold each reply to this regular expression, matched whole (ECMA-262: core/json_regex.h)"},
     {{"--logprobs"}, BN_FLAGS_LOGPROBS, INT, AT(logprobs), 0, BN_TOP_LOGPROBS_MAX, NULL, "N",
      "with --json: each generated token's log-probability and its N likeliest alternatives' (0..20)"},
     {{"--lookup"}, BN_FLAGS_LOOKUP, INT, AT(lookup), 0, 32, NULL, "N",

@@ -39,6 +39,7 @@ typedef struct bn_run_flags {
     int chunks;             // perplexity: --chunks, at most this many (-1: all)
     int batch;              // perplexity: -b, tokens a forward pass takes (0: the default)
     const char *json_schema; // --json-schema: a JSON Schema's text, or @FILE
+    const char *regex;       // --regex: each reply one string it matches whole
     int logprobs;           // --logprobs N: alternatives per token (-1 when not given)
     int lookup;             // --lookup N: prompt lookup decoding's drafted tokens a pass (0: off; -1 while parsing: not given)
     const char *model_draft; // -md FILE: speculative decoding with this draft model
@@ -76,6 +77,7 @@ enum {
     BN_FLAGS_TEMPLATE = 1 << 16, // --chat-template
     BN_FLAGS_LOOKUP = 1 << 17,   // --lookup --draft-max
     BN_FLAGS_DRAFT = 1 << 18,    // -md --draft-p-min
+    BN_FLAGS_REGEX = 1 << 19,    // --regex
 };
 
 // Parses argv[1..] into f (defaults filled first), taking the flags of the groups

@@ -25,7 +25,7 @@
 #define CHAT_FLAGS                                                                        \
     (BN_FLAGS_PROMPT | BN_FLAGS_PREDICT | BN_FLAGS_SAMPLING | BN_FLAGS_BACKEND |          \
      BN_FLAGS_CPU_START | BN_FLAGS_SYSTEM | BN_FLAGS_JSON_SCHEMA | BN_FLAGS_TEMPLATE | BN_FLAGS_LOOKUP |     \
-     BN_FLAGS_DRAFT)
+     BN_FLAGS_DRAFT | BN_FLAGS_REGEX)
 #define CHAT_SYNOPSIS "[-m MODEL] [--system TEXT] [-p FIRST_MESSAGE] [options]"
 
 static volatile sig_atomic_t interrupted; // Ctrl-C (SIGINT) since it was last cleared

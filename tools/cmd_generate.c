@@ -17,7 +17,7 @@
     (BN_FLAGS_PROMPT | BN_FLAGS_FILE | BN_FLAGS_PREDICT | BN_FLAGS_SAMPLING |             \
      BN_FLAGS_BACKEND | BN_FLAGS_CPU_START | BN_FLAGS_CHAT | BN_FLAGS_SYSTEM |             \
      BN_FLAGS_BOS | BN_FLAGS_JSON | BN_FLAGS_JSON_SCHEMA | BN_FLAGS_LOGPROBS | BN_FLAGS_TEMPLATE | \
-     BN_FLAGS_LOOKUP | BN_FLAGS_DRAFT)
+     BN_FLAGS_LOOKUP | BN_FLAGS_DRAFT | BN_FLAGS_REGEX)
 #define GENERATE_SYNOPSIS "[-m MODEL] (-p PROMPT | -f FILE) [options]"
 
 // A generated token's log-probabilities (--logprobs), as the session reports them.

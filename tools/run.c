@@ -62,6 +62,10 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
     *r = (bn_run){0};
     snprintf(r->asked, sizeof r->asked, "%s", f->session.backend ? f->session.backend : "auto");
     bn_error err;
+    if (f->json_schema && f->regex) {
+        fprintf(stderr, "error: --regex beside --json-schema: give one\n");
+        return -1;
+    }
     char *schema = f->json_schema ? bn_json_schema_arg(f->json_schema) : NULL;
     if (f->json_schema && !schema) return -1;
     bn_backend_prewarm(f->session.backend); // the GPU's context starts while the model loads
@@ -69,6 +73,7 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
                        : bn_run_prepare_engine(f, r->engine, &err)                               ? ""
                        : bn_session_create(r->engine, &f->session, &r->session, &err)            ? ""
                        : schema && bn_session_set_json_schema(r->session, schema, &err) ? "--json-schema: "
+                       : f->regex && bn_session_set_regex(r->session, f->regex, &err)  ? "--regex: "
                        : bn_session_set_lookup(r->session, f->lookup, &err)             ? "--lookup: "
                        : f->model_draft && open_draft(f, r, &err)                       ? "--model-draft: "
                                                                                         : NULL;

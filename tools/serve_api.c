@@ -16,7 +16,6 @@
 #include "chat_tools.h"
 #include "json_prefix.h"
 #include "json_schema.h"
-#include "regex_reply.h"
 #include "serve_reply.h"
 
 #define MAX_STOP 16 // stop strings per request (OpenAI allows 4)
@@ -318,13 +317,11 @@ static bool get_regex(fields *f, bn_job_params *p) {
             free(choices);
         }
         if (!p->regex) return fail(f, "out of memory (%s)", forms[i].name);
-        bn_regex_reply r;
         bn_error err;
-        if (bn_regex_reply_init(&r, p->regex, 1, &err)) {
+        if (bn_regex_check(p->regex, &err)) {
             reply_error(f->r, 400, "invalid_value", "'%s': %s", forms[i].name, err.msg);
             return f->bad = true, false;
         }
-        bn_regex_reply_free(&r);
     }
     return true;
 }
@@ -337,10 +334,12 @@ static bool refuse_unsupported(fields *f) {
     const char *bad = (v = field(f, "best_of")) && !is_number(v, 1)                          ? "best_of"
                     : (v = field(f, "suffix")) && !(cJSON_IsString(v) && !*v->valuestring)   ? "suffix"
                     : (v = field(f, "functions")) && !(cJSON_IsArray(v) && !v->child)        ? "functions"
-                    : (v = field(f, "grammar")) && !(cJSON_IsString(v) && !*v->valuestring)  ? "grammar"
-                    : field(f, "guided_grammar")                                             ? "guided_grammar"
-                    : so && !cJSON_IsObject(so)                                              ? "structured_outputs"
                                                                                               : NULL;
+    if (bad) return fail(f, "'%s' is not supported by this server", bad);
+    bad = (v = field(f, "grammar")) && !(cJSON_IsString(v) && !*v->valuestring) ? "grammar"
+        : field(f, "guided_grammar")                                             ? "guided_grammar"
+        : so && !cJSON_IsObject(so)                                              ? "structured_outputs"
+                                                                                  : NULL;
     static const char *const known[] = {"json", "regex", "choice"}; // structured_outputs' (get_regex)
     for (const cJSON *e = so && cJSON_IsObject(so) ? so->child : NULL; e && !bad; e = e->next)
         if (!cJSON_IsNull(e) && strcmp(e->string, known[0]) && strcmp(e->string, known[1]) &&

@@ -19,7 +19,8 @@ from typing import Optional, Union
 
 from . import _native as N
 from ._native import lib
-from .engine import BitnetError, Completion, Logprob, Model, Piece, Stream, Timings, _check, _str, json_schema_text
+from .engine import (BitnetError, Completion, Logprob, Model, Piece, Regex, Stream, Timings, _check, _str,
+                     json_schema_text)
 
 _FINISH = {N.STOP_LENGTH: "length", N.STOP_EOG: "eog", N.STOP_CONTEXT: "context", N.STOP_STRING: "stop"}
 
@@ -216,7 +217,9 @@ class BatchEngine(Model):
         """Puts job into a free slot (the lock is held); a refusal ends it with the C error."""
         req = N.Request(prompt=job.c_ids, n_prompt=len(job.ids), max_tokens=job.max_tokens, sampling=job.sp,
                         stop=job.c_stops, n_stop=job.n_stops, no_prefix_cache=not job.cache_prompt,
-                        json_schema=job.json_schema, logprobs=job.logprobs is not None,
+                        json_schema=None if isinstance(job.json_schema, Regex) else job.json_schema,
+                        regex=job.json_schema if isinstance(job.json_schema, Regex) else None,
+                        logprobs=job.logprobs is not None,
                         top_logprobs=job.top_logprobs or 0, prompt_logprobs=job.score)
         err = N.Error()
         slot = lib.bn_batch_add(self._b, ctypes.byref(req), ctypes.byref(err))

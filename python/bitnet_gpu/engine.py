@@ -305,6 +305,35 @@ def json_schema_text(json_schema) -> Optional[bytes]:
     return data
 
 
+class Regex(bytes):
+    """A reply's regular expression (generate's regex= or choices=), carried
+    where a JSON Schema's text goes: the library holds the reply to it whole
+    (bitnet.h: bn_session_set_regex, bn_request.regex)."""
+
+
+def reply_format(json_schema=None, regex=None, choices=None):
+    """What holds a reply: a JSON Schema's text (json_schema_text), a Regex
+    (regex=: one string the expression matches whole; choices=: exactly one of
+    these strings, as vLLM's guided_choice), or None. One of them at most; an
+    expression the library cannot follow raises BitnetError at once."""
+    given = [name for name, v in (("json_schema", json_schema), ("regex", regex), ("choices", choices))
+             if v is not None and v is not False]
+    if len(given) > 1:
+        raise ValueError(f"{' and '.join(given)}: give one")
+    if choices is not None:
+        if isinstance(choices, (str, bytes)) or not choices or not all(isinstance(c, str) for c in choices):
+            raise ValueError("choices must be a list of one or more strings")
+        arr = (ctypes.c_char_p * len(choices))(*[c.encode("utf-8", "surrogatepass") for c in choices])
+        regex = N.take_text(lib.bn_regex_of_choices(arr, len(choices)))
+    if regex is None:
+        return json_schema_text(json_schema)
+    if not isinstance(regex, str):
+        raise ValueError("regex must be a string")
+    data, err = regex.encode("utf-8", "surrogatepass"), N.Error()
+    _check(lib.bn_regex_check(data, ctypes.byref(err)), err)
+    return Regex(data)
+
+
 def chat_tools_request(body: dict, response_schema=None) -> Tuple[List[dict], Optional[str]]:
     """OpenAI function calling, as `bitnet-gpu serve` does it (the C library's
     bn_tools_chat_request): an OpenAI chat request body's conversation as the
@@ -505,7 +534,8 @@ class Model:
         return ctypes.string_at(p, n.value) if p else b""
 
     def generate(self, prompt: Prompt, max_tokens: Optional[int] = 128, *, stop=None, stream: bool = False,
-                 cache_prompt: bool = True, json_schema=None, logprobs: bool = False, top_logprobs: int = 0,
+                 cache_prompt: bool = True, json_schema=None, regex: Optional[str] = None,
+                 choices: Optional[Sequence[str]] = None, logprobs: bool = False, top_logprobs: int = 0,
                  **sampling) -> Union[Completion, Stream]:
         """Completes prompt (text, BOS added as the vocabulary asks, or token ids).
 
@@ -520,14 +550,17 @@ class Model:
         Schema (a dict or its JSON text) the text's value must satisfy, within
         what the library supports (README: Structured replies); the reply ends
         as the value closes. A schema it cannot follow raises BitnetError at once.
-        logprobs=True: the Completion's logprobs (and each Piece's logprob) give
+        regex: the reply is one string this regular expression matches whole
+        (ECMA-262, README: Structured replies); choices: it is exactly one of these
+        strings (vLLM's guided_choice). The reply ends where nothing can follow.
+        One of json_schema, regex and choices at most. logprobs=True: the Completion's logprobs (and each Piece's logprob) give
         every generated token's log-probability, with its top_logprobs (0..20)
         likeliest alternatives' (a top_logprobs above 0 implies logprobs). Each
         step then brings back its whole row of logits, which costs time on a GPU.
         """
         ids = self.tokenize(prompt, bos=self.add_bos) if isinstance(prompt, str) else list(prompt)
-        return self._start(ids, max_tokens, stop, stream, sampling, cache_prompt, json_schema,
-                           _top_logprobs(logprobs, top_logprobs))
+        return self._start(ids, max_tokens, stop, stream, sampling, cache_prompt,
+                           reply_format(json_schema, regex, choices), _top_logprobs(logprobs, top_logprobs))
 
     def score(self, prompt: Prompt, top_logprobs: int = 0) -> List[Optional[Logprob]]:
         """How likely the model finds a text (prompt: text, BOS added as generate() adds it,
@@ -543,9 +576,9 @@ class Model:
         raise NotImplementedError
 
     def chat(self, messages: Sequence[dict], max_tokens: Optional[int] = None, *, stop=None,
-             stream: bool = False, cache_prompt: bool = True, json_schema=None, logprobs: bool = False,
-             top_logprobs: int = 0, tools=None, tool_choice=None, parallel_tool_calls=None,
-             **sampling) -> Union[Completion, Stream]:
+             stream: bool = False, cache_prompt: bool = True, json_schema=None, regex: Optional[str] = None,
+             choices: Optional[Sequence[str]] = None, logprobs: bool = False, top_logprobs: int = 0, tools=None,
+             tool_choice=None, parallel_tool_calls=None, **sampling) -> Union[Completion, Stream]:
         """The assistant's reply to a conversation (see chat_prompt); as generate().
 
         tools (OpenAI's list of functions, with its tool_choice and
@@ -553,12 +586,15 @@ class Model:
         `bitnet-gpu serve` holds it (chat_tools_request); messages may then hold
         earlier calls and "tool" results in OpenAI's shapes. The Completion's
         tool_calls lists the calls (finish_reason "tool_calls"), or text is the
-        answer (json_schema: what an answer is held to). Not with stream or stop.
+        answer (json_schema: what an answer is held to). Not with stream or stop,
+        nor with regex or choices.
         """
         top = _top_logprobs(logprobs, top_logprobs)
         if tools is None:
             return self._start(self.chat_prompt(messages), max_tokens, stop, stream, sampling, cache_prompt,
-                               json_schema, top)
+                               reply_format(json_schema, regex, choices), top)
+        if regex is not None or choices is not None:
+            raise ValueError("tools beside regex or choices: give one")
         if stream:
             raise BitnetError("chat: tools with stream=True are not supported (the calls are known only whole)")
         body = {"messages": _message_list(messages), "tools": tools}
@@ -773,7 +809,9 @@ class Engine(Model):
                 if not keep:
                     lib.bn_session_reset(self._s)
                 rest = (ctypes.c_int32 * (len(ids) - kept))(*ids[kept:])
-                rc = lib.bn_session_set_json_schema(self._s, schema, ctypes.byref(err))  # None lifts it
+                is_regex = isinstance(schema, Regex)
+                rc = lib.bn_session_set_json_schema(self._s, None if is_regex else schema, ctypes.byref(err))
+                rc = rc or lib.bn_session_set_regex(self._s, schema if is_regex else None, ctypes.byref(err))
                 rc = rc or lib.bn_session_set_logprobs(self._s, -1 if logprobs is None else logprobs, ctypes.byref(err))
                 rc = rc or lib.bn_session_generate(self._s, rest, len(ids) - kept, max_tokens, ctypes.byref(sp), run.fn,
                                              None, ctypes.byref(t), ctypes.byref(err))

@@ -18,8 +18,10 @@ one and goes on from it, seed + i: either way the choices differ). usage counts 
 sends each choice's chunks, one choice a chunk, and the usage after the last
 choice. logprobs come in OpenAI's two shapes,
 as the C server gives them. response_format json_object and
-json_schema hold the reply, and tools are called, as the C server does it (the
-library's bn_tools_chat_request: the same messages, schemas and replies).
+json_schema hold the reply (and the other servers' forms of a JSON Schema,
+regular expression or choice: json_schema, guided_json, guided_regex,
+guided_choice, structured_outputs), and tools are called, as the C server does
+it (the library's bn_tools_chat_request: the same messages, schemas and replies).
 Absent sampling parameters take the library's defaults (temperature 0.8, top-k
 40, top-p 0.95, min-p 0.05);
 frequency_penalty, presence_penalty and logit_bias are OpenAI's, applied as
@@ -37,7 +39,7 @@ from typing import List, Optional
 
 from .batch import BatchStream
 from .engine import (TOP_LOGPROBS_MAX, BitnetError, Completion, Engine, Logprob, Timings, chat_tools_reply,
-                     chat_tools_request, json_schema_text)
+                     Regex, chat_tools_request, json_schema_text, reply_format)
 
 # Parameters that would change the answer in ways this server does not
 # implement, with the values that mean "off" (null always does).
@@ -46,6 +48,9 @@ _UNSUPPORTED = {
     "suffix": ("",),
     "functions": ([],),
 }
+# The other servers' grammars (llama.cpp's GBNF, vLLM's), with their "off" values.
+_GRAMMARS = {"grammar": ("",), "guided_grammar": ()}
+_FORMATS = "(JSON Schemas, regular expressions and choices are: response_format, guided_json, guided_regex, guided_choice)"
 _NUMBERS = {"temperature": float, "top_p": float, "min_p": float, "repeat_penalty": float, "top_k": int, "seed": int,
             "frequency_penalty": float, "presence_penalty": float, "repeat_last_n": int}
 _FINISH = {"eog": "stop", "stop": "stop", "length": "length", "context": "length", "cancelled": "stop"}
@@ -123,6 +128,50 @@ def _json_schema(body):
             return {} if schema is True else schema
     raise _bad("'response_format' must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or "
                "{\"type\": \"json_schema\", \"json_schema\": {\"name\", \"schema\"}}", "response_format")
+
+
+def _reply_format(body):
+    """What holds the reply, as the C server reads it: response_format, or the
+    other servers' fields for the same (llama.cpp's json_schema; vLLM's
+    guided_json, guided_regex, guided_choice and structured_outputs' json, regex
+    and choice), one at most: a JSON Schema's text, a Regex, or None."""
+    for name, off in _GRAMMARS.items():
+        if body.get(name) is not None and body[name] not in off:
+            raise _bad(f"'{name}' is not supported by this server {_FORMATS}", name)
+    so = body.get("structured_outputs")
+    if so is not None and (not isinstance(so, dict) or {k for k, v in so.items() if v is not None} - {"json", "regex",
+                                                                                                       "choice"}):
+        raise _bad(f"'structured_outputs' is not supported by this server {_FORMATS}", "structured_outputs")
+    so = so or {}
+    forms = [("response_format", "json", _json_schema(body)), ("json_schema", "json", body.get("json_schema")),
+             ("guided_json", "json", body.get("guided_json")), ("structured_outputs", "json", so.get("json")),
+             ("guided_regex", "regex", body.get("guided_regex")), ("guided_choice", "choices", body.get("guided_choice")),
+             ("structured_outputs", "regex", so.get("regex")), ("structured_outputs", "choices", so.get("choice"))]
+    given = [(name, kind, v) for name, kind, v in forms if v is not None]
+    if len(given) > 1:
+        raise _bad(f"'{given[1][0]}' beside another reply format (response_format, json_schema, guided_json, "
+                   "guided_regex, guided_choice or structured_outputs): give one", given[1][0])
+    if not given:
+        return None
+    name, kind, v = given[0]
+    try:
+        if kind == "json" and name != "response_format":
+            if isinstance(v, str):  # vLLM takes the schema's text too
+                try:
+                    v = json.loads(v)
+                except ValueError:
+                    v = None
+            if not (isinstance(v, dict) or v is True):
+                raise _bad(f"'{name}' must be a JSON Schema: an object, or its JSON text", name)
+        if kind == "json":
+            return json_schema_text(v)
+        if kind == "regex" and not isinstance(v, str):
+            raise _bad(f"'{name}' regex must be a string", name)
+        if kind == "choices" and not (isinstance(v, list) and v and all(isinstance(c, str) for c in v)):
+            raise _bad(f"'{name}' choice must be an array of one or more strings", name)
+        return reply_format(**{kind: v})
+    except BitnetError as e:  # a schema or an expression the library cannot follow
+        raise _bad(f"'{name}': {e}" if kind != "json" else str(e), name) from None
 
 
 def _n(body):
@@ -341,19 +390,19 @@ class OpenAIServer:
         cache_prompt = True if cache_prompt is None else cache_prompt
         if not isinstance(cache_prompt, bool):
             raise _bad("'cache_prompt' must be a boolean", "cache_prompt")
-        try:  # a schema the library cannot follow is the request's fault
-            json_schema = json_schema_text(_json_schema(body))
-        except BitnetError as e:
-            raise _bad(str(e), "response_format") from None
+        json_schema = _reply_format(body)  # or a Regex
         tools = False
         try:
             if chat:  # messages, tool results and calls, the tools: read by the library as `serve` reads them
                 try:
-                    messages, tools_schema = chat_tools_request(body, json_schema)
+                    messages, tools_schema = chat_tools_request(
+                        body, None if isinstance(json_schema, Regex) else json_schema)
                 except BitnetError as e:
                     said = str(e)
                     raise _bad(said, next((f for f in _CHAT_FIELDS if f"'{f}'" in said or f"({f})" in said),
                                           None)) from None
+                if tools_schema is not None and isinstance(json_schema, Regex):
+                    raise _bad("'tools' beside a regex or choices: give one", "tools")
                 if tools_schema is not None:
                     json_schema, tools = tools_schema.encode(), True
                 prompts = [_Prompt(self.engine._template_ids(messages))]

@@ -102,6 +102,15 @@ def test_draft_model_same_as_alone(model_path, engine):
         BatchEngine(model_path, slots=1, draft_model=model_path, draft_p_min=2)
 
 
+def test_regex_and_choices(batch, engine):
+    """regex= and choices= through the batch: Engine's tokens, greedy and seeded."""
+    kinds = [dict(greedy=True, regex=r" [0-9]{1,3} (apples|pears)\."), dict(SAMPLED, choices=["yes", "no"]),
+             dict(greedy=True, logprobs=True, choices=["perhaps", "no"])]
+    want = [engine.generate(p, max_tokens=40, **k) for p in PROMPTS[:3] for k in kinds]
+    got = [batch.generate(p, max_tokens=40, **k) for p in PROMPTS[:3] for k in kinds]
+    assert [(g.ids, g.text, g.finish_reason) for g in got] == [(w.ids, w.text, w.finish_reason) for w in want]
+
+
 def test_failing_draft_model(model_path, engine, broken_model):
     """A draft model whose passes fail stops drafting; the requests get Engine's tokens, draft_note
     says why, and a RuntimeWarning says it once."""

@@ -147,6 +147,32 @@ def test_draft_model_gives_the_same_tokens(engine, model_path, cli, tmp_path):
         Engine(model_path, threads=1, lookup=4, draft_model=model_path)
 
 
+def test_regex_and_choices(engine, cli):
+    """regex= and choices= hold the reply whole, as `generate --regex` does (the same greedy
+    tokens); sampled replies match too and end by themselves; one format at a time; a bad
+    expression raises BitnetError naming its offset."""
+    import re
+    number = r" [0-9]{1,3} (apples|pears)\."
+    r = engine.generate("She bought", max_tokens=40, greedy=True, regex=number)
+    assert re.fullmatch(number, r.text) and r.finish_reason == "eog", r.text
+    want = cli("-p", "She bought", "-n", 40, "--greedy", "--regex", number)
+    assert (r.ids, r.finish_reason) == (want["generated_ids"], want["stop"])
+    for seed in range(4):
+        for kw in (dict(regex=number), dict(choices=["yes", "no", "a (small) cat"])):
+            got = engine.generate("Well", max_tokens=40, temperature=1.3, seed=seed, **kw)
+            ok = re.fullmatch(number, got.text) if "regex" in kw else got.text in kw["choices"]
+            assert ok and got.finish_reason == "eog", got.text
+    pieces = list(engine.generate("Well", max_tokens=40, greedy=True, choices=["yes", "no"], stream=True))
+    assert "".join(p.text for p in pieces) in ("yes", "no")
+    assert engine.generate("Well", max_tokens=8, greedy=True).text not in ("yes", "no")  # lifted after
+    with pytest.raises(BitnetError, match="at offset 1"):
+        engine.generate("x", regex="a(?=b)")
+    with pytest.raises(ValueError, match="give one"):
+        engine.generate("x", regex="a", json_schema=True)
+    with pytest.raises(ValueError, match="one or more strings"):
+        engine.generate("x", choices=[])
+
+
 def test_failing_draft_model(engine, model_path, broken_model):
     """A draft model whose passes fail (logits that are not finite) costs its drafts, not the
     generation: the tokens of the model alone, draft_note says why, a RuntimeWarning says it once."""

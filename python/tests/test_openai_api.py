@@ -348,6 +348,32 @@ def test_tools_as_the_c_server_answers(api, c_server, fields):
 
 
 @pytest.mark.parametrize("fields", [
+    {"guided_choice": ["yes", "no", "a (small) cat"]},
+    {"guided_regex": " [0-9]{1,3} (apples|pears)\\.", "temperature": 1.2, "seed": 5},
+    {"structured_outputs": {"choice": ["yes", "no"]}},
+    {"guided_json": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}},
+    {"json_schema": {"enum": ["x", "y"]}},
+    {"guided_regex": "a(?=b)"}, {"guided_choice": []}, {"guided_regex": "a", "guided_json": {}},
+    {"grammar": "root ::= x"}, {"structured_outputs": {"grammar": "x"}},
+    {"tools": [WEATHER], "guided_choice": ["a"]},
+], ids=["choice", "regex", "so-choice", "guided-json", "json-schema", "bad-regex", "no-choices", "two", "grammar",
+        "so-grammar", "tools"])
+def test_reply_formats_as_the_c_server_answers(api, c_server, fields):
+    """The other servers' reply formats (vLLM's guided_*, llama.cpp's json_schema) get the C
+    server's reply: the same text and finish_reason, or a 400 with the same message."""
+    body = chat_body(max_tokens=40, **fields)
+    status, theirs = c_server(body)
+    try:
+        ours = api.start(body, chat=True).response()
+    except ApiError as e:
+        assert (e.status, e.body["error"]["message"]) == (status, theirs["error"]["message"])
+        return
+    assert status == 200, theirs
+    assert ours["choices"][0]["message"]["content"] == theirs["choices"][0]["message"]["content"]
+    assert ours["choices"][0]["finish_reason"] == theirs["choices"][0]["finish_reason"]
+
+
+@pytest.mark.parametrize("fields", [
     {"tools": [WEATHER, ADD], "tool_choice": "required", "parallel_tool_calls": False},
     {"tools": [WEATHER, ADD], "tool_choice": {"type": "function", "function": {"name": "add"}}},
     {"tools": [WEATHER], "tool_choice": "none", "max_tokens": 8},
