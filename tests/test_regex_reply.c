@@ -7,6 +7,7 @@
 //   - a batch's replies, greedy and sampled, with logprobs or not, are whole
 //     matches and end by themselves (stop: BN_STOP_EOG) where nothing can
 //     follow;
+//   - a session's replies are the batch's, with prompt lookup on or off;
 //   - anchors in the pattern change nothing; a bad pattern is refused with its
 //     offset in the pattern as given; a regex beside JSON mode is refused.
 #include "test_util.h"
@@ -268,12 +269,65 @@ static void test_batch_replies(void **state) {
     free(prompt);
 }
 
+// A session holds its replies the same way (bn_session_set_regex): the batch's
+// tokens for the same request, with prompt lookup on or off; a regex lifts a
+// JSON Schema and a schema a regex; NULL lifts it.
+static int collect(void *user, int32_t id, const char *text, size_t len) {
+    (void)text, (void)len;
+    int32_t *ids = user;
+    if (id >= 0) ids[1 + ids[0]++] = id;
+    return 0;
+}
+
+static void test_session(void **state) {
+    (void)state;
+    int32_t *prompt;
+    size_t n_prompt;
+    bn_error err;
+    if (bn_engine_tokenize(g_engine, "It was a truth that", true, false, &prompt, &n_prompt, &err))
+        fail_msg("%s", err.msg);
+    const char *pattern = " (a|an|the) [a-z]+( [a-z]+){0,3}, [0-9]{1,2} years? old\\.";
+    const bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = 256};
+    for (int k = 0; k < 4; k++) {
+        bn_sampling smp = k ? bn_sampling_default() : bn_sampling_greedy();
+        smp.seed = (uint64_t)k;
+        bn_request r = {.prompt = prompt, .n_prompt = n_prompt, .max_tokens = 60, .sampling = smp, .regex = pattern};
+        reply want;
+        run(&r, 1, &want);
+        for (int lookup = 0; lookup <= 8; lookup += 8) {
+            bn_session *s;
+            if (bn_session_create(g_engine, &sp, &s, &err) || bn_session_set_lookup(s, lookup, &err) ||
+                bn_session_set_json_schema(s, "{\"type\": \"object\"}", &err) ||
+                bn_session_set_regex(s, pattern, &err)) // lifts the schema
+                fail_msg("%s", err.msg);
+            int32_t ids[64] = {0};
+            bn_timings t;
+            if (bn_session_generate(s, prompt, n_prompt, 60, &smp, collect, ids, &t, &err)) fail_msg("%s", err.msg);
+            char *text;
+            size_t len;
+            if (bn_engine_detokenize(g_engine, ids + 1, (size_t)ids[0], &text, &len, &err)) fail_msg("%s", err.msg);
+            if (len != want.len || memcmp(text, want.text, len) || t.stop != BN_STOP_EOG)
+                fail_msg("session (lookup %d): \"%s\" (%s), batch: \"%.*s\"", lookup, text, bn_stop_name(t.stop),
+                         (int)want.len, want.text);
+            free(text);
+            bn_session_reset(s);
+            assert_int_equal(bn_session_set_regex(s, NULL, &err), 0); // lifted
+            ids[0] = 0;
+            if (bn_session_generate(s, prompt, n_prompt, 8, &smp, collect, ids, &t, &err)) fail_msg("%s", err.msg);
+            assert_int_equal(t.stop, BN_STOP_LENGTH);
+            bn_session_free(s);
+        }
+    }
+    free(prompt);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mask_choices),
         cmocka_unit_test(test_mask_digits),
         cmocka_unit_test(test_bad_patterns),
         cmocka_unit_test(test_batch_replies),
+        cmocka_unit_test(test_session),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
