@@ -417,7 +417,7 @@ static void test_failing_draft_model(void **state) {
     char path[] = "/tmp/bn_test_draft_XXXXXX";
     bn_engine *bad = broken_engine(path);
     const bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = 128};
-    bn_session *s, *d;
+    bn_session *s = NULL, *d = NULL;
     bn_error err;
     if (bn_session_create(g_engine, &sp, &s, &err) || bn_session_create(bad, &sp, &d, &err)) fail_msg("%s", err.msg);
     const bn_sampling greedy = bn_sampling_greedy();
