@@ -290,10 +290,12 @@ BN_API int bn_session_set_regex(bn_session *s, const char *pattern, bn_error *er
 // Whether a pattern can hold a reply (bn_request.regex, bn_session_set_regex):
 // 0, or -1 and err (what and where in it).
 BN_API int bn_regex_check(const char *pattern, bn_error *err);
-// The pattern that matches each of the n choices exactly and nothing else
-// (vLLM's guided_choice): their regex characters escaped, joined by "|".
-// malloc'd (free with free()), NULL when out of memory.
-BN_API char *bn_regex_of_choices(const char *const *choices, size_t n);
+// The pattern that matches each of the n (>= 1) choices exactly and nothing
+// else (vLLM's guided_choice): their regex characters escaped, joined by "|",
+// into *pattern (malloc'd; free with free()). -1 and err for none, or a choice
+// with a control character no reply can hold (U+0000..U+001F but \b \t \n
+// \f \r: the regular expressions' alphabet, core/json_regex.h).
+BN_API int bn_regex_of_choices(const char *const *choices, size_t n, char **pattern, bn_error *err);
 
 // Reports log-probabilities with the tokens of later bn_session_generate calls,
 // as bn_request's logprobs and top_logprobs do for a batch's: top_logprobs < 0

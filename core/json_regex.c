@@ -247,6 +247,7 @@ typedef struct {
 typedef struct {
     const char *pat;
     size_t len, pos;
+    bool whole; // bn_regex_compile_whole: every top-level alternative anchored at both ends
     char *why;
     size_t n_why;
     bool failed;
@@ -715,6 +716,7 @@ static bool parse_pattern(compiler *c) {
         branch b = {.at_start = peek(c) == '^'};
         c->pos += b.at_start;
         if ((b.node = parse_sequence(c, 0, &b.at_end)) == NO_NODE) return false;
+        if (c->whole) b.at_start = b.at_end = true;
         if (!GROW(c, c->branches, c->n_branches, c->cap_branches)) return false;
         c->branches[c->n_branches++] = b;
         if ((states += c->nodes[b.node].states + 1) > BN_REGEX_MAX_NFA) return too_complex(c);
@@ -1080,10 +1082,10 @@ static void compiler_free(compiler *c) {
     free(c->branches), free(c->nfa), free(c->edges);
 }
 
-int bn_regex_compile(const char *pattern, uint64_t *work, bn_regex **out, char *why, size_t n_why) {
+static int compile(const char *pattern, bool whole, uint64_t *work, bn_regex **out, char *why, size_t n_why) {
     *out = NULL;
     if (n_why) why[0] = 0;
-    compiler c = {.pat = pattern, .len = pattern ? strlen(pattern) : 0, .why = why, .n_why = n_why};
+    compiler c = {.pat = pattern, .len = pattern ? strlen(pattern) : 0, .whole = whole, .why = why, .n_why = n_why};
     c.tails = calloc(TAIL_SLOTS, sizeof *c.tails);
     c.nfa = malloc(BN_REGEX_MAX_NFA * sizeof *c.nfa);
     c.edges = malloc(MAX_EDGES * sizeof *c.edges);
@@ -1103,6 +1105,14 @@ int bn_regex_compile(const char *pattern, uint64_t *work, bn_regex **out, char *
     dfa_free(&d);
     compiler_free(&c);
     return *out ? 0 : -1;
+}
+
+int bn_regex_compile(const char *pattern, uint64_t *work, bn_regex **out, char *why, size_t n_why) {
+    return compile(pattern, false, work, out, why, n_why);
+}
+
+int bn_regex_compile_whole(const char *pattern, uint64_t *work, bn_regex **out, char *why, size_t n_why) {
+    return compile(pattern, true, work, out, why, n_why);
 }
 
 void bn_regex_free(bn_regex *r) { free(r); }

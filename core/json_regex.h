@@ -46,6 +46,10 @@ typedef struct bn_regex bn_regex; // read-only once compiled
 // what this one took comes off it, so that many patterns together stay within
 // what one may cost.
 int bn_regex_compile(const char *pattern, uint64_t *work, bn_regex **out, char *why, size_t n_why);
+// The same for whole strings (regex_reply.h: a reply held to it): every
+// top-level alternative is anchored at both ends, whether or not it writes its
+// "^" and "$".
+int bn_regex_compile_whole(const char *pattern, uint64_t *work, bn_regex **out, char *why, size_t n_why);
 void bn_regex_free(bn_regex *r);
 // The automaton's states (for a caller's budget over many patterns).
 uint32_t bn_regex_states(const bn_regex *r);

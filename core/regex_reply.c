@@ -2,7 +2,6 @@
 #include "regex_reply.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,25 +9,8 @@
 
 int bn_regex_reply_init(bn_regex_reply *r, const char *pattern, int32_t n_vocab, bn_error *err) {
     *r = (bn_regex_reply){0};
-    // Anchored at both ends: "^(?:" pattern ")$", less the pattern's own anchors.
-    size_t n = strlen(pattern), skip = pattern[0] == '^';
-    size_t slashes = 0; // the backslashes before a last "$": an even count leaves it an anchor
-    while (n > skip + 1 + slashes && pattern[n - 2 - slashes] == '\\') slashes++;
-    if (n > skip && pattern[n - 1] == '$' && slashes % 2 == 0) n--;
-    char *whole = malloc(n - skip + 8);
-    if (!whole) return bn_errorf(err, "out of memory");
-    snprintf(whole, n - skip + 8, "^(?:%.*s)$", (int)(n - skip), pattern + skip);
     char why[256];
-    const int rc = bn_regex_compile(whole, NULL, &r->rx, why, sizeof why);
-    free(whole);
-    if (rc) { // its offsets are in `whole`, 4 bytes ("^(?:") past the pattern's own
-        const char *at = strstr(why, "at offset ");
-        unsigned long off;
-        if (at && sscanf(at, "at offset %lu", &off) == 1 && off >= 4)
-            return bn_errorf(err, "regex: %.*sat offset %lu%s", (int)(at - why), why,
-                             off - 4 + (unsigned long)skip, at + strcspn(at + 10, " ,;)") + 10);
-        return bn_errorf(err, "regex: %s", why);
-    }
+    if (bn_regex_compile_whole(pattern, NULL, &r->rx, why, sizeof why)) return bn_errorf(err, "regex: %s", why);
     r->n_vocab = n_vocab;
     r->words = ((size_t)n_vocab + 63) / 64;
     r->masks = malloc(BN_REGEX_REPLY_MASKS * r->words * sizeof *r->masks);
@@ -53,11 +35,19 @@ void bn_regex_reply_free(bn_regex_reply *r) {
     *r = (bn_regex_reply){0};
 }
 
-char *bn_regex_of_choices(const char *const *choices, size_t n) {
+int bn_regex_of_choices(const char *const *choices, size_t n, char **pattern, bn_error *err) {
+    *pattern = NULL;
+    if (n == 0) return bn_errorf(err, "choices: none given");
     size_t len = 1;
-    for (size_t i = 0; i < n; i++) len += 2 * strlen(choices[i]) + 1;
+    for (size_t i = 0; i < n; i++) {
+        for (const char *c = choices[i]; *c; c++)
+            if ((unsigned char)*c < 0x20 && !strchr("\b\t\n\f\r", *c))
+                return bn_errorf(err, "choice %zu has the control character U+%04X, which no reply holds", i,
+                                 (unsigned)(unsigned char)*c);
+        len += 2 * strlen(choices[i]) + 1;
+    }
     char *p = malloc(len), *o = p;
-    if (!p) return NULL;
+    if (!p) return bn_errorf(err, "out of memory");
     for (size_t i = 0; i < n; i++) {
         if (i) *o++ = '|';
         for (const char *c = choices[i]; *c; c++) {
@@ -66,7 +56,8 @@ char *bn_regex_of_choices(const char *const *choices, size_t n) {
         }
     }
     *o = 0;
-    return p;
+    *pattern = p;
+    return 0;
 }
 
 // The state after a token's bytes from s (BN_REGEX_DEAD where they lead nowhere).

@@ -27,9 +27,9 @@ typedef struct bn_regex_reply {
     int next_kept;   // the mask replaced next
 } bn_regex_reply;
 
-// Compiles pattern for whole replies: a "^" at its start and a "$" at its end
-// are dropped (the reply is matched whole either way). 0, or -1 and err (the
-// expression's error, with its offset in the pattern as given).
+// Compiles pattern for whole replies (bn_regex_compile_whole: every top-level
+// alternative anchored at both ends, so its own "^" and "$" change nothing). 0,
+// or -1 and err (the expression's error, with its offset).
 int bn_regex_reply_init(bn_regex_reply *r, const char *pattern, int32_t n_vocab, bn_error *err);
 void bn_regex_reply_free(bn_regex_reply *r);
 

@@ -140,8 +140,9 @@ static void check_mask(const char *pattern, prefix_fn ref, const void *ctx, int 
 static void test_mask_choices(void **state) {
     (void)state;
     static const char *const choices[] = {"yes", "no", "not sure", "Mr. Darcy (2)", "n", NULL};
-    char *pattern = bn_regex_of_choices(choices, 5);
-    assert_non_null(pattern);
+    char *pattern;
+    bn_error err;
+    if (bn_regex_of_choices(choices, 5, &pattern, &err)) fail_msg("%s", err.msg);
     assert_string_equal(pattern, "yes|no|not sure|Mr\\. Darcy \\(2\\)|n");
     check_mask(pattern, choices_fn, choices, 40);
     free(pattern);
@@ -153,19 +154,43 @@ static void test_mask_digits(void **state) {
     check_mask("^\\d{1,3}$", digits_fn, NULL, 5); // its anchors change nothing
 }
 
+// Each top-level alternative is matched whole, with its own anchors or without.
+static void test_mask_anchored_alternatives(void **state) {
+    (void)state;
+    static const char *const choices[] = {"yes", "no", "ab", NULL};
+    check_mask("^yes$|^no$|ab", choices_fn, choices, 10);
+    check_mask("yes$|no|^ab", choices_fn, choices, 10);
+}
+
 static void test_bad_patterns(void **state) {
     (void)state;
     bn_regex_reply r;
     bn_error err;
-    assert_int_equal(bn_regex_reply_init(&r, "ab(?=c)", g_vocab, &err), -1);
-    if (!strstr(err.msg, "at offset 2")) fail_msg("%s", err.msg);
-    assert_int_equal(bn_regex_reply_init(&r, "^ab(?=c)", g_vocab, &err), -1);
-    if (!strstr(err.msg, "at offset 3")) fail_msg("%s", err.msg);
-    assert_int_equal(bn_regex_reply_init(&r, "a\\", g_vocab, &err), -1);
-    assert_int_equal(bn_regex_reply_init(&r, "[]", g_vocab, &err), -1); // matches nothing
+    static const struct { const char *pattern, *says; } bad[] = {
+        {"ab(?=c)", "at offset 2"}, {"^ab(?=c)", "at offset 3"}, {"a\\", "end of the pattern"},
+        {"a)|(b", "unmatched ) at offset 1"}, {")", "unmatched ) at offset 0"}, {"(a", "missing ) for the group at offset 0"},
+        {"[]", "no string matches"}, {"a^b", "^"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (bn_regex_reply_init(&r, bad[i].pattern, g_vocab, &err) == 0) fail_msg("'%s' compiled", bad[i].pattern);
+        if (!strstr(err.msg, bad[i].says) || strncmp(err.msg, "regex: ", 7))
+            fail_msg("'%s': %s (wanted '%s')", bad[i].pattern, err.msg, bad[i].says);
+        assert_int_equal(bn_regex_check(bad[i].pattern, &err), -1);
+    }
     // An escaped "$" at the end stays a character.
     assert_int_equal(bn_regex_reply_init(&r, "a\\$", g_vocab, &err), 0);
+    assert_true(bn_regex_step(r.rx, bn_regex_step(r.rx, 0, 'a'), '$') != BN_REGEX_DEAD);
     bn_regex_reply_free(&r);
+    // Choices: none, or one with a control character no reply holds.
+    char *p;
+    static const char *const ctl[] = {"a", "b\x01"}, *const tab[] = {"a\tb"};
+    assert_int_equal(bn_regex_of_choices(ctl, 0, &p, &err), -1);
+    assert_int_equal(bn_regex_of_choices(ctl, 2, &p, &err), -1);
+    if (!strstr(err.msg, "choice 1 has the control character U+0001")) fail_msg("%s", err.msg);
+    assert_null(p);
+    assert_int_equal(bn_regex_of_choices(tab, 1, &p, &err), 0);
+    assert_int_equal(bn_regex_check(p, &err), 0);
+    free(p);
 }
 
 // ---- through a batch --------------------------------------------------------------------------
@@ -220,7 +245,8 @@ static void test_batch_replies(void **state) {
     if (bn_engine_tokenize(g_engine, "\"Will you dance?\" she asked. He said", true, false, &prompt, &n_prompt, &err))
         fail_msg("%s", err.msg);
     static const char *const choices[] = {" yes", " no", " perhaps, madam", NULL};
-    char *pick = bn_regex_of_choices(choices, 3);
+    char *pick;
+    if (bn_regex_of_choices(choices, 3, &pick, &err)) fail_msg("%s", err.msg);
     enum { N = 12 };
     bn_request reqs[N];
     for (int i = 0; i < N; i++) {
@@ -279,52 +305,80 @@ static int collect(void *user, int32_t id, const char *text, size_t len) {
     return 0;
 }
 
+// One session's reply to prompt under pattern (the session's regex set), as text.
+static void session_reply(bn_session *s, const int32_t *prompt, size_t n_prompt, const bn_sampling *smp,
+                          char *text, size_t *len, bn_timings *t) {
+    int32_t ids[96] = {0};
+    bn_error err;
+    bn_session_reset(s);
+    if (bn_session_generate(s, prompt, n_prompt, 90, smp, collect, ids, t, &err)) fail_msg("%s", err.msg);
+    char *out;
+    if (bn_engine_detokenize(g_engine, ids + 1, (size_t)ids[0], &out, len, &err)) fail_msg("%s", err.msg);
+    assert_true(*len < 512);
+    memcpy(text, out, *len);
+    free(out);
+}
+
 static void test_session(void **state) {
     (void)state;
-    int32_t *prompt;
-    size_t n_prompt;
-    bn_error err;
-    if (bn_engine_tokenize(g_engine, "It was a truth that", true, false, &prompt, &n_prompt, &err))
-        fail_msg("%s", err.msg);
-    const char *pattern = " (a|an|the) [a-z]+( [a-z]+){0,3}, [0-9]{1,2} years? old\\.";
+    // A prompt that prompt lookup drafts from, and one it does not.
+    static const struct { const char *prompt, *pattern; } cases[] = {
+        {"It was a truth that", " (a|an|the) [a-z]+( [a-z]+){0,3}, [0-9]{1,2} years? old\\."},
+        {"the man and the man and the man and the man and the man and",
+         "( (the|man|and)){1,16}\\."},
+    };
     const bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = 256};
-    for (int k = 0; k < 4; k++) {
-        bn_sampling smp = k ? bn_sampling_default() : bn_sampling_greedy();
-        smp.seed = (uint64_t)k;
-        bn_request r = {.prompt = prompt, .n_prompt = n_prompt, .max_tokens = 60, .sampling = smp, .regex = pattern};
-        reply want;
-        run(&r, 1, &want);
-        for (int lookup = 0; lookup <= 8; lookup += 8) {
-            bn_session *s;
-            if (bn_session_create(g_engine, &sp, &s, &err) || bn_session_set_lookup(s, lookup, &err) ||
-                bn_session_set_json_schema(s, "{\"type\": \"object\"}", &err) ||
-                bn_session_set_regex(s, pattern, &err)) // lifts the schema
-                fail_msg("%s", err.msg);
-            int32_t ids[64] = {0};
-            bn_timings t;
-            if (bn_session_generate(s, prompt, n_prompt, 60, &smp, collect, ids, &t, &err)) fail_msg("%s", err.msg);
-            char *text;
-            size_t len;
-            if (bn_engine_detokenize(g_engine, ids + 1, (size_t)ids[0], &text, &len, &err)) fail_msg("%s", err.msg);
-            if (len != want.len || memcmp(text, want.text, len) || t.stop != BN_STOP_EOG)
-                fail_msg("session (lookup %d): \"%s\" (%s), batch: \"%.*s\"", lookup, text, bn_stop_name(t.stop),
-                         (int)want.len, want.text);
-            free(text);
-            bn_session_reset(s);
-            assert_int_equal(bn_session_set_regex(s, NULL, &err), 0); // lifted
-            ids[0] = 0;
-            if (bn_session_generate(s, prompt, n_prompt, 8, &smp, collect, ids, &t, &err)) fail_msg("%s", err.msg);
-            assert_int_equal(t.stop, BN_STOP_LENGTH);
-            bn_session_free(s);
+    uint64_t drafted = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int32_t *prompt;
+        size_t n_prompt;
+        bn_error err;
+        if (bn_engine_tokenize(g_engine, cases[c].prompt, true, false, &prompt, &n_prompt, &err))
+            fail_msg("%s", err.msg);
+        for (int k = 0; k < 3; k++) {
+            bn_sampling smp = k ? bn_sampling_default() : bn_sampling_greedy();
+            smp.seed = (uint64_t)k;
+            bn_request r = {.prompt = prompt, .n_prompt = n_prompt, .max_tokens = 90, .sampling = smp,
+                            .regex = cases[c].pattern};
+            reply want;
+            run(&r, 1, &want);
+            for (int lookup = 0; lookup <= 8; lookup += 8) {
+                bn_session *s;
+                if (bn_session_create(g_engine, &sp, &s, &err) || bn_session_set_lookup(s, lookup, &err) ||
+                    bn_session_set_json_schema(s, "{\"type\": \"object\"}", &err) ||
+                    bn_session_set_regex(s, cases[c].pattern, &err)) // lifts the schema
+                    fail_msg("%s", err.msg);
+                // Twice on one session: each reply starts from the pattern's start again.
+                for (int again = 0; again < 2; again++) {
+                    char text[512];
+                    size_t len;
+                    bn_timings t;
+                    session_reply(s, prompt, n_prompt, &smp, text, &len, &t);
+                    if (len != want.len || memcmp(text, want.text, len) || t.stop != BN_STOP_EOG)
+                        fail_msg("session (lookup %d, call %d): \"%.*s\" (%s), batch: \"%.*s\"", lookup, again,
+                                 (int)len, text, bn_stop_name(t.stop), (int)want.len, want.text);
+                    drafted += bn_session_lookup_stats(s).drafted;
+                }
+                assert_int_equal(bn_session_set_regex(s, NULL, &err), 0); // lifted
+                char text[512];
+                size_t len;
+                bn_timings t;
+                session_reply(s, prompt, n_prompt, &smp, text, &len, &t);
+                assert_int_equal(t.stop, BN_STOP_LENGTH);
+                bn_session_free(s);
+            }
         }
+        free(prompt);
     }
-    free(prompt);
+    fprintf(stderr, "  prompt lookup drafted %llu tokens\n", (unsigned long long)drafted);
+    assert_true(drafted > 0);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mask_choices),
         cmocka_unit_test(test_mask_digits),
+        cmocka_unit_test(test_mask_anchored_alternatives),
         cmocka_unit_test(test_bad_patterns),
         cmocka_unit_test(test_batch_replies),
         cmocka_unit_test(test_session),

@@ -73,7 +73,7 @@ int bn_run_open(const bn_run_flags *f, bn_run *r) {
                        : bn_run_prepare_engine(f, r->engine, &err)                               ? ""
                        : bn_session_create(r->engine, &f->session, &r->session, &err)            ? ""
                        : schema && bn_session_set_json_schema(r->session, schema, &err) ? "--json-schema: "
-                       : f->regex && bn_session_set_regex(r->session, f->regex, &err)  ? "--regex: "
+                       : f->regex && bn_session_set_regex(r->session, f->regex, &err)  ? "--regex "
                        : bn_session_set_lookup(r->session, f->lookup, &err)             ? "--lookup: "
                        : f->model_draft && open_draft(f, r, &err)                       ? "--model-draft: "
                                                                                         : NULL;

@@ -300,25 +300,24 @@ static bool get_regex(fields *f, bn_job_params *p) {
         if (p->json_object || p->json_schema || p->regex)
             return fail(f, "'%s' beside another reply format (response_format, json_schema, guided_json, "
                            "guided_regex, guided_choice or structured_outputs): give one", forms[i].name);
+        bn_error err;
+        int rc = 0;
         if (!forms[i].choice) {
             if (!cJSON_IsString(v)) return fail(f, "'%s' regex must be a string", forms[i].name);
-            p->regex = strdup(v->valuestring);
+            if (!(p->regex = strdup(v->valuestring))) return fail(f, "out of memory (%s)", forms[i].name);
         } else {
             const int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
-            const char **choices = n ? calloc((size_t)n, sizeof *choices) : NULL;
+            const cJSON *e = n ? v->child : NULL;
+            while (e && cJSON_IsString(e)) e = e->next;
+            if (n == 0 || e) return fail(f, "'%s' choice must be an array of one or more strings", forms[i].name);
+            const char **choices = calloc((size_t)n, sizeof *choices);
+            if (!choices) return fail(f, "out of memory (%s)", forms[i].name);
             int k = 0;
-            for (const cJSON *e = n ? v->child : NULL; e && choices && cJSON_IsString(e); e = e->next)
-                choices[k++] = e->valuestring;
-            if (n == 0 || k < n) {
-                free(choices);
-                return fail(f, "'%s' choice must be an array of one or more strings", forms[i].name);
-            }
-            p->regex = bn_regex_of_choices(choices, (size_t)n);
+            for (e = v->child; e; e = e->next) choices[k++] = e->valuestring;
+            rc = bn_regex_of_choices(choices, (size_t)n, &p->regex, &err);
             free(choices);
         }
-        if (!p->regex) return fail(f, "out of memory (%s)", forms[i].name);
-        bn_error err;
-        if (bn_regex_check(p->regex, &err)) {
+        if (rc || bn_regex_check(p->regex, &err)) {
             reply_error(f->r, 400, "invalid_value", "'%s': %s", forms[i].name, err.msg);
             return f->bad = true, false;
         }

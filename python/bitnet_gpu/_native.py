@@ -190,7 +190,7 @@ _API = {
     "bn_session_set_json_schema": (c_int, [c_void_p, c_char_p, _E]),
     "bn_session_set_regex": (c_int, [c_void_p, c_char_p, _E]),
     "bn_regex_check": (c_int, [c_char_p, _E]),
-    "bn_regex_of_choices": (c_void_p, [POINTER(c_char_p), c_size_t]),
+    "bn_regex_of_choices": (c_int, [POINTER(c_char_p), c_size_t, POINTER(c_void_p), _E]),
     "bn_session_set_logprobs": (c_int, [c_void_p, c_int, _E]),
     "bn_session_token_logprobs": (c_int, [c_void_p, POINTER(c_float), POINTER(POINTER(TokenLogprob))]),
     "bn_session_token_id": (c_int32, [c_void_p]),
@@ -210,7 +210,7 @@ _API = {
 
 # The library version (major.minor: its ABI, README: The C API) the structs and
 # functions above are written for; another one is refused at import.
-ABI = "0.3"
+ABI = "0.4"
 
 
 def _load():

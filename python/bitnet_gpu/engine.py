@@ -317,14 +317,19 @@ def reply_format(json_schema=None, regex=None, choices=None):
     these strings, as vLLM's guided_choice), or None. One of them at most; an
     expression the library cannot follow raises BitnetError at once."""
     given = [name for name, v in (("json_schema", json_schema), ("regex", regex), ("choices", choices))
-             if v is not None and v is not False]
+             if v is not None and not (name == "json_schema" and v is False)]
     if len(given) > 1:
         raise ValueError(f"{' and '.join(given)}: give one")
     if choices is not None:
         if isinstance(choices, (str, bytes)) or not choices or not all(isinstance(c, str) for c in choices):
             raise ValueError("choices must be a list of one or more strings")
-        arr = (ctypes.c_char_p * len(choices))(*[c.encode("utf-8", "surrogatepass") for c in choices])
-        regex = N.take_text(lib.bn_regex_of_choices(arr, len(choices)))
+        try:
+            arr = (ctypes.c_char_p * len(choices))(*[c.encode("utf-8") for c in choices])
+        except UnicodeEncodeError:
+            raise ValueError("choices must be valid Unicode (no lone surrogates)") from None
+        p, err = ctypes.c_void_p(), N.Error()
+        _check(lib.bn_regex_of_choices(arr, len(choices), ctypes.byref(p), ctypes.byref(err)), err)
+        regex = N.take_text(p.value)
     if regex is None:
         return json_schema_text(json_schema)
     if not isinstance(regex, str):
@@ -711,6 +716,7 @@ class Engine(Model):
         self._s = s
         self.lookup = int(lookup)
         self.draft_note = None  # why draft_model stopped drafting (bitnet.h: bn_session_draft_note)
+        self._held = (None, None)  # (kind, bytes) the session's replies are held to, as last set
         _check(lib.bn_session_set_lookup(self._s, self.lookup, ctypes.byref(err)), err)
         if draft_model is not None:
             self._open_draft(draft_model, tokenizer, params, int(draft), float(draft_p_min))
@@ -793,6 +799,19 @@ class Engine(Model):
         _check(rc, err)
         return [None] + [Logprob(*e) for e in N.scored_pairs(ids, lp, top, top_logprobs)]
 
+    def _hold_reply(self, schema, err):
+        """Holds the session's replies to schema (a JSON Schema's text, a Regex or None),
+        setting it only when it changed: the session keeps what it compiled (and a
+        regex's masks) from one call to the next. 0, or the library's -1 with err."""
+        held = (type(schema).__name__, schema)
+        if held == self._held:
+            return 0
+        is_regex = isinstance(schema, Regex)
+        rc = lib.bn_session_set_json_schema(self._s, None if is_regex else schema, ctypes.byref(err))
+        rc = rc or lib.bn_session_set_regex(self._s, schema if is_regex else None, ctypes.byref(err))
+        self._held = held if rc == 0 else (None, None)
+        return rc
+
     def _generate(self, run, ids, max_tokens, sp, cache_prompt=True, schema=None, logprobs=None):
         arr = (ctypes.c_int32 * len(ids))(*ids)
         t, err = N.Timings(), N.Error()
@@ -809,9 +828,7 @@ class Engine(Model):
                 if not keep:
                     lib.bn_session_reset(self._s)
                 rest = (ctypes.c_int32 * (len(ids) - kept))(*ids[kept:])
-                is_regex = isinstance(schema, Regex)
-                rc = lib.bn_session_set_json_schema(self._s, None if is_regex else schema, ctypes.byref(err))
-                rc = rc or lib.bn_session_set_regex(self._s, schema if is_regex else None, ctypes.byref(err))
+                rc = self._hold_reply(schema, err)
                 rc = rc or lib.bn_session_set_logprobs(self._s, -1 if logprobs is None else logprobs, ctypes.byref(err))
                 rc = rc or lib.bn_session_generate(self._s, rest, len(ids) - kept, max_tokens, ctypes.byref(sp), run.fn,
                                              None, ctypes.byref(t), ctypes.byref(err))

@@ -134,26 +134,34 @@ def _reply_format(body):
     """What holds the reply, as the C server reads it: response_format, or the
     other servers' fields for the same (llama.cpp's json_schema; vLLM's
     guided_json, guided_regex, guided_choice and structured_outputs' json, regex
-    and choice), one at most: a JSON Schema's text, a Regex, or None."""
+    and choice), one at most: a JSON Schema's text, a Regex, or None. Read in the
+    C server's order, so that a body with several faults gets its answer."""
+    so = body.get("structured_outputs")
+    so_fields = so if isinstance(so, dict) else {}
+    forms = [("response_format", "json", _json_schema(body)), ("json_schema", "json", body.get("json_schema")),
+             ("guided_json", "json", body.get("guided_json")), ("structured_outputs", "json", so_fields.get("json")),
+             ("guided_regex", "regex", body.get("guided_regex")), ("guided_choice", "choices", body.get("guided_choice")),
+             ("structured_outputs", "regex", so_fields.get("regex")),
+             ("structured_outputs", "choices", so_fields.get("choice"))]
+    held = None
+    for name, kind, v in forms:
+        if v is None:
+            continue
+        if held is not None:
+            raise _bad(f"'{name}' beside another reply format (response_format, json_schema, guided_json, "
+                       "guided_regex, guided_choice or structured_outputs): give one", name)
+        held = _one_format(name, kind, v)
     for name, off in _GRAMMARS.items():
         if body.get(name) is not None and body[name] not in off:
             raise _bad(f"'{name}' is not supported by this server {_FORMATS}", name)
-    so = body.get("structured_outputs")
     if so is not None and (not isinstance(so, dict) or {k for k, v in so.items() if v is not None} - {"json", "regex",
                                                                                                        "choice"}):
         raise _bad(f"'structured_outputs' is not supported by this server {_FORMATS}", "structured_outputs")
-    so = so or {}
-    forms = [("response_format", "json", _json_schema(body)), ("json_schema", "json", body.get("json_schema")),
-             ("guided_json", "json", body.get("guided_json")), ("structured_outputs", "json", so.get("json")),
-             ("guided_regex", "regex", body.get("guided_regex")), ("guided_choice", "choices", body.get("guided_choice")),
-             ("structured_outputs", "regex", so.get("regex")), ("structured_outputs", "choices", so.get("choice"))]
-    given = [(name, kind, v) for name, kind, v in forms if v is not None]
-    if len(given) > 1:
-        raise _bad(f"'{given[1][0]}' beside another reply format (response_format, json_schema, guided_json, "
-                   "guided_regex, guided_choice or structured_outputs): give one", given[1][0])
-    if not given:
-        return None
-    name, kind, v = given[0]
+    return held
+
+
+def _one_format(name, kind, v):
+    """One reply format field (_reply_format) as the library takes it, or a 400."""
     try:
         if kind == "json" and name != "response_format":
             if isinstance(v, str):  # vLLM takes the schema's text too
@@ -170,7 +178,7 @@ def _reply_format(body):
         if kind == "choices" and not (isinstance(v, list) and v and all(isinstance(c, str) for c in v)):
             raise _bad(f"'{name}' choice must be an array of one or more strings", name)
         return reply_format(**{kind: v})
-    except BitnetError as e:  # a schema or an expression the library cannot follow
+    except (BitnetError, ValueError) as e:  # a schema or an expression the library cannot follow
         raise _bad(f"'{name}': {e}" if kind != "json" else str(e), name) from None
 
 

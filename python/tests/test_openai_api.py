@@ -356,8 +356,12 @@ def test_tools_as_the_c_server_answers(api, c_server, fields):
     {"guided_regex": "a(?=b)"}, {"guided_choice": []}, {"guided_regex": "a", "guided_json": {}},
     {"grammar": "root ::= x"}, {"structured_outputs": {"grammar": "x"}},
     {"tools": [WEATHER], "guided_choice": ["a"]},
+    {"guided_regex": "^yes$|^no$"}, {"guided_regex": "a)|(b"}, {"guided_choice": ["a", "b\x01"]},
+    {"guided_regex": "[", "guided_choice": ["a"]}, {"guided_grammar": "x", "guided_regex": "["},
+    {"structured_outputs": {"regex": "[", "grammar": "x"}},
 ], ids=["choice", "regex", "so-choice", "guided-json", "json-schema", "bad-regex", "no-choices", "two", "grammar",
-        "so-grammar", "tools"])
+        "so-grammar", "tools", "anchored", "unbalanced", "control", "bad-and-two", "grammar-and-bad",
+        "so-bad-and-grammar"])
 def test_reply_formats_as_the_c_server_answers(api, c_server, fields):
     """The other servers' reply formats (vLLM's guided_*, llama.cpp's json_schema) get the C
     server's reply: the same text and finish_reason, or a 400 with the same message."""
