@@ -30,12 +30,8 @@ static int32_t prompt[N_PROMPT];
 
 static int setup(void **state) {
     (void)state;
-    char buf[4096];
     bn_error err;
-    if (bn_engine_load(bn_shipped_path("models/bitnet-austen-6m.gguf", buf, sizeof buf), NULL, &engine, &err)) {
-        fprintf(stderr, "load: %s\n", err.msg);
-        return -1;
-    }
+    if (!(engine = bn_shipped_engine())) return -1;
     int32_t *ids;
     size_t n;
     const char *text = "It is a truth universally acknowledged, that a single man in possession of a good "

@@ -33,9 +33,8 @@ static size_t g_n_text;
 
 static int setup(void **state) {
     (void)state;
-    char path[4096];
-    bn_error err;
-    if (bn_engine_load(bn_shipped_path("models/bitnet-austen-6m.gguf", path, sizeof path), NULL, &g_engine, &err) ||
+    bn_error err = {{0}};
+    if (!(g_engine = bn_shipped_engine()) ||
         bn_engine_tokenize(g_engine, "It is a truth universally acknowledged, that a single man in possession",
                            true, false, &g_text, &g_n_text, &err)) {
         fprintf(stderr, "%s\n", err.msg);

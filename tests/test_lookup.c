@@ -118,13 +118,7 @@ static bn_engine *g_random;
 
 static int setup(void **state) {
     (void)state;
-    char path[4096];
-    bn_error err;
-    if (bn_engine_load(bn_shipped_path("models/bitnet-austen-6m.gguf", path, sizeof path), NULL, &g_engine, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    return 0;
+    return (g_engine = bn_shipped_engine()) ? 0 : -1;
 }
 
 static int teardown(void **state) {

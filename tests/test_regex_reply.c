@@ -25,12 +25,7 @@ static int32_t g_vocab;
 
 static int setup(void **state) {
     (void)state;
-    char path[4096];
-    bn_error err;
-    if (bn_engine_load(bn_shipped_path("models/bitnet-austen-6m.gguf", path, sizeof path), NULL, &g_engine, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
+    if (!(g_engine = bn_shipped_engine())) return -1;
     g_vocab = bn_engine_info(g_engine).n_vocab;
     return 0;
 }

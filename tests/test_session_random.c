@@ -42,10 +42,8 @@ static size_t g_n_ids[N_TEXTS];
 
 static int setup(void **state) {
     (void)state;
-    char path[4096];
-    bn_error err;
-    if (bn_engine_load(bn_shipped_path("models/bitnet-austen-6m.gguf", path, sizeof path), NULL, &g_engine, &err))
-        goto fail;
+    bn_error err = {{0}};
+    if (!(g_engine = bn_shipped_engine())) goto fail;
     for (size_t i = 0; i < N_TEXTS; i++) // the first with its BOS, the others to follow it
         if (bn_engine_tokenize(g_engine, TEXTS[i], i == 0, false, &g_ids[i], &g_n_ids[i], &err)) goto fail;
     return 0;

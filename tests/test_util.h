@@ -21,6 +21,8 @@
 
 #include <cmocka.h>
 
+#include "bitnet.h"
+
 // CTest shows a test as skipped only when it exits 77 (SKIP_RETURN_CODE, set for
 // every test); cmocka's exit status is just the number of failures, so a test
 // executable whose tests all skipped would pass as "100% tests passed". So each
@@ -115,6 +117,17 @@ static inline const char *bn_shipped_path(const char *rel, char *buf, size_t n) 
     const char *root = getenv("BITNET_SOURCE_DIR");
     snprintf(buf, n, "%s/%s", root && *root ? root : BN_SOURCE_DIR, rel);
     return buf;
+}
+
+// The model that ships with the project (models/bitnet-austen-6m.gguf) as an
+// engine; NULL, with the reason on stderr, where it does not load.
+static inline bn_engine *bn_shipped_engine(void) {
+    char path[4096];
+    bn_engine *e;
+    bn_error err;
+    if (!bn_engine_load(bn_shipped_path("models/bitnet-austen-6m.gguf", path, sizeof path), NULL, &e, &err)) return e;
+    fprintf(stderr, "the shipped model: %s\n", err.msg);
+    return NULL;
 }
 #endif
 
