@@ -8,7 +8,8 @@
 // draft; the back-off idles and counts misses. A p-min test from the
 // backend's best entries and softmax denominators (forward_top) drafts what it
 // drafts from whole rows, and holds at p-min's boundary either way. A draft
-// model that fails costs a session or a batch its drafts, not its tokens.
+// model that fails, at its first pass or midway, costs a session or a batch
+// its drafts, not its tokens.
 #include "test_util.h"
 
 #include <math.h>
@@ -19,6 +20,7 @@
 
 #include "backend.h"
 #include "bitnet.h"
+#include "devtools.h"
 #include "draft.h"
 #include "engine_internal.h"
 #include "sampler.h"
@@ -370,11 +372,10 @@ static void test_backoff(void **state) {
 
 // ---- a draft model that fails -------------------------------------------------------
 
-// The shipped model with a NaN in row 3 of its tied embedding: logit 3 of every
-// token is NaN, so each of its forward passes fails (backend.h: bn_all_finite).
-static bn_engine *broken_engine(char *path) {
-    char buf[4096];
-    FILE *f = fopen(bn_shipped_path("models/bitnet-austen-6m.gguf", buf, sizeof buf), "rb");
+// A copy of the model file src (m: the model loaded from it) with an f16 NaN in
+// row `row` of its embedding, loaded from path (a mkstemp template).
+static bn_engine *nan_in_row(const char *src, const bn_model *m, int32_t row, char *path) {
+    FILE *f = fopen(src, "rb");
     assert_non_null(f);
     fseek(f, 0, SEEK_END);
     const long n = ftell(f);
@@ -382,8 +383,9 @@ static bn_engine *broken_engine(char *path) {
     uint8_t *bytes = malloc((size_t)n);
     assert_int_equal(fread(bytes, 1, (size_t)n, f), (size_t)n);
     fclose(f);
-    const bn_tensor *e = &g_engine->model->tok_embd;
-    const size_t at = (size_t)((const uint8_t *)e->data - g_engine->model->gguf->base) + (3 * e->ne0 + 1) * 2;
+    const bn_tensor *e = &m->tok_embd;
+    assert_int_equal(e->type, BN_GGML_F16);
+    const size_t at = (size_t)((const uint8_t *)e->data - m->gguf->base) + ((size_t)row * e->ne0 + 1) * 2;
     bytes[at] = 0x00, bytes[at + 1] = 0x7e; // f16 NaN
     const int fd = mkstemp(path);
     assert_true(fd >= 0);
@@ -408,40 +410,52 @@ static void expect_note(const char *note) {
     if (!strstr(note, "the draft model failed") || !strstr(note, "NaN or an infinity")) fail_msg("note: %s", note);
 }
 
-// A draft model whose passes fail costs its drafts, not the generation: the
-// session and the batch give the tokens they give without one, and say why.
-static void test_failing_draft_model(void **state) {
-    (void)state;
-    enum { N = 24 };
-    char path[] = "/tmp/bn_test_draft_XXXXXX";
-    bn_engine *bad = broken_engine(path);
+enum { N_FAIL = 40 }; // tokens each generation below makes
+
+// The main model's greedy tokens alone: alone[0] of them, from alone[1].
+static void tokens_alone(int32_t alone[N_FAIL + 1]) {
     const bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = 128};
+    const bn_sampling greedy = bn_sampling_greedy();
+    bn_session *s;
+    bn_error err;
+    memset(alone, 0, sizeof(int32_t) * (N_FAIL + 1));
+    if (bn_session_create(g_engine, &sp, &s, &err) ||
+        bn_session_generate(s, g_text, g_n_text, N_FAIL, &greedy, collect, alone, NULL, &err))
+        fail_msg("%s", err.msg);
+    bn_session_free(s);
+    assert_int_equal(alone[0], N_FAIL);
+}
+
+// With `bad` drafting (a draft model whose passes fail, at once or later), a
+// session and a two-slot batch (one request ahead of the other) give the tokens
+// the main model gives alone, say why drafting stopped, and drafted at least
+// `drafted_least` tokens before it did.
+static void check_failing_draft(bn_engine *bad, const int32_t alone[N_FAIL + 1], uint64_t drafted_least) {
+    const bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = 128};
+    const bn_sampling greedy = bn_sampling_greedy();
     bn_session *s = NULL, *d = NULL;
     bn_error err;
-    if (bn_session_create(g_engine, &sp, &s, &err) || bn_session_create(bad, &sp, &d, &err)) fail_msg("%s", err.msg);
-    const bn_sampling greedy = bn_sampling_greedy();
-    int32_t alone[N + 1] = {0}, drafted[N + 1] = {0};
-    if (bn_session_generate(s, g_text, g_n_text, N, &greedy, collect, alone, NULL, &err)) fail_msg("%s", err.msg);
-    bn_session_reset(s);
-    if (bn_session_set_draft(s, d, 4, 0, &err)) fail_msg("%s", err.msg);
+    if (bn_session_create(g_engine, &sp, &s, &err) || bn_session_create(bad, &sp, &d, &err) ||
+        bn_session_set_draft(s, d, 4, 0, &err))
+        fail_msg("%s", err.msg);
     assert_null(bn_session_draft_note(s));
-    if (bn_session_generate(s, g_text, g_n_text, N, &greedy, collect, drafted, NULL, &err)) fail_msg("%s", err.msg);
-    assert_int_equal(drafted[0], N);
-    assert_memory_equal(alone, drafted, sizeof alone);
+    int32_t drafted[N_FAIL + 1] = {0};
+    if (bn_session_generate(s, g_text, g_n_text, N_FAIL, &greedy, collect, drafted, NULL, &err))
+        fail_msg("%s", err.msg);
+    assert_memory_equal(alone, drafted, sizeof drafted);
     expect_note(bn_session_draft_note(s));
-    assert_int_equal(bn_session_lookup_stats(s).drafted, 0);
+    if (bn_session_lookup_stats(s).drafted < drafted_least) fail_msg("the session drafted too little");
     bn_session_set_draft(s, d, 4, 0, &err); // cleared by a new draft
     assert_null(bn_session_draft_note(s));
     bn_session_free(s);
     bn_session_free(d);
 
-    // Two slots: one request ahead of the other; each gives the session's tokens.
     const bn_batch_params bp = {.session = sp, .n_slots = 2};
     bn_batch *b;
     if (bn_batch_create(g_engine, &bp, &b, &err) || bn_batch_set_draft(b, bad, &sp, 4, 0, &err))
         fail_msg("%s", err.msg);
-    int32_t got[2][N] = {{0}}, n_got[2] = {0};
-    const bn_request req = {.prompt = g_text, .n_prompt = g_n_text, .max_tokens = N, .sampling = greedy};
+    int32_t got[2][N_FAIL] = {{0}}, n_got[2] = {0};
+    const bn_request req = {.prompt = g_text, .n_prompt = g_n_text, .max_tokens = N_FAIL, .sampling = greedy};
     assert_int_equal(bn_batch_add(b, &req, &err), 0);
     for (int done = 0, steps = 0; done < 2; steps++) {
         if (steps == 3 && bn_batch_add(b, &req, &err) != 1) fail_msg("%s", err.msg);
@@ -454,14 +468,82 @@ static void test_failing_draft_model(void **state) {
         }
     }
     for (int k = 0; k < 2; k++) {
-        assert_int_equal(n_got[k], N);
+        assert_int_equal(n_got[k], N_FAIL);
         assert_memory_equal(got[k], alone + 1, sizeof got[k]);
     }
     expect_note(bn_batch_draft_note(b));
-    assert_int_equal(bn_batch_lookup_stats(b).drafted, 0);
+    if (bn_batch_lookup_stats(b).drafted < drafted_least) fail_msg("the batch drafted too little");
     bn_batch_free(b);
+}
+
+// A draft model that fails at its first pass: the shipped model with a NaN in
+// row 3 of its tied embedding (logit 3 of every token is NaN).
+static void test_failing_draft_model(void **state) {
+    (void)state;
+    int32_t alone[N_FAIL + 1];
+    tokens_alone(alone);
+    char src[4096], path[] = "/tmp/bn_test_draft_XXXXXX";
+    bn_engine *bad = nan_in_row(bn_shipped_path("models/bitnet-austen-6m.gguf", src, sizeof src), g_engine->model, 3,
+                                path);
+    check_failing_draft(bad, alone, 0);
     bn_engine_free(bad);
     unlink(path);
+}
+
+// One that fails midway, after drafting: a random model of the same vocabulary
+// with an untied head and a NaN in the embedding row of a token the reply
+// writes later (not in the prompt or the reply before it). A NaN in one token's
+// row reaches only that token's own logits (the int8 activations of the layers
+// after it leave the other positions finite), so the draft model fails at the
+// first draft call that ends with that token, if one does: the first such
+// token of the reply for which one does, after some drafts, is the one taken.
+static void test_draft_model_fails_midway(void **state) {
+    (void)state;
+    int32_t alone[N_FAIL + 1];
+    tokens_alone(alone);
+    char src[4096], random_path[64], path[] = "/tmp/bn_test_draft_XXXXXX";
+    bn_synth_config cfg;
+    bn_error err;
+    bn_engine *random;
+    if (bn_synth_preset("tiny", &cfg, &err)) fail_msg("%s", err.msg);
+    cfg.vocab_path = bn_shipped_path("models/bitnet-austen-6m.gguf", src, sizeof src);
+    cfg.untied_head = true, cfg.seed = 5;
+    bn_tmp_path(random_path, sizeof random_path, "draft");
+    if (bn_synth_model_write(&cfg, random_path, &err) || bn_engine_load(random_path, NULL, &random, &err))
+        fail_msg("%s", err.msg);
+    const bn_session_params sp = {.backend = "cpu", .n_threads = 2, .n_ctx = 128};
+    const bn_sampling greedy = bn_sampling_greedy();
+    bn_engine *bad = NULL;
+    for (int k = 2; k < N_FAIL / 2 && !bad; k++) {
+        bool seen = false;
+        for (size_t i = 0; i < g_n_text; i++) seen |= g_text[i] == alone[k];
+        for (int i = 1; i < k; i++) seen |= alone[i] == alone[k];
+        if (seen) continue;
+        bn_engine *e = nan_in_row(random_path, random->model, alone[k], path);
+        bn_session *s, *d;
+        int32_t ids[N_FAIL + 1] = {0};
+        if (bn_session_create(g_engine, &sp, &s, &err) || bn_session_create(e, &sp, &d, &err) ||
+            bn_session_set_draft(s, d, 4, 0, &err) ||
+            bn_session_generate(s, g_text, g_n_text, N_FAIL, &greedy, collect, ids, NULL, &err))
+            fail_msg("%s", err.msg);
+        if (bn_session_draft_note(s) && bn_session_lookup_stats(s).drafted > 0) {
+            fprintf(stderr, "  the draft model fails at the reply's token %d, after %llu drafted\n", k,
+                    (unsigned long long)bn_session_lookup_stats(s).drafted);
+            bad = e;
+        } else {
+            bn_engine_free(e);
+            unlink(path);
+            memcpy(path + strlen(path) - 6, "XXXXXX", 6);
+        }
+        bn_session_free(s);
+        bn_session_free(d);
+    }
+    bn_engine_free(random);
+    if (!bad) fail_msg("no token of the reply made the draft model fail after drafts");
+    check_failing_draft(bad, alone, 1);
+    bn_engine_free(bad);
+    unlink(path);
+    unlink(random_path);
 }
 
 int main(void) {
@@ -470,6 +552,7 @@ int main(void) {
         cmocka_unit_test(test_first_feed_split), cmocka_unit_test(test_p_min_from_top),
         cmocka_unit_test(test_p_min_boundary),   cmocka_unit_test(test_feed_only),
         cmocka_unit_test(test_backoff),          cmocka_unit_test(test_failing_draft_model),
+        cmocka_unit_test(test_draft_model_fails_midway),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
