@@ -520,7 +520,7 @@ static void test_draft_model_fails_midway(void **state) {
         for (int i = 1; i < k; i++) seen |= alone[i] == alone[k];
         if (seen) continue;
         bn_engine *e = nan_in_row(random_path, random->model, alone[k], path);
-        bn_session *s, *d;
+        bn_session *s = NULL, *d = NULL;
         int32_t ids[N_FAIL + 1] = {0};
         if (bn_session_create(g_engine, &sp, &s, &err) || bn_session_create(e, &sp, &d, &err) ||
             bn_session_set_draft(s, d, 4, 0, &err) ||
