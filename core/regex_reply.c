@@ -75,7 +75,8 @@ static void work_out(const bn_regex_reply *r, const bn_engine *e, uint32_t s, ui
         size_t n = 0;
         const char *bytes = bn_engine_token_bytes(e, t, &n);
         const bool fits = bn_engine_is_eog(e, t) ? may_end
-                        : bytes && n && !bn_tokenizer_is_special(e->tok, t) && after(r->rx, s, bytes, n) != BN_REGEX_DEAD;
+                        : bytes && n && !bn_tokenizer_is_special(e->tok, t) &&
+                              after(r->rx, s, bytes, n) != BN_REGEX_DEAD;
         if (fits) bits[t / 64] |= 1ull << (t % 64);
     }
 }

@@ -22,9 +22,9 @@
 #include "draft.h"
 #include "engine_internal.h"
 #include "json_mask.h"
-#include "regex_reply.h"
 #include "logprob_row.h"
 #include "lookup.h"
+#include "regex_reply.h"
 #include "sampler.h"
 
 #define BN_CPU_START_CHUNK 32

@@ -163,7 +163,8 @@ static void test_bad_patterns(void **state) {
     bn_error err;
     static const struct { const char *pattern, *says; } bad[] = {
         {"ab(?=c)", "at offset 2"}, {"^ab(?=c)", "at offset 3"}, {"a\\", "end of the pattern"},
-        {"a)|(b", "unmatched ) at offset 1"}, {")", "unmatched ) at offset 0"}, {"(a", "missing ) for the group at offset 0"},
+        {"a)|(b", "unmatched ) at offset 1"}, {")", "unmatched ) at offset 0"},
+        {"(a", "missing ) for the group at offset 0"},
         {"[]", "no string matches"}, {"a^b", "^"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

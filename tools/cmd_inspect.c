@@ -1,5 +1,5 @@
-// cmd_inspect.c - `bitnet-gpu inspect MODEL [--json] [--check-tensors]`: validate a model file and
-// describe it (docs/inspect.md).
+// cmd_inspect.c - `bitnet-gpu inspect MODEL [--json] [--check-tensors]`: validate
+// a model file and describe it (docs/inspect.md).
 #include <stdio.h>
 #include <stdlib.h>
 

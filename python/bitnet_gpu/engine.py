@@ -558,7 +558,8 @@ class Model:
         regex: the reply is one string this regular expression matches whole
         (ECMA-262, README: Structured replies); choices: it is exactly one of these
         strings (vLLM's guided_choice). The reply ends where nothing can follow.
-        One of json_schema, regex and choices at most. logprobs=True: the Completion's logprobs (and each Piece's logprob) give
+        One of json_schema, regex and choices at most.
+        logprobs=True: the Completion's logprobs (and each Piece's logprob) give
         every generated token's log-probability, with its top_logprobs (0..20)
         likeliest alternatives' (a top_logprobs above 0 implies logprobs). Each
         step then brings back its whole row of logits, which costs time on a GPU.

@@ -50,7 +50,8 @@ _UNSUPPORTED = {
 }
 # The other servers' grammars (llama.cpp's GBNF, vLLM's), with their "off" values.
 _GRAMMARS = {"grammar": ("",), "guided_grammar": ()}
-_FORMATS = "(JSON Schemas, regular expressions and choices are: response_format, guided_json, guided_regex, guided_choice)"
+_FORMATS = ("(JSON Schemas, regular expressions and choices are: response_format, guided_json, guided_regex, "
+            "guided_choice)")
 _NUMBERS = {"temperature": float, "top_p": float, "min_p": float, "repeat_penalty": float, "top_k": int, "seed": int,
             "frequency_penalty": float, "presence_penalty": float, "repeat_last_n": int}
 _FINISH = {"eog": "stop", "stop": "stop", "length": "length", "context": "length", "cancelled": "stop"}
@@ -140,7 +141,8 @@ def _reply_format(body):
     so_fields = so if isinstance(so, dict) else {}
     forms = [("response_format", "json", _json_schema(body)), ("json_schema", "json", body.get("json_schema")),
              ("guided_json", "json", body.get("guided_json")), ("structured_outputs", "json", so_fields.get("json")),
-             ("guided_regex", "regex", body.get("guided_regex")), ("guided_choice", "choices", body.get("guided_choice")),
+             ("guided_regex", "regex", body.get("guided_regex")),
+             ("guided_choice", "choices", body.get("guided_choice")),
              ("structured_outputs", "regex", so_fields.get("regex")),
              ("structured_outputs", "choices", so_fields.get("choice"))]
     held = None
