@@ -254,7 +254,7 @@ static int64_t first_nonfinite(const uint8_t *data, uint32_t type, uint64_t n) {
     return -1;
 }
 
-// The value of element i of F32, F16 or BF16 data, for a message.
+// The value of element i of F32, F16 or BF16 data.
 static float element(const uint8_t *data, uint32_t type, uint64_t i) {
     float f;
     uint16_t h;
@@ -358,20 +358,7 @@ static int map_tensor(bn_model *m, const char *name, tensor_kind kind, uint64_t 
         } else {
             float *f = own(m, malloc(ne0 * sizeof *f));
             if (!f) return bn_errorf(err, "model: out of memory");
-            for (uint64_t k = 0; k < ne0; k++) {
-                uint16_t h;
-                if (t->type == BN_GGML_F32) {
-                    memcpy(&f[k], t->data + 4 * k, 4);
-                    continue;
-                }
-                memcpy(&h, t->data + 2 * k, 2);
-                if (t->type == BN_GGML_F16) {
-                    f[k] = half_to_float(h);
-                } else { // BF16 is the top half of an f32
-                    uint32_t bits = (uint32_t)h << 16;
-                    memcpy(&f[k], &bits, 4);
-                }
-            }
+            for (uint64_t k = 0; k < ne0; k++) f[k] = element(t->data, t->type, k);
             out->f32 = f;
         }
     }

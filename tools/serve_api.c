@@ -255,72 +255,66 @@ static bool get_response_format(fields *f, bn_job_params *p) {
     return set_schema(f, p, schema);
 }
 
-// The same JSON Schema in the forms of the servers people come from: llama.cpp's
-// "json_schema" (the schema) and vLLM's "guided_json" (the schema, or its JSON
-// text) and "structured_outputs": {"json": ...}. One reply format at most.
-static bool get_schema_aliases(fields *f, bn_job_params *p) {
-    const cJSON *so = field(f, "structured_outputs");
-    const struct { const char *name; const cJSON *v; } forms[] = {
-        {"json_schema", field(f, "json_schema")},
-        {"guided_json", field(f, "guided_json")},
-        {"structured_outputs", cJSON_GetObjectItemCaseSensitive(so, "json")},
-    };
-    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
-        const cJSON *v = forms[i].v;
-        if (!v || cJSON_IsNull(v)) continue;
-        if (p->json_object || p->json_schema)
-            return fail(f, "'%s' beside another reply format (response_format, json_schema, guided_json or "
-                           "structured_outputs): give one", forms[i].name);
-        cJSON *parsed = cJSON_IsString(v) ? cJSON_Parse(v->valuestring) : NULL; // vLLM takes the text too
+// One reply format in another server's form: a JSON Schema (an object, or its
+// JSON text, as vLLM takes it), a regular expression, or choices (bn_request.regex,
+// compiled here so that one it cannot follow is a 400 that says why).
+enum { ALIAS_JSON, ALIAS_REGEX, ALIAS_CHOICE };
+
+static bool read_alias(fields *f, bn_job_params *p, const char *name, const cJSON *v, int kind) {
+    if (kind == ALIAS_JSON) {
+        cJSON *parsed = cJSON_IsString(v) ? cJSON_Parse(v->valuestring) : NULL;
         const cJSON *schema = parsed ? parsed : v;
         const bool ok = (cJSON_IsObject(schema) || cJSON_IsTrue(schema))
                             ? set_schema(f, p, schema)
-                            : fail(f, "'%s' must be a JSON Schema: an object, or its JSON text", forms[i].name);
+                            : fail(f, "'%s' must be a JSON Schema: an object, or its JSON text", name);
         cJSON_Delete(parsed);
-        if (!ok) return false;
+        return ok;
+    }
+    bn_error err;
+    int rc = 0;
+    if (kind == ALIAS_REGEX) {
+        if (!cJSON_IsString(v)) return fail(f, "'%s' regex must be a string", name);
+        if (!(p->regex = strdup(v->valuestring))) return fail(f, "out of memory (%s)", name);
+    } else {
+        const int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+        const cJSON *e = n ? v->child : NULL;
+        while (e && cJSON_IsString(e)) e = e->next;
+        if (n == 0 || e) return fail(f, "'%s' choice must be an array of one or more strings", name);
+        const char **choices = calloc((size_t)n, sizeof *choices);
+        if (!choices) return fail(f, "out of memory (%s)", name);
+        int k = 0;
+        for (e = v->child; e; e = e->next) choices[k++] = e->valuestring;
+        rc = bn_regex_of_choices(choices, (size_t)n, &p->regex, &err);
+        free(choices);
+    }
+    if (rc || bn_regex_check(p->regex, &err)) {
+        reply_error(f->r, 400, "invalid_value", "'%s': %s", name, err.msg);
+        return f->bad = true, false;
     }
     return true;
 }
 
-// vLLM's guided_regex and guided_choice (or structured_outputs' regex and
-// choice): the reply is one string the expression matches whole, or one of the
-// choices (bn_request.regex, compiled here so that one it cannot follow is a
-// 400 that says why). Not beside a JSON reply format.
-static bool get_regex(fields *f, bn_job_params *p) {
+// The reply formats of the servers people come from, after response_format:
+// llama.cpp's "json_schema", vLLM's "guided_json", "guided_regex" and
+// "guided_choice", and its "structured_outputs" {"json", "regex", "choice"}.
+// One reply format at most.
+static bool get_reply_aliases(fields *f, bn_job_params *p) {
     const cJSON *so = field(f, "structured_outputs");
-    const struct { const char *name; const cJSON *v; bool choice; } forms[] = {
-        {"guided_regex", field(f, "guided_regex"), false},
-        {"guided_choice", field(f, "guided_choice"), true},
-        {"structured_outputs", cJSON_GetObjectItemCaseSensitive(so, "regex"), false},
-        {"structured_outputs", cJSON_GetObjectItemCaseSensitive(so, "choice"), true},
+    const struct { const char *name; const cJSON *v; int kind; } forms[] = {
+        {"json_schema", field(f, "json_schema"), ALIAS_JSON},
+        {"guided_json", field(f, "guided_json"), ALIAS_JSON},
+        {"structured_outputs", cJSON_GetObjectItemCaseSensitive(so, "json"), ALIAS_JSON},
+        {"guided_regex", field(f, "guided_regex"), ALIAS_REGEX},
+        {"guided_choice", field(f, "guided_choice"), ALIAS_CHOICE},
+        {"structured_outputs", cJSON_GetObjectItemCaseSensitive(so, "regex"), ALIAS_REGEX},
+        {"structured_outputs", cJSON_GetObjectItemCaseSensitive(so, "choice"), ALIAS_CHOICE},
     };
     for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
-        const cJSON *v = forms[i].v;
-        if (!v || cJSON_IsNull(v)) continue;
+        if (!forms[i].v || cJSON_IsNull(forms[i].v)) continue;
         if (p->json_object || p->json_schema || p->regex)
             return fail(f, "'%s' beside another reply format (response_format, json_schema, guided_json, "
                            "guided_regex, guided_choice or structured_outputs): give one", forms[i].name);
-        bn_error err;
-        int rc = 0;
-        if (!forms[i].choice) {
-            if (!cJSON_IsString(v)) return fail(f, "'%s' regex must be a string", forms[i].name);
-            if (!(p->regex = strdup(v->valuestring))) return fail(f, "out of memory (%s)", forms[i].name);
-        } else {
-            const int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
-            const cJSON *e = n ? v->child : NULL;
-            while (e && cJSON_IsString(e)) e = e->next;
-            if (n == 0 || e) return fail(f, "'%s' choice must be an array of one or more strings", forms[i].name);
-            const char **choices = calloc((size_t)n, sizeof *choices);
-            if (!choices) return fail(f, "out of memory (%s)", forms[i].name);
-            int k = 0;
-            for (e = v->child; e; e = e->next) choices[k++] = e->valuestring;
-            rc = bn_regex_of_choices(choices, (size_t)n, &p->regex, &err);
-            free(choices);
-        }
-        if (rc || bn_regex_check(p->regex, &err)) {
-            reply_error(f->r, 400, "invalid_value", "'%s': %s", forms[i].name, err.msg);
-            return f->bad = true, false;
-        }
+        if (!read_alias(f, p, forms[i].name, forms[i].v, forms[i].kind)) return false;
     }
     return true;
 }
@@ -531,8 +525,8 @@ static void generate(const bn_api *a, const char *body, size_t len, bool chat, b
     // serve -n, else OpenAI's defaults: a completion stops after 16 tokens, a chat reply at its end.
     const int default_max = a->max_tokens >= 0 ? a->max_tokens : chat ? 0 : 16;
     bool ok = get_params(a, &f, &p, &r->stream, default_max) && get_echo(&f, chat, &p) && get_logit_bias(a, &f, &p) &&
-              get_logprobs(&f, chat, &p) && get_response_format(&f, &p) && get_schema_aliases(&f, &p) &&
-              get_regex(&f, &p) && refuse_unsupported(&f) &&
+              get_logprobs(&f, chat, &p) && get_response_format(&f, &p) && get_reply_aliases(&f, &p) &&
+              refuse_unsupported(&f) &&
               (chat ? get_tools(&f, &p, &tools) && chat_prompt(a, &f, &p, &tools)
                     : (!(t = field(&f, "tools")) || (cJSON_IsArray(t) && !t->child) ||
                        fail(&f, "'%s' is for chat completions", "tools")) && completion_prompts(a, &f, &p));
